@@ -1,0 +1,35 @@
+// Matrix x quantized matrix, the engine's hot loop.
+//
+// Contract (the engine's determinism rests on it): every output element is
+// computed by one fixed sequence of operations that depends only on its weight row
+// and its activation row. So y[t] is bit-for-bit the same whether x[t] arrives
+// alone (decode), in a batch with other rows (prefill, several sequences), or in
+// chunks of any size; and whatever the number of threads.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/tensor_types.h"
+#include "engine/thread_pool.h"
+
+namespace swarm {
+
+// A weight matrix as the file stores it: `rows` rows of `cols` elements of `type`,
+// each row `row_size(type, cols)` bytes, rows contiguous.
+struct WeightMatrix {
+  TensorType type = TensorType::F32;
+  int64_t cols = 0;  // input features (GGUF ne[0])
+  int64_t rows = 0;  // output features (GGUF ne[1])
+  const void* data = nullptr;
+};
+
+// y[t * rows + r] = sum_k W[r][k] * x[t * cols + k], for t < n_tokens, r < W.rows.
+// `x` is float32 [n_tokens, cols]; `y` is float32 [n_tokens, rows] and must not alias x.
+// Activations are converted to the type the weight type pairs with (Q8_0 blocks for
+// Q8_0/Q4_0, Q8_K for K-quants, F16 for F16) as fast engines do.
+void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+
+// Which instruction set the kernels dispatched to ("avx2", "avx512", "portable").
+const char* matmul_isa();
+
+}  // namespace swarm

@@ -1,0 +1,56 @@
+#include "engine/mapped_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace swarm {
+
+Result<uint64_t> file_size(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0)
+    return Status::IOError(path + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return Status::IOError(path + ": not a regular file");
+  return static_cast<uint64_t>(st.st_size);
+}
+
+Result<std::unique_ptr<MappedRegion>> MappedRegion::Map(const std::string& path, uint64_t offset,
+                                                         uint64_t length) {
+  auto size = file_size(path);
+  if (!size.ok()) return size.status();
+  if (offset > *size || length > *size - offset)
+    return Status::Corruption(path + ": range [" + std::to_string(offset) + ", " +
+                              std::to_string(offset + length) + ") lies past the end of the file (" +
+                              std::to_string(*size) + " bytes)");
+  std::unique_ptr<MappedRegion> region(new MappedRegion());
+  region->offset_ = offset;
+  region->length_ = length;
+  if (length == 0) {
+    static const uint8_t kEmpty = 0;
+    region->data_ = &kEmpty;
+    return region;
+  }
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t start = offset / page * page;
+  const size_t map_len = static_cast<size_t>(offset + length - start);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError(path + ": " + std::strerror(errno));
+  void* base = ::mmap(nullptr, map_len, PROT_READ, MAP_PRIVATE, fd, static_cast<off_t>(start));
+  int saved_errno = errno;
+  ::close(fd);
+  if (base == MAP_FAILED) return Status::IOError(path + ": mmap failed: " + std::strerror(saved_errno));
+  region->map_base_ = base;
+  region->map_length_ = map_len;
+  region->data_ = static_cast<const uint8_t*>(base) + (offset - start);
+  return region;
+}
+
+MappedRegion::~MappedRegion() {
+  if (map_base_ != nullptr) ::munmap(map_base_, map_length_);
+}
+
+}  // namespace swarm

@@ -1,0 +1,43 @@
+// A read-only memory mapping of part of a file. Weights stay where the file maps
+// them: a node that serves layers 8..16 maps only the span holding those layers'
+// tensors, so the rest of the file costs neither memory nor address space.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/status.h"
+
+namespace swarm {
+
+class MappedRegion {
+ public:
+  // Maps bytes [offset, offset + length) of `path`. The mapping starts at the page
+  // boundary below `offset`; data() points at `offset` itself.
+  static Result<std::unique_ptr<MappedRegion>> Map(const std::string& path, uint64_t offset,
+                                                   uint64_t length);
+  ~MappedRegion();
+  MappedRegion(const MappedRegion&) = delete;
+  MappedRegion& operator=(const MappedRegion&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  uint64_t offset() const { return offset_; }
+  uint64_t length() const { return length_; }
+  // Bytes of address space the mapping takes (length rounded out to pages).
+  uint64_t mapped_bytes() const { return map_length_; }
+
+ private:
+  MappedRegion() = default;
+  void* map_base_ = nullptr;
+  size_t map_length_ = 0;
+  const uint8_t* data_ = nullptr;
+  uint64_t offset_ = 0;
+  uint64_t length_ = 0;
+};
+
+// Size of the file at `path`, or an IOError naming it.
+Result<uint64_t> file_size(const std::string& path);
+
+}  // namespace swarm

@@ -1,0 +1,280 @@
+#include "engine/model.h"
+
+#include <algorithm>
+#include <map>
+
+#include "engine/model_arch.h"
+#include "engine/model_loader.h"
+#include "engine/ops.h"
+#include "engine/quants.h"
+
+namespace swarm {
+
+Model::~Model() = default;
+
+Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOptions& options) {
+  auto src = open_model_source(path);
+  if (!src.ok()) return src.status();
+  SWARM_RETURN_IF_ERROR(check_model_tensors(*src));
+  std::unique_ptr<Model> m(new Model());
+  m->source_ = std::move(src).value();
+  SWARM_RETURN_IF_ERROR(m->map_and_bind(options));
+  return m;
+}
+
+Status Model::map_and_bind(const LoadOptions& o) {
+  const ModelConfig& c = source_.config;
+  first_layer_ = o.first_layer;
+  last_layer_ = o.last_layer < 0 ? c.n_layer : o.last_layer;
+  if (first_layer_ < 0 || first_layer_ > last_layer_ || last_layer_ > c.n_layer)
+    return Status::InvalidArgument(source_.path + ": layer range " + std::to_string(first_layer_) + ":" +
+                                   std::to_string(last_layer_) + " is outside the model's " +
+                                   std::to_string(c.n_layer) + " layers");
+  has_embed_ = o.embed < 0 ? first_layer_ == 0 : o.embed == 1;
+  has_head_ = o.head < 0 ? last_layer_ == c.n_layer : o.head == 1;
+
+  // The tensors this model's parts use; only their span of each file is mapped.
+  std::vector<std::string> names;
+  for (int il = first_layer_; il < last_layer_; ++il) {
+    const std::string p = "blk." + std::to_string(il) + ".";
+    for (const char* s : {"attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
+                          "attn_output.weight", "attn_q.bias", "attn_k.bias", "attn_v.bias",
+                          "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"})
+      names.push_back(p + s);
+  }
+  if (has_embed_ || (has_head_ && c.tied_embeddings)) names.push_back("token_embd.weight");
+  if (has_head_) {
+    names.push_back("output_norm.weight");
+    names.push_back("output.weight");
+  }
+  names.push_back("rope_freqs.weight");
+
+  std::map<int, std::pair<uint64_t, uint64_t>> span;  // file -> [begin, end)
+  for (const std::string& n : names) {
+    const TensorInfo* t = source_.find(n);
+    if (t == nullptr) continue;
+    auto [it, fresh] = span.try_emplace(t->file_index, t->offset, t->offset + t->nbytes);
+    if (!fresh) {
+      it->second.first = std::min(it->second.first, t->offset);
+      it->second.second = std::max(it->second.second, t->offset + t->nbytes);
+    }
+  }
+  region_of_file_.assign(source_.files.size(), nullptr);
+  for (const auto& [file, range] : span) {
+    auto r = MappedRegion::Map(source_.files[file], range.first, range.second - range.first);
+    if (!r.ok()) return r.status();
+    region_of_file_[file] = r->get();
+    regions_.push_back(std::move(r).value());
+  }
+
+  const int64_t d = c.n_embd, q_dim = int64_t{c.n_head} * c.head_dim, kv = int64_t{c.n_head_kv} * c.head_dim;
+  layers_.resize(last_layer_ - first_layer_);
+  for (int il = first_layer_; il < last_layer_; ++il) {
+    const std::string p = "blk." + std::to_string(il) + ".";
+    Layer& L = layers_[il - first_layer_];
+    struct { WeightMatrix* w; const char* n; } mats[] = {
+        {&L.wq, "attn_q.weight"}, {&L.wk, "attn_k.weight"}, {&L.wv, "attn_v.weight"},
+        {&L.wo, "attn_output.weight"}, {&L.gate, "ffn_gate.weight"}, {&L.up, "ffn_up.weight"},
+        {&L.down, "ffn_down.weight"}};
+    for (auto& m : mats) {
+      auto w = matrix(p + m.n);
+      if (!w.ok()) return w.status();
+      *m.w = *w;
+    }
+    struct { const float** v; const char* n; int64_t len; } vecs[] = {
+        {&L.attn_norm, "attn_norm.weight", d}, {&L.ffn_norm, "ffn_norm.weight", d},
+        {&L.bq, "attn_q.bias", q_dim}, {&L.bk, "attn_k.bias", kv}, {&L.bv, "attn_v.bias", kv}};
+    for (auto& v : vecs) {
+      if (source_.find(p + v.n) == nullptr) continue;  // optional biases; required ones were checked
+      auto r = vector(p + v.n, v.len);
+      if (!r.ok()) return r.status();
+      *v.v = *r;
+    }
+  }
+  if (has_embed_ || (has_head_ && c.tied_embeddings)) {
+    embd_info_ = source_.find("token_embd.weight");
+    embd_data_ = region_of_file_[embd_info_->file_index]->data() +
+                 (embd_info_->offset - region_of_file_[embd_info_->file_index]->offset());
+  }
+  if (has_head_) {
+    auto norm = vector("output_norm.weight", d);
+    if (!norm.ok()) return norm.status();
+    output_norm_ = *norm;
+    auto out = matrix(c.tied_embeddings ? "token_embd.weight" : "output.weight");
+    if (!out.ok()) return out.status();
+    output_ = *out;
+  }
+  inv_freq_ = rope_inv_freq(c);
+  if (source_.find("rope_freqs.weight") != nullptr) {
+    auto factors = vector("rope_freqs.weight", c.rope_dim / 2);
+    if (!factors.ok()) return factors.status();
+    for (int i = 0; i < c.rope_dim / 2; ++i) inv_freq_[i] /= (*factors)[i];
+  }
+  return Status::Ok();
+}
+
+Result<WeightMatrix> Model::matrix(const std::string& name) {
+  const TensorInfo* t = source_.find(name);
+  if (t == nullptr) return Status::NotFound(source_.path + ": tensor " + name + " is missing");
+  const MappedRegion* r = region_of_file_[t->file_index];
+  WeightMatrix w;
+  w.type = t->type;
+  w.cols = t->shape[0];
+  w.rows = t->n_elements() / t->shape[0];
+  w.data = r->data() + (t->offset - r->offset());
+  return w;
+}
+
+Result<const float*> Model::vector(const std::string& name, int64_t expected_len) {
+  const TensorInfo* t = source_.find(name);
+  if (t == nullptr) return Status::NotFound(source_.path + ": tensor " + name + " is missing");
+  if (t->n_elements() != expected_len)
+    return Status::InvalidArgument(source_.path + ": tensor " + name + " has " + std::to_string(t->n_elements()) +
+                                   " elements, expected " + std::to_string(expected_len));
+  const MappedRegion* r = region_of_file_[t->file_index];
+  const uint8_t* data = r->data() + (t->offset - r->offset());
+  // Norm weights and biases are small; keeping them as float32 copies lets every
+  // kernel take plain floats whatever type the file stored them in.
+  auto v = std::make_unique<std::vector<float>>(expected_len);
+  if (!dequantize_row(t->type, data, v->data(), expected_len))
+    return Status::Unsupported(source_.path + ": tensor " + name + " has unsupported type " + type_name(t->type));
+  const float* p = v->data();
+  owned_.push_back(std::move(v));
+  return p;
+}
+
+uint64_t Model::mapped_bytes() const {
+  uint64_t n = 0;
+  for (const auto& r : regions_) n += r->length();
+  return n;
+}
+
+uint64_t Model::weight_bytes_per_token() const {
+  auto bytes = [](const WeightMatrix& w) { return row_size(w.type, w.cols) * static_cast<uint64_t>(w.rows); };
+  uint64_t n = 0;
+  for (const Layer& L : layers_)
+    for (const WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) n += bytes(*w);
+  if (has_head_) n += bytes(output_);
+  if (has_embed_) n += row_size(embd_info_->type, embd_info_->shape[0]);
+  return n;
+}
+
+std::string Model::main_type() const {
+  std::map<std::string, uint64_t> by_type;
+  for (const Layer& L : layers_)
+    for (const WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
+      by_type[type_name(w->type)] += static_cast<uint64_t>(w->rows * w->cols);
+  std::string best = "F32";
+  uint64_t most = 0;
+  for (const auto& [t, n] : by_type)
+    if (n > most) most = n, best = t;
+  return best;
+}
+
+std::unique_ptr<KvCache> Model::new_cache(int max_len) const {
+  return std::make_unique<KvCache>(first_layer_, last_layer_, kv_dim(), max_len);
+}
+
+Status Model::embed(const int32_t* tokens, int64_t n, float* hidden) const {
+  if (!has_embed_) return Status::InvalidArgument("this model part was loaded without the embedding");
+  const int64_t d = config().n_embd;
+  const size_t row_bytes = row_size(embd_info_->type, d);
+  for (int64_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= config().n_vocab)
+      return Status::InvalidArgument("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
+                                     " is outside the vocabulary [0, " + std::to_string(config().n_vocab) + ")");
+    dequantize_row(embd_info_->type, embd_data_ + row_bytes * tokens[i], hidden + i * d, d);
+  }
+  return Status::Ok();
+}
+
+Status Model::run_layers(float* hidden, const std::vector<SeqChunk>& chunks, int first, int last,
+                         ThreadPool& pool) const {
+  if (first < first_layer_ || last > last_layer_ || first > last)
+    return Status::InvalidArgument("layers " + std::to_string(first) + ":" + std::to_string(last) +
+                                   " are not within the loaded range " + std::to_string(first_layer_) + ":" +
+                                   std::to_string(last_layer_));
+  std::vector<int32_t> positions;
+  for (const SeqChunk& ch : chunks) {
+    if (ch.cache == nullptr || ch.n_tokens <= 0) return Status::InvalidArgument("empty sequence chunk in batch");
+    if (ch.cache->first_layer() > first || ch.cache->last_layer() < last || ch.cache->kv_dim() != kv_dim())
+      return Status::InvalidArgument("KV cache does not hold layers " + std::to_string(first) + ":" +
+                                     std::to_string(last));
+    for (int i = 0; i < ch.n_tokens; ++i) positions.push_back(ch.cache->length() + i);
+  }
+  for (const SeqChunk& ch : chunks) SWARM_RETURN_IF_ERROR(ch.cache->reserve(ch.n_tokens));
+  for (int il = first; il < last; ++il) SWARM_RETURN_IF_ERROR(run_layer(il, hidden, chunks, positions, pool));
+  // Every layer wrote the new entries at length()..length()+n; now they count.
+  for (const SeqChunk& ch : chunks) ch.cache->commit(ch.n_tokens);
+  return Status::Ok();
+}
+
+Status Model::run_layer(int il, float* hidden, const std::vector<SeqChunk>& chunks,
+                        const std::vector<int32_t>& positions, ThreadPool& pool) const {
+  const ModelConfig& c = config();
+  const Layer& L = layers_[il - first_layer_];
+  const int64_t n = static_cast<int64_t>(positions.size());
+  const int d = c.n_embd, q_dim = c.n_head * c.head_dim, kv = kv_dim();
+  std::vector<float> x(n * d), q(n * q_dim), k(n * kv), v(n * kv), attn(n * q_dim);
+
+  rms_norm(hidden, L.attn_norm, n, d, c.rms_eps, x.data());
+  matmul(L.wq, x.data(), n, q.data(), pool);
+  matmul(L.wk, x.data(), n, k.data(), pool);
+  matmul(L.wv, x.data(), n, v.data(), pool);
+  auto add_bias = [n](float* y, const float* b, int dim) {
+    if (b == nullptr) return;
+    for (int64_t t = 0; t < n; ++t)
+      for (int i = 0; i < dim; ++i) y[t * dim + i] += b[i];
+  };
+  add_bias(q.data(), L.bq, q_dim);
+  add_bias(k.data(), L.bk, kv);
+  add_bias(v.data(), L.bv, kv);
+  const double pos_scale = c.rope_scaling == RopeScaling::kLinear ? 1.0 / c.rope_scale_factor : 1.0;
+  rope(q.data(), n, positions.data(), c.n_head, c.head_dim, c.rope_dim, inv_freq_, pos_scale, c.rope_neox);
+  rope(k.data(), n, positions.data(), c.n_head_kv, c.head_dim, c.rope_dim, inv_freq_, pos_scale, c.rope_neox);
+
+  int64_t row = 0;
+  for (const SeqChunk& ch : chunks) {
+    const int start = ch.cache->length();
+    for (int i = 0; i < ch.n_tokens; ++i) {
+      std::copy_n(&k[(row + i) * kv], kv, ch.cache->k(il, start + i));
+      std::copy_n(&v[(row + i) * kv], kv, ch.cache->v(il, start + i));
+    }
+    attention(&q[row * q_dim], ch.n_tokens, start, *ch.cache, il, c.n_head, c.n_head_kv, c.head_dim,
+              &attn[row * q_dim], pool);
+    row += ch.n_tokens;
+  }
+  matmul(L.wo, attn.data(), n, x.data(), pool);
+  for (int64_t i = 0; i < n * d; ++i) hidden[i] += x[i];
+
+  std::vector<float> g(n * c.n_ff), u(n * c.n_ff);
+  rms_norm(hidden, L.ffn_norm, n, d, c.rms_eps, x.data());
+  matmul(L.gate, x.data(), n, g.data(), pool);
+  matmul(L.up, x.data(), n, u.data(), pool);
+  silu_mul(g.data(), u.data(), n * c.n_ff, g.data());
+  matmul(L.down, g.data(), n, x.data(), pool);
+  for (int64_t i = 0; i < n * d; ++i) hidden[i] += x[i];
+  return Status::Ok();
+}
+
+Status Model::head(const float* hidden, int64_t n, float* logits, ThreadPool& pool) const {
+  if (!has_head_) return Status::InvalidArgument("this model part was loaded without the output head");
+  const int d = config().n_embd;
+  std::vector<float> x(n * d);
+  rms_norm(hidden, output_norm_, n, d, config().rms_eps, x.data());
+  matmul(output_, x.data(), n, logits, pool);
+  return Status::Ok();
+}
+
+Result<std::vector<float>> Model::forward(const std::vector<int32_t>& tokens, KvCache& cache,
+                                          ThreadPool& pool) const {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  std::vector<float> hidden(n * config().n_embd);
+  SWARM_RETURN_IF_ERROR(embed(tokens.data(), n, hidden.data()));
+  SWARM_RETURN_IF_ERROR(run_layers(hidden.data(), {{&cache, static_cast<int>(n)}}, first_layer_, last_layer_, pool));
+  std::vector<float> logits(n * config().n_vocab);
+  SWARM_RETURN_IF_ERROR(head(hidden.data(), n, logits.data(), pool));
+  return logits;
+}
+
+}  // namespace swarm

@@ -1,0 +1,110 @@
+// A transformer (llama or qwen2) that runs in three separable parts, so that a
+// node can hold any contiguous range of layers:
+//   embed(tokens)                    -> hidden [n, d_model]   (first stage)
+//   run_layers(hidden, chunks, a, b) -> hidden after layers [a, b)
+//   head(hidden)                     -> logits [n, vocab]     (last stage)
+// Only the tensors of the parts a Model was loaded for are mapped.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "engine/mapped_file.h"
+#include "engine/matmul.h"
+#include "engine/model_source.h"
+#include "engine/status.h"
+#include "engine/thread_pool.h"
+
+namespace swarm {
+
+struct LoadOptions {
+  int first_layer = 0;
+  int last_layer = -1;        // -1: through the last layer
+  int embed = -1;             // 1: map the embedding, 0: don't, -1: iff first_layer == 0
+  int head = -1;              // 1: map the output head, 0: don't, -1: iff last_layer == n_layer
+};
+
+// Contiguous tokens of one sequence within a batch. Their positions continue the
+// sequence's cache: cache->length(), cache->length() + 1, ...
+struct SeqChunk {
+  KvCache* cache = nullptr;
+  int n_tokens = 0;
+};
+
+class Model {
+ public:
+  // Opens a .gguf file or a Hugging Face folder.
+  static Result<std::unique_ptr<Model>> Load(const std::string& path, const LoadOptions& options = {});
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return source_.config; }
+  const ModelSource& source() const { return source_; }
+  int first_layer() const { return first_layer_; }
+  int last_layer() const { return last_layer_; }
+  bool has_embed() const { return has_embed_; }
+  bool has_head() const { return has_head_; }
+  int kv_dim() const { return config().n_head_kv * config().head_dim; }
+  // Bytes of the file mapped for this model's parts.
+  uint64_t mapped_bytes() const;
+  // Bytes of weights one decode step reads: every held matrix, plus one embedding row.
+  uint64_t weight_bytes_per_token() const;
+  // The type most of the held matrices have ("Q8_0"); for reports.
+  std::string main_type() const;
+
+  // A fresh cache for this model's layers holding up to `max_len` positions.
+  std::unique_ptr<KvCache> new_cache(int max_len) const;
+
+  // hidden[n, d_model] <- the embedding rows of `tokens`.
+  Status embed(const int32_t* tokens, int64_t n, float* hidden) const;
+  // Runs layers [first, last) (within those loaded) over the batch in `hidden`,
+  // whose rows are the chunks' tokens one after another, appending each chunk's
+  // keys and values to its cache.
+  Status run_layers(float* hidden, const std::vector<SeqChunk>& chunks, int first, int last,
+                    ThreadPool& pool) const;
+  // logits[n, vocab] <- output(norm(hidden)).
+  Status head(const float* hidden, int64_t n, float* logits, ThreadPool& pool) const;
+
+  // Convenience for tools and tests: embed + all loaded layers + head for one
+  // sequence; returns logits for every token.
+  Result<std::vector<float>> forward(const std::vector<int32_t>& tokens, KvCache& cache,
+                                     ThreadPool& pool) const;
+
+ private:
+  struct Layer {
+    const float* attn_norm = nullptr;
+    const float* ffn_norm = nullptr;
+    const float* bq = nullptr;
+    const float* bk = nullptr;
+    const float* bv = nullptr;
+    WeightMatrix wq, wk, wv, wo, gate, up, down;
+  };
+
+  Model() = default;
+  Status map_and_bind(const LoadOptions& options);
+  Result<WeightMatrix> matrix(const std::string& name);
+  Result<const float*> vector(const std::string& name, int64_t expected_len);
+  Status run_layer(int il, float* hidden, const std::vector<SeqChunk>& chunks,
+                   const std::vector<int32_t>& positions, ThreadPool& pool) const;
+
+  ModelSource source_;
+  int first_layer_ = 0;
+  int last_layer_ = 0;
+  bool has_embed_ = false;
+  bool has_head_ = false;
+  std::vector<std::unique_ptr<MappedRegion>> regions_;       // one per file with tensors we use
+  std::vector<const MappedRegion*> region_of_file_;
+  std::vector<std::unique_ptr<std::vector<float>>> owned_;   // small vectors converted to f32
+  std::vector<Layer> layers_;                                // [first_layer_, last_layer_)
+  const TensorInfo* embd_info_ = nullptr;
+  const uint8_t* embd_data_ = nullptr;
+  const float* output_norm_ = nullptr;
+  WeightMatrix output_;
+  std::vector<double> inv_freq_;                             // rope_dim / 2 entries
+};
+
+}  // namespace swarm

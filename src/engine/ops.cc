@@ -1,0 +1,103 @@
+#include "engine/ops.h"
+
+#include <cmath>
+
+namespace swarm {
+
+void rms_norm(const float* x, const float* w, int64_t n, int dim, float eps, float* out) {
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xr = x + t * dim;
+    float* yr = out + t * dim;
+    double ss = 0;
+    for (int i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    const float scale = static_cast<float>(1.0 / std::sqrt(ss / dim + eps));
+    for (int i = 0; i < dim; ++i) yr[i] = xr[i] * scale * w[i];
+  }
+}
+
+void rope(float* x, int64_t n, const int32_t* positions, int n_heads, int head_dim, int rope_dim,
+          const std::vector<double>& inv_freq, double position_scale, bool neox) {
+  const int half = rope_dim / 2;
+  std::vector<float> cs(half), sn(half);
+  for (int64_t t = 0; t < n; ++t) {
+    const double p = positions[t] * position_scale;
+    for (int i = 0; i < half; ++i) {
+      const double theta = p * inv_freq[i];
+      cs[i] = static_cast<float>(std::cos(theta));
+      sn[i] = static_cast<float>(std::sin(theta));
+    }
+    for (int h = 0; h < n_heads; ++h) {
+      float* v = x + (t * n_heads + h) * head_dim;
+      for (int i = 0; i < half; ++i) {
+        const int a = neox ? i : 2 * i;
+        const int b = neox ? i + half : 2 * i + 1;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs[i] - x1 * sn[i];
+        v[b] = x0 * sn[i] + x1 * cs[i];
+      }
+    }
+  }
+}
+
+void silu_mul(const float* gate, const float* up, int64_t count, float* out) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+namespace {
+
+// Four partial sums in a fixed pattern: vectorisable, and the same every call.
+inline float dot(const float* a, const float* b, int n) {
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+  for (; i < n; ++i) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+}  // namespace
+
+void attention(const float* q, int64_t n, int start, const KvCache& cache, int layer, int n_head,
+               int n_head_kv, int head_dim, float* out, ThreadPool& pool) {
+  const int group = n_head / n_head_kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  // One task per (token, head); each is computed the same way wherever it runs.
+  pool.parallel_for(n * n_head, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(start + n);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t t = task / n_head;
+      const int h = static_cast<int>(task % n_head);
+      const int kvh = h / group;
+      const float* qh = q + (t * n_head + h) * head_dim;
+      const int len = start + static_cast<int>(t) + 1;
+      float mx = -INFINITY;
+      for (int p = 0; p < len; ++p) {
+        const float s = dot(qh, cache.k(layer, p) + kvh * head_dim, head_dim) * scale;
+        scores[p] = s;
+        mx = std::max(mx, s);
+      }
+      float sum = 0;
+      for (int p = 0; p < len; ++p) {
+        scores[p] = std::exp(scores[p] - mx);
+        sum += scores[p];
+      }
+      const float inv = 1.0f / sum;
+      float* o = out + (t * n_head + h) * head_dim;
+      for (int d = 0; d < head_dim; ++d) o[d] = 0;
+      for (int p = 0; p < len; ++p) {
+        const float w = scores[p] * inv;
+        const float* vp = cache.v(layer, p) + kvh * head_dim;
+        for (int d = 0; d < head_dim; ++d) o[d] += w * vp[d];
+      }
+    }
+  });
+}
+
+}  // namespace swarm

@@ -1,0 +1,33 @@
+// The transformer's element-wise and attention kernels (everything but matmul).
+// Each output depends only on its own token's inputs (and, for attention, its own
+// sequence's cache), computed in a fixed order: batch-invariant like matmul.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "engine/thread_pool.h"
+
+namespace swarm {
+
+// out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w, for n rows of `dim`.
+void rms_norm(const float* x, const float* w, int64_t n, int dim, float eps, float* out);
+
+// Rotary position embedding in place on `n_heads` heads of `head_dim` per token;
+// the first `rope_dim` dims of each head rotate. inv_freq has rope_dim/2 entries
+// (already divided by any per-dimension scaling factor). neox: pairs (i, i+rope_dim/2),
+// else adjacent pairs (2i, 2i+1).
+void rope(float* x, int64_t n, const int32_t* positions, int n_heads, int head_dim, int rope_dim,
+          const std::vector<double>& inv_freq, double position_scale, bool neox);
+
+// out[t] = silu(gate[t]) * up[t], element-wise over n*dim values.
+void silu_mul(const float* gate, const float* up, int64_t count, float* out);
+
+// Causal attention of `n` new tokens whose keys and values are already in
+// `cache` at positions [start, start + n), against positions [0, start + i].
+// q: [n, n_head * head_dim]; out: [n, n_head * head_dim].
+void attention(const float* q, int64_t n, int start, const KvCache& cache, int layer, int n_head,
+               int n_head_kv, int head_dim, float* out, ThreadPool& pool);
+
+}  // namespace swarm

@@ -1,1 +1,16 @@
-int main() { return 0; }
+// `swarm`: one binary, one subcommand per job, flags as llama.cpp's tools spell them.
+#include <CLI/CLI.hpp>
+
+#include "cli/common.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"SwarmInfer: LLM inference across a swarm of machines"};
+  app.require_subcommand(1);
+  swarm::cli::register_generate(app);
+  swarm::cli::register_logits(app);
+  swarm::cli::register_hidden(app);
+  swarm::cli::register_synth(app);
+  swarm::cli::register_bench(app);
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}

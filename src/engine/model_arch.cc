@@ -61,6 +61,10 @@ Status check_model_tensors(const ModelSource& src) {
     SWARM_RETURN_IF_ERROR(expect(src, p + "ffn_gate.weight", {d, c.n_ff}, true));
     SWARM_RETURN_IF_ERROR(expect(src, p + "ffn_up.weight", {d, c.n_ff}, true));
     SWARM_RETURN_IF_ERROR(expect(src, p + "ffn_down.weight", {c.n_ff, d}, true));
+    // Biases these architectures never have: refuse rather than silently ignore them.
+    for (const char* b : {"attn_output.bias", "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias"})
+      if (src.find(p + b) != nullptr)
+        return Status::Unsupported(src.path + ": tensor " + p + b + " (biases on this projection are not supported)");
   }
   return Status::Ok();
 }

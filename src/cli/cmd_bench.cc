@@ -1,0 +1,86 @@
+// swarm bench -m MODEL [-t N] [--prompt 128] [--gen 64] [--json]
+// Prefill and decode tokens/s, and decode's weight traffic as a fraction of the
+// machine's measured memory read bandwidth (the roofline for a memory-bound step).
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "cli/common.h"
+#include "engine/matmul.h"
+#include "engine/membw.h"
+
+namespace swarm::cli {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  struct Opts {
+    std::string model;
+    int threads = 0, prompt = 128, gen = 64, reps = 3;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode speed against memory bandwidth");
+  cmd->add_option("-m,--model", o->model, "GGUF file or Hugging Face folder")->required();
+  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
+  cmd->add_option("-p,--prompt", o->prompt, "Prompt tokens for prefill (default 128)")->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("-n,--gen", o->gen, "Tokens to decode (default 64)")->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("-r,--repetitions", o->reps, "Runs; the best is reported (default 3)")->check(CLI::Range(1, 100));
+  cmd->add_flag("--json", o->json, "Print one JSON line");
+  cmd->callback([o] {
+    auto model = load_model(o->model);
+    const ModelConfig& c = model->config();
+    ThreadPool pool(o->threads);
+    const double bw = measure_read_bandwidth(pool);
+
+    std::mt19937 rng(42);
+    std::vector<int32_t> prompt(o->prompt);
+    for (int32_t& t : prompt) t = static_cast<int32_t>(rng() % c.n_vocab);
+    const int d = c.n_embd;
+    double best_prefill = 0, best_decode = 0;
+    std::vector<float> hidden(static_cast<size_t>(o->prompt) * d), logits(c.n_vocab);
+    for (int rep = 0; rep < o->reps; ++rep) {
+      auto cache = model->new_cache(o->prompt + o->gen);
+      // Prefill: the whole prompt as one batch; logits only for its last token.
+      auto t0 = std::chrono::steady_clock::now();
+      check(model->embed(prompt.data(), o->prompt, hidden.data()));
+      check(model->run_layers(hidden.data(), {{cache.get(), o->prompt}}, 0, c.n_layer, pool));
+      check(model->head(hidden.data() + static_cast<size_t>(o->prompt - 1) * d, 1, logits.data(), pool));
+      best_prefill = std::max(best_prefill, o->prompt / seconds_since(t0));
+      // Decode: one token at a time, each through every layer and the head.
+      t0 = std::chrono::steady_clock::now();
+      int32_t tok = prompt.back();
+      for (int i = 0; i < o->gen; ++i) {
+        check(model->embed(&tok, 1, hidden.data()));
+        check(model->run_layers(hidden.data(), {{cache.get(), 1}}, 0, c.n_layer, pool));
+        check(model->head(hidden.data(), 1, logits.data(), pool));
+        tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      }
+      best_decode = std::max(best_decode, o->gen / seconds_since(t0));
+    }
+    const double bytes = static_cast<double>(model->weight_bytes_per_token());
+    const double decode_bw = best_decode * bytes;
+    if (o->json) {
+      std::printf(
+          "{\"bench\":\"engine\",\"model\":\"%s\",\"type\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"prompt\":%d,"
+          "\"gen\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"bytes_per_token\":%.0f,\"read_bw_gbs\":%.2f,"
+          "\"decode_gbs\":%.2f,\"decode_bw_fraction\":%.3f}\n",
+          c.name.c_str(), model->main_type().c_str(), pool.size(), matmul_isa(), o->prompt, o->gen, best_prefill,
+          best_decode, bytes, bw / 1e9, decode_bw / 1e9, decode_bw / bw);
+    } else {
+      std::printf("model      %s (%s)\nthreads    %d (%s kernels)\n", c.name.c_str(), model->main_type().c_str(),
+                  pool.size(), matmul_isa());
+      std::printf("prefill    %.1f tok/s (%d tokens)\n", best_prefill, o->prompt);
+      std::printf("decode     %.1f tok/s (%d tokens), %.2f GB/token, %.1f GB/s\n", best_decode, o->gen, bytes / 1e9,
+                  decode_bw / 1e9);
+      std::printf("memory     %.1f GB/s read; decode reaches %.0f%% of it\n", bw / 1e9, 100 * decode_bw / bw);
+    }
+  });
+}
+
+}  // namespace swarm::cli

@@ -1,0 +1,54 @@
+#include "cli/common.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace swarm::cli {
+
+void fail(const std::string& message) {
+  std::fprintf(stderr, "swarm: %s\n", message.c_str());
+  throw CLI::RuntimeError(1);
+}
+
+Result<std::vector<int32_t>> parse_token_list(const std::string& s) {
+  std::vector<int32_t> out;
+  size_t i = 0;
+  while (i <= s.size()) {
+    const size_t comma = s.find(',', i);
+    const std::string item = s.substr(i, comma == std::string::npos ? std::string::npos : comma - i);
+    char* end = nullptr;
+    errno = 0;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || errno != 0 || v < 0 || v > INT32_MAX)
+      return Status::InvalidArgument("--tokens: '" + item + "' is not a token id (expected e.g. 1,2,3)");
+    out.push_back(static_cast<int32_t>(v));
+    if (comma == std::string::npos) break;
+    i = comma + 1;
+  }
+  return out;
+}
+
+Result<std::pair<int, int>> parse_layer_range(const std::string& s) {
+  int a = 0, b = 0;
+  char extra = 0;
+  if (std::sscanf(s.c_str(), "%d:%d%c", &a, &b, &extra) != 2 || a < 0 || b <= a)
+    return Status::InvalidArgument("--layers: '" + s + "' is not a range A:B with 0 <= A < B");
+  return std::make_pair(a, b);
+}
+
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options) {
+  auto m = Model::Load(path, options);
+  if (!m.ok()) fail(m.status().ToString());
+  return std::move(m).value();
+}
+
+void write_f32(const std::string& path, const float* data, size_t n) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) fail(path + ": " + std::strerror(errno));
+  const size_t written = std::fwrite(data, sizeof(float), n, f);
+  if (std::fclose(f) != 0 || written != n) fail(path + ": write failed");
+}
+
+}  // namespace swarm::cli

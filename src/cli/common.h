@@ -1,0 +1,39 @@
+// Pieces every `swarm` subcommand shares: argument parsing helpers and the one
+// way a command reports failure (a message on stderr naming the problem, then a
+// non-zero exit).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/model.h"
+#include "engine/status.h"
+
+namespace swarm::cli {
+
+// Prints "swarm: <message>" and ends the command with exit code 1.
+[[noreturn]] void fail(const std::string& message);
+inline void check(const Status& st) {
+  if (!st.ok()) fail(st.ToString());
+}
+
+// "1,2,3" -> {1, 2, 3}; rejects empty lists, non-numbers and negative ids.
+Result<std::vector<int32_t>> parse_token_list(const std::string& s);
+// "A:B" -> {A, B} with 0 <= A < B.
+Result<std::pair<int, int>> parse_layer_range(const std::string& s);
+
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {});
+void write_f32(const std::string& path, const float* data, size_t n);
+
+// Registration of each subcommand (one file each).
+void register_logits(CLI::App& app);
+void register_hidden(CLI::App& app);
+void register_synth(CLI::App& app);
+void register_bench(CLI::App& app);
+void register_generate(CLI::App& app);
+
+}  // namespace swarm::cli

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -257,6 +258,32 @@ TEST(QuantsQuantize, ZeroRowsGiveZeroScalesAndDecodeToZero) {
     const std::vector<uint8_t> bytes = Quantize(t, x);
     for (uint8_t v : bytes) ASSERT_EQ(v, 0) << type_name(t);
   }
+}
+
+// Where a sub-block's scale rounds to 0 against the block's largest, its values
+// all decode to 0 whatever its quants are, but ggml still stores the levels its
+// first fit chose rather than zeros; files must match byte for byte, so we do too.
+TEST(QuantsQuantize, KTypesKeepFittedLevelsWhereASubScaleRoundsToZero) {
+  std::vector<float> x(256);
+  for (int i = 0; i < 256; ++i) x[i] = std::sin(0.37f * i);                // range about [-1, 1]
+  for (int i = 0; i < 32; ++i) x[i] = 1e-4f * static_cast<float>(i - 16);  // tiny first 32
+
+  const std::vector<uint8_t> q4 = Quantize(TensorType::Q4_K, x);
+  BlockQ4_K b4;
+  std::memcpy(&b4, q4.data(), sizeof(b4));
+  EXPECT_EQ(b4.scales[0] & 63, 0);  // sub-block 0's scale rounded to 0
+  std::set<int> levels4;
+  for (int l = 0; l < 32; ++l) levels4.insert(b4.qs[l] & 0xF);
+  EXPECT_GT(levels4.size(), 8u);
+
+  const std::vector<uint8_t> q6 = Quantize(TensorType::Q6_K, x);
+  BlockQ6_K b6;
+  std::memcpy(&b6, q6.data(), sizeof(b6));
+  EXPECT_EQ(b6.scales[0], 0);
+  EXPECT_EQ(b6.scales[1], 0);
+  std::set<int> levels6;
+  for (int l = 0; l < 32; ++l) levels6.insert((b6.ql[l] & 0xF) | ((b6.qh[l] & 3) << 4));
+  EXPECT_GT(levels6.size(), 8u);
 }
 
 // ---------------------------------------------------------------------------

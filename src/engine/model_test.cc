@@ -69,7 +69,7 @@ TEST_P(ReferenceTest, LogitsAtEveryPositionWithinTolerance) {
     const double max_allowed = c.type == "hf" ? 1e-3 + 1e-5 * s : c.max_tol * s;
     EXPECT_LE(max_err, max_allowed) << c << " p" << p << " S=" << s;
     EXPECT_LE(mean_err, c.mean_tol * s) << c << " p" << p << " S=" << s;
-    std::printf("[ %s p%d ] max err %.5f S, mean err %.6f S\n", path_.c_str(), p, max_err / s, mean_err / s);
+    std::printf("[ %s p%d ] max err %.2e S, mean err %.2e S\n", path_.c_str(), p, max_err / s, mean_err / s);
   }
 }
 

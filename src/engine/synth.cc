@@ -53,7 +53,7 @@ std::vector<SynthShape> make_shapes() {
   std::vector<SynthShape> s;
   {
     // Small enough to make in a second and to run anywhere: the built-in demo model.
-    SynthShape x{"demo-tiny", llama_config(8, 512, 1408, 8, 4, 8192, 2048, 10000.f, false), "llama", "", kLlama2Template};
+    SynthShape x{"demo-tiny", llama_config(8, 512, 1536, 8, 4, 8192, 2048, 10000.f, false), "llama", "", kLlama2Template};
     s.push_back(x);
   }
   s.push_back({"tinyllama-1.1b", llama_config(22, 2048, 5632, 32, 4, 32000, 2048, 10000.f, false), "llama", "",

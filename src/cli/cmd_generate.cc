@@ -52,6 +52,7 @@ void register_generate(CLI::App& app) {
       last = std::move(next).value();
     }
     std::printf("\n");
+    std::fflush(stdout);
     const auto t2 = std::chrono::steady_clock::now();
     const double tp = std::chrono::duration<double>(t1 - t0).count();
     const double tg = std::chrono::duration<double>(t2 - t1).count();

@@ -42,7 +42,9 @@ void register_hidden(CLI::App& app) {
     auto cache = model->new_cache(n);
     if (o->input.empty()) {
       check(model->embed(tokens->data(), n, hidden.data()));
-      check(model->run_layers(hidden.data(), {{cache.get(), n}}, 0, a, pool));
+      // Layers before A keep their own cache: positions restart for every range.
+      auto before = model->new_cache(n);
+      check(model->run_layers(hidden.data(), {{before.get(), n}}, 0, a, pool));
     } else {
       auto size = file_size(o->input);
       check(size.status());
@@ -53,7 +55,7 @@ void register_hidden(CLI::App& app) {
       if (f == nullptr || std::fread(hidden.data(), sizeof(float), hidden.size(), f) != hidden.size())
         fail(o->input + ": cannot read");
       std::fclose(f);
-      // Positions continue from 0: this stage sees the whole sequence.
+      // This stage sees the whole sequence: its positions start at 0.
     }
     check(model->run_layers(hidden.data(), {{cache.get(), n}}, a, b, pool));
     if (!o->out.empty()) {

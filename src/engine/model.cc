@@ -194,6 +194,7 @@ Status Model::run_layers(float* hidden, const std::vector<SeqChunk>& chunks, int
     return Status::InvalidArgument("layers " + std::to_string(first) + ":" + std::to_string(last) +
                                    " are not within the loaded range " + std::to_string(first_layer_) + ":" +
                                    std::to_string(last_layer_));
+  if (first == last) return Status::Ok();  // no layers: the caches must not advance
   std::vector<int32_t> positions;
   for (const SeqChunk& ch : chunks) {
     if (ch.cache == nullptr || ch.n_tokens <= 0) return Status::InvalidArgument("empty sequence chunk in batch");

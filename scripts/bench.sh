@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# make bench: the engine on synthetic TinyLlama-1.1B in Q4_K_M, Q8_0 and F16
+# (the shapes of ../shared/ANCHORS.md), then the matmul kernels alone.
+# Every result is one JSON line on stdout.
+set -euo pipefail
+BUILD=${1:-build}
+THREADS=${THREADS:-2}
+mkdir -p "$BUILD/models"
+for TYPE in Q4_K_M Q8_0 F16; do
+  MODEL="$BUILD/models/tinyllama-1.1b-$TYPE.gguf"
+  [ -f "$MODEL" ] || "$BUILD/swarm" synth --shape tinyllama-1.1b --type "$TYPE" --seed 1 -o "$MODEL" >&2
+  "$BUILD/swarm" bench -m "$MODEL" -t "$THREADS" -p 64 -n 32 --json
+done
+if [ -x "$BUILD/bench/matmul_bench" ]; then "$BUILD/bench/matmul_bench"; fi

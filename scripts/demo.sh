@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# make demo: generate from the built-in default model (a small synthetic llama,
+# written on first use) on this machine.
+set -euo pipefail
+BUILD=${1:-build}
+MODEL="$BUILD/models/demo-tiny-Q8_0.gguf"
+mkdir -p "$BUILD/models"
+if [ ! -f "$MODEL" ]; then
+  echo "demo: writing the built-in model to $MODEL"
+  "$BUILD/swarm" synth --shape demo-tiny --type Q8_0 --seed 1 -o "$MODEL"
+fi
+echo "demo: swarm generate -m $MODEL -n 48 (greedy; token ids, random weights)"
+"$BUILD/swarm" generate -m "$MODEL" -n 48

@@ -1,0 +1,133 @@
+// The `swarm` binary as users and scripts call it: outputs, exit codes, and the
+// messages bad input gets.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "engine/test_data.h"
+
+namespace {
+
+using swarm::testing::find_testdata;
+using swarm::testing::read_raw;
+
+struct CmdResult {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+CmdResult swarm(const std::string& args) {
+  const std::string cmd = std::string(SWARM_BINARY_DIR) + "/swarm " + args + " 2>&1";
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  CmdResult r{-1, ""};
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string temp(const std::string& name) {
+  return ::testing::TempDir() + "/cli_" + std::to_string(::getpid()) + "_" + name;
+}
+
+std::string join(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (int32_t id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
+  return s;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
+    if (model_.empty()) GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
+    ids_ = read_raw<int32_t>(find_testdata("tiny-llama/ref/Q8_0/p0_ids.i32"));
+  }
+  std::string model_;
+  std::vector<int32_t> ids_;
+};
+
+TEST_F(CliTest, LogitsWritesRawFloat32MatchingReference) {
+  const std::string out = temp("logits.f32");
+  CmdResult r = swarm("logits -m " + model_ + " --tokens " + join(ids_) + " -o " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::vector<float> got = read_raw<float>(out), want = read_raw<float>(find_testdata("tiny-llama/ref/Q8_0/p0_logits.f32"));
+  ASSERT_EQ(got.size(), want.size());
+  ASSERT_EQ(got.size(), ids_.size() * 1024);
+  double s = 0, err = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    s = std::max(s, std::fabs(static_cast<double>(want[i])));
+    err = std::max(err, std::fabs(static_cast<double>(got[i]) - want[i]));
+  }
+  EXPECT_LE(err, 0.04 * s);
+  std::remove(out.c_str());
+}
+
+TEST_F(CliTest, HiddenChainedThroughFilesEqualsOneRun) {
+  const std::string whole = temp("h.f32"), first = temp("h1.f32"), second = temp("h2.f32");
+  const std::string tokens = " --tokens " + join(ids_);
+  ASSERT_EQ(swarm("hidden -m " + model_ + tokens + " --layers 0:4 -o " + whole).code, 0);
+  ASSERT_EQ(swarm("hidden -m " + model_ + tokens + " --layers 0:1 -o " + first).code, 0);
+  CmdResult r = swarm("hidden -m " + model_ + tokens + " --layers 1:4 --input " + first + " -o " + second);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::vector<float> a = read_raw<float>(whole), b = read_raw<float>(second);
+  ASSERT_EQ(a.size(), ids_.size() * 256);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+  // An input of the wrong size is refused with both sizes named.
+  r = swarm("hidden -m " + model_ + " --tokens 1,2 --layers 1:4 --input " + first);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find(first), std::string::npos) << r.out;
+  for (const std::string& p : {whole, first, second}) std::remove(p.c_str());
+}
+
+TEST_F(CliTest, GenerateStreamsTheRequestedNumberOfTokens) {
+  CmdResult r = swarm("generate -m " + model_ + " --tokens " + join(ids_) + " -n 6 -t 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string first_line = r.out.substr(0, r.out.find('\n'));
+  EXPECT_EQ(std::count(first_line.begin(), first_line.end(), ','), 5) << r.out;
+  EXPECT_NE(r.out.find("tok/s"), std::string::npos);
+  // Greedy: the first generated token is the reference's.
+  const std::vector<int32_t> greedy = read_raw<int32_t>(find_testdata("tiny-llama/ref/Q8_0/p0_greedy.i32"));
+  EXPECT_EQ(first_line.substr(0, first_line.find(',')), std::to_string(greedy[0]));
+}
+
+TEST_F(CliTest, BenchPrintsOneJsonLine) {
+  CmdResult r = swarm("bench -m " + model_ + " -p 8 -n 4 -r 1 -t 1 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  for (const char* key : {"model", "type", "threads", "prefill_tok_s", "decode_tok_s", "decode_bw_fraction"})
+    EXPECT_TRUE(j.contains(key)) << key << " missing from " << r.out;
+  EXPECT_EQ(j["type"], "Q8_0");
+  EXPECT_GT(j["decode_tok_s"].get<double>(), 0);
+  EXPECT_GT(j["decode_bw_fraction"].get<double>(), 0);
+}
+
+TEST_F(CliTest, BadInputGetsAClearErrorAndNonZeroExit) {
+  struct Case { std::string args, must_mention; };
+  for (const Case& c : std::vector<Case>{
+           {"logits -m /nonexistent/model.gguf --tokens 1", "/nonexistent/model.gguf"},
+           {"logits -m " + model_ + " --tokens 1,x,3", "'x'"},
+           {"logits -m " + model_ + " --tokens 1,99999", "99999"},
+           {"hidden -m " + model_ + " --tokens 1 --layers 3:1", "3:1"},
+           {"hidden -m " + model_ + " --tokens 1 --layers 0:9", "0:9"},
+           {"synth --shape no-such-model -o /tmp/x.gguf", "no-such-model"},
+           {"generate -m " + model_ + " --tokens 1 -n 5000", "context"},
+           {"logits -m " + std::string(SWARM_SOURCE_DIR) + "/README.md --tokens 1", "README.md"},
+       }) {
+    CmdResult r = swarm(c.args);
+    EXPECT_NE(r.code, 0) << c.args;
+    EXPECT_NE(r.out.find(c.must_mention), std::string::npos) << c.args << " said: " << r.out;
+  }
+}
+
+}  // namespace

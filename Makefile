@@ -20,7 +20,7 @@ demo: build
 	@scripts/demo.sh $(BUILD)
 
 bench: build
-	@scripts/bench.sh $(BUILD)
+	@bench/run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

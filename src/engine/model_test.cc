@@ -135,3 +135,36 @@ INSTANTIATE_TEST_SUITE_P(Testdata, ReferenceTest, ::testing::ValuesIn(AllCases()
 
 }  // namespace
 }  // namespace swarm
+
+namespace swarm {
+namespace {
+
+// A Hugging Face folder and the GGUF converted from it are one model: with F16
+// weights the GGUF must agree with the float32 folder to F16's tolerance, even
+// though the converter permuted llama's q/k rows for the other RoPE pairing.
+TEST(HfVersusGguf, SameModelSameLogits) {
+  for (const std::string m : {"tiny-llama", "tiny-qwen2"}) {
+    const std::string hf = find_testdata(m + "/hf/config.json");
+    const std::string gguf = find_testdata(m + "/gguf/" + m + "-F16.gguf");
+    if (hf.empty() || gguf.empty()) GTEST_SKIP() << "needs ../shared/testdata (HF folders and F16 GGUFs)";
+    auto a = Model::Load(hf.substr(0, hf.size() - std::string("/config.json").size()));
+    auto b = Model::Load(gguf);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ((*a)->config().rope_neox, true);
+    EXPECT_EQ((*b)->config().rope_neox, m == "tiny-qwen2");
+    ThreadPool pool(2);
+    const std::vector<int32_t> ids = read_raw<int32_t>(find_testdata(m + "/ref/hf/p1_ids.i32"));
+    auto ca = (*a)->new_cache(128), cb = (*b)->new_cache(128);
+    auto la = (*a)->forward(ids, *ca, pool), lb = (*b)->forward(ids, *cb, pool);
+    ASSERT_TRUE(la.ok() && lb.ok());
+    double s = 0, err = 0;
+    for (size_t i = 0; i < la->size(); ++i) {
+      s = std::max(s, std::fabs(static_cast<double>((*la)[i])));
+      err = std::max(err, std::fabs(static_cast<double>((*la)[i]) - (*lb)[i]));
+    }
+    EXPECT_LE(err, 0.005 * s) << m;
+  }
+}
+
+}  // namespace
+}  // namespace swarm

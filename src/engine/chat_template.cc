@@ -164,7 +164,9 @@ std::string chat_family_names() {
 ChatFamily detect_chat_family(std::string_view tmpl) {
   ChatFamily named;
   if (parse_chat_family(std::string(tmpl), &named)) return named;
-  auto has = [tmpl](std::string_view marker) { return tmpl.find(marker) != std::string_view::npos; };
+  auto has = [tmpl](std::string_view marker) {
+    return tmpl.find(marker) != std::string_view::npos;
+  };
 
   if (has("<|im_start|>")) {
     // Phi-4 (<|im_sep|>) and SmolVLM (<end_of_utterance>) borrow the marker but
@@ -210,10 +212,13 @@ Result<ChatFamily> choose_chat_family(std::string_view tmpl, const std::string& 
     why = "chat template: the model has none; falling back to chatml";
   } else if (ChatFamily detected = detect_chat_family(tmpl); detected != ChatFamily::kUnknown) {
     family = detected;
-    why = std::string("chat template: ") + chat_family_name(family) + " (detected from the model's template)";
+    why = std::string("chat template: ") + chat_family_name(family) +
+          " (detected from the model's template)";
   } else {
-    why = "chat template: the model's template is not one we recognise; falling back to chatml "
-          "(choose another with --chat-template NAME: " + chat_family_names() + ")";
+    why =
+        "chat template: the model's template is not one we recognise; falling back to chatml "
+        "(choose another with --chat-template NAME: " +
+        chat_family_names() + ")";
   }
   if (note != nullptr) *note = std::move(why);
   return family;
@@ -239,7 +244,8 @@ Result<std::string> render_chat(ChatFamily family, const std::vector<ChatMessage
       break;
     case ChatFamily::kLlama3:
       for (const ChatMessage& m : messages)
-        out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + trim(m.content) + "<|eot_id|>";
+        out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + trim(m.content) +
+               "<|eot_id|>";
       if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
       break;
     case ChatFamily::kPhi3:
@@ -248,7 +254,8 @@ Result<std::string> render_chat(ChatFamily family, const std::vector<ChatMessage
       out += add_generation_prompt ? "<|assistant|>\n" : eos_token;
       break;
     case ChatFamily::kZephyr:
-      for (const ChatMessage& m : messages) out += "<|" + m.role + "|>\n" + m.content + eos_token + "\n";
+      for (const ChatMessage& m : messages)
+        out += "<|" + m.role + "|>\n" + m.content + eos_token + "\n";
       if (add_generation_prompt) out += "<|assistant|>\n";
       break;
     case ChatFamily::kMistralV7:

@@ -33,18 +33,18 @@ struct ChatMessage {
 
 enum class ChatFamily {
   kUnknown,
-  kChatML,            // <|im_start|>role\n...<|im_end|>\n (Qwen, OpenHermes, SmolLM ...)
-  kLlama2,            // Meta Llama 2 chat: [INST] <<SYS>>\n...\n<</SYS>>\n\n... [/INST]
-  kLlama2NoSystem,    // [INST] without <<SYS>> (Mistral 7B Instruct v0.1/v0.2's first template)
-  kLlama3,            // <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>
-  kMistralV1,         // " [INST] ... [/INST] ...</s>" (Mistral 7B Instruct, Mixtral 8x7B)
-  kMistralV3,         // "[INST] ...[/INST] ...</s>" (Mistral 7B v0.3, Mistral Large 2407)
-  kMistralV3Tekken,   // "[INST]...[/INST]...</s>" (Mistral Nemo)
-  kMistralV7,         // [SYSTEM_PROMPT] ...[/SYSTEM_PROMPT][INST] ...[/INST] ...</s>
-  kMistralV7Tekken,   // the same without the spaces (Mistral Small 3.x)
-  kGemma,             // <start_of_turn>user\n...<end_of_turn>\n; assistant is "model"
-  kPhi3,              // <|user|>\n...<|end|>\n
-  kZephyr,            // <|user|>\n...</s>\n (Zephyr, TinyLlama chat)
+  kChatML,           // <|im_start|>role\n...<|im_end|>\n (Qwen, OpenHermes, SmolLM ...)
+  kLlama2,           // Meta Llama 2 chat: [INST] <<SYS>>\n...\n<</SYS>>\n\n... [/INST]
+  kLlama2NoSystem,   // [INST] without <<SYS>> (Mistral 7B Instruct v0.1/v0.2's first template)
+  kLlama3,           // <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>
+  kMistralV1,        // " [INST] ... [/INST] ...</s>" (Mistral 7B Instruct, Mixtral 8x7B)
+  kMistralV3,        // "[INST] ...[/INST] ...</s>" (Mistral 7B v0.3, Mistral Large 2407)
+  kMistralV3Tekken,  // "[INST]...[/INST]...</s>" (Mistral Nemo)
+  kMistralV7,        // [SYSTEM_PROMPT] ...[/SYSTEM_PROMPT][INST] ...[/INST] ...</s>
+  kMistralV7Tekken,  // the same without the spaces (Mistral Small 3.x)
+  kGemma,            // <start_of_turn>user\n...<end_of_turn>\n; assistant is "model"
+  kPhi3,             // <|user|>\n...<|end|>\n
+  kZephyr,           // <|user|>\n...</s>\n (Zephyr, TinyLlama chat)
 };
 
 // The family's name as --chat-template takes it ("llama3", "chatml" ...);

@@ -12,6 +12,7 @@ namespace {
 
 // Templates as the models ship them (tokenizer_config.json's `chat_template`, after
 // JSON decoding). Long ones are cut to the parts that carry their markers.
+// clang-format off
 
 // meta-llama/Meta-Llama-3-8B-Instruct
 const char* kLlama3 =
@@ -149,6 +150,8 @@ const char* kVicuna =
     "'\\n'-}}{%- else -%}{{-'ASSISTANT: ' + message['content'] + '</s>\\n' -}}{%- endif -%}{%- endif -%}"
     "{%- endfor -%}{%- if add_generation_prompt -%}{{-'ASSISTANT:'-}}{%- endif -%}";
 
+// clang-format on
+
 TEST(ChatTemplate, DetectsRealTemplates) {
   EXPECT_EQ(detect_chat_family(kLlama3), ChatFamily::kLlama3);
   EXPECT_EQ(detect_chat_family(kLlama2), ChatFamily::kLlama2);
@@ -185,7 +188,8 @@ const std::vector<ChatMessage> kConversation = {
     {"user", "Who are you"},
 };
 
-std::string render(ChatFamily f, const std::vector<ChatMessage>& m = kConversation, bool gen = true) {
+std::string render(ChatFamily f, const std::vector<ChatMessage>& m = kConversation,
+                   bool gen = true) {
   Result<std::string> r = render_chat(f, m, gen, "<s>", "</s>");
   EXPECT_TRUE(r.ok()) << r.status().ToString();
   return r.ok() ? r.value() : "";
@@ -220,31 +224,37 @@ TEST(ChatTemplate, RendersLlama2) {
 }
 
 TEST(ChatTemplate, RendersLlama2WithoutSystemRole) {
-  EXPECT_EQ(render(ChatFamily::kLlama2NoSystem),
-            "[INST] You are a helpful assistant\nHello [/INST]Hi there</s>[INST] Who are you [/INST]");
+  EXPECT_EQ(
+      render(ChatFamily::kLlama2NoSystem),
+      "[INST] You are a helpful assistant\nHello [/INST]Hi there</s>[INST] Who are you [/INST]");
 }
 
 TEST(ChatTemplate, RendersMistralV1) {
   EXPECT_EQ(render(ChatFamily::kMistralV1),
-            " [INST] You are a helpful assistant\n\nHello [/INST] Hi there</s> [INST] Who are you [/INST]");
+            " [INST] You are a helpful assistant\n\nHello [/INST] Hi there</s> [INST] Who are you "
+            "[/INST]");
 }
 
 // Mistral's v3 templates put the system prompt in the last user turn; llama.cpp's
 // built-in moves it to the first.
 TEST(ChatTemplate, RendersMistralV3) {
-  EXPECT_EQ(render(ChatFamily::kMistralV3),
-            "[INST] Hello[/INST] Hi there</s>[INST] You are a helpful assistant\n\nWho are you[/INST]");
-  EXPECT_EQ(render(ChatFamily::kMistralV3Tekken),
-            "[INST]Hello[/INST]Hi there</s>[INST]You are a helpful assistant\n\nWho are you[/INST]");
+  EXPECT_EQ(
+      render(ChatFamily::kMistralV3),
+      "[INST] Hello[/INST] Hi there</s>[INST] You are a helpful assistant\n\nWho are you[/INST]");
+  EXPECT_EQ(
+      render(ChatFamily::kMistralV3Tekken),
+      "[INST]Hello[/INST]Hi there</s>[INST]You are a helpful assistant\n\nWho are you[/INST]");
 }
 
 TEST(ChatTemplate, RendersMistralV7) {
-  EXPECT_EQ(render(ChatFamily::kMistralV7),
-            "[SYSTEM_PROMPT] You are a helpful assistant[/SYSTEM_PROMPT][INST] Hello[/INST] Hi there</s>"
-            "[INST] Who are you[/INST]");
-  EXPECT_EQ(render(ChatFamily::kMistralV7Tekken),
-            "[SYSTEM_PROMPT]You are a helpful assistant[/SYSTEM_PROMPT][INST]Hello[/INST]Hi there</s>"
-            "[INST]Who are you[/INST]");
+  EXPECT_EQ(
+      render(ChatFamily::kMistralV7),
+      "[SYSTEM_PROMPT] You are a helpful assistant[/SYSTEM_PROMPT][INST] Hello[/INST] Hi there</s>"
+      "[INST] Who are you[/INST]");
+  EXPECT_EQ(
+      render(ChatFamily::kMistralV7Tekken),
+      "[SYSTEM_PROMPT]You are a helpful assistant[/SYSTEM_PROMPT][INST]Hello[/INST]Hi there</s>"
+      "[INST]Who are you[/INST]");
 }
 
 TEST(ChatTemplate, RendersGemmaFoldingSystemIntoFirstUserTurn) {
@@ -270,17 +280,21 @@ TEST(ChatTemplate, RendersZephyr) {
 }
 
 TEST(ChatTemplate, TrimsWhereTheTemplateTrims) {
-  const std::vector<ChatMessage> m = {{"user", " Hello\n"}, {"assistant", "   I am an assistant   "}};
+  const std::vector<ChatMessage> m = {{"user", " Hello\n"},
+                                      {"assistant", "   I am an assistant   "}};
   EXPECT_EQ(render(ChatFamily::kLlama3, m, false),
             "<|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|>"
             "<|start_header_id|>assistant<|end_header_id|>\n\nI am an assistant<|eot_id|>");
   EXPECT_EQ(render(ChatFamily::kGemma, m, false),
-            "<start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\nI am an assistant<end_of_turn>\n");
+            "<start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\nI am an "
+            "assistant<end_of_turn>\n");
   EXPECT_EQ(render(ChatFamily::kLlama2, m, false), "[INST] Hello [/INST] I am an assistant </s>");
-  EXPECT_EQ(render(ChatFamily::kMistralV3, m, false), "[INST]  Hello\n[/INST] I am an assistant</s>");
+  EXPECT_EQ(render(ChatFamily::kMistralV3, m, false),
+            "[INST]  Hello\n[/INST] I am an assistant</s>");
   // ChatML keeps content as it is.
   EXPECT_EQ(render(ChatFamily::kChatML, m, false),
-            "<|im_start|>user\n Hello\n<|im_end|>\n<|im_start|>assistant\n   I am an assistant   <|im_end|>\n");
+            "<|im_start|>user\n Hello\n<|im_end|>\n<|im_start|>assistant\n   I am an assistant   "
+            "<|im_end|>\n");
 }
 
 TEST(ChatTemplate, NoGenerationPromptEndsAfterTheLastTurn) {
@@ -300,13 +314,15 @@ TEST(ChatTemplate, UsesTheModelsBosAndEosTexts) {
 
 TEST(ChatTemplate, SystemWithoutAUserTurnBecomesOne) {
   const std::vector<ChatMessage> m = {{"system", "Be terse."}};
-  EXPECT_EQ(render(ChatFamily::kGemma, m), "<start_of_turn>user\nBe terse.<end_of_turn>\n<start_of_turn>model\n");
+  EXPECT_EQ(render(ChatFamily::kGemma, m),
+            "<start_of_turn>user\nBe terse.<end_of_turn>\n<start_of_turn>model\n");
   EXPECT_EQ(render(ChatFamily::kMistralV3, m), "[INST] Be terse.[/INST]");
   EXPECT_EQ(render(ChatFamily::kLlama2, m), "[INST] Be terse. [/INST]");
 }
 
 TEST(ChatTemplate, RejectsBadRolesByName) {
-  Result<std::string> r = render_chat(ChatFamily::kChatML, {{"user", "x"}, {"tool", "y"}}, true, "", "");
+  Result<std::string> r =
+      render_chat(ChatFamily::kChatML, {{"user", "x"}, {"tool", "y"}}, true, "", "");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
   EXPECT_NE(r.status().message().find("'tool'"), std::string::npos) << r.status().message();
@@ -314,8 +330,9 @@ TEST(ChatTemplate, RejectsBadRolesByName) {
 }
 
 TEST(ChatTemplate, ParsesEveryFamilyName) {
-  for (const char* name : {"llama2", "llama2-nosys", "llama3", "chatml", "mistral-v1", "mistral-v3",
-                           "mistral-v3-tekken", "mistral-v7", "mistral-v7-tekken", "gemma", "phi3", "zephyr"}) {
+  for (const char* name :
+       {"llama2", "llama2-nosys", "llama3", "chatml", "mistral-v1", "mistral-v3",
+        "mistral-v3-tekken", "mistral-v7", "mistral-v7-tekken", "gemma", "phi3", "zephyr"}) {
     ChatFamily f = ChatFamily::kUnknown;
     ASSERT_TRUE(parse_chat_family(name, &f)) << name;
     EXPECT_STREQ(chat_family_name(f), name);

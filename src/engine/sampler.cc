@@ -1,0 +1,251 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace swarm {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+Status bad(const std::string& field, const std::string& why) {
+  return Status::InvalidArgument("sampling parameter " + field + " " + why);
+}
+
+// Bytes at the end of `s` that begin a UTF-8 character but do not finish it.
+size_t unfinished_utf8_tail(std::string_view s) {
+  const size_t n = s.size();
+  for (size_t back = 1; back <= 4 && back <= n; ++back) {
+    const auto c = static_cast<unsigned char>(s[n - back]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: keep looking for the lead
+    size_t need = 0;
+    if ((c & 0xE0) == 0xC0)
+      need = 2;
+    else if ((c & 0xF0) == 0xE0)
+      need = 3;
+    else if ((c & 0xF8) == 0xF0)
+      need = 4;
+    return need > back ? back : 0;  // ASCII, complete, or not UTF-8: nothing to wait for
+  }
+  return 0;
+}
+
+}  // namespace
+
+Status SamplingParams::validate(int n_vocab) const {
+  if (n_vocab <= 0)
+    return Status::InvalidArgument("sampling needs a vocabulary; n_vocab is " +
+                                   std::to_string(n_vocab));
+  if (std::isnan(temperature)) return bad("temperature", "is NaN");
+  if (!(top_p >= 0)) return bad("top_p", "must be >= 0 (>= 1 turns it off)");
+  if (!(min_p >= 0 && min_p <= 1)) return bad("min_p", "must be in [0, 1]");
+  if (!(repeat_penalty > 0) || std::isinf(repeat_penalty))
+    return bad("repeat_penalty", "must be finite and > 0");
+  if (repeat_last_n < -1) return bad("repeat_last_n", "must be >= -1 (-1: the whole history)");
+  if (!std::isfinite(presence_penalty)) return bad("presence_penalty", "must be finite");
+  if (!std::isfinite(frequency_penalty)) return bad("frequency_penalty", "must be finite");
+  for (const auto& [id, bias] : logit_bias) {
+    if (id < 0 || id >= n_vocab)
+      return bad("logit_bias", "names token " + std::to_string(id) +
+                                   ", outside the vocabulary of " + std::to_string(n_vocab));
+    if (std::isnan(bias) || bias == std::numeric_limits<float>::infinity())
+      return bad("logit_bias", "for token " + std::to_string(id) + " must be a number or -inf");
+  }
+  for (int32_t id : stop_tokens)
+    if (id < 0 || id >= n_vocab)
+      return bad("stop_tokens", "names token " + std::to_string(id) +
+                                    ", outside the vocabulary of " + std::to_string(n_vocab));
+  if (max_tokens < -1) return bad("max_tokens", "must be >= -1 (-1: no limit)");
+  return Status::Ok();
+}
+
+Sampler::Sampler(SamplingParams params, int n_vocab)
+    : params_(std::move(params)), n_vocab_(n_vocab), rng_(params_.seed) {}
+
+void Sampler::accept(int32_t token) {
+  const int n = params_.repeat_last_n;
+  if (n == 0) return;
+  history_.push_back(token);
+  if (n > 0 && history_.size() > static_cast<size_t>(n)) history_.erase(history_.begin());
+}
+
+void Sampler::reset() {
+  history_.clear();
+  rng_.seed(params_.seed);
+}
+
+bool Sampler::is_stop_token(int32_t token) const {
+  return std::find(params_.stop_tokens.begin(), params_.stop_tokens.end(), token) !=
+         params_.stop_tokens.end();
+}
+
+std::vector<float> Sampler::adjusted_logits(const float* logits) const {
+  std::vector<float> v(logits, logits + n_vocab_);
+  for (const auto& [id, bias] : params_.logit_bias)
+    if (id >= 0 && id < n_vocab_) v[id] += bias;
+
+  const float rp = params_.repeat_penalty;
+  const float pres = params_.presence_penalty;
+  const float freq = params_.frequency_penalty;
+  if (history_.empty() || (rp == 1.0f && pres == 0.0f && freq == 0.0f)) return v;
+  std::vector<int32_t> seen = history_;
+  std::sort(seen.begin(), seen.end());
+  for (size_t i = 0; i < seen.size();) {
+    size_t j = i;
+    while (j < seen.size() && seen[j] == seen[i]) ++j;
+    const int32_t id = seen[i];
+    const auto count = static_cast<float>(j - i);
+    i = j;
+    if (id < 0 || id >= n_vocab_) continue;
+    float& l = v[id];
+    // llama.cpp's repetition penalty: it always makes the token less likely.
+    l = l <= 0 ? l * rp : l / rp;
+    l -= count * freq + pres;
+  }
+  return v;
+}
+
+int32_t Sampler::argmax(const std::vector<float>& v) {
+  int32_t best = 0;
+  for (size_t i = 1; i < v.size(); ++i)
+    if (v[i] > v[best] || (std::isnan(v[best]) && !std::isnan(v[i])))
+      best = static_cast<int32_t>(i);
+  return best;
+}
+
+std::vector<Sampler::Candidate> Sampler::distribution(const std::vector<float>& adj) const {
+  std::vector<Candidate> c;
+  if (params_.temperature <= 0) return c;
+  c.reserve(adj.size());
+  for (size_t i = 0; i < adj.size(); ++i)
+    if (adj[i] > kNegInf)
+      c.push_back({adj[i], static_cast<int32_t>(i), 0.0});  // drops -inf and NaN
+  if (c.empty()) return c;
+
+  // Most likely first; ties go to the lower id, so the order never depends on the
+  // sort's implementation.
+  auto before = [](const Candidate& a, const Candidate& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  };
+  const int k = params_.top_k;
+  if (k > 0 && static_cast<size_t>(k) < c.size()) {
+    std::partial_sort(c.begin(), c.begin() + k, c.end(), before);
+    c.resize(k);
+  } else {
+    std::sort(c.begin(), c.end(), before);
+  }
+
+  auto softmax = [&c](double inv_temp) {
+    const double top = c.front().logit;
+    double sum = 0;
+    for (Candidate& x : c) sum += (x.p = std::exp((x.logit - top) * inv_temp));
+    for (Candidate& x : c) x.p /= sum;
+  };
+
+  if (params_.top_p < 1.0f) {
+    softmax(1.0);
+    double cum = 0;
+    size_t keep = c.size();
+    for (size_t i = 0; i < c.size(); ++i) {
+      cum += c[i].p;
+      if (cum >= params_.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+    c.resize(keep);
+  }
+
+  if (params_.min_p > 0.0f) {
+    // p_i >= min_p * p_max, written on logits: l_i - l_max >= log(min_p).
+    const double floor = std::log(static_cast<double>(params_.min_p));
+    const double top = c.front().logit;
+    size_t keep = 1;
+    while (keep < c.size() && c[keep].logit - top >= floor) ++keep;
+    c.resize(keep);
+  }
+
+  softmax(1.0 / params_.temperature);
+  return c;
+}
+
+int32_t Sampler::sample(const float* logits) {
+  const std::vector<float> adj = adjusted_logits(logits);
+  const std::vector<Candidate> c = distribution(adj);
+  if (c.empty()) return argmax(adj);  // greedy, or every token banned
+  // A uniform double in [0, 1) from the top 53 bits: the same on every platform,
+  // unlike std::uniform_real_distribution.
+  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+  double cum = 0;
+  for (const Candidate& x : c) {
+    cum += x.p;
+    if (u < cum) return x.id;
+  }
+  return c.back().id;  // u landed in the rounding slack past the last sum
+}
+
+std::vector<float> Sampler::probabilities(const float* logits) const {
+  const std::vector<float> adj = adjusted_logits(logits);
+  std::vector<float> p(n_vocab_, 0.0f);
+  const std::vector<Candidate> c = distribution(adj);
+  if (c.empty()) {
+    p[argmax(adj)] = 1.0f;
+    return p;
+  }
+  for (const Candidate& x : c) p[x.id] = static_cast<float>(x.p);
+  return p;
+}
+
+StopMatcher::StopMatcher(std::vector<std::string> stops) {
+  for (std::string& s : stops)
+    if (!s.empty()) stops_.push_back(std::move(s));
+}
+
+std::string StopMatcher::push(std::string_view piece) {
+  if (stopped_) return "";
+  held_ += piece;
+
+  // The stop string that starts earliest (the shortest if several start there).
+  size_t at = std::string::npos;
+  const std::string* which = nullptr;
+  for (const std::string& s : stops_) {
+    const size_t pos = held_.find(s);
+    if (pos == std::string::npos) continue;
+    if (pos < at || (pos == at && s.size() < which->size())) {
+      at = pos;
+      which = &s;
+    }
+  }
+  if (which != nullptr) {
+    std::string out = held_.substr(0, at);
+    held_.clear();
+    stopped_ = true;
+    matched_ = *which;
+    return out;
+  }
+
+  // Hold back the longest suffix that a stop string begins with.
+  size_t keep = 0;
+  for (const std::string& s : stops_) {
+    for (size_t len = std::min(s.size() - 1, held_.size()); len > keep; --len) {
+      if (held_.compare(held_.size() - len, len, s, 0, len) == 0) {
+        keep = len;
+        break;
+      }
+    }
+  }
+  keep = std::max(keep, unfinished_utf8_tail(held_));
+  std::string out = held_.substr(0, held_.size() - keep);
+  held_.erase(0, held_.size() - keep);
+  return out;
+}
+
+std::string StopMatcher::flush() {
+  if (stopped_) return "";
+  std::string out;
+  out.swap(held_);
+  return out;
+}
+
+}  // namespace swarm

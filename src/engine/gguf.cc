@@ -2,6 +2,8 @@
 
 #include <cstring>
 #include <limits>
+#include <string_view>
+#include <unordered_set>
 
 #include "engine/mapped_file.h"
 
@@ -223,9 +225,13 @@ Result<GgufFile> read_gguf(const std::string& path) {
     return c.error("tensor count " + std::to_string(n_tensors) + " does not fit in the file");
 
   f.kv.reserve(n_kv);
+  std::unordered_set<std::string> keys;
   for (uint64_t k = 0; k < n_kv; ++k) {
     std::string key;
     SWARM_RETURN_IF_ERROR(c.read_string(&key, "metadata key #" + std::to_string(k)));
+    // A repeated key would make the file mean different things to different
+    // readers (llama.cpp refuses it too).
+    if (!keys.insert(key).second) return c.error("metadata key " + key + " appears twice");
     uint32_t t = 0;
     SWARM_RETURN_IF_ERROR(c.read_pod(&t, "type of metadata " + key));
     if (!valid_value_type(t)) return c.error("metadata " + key + " has unknown value type " + std::to_string(t));
@@ -283,9 +289,10 @@ Result<GgufFile> read_gguf(const std::string& path) {
                      std::to_string(f.file_size) + " bytes); the file is truncated");
     t.offset += f.data_offset;
   }
-  for (size_t a = 0; a < f.tensors.size(); ++a)
-    for (size_t b = a + 1; b < f.tensors.size(); ++b)
-      if (f.tensors[a].name == f.tensors[b].name) return c.error("tensor " + f.tensors[a].name + " appears twice");
+  // Hashed, not pairwise: a hostile table of a million tensors must not take minutes.
+  std::unordered_set<std::string_view> names;
+  for (const TensorInfo& t : f.tensors)
+    if (!names.insert(t.name).second) return c.error("tensor " + t.name + " appears twice");
   return f;
 }
 

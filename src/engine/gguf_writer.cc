@@ -15,7 +15,6 @@ void GgufWriter::set_value(const std::string& key, GgufValue v) {
       old = std::move(v);
       return;
     }
-  if (key == "general.alignment" && v.is_integer() && v.i > 0) alignment_ = static_cast<uint64_t>(v.i);
   kv_.emplace_back(key, std::move(v));
 }
 
@@ -80,12 +79,8 @@ void GgufWriter::set_i32s(const std::string& key, const std::vector<int32_t>& x)
 void GgufWriter::add_tensor(const std::string& name, TensorType type, const std::vector<int64_t>& shape) {
   int64_t rows = 1;
   for (size_t i = 1; i < shape.size(); ++i) rows *= shape[i];
-  PendingTensor t{name, type, shape, row_size(type, shape[0]) * static_cast<uint64_t>(rows), 0};
-  if (!tensors_.empty()) {
-    const PendingTensor& prev = tensors_.back();
-    t.offset = (prev.offset + prev.nbytes + alignment_ - 1) / alignment_ * alignment_;
-  }
-  tensors_.push_back(std::move(t));
+  // Offsets are placed by begin(), once the alignment is final.
+  tensors_.push_back({name, type, shape, row_size(type, shape[0]) * static_cast<uint64_t>(rows), 0});
 }
 
 Status GgufWriter::write_raw(const void* p, size_t n) {
@@ -140,6 +135,21 @@ void put_value(std::string& out, const GgufValue& v) {
 
 Status GgufWriter::begin(const std::string& path) {
   path_ = path;
+  // The metadata as it stands now decides the alignment, however often or late
+  // it was set; a value readers would refuse is refused here.
+  alignment_ = 32;
+  for (const auto& [k, v] : kv_) {
+    if (k != "general.alignment") continue;
+    if (!v.is_integer() || v.i <= 0 || (v.i & (v.i - 1)) != 0)
+      return Status::InvalidArgument(path + ": general.alignment must be a positive power of two, got " +
+                                     (v.is_integer() ? v.ToString() : std::string("a ") + gguf_value_type_name(v.type)));
+    alignment_ = static_cast<uint64_t>(v.i);
+  }
+  uint64_t offset = 0;
+  for (PendingTensor& t : tensors_) {
+    t.offset = (offset + alignment_ - 1) / alignment_ * alignment_;
+    offset = t.offset + t.nbytes;
+  }
   file_ = std::fopen(path.c_str(), "wb");
   if (file_ == nullptr) return Status::IOError(path + ": " + std::strerror(errno));
   std::string h;

@@ -40,7 +40,8 @@ class GgufWriter {
   // rows bytes in all.
   void add_tensor(const std::string& name, TensorType type, const std::vector<int64_t>& shape);
 
-  // Writes magic, metadata and tensor table to `path`.
+  // Writes magic, metadata and tensor table to `path`, with tensor data aligned
+  // to general.alignment (default 32), which must be a positive power of two.
   Status begin(const std::string& path);
   // Appends (part of) the next tensor's bytes; a tensor may come in several calls.
   Status write_tensor_data(const void* data, size_t n);

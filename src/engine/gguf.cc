@@ -347,8 +347,18 @@ Result<ModelSource> load_gguf_model(const std::string& path) {
   if (c.head_dim % 2 != 0) return Status::InvalidArgument(path + ": head dimension must be even");
   c.n_ctx_train = 4096;
   if (f.find(a + "context_length")) SWARM_RETURN_IF_ERROR(require_int(f, a + "context_length", &c.n_ctx_train));
-  if (auto eps = f.get_float(a + "attention.layer_norm_rms_epsilon"); eps.ok()) c.rms_eps = static_cast<float>(*eps);
-  if (auto theta = f.get_float(a + "rope.freq_base"); theta.ok()) c.rope_theta = static_cast<float>(*theta);
+  if (auto eps = f.get_float(a + "attention.layer_norm_rms_epsilon"); eps.ok()) {
+    if (!(*eps > 0 && *eps < 1))
+      return Status::InvalidArgument(path + ": metadata " + a + "attention.layer_norm_rms_epsilon = " +
+                                     std::to_string(*eps) + " is outside (0, 1)");
+    c.rms_eps = static_cast<float>(*eps);
+  }
+  if (auto theta = f.get_float(a + "rope.freq_base"); theta.ok()) {
+    if (!(*theta > 0 && *theta < 1e12))
+      return Status::InvalidArgument(path + ": metadata " + a + "rope.freq_base = " + std::to_string(*theta) +
+                                     " is outside (0, 1e12)");
+    c.rope_theta = static_cast<float>(*theta);
+  }
   c.rope_dim = c.head_dim;
   if (f.find(a + "rope.dimension_count"))
     SWARM_RETURN_IF_ERROR(require_int(f, a + "rope.dimension_count", &c.rope_dim, 2, c.head_dim));

@@ -35,25 +35,30 @@ struct PreTokenizer::Regex {
 PreTokenizer::~PreTokenizer() = default;
 
 Result<std::vector<std::string>> PreTokenizer::RegexesFor(const std::string& pre) {
-  if (pre.empty() || pre == "default" || pre == "gpt2" || pre == "gpt-2") return std::vector<std::string>{kGpt2};
-  if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3" || pre == "dbrx" || pre == "smaug-bpe")
+  if (pre.empty() || pre == "default" || pre == "gpt2" || pre == "gpt-2")
+    return std::vector<std::string>{kGpt2};
+  if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3" || pre == "dbrx" ||
+      pre == "smaug-bpe")
     return std::vector<std::string>{kLlama3};
   if (pre == "qwen2" || pre == "deepseek-r1-qwen") return std::vector<std::string>{kQwen2};
   if (pre == "tekken") return std::vector<std::string>{kTekken};
   if (pre == "gpt-4o") return std::vector<std::string>{kGpt4o};
-  if (pre == "smollm" || pre == "starcoder" || pre == "refact" || pre == "codeshell" || pre == "exaone")
+  if (pre == "smollm" || pre == "starcoder" || pre == "refact" || pre == "codeshell" ||
+      pre == "exaone")
     return std::vector<std::string>{R"(\p{N})", kGpt2};
   return Status::Unsupported("pre-tokenizer '" + pre + "' is not known");
 }
 
-Result<std::unique_ptr<PreTokenizer>> PreTokenizer::Create(const std::vector<std::string>& regexes) {
+Result<std::unique_ptr<PreTokenizer>> PreTokenizer::Create(
+    const std::vector<std::string>& regexes) {
   std::unique_ptr<PreTokenizer> p(new PreTokenizer());
   for (const std::string& re : regexes) {
     int err = 0;
     PCRE2_SIZE err_off = 0;
     auto r = std::make_unique<Regex>();
-    r->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(re.data()), re.size(),
-                            PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &err_off, nullptr);
+    r->code =
+        pcre2_compile(reinterpret_cast<PCRE2_SPTR>(re.data()), re.size(),
+                      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &err_off, nullptr);
     if (r->code == nullptr) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(err, msg, sizeof(msg));

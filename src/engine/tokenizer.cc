@@ -17,14 +17,18 @@ namespace {
 // End-of-turn tokens of the common chat formats; llama.cpp treats these as
 // end of generation when the vocabulary has them as control tokens.
 constexpr const char* kEogTexts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-    "<EOT>", "_<EOT>", "<|end_of_text|>", "<｜end▁of▁sentence｜>", "<|return|>", "<|call|>",
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",   "<|endoftext|>",
+    "<|eom_id|>", "<EOT>",      "_<EOT>",  "<|end_of_text|>", "<｜end▁of▁sentence｜>",
+    "<|return|>", "<|call|>",
 };
 // What llama.cpp picks as EOT when the file names none, in this order.
-constexpr const char* kEotTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
-                                     "<|endoftext|>", "<EOT>", "<｜end▁of▁sentence｜>"};
+constexpr const char* kEotTexts[] = {"<|eot_id|>",           "<|im_end|>",    "<|end|>",
+                                     "<end_of_turn>",        "<|endoftext|>", "<EOT>",
+                                     "<｜end▁of▁sentence｜>"};
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 // "<0x0A>" -> 10; -1 if `t` is not of that form.
 int parse_byte_token(const std::string& t) {
@@ -33,10 +37,14 @@ int parse_byte_token(const std::string& t) {
   for (int i = 3; i < 5; ++i) {
     const char c = t[static_cast<size_t>(i)];
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
-    else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
-    else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
-    else return -1;
+    if (c >= '0' && c <= '9')
+      v |= static_cast<unsigned>(c - '0');
+    else if (c >= 'A' && c <= 'F')
+      v |= static_cast<unsigned>(c - 'A' + 10);
+    else if (c >= 'a' && c <= 'f')
+      v |= static_cast<unsigned>(c - 'a' + 10);
+    else
+      return -1;
   }
   return static_cast<int>(v);
 }
@@ -64,8 +72,10 @@ std::string unmap_bytes(const std::string& t) {
     size_t n = unicode::valid_char_len(std::string_view(t).substr(i));
     if (n == 0) n = 1;
     const int b = unicode::unicode_to_byte(std::string_view(t).substr(i, n));
-    if (b >= 0) out.push_back(static_cast<char>(b));
-    else out.append(t, i, n);
+    if (b >= 0)
+      out.push_back(static_cast<char>(b));
+    else
+      out.append(t, i, n);
     i += n;
   }
   return out;
@@ -78,13 +88,14 @@ Tokenizer::~Tokenizer() = default;
 Result<std::unique_ptr<Tokenizer>> Tokenizer::Create(TokenizerSpec spec) {
   const size_t n = spec.tokens.size();
   if (n == 0) return Status::InvalidArgument("tokenizer: empty vocabulary");
-  if (n > static_cast<size_t>(INT32_MAX)) return Status::InvalidArgument("tokenizer: vocabulary too large");
+  if (n > static_cast<size_t>(INT32_MAX))
+    return Status::InvalidArgument("tokenizer: vocabulary too large");
   if (!spec.scores.empty() && spec.scores.size() != n)
     return Status::Corruption("tokenizer: " + std::to_string(spec.scores.size()) + " scores for " +
                               std::to_string(n) + " tokens");
   if (!spec.types.empty() && spec.types.size() != n)
-    return Status::Corruption("tokenizer: " + std::to_string(spec.types.size()) + " token types for " +
-                              std::to_string(n) + " tokens");
+    return Status::Corruption("tokenizer: " + std::to_string(spec.types.size()) +
+                              " token types for " + std::to_string(n) + " tokens");
   const auto valid_id = [n](int32_t id) { return id >= 0 && static_cast<size_t>(id) < n; };
   for (int32_t* id : {&spec.bos, &spec.eos, &spec.eot, &spec.eom, &spec.unk, &spec.pad})
     if (!valid_id(*id)) *id = -1;  // a file naming an id it does not have: treat as none
@@ -144,7 +155,8 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::Create(TokenizerSpec spec) {
     t->pre_ = std::move(pre.value());
     int32_t rank = 0;
     for (const auto& [a, b] : spec.merges) {
-      const auto ia = t->mergeable_.find(a), ib = t->mergeable_.find(b), im = t->mergeable_.find(a + b);
+      const auto ia = t->mergeable_.find(a), ib = t->mergeable_.find(b),
+                 im = t->mergeable_.find(a + b);
       if (ia == t->mergeable_.end() || ib == t->mergeable_.end() || im == t->mergeable_.end()) {
         ++rank;  // a merge into a token the vocabulary lacks can never apply
         continue;
@@ -166,8 +178,10 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::Create(TokenizerSpec spec) {
   for (size_t i = 0; i < n; ++i) {
     const TokenType type = t->types_[i];
     if (t->tokens_[i].empty()) continue;
-    if (type == TokenType::kControl || type == TokenType::kUnknown || type == TokenType::kUserDefined)
-      t->specials_by_byte_[static_cast<uint8_t>(t->tokens_[i][0])].push_back(static_cast<int32_t>(i));
+    if (type == TokenType::kControl || type == TokenType::kUnknown ||
+        type == TokenType::kUserDefined)
+      t->specials_by_byte_[static_cast<uint8_t>(t->tokens_[i][0])].push_back(
+          static_cast<int32_t>(i));
   }
   for (auto& v : t->specials_by_byte_)
     std::stable_sort(v.begin(), v.end(), [&](int32_t a, int32_t b) {
@@ -229,7 +243,8 @@ bool Tokenizer::is_eog(int32_t id) const {
 
 // ---------------------------------------------------------------- encode
 
-std::vector<Tokenizer::Fragment> Tokenizer::partition(std::string_view text, bool parse_special) const {
+std::vector<Tokenizer::Fragment> Tokenizer::partition(std::string_view text,
+                                                      bool parse_special) const {
   std::vector<Fragment> frags;
   size_t start = 0, i = 0;
   while (i < text.size()) {
@@ -259,19 +274,23 @@ std::vector<Tokenizer::Fragment> Tokenizer::partition(std::string_view text, boo
   return frags;
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
+                                       bool parse_special) const {
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 2);
   if (add_bos && bos_ >= 0) out.push_back(bos_);
-  bool prev_special = true;  // SPM: the first text, and text after a special token, get the dummy prefix
+  bool prev_special =
+      true;  // SPM: the first text, and text after a special token, get the dummy prefix
   for (const Fragment& f : partition(text, parse_special)) {
     if (f.token >= 0) {
       out.push_back(f.token);
       prev_special = true;
       continue;
     }
-    if (kind_ == TokenizerKind::kSpm) encode_spm(f.text, add_space_prefix_ && prev_special, &out);
-    else encode_bpe(f.text, &out);
+    if (kind_ == TokenizerKind::kSpm)
+      encode_spm(f.text, add_space_prefix_ && prev_special, &out);
+    else
+      encode_bpe(f.text, &out);
     prev_special = false;
   }
   return out;
@@ -280,8 +299,10 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
 void Tokenizer::push_bytes(std::string_view bytes, std::vector<int32_t>* out) const {
   for (char c : bytes) {
     const int32_t id = byte_tokens_[static_cast<uint8_t>(c)];
-    if (id >= 0) out->push_back(id);
-    else if (unk_ >= 0) out->push_back(unk_);
+    if (id >= 0)
+      out->push_back(id);
+    else if (unk_ >= 0)
+      out->push_back(unk_);
   }
 }
 

@@ -10,10 +10,11 @@
 // Contracts:
 //  - encode never fails: any byte string (invalid UTF-8 included) gives valid
 //    ids, and decode(encode(x, add_bos, /*parse_special=*/false)) == x for every
-//    byte string x (SPM: the dummy-prefix space encode adds before the text is
-//    the one decode removes from the first piece; text right after a
-//    user-defined added token also gets a prefix space, as in llama.cpp and
-//    HF's legacy Llama tokenizer, so that case does not round-trip).
+//    byte string x. SPM: the dummy-prefix space encode adds before the text is
+//    the one decode removes from the first piece (a text starting with a space
+//    gets two "▁" and keeps one space). Exceptions, shared with llama.cpp and
+//    HF: SPM cannot tell "▁" (U+2581) in the text from a space, and text right
+//    after a user-defined added token gets a prefix space of its own.
 //  - special tokens (control tokens: BOS, <|im_start|>, ...) are matched in the
 //    text only with parse_special; user-defined added tokens always are.
 //  - a Tokenizer is immutable after loading: every method is const and safe
@@ -40,7 +41,13 @@ enum class TokenizerKind { kSpm, kBpe };
 // Token attributes, numbered as GGUF's tokenizer.ggml.token_type (and
 // SentencePiece's piece types) number them.
 enum class TokenType : int32_t {
-  kUndefined = 0, kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6,
+  kUndefined = 0,
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6,
 };
 
 // Everything a tokenizer is made of, as the loaders read it from a file.
@@ -50,18 +57,18 @@ struct TokenizerSpec {
   // Token texts as the vocabulary stores them: SPM with "▁" for spaces,
   // byte-level BPE in GPT-2's alphabet; added tokens as they appear in text.
   std::vector<std::string> tokens;
-  std::vector<float> scores;      // SPM merge priorities (higher first); may be empty for BPE
-  std::vector<TokenType> types;   // empty: all normal
+  std::vector<float> scores;     // SPM merge priorities (higher first); may be empty for BPE
+  std::vector<TokenType> types;  // empty: all normal
   // BPE merges, highest priority first: "a b" joins adjacent tokens a and b.
   std::vector<std::pair<std::string, std::string>> merges;
   std::vector<std::string> pre_regexes;  // BPE pre-tokenizer (PreTokenizer::RegexesFor)
-  bool ignore_merges = false;      // BPE: a word that is a token is taken whole (Llama 3)
-  bool bpe_add_prefix_space = false;  // BPE: HF ByteLevel add_prefix_space
-  bool add_space_prefix = true;    // SPM: the dummy prefix
+  bool ignore_merges = false;            // BPE: a word that is a token is taken whole (Llama 3)
+  bool bpe_add_prefix_space = false;     // BPE: HF ByteLevel add_prefix_space
+  bool add_space_prefix = true;          // SPM: the dummy prefix
   // Special ids; -1 = the model has none.
   int32_t bos = -1, eos = -1, eot = -1, eom = -1, unk = -1, pad = -1;
-  bool add_bos = false;            // the model's default for encode()
-  std::vector<int32_t> extra_eog;  // more end-of-generation ids (HF generation_config)
+  bool add_bos = false;                 // the model's default for encode()
+  std::vector<int32_t> extra_eog;       // more end-of-generation ids (HF generation_config)
   std::vector<int32_t> lstrip, rstrip;  // added tokens that eat whitespace before/after them
 };
 

@@ -68,7 +68,8 @@ void Tokenizer::bpe_word(std::string_view word, std::vector<int32_t>* out) const
     if (left < 0 || right < 0) return;
     const int32_t a = sym[static_cast<size_t>(left)].id, b = sym[static_cast<size_t>(right)].id;
     if (a < 0 || b < 0) return;
-    auto it = merges_.find((static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b));
+    auto it = merges_.find((static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) |
+                           static_cast<uint32_t>(b));
     if (it == merges_.end()) return;
     queue.push({it->second.first, left, right, a, b, it->second.second});
   };
@@ -80,7 +81,8 @@ void Tokenizer::bpe_word(std::string_view word, std::vector<int32_t>* out) const
     Symbol& l = sym[static_cast<size_t>(m.left)];
     Symbol& r = sym[static_cast<size_t>(m.right)];
     // Stale: the pair is no longer adjacent or either side has changed.
-    if (!l.alive || !r.alive || l.next != m.right || l.id != m.left_id || r.id != m.right_id) continue;
+    if (!l.alive || !r.alive || l.next != m.right || l.id != m.left_id || r.id != m.right_id)
+      continue;
     l.id = m.merged;
     r.alive = false;
     l.next = r.next;
@@ -91,8 +93,10 @@ void Tokenizer::bpe_word(std::string_view word, std::vector<int32_t>* out) const
 
   for (int i = 0; i >= 0; i = sym[static_cast<size_t>(i)].next) {
     const int32_t id = sym[static_cast<size_t>(i)].id;
-    if (id >= 0) out->push_back(id);
-    else if (unk_ >= 0) out->push_back(unk_);
+    if (id >= 0)
+      out->push_back(id);
+    else if (unk_ >= 0)
+      out->push_back(unk_);
   }
 }
 

@@ -28,7 +28,8 @@ constexpr uint64_t kMaxTokenizerFile = 256ull << 20;
 Result<std::unique_ptr<Tokenizer>> from_gguf(const GgufFile& f) {
   const std::string& path = f.path;
   Result<std::string> model = f.get_string("tokenizer.ggml.model");
-  if (!model.ok()) return Status::NotFound(path + ": no tokenizer (tokenizer.ggml.model is missing)");
+  if (!model.ok())
+    return Status::NotFound(path + ": no tokenizer (tokenizer.ggml.model is missing)");
   TokenizerSpec spec;
   if (*model == "llama") {
     spec.kind = TokenizerKind::kSpm;
@@ -42,8 +43,10 @@ Result<std::unique_ptr<Tokenizer>> from_gguf(const GgufFile& f) {
   }
 
   const GgufValue* tokens = f.find("tokenizer.ggml.tokens");
-  if (tokens == nullptr || tokens->type != GgufValueType::ARRAY || tokens->elem_type != GgufValueType::STRING)
-    return Status::Corruption(path + ": tokenizer.ggml.tokens is missing or not an array of strings");
+  if (tokens == nullptr || tokens->type != GgufValueType::ARRAY ||
+      tokens->elem_type != GgufValueType::STRING)
+    return Status::Corruption(path +
+                              ": tokenizer.ggml.tokens is missing or not an array of strings");
   spec.tokens = tokens->strings;
   const size_t n = spec.tokens.size();
 
@@ -54,7 +57,8 @@ Result<std::unique_ptr<Tokenizer>> from_gguf(const GgufFile& f) {
   }
   if (const GgufValue* v = f.find("tokenizer.ggml.token_type"); v != nullptr) {
     if (v->type != GgufValueType::ARRAY || v->ints.size() != n)
-      return Status::Corruption(path + ": tokenizer.ggml.token_type does not have one integer per token");
+      return Status::Corruption(path +
+                                ": tokenizer.ggml.token_type does not have one integer per token");
     spec.types.reserve(n);
     for (int64_t t : v->ints)
       spec.types.push_back(t >= 0 && t <= 6 ? static_cast<TokenType>(t) : TokenType::kNormal);
@@ -62,11 +66,13 @@ Result<std::unique_ptr<Tokenizer>> from_gguf(const GgufFile& f) {
   if (spec.kind == TokenizerKind::kBpe) {
     const GgufValue* m = f.find("tokenizer.ggml.merges");
     if (m == nullptr || m->type != GgufValueType::ARRAY || m->elem_type != GgufValueType::STRING)
-      return Status::Corruption(path + ": tokenizer.ggml.merges is missing or not an array of strings");
+      return Status::Corruption(path +
+                                ": tokenizer.ggml.merges is missing or not an array of strings");
     spec.merges.reserve(m->strings.size());
     for (const std::string& s : m->strings) {
       const size_t sp = s.find(' ', 1);
-      if (sp == std::string::npos) return Status::Corruption(path + ": merge '" + s + "' is not 'a b'");
+      if (sp == std::string::npos)
+        return Status::Corruption(path + ": merge '" + s + "' is not 'a b'");
       spec.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
     }
     Result<std::string> pre = f.get_string("tokenizer.ggml.pre");
@@ -121,7 +127,8 @@ Result<json> read_json(const fs::path& p) {
   Result<std::string> text = read_file(p);
   if (!text.ok()) return text.status();
   json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Status::Corruption(p.string() + ": not a JSON object");
+  if (j.is_discarded() || !j.is_object())
+    return Status::Corruption(p.string() + ": not a JSON object");
   return j;
 }
 
@@ -175,7 +182,8 @@ void add_token(TokenizerSpec* spec, int64_t id, const json& t) {
 }
 
 // Special ids and add_bos from the JSON files around the tokenizer.
-void apply_hf_config(const json& tok_cfg, const json& gen_cfg, const json& model_cfg, TokenizerSpec* spec) {
+void apply_hf_config(const json& tok_cfg, const json& gen_cfg, const json& model_cfg,
+                     TokenizerSpec* spec) {
   if (tok_cfg.contains("added_tokens_decoder") && tok_cfg["added_tokens_decoder"].is_object())
     for (const auto& [key, t] : tok_cfg["added_tokens_decoder"].items()) {
       char* end = nullptr;
@@ -250,7 +258,8 @@ Status parse_tokenizer_json(const json& tj, TokenizerSpec* spec) {
     return Status::Unsupported("tokenizer.json: model type '" + model.value("type", "") +
                                "' is not supported (BPE is)");
   const json vocab = model.value("vocab", json::object());
-  if (!vocab.is_object() || vocab.empty()) return Status::Corruption("tokenizer.json: model.vocab is empty");
+  if (!vocab.is_object() || vocab.empty())
+    return Status::Corruption("tokenizer.json: model.vocab is empty");
   int64_t max_id = -1;
   for (const auto& [k, v] : vocab.items()) {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > (1 << 24))
@@ -259,19 +268,22 @@ Status parse_tokenizer_json(const json& tj, TokenizerSpec* spec) {
   }
   spec->tokens.assign(static_cast<size_t>(max_id + 1), std::string());
   spec->types.assign(static_cast<size_t>(max_id + 1), TokenType::kUnused);
-  for (size_t i = 0; i < spec->tokens.size(); ++i) spec->tokens[i] = "[PAD" + std::to_string(i) + "]";
+  for (size_t i = 0; i < spec->tokens.size(); ++i)
+    spec->tokens[i] = "[PAD" + std::to_string(i) + "]";
   for (const auto& [k, v] : vocab.items()) {
     spec->tokens[v.get<size_t>()] = k;
     spec->types[v.get<size_t>()] = TokenType::kNormal;
   }
   for (const json& t : tj.value("added_tokens", json::array()))
-    if (t.is_object() && t.contains("id") && t["id"].is_number_integer()) add_token(spec, t["id"].get<int64_t>(), t);
+    if (t.is_object() && t.contains("id") && t["id"].is_number_integer())
+      add_token(spec, t["id"].get<int64_t>(), t);
 
   for (const json& m : model.value("merges", json::array())) {
     if (m.is_string()) {
       const std::string s = m.get<std::string>();
       const size_t sp = s.find(' ', 1);
-      if (sp == std::string::npos) return Status::Corruption("tokenizer.json: merge '" + s + "' is not 'a b'");
+      if (sp == std::string::npos)
+        return Status::Corruption("tokenizer.json: merge '" + s + "' is not 'a b'");
       spec->merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       spec->merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
@@ -285,8 +297,9 @@ Status parse_tokenizer_json(const json& tj, TokenizerSpec* spec) {
   const json dec = tj.value("decoder", json());
   if (dec.is_object() && dec.value("type", "") == "ByteLevel") byte_level = true;
   if (!byte_level)
-    return Status::Unsupported("tokenizer.json: not a byte-level BPE (a SentencePiece-style "
-                               "tokenizer.json needs its tokenizer.model beside it)");
+    return Status::Unsupported(
+        "tokenizer.json: not a byte-level BPE (a SentencePiece-style "
+        "tokenizer.json needs its tokenizer.model beside it)");
 
   // A post-processor that puts a special token first adds BOS (Llama 3).
   std::vector<json> procs;
@@ -320,13 +333,16 @@ bool skip_field(CodedInputStream* in, uint32_t tag) {
       uint64_t v;
       return in->ReadVarint64(&v);
     }
-    case 1: return in->Skip(8);
+    case 1:
+      return in->Skip(8);
     case 2: {
       uint32_t len;
       return in->ReadVarint32(&len) && in->Skip(static_cast<int>(len));
     }
-    case 5: return in->Skip(4);
-    default: return false;  // groups: not used by sentencepiece_model.proto
+    case 5:
+      return in->Skip(4);
+    default:
+      return false;  // groups: not used by sentencepiece_model.proto
   }
 }
 
@@ -354,7 +370,8 @@ bool read_message(CodedInputStream* in, Fn fn) {
 
 Status parse_sentencepiece(const std::string& bytes, const std::string& what, TokenizerSpec* spec,
                            bool* add_dummy_prefix) {
-  CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()), static_cast<int>(bytes.size()));
+  CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                      static_cast<int>(bytes.size()));
   in.SetTotalBytesLimit(static_cast<int>(bytes.size()) + 1);
   int64_t model_type = 0;
   const auto bad = [&](const char* m) { return Status::Corruption(what + ": " + m); };
@@ -385,7 +402,8 @@ Status parse_sentencepiece(const std::string& bytes, const std::string& what, To
       if (!read) return bad("a vocabulary piece is corrupt");
       spec->tokens.push_back(std::move(piece));
       spec->scores.push_back(score);
-      spec->types.push_back(type >= 1 && type <= 6 ? static_cast<TokenType>(type) : TokenType::kNormal);
+      spec->types.push_back(type >= 1 && type <= 6 ? static_cast<TokenType>(type)
+                                                   : TokenType::kNormal);
     } else if (field == 2 && (tag & 7) == 2) {  // TrainerSpec
       read = read_message(&in, [&](uint32_t f, uint32_t t, bool* ok) {
         if ((t & 7) != 0 || (f != 3 && f != 40 && f != 41 && f != 42 && f != 43)) return false;
@@ -416,13 +434,16 @@ Status parse_sentencepiece(const std::string& bytes, const std::string& what, To
   if (!in.ConsumedEntireMessage()) return bad("not a SentencePiece model");
   if (spec->tokens.empty()) return bad("no vocabulary pieces");
   if (model_type == 1)
-    return Status::Unsupported(what + ": a SentencePiece unigram model (only BPE models are supported)");
+    return Status::Unsupported(what +
+                               ": a SentencePiece unigram model (only BPE models are supported)");
   return Status::Ok();
 }
 
 }  // namespace
 
-Result<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& file) { return from_gguf(file); }
+Result<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& file) {
+  return from_gguf(file);
+}
 
 Result<std::unique_ptr<Tokenizer>> Tokenizer::FromHfFolder(const std::string& dir_str) {
   const fs::path dir(dir_str);

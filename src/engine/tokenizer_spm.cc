@@ -32,21 +32,26 @@ struct BigramOrder {
 
 }  // namespace
 
-void Tokenizer::encode_spm(std::string_view text, bool prefix_space, std::vector<int32_t>* out) const {
+void Tokenizer::encode_spm(std::string_view text, bool prefix_space,
+                           std::vector<int32_t>* out) const {
   // Spaces become "▁"; the dummy prefix is one more.
   std::string s;
   s.reserve(text.size() + 8);
   if (prefix_space) s += "\xE2\x96\x81";
   for (char c : text) {
-    if (c == ' ') s += "\xE2\x96\x81";
-    else s.push_back(c);
+    if (c == ' ')
+      s += "\xE2\x96\x81";
+    else
+      s.push_back(c);
   }
   if (s.empty()) return;
 
   std::vector<Symbol> sym;
   sym.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
-    const size_t n = std::min(unicode::utf8_len(static_cast<uint8_t>(s[i])), s.size() - i);
+    // One symbol per character; an invalid byte is a symbol of its own (llama.cpp
+    // would take a lead byte's whole length and could swallow the "▁" after it).
+    const size_t n = std::max<size_t>(1, unicode::valid_char_len(std::string_view(s).substr(i)));
     const int idx = static_cast<int>(sym.size());
     sym.push_back({idx - 1, idx + 1, i, n});
     i += n;
@@ -57,7 +62,8 @@ void Tokenizer::encode_spm(std::string_view text, bool prefix_space, std::vector
   const auto try_add = [&](int left, int right) {
     if (left < 0 || right < 0) return;
     const size_t len = sym[static_cast<size_t>(left)].len + sym[static_cast<size_t>(right)].len;
-    auto it = mergeable_.find(std::string_view(s).substr(sym[static_cast<size_t>(left)].begin, len));
+    auto it =
+        mergeable_.find(std::string_view(s).substr(sym[static_cast<size_t>(left)].begin, len));
     if (it == mergeable_.end()) return;
     queue.push({left, right, scores_[static_cast<size_t>(it->second)], len});
   };
@@ -83,8 +89,10 @@ void Tokenizer::encode_spm(std::string_view text, bool prefix_space, std::vector
     const std::string_view piece = std::string_view(s).substr(sym[static_cast<size_t>(i)].begin,
                                                               sym[static_cast<size_t>(i)].len);
     auto it = mergeable_.find(piece);
-    if (it != mergeable_.end()) out->push_back(it->second);
-    else push_bytes(piece, out);
+    if (it != mergeable_.end())
+      out->push_back(it->second);
+    else
+      push_bytes(piece, out);
   }
 }
 

@@ -172,7 +172,10 @@ class Tokenizer {
 // tokens (e.g. an emoji made of four <0xNN> tokens) until its last byte
 // arrives. The concatenation of every push() and the final flush() equals
 // tokenizer.decode(all ids, skip_special). Bytes that can never become a
-// valid character are passed through as they are.
+// valid character are passed through as they are. To stream a continuation
+// of a prompt, push the prompt's ids first and drop what they return: then
+// spacing (SPM's dummy prefix) and characters split across the boundary come
+// out as decode() of the whole sequence gives them.
 class TokenStreamDecoder {
  public:
   // `tokenizer` must outlive this decoder.

@@ -464,11 +464,15 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromHfFolder(const std::string& di
     if (!tj.ok()) return tj.status();
     TokenizerSpec spec;
     spec.kind = TokenizerKind::kBpe;
-    tj_status = parse_tokenizer_json(*tj, &spec);
-    if (tj_status.ok()) {
-      apply_hf_config(*tok_cfg, *gen_cfg, *model_cfg, &spec);
-      return Create(std::move(spec));
+    // nlohmann's typed getters throw on a field of the wrong type: a bad file
+    // is a Status, not an exception.
+    try {
+      tj_status = parse_tokenizer_json(*tj, &spec);
+      if (tj_status.ok()) apply_hf_config(*tok_cfg, *gen_cfg, *model_cfg, &spec);
+    } catch (const json::exception& e) {
+      return Status::Corruption(tj_path.string() + ": " + e.what());
     }
+    if (tj_status.ok()) return Create(std::move(spec));
     tj_status = Status(tj_status.code() == Status::Code::kUnsupported
                            ? Status::Unsupported(tj_path.string() + ": " + tj_status.message())
                            : Status::Corruption(tj_path.string() + ": " + tj_status.message()));
@@ -487,7 +491,11 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromHfFolder(const std::string& di
   SWARM_RETURN_IF_ERROR(parse_sentencepiece(*bytes, sp_path.string(), &spec, &add_dummy_prefix));
   spec.add_space_prefix = add_dummy_prefix;
   spec.add_bos = true;  // LlamaTokenizer's default; tokenizer_config.json may say otherwise
-  apply_hf_config(*tok_cfg, *gen_cfg, *model_cfg, &spec);
+  try {
+    apply_hf_config(*tok_cfg, *gen_cfg, *model_cfg, &spec);
+  } catch (const json::exception& e) {
+    return Status::Corruption(dir_str + ": tokenizer_config.json: " + e.what());
+  }
   return Create(std::move(spec));
 }
 

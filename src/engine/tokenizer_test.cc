@@ -565,6 +565,10 @@ TEST_F(TokenizerFiles, MissingOrBrokenFilesAreErrors) {
   write("tokenizer.json", R"({"model": {"type": "WordPiece", "vocab": {"a": 0}}})");
   fs::remove(dir_ / "tokenizer.model");
   EXPECT_EQ(Tokenizer::FromHfFolder(dir_.string()).status().code(), Status::Code::kUnsupported);
+  write("tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}},
+      "added_tokens": [{"id": 1, "content": "<x>", "special": "yes"}],
+      "pre_tokenizer": {"type": "ByteLevel"}})");
+  EXPECT_EQ(Tokenizer::FromHfFolder(dir_.string()).status().code(), Status::Code::kCorruption);
   write("tokenizer.json", "{not json");
   EXPECT_FALSE(Tokenizer::FromHfFolder(dir_.string()).ok());
   EXPECT_FALSE(Tokenizer::Create(TokenizerSpec{}).ok());

@@ -112,6 +112,27 @@ TEST_F(CliTest, BenchPrintsOneJsonLine) {
   EXPECT_GT(j["decode_bw_fraction"].get<double>(), 0);
 }
 
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += (c == '\'') ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+TEST_F(CliTest, TokenizePrintsTheReferenceIds) {
+  const std::string text = "The licensee may copy and distribute verbatim copies of the Program's source code";
+  CmdResult r = swarm("tokenize -m " + model_ + " " + shell_quote(text));
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, join(ids_) + "\n");
+  r = swarm("tokenize -m " + model_ + " --no-bos " + shell_quote(text));
+  EXPECT_EQ(r.out, join(std::vector<int32_t>(ids_.begin() + 1, ids_.end())) + "\n");
+  // <s> is BOS only with --special.
+  r = swarm("tokenize -m " + model_ + " --no-bos --special '<s>'");
+  EXPECT_EQ(r.out, "1\n");
+  r = swarm("tokenize -m " + model_ + " --no-bos '<s>'");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out, "1\n");
+}
+
 TEST_F(CliTest, BadInputGetsAClearErrorAndNonZeroExit) {
   struct Case { std::string args, must_mention; };
   for (const Case& c : std::vector<Case>{
@@ -123,6 +144,7 @@ TEST_F(CliTest, BadInputGetsAClearErrorAndNonZeroExit) {
            {"synth --shape no-such-model -o /tmp/x.gguf", "no-such-model"},
            {"generate -m " + model_ + " --tokens 1 -n 5000", "context"},
            {"logits -m " + std::string(SWARM_SOURCE_DIR) + "/README.md --tokens 1", "README.md"},
+           {"tokenize -m /nonexistent/model.gguf hello", "/nonexistent/model.gguf"},
        }) {
     CmdResult r = swarm(c.args);
     EXPECT_NE(r.code, 0) << c.args;

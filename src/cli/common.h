@@ -35,5 +35,6 @@ void register_hidden(CLI::App& app);
 void register_synth(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_generate(CLI::App& app);
+void register_tokenize(CLI::App& app);
 
 }  // namespace swarm::cli

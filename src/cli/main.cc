@@ -7,6 +7,7 @@ int main(int argc, char** argv) {
   CLI::App app{"SwarmInfer: LLM inference across a swarm of machines"};
   app.require_subcommand(1);
   swarm::cli::register_generate(app);
+  swarm::cli::register_tokenize(app);
   swarm::cli::register_logits(app);
   swarm::cli::register_hidden(app);
   swarm::cli::register_synth(app);

@@ -9,5 +9,5 @@ if [ ! -f "$MODEL" ]; then
   echo "demo: writing the built-in model to $MODEL"
   "$BUILD/swarm" synth --shape demo-tiny --type Q8_0 --seed 1 -o "$MODEL"
 fi
-echo "demo: swarm generate -m $MODEL -n 48 (greedy; token ids, random weights)"
-"$BUILD/swarm" generate -m "$MODEL" -n 48
+echo "demo: swarm generate -m $MODEL --chat ... (random weights: the words are the vocabulary's, the sense is not)"
+"$BUILD/swarm" generate -m "$MODEL" --chat "Tell me about swarms." -n 48 --seed 1

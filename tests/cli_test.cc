@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "engine/test_data.h"
+#include "engine/tokenizer.h"
 
 namespace {
 
@@ -91,7 +92,7 @@ TEST_F(CliTest, HiddenChainedThroughFilesEqualsOneRun) {
 }
 
 TEST_F(CliTest, GenerateStreamsTheRequestedNumberOfTokens) {
-  CmdResult r = swarm("generate -m " + model_ + " --tokens " + join(ids_) + " -n 6 -t 1");
+  CmdResult r = swarm("generate -m " + model_ + " --tokens " + join(ids_) + " -n 6 -t 1 --temp 0 --ids");
   ASSERT_EQ(r.code, 0) << r.out;
   const std::string first_line = r.out.substr(0, r.out.find('\n'));
   EXPECT_EQ(std::count(first_line.begin(), first_line.end(), ','), 5) << r.out;
@@ -99,6 +100,36 @@ TEST_F(CliTest, GenerateStreamsTheRequestedNumberOfTokens) {
   // Greedy: the first generated token is the reference's.
   const std::vector<int32_t> greedy = read_raw<int32_t>(find_testdata("tiny-llama/ref/Q8_0/p0_greedy.i32"));
   EXPECT_EQ(first_line.substr(0, first_line.find(',')), std::to_string(greedy[0]));
+}
+
+// Text in, text out: the reference prompt, continued greedily, decodes to the
+// text of the reference's greedy tokens; chat mode renders a template.
+TEST_F(CliTest, GenerateTextIsTheDecodedGreedyContinuation) {
+  CmdResult ids = swarm("generate -m " + model_ + " --tokens " + join(ids_) + " -n 8 -t 1 --temp 0 --ids");
+  ASSERT_EQ(ids.code, 0) << ids.out;
+  CmdResult text = swarm("generate -m " + model_ + " -p \"The licensee may copy and distribute verbatim copies of "
+                         "the Program's source code\" -n 8 -t 1 --temp 0");
+  ASSERT_EQ(text.code, 0) << text.out;
+  // Decode the ids with the library's streaming decoder: the CLI must print exactly that.
+  auto tok = swarm::Tokenizer::Load(model_);
+  ASSERT_TRUE(tok.ok());
+  swarm::TokenStreamDecoder decoder(**tok);
+  std::string want;
+  const std::string id_line = ids.out.substr(0, ids.out.find('\n'));
+  for (size_t i = 0; i <= id_line.size();) {
+    const size_t comma = std::min(id_line.find(',', i), id_line.size());
+    want += decoder.push(std::stoi(id_line.substr(i, comma - i)));
+    i = comma + 1;
+  }
+  want += decoder.flush();
+  EXPECT_EQ(text.out.substr(0, text.out.find('\n')), want);
+  EXPECT_NE(text.out.find("tok/s"), std::string::npos);
+  CmdResult chat = swarm("generate -m " + model_ + " --chat Hello --system Brief -n 4 -t 1 --seed 5");
+  ASSERT_EQ(chat.code, 0) << chat.out;
+  EXPECT_NE(chat.out.find("chat template"), std::string::npos) << chat.out;
+  // The same seed gives the same text.
+  CmdResult again = swarm("generate -m " + model_ + " --chat Hello --system Brief -n 4 -t 1 --seed 5");
+  EXPECT_EQ(chat.out.substr(0, chat.out.find('\n')), again.out.substr(0, again.out.find('\n')));
 }
 
 TEST_F(CliTest, BenchPrintsOneJsonLine) {
@@ -142,7 +173,9 @@ TEST_F(CliTest, BadInputGetsAClearErrorAndNonZeroExit) {
            {"hidden -m " + model_ + " --tokens 1 --layers 3:1", "3:1"},
            {"hidden -m " + model_ + " --tokens 1 --layers 0:9", "0:9"},
            {"synth --shape no-such-model -o /tmp/x.gguf", "no-such-model"},
-           {"generate -m " + model_ + " --tokens 1 -n 5000", "context"},
+           {"generate -m " + model_ + " -p 'a long prompt that cannot fit' -c 3", "context holds 3"},
+           {"generate -m " + model_ + " --chat hi --chat-template no-such-family", "no-such-family"},
+           {"generate -m /nonexistent.gguf -p hi", "/nonexistent.gguf"},
            {"logits -m " + std::string(SWARM_SOURCE_DIR) + "/README.md --tokens 1", "README.md"},
            {"tokenize -m /nonexistent/model.gguf hello", "/nonexistent/model.gguf"},
        }) {

@@ -1,6 +1,11 @@
 #include "engine/chat_template.h"
 
+#include <fstream>
 #include <iterator>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/model_source.h"
 
 namespace swarm {
 namespace {
@@ -282,6 +287,29 @@ Result<std::string> render_chat(ChatFamily family, const std::vector<ChatMessage
       break;
   }
   return out;
+}
+
+}  // namespace swarm
+
+namespace swarm {
+
+std::string model_chat_template(const ModelSource& source) {
+  auto get = [&](const char* key) {
+    auto it = source.metadata.find(key);
+    return it == source.metadata.end() ? std::string() : it->second;
+  };
+  if (std::string t = get("tokenizer.chat_template"); !t.empty()) return t;
+  auto read_file = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  if (std::string p = get("hf.chat_template"); !p.empty()) return read_file(p);
+  if (std::string p = get("hf.tokenizer_config"); !p.empty()) {
+    const nlohmann::json cfg = nlohmann::json::parse(read_file(p), nullptr, /*allow_exceptions=*/false);
+    if (cfg.is_object() && cfg.contains("chat_template") && cfg["chat_template"].is_string())
+      return cfg["chat_template"].get<std::string>();
+  }
+  return "";
 }
 
 }  // namespace swarm

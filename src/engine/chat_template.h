@@ -81,3 +81,14 @@ Result<std::string> render_chat(ChatFamily family, const std::vector<ChatMessage
                                 const std::string& eos_token);
 
 }  // namespace swarm
+
+namespace swarm {
+
+struct ModelSource;
+
+// The chat template a model ships: GGUF `tokenizer.chat_template`, or in a
+// Hugging Face folder `chat_template.jinja` or tokenizer_config.json's
+// `chat_template`. Empty when the model has none.
+std::string model_chat_template(const ModelSource& source);
+
+}  // namespace swarm

@@ -1,0 +1,47 @@
+// The seam between the HTTP API and whatever produces tokens: one model in this
+// process (LocalBackend), or a chain of nodes across the network (the pipeline).
+// The API speaks text and OpenAI's JSON; a backend speaks token ids.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "engine/status.h"
+
+namespace swarm {
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;   // token ids, BOS included where the model wants it
+  SamplingParams sampling;       // seed, temperature ...; stop_tokens = the model's end-of-generation ids;
+                                 // max_tokens = tokens to generate at most (stop strings are the API's job)
+};
+
+struct GenerationResult {
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  // "stop": an end-of-generation token (not passed to the callback) or the
+  // callback asked to stop; "length": max_tokens or the context ran out.
+  std::string finish_reason;
+  std::string route;             // what served it, for logs and the demo ("local", "a:1 -> b:2")
+  double prompt_seconds = 0;     // time to the first generated token
+  double generation_seconds = 0; // from the first token to the last
+};
+
+// Called with each generated token as soon as it exists. Returning false stops
+// the generation (a stop string matched, or the client went away).
+using TokenCallback = std::function<bool(int32_t token)>;
+
+class GenerationBackend {
+ public:
+  virtual ~GenerationBackend() = default;
+  // Blocks until the generation ends. Called from many threads at once; a backend
+  // runs concurrent requests together (batched), not one after another.
+  virtual Result<GenerationResult> generate(const GenerationRequest& request, const TokenCallback& on_token) = 0;
+  // The context length requests must fit in (prompt + max_tokens).
+  virtual int context_length() const = 0;
+};
+
+}  // namespace swarm

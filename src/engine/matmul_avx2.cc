@@ -172,11 +172,13 @@ void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, 
       for (int i = 0; i < R; ++i)
         for (int j = 0; j < 16; ++j) wt[i][j] = main + j < cols ? widen<T>(row[i], main + j) : 0.0f;
     }
+    TilePrefetcher pf(w, r + R, R, main / 16);
     for (int64_t t = 0; t < n; ++t) {
       const float* x = a.f32(t);
       __m256 acc[R][2];
       for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
       for (int64_t k = 0; k < main; k += 16) {
+        if (t == 0) pf.step();
         const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
         for (int i = 0; i < R; ++i) {
           __m256 w0, w1;
@@ -237,11 +239,13 @@ void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, nb);
     for (int64_t t = 0; t < n; ++t) {
       const int8_t* xq = a.qs(t);
       const float* xd = a.d(t);
       __m256 acc = _mm256_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
+        if (t == 0) pf.step();
         const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b));
         __m256i p[kR];
         for (int i = 0; i < kR; ++i) {
@@ -267,12 +271,14 @@ void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, nb);
     for (int64_t t = 0; t < n; ++t) {
       const int8_t* xq = a.qs(t);
       const float* xd = a.d(t);
       const int32_t* xs = a.sums(t);
       __m256 acc = _mm256_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
+        if (t == 0) pf.step();
         const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b));
         __m256i p[kR];
         for (int i = 0; i < kR; ++i) {
@@ -349,12 +355,14 @@ void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, in
   const size_t bsz = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, nb);
     for (int64_t t = 0; t < n; ++t) {
       const int8_t* xq = a.qs(t);
       const float* xd = a.d(t);
       const int16_t* s32 = a.sums32(t);
       __m256 acc = _mm256_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
+        if (t == 0) pf.step();
         const __m128i sv = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s32 + 8 * b));
         __m256i p1[kR], p2[kR];
         for (int i = 0; i < kR; ++i)
@@ -411,12 +419,14 @@ void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   const int64_t nb = w.cols / kQK_K;
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, nb);
     for (int64_t t = 0; t < n; ++t) {
       const int8_t* xq = a.qs(t);
       const float* xd = a.d(t);
       const int16_t* bs = a.bsums(t);
       __m256 acc = _mm256_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
+        if (t == 0) pf.step();
         const __m256i bsv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b));
         __m256i p[kR];
         for (int i = 0; i < kR; ++i)

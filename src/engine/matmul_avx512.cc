@@ -151,11 +151,13 @@ void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, 
   for (int64_t r = r0; r < r1; r += R) {
     const uint8_t* row[R];
     for (int i = 0; i < R; ++i) row[i] = base + std::min(r + i, r1 - 1) * rb;
+    TilePrefetcher pf(w, r + R, R, main / 16);
     for (int64_t t = 0; t < n; ++t) {
       const float* x = a.f32(t);
       __m512 acc[R];
       for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
       for (int64_t k = 0; k < main; k += 16) {
+        if (t == 0) pf.step();
         const __m512 xv = _mm512_loadu_ps(x + k);
 #pragma GCC unroll 8
         for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(load16<T>(row[i], k), xv, acc[i]);
@@ -213,12 +215,14 @@ void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, nb / 2);
     for (int64_t t = 0; t < n; ++t) {
       const int8_t* xq = a.qs(t);
       const float* xd = a.d(t);
       __m512 acc = _mm512_setzero_ps();
       int64_t b = 0;
       for (; b + 2 <= nb; b += 2) {
+        if (t == 0) pf.step();
         const __m512i xv = _mm512_load_si512(xq + 32 * b);
         // (w + 128) . x - 128 * sum(x) = w . x
         const __m512i corr =
@@ -267,11 +271,13 @@ void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   const __m512i shifts = _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4);
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, (nb + 1) / 2);
     for (int64_t t = 0; t < n; ++t) {
       const int8_t* xq = a.qs(t);
       const float* xd = a.d(t);
       __m512 acc = _mm512_setzero_ps();
       for (int64_t b = 0; b < nb; b += 2) {
+        if (t == 0) pf.step();
         const bool pair = b + 1 < nb;
         const __m512i xv = pair ? _mm512_load_si512(xq + 32 * b)
                                 : _mm512_zextsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(xq + 32 * b)));
@@ -314,17 +320,15 @@ inline __m512i perm2(int j, int k) {
 
 // Q4_K / Q5_K: one row's block -> lanes 0..7 partial isum1, lanes 8..11 partial isum2.
 template <bool kFive>
-inline __m512i row_k45(const uint8_t* blkp, const __m512i X[4], __m128i s32, const __m512i P[4]) {
-  const uint8_t *scales, *qs, *qh = nullptr;
+inline __m512i row_k45(const uint8_t* blkp, const uint8_t* sm, const __m512i X[4], __m128i s32,
+                       const __m512i P[4]) {
+  const uint8_t *qs, *qh = nullptr;
   if constexpr (kFive) {
     const BlockQ5_K* blk = reinterpret_cast<const BlockQ5_K*>(blkp);
-    scales = blk->scales, qs = blk->qs, qh = blk->qh;
+    qs = blk->qs, qh = blk->qh;
   } else {
-    const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(blkp);
-    scales = blk->scales, qs = blk->qs;
+    qs = reinterpret_cast<const BlockQ4_K*>(blkp)->qs;
   }
-  alignas(16) uint8_t sm[16];
-  k4_unpack16(scales, sm);
   const __m256i s16 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(sm)));
   const __m128i mins = _mm_madd_epi16(_mm256_extracti128_si256(s16, 1), s32);
   const __m512i sz = _mm512_castsi256_si512(s16);
@@ -353,6 +357,35 @@ inline __m512i row_k45(const uint8_t* blkp, const __m512i X[4], __m128i s32, con
   return _mm512_inserti64x4(_mm512_castsi256_si512(a8), _mm256_zextsi128_si256(mins), 1);
 }
 
+// k4_unpack16 for the blocks at byte `off` of all 16 rows, four rows per zmm: each
+// 128-bit lane holds a block's first 16 bytes, dwords [d|dmin, u0, u1, u2], and becomes
+// [sc0..3, sc4..7, m0..3, m4..7].
+inline void unpack_k4_scales(const RowTile& t, size_t off, uint8_t sm[kR][16]) {
+  const __m512i shift = _mm512_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4);
+  const __m512i mask_p = _mm512_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
+                                           0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
+                                           0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
+                                           0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
+  const __m512i mask_q = _mm512_setr_epi32(0, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0,
+                                           0x30303030, 0, 0x30303030, 0, 0x30303030, 0,
+                                           0x30303030, 0, 0x30303030);
+  auto ld = [&](int i) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(t.row[i] + off)); };
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    __m512i v = _mm512_castsi128_si512(ld(4 * g));
+    v = _mm512_inserti32x4(v, ld(4 * g + 1), 1);
+    v = _mm512_inserti32x4(v, ld(4 * g + 2), 2);
+    v = _mm512_inserti32x4(v, ld(4 * g + 3), 3);
+    // out0 = u0 & m1, out1 = (u2 & m2) | ((u0 >> 6) & 3) << 4,
+    // out2 = u1 & m1, out3 = ((u2 >> 4) & m2) | ((u1 >> 6) & 3) << 4
+    const __m512i p = _mm512_and_si512(
+        _mm512_srlv_epi32(_mm512_shuffle_epi32(v, static_cast<_MM_PERM_ENUM>(0xED)), shift), mask_p);
+    const __m512i q = _mm512_and_si512(
+        _mm512_srli_epi32(_mm512_shuffle_epi32(v, static_cast<_MM_PERM_ENUM>(0x84)), 2), mask_q);
+    _mm512_store_si512(sm[4 * g], _mm512_or_si512(p, q));
+  }
+}
+
 template <bool kFive>
 void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
                 float* y, int64_t ldy) {
@@ -361,19 +394,24 @@ void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, in
   const __m512i P[4] = {perm2(0, 2), perm2(1, 3), perm2(4, 6), perm2(5, 7)};
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, nb);
     for (int64_t t = 0; t < n; ++t) {
       const int8_t* xq = a.qs(t);
       const float* xd = a.d(t);
       const int16_t* s32 = a.sums32(t);
       __m512 acc = _mm512_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
+        if (t == 0) pf.step();
         const int8_t* xb = xq + kQK_K * b;
         // Sub-blocks in the order the nibbles come out: 0|2, 1|3, 4|6, 5|7.
         const __m512i X[4] = {load2x256(xb, xb + 64), load2x256(xb + 32, xb + 96),
                               load2x256(xb + 128, xb + 192), load2x256(xb + 160, xb + 224)};
         const __m128i sv = _mm_load_si128(reinterpret_cast<const __m128i*>(s32 + 8 * b));
+        alignas(64) uint8_t sm[kR][16];
+        unpack_k4_scales(tile, b * bsz, sm);
         __m512i A, B;
-        reduce16x2([&](int i) { return row_k45<kFive>(tile.row[i] + b * bsz, X, sv, P); }, A, B);
+        reduce16x2([&](int i) { return row_k45<kFive>(tile.row[i] + b * bsz, sm[i], X, sv, P); },
+                   A, B);
         const __m512i g = gather32(tile, b * bsz);
         const __m512 dx = _mm512_set1_ps(xd[b]);
         acc = _mm512_fmadd_ps(_mm512_mul_ps(dx, f16_lo(g)), _mm512_cvtepi32_ps(A), acc);
@@ -421,12 +459,14 @@ void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   const __m512i P[4] = {perm_q6(0), perm_q6(1), perm_q6(2), perm_q6(3)};
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, (nb + 1) / 2);
     for (int64_t t = 0; t < n; ++t) {
       const int8_t* xq = a.qs(t);
       const float* xd = a.d(t);
       const int16_t* bs = a.bsums(t);
       __m512 acc = _mm512_setzero_ps();
       for (int64_t b = 0; b < nb; b += 2) {
+        if (t == 0) pf.step();
         const bool pair = b + 1 < nb;
         const __m256i bs0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b));
         const __m256i bs1 = pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b + 16)) : bs0;

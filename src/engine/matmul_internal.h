@@ -129,6 +129,32 @@ inline void k4_unpack16(const uint8_t* q, uint8_t out[16]) {
   __builtin_memcpy(out, u, 16);
 }
 
+// Software prefetch of the next row tile while a tile is computed: rows are
+// contiguous, so the next tile is one contiguous range, and spreading it over the
+// steps of the current tile keeps memory busy even where rows start new pages
+// (hardware prefetchers stop at page boundaries).
+class TilePrefetcher {
+ public:
+  TilePrefetcher(const WeightMatrix& w, int64_t next_row, int64_t rows, int64_t steps) {
+    const size_t rb = row_size(w.type, w.cols);
+    const int64_t end_row = next_row + rows < w.rows ? next_row + rows : w.rows;
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    p_ = base + next_row * rb;
+    end_ = next_row < end_row ? base + end_row * rb : p_;
+    const size_t bytes = static_cast<size_t>(end_ - p_);
+    chunk_ = steps > 0 ? (bytes / static_cast<size_t>(steps) + 64) & ~size_t{63} : bytes;
+  }
+  void step() {
+    const uint8_t* stop = p_ + chunk_ < end_ ? p_ + chunk_ : end_;
+    for (; p_ < stop; p_ += 64) __builtin_prefetch(p_, 0, 3);
+  }
+
+ private:
+  const uint8_t* p_;
+  const uint8_t* end_;
+  size_t chunk_;
+};
+
 // Fills the Q8_K bsums/sums32 of block `b` from its quants.
 inline void q8k_fill_sums(const int8_t* q, int16_t* bsums, int16_t* sums32) {
   for (int g = 0; g < 16; ++g) {

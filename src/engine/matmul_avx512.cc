@@ -140,24 +140,57 @@ inline float tree16(__m512 a) {
   return _mm_cvtss_f32(s1);
 }
 
+// R rows x NT tokens, each output in its own zmm: the prefill tile. Every output
+// still sees fma(w[k..k+15], x[k..k+15]) in k order, then the tree.
+template <FType T, int R, int NT>
+inline void float_tile(const uint8_t* const* row, const Acts& a, int64_t t0, int64_t main,
+                       int64_t cols, __mmask16 tail, float* y, int64_t ldy, int64_t r, int valid) {
+  __m512 acc[R][NT];
+  const float* x[NT];
+  for (int j = 0; j < NT; ++j) x[j] = a.f32(t0 + j);
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < main; k += 16) {
+    __m512 wv[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) wv[i] = load16<T>(row[i], k);
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) {
+      const __m512 xv = _mm512_loadu_ps(x[j] + k);
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
+    }
+  }
+  if (main < cols) {
+    __m512 wv[R];
+    for (int i = 0; i < R; ++i) wv[i] = load16_tail<T>(row[i], main, tail);
+    for (int j = 0; j < NT; ++j) {
+      const __m512 xv = _mm512_maskz_loadu_ps(tail, x[j] + main);
+      for (int i = 0; i < R; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < valid; ++i)
+    for (int j = 0; j < NT; ++j) y[(t0 + j) * ldy + r + i] = tree16(acc[i][j]);
+}
+
 template <FType T>
 void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
                   float* y, int64_t ldy) {
-  constexpr int R = 8;
   const size_t rb = row_size(w.type, w.cols);
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const int64_t cols = w.cols, main = cols / 16 * 16;
   const __mmask16 tail = static_cast<__mmask16>((1u << (cols - main)) - 1);
-  for (int64_t r = r0; r < r1; r += R) {
-    const uint8_t* row[R];
-    for (int i = 0; i < R; ++i) row[i] = base + std::min(r + i, r1 - 1) * rb;
-    TilePrefetcher pf(w, r + R, R, main / 16);
-    for (int64_t t = 0; t < n; ++t) {
-      const float* x = a.f32(t);
+  if (n == 1) {  // decode: 8 rows share each x load; prefetch keeps memory busy
+    constexpr int R = 8;
+    for (int64_t r = r0; r < r1; r += R) {
+      const uint8_t* row[R];
+      for (int i = 0; i < R; ++i) row[i] = base + std::min(r + i, r1 - 1) * rb;
+      TilePrefetcher pf(w, r + R, R, main / 16);
+      const float* x = a.f32(0);
       __m512 acc[R];
       for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
       for (int64_t k = 0; k < main; k += 16) {
-        if (t == 0) pf.step();
+        pf.step();
         const __m512 xv = _mm512_loadu_ps(x + k);
 #pragma GCC unroll 8
         for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(load16<T>(row[i], k), xv, acc[i]);
@@ -167,7 +200,25 @@ void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, 
         for (int i = 0; i < R; ++i)
           acc[i] = _mm512_fmadd_ps(load16_tail<T>(row[i], main, tail), xv, acc[i]);
       }
-      for (int i = 0; i < R && r + i < r1; ++i) y[t * ldy + r + i] = tree16(acc[i]);
+      for (int i = 0; i < R && r + i < r1; ++i) y[r + i] = tree16(acc[i]);
+    }
+    return;
+  }
+  constexpr int R = 4, NT = 6;
+  for (int64_t r = r0; r < r1; r += R) {
+    const uint8_t* row[R];
+    for (int i = 0; i < R; ++i) row[i] = base + std::min(r + i, r1 - 1) * rb;
+    const int valid = static_cast<int>(std::min<int64_t>(R, r1 - r));
+    int64_t t0 = 0;
+    for (; t0 + NT <= n; t0 += NT)
+      float_tile<T, R, NT>(row, a, t0, main, cols, tail, y, ldy, r, valid);
+    switch (n - t0) {
+      case 5: float_tile<T, R, 5>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
+      case 4: float_tile<T, R, 4>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
+      case 3: float_tile<T, R, 3>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
+      case 2: float_tile<T, R, 2>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
+      case 1: float_tile<T, R, 1>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
+      default: break;
     }
   }
 }

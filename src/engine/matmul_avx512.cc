@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "engine/fp16.h"
 #include "engine/matmul_internal.h"
@@ -260,8 +261,102 @@ inline __m512i load2x256(const void* a, const void* b) {
       _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1);
 }
 
+// ---- Prefill for Q8_0 / Q4_0: a 16-row tile is repacked once per call into
+// "lane = row" order (zmm k of block b holds bytes 4k..4k+3 of that block of all 16
+// rows, as unsigned bytes), so each token needs one broadcast dword per vpdpbusd and
+// no reduction at all. The integer sums are the exact values the decode path
+// computes, and the float steps are the same, so results match it bit for bit.
+
+struct alignas(64) Vec {
+  int32_t v[16];
+};
+
+template <bool kQ4>
+void pack_tile(const RowTile& tile, int64_t nb, Vec* wp, Vec* sp) {
+  const size_t bsz = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+  const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* qs = tile.row[0] + b * bsz + 2;
+    if constexpr (kQ4) {
+      for (int k = 0; k < 4; ++k) {
+        const __m512i g = _mm512_i32gather_epi32(tile.off, qs + 4 * k, 1);
+        _mm512_store_si512(wp[8 * b + k].v, _mm512_and_si512(g, m4));
+        _mm512_store_si512(wp[8 * b + 4 + k].v, _mm512_and_si512(_mm512_srli_epi32(g, 4), m4));
+      }
+    } else {
+      for (int k = 0; k < 8; ++k) {
+        const __m512i g = _mm512_i32gather_epi32(tile.off, qs + 4 * k, 1);
+        _mm512_store_si512(wp[8 * b + k].v, _mm512_xor_si512(g, k80));
+      }
+    }
+    _mm512_store_ps(sp[b].v, f16_lo(gather32(tile, b * bsz)));
+  }
+}
+
+template <bool kQ4, int NT>
+inline void packed_tokens(const Vec* wp, const Vec* sp, int64_t nb, const Acts& a, int64_t t0,
+                          float* y, int64_t ldy, int64_t r, __mmask16 valid) {
+  constexpr int kCorr = kQ4 ? -8 : -128;  // nibble - 8, or (w + 128) - 128
+  __m512 acc[NT];
+  const int8_t* xq[NT];
+  const float* xd[NT];
+  const int32_t* xs[NT];
+  for (int j = 0; j < NT; ++j) {
+    acc[j] = _mm512_setzero_ps();
+    xq[j] = a.qs(t0 + j), xd[j] = a.d(t0 + j), xs[j] = a.sums(t0 + j);
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i W[8];
+    for (int k = 0; k < 8; ++k) W[k] = _mm512_load_si512(wp[8 * b + k].v);
+    const __m512 sw = _mm512_load_ps(sp[b].v);
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) {
+      int32_t xw[8];
+      std::memcpy(xw, xq[j] + 32 * b, 32);
+      __m512i s = _mm512_set1_epi32(kCorr * xs[j][b]);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) s = _mm512_dpbusd_epi32(s, W[k], _mm512_set1_epi32(xw[k]));
+      acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(sw, _mm512_set1_ps(xd[j][b])), _mm512_cvtepi32_ps(s),
+                               acc[j]);
+    }
+  }
+  for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(y + (t0 + j) * ldy + r, valid, acc[j]);
+}
+
+template <bool kQ4>
+void packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
+                   float* y, int64_t ldy) {
+  const int64_t nb = w.cols / 32;
+  thread_local std::vector<Vec> buf;
+  if (buf.size() < static_cast<size_t>(nb * 9)) buf.resize(nb * 9);
+  Vec* wp = buf.data();
+  Vec* sp = wp + nb * 8;
+  constexpr int NT = 8;
+  for (int64_t r = r0; r < r1; r += kR) {
+    const RowTile tile = make_tile(w, r, r1);
+    pack_tile<kQ4>(tile, nb, wp, sp);
+    int64_t t0 = 0;
+    for (; t0 + NT <= n; t0 += NT) packed_tokens<kQ4, NT>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
+    switch (n - t0) {
+      case 7: packed_tokens<kQ4, 7>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      case 6: packed_tokens<kQ4, 6>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      case 5: packed_tokens<kQ4, 5>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      case 4: packed_tokens<kQ4, 4>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      case 3: packed_tokens<kQ4, 3>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      case 2: packed_tokens<kQ4, 2>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      case 1: packed_tokens<kQ4, 1>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      default: break;
+    }
+  }
+}
+
+// Batches at least this large take the packed path (packing costs about 4 tokens).
+constexpr int64_t kPackMinTokens = 4;
+
 void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
                  float* y, int64_t ldy) {
+  if (n >= kPackMinTokens) return packed_kernel<false>(w, r0, r1, a, n, y, ldy);
   const int64_t nb = w.cols / kQK8_0;
   const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t r = r0; r < r1; r += kR) {
@@ -316,6 +411,7 @@ void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
 
 void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
                  float* y, int64_t ldy) {
+  if (n >= kPackMinTokens) return packed_kernel<true>(w, r0, r1, a, n, y, ldy);
   const int64_t nb = w.cols / kQK4_0;
   const __m512i k8 = _mm512_set1_epi8(8);
   const __m512i m4 = _mm512_set1_epi8(0x0F);

@@ -1,0 +1,662 @@
+// AVX-512 (F, BW, VL, DQ, VNNI) kernels. Same canonical sequence as every other ISA
+// (matmul_internal.h); lanes hold different weight rows, 16 at a time.
+//
+// Quantized tiles: per step each of 16 rows produces a 512-bit vector whose lanes 0..7
+// are partial sums of one exact integer (a block's dot product, or a K-quant's scale
+// sum) and lanes 8..15 partial sums of another (the next block, or the mins sum).
+// A transposing reduction turns 16 such vectors into two vectors with one exact
+// integer per row, then one FMA per integer advances 16 accumulators.
+// Signed x signed bytes go through vpdpbusd by offsetting the weights by 128 and
+// starting the sum at -128 * sum(x), which the activation row shares across rows.
+#if defined(__x86_64__)
+
+// GCC 12's AVX-512 headers start masked builtins from _mm512_undefined_*(), which
+// -Wmaybe-uninitialized reports as uninitialized use after inlining (a false positive).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "engine/fp16.h"
+#include "engine/matmul_internal.h"
+
+namespace swarm::mm {
+namespace {
+
+constexpr int kR = 16;  // weight rows per quantized tile (one zmm of lanes)
+
+// ---- The 16-row transposing reduction.
+
+inline __m512i step1(__m512i a, __m512i b) {
+  return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+}
+inline __m512i step2(__m512i p, __m512i q) {
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(p, q), _mm512_unpackhi_epi64(p, q));
+}
+inline __m512i step3(__m512i p, __m512i q) {
+  return _mm512_add_epi32(_mm512_shuffle_i32x4(p, q, 0x88), _mm512_shuffle_i32x4(p, q, 0xDD));
+}
+
+// row(i) returns row i's vector; A[i] = sum of its lanes 0..7, B[i] = sum of lanes 8..15.
+template <typename RowFn>
+inline void reduce16x2(RowFn row, __m512i& A, __m512i& B) {
+  __m512i s2[4];
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    const __m512i a = step1(row(4 * g), row(4 * g + 1));
+    const __m512i b = step1(row(4 * g + 2), row(4 * g + 3));
+    s2[g] = step2(a, b);
+  }
+  const __m512i s30 = step3(s2[0], s2[1]);
+  const __m512i s31 = step3(s2[2], s2[3]);
+  A = _mm512_shuffle_i32x4(s30, s31, 0x88);
+  B = _mm512_shuffle_i32x4(s30, s31, 0xDD);
+}
+
+// ---- Activation quantization (bit-identical to the portable rule).
+
+inline float hmax16(__m512 v) {
+  __m256 m = _mm256_max_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Quantizes n (a multiple of 16) floats with one scale; returns d.
+inline float quant_block(const float* x, int n, int8_t* q) {
+  __m512 amax = _mm512_setzero_ps();
+  for (int i = 0; i < n; i += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+  const float d = hmax16(amax) / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const __m512 vid = _mm512_set1_ps(id);
+  const __m512i hi = _mm512_set1_epi32(127), lo = _mm512_set1_epi32(-127);
+  for (int i = 0; i < n; i += 16) {
+    __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vid));
+    v = _mm512_max_epi32(_mm512_min_epi32(v, hi), lo);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(v));
+  }
+  return d;
+}
+
+void quant_q8_0(const float* x, int64_t cols, uint8_t* out, const ActLayout& l) {
+  int8_t* qs = reinterpret_cast<int8_t*>(out + l.qs);
+  float* d = reinterpret_cast<float*>(out + l.d);
+  int32_t* sums = reinterpret_cast<int32_t*>(out + l.sums);
+  for (int64_t b = 0; b < cols / 32; ++b) {
+    d[b] = quant_block(x + 32 * b, 32, qs + 32 * b);
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * b));
+    sums[b] = _mm512_reduce_add_epi32(
+        _mm512_madd_epi16(_mm512_cvtepi8_epi16(q), _mm512_set1_epi16(1)));
+  }
+}
+
+void quant_q8_k(const float* x, int64_t cols, uint8_t* out, const ActLayout& l) {
+  int8_t* qs = reinterpret_cast<int8_t*>(out + l.qs);
+  float* d = reinterpret_cast<float*>(out + l.d);
+  int16_t* bsums = reinterpret_cast<int16_t*>(out + l.sums);
+  int16_t* sums32 = reinterpret_cast<int16_t*>(out + l.sums32);
+  for (int64_t b = 0; b < cols / kQK_K; ++b) {
+    d[b] = quant_block(x + kQK_K * b, kQK_K, qs + kQK_K * b);
+    q8k_fill_sums(qs + kQK_K * b, bsums + 16 * b, sums32 + 8 * b);
+  }
+}
+
+// ---- Float weights: the 16 canonical lanes are one zmm per output.
+
+enum class FType { kF32, kF16, kBF16 };
+
+template <FType T>
+inline __m512 load16(const uint8_t* row, int64_t i) {
+  if constexpr (T == FType::kF32) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + i);
+  } else if constexpr (T == FType::kF16) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * i)));
+  } else {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * i))), 16));
+  }
+}
+
+template <FType T>
+inline __m512 load16_tail(const uint8_t* row, int64_t i, __mmask16 m) {
+  if constexpr (T == FType::kF32) {
+    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row) + i);
+  } else if constexpr (T == FType::kF16) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * i));
+  } else {
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row + 2 * i)), 16));
+  }
+}
+
+inline float tree16(__m512 a) {
+  const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
+  return _mm_cvtss_f32(s1);
+}
+
+// R rows x NT tokens, each output in its own zmm: the prefill tile. Every output
+// still sees fma(w[k..k+15], x[k..k+15]) in k order, then the tree.
+template <FType T, int R, int NT>
+inline void float_tile(const uint8_t* const* row, const Acts& a, int64_t t0, int64_t main,
+                       int64_t cols, __mmask16 tail, float* y, int64_t ldy, int64_t r, int valid) {
+  __m512 acc[R][NT];
+  const float* x[NT];
+  for (int j = 0; j < NT; ++j) x[j] = a.f32(t0 + j);
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < main; k += 16) {
+    __m512 wv[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) wv[i] = load16<T>(row[i], k);
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) {
+      const __m512 xv = _mm512_loadu_ps(x[j] + k);
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
+    }
+  }
+  if (main < cols) {
+    __m512 wv[R];
+    for (int i = 0; i < R; ++i) wv[i] = load16_tail<T>(row[i], main, tail);
+    for (int j = 0; j < NT; ++j) {
+      const __m512 xv = _mm512_maskz_loadu_ps(tail, x[j] + main);
+      for (int i = 0; i < R; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < valid; ++i)
+    for (int j = 0; j < NT; ++j) y[(t0 + j) * ldy + r + i] = tree16(acc[i][j]);
+}
+
+template <FType T>
+void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
+                  float* y, int64_t ldy) {
+  const size_t rb = row_size(w.type, w.cols);
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  const int64_t cols = w.cols, main = cols / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (cols - main)) - 1);
+  if (n == 1) {  // decode: 8 rows share each x load; prefetch keeps memory busy
+    constexpr int R = 8;
+    for (int64_t r = r0; r < r1; r += R) {
+      const uint8_t* row[R];
+      for (int i = 0; i < R; ++i) row[i] = base + std::min(r + i, r1 - 1) * rb;
+      TilePrefetcher pf(w, r + R, R, main / 16);
+      const float* x = a.f32(0);
+      __m512 acc[R];
+      for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+      for (int64_t k = 0; k < main; k += 16) {
+        pf.step();
+        const __m512 xv = _mm512_loadu_ps(x + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(load16<T>(row[i], k), xv, acc[i]);
+      }
+      if (main < cols) {
+        const __m512 xv = _mm512_maskz_loadu_ps(tail, x + main);
+        for (int i = 0; i < R; ++i)
+          acc[i] = _mm512_fmadd_ps(load16_tail<T>(row[i], main, tail), xv, acc[i]);
+      }
+      for (int i = 0; i < R && r + i < r1; ++i) y[r + i] = tree16(acc[i]);
+    }
+    return;
+  }
+  constexpr int R = 4, NT = 6;
+  for (int64_t r = r0; r < r1; r += R) {
+    const uint8_t* row[R];
+    for (int i = 0; i < R; ++i) row[i] = base + std::min(r + i, r1 - 1) * rb;
+    const int valid = static_cast<int>(std::min<int64_t>(R, r1 - r));
+    int64_t t0 = 0;
+    for (; t0 + NT <= n; t0 += NT)
+      float_tile<T, R, NT>(row, a, t0, main, cols, tail, y, ldy, r, valid);
+    switch (n - t0) {
+      case 5: float_tile<T, R, 5>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
+      case 4: float_tile<T, R, 4>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
+      case 3: float_tile<T, R, 3>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
+      case 2: float_tile<T, R, 2>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
+      case 1: float_tile<T, R, 1>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
+      default: break;
+    }
+  }
+}
+
+// ---- Quantized weights: tiles of 16 rows, lane = row.
+
+struct RowTile {
+  const uint8_t* row[kR];
+  __m512i off;  // byte offset of each row from row[0]
+  __mmask16 valid;
+};
+
+inline RowTile make_tile(const WeightMatrix& w, int64_t r, int64_t r1) {
+  RowTile t;
+  const size_t rb = row_size(w.type, w.cols);
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  alignas(64) int32_t off[kR];
+  for (int i = 0; i < kR; ++i) {
+    const int64_t ri = std::min(r + i, r1 - 1);
+    t.row[i] = base + ri * rb;
+    off[i] = static_cast<int32_t>((ri - r) * static_cast<int64_t>(rb));
+  }
+  t.off = _mm512_load_si512(off);
+  const int64_t nv = std::min<int64_t>(kR, r1 - r);
+  t.valid = static_cast<__mmask16>((1u << nv) - 1);
+  return t;
+}
+
+// The 32-bit word at byte `off` of every row.
+inline __m512i gather32(const RowTile& t, size_t off) {
+  return _mm512_i32gather_epi32(t.off, t.row[0] + off, 1);
+}
+inline __m512 f16_lo(__m512i g) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)); }
+inline __m512 f16_hi(__m512i g) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))); }
+
+inline __m512i load2x256(const void* a, const void* b) {
+  return _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(a))),
+      _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1);
+}
+
+// ---- Prefill for Q8_0 / Q4_0: a 16-row tile is repacked once per call into
+// "lane = row" order (zmm k of block b holds bytes 4k..4k+3 of that block of all 16
+// rows, as unsigned bytes), so each token needs one broadcast dword per vpdpbusd and
+// no reduction at all. The integer sums are the exact values the decode path
+// computes, and the float steps are the same, so results match it bit for bit.
+
+struct alignas(64) Vec {
+  int32_t v[16];
+};
+
+template <bool kQ4>
+void pack_tile(const RowTile& tile, int64_t nb, Vec* wp, Vec* sp) {
+  const size_t bsz = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+  const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* qs = tile.row[0] + b * bsz + 2;
+    if constexpr (kQ4) {
+      for (int k = 0; k < 4; ++k) {
+        const __m512i g = _mm512_i32gather_epi32(tile.off, qs + 4 * k, 1);
+        _mm512_store_si512(wp[8 * b + k].v, _mm512_and_si512(g, m4));
+        _mm512_store_si512(wp[8 * b + 4 + k].v, _mm512_and_si512(_mm512_srli_epi32(g, 4), m4));
+      }
+    } else {
+      for (int k = 0; k < 8; ++k) {
+        const __m512i g = _mm512_i32gather_epi32(tile.off, qs + 4 * k, 1);
+        _mm512_store_si512(wp[8 * b + k].v, _mm512_xor_si512(g, k80));
+      }
+    }
+    _mm512_store_ps(sp[b].v, f16_lo(gather32(tile, b * bsz)));
+  }
+}
+
+template <bool kQ4, int NT>
+inline void packed_tokens(const Vec* wp, const Vec* sp, int64_t nb, const Acts& a, int64_t t0,
+                          float* y, int64_t ldy, int64_t r, __mmask16 valid) {
+  constexpr int kCorr = kQ4 ? -8 : -128;  // nibble - 8, or (w + 128) - 128
+  __m512 acc[NT];
+  const int8_t* xq[NT];
+  const float* xd[NT];
+  const int32_t* xs[NT];
+  for (int j = 0; j < NT; ++j) {
+    acc[j] = _mm512_setzero_ps();
+    xq[j] = a.qs(t0 + j), xd[j] = a.d(t0 + j), xs[j] = a.sums(t0 + j);
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i W[8];
+    for (int k = 0; k < 8; ++k) W[k] = _mm512_load_si512(wp[8 * b + k].v);
+    const __m512 sw = _mm512_load_ps(sp[b].v);
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) {
+      int32_t xw[8];
+      std::memcpy(xw, xq[j] + 32 * b, 32);
+      __m512i s = _mm512_set1_epi32(kCorr * xs[j][b]);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) s = _mm512_dpbusd_epi32(s, W[k], _mm512_set1_epi32(xw[k]));
+      acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(sw, _mm512_set1_ps(xd[j][b])), _mm512_cvtepi32_ps(s),
+                               acc[j]);
+    }
+  }
+  for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(y + (t0 + j) * ldy + r, valid, acc[j]);
+}
+
+template <bool kQ4>
+void packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
+                   float* y, int64_t ldy) {
+  const int64_t nb = w.cols / 32;
+  thread_local std::vector<Vec> buf;
+  if (buf.size() < static_cast<size_t>(nb * 9)) buf.resize(nb * 9);
+  Vec* wp = buf.data();
+  Vec* sp = wp + nb * 8;
+  constexpr int NT = 8;
+  for (int64_t r = r0; r < r1; r += kR) {
+    const RowTile tile = make_tile(w, r, r1);
+    pack_tile<kQ4>(tile, nb, wp, sp);
+    int64_t t0 = 0;
+    for (; t0 + NT <= n; t0 += NT) packed_tokens<kQ4, NT>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
+    switch (n - t0) {
+      case 7: packed_tokens<kQ4, 7>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      case 6: packed_tokens<kQ4, 6>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      case 5: packed_tokens<kQ4, 5>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      case 4: packed_tokens<kQ4, 4>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      case 3: packed_tokens<kQ4, 3>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      case 2: packed_tokens<kQ4, 2>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      case 1: packed_tokens<kQ4, 1>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
+      default: break;
+    }
+  }
+}
+
+// Batches at least this large take the packed path (packing costs about 4 tokens).
+constexpr int64_t kPackMinTokens = 4;
+
+void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
+                 float* y, int64_t ldy) {
+  if (n >= kPackMinTokens) return packed_kernel<false>(w, r0, r1, a, n, y, ldy);
+  const int64_t nb = w.cols / kQK8_0;
+  const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t r = r0; r < r1; r += kR) {
+    const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, nb / 2);
+    for (int64_t t = 0; t < n; ++t) {
+      const int8_t* xq = a.qs(t);
+      const float* xd = a.d(t);
+      __m512 acc = _mm512_setzero_ps();
+      int64_t b = 0;
+      for (; b + 2 <= nb; b += 2) {
+        if (t == 0) pf.step();
+        const __m512i xv = _mm512_load_si512(xq + 32 * b);
+        // (w + 128) . x - 128 * sum(x) = w . x
+        const __m512i corr =
+            _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, xv));
+        __m512i A, B;
+        reduce16x2(
+            [&](int i) {
+              const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(tile.row[i]) + b;
+              const __m512i wv = load2x256(blk[0].qs, blk[1].qs);
+              return _mm512_dpbusd_epi32(corr, _mm512_xor_si512(wv, k80), xv);
+            },
+            A, B);
+        const __m512 s0 = _mm512_mul_ps(f16_lo(gather32(tile, b * sizeof(BlockQ8_0))),
+                                        _mm512_set1_ps(xd[b]));
+        const __m512 s1 = _mm512_mul_ps(f16_lo(gather32(tile, (b + 1) * sizeof(BlockQ8_0))),
+                                        _mm512_set1_ps(xd[b + 1]));
+        acc = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(A), acc);
+        acc = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(B), acc);
+      }
+      if (b < nb) {  // odd block count: the last block alone, upper half zero
+        const __m512i xv = _mm512_zextsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(xq + 32 * b)));
+        const __m512i corr =
+            _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, xv));
+        __m512i A, B;
+        reduce16x2(
+            [&](int i) {
+              const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(tile.row[i]) + b;
+              const __m512i wv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs)));
+              return _mm512_dpbusd_epi32(corr, _mm512_xor_si512(wv, k80), xv);
+            },
+            A, B);
+        const __m512 s0 = _mm512_mul_ps(f16_lo(gather32(tile, b * sizeof(BlockQ8_0))),
+                                        _mm512_set1_ps(xd[b]));
+        acc = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(A), acc);
+      }
+      _mm512_mask_storeu_ps(y + t * ldy + r, tile.valid, acc);
+    }
+  }
+}
+
+void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
+                 float* y, int64_t ldy) {
+  if (n >= kPackMinTokens) return packed_kernel<true>(w, r0, r1, a, n, y, ldy);
+  const int64_t nb = w.cols / kQK4_0;
+  const __m512i k8 = _mm512_set1_epi8(8);
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i shifts = _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4);
+  for (int64_t r = r0; r < r1; r += kR) {
+    const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, (nb + 1) / 2);
+    for (int64_t t = 0; t < n; ++t) {
+      const int8_t* xq = a.qs(t);
+      const float* xd = a.d(t);
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t b = 0; b < nb; b += 2) {
+        if (t == 0) pf.step();
+        const bool pair = b + 1 < nb;
+        const __m512i xv = pair ? _mm512_load_si512(xq + 32 * b)
+                                : _mm512_zextsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(xq + 32 * b)));
+        // nibble . x - 8 * sum(x) = (nibble - 8) . x
+        const __m512i corr =
+            _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k8, xv));
+        __m512i A, B;
+        reduce16x2(
+            [&](int i) {
+              const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(tile.row[i]) + b;
+              const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[0].qs));
+              const __m128i q1 = pair ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[1].qs))
+                                      : _mm_setzero_si128();
+              const __m512i z = _mm512_castsi256_si512(_mm256_set_m128i(q1, q0));
+              __m512i q = _mm512_shuffle_i64x2(z, z, 0x50);  // lanes q0 q0 q1 q1
+              q = _mm512_and_si512(_mm512_srlv_epi64(q, shifts), m4);
+              return _mm512_dpbusd_epi32(corr, q, xv);
+            },
+            A, B);
+        const __m512 s0 = _mm512_mul_ps(f16_lo(gather32(tile, b * sizeof(BlockQ4_0))),
+                                        _mm512_set1_ps(xd[b]));
+        acc = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(A), acc);
+        if (pair) {
+          const __m512 s1 = _mm512_mul_ps(f16_lo(gather32(tile, (b + 1) * sizeof(BlockQ4_0))),
+                                          _mm512_set1_ps(xd[b + 1]));
+          acc = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(B), acc);
+        }
+      }
+      _mm512_mask_storeu_ps(y + t * ldy + r, tile.valid, acc);
+    }
+  }
+}
+
+// Word indices for vpermw: lanes 0..15 take word j, lanes 16..31 word k.
+inline __m512i perm2(int j, int k) {
+  alignas(64) int16_t idx[32];
+  for (int i = 0; i < 16; ++i) idx[i] = static_cast<int16_t>(j), idx[16 + i] = static_cast<int16_t>(k);
+  return _mm512_load_si512(idx);
+}
+
+// Q4_K / Q5_K: one row's block -> lanes 0..7 partial isum1, lanes 8..11 partial isum2.
+template <bool kFive>
+inline __m512i row_k45(const uint8_t* blkp, const uint8_t* sm, const __m512i X[4], __m128i s32,
+                       const __m512i P[4]) {
+  const uint8_t *qs, *qh = nullptr;
+  if constexpr (kFive) {
+    const BlockQ5_K* blk = reinterpret_cast<const BlockQ5_K*>(blkp);
+    qs = blk->qs, qh = blk->qh;
+  } else {
+    qs = reinterpret_cast<const BlockQ4_K*>(blkp)->qs;
+  }
+  const __m256i s16 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(sm)));
+  const __m128i mins = _mm_madd_epi16(_mm256_extracti128_si256(s16, 1), s32);
+  const __m512i sz = _mm512_castsi256_si512(s16);
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i q0 = _mm512_loadu_si512(qs), q1 = _mm512_loadu_si512(qs + 64);
+  __m512i v[4] = {_mm512_and_si512(q0, m4), _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4),
+                  _mm512_and_si512(q1, m4), _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4)};
+  if constexpr (kFive) {
+    const __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh)));
+    const __m512i k16 = _mm512_set1_epi8(16);
+    // v[0] = sub-blocks 0|2 (qh bits 0|2), v[1] = 1|3, v[2] = 4|6, v[3] = 5|7.
+    const uint8_t bits[4][2] = {{0x01, 0x04}, {0x02, 0x08}, {0x10, 0x40}, {0x20, 0x80}};
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      const __m512i sel = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(bits[k][0])),
+                                             _mm256_set1_epi8(static_cast<char>(bits[k][1])), 1);
+      v[k] = _mm512_mask_add_epi8(v[k], _mm512_test_epi8_mask(h, sel), v[k], k16);
+    }
+  }
+  __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k)
+    acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(v[k], X[k]),
+                              _mm512_permutexvar_epi16(P[k], sz));
+  const __m256i a8 = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(a8), _mm256_zextsi128_si256(mins), 1);
+}
+
+// k4_unpack16 for the blocks at byte `off` of all 16 rows, four rows per zmm: each
+// 128-bit lane holds a block's first 16 bytes, dwords [d|dmin, u0, u1, u2], and becomes
+// [sc0..3, sc4..7, m0..3, m4..7].
+inline void unpack_k4_scales(const RowTile& t, size_t off, uint8_t sm[kR][16]) {
+  const __m512i shift = _mm512_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4);
+  const __m512i mask_p = _mm512_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
+                                           0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
+                                           0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
+                                           0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
+  const __m512i mask_q = _mm512_setr_epi32(0, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0,
+                                           0x30303030, 0, 0x30303030, 0, 0x30303030, 0,
+                                           0x30303030, 0, 0x30303030);
+  auto ld = [&](int i) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(t.row[i] + off)); };
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    __m512i v = _mm512_castsi128_si512(ld(4 * g));
+    v = _mm512_inserti32x4(v, ld(4 * g + 1), 1);
+    v = _mm512_inserti32x4(v, ld(4 * g + 2), 2);
+    v = _mm512_inserti32x4(v, ld(4 * g + 3), 3);
+    // out0 = u0 & m1, out1 = (u2 & m2) | ((u0 >> 6) & 3) << 4,
+    // out2 = u1 & m1, out3 = ((u2 >> 4) & m2) | ((u1 >> 6) & 3) << 4
+    const __m512i p = _mm512_and_si512(
+        _mm512_srlv_epi32(_mm512_shuffle_epi32(v, static_cast<_MM_PERM_ENUM>(0xED)), shift), mask_p);
+    const __m512i q = _mm512_and_si512(
+        _mm512_srli_epi32(_mm512_shuffle_epi32(v, static_cast<_MM_PERM_ENUM>(0x84)), 2), mask_q);
+    _mm512_store_si512(sm[4 * g], _mm512_or_si512(p, q));
+  }
+}
+
+template <bool kFive>
+void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
+                float* y, int64_t ldy) {
+  const int64_t nb = w.cols / kQK_K;
+  const size_t bsz = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  const __m512i P[4] = {perm2(0, 2), perm2(1, 3), perm2(4, 6), perm2(5, 7)};
+  for (int64_t r = r0; r < r1; r += kR) {
+    const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, nb);
+    for (int64_t t = 0; t < n; ++t) {
+      const int8_t* xq = a.qs(t);
+      const float* xd = a.d(t);
+      const int16_t* s32 = a.sums32(t);
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        if (t == 0) pf.step();
+        const int8_t* xb = xq + kQK_K * b;
+        // Sub-blocks in the order the nibbles come out: 0|2, 1|3, 4|6, 5|7.
+        const __m512i X[4] = {load2x256(xb, xb + 64), load2x256(xb + 32, xb + 96),
+                              load2x256(xb + 128, xb + 192), load2x256(xb + 160, xb + 224)};
+        const __m128i sv = _mm_load_si128(reinterpret_cast<const __m128i*>(s32 + 8 * b));
+        alignas(64) uint8_t sm[kR][16];
+        unpack_k4_scales(tile, b * bsz, sm);
+        __m512i A, B;
+        reduce16x2([&](int i) { return row_k45<kFive>(tile.row[i] + b * bsz, sm[i], X, sv, P); },
+                   A, B);
+        const __m512i g = gather32(tile, b * bsz);
+        const __m512 dx = _mm512_set1_ps(xd[b]);
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(dx, f16_lo(g)), _mm512_cvtepi32_ps(A), acc);
+        acc = _mm512_fnmadd_ps(_mm512_mul_ps(dx, f16_hi(g)), _mm512_cvtepi32_ps(B), acc);
+      }
+      _mm512_mask_storeu_ps(y + t * ldy + r, tile.valid, acc);
+    }
+  }
+}
+
+// Q6_K: one row's block -> 8 partial sums of isum.
+inline __m256i row_q6_k(const BlockQ6_K* blk, const int8_t* xb, __m256i bsums, const __m512i P[4]) {
+  const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales)));
+  const __m512i sz = _mm512_castsi256_si512(sc);
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  const __m512i sh_a = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2);
+  const __m512i sh_b = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+  __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    const __m512i l = _mm512_loadu_si512(blk->ql + 64 * h);
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h)));
+    const __m512i qa = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_sllv_epi64(qh, sh_a), m30));
+    const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                       _mm512_and_si512(_mm512_srlv_epi64(qh, sh_b), m30));
+    const __m512i pa = _mm512_maddubs_epi16(qa, _mm512_load_si512(xb + 128 * h));
+    const __m512i pb = _mm512_maddubs_epi16(qb, _mm512_load_si512(xb + 128 * h + 64));
+    acc = _mm512_dpwssd_epi32(acc, pa, _mm512_permutexvar_epi16(P[2 * h], sz));
+    acc = _mm512_dpwssd_epi32(acc, pb, _mm512_permutexvar_epi16(P[2 * h + 1], sz));
+  }
+  const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums), 5);
+  return _mm256_sub_epi32(_mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1)), corr);
+}
+
+// Word indices: int16 lane i of a 64-element chunk c belongs to group 4c + i / 8.
+inline __m512i perm_q6(int c) {
+  alignas(64) int16_t idx[32];
+  for (int i = 0; i < 32; ++i) idx[i] = static_cast<int16_t>(4 * c + i / 8);
+  return _mm512_load_si512(idx);
+}
+
+void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
+                 float* y, int64_t ldy) {
+  const int64_t nb = w.cols / kQK_K;
+  const __m512i P[4] = {perm_q6(0), perm_q6(1), perm_q6(2), perm_q6(3)};
+  for (int64_t r = r0; r < r1; r += kR) {
+    const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, (nb + 1) / 2);
+    for (int64_t t = 0; t < n; ++t) {
+      const int8_t* xq = a.qs(t);
+      const float* xd = a.d(t);
+      const int16_t* bs = a.bsums(t);
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t b = 0; b < nb; b += 2) {
+        if (t == 0) pf.step();
+        const bool pair = b + 1 < nb;
+        const __m256i bs0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b));
+        const __m256i bs1 = pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b + 16)) : bs0;
+        __m512i A, B;
+        reduce16x2(
+            [&](int i) {
+              const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(tile.row[i]) + b;
+              const __m256i v0 = row_q6_k(blk, xq + kQK_K * b, bs0, P);
+              const __m256i v1 = pair ? row_q6_k(blk + 1, xq + kQK_K * (b + 1), bs1, P) : _mm256_setzero_si256();
+              return _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1);
+            },
+            A, B);
+        const __m512 s0 = _mm512_mul_ps(_mm512_set1_ps(xd[b]),
+                                        f16_hi(gather32(tile, b * sizeof(BlockQ6_K) + 206)));
+        acc = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(A), acc);
+        if (pair) {
+          const __m512 s1 = _mm512_mul_ps(_mm512_set1_ps(xd[b + 1]),
+                                          f16_hi(gather32(tile, (b + 1) * sizeof(BlockQ6_K) + 206)));
+          acc = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(B), acc);
+        }
+      }
+      _mm512_mask_storeu_ps(y + t * ldy + r, tile.valid, acc);
+    }
+  }
+}
+
+}  // namespace
+
+const IsaKernels& avx512_kernels() {
+  static const IsaKernels k = {"avx512",
+                               kernel_float<FType::kF32>,
+                               kernel_float<FType::kF16>,
+                               kernel_float<FType::kBF16>,
+                               kernel_q8_0,
+                               kernel_q4_0,
+                               kernel_k45<false>,
+                               kernel_k45<true>,
+                               kernel_q6_k,
+                               quant_q8_0,
+                               quant_q8_k};
+  return k;
+}
+
+}  // namespace swarm::mm
+
+#endif  // __x86_64__

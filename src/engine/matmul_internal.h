@@ -1,0 +1,168 @@
+// Internals of matmul(): the activation formats, the per-ISA kernel table, and the
+// one sequence of floating-point operations every kernel must follow.
+//
+// The canonical sequence (what "deterministic" means here). Every output element
+// y[t][r] is computed as follows, on every ISA, for every batch size and thread count:
+//
+// Float weights (F32, F16, BF16). Weights are widened to float32 (exact); x stays
+// float32. Sixteen accumulators a[0..15] start at +0; element i does
+//   a[i % 16] = fma(w[i], x[i], a[i % 16])
+// for i in [0, round_up(cols, 16)), with w = x = 0 past cols. Then a tree:
+//   for s in 8, 4, 2, 1: a[j] = a[j] + a[j + s] for j < s;  y = a[0].
+//
+// Quantized weights. Activations are quantized per block (Q8_0 blocks of 32 for
+// Q8_0/Q4_0 weights, Q8_K blocks of 256 for K-quants): amax = max|x|, d = amax / 127,
+// id = d != 0 ? 1 / d : 0, q = clamp(round_half_even(x * id), -127, 127), d kept as
+// float32. Each block's integer dot product is exact (int32), so SIMD kernels may
+// sum it in any order. One accumulator acc = +0, then for each block b in order:
+//   Q8_0, Q4_0: acc = fma(dw_b * dx_b, float(isum_b), acc)
+//     isum_b = sum (w_i) x_i, w_i = qs_i (Q8_0) or nibble_i - 8 (Q4_0)
+//   Q4_K, Q5_K: acc = fma(dx_b * d_b, float(isum1_b), acc);
+//               acc = fma(-(dx_b * dmin_b), float(isum2_b), acc)
+//     isum1_b = sum_j sc_j * sum_{i in sub-block j} q_i x_i, isum2_b = sum_j m_j * sum_{i in j} x_i
+//   Q6_K:       acc = fma(dx_b * d_b, float(isum_b), acc)
+//     isum_b = sum_g sc_g * sum_{i in group g} (q_i - 32) x_i
+// y = acc. dw, d, dmin are the fp16 fields widened to float32; products are float32.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/matmul.h"
+
+namespace swarm::mm {
+
+// Which activation format a weight type pairs with.
+enum class ActKind { kF32, kQ8_0, kQ8_K };
+ActKind act_kind(TensorType t);
+
+// Byte layout of one quantized activation row (one token). Offsets are from the
+// row start; every array is 64-byte aligned, and `stride` is a multiple of 64.
+//   kQ8_0: int8 qs[cols]; float d[nb]; int32 sum[nb]                (nb = cols / 32)
+//   kQ8_K: int8 qs[cols]; float d[nb]; int16 bsums[nb * 16];
+//          int16 sums32[nb * 8] (sum of each 32-group, for the K-quant mins) (nb = cols / 256)
+struct ActLayout {
+  size_t qs = 0, d = 0, sums = 0, sums32 = 0, stride = 0;
+};
+ActLayout act_layout(ActKind kind, int64_t cols);
+
+// A batch of activation rows ready for a kernel. For kF32, `base` is x itself
+// and `stride` is cols * 4.
+struct Acts {
+  ActKind kind = ActKind::kF32;
+  ActLayout layout;
+  const uint8_t* base = nullptr;
+  size_t stride = 0;
+  int64_t cols = 0;
+
+  const int8_t* qs(int64_t t) const {
+    return reinterpret_cast<const int8_t*>(base + t * stride + layout.qs);
+  }
+  const float* d(int64_t t) const {
+    return reinterpret_cast<const float*>(base + t * stride + layout.d);
+  }
+  const int32_t* sums(int64_t t) const {
+    return reinterpret_cast<const int32_t*>(base + t * stride + layout.sums);
+  }
+  const int16_t* bsums(int64_t t) const {
+    return reinterpret_cast<const int16_t*>(base + t * stride + layout.sums);
+  }
+  const int16_t* sums32(int64_t t) const {
+    return reinterpret_cast<const int16_t*>(base + t * stride + layout.sums32);
+  }
+  const float* f32(int64_t t) const { return reinterpret_cast<const float*>(base + t * stride); }
+};
+
+// Computes y[t * ldy + r] for r in [r0, r1), t in [0, n_tokens). Rows are split
+// between threads by the caller; a kernel never splits the reduction over cols.
+using KernelFn = void (*)(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a,
+                          int64_t n_tokens, float* y, int64_t ldy);
+// Quantizes one activation row of `cols` floats into `out` (layout act_layout(kind)).
+using QuantFn = void (*)(const float* x, int64_t cols, uint8_t* out, const ActLayout& layout);
+
+struct IsaKernels {
+  const char* name;
+  KernelFn f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k;
+  QuantFn quant_q8_0, quant_q8_k;
+};
+
+const IsaKernels& portable_kernels();
+#if defined(__x86_64__)
+const IsaKernels& avx2_kernels();
+const IsaKernels& avx512_kernels();
+#endif
+
+// The kernels for `isa` ("portable", "avx2", "avx512"), or nullptr when this CPU
+// or build cannot run them.
+const IsaKernels* kernels_for(const char* isa);
+
+// matmul() with an explicit kernel set (tests compare ISAs in one process).
+void matmul_with(const IsaKernels& k, const WeightMatrix& w, const float* x, int64_t n_tokens,
+                 float* y, ThreadPool& pool);
+
+// Rows per work unit handed to a thread; every kernel's row tile divides it.
+constexpr int64_t kRowChunk = 16;
+
+// Scalar building blocks shared by the portable kernels and the SIMD tails.
+inline void k4_scale_min(const uint8_t* q, uint8_t sc[8], uint8_t m[8]) {
+  for (int j = 0; j < 4; ++j) {
+    sc[j] = q[j] & 63;
+    m[j] = q[j + 4] & 63;
+  }
+  for (int j = 4; j < 8; ++j) {
+    sc[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    m[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// The 12 packed scale bytes of a Q4_K/Q5_K block as 16 bytes: the 8 scales, then
+// the 8 mins (ggml's get_scale_min_k4 for all j at once).
+inline void k4_unpack16(const uint8_t* q, uint8_t out[16]) {
+  uint32_t u[4];
+  __builtin_memcpy(u, q, 12);
+  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
+  u[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
+  const uint32_t aux = u[1] & kMask1;
+  u[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
+  u[2] = aux;
+  u[0] &= kMask1;
+  __builtin_memcpy(out, u, 16);
+}
+
+// Software prefetch of the next row tile while a tile is computed: rows are
+// contiguous, so the next tile is one contiguous range, and spreading it over the
+// steps of the current tile keeps memory busy even where rows start new pages
+// (hardware prefetchers stop at page boundaries).
+class TilePrefetcher {
+ public:
+  TilePrefetcher(const WeightMatrix& w, int64_t next_row, int64_t rows, int64_t steps) {
+    const size_t rb = row_size(w.type, w.cols);
+    const int64_t end_row = next_row + rows < w.rows ? next_row + rows : w.rows;
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    p_ = base + next_row * rb;
+    end_ = next_row < end_row ? base + end_row * rb : p_;
+    const size_t bytes = static_cast<size_t>(end_ - p_);
+    chunk_ = steps > 0 ? (bytes / static_cast<size_t>(steps) + 64) & ~size_t{63} : bytes;
+  }
+  void step() {
+    const uint8_t* stop = p_ + chunk_ < end_ ? p_ + chunk_ : end_;
+    for (; p_ < stop; p_ += 64) __builtin_prefetch(p_, 0, 3);
+  }
+
+ private:
+  const uint8_t* p_;
+  const uint8_t* end_;
+  size_t chunk_;
+};
+
+// Fills the Q8_K bsums/sums32 of block `b` from its quants.
+inline void q8k_fill_sums(const int8_t* q, int16_t* bsums, int16_t* sums32) {
+  for (int g = 0; g < 16; ++g) {
+    int s = 0;
+    for (int i = 0; i < 16; ++i) s += q[g * 16 + i];
+    bsums[g] = static_cast<int16_t>(s);
+  }
+  for (int g = 0; g < 8; ++g) sums32[g] = static_cast<int16_t>(bsums[2 * g] + bsums[2 * g + 1]);
+}
+
+}  // namespace swarm::mm

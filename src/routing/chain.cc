@@ -1,0 +1,74 @@
+#include "routing/chain.h"
+
+#include <limits>
+
+namespace swarm {
+namespace {
+
+const PeerSnapshot* find_peer(const std::vector<PeerSnapshot>& peers, const std::string& address) {
+  for (const PeerSnapshot& p : peers)
+    if (p.address == address) return &p;
+  return nullptr;
+}
+
+double stage_cost(const PeerSnapshot& p, int layers, const ChainCosts& c) {
+  const double per_layer = p.layer_tokens_per_second > 0 ? 1.0 / p.layer_tokens_per_second : c.default_layer_seconds;
+  return c.hop_seconds + p.rtt_seconds / 2 + layers * per_layer + (p.recently_failed ? c.failed_penalty_seconds : 0);
+}
+
+}  // namespace
+
+Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
+                                             int n_layer, const ChainCosts& costs) {
+  if (n_layer <= 0) return Status::InvalidArgument("a model needs at least one layer");
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  // Layer boundaries form a DAG (edges only go forward), so one pass in order is
+  // a shortest path: best[j] = min over edges i -> j of best[i] + cost.
+  std::vector<double> best(n_layer + 1, kInf);
+  std::vector<int> hops(n_layer + 1, 0);
+  std::vector<int> from(n_layer + 1, -1);
+  std::vector<const PeerSnapshot*> via(n_layer + 1, nullptr);
+  best[0] = 0;
+  for (int i = 0; i < n_layer; ++i) {
+    if (best[i] == kInf) continue;
+    for (const PeerSnapshot& p : peers) {
+      if (p.model_id != model_id || p.draining || p.n_layer != n_layer) continue;
+      if (p.first_layer > i || p.last_layer <= i) continue;
+      for (int j = i + 1; j <= std::min(p.last_layer, n_layer); ++j) {
+        const double c = best[i] + stage_cost(p, j - i, costs);
+        const bool better = c < best[j] - 1e-12 ||
+                            (c <= best[j] + 1e-12 && (hops[i] + 1 < hops[j] ||
+                                                      (hops[i] + 1 == hops[j] && via[j] && p.address < via[j]->address)));
+        if (via[j] == nullptr || better) {
+          best[j] = c;
+          hops[j] = hops[i] + 1;
+          from[j] = i;
+          via[j] = &p;
+        }
+      }
+    }
+  }
+  if (best[n_layer] == kInf) {
+    // Name the first layer no usable peer reaches, so an operator knows the gap.
+    int gap = 0;
+    while (gap < n_layer && best[gap] != kInf) ++gap;
+    return Status::NotFound("no route: no available peer serves layer " + std::to_string(gap - 1) +
+                            " of model " + model_id.substr(0, 16) + " (" + std::to_string(n_layer) + " layers)");
+  }
+  std::vector<ChainStage> chain;
+  for (int j = n_layer; j > 0; j = from[j]) chain.insert(chain.begin(), {via[j]->address, from[j], j});
+  return chain;
+}
+
+double chain_cost(const std::vector<ChainStage>& chain, const std::vector<PeerSnapshot>& peers,
+                  const ChainCosts& costs) {
+  double total = 0;
+  for (const ChainStage& s : chain) {
+    const PeerSnapshot* p = find_peer(peers, s.address);
+    if (p == nullptr) return std::numeric_limits<double>::infinity();
+    total += stage_cost(*p, s.last_layer - s.first_layer, costs);
+  }
+  return total;
+}
+
+}  // namespace swarm

@@ -13,6 +13,8 @@ std::string Status::ToString() const {
     case Code::kIOError: name = "I/O error"; break;
     case Code::kResourceExhausted: name = "resource exhausted"; break;
     case Code::kInternal: name = "internal error"; break;
+    case Code::kUnavailable: name = "unavailable"; break;
+    case Code::kDeadlineExceeded: name = "deadline exceeded"; break;
   }
   return std::string(name) + ": " + message_;
 }

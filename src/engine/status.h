@@ -12,7 +12,7 @@ namespace swarm {
 class Status {
  public:
   enum class Code { kOk = 0, kInvalidArgument, kNotFound, kCorruption, kUnsupported, kIOError,
-                    kResourceExhausted, kInternal };
+                    kResourceExhausted, kInternal, kUnavailable, kDeadlineExceeded };
 
   Status() = default;
   static Status Ok() { return Status(); }
@@ -23,6 +23,9 @@ class Status {
   static Status IOError(std::string m) { return Status(Code::kIOError, std::move(m)); }
   static Status ResourceExhausted(std::string m) { return Status(Code::kResourceExhausted, std::move(m)); }
   static Status Internal(std::string m) { return Status(Code::kInternal, std::move(m)); }
+  // A peer or route is missing or down now; trying again later may work.
+  static Status Unavailable(std::string m) { return Status(Code::kUnavailable, std::move(m)); }
+  static Status DeadlineExceeded(std::string m) { return Status(Code::kDeadlineExceeded, std::move(m)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

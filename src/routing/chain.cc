@@ -52,7 +52,7 @@ Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& pe
     // Name the first layer no usable peer reaches, so an operator knows the gap.
     int gap = 0;
     while (gap < n_layer && best[gap] != kInf) ++gap;
-    return Status::NotFound("no route: no available peer serves layer " + std::to_string(gap - 1) +
+    return Status::Unavailable("no route: no available peer serves layer " + std::to_string(gap - 1) +
                             " of model " + model_id.substr(0, 16) + " (" + std::to_string(n_layer) + " layers)");
   }
   std::vector<ChainStage> chain;

@@ -40,7 +40,7 @@ struct ChainCosts {
 };
 
 // The cheapest chain covering [0, n_layer) with peers serving `model_id`, or
-// Unavailable-style NotFound naming the first layer nobody covers. Draining peers
+// Unavailable naming the first layer nobody covers. Draining peers
 // are never chosen. Ties break towards fewer stages, then the earlier address.
 Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
                                              int n_layer, const ChainCosts& costs = {});

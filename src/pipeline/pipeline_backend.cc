@@ -1,0 +1,338 @@
+#include "pipeline/pipeline_backend.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "swarm/v1/stage.grpc.pb.h"
+
+namespace swarm {
+namespace {
+
+namespace v1 = ::swarm::v1;
+using Clock = std::chrono::steady_clock;
+using Stream = grpc::ClientReaderWriter<v1::StageRequest, v1::StageResponse>;
+
+constexpr int kMaxMessageBytes = 64 << 20;
+
+std::shared_ptr<grpc::Channel> channel_for(const std::string& address) {
+  static std::mutex mu;
+  static std::map<std::string, std::shared_ptr<grpc::Channel>> channels;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& ch = channels[address];
+  if (!ch) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+    args.SetMaxSendMessageSize(kMaxMessageBytes);
+    ch = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  }
+  return ch;
+}
+
+Status from_grpc(const grpc::Status& s, const std::string& where) {
+  const std::string m = where + ": " + s.error_message();
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK: return Status::Ok();
+    case grpc::StatusCode::UNAVAILABLE: return Status::Unavailable(m);
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return Status::DeadlineExceeded(m);
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return Status::ResourceExhausted(m);
+    case grpc::StatusCode::INVALID_ARGUMENT: return Status::InvalidArgument(m);
+    case grpc::StatusCode::NOT_FOUND: return Status::NotFound(m);
+    default: return Status::Internal(m);
+  }
+}
+
+Status from_error(const v1::Error& e, const std::string& where) {
+  return from_grpc(grpc::Status(static_cast<grpc::StatusCode>(e.code()), e.message()), where);
+}
+
+std::string random_session_id() {
+  std::random_device rd;
+  char buf[33];
+  for (int i = 0; i < 4; ++i) std::snprintf(buf + 8 * i, 9, "%08x", rd());
+  return std::string("g-") + buf;
+}
+
+// What one stage's stream said, in arrival order, for the session's own thread.
+struct Event {
+  size_t stage = 0;
+  bool ended = false;            // the stream closed; `status` says why
+  grpc::Status status;
+  v1::StageResponse response;
+};
+
+class EventQueue {
+ public:
+  void push(Event e) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      events_.push_back(std::move(e));
+    }
+    cv_.notify_one();
+  }
+  bool pop(Event* e, Clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_until(lock, deadline, [&] { return !events_.empty(); })) return false;
+    *e = std::move(events_.front());
+    events_.pop_front();
+    return true;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Event> events_;
+};
+
+// One generation's session across a chain: an owner stream to every stage, a
+// reader thread per stream feeding one queue.
+class ChainSession {
+ public:
+  ChainSession(std::vector<ChainStage> chain, const PipelineOptions& options)
+      : chain_(std::move(chain)), options_(options), id_(random_session_id()) {}
+
+  ~ChainSession() { close(); }
+
+  Status open(const std::string& model_id, int n_layer, const SamplingParams& sp, int max_length) {
+    for (size_t i = 0; i < chain_.size(); ++i) {
+      Link& link = links_.emplace_back();
+      link.ctx = std::make_unique<grpc::ClientContext>();
+      link.stub = v1::Stage::NewStub(channel_for(chain_[i].address));
+      link.stream = link.stub->Session(link.ctx.get());
+      v1::StageRequest req;
+      v1::OpenSession* open = req.mutable_open();
+      open->set_session_id(id_);
+      open->set_model_id(model_id);
+      open->set_first_layer(chain_[i].first_layer);
+      open->set_last_layer(chain_[i].last_layer);
+      open->set_max_length(max_length);
+      open->set_is_first(chain_[i].first_layer == 0);
+      open->set_is_last(chain_[i].last_layer == n_layer);
+      v1::SamplingConfig* s = open->mutable_sampling();
+      s->set_temperature(sp.temperature);
+      s->set_top_k(sp.top_k);
+      s->set_top_p(sp.top_p);
+      s->set_min_p(sp.min_p);
+      s->set_repeat_penalty(sp.repeat_penalty);
+      s->set_repeat_last_n(sp.repeat_last_n);
+      s->set_presence_penalty(sp.presence_penalty);
+      s->set_frequency_penalty(sp.frequency_penalty);
+      s->set_seed(sp.seed);
+      for (const auto& [tok, bias] : sp.logit_bias) {
+        v1::LogitBias* b = s->add_logit_bias();
+        b->set_token(tok);
+        b->set_bias(bias);
+      }
+      if (!link.stream->Write(req)) return finish_link(i, "opening a session");
+      link.reader = std::thread([this, i] { read_loop(i); });
+    }
+    // Every stage must confirm before the first step goes out.
+    for (size_t confirmed = 0; confirmed < chain_.size();) {
+      Event e;
+      if (!events_.pop(&e, Clock::now() + options_.step_timeout))
+        return Status::DeadlineExceeded("no answer to OpenSession within the step timeout");
+      if (e.ended) return from_grpc(e.status, chain_[e.stage].address);
+      if (e.response.has_error()) return from_error(e.response.error(), chain_[e.stage].address + " refused the session");
+      if (e.response.has_opened()) ++confirmed;
+    }
+    return Status::Ok();
+  }
+
+  // Runs one step (tokens at `position`) through the chain; returns the sampled token.
+  Result<int32_t> step(const std::vector<int32_t>& tokens, int position) {
+    const uint64_t step_id = ++step_id_;
+    v1::Tensor hidden;
+    const size_t n_hops = options_.push ? 1 : chain_.size();
+    for (size_t i = 0; i < n_hops; ++i) {
+      v1::StageRequest req;
+      v1::Step* st = req.mutable_step();
+      st->set_session_id(id_);
+      st->set_step_id(step_id);
+      for (int32_t t : tokens) st->add_tokens(t);
+      st->set_position(position);
+      st->set_wire_dtype(options_.wire_f16 ? v1::Tensor::F16 : v1::Tensor::F32);
+      if (i > 0) *st->mutable_hidden() = std::move(hidden);
+      if (options_.push)
+        for (size_t h = 1; h < chain_.size(); ++h) {
+          v1::Hop* hop = st->add_next_hops();
+          hop->set_address(chain_[h].address);
+          hop->set_first_layer(chain_[h].first_layer);
+          hop->set_last_layer(chain_[h].last_layer);
+        }
+      if (!links_[i].stream->Write(req)) return finish_link(i, "sending a step");
+      // Wait for the stage that ends this hop: the last one in push mode.
+      const size_t answering = options_.push ? chain_.size() - 1 : i;
+      for (;;) {
+        Event e;
+        if (!events_.pop(&e, Clock::now() + options_.step_timeout))
+          return Status::DeadlineExceeded("step " + std::to_string(step_id) + ": no answer from " +
+                                          chain_[answering].address + " within the step timeout");
+        if (e.ended) return from_grpc(e.status, chain_[e.stage].address);
+        if (e.response.has_error()) return from_error(e.response.error(), chain_[e.stage].address);
+        if (!e.response.has_result() || e.response.result().step_id() != step_id || e.stage != answering) continue;
+        v1::StepResult* r = e.response.mutable_result();
+        if (answering + 1 < chain_.size()) {
+          hidden = std::move(*r->mutable_hidden());
+          break;
+        }
+        if (r->tokens_size() < 1) return Status::Internal(chain_[answering].address + " returned no token");
+        return r->tokens(r->tokens_size() - 1);
+      }
+    }
+    return Status::Internal("unreachable");
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    for (Link& l : links_) {
+      if (!l.stream) continue;
+      v1::StageRequest req;
+      req.mutable_close()->set_session_id(id_);
+      l.stream->Write(req);
+      l.stream->WritesDone();
+    }
+    for (Link& l : links_) {
+      if (l.reader.joinable()) l.reader.join();
+      if (l.stream) l.stream->Finish();
+    }
+  }
+
+ private:
+  struct Link {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<v1::Stage::Stub> stub;
+    std::unique_ptr<Stream> stream;
+    std::thread reader;
+  };
+
+  void read_loop(size_t i) {
+    v1::StageResponse r;
+    while (links_[i].stream->Read(&r)) events_.push({i, false, grpc::Status::OK, std::move(r)});
+    events_.push({i, true, grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream closed"), {}});
+  }
+
+  Status finish_link(size_t i, const std::string& what) {
+    links_[i].ctx->TryCancel();
+    return Status::Unavailable(chain_[i].address + ": connection lost while " + what);
+  }
+
+  std::vector<ChainStage> chain_;
+  const PipelineOptions& options_;
+  const std::string id_;
+  std::vector<Link> links_;
+  EventQueue events_;
+  uint64_t step_id_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace
+
+std::string describe_chain(const std::vector<ChainStage>& chain) {
+  std::string s;
+  for (const ChainStage& c : chain)
+    s += (s.empty() ? "" : " -> ") + c.address + " [" + std::to_string(c.first_layer) + "," +
+         std::to_string(c.last_layer) + ")";
+  return s;
+}
+
+PipelineBackend::PipelineBackend(std::string model_id, int n_layer, PipelineOptions options)
+    : model_id_(std::move(model_id)), n_layer_(n_layer), options_(std::move(options)) {}
+
+PipelineBackend::~PipelineBackend() = default;
+
+Status PipelineBackend::survey_locked() {
+  std::vector<PeerSnapshot> snap;
+  for (const std::string& addr : options_.peers) {
+    auto stub = v1::Stage::NewStub(channel_for(addr));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    v1::InfoResponse info;
+    const auto t0 = Clock::now();
+    grpc::Status s = stub->Info(&ctx, v1::InfoRequest(), &info);
+    if (!s.ok()) continue;  // an unreachable peer simply offers no route
+    PeerSnapshot p;
+    p.address = addr;
+    p.model_id = info.model_id();
+    p.first_layer = info.first_layer();
+    p.last_layer = info.last_layer();
+    p.n_layer = info.n_layer();
+    p.layer_tokens_per_second = info.layer_tokens_per_second();
+    p.rtt_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    p.draining = info.draining();
+    snap.push_back(p);
+  }
+  snapshot_ = std::move(snap);
+  surveyed_at_ = Clock::now();
+  return Status::Ok();
+}
+
+std::vector<PeerSnapshot> PipelineBackend::peers() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return snapshot_;
+}
+
+Result<std::vector<ChainStage>> PipelineBackend::route() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (snapshot_.empty() || Clock::now() - surveyed_at_ > options_.survey_interval) SWARM_RETURN_IF_ERROR(survey_locked());
+  auto chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
+  if (!chain.ok()) {
+    // The swarm may have changed since the last look: look again once.
+    SWARM_RETURN_IF_ERROR(survey_locked());
+    chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
+  }
+  return chain;
+}
+
+Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& request, const TokenCallback& on_token) {
+  if (request.prompt.empty()) return Status::InvalidArgument("the prompt is empty");
+  const int prompt_len = static_cast<int>(request.prompt.size());
+  if (prompt_len >= options_.context_length)
+    return Status::InvalidArgument("the prompt is " + std::to_string(prompt_len) + " tokens; the context holds " +
+                                   std::to_string(options_.context_length));
+  auto chain = route();
+  if (!chain.ok()) return chain.status();
+
+  GenerationResult result;
+  result.prompt_tokens = prompt_len;
+  result.route = describe_chain(*chain);
+  const SamplingParams& sp = request.sampling;
+  int budget = options_.context_length - prompt_len;
+  if (sp.max_tokens >= 0) budget = std::min(budget, sp.max_tokens);
+
+  ChainSession session(*chain, options_);
+  SWARM_RETURN_IF_ERROR(session.open(model_id_, n_layer_, sp, prompt_len + budget));
+  const auto t0 = Clock::now();
+  auto t_first = t0;
+  std::vector<int32_t> input = request.prompt;
+  int position = 0;
+  result.finish_reason = "length";
+  for (int generated = 0; generated < budget; ++generated) {
+    auto token = session.step(input, position);
+    if (!token.ok()) return token.status();
+    if (generated == 0) t_first = Clock::now();
+    position += static_cast<int>(input.size());
+    const bool stop_token = std::find(sp.stop_tokens.begin(), sp.stop_tokens.end(), *token) != sp.stop_tokens.end();
+    if (stop_token) {
+      result.finish_reason = "stop";
+      break;
+    }
+    ++result.completion_tokens;
+    if (!on_token(*token)) {
+      result.finish_reason = "stop";
+      break;
+    }
+    input = {*token};
+  }
+  session.close();
+  const auto t_end = Clock::now();
+  result.prompt_seconds = std::chrono::duration<double>(t_first - t0).count();
+  result.generation_seconds = std::chrono::duration<double>(t_end - t_first).count();
+  return result;
+}
+
+}  // namespace swarm

@@ -1,0 +1,61 @@
+// The gateway's side of a swarm: drives one generation session across a chain of
+// nodes that together hold every layer, over the wire protocol of
+// proto/swarm/v1/stage.proto (see doc/protocol.md).
+//
+// Push mode (the default): the gateway sends each step to the first stage with
+// the remaining hops; every stage forwards its output to the next, and only the
+// last (which holds the head and samples) answers, so a decode step costs one
+// trip through the chain. Relay mode (for comparison): the gateway carries every
+// stage's output to the next itself.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "pipeline/generation.h"
+#include "routing/chain.h"
+
+namespace swarm {
+
+struct PipelineOptions {
+  std::vector<std::string> peers;  // host:port of every node to consider
+  bool push = true;                // false: gateway relay
+  bool wire_f16 = false;           // hidden states as f16 on the wire (halves traffic, not bit-exact)
+  int context_length = 2048;
+  ChainCosts costs;
+  std::chrono::milliseconds step_timeout{60000};   // a step with no answer by then fails
+  std::chrono::milliseconds survey_interval{5000}; // how long peers' Info answers are trusted
+};
+
+class PipelineBackend : public GenerationBackend {
+ public:
+  // `model_id` is the content hash the nodes must serve; n_layer from the model.
+  PipelineBackend(std::string model_id, int n_layer, PipelineOptions options);
+  ~PipelineBackend() override;
+
+  Result<GenerationResult> generate(const GenerationRequest& request, const TokenCallback& on_token) override;
+  int context_length() const override { return options_.context_length; }
+
+  // Asks every peer what it serves (Info, with a deadline) and chooses a chain.
+  Result<std::vector<ChainStage>> route();
+  // The peers as last surveyed.
+  std::vector<PeerSnapshot> peers();
+
+ private:
+  Status survey_locked();
+
+  const std::string model_id_;
+  const int n_layer_;
+  const PipelineOptions options_;
+  std::mutex mu_;
+  std::vector<PeerSnapshot> snapshot_;
+  std::chrono::steady_clock::time_point surveyed_at_{};
+};
+
+// "a:1 -> b:2" with each stage's layers, for logs and the demo.
+std::string describe_chain(const std::vector<ChainStage>& chain);
+
+}  // namespace swarm

@@ -31,6 +31,8 @@ class Status {
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
   std::string ToString() const;
+  // The same error with `where` in front of its message ("peer a:1: ...").
+  Status annotate(const std::string& where) const { return ok() ? *this : Status(code_, where + ": " + message_); }
 
  private:
   Status(Code c, std::string m) : code_(c), message_(std::move(m)) {}

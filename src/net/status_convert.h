@@ -21,6 +21,8 @@ inline grpc::StatusCode to_grpc_code(Status::Code c) {
     case Status::Code::kIOError: return grpc::StatusCode::UNAVAILABLE;
     case Status::Code::kResourceExhausted: return grpc::StatusCode::RESOURCE_EXHAUSTED;
     case Status::Code::kInternal: return grpc::StatusCode::INTERNAL;
+    case Status::Code::kUnavailable: return grpc::StatusCode::UNAVAILABLE;
+    case Status::Code::kDeadlineExceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
   }
   return grpc::StatusCode::UNKNOWN;
 }
@@ -48,7 +50,8 @@ inline Status from_grpc(int code, const std::string& message) {
     case grpc::StatusCode::NOT_FOUND: return Status::NotFound(message);
     case grpc::StatusCode::DATA_LOSS: return Status::Corruption(message);
     case grpc::StatusCode::UNIMPLEMENTED: return Status::Unsupported(message);
-    case grpc::StatusCode::UNAVAILABLE: return Status::IOError(message);
+    case grpc::StatusCode::UNAVAILABLE: return Status::Unavailable(message);
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return Status::DeadlineExceeded(message);
     case grpc::StatusCode::RESOURCE_EXHAUSTED: return Status::ResourceExhausted(message);
     case grpc::StatusCode::INTERNAL: return Status::Internal(message);
     case grpc::StatusCode::FAILED_PRECONDITION:
@@ -56,7 +59,6 @@ inline Status from_grpc(int code, const std::string& message) {
     case grpc::StatusCode::ALREADY_EXISTS:
       return Status::InvalidArgument(std::string(grpc_code_name(code)) + ": " + message);
     case grpc::StatusCode::CANCELLED:
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
     case grpc::StatusCode::ABORTED:
       return Status::IOError(std::string(grpc_code_name(code)) + ": " + message);
     default: return Status::Internal(std::string(grpc_code_name(code)) + ": " + message);

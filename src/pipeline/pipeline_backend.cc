@@ -2,12 +2,15 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <random>
 #include <thread>
 
+#include "net/channel_cache.h"
+#include "net/status_convert.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
 namespace swarm {
@@ -17,37 +20,17 @@ namespace v1 = ::swarm::v1;
 using Clock = std::chrono::steady_clock;
 using Stream = grpc::ClientReaderWriter<v1::StageRequest, v1::StageResponse>;
 
-constexpr int kMaxMessageBytes = 64 << 20;
-
-std::shared_ptr<grpc::Channel> channel_for(const std::string& address) {
-  static std::mutex mu;
-  static std::map<std::string, std::shared_ptr<grpc::Channel>> channels;
-  std::lock_guard<std::mutex> lock(mu);
-  auto& ch = channels[address];
-  if (!ch) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(kMaxMessageBytes);
-    args.SetMaxSendMessageSize(kMaxMessageBytes);
-    ch = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-  }
-  return ch;
-}
-
 Status from_grpc(const grpc::Status& s, const std::string& where) {
-  const std::string m = where + ": " + s.error_message();
-  switch (s.error_code()) {
-    case grpc::StatusCode::OK: return Status::Ok();
-    case grpc::StatusCode::UNAVAILABLE: return Status::Unavailable(m);
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return Status::DeadlineExceeded(m);
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return Status::ResourceExhausted(m);
-    case grpc::StatusCode::INVALID_ARGUMENT: return Status::InvalidArgument(m);
-    case grpc::StatusCode::NOT_FOUND: return Status::NotFound(m);
-    default: return Status::Internal(m);
-  }
+  return net::from_grpc(s).annotate(where);
 }
 
 Status from_error(const v1::Error& e, const std::string& where) {
   return from_grpc(grpc::Status(static_cast<grpc::StatusCode>(e.code()), e.message()), where);
+}
+
+std::shared_ptr<grpc::Channel> channel_for(const std::string& address) {
+  static net::ChannelCache cache;
+  return cache.get(address);
 }
 
 std::string random_session_id() {

@@ -6,7 +6,7 @@
 // decode step (every layer matrix plus the head). Prefill (n = 64, 128) is
 // compute-bound: we report GFLOP/s (2 * rows * cols * n per call).
 //
-// Usage: matmul_bench [--types Q8_0,F16,...] [--threads 1,2] [--quick]
+// Usage: matmul_bench [--types Q8_0,F16,...] [--threads 1,2] [--quick] [--no-prefill]
 // SWARM_ISA=portable|avx2|avx512 picks the kernels.
 #include <algorithm>
 #include <chrono>
@@ -111,7 +111,7 @@ std::vector<std::string> split(const std::string& s) {
 int main_impl(int argc, char** argv) {
   std::vector<std::string> types = {"Q8_0", "F16", "Q4_K", "BF16", "Q4_0", "Q5_K", "Q6_K"};
   std::vector<int> threads = {1, 2};
-  bool quick = false;
+  bool quick = false, prefill = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--types" && i + 1 < argc) {
@@ -121,8 +121,10 @@ int main_impl(int argc, char** argv) {
       for (const std::string& s : split(argv[++i])) threads.push_back(std::stoi(s));
     } else if (a == "--quick") {
       quick = true;
+    } else if (a == "--no-prefill") {
+      prefill = false;
     } else {
-      std::fprintf(stderr, "usage: %s [--types Q8_0,F16,...] [--threads 1,2] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--types Q8_0,F16,...] [--threads 1,2] [--quick] [--no-prefill]\n", argv[0]);
       return 2;
     }
   }
@@ -200,6 +202,7 @@ int main_impl(int argc, char** argv) {
 
       // Prefill: one layer's matrices (compute-bound; cache residency does not matter).
       for (int n : {64, 128}) {
+        if (!prefill) break;
         double layer_flops = 0, layer_time = 0;
         for (size_t s = 0; s + 1 < std::size(kShapes); ++s) {
           const Shape& sh = kShapes[s];

@@ -174,6 +174,34 @@ inline void float_tile(const uint8_t* const* row, const Acts& a, int64_t t0, int
     for (int j = 0; j < NT; ++j) y[(t0 + j) * ldy + r + i] = tree16(acc[i][j]);
 }
 
+// Decode for float weights: R rows x 1 token.
+template <FType T, int R>
+void float_decode(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, float* y,
+                  int64_t main, int64_t cols, __mmask16 tail) {
+  const size_t rb = row_size(w.type, w.cols);
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t r = r0; r < r1; r += R) {
+    const uint8_t* row[R];
+    for (int i = 0; i < R; ++i) row[i] = base + std::min(r + i, r1 - 1) * rb;
+    TilePrefetcher pf(w, r + R, R, main / 16);
+    const float* x = a.f32(0);
+    __m512 acc[R];
+    for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < main; k += 16) {
+      pf.step();
+      const __m512 xv = _mm512_loadu_ps(x + k);
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(load16<T>(row[i], k), xv, acc[i]);
+    }
+    if (main < cols) {
+      const __m512 xv = _mm512_maskz_loadu_ps(tail, x + main);
+      for (int i = 0; i < R; ++i)
+        acc[i] = _mm512_fmadd_ps(load16_tail<T>(row[i], main, tail), xv, acc[i]);
+    }
+    for (int i = 0; i < R && r + i < r1; ++i) y[r + i] = tree16(acc[i]);
+  }
+}
+
 template <FType T>
 void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
                   float* y, int64_t ldy) {
@@ -181,30 +209,8 @@ void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, 
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const int64_t cols = w.cols, main = cols / 16 * 16;
   const __mmask16 tail = static_cast<__mmask16>((1u << (cols - main)) - 1);
-  if (n == 1) {  // decode: 8 rows share each x load; prefetch keeps memory busy
-    constexpr int R = 8;
-    for (int64_t r = r0; r < r1; r += R) {
-      const uint8_t* row[R];
-      for (int i = 0; i < R; ++i) row[i] = base + std::min(r + i, r1 - 1) * rb;
-      TilePrefetcher pf(w, r + R, R, main / 16);
-      const float* x = a.f32(0);
-      __m512 acc[R];
-      for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
-      for (int64_t k = 0; k < main; k += 16) {
-        pf.step();
-        const __m512 xv = _mm512_loadu_ps(x + k);
-#pragma GCC unroll 8
-        for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(load16<T>(row[i], k), xv, acc[i]);
-      }
-      if (main < cols) {
-        const __m512 xv = _mm512_maskz_loadu_ps(tail, x + main);
-        for (int i = 0; i < R; ++i)
-          acc[i] = _mm512_fmadd_ps(load16_tail<T>(row[i], main, tail), xv, acc[i]);
-      }
-      for (int i = 0; i < R && r + i < r1; ++i) y[r + i] = tree16(acc[i]);
-    }
-    return;
-  }
+  // Decode: 8 rows share each x load (measured best of 2, 4, 8, 16).
+  if (n == 1) return float_decode<T, 8>(w, r0, r1, a, y, main, cols, tail);
   constexpr int R = 4, NT = 6;
   for (int64_t r = r0; r < r1; r += R) {
     const uint8_t* row[R];

@@ -72,7 +72,8 @@ std::unique_ptr<uint8_t[]> make_matrix(TensorType t, int64_t rows, int64_t cols)
       break;
     case TensorType::Q4_K:
     case TensorType::Q5_K:
-      for (size_t b = 0; b < nb; ++b) put(b * type_traits(t).type_size), put(b * type_traits(t).type_size + 2);
+      for (size_t b = 0; b < nb; ++b)
+        put(b * type_traits(t).type_size), put(b * type_traits(t).type_size + 2);
       break;
     case TensorType::Q6_K:
       for (size_t b = 0; b < nb; ++b) put(b * sizeof(BlockQ6_K) + 208);
@@ -124,7 +125,9 @@ int main_impl(int argc, char** argv) {
     } else if (a == "--no-prefill") {
       prefill = false;
     } else {
-      std::fprintf(stderr, "usage: %s [--types Q8_0,F16,...] [--threads 1,2] [--quick] [--no-prefill]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--types Q8_0,F16,...] [--threads 1,2] [--quick] [--no-prefill]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -161,7 +164,8 @@ int main_impl(int argc, char** argv) {
       }
     }
     std::vector<float> x(128 * 5632), y(128 * 32000);
-    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((next() >> 40) % 2001) / 1000.0f - 1.0f;
+    for (size_t i = 0; i < x.size(); ++i)
+      x[i] = static_cast<float>((next() >> 40) % 2001) / 1000.0f - 1.0f;
 
     for (int nt : threads) {
       ThreadPool pool(nt);
@@ -185,7 +189,8 @@ int main_impl(int argc, char** argv) {
         step_bytes += bytes;
         step_time += sec;
         std::printf(
-            "{\"bench\":\"matmul\",\"mode\":\"decode\",\"type\":\"%s\",\"isa\":\"%s\",\"threads\":%d,"
+            "{\"bench\":\"matmul\",\"mode\":\"decode\",\"type\":\"%s\",\"isa\":\"%s\",\"threads\":%"
+            "d,"
             "\"shape\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"n\":1,\"us_per_matrix\":%.2f,"
             "\"gbps\":%.2f,\"bw_frac\":%.3f}\n",
             tn.c_str(), matmul_isa(), nt, kShapes[s].name, (long long)kShapes[s].rows,
@@ -195,7 +200,8 @@ int main_impl(int argc, char** argv) {
       }
       std::printf(
           "{\"bench\":\"matmul\",\"mode\":\"decode_step\",\"type\":\"%s\",\"isa\":\"%s\","
-          "\"threads\":%d,\"bytes\":%.0f,\"ms\":%.3f,\"tok_s\":%.2f,\"gbps\":%.2f,\"bw_frac\":%.3f}\n",
+          "\"threads\":%d,\"bytes\":%.0f,\"ms\":%.3f,\"tok_s\":%.2f,\"gbps\":%.2f,\"bw_frac\":%.3f}"
+          "\n",
           tn.c_str(), matmul_isa(), nt, step_bytes, step_time * 1e3, 1.0 / step_time,
           step_bytes / step_time / 1e9, step_bytes / step_time / bw);
       std::fflush(stdout);
@@ -208,7 +214,8 @@ int main_impl(int argc, char** argv) {
           const Shape& sh = kShapes[s];
           const Mat& m = by_shape[s][0];
           const double flops = 2.0 * sh.rows * sh.cols * n;
-          const double sec = best_time(quick ? 2 : 3, [&] { matmul(m.w, x.data(), n, y.data(), pool); });
+          const double sec =
+              best_time(quick ? 2 : 3, [&] { matmul(m.w, x.data(), n, y.data(), pool); });
           layer_flops += flops * sh.per_layer;
           layer_time += sec * sh.per_layer;
           std::printf(

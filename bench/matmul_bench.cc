@@ -6,7 +6,7 @@
 // decode step (every layer matrix plus the head). Prefill (n = 64, 128) is
 // compute-bound: we report GFLOP/s (2 * rows * cols * n per call).
 //
-// Usage: matmul_bench [--types Q8_0,F16,...] [--threads 1,2] [--quick]
+// Usage: matmul_bench [--types Q8_0,F16,...] [--threads 1,2] [--quick] [--no-prefill]
 // SWARM_ISA=portable|avx2|avx512 picks the kernels.
 #include <algorithm>
 #include <chrono>
@@ -72,7 +72,8 @@ std::unique_ptr<uint8_t[]> make_matrix(TensorType t, int64_t rows, int64_t cols)
       break;
     case TensorType::Q4_K:
     case TensorType::Q5_K:
-      for (size_t b = 0; b < nb; ++b) put(b * type_traits(t).type_size), put(b * type_traits(t).type_size + 2);
+      for (size_t b = 0; b < nb; ++b)
+        put(b * type_traits(t).type_size), put(b * type_traits(t).type_size + 2);
       break;
     case TensorType::Q6_K:
       for (size_t b = 0; b < nb; ++b) put(b * sizeof(BlockQ6_K) + 208);
@@ -111,7 +112,7 @@ std::vector<std::string> split(const std::string& s) {
 int main_impl(int argc, char** argv) {
   std::vector<std::string> types = {"Q8_0", "F16", "Q4_K", "BF16", "Q4_0", "Q5_K", "Q6_K"};
   std::vector<int> threads = {1, 2};
-  bool quick = false;
+  bool quick = false, prefill = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--types" && i + 1 < argc) {
@@ -121,8 +122,12 @@ int main_impl(int argc, char** argv) {
       for (const std::string& s : split(argv[++i])) threads.push_back(std::stoi(s));
     } else if (a == "--quick") {
       quick = true;
+    } else if (a == "--no-prefill") {
+      prefill = false;
     } else {
-      std::fprintf(stderr, "usage: %s [--types Q8_0,F16,...] [--threads 1,2] [--quick]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--types Q8_0,F16,...] [--threads 1,2] [--quick] [--no-prefill]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -159,7 +164,8 @@ int main_impl(int argc, char** argv) {
       }
     }
     std::vector<float> x(128 * 5632), y(128 * 32000);
-    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((next() >> 40) % 2001) / 1000.0f - 1.0f;
+    for (size_t i = 0; i < x.size(); ++i)
+      x[i] = static_cast<float>((next() >> 40) % 2001) / 1000.0f - 1.0f;
 
     for (int nt : threads) {
       ThreadPool pool(nt);
@@ -183,7 +189,8 @@ int main_impl(int argc, char** argv) {
         step_bytes += bytes;
         step_time += sec;
         std::printf(
-            "{\"bench\":\"matmul\",\"mode\":\"decode\",\"type\":\"%s\",\"isa\":\"%s\",\"threads\":%d,"
+            "{\"bench\":\"matmul\",\"mode\":\"decode\",\"type\":\"%s\",\"isa\":\"%s\",\"threads\":%"
+            "d,"
             "\"shape\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"n\":1,\"us_per_matrix\":%.2f,"
             "\"gbps\":%.2f,\"bw_frac\":%.3f}\n",
             tn.c_str(), matmul_isa(), nt, kShapes[s].name, (long long)kShapes[s].rows,
@@ -193,19 +200,22 @@ int main_impl(int argc, char** argv) {
       }
       std::printf(
           "{\"bench\":\"matmul\",\"mode\":\"decode_step\",\"type\":\"%s\",\"isa\":\"%s\","
-          "\"threads\":%d,\"bytes\":%.0f,\"ms\":%.3f,\"tok_s\":%.2f,\"gbps\":%.2f,\"bw_frac\":%.3f}\n",
+          "\"threads\":%d,\"bytes\":%.0f,\"ms\":%.3f,\"tok_s\":%.2f,\"gbps\":%.2f,\"bw_frac\":%.3f}"
+          "\n",
           tn.c_str(), matmul_isa(), nt, step_bytes, step_time * 1e3, 1.0 / step_time,
           step_bytes / step_time / 1e9, step_bytes / step_time / bw);
       std::fflush(stdout);
 
       // Prefill: one layer's matrices (compute-bound; cache residency does not matter).
       for (int n : {64, 128}) {
+        if (!prefill) break;
         double layer_flops = 0, layer_time = 0;
         for (size_t s = 0; s + 1 < std::size(kShapes); ++s) {
           const Shape& sh = kShapes[s];
           const Mat& m = by_shape[s][0];
           const double flops = 2.0 * sh.rows * sh.cols * n;
-          const double sec = best_time(quick ? 2 : 3, [&] { matmul(m.w, x.data(), n, y.data(), pool); });
+          const double sec =
+              best_time(quick ? 2 : 3, [&] { matmul(m.w, x.data(), n, y.data(), pool); });
           layer_flops += flops * sh.per_layer;
           layer_time += sec * sh.per_layer;
           std::printf(

@@ -104,32 +104,32 @@ void for_each_output(const WeightMatrix& w, int64_t r0, int64_t r1, int64_t n_to
   }
 }
 
-void kernel_f32(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                float* y, int64_t ldy) {
+void kernel_f32(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                int64_t ldy) {
   for_each_output(w, r0, r1, n, y, ldy, [&](const uint8_t* row, int64_t t) {
     const float* wr = reinterpret_cast<const float*>(row);
     return dot_float([&](int64_t i) { return wr[i]; }, a.f32(t), w.cols);
   });
 }
 
-void kernel_f16(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                float* y, int64_t ldy) {
+void kernel_f16(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                int64_t ldy) {
   for_each_output(w, r0, r1, n, y, ldy, [&](const uint8_t* row, int64_t t) {
     const uint16_t* wr = reinterpret_cast<const uint16_t*>(row);
     return dot_float([&](int64_t i) { return fp16_to_fp32(wr[i]); }, a.f32(t), w.cols);
   });
 }
 
-void kernel_bf16(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                 float* y, int64_t ldy) {
+void kernel_bf16(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                 int64_t ldy) {
   for_each_output(w, r0, r1, n, y, ldy, [&](const uint8_t* row, int64_t t) {
     const uint16_t* wr = reinterpret_cast<const uint16_t*>(row);
     return dot_float([&](int64_t i) { return bf16_to_fp32(wr[i]); }, a.f32(t), w.cols);
   });
 }
 
-void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                 float* y, int64_t ldy) {
+void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                 int64_t ldy) {
   for_each_output(w, r0, r1, n, y, ldy, [&](const uint8_t* row, int64_t t) {
     const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(row);
     const int8_t* xq = a.qs(t);
@@ -144,8 +144,8 @@ void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   });
 }
 
-void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                 float* y, int64_t ldy) {
+void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                 int64_t ldy) {
   for_each_output(w, r0, r1, n, y, ldy, [&](const uint8_t* row, int64_t t) {
     const BlockQ4_0* wb = reinterpret_cast<const BlockQ4_0*>(row);
     const int8_t* xq = a.qs(t);
@@ -207,20 +207,20 @@ float dot_k45(const uint8_t* row, const Acts& a, int64_t t, int64_t cols) {
   return acc;
 }
 
-void kernel_q4_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                 float* y, int64_t ldy) {
+void kernel_q4_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                 int64_t ldy) {
   for_each_output(w, r0, r1, n, y, ldy,
                   [&](const uint8_t* row, int64_t t) { return dot_k45<false>(row, a, t, w.cols); });
 }
 
-void kernel_q5_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                 float* y, int64_t ldy) {
+void kernel_q5_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                 int64_t ldy) {
   for_each_output(w, r0, r1, n, y, ldy,
                   [&](const uint8_t* row, int64_t t) { return dot_k45<true>(row, a, t, w.cols); });
 }
 
-void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                 float* y, int64_t ldy) {
+void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                 int64_t ldy) {
   for_each_output(w, r0, r1, n, y, ldy, [&](const uint8_t* row, int64_t t) {
     const int8_t* xq = a.qs(t);
     const float* xd = a.d(t);
@@ -290,15 +290,24 @@ const IsaKernels& active_kernels() {
 
 KernelFn kernel_for(const IsaKernels& k, TensorType t) {
   switch (t) {
-    case TensorType::F32: return k.f32;
-    case TensorType::F16: return k.f16;
-    case TensorType::BF16: return k.bf16;
-    case TensorType::Q8_0: return k.q8_0;
-    case TensorType::Q4_0: return k.q4_0;
-    case TensorType::Q4_K: return k.q4_k;
-    case TensorType::Q5_K: return k.q5_k;
-    case TensorType::Q6_K: return k.q6_k;
-    default: return nullptr;
+    case TensorType::F32:
+      return k.f32;
+    case TensorType::F16:
+      return k.f16;
+    case TensorType::BF16:
+      return k.bf16;
+    case TensorType::Q8_0:
+      return k.q8_0;
+    case TensorType::Q4_0:
+      return k.q4_0;
+    case TensorType::Q4_K:
+      return k.q4_k;
+    case TensorType::Q5_K:
+      return k.q5_k;
+    case TensorType::Q6_K:
+      return k.q6_k;
+    default:
+      return nullptr;
   }
 }
 
@@ -316,11 +325,14 @@ uint8_t* scratch(size_t bytes) {
 ActKind act_kind(TensorType t) {
   switch (t) {
     case TensorType::Q8_0:
-    case TensorType::Q4_0: return ActKind::kQ8_0;
+    case TensorType::Q4_0:
+      return ActKind::kQ8_0;
     case TensorType::Q4_K:
     case TensorType::Q5_K:
-    case TensorType::Q6_K: return ActKind::kQ8_K;
-    default: return ActKind::kF32;
+    case TensorType::Q6_K:
+      return ActKind::kQ8_K;
+    default:
+      return ActKind::kF32;
   }
 }
 
@@ -353,8 +365,8 @@ ActLayout act_layout(ActKind kind, int64_t cols) {
 }
 
 const IsaKernels& portable_kernels() {
-  static const IsaKernels k = {"portable",  kernel_f32,  kernel_f16,  kernel_bf16,
-                               kernel_q8_0, kernel_q4_0, kernel_q4_k, kernel_q5_k,
+  static const IsaKernels k = {"portable",  kernel_f32,          kernel_f16,         kernel_bf16,
+                               kernel_q8_0, kernel_q4_0,         kernel_q4_k,        kernel_q5_k,
                                kernel_q6_k, quant_q8_0_portable, quant_q8_k_portable};
   return k;
 }

@@ -4,7 +4,9 @@
 // computed by one fixed sequence of operations that depends only on its weight row
 // and its activation row. So y[t] is bit-for-bit the same whether x[t] arrives
 // alone (decode), in a batch with other rows (prefill, several sequences), or in
-// chunks of any size; and whatever the number of threads.
+// chunks of any size; and whatever the number of threads. The sequence is the same
+// on every instruction set (portable, AVX2, AVX-512), so results are bit-identical
+// across machines too; matmul_internal.h spells it out.
 #pragma once
 
 #include <cstdint>

@@ -107,8 +107,8 @@ void quant_q8_k(const float* x, int64_t cols, uint8_t* out, const ActLayout& l) 
         qi[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 8 * k), vid));
         qi[k] = _mm256_max_epi32(_mm256_min_epi32(qi[k], hi), lo);
       }
-      __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]),
-                                     _mm256_packs_epi32(qi[2], qi[3]));
+      __m256i p =
+          _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
       p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), p);
     }
@@ -157,8 +157,8 @@ inline float tree16(__m256 lo, __m256 hi) {
 }
 
 template <FType T>
-void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                  float* y, int64_t ldy) {
+void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                  int64_t ldy) {
   constexpr int R = 4;
   const size_t rb = row_size(w.type, w.cols);
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
@@ -233,8 +233,8 @@ inline __m256 gather_f16(const RowTile& tile, size_t off) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
 }
 
-void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                 float* y, int64_t ldy) {
+void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                 int64_t ldy) {
   const int64_t nb = w.cols / kQK8_0;
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t r = r0; r < r1; r += kR) {
@@ -264,8 +264,8 @@ void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   }
 }
 
-void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                 float* y, int64_t ldy) {
+void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                 int64_t ldy) {
   const int64_t nb = w.cols / kQK4_0;
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
@@ -287,8 +287,7 @@ void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
           const __m256i qv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
           p[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(qv, xv), ones);
         }
-        const __m256i isum =
-            _mm256_sub_epi32(reduce8(p), _mm256_set1_epi32(8 * xs[b]));
+        const __m256i isum = _mm256_sub_epi32(reduce8(p), _mm256_set1_epi32(8 * xs[b]));
         const __m256 scale =
             _mm256_mul_ps(gather_f16(tile, b * sizeof(BlockQ4_0)), _mm256_set1_ps(xd[b]));
         acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum), acc);
@@ -299,12 +298,13 @@ void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
 }
 
 // Byte-shuffle controls that broadcast int16 lane j of a 128-bit lane.
-inline __m256i word_bcast_ctrl(int j) { return _mm256_set1_epi16(static_cast<int16_t>(0x0100 * (2 * j + 1) + 2 * j)); }
+inline __m256i word_bcast_ctrl(int j) {
+  return _mm256_set1_epi16(static_cast<int16_t>(0x0100 * (2 * j + 1) + 2 * j));
+}
 
 // Q4_K / Q5_K: p1 = partial sums of isum1, p2 = partial sums of isum2 for one row block.
 template <bool kFive>
-inline void row_k45(const uint8_t* blkp, const int8_t* xb, __m128i s32, __m256i& p1,
-                    __m256i& p2) {
+inline void row_k45(const uint8_t* blkp, const int8_t* xb, __m128i s32, __m256i& p1, __m256i& p2) {
   const uint8_t *scales, *qs, *qh = nullptr;
   if constexpr (kFive) {
     const BlockQ5_K* blk = reinterpret_cast<const BlockQ5_K*>(blkp);
@@ -341,16 +341,17 @@ inline void row_k45(const uint8_t* blkp, const int8_t* xb, __m128i s32, __m256i&
         _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 64 * c)));
     const __m256i ph = _mm256_maddubs_epi16(
         hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 64 * c + 32)));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pl, _mm256_shuffle_epi8(sc, word_bcast_ctrl(2 * c))));
     acc = _mm256_add_epi32(acc,
-                           _mm256_madd_epi16(ph, _mm256_shuffle_epi8(sc, word_bcast_ctrl(2 * c + 1))));
+                           _mm256_madd_epi16(pl, _mm256_shuffle_epi8(sc, word_bcast_ctrl(2 * c))));
+    acc = _mm256_add_epi32(
+        acc, _mm256_madd_epi16(ph, _mm256_shuffle_epi8(sc, word_bcast_ctrl(2 * c + 1))));
   }
   p1 = acc;
 }
 
 template <bool kFive>
-void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                float* y, int64_t ldy) {
+void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                int64_t ldy) {
   const int64_t nb = w.cols / kQK_K;
   const size_t bsz = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   for (int64_t r = r0; r < r1; r += kR) {
@@ -381,24 +382,28 @@ void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, in
 }
 
 inline __m256i row_q6_k(const BlockQ6_K* blk, const int8_t* xb, __m256i bsums) {
-  const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales)));
+  const __m256i sc =
+      _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales)));
   // isum = sum_g sc_g * dot_g - 32 * sum_g sc_g * bsum_g
-  __m256i acc = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                 _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums), 5));
+  __m256i acc =
+      _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums), 5));
   const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
   for (int h = 0; h < 2; ++h) {
     const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h));
     const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * h));
     const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * h + 32));
     __m256i q[4];
-    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
+    q[0] =
+        _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+    q[1] =
+        _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+    q[2] =
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
     q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
     // Scales of this half (groups 8h..8h+7) in both 128-bit lanes.
-    const __m256i sch = h == 0 ? _mm256_permute2x128_si256(sc, sc, 0x00)
-                               : _mm256_permute2x128_si256(sc, sc, 0x11);
+    const __m256i sch =
+        h == 0 ? _mm256_permute2x128_si256(sc, sc, 0x00) : _mm256_permute2x128_si256(sc, sc, 0x11);
     for (int k = 0; k < 4; ++k) {
       const __m256i p = _mm256_maddubs_epi16(
           q[k], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 128 * h + 32 * k)));
@@ -414,8 +419,8 @@ inline __m256i row_q6_k(const BlockQ6_K* blk, const int8_t* xb, __m256i bsums) {
   return acc;
 }
 
-void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                 float* y, int64_t ldy) {
+void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                 int64_t ldy) {
   const int64_t nb = w.cols / kQK_K;
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
@@ -432,8 +437,8 @@ void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
         for (int i = 0; i < kR; ++i)
           p[i] = row_q6_k(reinterpret_cast<const BlockQ6_K*>(tile.row[i]) + b, xq + kQK_K * b, bsv);
         const __m256 isum = _mm256_cvtepi32_ps(reduce8(p));
-        const __m256 scale = _mm256_mul_ps(_mm256_set1_ps(xd[b]),
-                                           gather_f16(tile, b * sizeof(BlockQ6_K) + 208));
+        const __m256 scale =
+            _mm256_mul_ps(_mm256_set1_ps(xd[b]), gather_f16(tile, b * sizeof(BlockQ6_K) + 208));
         acc = _mm256_fmadd_ps(scale, isum, acc);
       }
       store_tile(tile, acc, y + t * ldy + r);

@@ -89,8 +89,8 @@ void quant_q8_0(const float* x, int64_t cols, uint8_t* out, const ActLayout& l) 
   for (int64_t b = 0; b < cols / 32; ++b) {
     d[b] = quant_block(x + 32 * b, 32, qs + 32 * b);
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * b));
-    sums[b] = _mm512_reduce_add_epi32(
-        _mm512_madd_epi16(_mm512_cvtepi8_epi16(q), _mm512_set1_epi16(1)));
+    sums[b] =
+        _mm512_reduce_add_epi32(_mm512_madd_epi16(_mm512_cvtepi8_epi16(q), _mm512_set1_epi16(1)));
   }
 }
 
@@ -117,7 +117,8 @@ inline __m512 load16(const uint8_t* row, int64_t i) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * i)));
   } else {
     return _mm512_castsi512_ps(_mm512_slli_epi32(
-        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * i))), 16));
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * i))),
+        16));
   }
 }
 
@@ -174,52 +175,83 @@ inline void float_tile(const uint8_t* const* row, const Acts& a, int64_t t0, int
     for (int j = 0; j < NT; ++j) y[(t0 + j) * ldy + r + i] = tree16(acc[i][j]);
 }
 
+// Decode for float weights: R rows x 1 token.
+template <FType T, int R>
+void float_decode(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, float* y,
+                  int64_t main, int64_t cols, __mmask16 tail) {
+  const size_t rb = row_size(w.type, w.cols);
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t r = r0; r < r1; r += R) {
+    const uint8_t* row[R];
+    for (int i = 0; i < R; ++i) row[i] = base + std::min(r + i, r1 - 1) * rb;
+    TilePrefetcher pf(w, r + R, R, main / 16);
+    const float* x = a.f32(0);
+    __m512 acc[R];
+    for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < main; k += 16) {
+      pf.step();
+      const __m512 xv = _mm512_loadu_ps(x + k);
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(load16<T>(row[i], k), xv, acc[i]);
+    }
+    if (main < cols) {
+      const __m512 xv = _mm512_maskz_loadu_ps(tail, x + main);
+      for (int i = 0; i < R; ++i)
+        acc[i] = _mm512_fmadd_ps(load16_tail<T>(row[i], main, tail), xv, acc[i]);
+    }
+    for (int i = 0; i < R && r + i < r1; ++i) y[r + i] = tree16(acc[i]);
+  }
+}
+
 template <FType T>
-void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                  float* y, int64_t ldy) {
+void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                  int64_t ldy) {
   const size_t rb = row_size(w.type, w.cols);
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const int64_t cols = w.cols, main = cols / 16 * 16;
   const __mmask16 tail = static_cast<__mmask16>((1u << (cols - main)) - 1);
-  if (n == 1) {  // decode: 8 rows share each x load; prefetch keeps memory busy
-    constexpr int R = 8;
-    for (int64_t r = r0; r < r1; r += R) {
-      const uint8_t* row[R];
-      for (int i = 0; i < R; ++i) row[i] = base + std::min(r + i, r1 - 1) * rb;
-      TilePrefetcher pf(w, r + R, R, main / 16);
-      const float* x = a.f32(0);
-      __m512 acc[R];
-      for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
-      for (int64_t k = 0; k < main; k += 16) {
-        pf.step();
-        const __m512 xv = _mm512_loadu_ps(x + k);
-#pragma GCC unroll 8
-        for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(load16<T>(row[i], k), xv, acc[i]);
-      }
-      if (main < cols) {
-        const __m512 xv = _mm512_maskz_loadu_ps(tail, x + main);
-        for (int i = 0; i < R; ++i)
-          acc[i] = _mm512_fmadd_ps(load16_tail<T>(row[i], main, tail), xv, acc[i]);
-      }
-      for (int i = 0; i < R && r + i < r1; ++i) y[r + i] = tree16(acc[i]);
-    }
-    return;
-  }
+  // Decode: 8 rows share each x load (measured best of 2, 4, 8, 16).
+  if (n == 1) return float_decode<T, 8>(w, r0, r1, a, y, main, cols, tail);
+  // Prefill: the 4-row tile is widened to float32 once (exact), then every token
+  // group reads floats; conversion is paid once per tile, not once per 6 tokens.
   constexpr int R = 4, NT = 6;
+  thread_local std::vector<float> wide;
+  if (T != FType::kF32 && wide.size() < static_cast<size_t>(R * cols + 16))
+    wide.resize(R * cols + 16);
   for (int64_t r = r0; r < r1; r += R) {
     const uint8_t* row[R];
     for (int i = 0; i < R; ++i) row[i] = base + std::min(r + i, r1 - 1) * rb;
+    if constexpr (T != FType::kF32) {
+      for (int i = 0; i < R; ++i) {
+        float* dst = wide.data() + i * cols;
+        for (int64_t k = 0; k < main; k += 16) _mm512_storeu_ps(dst + k, load16<T>(row[i], k));
+        if (main < cols)
+          _mm512_mask_storeu_ps(dst + main, tail, load16_tail<T>(row[i], main, tail));
+        row[i] = reinterpret_cast<const uint8_t*>(dst);
+      }
+    }
     const int valid = static_cast<int>(std::min<int64_t>(R, r1 - r));
     int64_t t0 = 0;
     for (; t0 + NT <= n; t0 += NT)
-      float_tile<T, R, NT>(row, a, t0, main, cols, tail, y, ldy, r, valid);
+      float_tile<FType::kF32, R, NT>(row, a, t0, main, cols, tail, y, ldy, r, valid);
     switch (n - t0) {
-      case 5: float_tile<T, R, 5>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
-      case 4: float_tile<T, R, 4>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
-      case 3: float_tile<T, R, 3>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
-      case 2: float_tile<T, R, 2>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
-      case 1: float_tile<T, R, 1>(row, a, t0, main, cols, tail, y, ldy, r, valid); break;
-      default: break;
+      case 5:
+        float_tile<FType::kF32, R, 5>(row, a, t0, main, cols, tail, y, ldy, r, valid);
+        break;
+      case 4:
+        float_tile<FType::kF32, R, 4>(row, a, t0, main, cols, tail, y, ldy, r, valid);
+        break;
+      case 3:
+        float_tile<FType::kF32, R, 3>(row, a, t0, main, cols, tail, y, ldy, r, valid);
+        break;
+      case 2:
+        float_tile<FType::kF32, R, 2>(row, a, t0, main, cols, tail, y, ldy, r, valid);
+        break;
+      case 1:
+        float_tile<FType::kF32, R, 1>(row, a, t0, main, cols, tail, y, ldy, r, valid);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -253,7 +285,9 @@ inline __m512i gather32(const RowTile& t, size_t off) {
   return _mm512_i32gather_epi32(t.off, t.row[0] + off, 1);
 }
 inline __m512 f16_lo(__m512i g) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)); }
-inline __m512 f16_hi(__m512i g) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))); }
+inline __m512 f16_hi(__m512i g) {
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+}
 
 inline __m512i load2x256(const void* a, const void* b) {
   return _mm512_inserti64x4(
@@ -339,14 +373,29 @@ void packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a,
     int64_t t0 = 0;
     for (; t0 + NT <= n; t0 += NT) packed_tokens<kQ4, NT>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
     switch (n - t0) {
-      case 7: packed_tokens<kQ4, 7>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
-      case 6: packed_tokens<kQ4, 6>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
-      case 5: packed_tokens<kQ4, 5>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
-      case 4: packed_tokens<kQ4, 4>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
-      case 3: packed_tokens<kQ4, 3>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
-      case 2: packed_tokens<kQ4, 2>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
-      case 1: packed_tokens<kQ4, 1>(wp, sp, nb, a, t0, y, ldy, r, tile.valid); break;
-      default: break;
+      case 7:
+        packed_tokens<kQ4, 7>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
+        break;
+      case 6:
+        packed_tokens<kQ4, 6>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
+        break;
+      case 5:
+        packed_tokens<kQ4, 5>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
+        break;
+      case 4:
+        packed_tokens<kQ4, 4>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
+        break;
+      case 3:
+        packed_tokens<kQ4, 3>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
+        break;
+      case 2:
+        packed_tokens<kQ4, 2>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
+        break;
+      case 1:
+        packed_tokens<kQ4, 1>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -354,8 +403,8 @@ void packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a,
 // Batches at least this large take the packed path (packing costs about 4 tokens).
 constexpr int64_t kPackMinTokens = 4;
 
-void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                 float* y, int64_t ldy) {
+void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                 int64_t ldy) {
   if (n >= kPackMinTokens) return packed_kernel<false>(w, r0, r1, a, n, y, ldy);
   const int64_t nb = w.cols / kQK8_0;
   const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
@@ -371,8 +420,8 @@ void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
         if (t == 0) pf.step();
         const __m512i xv = _mm512_load_si512(xq + 32 * b);
         // (w + 128) . x - 128 * sum(x) = w . x
-        const __m512i corr =
-            _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, xv));
+        const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                              _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, xv));
         __m512i A, B;
         reduce16x2(
             [&](int i) {
@@ -381,27 +430,29 @@ void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
               return _mm512_dpbusd_epi32(corr, _mm512_xor_si512(wv, k80), xv);
             },
             A, B);
-        const __m512 s0 = _mm512_mul_ps(f16_lo(gather32(tile, b * sizeof(BlockQ8_0))),
-                                        _mm512_set1_ps(xd[b]));
+        const __m512 s0 =
+            _mm512_mul_ps(f16_lo(gather32(tile, b * sizeof(BlockQ8_0))), _mm512_set1_ps(xd[b]));
         const __m512 s1 = _mm512_mul_ps(f16_lo(gather32(tile, (b + 1) * sizeof(BlockQ8_0))),
                                         _mm512_set1_ps(xd[b + 1]));
         acc = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(A), acc);
         acc = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(B), acc);
       }
       if (b < nb) {  // odd block count: the last block alone, upper half zero
-        const __m512i xv = _mm512_zextsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(xq + 32 * b)));
-        const __m512i corr =
-            _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, xv));
+        const __m512i xv = _mm512_zextsi256_si512(
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(xq + 32 * b)));
+        const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                              _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, xv));
         __m512i A, B;
         reduce16x2(
             [&](int i) {
               const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(tile.row[i]) + b;
-              const __m512i wv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs)));
+              const __m512i wv = _mm512_zextsi256_si512(
+                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs)));
               return _mm512_dpbusd_epi32(corr, _mm512_xor_si512(wv, k80), xv);
             },
             A, B);
-        const __m512 s0 = _mm512_mul_ps(f16_lo(gather32(tile, b * sizeof(BlockQ8_0))),
-                                        _mm512_set1_ps(xd[b]));
+        const __m512 s0 =
+            _mm512_mul_ps(f16_lo(gather32(tile, b * sizeof(BlockQ8_0))), _mm512_set1_ps(xd[b]));
         acc = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(A), acc);
       }
       _mm512_mask_storeu_ps(y + t * ldy + r, tile.valid, acc);
@@ -409,8 +460,8 @@ void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   }
 }
 
-void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                 float* y, int64_t ldy) {
+void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                 int64_t ldy) {
   if (n >= kPackMinTokens) return packed_kernel<true>(w, r0, r1, a, n, y, ldy);
   const int64_t nb = w.cols / kQK4_0;
   const __m512i k8 = _mm512_set1_epi8(8);
@@ -427,10 +478,11 @@ void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
         if (t == 0) pf.step();
         const bool pair = b + 1 < nb;
         const __m512i xv = pair ? _mm512_load_si512(xq + 32 * b)
-                                : _mm512_zextsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(xq + 32 * b)));
+                                : _mm512_zextsi256_si512(_mm256_load_si256(
+                                      reinterpret_cast<const __m256i*>(xq + 32 * b)));
         // nibble . x - 8 * sum(x) = (nibble - 8) . x
-        const __m512i corr =
-            _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k8, xv));
+        const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                              _mm512_dpbusd_epi32(_mm512_setzero_si512(), k8, xv));
         __m512i A, B;
         reduce16x2(
             [&](int i) {
@@ -444,8 +496,8 @@ void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
               return _mm512_dpbusd_epi32(corr, q, xv);
             },
             A, B);
-        const __m512 s0 = _mm512_mul_ps(f16_lo(gather32(tile, b * sizeof(BlockQ4_0))),
-                                        _mm512_set1_ps(xd[b]));
+        const __m512 s0 =
+            _mm512_mul_ps(f16_lo(gather32(tile, b * sizeof(BlockQ4_0))), _mm512_set1_ps(xd[b]));
         acc = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(A), acc);
         if (pair) {
           const __m512 s1 = _mm512_mul_ps(f16_lo(gather32(tile, (b + 1) * sizeof(BlockQ4_0))),
@@ -461,7 +513,8 @@ void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
 // Word indices for vpermw: lanes 0..15 take word j, lanes 16..31 word k.
 inline __m512i perm2(int j, int k) {
   alignas(64) int16_t idx[32];
-  for (int i = 0; i < 16; ++i) idx[i] = static_cast<int16_t>(j), idx[16 + i] = static_cast<int16_t>(k);
+  for (int i = 0; i < 16; ++i)
+    idx[i] = static_cast<int16_t>(j), idx[16 + i] = static_cast<int16_t>(k);
   return _mm512_load_si512(idx);
 }
 
@@ -484,7 +537,8 @@ inline __m512i row_k45(const uint8_t* blkp, const uint8_t* sm, const __m512i X[4
   __m512i v[4] = {_mm512_and_si512(q0, m4), _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4),
                   _mm512_and_si512(q1, m4), _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4)};
   if constexpr (kFive) {
-    const __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh)));
+    const __m512i h =
+        _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh)));
     const __m512i k16 = _mm512_set1_epi8(16);
     // v[0] = sub-blocks 0|2 (qh bits 0|2), v[1] = 1|3, v[2] = 4|6, v[3] = 5|7.
     const uint8_t bits[4][2] = {{0x01, 0x04}, {0x02, 0x08}, {0x10, 0x40}, {0x20, 0x80}};
@@ -500,7 +554,8 @@ inline __m512i row_k45(const uint8_t* blkp, const uint8_t* sm, const __m512i X[4
   for (int k = 0; k < 4; ++k)
     acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(v[k], X[k]),
                               _mm512_permutexvar_epi16(P[k], sz));
-  const __m256i a8 = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+  const __m256i a8 =
+      _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
   return _mm512_inserti64x4(_mm512_castsi256_si512(a8), _mm256_zextsi128_si256(mins), 1);
 }
 
@@ -509,14 +564,16 @@ inline __m512i row_k45(const uint8_t* blkp, const uint8_t* sm, const __m512i X[4
 // [sc0..3, sc4..7, m0..3, m4..7].
 inline void unpack_k4_scales(const RowTile& t, size_t off, uint8_t sm[kR][16]) {
   const __m512i shift = _mm512_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4);
-  const __m512i mask_p = _mm512_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
-                                           0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
-                                           0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
-                                           0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
-  const __m512i mask_q = _mm512_setr_epi32(0, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0,
-                                           0x30303030, 0, 0x30303030, 0, 0x30303030, 0,
-                                           0x30303030, 0, 0x30303030);
-  auto ld = [&](int i) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(t.row[i] + off)); };
+  const __m512i mask_p =
+      _mm512_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
+                        0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
+                        0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
+  const __m512i mask_q =
+      _mm512_setr_epi32(0, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0, 0x30303030,
+                        0, 0x30303030, 0, 0x30303030, 0, 0x30303030);
+  auto ld = [&](int i) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(t.row[i] + off));
+  };
 #pragma GCC unroll 4
   for (int g = 0; g < 4; ++g) {
     __m512i v = _mm512_castsi128_si512(ld(4 * g));
@@ -526,7 +583,8 @@ inline void unpack_k4_scales(const RowTile& t, size_t off, uint8_t sm[kR][16]) {
     // out0 = u0 & m1, out1 = (u2 & m2) | ((u0 >> 6) & 3) << 4,
     // out2 = u1 & m1, out3 = ((u2 >> 4) & m2) | ((u1 >> 6) & 3) << 4
     const __m512i p = _mm512_and_si512(
-        _mm512_srlv_epi32(_mm512_shuffle_epi32(v, static_cast<_MM_PERM_ENUM>(0xED)), shift), mask_p);
+        _mm512_srlv_epi32(_mm512_shuffle_epi32(v, static_cast<_MM_PERM_ENUM>(0xED)), shift),
+        mask_p);
     const __m512i q = _mm512_and_si512(
         _mm512_srli_epi32(_mm512_shuffle_epi32(v, static_cast<_MM_PERM_ENUM>(0x84)), 2), mask_q);
     _mm512_store_si512(sm[4 * g], _mm512_or_si512(p, q));
@@ -534,8 +592,8 @@ inline void unpack_k4_scales(const RowTile& t, size_t off, uint8_t sm[kR][16]) {
 }
 
 template <bool kFive>
-void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                float* y, int64_t ldy) {
+void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                int64_t ldy) {
   const int64_t nb = w.cols / kQK_K;
   const size_t bsz = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   const __m512i P[4] = {perm2(0, 2), perm2(1, 3), perm2(4, 6), perm2(5, 7)};
@@ -557,8 +615,8 @@ void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, in
         alignas(64) uint8_t sm[kR][16];
         unpack_k4_scales(tile, b * bsz, sm);
         __m512i A, B;
-        reduce16x2([&](int i) { return row_k45<kFive>(tile.row[i] + b * bsz, sm[i], X, sv, P); },
-                   A, B);
+        reduce16x2([&](int i) { return row_k45<kFive>(tile.row[i] + b * bsz, sm[i], X, sv, P); }, A,
+                   B);
         const __m512i g = gather32(tile, b * bsz);
         const __m512 dx = _mm512_set1_ps(xd[b]);
         acc = _mm512_fmadd_ps(_mm512_mul_ps(dx, f16_lo(g)), _mm512_cvtepi32_ps(A), acc);
@@ -571,7 +629,8 @@ void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, in
 
 // Q6_K: one row's block -> 8 partial sums of isum.
 inline __m256i row_q6_k(const BlockQ6_K* blk, const int8_t* xb, __m256i bsums, const __m512i P[4]) {
-  const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales)));
+  const __m256i sc =
+      _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales)));
   const __m512i sz = _mm512_castsi256_si512(sc);
   const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
   const __m512i sh_a = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2);
@@ -580,8 +639,10 @@ inline __m256i row_q6_k(const BlockQ6_K* blk, const int8_t* xb, __m256i bsums, c
 #pragma GCC unroll 2
   for (int h = 0; h < 2; ++h) {
     const __m512i l = _mm512_loadu_si512(blk->ql + 64 * h);
-    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h)));
-    const __m512i qa = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_sllv_epi64(qh, sh_a), m30));
+    const __m512i qh = _mm512_broadcast_i64x4(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h)));
+    const __m512i qa = _mm512_or_si512(_mm512_and_si512(l, m4),
+                                       _mm512_and_si512(_mm512_sllv_epi64(qh, sh_a), m30));
     const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
                                        _mm512_and_si512(_mm512_srlv_epi64(qh, sh_b), m30));
     const __m512i pa = _mm512_maddubs_epi16(qa, _mm512_load_si512(xb + 128 * h));
@@ -590,7 +651,8 @@ inline __m256i row_q6_k(const BlockQ6_K* blk, const int8_t* xb, __m256i bsums, c
     acc = _mm512_dpwssd_epi32(acc, pb, _mm512_permutexvar_epi16(P[2 * h + 1], sz));
   }
   const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums), 5);
-  return _mm256_sub_epi32(_mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1)), corr);
+  return _mm256_sub_epi32(
+      _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1)), corr);
 }
 
 // Word indices: int16 lane i of a 64-element chunk c belongs to group 4c + i / 8.
@@ -600,8 +662,8 @@ inline __m512i perm_q6(int c) {
   return _mm512_load_si512(idx);
 }
 
-void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                 float* y, int64_t ldy) {
+void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
+                 int64_t ldy) {
   const int64_t nb = w.cols / kQK_K;
   const __m512i P[4] = {perm_q6(0), perm_q6(1), perm_q6(2), perm_q6(3)};
   for (int64_t r = r0; r < r1; r += kR) {
@@ -616,13 +678,15 @@ void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
         if (t == 0) pf.step();
         const bool pair = b + 1 < nb;
         const __m256i bs0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b));
-        const __m256i bs1 = pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b + 16)) : bs0;
+        const __m256i bs1 =
+            pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b + 16)) : bs0;
         __m512i A, B;
         reduce16x2(
             [&](int i) {
               const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(tile.row[i]) + b;
               const __m256i v0 = row_q6_k(blk, xq + kQK_K * b, bs0, P);
-              const __m256i v1 = pair ? row_q6_k(blk + 1, xq + kQK_K * (b + 1), bs1, P) : _mm256_setzero_si256();
+              const __m256i v1 =
+                  pair ? row_q6_k(blk + 1, xq + kQK_K * (b + 1), bs1, P) : _mm256_setzero_si256();
               return _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1);
             },
             A, B);
@@ -630,8 +694,8 @@ void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
                                         f16_hi(gather32(tile, b * sizeof(BlockQ6_K) + 206)));
         acc = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(A), acc);
         if (pair) {
-          const __m512 s1 = _mm512_mul_ps(_mm512_set1_ps(xd[b + 1]),
-                                          f16_hi(gather32(tile, (b + 1) * sizeof(BlockQ6_K) + 206)));
+          const __m512 s1 = _mm512_mul_ps(
+              _mm512_set1_ps(xd[b + 1]), f16_hi(gather32(tile, (b + 1) * sizeof(BlockQ6_K) + 206)));
           acc = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(B), acc);
         }
       }

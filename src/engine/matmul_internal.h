@@ -146,7 +146,7 @@ class TilePrefetcher {
   }
   void step() {
     const uint8_t* stop = p_ + chunk_ < end_ ? p_ + chunk_ : end_;
-    for (; p_ < stop; p_ += 64) __builtin_prefetch(p_, 0, 3);
+    for (; p_ < stop; p_ += 64) __builtin_prefetch(p_, 0, 2);
   }
 
  private:

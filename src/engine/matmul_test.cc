@@ -52,10 +52,12 @@ void dequant_row(TensorType t, const uint8_t* src, double* y, int64_t n) {
       for (int64_t i = 0; i < n; ++i) y[i] = reinterpret_cast<const float*>(src)[i];
       return;
     case TensorType::F16:
-      for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_fp32(reinterpret_cast<const uint16_t*>(src)[i]);
+      for (int64_t i = 0; i < n; ++i)
+        y[i] = fp16_to_fp32(reinterpret_cast<const uint16_t*>(src)[i]);
       return;
     case TensorType::BF16:
-      for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_fp32(reinterpret_cast<const uint16_t*>(src)[i]);
+      for (int64_t i = 0; i < n; ++i)
+        y[i] = bf16_to_fp32(reinterpret_cast<const uint16_t*>(src)[i]);
       return;
     case TensorType::Q8_0:
       for (int64_t b = 0; b < n / 32; ++b) {
@@ -146,10 +148,12 @@ Weights make_weights(TensorType t, int64_t rows, int64_t cols, uint32_t seed) {
         for (int64_t i = 0; i < cols; ++i) reinterpret_cast<float*>(row)[i] = nd(rng);
         break;
       case TensorType::F16:
-        for (int64_t i = 0; i < cols; ++i) reinterpret_cast<uint16_t*>(row)[i] = fp32_to_fp16(nd(rng));
+        for (int64_t i = 0; i < cols; ++i)
+          reinterpret_cast<uint16_t*>(row)[i] = fp32_to_fp16(nd(rng));
         break;
       case TensorType::BF16:
-        for (int64_t i = 0; i < cols; ++i) reinterpret_cast<uint16_t*>(row)[i] = fp32_to_bf16(nd(rng));
+        for (int64_t i = 0; i < cols; ++i)
+          reinterpret_cast<uint16_t*>(row)[i] = fp32_to_bf16(nd(rng));
         break;
       case TensorType::Q8_0:
         for (int64_t b = 0; b < cols / 32; ++b) {
@@ -198,7 +202,8 @@ Weights make_weights(TensorType t, int64_t rows, int64_t cols, uint32_t seed) {
     }
   }
   w.deq.resize(rows * cols);
-  for (int64_t r = 0; r < rows; ++r) dequant_row(t, w.bytes.data() + r * rb, &w.deq[r * cols], cols);
+  for (int64_t r = 0; r < rows; ++r)
+    dequant_row(t, w.bytes.data() + r * rb, &w.deq[r * cols], cols);
   return w;
 }
 
@@ -270,7 +275,8 @@ TEST_P(MatmulTest, MatchesFloat64Reference) {
           if (qblock) {
             double amax = 0;
             const int64_t b0 = i / qblock * qblock;
-            for (int64_t j = b0; j < b0 + qblock; ++j) amax = std::max(amax, double(std::fabs(xt[j])));
+            for (int64_t j = b0; j < b0 + qblock; ++j)
+              amax = std::max(amax, double(std::fabs(xt[j])));
             qerr += std::fabs(wr[i]) * amax / 254.0 * 1.0001;
           }
         }
@@ -327,17 +333,16 @@ TEST_P(MatmulTest, BatchInvariant) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Types, MatmulTest,
-    testing::Values(Case{TensorType::F32, 100}, Case{TensorType::F32, 256},
-                    Case{TensorType::F16, 72}, Case{TensorType::F16, 512},
-                    Case{TensorType::BF16, 40}, Case{TensorType::BF16, 512},
-                    Case{TensorType::Q8_0, 96}, Case{TensorType::Q8_0, 512},
-                    Case{TensorType::Q4_0, 96}, Case{TensorType::Q4_0, 512},
-                    Case{TensorType::Q4_K, 256}, Case{TensorType::Q4_K, 768},
-                    Case{TensorType::Q5_K, 256}, Case{TensorType::Q5_K, 768},
-                    Case{TensorType::Q6_K, 256}, Case{TensorType::Q6_K, 768}),
-    case_name);
+INSTANTIATE_TEST_SUITE_P(Types, MatmulTest,
+                         testing::Values(Case{TensorType::F32, 100}, Case{TensorType::F32, 256},
+                                         Case{TensorType::F16, 72}, Case{TensorType::F16, 512},
+                                         Case{TensorType::BF16, 40}, Case{TensorType::BF16, 512},
+                                         Case{TensorType::Q8_0, 96}, Case{TensorType::Q8_0, 512},
+                                         Case{TensorType::Q4_0, 96}, Case{TensorType::Q4_0, 512},
+                                         Case{TensorType::Q4_K, 256}, Case{TensorType::Q4_K, 768},
+                                         Case{TensorType::Q5_K, 256}, Case{TensorType::Q5_K, 768},
+                                         Case{TensorType::Q6_K, 256}, Case{TensorType::Q6_K, 768}),
+                         case_name);
 
 TEST(MatmulIsa, ReportsAKnownIsa) {
   const std::string isa = matmul_isa();

@@ -465,6 +465,62 @@ TEST_F(NodeTest, RewindAndTruncateRollBackTheCache) {
   EXPECT_EQ(r->error().code(), grpc::StatusCode::OUT_OF_RANGE);
 }
 
+// A rollback restores the last stage's sampler too (history and RNG), so a
+// replayed step samples what the first run did, and sample_all over drafted
+// tokens samples what step-by-step decoding would.
+TEST_F(NodeTest, RewindReplaysTheSamplerExactly) {
+  auto nodes = start_nodes({{0, n_layer()}});
+  ASSERT_TRUE(nodes[0]->ok());
+  Stream s(nodes[0]->address());
+  StageRequest o = open_req("r", model_id(), 0, n_layer(), n_layer());
+  v1::SamplingConfig* sc = o.mutable_open()->mutable_sampling();
+  sc->set_temperature(1.5f);
+  sc->set_seed(7);
+  sc->set_repeat_penalty(1.3f);
+  sc->set_repeat_last_n(64);
+  ASSERT_TRUE(s.send(o));
+  ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
+  auto run = [&](std::vector<int32_t> tokens, int position, bool rewind, bool all) {
+    StageRequest r = step_req("r", 1, tokens, position);
+    r.mutable_step()->set_rewind(rewind);
+    r.mutable_step()->set_sample_all(all);
+    EXPECT_TRUE(s.send(r));
+    auto resp = s.next();
+    EXPECT_TRUE(resp && resp->kind_case() == StageResponse::kResult) << (resp ? resp->DebugString() : "timeout");
+    return resp ? std::vector<int32_t>(resp->result().tokens().begin(), resp->result().tokens().end())
+                : std::vector<int32_t>{};
+  };
+  const auto p = prompt(4, 6);
+  const int P = static_cast<int>(p.size());
+  std::vector<int32_t> y = run(p, 0, false, false);
+  ASSERT_EQ(y.size(), 1u);
+  for (int i = 0; i < 4; ++i) y.push_back(run({y.back()}, P + i, false, false).at(0));
+  // Replay from the prompt's end, one token at a time.
+  std::vector<int32_t> again = {y[0]};
+  for (int i = 0; i < 4; ++i) again.push_back(run({again.back()}, P + i, i == 0, false).at(0));
+  EXPECT_EQ(again, y);
+  // Verify y[0..3] as drafts in one step: position j samples y[j + 1].
+  EXPECT_EQ(run({y[0], y[1], y[2], y[3]}, P, true, true), std::vector<int32_t>(y.begin() + 1, y.end()));
+  // Accept two of them and continue from there, as if the rest never ran.
+  EXPECT_EQ(run({y[2]}, P + 2, true, false), std::vector<int32_t>{y[3]});
+}
+
+// --link-delay-ms delays what the node sends, not what it computes: every
+// answer leaves at least the delay after its request arrived.
+TEST_F(NodeTest, LinkDelayDelaysEveryMessage) {
+  const std::vector<std::pair<int, int>> ranges = {{0, 2}, {2, n_layer()}};
+  auto nodes = start_nodes(ranges, {"--link-delay-ms", "40"});
+  for (auto& n : nodes) ASSERT_TRUE(n->ok());
+  auto streams = connect(nodes);
+  auto t0 = Clock::now();
+  open_chain(streams, ranges, "slow");
+  EXPECT_GE(Clock::now() - t0, 80ms);  // two Opens, one after the other
+  const auto p = prompt(6, 3);
+  t0 = Clock::now();
+  EXPECT_EQ(generate(nodes, streams, ranges, "slow", p, 2, /*push=*/true), reference(p, 2));
+  EXPECT_GE(Clock::now() - t0, 160ms);  // each step: a push and a result
+}
+
 // Expects the next response on `s` to be an Error with `code` whose message
 // contains `text`.
 void expect_error(Stream& s, grpc::StatusCode code, const std::string& text) {

@@ -42,6 +42,8 @@ using ResponseWriter = DelayedWriter<StageResponse>;
 constexpr size_t kMaxSessionIdBytes = 256;
 // A stream that sends this many undecodable messages in a row is ended.
 constexpr int kMaxBadMessagesInARow = 16;
+// How far back a last stage can roll its sampler back exactly.
+constexpr int kSnapshotWindow = 256;
 
 int64_t us_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count();
@@ -157,6 +159,11 @@ struct Session {
   // Touched only by the scheduler thread.
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<Sampler> sampler;
+  // The sampler as it was when the cache held `length` positions (a copy is a
+  // fork: history and RNG state), so a rollback restores it too and a replay
+  // samples exactly what the first run did. Kept for the last kSnapshotWindow
+  // positions.
+  std::map<int, Sampler> sampler_at;
   std::atomic<int64_t> last_active{0};  // Clock ticks of the last message
 
   std::atomic<bool> closed{false};
@@ -166,6 +173,28 @@ struct Session {
 
   void touch() { last_active = Clock::now().time_since_epoch().count(); }
 };
+
+// Rolls `s` back to `length` positions: its cache, and at the last stage its
+// sampler (exactly when a snapshot at `length` exists, which it does at every
+// step boundary and every sample_all position within the window).
+Status rewind_session(Session& s, int length) {
+  const int before = s.cache->length();
+  SWARM_RETURN_IF_ERROR(s.cache->truncate(length));
+  if (!s.sampler || length == before) return Status::Ok();
+  auto it = s.sampler_at.find(length);
+  if (it != s.sampler_at.end())
+    *s.sampler = it->second;
+  else
+    spdlog::warn("session '{}': no sampler state at length {}; penalties keep the rolled-back tokens",
+                 s.id.substr(0, 64), length);
+  s.sampler_at.erase(s.sampler_at.upper_bound(length), s.sampler_at.end());
+  return Status::Ok();
+}
+
+void snapshot_sampler(Session& s, int length) {
+  s.sampler_at.insert_or_assign(length, *s.sampler);
+  s.sampler_at.erase(s.sampler_at.begin(), s.sampler_at.lower_bound(length - kSnapshotWindow));
+}
 
 struct WorkItem {
   std::shared_ptr<Session> session;
@@ -605,7 +634,7 @@ void StageServer::Impl::scheduler_loop() {
           continue;
         }
         if (it->truncate) {
-          const Status st = s->cache->truncate(it->truncate_length);
+          const Status st = rewind_session(*s, it->truncate_length);
           if (!st.ok())
             s->owner->send(error_response(s->id, 0, StatusCode::OUT_OF_RANGE, "Truncate.length: " + st.message()));
           it = queue_.erase(it);
@@ -637,7 +666,7 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
   std::vector<WorkItem*> batch;
   for (WorkItem& w : items) {
     Session& s = *w.session;
-    if (w.step.rewind() && w.step.position() <= s.cache->length()) s.cache->truncate(w.step.position());
+    if (w.step.rewind() && w.step.position() <= s.cache->length()) (void)rewind_session(s, w.step.position());
     if (w.step.position() != s.cache->length()) {
       s.owner->send(error_response(s.id, w.step.step_id(), StatusCode::FAILED_PRECONDITION,
                                    "Step.position: " + std::to_string(w.step.position()) +
@@ -689,11 +718,14 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
         if (!w.session->is_last) continue;
         Sampler& sampler = *w.session->sampler;
         const int n = w.step.tokens_size();
+        const int p = w.step.position();
+        snapshot_sampler(*w.session, p);
         if (w.step.sample_all()) {
           // Position j is sampled with the history up to and including token j.
           for (int j = 0; j < n; ++j) {
             sampler.accept(w.step.tokens(j));
             sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab));
+            if (j + 1 < n) snapshot_sampler(*w.session, p + j + 1);
           }
         } else {
           for (int j = 0; j < n; ++j) sampler.accept(w.step.tokens(j));

@@ -153,14 +153,16 @@ TEST_F(Malformed, F16WithF32SizedData) {
 }
 
 TEST(StatusConvert, RoundTripsTheCodesWeUse) {
-  for (Status s : {Status::InvalidArgument("a"), Status::NotFound("b"), Status::ResourceExhausted("c"),
-                   Status::Internal("d"), Status::IOError("e"), Status::Unsupported("f"), Status::Corruption("g")}) {
+  for (Status s : {Status::InvalidArgument("a"), Status::NotFound("b"),
+                   Status::ResourceExhausted("c"), Status::Internal("d"), Status::IOError("e"),
+                   Status::Unsupported("f"), Status::Corruption("g")}) {
     const grpc::Status g = to_grpc(s);
     EXPECT_EQ(from_grpc(g).code(), s.code());
     EXPECT_EQ(g.error_message(), s.message());
   }
   EXPECT_TRUE(to_grpc(Status::Ok()).ok());
-  EXPECT_EQ(from_grpc(grpc::StatusCode::FAILED_PRECONDITION, "x").message(), "FAILED_PRECONDITION: x");
+  EXPECT_EQ(from_grpc(grpc::StatusCode::FAILED_PRECONDITION, "x").message(),
+            "FAILED_PRECONDITION: x");
   EXPECT_STREQ(grpc_code_name(grpc::StatusCode::RESOURCE_EXHAUSTED), "RESOURCE_EXHAUSTED");
   EXPECT_STREQ(grpc_code_name(99), "UNKNOWN");
 }

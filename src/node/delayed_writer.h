@@ -27,7 +27,10 @@ class DelayedWriter {
   using FailFn = std::function<void(const Msg&)>;
 
   DelayedWriter(std::chrono::milliseconds delay, WriteFn write, FailFn on_fail = {})
-      : delay_(delay), write_(std::move(write)), on_fail_(std::move(on_fail)), thread_([this] { loop(); }) {}
+      : delay_(delay),
+        write_(std::move(write)),
+        on_fail_(std::move(on_fail)),
+        thread_([this] { loop(); }) {}
   ~DelayedWriter() { close(); }
   DelayedWriter(const DelayedWriter&) = delete;
   DelayedWriter& operator=(const DelayedWriter&) = delete;

@@ -1,15 +1,14 @@
 // The stage server end to end: real `swarm node` processes on 127.0.0.1, real
 // gRPC, compared token for token with the engine run in this process.
 #include <fcntl.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -41,7 +40,9 @@ using Clock = std::chrono::steady_clock;
 using v1::StageRequest;
 using v1::StageResponse;
 
-std::string model_path() { return swarm::testing::find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf"); }
+std::string model_path() {
+  return swarm::testing::find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
+}
 
 // Polls `cond` until it holds or `limit` passes.
 bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s) {
@@ -57,8 +58,14 @@ bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds lim
 class NodeProcess {
  public:
   explicit NodeProcess(std::vector<std::string> extra) {
-    std::vector<std::string> args = {std::string(SWARM_BINARY_DIR) + "/swarm", "node", "-m", model_path(),
-                                     "--listen", "127.0.0.1:0", "-t", "1"};
+    std::vector<std::string> args = {std::string(SWARM_BINARY_DIR) + "/swarm",
+                                     "node",
+                                     "-m",
+                                     model_path(),
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "-t",
+                                     "1"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -145,7 +152,8 @@ v1::InfoResponse info(const std::string& address) {
 // test waits for them with a time limit.
 class Stream {
  public:
-  explicit Stream(const std::string& address) : stub_(v1::Stage::NewStub(net::make_channel(address))) {
+  explicit Stream(const std::string& address)
+      : stub_(v1::Stage::NewStub(net::make_channel(address))) {
     stream_ = stub_->Session(&ctx_);
     reader_ = std::thread([this] {
       StageResponse r;
@@ -165,7 +173,8 @@ class Stream {
 
   std::optional<StageResponse> next(std::chrono::milliseconds limit = 30s) {
     std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, limit, [&] { return !queue_.empty() || ended_; }) || queue_.empty()) return std::nullopt;
+    if (!cv_.wait_for(lock, limit, [&] { return !queue_.empty() || ended_; }) || queue_.empty())
+      return std::nullopt;
     StageResponse r = std::move(queue_.front());
     queue_.pop_front();
     return r;
@@ -195,8 +204,8 @@ class Stream {
   bool finished_ = false;
 };
 
-StageRequest open_req(const std::string& id, const std::string& model_id, int first, int last, int n_layer,
-                      int max_length = 64) {
+StageRequest open_req(const std::string& id, const std::string& model_id, int first, int last,
+                      int n_layer, int max_length = 64) {
   StageRequest r;
   v1::OpenSession* o = r.mutable_open();
   o->set_session_id(id);
@@ -210,7 +219,8 @@ StageRequest open_req(const std::string& id, const std::string& model_id, int fi
   return r;
 }
 
-StageRequest step_req(const std::string& id, uint64_t step_id, const std::vector<int32_t>& tokens, int position) {
+StageRequest step_req(const std::string& id, uint64_t step_id, const std::vector<int32_t>& tokens,
+                      int position) {
   StageRequest r;
   v1::Step* s = r.mutable_step();
   s->set_session_id(id);
@@ -278,10 +288,11 @@ class NodeTest : public ::testing::Test {
   }
 
   // Opens `id` on every stage (each on its own owner stream) and expects Opened.
-  void open_chain(std::vector<std::unique_ptr<Stream>>& streams, const std::vector<std::pair<int, int>>& ranges,
-                  const std::string& id) {
+  void open_chain(std::vector<std::unique_ptr<Stream>>& streams,
+                  const std::vector<std::pair<int, int>>& ranges, const std::string& id) {
     for (size_t i = 0; i < ranges.size(); ++i) {
-      ASSERT_TRUE(streams[i]->send(open_req(id, model_id(), ranges[i].first, ranges[i].second, n_layer())));
+      ASSERT_TRUE(
+          streams[i]->send(open_req(id, model_id(), ranges[i].first, ranges[i].second, n_layer())));
       auto r = streams[i]->next();
       ASSERT_TRUE(r.has_value());
       ASSERT_EQ(r->kind_case(), StageResponse::kOpened) << r->DebugString();
@@ -353,8 +364,8 @@ std::vector<int32_t> generate(const std::vector<std::unique_ptr<NodeProcess>>& n
   return out;
 }
 
-std::vector<std::unique_ptr<NodeProcess>> start_nodes(const std::vector<std::pair<int, int>>& ranges,
-                                                      std::vector<std::string> extra = {}) {
+std::vector<std::unique_ptr<NodeProcess>> start_nodes(
+    const std::vector<std::pair<int, int>>& ranges, std::vector<std::string> extra = {}) {
   std::vector<std::unique_ptr<NodeProcess>> nodes;
   for (auto [a, b] : ranges) {
     std::vector<std::string> args = {"--layers", std::to_string(a) + ":" + std::to_string(b)};
@@ -365,7 +376,8 @@ std::vector<std::unique_ptr<NodeProcess>> start_nodes(const std::vector<std::pai
   return nodes;
 }
 
-std::vector<std::unique_ptr<Stream>> connect(const std::vector<std::unique_ptr<NodeProcess>>& nodes) {
+std::vector<std::unique_ptr<Stream>> connect(
+    const std::vector<std::unique_ptr<NodeProcess>>& nodes) {
   std::vector<std::unique_ptr<Stream>> s;
   for (auto& n : nodes) s.push_back(std::make_unique<Stream>(n->address()));
   return s;
@@ -399,7 +411,8 @@ TEST_F(NodeTest, ThreeUnevenStagesPushAndRelayEqualSingleProcess) {
   open_chain(streams, ranges, "relay");
   EXPECT_EQ(generate(nodes, streams, ranges, "relay", p, 16, /*push=*/false), want);
   for (auto& s : streams) EXPECT_TRUE(s->send(close_req("push")) && s->send(close_req("relay")));
-  for (auto& n : nodes) EXPECT_TRUE(eventually([&] { return info(n->address()).active_sessions() == 0; }));
+  for (auto& n : nodes)
+    EXPECT_TRUE(eventually([&] { return info(n->address()).active_sessions() == 0; }));
 }
 
 TEST_F(NodeTest, RewindAndTruncateRollBackTheCache) {
@@ -413,7 +426,8 @@ TEST_F(NodeTest, RewindAndTruncateRollBackTheCache) {
   const std::vector<int32_t> wrong = {(want[0] + 1) % model().config().n_vocab};
   auto expect_token = [&](Stream& s, int32_t token, int length) {
     auto r = s.next();
-    ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+    ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult)
+        << (r ? r->DebugString() : "timeout");
     EXPECT_EQ(r->result().tokens(0), token);
     EXPECT_EQ(r->result().length(), length);
   };
@@ -441,7 +455,8 @@ TEST_F(NodeTest, RewindAndTruncateRollBackTheCache) {
   auto relay = [&](StageRequest req) {
     ASSERT_TRUE(streams[0]->send(req));
     auto r = streams[0]->next();
-    ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+    ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult)
+        << (r ? r->DebugString() : "timeout");
     *req.mutable_step()->mutable_hidden() = r->result().hidden();
     ASSERT_TRUE(streams[1]->send(req));
   };
@@ -486,8 +501,10 @@ TEST_F(NodeTest, RewindReplaysTheSamplerExactly) {
     r.mutable_step()->set_sample_all(all);
     EXPECT_TRUE(s.send(r));
     auto resp = s.next();
-    EXPECT_TRUE(resp && resp->kind_case() == StageResponse::kResult) << (resp ? resp->DebugString() : "timeout");
-    return resp ? std::vector<int32_t>(resp->result().tokens().begin(), resp->result().tokens().end())
+    EXPECT_TRUE(resp && resp->kind_case() == StageResponse::kResult)
+        << (resp ? resp->DebugString() : "timeout");
+    return resp ? std::vector<int32_t>(resp->result().tokens().begin(),
+                                       resp->result().tokens().end())
                 : std::vector<int32_t>{};
   };
   const auto p = prompt(4, 6);
@@ -500,7 +517,8 @@ TEST_F(NodeTest, RewindReplaysTheSamplerExactly) {
   for (int i = 0; i < 4; ++i) again.push_back(run({again.back()}, P + i, i == 0, false).at(0));
   EXPECT_EQ(again, y);
   // Verify y[0..3] as drafts in one step: position j samples y[j + 1].
-  EXPECT_EQ(run({y[0], y[1], y[2], y[3]}, P, true, true), std::vector<int32_t>(y.begin() + 1, y.end()));
+  EXPECT_EQ(run({y[0], y[1], y[2], y[3]}, P, true, true),
+            std::vector<int32_t>(y.begin() + 1, y.end()));
   // Accept two of them and continue from there, as if the rest never ran.
   EXPECT_EQ(run({y[2]}, P + 2, true, false), std::vector<int32_t>{y[3]});
 }
@@ -558,8 +576,10 @@ TEST_F(NodeTest, RefusesBadOpens) {
   expect_error(s, grpc::StatusCode::ALREADY_EXISTS, "already open");
   // The budget holds one session of 64 positions, not two.
   ASSERT_TRUE(s.send(open_req("b", model_id(), 1, 3, L)));
-  expect_error(s, grpc::StatusCode::RESOURCE_EXHAUSTED, "KV memory: need " + std::to_string(per_session) + " bytes");
-  EXPECT_EQ(info(nodes[0]->address()).kv_bytes_free(), static_cast<int64_t>(per_session * 3 / 2 - per_session));
+  expect_error(s, grpc::StatusCode::RESOURCE_EXHAUSTED,
+               "KV memory: need " + std::to_string(per_session) + " bytes");
+  EXPECT_EQ(info(nodes[0]->address()).kv_bytes_free(),
+            static_cast<int64_t>(per_session * 3 / 2 - per_session));
   ASSERT_TRUE(s.send(close_req("a")));
   ASSERT_TRUE(s.send(open_req("b", model_id(), 1, 3, L)));
   auto r = s.next();
@@ -659,7 +679,8 @@ TEST_F(NodeTest, MalformedStepsAreErrorsAndTheNodeKeepsServing) {
   EXPECT_EQ(inf.active_sessions(), 1);
   std::vector<float> h(2 * d, 0.5f);
   StageRequest good = with_hidden(2, d, 0, 2);  // the unreachable hop's step ran here
-  good.mutable_step()->mutable_hidden()->mutable_data()->assign(reinterpret_cast<const char*>(h.data()), h.size() * 4);
+  good.mutable_step()->mutable_hidden()->mutable_data()->assign(
+      reinterpret_cast<const char*>(h.data()), h.size() * 4);
   ASSERT_TRUE(s.send(good));
   auto r = s.next();
   ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
@@ -691,13 +712,15 @@ TEST_F(NodeTest, EightConcurrentSessionsBatchAndMatch) {
     }
     for (int k = 0; k < kSessions; ++k) {
       auto r = streams[1]->next();
-      ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+      ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult)
+          << (r ? r->DebugString() : "timeout");
       const int i = std::stoi(r->result().session_id().substr(1));
       ASSERT_EQ(r->result().tokens_size(), 1);
       position[i] += static_cast<int>(next[i].size());
       next[i] = {r->result().tokens(0)};
       got[i].push_back(r->result().tokens(0));
-      for (const auto& tm : r->result().timings()) max_batch = std::max(max_batch, tm.batch_tokens());
+      for (const auto& tm : r->result().timings())
+        max_batch = std::max(max_batch, tm.batch_tokens());
     }
   }
   for (int i = 0; i < kSessions; ++i) EXPECT_EQ(got[i], want[i]) << "session " << i;
@@ -738,7 +761,8 @@ TEST_F(NodeTest, SigtermDrainsThenExitsZero) {
   for (int i = 1; i < 6; ++i) {
     ASSERT_TRUE(streams[0]->send(step_req("d", i, {got.back()}, position++)));
     auto r = streams[0]->next();
-    ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+    ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult)
+        << (r ? r->DebugString() : "timeout");
     got.push_back(r->result().tokens(0));
   }
   EXPECT_EQ(got, want);

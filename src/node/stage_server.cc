@@ -59,11 +59,13 @@ bool from_buffer(const ByteBuffer& bb, google::protobuf::MessageLite* m) {
   std::vector<grpc::Slice> slices;
   if (!bb.Dump(&slices).ok()) return false;
   std::string s;
-  for (const grpc::Slice& sl : slices) s.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  for (const grpc::Slice& sl : slices)
+    s.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
   return m->ParseFromString(s);
 }
 
-StageResponse error_response(const std::string& session, uint64_t step, StatusCode code, const std::string& msg) {
+StageResponse error_response(const std::string& session, uint64_t step, StatusCode code,
+                             const std::string& msg) {
   StageResponse r;
   v1::Error* e = r.mutable_error();
   e->set_session_id(session);
@@ -101,10 +103,12 @@ class Outbound {
   using FailFn = std::function<void(const StageRequest&)>;
   using ResponseFn = std::function<void(const StageResponse&)>;
 
-  Outbound(std::shared_ptr<grpc::Channel> channel, int delay_ms, FailFn on_fail, ResponseFn on_response)
+  Outbound(std::shared_ptr<grpc::Channel> channel, int delay_ms, FailFn on_fail,
+           ResponseFn on_response)
       : stub_(v1::Stage::NewStub(channel)), on_response_(std::move(on_response)) {
     writer_ = std::make_unique<DelayedWriter<StageRequest>>(
-        std::chrono::milliseconds(delay_ms), [this](const StageRequest& r) { return write(r); }, std::move(on_fail));
+        std::chrono::milliseconds(delay_ms), [this](const StageRequest& r) { return write(r); },
+        std::move(on_fail));
   }
   ~Outbound() { close(); }
 
@@ -185,8 +189,9 @@ Status rewind_session(Session& s, int length) {
   if (it != s.sampler_at.end())
     *s.sampler = it->second;
   else
-    spdlog::warn("session '{}': no sampler state at length {}; penalties keep the rolled-back tokens",
-                 s.id.substr(0, 64), length);
+    spdlog::warn(
+        "session '{}': no sampler state at length {}; penalties keep the rolled-back tokens",
+        s.id.substr(0, 64), length);
   s.sampler_at.erase(s.sampler_at.upper_bound(length), s.sampler_at.end());
   return Status::Ok();
 }
@@ -225,7 +230,8 @@ class StageServer::Impl {
   }
   void shutdown();
 
-  grpc::Status session_rpc(grpc::ServerContext* ctx, grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream);
+  grpc::Status session_rpc(grpc::ServerContext* ctx,
+                           grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream);
   void info(v1::InfoResponse* r);
 
   std::string address_;
@@ -233,7 +239,8 @@ class StageServer::Impl {
 
  private:
   void handle(StageRequest& req, uint64_t stream_id, const std::shared_ptr<ResponseWriter>& writer);
-  void open(const v1::OpenSession& o, uint64_t stream_id, const std::shared_ptr<ResponseWriter>& writer);
+  void open(const v1::OpenSession& o, uint64_t stream_id,
+            const std::shared_ptr<ResponseWriter>& writer);
   void step(v1::Step& s, const std::shared_ptr<ResponseWriter>& writer);
   void enqueue(WorkItem item);
   std::shared_ptr<Session> find(const std::string& id);
@@ -274,7 +281,8 @@ class StageServer::Impl::Service final : public grpc::Service {
     AddMethod(new grpc::internal::RpcServiceMethod(
         "/swarm.v1.Stage/Session", grpc::internal::RpcMethod::BIDI_STREAMING,
         new grpc::internal::BidiStreamingHandler<Service, ByteBuffer, ByteBuffer>(
-            [](Service* s, grpc::ServerContext* ctx, grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream) {
+            [](Service* s, grpc::ServerContext* ctx,
+               grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream) {
               return s->impl_->session_rpc(ctx, stream);
             },
             this)));
@@ -325,7 +333,8 @@ Status StageServer::Impl::start() {
   scheduler_ = std::thread([this] { scheduler_loop(); });
   reaper_ = std::thread([this] { reaper_loop(); });
   spdlog::info("serving {} layers {} of {} (model id {}) on {}", model_->config().name,
-               range_str(opt_.first_layer, opt_.last_layer), n_layer, model_id_.substr(0, 16), address_);
+               range_str(opt_.first_layer, opt_.last_layer), n_layer, model_id_.substr(0, 16),
+               address_);
   return Status::Ok();
 }
 
@@ -358,19 +367,21 @@ std::shared_ptr<Session> StageServer::Impl::find(const std::string& id) {
   return it == sessions_.end() ? nullptr : it->second;
 }
 
-grpc::Status StageServer::Impl::session_rpc(grpc::ServerContext* ctx,
-                                            grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream) {
+grpc::Status StageServer::Impl::session_rpc(
+    grpc::ServerContext* ctx, grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream) {
   const uint64_t stream_id = next_stream_id_++;
-  auto writer = std::make_shared<ResponseWriter>(std::chrono::milliseconds(opt_.link_delay_ms),
-                                                 [stream](const StageResponse& r) { return stream->Write(to_buffer(r)); });
+  auto writer = std::make_shared<ResponseWriter>(
+      std::chrono::milliseconds(opt_.link_delay_ms),
+      [stream](const StageResponse& r) { return stream->Write(to_buffer(r)); });
   ByteBuffer bb;
   int bad_in_a_row = 0;
   grpc::Status end = grpc::Status::OK;
   while (stream->Read(&bb)) {
     StageRequest req;
     if (!from_buffer(bb, &req)) {
-      writer->send(error_response("", 0, StatusCode::INVALID_ARGUMENT,
-                                  "malformed StageRequest: the bytes are not a swarm.v1.StageRequest"));
+      writer->send(
+          error_response("", 0, StatusCode::INVALID_ARGUMENT,
+                         "malformed StageRequest: the bytes are not a swarm.v1.StageRequest"));
       if (++bad_in_a_row >= kMaxBadMessagesInARow) {
         end = grpc::Status(StatusCode::INVALID_ARGUMENT, "too many malformed messages");
         break;
@@ -385,7 +396,8 @@ grpc::Status StageServer::Impl::session_rpc(grpc::ServerContext* ctx,
   return end;
 }
 
-void StageServer::Impl::handle(StageRequest& req, uint64_t stream_id, const std::shared_ptr<ResponseWriter>& writer) {
+void StageServer::Impl::handle(StageRequest& req, uint64_t stream_id,
+                               const std::shared_ptr<ResponseWriter>& writer) {
   switch (req.kind_case()) {
     case StageRequest::kOpen:
       open(req.open(), stream_id, writer);
@@ -405,7 +417,8 @@ void StageServer::Impl::handle(StageRequest& req, uint64_t stream_id, const std:
       if (s->owner_stream != stream_id) {
         writer->send(error_response(id, 0, StatusCode::PERMISSION_DENIED,
                                     std::string(is_close ? "Close" : "Truncate") +
-                                        ": only the stream that opened session '" + id + "' may send this"));
+                                        ": only the stream that opened session '" + id +
+                                        "' may send this"));
         return;
       }
       s->touch();
@@ -422,7 +435,8 @@ void StageServer::Impl::handle(StageRequest& req, uint64_t stream_id, const std:
       return;
     }
     case StageRequest::KIND_NOT_SET:
-      writer->send(error_response("", 0, StatusCode::INVALID_ARGUMENT, "StageRequest: no message kind set"));
+      writer->send(
+          error_response("", 0, StatusCode::INVALID_ARGUMENT, "StageRequest: no message kind set"));
       return;
   }
 }
@@ -437,33 +451,38 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
   const ModelConfig& c = model_->config();
   if (id.empty() || id.size() > kMaxSessionIdBytes)
     return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.session_id: must be 1 to " +
-                                                    std::to_string(kMaxSessionIdBytes) + " bytes, got " +
-                                                    std::to_string(id.size()));
+                                                    std::to_string(kMaxSessionIdBytes) +
+                                                    " bytes, got " + std::to_string(id.size()));
   if (o.model_id() != model_id_)
-    return refuse(StatusCode::FAILED_PRECONDITION,
-                  "OpenSession.model_id: '" + o.model_id() + "', but this node serves '" + model_id_ + "'");
-  if (o.first_layer() < opt_.first_layer || o.last_layer() > opt_.last_layer || o.first_layer() >= o.last_layer())
-    return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.first_layer:last_layer: " +
-                                                    range_str(o.first_layer(), o.last_layer()) +
-                                                    " is not a non-empty part of the served range " +
-                                                    range_str(opt_.first_layer, opt_.last_layer));
+    return refuse(
+        StatusCode::FAILED_PRECONDITION,
+        "OpenSession.model_id: '" + o.model_id() + "', but this node serves '" + model_id_ + "'");
+  if (o.first_layer() < opt_.first_layer || o.last_layer() > opt_.last_layer ||
+      o.first_layer() >= o.last_layer())
+    return refuse(
+        StatusCode::INVALID_ARGUMENT,
+        "OpenSession.first_layer:last_layer: " + range_str(o.first_layer(), o.last_layer()) +
+            " is not a non-empty part of the served range " +
+            range_str(opt_.first_layer, opt_.last_layer));
   if (o.is_first() && (o.first_layer() != 0 || !model_->has_embed()))
-    return refuse(StatusCode::FAILED_PRECONDITION, "OpenSession.is_first: needs first_layer 0, got " +
-                                                       std::to_string(o.first_layer()) + " (this node serves " +
-                                                       range_str(opt_.first_layer, opt_.last_layer) + ")");
+    return refuse(StatusCode::FAILED_PRECONDITION,
+                  "OpenSession.is_first: needs first_layer 0, got " +
+                      std::to_string(o.first_layer()) + " (this node serves " +
+                      range_str(opt_.first_layer, opt_.last_layer) + ")");
   if (o.is_last() && (o.last_layer() != c.n_layer || !model_->has_head()))
-    return refuse(StatusCode::FAILED_PRECONDITION, "OpenSession.is_last: needs last_layer " +
-                                                       std::to_string(c.n_layer) + ", got " +
-                                                       std::to_string(o.last_layer()) + " (this node serves " +
-                                                       range_str(opt_.first_layer, opt_.last_layer) + ")");
+    return refuse(StatusCode::FAILED_PRECONDITION,
+                  "OpenSession.is_last: needs last_layer " + std::to_string(c.n_layer) + ", got " +
+                      std::to_string(o.last_layer()) + " (this node serves " +
+                      range_str(opt_.first_layer, opt_.last_layer) + ")");
   if (o.max_length() <= 0)
-    return refuse(StatusCode::INVALID_ARGUMENT,
-                  "OpenSession.max_length: must be positive, got " + std::to_string(o.max_length()));
+    return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.max_length: must be positive, got " +
+                                                    std::to_string(o.max_length()));
   auto s = std::make_shared<Session>();
   if (o.is_last()) {
     SamplingParams p = sampling_from_proto(o.sampling());
     const Status st = p.validate(c.n_vocab);
-    if (!st.ok()) return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.sampling: " + st.message());
+    if (!st.ok())
+      return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.sampling: " + st.message());
     s->sampler = std::make_unique<Sampler>(std::move(p), c.n_vocab);
   }
   s->id = id;
@@ -479,19 +498,21 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (draining_) {
-      writer->send(error_response(id, 0, StatusCode::UNAVAILABLE, "node is draining: no new sessions"));
+      writer->send(
+          error_response(id, 0, StatusCode::UNAVAILABLE, "node is draining: no new sessions"));
       return;
     }
     if (sessions_.count(id)) {
-      writer->send(error_response(id, 0, StatusCode::ALREADY_EXISTS,
-                                  "OpenSession.session_id: '" + id + "' is already open on this node"));
+      writer->send(
+          error_response(id, 0, StatusCode::ALREADY_EXISTS,
+                         "OpenSession.session_id: '" + id + "' is already open on this node"));
       return;
     }
     if (s->kv_bytes > opt_.kv_memory_bytes - kv_used_) {
       writer->send(error_response(id, 0, StatusCode::RESOURCE_EXHAUSTED,
                                   "KV memory: need " + std::to_string(s->kv_bytes) + " bytes, " +
-                                      std::to_string(opt_.kv_memory_bytes - kv_used_) + " free of " +
-                                      std::to_string(opt_.kv_memory_bytes)));
+                                      std::to_string(opt_.kv_memory_bytes - kv_used_) +
+                                      " free of " + std::to_string(opt_.kv_memory_bytes)));
       return;
     }
     s->cache = std::make_unique<KvCache>(s->first, s->last, model_->kv_dim(), s->max_length);
@@ -499,8 +520,8 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
     sessions_[id] = s;
   }
   spdlog::info("session '{}' opened: layers {}{}{}, max_length {}, {} KV bytes", id.substr(0, 64),
-               range_str(s->first, s->last), s->is_first ? " +embed" : "", s->is_last ? " +head" : "",
-               s->max_length, s->kv_bytes);
+               range_str(s->first, s->last), s->is_first ? " +embed" : "",
+               s->is_last ? " +head" : "", s->max_length, s->kv_bytes);
   StageResponse r;
   r.mutable_opened()->set_session_id(id);
   writer->send(std::move(r));
@@ -523,27 +544,31 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>
   if (n == 0) return fail(StatusCode::INVALID_ARGUMENT, "Step.tokens: empty");
   for (int64_t i = 0; i < n; ++i)
     if (st.tokens(i) < 0 || st.tokens(i) >= c.n_vocab)
-      return fail(StatusCode::INVALID_ARGUMENT, "Step.tokens[" + std::to_string(i) + "]: " +
-                                                    std::to_string(st.tokens(i)) + " is outside the vocabulary [0, " +
-                                                    std::to_string(c.n_vocab) + ")");
+      return fail(StatusCode::INVALID_ARGUMENT,
+                  "Step.tokens[" + std::to_string(i) + "]: " + std::to_string(st.tokens(i)) +
+                      " is outside the vocabulary [0, " + std::to_string(c.n_vocab) + ")");
   if (st.position() < 0 || st.position() > s->max_length - n)
-    return fail(StatusCode::OUT_OF_RANGE, "Step.position: " + std::to_string(st.position()) + " + " +
-                                              std::to_string(n) + " tokens exceeds the session's max_length " +
-                                              std::to_string(s->max_length));
+    return fail(StatusCode::OUT_OF_RANGE,
+                "Step.position: " + std::to_string(st.position()) + " + " + std::to_string(n) +
+                    " tokens exceeds the session's max_length " + std::to_string(s->max_length));
   if (net::tensor_element_size(st.wire_dtype()) == 0)
-    return fail(StatusCode::INVALID_ARGUMENT, "Step.wire_dtype: unknown dtype " + std::to_string(st.wire_dtype()));
+    return fail(StatusCode::INVALID_ARGUMENT,
+                "Step.wire_dtype: unknown dtype " + std::to_string(st.wire_dtype()));
   if (s->is_last && st.next_hops_size() > 0)
-    return fail(StatusCode::INVALID_ARGUMENT, "Step.next_hops: given to the last stage (it holds the head)");
+    return fail(StatusCode::INVALID_ARGUMENT,
+                "Step.next_hops: given to the last stage (it holds the head)");
   for (const v1::Hop& h : st.next_hops())
     if (h.address().empty() || h.address().size() > 1024)
       return fail(StatusCode::INVALID_ARGUMENT, "Step.next_hops: a hop without a valid address");
   WorkItem w;
   if (s->is_first) {
-    if (st.has_hidden()) return fail(StatusCode::INVALID_ARGUMENT, "Step.hidden: must be absent at the first stage");
+    if (st.has_hidden())
+      return fail(StatusCode::INVALID_ARGUMENT, "Step.hidden: must be absent at the first stage");
   } else {
     if (!st.has_hidden())
-      return fail(StatusCode::INVALID_ARGUMENT, "Step.hidden: missing (this stage starts at layer " +
-                                                    std::to_string(s->first) + ")");
+      return fail(
+          StatusCode::INVALID_ARGUMENT,
+          "Step.hidden: missing (this stage starts at layer " + std::to_string(s->first) + ")");
     const Status ds = net::decode_tensor(st.hidden(), n, c.n_embd, &w.hidden, "Step.hidden");
     if (!ds.ok()) return fail(StatusCode::INVALID_ARGUMENT, ds.message());
     st.clear_hidden();
@@ -590,8 +615,10 @@ void StageServer::Impl::close_sessions_of_stream(uint64_t stream_id) {
 }
 
 void StageServer::Impl::reaper_loop() {
-  const auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.idle_timeout_s));
-  const auto period = std::clamp<Clock::duration>(timeout / 10, std::chrono::milliseconds(10), std::chrono::seconds(1));
+  const auto timeout = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(opt_.idle_timeout_s));
+  const auto period = std::clamp<Clock::duration>(timeout / 10, std::chrono::milliseconds(10),
+                                                  std::chrono::seconds(1));
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     reaper_cv_.wait_for(lock, period);
@@ -603,9 +630,9 @@ void StageServer::Impl::reaper_loop() {
     if (idle.empty()) continue;
     lock.unlock();
     for (auto& s : idle) {
-      s->owner->send(error_response(s->id, 0, StatusCode::DEADLINE_EXCEEDED,
-                                    "session idle for more than " + std::to_string(opt_.idle_timeout_s) +
-                                        " s: closed"));
+      s->owner->send(error_response(
+          s->id, 0, StatusCode::DEADLINE_EXCEEDED,
+          "session idle for more than " + std::to_string(opt_.idle_timeout_s) + " s: closed"));
       close_session(s, "idle");
     }
     lock.lock();
@@ -636,13 +663,15 @@ void StageServer::Impl::scheduler_loop() {
         if (it->truncate) {
           const Status st = rewind_session(*s, it->truncate_length);
           if (!st.ok())
-            s->owner->send(error_response(s->id, 0, StatusCode::OUT_OF_RANGE, "Truncate.length: " + st.message()));
+            s->owner->send(error_response(s->id, 0, StatusCode::OUT_OF_RANGE,
+                                          "Truncate.length: " + st.message()));
           it = queue_.erase(it);
           continue;
         }
         blocked.insert(s);
         const int n = it->step.tokens_size();
-        const bool fits = batch.empty() || (tokens + n <= opt_.max_batch_tokens && s->first == first && s->last == last);
+        const bool fits = batch.empty() || (tokens + n <= opt_.max_batch_tokens &&
+                                            s->first == first && s->last == last);
         if (!fits) {
           ++it;
           continue;
@@ -666,12 +695,13 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
   std::vector<WorkItem*> batch;
   for (WorkItem& w : items) {
     Session& s = *w.session;
-    if (w.step.rewind() && w.step.position() <= s.cache->length()) (void)rewind_session(s, w.step.position());
+    if (w.step.rewind() && w.step.position() <= s.cache->length())
+      (void)rewind_session(s, w.step.position());
     if (w.step.position() != s.cache->length()) {
       s.owner->send(error_response(s.id, w.step.step_id(), StatusCode::FAILED_PRECONDITION,
                                    "Step.position: " + std::to_string(w.step.position()) +
-                                       ", but the session's cache holds " + std::to_string(s.cache->length()) +
-                                       " positions"));
+                                       ", but the session's cache holds " +
+                                       std::to_string(s.cache->length()) + " positions"));
       continue;
     }
     batch.push_back(&w);
@@ -739,13 +769,14 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
   if (!st.ok()) {
     spdlog::error("batch of {} steps failed: {}", batch.size(), st.ToString());
     for (WorkItem* w : batch)
-      w->session->owner->send(
-          error_response(w->session->id, w->step.step_id(), net::to_grpc_code(st.code()), st.message()));
+      w->session->owner->send(error_response(w->session->id, w->step.step_id(),
+                                             net::to_grpc_code(st.code()), st.message()));
     return;
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const double rate = static_cast<double>(total) * (last - first) / std::max(1e-6, compute_us * 1e-6);
+    const double rate =
+        static_cast<double>(total) * (last - first) / std::max(1e-6, compute_us * 1e-6);
     layer_tokens_per_s_ = layer_tokens_per_s_ == 0 ? rate : 0.8 * layer_tokens_per_s_ + 0.2 * rate;
   }
   row = 0;
@@ -792,14 +823,16 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
   }
 }
 
-void StageServer::Impl::push(const std::shared_ptr<Session>& s, const v1::Hop& hop, StageRequest req) {
+void StageServer::Impl::push(const std::shared_ptr<Session>& s, const v1::Hop& hop,
+                             StageRequest req) {
   std::lock_guard<std::mutex> lock(s->mu);
   if (s->closed) return;
   auto& out = s->outbound[hop.address()];
   if (!out) {
     std::weak_ptr<Session> weak = s;
     const std::string addr = hop.address();
-    const std::string hop_desc = addr + " (layers " + range_str(hop.first_layer(), hop.last_layer()) + ")";
+    const std::string hop_desc =
+        addr + " (layers " + range_str(hop.first_layer(), hop.last_layer()) + ")";
     out = std::make_unique<Outbound>(
         channels_.get(addr), opt_.link_delay_ms,
         [weak, hop_desc](const StageRequest& r) {

@@ -42,6 +42,8 @@ using ResponseWriter = DelayedWriter<StageResponse>;
 constexpr size_t kMaxSessionIdBytes = 256;
 // A stream that sends this many undecodable messages in a row is ended.
 constexpr int kMaxBadMessagesInARow = 16;
+// Steps and truncates one session may have waiting; more is a flood, refused.
+constexpr int kMaxQueuedPerSession = 256;
 // How far back a last stage can roll its sampler back exactly.
 constexpr int kSnapshotWindow = 256;
 
@@ -169,6 +171,7 @@ struct Session {
   // positions.
   std::map<int, Sampler> sampler_at;
   std::atomic<int64_t> last_active{0};  // Clock ticks of the last message
+  std::atomic<int> queued{0};           // its items in the scheduler's queue
 
   std::atomic<bool> closed{false};
   std::mutex mu;  // guards outbound; closing takes it, so no push follows a close
@@ -539,6 +542,10 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>
     spdlog::warn("session '{}' step {}: {}", s->id.substr(0, 64), st.step_id(), msg);
     s->owner->send(error_response(s->id, st.step_id(), code, msg));
   };
+  if (s->queued.load() >= kMaxQueuedPerSession)
+    return fail(StatusCode::RESOURCE_EXHAUSTED,
+                "Step: " + std::to_string(kMaxQueuedPerSession) +
+                    " messages of this session already wait to run");
   const ModelConfig& c = model_->config();
   const int64_t n = st.tokens_size();
   if (n == 0) return fail(StatusCode::INVALID_ARGUMENT, "Step.tokens: empty");
@@ -580,6 +587,7 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>
 }
 
 void StageServer::Impl::enqueue(WorkItem item) {
+  ++item.session->queued;
   std::lock_guard<std::mutex> lock(mu_);
   queue_.push_back(std::move(item));
   queue_cv_.notify_one();
@@ -657,6 +665,7 @@ void StageServer::Impl::scheduler_loop() {
           continue;
         }
         if (s->closed) {  // its work is dropped
+          --s->queued;
           it = queue_.erase(it);
           continue;
         }
@@ -665,6 +674,7 @@ void StageServer::Impl::scheduler_loop() {
           if (!st.ok())
             s->owner->send(error_response(s->id, 0, StatusCode::OUT_OF_RANGE,
                                           "Truncate.length: " + st.message()));
+          --s->queued;
           it = queue_.erase(it);
           continue;
         }
@@ -679,6 +689,7 @@ void StageServer::Impl::scheduler_loop() {
         tokens += n;
         first = s->first;
         last = s->last;
+        --s->queued;
         batch.push_back(std::move(*it));
         it = queue_.erase(it);
       }

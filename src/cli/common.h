@@ -23,6 +23,8 @@ inline void check(const Status& st) {
 
 // "1,2,3" -> {1, 2, 3}; rejects empty lists, non-numbers and negative ids.
 Result<std::vector<int32_t>> parse_token_list(const std::string& s);
+// "2G", "512M", "1024" -> bytes (K, M, G, T are powers of 1024).
+Result<uint64_t> parse_bytes(const std::string& s);
 // "A:B" -> {A, B} with 0 <= A < B.
 Result<std::pair<int, int>> parse_layer_range(const std::string& s);
 
@@ -36,5 +38,6 @@ void register_synth(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_node(CLI::App& app);
 
 }  // namespace swarm::cli

@@ -18,7 +18,8 @@ grpc::ChannelArguments channel_arguments() {
 }
 
 std::shared_ptr<grpc::Channel> make_channel(const std::string& address) {
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), channel_arguments());
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   channel_arguments());
 }
 
 void configure_server(grpc::ServerBuilder& builder) {
@@ -29,7 +30,8 @@ void configure_server(grpc::ServerBuilder& builder) {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // Clients ping every kKeepaliveTimeMs; accept pings that often.
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, kKeepaliveTimeMs / 2);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             kKeepaliveTimeMs / 2);
 }
 
 std::shared_ptr<grpc::Channel> ChannelCache::get(const std::string& address) {

@@ -35,11 +35,13 @@ TEST(ModelId, StableAcrossCallsAndHex) {
 TEST(ModelId, DiffersAcrossQuantizationsAndModels) {
   std::set<std::string> ids;
   int n = 0;
-  for (const char* rel : {"tiny-llama/gguf/tiny-llama-Q8_0.gguf", "tiny-llama/gguf/tiny-llama-Q4_K_M.gguf",
-                          "tiny-llama/gguf/tiny-llama-F16.gguf", "tiny-qwen2/gguf/tiny-qwen2-Q4_K_M.gguf",
-                          "tiny-qwen2/gguf/tiny-qwen2-Q8_0.gguf", "tiny-llama/hf", "tiny-qwen2/hf"}) {
+  for (const char* rel :
+       {"tiny-llama/gguf/tiny-llama-Q8_0.gguf", "tiny-llama/gguf/tiny-llama-Q4_K_M.gguf",
+        "tiny-llama/gguf/tiny-llama-F16.gguf", "tiny-qwen2/gguf/tiny-qwen2-Q4_K_M.gguf",
+        "tiny-qwen2/gguf/tiny-qwen2-Q8_0.gguf", "tiny-llama/hf", "tiny-qwen2/hf"}) {
     const std::string path = find_testdata(rel);
-    if (path.empty() || (std::string(rel).ends_with("/hf") && !swarm::testing::path_exists(path + "/config.json")))
+    if (path.empty() ||
+        (std::string(rel).ends_with("/hf") && !swarm::testing::path_exists(path + "/config.json")))
       continue;
     ids.insert(id_of(path));
     ++n;

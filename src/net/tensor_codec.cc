@@ -23,13 +23,17 @@ std::string shape_string(const v1::Tensor& t) {
 
 size_t tensor_element_size(int dtype) {
   switch (dtype) {
-    case v1::Tensor::F32: return 4;
-    case v1::Tensor::F16: return 2;
-    default: return 0;
+    case v1::Tensor::F32:
+      return 4;
+    case v1::Tensor::F16:
+      return 2;
+    default:
+      return 0;
   }
 }
 
-void encode_tensor(const float* data, int64_t rows, int64_t cols, v1::Tensor::DType dtype, v1::Tensor* out) {
+void encode_tensor(const float* data, int64_t rows, int64_t cols, v1::Tensor::DType dtype,
+                   v1::Tensor* out) {
   out->Clear();
   out->set_dtype(dtype);
   out->add_shape(rows);
@@ -50,23 +54,28 @@ void encode_tensor(const float* data, int64_t rows, int64_t cols, v1::Tensor::DT
   }
 }
 
-Status decode_tensor(const v1::Tensor& t, int64_t rows, int64_t cols, std::vector<float>* out, const char* what) {
+Status decode_tensor(const v1::Tensor& t, int64_t rows, int64_t cols, std::vector<float>* out,
+                     const char* what) {
   const size_t esize = tensor_element_size(t.dtype());
-  if (esize == 0) return Status::InvalidArgument(std::string(what) + ": unknown dtype " + std::to_string(t.dtype()));
+  if (esize == 0)
+    return Status::InvalidArgument(std::string(what) + ": unknown dtype " +
+                                   std::to_string(t.dtype()));
   if (t.shape_size() != 2)
-    return Status::InvalidArgument(std::string(what) + ": shape " + shape_string(t) + " is not [rows, cols]");
+    return Status::InvalidArgument(std::string(what) + ": shape " + shape_string(t) +
+                                   " is not [rows, cols]");
   const int64_t r = t.shape(0), c = t.shape(1);
   if (r < 0 || c < 0 || (r > 0 && c > kMaxElements / r))
-    return Status::InvalidArgument(std::string(what) + ": shape " + shape_string(t) + " is invalid");
+    return Status::InvalidArgument(std::string(what) + ": shape " + shape_string(t) +
+                                   " is invalid");
   if ((rows >= 0 && r != rows) || c != cols)
-    return Status::InvalidArgument(std::string(what) + ": shape " + shape_string(t) + ", expected [" +
-                                   (rows >= 0 ? std::to_string(rows) : std::string("n")) + ", " +
-                                   std::to_string(cols) + "]");
+    return Status::InvalidArgument(
+        std::string(what) + ": shape " + shape_string(t) + ", expected [" +
+        (rows >= 0 ? std::to_string(rows) : std::string("n")) + ", " + std::to_string(cols) + "]");
   const uint64_t n = static_cast<uint64_t>(r) * static_cast<uint64_t>(c);
   if (t.data().size() != n * esize)
     return Status::InvalidArgument(std::string(what) + ": " + std::to_string(t.data().size()) +
-                                   " bytes of data, expected " + std::to_string(n * esize) + " for shape " +
-                                   shape_string(t));
+                                   " bytes of data, expected " + std::to_string(n * esize) +
+                                   " for shape " + shape_string(t));
   out->resize(n);
   if (esize == 4) {
     if (n) std::memcpy(out->data(), t.data().data(), n * 4);

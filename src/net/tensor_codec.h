@@ -18,7 +18,8 @@ namespace swarm::net {
 size_t tensor_element_size(int dtype);
 
 // Fills `out` with `rows` x `cols` floats from `data` in `dtype`.
-void encode_tensor(const float* data, int64_t rows, int64_t cols, v1::Tensor::DType dtype, v1::Tensor* out);
+void encode_tensor(const float* data, int64_t rows, int64_t cols, v1::Tensor::DType dtype,
+                   v1::Tensor* out);
 
 // Checks `t` and writes its rows x cols floats to `out`. `rows` < 0 accepts any
 // row count (the count is then taken from the tensor; read it back with

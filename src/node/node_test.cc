@@ -1,0 +1,774 @@
+// The stage server end to end: real `swarm node` processes on 127.0.0.1, real
+// gRPC, compared token for token with the engine run in this process.
+#include <fcntl.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/model.h"
+#include "engine/model_loader.h"
+#include "engine/sampler.h"
+#include "engine/test_data.h"
+#include "net/channel_cache.h"
+#include "net/model_id.h"
+#include "swarm/v1/stage.grpc.pb.h"
+
+extern char** environ;
+
+namespace swarm::node {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using v1::StageRequest;
+using v1::StageResponse;
+
+std::string model_path() {
+  return swarm::testing::find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
+}
+
+// Polls `cond` until it holds or `limit` passes.
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s) {
+  const auto end = Clock::now() + limit;
+  while (Clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return cond();
+}
+
+// A `swarm node` child process; killed when this goes away.
+class NodeProcess {
+ public:
+  explicit NodeProcess(std::vector<std::string> extra) {
+    std::vector<std::string> args = {std::string(SWARM_BINARY_DIR) + "/swarm",
+                                     "node",
+                                     "-m",
+                                     model_path(),
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "-t",
+                                     "1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    posix_spawn_file_actions_addclose(&fa, fds[1]);
+    if (posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    out_fd_ = fds[0];
+    // Wait for the line "listening on HOST:PORT".
+    const std::string prefix = "listening on ";
+    std::string line;
+    const auto end = Clock::now() + 30s;
+    auto found = [&] {
+      const size_t at = line.find(prefix);
+      return at != std::string::npos && line.find('\n', at) != std::string::npos;
+    };
+    while (pid_ > 0 && !found() && Clock::now() < end) {
+      pollfd p{out_fd_, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      char buf[256];
+      const ssize_t n = read(out_fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      line.append(buf, static_cast<size_t>(n));
+    }
+    if (found()) {
+      const size_t at = line.find(prefix) + prefix.size();
+      address_ = line.substr(at, line.find('\n', at) - at);
+    }
+  }
+  ~NodeProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (out_fd_ >= 0) close(out_fd_);
+  }
+  NodeProcess(const NodeProcess&) = delete;
+  NodeProcess& operator=(const NodeProcess&) = delete;
+
+  bool ok() const { return !address_.empty(); }
+  const std::string& address() const { return address_; }
+  void signal(int sig) { kill(pid_, sig); }
+  // The exit status once the process ended within `limit`; nullopt otherwise.
+  std::optional<int> wait_exit(std::chrono::milliseconds limit) {
+    std::optional<int> code;
+    eventually(
+        [&] {
+          int st = 0;
+          if (waitpid(pid_, &st, WNOHANG) == pid_) {
+            code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            pid_ = -1;
+            return true;
+          }
+          return false;
+        },
+        limit);
+    return code;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  std::string address_;
+};
+
+v1::InfoResponse info(const std::string& address) {
+  auto stub = v1::Stage::NewStub(net::make_channel(address));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  v1::InfoResponse r;
+  const grpc::Status st = stub->Info(&ctx, v1::InfoRequest(), &r);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  return r;
+}
+
+// A Session stream whose responses are read by a thread into a queue, so a
+// test waits for them with a time limit.
+class Stream {
+ public:
+  explicit Stream(const std::string& address)
+      : stub_(v1::Stage::NewStub(net::make_channel(address))) {
+    stream_ = stub_->Session(&ctx_);
+    reader_ = std::thread([this] {
+      StageResponse r;
+      while (stream_->Read(&r)) {
+        std::lock_guard<std::mutex> lock(mu_);
+        queue_.push_back(r);
+        cv_.notify_all();
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      ended_ = true;
+      cv_.notify_all();
+    });
+  }
+  ~Stream() { finish(); }
+
+  bool send(const StageRequest& r) { return stream_->Write(r); }
+
+  std::optional<StageResponse> next(std::chrono::milliseconds limit = 30s) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, limit, [&] { return !queue_.empty() || ended_; }) || queue_.empty())
+      return std::nullopt;
+    StageResponse r = std::move(queue_.front());
+    queue_.pop_front();
+    return r;
+  }
+
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    stream_->WritesDone();
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!cv_.wait_for(lock, 10s, [&] { return ended_; })) ctx_.TryCancel();
+    }
+    reader_.join();
+    stream_->Finish();
+  }
+
+ private:
+  std::unique_ptr<v1::Stage::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<StageRequest, StageResponse>> stream_;
+  std::thread reader_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<StageResponse> queue_;
+  bool ended_ = false;
+  bool finished_ = false;
+};
+
+StageRequest open_req(const std::string& id, const std::string& model_id, int first, int last,
+                      int n_layer, int max_length = 64) {
+  StageRequest r;
+  v1::OpenSession* o = r.mutable_open();
+  o->set_session_id(id);
+  o->set_model_id(model_id);
+  o->set_first_layer(first);
+  o->set_last_layer(last);
+  o->set_max_length(max_length);
+  o->set_is_first(first == 0);
+  o->set_is_last(last == n_layer);
+  o->mutable_sampling()->set_temperature(0);  // greedy
+  return r;
+}
+
+StageRequest step_req(const std::string& id, uint64_t step_id, const std::vector<int32_t>& tokens,
+                      int position) {
+  StageRequest r;
+  v1::Step* s = r.mutable_step();
+  s->set_session_id(id);
+  s->set_step_id(step_id);
+  s->mutable_tokens()->Add(tokens.begin(), tokens.end());
+  s->set_position(position);
+  return r;
+}
+
+StageRequest close_req(const std::string& id) {
+  StageRequest r;
+  r.mutable_close()->set_session_id(id);
+  return r;
+}
+
+class NodeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_FALSE(model_path().empty()) << "tiny-llama Q8_0 not found";
+    auto m = Model::Load(model_path());
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    model_ = std::move(m).value().release();
+    auto id = net::model_content_id(model_->source());
+    ASSERT_TRUE(id.ok());
+    model_id_ = new std::string(*id);
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    delete model_id_;
+  }
+
+  static const Model& model() { return *model_; }
+  static const std::string& model_id() { return *model_id_; }
+  static int n_layer() { return model_->config().n_layer; }
+
+  // The single-process ground truth: the prompt, then greedy tokens.
+  static std::vector<int32_t> reference(const std::vector<int32_t>& prompt, int n) {
+    ThreadPool pool(1);
+    auto cache = model().new_cache(256);
+    SamplingParams p;
+    p.temperature = 0;
+    Sampler sampler(p, model().config().n_vocab);
+    for (int32_t t : prompt) sampler.accept(t);
+    auto logits = model().forward(prompt, *cache, pool);
+    EXPECT_TRUE(logits.ok());
+    std::vector<int32_t> out;
+    const int V = model().config().n_vocab;
+    std::vector<float> last(logits->end() - V, logits->end());
+    for (int i = 0; i < n; ++i) {
+      const int32_t id = sampler.sample(last.data());
+      out.push_back(id);
+      sampler.accept(id);
+      auto next = model().forward({id}, *cache, pool);
+      EXPECT_TRUE(next.ok());
+      last = std::move(next).value();
+    }
+    return out;
+  }
+
+  static std::vector<int32_t> prompt(int seed, int len) {
+    std::vector<int32_t> p;
+    const int V = model().config().n_vocab;
+    for (int i = 0; i < len; ++i) p.push_back((seed * 131 + i * 17 + 3) % V);
+    return p;
+  }
+
+  // Opens `id` on every stage (each on its own owner stream) and expects Opened.
+  void open_chain(std::vector<std::unique_ptr<Stream>>& streams,
+                  const std::vector<std::pair<int, int>>& ranges, const std::string& id) {
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      ASSERT_TRUE(
+          streams[i]->send(open_req(id, model_id(), ranges[i].first, ranges[i].second, n_layer())));
+      auto r = streams[i]->next();
+      ASSERT_TRUE(r.has_value());
+      ASSERT_EQ(r->kind_case(), StageResponse::kOpened) << r->DebugString();
+      EXPECT_EQ(r->opened().session_id(), id);
+    }
+  }
+
+  static inline Model* model_ = nullptr;
+  static inline std::string* model_id_ = nullptr;
+};
+
+// Greedy generation through a chain of stages; in push mode the first stage
+// forwards to the next ones itself, in relay mode the test carries the hidden
+// states from stage to stage.
+std::vector<int32_t> generate(const std::vector<std::unique_ptr<NodeProcess>>& nodes,
+                              const std::vector<std::unique_ptr<Stream>>& streams,
+                              const std::vector<std::pair<int, int>>& ranges, const std::string& id,
+                              std::vector<int32_t> tokens, int n, bool push) {
+  std::vector<int32_t> out;
+  int position = 0;
+  for (int i = 0; i < n; ++i) {
+    const uint64_t step_id = 100 + i;
+    StageRequest req = step_req(id, step_id, tokens, position);
+    std::optional<StageResponse> r;
+    if (push) {
+      for (size_t k = 1; k < nodes.size(); ++k) {
+        v1::Hop* h = req.mutable_step()->add_next_hops();
+        h->set_address(nodes[k]->address());
+        h->set_first_layer(ranges[k].first);
+        h->set_last_layer(ranges[k].second);
+      }
+      EXPECT_TRUE(streams[0]->send(req));
+      r = streams.back()->next();
+      if (!r || r->kind_case() != StageResponse::kResult) {
+        ADD_FAILURE() << "no result: " << (r ? r->DebugString() : "timeout");
+        return out;
+      }
+      EXPECT_EQ(r->result().timings_size(), static_cast<int>(nodes.size()));
+      for (size_t k = 0; k < nodes.size() && static_cast<int>(k) < r->result().timings_size(); ++k)
+        EXPECT_EQ(r->result().timings(k).address(), nodes[k]->address());
+    } else {
+      for (size_t k = 0; k < nodes.size(); ++k) {
+        EXPECT_TRUE(streams[k]->send(req));
+        r = streams[k]->next();
+        if (!r || r->kind_case() != StageResponse::kResult) {
+          ADD_FAILURE() << "stage " << k << ": " << (r ? r->DebugString() : "timeout");
+          return out;
+        }
+        EXPECT_EQ(r->result().step_id(), step_id);
+        if (k + 1 < nodes.size()) {
+          EXPECT_TRUE(r->result().tokens().empty());
+          *req.mutable_step()->mutable_hidden() = r->result().hidden();
+          *req.mutable_step()->mutable_timings() = r->result().timings();
+        }
+      }
+      EXPECT_EQ(r->result().timings_size(), static_cast<int>(nodes.size()));
+    }
+    const v1::StepResult& res = r->result();
+    EXPECT_EQ(res.step_id(), step_id);
+    EXPECT_EQ(res.length(), position + static_cast<int>(tokens.size()));
+    if (res.tokens_size() != 1) {
+      ADD_FAILURE() << res.DebugString();
+      return out;
+    }
+    out.push_back(res.tokens(0));
+    position += static_cast<int>(tokens.size());
+    tokens = {res.tokens(0)};
+  }
+  return out;
+}
+
+std::vector<std::unique_ptr<NodeProcess>> start_nodes(
+    const std::vector<std::pair<int, int>>& ranges, std::vector<std::string> extra = {}) {
+  std::vector<std::unique_ptr<NodeProcess>> nodes;
+  for (auto [a, b] : ranges) {
+    std::vector<std::string> args = {"--layers", std::to_string(a) + ":" + std::to_string(b)};
+    args.insert(args.end(), extra.begin(), extra.end());
+    nodes.push_back(std::make_unique<NodeProcess>(args));
+    EXPECT_TRUE(nodes.back()->ok()) << "node " << a << ":" << b << " did not start";
+  }
+  return nodes;
+}
+
+std::vector<std::unique_ptr<Stream>> connect(
+    const std::vector<std::unique_ptr<NodeProcess>>& nodes) {
+  std::vector<std::unique_ptr<Stream>> s;
+  for (auto& n : nodes) s.push_back(std::make_unique<Stream>(n->address()));
+  return s;
+}
+
+TEST_F(NodeTest, OneStageGreedyEqualsSingleProcess) {
+  const std::vector<std::pair<int, int>> ranges = {{0, n_layer()}};
+  auto nodes = start_nodes(ranges);
+  ASSERT_TRUE(nodes[0]->ok());
+  const v1::InfoResponse inf = info(nodes[0]->address());
+  EXPECT_EQ(inf.version(), "swarm.v1");
+  EXPECT_EQ(inf.model_id(), model_id());
+  EXPECT_EQ(inf.n_layer(), n_layer());
+  EXPECT_EQ(inf.d_model(), model().config().n_embd);
+  auto streams = connect(nodes);
+  open_chain(streams, ranges, "one");
+  const auto p = prompt(1, 7);
+  EXPECT_EQ(generate(nodes, streams, ranges, "one", p, 16, /*push=*/false), reference(p, 16));
+  EXPECT_GT(info(nodes[0]->address()).layer_tokens_per_second(), 0);
+}
+
+TEST_F(NodeTest, ThreeUnevenStagesPushAndRelayEqualSingleProcess) {
+  const std::vector<std::pair<int, int>> ranges = {{0, 1}, {1, 3}, {3, n_layer()}};
+  auto nodes = start_nodes(ranges);
+  for (auto& n : nodes) ASSERT_TRUE(n->ok());
+  auto streams = connect(nodes);
+  const auto p = prompt(2, 9);
+  const auto want = reference(p, 16);
+  open_chain(streams, ranges, "push");
+  EXPECT_EQ(generate(nodes, streams, ranges, "push", p, 16, /*push=*/true), want);
+  open_chain(streams, ranges, "relay");
+  EXPECT_EQ(generate(nodes, streams, ranges, "relay", p, 16, /*push=*/false), want);
+  for (auto& s : streams) EXPECT_TRUE(s->send(close_req("push")) && s->send(close_req("relay")));
+  for (auto& n : nodes)
+    EXPECT_TRUE(eventually([&] { return info(n->address()).active_sessions() == 0; }));
+}
+
+TEST_F(NodeTest, RewindAndTruncateRollBackTheCache) {
+  const std::vector<std::pair<int, int>> ranges = {{0, 2}, {2, n_layer()}};
+  auto nodes = start_nodes(ranges);
+  for (auto& n : nodes) ASSERT_TRUE(n->ok());
+  auto streams = connect(nodes);
+  const auto p = prompt(3, 5);
+  const int P = static_cast<int>(p.size());
+  const auto want = reference(p, 4);
+  const std::vector<int32_t> wrong = {(want[0] + 1) % model().config().n_vocab};
+  auto expect_token = [&](Stream& s, int32_t token, int length) {
+    auto r = s.next();
+    ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult)
+        << (r ? r->DebugString() : "timeout");
+    EXPECT_EQ(r->result().tokens(0), token);
+    EXPECT_EQ(r->result().length(), length);
+  };
+
+  // Push mode: run the prompt and a wrong token, then a step that rewinds to
+  // the prompt's end; the rewind travels with the step through both stages.
+  open_chain(streams, ranges, "push");
+  ASSERT_EQ(generate(nodes, streams, ranges, "push", p, 1, true), std::vector<int32_t>{want[0]});
+  v1::Hop hop;
+  hop.set_address(nodes[1]->address());
+  StageRequest bad = step_req("push", 7, wrong, P);
+  *bad.mutable_step()->add_next_hops() = hop;
+  ASSERT_TRUE(streams[0]->send(bad));
+  ASSERT_TRUE(streams[1]->next().has_value());
+  StageRequest good = step_req("push", 8, {want[0]}, P);
+  good.mutable_step()->set_rewind(true);
+  *good.mutable_step()->add_next_hops() = hop;
+  ASSERT_TRUE(streams[0]->send(good));
+  expect_token(*streams[1], want[1], P + 1);
+
+  // Relay mode: Truncate on each owner stream is ordered with the steps sent
+  // after it on the same stream.
+  open_chain(streams, ranges, "relay");
+  ASSERT_EQ(generate(nodes, streams, ranges, "relay", p, 1, false), std::vector<int32_t>{want[0]});
+  auto relay = [&](StageRequest req) {
+    ASSERT_TRUE(streams[0]->send(req));
+    auto r = streams[0]->next();
+    ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult)
+        << (r ? r->DebugString() : "timeout");
+    *req.mutable_step()->mutable_hidden() = r->result().hidden();
+    ASSERT_TRUE(streams[1]->send(req));
+  };
+  relay(step_req("relay", 7, wrong, P));
+  ASSERT_TRUE(streams[1]->next().has_value());
+  for (auto& s : streams) {
+    StageRequest t;
+    t.mutable_truncate()->set_session_id("relay");
+    t.mutable_truncate()->set_length(P);
+    ASSERT_TRUE(s->send(t));
+  }
+  relay(step_req("relay", 8, {want[0]}, P));
+  expect_token(*streams[1], want[1], P + 1);
+  // Truncating past the end is an error to the owner.
+  StageRequest t;
+  t.mutable_truncate()->set_session_id("relay");
+  t.mutable_truncate()->set_length(100);
+  ASSERT_TRUE(streams[1]->send(t));
+  auto r = streams[1]->next();
+  ASSERT_TRUE(r && r->kind_case() == StageResponse::kError);
+  EXPECT_EQ(r->error().code(), grpc::StatusCode::OUT_OF_RANGE);
+}
+
+// A rollback restores the last stage's sampler too (history and RNG), so a
+// replayed step samples what the first run did, and sample_all over drafted
+// tokens samples what step-by-step decoding would.
+TEST_F(NodeTest, RewindReplaysTheSamplerExactly) {
+  auto nodes = start_nodes({{0, n_layer()}});
+  ASSERT_TRUE(nodes[0]->ok());
+  Stream s(nodes[0]->address());
+  StageRequest o = open_req("r", model_id(), 0, n_layer(), n_layer());
+  v1::SamplingConfig* sc = o.mutable_open()->mutable_sampling();
+  sc->set_temperature(1.5f);
+  sc->set_seed(7);
+  sc->set_repeat_penalty(1.3f);
+  sc->set_repeat_last_n(64);
+  ASSERT_TRUE(s.send(o));
+  ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
+  auto run = [&](std::vector<int32_t> tokens, int position, bool rewind, bool all) {
+    StageRequest r = step_req("r", 1, tokens, position);
+    r.mutable_step()->set_rewind(rewind);
+    r.mutable_step()->set_sample_all(all);
+    EXPECT_TRUE(s.send(r));
+    auto resp = s.next();
+    EXPECT_TRUE(resp && resp->kind_case() == StageResponse::kResult)
+        << (resp ? resp->DebugString() : "timeout");
+    return resp ? std::vector<int32_t>(resp->result().tokens().begin(),
+                                       resp->result().tokens().end())
+                : std::vector<int32_t>{};
+  };
+  const auto p = prompt(4, 6);
+  const int P = static_cast<int>(p.size());
+  std::vector<int32_t> y = run(p, 0, false, false);
+  ASSERT_EQ(y.size(), 1u);
+  for (int i = 0; i < 4; ++i) y.push_back(run({y.back()}, P + i, false, false).at(0));
+  // Replay from the prompt's end, one token at a time.
+  std::vector<int32_t> again = {y[0]};
+  for (int i = 0; i < 4; ++i) again.push_back(run({again.back()}, P + i, i == 0, false).at(0));
+  EXPECT_EQ(again, y);
+  // Verify y[0..3] as drafts in one step: position j samples y[j + 1].
+  EXPECT_EQ(run({y[0], y[1], y[2], y[3]}, P, true, true),
+            std::vector<int32_t>(y.begin() + 1, y.end()));
+  // Accept two of them and continue from there, as if the rest never ran.
+  EXPECT_EQ(run({y[2]}, P + 2, true, false), std::vector<int32_t>{y[3]});
+}
+
+// --link-delay-ms delays what the node sends, not what it computes: every
+// answer leaves at least the delay after its request arrived.
+TEST_F(NodeTest, LinkDelayDelaysEveryMessage) {
+  const std::vector<std::pair<int, int>> ranges = {{0, 2}, {2, n_layer()}};
+  auto nodes = start_nodes(ranges, {"--link-delay-ms", "40"});
+  for (auto& n : nodes) ASSERT_TRUE(n->ok());
+  auto streams = connect(nodes);
+  auto t0 = Clock::now();
+  open_chain(streams, ranges, "slow");
+  EXPECT_GE(Clock::now() - t0, 80ms);  // two Opens, one after the other
+  const auto p = prompt(6, 3);
+  t0 = Clock::now();
+  EXPECT_EQ(generate(nodes, streams, ranges, "slow", p, 2, /*push=*/true), reference(p, 2));
+  EXPECT_GE(Clock::now() - t0, 160ms);  // each step: a push and a result
+}
+
+// Expects the next response on `s` to be an Error with `code` whose message
+// contains `text`.
+void expect_error(Stream& s, grpc::StatusCode code, const std::string& text) {
+  auto r = s.next();
+  ASSERT_TRUE(r.has_value()) << "no answer";
+  ASSERT_EQ(r->kind_case(), StageResponse::kError) << r->DebugString();
+  EXPECT_EQ(r->error().code(), code) << r->error().message();
+  EXPECT_NE(r->error().message().find(text), std::string::npos) << r->error().message();
+}
+
+TEST_F(NodeTest, RefusesBadOpens) {
+  const std::vector<std::pair<int, int>> ranges = {{1, 3}};
+  const uint64_t per_session = KvCache::bytes_for(2, model().kv_dim(), 64);
+  auto nodes = start_nodes(ranges, {"--kv-memory", std::to_string(per_session * 3 / 2)});
+  ASSERT_TRUE(nodes[0]->ok());
+  Stream s(nodes[0]->address());
+  const int L = n_layer();
+  ASSERT_TRUE(s.send(open_req("a", std::string(64, '0'), 1, 3, L)));
+  expect_error(s, grpc::StatusCode::FAILED_PRECONDITION, "model_id");
+  ASSERT_TRUE(s.send(open_req("a", model_id(), 0, 3, L)));
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "0:3");
+  ASSERT_TRUE(s.send(open_req("a", model_id(), 1, 4, L)));
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "1:3");
+  StageRequest first = open_req("a", model_id(), 1, 3, L);
+  first.mutable_open()->set_is_first(true);
+  ASSERT_TRUE(s.send(first));
+  expect_error(s, grpc::StatusCode::FAILED_PRECONDITION, "is_first");
+  StageRequest last = open_req("a", model_id(), 1, 3, L);
+  last.mutable_open()->set_is_last(true);
+  ASSERT_TRUE(s.send(last));
+  expect_error(s, grpc::StatusCode::FAILED_PRECONDITION, "is_last");
+  ASSERT_TRUE(s.send(open_req("a", model_id(), 1, 3, L)));
+  ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
+  ASSERT_TRUE(s.send(open_req("a", model_id(), 1, 3, L)));
+  expect_error(s, grpc::StatusCode::ALREADY_EXISTS, "already open");
+  // The budget holds one session of 64 positions, not two.
+  ASSERT_TRUE(s.send(open_req("b", model_id(), 1, 3, L)));
+  expect_error(s, grpc::StatusCode::RESOURCE_EXHAUSTED,
+               "KV memory: need " + std::to_string(per_session) + " bytes");
+  EXPECT_EQ(info(nodes[0]->address()).kv_bytes_free(),
+            static_cast<int64_t>(per_session * 3 / 2 - per_session));
+  ASSERT_TRUE(s.send(close_req("a")));
+  ASSERT_TRUE(s.send(open_req("b", model_id(), 1, 3, L)));
+  auto r = s.next();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->kind_case(), StageResponse::kOpened) << r->DebugString();
+  // Another stream may not close what it does not own.
+  Stream other(nodes[0]->address());
+  ASSERT_TRUE(other.send(close_req("b")));
+  expect_error(other, grpc::StatusCode::PERMISSION_DENIED, "only the stream");
+  EXPECT_EQ(info(nodes[0]->address()).active_sessions(), 1);
+}
+
+TEST_F(NodeTest, MalformedStepsAreErrorsAndTheNodeKeepsServing) {
+  const std::vector<std::pair<int, int>> ranges = {{1, 3}};
+  auto nodes = start_nodes(ranges);
+  ASSERT_TRUE(nodes[0]->ok());
+  Stream s(nodes[0]->address());
+  const int d = model().config().n_embd;
+  ASSERT_TRUE(s.send(step_req("nobody", 1, {1}, 0)));  // a step before any open
+  expect_error(s, grpc::StatusCode::NOT_FOUND, "unknown session");
+  ASSERT_TRUE(s.send(open_req("m", model_id(), 1, 3, n_layer())));
+  ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
+
+  auto with_hidden = [&](int64_t rows, int64_t cols, size_t bytes, int position) {
+    StageRequest r = step_req("m", 5, {1, 2}, position);
+    v1::Tensor* t = r.mutable_step()->mutable_hidden();
+    t->set_dtype(v1::Tensor::F32);
+    t->add_shape(rows);
+    t->add_shape(cols);
+    t->mutable_data()->assign(bytes, '\0');
+    return r;
+  };
+  ASSERT_TRUE(s.send(step_req("m", 2, {1, 2}, 0)));  // no hidden at a middle stage
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "Step.hidden: missing");
+  ASSERT_TRUE(s.send(with_hidden(2, d + 1, 2 * (d + 1) * 4, 0)));
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "shape");
+  ASSERT_TRUE(s.send(with_hidden(3, d, 3 * d * 4, 0)));  // 3 rows for 2 tokens
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "shape");
+  ASSERT_TRUE(s.send(with_hidden(2, d, 2 * d * 4 - 1, 0)));
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "bytes of data");
+  ASSERT_TRUE(s.send(with_hidden(int64_t{1} << 40, d, 8, 0)));
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "shape");
+  ASSERT_TRUE(s.send(with_hidden(2, d, 2 * d * 4, 5)));  // the cache is empty
+  expect_error(s, grpc::StatusCode::FAILED_PRECONDITION, "Step.position");
+  ASSERT_TRUE(s.send(with_hidden(2, d, 2 * d * 4, 1000)));
+  expect_error(s, grpc::StatusCode::OUT_OF_RANGE, "max_length");
+  StageRequest bad_token = with_hidden(2, d, 2 * d * 4, 0);
+  bad_token.mutable_step()->set_tokens(1, -7);
+  ASSERT_TRUE(s.send(bad_token));
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "Step.tokens[1]");
+  ASSERT_TRUE(s.send(StageRequest()));
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "no message kind");
+  // A next hop that does not listen.
+  StageRequest unreachable = with_hidden(2, d, 2 * d * 4, 0);
+  unreachable.mutable_step()->add_next_hops()->set_address("127.0.0.1:1");
+  ASSERT_TRUE(s.send(unreachable));
+  expect_error(s, grpc::StatusCode::UNAVAILABLE, "127.0.0.1:1");
+
+  // Bytes that are no StageRequest at all, through the generic stub.
+  {
+    grpc::GenericStub generic(net::make_channel(nodes[0]->address()));
+    grpc::ClientContext ctx;
+    grpc::CompletionQueue cq;
+    auto call = generic.PrepareCall(&ctx, "/swarm.v1.Stage/Session", &cq);
+    void* tag = nullptr;
+    bool ok = false;
+    call->StartCall(reinterpret_cast<void*>(1));
+    ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+    const std::string garbage = "\xff\xff\xff\xff\x0f garbage \x08";
+    grpc::Slice slice(garbage);
+    grpc::ByteBuffer out(&slice, 1);
+    call->Write(out, reinterpret_cast<void*>(2));
+    ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+    grpc::ByteBuffer in;
+    call->Read(&in, reinterpret_cast<void*>(3));
+    ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(in.Dump(&slices).ok());
+    std::string bytes;
+    for (auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    StageResponse resp;
+    ASSERT_TRUE(resp.ParseFromString(bytes));
+    ASSERT_EQ(resp.kind_case(), StageResponse::kError);
+    EXPECT_EQ(resp.error().code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(resp.error().message().find("malformed"), std::string::npos);
+    call->WritesDone(reinterpret_cast<void*>(4));
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    grpc::Status st;
+    call->Finish(&st, reinterpret_cast<void*>(5));
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    cq.Shutdown();
+    while (cq.Next(&tag, &ok)) {
+    }
+  }
+  // Still serving: Info answers and a well-formed step runs.
+  const v1::InfoResponse inf = info(nodes[0]->address());
+  EXPECT_EQ(inf.active_sessions(), 1);
+  std::vector<float> h(2 * d, 0.5f);
+  StageRequest good = with_hidden(2, d, 0, 2);  // the unreachable hop's step ran here
+  good.mutable_step()->mutable_hidden()->mutable_data()->assign(
+      reinterpret_cast<const char*>(h.data()), h.size() * 4);
+  ASSERT_TRUE(s.send(good));
+  auto r = s.next();
+  ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+  EXPECT_EQ(r->result().length(), 4);
+  EXPECT_EQ(r->result().hidden().shape(0), 2);
+}
+
+TEST_F(NodeTest, EightConcurrentSessionsBatchAndMatch) {
+  const std::vector<std::pair<int, int>> ranges = {{0, 2}, {2, n_layer()}};
+  auto nodes = start_nodes(ranges);
+  for (auto& n : nodes) ASSERT_TRUE(n->ok());
+  auto streams = connect(nodes);  // one owner stream per node carries all sessions
+  constexpr int kSessions = 8, kTokens = 12;
+  std::vector<std::vector<int32_t>> prompts, want, got(kSessions);
+  for (int i = 0; i < kSessions; ++i) {
+    prompts.push_back(prompt(10 + i, 3 + i));
+    want.push_back(reference(prompts[i], kTokens));
+    open_chain(streams, ranges, "s" + std::to_string(i));
+  }
+  std::vector<int> position(kSessions, 0);
+  std::vector<std::vector<int32_t>> next = prompts;
+  int max_batch = 0;
+  for (int t = 0; t < kTokens; ++t) {
+    for (int i = 0; i < kSessions; ++i) {
+      StageRequest r = step_req("s" + std::to_string(i), t, next[i], position[i]);
+      auto* h = r.mutable_step()->add_next_hops();
+      h->set_address(nodes[1]->address());
+      ASSERT_TRUE(streams[0]->send(r));
+    }
+    for (int k = 0; k < kSessions; ++k) {
+      auto r = streams[1]->next();
+      ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult)
+          << (r ? r->DebugString() : "timeout");
+      const int i = std::stoi(r->result().session_id().substr(1));
+      ASSERT_EQ(r->result().tokens_size(), 1);
+      position[i] += static_cast<int>(next[i].size());
+      next[i] = {r->result().tokens(0)};
+      got[i].push_back(r->result().tokens(0));
+      for (const auto& tm : r->result().timings())
+        max_batch = std::max(max_batch, tm.batch_tokens());
+    }
+  }
+  for (int i = 0; i < kSessions; ++i) EXPECT_EQ(got[i], want[i]) << "session " << i;
+  EXPECT_GT(max_batch, 1) << "no two steps ever shared a batch";
+  // The owner's stream ending closes all its sessions.
+  streams[0]->finish();
+  EXPECT_TRUE(eventually([&] { return info(nodes[0]->address()).active_sessions() == 0; }));
+}
+
+TEST_F(NodeTest, IdleSessionsExpire) {
+  auto nodes = start_nodes({{0, n_layer()}}, {"--idle-timeout", "0.3"});
+  ASSERT_TRUE(nodes[0]->ok());
+  Stream s(nodes[0]->address());
+  ASSERT_TRUE(s.send(open_req("idle", model_id(), 0, n_layer(), n_layer())));
+  ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
+  EXPECT_EQ(info(nodes[0]->address()).active_sessions(), 1);
+  EXPECT_TRUE(eventually([&] { return info(nodes[0]->address()).active_sessions() == 0; }));
+  expect_error(s, grpc::StatusCode::DEADLINE_EXCEEDED, "idle");
+  EXPECT_EQ(info(nodes[0]->address()).kv_bytes_free(), info(nodes[0]->address()).kv_bytes_total());
+}
+
+TEST_F(NodeTest, SigtermDrainsThenExitsZero) {
+  auto nodes = start_nodes({{0, n_layer()}});
+  ASSERT_TRUE(nodes[0]->ok());
+  const std::vector<std::pair<int, int>> ranges = {{0, n_layer()}};
+  auto streams = connect(nodes);
+  open_chain(streams, ranges, "d");
+  const auto p = prompt(5, 4);
+  const auto want = reference(p, 6);
+  ASSERT_EQ(generate(nodes, streams, ranges, "d", p, 1, false), std::vector<int32_t>{want[0]});
+  nodes[0]->signal(SIGTERM);
+  ASSERT_TRUE(eventually([&] { return info(nodes[0]->address()).draining(); }));
+  ASSERT_TRUE(streams[0]->send(open_req("late", model_id(), 0, n_layer(), n_layer())));
+  expect_error(*streams[0], grpc::StatusCode::UNAVAILABLE, "draining");
+  // The open session still steps correctly.
+  std::vector<int32_t> got = {want[0]};
+  int position = static_cast<int>(p.size());
+  for (int i = 1; i < 6; ++i) {
+    ASSERT_TRUE(streams[0]->send(step_req("d", i, {got.back()}, position++)));
+    auto r = streams[0]->next();
+    ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult)
+        << (r ? r->DebugString() : "timeout");
+    got.push_back(r->result().tokens(0));
+  }
+  EXPECT_EQ(got, want);
+  ASSERT_TRUE(streams[0]->send(close_req("d")));
+  EXPECT_EQ(nodes[0]->wait_exit(20s), std::optional<int>(0));
+}
+
+}  // namespace
+}  // namespace swarm::node

@@ -1,0 +1,900 @@
+#include "node/stage_server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/support/method_handler.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "engine/model_loader.h"
+#include "engine/sampler.h"
+#include "engine/thread_pool.h"
+#include "net/channel_cache.h"
+#include "net/model_id.h"
+#include "net/status_convert.h"
+#include "net/tensor_codec.h"
+#include "net/wire_format.h"
+#include "node/delayed_writer.h"
+#include "swarm/v1/stage.grpc.pb.h"
+
+namespace swarm::node {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using grpc::ByteBuffer;
+using grpc::StatusCode;
+using v1::StageRequest;
+using v1::StageResponse;
+using ResponseWriter = DelayedWriter<StageResponse>;
+
+// Session ids longer than this are refused (they are echoed in every message).
+constexpr size_t kMaxSessionIdBytes = 256;
+// A stream that sends this many undecodable messages in a row is ended.
+constexpr int kMaxBadMessagesInARow = 16;
+// Steps and truncates one session may have waiting; more is a flood, refused.
+constexpr int kMaxQueuedPerSession = 256;
+// How far back a last stage can roll its sampler back exactly.
+constexpr int kSnapshotWindow = 256;
+
+int64_t us_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count();
+}
+
+ByteBuffer to_buffer(const google::protobuf::MessageLite& m) {
+  const std::string s = m.SerializeAsString();
+  grpc::Slice slice(s);
+  return ByteBuffer(&slice, 1);
+}
+
+bool from_buffer(const ByteBuffer& bb, google::protobuf::MessageLite* m) {
+  std::vector<grpc::Slice> slices;
+  if (!bb.Dump(&slices).ok()) return false;
+  std::string s;
+  for (const grpc::Slice& sl : slices)
+    s.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  return m->ParseFromString(s);
+}
+
+StageResponse error_response(const std::string& session, uint64_t step, StatusCode code,
+                             const std::string& msg) {
+  StageResponse r;
+  v1::Error* e = r.mutable_error();
+  e->set_session_id(session);
+  e->set_step_id(step);
+  e->set_code(code);
+  e->set_message(msg);
+  return r;
+}
+
+std::string range_str(int a, int b) { return std::to_string(a) + ":" + std::to_string(b); }
+
+SamplingParams sampling_from_proto(const v1::SamplingConfig& c) {
+  SamplingParams p;
+  p.temperature = c.temperature();
+  p.top_k = c.top_k();
+  // proto3 cannot tell "unset" from 0: an unset top_p or repeat_penalty means off.
+  p.top_p = c.top_p() <= 0 ? 1.0f : c.top_p();
+  p.min_p = c.min_p();
+  p.repeat_penalty = c.repeat_penalty() == 0 ? 1.0f : c.repeat_penalty();
+  p.repeat_last_n = c.repeat_last_n();
+  p.presence_penalty = c.presence_penalty();
+  p.frequency_penalty = c.frequency_penalty();
+  p.seed = c.seed();
+  for (const v1::LogitBias& b : c.logit_bias()) p.logit_bias.emplace_back(b.token(), b.bias());
+  return p;
+}
+
+}  // namespace
+
+// One push stream from this node to the next stage, for one session. The
+// stream is opened by the writer thread on the first message, so opening a
+// connection never blocks the scheduler.
+class Outbound {
+ public:
+  using FailFn = std::function<void(const StageRequest&)>;
+  using ResponseFn = std::function<void(const StageResponse&)>;
+
+  Outbound(std::shared_ptr<grpc::Channel> channel, int delay_ms, FailFn on_fail,
+           ResponseFn on_response)
+      : stub_(v1::Stage::NewStub(channel)), on_response_(std::move(on_response)) {
+    writer_ = std::make_unique<DelayedWriter<StageRequest>>(
+        std::chrono::milliseconds(delay_ms), [this](const StageRequest& r) { return write(r); },
+        std::move(on_fail));
+  }
+  ~Outbound() { close(); }
+
+  void send(StageRequest r) { writer_->send(std::move(r)); }
+
+  // Writes what is queued, half-closes and waits for the peer to end the stream.
+  void close() {
+    writer_->close();
+    std::lock_guard<std::mutex> lock(close_mu_);
+    if (stream_ && !closed_) {
+      stream_->WritesDone();
+      closed_ = true;
+    }
+    if (reader_.joinable()) reader_.join();
+  }
+  void cancel() { ctx_.TryCancel(); }
+
+ private:
+  bool write(const StageRequest& r) {
+    if (!stream_) {
+      stream_ = stub_->Session(&ctx_);
+      reader_ = std::thread([this] { read_loop(); });
+    }
+    return stream_->Write(r);
+  }
+  void read_loop() {
+    StageResponse resp;
+    while (stream_->Read(&resp)) on_response_(resp);
+    stream_->Finish();
+  }
+
+  std::unique_ptr<v1::Stage::Stub> stub_;
+  ResponseFn on_response_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<StageRequest, StageResponse>> stream_;
+  std::thread reader_;
+  std::mutex close_mu_;
+  bool closed_ = false;
+  std::unique_ptr<DelayedWriter<StageRequest>> writer_;
+};
+
+namespace {
+
+struct Session {
+  std::string id;
+  int first = 0, last = 0;
+  bool is_first = false, is_last = false;
+  int max_length = 0;
+  uint64_t kv_bytes = 0;
+  uint64_t owner_stream = 0;
+  std::shared_ptr<ResponseWriter> owner;
+  // Touched only by the scheduler thread.
+  std::unique_ptr<KvCache> cache;
+  std::unique_ptr<Sampler> sampler;
+  // The sampler as it was when the cache held `length` positions (a copy is a
+  // fork: history and RNG state), so a rollback restores it too and a replay
+  // samples exactly what the first run did. Kept for the last kSnapshotWindow
+  // positions.
+  std::map<int, Sampler> sampler_at;
+  std::atomic<int64_t> last_active{0};  // Clock ticks of the last message
+  std::atomic<int> queued{0};           // its items in the scheduler's queue
+
+  std::atomic<bool> closed{false};
+  std::mutex mu;  // guards outbound; closing takes it, so no push follows a close
+
+  std::map<std::string, std::unique_ptr<Outbound>> outbound;  // by next hop address
+
+  void touch() { last_active = Clock::now().time_since_epoch().count(); }
+};
+
+// Rolls `s` back to `length` positions: its cache, and at the last stage its
+// sampler (exactly when a snapshot at `length` exists, which it does at every
+// step boundary and every sample_all position within the window).
+Status rewind_session(Session& s, int length) {
+  const int before = s.cache->length();
+  SWARM_RETURN_IF_ERROR(s.cache->truncate(length));
+  if (!s.sampler || length == before) return Status::Ok();
+  auto it = s.sampler_at.find(length);
+  if (it != s.sampler_at.end())
+    *s.sampler = it->second;
+  else
+    spdlog::warn(
+        "session '{}': no sampler state at length {}; penalties keep the rolled-back tokens",
+        s.id.substr(0, 64), length);
+  s.sampler_at.erase(s.sampler_at.upper_bound(length), s.sampler_at.end());
+  return Status::Ok();
+}
+
+void snapshot_sampler(Session& s, int length) {
+  s.sampler_at.insert_or_assign(length, *s.sampler);
+  s.sampler_at.erase(s.sampler_at.begin(), s.sampler_at.lower_bound(length - kSnapshotWindow));
+}
+
+struct WorkItem {
+  std::shared_ptr<Session> session;
+  bool truncate = false;
+  int truncate_length = 0;
+  v1::Step step;              // hidden cleared: decoded into `hidden`
+  std::vector<float> hidden;  // input rows (empty at the first stage)
+  Clock::time_point arrived;
+};
+
+}  // namespace
+
+class StageServer::Impl {
+ public:
+  explicit Impl(const NodeOptions& o) : opt_(o) {}
+  ~Impl() { shutdown(); }
+
+  Status start();
+  void drain() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!draining_) spdlog::info("draining: refusing new sessions, {} open", sessions_.size());
+    draining_ = true;
+    drained_cv_.notify_all();
+  }
+  void wait_drained() {
+    std::unique_lock<std::mutex> lock(mu_);
+    drained_cv_.wait(lock, [&] { return draining_ && sessions_.empty(); });
+  }
+  void shutdown();
+
+  grpc::Status session_rpc(grpc::ServerContext* ctx,
+                           grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream);
+  void info(v1::InfoResponse* r);
+
+  std::string address_;
+  std::string model_id_;
+
+ private:
+  void handle(StageRequest& req, uint64_t stream_id, const std::shared_ptr<ResponseWriter>& writer);
+  void open(const v1::OpenSession& o, uint64_t stream_id,
+            const std::shared_ptr<ResponseWriter>& writer);
+  void step(v1::Step& s, const std::shared_ptr<ResponseWriter>& writer);
+  void enqueue(WorkItem item);
+  std::shared_ptr<Session> find(const std::string& id);
+  // Removes the session (if still open), frees its budget and ends its pushes.
+  void close_session(const std::shared_ptr<Session>& s, const std::string& why);
+  void close_sessions_of_stream(uint64_t stream_id);
+  void scheduler_loop();
+  void run_batch(std::vector<WorkItem>& batch);
+  void push(const std::shared_ptr<Session>& s, const v1::Hop& hop, StageRequest req);
+  void reaper_loop();
+
+  NodeOptions opt_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<ThreadPool> pool_;
+  net::ChannelCache channels_;
+  class Service;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+
+  std::mutex mu_;  // guards sessions_, kv_used_, draining_, queue_, stopping_, throughput
+  std::condition_variable queue_cv_, drained_cv_, reaper_cv_;
+  std::map<std::string, std::shared_ptr<Session>> sessions_;
+  uint64_t kv_used_ = 0;
+  bool draining_ = false;
+  bool stopping_ = false;
+  std::deque<WorkItem> queue_;
+  double layer_tokens_per_s_ = 0;
+  std::atomic<uint64_t> next_stream_id_{1};
+  std::thread scheduler_, reaper_;
+};
+
+// The Stage service by hand rather than the generated one: Session speaks raw
+// bytes so that a message that does not parse gets an Error answer on its
+// stream (the generated handler would just end the stream).
+class StageServer::Impl::Service final : public grpc::Service {
+ public:
+  explicit Service(Impl* impl) : impl_(impl) {
+    AddMethod(new grpc::internal::RpcServiceMethod(
+        "/swarm.v1.Stage/Session", grpc::internal::RpcMethod::BIDI_STREAMING,
+        new grpc::internal::BidiStreamingHandler<Service, ByteBuffer, ByteBuffer>(
+            [](Service* s, grpc::ServerContext* ctx,
+               grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream) {
+              return s->impl_->session_rpc(ctx, stream);
+            },
+            this)));
+    AddMethod(new grpc::internal::RpcServiceMethod(
+        "/swarm.v1.Stage/Info", grpc::internal::RpcMethod::NORMAL_RPC,
+        new grpc::internal::RpcMethodHandler<Service, v1::InfoRequest, v1::InfoResponse>(
+            [](Service* s, grpc::ServerContext*, const v1::InfoRequest*, v1::InfoResponse* r) {
+              s->impl_->info(r);
+              return grpc::Status::OK;
+            },
+            this)));
+  }
+
+ private:
+  Impl* impl_;
+};
+
+Status StageServer::Impl::start() {
+  auto source = open_model_source(opt_.model_path);
+  if (!source.ok()) return source.status();
+  const int n_layer = source->config.n_layer;
+  if (opt_.last_layer < 0) opt_.last_layer = n_layer;
+  if (opt_.first_layer < 0 || opt_.last_layer > n_layer || opt_.first_layer >= opt_.last_layer)
+    return Status::InvalidArgument("--layers " + range_str(opt_.first_layer, opt_.last_layer) +
+                                   " is not within the model's 0:" + std::to_string(n_layer));
+  auto id = net::model_content_id(*source);
+  if (!id.ok()) return id.status();
+  model_id_ = *id;
+  LoadOptions lo;
+  lo.first_layer = opt_.first_layer;
+  lo.last_layer = opt_.last_layer;
+  auto model = Model::Load(opt_.model_path, lo);
+  if (!model.ok()) return model.status();
+  model_ = std::move(model).value();
+  pool_ = std::make_unique<ThreadPool>(opt_.threads);
+  if (opt_.max_batch_tokens < 1) opt_.max_batch_tokens = 1;
+
+  service_ = std::make_unique<Service>(this);
+  grpc::ServerBuilder builder;
+  net::configure_server(builder);
+  int port = 0;
+  builder.AddListeningPort(opt_.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service_.get());
+  server_ = builder.BuildAndStart();
+  if (!server_ || port == 0) return Status::IOError("cannot listen on " + opt_.listen);
+  const size_t colon = opt_.listen.rfind(':');
+  address_ = opt_.listen.substr(0, colon) + ":" + std::to_string(port);
+  scheduler_ = std::thread([this] { scheduler_loop(); });
+  reaper_ = std::thread([this] { reaper_loop(); });
+  spdlog::info("serving {} layers {} of {} (model id {}) on {}", model_->config().name,
+               range_str(opt_.first_layer, opt_.last_layer), n_layer, model_id_.substr(0, 16),
+               address_);
+  return Status::Ok();
+}
+
+void StageServer::Impl::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    queue_cv_.notify_all();
+    reaper_cv_.notify_all();
+  }
+  if (scheduler_.joinable()) scheduler_.join();
+  if (reaper_.joinable()) reaper_.join();
+  std::vector<std::shared_ptr<Session>> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, s] : sessions_) left.push_back(s);
+  }
+  for (auto& s : left) {
+    std::lock_guard<std::mutex> lock(s->mu);
+    for (auto& [addr, out] : s->outbound) out->cancel();
+  }
+  for (auto& s : left) close_session(s, "node shutting down");
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+}
+
+std::shared_ptr<Session> StageServer::Impl::find(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(id);
+  return it == sessions_.end() ? nullptr : it->second;
+}
+
+grpc::Status StageServer::Impl::session_rpc(
+    grpc::ServerContext* ctx, grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream) {
+  const uint64_t stream_id = next_stream_id_++;
+  auto writer = std::make_shared<ResponseWriter>(
+      std::chrono::milliseconds(opt_.link_delay_ms),
+      [stream](const StageResponse& r) { return stream->Write(to_buffer(r)); });
+  ByteBuffer bb;
+  int bad_in_a_row = 0;
+  grpc::Status end = grpc::Status::OK;
+  while (stream->Read(&bb)) {
+    StageRequest req;
+    if (!from_buffer(bb, &req)) {
+      writer->send(
+          error_response("", 0, StatusCode::INVALID_ARGUMENT,
+                         "malformed StageRequest: the bytes are not a swarm.v1.StageRequest"));
+      if (++bad_in_a_row >= kMaxBadMessagesInARow) {
+        end = grpc::Status(StatusCode::INVALID_ARGUMENT, "too many malformed messages");
+        break;
+      }
+      continue;
+    }
+    bad_in_a_row = 0;
+    handle(req, stream_id, writer);
+  }
+  close_sessions_of_stream(stream_id);
+  writer->close();
+  return end;
+}
+
+void StageServer::Impl::handle(StageRequest& req, uint64_t stream_id,
+                               const std::shared_ptr<ResponseWriter>& writer) {
+  switch (req.kind_case()) {
+    case StageRequest::kOpen:
+      open(req.open(), stream_id, writer);
+      return;
+    case StageRequest::kStep:
+      step(*req.mutable_step(), writer);
+      return;
+    case StageRequest::kTruncate:
+    case StageRequest::kClose: {
+      const bool is_close = req.kind_case() == StageRequest::kClose;
+      const std::string& id = is_close ? req.close().session_id() : req.truncate().session_id();
+      auto s = find(id);
+      if (!s) {
+        writer->send(error_response(id, 0, StatusCode::NOT_FOUND, "unknown session '" + id + "'"));
+        return;
+      }
+      if (s->owner_stream != stream_id) {
+        writer->send(error_response(id, 0, StatusCode::PERMISSION_DENIED,
+                                    std::string(is_close ? "Close" : "Truncate") +
+                                        ": only the stream that opened session '" + id +
+                                        "' may send this"));
+        return;
+      }
+      s->touch();
+      if (is_close) {
+        close_session(s, "closed by its owner");
+      } else {
+        WorkItem w;
+        w.session = s;
+        w.truncate = true;
+        w.truncate_length = req.truncate().length();
+        w.arrived = Clock::now();
+        enqueue(std::move(w));
+      }
+      return;
+    }
+    case StageRequest::KIND_NOT_SET:
+      writer->send(
+          error_response("", 0, StatusCode::INVALID_ARGUMENT, "StageRequest: no message kind set"));
+      return;
+  }
+}
+
+void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
+                             const std::shared_ptr<ResponseWriter>& writer) {
+  const std::string& id = o.session_id();
+  auto refuse = [&](StatusCode code, const std::string& msg) {
+    spdlog::info("session '{}' refused: {}", id.substr(0, 64), msg);
+    writer->send(error_response(id, 0, code, msg));
+  };
+  const ModelConfig& c = model_->config();
+  if (id.empty() || id.size() > kMaxSessionIdBytes)
+    return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.session_id: must be 1 to " +
+                                                    std::to_string(kMaxSessionIdBytes) +
+                                                    " bytes, got " + std::to_string(id.size()));
+  if (o.model_id() != model_id_)
+    return refuse(
+        StatusCode::FAILED_PRECONDITION,
+        "OpenSession.model_id: '" + o.model_id() + "', but this node serves '" + model_id_ + "'");
+  if (o.first_layer() < opt_.first_layer || o.last_layer() > opt_.last_layer ||
+      o.first_layer() >= o.last_layer())
+    return refuse(
+        StatusCode::INVALID_ARGUMENT,
+        "OpenSession.first_layer:last_layer: " + range_str(o.first_layer(), o.last_layer()) +
+            " is not a non-empty part of the served range " +
+            range_str(opt_.first_layer, opt_.last_layer));
+  if (o.is_first() && (o.first_layer() != 0 || !model_->has_embed()))
+    return refuse(StatusCode::FAILED_PRECONDITION,
+                  "OpenSession.is_first: needs first_layer 0, got " +
+                      std::to_string(o.first_layer()) + " (this node serves " +
+                      range_str(opt_.first_layer, opt_.last_layer) + ")");
+  if (o.is_last() && (o.last_layer() != c.n_layer || !model_->has_head()))
+    return refuse(StatusCode::FAILED_PRECONDITION,
+                  "OpenSession.is_last: needs last_layer " + std::to_string(c.n_layer) + ", got " +
+                      std::to_string(o.last_layer()) + " (this node serves " +
+                      range_str(opt_.first_layer, opt_.last_layer) + ")");
+  if (o.max_length() <= 0)
+    return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.max_length: must be positive, got " +
+                                                    std::to_string(o.max_length()));
+  auto s = std::make_shared<Session>();
+  if (o.is_last()) {
+    SamplingParams p = sampling_from_proto(o.sampling());
+    const Status st = p.validate(c.n_vocab);
+    if (!st.ok())
+      return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.sampling: " + st.message());
+    s->sampler = std::make_unique<Sampler>(std::move(p), c.n_vocab);
+  }
+  s->id = id;
+  s->first = o.first_layer();
+  s->last = o.last_layer();
+  s->is_first = o.is_first();
+  s->is_last = o.is_last();
+  s->max_length = o.max_length();
+  s->kv_bytes = KvCache::bytes_for(s->last - s->first, model_->kv_dim(), s->max_length);
+  s->owner_stream = stream_id;
+  s->owner = writer;
+  s->touch();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (draining_) {
+      writer->send(
+          error_response(id, 0, StatusCode::UNAVAILABLE, "node is draining: no new sessions"));
+      return;
+    }
+    if (sessions_.count(id)) {
+      writer->send(
+          error_response(id, 0, StatusCode::ALREADY_EXISTS,
+                         "OpenSession.session_id: '" + id + "' is already open on this node"));
+      return;
+    }
+    if (s->kv_bytes > opt_.kv_memory_bytes - kv_used_) {
+      writer->send(error_response(id, 0, StatusCode::RESOURCE_EXHAUSTED,
+                                  "KV memory: need " + std::to_string(s->kv_bytes) + " bytes, " +
+                                      std::to_string(opt_.kv_memory_bytes - kv_used_) +
+                                      " free of " + std::to_string(opt_.kv_memory_bytes)));
+      return;
+    }
+    s->cache = std::make_unique<KvCache>(s->first, s->last, model_->kv_dim(), s->max_length);
+    kv_used_ += s->kv_bytes;
+    sessions_[id] = s;
+  }
+  spdlog::info("session '{}' opened: layers {}{}{}, max_length {}, {} KV bytes", id.substr(0, 64),
+               range_str(s->first, s->last), s->is_first ? " +embed" : "",
+               s->is_last ? " +head" : "", s->max_length, s->kv_bytes);
+  StageResponse r;
+  r.mutable_opened()->set_session_id(id);
+  writer->send(std::move(r));
+}
+
+void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>& writer) {
+  auto s = find(st.session_id());
+  if (!s) {
+    writer->send(error_response(st.session_id(), st.step_id(), StatusCode::NOT_FOUND,
+                                "Step: unknown session '" + st.session_id() + "' (open it first)"));
+    return;
+  }
+  s->touch();
+  auto fail = [&](StatusCode code, const std::string& msg) {
+    spdlog::warn("session '{}' step {}: {}", s->id.substr(0, 64), st.step_id(), msg);
+    s->owner->send(error_response(s->id, st.step_id(), code, msg));
+  };
+  if (s->queued.load() >= kMaxQueuedPerSession)
+    return fail(StatusCode::RESOURCE_EXHAUSTED,
+                "Step: " + std::to_string(kMaxQueuedPerSession) +
+                    " messages of this session already wait to run");
+  const ModelConfig& c = model_->config();
+  const int64_t n = st.tokens_size();
+  if (n == 0) return fail(StatusCode::INVALID_ARGUMENT, "Step.tokens: empty");
+  for (int64_t i = 0; i < n; ++i)
+    if (st.tokens(i) < 0 || st.tokens(i) >= c.n_vocab)
+      return fail(StatusCode::INVALID_ARGUMENT,
+                  "Step.tokens[" + std::to_string(i) + "]: " + std::to_string(st.tokens(i)) +
+                      " is outside the vocabulary [0, " + std::to_string(c.n_vocab) + ")");
+  if (st.position() < 0 || st.position() > s->max_length - n)
+    return fail(StatusCode::OUT_OF_RANGE,
+                "Step.position: " + std::to_string(st.position()) + " + " + std::to_string(n) +
+                    " tokens exceeds the session's max_length " + std::to_string(s->max_length));
+  if (net::tensor_element_size(st.wire_dtype()) == 0)
+    return fail(StatusCode::INVALID_ARGUMENT,
+                "Step.wire_dtype: unknown dtype " + std::to_string(st.wire_dtype()));
+  if (s->is_last && st.next_hops_size() > 0)
+    return fail(StatusCode::INVALID_ARGUMENT,
+                "Step.next_hops: given to the last stage (it holds the head)");
+  for (const v1::Hop& h : st.next_hops())
+    if (h.address().empty() || h.address().size() > 1024)
+      return fail(StatusCode::INVALID_ARGUMENT, "Step.next_hops: a hop without a valid address");
+  WorkItem w;
+  if (s->is_first) {
+    if (st.has_hidden())
+      return fail(StatusCode::INVALID_ARGUMENT, "Step.hidden: must be absent at the first stage");
+  } else {
+    if (!st.has_hidden())
+      return fail(
+          StatusCode::INVALID_ARGUMENT,
+          "Step.hidden: missing (this stage starts at layer " + std::to_string(s->first) + ")");
+    const Status ds = net::decode_tensor(st.hidden(), n, c.n_embd, &w.hidden, "Step.hidden");
+    if (!ds.ok()) return fail(StatusCode::INVALID_ARGUMENT, ds.message());
+    st.clear_hidden();
+  }
+  w.session = std::move(s);
+  w.step = std::move(st);
+  w.arrived = Clock::now();
+  enqueue(std::move(w));
+}
+
+void StageServer::Impl::enqueue(WorkItem item) {
+  ++item.session->queued;
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_.push_back(std::move(item));
+  queue_cv_.notify_one();
+}
+
+void StageServer::Impl::close_session(const std::shared_ptr<Session>& s, const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sessions_.find(s->id);
+    if (it == sessions_.end() || it->second != s) return;
+    sessions_.erase(it);
+    kv_used_ -= s->kv_bytes;
+    drained_cv_.notify_all();
+  }
+  std::map<std::string, std::unique_ptr<Outbound>> outbound;
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->closed = true;
+    outbound.swap(s->outbound);
+  }
+  for (auto& [addr, out] : outbound) out->close();
+  spdlog::info("session '{}' closed: {}", s->id.substr(0, 64), why);
+}
+
+void StageServer::Impl::close_sessions_of_stream(uint64_t stream_id) {
+  std::vector<std::shared_ptr<Session>> owned;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, s] : sessions_)
+      if (s->owner_stream == stream_id) owned.push_back(s);
+  }
+  for (auto& s : owned) close_session(s, "its owner's stream ended");
+}
+
+void StageServer::Impl::reaper_loop() {
+  const auto timeout = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(opt_.idle_timeout_s));
+  const auto period = std::clamp<Clock::duration>(timeout / 10, std::chrono::milliseconds(10),
+                                                  std::chrono::seconds(1));
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    reaper_cv_.wait_for(lock, period);
+    if (stopping_) break;
+    const auto now = Clock::now().time_since_epoch().count();
+    std::vector<std::shared_ptr<Session>> idle;
+    for (auto& [id, s] : sessions_)
+      if (now - s->last_active.load() > timeout.count()) idle.push_back(s);
+    if (idle.empty()) continue;
+    lock.unlock();
+    for (auto& s : idle) {
+      s->owner->send(error_response(
+          s->id, 0, StatusCode::DEADLINE_EXCEEDED,
+          "session idle for more than " + std::to_string(opt_.idle_timeout_s) + " s: closed"));
+      close_session(s, "idle");
+    }
+    lock.lock();
+  }
+}
+
+void StageServer::Impl::scheduler_loop() {
+  for (;;) {
+    std::vector<WorkItem> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      // Only a session's earliest queued item may run, so its steps and
+      // truncates keep their order. Truncates are cheap: apply them here.
+      std::set<const Session*> blocked;
+      int tokens = 0, first = -1, last = -1;
+      for (auto it = queue_.begin(); it != queue_.end();) {
+        Session* s = it->session.get();
+        if (blocked.count(s)) {
+          ++it;
+          continue;
+        }
+        if (s->closed) {  // its work is dropped
+          --s->queued;
+          it = queue_.erase(it);
+          continue;
+        }
+        if (it->truncate) {
+          const Status st = rewind_session(*s, it->truncate_length);
+          if (!st.ok())
+            s->owner->send(error_response(s->id, 0, StatusCode::OUT_OF_RANGE,
+                                          "Truncate.length: " + st.message()));
+          --s->queued;
+          it = queue_.erase(it);
+          continue;
+        }
+        blocked.insert(s);
+        const int n = it->step.tokens_size();
+        const bool fits = batch.empty() || (tokens + n <= opt_.max_batch_tokens &&
+                                            s->first == first && s->last == last);
+        if (!fits) {
+          ++it;
+          continue;
+        }
+        tokens += n;
+        first = s->first;
+        last = s->last;
+        --s->queued;
+        batch.push_back(std::move(*it));
+        it = queue_.erase(it);
+      }
+    }
+    if (!batch.empty()) run_batch(batch);
+  }
+}
+
+void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
+  const auto start = Clock::now();
+  const ModelConfig& c = model_->config();
+  const int d = c.n_embd;
+  // Steps whose position does not continue their cache fail alone.
+  std::vector<WorkItem*> batch;
+  for (WorkItem& w : items) {
+    Session& s = *w.session;
+    if (w.step.rewind() && w.step.position() <= s.cache->length())
+      (void)rewind_session(s, w.step.position());
+    if (w.step.position() != s.cache->length()) {
+      s.owner->send(error_response(s.id, w.step.step_id(), StatusCode::FAILED_PRECONDITION,
+                                   "Step.position: " + std::to_string(w.step.position()) +
+                                       ", but the session's cache holds " +
+                                       std::to_string(s.cache->length()) + " positions"));
+      continue;
+    }
+    batch.push_back(&w);
+  }
+  if (batch.empty()) return;
+  int64_t total = 0;
+  for (WorkItem* w : batch) total += w->step.tokens_size();
+  std::vector<float> hidden(static_cast<size_t>(total) * d);
+  std::vector<SeqChunk> chunks;
+  Status st;
+  int64_t row = 0;
+  for (WorkItem* w : batch) {
+    const int64_t n = w->step.tokens_size();
+    if (w->session->is_first)
+      st = model_->embed(w->step.tokens().data(), n, hidden.data() + row * d);
+    else
+      std::copy(w->hidden.begin(), w->hidden.end(), hidden.begin() + row * d);
+    if (!st.ok()) break;
+    chunks.push_back({w->session->cache.get(), static_cast<int>(n)});
+    row += n;
+  }
+  const int first = batch[0]->session->first, last = batch[0]->session->last;
+  if (st.ok()) st = model_->run_layers(hidden.data(), chunks, first, last, *pool_);
+  // The head runs on the rows that are sampled: the last of each step, or all.
+  std::vector<std::vector<int32_t>> sampled(batch.size());
+  if (st.ok()) {
+    std::vector<float> rows;
+    row = 0;
+    for (WorkItem* w : batch) {
+      const int64_t n = w->step.tokens_size();
+      if (w->session->is_last) {
+        const int64_t from = w->step.sample_all() ? 0 : n - 1;
+        rows.insert(rows.end(), hidden.begin() + (row + from) * d, hidden.begin() + (row + n) * d);
+      }
+      row += n;
+    }
+    if (!rows.empty()) {
+      const int64_t n_rows = static_cast<int64_t>(rows.size()) / d;
+      std::vector<float> logits(static_cast<size_t>(n_rows) * c.n_vocab);
+      st = model_->head(rows.data(), n_rows, logits.data(), *pool_);
+      int64_t r = 0;
+      for (size_t i = 0; st.ok() && i < batch.size(); ++i) {
+        WorkItem& w = *batch[i];
+        if (!w.session->is_last) continue;
+        Sampler& sampler = *w.session->sampler;
+        const int n = w.step.tokens_size();
+        const int p = w.step.position();
+        snapshot_sampler(*w.session, p);
+        if (w.step.sample_all()) {
+          // Position j is sampled with the history up to and including token j.
+          for (int j = 0; j < n; ++j) {
+            sampler.accept(w.step.tokens(j));
+            sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab));
+            if (j + 1 < n) snapshot_sampler(*w.session, p + j + 1);
+          }
+        } else {
+          for (int j = 0; j < n; ++j) sampler.accept(w.step.tokens(j));
+          sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab));
+        }
+      }
+    }
+  }
+  const auto done = Clock::now();
+  const int64_t compute_us = us_between(start, done);
+  if (!st.ok()) {
+    spdlog::error("batch of {} steps failed: {}", batch.size(), st.ToString());
+    for (WorkItem* w : batch)
+      w->session->owner->send(error_response(w->session->id, w->step.step_id(),
+                                             net::to_grpc_code(st.code()), st.message()));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const double rate =
+        static_cast<double>(total) * (last - first) / std::max(1e-6, compute_us * 1e-6);
+    layer_tokens_per_s_ = layer_tokens_per_s_ == 0 ? rate : 0.8 * layer_tokens_per_s_ + 0.2 * rate;
+  }
+  row = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    WorkItem& w = *batch[i];
+    Session& s = *w.session;
+    const int64_t n = w.step.tokens_size();
+    v1::StageTiming timing;
+    timing.set_address(address_);
+    timing.set_queue_us(us_between(w.arrived, start));
+    timing.set_compute_us(compute_us);
+    timing.set_batch_tokens(static_cast<int32_t>(total));
+    if (w.step.next_hops_size() > 0) {
+      StageRequest req;
+      v1::Step* out = req.mutable_step();
+      out->set_session_id(s.id);
+      out->set_step_id(w.step.step_id());
+      *out->mutable_tokens() = w.step.tokens();
+      out->set_position(w.step.position());
+      net::encode_tensor(hidden.data() + row * d, n, d, w.step.wire_dtype(), out->mutable_hidden());
+      out->mutable_next_hops()->CopyFrom(w.step.next_hops());
+      out->mutable_next_hops()->erase(out->mutable_next_hops()->begin());
+      out->set_sample_all(w.step.sample_all());
+      out->set_rewind(w.step.rewind());
+      out->set_wire_dtype(w.step.wire_dtype());
+      *out->mutable_timings() = w.step.timings();
+      *out->add_timings() = timing;
+      push(w.session, w.step.next_hops(0), std::move(req));
+    } else {
+      StageResponse resp;
+      v1::StepResult* r = resp.mutable_result();
+      r->set_session_id(s.id);
+      r->set_step_id(w.step.step_id());
+      if (s.is_last)
+        r->mutable_tokens()->Add(sampled[i].begin(), sampled[i].end());
+      else
+        net::encode_tensor(hidden.data() + row * d, n, d, w.step.wire_dtype(), r->mutable_hidden());
+      *r->mutable_timings() = w.step.timings();
+      *r->add_timings() = timing;
+      r->set_length(s.cache->length());
+      s.owner->send(std::move(resp));
+    }
+    row += n;
+  }
+}
+
+void StageServer::Impl::push(const std::shared_ptr<Session>& s, const v1::Hop& hop,
+                             StageRequest req) {
+  std::lock_guard<std::mutex> lock(s->mu);
+  if (s->closed) return;
+  auto& out = s->outbound[hop.address()];
+  if (!out) {
+    std::weak_ptr<Session> weak = s;
+    const std::string addr = hop.address();
+    const std::string hop_desc =
+        addr + " (layers " + range_str(hop.first_layer(), hop.last_layer()) + ")";
+    out = std::make_unique<Outbound>(
+        channels_.get(addr), opt_.link_delay_ms,
+        [weak, hop_desc](const StageRequest& r) {
+          if (auto s = weak.lock())
+            s->owner->send(error_response(s->id, r.step().step_id(), StatusCode::UNAVAILABLE,
+                                          "next hop " + hop_desc + " is unreachable"));
+        },
+        [weak, hop_desc](const StageResponse& resp) {
+          // The next stage answers its sessions' owner, not us; what comes back
+          // here is an error about a message we pushed. Tell our owner.
+          auto s = weak.lock();
+          if (!s || resp.kind_case() != StageResponse::kError) return;
+          StageResponse copy = resp;
+          copy.mutable_error()->set_message("next hop " + hop_desc + ": " + resp.error().message());
+          s->owner->send(std::move(copy));
+        });
+  }
+  out->send(std::move(req));
+}
+
+void StageServer::Impl::info(v1::InfoResponse* r) {
+  const ModelConfig& c = model_->config();
+  r->set_version(net::kProtocolVersion);
+  r->set_model_id(model_id_);
+  r->set_model_name(c.name);
+  r->set_n_layer(c.n_layer);
+  r->set_first_layer(opt_.first_layer);
+  r->set_last_layer(opt_.last_layer);
+  r->set_d_model(c.n_embd);
+  std::lock_guard<std::mutex> lock(mu_);
+  r->set_active_sessions(static_cast<int32_t>(sessions_.size()));
+  r->set_kv_bytes_total(static_cast<int64_t>(opt_.kv_memory_bytes));
+  r->set_kv_bytes_free(static_cast<int64_t>(opt_.kv_memory_bytes - kv_used_));
+  r->set_layer_tokens_per_second(layer_tokens_per_s_);
+  r->set_draining(draining_);
+  r->set_queued_steps(static_cast<int32_t>(queue_.size()));
+}
+
+StageServer::StageServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StageServer::~StageServer() = default;
+
+Result<std::unique_ptr<StageServer>> StageServer::Start(const NodeOptions& options) {
+  auto impl = std::make_unique<Impl>(options);
+  SWARM_RETURN_IF_ERROR(impl->start());
+  return std::unique_ptr<StageServer>(new StageServer(std::move(impl)));
+}
+
+const std::string& StageServer::address() const { return impl_->address_; }
+const std::string& StageServer::model_id() const { return impl_->model_id_; }
+void StageServer::drain() { impl_->drain(); }
+void StageServer::wait_drained() { impl_->wait_drained(); }
+void StageServer::shutdown() { impl_->shutdown(); }
+
+}  // namespace swarm::node

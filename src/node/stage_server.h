@@ -1,0 +1,58 @@
+// The stage server: serves a contiguous range of a model's layers to sessions
+// opened by gateways, over the swarm.v1.Stage gRPC service (doc/protocol.md).
+//
+// Threads: gRPC's sync server runs one handler thread per open stream, which
+// parses and validates what arrives and queues it; one scheduler thread runs the
+// queued steps, steps of different sessions together in one batch; every stream
+// this node writes to has its own writer thread (DelayedWriter), so neither the
+// scheduler nor a reader ever waits on the network; a reaper thread expires idle
+// sessions.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/status.h"
+
+namespace swarm::node {
+
+struct NodeOptions {
+  std::string model_path;
+  int first_layer = 0;
+  int last_layer = -1;                    // -1: through the last layer
+  std::string listen = "127.0.0.1:0";     // port 0: any free port
+  uint64_t kv_memory_bytes = 2ull << 30;  // KV budget over all sessions (reserved at open)
+  double idle_timeout_s = 300;            // a session without messages this long is closed
+  int link_delay_ms = 0;                  // every message sent leaves this much later
+  int threads = 0;                        // compute threads; 0: all cores
+  int max_batch_tokens = 512;             // tokens in one batch (a larger step runs alone)
+};
+
+class StageServer {
+ public:
+  // Loads the model's parts for the range (embedding iff first_layer == 0, head
+  // iff last_layer == n_layer), computes its content id and starts serving.
+  static Result<std::unique_ptr<StageServer>> Start(const NodeOptions& options);
+  ~StageServer();  // shuts down at once (open streams are cancelled)
+  StageServer(const StageServer&) = delete;
+  StageServer& operator=(const StageServer&) = delete;
+
+  // "host:port" actually bound (the port chosen when the request said 0).
+  const std::string& address() const;
+  const std::string& model_id() const;
+
+  // From now on, refuse new sessions; existing ones run until closed or expired.
+  void drain();
+  // Blocks until drain() was called and no session is left.
+  void wait_drained();
+  // Stops serving: cancels open streams and waits for the threads.
+  void shutdown();
+
+ private:
+  class Impl;
+  explicit StageServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace swarm::node

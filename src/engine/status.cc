@@ -13,6 +13,7 @@ std::string Status::ToString() const {
     case Code::kIOError: name = "I/O error"; break;
     case Code::kResourceExhausted: name = "resource exhausted"; break;
     case Code::kInternal: name = "internal error"; break;
+    case Code::kUnavailable: name = "unavailable"; break;
   }
   return std::string(name) + ": " + message_;
 }

@@ -12,7 +12,7 @@ namespace swarm {
 class Status {
  public:
   enum class Code { kOk = 0, kInvalidArgument, kNotFound, kCorruption, kUnsupported, kIOError,
-                    kResourceExhausted, kInternal };
+                    kResourceExhausted, kInternal, kUnavailable };
 
   Status() = default;
   static Status Ok() { return Status(); }
@@ -23,6 +23,8 @@ class Status {
   static Status IOError(std::string m) { return Status(Code::kIOError, std::move(m)); }
   static Status ResourceExhausted(std::string m) { return Status(Code::kResourceExhausted, std::move(m)); }
   static Status Internal(std::string m) { return Status(Code::kInternal, std::move(m)); }
+  // Nothing can serve the request now (no route, shutting down); trying later may work.
+  static Status Unavailable(std::string m) { return Status(Code::kUnavailable, std::move(m)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

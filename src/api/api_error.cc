@@ -3,14 +3,16 @@
 namespace swarm {
 
 nlohmann::ordered_json ApiError::body() const {
-  nlohmann::ordered_json e = {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
+  nlohmann::ordered_json e = {
+      {"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
   if (!param.empty()) e["param"] = param;
   if (!code.empty()) e["code"] = code;
   return {{"error", e}};
 }
 
 ApiError invalid_request(std::string message, std::string param, std::string code) {
-  return ApiError{400, std::move(message), "invalid_request_error", std::move(param), std::move(code)};
+  return ApiError{400, std::move(message), "invalid_request_error", std::move(param),
+                  std::move(code)};
 }
 
 ApiError error_from_status(const Status& status) {

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
-
 #include <optional>
 #include <string>
 #include <variant>
@@ -21,15 +20,15 @@ namespace swarm {
 
 struct CompletionRequest {
   bool chat = false;
-  std::string model;                   // "" when the request names none
-  std::vector<ChatMessage> messages;   // chat
-  std::string prompt_text;             // completions, unless prompt_ids
-  std::vector<int32_t> prompt_ids;     // completions given token ids
+  std::string model;                  // "" when the request names none
+  std::vector<ChatMessage> messages;  // chat
+  std::string prompt_text;            // completions, unless prompt_ids
+  std::vector<int32_t> prompt_ids;    // completions given token ids
   bool prompt_is_ids = false;
-  bool echo = false;                   // completions: the prompt's text comes first
+  bool echo = false;  // completions: the prompt's text comes first
   bool stream = false;
-  bool include_usage = false;          // stream_options.include_usage
-  std::optional<int64_t> max_tokens;   // max_completion_tokens, else max_tokens
+  bool include_usage = false;         // stream_options.include_usage
+  std::optional<int64_t> max_tokens;  // max_completion_tokens, else max_tokens
   std::optional<uint64_t> seed;
   // Every sampling field the request gave; the rest keep llama.cpp's defaults
   // (SamplingParams). stop_tokens and max_tokens are left for the server.
@@ -38,7 +37,7 @@ struct CompletionRequest {
 
 // Reads `body` (a parsed JSON value of any kind). `n_vocab` bounds token ids in
 // a prompt and logit_bias.
-std::variant<CompletionRequest, ApiError> parse_completion_request(const nlohmann::json& body, bool chat,
-                                                                   int n_vocab);
+std::variant<CompletionRequest, ApiError> parse_completion_request(const nlohmann::json& body,
+                                                                   bool chat, int n_vocab);
 
 }  // namespace swarm

@@ -1,6 +1,7 @@
 #include "api/openai_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,7 +17,7 @@
 namespace swarm {
 namespace {
 
-using nlohmann::json;  // requests
+using nlohmann::json;                  // requests
 using OJson = nlohmann::ordered_json;  // responses, fields in OpenAI's order
 
 // Generated text may hold bytes that never become valid UTF-8 (a model can emit
@@ -28,10 +29,13 @@ void send_json(httplib::Response& res, int status, const OJson& j) {
   res.set_content(dump(j), "application/json");
 }
 
-void send_error(httplib::Response& res, const ApiError& e) { send_json(res, e.http_status, e.body()); }
+void send_error(httplib::Response& res, const ApiError& e) {
+  send_json(res, e.http_status, e.body());
+}
 
 std::string random_id(const char* prefix) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   thread_local std::mt19937_64 rng(std::random_device{}());
   std::string id = prefix;
   for (int i = 0; i < 24; ++i) id += kAlphabet[rng() % (sizeof kAlphabet - 1)];
@@ -44,7 +48,9 @@ uint64_t random_seed() {
 }
 
 OJson usage_json(int prompt, int completion) {
-  return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt + completion}};
 }
 
 // One completion, ready for the backend.
@@ -59,9 +65,9 @@ struct Job {
 
 // Where a job's output goes while it runs.
 struct JobSink {
-  std::function<void()> first_token;                // the backend produced its first token; may be empty
-  std::function<bool(const std::string&)> text;     // text safe to show now; false: the client is gone
-  std::function<bool()> alive;                      // checked per token; false: cancel
+  std::function<void()> first_token;  // the backend produced its first token; may be empty
+  std::function<bool(const std::string&)> text;  // text safe to show now; false: the client is gone
+  std::function<bool()> alive;                   // checked per token; false: cancel
 };
 
 struct Outcome {
@@ -75,7 +81,8 @@ struct Outcome {
 // are held back until complete (TokenStreamDecoder), and so is anything that
 // may be the start of a stop string (StopMatcher); a completed stop string
 // ends the generation and is not shown.
-Outcome run_job(GenerationBackend& backend, const Tokenizer& tok, const Job& job, const JobSink& sink) {
+Outcome run_job(GenerationBackend& backend, const Tokenizer& tok, const Job& job,
+                const JobSink& sink) {
   TokenStreamDecoder decoder(tok);
   for (int32_t id : job.gen.prompt) decoder.push(id);  // so spacing continues the prompt
   StopMatcher stops(job.gen.sampling.stop);
@@ -142,33 +149,40 @@ std::string sse(const OJson& j) { return "data: " + dump(j) + "\n\n"; }
 struct StreamState {
   std::mutex mu;
   std::condition_variable cv;
-  std::string pending;              // events not yet written
-  bool opened = false;              // the first event exists: the status is 200
-  bool finished = false;            // nothing more will be appended
-  std::optional<ApiError> error;    // failed before opening: answer with this instead
+  std::string pending;            // events not yet written
+  bool opened = false;            // the first event exists: the status is 200
+  bool finished = false;          // nothing more will be appended
+  std::optional<ApiError> error;  // failed before opening: answer with this instead
   std::atomic<bool> client_gone{false};
   std::thread worker;
 };
 
 const char* kBadJson =
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
-    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)";
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+    "your HTTP "
+    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid "
+    "JSON.)";
 
 }  // namespace
 
-Result<std::unique_ptr<OpenAiServer>> OpenAiServer::Create(ApiOptions options, GenerationBackend& backend) {
-  if (options.model_names.empty()) return Status::InvalidArgument("the API needs at least one model name");
+Result<std::unique_ptr<OpenAiServer>> OpenAiServer::Create(ApiOptions options,
+                                                           GenerationBackend& backend) {
+  if (options.model_names.empty())
+    return Status::InvalidArgument("the API needs at least one model name");
   for (const std::string& n : options.model_names)
     if (n.empty()) return Status::InvalidArgument("a model name must not be empty");
   if (options.tokenizer == nullptr) return Status::InvalidArgument("the API needs a tokenizer");
-  if (options.http_threads < 1) return Status::InvalidArgument("the API needs at least one HTTP thread");
+  if (options.http_threads < 1)
+    return Status::InvalidArgument("the API needs at least one HTTP thread");
   std::string note;
   auto family = choose_chat_family(options.chat_template, options.chat_template_override, &note);
   if (!family.ok()) return family.status();
-  return std::unique_ptr<OpenAiServer>(new OpenAiServer(std::move(options), backend, *family, std::move(note)));
+  return std::unique_ptr<OpenAiServer>(
+      new OpenAiServer(std::move(options), backend, *family, std::move(note)));
 }
 
-OpenAiServer::OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family, std::string note)
+OpenAiServer::OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family,
+                           std::string note)
     : options_(std::move(options)),
       backend_(backend),
       family_(family),
@@ -203,7 +217,8 @@ Result<int> OpenAiServer::listen(const std::string& host, int port) {
   while (!http_->is_running() && !*ended) std::this_thread::yield();
   if (*ended) {
     listener_.join();
-    return Status::IOError("the HTTP server on " + host + ":" + std::to_string(bound) + " ended at once");
+    return Status::IOError("the HTTP server on " + host + ":" + std::to_string(bound) +
+                           " ended at once");
   }
   return bound;
 }
@@ -219,32 +234,40 @@ void OpenAiServer::install_routes() {
   const int threads = options_.http_threads;
   s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   s.set_payload_max_length(options_.max_body_bytes);
+  // httplib's default adds SO_REUSEPORT, which lets a second server bind a port
+  // in use and silently share its connections; a busy port must be an error.
+  s.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   s.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
   const int64_t started = static_cast<int64_t>(std::time(nullptr));
 
-  s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours already
-    ApiError e{res.status, "", "invalid_request_error", "", ""};
-    if (res.status == 404)
-      e.message = "Invalid URL (" + req.method + " " + req.path + ")";
-    else if (res.status == 413)
-      e.message = "The request body is too large.";
-    else
-      e.message = "HTTP error " + std::to_string(res.status);
-    if (res.status >= 500) e.type = "server_error";
-    send_json(res, res.status, e.body());
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    send_error(res, ApiError{500, "Internal error: " + what, "server_error", "", ""});
-  });
+  s.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours already
+        ApiError e{res.status, "", "invalid_request_error", "", ""};
+        if (res.status == 404)
+          e.message = "Invalid URL (" + req.method + " " + req.path + ")";
+        else if (res.status == 413)
+          e.message = "The request body is too large.";
+        else
+          e.message = "HTTP error " + std::to_string(res.status);
+        if (res.status >= 500) e.type = "server_error";
+        send_json(res, res.status, e.body());
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  s.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        send_error(res, ApiError{500, "Internal error: " + what, "server_error", "", ""});
+      });
 
   s.Options(".*", [](const httplib::Request&, httplib::Response& res) {
     res.status = 204;
@@ -252,10 +275,13 @@ void OpenAiServer::install_routes() {
     res.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization");
   });
 
-  s.Get("/health", [](const httplib::Request&, httplib::Response& res) { send_json(res, 200, {{"status", "ok"}}); });
+  s.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, {{"status", "ok"}});
+  });
 
   auto model_object = [started](const std::string& name) {
-    return OJson{{"id", name}, {"object", "model"}, {"created", started}, {"owned_by", "swarminfer"}};
+    return OJson{
+        {"id", name}, {"object", "model"}, {"created", started}, {"owned_by", "swarminfer"}};
   };
   auto list_models = [this, model_object](const httplib::Request&, httplib::Response& res) {
     OJson data = OJson::array();
@@ -264,9 +290,12 @@ void OpenAiServer::install_routes() {
   };
   auto get_model = [this, model_object](const httplib::Request& req, httplib::Response& res) {
     const std::string name = req.matches[1];
-    if (std::find(options_.model_names.begin(), options_.model_names.end(), name) == options_.model_names.end()) {
-      send_error(res, ApiError{404, "The model `" + name + "` does not exist or you do not have access to it.",
-                               "invalid_request_error", "model", "model_not_found"});
+    if (std::find(options_.model_names.begin(), options_.model_names.end(), name) ==
+        options_.model_names.end()) {
+      send_error(
+          res,
+          ApiError{404, "The model `" + name + "` does not exist or you do not have access to it.",
+                   "invalid_request_error", "model", "model_not_found"});
       return;
     }
     send_json(res, 200, model_object(name));
@@ -275,14 +304,17 @@ void OpenAiServer::install_routes() {
     const std::string p = prefix;
     s.Get(p + "/models", list_models);
     s.Get(p + "/models/(.+)", get_model);
-    s.Post(p + "/chat/completions",
-           [this](const httplib::Request& req, httplib::Response& res) { handle_completion(req, res, true); });
-    s.Post(p + "/completions",
-           [this](const httplib::Request& req, httplib::Response& res) { handle_completion(req, res, false); });
+    s.Post(p + "/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      handle_completion(req, res, true);
+    });
+    s.Post(p + "/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      handle_completion(req, res, false);
+    });
   }
 }
 
-void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Response& res, bool chat) {
+void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Response& res,
+                                     bool chat) {
   const Tokenizer& tok = *options_.tokenizer;
   const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
@@ -293,8 +325,11 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   Job job;
   job.chat = chat;
   job.model = r.model.empty() ? options_.model_names.front() : r.model;
-  if (std::find(options_.model_names.begin(), options_.model_names.end(), job.model) == options_.model_names.end())
-    return send_error(res, ApiError{404, "The model `" + job.model + "` does not exist or you do not have access to it.",
+  if (std::find(options_.model_names.begin(), options_.model_names.end(), job.model) ==
+      options_.model_names.end())
+    return send_error(res, ApiError{404,
+                                    "The model `" + job.model +
+                                        "` does not exist or you do not have access to it.",
                                     "invalid_request_error", "model", "model_not_found"});
 
   // The prompt as token ids.
@@ -317,16 +352,19 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     if (r.echo) job.echo = r.prompt_text;
   }
   if (prompt.empty())
-    return send_error(res, invalid_request("The prompt is empty: it has no tokens.", prompt_param, "invalid_value"));
+    return send_error(res, invalid_request("The prompt is empty: it has no tokens.", prompt_param,
+                                           "invalid_value"));
 
   // It must fit in the context with room to generate.
   const int ctx = context_length();
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
   if (n_prompt >= ctx || (r.max_tokens && n_prompt + *r.max_tokens > ctx)) {
-    std::string msg = "This model's maximum context length is " + std::to_string(ctx) + " tokens. However, you requested " +
-                      std::to_string(n_prompt + r.max_tokens.value_or(1)) + " tokens (" + std::to_string(n_prompt) +
-                      " in the " + prompt_param + ", " + std::to_string(r.max_tokens.value_or(1)) +
-                      " in the completion). Please reduce the length of the " + prompt_param + " or completion.";
+    std::string msg =
+        "This model's maximum context length is " + std::to_string(ctx) +
+        " tokens. However, you requested " + std::to_string(n_prompt + r.max_tokens.value_or(1)) +
+        " tokens (" + std::to_string(n_prompt) + " in the " + prompt_param + ", " +
+        std::to_string(r.max_tokens.value_or(1)) +
+        " in the completion). Please reduce the length of the " + prompt_param + " or completion.";
     return send_error(res, invalid_request(msg, prompt_param, "context_length_exceeded"));
   }
   int64_t max_tokens = ctx - n_prompt;
@@ -340,7 +378,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   sp.seed = r.seed ? *r.seed : random_seed();
   sp.stop_tokens = tok.eog_ids();
   sp.max_tokens = static_cast<int>(max_tokens);
-  if (Status st = sp.validate(tok.vocab_size()); !st.ok()) return send_error(res, invalid_request(st.message()));
+  if (Status st = sp.validate(tok.vocab_size()); !st.ok())
+    return send_error(res, invalid_request(st.message()));
 
   job.id = random_id(chat ? "chatcmpl-" : "cmpl-");
   job.created = static_cast<int64_t>(std::time(nullptr));
@@ -353,10 +392,11 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     const double tps = o.result.generation_seconds > 0 && o.result.completion_tokens > 1
                            ? (o.result.completion_tokens - 1) / o.result.generation_seconds
                            : 0.0;
-    std::snprintf(line, sizeof line, "%s %s: prompt %d, completion %d tokens, %s, %s; first token %.3f s, %.1f tok/s",
-                  what.c_str(), job.id.c_str(), o.result.prompt_tokens,
-                  o.result.completion_tokens,
-                  o.status.ok() ? (o.cancelled ? "cancelled" : o.finish_reason.c_str()) : o.status.ToString().c_str(),
+    std::snprintf(line, sizeof line,
+                  "%s %s: prompt %d, completion %d tokens, %s, %s; first token %.3f s, %.1f tok/s",
+                  what.c_str(), job.id.c_str(), o.result.prompt_tokens, o.result.completion_tokens,
+                  o.status.ok() ? (o.cancelled ? "cancelled" : o.finish_reason.c_str())
+                                : o.status.ToString().c_str(),
                   o.result.route.c_str(), o.result.prompt_seconds, tps);
     options_.log(line);
   };
@@ -372,7 +412,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     Outcome o = run_job(backend_, tok, job, sink);
     log(job, o);
     if (!o.status.ok()) return send_error(res, error_from_status(o.status));
-    if (o.cancelled) return send_error(res, error_from_status(Status::Unavailable("the server is shutting down")));
+    if (o.cancelled)
+      return send_error(res, error_from_status(Status::Unavailable("the server is shutting down")));
     OJson choice = {{"index", 0}};
     if (chat)
       choice["message"] = {{"role", "assistant"}, {"content", text}};
@@ -381,11 +422,11 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     choice["logprobs"] = nullptr;
     choice["finish_reason"] = o.finish_reason;
     OJson out = {{"id", job.id},
-                {"object", chat ? "chat.completion" : "text_completion"},
-                {"created", job.created},
-                {"model", job.model},
-                {"choices", OJson::array({choice})},
-                {"usage", usage_json(o.result.prompt_tokens, o.result.completion_tokens)}};
+                 {"object", chat ? "chat.completion" : "text_completion"},
+                 {"created", job.created},
+                 {"model", job.model},
+                 {"choices", OJson::array({choice})},
+                 {"usage", usage_json(o.result.prompt_tokens, o.result.completion_tokens)}};
     return send_json(res, 200, out);
   }
 
@@ -396,7 +437,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   auto opening = [st, job] {  // with st->mu held
     if (st->opened) return;
     st->opened = true;
-    if (job.chat) st->pending += sse(choice_chunk(job, {{"role", "assistant"}, {"content", ""}}, nullptr));
+    if (job.chat)
+      st->pending += sse(choice_chunk(job, {{"role", "assistant"}, {"content", ""}}, nullptr));
     if (!job.echo.empty()) st->pending += sse(choice_chunk(job, job.echo, nullptr));
   };
   st->worker = std::thread([this, st, job, opening, log] {
@@ -429,7 +471,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
           st->pending += sse(error_from_status(o.status).body());
       } else if (!o.cancelled) {
         opening();
-        st->pending += sse(choice_chunk(job, job.chat ? OJson::object() : OJson(""), o.finish_reason));
+        st->pending +=
+            sse(choice_chunk(job, job.chat ? OJson::object() : OJson(""), o.finish_reason));
         if (job.include_usage) {
           OJson u = chunk_head(job);
           u["choices"] = OJson::array();

@@ -28,7 +28,7 @@ namespace httplib {
 class Server;
 struct Request;
 struct Response;
-}
+}  // namespace httplib
 
 namespace swarm {
 
@@ -37,10 +37,10 @@ struct ApiOptions {
   // that name none. At least one.
   std::vector<std::string> model_names;
   const Tokenizer* tokenizer = nullptr;  // must outlive the server
-  std::string chat_template;             // the model's Jinja template (model_chat_template), may be ""
-  std::string chat_template_override;    // --chat-template NAME; "" = detect from chat_template
-  int context_length = 0;                // <= 0 or above the backend's: the backend's
-  int default_max_tokens = -1;           // for requests that give none; -1: until the context is full
+  std::string chat_template;  // the model's Jinja template (model_chat_template), may be ""
+  std::string chat_template_override;  // --chat-template NAME; "" = detect from chat_template
+  int context_length = 0;              // <= 0 or above the backend's: the backend's
+  int default_max_tokens = -1;         // for requests that give none; -1: until the context is full
   int http_threads = 32;
   size_t max_body_bytes = 16u << 20;
   // Called once per finished completion with a one-line summary; may be empty.
@@ -50,7 +50,8 @@ struct ApiOptions {
 class OpenAiServer {
  public:
   // InvalidArgument for an unknown chat_template_override, no model name or no tokenizer.
-  static Result<std::unique_ptr<OpenAiServer>> Create(ApiOptions options, GenerationBackend& backend);
+  static Result<std::unique_ptr<OpenAiServer>> Create(ApiOptions options,
+                                                      GenerationBackend& backend);
   ~OpenAiServer();  // stop()s
   OpenAiServer(const OpenAiServer&) = delete;
   OpenAiServer& operator=(const OpenAiServer&) = delete;

@@ -35,20 +35,27 @@ std::string default_model_name(std::string path) {
 
 void register_serve(CLI::App& app) {
   auto o = std::make_shared<ServeOptions>();
-  CLI::App* cmd = app.add_subcommand("serve", "Serve a model on this machine over an OpenAI-compatible HTTP API");
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "Serve a model on this machine over an OpenAI-compatible HTTP API");
   cmd->add_option("-m,--model", o->model, "GGUF file or Hugging Face folder")->required();
-  cmd->add_option("--listen", o->listen, "HOST:PORT to listen on; port 0 picks a free one (default 127.0.0.1:8080)");
+  cmd->add_option("--listen", o->listen,
+                  "HOST:PORT to listen on; port 0 picks a free one (default 127.0.0.1:8080)");
   cmd->add_option("-t,--threads", o->threads, "Kernel threads (default: all cores)");
-  cmd->add_option("-c,--ctx-size", o->ctx, "Context length per request (default: the model's, at most 8192)")
+  cmd->add_option("-c,--ctx-size", o->ctx,
+                  "Context length per request (default: the model's, at most 8192)")
       ->check(CLI::Range(1, 1 << 24));
   cmd->add_option("-n,--n-predict", o->n_predict,
-                  "Tokens to generate when a request gives no max_tokens (default -1: until the context is full)")
+                  "Tokens to generate when a request gives no max_tokens (default -1: until the "
+                  "context is full)")
       ->check(CLI::Range(-1, 1 << 24));
-  cmd->add_option("--chat-template", o->chat_template, "Override the template family (" + chat_family_names() + ")");
-  cmd->add_option("--model-name", o->names, "Name to serve the model under (repeatable; default: the file's name)");
+  cmd->add_option("--chat-template", o->chat_template,
+                  "Override the template family (" + chat_family_names() + ")");
+  cmd->add_option("--model-name", o->names,
+                  "Name to serve the model under (repeatable; default: the file's name)");
   cmd->add_option("--parallel", o->parallel, "Requests batched together at most (default 64)")
       ->check(CLI::Range(1, 4096));
-  cmd->add_option("--http-threads", o->http_threads, "HTTP worker threads (default 32)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--http-threads", o->http_threads, "HTTP worker threads (default 32)")
+      ->check(CLI::Range(1, 1024));
   cmd->callback([o] {
     auto hp = parse_host_port(o->listen);
     if (!hp.ok()) fail("--listen: " + hp.status().message());
@@ -67,12 +74,14 @@ void register_serve(CLI::App& app) {
     const ModelConfig& cfg = model->config();
     if ((*tok)->vocab_size() == 0) fail(o->model + ": the vocabulary is empty");
     if ((*tok)->vocab_size() > cfg.n_vocab)
-      fail(o->model + ": the tokenizer has " + std::to_string((*tok)->vocab_size()) + " tokens but the model only " +
-           std::to_string(cfg.n_vocab) + " embedding rows");
-    if (!model->has_embed() || !model->has_head()) fail(o->model + ": serve needs the embedding and the output head");
+      fail(o->model + ": the tokenizer has " + std::to_string((*tok)->vocab_size()) +
+           " tokens but the model only " + std::to_string(cfg.n_vocab) + " embedding rows");
+    if (!model->has_embed() || !model->has_head())
+      fail(o->model + ": serve needs the embedding and the output head");
 
     ApiOptions api;
-    api.model_names = o->names.empty() ? std::vector<std::string>{default_model_name(o->model)} : o->names;
+    api.model_names =
+        o->names.empty() ? std::vector<std::string>{default_model_name(o->model)} : o->names;
     api.tokenizer = tok->get();
     api.chat_template = model_chat_template(model->source());
     api.chat_template_override = o->chat_template;

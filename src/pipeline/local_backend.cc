@@ -19,10 +19,10 @@ struct LocalBackend::Request {
   // Scheduler's.
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<KvCache> cache;
-  size_t fed = 0;        // prompt tokens already in the cache
-  int generated = 0;     // tokens sampled
-  int32_t last = -1;     // the sampled token to feed next
-  bool eog = false;      // ended by an end-of-generation token
+  size_t fed = 0;     // prompt tokens already in the cache
+  int generated = 0;  // tokens sampled
+  int32_t last = -1;  // the sampled token to feed next
+  bool eog = false;   // ended by an end-of-generation token
   Clock::time_point first_token, last_token;
 
   // Shared with the caller.
@@ -47,7 +47,8 @@ double seconds(Clock::time_point a, Clock::time_point b) {
 }  // namespace
 
 LocalBackend::LocalBackend(std::unique_ptr<Model> model, int threads, int context_length)
-    : LocalBackend(std::move(model), LocalBackendOptions{.threads = threads, .context_length = context_length}) {}
+    : LocalBackend(std::move(model),
+                   LocalBackendOptions{.threads = threads, .context_length = context_length}) {}
 
 LocalBackend::LocalBackend(std::unique_ptr<Model> model, const LocalBackendOptions& options)
     : model_(std::move(model)),
@@ -82,7 +83,8 @@ LocalBackend::Stats LocalBackend::stats() const {
   return s;
 }
 
-Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request, const TokenCallback& on_token) {
+Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request,
+                                                const TokenCallback& on_token) {
   const ModelConfig& cfg = model_->config();
   if (!model_->has_embed() || !model_->has_head() || model_->first_layer() != 0 ||
       model_->last_layer() != cfg.n_layer)
@@ -90,12 +92,13 @@ Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request
   if (request.prompt.empty()) return Status::InvalidArgument("the prompt is empty");
   for (size_t i = 0; i < request.prompt.size(); ++i)
     if (request.prompt[i] < 0 || request.prompt[i] >= cfg.n_vocab)
-      return Status::InvalidArgument("prompt token " + std::to_string(request.prompt[i]) + " at position " +
-                                     std::to_string(i) + " is outside the vocabulary of " +
-                                     std::to_string(cfg.n_vocab));
+      return Status::InvalidArgument(
+          "prompt token " + std::to_string(request.prompt[i]) + " at position " +
+          std::to_string(i) + " is outside the vocabulary of " + std::to_string(cfg.n_vocab));
   if (static_cast<int64_t>(request.prompt.size()) >= context_length_)
     return Status::InvalidArgument("the prompt is " + std::to_string(request.prompt.size()) +
-                                   " tokens but the context holds " + std::to_string(context_length_) +
+                                   " tokens but the context holds " +
+                                   std::to_string(context_length_) +
                                    " (prompt and at least one generated token)");
   SWARM_RETURN_IF_ERROR(request.sampling.validate(cfg.n_vocab));
 
@@ -193,12 +196,14 @@ void LocalBackend::step() {
   // Admit waiting requests while there is room; drop cancelled ones.
   {
     std::lock_guard<std::mutex> lk(mu_);
-    while (!waiting_.empty() && static_cast<int>(active_.size()) < std::max(1, options_.max_sequences)) {
+    while (!waiting_.empty() &&
+           static_cast<int>(active_.size()) < std::max(1, options_.max_sequences)) {
       active_.push_back(std::move(waiting_.front()));
       waiting_.pop_front();
       Request& r = *active_.back();
       r.sampler = std::make_unique<Sampler>(r.sampling, n_vocab);
-      for (int32_t id : r.prompt) r.sampler->accept(id);  // penalties see the prompt, as llama.cpp's do
+      for (int32_t id : r.prompt)
+        r.sampler->accept(id);  // penalties see the prompt, as llama.cpp's do
       r.cache = model_->new_cache(context_length_);
       ++live_caches_;
     }
@@ -220,8 +225,8 @@ void LocalBackend::step() {
   std::vector<int32_t> tokens;
   std::vector<SeqChunk> chunks;
   std::vector<Request*> in_batch;
-  std::vector<int64_t> logit_rows;   // batch rows whose logits are needed
-  std::vector<Request*> to_sample;   // the request of each of those rows
+  std::vector<int64_t> logit_rows;  // batch rows whose logits are needed
+  std::vector<Request*> to_sample;  // the request of each of those rows
   int budget = std::max(1, options_.max_batch_tokens);
   for (auto& rp : active_) {
     Request& r = *rp;
@@ -249,7 +254,8 @@ void LocalBackend::step() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     ++stats_.iterations;
-    stats_.max_batch_sequences = std::max(stats_.max_batch_sequences, static_cast<int>(chunks.size()));
+    stats_.max_batch_sequences =
+        std::max(stats_.max_batch_sequences, static_cast<int>(chunks.size()));
   }
 
   const int64_t d = cfg.n_embd;

@@ -47,7 +47,8 @@ class LocalBackend : public GenerationBackend {
   // otherwise. completion_tokens counts the tokens passed to `on_token` plus the
   // end-of-generation token when one ended it. When `on_token` returns false
   // the request is cancelled and its cache freed before generate() returns.
-  Result<GenerationResult> generate(const GenerationRequest& request, const TokenCallback& on_token) override;
+  Result<GenerationResult> generate(const GenerationRequest& request,
+                                    const TokenCallback& on_token) override;
   int context_length() const override { return context_length_; }
 
   const Model& model() const { return *model_; }

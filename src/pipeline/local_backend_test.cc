@@ -25,7 +25,8 @@ std::unique_ptr<Model> load() {
 }
 
 std::vector<int32_t> prompt_ids(const std::string& name) {
-  return testing::read_raw<int32_t>(testing::find_testdata("tiny-llama/ref/Q8_0/" + name + "_ids.i32"));
+  return testing::read_raw<int32_t>(
+      testing::find_testdata("tiny-llama/ref/Q8_0/" + name + "_ids.i32"));
 }
 
 // The reference: one sequence through Model::forward, greedy.
@@ -38,7 +39,8 @@ std::vector<int32_t> direct_greedy(const Model& model, const std::vector<int32_t
   std::vector<float> last(logits->end() - n_vocab, logits->end());
   std::vector<int32_t> out;
   for (int i = 0; i < n; ++i) {
-    const int32_t id = static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
+    const int32_t id =
+        static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
     out.push_back(id);
     auto next = model.forward({id}, *cache, pool);
     EXPECT_TRUE(next.ok());
@@ -77,7 +79,8 @@ class LocalBackendTest : public ::testing::Test {
     auto m = load();
     if (!m) GTEST_SKIP() << kModel << " not found";
     model_ = m.get();
-    backend_ = std::make_unique<LocalBackend>(std::move(m), LocalBackendOptions{.threads = 1, .context_length = 256});
+    backend_ = std::make_unique<LocalBackend>(
+        std::move(m), LocalBackendOptions{.threads = 1, .context_length = 256});
   }
   const Model* model_ = nullptr;
   std::unique_ptr<LocalBackend> backend_;
@@ -122,7 +125,8 @@ TEST_F(LocalBackendTest, BatchingDoesNotChangeTokens) {
   backend_->set_paused(true);
   std::vector<std::future<Outcome>> together;
   for (int i = 0; i < 8; ++i)
-    together.push_back(std::async(std::launch::async, [&, i] { return run(*backend_, prompts[i], params[i]); }));
+    together.push_back(
+        std::async(std::launch::async, [&, i] { return run(*backend_, prompts[i], params[i]); }));
   while (backend_->stats().waiting < 8) std::this_thread::yield();
   backend_->set_paused(false);
   for (int i = 0; i < 8; ++i) {
@@ -141,7 +145,8 @@ TEST_F(LocalBackendTest, BatchingDoesNotChangeTokens) {
 // A prompt fed in chunks of 7 gives the same tokens as one fed whole.
 TEST_F(LocalBackendTest, ChunkedPrefillDoesNotChangeTokens) {
   const auto prompt = prompt_ids("p1");
-  LocalBackend chunked(load(), LocalBackendOptions{.threads = 1, .context_length = 256, .max_batch_tokens = 7});
+  LocalBackend chunked(
+      load(), LocalBackendOptions{.threads = 1, .context_length = 256, .max_batch_tokens = 7});
   SamplingParams sp;
   sp.seed = 7;
   sp.max_tokens = 10;
@@ -170,7 +175,8 @@ TEST_F(LocalBackendTest, EndOfGenerationTokenStopsAndIsNotPassedOn) {
   const auto prompt = prompt_ids("p0");
   const auto ref = direct_greedy(*model_, prompt, 8);
   size_t k = 3;
-  while (std::find(ref.begin(), ref.begin() + static_cast<ptrdiff_t>(k), ref[k]) != ref.begin() + static_cast<ptrdiff_t>(k))
+  while (std::find(ref.begin(), ref.begin() + static_cast<ptrdiff_t>(k), ref[k]) !=
+         ref.begin() + static_cast<ptrdiff_t>(k))
     ++k;
   SamplingParams sp = greedy(100);
   sp.stop_tokens = {ref[k]};
@@ -183,7 +189,9 @@ TEST_F(LocalBackendTest, EndOfGenerationTokenStopsAndIsNotPassedOn) {
 
 TEST_F(LocalBackendTest, FullContextEndsWithLength) {
   const auto prompt = prompt_ids("p0");
-  LocalBackend small(load(), LocalBackendOptions{.threads = 1, .context_length = static_cast<int>(prompt.size()) + 5});
+  LocalBackend small(
+      load(),
+      LocalBackendOptions{.threads = 1, .context_length = static_cast<int>(prompt.size()) + 5});
   Outcome r = run(small, prompt, greedy(-1));
   ASSERT_TRUE(r.status.ok());
   EXPECT_EQ(r.tokens, direct_greedy(*model_, prompt, 5));
@@ -199,7 +207,8 @@ TEST_F(LocalBackendTest, BadRequestsAreInvalidArgument) {
   EXPECT_EQ(run(*backend_, {}, greedy(4)).status.code(), Status::Code::kInvalidArgument);
   EXPECT_EQ(run(*backend_, {1, n_vocab}, greedy(4)).status.code(), Status::Code::kInvalidArgument);
   EXPECT_EQ(run(*backend_, {1, -1}, greedy(4)).status.code(), Status::Code::kInvalidArgument);
-  EXPECT_EQ(run(*backend_, std::vector<int32_t>(256, 1), greedy(4)).status.code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(run(*backend_, std::vector<int32_t>(256, 1), greedy(4)).status.code(),
+            Status::Code::kInvalidArgument);
   SamplingParams bad = greedy(4);
   bad.top_p = -1;
   EXPECT_EQ(run(*backend_, {1, 2}, bad).status.code(), Status::Code::kInvalidArgument);
@@ -227,7 +236,8 @@ TEST_F(LocalBackendTest, SlowConsumerDoesNotBlockOthers) {
 
 TEST_F(LocalBackendTest, ShutdownEndsWaitingRequestsWithUnavailable) {
   backend_->set_paused(true);
-  auto waiting = std::async(std::launch::async, [&] { return run(*backend_, prompt_ids("p0"), greedy(4)); });
+  auto waiting =
+      std::async(std::launch::async, [&] { return run(*backend_, prompt_ids("p0"), greedy(4)); });
   while (backend_->stats().waiting < 1) std::this_thread::yield();
   backend_.reset();
   EXPECT_EQ(waiting.get().status.code(), Status::Code::kUnavailable);

@@ -112,6 +112,7 @@ class FakeBackend : public GenerationBackend {
   std::vector<int32_t> tokens;
   std::atomic<int> emitted{0};
   std::atomic<bool> cancelled{false};
+  std::function<void()> after_first;  // called after the first token, if set
   Result<GenerationResult> generate(const GenerationRequest& req,
                                     const TokenCallback& on_token) override {
     emitted = 0;
@@ -123,6 +124,7 @@ class FakeBackend : public GenerationBackend {
         cancelled = true;
         break;
       }
+      if (emitted == 1 && after_first) after_first();
     }
     if (!fail_after.ok()) return fail_after;
     GenerationResult g;
@@ -674,25 +676,32 @@ TEST_F(ApiTest, BackendStatusesBecomeHttpStatuses) {
 }
 
 TEST_F(ApiTest, ClientGoneCancelsTheGeneration) {
+  // The fake holds its second token until the client has hung up, then offers
+  // many more: the server must notice at its next writes and cancel.
   fake_->tokens.assign(200000, tok_->find_token("▁the"));
+  std::promise<void> hung_up;
+  std::shared_future<void> gate = hung_up.get_future().share();
+  fake_->after_first = [gate] { gate.wait(); };
   httplib::Client c("127.0.0.1", fake_port_);
   httplib::Request req;
   req.method = "POST";
   req.path = "/v1/completions";
   req.body = json{{"prompt", "Hi"}, {"stream", true}}.dump();
   req.set_header("Content-Type", "application/json");
-  int chunks = 0;
-  req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 2; };
+  req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+    return false;
+  };  // gone after one chunk
   httplib::Response res;
   httplib::Error err;
   c.send(req, res, err);
   c.stop();
-  // The server learns of it at its next write; the fake then sees on_token return false.
+  hung_up.set_value();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (!fake_->cancelled && std::chrono::steady_clock::now() < deadline)
     std::this_thread::yield();
   EXPECT_TRUE(fake_->cancelled);
   EXPECT_LT(fake_->emitted.load(), 200000);
+  fake_->after_first = nullptr;
   fake_->tokens.clear();
 }
 

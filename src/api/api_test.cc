@@ -705,6 +705,20 @@ TEST_F(ApiTest, ClientGoneCancelsTheGeneration) {
   fake_->tokens.clear();
 }
 
+// A generation that ends before its first token (an end-of-generation token at
+// once) still streams a well-formed answer: the role chunk, the finish chunk, [DONE].
+TEST_F(ApiTest, EmptyAnswersAreWellFormed) {
+  fake_->tokens.clear();
+  const json body = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 4}};
+  Reply plain = swarm::post(fake_port_, "/v1/chat/completions", body.dump());
+  EXPECT_EQ(answer_text(plain, true), "");
+  EXPECT_EQ(plain.j["usage"]["completion_tokens"], 0);
+  Streamed s = stream(fake_port_, "/v1/chat/completions", body);
+  ASSERT_EQ(s.events.size(), 2u);
+  EXPECT_EQ(s.text, "");
+  EXPECT_EQ(s.finish_reason, "length");
+}
+
 TEST_F(ApiTest, BodiesOverTheLimitAre413) {
   Reply r =
       swarm::post(fake_port_, "/v1/completions", json{{"prompt", std::string(8192, 'a')}}.dump());

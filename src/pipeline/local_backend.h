@@ -67,7 +67,7 @@ class LocalBackend : public GenerationBackend {
  private:
   struct Request;
   void scheduler_loop();
-  // One iteration over `active_`; false if there was nothing to do.
+  // One iteration: admit waiting requests, drop cancelled ones, run one batch.
   void step();
   // Frees the request's cache and hands `result` to its caller.
   void finish(Request& r, Result<GenerationResult> result);

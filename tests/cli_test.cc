@@ -178,6 +178,10 @@ TEST_F(CliTest, BadInputGetsAClearErrorAndNonZeroExit) {
            {"generate -m /nonexistent.gguf -p hi", "/nonexistent.gguf"},
            {"logits -m " + std::string(SWARM_SOURCE_DIR) + "/README.md --tokens 1", "README.md"},
            {"tokenize -m /nonexistent/model.gguf hello", "/nonexistent/model.gguf"},
+           {"serve -m " + model_ + " --listen nonsense", "nonsense"},
+           {"serve -m " + model_ + " --listen 127.0.0.1:70000", "70000"},
+           {"serve -m " + model_ + " --listen 127.0.0.1:0 --chat-template no-such-family", "no-such-family"},
+           {"serve -m /nonexistent.gguf --listen 127.0.0.1:0", "/nonexistent.gguf"},
        }) {
     CmdResult r = swarm(c.args);
     EXPECT_NE(r.code, 0) << c.args;

@@ -25,6 +25,8 @@ inline void check(const Status& st) {
 Result<std::vector<int32_t>> parse_token_list(const std::string& s);
 // "2G", "512M", "1024" -> bytes (K, M, G, T are powers of 1024).
 Result<uint64_t> parse_bytes(const std::string& s);
+// "HOST:PORT" (or "[v6]:PORT") -> {host, port} with 0 <= port <= 65535 (0: any free port).
+Result<std::pair<std::string, int>> parse_host_port(const std::string& s);
 // "A:B" -> {A, B} with 0 <= A < B.
 Result<std::pair<int, int>> parse_layer_range(const std::string& s);
 
@@ -39,5 +41,6 @@ void register_bench(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_node(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace swarm::cli

@@ -8,6 +8,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   swarm::cli::register_generate(app);
   swarm::cli::register_tokenize(app);
+  swarm::cli::register_serve(app);
   swarm::cli::register_logits(app);
   swarm::cli::register_hidden(app);
   swarm::cli::register_synth(app);

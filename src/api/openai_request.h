@@ -1,0 +1,43 @@
+// The body of POST /v1/chat/completions and POST /v1/completions, read and
+// checked the way OpenAI's API checks it: a wrong type, a missing field or an
+// out-of-range value is a 400 that names the parameter. Parameters OpenAI has
+// and we do not support in a way that would change the answer (n > 1,
+// logprobs, tools, JSON mode) are refused, not ignored; unknown fields are
+// ignored, as vLLM and llama.cpp's server do.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "api/api_error.h"
+#include "engine/chat_template.h"
+#include "engine/sampler.h"
+
+namespace swarm {
+
+struct CompletionRequest {
+  bool chat = false;
+  std::string model;                  // "" when the request names none
+  std::vector<ChatMessage> messages;  // chat
+  std::string prompt_text;            // completions, unless prompt_ids
+  std::vector<int32_t> prompt_ids;    // completions given token ids
+  bool prompt_is_ids = false;
+  bool echo = false;  // completions: the prompt's text comes first
+  bool stream = false;
+  bool include_usage = false;         // stream_options.include_usage
+  std::optional<int64_t> max_tokens;  // max_completion_tokens, else max_tokens
+  std::optional<uint64_t> seed;
+  // Every sampling field the request gave; the rest keep llama.cpp's defaults
+  // (SamplingParams). stop_tokens and max_tokens are left for the server.
+  SamplingParams sampling;
+};
+
+// Reads `body` (a parsed JSON value of any kind). `n_vocab` bounds token ids in
+// a prompt and logit_bias.
+std::variant<CompletionRequest, ApiError> parse_completion_request(const nlohmann::json& body,
+                                                                   bool chat, int n_vocab);
+
+}  // namespace swarm

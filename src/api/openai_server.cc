@@ -1,0 +1,523 @@
+#include "api/openai_server.h"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <ctime>
+#include <mutex>
+#include <optional>
+#include <random>
+
+#include "api/api_error.h"
+#include "api/openai_request.h"
+
+namespace swarm {
+namespace {
+
+using nlohmann::json;                  // requests
+using OJson = nlohmann::ordered_json;  // responses, fields in OpenAI's order
+
+// Generated text may hold bytes that never become valid UTF-8 (a model can emit
+// any byte token): JSON gets U+FFFD for them instead of an exception.
+std::string dump(const OJson& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void send_json(httplib::Response& res, int status, const OJson& j) {
+  res.status = status;
+  res.set_content(dump(j), "application/json");
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  send_json(res, e.http_status, e.body());
+}
+
+std::string random_id(const char* prefix) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::string id = prefix;
+  for (int i = 0; i < 24; ++i) id += kAlphabet[rng() % (sizeof kAlphabet - 1)];
+  return id;
+}
+
+uint64_t random_seed() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return rng();
+}
+
+OJson usage_json(int prompt, int completion) {
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt + completion}};
+}
+
+// One completion, ready for the backend.
+struct Job {
+  bool chat = false;
+  std::string id, model;
+  int64_t created = 0;
+  GenerationRequest gen;
+  bool stream = false, include_usage = false;
+  std::string echo;  // completions with echo: the prompt's text
+};
+
+// Where a job's output goes while it runs.
+struct JobSink {
+  std::function<void()> first_token;  // the backend produced its first token; may be empty
+  std::function<bool(const std::string&)> text;  // text safe to show now; false: the client is gone
+  std::function<bool()> alive;                   // checked per token; false: cancel
+};
+
+struct Outcome {
+  Status status;
+  bool cancelled = false;  // the sink asked to stop (client gone, server stopping)
+  std::string finish_reason;
+  GenerationResult result;
+};
+
+// Runs `job`, turning tokens into text: UTF-8 characters split across tokens
+// are held back until complete (TokenStreamDecoder), and so is anything that
+// may be the start of a stop string (StopMatcher); a completed stop string
+// ends the generation and is not shown.
+Outcome run_job(GenerationBackend& backend, const Tokenizer& tok, const Job& job,
+                const JobSink& sink) {
+  TokenStreamDecoder decoder(tok);
+  for (int32_t id : job.gen.prompt) decoder.push(id);  // so spacing continues the prompt
+  StopMatcher stops(job.gen.sampling.stop);
+  bool first = true;
+  Outcome out;
+  auto on_token = [&](int32_t id) -> bool {
+    if (first) {
+      first = false;
+      if (sink.first_token) sink.first_token();
+    }
+    if (sink.alive && !sink.alive()) {
+      out.cancelled = true;
+      return false;
+    }
+    const std::string text = stops.push(decoder.push(id));
+    if (!text.empty() && !sink.text(text)) {
+      out.cancelled = true;
+      return false;
+    }
+    return !stops.stopped();
+  };
+  auto r = backend.generate(job.gen, on_token);
+  if (!r.ok()) {
+    out.status = r.status();
+    return out;
+  }
+  out.result = *r;
+  if (out.cancelled) return out;
+  if (!stops.stopped()) {
+    std::string tail = stops.push(decoder.flush());
+    tail += stops.flush();
+    if (!tail.empty() && !sink.text(tail)) out.cancelled = true;
+  }
+  out.finish_reason = stops.stopped() ? "stop" : r->finish_reason;
+  return out;
+}
+
+OJson chunk_head(const Job& job) {
+  return {{"id", job.id},
+          {"object", job.chat ? "chat.completion.chunk" : "text_completion"},
+          {"created", job.created},
+          {"model", job.model}};
+}
+
+// A streamed chunk with one choice: chat `delta` or completion `text`.
+OJson choice_chunk(const Job& job, const OJson& delta_or_text, const OJson& finish_reason) {
+  OJson c = chunk_head(job);
+  OJson choice = {{"index", 0}};
+  if (job.chat)
+    choice["delta"] = delta_or_text;
+  else
+    choice["text"] = delta_or_text;
+  choice["logprobs"] = nullptr;
+  choice["finish_reason"] = finish_reason;
+  c["choices"] = OJson::array({choice});
+  if (job.include_usage) c["usage"] = nullptr;
+  return c;
+}
+
+std::string sse(const OJson& j) { return "data: " + dump(j) + "\n\n"; }
+
+// A streamed response: the worker thread runs the job and appends SSE events;
+// the HTTP thread writes them out as they come.
+struct StreamState {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string pending;            // events not yet written
+  bool opened = false;            // the first event exists: the status is 200
+  bool finished = false;          // nothing more will be appended
+  std::optional<ApiError> error;  // failed before opening: answer with this instead
+  std::atomic<bool> client_gone{false};
+  std::thread worker;
+};
+
+const char* kBadJson =
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+    "your HTTP "
+    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid "
+    "JSON.)";
+
+}  // namespace
+
+Result<std::unique_ptr<OpenAiServer>> OpenAiServer::Create(ApiOptions options,
+                                                           GenerationBackend& backend) {
+  if (options.model_names.empty())
+    return Status::InvalidArgument("the API needs at least one model name");
+  for (const std::string& n : options.model_names)
+    if (n.empty()) return Status::InvalidArgument("a model name must not be empty");
+  if (options.tokenizer == nullptr) return Status::InvalidArgument("the API needs a tokenizer");
+  if (options.http_threads < 1)
+    return Status::InvalidArgument("the API needs at least one HTTP thread");
+  std::string note;
+  auto family = choose_chat_family(options.chat_template, options.chat_template_override, &note);
+  if (!family.ok()) return family.status();
+  return std::unique_ptr<OpenAiServer>(
+      new OpenAiServer(std::move(options), backend, *family, std::move(note)));
+}
+
+OpenAiServer::OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family,
+                           std::string note)
+    : options_(std::move(options)),
+      backend_(backend),
+      family_(family),
+      family_note_(std::move(note)),
+      http_(std::make_unique<httplib::Server>()) {
+  install_routes();
+}
+
+OpenAiServer::~OpenAiServer() { stop(); }
+
+int OpenAiServer::context_length() const {
+  const int b = backend_.context_length();
+  if (b <= 0) return std::max(options_.context_length, 1);
+  return options_.context_length > 0 ? std::min(options_.context_length, b) : b;
+}
+
+Result<int> OpenAiServer::listen(const std::string& host, int port) {
+  if (listener_.joinable()) return Status::InvalidArgument("the server is already listening");
+  int bound = port;
+  if (port == 0) {
+    bound = http_->bind_to_any_port(host);
+    if (bound < 0) return Status::IOError("cannot listen on " + host + ": no free port");
+  } else if (port < 0 || port > 65535 || !http_->bind_to_port(host, port)) {
+    return Status::IOError("cannot listen on " + host + ":" + std::to_string(port));
+  }
+  auto ended = std::make_shared<std::atomic<bool>>(false);
+  listener_ = std::thread([this, ended] {
+    http_->listen_after_bind();
+    *ended = true;
+  });
+  // Return only once stop() can stop it.
+  while (!http_->is_running() && !*ended) std::this_thread::yield();
+  if (*ended) {
+    listener_.join();
+    return Status::IOError("the HTTP server on " + host + ":" + std::to_string(bound) +
+                           " ended at once");
+  }
+  return bound;
+}
+
+void OpenAiServer::stop() {
+  stopping_ = true;
+  if (http_) http_->stop();
+  if (listener_.joinable()) listener_.join();
+}
+
+void OpenAiServer::install_routes() {
+  httplib::Server& s = *http_;
+  const int threads = options_.http_threads;
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  s.set_payload_max_length(options_.max_body_bytes);
+  // httplib's default adds SO_REUSEPORT, which lets a second server bind a port
+  // in use and silently share its connections; a busy port must be an error.
+  s.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  s.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
+  const int64_t started = static_cast<int64_t>(std::time(nullptr));
+
+  s.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours already
+        ApiError e{res.status, "", "invalid_request_error", "", ""};
+        if (res.status == 404)
+          e.message = "Invalid URL (" + req.method + " " + req.path + ")";
+        else if (res.status == 413)
+          e.message = "The request body is too large.";
+        else
+          e.message = "HTTP error " + std::to_string(res.status);
+        if (res.status >= 500) e.type = "server_error";
+        send_json(res, res.status, e.body());
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  s.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        send_error(res, ApiError{500, "Internal error: " + what, "server_error", "", ""});
+      });
+
+  s.Options(".*", [](const httplib::Request&, httplib::Response& res) {
+    res.status = 204;
+    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization");
+  });
+
+  s.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, {{"status", "ok"}});
+  });
+
+  auto model_object = [started](const std::string& name) {
+    return OJson{
+        {"id", name}, {"object", "model"}, {"created", started}, {"owned_by", "swarminfer"}};
+  };
+  auto list_models = [this, model_object](const httplib::Request&, httplib::Response& res) {
+    OJson data = OJson::array();
+    for (const std::string& n : options_.model_names) data.push_back(model_object(n));
+    send_json(res, 200, {{"object", "list"}, {"data", data}});
+  };
+  auto get_model = [this, model_object](const httplib::Request& req, httplib::Response& res) {
+    const std::string name = req.matches[1];
+    if (std::find(options_.model_names.begin(), options_.model_names.end(), name) ==
+        options_.model_names.end()) {
+      send_error(
+          res,
+          ApiError{404, "The model `" + name + "` does not exist or you do not have access to it.",
+                   "invalid_request_error", "model", "model_not_found"});
+      return;
+    }
+    send_json(res, 200, model_object(name));
+  };
+  for (const char* prefix : {"/v1", ""}) {
+    const std::string p = prefix;
+    s.Get(p + "/models", list_models);
+    s.Get(p + "/models/(.+)", get_model);
+    s.Post(p + "/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      handle_completion(req, res, true);
+    });
+    s.Post(p + "/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      handle_completion(req, res, false);
+    });
+  }
+}
+
+void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Response& res,
+                                     bool chat) {
+  const Tokenizer& tok = *options_.tokenizer;
+  const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
+  auto parsed = parse_completion_request(body, chat, tok.vocab_size());
+  if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
+  CompletionRequest& r = std::get<CompletionRequest>(parsed);
+
+  Job job;
+  job.chat = chat;
+  job.model = r.model.empty() ? options_.model_names.front() : r.model;
+  if (std::find(options_.model_names.begin(), options_.model_names.end(), job.model) ==
+      options_.model_names.end())
+    return send_error(res, ApiError{404,
+                                    "The model `" + job.model +
+                                        "` does not exist or you do not have access to it.",
+                                    "invalid_request_error", "model", "model_not_found"});
+
+  // The prompt as token ids.
+  std::vector<int32_t>& prompt = job.gen.prompt;
+  const char* prompt_param = chat ? "messages" : "prompt";
+  if (chat) {
+    const std::string bos = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "";
+    const std::string eos = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "";
+    auto text = render_chat(family_, r.messages, /*add_generation_prompt=*/true, bos, eos);
+    if (!text.ok()) return send_error(res, invalid_request(text.status().message(), "messages"));
+    // The template's markers are special tokens; what users wrote is inside them verbatim.
+    prompt = tok.encode(*text, tok.add_bos_default(), /*parse_special=*/true);
+  } else if (r.prompt_is_ids) {
+    prompt = r.prompt_ids;
+    if (r.echo) job.echo = tok.decode(prompt);
+  } else {
+    // As llama.cpp's server and Hugging Face tokenizers do: special tokens written
+    // in the prompt are matched.
+    prompt = tok.encode(r.prompt_text, tok.add_bos_default(), /*parse_special=*/true);
+    if (r.echo) job.echo = r.prompt_text;
+  }
+  if (prompt.empty())
+    return send_error(res, invalid_request("The prompt is empty: it has no tokens.", prompt_param,
+                                           "invalid_value"));
+
+  // It must fit in the context with room to generate.
+  const int ctx = context_length();
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size());
+  if (n_prompt >= ctx || (r.max_tokens && n_prompt + *r.max_tokens > ctx)) {
+    std::string msg =
+        "This model's maximum context length is " + std::to_string(ctx) +
+        " tokens. However, you requested " + std::to_string(n_prompt + r.max_tokens.value_or(1)) +
+        " tokens (" + std::to_string(n_prompt) + " in the " + prompt_param + ", " +
+        std::to_string(r.max_tokens.value_or(1)) +
+        " in the completion). Please reduce the length of the " + prompt_param + " or completion.";
+    return send_error(res, invalid_request(msg, prompt_param, "context_length_exceeded"));
+  }
+  int64_t max_tokens = ctx - n_prompt;
+  if (r.max_tokens)
+    max_tokens = *r.max_tokens;
+  else if (options_.default_max_tokens > 0)
+    max_tokens = std::min<int64_t>(max_tokens, options_.default_max_tokens);
+
+  SamplingParams& sp = job.gen.sampling;
+  sp = r.sampling;
+  sp.seed = r.seed ? *r.seed : random_seed();
+  sp.stop_tokens = tok.eog_ids();
+  sp.max_tokens = static_cast<int>(max_tokens);
+  if (Status st = sp.validate(tok.vocab_size()); !st.ok())
+    return send_error(res, invalid_request(st.message()));
+
+  job.id = random_id(chat ? "chatcmpl-" : "cmpl-");
+  job.created = static_cast<int64_t>(std::time(nullptr));
+  job.stream = r.stream;
+  job.include_usage = r.include_usage;
+
+  auto log = [this, what = req.method + " " + req.path](const Job& job, const Outcome& o) {
+    if (!options_.log) return;
+    char line[512];
+    const double tps = o.result.generation_seconds > 0 && o.result.completion_tokens > 1
+                           ? (o.result.completion_tokens - 1) / o.result.generation_seconds
+                           : 0.0;
+    std::snprintf(line, sizeof line,
+                  "%s %s: prompt %d, completion %d tokens, %s, %s; first token %.3f s, %.1f tok/s",
+                  what.c_str(), job.id.c_str(), o.result.prompt_tokens, o.result.completion_tokens,
+                  o.status.ok() ? (o.cancelled ? "cancelled" : o.finish_reason.c_str())
+                                : o.status.ToString().c_str(),
+                  o.result.route.c_str(), o.result.prompt_seconds, tps);
+    options_.log(line);
+  };
+
+  if (!job.stream) {
+    std::string text = job.echo;
+    JobSink sink;
+    sink.text = [&text](const std::string& t) {
+      text += t;
+      return true;
+    };
+    sink.alive = [this] { return !stopping_.load(); };
+    Outcome o = run_job(backend_, tok, job, sink);
+    log(job, o);
+    if (!o.status.ok()) return send_error(res, error_from_status(o.status));
+    if (o.cancelled)
+      return send_error(res, error_from_status(Status::Unavailable("the server is shutting down")));
+    OJson choice = {{"index", 0}};
+    if (chat)
+      choice["message"] = {{"role", "assistant"}, {"content", text}};
+    else
+      choice["text"] = text;
+    choice["logprobs"] = nullptr;
+    choice["finish_reason"] = o.finish_reason;
+    OJson out = {{"id", job.id},
+                 {"object", chat ? "chat.completion" : "text_completion"},
+                 {"created", job.created},
+                 {"model", job.model},
+                 {"choices", OJson::array({choice})},
+                 {"usage", usage_json(o.result.prompt_tokens, o.result.completion_tokens)}};
+    return send_json(res, 200, out);
+  }
+
+  // Streaming. The generation runs on its own thread; the response opens (200)
+  // only when the first token exists, so a backend that fails at once (no
+  // route) still gets its proper status.
+  auto st = std::make_shared<StreamState>();
+  auto opening = [st, job] {  // with st->mu held
+    if (st->opened) return;
+    st->opened = true;
+    if (job.chat)
+      st->pending += sse(choice_chunk(job, {{"role", "assistant"}, {"content", ""}}, nullptr));
+    if (!job.echo.empty()) st->pending += sse(choice_chunk(job, job.echo, nullptr));
+  };
+  st->worker = std::thread([this, st, job, opening, log] {
+    JobSink sink;
+    sink.first_token = [&] {
+      {
+        std::lock_guard<std::mutex> lk(st->mu);
+        opening();
+      }
+      st->cv.notify_all();
+    };
+    sink.text = [&](const std::string& t) {
+      if (st->client_gone) return false;
+      {
+        std::lock_guard<std::mutex> lk(st->mu);
+        st->pending += sse(choice_chunk(job, job.chat ? OJson{{"content", t}} : OJson(t), nullptr));
+      }
+      st->cv.notify_all();
+      return true;
+    };
+    sink.alive = [&] { return !st->client_gone && !stopping_; };
+    Outcome o = run_job(backend_, *options_.tokenizer, job, sink);
+    log(job, o);
+    {
+      std::lock_guard<std::mutex> lk(st->mu);
+      if (!o.status.ok()) {
+        if (!st->opened)
+          st->error = error_from_status(o.status);
+        else  // the status line has gone out: the error travels as an event, as OpenAI's do
+          st->pending += sse(error_from_status(o.status).body());
+      } else if (!o.cancelled) {
+        opening();
+        st->pending +=
+            sse(choice_chunk(job, job.chat ? OJson::object() : OJson(""), o.finish_reason));
+        if (job.include_usage) {
+          OJson u = chunk_head(job);
+          u["choices"] = OJson::array();
+          u["usage"] = usage_json(o.result.prompt_tokens, o.result.completion_tokens);
+          st->pending += sse(u);
+        }
+        st->pending += "data: [DONE]\n\n";
+      }
+      st->opened = true;
+      st->finished = true;
+    }
+    st->cv.notify_all();
+  });
+  {
+    std::unique_lock<std::mutex> lk(st->mu);
+    st->cv.wait(lk, [&] { return st->opened || st->finished; });
+  }
+  if (st->error) {
+    st->worker.join();
+    return send_error(res, *st->error);
+  }
+  res.status = 200;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [st](size_t, httplib::DataSink& sink) {
+        std::string out;
+        bool finished;
+        {
+          std::unique_lock<std::mutex> lk(st->mu);
+          st->cv.wait(lk, [&] { return !st->pending.empty() || st->finished; });
+          out.swap(st->pending);
+          finished = st->finished;
+        }
+        if (!out.empty() && !sink.write(out.data(), out.size())) {
+          st->client_gone = true;
+          return false;
+        }
+        if (finished) sink.done();
+        return true;
+      },
+      [st](bool) {
+        st->client_gone = true;
+        if (st->worker.joinable()) st->worker.join();
+      });
+}
+
+}  // namespace swarm

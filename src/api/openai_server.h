@@ -1,0 +1,84 @@
+// The OpenAI-compatible HTTP API over any GenerationBackend: `swarm serve`
+// (one model in this process) and `swarm gateway` (a chain of nodes) both
+// serve it. The server speaks text and JSON; the backend speaks token ids.
+//
+//   GET  /v1/models, /v1/models/{id}, /health
+//   POST /v1/chat/completions, /v1/completions   (stream: true -> SSE)
+// (also without the /v1 prefix, as llama.cpp's server accepts them).
+//
+// Requests are served concurrently by a pool of HTTP threads, all calling the
+// backend at once, which batches them. Every error is OpenAI's JSON error body
+// with the matching status; no request body can crash the server.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/chat_template.h"
+#include "engine/status.h"
+#include "engine/tokenizer.h"
+#include "pipeline/generation.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace swarm {
+
+struct ApiOptions {
+  // Names the model is served under; the first is the default for requests
+  // that name none. At least one.
+  std::vector<std::string> model_names;
+  const Tokenizer* tokenizer = nullptr;  // must outlive the server
+  std::string chat_template;  // the model's Jinja template (model_chat_template), may be ""
+  std::string chat_template_override;  // --chat-template NAME; "" = detect from chat_template
+  int context_length = 0;              // <= 0 or above the backend's: the backend's
+  int default_max_tokens = -1;         // for requests that give none; -1: until the context is full
+  int http_threads = 32;
+  size_t max_body_bytes = 16u << 20;
+  // Called once per finished completion with a one-line summary; may be empty.
+  std::function<void(const std::string&)> log;
+};
+
+class OpenAiServer {
+ public:
+  // InvalidArgument for an unknown chat_template_override, no model name or no tokenizer.
+  static Result<std::unique_ptr<OpenAiServer>> Create(ApiOptions options,
+                                                      GenerationBackend& backend);
+  ~OpenAiServer();  // stop()s
+  OpenAiServer(const OpenAiServer&) = delete;
+  OpenAiServer& operator=(const OpenAiServer&) = delete;
+
+  // Binds host:port (port 0: a free one) and serves on a background thread.
+  // Returns the bound port once connections are accepted, or IOError.
+  Result<int> listen(const std::string& host, int port);
+  // Stops accepting, ends streams in progress and waits for the HTTP threads.
+  void stop();
+
+  ChatFamily chat_family() const { return family_; }
+  // What chose the chat family, for the caller to log once.
+  const std::string& chat_family_note() const { return family_note_; }
+  int context_length() const;
+
+ private:
+  OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family, std::string note);
+  void install_routes();
+  void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat);
+
+  ApiOptions options_;
+  GenerationBackend& backend_;
+  ChatFamily family_;
+  std::string family_note_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread listener_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace swarm

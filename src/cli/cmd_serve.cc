@@ -1,0 +1,113 @@
+// swarm serve -m MODEL [--listen HOST:PORT] [-t N] [-c CTX] [-n N] [--chat-template NAME]
+//             [--model-name NAME ...]
+// One model in this process behind the OpenAI-compatible HTTP API, like
+// llama-server: concurrent requests are batched. Prints "listening on
+// HOST:PORT" once connections are accepted; SIGINT or SIGTERM stops it.
+#include <signal.h>
+
+#include <cstdio>
+
+#include "api/openai_server.h"
+#include "cli/common.h"
+#include "engine/chat_template.h"
+#include "engine/tokenizer.h"
+#include "pipeline/local_backend.h"
+
+namespace swarm::cli {
+namespace {
+
+struct ServeOptions {
+  std::string model, listen = "127.0.0.1:8080", chat_template;
+  std::vector<std::string> names;
+  int threads = 0, ctx = 0, n_predict = -1, parallel = 64, http_threads = 32;
+};
+
+// "dir/tiny-llama-Q8_0.gguf" -> "tiny-llama-Q8_0"; a folder -> its name.
+std::string default_model_name(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const size_t slash = path.rfind('/');
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
+  return name;
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app) {
+  auto o = std::make_shared<ServeOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "Serve a model on this machine over an OpenAI-compatible HTTP API");
+  cmd->add_option("-m,--model", o->model, "GGUF file or Hugging Face folder")->required();
+  cmd->add_option("--listen", o->listen,
+                  "HOST:PORT to listen on; port 0 picks a free one (default 127.0.0.1:8080)");
+  cmd->add_option("-t,--threads", o->threads, "Kernel threads (default: all cores)");
+  cmd->add_option("-c,--ctx-size", o->ctx,
+                  "Context length per request (default: the model's, at most 8192)")
+      ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("-n,--n-predict", o->n_predict,
+                  "Tokens to generate when a request gives no max_tokens (default -1: until the "
+                  "context is full)")
+      ->check(CLI::Range(-1, 1 << 24));
+  cmd->add_option("--chat-template", o->chat_template,
+                  "Override the template family (" + chat_family_names() + ")");
+  cmd->add_option("--model-name", o->names,
+                  "Name to serve the model under (repeatable; default: the file's name)");
+  cmd->add_option("--parallel", o->parallel, "Requests batched together at most (default 64)")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--http-threads", o->http_threads, "HTTP worker threads (default 32)")
+      ->check(CLI::Range(1, 1024));
+  cmd->callback([o] {
+    auto hp = parse_host_port(o->listen);
+    if (!hp.ok()) fail("--listen: " + hp.status().message());
+
+    // Every thread started from here on inherits the blocked signals; this one
+    // waits for them.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    auto model = load_model(o->model);
+    auto tok = Tokenizer::Load(o->model);
+    check(tok.status());
+    const ModelConfig& cfg = model->config();
+    if ((*tok)->vocab_size() == 0) fail(o->model + ": the vocabulary is empty");
+    if ((*tok)->vocab_size() > cfg.n_vocab)
+      fail(o->model + ": the tokenizer has " + std::to_string((*tok)->vocab_size()) +
+           " tokens but the model only " + std::to_string(cfg.n_vocab) + " embedding rows");
+    if (!model->has_embed() || !model->has_head())
+      fail(o->model + ": serve needs the embedding and the output head");
+
+    ApiOptions api;
+    api.model_names =
+        o->names.empty() ? std::vector<std::string>{default_model_name(o->model)} : o->names;
+    api.tokenizer = tok->get();
+    api.chat_template = model_chat_template(model->source());
+    api.chat_template_override = o->chat_template;
+    api.default_max_tokens = o->n_predict;
+    api.http_threads = o->http_threads;
+    api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+
+    LocalBackend backend(std::move(model), LocalBackendOptions{.threads = o->threads,
+                                                               .context_length = o->ctx,
+                                                               .max_sequences = o->parallel});
+    auto server = OpenAiServer::Create(api, backend);
+    check(server.status());
+    std::fprintf(stderr, "%s\n", (*server)->chat_family_note().c_str());
+    auto port = (*server)->listen(hp->first, hp->second);
+    check(port.status());
+    std::fprintf(stderr, "model %s, context %d tokens\n", api.model_names.front().c_str(),
+                 (*server)->context_length());
+    const bool v6 = hp->first.find(':') != std::string::npos;
+    std::printf("listening on %s%s%s:%d\n", v6 ? "[" : "", hp->first.c_str(), v6 ? "]" : "", *port);
+    std::fflush(stdout);
+
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::fprintf(stderr, "signal %d: stopping\n", sig);
+    (*server)->stop();
+  });
+}
+
+}  // namespace swarm::cli

@@ -1,0 +1,326 @@
+#include "pipeline/local_backend.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <optional>
+
+namespace swarm {
+
+using Clock = std::chrono::steady_clock;
+
+// One generation. The caller fills the request fields and then only touches the
+// queue (under `mu`) and `cancelled`; everything else is the scheduler's.
+struct LocalBackend::Request {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  Clock::time_point submitted;
+
+  // Scheduler's.
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<KvCache> cache;
+  size_t fed = 0;     // prompt tokens already in the cache
+  int generated = 0;  // tokens sampled
+  int32_t last = -1;  // the sampled token to feed next
+  bool eog = false;   // ended by an end-of-generation token
+  Clock::time_point first_token, last_token;
+
+  // Shared with the caller.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<int32_t> tokens;
+  std::optional<Result<GenerationResult>> done;
+  std::atomic<bool> cancelled{false};
+};
+
+namespace {
+
+int default_context(const Model& model, int requested) {
+  if (requested > 0) return requested;
+  return std::max(1, std::min(model.config().n_ctx_train, 8192));
+}
+
+double seconds(Clock::time_point a, Clock::time_point b) {
+  return b > a ? std::chrono::duration<double>(b - a).count() : 0.0;
+}
+
+}  // namespace
+
+LocalBackend::LocalBackend(std::unique_ptr<Model> model, int threads, int context_length)
+    : LocalBackend(std::move(model),
+                   LocalBackendOptions{.threads = threads, .context_length = context_length}) {}
+
+LocalBackend::LocalBackend(std::unique_ptr<Model> model, const LocalBackendOptions& options)
+    : model_(std::move(model)),
+      context_length_(default_context(*model_, options.context_length)),
+      options_(options),
+      pool_(options.threads) {
+  scheduler_ = std::thread([this] { scheduler_loop(); });
+}
+
+LocalBackend::~LocalBackend() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  scheduler_.join();
+}
+
+void LocalBackend::set_paused(bool paused) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    paused_ = paused;
+  }
+  cv_.notify_all();
+}
+
+LocalBackend::Stats LocalBackend::stats() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  Stats s = stats_;
+  s.waiting = static_cast<int>(waiting_.size());
+  s.active = live_caches_.load();
+  return s;
+}
+
+Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request,
+                                                const TokenCallback& on_token) {
+  const ModelConfig& cfg = model_->config();
+  if (!model_->has_embed() || !model_->has_head() || model_->first_layer() != 0 ||
+      model_->last_layer() != cfg.n_layer)
+    return Status::Internal("a local backend needs the whole model (embedding, every layer, head)");
+  if (request.prompt.empty()) return Status::InvalidArgument("the prompt is empty");
+  for (size_t i = 0; i < request.prompt.size(); ++i)
+    if (request.prompt[i] < 0 || request.prompt[i] >= cfg.n_vocab)
+      return Status::InvalidArgument(
+          "prompt token " + std::to_string(request.prompt[i]) + " at position " +
+          std::to_string(i) + " is outside the vocabulary of " + std::to_string(cfg.n_vocab));
+  if (static_cast<int64_t>(request.prompt.size()) >= context_length_)
+    return Status::InvalidArgument("the prompt is " + std::to_string(request.prompt.size()) +
+                                   " tokens but the context holds " +
+                                   std::to_string(context_length_) +
+                                   " (prompt and at least one generated token)");
+  SWARM_RETURN_IF_ERROR(request.sampling.validate(cfg.n_vocab));
+
+  auto r = std::make_shared<Request>();
+  r->prompt = request.prompt;
+  r->sampling = request.sampling;
+  r->submitted = Clock::now();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stop_) return Status::Unavailable("the local backend is shutting down");
+    waiting_.push_back(r);
+  }
+  cv_.notify_all();
+
+  // If on_token throws, the request must still end: the scheduler drops it.
+  struct CancelOnExit {
+    Request* r;
+    ~CancelOnExit() { r->cancelled = true; }
+  } cancel_on_exit{r.get()};
+
+  int delivered = 0;
+  bool cancelled = false;
+  std::vector<int32_t> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(r->mu);
+      r->cv.wait(lk, [&] { return !r->tokens.empty() || r->done.has_value(); });
+      if (r->tokens.empty()) break;  // done, and every token delivered
+      batch.assign(r->tokens.begin(), r->tokens.end());
+      r->tokens.clear();
+    }
+    for (int32_t id : batch) {
+      if (cancelled) break;
+      ++delivered;
+      if (!on_token(id)) {
+        cancelled = true;
+        r->cancelled = true;  // the scheduler drops it at its next iteration and posts done
+      }
+    }
+  }
+  Result<GenerationResult> result = std::move(*r->done);
+  if (!result.ok()) return result;
+  result->completion_tokens = delivered + (r->eog && !cancelled ? 1 : 0);
+  if (cancelled) result->finish_reason = "stop";
+  return result;
+}
+
+void LocalBackend::finish(Request& r, Result<GenerationResult> result) {
+  if (r.cache) --live_caches_;
+  r.cache.reset();
+  r.sampler.reset();
+  if (result.ok()) {
+    result->prompt_tokens = static_cast<int>(r.prompt.size());
+    result->route = "local";
+    if (r.generated > 0) {
+      result->prompt_seconds = seconds(r.submitted, r.first_token);
+      result->generation_seconds = seconds(r.first_token, r.last_token);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lk(r.mu);
+    r.done.emplace(std::move(result));
+  }
+  r.cv.notify_all();
+}
+
+static GenerationResult finished(const char* reason) {
+  GenerationResult g;
+  g.finish_reason = reason;
+  return g;
+}
+
+void LocalBackend::scheduler_loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || (!paused_ && (!waiting_.empty() || !active_.empty())); });
+      if (stop_) break;
+    }
+    step();
+  }
+  std::deque<std::shared_ptr<Request>> waiting;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    waiting.swap(waiting_);
+  }
+  for (auto& r : active_) finish(*r, Status::Unavailable("the local backend is shutting down"));
+  for (auto& r : waiting) finish(*r, Status::Unavailable("the local backend is shutting down"));
+  active_.clear();
+}
+
+void LocalBackend::step() {
+  const ModelConfig& cfg = model_->config();
+  const int n_vocab = cfg.n_vocab;
+  // Admit waiting requests while there is room; drop cancelled ones.
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    while (!waiting_.empty() &&
+           static_cast<int>(active_.size()) < std::max(1, options_.max_sequences)) {
+      active_.push_back(std::move(waiting_.front()));
+      waiting_.pop_front();
+      Request& r = *active_.back();
+      r.sampler = std::make_unique<Sampler>(r.sampling, n_vocab);
+      for (int32_t id : r.prompt)
+        r.sampler->accept(id);  // penalties see the prompt, as llama.cpp's do
+      r.cache = model_->new_cache(context_length_);
+      ++live_caches_;
+    }
+  }
+  std::erase_if(active_, [this](const std::shared_ptr<Request>& r) {
+    if (r->cancelled) {
+      finish(*r, finished("stop"));
+      return true;
+    }
+    if (r->sampler->reached_max_tokens(r->generated)) {  // max_tokens 0
+      finish(*r, finished("length"));
+      return true;
+    }
+    return false;
+  });
+  if (active_.empty()) return;
+
+  // One batch: each request's next prompt chunk or its last sampled token.
+  std::vector<int32_t> tokens;
+  std::vector<SeqChunk> chunks;
+  std::vector<Request*> in_batch;
+  std::vector<int64_t> logit_rows;  // batch rows whose logits are needed
+  std::vector<Request*> to_sample;  // the request of each of those rows
+  int budget = std::max(1, options_.max_batch_tokens);
+  for (auto& rp : active_) {
+    Request& r = *rp;
+    int n = 0;
+    if (r.fed < r.prompt.size()) {
+      if (budget <= 0) continue;
+      n = static_cast<int>(std::min<size_t>(r.prompt.size() - r.fed, static_cast<size_t>(budget)));
+      budget -= n;
+      tokens.insert(tokens.end(), r.prompt.begin() + static_cast<ptrdiff_t>(r.fed),
+                    r.prompt.begin() + static_cast<ptrdiff_t>(r.fed) + n);
+      r.fed += static_cast<size_t>(n);
+      if (r.fed == r.prompt.size()) {
+        logit_rows.push_back(static_cast<int64_t>(tokens.size()) - 1);
+        to_sample.push_back(&r);
+      }
+    } else {
+      n = 1;
+      tokens.push_back(r.last);
+      logit_rows.push_back(static_cast<int64_t>(tokens.size()) - 1);
+      to_sample.push_back(&r);
+    }
+    chunks.push_back({r.cache.get(), n});
+    in_batch.push_back(&r);
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++stats_.iterations;
+    stats_.max_batch_sequences =
+        std::max(stats_.max_batch_sequences, static_cast<int>(chunks.size()));
+  }
+
+  const int64_t d = cfg.n_embd;
+  const int64_t n_tok = static_cast<int64_t>(tokens.size());
+  std::vector<float> hidden(static_cast<size_t>(n_tok * d));
+  Status st = model_->embed(tokens.data(), n_tok, hidden.data());
+  if (st.ok()) st = model_->run_layers(hidden.data(), chunks, 0, cfg.n_layer, pool_);
+  std::vector<float> logits;
+  if (st.ok() && !logit_rows.empty()) {
+    const int64_t n_rows = static_cast<int64_t>(logit_rows.size());
+    std::vector<float> rows(static_cast<size_t>(n_rows * d));
+    for (int64_t i = 0; i < n_rows; ++i)
+      std::copy_n(hidden.begin() + logit_rows[i] * d, d, rows.begin() + i * d);
+    logits.resize(static_cast<size_t>(n_rows * n_vocab));
+    st = model_->head(rows.data(), n_rows, logits.data(), pool_);
+  }
+  if (!st.ok()) {
+    // The caches of the whole batch are in an unknown state: end every request in it.
+    std::erase_if(active_, [&](const std::shared_ptr<Request>& r) {
+      if (std::find(in_batch.begin(), in_batch.end(), r.get()) == in_batch.end()) return false;
+      finish(*r, st);
+      return true;
+    });
+    return;
+  }
+
+  // Each request samples with its own sampler (independent, so in parallel).
+  std::vector<int32_t> chosen(to_sample.size());
+  pool_.parallel_for(static_cast<int64_t>(to_sample.size()), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      Sampler& s = *to_sample[i]->sampler;
+      chosen[i] = s.sample(logits.data() + i * n_vocab);
+      s.accept(chosen[i]);
+    }
+  });
+  const auto now = Clock::now();
+  for (size_t i = 0; i < to_sample.size(); ++i) {
+    Request& r = *to_sample[i];
+    const int32_t id = chosen[i];
+    if (r.generated++ == 0) r.first_token = now;
+    r.last_token = now;
+    r.last = id;
+    if (r.sampler->is_stop_token(id)) {
+      r.eog = true;
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> lk(r.mu);
+      r.tokens.push_back(id);
+    }
+    r.cv.notify_all();
+  }
+  std::erase_if(active_, [&](const std::shared_ptr<Request>& rp) {
+    Request& r = *rp;
+    if (r.eog) {
+      finish(r, finished("stop"));
+      return true;
+    }
+    if (r.sampler->reached_max_tokens(r.generated) ||
+        static_cast<int64_t>(r.prompt.size()) + r.generated >= context_length_) {
+      finish(r, finished("length"));
+      return true;
+    }
+    return false;
+  });
+}
+
+}  // namespace swarm

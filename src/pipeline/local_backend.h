@@ -1,0 +1,92 @@
+// A GenerationBackend over one whole Model in this process: what `swarm serve`
+// runs, like llama-server, and the reference a swarm's output is compared with.
+//
+// Concurrent generate() calls are batched (continuous batching): one scheduler
+// thread runs, per iteration, a single run_layers call over every active request
+// (new requests' prompt chunks and running requests' last tokens), then the head
+// for the rows that need logits, and each request's own Sampler. Because the
+// kernels are batch-invariant, a request's tokens do not depend on what else
+// shares its batches. Tokens reach each caller on its own thread through a
+// per-request queue, so a slow consumer never holds up the scheduler.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/model.h"
+#include "engine/thread_pool.h"
+#include "pipeline/generation.h"
+
+namespace swarm {
+
+struct LocalBackendOptions {
+  int threads = 0;             // kernel threads; <= 0: one per hardware thread
+  int context_length = 0;      // per request (prompt + generated); <= 0: the model's, at most 8192
+  int max_sequences = 64;      // requests in the batch at once; more wait their turn
+  int max_batch_tokens = 512;  // prompt tokens per iteration (long prompts are fed in chunks)
+};
+
+class LocalBackend : public GenerationBackend {
+ public:
+  // `model` must hold every layer, the embedding and the head.
+  LocalBackend(std::unique_ptr<Model> model, int threads, int context_length);
+  LocalBackend(std::unique_ptr<Model> model, const LocalBackendOptions& options);
+  // Requests still running end with Unavailable.
+  ~LocalBackend() override;
+  LocalBackend(const LocalBackend&) = delete;
+  LocalBackend& operator=(const LocalBackend&) = delete;
+
+  // Validates the request (a non-empty prompt of ids within the vocabulary that
+  // leaves room in the context, valid sampling parameters): InvalidArgument
+  // otherwise. completion_tokens counts the tokens passed to `on_token` plus the
+  // end-of-generation token when one ended it. When `on_token` returns false
+  // the request is cancelled and its cache freed before generate() returns.
+  Result<GenerationResult> generate(const GenerationRequest& request,
+                                    const TokenCallback& on_token) override;
+  int context_length() const override { return context_length_; }
+
+  const Model& model() const { return *model_; }
+
+  // While paused the scheduler runs no iterations; requests queue up. Tests use
+  // it to make requests share batches for certain.
+  void set_paused(bool paused);
+  struct Stats {
+    int waiting = 0;              // submitted, not yet in the batch
+    int active = 0;               // in the batch, holding a KV cache
+    int64_t iterations = 0;       // run_layers calls so far
+    int max_batch_sequences = 0;  // the most sequences one iteration has run
+  };
+  Stats stats() const;
+
+ private:
+  struct Request;
+  void scheduler_loop();
+  // One iteration: admit waiting requests, drop cancelled ones, run one batch.
+  void step();
+  // Frees the request's cache and hands `result` to its caller.
+  void finish(Request& r, Result<GenerationResult> result);
+
+  std::unique_ptr<Model> model_;
+  const int context_length_;
+  const LocalBackendOptions options_;
+  ThreadPool pool_;
+
+  mutable std::mutex mu_;  // guards waiting_, paused_, stop_, stats_
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Request>> waiting_;
+  bool paused_ = false;
+  bool stop_ = false;
+  Stats stats_;
+  std::atomic<int> live_caches_{0};
+
+  std::vector<std::shared_ptr<Request>> active_;  // the scheduler thread's own
+  std::thread scheduler_;
+};
+
+}  // namespace swarm

@@ -1,0 +1,92 @@
+// The official `openai` npm package against a running `swarm serve`:
+//   node client_test.mjs BASE_URL MODEL
+// Chat and completions, streamed and not; the streamed text must equal the
+// non-streamed text, and errors must surface as the client's typed errors.
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+
+const [baseURL, model] = process.argv.slice(2);
+const client = new OpenAI({ baseURL, apiKey: "sk-not-needed", maxRetries: 0, timeout: 60_000 });
+
+async function main() {
+  const models = await client.models.list();
+  assert.ok(models.data.some((m) => m.id === model), `models: ${JSON.stringify(models.data)}`);
+
+  // Chat, not streamed.
+  const messages = [
+    { role: "system", content: "You are terse." },
+    { role: "user", content: "Say something about swarms." },
+  ];
+  const chat = await client.chat.completions.create({ model, messages, max_tokens: 16, temperature: 0, seed: 7 });
+  assert.match(chat.id, /^chatcmpl-/);
+  assert.equal(chat.object, "chat.completion");
+  assert.equal(chat.model, model);
+  assert.equal(chat.choices.length, 1);
+  assert.equal(chat.choices[0].message.role, "assistant");
+  assert.equal(typeof chat.choices[0].message.content, "string");
+  assert.ok(["stop", "length"].includes(chat.choices[0].finish_reason));
+  const u = chat.usage;
+  assert.ok(u.prompt_tokens > 0 && u.completion_tokens > 0 && u.total_tokens === u.prompt_tokens + u.completion_tokens);
+
+  // Chat, streamed with usage: the deltas add up to the same text.
+  const stream = await client.chat.completions.create({
+    model, messages, max_tokens: 16, temperature: 0, seed: 7, stream: true, stream_options: { include_usage: true },
+  });
+  let text = "", finish = null, usage = null, chunks = 0;
+  for await (const chunk of stream) {
+    assert.equal(chunk.object, "chat.completion.chunk");
+    chunks++;
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      text += c.delta?.content ?? "";
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.equal(text, chat.choices[0].message.content);
+  assert.equal(finish, chat.choices[0].finish_reason);
+  assert.deepEqual(usage, chat.usage);
+  assert.ok(chunks > 3, `only ${chunks} chunks`);
+
+  // The helper that assembles a streamed message.
+  const runner = client.chat.completions.stream({ model, messages, max_tokens: 16, temperature: 0 });
+  const final = await runner.finalChatCompletion();
+  assert.equal(final.choices[0].message.content, chat.choices[0].message.content);
+
+  // Completions, not streamed and streamed, with a stop string.
+  const prompt = "The licensee may copy and distribute";
+  const comp = await client.completions.create({ model, prompt, max_tokens: 20, temperature: 0 });
+  assert.match(comp.id, /^cmpl-/);
+  assert.equal(comp.object, "text_completion");
+  const full = comp.choices[0].text;
+  let streamed = "";
+  for await (const chunk of await client.completions.create({ model, prompt, max_tokens: 20, temperature: 0, stream: true })) {
+    streamed += chunk.choices[0]?.text ?? "";
+  }
+  assert.equal(streamed, full);
+  const m = full.slice(3).match(/[A-Za-z]{2}/);
+  if (m) {
+    const stopped = await client.completions.create({ model, prompt, max_tokens: 20, temperature: 0, stop: [m[0]] });
+    assert.equal(stopped.choices[0].text, full.slice(0, full.indexOf(m[0])));
+    assert.equal(stopped.choices[0].finish_reason, "stop");
+  }
+
+  // Errors arrive as the client's typed errors.
+  await assert.rejects(
+    client.chat.completions.create({ model: "no-such-model", messages }),
+    (e) => e instanceof OpenAI.NotFoundError && e.code === "model_not_found",
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model, messages, n: 3 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "n",
+  );
+  await assert.rejects(
+    client.completions.create({ model, prompt: "x", max_tokens: 1 << 20 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.code === "context_length_exceeded",
+  );
+  console.log("openai client: all checks passed");
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

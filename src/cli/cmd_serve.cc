@@ -3,11 +3,10 @@
 // One model in this process behind the OpenAI-compatible HTTP API, like
 // llama-server: concurrent requests are batched. Prints "listening on
 // HOST:PORT" once connections are accepted; SIGINT or SIGTERM stops it.
-#include <signal.h>
-
 #include <cstdio>
 
 #include "api/openai_server.h"
+#include "cli/api_serving.h"
 #include "cli/common.h"
 #include "engine/chat_template.h"
 #include "engine/tokenizer.h"
@@ -21,15 +20,6 @@ struct ServeOptions {
   std::vector<std::string> names;
   int threads = 0, ctx = 0, n_predict = -1, parallel = 64, http_threads = 32;
 };
-
-// "dir/tiny-llama-Q8_0.gguf" -> "tiny-llama-Q8_0"; a folder -> its name.
-std::string default_model_name(std::string path) {
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  const size_t slash = path.rfind('/');
-  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
-  if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
-  return name;
-}
 
 }  // namespace
 
@@ -59,14 +49,7 @@ void register_serve(CLI::App& app) {
   cmd->callback([o] {
     auto hp = parse_host_port(o->listen);
     if (!hp.ok()) fail("--listen: " + hp.status().message());
-
-    // Every thread started from here on inherits the blocked signals; this one
-    // waits for them.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    const sigset_t signals = block_stop_signals();
 
     auto model = load_model(o->model);
     auto tok = Tokenizer::Load(o->model);
@@ -92,21 +75,7 @@ void register_serve(CLI::App& app) {
     LocalBackend backend(std::move(model), LocalBackendOptions{.threads = o->threads,
                                                                .context_length = o->ctx,
                                                                .max_sequences = o->parallel});
-    auto server = OpenAiServer::Create(api, backend);
-    check(server.status());
-    std::fprintf(stderr, "%s\n", (*server)->chat_family_note().c_str());
-    auto port = (*server)->listen(hp->first, hp->second);
-    check(port.status());
-    std::fprintf(stderr, "model %s, context %d tokens\n", api.model_names.front().c_str(),
-                 (*server)->context_length());
-    const bool v6 = hp->first.find(':') != std::string::npos;
-    std::printf("listening on %s%s%s:%d\n", v6 ? "[" : "", hp->first.c_str(), v6 ? "]" : "", *port);
-    std::fflush(stdout);
-
-    int sig = 0;
-    sigwait(&signals, &sig);
-    std::fprintf(stderr, "signal %d: stopping\n", sig);
-    (*server)->stop();
+    serve_until_signal(api, backend, o->listen, signals);
   });
 }
 

@@ -41,6 +41,7 @@ void register_bench(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_node(CLI::App& app);
+void register_gateway(CLI::App& app);
 void register_serve(CLI::App& app);
 
 }  // namespace swarm::cli

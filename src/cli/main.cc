@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   swarm::cli::register_synth(app);
   swarm::cli::register_bench(app);
   swarm::cli::register_node(app);
+  swarm::cli::register_gateway(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

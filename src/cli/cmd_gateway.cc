@@ -1,0 +1,102 @@
+// swarm gateway -m MODEL --listen HOST:PORT --peers HOST:PORT,... [--relay] [--wire-f16]
+//               [-c CTX] [-n N] [--chat-template NAME] [--model-name NAME]
+// The OpenAI-compatible HTTP API in front of a swarm: loads only the model's
+// tokenizer and metadata, finds a chain of peers covering every layer, and
+// streams each request through it. Prints "listening on HOST:PORT"; SIGINT or
+// SIGTERM stops it.
+#include <cstdio>
+#include <sstream>
+
+#include "cli/api_serving.h"
+#include "cli/common.h"
+#include "engine/chat_template.h"
+#include "engine/model_arch.h"
+#include "engine/model_loader.h"
+#include "engine/tokenizer.h"
+#include "net/model_id.h"
+#include "pipeline/pipeline_backend.h"
+
+namespace swarm::cli {
+namespace {
+
+struct GatewayOptions {
+  std::string model, listen = "127.0.0.1:8080", peers, chat_template;
+  std::vector<std::string> names;
+  int ctx = 0, n_predict = -1, http_threads = 32, step_timeout_ms = 60000;
+  bool relay = false, wire_f16 = false;
+};
+
+std::vector<std::string> split_peers(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+}  // namespace
+
+void register_gateway(CLI::App& app) {
+  auto o = std::make_shared<GatewayOptions>();
+  CLI::App* cmd = app.add_subcommand("gateway", "Serve a swarm's model over an OpenAI-compatible HTTP API");
+  cmd->add_option("-m,--model", o->model, "GGUF file or Hugging Face folder (only its tokenizer and metadata are read)")
+      ->required();
+  cmd->add_option("--listen", o->listen, "HOST:PORT to listen on; port 0 picks a free one (default 127.0.0.1:8080)");
+  cmd->add_option("--peers", o->peers, "Nodes to route through: HOST:PORT,HOST:PORT,...")->required();
+  cmd->add_flag("--relay", o->relay, "Carry every stage's output through the gateway instead of pushing stage to stage");
+  cmd->add_flag("--wire-f16", o->wire_f16, "Send hidden states as f16 (half the traffic; not bit-exact)");
+  cmd->add_option("-c,--ctx-size", o->ctx, "Context length per request (default: the model's, at most 8192)")
+      ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate when a request gives no max_tokens (default -1)")
+      ->check(CLI::Range(-1, 1 << 24));
+  cmd->add_option("--chat-template", o->chat_template, "Override the template family (" + chat_family_names() + ")");
+  cmd->add_option("--model-name", o->names, "Name to serve the model under (repeatable; default: the file's name)");
+  cmd->add_option("--http-threads", o->http_threads, "HTTP worker threads (default 32)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--step-timeout-ms", o->step_timeout_ms, "A step with no answer by then fails (default 60000)")
+      ->check(CLI::Range(1, 3600000));
+  cmd->callback([o] {
+    auto hp = parse_host_port(o->listen);
+    if (!hp.ok()) fail("--listen: " + hp.status().message());
+    PipelineOptions po;
+    po.peers = split_peers(o->peers);
+    if (po.peers.empty()) fail("--peers: no peer given");
+    for (const std::string& p : po.peers)
+      if (!parse_host_port(p).ok()) fail("--peers: '" + p + "' is not HOST:PORT");
+    const sigset_t signals = block_stop_signals();
+
+    auto source = open_model_source(o->model);
+    check(source.status());
+    check(check_model_tensors(*source));
+    auto id = net::model_content_id(*source);
+    check(id.status());
+    auto tok = Tokenizer::Load(o->model);
+    check(tok.status());
+    const ModelConfig& cfg = source->config;
+    if ((*tok)->vocab_size() == 0) fail(o->model + ": the vocabulary is empty");
+
+    po.push = !o->relay;
+    po.wire_f16 = o->wire_f16;
+    po.context_length = o->ctx > 0 ? o->ctx : std::min(cfg.n_ctx_train, 8192);
+    po.step_timeout = std::chrono::milliseconds(o->step_timeout_ms);
+    PipelineBackend backend(*id, cfg.n_layer, po);
+    if (auto chain = backend.route(); chain.ok())
+      std::fprintf(stderr, "model %s (%s): chain %s\n", cfg.name.c_str(), id->substr(0, 12).c_str(),
+                   describe_chain(*chain).c_str());
+    else
+      std::fprintf(stderr, "model %s (%s): no chain yet (%s); requests get 503 until one exists\n",
+                   cfg.name.c_str(), id->substr(0, 12).c_str(), chain.status().message().c_str());
+
+    ApiOptions api;
+    api.model_names = o->names.empty() ? std::vector<std::string>{default_model_name(o->model)} : o->names;
+    api.tokenizer = tok->get();
+    api.chat_template = model_chat_template(*source);
+    api.chat_template_override = o->chat_template;
+    api.default_max_tokens = o->n_predict;
+    api.http_threads = o->http_threads;
+    api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    serve_until_signal(api, backend, o->listen, signals);
+  });
+}
+
+}  // namespace swarm::cli

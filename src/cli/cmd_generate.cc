@@ -101,6 +101,7 @@ void register_generate(CLI::App& app) {
     Sampler sampler(sp, cfg.n_vocab);
     for (int32_t id : prompt) sampler.accept(id);  // penalties see the prompt, as llama.cpp's do
     TokenStreamDecoder decoder(**tok);
+    for (int32_t id : prompt) decoder.push(id);  // so the text continues the prompt's spacing
     StopMatcher stops(sp.stop);
 
     ThreadPool pool(o->threads);

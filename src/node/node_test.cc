@@ -26,11 +26,10 @@
 #include "engine/model_loader.h"
 #include "engine/sampler.h"
 #include "engine/test_data.h"
+#include "engine/test_process.h"
 #include "net/channel_cache.h"
 #include "net/model_id.h"
 #include "swarm/v1/stage.grpc.pb.h"
-
-extern char** environ;
 
 namespace swarm::node {
 namespace {
@@ -44,98 +43,20 @@ std::string model_path() {
   return swarm::testing::find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
 }
 
-// Polls `cond` until it holds or `limit` passes.
-bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s) {
-  const auto end = Clock::now() + limit;
-  while (Clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return cond();
-}
+using swarm::testing::eventually;
 
-// A `swarm node` child process; killed when this goes away.
-class NodeProcess {
+// A `swarm node` child process serving the test model; killed when this goes away.
+class NodeProcess : public swarm::testing::ChildProcess {
  public:
-  explicit NodeProcess(std::vector<std::string> extra) {
-    std::vector<std::string> args = {std::string(SWARM_BINARY_DIR) + "/swarm",
-                                     "node",
-                                     "-m",
-                                     model_path(),
-                                     "--listen",
-                                     "127.0.0.1:0",
-                                     "-t",
-                                     "1"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    posix_spawn_file_actions_addclose(&fa, fds[1]);
-    if (posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    out_fd_ = fds[0];
-    // Wait for the line "listening on HOST:PORT".
-    const std::string prefix = "listening on ";
-    std::string line;
-    const auto end = Clock::now() + 30s;
-    auto found = [&] {
-      const size_t at = line.find(prefix);
-      return at != std::string::npos && line.find('\n', at) != std::string::npos;
-    };
-    while (pid_ > 0 && !found() && Clock::now() < end) {
-      pollfd p{out_fd_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      char buf[256];
-      const ssize_t n = read(out_fd_, buf, sizeof buf);
-      if (n <= 0) break;
-      line.append(buf, static_cast<size_t>(n));
-    }
-    if (found()) {
-      const size_t at = line.find(prefix) + prefix.size();
-      address_ = line.substr(at, line.find('\n', at) - at);
-    }
-  }
-  ~NodeProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (out_fd_ >= 0) close(out_fd_);
-  }
-  NodeProcess(const NodeProcess&) = delete;
-  NodeProcess& operator=(const NodeProcess&) = delete;
-
-  bool ok() const { return !address_.empty(); }
-  const std::string& address() const { return address_; }
-  void signal(int sig) { kill(pid_, sig); }
-  // The exit status once the process ended within `limit`; nullopt otherwise.
-  std::optional<int> wait_exit(std::chrono::milliseconds limit) {
-    std::optional<int> code;
-    eventually(
-        [&] {
-          int st = 0;
-          if (waitpid(pid_, &st, WNOHANG) == pid_) {
-            code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-            pid_ = -1;
-            return true;
-          }
-          return false;
-        },
-        limit);
-    return code;
-  }
+  explicit NodeProcess(std::vector<std::string> extra)
+      : ChildProcess(with_model(std::move(extra))) {}
 
  private:
-  pid_t pid_ = -1;
-  int out_fd_ = -1;
-  std::string address_;
+  static std::vector<std::string> with_model(std::vector<std::string> extra) {
+    std::vector<std::string> args = {"node", "-m", model_path(), "--listen", "127.0.0.1:0", "-t", "1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
 };
 
 v1::InfoResponse info(const std::string& address) {

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# ctest's openai_client test: starts `swarm serve` on 127.0.0.1:0, runs the
-# official openai npm package against it (client_test.mjs), stops the server.
-#   run_test.sh SWARM_BINARY MODEL WORK_DIR
+# ctest's openai_client tests: start `swarm serve` on 127.0.0.1:0 (or, with
+# MODE=swarm, two `swarm node` processes and a `swarm gateway` over them), run
+# the official openai npm package against it (client_test.mjs), stop everything.
+#   run_test.sh SWARM_BINARY MODEL WORK_DIR [serve|swarm]
 # npm installs into WORK_DIR (in the build tree), never into the source tree.
 # Exit 77 (skipped) when node or npm is missing.
 set -euo pipefail
-swarm=$1 model=$2 work=$3
+swarm=$1 model=$2 work=$3 mode=${4:-serve}
 src=$(cd "$(dirname "$0")" && pwd)
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "node or npm not found: skipping"
@@ -18,26 +19,47 @@ if [ ! -d "$work/node_modules/openai" ] || ! cmp -s "$src/package-lock.json" "$w
 fi
 cp "$src/client_test.mjs" "$work/"
 
-# The server's stdout comes through a FIFO kept open on fd 3, so we can wait
-# for its "listening on" line (no sleeps) and it never writes to a closed pipe.
-fifo="$work/serve.$$.out"
-rm -f "$fifo"
-mkfifo "$fifo"
-"$swarm" serve -m "$model" --listen 127.0.0.1:0 -t 1 -c 512 --model-name tiny >"$fifo" 2>"$work/serve.err" &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$fifo"' EXIT
-exec 3<"$fifo"
-line=""
-if ! IFS= read -r -t 120 line <&3 || [[ "$line" != "listening on "* ]]; then
-  echo "swarm serve did not start (first line: '$line'):"
-  cat "$work/serve.err"
-  exit 1
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -f "$work"/*.$$.out
+}
+trap cleanup EXIT
+
+# start NAME ARGS...: runs `swarm ARGS` with stdout through a FIFO kept open on a
+# new fd, so we can wait for its "listening on" line (no sleeps) and it never
+# writes to a closed pipe. Sets $addr to the HOST:PORT it printed.
+start() {
+  local name=$1
+  shift
+  local fifo="$work/$name.$$.out" fd line=""
+  rm -f "$fifo"
+  mkfifo "$fifo"
+  "$swarm" "$@" >"$fifo" 2>"$work/$name.err" &
+  pids+=($!)
+  exec {fd}<"$fifo"
+  if ! IFS= read -r -t 120 line <&$fd || [[ "$line" != "listening on "* ]]; then
+    echo "swarm $1 did not start (first line: '$line'):"
+    cat "$work/$name.err"
+    exit 1
+  fi
+  addr=${line#listening on }
+  echo "swarm $1: $line"
+}
+
+if [ "$mode" = swarm ]; then
+  start node0 node -m "$model" --layers 0:2 --listen 127.0.0.1:0 -t 1
+  first=$addr
+  start node1 node -m "$model" --layers 2:4 --listen 127.0.0.1:0 -t 1
+  start server gateway -m "$model" --listen 127.0.0.1:0 -c 512 --model-name tiny --peers "$first,$addr"
+else
+  start server serve -m "$model" --listen 127.0.0.1:0 -t 1 -c 512 --model-name tiny
 fi
-port=${line##*:}
-echo "swarm serve: $line"
+port=${addr##*:}
+server_pid=${pids[-1]}
 status=0
 node "$work/client_test.mjs" "http://127.0.0.1:$port/v1" tiny || status=$?
-kill -TERM "$pid"
-wait "$pid" || { rc=$?; if [ $rc -ne 0 ]; then echo "swarm serve exited with $rc:"; cat "$work/serve.err"; status=1; fi; }
-trap 'rm -f "$fifo"' EXIT
+kill -TERM "$server_pid"
+wait "$server_pid" || { rc=$?; if [ $rc -ne 0 ]; then echo "the server exited with $rc:"; cat "$work/server.err"; status=1; fi; }
 exit $status

@@ -42,6 +42,7 @@ void register_generate(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_node(CLI::App& app);
 void register_gateway(CLI::App& app);
+void register_chat(CLI::App& app);
 void register_serve(CLI::App& app);
 
 }  // namespace swarm::cli

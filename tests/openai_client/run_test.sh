@@ -19,34 +19,8 @@ if [ ! -d "$work/node_modules/openai" ] || ! cmp -s "$src/package-lock.json" "$w
 fi
 cp "$src/client_test.mjs" "$work/"
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -f "$work"/*.$$.out
-}
-trap cleanup EXIT
-
-# start NAME ARGS...: runs `swarm ARGS` with stdout through a FIFO kept open on a
-# new fd, so we can wait for its "listening on" line (no sleeps) and it never
-# writes to a closed pipe. Sets $addr to the HOST:PORT it printed.
-start() {
-  local name=$1
-  shift
-  local fifo="$work/$name.$$.out" fd line=""
-  rm -f "$fifo"
-  mkfifo "$fifo"
-  "$swarm" "$@" >"$fifo" 2>"$work/$name.err" &
-  pids+=($!)
-  exec {fd}<"$fifo"
-  if ! IFS= read -r -t 120 line <&$fd || [[ "$line" != "listening on "* ]]; then
-    echo "swarm $1 did not start (first line: '$line'):"
-    cat "$work/$name.err"
-    exit 1
-  fi
-  addr=${line#listening on }
-  echo "swarm $1: $line"
-}
+SWARM=$swarm WORK=$work
+source "$src/../../scripts/procs.sh"
 
 if [ "$mode" = swarm ]; then
   start node0 node -m "$model" --layers 0:2 --listen 127.0.0.1:0 -t 1
@@ -56,6 +30,7 @@ if [ "$mode" = swarm ]; then
 else
   start server serve -m "$model" --listen 127.0.0.1:0 -t 1 -c 512 --model-name tiny
 fi
+echo "swarm $mode: listening on $addr"
 port=${addr##*:}
 server_pid=${pids[-1]}
 status=0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: the engine on synthetic TinyLlama-1.1B in Q4_K_M, Q8_0 and F16
-# (the shapes of ../shared/ANCHORS.md), then the matmul kernels alone.
+# (the shapes of ../shared/ANCHORS.md), the matmul kernels alone, then the swarm
+# against one process (bench/swarm_bench.sh).
 # Every result is one JSON line on stdout.
 set -euo pipefail
 BUILD=${1:-build}
@@ -11,4 +12,5 @@ for TYPE in Q4_K_M Q8_0 F16; do
   [ -f "$MODEL" ] || "$BUILD/swarm" synth --shape tinyllama-1.1b --type "$TYPE" --seed 1 -o "$MODEL" >&2
   "$BUILD/swarm" bench -m "$MODEL" -t "$THREADS" -p 64 -n 32 --json
 done
-if [ -x "$BUILD/bench/matmul_bench" ]; then "$BUILD/bench/matmul_bench"; fi
+if [ -x "$BUILD/bench/matmul_bench" ]; then "$BUILD/bench/matmul_bench" --quick; fi
+"$(dirname "$0")/swarm_bench.sh" "$BUILD"

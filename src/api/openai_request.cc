@@ -339,6 +339,7 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const json& b
   if (auto p = in.number("min_p", 0, 1)) sp.min_p = static_cast<float>(*p);
   if (auto p = in.number("repeat_penalty", 1e-6, 100)) sp.repeat_penalty = static_cast<float>(*p);
   if (auto n = in.integer("repeat_last_n", -1, kIntMax)) sp.repeat_last_n = static_cast<int>(*n);
+  if (auto b = in.boolean("ignore_eos")) r.ignore_eos = *b;
   if (in.error) return *in.error;
   if (auto e = read_stop(in.field("stop"), &sp.stop)) return *e;
   if (auto e = read_logit_bias(in.field("logit_bias"), n_vocab, &sp.logit_bias)) return *e;

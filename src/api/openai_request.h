@@ -28,6 +28,7 @@ struct CompletionRequest {
   bool echo = false;  // completions: the prompt's text comes first
   bool stream = false;
   bool include_usage = false;         // stream_options.include_usage
+  bool ignore_eos = false;            // llama.cpp's extension: generate max_tokens whatever comes
   std::optional<int64_t> max_tokens;  // max_completion_tokens, else max_tokens
   std::optional<uint64_t> seed;
   // Every sampling field the request gave; the rest keep llama.cpp's defaults

@@ -376,7 +376,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   SamplingParams& sp = job.gen.sampling;
   sp = r.sampling;
   sp.seed = r.seed ? *r.seed : random_seed();
-  sp.stop_tokens = tok.eog_ids();
+  if (!r.ignore_eos) sp.stop_tokens = tok.eog_ids();
   sp.max_tokens = static_cast<int>(max_tokens);
   if (Status st = sp.validate(tok.vocab_size()); !st.ok())
     return send_error(res, invalid_request(st.message()));

@@ -1,13 +1,12 @@
 // swarm chat --url http://HOST:PORT [--model NAME] [-n N] [--temp T] [--system TEXT] TEXT
 // A small OpenAI-API client: sends one chat message, streams the answer to
 // stdout as it arrives (SSE), then prints token counts and speed on stderr.
-#include <httplib.h>
-
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "cli/sse_client.h"
 
 namespace swarm::cli {
 
@@ -29,8 +28,6 @@ void register_chat(CLI::App& app) {
   cmd->add_option("message", o->message, "The user message")->required();
   cmd->callback([o] {
     using nlohmann::json;
-    httplib::Client client(o->url);
-    client.set_read_timeout(600, 0);
     json messages = json::array();
     if (!o->system.empty()) messages.push_back({{"role", "system"}, {"content", o->system}});
     messages.push_back({{"role", "user"}, {"content", o->message}});
@@ -39,51 +36,25 @@ void register_chat(CLI::App& app) {
     if (!o->model.empty()) body["model"] = o->model;
     if (o->seed >= 0) body["seed"] = o->seed;
 
-    std::string buffer, error_body;
     json usage;
     int chunks = 0;
     const auto t0 = std::chrono::steady_clock::now();
     auto t_first = t0;
-    httplib::Request req;
-    req.method = "POST";
-    req.path = "/v1/chat/completions";
-    req.body = body.dump();
-    req.set_header("Content-Type", "application/json");
-    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-      buffer.append(data, len);
-      for (size_t end; (end = buffer.find("\n\n")) != std::string::npos; buffer.erase(0, end + 2)) {
-        const std::string event = buffer.substr(0, end);
-        if (event.rfind("data: ", 0) != 0) continue;
-        const std::string payload = event.substr(6);
-        if (payload == "[DONE]") continue;
-        const json j = json::parse(payload, nullptr, false);
-        if (j.is_discarded()) continue;
-        if (j.contains("error")) {
-          error_body = j["error"].value("message", payload);
-          return false;
-        }
-        if (j.contains("usage") && j["usage"].is_object()) usage = j["usage"];
-        if (!j.contains("choices") || j["choices"].empty()) continue;
-        const json& delta = j["choices"][0]["delta"];
-        if (delta.contains("content") && delta["content"].is_string()) {
-          const std::string text = delta["content"];
-          if (!text.empty() && chunks++ == 0) t_first = std::chrono::steady_clock::now();
-          std::fputs(text.c_str(), stdout);
-          std::fflush(stdout);
-        }
+    const Status st = post_streaming(o->url, "/v1/chat/completions", body, [&](const json& j) {
+      if (j.contains("usage") && j["usage"].is_object()) usage = j["usage"];
+      if (!j.contains("choices") || j["choices"].empty()) return true;
+      const json& delta = j["choices"][0]["delta"];
+      if (delta.contains("content") && delta["content"].is_string()) {
+        const std::string text = delta["content"];
+        if (!text.empty() && chunks++ == 0) t_first = std::chrono::steady_clock::now();
+        std::fputs(text.c_str(), stdout);
+        std::fflush(stdout);
       }
       return true;
-    };
-    auto res = client.send(req);
+    });
     std::printf("\n");
     std::fflush(stdout);
-    if (!error_body.empty()) fail("the server reported: " + error_body);
-    if (!res) fail(o->url + ": " + httplib::to_string(res.error()));
-    if (res->status != 200) {
-      const json j = json::parse(res->body, nullptr, false);
-      fail(o->url + ": HTTP " + std::to_string(res->status) + ": " +
-           (j.is_object() && j.contains("error") ? j["error"].value("message", res->body) : res->body));
-    }
+    check(st);
     const double gen = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_first).count();
     const int completion = usage.is_object() ? usage.value("completion_tokens", chunks) : chunks;
     std::fprintf(stderr, "%d prompt tokens, %d generated; first token after %.2f s, then %.1f tok/s\n",

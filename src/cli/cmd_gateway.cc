@@ -22,7 +22,7 @@ namespace {
 struct GatewayOptions {
   std::string model, listen = "127.0.0.1:8080", peers, chat_template;
   std::vector<std::string> names;
-  int ctx = 0, n_predict = -1, http_threads = 32, step_timeout_ms = 60000;
+  int ctx = 0, n_predict = -1, http_threads = 32, step_timeout_ms = 60000, link_delay_ms = 0;
   bool relay = false, wire_f16 = false;
 };
 
@@ -53,6 +53,8 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("--chat-template", o->chat_template, "Override the template family (" + chat_family_names() + ")");
   cmd->add_option("--model-name", o->names, "Name to serve the model under (repeatable; default: the file's name)");
   cmd->add_option("--http-threads", o->http_threads, "HTTP worker threads (default 32)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--link-delay-ms", o->link_delay_ms, "Delay every step the gateway sends by this much (WAN emulation)")
+      ->check(CLI::Range(0, 60000));
   cmd->add_option("--step-timeout-ms", o->step_timeout_ms, "A step with no answer by then fails (default 60000)")
       ->check(CLI::Range(1, 3600000));
   cmd->callback([o] {
@@ -79,6 +81,7 @@ void register_gateway(CLI::App& app) {
     po.wire_f16 = o->wire_f16;
     po.context_length = o->ctx > 0 ? o->ctx : std::min(cfg.n_ctx_train, 8192);
     po.step_timeout = std::chrono::milliseconds(o->step_timeout_ms);
+    po.link_delay = std::chrono::milliseconds(o->link_delay_ms);
     PipelineBackend backend(*id, cfg.n_layer, po);
     if (auto chain = backend.route(); chain.ok())
       std::fprintf(stderr, "model %s (%s): chain %s\n", cfg.name.c_str(), id->substr(0, 12).c_str(),

@@ -43,6 +43,7 @@ void register_tokenize(CLI::App& app);
 void register_node(CLI::App& app);
 void register_gateway(CLI::App& app);
 void register_chat(CLI::App& app);
+void register_loadgen(CLI::App& app);
 void register_serve(CLI::App& app);
 
 }  // namespace swarm::cli

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/gguf_writer.h"
 #include "engine/pretokenizer.h"
 #include "engine/test_data.h"
 #include "engine/unicode.h"
@@ -594,6 +595,24 @@ TEST_F(TokenizerFiles, HfTokenizerJsonWithArrayMergesAndAddedTokens) {
   EXPECT_TRUE((*tok)->add_bos_default());
   EXPECT_EQ((*tok)->bos(), 257);
   EXPECT_EQ((*tok)->encode("ab"), (std::vector<int32_t>{257, 256}));
+}
+
+// A model file whose vocabulary is empty cannot be spoken to: the error says so.
+TEST(TokenizerErrors, EmptyVocabularyIsAClearError) {
+  const std::string path = ::testing::TempDir() + "/empty_vocab_" + std::to_string(::getpid()) + ".gguf";
+  GgufWriter w;
+  w.set_string("general.architecture", "llama");
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_strings("tokenizer.ggml.tokens", {});
+  w.set_f32s("tokenizer.ggml.scores", {});
+  ASSERT_TRUE(w.begin(path).ok());
+  ASSERT_TRUE(w.finish().ok());
+  auto file = read_gguf(path);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  auto tok = Tokenizer::FromGguf(*file);
+  ASSERT_FALSE(tok.ok());
+  EXPECT_NE(tok.status().message().find("vocabulary"), std::string::npos) << tok.status().message();
+  std::remove(path.c_str());
 }
 
 }  // namespace

@@ -146,6 +146,7 @@ class ChainSession {
           hop->set_first_layer(chain_[h].first_layer);
           hop->set_last_layer(chain_[h].last_layer);
         }
+      if (options_.link_delay.count() > 0) std::this_thread::sleep_for(options_.link_delay);
       if (!links_[i].stream->Write(req)) return finish_link(i, "sending a step");
       // Wait for the stage that ends this hop: the last one in push mode.
       const size_t answering = options_.push ? chain_.size() - 1 : i;

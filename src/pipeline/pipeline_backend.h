@@ -28,6 +28,9 @@ struct PipelineOptions {
   ChainCosts costs;
   std::chrono::milliseconds step_timeout{60000};   // a step with no answer by then fails
   std::chrono::milliseconds survey_interval{5000}; // how long peers' Info answers are trusted
+  // Emulated one-way delay on every step the gateway sends (benchmarks of WAN
+  // links; nodes delay what they send with their own --link-delay-ms).
+  std::chrono::milliseconds link_delay{0};
 };
 
 class PipelineBackend : public GenerationBackend {

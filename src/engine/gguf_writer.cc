@@ -18,34 +18,34 @@ void GgufWriter::set_value(const std::string& key, GgufValue v) {
   kv_.emplace_back(key, std::move(v));
 }
 
-void GgufWriter::set_u32(const std::string& key, uint32_t x) {
+namespace {
+
+GgufValue integer(GgufValueType t, int64_t i) {
   GgufValue v;
-  v.type = GgufValueType::UINT32;
-  v.i = x;
-  set_value(key, std::move(v));
+  v.type = t;
+  v.i = i;
+  return v;
 }
-void GgufWriter::set_i32(const std::string& key, int32_t x) {
+
+GgufValue array_of(GgufValueType elem) {
   GgufValue v;
-  v.type = GgufValueType::INT32;
-  v.i = x;
-  set_value(key, std::move(v));
+  v.type = GgufValueType::ARRAY;
+  v.elem_type = elem;
+  return v;
 }
+
+}  // namespace
+
+void GgufWriter::set_u32(const std::string& key, uint32_t x) { set_value(key, integer(GgufValueType::UINT32, x)); }
+void GgufWriter::set_i32(const std::string& key, int32_t x) { set_value(key, integer(GgufValueType::INT32, x)); }
 void GgufWriter::set_u64(const std::string& key, uint64_t x) {
-  GgufValue v;
-  v.type = GgufValueType::UINT64;
-  v.i = static_cast<int64_t>(x);
-  set_value(key, std::move(v));
+  set_value(key, integer(GgufValueType::UINT64, static_cast<int64_t>(x)));
 }
+void GgufWriter::set_bool(const std::string& key, bool x) { set_value(key, integer(GgufValueType::BOOL, x ? 1 : 0)); }
 void GgufWriter::set_f32(const std::string& key, float x) {
   GgufValue v;
   v.type = GgufValueType::FLOAT32;
   v.f = x;
-  set_value(key, std::move(v));
-}
-void GgufWriter::set_bool(const std::string& key, bool x) {
-  GgufValue v;
-  v.type = GgufValueType::BOOL;
-  v.i = x ? 1 : 0;
   set_value(key, std::move(v));
 }
 void GgufWriter::set_string(const std::string& key, const std::string& x) {
@@ -55,23 +55,17 @@ void GgufWriter::set_string(const std::string& key, const std::string& x) {
   set_value(key, std::move(v));
 }
 void GgufWriter::set_strings(const std::string& key, const std::vector<std::string>& x) {
-  GgufValue v;
-  v.type = GgufValueType::ARRAY;
-  v.elem_type = GgufValueType::STRING;
+  GgufValue v = array_of(GgufValueType::STRING);
   v.strings = x;
   set_value(key, std::move(v));
 }
 void GgufWriter::set_f32s(const std::string& key, const std::vector<float>& x) {
-  GgufValue v;
-  v.type = GgufValueType::ARRAY;
-  v.elem_type = GgufValueType::FLOAT32;
+  GgufValue v = array_of(GgufValueType::FLOAT32);
   v.floats.assign(x.begin(), x.end());
   set_value(key, std::move(v));
 }
 void GgufWriter::set_i32s(const std::string& key, const std::vector<int32_t>& x) {
-  GgufValue v;
-  v.type = GgufValueType::ARRAY;
-  v.elem_type = GgufValueType::INT32;
+  GgufValue v = array_of(GgufValueType::INT32);
   v.ints.assign(x.begin(), x.end());
   set_value(key, std::move(v));
 }

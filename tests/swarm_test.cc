@@ -4,8 +4,12 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+#include <fstream>
+#include <functional>
 #include <future>
 #include <memory>
+#include <sstream>
 
 #include "engine/test_data.h"
 #include "engine/test_process.h"
@@ -35,23 +39,56 @@ class SwarmTest : public ::testing::Test {
     model_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
     if (model_.empty()) GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
   }
+  void TearDown() override {
+    gateway_.reset();
+    nodes_.clear();
+    for (const std::string& log : logs_) std::remove(log.c_str());
+  }
 
   // Starts one node per range and a gateway over them; false if any failed to start.
   bool start(const std::vector<std::pair<int, int>>& ranges, const std::vector<std::string>& gateway_flags = {},
-             const std::string& model = "") {
+             const std::string& model = "", const std::vector<std::string>& node_flags = {}) {
     std::string peers;
     for (const auto& [a, b] : ranges) {
-      nodes_.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
-          "node", "-m", model.empty() ? model_ : model, "--layers", std::to_string(a) + ":" + std::to_string(b),
-          "--listen", "127.0.0.1:0", "-t", "1"}));
+      std::vector<std::string> args = {"node", "-m", model.empty() ? model_ : model, "--layers",
+                                       std::to_string(a) + ":" + std::to_string(b), "--listen", "127.0.0.1:0", "-t", "1"};
+      args.insert(args.end(), node_flags.begin(), node_flags.end());
+      const std::string log = ::testing::TempDir() + "/node_" + std::to_string(::getpid()) + "_" +
+                              std::to_string(nodes_.size()) + ".err";
+      nodes_.push_back(std::make_unique<ChildProcess>(args, log));
+      logs_.push_back(log);
       if (!nodes_.back()->ok()) return false;
       peers += (peers.empty() ? "" : ",") + nodes_.back()->address();
     }
     std::vector<std::string> args = {"gateway", "-m", model_, "--listen", "127.0.0.1:0", "--peers", peers,
                                      "--model-name", "tiny"};
     args.insert(args.end(), gateway_flags.begin(), gateway_flags.end());
-    gateway_ = std::make_unique<ChildProcess>(args);
+    gateway_log_ = ::testing::TempDir() + "/gateway_" + std::to_string(::getpid()) + ".err";
+    logs_.push_back(gateway_log_);
+    gateway_ = std::make_unique<ChildProcess>(args, gateway_log_);
     return gateway_->ok();
+  }
+
+  // The node process serving `address`, or null.
+  ChildProcess* node_at(const std::string& address) {
+    for (auto& n : nodes_)
+      if (n->address() == address) return n.get();
+    return nullptr;
+  }
+
+  // The chain the gateway logged at start: "chain A [0,1) -> B [1,3) -> C [3,4)".
+  std::vector<std::string> logged_chain() {
+    std::ifstream in(gateway_log_);
+    const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::string> addrs;
+    size_t at = log.find("chain ");
+    if (at == std::string::npos) return addrs;
+    const std::string line = log.substr(at + 6, log.find('\n', at) - at - 6);
+    std::stringstream ss(line);
+    std::string word;
+    while (ss >> word)
+      if (word.find(':') != std::string::npos && word[0] != '[') addrs.push_back(word);
+    return addrs;
   }
 
   httplib::Client client() {
@@ -79,33 +116,46 @@ class SwarmTest : public ::testing::Test {
     return json::parse(res->body)["choices"][0]["text"].get<std::string>();
   }
 
-  // A streamed chat-free completion, its SSE chunks joined.
-  std::string complete_streamed(const std::string& prompt, int n) {
+  // A streamed completion, its SSE chunks joined; `on_chunk` sees each text piece
+  // as it arrives.
+  std::string complete_streamed(const std::string& prompt, int n,
+                                const std::function<void()>& on_chunk = [] {}) {
     auto c = client();
     const json body = {{"model", "tiny"}, {"prompt", prompt}, {"max_tokens", n}, {"temperature", 0},
-                       {"stream", true}};
-    std::string sse;
-    auto res = c.Post("/v1/completions", body.dump(), "application/json");
-    if (!res || res->status != 200) return "<HTTP " + std::to_string(res ? res->status : -1) + ">";
-    std::string text;
+                       {"stream", true}, {"ignore_eos", true}};
+    std::string buffer, text;
     bool done = false;
-    size_t at = 0;
-    while ((at = res->body.find("data: ", at)) != std::string::npos) {
-      const size_t end = res->body.find("\n\n", at);
-      const std::string data = res->body.substr(at + 6, end - at - 6);
-      at = end;
-      if (data == "[DONE]") {
-        done = true;
-        break;
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = body.dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+      buffer.append(data, len);
+      for (size_t end; (end = buffer.find("\n\n")) != std::string::npos; buffer.erase(0, end + 2)) {
+        if (buffer.rfind("data: ", 0) != 0) continue;
+        const std::string payload = buffer.substr(6, end - 6);
+        if (payload == "[DONE]") {
+          done = true;
+          continue;
+        }
+        const json j = json::parse(payload, nullptr, false);
+        if (!j.is_object() || !j.contains("choices")) return false;  // an error event
+        text += j["choices"][0]["text"].get<std::string>();
+        on_chunk();
       }
-      text += json::parse(data)["choices"][0]["text"].get<std::string>();
-    }
-    return done ? text : "<no [DONE]>";
+      return true;
+    };
+    auto res = c.send(req);
+    if (!res || res->status != 200) return "<HTTP " + std::to_string(res ? res->status : -1) + ">";
+    return done ? text : "<no [DONE]>: " + text;
   }
 
   std::string model_;
   std::vector<std::unique_ptr<ChildProcess>> nodes_;
   std::unique_ptr<ChildProcess> gateway_;
+  std::string gateway_log_;
+  std::vector<std::string> logs_;
 };
 
 TEST_F(SwarmTest, GreedyOutputEqualsSingleProcessForEverySplit) {
@@ -175,5 +225,50 @@ TEST_F(SwarmTest, MalformedRequestsGetOpenAiErrors) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
 }
+
+// Two nodes per range; a stage in use dies (kill -9) or stalls (SIGSTOP) while five
+// streamed generations run: every one completes with the text one process gives.
+class SwarmFaultTest : public SwarmTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(SwarmFaultTest, GenerationsSurviveALostMiddleStage) {
+  const int sig = GetParam();
+  constexpr int kTokens = 24, kStreams = 5;
+  std::vector<std::string> want;
+  for (int i = 0; i < kStreams; ++i) want.push_back(single_process(kPrompts[i], kTokens));
+  // A one-way delay of 15 ms per message keeps each generation running long
+  // enough for the failure to land in the middle of it.
+  ASSERT_TRUE(start({{0, 1}, {1, 3}, {3, 4}, {0, 1}, {1, 3}, {3, 4}}, {"--step-timeout-ms", "1500"}, "",
+                    {"--link-delay-ms", "15"}));
+  const std::vector<std::string> chain = logged_chain();
+  ASSERT_EQ(chain.size(), 3u);
+  ChildProcess* victim = node_at(chain[1]);
+  ASSERT_NE(victim, nullptr);
+
+  std::atomic<int> chunks{0};
+  std::vector<std::future<std::string>> got;
+  for (int i = 0; i < kStreams; ++i)
+    got.push_back(std::async(std::launch::async, [&, i] {
+      return complete_streamed(kPrompts[i], kTokens, [&] { ++chunks; });
+    }));
+  // Strike once every stream is under way.
+  ASSERT_TRUE(swarm::testing::eventually([&] { return chunks.load() >= 2 * kStreams; }, std::chrono::seconds(60)));
+  victim->signal(sig);
+  for (int i = 0; i < kStreams; ++i) EXPECT_EQ(got[i].get(), want[i]) << "stream " << i;
+  if (sig == SIGSTOP) victim->signal(SIGCONT);
+  // The gateway logs each request's route: the failure was met and routed around.
+  std::ifstream in(gateway_log_);
+  int recovered = 0;
+  for (std::string line; std::getline(in, line);)
+    if (line.find("recovered") != std::string::npos) {
+      ++recovered;
+      EXPECT_EQ(line.find(chain[1] + " ["), std::string::npos) << "still routed through the failed node: " << line;
+    }
+  EXPECT_GE(recovered, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(KillAndStall, SwarmFaultTest, ::testing::Values(SIGKILL, SIGSTOP),
+                         [](const ::testing::TestParamInfo<int>& i) {
+                           return std::string(i.param == SIGKILL ? "Killed" : "Stalled");
+                         });
 
 }  // namespace

@@ -118,7 +118,7 @@ class ChainSession {
       Event e;
       if (!events_.pop(&e, Clock::now() + options_.step_timeout))
         return Status::DeadlineExceeded("no answer to OpenSession within the step timeout");
-      if (e.ended) return from_grpc(e.status, chain_[e.stage].address);
+      if (e.ended) return blame(e.stage, from_grpc(e.status, chain_[e.stage].address));
       if (e.response.has_error()) return from_error(e.response.error(), chain_[e.stage].address + " refused the session");
       if (e.response.has_opened()) ++confirmed;
     }
@@ -155,8 +155,13 @@ class ChainSession {
         if (!events_.pop(&e, Clock::now() + options_.step_timeout))
           return Status::DeadlineExceeded("step " + std::to_string(step_id) + ": no answer from " +
                                           chain_[answering].address + " within the step timeout");
-        if (e.ended) return from_grpc(e.status, chain_[e.stage].address);
-        if (e.response.has_error()) return from_error(e.response.error(), chain_[e.stage].address);
+        if (e.ended) return blame(e.stage, from_grpc(e.status, chain_[e.stage].address));
+        if (e.response.has_error()) {
+          // A stage that cannot reach its next hop says so: the hop is the suspect.
+          const bool next_hop = e.response.error().code() == grpc::StatusCode::UNAVAILABLE && options_.push &&
+                                e.stage + 1 < chain_.size();
+          return blame(next_hop ? e.stage + 1 : e.stage, from_error(e.response.error(), chain_[e.stage].address));
+        }
         if (!e.response.has_result() || e.response.result().step_id() != step_id || e.stage != answering) continue;
         v1::StepResult* r = e.response.mutable_result();
         if (answering + 1 < chain_.size()) {
@@ -168,6 +173,23 @@ class ChainSession {
       }
     }
     return Status::Internal("unreachable");
+  }
+
+  // The stage believed to have failed the last step or open ("" if unknown,
+  // e.g. after a timeout in push mode, when any stage may have stalled).
+  const std::string& suspect() const { return suspect_; }
+  const std::vector<ChainStage>& chain() const { return chain_; }
+
+  // Drops the session without waiting for any stage: a dead or stalled peer
+  // must not hold the gateway up.
+  void abandon() {
+    if (closed_) return;
+    closed_ = true;
+    for (Link& l : links_) l.ctx->TryCancel();
+    for (Link& l : links_) {
+      if (l.reader.joinable()) l.reader.join();
+      if (l.stream) l.stream->Finish();
+    }
   }
 
   void close() {
@@ -202,7 +224,12 @@ class ChainSession {
 
   Status finish_link(size_t i, const std::string& what) {
     links_[i].ctx->TryCancel();
-    return Status::Unavailable(chain_[i].address + ": connection lost while " + what);
+    return blame(i, Status::Unavailable(chain_[i].address + ": connection lost while " + what));
+  }
+
+  Status blame(size_t stage, Status st) {
+    suspect_ = chain_[stage].address;
+    return st;
   }
 
   std::vector<ChainStage> chain_;
@@ -212,7 +239,23 @@ class ChainSession {
   EventQueue events_;
   uint64_t step_id_ = 0;
   bool closed_ = false;
+  std::string suspect_;
 };
+
+// Failures worth routing around and replaying for: the peer is gone, stalled or
+// broken. A refusal (wrong model, bad request) is not.
+bool recoverable(const Status& st) {
+  switch (st.code()) {
+    case Status::Code::kUnavailable:
+    case Status::Code::kDeadlineExceeded:
+    case Status::Code::kInternal:
+    case Status::Code::kIOError:
+    case Status::Code::kResourceExhausted:
+      return true;
+    default:
+      return false;
+  }
+}
 
 }  // namespace
 
@@ -248,6 +291,8 @@ Status PipelineBackend::survey_locked() {
     p.layer_tokens_per_second = info.layer_tokens_per_second();
     p.rtt_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     p.draining = info.draining();
+    auto failed = failed_at_.find(addr);
+    p.recently_failed = failed != failed_at_.end() && Clock::now() - failed->second < options_.failure_memory;
     snap.push_back(p);
   }
   snapshot_ = std::move(snap);
@@ -272,6 +317,25 @@ Result<std::vector<ChainStage>> PipelineBackend::route() {
   return chain;
 }
 
+void PipelineBackend::report_failure(const std::string& address) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!address.empty()) failed_at_[address] = Clock::now();
+  surveyed_at_ = {};  // look at the swarm again before the next route
+}
+
+std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& chain) {
+  // After a timeout in push mode any stage may be the stalled one: the first
+  // that cannot answer Info within a second is.
+  for (const ChainStage& s : chain) {
+    auto stub = v1::Stage::NewStub(channel_for(s.address));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    v1::InfoResponse info;
+    if (!stub->Info(&ctx, v1::InfoRequest(), &info).ok()) return s.address;
+  }
+  return chain.empty() ? "" : chain.back().address;
+}
+
 Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& request, const TokenCallback& on_token) {
   if (request.prompt.empty()) return Status::InvalidArgument("the prompt is empty");
   const int prompt_len = static_cast<int>(request.prompt.size());
@@ -288,18 +352,48 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   int budget = options_.context_length - prompt_len;
   if (sp.max_tokens >= 0) budget = std::min(budget, sp.max_tokens);
 
-  ChainSession session(*chain, options_);
-  SWARM_RETURN_IF_ERROR(session.open(model_id_, n_layer_, sp, prompt_len + budget));
+  auto session = std::make_unique<ChainSession>(*chain, options_);
+  Status opened = session->open(model_id_, n_layer_, sp, prompt_len + budget);
+  std::vector<int32_t> fed;  // every token the chain has taken, in order: replayed after a failure
+  int recoveries = 0;
+  // Routes around the failed stage and rebuilds the session's state on a new
+  // chain by feeding it everything fed so far plus `input` in one step. The
+  // kernels are batch-invariant, so the rebuilt KV caches (and the greedy token
+  // this step yields) are exactly those the lost chain had.
+  auto recover = [&](Status failure, const std::vector<int32_t>& input) -> Result<int32_t> {
+    while (recoverable(failure) && recoveries < options_.max_recoveries) {
+      ++recoveries;
+      report_failure(session->suspect().empty() ? probe_for_failure(session->chain()) : session->suspect());
+      session->abandon();
+      auto next = route();
+      if (!next.ok()) return next.status().annotate("after " + failure.message());
+      result.route = describe_chain(*next) + " (recovered " + std::to_string(recoveries) + "x from: " +
+                     failure.message() + ")";
+      session = std::make_unique<ChainSession>(*next, options_);
+      failure = session->open(model_id_, n_layer_, sp, prompt_len + budget);
+      if (!failure.ok()) continue;
+      std::vector<int32_t> replay = fed;
+      replay.insert(replay.end(), input.begin(), input.end());
+      auto token = session->step(replay, 0);
+      if (token.ok()) return token;
+      failure = token.status();
+    }
+    return failure;
+  };
   const auto t0 = Clock::now();
   auto t_first = t0;
   std::vector<int32_t> input = request.prompt;
-  int position = 0;
   result.finish_reason = "length";
   for (int generated = 0; generated < budget; ++generated) {
-    auto token = session.step(input, position);
-    if (!token.ok()) return token.status();
+    Result<int32_t> token = opened.ok() ? session->step(input, static_cast<int>(fed.size())) : Result<int32_t>(opened);
+    opened = Status::Ok();
+    if (!token.ok()) token = recover(token.status(), input);
+    if (!token.ok()) {
+      session->abandon();
+      return token.status();
+    }
     if (generated == 0) t_first = Clock::now();
-    position += static_cast<int>(input.size());
+    fed.insert(fed.end(), input.begin(), input.end());
     const bool stop_token = std::find(sp.stop_tokens.begin(), sp.stop_tokens.end(), *token) != sp.stop_tokens.end();
     if (stop_token) {
       result.finish_reason = "stop";
@@ -312,7 +406,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
     }
     input = {*token};
   }
-  session.close();
+  session->close();
   const auto t_end = Clock::now();
   result.prompt_seconds = std::chrono::duration<double>(t_first - t0).count();
   result.generation_seconds = std::chrono::duration<double>(t_end - t_first).count();

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +32,11 @@ struct PipelineOptions {
   // Emulated one-way delay on every step the gateway sends (benchmarks of WAN
   // links; nodes delay what they send with their own --link-delay-ms).
   std::chrono::milliseconds link_delay{0};
+  // After a stage fails (dies, stalls past step_timeout, errors), the gateway
+  // routes around it and replays the session on a new chain, at most this many
+  // times per request; the failed peer is avoided for failure_memory.
+  int max_recoveries = 3;
+  std::chrono::milliseconds failure_memory{60000};
 };
 
 class PipelineBackend : public GenerationBackend {
@@ -49,6 +55,8 @@ class PipelineBackend : public GenerationBackend {
 
  private:
   Status survey_locked();
+  void report_failure(const std::string& address);
+  std::string probe_for_failure(const std::vector<ChainStage>& chain);
 
   const std::string model_id_;
   const int n_layer_;
@@ -56,6 +64,7 @@ class PipelineBackend : public GenerationBackend {
   std::mutex mu_;
   std::vector<PeerSnapshot> snapshot_;
   std::chrono::steady_clock::time_point surveyed_at_{};
+  std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

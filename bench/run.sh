@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: the engine on synthetic TinyLlama-1.1B in Q4_K_M, Q8_0 and F16
 # (the shapes of ../shared/ANCHORS.md), the matmul kernels alone, then the swarm
-# against one process (bench/swarm_bench.sh).
+# against one process (bench/swarm_bench.sh) and recovery from a killed stage
+# (bench/recovery_bench.sh).
 # Every result is one JSON line on stdout.
 set -euo pipefail
 BUILD=${1:-build}
@@ -14,3 +15,4 @@ for TYPE in Q4_K_M Q8_0 F16; do
 done
 if [ -x "$BUILD/bench/matmul_bench" ]; then "$BUILD/bench/matmul_bench" --quick; fi
 "$(dirname "$0")/swarm_bench.sh" "$BUILD"
+"$(dirname "$0")/recovery_bench.sh" "$BUILD"

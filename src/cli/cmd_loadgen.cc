@@ -21,6 +21,7 @@ using Clock = std::chrono::steady_clock;
 struct Sample {
   double ttft = 0;         // seconds to the first token
   double decode_rate = 0;  // tokens/s after the first
+  double max_gap = 0;      // longest wait between two pieces of text, seconds
   int tokens = 0;
 };
 
@@ -66,11 +67,14 @@ void register_loadgen(CLI::App& app) {
           const auto start = Clock::now();
           auto first = start, last = start;
           int chunks = 0, tokens = 0;
+          double max_gap = 0;
           const Status st = post_streaming(o->url, "/v1/completions", body, [&](const json& j) {
             if (j.contains("usage") && j["usage"].is_object()) tokens = j["usage"].value("completion_tokens", 0);
             if (j.contains("choices") && !j["choices"].empty() && j["choices"][0].value("text", "") != "") {
-              last = Clock::now();
-              if (chunks++ == 0) first = last;
+              const auto now = Clock::now();
+              if (chunks++ == 0) first = now;
+              else max_gap = std::max(max_gap, std::chrono::duration<double>(now - last).count());
+              last = now;
             }
             return true;
           });
@@ -81,20 +85,22 @@ void register_loadgen(CLI::App& app) {
           }
           const double decode = std::chrono::duration<double>(last - first).count();
           samples.push_back({std::chrono::duration<double>(first - start).count(),
-                             tokens > 1 && decode > 0 ? (tokens - 1) / decode : 0.0, tokens});
+                             tokens > 1 && decode > 0 ? (tokens - 1) / decode : 0.0, max_gap, tokens});
         }
       });
     for (auto& t : workers) t.join();
     if (!first_error.empty()) fail(first_error);
     const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
-    double tokens = 0, rate = 0, ttft = 0;
-    for (const Sample& s : samples) tokens += s.tokens, rate += s.decode_rate, ttft += s.ttft;
+    double tokens = 0, rate = 0, ttft = 0, max_gap = 0;
+    for (const Sample& s : samples)
+      tokens += s.tokens, rate += s.decode_rate, ttft += s.ttft, max_gap = std::max(max_gap, s.max_gap);
     const double n = static_cast<double>(samples.size());
     if (o->json) {
       std::printf(
           "{\"bench\":\"loadgen\",\"label\":%s,\"concurrency\":%d,\"requests\":%d,\"max_tokens\":%d,"
-          "\"aggregate_tok_s\":%.2f,\"stream_tok_s\":%.2f,\"ttft_ms\":%.1f,\"wall_s\":%.2f}\n",
-          json(o->label).dump().c_str(), o->concurrency, total, o->n, tokens / wall, rate / n, 1000 * ttft / n, wall);
+          "\"aggregate_tok_s\":%.2f,\"stream_tok_s\":%.2f,\"ttft_ms\":%.1f,\"max_gap_ms\":%.1f,\"wall_s\":%.2f}\n",
+          json(o->label).dump().c_str(), o->concurrency, total, o->n, tokens / wall, rate / n, 1000 * ttft / n,
+          1000 * max_gap, wall);
     } else {
       std::printf("%d requests, %d at once, %d tokens each: %.1f tok/s in all, %.1f tok/s per stream, "
                   "first token after %.0f ms\n",

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Recovery from a killed stage: a 6-node swarm (two nodes per third of the
+# model), one stream generating TOKENS tokens; once it is under way, the middle
+# stage in use is killed with SIGKILL. Reports, as JSON lines, the stream
+# without and with the kill, and the recovery time (the longest wait between two
+# tokens, less the usual one) and the tokens/s lost.
+#   bench/recovery_bench.sh [BUILD] [TOKENS] [LINK_DELAY_MS]
+set -euo pipefail
+BUILD=${1:-build}
+TOKENS=${2:-200}
+DELAY=${3:-5}
+SWARM="$BUILD/swarm"
+WORK="$BUILD/bench-recovery"
+MODEL="$BUILD/models/demo-tiny-Q8_0.gguf"
+mkdir -p "$BUILD/models" "$WORK"
+source "$(dirname "$0")/../scripts/procs.sh"
+[ -f "$MODEL" ] || "$SWARM" synth --shape demo-tiny --type Q8_0 --seed 1 -o "$MODEL" >&2
+
+declare -A pid_of
+run() {  # KILL(0|1) -> one loadgen JSON line
+  local kill=$1 peers="" range
+  for range in 0:3 3:6 6:8 0:3 3:6 6:8; do
+    start "node-$range-${#pids[@]}" node -m "$MODEL" --layers "$range" --listen 127.0.0.1:0 -t 1 --link-delay-ms "$DELAY"
+    pid_of[$addr]=${pids[-1]}
+    peers+="${peers:+,}$addr"
+  done
+  start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 --peers "$peers" --link-delay-ms "$DELAY" \
+    --step-timeout-ms 2000
+  local url="http://$addr" middle
+  middle=$(grep -o 'chain .*' "$WORK/gateway.err" | awk '{print $5}')
+  "$SWARM" loadgen --url "$url" -c 1 -n "$TOKENS" --label "$([ "$kill" = 1 ] && echo killed || echo baseline)" \
+    --json >"$WORK/result.json" &
+  local gen=$!
+  if [ "$kill" = 1 ]; then
+    sleep 1  # a benchmark schedules its fault: about a third of the way through
+    kill -9 "${pid_of[$middle]}"
+  fi
+  wait "$gen"
+  cat "$WORK/result.json"
+  stop_all
+  pids=()
+}
+
+base=$(run 0)
+echo "$base"
+killed=$(run 1)
+echo "$killed"
+field() { sed "s/.*\"$2\":\([0-9.]*\).*/\1/" <<<"$1"; }
+awk -v bg="$(field "$base" max_gap_ms)" -v kg="$(field "$killed" max_gap_ms)" \
+    -v br="$(field "$base" aggregate_tok_s)" -v kr="$(field "$killed" aggregate_tok_s)" -v n="$TOKENS" -v d="$DELAY" \
+  'BEGIN { printf "{\"bench\":\"recovery\",\"tokens\":%d,\"link_delay_ms\":%d,\"recovery_ms\":%.1f,\"tok_s_baseline\":%.2f,\"tok_s_with_kill\":%.2f,\"tok_s_lost_fraction\":%.3f}\n", n, d, kg - bg, br, kr, 1 - kr / br }'

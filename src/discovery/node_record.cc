@@ -132,6 +132,14 @@ Result<NodeRecord> parse_and_verify_json(const std::string& wire, int64_t now) {
   const json j = json::parse(wire, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return malformed("not valid JSON");
   if (!j.is_object()) return malformed("not a JSON object");
+  NodeRecord r;
+  // The version decides which members exist and how they are signed, so it is
+  // checked before anything else: a later version is "unsupported", not "corrupt".
+  if (!j.contains("protocol")) return malformed("missing field protocol");
+  ASSIGN_OR_RETURN(r.protocol, get_str(j, "protocol"));
+  if (r.protocol != kProtocolVersion)
+    return Status::Unsupported("node record: protocol version \"" + r.protocol.substr(0, 32) +
+                               "\" is not " + std::string(kProtocolVersion));
   for (const char* f : kFields)
     if (!j.contains(f)) return malformed(std::string("missing field ") + f);
   for (const auto& [key, value] : j.items()) {
@@ -140,12 +148,6 @@ Result<NodeRecord> parse_and_verify_json(const std::string& wire, int64_t now) {
     if (!known) return malformed("unknown field \"" + key.substr(0, 32) + "\"");
   }
 
-  NodeRecord r;
-  // The version decides how the rest is read and signed, so it comes first.
-  ASSIGN_OR_RETURN(r.protocol, get_str(j, "protocol"));
-  if (r.protocol != kProtocolVersion)
-    return Status::Unsupported("node record: protocol version \"" + r.protocol.substr(0, 32) +
-                               "\" is not " + std::string(kProtocolVersion));
   ASSIGN_OR_RETURN(r.node_id, get_str(j, "node_id"));
   ASSIGN_OR_RETURN(r.public_key, get_hex<net::kPublicKeyBytes>(j, "public_key"));
   net::Signature signature;

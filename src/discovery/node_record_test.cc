@@ -301,6 +301,9 @@ TEST_F(NodeRecordTest, AbsurdValuesAreRejectedEvenWhenSigned) {
     SCOPED_TRACE(words + " " + (r.addresses.empty() ? "" : r.addresses[0]));
     expect_rejected(parse_and_verify(sign_record(r, a_), kNow), Status::Code::kInvalidArgument, words);
   }
+  // A later version is "unsupported" even if its members are not ours.
+  expect_rejected(parse_and_verify("{\"protocol\":\"swarm.v2\",\"other\":1}", kNow),
+                  Status::Code::kUnsupported, "swarm.v2");
   NodeRecord r = rec_;
   r.protocol = "swarm.v2";
   expect_rejected(parse_and_verify(sign_record(r, a_), kNow), Status::Code::kUnsupported, "swarm.v2");

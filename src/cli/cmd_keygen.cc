@@ -16,7 +16,8 @@ void register_keygen(CLI::App& app) {
     bool force = false;
   };
   auto o = std::make_shared<Opts>();
-  CLI::App* cmd = app.add_subcommand("keygen", "Create this node's identity key and print its node id");
+  CLI::App* cmd =
+      app.add_subcommand("keygen", "Create this node's identity key and print its node id");
   cmd->add_option("-o,--output", o->path, "Key file (default ~/.config/swarm/node.key)");
   cmd->add_flag("--force", o->force, "Replace an existing key file (the node gets a new identity)");
   cmd->callback([o] {

@@ -35,8 +35,8 @@ class Encoder {
   std::string out_;
 };
 
-const char* const kFields[] = {"protocol",   "node_id",       "public_key",   "addresses",
-                               "model_id",   "layer_begin",   "layer_end",    "throughput",
+const char* const kFields[] = {"protocol",      "node_id",      "public_key", "addresses",
+                               "model_id",      "layer_begin",  "layer_end",  "throughput",
                                "free_kv_bytes", "price_per_1k", "issued_at",  "expires_at",
                                "signature"};
 
@@ -112,7 +112,8 @@ template <size_t N>
 Result<std::array<uint8_t, N>> get_hex(const json& j, const char* name) {
   auto s = get_str(j, name);
   if (!s.ok()) return s.status();
-  if (s->size() != 2 * N) return malformed(std::string(name) + " is not " + std::to_string(2 * N) + " hex digits");
+  if (s->size() != 2 * N)
+    return malformed(std::string(name) + " is not " + std::to_string(2 * N) + " hex digits");
   auto bytes = net::from_hex(*s);
   if (!bytes.ok()) return malformed(std::string(name) + ": " + bytes.status().message());
   std::array<uint8_t, N> out;
@@ -120,15 +121,16 @@ Result<std::array<uint8_t, N>> get_hex(const json& j, const char* name) {
   return out;
 }
 
-#define ASSIGN_OR_RETURN(lhs, expr)      \
-  do {                                   \
-    auto _r = (expr);                    \
-    if (!_r.ok()) return _r.status();    \
-    lhs = std::move(_r.value());         \
+#define ASSIGN_OR_RETURN(lhs, expr)   \
+  do {                                \
+    auto _r = (expr);                 \
+    if (!_r.ok()) return _r.status(); \
+    lhs = std::move(_r.value());      \
   } while (0)
 
 Result<NodeRecord> parse_and_verify_json(const std::string& wire, int64_t now) {
-  if (wire.size() > kMaxWireBytes) return malformed("larger than " + std::to_string(kMaxWireBytes) + " bytes");
+  if (wire.size() > kMaxWireBytes)
+    return malformed("larger than " + std::to_string(kMaxWireBytes) + " bytes");
   const json j = json::parse(wire, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return malformed("not valid JSON");
   if (!j.is_object()) return malformed("not a JSON object");
@@ -154,7 +156,8 @@ Result<NodeRecord> parse_and_verify_json(const std::string& wire, int64_t now) {
   ASSIGN_OR_RETURN(signature, get_hex<net::kSignatureBytes>(j, "signature"));
   const json& addrs = j.at("addresses");
   if (!addrs.is_array()) return malformed("addresses is not an array");
-  if (addrs.size() > kMaxAddresses) return absurd("more than " + std::to_string(kMaxAddresses) + " addresses");
+  if (addrs.size() > kMaxAddresses)
+    return absurd("more than " + std::to_string(kMaxAddresses) + " addresses");
   for (const json& a : addrs) {
     if (!a.is_string()) return malformed("an address is not a string");
     r.addresses.push_back(a.get<std::string>());
@@ -241,23 +244,29 @@ Status validate_record(const NodeRecord& r, int64_t now) {
   if (r.model_id.empty() || r.model_id.size() > kMaxModelIdLength)
     return absurd("model id must be 1.." + std::to_string(kMaxModelIdLength) + " characters");
   for (char c : r.model_id)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_' && c != ':')
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_' &&
+        c != ':')
       return absurd("model id has a character outside [A-Za-z0-9._:-]");
   if (r.layer_begin < 0 || r.layer_end > kMaxLayers || r.layer_begin >= r.layer_end)
-    return absurd("layer range " + std::to_string(r.layer_begin) + ":" + std::to_string(r.layer_end) +
+    return absurd("layer range " + std::to_string(r.layer_begin) + ":" +
+                  std::to_string(r.layer_end) +
                   " is not 0 <= begin < end <= " + std::to_string(kMaxLayers));
-  if (!finite_in(r.throughput, kMaxThroughput)) return absurd("throughput is not a finite number in [0, 1e12]");
-  if (!finite_in(r.price_per_1k, kMaxPrice)) return absurd("price_per_1k is not a finite number in [0, 1e12]");
+  if (!finite_in(r.throughput, kMaxThroughput))
+    return absurd("throughput is not a finite number in [0, 1e12]");
+  if (!finite_in(r.price_per_1k, kMaxPrice))
+    return absurd("price_per_1k is not a finite number in [0, 1e12]");
 
   if (r.issued_at < 0 || r.expires_at < 0) return absurd("negative time");
   if (r.expires_at <= r.issued_at) return absurd("expires_at is not after issued_at");
   if (r.expires_at - r.issued_at > kMaxLifetimeSeconds)
     return absurd("lifetime of " + std::to_string(r.expires_at - r.issued_at) + " s exceeds " +
                   std::to_string(kMaxLifetimeSeconds) + " s");
-  if (now >= r.expires_at) return absurd("expired at " + std::to_string(r.expires_at) + ", now " + std::to_string(now));
+  if (now >= r.expires_at)
+    return absurd("expired at " + std::to_string(r.expires_at) + ", now " + std::to_string(now));
   // 128-bit difference: `now` comes from the caller and may be anything.
   if (static_cast<__int128>(r.issued_at) - now > kMaxClockSkewSeconds)
-    return absurd("issued in the future (" + std::to_string(r.issued_at) + ", now " + std::to_string(now) + ")");
+    return absurd("issued in the future (" + std::to_string(r.issued_at) + ", now " +
+                  std::to_string(now) + ")");
   return Status::Ok();
 }
 

@@ -25,15 +25,15 @@ inline constexpr std::string_view kProtocolVersion = "swarm.v1";
 inline constexpr std::string_view kRecordSigningContext = "swarm.node-record.v1";
 
 // Reader's limits (doc/dht-records.md, "Validation").
-inline constexpr int64_t kMaxClockSkewSeconds = 300;    // issued_at may be this far ahead
-inline constexpr int64_t kMaxLifetimeSeconds = 3600;    // expires_at - issued_at
-inline constexpr int64_t kMaxLayers = 1 << 20;          // layer_end at most this
+inline constexpr int64_t kMaxClockSkewSeconds = 300;  // issued_at may be this far ahead
+inline constexpr int64_t kMaxLifetimeSeconds = 3600;  // expires_at - issued_at
+inline constexpr int64_t kMaxLayers = 1 << 20;        // layer_end at most this
 inline constexpr size_t kMaxAddresses = 16;
-inline constexpr size_t kMaxAddressLength = 262;        // "[" 253 "]:" 5 digits, rounded
+inline constexpr size_t kMaxAddressLength = 262;  // "[" 253 "]:" 5 digits, rounded
 inline constexpr size_t kMaxModelIdLength = 128;
 inline constexpr size_t kMaxWireBytes = 16 * 1024;
-inline constexpr double kMaxThroughput = 1e12;          // layer tokens/s
-inline constexpr double kMaxPrice = 1e12;               // per 1k tokens
+inline constexpr double kMaxThroughput = 1e12;  // layer tokens/s
+inline constexpr double kMaxPrice = 1e12;       // per 1k tokens
 
 struct NodeRecord {
   std::string node_id;                 // node_id_of(public_key), 40 lowercase hex digits
@@ -42,12 +42,12 @@ struct NodeRecord {
   std::string model_id;                // the model's content hash (net/model_id.h)
   int32_t layer_begin = 0;             // serves layers [layer_begin, layer_end)
   int32_t layer_end = 0;
-  double throughput = 0;               // measured layer tokens/s: tokens/s x layers served
-  uint64_t free_kv_bytes = 0;          // KV cache room free now
-  double price_per_1k = 0;             // credits per 1000 tokens
+  double throughput = 0;       // measured layer tokens/s: tokens/s x layers served
+  uint64_t free_kv_bytes = 0;  // KV cache room free now
+  double price_per_1k = 0;     // credits per 1000 tokens
   std::string protocol{kProtocolVersion};
-  int64_t issued_at = 0;               // unix seconds
-  int64_t expires_at = 0;              // unix seconds; invalid from this second on
+  int64_t issued_at = 0;   // unix seconds
+  int64_t expires_at = 0;  // unix seconds; invalid from this second on
 
   bool operator==(const NodeRecord&) const = default;
 };

@@ -21,7 +21,8 @@ using nlohmann::json;
 constexpr int64_t kNow = 1'700'000'000;
 
 bool j_is_string_field(const std::string& f) {
-  return f == "node_id" || f == "public_key" || f == "model_id" || f == "signature" || f == "protocol";
+  return f == "node_id" || f == "public_key" || f == "model_id" || f == "signature" ||
+         f == "protocol";
 }
 
 net::Identity identity_from(uint8_t fill) {
@@ -58,7 +59,8 @@ class NodeRecordTest : public ::testing::Test {
   static std::string reason(const Result<NodeRecord>& r) {
     return r.ok() ? "(accepted)" : r.status().ToString();
   }
-  static void expect_rejected(const Result<NodeRecord>& r, Status::Code code, const std::string& words) {
+  static void expect_rejected(const Result<NodeRecord>& r, Status::Code code,
+                              const std::string& words) {
     ASSERT_FALSE(r.ok()) << "accepted";
     EXPECT_EQ(r.status().code(), code) << r.status().ToString();
     EXPECT_NE(r.status().message().find(words), std::string::npos)
@@ -115,7 +117,8 @@ TEST_F(NodeRecordTest, CanonicalBytesDoNotShiftAcrossFieldBoundaries) {
   y.throughput = -0.0;
   x.throughput = 0.0;
   EXPECT_NE(canonical_bytes(x), canonical_bytes(y));
-  EXPECT_EQ(canonical_bytes(signed_).rfind(std::string("\0\0\0\x14", 4) + "swarm.node-record.v1", 0), 0u);
+  EXPECT_EQ(
+      canonical_bytes(signed_).rfind(std::string("\0\0\0\x14", 4) + "swarm.node-record.v1", 0), 0u);
 }
 
 TEST_F(NodeRecordTest, ChangingAnySignedFieldBreaksTheSignature) {
@@ -131,7 +134,8 @@ TEST_F(NodeRecordTest, ChangingAnySignedFieldBreaksTheSignature) {
       {"price_per_1k", [](json& j) { j["price_per_1k"] = 0.0; }},
       {"issued_at", [](json& j) { j["issued_at"] = kNow - 11; }},
       {"expires_at", [](json& j) { j["expires_at"] = kNow + 601; }},
-      {"signature", [](json& j) {
+      {"signature",
+       [](json& j) {
          std::string s = j["signature"];
          s[10] = s[10] == '0' ? '1' : '0';
          j["signature"] = s;
@@ -142,8 +146,9 @@ TEST_F(NodeRecordTest, ChangingAnySignedFieldBreaksTheSignature) {
     expect_rejected(parse_and_verify(tampered(rec_, edit), kNow), Status::Code::kCorruption,
                     "bad signature");
   }
-  expect_rejected(parse_and_verify(tampered(rec_, [](json& j) { j["protocol"] = "swarm.v2"; }), kNow),
-                  Status::Code::kUnsupported, "protocol version");
+  expect_rejected(
+      parse_and_verify(tampered(rec_, [](json& j) { j["protocol"] = "swarm.v2"; }), kNow),
+      Status::Code::kUnsupported, "protocol version");
 }
 
 TEST_F(NodeRecordTest, FlippingAnyByteOfTheWireFormIsRejected) {
@@ -185,8 +190,10 @@ TEST_F(NodeRecordTest, NodeIdOfAnotherKeyIsRejected) {
 TEST_F(NodeRecordTest, TimeWindowIsEnforced) {
   const std::string wire = sign_record(rec_, a_);
   EXPECT_TRUE(parse_and_verify(wire, rec_.expires_at - 1).ok());
-  expect_rejected(parse_and_verify(wire, rec_.expires_at), Status::Code::kInvalidArgument, "expired");
-  expect_rejected(parse_and_verify(wire, rec_.expires_at + 100000), Status::Code::kInvalidArgument, "expired");
+  expect_rejected(parse_and_verify(wire, rec_.expires_at), Status::Code::kInvalidArgument,
+                  "expired");
+  expect_rejected(parse_and_verify(wire, rec_.expires_at + 100000), Status::Code::kInvalidArgument,
+                  "expired");
 
   NodeRecord early = rec_;
   early.issued_at = kNow + kMaxClockSkewSeconds;
@@ -209,8 +216,8 @@ TEST_F(NodeRecordTest, TimeWindowIsEnforced) {
 
   NodeRecord backwards = rec_;
   backwards.expires_at = backwards.issued_at;
-  expect_rejected(parse_and_verify(sign_record(backwards, a_), kNow), Status::Code::kInvalidArgument,
-                  "not after issued_at");
+  expect_rejected(parse_and_verify(sign_record(backwards, a_), kNow),
+                  Status::Code::kInvalidArgument, "not after issued_at");
   NodeRecord negative = rec_;
   negative.issued_at = -5;
   negative.expires_at = 5;
@@ -220,18 +227,19 @@ TEST_F(NodeRecordTest, TimeWindowIsEnforced) {
 
 TEST_F(NodeRecordTest, MalformedWireFormsAreRejected) {
   const std::string wire = sign_record(rec_, a_);
-  for (const std::string& w : {std::string(""), std::string("{"), std::string("[]"), std::string("null"),
-                               std::string("\"x\""), wire.substr(0, wire.size() - 1),
-                               wire + "x", std::string(kMaxWireBytes + 1, ' ')}) {
+  for (const std::string& w :
+       {std::string(""), std::string("{"), std::string("[]"), std::string("null"),
+        std::string("\"x\""), wire.substr(0, wire.size() - 1), wire + "x",
+        std::string(kMaxWireBytes + 1, ' ')}) {
     auto r = parse_and_verify(w, kNow);
     EXPECT_FALSE(r.ok()) << w;
     EXPECT_EQ(r.status().code(), Status::Code::kCorruption) << reason(r);
   }
   expect_rejected(parse_and_verify("{\"protocol\":\"swarm.v1\"}", kNow), Status::Code::kCorruption,
                   "missing field");
-  for (const char* field : {"node_id", "public_key", "addresses", "model_id", "layer_begin", "layer_end",
-                            "throughput", "free_kv_bytes", "price_per_1k", "issued_at", "expires_at",
-                            "signature", "protocol"}) {
+  for (const char* field :
+       {"node_id", "public_key", "addresses", "model_id", "layer_begin", "layer_end", "throughput",
+        "free_kv_bytes", "price_per_1k", "issued_at", "expires_at", "signature", "protocol"}) {
     SCOPED_TRACE(field);
     expect_rejected(parse_and_verify(tampered(rec_, [&](json& j) { j.erase(field); }), kNow),
                     Status::Code::kCorruption, std::string("missing field ") + field);
@@ -247,12 +255,14 @@ TEST_F(NodeRecordTest, MalformedWireFormsAreRejected) {
                   Status::Code::kCorruption, "not an integer");
   expect_rejected(parse_and_verify(tampered(rec_, [](json& j) { j["free_kv_bytes"] = -1; }), kNow),
                   Status::Code::kCorruption, "free_kv_bytes");
-  expect_rejected(parse_and_verify(tampered(rec_, [](json& j) { j["addresses"] = json::array({1}); }), kNow),
-                  Status::Code::kCorruption, "address");
+  expect_rejected(
+      parse_and_verify(tampered(rec_, [](json& j) { j["addresses"] = json::array({1}); }), kNow),
+      Status::Code::kCorruption, "address");
   expect_rejected(parse_and_verify(tampered(rec_,
                                             [](json& j) {
                                               std::string s = j["signature"];
-                                              for (char& c : s) c = static_cast<char>(std::toupper(c));
+                                              for (char& c : s)
+                                                c = static_cast<char>(std::toupper(c));
                                               j["signature"] = s;
                                             }),
                                    kNow),
@@ -267,7 +277,8 @@ TEST_F(NodeRecordTest, MalformedWireFormsAreRejected) {
   // NaN cannot be written as JSON: the field becomes null and the reader refuses it.
   NodeRecord nan = rec_;
   nan.throughput = std::nan("");
-  expect_rejected(parse_and_verify(sign_record(nan, a_), kNow), Status::Code::kCorruption, "throughput");
+  expect_rejected(parse_and_verify(sign_record(nan, a_), kNow), Status::Code::kCorruption,
+                  "throughput");
 }
 
 TEST_F(NodeRecordTest, AbsurdValuesAreRejectedEvenWhenSigned) {
@@ -277,7 +288,8 @@ TEST_F(NodeRecordTest, AbsurdValuesAreRejectedEvenWhenSigned) {
       {[](NodeRecord& r) { r.layer_begin = -1; }, "layer range"},
       {[](NodeRecord& r) { r.layer_end = kMaxLayers + 1; }, "layer range"},
       {[](NodeRecord& r) { r.addresses.clear(); }, "no addresses"},
-      {[](NodeRecord& r) { r.addresses = std::vector<std::string>(kMaxAddresses + 1, "a:1"); }, "addresses"},
+      {[](NodeRecord& r) { r.addresses = std::vector<std::string>(kMaxAddresses + 1, "a:1"); },
+       "addresses"},
       {[](NodeRecord& r) { r.addresses = {"localhost"}; }, "not host:port"},
       {[](NodeRecord& r) { r.addresses = {":7001"}; }, "not host:port"},
       {[](NodeRecord& r) { r.addresses = {"h:0"}; }, "not host:port"},
@@ -299,14 +311,16 @@ TEST_F(NodeRecordTest, AbsurdValuesAreRejectedEvenWhenSigned) {
     NodeRecord r = rec_;
     mutate(r);
     SCOPED_TRACE(words + " " + (r.addresses.empty() ? "" : r.addresses[0]));
-    expect_rejected(parse_and_verify(sign_record(r, a_), kNow), Status::Code::kInvalidArgument, words);
+    expect_rejected(parse_and_verify(sign_record(r, a_), kNow), Status::Code::kInvalidArgument,
+                    words);
   }
   // A later version is "unsupported" even if its members are not ours.
   expect_rejected(parse_and_verify("{\"protocol\":\"swarm.v2\",\"other\":1}", kNow),
                   Status::Code::kUnsupported, "swarm.v2");
   NodeRecord r = rec_;
   r.protocol = "swarm.v2";
-  expect_rejected(parse_and_verify(sign_record(r, a_), kNow), Status::Code::kUnsupported, "swarm.v2");
+  expect_rejected(parse_and_verify(sign_record(r, a_), kNow), Status::Code::kUnsupported,
+                  "swarm.v2");
   // The limits themselves are fine.
   r = rec_;
   r.layer_begin = 0;
@@ -328,11 +342,21 @@ TEST_F(NodeRecordTest, RandomMutationsNeverCrashNorYieldUnsignedFields) {
     for (int k = 0; k < ops && !w.empty(); ++k) {
       const size_t at = pick(w.size());
       switch (pick(6)) {
-        case 0: w[at] = static_cast<char>(w[at] ^ (1 << pick(8))); break;
-        case 1: w[at] = alphabet[pick(alphabet.size())]; break;
-        case 2: w.insert(at, 1, alphabet[pick(alphabet.size())]); break;
-        case 3: w.erase(at, 1 + pick(4)); break;
-        case 4: w.resize(at); break;
+        case 0:
+          w[at] = static_cast<char>(w[at] ^ (1 << pick(8)));
+          break;
+        case 1:
+          w[at] = alphabet[pick(alphabet.size())];
+          break;
+        case 2:
+          w.insert(at, 1, alphabet[pick(alphabet.size())]);
+          break;
+        case 3:
+          w.erase(at, 1 + pick(4));
+          break;
+        case 4:
+          w.resize(at);
+          break;
         case 5: {  // copy a slice of the record elsewhere in it
           const size_t from = pick(w.size()), len = 1 + pick(24);
           w.insert(at, w.substr(from, len));

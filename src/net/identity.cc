@@ -105,7 +105,8 @@ Status write_all(int fd, const std::string& data, const std::string& path) {
 Status create_private_file(const std::string& path, const std::string& data) {
   Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (fd.get() < 0) {
-    if (errno == EEXIST) return Status::InvalidArgument(path + " already exists; not overwriting it");
+    if (errno == EEXIST)
+      return Status::InvalidArgument(path + " already exists; not overwriting it");
     return Status::IOError(errno_text("cannot create", path));
   }
   Status st = Status::Ok();
@@ -161,7 +162,8 @@ Result<std::string> default_key_path() {
 }
 
 Identity::Identity(Identity&& other) noexcept
-    : secret_key_(other.secret_key_), public_key_(other.public_key_),
+    : secret_key_(other.secret_key_),
+      public_key_(other.public_key_),
       node_id_(std::move(other.node_id_)) {
   sodium_memzero(other.secret_key_.data(), other.secret_key_.size());
 }
@@ -205,7 +207,8 @@ Result<Identity> Identity::Load(const std::string& path) {
   }
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::IOError(errno_text("cannot stat key file", path));
-  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("key file " + path + " is not a regular file");
+  if (!S_ISREG(st.st_mode))
+    return Status::InvalidArgument("key file " + path + " is not a regular file");
   if ((st.st_mode & 077) != 0)
     return Status::InvalidArgument("key file " + path + " has mode " + mode_text(st.st_mode) +
                                    ": it must not be accessible by group or others (chmod 600 " +
@@ -242,8 +245,8 @@ Result<Identity> Identity::Load(const std::string& path) {
   sodium_memzero(seed.data(), seed.size());
   // The second half of a libsodium secret key is the public key: a file whose
   // halves disagree was damaged, and would otherwise be a different identity.
-  const bool consistent =
-      id.ok() && std::memcmp(secret->data() + kSeedBytes, id->public_key().data(), kPublicKeyBytes) == 0;
+  const bool consistent = id.ok() && std::memcmp(secret->data() + kSeedBytes,
+                                                 id->public_key().data(), kPublicKeyBytes) == 0;
   sodium_memzero(secret->data(), secret->size());
   if (!id.ok()) return id.status();
   if (!consistent) return corrupt("public key does not match the secret key (damaged file?)");
@@ -264,8 +267,8 @@ Result<Identity> Identity::LoadOrCreate(const std::string& path) {
 }
 
 Status Identity::Save(const std::string& path, bool overwrite) const {
-  std::string text = std::string(kKeyFileMagic) + "\n" +
-                     to_hex(secret_key_.data(), secret_key_.size()) + "\n";
+  std::string text =
+      std::string(kKeyFileMagic) + "\n" + to_hex(secret_key_.data(), secret_key_.size()) + "\n";
   Status st = make_dirs(parent_of(path));
   if (!st.ok()) return st;
   if (!overwrite) {

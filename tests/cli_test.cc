@@ -9,10 +9,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <sys/stat.h>
 
 #include "engine/test_data.h"
 #include "engine/test_process.h"
 #include "engine/tokenizer.h"
+#include "net/identity.h"
 
 namespace {
 
@@ -170,6 +173,65 @@ TEST_F(CliTest, BadInputGetsAClearErrorAndNonZeroExit) {
     EXPECT_NE(r.code, 0) << c.args;
     EXPECT_NE(r.out.find(c.must_mention), std::string::npos) << c.args << " said: " << r.out;
   }
+}
+
+// keygen needs no model: it writes a private key file and prints the node id.
+TEST(CliKeygen, CreatesAPrivateKeyAndRefusesToReplaceItWithoutForce) {
+  const std::string home = temp("keygen_home");
+  std::filesystem::remove_all(home);
+  const char* old_home = std::getenv("HOME");
+  const std::string saved_home = old_home ? old_home : "";
+  ::setenv("HOME", home.c_str(), 1);
+  ::unsetenv("XDG_CONFIG_HOME");
+  auto mode_of = [](const std::string& p) {
+    struct stat st;
+    EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+    return st.st_mode & 07777;
+  };
+  // The node id is the output's one line of 40 hex digits (stderr says where it wrote).
+  auto first_line = [](const std::string& s) {
+    size_t at = 0;
+    while (at < s.size()) {
+      const size_t end = std::min(s.find('\n', at), s.size());
+      const std::string line = s.substr(at, end - at);
+      if (line.size() == 40 && line.find_first_not_of("0123456789abcdef") == std::string::npos) return line;
+      at = end + 1;
+    }
+    return std::string("(no node id in output)");
+  };
+
+  const std::string key = home + "/.config/swarm/node.key";
+  CmdResult r = swarm("keygen");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string id = first_line(r.out);
+  EXPECT_EQ(mode_of(key), 0600u);
+  EXPECT_EQ(mode_of(home + "/.config/swarm"), 0700u);
+  auto loaded = swarm::net::Identity::Load(key);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(id, loaded->node_id());
+
+  r = swarm("keygen");  // the existing identity is kept
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find(key), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--force"), std::string::npos) << r.out;
+  EXPECT_EQ(swarm::net::Identity::Load(key)->node_id(), id);
+
+  r = swarm("keygen --force");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(first_line(r.out), id);
+  EXPECT_EQ(swarm::net::Identity::Load(key)->node_id(), first_line(r.out));
+
+  const std::string other = home + "/elsewhere/a.key";
+  r = swarm("keygen -o " + other);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(mode_of(other), 0600u);
+  ASSERT_EQ(::chmod(other.c_str(), 0644), 0);
+  r = swarm("keygen -o " + other);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("0644"), std::string::npos) << r.out;
+
+  if (old_home) ::setenv("HOME", saved_home.c_str(), 1);
+  std::filesystem::remove_all(home);
 }
 
 }  // namespace

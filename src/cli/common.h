@@ -45,5 +45,6 @@ void register_gateway(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_loadgen(CLI::App& app);
 void register_serve(CLI::App& app);
+void register_keygen(CLI::App& app);
 
 }  // namespace swarm::cli

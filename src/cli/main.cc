@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   swarm::cli::register_gateway(app);
   swarm::cli::register_chat(app);
   swarm::cli::register_loadgen(app);
+  swarm::cli::register_keygen(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

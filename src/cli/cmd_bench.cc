@@ -22,7 +22,7 @@ void register_bench(CLI::App& app) {
   struct Opts {
     std::string model;
     int threads = 0, prompt = 128, gen = 64, reps = 3;
-    bool json = false;
+    bool json = false, no_mmap = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode speed against memory bandwidth");
@@ -32,8 +32,11 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-n,--gen", o->gen, "Tokens to decode (default 64)")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("-r,--repetitions", o->reps, "Runs; the best is reported (default 3)")->check(CLI::Range(1, 100));
   cmd->add_flag("--json", o->json, "Print one JSON line");
+  cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
   cmd->callback([o] {
-    auto model = load_model(o->model);
+    LoadOptions lo;
+    lo.no_mmap = o->no_mmap;
+    auto model = load_model(o->model, lo);
     const ModelConfig& c = model->config();
     ThreadPool pool(o->threads);
     const double bw = measure_read_bandwidth(pool);

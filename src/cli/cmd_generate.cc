@@ -19,7 +19,7 @@ struct GenerateOptions {
   std::vector<std::string> stop;
   int n = 128, threads = 0, ctx = 0;
   int64_t seed = -1;
-  bool ids = false;
+  bool ids = false, no_mmap = false;
   SamplingParams sampling;
 };
 
@@ -74,9 +74,12 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "Sampling seed; -1 picks one (default -1)");
   cmd->add_option("--stop", o->stop, "Stop when this text is produced (repeatable)");
   cmd->add_flag("--ids", o->ids, "Print token ids instead of text");
+  cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
   cmd->callback([o] {
-    auto model = load_model(o->model);
+    LoadOptions lo;
+    lo.no_mmap = o->no_mmap;
+    auto model = load_model(o->model, lo);
     auto tok = Tokenizer::Load(o->model);
     check(tok.status());
     const ModelConfig& cfg = model->config();

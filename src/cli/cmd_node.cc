@@ -62,6 +62,7 @@ void register_node(CLI::App& app) {
                   "Delay every message sent by this much (WAN emulation)")
       ->check(CLI::Range(0, 600'000));
   cmd->add_option("-t,--threads", o->node.threads, "Compute threads (default: all cores)");
+  cmd->add_flag("--no-mmap", o->node.no_mmap, kNoMmapHelp);
   cmd->add_option("--max-batch-tokens", o->node.max_batch_tokens,
                   "Tokens per batch at most (default 512)")
       ->check(CLI::Range(1, 1 << 20));

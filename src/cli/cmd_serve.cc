@@ -19,6 +19,7 @@ struct ServeOptions {
   std::string model, listen = "127.0.0.1:8080", chat_template;
   std::vector<std::string> names;
   int threads = 0, ctx = 0, n_predict = -1, parallel = 64, http_threads = 32;
+  bool no_mmap = false;
 };
 
 }  // namespace
@@ -30,6 +31,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("-m,--model", o->model, "GGUF file or Hugging Face folder")->required();
   cmd->add_option("--listen", o->listen,
                   "HOST:PORT to listen on; port 0 picks a free one (default 127.0.0.1:8080)");
+  cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
   cmd->add_option("-t,--threads", o->threads, "Kernel threads (default: all cores)");
   cmd->add_option("-c,--ctx-size", o->ctx,
                   "Context length per request (default: the model's, at most 8192)")
@@ -51,7 +53,9 @@ void register_serve(CLI::App& app) {
     if (!hp.ok()) fail("--listen: " + hp.status().message());
     const sigset_t signals = block_stop_signals();
 
-    auto model = load_model(o->model);
+    LoadOptions lo;
+    lo.no_mmap = o->no_mmap;
+    auto model = load_model(o->model, lo);
     auto tok = Tokenizer::Load(o->model);
     check(tok.status());
     const ModelConfig& cfg = model->config();

@@ -15,6 +15,11 @@
 
 namespace swarm::cli {
 
+// --no-mmap, as llama.cpp spells it.
+inline constexpr const char* kNoMmapHelp =
+    "Read the weights into (huge-page) memory instead of mapping the file: more memory "
+    "while loading, faster decode";
+
 // Prints "swarm: <message>" and ends the command with exit code 1.
 [[noreturn]] void fail(const std::string& message);
 inline void check(const Status& st) {

@@ -199,3 +199,25 @@ TEST(KvCache, FullCacheIsResourceExhaustedNotACrash) {
 
 }  // namespace
 }  // namespace swarm
+
+namespace swarm {
+namespace {
+
+// --no-mmap reads the same bytes into memory: the numbers cannot change.
+TEST(LoadOptions, ReadingInsteadOfMappingGivesTheSameLogits) {
+  const std::string path = testing::find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
+  if (path.empty()) GTEST_SKIP() << "no tiny-llama GGUF in tests/data or ../shared/testdata";
+  LoadOptions read;
+  read.no_mmap = true;
+  auto a = Model::Load(path), b = Model::Load(path, read);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ((*a)->mapped_bytes(), (*b)->mapped_bytes());
+  ThreadPool pool(1);
+  auto ca = (*a)->new_cache(8), cb = (*b)->new_cache(8);
+  auto la = (*a)->forward({1, 20, 30, 40}, *ca, pool), lb = (*b)->forward({1, 20, 30, 40}, *cb, pool);
+  ASSERT_TRUE(la.ok() && lb.ok());
+  EXPECT_EQ(std::memcmp(la->data(), lb->data(), la->size() * sizeof(float)), 0);
+}
+
+}  // namespace
+}  // namespace swarm

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 namespace swarm {
@@ -46,6 +48,42 @@ Result<std::unique_ptr<MappedRegion>> MappedRegion::Map(const std::string& path,
   region->map_base_ = base;
   region->map_length_ = map_len;
   region->data_ = static_cast<const uint8_t*>(base) + (offset - start);
+  return region;
+}
+
+Result<std::unique_ptr<MappedRegion>> MappedRegion::Read(const std::string& path, uint64_t offset, uint64_t length) {
+  auto size = file_size(path);
+  if (!size.ok()) return size.status();
+  if (offset > *size || length > *size - offset)
+    return Status::Corruption(path + ": range [" + std::to_string(offset) + ", " + std::to_string(offset + length) +
+                              ") lies past the end of the file (" + std::to_string(*size) + " bytes)");
+  constexpr uint64_t kHuge = 2ull << 20;
+  std::unique_ptr<MappedRegion> region(new MappedRegion());
+  region->offset_ = offset;
+  region->length_ = length;
+  const size_t map_len = static_cast<size_t>((length + 2 * kHuge - 1) / kHuge * kHuge);
+  void* base = ::mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) return Status::ResourceExhausted(path + ": cannot allocate " + std::to_string(length) + " bytes");
+  region->map_base_ = base;
+  region->map_length_ = map_len;
+  uint8_t* data = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(base) + kHuge - 1) / kHuge * kHuge);
+  ::madvise(data, static_cast<size_t>(length), MADV_HUGEPAGE);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError(path + ": " + std::strerror(errno));
+  for (uint64_t done = 0; done < length;) {
+    const ssize_t n = ::pread(fd, data + done, static_cast<size_t>(std::min<uint64_t>(length - done, 1ull << 30)),
+                              static_cast<off_t>(offset + done));
+    if (n <= 0) {
+      const int saved = errno;
+      ::close(fd);
+      return Status::IOError(path + ": read failed at byte " + std::to_string(offset + done) + ": " +
+                             (n == 0 ? "unexpected end of file" : std::strerror(saved)));
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  ::close(fd);
+  ::mprotect(base, map_len, PROT_READ);
+  region->data_ = data;
   return region;
 }
 

@@ -61,7 +61,8 @@ Status Model::map_and_bind(const LoadOptions& o) {
   }
   region_of_file_.assign(source_.files.size(), nullptr);
   for (const auto& [file, range] : span) {
-    auto r = MappedRegion::Map(source_.files[file], range.first, range.second - range.first);
+    auto r = o.no_mmap ? MappedRegion::Read(source_.files[file], range.first, range.second - range.first)
+                       : MappedRegion::Map(source_.files[file], range.first, range.second - range.first);
     if (!r.ok()) return r.status();
     region_of_file_[file] = r->get();
     regions_.push_back(std::move(r).value());

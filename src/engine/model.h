@@ -25,6 +25,7 @@ struct LoadOptions {
   int last_layer = -1;        // -1: through the last layer
   int embed = -1;             // 1: map the embedding, 0: don't, -1: iff first_layer == 0
   int head = -1;              // 1: map the output head, 0: don't, -1: iff last_layer == n_layer
+  bool no_mmap = false;       // read weights into (huge-page) memory instead of mapping the file
 };
 
 // Contiguous tokens of one sequence within a batch. Their positions continue the

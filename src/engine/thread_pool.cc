@@ -1,5 +1,7 @@
 #include "engine/thread_pool.h"
 
+#include <chrono>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define SWARM_CPU_RELAX() _mm_pause()
@@ -9,10 +11,32 @@
 
 namespace swarm {
 namespace {
-// About 50-100 microseconds of spinning before a worker sleeps: long enough to
-// bridge the gap between two kernels of one decode step, short enough not to burn
-// a core when the node is idle.
-constexpr int kSpinIterations = 20000;
+// How long a waiting thread spins before it sleeps, measured in time rather than
+// iterations (pause takes a few cycles on some CPUs, a hundred on others). Waking
+// a sleeping thread costs tens of microseconds (far more in a VM), and decode runs
+// hundreds of short sections per token, so bridging the gaps between them pays;
+// a few milliseconds is still nothing for a node that has gone idle.
+constexpr auto kSpinFor = std::chrono::milliseconds(3);
+// After this, spinning threads also yield, so an oversubscribed machine (tests
+// running side by side) gives the core to whoever has work.
+constexpr auto kYieldAfter = std::chrono::microseconds(200);
+
+// Waits until `done()` holds: spin, then spin yielding, then (if `sleep` is given)
+// sleep in it.
+template <typename Done, typename Sleep>
+void wait_until(Done done, Sleep sleep) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; !done(); ++i) {
+    SWARM_CPU_RELAX();
+    if ((i & 63) != 63) continue;
+    const auto waited = std::chrono::steady_clock::now() - start;
+    if (waited > kSpinFor) {
+      sleep();
+    } else if (waited > kYieldAfter) {
+      std::this_thread::yield();
+    }
+  }
+}
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -32,16 +56,9 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::worker_loop(int index) {
   uint32_t seen = 0;
   for (;;) {
-    uint32_t g = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; g == seen && spin < kSpinIterations; ++spin) {
-      SWARM_CPU_RELAX();
-      g = generation_.load(std::memory_order_acquire);
-    }
-    while (g == seen) {
-      generation_.wait(seen, std::memory_order_acquire);
-      g = generation_.load(std::memory_order_acquire);
-    }
-    seen = g;
+    wait_until([&] { return generation_.load(std::memory_order_acquire) != seen; },
+               [&] { generation_.wait(seen, std::memory_order_acquire); });
+    seen = generation_.load(std::memory_order_acquire);
     if (stop_.load()) return;
     (*job_)(index, n_threads_);
     pending_.fetch_sub(1, std::memory_order_acq_rel);
@@ -58,12 +75,9 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
   generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
   fn(0, n_threads_);
-  // Spin for the others, but yield once they are clearly not running: on a busy
-  // machine a worker may be waiting for this very core.
-  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
-    if (spin < kSpinIterations) SWARM_CPU_RELAX();
-    else std::this_thread::yield();
-  }
+  // The others are running their share: no sleeping, but yield once they are
+  // clearly not running, since on a busy machine one may be waiting for this core.
+  wait_until([&] { return pending_.load(std::memory_order_acquire) == 0; }, [] { std::this_thread::yield(); });
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {

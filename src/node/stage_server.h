@@ -27,6 +27,7 @@ struct NodeOptions {
   int link_delay_ms = 0;                  // every message sent leaves this much later
   int threads = 0;                        // compute threads; 0: all cores
   int max_batch_tokens = 512;             // tokens in one batch (a larger step runs alone)
+  bool no_mmap = false;                   // read weights into huge-page memory (faster decode)
 };
 
 class StageServer {

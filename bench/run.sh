@@ -12,6 +12,7 @@ for TYPE in Q4_K_M Q8_0 F16; do
   MODEL="$BUILD/models/tinyllama-1.1b-$TYPE.gguf"
   [ -f "$MODEL" ] || "$BUILD/swarm" synth --shape tinyllama-1.1b --type "$TYPE" --seed 1 -o "$MODEL" >&2
   "$BUILD/swarm" bench -m "$MODEL" -t "$THREADS" -p 64 -n 32 --json
+  "$BUILD/swarm" bench -m "$MODEL" -t "$THREADS" -p 64 -n 32 --json --no-mmap
 done
 if [ -x "$BUILD/bench/matmul_bench" ]; then "$BUILD/bench/matmul_bench" --quick; fi
 "$(dirname "$0")/swarm_bench.sh" "$BUILD"

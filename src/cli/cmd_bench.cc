@@ -72,9 +72,9 @@ void register_bench(CLI::App& app) {
       std::printf(
           "{\"bench\":\"engine\",\"model\":\"%s\",\"type\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"prompt\":%d,"
           "\"gen\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"bytes_per_token\":%.0f,\"read_bw_gbs\":%.2f,"
-          "\"decode_gbs\":%.2f,\"decode_bw_fraction\":%.3f}\n",
+          "\"decode_gbs\":%.2f,\"decode_bw_fraction\":%.3f,\"weights\":\"%s\"}\n",
           c.name.c_str(), model->main_type().c_str(), pool.size(), matmul_isa(), o->prompt, o->gen, best_prefill,
-          best_decode, bytes, bw / 1e9, decode_bw / 1e9, decode_bw / bw);
+          best_decode, bytes, bw / 1e9, decode_bw / 1e9, decode_bw / bw, o->no_mmap ? "read" : "mmap");
     } else {
       std::printf("model      %s (%s)\nthreads    %d (%s kernels)\n", c.name.c_str(), model->main_type().c_str(),
                   pool.size(), matmul_isa());

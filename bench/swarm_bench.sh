@@ -4,6 +4,9 @@
 # API, for 2 and 4 stages on loopback with an emulated one-way link delay on
 # every message (0, 5, 20 ms), pushing stage to stage or relaying through the
 # gateway. One JSON line per result; ratios are to the single process.
+# Weights are read into memory (--no-mmap): it is the faster way on this kind of
+# machine, and it is the same for both sides. Each node runs one thread, so an
+# N-stage swarm uses N threads against the single process's 2.
 #   bench/swarm_bench.sh [BUILD] [TOKENS]
 set -euo pipefail
 BUILD=${1:-build}
@@ -26,7 +29,7 @@ measure() {  # LABEL URL -> two JSON lines (1 stream, 16 streams); sets $single 
   echo "$line"
 }
 
-start serve serve -m "$MODEL" --listen 127.0.0.1:0 -t 2 -c 512
+start serve serve -m "$MODEL" --listen 127.0.0.1:0 -t 2 -c 512 --no-mmap
 measure "single process" "http://$addr"
 base_single=$single base_multi=$multi
 stop_all
@@ -38,7 +41,7 @@ for stages in 2 4; do
       peers=""
       for ((s = 0; s < stages; s++)); do
         a=$((22 * s / stages)) b=$((22 * (s + 1) / stages))
-        start "node$s" node -m "$MODEL" --layers "$a:$b" --listen 127.0.0.1:0 -t 1 --link-delay-ms "$delay"
+        start "node$s" node -m "$MODEL" --layers "$a:$b" --listen 127.0.0.1:0 -t 1 --no-mmap --link-delay-ms "$delay"
         peers+="${peers:+,}$addr"
       done
       flags=(--link-delay-ms "$delay")

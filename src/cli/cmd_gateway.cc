@@ -72,10 +72,8 @@ void register_gateway(CLI::App& app) {
     check(check_model_tensors(*source));
     auto id = net::model_content_id(*source);
     check(id.status());
-    auto tok = Tokenizer::Load(o->model);
-    check(tok.status());
     const ModelConfig& cfg = source->config;
-    if ((*tok)->vocab_size() == 0) fail(o->model + ": the vocabulary is empty");
+    auto tok = load_tokenizer(o->model, cfg.n_vocab);
 
     po.push = !o->relay;
     po.wire_f16 = o->wire_f16;
@@ -92,7 +90,7 @@ void register_gateway(CLI::App& app) {
 
     ApiOptions api;
     api.model_names = o->names.empty() ? std::vector<std::string>{default_model_name(o->model)} : o->names;
-    api.tokenizer = tok->get();
+    api.tokenizer = tok.get();
     api.chat_template = model_chat_template(*source);
     api.chat_template_override = o->chat_template;
     api.default_max_tokens = o->n_predict;

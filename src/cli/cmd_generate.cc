@@ -80,14 +80,9 @@ void register_generate(CLI::App& app) {
     LoadOptions lo;
     lo.no_mmap = o->no_mmap;
     auto model = load_model(o->model, lo);
-    auto tok = Tokenizer::Load(o->model);
-    check(tok.status());
     const ModelConfig& cfg = model->config();
-    if ((*tok)->vocab_size() == 0) fail(o->model + ": the vocabulary is empty");
-    if ((*tok)->vocab_size() > cfg.n_vocab)
-      fail(o->model + ": the tokenizer has " + std::to_string((*tok)->vocab_size()) + " tokens but the model only " +
-           std::to_string(cfg.n_vocab) + " embedding rows");
-    const std::vector<int32_t> prompt = build_prompt(*o, *model, **tok);
+    auto tok = load_tokenizer(o->model, cfg.n_vocab);
+    const std::vector<int32_t> prompt = build_prompt(*o, *model, *tok);
     if (prompt.empty()) fail("the prompt is empty (give -p, --chat or --tokens)");
     const int ctx = o->ctx > 0 ? o->ctx : std::min(cfg.n_ctx_train, 8192);
     if (static_cast<int>(prompt.size()) >= ctx)
@@ -98,12 +93,12 @@ void register_generate(CLI::App& app) {
     SamplingParams sp = o->sampling;
     sp.seed = o->seed >= 0 ? static_cast<uint64_t>(o->seed) : std::random_device{}();
     sp.stop = o->stop;
-    sp.stop_tokens = (*tok)->eog_ids();
+    sp.stop_tokens = tok->eog_ids();
     sp.max_tokens = n;
     check(sp.validate(cfg.n_vocab));
     Sampler sampler(sp, cfg.n_vocab);
     for (int32_t id : prompt) sampler.accept(id);  // penalties see the prompt, as llama.cpp's do
-    TokenStreamDecoder decoder(**tok);
+    TokenStreamDecoder decoder(*tok);
     for (int32_t id : prompt) decoder.push(id);  // so the text continues the prompt's spacing
     StopMatcher stops(sp.stop);
 

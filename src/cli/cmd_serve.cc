@@ -56,20 +56,14 @@ void register_serve(CLI::App& app) {
     LoadOptions lo;
     lo.no_mmap = o->no_mmap;
     auto model = load_model(o->model, lo);
-    auto tok = Tokenizer::Load(o->model);
-    check(tok.status());
-    const ModelConfig& cfg = model->config();
-    if ((*tok)->vocab_size() == 0) fail(o->model + ": the vocabulary is empty");
-    if ((*tok)->vocab_size() > cfg.n_vocab)
-      fail(o->model + ": the tokenizer has " + std::to_string((*tok)->vocab_size()) +
-           " tokens but the model only " + std::to_string(cfg.n_vocab) + " embedding rows");
+    auto tok = load_tokenizer(o->model, model->config().n_vocab);
     if (!model->has_embed() || !model->has_head())
       fail(o->model + ": serve needs the embedding and the output head");
 
     ApiOptions api;
     api.model_names =
         o->names.empty() ? std::vector<std::string>{default_model_name(o->model)} : o->names;
-    api.tokenizer = tok->get();
+    api.tokenizer = tok.get();
     api.chat_template = model_chat_template(model->source());
     api.chat_template_override = o->chat_template;
     api.default_max_tokens = o->n_predict;

@@ -58,6 +58,16 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
   return std::move(m).value();
 }
 
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, int n_vocab) {
+  auto tok = Tokenizer::Load(path);
+  if (!tok.ok()) fail(tok.status().ToString());
+  if ((*tok)->vocab_size() == 0) fail(path + ": the vocabulary is empty");
+  if ((*tok)->vocab_size() > n_vocab)
+    fail(path + ": the tokenizer has " + std::to_string((*tok)->vocab_size()) + " tokens but the model only " +
+         std::to_string(n_vocab) + " embedding rows");
+  return std::move(tok).value();
+}
+
 void write_f32(const std::string& path, const float* data, size_t n) {
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (f == nullptr) fail(path + ": " + std::strerror(errno));

@@ -12,6 +12,7 @@
 
 #include "engine/model.h"
 #include "engine/status.h"
+#include "engine/tokenizer.h"
 
 namespace swarm::cli {
 
@@ -36,6 +37,9 @@ Result<std::pair<std::string, int>> parse_host_port(const std::string& s);
 Result<std::pair<int, int>> parse_layer_range(const std::string& s);
 
 std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {});
+// The model's tokenizer, refused when its vocabulary is empty or larger than the
+// model's `n_vocab` embedding rows.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, int n_vocab);
 void write_f32(const std::string& path, const float* data, size_t n);
 
 // Registration of each subcommand (one file each).

@@ -5,10 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
+
+#include "engine/unique_fd.h"
 
 namespace swarm {
 
@@ -68,20 +70,16 @@ Result<std::unique_ptr<MappedRegion>> MappedRegion::Read(const std::string& path
   region->map_length_ = map_len;
   uint8_t* data = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(base) + kHuge - 1) / kHuge * kHuge);
   ::madvise(data, static_cast<size_t>(length), MADV_HUGEPAGE);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::IOError(path + ": " + std::strerror(errno));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return Status::IOError(path + ": " + std::strerror(errno));
   for (uint64_t done = 0; done < length;) {
-    const ssize_t n = ::pread(fd, data + done, static_cast<size_t>(std::min<uint64_t>(length - done, 1ull << 30)),
+    const ssize_t n = ::pread(fd.get(), data + done, static_cast<size_t>(std::min<uint64_t>(length - done, 1ull << 30)),
                               static_cast<off_t>(offset + done));
-    if (n <= 0) {
-      const int saved = errno;
-      ::close(fd);
+    if (n <= 0)
       return Status::IOError(path + ": read failed at byte " + std::to_string(offset + done) + ": " +
-                             (n == 0 ? "unexpected end of file" : std::strerror(saved)));
-    }
+                             (n == 0 ? "unexpected end of file" : std::strerror(errno)));
     done += static_cast<uint64_t>(n);
   }
-  ::close(fd);
   ::mprotect(base, map_len, PROT_READ);
   region->data_ = data;
   return region;

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include "engine/unique_fd.h"
 #include <nlohmann/json.hpp>
 
 namespace swarm {
@@ -14,20 +16,6 @@ namespace {
 
 using json = nlohmann::json;
 
-// Closes a file descriptor when it goes out of scope.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Reads exactly `n` bytes at `offset`; false on a short read or an error.
 bool pread_all(int fd, void* buf, size_t n, uint64_t offset) {
@@ -162,7 +150,7 @@ Result<SafetensorsHeader> parse_safetensors_header(const std::string& json_text,
 }
 
 Result<SafetensorsHeader> read_safetensors_header(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     const int err = errno;
     if (err == ENOENT) return Status::NotFound(path + ": no such file");

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "engine/unique_fd.h"
+
 namespace swarm::net {
 
 static_assert(kPublicKeyBytes == crypto_sign_PUBLICKEYBYTES);
@@ -36,25 +38,6 @@ std::string mode_text(mode_t mode) {
   return buf;
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  // Closes now so that a failed close (a lost write on some filesystems) is seen.
-  int close() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
 
 std::string parent_of(const std::string& path) {
   const size_t slash = path.find_last_of('/');
@@ -103,7 +86,7 @@ Status write_all(int fd, const std::string& data, const std::string& path) {
 // Creates `path` (which must not exist) with mode 0600, writes `data` and syncs it.
 // On failure the partial file is removed.
 Status create_private_file(const std::string& path, const std::string& data) {
-  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (fd.get() < 0) {
     if (errno == EEXIST)
       return Status::InvalidArgument(path + " already exists; not overwriting it");
@@ -200,7 +183,7 @@ Result<Identity> Identity::Generate() {
 
 Result<Identity> Identity::Load(const std::string& path) {
   SWARM_RETURN_IF_ERROR(sodium_ready());
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (fd.get() < 0) {
     if (errno == ENOENT) return Status::NotFound("key file " + path + " does not exist");
     return Status::IOError(errno_text("cannot open key file", path));

@@ -41,7 +41,8 @@ class TlsSwarmTest : public ::testing::Test {
  protected:
   void SetUp() override {
     model_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
-    if (model_.empty()) GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
+    if (model_.empty())
+      GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
     dir_ = ::testing::TempDir() + "/tls_swarm_" + std::to_string(::getpid()) + "_" +
            ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::filesystem::remove_all(dir_);
@@ -74,29 +75,35 @@ class TlsSwarmTest : public ::testing::Test {
 
   // A node serving [a, b) with `key`'s identity (none: plaintext); its address.
   std::string node(int a, int b, const KeyFile* key) {
-    std::vector<std::string> args = {"node", "-m", model_, "--layers", std::to_string(a) + ":" + std::to_string(b),
-                                     "--listen", "127.0.0.1:0", "-t", "1"};
+    std::vector<std::string> args = {
+        "node",     "-m",          model_, "--layers", std::to_string(a) + ":" + std::to_string(b),
+        "--listen", "127.0.0.1:0", "-t",   "1"};
     if (key) args.insert(args.end(), {"--identity", key->path});
-    nodes_.push_back(std::make_unique<ChildProcess>(args, dir_ + "/node" + std::to_string(nodes_.size()) + ".err"));
-    EXPECT_TRUE(nodes_.back()->ok()) << read_file(dir_ + "/node" + std::to_string(nodes_.size() - 1) + ".err");
+    nodes_.push_back(std::make_unique<ChildProcess>(
+        args, dir_ + "/node" + std::to_string(nodes_.size()) + ".err"));
+    EXPECT_TRUE(nodes_.back()->ok())
+        << read_file(dir_ + "/node" + std::to_string(nodes_.size() - 1) + ".err");
     return nodes_.back()->address();
   }
 
   // A gateway over `peers` (the --peers value); its stderr goes to log(i).
   ChildProcess* gateway(const std::string& peers, const std::vector<std::string>& flags = {}) {
-    std::vector<std::string> args = {"gateway", "-m", model_, "--listen", "127.0.0.1:0", "--peers", peers,
-                                     "--model-name", "tiny"};
+    std::vector<std::string> args = {"gateway", "-m",  model_,         "--listen", "127.0.0.1:0",
+                                     "--peers", peers, "--model-name", "tiny"};
     args.insert(args.end(), flags.begin(), flags.end());
     gateways_.push_back(std::make_unique<ChildProcess>(args, log_path(gateways_.size())));
     EXPECT_TRUE(gateways_.back()->ok()) << read_file(log_path(gateways_.size() - 1));
     return gateways_.back().get();
   }
-  std::string log_path(size_t gateway) const { return dir_ + "/gateway" + std::to_string(gateway) + ".err"; }
+  std::string log_path(size_t gateway) const {
+    return dir_ + "/gateway" + std::to_string(gateway) + ".err";
+  }
 
   std::string complete(ChildProcess* gw, int n, int* status) {
     httplib::Client c("127.0.0.1", gw->port());
     c.set_read_timeout(120, 0);
-    const json body = {{"model", "tiny"}, {"prompt", kPrompt}, {"max_tokens", n}, {"temperature", 0}};
+    const json body = {
+        {"model", "tiny"}, {"prompt", kPrompt}, {"max_tokens", n}, {"temperature", 0}};
     auto res = c.Post("/v1/completions", body.dump(), "application/json");
     *status = res ? res->status : -1;
     if (!res || res->status != 200) return res ? res->body : "<no answer>";
@@ -104,11 +111,12 @@ class TlsSwarmTest : public ::testing::Test {
   }
 
   std::string single_process(int n) {
-    auto r = run_swarm("generate -m " + model_ + " -p " + shell_quote(kPrompt) + " -n " + std::to_string(n) +
-                       " --temp 0 -t 1");
+    auto r = run_swarm("generate -m " + model_ + " -p " + shell_quote(kPrompt) + " -n " +
+                       std::to_string(n) + " --temp 0 -t 1");
     EXPECT_EQ(r.code, 0) << r.out;
     const std::string raw = r.out.substr(0, r.out.find('\n'));
-    return json::parse(json(raw).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
+    return json::parse(json(raw).dump(-1, ' ', false, json::error_handler_t::replace))
+        .get<std::string>();
   }
 
   std::string model_, dir_;
@@ -151,7 +159,8 @@ TEST_F(TlsSwarmTest, ANodeWhoseKeyIsNotThePinIsRefused) {
   EXPECT_NE(body.find("service_unavailable"), std::string::npos) << body;
   EXPECT_TRUE(eventually([&] {
     const std::string log = read_file(log_path(0));
-    return log.find("TLS identity mismatch") != std::string::npos && log.find(a.node_id) != std::string::npos &&
+    return log.find("TLS identity mismatch") != std::string::npos &&
+           log.find(a.node_id) != std::string::npos &&
            log.find("expected node id " + b.node_id) != std::string::npos;
   })) << read_file(log_path(0));
 
@@ -159,8 +168,9 @@ TEST_F(TlsSwarmTest, ANodeWhoseKeyIsNotThePinIsRefused) {
   ASSERT_TRUE(plain->ok());
   complete(plain, 4, &status);
   EXPECT_EQ(status, 503);
-  EXPECT_TRUE(eventually([&] { return read_file(log_path(1)).find("offers no route") != std::string::npos; }))
-      << read_file(log_path(1));
+  EXPECT_TRUE(eventually([&] {
+    return read_file(log_path(1)).find("offers no route") != std::string::npos;
+  })) << read_file(log_path(1));
 
   ChildProcess* right = gateway(addr + "@" + a.public_key);
   ASSERT_TRUE(right->ok());
@@ -170,8 +180,11 @@ TEST_F(TlsSwarmTest, ANodeWhoseKeyIsNotThePinIsRefused) {
 
 // A pin that is not a key or a node id is a usage error, not a plaintext peer.
 TEST_F(TlsSwarmTest, MalformedPinsAreRefusedAtStart) {
-  for (const std::string& peers : {std::string("127.0.0.1:7001@xyz"), "127.0.0.1:7001@" + std::string(63, 'a'), "@" + std::string(40, 'a')}) {
-    auto r = run_swarm("gateway -m " + model_ + " --listen 127.0.0.1:0 --peers " + shell_quote(peers));
+  for (const std::string& peers :
+       {std::string("127.0.0.1:7001@xyz"), "127.0.0.1:7001@" + std::string(63, 'a'),
+        "@" + std::string(40, 'a')}) {
+    auto r =
+        run_swarm("gateway -m " + model_ + " --listen 127.0.0.1:0 --peers " + shell_quote(peers));
     EXPECT_NE(r.code, 0) << peers;
     EXPECT_NE(r.out.find("--peers"), std::string::npos) << r.out;
   }

@@ -273,7 +273,8 @@ Status Identity::Save(const std::string& path, bool overwrite) const {
 
 std::array<uint8_t, kSeedBytes> Identity::seed() const {
   std::array<uint8_t, kSeedBytes> seed;
-  std::copy(secret_key_.begin(), secret_key_.begin() + kSeedBytes, seed.begin());  // seed || public key
+  std::copy(secret_key_.begin(), secret_key_.begin() + kSeedBytes,
+            seed.begin());  // seed || public key
   return seed;
 }
 

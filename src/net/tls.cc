@@ -74,8 +74,8 @@ Result<KeyPin> KeyPin::Parse(std::string_view hex) {
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   auto bytes = from_hex(lower);
   if (!bytes.ok())
-    return Status::InvalidArgument("'" + std::string(hex) + "' is not hex: " +
-                                   bytes.status().message());
+    return Status::InvalidArgument("'" + std::string(hex) +
+                                   "' is not hex: " + bytes.status().message());
   return KeyPin(std::move(lower));
 }
 
@@ -106,20 +106,21 @@ Result<TlsKeyPair> make_identity_certificate(const Identity& identity) {
   BN_free(bn);
   X509_NAME* name = X509_get_subject_name(cert.get());
   const std::string& cn = identity.node_id();
-  const bool ok =
-      serial_ok && X509_set_version(cert.get(), 2) == 1 &&
-      X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) != nullptr &&
-      ASN1_TIME_set_string(X509_getm_notAfter(cert.get()), "99991231235959Z") == 1 &&
-      X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                 reinterpret_cast<const unsigned char*>(cn.data()),
-                                 static_cast<int>(cn.size()), -1, 0) == 1 &&
-      X509_set_issuer_name(cert.get(), name) == 1 && X509_set_pubkey(cert.get(), key.get()) == 1 &&
-      X509_sign(cert.get(), key.get(), nullptr) > 0;  // Ed25519 takes no digest
+  const bool ok = serial_ok && X509_set_version(cert.get(), 2) == 1 &&
+                  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) != nullptr &&
+                  ASN1_TIME_set_string(X509_getm_notAfter(cert.get()), "99991231235959Z") == 1 &&
+                  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                             reinterpret_cast<const unsigned char*>(cn.data()),
+                                             static_cast<int>(cn.size()), -1, 0) == 1 &&
+                  X509_set_issuer_name(cert.get(), name) == 1 &&
+                  X509_set_pubkey(cert.get(), key.get()) == 1 &&
+                  X509_sign(cert.get(), key.get(), nullptr) > 0;  // Ed25519 takes no digest
   if (!ok) return Status::Internal("OpenSSL cannot build the identity certificate");
 
   BioPtr cert_bio(BIO_new(BIO_s_mem())), key_bio(BIO_new(BIO_s_mem()));
   if (!cert_bio || !key_bio || PEM_write_bio_X509(cert_bio.get(), cert.get()) != 1 ||
-      PEM_write_bio_PrivateKey(key_bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
+      PEM_write_bio_PrivateKey(key_bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) !=
+          1)
     return Status::Internal("OpenSSL cannot write the identity certificate as PEM");
   TlsKeyPair pair;
   pair.certificate_pem = bio_text(cert_bio.get());

@@ -46,9 +46,9 @@ TEST(KeyPin, ParsesKeysAndNodeIdsInEitherCase) {
   EXPECT_FALSE(by_id->matches(b.public_key()));
 
   EXPECT_FALSE(KeyPin::Parse("").ok());
-  EXPECT_FALSE(KeyPin::Parse(key_hex.substr(1)).ok());                  // 63 digits
-  EXPECT_FALSE(KeyPin::Parse("zz" + key_hex.substr(2)).ok());           // not hex
-  EXPECT_FALSE(KeyPin::Parse(a.node_id() + "00").ok());                 // 42 digits
+  EXPECT_FALSE(KeyPin::Parse(key_hex.substr(1)).ok());         // 63 digits
+  EXPECT_FALSE(KeyPin::Parse("zz" + key_hex.substr(2)).ok());  // not hex
+  EXPECT_FALSE(KeyPin::Parse(a.node_id() + "00").ok());        // 42 digits
 }
 
 TEST(PeerSpec, PlainOrPinnedByKeyOrNodeId) {
@@ -83,7 +83,8 @@ TEST(IdentityCertificate, HoldsTheIdentityKeyAndNodeIdAndVerifiesItself) {
   EXPECT_EQ(*key, a.public_key());
 
   // Parsed independently: CN is the node id, and the self-signature checks out.
-  BIO* bio = BIO_new_mem_buf(pair->certificate_pem.data(), static_cast<int>(pair->certificate_pem.size()));
+  BIO* bio =
+      BIO_new_mem_buf(pair->certificate_pem.data(), static_cast<int>(pair->certificate_pem.size()));
   X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
   ASSERT_NE(cert, nullptr);
@@ -94,7 +95,8 @@ TEST(IdentityCertificate, HoldsTheIdentityKeyAndNodeIdAndVerifiesItself) {
   X509_free(cert);
 
   // The private key is the identity's: its public half is the same key.
-  BIO* kbio = BIO_new_mem_buf(pair->private_key_pem.data(), static_cast<int>(pair->private_key_pem.size()));
+  BIO* kbio =
+      BIO_new_mem_buf(pair->private_key_pem.data(), static_cast<int>(pair->private_key_pem.size()));
   EVP_PKEY* pkey = PEM_read_bio_PrivateKey(kbio, nullptr, nullptr, nullptr);
   BIO_free(kbio);
   ASSERT_NE(pkey, nullptr);
@@ -120,9 +122,10 @@ TEST(IdentityCertificate, PinCheckRefusesAnotherKeyAndGarbage) {
   EXPECT_FALSE(check_pinned_certificate(pair->certificate_pem, *KeyPin::Parse(b.node_id())).ok());
 
   EXPECT_FALSE(check_pinned_certificate("", KeyPin::Of(a.public_key())).ok());
-  EXPECT_FALSE(check_pinned_certificate("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-                                        KeyPin::Of(a.public_key()))
-                   .ok());
+  EXPECT_FALSE(
+      check_pinned_certificate("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                               KeyPin::Of(a.public_key()))
+          .ok());
   EXPECT_FALSE(certificate_public_key(pair->private_key_pem).ok());
   // A certificate with another key type is refused, not misread.
   EVP_PKEY* ec = EVP_EC_gen("P-256");
@@ -147,7 +150,8 @@ TEST(IdentityCertificate, PinCheckRefusesAnotherKeyAndGarbage) {
   EVP_PKEY_free(ec);
   auto ec_key = certificate_public_key(ec_pem);
   ASSERT_FALSE(ec_key.ok());
-  EXPECT_NE(ec_key.status().message().find("not Ed25519"), std::string::npos) << ec_key.status().message();
+  EXPECT_NE(ec_key.status().message().find("not Ed25519"), std::string::npos)
+      << ec_key.status().message();
 }
 
 // Answers Info with a fixed model id, so a client can tell it got through.
@@ -185,7 +189,8 @@ grpc::Status call_info(const std::string& address, std::shared_ptr<grpc::Channel
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   v1::InfoResponse r;
   grpc::Status st = stub->Info(&ctx, v1::InfoRequest(), &r);
-  if (st.ok() && r.model_id() != "reached") return grpc::Status(grpc::StatusCode::INTERNAL, "wrong answer");
+  if (st.ok() && r.model_id() != "reached")
+    return grpc::Status(grpc::StatusCode::INTERNAL, "wrong answer");
   return st;
 }
 
@@ -202,7 +207,8 @@ TEST(PinnedTls, ReachesTheNodeItIsPinnedToAndNoOther) {
   EXPECT_EQ(pinned_node_id(a_id), a.node_id());
   grpc::Status st = call_info(addr, pinned_channel_credentials(a_key, addr), pinned_node_id(a_key));
   EXPECT_TRUE(st.ok()) << st.error_message();
-  st = call_info(addr, pinned_channel_credentials(a_id, addr));  // the target name is not what is checked
+  st = call_info(addr,
+                 pinned_channel_credentials(a_id, addr));  // the target name is not what is checked
   EXPECT_TRUE(st.ok()) << st.error_message();
 
   const KeyPin b_key = KeyPin::Of(b.public_key()), b_id = *KeyPin::Parse(b.node_id());
@@ -222,7 +228,8 @@ TEST(PinnedTls, APinnedClientRefusesAPlaintextServer) {
   const Identity a = identity_from(8);
   EXPECT_TRUE(call_info(server.address(), grpc::InsecureChannelCredentials()).ok());
   EXPECT_FALSE(
-      call_info(server.address(), pinned_channel_credentials(KeyPin::Of(a.public_key()), "plain")).ok());
+      call_info(server.address(), pinned_channel_credentials(KeyPin::Of(a.public_key()), "plain"))
+          .ok());
 }
 
 }  // namespace

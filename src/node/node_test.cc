@@ -61,7 +61,8 @@ class NodeProcess : public swarm::testing::ChildProcess {
   }
 };
 
-grpc::Status try_info(const std::string& address, v1::InfoResponse* r, const std::string& pin = "") {
+grpc::Status try_info(const std::string& address, v1::InfoResponse* r,
+                      const std::string& pin = "") {
   auto stub = v1::Stage::NewStub(net::make_channel(address, pin));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + 10s);
@@ -689,7 +690,8 @@ TestIdentity make_identity(uint8_t fill, const std::string& name) {
 // a hop pinned to a third key fails that step with an error naming the hop,
 // while both nodes keep serving. A plaintext client gets nothing from them.
 TEST_F(NodeTest, PinnedPushesWorkAndAHopPinnedToAnotherKeyFailsTheStep) {
-  const TestIdentity a = make_identity(11, "a"), b = make_identity(12, "b"), c = make_identity(13, "c");
+  const TestIdentity a = make_identity(11, "a"), b = make_identity(12, "b"),
+                     c = make_identity(13, "c");
   const std::vector<std::pair<int, int>> ranges = {{0, 2}, {2, n_layer()}};
   std::vector<std::unique_ptr<NodeProcess>> nodes;
   nodes.push_back(std::make_unique<NodeProcess>(
@@ -728,7 +730,8 @@ TEST_F(NodeTest, PinnedPushesWorkAndAHopPinnedToAnotherKeyFailsTheStep) {
   ASSERT_EQ(err->kind_case(), StageResponse::kError) << err->DebugString();
   EXPECT_EQ(err->error().code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(err->error().step_id(), 7u);
-  EXPECT_NE(err->error().message().find(nodes[1]->address()), std::string::npos) << err->error().message();
+  EXPECT_NE(err->error().message().find(nodes[1]->address()), std::string::npos)
+      << err->error().message();
   EXPECT_NE(err->error().message().find(c.node_id), std::string::npos) << err->error().message();
 
   // A key of the wrong length is a malformed step, not a connection attempt.
@@ -741,7 +744,8 @@ TEST_F(NodeTest, PinnedPushesWorkAndAHopPinnedToAnotherKeyFailsTheStep) {
   ASSERT_EQ(bad_err->kind_case(), StageResponse::kError) << bad_err->DebugString();
   EXPECT_EQ(bad_err->error().code(), grpc::StatusCode::INVALID_ARGUMENT);
 
-  for (auto& s : streams) EXPECT_TRUE(s->send(close_req("pinned")) && s->send(close_req("wrong-hop")));
+  for (auto& s : streams)
+    EXPECT_TRUE(s->send(close_req("pinned")) && s->send(close_req("wrong-hop")));
   EXPECT_EQ(info(nodes[0]->address(), a.pin()).node_id(), a.node_id);
   EXPECT_EQ(info(nodes[1]->address(), b.pin()).node_id(), b.node_id);
   for (const TestIdentity* t : {&a, &b, &c}) std::remove(t->path.c_str());

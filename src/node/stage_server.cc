@@ -332,10 +332,10 @@ Status StageServer::Impl::start() {
   if (!opt_.identity_path.empty()) {
     auto identity = net::Identity::Load(opt_.identity_path);
     if (!identity.ok())
-      return identity.status().annotate("--identity" +
-                                        std::string(identity.status().code() == Status::Code::kNotFound
-                                                        ? " (create one with swarm keygen -o FILE)"
-                                                        : ""));
+      return identity.status().annotate(
+          "--identity" + std::string(identity.status().code() == Status::Code::kNotFound
+                                         ? " (create one with swarm keygen -o FILE)"
+                                         : ""));
     auto tls = net::identity_server_credentials(*identity);
     if (!tls.ok()) return tls.status();
     credentials = *tls;

@@ -272,9 +272,9 @@ Status Identity::Save(const std::string& path, bool overwrite) const {
 }
 
 std::array<uint8_t, kSeedBytes> Identity::seed() const {
+  // libsodium's secret key is seed || public key.
   std::array<uint8_t, kSeedBytes> seed;
-  std::copy(secret_key_.begin(), secret_key_.begin() + kSeedBytes,
-            seed.begin());  // seed || public key
+  std::copy(secret_key_.begin(), secret_key_.begin() + kSeedBytes, seed.begin());
   return seed;
 }
 

@@ -4,6 +4,7 @@
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -86,8 +87,9 @@ bool KeyPin::matches(const PublicKey& key) const {
 }
 
 Result<TlsKeyPair> make_identity_certificate(const Identity& identity) {
-  const auto seed = identity.seed();
+  auto seed = identity.seed();
   PkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size()));
+  OPENSSL_cleanse(seed.data(), seed.size());  // OpenSSL holds its own copy now
   if (!key) return Status::Internal("OpenSSL cannot make an Ed25519 key");
   // The key OpenSSL derived must be the identity's, or the pin would never match.
   PublicKey derived{};

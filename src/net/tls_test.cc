@@ -73,6 +73,9 @@ TEST(PeerSpec, PlainOrPinnedByKeyOrNodeId) {
 
 TEST(IdentityCertificate, HoldsTheIdentityKeyAndNodeIdAndVerifiesItself) {
   const Identity a = identity_from(7);
+  std::array<uint8_t, kSeedBytes> seed;
+  seed.fill(7);
+  EXPECT_EQ(a.seed(), seed);  // the key OpenSSL is given is the identity's own
   auto pair = make_identity_certificate(a);
   ASSERT_TRUE(pair.ok()) << pair.status().ToString();
   EXPECT_NE(pair->certificate_pem.find("-----BEGIN CERTIFICATE-----"), std::string::npos);

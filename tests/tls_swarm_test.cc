@@ -178,6 +178,41 @@ TEST_F(TlsSwarmTest, ANodeWhoseKeyIsNotThePinIsRefused) {
   EXPECT_EQ(status, 200);
 }
 
+// The node a pinned chain runs through dies and another node, with another
+// identity but the same model, takes over its address: the gateway refuses it
+// (logging the mismatch), routes through the other pinned node, and the text is
+// still one process's. Without the pin the impostor would have been used.
+TEST_F(TlsSwarmTest, AnImpostorAtAPinnedAddressIsRoutedAround) {
+  const KeyFile a = keygen("a"), b = keygen("b"), c = keygen("c");
+  const std::string na = node(0, 4, &a), nb = node(0, 4, &b);
+  ChildProcess* gw = gateway(na + "@" + a.node_id + "," + nb + "@" + b.node_id);
+  ASSERT_TRUE(gw->ok());
+  const std::string want = single_process(8);
+  int status = 0;
+  ASSERT_EQ(complete(gw, 8, &status), want);
+
+  // The gateway logs its first chain: "chain ADDR [0,4)".
+  const std::string log = read_file(log_path(0));
+  const size_t at = log.find("chain ");
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string used = log.substr(at + 6, log.find(' ', at + 6) - at - 6);
+  ASSERT_TRUE(used == na || used == nb) << used;
+  nodes_[used == na ? 0 : 1].reset();  // killed; its address is free
+  ChildProcess impostor({"node", "-m", model_, "--listen", used, "-t", "1", "--identity", c.path},
+                        dir_ + "/impostor.err");
+  ASSERT_TRUE(impostor.ok()) << read_file(dir_ + "/impostor.err");
+
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(complete(gw, 8, &status), want) << "request " << i;
+    EXPECT_EQ(status, 200);
+  }
+  const std::string after = read_file(log_path(0));
+  EXPECT_NE(after.find("TLS identity mismatch"), std::string::npos) << after;
+  EXPECT_NE(after.find("(node id " + c.node_id + ")"), std::string::npos) << after;
+  EXPECT_EQ(read_file(dir_ + "/impostor.err").find("opened"), std::string::npos)
+      << "the impostor got a session";
+}
+
 // A pin that is not a key or a node id is a usage error, not a plaintext peer.
 TEST_F(TlsSwarmTest, MalformedPinsAreRefusedAtStart) {
   for (const std::string& peers :

@@ -8,7 +8,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libpcre2-dev libprotobuf-dev protobuf-compiler
-  libgrpc++-dev protobuf-compiler-grpc libsodium-dev libcpp-httplib-dev
+  libgrpc++-dev protobuf-compiler-grpc libsodium-dev libssl-dev libcpp-httplib-dev
 )
 
 missing=()

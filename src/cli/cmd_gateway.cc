@@ -1,9 +1,13 @@
-// swarm gateway -m MODEL --listen HOST:PORT --peers HOST:PORT,... [--relay] [--wire-f16]
+// swarm gateway -m MODEL --listen HOST:PORT --peers HOST:PORT[@KEY],... [--relay] [--wire-f16]
 //               [-c CTX] [-n N] [--chat-template NAME] [--model-name NAME]
 // The OpenAI-compatible HTTP API in front of a swarm: loads only the model's
 // tokenizer and metadata, finds a chain of peers covering every layer, and
-// streams each request through it. Prints "listening on HOST:PORT"; SIGINT or
-// SIGTERM stops it.
+// streams each request through it. A peer given as HOST:PORT@KEY (its node id or
+// public key in hex) is reached over TLS pinned to that key and refused if it
+// presents another. Prints "listening on HOST:PORT"; SIGINT or SIGTERM stops it.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include <cstdio>
 #include <sstream>
 
@@ -14,6 +18,7 @@
 #include "engine/model_loader.h"
 #include "engine/tokenizer.h"
 #include "net/model_id.h"
+#include "net/peer_address.h"
 #include "pipeline/pipeline_backend.h"
 
 namespace swarm::cli {
@@ -43,7 +48,10 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("-m,--model", o->model, "GGUF file or Hugging Face folder (only its tokenizer and metadata are read)")
       ->required();
   cmd->add_option("--listen", o->listen, "HOST:PORT to listen on; port 0 picks a free one (default 127.0.0.1:8080)");
-  cmd->add_option("--peers", o->peers, "Nodes to route through: HOST:PORT,HOST:PORT,...")->required();
+  cmd->add_option("--peers", o->peers,
+                  "Nodes to route through: HOST:PORT,... ; HOST:PORT@KEY (a node id or public key, hex) "
+                  "connects with TLS and refuses a node that does not hold KEY")
+      ->required();
   cmd->add_flag("--relay", o->relay, "Carry every stage's output through the gateway instead of pushing stage to stage");
   cmd->add_flag("--wire-f16", o->wire_f16, "Send hidden states as f16 (half the traffic; not bit-exact)");
   cmd->add_option("-c,--ctx-size", o->ctx, "Context length per request (default: the model's, at most 8192)")
@@ -61,10 +69,16 @@ void register_gateway(CLI::App& app) {
     auto hp = parse_host_port(o->listen);
     if (!hp.ok()) fail("--listen: " + hp.status().message());
     PipelineOptions po;
-    po.peers = split_peers(o->peers);
+    for (const std::string& spec : split_peers(o->peers)) {
+      auto peer = net::parse_peer_spec(spec);
+      if (!peer.ok()) fail("--peers: " + peer.status().message());
+      if (!parse_host_port(peer->address).ok()) fail("--peers: '" + spec + "' is not HOST:PORT[@KEY]");
+      po.peers.push_back(*peer);
+    }
     if (po.peers.empty()) fail("--peers: no peer given");
-    for (const std::string& p : po.peers)
-      if (!parse_host_port(p).ok()) fail("--peers: '" + p + "' is not HOST:PORT");
+    // Peers refused or unreachable are logged (spdlog) to stderr, beside the
+    // request lines; stdout carries only the "listening on" line.
+    spdlog::set_default_logger(spdlog::stderr_color_mt("gateway"));
     const sigset_t signals = block_stop_signals();
 
     auto source = open_model_source(o->model);

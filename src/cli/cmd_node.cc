@@ -1,5 +1,5 @@
-// swarm node -m MODEL --layers A:B --listen HOST:PORT [--kv-memory BYTES] [--idle-timeout S]
-//            [--link-delay-ms MS] [-t N] [--max-batch-tokens N]
+// swarm node -m MODEL --layers A:B --listen HOST:PORT [--identity KEYFILE] [--kv-memory BYTES]
+//            [--idle-timeout S] [--link-delay-ms MS] [-t N] [--max-batch-tokens N]
 // Serves layers [A, B) of MODEL to gateways over gRPC (doc/protocol.md). Prints
 // "listening on HOST:PORT" on stdout once serving. SIGTERM (or Ctrl-C) drains:
 // new sessions are refused, open ones run until closed or idle, then the process
@@ -53,6 +53,9 @@ void register_node(CLI::App& app) {
   cmd->add_option("--layers", o->layers, "Layers to serve, A:B (default: all)");
   cmd->add_option("--listen", o->node.listen,
                   "HOST:PORT to serve on; port 0 picks a free one (default 127.0.0.1:0)");
+  cmd->add_option("--identity", o->node.identity_path,
+                  "Ed25519 key file (swarm keygen): serve TLS with this identity, so gateways "
+                  "pin HOST:PORT@NODE_ID; without it the node serves plaintext");
   cmd->add_option("--kv-memory", o->kv_memory,
                   "KV cache budget over all sessions, e.g. 2G (default 2G)");
   cmd->add_option("--idle-timeout", o->node.idle_timeout_s,

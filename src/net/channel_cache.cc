@@ -1,5 +1,6 @@
 #include "net/channel_cache.h"
 
+#include "net/tls.h"
 #include "net/wire_format.h"
 
 namespace swarm::net {
@@ -17,9 +18,16 @@ grpc::ChannelArguments channel_arguments() {
   return args;
 }
 
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address) {
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   channel_arguments());
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const std::string& pin) {
+  if (pin.empty())
+    return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                     channel_arguments());
+  auto parsed = KeyPin::Parse(pin);
+  // Fail closed: an all-zero node id matches no key anybody can present.
+  const KeyPin checked = parsed.ok() ? *parsed : *KeyPin::Parse(std::string(2 * kNodeIdBytes, '0'));
+  grpc::ChannelArguments args = channel_arguments();
+  args.SetSslTargetNameOverride(pinned_node_id(checked));
+  return grpc::CreateCustomChannel(address, pinned_channel_credentials(checked, address), args);
 }
 
 void configure_server(grpc::ServerBuilder& builder) {
@@ -34,10 +42,11 @@ void configure_server(grpc::ServerBuilder& builder) {
                              kKeepaliveTimeMs / 2);
 }
 
-std::shared_ptr<grpc::Channel> ChannelCache::get(const std::string& address) {
+std::shared_ptr<grpc::Channel> ChannelCache::get(const std::string& address,
+                                                 const std::string& pin) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto& ch = channels_[address];
-  if (!ch) ch = make_channel(address);
+  auto& ch = channels_[{address, pin}];
+  if (!ch) ch = make_channel(address, pin);
   return ch;
 }
 

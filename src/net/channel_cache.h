@@ -1,9 +1,10 @@
-// gRPC channels to peers, one per address, shared by every stub that talks to
-// it (a channel multiplexes all streams over one HTTP/2 connection).
+// gRPC channels to peers, one per (address, pin), shared by every stub that
+// talks to it (a channel multiplexes all streams over one HTTP/2 connection).
 //
 // Every channel gets the same explicit options: message size limits
-// (wire_format.h), keepalive, and for now insecure credentials (TLS pinned to
-// node identities comes with the identity issue).
+// (wire_format.h) and keepalive. A channel with a pin speaks TLS and accepts the
+// server only if its certificate's key satisfies the pin (net/tls.h); one
+// without speaks plaintext, as to a node started without --identity.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -12,31 +13,38 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 
 namespace swarm::net {
 
 // The options every channel of ours is created with.
 grpc::ChannelArguments channel_arguments();
 
-// A new channel to `address` ("host:port") with channel_arguments().
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address);
+// A new channel to `address` ("host:port") with channel_arguments(). `pin` is
+// empty (plaintext) or a KeyPin's hex (TLS pinned to that key or node id); a
+// pin that does not parse gives a channel that refuses every server, never a
+// plaintext one.
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address,
+                                            const std::string& pin = "");
 
 // Applies the same limits to a server: maximum message sizes and keepalive.
 void configure_server(grpc::ServerBuilder& builder);
 
-// Thread-safe map address -> channel. Channels reconnect by themselves after a
-// failure, so an entry is never replaced.
+// Thread-safe map (address, pin) -> channel. Channels reconnect by themselves
+// after a failure, so an entry is never replaced. The pin is part of the key:
+// a peer reached both pinned and unpinned, or pinned to two keys (one of them
+// stale), gets a connection per pin and no answer crosses over.
 class ChannelCache {
  public:
   ChannelCache() = default;
   ChannelCache(const ChannelCache&) = delete;
   ChannelCache& operator=(const ChannelCache&) = delete;
 
-  std::shared_ptr<grpc::Channel> get(const std::string& address);
+  std::shared_ptr<grpc::Channel> get(const std::string& address, const std::string& pin = "");
 
  private:
   std::mutex mu_;
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<grpc::Channel>> channels_;
 };
 
 }  // namespace swarm::net

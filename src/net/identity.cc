@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -268,6 +269,13 @@ Status Identity::Save(const std::string& path, bool overwrite) const {
   sodium_memzero(text.data(), text.size());
   if (st.ok()) sync_dir(parent_of(path));
   return st;
+}
+
+std::array<uint8_t, kSeedBytes> Identity::seed() const {
+  // libsodium's secret key is seed || public key.
+  std::array<uint8_t, kSeedBytes> seed;
+  std::copy(secret_key_.begin(), secret_key_.begin() + kSeedBytes, seed.begin());
+  return seed;
 }
 
 Signature Identity::sign(std::string_view message) const {

@@ -64,6 +64,10 @@ class Identity {
   ~Identity();  // wipes the secret key
 
   const PublicKey& public_key() const { return public_key_; }
+  // The 32-byte RFC 8032 seed the key pair derives from. Only for building the
+  // same key in another library (the node's TLS key, net/tls.h); never log or
+  // send it.
+  std::array<uint8_t, kSeedBytes> seed() const;
   const std::string& node_id() const { return node_id_; }
 
   Signature sign(std::string_view message) const;

@@ -28,7 +28,9 @@
 #include "engine/test_data.h"
 #include "engine/test_process.h"
 #include "net/channel_cache.h"
+#include "net/identity.h"
 #include "net/model_id.h"
+#include "net/tls.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
 namespace swarm::node {
@@ -59,12 +61,17 @@ class NodeProcess : public swarm::testing::ChildProcess {
   }
 };
 
-v1::InfoResponse info(const std::string& address) {
-  auto stub = v1::Stage::NewStub(net::make_channel(address));
+grpc::Status try_info(const std::string& address, v1::InfoResponse* r,
+                      const std::string& pin = "") {
+  auto stub = v1::Stage::NewStub(net::make_channel(address, pin));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  return stub->Info(&ctx, v1::InfoRequest(), r);
+}
+
+v1::InfoResponse info(const std::string& address, const std::string& pin = "") {
   v1::InfoResponse r;
-  const grpc::Status st = stub->Info(&ctx, v1::InfoRequest(), &r);
+  const grpc::Status st = try_info(address, &r, pin);
   EXPECT_TRUE(st.ok()) << st.error_message();
   return r;
 }
@@ -73,8 +80,9 @@ v1::InfoResponse info(const std::string& address) {
 // test waits for them with a time limit.
 class Stream {
  public:
-  explicit Stream(const std::string& address)
-      : stub_(v1::Stage::NewStub(net::make_channel(address))) {
+  // `pin`: empty for a plaintext node, else the key or node id it must hold.
+  explicit Stream(const std::string& address, const std::string& pin = "")
+      : stub_(v1::Stage::NewStub(net::make_channel(address, pin))) {
     stream_ = stub_->Session(&ctx_);
     reader_ = std::thread([this] {
       StageResponse r;
@@ -231,7 +239,8 @@ class NodeTest : public ::testing::Test {
 std::vector<int32_t> generate(const std::vector<std::unique_ptr<NodeProcess>>& nodes,
                               const std::vector<std::unique_ptr<Stream>>& streams,
                               const std::vector<std::pair<int, int>>& ranges, const std::string& id,
-                              std::vector<int32_t> tokens, int n, bool push) {
+                              std::vector<int32_t> tokens, int n, bool push,
+                              const std::vector<std::string>& hop_keys = {}) {
   std::vector<int32_t> out;
   int position = 0;
   for (int i = 0; i < n; ++i) {
@@ -244,6 +253,7 @@ std::vector<int32_t> generate(const std::vector<std::unique_ptr<NodeProcess>>& n
         h->set_address(nodes[k]->address());
         h->set_first_layer(ranges[k].first);
         h->set_last_layer(ranges[k].second);
+        if (k < hop_keys.size()) h->set_public_key(hop_keys[k]);
       }
       EXPECT_TRUE(streams[0]->send(req));
       r = streams.back()->next();
@@ -649,6 +659,96 @@ TEST_F(NodeTest, EightConcurrentSessionsBatchAndMatch) {
   // The owner's stream ending closes all its sessions.
   streams[0]->finish();
   EXPECT_TRUE(eventually([&] { return info(nodes[0]->address()).active_sessions() == 0; }));
+}
+
+// A key file for a node of this test (0600, in the test's temp folder), made
+// from a fixed seed so every run gets the same identities.
+struct TestIdentity {
+  std::string path;
+  net::PublicKey key;
+  std::string node_id;
+  std::string key_bytes() const { return std::string(key.begin(), key.end()); }
+  std::string pin() const { return net::KeyPin::Of(key).hex(); }
+};
+
+TestIdentity make_identity(uint8_t fill, const std::string& name) {
+  std::array<uint8_t, net::kSeedBytes> seed;
+  seed.fill(fill);
+  auto id = net::Identity::FromSeed(seed);
+  EXPECT_TRUE(id.ok());
+  TestIdentity t;
+  t.path = ::testing::TempDir() + "/node_test_" + std::to_string(::getpid()) + "_" + name + ".key";
+  std::remove(t.path.c_str());
+  EXPECT_TRUE(id->Save(t.path).ok());
+  t.key = id->public_key();
+  t.node_id = id->node_id();
+  return t;
+}
+
+// Two nodes with identities: the test reaches each over TLS pinned to its key,
+// stage A pushes to stage B pinned to B's key (output equal to one process), and
+// a hop pinned to a third key fails that step with an error naming the hop,
+// while both nodes keep serving. A plaintext client gets nothing from them.
+TEST_F(NodeTest, PinnedPushesWorkAndAHopPinnedToAnotherKeyFailsTheStep) {
+  const TestIdentity a = make_identity(11, "a"), b = make_identity(12, "b"),
+                     c = make_identity(13, "c");
+  const std::vector<std::pair<int, int>> ranges = {{0, 2}, {2, n_layer()}};
+  std::vector<std::unique_ptr<NodeProcess>> nodes;
+  nodes.push_back(std::make_unique<NodeProcess>(
+      std::vector<std::string>{"--layers", "0:2", "--identity", a.path}));
+  nodes.push_back(std::make_unique<NodeProcess>(std::vector<std::string>{
+      "--layers", "2:" + std::to_string(n_layer()), "--identity", b.path}));
+  for (auto& n : nodes) ASSERT_TRUE(n->ok());
+
+  const v1::InfoResponse ia = info(nodes[0]->address(), a.pin());
+  EXPECT_EQ(ia.public_key(), a.key_bytes());
+  EXPECT_EQ(ia.node_id(), a.node_id);
+  EXPECT_EQ(info(nodes[1]->address(), b.node_id).node_id(), b.node_id);  // a node id pins too
+
+  v1::InfoResponse r;
+  EXPECT_FALSE(try_info(nodes[0]->address(), &r).ok()) << "plaintext reached a TLS node";
+  EXPECT_FALSE(try_info(nodes[0]->address(), &r, b.pin()).ok()) << "A answered a pin to B";
+
+  std::vector<std::unique_ptr<Stream>> streams;
+  streams.push_back(std::make_unique<Stream>(nodes[0]->address(), a.pin()));
+  streams.push_back(std::make_unique<Stream>(nodes[1]->address(), b.pin()));
+  const auto p = prompt(3, 7);
+  open_chain(streams, ranges, "pinned");
+  EXPECT_EQ(generate(nodes, streams, ranges, "pinned", p, 8, /*push=*/true, {"", b.key_bytes()}),
+            reference(p, 8));
+
+  open_chain(streams, ranges, "wrong-hop");
+  StageRequest req = step_req("wrong-hop", 7, p, 0);
+  v1::Hop* hop = req.mutable_step()->add_next_hops();
+  hop->set_address(nodes[1]->address());
+  hop->set_first_layer(2);
+  hop->set_last_layer(n_layer());
+  hop->set_public_key(c.key_bytes());  // B is there, but the step wants C
+  ASSERT_TRUE(streams[0]->send(req));
+  auto err = streams[0]->next();
+  ASSERT_TRUE(err.has_value());
+  ASSERT_EQ(err->kind_case(), StageResponse::kError) << err->DebugString();
+  EXPECT_EQ(err->error().code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(err->error().step_id(), 7u);
+  EXPECT_NE(err->error().message().find(nodes[1]->address()), std::string::npos)
+      << err->error().message();
+  EXPECT_NE(err->error().message().find(c.node_id), std::string::npos) << err->error().message();
+
+  // A key of the wrong length is a malformed step, not a connection attempt.
+  StageRequest bad = step_req("wrong-hop", 8, {1}, 0);
+  *bad.mutable_step()->add_next_hops() = *hop;
+  bad.mutable_step()->mutable_next_hops(0)->set_public_key("short");
+  ASSERT_TRUE(streams[0]->send(bad));
+  auto bad_err = streams[0]->next();
+  ASSERT_TRUE(bad_err.has_value());
+  ASSERT_EQ(bad_err->kind_case(), StageResponse::kError) << bad_err->DebugString();
+  EXPECT_EQ(bad_err->error().code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  for (auto& s : streams)
+    EXPECT_TRUE(s->send(close_req("pinned")) && s->send(close_req("wrong-hop")));
+  EXPECT_EQ(info(nodes[0]->address(), a.pin()).node_id(), a.node_id);
+  EXPECT_EQ(info(nodes[1]->address(), b.pin()).node_id(), b.node_id);
+  for (const TestIdentity* t : {&a, &b, &c}) std::remove(t->path.c_str());
 }
 
 TEST_F(NodeTest, IdleSessionsExpire) {

@@ -21,9 +21,11 @@
 #include "engine/sampler.h"
 #include "engine/thread_pool.h"
 #include "net/channel_cache.h"
+#include "net/identity.h"
 #include "net/model_id.h"
 #include "net/status_convert.h"
 #include "net/tensor_codec.h"
+#include "net/tls.h"
 #include "net/wire_format.h"
 #include "node/delayed_writer.h"
 #include "swarm/v1/stage.grpc.pb.h"
@@ -176,7 +178,7 @@ struct Session {
   std::atomic<bool> closed{false};
   std::mutex mu;  // guards outbound; closing takes it, so no push follows a close
 
-  std::map<std::string, std::unique_ptr<Outbound>> outbound;  // by next hop address
+  std::map<std::string, std::unique_ptr<Outbound>> outbound;  // by next hop "address@pin"
 
   void touch() { last_active = Clock::now().time_since_epoch().count(); }
 };
@@ -239,6 +241,7 @@ class StageServer::Impl {
 
   std::string address_;
   std::string model_id_;
+  std::string node_id_;
 
  private:
   void handle(StageRequest& req, uint64_t stream_id, const std::shared_ptr<ResponseWriter>& writer);
@@ -259,6 +262,7 @@ class StageServer::Impl {
   std::unique_ptr<Model> model_;
   std::unique_ptr<ThreadPool> pool_;
   net::ChannelCache channels_;
+  std::string public_key_;  // raw 32 bytes of --identity's key; empty: plaintext
   class Service;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -324,11 +328,26 @@ Status StageServer::Impl::start() {
   pool_ = std::make_unique<ThreadPool>(opt_.threads);
   if (opt_.max_batch_tokens < 1) opt_.max_batch_tokens = 1;
 
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!opt_.identity_path.empty()) {
+    auto identity = net::Identity::Load(opt_.identity_path);
+    if (!identity.ok())
+      return identity.status().annotate(
+          "--identity" + std::string(identity.status().code() == Status::Code::kNotFound
+                                         ? " (create one with swarm keygen -o FILE)"
+                                         : ""));
+    auto tls = net::identity_server_credentials(*identity);
+    if (!tls.ok()) return tls.status();
+    credentials = *tls;
+    node_id_ = identity->node_id();
+    public_key_.assign(identity->public_key().begin(), identity->public_key().end());
+  }
+
   service_ = std::make_unique<Service>(this);
   grpc::ServerBuilder builder;
   net::configure_server(builder);
   int port = 0;
-  builder.AddListeningPort(opt_.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(opt_.listen, credentials, &port);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
   if (!server_ || port == 0) return Status::IOError("cannot listen on " + opt_.listen);
@@ -336,9 +355,9 @@ Status StageServer::Impl::start() {
   address_ = opt_.listen.substr(0, colon) + ":" + std::to_string(port);
   scheduler_ = std::thread([this] { scheduler_loop(); });
   reaper_ = std::thread([this] { reaper_loop(); });
-  spdlog::info("serving {} layers {} of {} (model id {}) on {}", model_->config().name,
+  spdlog::info("serving {} layers {} of {} (model id {}) on {}, {}", model_->config().name,
                range_str(opt_.first_layer, opt_.last_layer), n_layer, model_id_.substr(0, 16),
-               address_);
+               address_, node_id_.empty() ? "plaintext" : "TLS as node " + node_id_);
   return Status::Ok();
 }
 
@@ -565,9 +584,14 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>
   if (s->is_last && st.next_hops_size() > 0)
     return fail(StatusCode::INVALID_ARGUMENT,
                 "Step.next_hops: given to the last stage (it holds the head)");
-  for (const v1::Hop& h : st.next_hops())
+  for (const v1::Hop& h : st.next_hops()) {
     if (h.address().empty() || h.address().size() > 1024)
       return fail(StatusCode::INVALID_ARGUMENT, "Step.next_hops: a hop without a valid address");
+    if (!h.public_key().empty() && h.public_key().size() != net::kPublicKeyBytes)
+      return fail(StatusCode::INVALID_ARGUMENT,
+                  "Step.next_hops: public_key of " + std::to_string(h.public_key().size()) +
+                      " bytes (an Ed25519 key has " + std::to_string(net::kPublicKeyBytes) + ")");
+  }
   WorkItem w;
   if (s->is_first) {
     if (st.has_hidden())
@@ -839,14 +863,20 @@ void StageServer::Impl::push(const std::shared_ptr<Session>& s, const v1::Hop& h
                              StageRequest req) {
   std::lock_guard<std::mutex> lock(s->mu);
   if (s->closed) return;
-  auto& out = s->outbound[hop.address()];
+  // Validated in step(): empty or exactly one key's bytes.
+  net::PublicKey key{};
+  std::copy(hop.public_key().begin(), hop.public_key().end(), key.begin());
+  const std::string pin =
+      hop.public_key().empty() ? std::string() : net::to_hex(key.data(), key.size());
+  auto& out = s->outbound[hop.address() + "@" + pin];
   if (!out) {
     std::weak_ptr<Session> weak = s;
     const std::string addr = hop.address();
     const std::string hop_desc =
-        addr + " (layers " + range_str(hop.first_layer(), hop.last_layer()) + ")";
+        addr + " (layers " + range_str(hop.first_layer(), hop.last_layer()) +
+        (pin.empty() ? ")" : ", pinned to node " + net::node_id_of(key) + ")");
     out = std::make_unique<Outbound>(
-        channels_.get(addr), opt_.link_delay_ms,
+        channels_.get(addr, pin), opt_.link_delay_ms,
         [weak, hop_desc](const StageRequest& r) {
           if (auto s = weak.lock())
             s->owner->send(error_response(s->id, r.step().step_id(), StatusCode::UNAVAILABLE,
@@ -881,6 +911,8 @@ void StageServer::Impl::info(v1::InfoResponse* r) {
   r->set_layer_tokens_per_second(layer_tokens_per_s_);
   r->set_draining(draining_);
   r->set_queued_steps(static_cast<int32_t>(queue_.size()));
+  r->set_public_key(public_key_);
+  r->set_node_id(node_id_);
 }
 
 StageServer::StageServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -894,6 +926,7 @@ Result<std::unique_ptr<StageServer>> StageServer::Start(const NodeOptions& optio
 
 const std::string& StageServer::address() const { return impl_->address_; }
 const std::string& StageServer::model_id() const { return impl_->model_id_; }
+const std::string& StageServer::node_id() const { return impl_->node_id_; }
 void StageServer::drain() { impl_->drain(); }
 void StageServer::wait_drained() { impl_->wait_drained(); }
 void StageServer::shutdown() { impl_->shutdown(); }

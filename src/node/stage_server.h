@@ -28,6 +28,10 @@ struct NodeOptions {
   int threads = 0;                        // compute threads; 0: all cores
   int max_batch_tokens = 512;             // tokens in one batch (a larger step runs alone)
   bool no_mmap = false;                   // read weights into huge-page memory (faster decode)
+  // Key file of the node's Ed25519 identity (swarm keygen). Set: the node serves
+  // TLS only, with a certificate holding that key (net/tls.h), and reports the
+  // key in Info. Empty: plaintext, as a node on a trusted network or in a test.
+  std::string identity_path;
 };
 
 class StageServer {
@@ -42,6 +46,8 @@ class StageServer {
   // "host:port" actually bound (the port chosen when the request said 0).
   const std::string& address() const;
   const std::string& model_id() const;
+  // The node id of --identity; empty when serving plaintext.
+  const std::string& node_id() const;
 
   // From now on, refuse new sessions; existing ones run until closed or expired.
   void drain();

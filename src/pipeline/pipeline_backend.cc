@@ -1,6 +1,7 @@
 #include "pipeline/pipeline_backend.h"
 
 #include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -11,6 +12,7 @@
 
 #include "net/channel_cache.h"
 #include "net/status_convert.h"
+#include "net/tls.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
 namespace swarm {
@@ -28,9 +30,16 @@ Status from_error(const v1::Error& e, const std::string& where) {
   return from_grpc(grpc::Status(static_cast<grpc::StatusCode>(e.code()), e.message()), where);
 }
 
-std::shared_ptr<grpc::Channel> channel_for(const std::string& address) {
+// `pin`: empty (plaintext) or the hex key or node id the peer must present.
+std::shared_ptr<grpc::Channel> channel_for(const std::string& address, const std::string& pin) {
   static net::ChannelCache cache;
-  return cache.get(address);
+  return cache.get(address, pin);
+}
+
+// The raw bytes of a hex public key, for Hop.public_key ("" stays "").
+std::string key_bytes(const std::string& hex) {
+  auto bytes = net::from_hex(hex);
+  return bytes.ok() ? *bytes : std::string();
 }
 
 std::string random_session_id() {
@@ -84,7 +93,7 @@ class ChainSession {
     for (size_t i = 0; i < chain_.size(); ++i) {
       Link& link = links_.emplace_back();
       link.ctx = std::make_unique<grpc::ClientContext>();
-      link.stub = v1::Stage::NewStub(channel_for(chain_[i].address));
+      link.stub = v1::Stage::NewStub(channel_for(chain_[i].address, chain_[i].public_key));
       link.stream = link.stub->Session(link.ctx.get());
       v1::StageRequest req;
       v1::OpenSession* open = req.mutable_open();
@@ -145,6 +154,7 @@ class ChainSession {
           hop->set_address(chain_[h].address);
           hop->set_first_layer(chain_[h].first_layer);
           hop->set_last_layer(chain_[h].last_layer);
+          if (!chain_[h].public_key.empty()) hop->set_public_key(key_bytes(chain_[h].public_key));
         }
       if (options_.link_delay.count() > 0) std::this_thread::sleep_for(options_.link_delay);
       if (!links_[i].stream->Write(req)) return finish_link(i, "sending a step");
@@ -272,18 +282,54 @@ PipelineBackend::PipelineBackend(std::string model_id, int n_layer, PipelineOpti
 
 PipelineBackend::~PipelineBackend() = default;
 
+namespace {
+
+// The hex key a pinned peer's hops are pinned to: its Info's key, which must
+// satisfy the pin (the channel's handshake already checked the certificate; a
+// node-id pin learns the full key here). "" for a plaintext peer.
+Result<std::string> pinned_key_of(const net::PeerAddress& peer, const v1::InfoResponse& info) {
+  if (peer.pin.empty()) return std::string();
+  auto pin = net::KeyPin::Parse(peer.pin);
+  if (!pin.ok()) return pin.status();
+  if (info.public_key().size() != net::kPublicKeyBytes)
+    return Status::Unavailable("its Info reports no Ed25519 public key");
+  net::PublicKey key{};
+  std::copy(info.public_key().begin(), info.public_key().end(), key.begin());
+  if (!pin->matches(key))
+    return Status::Unavailable("its Info reports key " + net::to_hex(key.data(), key.size()) +
+                               ", not the pinned " + pin->hex());
+  return net::to_hex(key.data(), key.size());
+}
+
+}  // namespace
+
 Status PipelineBackend::survey_locked() {
   std::vector<PeerSnapshot> snap;
-  for (const std::string& addr : options_.peers) {
-    auto stub = v1::Stage::NewStub(channel_for(addr));
+  for (const net::PeerAddress& peer : options_.peers) {
+    const std::string& addr = peer.address;
+    auto stub = v1::Stage::NewStub(channel_for(addr, peer.pin));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
     v1::InfoResponse info;
     const auto t0 = Clock::now();
     grpc::Status s = stub->Info(&ctx, v1::InfoRequest(), &info);
-    if (!s.ok()) continue;  // an unreachable peer simply offers no route
+    // An unreachable peer, or one that is not who its pin says, offers no route.
+    auto verified_key = s.ok() ? pinned_key_of(peer, info) : Result<std::string>(std::string());
+    const std::string error = !s.ok()            ? s.error_message()
+                              : !verified_key.ok() ? verified_key.status().message()
+                                                   : std::string();
+    if (error != survey_error_[addr]) {
+      if (error.empty())
+        spdlog::info("peer {} reachable again", addr);
+      else
+        spdlog::warn("peer {}{} offers no route: {}", addr,
+                     peer.pin.empty() ? "" : " (pinned to " + peer.pin + ")", error);
+      survey_error_[addr] = error;
+    }
+    if (!error.empty()) continue;
     PeerSnapshot p;
     p.address = addr;
+    p.public_key = *verified_key;
     p.model_id = info.model_id();
     p.first_layer = info.first_layer();
     p.last_layer = info.last_layer();
@@ -327,7 +373,7 @@ std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& ch
   // After a timeout in push mode any stage may be the stalled one: the first
   // that cannot answer Info within a second is.
   for (const ChainStage& s : chain) {
-    auto stub = v1::Stage::NewStub(channel_for(s.address));
+    auto stub = v1::Stage::NewStub(channel_for(s.address, s.public_key));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
     v1::InfoResponse info;

@@ -16,13 +16,17 @@
 #include <string>
 #include <vector>
 
+#include "net/peer_address.h"
 #include "pipeline/generation.h"
 #include "routing/chain.h"
 
 namespace swarm {
 
 struct PipelineOptions {
-  std::vector<std::string> peers;  // host:port of every node to consider
+  // Every node to consider. One with a pin is reached over TLS and only if its
+  // certificate holds the pinned key (else it counts as unreachable); the
+  // steps pushed to it from other stages are pinned to the same key.
+  std::vector<net::PeerAddress> peers;
   bool push = true;                // false: gateway relay
   bool wire_f16 = false;           // hidden states as f16 on the wire (halves traffic, not bit-exact)
   int context_length = 2048;
@@ -65,6 +69,7 @@ class PipelineBackend : public GenerationBackend {
   std::vector<PeerSnapshot> snapshot_;
   std::chrono::steady_clock::time_point surveyed_at_{};
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
+  std::map<std::string, std::string> survey_error_;  // by address: the last logged, so once per change
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

@@ -22,12 +22,16 @@ struct PeerSnapshot {
   double rtt_seconds = 0;       // measured round trip to the peer; 0 when unknown
   bool draining = false;
   bool recently_failed = false;
+  // Hex Ed25519 key the peer's TLS connection was verified against; empty for
+  // a plaintext peer. Carried into the chain so every hop to it is pinned too.
+  std::string public_key;
 };
 
 struct ChainStage {
   std::string address;
   int first_layer = 0;
   int last_layer = 0;
+  std::string public_key;  // as in PeerSnapshot
 };
 
 struct ChainCosts {

@@ -1,0 +1,26 @@
+// Where a peer is and, optionally, who it must be: the gateway's --peers entries
+// (HOST:PORT or HOST:PORT@KEY) and, later, what discovery learns from a node's
+// signed record (its address and public key).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "engine/status.h"
+
+namespace swarm::net {
+
+struct PeerAddress {
+  std::string address;  // host:port
+  // Empty: connect in plaintext. Otherwise a KeyPin's hex (net/tls.h): the
+  // peer's public key (64 hex digits) or node id (40); the connection is TLS and
+  // refused unless the peer's certificate holds that key.
+  std::string pin;
+};
+
+// "HOST:PORT" or "HOST:PORT@KEY" (KEY: a public key or a node id in hex, either
+// case). Checks the pin, and that an address is there; whether the address is a
+// well-formed HOST:PORT is the caller's to check.
+Result<PeerAddress> parse_peer_spec(std::string_view spec);
+
+}  // namespace swarm::net

@@ -28,6 +28,9 @@ struct NodeOptions {
   int threads = 0;                        // compute threads; 0: all cores
   int max_batch_tokens = 512;             // tokens in one batch (a larger step runs alone)
   bool no_mmap = false;                   // read weights into huge-page memory (faster decode)
+  // >= 1: after each batch, wait (slowdown - 1) x its compute time, so the node
+  // behaves like a machine that many times slower (benchmarks of a slow stage).
+  double slowdown = 1;
 };
 
 class StageServer {

@@ -990,6 +990,9 @@ void StageServer::Impl::push(const std::shared_ptr<Session>& s, const v1::Hop& h
     out = std::make_unique<Outbound>(
         channels_.get(addr), opt_.link_delay_ms,
         [weak, hop_desc](const StageRequest& r) {
+          // A forwarded Cancel that cannot be delivered needs no answer: the
+          // steps it was about failed to reach the hop too, and said so.
+          if (r.kind_case() != StageRequest::kStep) return;
           if (auto s = weak.lock())
             s->owner->send(error_response(s->id, r.step().step_id(), StatusCode::UNAVAILABLE,
                                           "next hop " + hop_desc + " is unreachable"));

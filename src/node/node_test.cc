@@ -850,5 +850,44 @@ TEST_F(NodeTest, CancelIsForwardedAlongThePushChain) {
   EXPECT_EQ(r->result().length(), P + 1);
 }
 
+// A step already running when its Cancel arrives finishes (its KV stays until a
+// rewind) but is answered CANCELLED instead of with its result, and its compute
+// counts as wasted.
+TEST_F(NodeTest, ARunningStepFinishesButIsAnsweredCancelled) {
+  auto nodes = start_nodes({{0, n_layer()}}, {"--slowdown", "200"});
+  ASSERT_TRUE(nodes[0]->ok());
+  Stream s(nodes[0]->address());
+  ASSERT_TRUE(s.send(open_req("r", model_id(), 0, n_layer(), n_layer())));
+  ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
+  const auto p = prompt(10, 32);
+  const int P = static_cast<int>(p.size());
+  const auto want = reference(p, 2);
+  ASSERT_TRUE(s.send(step_req("r", 1, p, 0)));
+  ASSERT_TRUE(s.send(step_req("r", 2, {3}, P)));
+  // Step 2 waits in the queue only once step 1 has been taken to run.
+  ASSERT_TRUE(eventually([&] { return info(nodes[0]->address()).queued_steps() == 1; }));
+  ASSERT_TRUE(s.send(cancel_req("r", 1, 2)));
+  auto got = answers(s, 2);
+  for (uint64_t id = 1; id <= 2; ++id) {
+    ASSERT_TRUE(got.count(id));
+    EXPECT_TRUE(is_cancelled(got[id])) << got[id].DebugString();
+  }
+  const v1::InfoResponse inf = info(nodes[0]->address());
+  EXPECT_EQ(inf.steps_cancelled(), 2);
+  EXPECT_GT(inf.cancelled_compute_us(), 0);
+  EXPECT_EQ(inf.cancelled_compute_us(), inf.compute_us());  // all it did was wasted
+  // The prompt's KV is there (P positions): a rewind to 0 replays it exactly.
+  StageRequest again = step_req("r", 3, p, 0);
+  again.mutable_step()->set_rewind(true);
+  ASSERT_TRUE(s.send(again));
+  ASSERT_TRUE(s.send(step_req("r", 4, {want[0]}, P)));
+  auto r = answers(s, 2);
+  ASSERT_TRUE(r.count(3) && r.count(4));
+  ASSERT_EQ(r[3].kind_case(), StageResponse::kResult) << r[3].DebugString();
+  EXPECT_EQ(r[3].result().tokens(0), want[0]);
+  ASSERT_EQ(r[4].kind_case(), StageResponse::kResult) << r[4].DebugString();
+  EXPECT_EQ(r[4].result().tokens(0), want[1]);
+}
+
 }  // namespace
 }  // namespace swarm::node

@@ -225,6 +225,13 @@ double expected_tokens(const std::vector<double>& conditional_probs, int n) {
   return e;
 }
 
+double busy_fraction(int64_t compute_us_before, int64_t compute_us_after, int64_t own_compute_us,
+                     double seconds) {
+  if (!finite_positive(seconds)) return 0;
+  const double others = static_cast<double>(compute_us_after - compute_us_before - own_compute_us);
+  return std::clamp(others * 1e-6 / seconds, 0.0, 1.0);
+}
+
 double goodput_bound(double a, int drafts, double round_trip_s, int k, double bottleneck_k_s) {
   a = std::clamp(a, 0.0, 1.0);
   const int d = std::max(0, drafts);

@@ -9,6 +9,7 @@
 // in as `now_s` (any monotonic origin).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -161,6 +162,14 @@ int drafts_to_send(const std::vector<double>& conditional_probs, double min_acce
 // Expected tokens a chain of n drafts yields: 1 + sum_i p_1 x ... x p_i (the
 // accepted drafts plus the token the verifier samples after them).
 double expected_tokens(const std::vector<double>& conditional_probs, int n);
+
+// The load input from two Info answers of the bottleneck stage `seconds` apart:
+// the share of that time it computed for other sessions,
+// (compute_us_after - compute_us_before - own_compute_us) / seconds, in [0, 1].
+// `own_compute_us`: this gateway's steps' StageTiming.compute_us at that stage
+// in between (their batches' time, so an overestimate when shared: load errs low).
+double busy_fraction(int64_t compute_us_before, int64_t compute_us_after, int64_t own_compute_us,
+                     double seconds);
 
 // The first-order goodput bound (tokens/s) for per-token acceptance a,
 // D drafts per round trip, width k and the bottleneck stage's time for k tokens:

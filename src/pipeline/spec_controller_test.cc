@@ -112,6 +112,14 @@ TEST(Drafts, ExpectedTokensMatchTheClosedFormAndTheBound) {
   EXPECT_NEAR(goodput_bound(0, 5, 0.1, 4, 0.01), 10, 1e-9);  // a = 0: plain decoding
 }
 
+TEST(Load, BusyFractionFromInfoCounters) {
+  // 2 s apart the stage computed 1.5 s, 0.5 s of it for us: others kept it 50% busy.
+  EXPECT_DOUBLE_EQ(busy_fraction(1'000'000, 2'500'000, 500'000, 2), 0.5);
+  EXPECT_DOUBLE_EQ(busy_fraction(0, 3'000'000, 0, 2), 1);  // clamped
+  EXPECT_DOUBLE_EQ(busy_fraction(0, 1'000, 5'000, 2), 0);  // our batches were shared
+  EXPECT_DOUBLE_EQ(busy_fraction(0, 1'000, 0, 0), 0);
+}
+
 TEST(Acceptance, PriorThenCountsPerPosition) {
   SpecConfig c;
   c.accept_decay = 1;  // no forgetting: exact counts

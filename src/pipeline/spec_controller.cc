@@ -62,7 +62,7 @@ Status validate(const SpecConfig& c) {
 
 double acceptance_rate(const SpecState& s, const SpecConfig& c) {
   double att = 0, acc = 0;
-  for (size_t i = 0; i < s.attempts.size(); ++i) {
+  for (size_t i = 0; i < std::min(s.attempts.size(), s.accepts.size()); ++i) {
     att += s.attempts[i];
     acc += s.accepts[i];
   }
@@ -86,6 +86,7 @@ SpecState observe(const SpecState& state, const SpecConfig& c, const DraftOutcom
   const int sent = std::clamp(o.sent, 0, 1 << 20);
   const int accepted = std::clamp(o.accepted, 0, sent);
   if (sent == 0) return s;
+  s.accepts.resize(s.attempts.size(), 0);  // one count of each per position
   for (size_t i = 0; i < s.attempts.size(); ++i) {
     s.attempts[i] *= c.accept_decay;
     s.accepts[i] *= c.accept_decay;

@@ -2,7 +2,8 @@
 # make bench: the engine on synthetic TinyLlama-1.1B in Q4_K_M, Q8_0 and F16
 # (the shapes of ../shared/ANCHORS.md), the matmul kernels alone, then the swarm
 # against one process (bench/swarm_bench.sh) and recovery from a killed stage
-# (bench/recovery_bench.sh).
+# (bench/recovery_bench.sh), and a pipeline with one stage slowed by --slowdown
+# (bench/slowdown_bench.sh).
 # Every result is one JSON line on stdout.
 set -euo pipefail
 BUILD=${1:-build}
@@ -17,3 +18,4 @@ done
 if [ -x "$BUILD/bench/matmul_bench" ]; then "$BUILD/bench/matmul_bench" --quick; fi
 "$(dirname "$0")/swarm_bench.sh" "$BUILD"
 "$(dirname "$0")/recovery_bench.sh" "$BUILD"
+"$(dirname "$0")/slowdown_bench.sh" "$BUILD"

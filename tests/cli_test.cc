@@ -168,6 +168,8 @@ TEST_F(CliTest, BadInputGetsAClearErrorAndNonZeroExit) {
            {"serve -m " + model_ + " --listen 127.0.0.1:70000", "70000"},
            {"serve -m " + model_ + " --listen 127.0.0.1:0 --chat-template no-such-family", "no-such-family"},
            {"serve -m /nonexistent.gguf --listen 127.0.0.1:0", "/nonexistent.gguf"},
+           {"node -m " + model_ + " --slowdown 0.5", "--slowdown: Value 0.5 not in range 1"},
+           {"node -m " + model_ + " --slowdown fast", "--slowdown: Value fast"},
        }) {
     CmdResult r = swarm(c.args);
     EXPECT_NE(r.code, 0) << c.args;

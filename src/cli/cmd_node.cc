@@ -1,5 +1,6 @@
 // swarm node -m MODEL --layers A:B --listen HOST:PORT [--identity KEYFILE] [--kv-memory BYTES]
 //            [--idle-timeout S] [--link-delay-ms MS] [-t N] [--max-batch-tokens N]
+//            [--slowdown F]
 // Serves layers [A, B) of MODEL to gateways over gRPC (doc/protocol.md). Prints
 // "listening on HOST:PORT" on stdout once serving. SIGTERM (or Ctrl-C) drains:
 // new sessions are refused, open ones run until closed or idle, then the process
@@ -64,6 +65,9 @@ void register_node(CLI::App& app) {
   cmd->add_option("--link-delay-ms", o->node.link_delay_ms,
                   "Delay every message sent by this much (WAN emulation)")
       ->check(CLI::Range(0, 600'000));
+  cmd->add_option("--slowdown", o->node.slowdown,
+                  "Make compute take F times as long, F >= 1 (emulates a slower machine)")
+      ->check(CLI::Range(1.0, 1000.0));
   cmd->add_option("-t,--threads", o->node.threads, "Compute threads (default: all cores)");
   cmd->add_flag("--no-mmap", o->node.no_mmap, kNoMmapHelp);
   cmd->add_option("--max-batch-tokens", o->node.max_batch_tokens,

@@ -791,5 +791,203 @@ TEST_F(NodeTest, SigtermDrainsThenExitsZero) {
   EXPECT_EQ(nodes[0]->wait_exit(20s), std::optional<int>(0));
 }
 
+// --slowdown F makes compute F times as long without changing a result, and
+// Info reports it.
+TEST_F(NodeTest, SlowedNodeServesTheSameTokens) {
+  const std::vector<std::pair<int, int>> ranges = {{0, 2}, {2, n_layer()}};
+  auto nodes = start_nodes(ranges, {"--slowdown", "3"});
+  for (auto& n : nodes) ASSERT_TRUE(n->ok());
+  EXPECT_EQ(info(nodes[0]->address()).slowdown(), 3);
+  auto streams = connect(nodes);
+  open_chain(streams, ranges, "slow");
+  const auto p = prompt(7, 5);
+  EXPECT_EQ(generate(nodes, streams, ranges, "slow", p, 8, /*push=*/true), reference(p, 8));
+  const v1::InfoResponse inf = info(nodes[1]->address());
+  EXPECT_GT(inf.compute_us(), 0);
+  EXPECT_EQ(inf.steps_cancelled(), 0);
+  NodeProcess plain({"--layers", "0:1"});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(info(plain.address()).slowdown(), 1);
+}
+
+StageRequest cancel_req(const std::string& id, uint64_t from, uint64_t to) {
+  StageRequest r;
+  r.mutable_cancel()->set_session_id(id);
+  r.mutable_cancel()->set_from_step_id(from);
+  r.mutable_cancel()->set_to_step_id(to);
+  return r;
+}
+
+// Reads `n` answers from `s` into step id -> answer.
+std::map<uint64_t, StageResponse> answers(Stream& s, int n) {
+  std::map<uint64_t, StageResponse> out;
+  for (int i = 0; i < n; ++i) {
+    auto r = s.next();
+    if (!r) {
+      ADD_FAILURE() << "answer " << i << " of " << n << " never came";
+      break;
+    }
+    const uint64_t id =
+        r->kind_case() == StageResponse::kResult ? r->result().step_id() : r->error().step_id();
+    EXPECT_FALSE(out.count(id)) << "two answers for step " << id;
+    out[id] = *r;
+  }
+  return out;
+}
+
+bool is_cancelled(const StageResponse& r) {
+  return r.kind_case() == StageResponse::kError && r.error().code() == grpc::StatusCode::CANCELLED;
+}
+
+// A speculative tail queued on a slowed first stage: the prompt step runs
+// (slowly), steps 2..5 wait behind it, a Cancel of 3..5 drops those three (each
+// answered CANCELLED, to the owner), and step 2 goes through. A step that
+// rewinds to the accepted length then continues exactly as plain decoding.
+TEST_F(NodeTest, CancelDropsQueuedStepsAndTheSessionGoesOnAfterRewind) {
+  const std::vector<std::pair<int, int>> ranges = {{0, 2}, {2, n_layer()}};
+  // The prompt step takes 200x its compute on the first stage: the queued
+  // steps are still waiting when the Cancel (sent right after them) arrives.
+  auto nodes = start_nodes({ranges[0]}, {"--slowdown", "200"});
+  nodes.push_back(std::make_unique<NodeProcess>(
+      std::vector<std::string>{"--layers", "2:" + std::to_string(n_layer())}));
+  for (auto& n : nodes) ASSERT_TRUE(n->ok());
+  auto streams = connect(nodes);
+  open_chain(streams, ranges, "c");
+  const auto p = prompt(8, 32);
+  const int P = static_cast<int>(p.size());
+  const auto want = reference(p, 3);
+  auto pushed = [&](StageRequest r) {
+    v1::Hop* h = r.mutable_step()->add_next_hops();
+    h->set_address(nodes[1]->address());
+    return r;
+  };
+  ASSERT_TRUE(streams[0]->send(pushed(step_req("c", 1, p, 0))));
+  // Drafts (the right first token, then guesses) at positions P..P+3.
+  ASSERT_TRUE(streams[0]->send(pushed(step_req("c", 2, {want[0]}, P))));
+  for (int i = 3; i <= 5; ++i)
+    ASSERT_TRUE(streams[0]->send(pushed(step_req("c", i, {7 + i}, P + i - 2))));
+  ASSERT_TRUE(streams[0]->send(cancel_req("c", 3, 5)));
+  auto dropped = answers(*streams[0], 3);
+  for (uint64_t id = 3; id <= 5; ++id) {
+    ASSERT_TRUE(dropped.count(id)) << "step " << id << " not answered by the first stage";
+    EXPECT_TRUE(is_cancelled(dropped[id])) << dropped[id].DebugString();
+  }
+  // Mistaken or hostile cancels: an error each, nothing else changes.
+  ASSERT_TRUE(streams[0]->send(cancel_req("c", 9, 8)));
+  expect_error(*streams[0], grpc::StatusCode::INVALID_ARGUMENT, "Cancel.to_step_id");
+  ASSERT_TRUE(streams[0]->send(cancel_req("nobody", 1, 2)));
+  expect_error(*streams[0], grpc::StatusCode::NOT_FOUND, "unknown session");
+  auto done = answers(*streams[1], 2);
+  ASSERT_TRUE(done.count(1) && done.count(2));
+  EXPECT_EQ(done[1].result().tokens(0), want[0]);
+  EXPECT_EQ(done[2].result().tokens(0), want[1]);
+  EXPECT_EQ(done[2].result().length(), P + 1);
+  const v1::InfoResponse inf = info(nodes[0]->address());
+  EXPECT_EQ(inf.steps_cancelled(), 3);
+  EXPECT_EQ(inf.cancelled_compute_us(), 0);  // none of them had run
+  EXPECT_GT(inf.compute_us(), 0);
+
+  // Step 2 was accepted but a guess after it was not: cancel what step 2's
+  // run produced, then rewind to P + 1 and go on. Cancelling a step that ran
+  // counts its compute time as wasted.
+  ASSERT_TRUE(streams[0]->send(cancel_req("c", 2, 2)));
+  EXPECT_TRUE(eventually([&] { return info(nodes[0]->address()).cancelled_compute_us() > 0; }));
+  StageRequest next = pushed(step_req("c", 6, {want[1]}, P + 1));
+  next.mutable_step()->set_rewind(true);
+  ASSERT_TRUE(streams[0]->send(next));
+  auto r = streams[1]->next();
+  ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+  EXPECT_EQ(r->result().step_id(), 6u);
+  EXPECT_EQ(r->result().tokens(0), want[2]);
+  EXPECT_EQ(r->result().length(), P + 2);
+}
+
+// The Cancel reaches a later stage through the first one: steps already pushed
+// to a slowed second stage and waiting there are dropped by it, and steps of
+// the range that reach it afterwards are dropped on arrival.
+TEST_F(NodeTest, CancelIsForwardedAlongThePushChain) {
+  const std::vector<std::pair<int, int>> ranges = {{0, 2}, {2, n_layer()}};
+  auto nodes = start_nodes({ranges[0]});
+  nodes.push_back(std::make_unique<NodeProcess>(
+      std::vector<std::string>{"--layers", "2:" + std::to_string(n_layer()), "--slowdown", "200"}));
+  for (auto& n : nodes) ASSERT_TRUE(n->ok());
+  auto streams = connect(nodes);
+  open_chain(streams, ranges, "f");
+  const auto p = prompt(9, 32);
+  const int P = static_cast<int>(p.size());
+  const auto want = reference(p, 2);
+  auto pushed = [&](StageRequest r) {
+    v1::Hop* h = r.mutable_step()->add_next_hops();
+    h->set_address(nodes[1]->address());
+    return r;
+  };
+  ASSERT_TRUE(streams[0]->send(pushed(step_req("f", 1, p, 0))));
+  for (int i = 2; i <= 4; ++i)
+    ASSERT_TRUE(streams[0]->send(pushed(step_req("f", i, {5 + i}, P + i - 2))));
+  // The first stage runs fast: wait until all four reached the second (the
+  // prompt running, three queued), so the Cancel finds nothing left to drop at
+  // the first stage and only its forward can drop them.
+  ASSERT_TRUE(eventually([&] { return info(nodes[1]->address()).queued_steps() == 3; }));
+  ASSERT_TRUE(streams[0]->send(cancel_req("f", 2, 4)));
+  auto got = answers(*streams[1], 4);  // everything is answered by the second stage
+  ASSERT_TRUE(got.count(1));
+  EXPECT_EQ(got[1].result().tokens(0), want[0]);
+  for (uint64_t id = 2; id <= 4; ++id) {
+    ASSERT_TRUE(got.count(id));
+    EXPECT_TRUE(is_cancelled(got[id])) << got[id].DebugString();
+  }
+  EXPECT_EQ(info(nodes[1]->address()).steps_cancelled(), 3);
+  // The first stage ran them: their compute there was wasted.
+  EXPECT_GT(info(nodes[0]->address()).cancelled_compute_us(), 0);
+  // The first stage's cache holds P + 3 positions, the second's P: one rewind
+  // step puts both at P.
+  StageRequest next = pushed(step_req("f", 5, {want[0]}, P));
+  next.mutable_step()->set_rewind(true);
+  ASSERT_TRUE(streams[0]->send(next));
+  auto r = streams[1]->next();
+  ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+  EXPECT_EQ(r->result().tokens(0), want[1]);
+  EXPECT_EQ(r->result().length(), P + 1);
+}
+
+// A step already running when its Cancel arrives finishes (its KV stays until a
+// rewind) but is answered CANCELLED instead of with its result, and its compute
+// counts as wasted.
+TEST_F(NodeTest, ARunningStepFinishesButIsAnsweredCancelled) {
+  auto nodes = start_nodes({{0, n_layer()}}, {"--slowdown", "200"});
+  ASSERT_TRUE(nodes[0]->ok());
+  Stream s(nodes[0]->address());
+  ASSERT_TRUE(s.send(open_req("r", model_id(), 0, n_layer(), n_layer())));
+  ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
+  const auto p = prompt(10, 32);
+  const int P = static_cast<int>(p.size());
+  const auto want = reference(p, 2);
+  ASSERT_TRUE(s.send(step_req("r", 1, p, 0)));
+  ASSERT_TRUE(s.send(step_req("r", 2, {3}, P)));
+  // Step 2 waits in the queue only once step 1 has been taken to run.
+  ASSERT_TRUE(eventually([&] { return info(nodes[0]->address()).queued_steps() == 1; }));
+  ASSERT_TRUE(s.send(cancel_req("r", 1, 2)));
+  auto got = answers(s, 2);
+  for (uint64_t id = 1; id <= 2; ++id) {
+    ASSERT_TRUE(got.count(id));
+    EXPECT_TRUE(is_cancelled(got[id])) << got[id].DebugString();
+  }
+  const v1::InfoResponse inf = info(nodes[0]->address());
+  EXPECT_EQ(inf.steps_cancelled(), 2);
+  EXPECT_GT(inf.cancelled_compute_us(), 0);
+  EXPECT_EQ(inf.cancelled_compute_us(), inf.compute_us());  // all it did was wasted
+  // The prompt's KV is there (P positions): a rewind to 0 replays it exactly.
+  StageRequest again = step_req("r", 3, p, 0);
+  again.mutable_step()->set_rewind(true);
+  ASSERT_TRUE(s.send(again));
+  ASSERT_TRUE(s.send(step_req("r", 4, {want[0]}, P)));
+  auto r = answers(s, 2);
+  ASSERT_TRUE(r.count(3) && r.count(4));
+  ASSERT_EQ(r[3].kind_case(), StageResponse::kResult) << r[3].DebugString();
+  EXPECT_EQ(r[3].result().tokens(0), want[0]);
+  ASSERT_EQ(r[4].kind_case(), StageResponse::kResult) << r[4].DebugString();
+  EXPECT_EQ(r[4].result().tokens(0), want[1]);
+}
+
 }  // namespace
 }  // namespace swarm::node

@@ -48,6 +48,11 @@ constexpr int kMaxBadMessagesInARow = 16;
 constexpr int kMaxQueuedPerSession = 256;
 // How far back a last stage can roll its sampler back exactly.
 constexpr int kSnapshotWindow = 256;
+// Cancelled step ranges a session remembers (to drop steps that arrive after
+// their Cancel), and steps it remembers having run (to count the compute time
+// of those a later Cancel covers).
+constexpr size_t kMaxCancelRanges = 16;
+constexpr size_t kMaxRecentRuns = 64;
 
 int64_t us_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count();
@@ -174,6 +179,10 @@ struct Session {
   std::map<int, Sampler> sampler_at;
   std::atomic<int64_t> last_active{0};  // Clock ticks of the last message
   std::atomic<int> queued{0};           // its items in the scheduler's queue
+  // Guarded by the server's mu_: step id ranges [first, last] cancelled, and
+  // (step id, compute microseconds) of the steps run most recently.
+  std::deque<std::pair<uint64_t, uint64_t>> cancelled;
+  std::deque<std::pair<uint64_t, int64_t>> recent_runs;
 
   std::atomic<bool> closed{false};
   std::mutex mu;  // guards outbound; closing takes it, so no push follows a close
@@ -199,6 +208,25 @@ Status rewind_session(Session& s, int length) {
         s.id.substr(0, 64), length);
   s.sampler_at.erase(s.sampler_at.upper_bound(length), s.sampler_at.end());
   return Status::Ok();
+}
+
+// Whether `step_id` lies in a range cancelled for `s`. Call with the server's
+// mu_ held.
+bool is_cancelled(const Session& s, uint64_t step_id) {
+  for (const auto& [first, last] : s.cancelled)
+    if (first <= step_id && step_id <= last) return true;
+  return false;
+}
+
+// Step `step_id` ran: a session's steps reach a stage and run in step id order,
+// so no step of a range that ends before it can still come. Call with mu_ held.
+void forget_cancels_before(Session& s, uint64_t step_id) {
+  std::erase_if(s.cancelled, [&](const auto& r) { return r.second < step_id; });
+}
+
+StageResponse cancelled_response(const Session& s, uint64_t step_id) {
+  return error_response(s.id, step_id, StatusCode::CANCELLED,
+                        "Step " + std::to_string(step_id) + ": cancelled");
 }
 
 void snapshot_sampler(Session& s, int length) {
@@ -248,6 +276,7 @@ class StageServer::Impl {
   void open(const v1::OpenSession& o, uint64_t stream_id,
             const std::shared_ptr<ResponseWriter>& writer);
   void step(v1::Step& s, const std::shared_ptr<ResponseWriter>& writer);
+  void cancel(const v1::Cancel& c, const std::shared_ptr<ResponseWriter>& writer);
   void enqueue(WorkItem item);
   std::shared_ptr<Session> find(const std::string& id);
   // Removes the session (if still open), frees its budget and ends its pushes.
@@ -275,6 +304,9 @@ class StageServer::Impl {
   bool stopping_ = false;
   std::deque<WorkItem> queue_;
   double layer_tokens_per_s_ = 0;
+  int64_t steps_cancelled_ = 0;       // dropped by a Cancel
+  int64_t compute_us_ = 0;            // all batches, slowdown included
+  int64_t cancelled_compute_us_ = 0;  // of which on steps a Cancel covered after they ran
   std::atomic<uint64_t> next_stream_id_{1};
   std::thread scheduler_, reaper_;
 };
@@ -327,6 +359,8 @@ Status StageServer::Impl::start() {
   model_ = std::move(model).value();
   pool_ = std::make_unique<ThreadPool>(opt_.threads);
   if (opt_.max_batch_tokens < 1) opt_.max_batch_tokens = 1;
+  if (!(opt_.slowdown >= 1))
+    return Status::InvalidArgument("slowdown " + std::to_string(opt_.slowdown) + " is not >= 1");
 
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   if (!opt_.identity_path.empty()) {
@@ -358,6 +392,9 @@ Status StageServer::Impl::start() {
   spdlog::info("serving {} layers {} of {} (model id {}) on {}, {}", model_->config().name,
                range_str(opt_.first_layer, opt_.last_layer), n_layer, model_id_.substr(0, 16),
                address_, node_id_.empty() ? "plaintext" : "TLS as node " + node_id_);
+  if (opt_.slowdown > 1)
+    spdlog::info("slowdown {}: every batch's compute is made to take {} times as long",
+                 opt_.slowdown, opt_.slowdown);
   return Status::Ok();
 }
 
@@ -427,6 +464,9 @@ void StageServer::Impl::handle(StageRequest& req, uint64_t stream_id,
       return;
     case StageRequest::kStep:
       step(*req.mutable_step(), writer);
+      return;
+    case StageRequest::kCancel:
+      cancel(req.cancel(), writer);
       return;
     case StageRequest::kTruncate:
     case StageRequest::kClose: {
@@ -612,10 +652,79 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>
 }
 
 void StageServer::Impl::enqueue(WorkItem item) {
-  ++item.session->queued;
-  std::lock_guard<std::mutex> lock(mu_);
-  queue_.push_back(std::move(item));
-  queue_cv_.notify_one();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (item.truncate || !is_cancelled(*item.session, item.step.step_id())) {
+      ++item.session->queued;
+      queue_.push_back(std::move(item));
+      queue_cv_.notify_one();
+      return;
+    }
+    ++steps_cancelled_;
+  }
+  // Its Cancel came first (from the gateway directly, or a race with the
+  // previous stage's push): it is dropped on arrival.
+  item.session->owner->send(cancelled_response(*item.session, item.step.step_id()));
+}
+
+void StageServer::Impl::cancel(const v1::Cancel& c, const std::shared_ptr<ResponseWriter>& writer) {
+  auto s = find(c.session_id());
+  if (!s) {
+    writer->send(error_response(c.session_id(), c.from_step_id(), StatusCode::NOT_FOUND,
+                                "Cancel: unknown session '" + c.session_id() + "'"));
+    return;
+  }
+  s->touch();
+  if (c.to_step_id() < c.from_step_id()) {
+    s->owner->send(error_response(s->id, c.from_step_id(), StatusCode::INVALID_ARGUMENT,
+                                  "Cancel.to_step_id: " + std::to_string(c.to_step_id()) +
+                                      " is below from_step_id " +
+                                      std::to_string(c.from_step_id())));
+    return;
+  }
+  auto covers = [&](uint64_t id) { return c.from_step_id() <= id && id <= c.to_step_id(); };
+  std::vector<uint64_t> dropped;
+  int64_t wasted_us = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s->cancelled.emplace_back(c.from_step_id(), c.to_step_id());
+    if (s->cancelled.size() > kMaxCancelRanges) s->cancelled.pop_front();
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (it->session != s || it->truncate || !covers(it->step.step_id())) {
+        ++it;
+        continue;
+      }
+      dropped.push_back(it->step.step_id());
+      --s->queued;
+      it = queue_.erase(it);
+    }
+    // Steps that already ran here were wasted work; each is counted once.
+    std::erase_if(s->recent_runs, [&](const auto& run) {
+      if (!covers(run.first)) return false;
+      wasted_us += run.second;
+      return true;
+    });
+    steps_cancelled_ += static_cast<int64_t>(dropped.size());
+    cancelled_compute_us_ += wasted_us;
+  }
+  for (uint64_t id : dropped) s->owner->send(cancelled_response(*s, id));
+  // The next stages hear it after the steps already pushed to them, on the same
+  // streams, so those are still queued there (or running) when it arrives.
+  size_t forwarded = 0;
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (!s->closed) {
+      for (auto& [addr, out] : s->outbound) {
+        StageRequest fwd;
+        *fwd.mutable_cancel() = c;
+        out->send(std::move(fwd));
+        ++forwarded;
+      }
+    }
+  }
+  spdlog::debug("session '{}': cancel steps {}..{}: {} dropped here, {} us wasted, {} hops told",
+                s->id.substr(0, 64), c.from_step_id(), c.to_step_id(), dropped.size(), wasted_us,
+                forwarded);
 }
 
 void StageServer::Impl::close_session(const std::shared_ptr<Session>& s, const std::string& why) {
@@ -800,7 +909,16 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
       }
     }
   }
-  const auto done = Clock::now();
+  auto done = Clock::now();
+  if (opt_.slowdown > 1) {
+    // Emulates a slower machine: the scheduler is busy for the whole time, so
+    // queues build as they would. Shutdown does not wait for it.
+    const auto extra = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(done - start) * (opt_.slowdown - 1));
+    std::unique_lock<std::mutex> lock(mu_);
+    queue_cv_.wait_for(lock, extra, [&] { return stopping_; });
+    done = Clock::now();
+  }
   const int64_t compute_us = us_between(start, done);
   if (!st.ok()) {
     spdlog::error("batch of {} steps failed: {}", batch.size(), st.ToString());
@@ -809,17 +927,41 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
                                              net::to_grpc_code(st.code()), st.message()));
     return;
   }
+  // Steps a Cancel covered while they ran are answered as cancelled and not
+  // pushed on; the others are remembered, with their share of the batch's
+  // compute, in case a later Cancel covers them.
+  std::vector<bool> cancelled(batch.size(), false);
   {
     std::lock_guard<std::mutex> lock(mu_);
     const double rate =
         static_cast<double>(total) * (last - first) / std::max(1e-6, compute_us * 1e-6);
     layer_tokens_per_s_ = layer_tokens_per_s_ == 0 ? rate : 0.8 * layer_tokens_per_s_ + 0.2 * rate;
+    compute_us_ += compute_us;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Session& s = *batch[i]->session;
+      const uint64_t id = batch[i]->step.step_id();
+      const int64_t share = compute_us * batch[i]->step.tokens_size() / std::max<int64_t>(1, total);
+      cancelled[i] = is_cancelled(s, id);
+      if (cancelled[i]) {
+        ++steps_cancelled_;
+        cancelled_compute_us_ += share;
+        continue;
+      }
+      forget_cancels_before(s, id);
+      s.recent_runs.emplace_back(id, share);
+      if (s.recent_runs.size() > kMaxRecentRuns) s.recent_runs.pop_front();
+    }
   }
   row = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     WorkItem& w = *batch[i];
     Session& s = *w.session;
     const int64_t n = w.step.tokens_size();
+    if (cancelled[i]) {
+      s.owner->send(cancelled_response(s, w.step.step_id()));
+      row += n;
+      continue;
+    }
     v1::StageTiming timing;
     timing.set_address(address_);
     timing.set_queue_us(us_between(w.arrived, start));
@@ -878,6 +1020,9 @@ void StageServer::Impl::push(const std::shared_ptr<Session>& s, const v1::Hop& h
     out = std::make_unique<Outbound>(
         channels_.get(addr, pin), opt_.link_delay_ms,
         [weak, hop_desc](const StageRequest& r) {
+          // A forwarded Cancel that cannot be delivered needs no answer: the
+          // steps it was about failed to reach the hop too, and said so.
+          if (r.kind_case() != StageRequest::kStep) return;
           if (auto s = weak.lock())
             s->owner->send(error_response(s->id, r.step().step_id(), StatusCode::UNAVAILABLE,
                                           "next hop " + hop_desc + " is unreachable"));
@@ -913,6 +1058,10 @@ void StageServer::Impl::info(v1::InfoResponse* r) {
   r->set_queued_steps(static_cast<int32_t>(queue_.size()));
   r->set_public_key(public_key_);
   r->set_node_id(node_id_);
+  r->set_slowdown(opt_.slowdown);
+  r->set_steps_cancelled(steps_cancelled_);
+  r->set_compute_us(compute_us_);
+  r->set_cancelled_compute_us(cancelled_compute_us_);
 }
 
 StageServer::StageServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

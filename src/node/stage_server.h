@@ -32,6 +32,9 @@ struct NodeOptions {
   // TLS only, with a certificate holding that key (net/tls.h), and reports the
   // key in Info. Empty: plaintext, as a node on a trusted network or in a test.
   std::string identity_path;
+  // >= 1: after each batch, wait (slowdown - 1) x its compute time, so the node
+  // behaves like a machine that many times slower (benchmarks of a slow stage).
+  double slowdown = 1;
 };
 
 class StageServer {

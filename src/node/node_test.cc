@@ -954,7 +954,7 @@ TEST_F(NodeTest, CancelIsForwardedAlongThePushChain) {
 // rewind) but is answered CANCELLED instead of with its result, and its compute
 // counts as wasted.
 TEST_F(NodeTest, ARunningStepFinishesButIsAnsweredCancelled) {
-  auto nodes = start_nodes({{0, n_layer()}}, {"--slowdown", "200"});
+  auto nodes = start_nodes({{0, n_layer()}}, {"--slowdown", "1000"});
   ASSERT_TRUE(nodes[0]->ok());
   Stream s(nodes[0]->address());
   ASSERT_TRUE(s.send(open_req("r", model_id(), 0, n_layer(), n_layer())));

@@ -707,6 +707,7 @@ void StageServer::Impl::cancel(const v1::Cancel& c, const std::shared_ptr<Respon
     steps_cancelled_ += static_cast<int64_t>(dropped.size());
     cancelled_compute_us_ += wasted_us;
   }
+  queue_cv_.notify_all();  // a slowed batch this Cancel covers stops waiting
   for (uint64_t id : dropped) s->owner->send(cancelled_response(*s, id));
   // The next stages hear it after the steps already pushed to them, on the same
   // streams, so those are still queued there (or running) when it arrives.
@@ -912,11 +913,17 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
   auto done = Clock::now();
   if (opt_.slowdown > 1) {
     // Emulates a slower machine: the scheduler is busy for the whole time, so
-    // queues build as they would. Shutdown does not wait for it.
+    // queues build as they would. Shutdown does not wait for it, nor a batch
+    // whose every step a Cancel has covered meanwhile (a real machine would
+    // still be computing; the emulated time is what a cancel saves).
     const auto extra = std::chrono::duration_cast<Clock::duration>(
         std::chrono::duration<double>(done - start) * (opt_.slowdown - 1));
     std::unique_lock<std::mutex> lock(mu_);
-    queue_cv_.wait_for(lock, extra, [&] { return stopping_; });
+    queue_cv_.wait_for(lock, extra, [&] {
+      return stopping_ || std::all_of(batch.begin(), batch.end(), [](const WorkItem* w) {
+               return is_cancelled(*w->session, w->step.step_id());
+             });
+    });
     done = Clock::now();
   }
   const int64_t compute_us = us_between(start, done);

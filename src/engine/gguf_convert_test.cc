@@ -620,6 +620,50 @@ TEST_F(HandMadeFolder, TokenizerAndChatTemplateSurvive) {
     }
 }
 
+// The pre-tokenizer is named by what it does, whatever tokenizer.json's
+// spelling of it: each family's Hugging Face form maps to its GGUF name.
+TEST_F(HandMadeFolder, PreTokenizerNamedByItsSplits) {
+  const auto split_then_bytes = [](const std::string& regex) {
+    return json{
+        {"type", "Sequence"},
+        {"pretokenizers",
+         json::array(
+             {{{"type", "Split"},
+               {"pattern", {{"Regex", regex}}},
+               {"behavior", "Isolated"},
+               {"invert", false}},
+              {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}};
+  };
+  const std::string llama3 =
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  const std::string qwen2 =
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  struct Case {
+    json pre;
+    bool ignore_merges;
+    std::string name;
+  };
+  const std::vector<Case> cases = {
+      {tokenizer_["pre_tokenizer"], false, "gpt-2"},
+      {split_then_bytes(llama3), true, "llama-bpe"},
+      {split_then_bytes(qwen2), false, "qwen2"},
+      {{{"type", "Sequence"},
+        {"pretokenizers",
+         json::array({{{"type", "Digits"}, {"individual_digits", true}},
+                      {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}})}},
+       false,
+       "smollm"},
+  };
+  for (const Case& c : cases) {
+    tokenizer_["pre_tokenizer"] = c.pre;
+    tokenizer_["model"]["ignore_merges"] = c.ignore_merges;
+    write_all();
+    auto s = convert(hf_, out_dir_ / "m.gguf", "F16");
+    ASSERT_TRUE(s.ok()) << c.name << ": " << s.status().ToString();
+    EXPECT_EQ(s->tokenizer, "gpt2 (" + c.name + ")");
+  }
+}
+
 // A pre-tokenizer unlike every GGUF one is refused, not silently replaced.
 TEST_F(HandMadeFolder, UnknownPreTokenizerIsAnError) {
   tokenizer_["pre_tokenizer"] = {

@@ -697,6 +697,38 @@ TEST_F(HandMadeFolder, ConvertedLogitsEqualTheFolders) {
   EXPECT_LE(q.mean, 0.008 * q.s) << "S=" << q.s;
 }
 
+// RoPE scaling survives: linear as metadata, llama3 as the rope_freqs tensor.
+// The folder's scaled logits differ from its unscaled ones, so a file that
+// dropped the scaling could not match.
+TEST_F(HandMadeFolder, RopeScalingSurvives) {
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 48; ++i) tokens.push_back((i * 37 + 11) % vocab_);
+  const std::vector<float> unscaled = logits_of(hf_, tokens);
+  const std::vector<json> scalings = {
+      {{"rope_type", "linear"}, {"factor", 4.0}},
+      {{"rope_type", "llama3"},
+       {"factor", 8.0},
+       {"low_freq_factor", 1.0},
+       {"high_freq_factor", 4.0},
+       {"original_max_position_embeddings", 32}},
+  };
+  for (const json& scaling : scalings) {
+    config_["rope_scaling"] = scaling;
+    write_all();
+    const std::string out = out_dir_ / "m.gguf";
+    auto s = convert(hf_, out, "F32");
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    const std::vector<float> want = logits_of(hf_, tokens), got = logits_of(out, tokens);
+    ASSERT_EQ(got.size(), want.size());
+    const Errors e = compare_logits(got, want);
+    EXPECT_LE(e.max, 1e-3 + 1e-5 * e.s) << scaling.dump();
+    EXPECT_GT(compare_logits(unscaled, want).max, 100 * (1e-3 + 1e-5 * e.s)) << scaling.dump();
+    const MiniGguf g = parse_gguf(out);
+    EXPECT_EQ(g.tensor("rope_freqs.weight") != nullptr, scaling["rope_type"] == "llama3");
+    EXPECT_EQ(g.kv.count("llama.rope.scaling.type"), scaling["rope_type"] == "linear" ? 1u : 0u);
+  }
+}
+
 // Sharded weights (model.safetensors.index.json) give the same file.
 TEST_F(HandMadeFolder, ShardedEqualsSingleFile) {
   ASSERT_TRUE(convert(hf_, out_dir_ / "single.gguf", "Q8_0").ok());

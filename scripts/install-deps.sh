@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs, from Debian's own packages, everything SwarmInfer builds against.
 # Idempotent: packages already present are skipped, so `make` may call it every time.
+# `install-deps.sh --train` adds what tools/train_models.sh needs (PyTorch, the corpus);
+# building and running SwarmInfer never needs those.
 set -euo pipefail
 
 PACKAGES=(
@@ -11,6 +13,11 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libsodium-dev libssl-dev libcpp-httplib-dev
   libopendht-dev
 )
+if [ "${1:-}" = "--train" ]; then
+  # libopenblas0-pthread: without an optimised BLAS Debian's torch falls back to
+  # reference BLAS, several times slower.
+  PACKAGES+=(python3-torch python3-numpy libopenblas0-pthread bible-kjv bible-kjv-text)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

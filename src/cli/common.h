@@ -46,6 +46,7 @@ void write_f32(const std::string& path, const float* data, size_t n);
 void register_logits(CLI::App& app);
 void register_hidden(CLI::App& app);
 void register_synth(CLI::App& app);
+void register_convert(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_tokenize(CLI::App& app);

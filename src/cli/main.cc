@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   swarm::cli::register_logits(app);
   swarm::cli::register_hidden(app);
   swarm::cli::register_synth(app);
+  swarm::cli::register_convert(app);
   swarm::cli::register_bench(app);
   swarm::cli::register_node(app);
   swarm::cli::register_gateway(app);

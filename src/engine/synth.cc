@@ -3,6 +3,7 @@
 #include <cmath>
 #include <set>
 
+#include "engine/gguf_metadata.h"
 #include "engine/gguf_writer.h"
 #include "engine/model_arch.h"
 #include "engine/quants.h"
@@ -125,11 +126,12 @@ TensorType matrix_type(const std::string& file_type, const std::string& name, in
 
 // Vocabulary of the right size and kind, so other GGUF readers accept the file
 // and our tokenizer can run on it. The pieces themselves are synthetic.
-void add_tokenizer(GgufWriter& w, const SynthShape& s) {
+GgufVocab make_vocab(const SynthShape& s) {
   const int n = s.config.n_vocab;
-  std::vector<std::string> tokens;
-  std::vector<float> scores;
-  std::vector<int32_t> types;
+  GgufVocab v;
+  std::vector<std::string>& tokens = v.tokens;
+  std::vector<float>& scores = v.scores;
+  std::vector<int32_t>& types = v.token_type;
   std::set<std::string> seen;
   const std::string letters = "etaoinshrdlucmfwypvbgkjqxz";
   if (s.tokenizer == "llama") {
@@ -157,14 +159,11 @@ void add_tokenizer(GgufWriter& w, const SynthShape& s) {
       types.push_back(1);
     }
     for (int i = 0; i < n; ++i) scores.push_back(i < 259 ? 0.0f : -static_cast<float>(i - 259));
-    w.set_string("tokenizer.ggml.model", "llama");
-    w.set_strings("tokenizer.ggml.tokens", tokens);
-    w.set_f32s("tokenizer.ggml.scores", scores);
-    w.set_i32s("tokenizer.ggml.token_type", types);
-    w.set_u32("tokenizer.ggml.bos_token_id", 1);
-    w.set_u32("tokenizer.ggml.eos_token_id", 2);
-    w.set_u32("tokenizer.ggml.unknown_token_id", 0);
-    w.set_bool("tokenizer.ggml.add_bos_token", true);
+    v.model = "llama";
+    v.bos = 1;
+    v.eos = 2;
+    v.unk = 0;
+    v.add_bos = true;
   } else {
     // GPT-2 byte-to-unicode mapping: printable bytes stand for themselves, the
     // rest map to code points from 256 up.
@@ -184,7 +183,7 @@ void add_tokenizer(GgufWriter& w, const SynthShape& s) {
                                                     "<|end_header_id|>", "<|eot_id|>"};
     for (int b = 0; b < 256; ++b) tokens.push_back(byte_char[b]), types.push_back(1);
     seen.insert(tokens.begin(), tokens.end());
-    std::vector<std::string> merges;
+    std::vector<std::string>& merges = v.merges;
     const int n_normal = n - static_cast<int>(specials.size());
     uint64_t k = 0;
     while (static_cast<int>(tokens.size()) < n_normal) {
@@ -200,24 +199,20 @@ void add_tokenizer(GgufWriter& w, const SynthShape& s) {
       merges.push_back(a + " " + b);
     }
     for (const std::string& sp : specials) tokens.push_back(sp), types.push_back(3);
-    w.set_string("tokenizer.ggml.model", "gpt2");
-    w.set_string("tokenizer.ggml.pre", s.pre);
-    w.set_strings("tokenizer.ggml.tokens", tokens);
-    w.set_i32s("tokenizer.ggml.token_type", types);
-    w.set_strings("tokenizer.ggml.merges", merges);
-    const uint32_t first_special = static_cast<uint32_t>(n_normal);
+    v.model = "gpt2";
+    v.pre = s.pre;
+    const int32_t first_special = n_normal;
     if (s.pre == "qwen2") {
-      w.set_u32("tokenizer.ggml.bos_token_id", first_special);
-      w.set_u32("tokenizer.ggml.eos_token_id", first_special);
-      w.set_u32("tokenizer.ggml.padding_token_id", first_special);
-      w.set_bool("tokenizer.ggml.add_bos_token", false);
+      v.bos = v.eos = v.pad = first_special;
+      v.add_bos = false;
     } else {
-      w.set_u32("tokenizer.ggml.bos_token_id", first_special);
-      w.set_u32("tokenizer.ggml.eos_token_id", first_special + 4);  // <|eot_id|>
-      w.set_bool("tokenizer.ggml.add_bos_token", true);
+      v.bos = first_special;
+      v.eos = first_special + 4;  // <|eot_id|>
+      v.add_bos = true;
     }
   }
-  w.set_string("tokenizer.chat_template", s.chat_template);
+  v.chat_template = s.chat_template;
+  return v;
 }
 
 struct PlannedTensor {
@@ -285,21 +280,11 @@ Status synthesize_gguf(const SynthShape& shape, const std::string& file_type, ui
   if (!c.tied_embeddings) mat("output.weight", d, c.n_vocab, c.n_layer - 1, true);
 
   GgufWriter w;
-  const std::string a = c.arch + ".";
   w.set_string("general.architecture", c.arch);
   w.set_string("general.name", "synthetic " + shape.name + " (random weights, seed " + std::to_string(seed) + ")");
   w.set_u32("general.alignment", 32);
-  w.set_u32(a + "context_length", static_cast<uint32_t>(c.n_ctx_train));
-  w.set_u32(a + "embedding_length", static_cast<uint32_t>(c.n_embd));
-  w.set_u32(a + "block_count", static_cast<uint32_t>(c.n_layer));
-  w.set_u32(a + "feed_forward_length", static_cast<uint32_t>(c.n_ff));
-  w.set_u32(a + "attention.head_count", static_cast<uint32_t>(c.n_head));
-  w.set_u32(a + "attention.head_count_kv", static_cast<uint32_t>(c.n_head_kv));
-  w.set_u32(a + "rope.dimension_count", static_cast<uint32_t>(c.rope_dim));
-  w.set_f32(a + "rope.freq_base", c.rope_theta);
-  w.set_f32(a + "attention.layer_norm_rms_epsilon", c.rms_eps);
-  w.set_u32(a + "vocab_size", static_cast<uint32_t>(c.n_vocab));
-  add_tokenizer(w, shape);
+  write_hparams(w, c);
+  write_vocab(w, make_vocab(shape));
   for (const PlannedTensor& t : plan) w.add_tensor(t.name, t.type, t.shape);
   SWARM_RETURN_IF_ERROR(w.begin(path));
 
@@ -309,11 +294,7 @@ Status synthesize_gguf(const SynthShape& shape, const std::string& file_type, ui
     const size_t rb = row_size(t.type, cols);
     if (t.rope_freqs) {
       // Llama 3 scaling stored as per-dimension divisors of the frequencies.
-      ModelConfig plain = c;
-      plain.rope_scaling = RopeScaling::kNone;
-      std::vector<float> factors(cols);
-      const std::vector<double> base = rope_inv_freq(plain), scaled = rope_inv_freq(c);
-      for (int64_t i = 0; i < cols; ++i) factors[i] = static_cast<float>(base[i] / scaled[i]);
+      const std::vector<float> factors = rope_freq_factors(c);
       SWARM_RETURN_IF_ERROR(w.write_tensor_data(factors.data(), factors.size() * sizeof(float)));
       continue;
     }

@@ -72,6 +72,13 @@ struct TokenizerSpec {
   std::vector<int32_t> lstrip, rstrip;  // added tokens that eat whitespace before/after them
 };
 
+// The spec Tokenizer::FromHfFolder builds from a Hugging Face folder, for
+// tools that store a tokenizer in another format (`swarm convert`).
+Result<TokenizerSpec> read_hf_tokenizer_spec(const std::string& dir);
+// A SentencePiece tokenizer.model alone: pieces, scores and piece types as the
+// file gives them, its special ids and dummy-prefix setting.
+Result<TokenizerSpec> read_sentencepiece_model(const std::string& path);
+
 class Tokenizer {
  public:
   static Result<std::unique_ptr<Tokenizer>> Create(TokenizerSpec spec);

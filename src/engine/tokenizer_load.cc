@@ -445,7 +445,22 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& file) {
   return from_gguf(file);
 }
 
-Result<std::unique_ptr<Tokenizer>> Tokenizer::FromHfFolder(const std::string& dir_str) {
+Result<TokenizerSpec> read_sentencepiece_model(const std::string& path) {
+  Result<std::string> bytes = read_file(path);
+  if (!bytes.ok()) return bytes.status();
+  TokenizerSpec spec;
+  spec.kind = TokenizerKind::kSpm;
+  // sentencepiece_model.proto's defaults.
+  spec.unk = 0;
+  spec.bos = 1;
+  spec.eos = 2;
+  bool add_dummy_prefix = true;
+  SWARM_RETURN_IF_ERROR(parse_sentencepiece(*bytes, path, &spec, &add_dummy_prefix));
+  spec.add_space_prefix = add_dummy_prefix;
+  return spec;
+}
+
+Result<TokenizerSpec> read_hf_tokenizer_spec(const std::string& dir_str) {
   const fs::path dir(dir_str);
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return Status::NotFound(dir_str + ": not a folder");
@@ -472,31 +487,29 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromHfFolder(const std::string& di
     } catch (const json::exception& e) {
       return Status::Corruption(tj_path.string() + ": " + e.what());
     }
-    if (tj_status.ok()) return Create(std::move(spec));
+    if (tj_status.ok()) return spec;
     tj_status = Status(tj_status.code() == Status::Code::kUnsupported
                            ? Status::Unsupported(tj_path.string() + ": " + tj_status.message())
                            : Status::Corruption(tj_path.string() + ": " + tj_status.message()));
   }
   if (!has_sp) return tj_status;
 
-  Result<std::string> bytes = read_file(sp_path);
-  if (!bytes.ok()) return bytes.status();
-  TokenizerSpec spec;
-  spec.kind = TokenizerKind::kSpm;
-  // sentencepiece_model.proto's defaults.
-  spec.unk = 0;
-  spec.bos = 1;
-  spec.eos = 2;
-  bool add_dummy_prefix = true;
-  SWARM_RETURN_IF_ERROR(parse_sentencepiece(*bytes, sp_path.string(), &spec, &add_dummy_prefix));
-  spec.add_space_prefix = add_dummy_prefix;
+  Result<TokenizerSpec> sp = read_sentencepiece_model(sp_path.string());
+  if (!sp.ok()) return sp.status();
+  TokenizerSpec spec = std::move(sp).value();
   spec.add_bos = true;  // LlamaTokenizer's default; tokenizer_config.json may say otherwise
   try {
     apply_hf_config(*tok_cfg, *gen_cfg, *model_cfg, &spec);
   } catch (const json::exception& e) {
     return Status::Corruption(dir_str + ": tokenizer_config.json: " + e.what());
   }
-  return Create(std::move(spec));
+  return spec;
+}
+
+Result<std::unique_ptr<Tokenizer>> Tokenizer::FromHfFolder(const std::string& dir) {
+  Result<TokenizerSpec> spec = read_hf_tokenizer_spec(dir);
+  if (!spec.ok()) return spec.status();
+  return Create(std::move(spec).value());
 }
 
 }  // namespace swarm

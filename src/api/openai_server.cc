@@ -47,10 +47,27 @@ uint64_t random_seed() {
   return rng();
 }
 
-OJson usage_json(int prompt, int completion) {
-  return {{"prompt_tokens", prompt},
-          {"completion_tokens", completion},
-          {"total_tokens", prompt + completion}};
+// OpenAI's usage object; with speculative decoding also OpenAI's
+// predicted-output counts (drafts accepted and rejected) and a `speculation`
+// object with the details.
+OJson usage_json(const GenerationResult& r) {
+  OJson u = {{"prompt_tokens", r.prompt_tokens},
+             {"completion_tokens", r.completion_tokens},
+             {"total_tokens", r.prompt_tokens + r.completion_tokens}};
+  if (!r.drafter.empty()) {
+    u["completion_tokens_details"] = {
+        {"accepted_prediction_tokens", r.accepted_tokens},
+        {"rejected_prediction_tokens", r.drafted_tokens - r.accepted_tokens}};
+    u["speculation"] = {
+        {"drafter", r.drafter},
+        {"drafted_tokens", r.drafted_tokens},
+        {"accepted_tokens", r.accepted_tokens},
+        {"acceptance_rate",
+         r.drafted_tokens > 0 ? static_cast<double>(r.accepted_tokens) / r.drafted_tokens : 0.0},
+        {"runs", r.speculative_runs},
+        {"cancelled_runs", r.cancelled_runs}};
+  }
+  return u;
 }
 
 // One completion, ready for the backend.
@@ -426,7 +443,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
                  {"created", job.created},
                  {"model", job.model},
                  {"choices", OJson::array({choice})},
-                 {"usage", usage_json(o.result.prompt_tokens, o.result.completion_tokens)}};
+                 {"usage", usage_json(o.result)}};
     return send_json(res, 200, out);
   }
 
@@ -476,7 +493,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
         if (job.include_usage) {
           OJson u = chunk_head(job);
           u["choices"] = OJson::array();
-          u["usage"] = usage_json(o.result.prompt_tokens, o.result.completion_tokens);
+          u["usage"] = usage_json(o.result);
           st->pending += sse(u);
         }
         st->pending += "data: [DONE]\n\n";

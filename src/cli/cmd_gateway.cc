@@ -1,6 +1,7 @@
 // swarm gateway -m MODEL --listen HOST:PORT (--peers HOST:PORT[@KEY],... | --bootstrap HOST:PORT,...)
 //               [--dht-listen HOST:PORT] [--dht-refresh S] [--relay] [--wire-f16]
 //               [-c CTX] [-n N] [--chat-template NAME] [--model-name NAME]
+//               [--speculate auto|off|ngram|draft:MODEL] [--spec-max-draft N]
 // The OpenAI-compatible HTTP API in front of a swarm: loads only the model's
 // tokenizer and metadata, finds a chain of peers covering every layer, and
 // streams each request through it. A peer given as HOST:PORT@KEY (its node id or
@@ -25,6 +26,7 @@
 #include "engine/tokenizer.h"
 #include "net/model_id.h"
 #include "net/peer_address.h"
+#include "pipeline/model_drafter.h"
 #include "pipeline/pipeline_backend.h"
 
 namespace swarm::cli {
@@ -36,6 +38,8 @@ struct GatewayOptions {
   std::vector<std::string> names;
   int ctx = 0, n_predict = -1, http_threads = 32, step_timeout_ms = 60000, link_delay_ms = 0;
   bool relay = false, wire_f16 = false;
+  std::string speculate = "off";
+  int spec_max_draft = 16, draft_threads = 1;
 };
 
 // Keeps the backend's peers equal to --peers plus the nodes the DHT's records
@@ -129,12 +133,24 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("--http-threads", o->http_threads, "HTTP worker threads (default 32)")->check(CLI::Range(1, 1024));
   cmd->add_option("--link-delay-ms", o->link_delay_ms, "Delay every step the gateway sends by this much (WAN emulation)")
       ->check(CLI::Range(0, 60000));
+  cmd->add_option("--speculate", o->speculate,
+                  "Speculative decoding: off (default); auto (n-gram drafts when they pay); ngram "
+                  "(n-gram drafts, always); draft:MODEL (a draft model with the same vocabulary)");
+  cmd->add_option("--spec-max-draft", o->spec_max_draft,
+                  "Unverified drafts in flight at most (default 16)")
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--draft-threads", o->draft_threads, "Threads for the draft model (default 1)")
+      ->check(CLI::Range(1, 1024));
   cmd->add_option("--step-timeout-ms", o->step_timeout_ms, "A step with no answer by then fails (default 60000)")
       ->check(CLI::Range(1, 3600000));
   cmd->callback([o] {
     auto hp = parse_host_port(o->listen);
     if (!hp.ok()) fail("--listen: " + hp.status().message());
     PipelineOptions po;
+    auto spec = parse_speculate(o->speculate);
+    if (!spec.ok()) fail(spec.status().message());
+    po.speculation = *spec;
+    po.speculation.max_draft = o->spec_max_draft;
     for (const std::string& spec : split_list(o->peers)) {
       auto peer = net::parse_peer_spec(spec);
       if (!peer.ok()) fail("--peers: " + peer.status().message());
@@ -160,6 +176,13 @@ void register_gateway(CLI::App& app) {
     po.context_length = o->ctx > 0 ? o->ctx : std::min(cfg.n_ctx_train, 8192);
     po.step_timeout = std::chrono::milliseconds(o->step_timeout_ms);
     po.link_delay = std::chrono::milliseconds(o->link_delay_ms);
+    if (po.speculation.mode == SpeculationMode::kDraft) {
+      auto draft = DraftModel::Load(po.speculation.draft_model, cfg.n_vocab, o->draft_threads);
+      if (!draft.ok()) fail("--speculate: " + draft.status().message());
+      po.speculation.draft = *draft;
+    }
+    if (po.speculation.mode != SpeculationMode::kOff && !po.push)
+      fail("--speculate: needs push mode (drop --relay)");
     PipelineBackend backend(*id, cfg.n_layer, po);
     std::unique_ptr<discovery::DhtNode> dht;
     std::unique_ptr<DhtPeerRefresher> refresher;

@@ -174,15 +174,30 @@ int32_t Sampler::sample(const float* logits) {
   const std::vector<float> adj = adjusted_logits(logits);
   const std::vector<Candidate> c = distribution(adj);
   if (c.empty()) return argmax(adj);  // greedy, or every token banned
-  // A uniform double in [0, 1) from the top 53 bits: the same on every platform,
-  // unlike std::uniform_real_distribution.
-  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+  const double u = uniform();
   double cum = 0;
   for (const Candidate& x : c) {
     cum += x.p;
     if (u < cum) return x.id;
   }
   return c.back().id;  // u landed in the rounding slack past the last sum
+}
+
+double Sampler::uniform() {
+  // The top 53 bits: the same on every platform, unlike
+  // std::uniform_real_distribution.
+  return static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+}
+
+Judgement Sampler::judge(const float* logits, int32_t draft, const SparseProbs& q) {
+  if (params_.temperature <= 0) {
+    const int32_t best = argmax(adjusted_logits(logits));
+    return {best == draft, best};
+  }
+  const std::vector<float> p = probabilities(logits);
+  const double u_accept = uniform();
+  const double u_resample = uniform();
+  return judge_draft(p, draft, q, u_accept, u_resample);
 }
 
 std::vector<float> Sampler::probabilities(const float* logits) const {

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/spec_verify.h"
 #include "engine/status.h"
 
 namespace swarm {
@@ -73,6 +74,14 @@ class Sampler {
   // the filters start from.
   std::vector<float> adjusted_logits(const float* logits) const;
 
+  // Judges a drafted token at a position whose target logits are `logits`
+  // (engine/spec_verify.h). Greedy: accepted iff it is what sample() would
+  // choose, else that token; consumes no randomness, so greedy speculation
+  // yields exactly what plain decoding does. Otherwise speculative sampling
+  // against probabilities(logits), consuming two draws. Does not record the
+  // token: call accept() for that.
+  Judgement judge(const float* logits, int32_t draft, const SparseProbs& q);
+
   // Records a token (prompt or generated) in the history the penalties look at.
   void accept(int32_t token);
   // Forgets the history and restarts the RNG from the seed.
@@ -94,6 +103,7 @@ class Sampler {
   // empty when greedy.
   std::vector<Candidate> distribution(const std::vector<float>& adjusted) const;
   static int32_t argmax(const std::vector<float>& v);
+  double uniform();  // one 64-bit draw as a double in [0, 1)
 
   SamplingParams params_;
   int n_vocab_;

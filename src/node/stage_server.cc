@@ -177,6 +177,11 @@ struct Session {
   // samples exactly what the first run did. Kept for the last kSnapshotWindow
   // positions.
   std::map<int, Sampler> sampler_at;
+  // The last stage's final logits row of the session's latest step, valid
+  // while the cache holds `last_row_at` positions: a step that continues it
+  // (Step.continues_previous) judges its first draft against this row.
+  std::vector<float> last_row;
+  int last_row_at = -1;
   std::atomic<int64_t> last_active{0};  // Clock ticks of the last message
   std::atomic<int> queued{0};           // its items in the scheduler's queue
   // Guarded by the server's mu_: step id ranges [first, last] cancelled, and
@@ -232,6 +237,60 @@ StageResponse cancelled_response(const Session& s, uint64_t step_id) {
 void snapshot_sampler(Session& s, int length) {
   s.sampler_at.insert_or_assign(length, *s.sampler);
   s.sampler_at.erase(s.sampler_at.begin(), s.sampler_at.lower_bound(length - kSnapshotWindow));
+}
+
+void remember_last_row(Session& s, const float* row, int n_vocab, int at) {
+  s.last_row.assign(row, row + n_vocab);
+  s.last_row_at = at;
+}
+
+// Verifies a step's drafts at the last stage (Step.n_drafts): judges them in
+// order against the rows of `logits` from row `r` on (one per position from
+// the one before the first draft; for a continuation, the first draft is
+// judged against the session's last_row), appends the accepted drafts and the
+// token after them to `out`, and rolls the cache back to the accepted length.
+// The sampler is not restored on a rollback: its history already ends at the
+// last accepted token, and reusing its spent randomness would correlate the
+// next draws with this judgement. Returns the row after the step's last.
+int64_t verify_drafts(Session& s, const v1::Step& step, const float* logits, int64_t r, int n_vocab,
+                      std::vector<int32_t>* out) {
+  Sampler& sampler = *s.sampler;
+  const int n = step.tokens_size();
+  const int lead = n - step.n_drafts();
+  const int p = step.position();
+  const int64_t end_row = r + n - std::max(0, lead - 1);
+  auto judge = [&](const float* row, int d) {
+    SparseProbs q;
+    if (step.draft_probs_size() > 0) {
+      const v1::DraftProbs& dp = step.draft_probs(d - lead);
+      q.ids.assign(dp.ids().begin(), dp.ids().end());
+      q.probs.assign(dp.probs().begin(), dp.probs().end());
+    }
+    const Judgement j = sampler.judge(row, step.tokens(d), q);
+    out->push_back(j.token);
+    return j.accepted;
+  };
+  bool all_accepted = lead > 0 || judge(s.last_row.data(), 0);
+  for (int j = 0; j < n && all_accepted; ++j) {
+    sampler.accept(step.tokens(j));
+    if (j + 1 < n) snapshot_sampler(s, p + j + 1);
+    if (j < lead - 1) continue;
+    const float* row = logits + (r++) * n_vocab;
+    if (j + 1 < n) {
+      all_accepted = judge(row, j + 1);
+    } else {
+      remember_last_row(s, row, n_vocab, p + n);
+      out->push_back(sampler.sample(row));
+    }
+  }
+  if (!all_accepted) {
+    const int valid = p + lead + static_cast<int>(out->size()) - 1;
+    (void)s.cache->truncate(valid);
+    s.sampler_at.erase(s.sampler_at.upper_bound(valid), s.sampler_at.end());
+    snapshot_sampler(s, valid);
+    s.last_row_at = -1;
+  }
+  return end_row;
 }
 
 struct WorkItem {
@@ -621,6 +680,28 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>
   if (net::tensor_element_size(st.wire_dtype()) == 0)
     return fail(StatusCode::INVALID_ARGUMENT,
                 "Step.wire_dtype: unknown dtype " + std::to_string(st.wire_dtype()));
+  if (st.n_drafts() < 0 || st.n_drafts() > n)
+    return fail(StatusCode::INVALID_ARGUMENT, "Step.n_drafts: " + std::to_string(st.n_drafts()) +
+                                                  " for a step of " + std::to_string(n) +
+                                                  " tokens");
+  if (st.draft_probs_size() != 0 && st.draft_probs_size() != st.n_drafts())
+    return fail(StatusCode::INVALID_ARGUMENT,
+                "Step.draft_probs: " + std::to_string(st.draft_probs_size()) + " entries for " +
+                    std::to_string(st.n_drafts()) + " drafts (give one per draft, or none)");
+  for (int i = 0; i < st.draft_probs_size(); ++i) {
+    const v1::DraftProbs& dp = st.draft_probs(i);
+    const Status qs = validate_sparse_probs(
+        {{dp.ids().begin(), dp.ids().end()}, {dp.probs().begin(), dp.probs().end()}}, c.n_vocab);
+    if (!qs.ok())
+      return fail(StatusCode::INVALID_ARGUMENT,
+                  "Step.draft_probs[" + std::to_string(i) + "]: " + qs.message());
+  }
+  if (st.continues_previous() && st.n_drafts() != n)
+    return fail(StatusCode::INVALID_ARGUMENT,
+                "Step.continues_previous: every token must be a draft (n_drafts " +
+                    std::to_string(st.n_drafts()) + ", tokens " + std::to_string(n) + ")");
+  if (st.continues_previous() && st.rewind())
+    return fail(StatusCode::INVALID_ARGUMENT, "Step.continues_previous: cannot rewind");
   if (s->is_last && st.next_hops_size() > 0)
     return fail(StatusCode::INVALID_ARGUMENT,
                 "Step.next_hops: given to the last stage (it holds the head)");
@@ -791,42 +872,53 @@ void StageServer::Impl::scheduler_loop() {
       if (stopping_) return;
       // Only a session's earliest queued item may run, so its steps and
       // truncates keep their order. Truncates are cheap: apply them here.
-      std::set<const Session*> blocked;
+      // Two passes: steps that carry known tokens (plain steps, speculation's
+      // anchor runs) first, speculative continuations after them, so
+      // speculation never slows anyone's guaranteed progress.
+      std::set<const Session*> taken;
       int tokens = 0, first = -1, last = -1;
-      for (auto it = queue_.begin(); it != queue_.end();) {
-        Session* s = it->session.get();
-        if (blocked.count(s)) {
-          ++it;
-          continue;
-        }
-        if (s->closed) {  // its work is dropped
+      for (int pass = 0; pass < 2; ++pass) {
+        std::set<const Session*> blocked = taken;
+        for (auto it = queue_.begin(); it != queue_.end();) {
+          Session* s = it->session.get();
+          if (blocked.count(s)) {
+            ++it;
+            continue;
+          }
+          if (s->closed) {  // its work is dropped
+            --s->queued;
+            it = queue_.erase(it);
+            continue;
+          }
+          if (it->truncate) {
+            const Status st = rewind_session(*s, it->truncate_length);
+            if (!st.ok())
+              s->owner->send(error_response(s->id, 0, StatusCode::OUT_OF_RANGE,
+                                            "Truncate.length: " + st.message()));
+            --s->queued;
+            it = queue_.erase(it);
+            continue;
+          }
+          blocked.insert(s);
+          if (pass == 0 && it->step.continues_previous()) {
+            ++it;
+            continue;
+          }
+          const int n = it->step.tokens_size();
+          const bool fits = batch.empty() || (tokens + n <= opt_.max_batch_tokens &&
+                                              s->first == first && s->last == last);
+          if (!fits) {
+            ++it;
+            continue;
+          }
+          tokens += n;
+          first = s->first;
+          last = s->last;
           --s->queued;
+          taken.insert(s);
+          batch.push_back(std::move(*it));
           it = queue_.erase(it);
-          continue;
         }
-        if (it->truncate) {
-          const Status st = rewind_session(*s, it->truncate_length);
-          if (!st.ok())
-            s->owner->send(error_response(s->id, 0, StatusCode::OUT_OF_RANGE,
-                                          "Truncate.length: " + st.message()));
-          --s->queued;
-          it = queue_.erase(it);
-          continue;
-        }
-        blocked.insert(s);
-        const int n = it->step.tokens_size();
-        const bool fits = batch.empty() || (tokens + n <= opt_.max_batch_tokens &&
-                                            s->first == first && s->last == last);
-        if (!fits) {
-          ++it;
-          continue;
-        }
-        tokens += n;
-        first = s->first;
-        last = s->last;
-        --s->queued;
-        batch.push_back(std::move(*it));
-        it = queue_.erase(it);
       }
     }
     if (!batch.empty()) run_batch(batch);
@@ -843,6 +935,17 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
     Session& s = *w.session;
     if (w.step.rewind() && w.step.position() <= s.cache->length())
       (void)rewind_session(s, w.step.position());
+    if (w.step.continues_previous() && s.is_last &&
+        (w.step.position() != s.cache->length() || s.last_row_at != w.step.position())) {
+      // The step it continues had a draft rejected here (the cache was rolled
+      // back): it built on a wrong guess.
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++steps_cancelled_;
+      }
+      s.owner->send(cancelled_response(s, w.step.step_id()));
+      continue;
+    }
     if (w.step.position() != s.cache->length()) {
       s.owner->send(error_response(s.id, w.step.step_id(), StatusCode::FAILED_PRECONDITION,
                                    "Step.position: " + std::to_string(w.step.position()) +
@@ -879,7 +982,10 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
     for (WorkItem* w : batch) {
       const int64_t n = w->step.tokens_size();
       if (w->session->is_last) {
-        const int64_t from = w->step.sample_all() ? 0 : n - 1;
+        const int64_t lead = n - w->step.n_drafts();
+        const int64_t from = w->step.sample_all()     ? 0
+                             : w->step.n_drafts() > 0 ? std::max<int64_t>(0, lead - 1)
+                                                      : n - 1;
         rows.insert(rows.end(), hidden.begin() + (row + from) * d, hidden.begin() + (row + n) * d);
       }
       row += n;
@@ -896,15 +1002,20 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
         const int n = w.step.tokens_size();
         const int p = w.step.position();
         snapshot_sampler(*w.session, p);
-        if (w.step.sample_all()) {
+        if (w.step.n_drafts() > 0) {
+          r = verify_drafts(*w.session, w.step, logits.data(), r, c.n_vocab, &sampled[i]);
+        } else if (w.step.sample_all()) {
           // Position j is sampled with the history up to and including token j.
           for (int j = 0; j < n; ++j) {
             sampler.accept(w.step.tokens(j));
+            if (j + 1 == n)
+              remember_last_row(*w.session, logits.data() + r * c.n_vocab, c.n_vocab, p + n);
             sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab));
             if (j + 1 < n) snapshot_sampler(*w.session, p + j + 1);
           }
         } else {
           for (int j = 0; j < n; ++j) sampler.accept(w.step.tokens(j));
+          remember_last_row(*w.session, logits.data() + r * c.n_vocab, c.n_vocab, p + n);
           sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab));
         }
       }
@@ -986,6 +1097,9 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
       out->mutable_next_hops()->erase(out->mutable_next_hops()->begin());
       out->set_sample_all(w.step.sample_all());
       out->set_rewind(w.step.rewind());
+      out->set_n_drafts(w.step.n_drafts());
+      *out->mutable_draft_probs() = w.step.draft_probs();
+      out->set_continues_previous(w.step.continues_previous());
       out->set_wire_dtype(w.step.wire_dtype());
       *out->mutable_timings() = w.step.timings();
       *out->add_timings() = timing;
@@ -995,9 +1109,11 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
       v1::StepResult* r = resp.mutable_result();
       r->set_session_id(s.id);
       r->set_step_id(w.step.step_id());
-      if (s.is_last)
+      if (s.is_last) {
         r->mutable_tokens()->Add(sampled[i].begin(), sampled[i].end());
-      else
+        if (w.step.n_drafts() > 0)
+          r->set_accepted_drafts(static_cast<int32_t>(sampled[i].size()) - 1);
+      } else
         net::encode_tensor(hidden.data() + row * d, n, d, w.step.wire_dtype(), r->mutable_hidden());
       *r->mutable_timings() = w.step.timings();
       *r->add_timings() = timing;

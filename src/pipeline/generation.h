@@ -28,6 +28,12 @@ struct GenerationResult {
   std::string route;             // what served it, for logs and the demo ("local", "a:1 -> b:2")
   double prompt_seconds = 0;     // time to the first generated token
   double generation_seconds = 0; // from the first token to the last
+  // Speculative decoding (doc/speculation.md); drafter "" when it was off.
+  std::string drafter;           // "ngram" or "draft"
+  int drafted_tokens = 0;        // drafts sent to the chain
+  int accepted_tokens = 0;       // drafts the last stage accepted
+  int speculative_runs = 0;      // runs sent while decoding (anchor and speculative)
+  int cancelled_runs = 0;        // runs cancelled because they built on a rejected draft
 };
 
 // Called with each generated token as soon as it exists. Returning false stops

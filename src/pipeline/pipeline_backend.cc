@@ -10,7 +10,10 @@
 #include <random>
 #include <thread>
 
-#include "net/channel_cache.h"
+#include "pipeline/chain_session.h"
+#include "pipeline/model_drafter.h"
+#include "pipeline/ngram_drafter.h"
+#include "pipeline/speculative_decoder.h"
 #include "net/status_convert.h"
 #include "net/tls.h"
 #include "swarm/v1/stage.grpc.pb.h"
@@ -21,236 +24,6 @@ namespace {
 namespace v1 = ::swarm::v1;
 using Clock = std::chrono::steady_clock;
 using Stream = grpc::ClientReaderWriter<v1::StageRequest, v1::StageResponse>;
-
-Status from_grpc(const grpc::Status& s, const std::string& where) {
-  return net::from_grpc(s).annotate(where);
-}
-
-Status from_error(const v1::Error& e, const std::string& where) {
-  return from_grpc(grpc::Status(static_cast<grpc::StatusCode>(e.code()), e.message()), where);
-}
-
-// `pin`: empty (plaintext) or the hex key or node id the peer must present.
-std::shared_ptr<grpc::Channel> channel_for(const std::string& address, const std::string& pin) {
-  static net::ChannelCache cache;
-  return cache.get(address, pin);
-}
-
-// The raw bytes of a hex public key, for Hop.public_key ("" stays "").
-std::string key_bytes(const std::string& hex) {
-  auto bytes = net::from_hex(hex);
-  return bytes.ok() ? *bytes : std::string();
-}
-
-std::string random_session_id() {
-  std::random_device rd;
-  char buf[33];
-  for (int i = 0; i < 4; ++i) std::snprintf(buf + 8 * i, 9, "%08x", rd());
-  return std::string("g-") + buf;
-}
-
-// What one stage's stream said, in arrival order, for the session's own thread.
-struct Event {
-  size_t stage = 0;
-  bool ended = false;            // the stream closed; `status` says why
-  grpc::Status status;
-  v1::StageResponse response;
-};
-
-class EventQueue {
- public:
-  void push(Event e) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      events_.push_back(std::move(e));
-    }
-    cv_.notify_one();
-  }
-  bool pop(Event* e, Clock::time_point deadline) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_until(lock, deadline, [&] { return !events_.empty(); })) return false;
-    *e = std::move(events_.front());
-    events_.pop_front();
-    return true;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Event> events_;
-};
-
-// One generation's session across a chain: an owner stream to every stage, a
-// reader thread per stream feeding one queue.
-class ChainSession {
- public:
-  ChainSession(std::vector<ChainStage> chain, const PipelineOptions& options)
-      : chain_(std::move(chain)), options_(options), id_(random_session_id()) {}
-
-  ~ChainSession() { close(); }
-
-  Status open(const std::string& model_id, int n_layer, const SamplingParams& sp, int max_length) {
-    for (size_t i = 0; i < chain_.size(); ++i) {
-      Link& link = links_.emplace_back();
-      link.ctx = std::make_unique<grpc::ClientContext>();
-      link.stub = v1::Stage::NewStub(channel_for(chain_[i].address, chain_[i].public_key));
-      link.stream = link.stub->Session(link.ctx.get());
-      v1::StageRequest req;
-      v1::OpenSession* open = req.mutable_open();
-      open->set_session_id(id_);
-      open->set_model_id(model_id);
-      open->set_first_layer(chain_[i].first_layer);
-      open->set_last_layer(chain_[i].last_layer);
-      open->set_max_length(max_length);
-      open->set_is_first(chain_[i].first_layer == 0);
-      open->set_is_last(chain_[i].last_layer == n_layer);
-      v1::SamplingConfig* s = open->mutable_sampling();
-      s->set_temperature(sp.temperature);
-      s->set_top_k(sp.top_k);
-      s->set_top_p(sp.top_p);
-      s->set_min_p(sp.min_p);
-      s->set_repeat_penalty(sp.repeat_penalty);
-      s->set_repeat_last_n(sp.repeat_last_n);
-      s->set_presence_penalty(sp.presence_penalty);
-      s->set_frequency_penalty(sp.frequency_penalty);
-      s->set_seed(sp.seed);
-      for (const auto& [tok, bias] : sp.logit_bias) {
-        v1::LogitBias* b = s->add_logit_bias();
-        b->set_token(tok);
-        b->set_bias(bias);
-      }
-      if (!link.stream->Write(req)) return finish_link(i, "opening a session");
-      link.reader = std::thread([this, i] { read_loop(i); });
-    }
-    // Every stage must confirm before the first step goes out.
-    for (size_t confirmed = 0; confirmed < chain_.size();) {
-      Event e;
-      if (!events_.pop(&e, Clock::now() + options_.step_timeout))
-        return Status::DeadlineExceeded("no answer to OpenSession within the step timeout");
-      if (e.ended) return blame(e.stage, from_grpc(e.status, chain_[e.stage].address));
-      if (e.response.has_error()) return from_error(e.response.error(), chain_[e.stage].address + " refused the session");
-      if (e.response.has_opened()) ++confirmed;
-    }
-    return Status::Ok();
-  }
-
-  // Runs one step (tokens at `position`) through the chain; returns the sampled token.
-  Result<int32_t> step(const std::vector<int32_t>& tokens, int position) {
-    const uint64_t step_id = ++step_id_;
-    v1::Tensor hidden;
-    const size_t n_hops = options_.push ? 1 : chain_.size();
-    for (size_t i = 0; i < n_hops; ++i) {
-      v1::StageRequest req;
-      v1::Step* st = req.mutable_step();
-      st->set_session_id(id_);
-      st->set_step_id(step_id);
-      for (int32_t t : tokens) st->add_tokens(t);
-      st->set_position(position);
-      st->set_wire_dtype(options_.wire_f16 ? v1::Tensor::F16 : v1::Tensor::F32);
-      if (i > 0) *st->mutable_hidden() = std::move(hidden);
-      if (options_.push)
-        for (size_t h = 1; h < chain_.size(); ++h) {
-          v1::Hop* hop = st->add_next_hops();
-          hop->set_address(chain_[h].address);
-          hop->set_first_layer(chain_[h].first_layer);
-          hop->set_last_layer(chain_[h].last_layer);
-          if (!chain_[h].public_key.empty()) hop->set_public_key(key_bytes(chain_[h].public_key));
-        }
-      if (options_.link_delay.count() > 0) std::this_thread::sleep_for(options_.link_delay);
-      if (!links_[i].stream->Write(req)) return finish_link(i, "sending a step");
-      // Wait for the stage that ends this hop: the last one in push mode.
-      const size_t answering = options_.push ? chain_.size() - 1 : i;
-      for (;;) {
-        Event e;
-        if (!events_.pop(&e, Clock::now() + options_.step_timeout))
-          return Status::DeadlineExceeded("step " + std::to_string(step_id) + ": no answer from " +
-                                          chain_[answering].address + " within the step timeout");
-        if (e.ended) return blame(e.stage, from_grpc(e.status, chain_[e.stage].address));
-        if (e.response.has_error()) {
-          // A stage that cannot reach its next hop says so: the hop is the suspect.
-          const bool next_hop = e.response.error().code() == grpc::StatusCode::UNAVAILABLE && options_.push &&
-                                e.stage + 1 < chain_.size();
-          return blame(next_hop ? e.stage + 1 : e.stage, from_error(e.response.error(), chain_[e.stage].address));
-        }
-        if (!e.response.has_result() || e.response.result().step_id() != step_id || e.stage != answering) continue;
-        v1::StepResult* r = e.response.mutable_result();
-        if (answering + 1 < chain_.size()) {
-          hidden = std::move(*r->mutable_hidden());
-          break;
-        }
-        if (r->tokens_size() < 1) return Status::Internal(chain_[answering].address + " returned no token");
-        return r->tokens(r->tokens_size() - 1);
-      }
-    }
-    return Status::Internal("unreachable");
-  }
-
-  // The stage believed to have failed the last step or open ("" if unknown,
-  // e.g. after a timeout in push mode, when any stage may have stalled).
-  const std::string& suspect() const { return suspect_; }
-  const std::vector<ChainStage>& chain() const { return chain_; }
-
-  // Drops the session without waiting for any stage: a dead or stalled peer
-  // must not hold the gateway up.
-  void abandon() {
-    if (closed_) return;
-    closed_ = true;
-    for (Link& l : links_) l.ctx->TryCancel();
-    for (Link& l : links_) {
-      if (l.reader.joinable()) l.reader.join();
-      if (l.stream) l.stream->Finish();
-    }
-  }
-
-  void close() {
-    if (closed_) return;
-    closed_ = true;
-    for (Link& l : links_) {
-      if (!l.stream) continue;
-      v1::StageRequest req;
-      req.mutable_close()->set_session_id(id_);
-      l.stream->Write(req);
-      l.stream->WritesDone();
-    }
-    for (Link& l : links_) {
-      if (l.reader.joinable()) l.reader.join();
-      if (l.stream) l.stream->Finish();
-    }
-  }
-
- private:
-  struct Link {
-    std::unique_ptr<grpc::ClientContext> ctx;
-    std::unique_ptr<v1::Stage::Stub> stub;
-    std::unique_ptr<Stream> stream;
-    std::thread reader;
-  };
-
-  void read_loop(size_t i) {
-    v1::StageResponse r;
-    while (links_[i].stream->Read(&r)) events_.push({i, false, grpc::Status::OK, std::move(r)});
-    events_.push({i, true, grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream closed"), {}});
-  }
-
-  Status finish_link(size_t i, const std::string& what) {
-    links_[i].ctx->TryCancel();
-    return blame(i, Status::Unavailable(chain_[i].address + ": connection lost while " + what));
-  }
-
-  Status blame(size_t stage, Status st) {
-    suspect_ = chain_[stage].address;
-    return st;
-  }
-
-  std::vector<ChainStage> chain_;
-  const PipelineOptions& options_;
-  const std::string id_;
-  std::vector<Link> links_;
-  EventQueue events_;
-  uint64_t step_id_ = 0;
-  bool closed_ = false;
-  std::string suspect_;
-};
 
 // Failures worth routing around and replaying for: the peer is gone, stalled or
 // broken. A refusal (wrong model, bad request) is not.
@@ -278,7 +51,11 @@ std::string describe_chain(const std::vector<ChainStage>& chain) {
 }
 
 PipelineBackend::PipelineBackend(std::string model_id, int n_layer, PipelineOptions options)
-    : model_id_(std::move(model_id)), n_layer_(n_layer), options_(std::move(options)), peers_(options_.peers) {}
+    : model_id_(std::move(model_id)),
+      n_layer_(n_layer),
+      options_(std::move(options)),
+      peers_(options_.peers),
+      speculation_memory_(std::make_unique<SpeculationMemory>()) {}
 
 PipelineBackend::~PipelineBackend() = default;
 
@@ -307,7 +84,7 @@ Status PipelineBackend::survey_locked() {
   std::vector<PeerSnapshot> snap;
   for (const net::PeerAddress& peer : peers_) {
     const std::string& addr = peer.address;
-    auto stub = v1::Stage::NewStub(channel_for(addr, peer.pin));
+    auto stub = v1::Stage::NewStub(stage_channel(addr, peer.pin));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
     v1::InfoResponse info;
@@ -386,7 +163,7 @@ std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& ch
   // After a timeout in push mode any stage may be the stalled one: the first
   // that cannot answer Info within a second is.
   for (const ChainStage& s : chain) {
-    auto stub = v1::Stage::NewStub(channel_for(s.address, s.public_key));
+    auto stub = v1::Stage::NewStub(stage_channel(s.address, s.public_key));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
     v1::InfoResponse info;
@@ -443,7 +220,12 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   auto t_first = t0;
   std::vector<int32_t> input = request.prompt;
   result.finish_reason = "length";
-  for (int generated = 0; generated < budget; ++generated) {
+  const SpeculationOptions& spec = options_.speculation;
+  const bool speculate = spec.mode != SpeculationMode::kOff && options_.push &&
+                         (spec.mode != SpeculationMode::kDraft || spec.draft);
+  bool finished = false;
+  int generated = 0;
+  for (; generated < budget; ++generated) {
     Result<int32_t> token = opened.ok() ? session->step(input, static_cast<int>(fed.size())) : Result<int32_t>(opened);
     opened = Status::Ok();
     if (!token.ok()) token = recover(token.status(), input);
@@ -456,14 +238,63 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
     const bool stop_token = std::find(sp.stop_tokens.begin(), sp.stop_tokens.end(), *token) != sp.stop_tokens.end();
     if (stop_token) {
       result.finish_reason = "stop";
+      finished = true;
       break;
     }
     ++result.completion_tokens;
     if (!on_token(*token)) {
       result.finish_reason = "stop";
+      finished = true;
       break;
     }
     input = {*token};
+    if (speculate) {
+      ++generated;
+      break;  // the rest is decoded speculatively
+    }
+  }
+  if (speculate && !finished && generated < budget) {
+    std::unique_ptr<Drafter> drafter;
+    if (spec.mode == SpeculationMode::kDraft)
+      drafter = std::make_unique<ModelDrafter>(spec.draft, sp, prompt_len + budget + 1);
+    else
+      drafter = std::make_unique<NgramDrafter>();
+    SpeculationStats stats;
+    auto emit = [&](int32_t t) {
+      if (std::find(sp.stop_tokens.begin(), sp.stop_tokens.end(), t) != sp.stop_tokens.end()) {
+        result.finish_reason = "stop";
+        return false;
+      }
+      ++result.completion_tokens;
+      ++generated;
+      if (!on_token(t)) {
+        result.finish_reason = "stop";
+        return false;
+      }
+      return generated < budget;
+    };
+    auto remaining = [&] { return budget - generated; };
+    int32_t anchor = input[0];
+    for (;;) {
+      const Status st = decode_speculatively(*session, *drafter, spec, *speculation_memory_, fed,
+                                             anchor, emit, remaining, stats);
+      if (st.ok()) break;
+      // Replay what was verified on a new chain; the token it yields is the
+      // one after the anchor.
+      auto token = recover(st, {anchor});
+      if (!token.ok()) {
+        session->abandon();
+        return token.status();
+      }
+      fed.push_back(anchor);
+      if (!emit(*token)) break;
+      anchor = *token;
+    }
+    result.drafter = stats.drafter;
+    result.drafted_tokens = stats.drafted;
+    result.accepted_tokens = stats.accepted;
+    result.speculative_runs = stats.runs;
+    result.cancelled_runs = stats.cancelled_runs;
   }
   session->close();
   const auto t_end = Clock::now();

@@ -18,6 +18,7 @@
 
 #include "net/peer_address.h"
 #include "pipeline/generation.h"
+#include "pipeline/speculation_options.h"
 #include "routing/chain.h"
 
 namespace swarm {
@@ -41,7 +42,11 @@ struct PipelineOptions {
   // times per request; the failed peer is avoided for failure_memory.
   int max_recoveries = 3;
   std::chrono::milliseconds failure_memory{60000};
+  // Speculative decoding (push mode only; relay decodes plainly).
+  SpeculationOptions speculation;
 };
+
+class SpeculationMemory;
 
 class PipelineBackend : public GenerationBackend {
  public:
@@ -74,6 +79,7 @@ class PipelineBackend : public GenerationBackend {
   std::chrono::steady_clock::time_point surveyed_at_{};
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
   std::map<std::string, std::string> survey_error_;  // by address: the last logged, so once per change
+  std::unique_ptr<SpeculationMemory> speculation_memory_;
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

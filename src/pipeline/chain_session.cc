@@ -1,0 +1,281 @@
+#include "pipeline/chain_session.h"
+
+#include <random>
+
+#include "net/channel_cache.h"
+#include "net/status_convert.h"
+#include "net/tls.h"
+
+namespace swarm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Status from_grpc(const grpc::Status& s, const std::string& where) {
+  return net::from_grpc(s).annotate(where);
+}
+
+Status from_error(const v1::Error& e, const std::string& where) {
+  return from_grpc(grpc::Status(static_cast<grpc::StatusCode>(e.code()), e.message()), where);
+}
+
+// The raw bytes of a hex public key, for Hop.public_key ("" stays "").
+std::string key_bytes(const std::string& hex) {
+  auto bytes = net::from_hex(hex);
+  return bytes.ok() ? *bytes : std::string();
+}
+
+std::string random_session_id() {
+  std::random_device rd;
+  char buf[33];
+  for (int i = 0; i < 4; ++i) std::snprintf(buf + 8 * i, 9, "%08x", rd());
+  return std::string("g-") + buf;
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> stage_channel(const std::string& address, const std::string& pin) {
+  static net::ChannelCache cache;
+  return cache.get(address, pin);
+}
+
+void ChainSession::EventQueue::push(Event e) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(std::move(e));
+  }
+  cv_.notify_one();
+}
+
+bool ChainSession::EventQueue::pop(Event* e, Clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_until(lock, deadline, [&] { return !events_.empty(); })) return false;
+  *e = std::move(events_.front());
+  events_.pop_front();
+  return true;
+}
+
+ChainSession::ChainSession(std::vector<ChainStage> chain, const PipelineOptions& options)
+    : chain_(std::move(chain)), options_(options), id_(random_session_id()) {}
+
+ChainSession::~ChainSession() { close(); }
+
+Status ChainSession::open(const std::string& model_id, int n_layer, const SamplingParams& sp,
+                          int max_length) {
+  for (size_t i = 0; i < chain_.size(); ++i) {
+    Link& link = links_.emplace_back();
+    link.ctx = std::make_unique<grpc::ClientContext>();
+    link.stub = v1::Stage::NewStub(stage_channel(chain_[i].address, chain_[i].public_key));
+    link.stream = link.stub->Session(link.ctx.get());
+    v1::StageRequest req;
+    v1::OpenSession* open = req.mutable_open();
+    open->set_session_id(id_);
+    open->set_model_id(model_id);
+    open->set_first_layer(chain_[i].first_layer);
+    open->set_last_layer(chain_[i].last_layer);
+    open->set_max_length(max_length);
+    open->set_is_first(chain_[i].first_layer == 0);
+    open->set_is_last(chain_[i].last_layer == n_layer);
+    v1::SamplingConfig* s = open->mutable_sampling();
+    s->set_temperature(sp.temperature);
+    s->set_top_k(sp.top_k);
+    s->set_top_p(sp.top_p);
+    s->set_min_p(sp.min_p);
+    s->set_repeat_penalty(sp.repeat_penalty);
+    s->set_repeat_last_n(sp.repeat_last_n);
+    s->set_presence_penalty(sp.presence_penalty);
+    s->set_frequency_penalty(sp.frequency_penalty);
+    s->set_seed(sp.seed);
+    for (const auto& [tok, bias] : sp.logit_bias) {
+      v1::LogitBias* b = s->add_logit_bias();
+      b->set_token(tok);
+      b->set_bias(bias);
+    }
+    if (!link.stream->Write(req)) return finish_link(i, "opening a session");
+    link.reader = std::thread([this, i] { read_loop(i); });
+  }
+  // Every stage must confirm before the first step goes out.
+  for (size_t confirmed = 0; confirmed < chain_.size();) {
+    Event e;
+    if (!events_.pop(&e, Clock::now() + options_.step_timeout))
+      return Status::DeadlineExceeded("no answer to OpenSession within the step timeout");
+    if (e.ended) return blame(e.stage, from_grpc(e.status, chain_[e.stage].address));
+    if (e.response.has_error())
+      return from_error(e.response.error(), chain_[e.stage].address + " refused the session");
+    if (e.response.has_opened()) ++confirmed;
+  }
+  return Status::Ok();
+}
+
+void ChainSession::fill_step(v1::Step* st, uint64_t step_id, const std::vector<int32_t>& tokens,
+                             int position, bool with_hops) const {
+  st->set_session_id(id_);
+  st->set_step_id(step_id);
+  for (int32_t t : tokens) st->add_tokens(t);
+  st->set_position(position);
+  st->set_wire_dtype(options_.wire_f16 ? v1::Tensor::F16 : v1::Tensor::F32);
+  if (!with_hops) return;
+  for (size_t h = 1; h < chain_.size(); ++h) {
+    v1::Hop* hop = st->add_next_hops();
+    hop->set_address(chain_[h].address);
+    hop->set_first_layer(chain_[h].first_layer);
+    hop->set_last_layer(chain_[h].last_layer);
+    if (!chain_[h].public_key.empty()) hop->set_public_key(key_bytes(chain_[h].public_key));
+  }
+}
+
+Status ChainSession::failure_of(const Event& e) {
+  if (e.ended) return blame(e.stage, from_grpc(e.status, chain_[e.stage].address));
+  // A stage that cannot reach its next hop says so: the hop is the suspect.
+  const bool next_hop = e.response.error().code() == grpc::StatusCode::UNAVAILABLE &&
+                        options_.push && e.stage + 1 < chain_.size();
+  return blame(next_hop ? e.stage + 1 : e.stage,
+               from_error(e.response.error(), chain_[e.stage].address));
+}
+
+Result<int32_t> ChainSession::step(const std::vector<int32_t>& tokens, int position) {
+  const uint64_t step_id = ++step_id_;
+  v1::Tensor hidden;
+  const size_t n_hops = options_.push ? 1 : chain_.size();
+  for (size_t i = 0; i < n_hops; ++i) {
+    v1::StageRequest req;
+    v1::Step* st = req.mutable_step();
+    fill_step(st, step_id, tokens, position, options_.push);
+    if (i > 0) *st->mutable_hidden() = std::move(hidden);
+    if (options_.link_delay.count() > 0) std::this_thread::sleep_for(options_.link_delay);
+    if (!links_[i].stream->Write(req)) return finish_link(i, "sending a step");
+    // Wait for the stage that ends this hop: the last one in push mode.
+    const size_t answering = options_.push ? chain_.size() - 1 : i;
+    for (;;) {
+      Event e;
+      if (!events_.pop(&e, Clock::now() + options_.step_timeout))
+        return Status::DeadlineExceeded("step " + std::to_string(step_id) + ": no answer from " +
+                                        chain_[answering].address + " within the step timeout");
+      if (e.ended || e.response.has_error()) return failure_of(e);
+      if (!e.response.has_result() || e.response.result().step_id() != step_id ||
+          e.stage != answering)
+        continue;
+      v1::StepResult* r = e.response.mutable_result();
+      if (answering + 1 < chain_.size()) {
+        hidden = std::move(*r->mutable_hidden());
+        break;
+      }
+      if (r->tokens_size() < 1)
+        return Status::Internal(chain_[answering].address + " returned no token");
+      return r->tokens(r->tokens_size() - 1);
+    }
+  }
+  return Status::Internal("unreachable");
+}
+
+Result<uint64_t> ChainSession::send_run(const ChainRun& run) {
+  if (!options_.push) return Status::Unsupported("speculative runs need push mode");
+  const uint64_t step_id = ++step_id_;
+  v1::StageRequest req;
+  v1::Step* st = req.mutable_step();
+  fill_step(st, step_id, run.tokens, run.position, true);
+  st->set_n_drafts(run.n_drafts);
+  st->set_continues_previous(run.continues_previous);
+  st->set_rewind(run.rewind);
+  for (const SparseProbs& q : run.probs) {
+    v1::DraftProbs* dp = st->add_draft_probs();
+    dp->mutable_ids()->Add(q.ids.begin(), q.ids.end());
+    dp->mutable_probs()->Add(q.probs.begin(), q.probs.end());
+  }
+  if (!write_first(std::move(req))) return finish_link(0, "sending a step");
+  return step_id;
+}
+
+Status ChainSession::cancel(uint64_t from, uint64_t to) {
+  if (from > to) return Status::Ok();
+  v1::StageRequest req;
+  v1::Cancel* c = req.mutable_cancel();
+  c->set_session_id(id_);
+  c->set_from_step_id(from);
+  c->set_to_step_id(to);
+  if (!write_first(std::move(req))) return finish_link(0, "sending a cancel");
+  return Status::Ok();
+}
+
+Result<v1::StepResult> ChainSession::next_result(const std::function<bool(uint64_t)>& wanted) {
+  const size_t last = chain_.size() - 1;
+  for (;;) {
+    Event e;
+    if (!events_.pop(&e, Clock::now() + options_.step_timeout))
+      return Status::DeadlineExceeded("no answer from " + chain_[last].address +
+                                      " within the step timeout");
+    if (e.ended) return failure_of(e);
+    if (e.response.has_error()) {
+      const v1::Error& err = e.response.error();
+      // Session-wide errors (step id 0) are always failures.
+      if (err.step_id() != 0 &&
+          (err.code() == grpc::StatusCode::CANCELLED || !wanted(err.step_id())))
+        continue;
+      return failure_of(e);
+    }
+    if (!e.response.has_result() || e.stage != last || !wanted(e.response.result().step_id()))
+      continue;
+    v1::StepResult* r = e.response.mutable_result();
+    if (r->tokens_size() < 1) return Status::Internal(chain_[last].address + " returned no token");
+    return std::move(*r);
+  }
+}
+
+bool ChainSession::write_first(v1::StageRequest req) {
+  if (options_.link_delay.count() == 0) return links_[0].stream->Write(req);
+  if (!delayed_)
+    delayed_ = std::make_unique<node::DelayedWriter<v1::StageRequest>>(
+        options_.link_delay,
+        [this](const v1::StageRequest& r) { return links_[0].stream->Write(r); },
+        [this](const v1::StageRequest&) {
+          events_.push({0, true, grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"), {}});
+        });
+  delayed_->send(std::move(req));
+  return true;
+}
+
+void ChainSession::abandon() {
+  if (closed_) return;
+  closed_ = true;
+  for (Link& l : links_) l.ctx->TryCancel();
+  delayed_.reset();
+  for (Link& l : links_) {
+    if (l.reader.joinable()) l.reader.join();
+    if (l.stream) l.stream->Finish();
+  }
+}
+
+void ChainSession::close() {
+  if (closed_) return;
+  closed_ = true;
+  delayed_.reset();  // what it holds goes out first
+  for (Link& l : links_) {
+    if (!l.stream) continue;
+    v1::StageRequest req;
+    req.mutable_close()->set_session_id(id_);
+    l.stream->Write(req);
+    l.stream->WritesDone();
+  }
+  for (Link& l : links_) {
+    if (l.reader.joinable()) l.reader.join();
+    if (l.stream) l.stream->Finish();
+  }
+}
+
+void ChainSession::read_loop(size_t i) {
+  v1::StageResponse r;
+  while (links_[i].stream->Read(&r)) events_.push({i, false, grpc::Status::OK, std::move(r)});
+  events_.push({i, true, grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream closed"), {}});
+}
+
+Status ChainSession::finish_link(size_t i, const std::string& what) {
+  links_[i].ctx->TryCancel();
+  return blame(i, Status::Unavailable(chain_[i].address + ": connection lost while " + what));
+}
+
+Status ChainSession::blame(size_t stage, Status st) {
+  suspect_ = chain_[stage].address;
+  return st;
+}
+
+}  // namespace swarm

@@ -1,0 +1,125 @@
+// One generation's session across a chain of stages, from the gateway's side:
+// an owner stream to every stage (doc/protocol.md), a reader thread per stream
+// feeding one queue. Plain decoding waits for each step (step()); speculation
+// keeps several runs in flight (send_run(), next_result(), cancel()).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "engine/spec_verify.h"
+#include "engine/status.h"
+#include "node/delayed_writer.h"
+#include "pipeline/pipeline_backend.h"
+#include "routing/chain.h"
+#include "swarm/v1/stage.grpc.pb.h"
+
+namespace swarm {
+
+// A cached channel to a stage; `pin`: empty (plaintext) or the hex key or
+// node id the peer must present.
+std::shared_ptr<grpc::Channel> stage_channel(const std::string& address, const std::string& pin);
+
+// One run of tokens through the chain (see Step in proto/swarm/v1/stage.proto).
+struct ChainRun {
+  std::vector<int32_t> tokens;
+  int position = 0;
+  int n_drafts = 0;                // the last n_drafts tokens are drafts to verify
+  std::vector<SparseProbs> probs;  // one per draft, or none (deterministic drafts)
+  bool continues_previous = false;
+  bool rewind = false;
+};
+
+class ChainSession {
+ public:
+  ChainSession(std::vector<ChainStage> chain, const PipelineOptions& options);
+  ~ChainSession();
+  ChainSession(const ChainSession&) = delete;
+  ChainSession& operator=(const ChainSession&) = delete;
+
+  Status open(const std::string& model_id, int n_layer, const SamplingParams& sp, int max_length);
+
+  // Runs one step (tokens at `position`) through the chain; returns the sampled token.
+  Result<int32_t> step(const std::vector<int32_t>& tokens, int position);
+
+  // Push mode only: sends a run and returns its step id at once.
+  Result<uint64_t> send_run(const ChainRun& run);
+  // Asks every stage to drop runs [from, to] it has not started (they are
+  // then answered CANCELLED, which next_result skips).
+  Status cancel(uint64_t from, uint64_t to);
+  // The next result from the last stage for a step id `wanted` says yes to.
+  // Answers about other ids (cancelled or stale runs) are skipped; an error
+  // about a wanted id, a lost stream or the step timeout is a failure.
+  Result<v1::StepResult> next_result(const std::function<bool(uint64_t)>& wanted);
+
+  // The stage believed to have failed the last step or open ("" if unknown,
+  // e.g. after a timeout in push mode, when any stage may have stalled).
+  const std::string& suspect() const { return suspect_; }
+  const std::vector<ChainStage>& chain() const { return chain_; }
+
+  // Drops the session without waiting for any stage: a dead or stalled peer
+  // must not hold the gateway up.
+  void abandon();
+  void close();
+
+ private:
+  // What one stage's stream said, in arrival order.
+  struct Event {
+    size_t stage = 0;
+    bool ended = false;  // the stream closed; `status` says why
+    grpc::Status status;
+    v1::StageResponse response;
+  };
+  class EventQueue {
+   public:
+    void push(Event e);
+    bool pop(Event* e, std::chrono::steady_clock::time_point deadline);
+
+   private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Event> events_;
+  };
+  struct Link {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<v1::Stage::Stub> stub;
+    std::unique_ptr<grpc::ClientReaderWriter<v1::StageRequest, v1::StageResponse>> stream;
+    std::thread reader;
+  };
+
+  void fill_step(v1::Step* st, uint64_t step_id, const std::vector<int32_t>& tokens, int position,
+                 bool with_hops) const;
+  // Writes to the first stage (delayed when a link delay is emulated).
+  bool write_first(v1::StageRequest req);
+  void read_loop(size_t i);
+  Status finish_link(size_t i, const std::string& what);
+  Status blame(size_t stage, Status st);
+  // The failure an error answer means (a stage that cannot reach its next hop
+  // blames the hop).
+  Status failure_of(const Event& e);
+
+  std::vector<ChainStage> chain_;
+  const PipelineOptions& options_;
+  const std::string id_;
+  std::vector<Link> links_;
+  EventQueue events_;
+  uint64_t step_id_ = 0;
+  bool closed_ = false;
+  std::string suspect_;
+  // With an emulated link delay, runs and cancels leave through this writer,
+  // each `link_delay` after it was sent, so runs in flight overlap on the
+  // link as they would on a real one (step() sleeps: one step at a time).
+  std::unique_ptr<node::DelayedWriter<v1::StageRequest>> delayed_;
+};
+
+}  // namespace swarm

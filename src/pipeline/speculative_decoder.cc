@@ -1,0 +1,255 @@
+#include "pipeline/speculative_decoder.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <deque>
+
+namespace swarm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point origin, Clock::time_point t) {
+  return std::chrono::duration<double>(t - origin).count();
+}
+
+struct InFlight {
+  uint64_t id = 0;
+  ChainRun run;
+  Clock::time_point sent;
+};
+
+// Goodput windows: at least this many tokens and this long, or this many tokens.
+constexpr int kWindowMinTokens = 4;
+constexpr double kWindowMinSeconds = 0.5;
+constexpr int kWindowMaxTokens = 16;
+// EWMA weight of a new link delay estimate.
+constexpr double kLinkWeight = 0.25;
+
+}  // namespace
+
+Status decode_speculatively(ChainSession& session, Drafter& drafter,
+                            const SpeculationOptions& options, SpeculationMemory& memory,
+                            std::vector<int32_t>& fed, int32_t& anchor,
+                            const std::function<bool(int32_t)>& emit,
+                            const std::function<int()>& remaining, SpeculationStats& stats) {
+  const SpecConfig& config = options.controller;
+  SpeculationMemory::Snapshot mem = memory.get();
+  std::vector<std::string> addresses;
+  for (const ChainStage& s : session.chain()) addresses.push_back(s.address);
+  const Clock::time_point origin = Clock::now();
+  stats.drafter = drafter.name();
+
+  std::deque<InFlight> runs;               // in step id order, each continuing the one before
+  bool have_anchor = true;                 // false: the next run continues the last one in flight
+  int chain_sent = 0, chain_accepted = 0;  // drafts since the last verified point
+  // The goodput window being measured.
+  Clock::time_point window_start = Clock::now();
+  int window_tokens = 0;
+  bool window_speculative = false;
+  bool stopped = false;
+
+  // Tokens beyond `fed` that the runs in flight carry (the anchor first).
+  auto unverified = [&] {
+    std::vector<int32_t> t;
+    if (have_anchor && runs.empty()) t.push_back(anchor);
+    for (const InFlight& f : runs) t.insert(t.end(), f.run.tokens.begin(), f.run.tokens.end());
+    return t;
+  };
+  auto context = [&] {
+    std::vector<int32_t> c = fed;
+    const std::vector<int32_t> u = unverified();
+    c.insert(c.end(), u.begin(), u.end());
+    return c;
+  };
+  auto unverified_drafts = [&] {
+    int n = 0;
+    for (const InFlight& f : runs) n += f.run.n_drafts;
+    return n;
+  };
+  auto close_window = [&](Clock::time_point now, bool force) {
+    const double secs = std::chrono::duration<double>(now - window_start).count();
+    const bool full = window_tokens >= kWindowMaxTokens ||
+                      (window_tokens >= kWindowMinTokens && secs >= kWindowMinSeconds);
+    if (!full && !force) return;
+    if (window_tokens > 0 && secs > 0) {
+      mem.state = observe(mem.state, config,
+                          GoodputWindow{window_speculative, static_cast<double>(window_tokens),
+                                        secs, seconds_since(origin, now) + 0});
+      (window_speculative ? stats.speculative_windows : stats.plain_windows)++;
+    }
+    window_start = now;
+    window_tokens = 0;
+  };
+  auto send = [&](ChainRun run) -> Status {
+    auto id = session.send_run(run);
+    if (!id.ok()) return id.status();
+    stats.runs++;
+    stats.drafted += run.n_drafts;
+    runs.push_back({*id, std::move(run), Clock::now()});
+    return Status::Ok();
+  };
+  auto cancel_all = [&]() -> Status {
+    if (runs.empty()) return Status::Ok();
+    stats.cancelled_runs += static_cast<int>(runs.size());
+    const Status st = session.cancel(runs.front().id, runs.back().id);
+    runs.clear();
+    return st;
+  };
+  // Leaves fed + anchor as what a replay must rebuild, whatever was in flight.
+  auto fail = [&](Status st) {
+    if (!have_anchor) {
+      anchor = fed.back();
+      fed.pop_back();
+      have_anchor = true;
+    }
+    memory.put(mem);
+    return st;
+  };
+
+  while (!stopped) {
+    // The plan for the next runs, from what has been measured.
+    PipelineMeasurements m;
+    m.stages = mem.times.chain_times(addresses);
+    if (mem.link_delay_s >= 0) m.link_delay_s.assign(addresses.size() + 1, mem.link_delay_s);
+    const double now_s = seconds_since(origin, Clock::now());
+    auto plan = swarm::plan(mem.state, config, m, now_s);
+    if (!plan.ok()) return fail(plan.status());
+    const bool forced = options.mode != SpeculationMode::kAuto;
+    const int width = std::max(1, plan->width);
+    const int in_flight = std::max(1, plan->max_in_flight);
+    const bool speculate = forced ? width * in_flight > 1 : plan->speculate;
+    int max_drafts = 0;
+    if (speculate) max_drafts = forced || plan->probe ? width * in_flight - 1 : plan->drafts;
+    max_drafts = std::min({max_drafts, options.max_draft, remaining() - 1});
+    if (speculate != window_speculative) {
+      close_window(Clock::now(), true);
+      window_speculative = speculate;
+    }
+
+    // Top up the runs in flight.
+    if (runs.empty()) {
+      ChainRun run;
+      run.tokens = {anchor};
+      run.position = static_cast<int>(fed.size());
+      run.rewind = true;  // stages past the verified length roll back
+      DraftProposal drafts;
+      if (max_drafts > 0) {
+        auto p = drafter.propose(context(), max_drafts);
+        if (!p.ok()) return fail(p.status());
+        drafts = std::move(*p);
+      }
+      const int n = static_cast<int>(drafts.tokens.size());
+      const int first = std::min(n, width - 1);
+      run.tokens.insert(run.tokens.end(), drafts.tokens.begin(), drafts.tokens.begin() + first);
+      run.n_drafts = first;
+      if (!drafts.probs.empty())
+        run.probs.assign(drafts.probs.begin(), drafts.probs.begin() + first);
+      int pos = run.position + 1 + first;
+      if (Status st = send(std::move(run)); !st.ok()) return fail(st);
+      have_anchor = false;
+      for (int at = first; at < n && static_cast<int>(runs.size()) < in_flight; at += width) {
+        const int len = std::min(width, n - at);
+        ChainRun cont;
+        cont.tokens.assign(drafts.tokens.begin() + at, drafts.tokens.begin() + at + len);
+        if (!drafts.probs.empty())
+          cont.probs.assign(drafts.probs.begin() + at, drafts.probs.begin() + at + len);
+        cont.n_drafts = len;
+        cont.position = pos;
+        cont.continues_previous = true;
+        pos += len;
+        if (Status st = send(std::move(cont)); !st.ok()) return fail(st);
+      }
+    } else if (speculate && static_cast<int>(runs.size()) < in_flight) {
+      const int room = std::min(width, max_drafts - unverified_drafts());
+      if (room > 0) {
+        auto p = drafter.propose(context(), room);
+        if (!p.ok()) return fail(p.status());
+        if (!p->tokens.empty()) {
+          ChainRun cont;
+          cont.tokens = p->tokens;
+          cont.probs = p->probs;
+          cont.n_drafts = static_cast<int>(p->tokens.size());
+          cont.position =
+              runs.back().run.position + static_cast<int>(runs.back().run.tokens.size());
+          cont.continues_previous = true;
+          if (Status st = send(std::move(cont)); !st.ok()) return fail(st);
+        }
+      }
+    }
+
+    // The oldest run's verdict.
+    const uint64_t first_id = runs.front().id, last_id = runs.back().id;
+    auto result = session.next_result([&](uint64_t id) { return id >= first_id && id <= last_id; });
+    if (!result.ok()) return fail(result.status());
+    if (result->step_id() != first_id)
+      return fail(Status::Internal("step " + std::to_string(result->step_id()) +
+                                   " answered before step " + std::to_string(first_id)));
+    const auto now = Clock::now();
+    InFlight done = std::move(runs.front());
+    runs.pop_front();
+
+    // Measurements: every stage's compute time for its batch, and what the
+    // links took (the round trip less the time spent in stages).
+    double in_stages = 0;
+    for (const v1::StageTiming& t : result->timings()) {
+      mem.times.observe(t.address(), t.batch_tokens(), t.compute_us());
+      in_stages += (t.compute_us() + t.queue_us()) * 1e-6;
+    }
+    const double links = std::max(0.0, seconds_since(done.sent, now) - in_stages) /
+                         static_cast<double>(addresses.size() + 1);
+    mem.link_delay_s =
+        mem.link_delay_s < 0 ? links : (1 - kLinkWeight) * mem.link_delay_s + kLinkWeight * links;
+
+    const int n_drafts = done.run.n_drafts;
+    const int accepted = n_drafts > 0 ? std::clamp(result->accepted_drafts(), 0, n_drafts) : 0;
+    if (result->tokens_size() != accepted + 1)
+      return fail(Status::Internal(session.chain().back().address + " returned " +
+                                   std::to_string(result->tokens_size()) + " tokens for " +
+                                   std::to_string(accepted) + " accepted drafts"));
+    const int lead = static_cast<int>(done.run.tokens.size()) - n_drafts;
+    fed.insert(fed.end(), done.run.tokens.begin(), done.run.tokens.begin() + lead + accepted);
+    stats.accepted += accepted;
+    chain_sent += n_drafts;
+    chain_accepted += accepted;
+
+    std::vector<int32_t> out(result->tokens().begin(), result->tokens().end());
+    const bool rejected = accepted < n_drafts;
+    if (rejected || runs.empty()) {
+      // The chain ends here: the token after the accepted drafts is known.
+      if (rejected) {
+        if (Status st = cancel_all(); !st.ok()) {
+          anchor = out.back();
+          return fail(st);
+        }
+      }
+      anchor = out.back();
+      have_anchor = true;
+      mem.state = observe(mem.state, config, DraftOutcome{chain_sent, chain_accepted});
+      chain_sent = chain_accepted = 0;
+    } else {
+      // Every draft held and the next run judges the token after them: the
+      // token sampled here is not used.
+      out.pop_back();
+    }
+    for (int32_t t : out) {
+      ++window_tokens;
+      if (!emit(t)) {
+        stopped = true;
+        break;
+      }
+    }
+    if (stopped) {
+      (void)cancel_all();
+      break;
+    }
+    close_window(now, false);
+    if (remaining() <= 0) break;
+  }
+  (void)cancel_all();
+  memory.put(mem);
+  return Status::Ok();
+}
+
+}  // namespace swarm

@@ -1,0 +1,151 @@
+// Speculative decoding through a real 4-stage chain of `swarm node` processes
+// behind a real `swarm gateway` on 127.0.0.1: greedy output must equal plain
+// decoding's exactly, whatever the drafts, and usage reports the drafts.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/test_data.h"
+#include "engine/test_process.h"
+
+namespace {
+
+using swarm::testing::ChildProcess;
+using swarm::testing::find_testdata;
+using swarm::testing::run_swarm;
+using swarm::testing::shell_quote;
+using json = nlohmann::json;
+
+// Repeats itself: n-gram lookup finds drafts in it.
+const char* kRepetitive =
+    "for (int i = 0; i < n; ++i) sum += a[i];\nfor (int i = 0; i < n; ++i) sum += b[i];\n"
+    "for (int i = 0; i < n; ++i) sum +=";
+const char* kPlainPrompt = "Once upon a time";
+
+class SpeculationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
+    if (model_.empty()) GTEST_SKIP() << "needs tiny-llama-Q8_0.gguf";
+  }
+  void TearDown() override {
+    gateway_.reset();
+    nodes_.clear();
+    for (const std::string& log : logs_) std::remove(log.c_str());
+  }
+
+  // Four one-layer stages and a gateway with `flags`.
+  bool start(const std::vector<std::string>& flags) {
+    std::string peers;
+    for (int l = 0; l < 4; ++l) {
+      const std::string log = ::testing::TempDir() + "/spec_node_" + std::to_string(::getpid()) +
+                              "_" + std::to_string(l) + ".err";
+      logs_.push_back(log);
+      nodes_.push_back(std::make_unique<ChildProcess>(
+          std::vector<std::string>{"node", "-m", model_, "--layers",
+                                   std::to_string(l) + ":" + std::to_string(l + 1), "--listen",
+                                   "127.0.0.1:0", "-t", "1"},
+          log));
+      if (!nodes_.back()->ok()) return false;
+      peers += (peers.empty() ? "" : ",") + nodes_.back()->address();
+    }
+    std::vector<std::string> args = {"gateway", "-m",  model_,         "--listen", "127.0.0.1:0",
+                                     "--peers", peers, "--model-name", "tiny"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const std::string log =
+        ::testing::TempDir() + "/spec_gateway_" + std::to_string(::getpid()) + ".err";
+    logs_.push_back(log);
+    gateway_ = std::make_unique<ChildProcess>(args, log);
+    return gateway_->ok();
+  }
+
+  // What `swarm generate` prints, greedy: the single-process truth.
+  std::string single_process(const std::string& prompt, int n) {
+    auto r = run_swarm("generate -m " + model_ + " -p " + shell_quote(prompt) + " -n " +
+                       std::to_string(n) + " --temp 0 -t 1");
+    EXPECT_EQ(r.code, 0) << r.out;
+    const std::string raw = r.out.substr(0, r.out.find('\n'));
+    return json::parse(json(raw).dump(-1, ' ', false, json::error_handler_t::replace))
+        .get<std::string>();
+  }
+
+  json complete(const std::string& prompt, int n, double temperature = 0) {
+    httplib::Client c("127.0.0.1", gateway_->port());
+    c.set_read_timeout(120, 0);
+    const json body = {{"model", "tiny"},
+                       {"prompt", prompt},
+                       {"max_tokens", n},
+                       {"temperature", temperature},
+                       {"seed", 7}};
+    auto res = c.Post("/v1/completions", body.dump(), "application/json");
+    if (!res || res->status != 200)
+      return {{"error", res ? res->status : -1}, {"body", res ? res->body : ""}};
+    return json::parse(res->body);
+  }
+
+  std::string model_;
+  std::vector<std::unique_ptr<ChildProcess>> nodes_;
+  std::unique_ptr<ChildProcess> gateway_;
+  std::vector<std::string> logs_;
+};
+
+TEST_F(SpeculationTest, GreedyNgramSpeculationGivesExactlyThePlainText) {
+  const std::string want_rep = single_process(kRepetitive, 32);
+  const std::string want_plain = single_process(kPlainPrompt, 24);
+  ASSERT_TRUE(start({"--speculate", "ngram"}));
+  const json rep = complete(kRepetitive, 32);
+  ASSERT_TRUE(rep.contains("choices")) << rep.dump();
+  EXPECT_EQ(rep["choices"][0]["text"], want_rep);
+  const json& usage = rep["usage"];
+  EXPECT_EQ(usage["speculation"]["drafter"], "ngram") << usage.dump();
+  EXPECT_GT(usage["speculation"]["drafted_tokens"].get<int>(), 0) << usage.dump();
+  EXPECT_GT(usage["completion_tokens_details"]["accepted_prediction_tokens"].get<int>(), 0)
+      << usage.dump();
+  EXPECT_EQ(usage["completion_tokens_details"]["accepted_prediction_tokens"].get<int>() +
+                usage["completion_tokens_details"]["rejected_prediction_tokens"].get<int>(),
+            usage["speculation"]["drafted_tokens"].get<int>());
+  const json plain = complete(kPlainPrompt, 24);
+  ASSERT_TRUE(plain.contains("choices")) << plain.dump();
+  EXPECT_EQ(plain["choices"][0]["text"], want_plain);
+}
+
+TEST_F(SpeculationTest, GreedyDraftModelSpeculationGivesExactlyThePlainText) {
+  const std::string draft = find_testdata("tiny-llama/gguf/tiny-llama-Q4_K_M.gguf");
+  if (draft.empty()) GTEST_SKIP() << "needs tiny-llama-Q4_K_M.gguf";
+  const std::string want = single_process(kPlainPrompt, 32);
+  ASSERT_TRUE(start({"--speculate", "draft:" + draft, "--spec-max-draft", "6"}));
+  const json got = complete(kPlainPrompt, 32);
+  ASSERT_TRUE(got.contains("choices")) << got.dump();
+  EXPECT_EQ(got["choices"][0]["text"], want);
+  EXPECT_EQ(got["usage"]["speculation"]["drafter"], "draft");
+  // A Q4_K_M copy of the target mostly agrees with it.
+  EXPECT_GT(got["usage"]["speculation"]["accepted_tokens"].get<int>(), 0) << got["usage"].dump();
+}
+
+TEST_F(SpeculationTest, SampledSpeculationCompletesWithEveryToken) {
+  const std::string draft = find_testdata("tiny-llama/gguf/tiny-llama-Q4_K_M.gguf");
+  if (draft.empty()) GTEST_SKIP() << "needs tiny-llama-Q4_K_M.gguf";
+  ASSERT_TRUE(start({"--speculate", "draft:" + draft}));
+  for (int i = 0; i < 2; ++i) {
+    const json got = complete(kRepetitive, 24, 0.8);
+    ASSERT_TRUE(got.contains("choices")) << got.dump();
+    const json& usage = got["usage"];
+    EXPECT_GT(usage["speculation"]["drafted_tokens"].get<int>(), 0) << usage.dump();
+    if (got["choices"][0]["finish_reason"] == "length") {
+      EXPECT_EQ(usage["completion_tokens"].get<int>(), 24);
+    }
+  }
+}
+
+TEST_F(SpeculationTest, ABadSpeculateValueIsRefusedByName) {
+  auto r = run_swarm("gateway -m " + model_ + " --peers 127.0.0.1:1 --speculate sometimes");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("sometimes"), std::string::npos) << r.out;
+  r = run_swarm("gateway -m " + model_ +
+                " --peers 127.0.0.1:1 --speculate draft:/nonexistent.gguf");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("nonexistent"), std::string::npos) << r.out;
+}
+
+}  // namespace

@@ -177,6 +177,37 @@ TEST_F(CliTest, BadInputGetsAClearErrorAndNonZeroExit) {
   }
 }
 
+// `swarm convert` end to end: the file it writes tokenizes and computes as the
+// folder does, and bad input exits non-zero, names the problem, leaves no file.
+TEST(CliConvert, ConvertedFileTokenizesAndComputesLikeTheFolder) {
+  if (find_testdata("tiny-qwen2/hf/model.safetensors").empty()) GTEST_SKIP() << "../shared/testdata is absent";
+  const std::string hf = find_testdata("tiny-qwen2/hf"), out = temp("qwen2-F32.gguf");
+  CmdResult r = swarm("convert " + hf + " -o " + out + " --type F32");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("tokenizer gpt2 (qwen2)"), std::string::npos) << r.out;
+  const std::string text = shell_quote("Hello world! 12345 <|im_start|>");
+  for (const std::string flags : {"", "--special "}) {
+    CmdResult a = swarm("tokenize -m " + hf + " " + flags + text), b = swarm("tokenize -m " + out + " " + flags + text);
+    EXPECT_EQ(a.code, 0) << a.out;
+    EXPECT_EQ(b.out, a.out);
+  }
+  const std::string la = temp("hf.f32"), lb = temp("gguf.f32");
+  ASSERT_EQ(swarm("logits -m " + hf + " --tokens 5,77,300,2 -o " + la).code, 0);
+  ASSERT_EQ(swarm("logits -m " + out + " --tokens 5,77,300,2 -o " + lb).code, 0);
+  ASSERT_EQ(read_raw<float>(la).size(), 4u * 1024);
+  EXPECT_EQ(read_raw<float>(la), read_raw<float>(lb));  // qwen2 is not permuted: the same floats
+  for (const std::string& f : {out, la, lb}) std::remove(f.c_str());
+
+  const std::string bad = temp("bad.gguf");
+  r = swarm("convert " + hf + " -o " + bad + " --type Q4_K");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("Q4_K"), std::string::npos) << r.out;
+  r = swarm("convert /nonexistent/folder -o " + bad);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("/nonexistent/folder"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(bad));
+}
+
 // keygen needs no model: it writes a private key file and prints the node id.
 TEST(CliKeygen, CreatesAPrivateKeyAndRefusesToReplaceItWithoutForce) {
   const std::string home = temp("keygen_home");

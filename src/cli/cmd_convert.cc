@@ -1,4 +1,4 @@
-// swarm convert HF_FOLDER -o OUT.gguf [--type F32|F16|Q8_0] [--name NAME]
+// swarm convert HF_FOLDER -o OUT.gguf [--type F32|F16|BF16|Q8_0] [--name NAME]
 #include <chrono>
 #include <cstdio>
 
@@ -20,7 +20,7 @@ void register_convert(CLI::App& app) {
       ->required();
   cmd->add_option("-o,--output", o->out, "Output .gguf path")->required();
   cmd->add_option("--type", o->convert.type,
-                  "Type of the matrices: F32, F16 or Q8_0 (default F16); vectors stay F32");
+                  "Type of the matrices: F32, F16, BF16 or Q8_0 (default F16); vectors stay F32");
   cmd->add_option("--name", o->convert.name, "general.name (default: the folder's name)");
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
   cmd->callback([o] {
@@ -28,6 +28,8 @@ void register_convert(CLI::App& app) {
     const auto t0 = std::chrono::steady_clock::now();
     Result<ConvertSummary> s = convert_hf_to_gguf(o->dir, o->out, o->convert, pool);
     check(s.status());
+    if (!s->skipped.empty())
+      std::fprintf(stderr, "left out (no GGUF counterpart): %s\n", s->skipped.c_str());
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(

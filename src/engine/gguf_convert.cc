@@ -28,6 +28,7 @@ struct OutType {
 constexpr OutType kOutTypes[] = {
     {"F32", TensorType::F32, 0},
     {"F16", TensorType::F16, 1},
+    {"BF16", TensorType::BF16, 32},
     {"Q8_0", TensorType::Q8_0, 7},
 };
 
@@ -186,6 +187,8 @@ Result<ConvertSummary> convert(const std::string& hf_dir, const std::string& out
   summary.arch = src.config.arch;
   summary.tokenizer = vocab->model + (vocab->model == "gpt2" ? " (" + vocab->pre + ")" : "");
   summary.n_tensors = static_cast<int>(plan.size());
+  if (auto it = src.metadata.find("hf.skipped_tensors"); it != src.metadata.end())
+    summary.skipped = it->second;
   for (const PlannedTensor& p : plan) {
     int64_t n = 1;
     for (int64_t d : p.shape) n *= d;

@@ -6,8 +6,8 @@
 //  - tensors under GGUF names; llama's attn_q/attn_k rows permuted from HF's
 //    rotate-half RoPE layout to GGUF llama's interleaved one (qwen2 is stored
 //    as it is); llama3 RoPE scaling as a rope_freqs.weight tensor;
-//  - types: vectors (norms, biases) stay F32; matrices become `type` (F32, F16
-//    or Q8_0, quantized as llama.cpp's reference quantizer does); a Q8_0
+//  - types: vectors (norms, biases) stay F32; matrices become `type` (F32, F16,
+//    BF16 or Q8_0, rounded as llama.cpp's converter rounds them); a Q8_0
 //    matrix whose rows are not whole blocks falls back to F16, as llama.cpp's.
 // The file is written to a temporary name beside `out_path` and renamed into
 // place when complete, so a failed conversion leaves no file (and an existing
@@ -23,7 +23,7 @@
 namespace swarm {
 
 struct ConvertOptions {
-  std::string type = "F16";  // F32, F16 or Q8_0
+  std::string type = "F16";  // F32, F16, BF16 or Q8_0
   std::string name;          // general.name; "" = the folder's name
 };
 
@@ -33,6 +33,9 @@ struct ConvertSummary {
   uint64_t file_bytes = 0;
   std::string arch;
   std::string tokenizer;  // "gpt2 (qwen2)", "llama"
+  // Folder tensors with no GGUF counterpart, left out (rotary_emb.inv_freq...),
+  // comma-separated; "" if none.
+  std::string skipped;
 };
 
 Result<ConvertSummary> convert_hf_to_gguf(const std::string& hf_dir, const std::string& out_path,

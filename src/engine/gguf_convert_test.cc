@@ -344,8 +344,8 @@ TEST_P(ReferenceConvertTest, MetadataEqualsLlamaCpps) {
   }
 }
 
-// The same tensors, shapes and types, and the same bytes: llama.cpp's F16 is
-// IEEE round-to-nearest-even and its Q8_0 the reference quantizer, both of
+// The same tensors, shapes and types, and the same bytes: llama.cpp's F16 and
+// BF16 round to nearest even and its Q8_0 is the reference quantizer, all of
 // which quants.cc implements exactly, so nothing needs a tolerance.
 TEST_P(ReferenceConvertTest, TensorsByteIdenticalToLlamaCpps) {
   const MiniGguf ours = parse_gguf(out_), ref = parse_gguf(ref_);
@@ -382,8 +382,10 @@ TEST_P(ReferenceConvertTest, LogitsMatchReferenceWithinTolerance) {
 
 INSTANTIATE_TEST_SUITE_P(Models, ReferenceConvertTest,
                          ::testing::Values(RefCase{"tiny-llama", "F16", 0.005, 0.001},
+                                           RefCase{"tiny-llama", "BF16", 0.01, 0.002},
                                            RefCase{"tiny-llama", "Q8_0", 0.04, 0.008},
                                            RefCase{"tiny-qwen2", "F16", 0.005, 0.001},
+                                           RefCase{"tiny-qwen2", "BF16", 0.01, 0.002},
                                            RefCase{"tiny-qwen2", "Q8_0", 0.04, 0.008}),
                          [](const auto& info) {
                            std::string n = info.param.model + "_" + info.param.type;
@@ -618,6 +620,50 @@ TEST_F(HandMadeFolder, TokenizerAndChatTemplateSurvive) {
     }
 }
 
+// The pre-tokenizer is named by what it does, whatever tokenizer.json's
+// spelling of it: each family's Hugging Face form maps to its GGUF name.
+TEST_F(HandMadeFolder, PreTokenizerNamedByItsSplits) {
+  const auto split_then_bytes = [](const std::string& regex) {
+    return json{
+        {"type", "Sequence"},
+        {"pretokenizers",
+         json::array(
+             {{{"type", "Split"},
+               {"pattern", {{"Regex", regex}}},
+               {"behavior", "Isolated"},
+               {"invert", false}},
+              {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}};
+  };
+  const std::string llama3 =
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  const std::string qwen2 =
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  struct Case {
+    json pre;
+    bool ignore_merges;
+    std::string name;
+  };
+  const std::vector<Case> cases = {
+      {tokenizer_["pre_tokenizer"], false, "gpt-2"},
+      {split_then_bytes(llama3), true, "llama-bpe"},
+      {split_then_bytes(qwen2), false, "qwen2"},
+      {{{"type", "Sequence"},
+        {"pretokenizers",
+         json::array({{{"type", "Digits"}, {"individual_digits", true}},
+                      {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}})}},
+       false,
+       "smollm"},
+  };
+  for (const Case& c : cases) {
+    tokenizer_["pre_tokenizer"] = c.pre;
+    tokenizer_["model"]["ignore_merges"] = c.ignore_merges;
+    write_all();
+    auto s = convert(hf_, out_dir_ / "m.gguf", "F16");
+    ASSERT_TRUE(s.ok()) << c.name << ": " << s.status().ToString();
+    EXPECT_EQ(s->tokenizer, "gpt2 (" + c.name + ")");
+  }
+}
+
 // A pre-tokenizer unlike every GGUF one is refused, not silently replaced.
 TEST_F(HandMadeFolder, UnknownPreTokenizerIsAnError) {
   tokenizer_["pre_tokenizer"] = {
@@ -628,7 +674,7 @@ TEST_F(HandMadeFolder, UnknownPreTokenizerIsAnError) {
                                       {"invert", false}},
                                      {{"type", "ByteLevel"}, {"use_regex", false}}})}};
   write_all();
-  expect_fails("pre-tokenizer");
+  expect_fails("pre-tokenizer splits text unlike");
 }
 
 // The permuted llama file computes what the unpermuted folder computes (the
@@ -649,6 +695,38 @@ TEST_F(HandMadeFolder, ConvertedLogitsEqualTheFolders) {
   const Errors q = compare_logits(logits_of(out, tokens), want);
   EXPECT_LE(q.max, 0.04 * q.s) << "S=" << q.s;
   EXPECT_LE(q.mean, 0.008 * q.s) << "S=" << q.s;
+}
+
+// RoPE scaling survives: linear as metadata, llama3 as the rope_freqs tensor.
+// The folder's scaled logits differ from its unscaled ones, so a file that
+// dropped the scaling could not match.
+TEST_F(HandMadeFolder, RopeScalingSurvives) {
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 48; ++i) tokens.push_back((i * 37 + 11) % vocab_);
+  const std::vector<float> unscaled = logits_of(hf_, tokens);
+  const std::vector<json> scalings = {
+      {{"rope_type", "linear"}, {"factor", 4.0}},
+      {{"rope_type", "llama3"},
+       {"factor", 8.0},
+       {"low_freq_factor", 1.0},
+       {"high_freq_factor", 4.0},
+       {"original_max_position_embeddings", 32}},
+  };
+  for (const json& scaling : scalings) {
+    config_["rope_scaling"] = scaling;
+    write_all();
+    const std::string out = out_dir_ / "m.gguf";
+    auto s = convert(hf_, out, "F32");
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    const std::vector<float> want = logits_of(hf_, tokens), got = logits_of(out, tokens);
+    ASSERT_EQ(got.size(), want.size());
+    const Errors e = compare_logits(got, want);
+    EXPECT_LE(e.max, 1e-3 + 1e-5 * e.s) << scaling.dump();
+    EXPECT_GT(compare_logits(unscaled, want).max, 100 * (1e-3 + 1e-5 * e.s)) << scaling.dump();
+    const MiniGguf g = parse_gguf(out);
+    EXPECT_EQ(g.tensor("rope_freqs.weight") != nullptr, scaling["rope_type"] == "llama3");
+    EXPECT_EQ(g.kv.count("llama.rope.scaling.type"), scaling["rope_type"] == "linear" ? 1u : 0u);
+  }
 }
 
 // Sharded weights (model.safetensors.index.json) give the same file.

@@ -11,6 +11,7 @@ PACKAGES=(
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libpcre2-dev libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc libsodium-dev libssl-dev libcpp-httplib-dev
+  libopendht-dev
 )
 if [ "${1:-}" = "--train" ]; then
   # libopenblas0-pthread: without an optimised BLAS Debian's torch falls back to

@@ -1,19 +1,25 @@
-// swarm gateway -m MODEL --listen HOST:PORT --peers HOST:PORT[@KEY],... [--relay] [--wire-f16]
+// swarm gateway -m MODEL --listen HOST:PORT (--peers HOST:PORT[@KEY],... | --bootstrap HOST:PORT,...)
+//               [--dht-listen HOST:PORT] [--dht-refresh S] [--relay] [--wire-f16]
 //               [-c CTX] [-n N] [--chat-template NAME] [--model-name NAME]
 //               [--speculate auto|off|ngram|draft:MODEL] [--spec-max-draft N]
 // The OpenAI-compatible HTTP API in front of a swarm: loads only the model's
 // tokenizer and metadata, finds a chain of peers covering every layer, and
 // streams each request through it. A peer given as HOST:PORT@KEY (its node id or
 // public key in hex) is reached over TLS pinned to that key and refused if it
-// presents another. Prints "listening on HOST:PORT"; SIGINT or SIGTERM stops it.
+// presents another. With --bootstrap it also learns nodes from their signed DHT
+// records (every --dht-refresh seconds), each pinned to its record's key. Prints
+// "listening on HOST:PORT"; SIGINT or SIGTERM stops it.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
 #include <cstdio>
-#include <sstream>
+#include <mutex>
+#include <thread>
 
 #include "cli/api_serving.h"
 #include "cli/common.h"
+#include "cli/dht_swarm.h"
 #include "engine/chat_template.h"
 #include "engine/model_arch.h"
 #include "engine/model_loader.h"
@@ -27,7 +33,8 @@ namespace swarm::cli {
 namespace {
 
 struct GatewayOptions {
-  std::string model, listen = "127.0.0.1:8080", peers, chat_template;
+  std::string model, listen = "127.0.0.1:8080", peers, chat_template, bootstrap, dht_listen;
+  double dht_refresh_s = 10;
   std::vector<std::string> names;
   int ctx = 0, n_predict = -1, http_threads = 32, step_timeout_ms = 60000, link_delay_ms = 0;
   bool relay = false, wire_f16 = false;
@@ -35,14 +42,68 @@ struct GatewayOptions {
   int spec_max_draft = 16, draft_threads = 1;
 };
 
-std::vector<std::string> split_peers(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
+// Keeps the backend's peers equal to --peers plus the nodes the DHT's records
+// name, looking again every `interval` until destroyed.
+class DhtPeerRefresher {
+ public:
+  DhtPeerRefresher(discovery::DhtNode& dht, std::string model_id,
+                   std::vector<net::PeerAddress> fixed, PipelineBackend& backend,
+                   std::chrono::milliseconds interval)
+      : dht_(dht), model_id_(std::move(model_id)), fixed_(std::move(fixed)), backend_(backend) {
+    refresh();
+    thread_ = std::thread([this, interval] {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!cv_.wait_for(lock, interval, [&] { return stopped_; })) {
+        lock.unlock();
+        refresh();
+        lock.lock();
+      }
+    });
+  }
+  ~DhtPeerRefresher() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopped_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void refresh() {
+    auto found = dht_.find_nodes(model_id_, discovery::unix_now());
+    if (!found.ok()) {
+      spdlog::warn("DHT look-up of model {}: {}", model_id_.substr(0, 12),
+                   found.status().message());
+      return;
+    }
+    std::vector<net::PeerAddress> peers = fixed_;
+    for (net::PeerAddress& p : pinned_peers(found->records)) peers.push_back(std::move(p));
+    if (found->rejected.corrupt + found->rejected.invalid + found->rejected.unsupported !=
+        reported_rejects_) {
+      reported_rejects_ =
+          found->rejected.corrupt + found->rejected.invalid + found->rejected.unsupported;
+      spdlog::warn(
+          "DHT: ignoring {} forged or malformed, {} expired or invalid, {} other-version records",
+          found->rejected.corrupt, found->rejected.invalid, found->rejected.unsupported);
+    }
+    if (found->records.size() != reported_nodes_) {
+      reported_nodes_ = found->records.size();
+      spdlog::info("DHT: {} node(s) announce model {}", reported_nodes_, model_id_.substr(0, 12));
+    }
+    backend_.set_peers(std::move(peers));
+  }
+
+  discovery::DhtNode& dht_;
+  const std::string model_id_;
+  const std::vector<net::PeerAddress> fixed_;
+  PipelineBackend& backend_;
+  size_t reported_nodes_ = SIZE_MAX, reported_rejects_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopped_ = false;
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -54,8 +115,13 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("--listen", o->listen, "HOST:PORT to listen on; port 0 picks a free one (default 127.0.0.1:8080)");
   cmd->add_option("--peers", o->peers,
                   "Nodes to route through: HOST:PORT,... ; HOST:PORT@KEY (a node id or public key, hex) "
-                  "connects with TLS and refuses a node that does not hold KEY")
-      ->required();
+                  "connects with TLS and refuses a node that does not hold KEY");
+  cmd->add_option("--bootstrap", o->bootstrap,
+                  "Learn nodes from the swarm's DHT, joined through HOST:PORT,...; each is reached over TLS "
+                  "pinned to the key that signed its record");
+  cmd->add_option("--dht-listen", o->dht_listen, "IPv4 HOST:PORT for this DHT node (default: port 0)");
+  cmd->add_option("--dht-refresh", o->dht_refresh_s, "Look the nodes up in the DHT every S seconds (default 10)")
+      ->check(CLI::Range(0.05, 86400.0));
   cmd->add_flag("--relay", o->relay, "Carry every stage's output through the gateway instead of pushing stage to stage");
   cmd->add_flag("--wire-f16", o->wire_f16, "Send hidden states as f16 (half the traffic; not bit-exact)");
   cmd->add_option("-c,--ctx-size", o->ctx, "Context length per request (default: the model's, at most 8192)")
@@ -85,13 +151,13 @@ void register_gateway(CLI::App& app) {
     if (!spec.ok()) fail(spec.status().message());
     po.speculation = *spec;
     po.speculation.max_draft = o->spec_max_draft;
-    for (const std::string& spec : split_peers(o->peers)) {
+    for (const std::string& spec : split_list(o->peers)) {
       auto peer = net::parse_peer_spec(spec);
       if (!peer.ok()) fail("--peers: " + peer.status().message());
       if (!parse_host_port(peer->address).ok()) fail("--peers: '" + spec + "' is not HOST:PORT[@KEY]");
       po.peers.push_back(*peer);
     }
-    if (po.peers.empty()) fail("--peers: no peer given");
+    if (po.peers.empty() && o->bootstrap.empty()) fail("--peers or --bootstrap: no peer given");
     // Peers refused or unreachable are logged (spdlog) to stderr, beside the
     // request lines; stdout carries only the "listening on" line.
     spdlog::set_default_logger(spdlog::stderr_color_mt("gateway"));
@@ -118,6 +184,14 @@ void register_gateway(CLI::App& app) {
     if (po.speculation.mode != SpeculationMode::kOff && !po.push)
       fail("--speculate: needs push mode (drop --relay)");
     PipelineBackend backend(*id, cfg.n_layer, po);
+    std::unique_ptr<discovery::DhtNode> dht;
+    std::unique_ptr<DhtPeerRefresher> refresher;
+    if (!o->bootstrap.empty()) {
+      dht = start_dht(o->dht_listen, o->bootstrap);
+      wait_for_dht(*dht, std::chrono::seconds(10));
+      refresher = std::make_unique<DhtPeerRefresher>(*dht, *id, po.peers, backend,
+                                                     std::chrono::milliseconds(static_cast<int64_t>(o->dht_refresh_s * 1000)));
+    }
     if (auto chain = backend.route(); chain.ok())
       std::fprintf(stderr, "model %s (%s): chain %s\n", cfg.name.c_str(), id->substr(0, 12).c_str(),
                    describe_chain(*chain).c_str());

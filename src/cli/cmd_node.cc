@@ -1,21 +1,38 @@
-// swarm node -m MODEL --layers A:B --listen HOST:PORT [--identity KEYFILE] [--kv-memory BYTES]
+// swarm node -m MODEL [--layers A:B] --listen HOST:PORT [--identity KEYFILE] [--kv-memory BYTES]
 //            [--idle-timeout S] [--link-delay-ms MS] [-t N] [--max-batch-tokens N]
 //            [--slowdown F]
+//            [--bootstrap HOST:PORT,... [--dht-listen HOST:PORT] [--announce-address HOST:PORT]
+//             [--price P] [--memory BYTES] [--rebalance-interval S] [--announce-interval S]]
 // Serves layers [A, B) of MODEL to gateways over gRPC (doc/protocol.md). Prints
 // "listening on HOST:PORT" on stdout once serving. SIGTERM (or Ctrl-C) drains:
 // new sessions are refused, open ones run until closed or idle, then the process
 // exits 0; a second signal exits at once.
+//
+// With --bootstrap the node joins the swarm's DHT and announces its signed
+// record (doc/dht-records.md) until it drains, when it withdraws it. Without
+// --layers it then picks its own block with routing::choose_layers from the
+// records it reads (as many layers as --memory holds), and every
+// --rebalance-interval re-checks with routing::should_move
+// (doc/layer-assignment.md), reloading the new block when the rule says move.
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <random>
 #include <thread>
 
 #include "cli/common.h"
+#include "cli/dht_swarm.h"
+#include "discovery/announcer.h"
+#include "engine/model_loader.h"
+#include "net/model_id.h"
 #include "node/stage_server.h"
+#include "routing/layer_assignment.h"
 
 namespace swarm::cli {
 
@@ -43,15 +60,205 @@ Result<uint64_t> parse_bytes(const std::string& s) {
   return static_cast<uint64_t>(v * static_cast<double>(mult));
 }
 
+namespace {
+
+struct DhtNodeOptions {
+  std::string bootstrap, dht_listen, announce_address, memory;
+  double price = 0;
+  double rebalance_interval_s = 60, announce_interval_s = 60;
+};
+
+// A node in the DHT: what it serves (a StageServer that a move replaces), its
+// record kept announced, and, for a node that chose its own layers, the
+// periodic re-check of that choice.
+class SwarmMember {
+ public:
+  SwarmMember(node::NodeOptions node, const DhtNodeOptions& o, bool choose_layers)
+      : node_(std::move(node)), o_(o), choose_(choose_layers) {}
+
+  // Joins the DHT, picks the layers if asked to, starts serving and announcing.
+  void start() {
+    auto identity = net::Identity::Load(node_.identity_path);
+    if (!identity.ok()) fail("--identity: " + identity.status().ToString());
+    identity_ = std::make_unique<net::Identity>(std::move(identity).value());
+    auto source = open_model_source(node_.model_path);
+    check(source.status());
+    n_layer_ = source->config.n_layer;
+    model_name_ = source->config.name;
+    auto id = net::model_content_id(*source);
+    check(id.status());
+    model_id_ = *id;
+    capacity_ = n_layer_;
+    if (!o_.memory.empty()) {
+      auto bytes = parse_bytes(o_.memory);
+      if (!bytes.ok()) fail("--memory: " + bytes.status().message());
+      capacity_ = layers_that_fit(*source, *bytes);
+    }
+    dht_ = start_dht(o_.dht_listen.empty() ? default_dht_listen() : o_.dht_listen, o_.bootstrap);
+    wait_for_dht(*dht_, std::chrono::seconds(10));
+    if (choose_) {
+      auto peers = peers_without_me();
+      auto range = choose_layers(peers, n_layer_, capacity_, 0);
+      check(range.status());
+      spdlog::info("choosing layers [{},{}) ({} layers fit) from {} announced node(s)",
+                   range->first, range->last, capacity_, peers.size());
+      node_.first_layer = range->first;
+      node_.last_layer = range->last;
+    }
+    auto server = node::StageServer::Start(node_);
+    check(server.status());
+    server_ = std::move(server).value();
+    // A move restarts the server where gateways already know it.
+    node_.listen = server_->address();
+    address_ = o_.announce_address.empty() ? server_->address() : o_.announce_address;
+    announcer_ = std::make_unique<discovery::Announcer>(
+        *dht_, *identity_, [this] { return current_record(); },
+        std::chrono::seconds(static_cast<int64_t>(o_.announce_interval_s)));
+    if (!announcer_->first_status().ok())
+      spdlog::warn("announcing the node record: {}", announcer_->first_status().message());
+    Status st = dht_->announce_model({model_id_, n_layer_, model_name_});
+    if (!st.ok()) spdlog::warn("announcing the model: {}", st.message());
+    spdlog::info("announced node {} at {} (DHT {})", identity_->node_id(), address_,
+                 dht_->address());
+    if (choose_ && o_.rebalance_interval_s > 0)
+      rebalancer_ = std::thread([this] { rebalance_loop(); });
+  }
+
+  const std::string& address() const { return server_->address(); }
+
+  // Withdraws the record, stops moving, drains and waits: SIGTERM's path.
+  void drain_and_wait() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      draining_ = true;
+    }
+    cv_.notify_all();
+    if (rebalancer_.joinable()) rebalancer_.join();
+    Status st = announcer_->withdraw();
+    if (!st.ok()) spdlog::warn("withdrawing the node record: {}", st.message());
+    server_->drain();
+    server_->wait_drained();
+    server_->shutdown();
+  }
+
+ private:
+  std::string default_dht_listen() const {
+    auto hp = parse_host_port(node_.listen);
+    return hp.ok() ? hp->first + ":0" : "";
+  }
+
+  discovery::NodeRecord current_record() {
+    std::lock_guard<std::mutex> lock(server_mu_);
+    const node::StageLoad load = server_->load();
+    discovery::NodeRecord r;
+    r.addresses = {address_};
+    r.model_id = model_id_;
+    r.layer_begin = load.first_layer;
+    r.layer_end = load.last_layer;
+    r.throughput = load.layer_tokens_per_second;
+    r.free_kv_bytes = load.kv_bytes_free;
+    r.price_per_1k = o_.price;
+    return r;
+  }
+
+  std::vector<PeerSnapshot> peers_without_me() {
+    auto found = dht_->find_nodes(model_id_, discovery::unix_now());
+    if (!found.ok()) {
+      spdlog::warn("DHT look-up: {}", found.status().message());
+      return {};
+    }
+    std::vector<discovery::NodeRecord> others;
+    for (discovery::NodeRecord& r : found->records)
+      if (r.node_id != identity_->node_id()) others.push_back(std::move(r));
+    return peer_snapshots(others, n_layer_);
+  }
+
+  void rebalance_loop() {
+    // Each check at a random point of its period, so nodes that started
+    // together do not all decide on the same view of the swarm.
+    std::mt19937_64 rng(std::random_device{}());
+    std::uniform_real_distribution<double> jitter(0.5, 1.5);
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      const auto wait = std::chrono::duration<double>(o_.rebalance_interval_s * jitter(rng));
+      if (cv_.wait_for(lock, wait, [&] { return draining_; })) return;
+      lock.unlock();
+      rebalance_once();
+      lock.lock();
+    }
+  }
+
+  void rebalance_once() {
+    const std::vector<PeerSnapshot> peers = peers_without_me();
+    const node::StageLoad load = server_->load();
+    auto d = should_move(peers, {load.first_layer, load.last_layer}, n_layer_, capacity_,
+                         load.layer_tokens_per_second);
+    if (!d.ok()) {
+      spdlog::warn("rebalance: {}", d.status().message());
+      return;
+    }
+    if (!d->move) {
+      spdlog::debug("rebalance: {}", d->reason);
+      return;
+    }
+    spdlog::info("rebalance: moving to [{},{}): {}", d->target.first, d->target.last, d->reason);
+    node::NodeOptions next = node_;
+    next.first_layer = d->target.first;
+    next.last_layer = d->target.last;
+    {
+      std::lock_guard<std::mutex> lock(server_mu_);
+      // Sessions on the old block end here; gateways replay them elsewhere.
+      server_->shutdown();
+      server_.reset();
+      auto server = node::StageServer::Start(next);
+      if (!server.ok()) {
+        spdlog::error("rebalance: cannot serve [{},{}): {}; staying at [{},{})", next.first_layer,
+                      next.last_layer, server.status().message(), load.first_layer,
+                      load.last_layer);
+        server = node::StageServer::Start(node_);
+        if (!server.ok()) {
+          spdlog::critical("cannot serve the old block again: {}", server.status().message());
+          std::_Exit(1);
+        }
+      } else {
+        node_ = next;
+      }
+      server_ = std::move(server).value();
+    }
+    Status st = announcer_->announce_now();
+    if (!st.ok()) spdlog::warn("announcing the move: {}", st.message());
+  }
+
+  node::NodeOptions node_;
+  const DhtNodeOptions o_;
+  const bool choose_;
+  std::unique_ptr<net::Identity> identity_;
+  std::unique_ptr<discovery::DhtNode> dht_;
+  std::string model_id_, model_name_, address_;
+  int n_layer_ = 0, capacity_ = 0;
+  std::mutex server_mu_;  // guards server_ against a move while a record is made
+  std::unique_ptr<node::StageServer> server_;
+  std::unique_ptr<discovery::Announcer> announcer_;
+  std::mutex mu_;  // guards draining_
+  std::condition_variable cv_;
+  bool draining_ = false;
+  std::thread rebalancer_;
+};
+
+}  // namespace
+
 void register_node(CLI::App& app) {
   struct Options {
     node::NodeOptions node;
     std::string layers, kv_memory = "2G";
+    DhtNodeOptions dht;
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("node", "Serve a range of a model's layers to the swarm");
   cmd->add_option("-m,--model", o->node.model_path, "GGUF file or Hugging Face folder")->required();
-  cmd->add_option("--layers", o->layers, "Layers to serve, A:B (default: all)");
+  cmd->add_option(
+      "--layers", o->layers,
+      "Layers to serve, A:B (default: all; with --bootstrap, the block the swarm needs most)");
   cmd->add_option("--listen", o->node.listen,
                   "HOST:PORT to serve on; port 0 picks a free one (default 127.0.0.1:0)");
   cmd->add_option("--identity", o->node.identity_path,
@@ -73,7 +280,40 @@ void register_node(CLI::App& app) {
   cmd->add_option("--max-batch-tokens", o->node.max_batch_tokens,
                   "Tokens per batch at most (default 512)")
       ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option(
+      "--bootstrap", o->dht.bootstrap,
+      "Join the swarm's DHT through HOST:PORT,... and announce this node's signed record "
+      "(needs --identity)");
+  cmd->add_option("--dht-listen", o->dht.dht_listen,
+                  "IPv4 HOST:PORT for this node's DHT peer (default: --listen's host, port 0)");
+  cmd->add_option("--announce-address", o->dht.announce_address,
+                  "HOST:PORT gateways should reach this node at (default: the bound --listen)");
+  cmd->add_option("--price", o->dht.price, "Credits per 1000 tokens, announced (default 0)")
+      ->check(CLI::Range(0.0, 1e12));
+  cmd->add_option(
+      "--memory", o->dht.memory,
+      "Memory for weights when choosing layers, e.g. 8G (default: room for the whole model)");
+  cmd->add_option(
+         "--rebalance-interval", o->dht.rebalance_interval_s,
+         "Re-check a self-chosen block every S seconds, +-50% jitter; 0: never (default 60)")
+      ->check(CLI::Range(0.0, 1e6));
+  cmd->add_option("--announce-interval", o->dht.announce_interval_s,
+                  "Re-announce the record every S seconds; it lives 3x as long (default 60)")
+      ->check(CLI::Range(1.0, 1200.0));
   cmd->callback([o] {
+    if (!o->dht.announce_address.empty()) {
+      auto hp = parse_host_port(o->dht.announce_address);
+      if (!hp.ok() || hp->second == 0)
+        fail("--announce-address: '" + o->dht.announce_address +
+             "' is not HOST:PORT with a port 1..65535");
+    }
+    if (!o->dht.bootstrap.empty() && o->node.identity_path.empty())
+      fail(
+          "--bootstrap needs --identity: a node's DHT record is signed with its key (swarm keygen "
+          "-o FILE)");
+    if (o->dht.bootstrap.empty() &&
+        (!o->dht.memory.empty() || !o->dht.announce_address.empty() || !o->dht.dht_listen.empty()))
+      fail("--memory, --announce-address and --dht-listen need --bootstrap");
     if (!o->layers.empty()) {
       auto r = parse_layer_range(o->layers);
       check(r.status());
@@ -93,6 +333,24 @@ void register_node(CLI::App& app) {
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
     // Logs go to stderr; stdout carries only the "listening on" line.
     spdlog::set_default_logger(spdlog::stderr_color_mt("node"));
+    if (!o->dht.bootstrap.empty()) {
+      SwarmMember member(o->node, o->dht, o->layers.empty());
+      member.start();
+      std::printf("listening on %s\n", member.address().c_str());
+      std::fflush(stdout);
+      int sig = 0;
+      sigwait(&sigs, &sig);
+      spdlog::info("signal {}: withdrawing the record and draining (again to stop now)", sig);
+      std::thread([sigs] {
+        int again = 0;
+        sigwait(&sigs, &again);
+        spdlog::warn("signal {}: stopping now", again);
+        std::_Exit(1);
+      }).detach();
+      member.drain_and_wait();
+      spdlog::info("drained; exiting");
+      return;
+    }
     auto server = node::StageServer::Start(o->node);
     check(server.status());
     std::printf("listening on %s\n", (*server)->address().c_str());

@@ -1199,6 +1199,18 @@ Result<std::unique_ptr<StageServer>> StageServer::Start(const NodeOptions& optio
 const std::string& StageServer::address() const { return impl_->address_; }
 const std::string& StageServer::model_id() const { return impl_->model_id_; }
 const std::string& StageServer::node_id() const { return impl_->node_id_; }
+StageLoad StageServer::load() {
+  v1::InfoResponse info;
+  impl_->info(&info);
+  StageLoad l;
+  l.first_layer = info.first_layer();
+  l.last_layer = info.last_layer();
+  l.n_layer = info.n_layer();
+  l.layer_tokens_per_second = info.layer_tokens_per_second();
+  l.kv_bytes_free = static_cast<uint64_t>(std::max<int64_t>(info.kv_bytes_free(), 0));
+  l.draining = info.draining();
+  return l;
+}
 void StageServer::drain() { impl_->drain(); }
 void StageServer::wait_drained() { impl_->wait_drained(); }
 void StageServer::shutdown() { impl_->shutdown(); }

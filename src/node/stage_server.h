@@ -37,6 +37,17 @@ struct NodeOptions {
   double slowdown = 1;
 };
 
+// What a node serves and how it fares, as its Info reports it: what its DHT
+// record announces.
+struct StageLoad {
+  int first_layer = 0;
+  int last_layer = 0;
+  int n_layer = 0;
+  double layer_tokens_per_second = 0;  // measured; 0 until the first batch ran
+  uint64_t kv_bytes_free = 0;
+  bool draining = false;
+};
+
 class StageServer {
  public:
   // Loads the model's parts for the range (embedding iff first_layer == 0, head
@@ -51,6 +62,8 @@ class StageServer {
   const std::string& model_id() const;
   // The node id of --identity; empty when serving plaintext.
   const std::string& node_id() const;
+
+  StageLoad load();
 
   // From now on, refuse new sessions; existing ones run until closed or expired.
   void drain();

@@ -54,6 +54,7 @@ PipelineBackend::PipelineBackend(std::string model_id, int n_layer, PipelineOpti
     : model_id_(std::move(model_id)),
       n_layer_(n_layer),
       options_(std::move(options)),
+      peers_(options_.peers),
       speculation_memory_(std::make_unique<SpeculationMemory>()) {}
 
 PipelineBackend::~PipelineBackend() = default;
@@ -81,7 +82,7 @@ Result<std::string> pinned_key_of(const net::PeerAddress& peer, const v1::InfoRe
 
 Status PipelineBackend::survey_locked() {
   std::vector<PeerSnapshot> snap;
-  for (const net::PeerAddress& peer : options_.peers) {
+  for (const net::PeerAddress& peer : peers_) {
     const std::string& addr = peer.address;
     auto stub = v1::Stage::NewStub(stage_channel(addr, peer.pin));
     grpc::ClientContext ctx;
@@ -125,6 +126,19 @@ Status PipelineBackend::survey_locked() {
 std::vector<PeerSnapshot> PipelineBackend::peers() {
   std::lock_guard<std::mutex> lock(mu_);
   return snapshot_;
+}
+
+void PipelineBackend::set_peers(std::vector<net::PeerAddress> peers) {
+  auto key = [](const net::PeerAddress& p) { return std::make_pair(p.address, p.pin); };
+  auto less = [&](const net::PeerAddress& a, const net::PeerAddress& b) { return key(a) < key(b); };
+  auto same = [&](const net::PeerAddress& a, const net::PeerAddress& b) { return key(a) == key(b); };
+  std::sort(peers.begin(), peers.end(), less);
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<net::PeerAddress> have = peers_;
+  std::sort(have.begin(), have.end(), less);
+  if (std::equal(have.begin(), have.end(), peers.begin(), peers.end(), same)) return;
+  peers_ = std::move(peers);
+  surveyed_at_ = {};
 }
 
 Result<std::vector<ChainStage>> PipelineBackend::route() {

@@ -61,6 +61,9 @@ class PipelineBackend : public GenerationBackend {
   Result<std::vector<ChainStage>> route();
   // The peers as last surveyed.
   std::vector<PeerSnapshot> peers();
+  // Replaces the nodes to consider (discovery learns them as the swarm
+  // changes); a different set is surveyed before the next route.
+  void set_peers(std::vector<net::PeerAddress> peers);
 
  private:
   Status survey_locked();
@@ -71,6 +74,7 @@ class PipelineBackend : public GenerationBackend {
   const int n_layer_;
   const PipelineOptions options_;
   std::mutex mu_;
+  std::vector<net::PeerAddress> peers_;  // options_.peers, then set_peers'
   std::vector<PeerSnapshot> snapshot_;
   std::chrono::steady_clock::time_point surveyed_at_{};
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;

@@ -1,0 +1,59 @@
+#include "discovery/announcer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace swarm::discovery {
+
+Announcer::Announcer(DhtNode& dht, const net::Identity& identity, RecordSource current,
+                     std::chrono::seconds interval)
+    : dht_(dht), identity_(identity), current_(std::move(current)), interval_(interval) {
+  first_status_ = announce_now();
+  thread_ = std::thread([this] { loop(); });
+}
+
+Announcer::~Announcer() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status Announcer::announce_now() { return put_record(false); }
+
+Status Announcer::withdraw() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+  }
+  cv_.notify_all();
+  return put_record(true);
+}
+
+void Announcer::loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!cv_.wait_for(lock, interval_, [&] { return stopped_; })) {
+    lock.unlock();
+    Status st = put_record(false);
+    if (!st.ok()) spdlog::warn("re-announcing the node record: {}", st.message());
+    lock.lock();
+  }
+}
+
+Status Announcer::put_record(bool withdrawal) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopped_ && !withdrawal) return Status::Ok();
+  NodeRecord r = current_();
+  // Strictly increasing, so a record put later is always the newer one, even
+  // within one second (a move right after an announcement).
+  r.issued_at = std::max(unix_now(), last_issued_at_ + 1);
+  last_issued_at_ = r.issued_at;
+  const int64_t lifetime = std::min<int64_t>(3 * interval_.count(), kMaxLifetimeSeconds);
+  r.expires_at = r.issued_at + (withdrawal ? 1 : std::max<int64_t>(lifetime, 2));
+  return dht_.announce(r, sign_record(r, identity_));
+}
+
+}  // namespace swarm::discovery

@@ -1,0 +1,429 @@
+// A swarm that finds itself through the DHT: a `swarm dht` bootstrap peer, `swarm
+// node --bootstrap` processes that announce signed records (and, without
+// --layers, choose their own), a `swarm gateway --bootstrap` that learns its
+// peers from those records, all on 127.0.0.1 with real OpenDHT and real gRPC.
+// The test reads the DHT itself through a DhtNode, to wait on records instead
+// of sleeping, and to plant records no honest node would.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "discovery/dht_node.h"
+#include "discovery/node_record.h"
+#include "engine/model_loader.h"
+#include "engine/test_data.h"
+#include "engine/test_process.h"
+#include "net/identity.h"
+#include "net/model_id.h"
+
+namespace {
+
+using swarm::discovery::NodeRecord;
+using swarm::testing::ChildProcess;
+using swarm::testing::eventually;
+using swarm::testing::find_testdata;
+using swarm::testing::run_swarm;
+using swarm::testing::shell_quote;
+using json = nlohmann::json;
+
+const char* kPrompts[] = {"Once upon a time", "The licensee may copy and distribute",
+                          "Hello world! 12345 tokens", "In the beginning", "the quick brown fox"};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct KeyFile {
+  std::string path, node_id;
+};
+
+class DhtSwarmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
+    if (model_.empty())
+      GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
+    dir_ = ::testing::TempDir() + "/dht_swarm_" + std::to_string(::getpid()) + "_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto source = swarm::open_model_source(model_);
+    ASSERT_TRUE(source.ok()) << source.status().ToString();
+    auto id = swarm::net::model_content_id(*source);
+    ASSERT_TRUE(id.ok());
+    model_id_ = *id;
+    for (const swarm::TensorInfo& t : source->tensors)
+      if (t.name.rfind("blk.0.", 0) == 0) layer_bytes_ += t.nbytes;
+
+    boot_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{"dht", "--listen", "127.0.0.1:0"}, dir_ + "/dht.err");
+    ASSERT_TRUE(boot_->ok()) << read_file(dir_ + "/dht.err");
+    auto reader = swarm::discovery::DhtNode::Start({"127.0.0.1:0", {boot_->address()}});
+    ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+    reader_ = std::move(*reader);
+    ASSERT_TRUE(eventually([&] { return reader_->connected(); }, std::chrono::seconds(30)));
+  }
+  void TearDown() override {
+    gateway_.reset();
+    nodes_.clear();
+    reader_.reset();
+    boot_.reset();
+    if (!HasFailure()) std::filesystem::remove_all(dir_);
+  }
+
+  KeyFile keygen(const std::string& name) {
+    KeyFile k;
+    k.path = dir_ + "/" + name + ".key";
+    auto r = run_swarm("keygen -o " + shell_quote(k.path));
+    EXPECT_EQ(r.code, 0) << r.out;
+    std::stringstream out(r.out);
+    for (std::string line; std::getline(out, line);)
+      if (line.size() == 40) k.node_id = line;
+    return k;
+  }
+
+  // A node joining through the bootstrap peer with a fresh identity; `layers`
+  // "" lets it choose. Returns its node id once its record is in the DHT.
+  std::string node(const std::string& layers, std::vector<std::string> flags = {}) {
+    const KeyFile key = keygen("node" + std::to_string(nodes_.size()));
+    std::vector<std::string> args = {
+        "node", "-m",         model_,   "--listen",    "127.0.0.1:0",   "-t",
+        "1",    "--identity", key.path, "--bootstrap", boot_->address()};
+    if (!layers.empty()) args.insert(args.end(), {"--layers", layers});
+    args.insert(args.end(), flags.begin(), flags.end());
+    const std::string log = node_log(nodes_.size());
+    nodes_.push_back(std::make_unique<ChildProcess>(args, log));
+    EXPECT_TRUE(nodes_.back()->ok()) << read_file(log);
+    EXPECT_TRUE(
+        eventually([&] { return record_of(key.node_id).has_value(); }, std::chrono::seconds(30)))
+        << "no record of " << key.node_id << "\n"
+        << read_file(log);
+    return key.node_id;
+  }
+  std::string node_log(size_t i) const { return dir_ + "/node" + std::to_string(i) + ".err"; }
+
+  std::vector<NodeRecord> records() {
+    auto l = reader_->find_nodes(model_id_, swarm::discovery::unix_now());
+    return l.ok() ? l->records : std::vector<NodeRecord>{};
+  }
+  std::optional<NodeRecord> record_of(const std::string& node_id) {
+    for (const NodeRecord& r : records())
+      if (r.node_id == node_id) return r;
+    return std::nullopt;
+  }
+
+  ChildProcess* gateway(const std::vector<std::string>& flags = {}) {
+    std::vector<std::string> args = {"gateway",
+                                     "-m",
+                                     model_,
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--bootstrap",
+                                     boot_->address(),
+                                     "--dht-refresh",
+                                     "0.2",
+                                     "--model-name",
+                                     "tiny"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    gateway_ = std::make_unique<ChildProcess>(args, gateway_log());
+    EXPECT_TRUE(gateway_->ok()) << read_file(gateway_log());
+    return gateway_.get();
+  }
+  std::string gateway_log() const { return dir_ + "/gateway.err"; }
+
+  ChildProcess* node_at(const std::string& address) {
+    for (auto& n : nodes_)
+      if (n->address() == address) return n.get();
+    return nullptr;
+  }
+
+  std::string single_process(const std::string& prompt, int n) {
+    auto r = run_swarm("generate -m " + model_ + " -p " + shell_quote(prompt) + " -n " +
+                       std::to_string(n) + " --temp 0 -t 1");
+    EXPECT_EQ(r.code, 0) << r.out;
+    const std::string raw = r.out.substr(0, r.out.find('\n'));
+    return json::parse(json(raw).dump(-1, ' ', false, json::error_handler_t::replace))
+        .get<std::string>();
+  }
+
+  std::string complete(const std::string& prompt, int n, int* status) {
+    httplib::Client c("127.0.0.1", gateway_->port());
+    c.set_read_timeout(120, 0);
+    const json body = {
+        {"model", "tiny"}, {"prompt", prompt}, {"max_tokens", n}, {"temperature", 0}};
+    auto res = c.Post("/v1/completions", body.dump(), "application/json");
+    *status = res ? res->status : -1;
+    if (!res || res->status != 200) return res ? res->body : "<no answer>";
+    return json::parse(res->body)["choices"][0]["text"].get<std::string>();
+  }
+
+  // A streamed completion, its SSE chunks joined; `on_chunk` sees each piece.
+  std::string complete_streamed(const std::string& prompt, int n,
+                                const std::function<void()>& on_chunk) {
+    httplib::Client c("127.0.0.1", gateway_->port());
+    c.set_read_timeout(120, 0);
+    const json body = {{"model", "tiny"},  {"prompt", prompt}, {"max_tokens", n},
+                       {"temperature", 0}, {"stream", true},   {"ignore_eos", true}};
+    std::string buffer, text;
+    bool done = false;
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = body.dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+      buffer.append(data, len);
+      for (size_t end; (end = buffer.find("\n\n")) != std::string::npos; buffer.erase(0, end + 2)) {
+        if (buffer.rfind("data: ", 0) != 0) continue;
+        const std::string payload = buffer.substr(6, end - 6);
+        if (payload == "[DONE]") {
+          done = true;
+          continue;
+        }
+        const json j = json::parse(payload, nullptr, false);
+        if (!j.is_object() || !j.contains("choices")) return false;
+        text += j["choices"][0]["text"].get<std::string>();
+        on_chunk();
+      }
+      return true;
+    };
+    auto res = c.send(req);
+    if (!res || res->status != 200) return "<HTTP " + std::to_string(res ? res->status : -1) + ">";
+    return done ? text : "<no [DONE]>: " + text;
+  }
+
+  json status_json() {
+    auto r = run_swarm("status --bootstrap " + boot_->address() + " --json");
+    EXPECT_EQ(r.code, 0) << r.out;
+    const size_t at = r.out.find("{\"models\"");
+    return at == std::string::npos ? json() : json::parse(r.out.substr(at), nullptr, false);
+  }
+
+  std::string model_, dir_, model_id_;
+  uint64_t layer_bytes_ = 0;
+  std::unique_ptr<ChildProcess> boot_, gateway_;
+  std::unique_ptr<swarm::discovery::DhtNode> reader_;
+  std::vector<std::unique_ptr<ChildProcess>> nodes_;
+};
+
+// Six nodes found through the DHT alone, two per range; the middle stage in use
+// dies (kill -9) or stalls (SIGSTOP) while five streamed generations run: all
+// complete with the text one process gives, routed around the lost node.
+class DhtSwarmFaultTest : public DhtSwarmTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(DhtSwarmFaultTest, GenerationsSurviveALostMiddleStage) {
+  const int sig = GetParam();
+  constexpr int kTokens = 20, kStreams = 5;
+  std::vector<std::string> want;
+  for (int i = 0; i < kStreams; ++i) want.push_back(single_process(kPrompts[i], kTokens));
+  for (const char* range : {"0:1", "1:3", "3:4", "0:1", "1:3", "3:4"})
+    node(range, {"--link-delay-ms", "15"});
+  ASSERT_EQ(records().size(), 6u);
+  gateway({"--step-timeout-ms", "1500"});
+  ASSERT_TRUE(gateway_->ok());
+
+  // The chain the gateway logged at start: "chain A [0,1) -> B [1,3) -> C [3,4)".
+  const std::string log = read_file(gateway_log());
+  const size_t at = log.find("chain ");
+  ASSERT_NE(at, std::string::npos) << log;
+  std::stringstream line(log.substr(at + 6, log.find('\n', at) - at - 6));
+  std::vector<std::string> chain;
+  for (std::string w; line >> w;)
+    if (w.find(':') != std::string::npos && w[0] != '[') chain.push_back(w);
+  ASSERT_EQ(chain.size(), 3u) << log;
+  ChildProcess* victim = node_at(chain[1]);
+  ASSERT_NE(victim, nullptr);
+
+  std::atomic<int> chunks{0};
+  std::vector<std::future<std::string>> got;
+  for (int i = 0; i < kStreams; ++i)
+    got.push_back(std::async(std::launch::async, [&, i] {
+      return complete_streamed(kPrompts[i], kTokens, [&] { ++chunks; });
+    }));
+  ASSERT_TRUE(eventually([&] { return chunks.load() >= 2 * kStreams; }, std::chrono::seconds(60)));
+  victim->signal(sig);
+  for (int i = 0; i < kStreams; ++i) EXPECT_EQ(got[i].get(), want[i]) << "stream " << i;
+  if (sig == SIGSTOP) victim->signal(SIGCONT);
+  std::ifstream in(gateway_log());
+  int recovered = 0;
+  for (std::string l; std::getline(in, l);)
+    if (l.find("recovered") != std::string::npos) {
+      ++recovered;
+      EXPECT_EQ(l.find(chain[1] + " ["), std::string::npos)
+          << "still routed through the failed node: " << l;
+    }
+  EXPECT_GE(recovered, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(KillAndStall, DhtSwarmFaultTest, ::testing::Values(SIGKILL, SIGSTOP),
+                         [](const ::testing::TestParamInfo<int>& i) {
+                           return std::string(i.param == SIGKILL ? "Killed" : "Stalled");
+                         });
+
+// Nodes without --layers, each with memory for two of the four layers, started
+// one at a time: the first takes [0,2), `swarm status` shows the gap [2,4) and
+// the gateway cannot serve; the second takes the gap and the model is served,
+// with one process's text. A forged record in the DHT is counted, not shown.
+TEST_F(DhtSwarmTest, ANodeJoiningTheGapMakesTheModelServable) {
+  const std::string memory = std::to_string(2 * layer_bytes_ + layer_bytes_ / 2);
+  const std::string a = node("", {"--memory", memory});
+  ASSERT_EQ(record_of(a)->layer_begin, 0);
+  ASSERT_EQ(record_of(a)->layer_end, 2);
+  // A record claiming all layers for a key that did not sign it.
+  auto forger = swarm::net::Identity::Generate();
+  ASSERT_TRUE(forger.ok());
+  NodeRecord fake;
+  fake.addresses = {"127.0.0.1:9"};
+  fake.model_id = model_id_;
+  fake.layer_begin = 0;
+  fake.layer_end = 4;
+  fake.issued_at = swarm::discovery::unix_now();
+  fake.expires_at = fake.issued_at + 600;
+  json forged = json::parse(swarm::discovery::sign_record(fake, *forger));
+  forged["layer_end"] = 3;
+  ASSERT_TRUE(reader_->put(swarm::discovery::model_key(model_id_), forged.dump()).ok());
+
+  json st = status_json();
+  ASSERT_TRUE(st.is_object()) << st;
+  ASSERT_EQ(st["models"].size(), 1u) << st;
+  const json& m = st["models"][0];
+  EXPECT_EQ(m["model_id"], model_id_);
+  EXPECT_EQ(m["n_layer"], 4);
+  EXPECT_FALSE(m["servable"].get<bool>());
+  ASSERT_EQ(m["nodes"].size(), 1u) << m;
+  EXPECT_EQ(m["nodes"][0]["node_id"], a);
+  EXPECT_EQ(m["gaps"], json::parse(R"([{"begin":2,"end":4}])")) << m;
+  EXPECT_GE(m["rejected"]["corrupt"].get<int>(), 1) << m;
+  auto text = run_swarm("status --bootstrap " + boot_->address());
+  EXPECT_NE(text.out.find("layers [0,2)  node " + a), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("gaps: [2,4)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("NOT servable"), std::string::npos) << text.out;
+
+  gateway();
+  int status = 0;
+  complete(kPrompts[0], 4, &status);
+  EXPECT_EQ(status, 503);
+
+  const std::string b = node("", {"--memory", memory});
+  ASSERT_EQ(record_of(b)->layer_begin, 2);
+  ASSERT_EQ(record_of(b)->layer_end, 4);
+  const std::string want = single_process(kPrompts[0], 8);
+  std::string got;
+  EXPECT_TRUE(eventually(
+      [&] {
+        got = complete(kPrompts[0], 8, &status);
+        return status == 200;
+      },
+      std::chrono::seconds(30)))
+      << got;
+  EXPECT_EQ(got, want);
+  text = run_swarm("status --bootstrap " + boot_->address());
+  EXPECT_NE(text.out.find("gaps: none"), std::string::npos) << text.out;
+}
+
+// A node that chose [0,2) alone re-checks its choice; once another node serves
+// [0,2), it moves to the uncovered [2,4) (reloading its layers at the same
+// address) and the model becomes servable.
+TEST_F(DhtSwarmTest, ASelfAssignedNodeMovesToAGap) {
+  const std::string memory = std::to_string(2 * layer_bytes_ + layer_bytes_ / 2);
+  const std::string mover = node("", {"--memory", memory, "--rebalance-interval", "0.5"});
+  ASSERT_EQ(record_of(mover)->layer_end, 2);
+  node("0:2");
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto r = record_of(mover);
+        return r && r->layer_begin == 2 && r->layer_end == 4;
+      },
+      std::chrono::seconds(30)))
+      << read_file(node_log(0));
+  EXPECT_NE(read_file(node_log(0)).find("rebalance: moving to [2,4)"), std::string::npos);
+  gateway();
+  int status = 0;
+  std::string got;
+  EXPECT_TRUE(eventually(
+      [&] {
+        got = complete(kPrompts[2], 6, &status);
+        return status == 200;
+      },
+      std::chrono::seconds(30)))
+      << got;
+  EXPECT_EQ(got, single_process(kPrompts[2], 6));
+}
+
+// A record signed by key A names the address of a node that holds key B: the
+// gateway pins A, the TLS handshake shows B, and the node is refused (no route,
+// 503, the mismatch logged). B's own record for the same address serves.
+TEST_F(DhtSwarmTest, ANodeWhoseTlsIdentityIsNotItsRecordsIsRefused) {
+  const KeyFile b = keygen("b");
+  // Serves with identity B but does not announce itself.
+  nodes_.push_back(std::make_unique<ChildProcess>(
+      std::vector<std::string>{"node", "-m", model_, "--listen", "127.0.0.1:0", "-t", "1",
+                               "--identity", b.path},
+      node_log(0)));
+  ASSERT_TRUE(nodes_.back()->ok()) << read_file(node_log(0));
+  auto a = swarm::net::Identity::Generate();
+  ASSERT_TRUE(a.ok());
+  NodeRecord r;
+  r.addresses = {nodes_.back()->address()};
+  r.model_id = model_id_;
+  r.layer_begin = 0;
+  r.layer_end = 4;
+  r.issued_at = swarm::discovery::unix_now();
+  r.expires_at = r.issued_at + 600;
+  ASSERT_TRUE(reader_->announce(r, swarm::discovery::sign_record(r, *a)).ok());
+  ASSERT_TRUE(eventually([&] { return record_of(a->node_id()).has_value(); }));
+
+  gateway();
+  int status = 0;
+  const std::string body = complete(kPrompts[0], 4, &status);
+  EXPECT_EQ(status, 503) << body;
+  EXPECT_TRUE(eventually([&] {
+    const std::string log = read_file(gateway_log());
+    return log.find("TLS identity mismatch") != std::string::npos &&
+           log.find(b.node_id) != std::string::npos;
+  })) << read_file(gateway_log());
+
+  auto b_identity = swarm::net::Identity::Load(b.path);
+  ASSERT_TRUE(b_identity.ok());
+  ASSERT_TRUE(reader_->announce(r, swarm::discovery::sign_record(r, *b_identity)).ok());
+  std::string got;
+  EXPECT_TRUE(eventually(
+      [&] {
+        got = complete(kPrompts[0], 4, &status);
+        return status == 200;
+      },
+      std::chrono::seconds(30)))
+      << got;
+  EXPECT_EQ(got, single_process(kPrompts[0], 4));
+}
+
+// Usage errors name the flag.
+TEST_F(DhtSwarmTest, BadDhtFlagsAreRefusedByName) {
+  auto r = run_swarm("node -m " + model_ + " --bootstrap 127.0.0.1:4222");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--identity"), std::string::npos) << r.out;
+  const KeyFile k = keygen("k");
+  r = run_swarm("node -m " + model_ + " --identity " + k.path + " --bootstrap nowhere");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--bootstrap"), std::string::npos) << r.out;
+  r = run_swarm("gateway -m " + model_ + " --listen 127.0.0.1:0");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--bootstrap"), std::string::npos) << r.out;
+  r = run_swarm("dht --listen 127.0.0.1:x");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--listen"), std::string::npos) << r.out;
+}
+
+}  // namespace

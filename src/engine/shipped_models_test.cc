@@ -16,9 +16,12 @@ namespace {
 
 using testing::read_raw;
 
-constexpr const char* kReferencePrompt = "In the beginning God created the heaven and the earth.\n2 And the earth";
+constexpr const char* kReferencePrompt =
+    "In the beginning God created the heaven and the earth.\n2 And the earth";
 
-std::string gguf(const std::string& name) { return std::string(SWARM_SOURCE_DIR) + "/models/" + name + "-Q8_0.gguf"; }
+std::string gguf(const std::string& name) {
+  return std::string(SWARM_SOURCE_DIR) + "/models/" + name + "-Q8_0.gguf";
+}
 std::string ref(const std::string& name, const std::string& file) {
   return std::string(SWARM_SOURCE_DIR) + "/models/ref/" + name + "/" + file;
 }
@@ -62,7 +65,8 @@ TEST_P(ShippedModelTest, LogitsMatchPyTorchWithinTheQ8Tolerance) {
     std::vector<float> sorted(w, w + vocab);
     std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
     if (sorted[0] - sorted[1] < 0.1 * s) continue;
-    EXPECT_EQ(std::max_element(g, g + vocab) - g, std::max_element(w, w + vocab) - w) << "position " << p;
+    EXPECT_EQ(std::max_element(g, g + vocab) - g, std::max_element(w, w + vocab) - w)
+        << "position " << p;
   }
 }
 

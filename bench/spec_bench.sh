@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Speculative pipeline scheduling (doc/speculation.md): single-stream tokens/s
 # of one process, a 4-stage pipeline decoding plainly, and the same pipeline
-# speculating with n-gram drafts and with a draft model, at one-way link
+# speculating (auto: n-gram drafts when the controller finds they pay; ngram
+# and draft: always) with n-gram drafts and with a draft model, at one-way link
 # delays of 0, 20 and 100 ms on every hop, with stage 2 slowed 4x
 # (--slowdown 4). Two prompts: one that repeats itself (n-gram friendly) and
 # a plain one. Target: synthetic TinyLlama-1.1B in Q8_0; draft: the same
@@ -11,6 +12,8 @@
 # cancelled_compute_us over compute_us during the request, from swarm info),
 # and goodput over the controller's first-order bound
 # min((1 - a^(D+1)) / ((1 - a) rt), k / bt(k)). One JSON line per result.
+# Another pair: TARGET=, DRAFT= (files), N_LAYER= (the target's layers), and
+# PROMPT_NGRAM=, PROMPT_PLAIN= in the environment (e.g. the shipped KJV models).
 #   bench/spec_bench.sh [BUILD] [TOKENS] [SHAPE] [DELAYS]
 set -euo pipefail
 BUILD=${1:-build}
@@ -19,15 +22,15 @@ SHAPE=${3:-tinyllama-1.1b}
 DELAYS=${4:-"0 20 100"}
 SWARM="$BUILD/swarm"
 WORK="$BUILD/bench-spec"
-TARGET="$BUILD/models/$SHAPE-Q8_0.gguf"
-DRAFT="$BUILD/models/$SHAPE-Q4_0.gguf"
+TARGET=${TARGET:-"$BUILD/models/$SHAPE-Q8_0.gguf"}
+DRAFT=${DRAFT:-"$BUILD/models/$SHAPE-Q4_0.gguf"}
 mkdir -p "$BUILD/models" "$WORK"
 source "$(dirname "$0")/../scripts/procs.sh"
 [ -f "$TARGET" ] || "$SWARM" synth --shape "$SHAPE" --type Q8_0 --seed 1 -o "$TARGET" >&2
 [ -f "$DRAFT" ] || "$SWARM" synth --shape "$SHAPE" --type Q4_0 --seed 1 -o "$DRAFT" >&2
 N_LAYER=${N_LAYER:-22}  # tinyllama-1.1b's; set it for another shape
 
-PROMPT_NGRAM='def add(a, b):
+DEFAULT_NGRAM='def add(a, b):
     return a + b
 
 def sub(a, b):
@@ -43,7 +46,8 @@ def add(a, b):
     return a + b
 
 def sub(a, b):'
-PROMPT_PLAIN="The licensee may copy and distribute verbatim copies of the Program's source code"
+PROMPT_NGRAM=${PROMPT_NGRAM:-$DEFAULT_NGRAM}
+PROMPT_PLAIN=${PROMPT_PLAIN:-"The licensee may copy and distribute verbatim copies of the Program's source code"}
 
 # Sum of one Info counter over the nodes in $node_addrs.
 counter() {
@@ -80,8 +84,8 @@ measure() {
       "$(awk "BEGIN{x = $chains > 0 ? ($accepted + $chains) / $chains : 0; print x}")" "$bound" \
       "$(awk "BEGIN{x = $bound > 0 ? $rate / $bound : 0; print x}")" "$(sed 's/.*cancelled, //' <<<"$log")")
   fi
-  printf '{"bench":"speculation","label":"%s","prompt":"%s","link_delay_ms":%d,"mode":"%s","stream_tok_s":%s%s}\n' \
-    "$label" "$pname" "$delay" "$mode" "$rate" "$spec"
+  printf '{"bench":"speculation","model":"%s","label":"%s","prompt":"%s","link_delay_ms":%d,"mode":"%s","stream_tok_s":%s%s}\n' \
+    "$(basename "$TARGET" .gguf)" "$label" "$pname" "$delay" "$mode" "$rate" "$spec"
 }
 
 node_addrs=""
@@ -103,7 +107,7 @@ for delay in $DELAYS; do
     node_addrs+=" $addr"
   done
   gateway_pid=""
-  for mode in off ngram "draft:$DRAFT"; do
+  for mode in off auto ngram "draft:$DRAFT"; do
     [ -n "$gateway_pid" ] && { kill "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; }
     start gateway gateway -m "$TARGET" --listen 127.0.0.1:0 -c 512 --peers "$peers" \
       --link-delay-ms "$delay" --speculate "$mode" --draft-threads 1

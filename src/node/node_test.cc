@@ -55,7 +55,8 @@ class NodeProcess : public swarm::testing::ChildProcess {
 
  private:
   static std::vector<std::string> with_model(std::vector<std::string> extra) {
-    std::vector<std::string> args = {"node", "-m", model_path(), "--listen", "127.0.0.1:0", "-t", "1"};
+    std::vector<std::string> args = {"node",        "-m", model_path(), "--listen",
+                                     "127.0.0.1:0", "-t", "1"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
@@ -987,6 +988,82 @@ TEST_F(NodeTest, ARunningStepFinishesButIsAnsweredCancelled) {
   EXPECT_EQ(r[3].result().tokens(0), want[0]);
   ASSERT_EQ(r[4].kind_case(), StageResponse::kResult) << r[4].DebugString();
   EXPECT_EQ(r[4].result().tokens(0), want[1]);
+}
+
+StageRequest draft_req(const std::string& id, uint64_t step_id, const std::vector<int32_t>& tokens,
+                       int position, int n_drafts, bool continues = false) {
+  StageRequest r = step_req(id, step_id, tokens, position);
+  r.mutable_step()->set_n_drafts(n_drafts);
+  r.mutable_step()->set_continues_previous(continues);
+  return r;
+}
+
+// The last stage verifies drafts (greedy: each must be the argmax), returns the
+// accepted ones and the token after them, and rolls its cache back to the
+// accepted length; a continuation of a step that had a draft rejected is
+// answered CANCELLED; one of a step whose drafts all held is judged from that
+// step's last row.
+TEST_F(NodeTest, TheLastStageVerifiesDraftsAndRollsBackToTheAcceptedLength) {
+  auto nodes = start_nodes({{0, n_layer()}});
+  ASSERT_TRUE(nodes[0]->ok());
+  Stream s(nodes[0]->address());
+  ASSERT_TRUE(s.send(open_req("d", model_id(), 0, n_layer(), n_layer())));
+  ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
+  const auto p = prompt(5, 6);
+  const int P = static_cast<int>(p.size());
+  const auto want = reference(p, 8);
+  const int32_t n_vocab = model().config().n_vocab;
+  auto wrong = [&](int i) { return (want[i] + 1) % n_vocab; };
+  auto result = [&]() {
+    auto r = s.next();
+    EXPECT_TRUE(r && r->kind_case() == StageResponse::kResult)
+        << (r ? r->DebugString() : "timeout");
+    return r ? r->result() : v1::StepResult();
+  };
+  ASSERT_TRUE(s.send(step_req("d", 1, p, 0)));
+  EXPECT_EQ(result().tokens(0), want[0]);
+
+  // Anchor want[0], drafts want[1], want[2] (right) and a wrong third.
+  ASSERT_TRUE(s.send(draft_req("d", 2, {want[0], want[1], want[2], wrong(3)}, P, 3)));
+  v1::StepResult r = result();
+  EXPECT_EQ(std::vector<int32_t>(r.tokens().begin(), r.tokens().end()),
+            (std::vector<int32_t>{want[1], want[2], want[3]}));
+  EXPECT_EQ(r.accepted_drafts(), 2);
+  EXPECT_EQ(r.length(), P + 3);
+
+  // A continuation sent before that verdict built on the wrong draft.
+  ASSERT_TRUE(s.send(draft_req("d", 3, {want[4]}, P + 4, 1, true)));
+  auto c = s.next();
+  ASSERT_TRUE(c && c->kind_case() == StageResponse::kError) << (c ? c->DebugString() : "timeout");
+  EXPECT_EQ(c->error().code(), grpc::StatusCode::CANCELLED);
+
+  // The next anchor run continues from the accepted length; all its drafts hold.
+  ASSERT_TRUE(s.send(draft_req("d", 4, {want[3], want[4]}, P + 3, 1)));
+  r = result();
+  EXPECT_EQ(std::vector<int32_t>(r.tokens().begin(), r.tokens().end()),
+            (std::vector<int32_t>{want[4], want[5]}));
+  EXPECT_EQ(r.length(), P + 5);
+  // A continuation of it: want[5] is judged against its last row.
+  ASSERT_TRUE(s.send(draft_req("d", 5, {want[5], want[6], wrong(7)}, P + 5, 3, true)));
+  r = result();
+  EXPECT_EQ(std::vector<int32_t>(r.tokens().begin(), r.tokens().end()),
+            (std::vector<int32_t>{want[5], want[6], want[7]}));
+  EXPECT_EQ(r.accepted_drafts(), 2);
+  EXPECT_EQ(r.length(), P + 7);
+
+  // Malformed draft fields are errors naming the field; the session goes on.
+  ASSERT_TRUE(s.send(draft_req("d", 6, {want[7]}, P + 7, 2)));
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "Step.n_drafts");
+  ASSERT_TRUE(s.send(draft_req("d", 7, {want[7], 1}, P + 7, 1, true)));
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "Step.continues_previous");
+  StageRequest bad_q = draft_req("d", 8, {want[7], 1}, P + 7, 1);
+  v1::DraftProbs* q = bad_q.mutable_step()->add_draft_probs();
+  q->add_ids(n_vocab);
+  q->add_probs(1);
+  ASSERT_TRUE(s.send(bad_q));
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "outside the vocabulary");
+  ASSERT_TRUE(s.send(step_req("d", 9, {want[7]}, P + 7)));
+  EXPECT_EQ(result().length(), P + 8);
 }
 
 }  // namespace

@@ -3,7 +3,8 @@
 # (the shapes of ../shared/ANCHORS.md), the matmul kernels alone, then the swarm
 # against one process (bench/swarm_bench.sh) and recovery from a killed stage
 # (bench/recovery_bench.sh), and a pipeline with one stage slowed by --slowdown
-# (bench/slowdown_bench.sh).
+# (bench/slowdown_bench.sh), and speculation on the shipped KJV pair
+# (bench/spec_acceptance.sh).
 # Every result is one JSON line on stdout.
 set -euo pipefail
 BUILD=${1:-build}
@@ -19,3 +20,4 @@ if [ -x "$BUILD/bench/matmul_bench" ]; then "$BUILD/bench/matmul_bench" --quick;
 "$(dirname "$0")/swarm_bench.sh" "$BUILD"
 "$(dirname "$0")/recovery_bench.sh" "$BUILD"
 "$(dirname "$0")/slowdown_bench.sh" "$BUILD"
+"$(dirname "$0")/spec_acceptance.sh" "$BUILD"

@@ -268,3 +268,34 @@ TEST(CliKeygen, CreatesAPrivateKeyAndRefusesToReplaceItWithoutForce) {
 }
 
 }  // namespace
+
+namespace {
+
+// Greedy speculative decoding with the shipped pair, in one process: whatever the
+// drafts, the output is the plain greedy output (spec-eval fails otherwise), and a
+// draft model trained on the same text gets some of its drafts accepted.
+TEST(CliSpecEval, ShippedDraftSpeculatesLosslesslyForTheShippedTarget) {
+  const std::string dir = std::string(SWARM_SOURCE_DIR) + "/models/";
+  for (const std::string& drafter : std::vector<std::string>{"ngram", "draft:" + dir + "kjv-draft-Q8_0.gguf"}) {
+    CmdResult r = swarm("spec-eval -m " + dir + "kjv-target-Q8_0.gguf --drafter " + drafter +
+                        " -k 3,6 -n 24 -p 'And God said' -p 'Psalms 2\n1 Why do the heathen'");
+    ASSERT_EQ(r.code, 0) << r.out;
+    int lines = 0;
+    for (size_t at = 0; at < r.out.size(); at = r.out.find('\n', at) + 1) {
+      auto j = nlohmann::json::parse(r.out.substr(at, r.out.find('\n', at) - at), nullptr, false);
+      if (!j.is_object()) break;
+      ++lines;
+      EXPECT_TRUE(j["identical_to_plain"].get<bool>());
+      EXPECT_EQ(j["tokens"], 48);
+      if (drafter != "ngram") {
+        EXPECT_GT(j["acceptance_rate"].get<double>(), 0.0) << r.out;
+      }
+    }
+    EXPECT_EQ(lines, 2) << r.out;
+  }
+  CmdResult bad = swarm("spec-eval -m " + dir + "kjv-target-Q8_0.gguf --drafter magic -p x");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("--drafter: 'magic'"), std::string::npos) << bad.out;
+}
+
+}  // namespace

@@ -1,0 +1,174 @@
+// swarm spec-eval -m TARGET --drafter ngram|draft:MODEL [-k 4,6,8] [--prompts FILE.jsonl] [-n 64]
+// How well a drafter predicts a target, measured in one process: greedy
+// speculative decoding of each prompt, where every target pass verifies the
+// anchor token and up to k drafts (the same judgement the last stage makes:
+// a draft stands while it is the target's argmax). Prints one JSON line per k:
+// acceptance rate (accepted / drafted), mean accepted length (accepted drafts
+// per verifying pass), tokens per target pass, and the speed against plain
+// greedy decoding of the same prompts, whose output must be identical.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli/common.h"
+#include "pipeline/model_drafter.h"
+#include "pipeline/ngram_drafter.h"
+
+namespace swarm::cli {
+namespace {
+
+int32_t argmax(const float* row, int n) {
+  return static_cast<int32_t>(std::max_element(row, row + n) - row);
+}
+
+struct Totals {
+  int64_t drafted = 0, accepted = 0, passes = 0, passes_with_drafts = 0, tokens = 0;
+  double seconds = 0;
+};
+
+// Greedy decoding of `prompt` for `n` tokens; with a drafter, each pass feeds
+// the anchor and up to `k` drafts and keeps what the target agrees with.
+std::vector<int32_t> decode(const Model& model, ThreadPool& pool,
+                            const std::vector<int32_t>& prompt, int n, Drafter* drafter, int k,
+                            Totals& t) {
+  const int vocab = model.config().n_vocab;
+  auto cache = model.new_cache(static_cast<int>(prompt.size()) + n + k + 2);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto logits = model.forward(prompt, *cache, pool);
+  check(logits.status());
+  int32_t anchor = argmax(logits->data() + (prompt.size() - 1) * vocab, vocab);
+  std::vector<int32_t> context = prompt, out;
+  while (static_cast<int>(out.size()) < n) {
+    std::vector<int32_t> batch = {anchor};
+    if (drafter != nullptr) {
+      context.push_back(anchor);
+      auto proposal = drafter->propose(context, std::min(k, n - static_cast<int>(out.size()) - 1));
+      context.pop_back();
+      check(proposal.status());
+      batch.insert(batch.end(), proposal->tokens.begin(), proposal->tokens.end());
+    }
+    const int base = cache->length();
+    auto rows = model.forward(batch, *cache, pool);
+    check(rows.status());
+    int accepted = 0;
+    while (accepted + 1 < static_cast<int>(batch.size()) &&
+           argmax(rows->data() + accepted * vocab, vocab) == batch[accepted + 1])
+      ++accepted;
+    check(cache->truncate(base + 1 + accepted));
+    for (int i = 0; i <= accepted && static_cast<int>(out.size()) < n; ++i) {
+      out.push_back(batch[i]);
+      context.push_back(batch[i]);
+    }
+    anchor = argmax(rows->data() + accepted * vocab, vocab);
+    t.passes++;
+    t.drafted += static_cast<int64_t>(batch.size()) - 1;
+    t.accepted += accepted;
+    if (batch.size() > 1) t.passes_with_drafts++;
+  }
+  t.tokens += static_cast<int64_t>(out.size());
+  t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+std::vector<std::string> read_prompts(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(path + ": cannot open");
+  std::vector<std::string> prompts;
+  std::string line;
+  for (int no = 1; std::getline(in, line); ++no) {
+    if (line.empty()) continue;
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_string()) fail(path + ":" + std::to_string(no) + ": not a JSON string");
+    prompts.push_back(j.get<std::string>());
+  }
+  if (prompts.empty()) fail(path + ": no prompts");
+  return prompts;
+}
+
+}  // namespace
+
+void register_spec_eval(CLI::App& app) {
+  struct Opts {
+    std::string model, drafter = "ngram", prompts_file;
+    std::vector<int> ks = {4, 6, 8};
+    std::vector<std::string> prompts;
+    int n = 64, threads = 1;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* cmd = app.add_subcommand(
+      "spec-eval", "Measure a drafter's acceptance against a target model (greedy, one process)");
+  cmd->add_option("-m,--model", o->model, "Target model (GGUF file or Hugging Face folder)")
+      ->required();
+  cmd->add_option("--drafter", o->drafter, "ngram (prompt lookup) or draft:MODEL (default ngram)");
+  cmd->add_option("-k,--drafts", o->ks, "Drafts per pass, one run each (default 4,6,8)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--prompts", o->prompts_file, "A file of prompts, one JSON string per line");
+  cmd->add_option("-p,--prompt", o->prompts, "A prompt (repeatable)");
+  cmd->add_option("-n,--n-predict", o->n, "Tokens to generate per prompt (default 64)")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("-t,--threads", o->threads, "Threads (default 1)")->check(CLI::Range(1, 1024));
+  cmd->callback([o] {
+    std::vector<std::string> prompts = o->prompts;
+    if (!o->prompts_file.empty())
+      for (std::string& p : read_prompts(o->prompts_file)) prompts.push_back(std::move(p));
+    if (prompts.empty()) fail("give --prompts FILE or -p TEXT");
+    auto model = load_model(o->model);
+    auto tok = load_tokenizer(o->model, model->config().n_vocab);
+    ThreadPool pool(o->threads);
+    std::shared_ptr<DraftModel> draft;
+    if (o->drafter.rfind("draft:", 0) == 0) {
+      auto d = DraftModel::Load(o->drafter.substr(6), model->config().n_vocab, o->threads);
+      if (!d.ok()) fail("--drafter: " + d.status().message());
+      draft = *d;
+    } else if (o->drafter != "ngram") {
+      fail("--drafter: '" + o->drafter + "' is neither ngram nor draft:MODEL");
+    }
+    std::vector<std::vector<int32_t>> encoded, plain;
+    Totals base;
+    for (const std::string& p : prompts) {
+      encoded.push_back(tok->encode(p));
+      plain.push_back(decode(*model, pool, encoded.back(), o->n, nullptr, 0, base));
+    }
+    for (int k : o->ks) {
+      Totals t;
+      bool identical = true;
+      for (size_t i = 0; i < encoded.size(); ++i) {
+        std::unique_ptr<Drafter> drafter;
+        if (draft) {
+          SamplingParams greedy;
+          greedy.temperature = 0;
+          drafter = std::make_unique<ModelDrafter>(
+              draft, greedy, static_cast<int>(encoded[i].size()) + o->n + k + 2);
+        } else {
+          drafter = std::make_unique<NgramDrafter>();
+        }
+        identical &= decode(*model, pool, encoded[i], o->n, drafter.get(), k, t) == plain[i];
+      }
+      const nlohmann::json line = {
+          {"bench", "spec_eval"},
+          {"model", o->model},
+          {"drafter", o->drafter},
+          {"k", k},
+          {"prompts", prompts.size()},
+          {"tokens", t.tokens},
+          {"acceptance_rate", t.drafted > 0 ? static_cast<double>(t.accepted) / t.drafted : 0.0},
+          {"mean_accepted_length",
+           t.passes_with_drafts > 0 ? static_cast<double>(t.accepted) / t.passes_with_drafts : 0.0},
+          {"passes_with_drafts",
+           t.passes_with_drafts > 0 ? static_cast<double>(t.passes_with_drafts) / t.passes : 0.0},
+          {"tokens_per_target_pass", static_cast<double>(t.tokens) / t.passes},
+          {"tokens_per_s", t.tokens / t.seconds},
+          {"plain_tokens_per_s", base.tokens / base.seconds},
+          {"speedup", (t.tokens / t.seconds) / (base.tokens / base.seconds)},
+          {"identical_to_plain", identical}};
+      std::printf("%s\n", line.dump().c_str());
+      std::fflush(stdout);
+      if (!identical) fail("speculative output differs from plain greedy decoding");
+    }
+  });
+}
+
+}  // namespace swarm::cli

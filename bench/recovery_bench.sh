@@ -9,6 +9,7 @@ set -euo pipefail
 BUILD=${1:-build}
 TOKENS=${2:-200}
 DELAY=${3:-5}
+DISCOVERY=${4:-peers}
 SWARM="$BUILD/swarm"
 WORK="$BUILD/bench-recovery"
 MODEL="$BUILD/models/demo-tiny-Q8_0.gguf"
@@ -17,14 +18,31 @@ source "$(dirname "$0")/../scripts/procs.sh"
 [ -f "$MODEL" ] || "$SWARM" synth --shape demo-tiny --type Q8_0 --seed 1 -o "$MODEL" >&2
 
 declare -A pid_of
+case "$DISCOVERY" in
+  peers | dht) ;;
+  *) echo "recovery_bench.sh: DISCOVERY must be peers or dht, not '$DISCOVERY'" >&2; exit 2 ;;
+esac
 run() {  # KILL(0|1) -> one loadgen JSON line
-  local kill=$1 peers="" range
+  local kill=$1 peers="" range i=0 found=() boot
+  if [ "$DISCOVERY" = dht ]; then
+    start dht dht --listen 127.0.0.1:0
+    boot=$addr
+    found=(--bootstrap "$boot")
+  fi
   for range in 0:3 3:6 6:8 0:3 3:6 6:8; do
-    start "node-$range-${#pids[@]}" node -m "$MODEL" --layers "$range" --listen 127.0.0.1:0 -t 1 --link-delay-ms "$DELAY"
+    i=$((i + 1))
+    local id=()
+    if [ "$DISCOVERY" = dht ]; then
+      [ -f "$WORK/node$i.key" ] || "$SWARM" keygen -o "$WORK/node$i.key" >/dev/null 2>&1
+      id=(--identity "$WORK/node$i.key" --bootstrap "$boot")
+    fi
+    start "node-$range-${#pids[@]}" node -m "$MODEL" --layers "$range" --listen 127.0.0.1:0 -t 1 --link-delay-ms "$DELAY" \
+      "${id[@]}"
     pid_of[$addr]=${pids[-1]}
     peers+="${peers:+,}$addr"
   done
-  start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 --peers "$peers" --link-delay-ms "$DELAY" \
+  [ "$DISCOVERY" = peers ] && found=(--peers "$peers")
+  start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 "${found[@]}" --link-delay-ms "$DELAY" \
     --step-timeout-ms 2000
   local url="http://$addr" middle
   middle=$(grep -o 'chain .*' "$WORK/gateway.err" | awk '{print $5}')
@@ -48,4 +66,5 @@ echo "$killed"
 field() { sed "s/.*\"$2\":\([0-9.]*\).*/\1/" <<<"$1"; }
 awk -v bg="$(field "$base" max_gap_ms)" -v kg="$(field "$killed" max_gap_ms)" \
     -v br="$(field "$base" aggregate_tok_s)" -v kr="$(field "$killed" aggregate_tok_s)" -v n="$TOKENS" -v d="$DELAY" \
-  'BEGIN { printf "{\"bench\":\"recovery\",\"tokens\":%d,\"link_delay_ms\":%d,\"recovery_ms\":%.1f,\"tok_s_baseline\":%.2f,\"tok_s_with_kill\":%.2f,\"tok_s_lost_fraction\":%.3f}\n", n, d, kg - bg, br, kr, 1 - kr / br }'
+  -v disc="$DISCOVERY" \
+  'BEGIN { printf "{\"bench\":\"recovery\",\"discovery\":\"%s\",\"tokens\":%d,\"link_delay_ms\":%d,\"recovery_ms\":%.1f,\"tok_s_baseline\":%.2f,\"tok_s_with_kill\":%.2f,\"tok_s_lost_fraction\":%.3f}\n", disc, n, d, kg - bg, br, kr, 1 - kr / br }'

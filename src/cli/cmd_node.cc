@@ -111,6 +111,10 @@ class SwarmMember {
     // A move restarts the server where gateways already know it.
     node_.listen = server_->address();
     address_ = o_.announce_address.empty() ? server_->address() : o_.announce_address;
+    const std::string host = address_.substr(0, address_.rfind(':'));
+    if (host == "0.0.0.0" || host == "[::]" || host == "::")
+      fail("--announce-address: needed when --listen is a wildcard (" + address_ +
+           "): the HOST:PORT gateways reach this node at");
     announcer_ = std::make_unique<discovery::Announcer>(
         *dht_, *identity_, [this] { return current_record(); },
         std::chrono::seconds(static_cast<int64_t>(o_.announce_interval_s)));

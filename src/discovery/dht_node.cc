@@ -136,9 +136,33 @@ Result<std::unique_ptr<DhtNode>> DhtNode::Start(const DhtOptions& options) {
   if (!bind.ok()) return bind.status().annotate("DHT listen address");
   std::vector<dht::SockAddr> peers;
   for (const std::string& b : options.bootstrap) {
+    // An IPv4 address as is; a name is looked up (its IPv4 addresses).
     auto sin = parse_ipv4(b, false);
-    if (!sin.ok()) return sin.status().annotate("DHT bootstrap");
-    peers.push_back(to_sockaddr(*sin));
+    if (sin.ok()) {
+      peers.push_back(to_sockaddr(*sin));
+      continue;
+    }
+    const size_t colon = b.rfind(':');
+    const std::string port = colon == std::string::npos ? "" : b.substr(colon + 1);
+    const bool port_ok = !port.empty() && port.size() <= 5 &&
+                         port.find_first_not_of("0123456789") == std::string::npos &&
+                         std::stoi(port) >= 1 && std::stoi(port) <= 65535;
+    size_t found = 0;
+    std::vector<dht::SockAddr> resolved;
+    try {
+      if (port_ok && colon > 0) resolved = dht::SockAddr::resolve(b.substr(0, colon), port);
+    } catch (const std::exception&) {
+      // Not found: reported below.
+    }
+    for (const dht::SockAddr& a : resolved)
+      if (a.getFamily() == AF_INET) {
+        peers.push_back(a);
+        ++found;
+      }
+    if (found == 0)
+      return Status::InvalidArgument("DHT bootstrap: '" + b +
+                                     "' is not HOST:PORT with an IPv4 address or a name that "
+                                     "resolves to one, and a port 1..65535");
   }
   auto impl = std::make_unique<Impl>();
   dht::DhtRunner::Config config;

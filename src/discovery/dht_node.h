@@ -32,7 +32,7 @@ inline constexpr uint32_t kDhtNetworkId = 0x53574d31;  // "SWM1"
 
 struct DhtOptions {
   std::string listen = "127.0.0.1:0";  // IPv4 HOST:PORT to bind (UDP); port 0: any
-  std::vector<std::string> bootstrap;  // HOST:PORT of DHT nodes to join through
+  std::vector<std::string> bootstrap;  // HOST:PORT of DHT nodes to join through (names resolved)
 };
 
 // What the swarm.v1/models key carries: which models have nodes, with enough to
@@ -73,8 +73,9 @@ RecordLookup select_records(const std::vector<std::string>& values, const std::s
 class DhtNode {
  public:
   // Binds, starts the DHT's thread and, if any are given, contacts the
-  // bootstrap peers. InvalidArgument for a listen or bootstrap that is not an
-  // IPv4 HOST:PORT; IOError if the port cannot be bound.
+  // bootstrap peers. InvalidArgument for a listen that is not an IPv4
+  // HOST:PORT, or a bootstrap whose host is neither IPv4 nor a name that
+  // resolves to IPv4; IOError if the port cannot be bound.
   static Result<std::unique_ptr<DhtNode>> Start(const DhtOptions& options);
   ~DhtNode();  // leaves the DHT and joins its threads
   DhtNode(const DhtNode&) = delete;

@@ -138,9 +138,20 @@ TEST(DhtNodeStartTest, BadAddressesAreRefusedByName) {
   auto r = DhtNode::Start({"localhost:x", {}});
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("localhost:x"), std::string::npos) << r.status().ToString();
-  r = DhtNode::Start({"127.0.0.1:0", {"127.0.0.1:0"}});
-  ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("bootstrap"), std::string::npos) << r.status().ToString();
+  for (const char* bad : {"127.0.0.1:0", "localhost", "localhost:99999"}) {
+    r = DhtNode::Start({"127.0.0.1:0", {bad}});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("bootstrap"), std::string::npos) << r.status().ToString();
+    EXPECT_NE(r.status().message().find(bad), std::string::npos) << r.status().ToString();
+  }
+  // A name is looked up.
+  auto boot = DhtNode::Start({});
+  ASSERT_TRUE(boot.ok());
+  const std::string port = boot.value()->address().substr(boot.value()->address().rfind(':') + 1);
+  auto named = DhtNode::Start({"127.0.0.1:0", {"localhost:" + port}});
+  ASSERT_TRUE(named.ok()) << named.status().ToString();
+  EXPECT_TRUE(swarm::testing::eventually([&] { return named.value()->connected(); },
+                                         std::chrono::seconds(30)));
 }
 
 }  // namespace

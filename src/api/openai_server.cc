@@ -54,18 +54,26 @@ OJson usage_json(const GenerationResult& r) {
   OJson u = {{"prompt_tokens", r.prompt_tokens},
              {"completion_tokens", r.completion_tokens},
              {"total_tokens", r.prompt_tokens + r.completion_tokens}};
-  if (!r.drafter.empty()) {
-    u["completion_tokens_details"] = {
-        {"accepted_prediction_tokens", r.accepted_tokens},
-        {"rejected_prediction_tokens", r.drafted_tokens - r.accepted_tokens}};
+  const SpeculationReport& s = r.speculation;
+  if (!s.drafter.empty()) {
+    u["completion_tokens_details"] = {{"accepted_prediction_tokens", s.accepted},
+                                      {"rejected_prediction_tokens", s.drafted - s.accepted}};
     u["speculation"] = {
-        {"drafter", r.drafter},
-        {"drafted_tokens", r.drafted_tokens},
-        {"accepted_tokens", r.accepted_tokens},
-        {"acceptance_rate",
-         r.drafted_tokens > 0 ? static_cast<double>(r.accepted_tokens) / r.drafted_tokens : 0.0},
-        {"runs", r.speculative_runs},
-        {"cancelled_runs", r.cancelled_runs}};
+        {"drafter", s.drafter},
+        {"drafted_tokens", s.drafted},
+        {"accepted_tokens", s.accepted},
+        {"acceptance_rate", s.drafted > 0 ? static_cast<double>(s.accepted) / s.drafted : 0.0},
+        {"mean_accepted_length",
+         s.chains > 0 ? static_cast<double>(s.accepted + s.chains) / s.chains : 0.0},
+        {"runs", s.runs},
+        {"cancelled_runs", s.cancelled_runs},
+        {"width", s.width},
+        {"in_flight", s.in_flight},
+        {"drafts_per_round_trip", s.drafts_per_round_trip},
+        {"controller_acceptance", s.acceptance},
+        {"round_trip_s", s.round_trip_s},
+        {"bottleneck_s", s.bottleneck_s},
+        {"goodput_bound_tok_s", s.goodput_bound}};
   }
   return u;
 }
@@ -405,7 +413,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
 
   auto log = [this, what = req.method + " " + req.path](const Job& job, const Outcome& o) {
     if (!options_.log) return;
-    char line[512];
+    char line[1024];
     const double tps = o.result.generation_seconds > 0 && o.result.completion_tokens > 1
                            ? (o.result.completion_tokens - 1) / o.result.generation_seconds
                            : 0.0;
@@ -415,7 +423,18 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
                   o.status.ok() ? (o.cancelled ? "cancelled" : o.finish_reason.c_str())
                                 : o.status.ToString().c_str(),
                   o.result.route.c_str(), o.result.prompt_seconds, tps);
-    options_.log(line);
+    std::string text = line;
+    const SpeculationReport& s = o.result.speculation;
+    if (!s.drafter.empty()) {
+      std::snprintf(line, sizeof line,
+                    "; speculation %s: %d drafted, %d accepted, %d chains, %d of %d runs "
+                    "cancelled, k %d, W %d, D %d, a %.3f, rt %.4f s, bt %.4f s, bound %.2f tok/s",
+                    s.drafter.c_str(), s.drafted, s.accepted, s.chains, s.cancelled_runs, s.runs,
+                    s.width, s.in_flight, s.drafts_per_round_trip, s.acceptance, s.round_trip_s,
+                    s.bottleneck_s, s.goodput_bound);
+      text += line;
+    }
+    options_.log(text);
   };
 
   if (!job.stream) {

@@ -56,6 +56,7 @@ void register_chat(CLI::App& app);
 void register_loadgen(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_keygen(CLI::App& app);
+void register_info(CLI::App& app);
 void register_spec_eval(CLI::App& app);
 void register_dht(CLI::App& app);
 void register_status(CLI::App& app);

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   swarm::cli::register_chat(app);
   swarm::cli::register_loadgen(app);
   swarm::cli::register_keygen(app);
+  swarm::cli::register_info(app);
   swarm::cli::register_spec_eval(app);
   swarm::cli::register_dht(app);
   swarm::cli::register_status(app);

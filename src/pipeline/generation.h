@@ -19,6 +19,22 @@ struct GenerationRequest {
                                  // max_tokens = tokens to generate at most (stop strings are the API's job)
 };
 
+// What speculative decoding did for one request (doc/speculation.md).
+struct SpeculationReport {
+  std::string drafter;      // "ngram" or "draft"; "" when speculation was off
+  int drafted = 0;          // drafts sent to the chain
+  int accepted = 0;         // drafts the last stage accepted
+  int runs = 0;             // runs sent while decoding (anchor and speculative)
+  int cancelled_runs = 0;   // runs cancelled because they built on a rejected draft
+  int chains = 0;           // verified chains (each ends in a token the last stage sampled)
+  // The controller's view at the end: width k, runs in flight W, drafts per
+  // round trip D, pooled per-token acceptance a, the plain round trip, the
+  // bottleneck stage's time for k tokens, and the first-order goodput bound
+  // min((1 - a^(D+1)) / ((1 - a) round_trip), k / bottleneck) in tokens/s.
+  int width = 0, in_flight = 0, drafts_per_round_trip = 0;
+  double acceptance = 0, round_trip_s = 0, bottleneck_s = 0, goodput_bound = 0;
+};
+
 struct GenerationResult {
   int prompt_tokens = 0;
   int completion_tokens = 0;
@@ -28,12 +44,7 @@ struct GenerationResult {
   std::string route;             // what served it, for logs and the demo ("local", "a:1 -> b:2")
   double prompt_seconds = 0;     // time to the first generated token
   double generation_seconds = 0; // from the first token to the last
-  // Speculative decoding (doc/speculation.md); drafter "" when it was off.
-  std::string drafter;           // "ngram" or "draft"
-  int drafted_tokens = 0;        // drafts sent to the chain
-  int accepted_tokens = 0;       // drafts the last stage accepted
-  int speculative_runs = 0;      // runs sent while decoding (anchor and speculative)
-  int cancelled_runs = 0;        // runs cancelled because they built on a rejected draft
+  SpeculationReport speculation;
 };
 
 // Called with each generated token as soon as it exists. Returning false stops

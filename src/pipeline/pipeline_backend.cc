@@ -259,7 +259,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
       drafter = std::make_unique<ModelDrafter>(spec.draft, sp, prompt_len + budget + 1);
     else
       drafter = std::make_unique<NgramDrafter>();
-    SpeculationStats stats;
+    SpeculationReport& stats = result.speculation;
     auto emit = [&](int32_t t) {
       if (std::find(sp.stop_tokens.begin(), sp.stop_tokens.end(), t) != sp.stop_tokens.end()) {
         result.finish_reason = "stop";
@@ -290,11 +290,6 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
       if (!emit(*token)) break;
       anchor = *token;
     }
-    result.drafter = stats.drafter;
-    result.drafted_tokens = stats.drafted;
-    result.accepted_tokens = stats.accepted;
-    result.speculative_runs = stats.runs;
-    result.cancelled_runs = stats.cancelled_runs;
   }
   session->close();
   const auto t_end = Clock::now();

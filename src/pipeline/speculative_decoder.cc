@@ -27,13 +27,36 @@ constexpr int kWindowMaxTokens = 16;
 // EWMA weight of a new link delay estimate.
 constexpr double kLinkWeight = 0.25;
 
+// Fills the controller's view of the chain into `r` (see SpeculationReport).
+void report_view(const SpeculationMemory::Snapshot& mem, const SpecConfig& c,
+                 const std::vector<std::string>& addresses, const SpeculationOptions& options,
+                 SpeculationReport& r) {
+  std::vector<double> bottleneck(c.max_width, 0);
+  double sum_t1 = 0;
+  for (const StageTimes& t : mem.times.chain_times(addresses)) {
+    const std::vector<double> table = stage_time_table(t, c.max_width, c.assumed_slope);
+    if (table.empty()) return;  // a stage not measured yet
+    sum_t1 += table[0];
+    for (int b = 0; b < c.max_width; ++b) bottleneck[b] = std::max(bottleneck[b], table[b]);
+  }
+  r.width = width_for(bottleneck, c.width_slack);
+  r.bottleneck_s = bottleneck[r.width - 1];
+  r.round_trip_s =
+      sum_t1 + std::max(0.0, mem.link_delay_s) * static_cast<double>(addresses.size() + 1);
+  r.in_flight = in_flight_for(r.round_trip_s, r.bottleneck_s, 0, c.max_in_flight);
+  r.drafts_per_round_trip = std::min(r.width * r.in_flight - 1, options.max_draft);
+  r.acceptance = acceptance_rate(mem.state, c);
+  r.goodput_bound =
+      goodput_bound(r.acceptance, r.drafts_per_round_trip, r.round_trip_s, r.width, r.bottleneck_s);
+}
+
 }  // namespace
 
 Status decode_speculatively(ChainSession& session, Drafter& drafter,
                             const SpeculationOptions& options, SpeculationMemory& memory,
                             std::vector<int32_t>& fed, int32_t& anchor,
                             const std::function<bool(int32_t)>& emit,
-                            const std::function<int()>& remaining, SpeculationStats& stats) {
+                            const std::function<int()>& remaining, SpeculationReport& stats) {
   const SpecConfig& config = options.controller;
   SpeculationMemory::Snapshot mem = memory.get();
   std::vector<std::string> addresses;
@@ -77,7 +100,6 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
       mem.state = observe(mem.state, config,
                           GoodputWindow{window_speculative, static_cast<double>(window_tokens),
                                         secs, seconds_since(origin, now) + 0});
-      (window_speculative ? stats.speculative_windows : stats.plain_windows)++;
     }
     window_start = now;
     window_tokens = 0;
@@ -227,6 +249,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
       anchor = out.back();
       have_anchor = true;
       mem.state = observe(mem.state, config, DraftOutcome{chain_sent, chain_accepted});
+      ++stats.chains;
       chain_sent = chain_accepted = 0;
     } else {
       // Every draft held and the next run judges the token after them: the
@@ -248,6 +271,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     if (remaining() <= 0) break;
   }
   (void)cancel_all();
+  report_view(mem, config, addresses, options, stats);
   memory.put(mem);
   return Status::Ok();
 }

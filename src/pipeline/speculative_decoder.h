@@ -20,6 +20,7 @@
 
 #include "pipeline/chain_session.h"
 #include "pipeline/drafter.h"
+#include "pipeline/generation.h"
 #include "pipeline/spec_controller.h"
 #include "pipeline/speculation_options.h"
 #include "pipeline/stage_time_model.h"
@@ -49,16 +50,6 @@ class SpeculationMemory {
   Snapshot snap_;
 };
 
-// The request's speculation counters, for its usage report.
-struct SpeculationStats {
-  std::string drafter;  // "" when speculation was off
-  int drafted = 0;      // drafts sent and judged or cancelled
-  int accepted = 0;     // drafts the last stage accepted
-  int runs = 0;         // runs sent (anchor and speculative)
-  int cancelled_runs = 0;
-  int speculative_windows = 0, plain_windows = 0;
-};
-
 // Decodes after the prompt step. `fed`: the tokens the chain's caches hold;
 // `anchor`: the last generated token (already emitted, not yet fed).
 // `emit(token)` returns false to stop (end of generation, a stop string, the
@@ -69,6 +60,6 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
                             const SpeculationOptions& options, SpeculationMemory& memory,
                             std::vector<int32_t>& fed, int32_t& anchor,
                             const std::function<bool(int32_t)>& emit,
-                            const std::function<int()>& remaining, SpeculationStats& stats);
+                            const std::function<int()>& remaining, SpeculationReport& stats);
 
 }  // namespace swarm

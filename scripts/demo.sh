@@ -31,5 +31,5 @@ echo "demo: POST /v1/completions, streamed: the model continues a text"
   "And it came to pass, when the king heard"
 echo
 echo "demo: POST /v1/chat/completions, streamed: asked for a verse by its reference"
-"$SWARM" chat --url "http://$addr" --model kjv -n 60 --temp 0 "Psalms 23:1"
+"$SWARM" chat --url "http://$addr" --model kjv -n 60 --temp 0.7 --seed 7 "Psalms 23:1"
 echo "demo: shutting the swarm down"

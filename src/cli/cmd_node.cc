@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -203,8 +204,21 @@ class SwarmMember {
     }
     if (!d->move) {
       spdlog::debug("rebalance: {}", d->reason);
+      deferred_for_.reset();
       return;
     }
+    const std::string my_key =
+        net::to_hex(identity_->public_key().data(), identity_->public_key().size());
+    if (should_defer_move(peers, {load.first_layer, load.last_layer}, my_key,
+                          deferred_for_ == d->target)) {
+      spdlog::info(
+          "rebalance: a node with a lower key serves [{},{}) too and moves first; "
+          "waiting one check ({})",
+          load.first_layer, load.last_layer, d->reason);
+      deferred_for_ = d->target;
+      return;
+    }
+    deferred_for_.reset();
     spdlog::info("rebalance: moving to [{},{}): {}", d->target.first, d->target.last, d->reason);
     node::NodeOptions next = node_;
     next.first_layer = d->target.first;
@@ -247,6 +261,7 @@ class SwarmMember {
   std::condition_variable cv_;
   bool draining_ = false;
   std::thread rebalancer_;
+  std::optional<LayerRange> deferred_for_;  // the target the last check deferred moving to
 };
 
 }  // namespace

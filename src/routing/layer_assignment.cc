@@ -175,4 +175,14 @@ Result<MoveDecision> should_move(const std::vector<PeerSnapshot>& peers_without_
   return d;
 }
 
+bool should_defer_move(const std::vector<PeerSnapshot>& peers_without_me, LayerRange current,
+                       const std::string& my_public_key, bool deferred_before) {
+  if (deferred_before) return false;
+  for (const PeerSnapshot& p : peers_without_me)
+    if (!p.draining && p.first_layer == current.first && p.last_layer == current.last &&
+        p.public_key < my_public_key)
+      return true;
+  return false;
+}
+
 }  // namespace swarm

@@ -72,4 +72,15 @@ Result<MoveDecision> should_move(const std::vector<PeerSnapshot>& peers_without_
                                  double layer_tokens_per_second,
                                  double min_improvement_ratio = kMinImprovementRatio);
 
+// Nodes that serve the same block see the same swarm and would all make the
+// same move at once (two nodes that started together on [0,4) would both move
+// to the gap [4,8), and back). Of the nodes serving exactly `current`, the one
+// with the lowest public key (hex, compared as text) moves first: this returns
+// true, for any other, when it has not already deferred for this very target
+// in its previous check (`deferred_before`). A node defers once and then moves
+// anyway, so a lower node that never moves (a fixed --layers node) delays it by
+// one round only. Draining peers do not count.
+bool should_defer_move(const std::vector<PeerSnapshot>& peers_without_me, LayerRange current,
+                       const std::string& my_public_key, bool deferred_before);
+
 }  // namespace swarm

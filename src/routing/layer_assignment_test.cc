@@ -245,5 +245,21 @@ TEST(Simulation, PiledUpSwarmSpreadsOutAndSettles) {
   EXPECT_TRUE(uncovered(swarm).empty()) << "gaps left";
 }
 
+// Two nodes on the same block: the lower key moves first, the other waits one
+// check, then moves regardless (the lower one may be a node that never moves).
+TEST(ShouldDeferMoveTest, TheLowerKeyOnTheSameBlockMovesFirstAndTheOtherWaitsOneRound) {
+  PeerSnapshot twin = peer("a:1", 0, 12, 100);
+  twin.public_key = "11";
+  PeerSnapshot elsewhere = peer("b:1", 12, 20, 100);
+  elsewhere.public_key = "00";
+  const std::vector<PeerSnapshot> peers = {twin, elsewhere};
+  EXPECT_TRUE(should_defer_move(peers, {0, 12}, "22", false));
+  EXPECT_FALSE(should_defer_move(peers, {0, 12}, "22", true));
+  EXPECT_FALSE(should_defer_move(peers, {0, 12}, "05", false)) << "lowest on its block";
+  EXPECT_FALSE(should_defer_move(peers, {0, 8}, "22", false)) << "nobody else on [0,8)";
+  twin.draining = true;
+  EXPECT_FALSE(should_defer_move({twin, elsewhere}, {0, 12}, "22", false)) << "a draining twin";
+}
+
 }  // namespace
 }  // namespace swarm

@@ -62,10 +62,18 @@ void print_text(const ModelView& v) {
   std::printf("model %s %s: %d layers, %s\n",
               v.model.name.empty() ? "(unnamed)" : v.model.name.c_str(), v.model.model_id.c_str(),
               v.model.n_layer, v.servable ? "servable" : "NOT servable");
-  for (const discovery::NodeRecord& r : v.lookup.records)
-    std::printf("  layers [%d,%d)  node %s at %s  %.1f layer-tok/s  free KV %.1f MiB  price %g\n",
-                r.layer_begin, r.layer_end, r.node_id.c_str(), r.addresses.front().c_str(),
-                r.throughput, static_cast<double>(r.free_kv_bytes) / (1 << 20), r.price_per_1k);
+  for (const discovery::NodeRecord& r : v.lookup.records) {
+    char speed[64];
+    if (r.throughput > 0)
+      std::snprintf(speed, sizeof speed, "%.1f layer-tok/s", r.throughput);
+    else
+      std::snprintf(speed, sizeof speed, "speed not measured yet");
+    std::printf("  layers [%d,%d)  node %s at %s  %s  free KV %.1f MiB  price %g\n", r.layer_begin,
+                r.layer_end, r.node_id.c_str(), r.addresses.front().c_str(), speed,
+                static_cast<double>(r.free_kv_bytes) / (1 << 20), r.price_per_1k);
+  }
+  // Unmeasured nodes count as kDefaultLayerTokensPerSecond, as route choice and
+  // layer assignment count them.
   std::string gaps;
   for (const ThroughputRun& t : v.runs) {
     std::printf("  throughput [%d,%d): %.1f layer-tok/s\n", t.range.first, t.range.last,

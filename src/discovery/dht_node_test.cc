@@ -134,6 +134,24 @@ TEST_F(DhtNodeTest, ModelAnnouncementsAreListedOncePerModel) {
   EXPECT_EQ(models[0], (ModelAnnouncement{kModel, 4, "tiny"}));
 }
 
+// A node started while its bootstrap peer is down joins once the peer is up
+// (OpenDHT keeps asking its bootstrap peers while it knows no other): so nodes
+// and the bootstrap peer may start in any order.
+TEST(DhtNodeStartTest, ABootstrapPeerThatComesUpLaterIsJoined) {
+  auto probe = DhtNode::Start({});
+  ASSERT_TRUE(probe.ok());
+  const std::string boot_address = probe.value()->address();
+  probe.value().reset();  // the port is free again: nobody answers there
+  auto late = DhtNode::Start({"127.0.0.1:0", {boot_address}});
+  ASSERT_TRUE(late.ok());
+  EXPECT_FALSE(late.value()->put("k", "v", std::chrono::milliseconds(300)).ok());
+  auto boot = DhtNode::Start({boot_address, {}});
+  ASSERT_TRUE(boot.ok()) << boot.status().ToString();
+  EXPECT_TRUE(swarm::testing::eventually(
+      [&] { return late.value()->put("k", "v", std::chrono::seconds(2)).ok(); },
+      std::chrono::seconds(30)));
+}
+
 TEST(DhtNodeStartTest, BadAddressesAreRefusedByName) {
   auto r = DhtNode::Start({"localhost:x", {}});
   ASSERT_FALSE(r.ok());

@@ -8,6 +8,7 @@
 #include <set>
 #include <utility>
 
+#include "engine/json_file.h"
 #include "engine/safetensors.h"
 
 namespace swarm {
@@ -15,34 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-constexpr uint64_t kMaxJsonFile = 64ull << 20;  // config.json, the shard index
-
-// ---------------------------------------------------------------- files
-
-Result<std::string> read_small_file(const fs::path& p) {
-  std::error_code ec;
-  if (!fs::is_regular_file(p, ec)) return Status::NotFound(p.string() + ": no such file");
-  const uintmax_t size = fs::file_size(p, ec);
-  if (ec) return Status::IOError(p.string() + ": cannot stat: " + ec.message());
-  if (size > kMaxJsonFile)
-    return Status::Corruption(p.string() + ": " + std::to_string(size) + " bytes is too large");
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return Status::IOError(p.string() + ": cannot open");
-  std::string text(static_cast<size_t>(size), '\0');
-  if (size > 0 && !in.read(text.data(), static_cast<std::streamsize>(size)))
-    return Status::IOError(p.string() + ": cannot read");
-  return text;
-}
-
-Result<json> read_json_object(const fs::path& p) {
-  Result<std::string> text = read_small_file(p);
-  if (!text.ok()) return text.status();
-  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Status::Corruption(p.string() + ": invalid JSON");
-  if (!j.is_object()) return Status::Corruption(p.string() + ": not a JSON object");
-  return j;
-}
 
 // ---------------------------------------------------------------- config.json
 

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "engine/json_file.h"
 #include "engine/pretokenizer.h"
 #include "engine/tokenizer.h"
 
@@ -13,32 +14,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-constexpr uint64_t kMaxFile = 256ull << 20;
-
-Result<std::string> read_text(const fs::path& p) {
-  std::error_code ec;
-  const uintmax_t size = fs::file_size(p, ec);
-  if (ec) return Status::IOError(p.string() + ": cannot stat: " + ec.message());
-  if (size > kMaxFile) return Status::Corruption(p.string() + ": too large");
-  std::ifstream in(p, std::ios::binary);
-  std::string text(static_cast<size_t>(size), '\0');
-  if (!in || (size > 0 && !in.read(text.data(), static_cast<std::streamsize>(size))))
-    return Status::IOError(p.string() + ": cannot read");
-  return text;
-}
-
-// An absent file is an empty object; a broken one is an error naming it.
-Result<json> read_json(const fs::path& p) {
-  std::error_code ec;
-  if (!fs::exists(p, ec)) return json::object();
-  Result<std::string> text = read_text(p);
-  if (!text.ok()) return text.status();
-  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Status::Corruption(p.string() + ": invalid JSON");
-  if (!j.is_object()) return Status::Corruption(p.string() + ": not a JSON object");
-  return j;
-}
 
 // "<s>" or {"content": "<s>", ...}.
 std::optional<std::string> token_content(const json& v) {
@@ -257,11 +232,11 @@ Status chat_templates(const fs::path& dir, const json& tok_cfg, GgufVocab* v) {
   if (tmpl.is_null()) {
     std::error_code ec;
     if (fs::is_regular_file(dir / "chat_template.jinja", ec)) {
-      Result<std::string> text = read_text(dir / "chat_template.jinja");
+      Result<std::string> text = read_side_file(dir / "chat_template.jinja");
       if (!text.ok()) return text.status();
       tmpl = *text;
     } else {
-      Result<json> j = read_json(dir / "chat_template.json");
+      Result<json> j = read_optional_json_object(dir / "chat_template.json");
       if (!j.ok()) return j.status();
       tmpl = j->value("chat_template", json());
     }
@@ -293,9 +268,9 @@ Status chat_templates(const fs::path& dir, const json& tok_cfg, GgufVocab* v) {
 
 Result<GgufVocab> read(const fs::path& dir, int n_vocab) {
   const std::string dir_str = dir.string();
-  Result<json> tok_cfg = read_json(dir / "tokenizer_config.json");
+  Result<json> tok_cfg = read_optional_json_object(dir / "tokenizer_config.json");
   if (!tok_cfg.ok()) return tok_cfg.status();
-  Result<json> model_cfg = read_json(dir / "config.json");
+  Result<json> model_cfg = read_optional_json_object(dir / "config.json");
   if (!model_cfg.ok()) return model_cfg.status();
 
   // The engine's own reading decides the kind: a byte-level tokenizer.json,
@@ -305,7 +280,7 @@ Result<GgufVocab> read(const fs::path& dir, int n_vocab) {
   GgufVocab v;
   json tok_json = json::object();
   if (spec->kind == TokenizerKind::kBpe) {
-    Result<json> tj = read_json(dir / "tokenizer.json");
+    Result<json> tj = read_optional_json_object(dir / "tokenizer.json");
     if (!tj.ok()) return tj.status();
     tok_json = std::move(tj).value();
     SWARM_RETURN_IF_ERROR(gpt2_vocab(*spec, (dir / "tokenizer.json").string(), &v));

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "engine/json_file.h"
 #include "engine/pretokenizer.h"
 #include "engine/tokenizer.h"
 
@@ -20,8 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-constexpr uint64_t kMaxTokenizerFile = 256ull << 20;
 
 // ---------------------------------------------------------------- GGUF
 
@@ -106,31 +105,6 @@ Result<std::unique_ptr<Tokenizer>> from_gguf(const GgufFile& f) {
 }
 
 // ---------------------------------------------------------------- HF files
-
-Result<std::string> read_file(const fs::path& p) {
-  std::error_code ec;
-  if (!fs::is_regular_file(p, ec)) return Status::NotFound(p.string() + ": no such file");
-  const uintmax_t size = fs::file_size(p, ec);
-  if (ec) return Status::IOError(p.string() + ": cannot stat: " + ec.message());
-  if (size > kMaxTokenizerFile) return Status::Corruption(p.string() + ": too large");
-  std::ifstream in(p, std::ios::binary);
-  std::string text(static_cast<size_t>(size), '\0');
-  if (!in || (size > 0 && !in.read(text.data(), static_cast<std::streamsize>(size))))
-    return Status::IOError(p.string() + ": cannot read");
-  return text;
-}
-
-// An absent file is an empty object; a broken one is an error.
-Result<json> read_json(const fs::path& p) {
-  std::error_code ec;
-  if (!fs::exists(p, ec)) return json::object();
-  Result<std::string> text = read_file(p);
-  if (!text.ok()) return text.status();
-  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object())
-    return Status::Corruption(p.string() + ": not a JSON object");
-  return j;
-}
 
 // tokenizer_config.json writes special tokens as "<s>" or {"content": "<s>", ...}.
 std::optional<std::string> token_content(const json& cfg, const char* key) {
@@ -446,7 +420,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& file) {
 }
 
 Result<TokenizerSpec> read_sentencepiece_model(const std::string& path) {
-  Result<std::string> bytes = read_file(path);
+  Result<std::string> bytes = read_side_file(path);
   if (!bytes.ok()) return bytes.status();
   TokenizerSpec spec;
   spec.kind = TokenizerKind::kSpm;
@@ -464,18 +438,18 @@ Result<TokenizerSpec> read_hf_tokenizer_spec(const std::string& dir_str) {
   const fs::path dir(dir_str);
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return Status::NotFound(dir_str + ": not a folder");
-  Result<json> tok_cfg = read_json(dir / "tokenizer_config.json");
+  Result<json> tok_cfg = read_optional_json_object(dir / "tokenizer_config.json");
   if (!tok_cfg.ok()) return tok_cfg.status();
-  Result<json> gen_cfg = read_json(dir / "generation_config.json");
+  Result<json> gen_cfg = read_optional_json_object(dir / "generation_config.json");
   if (!gen_cfg.ok()) return gen_cfg.status();
-  Result<json> model_cfg = read_json(dir / "config.json");
+  Result<json> model_cfg = read_optional_json_object(dir / "config.json");
   if (!model_cfg.ok()) return model_cfg.status();
 
   const fs::path tj_path = dir / "tokenizer.json", sp_path = dir / "tokenizer.model";
   const bool has_tj = fs::is_regular_file(tj_path, ec), has_sp = fs::is_regular_file(sp_path, ec);
   Status tj_status = Status::NotFound(dir_str + ": no tokenizer.json or tokenizer.model");
   if (has_tj) {
-    Result<json> tj = read_json(tj_path);
+    Result<json> tj = read_optional_json_object(tj_path);
     if (!tj.ok()) return tj.status();
     TokenizerSpec spec;
     spec.kind = TokenizerKind::kBpe;

@@ -23,7 +23,6 @@ namespace {
 
 namespace v1 = ::swarm::v1;
 using Clock = std::chrono::steady_clock;
-using Stream = grpc::ClientReaderWriter<v1::StageRequest, v1::StageResponse>;
 
 // Failures worth routing around and replaying for: the peer is gone, stalled or
 // broken. A refusal (wrong model, bad request) is not.

@@ -99,7 +99,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     if (window_tokens > 0 && secs > 0) {
       mem.state = observe(mem.state, config,
                           GoodputWindow{window_speculative, static_cast<double>(window_tokens),
-                                        secs, seconds_since(origin, now) + 0});
+                                        secs, seconds_since(origin, now)});
     }
     window_start = now;
     window_tokens = 0;

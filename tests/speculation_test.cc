@@ -138,6 +138,40 @@ TEST_F(SpeculationTest, SampledSpeculationCompletesWithEveryToken) {
   }
 }
 
+// `auto` on text whose n-gram drafts all fail: `ngram` always speculates and
+// drafts at every match; `auto` measures plain decoding, probes once, loses to
+// plain and backs off (the wait carries over to the next requests), so it
+// drafts far less, and every output is plain decoding's.
+TEST_F(SpeculationTest, AutoBacksOffWhereDraftsFail) {
+  const int n = 64;
+  const std::string want = single_process(kPlainPrompt, n);
+  ASSERT_TRUE(start({"--speculate", "ngram"}));
+  const json forced = complete(kPlainPrompt, n);
+  ASSERT_TRUE(forced.contains("choices")) << forced.dump();
+  EXPECT_EQ(forced["choices"][0]["text"], want);
+  const json& f = forced["usage"]["speculation"];
+  const int forced_drafts = f["drafted_tokens"].get<int>();
+  // The premise: this text gives drafts, and none of them holds.
+  ASSERT_GT(forced_drafts, 0) << f.dump();
+  ASSERT_EQ(f["accepted_tokens"].get<int>(), 0) << f.dump();
+
+  gateway_.reset();
+  nodes_.clear();
+  ASSERT_TRUE(start({"--speculate", "auto"}));
+  int auto_drafts = 0;
+  for (int i = 0; i < 3; ++i) {
+    const json got = complete(kPlainPrompt, n);
+    ASSERT_TRUE(got.contains("choices")) << got.dump();
+    EXPECT_EQ(got["choices"][0]["text"], want) << "request " << i;
+    const json& s = got["usage"]["speculation"];
+    EXPECT_EQ(s["drafter"], "ngram") << s.dump();
+    EXPECT_LT(s["drafted_tokens"].get<int>(), forced_drafts) << "request " << i << ": " << s.dump();
+    auto_drafts += s["drafted_tokens"].get<int>();
+  }
+  // Three requests of `auto` draft less than one of `ngram`.
+  EXPECT_LT(auto_drafts, forced_drafts);
+}
+
 TEST_F(SpeculationTest, ABadSpeculateValueIsRefusedByName) {
   auto r = run_swarm("gateway -m " + model_ + " --peers 127.0.0.1:1 --speculate sometimes");
   EXPECT_NE(r.code, 0);

@@ -998,6 +998,44 @@ StageRequest draft_req(const std::string& id, uint64_t step_id, const std::vecto
   return r;
 }
 
+// A stage serves a plain step (an anchor run) of one session before the
+// speculative continuations another session queued ahead of it: speculation
+// never delays anyone's guaranteed progress. One batch per step (at most one
+// token each) makes the order of the answers the order the stage chose.
+TEST_F(NodeTest, AnAnchorRunOvertakesQueuedSpeculativeContinuations) {
+  auto nodes = start_nodes({{0, 2}}, {"--slowdown", "500", "--max-batch-tokens", "1"});
+  ASSERT_TRUE(nodes[0]->ok());
+  Stream s(nodes[0]->address());  // owns both sessions: one ordered answer stream
+  for (const char* id : {"a", "b"}) {
+    ASSERT_TRUE(s.send(open_req(id, model_id(), 0, 2, n_layer())));
+    auto r = s.next();
+    ASSERT_TRUE(r && r->kind_case() == StageResponse::kOpened)
+        << (r ? r->DebugString() : "timeout");
+  }
+  const auto p = prompt(11, 32);
+  const int P = static_cast<int>(p.size());
+  // a's prompt runs (500x slowed) while its anchor run waits ...
+  ASSERT_TRUE(s.send(step_req("a", 1, p, 0)));
+  ASSERT_TRUE(s.send(draft_req("a", 2, {5, 6}, P, 1)));
+  ASSERT_TRUE(eventually([&] { return info(nodes[0]->address()).queued_steps() == 1; }));
+  // ... then three continuations of a queue up, and b's plain step after them.
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(s.send(draft_req("a", 3 + i, {7 + i}, P + 2 + i, 1, true)));
+  ASSERT_TRUE(s.send(step_req("b", 11, {p[0]}, 0)));
+  // All five wait while a's prompt still runs: the order is the scheduler's.
+  ASSERT_TRUE(eventually([&] { return info(nodes[0]->address()).queued_steps() == 5; }));
+  std::vector<uint64_t> order;
+  for (int i = 0; i < 6; ++i) {
+    auto r = s.next();
+    ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult)
+        << (r ? r->DebugString() : "timeout");
+    order.push_back(r->result().step_id());
+  }
+  // a's anchor run keeps its place (a session's steps run in order); b's plain
+  // step goes before a's continuations though it arrived after them.
+  EXPECT_EQ(order, (std::vector<uint64_t>{1, 2, 11, 3, 4, 5}));
+}
+
 // The last stage verifies drafts (greedy: each must be the argmax), returns the
 // accepted ones and the token after them, and rolls its cache back to the
 // accepted length; a continuation of a step that had a draft rejected is

@@ -61,7 +61,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
   SpeculationMemory::Snapshot mem = memory.get();
   std::vector<std::string> addresses;
   for (const ChainStage& s : session.chain()) addresses.push_back(s.address);
-  const Clock::time_point origin = Clock::now();
+  const Clock::time_point origin = memory.origin();
   stats.drafter = drafter.name();
 
   std::deque<InFlight> runs;               // in step id order, each continuing the one before

@@ -31,6 +31,10 @@ namespace swarm {
 // stage times, acceptance and goodput outlive one request).
 class SpeculationMemory {
  public:
+  // The zero of the controller's clock (SpecState.probe_at_s and the goodput
+  // windows' now_s): the memory's, not a request's, so a back-off set during
+  // one request is counted in the same seconds by the next.
+  std::chrono::steady_clock::time_point origin() const { return origin_; }
   struct Snapshot {
     SpecState state;
     StageTimeModel times;
@@ -46,6 +50,7 @@ class SpeculationMemory {
   }
 
  private:
+  const std::chrono::steady_clock::time_point origin_ = std::chrono::steady_clock::now();
   std::mutex mu_;
   Snapshot snap_;
 };

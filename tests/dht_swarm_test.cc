@@ -25,6 +25,7 @@
 #include "engine/test_process.h"
 #include "net/identity.h"
 #include "net/model_id.h"
+#include "sse_completion.h"
 
 namespace {
 
@@ -173,36 +174,7 @@ class DhtSwarmTest : public ::testing::Test {
   // A streamed completion, its SSE chunks joined; `on_chunk` sees each piece.
   std::string complete_streamed(const std::string& prompt, int n,
                                 const std::function<void()>& on_chunk) {
-    httplib::Client c("127.0.0.1", gateway_->port());
-    c.set_read_timeout(120, 0);
-    const json body = {{"model", "tiny"},  {"prompt", prompt}, {"max_tokens", n},
-                       {"temperature", 0}, {"stream", true},   {"ignore_eos", true}};
-    std::string buffer, text;
-    bool done = false;
-    httplib::Request req;
-    req.method = "POST";
-    req.path = "/v1/completions";
-    req.body = body.dump();
-    req.set_header("Content-Type", "application/json");
-    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-      buffer.append(data, len);
-      for (size_t end; (end = buffer.find("\n\n")) != std::string::npos; buffer.erase(0, end + 2)) {
-        if (buffer.rfind("data: ", 0) != 0) continue;
-        const std::string payload = buffer.substr(6, end - 6);
-        if (payload == "[DONE]") {
-          done = true;
-          continue;
-        }
-        const json j = json::parse(payload, nullptr, false);
-        if (!j.is_object() || !j.contains("choices")) return false;
-        text += j["choices"][0]["text"].get<std::string>();
-        on_chunk();
-      }
-      return true;
-    };
-    auto res = c.send(req);
-    if (!res || res->status != 200) return "<HTTP " + std::to_string(res ? res->status : -1) + ">";
-    return done ? text : "<no [DONE]>: " + text;
+    return swarm::testing::stream_completion(gateway_->port(), "tiny", prompt, n, on_chunk);
   }
 
   json status_json() {

@@ -2,17 +2,18 @@
 // all on 127.0.0.1: the swarm must answer exactly what one process answers.
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <fstream>
 #include <functional>
 #include <future>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "engine/test_data.h"
 #include "engine/test_process.h"
+#include "sse_completion.h"
 
 namespace {
 
@@ -37,7 +38,8 @@ class SwarmTest : public ::testing::Test {
  protected:
   void SetUp() override {
     model_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
-    if (model_.empty()) GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
+    if (model_.empty())
+      GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
   }
   void TearDown() override {
     gateway_.reset();
@@ -46,12 +48,20 @@ class SwarmTest : public ::testing::Test {
   }
 
   // Starts one node per range and a gateway over them; false if any failed to start.
-  bool start(const std::vector<std::pair<int, int>>& ranges, const std::vector<std::string>& gateway_flags = {},
-             const std::string& model = "", const std::vector<std::string>& node_flags = {}) {
+  bool start(const std::vector<std::pair<int, int>>& ranges,
+             const std::vector<std::string>& gateway_flags = {}, const std::string& model = "",
+             const std::vector<std::string>& node_flags = {}) {
     std::string peers;
     for (const auto& [a, b] : ranges) {
-      std::vector<std::string> args = {"node", "-m", model.empty() ? model_ : model, "--layers",
-                                       std::to_string(a) + ":" + std::to_string(b), "--listen", "127.0.0.1:0", "-t", "1"};
+      std::vector<std::string> args = {"node",
+                                       "-m",
+                                       model.empty() ? model_ : model,
+                                       "--layers",
+                                       std::to_string(a) + ":" + std::to_string(b),
+                                       "--listen",
+                                       "127.0.0.1:0",
+                                       "-t",
+                                       "1"};
       args.insert(args.end(), node_flags.begin(), node_flags.end());
       const std::string log = ::testing::TempDir() + "/node_" + std::to_string(::getpid()) + "_" +
                               std::to_string(nodes_.size()) + ".err";
@@ -60,8 +70,8 @@ class SwarmTest : public ::testing::Test {
       if (!nodes_.back()->ok()) return false;
       peers += (peers.empty() ? "" : ",") + nodes_.back()->address();
     }
-    std::vector<std::string> args = {"gateway", "-m", model_, "--listen", "127.0.0.1:0", "--peers", peers,
-                                     "--model-name", "tiny"};
+    std::vector<std::string> args = {"gateway", "-m",  model_,         "--listen", "127.0.0.1:0",
+                                     "--peers", peers, "--model-name", "tiny"};
     args.insert(args.end(), gateway_flags.begin(), gateway_flags.end());
     gateway_log_ = ::testing::TempDir() + "/gateway_" + std::to_string(::getpid()) + ".err";
     logs_.push_back(gateway_log_);
@@ -99,17 +109,19 @@ class SwarmTest : public ::testing::Test {
 
   // What `swarm generate` prints for the prompt, greedy: the single-process truth.
   std::string single_process(const std::string& prompt, int n) {
-    auto r = run_swarm("generate -m " + model_ + " -p " + shell_quote(prompt) + " -n " + std::to_string(n) +
-                       " --temp 0 -t 1");
+    auto r = run_swarm("generate -m " + model_ + " -p " + shell_quote(prompt) + " -n " +
+                       std::to_string(n) + " --temp 0 -t 1");
     EXPECT_EQ(r.code, 0) << r.out;
     // The terminal gets raw bytes; JSON carries U+FFFD for bytes that are not UTF-8.
     const std::string raw = r.out.substr(0, r.out.find('\n'));
-    return json::parse(json(raw).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
+    return json::parse(json(raw).dump(-1, ' ', false, json::error_handler_t::replace))
+        .get<std::string>();
   }
 
   std::string complete(const std::string& prompt, int n, int* status = nullptr) {
     auto c = client();
-    const json body = {{"model", "tiny"}, {"prompt", prompt}, {"max_tokens", n}, {"temperature", 0}};
+    const json body = {
+        {"model", "tiny"}, {"prompt", prompt}, {"max_tokens", n}, {"temperature", 0}};
     auto res = c.Post("/v1/completions", body.dump(), "application/json");
     if (status) *status = res ? res->status : -1;
     if (!res || res->status != 200) return "<HTTP " + std::to_string(res ? res->status : -1) + ">";
@@ -118,37 +130,9 @@ class SwarmTest : public ::testing::Test {
 
   // A streamed completion, its SSE chunks joined; `on_chunk` sees each text piece
   // as it arrives.
-  std::string complete_streamed(const std::string& prompt, int n,
-                                const std::function<void()>& on_chunk = [] {}) {
-    auto c = client();
-    const json body = {{"model", "tiny"}, {"prompt", prompt}, {"max_tokens", n}, {"temperature", 0},
-                       {"stream", true}, {"ignore_eos", true}};
-    std::string buffer, text;
-    bool done = false;
-    httplib::Request req;
-    req.method = "POST";
-    req.path = "/v1/completions";
-    req.body = body.dump();
-    req.set_header("Content-Type", "application/json");
-    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-      buffer.append(data, len);
-      for (size_t end; (end = buffer.find("\n\n")) != std::string::npos; buffer.erase(0, end + 2)) {
-        if (buffer.rfind("data: ", 0) != 0) continue;
-        const std::string payload = buffer.substr(6, end - 6);
-        if (payload == "[DONE]") {
-          done = true;
-          continue;
-        }
-        const json j = json::parse(payload, nullptr, false);
-        if (!j.is_object() || !j.contains("choices")) return false;  // an error event
-        text += j["choices"][0]["text"].get<std::string>();
-        on_chunk();
-      }
-      return true;
-    };
-    auto res = c.send(req);
-    if (!res || res->status != 200) return "<HTTP " + std::to_string(res ? res->status : -1) + ">";
-    return done ? text : "<no [DONE]>: " + text;
+  std::string complete_streamed(
+      const std::string& prompt, int n, const std::function<void()>& on_chunk = [] {}) {
+    return swarm::testing::stream_completion(gateway_->port(), "tiny", prompt, n, on_chunk);
   }
 
   std::string model_;
@@ -167,7 +151,8 @@ TEST_F(SwarmTest, GreedyOutputEqualsSingleProcessForEverySplit) {
   for (const auto& split : splits) {
     nodes_.clear();
     ASSERT_TRUE(start(split)) << split.size() << " stages did not start";
-    EXPECT_EQ(complete(prompt, 16), want) << split.size() << " stages, first ends at " << split[0].second;
+    EXPECT_EQ(complete(prompt, 16), want)
+        << split.size() << " stages, first ends at " << split[0].second;
   }
 }
 
@@ -217,8 +202,9 @@ TEST_F(SwarmTest, MalformedRequestsGetOpenAiErrors) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 400);
   EXPECT_TRUE(json::parse(res->body).contains("error"));
-  res = c.Post("/v1/chat/completions", R"({"model":"nope","messages":[{"role":"user","content":"hi"}]})",
-               "application/json");
+  res =
+      c.Post("/v1/chat/completions",
+             R"({"model":"nope","messages":[{"role":"user","content":"hi"}]})", "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 404);
   res = c.Get("/health");
@@ -237,8 +223,8 @@ TEST_P(SwarmFaultTest, GenerationsSurviveALostMiddleStage) {
   for (int i = 0; i < kStreams; ++i) want.push_back(single_process(kPrompts[i], kTokens));
   // A one-way delay of 15 ms per message keeps each generation running long
   // enough for the failure to land in the middle of it.
-  ASSERT_TRUE(start({{0, 1}, {1, 3}, {3, 4}, {0, 1}, {1, 3}, {3, 4}}, {"--step-timeout-ms", "1500"}, "",
-                    {"--link-delay-ms", "15"}));
+  ASSERT_TRUE(start({{0, 1}, {1, 3}, {3, 4}, {0, 1}, {1, 3}, {3, 4}}, {"--step-timeout-ms", "1500"},
+                    "", {"--link-delay-ms", "15"}));
   const std::vector<std::string> chain = logged_chain();
   ASSERT_EQ(chain.size(), 3u);
   ChildProcess* victim = node_at(chain[1]);
@@ -251,7 +237,8 @@ TEST_P(SwarmFaultTest, GenerationsSurviveALostMiddleStage) {
       return complete_streamed(kPrompts[i], kTokens, [&] { ++chunks; });
     }));
   // Strike once every stream is under way.
-  ASSERT_TRUE(swarm::testing::eventually([&] { return chunks.load() >= 2 * kStreams; }, std::chrono::seconds(60)));
+  ASSERT_TRUE(swarm::testing::eventually([&] { return chunks.load() >= 2 * kStreams; },
+                                         std::chrono::seconds(60)));
   victim->signal(sig);
   for (int i = 0; i < kStreams; ++i) EXPECT_EQ(got[i].get(), want[i]) << "stream " << i;
   if (sig == SIGSTOP) victim->signal(SIGCONT);
@@ -261,7 +248,8 @@ TEST_P(SwarmFaultTest, GenerationsSurviveALostMiddleStage) {
   for (std::string line; std::getline(in, line);)
     if (line.find("recovered") != std::string::npos) {
       ++recovered;
-      EXPECT_EQ(line.find(chain[1] + " ["), std::string::npos) << "still routed through the failed node: " << line;
+      EXPECT_EQ(line.find(chain[1] + " ["), std::string::npos)
+          << "still routed through the failed node: " << line;
     }
   EXPECT_GE(recovered, 1);
 }

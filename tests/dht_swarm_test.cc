@@ -25,7 +25,7 @@
 #include "engine/test_process.h"
 #include "net/identity.h"
 #include "net/model_id.h"
-#include "sse_completion.h"
+#include "swarm_client.h"
 
 namespace {
 
@@ -152,12 +152,7 @@ class DhtSwarmTest : public ::testing::Test {
   }
 
   std::string single_process(const std::string& prompt, int n) {
-    auto r = run_swarm("generate -m " + model_ + " -p " + shell_quote(prompt) + " -n " +
-                       std::to_string(n) + " --temp 0 -t 1");
-    EXPECT_EQ(r.code, 0) << r.out;
-    const std::string raw = r.out.substr(0, r.out.find('\n'));
-    return json::parse(json(raw).dump(-1, ' ', false, json::error_handler_t::replace))
-        .get<std::string>();
+    return swarm::testing::single_process_greedy(model_, prompt, n);
   }
 
   std::string complete(const std::string& prompt, int n, int* status) {

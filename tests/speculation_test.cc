@@ -8,6 +8,7 @@
 
 #include "engine/test_data.h"
 #include "engine/test_process.h"
+#include "swarm_client.h"
 
 namespace {
 
@@ -60,14 +61,8 @@ class SpeculationTest : public ::testing::Test {
     return gateway_->ok();
   }
 
-  // What `swarm generate` prints, greedy: the single-process truth.
   std::string single_process(const std::string& prompt, int n) {
-    auto r = run_swarm("generate -m " + model_ + " -p " + shell_quote(prompt) + " -n " +
-                       std::to_string(n) + " --temp 0 -t 1");
-    EXPECT_EQ(r.code, 0) << r.out;
-    const std::string raw = r.out.substr(0, r.out.find('\n'));
-    return json::parse(json(raw).dump(-1, ' ', false, json::error_handler_t::replace))
-        .get<std::string>();
+    return swarm::testing::single_process_greedy(model_, prompt, n);
   }
 
   json complete(const std::string& prompt, int n, double temperature = 0) {

@@ -13,7 +13,7 @@
 
 #include "engine/test_data.h"
 #include "engine/test_process.h"
-#include "sse_completion.h"
+#include "swarm_client.h"
 
 namespace {
 
@@ -107,15 +107,8 @@ class SwarmTest : public ::testing::Test {
     return c;
   }
 
-  // What `swarm generate` prints for the prompt, greedy: the single-process truth.
   std::string single_process(const std::string& prompt, int n) {
-    auto r = run_swarm("generate -m " + model_ + " -p " + shell_quote(prompt) + " -n " +
-                       std::to_string(n) + " --temp 0 -t 1");
-    EXPECT_EQ(r.code, 0) << r.out;
-    // The terminal gets raw bytes; JSON carries U+FFFD for bytes that are not UTF-8.
-    const std::string raw = r.out.substr(0, r.out.find('\n'));
-    return json::parse(json(raw).dump(-1, ' ', false, json::error_handler_t::replace))
-        .get<std::string>();
+    return swarm::testing::single_process_greedy(model_, prompt, n);
   }
 
   std::string complete(const std::string& prompt, int n, int* status = nullptr) {

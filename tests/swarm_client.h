@@ -1,16 +1,35 @@
-// Test helper: one streamed greedy /v1/completions request to a server on
-// 127.0.0.1, its SSE chunks joined. A failed stream returns a marker instead of
-// text ("<HTTP 503>", "<no [DONE]>: partial text"), so a comparison with the
-// expected text fails with the reason in view.
+// Test helpers for swarm tests: the single-process truth a swarm's output is
+// compared with, and a streamed completion through a gateway.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <httplib.h>
 
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "engine/test_process.h"
+
 namespace swarm::testing {
+
+// What `swarm generate` prints for the prompt, greedy, on one thread.
+inline std::string single_process_greedy(const std::string& model, const std::string& prompt,
+                                         int n) {
+  using json = nlohmann::json;
+  auto r = run_swarm("generate -m " + model + " -p " + shell_quote(prompt) + " -n " +
+                     std::to_string(n) + " --temp 0 -t 1");
+  EXPECT_EQ(r.code, 0) << r.out;
+  // The terminal gets raw bytes; JSON carries U+FFFD for bytes that are not UTF-8.
+  const std::string raw = r.out.substr(0, r.out.find('\n'));
+  return json::parse(json(raw).dump(-1, ' ', false, json::error_handler_t::replace))
+      .get<std::string>();
+}
+
+// One streamed greedy /v1/completions request to a server on 127.0.0.1, its
+// SSE chunks joined. A failed stream returns a marker instead of text
+// ("<HTTP 503>", "<no [DONE]>: partial text"), so a comparison with the
+// expected text fails with the reason in view.
 
 inline std::string stream_completion(
     int port, const std::string& model, const std::string& prompt, int n,

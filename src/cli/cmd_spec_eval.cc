@@ -13,15 +13,12 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "engine/sampler.h"
 #include "pipeline/model_drafter.h"
 #include "pipeline/ngram_drafter.h"
 
 namespace swarm::cli {
 namespace {
-
-int32_t argmax(const float* row, int n) {
-  return static_cast<int32_t>(std::max_element(row, row + n) - row);
-}
 
 struct Totals {
   int64_t drafted = 0, accepted = 0, passes = 0, passes_with_drafts = 0, tokens = 0;
@@ -29,16 +26,20 @@ struct Totals {
 };
 
 // Greedy decoding of `prompt` for `n` tokens; with a drafter, each pass feeds
-// the anchor and up to `k` drafts and keeps what the target agrees with.
+// the anchor and up to `k` drafts and keeps what the target agrees with, judged
+// by the sampler exactly as the last stage judges them (Sampler::judge).
 std::vector<int32_t> decode(const Model& model, ThreadPool& pool,
                             const std::vector<int32_t>& prompt, int n, Drafter* drafter, int k,
                             Totals& t) {
   const int vocab = model.config().n_vocab;
+  SamplingParams params;
+  params.temperature = 0;
+  Sampler greedy(params, vocab);
   auto cache = model.new_cache(static_cast<int>(prompt.size()) + n + k + 2);
   const auto t0 = std::chrono::steady_clock::now();
   auto logits = model.forward(prompt, *cache, pool);
   check(logits.status());
-  int32_t anchor = argmax(logits->data() + (prompt.size() - 1) * vocab, vocab);
+  int32_t anchor = greedy.sample(logits->data() + (prompt.size() - 1) * vocab);
   std::vector<int32_t> context = prompt, out;
   while (static_cast<int>(out.size()) < n) {
     std::vector<int32_t> batch = {anchor};
@@ -52,16 +53,26 @@ std::vector<int32_t> decode(const Model& model, ThreadPool& pool,
     const int base = cache->length();
     auto rows = model.forward(batch, *cache, pool);
     check(rows.status());
+    // The token after the accepted drafts: the first rejected draft's
+    // replacement, or the target's choice after the last draft.
     int accepted = 0;
-    while (accepted + 1 < static_cast<int>(batch.size()) &&
-           argmax(rows->data() + accepted * vocab, vocab) == batch[accepted + 1])
-      ++accepted;
+    int32_t next = -1;
+    while (next < 0) {
+      const float* row = rows->data() + static_cast<size_t>(accepted) * vocab;
+      if (accepted + 1 == static_cast<int>(batch.size())) {
+        next = greedy.sample(row);
+      } else if (const Judgement j = greedy.judge(row, batch[accepted + 1], {}); j.accepted) {
+        ++accepted;
+      } else {
+        next = j.token;
+      }
+    }
     check(cache->truncate(base + 1 + accepted));
     for (int i = 0; i <= accepted && static_cast<int>(out.size()) < n; ++i) {
       out.push_back(batch[i]);
       context.push_back(batch[i]);
     }
-    anchor = argmax(rows->data() + accepted * vocab, vocab);
+    anchor = next;
     t.passes++;
     t.drafted += static_cast<int64_t>(batch.size()) - 1;
     t.accepted += accepted;

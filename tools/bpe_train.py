@@ -100,6 +100,7 @@ class Encoder:
 
     def __init__(self, vocab, merges):
         self.vocab = vocab
+        self.merges = merges
         self.rank = {m: r for r, m in enumerate(merges)}
         self.cache = {}
 

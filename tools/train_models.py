@@ -195,7 +195,6 @@ def main():
     t0 = time.time()
     vocab, merges = bpe_train.train(train_docs, args.vocab)
     enc = bpe_train.Encoder(vocab, merges)
-    enc.merges = merges
     print("tokenizer: %d tokens, %d merges, %.1f s" % (len(vocab), len(merges), time.time() - t0),
           flush=True)
     rng = random.Random(args.seed)

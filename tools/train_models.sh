@@ -3,8 +3,9 @@
 # tokenizer and both models (tools/train_models.py, fixed seed), converts them to GGUF
 # Q8_0 with `swarm convert`, and copies the references the tests compare against.
 #   tools/train_models.sh [BUILD_DIR] [WORK_DIR]
-# On 2 CPU cores this takes about an hour; extra arguments after WORK_DIR go to
-# train_models.py (e.g. --threads 2 on an idle machine).
+# On 2 loaded CPU cores the training took about an hour and a half (target 58 min,
+# draft 25); extra arguments after WORK_DIR go to train_models.py (e.g. --threads 2
+# on an idle machine).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}

@@ -68,13 +68,16 @@ void register_bench(CLI::App& app) {
     }
     const double bytes = static_cast<double>(model->weight_bytes_per_token());
     const double decode_bw = best_decode * bytes;
+    // Weights on 4 KiB pages decode markedly slower; say how many were not.
+    const double huge_share = static_cast<double>(model->huge_page_bytes()) / static_cast<double>(model->mapped_bytes());
     if (o->json) {
       std::printf(
           "{\"bench\":\"engine\",\"model\":\"%s\",\"type\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"prompt\":%d,"
           "\"gen\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"bytes_per_token\":%.0f,\"read_bw_gbs\":%.2f,"
-          "\"decode_gbs\":%.2f,\"decode_bw_fraction\":%.3f,\"weights\":\"%s\"}\n",
+          "\"decode_gbs\":%.2f,\"decode_bw_fraction\":%.3f,\"weights\":\"%s\",\"huge_page_share\":%.3f}\n",
           c.name.c_str(), model->main_type().c_str(), pool.size(), matmul_isa(), o->prompt, o->gen, best_prefill,
-          best_decode, bytes, bw / 1e9, decode_bw / 1e9, decode_bw / bw, o->no_mmap ? "read" : "mmap");
+          best_decode, bytes, bw / 1e9, decode_bw / 1e9, decode_bw / bw, o->no_mmap ? "read" : "mmap",
+          huge_share);
     } else {
       std::printf("model      %s (%s)\nthreads    %d (%s kernels)\n", c.name.c_str(), model->main_type().c_str(),
                   pool.size(), matmul_isa());
@@ -82,6 +85,7 @@ void register_bench(CLI::App& app) {
       std::printf("decode     %.1f tok/s (%d tokens), %.2f GB/token, %.1f GB/s\n", best_decode, o->gen, bytes / 1e9,
                   decode_bw / 1e9);
       std::printf("memory     %.1f GB/s read; decode reaches %.0f%% of it\n", bw / 1e9, 100 * decode_bw / bw);
+      std::printf("weights    %s, %.0f%% on 2 MiB pages\n", o->no_mmap ? "read into memory" : "mapped", 100 * huge_share);
     }
   });
 }

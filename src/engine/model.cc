@@ -9,6 +9,29 @@
 #include "engine/quants.h"
 
 namespace swarm {
+namespace {
+
+// A float buffer that only grows, never zeroed on reuse.
+class GrowingBuffer {
+ public:
+  float* get(int64_t n) {
+    if (static_cast<int64_t>(size_) < n) {
+      data_.reset(new float[static_cast<size_t>(n)]);
+      size_ = static_cast<size_t>(n);
+    }
+    return data_.get();
+  }
+
+ private:
+  std::unique_ptr<float[]> data_;
+  size_t size_ = 0;
+};
+
+struct LayerBuffers {
+  GrowingBuffer x, q, k, v, attn, g, u;
+};
+
+}  // namespace
 
 Model::~Model() = default;
 
@@ -62,7 +85,7 @@ Status Model::map_and_bind(const LoadOptions& o) {
   region_of_file_.assign(source_.files.size(), nullptr);
   for (const auto& [file, range] : span) {
     auto r = o.no_mmap ? MappedRegion::Read(source_.files[file], range.first, range.second - range.first)
-                       : MappedRegion::Map(source_.files[file], range.first, range.second - range.first);
+                       : MappedRegion::MapPopulated(source_.files[file], range.first, range.second - range.first);
     if (!r.ok()) return r.status();
     region_of_file_[file] = r->get();
     regions_.push_back(std::move(r).value());
@@ -144,6 +167,12 @@ Result<const float*> Model::vector(const std::string& name, int64_t expected_len
   return p;
 }
 
+uint64_t Model::huge_page_bytes() const {
+  uint64_t n = 0;
+  for (const auto& r : regions_) n += r->huge_mapped_bytes();
+  return n;
+}
+
 uint64_t Model::mapped_bytes() const {
   uint64_t n = 0;
   for (const auto& r : regions_) n += r->length();
@@ -217,23 +246,33 @@ Status Model::run_layer(int il, float* hidden, const std::vector<SeqChunk>& chun
   const Layer& L = layers_[il - first_layer_];
   const int64_t n = static_cast<int64_t>(positions.size());
   const int d = c.n_embd, q_dim = c.n_head * c.head_dim, kv = kv_dim();
-  std::vector<float> x(n * d), q(n * q_dim), k(n * kv), v(n * kv), attn(n * q_dim);
+  // Activations live in buffers the calling thread keeps between layers and calls:
+  // fresh vectors would be zeroed, and for a prefill batch they are big enough to
+  // come straight from mmap, page faults and all, in every layer.
+  thread_local LayerBuffers buffers;
+  float* x = buffers.x.get(n * d);
+  float* q = buffers.q.get(n * q_dim);
+  float* k = buffers.k.get(n * kv);
+  float* v = buffers.v.get(n * kv);
+  float* attn = buffers.attn.get(n * q_dim);
+  float* g = buffers.g.get(n * c.n_ff);
+  float* u = buffers.u.get(n * c.n_ff);
 
-  rms_norm(hidden, L.attn_norm, n, d, c.rms_eps, x.data());
-  matmul(L.wq, x.data(), n, q.data(), pool);
-  matmul(L.wk, x.data(), n, k.data(), pool);
-  matmul(L.wv, x.data(), n, v.data(), pool);
+  rms_norm(hidden, L.attn_norm, n, d, c.rms_eps, x);
+  matmul(L.wq, x, n, q, pool);
+  matmul(L.wk, x, n, k, pool);
+  matmul(L.wv, x, n, v, pool);
   auto add_bias = [n](float* y, const float* b, int dim) {
     if (b == nullptr) return;
     for (int64_t t = 0; t < n; ++t)
       for (int i = 0; i < dim; ++i) y[t * dim + i] += b[i];
   };
-  add_bias(q.data(), L.bq, q_dim);
-  add_bias(k.data(), L.bk, kv);
-  add_bias(v.data(), L.bv, kv);
+  add_bias(q, L.bq, q_dim);
+  add_bias(k, L.bk, kv);
+  add_bias(v, L.bv, kv);
   const double pos_scale = c.rope_scaling == RopeScaling::kLinear ? 1.0 / c.rope_scale_factor : 1.0;
-  rope(q.data(), n, positions.data(), c.n_head, c.head_dim, c.rope_dim, inv_freq_, pos_scale, c.rope_neox);
-  rope(k.data(), n, positions.data(), c.n_head_kv, c.head_dim, c.rope_dim, inv_freq_, pos_scale, c.rope_neox);
+  rope(q, n, positions.data(), c.n_head, c.head_dim, c.rope_dim, inv_freq_, pos_scale, c.rope_neox);
+  rope(k, n, positions.data(), c.n_head_kv, c.head_dim, c.rope_dim, inv_freq_, pos_scale, c.rope_neox);
 
   int64_t row = 0;
   for (const SeqChunk& ch : chunks) {
@@ -246,15 +285,14 @@ Status Model::run_layer(int il, float* hidden, const std::vector<SeqChunk>& chun
               &attn[row * q_dim], pool);
     row += ch.n_tokens;
   }
-  matmul(L.wo, attn.data(), n, x.data(), pool);
+  matmul(L.wo, attn, n, x, pool);
   for (int64_t i = 0; i < n * d; ++i) hidden[i] += x[i];
 
-  std::vector<float> g(n * c.n_ff), u(n * c.n_ff);
-  rms_norm(hidden, L.ffn_norm, n, d, c.rms_eps, x.data());
-  matmul(L.gate, x.data(), n, g.data(), pool);
-  matmul(L.up, x.data(), n, u.data(), pool);
-  silu_mul(g.data(), u.data(), n * c.n_ff, g.data());
-  matmul(L.down, g.data(), n, x.data(), pool);
+  rms_norm(hidden, L.ffn_norm, n, d, c.rms_eps, x);
+  matmul(L.gate, x, n, g, pool);
+  matmul(L.up, x, n, u, pool);
+  silu_mul(g, u, n * c.n_ff, g);
+  matmul(L.down, g, n, x, pool);
   for (int64_t i = 0; i < n * d; ++i) hidden[i] += x[i];
   return Status::Ok();
 }

@@ -52,6 +52,8 @@ class Model {
   int kv_dim() const { return config().n_head_kv * config().head_dim; }
   // Bytes of the file mapped for this model's parts.
   uint64_t mapped_bytes() const;
+  // Bytes of the weights that 2 MiB pages back (see MappedRegion::huge_mapped_bytes).
+  uint64_t huge_page_bytes() const;
   // Bytes of weights one decode step reads: every held matrix, plus one embedding row.
   uint64_t weight_bytes_per_token() const;
   // The type most of the held matrices have ("Q8_0"); for reports.

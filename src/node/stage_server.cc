@@ -11,7 +11,6 @@
 #include <deque>
 #include <map>
 #include <mutex>
-#include <set>
 #include <thread>
 #include <vector>
 
@@ -27,6 +26,7 @@
 #include "net/tensor_codec.h"
 #include "net/tls.h"
 #include "net/wire_format.h"
+#include "node/batch_plan.h"
 #include "node/delayed_writer.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
@@ -870,56 +870,38 @@ void StageServer::Impl::scheduler_loop() {
       std::unique_lock<std::mutex> lock(mu_);
       queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
-      // Only a session's earliest queued item may run, so its steps and
-      // truncates keep their order. Truncates are cheap: apply them here.
-      // Two passes: steps that carry known tokens (plain steps, speculation's
-      // anchor runs) first, speculative continuations after them, so
-      // speculation never slows anyone's guaranteed progress.
-      std::set<const Session*> taken;
-      int tokens = 0, first = -1, last = -1;
-      for (int pass = 0; pass < 2; ++pass) {
-        std::set<const Session*> blocked = taken;
-        for (auto it = queue_.begin(); it != queue_.end();) {
-          Session* s = it->session.get();
-          if (blocked.count(s)) {
-            ++it;
-            continue;
-          }
-          if (s->closed) {  // its work is dropped
-            --s->queued;
-            it = queue_.erase(it);
-            continue;
-          }
-          if (it->truncate) {
-            const Status st = rewind_session(*s, it->truncate_length);
-            if (!st.ok())
-              s->owner->send(error_response(s->id, 0, StatusCode::OUT_OF_RANGE,
-                                            "Truncate.length: " + st.message()));
-            --s->queued;
-            it = queue_.erase(it);
-            continue;
-          }
-          blocked.insert(s);
-          if (pass == 0 && it->step.continues_previous()) {
-            ++it;
-            continue;
-          }
-          const int n = it->step.tokens_size();
-          const bool fits = batch.empty() || (tokens + n <= opt_.max_batch_tokens &&
-                                              s->first == first && s->last == last);
-          if (!fits) {
-            ++it;
-            continue;
-          }
-          tokens += n;
-          first = s->first;
-          last = s->last;
-          --s->queued;
-          taken.insert(s);
-          batch.push_back(std::move(*it));
-          it = queue_.erase(it);
-        }
+      // The order is batch_plan.h's rule; this applies it to the queue.
+      std::vector<QueuedWork> work;
+      work.reserve(queue_.size());
+      for (const WorkItem& w : queue_) {
+        const Session& s = *w.session;
+        work.push_back({reinterpret_cast<uintptr_t>(&s), s.closed.load(), w.truncate,
+                        !w.truncate && w.step.continues_previous(), w.step.tokens_size(), s.first,
+                        s.last});
       }
+      const BatchPlan plan = plan_next_batch(work, opt_.max_batch_tokens);
+      std::vector<bool> leaves(queue_.size(), false);
+      auto leave = [&](size_t i) {
+        --queue_[i].session->queued;
+        leaves[i] = true;
+      };
+      for (size_t i : plan.dropped) leave(i);
+      for (size_t i : plan.truncates) {
+        Session& s = *queue_[i].session;
+        const Status st = rewind_session(s, queue_[i].truncate_length);
+        if (!st.ok())
+          s.owner->send(error_response(s.id, 0, StatusCode::OUT_OF_RANGE,
+                                       "Truncate.length: " + st.message()));
+        leave(i);
+      }
+      for (size_t i : plan.batch) {
+        leave(i);
+        batch.push_back(std::move(queue_[i]));
+      }
+      std::deque<WorkItem> stay;
+      for (size_t i = 0; i < queue_.size(); ++i)
+        if (!leaves[i]) stay.push_back(std::move(queue_[i]));
+      queue_.swap(stay);
     }
     if (!batch.empty()) run_batch(batch);
   }

@@ -1,0 +1,48 @@
+// Which of a stage's queued work items run next, and in what order: the
+// scheduling rule of the stage server's scheduler thread (stage_server.cc), as a
+// pure function of the queue's relevant fields, so it is tested directly.
+//
+// The rule:
+//  - Items whose session is closed are dropped: they never run.
+//  - A session's items keep their order: only its earliest item may be picked.
+//    A Truncate that is its session's earliest item is applied now (it is cheap
+//    and never batched), which makes the session's next item its earliest.
+//  - Of the sessions' earliest steps, anchors (steps that carry known tokens:
+//    plain steps and speculation's anchor runs) are taken first, in queue
+//    order, then speculative continuations (Step.continues_previous), in queue
+//    order: speculation never slows anyone's guaranteed progress.
+//  - A batch holds steps over one layer range and at most `max_batch_tokens`
+//    tokens; a step that does not fit waits for a later batch, but one larger
+//    than the limit still runs alone. Steps behind one that waits are not
+//    reordered past it within its session.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace swarm::node {
+
+// What the rule reads of one queued item.
+struct QueuedWork {
+  uintptr_t session = 0;                // identifies the item's session
+  bool session_closed = false;          // its work is dropped (a Cancel unqueues its steps itself)
+  bool truncate = false;                // a Truncate rather than a Step
+  bool continuation = false;            // a speculative continuation (Step.continues_previous)
+  int tokens = 0;                       // the step's tokens
+  int first_layer = 0, last_layer = 0;  // the session's layer range on this stage
+};
+
+// The decision, as indices into the queue given. Every index appears at most
+// once over the three lists; the others stay queued, in their order.
+struct BatchPlan {
+  std::vector<size_t> dropped;    // remove without running
+  std::vector<size_t> truncates;  // apply, in this order, before the batch runs
+  std::vector<size_t> batch;      // the next batch, in run order
+};
+
+// `max_batch_tokens` >= 1.
+BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_tokens);
+
+}  // namespace swarm::node

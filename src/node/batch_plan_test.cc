@@ -1,0 +1,135 @@
+#include "node/batch_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace swarm::node {
+namespace {
+
+using Indices = std::vector<size_t>;
+
+QueuedWork anchor(uintptr_t session, int tokens = 1) {
+  return {.session = session, .tokens = tokens, .first_layer = 0, .last_layer = 2};
+}
+QueuedWork continuation(uintptr_t session, int tokens = 1) {
+  QueuedWork w = anchor(session, tokens);
+  w.continuation = true;
+  return w;
+}
+QueuedWork truncate(uintptr_t session) {
+  QueuedWork w = anchor(session, 0);
+  w.truncate = true;
+  return w;
+}
+
+TEST(BatchPlanTest, AnEmptyQueuePlansNothing) {
+  const BatchPlan plan = plan_next_batch({}, 8);
+  EXPECT_TRUE(plan.batch.empty());
+  EXPECT_TRUE(plan.truncates.empty());
+  EXPECT_TRUE(plan.dropped.empty());
+}
+
+TEST(BatchPlanTest, AnAnchorOvertakesQueuedSpeculativeContinuations) {
+  const std::vector<QueuedWork> q = {continuation(1), continuation(2), continuation(2), anchor(3)};
+  EXPECT_EQ(plan_next_batch(q, 8).batch, (Indices{3, 0, 1}));
+  // One token a batch: the anchor alone.
+  EXPECT_EQ(plan_next_batch(q, 1).batch, (Indices{3}));
+}
+
+// Plans batch after batch, as the scheduler does, until nothing is left;
+// returns the order the queue's items ran in (indices into `queue`).
+Indices run_order(std::vector<QueuedWork> queue, int max_batch_tokens) {
+  std::vector<size_t> index(queue.size());
+  for (size_t i = 0; i < index.size(); ++i) index[i] = i;
+  Indices order;
+  while (!queue.empty()) {
+    const BatchPlan plan = plan_next_batch(queue, max_batch_tokens);
+    EXPECT_FALSE(plan.batch.empty() && plan.truncates.empty() && plan.dropped.empty());
+    if (plan.batch.empty() && plan.truncates.empty() && plan.dropped.empty()) break;
+    std::vector<bool> leaves(queue.size(), false);
+    for (size_t i : plan.batch) order.push_back(index[i]);
+    for (const Indices* l : {&plan.batch, &plan.truncates, &plan.dropped})
+      for (size_t i : *l) leaves[i] = true;
+    std::vector<QueuedWork> stay;
+    std::vector<size_t> stay_index;
+    for (size_t i = 0; i < queue.size(); ++i) {
+      if (leaves[i]) continue;
+      stay.push_back(queue[i]);
+      stay_index.push_back(index[i]);
+    }
+    queue.swap(stay);
+    index.swap(stay_index);
+  }
+  return order;
+}
+
+// The queue NodeTest.AnAnchorRunOvertakesQueuedSpeculativeContinuations builds
+// while a's prompt runs, one token a batch: a's anchor run is a's earliest
+// item and keeps its place; b's plain step, queued behind a's three
+// continuations, overtakes them.
+TEST(BatchPlanTest, AnAnchorRunKeepsItsPlaceAndAPlainStepOvertakesContinuations) {
+  const uintptr_t a = 1, b = 2;
+  const std::vector<QueuedWork> q = {anchor(a, 2), continuation(a), continuation(a),
+                                     continuation(a), anchor(b)};
+  EXPECT_EQ(run_order(q, 1), (Indices{0, 4, 1, 2, 3}));
+  // With room for all, still one item of a session a batch.
+  EXPECT_EQ(run_order(q, 64), (Indices{0, 4, 1, 2, 3}));
+}
+
+TEST(BatchPlanTest, ASessionsItemsKeepTheirOrder) {
+  // Session 1's continuation is its earliest item: its later anchor waits
+  // behind it, and only one item of a session runs in a batch.
+  const std::vector<QueuedWork> q = {continuation(1), anchor(1), anchor(2), anchor(2)};
+  EXPECT_EQ(plan_next_batch(q, 8).batch, (Indices{2, 0}));
+  // Its earliest step, waiting for lack of room, holds back its later ones.
+  const std::vector<QueuedWork> big = {anchor(1, 4), anchor(2, 6), anchor(2, 1), anchor(3, 2)};
+  EXPECT_EQ(plan_next_batch(big, 6).batch, (Indices{0, 3}));
+}
+
+TEST(BatchPlanTest, ItemsOfAClosedSessionNeverRun) {
+  std::vector<QueuedWork> q = {anchor(1), continuation(2), truncate(1), anchor(1), anchor(3)};
+  q[0].session_closed = q[2].session_closed = q[3].session_closed = true;
+  const BatchPlan plan = plan_next_batch(q, 8);
+  EXPECT_EQ(plan.dropped, (Indices{0, 2, 3}));
+  EXPECT_TRUE(plan.truncates.empty());
+  EXPECT_EQ(plan.batch, (Indices{4, 1}));
+}
+
+TEST(BatchPlanTest, TruncatesAheadOfASessionsFirstStepApplyAndTheStepMayRun) {
+  const std::vector<QueuedWork> q = {truncate(1), truncate(1), anchor(1),
+                                     truncate(1), truncate(2), continuation(2)};
+  const BatchPlan plan = plan_next_batch(q, 8);
+  // Session 1's truncate behind its step waits for that step to run.
+  EXPECT_EQ(plan.truncates, (Indices{0, 1, 4}));
+  EXPECT_EQ(plan.batch, (Indices{2, 5}));
+}
+
+TEST(BatchPlanTest, ABatchKeepsToItsTokenLimit) {
+  const std::vector<QueuedWork> q = {anchor(1, 3), anchor(2, 4), anchor(3, 2), continuation(4, 1),
+                                     continuation(5, 2)};
+  // 3 + 2 of the anchors (4 does not fit beside 3), then the one-token
+  // continuation; the two-token one would exceed 6.
+  EXPECT_EQ(plan_next_batch(q, 6).batch, (Indices{0, 2, 3}));
+}
+
+TEST(BatchPlanTest, AStepLargerThanTheLimitRunsAlone) {
+  const std::vector<QueuedWork> q = {anchor(1, 100), anchor(2, 1), continuation(3, 1)};
+  EXPECT_EQ(plan_next_batch(q, 8).batch, (Indices{0}));
+  // Behind a small one it waits: the small one goes first.
+  const std::vector<QueuedWork> r = {anchor(2, 1), anchor(1, 100)};
+  EXPECT_EQ(plan_next_batch(r, 8).batch, (Indices{0}));
+}
+
+TEST(BatchPlanTest, ABatchHoldsOneLayerRange) {
+  std::vector<QueuedWork> q = {anchor(1), anchor(2), anchor(3), continuation(4)};
+  q[1].first_layer = 1;
+  q[3].last_layer = 3;
+  EXPECT_EQ(plan_next_batch(q, 8).batch, (Indices{0, 2}));
+  // The first step picked sets the range.
+  EXPECT_EQ(plan_next_batch(std::vector<QueuedWork>(q.begin() + 1, q.end()), 8).batch,
+            (Indices{0}));
+}
+
+}  // namespace
+}  // namespace swarm::node

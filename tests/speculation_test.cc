@@ -100,9 +100,41 @@ TEST_F(SpeculationTest, GreedyNgramSpeculationGivesExactlyThePlainText) {
   EXPECT_EQ(usage["completion_tokens_details"]["accepted_prediction_tokens"].get<int>() +
                 usage["completion_tokens_details"]["rejected_prediction_tokens"].get<int>(),
             usage["speculation"]["drafted_tokens"].get<int>());
+  // Some steps carried drafts; the prompt's did not. Every run sent while
+  // decoding was answered (a step) or cancelled.
+  const json& s = usage["speculation"];
+  EXPECT_GT(s["speculative_steps"].get<int>(), 0) << s.dump();
+  EXPECT_GE(s["plain_steps"].get<int>(), 1) << s.dump();
+  EXPECT_EQ(s["plain_steps"].get<int>() + s["speculative_steps"].get<int>(),
+            1 + s["runs"].get<int>() - s["cancelled_runs"].get<int>())
+      << s.dump();
   const json plain = complete(kPlainPrompt, 24);
   ASSERT_TRUE(plain.contains("choices")) << plain.dump();
   EXPECT_EQ(plain["choices"][0]["text"], want_plain);
+}
+
+// `off`: one token per step and no drafts; usage says so, streamed or not.
+TEST_F(SpeculationTest, OffDecodesEveryStepPlainly) {
+  const int n = 12;
+  const std::string want = single_process(kPlainPrompt, n);
+  ASSERT_TRUE(start({"--speculate", "off"}));
+  const json got = complete(kPlainPrompt, n);
+  ASSERT_TRUE(got.contains("choices")) << got.dump();
+  EXPECT_EQ(got["choices"][0]["text"], want);
+  ASSERT_EQ(got["choices"][0]["finish_reason"], "length") << got.dump();
+  const json& s = got["usage"]["speculation"];
+  EXPECT_EQ(s["drafter"], "off") << s.dump();
+  EXPECT_EQ(s["plain_steps"].get<int>(), n) << s.dump();
+  EXPECT_EQ(s["speculative_steps"].get<int>(), 0) << s.dump();
+  EXPECT_EQ(s["drafted_tokens"].get<int>(), 0) << s.dump();
+
+  json usage;
+  EXPECT_EQ(swarm::testing::stream_completion(
+                gateway_->port(), "tiny", kPlainPrompt, n, [] {}, &usage),
+            want);
+  EXPECT_EQ(usage["completion_tokens"].get<int>(), n) << usage.dump();
+  EXPECT_EQ(usage["speculation"]["plain_steps"].get<int>(), n) << usage.dump();
+  EXPECT_EQ(usage["speculation"]["speculative_steps"].get<int>(), 0) << usage.dump();
 }
 
 TEST_F(SpeculationTest, GreedyDraftModelSpeculationGivesExactlyThePlainText) {
@@ -160,6 +192,8 @@ TEST_F(SpeculationTest, AutoBacksOffWhereDraftsFail) {
     EXPECT_EQ(got["choices"][0]["text"], want) << "request " << i;
     const json& s = got["usage"]["speculation"];
     EXPECT_EQ(s["drafter"], "ngram") << s.dump();
+    // Backed off (or measuring plain decoding first): steps without drafts.
+    EXPECT_GT(s["plain_steps"].get<int>(), 1) << "request " << i << ": " << s.dump();
     EXPECT_LT(s["drafted_tokens"].get<int>(), forced_drafts) << "request " << i << ": " << s.dump();
     auto_drafts += s["drafted_tokens"].get<int>();
   }

@@ -29,16 +29,17 @@ inline std::string single_process_greedy(const std::string& model, const std::st
 // One streamed greedy /v1/completions request to a server on 127.0.0.1, its
 // SSE chunks joined. A failed stream returns a marker instead of text
 // ("<HTTP 503>", "<no [DONE]>: partial text"), so a comparison with the
-// expected text fails with the reason in view.
-
+// expected text fails with the reason in view. With `usage`, the stream asks
+// for usage and `*usage` receives the last chunk's.
 inline std::string stream_completion(
     int port, const std::string& model, const std::string& prompt, int n,
-    const std::function<void()>& on_chunk = [] {}) {
+    const std::function<void()>& on_chunk = [] {}, nlohmann::json* usage = nullptr) {
   using json = nlohmann::json;
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(120, 0);
-  const json body = {{"model", model},   {"prompt", prompt}, {"max_tokens", n},
-                     {"temperature", 0}, {"stream", true},   {"ignore_eos", true}};
+  json body = {{"model", model},   {"prompt", prompt}, {"max_tokens", n},
+               {"temperature", 0}, {"stream", true},   {"ignore_eos", true}};
+  if (usage) body["stream_options"] = {{"include_usage", true}};
   std::string buffer, text;
   bool done = false;
   httplib::Request req;
@@ -57,6 +58,8 @@ inline std::string stream_completion(
       }
       const json j = json::parse(payload, nullptr, false);
       if (!j.is_object() || !j.contains("choices")) return false;  // an error event
+      if (usage && !j["usage"].is_null()) *usage = j["usage"];
+      if (j["choices"].empty()) continue;  // the usage chunk
       text += j["choices"][0]["text"].get<std::string>();
       on_chunk();
     }

@@ -65,6 +65,8 @@ OJson usage_json(const GenerationResult& r) {
         {"acceptance_rate", s.drafted > 0 ? static_cast<double>(s.accepted) / s.drafted : 0.0},
         {"mean_accepted_length",
          s.chains > 0 ? static_cast<double>(s.accepted + s.chains) / s.chains : 0.0},
+        {"plain_steps", s.plain_steps},
+        {"speculative_steps", s.speculative_steps},
         {"runs", s.runs},
         {"cancelled_runs", s.cancelled_runs},
         {"width", s.width},
@@ -427,11 +429,13 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     const SpeculationReport& s = o.result.speculation;
     if (!s.drafter.empty()) {
       std::snprintf(line, sizeof line,
-                    "; speculation %s: %d drafted, %d accepted, %d chains, %d of %d runs "
-                    "cancelled, k %d, W %d, D %d, a %.3f, rt %.4f s, bt %.4f s, bound %.2f tok/s",
-                    s.drafter.c_str(), s.drafted, s.accepted, s.chains, s.cancelled_runs, s.runs,
-                    s.width, s.in_flight, s.drafts_per_round_trip, s.acceptance, s.round_trip_s,
-                    s.bottleneck_s, s.goodput_bound);
+                    "; speculation %s: %d drafted, %d accepted, %d chains, %d plain and %d "
+                    "speculative steps, %d of %d runs cancelled, k %d, W %d, D %d, a %.3f, "
+                    "rt %.4f s, bt %.4f s, bound %.2f tok/s",
+                    s.drafter.c_str(), s.drafted, s.accepted, s.chains, s.plain_steps,
+                    s.speculative_steps, s.cancelled_runs, s.runs, s.width, s.in_flight,
+                    s.drafts_per_round_trip, s.acceptance, s.round_trip_s, s.bottleneck_s,
+                    s.goodput_bound);
       text += line;
     }
     options_.log(text);

@@ -21,8 +21,12 @@ struct GenerationRequest {
 
 // What speculative decoding did for one request (doc/speculation.md).
 struct SpeculationReport {
-  std::string drafter;      // "ngram" or "draft"; "" when speculation was off
+  std::string drafter;      // "ngram" or "draft"; "off": a chain decoding plainly; "": no chain
   int drafted = 0;          // drafts sent to the chain
+  // Steps whose results made the output (the prompt's included): plain ones
+  // carried no draft, speculative ones at least one. Runs the chain answered
+  // are counted; cancelled ones are not.
+  int plain_steps = 0, speculative_steps = 0;
   int accepted = 0;         // drafts the last stage accepted
   int runs = 0;             // runs sent while decoding (anchor and speculative)
   int cancelled_runs = 0;   // runs cancelled because they built on a rejected draft

@@ -222,6 +222,10 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   const SpeculationOptions& spec = options_.speculation;
   const bool speculate = spec.mode != SpeculationMode::kOff && options_.push &&
                          (spec.mode != SpeculationMode::kDraft || spec.draft);
+  // Named now, so that a request that ends at its first token reports too.
+  result.speculation.drafter = !speculate                             ? "off"
+                               : spec.mode == SpeculationMode::kDraft ? "draft"
+                                                                      : "ngram";
   bool finished = false;
   int generated = 0;
   for (; generated < budget; ++generated) {
@@ -233,6 +237,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
       return token.status();
     }
     if (generated == 0) t_first = Clock::now();
+    ++result.speculation.plain_steps;
     fed.insert(fed.end(), input.begin(), input.end());
     const bool stop_token = std::find(sp.stop_tokens.begin(), sp.stop_tokens.end(), *token) != sp.stop_tokens.end();
     if (stop_token) {
@@ -286,6 +291,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
         return token.status();
       }
       fed.push_back(anchor);
+      ++stats.plain_steps;
       if (!emit(*token)) break;
       anchor = *token;
     }

@@ -233,6 +233,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     const int lead = static_cast<int>(done.run.tokens.size()) - n_drafts;
     fed.insert(fed.end(), done.run.tokens.begin(), done.run.tokens.begin() + lead + accepted);
     stats.accepted += accepted;
+    ++(n_drafts > 0 ? stats.speculative_steps : stats.plain_steps);
     chain_sent += n_drafts;
     chain_accepted += accepted;
 

@@ -5,62 +5,37 @@
 // The test reads the DHT itself through a DhtNode, to wait on records instead
 // of sleeping, and to plant records no honest node would.
 #include <gtest/gtest.h>
-#include <httplib.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <filesystem>
-#include <fstream>
-#include <functional>
 #include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <thread>
 
 #include "discovery/dht_node.h"
 #include "discovery/node_record.h"
 #include "engine/model_loader.h"
-#include "engine/test_data.h"
-#include "engine/test_process.h"
 #include "net/identity.h"
 #include "net/model_id.h"
-#include "swarm_client.h"
+#include "swarm_harness.h"
 
 namespace {
 
 using swarm::discovery::NodeRecord;
 using swarm::testing::ChildProcess;
 using swarm::testing::eventually;
-using swarm::testing::find_testdata;
+using swarm::testing::KeyFile;
+using swarm::testing::read_file;
 using swarm::testing::run_swarm;
-using swarm::testing::shell_quote;
 using json = nlohmann::json;
 
 const char* kPrompts[] = {"Once upon a time", "The licensee may copy and distribute",
                           "Hello world! 12345 tokens", "In the beginning", "the quick brown fox"};
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct KeyFile {
-  std::string path, node_id;
-};
-
-class DhtSwarmTest : public ::testing::Test {
+class DhtSwarmTest : public swarm::testing::SwarmHarness {
  protected:
   void SetUp() override {
-    model_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
-    if (model_.empty())
-      GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
-    dir_ = ::testing::TempDir() + "/dht_swarm_" + std::to_string(::getpid()) + "_" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    SwarmHarness::SetUp();
+    if (IsSkipped()) return;
     auto source = swarm::open_model_source(model_);
     ASSERT_TRUE(source.ok()) << source.status().ToString();
     auto id = swarm::net::model_content_id(*source);
@@ -78,43 +53,26 @@ class DhtSwarmTest : public ::testing::Test {
     ASSERT_TRUE(eventually([&] { return reader_->connected(); }, std::chrono::seconds(30)));
   }
   void TearDown() override {
-    gateway_.reset();
-    nodes_.clear();
+    stop_all();
     reader_.reset();
     boot_.reset();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
-  }
-
-  KeyFile keygen(const std::string& name) {
-    KeyFile k;
-    k.path = dir_ + "/" + name + ".key";
-    auto r = run_swarm("keygen -o " + shell_quote(k.path));
-    EXPECT_EQ(r.code, 0) << r.out;
-    std::stringstream out(r.out);
-    for (std::string line; std::getline(out, line);)
-      if (line.size() == 40) k.node_id = line;
-    return k;
+    SwarmHarness::TearDown();
   }
 
   // A node joining through the bootstrap peer with a fresh identity; `layers`
   // "" lets it choose. Returns its node id once its record is in the DHT.
   std::string node(const std::string& layers, std::vector<std::string> flags = {}) {
     const KeyFile key = keygen("node" + std::to_string(nodes_.size()));
-    std::vector<std::string> args = {
-        "node", "-m",         model_,   "--listen",    "127.0.0.1:0",   "-t",
-        "1",    "--identity", key.path, "--bootstrap", boot_->address()};
+    std::vector<std::string> args = {"--identity", key.path, "--bootstrap", boot_->address()};
     if (!layers.empty()) args.insert(args.end(), {"--layers", layers});
     args.insert(args.end(), flags.begin(), flags.end());
-    const std::string log = node_log(nodes_.size());
-    nodes_.push_back(std::make_unique<ChildProcess>(args, log));
-    EXPECT_TRUE(nodes_.back()->ok()) << read_file(log);
+    start_node(args);
     EXPECT_TRUE(
         eventually([&] { return record_of(key.node_id).has_value(); }, std::chrono::seconds(30)))
         << "no record of " << key.node_id << "\n"
-        << read_file(log);
+        << read_file(node_log());
     return key.node_id;
   }
-  std::string node_log(size_t i) const { return dir_ + "/node" + std::to_string(i) + ".err"; }
 
   std::vector<NodeRecord> records() {
     auto l = reader_->find_nodes(model_id_, swarm::discovery::unix_now());
@@ -126,50 +84,11 @@ class DhtSwarmTest : public ::testing::Test {
     return std::nullopt;
   }
 
+  // A gateway that finds its peers through the DHT.
   ChildProcess* gateway(const std::vector<std::string>& flags = {}) {
-    std::vector<std::string> args = {"gateway",
-                                     "-m",
-                                     model_,
-                                     "--listen",
-                                     "127.0.0.1:0",
-                                     "--bootstrap",
-                                     boot_->address(),
-                                     "--dht-refresh",
-                                     "0.2",
-                                     "--model-name",
-                                     "tiny"};
+    std::vector<std::string> args = {"--bootstrap", boot_->address(), "--dht-refresh", "0.2"};
     args.insert(args.end(), flags.begin(), flags.end());
-    gateway_ = std::make_unique<ChildProcess>(args, gateway_log());
-    EXPECT_TRUE(gateway_->ok()) << read_file(gateway_log());
-    return gateway_.get();
-  }
-  std::string gateway_log() const { return dir_ + "/gateway.err"; }
-
-  ChildProcess* node_at(const std::string& address) {
-    for (auto& n : nodes_)
-      if (n->address() == address) return n.get();
-    return nullptr;
-  }
-
-  std::string single_process(const std::string& prompt, int n) {
-    return swarm::testing::single_process_greedy(model_, prompt, n);
-  }
-
-  std::string complete(const std::string& prompt, int n, int* status) {
-    httplib::Client c("127.0.0.1", gateway_->port());
-    c.set_read_timeout(120, 0);
-    const json body = {
-        {"model", "tiny"}, {"prompt", prompt}, {"max_tokens", n}, {"temperature", 0}};
-    auto res = c.Post("/v1/completions", body.dump(), "application/json");
-    *status = res ? res->status : -1;
-    if (!res || res->status != 200) return res ? res->body : "<no answer>";
-    return json::parse(res->body)["choices"][0]["text"].get<std::string>();
-  }
-
-  // A streamed completion, its SSE chunks joined; `on_chunk` sees each piece.
-  std::string complete_streamed(const std::string& prompt, int n,
-                                const std::function<void()>& on_chunk) {
-    return swarm::testing::stream_completion(gateway_->port(), "tiny", prompt, n, on_chunk);
+    return start_gateway(args);
   }
 
   json status_json() {
@@ -179,11 +98,10 @@ class DhtSwarmTest : public ::testing::Test {
     return at == std::string::npos ? json() : json::parse(r.out.substr(at), nullptr, false);
   }
 
-  std::string model_, dir_, model_id_;
+  std::string model_id_;
   uint64_t layer_bytes_ = 0;
-  std::unique_ptr<ChildProcess> boot_, gateway_;
+  std::unique_ptr<ChildProcess> boot_;
   std::unique_ptr<swarm::discovery::DhtNode> reader_;
-  std::vector<std::unique_ptr<ChildProcess>> nodes_;
 };
 
 // Six nodes found through the DHT alone, two per range; the middle stage in use
@@ -192,53 +110,19 @@ class DhtSwarmTest : public ::testing::Test {
 class DhtSwarmFaultTest : public DhtSwarmTest, public ::testing::WithParamInterface<int> {};
 
 TEST_P(DhtSwarmFaultTest, GenerationsSurviveALostMiddleStage) {
-  const int sig = GetParam();
-  constexpr int kTokens = 20, kStreams = 5;
+  constexpr int kTokens = 20;
+  const std::vector<std::string> prompts(std::begin(kPrompts), std::end(kPrompts));
   std::vector<std::string> want;
-  for (int i = 0; i < kStreams; ++i) want.push_back(single_process(kPrompts[i], kTokens));
+  for (const std::string& p : prompts) want.push_back(single_process(p, kTokens));
   for (const char* range : {"0:1", "1:3", "3:4", "0:1", "1:3", "3:4"})
     node(range, {"--link-delay-ms", "15"});
   ASSERT_EQ(records().size(), 6u);
-  gateway({"--step-timeout-ms", "1500"});
-  ASSERT_TRUE(gateway_->ok());
-
-  // The chain the gateway logged at start: "chain A [0,1) -> B [1,3) -> C [3,4)".
-  const std::string log = read_file(gateway_log());
-  const size_t at = log.find("chain ");
-  ASSERT_NE(at, std::string::npos) << log;
-  std::stringstream line(log.substr(at + 6, log.find('\n', at) - at - 6));
-  std::vector<std::string> chain;
-  for (std::string w; line >> w;)
-    if (w.find(':') != std::string::npos && w[0] != '[') chain.push_back(w);
-  ASSERT_EQ(chain.size(), 3u) << log;
-  ChildProcess* victim = node_at(chain[1]);
-  ASSERT_NE(victim, nullptr);
-
-  std::atomic<int> chunks{0};
-  std::vector<std::future<std::string>> got;
-  for (int i = 0; i < kStreams; ++i)
-    got.push_back(std::async(std::launch::async, [&, i] {
-      return complete_streamed(kPrompts[i], kTokens, [&] { ++chunks; });
-    }));
-  ASSERT_TRUE(eventually([&] { return chunks.load() >= 2 * kStreams; }, std::chrono::seconds(60)));
-  victim->signal(sig);
-  for (int i = 0; i < kStreams; ++i) EXPECT_EQ(got[i].get(), want[i]) << "stream " << i;
-  if (sig == SIGSTOP) victim->signal(SIGCONT);
-  std::ifstream in(gateway_log());
-  int recovered = 0;
-  for (std::string l; std::getline(in, l);)
-    if (l.find("recovered") != std::string::npos) {
-      ++recovered;
-      EXPECT_EQ(l.find(chain[1] + " ["), std::string::npos)
-          << "still routed through the failed node: " << l;
-    }
-  EXPECT_GE(recovered, 1);
+  ASSERT_TRUE(gateway({"--step-timeout-ms", "1500"})->ok());
+  expect_streams_survive_a_lost_middle_stage(GetParam(), prompts, want, kTokens);
 }
 
 INSTANTIATE_TEST_SUITE_P(KillAndStall, DhtSwarmFaultTest, ::testing::Values(SIGKILL, SIGSTOP),
-                         [](const ::testing::TestParamInfo<int>& i) {
-                           return std::string(i.param == SIGKILL ? "Killed" : "Stalled");
-                         });
+                         swarm::testing::signal_name);
 
 // Nodes without --layers, each with memory for two of the four layers, started
 // one at a time: the first takes [0,2), `swarm status` shows the gap [2,4) and

@@ -1,21 +1,16 @@
 // Speculative decoding through a real 4-stage chain of `swarm node` processes
 // behind a real `swarm gateway` on 127.0.0.1: greedy output must equal plain
-// decoding's exactly, whatever the drafts, and usage reports the drafts.
+// decoding's exactly, whatever the drafts, and usage reports drafts and steps.
 #include <gtest/gtest.h>
-#include <httplib.h>
 
 #include <nlohmann/json.hpp>
 
-#include "engine/test_data.h"
-#include "engine/test_process.h"
-#include "swarm_client.h"
+#include "swarm_harness.h"
 
 namespace {
 
-using swarm::testing::ChildProcess;
 using swarm::testing::find_testdata;
 using swarm::testing::run_swarm;
-using swarm::testing::shell_quote;
 using json = nlohmann::json;
 
 // Repeats itself: n-gram lookup finds drafts in it.
@@ -24,65 +19,21 @@ const char* kRepetitive =
     "for (int i = 0; i < n; ++i) sum +=";
 const char* kPlainPrompt = "Once upon a time";
 
-class SpeculationTest : public ::testing::Test {
+class SpeculationTest : public swarm::testing::SwarmHarness {
  protected:
-  void SetUp() override {
-    model_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
-    if (model_.empty()) GTEST_SKIP() << "needs tiny-llama-Q8_0.gguf";
-  }
-  void TearDown() override {
-    gateway_.reset();
-    nodes_.clear();
-    for (const std::string& log : logs_) std::remove(log.c_str());
-  }
-
   // Four one-layer stages and a gateway with `flags`.
   bool start(const std::vector<std::string>& flags) {
-    std::string peers;
-    for (int l = 0; l < 4; ++l) {
-      const std::string log = ::testing::TempDir() + "/spec_node_" + std::to_string(::getpid()) +
-                              "_" + std::to_string(l) + ".err";
-      logs_.push_back(log);
-      nodes_.push_back(std::make_unique<ChildProcess>(
-          std::vector<std::string>{"node", "-m", model_, "--layers",
-                                   std::to_string(l) + ":" + std::to_string(l + 1), "--listen",
-                                   "127.0.0.1:0", "-t", "1"},
-          log));
-      if (!nodes_.back()->ok()) return false;
-      peers += (peers.empty() ? "" : ",") + nodes_.back()->address();
-    }
-    std::vector<std::string> args = {"gateway", "-m",  model_,         "--listen", "127.0.0.1:0",
-                                     "--peers", peers, "--model-name", "tiny"};
-    args.insert(args.end(), flags.begin(), flags.end());
-    const std::string log =
-        ::testing::TempDir() + "/spec_gateway_" + std::to_string(::getpid()) + ".err";
-    logs_.push_back(log);
-    gateway_ = std::make_unique<ChildProcess>(args, log);
-    return gateway_->ok();
+    return start_chain({{0, 1}, {1, 2}, {2, 3}, {3, 4}}, flags);
   }
 
-  std::string single_process(const std::string& prompt, int n) {
-    return swarm::testing::single_process_greedy(model_, prompt, n);
-  }
-
+  // The whole answer: usage is what these tests are about.
   json complete(const std::string& prompt, int n, double temperature = 0) {
-    httplib::Client c("127.0.0.1", gateway_->port());
-    c.set_read_timeout(120, 0);
-    const json body = {{"model", "tiny"},
-                       {"prompt", prompt},
-                       {"max_tokens", n},
-                       {"temperature", temperature},
-                       {"seed", 7}};
-    auto res = c.Post("/v1/completions", body.dump(), "application/json");
-    if (!res || res->status != 200)
-      return {{"error", res ? res->status : -1}, {"body", res ? res->body : ""}};
-    return json::parse(res->body);
+    return post_completion({{"model", "tiny"},
+                            {"prompt", prompt},
+                            {"max_tokens", n},
+                            {"temperature", temperature},
+                            {"seed", 7}});
   }
-
-  std::string model_;
-  std::vector<std::unique_ptr<ChildProcess>> nodes_;
-  std::unique_ptr<ChildProcess> gateway_;
-  std::vector<std::string> logs_;
 };
 
 TEST_F(SpeculationTest, GreedyNgramSpeculationGivesExactlyThePlainText) {
@@ -130,7 +81,7 @@ TEST_F(SpeculationTest, OffDecodesEveryStepPlainly) {
 
   json usage;
   EXPECT_EQ(swarm::testing::stream_completion(
-                gateway_->port(), "tiny", kPlainPrompt, n, [] {}, &usage),
+                gateway()->port(), "tiny", kPlainPrompt, n, [] {}, &usage),
             want);
   EXPECT_EQ(usage["completion_tokens"].get<int>(), n) << usage.dump();
   EXPECT_EQ(usage["speculation"]["plain_steps"].get<int>(), n) << usage.dump();
@@ -182,8 +133,7 @@ TEST_F(SpeculationTest, AutoBacksOffWhereDraftsFail) {
   ASSERT_GT(forced_drafts, 0) << f.dump();
   ASSERT_EQ(f["accepted_tokens"].get<int>(), 0) << f.dump();
 
-  gateway_.reset();
-  nodes_.clear();
+  stop_all();
   ASSERT_TRUE(start({"--speculate", "auto"}));
   int auto_drafts = 0;
   for (int i = 0; i < 3; ++i) {

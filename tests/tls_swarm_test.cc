@@ -3,124 +3,42 @@
 // 127.0.0.1 with real gRPC. A pinned chain answers exactly what one process
 // answers; a node holding another key than its pin is refused, and says so.
 #include <gtest/gtest.h>
-#include <httplib.h>
-#include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
-#include <memory>
-#include <nlohmann/json.hpp>
-#include <sstream>
+#include <cctype>
 
-#include "engine/test_data.h"
-#include "engine/test_process.h"
+#include "swarm_harness.h"
 
 namespace {
 
 using swarm::testing::ChildProcess;
 using swarm::testing::eventually;
-using swarm::testing::find_testdata;
+using swarm::testing::KeyFile;
+using swarm::testing::read_file;
 using swarm::testing::run_swarm;
 using swarm::testing::shell_quote;
-using json = nlohmann::json;
 
 const char* kPrompt = "Once upon a time";
 
-struct KeyFile {
-  std::string path, node_id, public_key;  // ids in hex
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-class TlsSwarmTest : public ::testing::Test {
+class TlsSwarmTest : public swarm::testing::SwarmHarness {
  protected:
-  void SetUp() override {
-    model_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
-    if (model_.empty())
-      GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
-    dir_ = ::testing::TempDir() + "/tls_swarm_" + std::to_string(::getpid()) + "_" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override {
-    gateways_.clear();
-    nodes_.clear();
-    std::filesystem::remove_all(dir_);
-  }
-
-  // A fresh identity from `swarm keygen`: the node id it prints, and the public
-  // key from the key file (the second half of its 64-byte secret key).
-  KeyFile keygen(const std::string& name) {
-    KeyFile k;
-    k.path = dir_ + "/" + name + ".key";
-    auto r = run_swarm("keygen -o " + shell_quote(k.path));
-    EXPECT_EQ(r.code, 0) << r.out;
-    std::stringstream out(r.out);
-    for (std::string line; std::getline(out, line);)
-      if (line.size() == 40) k.node_id = line;
-    std::stringstream file(read_file(k.path));
-    std::string magic, secret;
-    file >> magic >> secret;
-    EXPECT_EQ(secret.size(), 128u);
-    if (secret.size() == 128) k.public_key = secret.substr(64);
-    EXPECT_EQ(k.node_id.size(), 40u) << r.out;
-    return k;
-  }
-
   // A node serving [a, b) with `key`'s identity (none: plaintext); its address.
   std::string node(int a, int b, const KeyFile* key) {
-    std::vector<std::string> args = {
-        "node",     "-m",          model_, "--layers", std::to_string(a) + ":" + std::to_string(b),
-        "--listen", "127.0.0.1:0", "-t",   "1"};
+    std::vector<std::string> args = swarm::testing::layers(a, b);
     if (key) args.insert(args.end(), {"--identity", key->path});
-    nodes_.push_back(std::make_unique<ChildProcess>(
-        args, dir_ + "/node" + std::to_string(nodes_.size()) + ".err"));
-    EXPECT_TRUE(nodes_.back()->ok())
-        << read_file(dir_ + "/node" + std::to_string(nodes_.size() - 1) + ".err");
-    return nodes_.back()->address();
+    return start_node(args)->address();
   }
 
-  // A gateway over `peers` (the --peers value); its stderr goes to log(i).
+  // A gateway over `peers` (the --peers value); its stderr goes to gateway_log(i).
   ChildProcess* gateway(const std::string& peers, const std::vector<std::string>& flags = {}) {
-    std::vector<std::string> args = {"gateway", "-m",  model_,         "--listen", "127.0.0.1:0",
-                                     "--peers", peers, "--model-name", "tiny"};
+    std::vector<std::string> args = {"--peers", peers};
     args.insert(args.end(), flags.begin(), flags.end());
-    gateways_.push_back(std::make_unique<ChildProcess>(args, log_path(gateways_.size())));
-    EXPECT_TRUE(gateways_.back()->ok()) << read_file(log_path(gateways_.size() - 1));
-    return gateways_.back().get();
-  }
-  std::string log_path(size_t gateway) const {
-    return dir_ + "/gateway" + std::to_string(gateway) + ".err";
+    return start_gateway(args);
   }
 
   std::string complete(ChildProcess* gw, int n, int* status) {
-    httplib::Client c("127.0.0.1", gw->port());
-    c.set_read_timeout(120, 0);
-    const json body = {
-        {"model", "tiny"}, {"prompt", kPrompt}, {"max_tokens", n}, {"temperature", 0}};
-    auto res = c.Post("/v1/completions", body.dump(), "application/json");
-    *status = res ? res->status : -1;
-    if (!res || res->status != 200) return res ? res->body : "<no answer>";
-    return json::parse(res->body)["choices"][0]["text"].get<std::string>();
+    return SwarmHarness::complete(kPrompt, n, status, gw);
   }
-
-  std::string single_process(int n) {
-    auto r = run_swarm("generate -m " + model_ + " -p " + shell_quote(kPrompt) + " -n " +
-                       std::to_string(n) + " --temp 0 -t 1");
-    EXPECT_EQ(r.code, 0) << r.out;
-    const std::string raw = r.out.substr(0, r.out.find('\n'));
-    return json::parse(json(raw).dump(-1, ' ', false, json::error_handler_t::replace))
-        .get<std::string>();
-  }
-
-  std::string model_, dir_;
-  std::vector<std::unique_ptr<ChildProcess>> nodes_, gateways_;
+  std::string single_process(int n) { return SwarmHarness::single_process(kPrompt, n); }
 };
 
 // Two stages with identities, one pinned by node id and one by public key (in
@@ -158,19 +76,19 @@ TEST_F(TlsSwarmTest, ANodeWhoseKeyIsNotThePinIsRefused) {
   EXPECT_EQ(status, 503) << body;
   EXPECT_NE(body.find("service_unavailable"), std::string::npos) << body;
   EXPECT_TRUE(eventually([&] {
-    const std::string log = read_file(log_path(0));
+    const std::string log = read_file(gateway_log(0));
     return log.find("TLS identity mismatch") != std::string::npos &&
            log.find(a.node_id) != std::string::npos &&
            log.find("expected node id " + b.node_id) != std::string::npos;
-  })) << read_file(log_path(0));
+  })) << read_file(gateway_log(0));
 
   ChildProcess* plain = gateway(addr);
   ASSERT_TRUE(plain->ok());
   complete(plain, 4, &status);
   EXPECT_EQ(status, 503);
   EXPECT_TRUE(eventually([&] {
-    return read_file(log_path(1)).find("offers no route") != std::string::npos;
-  })) << read_file(log_path(1));
+    return read_file(gateway_log(1)).find("offers no route") != std::string::npos;
+  })) << read_file(gateway_log(1));
 
   ChildProcess* right = gateway(addr + "@" + a.public_key);
   ASSERT_TRUE(right->ok());
@@ -192,7 +110,7 @@ TEST_F(TlsSwarmTest, AnImpostorAtAPinnedAddressIsRoutedAround) {
   ASSERT_EQ(complete(gw, 8, &status), want);
 
   // The gateway logs its first chain: "chain ADDR [0,4)".
-  const std::string log = read_file(log_path(0));
+  const std::string log = read_file(gateway_log(0));
   const size_t at = log.find("chain ");
   ASSERT_NE(at, std::string::npos) << log;
   const std::string used = log.substr(at + 6, log.find(' ', at + 6) - at - 6);
@@ -206,7 +124,7 @@ TEST_F(TlsSwarmTest, AnImpostorAtAPinnedAddressIsRoutedAround) {
     EXPECT_EQ(complete(gw, 8, &status), want) << "request " << i;
     EXPECT_EQ(status, 200);
   }
-  const std::string after = read_file(log_path(0));
+  const std::string after = read_file(gateway_log(0));
   EXPECT_NE(after.find("TLS identity mismatch"), std::string::npos) << after;
   EXPECT_NE(after.find("(node id " + c.node_id + ")"), std::string::npos) << after;
   EXPECT_EQ(read_file(dir_ + "/impostor.err").find("opened"), std::string::npos)

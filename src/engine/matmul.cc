@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
-#include <atomic>
 #include <vector>
 
 #include "engine/fp16.h"
@@ -312,45 +311,6 @@ KernelFn kernel_for(const IsaKernels& k, TensorType t) {
   }
 }
 
-// A range of row chunks [next, end) that its owner consumes from the front and
-// other threads from the back, both ends in one atomic word.
-class alignas(64) ChunkRange {
- public:
-  void reset(int64_t begin, int64_t end) { v_.store(pack(begin, end), std::memory_order_relaxed); }
-  bool take_front(int64_t grain, int64_t* c0, int64_t* c1) {
-    uint64_t v = v_.load(std::memory_order_relaxed);
-    for (;;) {
-      const int64_t next = lo(v), end = hi(v);
-      if (next >= end) return false;
-      const int64_t n = std::min(grain, end - next);
-      if (v_.compare_exchange_weak(v, pack(next + n, end), std::memory_order_relaxed)) {
-        *c0 = next, *c1 = next + n;
-        return true;
-      }
-    }
-  }
-  bool take_back(int64_t grain, int64_t* c0, int64_t* c1) {
-    uint64_t v = v_.load(std::memory_order_relaxed);
-    for (;;) {
-      const int64_t next = lo(v), end = hi(v);
-      if (next >= end) return false;
-      const int64_t n = std::min(grain, end - next);
-      if (v_.compare_exchange_weak(v, pack(next, end - n), std::memory_order_relaxed)) {
-        *c0 = end - n, *c1 = end;
-        return true;
-      }
-    }
-  }
-
- private:
-  static uint64_t pack(int64_t next, int64_t end) {
-    return static_cast<uint64_t>(next) | static_cast<uint64_t>(end) << 32;
-  }
-  static int64_t lo(uint64_t v) { return static_cast<int64_t>(v & 0xffffffffu); }
-  static int64_t hi(uint64_t v) { return static_cast<int64_t>(v >> 32); }
-  std::atomic<uint64_t> v_{0};
-};
-
 // Quantized activations live in a buffer owned by the calling thread; workers only
 // read it during the call.
 uint8_t* scratch(size_t bytes) {
@@ -461,26 +421,11 @@ void matmul_with(const IsaKernels& k, const WeightMatrix& w, const float* x, int
     fn(w, 0, w.rows, a, n_tokens, y, w.rows);
     return;
   }
-  // Each thread works through its own contiguous share from the front; one that
-  // finishes early takes pieces from the back of the others' shares. The two cores
-  // of a VM often stream memory at different speeds (here one is a fifth slower),
-  // and with fixed halves the faster waited for the slower in every matmul. Who
-  // computes a row never changes its value.
-  const int nt = pool.size();
-  std::vector<ChunkRange> shares(static_cast<size_t>(nt));
-  for (int i = 0; i < nt; ++i) shares[i].reset(n_chunks * i / nt, n_chunks * (i + 1) / nt);
-  const int64_t own_grain = std::max<int64_t>(1, n_chunks / (int64_t{nt} * 8));
-  const int64_t steal_grain = std::max<int64_t>(1, own_grain / 2);
-  auto rows = [&](int64_t c0, int64_t c1) {
+  // Shares with stealing, not fixed halves: the two cores of a VM often stream
+  // memory at different speeds (here one is a fifth slower). Who computes a row
+  // never changes its value.
+  pool.parallel_for_balanced(n_chunks, [&](int64_t c0, int64_t c1) {
     fn(w, c0 * kRowChunk, std::min(w.rows, c1 * kRowChunk), a, n_tokens, y, w.rows);
-  };
-  pool.run([&](int i, int) {
-    int64_t c0, c1;
-    while (shares[i].take_front(own_grain, &c0, &c1)) rows(c0, c1);
-    for (int k = 1; k < nt; ++k) {
-      ChunkRange& victim = shares[(i + k) % nt];
-      while (victim.take_back(steal_grain, &c0, &c1)) rows(c0, c1);
-    }
   });
 }
 

@@ -69,8 +69,9 @@ void attention(const float* q, int64_t n, int start, const KvCache& cache, int l
   const int group = n_head / n_head_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   // One task per (token, head); each is computed the same way wherever it runs.
-  pool.parallel_for(n * n_head, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(start + n);
+  pool.parallel_for_balanced(n * n_head, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;
+    if (scores.size() < static_cast<size_t>(start + n)) scores.resize(start + n);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t t = task / n_head;
       const int h = static_cast<int>(task % n_head);

@@ -1,6 +1,8 @@
 #include "engine/thread_pool.h"
 
+#include <algorithm>
 #include <chrono>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -37,6 +39,45 @@ void wait_until(Done done, Sleep sleep) {
     }
   }
 }
+// A share [next, end) that its owner consumes from the front and other threads
+// from the back, both ends in one atomic word.
+class alignas(64) Share {
+ public:
+  void reset(int64_t begin, int64_t end) { v_.store(pack(begin, end), std::memory_order_relaxed); }
+  bool take_front(int64_t grain, int64_t* c0, int64_t* c1) {
+    uint64_t v = v_.load(std::memory_order_relaxed);
+    for (;;) {
+      const int64_t next = lo(v), end = hi(v);
+      if (next >= end) return false;
+      const int64_t n = std::min(grain, end - next);
+      if (v_.compare_exchange_weak(v, pack(next + n, end), std::memory_order_relaxed)) {
+        *c0 = next, *c1 = next + n;
+        return true;
+      }
+    }
+  }
+  bool take_back(int64_t grain, int64_t* c0, int64_t* c1) {
+    uint64_t v = v_.load(std::memory_order_relaxed);
+    for (;;) {
+      const int64_t next = lo(v), end = hi(v);
+      if (next >= end) return false;
+      const int64_t n = std::min(grain, end - next);
+      if (v_.compare_exchange_weak(v, pack(next, end - n), std::memory_order_relaxed)) {
+        *c0 = end - n, *c1 = end;
+        return true;
+      }
+    }
+  }
+
+ private:
+  static uint64_t pack(int64_t next, int64_t end) {
+    return static_cast<uint64_t>(next) | static_cast<uint64_t>(end) << 32;
+  }
+  static int64_t lo(uint64_t v) { return static_cast<int64_t>(v & 0xffffffffu); }
+  static int64_t hi(uint64_t v) { return static_cast<int64_t>(v >> 32); }
+  std::atomic<uint64_t> v_{0};
+};
+
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -77,7 +118,8 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
   fn(0, n_threads_);
   // The others are running their share: no sleeping, but yield once they are
   // clearly not running, since on a busy machine one may be waiting for this core.
-  wait_until([&] { return pending_.load(std::memory_order_acquire) == 0; }, [] { std::this_thread::yield(); });
+  wait_until([&] { return pending_.load(std::memory_order_acquire) == 0; },
+             [] { std::this_thread::yield(); });
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
@@ -86,6 +128,25 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     const int64_t begin = n * i / nt;
     const int64_t end = n * (i + 1) / nt;
     if (begin < end) fn(begin, end);
+  });
+}
+
+void ThreadPool::parallel_for_balanced(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (n_threads_ == 1) {
+    fn(0, n);
+    return;
+  }
+  std::vector<Share> shares(static_cast<size_t>(n_threads_));
+  for (int i = 0; i < n_threads_; ++i)
+    shares[i].reset(n * i / n_threads_, n * (i + 1) / n_threads_);
+  const int64_t own_grain = std::max<int64_t>(1, n / (int64_t{n_threads_} * 8));
+  const int64_t steal_grain = std::max<int64_t>(1, own_grain / 2);
+  run([&](int i, int nt) {
+    int64_t b, e;
+    while (shares[i].take_front(own_grain, &b, &e)) fn(b, e);
+    for (int k = 1; k < nt; ++k)
+      while (shares[(i + k) % nt].take_back(steal_grain, &b, &e)) fn(b, e);
   });
 }
 

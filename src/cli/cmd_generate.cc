@@ -48,6 +48,10 @@ std::vector<int32_t> build_prompt(const GenerateOptions& o, const Model& model, 
   return tok.encode(*text, tok.add_bos_default(), /*parse_special=*/true);
 }
 
+// Text as bytes: a token may decode to a NUL byte, which fputs would drop along
+// with the rest of the piece.
+void write_text(const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+
 }  // namespace
 
 void register_generate(CLI::App& app) {
@@ -118,7 +122,7 @@ void register_generate(CLI::App& app) {
       if (o->ids) {
         std::printf("%s%d", generated > 1 ? "," : "", id);
       } else {
-        std::fputs(stops.push(decoder.push(id)).c_str(), stdout);
+        write_text(stops.push(decoder.push(id)));
         if (stops.stopped()) break;
       }
       std::fflush(stdout);
@@ -127,8 +131,8 @@ void register_generate(CLI::App& app) {
       check(next.status());
       last = std::move(next).value();
     }
-    if (!o->ids && !stops.stopped()) std::fputs(stops.push(decoder.flush()).c_str(), stdout);
-    if (!o->ids) std::fputs(stops.flush().c_str(), stdout);
+    if (!o->ids && !stops.stopped()) write_text(stops.push(decoder.flush()));
+    if (!o->ids) write_text(stops.flush());
     std::printf("\n");
     std::fflush(stdout);
     const auto t2 = std::chrono::steady_clock::now();

@@ -33,6 +33,8 @@ class KvCache {
   // Marks `n` positions appended; the model has written their K and V already.
   void commit(int n) { length_ += n; }
 
+  // Floats from one position's K (or V) to the next position's.
+  int64_t position_stride() const { return 2 * int64_t{kv_dim_}; }
   float* k(int layer, int pos) { return data_for(layer, pos, 0); }
   float* v(int layer, int pos) { return data_for(layer, pos, 1); }
   const float* k(int layer, int pos) const { return const_cast<KvCache*>(this)->data_for(layer, pos, 0); }

@@ -367,8 +367,36 @@ ActLayout act_layout(ActKind kind, int64_t cols) {
 const IsaKernels& portable_kernels() {
   static const IsaKernels k = {"portable",  kernel_f32,          kernel_f16,         kernel_bf16,
                                kernel_q8_0, kernel_q4_0,         kernel_q4_k,        kernel_q5_k,
-                               kernel_q6_k, quant_q8_0_portable, quant_q8_k_portable};
+                               kernel_q6_k, quant_q8_0_portable, quant_q8_k_portable,
+                               attend_portable};
   return k;
+}
+
+void attend_portable(const float* q, const float* k, const float* v, int64_t stride, int len,
+                     int head_dim, float scale, float* scores, float* out) {
+  float mx = -INFINITY;
+  for (int p = 0; p < len; ++p) {
+    const float* kp = k + p * stride;
+    float a[16] = {};
+    for (int i = 0; i < (head_dim + 15) / 16 * 16; ++i)
+      a[i % 16] = i < head_dim ? std::fma(q[i], kp[i], a[i % 16]) : std::fma(0.0f, 0.0f, a[i % 16]);
+    for (int s = 8; s >= 1; s /= 2)
+      for (int j = 0; j < s; ++j) a[j] = a[j] + a[j + s];
+    scores[p] = a[0] * scale;
+    mx = std::max(mx, scores[p]);
+  }
+  float sum = 0;
+  for (int p = 0; p < len; ++p) {
+    scores[p] = std::exp(scores[p] - mx);
+    sum += scores[p];
+  }
+  const float inv = 1.0f / sum;
+  for (int d = 0; d < head_dim; ++d) out[d] = 0;
+  for (int p = 0; p < len; ++p) {
+    const float w = scores[p] * inv;
+    const float* vp = v + p * stride;
+    for (int d = 0; d < head_dim; ++d) out[d] = std::fma(w, vp[d], out[d]);
+  }
 }
 
 const IsaKernels* kernels_for(const char* isa) {
@@ -436,5 +464,10 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, T
 }
 
 const char* matmul_isa() { return mm::active_kernels().name; }
+
+void attend_head(const float* q, const float* k, const float* v, int64_t stride, int len, int head_dim,
+                 float scale, float* scores, float* out) {
+  mm::active_kernels().attend(q, k, v, stride, len, head_dim, scale, scores, out);
+}
 
 }  // namespace swarm

@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "engine/fp16.h"
@@ -446,6 +447,56 @@ void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   }
 }
 
+// ---- Attention of one query head (the sequence attend_head spells out); the 16
+// canonical lanes are two ymm, lo (0..7) and hi (8..15).
+
+inline __m256i lane_mask(int left) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), idx);
+}
+
+void attend(const float* q, const float* k, const float* v, int64_t stride, int len, int head_dim,
+            float scale, float* scores, float* out) {
+  const int nc = (head_dim + 15) / 16;
+  float mx = -INFINITY;
+  for (int p = 0; p < len; ++p) {
+    const float* kp = k + p * stride;
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (int c = 0; c < nc; ++c) {
+      const int left = head_dim - 16 * c;
+      if (left >= 16) {
+        lo = _mm256_fmadd_ps(_mm256_loadu_ps(q + 16 * c), _mm256_loadu_ps(kp + 16 * c), lo);
+        hi = _mm256_fmadd_ps(_mm256_loadu_ps(q + 16 * c + 8), _mm256_loadu_ps(kp + 16 * c + 8), hi);
+      } else {
+        const __m256i m0 = lane_mask(left), m1 = lane_mask(left - 8);
+        lo = _mm256_fmadd_ps(_mm256_maskload_ps(q + 16 * c, m0), _mm256_maskload_ps(kp + 16 * c, m0), lo);
+        hi = _mm256_fmadd_ps(_mm256_maskload_ps(q + 16 * c + 8, m1), _mm256_maskload_ps(kp + 16 * c + 8, m1), hi);
+      }
+    }
+    scores[p] = tree16(lo, hi) * scale;
+    mx = std::max(mx, scores[p]);
+  }
+  float sum = 0;
+  for (int p = 0; p < len; ++p) {
+    scores[p] = std::exp(scores[p] - mx);
+    sum += scores[p];
+  }
+  const float inv = 1.0f / sum;
+  const int n8 = (head_dim + 7) / 8;
+  for (int c0 = 0; c0 < n8; c0 += 8) {
+    const int c1 = std::min(n8, c0 + 8);
+    __m256 o[8];
+    for (int c = c0; c < c1; ++c) o[c - c0] = _mm256_setzero_ps();
+    for (int p = 0; p < len; ++p) {
+      const __m256 w = _mm256_set1_ps(scores[p] * inv);
+      const float* vp = v + p * stride;
+      for (int c = c0; c < c1; ++c)
+        o[c - c0] = _mm256_fmadd_ps(w, _mm256_maskload_ps(vp + 8 * c, lane_mask(head_dim - 8 * c)), o[c - c0]);
+    }
+    for (int c = c0; c < c1; ++c) _mm256_maskstore_ps(out + 8 * c, lane_mask(head_dim - 8 * c), o[c - c0]);
+  }
+}
+
 }  // namespace
 
 const IsaKernels& avx2_kernels() {
@@ -459,7 +510,8 @@ const IsaKernels& avx2_kernels() {
                                kernel_k45<true>,
                                kernel_q6_k,
                                quant_q8_0,
-                               quant_q8_k};
+                               quant_q8_k,
+                               attend};
   return k;
 }
 

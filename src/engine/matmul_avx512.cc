@@ -17,6 +17,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -763,6 +764,63 @@ void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   }
 }
 
+// ---- Attention of one query head (the sequence attend_head spells out).
+
+void attend(const float* q, const float* k, const float* v, int64_t stride, int len, int head_dim,
+            float scale, float* scores, float* out) {
+  const int nc = (head_dim + 15) / 16;
+  auto mask = [head_dim](int c) {
+    const int left = head_dim - 16 * c;
+    return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1);
+  };
+  // Scores, four positions at a time: each position's lanes form one dependent
+  // chain of head_dim / 16 FMAs, so independent positions keep the unit busy.
+  float mx = -INFINITY;
+  int p = 0;
+  for (; p + 4 <= len; p += 4) {
+    __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int c = 0; c < nc; ++c) {
+      const __mmask16 m = mask(c);
+      const __m512 qv = _mm512_maskz_loadu_ps(m, q + 16 * c);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j)
+        a[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k + (p + j) * stride + 16 * c), a[j]);
+    }
+    for (int j = 0; j < 4; ++j) {
+      scores[p + j] = tree16(a[j]) * scale;
+      mx = std::max(mx, scores[p + j]);
+    }
+  }
+  for (; p < len; ++p) {
+    __m512 a = _mm512_setzero_ps();
+    for (int c = 0; c < nc; ++c) {
+      const __mmask16 m = mask(c);
+      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + 16 * c), _mm512_maskz_loadu_ps(m, k + p * stride + 16 * c), a);
+    }
+    scores[p] = tree16(a) * scale;
+    mx = std::max(mx, scores[p]);
+  }
+  float sum = 0;
+  for (p = 0; p < len; ++p) {
+    scores[p] = std::exp(scores[p] - mx);
+    sum += scores[p];
+  }
+  const float inv = 1.0f / sum;
+  // Values: up to eight vectors of the output at a time stay in registers.
+  for (int c0 = 0; c0 < nc; c0 += 8) {
+    const int c1 = std::min(nc, c0 + 8);
+    __m512 o[8];
+    for (int c = c0; c < c1; ++c) o[c - c0] = _mm512_setzero_ps();
+    for (p = 0; p < len; ++p) {
+      const __m512 w = _mm512_set1_ps(scores[p] * inv);
+      const float* vp = v + p * stride;
+      for (int c = c0; c < c1; ++c)
+        o[c - c0] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(mask(c), vp + 16 * c), o[c - c0]);
+    }
+    for (int c = c0; c < c1; ++c) _mm512_mask_storeu_ps(out + 16 * c, mask(c), o[c - c0]);
+  }
+}
+
 }  // namespace
 
 const IsaKernels& avx512_kernels() {
@@ -776,7 +834,8 @@ const IsaKernels& avx512_kernels() {
                                kernel_k45<true>,
                                kernel_q6_k,
                                quant_q8_0,
-                               quant_q8_k};
+                               quant_q8_k,
+                               attend};
   return k;
 }
 

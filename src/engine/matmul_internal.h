@@ -77,6 +77,13 @@ struct Acts {
 // between threads by the caller; a kernel never splits the reduction over cols.
 using KernelFn = void (*)(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a,
                           int64_t n_tokens, float* y, int64_t ldy);
+// One query head's attention over `len` cached positions (see attend_head in
+// matmul.h for the canonical sequence). `scores` has room for `len` floats.
+using AttendFn = void (*)(const float* q, const float* k, const float* v, int64_t stride, int len,
+                          int head_dim, float scale, float* scores, float* out);
+void attend_portable(const float* q, const float* k, const float* v, int64_t stride, int len,
+                     int head_dim, float scale, float* scores, float* out);
+
 // Quantizes one activation row of `cols` floats into `out` (layout act_layout(kind)).
 using QuantFn = void (*)(const float* x, int64_t cols, uint8_t* out, const ActLayout& layout);
 
@@ -84,6 +91,7 @@ struct IsaKernels {
   const char* name;
   KernelFn f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k;
   QuantFn quant_q8_0, quant_q8_k;
+  AttendFn attend;
 };
 
 const IsaKernels& portable_kernels();

@@ -363,5 +363,50 @@ TEST(MatmulIsa, SignSymmetric) {
   }
 }
 
+// Attention of one head: every ISA gives the same bits, for head sizes with and
+// without a tail of 16, lengths with and without a tail of four; and the result is
+// the float64 softmax-weighted sum within float32 rounding.
+TEST(AttendTest, IsasAgreeBitForBitAndMatchFloat64) {
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int head_dim : {64, 128, 80, 8}) {
+    for (int len : {1, 3, 4, 9, 130}) {
+      const int64_t stride = 2 * head_dim + 16;  // K and V of a position side by side, then padding
+      std::vector<float> q(head_dim), kv(static_cast<size_t>(len) * stride);
+      for (float& f : q) f = 2 * u(rng);
+      for (float& f : kv) f = u(rng);
+      const float* k = kv.data();
+      const float* v = kv.data() + head_dim;
+      const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+      std::vector<double> ref(head_dim, 0.0), s(len);
+      double mx = -1e300, sum = 0;
+      for (int p = 0; p < len; ++p) {
+        double d = 0;
+        for (int i = 0; i < head_dim; ++i) d += double{q[i]} * k[p * stride + i];
+        s[p] = d * scale;
+        mx = std::max(mx, s[p]);
+      }
+      for (int p = 0; p < len; ++p) sum += s[p] = std::exp(s[p] - mx);
+      for (int p = 0; p < len; ++p)
+        for (int i = 0; i < head_dim; ++i) ref[i] += s[p] / sum * v[p * stride + i];
+      std::vector<float> first;
+      for (const mm::IsaKernels* isa : all_isas()) {
+        std::vector<float> scores(len), out(head_dim + 16, 7.0f);
+        isa->attend(q.data(), k, v, stride, len, head_dim, scale, scores.data(), out.data());
+        for (int i = head_dim; i < head_dim + 16; ++i) ASSERT_EQ(out[i], 7.0f) << isa->name << " wrote past head_dim";
+        out.resize(head_dim);
+        for (int i = 0; i < head_dim; ++i)
+          EXPECT_NEAR(out[i], ref[i], 1e-5) << isa->name << " head_dim " << head_dim << " len " << len << " i " << i;
+        if (first.empty()) {
+          first = out;
+        } else {
+          for (int i = 0; i < head_dim; ++i)
+            ASSERT_EQ(first[i], out[i]) << isa->name << " head_dim " << head_dim << " len " << len << " i " << i;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace swarm

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "engine/matmul.h"
+
 namespace swarm {
 
 void rms_norm(const float* x, const float* w, int64_t n, int dim, float eps, float* out) {
@@ -46,24 +48,6 @@ void silu_mul(const float* gate, const float* up, int64_t count, float* out) {
   }
 }
 
-namespace {
-
-// Four partial sums in a fixed pattern: vectorisable, and the same every call.
-inline float dot(const float* a, const float* b, int n) {
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
-  }
-  for (; i < n; ++i) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
-}
-
-}  // namespace
-
 void attention(const float* q, int64_t n, int start, const KvCache& cache, int layer, int n_head,
                int n_head_kv, int head_dim, float* out, ThreadPool& pool) {
   const int group = n_head / n_head_kv;
@@ -78,25 +62,9 @@ void attention(const float* q, int64_t n, int start, const KvCache& cache, int l
       const int kvh = h / group;
       const float* qh = q + (t * n_head + h) * head_dim;
       const int len = start + static_cast<int>(t) + 1;
-      float mx = -INFINITY;
-      for (int p = 0; p < len; ++p) {
-        const float s = dot(qh, cache.k(layer, p) + kvh * head_dim, head_dim) * scale;
-        scores[p] = s;
-        mx = std::max(mx, s);
-      }
-      float sum = 0;
-      for (int p = 0; p < len; ++p) {
-        scores[p] = std::exp(scores[p] - mx);
-        sum += scores[p];
-      }
-      const float inv = 1.0f / sum;
-      float* o = out + (t * n_head + h) * head_dim;
-      for (int d = 0; d < head_dim; ++d) o[d] = 0;
-      for (int p = 0; p < len; ++p) {
-        const float w = scores[p] * inv;
-        const float* vp = cache.v(layer, p) + kvh * head_dim;
-        for (int d = 0; d < head_dim; ++d) o[d] += w * vp[d];
-      }
+      attend_head(qh, cache.k(layer, 0) + kvh * head_dim, cache.v(layer, 0) + kvh * head_dim,
+                  cache.position_stride(), len, head_dim, scale, scores.data(),
+                  out + (t * n_head + h) * head_dim);
     }
   });
 }

@@ -49,7 +49,9 @@ class alignas(64) Share {
     for (;;) {
       const int64_t next = lo(v), end = hi(v);
       if (next >= end) return false;
-      const int64_t n = std::min(grain, end - next);
+      // Pieces shrink as the share runs out, so that when another thread comes
+      // to steal, the owner is not deep in a big last piece while it waits.
+      const int64_t n = std::max<int64_t>(1, std::min(grain, (end - next) / 4));
       if (v_.compare_exchange_weak(v, pack(next + n, end), std::memory_order_relaxed)) {
         *c0 = next, *c1 = next + n;
         return true;
@@ -141,7 +143,7 @@ void ThreadPool::parallel_for_balanced(int64_t n, const std::function<void(int64
   for (int i = 0; i < n_threads_; ++i)
     shares[i].reset(n * i / n_threads_, n * (i + 1) / n_threads_);
   const int64_t own_grain = std::max<int64_t>(1, n / (int64_t{n_threads_} * 8));
-  const int64_t steal_grain = std::max<int64_t>(1, own_grain / 2);
+  const int64_t steal_grain = 1;
   run([&](int i, int nt) {
     int64_t b, e;
     while (shares[i].take_front(own_grain, &b, &e)) fn(b, e);

@@ -34,8 +34,9 @@ class ThreadPool {
 
   // Like parallel_for, but a thread that finishes its own share early takes pieces
   // from the back of the others' shares, so cores of unequal speed (common in VMs)
-  // finish together. fn(begin, end) is called on pieces of its share in order, each
-  // of about n / (8 * size()) items; which thread handles an item depends on timing.
+  // finish together. A thread works through its share front to back, in pieces of
+  // at most n / (8 * size()) items that shrink as the share runs out; which thread
+  // handles an item depends on timing.
   void parallel_for_balanced(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
  private:

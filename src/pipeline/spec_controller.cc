@@ -38,6 +38,7 @@ Status validate(const SpecConfig& c) {
   };
   if (c.max_width < 1) return bad("max_width", ">= 1");
   if (!(c.width_slack >= 1)) return bad("width_slack", ">= 1");
+  if (!(c.wider_gain >= 1)) return bad("wider_gain", ">= 1");
   if (!(c.assumed_slope >= 0)) return bad("assumed_slope", ">= 0");
   if (c.max_in_flight < 1) return bad("max_in_flight", ">= 1");
   if (!(c.prior_accept >= 0 && c.prior_accept <= 1)) return bad("prior_accept", "in [0, 1]");
@@ -287,28 +288,45 @@ Result<SpeculationPlan> plan(const SpecState& state, const SpecConfig& c,
     }
     return m.plain_round_trip_s > 0 ? m.plain_round_trip_s + extra : links + sum;
   };
-  const int k = width_for(bottleneck, c.width_slack);
-  const double bt_k = bottleneck[k - 1];
-  const int w = in_flight_for(round_trip(k), bt_k, m.load, c.max_in_flight);
-  out.width = k;
-  out.max_in_flight = w;
-  // Drafts in flight at most: the first run holds the anchor and k - 1 drafts.
-  const int max_drafts = w * k - 1;
   const double threshold = std::clamp(
       c.min_accept_idle + (c.min_accept_loaded - c.min_accept_idle) * m.load + state.bias, 0.0,
       1.0);
-  const std::vector<double> p = draft_accept_probs(state, c, max_drafts);
-  out.drafts = drafts_to_send(p, threshold, max_drafts);
-  // Predicted tokens/s: plain decoding makes one token per round trip; a
-  // speculative chain of n drafts spread over ceil((n + 1) / k) runs yields
-  // expected_tokens(n) when its last run returns, and never more than the
-  // bottleneck's k tokens per bt(k).
+  const std::vector<double> p = draft_accept_probs(state, c, c.max_in_flight * c.max_width - 1);
+  // For width k: W, the drafts the threshold admits, and the predicted rate.
+  // Plain decoding makes one token per round trip; a speculative chain of n
+  // drafts spread over ceil((n + 1) / k) runs yields expected_tokens(n) when its
+  // last run returns, and never more than the bottleneck's k tokens per bt(k).
+  struct Choice {
+    int k = 1, w = 1, drafts = 0;
+    double rate = 0;
+  };
+  auto predict = [&](int k) {
+    Choice x;
+    x.k = k;
+    const double bt_k = bottleneck[k - 1];
+    x.w = in_flight_for(round_trip(k), bt_k, m.load, c.max_in_flight);
+    // Drafts in flight at most: the first run holds the anchor and k - 1 drafts.
+    x.drafts = drafts_to_send(p, threshold, x.w * k - 1);
+    const int runs = (x.drafts + 1 + k - 1) / k;
+    const double chain_time = round_trip(k) + (runs - 1) * bt_k;
+    x.rate = std::min(expected_tokens(p, x.drafts) / chain_time, static_cast<double>(k) / bt_k);
+    return x;
+  };
+  // The width (the anchor slows by at most width_slack), unless a wider
+  // run is predicted to pay clearly more: where drafts hold, one run carrying a
+  // whole chain beats several runs of one token each, even if it costs more.
+  Choice choice = predict(width_for(bottleneck, c.width_slack));
+  Choice best = choice;
+  for (int b = 1; b <= c.max_width; ++b) {
+    const Choice x = predict(b);
+    if (x.rate > best.rate) best = x;
+  }
+  if (best.rate >= c.wider_gain * choice.rate) choice = best;
+  out.width = choice.k;
+  out.max_in_flight = choice.w;
+  out.drafts = choice.drafts;
   const double plain_rate = 1 / round_trip(1);
-  const int runs = (out.drafts + 1 + k - 1) / k;
-  const double chain_time = round_trip(k) + (runs - 1) * bt_k;
-  const double spec_rate =
-      std::min(expected_tokens(p, out.drafts) / chain_time, static_cast<double>(k) / bt_k);
-  out.predicted_gain = spec_rate / plain_rate;
+  out.predicted_gain = choice.rate / plain_rate;
 
   if (state.mode == SpecState::Mode::kPlain) {
     // Plain decoding is measured first: it is what every probe is judged against.

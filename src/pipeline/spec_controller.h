@@ -26,9 +26,12 @@ struct StageTimes {
 };
 
 struct SpecConfig {
-  // Width k: the largest b <= max_width with bottleneck(b) <= width_slack x bottleneck(1).
+  // Width k: the largest b <= max_width with bottleneck(b) <= width_slack x bottleneck(1),
+  // unless another b <= max_width is predicted to give at least wider_gain times
+  // its tokens/s (then the best such b).
   int max_width = 16;
   double width_slack = 1.15;
+  double wider_gain = 1.05;
   // With one measured point (b0, t0), growth is unknown: assume
   // t(b) = t0 x (1 + assumed_slope x (b - b0)) (decode is memory-bound, an extra
   // token costs a few percent of reading the weights).

@@ -155,21 +155,57 @@ TEST(Acceptance, DecayFollowsAChangeOfText) {
 }
 
 TEST(Plan, HandWorkedFourStagePipeline) {
-  // Bottleneck t(b) = 36 + 4b ms: k = largest b with 36 + 4b <= 1.15 x 40 = 46,
-  // so k = 2 and bt(2) = 44 ms. Round trip of 2 tokens: 100 ms of links +
-  // 3 x 11 + 44 = 177 ms, so W = ceil(177 / 44) + 1 = 6. Prior a = .5 and the
-  // idle threshold .2 admit two drafts (.5, .25; not .125).
+  // Bottleneck t(b) = 36 + 4b ms; the other stages 9 + b; 100 ms of links. Prior
+  // a = .5 and the idle threshold .2 admit two drafts (.5, .25; not .125), so a
+  // chain yields 1.75 tokens. The width: the largest b with 36 + 4b <=
+  // 1.15 x 40 = 46, k = 2: the chain takes two runs, rt(2) + bt(2) = 100 + 3 x 11
+  // + 44 + 44 = 221 ms, 7.9 tok/s. k = 3 carries it in one run of rt(3) = 100 +
+  // 3 x 12 + 48 = 184 ms, 9.5 tok/s: more than 1.05x, so k = 3, and W =
+  // ceil(184 / 48) + 1 = 5. Wider runs add time for nothing.
   const PipelineMeasurements m = four_stages_one_slow();
   const auto p = plan(speculating(), SpecConfig{}, m, 0);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_TRUE(p->speculate) << p->reason;
   EXPECT_FALSE(p->probe);
-  EXPECT_EQ(p->width, 2);
-  EXPECT_EQ(p->max_in_flight, 6);
+  EXPECT_EQ(p->width, 3);
+  EXPECT_EQ(p->max_in_flight, 5);
   EXPECT_DOUBLE_EQ(p->min_accept_prob, 0.2);
   EXPECT_EQ(p->drafts, 2);
-  // Plain: 1 token per 170 ms. Speculative: 1.75 tokens over two runs, 177 + 44 ms.
-  EXPECT_NEAR(p->predicted_gain, (1.75 / 0.221) / (1 / 0.170), 1e-9);
+  // Plain: 1 token per 100 + 3 x 10 + 40 = 170 ms.
+  EXPECT_NEAR(p->predicted_gain, (1.75 / 0.184) / (1 / 0.170), 1e-9);
+  // Without the wider choice, the rule alone.
+  SpecConfig narrow;
+  narrow.wider_gain = 100;
+  const auto q = plan(speculating(), narrow, m, 0);
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->width, 2);
+  EXPECT_EQ(q->max_in_flight, 6);  // ceil(177 / 44) + 1: the first run of the chain
+  EXPECT_NEAR(q->predicted_gain, (1.75 / 0.221) / (1 / 0.170), 1e-9);
+}
+
+// Where drafts hold, a steep t(b) no longer keeps runs at one token: the plan
+// widens to what the bottleneck can verify at the best rate; where they fail it
+// keeps the width and (as before) backs off.
+TEST(Plan, WidensRunsWhereDraftsHold) {
+  PipelineMeasurements m;
+  for (int i = 0; i < 3; ++i) m.stages.push_back(affine_stage(9, 1));
+  m.stages.push_back(affine_stage(30, 12));  // a second token costs 29% more
+  m.link_delay_s.assign(5, 20 * kMs);
+  SpecConfig c;
+  SpecState sure = speculating();
+  for (int i = 0; i < 300; ++i) sure = observe(sure, c, DraftOutcome{8, 8});
+  auto p = plan(sure, c, m, 0);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(width_for({42, 54}, c.width_slack), 1);
+  EXPECT_TRUE(p->speculate) << p->reason;
+  EXPECT_GT(p->width, 2);
+  EXPECT_GT(p->predicted_gain, 2);
+  SpecState failing = speculating();
+  for (int i = 0; i < 300; ++i) failing = observe(failing, c, DraftOutcome{1, 0});
+  p = plan(failing, c, m, 0);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->width, 1);
+  EXPECT_FALSE(p->speculate);
 }
 
 TEST(Plan, LoadRaisesTheThresholdAndShrinksTheWindow) {

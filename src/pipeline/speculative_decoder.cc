@@ -27,10 +27,11 @@ constexpr int kWindowMaxTokens = 16;
 // EWMA weight of a new link delay estimate.
 constexpr double kLinkWeight = 0.25;
 
-// Fills the controller's view of the chain into `r` (see SpeculationReport).
+// Fills the controller's view of the chain into `r` (see SpeculationReport), for
+// the width its last plan chose (0: none yet, the rule).
 void report_view(const SpeculationMemory::Snapshot& mem, const SpecConfig& c,
                  const std::vector<std::string>& addresses, const SpeculationOptions& options,
-                 SpeculationReport& r) {
+                 int width, SpeculationReport& r) {
   std::vector<double> bottleneck(c.max_width, 0);
   double sum_t1 = 0;
   for (const StageTimes& t : mem.times.chain_times(addresses)) {
@@ -39,7 +40,7 @@ void report_view(const SpeculationMemory::Snapshot& mem, const SpecConfig& c,
     sum_t1 += table[0];
     for (int b = 0; b < c.max_width; ++b) bottleneck[b] = std::max(bottleneck[b], table[b]);
   }
-  r.width = width_for(bottleneck, c.width_slack);
+  r.width = width > 0 ? std::min(width, c.max_width) : width_for(bottleneck, c.width_slack);
   r.bottleneck_s = bottleneck[r.width - 1];
   r.round_trip_s =
       sum_t1 + std::max(0.0, mem.link_delay_s) * static_cast<double>(addresses.size() + 1);
@@ -72,6 +73,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
   int window_tokens = 0;
   bool window_speculative = false;
   bool stopped = false;
+  int planned_width = 0;  // the last plan's, for the report
 
   // Tokens beyond `fed` that the runs in flight carry (the anchor first).
   auto unverified = [&] {
@@ -140,6 +142,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     if (!plan.ok()) return fail(plan.status());
     const bool forced = options.mode != SpeculationMode::kAuto;
     const int width = std::max(1, plan->width);
+    planned_width = width;
     const int in_flight = std::max(1, plan->max_in_flight);
     const bool speculate = forced ? width * in_flight > 1 : plan->speculate;
     int max_drafts = 0;
@@ -272,7 +275,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     if (remaining() <= 0) break;
   }
   (void)cancel_all();
-  report_view(mem, config, addresses, options, stats);
+  report_view(mem, config, addresses, options, planned_width, stats);
   memory.put(mem);
   return Status::Ok();
 }

@@ -424,9 +424,22 @@ void matmul_with(const IsaKernels& k, const WeightMatrix& w, const float* x, int
   a.kind = act_kind(w.type);
   a.layout = act_layout(a.kind, w.cols);
   a.cols = w.cols;
-  if (a.kind == ActKind::kF32) {
+  if (a.kind == ActKind::kF32 && n_tokens == 1) {
     a.base = reinterpret_cast<const uint8_t*>(x);
     a.stride = a.layout.stride;
+  } else if (a.kind == ActKind::kF32) {
+    // Prefill: one copy of x that every thread's tiles share, rows on 64-byte
+    // boundaries (a 512-bit load across two cache lines costs two) and a cache
+    // line longer than a multiple of 4 KiB (so a tile's token rows do not all
+    // fall into the same L1 sets). Made here once, not in every kernel call: the
+    // threads call the kernel for many pieces of rows.
+    const int64_t cols = w.cols;
+    const size_t stride = static_cast<size_t>((cols + 15) / 16 * 16 + 16) * sizeof(float);
+    uint8_t* buf = scratch(stride * static_cast<size_t>(n_tokens));
+    for (int64_t t = 0; t < n_tokens; ++t)
+      std::memcpy(buf + t * stride, x + t * cols, static_cast<size_t>(cols) * sizeof(float));
+    a.base = buf;
+    a.stride = stride;
   } else {
     uint8_t* buf = scratch(a.layout.stride * static_cast<size_t>(n_tokens));
     const QuantFn q = a.kind == ActKind::kQ8_0 ? k.quant_q8_0 : k.quant_q8_k;

@@ -220,7 +220,7 @@ inline void float_block(const float* const* w, const Acts& a, int64_t t0, int64_
     for (int i = 0; i < kFR; ++i) wv[i] = _mm512_load_ps(w[i] + k);
 #pragma GCC unroll 8
     for (int j = 0; j < NT; ++j) {
-      const __m512 xv = _mm512_load_ps(x[j] + k);
+      const __m512 xv = _mm512_loadu_ps(x[j] + k);
 #pragma GCC unroll 8
       for (int i = 0; i < kFR; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
     }
@@ -289,18 +289,10 @@ void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, 
   if (n == 1) return float_decode<T, 8>(w, r0, r1, a, y, main, cols, tail);
   // Prefill: the R-row tile is widened to float32 once (exact), then every token
   // group reads floats; conversion is paid once per tile, not once per group.
-  // Both the widened rows and a copy of the tokens sit on 64-byte boundaries (a
-  // 512-bit load that straddles two cache lines costs two: the tile ran at half
-  // speed on 16-byte-aligned rows), a cache line longer than a multiple of 4 KiB so
-  // that the rows of one tile do not all fall into the same L1 sets.
+  // The widened rows sit on 64-byte boundaries, a cache line longer than a
+  // multiple of 4 KiB, as matmul_with lays out the tokens (see there).
   const int64_t stride = (cols + 15) / 16 * 16 + 16;
-  thread_local AlignedFloats wide, xcopy;
-  float* xs = xcopy.get(n * stride);
-  for (int64_t t = 0; t < n; ++t)
-    std::memcpy(xs + t * stride, a.f32(t), static_cast<size_t>(cols) * 4);
-  Acts ax = a;
-  ax.base = reinterpret_cast<const uint8_t*>(xs);
-  ax.stride = static_cast<size_t>(stride) * 4;
+  thread_local AlignedFloats wide;
   float* wf = wide.get(kFR * stride);
   for (int64_t r = r0; r < r1; r += kFR) {
     const float* row[kFR];
@@ -311,7 +303,7 @@ void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, 
       if (main < cols) _mm512_mask_storeu_ps(dst + main, tail, load16_tail<T>(src, main, tail));
       row[i] = dst;
     }
-    float_prefill_tile(row, ax, n, main, cols, tail, y, ldy, r,
+    float_prefill_tile(row, a, n, main, cols, tail, y, ldy, r,
                        static_cast<int>(std::min<int64_t>(kFR, r1 - r)));
   }
 }
@@ -778,7 +770,8 @@ void attend(const float* q, const float* k, const float* v, int64_t stride, int 
   float mx = -INFINITY;
   int p = 0;
   for (; p + 4 <= len; p += 4) {
-    __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
     for (int c = 0; c < nc; ++c) {
       const __mmask16 m = mask(c);
       const __m512 qv = _mm512_maskz_loadu_ps(m, q + 16 * c);
@@ -795,7 +788,8 @@ void attend(const float* q, const float* k, const float* v, int64_t stride, int 
     __m512 a = _mm512_setzero_ps();
     for (int c = 0; c < nc; ++c) {
       const __mmask16 m = mask(c);
-      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + 16 * c), _mm512_maskz_loadu_ps(m, k + p * stride + 16 * c), a);
+      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + 16 * c),
+                          _mm512_maskz_loadu_ps(m, k + p * stride + 16 * c), a);
     }
     scores[p] = tree16(a) * scale;
     mx = std::max(mx, scores[p]);

@@ -385,12 +385,7 @@ void attend_portable(const float* q, const float* k, const float* v, int64_t str
     scores[p] = a[0] * scale;
     mx = std::max(mx, scores[p]);
   }
-  float sum = 0;
-  for (int p = 0; p < len; ++p) {
-    scores[p] = std::exp(scores[p] - mx);
-    sum += scores[p];
-  }
-  const float inv = 1.0f / sum;
+  const float inv = softmax_in_place(scores, len, mx);
   for (int d = 0; d < head_dim; ++d) out[d] = 0;
   for (int p = 0; p < len; ++p) {
     const float w = scores[p] * inv;

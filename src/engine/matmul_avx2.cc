@@ -476,12 +476,7 @@ void attend(const float* q, const float* k, const float* v, int64_t stride, int 
     scores[p] = tree16(lo, hi) * scale;
     mx = std::max(mx, scores[p]);
   }
-  float sum = 0;
-  for (int p = 0; p < len; ++p) {
-    scores[p] = std::exp(scores[p] - mx);
-    sum += scores[p];
-  }
-  const float inv = 1.0f / sum;
+  const float inv = softmax_in_place(scores, len, mx);
   const int n8 = (head_dim + 7) / 8;
   for (int c0 = 0; c0 < n8; c0 += 8) {
     const int c1 = std::min(n8, c0 + 8);

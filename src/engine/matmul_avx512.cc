@@ -794,12 +794,7 @@ void attend(const float* q, const float* k, const float* v, int64_t stride, int 
     scores[p] = tree16(a) * scale;
     mx = std::max(mx, scores[p]);
   }
-  float sum = 0;
-  for (p = 0; p < len; ++p) {
-    scores[p] = std::exp(scores[p] - mx);
-    sum += scores[p];
-  }
-  const float inv = 1.0f / sum;
+  const float inv = softmax_in_place(scores, len, mx);
   // Values: up to eight vectors of the output at a time stay in registers.
   for (int c0 = 0; c0 < nc; c0 += 8) {
     const int c1 = std::min(nc, c0 + 8);

@@ -25,6 +25,7 @@
 // y = acc. dw, d, dmin are the fp16 fields widened to float32; products are float32.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -162,6 +163,17 @@ class TilePrefetcher {
   const uint8_t* end_;
   size_t chunk_;
 };
+
+// attend_head's middle step, the same scalar code in every ISA's attend: scores
+// become e_p = expf(s_p - mx), summed in order; returns 1 / sum.
+inline float softmax_in_place(float* scores, int len, float mx) {
+  float sum = 0;
+  for (int p = 0; p < len; ++p) {
+    scores[p] = std::exp(scores[p] - mx);
+    sum += scores[p];
+  }
+  return 1.0f / sum;
+}
 
 // Fills the Q8_K bsums/sums32 of block `b` from its quants.
 inline void q8k_fill_sums(const int8_t* q, int16_t* bsums, int16_t* sums32) {

@@ -315,6 +315,9 @@ KernelFn kernel_for(const IsaKernels& k, TensorType t) {
 // read it during the call.
 uint8_t* scratch(size_t bytes) {
   thread_local std::vector<uint8_t> buf;
+  // Shrinks after a long prompt's prefill (see GrowingBuffer in model.cc).
+  constexpr size_t kKeep = size_t{16} << 20;
+  if (buf.size() > kKeep && buf.size() > 4 * (bytes + 64)) std::vector<uint8_t>().swap(buf);
   if (buf.size() < bytes + 64) buf.resize(bytes + 64);
   const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
   return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t{63});

@@ -11,13 +11,18 @@
 namespace swarm {
 namespace {
 
-// A float buffer that only grows, never zeroed on reuse.
+// A float buffer kept between calls, never zeroed on reuse. It grows to what a
+// call needs and shrinks again when a big one (a long prompt's prefill: ~90 MB
+// per buffer for 4096 tokens of an 8B model's FFN) is followed by a small one,
+// so a thread does not hold its largest batch's memory for good.
 class GrowingBuffer {
  public:
   float* get(int64_t n) {
-    if (static_cast<int64_t>(size_) < n) {
-      data_.reset(new float[static_cast<size_t>(n)]);
-      size_ = static_cast<size_t>(n);
+    constexpr size_t kKeep = size_t{4} << 20;  // floats kept whatever the call
+    const size_t want = static_cast<size_t>(n);
+    if (size_ < want || (size_ > kKeep && size_ > 4 * want)) {
+      data_.reset(new float[want]);
+      size_ = want;
     }
     return data_.get();
   }

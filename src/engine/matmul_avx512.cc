@@ -251,26 +251,12 @@ inline void float_prefill_tile(const float* const* w, const Acts& a, int64_t n, 
       int64_t t0 = c0;
       for (; t0 + kFT <= c1; t0 += kFT)
         float_block<kFT>(w, a, t0, k0, k1, with_tail, main, tail, park + (t0 - c0));
-      __m512* p = park + (t0 - c0);
-      switch (c1 - t0) {
-        case 5:
-          float_block<5>(w, a, t0, k0, k1, with_tail, main, tail, p);
-          break;
-        case 4:
-          float_block<4>(w, a, t0, k0, k1, with_tail, main, tail, p);
-          break;
-        case 3:
-          float_block<3>(w, a, t0, k0, k1, with_tail, main, tail, p);
-          break;
-        case 2:
-          float_block<2>(w, a, t0, k0, k1, with_tail, main, tail, p);
-          break;
-        case 1:
-          float_block<1>(w, a, t0, k0, k1, with_tail, main, tail, p);
-          break;
-        default:
-          break;
-      }
+      // The last group of fewer than kFT tokens.
+      using BlockFn = void (*)(const float* const*, const Acts&, int64_t, int64_t, int64_t, bool,
+                               int64_t, __mmask16, __m512*);
+      static constexpr BlockFn kRest[kFT] = {nullptr,        float_block<1>, float_block<2>,
+                                             float_block<3>, float_block<4>, float_block<5>};
+      if (t0 < c1) kRest[c1 - t0](w, a, t0, k0, k1, with_tail, main, tail, park + (t0 - c0));
       if (with_tail) break;
     }
     for (int i = 0; i < valid; ++i)

@@ -13,6 +13,7 @@
 
 #include "engine/fp16.h"
 #include "engine/matmul_internal.h"
+#include "engine/ops.h"
 
 namespace swarm {
 namespace mm {
@@ -368,10 +369,10 @@ ActLayout act_layout(ActKind kind, int64_t cols) {
 }
 
 const IsaKernels& portable_kernels() {
-  static const IsaKernels k = {"portable",  kernel_f32,          kernel_f16,         kernel_bf16,
-                               kernel_q8_0, kernel_q4_0,         kernel_q4_k,        kernel_q5_k,
-                               kernel_q6_k, quant_q8_0_portable, quant_q8_k_portable,
-                               attend_portable};
+  static const IsaKernels k = {"portable",          kernel_f32,          kernel_f16,
+                               kernel_bf16,         kernel_q8_0,         kernel_q4_0,
+                               kernel_q4_k,         kernel_q5_k,         kernel_q6_k,
+                               quant_q8_0_portable, quant_q8_k_portable, attend_portable};
   return k;
 }
 
@@ -407,9 +408,9 @@ const IsaKernels* kernels_for(const char* isa) {
   return nullptr;
 }
 
-void matmul_with(const IsaKernels& k, const WeightMatrix& w, const float* x, int64_t n_tokens,
-                 float* y, ThreadPool& pool) {
-  if (n_tokens <= 0 || w.rows <= 0) return;
+namespace {
+
+KernelFn checked_kernel(const IsaKernels& k, const WeightMatrix& w) {
   const KernelFn fn = kernel_for(k, w.type);
   const int bs = type_traits(w.type).block_size;
   if (fn == nullptr || bs == 0 || w.cols % bs != 0) {
@@ -417,7 +418,13 @@ void matmul_with(const IsaKernels& k, const WeightMatrix& w, const float* x, int
                  static_cast<long long>(w.cols));
     std::abort();
   }
+  return fn;
+}
 
+// x as the kernels for `w`'s type read it (see ActLayout), in the calling thread's
+// scratch.
+Acts prepare_acts(const IsaKernels& k, const WeightMatrix& w, const float* x, int64_t n_tokens,
+                  ThreadPool& pool) {
   Acts a;
   a.kind = act_kind(w.type);
   a.layout = act_layout(a.kind, w.cols);
@@ -454,7 +461,16 @@ void matmul_with(const IsaKernels& k, const WeightMatrix& w, const float* x, int
     a.base = buf;
     a.stride = l.stride;
   }
+  return a;
+}
 
+}  // namespace
+
+void matmul_with(const IsaKernels& k, const WeightMatrix& w, const float* x, int64_t n_tokens,
+                 float* y, ThreadPool& pool) {
+  if (n_tokens <= 0 || w.rows <= 0) return;
+  const KernelFn fn = checked_kernel(k, w);
+  const Acts a = prepare_acts(k, w, x, n_tokens, pool);
   const int64_t n_chunks = (w.rows + kRowChunk - 1) / kRowChunk;
   if (pool.size() == 1 || n_chunks == 1) {
     fn(w, 0, w.rows, a, n_tokens, y, w.rows);
@@ -468,16 +484,46 @@ void matmul_with(const IsaKernels& k, const WeightMatrix& w, const float* x, int
   });
 }
 
+void swiglu_with(const IsaKernels& k, const WeightMatrix& gate, const WeightMatrix& up,
+                 const float* x, int64_t n_tokens, float* g, float* u, ThreadPool& pool) {
+  if (n_tokens <= 0 || gate.rows <= 0) return;
+  if (gate.type != up.type || gate.rows != up.rows || gate.cols != up.cols) {
+    matmul_with(k, gate, x, n_tokens, g, pool);
+    matmul_with(k, up, x, n_tokens, u, pool);
+    silu_mul(g, u, n_tokens * gate.rows, g);
+    return;
+  }
+  const KernelFn fn = checked_kernel(k, gate);
+  const Acts a = prepare_acts(k, gate, x, n_tokens, pool);
+  const int64_t rows = gate.rows;
+  auto piece = [&](int64_t r0, int64_t r1) {
+    fn(gate, r0, r1, a, n_tokens, g, rows);
+    fn(up, r0, r1, a, n_tokens, u, rows);
+    for (int64_t t = 0; t < n_tokens; ++t)
+      silu_mul(g + t * rows + r0, u + t * rows + r0, r1 - r0, g + t * rows + r0);
+  };
+  const int64_t n_chunks = (rows + kRowChunk - 1) / kRowChunk;
+  if (pool.size() == 1 || n_chunks == 1) return piece(0, rows);
+  pool.parallel_for_balanced(n_chunks, [&](int64_t c0, int64_t c1) {
+    piece(c0 * kRowChunk, std::min(rows, c1 * kRowChunk));
+  });
+}
+
 }  // namespace mm
 
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
   mm::matmul_with(mm::active_kernels(), w, x, n_tokens, y, pool);
 }
 
+void swiglu(const WeightMatrix& gate, const WeightMatrix& up, const float* x, int64_t n_tokens,
+            float* g, float* u, ThreadPool& pool) {
+  mm::swiglu_with(mm::active_kernels(), gate, up, x, n_tokens, g, u, pool);
+}
+
 const char* matmul_isa() { return mm::active_kernels().name; }
 
-void attend_head(const float* q, const float* k, const float* v, int64_t stride, int len, int head_dim,
-                 float scale, float* scores, float* out) {
+void attend_head(const float* q, const float* k, const float* v, int64_t stride, int len,
+                 int head_dim, float scale, float* scores, float* out) {
   mm::active_kernels().attend(q, k, v, stride, len, head_dim, scale, scores, out);
 }
 

@@ -109,6 +109,10 @@ const IsaKernels* kernels_for(const char* isa);
 void matmul_with(const IsaKernels& k, const WeightMatrix& w, const float* x, int64_t n_tokens,
                  float* y, ThreadPool& pool);
 
+// swiglu() with an explicit kernel set.
+void swiglu_with(const IsaKernels& k, const WeightMatrix& gate, const WeightMatrix& up,
+                 const float* x, int64_t n_tokens, float* g, float* u, ThreadPool& pool);
+
 // Rows per work unit handed to a thread; every kernel's row tile divides it.
 constexpr int64_t kRowChunk = 16;
 

@@ -13,6 +13,7 @@
 
 #include "engine/fp16.h"
 #include "engine/matmul_internal.h"
+#include "engine/ops.h"
 
 namespace swarm {
 namespace {
@@ -363,6 +364,45 @@ TEST(MatmulIsa, SignSymmetric) {
   }
 }
 
+// swiglu gives exactly what two matmuls and silu_mul give, on every ISA, for
+// decode and prefill, one thread or two; and falls back for unequal matrices.
+TEST(SwigluTest, EqualsTwoMatmulsAndSiluMul) {
+  for (TensorType t : {TensorType::Q8_0, TensorType::Q4_K, TensorType::F16}) {
+    const int64_t rows = 93, cols = 256;
+    const Weights gate = make_weights(t, rows, cols, 3), up = make_weights(t, rows, cols, 4);
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      for (int64_t n : {1, 7}) {
+        const std::vector<float> x = make_x(n, cols, 5);
+        for (const mm::IsaKernels* k : all_isas()) {
+          std::vector<float> g = run(*k, gate, x.data(), n, pool),
+                             u = run(*k, up, x.data(), n, pool);
+          silu_mul(g.data(), u.data(), n * rows, g.data());
+          std::vector<float> g2(n * rows, -1.0f), u2(n * rows, -1.0f);
+          mm::swiglu_with(*k, gate.view(), up.view(), x.data(), n, g2.data(), u2.data(), pool);
+          for (int64_t i = 0; i < n * rows; ++i) {
+            ASSERT_EQ(g2[i], g[i]) << type_name(t) << " " << k->name << " n " << n << " i " << i;
+            ASSERT_EQ(u2[i], u[i]) << type_name(t) << " " << k->name << " n " << n << " i " << i;
+          }
+        }
+      }
+    }
+  }
+  // Unequal shapes take the separate calls.
+  const Weights gate = make_weights(TensorType::Q8_0, 40, 256, 6),
+                up = make_weights(TensorType::F16, 40, 256, 7);
+  ThreadPool pool(2);
+  const std::vector<float> x = make_x(3, 256, 8);
+  std::vector<float> g = run(*all_isas().back(), gate, x.data(), 3, pool),
+                     u = run(*all_isas().back(), up, x.data(), 3, pool);
+  silu_mul(g.data(), u.data(), 3 * 40, g.data());
+  std::vector<float> g2(3 * 40), u2(3 * 40);
+  mm::swiglu_with(*all_isas().back(), gate.view(), up.view(), x.data(), 3, g2.data(), u2.data(),
+                  pool);
+  EXPECT_EQ(g2, g);
+  EXPECT_EQ(u2, u);
+}
+
 // Attention of one head: every ISA gives the same bits, for head sizes with and
 // without a tail of 16, lengths with and without a tail of four; and the result is
 // the float64 softmax-weighted sum within float32 rounding.
@@ -393,15 +433,18 @@ TEST(AttendTest, IsasAgreeBitForBitAndMatchFloat64) {
       for (const mm::IsaKernels* isa : all_isas()) {
         std::vector<float> scores(len), out(head_dim + 16, 7.0f);
         isa->attend(q.data(), k, v, stride, len, head_dim, scale, scores.data(), out.data());
-        for (int i = head_dim; i < head_dim + 16; ++i) ASSERT_EQ(out[i], 7.0f) << isa->name << " wrote past head_dim";
+        for (int i = head_dim; i < head_dim + 16; ++i)
+          ASSERT_EQ(out[i], 7.0f) << isa->name << " wrote past head_dim";
         out.resize(head_dim);
         for (int i = 0; i < head_dim; ++i)
-          EXPECT_NEAR(out[i], ref[i], 1e-5) << isa->name << " head_dim " << head_dim << " len " << len << " i " << i;
+          EXPECT_NEAR(out[i], ref[i], 1e-5)
+              << isa->name << " head_dim " << head_dim << " len " << len << " i " << i;
         if (first.empty()) {
           first = out;
         } else {
           for (int i = 0; i < head_dim; ++i)
-            ASSERT_EQ(first[i], out[i]) << isa->name << " head_dim " << head_dim << " len " << len << " i " << i;
+            ASSERT_EQ(first[i], out[i])
+                << isa->name << " head_dim " << head_dim << " len " << len << " i " << i;
         }
       }
     }

@@ -294,9 +294,7 @@ Status Model::run_layer(int il, float* hidden, const std::vector<SeqChunk>& chun
   for (int64_t i = 0; i < n * d; ++i) hidden[i] += x[i];
 
   rms_norm(hidden, L.ffn_norm, n, d, c.rms_eps, x);
-  matmul(L.gate, x, n, g, pool);
-  matmul(L.up, x, n, u, pool);
-  silu_mul(g, u, n * c.n_ff, g);
+  swiglu(L.gate, L.up, x, n, g, u, pool);
   matmul(L.down, g, n, x, pool);
   for (int64_t i = 0; i < n * d; ++i) hidden[i] += x[i];
   return Status::Ok();

@@ -484,6 +484,39 @@ void matmul_with(const IsaKernels& k, const WeightMatrix& w, const float* x, int
   });
 }
 
+void matmul_group_with(const IsaKernels& k, const WeightMatrix* const* ws, float* const* ys,
+                       int count, const float* x, int64_t n_tokens, ThreadPool& pool) {
+  if (n_tokens <= 0 || count <= 0) return;
+  bool shared = true;
+  for (int i = 1; i < count; ++i)
+    shared = shared && ws[i]->cols == ws[0]->cols && act_kind(ws[i]->type) == act_kind(ws[0]->type);
+  if (!shared) {
+    for (int i = 0; i < count; ++i) matmul_with(k, *ws[i], x, n_tokens, ys[i], pool);
+    return;
+  }
+  std::vector<KernelFn> fns(count);
+  std::vector<int64_t> first_chunk(
+      count + 1, 0);  // matrix i holds chunks [first_chunk[i], first_chunk[i + 1])
+  for (int i = 0; i < count; ++i) {
+    fns[i] = checked_kernel(k, *ws[i]);
+    first_chunk[i + 1] = first_chunk[i] + (ws[i]->rows + kRowChunk - 1) / kRowChunk;
+  }
+  const Acts a = prepare_acts(k, *ws[0], x, n_tokens, pool);
+  // Chunks [c0, c1) of the matrices laid end to end, split where one ends.
+  auto piece = [&](int64_t c0, int64_t c1) {
+    for (int i = 0; i < count && c0 < c1; ++i) {
+      if (c0 >= first_chunk[i + 1]) continue;
+      const int64_t end = std::min(c1, first_chunk[i + 1]);
+      const WeightMatrix& w = *ws[i];
+      fns[i](w, (c0 - first_chunk[i]) * kRowChunk,
+             std::min(w.rows, (end - first_chunk[i]) * kRowChunk), a, n_tokens, ys[i], w.rows);
+      c0 = end;
+    }
+  };
+  if (pool.size() == 1) return piece(0, first_chunk[count]);
+  pool.parallel_for_balanced(first_chunk[count], piece);
+}
+
 void swiglu_with(const IsaKernels& k, const WeightMatrix& gate, const WeightMatrix& up,
                  const float* x, int64_t n_tokens, float* g, float* u, ThreadPool& pool) {
   if (n_tokens <= 0 || gate.rows <= 0) return;
@@ -513,6 +546,11 @@ void swiglu_with(const IsaKernels& k, const WeightMatrix& gate, const WeightMatr
 
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
   mm::matmul_with(mm::active_kernels(), w, x, n_tokens, y, pool);
+}
+
+void matmul_group(const WeightMatrix* const* ws, float* const* ys, int count, const float* x,
+                  int64_t n_tokens, ThreadPool& pool) {
+  mm::matmul_group_with(mm::active_kernels(), ws, ys, count, x, n_tokens, pool);
 }
 
 void swiglu(const WeightMatrix& gate, const WeightMatrix& up, const float* x, int64_t n_tokens,

@@ -31,6 +31,13 @@ struct WeightMatrix {
 // Q8_0/Q4_0, Q8_K for K-quants, F16 for F16) as fast engines do.
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
 
+// Several matrices applied to the same x (a layer's q, k and v) in one parallel
+// section: ys[i] = ws[i] x, each value exactly what matmul() gives. Matrices whose
+// activations differ (columns, or a type that pairs with another format) take one
+// matmul() each.
+void matmul_group(const WeightMatrix* const* ws, float* const* ys, int count, const float* x,
+                  int64_t n_tokens, ThreadPool& pool);
+
 // The feed-forward block's first half: g = silu(gate x) * (up x), with `u` left
 // holding up x. Gate and up go through x in one parallel section (one hand-off
 // between threads instead of three, and x quantized once); each row's value is

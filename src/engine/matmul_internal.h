@@ -109,7 +109,9 @@ const IsaKernels* kernels_for(const char* isa);
 void matmul_with(const IsaKernels& k, const WeightMatrix& w, const float* x, int64_t n_tokens,
                  float* y, ThreadPool& pool);
 
-// swiglu() with an explicit kernel set.
+// matmul_group() and swiglu() with an explicit kernel set.
+void matmul_group_with(const IsaKernels& k, const WeightMatrix* const* ws, float* const* ys,
+                       int count, const float* x, int64_t n_tokens, ThreadPool& pool);
 void swiglu_with(const IsaKernels& k, const WeightMatrix& gate, const WeightMatrix& up,
                  const float* x, int64_t n_tokens, float* g, float* u, ThreadPool& pool);
 

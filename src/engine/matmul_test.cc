@@ -364,6 +364,43 @@ TEST(MatmulIsa, SignSymmetric) {
   }
 }
 
+// matmul_group gives each matrix exactly what matmul gives, with row counts that
+// do not fill the last chunk and types that share one activation format (Q4_K and
+// Q6_K, as a Q4_K_M layer's q, k and v), and falls back where formats differ.
+TEST(MatmulGroupTest, EqualsOneMatmulPerMatrix) {
+  const int64_t cols = 256;
+  struct Set {
+    TensorType a, b, c;
+  };
+  for (Set set : {Set{TensorType::Q4_K, TensorType::Q4_K, TensorType::Q6_K},
+                  Set{TensorType::Q8_0, TensorType::Q8_0, TensorType::Q8_0},
+                  Set{TensorType::F16, TensorType::F16, TensorType::F16},
+                  Set{TensorType::Q8_0, TensorType::F16, TensorType::Q4_K}}) {
+    const Weights w[3] = {make_weights(set.a, 70, cols, 11), make_weights(set.b, 19, cols, 12),
+                          make_weights(set.c, 33, cols, 13)};
+    const WeightMatrix views[3] = {w[0].view(), w[1].view(), w[2].view()};
+    const WeightMatrix* ws[3] = {&views[0], &views[1], &views[2]};
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      for (int64_t n : {1, 6}) {
+        const std::vector<float> x = make_x(n, cols, 14);
+        for (const mm::IsaKernels* k : all_isas()) {
+          std::vector<float> y[3];
+          float* ys[3];
+          for (int i = 0; i < 3; ++i) {
+            y[i].assign(n * views[i].rows, -1.0f);
+            ys[i] = y[i].data();
+          }
+          mm::matmul_group_with(*k, ws, ys, 3, x.data(), n, pool);
+          for (int i = 0; i < 3; ++i)
+            ASSERT_EQ(y[i], run(*k, w[i], x.data(), n, pool))
+                << type_name(views[i].type) << " matrix " << i << " " << k->name << " n " << n;
+        }
+      }
+    }
+  }
+}
+
 // swiglu gives exactly what two matmuls and silu_mul give, on every ISA, for
 // decode and prefill, one thread or two; and falls back for unequal matrices.
 TEST(SwigluTest, EqualsTwoMatmulsAndSiluMul) {

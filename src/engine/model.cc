@@ -264,9 +264,9 @@ Status Model::run_layer(int il, float* hidden, const std::vector<SeqChunk>& chun
   float* u = buffers.u.get(n * c.n_ff);
 
   rms_norm(hidden, L.attn_norm, n, d, c.rms_eps, x);
-  matmul(L.wq, x, n, q, pool);
-  matmul(L.wk, x, n, k, pool);
-  matmul(L.wv, x, n, v, pool);
+  const WeightMatrix* qkv[] = {&L.wq, &L.wk, &L.wv};
+  float* const qkv_out[] = {q, k, v};
+  matmul_group(qkv, qkv_out, 3, x, n, pool);
   auto add_bias = [n](float* y, const float* b, int dim) {
     if (b == nullptr) return;
     for (int64_t t = 0; t < n; ++t)

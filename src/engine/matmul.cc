@@ -8,12 +8,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string_view>
 #include <vector>
 
 #include "engine/fp16.h"
 #include "engine/matmul_internal.h"
 #include "engine/ops.h"
+#include "engine/scratch_buffer.h"
 
 namespace swarm {
 namespace mm {
@@ -315,13 +317,8 @@ KernelFn kernel_for(const IsaKernels& k, TensorType t) {
 // Quantized activations live in a buffer owned by the calling thread; workers only
 // read it during the call.
 uint8_t* scratch(size_t bytes) {
-  thread_local std::vector<uint8_t> buf;
-  // Shrinks after a long prompt's prefill (see GrowingBuffer in model.cc).
-  constexpr size_t kKeep = size_t{16} << 20;
-  if (buf.size() > kKeep && buf.size() > 4 * (bytes + 64)) std::vector<uint8_t>().swap(buf);
-  if (buf.size() < bytes + 64) buf.resize(bytes + 64);
-  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
-  return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t{63});
+  thread_local ScratchBuffer buf;
+  return buf.get<uint8_t>(bytes);
 }
 
 }  // namespace
@@ -464,24 +461,25 @@ Acts prepare_acts(const IsaKernels& k, const WeightMatrix& w, const float* x, in
   return a;
 }
 
+// Calls fn(c0, c1) on pieces of [0, n_chunks), on the calling thread alone where
+// there is one thread or one chunk, else shared with stealing rather than fixed
+// halves: the two cores of a VM often stream memory at different speeds (here one
+// is a fifth slower). Who computes a row never changes its value.
+void for_chunks(ThreadPool& pool, int64_t n_chunks,
+                const std::function<void(int64_t, int64_t)>& fn) {
+  if (n_chunks <= 0) return;
+  if (pool.size() == 1 || n_chunks == 1) return fn(0, n_chunks);
+  pool.parallel_for_balanced(n_chunks, fn);
+}
+
 }  // namespace
 
 void matmul_with(const IsaKernels& k, const WeightMatrix& w, const float* x, int64_t n_tokens,
                  float* y, ThreadPool& pool) {
   if (n_tokens <= 0 || w.rows <= 0) return;
-  const KernelFn fn = checked_kernel(k, w);
-  const Acts a = prepare_acts(k, w, x, n_tokens, pool);
-  const int64_t n_chunks = (w.rows + kRowChunk - 1) / kRowChunk;
-  if (pool.size() == 1 || n_chunks == 1) {
-    fn(w, 0, w.rows, a, n_tokens, y, w.rows);
-    return;
-  }
-  // Shares with stealing, not fixed halves: the two cores of a VM often stream
-  // memory at different speeds (here one is a fifth slower). Who computes a row
-  // never changes its value.
-  pool.parallel_for_balanced(n_chunks, [&](int64_t c0, int64_t c1) {
-    fn(w, c0 * kRowChunk, std::min(w.rows, c1 * kRowChunk), a, n_tokens, y, w.rows);
-  });
+  const WeightMatrix* ws[] = {&w};
+  float* const ys[] = {y};
+  matmul_group_with(k, ws, ys, 1, x, n_tokens, pool);
 }
 
 void matmul_group_with(const IsaKernels& k, const WeightMatrix* const* ws, float* const* ys,
@@ -513,8 +511,7 @@ void matmul_group_with(const IsaKernels& k, const WeightMatrix* const* ws, float
       c0 = end;
     }
   };
-  if (pool.size() == 1) return piece(0, first_chunk[count]);
-  pool.parallel_for_balanced(first_chunk[count], piece);
+  for_chunks(pool, first_chunk[count], piece);
 }
 
 void swiglu_with(const IsaKernels& k, const WeightMatrix& gate, const WeightMatrix& up,
@@ -535,9 +532,7 @@ void swiglu_with(const IsaKernels& k, const WeightMatrix& gate, const WeightMatr
     for (int64_t t = 0; t < n_tokens; ++t)
       silu_mul(g + t * rows + r0, u + t * rows + r0, r1 - r0, g + t * rows + r0);
   };
-  const int64_t n_chunks = (rows + kRowChunk - 1) / kRowChunk;
-  if (pool.size() == 1 || n_chunks == 1) return piece(0, rows);
-  pool.parallel_for_balanced(n_chunks, [&](int64_t c0, int64_t c1) {
+  for_chunks(pool, (rows + kRowChunk - 1) / kRowChunk, [&](int64_t c0, int64_t c1) {
     piece(c0 * kRowChunk, std::min(rows, c1 * kRowChunk));
   });
 }

@@ -25,6 +25,7 @@
 
 #include "engine/fp16.h"
 #include "engine/matmul_internal.h"
+#include "engine/scratch_buffer.h"
 
 namespace swarm::mm {
 namespace {
@@ -111,26 +112,6 @@ void quant_q8_k(const float* x, int64_t cols, uint8_t* out, const ActLayout& l) 
 // ---- Float weights: the 16 canonical lanes are one zmm per output.
 
 enum class FType { kF32, kF16, kBF16 };
-
-// A 64-byte-aligned float buffer that only grows.
-class AlignedFloats {
- public:
-  float* get(int64_t n) {
-    if (size_ < n) {
-      data_.reset(
-          static_cast<float*>(::operator new[](static_cast<size_t>(n) * 4, std::align_val_t{64})));
-      size_ = n;
-    }
-    return data_.get();
-  }
-
- private:
-  struct Free {
-    void operator()(float* p) const { ::operator delete[](p, std::align_val_t{64}); }
-  };
-  std::unique_ptr<float, Free> data_;
-  int64_t size_ = 0;
-};
 
 template <FType T>
 inline __m512 load16(const uint8_t* row, int64_t i) {
@@ -278,8 +259,8 @@ void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, 
   // The widened rows sit on 64-byte boundaries, a cache line longer than a
   // multiple of 4 KiB, as matmul_with lays out the tokens (see there).
   const int64_t stride = (cols + 15) / 16 * 16 + 16;
-  thread_local AlignedFloats wide;
-  float* wf = wide.get(kFR * stride);
+  thread_local ScratchBuffer wide;
+  float* wf = wide.get<float>(kFR * stride);
   for (int64_t r = r0; r < r1; r += kFR) {
     const float* row[kFR];
     for (int i = 0; i < kFR; ++i) {

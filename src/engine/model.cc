@@ -7,33 +7,13 @@
 #include "engine/model_loader.h"
 #include "engine/ops.h"
 #include "engine/quants.h"
+#include "engine/scratch_buffer.h"
 
 namespace swarm {
 namespace {
 
-// A float buffer kept between calls, never zeroed on reuse. It grows to what a
-// call needs and shrinks again when a big one (a long prompt's prefill: ~90 MB
-// per buffer for 4096 tokens of an 8B model's FFN) is followed by a small one,
-// so a thread does not hold its largest batch's memory for good.
-class GrowingBuffer {
- public:
-  float* get(int64_t n) {
-    constexpr size_t kKeep = size_t{4} << 20;  // floats kept whatever the call
-    const size_t want = static_cast<size_t>(n);
-    if (size_ < want || (size_ > kKeep && size_ > 4 * want)) {
-      data_.reset(new float[want]);
-      size_ = want;
-    }
-    return data_.get();
-  }
-
- private:
-  std::unique_ptr<float[]> data_;
-  size_t size_ = 0;
-};
-
 struct LayerBuffers {
-  GrowingBuffer x, q, k, v, attn, g, u;
+  ScratchBuffer x, q, k, v, attn, g, u;
 };
 
 }  // namespace
@@ -255,13 +235,13 @@ Status Model::run_layer(int il, float* hidden, const std::vector<SeqChunk>& chun
   // fresh vectors would be zeroed, and for a prefill batch they are big enough to
   // come straight from mmap, page faults and all, in every layer.
   thread_local LayerBuffers buffers;
-  float* x = buffers.x.get(n * d);
-  float* q = buffers.q.get(n * q_dim);
-  float* k = buffers.k.get(n * kv);
-  float* v = buffers.v.get(n * kv);
-  float* attn = buffers.attn.get(n * q_dim);
-  float* g = buffers.g.get(n * c.n_ff);
-  float* u = buffers.u.get(n * c.n_ff);
+  float* x = buffers.x.get<float>(n * d);
+  float* q = buffers.q.get<float>(n * q_dim);
+  float* k = buffers.k.get<float>(n * kv);
+  float* v = buffers.v.get<float>(n * kv);
+  float* attn = buffers.attn.get<float>(n * q_dim);
+  float* g = buffers.g.get<float>(n * c.n_ff);
+  float* u = buffers.u.get<float>(n * c.n_ff);
 
   rms_norm(hidden, L.attn_norm, n, d, c.rms_eps, x);
   const WeightMatrix* qkv[] = {&L.wq, &L.wk, &L.wv};

@@ -72,6 +72,15 @@ class SwarmHarness : public ::testing::Test {
     nodes_.clear();
   }
 
+  // Runs `swarm ARGV...` with its stderr in `log`, keeps it in `into`, and expects it
+  // to come up (the log in the failure message otherwise).
+  ChildProcess* launch(const std::vector<std::string>& argv, const std::string& log,
+                       std::vector<std::unique_ptr<ChildProcess>>& into) {
+    into.push_back(std::make_unique<ChildProcess>(argv, log));
+    EXPECT_TRUE(into.back()->ok()) << read_file(log);
+    return into.back().get();
+  }
+
   // Starts `swarm node -m MODEL --listen 127.0.0.1:0 -t 1 ARGS...` (`model`: the
   // test model when empty), its stderr in node_log(i), i counting the test's
   // nodes from 0. Expects it to serve; the caller checks ok() where it must.
@@ -79,10 +88,7 @@ class SwarmHarness : public ::testing::Test {
     std::vector<std::string> argv = {
         "node", "-m", model.empty() ? model_ : model, "--listen", "127.0.0.1:0", "-t", "1"};
     argv.insert(argv.end(), args.begin(), args.end());
-    const std::string log = node_log(node_logs_++);
-    nodes_.push_back(std::make_unique<ChildProcess>(argv, log));
-    EXPECT_TRUE(nodes_.back()->ok()) << read_file(log);
-    return nodes_.back().get();
+    return launch(argv, node_log(node_logs_++), nodes_);
   }
   std::string node_log(size_t i) const { return dir_ + "/node" + std::to_string(i) + ".err"; }
   std::string node_log() const { return node_log(node_logs_ - 1); }  // the last node's
@@ -94,10 +100,7 @@ class SwarmHarness : public ::testing::Test {
     std::vector<std::string> argv = {"gateway",     "-m",           model_, "--listen",
                                      "127.0.0.1:0", "--model-name", "tiny"};
     argv.insert(argv.end(), args.begin(), args.end());
-    const std::string log = gateway_log(gateway_logs_++);
-    gateways_.push_back(std::make_unique<ChildProcess>(argv, log));
-    EXPECT_TRUE(gateways_.back()->ok()) << read_file(log);
-    return gateways_.back().get();
+    return launch(argv, gateway_log(gateway_logs_++), gateways_);
   }
   std::string gateway_log(size_t i) const { return dir_ + "/gateway" + std::to_string(i) + ".err"; }
   // The gateway started last, and its log.

@@ -681,10 +681,33 @@ inline __m512i perm_q6(int c) {
   return _mm512_load_si512(idx);
 }
 
+// Blocks b (and b + 1 when `kPair`) of the tile's 16 rows: A = block b's isums, B =
+// block b + 1's. The pair test is a template argument, not a run-time flag in the
+// loop: with the flag, a copy of this kernel took 3.9 instead of 3.7 ns a block (in L2).
+template <bool kPair>
+inline void q6_k_step(const RowTile& tile, int64_t b, const int8_t* xq, const int16_t* bs,
+                      const __m512i P[4], __m512i& A, __m512i& B) {
+  const __m256i bs0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b));
+  const __m256i bs1 =
+      kPair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b + 16)) : bs0;
+  reduce16x2(
+      [&](int i) {
+        const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(tile.row[i]) + b;
+        const __m256i v0 = row_q6_k(blk, xq + kQK_K * b, bs0, P);
+        const __m256i v1 =
+            kPair ? row_q6_k(blk + 1, xq + kQK_K * (b + 1), bs1, P) : _mm256_setzero_si256();
+        return _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1);
+      },
+      A, B);
+}
+
 void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
                  int64_t ldy) {
   const int64_t nb = w.cols / kQK_K;
   const __m512i P[4] = {perm_q6(0), perm_q6(1), perm_q6(2), perm_q6(3)};
+  auto scale = [](const RowTile& tile, int64_t b, float xd) {
+    return _mm512_mul_ps(_mm512_set1_ps(xd), f16_hi(gather32(tile, b * sizeof(BlockQ6_K) + 206)));
+  };
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
     TilePrefetcher pf(w, r + kR, kR, (nb + 1) / 2);
@@ -693,30 +716,18 @@ void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
       const float* xd = a.d(t);
       const int16_t* bs = a.bsums(t);
       __m512 acc = _mm512_setzero_ps();
-      for (int64_t b = 0; b < nb; b += 2) {
+      __m512i A, B;
+      int64_t b = 0;
+      for (; b + 2 <= nb; b += 2) {
         if (t == 0) pf.step();
-        const bool pair = b + 1 < nb;
-        const __m256i bs0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b));
-        const __m256i bs1 =
-            pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b + 16)) : bs0;
-        __m512i A, B;
-        reduce16x2(
-            [&](int i) {
-              const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(tile.row[i]) + b;
-              const __m256i v0 = row_q6_k(blk, xq + kQK_K * b, bs0, P);
-              const __m256i v1 =
-                  pair ? row_q6_k(blk + 1, xq + kQK_K * (b + 1), bs1, P) : _mm256_setzero_si256();
-              return _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1);
-            },
-            A, B);
-        const __m512 s0 = _mm512_mul_ps(_mm512_set1_ps(xd[b]),
-                                        f16_hi(gather32(tile, b * sizeof(BlockQ6_K) + 206)));
-        acc = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(A), acc);
-        if (pair) {
-          const __m512 s1 = _mm512_mul_ps(
-              _mm512_set1_ps(xd[b + 1]), f16_hi(gather32(tile, (b + 1) * sizeof(BlockQ6_K) + 206)));
-          acc = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(B), acc);
-        }
+        q6_k_step<true>(tile, b, xq, bs, P, A, B);
+        acc = _mm512_fmadd_ps(scale(tile, b, xd[b]), _mm512_cvtepi32_ps(A), acc);
+        acc = _mm512_fmadd_ps(scale(tile, b + 1, xd[b + 1]), _mm512_cvtepi32_ps(B), acc);
+      }
+      if (b < nb) {  // odd block count: the last block alone
+        if (t == 0) pf.step();
+        q6_k_step<false>(tile, b, xq, bs, P, A, B);
+        acc = _mm512_fmadd_ps(scale(tile, b, xd[b]), _mm512_cvtepi32_ps(A), acc);
       }
       _mm512_mask_storeu_ps(y + t * ldy + r, tile.valid, acc);
     }

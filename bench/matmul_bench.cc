@@ -3,7 +3,8 @@
 // Decode (n = 1) is memory-bound: we report GB/s of weights read and the fraction of
 // this machine's read bandwidth (2 threads summing a 1 GiB buffer, best of 5), over
 // all 22 layers' copies of a shape so the weights do not sit in cache, and for a whole
-// decode step (every layer matrix plus the head). Prefill (n = 64, 128) is
+// decode step (every layer matrix plus the head): the sum of per-matrix bests, and
+// whole passes in layer order (decode_pass). Prefill (n = 64, 128) is
 // compute-bound: we report GFLOP/s (2 * rows * cols * n per call).
 //
 // Usage: matmul_bench [--types Q8_0,F16,...] [--threads 1,2] [--quick] [--no-prefill]
@@ -205,6 +206,40 @@ int main_impl(int argc, char** argv) {
           tn.c_str(), matmul_isa(), nt, step_bytes, step_time * 1e3, 1.0 / step_time,
           step_bytes / step_time / 1e9, step_bytes / step_time / bw);
       std::fflush(stdout);
+
+      // The same matrices in the order a decode step reads them (each layer's q, k,
+      // v, o, gate, up, down, then the head), whole passes timed. The sum of
+      // per-matrix bests above is what the kernels can do; this is what a step
+      // gets, starts of matrices, unequal threads and all (on a shared 2-vCPU VM it
+      // measured 25-35% below that sum). Median and best of the passes.
+      {
+        std::vector<const WeightMatrix*> order;
+        for (int l = 0; l < kLayers; ++l) {
+          order.push_back(&by_shape[0][2 * l].w);      // q
+          order.push_back(&by_shape[1][2 * l].w);      // k
+          order.push_back(&by_shape[1][2 * l + 1].w);  // v
+          order.push_back(&by_shape[0][2 * l + 1].w);  // o
+          order.push_back(&by_shape[2][2 * l].w);      // gate
+          order.push_back(&by_shape[2][2 * l + 1].w);  // up
+          order.push_back(&by_shape[3][l].w);          // down
+        }
+        order.push_back(&by_shape[4][0].w);  // output
+        std::vector<double> pass;
+        for (int rep = 0; rep <= reps; ++rep) {
+          const double t0 = now();
+          for (const WeightMatrix* w : order) matmul(*w, x.data(), 1, y.data(), pool);
+          if (rep > 0) pass.push_back(now() - t0);
+        }
+        std::sort(pass.begin(), pass.end());
+        const double med = pass[pass.size() / 2], best = pass.front();
+        std::printf(
+            "{\"bench\":\"matmul\",\"mode\":\"decode_pass\",\"type\":\"%s\",\"isa\":\"%s\","
+            "\"threads\":%d,\"passes\":%zu,\"ms_median\":%.3f,\"ms_best\":%.3f,"
+            "\"bw_frac_median\":%.3f,\"bw_frac_best\":%.3f}\n",
+            tn.c_str(), matmul_isa(), nt, pass.size(), med * 1e3, best * 1e3, step_bytes / med / bw,
+            step_bytes / best / bw);
+        std::fflush(stdout);
+      }
 
       // Prefill: one layer's matrices (compute-bound; cache residency does not matter).
       for (int n : {64, 128}) {

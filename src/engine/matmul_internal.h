@@ -147,7 +147,10 @@ inline void k4_unpack16(const uint8_t* q, uint8_t out[16]) {
 // Software prefetch of the next row tile while a tile is computed: rows are
 // contiguous, so the next tile is one contiguous range, and spreading it over the
 // steps of the current tile keeps memory busy even where rows start new pages
-// (hardware prefetchers stop at page boundaries).
+// (hardware prefetchers stop at page boundaries). Into L1 (T0): decoding a model's
+// matrices in layer order ran 7% (Q8_0) and 13% (Q4_K_M) faster on 2 Zen 5 threads
+// than with T1, the hint this first used (8 and 5 interleaved runs, every T0 run
+// above every T1 run); NTA measured the same as T0.
 class TilePrefetcher {
  public:
   TilePrefetcher(const WeightMatrix& w, int64_t next_row, int64_t rows, int64_t steps) {
@@ -161,7 +164,7 @@ class TilePrefetcher {
   }
   void step() {
     const uint8_t* stop = p_ + chunk_ < end_ ? p_ + chunk_ : end_;
-    for (; p_ < stop; p_ += 64) __builtin_prefetch(p_, 0, 2);
+    for (; p_ < stop; p_ += 64) __builtin_prefetch(p_, 0, 3);
   }
 
  private:

@@ -177,15 +177,19 @@ void float_decode(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, 
 // Prefill for float weights, blocked over k: a tile's kFR float rows and its
 // outputs' partial sums stay in L1 for a block of kFK columns while the token
 // groups' activations stream past, instead of every group streaming the whole rows
-// (kFR rows and 6 tokens of a 2048-column matrix are 80 KB, beyond L1's 48 KB). Each output
+// (kFR rows and 4 tokens of a 2048-column matrix are 80 KB, beyond L1's 48 KB). Each output
 // still sees fma(w[k..k+15], x[k..k+15]) for k in order, then the tree: the
 // partial sums are only parked in memory between blocks.
-constexpr int kFR = 4, kFT = 6;   // register tile: rows x tokens
+constexpr int kFR = 6, kFT = 4;   // register tile: rows x tokens
 constexpr int64_t kFK = 1024;     // columns per block
 constexpr int64_t kFTokens = 24;  // tokens whose partial sums are parked at once
 // (Block sizes measured best of 512..2048 columns and 12..48 tokens, F16 TinyLlama
 // shapes, 64 tokens, one thread: 1024 and 24 gave 130-160 GFLOP/s where the unblocked
-// tile gave 100-130.)
+// tile gave 100-130. Then the tile: the rows stay in L1 for the block while the
+// tokens' activations come from L2, so each activation load should feed as many
+// FMAs as registers allow. 6 x 4 (24 accumulators, 6 rows, 1 activation) gave
+// 132-135 GFLOP/s over the three shapes where 4 x 6 gave 123-124, 5 x 5 130, 7 x 3
+// and 8 x 3 109-114; ffn_down's shape gained most, 111 -> 127-129.)
 
 template <int NT>
 inline void float_block(const float* const* w, const Acts& a, int64_t t0, int64_t k0, int64_t k1,
@@ -235,8 +239,8 @@ inline void float_prefill_tile(const float* const* w, const Acts& a, int64_t n, 
       // The last group of fewer than kFT tokens.
       using BlockFn = void (*)(const float* const*, const Acts&, int64_t, int64_t, int64_t, bool,
                                int64_t, __mmask16, __m512*);
-      static constexpr BlockFn kRest[kFT] = {nullptr,        float_block<1>, float_block<2>,
-                                             float_block<3>, float_block<4>, float_block<5>};
+      static constexpr BlockFn kRest[kFT] = {nullptr, float_block<1>, float_block<2>,
+                                             float_block<3>};
       if (t0 < c1) kRest[c1 - t0](w, a, t0, k0, k1, with_tail, main, tail, park + (t0 - c0));
       if (with_tail) break;
     }

@@ -224,7 +224,7 @@ inline void float_block(const float* const* w, const Acts& a, int64_t t0, int64_
 
 inline void float_prefill_tile(const float* const* w, const Acts& a, int64_t n, int64_t main,
                                int64_t cols, __mmask16 tail, float* y, int64_t ldy, int64_t r,
-                               int valid) {
+                               int valid, TilePrefetcher& pf) {
   alignas(64) __m512 park[kFR * kFTokens];
   for (int64_t c0 = 0; c0 < n; c0 += kFTokens) {
     const int64_t c1 = std::min(n, c0 + kFTokens);
@@ -234,8 +234,10 @@ inline void float_prefill_tile(const float* const* w, const Acts& a, int64_t n, 
       const int64_t k1 = std::min(main, k0 + kFK);
       const bool with_tail = k1 == main && main < cols;
       int64_t t0 = c0;
-      for (; t0 + kFT <= c1; t0 += kFT)
+      for (; t0 + kFT <= c1; t0 += kFT) {
+        pf.step();
         float_block<kFT>(w, a, t0, k0, k1, with_tail, main, tail, park + (t0 - c0));
+      }
       // The last group of fewer than kFT tokens.
       using BlockFn = void (*)(const float* const*, const Acts&, int64_t, int64_t, int64_t, bool,
                                int64_t, __mmask16, __m512*);
@@ -265,7 +267,11 @@ void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, 
   const int64_t stride = (cols + 15) / 16 * 16 + 16;
   thread_local ScratchBuffer wide;
   float* wf = wide.get<float>(kFR * stride);
+  // Blocks of columns x groups of tokens: the calls a tile makes to float_block,
+  // over which the next tile's rows are prefetched (widening waited on memory).
+  const int64_t steps = (n + kFT - 1) / kFT * ((cols + kFK - 1) / kFK);
   for (int64_t r = r0; r < r1; r += kFR) {
+    TilePrefetcher pf(w, r + kFR, kFR, steps);
     const float* row[kFR];
     for (int i = 0; i < kFR; ++i) {
       const uint8_t* src = base + std::min(r + i, r1 - 1) * rb;
@@ -275,7 +281,7 @@ void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, 
       row[i] = dst;
     }
     float_prefill_tile(row, a, n, main, cols, tail, y, ldy, r,
-                       static_cast<int>(std::min<int64_t>(kFR, r1 - r)));
+                       static_cast<int>(std::min<int64_t>(kFR, r1 - r)), pf);
   }
 }
 

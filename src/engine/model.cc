@@ -219,14 +219,18 @@ Status Model::run_layers(float* hidden, const std::vector<SeqChunk>& chunks, int
     for (int i = 0; i < ch.n_tokens; ++i) positions.push_back(ch.cache->length() + i);
   }
   for (const SeqChunk& ch : chunks) SWARM_RETURN_IF_ERROR(ch.cache->reserve(ch.n_tokens));
-  for (int il = first; il < last; ++il) SWARM_RETURN_IF_ERROR(run_layer(il, hidden, chunks, positions, pool));
+  const ModelConfig& c = config();
+  const double pos_scale = c.rope_scaling == RopeScaling::kLinear ? 1.0 / c.rope_scale_factor : 1.0;
+  const RopeTable rot = rope_table(static_cast<int64_t>(positions.size()), positions.data(), c.rope_dim,
+                                   inv_freq_, pos_scale);
+  for (int il = first; il < last; ++il) SWARM_RETURN_IF_ERROR(run_layer(il, hidden, chunks, positions, rot, pool));
   // Every layer wrote the new entries at length()..length()+n; now they count.
   for (const SeqChunk& ch : chunks) ch.cache->commit(ch.n_tokens);
   return Status::Ok();
 }
 
 Status Model::run_layer(int il, float* hidden, const std::vector<SeqChunk>& chunks,
-                        const std::vector<int32_t>& positions, ThreadPool& pool) const {
+                        const std::vector<int32_t>& positions, const RopeTable& rot, ThreadPool& pool) const {
   const ModelConfig& c = config();
   const Layer& L = layers_[il - first_layer_];
   const int64_t n = static_cast<int64_t>(positions.size());
@@ -255,9 +259,8 @@ Status Model::run_layer(int il, float* hidden, const std::vector<SeqChunk>& chun
   add_bias(q, L.bq, q_dim);
   add_bias(k, L.bk, kv);
   add_bias(v, L.bv, kv);
-  const double pos_scale = c.rope_scaling == RopeScaling::kLinear ? 1.0 / c.rope_scale_factor : 1.0;
-  rope(q, n, positions.data(), c.n_head, c.head_dim, c.rope_dim, inv_freq_, pos_scale, c.rope_neox);
-  rope(k, n, positions.data(), c.n_head_kv, c.head_dim, c.rope_dim, inv_freq_, pos_scale, c.rope_neox);
+  rope(q, n, c.n_head, c.head_dim, rot, c.rope_neox);
+  rope(k, n, c.n_head_kv, c.head_dim, rot, c.rope_neox);
 
   int64_t row = 0;
   for (const SeqChunk& ch : chunks) {

@@ -15,6 +15,7 @@
 #include "engine/mapped_file.h"
 #include "engine/matmul.h"
 #include "engine/model_source.h"
+#include "engine/ops.h"
 #include "engine/status.h"
 #include "engine/thread_pool.h"
 
@@ -92,7 +93,8 @@ class Model {
   Result<WeightMatrix> matrix(const std::string& name);
   Result<const float*> vector(const std::string& name, int64_t expected_len);
   Status run_layer(int il, float* hidden, const std::vector<SeqChunk>& chunks,
-                   const std::vector<int32_t>& positions, ThreadPool& pool) const;
+                   const std::vector<int32_t>& positions, const RopeTable& rope_table,
+                   ThreadPool& pool) const;
 
   ModelSource source_;
   int first_layer_ = 0;

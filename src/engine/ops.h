@@ -14,12 +14,23 @@ namespace swarm {
 // out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w, for n rows of `dim`.
 void rms_norm(const float* x, const float* w, int64_t n, int dim, float eps, float* out);
 
+// The rotation of each token's rope_dim / 2 pairs: cos and sin of
+// position * position_scale * inv_freq[i], worked out in double. inv_freq has
+// rope_dim/2 entries (already divided by any per-dimension scaling factor). A batch's
+// positions are the same in every layer, so a table serves all of them (sin and cos
+// per layer were a tenth of the serial work in prefill).
+struct RopeTable {
+  int half = 0;             // rope_dim / 2
+  std::vector<float> cs;    // [n][half]
+  std::vector<float> sn;    // [n][half]
+};
+RopeTable rope_table(int64_t n, const int32_t* positions, int rope_dim,
+                     const std::vector<double>& inv_freq, double position_scale);
+
 // Rotary position embedding in place on `n_heads` heads of `head_dim` per token;
-// the first `rope_dim` dims of each head rotate. inv_freq has rope_dim/2 entries
-// (already divided by any per-dimension scaling factor). neox: pairs (i, i+rope_dim/2),
-// else adjacent pairs (2i, 2i+1).
-void rope(float* x, int64_t n, const int32_t* positions, int n_heads, int head_dim, int rope_dim,
-          const std::vector<double>& inv_freq, double position_scale, bool neox);
+// the first `rope_dim` dims of each head rotate (rope_dim = 2 * table.half). neox:
+// pairs (i, i+rope_dim/2), else adjacent pairs (2i, 2i+1).
+void rope(float* x, int64_t n, int n_heads, int head_dim, const RopeTable& table, bool neox);
 
 // out[t] = silu(gate[t]) * up[t], element-wise over n*dim values.
 void silu_mul(const float* gate, const float* up, int64_t count, float* out);

@@ -20,9 +20,9 @@ void rms_norm(const float* x, const float* w, int64_t n, int dim, float eps, flo
 // positions are the same in every layer, so a table serves all of them (sin and cos
 // per layer were a tenth of the serial work in prefill).
 struct RopeTable {
-  int half = 0;             // rope_dim / 2
-  std::vector<float> cs;    // [n][half]
-  std::vector<float> sn;    // [n][half]
+  int half = 0;           // rope_dim / 2
+  std::vector<float> cs;  // [n][half]
+  std::vector<float> sn;  // [n][half]
 };
 RopeTable rope_table(int64_t n, const int32_t* positions, int rope_dim,
                      const std::vector<double>& inv_freq, double position_scale);

@@ -366,11 +366,15 @@ ActLayout act_layout(ActKind kind, int64_t cols) {
 }
 
 const IsaKernels& portable_kernels() {
-  static const IsaKernels k = {"portable",          kernel_f32,          kernel_f16,
-                               kernel_bf16,         kernel_q8_0,         kernel_q4_0,
-                               kernel_q4_k,         kernel_q5_k,         kernel_q6_k,
-                               quant_q8_0_portable, quant_q8_k_portable, attend_portable};
+  static const IsaKernels k = {
+      "portable",          kernel_f32,      kernel_f16,       kernel_bf16, kernel_q8_0,
+      kernel_q4_0,         kernel_q4_k,     kernel_q5_k,      kernel_q6_k, quant_q8_0_portable,
+      quant_q8_k_portable, attend_portable, silu_mul_portable};
   return k;
+}
+
+void silu_mul_portable(const float* gate, const float* up, int64_t count, float* out) {
+  for (int64_t i = 0; i < count; ++i) out[i] = silu_mul_canonical(gate[i], up[i]);
 }
 
 void attend_portable(const float* q, const float* k, const float* v, int64_t stride, int len,
@@ -520,7 +524,7 @@ void swiglu_with(const IsaKernels& k, const WeightMatrix& gate, const WeightMatr
   if (gate.type != up.type || gate.rows != up.rows || gate.cols != up.cols) {
     matmul_with(k, gate, x, n_tokens, g, pool);
     matmul_with(k, up, x, n_tokens, u, pool);
-    silu_mul(g, u, n_tokens * gate.rows, g);
+    k.silu_mul(g, u, n_tokens * gate.rows, g);
     return;
   }
   const KernelFn fn = checked_kernel(k, gate);
@@ -530,7 +534,7 @@ void swiglu_with(const IsaKernels& k, const WeightMatrix& gate, const WeightMatr
     fn(gate, r0, r1, a, n_tokens, g, rows);
     fn(up, r0, r1, a, n_tokens, u, rows);
     for (int64_t t = 0; t < n_tokens; ++t)
-      silu_mul(g + t * rows + r0, u + t * rows + r0, r1 - r0, g + t * rows + r0);
+      k.silu_mul(g + t * rows + r0, u + t * rows + r0, r1 - r0, g + t * rows + r0);
   };
   for_chunks(pool, (rows + kRowChunk - 1) / kRowChunk, [&](int64_t c0, int64_t c1) {
     piece(c0 * kRowChunk, std::min(rows, c1 * kRowChunk));
@@ -554,6 +558,10 @@ void swiglu(const WeightMatrix& gate, const WeightMatrix& up, const float* x, in
 }
 
 const char* matmul_isa() { return mm::active_kernels().name; }
+
+void silu_mul(const float* gate, const float* up, int64_t count, float* out) {
+  mm::active_kernels().silu_mul(gate, up, count, out);
+}
 
 void attend_head(const float* q, const float* k, const float* v, int64_t stride, int len,
                  int head_dim, float scale, float* scores, float* out) {

@@ -46,11 +46,16 @@ void matmul_group(const WeightMatrix* const* ws, float* const* ys, int count, co
 void swiglu(const WeightMatrix& gate, const WeightMatrix& up, const float* x, int64_t n_tokens,
             float* g, float* u, ThreadPool& pool);
 
+// out[i] = silu(gate[i]) * up[i] = gate[i] / (1 + e^-gate[i]) * up[i], element-wise
+// (out may be gate), with the exponential every ISA computes the same way
+// (exp_canonical in matmul_internal.h).
+void silu_mul(const float* gate, const float* up, int64_t count, float* out);
+
 // Attention of one query head over `len` cached positions: key p at k + p * stride,
 // value p at v + p * stride, `head_dim` floats each. Canonical on every ISA:
 //   s_p = scale * tree16(lanes), lane l: a_l = fma(q[i], k_p[i], a_l) for i = l mod 16
 //         in order (zero past head_dim; the tree as matmul's float kernels);
-//   m = max_p s_p; e_p = expf(s_p - m); sum = e_0 + e_1 + ... in order;
+//   m = max_p s_p; e_p = exp_canonical(s_p - m); sum = e_0 + e_1 + ... in order;
 //   w_p = e_p * (1 / sum); out[d] = fma(w_p, v_p[d], out[d]) for p in order, from 0.
 // `scores` is scratch for `len` floats.
 void attend_head(const float* q, const float* k, const float* v, int64_t stride, int len,

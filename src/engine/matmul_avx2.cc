@@ -447,6 +447,45 @@ void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   }
 }
 
+// ---- exp_canonical (matmul_internal.h) on 8 lanes, and what uses it.
+
+inline __m256 exp8(__m256 x) {
+  using namespace exp_consts;
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(kLo)), _mm256_set1_ps(kHi));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kC1), x);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(kC2), r);
+  __m256 p = _mm256_set1_ps(kP0);
+  for (float c : {kP1, kP2, kP3, kP4, kP5}) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  const __m256i bits =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
+}
+
+void silu_mul(const float* gate, const float* up, int64_t count, float* out) {
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = exp8(_mm256_xor_ps(g, sign));  // e^-g
+    _mm256_storeu_ps(
+        out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
+  }
+  for (; i < count; ++i) out[i] = silu_mul_canonical(gate[i], up[i]);
+}
+
+// softmax_in_place with the exponentials in vectors.
+inline float softmax8(float* scores, int len, float mx) {
+  const __m256 m = _mm256_set1_ps(mx);
+  int p = 0;
+  for (; p + 8 <= len; p += 8)
+    _mm256_storeu_ps(scores + p, exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + p), m)));
+  for (; p < len; ++p) scores[p] = exp_canonical(scores[p] - mx);
+  return 1.0f / sum_in_order(scores, len);
+}
+
 // ---- Attention of one query head (the sequence attend_head spells out); the 16
 // canonical lanes are two ymm, lo (0..7) and hi (8..15).
 
@@ -476,7 +515,7 @@ void attend(const float* q, const float* k, const float* v, int64_t stride, int 
     scores[p] = tree16(lo, hi) * scale;
     mx = std::max(mx, scores[p]);
   }
-  const float inv = softmax_in_place(scores, len, mx);
+  const float inv = softmax8(scores, len, mx);
   const int n8 = (head_dim + 7) / 8;
   for (int c0 = 0; c0 < n8; c0 += 8) {
     const int c1 = std::min(n8, c0 + 8);
@@ -506,7 +545,8 @@ const IsaKernels& avx2_kernels() {
                                kernel_q6_k,
                                quant_q8_0,
                                quant_q8_k,
-                               attend};
+                               attend,
+                               silu_mul};
   return k;
 }
 

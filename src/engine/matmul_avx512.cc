@@ -749,6 +749,50 @@ void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   }
 }
 
+// ---- exp_canonical (matmul_internal.h) on 16 lanes, and what uses it.
+
+inline __m512 exp16(__m512 x) {
+  using namespace exp_consts;
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(kLo)), _mm512_set1_ps(kHi));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kC1), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(kC2), r);
+  __m512 p = _mm512_set1_ps(kP0);
+  for (float c : {kP1, kP2, kP3, kP4, kP5}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+  const __m512i bits =
+      _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(bits));
+}
+
+inline __mmask16 first_lanes(int64_t left) {
+  return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1);
+}
+
+void silu_mul(const float* gate, const float* up, int64_t count, float* out) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < count; i += 16) {
+    const __mmask16 m = first_lanes(count - i);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    const __m512 e = exp16(_mm512_xor_ps(g, _mm512_set1_ps(-0.0f)));  // -g
+    const __m512 v =
+        _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(m, up + i));
+    _mm512_mask_storeu_ps(out + i, m, v);
+  }
+}
+
+// softmax_in_place with the exponentials in vectors.
+inline float softmax16(float* scores, int len, float mx) {
+  const __m512 m = _mm512_set1_ps(mx);
+  for (int p = 0; p < len; p += 16) {
+    const __mmask16 k = first_lanes(len - p);
+    _mm512_mask_storeu_ps(scores + p, k,
+                          exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, scores + p), m)));
+  }
+  return 1.0f / sum_in_order(scores, len);
+}
+
 // ---- Attention of one query head (the sequence attend_head spells out).
 
 void attend(const float* q, const float* k, const float* v, int64_t stride, int len, int head_dim,
@@ -787,7 +831,7 @@ void attend(const float* q, const float* k, const float* v, int64_t stride, int 
     scores[p] = tree16(a) * scale;
     mx = std::max(mx, scores[p]);
   }
-  const float inv = softmax_in_place(scores, len, mx);
+  const float inv = softmax16(scores, len, mx);
   // Values: up to eight vectors of the output at a time stay in registers.
   for (int c0 = 0; c0 < nc; c0 += 8) {
     const int c1 = std::min(nc, c0 + 8);
@@ -817,7 +861,8 @@ const IsaKernels& avx512_kernels() {
                                kernel_q6_k,
                                quant_q8_0,
                                quant_q8_k,
-                               attend};
+                               attend,
+                               silu_mul};
   return k;
 }
 

@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "engine/matmul.h"
 
@@ -88,11 +89,16 @@ void attend_portable(const float* q, const float* k, const float* v, int64_t str
 // Quantizes one activation row of `cols` floats into `out` (layout act_layout(kind)).
 using QuantFn = void (*)(const float* x, int64_t cols, uint8_t* out, const ActLayout& layout);
 
+// out[i] = silu_mul_canonical(gate[i], up[i]) for i < count (out may be gate).
+using SiluMulFn = void (*)(const float* gate, const float* up, int64_t count, float* out);
+void silu_mul_portable(const float* gate, const float* up, int64_t count, float* out);
+
 struct IsaKernels {
   const char* name;
   KernelFn f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k;
   QuantFn quant_q8_0, quant_q8_k;
   AttendFn attend;
+  SiluMulFn silu_mul;
 };
 
 const IsaKernels& portable_kernels();
@@ -173,16 +179,56 @@ class TilePrefetcher {
   size_t chunk_;
 };
 
-// attend_head's middle step, the same scalar code in every ISA's attend: scores
-// become e_p = expf(s_p - mx), summed in order; returns 1 / sum.
-inline float softmax_in_place(float* scores, int len, float mx) {
-  float sum = 0;
-  for (int p = 0; p < len; ++p) {
-    scores[p] = std::exp(scores[p] - mx);
-    sum += scores[p];
-  }
-  return 1.0f / sum;
+// e^x as every ISA computes it, lane by lane, so softmax and SiLU give the same
+// bits on all of them (libm's expf is scalar, and was a third of attention's time
+// and most of SiLU's). Cephes' expf sequence, float32, round to nearest:
+//   x = min(max(x, -87.3), 88.3)   (as max_ps / min_ps: a NaN becomes -87.3)
+//   n = nearbyint(x * log2(e))     (ties to even)
+//   r = fma(-n, 0.693359375, x); r = fma(n, 2.12194440e-4, r)
+//   p = 1.9875691500e-4, then p = fma(p, r, c) for c = 1.3981999507e-3,
+//       8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1
+//   y = fma(p, r * r, r) + 1;  e^x = y * 2^n (2^n built from exponent bits)
+// Within 2 ulp of the exact value over the clamped range (ExpTest); below -87.3 it
+// gives about 1.2e-38 instead of smaller numbers or 0, which softmax and SiLU do
+// not notice.
+namespace exp_consts {
+constexpr float kLo = -87.3f, kHi = 88.3f, kLog2e = 1.44269504088896341f;
+constexpr float kC1 = 0.693359375f, kC2 = 2.12194440e-4f;
+constexpr float kP0 = 1.9875691500e-4f, kP1 = 1.3981999507e-3f, kP2 = 8.3334519073e-3f,
+                kP3 = 4.1665795894e-2f, kP4 = 1.6666665459e-1f, kP5 = 5.0000001201e-1f;
+}  // namespace exp_consts
+
+inline float exp_canonical(float x) {
+  using namespace exp_consts;
+  x = x > kLo ? x : kLo;
+  x = x < kHi ? x : kHi;
+  const float n = std::nearbyint(x * kLog2e);
+  float r = std::fma(-n, kC1, x);
+  r = std::fma(n, kC2, r);
+  float p = kP0;
+  for (float c : {kP1, kP2, kP3, kP4, kP5}) p = std::fma(p, r, c);
+  const float y = std::fma(p, r * r, r) + 1.0f;
+  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return y * scale;
 }
+
+// attend_head's middle step: scores become e_p = exp_canonical(s_p - mx), summed in
+// order; returns 1 / sum. The ISAs compute the e_p in vectors (the same bits) and
+// share this sum.
+inline float sum_in_order(const float* e, int len) {
+  float sum = 0;
+  for (int p = 0; p < len; ++p) sum += e[p];
+  return sum;
+}
+inline float softmax_in_place(float* scores, int len, float mx) {
+  for (int p = 0; p < len; ++p) scores[p] = exp_canonical(scores[p] - mx);
+  return 1.0f / sum_in_order(scores, len);
+}
+
+// out[i] = gate[i] / (1 + exp_canonical(-gate[i])) * up[i], in that order.
+inline float silu_mul_canonical(float g, float u) { return g / (1.0f + exp_canonical(-g)) * u; }
 
 // Fills the Q8_K bsums/sums32 of block `b` from its quants.
 inline void q8k_fill_sums(const int8_t* q, int16_t* bsums, int16_t* sums32) {

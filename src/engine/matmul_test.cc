@@ -440,6 +440,54 @@ TEST(SwigluTest, EqualsTwoMatmulsAndSiluMul) {
   EXPECT_EQ(u2, u);
 }
 
+// exp_canonical is within 2 ulp of e^x over its range, and 1 at 0.
+TEST(ExpTest, CanonicalExpWithinTwoUlp) {
+  EXPECT_EQ(mm::exp_canonical(0.0f), 1.0f);
+  int worst = 0;
+  for (int i = 0; i <= 200000; ++i) {
+    const float x = -87.3f + (88.3f + 87.3f) * static_cast<float>(i) / 200000.0f;
+    const float got = mm::exp_canonical(x);
+    const float want = static_cast<float>(std::exp(static_cast<double>(x)));
+    int32_t a, b;
+    std::memcpy(&a, &got, 4);
+    std::memcpy(&b, &want, 4);
+    worst = std::max(worst, std::abs(a - b));
+  }
+  EXPECT_LE(worst, 2);
+  // Clamped ends: tiny and finite below, finite above.
+  EXPECT_GT(mm::exp_canonical(-1000.0f), 0.0f);
+  EXPECT_LT(mm::exp_canonical(-1000.0f), 1e-37f);
+  EXPECT_TRUE(std::isfinite(mm::exp_canonical(1000.0f)));
+}
+
+// SiLU through every ISA's silu_mul gives the portable bits, for counts with and
+// without a vector tail, including values past the clamps, zeros of both signs and
+// out aliasing gate; and it is the float64 SiLU within float32 rounding.
+TEST(ExpTest, SiluMulIsasAgreeBitForBit) {
+  std::vector<float> g, u;
+  for (int i = 0; i < 4001; ++i) {
+    g.push_back(-120.0f + 0.06f * static_cast<float>(i));
+    u.push_back(0.5f + 0.001f * static_cast<float>(i % 97));
+  }
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 200.0f, -200.0f}) g.push_back(v), u.push_back(1.0f);
+  for (int64_t count :
+       {int64_t{1}, int64_t{7}, int64_t{16}, int64_t{17}, static_cast<int64_t>(g.size())}) {
+    std::vector<float> ref(count);
+    mm::silu_mul_portable(g.data(), u.data(), count, ref.data());
+    for (int64_t i = 0; i < count; ++i) {
+      const double want = g[i] / (1.0 + std::exp(-static_cast<double>(g[i]))) * u[i];
+      // Below g = -88.3 the clamped exponential leaves about g * 4.5e-39 where SiLU
+      // is smaller still: zero for any activation.
+      ASSERT_NEAR(ref[i], want, 1e-6 * std::abs(want) + 1e-34) << "i " << i << " g " << g[i];
+    }
+    for (const mm::IsaKernels* k : all_isas()) {
+      std::vector<float> out(g.begin(), g.begin() + count);
+      k->silu_mul(out.data(), u.data(), count, out.data());
+      ASSERT_EQ(std::memcmp(out.data(), ref.data(), count * 4), 0) << k->name << " count " << count;
+    }
+  }
+}
+
 // Attention of one head: every ISA gives the same bits, for head sizes with and
 // without a tail of 16, lengths with and without a tail of four; and the result is
 // the float64 softmax-weighted sum within float32 rounding.

@@ -58,13 +58,6 @@ void rope(float* x, int64_t n, int n_heads, int head_dim, const RopeTable& table
   }
 }
 
-void silu_mul(const float* gate, const float* up, int64_t count, float* out) {
-  for (int64_t i = 0; i < count; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
-}
-
 void attention(const float* q, int64_t n, int start, const KvCache& cache, int layer, int n_head,
                int n_head_kv, int head_dim, float* out, ThreadPool& pool) {
   const int group = n_head / n_head_kv;

@@ -32,8 +32,6 @@ RopeTable rope_table(int64_t n, const int32_t* positions, int rope_dim,
 // pairs (i, i+rope_dim/2), else adjacent pairs (2i, 2i+1).
 void rope(float* x, int64_t n, int n_heads, int head_dim, const RopeTable& table, bool neox);
 
-// out[t] = silu(gate[t]) * up[t], element-wise over n*dim values.
-void silu_mul(const float* gate, const float* up, int64_t count, float* out);
 
 // Causal attention of `n` new tokens whose keys and values are already in
 // `cache` at positions [start, start + n), against positions [0, start + i].

@@ -243,7 +243,10 @@ inline void float_prefill_tile(const float* const* w, const Acts& a, int64_t n, 
                                int64_t, __mmask16, __m512*);
       static constexpr BlockFn kRest[kFT] = {nullptr, float_block<1>, float_block<2>,
                                              float_block<3>};
-      if (t0 < c1) kRest[c1 - t0](w, a, t0, k0, k1, with_tail, main, tail, park + (t0 - c0));
+      if (t0 < c1) {
+        pf.step();
+        kRest[c1 - t0](w, a, t0, k0, k1, with_tail, main, tail, park + (t0 - c0));
+      }
       if (with_tail) break;
     }
     for (int i = 0; i < valid; ++i)

@@ -499,9 +499,10 @@ void matmul_group_with(const IsaKernels& k, const WeightMatrix* const* ws, float
   std::vector<KernelFn> fns(count);
   std::vector<int64_t> first_chunk(
       count + 1, 0);  // matrix i holds chunks [first_chunk[i], first_chunk[i + 1])
+  const int64_t chunk = row_chunk(act_kind(ws[0]->type), n_tokens);
   for (int i = 0; i < count; ++i) {
     fns[i] = checked_kernel(k, *ws[i]);
-    first_chunk[i + 1] = first_chunk[i] + (ws[i]->rows + kRowChunk - 1) / kRowChunk;
+    first_chunk[i + 1] = first_chunk[i] + (ws[i]->rows + chunk - 1) / chunk;
   }
   const Acts a = prepare_acts(k, *ws[0], x, n_tokens, pool);
   // Chunks [c0, c1) of the matrices laid end to end, split where one ends.
@@ -510,8 +511,8 @@ void matmul_group_with(const IsaKernels& k, const WeightMatrix* const* ws, float
       if (c0 >= first_chunk[i + 1]) continue;
       const int64_t end = std::min(c1, first_chunk[i + 1]);
       const WeightMatrix& w = *ws[i];
-      fns[i](w, (c0 - first_chunk[i]) * kRowChunk,
-             std::min(w.rows, (end - first_chunk[i]) * kRowChunk), a, n_tokens, ys[i], w.rows);
+      fns[i](w, (c0 - first_chunk[i]) * chunk, std::min(w.rows, (end - first_chunk[i]) * chunk), a,
+             n_tokens, ys[i], w.rows);
       c0 = end;
     }
   };
@@ -536,8 +537,9 @@ void swiglu_with(const IsaKernels& k, const WeightMatrix& gate, const WeightMatr
     for (int64_t t = 0; t < n_tokens; ++t)
       k.silu_mul(g + t * rows + r0, u + t * rows + r0, r1 - r0, g + t * rows + r0);
   };
-  for_chunks(pool, (rows + kRowChunk - 1) / kRowChunk, [&](int64_t c0, int64_t c1) {
-    piece(c0 * kRowChunk, std::min(rows, c1 * kRowChunk));
+  const int64_t chunk = row_chunk(act_kind(gate.type), n_tokens);
+  for_chunks(pool, (rows + chunk - 1) / chunk, [&](int64_t c0, int64_t c1) {
+    piece(c0 * chunk, std::min(rows, c1 * chunk));
   });
 }
 

@@ -121,8 +121,14 @@ void matmul_group_with(const IsaKernels& k, const WeightMatrix* const* ws, float
 void swiglu_with(const IsaKernels& k, const WeightMatrix& gate, const WeightMatrix& up,
                  const float* x, int64_t n_tokens, float* g, float* u, ThreadPool& pool);
 
-// Rows per work unit handed to a thread; every kernel's row tile divides it.
+// Rows per work unit handed to a thread; every kernel's row tile divides it, so no
+// tile is cut short at a unit's end. Quantized tiles are 16 rows and float decode's
+// 8; the AVX-512 float prefill tile is 6 rows, so float prefill hands out 48.
 constexpr int64_t kRowChunk = 16;
+constexpr int64_t kFloatPrefillRowChunk = 48;
+inline int64_t row_chunk(ActKind kind, int64_t n_tokens) {
+  return kind == ActKind::kF32 && n_tokens > 1 ? kFloatPrefillRowChunk : kRowChunk;
+}
 
 // Scalar building blocks shared by the portable kernels and the SIMD tails.
 inline void k4_scale_min(const uint8_t* q, uint8_t sc[8], uint8_t m[8]) {

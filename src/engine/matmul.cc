@@ -538,9 +538,8 @@ void swiglu_with(const IsaKernels& k, const WeightMatrix& gate, const WeightMatr
       k.silu_mul(g + t * rows + r0, u + t * rows + r0, r1 - r0, g + t * rows + r0);
   };
   const int64_t chunk = row_chunk(act_kind(gate.type), n_tokens);
-  for_chunks(pool, (rows + chunk - 1) / chunk, [&](int64_t c0, int64_t c1) {
-    piece(c0 * chunk, std::min(rows, c1 * chunk));
-  });
+  for_chunks(pool, (rows + chunk - 1) / chunk,
+             [&](int64_t c0, int64_t c1) { piece(c0 * chunk, std::min(rows, c1 * chunk)); });
 }
 
 }  // namespace mm

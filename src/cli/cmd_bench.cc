@@ -39,7 +39,10 @@ void register_bench(CLI::App& app) {
     auto model = load_model(o->model, lo);
     const ModelConfig& c = model->config();
     ThreadPool pool(o->threads);
-    const double bw = measure_read_bandwidth(pool);
+    // Bandwidth passes before the first run and between runs: the fraction compares
+    // decode with the memory of the same minutes (best of each).
+    ReadBandwidthProbe probe(pool);
+    probe.measure(3);
 
     std::mt19937 rng(42);
     std::vector<int32_t> prompt(o->prompt);
@@ -65,7 +68,9 @@ void register_bench(CLI::App& app) {
         tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       }
       best_decode = std::max(best_decode, o->gen / seconds_since(t0));
+      probe.measure(2);
     }
+    const double bw = probe.best();
     const double bytes = static_cast<double>(model->weight_bytes_per_token());
     const double decode_bw = best_decode * bytes;
     // Weights on 4 KiB pages decode markedly slower; say how many were not.

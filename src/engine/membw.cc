@@ -1,5 +1,6 @@
 #include "engine/membw.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -25,27 +26,35 @@ uint64_t sum_words_portable(const uint64_t* p, size_t n) {
 
 }  // namespace
 
-double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
-  const size_t words = bytes / sizeof(uint64_t);
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[words]);
+ReadBandwidthProbe::ReadBandwidthProbe(ThreadPool& pool, size_t bytes)
+    : pool_(pool), words_(bytes / sizeof(uint64_t)), buf_(new uint64_t[words_]) {
   // Each thread touches its own share first, so pages sit near the thread that reads them.
-  pool.parallel_for(static_cast<int64_t>(words), [&](int64_t b, int64_t e) {
-    std::memset(buf.get() + b, 1, static_cast<size_t>(e - b) * sizeof(uint64_t));
+  pool_.parallel_for(static_cast<int64_t>(words_), [&](int64_t b, int64_t e) {
+    std::memset(buf_ + b, 1, static_cast<size_t>(e - b) * sizeof(uint64_t));
   });
+}
+
+ReadBandwidthProbe::~ReadBandwidthProbe() { delete[] buf_; }
+
+double ReadBandwidthProbe::measure(int passes) {
   const bool avx2 = __builtin_cpu_supports("avx2");
-  double best = 0;
   volatile uint64_t sink = 0;
   for (int pass = 0; pass < passes; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
-    pool.parallel_for(static_cast<int64_t>(words), [&](int64_t b, int64_t e) {
-      const uint64_t* p = buf.get() + b;
+    pool_.parallel_for(static_cast<int64_t>(words_), [&](int64_t b, int64_t e) {
+      const uint64_t* p = buf_ + b;
       const size_t n = static_cast<size_t>(e - b);
       sink = sink + (avx2 ? sum_words_avx2(p, n) : sum_words_portable(p, n));
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, static_cast<double>(words * sizeof(uint64_t)) / s);
+    best_ = std::max(best_, static_cast<double>(words_ * sizeof(uint64_t)) / s);
   }
-  return best;
+  return best_;
+}
+
+double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
+  ReadBandwidthProbe probe(pool, bytes);
+  return probe.measure(passes);
 }
 
 }  // namespace swarm

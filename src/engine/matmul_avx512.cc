@@ -160,7 +160,23 @@ void float_decode(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, 
     const float* x = a.f32(0);
     __m512 acc[R];
     for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < main; k += 16) {
+    // F16 rows are read a whole cache line (32 columns) per load and split into
+    // two conversions: a decode pass over a model's F16 matrices, 2 threads, ran
+    // at 52-55 GB/s against 50-51 with a half-line load per 16 columns (5
+    // interleaved runs each). The per-lane FMA order is the same either way.
+    int64_t k0 = 0;
+    if constexpr (T == FType::kF16) {
+      for (; k0 + 32 <= main; k0 += 32) {
+        const __m512 x0 = _mm512_loadu_ps(x + k0), x1 = _mm512_loadu_ps(x + k0 + 16);
+#pragma GCC unroll 16
+        for (int i = 0; i < R; ++i) {
+          const __m512i raw = _mm512_loadu_si512(row[i] + 2 * k0);
+          acc[i] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(raw)), x0, acc[i]);
+          acc[i] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(raw, 1)), x1, acc[i]);
+        }
+      }
+    }
+    for (int64_t k = k0; k < main; k += 16) {
       const __m512 xv = _mm512_loadu_ps(x + k);
 #pragma GCC unroll 16
       for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(load16<T>(row[i], k), xv, acc[i]);

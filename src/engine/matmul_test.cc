@@ -336,13 +336,14 @@ TEST_P(MatmulTest, BatchInvariant) {
 
 INSTANTIATE_TEST_SUITE_P(Types, MatmulTest,
                          testing::Values(Case{TensorType::F32, 100}, Case{TensorType::F32, 256},
-                                         Case{TensorType::F16, 72}, Case{TensorType::F16, 512},
-                                         Case{TensorType::BF16, 40}, Case{TensorType::BF16, 512},
-                                         Case{TensorType::Q8_0, 96}, Case{TensorType::Q8_0, 512},
-                                         Case{TensorType::Q4_0, 96}, Case{TensorType::Q4_0, 512},
-                                         Case{TensorType::Q4_K, 256}, Case{TensorType::Q4_K, 768},
-                                         Case{TensorType::Q5_K, 256}, Case{TensorType::Q5_K, 768},
-                                         Case{TensorType::Q6_K, 256}, Case{TensorType::Q6_K, 768}),
+                                         Case{TensorType::F16, 72}, Case{TensorType::F16, 90},
+                                         Case{TensorType::F16, 512}, Case{TensorType::BF16, 40},
+                                         Case{TensorType::BF16, 512}, Case{TensorType::Q8_0, 96},
+                                         Case{TensorType::Q8_0, 512}, Case{TensorType::Q4_0, 96},
+                                         Case{TensorType::Q4_0, 512}, Case{TensorType::Q4_K, 256},
+                                         Case{TensorType::Q4_K, 768}, Case{TensorType::Q5_K, 256},
+                                         Case{TensorType::Q5_K, 768}, Case{TensorType::Q6_K, 256},
+                                         Case{TensorType::Q6_K, 768}),
                          case_name);
 
 TEST(MatmulIsa, ReportsAKnownIsa) {

@@ -30,11 +30,9 @@ ReadBandwidthProbe::ReadBandwidthProbe(ThreadPool& pool, size_t bytes)
     : pool_(pool), words_(bytes / sizeof(uint64_t)), buf_(new uint64_t[words_]) {
   // Each thread touches its own share first, so pages sit near the thread that reads them.
   pool_.parallel_for(static_cast<int64_t>(words_), [&](int64_t b, int64_t e) {
-    std::memset(buf_ + b, 1, static_cast<size_t>(e - b) * sizeof(uint64_t));
+    std::memset(buf_.get() + b, 1, static_cast<size_t>(e - b) * sizeof(uint64_t));
   });
 }
-
-ReadBandwidthProbe::~ReadBandwidthProbe() { delete[] buf_; }
 
 double ReadBandwidthProbe::measure(int passes) {
   const bool avx2 = __builtin_cpu_supports("avx2");
@@ -42,7 +40,7 @@ double ReadBandwidthProbe::measure(int passes) {
   for (int pass = 0; pass < passes; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
     pool_.parallel_for(static_cast<int64_t>(words_), [&](int64_t b, int64_t e) {
-      const uint64_t* p = buf_ + b;
+      const uint64_t* p = buf_.get() + b;
       const size_t n = static_cast<size_t>(e - b);
       sink = sink + (avx2 ? sum_words_avx2(p, n) : sum_words_portable(p, n));
     });

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "engine/thread_pool.h"
 
@@ -19,9 +20,6 @@ double measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t{1} << 30, 
 class ReadBandwidthProbe {
  public:
   ReadBandwidthProbe(ThreadPool& pool, size_t bytes = size_t{1} << 30);
-  ~ReadBandwidthProbe();
-  ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
-  ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
   // Takes `passes` passes; returns the best of every pass so far, bytes per second.
   double measure(int passes);
   double best() const { return best_; }
@@ -29,7 +27,7 @@ class ReadBandwidthProbe {
  private:
   ThreadPool& pool_;
   size_t words_;
-  uint64_t* buf_;
+  std::unique_ptr<uint64_t[]> buf_;
   double best_ = 0;
 };
 

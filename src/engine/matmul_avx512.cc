@@ -817,10 +817,7 @@ inline float softmax16(float* scores, int len, float mx) {
 void attend(const float* q, const float* k, const float* v, int64_t stride, int len, int head_dim,
             float scale, float* scores, float* out) {
   const int nc = (head_dim + 15) / 16;
-  auto mask = [head_dim](int c) {
-    const int left = head_dim - 16 * c;
-    return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1);
-  };
+  auto mask = [head_dim](int c) { return first_lanes(head_dim - 16 * c); };
   // Scores, four positions at a time: each position's lanes form one dependent
   // chain of head_dim / 16 FMAs, so independent positions keep the unit busy.
   float mx = -INFINITY;

@@ -5,9 +5,12 @@
 // all 22 layers' copies of a shape so the weights do not sit in cache, and for a whole
 // decode step (every layer matrix plus the head): the sum of per-matrix bests, and
 // whole passes in layer order (decode_pass). Prefill (n = 64, 128) is
-// compute-bound: we report GFLOP/s (2 * rows * cols * n per call).
+// compute-bound: we report GFLOP/s (2 * rows * cols * n per call). With
+// --small-batches, also whole passes of n = 2..16 tokens (batch_pass: the runs that
+// verify speculative drafts), as a multiple of one token's pass.
 //
 // Usage: matmul_bench [--types Q8_0,F16,...] [--threads 1,2] [--quick] [--no-prefill]
+//                     [--small-batches]
 // SWARM_ISA=portable|avx2|avx512 picks the kernels.
 #include <algorithm>
 #include <chrono>
@@ -113,7 +116,7 @@ std::vector<std::string> split(const std::string& s) {
 int main_impl(int argc, char** argv) {
   std::vector<std::string> types = {"Q8_0", "F16", "Q4_K", "BF16", "Q4_0", "Q5_K", "Q6_K"};
   std::vector<int> threads = {1, 2};
-  bool quick = false, prefill = true;
+  bool quick = false, prefill = true, small_batches = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--types" && i + 1 < argc) {
@@ -125,9 +128,12 @@ int main_impl(int argc, char** argv) {
       quick = true;
     } else if (a == "--no-prefill") {
       prefill = false;
+    } else if (a == "--small-batches") {
+      small_batches = true;
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--types Q8_0,F16,...] [--threads 1,2] [--quick] [--no-prefill]\n",
+                   "usage: %s [--types Q8_0,F16,...] [--threads 1,2] [--quick] [--no-prefill] "
+                   "[--small-batches]\n",
                    argv[0]);
       return 2;
     }
@@ -224,21 +230,38 @@ int main_impl(int argc, char** argv) {
           order.push_back(&by_shape[3][l].w);          // down
         }
         order.push_back(&by_shape[4][0].w);  // output
-        std::vector<double> pass;
-        for (int rep = 0; rep <= reps; ++rep) {
-          const double t0 = now();
-          for (const WeightMatrix* w : order) matmul(*w, x.data(), 1, y.data(), pool);
-          if (rep > 0) pass.push_back(now() - t0);
+        // Passes of n tokens: n = 1 is decode; 2..16 are the runs that verify
+        // speculative drafts or decode a few sequences at once, where the weights
+        // are still read once and the cost should stay near one token's.
+        double one_token = 0;
+        for (int n : {1, 2, 3, 4, 6, 8, 12, 16}) {
+          if (n > 1 && !small_batches) break;
+          std::vector<double> pass;
+          for (int rep = 0; rep <= reps; ++rep) {
+            const double t0 = now();
+            for (const WeightMatrix* w : order) matmul(*w, x.data(), n, y.data(), pool);
+            if (rep > 0) pass.push_back(now() - t0);
+          }
+          std::sort(pass.begin(), pass.end());
+          const double med = pass[pass.size() / 2], best = pass.front();
+          if (n == 1) {
+            one_token = med;
+            std::printf(
+                "{\"bench\":\"matmul\",\"mode\":\"decode_pass\",\"type\":\"%s\",\"isa\":\"%s\","
+                "\"threads\":%d,\"passes\":%zu,\"ms_median\":%.3f,\"ms_best\":%.3f,"
+                "\"bw_frac_median\":%.3f,\"bw_frac_best\":%.3f}\n",
+                tn.c_str(), matmul_isa(), nt, pass.size(), med * 1e3, best * 1e3,
+                step_bytes / med / bw, step_bytes / best / bw);
+          } else {
+            std::printf(
+                "{\"bench\":\"matmul\",\"mode\":\"batch_pass\",\"type\":\"%s\",\"isa\":\"%s\","
+                "\"threads\":%d,\"n\":%d,\"passes\":%zu,\"ms_median\":%.3f,\"ms_best\":%.3f,"
+                "\"over_one_token\":%.3f}\n",
+                tn.c_str(), matmul_isa(), nt, n, pass.size(), med * 1e3, best * 1e3,
+                med / one_token);
+          }
+          std::fflush(stdout);
         }
-        std::sort(pass.begin(), pass.end());
-        const double med = pass[pass.size() / 2], best = pass.front();
-        std::printf(
-            "{\"bench\":\"matmul\",\"mode\":\"decode_pass\",\"type\":\"%s\",\"isa\":\"%s\","
-            "\"threads\":%d,\"passes\":%zu,\"ms_median\":%.3f,\"ms_best\":%.3f,"
-            "\"bw_frac_median\":%.3f,\"bw_frac_best\":%.3f}\n",
-            tn.c_str(), matmul_isa(), nt, pass.size(), med * 1e3, best * 1e3, step_bytes / med / bw,
-            step_bytes / best / bw);
-        std::fflush(stdout);
       }
 
       // Prefill: one layer's matrices (compute-bound; cache residency does not matter).

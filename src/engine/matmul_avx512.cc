@@ -11,8 +11,10 @@
 #if defined(__x86_64__)
 
 // GCC 12's AVX-512 headers start masked builtins from _mm512_undefined_*(), which
-// -Wmaybe-uninitialized reports as uninitialized use after inlining (a false positive).
+// -Wmaybe-uninitialized (or -Wuninitialized) reports as uninitialized use after
+// inlining (a false positive).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <immintrin.h>
 
@@ -343,55 +345,114 @@ inline __m512i load2x256(const void* a, const void* b) {
       _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1);
 }
 
-// ---- Prefill for Q8_0 / Q4_0: a 16-row tile is repacked once per call into
-// "lane = row" order (zmm k of block b holds bytes 4k..4k+3 of that block of all 16
-// rows, as unsigned bytes), so each token needs one broadcast dword per vpdpbusd and
-// no reduction at all. The integer sums are the exact values the decode path
-// computes, and the float steps are the same, so results match it bit for bit.
+// ---- Several tokens for Q8_0 / Q4_0: a 16-row tile is repacked into "lane = row"
+// order (zmm k of block b holds bytes 4k..4k+3 of that block of all 16 rows, as
+// unsigned bytes), so each token needs one broadcast dword per vpdpbusd and no
+// reduction at all. Up to 8 tokens use each packed block straight from registers;
+// more tokens pack the tile into a buffer once and go over it 8 at a time. The
+// integer sums are the exact values the decode path computes, and the float steps
+// are the same, so results match it bit for bit.
 
 struct alignas(64) Vec {
   int32_t v[16];
 };
 
-template <bool kQ4>
-void pack_tile(const RowTile& tile, int64_t nb, Vec* wp, Vec* sp) {
-  const size_t bsz = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
-  const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* qs = tile.row[0] + b * bsz + 2;
-    if constexpr (kQ4) {
-      for (int k = 0; k < 4; ++k) {
-        const __m512i g = _mm512_i32gather_epi32(tile.off, qs + 4 * k, 1);
-        _mm512_store_si512(wp[8 * b + k].v, _mm512_and_si512(g, m4));
-        _mm512_store_si512(wp[8 * b + 4 + k].v, _mm512_and_si512(_mm512_srli_epi32(g, 4), m4));
-      }
-    } else {
-      for (int k = 0; k < 8; ++k) {
-        const __m512i g = _mm512_i32gather_epi32(tile.off, qs + 4 * k, 1);
-        _mm512_store_si512(wp[8 * b + k].v, _mm512_xor_si512(g, k80));
-      }
-    }
-    _mm512_store_ps(sp[b].v, f16_lo(gather32(tile, b * bsz)));
+// Dword k of 16 rows' 32-byte runs, as 8 vectors out[k] (lane i = row i): a 16 x 8
+// dword transpose. Each input vector holds rows i and i + 8 in its two halves;
+// two unpack stages transpose 4 x 4 dwords within every 128-bit lane, and a
+// two-source permute gathers the lanes of rows 0-3, 4-7, 8-11 and 12-15. Loads
+// and shuffles only: the 8 vpgatherdd this replaces cost about 7 decode passes
+// per call, which made runs of 4-16 tokens slower than 8 single tokens.
+inline void transpose_16x8(const uint8_t* const* row, size_t off, __m512i out[8]) {
+  __m512i z[8], t[8], u[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) z[i] = load2x256(row[i] + off, row[i + 8] + off);
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {  // stage 1: pairs of rows
+    t[2 * g] = _mm512_unpacklo_epi32(z[2 * g], z[2 * g + 1]);
+    t[2 * g + 1] = _mm512_unpackhi_epi32(z[2 * g], z[2 * g + 1]);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {  // stage 2: rows 4h..4h+3, dword d (and d + 4) in u[4h + d]
+    u[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h], t[4 * h + 2]);
+    u[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h], t[4 * h + 2]);
+    u[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+    u[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+  }
+  const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+  const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+#pragma GCC unroll 4
+  for (int d = 0; d < 4; ++d) {
+    out[d] = _mm512_permutex2var_epi64(u[d], lo, u[4 + d]);
+    out[d + 4] = _mm512_permutex2var_epi64(u[d], hi, u[4 + d]);
   }
 }
 
-template <bool kQ4, int NT>
-inline void packed_tokens(const Vec* wp, const Vec* sp, int64_t nb, const Acts& a, int64_t t0,
-                          float* y, int64_t ldy, int64_t r, __mmask16 valid) {
-  constexpr int kCorr = kQ4 ? -8 : -128;  // nibble - 8, or (w + 128) - 128
+// Dword k of 16 rows' 16-byte runs, as 4 vectors (lane i = row i). Input vector k
+// holds rows k, k + 4, k + 8, k + 12 in its 128-bit lanes, so the two unpack
+// stages alone leave every lane in row order.
+inline void transpose_16x4(const uint8_t* const* row, size_t off, __m512i out[4]) {
+  __m512i z[4];
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k) {
+    const __m128i* p[4];
+    for (int l = 0; l < 4; ++l) p[l] = reinterpret_cast<const __m128i*>(row[k + 4 * l] + off);
+    const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(p[0])),
+                                              _mm_loadu_si128(p[1]), 1);
+    const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(p[2])),
+                                              _mm_loadu_si128(p[3]), 1);
+    z[k] = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+  }
+  const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+  const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+  out[0] = _mm512_unpacklo_epi64(t0, t2);
+  out[1] = _mm512_unpackhi_epi64(t0, t2);
+  out[2] = _mm512_unpacklo_epi64(t1, t3);
+  out[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+// Block b of a 16-row tile in lane = row order: W[k] holds bytes 4k..4k+3 of
+// every row's block as unsigned bytes (Q8_0 offset by 128; Q4_0 nibbles, low
+// then high), sw the 16 rows' scales.
+template <bool kQ4>
+inline void pack_block(const RowTile& tile, int64_t b, __m512i W[8], __m512& sw) {
+  const size_t bsz = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+  const size_t qs = b * bsz + 2;
+  if constexpr (kQ4) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i g[4];
+    transpose_16x4(tile.row, qs, g);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      W[k] = _mm512_and_si512(g[k], m4);
+      W[4 + k] = _mm512_and_si512(_mm512_srli_epi32(g[k], 4), m4);
+    }
+  } else {
+    const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
+    transpose_16x8(tile.row, qs, W);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) W[k] = _mm512_xor_si512(W[k], k80);
+  }
+  sw = f16_lo(gather32(tile, b * bsz));
+}
+
+// NT tokens' activations, and their accumulators over one tile.
+template <int NT>
+struct TokenGroup {
   __m512 acc[NT];
   const int8_t* xq[NT];
   const float* xd[NT];
   const int32_t* xs[NT];
-  for (int j = 0; j < NT; ++j) {
-    acc[j] = _mm512_setzero_ps();
-    xq[j] = a.qs(t0 + j), xd[j] = a.d(t0 + j), xs[j] = a.sums(t0 + j);
+  TokenGroup(const Acts& a, int64_t t0) {
+    for (int j = 0; j < NT; ++j) {
+      acc[j] = _mm512_setzero_ps();
+      xq[j] = a.qs(t0 + j), xd[j] = a.d(t0 + j), xs[j] = a.sums(t0 + j);
+    }
   }
-  for (int64_t b = 0; b < nb; ++b) {
-    __m512i W[8];
-    for (int k = 0; k < 8; ++k) W[k] = _mm512_load_si512(wp[8 * b + k].v);
-    const __m512 sw = _mm512_load_ps(sp[b].v);
+  // Adds block b of every token: one broadcast dword per vpdpbusd, no reduction.
+  template <bool kQ4>
+  inline void add_block(const __m512i W[8], __m512 sw, int64_t b) {
+    constexpr int kCorr = kQ4 ? -8 : -128;  // nibble - 8, or (w + 128) - 128
 #pragma GCC unroll 8
     for (int j = 0; j < NT; ++j) {
       int32_t xw[8];
@@ -403,53 +464,105 @@ inline void packed_tokens(const Vec* wp, const Vec* sp, int64_t nb, const Acts& 
                                acc[j]);
     }
   }
-  for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(y + (t0 + j) * ldy + r, valid, acc[j]);
+  void store(float* y, int64_t ldy, int64_t t0, int64_t r, __mmask16 valid) const {
+    for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(y + (t0 + j) * ldy + r, valid, acc[j]);
+  }
+};
+
+// Up to 8 tokens: each block is packed in registers and used at once, so the
+// weights are read once and nothing is stored.
+template <bool kQ4, int NT>
+void fused_tokens(const RowTile& tile, int64_t nb, TilePrefetcher& next, const Acts& a,
+                  float* y, int64_t ldy, int64_t r) {
+  TokenGroup<NT> g(a, 0);
+  for (int64_t b = 0; b < nb; ++b) {
+    next.step();
+    __m512i W[8];
+    __m512 sw;
+    pack_block<kQ4>(tile, b, W, sw);
+    g.template add_block<kQ4>(W, sw, b);
+  }
+  g.store(y, ldy, 0, r, tile.valid);
+}
+
+// More tokens: the tile is packed once into a buffer, then groups of up to 8
+// tokens go over it.
+template <bool kQ4, int NT>
+void buffered_tokens(const Vec* wp, const Vec* sp, int64_t nb, const Acts& a, int64_t t0,
+                     float* y, int64_t ldy, int64_t r, __mmask16 valid) {
+  TokenGroup<NT> g(a, t0);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i W[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) W[k] = _mm512_load_si512(wp[8 * b + k].v);
+    g.template add_block<kQ4>(W, _mm512_load_ps(sp[b].v), b);
+  }
+  g.store(y, ldy, t0, r, valid);
 }
 
 template <bool kQ4>
 void packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
                    float* y, int64_t ldy) {
+  constexpr int NT = 8;
+  using Fused = void (*)(const RowTile&, int64_t, TilePrefetcher&, const Acts&, float*, int64_t,
+                         int64_t);
+  using Buffered = void (*)(const Vec*, const Vec*, int64_t, const Acts&, int64_t, float*,
+                            int64_t, int64_t, __mmask16);
+  static constexpr Fused kFused[NT + 1] = {
+      nullptr,
+      fused_tokens<kQ4, 1>,
+      fused_tokens<kQ4, 2>,
+      fused_tokens<kQ4, 3>,
+      fused_tokens<kQ4, 4>,
+      fused_tokens<kQ4, 5>,
+      fused_tokens<kQ4, 6>,
+      fused_tokens<kQ4, 7>,
+      fused_tokens<kQ4, 8>};
+  static constexpr Buffered kBuffered[NT + 1] = {
+      nullptr,
+      buffered_tokens<kQ4, 1>,
+      buffered_tokens<kQ4, 2>,
+      buffered_tokens<kQ4, 3>,
+      buffered_tokens<kQ4, 4>,
+      buffered_tokens<kQ4, 5>,
+      buffered_tokens<kQ4, 6>,
+      buffered_tokens<kQ4, 7>,
+      buffered_tokens<kQ4, 8>};
   const int64_t nb = w.cols / 32;
+  if (n <= NT) {
+    for (int64_t r = r0; r < r1; r += kR) {
+      const RowTile tile = make_tile(w, r, r1);
+      TilePrefetcher pf(w, r + kR, kR, nb);
+      kFused[n](tile, nb, pf, a, y, ldy, r);
+    }
+    return;
+  }
   thread_local std::vector<Vec> buf;
   if (buf.size() < static_cast<size_t>(nb * 9)) buf.resize(nb * 9);
   Vec* wp = buf.data();
   Vec* sp = wp + nb * 8;
-  constexpr int NT = 8;
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
-    pack_tile<kQ4>(tile, nb, wp, sp);
-    int64_t t0 = 0;
-    for (; t0 + NT <= n; t0 += NT) packed_tokens<kQ4, NT>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
-    switch (n - t0) {
-      case 7:
-        packed_tokens<kQ4, 7>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
-        break;
-      case 6:
-        packed_tokens<kQ4, 6>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
-        break;
-      case 5:
-        packed_tokens<kQ4, 5>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
-        break;
-      case 4:
-        packed_tokens<kQ4, 4>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
-        break;
-      case 3:
-        packed_tokens<kQ4, 3>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
-        break;
-      case 2:
-        packed_tokens<kQ4, 2>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
-        break;
-      case 1:
-        packed_tokens<kQ4, 1>(wp, sp, nb, a, t0, y, ldy, r, tile.valid);
-        break;
-      default:
-        break;
+    TilePrefetcher pf(w, r + kR, kR, nb);
+    for (int64_t b = 0; b < nb; ++b) {
+      pf.step();
+      __m512i W[8];
+      __m512 sw;
+      pack_block<kQ4>(tile, b, W, sw);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) _mm512_store_si512(wp[8 * b + k].v, W[k]);
+      _mm512_store_ps(sp[b].v, sw);
     }
+    for (int64_t t0 = 0; t0 < n; t0 += NT)
+      kBuffered[std::min<int64_t>(NT, n - t0)](wp, sp, nb, a, t0, y, ldy, r, tile.valid);
   }
 }
 
-// Batches at least this large take the packed path (packing costs about 4 tokens).
-constexpr int64_t kPackMinTokens = 4;
+// Batches at least this large take the packed path. One Zen 5 thread over
+// TinyLlama's Q8_0 matrices, as a multiple of one token's pass (bench/matmul_bench
+// --small-batches): 2 tokens 1.25x (1.58x with the decode kernel), 3 1.4x, 4 1.5x,
+// 8 2.0x, 16 3.2x. One token packed costs 1.25x the decode kernel.
+constexpr int64_t kPackMinTokens = 2;
 
 void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
                  int64_t ldy) {

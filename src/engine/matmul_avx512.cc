@@ -472,8 +472,8 @@ struct TokenGroup {
 // Up to 8 tokens: each block is packed in registers and used at once, so the
 // weights are read once and nothing is stored.
 template <bool kQ4, int NT>
-void fused_tokens(const RowTile& tile, int64_t nb, TilePrefetcher& next, const Acts& a,
-                  float* y, int64_t ldy, int64_t r) {
+void fused_tokens(const RowTile& tile, int64_t nb, TilePrefetcher& next, const Acts& a, float* y,
+                  int64_t ldy, int64_t r) {
   TokenGroup<NT> g(a, 0);
   for (int64_t b = 0; b < nb; ++b) {
     next.step();
@@ -488,8 +488,8 @@ void fused_tokens(const RowTile& tile, int64_t nb, TilePrefetcher& next, const A
 // More tokens: the tile is packed once into a buffer, then groups of up to 8
 // tokens go over it.
 template <bool kQ4, int NT>
-void buffered_tokens(const Vec* wp, const Vec* sp, int64_t nb, const Acts& a, int64_t t0,
-                     float* y, int64_t ldy, int64_t r, __mmask16 valid) {
+void buffered_tokens(const Vec* wp, const Vec* sp, int64_t nb, const Acts& a, int64_t t0, float* y,
+                     int64_t ldy, int64_t r, __mmask16 valid) {
   TokenGroup<NT> g(a, t0);
   for (int64_t b = 0; b < nb; ++b) {
     __m512i W[8];
@@ -504,30 +504,28 @@ template <bool kQ4>
 void packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
                    float* y, int64_t ldy) {
   constexpr int NT = 8;
-  using Fused = void (*)(const RowTile&, int64_t, TilePrefetcher&, const Acts&, float*, int64_t,
-                         int64_t);
-  using Buffered = void (*)(const Vec*, const Vec*, int64_t, const Acts&, int64_t, float*,
-                            int64_t, int64_t, __mmask16);
-  static constexpr Fused kFused[NT + 1] = {
-      nullptr,
-      fused_tokens<kQ4, 1>,
-      fused_tokens<kQ4, 2>,
-      fused_tokens<kQ4, 3>,
-      fused_tokens<kQ4, 4>,
-      fused_tokens<kQ4, 5>,
-      fused_tokens<kQ4, 6>,
-      fused_tokens<kQ4, 7>,
-      fused_tokens<kQ4, 8>};
-  static constexpr Buffered kBuffered[NT + 1] = {
-      nullptr,
-      buffered_tokens<kQ4, 1>,
-      buffered_tokens<kQ4, 2>,
-      buffered_tokens<kQ4, 3>,
-      buffered_tokens<kQ4, 4>,
-      buffered_tokens<kQ4, 5>,
-      buffered_tokens<kQ4, 6>,
-      buffered_tokens<kQ4, 7>,
-      buffered_tokens<kQ4, 8>};
+  using Fused =
+      void (*)(const RowTile&, int64_t, TilePrefetcher&, const Acts&, float*, int64_t, int64_t);
+  using Buffered = void (*)(const Vec*, const Vec*, int64_t, const Acts&, int64_t, float*, int64_t,
+                            int64_t, __mmask16);
+  static constexpr Fused kFused[NT + 1] = {nullptr,
+                                           fused_tokens<kQ4, 1>,
+                                           fused_tokens<kQ4, 2>,
+                                           fused_tokens<kQ4, 3>,
+                                           fused_tokens<kQ4, 4>,
+                                           fused_tokens<kQ4, 5>,
+                                           fused_tokens<kQ4, 6>,
+                                           fused_tokens<kQ4, 7>,
+                                           fused_tokens<kQ4, 8>};
+  static constexpr Buffered kBuffered[NT + 1] = {nullptr,
+                                                 buffered_tokens<kQ4, 1>,
+                                                 buffered_tokens<kQ4, 2>,
+                                                 buffered_tokens<kQ4, 3>,
+                                                 buffered_tokens<kQ4, 4>,
+                                                 buffered_tokens<kQ4, 5>,
+                                                 buffered_tokens<kQ4, 6>,
+                                                 buffered_tokens<kQ4, 7>,
+                                                 buffered_tokens<kQ4, 8>};
   const int64_t nb = w.cols / 32;
   if (n <= NT) {
     for (int64_t r = r0; r < r1; r += kR) {

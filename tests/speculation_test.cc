@@ -117,9 +117,10 @@ TEST_F(SpeculationTest, SampledSpeculationCompletesWithEveryToken) {
 }
 
 // `auto` on text whose n-gram drafts all fail: `ngram` always speculates and
-// drafts at every match; `auto` measures plain decoding, probes once, loses to
-// plain and backs off (the wait carries over to the next requests), so it
-// drafts far less, and every output is plain decoding's.
+// drafts at every match; `auto` measures plain decoding and judges the drafts it
+// could send against the tokens that come back (shadow chains), finds they fail
+// and keeps decoding plainly, so it drafts far less, and every output is plain
+// decoding's.
 TEST_F(SpeculationTest, AutoBacksOffWhereDraftsFail) {
   const int n = 64;
   const std::string want = single_process(kPlainPrompt, n);
@@ -135,7 +136,7 @@ TEST_F(SpeculationTest, AutoBacksOffWhereDraftsFail) {
 
   stop_all();
   ASSERT_TRUE(start({"--speculate", "auto"}));
-  int auto_drafts = 0;
+  int auto_drafts = 0, shadow_chains = 0;
   for (int i = 0; i < 3; ++i) {
     const json got = complete(kPlainPrompt, n);
     ASSERT_TRUE(got.contains("choices")) << got.dump();
@@ -146,9 +147,30 @@ TEST_F(SpeculationTest, AutoBacksOffWhereDraftsFail) {
     EXPECT_GT(s["plain_steps"].get<int>(), 1) << "request " << i << ": " << s.dump();
     EXPECT_LT(s["drafted_tokens"].get<int>(), forced_drafts) << "request " << i << ": " << s.dump();
     auto_drafts += s["drafted_tokens"].get<int>();
+    shadow_chains += s["shadow_chains"].get<int>();
   }
   // Three requests of `auto` draft less than one of `ngram`.
   EXPECT_LT(auto_drafts, forced_drafts);
+  EXPECT_GT(shadow_chains, 0);
+}
+
+// `auto` where drafts hold: the shadow chains judged while decoding plainly show
+// it, the controller speculates, and the output is still plain decoding's.
+TEST_F(SpeculationTest, AutoSpeculatesWhereDraftsHold) {
+  const int n = 32;
+  const std::string want = single_process(kRepetitive, n);
+  ASSERT_TRUE(start({"--speculate", "auto"}));
+  int accepted = 0, speculative_steps = 0;
+  for (int i = 0; i < 3; ++i) {
+    const json got = complete(kRepetitive, n);
+    ASSERT_TRUE(got.contains("choices")) << got.dump();
+    EXPECT_EQ(got["choices"][0]["text"], want) << "request " << i;
+    const json& s = got["usage"]["speculation"];
+    accepted += s["accepted_tokens"].get<int>();
+    speculative_steps += s["speculative_steps"].get<int>();
+  }
+  EXPECT_GT(speculative_steps, 0);
+  EXPECT_GT(accepted, 0);
 }
 
 TEST_F(SpeculationTest, ABadSpeculateValueIsRefusedByName) {

@@ -69,6 +69,7 @@ OJson usage_json(const GenerationResult& r) {
         {"speculative_steps", s.speculative_steps},
         {"runs", s.runs},
         {"cancelled_runs", s.cancelled_runs},
+        {"shadow_chains", s.shadow_chains},
         {"width", s.width},
         {"in_flight", s.in_flight},
         {"drafts_per_round_trip", s.drafts_per_round_trip},

@@ -1,9 +1,12 @@
 // `swarm`: one binary, one subcommand per job, flags as llama.cpp's tools spell them.
+#include <spdlog/cfg/env.h>
+
 #include <CLI/CLI.hpp>
 
 #include "cli/common.h"
 
 int main(int argc, char** argv) {
+  spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL=debug shows the detail logs
   CLI::App app{"SwarmInfer: LLM inference across a swarm of machines"};
   app.require_subcommand(1);
   swarm::cli::register_generate(app);

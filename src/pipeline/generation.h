@@ -31,6 +31,7 @@ struct SpeculationReport {
   int runs = 0;             // runs sent while decoding (anchor and speculative)
   int cancelled_runs = 0;   // runs cancelled because they built on a rejected draft
   int chains = 0;           // verified chains (each ends in a token the last stage sampled)
+  int shadow_chains = 0;    // `auto`: chains of drafts judged while decoding plainly, not sent
   // The controller's view at the end: width k, runs in flight W, drafts per
   // round trip D, pooled per-token acceptance a, the plain round trip, the
   // bottleneck stage's time for k tokens, and the first-order goodput bound

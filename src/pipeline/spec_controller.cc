@@ -338,6 +338,20 @@ Result<SpeculationPlan> plan(const SpecState& state, const SpecConfig& c,
       out.reason = "backed off: next probe at " + std::to_string(state.probe_at_s) + " s";
       return out;
     }
+    if (m.shadow_acceptance) {
+      // The estimates are current: probe only where they predict a clear gain,
+      // with the drafts they admit. Where drafts fail, no probe costs anything.
+      if (out.drafts == 0 || out.predicted_gain < c.min_gain) {
+        out.reason = "plain: predicted gain " + std::to_string(out.predicted_gain) + " < " +
+                     std::to_string(c.min_gain);
+        return out;
+      }
+      out.speculate = true;
+      out.probe = true;
+      out.min_accept_prob = threshold;
+      out.reason = "probe";
+      return out;
+    }
     // Send full width whatever the estimates say: they are stale, and only
     // speculation refreshes them.
     out.speculate = true;

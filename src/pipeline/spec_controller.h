@@ -84,6 +84,11 @@ struct PipelineMeasurements {
   double plain_round_trip_s =
       0;            // measured round trip of a plain 1-token step; > 0: used instead of the sum
   double load = 0;  // [0, 1]: the bottleneck stage's busy fraction from other requests
+  // True when the acceptance estimates stay current while decoding plainly: the
+  // gateway drafts without sending and judges the drafts against the tokens that
+  // come back (cheap for n-gram drafts). Then a probe goes out only where those
+  // estimates predict at least min_gain, and uses the plan's own drafts.
+  bool shadow_acceptance = false;
 };
 
 struct SpeculationPlan {

@@ -259,6 +259,41 @@ TEST(Plan, ProbesWhenBackedOffAndDue) {
   EXPECT_TRUE(p->speculate && p->probe);
 }
 
+// With acceptance judged while decoding plainly (shadow drafts), a due probe goes
+// out only where the estimates predict min_gain, and it sends the drafts the
+// threshold admits rather than full width.
+TEST(Plan, ShadowAcceptanceProbesOnlyWherePredictedToPay) {
+  SpecConfig c;
+  PipelineMeasurements m = four_stages_one_slow();
+  m.shadow_acceptance = true;
+  SpecState failing;
+  failing = observe(failing, c, window(false, 6, 1));
+  for (int i = 0; i < 30; ++i) failing = observe(failing, c, DraftOutcome{4, 0});
+  auto p = plan(failing, c, m, 5);
+  ASSERT_TRUE(p.ok());
+  EXPECT_FALSE(p->speculate) << p->reason;
+  EXPECT_FALSE(p->probe);
+  // Without shadow acceptance the same state probes at full width.
+  m.shadow_acceptance = false;
+  p = plan(failing, c, m, 5);
+  EXPECT_TRUE(p->speculate && p->probe);
+  EXPECT_EQ(p->min_accept_prob, 0);
+
+  m.shadow_acceptance = true;
+  SpecState holding;
+  holding = observe(holding, c, window(false, 6, 1));
+  for (int i = 0; i < 30; ++i) holding = observe(holding, c, DraftOutcome{8, 8});
+  p = plan(holding, c, m, 5);
+  EXPECT_TRUE(p->speculate && p->probe) << p->reason;
+  EXPECT_DOUBLE_EQ(p->min_accept_prob, c.min_accept_idle);
+  EXPECT_GT(p->drafts, 0);
+  EXPECT_GE(p->predicted_gain, c.min_gain);
+  // Not due yet: plain, whatever the estimates say.
+  holding.probe_at_s = 10;
+  p = plan(holding, c, m, 9);
+  EXPECT_FALSE(p->speculate);
+}
+
 TEST(Plan, UnmeasuredIsPlainAndMalformedIsAnError) {
   PipelineMeasurements m = four_stages_one_slow();
   m.stages[2].points.clear();

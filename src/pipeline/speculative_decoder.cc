@@ -24,6 +24,11 @@ struct InFlight {
 constexpr int kWindowMinTokens = 4;
 constexpr double kWindowMinSeconds = 0.5;
 constexpr int kWindowMaxTokens = 16;
+// Drafts per shadow chain (`auto`, decoding plainly): each plain step judges one,
+// and a chain reaches the controller when it ends, so short chains keep the
+// estimates current within a round trip or two. Deeper positions take the pooled
+// rate (spec_controller.h).
+constexpr int kShadowDrafts = 2;
 // EWMA weight of a new link delay estimate.
 constexpr double kLinkWeight = 0.25;
 
@@ -74,6 +79,12 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
   bool window_speculative = false;
   bool stopped = false;
   int planned_width = 0;  // the last plan's, for the report
+  // With `auto`, drafts proposed but not sent while decoding plainly, judged
+  // against the tokens that come back, so the controller's acceptance stays
+  // current without speculating (n-gram drafts cost next to nothing).
+  const bool shadowing = options.mode == SpeculationMode::kAuto;
+  std::vector<int32_t> shadow;
+  size_t shadow_matched = 0;
 
   // Tokens beyond `fed` that the runs in flight carry (the anchor first).
   auto unverified = [&] {
@@ -135,6 +146,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
   while (!stopped) {
     // The plan for the next runs, from what has been measured.
     PipelineMeasurements m;
+    m.shadow_acceptance = shadowing;
     m.stages = mem.times.chain_times(addresses);
     if (mem.link_delay_s >= 0) m.link_delay_s.assign(addresses.size() + 1, mem.link_delay_s);
     const double now_s = seconds_since(origin, Clock::now());
@@ -145,9 +157,14 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     planned_width = width;
     const int in_flight = std::max(1, plan->max_in_flight);
     const bool speculate = forced ? width * in_flight > 1 : plan->speculate;
+    // A probe on stale estimates sends full width; otherwise the plan's drafts.
+    const bool full_width = forced || (plan->probe && !shadowing);
     int max_drafts = 0;
-    if (speculate) max_drafts = forced || plan->probe ? width * in_flight - 1 : plan->drafts;
+    if (speculate) max_drafts = full_width ? width * in_flight - 1 : plan->drafts;
     max_drafts = std::min({max_drafts, options.max_draft, remaining() - 1});
+    if (speculate) shadow.clear();
+    spdlog::debug("plan: {} (k {}, W {}, drafts {}, gain {:.2f}); {} runs in flight", plan->reason,
+                  width, in_flight, max_drafts, plan->predicted_gain, runs.size());
     if (speculate != window_speculative) {
       close_window(Clock::now(), true);
       window_speculative = speculate;
@@ -164,6 +181,14 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
         auto p = drafter.propose(context(), max_drafts);
         if (!p.ok()) return fail(p.status());
         drafts = std::move(*p);
+      } else if (shadowing && shadow.empty()) {
+        const int n = std::min({kShadowDrafts, options.max_draft, remaining() - 1});
+        if (n > 0) {
+          auto p = drafter.propose(context(), n);
+          if (!p.ok()) return fail(p.status());
+          shadow = std::move(p->tokens);
+          shadow_matched = 0;
+        }
       }
       const int n = static_cast<int>(drafts.tokens.size());
       const int first = std::min(n, width - 1);
@@ -233,6 +258,8 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
       return fail(Status::Internal(session.chain().back().address + " returned " +
                                    std::to_string(result->tokens_size()) + " tokens for " +
                                    std::to_string(accepted) + " accepted drafts"));
+    spdlog::debug("verdict: run {} of {} tokens ({} drafts), {} accepted, {:.1f} ms", done.id,
+                  done.run.tokens.size(), n_drafts, accepted, 1e3 * seconds_since(done.sent, now));
     const int lead = static_cast<int>(done.run.tokens.size()) - n_drafts;
     fed.insert(fed.end(), done.run.tokens.begin(), done.run.tokens.begin() + lead + accepted);
     stats.accepted += accepted;
@@ -241,6 +268,18 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     chain_accepted += accepted;
 
     std::vector<int32_t> out(result->tokens().begin(), result->tokens().end());
+    if (n_drafts == 0 && !shadow.empty()) {
+      // A plain step judges the next shadow draft, as the last stage would have.
+      const bool held = out.back() == shadow[shadow_matched];
+      if (held) ++shadow_matched;
+      if (!held || shadow_matched == shadow.size()) {
+        mem.state = observe(
+            mem.state, config,
+            DraftOutcome{static_cast<int>(shadow.size()), static_cast<int>(shadow_matched)});
+        ++stats.shadow_chains;
+        shadow.clear();
+      }
+    }
     const bool rejected = accepted < n_drafts;
     if (rejected || runs.empty()) {
       // The chain ends here: the token after the accepted drafts is known.

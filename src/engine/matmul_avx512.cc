@@ -24,6 +24,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "engine/fp16.h"
@@ -751,16 +752,19 @@ inline void unpack_k4_scales(const RowTile& t, size_t off, uint8_t sm[kR][16]) {
   }
 }
 
-// ---- Several tokens for Q4_K: block b of a 16-row tile in "lane = row" order, one
-// 32-byte group of quants (two sub-blocks) at a time, each group used by every
-// token at once from registers, as for Q8_0. Per token and sub-block j:
+// ---- Several tokens for Q4_K and Q5_K: block b of a 16-row tile in "lane = row"
+// order, one 32-byte group of quants (two sub-blocks) at a time, each group used
+// by every token at once from registers, as for Q8_0. Q5_K adds its fifth bits
+// (qh bit j for sub-block j), transposed once per block. Per token and sub-block j:
 // s = q_j . x_j by vpdpbusd with no reduction, A += sc_j x s, B += m_j x sum(x_j);
 // A and B are the exact integers the decode path's reduction gives, and the float
 // steps are the same, so results match it bit for bit.
-template <int NT>
-void k4_tokens(const RowTile& tile, int64_t nb, TilePrefetcher& next, const Acts& a, int64_t t0,
-               float* y, int64_t ldy, int64_t r) {
-  const size_t bsz = sizeof(BlockQ4_K);
+template <bool kFive, int NT>
+void k45_tokens(const RowTile& tile, int64_t nb, TilePrefetcher& next, const Acts& a, int64_t t0,
+                float* y, int64_t ldy, int64_t r) {
+  using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
+  const size_t bsz = sizeof(Block);
+  const __m512i bit0 = _mm512_set1_epi8(0x01);
   const __m512i m4 = _mm512_set1_epi8(0x0F), mbyte = _mm512_set1_epi32(0xFF);
   const __m512i m6 = _mm512_set1_epi32(0x3f3f3f3f), m2 = _mm512_set1_epi32(0x03030303);
   const __m512i hi_word = _mm512_set1_epi32(0x00FF0000);
@@ -789,16 +793,29 @@ void k4_tokens(const RowTile& tile, int64_t nb, TilePrefetcher& next, const Acts
                              _mm512_and_si512(_mm512_slli_epi32(x, 8), hi_word));
     };
     const __m512i MP[4] = {pairs(S2, 0), pairs(S2, 16), pairs(S3, 0), pairs(S3, 16)};
+    alignas(64) Vec qh[kFive ? 8 : 1];  // Q5_K: qh bytes 4k..4k+3 of every row
+    if constexpr (kFive) {
+      __m512i t[8];
+      transpose_16x8(tile.row, b * bsz + offsetof(BlockQ5_K, qh), t);
+      for (int k = 0; k < 8; ++k) _mm512_store_si512(qh[k].v, t[k]);
+    }
     __m512i A[NT];
     for (int j = 0; j < NT; ++j) A[j] = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int g = 0; g < 4; ++g) {
       __m512i L[8], H[8];
-      transpose_16x8(tile.row, b * bsz + offsetof(BlockQ4_K, qs) + 32 * g, L);
+      transpose_16x8(tile.row, b * bsz + offsetof(Block, qs) + 32 * g, L);
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) {
         H[k] = _mm512_and_si512(_mm512_srli_epi32(L[k], 4), m4);
         L[k] = _mm512_and_si512(L[k], m4);
+        if constexpr (kFive) {  // + 16 where the sub-block's bit is set
+          const __m512i h = _mm512_load_si512(qh[k].v);
+          L[k] = _mm512_or_si512(
+              L[k], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 2 * g), bit0), 4));
+          H[k] = _mm512_or_si512(
+              H[k], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 2 * g + 1), bit0), 4));
+        }
       }
       // Scales of sub-blocks 2g and 2g + 1.
       const __m512i sc_lo = _mm512_and_si512(_mm512_srli_epi32(S[g / 2], 16 * (g % 2)), mbyte);
@@ -835,18 +852,19 @@ void k4_tokens(const RowTile& tile, int64_t nb, TilePrefetcher& next, const Acts
   for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(y + (t0 + j) * ldy + r, tile.valid, acc[j]);
 }
 
-// Q4_K runs of at least this many tokens take k4_tokens: groups of up to 4 tokens
+// Q4_K / Q5_K runs of at least this many tokens take k45_tokens: groups of up to 4 tokens
 // per pass over a tile, the tile staying in cache between groups (groups of 8 ran
 // out of registers: 8 tokens took 4.4x one token's pass against 3.6x).
-constexpr int64_t kK4PackMinTokens = 2;
+constexpr int64_t kK45PackMinTokens = 2;
 
-void k4_packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                      float* y, int64_t ldy) {
+template <bool kFive>
+void k45_packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
+                       float* y, int64_t ldy) {
   constexpr int NT = 4;
   using Fn = void (*)(const RowTile&, int64_t, TilePrefetcher&, const Acts&, int64_t, float*,
                       int64_t, int64_t);
-  static constexpr Fn kGroup[NT + 1] = {nullptr, k4_tokens<1>, k4_tokens<2>, k4_tokens<3>,
-                                        k4_tokens<4>};
+  static constexpr Fn kGroup[NT + 1] = {nullptr, k45_tokens<kFive, 1>, k45_tokens<kFive, 2>,
+                                        k45_tokens<kFive, 3>, k45_tokens<kFive, 4>};
   const int64_t nb = w.cols / kQK_K;
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
@@ -861,9 +879,7 @@ void k4_packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts&
 template <bool kFive>
 void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
                 int64_t ldy) {
-  if constexpr (!kFive) {
-    if (n >= kK4PackMinTokens) return k4_packed_kernel(w, r0, r1, a, n, y, ldy);
-  }
+  if (n >= kK45PackMinTokens) return k45_packed_kernel<kFive>(w, r0, r1, a, n, y, ldy);
   const int64_t nb = w.cols / kQK_K;
   const size_t bsz = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   const __m512i P[4] = {perm2(0, 2), perm2(1, 3), perm2(4, 6), perm2(5, 7)};
@@ -958,7 +974,7 @@ inline void q6_k_step(const RowTile& tile, int64_t b, const int8_t* xq, const in
       A, B);
 }
 
-// ---- Several tokens for Q6_K, as k4_tokens does for Q4_K: block b of the tile's
+// ---- Several tokens for Q6_K, as k45_tokens does for Q4_K: block b of the tile's
 // 16 rows is unpacked once into "lane = row" order (6-bit values as unsigned bytes,
 // dword k = values 4k..4k+3 of a 32-value group), into a buffer that stays in L1,
 // and each token goes over it with vpdpbusd: per 16-value group s = u . x, then

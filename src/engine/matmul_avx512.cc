@@ -917,23 +917,32 @@ void k45_tokens(const RowTile& tile, int64_t nb, TilePrefetcher& next, const Act
 // out of registers: 8 tokens took 4.4x one token's pass against 3.6x).
 constexpr int64_t kK45PackMinTokens = 2;
 
-template <bool kFive>
-void k45_packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
-                       float* y, int64_t ldy) {
-  constexpr int NT = 4;
-  using Fn = void (*)(const RowTile&, int64_t, TilePrefetcher&, const Acts&, int64_t, float*,
-                      int64_t, int64_t);
-  static constexpr Fn kGroup[NT + 1] = {nullptr, k45_tokens<kFive, 1>, k45_tokens<kFive, 2>,
-                                        k45_tokens<kFive, 3>, k45_tokens<kFive, 4>};
+// A K-quant token-group pass (k45_tokens, k6_tokens) over one tile for tokens
+// t0..t0 + NT - 1.
+using TokenGroupFn = void (*)(const RowTile&, int64_t, TilePrefetcher&, const Acts&, int64_t,
+                              float*, int64_t, int64_t);
+
+// Rows [r0, r1) a tile at a time, each tile's tokens in groups of up to
+// `max_group` (group[k] handles k tokens); the tile stays in cache between groups,
+// and the next tile is fetched during the first group only.
+void by_token_groups(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
+                     float* y, int64_t ldy, const TokenGroupFn* group, int max_group) {
   const int64_t nb = w.cols / kQK_K;
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
-    for (int64_t t0 = 0; t0 < n; t0 += NT) {
-      // The next tile is fetched during the first group only.
+    for (int64_t t0 = 0; t0 < n; t0 += max_group) {
       TilePrefetcher pf(w, t0 == 0 ? r + kR : w.rows, kR, nb);
-      kGroup[std::min<int64_t>(NT, n - t0)](tile, nb, pf, a, t0, y, ldy, r);
+      group[std::min<int64_t>(max_group, n - t0)](tile, nb, pf, a, t0, y, ldy, r);
     }
   }
+}
+
+template <bool kFive>
+void k45_packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
+                       float* y, int64_t ldy) {
+  static constexpr TokenGroupFn kGroup[] = {nullptr, k45_tokens<kFive, 1>, k45_tokens<kFive, 2>,
+                                            k45_tokens<kFive, 3>, k45_tokens<kFive, 4>};
+  by_token_groups(w, r0, r1, a, n, y, ldy, kGroup, 4);
 }
 
 template <bool kFive>
@@ -1123,20 +1132,10 @@ constexpr int64_t kK6PackMinTokens = 5;
 
 void k6_packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
                       float* y, int64_t ldy) {
-  constexpr int NT = 8;
-  using Fn = void (*)(const RowTile&, int64_t, TilePrefetcher&, const Acts&, int64_t, float*,
-                      int64_t, int64_t);
-  static constexpr Fn kGroup[NT + 1] = {nullptr,      k6_tokens<1>, k6_tokens<2>,
-                                        k6_tokens<3>, k6_tokens<4>, k6_tokens<5>,
-                                        k6_tokens<6>, k6_tokens<7>, k6_tokens<8>};
-  const int64_t nb = w.cols / kQK_K;
-  for (int64_t r = r0; r < r1; r += kR) {
-    const RowTile tile = make_tile(w, r, r1);
-    for (int64_t t0 = 0; t0 < n; t0 += NT) {
-      TilePrefetcher pf(w, t0 == 0 ? r + kR : w.rows, kR, nb);
-      kGroup[std::min<int64_t>(NT, n - t0)](tile, nb, pf, a, t0, y, ldy, r);
-    }
-  }
+  static constexpr TokenGroupFn kGroup[] = {nullptr,      k6_tokens<1>, k6_tokens<2>,
+                                            k6_tokens<3>, k6_tokens<4>, k6_tokens<5>,
+                                            k6_tokens<6>, k6_tokens<7>, k6_tokens<8>};
+  by_token_groups(w, r0, r1, a, n, y, ldy, kGroup, 8);
 }
 
 void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,

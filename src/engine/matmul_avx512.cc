@@ -150,57 +150,16 @@ inline float tree16(__m512 a) {
   return _mm_cvtss_f32(s1);
 }
 
-// Decode for float weights: R rows x 1 token. No software prefetch: with R row
-// streams the hardware prefetchers keep up, and prefetching the next tile measured
-// 12-14% slower (F16, 2 threads, TinyLlama shapes, best of 25 interleaved runs).
-template <FType T, int R>
-void float_decode(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, float* y,
-                  int64_t main, int64_t cols, __mmask16 tail) {
-  const size_t rb = row_size(w.type, w.cols);
-  const uint8_t* base = static_cast<const uint8_t*>(w.data);
-  for (int64_t r = r0; r < r1; r += R) {
-    const uint8_t* row[R];
-    for (int i = 0; i < R; ++i) row[i] = base + std::min(r + i, r1 - 1) * rb;
-    const float* x = a.f32(0);
-    __m512 acc[R];
-    for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
-    // F16 rows are read a whole cache line (32 columns) per load and split into
-    // two conversions: a decode pass over a model's F16 matrices, 2 threads, ran
-    // at 52-55 GB/s against 50-51 with a half-line load per 16 columns (5
-    // interleaved runs each). The per-lane FMA order is the same either way.
-    int64_t k0 = 0;
-    if constexpr (T == FType::kF16) {
-      for (; k0 + 32 <= main; k0 += 32) {
-        const __m512 x0 = _mm512_loadu_ps(x + k0), x1 = _mm512_loadu_ps(x + k0 + 16);
-#pragma GCC unroll 16
-        for (int i = 0; i < R; ++i) {
-          const __m512i raw = _mm512_loadu_si512(row[i] + 2 * k0);
-          acc[i] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(raw)), x0, acc[i]);
-          acc[i] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(raw, 1)), x1, acc[i]);
-        }
-      }
-    }
-    for (int64_t k = k0; k < main; k += 16) {
-      const __m512 xv = _mm512_loadu_ps(x + k);
-#pragma GCC unroll 16
-      for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(load16<T>(row[i], k), xv, acc[i]);
-    }
-    if (main < cols) {
-      const __m512 xv = _mm512_maskz_loadu_ps(tail, x + main);
-      for (int i = 0; i < R; ++i)
-        acc[i] = _mm512_fmadd_ps(load16_tail<T>(row[i], main, tail), xv, acc[i]);
-    }
-    for (int i = 0; i < R && r + i < r1; ++i) y[r + i] = tree16(acc[i]);
-  }
-}
-
-// A few tokens (speculative verification, a few sequences): float_decode with NT
-// tokens sharing each row load and conversion. Each output sees exactly the FMAs
-// float_decode gives it, in the same order, then the same tree, so results match
-// it bit for bit; the prefill path below widens whole tiles to float32 first,
-// which for 2-4 tokens cost more than the FMAs (4 tokens took 2.3x one token's pass,
-// now 1.5x). From 5 tokens on the prefill path is faster (6 and 8 tokens measured
-// 2.8x and 3.2x here against 2.6x and 2.7x there).
+// Decode for float weights, and runs of a few tokens (speculative verification, a
+// few sequences): R rows x NT tokens, every row load and conversion shared by the
+// tokens. Each output sees fma(w[k..k+15], x[k..k+15]) for k in order, then the
+// tree, whatever NT is, so results match bit for bit. The prefill path below
+// widens whole tiles to float32 first, which for 2-4 tokens cost more than the
+// FMAs (4 tokens took 2.3x one token's pass, now 1.5x); from 5 tokens on it is
+// faster (6 and 8 tokens measured 2.8x and 3.2x here against 2.6x and 2.7x there).
+// No software prefetch: with R row streams the hardware prefetchers keep up, and
+// prefetching the next tile measured 12-14% slower for decode (F16, 2 threads,
+// TinyLlama shapes, best of 25 interleaved runs).
 template <FType T, int R, int NT>
 void float_few(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, float* y, int64_t ldy,
                int64_t main, int64_t cols, __mmask16 tail) {
@@ -214,6 +173,10 @@ void float_few(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, flo
     __m512 acc[R][NT];
     for (int i = 0; i < R; ++i)
       for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_setzero_ps();
+    // F16 rows are read a whole cache line (32 columns) per load and split into
+    // two conversions: a decode pass over a model's F16 matrices, 2 threads, ran
+    // at 52-55 GB/s against 50-51 with a half-line load per 16 columns (5
+    // interleaved runs each). The per-lane FMA order is the same either way.
     int64_t k0 = 0;
     if constexpr (T == FType::kF16) {
       for (; k0 + 32 <= main; k0 += 32) {
@@ -339,7 +302,7 @@ void kernel_float(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, 
   const int64_t cols = w.cols, main = cols / 16 * 16;
   const __mmask16 tail = static_cast<__mmask16>((1u << (cols - main)) - 1);
   // Decode: 8 rows share each x load (measured best of 2, 4, 8, 16).
-  if (n == 1) return float_decode<T, 8>(w, r0, r1, a, y, main, cols, tail);
+  if (n == 1) return float_few<T, 8, 1>(w, r0, r1, a, y, ldy, main, cols, tail);
   if (n == 2) return float_few<T, 8, 2>(w, r0, r1, a, y, ldy, main, cols, tail);
   if (n == 3) return float_few<T, 4, 3>(w, r0, r1, a, y, ldy, main, cols, tail);
   if (n == 4) return float_few<T, 4, 4>(w, r0, r1, a, y, ldy, main, cols, tail);

@@ -1,9 +1,11 @@
 // swarm bench -m MODEL [-t N] [--prompt 128] [--gen 64] [--json]
 // Prefill and decode tokens/s, and decode's weight traffic as a fraction of the
 // machine's measured memory read bandwidth (the roofline for a memory-bound step).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <vector>
 
 #include "cli/common.h"
 #include "engine/matmul.h"
@@ -14,6 +16,12 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0 : n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 }  // namespace
@@ -39,10 +47,15 @@ void register_bench(CLI::App& app) {
     auto model = load_model(o->model, lo);
     const ModelConfig& c = model->config();
     ThreadPool pool(o->threads);
-    // Bandwidth passes before the first run and between runs: the fraction compares
-    // decode with the memory of the same minutes (best of each).
+    // A bandwidth pass after every decode step: on a shared machine bandwidth drifts
+    // by the second, so the fraction is the median, over steps, of a step's weight
+    // traffic over the pass right after it. (The best run against the best pass, as
+    // this once reported, compares a quiet moment of the probe with a whole run of
+    // decode, and moved by a quarter from one minute to the next.)
     ReadBandwidthProbe probe(pool);
-    probe.measure(3);
+    probe.measure(2);
+    const double bytes = static_cast<double>(model->weight_bytes_per_token());
+    std::vector<double> passes, pair_ratios;
 
     std::mt19937 rng(42);
     std::vector<int32_t> prompt(o->prompt);
@@ -59,37 +72,48 @@ void register_bench(CLI::App& app) {
       check(model->head(hidden.data() + static_cast<size_t>(o->prompt - 1) * d, 1, logits.data(), pool));
       best_prefill = std::max(best_prefill, o->prompt / seconds_since(t0));
       // Decode: one token at a time, each through every layer and the head.
-      t0 = std::chrono::steady_clock::now();
+      double decode_seconds = 0;
       int32_t tok = prompt.back();
       for (int i = 0; i < o->gen; ++i) {
+        t0 = std::chrono::steady_clock::now();
         check(model->embed(&tok, 1, hidden.data()));
         check(model->run_layers(hidden.data(), {{cache.get(), 1}}, 0, c.n_layer, pool));
         check(model->head(hidden.data(), 1, logits.data(), pool));
         tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        const double step = seconds_since(t0);
+        decode_seconds += step;
+        passes.push_back(probe.pass());
+        pair_ratios.push_back(bytes / step / passes.back());
       }
-      best_decode = std::max(best_decode, o->gen / seconds_since(t0));
-      probe.measure(2);
+      best_decode = std::max(best_decode, o->gen / decode_seconds);
     }
-    const double bw = probe.best();
-    const double bytes = static_cast<double>(model->weight_bytes_per_token());
+    const double bw = median(passes);
     const double decode_bw = best_decode * bytes;
+    const double fraction = median(pair_ratios);
     // Weights on 4 KiB pages decode markedly slower; say how many were not.
     const double huge_share = static_cast<double>(model->huge_page_bytes()) / static_cast<double>(model->mapped_bytes());
     if (o->json) {
       std::printf(
-          "{\"bench\":\"engine\",\"model\":\"%s\",\"type\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"prompt\":%d,"
-          "\"gen\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"bytes_per_token\":%.0f,\"read_bw_gbs\":%.2f,"
-          "\"decode_gbs\":%.2f,\"decode_bw_fraction\":%.3f,\"weights\":\"%s\",\"huge_page_share\":%.3f}\n",
-          c.name.c_str(), model->main_type().c_str(), pool.size(), matmul_isa(), o->prompt, o->gen, best_prefill,
-          best_decode, bytes, bw / 1e9, decode_bw / 1e9, decode_bw / bw, o->no_mmap ? "read" : "mmap",
-          huge_share);
+          "{\"bench\":\"engine\",\"model\":\"%s\",\"type\":\"%s\",\"threads\":%d,\"isa\":\"%s\","
+          "\"prompt\":%d,\"gen\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
+          "\"bytes_per_token\":%.0f,\"read_bw_gbs\":%.2f,\"read_bw_best_gbs\":%.2f,"
+          "\"decode_gbs\":%.2f,\"decode_bw_fraction\":%.3f,\"decode_bw_fraction_of_best\":%.3f,"
+          "\"weights\":\"%s\",\"huge_page_share\":%.3f}\n",
+          c.name.c_str(), model->main_type().c_str(), pool.size(), matmul_isa(), o->prompt, o->gen,
+          best_prefill, best_decode, bytes, bw / 1e9, probe.best() / 1e9, decode_bw / 1e9, fraction,
+          decode_bw / probe.best(), o->no_mmap ? "read" : "mmap", huge_share);
     } else {
       std::printf("model      %s (%s)\nthreads    %d (%s kernels)\n", c.name.c_str(), model->main_type().c_str(),
                   pool.size(), matmul_isa());
       std::printf("prefill    %.1f tok/s (%d tokens)\n", best_prefill, o->prompt);
       std::printf("decode     %.1f tok/s (%d tokens), %.2f GB/token, %.1f GB/s\n", best_decode, o->gen, bytes / 1e9,
                   decode_bw / 1e9);
-      std::printf("memory     %.1f GB/s read; decode reaches %.0f%% of it\n", bw / 1e9, 100 * decode_bw / bw);
+      std::printf(
+          "memory     %.1f GB/s read (median of %zu passes between decode steps; best %.1f)\n",
+          bw / 1e9, passes.size(), probe.best() / 1e9);
+      std::printf("roofline   decode reaches %.0f%% of it (median over steps of a step's traffic\n"
+                  "           against the pass after it)\n",
+                  100 * fraction);
       std::printf("weights    %s, %.0f%% on 2 MiB pages\n", o->no_mmap ? "read into memory" : "mapped", 100 * huge_share);
     }
   });

@@ -7,9 +7,10 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdio>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -153,26 +154,33 @@ Result<std::unique_ptr<MappedRegion>> MappedRegion::MapPopulated(const std::stri
 
 uint64_t MappedRegion::huge_mapped_bytes() const {
   if (map_base_ == nullptr) return 0;
+  return huge_mapped_bytes_in(map_base_, map_length_, anonymous_);
+}
+
+uint64_t huge_mapped_bytes_in(const void* begin, size_t length, bool anonymous) {
+  // madvise() over part of a mapping splits it, so the range can span several
+  // entries of smaps: add up those that start inside it.
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(begin), hi = lo + length;
   std::ifstream smaps("/proc/self/smaps");
-  char head[40];
-  std::snprintf(head, sizeof head, "%lx-", static_cast<unsigned long>(reinterpret_cast<uintptr_t>(map_base_)));
-  const char* field = anonymous_ ? "AnonHugePages:" : "FilePmdMapped:";
+  const char* field = anonymous ? "AnonHugePages:" : "FilePmdMapped:";
   std::string line;
   bool inside = false;
+  uint64_t total = 0;
   while (std::getline(smaps, line)) {
     if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') != std::string::npos &&
         line.find(':') > line.find(' ')) {
-      inside = line.rfind(head, 0) == 0;
+      const uintptr_t start = std::strtoull(line.c_str(), nullptr, 16);
+      inside = start >= lo && start < hi;
       continue;
     }
     if (inside && line.rfind(field, 0) == 0) {
       std::istringstream in(line.substr(std::strlen(field)));
       uint64_t kb = 0;
       in >> kb;
-      return kb * 1024;
+      total += kb * 1024;
     }
   }
-  return 0;
+  return total;
 }
 
 MappedRegion::~MappedRegion() {

@@ -53,6 +53,11 @@ class MappedRegion {
   uint64_t length_ = 0;
 };
 
+// Bytes of the mappings that start in [begin, begin + length) that 2 MiB
+// page-table entries cover, as /proc/self/smaps reports them: AnonHugePages for
+// anonymous memory, FilePmdMapped for a file's pages. 0 where it cannot be read.
+uint64_t huge_mapped_bytes_in(const void* begin, size_t length, bool anonymous);
+
 // Size of the file at `path`, or an IOError naming it.
 Result<uint64_t> file_size(const std::string& path);
 

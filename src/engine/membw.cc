@@ -1,10 +1,14 @@
 #include "engine/membw.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <memory>
+#include <new>
+
+#include "engine/mapped_file.h"
 
 namespace swarm {
 
@@ -26,28 +30,47 @@ uint64_t sum_words_portable(const uint64_t* p, size_t n) {
 
 }  // namespace
 
+constexpr size_t kHugePage = size_t{2} << 20;
+
 ReadBandwidthProbe::ReadBandwidthProbe(ThreadPool& pool, size_t bytes)
-    : pool_(pool), words_(bytes / sizeof(uint64_t)), buf_(new uint64_t[words_]) {
+    : pool_(pool), words_(bytes / sizeof(uint64_t)) {
+  // One huge page more than the buffer, so that it can start on a 2 MiB boundary.
+  map_bytes_ = words_ * sizeof(uint64_t) + kHugePage;
+  map_ = ::mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (map_ == MAP_FAILED) throw std::bad_alloc();
+  buf_ = reinterpret_cast<uint64_t*>((reinterpret_cast<uintptr_t>(map_) + kHugePage - 1) /
+                                     kHugePage * kHugePage);
+  ::madvise(buf_, words_ * sizeof(uint64_t), MADV_HUGEPAGE);
   // Each thread touches its own share first, so pages sit near the thread that reads them.
   pool_.parallel_for(static_cast<int64_t>(words_), [&](int64_t b, int64_t e) {
-    std::memset(buf_.get() + b, 1, static_cast<size_t>(e - b) * sizeof(uint64_t));
+    std::memset(buf_ + b, 1, static_cast<size_t>(e - b) * sizeof(uint64_t));
   });
 }
 
-double ReadBandwidthProbe::measure(int passes) {
-  const bool avx2 = __builtin_cpu_supports("avx2");
+ReadBandwidthProbe::~ReadBandwidthProbe() { ::munmap(map_, map_bytes_); }
+
+double ReadBandwidthProbe::pass() {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
   volatile uint64_t sink = 0;
-  for (int pass = 0; pass < passes; ++pass) {
-    const auto t0 = std::chrono::steady_clock::now();
-    pool_.parallel_for(static_cast<int64_t>(words_), [&](int64_t b, int64_t e) {
-      const uint64_t* p = buf_.get() + b;
-      const size_t n = static_cast<size_t>(e - b);
-      sink = sink + (avx2 ? sum_words_avx2(p, n) : sum_words_portable(p, n));
-    });
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best_ = std::max(best_, static_cast<double>(words_ * sizeof(uint64_t)) / s);
-  }
+  const auto t0 = std::chrono::steady_clock::now();
+  pool_.parallel_for(static_cast<int64_t>(words_), [&](int64_t b, int64_t e) {
+    const uint64_t* p = buf_ + b;
+    const size_t n = static_cast<size_t>(e - b);
+    sink = sink + (avx2 ? sum_words_avx2(p, n) : sum_words_portable(p, n));
+  });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double bw = static_cast<double>(words_ * sizeof(uint64_t)) / s;
+  best_ = std::max(best_, bw);
+  return bw;
+}
+
+double ReadBandwidthProbe::measure(int passes) {
+  for (int i = 0; i < passes; ++i) pass();
   return best_;
+}
+
+size_t ReadBandwidthProbe::huge_page_bytes() const {
+  return huge_mapped_bytes_in(map_, map_bytes_, true);
 }
 
 double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {

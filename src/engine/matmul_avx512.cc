@@ -157,9 +157,15 @@ inline float tree16(__m512 a) {
 // widens whole tiles to float32 first, which for 2-4 tokens cost more than the
 // FMAs (4 tokens took 2.3x one token's pass, now 1.5x); from 5 tokens on it is
 // faster (6 and 8 tokens measured 2.8x and 3.2x here against 2.6x and 2.7x there).
-// No software prefetch: with R row streams the hardware prefetchers keep up, and
-// prefetching the next tile measured 12-14% slower for decode (F16, 2 threads,
-// TinyLlama shapes, best of 25 interleaved runs).
+// Decode follows each of the R row streams with software prefetches 1 KiB ahead,
+// into the next tile's rows as a row runs out (RowStreamPrefetcher): an F16 row of
+// 2048 columns is one 4 KiB page, and the hardware prefetchers started every row
+// cold. A decode step of TinyLlama F16 (2 threads, medians of 30-40 steps in five
+// interleaved runs) took 38.9-41.2 ms against 45.0-47.7 without; 512 and 2048
+// bytes measured no better. Prefetching the whole next tile, spread over the
+// current one, had measured 12-14% slower than nothing.
+constexpr size_t kF16RowPrefetch = 1024;
+
 template <FType T, int R, int NT>
 void float_few(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, float* y, int64_t ldy,
                int64_t main, int64_t cols, __mmask16 tail) {
@@ -179,7 +185,9 @@ void float_few(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, flo
     // interleaved runs each). The per-lane FMA order is the same either way.
     int64_t k0 = 0;
     if constexpr (T == FType::kF16) {
+      RowStreamPrefetcher<R> pf(row, rb, kF16RowPrefetch);
       for (; k0 + 32 <= main; k0 += 32) {
+        if constexpr (NT == 1) pf.advance(2 * k0);
 #pragma GCC unroll 16
         for (int i = 0; i < R; ++i) {
           const __m512i raw = _mm512_loadu_si512(row[i] + 2 * k0);
@@ -587,6 +595,14 @@ void packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a,
 // 8 2.0x, 16 3.2x. One token packed costs 1.25x the decode kernel.
 constexpr int64_t kPackMinTokens = 2;
 
+// Q8_0 decode follows each of the tile's 16 row streams 1 KiB ahead, on into the
+// next tile (RowStreamPrefetcher). A decode step of TinyLlama Q8_0 (2 threads,
+// medians of 60 steps in five interleaved runs) took 2-11% less than with the next
+// tile prefetched over the current one (TilePrefetcher): 20.7-25.1 ms against
+// 21.4-27.7. The same for Q4_K measured 4-7% slower, so the other types keep
+// TilePrefetcher.
+constexpr size_t kQ8RowPrefetch = 1024;
+
 void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
                  int64_t ldy) {
   if (n >= kPackMinTokens) return packed_kernel<false>(w, r0, r1, a, n, y, ldy);
@@ -594,14 +610,14 @@ void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
-    TilePrefetcher pf(w, r + kR, kR, nb / 2);
+    RowStreamPrefetcher<kR> pf(tile.row, nb * sizeof(BlockQ8_0), kQ8RowPrefetch);
     for (int64_t t = 0; t < n; ++t) {
       const int8_t* xq = a.qs(t);
       const float* xd = a.d(t);
       __m512 acc = _mm512_setzero_ps();
       int64_t b = 0;
       for (; b + 2 <= nb; b += 2) {
-        if (t == 0) pf.step();
+        if (t == 0) pf.advance(b * sizeof(BlockQ8_0));
         const __m512i xv = _mm512_load_si512(xq + 32 * b);
         // (w + 128) . x - 128 * sum(x) = w . x
         const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(),

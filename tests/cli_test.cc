@@ -128,8 +128,10 @@ TEST_F(CliTest, BenchPrintsOneJsonLine) {
   CmdResult r = swarm("bench -m " + model_ + " -p 8 -n 4 -r 1 -t 1 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
-  for (const char* key : {"model", "type", "threads", "prefill_tok_s", "decode_tok_s", "decode_bw_fraction",
-                          "read_bw_gbs", "read_bw_best_gbs", "decode_bw_fraction_of_best"})
+  for (const char* key :
+       {"model", "type", "threads", "prefill_tok_s", "decode_tok_s", "decode_bw_fraction",
+        "read_bw_gbs", "read_bw_best_gbs", "decode_bw_fraction_of_best", "weights_read_gbs",
+        "decode_weights_read_fraction"})
     EXPECT_TRUE(j.contains(key)) << key << " missing from " << r.out;
   EXPECT_EQ(j["type"], "Q8_0");
   EXPECT_GT(j["decode_tok_s"].get<double>(), 0);
@@ -138,6 +140,8 @@ TEST_F(CliTest, BenchPrintsOneJsonLine) {
   // above the best of them.
   EXPECT_GT(j["read_bw_gbs"].get<double>(), 0);
   EXPECT_LE(j["read_bw_gbs"].get<double>(), j["read_bw_best_gbs"].get<double>());
+  EXPECT_GT(j["weights_read_gbs"].get<double>(), 0);
+  EXPECT_GT(j["decode_weights_read_fraction"].get<double>(), 0);
 }
 
 TEST_F(CliTest, TokenizePrintsTheReferenceIds) {

@@ -102,6 +102,10 @@ TEST(LayerRange, SplitModelsGiveBitIdenticalLogits) {
   EXPECT_TRUE(!last->has_embed() && last->has_head());
   // A middle stage maps only its layers' tensors, far less than the whole model.
   EXPECT_LT(mid->mapped_bytes(), full->mapped_bytes() / 2);
+  // Its spans (for a read pass over them) cover exactly those bytes.
+  size_t span_bytes = 0;
+  for (const auto& span : mid->mapped_spans()) span_bytes += span.size();
+  EXPECT_EQ(span_bytes, mid->mapped_bytes());
   EXPECT_FALSE(mid->embed(ids.data(), n, nullptr).ok());
 
   const int d = full->config().n_embd;

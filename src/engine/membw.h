@@ -5,14 +5,24 @@
 // (MappedRegion), so that both are read through the same kind of page-table entry.
 // (On this project's Zen 5 VM either kind has read faster than the other, by up to
 // a tenth, depending on where the buffer landed.)
+//
+// Where memory sits matters as much: in that VM a model file's cached pages read
+// at 51-59 GB/s while fresh anonymous memory read at 71-75 in the same minute, so
+// read_pass() can also time a pass over the weights themselves.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "engine/thread_pool.h"
 
 namespace swarm {
+
+// One pass of every thread summing its share of each span in turn (all threads
+// on one span, then the next); returns total bytes over the time, per second.
+double read_pass(ThreadPool& pool, const std::vector<std::span<const uint8_t>>& spans);
 
 // Bytes per second; `bytes` is the buffer size (1 GiB by default).
 double measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t{1} << 30, int passes = 5);

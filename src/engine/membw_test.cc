@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace swarm {
 namespace {
@@ -33,6 +34,17 @@ TEST(ReadBandwidthProbe, PassesAreFiniteAndBestIsTheirMaximum) {
   const double after = probe.measure(2);
   EXPECT_EQ(after, probe.best());
   EXPECT_GE(after, most);
+}
+
+// A pass over several spans reads them all; a span too short to hold one aligned
+// 64-byte run adds nothing.
+TEST(ReadPass, ReadsEverySpan) {
+  ThreadPool pool(2);
+  std::vector<uint8_t> a(size_t{8} << 20, 1), b(size_t{4} << 20, 2), tiny(40, 3);
+  const double bw =
+      read_pass(pool, {{a.data(), a.size()}, {b.data(), b.size()}, {tiny.data(), tiny.size()}});
+  EXPECT_TRUE(std::isfinite(bw) && bw > 0) << bw;
+  EXPECT_EQ(read_pass(pool, {{tiny.data(), tiny.size()}}), 0);
 }
 
 // The weights decode reads sit on 2 MiB pages; the bandwidth they are compared

@@ -164,6 +164,12 @@ uint64_t Model::mapped_bytes() const {
   return n;
 }
 
+std::vector<std::span<const uint8_t>> Model::mapped_spans() const {
+  std::vector<std::span<const uint8_t>> spans;
+  for (const auto& r : regions_) spans.emplace_back(r->data(), static_cast<size_t>(r->length()));
+  return spans;
+}
+
 uint64_t Model::weight_bytes_per_token() const {
   auto bytes = [](const WeightMatrix& w) { return row_size(w.type, w.cols) * static_cast<uint64_t>(w.rows); };
   uint64_t n = 0;

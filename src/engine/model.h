@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,9 @@ class Model {
   int kv_dim() const { return config().n_head_kv * config().head_dim; }
   // Bytes of the file mapped for this model's parts.
   uint64_t mapped_bytes() const;
+  // Where those bytes are (one span per mapped region), for a read pass over the
+  // very memory decode streams (bench).
+  std::vector<std::span<const uint8_t>> mapped_spans() const;
   // Bytes of the weights that 2 MiB pages back (see MappedRegion::huge_mapped_bytes).
   uint64_t huge_page_bytes() const;
   // Bytes of weights one decode step reads: every held matrix, plus one embedding row.

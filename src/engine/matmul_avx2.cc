@@ -248,6 +248,26 @@ inline __m256 gather_f16(const RowTile& tile, size_t off) {
 struct TileScratch {
   ScratchBuffer quants, scales;
 };
+
+// The driver of those runs: per row tile, prepare(tile, b, rows, scales) fills
+// block b's kR prepared rows and kScales widened scale vectors once, then
+// token(tile, t, prepared, scales) computes and stores token t's outputs.
+template <typename Prepared, int kScales, typename PrepareFn, typename TokenFn>
+void prepared_tiles(const WeightMatrix& w, int64_t r0, int64_t r1, int64_t n, int64_t nb,
+                    PrepareFn prepare, TokenFn token) {
+  thread_local TileScratch scratch;
+  Prepared* prep = scratch.quants.get<Prepared>(static_cast<size_t>(nb) * kR);
+  __m256* sc = scratch.scales.get<__m256>(static_cast<size_t>(nb) * kScales);
+  for (int64_t r = r0; r < r1; r += kR) {
+    const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, nb);
+    for (int64_t b = 0; b < nb; ++b) {
+      pf.step();
+      prepare(tile, b, prep + b * kR, sc + b * kScales);
+    }
+    for (int64_t t = 0; t < n; ++t) token(tile, r, t, prep, sc);
+  }
+}
 // Q8_0 saves less per token than Q4_0 (one sign against three unpacking steps),
 // and for 2 tokens the extra pass over the tile measured no faster.
 constexpr int64_t kQ8PrecomputeMinTokens = 3;
@@ -257,41 +277,34 @@ void kernel_q8_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   const int64_t nb = w.cols / kQK8_0;
   const __m256i ones = _mm256_set1_epi16(1);
   if (n >= kQ8PrecomputeMinTokens) {
-    thread_local TileScratch scratch;
-    __m256i* aw = scratch.quants.get<__m256i>(static_cast<size_t>(nb) * kR);
-    __m256* sc = scratch.scales.get<__m256>(static_cast<size_t>(nb));
-    for (int64_t r = r0; r < r1; r += kR) {
-      const RowTile tile = make_tile(w, r, r1);
-      TilePrefetcher pf(w, r + kR, kR, nb);
+    auto prepare = [](const RowTile& tile, int64_t b, __m256i* aw, __m256* sc) {
+      for (int i = 0; i < kR; ++i) {
+        const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(tile.row[i]) + b;
+        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs));
+        aw[i] = _mm256_sign_epi8(wv, wv);
+      }
+      sc[0] = gather_f16(tile, b * sizeof(BlockQ8_0));
+    };
+    auto token = [&](const RowTile& tile, int64_t r, int64_t t, const __m256i* aw,
+                     const __m256* sc) {
+      const int8_t* xq = a.qs(t);
+      const float* xd = a.d(t);
+      __m256 acc = _mm256_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
-        pf.step();
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b));
+        __m256i p[kR];
         for (int i = 0; i < kR; ++i) {
           const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(tile.row[i]) + b;
           const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs));
-          aw[b * kR + i] = _mm256_sign_epi8(wv, wv);
+          p[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[b * kR + i], _mm256_sign_epi8(xv, wv)),
+                                   ones);
         }
-        sc[b] = gather_f16(tile, b * sizeof(BlockQ8_0));
+        const __m256 isum = _mm256_cvtepi32_ps(reduce8(p));
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(sc[b], _mm256_set1_ps(xd[b])), isum, acc);
       }
-      for (int64_t t = 0; t < n; ++t) {
-        const int8_t* xq = a.qs(t);
-        const float* xd = a.d(t);
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; ++b) {
-          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b));
-          __m256i p[kR];
-          for (int i = 0; i < kR; ++i) {
-            const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(tile.row[i]) + b;
-            const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs));
-            p[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[b * kR + i], _mm256_sign_epi8(xv, wv)),
-                                     ones);
-          }
-          const __m256 isum = _mm256_cvtepi32_ps(reduce8(p));
-          acc = _mm256_fmadd_ps(_mm256_mul_ps(sc[b], _mm256_set1_ps(xd[b])), isum, acc);
-        }
-        store_tile(tile, acc, y + t * ldy + r);
-      }
-    }
-    return;
+      store_tile(tile, acc, y + t * ldy + r);
+    };
+    return prepared_tiles<__m256i, 1>(w, r0, r1, n, nb, prepare, token);
   }
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
@@ -326,39 +339,32 @@ void kernel_q4_0(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   if (n > 1) {  // see kernel_q8_0
-    thread_local TileScratch scratch;
-    __m256i* qs = scratch.quants.get<__m256i>(static_cast<size_t>(nb) * kR);
-    __m256* sc = scratch.scales.get<__m256>(static_cast<size_t>(nb));
-    for (int64_t r = r0; r < r1; r += kR) {
-      const RowTile tile = make_tile(w, r, r1);
-      TilePrefetcher pf(w, r + kR, kR, nb);
+    auto prepare = [&](const RowTile& tile, int64_t b, __m256i* qs, __m256* sc) {
+      for (int i = 0; i < kR; ++i) {
+        const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(tile.row[i]) + b;
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
+        qs[i] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+      }
+      sc[0] = gather_f16(tile, b * sizeof(BlockQ4_0));
+    };
+    auto token = [&](const RowTile& tile, int64_t r, int64_t t, const __m256i* qs,
+                     const __m256* sc) {
+      const int8_t* xq = a.qs(t);
+      const float* xd = a.d(t);
+      const int32_t* xs = a.sums(t);
+      __m256 acc = _mm256_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
-        pf.step();
-        for (int i = 0; i < kR; ++i) {
-          const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(tile.row[i]) + b;
-          const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
-          qs[b * kR + i] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
-        }
-        sc[b] = gather_f16(tile, b * sizeof(BlockQ4_0));
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b));
+        __m256i p[kR];
+        for (int i = 0; i < kR; ++i)
+          p[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(qs[b * kR + i], xv), ones);
+        const __m256i isum = _mm256_sub_epi32(reduce8(p), _mm256_set1_epi32(8 * xs[b]));
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(sc[b], _mm256_set1_ps(xd[b])), _mm256_cvtepi32_ps(isum),
+                              acc);
       }
-      for (int64_t t = 0; t < n; ++t) {
-        const int8_t* xq = a.qs(t);
-        const float* xd = a.d(t);
-        const int32_t* xs = a.sums(t);
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; ++b) {
-          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b));
-          __m256i p[kR];
-          for (int i = 0; i < kR; ++i)
-            p[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(qs[b * kR + i], xv), ones);
-          const __m256i isum = _mm256_sub_epi32(reduce8(p), _mm256_set1_epi32(8 * xs[b]));
-          acc = _mm256_fmadd_ps(_mm256_mul_ps(sc[b], _mm256_set1_ps(xd[b])),
-                                _mm256_cvtepi32_ps(isum), acc);
-        }
-        store_tile(tile, acc, y + t * ldy + r);
-      }
-    }
-    return;
+      store_tile(tile, acc, y + t * ldy + r);
+    };
+    return prepared_tiles<__m256i, 1>(w, r0, r1, n, nb, prepare, token);
   }
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
@@ -393,56 +399,8 @@ inline __m256i word_bcast_ctrl(int j) {
   return _mm256_set1_epi16(static_cast<int16_t>(0x0100 * (2 * j + 1) + 2 * j));
 }
 
-// Q4_K / Q5_K: p1 = partial sums of isum1, p2 = partial sums of isum2 for one row block.
-template <bool kFive>
-inline void row_k45(const uint8_t* blkp, const int8_t* xb, __m128i s32, __m256i& p1, __m256i& p2) {
-  const uint8_t *scales, *qs, *qh = nullptr;
-  if constexpr (kFive) {
-    const BlockQ5_K* blk = reinterpret_cast<const BlockQ5_K*>(blkp);
-    scales = blk->scales, qs = blk->qs, qh = blk->qh;
-  } else {
-    const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(blkp);
-    scales = blk->scales, qs = blk->qs;
-  }
-  alignas(16) uint8_t sm[16];
-  k4_unpack16(scales, sm);
-  const __m128i smv = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
-  const __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(smv, 8));
-  p2 = _mm256_zextsi128_si256(_mm_madd_epi16(mins, s32));
-  const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(smv));
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  __m256i hv = _mm256_setzero_si256();
-  if constexpr (kFive) hv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
-  __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 4
-  for (int c = 0; c < 4; ++c) {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
-    __m256i lo = _mm256_and_si256(q, m4);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-    if constexpr (kFive) {
-      // Bit 2c of qh is bit 4 of the low-nibble quant, bit 2c+1 of the high one.
-      const __m256i b16 = _mm256_set1_epi8(0x10);
-      auto bit_to_4 = [&](int k) {
-        return k <= 4 ? _mm256_sll_epi16(hv, _mm_cvtsi32_si128(4 - k))
-                      : _mm256_srl_epi16(hv, _mm_cvtsi32_si128(k - 4));
-      };
-      lo = _mm256_or_si256(lo, _mm256_and_si256(bit_to_4(2 * c), b16));
-      hi = _mm256_or_si256(hi, _mm256_and_si256(bit_to_4(2 * c + 1), b16));
-    }
-    const __m256i pl =
-        _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 64 * c)));
-    const __m256i ph = _mm256_maddubs_epi16(
-        hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 64 * c + 32)));
-    acc = _mm256_add_epi32(acc,
-                           _mm256_madd_epi16(pl, _mm256_shuffle_epi8(sc, word_bcast_ctrl(2 * c))));
-    acc = _mm256_add_epi32(
-        acc, _mm256_madd_epi16(ph, _mm256_shuffle_epi8(sc, word_bcast_ctrl(2 * c + 1))));
-  }
-  p1 = acc;
-}
-
-// What row_k45 derives from a row block's weights alone, kept for the tokens of a
-// run (see TileScratch): the unsigned quants for c = 0..3 (low, high), the scales
+// What row_k45 below derives from a row block's weights alone, kept for the tokens
+// of a run (see TileScratch): the unsigned quants for c = 0..3 (low, high), the scales
 // as words in both halves, the mins as words. As a multiple of one token's pass
 // (as for Q8_0 there): Q4_K 2 tokens 1.8 (1.9 before), 4 2.8 (3.7), 8 4.8 (7.3),
 // 16 8.8 (14.4); Q5_K 4 tokens 2.5 (4.0), 16 7.3 (14.6).
@@ -489,7 +447,8 @@ inline void prepare_k45(const uint8_t* blkp, K45Prepared& out) {
   }
 }
 
-// row_k45 from a prepared block: the same integer operations in the same order.
+// One prepared row block against one token's activations: p1 = partial sums of
+// isum1, p2 = partial sums of isum2.
 inline void row_k45_prepared(const K45Prepared& pr, const int8_t* xb, __m128i s32, __m256i& p1,
                              __m256i& p2) {
   p2 = _mm256_zextsi128_si256(_mm_madd_epi16(pr.mins, s32));
@@ -508,44 +467,45 @@ inline void row_k45_prepared(const K45Prepared& pr, const int8_t* xb, __m128i s3
   p1 = acc;
 }
 
+// Q4_K / Q5_K, one row block against one token (the decode path).
+template <bool kFive>
+inline void row_k45(const uint8_t* blkp, const int8_t* xb, __m128i s32, __m256i& p1, __m256i& p2) {
+  K45Prepared pr;
+  prepare_k45<kFive>(blkp, pr);
+  row_k45_prepared(pr, xb, s32, p1, p2);
+}
+
 template <bool kFive>
 void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
                 int64_t ldy) {
   const int64_t nb = w.cols / kQK_K;
   const size_t bsz = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   if (n > 1) {
-    thread_local TileScratch scratch;
-    K45Prepared* prep = scratch.quants.get<K45Prepared>(static_cast<size_t>(nb) * kR);
-    __m256* sc = scratch.scales.get<__m256>(static_cast<size_t>(nb) * 2);
-    for (int64_t r = r0; r < r1; r += kR) {
-      const RowTile tile = make_tile(w, r, r1);
-      TilePrefetcher pf(w, r + kR, kR, nb);
+    auto prepare = [&](const RowTile& tile, int64_t b, K45Prepared* rows, __m256* sc) {
+      for (int i = 0; i < kR; ++i) prepare_k45<kFive>(tile.row[i] + b * bsz, rows[i]);
+      sc[0] = gather_f16(tile, b * bsz);
+      sc[1] = gather_f16(tile, b * bsz + 2);
+    };
+    auto token = [&](const RowTile& tile, int64_t r, int64_t t, const K45Prepared* prep,
+                     const __m256* sc) {
+      const int8_t* xq = a.qs(t);
+      const float* xd = a.d(t);
+      const int16_t* s32 = a.sums32(t);
+      __m256 acc = _mm256_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
-        pf.step();
-        for (int i = 0; i < kR; ++i) prepare_k45<kFive>(tile.row[i] + b * bsz, prep[b * kR + i]);
-        sc[2 * b] = gather_f16(tile, b * bsz);
-        sc[2 * b + 1] = gather_f16(tile, b * bsz + 2);
+        const __m128i sv = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s32 + 8 * b));
+        __m256i p1[kR], p2[kR];
+        for (int i = 0; i < kR; ++i)
+          row_k45_prepared(prep[b * kR + i], xq + kQK_K * b, sv, p1[i], p2[i]);
+        const __m256 i1 = _mm256_cvtepi32_ps(reduce8(p1));
+        const __m256 i2 = _mm256_cvtepi32_ps(reduce8(p2));
+        const __m256 dx = _mm256_set1_ps(xd[b]);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(dx, sc[2 * b]), i1, acc);
+        acc = _mm256_fnmadd_ps(_mm256_mul_ps(dx, sc[2 * b + 1]), i2, acc);
       }
-      for (int64_t t = 0; t < n; ++t) {
-        const int8_t* xq = a.qs(t);
-        const float* xd = a.d(t);
-        const int16_t* s32 = a.sums32(t);
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; ++b) {
-          const __m128i sv = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s32 + 8 * b));
-          __m256i p1[kR], p2[kR];
-          for (int i = 0; i < kR; ++i)
-            row_k45_prepared(prep[b * kR + i], xq + kQK_K * b, sv, p1[i], p2[i]);
-          const __m256 i1 = _mm256_cvtepi32_ps(reduce8(p1));
-          const __m256 i2 = _mm256_cvtepi32_ps(reduce8(p2));
-          const __m256 dx = _mm256_set1_ps(xd[b]);
-          acc = _mm256_fmadd_ps(_mm256_mul_ps(dx, sc[2 * b]), i1, acc);
-          acc = _mm256_fnmadd_ps(_mm256_mul_ps(dx, sc[2 * b + 1]), i2, acc);
-        }
-        store_tile(tile, acc, y + t * ldy + r);
-      }
-    }
-    return;
+      store_tile(tile, acc, y + t * ldy + r);
+    };
+    return prepared_tiles<K45Prepared, 2>(w, r0, r1, n, nb, prepare, token);
   }
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
@@ -574,30 +534,45 @@ void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, in
   }
 }
 
-// The loops are unrolled (pragmas): left rolled, GCC built each
-// shuffle control from k at run time, and a decode pass over TinyLlama's Q6_K
-// matrices on one thread took 64.6 ms instead of 33.7.
+// The 6-bit quants of half h of a Q6_K block as unsigned bytes: q[k] holds groups
+// 2k and 2k + 1 of that half (low 128 bits, high).
+inline void q6_unpack_half(const BlockQ6_K* blk, int h, __m256i q[4]) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h));
+  const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * h));
+  const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * h + 32));
+  q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+  q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+  q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
+  q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                         _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+}
+
+// The pshufb control that spreads the scales of groups 2k, 2k + 1 of a half (held
+// as words in both 128-bit lanes) as madd wants them.
+inline __m256i q6_scale_ctrl(int k) {
+  return _mm256_setr_epi8(4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+                          4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+                          4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+                          4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+                          4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3);
+}
+
+// One row block against one token's activations (the decode path). The loops are
+// unrolled (pragmas): left rolled, GCC built each shuffle control from the loop
+// counter at run time, and a decode pass over TinyLlama's Q6_K matrices on one
+// thread took 64.6 ms instead of 33.7. (Built from prepare_q6_k below, it kept 16
+// vectors live and ran a fifth slower over L2-resident rows.)
 inline __m256i row_q6_k(const BlockQ6_K* blk, const int8_t* xb, __m256i bsums) {
   const __m256i sc =
       _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales)));
   // isum = sum_g sc_g * dot_g - 32 * sum_g sc_g * bsum_g
   __m256i acc =
       _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums), 5));
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
 #pragma GCC unroll 2
   for (int h = 0; h < 2; ++h) {
-    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h));
-    const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * h));
-    const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * h + 32));
     __m256i q[4];
-    q[0] =
-        _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-    q[1] =
-        _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-    q[2] =
-        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
-    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+    q6_unpack_half(blk, h, q);
     // Scales of this half (groups 8h..8h+7) in both 128-bit lanes.
     const __m256i sch =
         h == 0 ? _mm256_permute2x128_si256(sc, sc, 0x00) : _mm256_permute2x128_si256(sc, sc, 0x11);
@@ -605,13 +580,7 @@ inline __m256i row_q6_k(const BlockQ6_K* blk, const int8_t* xb, __m256i bsums) {
     for (int k = 0; k < 4; ++k) {
       const __m256i p = _mm256_maddubs_epi16(
           q[k], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 128 * h + 32 * k)));
-      // low 128 bits: group 2k, high: group 2k+1 (within this half)
-      const __m256i ctrl = _mm256_setr_epi8(
-          4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
-          4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3, 4 * k + 2,
-          4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2,
-          4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3);
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sch, ctrl)));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sch, q6_scale_ctrl(k))));
     }
   }
   return acc;
@@ -627,40 +596,19 @@ struct Q6Prepared {
   __m256i sck[8];  // half h, k: the scales of groups 2k, 2k + 1 spread as madd wants them
 };
 
-inline __m256i q6_scale_ctrl(int k) {
-  return _mm256_setr_epi8(4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
-                          4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
-                          4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
-                          4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
-                          4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3);
-}
-
 inline void prepare_q6_k(const BlockQ6_K* blk, Q6Prepared& out) {
   out.sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales)));
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-  for (int h = 0; h < 2; ++h) {
-    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h));
-    const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * h));
-    const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * h + 32));
-    __m256i* q = out.q + 4 * h;
-    q[0] =
-        _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-    q[1] =
-        _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-    q[2] =
-        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
-    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-  }
   const __m256i sch[2] = {_mm256_permute2x128_si256(out.sc, out.sc, 0x00),
                           _mm256_permute2x128_si256(out.sc, out.sc, 0x11)};
 #pragma GCC unroll 2
-  for (int h = 0; h < 2; ++h)
+  for (int h = 0; h < 2; ++h) {
+    q6_unpack_half(blk, h, out.q + 4 * h);
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) out.sck[4 * h + k] = _mm256_shuffle_epi8(sch[h], q6_scale_ctrl(k));
+  }
 }
 
-// row_q6_k from a prepared block: the same integer operations in the same order.
+// row_q6_k's integers from a prepared block, in the same order.
 inline __m256i row_q6_k_prepared(const Q6Prepared& pr, const int8_t* xb, __m256i bsums) {
   __m256i acc = _mm256_sub_epi32(_mm256_setzero_si256(),
                                  _mm256_slli_epi32(_mm256_madd_epi16(pr.sc, bsums), 5));
@@ -681,35 +629,28 @@ void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
                  int64_t ldy) {
   const int64_t nb = w.cols / kQK_K;
   if (n > 1) {
-    thread_local TileScratch scratch;
-    Q6Prepared* prep = scratch.quants.get<Q6Prepared>(static_cast<size_t>(nb) * kR);
-    __m256* sc = scratch.scales.get<__m256>(static_cast<size_t>(nb));
-    for (int64_t r = r0; r < r1; r += kR) {
-      const RowTile tile = make_tile(w, r, r1);
-      TilePrefetcher pf(w, r + kR, kR, nb);
+    auto prepare = [](const RowTile& tile, int64_t b, Q6Prepared* rows, __m256* sc) {
+      for (int i = 0; i < kR; ++i)
+        prepare_q6_k(reinterpret_cast<const BlockQ6_K*>(tile.row[i]) + b, rows[i]);
+      sc[0] = gather_f16(tile, b * sizeof(BlockQ6_K) + 208);
+    };
+    auto token = [&](const RowTile& tile, int64_t r, int64_t t, const Q6Prepared* prep,
+                     const __m256* sc) {
+      const int8_t* xq = a.qs(t);
+      const float* xd = a.d(t);
+      const int16_t* bs = a.bsums(t);
+      __m256 acc = _mm256_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
-        pf.step();
+        const __m256i bsv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b));
+        __m256i p[kR];
         for (int i = 0; i < kR; ++i)
-          prepare_q6_k(reinterpret_cast<const BlockQ6_K*>(tile.row[i]) + b, prep[b * kR + i]);
-        sc[b] = gather_f16(tile, b * sizeof(BlockQ6_K) + 208);
+          p[i] = row_q6_k_prepared(prep[b * kR + i], xq + kQK_K * b, bsv);
+        const __m256 isum = _mm256_cvtepi32_ps(reduce8(p));
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(xd[b]), sc[b]), isum, acc);
       }
-      for (int64_t t = 0; t < n; ++t) {
-        const int8_t* xq = a.qs(t);
-        const float* xd = a.d(t);
-        const int16_t* bs = a.bsums(t);
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; ++b) {
-          const __m256i bsv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b));
-          __m256i p[kR];
-          for (int i = 0; i < kR; ++i)
-            p[i] = row_q6_k_prepared(prep[b * kR + i], xq + kQK_K * b, bsv);
-          const __m256 isum = _mm256_cvtepi32_ps(reduce8(p));
-          acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(xd[b]), sc[b]), isum, acc);
-        }
-        store_tile(tile, acc, y + t * ldy + r);
-      }
-    }
-    return;
+      store_tile(tile, acc, y + t * ldy + r);
+    };
+    return prepared_tiles<Q6Prepared, 1>(w, r0, r1, n, nb, prepare, token);
   }
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);

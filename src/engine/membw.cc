@@ -49,6 +49,7 @@ double read_pass(ThreadPool& pool, const std::vector<std::span<const uint8_t>>& 
     });
     total += last - first;
   }
+  if (total == 0) return 0;
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return static_cast<double>(total) / s;
 }

@@ -262,9 +262,10 @@ struct TileScratch {
   ScratchBuffer quants, scales;
 };
 
-// The driver of those runs: per row tile, prepare(tile, b, rows, scales) fills
-// block b's kR prepared rows and kScales widened scale vectors once, then
-// token(tile, t, prepared, scales) computes and stores token t's outputs.
+// The driver of those runs: per row tile (rows r..r+kR), prepare(tile, b, rows,
+// scales) fills block b's kR prepared rows and kScales widened scale vectors
+// once, then token(tile, r, t, prepared, scales) computes and stores token t's
+// outputs.
 template <typename Prepared, int kScales, typename PrepareFn, typename TokenFn>
 void prepared_tiles(const WeightMatrix& w, int64_t r0, int64_t r1, int64_t n, int64_t nb,
                     PrepareFn prepare, TokenFn token) {

@@ -973,15 +973,19 @@ void kernel_k45(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, in
   }
 }
 
-// Q6_K: one row's block -> 8 partial sums of isum.
-inline __m256i row_q6_k(const BlockQ6_K* blk, const int8_t* xb, __m256i bsums, const __m512i P[4]) {
+// Q6_K: one row's block -> 8 partial sums of isum, for NT tokens at once (the block
+// is unpacked and its scales permuted once).
+template <int NT>
+inline void row_q6_k_tokens(const BlockQ6_K* blk, const int8_t* const* xb, const __m256i* bsums,
+                            const __m512i P[4], __m256i* out) {
   const __m256i sc =
       _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales)));
   const __m512i sz = _mm512_castsi256_si512(sc);
   const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
   const __m512i sh_a = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2);
   const __m512i sh_b = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
-  __m512i acc = _mm512_setzero_si512();
+  __m512i acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_si512();
 #pragma GCC unroll 2
   for (int h = 0; h < 2; ++h) {
     const __m512i l = _mm512_loadu_si512(blk->ql + 64 * h);
@@ -991,14 +995,29 @@ inline __m256i row_q6_k(const BlockQ6_K* blk, const int8_t* xb, __m256i bsums, c
                                        _mm512_and_si512(_mm512_sllv_epi64(qh, sh_a), m30));
     const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
                                        _mm512_and_si512(_mm512_srlv_epi64(qh, sh_b), m30));
-    const __m512i pa = _mm512_maddubs_epi16(qa, _mm512_load_si512(xb + 128 * h));
-    const __m512i pb = _mm512_maddubs_epi16(qb, _mm512_load_si512(xb + 128 * h + 64));
-    acc = _mm512_dpwssd_epi32(acc, pa, _mm512_permutexvar_epi16(P[2 * h], sz));
-    acc = _mm512_dpwssd_epi32(acc, pb, _mm512_permutexvar_epi16(P[2 * h + 1], sz));
+    const __m512i sa = _mm512_permutexvar_epi16(P[2 * h], sz);
+    const __m512i sb = _mm512_permutexvar_epi16(P[2 * h + 1], sz);
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) {
+      const __m512i pa = _mm512_maddubs_epi16(qa, _mm512_load_si512(xb[t] + 128 * h));
+      const __m512i pb = _mm512_maddubs_epi16(qb, _mm512_load_si512(xb[t] + 128 * h + 64));
+      acc[t] = _mm512_dpwssd_epi32(acc[t], pa, sa);
+      acc[t] = _mm512_dpwssd_epi32(acc[t], pb, sb);
+    }
   }
-  const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums), 5);
-  return _mm256_sub_epi32(
-      _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1)), corr);
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) {
+    const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums[t]), 5);
+    out[t] = _mm256_sub_epi32(
+        _mm256_add_epi32(_mm512_castsi512_si256(acc[t]), _mm512_extracti64x4_epi64(acc[t], 1)),
+        corr);
+  }
+}
+
+inline __m256i row_q6_k(const BlockQ6_K* blk, const int8_t* xb, __m256i bsums, const __m512i P[4]) {
+  __m256i out;
+  row_q6_k_tokens<1>(blk, &xb, &bsums, P, &out);
+  return out;
 }
 
 // Word indices: int16 lane i of a 64-element chunk c belongs to group 4c + i / 8.
@@ -1116,10 +1135,13 @@ void k6_tokens(const RowTile& tile, int64_t nb, TilePrefetcher& next, const Acts
 }
 
 // Q6_K runs of at least this many tokens take k6_tokens, 8 tokens per pass over a
-// tile. Unpacking a block costs about a pass of its own: one thread over TinyLlama's
-// Q6_K matrices, 4 tokens took 2.8-2.9x one token either way, 8 tokens 3.9x against
-// 5.1x, 64 tokens 26x against 38x; 2 tokens 2.3x against 1.6x.
-constexpr int64_t kK6PackMinTokens = 5;
+// tile. Unpacking a block into the buffer costs about a pass of its own: one thread
+// over TinyLlama's Q6_K matrices, 8 tokens took 3.9x one token against 5.1x with
+// the one-token kernel, 64 tokens 26x against 38x, 2 tokens 2.3x against 1.6x.
+// Fewer tokens take q6_k_few_tokens (below), which unpacks in registers for all of
+// them: 2 tokens 1.0-1.25x, 3 1.2-1.3x, 4 1.5-1.8x (the one-token kernel: 1.54-1.56,
+// 2.09, 2.6-2.7), 6 3.2x (k6_tokens 3.4-3.9x); at 8 it took 5.0-5.2x.
+constexpr int64_t kK6PackMinTokens = 7;
 
 void k6_packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n,
                       float* y, int64_t ldy) {
@@ -1129,11 +1151,74 @@ void k6_packed_kernel(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts&
   by_token_groups(w, r0, r1, a, n, y, ldy, kGroup, 8);
 }
 
+// 2 to 4 tokens: each row block is unpacked once for all of them
+// (row_q6_k_tokens), and each token's 16 rows then go through their own
+// reduction, as the one-token loop below does for one. Bit for bit its results.
+template <int NT>
+void q6_k_few_tokens(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, float* y,
+                     int64_t ldy, const __m512i P[4]) {
+  const int64_t nb = w.cols / kQK_K;
+  const int8_t* xq[NT];
+  const float* xd[NT];
+  const int16_t* bs[NT];
+  for (int t = 0; t < NT; ++t) xq[t] = a.qs(t), xd[t] = a.d(t), bs[t] = a.bsums(t);
+  for (int64_t r = r0; r < r1; r += kR) {
+    const RowTile tile = make_tile(w, r, r1);
+    TilePrefetcher pf(w, r + kR, kR, (nb + 1) / 2 * kR);
+    __m512 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 2) {
+      const bool pair = b + 1 < nb;
+      const int8_t* x0[NT];
+      const int8_t* x1[NT];
+      __m256i s0[NT], s1[NT];
+      for (int t = 0; t < NT; ++t) {
+        x0[t] = xq[t] + kQK_K * b;
+        x1[t] = xq[t] + kQK_K * (b + 1);
+        s0[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs[t] + 16 * b));
+        s1[t] = pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs[t] + 16 * b + 16))
+                     : s0[t];
+      }
+      alignas(64) __m512i rows[NT][kR];
+      for (int i = 0; i < kR; ++i) {
+        pf.step();
+        const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(tile.row[i]) + b;
+        __m256i v0[NT], v1[NT];
+        row_q6_k_tokens<NT>(blk, x0, s0, P, v0);
+        if (pair) {
+          row_q6_k_tokens<NT>(blk + 1, x1, s1, P, v1);
+        } else {
+          for (int t = 0; t < NT; ++t) v1[t] = _mm256_setzero_si256();
+        }
+        for (int t = 0; t < NT; ++t)
+          rows[t][i] = _mm512_inserti64x4(_mm512_castsi256_si512(v0[t]), v1[t], 1);
+      }
+      const __m512 g0 = f16_hi(gather32(tile, b * sizeof(BlockQ6_K) + 206));
+      const __m512 g1 = pair ? f16_hi(gather32(tile, (b + 1) * sizeof(BlockQ6_K) + 206)) : g0;
+      for (int t = 0; t < NT; ++t) {
+        __m512i A, B;
+        reduce16x2([&](int i) { return rows[t][i]; }, A, B);
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(xd[t][b]), g0), _mm512_cvtepi32_ps(A),
+                                 acc[t]);
+        if (pair)
+          acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(xd[t][b + 1]), g1),
+                                   _mm512_cvtepi32_ps(B), acc[t]);
+      }
+    }
+    for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + t * ldy + r, tile.valid, acc[t]);
+  }
+}
+
 void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, int64_t n, float* y,
                  int64_t ldy) {
   if (n >= kK6PackMinTokens) return k6_packed_kernel(w, r0, r1, a, n, y, ldy);
   const int64_t nb = w.cols / kQK_K;
   const __m512i P[4] = {perm_q6(0), perm_q6(1), perm_q6(2), perm_q6(3)};
+  if (n == 2) return q6_k_few_tokens<2>(w, r0, r1, a, y, ldy, P);
+  if (n == 3) return q6_k_few_tokens<3>(w, r0, r1, a, y, ldy, P);
+  if (n == 4) return q6_k_few_tokens<4>(w, r0, r1, a, y, ldy, P);
+  if (n == 5) return q6_k_few_tokens<5>(w, r0, r1, a, y, ldy, P);
+  if (n == 6) return q6_k_few_tokens<6>(w, r0, r1, a, y, ldy, P);
   auto scale = [](const RowTile& tile, int64_t b, float xd) {
     return _mm512_mul_ps(_mm512_set1_ps(xd), f16_hi(gather32(tile, b * sizeof(BlockQ6_K) + 206)));
   };

@@ -282,6 +282,7 @@ void prepared_tiles(const WeightMatrix& w, int64_t r0, int64_t r1, int64_t n, in
     for (int64_t t = 0; t < n; ++t) token(tile, r, t, prep, sc);
   }
 }
+
 // Q8_0 saves less per token than Q4_0 (one sign against three unpacking steps),
 // and for 2 tokens the extra pass over the tile measured no faster.
 constexpr int64_t kQ8PrecomputeMinTokens = 3;
@@ -448,6 +449,7 @@ inline void prepare_k45(const uint8_t* blkp, K45Prepared& out) {
     __m256i lo = _mm256_and_si256(q, m4);
     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
     if constexpr (kFive) {
+      // Bit 2c of qh is bit 4 of the low-nibble quant, bit 2c+1 of the high one.
       const __m256i b16 = _mm256_set1_epi8(0x10);
       auto bit_to_4 = [&](int k) {
         return k <= 4 ? _mm256_sll_epi16(hv, _mm_cvtsi32_si128(4 - k))

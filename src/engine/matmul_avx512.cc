@@ -1030,20 +1030,20 @@ inline __m512i perm_q6(int c) {
 // Blocks b (and b + 1 when `kPair`) of the tile's 16 rows: A = block b's isums, B =
 // block b + 1's. The pair test is a template argument, not a run-time flag in the
 // loop: with the flag, a copy of this kernel took 3.9 instead of 3.7 ns a block (in L2).
-// The next tile's prefetches are spread over the rows (`pfp`, one step per row): a
+// The next tile's prefetches are spread over the rows (`pf`, one step per row): a
 // step here is 32 row-blocks, and the ~100 prefetches a step needs, issued at once,
 // filled the miss queue and stalled the loads behind them. Spread, one thread reads
 // from memory at 38-39 GB/s instead of 25-27 (2048 x 32768, 3 runs each); the
 // kernels with short steps (Q8_0, Q4_0, Q4_K) measured no gain from it.
 template <bool kPair>
 inline void q6_k_step(const RowTile& tile, int64_t b, const int8_t* xq, const int16_t* bs,
-                      const __m512i P[4], __m512i& A, __m512i& B, TilePrefetcher* pfp) {
+                      const __m512i P[4], __m512i& A, __m512i& B, TilePrefetcher& pf) {
   const __m256i bs0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b));
   const __m256i bs1 =
       kPair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs + 16 * b + 16)) : bs0;
   reduce16x2(
       [&](int i) {
-        if (pfp) pfp->step();
+        pf.step();
         const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(tile.row[i]) + b;
         const __m256i v0 = row_q6_k(blk, xq + kQK_K * b, bs0, P);
         const __m256i v1 =
@@ -1222,28 +1222,26 @@ void kernel_q6_k(const WeightMatrix& w, int64_t r0, int64_t r1, const Acts& a, i
   auto scale = [](const RowTile& tile, int64_t b, float xd) {
     return _mm512_mul_ps(_mm512_set1_ps(xd), f16_hi(gather32(tile, b * sizeof(BlockQ6_K) + 206)));
   };
+  // One token (decode): every other count took a path above.
+  const int8_t* xq = a.qs(0);
+  const float* xd = a.d(0);
+  const int16_t* bs = a.bsums(0);
   for (int64_t r = r0; r < r1; r += kR) {
     const RowTile tile = make_tile(w, r, r1);
     TilePrefetcher pf(w, r + kR, kR, (nb + 1) / 2 * kR);
-    for (int64_t t = 0; t < n; ++t) {
-      const int8_t* xq = a.qs(t);
-      const float* xd = a.d(t);
-      const int16_t* bs = a.bsums(t);
-      TilePrefetcher* const pfp = t == 0 ? &pf : nullptr;
-      __m512 acc = _mm512_setzero_ps();
-      __m512i A, B;
-      int64_t b = 0;
-      for (; b + 2 <= nb; b += 2) {
-        q6_k_step<true>(tile, b, xq, bs, P, A, B, pfp);
-        acc = _mm512_fmadd_ps(scale(tile, b, xd[b]), _mm512_cvtepi32_ps(A), acc);
-        acc = _mm512_fmadd_ps(scale(tile, b + 1, xd[b + 1]), _mm512_cvtepi32_ps(B), acc);
-      }
-      if (b < nb) {  // odd block count: the last block alone
-        q6_k_step<false>(tile, b, xq, bs, P, A, B, pfp);
-        acc = _mm512_fmadd_ps(scale(tile, b, xd[b]), _mm512_cvtepi32_ps(A), acc);
-      }
-      _mm512_mask_storeu_ps(y + t * ldy + r, tile.valid, acc);
+    __m512 acc = _mm512_setzero_ps();
+    __m512i A, B;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+      q6_k_step<true>(tile, b, xq, bs, P, A, B, pf);
+      acc = _mm512_fmadd_ps(scale(tile, b, xd[b]), _mm512_cvtepi32_ps(A), acc);
+      acc = _mm512_fmadd_ps(scale(tile, b + 1, xd[b + 1]), _mm512_cvtepi32_ps(B), acc);
     }
+    if (b < nb) {  // odd block count: the last block alone
+      q6_k_step<false>(tile, b, xq, bs, P, A, B, pf);
+      acc = _mm512_fmadd_ps(scale(tile, b, xd[b]), _mm512_cvtepi32_ps(A), acc);
+    }
+    _mm512_mask_storeu_ps(y + r, tile.valid, acc);
   }
 }
 

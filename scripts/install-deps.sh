@@ -36,9 +36,24 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
-echo "install-deps: installing ${missing[*]}"
 SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: missing ${missing[*]}; run this as root (or install sudo)" >&2
+    exit 1
+  fi
+  SUDO="sudo"
+fi
+# apt and dpkg print a few lines per package; they go to a log, shown if it fails.
+log=$(mktemp "${TMPDIR:-/tmp}/swarm-install-deps.XXXXXX")
+echo "install-deps: installing with apt-get (a few minutes): ${missing[*]}"
+start=$SECONDS
+if ! { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+         "${missing[@]}"; } >"$log" 2>&1; then
+  echo "install-deps: apt-get failed; the end of its output ($log):" >&2
+  tail -n 40 "$log" >&2
+  exit 1
+fi
+rm -f "$log"
+echo "install-deps: ${#missing[@]} packages installed in $((SECONDS - start)) s"

@@ -19,8 +19,9 @@ if [ ! -f "$junit" ]; then
 fi
 
 # One line per test that did not run: "name<TAB>reason". The reason is what
-# gtest printed between "file:line: Skipped" and "[  SKIPPED ]", else the last
-# line a script that exits 77 printed, else ctest's own note.
+# gtest printed between "file:line: Skipped" and "[  SKIPPED ]"; for a script
+# that exits 77, its line "skipped: REASON", else its last line; else ctest's
+# own note.
 skipped=$(awk '
   function unescape(s) {
     gsub(/&lt;/, "<", s); gsub(/&gt;/, ">", s); gsub(/&quot;/, "\"", s)
@@ -52,6 +53,7 @@ skipped=$(awk '
     if (line ~ /^\[  SKIPPED \]/) { in_skip = 0; next }
     if (in_skip) { reason = (reason == "" ? line : reason " " line); next }
     if (line ~ /: Skipped$/) { in_skip = 1; gtest_skip = 1; reason = ""; next }
+    if (line ~ /^skipped: /) { reason = substr(line, 10); next }
     if (line ~ /[^ \t]/ && line !~ /^\[/) last = line
   }
 ' "$junit")

@@ -21,9 +21,9 @@ if [ ! -d "$work/node_modules/openai" ] || ! cmp -s "$src/package-lock.json" "$w
           --fetch-retries=1 --fetch-timeout=30000) >"$work/npm.log" 2>&1; then
     registry=$(npm config get registry 2>/dev/null || echo "the npm registry")
     if ! timeout 60 npm ping --fetch-retries=0 --fetch-timeout=15000 >/dev/null 2>&1; then
-      echo "skipped: the npm registry ($registry) cannot be reached, and this test needs the"
-      echo "'openai' npm package from it (tests/openai_client/package.json). npm said:"
+      echo "npm ci said:"
       grep -m 3 -i "err" "$work/npm.log" || tail -n 3 "$work/npm.log"
+      echo "skipped: the npm registry ($registry) cannot be reached; this test needs the 'openai' npm package from it"
       exit 77
     fi
     echo "npm ci failed, although $registry answers:"

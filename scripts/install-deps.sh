@@ -12,6 +12,7 @@ PACKAGES=(
   libpcre2-dev libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc libsodium-dev libssl-dev libcpp-httplib-dev
   libopendht-dev
+  curl  # the README's examples talk to the HTTP API with it
 )
 if [ "${1:-}" = "--train" ]; then
   # libopenblas0-pthread: without an optimised BLAS Debian's torch falls back to

@@ -21,6 +21,7 @@ swarm: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS) --target swarm
 
 test: build
+	@scripts/install-deps.sh --tests
 	@scripts/run-tests.sh $(BUILD) $(JOBS)
 
 demo: swarm

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs, from Debian's own packages, everything SwarmInfer builds against.
 # Idempotent: packages already present are skipped, so `make` may call it every time.
-# `install-deps.sh --train` adds what tools/train_models.sh needs (PyTorch, the corpus);
-# building and running SwarmInfer never needs those.
+# `--tests` adds Node.js and npm, which only the OpenAI-client test needs (`make
+# test` passes it; `make demo` does not wait for them). `--train` adds what
+# tools/train_models.sh needs (PyTorch, the corpus); building and running
+# SwarmInfer never needs those.
 set -euo pipefail
 
 PACKAGES=(
@@ -14,11 +16,17 @@ PACKAGES=(
   libopendht-dev
   curl  # the README's examples talk to the HTTP API with it
 )
-if [ "${1:-}" = "--train" ]; then
-  # libopenblas0-pthread: without an optimised BLAS Debian's torch falls back to
-  # reference BLAS, several times slower.
-  PACKAGES+=(python3-torch python3-numpy libopenblas0-pthread bible-kjv bible-kjv-text)
-fi
+tests=0
+for arg in "$@"; do
+  case "$arg" in
+    --tests) tests=1 ;;
+    --train)
+      # libopenblas0-pthread: without an optimised BLAS Debian's torch falls back to
+      # reference BLAS, several times slower.
+      PACKAGES+=(python3-torch python3-numpy libopenblas0-pthread bible-kjv bible-kjv-text) ;;
+    *) echo "install-deps: unknown option $arg (--tests, --train)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -29,7 +37,7 @@ done
 
 # Node.js runs the OpenAI-client test. Machines that ship their own Node keep it
 # (Debian's npm would conflict with it); others get Debian's.
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+if [ $tests -eq 1 ] && { ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; }; then
   missing+=(nodejs npm)
 fi
 

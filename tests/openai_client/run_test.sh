@@ -11,7 +11,7 @@ set -euo pipefail
 swarm=$1 model=$2 work=$3 mode=${4:-serve}
 src=$(cd "$(dirname "$0")" && pwd)
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "skipped: node or npm is not installed (scripts/install-deps.sh installs them)"
+  echo "skipped: node or npm is not installed (scripts/install-deps.sh --tests installs them)"
   exit 77
 fi
 mkdir -p "$work"

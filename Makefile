@@ -1,10 +1,12 @@
 # Quick start: `make demo` and `make test`. Both install what is missing first.
 #   make demo     builds `swarm` alone and runs a three-node swarm on this machine
 #   make test     builds everything and runs every test; ends with the skipped ones
+#                 (CTEST_ARGS="-R Pattern" runs a subset)
 #   make install  copies build/swarm to $(PREFIX)/bin (default /usr/local/bin)
 BUILD ?= build
 JOBS ?= 2
 PREFIX ?= /usr/local
+CTEST_ARGS ?=
 
 .PHONY: deps build swarm test demo bench install clean
 
@@ -22,7 +24,7 @@ swarm: deps $(BUILD)/build.ninja
 
 test: build
 	@scripts/install-deps.sh --tests
-	@scripts/run-tests.sh $(BUILD) $(JOBS)
+	@scripts/run-tests.sh $(BUILD) $(JOBS) $(CTEST_ARGS)
 
 demo: swarm
 	@scripts/demo.sh $(BUILD)

@@ -183,7 +183,7 @@ class ApiTest : public ::testing::Test {
     delete tok_;
   }
   void SetUp() override {
-    if (server_ == nullptr) GTEST_SKIP() << kModel << " not found";
+    ASSERT_NE(server_, nullptr) << kModel << " is missing from tests/data or did not load";
   }
 
   static Reply post(const std::string& path, const json& body) {

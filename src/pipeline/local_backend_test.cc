@@ -77,7 +77,7 @@ class LocalBackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto m = load();
-    if (!m) GTEST_SKIP() << kModel << " not found";
+    ASSERT_NE(m, nullptr) << kModel << " is missing from tests/data or does not load";
     model_ = m.get();
     backend_ = std::make_unique<LocalBackend>(
         std::move(m), LocalBackendOptions{.threads = 1, .context_length = 256});

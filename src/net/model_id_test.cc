@@ -101,6 +101,7 @@ class ModelIdFiles : public ::testing::Test {
   std::string copy(const std::string& name) {
     const std::string to = dir_ + "/" + name;
     std::filesystem::copy_file(original_, to, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::permissions(to, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
     return to;
   }
   static void flip(const std::string& path, uint64_t offset) {
@@ -252,6 +253,7 @@ TEST_F(ModelIdFiles, FallsBackToTheUserCacheThenToHashingEveryTime) {
   std::filesystem::create_directories(folder);
   const std::string m = folder + "/m.gguf";
   std::filesystem::copy_file(original_, m);
+  std::filesystem::permissions(m, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
   std::filesystem::permissions(folder, std::filesystem::perms::owner_write | std::filesystem::perms::group_write |
                                            std::filesystem::perms::others_write,
                                std::filesystem::perm_options::remove);
@@ -283,6 +285,29 @@ TEST_F(ModelIdFiles, FallsBackToTheUserCacheThenToHashingEveryTime) {
   }
   if (old_xdg) ::setenv("XDG_CACHE_HOME", saved_xdg.c_str(), 1); else ::unsetenv("XDG_CACHE_HOME");
   ::setenv("HOME", saved_home.c_str(), 1);
+}
+
+TEST_F(ModelIdFiles, HuggingFaceFolderIsHashedAndCachedInside) {
+  const std::string hf = find_testdata("tiny-llama/hf");
+  if (hf.empty() || !swarm::testing::path_exists(hf + "/model.safetensors"))
+    GTEST_SKIP() << "tiny-llama/hf (config.json + model.safetensors) is only in ../shared/testdata";
+  const std::string folder = dir_ + "/hf";
+  std::filesystem::copy(hf, folder, std::filesystem::copy_options::recursive);
+  // The copy keeps the original's modes, which may say read-only.
+  std::filesystem::permissions(folder, std::filesystem::perms::owner_all, std::filesystem::perm_options::add);
+  for (const auto& e : std::filesystem::directory_iterator(folder))
+    std::filesystem::permissions(e.path(), std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+  const ModelIdentity first = identity(folder);
+  EXPECT_FALSE(first.from_cache);
+  EXPECT_EQ(first.cache_path, folder + "/.swarm-id");
+  EXPECT_EQ(first.bytes_hashed, weight_bytes(folder));
+  EXPECT_EQ(first.ids.model_id, id_of(hf));
+  EXPECT_TRUE(identity(folder).from_cache);
+  flip(folder + "/model.safetensors", inside(folder, "blk.0.ffn_up.weight"));
+  const ModelIdentity second = identity(folder);
+  EXPECT_FALSE(second.from_cache);
+  EXPECT_NE(second.ids.model_id, first.ids.model_id);
+  EXPECT_EQ(second.ids.layout_id, first.ids.layout_id);
 }
 
 TEST_F(ModelIdFiles, LayerProofsVerifyAndTamperingFails) {

@@ -23,7 +23,8 @@ using swarm::testing::read_file;
 using swarm::testing::run_swarm;
 using json = nlohmann::json;
 
-constexpr char kOtherWeights[] = "same architecture and layout, other weights (a fine-tune or a modified file)";
+constexpr char kOtherWeights[] =
+    "same architecture and layout, other weights (a fine-tune or a modified file)";
 
 class ModelIdSwarmTest : public swarm::testing::SwarmHarness {
  protected:
@@ -31,7 +32,8 @@ class ModelIdSwarmTest : public swarm::testing::SwarmHarness {
   std::string tampered_copy() {
     const std::string path = dir_ + "/tampered.gguf";
     std::filesystem::copy_file(model_, path);
-    std::filesystem::permissions(path, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+    std::filesystem::permissions(path, std::filesystem::perms::owner_write,
+                                 std::filesystem::perm_options::add);
     auto src = swarm::open_model_source(path);
     EXPECT_TRUE(src.ok());
     const swarm::TensorInfo* t = src->find("blk.1.ffn_down.weight");
@@ -78,11 +80,13 @@ TEST_F(ModelIdSwarmTest, GatewayRoutesAroundANodeWithOtherWeights) {
   // Both serve every layer: only the model id tells them apart.
   ASSERT_TRUE(start_gateway({"--peers", liar->address() + "," + honest->address()})->ok());
   for (int i = 0; i < 3; ++i) EXPECT_EQ(complete(prompt, 12), want) << "request " << i;
-  EXPECT_EQ(logged_chain(), std::vector<std::string>{honest->address()}) << read_file(gateway_log());
+  EXPECT_EQ(logged_chain(), std::vector<std::string>{honest->address()})
+      << read_file(gateway_log());
   const std::string log = read_file(gateway_log());
   const size_t line = log.find("peer " + liar->address() + " serves model");
   ASSERT_NE(line, std::string::npos) << log;
-  EXPECT_NE(log.substr(line, log.find('\n', line) - line).find(kOtherWeights), std::string::npos) << log;
+  EXPECT_NE(log.substr(line, log.find('\n', line) - line).find(kOtherWeights), std::string::npos)
+      << log;
   EXPECT_EQ(info(liar->address())["compute_us"], "0") << "the liar ran a step";
 }
 
@@ -110,7 +114,8 @@ TEST_F(ModelIdSwarmTest, NodeRefusesASessionForOtherWeights) {
   ASSERT_TRUE(liar->ok());
   const swarm::net::ModelIds ids = honest_ids();
   auto refusal = [&](const std::string& layout_id) {
-    auto stub = swarm::v1::Stage::NewStub(grpc::CreateChannel(liar->address(), grpc::InsecureChannelCredentials()));
+    auto stub = swarm::v1::Stage::NewStub(
+        grpc::CreateChannel(liar->address(), grpc::InsecureChannelCredentials()));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     auto stream = stub->Session(&ctx);

@@ -24,12 +24,15 @@ void register_model_id(CLI::App& app) {
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
-  CLI::App* cmd = app.add_subcommand("model-id", "Print a model's id (a hash of its weights) and layout id");
+  CLI::App* cmd =
+      app.add_subcommand("model-id", "Print a model's id (a hash of its weights) and layout id");
   cmd->add_option("-m,--model", o->model, "GGUF file or Hugging Face folder")->required();
   cmd->add_option("--layers", o->layers, "A:B, the layers --proof covers (default: all)");
   cmd->add_flag("--proof", o->proof, "Print the JSON proof that layers A:B belong to the id");
-  cmd->add_option("--verify", o->verify, "Check the JSON proof in this file against the model's id");
-  cmd->add_flag("--no-cache", o->no_cache, "Hash the weights even if the cache file beside the model is valid");
+  cmd->add_option("--verify", o->verify,
+                  "Check the JSON proof in this file against the model's id");
+  cmd->add_flag("--no-cache", o->no_cache,
+                "Hash the weights even if the cache file beside the model is valid");
   cmd->add_option("-t,--threads", o->threads, "Hashing threads (default: cores, at most 8)")
       ->check(CLI::Range(0, 256));
   cmd->callback([o] {
@@ -41,7 +44,8 @@ void register_model_id(CLI::App& app) {
     const auto t0 = std::chrono::steady_clock::now();
     auto id = net::compute_model_identity(*source, mo);
     check(id.status());
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!o->verify.empty()) {
       std::ifstream in(o->verify, std::ios::binary);
       if (!in) fail("--verify: cannot read " + o->verify);
@@ -50,8 +54,9 @@ void register_model_id(CLI::App& app) {
       auto proof = net::parse_layer_proof(text.str());
       check(proof.status());
       check(net::verify_layer_proof(*proof, id->ids.model_id));
-      std::printf("proof of layers %d:%d (%zu tensors) verifies against model id %s\n", proof->first_layer,
-                  proof->last_layer, proof->tensors.size(), id->ids.model_id.c_str());
+      std::printf("proof of layers %d:%d (%zu tensors) verifies against model id %s\n",
+                  proof->first_layer, proof->last_layer, proof->tensors.size(),
+                  id->ids.model_id.c_str());
       return;
     }
     if (o->proof) {
@@ -76,7 +81,9 @@ void register_model_id(CLI::App& app) {
         {"cache", id->cache_path},
         {"bytes_hashed", id->bytes_hashed},
         {"seconds", seconds},
-        {"mb_per_s", id->bytes_hashed > 0 && seconds > 0 ? static_cast<double>(id->bytes_hashed) / 1e6 / seconds : 0.0},
+        {"mb_per_s", id->bytes_hashed > 0 && seconds > 0
+                         ? static_cast<double>(id->bytes_hashed) / 1e6 / seconds
+                         : 0.0},
     };
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   });

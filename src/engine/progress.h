@@ -13,7 +13,8 @@ namespace swarm {
 
 // The bar's text for `done` of `total` bytes after `seconds`, e.g.
 // "hashing model [########------------]  412.0/1100.0 MB  731 MB/s". Pure, for tests.
-std::string format_progress(const std::string& label, uint64_t done, uint64_t total, double seconds);
+std::string format_progress(const std::string& label, uint64_t done, uint64_t total,
+                            double seconds);
 
 class ProgressBar {
  public:

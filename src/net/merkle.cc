@@ -11,7 +11,8 @@ std::string digest_hex(const Digest& d) {
 bool digest_from_hex(const std::string& hex, Digest* out) {
   if (hex.size() != 2 * out->size()) return false;
   size_t len = 0;
-  return sodium_hex2bin(out->data(), out->size(), hex.data(), hex.size(), nullptr, &len, nullptr) == 0 &&
+  return sodium_hex2bin(out->data(), out->size(), hex.data(), hex.size(), nullptr, &len, nullptr) ==
+             0 &&
          len == out->size();
 }
 
@@ -69,7 +70,8 @@ std::vector<Digest> level_above(const std::vector<Digest>& level) {
   std::vector<Digest> up;
   up.reserve((level.size() + 1) / 2);
   for (size_t i = 0; i < level.size(); i += 2)
-    up.push_back(i + 1 < level.size() ? merkle_parent(level[i], level[i + 1]) : level[i]);  // odd: promoted
+    up.push_back(i + 1 < level.size() ? merkle_parent(level[i], level[i + 1])
+                                      : level[i]);  // odd: promoted
   return up;
 }
 
@@ -120,7 +122,8 @@ Result<Digest> merkle_root_from_path(const Digest& leaf, size_t index, size_t n_
   if (path.size() != want)
     return Status::InvalidArgument("the path of leaf " + std::to_string(index) + " has " +
                                    std::to_string(path.size()) + " siblings; a tree of " +
-                                   std::to_string(n_leaves) + " leaves needs " + std::to_string(want));
+                                   std::to_string(n_leaves) + " leaves needs " +
+                                   std::to_string(want));
   Digest node = leaf;
   size_t next = 0;
   for (size_t n = n_leaves; n > 1; n = (n + 1) / 2, index /= 2) {

@@ -9,13 +9,13 @@
 // leaf lists share a root by repetition).
 #pragma once
 
+#include <sodium.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <sodium.h>
 
 #include "engine/status.h"
 
@@ -54,8 +54,8 @@ Digest header_leaf(const Digest& layout);
 // nbytes data bytes). Feed the data with update(), in order, then final().
 class TensorLeafHasher {
  public:
-  TensorLeafHasher(const std::string& name, const std::string& type, const std::vector<int64_t>& shape,
-                   uint64_t nbytes);
+  TensorLeafHasher(const std::string& name, const std::string& type,
+                   const std::vector<int64_t>& shape, uint64_t nbytes);
   void update(const void* p, size_t n) { h_.update(p, n); }
   Digest final() { return h_.final(); }
 

@@ -28,7 +28,9 @@ TEST(Merkle, RootFollowsTheDocumentedRule) {
   EXPECT_EQ(merkle_root({l[0], l[1], l[2]}), merkle_parent(merkle_parent(l[0], l[1]), l[2]));
   EXPECT_NE(merkle_root({l[0], l[1], l[2]}), merkle_root({l[0], l[1], l[2], l[2]}));
   // Five: ((01)(23))(4).
-  EXPECT_EQ(merkle_root(l), merkle_parent(merkle_parent(merkle_parent(l[0], l[1]), merkle_parent(l[2], l[3])), l[4]));
+  EXPECT_EQ(
+      merkle_root(l),
+      merkle_parent(merkle_parent(merkle_parent(l[0], l[1]), merkle_parent(l[2], l[3])), l[4]));
   EXPECT_NE(merkle_parent(l[0], l[1]), merkle_parent(l[1], l[0]));
 }
 

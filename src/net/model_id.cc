@@ -31,7 +31,8 @@ struct FileCloser {
 };
 
 // Frames `n` bytes of `path` from offset 0 by kind and length, and hashes them.
-Status hash_file_prefix(Blake2b256& h, const std::string& kind, const std::string& path, uint64_t n) {
+Status hash_file_prefix(Blake2b256& h, const std::string& kind, const std::string& path,
+                        uint64_t n) {
   std::unique_ptr<std::FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
   if (!f) return Status::IOError(path + ": " + std::strerror(errno));
   h.str(kind);
@@ -56,7 +57,8 @@ Status sodium_ready() {
 Result<std::vector<const TensorInfo*>> tensors_in_leaf_order(const ModelSource& source) {
   std::vector<const TensorInfo*> order;
   for (const TensorInfo& t : source.tensors) order.push_back(&t);
-  std::sort(order.begin(), order.end(), [](const TensorInfo* a, const TensorInfo* b) { return a->name < b->name; });
+  std::sort(order.begin(), order.end(),
+            [](const TensorInfo* a, const TensorInfo* b) { return a->name < b->name; });
   for (size_t i = 1; i < order.size(); ++i)
     if (order[i]->name == order[i - 1]->name)
       return Status::Corruption(source.path + ": tensor '" + order[i]->name + "' appears twice");
@@ -74,7 +76,8 @@ Digest root_of(const Digest& layout, const std::vector<TensorLeaf>& tensors) {
 // A cache entry is used only if it describes this model: its layout id is the
 // one just computed, its tensors are the model's in leaf order, and its leaves
 // reproduce its root.
-bool entry_fits(const CacheEntry& e, const Digest& layout, const std::vector<const TensorInfo*>& order) {
+bool entry_fits(const CacheEntry& e, const Digest& layout,
+                const std::vector<const TensorInfo*>& order) {
   if (e.ids.layout_id != digest_hex(layout) || e.tensors.size() != order.size()) return false;
   for (size_t i = 0; i < order.size(); ++i)
     if (e.tensors[i].name != order[i]->name) return false;
@@ -83,8 +86,10 @@ bool entry_fits(const CacheEntry& e, const Digest& layout, const std::vector<con
 
 // Hashes every tensor's leaf with `threads` threads, biggest tensors first, and
 // draws the progress bar from the calling thread.
-Result<std::vector<TensorLeaf>> hash_tensors(const ModelSource& source, const std::vector<const TensorInfo*>& order,
-                                             const ModelIdOptions& options, uint64_t* bytes_hashed) {
+Result<std::vector<TensorLeaf>> hash_tensors(const ModelSource& source,
+                                             const std::vector<const TensorInfo*>& order,
+                                             const ModelIdOptions& options,
+                                             uint64_t* bytes_hashed) {
   // One mapping per file, spanning its tensors.
   std::vector<std::unique_ptr<MappedRegion>> regions(source.files.size());
   for (size_t f = 0; f < source.files.size(); ++f) {
@@ -101,7 +106,8 @@ Result<std::vector<TensorLeaf>> hash_tensors(const ModelSource& source, const st
   }
   uint64_t total = 0;
   for (const TensorInfo* t : order) {
-    if (t->file_index < 0 || static_cast<size_t>(t->file_index) >= regions.size() || !regions[t->file_index])
+    if (t->file_index < 0 || static_cast<size_t>(t->file_index) >= regions.size() ||
+        !regions[t->file_index])
       return Status::Corruption(source.path + ": tensor '" + t->name + "' names no file");
     total += t->nbytes;
   }
@@ -135,8 +141,9 @@ Result<std::vector<TensorLeaf>> hash_tensors(const ModelSource& source, const st
     --running;
     cv.notify_all();
   };
-  int n_threads = options.threads > 0 ? options.threads
-                                      : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 8);
+  int n_threads = options.threads > 0
+                      ? options.threads
+                      : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 8);
   n_threads = std::max(1, std::min<int>(n_threads, static_cast<int>(order.size())));
   std::vector<std::thread> threads;
   running = n_threads;
@@ -168,18 +175,21 @@ Result<std::vector<TensorLeaf>> hash_tensors(const ModelSource& source, const st
 
 // Writes the cache beside the model, else in the user's cache folder; logs once
 // per process when neither can be written.
-std::string store(const ModelSource& source, const std::vector<FileStamp>& stamps, const ModelIdentity& identity) {
+std::string store(const ModelSource& source, const std::vector<FileStamp>& stamps,
+                  const ModelIdentity& identity) {
   const std::string beside = cache_path_beside(source);
   Status st = write_model_id_cache(beside, stamps, identity, /*make_folder=*/false);
   if (st.ok()) return beside;
   const std::string fallback = cache_path_fallback(source);
-  Status st2 = fallback.empty() ? Status::NotFound("neither XDG_CACHE_HOME nor HOME is set")
-                                : write_model_id_cache(fallback, stamps, identity, /*make_folder=*/true);
+  Status st2 = fallback.empty()
+                   ? Status::NotFound("neither XDG_CACHE_HOME nor HOME is set")
+                   : write_model_id_cache(fallback, stamps, identity, /*make_folder=*/true);
   if (st2.ok()) return fallback;
   static std::once_flag logged;
   std::call_once(logged, [&] {
-    spdlog::info("model id: no cache file can be written ({}; {}): the weights are hashed at every start",
-                 st.message(), st2.message());
+    spdlog::info(
+        "model id: no cache file can be written ({}; {}): the weights are hashed at every start",
+        st.message(), st2.message());
   });
   return "";
 }
@@ -226,7 +236,8 @@ Result<Digest> layout_digest(const ModelSource& source) {
   return h.final();
 }
 
-Result<ModelIdentity> compute_model_identity(const ModelSource& source, const ModelIdOptions& options) {
+Result<ModelIdentity> compute_model_identity(const ModelSource& source,
+                                             const ModelIdOptions& options) {
   auto layout = layout_digest(source);
   if (!layout.ok()) return layout.status();
   auto order = tensors_in_leaf_order(source);
@@ -257,15 +268,17 @@ Result<ModelIdentity> compute_model_identity(const ModelSource& source, const Mo
   if (!leaves.ok()) return leaves.status();
   id.tensors = std::move(leaves).value();
   id.ids.model_id = digest_hex(root_of(*layout, id.tensors));
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (options.use_cache) {
     // A file that changed while it was hashed is not cached under its old stamp.
     auto after = stamp_model_files(source);
     if (after.ok() && *after == stamps) id.cache_path = store(source, stamps, id);
   }
   spdlog::info("model id {} (layout {}): hashed {} of weights in {:.2f} s ({:.0f} MB/s){}",
-               id.ids.model_id.substr(0, 16), id.ids.layout_id.substr(0, 16), describe_mb(id.bytes_hashed),
-               seconds, seconds > 0 ? static_cast<double>(id.bytes_hashed) / 1e6 / seconds : 0.0,
+               id.ids.model_id.substr(0, 16), id.ids.layout_id.substr(0, 16),
+               describe_mb(id.bytes_hashed), seconds,
+               seconds > 0 ? static_cast<double>(id.bytes_hashed) / 1e6 / seconds : 0.0,
                id.cache_path.empty() ? "" : ", cached in " + id.cache_path);
   return id;
 }
@@ -293,7 +306,8 @@ Result<std::string> model_content_id(const ModelSource& source) {
   return ids->model_id;
 }
 
-std::string model_mismatch_reason(const std::string& our_layout_id, const std::string& their_layout_id) {
+std::string model_mismatch_reason(const std::string& our_layout_id,
+                                  const std::string& their_layout_id) {
   if (!our_layout_id.empty() && our_layout_id == their_layout_id)
     return "same architecture and layout, other weights (a fine-tune or a modified file)";
   return "another model";
@@ -317,10 +331,12 @@ bool tensor_serves_layers(const std::string& name, int first, int last, int n_la
   return true;
 }
 
-Result<LayerProof> prove_layers(const ModelIdentity& identity, const ModelConfig& config, int first, int last) {
+Result<LayerProof> prove_layers(const ModelIdentity& identity, const ModelConfig& config, int first,
+                                int last) {
   if (first < 0 || last > config.n_layer || first >= last)
-    return Status::InvalidArgument("layers " + std::to_string(first) + ":" + std::to_string(last) +
-                                   " are not within the model's 0:" + std::to_string(config.n_layer));
+    return Status::InvalidArgument(
+        "layers " + std::to_string(first) + ":" + std::to_string(last) +
+        " are not within the model's 0:" + std::to_string(config.n_layer));
   const std::vector<Digest> leaves = leaves_of(identity);
   const std::vector<std::vector<Digest>> levels = merkle_levels(leaves);
   LayerProof p;
@@ -333,7 +349,8 @@ Result<LayerProof> prove_layers(const ModelIdentity& identity, const ModelConfig
   p.header_path = merkle_path(levels, 0);
   for (size_t i = 0; i < identity.tensors.size(); ++i) {
     const TensorLeaf& t = identity.tensors[i];
-    if (!tensor_serves_layers(t.name, first, last, config.n_layer, config.tied_embeddings)) continue;
+    if (!tensor_serves_layers(t.name, first, last, config.n_layer, config.tied_embeddings))
+      continue;
     p.tensors.push_back({i + 1, t.name, t.hash, merkle_path(levels, i + 1)});
   }
   return p;
@@ -341,30 +358,39 @@ Result<LayerProof> prove_layers(const ModelIdentity& identity, const ModelConfig
 
 Status verify_layer_proof(const LayerProof& p, const std::string& model_id) {
   Digest root{}, layout{};
-  if (!digest_from_hex(model_id, &root)) return Status::InvalidArgument("model id '" + model_id.substr(0, 80) + "' is not 64 hex digits");
+  if (!digest_from_hex(model_id, &root))
+    return Status::InvalidArgument("model id '" + model_id.substr(0, 80) +
+                                   "' is not 64 hex digits");
   if (p.model_id != model_id)
-    return Status::Corruption("the proof is for model " + p.model_id.substr(0, 16) + ", not " + model_id.substr(0, 16));
-  if (!digest_from_hex(p.layout_id, &layout)) return Status::Corruption("the proof's layout id is not 64 hex digits");
+    return Status::Corruption("the proof is for model " + p.model_id.substr(0, 16) + ", not " +
+                              model_id.substr(0, 16));
+  if (!digest_from_hex(p.layout_id, &layout))
+    return Status::Corruption("the proof's layout id is not 64 hex digits");
   if (p.n_leaves < 1) return Status::Corruption("the proof's tree has no leaves");
   if (p.first_layer < 0 || p.first_layer >= p.last_layer || p.last_layer > p.n_layer)
     return Status::Corruption("the proof's layers " + std::to_string(p.first_layer) + ":" +
-                              std::to_string(p.last_layer) + " are not within 0:" + std::to_string(p.n_layer));
+                              std::to_string(p.last_layer) +
+                              " are not within 0:" + std::to_string(p.n_layer));
   auto header_root = merkle_root_from_path(header_leaf(layout), 0, p.n_leaves, p.header_path);
-  if (!header_root.ok()) return Status::Corruption("header leaf: " + header_root.status().message());
-  if (sized_root(*header_root, p.n_leaves) != root) return Status::Corruption("header leaf: its path does not lead to the model id");
+  if (!header_root.ok())
+    return Status::Corruption("header leaf: " + header_root.status().message());
+  if (sized_root(*header_root, p.n_leaves) != root)
+    return Status::Corruption("header leaf: its path does not lead to the model id");
   const LayerProofLeaf* prev = nullptr;
   for (const LayerProofLeaf& t : p.tensors) {
-    const std::string what = "tensor '" + t.name.substr(0, 80) + "' (leaf " + std::to_string(t.index) + ")";
+    const std::string what =
+        "tensor '" + t.name.substr(0, 80) + "' (leaf " + std::to_string(t.index) + ")";
     if (t.index == 0) return Status::Corruption(what + ": leaf 0 is the header's");
     if (prev != nullptr && (t.index <= prev->index || t.name <= prev->name))
       return Status::Corruption(what + ": leaves are not in increasing index and name order");
     // A node may hold more than it proves, never less: the tensors proven must be its range's.
     if (!tensor_serves_layers(t.name, p.first_layer, p.last_layer, p.n_layer, true))
-      return Status::Corruption(what + ": not a tensor of layers " + std::to_string(p.first_layer) + ":" +
-                                std::to_string(p.last_layer));
+      return Status::Corruption(what + ": not a tensor of layers " + std::to_string(p.first_layer) +
+                                ":" + std::to_string(p.last_layer));
     auto r = merkle_root_from_path(t.hash, t.index, p.n_leaves, t.path);
     if (!r.ok()) return Status::Corruption(what + ": " + r.status().message());
-    if (sized_root(*r, p.n_leaves) != root) return Status::Corruption(what + ": its hash and path do not lead to the model id");
+    if (sized_root(*r, p.n_leaves) != root)
+      return Status::Corruption(what + ": its hash and path do not lead to the model id");
     prev = &t;
   }
   return Status::Ok();
@@ -388,7 +414,8 @@ json hex_list(const std::vector<Digest>& ds) {
 
 Result<std::vector<Digest>> parse_hex_list(const json& a, const std::string& what) {
   if (!a.is_array() || a.size() > kMaxPath)
-    return Status::Corruption(what + ": not an array of at most " + std::to_string(kMaxPath) + " hashes");
+    return Status::Corruption(what + ": not an array of at most " + std::to_string(kMaxPath) +
+                              " hashes");
   std::vector<Digest> out(a.size());
   for (size_t i = 0; i < a.size(); ++i)
     if (!a[i].is_string() || !digest_from_hex(a[i].get<std::string>(), &out[i]))
@@ -401,7 +428,10 @@ Result<std::vector<Digest>> parse_hex_list(const json& a, const std::string& wha
 std::string layer_proof_json(const LayerProof& p) {
   json tensors = json::array();
   for (const LayerProofLeaf& t : p.tensors)
-    tensors.push_back({{"index", t.index}, {"name", t.name}, {"hash", digest_hex(t.hash)}, {"path", hex_list(t.path)}});
+    tensors.push_back({{"index", t.index},
+                       {"name", t.name},
+                       {"hash", digest_hex(t.hash)},
+                       {"path", hex_list(t.path)}});
   const json j = {{"format", "swarm.layer-proof.v1"},
                   {"model_id", p.model_id},
                   {"layout_id", p.layout_id},
@@ -417,7 +447,8 @@ Result<LayerProof> parse_layer_proof(const std::string& text) {
   if (text.size() > kMaxProofBytes)
     return Status::Corruption("layer proof: over " + std::to_string(kMaxProofBytes) + " bytes");
   const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Status::Corruption("layer proof: not a JSON object");
+  if (j.is_discarded() || !j.is_object())
+    return Status::Corruption("layer proof: not a JSON object");
   try {
     if (j.value("format", "") != "swarm.layer-proof.v1")
       return Status::Unsupported("layer proof: format is not swarm.layer-proof.v1");
@@ -427,7 +458,8 @@ Result<LayerProof> parse_layer_proof(const std::string& text) {
     p.n_leaves = j.at("n_leaves").get<uint64_t>();
     p.n_layer = j.at("n_layer").get<int>();
     const json& layers = j.at("layers");
-    if (!layers.is_array() || layers.size() != 2) return Status::Corruption("layer proof: layers is not [first, last]");
+    if (!layers.is_array() || layers.size() != 2)
+      return Status::Corruption("layer proof: layers is not [first, last]");
     p.first_layer = layers[0].get<int>();
     p.last_layer = layers[1].get<int>();
     auto header = parse_hex_list(j.at("header_path"), "layer proof: header_path");
@@ -435,21 +467,25 @@ Result<LayerProof> parse_layer_proof(const std::string& text) {
     p.header_path = std::move(header).value();
     const json& tensors = j.at("tensors");
     if (!tensors.is_array() || tensors.size() > kMaxProofTensors)
-      return Status::Corruption("layer proof: tensors is not an array of at most " + std::to_string(kMaxProofTensors));
+      return Status::Corruption("layer proof: tensors is not an array of at most " +
+                                std::to_string(kMaxProofTensors));
     for (const json& t : tensors) {
       LayerProofLeaf leaf;
       leaf.index = t.at("index").get<uint64_t>();
       leaf.name = t.at("name").get<std::string>();
       if (!digest_from_hex(t.at("hash").get<std::string>(), &leaf.hash))
-        return Status::Corruption("layer proof: the hash of '" + leaf.name.substr(0, 80) + "' is not 64 hex digits");
-      auto path = parse_hex_list(t.at("path"), "layer proof: the path of '" + leaf.name.substr(0, 80) + "'");
+        return Status::Corruption("layer proof: the hash of '" + leaf.name.substr(0, 80) +
+                                  "' is not 64 hex digits");
+      auto path = parse_hex_list(t.at("path"),
+                                 "layer proof: the path of '" + leaf.name.substr(0, 80) + "'");
       if (!path.ok()) return path.status();
       leaf.path = std::move(path).value();
       p.tensors.push_back(std::move(leaf));
     }
     return p;
   } catch (const std::exception& e) {
-    return Status::Corruption(std::string("layer proof: a field is missing or of the wrong type (") + e.what() + ")");
+    return Status::Corruption(
+        std::string("layer proof: a field is missing or of the wrong type (") + e.what() + ")");
   }
 }
 

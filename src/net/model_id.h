@@ -62,7 +62,8 @@ Result<Digest> layout_digest(const ModelSource& source);
 
 // Both ids, every tensor's leaf hash, and whether they came from the cache.
 // Corrupt, foreign or stale cache files are ignored and rewritten.
-Result<ModelIdentity> compute_model_identity(const ModelSource& source, const ModelIdOptions& options = {});
+Result<ModelIdentity> compute_model_identity(const ModelSource& source,
+                                             const ModelIdOptions& options = {});
 
 // Both ids, with the cache; remembered per file state within this process, so a
 // second call for an unchanged model costs only a stat.
@@ -74,7 +75,8 @@ Result<std::string> model_content_id(const ModelSource& source);
 // Why a peer's model with a model id other than ours differs, for errors and
 // logs: "same architecture and layout, other weights (a fine-tune or a modified
 // file)" when the layout ids are equal, "another model" otherwise.
-std::string model_mismatch_reason(const std::string& our_layout_id, const std::string& their_layout_id);
+std::string model_mismatch_reason(const std::string& our_layout_id,
+                                  const std::string& their_layout_id);
 
 // The tensors that serve layers [first, last) of a model of `n_layer` layers, by
 // llama.cpp's naming: "blk.N.*" for first <= N < last; "token_embd.*" when
@@ -94,12 +96,13 @@ struct LayerProof {
   std::string model_id, layout_id;
   uint64_t n_leaves = 0;
   int n_layer = 0, first_layer = 0, last_layer = 0;
-  std::vector<Digest> header_path;     // for leaf 0, header_leaf(layout_id)
+  std::vector<Digest> header_path;      // for leaf 0, header_leaf(layout_id)
   std::vector<LayerProofLeaf> tensors;  // in leaf order
 };
 
 // The proof for layers [first, last) of a model described by `config`.
-Result<LayerProof> prove_layers(const ModelIdentity& identity, const ModelConfig& config, int first, int last);
+Result<LayerProof> prove_layers(const ModelIdentity& identity, const ModelConfig& config, int first,
+                                int last);
 
 // Ok if every leaf of `proof` (the header leaf recomputed from its layout id, and
 // each tensor's hash) leads through its path to `model_id`, indices are distinct

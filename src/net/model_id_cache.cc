@@ -100,16 +100,18 @@ std::string cache_path_fallback(const ModelSource& source) {
     dir = std::string(home) + "/.cache/swarm";
   else
     return "";
-  const std::string model = absolute_of(source.format == "gguf" && !source.files.empty() ? source.files[0]
-                                                                                         : source.path);
+  const std::string model =
+      absolute_of(source.format == "gguf" && !source.files.empty() ? source.files[0] : source.path);
   Blake2b256 h;
   h.update(model.data(), model.size());
   return dir + "/" + digest_hex(h.final()).substr(0, 32) + ".swarm-id";
 }
 
-std::optional<CacheEntry> read_model_id_cache(const std::string& path, const std::vector<FileStamp>& stamps) {
+std::optional<CacheEntry> read_model_id_cache(const std::string& path,
+                                              const std::vector<FileStamp>& stamps) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+  // Someone else's file (planted in a shared folder such as /tmp) is not ours to trust.
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
       static_cast<uint64_t>(st.st_size) > kMaxModelIdCacheBytes)
     return std::nullopt;
   std::ifstream in(path, std::ios::binary);
@@ -125,12 +127,15 @@ std::optional<CacheEntry> read_model_id_cache(const std::string& path, const std
   }
 }
 
-std::string model_id_cache_json(const std::vector<FileStamp>& stamps, const ModelIdentity& identity) {
+std::string model_id_cache_json(const std::vector<FileStamp>& stamps,
+                                const ModelIdentity& identity) {
   json files = json::array();
   for (const FileStamp& s : stamps)
-    files.push_back({{"path", s.path}, {"size", s.size}, {"mtime_ns", s.mtime_ns}, {"inode", s.inode}});
+    files.push_back(
+        {{"path", s.path}, {"size", s.size}, {"mtime_ns", s.mtime_ns}, {"inode", s.inode}});
   json tensors = json::array();
-  for (const TensorLeaf& t : identity.tensors) tensors.push_back(json::array({t.name, digest_hex(t.hash)}));
+  for (const TensorLeaf& t : identity.tensors)
+    tensors.push_back(json::array({t.name, digest_hex(t.hash)}));
   const json j = {{"format", kModelIdCacheFormat},
                   {"files", files},
                   {"model_id", identity.ids.model_id},

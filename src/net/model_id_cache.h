@@ -53,12 +53,15 @@ struct CacheEntry {
   std::vector<TensorLeaf> tensors;  // as the file lists them
 };
 
-// The entry in `path` if the file exists, is well formed, of this format version
-// and for exactly `stamps`; nullopt otherwise (never an exception or a crash).
-std::optional<CacheEntry> read_model_id_cache(const std::string& path, const std::vector<FileStamp>& stamps);
+// The entry in `path` if the file exists, is a regular file owned by this
+// process's user, is well formed, of this format version and for exactly
+// `stamps`; nullopt otherwise (never an exception or a crash).
+std::optional<CacheEntry> read_model_id_cache(const std::string& path,
+                                              const std::vector<FileStamp>& stamps);
 
 // The cache file's text for `identity` over `stamps`.
-std::string model_id_cache_json(const std::vector<FileStamp>& stamps, const ModelIdentity& identity);
+std::string model_id_cache_json(const std::vector<FileStamp>& stamps,
+                                const ModelIdentity& identity);
 
 // Writes the cache file at `path` atomically (a temporary file renamed over it),
 // creating its folder if `make_folder`. An IOError naming the path on failure.

@@ -13,10 +13,9 @@
 #include <fstream>
 #include <set>
 
-#include "net/merkle.h"
-
 #include "engine/model_loader.h"
 #include "engine/test_data.h"
+#include "net/merkle.h"
 
 namespace swarm::net {
 namespace {
@@ -83,7 +82,8 @@ class ModelIdFiles : public ::testing::Test {
  protected:
   void SetUp() override {
     original_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
-    if (original_.empty()) GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
+    if (original_.empty())
+      GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
     const ::testing::TestInfo* t = ::testing::UnitTest::GetInstance()->current_test_info();
     dir_ = ::testing::TempDir() + "/model_id_" + t->name() + "_" + std::to_string(::getpid());
     std::filesystem::remove_all(dir_);
@@ -94,14 +94,15 @@ class ModelIdFiles : public ::testing::Test {
     std::error_code ec;
     for (const auto& e : std::filesystem::recursive_directory_iterator(dir_, ec))
       if (e.is_directory(ec))
-        std::filesystem::permissions(e.path(), std::filesystem::perms::owner_all, std::filesystem::perm_options::add,
-                                     ec);
+        std::filesystem::permissions(e.path(), std::filesystem::perms::owner_all,
+                                     std::filesystem::perm_options::add, ec);
     std::filesystem::remove_all(dir_, ec);
   }
   std::string copy(const std::string& name) {
     const std::string to = dir_ + "/" + name;
     std::filesystem::copy_file(original_, to, std::filesystem::copy_options::overwrite_existing);
-    std::filesystem::permissions(to, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+    std::filesystem::permissions(to, std::filesystem::perms::owner_write,
+                                 std::filesystem::perm_options::add);
     return to;
   }
   static void flip(const std::string& path, uint64_t offset) {
@@ -157,7 +158,8 @@ TEST_F(ModelIdFiles, OneWeightByteChangesTheModelIdNotTheLayoutId) {
   // The root is the tree over the header leaf and the tensors in name order.
   const std::vector<Digest> leaves = leaves_of(ia);
   EXPECT_EQ(digest_hex(sized_root(merkle_root(leaves), leaves.size())), ia.ids.model_id);
-  for (size_t i = 1; i < ia.tensors.size(); ++i) EXPECT_LT(ia.tensors[i - 1].name, ia.tensors[i].name);
+  for (size_t i = 1; i < ia.tensors.size(); ++i)
+    EXPECT_LT(ia.tensors[i - 1].name, ia.tensors[i].name);
 }
 
 TEST_F(ModelIdFiles, AHeaderByteChangesBothIds) {
@@ -189,7 +191,8 @@ TEST_F(ModelIdFiles, CacheIsWrittenReusedAndIgnoredAfterTheFileChanges) {
   EXPECT_EQ(second.ids.model_id, first.ids.model_id);
   EXPECT_EQ(second.ids.layout_id, first.ids.layout_id);
   ASSERT_EQ(second.tensors.size(), first.tensors.size());
-  for (size_t i = 0; i < first.tensors.size(); ++i) EXPECT_EQ(second.tensors[i].hash, first.tensors[i].hash);
+  for (size_t i = 0; i < first.tensors.size(); ++i)
+    EXPECT_EQ(second.tensors[i].hash, first.tensors[i].hash);
 
   // Edited in place (same size and inode, new mtime): hashed again, cache rewritten.
   flip(m, inside(m, "blk.0.attn_q.weight"));
@@ -246,6 +249,15 @@ TEST_F(ModelIdFiles, CorruptOrForeignCacheFilesAreIgnoredAndRewritten) {
     EXPECT_EQ(id.ids.model_id, good.ids.model_id);
     EXPECT_TRUE(identity(m).from_cache);  // rewritten
   }
+  // A valid cache file that another user owns (planted in a shared folder) is
+  // not trusted. Only root can give a file away.
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chown((m + ".swarm-id").c_str(), 65534, 65534), 0);
+    const ModelIdentity id = identity(m);
+    EXPECT_FALSE(id.from_cache);
+    EXPECT_EQ(id.ids.model_id, good.ids.model_id);
+    EXPECT_TRUE(identity(m).from_cache);
+  }
 }
 
 TEST_F(ModelIdFiles, FallsBackToTheUserCacheThenToHashingEveryTime) {
@@ -253,9 +265,12 @@ TEST_F(ModelIdFiles, FallsBackToTheUserCacheThenToHashingEveryTime) {
   std::filesystem::create_directories(folder);
   const std::string m = folder + "/m.gguf";
   std::filesystem::copy_file(original_, m);
-  std::filesystem::permissions(m, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
-  std::filesystem::permissions(folder, std::filesystem::perms::owner_write | std::filesystem::perms::group_write |
-                                           std::filesystem::perms::others_write,
+  std::filesystem::permissions(m, std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::add);
+  std::filesystem::permissions(folder,
+                               std::filesystem::perms::owner_write |
+                                   std::filesystem::perms::group_write |
+                                   std::filesystem::perms::others_write,
                                std::filesystem::perm_options::remove);
   const char* old_xdg = std::getenv("XDG_CACHE_HOME");
   const std::string saved_xdg = old_xdg ? old_xdg : "";
@@ -272,9 +287,7 @@ TEST_F(ModelIdFiles, FallsBackToTheUserCacheThenToHashingEveryTime) {
   EXPECT_EQ(second.ids.model_id, first.ids.model_id);
 
   // Nothing writable: XDG_CACHE_HOME and HOME under a regular file.
-  {
-    std::ofstream(dir_ + "/file") << "x";
-  }
+  { std::ofstream(dir_ + "/file") << "x"; }
   ::setenv("XDG_CACHE_HOME", (dir_ + "/file/xdg").c_str(), 1);
   ::setenv("HOME", (dir_ + "/file/home").c_str(), 1);
   for (int i = 0; i < 2; ++i) {
@@ -283,7 +296,10 @@ TEST_F(ModelIdFiles, FallsBackToTheUserCacheThenToHashingEveryTime) {
     EXPECT_EQ(id.cache_path, "");
     EXPECT_EQ(id.ids.model_id, first.ids.model_id);
   }
-  if (old_xdg) ::setenv("XDG_CACHE_HOME", saved_xdg.c_str(), 1); else ::unsetenv("XDG_CACHE_HOME");
+  if (old_xdg)
+    ::setenv("XDG_CACHE_HOME", saved_xdg.c_str(), 1);
+  else
+    ::unsetenv("XDG_CACHE_HOME");
   ::setenv("HOME", saved_home.c_str(), 1);
 }
 
@@ -294,9 +310,11 @@ TEST_F(ModelIdFiles, HuggingFaceFolderIsHashedAndCachedInside) {
   const std::string folder = dir_ + "/hf";
   std::filesystem::copy(hf, folder, std::filesystem::copy_options::recursive);
   // The copy keeps the original's modes, which may say read-only.
-  std::filesystem::permissions(folder, std::filesystem::perms::owner_all, std::filesystem::perm_options::add);
+  std::filesystem::permissions(folder, std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::add);
   for (const auto& e : std::filesystem::directory_iterator(folder))
-    std::filesystem::permissions(e.path(), std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+    std::filesystem::permissions(e.path(), std::filesystem::perms::owner_write,
+                                 std::filesystem::perm_options::add);
   const ModelIdentity first = identity(folder);
   EXPECT_FALSE(first.from_cache);
   EXPECT_EQ(first.cache_path, folder + "/.swarm-id");
@@ -366,7 +384,8 @@ TEST_F(ModelIdFiles, LayerProofsVerifyAndTamperingFails) {
   fails("a missing header sibling", [](LayerProof& p) { p.header_path.pop_back(); });
   fails("another layout", [](LayerProof& p) { p.layout_id = std::string(64, 'b'); });
   fails("a leaf at another index", [](LayerProof& p) { p.tensors[0].index += 2; });
-  fails("a leaf renamed out of the range", [](LayerProof& p) { p.tensors[0].name = "blk.0.attn_q.weight"; });
+  fails("a leaf renamed out of the range",
+        [](LayerProof& p) { p.tensors[0].name = "blk.0.attn_q.weight"; });
   fails("another tree size", [](LayerProof& p) { p.n_leaves += 1; });
   fails("another tree depth", [](LayerProof& p) { p.n_leaves *= 2; });
   fails("a duplicated leaf", [](LayerProof& p) { p.tensors.push_back(p.tensors.back()); });

@@ -5,6 +5,9 @@
 // With --proof, prints instead the proof that the tensors of layers A:B (all
 // layers by default) belong to the id; with --verify, checks such a proof
 // against this model's id and exits non-zero if it fails.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -36,6 +39,8 @@ void register_model_id(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "Hashing threads (default: cores, at most 8)")
       ->check(CLI::Range(0, 256));
   cmd->callback([o] {
+    // Logs (the hashing speed) go to stderr; stdout carries only the answer.
+    spdlog::set_default_logger(spdlog::stderr_color_mt("model-id"));
     auto source = open_model_source(o->model);
     check(source.status());
     net::ModelIdOptions mo;

@@ -166,8 +166,10 @@ void register_gateway(CLI::App& app) {
     auto source = open_model_source(o->model);
     check(source.status());
     check(check_model_tensors(*source));
-    auto id = net::model_content_id(*source);
-    check(id.status());
+    auto ids = net::model_ids(*source);
+    check(ids.status());
+    const std::string* id = &ids->model_id;
+    po.layout_id = ids->layout_id;
     const ModelConfig& cfg = source->config;
     auto tok = load_tokenizer(o->model, cfg.n_vocab);
 

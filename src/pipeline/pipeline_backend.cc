@@ -14,6 +14,7 @@
 #include "pipeline/model_drafter.h"
 #include "pipeline/ngram_drafter.h"
 #include "pipeline/speculative_decoder.h"
+#include "net/model_id.h"
 #include "net/status_convert.h"
 #include "net/tls.h"
 #include "swarm/v1/stage.grpc.pb.h"
@@ -37,6 +38,21 @@ bool recoverable(const Status& st) {
     default:
       return false;
   }
+}
+
+// The surveyed peers no chain may use because they serve another model id, each
+// with why ("other weights" of the same layout, or "another model"), for the
+// error that says no route exists: "" when there are none.
+std::string excluded_peers(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
+                           const std::string& layout_id, int n_layer) {
+  std::string s;
+  for (const PeerSnapshot& p : peers) {
+    if (p.model_id == model_id && p.n_layer == n_layer) continue;
+    s += (s.empty() ? "" : "; ") + p.address + " [" + std::to_string(p.first_layer) + "," +
+         std::to_string(p.last_layer) + ") serves model " + p.model_id.substr(0, 16) + ": " +
+         net::model_mismatch_reason(layout_id, p.layout_id);
+  }
+  return s.empty() ? s : "; peers excluded: " + s;
 }
 
 }  // namespace
@@ -107,6 +123,11 @@ Status PipelineBackend::survey_locked() {
     p.address = addr;
     p.public_key = *verified_key;
     p.model_id = info.model_id();
+    p.layout_id = info.layout_id();
+    if (p.model_id != model_id_ && mismatch_logged_[addr] != p.model_id)
+      spdlog::warn("peer {} serves model {}, not {}: {}; it is not routed through", addr, p.model_id.substr(0, 16),
+                   model_id_.substr(0, 16), net::model_mismatch_reason(options_.layout_id, p.layout_id));
+    mismatch_logged_[addr] = p.model_id;
     p.first_layer = info.first_layer();
     p.last_layer = info.last_layer();
     p.n_layer = info.n_layer();
@@ -148,6 +169,10 @@ Result<std::vector<ChainStage>> PipelineBackend::route() {
     // The swarm may have changed since the last look: look again once.
     SWARM_RETURN_IF_ERROR(survey_locked());
     chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
+  }
+  if (!chain.ok() && chain.status().code() == Status::Code::kUnavailable) {
+    const std::string excluded = excluded_peers(snapshot_, model_id_, options_.layout_id, n_layer_);
+    if (!excluded.empty()) return Status::Unavailable(chain.status().message() + excluded);
   }
   return chain;
 }

@@ -44,6 +44,10 @@ struct PipelineOptions {
   std::chrono::milliseconds failure_memory{60000};
   // Speculative decoding (push mode only; relay decodes plainly).
   SpeculationOptions speculation;
+  // The model's layout id (net/model_id.h), sent in OpenSession; a peer with
+  // another model id but this layout id is named in logs and errors as serving
+  // other weights of the same architecture.
+  std::string layout_id;
 };
 
 class SpeculationMemory;
@@ -78,6 +82,7 @@ class PipelineBackend : public GenerationBackend {
   std::vector<PeerSnapshot> snapshot_;
   std::chrono::steady_clock::time_point surveyed_at_{};
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
+  std::map<std::string, std::string> mismatch_logged_;  // address -> the other model id last logged
   std::map<std::string, std::string> survey_error_;  // by address: the last logged, so once per change
   std::unique_ptr<SpeculationMemory> speculation_memory_;
 };

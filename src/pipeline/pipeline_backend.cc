@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <random>
@@ -171,6 +172,45 @@ std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& ch
   return chain.empty() ? "" : chain.back().address;
 }
 
+Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
+                                       std::vector<ChainStage>& chain, const SamplingParams& sp,
+                                       int max_length, Status refusal) {
+  const int waiting = ++waiting_for_room_;
+  struct Leave {
+    std::atomic<int>& n;
+    ~Leave() { --n; }
+  } leave{waiting_for_room_};
+  if (waiting > options_.max_queue)
+    return Status::ResourceExhausted(
+        "the swarm is busy: " + refusal.message() + "; " + std::to_string(waiting - 1) +
+        " requests already wait for room, the most that may (--max-queue " +
+        std::to_string(options_.max_queue) + "); retry later");
+  const auto start = Clock::now();
+  thread_local std::mt19937 rng(std::random_device{}());
+  auto backoff = std::chrono::milliseconds(50);
+  Status st = refusal;
+  while (st.code() == Status::Code::kResourceExhausted) {
+    const auto pause = backoff + std::chrono::milliseconds(rng() % (backoff.count() / 2 + 1));
+    if (Clock::now() + pause > start + options_.queue_timeout) {
+      char waited[96];
+      std::snprintf(waited, sizeof waited, "waited %.1f s (--queue-timeout %.1f s)",
+                    std::chrono::duration<double>(Clock::now() - start).count(),
+                    std::chrono::duration<double>(options_.queue_timeout).count());
+      return Status::ResourceExhausted(
+          std::string("the swarm is busy: ") + waited + " for room on the chain, as number " +
+          std::to_string(waiting) + " of those waiting; the last answer: " + st.message() +
+          "; retry later");
+    }
+    session->abandon();
+    std::this_thread::sleep_for(pause);
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
+    if (auto next = route(); next.ok()) chain = std::move(next).value();  // a twin may have room
+    session = std::make_unique<ChainSession>(chain, options_);
+    st = session->open(model_id_, n_layer_, sp, max_length);
+  }
+  return st;
+}
+
 Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& request, const TokenCallback& on_token) {
   if (request.prompt.empty()) return Status::InvalidArgument("the prompt is empty");
   const int prompt_len = static_cast<int>(request.prompt.size());
@@ -189,6 +229,14 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
 
   auto session = std::make_unique<ChainSession>(*chain, options_);
   Status opened = session->open(model_id_, n_layer_, sp, prompt_len + budget);
+  if (opened.code() == Status::Code::kResourceExhausted) {  // a node is full: wait for room
+    opened = open_when_room(session, *chain, sp, prompt_len + budget, opened);
+    result.route = describe_chain(*chain);
+    if (opened.code() == Status::Code::kResourceExhausted) {
+      session->abandon();
+      return opened;
+    }
+  }
   std::vector<int32_t> fed;  // every token the chain has taken, in order: replayed after a failure
   int recoveries = 0;
   // Routes around the failed stage and rebuilds the session's state on a new

@@ -9,6 +9,7 @@
 // stage's output to the next itself.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -44,9 +45,16 @@ struct PipelineOptions {
   std::chrono::milliseconds failure_memory{60000};
   // Speculative decoding (push mode only; relay decodes plainly).
   SpeculationOptions speculation;
+  // A node short of KV memory refuses to open a session (RESOURCE_EXHAUSTED):
+  // the request then waits for room, opening again with backoff (on the chain
+  // routed anew) until queue_timeout, with at most max_queue requests waiting
+  // so at once; only then is it refused.
+  int max_queue = 256;
+  std::chrono::milliseconds queue_timeout{60000};
 };
 
 class SpeculationMemory;
+class ChainSession;
 
 class PipelineBackend : public GenerationBackend {
  public:
@@ -69,6 +77,11 @@ class PipelineBackend : public GenerationBackend {
   Status survey_locked();
   void report_failure(const std::string& address);
   std::string probe_for_failure(const std::vector<ChainStage>& chain);
+  // After `refusal` (RESOURCE_EXHAUSTED) opening `session`: waits for room as
+  // PipelineOptions::max_queue and queue_timeout say; the last open's status.
+  Status open_when_room(std::unique_ptr<ChainSession>& session,
+                        std::vector<ChainStage>& chain, const SamplingParams& sp, int max_length,
+                        Status refusal);
 
   const std::string model_id_;
   const int n_layer_;
@@ -80,6 +93,7 @@ class PipelineBackend : public GenerationBackend {
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
   std::map<std::string, std::string> survey_error_;  // by address: the last logged, so once per change
   std::unique_ptr<SpeculationMemory> speculation_memory_;
+  std::atomic<int> waiting_for_room_{0};
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

@@ -23,8 +23,9 @@ class HttpServingTest : public SwarmHarness {
  protected:
   // `swarm serve` on the test model with ARGS, its log in the test's folder.
   ChildProcess* start_serve(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {"serve",         "-m", model_, "--listen", "127.0.0.1:0",
-                                     "--model-name", "tiny", "-t", "1", "-c", "128"};
+    std::vector<std::string> argv = {"serve",       "-m",           model_, "--listen",
+                                     "127.0.0.1:0", "--model-name", "tiny", "-t",
+                                     "1",           "-c",           "128"};
     argv.insert(argv.end(), args.begin(), args.end());
     return launch(argv, dir_ + "/serve" + std::to_string(serves_.size()) + ".err", serves_);
   }
@@ -41,10 +42,12 @@ class HttpServingTest : public SwarmHarness {
   std::vector<std::pair<int, std::string>> burst(int port, int n, int max_tokens) {
     std::vector<int32_t> prompt;
     for (int i = 0; i < 80; ++i) prompt.push_back(100 + i);
-    const std::string body = json{{"model", "tiny"},   {"prompt", prompt},
-                                  {"max_tokens", max_tokens}, {"temperature", 0},
-                                  {"ignore_eos", true}}
-                                 .dump();
+    const std::string body = json{
+        {"model", "tiny"},
+        {"prompt", prompt},
+        {"max_tokens", max_tokens},
+        {"temperature", 0},
+        {"ignore_eos", true}}.dump();
     std::latch go(n);
     std::vector<std::future<std::pair<int, std::string>>> got;
     for (int i = 0; i < n; ++i)
@@ -74,15 +77,14 @@ TEST_F(HttpServingTest, ServeQueuesRequestsShortOfKvMemoryAndAnswersThemAll) {
   ChildProcess* s = start_serve({"--kv-memory", std::to_string(4 * kv_bytes(80 + 24)),
                                  "--max-queue", "16", "--queue-timeout", "120"});
   ASSERT_TRUE(s->ok());
-  for (const auto& [status, message] : burst(s->port(), 16, 24))
-    EXPECT_EQ(status, 200) << message;
+  for (const auto& [status, message] : burst(s->port(), 16, 24)) EXPECT_EQ(status, 200) << message;
 }
 
 // With a queue of 2, a burst larger than what runs and waits gets 503s that
 // say why; the rest are answered.
 TEST_F(HttpServingTest, ServeRefusesPastAFullQueueWithAClear503) {
-  ChildProcess* s = start_serve({"--kv-memory", std::to_string(2 * kv_bytes(80 + 40)),
-                                 "--max-queue", "2"});
+  ChildProcess* s =
+      start_serve({"--kv-memory", std::to_string(2 * kv_bytes(80 + 40)), "--max-queue", "2"});
   ASSERT_TRUE(s->ok());
   int ok = 0, refused = 0;
   for (const auto& [status, message] : burst(s->port(), 16, 40)) {
@@ -139,8 +141,8 @@ TEST_F(HttpServingTest, GatewayWaitsForKvMemoryOnAFullNode) {
   for (const auto& [status, message] : burst(gateway()->port(), 8, 24))
     EXPECT_EQ(status, 200) << message;
 
-  ChildProcess* impatient = start_gateway(
-      {"--peers", nodes_[0]->address(), "-c", "128", "--queue-timeout", "0.001"});
+  ChildProcess* impatient =
+      start_gateway({"--peers", nodes_[0]->address(), "-c", "128", "--queue-timeout", "0.001"});
   ASSERT_TRUE(impatient->ok());
   int refused = 0;
   for (const auto& [status, message] : burst(impatient->port(), 8, 24)) {

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -64,14 +65,22 @@ void peer_of(const sockaddr_storage& ss, std::string* ip, int* port) {
 
 const char* reason_phrase(int status) {
   switch (status) {
-    case 400: return "Bad Request";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 400:
+      return "Bad Request";
+    case 408:
+      return "Request Timeout";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Payload Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
 }
 
@@ -135,8 +144,7 @@ class HttpServer::Pool {
       }
       if (stop_) break;
       ++idle_;
-      const bool woken =
-          cv_.wait_for(lk, idle_timeout_, [&] { return stop_ || !tasks_.empty(); });
+      const bool woken = cv_.wait_for(lk, idle_timeout_, [&] { return stop_ || !tasks_.empty(); });
       --idle_;
       if (!woken && threads_ > warm_) break;
     }
@@ -309,8 +317,9 @@ HttpServer::HttpServer(HttpLimits limits,
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
-  set_pre_routing_handler(
-      [this](const httplib::Request& req, httplib::Response& res) { return check_framing(req, res); });
+  set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    return check_framing(req, res);
+  });
 }
 
 HttpServer::~HttpServer() { stop(); }
@@ -433,8 +442,8 @@ void HttpServer::accept_loop(int listen_fd) {
       }
     }
     if (status != 0) {
-      log_event("refused", "refused a connection from " + c->ip + " (" + std::to_string(status) +
-                               "): " + why);
+      log_event("refused",
+                "refused a connection from " + c->ip + " (" + std::to_string(status) + "): " + why);
       pool_->submit([this, fd, status, why] { refuse(fd, status, why); });
     } else {
       pool_->submit([this, c] { serve(*c); });
@@ -444,11 +453,10 @@ void HttpServer::accept_loop(int listen_fd) {
 
 void HttpServer::refuse(int fd, int status, const std::string& message) {
   const std::string body = error_body_ ? error_body_(status, message) : message;
-  const std::string response = "HTTP/1.1 " + std::to_string(status) + " " +
-                               reason_phrase(status) +
-                               "\r\nContent-Type: application/json\r\nContent-Length: " +
-                               std::to_string(body.size()) +
-                               "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body;
+  const std::string response =
+      "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body;
   char sink[4096];
   // Take in what the client has sent so far: closing a socket with unread
   // bytes resets the connection, and the client could lose the answer.
@@ -486,23 +494,23 @@ httplib::Server::HandlerResponse HttpServer::check_framing(const httplib::Reques
   };
   const size_t lengths = req.get_header_value_count("Content-Length");
   const bool chunked = req.has_header("Transfer-Encoding");
-  if (chunked && req.get_header_value("Transfer-Encoding") != "chunked")
+  if (chunked && ::strcasecmp(req.get_header_value("Transfer-Encoding").c_str(), "chunked") != 0)
     return answer(400, "Transfer-Encoding: only `chunked` is supported, got `" +
                            req.get_header_value("Transfer-Encoding") + "`.");
   if (lengths > 0) {
     const std::string v = req.get_header_value("Content-Length");
     for (size_t i = 1; i < lengths; ++i)
       if (req.get_header_value("Content-Length", i) != v)
-        return answer(400, "Content-Length: the request gives it more than once, with different "
-                           "values.");
-    const bool digits =
-        !v.empty() && std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+        return answer(400,
+                      "Content-Length: the request gives it more than once, with different "
+                      "values.");
+    const bool digits = !v.empty() && std::all_of(v.begin(), v.end(),
+                                                  [](char ch) { return ch >= '0' && ch <= '9'; });
     if (!digits)
-      return answer(400, "Content-Length: must be a non-negative integer, got `" + v.substr(0, 64) +
-                             "`.");
+      return answer(
+          400, "Content-Length: must be a non-negative integer, got `" + v.substr(0, 64) + "`.");
     const size_t first = std::min(v.find_first_not_of('0'), v.size());
-    if (v.size() - first > 19 ||
-        std::strtoull(v.c_str(), nullptr, 10) > limits_.max_body_bytes)
+    if (v.size() - first > 19 || std::strtoull(v.c_str(), nullptr, 10) > limits_.max_body_bytes)
       return answer(413, "The request body is too large: Content-Length " + v.substr(0, 64) +
                              ", the limit is " + std::to_string(limits_.max_body_bytes) +
                              " bytes.");
@@ -533,10 +541,9 @@ void HttpServer::serve(Connection& c) {
         log_event("timeout", "closed a connection from " + c.ip + ":" + std::to_string(c.port) +
                                  " (408): " + c.refusal->message);
       } else if (c.refusal) {
-        log_event("refused-request", "refused a request from " + c.ip + ":" +
-                                         std::to_string(c.port) + " (" +
-                                         std::to_string(c.refusal->status) +
-                                         "): " + c.refusal->message);
+        log_event("refused-request",
+                  "refused a request from " + c.ip + ":" + std::to_string(c.port) + " (" +
+                      std::to_string(c.refusal->status) + "): " + c.refusal->message);
       }
       if (!ok || closed || last || c.must_close) break;
     }

@@ -168,10 +168,10 @@ class HttpFrontDoorTest : public ::testing::Test {
     const std::string body =
         json{{"prompt", "Once upon a time"}, {"max_tokens", 3}, {"temperature", 0}}.dump();
     RawReply r = round_trip(port_,
-                          "POST /v1/completions HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-                          "Content-Type: application/json\r\nContent-Length: " +
-                              std::to_string(body.size()) + "\r\n\r\n" + body,
-                          source);
+                            "POST /v1/completions HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                            "Content-Type: application/json\r\nContent-Length: " +
+                                std::to_string(body.size()) + "\r\n\r\n" + body,
+                            source);
     return r.status;
   }
 
@@ -296,8 +296,8 @@ TEST_F(HttpFrontDoorTest, MalformedFramingGetsClearErrors) {
   auto expect = [&](const std::string& request, int status, const std::string& says) {
     const RawReply r = round_trip(port_, request);
     EXPECT_EQ(r.status, status) << request.substr(0, 120) << "\n" << r.raw.substr(0, 400);
-    EXPECT_NE(error_message(r).find(says), std::string::npos)
-        << request.substr(0, 120) << "\n" << r.raw.substr(0, 400);
+    EXPECT_NE(error_message(r).find(says), std::string::npos) << request.substr(0, 120) << "\n"
+                                                              << r.raw.substr(0, 400);
   };
   expect(post + "Content-Length: -1\r\n\r\n", 400, "Content-Length: must be a non-negative");
   expect(post + "Content-Length: abc\r\n\r\n{}", 400, "got `abc`");

@@ -10,6 +10,7 @@
 #include "cli/api_serving.h"
 #include "cli/common.h"
 #include "engine/chat_template.h"
+#include "engine/kv_cache.h"
 #include "engine/tokenizer.h"
 #include "pipeline/local_backend.h"
 
@@ -96,6 +97,20 @@ void register_serve(CLI::App& app) {
                             .max_queue = o->max_queue,
                             .queue_timeout = std::chrono::milliseconds(
                                 static_cast<int64_t>(o->queue_timeout_s * 1000 + 0.5))});
+    if (kv_memory > 0) {
+      const Model& m = backend.model();
+      const uint64_t per_token = KvCache::bytes_for(m.config().n_layer, m.kv_dim(), 1);
+      const uint64_t tokens = kv_memory / per_token;
+      std::fprintf(stderr,
+                   "KV budget %llu bytes: %llu tokens in all (a request reserves its prompt + "
+                   "max_tokens)%s\n",
+                   static_cast<unsigned long long>(kv_memory),
+                   static_cast<unsigned long long>(tokens),
+                   tokens < static_cast<uint64_t>(backend.context_length())
+                       ? "; less than one full context: requests must give max_tokens (or serve "
+                         "with -n)"
+                       : "");
+    }
     serve_until_signal(api, backend, o->listen, signals);
   });
 }

@@ -35,10 +35,11 @@ Result<AdmissionQueue::Arrival> AdmissionQueue::arrive(uint64_t cost, Clock::tim
     return a;
   }
   if (static_cast<int>(queue_.size()) >= std::max(0, limits_.max_queue))
-    return Status::ResourceExhausted(
-        "the server is busy: " + std::to_string(active_.size()) + " requests are being served and " +
-        std::to_string(queue_.size()) + " wait, the most that may wait (--max-queue " +
-        std::to_string(limits_.max_queue) + "); retry later");
+    return Status::ResourceExhausted("the server is busy: " + std::to_string(active_.size()) +
+                                     " requests are being served and " +
+                                     std::to_string(queue_.size()) +
+                                     " wait, the most that may wait (--max-queue " +
+                                     std::to_string(limits_.max_queue) + "); retry later");
   queue_.push_back({a.ticket, cost, now, now + limits_.queue_timeout});
   a.position = static_cast<int>(queue_.size());
   return a;

@@ -20,9 +20,10 @@
 namespace swarm {
 
 struct AdmissionLimits {
-  int max_active = 64;   // requests served at once (batch slots), at least 1
+  int max_active = 64;    // requests served at once (batch slots), at least 1
   uint64_t capacity = 0;  // summed cost of the requests served at once (KV bytes); 0: no limit
-  int max_queue = 256;    // requests waiting at once; 0: none wait, a request that does not fit is refused
+  int max_queue =
+      256;  // requests waiting at once; 0: none wait, a request that does not fit is refused
   std::chrono::milliseconds queue_timeout{60000};  // longest wait before a refusal
 };
 

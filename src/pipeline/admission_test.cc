@@ -13,7 +13,8 @@ using Clock = AdmissionQueue::Clock;
 const Clock::time_point t0{};
 
 TEST(AdmissionQueue, AdmitsWhileSlotsAndCapacityLastThenQueuesInOrder) {
-  AdmissionQueue q({.max_active = 2, .capacity = 100, .max_queue = 4, .queue_timeout = milliseconds(1000)});
+  AdmissionQueue q(
+      {.max_active = 2, .capacity = 100, .max_queue = 4, .queue_timeout = milliseconds(1000)});
   auto a = q.arrive(40, t0);
   auto b = q.arrive(40, t0);
   auto c = q.arrive(10, t0);  // a slot is missing, not capacity
@@ -33,9 +34,10 @@ TEST(AdmissionQueue, AdmitsWhileSlotsAndCapacityLastThenQueuesInOrder) {
 }
 
 TEST(AdmissionQueue, AQueueHeadThatDoesNotFitIsNotOvertaken) {
-  AdmissionQueue q({.max_active = 8, .capacity = 100, .max_queue = 4, .queue_timeout = milliseconds(1000)});
+  AdmissionQueue q(
+      {.max_active = 8, .capacity = 100, .max_queue = 4, .queue_timeout = milliseconds(1000)});
   auto big0 = q.arrive(70, t0);
-  auto big1 = q.arrive(70, t0);  // capacity is short
+  auto big1 = q.arrive(70, t0);   // capacity is short
   auto small = q.arrive(10, t0);  // would fit, but waits behind big1: first come, first served
   ASSERT_TRUE(big0.ok() && big1.ok() && small.ok());
   EXPECT_TRUE(big0->admitted);
@@ -48,7 +50,8 @@ TEST(AdmissionQueue, AQueueHeadThatDoesNotFitIsNotOvertaken) {
 }
 
 TEST(AdmissionQueue, AFullQueueRefusesAtOnceNamingTheLimit) {
-  AdmissionQueue q({.max_active = 1, .capacity = 0, .max_queue = 2, .queue_timeout = milliseconds(1000)});
+  AdmissionQueue q(
+      {.max_active = 1, .capacity = 0, .max_queue = 2, .queue_timeout = milliseconds(1000)});
   ASSERT_TRUE(q.arrive(1, t0).ok());
   ASSERT_TRUE(q.arrive(1, t0).ok());
   ASSERT_TRUE(q.arrive(1, t0).ok());
@@ -59,13 +62,15 @@ TEST(AdmissionQueue, AFullQueueRefusesAtOnceNamingTheLimit) {
       << refused.status().message();
   EXPECT_NE(refused.status().message().find("2 wait"), std::string::npos);
 
-  AdmissionQueue none({.max_active = 1, .capacity = 0, .max_queue = 0, .queue_timeout = milliseconds(1000)});
+  AdmissionQueue none(
+      {.max_active = 1, .capacity = 0, .max_queue = 0, .queue_timeout = milliseconds(1000)});
   ASSERT_TRUE(none.arrive(1, t0).ok());
   EXPECT_FALSE(none.arrive(1, t0).ok());  // no queue: refused when it does not fit
 }
 
 TEST(AdmissionQueue, ARequestLargerThanTheCapacityIsABadRequest) {
-  AdmissionQueue q({.max_active = 4, .capacity = 100, .max_queue = 4, .queue_timeout = milliseconds(1000)});
+  AdmissionQueue q(
+      {.max_active = 4, .capacity = 100, .max_queue = 4, .queue_timeout = milliseconds(1000)});
   auto r = q.arrive(101, t0);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
@@ -73,10 +78,11 @@ TEST(AdmissionQueue, ARequestLargerThanTheCapacityIsABadRequest) {
 }
 
 TEST(AdmissionQueue, WaitersPastTheirDeadlineAreRefusedWithTheirPosition) {
-  AdmissionQueue q({.max_active = 1, .capacity = 0, .max_queue = 8, .queue_timeout = milliseconds(1000)});
-  ASSERT_TRUE(q.arrive(1, t0).ok());                       // served
-  auto early = q.arrive(1, t0 + milliseconds(100));        // deadline 1100
-  auto late = q.arrive(1, t0 + milliseconds(600));         // deadline 1600
+  AdmissionQueue q(
+      {.max_active = 1, .capacity = 0, .max_queue = 8, .queue_timeout = milliseconds(1000)});
+  ASSERT_TRUE(q.arrive(1, t0).ok());                 // served
+  auto early = q.arrive(1, t0 + milliseconds(100));  // deadline 1100
+  auto late = q.arrive(1, t0 + milliseconds(600));   // deadline 1600
   ASSERT_TRUE(early.ok() && late.ok());
   EXPECT_EQ(q.next_deadline(), t0 + milliseconds(1100));
   EXPECT_TRUE(q.expire(t0 + milliseconds(1099)).empty());
@@ -99,7 +105,8 @@ TEST(AdmissionQueue, WaitersPastTheirDeadlineAreRefusedWithTheirPosition) {
 }
 
 TEST(AdmissionQueue, ReleasingUnknownTicketsChangesNothing) {
-  AdmissionQueue q({.max_active = 1, .capacity = 10, .max_queue = 1, .queue_timeout = milliseconds(1000)});
+  AdmissionQueue q(
+      {.max_active = 1, .capacity = 10, .max_queue = 1, .queue_timeout = milliseconds(1000)});
   auto a = q.arrive(10, t0);
   ASSERT_TRUE(a.ok() && a->admitted);
   q.release(a->ticket + 100);

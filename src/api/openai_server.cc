@@ -247,6 +247,7 @@ Result<int> OpenAiServer::listen(const std::string& host, int port) {
 
 void OpenAiServer::stop() {
   stopping_ = true;
+  backend_.release_waiting();  // requests queued for capacity must not hold the stop up
   if (http_) http_->stop();
 }
 

@@ -81,6 +81,14 @@ void LocalBackend::set_paused(bool paused) {
   cv_.notify_all();
 }
 
+void LocalBackend::release_waiting() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    release_waiting_ = true;
+  }
+  cv_.notify_all();
+}
+
 LocalBackend::Stats LocalBackend::stats() const {
   std::lock_guard<std::mutex> lk(mu_);
   Stats s = stats_;
@@ -210,8 +218,16 @@ LocalBackend::expire_locked() {
     out.emplace_back(std::move(*it), refusal);
     waiting_.erase(it);
   }
+  const bool release = release_waiting_;
+  release_waiting_ = false;
   std::erase_if(waiting_, [&](std::shared_ptr<Request>& r) {
-    if (!r->cancelled || r->admitted) return false;  // admitted ones end in the batch
+    if (r->admitted) return false;  // admitted ones end in the batch
+    if (release) {
+      admission_.withdraw(r->ticket);
+      out.emplace_back(std::move(r), Status::Unavailable("the server is stopping"));
+      return true;
+    }
+    if (!r->cancelled) return false;
     admission_.withdraw(r->ticket);
     out.emplace_back(std::move(r), finished("stop"));
     return true;
@@ -225,7 +241,10 @@ void LocalBackend::scheduler_loop() {
     bool run = false;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      auto ready = [&] { return stop_ || (!paused_ && (!waiting_.empty() || !active_.empty())); };
+      auto ready = [&] {
+        return stop_ || (!paused_ && (!waiting_.empty() || !active_.empty())) ||
+               release_waiting_;
+      };
       // Wake for work, or when a waiting request's deadline passes (paused too).
       while (!ready()) {
         const auto next = admission_.next_deadline();

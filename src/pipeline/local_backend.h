@@ -61,6 +61,7 @@ class LocalBackend : public GenerationBackend {
   Result<GenerationResult> generate(const GenerationRequest& request,
                                     const TokenCallback& on_token) override;
   int context_length() const override { return context_length_; }
+  void release_waiting() override;
 
   const Model& model() const { return *model_; }
 
@@ -92,12 +93,13 @@ class LocalBackend : public GenerationBackend {
   const LocalBackendOptions options_;
   ThreadPool pool_;
 
-  mutable std::mutex mu_;  // guards waiting_, admission_, paused_, stop_, stats_
+  mutable std::mutex mu_;  // guards waiting_, admission_, paused_, stop_, release_waiting_, stats_
   std::condition_variable cv_;
   AdmissionQueue admission_;
   std::deque<std::shared_ptr<Request>> waiting_;
   bool paused_ = false;
   bool stop_ = false;
+  bool release_waiting_ = false;  // release_waiting() was called; the scheduler acts on it
   Stats stats_;
   std::atomic<int> live_caches_{0};
 

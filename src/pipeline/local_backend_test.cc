@@ -313,5 +313,28 @@ TEST(LocalBackendAdmission, AWaitPastTheQueueTimeoutIsRefusedWithItsPosition) {
   EXPECT_EQ(backend.stats().queued, 0);
 }
 
+// A stopping server releases the requests waiting in the queue at once; the
+// running one goes on, and requests after that are served as usual.
+TEST(LocalBackendAdmission, ReleaseWaitingEndsQueuedRequestsAtOnce) {
+  auto m = load();
+  if (!m) GTEST_SKIP() << kModel << " not found";
+  const auto prompt = prompt_ids("p0");
+  LocalBackend backend(std::move(m), LocalBackendOptions{.threads = 1,
+                                                         .context_length = 128,
+                                                         .max_sequences = 1,
+                                                         .max_queue = 4,
+                                                         .queue_timeout = std::chrono::hours(1)});
+  backend.set_paused(true);
+  auto running = std::async(std::launch::async, [&] { return run(backend, prompt, greedy(2)); });
+  while (backend.stats().waiting < 1) std::this_thread::yield();
+  auto queued = std::async(std::launch::async, [&] { return run(backend, prompt, greedy(2)); });
+  while (backend.stats().queued < 1) std::this_thread::yield();
+  backend.release_waiting();
+  EXPECT_EQ(queued.get().status.code(), Status::Code::kUnavailable);  // not after an hour
+  backend.set_paused(false);
+  EXPECT_TRUE(running.get().status.ok());
+  EXPECT_TRUE(run(backend, prompt, greedy(2)).status.ok());
+}
+
 }  // namespace
 }  // namespace swarm

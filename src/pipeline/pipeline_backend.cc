@@ -172,6 +172,14 @@ std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& ch
   return chain.empty() ? "" : chain.back().address;
 }
 
+void PipelineBackend::release_waiting() {
+  {
+    std::lock_guard<std::mutex> lock(wait_mu_);
+    ++releases_;
+  }
+  wait_cv_.notify_all();
+}
+
 Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
                                        std::vector<ChainStage>& chain, const SamplingParams& sp,
                                        int max_length, Status refusal) {
@@ -186,6 +194,11 @@ Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
         " requests already wait for room, the most that may (--max-queue " +
         std::to_string(options_.max_queue) + "); retry later");
   const auto start = Clock::now();
+  uint64_t releases;
+  {
+    std::lock_guard<std::mutex> lock(wait_mu_);
+    releases = releases_;
+  }
   thread_local std::mt19937 rng(std::random_device{}());
   auto backoff = std::chrono::milliseconds(50);
   Status st = refusal;
@@ -202,7 +215,11 @@ Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
           "; retry later");
     }
     session->abandon();
-    std::this_thread::sleep_for(pause);
+    {
+      std::unique_lock<std::mutex> lock(wait_mu_);
+      if (wait_cv_.wait_for(lock, pause, [&] { return releases_ != releases; }))
+        return Status::Unavailable("the gateway is stopping");
+    }
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
     if (auto next = route(); next.ok()) chain = std::move(next).value();  // a twin may have room
     session = std::make_unique<ChainSession>(chain, options_);

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -64,6 +65,7 @@ class PipelineBackend : public GenerationBackend {
 
   Result<GenerationResult> generate(const GenerationRequest& request, const TokenCallback& on_token) override;
   int context_length() const override { return options_.context_length; }
+  void release_waiting() override;
 
   // Asks every peer what it serves (Info, with a deadline) and chooses a chain.
   Result<std::vector<ChainStage>> route();
@@ -94,6 +96,9 @@ class PipelineBackend : public GenerationBackend {
   std::map<std::string, std::string> survey_error_;  // by address: the last logged, so once per change
   std::unique_ptr<SpeculationMemory> speculation_memory_;
   std::atomic<int> waiting_for_room_{0};
+  std::mutex wait_mu_;  // guards releases_
+  std::condition_variable wait_cv_;
+  uint64_t releases_ = 0;  // release_waiting() calls: a waiter seeing it change stops waiting
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

@@ -182,7 +182,7 @@ void PipelineBackend::release_waiting() {
 
 Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
                                        std::vector<ChainStage>& chain, const SamplingParams& sp,
-                                       int max_length, Status refusal) {
+                                       int max_length, Status refusal, bool* released) {
   const int waiting = ++waiting_for_room_;
   struct Leave {
     std::atomic<int>& n;
@@ -217,8 +217,10 @@ Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
     session->abandon();
     {
       std::unique_lock<std::mutex> lock(wait_mu_);
-      if (wait_cv_.wait_for(lock, pause, [&] { return releases_ != releases; }))
+      if (wait_cv_.wait_for(lock, pause, [&] { return releases_ != releases; })) {
+        *released = true;
         return Status::Unavailable("the gateway is stopping");
+      }
     }
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
     if (auto next = route(); next.ok()) chain = std::move(next).value();  // a twin may have room
@@ -247,9 +249,10 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   auto session = std::make_unique<ChainSession>(*chain, options_);
   Status opened = session->open(model_id_, n_layer_, sp, prompt_len + budget);
   if (opened.code() == Status::Code::kResourceExhausted) {  // a node is full: wait for room
-    opened = open_when_room(session, *chain, sp, prompt_len + budget, opened);
+    bool released = false;
+    opened = open_when_room(session, *chain, sp, prompt_len + budget, opened, &released);
     result.route = describe_chain(*chain);
-    if (opened.code() == Status::Code::kResourceExhausted) {
+    if (released || opened.code() == Status::Code::kResourceExhausted) {  // not a node failure
       session->abandon();
       return opened;
     }

@@ -81,9 +81,10 @@ class PipelineBackend : public GenerationBackend {
   std::string probe_for_failure(const std::vector<ChainStage>& chain);
   // After `refusal` (RESOURCE_EXHAUSTED) opening `session`: waits for room as
   // PipelineOptions::max_queue and queue_timeout say; the last open's status.
+  // `*released`: the wait was ended by release_waiting().
   Status open_when_room(std::unique_ptr<ChainSession>& session,
                         std::vector<ChainStage>& chain, const SamplingParams& sp, int max_length,
-                        Status refusal);
+                        Status refusal, bool* released);
 
   const std::string model_id_;
   const int n_layer_;

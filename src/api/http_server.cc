@@ -14,6 +14,7 @@
 #include <cstring>
 #include <deque>
 #include <list>
+#include <system_error>
 
 namespace swarm {
 namespace {
@@ -102,8 +103,13 @@ class HttpServer::Pool {
       tasks_.push_back(std::move(task));
       if (static_cast<int>(tasks_.size()) > idle_ && threads_ < max_) {
         auto it = workers_.emplace(workers_.end());
-        *it = std::thread([this, it] { work(it); });  // it waits for mu_ before touching `it`
-        ++threads_;
+        try {
+          *it = std::thread([this, it] { work(it); });  // it waits for mu_ before touching `it`
+          ++threads_;
+        } catch (const std::system_error&) {  // out of threads: a running worker takes it later
+          workers_.erase(it);
+          cv_.notify_one();
+        }
       } else {
         cv_.notify_one();
       }

@@ -166,7 +166,7 @@ class ApiTest : public ::testing::Test {
     fake_ = new FakeBackend;
     ApiOptions f = o;
     f.model_names = {"fake"};
-    f.max_body_bytes = 4096;
+    f.http.max_body_bytes = 4096;
     f.log = nullptr;
     auto fs = OpenAiServer::Create(f, *fake_);
     ASSERT_TRUE(fs.ok());

@@ -1,0 +1,111 @@
+#include "pipeline/peer_probe.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <system_error>
+#include <thread>
+
+#include "net/tls.h"
+#include "pipeline/chain_session.h"
+#include "swarm/v1/stage.grpc.pb.h"
+
+namespace swarm {
+namespace {
+
+namespace v1 = ::swarm::v1;
+using Clock = std::chrono::steady_clock;
+
+// The hex key a pinned peer's hops are pinned to: its Info's key, which must
+// satisfy the pin (the channel's handshake already checked the certificate; a
+// node-id pin learns the full key here). "" for a plaintext peer.
+Result<std::string> pinned_key_of(const std::string& pin_hex, const v1::InfoResponse& info) {
+  if (pin_hex.empty()) return std::string();
+  auto pin = net::KeyPin::Parse(pin_hex);
+  if (!pin.ok()) return pin.status();
+  if (info.public_key().size() != net::kPublicKeyBytes)
+    return Status::Unavailable("its Info reports no Ed25519 public key");
+  net::PublicKey key{};
+  std::copy(info.public_key().begin(), info.public_key().end(), key.begin());
+  if (!pin->matches(key))
+    return Status::Unavailable("its Info reports key " + net::to_hex(key.data(), key.size()) +
+                               ", not the pinned " + pin->hex());
+  return net::to_hex(key.data(), key.size());
+}
+
+PeerProbe probe_one(const net::PeerAddress& peer, int first, std::chrono::milliseconds timeout) {
+  const std::vector<std::string> addrs = peer.addresses();
+  std::vector<int> order;
+  if (first >= 0 && first < static_cast<int>(addrs.size())) order.push_back(first);
+  for (int i = 0; i < static_cast<int>(addrs.size()); ++i)
+    if (i != first) order.push_back(i);
+  PeerProbe out;
+  for (int i : order) {
+    const std::string& addr = addrs[static_cast<size_t>(i)];
+    const auto deadline = std::chrono::system_clock::now() + timeout;
+    std::shared_ptr<grpc::Channel> channel = stage_channel(addr, peer.pin);
+    // A channel that failed to connect waits out a backoff (up to seconds)
+    // before it tries again, failing calls at once meanwhile; a node that has
+    // just come up would look unreachable until then.
+    if (channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+      grpc::experimental::ChannelResetConnectionBackoff(channel.get());
+      channel->WaitForStateChange(GRPC_CHANNEL_TRANSIENT_FAILURE, deadline);
+    }
+    auto stub = v1::Stage::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline);
+    v1::InfoResponse info;
+    const auto t0 = Clock::now();
+    const grpc::Status s = stub->Info(&ctx, v1::InfoRequest(), &info);
+    const double rtt = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::string error;
+    if (!s.ok()) {
+      error = s.error_message().empty() ? "code " + std::to_string(s.error_code())
+                                        : s.error_message();
+      out.timed_out = out.timed_out || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    } else if (auto key = pinned_key_of(peer.pin, info); !key.ok()) {
+      error = key.status().message();
+    } else {
+      out.reached = true;
+      out.address_index = i;
+      out.address = addr;
+      out.public_key = *key;
+      out.info = std::move(info);
+      out.rtt_seconds = rtt;
+      out.error.clear();
+      return out;
+    }
+    out.error += (out.error.empty() ? "" : "; ") + addr + ": " + error;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<PeerProbe> probe_peers(const std::vector<net::PeerAddress>& peers,
+                                   const std::vector<int>& first_try,
+                                   std::chrono::milliseconds timeout) {
+  std::vector<PeerProbe> out(peers.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < peers.size(); i = next++)
+      out[i] = probe_one(peers[i], i < first_try.size() ? first_try[i] : 0, timeout);
+  };
+  const size_t n_threads = std::min(peers.size(), kMaxConcurrentProbes);
+  if (n_threads <= 1) {
+    work();
+    return out;
+  }
+  std::vector<std::thread> threads;
+  try {
+    for (size_t t = 1; t < n_threads; ++t) threads.emplace_back(work);
+  } catch (const std::system_error&) {
+    // Out of threads: the ones started, and this one, do the work.
+  }
+  work();
+  for (std::thread& t : threads) t.join();
+  return out;
+}
+
+}  // namespace swarm

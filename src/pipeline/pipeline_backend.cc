@@ -313,7 +313,7 @@ Result<std::vector<ChainStage>> PipelineBackend::route(bool wait_for_coverage) {
   for (;;) {
     if (Clock::now() - surveyed_at_ > options_.survey_interval) SWARM_RETURN_IF_ERROR(survey_locked());
     auto chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
-    if (chain.ok()) return chain;
+    if (chain.ok() || chain.status().code() != Status::Code::kUnavailable) return chain;
     NoRouteStep step = next_no_route_step(no_route_view_locked(arrived), options_.coverage_wait);
     if (!wait_for_coverage && step.action == NoRouteAction::kWait) step.action = NoRouteAction::kRefuse;
     switch (step.action) {

@@ -100,30 +100,31 @@ TEST(PeerReachabilityTest, FastFailuresAreAskedAgainSlowOnesAreSetAsideWithBacko
   EXPECT_TRUE(r.survey_asks("a"));
   EXPECT_FALSE(r.next_due().has_value());
   // Refused at once: cheap to ask again, so every survey does.
-  r.failed("a", at(0), /*slow=*/false, "connection refused");
+  r.failed("a", at(0), at(0), /*slow=*/false, "connection refused");
   EXPECT_TRUE(r.survey_asks("a"));
   EXPECT_FALSE(r.next_due().has_value());
   ASSERT_NE(r.find("a"), nullptr);
   EXPECT_EQ(r.find("a")->since, at(0));
-  // Ran into the deadline: set aside; due after 1 s, then 2 s, then 4 s (the cap).
-  r.failed("b", at(0), /*slow=*/true, "deadline exceeded");
+  // Ran into the deadline: set aside; due after 1 s, then 2 s, then 4 s (the cap),
+  // counted from the failure; unreachable since the probe was sent.
+  r.failed("b", at(-2000), at(0), /*slow=*/true, "deadline exceeded");
   EXPECT_FALSE(r.survey_asks("b"));
   EXPECT_EQ(r.next_due(), at(1000));
   EXPECT_TRUE(r.due(at(999)).empty());
   EXPECT_EQ(r.due(at(1000)), std::vector<std::string>{"b"});
-  r.failed("b", at(1000), true, "deadline exceeded");
+  r.failed("b", at(1000), at(1000), true, "deadline exceeded");
   EXPECT_EQ(r.next_due(), at(3000));
-  r.failed("b", at(3000), true, "deadline exceeded");
+  r.failed("b", at(3000), at(3000), true, "deadline exceeded");
   EXPECT_EQ(r.next_due(), at(7000));
-  r.failed("b", at(7000), true, "deadline exceeded");
+  r.failed("b", at(7000), at(7000), true, "deadline exceeded");
   EXPECT_EQ(r.next_due(), at(11000));
-  EXPECT_EQ(r.find("b")->since, at(0));  // unreachable since the first failure
+  EXPECT_EQ(r.find("b")->since, at(-2000));  // unreachable since the first probe was sent
   EXPECT_EQ(r.find("b")->failures, 4);
   // It answers: forgotten, asked by surveys again; a later failure starts afresh.
   r.reached("b");
   EXPECT_EQ(r.find("b"), nullptr);
   EXPECT_TRUE(r.survey_asks("b"));
-  r.failed("b", at(20000), true, "deadline exceeded");
+  r.failed("b", at(20000), at(20000), true, "deadline exceeded");
   EXPECT_EQ(r.find("b")->since, at(20000));
   EXPECT_EQ(r.next_due(), at(21000));
   // Peers no longer known are forgotten.

@@ -4,11 +4,11 @@
 
 namespace swarm {
 
-void PeerReachability::failed(const std::string& key, Clock::time_point now, bool slow,
-                              std::string error) {
+void PeerReachability::failed(const std::string& key, Clock::time_point asked,
+                              Clock::time_point now, bool slow, std::string error) {
   auto [it, fresh] = unreachable_.try_emplace(key);
   Unreachable& u = it->second;
-  if (fresh) u.since = now;
+  if (fresh) u.since = asked;
   ++u.failures;
   u.slow = slow;
   u.error = std::move(error);

@@ -28,7 +28,7 @@ class PeerReachability {
   using Clock = std::chrono::steady_clock;
 
   struct Unreachable {
-    Clock::time_point since;       // first failure of the current run of failures
+    Clock::time_point since;       // when the first failed probe of this run was sent
     Clock::time_point next_probe;  // when a set-aside peer is due again
     int failures = 0;
     bool slow = false;  // the last probe ran into its deadline: set aside
@@ -37,8 +37,11 @@ class PeerReachability {
 
   explicit PeerReachability(ReachabilityOptions options = {}) : options_(options) {}
 
-  // A probe of `key` failed at `now`; `slow` if it waited for its deadline.
-  void failed(const std::string& key, Clock::time_point now, bool slow, std::string error);
+  // A probe of `key`, sent at `asked`, failed at `now`; `slow` if it waited
+  // for its deadline. The peer counts as unreachable since `asked` (for its
+  // first failure); backoff runs from `now`.
+  void failed(const std::string& key, Clock::time_point asked, Clock::time_point now, bool slow,
+              std::string error);
   // A probe of `key` was answered: it is reachable, its failures forgotten.
   void reached(const std::string& key);
   // Forgets every peer not in `keys` (peers no longer known).

@@ -108,13 +108,14 @@ std::string describe_unreachable(const net::PeerAddress& p, const std::string& e
 
 }  // namespace
 
-bool PipelineBackend::note_probe_locked(const net::PeerAddress& peer, const PeerProbe& probe) {
+bool PipelineBackend::note_probe_locked(const net::PeerAddress& peer, const PeerProbe& probe,
+                                        Clock::time_point asked) {
   const std::string key = peer_key(peer);
   if (probe.reached) {
     reachability_.reached(key);
     answered_at_[key] = probe.address_index;
   } else {
-    reachability_.failed(key, Clock::now(), probe.timed_out, probe.error);
+    reachability_.failed(key, asked, Clock::now(), probe.timed_out, probe.error);
   }
   std::string& logged = survey_error_[key];
   if (probe.error != logged) {
@@ -148,11 +149,12 @@ Status PipelineBackend::survey_locked() {
   reachability_.retain(known);
   std::erase_if(answered_at_, [&](const auto& kv) { return !known.contains(kv.first); });
   std::erase_if(survey_error_, [&](const auto& kv) { return !known.contains(kv.first); });
+  const auto asked = Clock::now();
   const std::vector<PeerProbe> probes = probe_peers(ask, first, options_.probe_timeout);
   std::vector<PeerSnapshot> snap;
   for (size_t i = 0; i < ask.size(); ++i) {
     const PeerProbe& probe = probes[i];
-    if (!note_probe_locked(ask[i], probe)) continue;
+    if (!note_probe_locked(ask[i], probe, asked)) continue;
     const v1::InfoResponse& info = probe.info;
     PeerSnapshot p;
     p.address = probe.address;
@@ -201,11 +203,13 @@ void PipelineBackend::reprobe_loop() {
       for (const net::PeerAddress& peer : peers_) known.insert(peer_key(peer));
       reachability_.retain(known);
     }
+    const auto asked = Clock::now();
     lock.unlock();
     const std::vector<PeerProbe> probes = probe_peers(ask, first, options_.probe_timeout);
     lock.lock();
     bool answered = false;
-    for (size_t i = 0; i < ask.size(); ++i) answered = note_probe_locked(ask[i], probes[i]) || answered;
+    for (size_t i = 0; i < ask.size(); ++i)
+      answered = note_probe_locked(ask[i], probes[i], asked) || answered;
     if (answered) {
       surveyed_at_ = {};  // survey again before the next route
       changed_.notify_all();
@@ -240,6 +244,12 @@ void PipelineBackend::set_relook(std::function<void()> relook) {
 }
 
 void PipelineBackend::look_locked(std::unique_lock<std::mutex>& lock) {
+  // One look at a time: requests that find no route together share it.
+  if (looking_) {
+    changed_.wait(lock, [&] { return !looking_; });
+    return;
+  }
+  looking_ = true;
   if (std::function<void()> relook = relook_) {
     lock.unlock();
     relook();
@@ -247,6 +257,8 @@ void PipelineBackend::look_locked(std::unique_lock<std::mutex>& lock) {
   }
   survey_locked();
   last_look_ = Clock::now();
+  looking_ = false;
+  changed_.notify_all();
 }
 
 NoRouteView PipelineBackend::no_route_view_locked(Clock::time_point arrived) {

@@ -90,8 +90,8 @@ class PipelineBackend : public GenerationBackend {
 
  private:
   Status survey_locked();
-  // Records a probe's outcome for `peer`; true if it answered.
-  bool note_probe_locked(const net::PeerAddress& peer, const PeerProbe& probe);
+  // Records the outcome of a probe of `peer` sent at `asked`; true if it answered.
+  bool note_probe_locked(const net::PeerAddress& peer, const PeerProbe& probe, Clock::time_point asked);
   void look_locked(std::unique_lock<std::mutex>& lock);
   NoRouteView no_route_view_locked(Clock::time_point arrived);
   Status no_route_error_locked(const Status& chain_error);
@@ -114,6 +114,7 @@ class PipelineBackend : public GenerationBackend {
   std::map<std::string, int> answered_at_;  // by peer key: the address index that answered last
   const Clock::time_point started_;
   Clock::time_point last_look_{};
+  bool looking_ = false;  // a request is looking (relook_ runs unlocked)
   std::function<void()> relook_;
   std::condition_variable changed_;  // peers answered or changed; or stopping_
   bool stopping_ = false;

@@ -45,19 +45,26 @@ PeerProbe probe_one(const net::PeerAddress& peer, int first, std::chrono::millis
     const std::string& addr = addrs[static_cast<size_t>(i)];
     const auto deadline = std::chrono::system_clock::now() + timeout;
     std::shared_ptr<grpc::Channel> channel = stage_channel(addr, peer.pin);
-    // A channel that failed to connect waits out a backoff (up to seconds)
-    // before it tries again, failing calls at once meanwhile; a node that has
-    // just come up would look unreachable until then.
-    if (channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
-      grpc::experimental::ChannelResetConnectionBackoff(channel.get());
-      channel->WaitForStateChange(GRPC_CHANNEL_TRANSIENT_FAILURE, deadline);
-    }
-    auto stub = v1::Stage::NewStub(channel);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(deadline);
     v1::InfoResponse info;
-    const auto t0 = Clock::now();
-    const grpc::Status s = stub->Info(&ctx, v1::InfoRequest(), &info);
+    grpc::Status s;
+    auto t0 = Clock::now();
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      const grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/false);
+      // A channel that failed to connect waits out a backoff (up to seconds)
+      // before it tries again, failing calls at once meanwhile with its last
+      // error: a node that has just come up would look unreachable until
+      // then. Such a channel is replaced by one that connects now.
+      if (state == GRPC_CHANNEL_TRANSIENT_FAILURE) channel = renew_stage_channel(addr, peer.pin);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(deadline);
+      t0 = Clock::now();
+      s = v1::Stage::NewStub(channel)->Info(&ctx, v1::InfoRequest(), &info);
+      // A connection that died under the call (the peer restarted, or another
+      // process took its port) says nothing about the address: ask once more,
+      // on a new connection.
+      if (s.ok() || state != GRPC_CHANNEL_READY || s.error_code() != grpc::StatusCode::UNAVAILABLE)
+        break;
+    }
     const double rtt = std::chrono::duration<double>(Clock::now() - t0).count();
     std::string error;
     if (!s.ok()) {

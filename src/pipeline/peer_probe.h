@@ -31,7 +31,7 @@ struct PeerProbe {
 // gets `timeout`. A peer's address `first_try[i]` (an index into addresses(),
 // e.g. the one that answered last time; out of range: 0) is asked first, then
 // the others in order. A channel that is backing off after failed connects is
-// told to try again at once, so a peer that just started answers now.
+// replaced by a fresh one, so a peer that just started answers now.
 inline constexpr size_t kMaxConcurrentProbes = 16;
 std::vector<PeerProbe> probe_peers(const std::vector<net::PeerAddress>& peers,
                                    const std::vector<int>& first_try,

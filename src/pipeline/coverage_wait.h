@@ -13,6 +13,12 @@
 
 #include <chrono>
 #include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/status.h"
+#include "net/peer_address.h"
+#include "pipeline/peer_reachability.h"
 
 namespace swarm {
 
@@ -57,5 +63,25 @@ struct NoRouteStep {
 // that finished after it arrived before it is refused; it then waits only
 // while coverage may still come, and never past `max_wait` after arriving.
 NoRouteStep next_no_route_step(const NoRouteView& view, const CoverageWaitOptions& options = {});
+
+// The key the gateway's memory files `peer` under: who it must be and where it
+// is. A record that moves to other addresses is a new peer.
+std::string peer_key(const net::PeerAddress& peer);
+
+// Fills `view`'s gap_nobody_announces and newest_unreachable_since from which
+// layers reachable peers cover (routing's covered_layers), the known peers
+// (an unreachable one may serve the layers it announces, or any layer when it
+// announced none) and which of them are unreachable. `can_look_up`: whether a
+// look-up (the DHT) may bring peers not known yet.
+void weigh_uncovered(const std::vector<bool>& covered, const std::vector<net::PeerAddress>& peers,
+                     const PeerReachability& reachability, bool can_look_up, NoRouteView& view);
+
+// The error a request without a route gets: `chain_error` (choose_chain's
+// "no route: ...") with the uncovered layers and the unreachable peers that may
+// serve them (at most 8 named, then a count), each with its node id, addresses,
+// announced layers and why it was not reached. Other errors are returned as they are.
+Status explain_no_route(const Status& chain_error, const std::vector<bool>& covered,
+                        const std::vector<net::PeerAddress>& peers,
+                        const PeerReachability& reachability);
 
 }  // namespace swarm

@@ -135,3 +135,69 @@ TEST(PeerReachabilityTest, FastFailuresAreAskedAgainSlowOnesAreSetAsideWithBacko
 
 }  // namespace
 }  // namespace swarm
+
+namespace swarm {
+namespace {
+
+net::PeerAddress announced(const std::string& addr, int first, int last,
+                           const std::string& pin = "") {
+  net::PeerAddress p;
+  p.address = addr;
+  p.pin = pin;
+  p.announced_first = first;
+  p.announced_last = last;
+  return p;
+}
+
+// Four layers, [0,2) covered by a reachable peer. A peer announcing [2,4) is
+// unreachable since 500; one announcing [0,2) since 900 (irrelevant: covered).
+TEST(NoRouteFactsTest, OnlyUnreachablePeersThatMayServeAMissingLayerCount) {
+  const std::vector<bool> covered = {true, true, false, false};
+  const std::vector<net::PeerAddress> peers = {announced("10.0.0.1:1", 0, 2),
+                                               announced("10.0.0.2:1", 2, 4),
+                                               announced("10.0.0.3:1", 0, 2)};
+  PeerReachability r;
+  r.failed(peer_key(peers[1]), at(500), at(600), true, "10.0.0.2:1: Deadline Exceeded");
+  r.failed(peer_key(peers[2]), at(900), at(900), false, "refused");
+  NoRouteView v;
+  weigh_uncovered(covered, peers, r, /*can_look_up=*/true, v);
+  EXPECT_FALSE(v.gap_nobody_announces);
+  EXPECT_EQ(v.newest_unreachable_since, at(500));
+
+  const Status st = explain_no_route(Status::Unavailable("no route: layer 2"), covered, peers, r);
+  EXPECT_EQ(st.code(), Status::Code::kUnavailable);
+  EXPECT_NE(st.message().find("no route: layer 2; uncovered layers [2,4)"), std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("10.0.0.2:1 (announces [2,4); 10.0.0.2:1: Deadline Exceeded)"),
+            std::string::npos)
+      << st.message();
+  EXPECT_EQ(st.message().find("10.0.0.3:1"), std::string::npos) << st.message();
+  // Other errors pass through untouched.
+  EXPECT_EQ(explain_no_route(Status::InvalidArgument("x"), covered, peers, r).message(), "x");
+}
+
+TEST(NoRouteFactsTest, AGapNobodyMayServeIsOneOnlyALookUpCanFill) {
+  const std::vector<bool> covered = {true, false};
+  PeerReachability r;
+  NoRouteView v;
+  weigh_uncovered(covered, {announced("a:1", 0, 1)}, r, /*can_look_up=*/false, v);
+  EXPECT_FALSE(v.gap_nobody_announces);  // --peers only: nothing new can come
+  weigh_uncovered(covered, {announced("a:1", 0, 1)}, r, /*can_look_up=*/true, v);
+  EXPECT_TRUE(v.gap_nobody_announces);
+  EXPECT_FALSE(v.newest_unreachable_since.has_value());
+  // A --peers entry announces nothing: unreachable, it may serve any layer, and
+  // is named by its node id when pinned to one.
+  const net::PeerAddress pinned = announced("b:2", 0, 0, std::string(40, 'c'));
+  r.failed(peer_key(pinned), at(7), at(7), false, "refused");
+  NoRouteView w;
+  weigh_uncovered(covered, {pinned}, r, true, w);
+  EXPECT_FALSE(w.gap_nobody_announces);
+  EXPECT_EQ(w.newest_unreachable_since, at(7));
+  EXPECT_NE(explain_no_route(Status::Unavailable("no route"), covered, {pinned}, r)
+                .message()
+                .find("node cccccccccccc at b:2 (refused)"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace swarm

@@ -72,42 +72,6 @@ PipelineBackend::~PipelineBackend() {
   reprober_.join();
 }
 
-namespace {
-
-// A peer as the survey's memory knows it: who it must be and where it is. A
-// record that moves to other addresses is a new peer.
-std::string peer_key(const net::PeerAddress& p) {
-  std::string key = p.pin;
-  for (const std::string& a : p.addresses()) key += "|" + a;
-  return key;
-}
-
-bool may_serve(const net::PeerAddress& p, int layer) {
-  return p.announced_first == p.announced_last ||
-         (p.announced_first <= layer && layer < p.announced_last);
-}
-
-// "node 1b3517cf5af0 at A, B (announces [0,4); why)" for errors.
-std::string describe_unreachable(const net::PeerAddress& p, const std::string& error) {
-  std::string who;
-  if (auto key = net::from_hex(p.pin); key.ok() && key->size() == net::kPublicKeyBytes) {
-    net::PublicKey pk{};
-    std::copy(key->begin(), key->end(), pk.begin());
-    who = "node " + net::node_id_of(pk).substr(0, 12) + " at ";
-  } else if (p.pin.size() == 2 * net::kNodeIdBytes) {
-    who = "node " + p.pin.substr(0, 12) + " at ";
-  }
-  std::string addrs;
-  for (const std::string& a : p.addresses()) addrs += (addrs.empty() ? "" : ", ") + a;
-  std::string what;
-  if (p.announced_first != p.announced_last)
-    what = "announces [" + std::to_string(p.announced_first) + "," +
-           std::to_string(p.announced_last) + "); ";
-  return who + addrs + " (" + what + error.substr(0, 160) + ")";
-}
-
-}  // namespace
-
 bool PipelineBackend::note_probe_locked(const net::PeerAddress& peer, const PeerProbe& probe,
                                         Clock::time_point asked) {
   const std::string key = peer_key(peer);
@@ -267,56 +231,9 @@ NoRouteView PipelineBackend::no_route_view_locked(Clock::time_point arrived) {
   v.request_arrived = arrived;
   v.gateway_started = started_;
   v.last_look = last_look_;
-  const std::vector<bool> covered = covered_layers(snapshot_, model_id_, n_layer_);
-  for (int layer = 0; layer < n_layer_; ++layer) {
-    if (covered[static_cast<size_t>(layer)]) continue;
-    bool candidate = false;
-    for (const net::PeerAddress& peer : peers_) {
-      const PeerReachability::Unreachable* u = reachability_.find(peer_key(peer));
-      if (u == nullptr || !may_serve(peer, layer)) continue;
-      candidate = true;
-      if (!v.newest_unreachable_since || u->since > *v.newest_unreachable_since)
-        v.newest_unreachable_since = u->since;
-    }
-    // Only a look-up (the DHT) can bring a peer nobody knows of yet.
-    if (!candidate && relook_) v.gap_nobody_announces = true;
-  }
+  weigh_uncovered(covered_layers(snapshot_, model_id_, n_layer_), peers_, reachability_,
+                  /*can_look_up=*/static_cast<bool>(relook_), v);
   return v;
-}
-
-Status PipelineBackend::no_route_error_locked(const Status& chain_error) {
-  if (chain_error.code() != Status::Code::kUnavailable) return chain_error;
-  const std::vector<bool> covered = covered_layers(snapshot_, model_id_, n_layer_);
-  std::string gaps;
-  for (int a = 0; a < n_layer_;) {
-    if (covered[static_cast<size_t>(a)]) {
-      ++a;
-      continue;
-    }
-    int b = a;
-    while (b < n_layer_ && !covered[static_cast<size_t>(b)]) ++b;
-    gaps += (gaps.empty() ? "" : " ") + ("[" + std::to_string(a) + "," + std::to_string(b) + ")");
-    a = b;
-  }
-  std::string unreachable;
-  size_t named = 0, more = 0;
-  for (const net::PeerAddress& peer : peers_) {
-    const PeerReachability::Unreachable* u = reachability_.find(peer_key(peer));
-    if (u == nullptr) continue;
-    bool relevant = false;
-    for (int layer = 0; layer < n_layer_ && !relevant; ++layer)
-      relevant = !covered[static_cast<size_t>(layer)] && may_serve(peer, layer);
-    if (!relevant) continue;
-    if (named++ < 8)
-      unreachable += (unreachable.empty() ? "" : "; ") + describe_unreachable(peer, u->error);
-    else
-      ++more;
-  }
-  std::string msg = chain_error.message() + "; uncovered layers " + (gaps.empty() ? "none" : gaps);
-  if (!unreachable.empty())
-    msg += "; unreachable node(s) that may serve them: " + unreachable +
-           (more ? " and " + std::to_string(more) + " more" : "");
-  return Status::Unavailable(msg);
 }
 
 Result<std::vector<ChainStage>> PipelineBackend::route(bool wait_for_coverage) {
@@ -336,7 +253,8 @@ Result<std::vector<ChainStage>> PipelineBackend::route(bool wait_for_coverage) {
         changed_.wait_until(lock, step.wake_at);
         break;
       case NoRouteAction::kRefuse:
-        return no_route_error_locked(chain.status());
+        return explain_no_route(chain.status(), covered_layers(snapshot_, model_id_, n_layer_),
+                                peers_, reachability_);
     }
   }
 }

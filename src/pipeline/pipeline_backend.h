@@ -94,7 +94,6 @@ class PipelineBackend : public GenerationBackend {
   bool note_probe_locked(const net::PeerAddress& peer, const PeerProbe& probe, Clock::time_point asked);
   void look_locked(std::unique_lock<std::mutex>& lock);
   NoRouteView no_route_view_locked(Clock::time_point arrived);
-  Status no_route_error_locked(const Status& chain_error);
   void reprobe_loop();
   void report_failure(const std::string& address);
   std::string probe_for_failure(const std::vector<ChainStage>& chain);

@@ -41,9 +41,18 @@ PeerProbe probe_one(const net::PeerAddress& peer, int first, std::chrono::millis
   for (int i = 0; i < static_cast<int>(addrs.size()); ++i)
     if (i != first) order.push_back(i);
   PeerProbe out;
+  // A record may list 16 addresses where nothing answers: a peer gets two
+  // addresses' worth of waiting in all (enough for a dead first address and a
+  // live second one), so it cannot hold a survey for 16 deadlines.
+  const auto budget_end = std::chrono::system_clock::now() + kPeerProbeBudget * timeout;
   for (int i : order) {
     const std::string& addr = addrs[static_cast<size_t>(i)];
-    const auto deadline = std::chrono::system_clock::now() + timeout;
+    const auto now = std::chrono::system_clock::now();
+    if (now >= budget_end) {
+      out.error += (out.error.empty() ? "" : "; ") + addr + ": not asked (the peer's time ran out)";
+      continue;
+    }
+    const auto deadline = std::min(now + timeout, budget_end);
     std::shared_ptr<grpc::Channel> channel = stage_channel(addr, peer.pin);
     v1::InfoResponse info;
     grpc::Status s;

@@ -28,11 +28,12 @@ struct PeerProbe {
 };
 
 // Probes every peer, at most `kMaxConcurrentProbes` at a time; each address
-// gets `timeout`. A peer's address `first_try[i]` (an index into addresses(),
+// gets `timeout`, a peer at most kPeerProbeBudget x `timeout` in all. A peer's address `first_try[i]` (an index into addresses(),
 // e.g. the one that answered last time; out of range: 0) is asked first, then
 // the others in order. A channel that is backing off after failed connects is
 // replaced by a fresh one, so a peer that just started answers now.
 inline constexpr size_t kMaxConcurrentProbes = 16;
+inline constexpr int kPeerProbeBudget = 2;
 std::vector<PeerProbe> probe_peers(const std::vector<net::PeerAddress>& peers,
                                    const std::vector<int>& first_try,
                                    std::chrono::milliseconds timeout);

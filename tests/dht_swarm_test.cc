@@ -321,8 +321,12 @@ TEST_F(DhtSwarmTest, ANodeIsReachedAtTheFirstOfItsAddressesThatAnswers) {
   EXPECT_EQ(m["nodes"][0]["reached_address"], real) << m;
   EXPECT_TRUE(m["servable"].get<bool>()) << m;
   EXPECT_EQ(m["gaps"], json::array()) << m;
+  // Nothing ran through it yet: no speed is made up.
+  EXPECT_EQ(m["nodes"][0]["throughput_measured"], false) << m;
   auto text = run_swarm("status --bootstrap " + boot_->address());
   EXPECT_NE(text.out.find("reachable at " + real), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("throughput [0,4): not measured"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("coverage: 4/4 layers by 1 node(s)"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("gaps: none"), std::string::npos) << text.out;
 
   gateway();
@@ -330,6 +334,13 @@ TEST_F(DhtSwarmTest, ANodeIsReachedAtTheFirstOfItsAddressesThatAnswers) {
   const std::string got = complete(kPrompts[1], 6, &status);
   EXPECT_EQ(status, 200) << got << read_file(gateway_log());
   EXPECT_EQ(got, single_process(kPrompts[1], 6));
+  // Now the node has measured itself, and status shows what it measured.
+  EXPECT_TRUE(eventually([&] {
+    const json now = status_json();
+    return now.is_object() && now["models"].size() == 1u &&
+           now["models"][0]["nodes"][0]["throughput_measured"] == true &&
+           now["models"][0]["throughput"][0]["layer_tokens_per_second"].get<double>() > 0;
+  })) << status_json();
 }
 
 // A node announces only an address where nothing answers (its private address

@@ -11,6 +11,7 @@
 // Prints one JSON line: what was sent and how the node answered.
 //   hostile_client --target HOST:PORT --first A --last B --n-layer L --model-id ID
 //                  [--d-model D] [--vocab V] [--seconds S] [--hog-sessions N]
+//                  [--attacks huge,hops,nan,garbage,prompt,hog,mute]   (default: all)
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -40,6 +41,8 @@ struct Options {
   std::string target, model_id;
   int first = 0, last = 0, n_layer = 0, d_model = 0, vocab = 32, hog_sessions = 8;
   double seconds = 60;
+  std::string attacks = "huge,hops,nan,garbage,prompt,hog,mute";
+  bool wants(const std::string& a) const { return ("," + attacks + ",").find("," + a + ",") != std::string::npos; }
 };
 
 std::mutex counts_mu;
@@ -116,6 +119,7 @@ int main(int argc, char** argv) {
     else if (k == "--vocab") o.vocab = std::atoi(v.c_str());
     else if (k == "--seconds") o.seconds = std::atof(v.c_str());
     else if (k == "--hog-sessions") o.hog_sessions = std::atoi(v.c_str());
+    else if (k == "--attacks") o.attacks = v;
     else {
       std::fprintf(stderr, "hostile_client: unknown option %s\n", k.c_str());
       return 2;
@@ -130,7 +134,7 @@ int main(int argc, char** argv) {
                                       std::chrono::duration<double>(o.seconds));
   using Stream = grpc::ClientReaderWriter<StageRequest, StageResponse>;
   std::vector<std::thread> threads;
-  threads.emplace_back([&] {
+  if (o.wants("huge")) threads.emplace_back([&] {
     run_stream(o, "huge", end, [&](int round, Stream* s) {
       const std::string id = "huge" + std::to_string(round);
       s->Write(open_req(o, id, 1 << 30));
@@ -141,7 +145,7 @@ int main(int argc, char** argv) {
       s->Write(big);
     });
   });
-  threads.emplace_back([&] {
+  if (o.wants("hops")) threads.emplace_back([&] {
     run_stream(o, "hops", end, [&](int round, Stream* s) {
       const std::string id = "hops" + std::to_string(round);
       s->Write(open_req(o, id, 64));
@@ -154,7 +158,7 @@ int main(int argc, char** argv) {
       }
     });
   });
-  if (o.first > 0)
+  if (o.first > 0 && o.wants("nan"))
     threads.emplace_back([&] {
       run_stream(o, "nan", end, [&](int round, Stream* s) {
         const std::string id = "nan" + std::to_string(round);
@@ -163,7 +167,7 @@ int main(int argc, char** argv) {
         s->Write(step_req(o, id, 2, 4, 0, std::numeric_limits<float>::infinity()));
       });
     });
-  threads.emplace_back([&] {
+  if (o.wants("garbage")) threads.emplace_back([&] {
     while (Clock::now() < end) {
       grpc::GenericStub generic(swarm::net::make_channel(o.target));
       grpc::ClientContext ctx;
@@ -191,21 +195,21 @@ int main(int argc, char** argv) {
       }
     }
   });
-  threads.emplace_back([&] {
+  if (o.wants("prompt")) threads.emplace_back([&] {
     run_stream(o, "prompt", end, [&](int round, Stream* s) {
       const std::string id = "prompt" + std::to_string(round);
       s->Write(open_req(o, id, 2048));
       s->Write(step_req(o, id, 1, 2000, 0, 0));
     });
   });
-  threads.emplace_back([&] {
+  if (o.wants("hog")) threads.emplace_back([&] {
     run_stream(o, "hog", end, [&](int round, Stream* s) {
       for (int k = 0; k < o.hog_sessions; ++k)
         s->Write(open_req(o, "hog" + std::to_string(round) + "-" + std::to_string(k), 2048));
       while (Clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(200));
     });
   });
-  threads.emplace_back([&] {
+  if (o.wants("mute")) threads.emplace_back([&] {
     while (Clock::now() < end) {
       auto stub = swarm::v1::Stage::NewStub(swarm::net::make_channel(o.target));
       grpc::ClientContext ctx;

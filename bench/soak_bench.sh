@@ -5,11 +5,15 @@
 # reads) attack both nodes for the same time. Prints JSON lines: the honest
 # throughput of each run, their ratio (goal >= 0.9), and the nodes' peak RSS
 # and thread counts.
-#   bench/soak_bench.sh [BUILD] [SECONDS per run, default 600] [STREAMS, default 4]
+#   bench/soak_bench.sh [BUILD] [SECONDS per run, default 600] [STREAMS, default 4] [ATTACKS]
+# ATTACKS: hostile_client's --attacks list (default: every kind but "prompt",
+# which is heavy honest-looking use rather than an attack; add it to see how
+# the nodes share compute with a caller that sends long prompts non-stop).
 set -euo pipefail
 BUILD=${1:-build}
 SECONDS_PER_RUN=${2:-600}
 STREAMS=${3:-4}
+ATTACKS=${4:-huge,hops,nan,garbage,hog,mute}
 SWARM="$BUILD/swarm"
 HOSTILE="$BUILD/bench/hostile_client"
 WORK="$BUILD/bench-soak"
@@ -49,10 +53,10 @@ peak() {  # FIELD PID -> the largest value seen in /proc/PID/status
 clean=$(honest)
 threads_clean=$(( $(peak Threads "$PID_A") + $(peak Threads "$PID_B") ))
 "$HOSTILE" --target "$A" --model-id "$MODEL_ID" --first 0 --last 4 --n-layer "$N_LAYER" \
-  --seconds "$SECONDS_PER_RUN" >"$WORK/hostile-a.json" 2>"$WORK/hostile-a.err" &
+  --seconds "$SECONDS_PER_RUN" --attacks "$ATTACKS" >"$WORK/hostile-a.json" 2>"$WORK/hostile-a.err" &
 HA=$!
 "$HOSTILE" --target "$B" --model-id "$MODEL_ID" --first 4 --last 8 --n-layer "$N_LAYER" \
-  --d-model "$D_MODEL" --seconds "$SECONDS_PER_RUN" >"$WORK/hostile-b.json" 2>"$WORK/hostile-b.err" &
+  --d-model "$D_MODEL" --seconds "$SECONDS_PER_RUN" --attacks "$ATTACKS" >"$WORK/hostile-b.json" 2>"$WORK/hostile-b.err" &
 HB=$!
 max_threads=0
 ( while kill -0 $HA 2>/dev/null; do
@@ -67,6 +71,6 @@ max_threads=$(sort -n "$WORK/threads.txt" | tail -1)
 kill -0 "$PID_A" 2>/dev/null && alive_a=true || alive_a=false
 kill -0 "$PID_B" 2>/dev/null && alive_b=true || alive_b=false
 echo "{\"bench\":\"soak\",\"label\":\"clean\",\"seconds\":$SECONDS_PER_RUN,\"streams\":$STREAMS,\"honest_tok_s\":$clean,\"threads\":$threads_clean}"
-echo "{\"bench\":\"soak\",\"label\":\"attacked\",\"seconds\":$SECONDS_PER_RUN,\"streams\":$STREAMS,\"honest_tok_s\":$attacked,\"max_threads\":${max_threads:-0},\"peak_rss_kb_a\":$(peak VmHWM "$PID_A"),\"peak_rss_kb_b\":$(peak VmHWM "$PID_B"),\"nodes_alive\":$([ $alive_a = true ] && [ $alive_b = true ] && echo true || echo false)}"
+echo "{\"bench\":\"soak\",\"label\":\"attacked\",\"attacks\":\"$ATTACKS\",\"seconds\":$SECONDS_PER_RUN,\"streams\":$STREAMS,\"honest_tok_s\":$attacked,\"max_threads\":${max_threads:-0},\"peak_rss_kb_a\":$(peak VmHWM "$PID_A"),\"peak_rss_kb_b\":$(peak VmHWM "$PID_B"),\"nodes_alive\":$([ $alive_a = true ] && [ $alive_b = true ] && echo true || echo false)}"
 awk -v a="$attacked" -v c="$clean" 'BEGIN{printf "{\"bench\":\"soak\",\"label\":\"ratio\",\"attacked_over_clean\":%.3f}\n", (c > 0 ? a / c : 0)}'
 cat "$WORK/hostile-a.json" "$WORK/hostile-b.json"

@@ -451,12 +451,15 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
     reactor->StartRead(&reading_);
   }
   void on_read_done(bool ok) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      read_pending_ = false;
-      if (!ok) reads_over_ = true;
-    }
+    // Until this reaction ends, no other read starts (read_pending_ stays
+    // set): a stream's requests are handled one at a time, in order, and the
+    // read buffer is this reaction's alone.
     if (!ok) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        read_pending_ = false;
+        reads_over_ = true;
+      }
       // The caller half-closed (or went away): its sessions end; answers
       // already queued are still written.
       end(grpc::Status::OK);
@@ -469,6 +472,10 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
       send(error_response("", 0, StatusCode::INVALID_ARGUMENT,
                           "malformed StageRequest: the bytes are not a swarm.v1.StageRequest"));
       if (++bad_in_a_row_ >= kMaxBadMessagesInARow) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          read_pending_ = false;
+        }
         end(grpc::Status(StatusCode::INVALID_ARGUMENT, "too many malformed messages"));
         return;
       }
@@ -482,6 +489,10 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
         send(error_response("", 0, StatusCode::INTERNAL,
                             std::string("the node failed to handle the request: ") + e.what()));
       }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      read_pending_ = false;
     }
     read_next();
   }
@@ -531,9 +542,17 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
       }
       reads_paused_ = false;
       read_pending_ = true;
+      // The stream does not finish (and its reactor is not deleted) while a
+      // read is being started.
+      read_starting_ = true;
       r = reactor_;
     }
     r->StartRead(&reading_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      read_starting_ = false;
+    }
+    pump();  // a finish that waited for this
   }
   // The stream ends with `status` once what is queued is written (at once
   // when it is broken); the sessions it owns close now.
@@ -566,7 +585,8 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
           break;
         case PacedQueue<ByteBuffer>::Next::kNothing:
           // A read still pending completes (not ok) once the stream finishes.
-          if (finish_wanted_ && !queue_.in_flight() && (queue_.empty() || broken_)) {
+          if (finish_wanted_ && !read_starting_ && !queue_.in_flight() &&
+              (queue_.empty() || broken_)) {
             finish = finished_ = true;
             status = end_status_;
           }
@@ -605,6 +625,7 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
   bool read_pending_ = false;
   bool reads_paused_ = false;
   bool reads_over_ = false;    // the caller half-closed
+  bool read_starting_ = false; // a StartRead call is under way
   bool timer_armed_ = false;
   bool broken_ = false;         // a write failed or the call was cancelled
   bool finish_wanted_ = false;  // end() was called

@@ -79,16 +79,56 @@ Result<std::string> pinned_key_of(const net::PeerAddress& peer, const v1::InfoRe
 
 }  // namespace
 
-Status PipelineBackend::survey_locked() {
-  std::vector<PeerSnapshot> snap;
-  for (const net::PeerAddress& peer : peers_) {
-    const std::string& addr = peer.address;
-    auto stub = v1::Stage::NewStub(stage_channel(addr, peer.pin));
+void PipelineBackend::survey() {
+  std::lock_guard<std::mutex> one_at_a_time(survey_mu_);
+  survey_held();
+}
+
+void PipelineBackend::survey_held() {
+  std::vector<net::PeerAddress> peers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    peers = peers_;
+  }
+  // Every peer at once: a hung peer costs the survey one deadline, not one each.
+  struct Call {
+    std::unique_ptr<v1::Stage::Stub> stub;
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
     v1::InfoResponse info;
-    const auto t0 = Clock::now();
-    grpc::Status s = stub->Info(&ctx, v1::InfoRequest(), &info);
+    grpc::Status status;
+    Clock::time_point t0, t1;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<v1::InfoResponse>> rpc;
+  };
+  grpc::CompletionQueue cq;
+  std::vector<std::unique_ptr<Call>> calls;
+  for (size_t i = 0; i < peers.size(); ++i) {
+    auto& c = calls.emplace_back(std::make_unique<Call>());
+    c->stub = v1::Stage::NewStub(stage_channel(peers[i].address, peers[i].pin));
+    c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    c->t0 = Clock::now();
+    c->rpc = c->stub->AsyncInfo(&c->ctx, v1::InfoRequest(), &cq);
+    c->rpc->Finish(&c->info, &c->status, reinterpret_cast<void*>(i));
+  }
+  for (size_t done = 0; done < calls.size(); ++done) {
+    void* tag = nullptr;
+    bool ok = false;
+    if (!cq.Next(&tag, &ok)) break;
+    calls[reinterpret_cast<size_t>(tag)]->t1 = Clock::now();
+  }
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<PeerSnapshot> snap;
+  for (size_t i = 0; i < peers.size(); ++i) {
+    const net::PeerAddress& peer = peers[i];
+    const std::string& addr = peer.address;
+    const Call& c = *calls[i];
+    const grpc::Status& s = c.status;
+    const v1::InfoResponse& info = c.info;
     // An unreachable peer, or one that is not who its pin says, offers no route.
     auto verified_key = s.ok() ? pinned_key_of(peer, info) : Result<std::string>(std::string());
     const std::string error = !s.ok()            ? s.error_message()
@@ -111,15 +151,30 @@ Status PipelineBackend::survey_locked() {
     p.last_layer = info.last_layer();
     p.n_layer = info.n_layer();
     p.layer_tokens_per_second = info.layer_tokens_per_second();
-    p.rtt_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    p.rtt_seconds = std::chrono::duration<double>(c.t1 - c.t0).count();
     p.draining = info.draining();
-    auto failed = failed_at_.find(addr);
-    p.recently_failed = failed != failed_at_.end() && Clock::now() - failed->second < options_.failure_memory;
     snap.push_back(p);
   }
   snapshot_ = std::move(snap);
   surveyed_at_ = Clock::now();
-  return Status::Ok();
+}
+
+void PipelineBackend::apply_health_locked(Clock::time_point now) {
+  for (PeerSnapshot& p : snapshot_) {
+    auto failed = failed_at_.find(p.address);
+    p.recently_failed = failed != failed_at_.end() && now - failed->second < options_.failure_memory;
+    p.on_probation = !p.recently_failed && returning_.count(p.address) > 0;
+  }
+}
+
+void PipelineBackend::end_probation(const std::vector<ChainStage>& chain) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto now = Clock::now();
+  for (const ChainStage& s : chain) {
+    auto failed = failed_at_.find(s.address);
+    if (failed != failed_at_.end() && now - failed->second < options_.failure_memory) continue;
+    if (returning_.erase(s.address) > 0) spdlog::info("peer {} is back: routed through again", s.address);
+  }
 }
 
 std::vector<PeerSnapshot> PipelineBackend::peers() {
@@ -141,33 +196,65 @@ void PipelineBackend::set_peers(std::vector<net::PeerAddress> peers) {
 }
 
 Result<std::vector<ChainStage>> PipelineBackend::route() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (snapshot_.empty() || Clock::now() - surveyed_at_ > options_.survey_interval) SWARM_RETURN_IF_ERROR(survey_locked());
-  auto chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
+  bool stale = false, have_snapshot = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    have_snapshot = !snapshot_.empty();
+    stale = !have_snapshot || Clock::now() - surveyed_at_ > options_.survey_interval;
+  }
+  if (stale) {
+    // While another request surveys, the last snapshot serves: a peer that
+    // hangs the survey must not hold every request up.
+    std::unique_lock<std::mutex> busy(survey_mu_, std::try_to_lock);
+    if (busy.owns_lock())
+      survey_held();
+    else if (!have_snapshot)
+      survey();
+  }
+  auto choose = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    apply_health_locked(Clock::now());
+    return choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
+  };
+  auto chain = choose();
   if (!chain.ok()) {
     // The swarm may have changed since the last look: look again once.
-    SWARM_RETURN_IF_ERROR(survey_locked());
-    chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
+    survey();
+    chain = choose();
   }
   return chain;
 }
 
-void PipelineBackend::report_failure(const std::string& address) {
+void PipelineBackend::report_failure(const std::string& address, const std::string& why) {
+  if (address.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  if (!address.empty()) failed_at_[address] = Clock::now();
-  surveyed_at_ = {};  // look at the swarm again before the next route
+  const auto now = Clock::now();
+  auto failed = failed_at_.find(address);
+  const bool known = failed != failed_at_.end() && now - failed->second < options_.failure_memory;
+  failed_at_[address] = now;
+  returning_.insert(address);
+  // The snapshot learns it at once: no survey (which a hung peer would hold
+  // up) stands between the failure and the next route.
+  apply_health_locked(now);
+  if (!known)
+    spdlog::warn("peer {} failed ({}); avoided for {} ms", address, why,
+                 options_.failure_memory.count());
 }
 
 std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& chain) {
-  // After a timeout in push mode any stage may be the stalled one: the first
-  // that cannot answer Info within a second is.
-  for (const ChainStage& s : chain) {
-    auto stub = v1::Stage::NewStub(stage_channel(s.address, s.public_key));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    v1::InfoResponse info;
-    if (!stub->Info(&ctx, v1::InfoRequest(), &info).ok()) return s.address;
+  // After a timeout in push mode any stage may be the stalled one. One that
+  // another session found failed a moment ago is the likely one; else the
+  // first that cannot answer Info in time.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto now = Clock::now();
+    for (const ChainStage& s : chain) {
+      auto failed = failed_at_.find(s.address);
+      if (failed != failed_at_.end() && now - failed->second < options_.failure_memory) return s.address;
+    }
   }
+  const int silent = first_silent_stage(chain, options_.deadlines.probe_timeout);
+  if (silent >= 0) return chain[static_cast<size_t>(silent)].address;
   return chain.empty() ? "" : chain.back().address;
 }
 
@@ -179,6 +266,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
                                    std::to_string(options_.context_length));
   auto chain = route();
   if (!chain.ok()) return chain.status();
+  end_probation(*chain);
 
   GenerationResult result;
   result.prompt_tokens = prompt_len;
@@ -187,7 +275,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   int budget = options_.context_length - prompt_len;
   if (sp.max_tokens >= 0) budget = std::min(budget, sp.max_tokens);
 
-  auto session = std::make_unique<ChainSession>(*chain, options_);
+  auto session = std::make_unique<ChainSession>(*chain, options_, &step_times_);
   Status opened = session->open(model_id_, n_layer_, sp, prompt_len + budget);
   std::vector<int32_t> fed;  // every token the chain has taken, in order: replayed after a failure
   int recoveries = 0;
@@ -198,13 +286,15 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   auto recover = [&](Status failure, const std::vector<int32_t>& input) -> Result<int32_t> {
     while (recoverable(failure) && recoveries < options_.max_recoveries) {
       ++recoveries;
-      report_failure(session->suspect().empty() ? probe_for_failure(session->chain()) : session->suspect());
+      report_failure(session->suspect().empty() ? probe_for_failure(session->chain()) : session->suspect(),
+                     failure.message());
       session->abandon();
       auto next = route();
       if (!next.ok()) return next.status().annotate("after " + failure.message());
+      end_probation(*next);
       result.route = describe_chain(*next) + " (recovered " + std::to_string(recoveries) + "x from: " +
                      failure.message() + ")";
-      session = std::make_unique<ChainSession>(*next, options_);
+      session = std::make_unique<ChainSession>(*next, options_, &step_times_);
       failure = session->open(model_id_, n_layer_, sp, prompt_len + budget);
       if (!failure.ok()) continue;
       std::vector<int32_t> replay = fed;

@@ -13,12 +13,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "net/peer_address.h"
 #include "pipeline/generation.h"
 #include "pipeline/speculation_options.h"
+#include "pipeline/step_deadline.h"
 #include "routing/chain.h"
 
 namespace swarm {
@@ -32,14 +34,18 @@ struct PipelineOptions {
   bool wire_f16 = false;           // hidden states as f16 on the wire (halves traffic, not bit-exact)
   int context_length = 2048;
   ChainCosts costs;
-  std::chrono::milliseconds step_timeout{60000};   // a step with no answer by then fails
+  // When a step is overdue and its stages are probed (pipeline/step_deadline.h);
+  // `deadlines.ceiling` is the absolute step timeout.
+  StepDeadlineOptions deadlines;
   std::chrono::milliseconds survey_interval{5000}; // how long peers' Info answers are trusted
   // Emulated one-way delay on every step the gateway sends (benchmarks of WAN
   // links; nodes delay what they send with their own --link-delay-ms).
   std::chrono::milliseconds link_delay{0};
-  // After a stage fails (dies, stalls past step_timeout, errors), the gateway
-  // routes around it and replays the session on a new chain, at most this many
-  // times per request; the failed peer is avoided for failure_memory.
+  // After a stage fails (dies; stalls past its step deadline and does not
+  // answer the probe; errors), the gateway routes around it and replays the
+  // session on a new chain, at most this many times per request; the failed
+  // peer is avoided for failure_memory, then put on probation: the next
+  // session is routed through it, so a peer that is back gets traffic again.
   int max_recoveries = 3;
   std::chrono::milliseconds failure_memory{60000};
   // Speculative decoding (push mode only; relay decodes plainly).
@@ -66,20 +72,30 @@ class PipelineBackend : public GenerationBackend {
   void set_peers(std::vector<net::PeerAddress> peers);
 
  private:
-  Status survey_locked();
-  void report_failure(const std::string& address);
+  // Asks every peer for Info at once (without holding mu_) and installs the
+  // snapshot; one survey at a time.
+  void survey();
+  void survey_held();  // survey() with survey_mu_ held by the caller
+  // Sets recently_failed / on_probation in snapshot_ as of `now`.
+  void apply_health_locked(std::chrono::steady_clock::time_point now);
+  // A session is routed through `chain`: its peers' probation is over.
+  void end_probation(const std::vector<ChainStage>& chain);
+  void report_failure(const std::string& address, const std::string& why);
   std::string probe_for_failure(const std::vector<ChainStage>& chain);
 
   const std::string model_id_;
   const int n_layer_;
   const PipelineOptions options_;
+  std::mutex survey_mu_;  // held by the one survey under way
   std::mutex mu_;
   std::vector<net::PeerAddress> peers_;  // options_.peers, then set_peers'
   std::vector<PeerSnapshot> snapshot_;
   std::chrono::steady_clock::time_point surveyed_at_{};
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
+  std::set<std::string> returning_;  // failed, and no session routed through since
   std::map<std::string, std::string> survey_error_;  // by address: the last logged, so once per change
   std::unique_ptr<SpeculationMemory> speculation_memory_;
+  StepTimeBook step_times_;  // what steps took, by chain: the deadlines' base
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

@@ -56,7 +56,25 @@ PipelineBackend::PipelineBackend(std::string model_id, int n_layer, PipelineOpti
       peers_(options_.peers),
       speculation_memory_(std::make_unique<SpeculationMemory>()) {}
 
-PipelineBackend::~PipelineBackend() = default;
+PipelineBackend::~PipelineBackend() {
+  std::lock_guard<std::mutex> lock(thread_mu_);
+  if (survey_thread_.joinable()) survey_thread_.join();
+}
+
+void PipelineBackend::survey_in_background() {
+  std::lock_guard<std::mutex> lock(thread_mu_);
+  {
+    std::lock_guard<std::mutex> state(mu_);
+    if (surveying_) return;
+    surveying_ = true;
+  }
+  if (survey_thread_.joinable()) survey_thread_.join();  // done: surveying_ was false
+  survey_thread_ = std::thread([this] {
+    survey();
+    std::lock_guard<std::mutex> state(mu_);
+    surveying_ = false;
+  });
+}
 
 namespace {
 
@@ -81,10 +99,6 @@ Result<std::string> pinned_key_of(const net::PeerAddress& peer, const v1::InfoRe
 
 void PipelineBackend::survey() {
   std::lock_guard<std::mutex> one_at_a_time(survey_mu_);
-  survey_held();
-}
-
-void PipelineBackend::survey_held() {
   std::vector<net::PeerAddress> peers;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -202,15 +216,13 @@ Result<std::vector<ChainStage>> PipelineBackend::route() {
     have_snapshot = !snapshot_.empty();
     stale = !have_snapshot || Clock::now() - surveyed_at_ > options_.survey_interval;
   }
-  if (stale) {
-    // While another request surveys, the last snapshot serves: a peer that
-    // hangs the survey must not hold every request up.
-    std::unique_lock<std::mutex> busy(survey_mu_, std::try_to_lock);
-    if (busy.owns_lock())
-      survey_held();
-    else if (!have_snapshot)
-      survey();
-  }
+  // A stale snapshot serves while a new one is taken in the background: a
+  // peer that hangs the survey (a stopped node answers no Info) must not hold
+  // requests, or a failover's route, up.
+  if (stale && have_snapshot)
+    survey_in_background();
+  else if (stale)
+    survey();
   auto choose = [&] {
     std::lock_guard<std::mutex> lock(mu_);
     apply_health_locked(Clock::now());

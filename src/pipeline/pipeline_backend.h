@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "net/peer_address.h"
@@ -75,7 +76,8 @@ class PipelineBackend : public GenerationBackend {
   // Asks every peer for Info at once (without holding mu_) and installs the
   // snapshot; one survey at a time.
   void survey();
-  void survey_held();  // survey() with survey_mu_ held by the caller
+  // Starts a survey on survey_thread_ unless one is under way.
+  void survey_in_background();
   // Sets recently_failed / on_probation in snapshot_ as of `now`.
   void apply_health_locked(std::chrono::steady_clock::time_point now);
   // A session is routed through `chain`: its peers' probation is over.
@@ -96,6 +98,9 @@ class PipelineBackend : public GenerationBackend {
   std::map<std::string, std::string> survey_error_;  // by address: the last logged, so once per change
   std::unique_ptr<SpeculationMemory> speculation_memory_;
   StepTimeBook step_times_;  // what steps took, by chain: the deadlines' base
+  bool surveying_ = false;   // guarded by mu_: survey_thread_ runs
+  std::mutex thread_mu_;     // guards survey_thread_
+  std::thread survey_thread_;
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

@@ -114,21 +114,35 @@ void PipelineBackend::survey() {
     std::unique_ptr<grpc::ClientAsyncResponseReader<v1::InfoResponse>> rpc;
   };
   grpc::CompletionQueue cq;
-  std::vector<std::unique_ptr<Call>> calls;
-  for (size_t i = 0; i < peers.size(); ++i) {
-    auto& c = calls.emplace_back(std::make_unique<Call>());
+  std::vector<std::unique_ptr<Call>> calls(peers.size());
+  auto ask = [&](size_t i) {
+    auto& c = calls[i] = std::make_unique<Call>();
     c->stub = v1::Stage::NewStub(stage_channel(peers[i].address, peers[i].pin));
     c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
     c->t0 = Clock::now();
     c->rpc = c->stub->AsyncInfo(&c->ctx, v1::InfoRequest(), &cq);
     c->rpc->Finish(&c->info, &c->status, reinterpret_cast<void*>(i));
-  }
-  for (size_t done = 0; done < calls.size(); ++done) {
-    void* tag = nullptr;
-    bool ok = false;
-    if (!cq.Next(&tag, &ok)) break;
-    calls[reinterpret_cast<size_t>(tag)]->t1 = Clock::now();
-  }
+  };
+  auto await_answers = [&](size_t n) {
+    for (size_t done = 0; done < n; ++done) {
+      void* tag = nullptr;
+      bool ok = false;
+      if (!cq.Next(&tag, &ok)) break;
+      calls[reinterpret_cast<size_t>(tag)]->t1 = Clock::now();
+    }
+  };
+  for (size_t i = 0; i < peers.size(); ++i) ask(i);
+  await_answers(peers.size());
+  // A call refused at once on a connection that just broke (the peer died or
+  // was replaced a moment ago) is asked again, on a new connection.
+  size_t again = 0;
+  for (size_t i = 0; i < peers.size(); ++i)
+    if (calls[i]->status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+        calls[i]->t1 - calls[i]->t0 < std::chrono::seconds(1)) {
+      ask(i);
+      ++again;
+    }
+  await_answers(again);
   cq.Shutdown();
   void* tag = nullptr;
   bool ok = false;
@@ -239,6 +253,9 @@ Result<std::vector<ChainStage>> PipelineBackend::route() {
 
 void PipelineBackend::report_failure(const std::string& address, const std::string& why) {
   if (address.empty()) return;
+  // Look at the swarm again (the failed peer may have been replaced, moved or
+  // refused), in the background: the next route does not wait for it.
+  survey_in_background();
   std::lock_guard<std::mutex> lock(mu_);
   const auto now = Clock::now();
   auto failed = failed_at_.find(address);

@@ -98,14 +98,22 @@ ChainSession::ChainSession(std::vector<ChainStage> chain, const PipelineOptions&
       key_(describe_chain(chain_)),
       id_(random_session_id()) {}
 
+ChainSession::~ChainSession() { close(); }
+
 std::chrono::milliseconds ChainSession::deadline_for(const std::string& key, int tokens) const {
   if (times_ == nullptr) return options_.deadlines.ceiling;
   return times_->deadline(key, tokens, options_.deadlines);
 }
 
-void ChainSession::observe(const std::string& key, int tokens, Clock::time_point sent) {
-  if (times_ != nullptr)
-    times_->observe(key, tokens, std::chrono::duration<double>(Clock::now() - sent).count());
+void ChainSession::observe(const std::string& key, int tokens, Clock::time_point sent,
+                           const v1::StepResult& r) {
+  if (times_ == nullptr) return;
+  // What one token cost the stages: each one's compute over its batch's tokens.
+  double per_token = r.timings_size() > 0 ? 0 : -1;
+  for (const v1::StageTiming& t : r.timings())
+    per_token += t.compute_us() * 1e-6 / std::max<int64_t>(1, t.batch_tokens());
+  times_->observe(key, tokens, std::chrono::duration<double>(Clock::now() - sent).count(),
+                  per_token);
 }
 
 std::vector<size_t> ChainSession::all_stages() const {
@@ -114,14 +122,22 @@ std::vector<size_t> ChainSession::all_stages() const {
   return all;
 }
 
-Status ChainSession::await(Event* e, Clock::time_point sent, std::chrono::milliseconds deadline,
+Status ChainSession::await(Event* e, Clock::time_point sent, const std::string& key, int tokens,
                            const std::vector<size_t>& probe, const std::string& what) {
   const auto ceiling = sent + options_.deadlines.ceiling;
-  auto due = std::min(sent + deadline, ceiling);
+  // After a probe that every stage answered, the next is a deadline later.
+  Clock::time_point not_before = sent;
   for (;;) {
-    if (events_.pop(e, due)) return Status::Ok();
-    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - sent);
-    if (Clock::now() >= ceiling) {
+    // Looked up again at every wake-up: answers to other sessions may have
+    // measured the chain since this step went out (a cold chain has none).
+    const auto deadline = deadline_for(key, tokens);
+    const auto due = std::min(std::max(sent, not_before) + deadline, ceiling);
+    const auto wake = std::min(due, Clock::now() + std::chrono::seconds(1));
+    if (events_.pop(e, wake)) return Status::Ok();
+    const auto now = Clock::now();
+    if (now < due) continue;
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - sent);
+    if (now >= ceiling) {
       suspect_.clear();
       return Status::DeadlineExceeded(what + ": no answer within the step timeout (" +
                                       std::to_string(options_.deadlines.ceiling.count()) + " ms)");
@@ -139,11 +155,9 @@ Status ChainSession::await(Event* e, Clock::time_point sent, std::chrono::millis
     // Every stage answers: slow, not hung. Wait on, up to the ceiling.
     spdlog::warn("{}: no answer after {} ms (deadline {} ms), but every stage answers; waiting on",
                  what, waited.count(), deadline.count());
-    due = std::min(Clock::now() + deadline, ceiling);
+    not_before = Clock::now();
   }
 }
-
-ChainSession::~ChainSession() { close(); }
 
 Status ChainSession::open(const std::string& model_id, int n_layer, const SamplingParams& sp,
                           int max_length) {
@@ -181,10 +195,9 @@ Status ChainSession::open(const std::string& model_id, int n_layer, const Sampli
   }
   // Every stage must confirm before the first step goes out.
   const auto sent = Clock::now();
-  const auto deadline = deadline_for(key_, 1);
   for (size_t confirmed = 0; confirmed < chain_.size();) {
     Event e;
-    SWARM_RETURN_IF_ERROR(await(&e, sent, deadline, all_stages(), "OpenSession"));
+    SWARM_RETURN_IF_ERROR(await(&e, sent, key_, 1, all_stages(), "OpenSession"));
     if (e.ended) return blame(e.stage, from_grpc(e.status, chain_[e.stage].address));
     if (e.response.has_error())
       return from_error(e.response.error(), chain_[e.stage].address + " refused the session");
@@ -232,7 +245,6 @@ Result<int32_t> ChainSession::step(const std::vector<int32_t>& tokens, int posit
     // Push mode times the whole chain; relay mode each stage on its own.
     const std::string key = options_.push ? key_ : describe_chain({chain_[i]});
     const std::vector<size_t> probe = options_.push ? all_stages() : std::vector<size_t>{i};
-    const auto deadline = deadline_for(key, n_tokens);
     const auto sent = Clock::now();
     if (options_.link_delay.count() > 0) std::this_thread::sleep_for(options_.link_delay);
     if (!links_[i].stream->Write(req)) return finish_link(i, "sending a step");
@@ -240,15 +252,15 @@ Result<int32_t> ChainSession::step(const std::vector<int32_t>& tokens, int posit
     const size_t answering = options_.push ? chain_.size() - 1 : i;
     for (;;) {
       Event e;
-      SWARM_RETURN_IF_ERROR(await(&e, sent, deadline, probe,
+      SWARM_RETURN_IF_ERROR(await(&e, sent, key, n_tokens, probe,
                                   "step " + std::to_string(step_id) + " of " +
                                       std::to_string(n_tokens) + " tokens"));
       if (e.ended || e.response.has_error()) return failure_of(e);
       if (!e.response.has_result() || e.response.result().step_id() != step_id ||
           e.stage != answering)
         continue;
-      observe(key, n_tokens, sent);
       v1::StepResult* r = e.response.mutable_result();
+      observe(key, n_tokens, sent, *r);
       if (answering + 1 < chain_.size()) {
         hidden = std::move(*r->mutable_hidden());
         break;
@@ -299,12 +311,11 @@ Result<v1::StepResult> ChainSession::next_result(const std::function<bool(uint64
   Pending oldest{Clock::now(), 1};
   uint64_t oldest_id = 0;
   if (!pending_.empty()) std::tie(oldest_id, oldest) = *pending_.begin();
-  const auto deadline = deadline_for(key_, oldest.tokens);
   const std::string what =
       "run " + std::to_string(oldest_id) + " of " + std::to_string(oldest.tokens) + " tokens";
   for (;;) {
     Event e;
-    SWARM_RETURN_IF_ERROR(await(&e, oldest.sent, deadline, all_stages(), what));
+    SWARM_RETURN_IF_ERROR(await(&e, oldest.sent, key_, oldest.tokens, all_stages(), what));
     if (e.ended) return failure_of(e);
     if (e.response.has_error()) {
       const v1::Error& err = e.response.error();
@@ -317,7 +328,7 @@ Result<v1::StepResult> ChainSession::next_result(const std::function<bool(uint64
     }
     if (!e.response.has_result() || e.stage != last) continue;
     if (auto p = pending_.find(e.response.result().step_id()); p != pending_.end()) {
-      observe(key_, p->second.tokens, p->second.sent);
+      observe(key_, p->second.tokens, p->second.sent, e.response.result());
       pending_.erase(p);
     }
     if (!wanted(e.response.result().step_id())) continue;

@@ -119,13 +119,16 @@ class ChainSession {
     int tokens = 0;
   };
 
-  // The next event, for a step sent at `sent` and due `deadline` later (see
-  // the class comment); `probe`: the stages that may hold it up. An error
-  // names the silent stage and sets suspect_.
-  Status await(Event* e, Clock::time_point sent, std::chrono::milliseconds deadline,
+  // The next event, for a step of `tokens` tokens sent at `sent`, whose
+  // deadline is that of `key`'s step times (see the class comment); `probe`:
+  // the stages that may hold it up. An error names the silent stage and sets
+  // suspect_.
+  Status await(Event* e, Clock::time_point sent, const std::string& key, int tokens,
                const std::vector<size_t>& probe, const std::string& what);
   std::chrono::milliseconds deadline_for(const std::string& key, int tokens) const;
-  void observe(const std::string& key, int tokens, Clock::time_point sent);
+  // Files the step time of an answer `r` to a step of `tokens` sent at `sent`.
+  void observe(const std::string& key, int tokens, Clock::time_point sent,
+               const v1::StepResult& r);
   std::vector<size_t> all_stages() const;
 
   void fill_step(v1::Step* st, uint64_t step_id, const std::vector<int32_t>& tokens, int position,

@@ -26,8 +26,10 @@ constexpr size_t kMaxChains = 256;
 
 }  // namespace
 
-void StepTimeHistory::observe(int tokens, double seconds) {
+void StepTimeHistory::observe(int tokens, double seconds, double compute_per_token) {
   if (tokens <= 0 || !(seconds >= 0) || !std::isfinite(seconds)) return;
+  if (compute_per_token >= 0 && std::isfinite(compute_per_token))
+    push_bounded(compute_, compute_per_token, window_);
   if (tokens <= kShortTokens)
     push_bounded(short_, seconds, window_);
   else
@@ -40,8 +42,9 @@ std::optional<double> StepTimeHistory::step_seconds(size_t min_samples) const {
 }
 
 std::optional<double> StepTimeHistory::token_seconds() const {
-  if (per_token_.empty()) return std::nullopt;
-  return median(per_token_);
+  if (!per_token_.empty()) return median(per_token_);
+  if (!compute_.empty()) return median(compute_);
+  return std::nullopt;
 }
 
 std::optional<double> expected_step_seconds(const StepTimeHistory& h, int tokens) {
@@ -55,7 +58,7 @@ std::optional<double> expected_step_seconds(const StepTimeHistory& h, int tokens
 std::chrono::milliseconds step_deadline(const StepTimeHistory& h, int tokens,
                                         const StepDeadlineOptions& o) {
   const auto expected = expected_step_seconds(h, std::max(1, tokens));
-  if (!expected) return o.ceiling;
+  if (!expected) return std::min(o.unmeasured, o.ceiling);
   const double ms = o.multiplier * *expected * 1e3 + static_cast<double>(o.margin.count());
   // Clamped in double first: a huge product must not overflow the cast.
   const double clamped = std::min(static_cast<double>(o.ceiling.count()),
@@ -63,15 +66,16 @@ std::chrono::milliseconds step_deadline(const StepTimeHistory& h, int tokens,
   return std::chrono::milliseconds(static_cast<int64_t>(clamped));
 }
 
-void StepTimeBook::observe(const std::string& chain, int tokens, double seconds) {
+void StepTimeBook::observe(const std::string& chain, int tokens, double seconds,
+                           double compute_per_token) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = chains_.find(chain);
   if (it == chains_.end()) {
     if (chains_.size() >= kMaxChains) chains_.erase(chains_.begin());
     it = chains_.emplace(chain, StepTimeHistory()).first;
   }
-  it->second.observe(tokens, seconds);
-  pooled_.observe(tokens, seconds);
+  it->second.observe(tokens, seconds, compute_per_token);
+  pooled_.observe(tokens, seconds, compute_per_token);
 }
 
 std::chrono::milliseconds StepTimeBook::deadline(const std::string& chain, int tokens,

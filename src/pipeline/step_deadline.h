@@ -28,9 +28,12 @@ struct StepDeadlineOptions {
   // queue) would look like a failure.
   std::chrono::milliseconds floor{2000};
   // The absolute ceiling (`swarm gateway --step-timeout`): a step with no
-  // answer by then fails whatever its stages answer to a probe, and a chain
-  // with no measurements yet waits this long.
+  // answer by then fails whatever its stages answer to a probe.
   std::chrono::milliseconds ceiling{60000};
+  // The deadline while nothing is measured (a gateway's first steps; a hang
+  // before any answer): a slow model cannot be told from a hung node yet, so
+  // the stages are probed this often instead of waiting for the ceiling.
+  std::chrono::milliseconds unmeasured{5000};
   // How long a stage has to answer the probe (Info) that follows an overdue
   // step before it counts as failed.
   std::chrono::milliseconds probe_timeout{1000};
@@ -47,12 +50,18 @@ class StepTimeHistory {
   static constexpr int kShortTokens = 32;
   explicit StepTimeHistory(size_t window = 32) : window_(window == 0 ? 1 : window) {}
 
-  // Non-positive tokens or negative seconds are ignored.
-  void observe(int tokens, double seconds);
+  // Non-positive tokens or negative seconds are ignored. `compute_per_token`
+  // (seconds; negative: not reported): what the answer's StageTimings say one
+  // token cost, summed over the stages: each stage's compute for its batch
+  // over the batch's tokens.
+  void observe(int tokens, double seconds, double compute_per_token = -1);
 
   // The median wall time of the recent short steps; none before min_samples.
   std::optional<double> step_seconds(size_t min_samples) const;
-  // The median seconds per token of the recent long steps; none if none ran.
+  // Seconds per token: the median of the recent long steps' wall time per
+  // token; before any long step, the median compute per token the stages
+  // reported (a batch of one token costs as much as a few: an overestimate);
+  // none if neither was measured.
   std::optional<double> token_seconds() const;
   size_t short_samples() const { return short_.size(); }
 
@@ -60,6 +69,7 @@ class StepTimeHistory {
   size_t window_;
   std::deque<double> short_;      // seconds per short step
   std::deque<double> per_token_;  // seconds per token of long steps
+  std::deque<double> compute_;    // compute seconds per token, as the stages reported
 };
 
 // Short steps a chain must have answered before its own history sets deadlines.
@@ -67,13 +77,13 @@ constexpr size_t kMinStepSamples = 3;
 
 // What a step of `tokens` tokens is expected to take on a chain with history
 // `h`, in seconds; none without enough measurements. A short step: the median
-// short step. A long one: that plus tokens x the measured per-token rate, or,
-// before any long step was measured, tokens x the median short step (each
-// token as slow as a whole decode step: an overestimate, as a batch reads the
-// weights once for all its tokens).
+// short step. A long one: that plus tokens x token_seconds(), or, with no
+// per-token rate at all, tokens x the median short step (each token as slow as
+// a whole decode step: a gross overestimate).
 std::optional<double> expected_step_seconds(const StepTimeHistory& h, int tokens);
 
-// The deadline of a step of `tokens` tokens (see StepDeadlineOptions).
+// The deadline of a step of `tokens` tokens (see StepDeadlineOptions); with
+// no expected time, `unmeasured` (at most the ceiling).
 std::chrono::milliseconds step_deadline(const StepTimeHistory& h, int tokens,
                                         const StepDeadlineOptions& options);
 
@@ -83,7 +93,8 @@ std::chrono::milliseconds step_deadline(const StepTimeHistory& h, int tokens,
 // as every chain serves the same model. Thread-safe; still no clock.
 class StepTimeBook {
  public:
-  void observe(const std::string& chain, int tokens, double seconds);
+  void observe(const std::string& chain, int tokens, double seconds,
+               double compute_per_token = -1);
   std::chrono::milliseconds deadline(const std::string& chain, int tokens,
                                      const StepDeadlineOptions& options) const;
 

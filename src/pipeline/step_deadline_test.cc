@@ -24,10 +24,16 @@ StepTimeHistory decode_steps(std::initializer_list<double> seconds) {
   return h;
 }
 
-TEST(StepDeadlineTest, NoMeasurementsWaitTheCeiling) {
-  EXPECT_EQ(step_deadline(StepTimeHistory(), 1, options()), milliseconds(60000));
+TEST(StepDeadlineTest, NoMeasurementsGiveTheUnmeasuredDeadline) {
+  StepDeadlineOptions o = options();
+  o.unmeasured = milliseconds(5000);
+  EXPECT_EQ(step_deadline(StepTimeHistory(), 1, o), milliseconds(5000));
+  EXPECT_EQ(step_deadline(StepTimeHistory(), 4000, o), milliseconds(5000));
   // Two steps are not yet enough to judge by.
-  EXPECT_EQ(step_deadline(decode_steps({0.5, 0.5}), 1, options()), milliseconds(60000));
+  EXPECT_EQ(step_deadline(decode_steps({0.5, 0.5}), 1, o), milliseconds(5000));
+  // The ceiling still caps it.
+  o.ceiling = milliseconds(1500);
+  EXPECT_EQ(step_deadline(StepTimeHistory(), 1, o), milliseconds(1500));
 }
 
 TEST(StepDeadlineTest, DecodeStepIsMultipleOfTheMedianPlusMargin) {
@@ -65,6 +71,21 @@ TEST(StepDeadlineTest, PromptsScaleWithTheirTokensAtTheMeasuredRate) {
   EXPECT_EQ(step_deadline(h, 500, options()), milliseconds(20600));
   // Short steps (speculative runs of up to 32 tokens) keep the step time.
   EXPECT_EQ(step_deadline(h, 32, options()), milliseconds(2000));
+}
+
+TEST(StepDeadlineTest, BeforeAnyPromptTheStagesReportedComputeSetsTheRate) {
+  // Decode steps take 300 ms under load (queueing), but the stages report
+  // 0.5 ms of compute per token. A 100-token prompt: 0.3 + 100 x 0.0005 =
+  // 0.35 s expected -> 4 x 0.35 + 0.2 = 1.6 s, raised to the 2 s floor; a
+  // 2,000-token one: 0.3 + 1 = 1.3 s -> 5.4 s.
+  StepTimeHistory h;
+  for (int i = 0; i < 3; ++i) h.observe(1, 0.3, 0.0005);
+  EXPECT_EQ(step_deadline(h, 100, options()), milliseconds(2000));
+  EXPECT_EQ(step_deadline(h, 2000, options()), milliseconds(5400));
+  // A measured prompt's rate takes over: 2 s for 200 tokens, 10 ms a token.
+  // 1,000 tokens: 0.3 + 10 = 10.3 s -> 41.4 s.
+  h.observe(200, 2.0, 0.0005);
+  EXPECT_EQ(step_deadline(h, 1000, options()), milliseconds(41400));
 }
 
 TEST(StepDeadlineTest, OnlyTheLastWindowCounts) {

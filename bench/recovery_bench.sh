@@ -7,7 +7,9 @@
 # from measured step times can be met). Reports, as JSON lines, the run
 # without and with the fault, and the recovery time (the longest wait between
 # two tokens, less the usual one) and the tokens/s lost.
-#   bench/recovery_bench.sh [BUILD] [TOKENS] [LINK_DELAY_MS] [peers|dht] [kill|stop] [SESSIONS]
+# The fault comes STRIKE_S seconds after the streams start (default 1: with
+# many sessions, while the gateway has measured nothing yet).
+#   bench/recovery_bench.sh [BUILD] [TOKENS] [LINK_DELAY_MS] [peers|dht] [kill|stop] [SESSIONS] [STRIKE_S]
 set -euo pipefail
 BUILD=${1:-build}
 TOKENS=${2:-200}
@@ -15,6 +17,7 @@ DELAY=${3:-5}
 DISCOVERY=${4:-peers}
 FAULT=${5:-kill}
 SESSIONS=${6:-1}
+STRIKE_S=${7:-1}
 SWARM="$BUILD/swarm"
 WORK="$BUILD/bench-recovery"
 MODEL="$BUILD/models/demo-tiny-Q8_0.gguf"
@@ -60,7 +63,7 @@ run() {  # KILL(0|1) -> one loadgen JSON line
     --label "$([ "$kill" = 1 ] && echo "$FAULT" || echo baseline)" --json >"$WORK/result.json" &
   local gen=$!
   if [ "$kill" = 1 ]; then
-    sleep 1  # a benchmark schedules its fault: about a third of the way through
+    sleep "$STRIKE_S"  # a benchmark schedules its fault
     kill -"$sig" "${pid_of[$middle]}"
   fi
   wait "$gen"
@@ -77,5 +80,5 @@ echo "$killed"
 field() { sed "s/.*\"$2\":\([0-9.]*\).*/\1/" <<<"$1"; }
 awk -v bg="$(field "$base" max_gap_ms)" -v kg="$(field "$killed" max_gap_ms)" \
     -v br="$(field "$base" aggregate_tok_s)" -v kr="$(field "$killed" aggregate_tok_s)" -v n="$TOKENS" -v d="$DELAY" \
-  -v disc="$DISCOVERY" -v fault="$FAULT" -v sessions="$SESSIONS" \
-  'BEGIN { printf "{\"bench\":\"recovery\",\"fault\":\"%s\",\"sessions\":%d,\"discovery\":\"%s\",\"tokens\":%d,\"link_delay_ms\":%d,\"recovery_ms\":%.1f,\"tok_s_baseline\":%.2f,\"tok_s_with_kill\":%.2f,\"tok_s_lost_fraction\":%.3f}\n", fault, sessions, disc, n, d, kg - bg, br, kr, 1 - kr / br }'
+  -v disc="$DISCOVERY" -v fault="$FAULT" -v sessions="$SESSIONS" -v strike="$STRIKE_S" \
+  'BEGIN { printf "{\"bench\":\"recovery\",\"fault\":\"%s\",\"sessions\":%d,\"strike_s\":%s,\"discovery\":\"%s\",\"tokens\":%d,\"link_delay_ms\":%d,\"recovery_ms\":%.1f,\"tok_s_baseline\":%.2f,\"tok_s_with_kill\":%.2f,\"tok_s_lost_fraction\":%.3f}\n", fault, sessions, strike, disc, n, d, kg - bg, br, kr, 1 - kr / br }'

@@ -135,6 +135,32 @@ INSTANTIATE_TEST_SUITE_P(PlainAndSpeculative, HungNodeTest,
                            return i.param.empty() ? std::string("Plain") : std::string("Speculative");
                          });
 
+// A node killed and started again at its address gets sessions again once its
+// failure memory is over, though it has measured no speed yet and its twin has
+// (it used to be ranked at a default speed below the twin's and never chosen).
+TEST_F(StreamsHarness, ARestartedNodeGetsSessionsAgain) {
+  ASSERT_TRUE(start_chain({{0, 4}, {0, 4}}, {"--failure-memory", "2"}));
+  const std::vector<std::string> chain = logged_chain();
+  ASSERT_EQ(chain.size(), 1u) << read_file(gateway_log());
+  const std::string want = single_process(kPrompts[2], 6);
+  EXPECT_EQ(complete(kPrompts[2], 6), want);
+  for (auto& n : nodes_)
+    if (n && n->address() == chain[0]) n.reset();  // kill -9
+  EXPECT_EQ(complete(kPrompts[2], 6), want);  // recovered on the twin, which is now measured
+  const std::string log = dir_ + "/restarted.err";
+  ASSERT_TRUE(launch({"node", "-m", model_, "--listen", chain[0], "-t", "1", "--layers", "0:4"}, log,
+                     nodes_)
+                  ->ok())
+      << read_file(log);
+  ASSERT_TRUE(swarm::testing::eventually(
+      [&] {
+        EXPECT_EQ(complete(kPrompts[2], 6), want);
+        return sessions_opened(log) > 0;
+      },
+      std::chrono::seconds(60)))
+      << read_file(gateway_log());
+}
+
 // A shell command's success, its output discarded.
 bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
 

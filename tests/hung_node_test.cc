@@ -138,7 +138,9 @@ INSTANTIATE_TEST_SUITE_P(PlainAndSpeculative, HungNodeTest,
 // A node killed and started again at its address gets sessions again once its
 // failure memory is over, though it has measured no speed yet and its twin has
 // (it used to be ranked at a default speed below the twin's and never chosen).
-TEST_F(StreamsHarness, ARestartedNodeGetsSessionsAgain) {
+class ReturningNodeTest : public StreamsHarness {};
+
+TEST_F(ReturningNodeTest, ARestartedNodeGetsSessionsAgain) {
   ASSERT_TRUE(start_chain({{0, 4}, {0, 4}}, {"--failure-memory", "2"}));
   const std::vector<std::string> chain = logged_chain();
   ASSERT_EQ(chain.size(), 1u) << read_file(gateway_log());

@@ -1,7 +1,8 @@
 // A node that hangs (SIGSTOP) is treated as one that died: its streams fail
 // over to its healthy twin by a deadline derived from the measured step times
 // (doc/failover.md), not after the absolute step timeout, and once it is back
-// and its failure memory is over it gets sessions again.
+// and its failure memory is over it gets sessions again; likewise a node whose
+// packets vanish, and one killed and restarted.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
@@ -9,9 +10,9 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <thread>
 #include <future>
 #include <mutex>
+#include <thread>
 
 #include "swarm_harness.h"
 
@@ -74,7 +75,8 @@ class StreamsHarness : public swarm::testing::SwarmHarness {
       auto after =
           std::find_if(a.begin(), a.end(), [&](Clock::time_point t) { return t > struck_at; });
       if (after != a.end())
-        recovery_s = std::max(recovery_s, std::chrono::duration<double>(*after - struck_at).count());
+        recovery_s =
+            std::max(recovery_s, std::chrono::duration<double>(*after - struck_at).count());
     }
     return recovery_s;
   }
@@ -132,7 +134,8 @@ INSTANTIATE_TEST_SUITE_P(PlainAndSpeculative, HungNodeTest,
                          ::testing::Values(std::vector<std::string>{},
                                            std::vector<std::string>{"--speculate", "ngram"}),
                          [](const ::testing::TestParamInfo<std::vector<std::string>>& i) {
-                           return i.param.empty() ? std::string("Plain") : std::string("Speculative");
+                           return i.param.empty() ? std::string("Plain")
+                                                  : std::string("Speculative");
                          });
 
 // A node killed and started again at its address gets sessions again once its
@@ -148,10 +151,10 @@ TEST_F(ReturningNodeTest, ARestartedNodeGetsSessionsAgain) {
   EXPECT_EQ(complete(kPrompts[2], 6), want);
   for (auto& n : nodes_)
     if (n && n->address() == chain[0]) n.reset();  // kill -9
-  EXPECT_EQ(complete(kPrompts[2], 6), want);  // recovered on the twin, which is now measured
+  EXPECT_EQ(complete(kPrompts[2], 6), want);       // recovered on the twin, which is now measured
   const std::string log = dir_ + "/restarted.err";
-  ASSERT_TRUE(launch({"node", "-m", model_, "--listen", chain[0], "-t", "1", "--layers", "0:4"}, log,
-                     nodes_)
+  ASSERT_TRUE(launch({"node", "-m", model_, "--listen", chain[0], "-t", "1", "--layers", "0:4"},
+                     log, nodes_)
                   ->ok())
       << read_file(log);
   ASSERT_TRUE(swarm::testing::eventually(
@@ -211,7 +214,8 @@ TEST_F(VanishingNodeTest, StreamsFailOverWhenTheNodesPacketsVanish) {
   const std::string tag = std::to_string(::getpid());
   Netns gw("swarm-gw-" + tag);
   std::vector<std::unique_ptr<Netns>> nd;
-  for (int i = 1; i <= 2; ++i) nd.push_back(std::make_unique<Netns>("swarm-n" + std::to_string(i) + "-" + tag));
+  for (int i = 1; i <= 2; ++i)
+    nd.push_back(std::make_unique<Netns>("swarm-n" + std::to_string(i) + "-" + tag));
   if (!gw.ok() || !nd[0]->ok() || !nd[1]->ok())
     GTEST_SKIP() << "`ip netns add` fails here: no network namespaces";
   // Node i at 10.77.i.2 (vb<i>), the gateway's end 10.77.i.1 (va<i>).
@@ -219,7 +223,8 @@ TEST_F(VanishingNodeTest, StreamsFailOverWhenTheNodesPacketsVanish) {
   for (int i = 1; i <= 2; ++i) {
     const std::string a = "va" + std::to_string(i), b = "vb" + std::to_string(i);
     const Netns& n = *nd[i - 1];
-    if (!sh("ip -n " + gw.name() + " link add " + a + " type veth peer name " + b + " netns " + n.name()))
+    if (!sh("ip -n " + gw.name() + " link add " + a + " type veth peer name " + b + " netns " +
+            n.name()))
       GTEST_SKIP() << "`ip link add type veth` fails here: no veth pairs in this kernel";
     ASSERT_TRUE(sh("ip -n " + gw.name() + " addr add " + net(i) + "1/24 dev " + a));
     ASSERT_TRUE(sh("ip -n " + gw.name() + " link set " + a + " up"));

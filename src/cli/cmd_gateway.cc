@@ -148,7 +148,8 @@ void register_gateway(CLI::App& app) {
                   "Sooner, a step overdue by a deadline derived from the chain's measured step times "
                   "fails if a stage does not answer a probe (doc/failover.md)")
       ->check(CLI::Range(0.001, 3600.0));
-  cmd->add_option("--step-timeout-ms", o->step_timeout_ms, "--step-timeout in milliseconds (overrides it)")
+  cmd->add_option("--step-timeout-ms", o->step_timeout_ms,
+                  "--step-timeout in milliseconds (overrides it)")
       ->check(CLI::Range(1, 3600000));
   cmd->add_option("--failure-memory", o->failure_memory_s,
                   "Seconds a failed node is avoided before it is tried again (default 60)")
@@ -185,7 +186,8 @@ void register_gateway(CLI::App& app) {
     po.wire_f16 = o->wire_f16;
     po.context_length = o->ctx > 0 ? o->ctx : std::min(cfg.n_ctx_train, 8192);
     po.deadlines.ceiling = std::chrono::milliseconds(
-        o->step_timeout_ms > 0 ? o->step_timeout_ms : static_cast<int64_t>(o->step_timeout_s * 1000));
+        o->step_timeout_ms > 0 ? o->step_timeout_ms
+                               : static_cast<int64_t>(o->step_timeout_s * 1000));
     po.failure_memory = std::chrono::milliseconds(static_cast<int64_t>(o->failure_memory_s * 1000));
     po.link_delay = std::chrono::milliseconds(o->link_delay_ms);
     if (po.speculation.mode == SpeculationMode::kDraft) {

@@ -252,9 +252,9 @@ Result<int32_t> ChainSession::step(const std::vector<int32_t>& tokens, int posit
     const size_t answering = options_.push ? chain_.size() - 1 : i;
     for (;;) {
       Event e;
-      SWARM_RETURN_IF_ERROR(await(&e, sent, key, n_tokens, probe,
-                                  "step " + std::to_string(step_id) + " of " +
-                                      std::to_string(n_tokens) + " tokens"));
+      SWARM_RETURN_IF_ERROR(
+          await(&e, sent, key, n_tokens, probe,
+                "step " + std::to_string(step_id) + " of " + std::to_string(n_tokens) + " tokens"));
       if (e.ended || e.response.has_error()) return failure_of(e);
       if (!e.response.has_result() || e.response.result().step_id() != step_id ||
           e.stage != answering)

@@ -127,8 +127,7 @@ class ChainSession {
                const std::vector<size_t>& probe, const std::string& what);
   std::chrono::milliseconds deadline_for(const std::string& key, int tokens) const;
   // Files the step time of an answer `r` to a step of `tokens` sent at `sent`.
-  void observe(const std::string& key, int tokens, Clock::time_point sent,
-               const v1::StepResult& r);
+  void observe(const std::string& key, int tokens, Clock::time_point sent, const v1::StepResult& r);
   std::vector<size_t> all_stages() const;
 
   void fill_step(v1::Step* st, uint64_t step_id, const std::vector<int32_t>& tokens, int position,

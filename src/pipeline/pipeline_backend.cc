@@ -10,12 +10,12 @@
 #include <random>
 #include <thread>
 
+#include "net/status_convert.h"
+#include "net/tls.h"
 #include "pipeline/chain_session.h"
 #include "pipeline/model_drafter.h"
 #include "pipeline/ngram_drafter.h"
 #include "pipeline/speculative_decoder.h"
-#include "net/status_convert.h"
-#include "net/tls.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
 namespace swarm {
@@ -190,7 +190,8 @@ void PipelineBackend::survey() {
 void PipelineBackend::apply_health_locked(Clock::time_point now) {
   for (PeerSnapshot& p : snapshot_) {
     auto failed = failed_at_.find(p.address);
-    p.recently_failed = failed != failed_at_.end() && now - failed->second < options_.failure_memory;
+    p.recently_failed =
+        failed != failed_at_.end() && now - failed->second < options_.failure_memory;
     p.on_probation = !p.recently_failed && returning_.count(p.address) > 0;
   }
 }
@@ -201,7 +202,8 @@ void PipelineBackend::end_probation(const std::vector<ChainStage>& chain) {
   for (const ChainStage& s : chain) {
     auto failed = failed_at_.find(s.address);
     if (failed != failed_at_.end() && now - failed->second < options_.failure_memory) continue;
-    if (returning_.erase(s.address) > 0) spdlog::info("peer {} is back: routed through again", s.address);
+    if (returning_.erase(s.address) > 0)
+      spdlog::info("peer {} is back: routed through again", s.address);
   }
 }
 
@@ -279,7 +281,8 @@ std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& ch
     const auto now = Clock::now();
     for (const ChainStage& s : chain) {
       auto failed = failed_at_.find(s.address);
-      if (failed != failed_at_.end() && now - failed->second < options_.failure_memory) return s.address;
+      if (failed != failed_at_.end() && now - failed->second < options_.failure_memory)
+        return s.address;
     }
   }
   const int silent = first_silent_stage(chain, options_.deadlines.probe_timeout);
@@ -315,8 +318,9 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   auto recover = [&](Status failure, const std::vector<int32_t>& input) -> Result<int32_t> {
     while (recoverable(failure) && recoveries < options_.max_recoveries) {
       ++recoveries;
-      report_failure(session->suspect().empty() ? probe_for_failure(session->chain()) : session->suspect(),
-                     failure.message());
+      report_failure(
+          session->suspect().empty() ? probe_for_failure(session->chain()) : session->suspect(),
+          failure.message());
       session->abandon();
       auto next = route();
       if (!next.ok()) return next.status().annotate("after " + failure.message());

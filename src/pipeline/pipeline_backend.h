@@ -94,7 +94,7 @@ class PipelineBackend : public GenerationBackend {
   std::vector<PeerSnapshot> snapshot_;
   std::chrono::steady_clock::time_point surveyed_at_{};
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
-  std::set<std::string> returning_;  // failed, and no session routed through since
+  std::set<std::string> returning_;                  // failed, and no session routed through since
   std::map<std::string, std::string> survey_error_;  // by address: the last logged, so once per change
   std::unique_ptr<SpeculationMemory> speculation_memory_;
   StepTimeBook step_times_;  // what steps took, by chain: the deadlines' base

@@ -93,8 +93,7 @@ std::chrono::milliseconds step_deadline(const StepTimeHistory& h, int tokens,
 // as every chain serves the same model. Thread-safe; still no clock.
 class StepTimeBook {
  public:
-  void observe(const std::string& chain, int tokens, double seconds,
-               double compute_per_token = -1);
+  void observe(const std::string& chain, int tokens, double seconds, double compute_per_token = -1);
   std::chrono::milliseconds deadline(const std::string& chain, int tokens,
                                      const StepDeadlineOptions& options) const;
 

@@ -18,16 +18,19 @@ double unmeasured_layer_seconds(const std::vector<PeerSnapshot>& peers, const st
                                 const ChainCosts& c) {
   std::vector<double> measured;
   for (const PeerSnapshot& p : peers)
-    if (p.model_id == model_id && p.layer_tokens_per_second > 0) measured.push_back(1.0 / p.layer_tokens_per_second);
+    if (p.model_id == model_id && p.layer_tokens_per_second > 0)
+      measured.push_back(1.0 / p.layer_tokens_per_second);
   if (measured.empty()) return c.default_layer_seconds;
   std::sort(measured.begin(), measured.end());
   const size_t mid = measured.size() / 2;
   return measured.size() % 2 == 1 ? measured[mid] : (measured[mid - 1] + measured[mid]) / 2;
 }
 
-double stage_cost(const PeerSnapshot& p, int layers, const ChainCosts& c, double unmeasured_layer_s) {
+double stage_cost(const PeerSnapshot& p, int layers, const ChainCosts& c,
+                  double unmeasured_layer_s) {
   if (p.on_probation) return 0;
-  const double per_layer = p.layer_tokens_per_second > 0 ? 1.0 / p.layer_tokens_per_second : unmeasured_layer_s;
+  const double per_layer =
+      p.layer_tokens_per_second > 0 ? 1.0 / p.layer_tokens_per_second : unmeasured_layer_s;
   return c.hop_seconds + p.rtt_seconds / 2 + layers * per_layer + (p.recently_failed ? c.failed_penalty_seconds : 0);
 }
 
@@ -79,8 +82,9 @@ Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& pe
 double chain_cost(const std::vector<ChainStage>& chain, const std::vector<PeerSnapshot>& peers,
                   const ChainCosts& costs) {
   double total = 0;
-  const double unmeasured =
-      peers.empty() ? costs.default_layer_seconds : unmeasured_layer_seconds(peers, peers.front().model_id, costs);
+  const double unmeasured = peers.empty()
+                                ? costs.default_layer_seconds
+                                : unmeasured_layer_seconds(peers, peers.front().model_id, costs);
   for (const ChainStage& s : chain) {
     const PeerSnapshot* p = find_peer(peers, s.address);
     if (p == nullptr) return std::numeric_limits<double>::infinity();

@@ -102,8 +102,9 @@ TEST(ChooseChain, AnUnmeasuredPeerIsAssumedAsFastAsTheMedianPeer) {
   c = choose_chain({peer("y", 0, 4, 5000), peer("a", 0, 4), peer("x", 2, 4, 10000)}, "m", 4);
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(describe(*c), "a[0,4)");
-  c = choose_chain({peer("y", 0, 4, 5000), peer("a", 0, 4), peer("b", 0, 4, 20000), peer("x", 2, 4, 10000)}, "m",
-                   4);
+  c = choose_chain(
+      {peer("y", 0, 4, 5000), peer("a", 0, 4), peer("b", 0, 4, 20000), peer("x", 2, 4, 10000)}, "m",
+      4);
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(describe(*c), "b[0,4)");
   ChainCosts costs;

@@ -297,7 +297,13 @@ void register_node(CLI::App& app) {
   cmd->add_option("-t,--threads", o->node.threads, "Compute threads (default: all cores)");
   cmd->add_flag("--no-mmap", o->node.no_mmap, kNoMmapHelp);
   cmd->add_option("--max-batch-tokens", o->node.max_batch_tokens,
-                  "Tokens per batch at most (default 512)")
+                  "Tokens per batch at most; longer prompts run in chunks (default 512)")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("-c,--ctx-size", o->node.context,
+                  "Positions one session may hold (default: the model's trained context)")
+      ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--max-sessions", o->node.max_sessions,
+                  "Sessions open at once, from all callers (default 256)")
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option(
       "--bootstrap", o->dht.bootstrap,

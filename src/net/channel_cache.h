@@ -27,7 +27,8 @@ grpc::ChannelArguments channel_arguments();
 std::shared_ptr<grpc::Channel> make_channel(const std::string& address,
                                             const std::string& pin = "");
 
-// Applies the same limits to a server: maximum message sizes and keepalive.
+// Applies the same limits to a server: maximum message sizes and keepalive; and
+// refuses a port another process already listens on (no SO_REUSEPORT sharing).
 void configure_server(grpc::ServerBuilder& builder);
 
 // Thread-safe map (address, pin) -> channel. Channels reconnect by themselves

@@ -18,16 +18,24 @@ grpc::ChannelArguments channel_arguments() {
   return args;
 }
 
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const std::string& pin) {
+namespace {
+
+std::shared_ptr<grpc::Channel> make_channel_with(const std::string& address,
+                                                 const std::string& pin,
+                                                 grpc::ChannelArguments args) {
   if (pin.empty())
-    return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                     channel_arguments());
+    return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   auto parsed = KeyPin::Parse(pin);
   // Fail closed: an all-zero node id matches no key anybody can present.
   const KeyPin checked = parsed.ok() ? *parsed : *KeyPin::Parse(std::string(2 * kNodeIdBytes, '0'));
-  grpc::ChannelArguments args = channel_arguments();
   args.SetSslTargetNameOverride(pinned_node_id(checked));
   return grpc::CreateCustomChannel(address, pinned_channel_credentials(checked, address), args);
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const std::string& pin) {
+  return make_channel_with(address, pin, channel_arguments());
 }
 
 void configure_server(grpc::ServerBuilder& builder) {
@@ -51,6 +59,19 @@ std::shared_ptr<grpc::Channel> ChannelCache::get(const std::string& address,
   auto& ch = channels_[{address, pin}];
   if (!ch) ch = make_channel(address, pin);
   return ch;
+}
+
+std::shared_ptr<grpc::Channel> ChannelCache::renew(const std::string& address,
+                                                   const std::string& pin) {
+  grpc::ChannelArguments args = channel_arguments();
+  // Channels with equal arguments share connections process-wide (gRPC's
+  // global subchannel pool), and with them the old one's backoff: this one
+  // gets its own.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  std::shared_ptr<grpc::Channel> fresh = make_channel_with(address, pin, std::move(args));
+  std::lock_guard<std::mutex> lock(mu_);
+  channels_[{address, pin}] = fresh;
+  return fresh;
 }
 
 }  // namespace swarm::net

@@ -32,7 +32,7 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address,
 void configure_server(grpc::ServerBuilder& builder);
 
 // Thread-safe map (address, pin) -> channel. Channels reconnect by themselves
-// after a failure, so an entry is never replaced. The pin is part of the key:
+// after a failure, so an entry is replaced only on request (renew). The pin is part of the key:
 // a peer reached both pinned and unpinned, or pinned to two keys (one of them
 // stale), gets a connection per pin and no answer crosses over.
 class ChannelCache {
@@ -42,6 +42,11 @@ class ChannelCache {
   ChannelCache& operator=(const ChannelCache&) = delete;
 
   std::shared_ptr<grpc::Channel> get(const std::string& address, const std::string& pin = "");
+  // Replaces the entry with a new channel that connects afresh, on a connection
+  // of its own: no reconnect backoff carries over from the old one, which
+  // callers holding it keep. For a peer that failed to connect and may be up
+  // now (a gateway asking a node that has just started).
+  std::shared_ptr<grpc::Channel> renew(const std::string& address, const std::string& pin = "");
 
  private:
   std::mutex mu_;

@@ -31,6 +31,9 @@ namespace swarm {
 // A cached channel to a stage; `pin`: empty (plaintext) or the hex key or
 // node id the peer must present.
 std::shared_ptr<grpc::Channel> stage_channel(const std::string& address, const std::string& pin);
+// Replaces the cached channel with one that connects afresh (see
+// net::ChannelCache::renew) and returns it.
+std::shared_ptr<grpc::Channel> renew_stage_channel(const std::string& address, const std::string& pin);
 
 // Asks every stage for Info at once, each with `timeout`: the index of the
 // first stage (in chain order) that did not answer in time, or -1 when all

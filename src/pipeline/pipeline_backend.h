@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -21,7 +22,9 @@
 #include <vector>
 
 #include "net/peer_address.h"
+#include "pipeline/coverage_wait.h"
 #include "pipeline/generation.h"
+#include "pipeline/peer_reachability.h"
 #include "pipeline/speculation_options.h"
 #include "pipeline/step_deadline.h"
 #include "routing/chain.h"
@@ -41,14 +44,23 @@ struct PipelineOptions {
   // `deadlines.ceiling` is the absolute step timeout.
   StepDeadlineOptions deadlines;
   std::chrono::milliseconds survey_interval{5000}; // how long peers' Info answers are trusted
+  // A survey's Info call to each of a peer's addresses gets this long.
+  std::chrono::milliseconds probe_timeout{2000};
+  // Peers that cannot be reached are remembered; those that time out are set
+  // aside and probed again with backoff (pipeline/peer_reachability.h).
+  ReachabilityOptions reachability;
+  // A request that finds no route looks again and waits briefly for coverage
+  // (pipeline/coverage_wait.h).
+  CoverageWaitOptions coverage_wait;
   // Emulated one-way delay on every step the gateway sends (benchmarks of WAN
   // links; nodes delay what they send with their own --link-delay-ms).
   std::chrono::milliseconds link_delay{0};
   // After a stage fails (dies; stalls past its step deadline and does not
-  // answer the probe; errors), the gateway routes around it and replays the
-  // session on a new chain, at most this many times per request; the failed
-  // peer is avoided for failure_memory, then put on probation: the next
-  // session is routed through it, so a peer that is back gets traffic again.
+  // answer the probe; errors), the gateway
+  // routes around it and replays the session on a new chain, at most this many
+  // times per request; the failed peer is avoided for failure_memory, then put
+  // on probation: the next session is routed through it, so a peer that is
+  // back gets traffic again.
   int max_recoveries = 3;
   std::chrono::milliseconds failure_memory{60000};
   // Speculative decoding (push mode only; relay decodes plainly).
@@ -67,9 +79,12 @@ struct PipelineOptions {
 
 class SpeculationMemory;
 class ChainSession;
+struct PeerProbe;
 
 class PipelineBackend : public GenerationBackend {
  public:
+  using Clock = std::chrono::steady_clock;
+
   // `model_id` is the content hash the nodes must serve; n_layer from the model.
   PipelineBackend(std::string model_id, int n_layer, PipelineOptions options);
   ~PipelineBackend() override;
@@ -79,21 +94,29 @@ class PipelineBackend : public GenerationBackend {
   void release_waiting() override;
 
   // Asks every peer what it serves (Info, with a deadline) and chooses a chain.
-  Result<std::vector<ChainStage>> route();
+  // Without one, looks at the swarm again at once (set_relook's look-up and a
+  // survey); with `wait_for_coverage` it then waits while coverage may still
+  // come (coverage_wait.h). The error names the uncovered layers and the
+  // unreachable peers that announce them.
+  Result<std::vector<ChainStage>> route(bool wait_for_coverage = false);
   // The peers as last surveyed.
   std::vector<PeerSnapshot> peers();
   // Replaces the nodes to consider (discovery learns them as the swarm
   // changes); a different set is surveyed before the next route.
   void set_peers(std::vector<net::PeerAddress> peers);
+  // How to look for peers again at once when no route exists (a DHT look-up
+  // that calls set_peers); called from a request's thread with no lock held.
+  void set_relook(std::function<void()> relook);
 
  private:
-  // Asks every peer for Info at once (without holding mu_) and installs the
-  // snapshot; one survey at a time.
-  void survey();
-  // Starts a survey on survey_thread_ unless one is under way.
-  void survey_in_background();
+  Status survey_locked();
+  // Records the outcome of a probe of `peer` sent at `asked`; true if it answered.
+  bool note_probe_locked(const net::PeerAddress& peer, const PeerProbe& probe, Clock::time_point asked);
+  void look_locked(std::unique_lock<std::mutex>& lock);
+  NoRouteView no_route_view_locked(Clock::time_point arrived);
+  void reprobe_loop();
   // Sets recently_failed / on_probation in snapshot_ as of `now`.
-  void apply_health_locked(std::chrono::steady_clock::time_point now);
+  void apply_health_locked(Clock::time_point now);
   // A session is routed through `chain`: its peers' probation is over.
   void end_probation(const std::vector<ChainStage>& chain);
   void report_failure(const std::string& address, const std::string& why);
@@ -108,24 +131,30 @@ class PipelineBackend : public GenerationBackend {
   const std::string model_id_;
   const int n_layer_;
   const PipelineOptions options_;
-  std::mutex survey_mu_;  // held by the one survey under way
   std::mutex mu_;
   std::vector<net::PeerAddress> peers_;  // options_.peers, then set_peers'
   std::vector<PeerSnapshot> snapshot_;
   std::chrono::steady_clock::time_point surveyed_at_{};
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
   std::set<std::string> returning_;  // failed, and no session routed through since
+  StepTimeBook step_times_;          // what steps took, by chain: the deadlines' base
   std::map<std::string, std::string> mismatch_logged_;  // address -> the other model id last logged
-  std::map<std::string, std::string> survey_error_;  // by address: the last logged, so once per change
+  std::map<std::string, std::string> survey_error_;  // by peer key: the last logged, so once per change
   std::unique_ptr<SpeculationMemory> speculation_memory_;
-  StepTimeBook step_times_;  // what steps took, by chain: the deadlines' base
-  bool surveying_ = false;   // guarded by mu_: survey_thread_ runs
-  std::mutex thread_mu_;     // guards survey_thread_
-  std::thread survey_thread_;
   std::atomic<int> waiting_for_room_{0};
   std::mutex wait_mu_;  // guards releases_
   std::condition_variable wait_cv_;
   uint64_t releases_ = 0;  // release_waiting() calls: a waiter seeing it change stops waiting
+  // Survey and route state (guarded by mu_):
+  PeerReachability reachability_;           // by peer key
+  std::map<std::string, int> answered_at_;  // by peer key: the address index that answered last
+  const Clock::time_point started_;
+  Clock::time_point last_look_{};
+  bool looking_ = false;  // a request is looking (relook_ runs unlocked)
+  std::function<void()> relook_;
+  std::condition_variable changed_;  // peers answered or changed; or stopping_
+  bool stopping_ = false;
+  std::thread reprober_;  // probes set-aside peers when due
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

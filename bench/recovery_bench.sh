@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Recovery from a killed stage: a 6-node swarm (two nodes per third of the
-# model), one stream generating TOKENS tokens; once it is under way, the middle
-# stage in use is killed with SIGKILL. Reports, as JSON lines, the stream
-# without and with the kill, and the recovery time (the longest wait between two
-# tokens, less the usual one) and the tokens/s lost.
-#   bench/recovery_bench.sh [BUILD] [TOKENS] [LINK_DELAY_MS]
+# Recovery from a lost stage: a 6-node swarm (two nodes per third of the
+# model), SESSIONS streams generating TOKENS tokens each; once they are under
+# way, the middle stage in use is killed (FAULT=kill: SIGKILL) or hung
+# (FAULT=stop: SIGSTOP, which the gateway must detect by its step deadline;
+# the gateway then runs with no --step-timeout, so only the deadline derived
+# from measured step times can be met). Reports, as JSON lines, the run
+# without and with the fault, and the recovery time (the longest wait between
+# two tokens, less the usual one) and the tokens/s lost.
+# The fault comes STRIKE_S seconds after the streams start (default 1: with
+# many sessions, while the gateway has measured nothing yet).
+#   bench/recovery_bench.sh [BUILD] [TOKENS] [LINK_DELAY_MS] [peers|dht] [kill|stop] [SESSIONS] [STRIKE_S]
 set -euo pipefail
 BUILD=${1:-build}
 TOKENS=${2:-200}
 DELAY=${3:-5}
 DISCOVERY=${4:-peers}
+FAULT=${5:-kill}
+SESSIONS=${6:-1}
+STRIKE_S=${7:-1}
 SWARM="$BUILD/swarm"
 WORK="$BUILD/bench-recovery"
 MODEL="$BUILD/models/demo-tiny-Q8_0.gguf"
@@ -21,6 +29,11 @@ declare -A pid_of
 case "$DISCOVERY" in
   peers | dht) ;;
   *) echo "recovery_bench.sh: DISCOVERY must be peers or dht, not '$DISCOVERY'" >&2; exit 2 ;;
+esac
+case "$FAULT" in
+  kill) timeout=(--step-timeout-ms 2000) sig=KILL ;;
+  stop) timeout=() sig=STOP ;;
+  *) echo "recovery_bench.sh: FAULT must be kill or stop, not '$FAULT'" >&2; exit 2 ;;
 esac
 run() {  # KILL(0|1) -> one loadgen JSON line
   local kill=$1 peers="" range i=0 found=() boot
@@ -43,17 +56,18 @@ run() {  # KILL(0|1) -> one loadgen JSON line
   done
   [ "$DISCOVERY" = peers ] && found=(--peers "$peers")
   start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 "${found[@]}" --link-delay-ms "$DELAY" \
-    --step-timeout-ms 2000
+    "${timeout[@]}"
   local url="http://$addr" middle
   middle=$(grep -o 'chain .*' "$WORK/gateway.err" | awk '{print $5}')
-  "$SWARM" loadgen --url "$url" -c 1 -n "$TOKENS" --label "$([ "$kill" = 1 ] && echo killed || echo baseline)" \
-    --json >"$WORK/result.json" &
+  "$SWARM" loadgen --url "$url" -c "$SESSIONS" -n "$TOKENS" \
+    --label "$([ "$kill" = 1 ] && echo "$FAULT" || echo baseline)" --json >"$WORK/result.json" &
   local gen=$!
   if [ "$kill" = 1 ]; then
-    sleep 1  # a benchmark schedules its fault: about a third of the way through
-    kill -9 "${pid_of[$middle]}"
+    sleep "$STRIKE_S"  # a benchmark schedules its fault
+    kill -"$sig" "${pid_of[$middle]}"
   fi
   wait "$gen"
+  [ "$kill" = 1 ] && [ "$FAULT" = stop ] && kill -CONT "${pid_of[$middle]}"
   cat "$WORK/result.json"
   stop_all
   pids=()
@@ -66,5 +80,5 @@ echo "$killed"
 field() { sed "s/.*\"$2\":\([0-9.]*\).*/\1/" <<<"$1"; }
 awk -v bg="$(field "$base" max_gap_ms)" -v kg="$(field "$killed" max_gap_ms)" \
     -v br="$(field "$base" aggregate_tok_s)" -v kr="$(field "$killed" aggregate_tok_s)" -v n="$TOKENS" -v d="$DELAY" \
-  -v disc="$DISCOVERY" \
-  'BEGIN { printf "{\"bench\":\"recovery\",\"discovery\":\"%s\",\"tokens\":%d,\"link_delay_ms\":%d,\"recovery_ms\":%.1f,\"tok_s_baseline\":%.2f,\"tok_s_with_kill\":%.2f,\"tok_s_lost_fraction\":%.3f}\n", disc, n, d, kg - bg, br, kr, 1 - kr / br }'
+  -v disc="$DISCOVERY" -v fault="$FAULT" -v sessions="$SESSIONS" -v strike="$STRIKE_S" \
+  'BEGIN { printf "{\"bench\":\"recovery\",\"fault\":\"%s\",\"sessions\":%d,\"strike_s\":%s,\"discovery\":\"%s\",\"tokens\":%d,\"link_delay_ms\":%d,\"recovery_ms\":%.1f,\"tok_s_baseline\":%.2f,\"tok_s_with_kill\":%.2f,\"tok_s_lost_fraction\":%.3f}\n", fault, sessions, strike, disc, n, d, kg - bg, br, kr, 1 - kr / br }'

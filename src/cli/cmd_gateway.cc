@@ -3,6 +3,7 @@
 //               [-c CTX] [-n N] [--chat-template NAME] [--model-name NAME]
 //               [--speculate auto|off|ngram|draft:MODEL] [--spec-max-draft N]
 //               [--max-queue N] [--queue-timeout S] [HTTP limits: doc/http-api.md]
+//               [--step-timeout S] [--failure-memory S]
 // The OpenAI-compatible HTTP API in front of a swarm: loads only the model's
 // tokenizer and metadata, finds a chain of peers covering every layer, and
 // streams each request through it. A peer given as HOST:PORT@KEY (its node id or
@@ -40,8 +41,8 @@ struct GatewayOptions {
   std::string model, listen = "127.0.0.1:8080", peers, chat_template, bootstrap, dht_listen;
   double dht_refresh_s = 10;
   std::vector<std::string> names;
-  int ctx = 0, n_predict = -1, step_timeout_ms = 60000, link_delay_ms = 0, max_queue = 256;
-  double queue_timeout_s = 60;
+  int ctx = 0, n_predict = -1, step_timeout_ms = 0, link_delay_ms = 0, max_queue = 256;
+  double queue_timeout_s = 60, step_timeout_s = 60, failure_memory_s = 60;
   bool relay = false, wire_f16 = false;
   HttpFlags http;
   std::string speculate = "off";
@@ -158,8 +159,17 @@ void register_gateway(CLI::App& app) {
       ->check(CLI::Range(1, 256));
   cmd->add_option("--draft-threads", o->draft_threads, "Threads for the draft model (default 1)")
       ->check(CLI::Range(1, 1024));
-  cmd->add_option("--step-timeout-ms", o->step_timeout_ms, "A step with no answer by then fails (default 60000)")
+  cmd->add_option("--step-timeout", o->step_timeout_s,
+                  "Absolute step deadline in seconds: a step with no answer by then fails (default 60). "
+                  "Sooner, a step overdue by a deadline derived from the chain's measured step times "
+                  "fails if a stage does not answer a probe (doc/failover.md)")
+      ->check(CLI::Range(0.001, 3600.0));
+  cmd->add_option("--step-timeout-ms", o->step_timeout_ms,
+                  "--step-timeout in milliseconds (overrides it)")
       ->check(CLI::Range(1, 3600000));
+  cmd->add_option("--failure-memory", o->failure_memory_s,
+                  "Seconds a failed node is avoided before it is tried again (default 60)")
+      ->check(CLI::Range(0.0, 86400.0));
   cmd->callback([o] {
     auto hp = parse_host_port(o->listen);
     if (!hp.ok()) fail("--listen: " + hp.status().message());
@@ -193,7 +203,10 @@ void register_gateway(CLI::App& app) {
     po.push = !o->relay;
     po.wire_f16 = o->wire_f16;
     po.context_length = o->ctx > 0 ? o->ctx : std::min(cfg.n_ctx_train, 8192);
-    po.step_timeout = std::chrono::milliseconds(o->step_timeout_ms);
+    po.deadlines.ceiling = std::chrono::milliseconds(
+        o->step_timeout_ms > 0 ? o->step_timeout_ms
+                               : static_cast<int64_t>(o->step_timeout_s * 1000));
+    po.failure_memory = std::chrono::milliseconds(static_cast<int64_t>(o->failure_memory_s * 1000));
     po.link_delay = std::chrono::milliseconds(o->link_delay_ms);
     po.max_queue = o->max_queue;
     po.queue_timeout = std::chrono::milliseconds(static_cast<int64_t>(o->queue_timeout_s * 1000 + 0.5));

@@ -1,6 +1,9 @@
 #include "pipeline/chain_session.h"
 
+#include <spdlog/spdlog.h>
+
 #include <random>
+#include <tuple>
 
 #include "net/channel_cache.h"
 #include "net/status_convert.h"
@@ -8,8 +11,6 @@
 
 namespace swarm {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 Status from_grpc(const grpc::Status& s, const std::string& where) {
   return net::from_grpc(s).annotate(where);
@@ -49,6 +50,40 @@ std::shared_ptr<grpc::Channel> renew_stage_channel(const std::string& address, c
   return stage_channels().renew(address, pin);
 }
 
+int first_silent_stage(const std::vector<ChainStage>& stages, std::chrono::milliseconds timeout) {
+  // One completion queue and every call at once: the probe takes one timeout,
+  // not one per stage.
+  struct Call {
+    std::unique_ptr<v1::Stage::Stub> stub;
+    grpc::ClientContext ctx;
+    v1::InfoResponse info;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<v1::InfoResponse>> rpc;
+  };
+  grpc::CompletionQueue cq;
+  std::vector<std::unique_ptr<Call>> calls;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    auto& c = calls.emplace_back(std::make_unique<Call>());
+    c->stub = v1::Stage::NewStub(stage_channel(stages[i].address, stages[i].public_key));
+    c->ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+    c->rpc = c->stub->AsyncInfo(&c->ctx, v1::InfoRequest(), &cq);
+    c->rpc->Finish(&c->info, &c->status, reinterpret_cast<void*>(i));
+  }
+  for (size_t done = 0; done < calls.size(); ++done) {
+    void* tag = nullptr;
+    bool ok = false;
+    if (!cq.Next(&tag, &ok)) break;
+  }
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+  for (size_t i = 0; i < calls.size(); ++i)
+    if (!calls[i]->status.ok()) return static_cast<int>(i);
+  return -1;
+}
+
 void ChainSession::EventQueue::push(Event e) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -65,10 +100,74 @@ bool ChainSession::EventQueue::pop(Event* e, Clock::time_point deadline) {
   return true;
 }
 
-ChainSession::ChainSession(std::vector<ChainStage> chain, const PipelineOptions& options)
-    : chain_(std::move(chain)), options_(options), id_(random_session_id()) {}
+ChainSession::ChainSession(std::vector<ChainStage> chain, const PipelineOptions& options,
+                           StepTimeBook* times)
+    : chain_(std::move(chain)),
+      options_(options),
+      times_(times),
+      key_(describe_chain(chain_)),
+      id_(random_session_id()) {}
 
 ChainSession::~ChainSession() { close(); }
+
+std::chrono::milliseconds ChainSession::deadline_for(const std::string& key, int tokens) const {
+  if (times_ == nullptr) return options_.deadlines.ceiling;
+  return times_->deadline(key, tokens, options_.deadlines);
+}
+
+void ChainSession::observe(const std::string& key, int tokens, Clock::time_point sent,
+                           const v1::StepResult& r) {
+  if (times_ == nullptr) return;
+  // What one token cost the stages: each one's compute over its batch's tokens.
+  double per_token = r.timings_size() > 0 ? 0 : -1;
+  for (const v1::StageTiming& t : r.timings())
+    per_token += t.compute_us() * 1e-6 / std::max<int64_t>(1, t.batch_tokens());
+  times_->observe(key, tokens, std::chrono::duration<double>(Clock::now() - sent).count(),
+                  per_token);
+}
+
+std::vector<size_t> ChainSession::all_stages() const {
+  std::vector<size_t> all(chain_.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  return all;
+}
+
+Status ChainSession::await(Event* e, Clock::time_point sent, const std::string& key, int tokens,
+                           const std::vector<size_t>& probe, const std::string& what) {
+  const auto ceiling = sent + options_.deadlines.ceiling;
+  // After a probe that every stage answered, the next is a deadline later.
+  Clock::time_point not_before = sent;
+  for (;;) {
+    // Looked up again at every wake-up: answers to other sessions may have
+    // measured the chain since this step went out (a cold chain has none).
+    const auto deadline = deadline_for(key, tokens);
+    const auto due = std::min(std::max(sent, not_before) + deadline, ceiling);
+    const auto wake = std::min(due, Clock::now() + std::chrono::seconds(1));
+    if (events_.pop(e, wake)) return Status::Ok();
+    const auto now = Clock::now();
+    if (now < due) continue;
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - sent);
+    if (now >= ceiling) {
+      suspect_.clear();
+      return Status::DeadlineExceeded(what + ": no answer within the step timeout (" +
+                                      std::to_string(options_.deadlines.ceiling.count()) + " ms)");
+    }
+    std::vector<ChainStage> stages;
+    for (size_t i : probe) stages.push_back(chain_[i]);
+    const int silent = first_silent_stage(stages, options_.deadlines.probe_timeout);
+    if (silent >= 0) {
+      const size_t stage = probe[static_cast<size_t>(silent)];
+      return blame(stage, Status::DeadlineExceeded(
+                              what + ": no answer after " + std::to_string(waited.count()) +
+                              " ms (deadline " + std::to_string(deadline.count()) + " ms), and " +
+                              chain_[stage].address + " does not answer Info"));
+    }
+    // Every stage answers: slow, not hung. Wait on, up to the ceiling.
+    spdlog::warn("{}: no answer after {} ms (deadline {} ms), but every stage answers; waiting on",
+                 what, waited.count(), deadline.count());
+    not_before = Clock::now();
+  }
+}
 
 Status ChainSession::open(const std::string& model_id, int n_layer, const SamplingParams& sp,
                           int max_length) {
@@ -106,10 +205,10 @@ Status ChainSession::open(const std::string& model_id, int n_layer, const Sampli
     link.reader = std::thread([this, i] { read_loop(i); });
   }
   // Every stage must confirm before the first step goes out.
+  const auto sent = Clock::now();
   for (size_t confirmed = 0; confirmed < chain_.size();) {
     Event e;
-    if (!events_.pop(&e, Clock::now() + options_.step_timeout))
-      return Status::DeadlineExceeded("no answer to OpenSession within the step timeout");
+    SWARM_RETURN_IF_ERROR(await(&e, sent, key_, 1, all_stages(), "OpenSession"));
     if (e.ended) return blame(e.stage, from_grpc(e.status, chain_[e.stage].address));
     if (e.response.has_error())
       return from_error(e.response.error(), chain_[e.stage].address + " refused the session");
@@ -148,25 +247,31 @@ Result<int32_t> ChainSession::step(const std::vector<int32_t>& tokens, int posit
   const uint64_t step_id = ++step_id_;
   v1::Tensor hidden;
   const size_t n_hops = options_.push ? 1 : chain_.size();
+  const int n_tokens = static_cast<int>(tokens.size());
   for (size_t i = 0; i < n_hops; ++i) {
     v1::StageRequest req;
     v1::Step* st = req.mutable_step();
     fill_step(st, step_id, tokens, position, options_.push);
     if (i > 0) *st->mutable_hidden() = std::move(hidden);
+    // Push mode times the whole chain; relay mode each stage on its own.
+    const std::string key = options_.push ? key_ : describe_chain({chain_[i]});
+    const std::vector<size_t> probe = options_.push ? all_stages() : std::vector<size_t>{i};
+    const auto sent = Clock::now();
     if (options_.link_delay.count() > 0) std::this_thread::sleep_for(options_.link_delay);
     if (!links_[i].stream->Write(req)) return finish_link(i, "sending a step");
     // Wait for the stage that ends this hop: the last one in push mode.
     const size_t answering = options_.push ? chain_.size() - 1 : i;
     for (;;) {
       Event e;
-      if (!events_.pop(&e, Clock::now() + options_.step_timeout))
-        return Status::DeadlineExceeded("step " + std::to_string(step_id) + ": no answer from " +
-                                        chain_[answering].address + " within the step timeout");
+      SWARM_RETURN_IF_ERROR(
+          await(&e, sent, key, n_tokens, probe,
+                "step " + std::to_string(step_id) + " of " + std::to_string(n_tokens) + " tokens"));
       if (e.ended || e.response.has_error()) return failure_of(e);
       if (!e.response.has_result() || e.response.result().step_id() != step_id ||
           e.stage != answering)
         continue;
       v1::StepResult* r = e.response.mutable_result();
+      observe(key, n_tokens, sent, *r);
       if (answering + 1 < chain_.size()) {
         hidden = std::move(*r->mutable_hidden());
         break;
@@ -193,6 +298,7 @@ Result<uint64_t> ChainSession::send_run(const ChainRun& run) {
     dp->mutable_ids()->Add(q.ids.begin(), q.ids.end());
     dp->mutable_probs()->Add(q.probs.begin(), q.probs.end());
   }
+  pending_[step_id] = {Clock::now(), static_cast<int>(run.tokens.size())};
   if (!write_first(std::move(req))) return finish_link(0, "sending a step");
   return step_id;
 }
@@ -210,22 +316,33 @@ Status ChainSession::cancel(uint64_t from, uint64_t to) {
 
 Result<v1::StepResult> ChainSession::next_result(const std::function<bool(uint64_t)>& wanted) {
   const size_t last = chain_.size() - 1;
+  // The wait is due by the oldest wanted run's deadline; runs before it are
+  // no longer awaited.
+  while (!pending_.empty() && !wanted(pending_.begin()->first)) pending_.erase(pending_.begin());
+  Pending oldest{Clock::now(), 1};
+  uint64_t oldest_id = 0;
+  if (!pending_.empty()) std::tie(oldest_id, oldest) = *pending_.begin();
+  const std::string what =
+      "run " + std::to_string(oldest_id) + " of " + std::to_string(oldest.tokens) + " tokens";
   for (;;) {
     Event e;
-    if (!events_.pop(&e, Clock::now() + options_.step_timeout))
-      return Status::DeadlineExceeded("no answer from " + chain_[last].address +
-                                      " within the step timeout");
+    SWARM_RETURN_IF_ERROR(await(&e, oldest.sent, key_, oldest.tokens, all_stages(), what));
     if (e.ended) return failure_of(e);
     if (e.response.has_error()) {
       const v1::Error& err = e.response.error();
+      pending_.erase(err.step_id());
       // Session-wide errors (step id 0) are always failures.
       if (err.step_id() != 0 &&
           (err.code() == grpc::StatusCode::CANCELLED || !wanted(err.step_id())))
         continue;
       return failure_of(e);
     }
-    if (!e.response.has_result() || e.stage != last || !wanted(e.response.result().step_id()))
-      continue;
+    if (!e.response.has_result() || e.stage != last) continue;
+    if (auto p = pending_.find(e.response.result().step_id()); p != pending_.end()) {
+      observe(key_, p->second.tokens, p->second.sent, e.response.result());
+      pending_.erase(p);
+    }
+    if (!wanted(e.response.result().step_id())) continue;
     v1::StepResult* r = e.response.mutable_result();
     if (r->tokens_size() < 1) return Status::Internal(chain_[last].address + " returned no token");
     return std::move(*r);

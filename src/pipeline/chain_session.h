@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,6 +22,7 @@
 #include "engine/status.h"
 #include "node/delayed_writer.h"
 #include "pipeline/pipeline_backend.h"
+#include "pipeline/step_deadline.h"
 #include "routing/chain.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
@@ -33,6 +35,11 @@ std::shared_ptr<grpc::Channel> stage_channel(const std::string& address, const s
 // net::ChannelCache::renew) and returns it.
 std::shared_ptr<grpc::Channel> renew_stage_channel(const std::string& address, const std::string& pin);
 
+// Asks every stage for Info at once, each with `timeout`: the index of the
+// first stage (in chain order) that did not answer in time, or -1 when all
+// did. A hung, stopped or unreachable node answers no Info; a busy one does.
+int first_silent_stage(const std::vector<ChainStage>& stages, std::chrono::milliseconds timeout);
+
 // One run of tokens through the chain (see Step in proto/swarm/v1/stage.proto).
 struct ChainRun {
   std::vector<int32_t> tokens;
@@ -43,9 +50,17 @@ struct ChainRun {
   bool rewind = false;
 };
 
+// Deadlines (pipeline/step_deadline.h): every step's wait is due after a
+// deadline derived from the step times `times` holds for this chain (for each
+// stage in relay mode); every answer adds its own. When a step is overdue the
+// stages are probed: one that does not answer is the suspect and the step
+// fails (DeadlineExceeded); if all answer, the chain is slow, not hung, and the
+// wait goes on, up to the absolute ceiling after the step was sent.
 class ChainSession {
  public:
-  ChainSession(std::vector<ChainStage> chain, const PipelineOptions& options);
+  // `times` (may be null: every step waits the ceiling) must outlive the session.
+  ChainSession(std::vector<ChainStage> chain, const PipelineOptions& options,
+               StepTimeBook* times = nullptr);
   ~ChainSession();
   ChainSession(const ChainSession&) = delete;
   ChainSession& operator=(const ChainSession&) = delete;
@@ -66,12 +81,12 @@ class ChainSession {
   Result<v1::StepResult> next_result(const std::function<bool(uint64_t)>& wanted);
 
   // The stage believed to have failed the last step or open ("" if unknown,
-  // e.g. after a timeout in push mode, when any stage may have stalled).
+  // e.g. after the ceiling in push mode, when every stage still answered Info).
   const std::string& suspect() const { return suspect_; }
   const std::vector<ChainStage>& chain() const { return chain_; }
 
   // Drops the session without waiting for any stage: a dead or stalled peer
-  // must not hold the gateway up.
+  // must not hold the gateway up (its streams are cancelled locally).
   void abandon();
   void close();
 
@@ -100,6 +115,24 @@ class ChainSession {
     std::thread reader;
   };
 
+  using Clock = std::chrono::steady_clock;
+  // A run sent by send_run and not yet answered.
+  struct Pending {
+    Clock::time_point sent;
+    int tokens = 0;
+  };
+
+  // The next event, for a step of `tokens` tokens sent at `sent`, whose
+  // deadline is that of `key`'s step times (see the class comment); `probe`:
+  // the stages that may hold it up. An error names the silent stage and sets
+  // suspect_.
+  Status await(Event* e, Clock::time_point sent, const std::string& key, int tokens,
+               const std::vector<size_t>& probe, const std::string& what);
+  std::chrono::milliseconds deadline_for(const std::string& key, int tokens) const;
+  // Files the step time of an answer `r` to a step of `tokens` sent at `sent`.
+  void observe(const std::string& key, int tokens, Clock::time_point sent, const v1::StepResult& r);
+  std::vector<size_t> all_stages() const;
+
   void fill_step(v1::Step* st, uint64_t step_id, const std::vector<int32_t>& tokens, int position,
                  bool with_hops) const;
   // Writes to the first stage (delayed when a link delay is emulated).
@@ -113,7 +146,10 @@ class ChainSession {
 
   std::vector<ChainStage> chain_;
   const PipelineOptions& options_;
+  StepTimeBook* times_;
+  const std::string key_;  // the chain, as step times are filed under
   const std::string id_;
+  std::map<uint64_t, Pending> pending_;
   std::vector<Link> links_;
   EventQueue events_;
   uint64_t step_id_ = 0;

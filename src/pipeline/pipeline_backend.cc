@@ -153,8 +153,6 @@ Status PipelineBackend::survey_locked() {
     p.layer_tokens_per_second = info.layer_tokens_per_second();
     p.rtt_seconds = probe.rtt_seconds;
     p.draining = info.draining();
-    auto failed = failed_at_.find(p.address);
-    p.recently_failed = failed != failed_at_.end() && Clock::now() - failed->second < options_.failure_memory;
     snap.push_back(p);
   }
   snapshot_ = std::move(snap);
@@ -264,6 +262,7 @@ Result<std::vector<ChainStage>> PipelineBackend::route(bool wait_for_coverage) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (Clock::now() - surveyed_at_ > options_.survey_interval) SWARM_RETURN_IF_ERROR(survey_locked());
+    apply_health_locked(Clock::now());
     auto chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
     if (chain.ok() || chain.status().code() != Status::Code::kUnavailable) return chain;
     NoRouteStep step = next_no_route_step(no_route_view_locked(arrived), options_.coverage_wait);
@@ -290,22 +289,55 @@ Result<std::vector<ChainStage>> PipelineBackend::route(bool wait_for_coverage) {
   }
 }
 
-void PipelineBackend::report_failure(const std::string& address) {
+void PipelineBackend::apply_health_locked(Clock::time_point now) {
+  for (PeerSnapshot& p : snapshot_) {
+    auto failed = failed_at_.find(p.address);
+    p.recently_failed =
+        failed != failed_at_.end() && now - failed->second < options_.failure_memory;
+    p.on_probation = !p.recently_failed && returning_.count(p.address) > 0;
+  }
+}
+
+void PipelineBackend::end_probation(const std::vector<ChainStage>& chain) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!address.empty()) failed_at_[address] = Clock::now();
+  const auto now = Clock::now();
+  for (const ChainStage& s : chain) {
+    auto failed = failed_at_.find(s.address);
+    if (failed != failed_at_.end() && now - failed->second < options_.failure_memory) continue;
+    if (returning_.erase(s.address) > 0)
+      spdlog::info("peer {} is back: routed through again", s.address);
+  }
+}
+
+void PipelineBackend::report_failure(const std::string& address, const std::string& why) {
+  if (address.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto now = Clock::now();
+  auto failed = failed_at_.find(address);
+  const bool known = failed != failed_at_.end() && now - failed->second < options_.failure_memory;
+  failed_at_[address] = now;
+  returning_.insert(address);
   surveyed_at_ = {};  // look at the swarm again before the next route
+  if (!known)
+    spdlog::warn("peer {} failed ({}); avoided for {} ms", address, why,
+                 options_.failure_memory.count());
 }
 
 std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& chain) {
-  // After a timeout in push mode any stage may be the stalled one: the first
-  // that cannot answer Info within a second is.
-  for (const ChainStage& s : chain) {
-    auto stub = v1::Stage::NewStub(stage_channel(s.address, s.public_key));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    v1::InfoResponse info;
-    if (!stub->Info(&ctx, v1::InfoRequest(), &info).ok()) return s.address;
+  // After a timeout in push mode any stage may be the stalled one. One that
+  // another session found failed a moment ago is the likely one; else the
+  // first that cannot answer Info in time.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto now = Clock::now();
+    for (const ChainStage& s : chain) {
+      auto failed = failed_at_.find(s.address);
+      if (failed != failed_at_.end() && now - failed->second < options_.failure_memory)
+        return s.address;
+    }
   }
+  const int silent = first_silent_stage(chain, options_.deadlines.probe_timeout);
+  if (silent >= 0) return chain[static_cast<size_t>(silent)].address;
   return chain.empty() ? "" : chain.back().address;
 }
 
@@ -361,7 +393,7 @@ Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
     }
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
     if (auto next = route(); next.ok()) chain = std::move(next).value();  // a twin may have room
-    session = std::make_unique<ChainSession>(chain, options_);
+    session = std::make_unique<ChainSession>(chain, options_, &step_times_);
     st = session->open(model_id_, n_layer_, sp, max_length);
   }
   return st;
@@ -375,6 +407,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
                                    std::to_string(options_.context_length));
   auto chain = route(/*wait_for_coverage=*/true);
   if (!chain.ok()) return chain.status();
+  end_probation(*chain);
 
   GenerationResult result;
   result.prompt_tokens = prompt_len;
@@ -383,7 +416,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   int budget = options_.context_length - prompt_len;
   if (sp.max_tokens >= 0) budget = std::min(budget, sp.max_tokens);
 
-  auto session = std::make_unique<ChainSession>(*chain, options_);
+  auto session = std::make_unique<ChainSession>(*chain, options_, &step_times_);
   Status opened = session->open(model_id_, n_layer_, sp, prompt_len + budget);
   if (opened.code() == Status::Code::kResourceExhausted) {  // a node is full: wait for room
     bool released = false;
@@ -403,13 +436,15 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   auto recover = [&](Status failure, const std::vector<int32_t>& input) -> Result<int32_t> {
     while (recoverable(failure) && recoveries < options_.max_recoveries) {
       ++recoveries;
-      report_failure(session->suspect().empty() ? probe_for_failure(session->chain()) : session->suspect());
+      report_failure(session->suspect().empty() ? probe_for_failure(session->chain()) : session->suspect(),
+                     failure.message());
       session->abandon();
       auto next = route();
       if (!next.ok()) return next.status().annotate("after " + failure.message());
+      end_probation(*next);
       result.route = describe_chain(*next) + " (recovered " + std::to_string(recoveries) + "x from: " +
                      failure.message() + ")";
-      session = std::make_unique<ChainSession>(*next, options_);
+      session = std::make_unique<ChainSession>(*next, options_, &step_times_);
       failure = session->open(model_id_, n_layer_, sp, prompt_len + budget);
       if (!failure.ok()) continue;
       std::vector<int32_t> replay = fed;

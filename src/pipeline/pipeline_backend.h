@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "pipeline/generation.h"
 #include "pipeline/peer_reachability.h"
 #include "pipeline/speculation_options.h"
+#include "pipeline/step_deadline.h"
 #include "routing/chain.h"
 
 namespace swarm {
@@ -38,7 +40,9 @@ struct PipelineOptions {
   bool wire_f16 = false;           // hidden states as f16 on the wire (halves traffic, not bit-exact)
   int context_length = 2048;
   ChainCosts costs;
-  std::chrono::milliseconds step_timeout{60000};   // a step with no answer by then fails
+  // When a step is overdue and its stages are probed (pipeline/step_deadline.h);
+  // `deadlines.ceiling` is the absolute step timeout.
+  StepDeadlineOptions deadlines;
   std::chrono::milliseconds survey_interval{5000}; // how long peers' Info answers are trusted
   // A survey's Info call to each of a peer's addresses gets this long.
   std::chrono::milliseconds probe_timeout{2000};
@@ -51,9 +55,12 @@ struct PipelineOptions {
   // Emulated one-way delay on every step the gateway sends (benchmarks of WAN
   // links; nodes delay what they send with their own --link-delay-ms).
   std::chrono::milliseconds link_delay{0};
-  // After a stage fails (dies, stalls past step_timeout, errors), the gateway
+  // After a stage fails (dies; stalls past its step deadline and does not
+  // answer the probe; errors), the gateway
   // routes around it and replays the session on a new chain, at most this many
-  // times per request; the failed peer is avoided for failure_memory.
+  // times per request; the failed peer is avoided for failure_memory, then put
+  // on probation: the next session is routed through it, so a peer that is
+  // back gets traffic again.
   int max_recoveries = 3;
   std::chrono::milliseconds failure_memory{60000};
   // Speculative decoding (push mode only; relay decodes plainly).
@@ -108,7 +115,11 @@ class PipelineBackend : public GenerationBackend {
   void look_locked(std::unique_lock<std::mutex>& lock);
   NoRouteView no_route_view_locked(Clock::time_point arrived);
   void reprobe_loop();
-  void report_failure(const std::string& address);
+  // Sets recently_failed / on_probation in snapshot_ as of `now`.
+  void apply_health_locked(Clock::time_point now);
+  // A session is routed through `chain`: its peers' probation is over.
+  void end_probation(const std::vector<ChainStage>& chain);
+  void report_failure(const std::string& address, const std::string& why);
   std::string probe_for_failure(const std::vector<ChainStage>& chain);
   // After `refusal` (RESOURCE_EXHAUSTED) opening `session`: waits for room as
   // PipelineOptions::max_queue and queue_timeout say; the last open's status.
@@ -125,6 +136,8 @@ class PipelineBackend : public GenerationBackend {
   std::vector<PeerSnapshot> snapshot_;
   std::chrono::steady_clock::time_point surveyed_at_{};
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
+  std::set<std::string> returning_;  // failed, and no session routed through since
+  StepTimeBook step_times_;          // what steps took, by chain: the deadlines' base
   std::map<std::string, std::string> mismatch_logged_;  // address -> the other model id last logged
   std::map<std::string, std::string> survey_error_;  // by peer key: the last logged, so once per change
   std::unique_ptr<SpeculationMemory> speculation_memory_;

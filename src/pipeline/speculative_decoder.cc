@@ -72,6 +72,9 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
 
   std::deque<InFlight> runs;               // in step id order, each continuing the one before
   bool have_anchor = true;                 // false: the next run continues the last one in flight
+  // The last token emitted is fed.back(), not `anchor`: a run whose drafts
+  // all held was folded into fed while later runs are still in flight.
+  bool anchor_in_fed = false;
   int chain_sent = 0, chain_accepted = 0;  // drafts since the last verified point
   // The goodput window being measured.
   Clock::time_point window_start = Clock::now();
@@ -134,11 +137,15 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
   };
   // Leaves fed + anchor as what a replay must rebuild, whatever was in flight.
   auto fail = [&](Status st) {
-    if (!have_anchor) {
+    // While the anchor's own run is in flight, the anchor is not in fed yet:
+    // fed + anchor is already right (taking fed.back() then would make the
+    // replay yield the anchor again, emitted twice).
+    if (anchor_in_fed) {
       anchor = fed.back();
       fed.pop_back();
-      have_anchor = true;
+      anchor_in_fed = false;
     }
+    have_anchor = true;
     memory.put(mem);
     return st;
   };
@@ -281,15 +288,14 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
       }
     }
     const bool rejected = accepted < n_drafts;
+    // A failed cancel fails the session, but only after this verdict's tokens
+    // are out: the replay starts after them.
+    Status cancelled = Status::Ok();
     if (rejected || runs.empty()) {
       // The chain ends here: the token after the accepted drafts is known.
-      if (rejected) {
-        if (Status st = cancel_all(); !st.ok()) {
-          anchor = out.back();
-          return fail(st);
-        }
-      }
+      if (rejected) cancelled = cancel_all();
       anchor = out.back();
+      anchor_in_fed = false;
       have_anchor = true;
       mem.state = observe(mem.state, config, DraftOutcome{chain_sent, chain_accepted});
       ++stats.chains;
@@ -298,6 +304,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
       // Every draft held and the next run judges the token after them: the
       // token sampled here is not used.
       out.pop_back();
+      anchor_in_fed = true;
     }
     for (int32_t t : out) {
       ++window_tokens;
@@ -312,6 +319,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     }
     close_window(now, false);
     if (remaining() <= 0) break;
+    if (!cancelled.ok()) return fail(cancelled);
   }
   (void)cancel_all();
   report_view(mem, config, addresses, options, planned_width, stats);

@@ -12,8 +12,25 @@ const PeerSnapshot* find_peer(const std::vector<PeerSnapshot>& peers, const std:
   return nullptr;
 }
 
-double stage_cost(const PeerSnapshot& p, int layers, const ChainCosts& c) {
-  const double per_layer = p.layer_tokens_per_second > 0 ? 1.0 / p.layer_tokens_per_second : c.default_layer_seconds;
+// Seconds per layer assumed for a peer that has not measured its speed: the
+// median of the measured peers of `model_id`, else the default.
+double unmeasured_layer_seconds(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
+                                const ChainCosts& c) {
+  std::vector<double> measured;
+  for (const PeerSnapshot& p : peers)
+    if (p.model_id == model_id && p.layer_tokens_per_second > 0)
+      measured.push_back(1.0 / p.layer_tokens_per_second);
+  if (measured.empty()) return c.default_layer_seconds;
+  std::sort(measured.begin(), measured.end());
+  const size_t mid = measured.size() / 2;
+  return measured.size() % 2 == 1 ? measured[mid] : (measured[mid - 1] + measured[mid]) / 2;
+}
+
+double stage_cost(const PeerSnapshot& p, int layers, const ChainCosts& c,
+                  double unmeasured_layer_s) {
+  if (p.on_probation) return 0;
+  const double per_layer =
+      p.layer_tokens_per_second > 0 ? 1.0 / p.layer_tokens_per_second : unmeasured_layer_s;
   return c.hop_seconds + p.rtt_seconds / 2 + layers * per_layer + (p.recently_failed ? c.failed_penalty_seconds : 0);
 }
 
@@ -30,13 +47,14 @@ Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& pe
   std::vector<int> from(n_layer + 1, -1);
   std::vector<const PeerSnapshot*> via(n_layer + 1, nullptr);
   best[0] = 0;
+  const double unmeasured = unmeasured_layer_seconds(peers, model_id, costs);
   for (int i = 0; i < n_layer; ++i) {
     if (best[i] == kInf) continue;
     for (const PeerSnapshot& p : peers) {
       if (p.model_id != model_id || p.draining || p.n_layer != n_layer) continue;
       if (p.first_layer > i || p.last_layer <= i) continue;
       for (int j = i + 1; j <= std::min(p.last_layer, n_layer); ++j) {
-        const double c = best[i] + stage_cost(p, j - i, costs);
+        const double c = best[i] + stage_cost(p, j - i, costs, unmeasured);
         const bool better = c < best[j] - 1e-12 ||
                             (c <= best[j] + 1e-12 && (hops[i] + 1 < hops[j] ||
                                                       (hops[i] + 1 == hops[j] && via[j] && p.address < via[j]->address)));
@@ -75,10 +93,13 @@ std::vector<bool> covered_layers(const std::vector<PeerSnapshot>& peers, const s
 double chain_cost(const std::vector<ChainStage>& chain, const std::vector<PeerSnapshot>& peers,
                   const ChainCosts& costs) {
   double total = 0;
+  const double unmeasured = peers.empty()
+                                ? costs.default_layer_seconds
+                                : unmeasured_layer_seconds(peers, peers.front().model_id, costs);
   for (const ChainStage& s : chain) {
     const PeerSnapshot* p = find_peer(peers, s.address);
     if (p == nullptr) return std::numeric_limits<double>::infinity();
-    total += stage_cost(*p, s.last_layer - s.first_layer, costs);
+    total += stage_cost(*p, s.last_layer - s.first_layer, costs, unmeasured);
   }
   return total;
 }

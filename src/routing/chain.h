@@ -23,6 +23,11 @@ struct PeerSnapshot {
   double rtt_seconds = 0;       // measured round trip to the peer; 0 when unknown
   bool draining = false;
   bool recently_failed = false;
+  // Back after a failure (its failure memory is over) and not routed through
+  // since: it costs nothing, so the next chain goes through it and it gets a
+  // session to show it serves again (else a peer as good as its twin, or one
+  // restarted with no speed measured yet, would never be chosen again).
+  bool on_probation = false;
   // Hex Ed25519 key the peer's TLS connection was verified against; empty for
   // a plaintext peer. Carried into the chain so every hop to it is pinned too.
   std::string public_key;
@@ -38,7 +43,9 @@ struct ChainStage {
 struct ChainCosts {
   // Charged per hop, so that with equal speeds fewer, longer stages win.
   double hop_seconds = 0.002;
-  // Assumed when a peer has not measured its speed yet.
+  // Assumed when a peer has not measured its speed yet and no peer of the
+  // model has either; once some have, an unmeasured peer is assumed as fast
+  // as their median (a fresh or restarted node is not ranked below its twins).
   double default_layer_seconds = 0.001;
   // Added for a peer that failed recently: used only when nothing else covers.
   double failed_penalty_seconds = 10.0;

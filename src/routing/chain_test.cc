@@ -87,6 +87,45 @@ TEST(ChooseChain, IgnoresOtherModelsDrainingPeersAndAvoidsRecentFailures) {
   EXPECT_FALSE(choose_chain({draining}, "m", 4).ok());
 }
 
+TEST(ChooseChain, APeerOnProbationGetsTheNextChain) {
+  // Twins: "a" is measured a little faster, yet "b", back from a failure, is
+  // routed through once (and so measured again).
+  PeerSnapshot back = peer("b", 0, 4, 900);
+  back.on_probation = true;
+  auto c = choose_chain({peer("a", 0, 4, 1000), back}, "m", 4);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(describe(*c), "b[0,4)");
+  // On probation for half the layers: it takes them, its twin the rest.
+  PeerSnapshot half = peer("h", 0, 2, 900);
+  half.on_probation = true;
+  c = choose_chain({peer("a", 0, 4, 1000), half}, "m", 4);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(describe(*c), "h[0,2)a[2,4)");
+}
+
+TEST(ChooseChain, AnUnmeasuredPeerIsAssumedAsFastAsTheMedianPeer) {
+  // "a" restarted and has measured nothing; its twin "z" runs at 10,000
+  // layer-tokens/s (0.1 ms a layer). Ranked at the 1 ms default "a" would lose
+  // to "z" forever; at the median of the measured peers it is z's equal and
+  // its earlier address decides.
+  auto c = choose_chain({peer("z", 0, 4, 10000), peer("a", 0, 4)}, "m", 4);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(describe(*c), "a[0,4)");
+  // The median of 0.2 and 0.1 ms is 0.15 ms: "a" beats "y" (0.2 ms); with
+  // "b" (0.05 ms) too the median is 0.1 ms, and "b" wins.
+  c = choose_chain({peer("y", 0, 4, 5000), peer("a", 0, 4), peer("x", 2, 4, 10000)}, "m", 4);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(describe(*c), "a[0,4)");
+  c = choose_chain(
+      {peer("y", 0, 4, 5000), peer("a", 0, 4), peer("b", 0, 4, 20000), peer("x", 2, 4, 10000)}, "m",
+      4);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(describe(*c), "b[0,4)");
+  ChainCosts costs;
+  EXPECT_NEAR(chain_cost({{"a", 0, 4, ""}}, {peer("a", 0, 4), peer("c", 0, 4, 10000)}, costs),
+              costs.hop_seconds + 4 * 1e-4, 1e-12);
+}
+
 TEST(ChooseChain, ChainCostAddsStages) {
   const std::vector<PeerSnapshot> peers = {peer("a", 0, 2, 1000), peer("b", 2, 4, 1000)};
   auto c = choose_chain(peers, "m", 4);

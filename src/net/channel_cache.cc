@@ -18,7 +18,8 @@ grpc::ChannelArguments channel_arguments() {
   return args;
 }
 
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const std::string& pin) {
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const std::string& pin,
+                                            std::shared_ptr<const ClientCertificate> client) {
   if (pin.empty())
     return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
                                      channel_arguments());
@@ -27,7 +28,9 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const st
   const KeyPin checked = parsed.ok() ? *parsed : *KeyPin::Parse(std::string(2 * kNodeIdBytes, '0'));
   grpc::ChannelArguments args = channel_arguments();
   args.SetSslTargetNameOverride(pinned_node_id(checked));
-  return grpc::CreateCustomChannel(address, pinned_channel_credentials(checked, address), args);
+  if (!client) client = default_client_certificate();
+  return grpc::CreateCustomChannel(address, pinned_channel_credentials(checked, address, client),
+                                   args);
 }
 
 void configure_server(grpc::ServerBuilder& builder) {
@@ -46,8 +49,13 @@ std::shared_ptr<grpc::Channel> ChannelCache::get(const std::string& address,
                                                  const std::string& pin) {
   std::lock_guard<std::mutex> lock(mu_);
   auto& ch = channels_[{address, pin}];
-  if (!ch) ch = make_channel(address, pin);
+  if (!ch) ch = make_channel(address, pin, client_);
   return ch;
+}
+
+void ChannelCache::set_client_certificate(std::shared_ptr<const ClientCertificate> client) {
+  std::lock_guard<std::mutex> lock(mu_);
+  client_ = std::move(client);
 }
 
 }  // namespace swarm::net

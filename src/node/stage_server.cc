@@ -19,6 +19,7 @@
 #include "engine/model_loader.h"
 #include "engine/sampler.h"
 #include "engine/thread_pool.h"
+#include "net/caller.h"
 #include "net/channel_cache.h"
 #include "net/identity.h"
 #include "net/model_id.h"
@@ -137,6 +138,11 @@ class Outbound {
 
  private:
   bool write(const StageRequest& r) {
+    if (r.kind_case() == StageRequest::kStep) {
+      std::lock_guard<std::mutex> lock(last_mu_);
+      last_session_ = r.step().session_id();
+      last_step_ = r.step().step_id();
+    }
     if (!stream_) {
       stream_ = stub_->Session(&ctx_);
       reader_ = std::thread([this] { read_loop(); });
@@ -146,7 +152,23 @@ class Outbound {
   void read_loop() {
     StageResponse resp;
     while (stream_->Read(&resp)) on_response_(resp);
-    stream_->Finish();
+    const grpc::Status end = stream_->Finish();
+    // The next stage refused this node as a caller (not on its --allow list,
+    // no identity): the step sent fails with that answer instead of waiting
+    // for a result that will not come.
+    if (end.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+        end.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+      StageResponse refused;
+      v1::Error* e = refused.mutable_error();
+      {
+        std::lock_guard<std::mutex> lock(last_mu_);
+        e->set_session_id(last_session_);
+        e->set_step_id(last_step_);
+      }
+      e->set_code(end.error_code());
+      e->set_message(end.error_message());
+      on_response_(refused);
+    }
   }
 
   std::unique_ptr<v1::Stage::Stub> stub_;
@@ -156,6 +178,9 @@ class Outbound {
   std::thread reader_;
   std::mutex close_mu_;
   bool closed_ = false;
+  std::mutex last_mu_;  // guards the step written last, which a refusal fails
+  std::string last_session_;
+  uint64_t last_step_ = 0;
   std::unique_ptr<DelayedWriter<StageRequest>> writer_;
 };
 
@@ -193,6 +218,7 @@ struct Session {
   std::mutex mu;  // guards outbound; closing takes it, so no push follows a close
 
   std::map<std::string, std::unique_ptr<Outbound>> outbound;  // by next hop "address@pin"
+  CallerQuota::Lease quota_lease;  // its opener's session quota, given back at close
 
   void touch() { last_active = Clock::now().time_since_epoch().count(); }
 };
@@ -300,13 +326,14 @@ struct WorkItem {
   v1::Step step;              // hidden cleared: decoded into `hidden`
   std::vector<float> hidden;  // input rows (empty at the first stage)
   Clock::time_point arrived;
+  CallerQuota::Lease quota_lease;  // its sender's steps-in-flight quota, held while queued
 };
 
 }  // namespace
 
 class StageServer::Impl {
  public:
-  explicit Impl(const NodeOptions& o) : opt_(o) {}
+  explicit Impl(const NodeOptions& o) : opt_(o), quota_(o.quota) {}
   ~Impl() { shutdown(); }
 
   Status start();
@@ -331,10 +358,12 @@ class StageServer::Impl {
   std::string node_id_;
 
  private:
-  void handle(StageRequest& req, uint64_t stream_id, const std::shared_ptr<ResponseWriter>& writer);
+  // `caller` is the stream's net::CallerIdentity::quota_key().
+  void handle(StageRequest& req, uint64_t stream_id, const std::shared_ptr<ResponseWriter>& writer,
+              const std::string& caller);
   void open(const v1::OpenSession& o, uint64_t stream_id,
-            const std::shared_ptr<ResponseWriter>& writer);
-  void step(v1::Step& s, const std::shared_ptr<ResponseWriter>& writer);
+            const std::shared_ptr<ResponseWriter>& writer, const std::string& caller);
+  void step(v1::Step& s, const std::shared_ptr<ResponseWriter>& writer, const std::string& caller);
   void cancel(const v1::Cancel& c, const std::shared_ptr<ResponseWriter>& writer);
   void enqueue(WorkItem item);
   std::shared_ptr<Session> find(const std::string& id);
@@ -351,6 +380,8 @@ class StageServer::Impl {
   std::unique_ptr<ThreadPool> pool_;
   net::ChannelCache channels_;
   std::string public_key_;  // raw 32 bytes of --identity's key; empty: plaintext
+  net::CallerPolicy caller_policy_;  // who may use the Session stream
+  CallerQuota quota_;
   class Service;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -434,6 +465,21 @@ Status StageServer::Impl::start() {
     credentials = *tls;
     node_id_ = identity->node_id();
     public_key_.assign(identity->public_key().begin(), identity->public_key().end());
+    // Its pushes to the next stage present its own identity.
+    auto client = net::client_certificate_of(*identity);
+    if (!client.ok()) return client.status();
+    channels_.set_client_certificate(*client);
+    caller_policy_.tls = true;
+    caller_policy_.allow_anonymous = opt_.allow_anonymous;
+  }
+  if (!opt_.allow.empty()) {
+    if (node_id_.empty())
+      return Status::InvalidArgument("--allow needs --identity: only TLS callers have identities");
+    auto allow = net::AllowList::Parse(opt_.allow);
+    if (!allow.ok()) return allow.status().annotate("--allow");
+    caller_policy_.allow = std::move(allow).value();
+    spdlog::info("serving sessions only to the {} identities --allow lists",
+                 caller_policy_.allow->size());
   }
 
   service_ = std::make_unique<Service>(this);
@@ -488,6 +534,14 @@ std::shared_ptr<Session> StageServer::Impl::find(const std::string& id) {
 
 grpc::Status StageServer::Impl::session_rpc(
     grpc::ServerContext* ctx, grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream) {
+  auto caller = net::caller_identity(*ctx);
+  if (!caller.ok()) return grpc::Status(StatusCode::UNAUTHENTICATED, caller.status().message());
+  const grpc::Status admitted = net::admit_session_caller(*caller, caller_policy_);
+  if (!admitted.ok()) {
+    spdlog::info("Session stream of {} refused: {}", caller->describe(), admitted.error_message());
+    return admitted;
+  }
+  const std::string caller_key = caller->quota_key();
   const uint64_t stream_id = next_stream_id_++;
   auto writer = std::make_shared<ResponseWriter>(
       std::chrono::milliseconds(opt_.link_delay_ms),
@@ -508,7 +562,7 @@ grpc::Status StageServer::Impl::session_rpc(
       continue;
     }
     bad_in_a_row = 0;
-    handle(req, stream_id, writer);
+    handle(req, stream_id, writer, caller_key);
   }
   close_sessions_of_stream(stream_id);
   writer->close();
@@ -516,13 +570,14 @@ grpc::Status StageServer::Impl::session_rpc(
 }
 
 void StageServer::Impl::handle(StageRequest& req, uint64_t stream_id,
-                               const std::shared_ptr<ResponseWriter>& writer) {
+                               const std::shared_ptr<ResponseWriter>& writer,
+                               const std::string& caller) {
   switch (req.kind_case()) {
     case StageRequest::kOpen:
-      open(req.open(), stream_id, writer);
+      open(req.open(), stream_id, writer, caller);
       return;
     case StageRequest::kStep:
-      step(*req.mutable_step(), writer);
+      step(*req.mutable_step(), writer, caller);
       return;
     case StageRequest::kCancel:
       cancel(req.cancel(), writer);
@@ -564,7 +619,8 @@ void StageServer::Impl::handle(StageRequest& req, uint64_t stream_id,
 }
 
 void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
-                             const std::shared_ptr<ResponseWriter>& writer) {
+                             const std::shared_ptr<ResponseWriter>& writer,
+                             const std::string& caller) {
   const std::string& id = o.session_id();
   auto refuse = [&](StatusCode code, const std::string& msg) {
     spdlog::info("session '{}' refused: {}", id.substr(0, 64), msg);
@@ -599,7 +655,10 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
   if (o.max_length() <= 0)
     return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.max_length: must be positive, got " +
                                                     std::to_string(o.max_length()));
+  auto lease = quota_.open_session(caller);
+  if (!lease.ok()) return refuse(StatusCode::RESOURCE_EXHAUSTED, lease.status().message());
   auto s = std::make_shared<Session>();
+  s->quota_lease = std::move(lease).value();
   if (o.is_last()) {
     SamplingParams p = sampling_from_proto(o.sampling());
     const Status st = p.validate(c.n_vocab);
@@ -641,15 +700,16 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
     kv_used_ += s->kv_bytes;
     sessions_[id] = s;
   }
-  spdlog::info("session '{}' opened: layers {}{}{}, max_length {}, {} KV bytes", id.substr(0, 64),
-               range_str(s->first, s->last), s->is_first ? " +embed" : "",
+  spdlog::info("session '{}' opened by {}: layers {}{}{}, max_length {}, {} KV bytes",
+               id.substr(0, 64), caller, range_str(s->first, s->last), s->is_first ? " +embed" : "",
                s->is_last ? " +head" : "", s->max_length, s->kv_bytes);
   StageResponse r;
   r.mutable_opened()->set_session_id(id);
   writer->send(std::move(r));
 }
 
-void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>& writer) {
+void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>& writer,
+                             const std::string& caller) {
   auto s = find(st.session_id());
   if (!s) {
     writer->send(error_response(st.session_id(), st.step_id(), StatusCode::NOT_FOUND,
@@ -708,12 +768,20 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>
   for (const v1::Hop& h : st.next_hops()) {
     if (h.address().empty() || h.address().size() > 1024)
       return fail(StatusCode::INVALID_ARGUMENT, "Step.next_hops: a hop without a valid address");
+    // A node with an identity dials only nodes whose identity the chain pins.
+    if (!public_key_.empty() && h.public_key().empty())
+      return fail(StatusCode::INVALID_ARGUMENT,
+                  "Step.next_hops.public_key: missing for hop " + h.address().substr(0, 256) +
+                      " (a node with an identity pushes only to pinned nodes)");
     if (!h.public_key().empty() && h.public_key().size() != net::kPublicKeyBytes)
       return fail(StatusCode::INVALID_ARGUMENT,
                   "Step.next_hops: public_key of " + std::to_string(h.public_key().size()) +
                       " bytes (an Ed25519 key has " + std::to_string(net::kPublicKeyBytes) + ")");
   }
   WorkItem w;
+  auto lease = quota_.start_step(caller);
+  if (!lease.ok()) return fail(StatusCode::RESOURCE_EXHAUSTED, "Step: " + lease.status().message());
+  w.quota_lease = std::move(lease).value();
   if (s->is_first) {
     if (st.has_hidden())
       return fail(StatusCode::INVALID_ARGUMENT, "Step.hidden: must be absent at the first stage");
@@ -816,6 +884,7 @@ void StageServer::Impl::close_session(const std::shared_ptr<Session>& s, const s
     if (it == sessions_.end() || it->second != s) return;
     sessions_.erase(it);
     kv_used_ -= s->kv_bytes;
+    s->quota_lease.release();
     drained_cv_.notify_all();
   }
   std::map<std::string, std::unique_ptr<Outbound>> outbound;

@@ -241,7 +241,8 @@ TEST_F(TlsSwarmTest, AnImpostorAtAPinnedAddressIsRoutedAround) {
 TEST_F(TlsSwarmTest, ACallerWithoutAnIdentityIsRefusedSessionsButGetsInfo) {
   const KeyFile a = keygen("a"), b = keygen("b");
   const std::string na = node(0, 4, &a);
-  ChildProcess* open_node = start_node({"--layers", "0:4", "--identity", b.path, "--allow-anonymous"});
+  ChildProcess* open_node =
+      start_node({"--layers", "0:4", "--identity", b.path, "--allow-anonymous"});
   ASSERT_TRUE(open_node->ok());
   const swarm::v1::InfoResponse info = node_info(na, a.node_id);
   ASSERT_EQ(info.node_id(), a.node_id);
@@ -271,7 +272,8 @@ TEST_F(TlsSwarmTest, ACallerWithoutAnIdentityIsRefusedSessionsButGetsInfo) {
 // identity: listed, the pushed chain works; not listed, only relay does.
 TEST_F(TlsSwarmTest, AllowAdmitsListedCallersAndRefusesOthersByNodeId) {
   const KeyFile a = keygen("a"), b = keygen("b"), g1 = keygen("g1"), g2 = keygen("g2");
-  ChildProcess* first = start_node({"--layers", "0:2", "--identity", a.path, "--allow", g1.node_id});
+  ChildProcess* first =
+      start_node({"--layers", "0:2", "--identity", a.path, "--allow", g1.node_id});
   ASSERT_TRUE(first->ok());
   // B lists g1 by node id and A by public key, in a file.
   const std::string allow_file = dir_ + "/allow.txt";
@@ -301,8 +303,8 @@ TEST_F(TlsSwarmTest, AllowAdmitsListedCallersAndRefusesOthersByNodeId) {
   const std::string body = complete(other, 4, &status);
   EXPECT_NE(status, 200) << body;
   EXPECT_TRUE(eventually([&] {
-    return read_file(node_log(0)).find("node " + g2.node_id + " is not on this node's allow list") !=
-           std::string::npos;
+    return read_file(node_log(0)).find("node " + g2.node_id +
+                                       " is not on this node's allow list") != std::string::npos;
   })) << read_file(node_log(0));
 
   // The refusal a caller gets names it.
@@ -331,8 +333,8 @@ TEST_F(TlsSwarmTest, AllowAdmitsListedCallersAndRefusesOthersByNodeId) {
   complete(pushed, 4, &status);
   EXPECT_NE(status, 200);
   EXPECT_TRUE(eventually([&] {
-    return read_file(node_log(2)).find("node " + a.node_id + " is not on this node's allow list") !=
-           std::string::npos;
+    return read_file(node_log(2)).find("node " + a.node_id +
+                                       " is not on this node's allow list") != std::string::npos;
   })) << read_file(node_log(2));
   // A's push was refused, and the step failed at once with that answer.
   EXPECT_TRUE(eventually([&] {

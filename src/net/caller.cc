@@ -27,9 +27,7 @@ bool looks_like_pin(std::string_view s) {
 
 }  // namespace
 
-std::string CallerIdentity::quota_key() const {
-  return has_key ? "node:" + node_id : "ip:" + host;
-}
+std::string CallerIdentity::quota_key() const { return has_key ? "node:" + node_id : "ip:" + host; }
 
 std::string CallerIdentity::describe() const {
   return has_key ? "node " + node_id : "anonymous caller at " + host;

@@ -42,7 +42,8 @@ struct CallerIdentity {
 Result<CallerIdentity> caller_identity(const grpc::ServerContext& ctx);
 
 // The same from the parts gRPC gives: the transport security type ("tls" or
-// "ssl" for TLS, "insecure" for plaintext), the peer certificate's PEM (empty: none) and ServerContext::peer().
+// "ssl" for TLS, "insecure" for plaintext), the peer certificate's PEM (empty: none) and
+// ServerContext::peer().
 Result<CallerIdentity> caller_identity_from(std::string_view transport_security_type,
                                             std::string_view peer_certificate_pem,
                                             std::string_view peer);

@@ -19,9 +19,7 @@ void decrement(std::map<std::string, int>& m, const std::string& key) {
 }  // namespace
 
 CallerQuota::Lease::Lease(Lease&& other) noexcept
-    : counters_(std::move(other.counters_)),
-      caller_(std::move(other.caller_)),
-      kind_(other.kind_) {
+    : counters_(std::move(other.counters_)), caller_(std::move(other.caller_)), kind_(other.kind_) {
   other.counters_ = nullptr;
 }
 
@@ -76,7 +74,8 @@ Result<CallerQuota::Lease> CallerQuota::start_step(const std::string& caller) {
   int& mine = counters_->steps[caller];
   if (mine >= limits_.steps_in_flight_per_caller)
     return Status::ResourceExhausted("steps in flight per caller: " + caller + " already has " +
-                                     std::to_string(mine) + " waiting to run, the most one caller may");
+                                     std::to_string(mine) +
+                                     " waiting to run, the most one caller may");
   ++mine;
   return Lease(counters_, caller, Lease::Kind::kStep);
 }

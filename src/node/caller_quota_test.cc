@@ -74,7 +74,8 @@ TEST(CallerQuota, StepsInFlightArePerCallerAndLeasesMoveWithoutDoubleRelease) {
 TEST(CallerQuota, LeasesMayOutliveTheQuotaAndLimitsAreAtLeastOne) {
   CallerQuota::Lease kept;
   {
-    CallerQuota q({.sessions_per_caller = 0, .sessions_total = -3, .steps_in_flight_per_caller = 0});
+    CallerQuota q(
+        {.sessions_per_caller = 0, .sessions_total = -3, .steps_in_flight_per_caller = 0});
     EXPECT_EQ(q.limits().sessions_per_caller, 1);
     EXPECT_EQ(q.limits().sessions_total, 1);
     EXPECT_EQ(q.limits().steps_in_flight_per_caller, 1);

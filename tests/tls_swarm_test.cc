@@ -417,6 +417,26 @@ TEST_F(TlsSwarmTest, AnIdentityNodeRefusesAHopWithoutAKey) {
   EXPECT_EQ(ran->kind_case(), StageResponse::kResult) << describe(ran);
 }
 
+// --allow is checked before the model loads: without --identity (a plaintext
+// node knows no caller), or naming neither ids nor a readable file, the node
+// does not start and says which flag is wrong.
+TEST_F(TlsSwarmTest, AllowFlagsAreCheckedAtStart) {
+  const KeyFile a = keygen("a");
+  const std::string base = "node -m " + model_ + " --listen 127.0.0.1:0 ";
+  auto r = run_swarm(base + "--allow " + a.node_id);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("need --identity"), std::string::npos) << r.out;
+  r = run_swarm(base + "--allow-anonymous");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("need --identity"), std::string::npos) << r.out;
+  for (const std::string& bad : {dir_ + "/missing.txt", a.node_id + ",xyz"}) {
+    r = run_swarm(base + "--identity " + shell_quote(a.path) + " --allow " + shell_quote(bad));
+    EXPECT_NE(r.code, 0) << bad;
+    EXPECT_NE(r.out.find("--allow: "), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("listening on"), std::string::npos) << r.out;
+  }
+}
+
 // A pin that is not a key or a node id is a usage error, not a plaintext peer.
 TEST_F(TlsSwarmTest, MalformedPinsAreRefusedAtStart) {
   for (const std::string& peers :

@@ -36,6 +36,7 @@
 #include "cli/dht_swarm.h"
 #include "discovery/announcer.h"
 #include "engine/model_loader.h"
+#include "net/caller.h"
 #include "net/model_id.h"
 #include "node/stage_server.h"
 #include "routing/layer_assignment.h"
@@ -348,6 +349,10 @@ void register_node(CLI::App& app) {
     }
     if ((!o->node.allow.empty() || o->node.allow_anonymous) && o->node.identity_path.empty())
       fail("--allow and --allow-anonymous need --identity: a plaintext node knows no caller");
+    if (!o->node.allow.empty()) {  // before the model loads, which can take a while
+      auto allow = net::AllowList::Parse(o->node.allow);
+      if (!allow.ok()) fail("--allow: " + allow.status().message());
+    }
     if (!o->dht.bootstrap.empty() && o->node.identity_path.empty())
       fail(
           "--bootstrap needs --identity: a node's DHT record is signed with its key (swarm keygen "

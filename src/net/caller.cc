@@ -69,7 +69,7 @@ Result<CallerIdentity> caller_identity_from(std::string_view transport_security_
   return c;
 }
 
-Result<CallerIdentity> caller_identity(const grpc::ServerContext& ctx) {
+Result<CallerIdentity> caller_identity(const grpc::ServerContextBase& ctx) {
   std::string type, pem;
   if (auto auth = ctx.auth_context()) {
     auto types = auth->FindPropertyValues(GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME);

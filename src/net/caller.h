@@ -36,10 +36,11 @@ struct CallerIdentity {
   std::string describe() const;
 };
 
-// The caller of `ctx`'s call as its transport knows it. An error
-// (InvalidArgument) when it presented a certificate whose key is not Ed25519:
-// such a caller has no identity in this swarm and is no anonymous one either.
-Result<CallerIdentity> caller_identity(const grpc::ServerContext& ctx);
+// The caller of `ctx`'s call as its transport knows it (a sync ServerContext
+// or a CallbackServerContext alike). An error (InvalidArgument) when it
+// presented a certificate whose key is not Ed25519: such a caller has no
+// identity in this swarm and is no anonymous one either.
+Result<CallerIdentity> caller_identity(const grpc::ServerContextBase& ctx);
 
 // The same from the parts gRPC gives: the transport security type ("tls" or
 // "ssl" for TLS, "insecure" for plaintext), the peer certificate's PEM (empty: none) and

@@ -1,6 +1,6 @@
 // swarm node -m MODEL [--layers A:B] --listen HOST:PORT [--identity KEYFILE] [--kv-memory BYTES]
 //            [--idle-timeout S] [--link-delay-ms MS] [-t N] [--max-batch-tokens N]
-//            [--slowdown F] [--allow ID,...|FILE] [--allow-anonymous] [--max-sessions N]
+//            [--slowdown F] [--allow ID,...|FILE] [--allow-anonymous]
 //            [--max-sessions-per-caller N] [--max-steps-per-caller N]
 //            [--bootstrap HOST:PORT,... [--dht-listen HOST:PORT] [--announce-address HOST:PORT]
 //             [--price P] [--memory BYTES] [--rebalance-interval S] [--announce-interval S]]
@@ -295,11 +295,8 @@ void register_node(CLI::App& app) {
                   "that push to this one)");
   cmd->add_flag("--allow-anonymous", o->node.allow_anonymous,
                 "Serve sessions to TLS callers that present no identity (counted by IP address)");
-  cmd->add_option("--max-sessions", o->node.quota.sessions_total,
-                  "Sessions open at once, all callers together (default 1024)")
-      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--max-sessions-per-caller", o->node.quota.sessions_per_caller,
-                  "Sessions one caller (node id, or IP address without one) holds (default 256)")
+                  "Sessions one caller (node id, or IP address without one) holds (default 128)")
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--max-steps-per-caller", o->node.quota.steps_in_flight_per_caller,
                   "Steps one caller has waiting to run (default 1024)")
@@ -318,7 +315,13 @@ void register_node(CLI::App& app) {
   cmd->add_option("-t,--threads", o->node.threads, "Compute threads (default: all cores)");
   cmd->add_flag("--no-mmap", o->node.no_mmap, kNoMmapHelp);
   cmd->add_option("--max-batch-tokens", o->node.max_batch_tokens,
-                  "Tokens per batch at most (default 512)")
+                  "Tokens per batch at most; longer prompts run in chunks (default 512)")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("-c,--ctx-size", o->node.context,
+                  "Positions one session may hold (default: the model's trained context)")
+      ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--max-sessions", o->node.max_sessions,
+                  "Sessions open at once, from all callers (default 256)")
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option(
       "--bootstrap", o->dht.bootstrap,

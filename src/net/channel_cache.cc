@@ -34,6 +34,9 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const st
 }
 
 void configure_server(grpc::ServerBuilder& builder) {
+  // gRPC sets SO_REUSEPORT by default: a second server on a busy port would
+  // bind it too and silently share its connections. A busy port is an error.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);

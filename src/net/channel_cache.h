@@ -32,7 +32,8 @@ std::shared_ptr<grpc::Channel> make_channel(
     const std::string& address, const std::string& pin = "",
     std::shared_ptr<const ClientCertificate> client = nullptr);
 
-// Applies the same limits to a server: maximum message sizes and keepalive.
+// Applies the same limits to a server: maximum message sizes and keepalive; and
+// refuses a port another process already listens on (no SO_REUSEPORT sharing).
 void configure_server(grpc::ServerBuilder& builder);
 
 // Thread-safe map (address, pin) -> channel. Channels reconnect by themselves

@@ -1,6 +1,7 @@
 #include "net/tensor_codec.h"
 
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -84,6 +85,18 @@ Status decode_tensor(const v1::Tensor& t, int64_t rows, int64_t cols, std::vecto
     for (uint64_t i = 0; i < n; ++i)
       (*out)[i] = fp16_to_fp32(static_cast<uint16_t>(src[2 * i] | (src[2 * i + 1] << 8)));
   }
+  // A NaN or infinity spreads through every later layer and the sampler: a
+  // peer that sends one is refused, not believed.
+  for (uint64_t i = 0; i < n; ++i)
+    if (!std::isfinite((*out)[i])) {
+      const uint64_t row = c > 0 ? i / static_cast<uint64_t>(c) : 0;
+      const std::string value = std::isnan((*out)[i]) ? "NaN" : "infinity";
+      out->clear();
+      return Status::InvalidArgument(std::string(what) + ": " + value + " at row " +
+                                     std::to_string(row) + ", column " +
+                                     std::to_string(i - row * static_cast<uint64_t>(c)) +
+                                     " (hidden states must be finite)");
+    }
   return Status::Ok();
 }
 

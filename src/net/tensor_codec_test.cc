@@ -152,6 +152,24 @@ TEST_F(Malformed, F16WithF32SizedData) {
   EXPECT_FALSE(decode().ok());
 }
 
+TEST_F(Malformed, NonFiniteValuesAreRefusedWithTheirPlace) {
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(),
+                          std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity()}) {
+    std::vector<float> v = sample_rows(2, 4);
+    v[6] = bad;  // row 1, column 2
+    for (const auto dtype : {v1::Tensor::F32, v1::Tensor::F16}) {
+      encode_tensor(v.data(), 2, 4, dtype, &t);
+      const Status st = decode();
+      ASSERT_FALSE(st.ok());
+      EXPECT_NE(st.message().find("Step.hidden"), std::string::npos) << st.message();
+      EXPECT_NE(st.message().find("row 1, column 2"), std::string::npos) << st.message();
+      EXPECT_NE(st.message().find(std::isnan(bad) ? "NaN" : "infinity"), std::string::npos)
+          << st.message();
+    }
+  }
+}
+
 TEST(StatusConvert, RoundTripsTheCodesWeUse) {
   for (Status s : {Status::InvalidArgument("a"), Status::NotFound("b"), Status::ResourceExhausted("c"),
                    Status::Internal("d"), Status::Unavailable("e"), Status::Unsupported("f"), Status::Corruption("g"),

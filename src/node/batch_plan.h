@@ -15,6 +15,11 @@
 //    tokens; a step that does not fit waits for a later batch, but one larger
 //    than the limit still runs alone. Steps behind one that waits are not
 //    reordered past it within its session.
+//  - A chunkable step (a plain run: a prefill, or a replay after a failover)
+//    that does not fit whole runs in chunks: it gets the room the other
+//    sessions' steps leave in the batch, and while one waits, the others leave
+//    it at least a quarter of the batch. So a long prompt never holds other
+//    sessions up for more than one batch, and it always makes progress.
 #pragma once
 
 #include <cstddef>
@@ -30,7 +35,8 @@ struct QueuedWork {
   bool session_closed = false;          // its work is dropped (a Cancel unqueues its steps itself)
   bool truncate = false;                // a Truncate rather than a Step
   bool continuation = false;            // a speculative continuation (Step.continues_previous)
-  int tokens = 0;                       // the step's tokens
+  int tokens = 0;                       // the step's tokens not yet run
+  bool chunkable = false;               // may run in several batches, a part at a time
   int first_layer = 0, last_layer = 0;  // the session's layer range on this stage
 };
 
@@ -40,6 +46,7 @@ struct BatchPlan {
   std::vector<size_t> dropped;    // remove without running
   std::vector<size_t> truncates;  // apply, in this order, before the batch runs
   std::vector<size_t> batch;      // the next batch, in run order
+  std::vector<int> take;          // per batch entry: tokens to run now (all, or a chunk)
 };
 
 // `max_batch_tokens` >= 1.

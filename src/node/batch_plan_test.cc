@@ -131,5 +131,45 @@ TEST(BatchPlanTest, ABatchHoldsOneLayerRange) {
             (Indices{0}));
 }
 
+QueuedWork prefill(uintptr_t session, int tokens) {
+  QueuedWork w = anchor(session, tokens);
+  w.chunkable = true;
+  return w;
+}
+
+TEST(BatchPlanTest, ALongPrefillRunsInChunksBesideOtherSessionsSteps) {
+  // 1000 tokens of prompt ahead of three one-token decode steps: the decode
+  // steps run in the first batch, the prompt gets the rest of it.
+  const std::vector<QueuedWork> q = {prefill(1, 1000), anchor(2), anchor(3), continuation(4)};
+  const BatchPlan plan = plan_next_batch(q, 64);
+  EXPECT_EQ(plan.batch, (Indices{1, 2, 3, 0}));
+  EXPECT_EQ(plan.take, (std::vector<int>{1, 1, 1, 61}));
+  // Alone, it takes a whole batch.
+  const BatchPlan alone = plan_next_batch(std::vector<QueuedWork>{prefill(1, 1000)}, 64);
+  EXPECT_EQ(alone.batch, (Indices{0}));
+  EXPECT_EQ(alone.take, (std::vector<int>{64}));
+  // A prefill that fits runs whole, like any step.
+  const BatchPlan fits = plan_next_batch(std::vector<QueuedWork>{prefill(1, 10), anchor(2)}, 64);
+  EXPECT_EQ(fits.take, (std::vector<int>{10, 1}));
+}
+
+TEST(BatchPlanTest, AWaitingPrefillKeepsAQuarterOfTheBatch) {
+  // Small steps that would fill the batch leave a quarter to the prompt.
+  std::vector<QueuedWork> q = {prefill(1, 1000)};
+  for (uintptr_t s = 2; s < 20; ++s) q.push_back(anchor(s, 4));
+  const BatchPlan plan = plan_next_batch(q, 32);
+  int small = 0, chunk = 0;
+  for (size_t k = 0; k < plan.batch.size(); ++k)
+    (plan.batch[k] == 0 ? chunk : small) += plan.take[k];
+  EXPECT_EQ(small, 24);
+  EXPECT_EQ(chunk, 8);
+}
+
+TEST(BatchPlanTest, AStepThatIsNotChunkableStillRunsWholeAndAlone) {
+  const BatchPlan plan = plan_next_batch(std::vector<QueuedWork>{anchor(1, 100), anchor(2)}, 8);
+  EXPECT_EQ(plan.batch, (Indices{0}));
+  EXPECT_EQ(plan.take, (std::vector<int>{100}));
+}
+
 }  // namespace
 }  // namespace swarm::node

@@ -19,8 +19,8 @@
 namespace swarm::node {
 
 struct CallerQuotaLimits {
-  int sessions_per_caller = 256;          // sessions one caller holds open
-  int sessions_total = 1024;              // sessions all callers hold open
+  int sessions_per_caller = 128;          // sessions one caller holds open
+  int sessions_total = 256;               // sessions all callers hold open
   int steps_in_flight_per_caller = 1024;  // steps one caller has queued, not yet run
 };
 

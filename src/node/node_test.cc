@@ -13,6 +13,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
+#include <limits>
+#include <algorithm>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -30,6 +34,7 @@
 #include "net/channel_cache.h"
 #include "net/identity.h"
 #include "net/model_id.h"
+#include "net/tensor_codec.h"
 #include "net/tls.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
@@ -189,7 +194,7 @@ class NodeTest : public ::testing::Test {
   // The single-process ground truth: the prompt, then greedy tokens.
   static std::vector<int32_t> reference(const std::vector<int32_t>& prompt, int n) {
     ThreadPool pool(1);
-    auto cache = model().new_cache(256);
+    auto cache = model().new_cache(std::max<int>(256, static_cast<int>(prompt.size()) + n));
     SamplingParams p;
     p.temperature = 0;
     Sampler sampler(p, model().config().n_vocab);
@@ -473,7 +478,12 @@ TEST_F(NodeTest, LinkDelayDelaysEveryMessage) {
 
 // Expects the next response on `s` to be an Error with `code` whose message
 // contains `text`.
-void expect_error(Stream& s, grpc::StatusCode code, const std::string& text) {
+#define expect_error(s, code, text) \
+  do {                                  \
+    SCOPED_TRACE(text);                 \
+    expect_error_impl(s, code, text);   \
+  } while (0)
+void expect_error_impl(Stream& s, grpc::StatusCode code, const std::string& text) {
   auto r = s.next();
   ASSERT_TRUE(r.has_value()) << "no answer";
   ASSERT_EQ(r->kind_case(), StageResponse::kError) << r->DebugString();
@@ -1000,10 +1010,12 @@ StageRequest draft_req(const std::string& id, uint64_t step_id, const std::vecto
 
 // A stage serves a plain step (an anchor run) of one session before the
 // speculative continuations another session queued ahead of it: speculation
-// never delays anyone's guaranteed progress. One batch per step (at most one
-// token each) makes the order of the answers the order the stage chose.
+// never delays anyone's guaranteed progress. Batches of at most 32 tokens run
+// the prompt in one piece; after it, the two anchors share a batch (answered
+// in queue order) and a's continuations run one a batch (one step of a session
+// a batch), so the order of the answers is the order the stage chose.
 TEST_F(NodeTest, AnAnchorRunOvertakesQueuedSpeculativeContinuations) {
-  auto nodes = start_nodes({{0, 2}}, {"--slowdown", "500", "--max-batch-tokens", "1"});
+  auto nodes = start_nodes({{0, 2}}, {"--slowdown", "500", "--max-batch-tokens", "32"});
   ASSERT_TRUE(nodes[0]->ok());
   Stream s(nodes[0]->address());  // owns both sessions: one ordered answer stream
   for (const char* id : {"a", "b"}) {
@@ -1102,6 +1114,211 @@ TEST_F(NodeTest, TheLastStageVerifiesDraftsAndRollsBackToTheAcceptedLength) {
   expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "outside the vocabulary");
   ASSERT_TRUE(s.send(step_req("d", 9, {want[7]}, P + 7)));
   EXPECT_EQ(result().length(), P + 8);
+}
+
+
+// ---- Hostile callers. Each test sends an attack's own messages; the node
+// refuses them with an error naming the field and the limit, and keeps
+// serving an honest session beside it.
+
+// A field of /proc/PID/status ("Threads", "VmRSS"), as a number.
+int64_t proc_status(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1));
+  return -1;
+}
+
+TEST_F(NodeTest, AHugeStepOrContextIsRefusedAndOthersAreServed) {
+  const std::vector<std::pair<int, int>> ranges = {{0, n_layer()}};
+  auto nodes = start_nodes(ranges);
+  ASSERT_TRUE(nodes[0]->ok());
+  auto streams = connect(nodes);
+  open_chain(streams, ranges, "honest");
+  Stream attacker(nodes[0]->address());
+  // A session asking for more positions than the node's context (2048 for
+  // the test model): it would reserve KV budget nobody else could use.
+  ASSERT_TRUE(attacker.send(open_req("greedy", model_id(), 0, n_layer(), n_layer(), 1 << 30)));
+  expect_error(attacker, grpc::StatusCode::INVALID_ARGUMENT, "must be 1 to 2048");
+  // Two million tokens in one step (the message that made the node abort).
+  ASSERT_TRUE(attacker.send(open_req("big", model_id(), 0, n_layer(), n_layer(), 2048)));
+  ASSERT_EQ(attacker.next()->kind_case(), StageResponse::kOpened);
+  ASSERT_TRUE(attacker.send(step_req("big", 1, std::vector<int32_t>(2'000'000, 1), 0)));
+  expect_error(attacker, grpc::StatusCode::OUT_OF_RANGE, "max_length 2048");
+  // Many tokens sampled at every position: a head row each.
+  StageRequest all = step_req("big", 2, std::vector<int32_t>(1000, 1), 0);
+  all.mutable_step()->set_sample_all(true);
+  ASSERT_TRUE(attacker.send(all));
+  expect_error(attacker, grpc::StatusCode::INVALID_ARGUMENT, "at most 256");
+  const auto p = prompt(4, 9);
+  EXPECT_EQ(generate(nodes, streams, ranges, "honest", p, 8, /*push=*/false), reference(p, 8));
+}
+
+TEST_F(NodeTest, ALongPromptRunsInChunksBetweenOtherSessionsSteps) {
+  // Batches of 8 tokens, each made 3x slower: a 600-token prompt needs at
+  // least 75 of them.
+  const std::vector<std::pair<int, int>> ranges = {{0, n_layer()}};
+  auto nodes = start_nodes(ranges, {"--max-batch-tokens", "8", "--slowdown", "3"});
+  ASSERT_TRUE(nodes[0]->ok());
+  Stream a(nodes[0]->address()), b(nodes[0]->address());
+  ASSERT_TRUE(a.send(open_req("long", model_id(), 0, n_layer(), n_layer(), 1024)));
+  ASSERT_EQ(a.next()->kind_case(), StageResponse::kOpened);
+  ASSERT_TRUE(b.send(open_req("short", model_id(), 0, n_layer(), n_layer(), 64)));
+  ASSERT_EQ(b.next()->kind_case(), StageResponse::kOpened);
+  const auto long_prompt = prompt(5, 600);
+  ASSERT_TRUE(a.send(step_req("long", 1, long_prompt, 0)));
+  // Five steps of the short session, queued behind the long prompt.
+  const auto short_tokens = prompt(6, 5);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(b.send(step_req("short", 10 + i, {short_tokens[i]}, i)));
+  for (int i = 0; i < 5; ++i) {
+    auto r = b.next();
+    ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+    EXPECT_EQ(r->result().step_id(), 10u + i);
+    // It shared its batch with a chunk of the prompt.
+    EXPECT_EQ(r->result().timings(0).batch_tokens(), 8) << r->DebugString();
+  }
+  auto r = a.next(120s);
+  ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+  EXPECT_EQ(r->result().length(), 600);
+  // Chunked, the prompt gives what it gives in one piece.
+  ASSERT_EQ(r->result().tokens_size(), 1);
+  EXPECT_EQ(r->result().tokens(0), reference(long_prompt, 1)[0]);
+}
+
+TEST_F(NodeTest, SessionsHopsAndNonFiniteStatesAreCappedAndThreadsStayFlat) {
+  const std::vector<std::pair<int, int>> ranges = {{1, 3}};
+  auto nodes = start_nodes(ranges, {"--max-sessions", "24"});
+  ASSERT_TRUE(nodes[0]->ok());
+  const int d = model().config().n_embd;
+  auto hidden_step = [&](const std::string& id, uint64_t step, int position) {
+    StageRequest r = step_req(id, step, {1, 2}, position);
+    std::vector<float> h(2 * d, 0.25f);
+    net::encode_tensor(h.data(), 2, d, v1::Tensor::F32, r.mutable_step()->mutable_hidden());
+    return r;
+  };
+  Stream s(nodes[0]->address());
+  ASSERT_TRUE(s.send(open_req("warm", model_id(), 1, 3, n_layer())));
+  ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
+  ASSERT_TRUE(s.send(hidden_step("warm", 1, 0)));
+  ASSERT_EQ(s.next()->kind_case(), StageResponse::kResult);
+  const int64_t threads_before = proc_status(nodes[0]->pid(), "Threads");
+  ASSERT_GT(threads_before, 0);
+
+  // A NaN in a hidden state.
+  StageRequest nan = hidden_step("warm", 2, 2);
+  std::vector<float> h(2 * d, 0.25f);
+  h[d + 3] = std::numeric_limits<float>::quiet_NaN();
+  net::encode_tensor(h.data(), 2, d, v1::Tensor::F32, nan.mutable_step()->mutable_hidden());
+  ASSERT_TRUE(s.send(nan));
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "NaN at row 1, column 3");
+  // A thousand hops in one step.
+  StageRequest many = hidden_step("warm", 3, 2);
+  for (int i = 0; i < 1000; ++i) many.mutable_step()->add_next_hops()->set_address("127.0.0.1:1");
+  ASSERT_TRUE(s.send(many));
+  expect_error(s, grpc::StatusCode::INVALID_ARGUMENT, "1000 hops, at most 64");
+
+  // Twenty sessions, each pushing to four addresses nobody listens on (each
+  // push fails with UNAVAILABLE), and a fifth distinct next stage refused.
+  std::vector<std::unique_ptr<Stream>> owners;
+  for (int k = 0; k < 20; ++k) {
+    const std::string id = "hops" + std::to_string(k);
+    owners.push_back(std::make_unique<Stream>(nodes[0]->address()));
+    Stream& o = *owners.back();
+    ASSERT_TRUE(o.send(open_req(id, model_id(), 1, 3, n_layer())));
+    ASSERT_EQ(o.next()->kind_case(), StageResponse::kOpened);
+    for (int hop = 0; hop < 4; ++hop) {
+      StageRequest r = hidden_step(id, 1 + hop, 0);
+      r.mutable_step()->set_rewind(true);
+      r.mutable_step()->add_next_hops()->set_address("127.0.0.1:" + std::to_string(2 + hop));
+      ASSERT_TRUE(o.send(r));
+      expect_error(o, grpc::StatusCode::UNAVAILABLE, "127.0.0.1:" + std::to_string(2 + hop));
+    }
+    StageRequest fifth = hidden_step(id, 9, 0);
+    fifth.mutable_step()->set_rewind(true);
+    fifth.mutable_step()->add_next_hops()->set_address("127.0.0.1:9");
+    ASSERT_TRUE(o.send(fifth));
+    expect_error(o, grpc::StatusCode::RESOURCE_EXHAUSTED, "at most 4");
+  }
+  // 21 sessions and 80 push streams later, no thread per stream or hop.
+  const int64_t threads_after = proc_status(nodes[0]->pid(), "Threads");
+  EXPECT_LE(threads_after, threads_before + 8)
+      << "threads grew from " << threads_before << " to " << threads_after;
+  // The session cap: 21 open, 3 more fit, the 25th is refused.
+  for (int k = 0; k < 3; ++k) {
+    ASSERT_TRUE(s.send(open_req("more" + std::to_string(k), model_id(), 1, 3, n_layer())));
+    ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
+  }
+  ASSERT_TRUE(s.send(open_req("one-too-many", model_id(), 1, 3, n_layer())));
+  expect_error(s, grpc::StatusCode::RESOURCE_EXHAUSTED, "its limit of 24 (--max-sessions)");
+  // And the node still computes.
+  ASSERT_TRUE(s.send(hidden_step("warm", 4, 2)));
+  auto r = s.next();
+  ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+  EXPECT_EQ(r->result().length(), 4);
+}
+
+TEST_F(NodeTest, ACallerThatNeverReadsIsNotReadEither) {
+  // A middle stage answers each relayed step with its output: 512 tokens x
+  // 256 floats = 512 KiB. A caller that sends 400 of them and reads none
+  // would make the node hold 200 MiB; the node stops reading it instead.
+  const std::vector<std::pair<int, int>> ranges = {{1, 3}};
+  auto nodes = start_nodes(ranges);
+  ASSERT_TRUE(nodes[0]->ok());
+  const int d = model().config().n_embd;
+  const int64_t rss_before = proc_status(nodes[0]->pid(), "VmRSS");
+  auto stub = v1::Stage::NewStub(net::make_channel(nodes[0]->address()));
+  grpc::ClientContext ctx;
+  auto flood = stub->Session(&ctx);
+  StageRequest open = open_req("flood", model_id(), 1, 3, n_layer(), 512);
+  ASSERT_TRUE(flood->Write(open));
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    std::vector<float> h(512 * static_cast<size_t>(d), 0.125f);
+    for (int i = 0; i < 400; ++i) {
+      StageRequest r = step_req("flood", 1 + i, std::vector<int32_t>(512, 1), 0);
+      r.mutable_step()->set_rewind(true);
+      net::encode_tensor(h.data(), 512, d, v1::Tensor::F32, r.mutable_step()->mutable_hidden());
+      if (!flood->Write(r)) return;
+      ++written;
+    }
+  });
+  // The writer blocks: the node stopped reading the stream.
+  EXPECT_FALSE(swarm::testing::eventually([&] { return written.load() == 400; }, 8s))
+      << "all 400 steps were read from a caller that reads nothing";
+  const int64_t rss = proc_status(nodes[0]->pid(), "VmRSS");
+  EXPECT_LT(rss - rss_before, 128 * 1024) << "RSS grew from " << rss_before << " to " << rss << " kB";
+  // Others are served meanwhile.
+  auto streams = connect(nodes);
+  open_chain(streams, ranges, "other");
+  StageRequest one = step_req("other", 1, {1}, 0);
+  std::vector<float> row(d, 0.5f);
+  net::encode_tensor(row.data(), 1, d, v1::Tensor::F32, one.mutable_step()->mutable_hidden());
+  ASSERT_TRUE(streams[0]->send(one));
+  auto r = streams[0]->next();
+  ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+  ctx.TryCancel();
+  writer.join();
+  EXPECT_TRUE(swarm::testing::eventually(
+      [&] { return info(nodes[0]->address()).active_sessions() == 1; }));
+}
+
+TEST_F(NodeTest, ABusyPortIsRefused) {
+  auto first = start_nodes({{0, n_layer()}});
+  ASSERT_TRUE(first[0]->ok());
+  const std::string log = ::testing::TempDir() + "/busy_port_" + std::to_string(getpid()) + ".log";
+  swarm::testing::ChildProcess second({"node", "-m", model_path(), "--listen", first[0]->address(),
+                                       "-t", "1"},
+                                      log, 30s);
+  EXPECT_FALSE(second.ok()) << "a second node listens on " << first[0]->address();
+  const auto code = second.wait_exit(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_NE(*code, 0);
+  std::ifstream in(log);
+  const std::string err((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(err.find("cannot listen on " + first[0]->address()), std::string::npos) << err;
+  // The first still serves.
+  EXPECT_EQ(info(first[0]->address()).model_id(), model_id());
 }
 
 }  // namespace

@@ -9,8 +9,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -28,7 +30,9 @@
 #include "net/tls.h"
 #include "net/wire_format.h"
 #include "node/batch_plan.h"
-#include "node/delayed_writer.h"
+#include "node/outbound.h"
+#include "node/paced_queue.h"
+#include "node/timer.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
 namespace swarm::node {
@@ -39,7 +43,6 @@ using grpc::ByteBuffer;
 using grpc::StatusCode;
 using v1::StageRequest;
 using v1::StageResponse;
-using ResponseWriter = DelayedWriter<StageResponse>;
 
 // Session ids longer than this are refused (they are echoed in every message).
 constexpr size_t kMaxSessionIdBytes = 256;
@@ -47,6 +50,26 @@ constexpr size_t kMaxSessionIdBytes = 256;
 constexpr int kMaxBadMessagesInARow = 16;
 // Steps and truncates one session may have waiting; more is a flood, refused.
 constexpr int kMaxQueuedPerSession = 256;
+// Hops one Step may name (a chain longer than this is not a chain we build).
+constexpr int kMaxHopsPerStep = 64;
+// Distinct next stages one session may push to over its life: a chain that
+// fails over moves to a twin now and then, but a session naming hundreds of
+// addresses is using the node to dial strangers.
+constexpr size_t kMaxNextHopsPerSession = 4;
+// Rows the head runs on for one step (sample_all or drafts): each is a row of
+// vocabulary logits, so a verification step is capped where a prefill is not.
+constexpr int kMaxSampledRows = 256;
+// Bytes a stream holds in the node: its answers waiting to be written and
+// its steps' inputs waiting to run. Past kPauseReadsBytes the node stops
+// reading the stream (its caller's further requests wait in gRPC's flow
+// control) until they fall to half; past kMaxStreamBytes of answers the caller
+// does not read them at all, and the stream is ended.
+constexpr size_t kPauseReadsBytes = 16u << 20;
+constexpr size_t kMaxStreamBytes = 256u << 20;
+// Bytes waiting to be pushed to one next hop before a step pushed there fails.
+constexpr size_t kMaxOutboundBytes = 256u << 20;
+// A session's context when neither --ctx-size nor the model says one.
+constexpr int kDefaultContext = 4096;
 // How far back a last stage can roll its sampler back exactly.
 constexpr int kSnapshotWindow = 256;
 // Cancelled step ranges a session remembers (to drop steps that arrive after
@@ -87,6 +110,11 @@ StageResponse error_response(const std::string& session, uint64_t step, StatusCo
 
 std::string range_str(int a, int b) { return std::to_string(a) + ":" + std::to_string(b); }
 
+// A next hop as a session's pushes are keyed: address and pinned key.
+std::string hop_key(const v1::Hop& h) {
+  return h.address() + "@" + h.public_key();
+}
+
 SamplingParams sampling_from_proto(const v1::SamplingConfig& c) {
   SamplingParams p;
   p.temperature = c.temperature();
@@ -105,84 +133,7 @@ SamplingParams sampling_from_proto(const v1::SamplingConfig& c) {
 
 }  // namespace
 
-// One push stream from this node to the next stage, for one session. The
-// stream is opened by the writer thread on the first message, so opening a
-// connection never blocks the scheduler.
-class Outbound {
- public:
-  using FailFn = std::function<void(const StageRequest&)>;
-  using ResponseFn = std::function<void(const StageResponse&)>;
-
-  Outbound(std::shared_ptr<grpc::Channel> channel, int delay_ms, FailFn on_fail,
-           ResponseFn on_response)
-      : stub_(v1::Stage::NewStub(channel)), on_response_(std::move(on_response)) {
-    writer_ = std::make_unique<DelayedWriter<StageRequest>>(
-        std::chrono::milliseconds(delay_ms), [this](const StageRequest& r) { return write(r); },
-        std::move(on_fail));
-  }
-  ~Outbound() { close(); }
-
-  void send(StageRequest r) { writer_->send(std::move(r)); }
-
-  // Writes what is queued, half-closes and waits for the peer to end the stream.
-  void close() {
-    writer_->close();
-    std::lock_guard<std::mutex> lock(close_mu_);
-    if (stream_ && !closed_) {
-      stream_->WritesDone();
-      closed_ = true;
-    }
-    if (reader_.joinable()) reader_.join();
-  }
-  void cancel() { ctx_.TryCancel(); }
-
- private:
-  bool write(const StageRequest& r) {
-    if (r.kind_case() == StageRequest::kStep) {
-      std::lock_guard<std::mutex> lock(last_mu_);
-      last_session_ = r.step().session_id();
-      last_step_ = r.step().step_id();
-    }
-    if (!stream_) {
-      stream_ = stub_->Session(&ctx_);
-      reader_ = std::thread([this] { read_loop(); });
-    }
-    return stream_->Write(r);
-  }
-  void read_loop() {
-    StageResponse resp;
-    while (stream_->Read(&resp)) on_response_(resp);
-    const grpc::Status end = stream_->Finish();
-    // The next stage refused this node as a caller (not on its --allow list,
-    // no identity): the step sent fails with that answer instead of waiting
-    // for a result that will not come.
-    if (end.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
-        end.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-      StageResponse refused;
-      v1::Error* e = refused.mutable_error();
-      {
-        std::lock_guard<std::mutex> lock(last_mu_);
-        e->set_session_id(last_session_);
-        e->set_step_id(last_step_);
-      }
-      e->set_code(end.error_code());
-      e->set_message(end.error_message());
-      on_response_(refused);
-    }
-  }
-
-  std::unique_ptr<v1::Stage::Stub> stub_;
-  ResponseFn on_response_;
-  grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReaderWriter<StageRequest, StageResponse>> stream_;
-  std::thread reader_;
-  std::mutex close_mu_;
-  bool closed_ = false;
-  std::mutex last_mu_;  // guards the step written last, which a refusal fails
-  std::string last_session_;
-  uint64_t last_step_ = 0;
-  std::unique_ptr<DelayedWriter<StageRequest>> writer_;
-};
+class ServerStream;
 
 namespace {
 
@@ -193,7 +144,7 @@ struct Session {
   int max_length = 0;
   uint64_t kv_bytes = 0;
   uint64_t owner_stream = 0;
-  std::shared_ptr<ResponseWriter> owner;
+  std::shared_ptr<ServerStream> owner;
   // Touched only by the scheduler thread.
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<Sampler> sampler;
@@ -217,7 +168,7 @@ struct Session {
   std::atomic<bool> closed{false};
   std::mutex mu;  // guards outbound; closing takes it, so no push follows a close
 
-  std::map<std::string, std::unique_ptr<Outbound>> outbound;  // by next hop "address@pin"
+  std::map<std::string, std::shared_ptr<Outbound>> outbound;  // by next hop "address@pin"
   CallerQuota::Lease quota_lease;  // its opener's session quota, given back at close
 
   void touch() { last_active = Clock::now().time_since_epoch().count(); }
@@ -319,21 +270,46 @@ int64_t verify_drafts(Session& s, const v1::Step& step, const float* logits, int
   return end_row;
 }
 
+// Bytes a stream delivered that wait in the node (a step's input, until the
+// step ran): the stream counts them against its back-pressure limit.
+class InputTicket {
+ public:
+  InputTicket(std::shared_ptr<ServerStream> stream, size_t bytes);
+  ~InputTicket();
+  InputTicket(const InputTicket&) = delete;
+  InputTicket& operator=(const InputTicket&) = delete;
+
+ private:
+  std::shared_ptr<ServerStream> stream_;
+  size_t bytes_;
+};
+
 struct WorkItem {
+  std::unique_ptr<InputTicket> ticket;  // released when the step is done with
   std::shared_ptr<Session> session;
   bool truncate = false;
   int truncate_length = 0;
   v1::Step step;              // hidden cleared: decoded into `hidden`
   std::vector<float> hidden;  // input rows (empty at the first stage)
   Clock::time_point arrived;
+  // A plain step may run in chunks (batch_plan.h): `done` tokens ran in
+  // earlier batches, `take` run in this one; a stage that is not the last
+  // collects the chunks' output rows in `out`.
+  bool chunkable = false;
+  int done = 0;
+  int take = 0;
+  std::vector<float> out;
+  int64_t compute_us = 0;  // of the earlier chunks
   CallerQuota::Lease quota_lease;  // its sender's steps-in-flight quota, held while queued
+  int tokens() const { return step.tokens_size(); }
+  bool final_chunk() const { return done + take == tokens(); }
 };
 
 }  // namespace
 
 class StageServer::Impl {
  public:
-  explicit Impl(const NodeOptions& o) : opt_(o), quota_(o.quota) {}
+  explicit Impl(const NodeOptions& o) : opt_(o) {}
   ~Impl() { shutdown(); }
 
   Status start();
@@ -349,39 +325,47 @@ class StageServer::Impl {
   }
   void shutdown();
 
-  grpc::Status session_rpc(grpc::ServerContext* ctx,
-                           grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream);
   void info(v1::InfoResponse* r);
+
+  // What a ServerStream hands over: one request read from stream `stream_id`,
+  // whose answers go to `writer`.
+  void handle(StageRequest& req, uint64_t stream_id, const std::shared_ptr<ServerStream>& writer);
+  void close_sessions_of_stream(uint64_t stream_id);
+  // A stream's reactor began or ended (shutdown waits for every one to end).
+  void stream_started();
+  void stream_ended();
 
   std::string address_;
   std::string model_id_;
   std::string node_id_;
 
  private:
-  // `caller` is the stream's net::CallerIdentity::quota_key().
-  void handle(StageRequest& req, uint64_t stream_id, const std::shared_ptr<ResponseWriter>& writer,
-              const std::string& caller);
   void open(const v1::OpenSession& o, uint64_t stream_id,
-            const std::shared_ptr<ResponseWriter>& writer, const std::string& caller);
-  void step(v1::Step& s, const std::shared_ptr<ResponseWriter>& writer, const std::string& caller);
-  void cancel(const v1::Cancel& c, const std::shared_ptr<ResponseWriter>& writer);
+            const std::shared_ptr<ServerStream>& writer);
+  void step(v1::Step& s, const std::shared_ptr<ServerStream>& writer);
+  void cancel(const v1::Cancel& c, const std::shared_ptr<ServerStream>& writer);
   void enqueue(WorkItem item);
   std::shared_ptr<Session> find(const std::string& id);
   // Removes the session (if still open), frees its budget and ends its pushes.
   void close_session(const std::shared_ptr<Session>& s, const std::string& why);
-  void close_sessions_of_stream(uint64_t stream_id);
   void scheduler_loop();
+  // Runs one batch; chunked steps that have more to run are left in `batch`
+  // for the scheduler to queue again. Exceptions (out of memory) fail the
+  // batch's steps, never the node.
+  void run_batch_safely(std::vector<WorkItem>& batch);
   void run_batch(std::vector<WorkItem>& batch);
   void push(const std::shared_ptr<Session>& s, const v1::Hop& hop, StageRequest req);
   void reaper_loop();
 
   NodeOptions opt_;
+  int context_ = 0;  // positions one session may hold (OpenSession.max_length)
   std::unique_ptr<Model> model_;
   std::unique_ptr<ThreadPool> pool_;
   net::ChannelCache channels_;
+  std::shared_ptr<Timer> timer_ = std::make_shared<Timer>();
   std::string public_key_;  // raw 32 bytes of --identity's key; empty: plaintext
   net::CallerPolicy caller_policy_;  // who may use the Session stream
-  CallerQuota quota_;
+  std::unique_ptr<CallerQuota> quota_;  // made in start()
   class Service;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -399,30 +383,314 @@ class StageServer::Impl {
   int64_t cancelled_compute_us_ = 0;  // of which on steps a Cancel covered after they ran
   std::atomic<uint64_t> next_stream_id_{1};
   std::thread scheduler_, reaper_;
+  std::mutex streams_mu_;
+  std::condition_variable streams_cv_;
+  int live_streams_ = 0;  // reactors gRPC has not yet called OnDone on
 };
 
-// The Stage service by hand rather than the generated one: Session speaks raw
-// bytes so that a message that does not parse gets an Error answer on its
-// stream (the generated handler would just end the stream).
-class StageServer::Impl::Service final : public grpc::Service {
+// One Session stream a caller opened to this node (a gateway's owner stream,
+// or a previous stage pushing to this one). It reads requests and hands them
+// to the server, and writes answers in order, each `delay` after it was sent
+// (the emulated link), one write at a time, on gRPC's callback threads: no
+// thread of its own.
+//
+// Bounded: past kPauseReadsBytes of unwritten answers it stops reading (a
+// caller that does not read its answers gets no more work done), past
+// kMaxStreamBytes it ends the stream. This object outlives its reactor as long
+// as a session names it as owner; what is sent after the stream ended is
+// dropped.
+class ServerStream : public std::enable_shared_from_this<ServerStream> {
  public:
-  explicit Service(Impl* impl) : impl_(impl) {
-    AddMethod(new grpc::internal::RpcServiceMethod(
-        "/swarm.v1.Stage/Session", grpc::internal::RpcMethod::BIDI_STREAMING,
-        new grpc::internal::BidiStreamingHandler<Service, ByteBuffer, ByteBuffer>(
-            [](Service* s, grpc::ServerContext* ctx,
-               grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream) {
-              return s->impl_->session_rpc(ctx, stream);
-            },
-            this)));
-    AddMethod(new grpc::internal::RpcServiceMethod(
-        "/swarm.v1.Stage/Info", grpc::internal::RpcMethod::NORMAL_RPC,
-        new grpc::internal::RpcMethodHandler<Service, v1::InfoRequest, v1::InfoResponse>(
-            [](Service* s, grpc::ServerContext*, const v1::InfoRequest*, v1::InfoResponse* r) {
-              s->impl_->info(r);
-              return grpc::Status::OK;
-            },
-            this)));
+  using Reactor = grpc::ServerBidiReactor<ByteBuffer, ByteBuffer>;
+
+  ServerStream(StageServer::Impl* impl, uint64_t id, std::chrono::milliseconds delay,
+               std::shared_ptr<Timer> timer, std::string caller)
+      : impl_(impl), id_(id), delay_(delay), timer_(std::move(timer)), caller_(std::move(caller)) {}
+
+  // Who opened the stream: net::CallerIdentity::quota_key().
+  const std::string& caller() const { return caller_; }
+
+  // Queues an answer; never blocks.
+  void send(const StageResponse& r) {
+    ByteBuffer bb = to_buffer(r);
+    const size_t bytes = bb.Length();
+    bool overflow = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finish_wanted_) return;
+      if (queue_.bytes() + bytes > kMaxStreamBytes) {
+        overflow = true;
+      } else {
+        queue_.push(std::move(bb), bytes, Clock::now() + delay_);
+      }
+    }
+    if (overflow) {
+      spdlog::warn("stream {}: its caller does not read its answers ({} bytes wait): ended", id_,
+                   kMaxStreamBytes);
+      end(grpc::Status(StatusCode::RESOURCE_EXHAUSTED,
+                       "the stream's answers are not being read: more than " +
+                           std::to_string(kMaxStreamBytes) + " bytes wait"));
+      return;
+    }
+    pump();
+  }
+
+  // Bytes of a request read from this stream that wait in the node, until
+  // release_input.
+  void hold_input(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    input_bytes_ += bytes;
+  }
+  void release_input(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      input_bytes_ -= std::min(bytes, input_bytes_);
+    }
+    read_next();
+  }
+
+  // Called by the reactor.
+  void start(Reactor* reactor) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      reactor_ = reactor;
+      read_pending_ = true;
+    }
+    reactor->StartRead(&reading_);
+  }
+  void on_read_done(bool ok) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      read_pending_ = false;
+      if (!ok) reads_over_ = true;
+    }
+    if (!ok) {
+      // The caller half-closed (or went away): its sessions end; answers
+      // already queued are still written.
+      end(grpc::Status::OK);
+      return;
+    }
+    StageRequest req;
+    const bool parsed = from_buffer(reading_, &req);
+    reading_.Clear();
+    if (!parsed) {
+      send(error_response("", 0, StatusCode::INVALID_ARGUMENT,
+                          "malformed StageRequest: the bytes are not a swarm.v1.StageRequest"));
+      if (++bad_in_a_row_ >= kMaxBadMessagesInARow) {
+        end(grpc::Status(StatusCode::INVALID_ARGUMENT, "too many malformed messages"));
+        return;
+      }
+    } else {
+      bad_in_a_row_ = 0;
+      try {
+        impl_->handle(req, id_, shared_from_this());
+      } catch (const std::exception& e) {
+        // Nothing a caller sends may take the node down; the request fails.
+        spdlog::error("stream {}: a request failed: {}", id_, e.what());
+        send(error_response("", 0, StatusCode::INTERNAL,
+                            std::string("the node failed to handle the request: ") + e.what()));
+      }
+    }
+    read_next();
+  }
+  void on_write_done(bool ok) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.written();
+      if (!ok) {
+        // The caller is gone: nothing more can be written.
+        broken_ = true;
+        queue_.take_all();
+      }
+    }
+    if (!ok) {
+      end(grpc::Status(StatusCode::UNAVAILABLE, "write failed"));
+      return;
+    }
+    read_next();
+    pump();
+  }
+  void on_cancel() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      broken_ = true;
+      queue_.take_all();
+    }
+    end(grpc::Status(StatusCode::CANCELLED, "cancelled"));
+  }
+  void on_done() {
+    std::lock_guard<std::mutex> lock(mu_);
+    reactor_ = nullptr;
+  }
+
+ private:
+  // Starts the next read unless one is pending, the stream is ending, or
+  // what the stream holds in the node is over the limit; a paused stream
+  // resumes once that falls to half (a write done, a step run).
+  void read_next() {
+    Reactor* r = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (read_pending_ || reads_over_ || finish_wanted_ || !reactor_) return;
+      const size_t held = queue_.bytes() + input_bytes_;
+      if (held > (reads_paused_ ? kPauseReadsBytes / 2 : kPauseReadsBytes)) {
+        reads_paused_ = true;
+        return;
+      }
+      reads_paused_ = false;
+      read_pending_ = true;
+      r = reactor_;
+    }
+    r->StartRead(&reading_);
+  }
+  // The stream ends with `status` once what is queued is written (at once
+  // when it is broken); the sessions it owns close now.
+  void end(const grpc::Status& status) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finish_wanted_) return;
+      finish_wanted_ = true;
+      end_status_ = status;
+    }
+    impl_->close_sessions_of_stream(id_);
+    pump();
+  }
+  void pump() {
+    Reactor* r = nullptr;
+    bool write = false, finish = false, arm = false;
+    Clock::time_point until;
+    grpc::Status status;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!reactor_ || finished_) return;
+      switch (broken_ ? PacedQueue<ByteBuffer>::Next::kNothing
+                      : queue_.next(Clock::now(), &writing_, &until)) {
+        case PacedQueue<ByteBuffer>::Next::kWrite:
+          write = true;
+          break;
+        case PacedQueue<ByteBuffer>::Next::kWait:
+          arm = !timer_armed_;
+          timer_armed_ = true;
+          break;
+        case PacedQueue<ByteBuffer>::Next::kNothing:
+          // A read still pending completes (not ok) once the stream finishes.
+          if (finish_wanted_ && !queue_.in_flight() && (queue_.empty() || broken_)) {
+            finish = finished_ = true;
+            status = end_status_;
+          }
+          break;
+      }
+      r = reactor_;
+    }
+    if (write) r->StartWrite(&writing_);
+    if (finish) r->Finish(status);
+    if (arm) {
+      std::weak_ptr<ServerStream> weak = weak_from_this();
+      timer_->at(until, [weak] {
+        if (auto self = weak.lock()) {
+          {
+            std::lock_guard<std::mutex> lock(self->mu_);
+            self->timer_armed_ = false;
+          }
+          self->pump();
+        }
+      });
+    }
+  }
+
+  StageServer::Impl* const impl_;
+  const uint64_t id_;
+  const std::chrono::milliseconds delay_;
+  const std::shared_ptr<Timer> timer_;
+  const std::string caller_;
+  ByteBuffer reading_;  // touched only by the read in progress and its reaction
+  int bad_in_a_row_ = 0;
+
+  std::mutex mu_;
+  Reactor* reactor_ = nullptr;  // null before start and after OnDone
+  PacedQueue<ByteBuffer> queue_;
+  ByteBuffer writing_;
+  size_t input_bytes_ = 0;     // see hold_input
+  bool read_pending_ = false;
+  bool reads_paused_ = false;
+  bool reads_over_ = false;    // the caller half-closed
+  bool timer_armed_ = false;
+  bool broken_ = false;         // a write failed or the call was cancelled
+  bool finish_wanted_ = false;  // end() was called
+  bool finished_ = false;       // Finish was called
+  grpc::Status end_status_;
+};
+
+InputTicket::InputTicket(std::shared_ptr<ServerStream> stream, size_t bytes)
+    : stream_(std::move(stream)), bytes_(bytes) {
+  stream_->hold_input(bytes_);
+}
+InputTicket::~InputTicket() { stream_->release_input(bytes_); }
+
+// gRPC's side of a ServerStream: gRPC owns it from Session() to OnDone.
+class SessionReactor final : public grpc::ServerBidiReactor<ByteBuffer, ByteBuffer> {
+ public:
+  SessionReactor(StageServer::Impl* impl, std::shared_ptr<ServerStream> stream)
+      : impl_(impl), stream_(std::move(stream)) {
+    impl_->stream_started();
+    stream_->start(this);
+  }
+  void OnReadDone(bool ok) override { stream_->on_read_done(ok); }
+  void OnWriteDone(bool ok) override { stream_->on_write_done(ok); }
+  void OnCancel() override { stream_->on_cancel(); }
+  void OnDone() override {
+    stream_->on_done();
+    StageServer::Impl* impl = impl_;
+    delete this;
+    impl->stream_ended();
+  }
+
+ private:
+  StageServer::Impl* const impl_;
+  const std::shared_ptr<ServerStream> stream_;
+};
+
+// A Session stream refused before it began: it ends with `status`.
+class RefusedStream final : public grpc::ServerBidiReactor<ByteBuffer, ByteBuffer> {
+ public:
+  explicit RefusedStream(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+// The Stage service on gRPC's callback API: streams cost no thread each.
+// Session speaks raw bytes so that a message that does not parse gets an Error
+// answer on its stream (a generated handler would just end the stream).
+class StageServer::Impl::Service final
+    : public v1::Stage::WithRawCallbackMethod_Session<
+          v1::Stage::WithCallbackMethod_Info<v1::Stage::Service>> {
+ public:
+  explicit Service(Impl* impl) : impl_(impl) {}
+
+  grpc::ServerBidiReactor<ByteBuffer, ByteBuffer>* Session(
+      grpc::CallbackServerContext* ctx) override {
+    // Who calls, and whether they may (net/caller.h): a refused caller's
+    // stream ends at once with the reason.
+    auto caller = net::caller_identity(*ctx);
+    if (!caller.ok())
+      return new RefusedStream(grpc::Status(StatusCode::UNAUTHENTICATED, caller.status().message()));
+    const grpc::Status admitted = net::admit_session_caller(*caller, impl_->caller_policy_);
+    if (!admitted.ok()) {
+      spdlog::info("Session stream of {} refused: {}", caller->describe(),
+                   admitted.error_message());
+      return new RefusedStream(admitted);
+    }
+    const uint64_t id = impl_->next_stream_id_++;
+    return new SessionReactor(impl_, std::make_shared<ServerStream>(
+                                         impl_, id,
+                                         std::chrono::milliseconds(impl_->opt_.link_delay_ms),
+                                         impl_->timer_, caller->quota_key()));
+  }
+  grpc::ServerUnaryReactor* Info(grpc::CallbackServerContext* ctx, const v1::InfoRequest*,
+                                 v1::InfoResponse* r) override {
+    impl_->info(r);
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
   }
 
  private:
@@ -440,6 +708,12 @@ Status StageServer::Impl::start() {
   auto id = net::model_content_id(*source);
   if (!id.ok()) return id.status();
   model_id_ = *id;
+  context_ = opt_.context > 0                  ? opt_.context
+             : source->config.n_ctx_train > 0 ? source->config.n_ctx_train
+                                              : kDefaultContext;
+  if (opt_.max_sessions < 1)
+    return Status::InvalidArgument("--max-sessions " + std::to_string(opt_.max_sessions) +
+                                   " is not >= 1");
   LoadOptions lo;
   lo.first_layer = opt_.first_layer;
   lo.last_layer = opt_.last_layer;
@@ -481,6 +755,10 @@ Status StageServer::Impl::start() {
     spdlog::info("serving sessions only to the {} identities --allow lists",
                  caller_policy_.allow->size());
   }
+  // The total is --max-sessions, which open() checks itself.
+  CallerQuotaLimits limits = opt_.quota;
+  limits.sessions_total = std::numeric_limits<int>::max();
+  quota_ = std::make_unique<CallerQuota>(limits);
 
   service_ = std::make_unique<Service>(this);
   grpc::ServerBuilder builder;
@@ -489,7 +767,9 @@ Status StageServer::Impl::start() {
   builder.AddListeningPort(opt_.listen, credentials, &port);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
-  if (!server_ || port == 0) return Status::IOError("cannot listen on " + opt_.listen);
+  if (!server_ || port == 0)
+    return Status::IOError("cannot listen on " + opt_.listen +
+                           " (is another process listening there?)");
   const size_t colon = opt_.listen.rfind(':');
   address_ = opt_.listen.substr(0, colon) + ":" + std::to_string(port);
   scheduler_ = std::thread([this] { scheduler_loop(); });
@@ -518,12 +798,17 @@ void StageServer::Impl::shutdown() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, s] : sessions_) left.push_back(s);
   }
+  std::vector<std::shared_ptr<Outbound>> pushes;
   for (auto& s : left) {
     std::lock_guard<std::mutex> lock(s->mu);
-    for (auto& [addr, out] : s->outbound) out->cancel();
+    for (auto& [addr, out] : s->outbound) pushes.push_back(out);
   }
+  for (auto& out : pushes) out->cancel();
   for (auto& s : left) close_session(s, "node shutting down");
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  // Reactors call into this object until gRPC is done with them.
+  std::unique_lock<std::mutex> lock(streams_mu_);
+  streams_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return live_streams_ == 0; });
 }
 
 std::shared_ptr<Session> StageServer::Impl::find(const std::string& id) {
@@ -532,52 +817,25 @@ std::shared_ptr<Session> StageServer::Impl::find(const std::string& id) {
   return it == sessions_.end() ? nullptr : it->second;
 }
 
-grpc::Status StageServer::Impl::session_rpc(
-    grpc::ServerContext* ctx, grpc::ServerReaderWriter<ByteBuffer, ByteBuffer>* stream) {
-  auto caller = net::caller_identity(*ctx);
-  if (!caller.ok()) return grpc::Status(StatusCode::UNAUTHENTICATED, caller.status().message());
-  const grpc::Status admitted = net::admit_session_caller(*caller, caller_policy_);
-  if (!admitted.ok()) {
-    spdlog::info("Session stream of {} refused: {}", caller->describe(), admitted.error_message());
-    return admitted;
-  }
-  const std::string caller_key = caller->quota_key();
-  const uint64_t stream_id = next_stream_id_++;
-  auto writer = std::make_shared<ResponseWriter>(
-      std::chrono::milliseconds(opt_.link_delay_ms),
-      [stream](const StageResponse& r) { return stream->Write(to_buffer(r)); });
-  ByteBuffer bb;
-  int bad_in_a_row = 0;
-  grpc::Status end = grpc::Status::OK;
-  while (stream->Read(&bb)) {
-    StageRequest req;
-    if (!from_buffer(bb, &req)) {
-      writer->send(
-          error_response("", 0, StatusCode::INVALID_ARGUMENT,
-                         "malformed StageRequest: the bytes are not a swarm.v1.StageRequest"));
-      if (++bad_in_a_row >= kMaxBadMessagesInARow) {
-        end = grpc::Status(StatusCode::INVALID_ARGUMENT, "too many malformed messages");
-        break;
-      }
-      continue;
-    }
-    bad_in_a_row = 0;
-    handle(req, stream_id, writer, caller_key);
-  }
-  close_sessions_of_stream(stream_id);
-  writer->close();
-  return end;
+void StageServer::Impl::stream_started() {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  ++live_streams_;
+}
+
+void StageServer::Impl::stream_ended() {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  --live_streams_;
+  streams_cv_.notify_all();
 }
 
 void StageServer::Impl::handle(StageRequest& req, uint64_t stream_id,
-                               const std::shared_ptr<ResponseWriter>& writer,
-                               const std::string& caller) {
+                               const std::shared_ptr<ServerStream>& writer) {
   switch (req.kind_case()) {
     case StageRequest::kOpen:
-      open(req.open(), stream_id, writer, caller);
+      open(req.open(), stream_id, writer);
       return;
     case StageRequest::kStep:
-      step(*req.mutable_step(), writer, caller);
+      step(*req.mutable_step(), writer);
       return;
     case StageRequest::kCancel:
       cancel(req.cancel(), writer);
@@ -619,8 +877,7 @@ void StageServer::Impl::handle(StageRequest& req, uint64_t stream_id,
 }
 
 void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
-                             const std::shared_ptr<ResponseWriter>& writer,
-                             const std::string& caller) {
+                             const std::shared_ptr<ServerStream>& writer) {
   const std::string& id = o.session_id();
   auto refuse = [&](StatusCode code, const std::string& msg) {
     spdlog::info("session '{}' refused: {}", id.substr(0, 64), msg);
@@ -652,10 +909,11 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
                   "OpenSession.is_last: needs last_layer " + std::to_string(c.n_layer) + ", got " +
                       std::to_string(o.last_layer()) + " (this node serves " +
                       range_str(opt_.first_layer, opt_.last_layer) + ")");
-  if (o.max_length() <= 0)
-    return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.max_length: must be positive, got " +
-                                                    std::to_string(o.max_length()));
-  auto lease = quota_.open_session(caller);
+  if (o.max_length() <= 0 || o.max_length() > context_)
+    return refuse(StatusCode::INVALID_ARGUMENT,
+                  "OpenSession.max_length: must be 1 to " + std::to_string(context_) +
+                      " (this node's context), got " + std::to_string(o.max_length()));
+  auto lease = quota_->open_session(writer->caller());
   if (!lease.ok()) return refuse(StatusCode::RESOURCE_EXHAUSTED, lease.status().message());
   auto s = std::make_shared<Session>();
   s->quota_lease = std::move(lease).value();
@@ -676,40 +934,46 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
   s->owner_stream = stream_id;
   s->owner = writer;
   s->touch();
+  // Answers are sent outside mu_: a stream's send may end the stream, which
+  // closes its sessions under mu_.
+  std::optional<StageResponse> refusal;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (draining_) {
-      writer->send(
-          error_response(id, 0, StatusCode::UNAVAILABLE, "node is draining: no new sessions"));
-      return;
+      refusal = error_response(id, 0, StatusCode::UNAVAILABLE, "node is draining: no new sessions");
+    } else if (sessions_.size() >= static_cast<size_t>(opt_.max_sessions)) {
+      refusal = error_response(id, 0, StatusCode::RESOURCE_EXHAUSTED,
+                               "sessions: this node holds its limit of " +
+                                   std::to_string(opt_.max_sessions) + " (--max-sessions)");
+    } else if (sessions_.count(id)) {
+      refusal = error_response(id, 0, StatusCode::ALREADY_EXISTS,
+                               "OpenSession.session_id: '" + id + "' is already open on this node");
+    } else if (s->kv_bytes > opt_.kv_memory_bytes - kv_used_) {
+      refusal = error_response(id, 0, StatusCode::RESOURCE_EXHAUSTED,
+                               "KV memory: need " + std::to_string(s->kv_bytes) + " bytes, " +
+                                   std::to_string(opt_.kv_memory_bytes - kv_used_) + " free of " +
+                                   std::to_string(opt_.kv_memory_bytes));
+    } else {
+      s->cache = std::make_unique<KvCache>(s->first, s->last, model_->kv_dim(), s->max_length);
+      kv_used_ += s->kv_bytes;
+      sessions_[id] = s;
     }
-    if (sessions_.count(id)) {
-      writer->send(
-          error_response(id, 0, StatusCode::ALREADY_EXISTS,
-                         "OpenSession.session_id: '" + id + "' is already open on this node"));
-      return;
-    }
-    if (s->kv_bytes > opt_.kv_memory_bytes - kv_used_) {
-      writer->send(error_response(id, 0, StatusCode::RESOURCE_EXHAUSTED,
-                                  "KV memory: need " + std::to_string(s->kv_bytes) + " bytes, " +
-                                      std::to_string(opt_.kv_memory_bytes - kv_used_) +
-                                      " free of " + std::to_string(opt_.kv_memory_bytes)));
-      return;
-    }
-    s->cache = std::make_unique<KvCache>(s->first, s->last, model_->kv_dim(), s->max_length);
-    kv_used_ += s->kv_bytes;
-    sessions_[id] = s;
+  }
+  if (refusal) {
+    spdlog::info("session '{}' refused: {}", id.substr(0, 64), refusal->error().message());
+    writer->send(*refusal);
+    return;
   }
   spdlog::info("session '{}' opened by {}: layers {}{}{}, max_length {}, {} KV bytes",
-               id.substr(0, 64), caller, range_str(s->first, s->last), s->is_first ? " +embed" : "",
+               id.substr(0, 64), writer->caller(), range_str(s->first, s->last),
+               s->is_first ? " +embed" : "",
                s->is_last ? " +head" : "", s->max_length, s->kv_bytes);
   StageResponse r;
   r.mutable_opened()->set_session_id(id);
   writer->send(std::move(r));
 }
 
-void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>& writer,
-                             const std::string& caller) {
+void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ServerStream>& writer) {
   auto s = find(st.session_id());
   if (!s) {
     writer->send(error_response(st.session_id(), st.step_id(), StatusCode::NOT_FOUND,
@@ -765,6 +1029,15 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>
   if (s->is_last && st.next_hops_size() > 0)
     return fail(StatusCode::INVALID_ARGUMENT,
                 "Step.next_hops: given to the last stage (it holds the head)");
+  if (st.next_hops_size() > kMaxHopsPerStep)
+    return fail(StatusCode::INVALID_ARGUMENT, "Step.next_hops: " +
+                                                  std::to_string(st.next_hops_size()) +
+                                                  " hops, at most " +
+                                                  std::to_string(kMaxHopsPerStep));
+  if ((st.sample_all() || st.n_drafts() > 0) && n > kMaxSampledRows)
+    return fail(StatusCode::INVALID_ARGUMENT,
+                "Step.tokens: " + std::to_string(n) + " tokens in a step sampled at every " +
+                    "position (sample_all or drafts); at most " + std::to_string(kMaxSampledRows));
   for (const v1::Hop& h : st.next_hops()) {
     if (h.address().empty() || h.address().size() > 1024)
       return fail(StatusCode::INVALID_ARGUMENT, "Step.next_hops: a hop without a valid address");
@@ -778,10 +1051,22 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>
                   "Step.next_hops: public_key of " + std::to_string(h.public_key().size()) +
                       " bytes (an Ed25519 key has " + std::to_string(net::kPublicKeyBytes) + ")");
   }
+  if (st.next_hops_size() > 0) {
+    const v1::Hop& h = st.next_hops(0);
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (!s->outbound.count(hop_key(h)) && s->outbound.size() >= kMaxNextHopsPerSession)
+      return fail(StatusCode::RESOURCE_EXHAUSTED,
+                  "Step.next_hops[0]: " + h.address() + " would be this session's " +
+                      std::to_string(kMaxNextHopsPerSession + 1) +
+                      "th next stage; at most " + std::to_string(kMaxNextHopsPerSession));
+  }
   WorkItem w;
-  auto lease = quota_.start_step(caller);
+  auto lease = quota_->start_step(writer->caller());
   if (!lease.ok()) return fail(StatusCode::RESOURCE_EXHAUSTED, "Step: " + lease.status().message());
   w.quota_lease = std::move(lease).value();
+  // A plain run (a prefill or a replay) may run a part at a time; runs the
+  // last stage samples at every position may not.
+  w.chunkable = !st.sample_all() && st.n_drafts() == 0 && !st.continues_previous();
   if (s->is_first) {
     if (st.has_hidden())
       return fail(StatusCode::INVALID_ARGUMENT, "Step.hidden: must be absent at the first stage");
@@ -794,6 +1079,8 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ResponseWriter>
     if (!ds.ok()) return fail(StatusCode::INVALID_ARGUMENT, ds.message());
     st.clear_hidden();
   }
+  w.ticket = std::make_unique<InputTicket>(
+      writer, w.hidden.size() * sizeof(float) + static_cast<size_t>(n) * sizeof(int32_t));
   w.session = std::move(s);
   w.step = std::move(st);
   w.arrived = Clock::now();
@@ -816,7 +1103,7 @@ void StageServer::Impl::enqueue(WorkItem item) {
   item.session->owner->send(cancelled_response(*item.session, item.step.step_id()));
 }
 
-void StageServer::Impl::cancel(const v1::Cancel& c, const std::shared_ptr<ResponseWriter>& writer) {
+void StageServer::Impl::cancel(const v1::Cancel& c, const std::shared_ptr<ServerStream>& writer) {
   auto s = find(c.session_id());
   if (!s) {
     writer->send(error_response(c.session_id(), c.from_step_id(), StatusCode::NOT_FOUND,
@@ -860,17 +1147,17 @@ void StageServer::Impl::cancel(const v1::Cancel& c, const std::shared_ptr<Respon
   for (uint64_t id : dropped) s->owner->send(cancelled_response(*s, id));
   // The next stages hear it after the steps already pushed to them, on the same
   // streams, so those are still queued there (or running) when it arrives.
-  size_t forwarded = 0;
+  std::vector<std::shared_ptr<Outbound>> hops;
   {
     std::lock_guard<std::mutex> lock(s->mu);
-    if (!s->closed) {
-      for (auto& [addr, out] : s->outbound) {
-        StageRequest fwd;
-        *fwd.mutable_cancel() = c;
-        out->send(std::move(fwd));
-        ++forwarded;
-      }
-    }
+    if (!s->closed)
+      for (auto& [addr, out] : s->outbound) hops.push_back(out);
+  }
+  const size_t forwarded = hops.size();
+  for (const auto& out : hops) {
+    StageRequest fwd;
+    *fwd.mutable_cancel() = c;
+    out->send(std::move(fwd));
   }
   spdlog::debug("session '{}': cancel steps {}..{}: {} dropped here, {} us wasted, {} hops told",
                 s->id.substr(0, 64), c.from_step_id(), c.to_step_id(), dropped.size(), wasted_us,
@@ -887,7 +1174,7 @@ void StageServer::Impl::close_session(const std::shared_ptr<Session>& s, const s
     s->quota_lease.release();
     drained_cv_.notify_all();
   }
-  std::map<std::string, std::unique_ptr<Outbound>> outbound;
+  std::map<std::string, std::shared_ptr<Outbound>> outbound;
   {
     std::lock_guard<std::mutex> lock(s->mu);
     s->closed = true;
@@ -935,6 +1222,7 @@ void StageServer::Impl::reaper_loop() {
 void StageServer::Impl::scheduler_loop() {
   for (;;) {
     std::vector<WorkItem> batch;
+    std::vector<std::pair<std::shared_ptr<Session>, std::string>> truncate_errors;
     {
       std::unique_lock<std::mutex> lock(mu_);
       queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
@@ -944,9 +1232,14 @@ void StageServer::Impl::scheduler_loop() {
       work.reserve(queue_.size());
       for (const WorkItem& w : queue_) {
         const Session& s = *w.session;
-        work.push_back({reinterpret_cast<uintptr_t>(&s), s.closed.load(), w.truncate,
-                        !w.truncate && w.step.continues_previous(), w.step.tokens_size(), s.first,
-                        s.last});
+        work.push_back({.session = reinterpret_cast<uintptr_t>(&s),
+                        .session_closed = s.closed.load(),
+                        .truncate = w.truncate,
+                        .continuation = !w.truncate && w.step.continues_previous(),
+                        .tokens = w.truncate ? 0 : w.tokens() - w.done,
+                        .chunkable = w.chunkable,
+                        .first_layer = s.first,
+                        .last_layer = s.last});
       }
       const BatchPlan plan = plan_next_batch(work, opt_.max_batch_tokens);
       std::vector<bool> leaves(queue_.size(), false);
@@ -958,13 +1251,13 @@ void StageServer::Impl::scheduler_loop() {
       for (size_t i : plan.truncates) {
         Session& s = *queue_[i].session;
         const Status st = rewind_session(s, queue_[i].truncate_length);
-        if (!st.ok())
-          s.owner->send(error_response(s.id, 0, StatusCode::OUT_OF_RANGE,
-                                       "Truncate.length: " + st.message()));
+        if (!st.ok()) truncate_errors.emplace_back(queue_[i].session, st.message());
         leave(i);
       }
-      for (size_t i : plan.batch) {
+      for (size_t k = 0; k < plan.batch.size(); ++k) {
+        const size_t i = plan.batch[k];
         leave(i);
+        queue_[i].take = plan.take[k];
         batch.push_back(std::move(queue_[i]));
       }
       std::deque<WorkItem> stay;
@@ -972,19 +1265,60 @@ void StageServer::Impl::scheduler_loop() {
         if (!leaves[i]) stay.push_back(std::move(queue_[i]));
       queue_.swap(stay);
     }
-    if (!batch.empty()) run_batch(batch);
+    for (const auto& [s, message] : truncate_errors)
+      s->owner->send(error_response(s->id, 0, StatusCode::OUT_OF_RANGE, "Truncate.length: " + message));
+    if (batch.empty()) continue;
+    run_batch_safely(batch);
+    // What is left in `batch` are chunked steps with more to run: they go
+    // back to the front of the queue, ahead of their sessions' later items.
+    std::vector<WorkItem> cancelled;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+        if (is_cancelled(*it->session, it->step.step_id())) {
+          ++steps_cancelled_;
+          cancelled.push_back(std::move(*it));
+          continue;
+        }
+        ++it->session->queued;
+        queue_.push_front(std::move(*it));
+      }
+    }
+    for (WorkItem& w : cancelled) w.session->owner->send(cancelled_response(*w.session, w.step.step_id()));
   }
+}
+
+void StageServer::Impl::run_batch_safely(std::vector<WorkItem>& batch) {
+  std::vector<std::pair<std::shared_ptr<Session>, uint64_t>> steps;
+  for (const WorkItem& w : batch) steps.emplace_back(w.session, w.step.step_id());
+  std::string failure;
+  StatusCode code = StatusCode::INTERNAL;
+  try {
+    run_batch(batch);
+    return;
+  } catch (const std::bad_alloc&) {
+    failure = "out of memory running a batch of " + std::to_string(steps.size()) + " steps";
+    code = StatusCode::RESOURCE_EXHAUSTED;
+  } catch (const std::exception& e) {
+    failure = std::string("a batch failed: ") + e.what();
+  }
+  spdlog::error("{}", failure);
+  batch.clear();
+  for (const auto& [session, step_id] : steps)
+    session->owner->send(error_response(session->id, step_id, code, failure));
 }
 
 void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
   const auto start = Clock::now();
   const ModelConfig& c = model_->config();
   const int d = c.n_embd;
-  // Steps whose position does not continue their cache fail alone.
+  // Steps whose position does not continue their cache fail alone. Chunked
+  // steps with more to run are handed back in `items`.
+  std::vector<WorkItem> more;
   std::vector<WorkItem*> batch;
   for (WorkItem& w : items) {
     Session& s = *w.session;
-    if (w.step.rewind() && w.step.position() <= s.cache->length())
+    if (w.done == 0 && w.step.rewind() && w.step.position() <= s.cache->length())
       (void)rewind_session(s, w.step.position());
     if (w.step.continues_previous() && s.is_last &&
         (w.step.position() != s.cache->length() || s.last_row_at != w.step.position())) {
@@ -997,28 +1331,37 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
       s.owner->send(cancelled_response(s, w.step.step_id()));
       continue;
     }
-    if (w.step.position() != s.cache->length()) {
+    if (w.step.position() + w.done != s.cache->length()) {
       s.owner->send(error_response(s.id, w.step.step_id(), StatusCode::FAILED_PRECONDITION,
                                    "Step.position: " + std::to_string(w.step.position()) +
+                                       (w.done ? " + " + std::to_string(w.done) + " run" : "") +
                                        ", but the session's cache holds " +
                                        std::to_string(s.cache->length()) + " positions"));
       continue;
     }
     batch.push_back(&w);
   }
+  // Whatever happens below, chunked steps with more to run go back.
+  struct HandBack {
+    std::vector<WorkItem>& items;
+    std::vector<WorkItem>& more;
+    ~HandBack() { items.swap(more); }
+  } hand_back{items, more};
   if (batch.empty()) return;
   int64_t total = 0;
-  for (WorkItem* w : batch) total += w->step.tokens_size();
+  for (WorkItem* w : batch) total += w->take;
   std::vector<float> hidden(static_cast<size_t>(total) * d);
   std::vector<SeqChunk> chunks;
   Status st;
   int64_t row = 0;
   for (WorkItem* w : batch) {
-    const int64_t n = w->step.tokens_size();
+    const int64_t n = w->take;
     if (w->session->is_first)
-      st = model_->embed(w->step.tokens().data(), n, hidden.data() + row * d);
+      st = model_->embed(w->step.tokens().data() + w->done, n, hidden.data() + row * d);
     else
-      std::copy(w->hidden.begin(), w->hidden.end(), hidden.begin() + row * d);
+      std::copy(w->hidden.begin() + static_cast<int64_t>(w->done) * d,
+                w->hidden.begin() + static_cast<int64_t>(w->done + n) * d,
+                hidden.begin() + row * d);
     if (!st.ok()) break;
     chunks.push_back({w->session->cache.get(), static_cast<int>(n)});
     row += n;
@@ -1031,8 +1374,9 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
     std::vector<float> rows;
     row = 0;
     for (WorkItem* w : batch) {
-      const int64_t n = w->step.tokens_size();
-      if (w->session->is_last) {
+      const int64_t n = w->take;
+      // A chunk before the last samples nothing: only the step's end does.
+      if (w->session->is_last && w->final_chunk()) {
         const int64_t lead = n - w->step.n_drafts();
         const int64_t from = w->step.sample_all()     ? 0
                              : w->step.n_drafts() > 0 ? std::max<int64_t>(0, lead - 1)
@@ -1048,11 +1392,11 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
       int64_t r = 0;
       for (size_t i = 0; st.ok() && i < batch.size(); ++i) {
         WorkItem& w = *batch[i];
-        if (!w.session->is_last) continue;
+        if (!w.session->is_last || !w.final_chunk()) continue;
         Sampler& sampler = *w.session->sampler;
         const int n = w.step.tokens_size();
         const int p = w.step.position();
-        snapshot_sampler(*w.session, p);
+        if (w.done == 0) snapshot_sampler(*w.session, p);
         if (w.step.n_drafts() > 0) {
           r = verify_drafts(*w.session, w.step, logits.data(), r, c.n_vocab, &sampled[i]);
         } else if (w.step.sample_all()) {
@@ -1065,12 +1409,19 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
             if (j + 1 < n) snapshot_sampler(*w.session, p + j + 1);
           }
         } else {
-          for (int j = 0; j < n; ++j) sampler.accept(w.step.tokens(j));
+          for (int j = w.done; j < n; ++j) sampler.accept(w.step.tokens(j));
           remember_last_row(*w.session, logits.data() + r * c.n_vocab, c.n_vocab, p + n);
           sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab));
         }
       }
     }
+  }
+  // A last stage's chunk before the step's end: its tokens enter the
+  // sampler's history (the snapshot at the step's start is taken first).
+  for (WorkItem* w : batch) {
+    if (!st.ok() || !w->session->is_last || w->final_chunk()) continue;
+    if (w->done == 0) snapshot_sampler(*w->session, w->step.position());
+    for (int j = w->done; j < w->done + w->take; ++j) w->session->sampler->accept(w->step.tokens(j));
   }
   auto done = Clock::now();
   if (opt_.slowdown > 1) {
@@ -1109,7 +1460,11 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
     for (size_t i = 0; i < batch.size(); ++i) {
       Session& s = *batch[i]->session;
       const uint64_t id = batch[i]->step.step_id();
-      const int64_t share = compute_us * batch[i]->step.tokens_size() / std::max<int64_t>(1, total);
+      const int64_t share = compute_us * batch[i]->take / std::max<int64_t>(1, total);
+      if (!batch[i]->final_chunk()) {
+        batch[i]->compute_us += share;
+        continue;
+      }
       cancelled[i] = is_cancelled(s, id);
       if (cancelled[i]) {
         ++steps_cancelled_;
@@ -1125,16 +1480,35 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
   for (size_t i = 0; i < batch.size(); ++i) {
     WorkItem& w = *batch[i];
     Session& s = *w.session;
-    const int64_t n = w.step.tokens_size();
+    if (!w.final_chunk()) {
+      // More to run: keep this chunk's output (a stage before the last) and
+      // hand the step back to the queue.
+      if (!s.is_last) {
+        w.out.reserve(static_cast<size_t>(w.tokens()) * d);
+        w.out.insert(w.out.end(), hidden.begin() + row * d, hidden.begin() + (row + w.take) * d);
+      }
+      row += w.take;
+      w.done += w.take;
+      w.take = 0;
+      more.push_back(std::move(w));
+      continue;
+    }
+    const int64_t n = w.tokens();
+    // The step's output rows: this batch's, or the chunks' collected.
+    const float* output = hidden.data() + row * d;
+    if (w.done > 0 && !s.is_last) {
+      w.out.insert(w.out.end(), hidden.begin() + row * d, hidden.begin() + (row + w.take) * d);
+      output = w.out.data();
+    }
     if (cancelled[i]) {
       s.owner->send(cancelled_response(s, w.step.step_id()));
-      row += n;
+      row += w.take;
       continue;
     }
     v1::StageTiming timing;
     timing.set_address(address_);
     timing.set_queue_us(us_between(w.arrived, start));
-    timing.set_compute_us(compute_us);
+    timing.set_compute_us(compute_us + w.compute_us);
     timing.set_batch_tokens(static_cast<int32_t>(total));
     if (w.step.next_hops_size() > 0) {
       StageRequest req;
@@ -1143,7 +1517,7 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
       out->set_step_id(w.step.step_id());
       *out->mutable_tokens() = w.step.tokens();
       out->set_position(w.step.position());
-      net::encode_tensor(hidden.data() + row * d, n, d, w.step.wire_dtype(), out->mutable_hidden());
+      net::encode_tensor(output, n, d, w.step.wire_dtype(), out->mutable_hidden());
       out->mutable_next_hops()->CopyFrom(w.step.next_hops());
       out->mutable_next_hops()->erase(out->mutable_next_hops()->begin());
       out->set_sample_all(w.step.sample_all());
@@ -1165,18 +1539,22 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
         if (w.step.n_drafts() > 0)
           r->set_accepted_drafts(static_cast<int32_t>(sampled[i].size()) - 1);
       } else
-        net::encode_tensor(hidden.data() + row * d, n, d, w.step.wire_dtype(), r->mutable_hidden());
+        net::encode_tensor(output, n, d, w.step.wire_dtype(), r->mutable_hidden());
       *r->mutable_timings() = w.step.timings();
       *r->add_timings() = timing;
       r->set_length(s.cache->length());
       s.owner->send(std::move(resp));
     }
-    row += n;
+    row += w.take;
   }
 }
 
 void StageServer::Impl::push(const std::shared_ptr<Session>& s, const v1::Hop& hop,
                              StageRequest req) {
+  // Sent outside the session's lock: a send that fails at once answers the
+  // owner, which may end its stream and close this session.
+  std::shared_ptr<Outbound> target;
+  {
   std::lock_guard<std::mutex> lock(s->mu);
   if (s->closed) return;
   // Validated in step(): empty or exactly one key's bytes.
@@ -1184,22 +1562,23 @@ void StageServer::Impl::push(const std::shared_ptr<Session>& s, const v1::Hop& h
   std::copy(hop.public_key().begin(), hop.public_key().end(), key.begin());
   const std::string pin =
       hop.public_key().empty() ? std::string() : net::to_hex(key.data(), key.size());
-  auto& out = s->outbound[hop.address() + "@" + pin];
+  auto& out = s->outbound[hop_key(hop)];
   if (!out) {
     std::weak_ptr<Session> weak = s;
     const std::string addr = hop.address();
     const std::string hop_desc =
         addr + " (layers " + range_str(hop.first_layer(), hop.last_layer()) +
         (pin.empty() ? ")" : ", pinned to node " + net::node_id_of(key) + ")");
-    out = std::make_unique<Outbound>(
-        channels_.get(addr, pin), opt_.link_delay_ms,
-        [weak, hop_desc](const StageRequest& r) {
+    out = Outbound::Create(
+        channels_.get(addr, pin), std::chrono::milliseconds(opt_.link_delay_ms), timer_,
+        kMaxOutboundBytes,
+        [weak, hop_desc](const StageRequest& r, const std::string& why) {
           // A forwarded Cancel that cannot be delivered needs no answer: the
           // steps it was about failed to reach the hop too, and said so.
           if (r.kind_case() != StageRequest::kStep) return;
           if (auto s = weak.lock())
             s->owner->send(error_response(s->id, r.step().step_id(), StatusCode::UNAVAILABLE,
-                                          "next hop " + hop_desc + " is unreachable"));
+                                          "next hop " + hop_desc + ": " + why));
         },
         [weak, hop_desc](const StageResponse& resp) {
           // The next stage answers its sessions' owner, not us; what comes back
@@ -1211,7 +1590,9 @@ void StageServer::Impl::push(const std::shared_ptr<Session>& s, const v1::Hop& h
           s->owner->send(std::move(copy));
         });
   }
-  out->send(std::move(req));
+  target = out;
+  }
+  target->send(std::move(req));
 }
 
 void StageServer::Impl::info(v1::InfoResponse* r) {

@@ -1,12 +1,20 @@
 // The stage server: serves a contiguous range of a model's layers to sessions
 // opened by gateways, over the swarm.v1.Stage gRPC service (doc/protocol.md).
 //
-// Threads: gRPC's sync server runs one handler thread per open stream, which
-// parses and validates what arrives and queues it; one scheduler thread runs the
-// queued steps, steps of different sessions together in one batch; every stream
-// this node writes to has its own writer thread (DelayedWriter), so neither the
-// scheduler nor a reader ever waits on the network; a reaper thread expires idle
-// sessions.
+// Threads: a fixed number, whatever the callers do. Streams are served on
+// gRPC's callback API (its own fixed pool parses, validates and queues what
+// arrives, and writes answers); one scheduler thread runs the queued steps,
+// steps of different sessions together in one batch, long prompts in chunks
+// between other sessions' steps; the compute pool; one timer thread (the
+// emulated link delay); a reaper thread expires idle sessions. Pushes to next
+// stages are callback streams too, so neither the scheduler nor a reader ever
+// waits on the network.
+//
+// Bounded against hostile callers (doc/protocol.md, "Limits"): sessions in
+// all, a session's context, tokens a step may sample, hops a step names and
+// next stages a session pushes to, bytes waiting on each stream; a caller that
+// does not read its answers is not read either. A failed step fails its
+// session only.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +26,9 @@
 
 namespace swarm::node {
 
+class ServerStream;
+class SessionReactor;
+
 struct NodeOptions {
   std::string model_path;
   int first_layer = 0;
@@ -27,7 +38,9 @@ struct NodeOptions {
   double idle_timeout_s = 300;            // a session without messages this long is closed
   int link_delay_ms = 0;                  // every message sent leaves this much later
   int threads = 0;                        // compute threads; 0: all cores
-  int max_batch_tokens = 512;             // tokens in one batch (a larger step runs alone)
+  int max_batch_tokens = 512;             // tokens in one batch (a longer prompt runs in chunks)
+  int context = 0;        // positions one session may hold; 0: the model's trained context
+  int max_sessions = 256; // sessions open at once, from all callers
   bool no_mmap = false;                   // read weights into huge-page memory (faster decode)
   // Key file of the node's Ed25519 identity (swarm keygen). Set: the node serves
   // TLS only, with a certificate holding that key (net/tls.h), and reports the
@@ -40,7 +53,7 @@ struct NodeOptions {
   bool allow_anonymous = false;
   std::string allow;
   // Sessions and queued steps per caller (its node id, or its IP address
-  // without one) and sessions in all.
+  // without one); the total is max_sessions, not quota.sessions_total.
   CallerQuotaLimits quota;
   // >= 1: after each batch, wait (slowdown - 1) x its compute time, so the node
   // behaves like a machine that many times slower (benchmarks of a slow stage).
@@ -84,6 +97,9 @@ class StageServer {
 
  private:
   class Impl;
+  // The streams the server reads from and writes to (stage_server.cc).
+  friend class ServerStream;
+  friend class SessionReactor;
   explicit StageServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make bench: the engine on synthetic TinyLlama-1.1B in Q4_K_M, Q8_0 and F16
-# (the shapes of ../shared/ANCHORS.md), the matmul kernels alone, then the swarm
+# (the shapes doc/performance.md compares llama.cpp on), the matmul kernels alone, then the swarm
 # against one process (bench/swarm_bench.sh) and recovery from a killed stage
 # (bench/recovery_bench.sh), and a pipeline with one stage slowed by --slowdown
 # (bench/slowdown_bench.sh), and speculation on the shipped KJV pair

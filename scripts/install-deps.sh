@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs, from Debian's own packages, everything SwarmInfer builds against.
 # Idempotent: packages already present are skipped, so `make` may call it every time.
-# `install-deps.sh --train` adds what tools/train_models.sh needs (PyTorch, the corpus);
-# building and running SwarmInfer never needs those.
+# `--tests` adds Node.js and npm, which only the OpenAI-client test needs (`make
+# test` passes it; `make demo` does not wait for them). `--train` adds what
+# tools/train_models.sh needs (PyTorch, the corpus); building and running
+# SwarmInfer never needs those.
 set -euo pipefail
 
 PACKAGES=(
@@ -12,12 +14,19 @@ PACKAGES=(
   libpcre2-dev libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc libsodium-dev libssl-dev libcpp-httplib-dev
   libopendht-dev
+  curl  # the README's examples talk to the HTTP API with it
 )
-if [ "${1:-}" = "--train" ]; then
-  # libopenblas0-pthread: without an optimised BLAS Debian's torch falls back to
-  # reference BLAS, several times slower.
-  PACKAGES+=(python3-torch python3-numpy libopenblas0-pthread bible-kjv bible-kjv-text)
-fi
+tests=0
+for arg in "$@"; do
+  case "$arg" in
+    --tests) tests=1 ;;
+    --train)
+      # libopenblas0-pthread: without an optimised BLAS Debian's torch falls back to
+      # reference BLAS, several times slower.
+      PACKAGES+=(python3-torch python3-numpy libopenblas0-pthread bible-kjv bible-kjv-text) ;;
+    *) echo "install-deps: unknown option $arg (--tests, --train)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -28,7 +37,7 @@ done
 
 # Node.js runs the OpenAI-client test. Machines that ship their own Node keep it
 # (Debian's npm would conflict with it); others get Debian's.
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+if [ $tests -eq 1 ] && { ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; }; then
   missing+=(nodejs npm)
 fi
 
@@ -36,9 +45,24 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
-echo "install-deps: installing ${missing[*]}"
 SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: missing ${missing[*]}; run this as root (or install sudo)" >&2
+    exit 1
+  fi
+  SUDO="sudo"
+fi
+# apt and dpkg print a few lines per package; they go to a log, shown if it fails.
+log=$(mktemp "${TMPDIR:-/tmp}/swarm-install-deps.XXXXXX")
+echo "install-deps: installing with apt-get (a few minutes): ${missing[*]}"
+start=$SECONDS
+if ! { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+         "${missing[@]}"; } >"$log" 2>&1; then
+  echo "install-deps: apt-get failed; the end of its output ($log):" >&2
+  tail -n 40 "$log" >&2
+  exit 1
+fi
+rm -f "$log"
+echo "install-deps: ${#missing[@]} packages installed in $((SECONDS - start)) s"

@@ -41,7 +41,7 @@ class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
     model_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
-    if (model_.empty()) GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
+    ASSERT_FALSE(model_.empty()) << "tiny-llama-Q8_0.gguf is missing from tests/data";
     ids_ = read_raw<int32_t>(find_testdata("tiny-llama/ref/Q8_0/p0_ids.i32"));
   }
   std::string model_;
@@ -189,7 +189,7 @@ TEST_F(CliTest, BadInputGetsAClearErrorAndNonZeroExit) {
 // `swarm convert` end to end: the file it writes tokenizes and computes as the
 // folder does, and bad input exits non-zero, names the problem, leaves no file.
 TEST(CliConvert, ConvertedFileTokenizesAndComputesLikeTheFolder) {
-  if (find_testdata("tiny-qwen2/hf/model.safetensors").empty()) GTEST_SKIP() << "../shared/testdata is absent";
+  ASSERT_FALSE(find_testdata("tiny-qwen2/hf/model.safetensors").empty()) << "tiny-qwen2/hf is missing from tests/data";
   const std::string hf = find_testdata("tiny-qwen2/hf"), out = temp("qwen2-F32.gguf");
   CmdResult r = swarm("convert " + hf + " -o " + out + " --type F32");
   ASSERT_EQ(r.code, 0) << r.out;

@@ -90,7 +90,7 @@ TEST_F(SpeculationTest, OffDecodesEveryStepPlainly) {
 
 TEST_F(SpeculationTest, GreedyDraftModelSpeculationGivesExactlyThePlainText) {
   const std::string draft = find_testdata("tiny-llama/gguf/tiny-llama-Q4_K_M.gguf");
-  if (draft.empty()) GTEST_SKIP() << "needs tiny-llama-Q4_K_M.gguf";
+  ASSERT_FALSE(draft.empty()) << "tiny-llama-Q4_K_M.gguf is missing from tests/data";
   const std::string want = single_process(kPlainPrompt, 32);
   ASSERT_TRUE(start({"--speculate", "draft:" + draft, "--spec-max-draft", "6"}));
   const json got = complete(kPlainPrompt, 32);
@@ -103,7 +103,7 @@ TEST_F(SpeculationTest, GreedyDraftModelSpeculationGivesExactlyThePlainText) {
 
 TEST_F(SpeculationTest, SampledSpeculationCompletesWithEveryToken) {
   const std::string draft = find_testdata("tiny-llama/gguf/tiny-llama-Q4_K_M.gguf");
-  if (draft.empty()) GTEST_SKIP() << "needs tiny-llama-Q4_K_M.gguf";
+  ASSERT_FALSE(draft.empty()) << "tiny-llama-Q4_K_M.gguf is missing from tests/data";
   ASSERT_TRUE(start({"--speculate", "draft:" + draft}));
   for (int i = 0; i < 2; ++i) {
     const json got = complete(kRepetitive, 24, 0.8);

@@ -51,8 +51,7 @@ class SwarmHarness : public ::testing::Test {
  protected:
   void SetUp() override {
     model_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
-    if (model_.empty())
-      GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
+    ASSERT_FALSE(model_.empty()) << "tiny-llama-Q8_0.gguf is missing from tests/data";
     const ::testing::TestInfo* t = ::testing::UnitTest::GetInstance()->current_test_info();
     std::string name = std::string(t->test_suite_name()) + "_" + t->name();
     std::replace(name.begin(), name.end(), '/', '_');  // parameterized tests' names

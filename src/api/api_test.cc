@@ -166,7 +166,7 @@ class ApiTest : public ::testing::Test {
     fake_ = new FakeBackend;
     ApiOptions f = o;
     f.model_names = {"fake"};
-    f.max_body_bytes = 4096;
+    f.http.max_body_bytes = 4096;
     f.log = nullptr;
     auto fs = OpenAiServer::Create(f, *fake_);
     ASSERT_TRUE(fs.ok());
@@ -183,7 +183,7 @@ class ApiTest : public ::testing::Test {
     delete tok_;
   }
   void SetUp() override {
-    if (server_ == nullptr) GTEST_SKIP() << kModel << " not found";
+    ASSERT_NE(server_, nullptr) << kModel << " is missing from tests/data or did not load";
   }
 
   static Reply post(const std::string& path, const json& body) {

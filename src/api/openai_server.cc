@@ -1,7 +1,6 @@
 #include "api/openai_server.h"
 
 #include <httplib.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -200,8 +199,12 @@ Result<std::unique_ptr<OpenAiServer>> OpenAiServer::Create(ApiOptions options,
   for (const std::string& n : options.model_names)
     if (n.empty()) return Status::InvalidArgument("a model name must not be empty");
   if (options.tokenizer == nullptr) return Status::InvalidArgument("the API needs a tokenizer");
-  if (options.http_threads < 1)
-    return Status::InvalidArgument("the API needs at least one HTTP thread");
+  const HttpLimits& h = options.http;
+  if (h.warm_threads < 0 || h.max_connections < 1 || h.max_connections_per_client < 1 ||
+      h.max_header_count < 1 || h.max_header_bytes < 1024 || h.listen_backlog < 1 ||
+      h.max_requests_per_connection < 1 || h.header_timeout.count() <= 0 ||
+      h.body_timeout.count() <= 0 || h.idle_timeout.count() <= 0 || h.write_timeout.count() <= 0)
+    return Status::InvalidArgument("HTTP limits: every count and timeout must be positive");
   std::string note;
   auto family = choose_chat_family(options.chat_template, options.chat_template_override, &note);
   if (!family.ok()) return family.status();
@@ -215,7 +218,18 @@ OpenAiServer::OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatF
       backend_(backend),
       family_(family),
       family_note_(std::move(note)),
-      http_(std::make_unique<httplib::Server>()) {
+      http_(std::make_unique<HttpServer>(
+          options_.http,
+          [](int status, const std::string& message) {
+            ApiError e{status, message, status >= 500 ? "server_error" : "invalid_request_error",
+                       "", ""};
+            if (status == 429) {
+              e.type = "requests";
+              e.code = "rate_limit_exceeded";
+            }
+            return dump(e.body());
+          },
+          options_.log)) {
   install_routes();
 }
 
@@ -228,46 +242,17 @@ int OpenAiServer::context_length() const {
 }
 
 Result<int> OpenAiServer::listen(const std::string& host, int port) {
-  if (listener_.joinable()) return Status::InvalidArgument("the server is already listening");
-  int bound = port;
-  if (port == 0) {
-    bound = http_->bind_to_any_port(host);
-    if (bound < 0) return Status::IOError("cannot listen on " + host + ": no free port");
-  } else if (port < 0 || port > 65535 || !http_->bind_to_port(host, port)) {
-    return Status::IOError("cannot listen on " + host + ":" + std::to_string(port));
-  }
-  auto ended = std::make_shared<std::atomic<bool>>(false);
-  listener_ = std::thread([this, ended] {
-    http_->listen_after_bind();
-    *ended = true;
-  });
-  // Return only once stop() can stop it.
-  while (!http_->is_running() && !*ended) std::this_thread::yield();
-  if (*ended) {
-    listener_.join();
-    return Status::IOError("the HTTP server on " + host + ":" + std::to_string(bound) +
-                           " ended at once");
-  }
-  return bound;
+  return http_->start(host, port);
 }
 
 void OpenAiServer::stop() {
   stopping_ = true;
+  backend_.release_waiting();  // requests queued for capacity must not hold the stop up
   if (http_) http_->stop();
-  if (listener_.joinable()) listener_.join();
 }
 
 void OpenAiServer::install_routes() {
   httplib::Server& s = *http_;
-  const int threads = options_.http_threads;
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  s.set_payload_max_length(options_.max_body_bytes);
-  // httplib's default adds SO_REUSEPORT, which lets a second server bind a port
-  // in use and silently share its connections; a busy port must be an error.
-  s.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
   s.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
   const int64_t started = static_cast<int64_t>(std::time(nullptr));
 
@@ -275,7 +260,11 @@ void OpenAiServer::install_routes() {
       httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours already
         ApiError e{res.status, "", "invalid_request_error", "", ""};
-        if (res.status == 404)
+        if (auto refusal = HttpServer::current_refusal()) {  // a deadline or a size limit
+          res.status = e.http_status = refusal->status;
+          e.message = refusal->message;
+          res.set_header("Connection", "close");
+        } else if (res.status == 404)
           e.message = "Invalid URL (" + req.method + " " + req.path + ")";
         else if (res.status == 413)
           e.message = "The request body is too large.";

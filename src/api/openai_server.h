@@ -8,7 +8,9 @@
 //
 // Requests are served concurrently by a pool of HTTP threads, all calling the
 // backend at once, which batches them. Every error is OpenAI's JSON error body
-// with the matching status; no request body can crash the server.
+// with the matching status; no request body can crash the server. Connections
+// pass through HttpServer first: deadlines, connection caps and size limits
+// (doc/http-api.md).
 #pragma once
 
 #include <atomic>
@@ -19,16 +21,11 @@
 #include <thread>
 #include <vector>
 
+#include "api/http_server.h"
 #include "engine/chat_template.h"
 #include "engine/status.h"
 #include "engine/tokenizer.h"
 #include "pipeline/generation.h"
-
-namespace httplib {
-class Server;
-struct Request;
-struct Response;
-}  // namespace httplib
 
 namespace swarm {
 
@@ -41,9 +38,9 @@ struct ApiOptions {
   std::string chat_template_override;  // --chat-template NAME; "" = detect from chat_template
   int context_length = 0;              // <= 0 or above the backend's: the backend's
   int default_max_tokens = -1;         // for requests that give none; -1: until the context is full
-  int http_threads = 32;
-  size_t max_body_bytes = 16u << 20;
-  // Called once per finished completion with a one-line summary; may be empty.
+  HttpLimits http;  // deadlines, connection caps, size limits, worker threads
+  // Called once per finished completion with a one-line summary, and for what
+  // the HTTP front door refuses or cuts off (rate-limited); may be empty.
   std::function<void(const std::string&)> log;
 };
 
@@ -66,6 +63,8 @@ class OpenAiServer {
   // What chose the chat family, for the caller to log once.
   const std::string& chat_family_note() const { return family_note_; }
   int context_length() const;
+  // The HTTP front door's counters (connections, threads, refusals).
+  HttpServer::Stats http_stats() const { return http_->stats(); }
 
  private:
   OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family, std::string note);
@@ -76,8 +75,7 @@ class OpenAiServer {
   GenerationBackend& backend_;
   ChatFamily family_;
   std::string family_note_;
-  std::unique_ptr<httplib::Server> http_;
-  std::thread listener_;
+  std::unique_ptr<HttpServer> http_;
   std::atomic<bool> stopping_{false};
 };
 

@@ -14,6 +14,38 @@ std::string default_model_name(std::string path) {
   return name;
 }
 
+void add_http_flags(CLI::App* cmd, HttpFlags& f) {
+  cmd->add_option("--http-threads", f.threads,
+                  "HTTP worker threads kept ready (default 32; more start as connections need "
+                  "them, up to --max-connections)")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-connections", f.max_connections,
+                  "HTTP connections open at once; more are answered 503 (default 1024)")
+      ->check(CLI::Range(1, 65536));
+  cmd->add_option("--max-connections-per-client", f.max_connections_per_client,
+                  "HTTP connections open at once from one IP address; more are answered 429 "
+                  "(default 128)")
+      ->check(CLI::Range(1, 65536));
+  cmd->add_option("--http-header-timeout", f.header_timeout_s,
+                  "Seconds a request line and its headers may take to arrive, in all (default "
+                  "10); later: 408 and the connection is closed")
+      ->check(CLI::Range(0.01, 3600.0));
+  cmd->add_option("--http-body-timeout", f.body_timeout_s,
+                  "Seconds a request body may take to arrive, in all (default 60)")
+      ->check(CLI::Range(0.01, 3600.0));
+}
+
+HttpLimits http_limits(const HttpFlags& f) {
+  auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000 + 0.5)); };
+  HttpLimits h;
+  h.warm_threads = f.threads;
+  h.max_connections = f.max_connections;
+  h.max_connections_per_client = f.max_connections_per_client;
+  h.header_timeout = ms(f.header_timeout_s);
+  h.body_timeout = ms(f.body_timeout_s);
+  return h;
+}
+
 sigset_t block_stop_signals() {
   sigset_t signals;
   sigemptyset(&signals);

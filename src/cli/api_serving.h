@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <string>
 
 #include "api/openai_server.h"
@@ -13,6 +14,14 @@ namespace swarm::cli {
 
 // "dir/tiny-llama-Q8_0.gguf" -> "tiny-llama-Q8_0"; a folder -> its name.
 std::string default_model_name(std::string path);
+
+// The HTTP front door's flags (doc/http-api.md), shared by serve and gateway.
+struct HttpFlags {
+  int threads = 32, max_connections = 1024, max_connections_per_client = 128;
+  double header_timeout_s = 10, body_timeout_s = 60;
+};
+void add_http_flags(CLI::App* cmd, HttpFlags& flags);
+HttpLimits http_limits(const HttpFlags& flags);
 
 // Blocks SIGINT and SIGTERM in this thread (and so in every thread started after),
 // returning the set to wait on. Call before starting any thread.

@@ -67,7 +67,7 @@ void register_chat(CLI::App& app) {
     });
     std::printf("\n");
     std::fflush(stdout);
-    check(st);
+    if (!st.ok()) fail(st.message());  // the server's own words, as it sent them
     const double gen = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_first).count();
     const int completion = usage.is_object() ? usage.value("completion_tokens", chunks) : chunks;
     std::fprintf(stderr, "%d prompt tokens, %d generated; first token after %.2f s, then %.1f tok/s\n",

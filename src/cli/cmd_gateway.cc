@@ -2,6 +2,7 @@
 //               [--dht-listen HOST:PORT] [--dht-refresh S] [--relay] [--wire-f16]
 //               [-c CTX] [-n N] [--chat-template NAME] [--model-name NAME]
 //               [--speculate auto|off|ngram|draft:MODEL] [--spec-max-draft N]
+//               [--max-queue N] [--queue-timeout S] [HTTP limits: doc/http-api.md]
 //               [--identity KEYFILE]
 // The OpenAI-compatible HTTP API in front of a swarm: loads only the model's
 // tokenizer and metadata, finds a chain of peers covering every layer, and
@@ -40,8 +41,10 @@ struct GatewayOptions {
   std::string identity;
   double dht_refresh_s = 10;
   std::vector<std::string> names;
-  int ctx = 0, n_predict = -1, http_threads = 32, step_timeout_ms = 60000, link_delay_ms = 0;
+  int ctx = 0, n_predict = -1, step_timeout_ms = 60000, link_delay_ms = 0, max_queue = 256;
+  double queue_timeout_s = 60;
   bool relay = false, wire_f16 = false;
+  HttpFlags http;
   std::string speculate = "off";
   int spec_max_draft = 16, draft_threads = 1;
 };
@@ -137,7 +140,13 @@ void register_gateway(CLI::App& app) {
       ->check(CLI::Range(-1, 1 << 24));
   cmd->add_option("--chat-template", o->chat_template, "Override the template family (" + chat_family_names() + ")");
   cmd->add_option("--model-name", o->names, "Name to serve the model under (repeatable; default: the file's name)");
-  cmd->add_option("--http-threads", o->http_threads, "HTTP worker threads (default 32)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--max-queue", o->max_queue,
+                  "Requests that may wait for KV memory on a full chain; more get 503 (default 256)")
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--queue-timeout", o->queue_timeout_s,
+                  "Seconds a request may wait for KV memory on a full chain before a 503 (default 60)")
+      ->check(CLI::Range(0.001, 1e6));
+  add_http_flags(cmd, o->http);
   cmd->add_option("--link-delay-ms", o->link_delay_ms, "Delay every step the gateway sends by this much (WAN emulation)")
       ->check(CLI::Range(0, 60000));
   cmd->add_option("--speculate", o->speculate,
@@ -174,8 +183,10 @@ void register_gateway(CLI::App& app) {
     auto source = open_model_source(o->model);
     check(source.status());
     check(check_model_tensors(*source));
-    auto id = net::model_content_id(*source);
-    check(id.status());
+    auto ids = net::model_ids(*source);
+    check(ids.status());
+    const std::string* id = &ids->model_id;
+    po.layout_id = ids->layout_id;
     const ModelConfig& cfg = source->config;
     auto tok = load_tokenizer(o->model, cfg.n_vocab);
 
@@ -184,6 +195,8 @@ void register_gateway(CLI::App& app) {
     po.context_length = o->ctx > 0 ? o->ctx : std::min(cfg.n_ctx_train, 8192);
     po.step_timeout = std::chrono::milliseconds(o->step_timeout_ms);
     po.link_delay = std::chrono::milliseconds(o->link_delay_ms);
+    po.max_queue = o->max_queue;
+    po.queue_timeout = std::chrono::milliseconds(static_cast<int64_t>(o->queue_timeout_s * 1000 + 0.5));
     if (po.speculation.mode == SpeculationMode::kDraft) {
       auto draft = DraftModel::Load(po.speculation.draft_model, cfg.n_vocab, o->draft_threads);
       if (!draft.ok()) fail("--speculate: " + draft.status().message());
@@ -213,7 +226,7 @@ void register_gateway(CLI::App& app) {
     api.chat_template = model_chat_template(*source);
     api.chat_template_override = o->chat_template;
     api.default_max_tokens = o->n_predict;
-    api.http_threads = o->http_threads;
+    api.http = http_limits(o->http);
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
     serve_until_signal(api, backend, o->listen, signals);
   });

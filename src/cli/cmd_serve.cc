@@ -1,5 +1,6 @@
 // swarm serve -m MODEL [--listen HOST:PORT] [-t N] [-c CTX] [-n N] [--chat-template NAME]
-//             [--model-name NAME ...]
+//             [--model-name NAME ...] [--parallel N] [--kv-memory BYTES] [--max-queue N]
+//             [--queue-timeout S] [HTTP limits: doc/http-api.md]
 // One model in this process behind the OpenAI-compatible HTTP API, like
 // llama-server: concurrent requests are batched. Prints "listening on
 // HOST:PORT" once connections are accepted; SIGINT or SIGTERM stops it.
@@ -9,6 +10,7 @@
 #include "cli/api_serving.h"
 #include "cli/common.h"
 #include "engine/chat_template.h"
+#include "engine/kv_cache.h"
 #include "engine/tokenizer.h"
 #include "pipeline/local_backend.h"
 
@@ -16,10 +18,12 @@ namespace swarm::cli {
 namespace {
 
 struct ServeOptions {
-  std::string model, listen = "127.0.0.1:8080", chat_template;
+  std::string model, listen = "127.0.0.1:8080", chat_template, kv_memory;
   std::vector<std::string> names;
-  int threads = 0, ctx = 0, n_predict = -1, parallel = 64, http_threads = 32;
+  int threads = 0, ctx = 0, n_predict = -1, parallel = 64, max_queue = 256;
+  double queue_timeout_s = 60;
   bool no_mmap = false;
+  HttpFlags http;
 };
 
 }  // namespace
@@ -46,11 +50,25 @@ void register_serve(CLI::App& app) {
                   "Name to serve the model under (repeatable; default: the file's name)");
   cmd->add_option("--parallel", o->parallel, "Requests batched together at most (default 64)")
       ->check(CLI::Range(1, 4096));
-  cmd->add_option("--http-threads", o->http_threads, "HTTP worker threads (default 32)")
-      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--kv-memory", o->kv_memory,
+                  "KV cache budget over the requests in the batch, e.g. 2G (default: no limit; "
+                  "each request reserves its prompt + max_tokens)");
+  cmd->add_option("--max-queue", o->max_queue,
+                  "Requests that may wait for a batch slot or KV memory; more get 503 (default 256)")
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--queue-timeout", o->queue_timeout_s,
+                  "Seconds a request may wait for room before a 503 (default 60)")
+      ->check(CLI::Range(0.001, 1e6));
+  add_http_flags(cmd, o->http);
   cmd->callback([o] {
     auto hp = parse_host_port(o->listen);
     if (!hp.ok()) fail("--listen: " + hp.status().message());
+    uint64_t kv_memory = 0;
+    if (!o->kv_memory.empty()) {
+      auto kv = parse_bytes(o->kv_memory);
+      if (!kv.ok()) fail("--kv-memory: " + kv.status().message());
+      kv_memory = *kv;
+    }
     const sigset_t signals = block_stop_signals();
 
     LoadOptions lo;
@@ -67,12 +85,32 @@ void register_serve(CLI::App& app) {
     api.chat_template = model_chat_template(model->source());
     api.chat_template_override = o->chat_template;
     api.default_max_tokens = o->n_predict;
-    api.http_threads = o->http_threads;
+    api.http = http_limits(o->http);
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
 
-    LocalBackend backend(std::move(model), LocalBackendOptions{.threads = o->threads,
-                                                               .context_length = o->ctx,
-                                                               .max_sequences = o->parallel});
+    LocalBackend backend(
+        std::move(model),
+        LocalBackendOptions{.threads = o->threads,
+                            .context_length = o->ctx,
+                            .max_sequences = o->parallel,
+                            .kv_memory_bytes = kv_memory,
+                            .max_queue = o->max_queue,
+                            .queue_timeout = std::chrono::milliseconds(
+                                static_cast<int64_t>(o->queue_timeout_s * 1000 + 0.5))});
+    if (kv_memory > 0) {
+      const Model& m = backend.model();
+      const uint64_t per_token = KvCache::bytes_for(m.config().n_layer, m.kv_dim(), 1);
+      const uint64_t tokens = kv_memory / per_token;
+      std::fprintf(stderr,
+                   "KV budget %llu bytes: %llu tokens in all (a request reserves its prompt + "
+                   "max_tokens)%s\n",
+                   static_cast<unsigned long long>(kv_memory),
+                   static_cast<unsigned long long>(tokens),
+                   tokens < static_cast<uint64_t>(backend.context_length())
+                       ? "; less than one full context: requests must give max_tokens (or serve "
+                         "with -n)"
+                       : "");
+    }
     serve_until_signal(api, backend, o->listen, signals);
   });
 }

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   swarm::cli::register_spec_eval(app);
   swarm::cli::register_dht(app);
   swarm::cli::register_status(app);
+  swarm::cli::register_model_id(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

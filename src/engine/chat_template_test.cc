@@ -34,7 +34,7 @@ const char* kLlama2 =
     "content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + "
     "' ' + eos_token }}{% endif %}{% endfor %}";
 
-// ../shared/testdata tiny-llama's tokenizer_config.json
+// tests/data tiny-llama's tokenizer_config.json
 const char* kTinyLlamaTestdata =
     "{% for message in messages %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + "
     "message['content'] + ' [/INST]' }}{% else %}{{ ' ' + message['content'] + eos_token }}{% endif %}{% "

@@ -1,6 +1,6 @@
 // `swarm convert` (convert_hf_to_gguf) against llama.cpp's own converter: the
 // reference models' HF folders converted by us must hold the metadata and the
-// tensor bytes of llama.cpp's files in ../shared/testdata, and give the
+// tensor bytes of llama.cpp's files in tests/data, and give the
 // reference logits. Files are read back by a minimal GGUF parser written here
 // from the specification alone (ggml's docs/gguf.md), not by the engine's
 // reader, so a bug shared by our writer and reader cannot hide. A hand-made
@@ -294,7 +294,7 @@ std::vector<float> logits_of(const std::string& model_path, const std::vector<in
 struct RefCase {
   std::string model;         // "tiny-llama"
   std::string type;          // "F16", "Q8_0"
-  double max_tol, mean_tol;  // logits, in units of S (../shared/testdata/README.md)
+  double max_tol, mean_tol;  // logits, in units of S (tests/data/README.md)
 };
 
 std::ostream& operator<<(std::ostream& os, const RefCase& c) {
@@ -307,8 +307,8 @@ class ReferenceConvertTest : public ::testing::TestWithParam<RefCase> {
     const RefCase& c = GetParam();
     hf_ = find_testdata(c.model + "/hf");
     ref_ = find_testdata(c.model + "/gguf/" + c.model + "-" + c.type + ".gguf");
-    if (hf_.empty() || find_testdata(c.model + "/hf/model.safetensors").empty() || ref_.empty())
-      GTEST_SKIP() << c << ": ../shared/testdata is absent";
+    ASSERT_FALSE(hf_.empty() || find_testdata(c.model + "/hf/model.safetensors").empty() || ref_.empty())
+        << c << ": the HF folder or the GGUF is missing from tests/data";
     out_ = dir_ / (c.model + "-" + c.type + ".gguf");
     // llama.cpp names a model after its folder, title-cased: "hf" -> "Hf".
     auto s = convert(hf_, out_, c.type, "Hf");

@@ -1,8 +1,8 @@
 // Tests for the safetensors header reader and the Hugging Face folder loader.
 // Each test writes its own small folder (config.json + safetensors files made by
 // a tiny writer below) so that names, shapes, offsets and every validation error
-// are checked against bytes we know; the reference models in ../shared/testdata
-// are checked too when present.
+// are checked against bytes we know; the reference models in tests/data are
+// checked too.
 #include "engine/hf_loader.h"
 
 #include <gtest/gtest.h>
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "engine/safetensors.h"
+#include "engine/test_data.h"
 
 namespace swarm {
 namespace {
@@ -719,7 +720,7 @@ TEST_F(HfLoaderTest, HostileBytesNeverCrash) {
 
 // ---------------------------------------------------------------- reference models
 
-const std::string kModels = SWARM_SOURCE_DIR "/../shared/testdata/models/";
+const std::string kModels = testing::testdata_root() + "/";
 
 // Float32 values of a loaded F32 tensor, read from its file.
 std::vector<float> read_f32(const ModelSource& src, const TensorInfo& t) {
@@ -783,7 +784,7 @@ void check_reference_model(const ModelSource& src, bool biases) {
 
 TEST(HfReferenceModels, TinyLlama) {
   const std::string dir = kModels + "tiny-llama/hf";
-  if (!fs::exists(dir)) GTEST_SKIP() << "no reference data at " << dir;
+  ASSERT_TRUE(fs::exists(dir)) << "no reference data at " << dir;
   ASSERT_TRUE(is_hf_folder(dir));
   Result<ModelSource> r = load_hf_folder(dir);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -813,7 +814,7 @@ TEST(HfReferenceModels, TinyLlama) {
 
 TEST(HfReferenceModels, TinyQwen2) {
   const std::string dir = kModels + "tiny-qwen2/hf";
-  if (!fs::exists(dir)) GTEST_SKIP() << "no reference data at " << dir;
+  ASSERT_TRUE(fs::exists(dir)) << "no reference data at " << dir;
   ASSERT_TRUE(is_hf_folder(dir));
   Result<ModelSource> r = load_hf_folder(dir);
   ASSERT_TRUE(r.ok()) << r.status().ToString();

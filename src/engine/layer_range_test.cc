@@ -26,7 +26,7 @@ std::unique_ptr<Model> load(const std::string& path, int first = 0, int last = -
   return m.ok() ? std::move(m).value() : nullptr;
 }
 
-// The first model testdata offers: the full set's HF folder, else a fixture GGUF.
+// tiny-llama's Q8_0 GGUF from tests/data.
 std::string any_llama() {
   std::string p = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
   return p;
@@ -40,7 +40,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 TEST(LayerRange, ResidualAfterEachLayerMatchesReferenceForEverySplit) {
   for (const std::string model : {"tiny-llama", "tiny-qwen2"}) {
     const std::string dir = find_testdata(model + "/hf/config.json");
-    if (dir.empty()) GTEST_SKIP() << "needs ../shared/testdata (the Hugging Face folders are not in tests/data)";
+    ASSERT_FALSE(dir.empty()) << model << "/hf is missing from tests/data";
     const std::string path = dir.substr(0, dir.size() - std::string("/config.json").size());
     auto full = load(path);
     ASSERT_NE(full, nullptr);
@@ -85,7 +85,7 @@ TEST(LayerRange, ResidualAfterEachLayerMatchesReferenceForEverySplit) {
 
 TEST(LayerRange, SplitModelsGiveBitIdenticalLogits) {
   const std::string path = any_llama();
-  if (path.empty()) GTEST_SKIP() << "no tiny-llama GGUF in tests/data or ../shared/testdata";
+  ASSERT_FALSE(path.empty()) << "tiny-llama-Q8_0.gguf is missing from tests/data";
   auto full = load(path);
   ASSERT_NE(full, nullptr);
   ThreadPool pool(2);
@@ -125,7 +125,7 @@ TEST(LayerRange, SplitModelsGiveBitIdenticalLogits) {
 // prompt fed in chunks gives exactly what it gives in one piece.
 TEST(KvCache, BatchedAndChunkedDecodeAreBitIdenticalToSingleSequence) {
   const std::string path = any_llama();
-  if (path.empty()) GTEST_SKIP() << "no tiny-llama GGUF in tests/data or ../shared/testdata";
+  ASSERT_FALSE(path.empty()) << "tiny-llama-Q8_0.gguf is missing from tests/data";
   auto m = load(path);
   ASSERT_NE(m, nullptr);
   ThreadPool pool(2);
@@ -167,7 +167,7 @@ TEST(KvCache, BatchedAndChunkedDecodeAreBitIdenticalToSingleSequence) {
 // truncate, the cache must behave as if the drafts had never been there.
 TEST(KvCache, TruncateRollsBackExactly) {
   const std::string path = any_llama();
-  if (path.empty()) GTEST_SKIP() << "no tiny-llama GGUF in tests/data or ../shared/testdata";
+  ASSERT_FALSE(path.empty()) << "tiny-llama-Q8_0.gguf is missing from tests/data";
   auto m = load(path);
   ASSERT_NE(m, nullptr);
   ThreadPool pool(1);
@@ -189,7 +189,7 @@ TEST(KvCache, TruncateRollsBackExactly) {
 
 TEST(KvCache, FullCacheIsResourceExhaustedNotACrash) {
   const std::string path = any_llama();
-  if (path.empty()) GTEST_SKIP() << "no tiny-llama GGUF in tests/data or ../shared/testdata";
+  ASSERT_FALSE(path.empty()) << "tiny-llama-Q8_0.gguf is missing from tests/data";
   auto m = load(path);
   ASSERT_NE(m, nullptr);
   ThreadPool pool(1);
@@ -210,7 +210,7 @@ namespace {
 // --no-mmap reads the same bytes into memory: the numbers cannot change.
 TEST(LoadOptions, ReadingInsteadOfMappingGivesTheSameLogits) {
   const std::string path = testing::find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
-  if (path.empty()) GTEST_SKIP() << "no tiny-llama GGUF in tests/data or ../shared/testdata";
+  ASSERT_FALSE(path.empty()) << "tiny-llama-Q8_0.gguf is missing from tests/data";
   LoadOptions read;
   read.no_mmap = true;
   auto a = Model::Load(path), b = Model::Load(path, read);

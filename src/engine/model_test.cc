@@ -1,5 +1,5 @@
 // The engine against the reference outputs in testdata (Hugging Face
-// transformers in float64; see ../shared/testdata/README.md for the tolerances).
+// transformers in float64; see tests/data/README.md for the tolerances).
 #include "engine/model.h"
 
 #include <gtest/gtest.h>
@@ -35,7 +35,7 @@ class ReferenceTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
     path_ = model_path(GetParam());
-    if (path_.empty()) GTEST_SKIP() << GetParam() << " is not in tests/data and ../shared/testdata is absent";
+    ASSERT_FALSE(path_.empty()) << GetParam() << " is missing from tests/data";
     auto m = Model::Load(path_);
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     model_ = std::move(m).value();
@@ -146,7 +146,7 @@ TEST(HfVersusGguf, SameModelSameLogits) {
   for (const std::string m : {"tiny-llama", "tiny-qwen2"}) {
     const std::string hf = find_testdata(m + "/hf/config.json");
     const std::string gguf = find_testdata(m + "/gguf/" + m + "-F16.gguf");
-    if (hf.empty() || gguf.empty()) GTEST_SKIP() << "needs ../shared/testdata (HF folders and F16 GGUFs)";
+    ASSERT_FALSE(hf.empty() || gguf.empty()) << m << ": HF folder or F16 GGUF missing from tests/data";
     auto a = Model::Load(hf.substr(0, hf.size() - std::string("/config.json").size()));
     auto b = Model::Load(gguf);
     ASSERT_TRUE(a.ok() && b.ok());

@@ -1,7 +1,7 @@
 // The models shipped in models/ (trained by tools/train_models.py, converted by
 // `swarm convert`) against the PyTorch references exported with them: the engine
 // must tokenize the reference prompt as the Python tokenizer did and reproduce
-// PyTorch's float32 logits within the Q8_0 tolerance of ../shared/testdata.
+// PyTorch's float32 logits within the Q8_0 tolerance of tests/data/README.md.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 // Test-only helpers: where the reference models live and how to read their raw
-// reference files. Fixtures copied into tests/data/ make `make test` work on a
-// clean clone; the full set in ../shared/testdata is used when it is there.
+// reference files. Every fixture is in the repository (tests/data/, see its
+// README), so the tests read nothing outside it and run the same on any clone.
 #pragma once
 
 #include <sys/stat.h>
@@ -17,15 +17,14 @@ inline bool path_exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
-inline std::string shared_testdata() { return std::string(SWARM_SOURCE_DIR) + "/../shared/testdata/models"; }
-inline std::string local_testdata() { return std::string(SWARM_SOURCE_DIR) + "/tests/data/models"; }
+inline std::string testdata_root() { return std::string(SWARM_SOURCE_DIR) + "/tests/data/models"; }
 
-// `rel` (e.g. "tiny-llama/gguf/tiny-llama-Q8_0.gguf") in ../shared/testdata if
-// present there, else in tests/data; "" if in neither.
+// The path of `rel` (e.g. "tiny-llama/gguf/tiny-llama-Q8_0.gguf") under
+// tests/data/models; "" if it is not there (a test then fails or says why it
+// skips: every file the tests name is committed).
 inline std::string find_testdata(const std::string& rel) {
-  for (const std::string& root : {shared_testdata(), local_testdata()})
-    if (path_exists(root + "/" + rel)) return root + "/" + rel;
-  return "";
+  const std::string p = testdata_root() + "/" + rel;
+  return path_exists(p) ? p : "";
 }
 
 template <typename T>

@@ -24,6 +24,16 @@ using json = nlohmann::json;
 
 // ---------------------------------------------------------------- GGUF
 
+// Byte-level BPE vocabularies that llama.cpp (llama-vocab.cpp) starts with BOS
+// and tokenizes with ignore_merges (a word that is itself a token is taken
+// whole) when the file does not say: Llama 3's and Mistral's Tekken, as their
+// Hugging Face tokenizers do. Every other byte-level BPE vocabulary (GPT-2,
+// Qwen2, ...) adds no BOS by default. Of the pre-tokenizers llama.cpp puts in
+// this family, these are the ones PreTokenizer knows.
+bool is_llama3_like_bpe(const std::string& pre) {
+  return pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe" || pre == "tekken";
+}
+
 Result<std::unique_ptr<Tokenizer>> from_gguf(const GgufFile& f) {
   const std::string& path = f.path;
   Result<std::string> model = f.get_string("tokenizer.ggml.model");
@@ -62,6 +72,8 @@ Result<std::unique_ptr<Tokenizer>> from_gguf(const GgufFile& f) {
     for (int64_t t : v->ints)
       spec.types.push_back(t >= 0 && t <= 6 ? static_cast<TokenType>(t) : TokenType::kNormal);
   }
+  Result<std::string> pre = f.get_string("tokenizer.ggml.pre");
+  const std::string pre_name = pre.ok() ? *pre : "default";
   if (spec.kind == TokenizerKind::kBpe) {
     const GgufValue* m = f.find("tokenizer.ggml.merges");
     if (m == nullptr || m->type != GgufValueType::ARRAY || m->elem_type != GgufValueType::STRING)
@@ -74,12 +86,10 @@ Result<std::unique_ptr<Tokenizer>> from_gguf(const GgufFile& f) {
         return Status::Corruption(path + ": merge '" + s + "' is not 'a b'");
       spec.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
     }
-    Result<std::string> pre = f.get_string("tokenizer.ggml.pre");
-    const std::string pre_name = pre.ok() ? *pre : "default";
     auto regexes = PreTokenizer::RegexesFor(pre_name);
     if (!regexes.ok()) return Status::Unsupported(path + ": " + regexes.status().message());
     spec.pre_regexes = *regexes;
-    spec.ignore_merges = pre_name == "llama-bpe" || pre_name == "llama3";
+    spec.ignore_merges = is_llama3_like_bpe(pre_name);
   }
 
   const auto get_id = [&](const char* key, int32_t def) -> int32_t {
@@ -99,7 +109,13 @@ Result<std::unique_ptr<Tokenizer>> from_gguf(const GgufFile& f) {
   spec.eot = get_id("eot_token_id", -1);
   spec.eom = get_id("eom_token_id", -1);
   spec.pad = get_id("padding_token_id", -1);
-  spec.add_bos = get_bool("add_bos_token", spm);
+  // Without tokenizer.ggml.add_bos_token, llama.cpp's default for the
+  // vocabulary: SentencePiece adds BOS, byte-level BPE only in the Llama 3
+  // family. (llama.cpp also has WordPiece, which adds [CLS], Unigram/T5, which
+  // adds EOS instead, and RWKV, which adds neither; those vocabularies are
+  // refused above.) A BPE file naming no BOS id gets none: llama.cpp would
+  // fall back to id 11 (GPT-2's ","), which is not copied here.
+  spec.add_bos = get_bool("add_bos_token", spm || is_llama3_like_bpe(pre_name));
   spec.add_space_prefix = get_bool("add_space_prefix", spm);
   return Tokenizer::Create(std::move(spec));
 }

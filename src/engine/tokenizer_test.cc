@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -37,8 +38,8 @@ json read_manifest(const std::string& model) {
   return json::parse(in);
 }
 
-// Every GGUF of `model` that is present (all types under ../shared/testdata,
-// the fixtures' subset under tests/data).
+// Every GGUF of `model` its manifest lists that tests/data has: all but F32
+// (the reference set ships float32 weights as the HF folder only).
 std::vector<std::pair<std::string, std::string>> gguf_files(const std::string& model,
                                                             const json& manifest) {
   std::vector<std::pair<std::string, std::string>> files;  // (type, path)
@@ -92,7 +93,7 @@ TEST(TokenizerRef, GgufFilesGiveTheReferenceIds) {
   int checked = 0;
   for (const char* model : kModels) {
     const json m = read_manifest(model);
-    ASSERT_FALSE(m.is_null()) << model << ": no manifest in ../shared/testdata or tests/data";
+    ASSERT_FALSE(m.is_null()) << model << ": no manifest in tests/data";
     for (const auto& [type, path] : gguf_files(model, m)) {
       auto tok = load_or_die(path);
       ASSERT_NE(tok, nullptr);
@@ -101,21 +102,21 @@ TEST(TokenizerRef, GgufFilesGiveTheReferenceIds) {
       ++checked;
     }
   }
-  EXPECT_GE(checked, 3);  // at least the fixtures in tests/data
+  EXPECT_EQ(checked, 10);  // tiny-llama in 6 types, tiny-qwen2 in 4
 }
 
 TEST(TokenizerRef, HfFoldersGiveTheReferenceIds) {
   int checked = 0;
   for (const char* model : kModels) {
     const std::string dir = find_testdata(std::string(model) + "/hf");
-    if (dir.empty()) continue;
+    ASSERT_FALSE(dir.empty()) << model << "/hf is missing from tests/data";
     const json m = read_manifest(model);
     auto tok = load_or_die(dir);
     ASSERT_NE(tok, nullptr);
     expect_prompts(*tok, m, dir, fs::path(dir).parent_path().string() + "/ref/hf");
     ++checked;
   }
-  if (checked == 0) GTEST_SKIP() << "no Hugging Face folders (../shared/testdata is absent)";
+  EXPECT_EQ(checked, 2);
 }
 
 TEST(TokenizerRef, SpecialIdsAndAddBosAsTheModelsSay) {
@@ -148,6 +149,138 @@ TEST(TokenizerRef, SpecialIdsAndAddBosAsTheModelsSay) {
       EXPECT_FALSE(t->is_eog(500));
     }
   }
+}
+
+// ---------------------------------------------------------------- add-BOS defaults
+
+GgufValue gguf_u32(int64_t v) {
+  GgufValue x;
+  x.type = GgufValueType::UINT32;
+  x.i = v;
+  return x;
+}
+GgufValue gguf_bool(bool v) {
+  GgufValue x;
+  x.type = GgufValueType::BOOL;
+  x.i = v ? 1 : 0;
+  return x;
+}
+GgufValue gguf_string(const std::string& v) {
+  GgufValue x;
+  x.type = GgufValueType::STRING;
+  x.str = v;
+  return x;
+}
+
+// `src`'s metadata without its tensors, with the keys in `drop` left out and
+// those in `set` put in (replacing any of the same name), written to a new GGUF
+// file and read back: a file of the kind a converter writes when it leaves a
+// key out.
+GgufFile rewritten_gguf(const std::string& src, const std::vector<std::string>& drop,
+                        const std::vector<std::pair<std::string, GgufValue>>& set) {
+  auto in = read_gguf(src);
+  EXPECT_TRUE(in.ok()) << src << ": " << in.status().ToString();
+  if (!in.ok()) return {};
+  const auto listed = [](const std::string& key, const auto& keys) {
+    for (const auto& k : keys)
+      if (key == k) return true;
+    return false;
+  };
+  std::vector<std::string> replaced;
+  for (const auto& kv : set) replaced.push_back(kv.first);
+  GgufWriter w;
+  for (const auto& [key, value] : in->kv)
+    if (!listed(key, drop) && !listed(key, replaced)) w.set_value(key, value);
+  for (const auto& [key, value] : set) w.set_value(key, value);
+  static int n = 0;
+  const std::string path = ::testing::TempDir() + "/add_bos_" + std::to_string(::getpid()) + "_" +
+                           std::to_string(n++) + ".gguf";
+  EXPECT_TRUE(w.begin(path).ok());
+  EXPECT_TRUE(w.finish().ok());
+  auto out = read_gguf(path);
+  std::remove(path.c_str());
+  EXPECT_TRUE(out.ok()) << out.status().ToString();
+  return out.ok() ? std::move(out.value()) : GgufFile{};
+}
+
+std::unique_ptr<Tokenizer> from_gguf_or_die(const GgufFile& f) {
+  auto t = Tokenizer::FromGguf(f);
+  EXPECT_TRUE(t.ok()) << f.path << ": " << t.status().ToString();
+  return t.ok() ? std::move(t.value()) : nullptr;
+}
+
+const char kAddBos[] = "tokenizer.ggml.add_bos_token";
+
+// A SentencePiece GGUF without tokenizer.ggml.add_bos_token still starts with
+// BOS, as llama.cpp and Hugging Face's LlamaTokenizer do: the reference ids
+// (from transformers) begin with <s>.
+TEST(TokenizerAddBos, SpmWithoutTheKeyAddsBos) {
+  const std::string src = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
+  ASSERT_FALSE(src.empty()) << "tiny-llama-Q8_0.gguf is missing from tests/data";
+  const GgufFile f = rewritten_gguf(src, {kAddBos}, {});
+  ASSERT_EQ(f.find(kAddBos), nullptr);
+  auto tok = from_gguf_or_die(f);
+  ASSERT_NE(tok, nullptr);
+  EXPECT_TRUE(tok->add_bos_default());
+  EXPECT_EQ(tok->encode("Hello").front(), 1);
+  expect_prompts(*tok, read_manifest("tiny-llama"), "tiny-llama without add_bos_token", "");
+
+  // The key, where present, wins.
+  tok = from_gguf_or_die(rewritten_gguf(src, {}, {{kAddBos, gguf_bool(false)}}));
+  ASSERT_NE(tok, nullptr);
+  EXPECT_FALSE(tok->add_bos_default());
+  EXPECT_NE(tok->encode("Hello").front(), 1);
+}
+
+// Byte-level BPE without the key: Qwen2's and GPT-2's pre-tokenizers add no
+// BOS (the Qwen2 reference ids from transformers start with the text itself),
+// Llama 3's and Tekken's do, as llama.cpp decides from tokenizer.ggml.pre; the
+// key, where present, wins either way.
+TEST(TokenizerAddBos, BpeDefaultFollowsThePreTokenizer) {
+  const std::string src = find_testdata("tiny-qwen2/gguf/tiny-qwen2-Q4_K_M.gguf");
+  ASSERT_FALSE(src.empty()) << "tiny-qwen2-Q4_K_M.gguf is missing from tests/data";
+
+  // The file as llama.cpp's converter wrote it: pre-tokenizer qwen2, no key.
+  const GgufFile qwen = rewritten_gguf(src, {kAddBos}, {});
+  ASSERT_EQ(qwen.find(kAddBos), nullptr);
+  ASSERT_TRUE(qwen.get_string("tokenizer.ggml.pre").ok());
+  auto tok = from_gguf_or_die(qwen);
+  ASSERT_NE(tok, nullptr);
+  EXPECT_FALSE(tok->add_bos_default());
+  expect_prompts(*tok, read_manifest("tiny-qwen2"), "tiny-qwen2 without add_bos_token", "");
+
+  // No pre-tokenizer named at all (llama.cpp's "default", GPT-2's): no BOS.
+  tok = from_gguf_or_die(rewritten_gguf(src, {kAddBos, "tokenizer.ggml.pre"}, {}));
+  ASSERT_NE(tok, nullptr);
+  EXPECT_FALSE(tok->add_bos_default());
+
+  // The same vocabulary declared Llama 3-style, with a BOS id (1 here): BOS
+  // first, then the text's own ids.
+  const int32_t bos = 1;
+  for (const char* pre : {"llama-bpe", "llama3", "llama-v3", "tekken"}) {
+    const std::pair<std::string, GgufValue> pre_kv = {"tokenizer.ggml.pre", gguf_string(pre)};
+    const std::pair<std::string, GgufValue> bos_kv = {"tokenizer.ggml.bos_token_id", gguf_u32(bos)};
+    tok = from_gguf_or_die(rewritten_gguf(src, {kAddBos}, {pre_kv, bos_kv}));
+    ASSERT_NE(tok, nullptr);
+    EXPECT_TRUE(tok->add_bos_default()) << pre;
+    const std::vector<int32_t> ids = tok->encode("Hello world");
+    ASSERT_FALSE(ids.empty());
+    EXPECT_EQ(ids.front(), bos) << pre;
+    EXPECT_EQ(std::vector<int32_t>(ids.begin() + 1, ids.end()),
+              tok->encode("Hello world", /*add_bos=*/false, /*parse_special=*/false))
+        << pre;
+
+    tok = from_gguf_or_die(rewritten_gguf(src, {}, {pre_kv, bos_kv, {kAddBos, gguf_bool(false)}}));
+    ASSERT_NE(tok, nullptr);
+    EXPECT_FALSE(tok->add_bos_default()) << pre;
+  }
+
+  // An explicit true on a Qwen2 vocabulary is obeyed too.
+  tok = from_gguf_or_die(rewritten_gguf(
+      src, {}, {{"tokenizer.ggml.bos_token_id", gguf_u32(bos)}, {kAddBos, gguf_bool(true)}}));
+  ASSERT_NE(tok, nullptr);
+  EXPECT_TRUE(tok->add_bos_default());
+  EXPECT_EQ(tok->encode("Hello").front(), bos);
 }
 
 // ---------------------------------------------------------------- round trips

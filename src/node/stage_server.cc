@@ -337,6 +337,7 @@ class StageServer::Impl {
 
   std::string address_;
   std::string model_id_;
+  std::string layout_id_;
   std::string node_id_;
 
  private:
@@ -705,9 +706,10 @@ Status StageServer::Impl::start() {
   if (opt_.first_layer < 0 || opt_.last_layer > n_layer || opt_.first_layer >= opt_.last_layer)
     return Status::InvalidArgument("--layers " + range_str(opt_.first_layer, opt_.last_layer) +
                                    " is not within the model's 0:" + std::to_string(n_layer));
-  auto id = net::model_content_id(*source);
-  if (!id.ok()) return id.status();
-  model_id_ = *id;
+  auto ids = net::model_ids(*source);
+  if (!ids.ok()) return ids.status();
+  model_id_ = ids->model_id;
+  layout_id_ = ids->layout_id;
   context_ = opt_.context > 0                  ? opt_.context
              : source->config.n_ctx_train > 0 ? source->config.n_ctx_train
                                               : kDefaultContext;
@@ -891,7 +893,8 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
   if (o.model_id() != model_id_)
     return refuse(
         StatusCode::FAILED_PRECONDITION,
-        "OpenSession.model_id: '" + o.model_id() + "', but this node serves '" + model_id_ + "'");
+        "OpenSession.model_id: '" + o.model_id() + "', but this node serves '" + model_id_ + "'" +
+            (o.layout_id().empty() ? "" : ": " + net::model_mismatch_reason(o.layout_id(), layout_id_)));
   if (o.first_layer() < opt_.first_layer || o.last_layer() > opt_.last_layer ||
       o.first_layer() >= o.last_layer())
     return refuse(
@@ -1599,6 +1602,7 @@ void StageServer::Impl::info(v1::InfoResponse* r) {
   const ModelConfig& c = model_->config();
   r->set_version(net::kProtocolVersion);
   r->set_model_id(model_id_);
+  r->set_layout_id(layout_id_);
   r->set_model_name(c.name);
   r->set_n_layer(c.n_layer);
   r->set_first_layer(opt_.first_layer);

@@ -71,6 +71,7 @@ Status ChainSession::open(const std::string& model_id, int n_layer, const Sampli
     v1::OpenSession* open = req.mutable_open();
     open->set_session_id(id_);
     open->set_model_id(model_id);
+    open->set_layout_id(options_.layout_id);
     open->set_first_layer(chain_[i].first_layer);
     open->set_last_layer(chain_[i].last_layer);
     open->set_max_length(max_length);

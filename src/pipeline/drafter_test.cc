@@ -39,7 +39,7 @@ class ModelDrafterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const std::string path = testing::find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
-    if (path.empty()) GTEST_SKIP() << "needs tiny-llama-Q8_0.gguf";
+    ASSERT_FALSE(path.empty()) << "tiny-llama-Q8_0.gguf is missing from tests/data";
     auto m = Model::Load(path);
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     auto d = DraftModel::Load(path, (*m)->config().n_vocab, 1);

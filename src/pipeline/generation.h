@@ -64,6 +64,10 @@ class GenerationBackend {
   virtual Result<GenerationResult> generate(const GenerationRequest& request, const TokenCallback& on_token) = 0;
   // The context length requests must fit in (prompt + max_tokens).
   virtual int context_length() const = 0;
+  // The server in front is stopping: the requests waiting for capacity now
+  // (admission) end with Unavailable instead of waiting out their queue
+  // deadline. Requests already running, and later ones, are not affected.
+  virtual void release_waiting() {}
 };
 
 }  // namespace swarm

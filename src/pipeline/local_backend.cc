@@ -15,6 +15,8 @@ struct LocalBackend::Request {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
   Clock::time_point submitted;
+  AdmissionQueue::Ticket ticket = 0;  // the backend's, under its mu_
+  bool admitted = false;               // holds a batch slot and its KV budget
 
   // Scheduler's.
   std::unique_ptr<Sampler> sampler;
@@ -54,7 +56,11 @@ LocalBackend::LocalBackend(std::unique_ptr<Model> model, const LocalBackendOptio
     : model_(std::move(model)),
       context_length_(default_context(*model_, options.context_length)),
       options_(options),
-      pool_(options.threads) {
+      pool_(options.threads),
+      admission_(AdmissionLimits{.max_active = std::max(1, options.max_sequences),
+                                 .capacity = options.kv_memory_bytes,
+                                 .max_queue = options.max_queue,
+                                 .queue_timeout = options.queue_timeout}) {
   scheduler_ = std::thread([this] { scheduler_loop(); });
 }
 
@@ -75,10 +81,19 @@ void LocalBackend::set_paused(bool paused) {
   cv_.notify_all();
 }
 
+void LocalBackend::release_waiting() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    release_waiting_ = true;
+  }
+  cv_.notify_all();
+}
+
 LocalBackend::Stats LocalBackend::stats() const {
   std::lock_guard<std::mutex> lk(mu_);
   Stats s = stats_;
   s.waiting = static_cast<int>(waiting_.size());
+  s.queued = admission_.waiting();
   s.active = live_caches_.load();
   return s;
 }
@@ -101,6 +116,19 @@ Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request
                                    std::to_string(context_length_) +
                                    " (prompt and at least one generated token)");
   SWARM_RETURN_IF_ERROR(request.sampling.validate(cfg.n_vocab));
+  // The KV memory it may fill: the prompt and max_tokens, at most the context.
+  const int64_t prompt_len = static_cast<int64_t>(request.prompt.size());
+  const int kv_len = static_cast<int>(std::min<int64_t>(
+      context_length_,
+      request.sampling.max_tokens >= 0 ? prompt_len + request.sampling.max_tokens : context_length_));
+  const uint64_t kv_bytes = KvCache::bytes_for(cfg.n_layer, model_->kv_dim(), kv_len);
+  if (options_.kv_memory_bytes > 0 && kv_bytes > options_.kv_memory_bytes)
+    return Status::InvalidArgument(
+        "the request needs a KV cache of " + std::to_string(kv_len) + " tokens (" +
+        std::to_string(prompt_len) + " in the prompt and up to " +
+        std::to_string(kv_len - prompt_len) + " generated), " + std::to_string(kv_bytes) +
+        " bytes, more than the server's whole KV budget of " +
+        std::to_string(options_.kv_memory_bytes) + " bytes (--kv-memory): lower max_tokens");
 
   auto r = std::make_shared<Request>();
   r->prompt = request.prompt;
@@ -109,6 +137,10 @@ Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (stop_) return Status::Unavailable("the local backend is shutting down");
+    auto arrival = admission_.arrive(kv_bytes, r->submitted);
+    if (!arrival.ok()) return arrival.status();
+    r->ticket = arrival->ticket;
+    r->admitted = arrival->admitted;
     waiting_.push_back(r);
   }
   cv_.notify_all();
@@ -147,6 +179,11 @@ Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request
 }
 
 void LocalBackend::finish(Request& r, Result<GenerationResult> result) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (r.admitted) admission_.release(r.ticket);
+    r.admitted = false;
+  }
   if (r.cache) --live_caches_;
   r.cache.reset();
   r.sampler.reset();
@@ -171,14 +208,58 @@ static GenerationResult finished(const char* reason) {
   return g;
 }
 
+std::vector<std::pair<std::shared_ptr<LocalBackend::Request>, Result<GenerationResult>>>
+LocalBackend::expire_locked() {
+  std::vector<std::pair<std::shared_ptr<Request>, Result<GenerationResult>>> out;
+  for (auto& [ticket, refusal] : admission_.expire(Clock::now())) {
+    auto it = std::find_if(waiting_.begin(), waiting_.end(),
+                           [&, t = ticket](const auto& r) { return r->ticket == t; });
+    if (it == waiting_.end()) continue;
+    out.emplace_back(std::move(*it), refusal);
+    waiting_.erase(it);
+  }
+  const bool release = release_waiting_;
+  release_waiting_ = false;
+  std::erase_if(waiting_, [&](std::shared_ptr<Request>& r) {
+    if (r->admitted) return false;  // admitted ones end in the batch
+    if (release) {
+      admission_.withdraw(r->ticket);
+      out.emplace_back(std::move(r), Status::Unavailable("the server is stopping"));
+      return true;
+    }
+    if (!r->cancelled) return false;
+    admission_.withdraw(r->ticket);
+    out.emplace_back(std::move(r), finished("stop"));
+    return true;
+  });
+  return out;
+}
+
 void LocalBackend::scheduler_loop() {
   for (;;) {
+    std::vector<std::pair<std::shared_ptr<Request>, Result<GenerationResult>>> dropped;
+    bool run = false;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stop_ || (!paused_ && (!waiting_.empty() || !active_.empty())); });
+      auto ready = [&] {
+        return stop_ || (!paused_ && (!waiting_.empty() || !active_.empty())) ||
+               release_waiting_;
+      };
+      // Wake for work, or when a waiting request's deadline passes (paused too).
+      while (!ready()) {
+        const auto next = admission_.next_deadline();
+        if (next <= Clock::now()) break;
+        if (next == Clock::time_point::max())
+          cv_.wait(lk);
+        else
+          cv_.wait_until(lk, next);
+      }
       if (stop_) break;
+      dropped = expire_locked();
+      run = !paused_ && (!waiting_.empty() || !active_.empty());
     }
-    step();
+    for (auto& [r, result] : dropped) finish(*r, std::move(result));
+    if (run) step();
   }
   std::deque<std::shared_ptr<Request>> waiting;
   {
@@ -196,10 +277,16 @@ void LocalBackend::step() {
   // Admit waiting requests while there is room; drop cancelled ones.
   {
     std::lock_guard<std::mutex> lk(mu_);
-    while (!waiting_.empty() &&
-           static_cast<int>(active_.size()) < std::max(1, options_.max_sequences)) {
-      active_.push_back(std::move(waiting_.front()));
-      waiting_.pop_front();
+    for (AdmissionQueue::Ticket t : admission_.admit_waiting())
+      for (auto& w : waiting_)
+        if (w->ticket == t) w->admitted = true;
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      if (!(*it)->admitted) {
+        ++it;
+        continue;
+      }
+      active_.push_back(std::move(*it));
+      it = waiting_.erase(it);
       Request& r = *active_.back();
       r.sampler = std::make_unique<Sampler>(r.sampling, n_vocab);
       for (int32_t id : r.prompt)

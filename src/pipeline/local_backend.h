@@ -8,9 +8,15 @@
 // kernels are batch-invariant, a request's tokens do not depend on what else
 // shares its batches. Tokens reach each caller on its own thread through a
 // per-request queue, so a slow consumer never holds up the scheduler.
+//
+// Admission (AdmissionQueue): a request joins the batch when a sequence slot
+// is free and its KV cache (prompt + max_tokens, at most the context) fits the
+// KV budget; until then it waits in a bounded FIFO queue with a deadline, and
+// only a full queue or a passed deadline refuses it (ResourceExhausted: 503).
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -21,6 +27,7 @@
 
 #include "engine/model.h"
 #include "engine/thread_pool.h"
+#include "pipeline/admission.h"
 #include "pipeline/generation.h"
 
 namespace swarm {
@@ -30,6 +37,9 @@ struct LocalBackendOptions {
   int context_length = 0;      // per request (prompt + generated); <= 0: the model's, at most 8192
   int max_sequences = 64;      // requests in the batch at once; more wait their turn
   int max_batch_tokens = 512;  // prompt tokens per iteration (long prompts are fed in chunks)
+  uint64_t kv_memory_bytes = 0;  // KV caches of the requests in the batch, in all; 0: no limit
+  int max_queue = 256;           // requests waiting for room at once; more are refused
+  std::chrono::milliseconds queue_timeout{60000};  // longest wait for room before a refusal
 };
 
 class LocalBackend : public GenerationBackend {
@@ -43,21 +53,24 @@ class LocalBackend : public GenerationBackend {
   LocalBackend& operator=(const LocalBackend&) = delete;
 
   // Validates the request (a non-empty prompt of ids within the vocabulary that
-  // leaves room in the context, valid sampling parameters): InvalidArgument
-  // otherwise. completion_tokens counts the tokens passed to `on_token` plus the
+  // leaves room in the context, valid sampling parameters, a KV cache within
+  // the whole budget): InvalidArgument otherwise. ResourceExhausted when the
+  // admission queue is full or the request waited past its deadline. completion_tokens counts the tokens passed to `on_token` plus the
   // end-of-generation token when one ended it. When `on_token` returns false
   // the request is cancelled and its cache freed before generate() returns.
   Result<GenerationResult> generate(const GenerationRequest& request,
                                     const TokenCallback& on_token) override;
   int context_length() const override { return context_length_; }
+  void release_waiting() override;
 
   const Model& model() const { return *model_; }
 
-  // While paused the scheduler runs no iterations; requests queue up. Tests use
-  // it to make requests share batches for certain.
+  // While paused the scheduler runs no iterations; requests queue up (and
+  // still time out). Tests use it to make requests share batches for certain.
   void set_paused(bool paused);
   struct Stats {
     int waiting = 0;              // submitted, not yet in the batch
+    int queued = 0;               // of those, waiting for room (not yet admitted)
     int active = 0;               // in the batch, holding a KV cache
     int64_t iterations = 0;       // run_layers calls so far
     int max_batch_sequences = 0;  // the most sequences one iteration has run
@@ -71,17 +84,22 @@ class LocalBackend : public GenerationBackend {
   void step();
   // Frees the request's cache and hands `result` to its caller.
   void finish(Request& r, Result<GenerationResult> result);
+  // Refuses waiting requests whose deadline passed and drops cancelled ones;
+  // with mu_ held, returning them with their result for finish() outside it.
+  std::vector<std::pair<std::shared_ptr<Request>, Result<GenerationResult>>> expire_locked();
 
   std::unique_ptr<Model> model_;
   const int context_length_;
   const LocalBackendOptions options_;
   ThreadPool pool_;
 
-  mutable std::mutex mu_;  // guards waiting_, paused_, stop_, stats_
+  mutable std::mutex mu_;  // guards waiting_, admission_, paused_, stop_, release_waiting_, stats_
   std::condition_variable cv_;
+  AdmissionQueue admission_;
   std::deque<std::shared_ptr<Request>> waiting_;
   bool paused_ = false;
   bool stop_ = false;
+  bool release_waiting_ = false;  // release_waiting() was called; the scheduler acts on it
   Stats stats_;
   std::atomic<int> live_caches_{0};
 

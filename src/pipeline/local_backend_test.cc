@@ -77,7 +77,7 @@ class LocalBackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto m = load();
-    if (!m) GTEST_SKIP() << kModel << " not found";
+    ASSERT_NE(m, nullptr) << kModel << " is missing from tests/data or does not load";
     model_ = m.get();
     backend_ = std::make_unique<LocalBackend>(
         std::move(m), LocalBackendOptions{.threads = 1, .context_length = 256});
@@ -241,6 +241,99 @@ TEST_F(LocalBackendTest, ShutdownEndsWaitingRequestsWithUnavailable) {
   while (backend_->stats().waiting < 1) std::this_thread::yield();
   backend_.reset();
   EXPECT_EQ(waiting.get().status.code(), Status::Code::kUnavailable);
+}
+
+}  // namespace
+}  // namespace swarm
+
+namespace swarm {
+namespace {
+
+// With a KV budget for one request, others wait their turn in the queue and
+// are all answered; with the queue full, a request is refused at once, and a
+// request still waiting at its deadline is refused naming its wait.
+TEST(LocalBackendAdmission, RequestsWaitForKvMemoryAndAreRefusedOnlyPastTheQueue) {
+  auto m = load();
+  if (!m) GTEST_SKIP() << kModel << " not found";
+  const auto prompt = prompt_ids("p0");
+  const int n = 6;
+  const uint64_t one = KvCache::bytes_for(m->config().n_layer, m->kv_dim(),
+                                          static_cast<int>(prompt.size()) + n);
+  LocalBackend backend(std::move(m), LocalBackendOptions{.threads = 1,
+                                                         .context_length = 128,
+                                                         .kv_memory_bytes = one,
+                                                         .max_queue = 3,
+                                                         .queue_timeout = std::chrono::seconds(600)});
+  const std::vector<int32_t> want = run(backend, prompt, greedy(n)).tokens;
+
+  // Four at once: one is served, three wait, all get the answer they get alone.
+  backend.set_paused(true);
+  std::vector<std::future<Outcome>> four;
+  for (int i = 0; i < 4; ++i)
+    four.push_back(std::async(std::launch::async, [&] { return run(backend, prompt, greedy(n)); }));
+  while (backend.stats().queued < 3) std::this_thread::yield();
+  // The queue is full: a fifth is refused at once, saying so.
+  Outcome fifth = run(backend, prompt, greedy(n));
+  EXPECT_EQ(fifth.status.code(), Status::Code::kResourceExhausted);
+  EXPECT_NE(fifth.status.message().find("--max-queue 3"), std::string::npos)
+      << fifth.status.message();
+  backend.set_paused(false);
+  for (auto& f : four) {
+    Outcome o = f.get();
+    ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+    EXPECT_EQ(o.tokens, want);
+  }
+  EXPECT_EQ(backend.stats().max_batch_sequences, 1);  // the budget held one at a time
+
+  // A request larger than the whole budget can never run: a bad request.
+  Outcome huge = run(backend, prompt, greedy(100));
+  EXPECT_EQ(huge.status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(huge.status.message().find("--kv-memory"), std::string::npos);
+}
+
+TEST(LocalBackendAdmission, AWaitPastTheQueueTimeoutIsRefusedWithItsPosition) {
+  auto m = load();
+  if (!m) GTEST_SKIP() << kModel << " not found";
+  const auto prompt = prompt_ids("p0");
+  LocalBackend backend(std::move(m), LocalBackendOptions{.threads = 1,
+                                                         .context_length = 128,
+                                                         .max_sequences = 1,
+                                                         .max_queue = 4,
+                                                         .queue_timeout = std::chrono::milliseconds(200)});
+  backend.set_paused(true);  // the one admitted request never frees its slot while paused
+  auto served = std::async(std::launch::async, [&] { return run(backend, prompt, greedy(2)); });
+  while (backend.stats().waiting < 1) std::this_thread::yield();
+  Outcome late = run(backend, prompt, greedy(2));  // waits, then times out (paused or not)
+  EXPECT_EQ(late.status.code(), Status::Code::kResourceExhausted);
+  EXPECT_NE(late.status.message().find("number 1 of 1"), std::string::npos)
+      << late.status.message();
+  EXPECT_NE(late.status.message().find("--queue-timeout"), std::string::npos);
+  backend.set_paused(false);
+  EXPECT_TRUE(served.get().status.ok());
+  EXPECT_EQ(backend.stats().queued, 0);
+}
+
+// A stopping server releases the requests waiting in the queue at once; the
+// running one goes on, and requests after that are served as usual.
+TEST(LocalBackendAdmission, ReleaseWaitingEndsQueuedRequestsAtOnce) {
+  auto m = load();
+  if (!m) GTEST_SKIP() << kModel << " not found";
+  const auto prompt = prompt_ids("p0");
+  LocalBackend backend(std::move(m), LocalBackendOptions{.threads = 1,
+                                                         .context_length = 128,
+                                                         .max_sequences = 1,
+                                                         .max_queue = 4,
+                                                         .queue_timeout = std::chrono::hours(1)});
+  backend.set_paused(true);
+  auto running = std::async(std::launch::async, [&] { return run(backend, prompt, greedy(2)); });
+  while (backend.stats().waiting < 1) std::this_thread::yield();
+  auto queued = std::async(std::launch::async, [&] { return run(backend, prompt, greedy(2)); });
+  while (backend.stats().queued < 1) std::this_thread::yield();
+  backend.release_waiting();
+  EXPECT_EQ(queued.get().status.code(), Status::Code::kUnavailable);  // not after an hour
+  backend.set_paused(false);
+  EXPECT_TRUE(running.get().status.ok());
+  EXPECT_TRUE(run(backend, prompt, greedy(2)).status.ok());
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <random>
@@ -14,6 +15,7 @@
 #include "pipeline/model_drafter.h"
 #include "pipeline/ngram_drafter.h"
 #include "pipeline/speculative_decoder.h"
+#include "net/model_id.h"
 #include "net/status_convert.h"
 #include "net/tls.h"
 #include "swarm/v1/stage.grpc.pb.h"
@@ -37,6 +39,21 @@ bool recoverable(const Status& st) {
     default:
       return false;
   }
+}
+
+// The surveyed peers no chain may use because they serve another model id, each
+// with why ("other weights" of the same layout, or "another model"), for the
+// error that says no route exists: "" when there are none.
+std::string excluded_peers(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
+                           const std::string& layout_id, int n_layer) {
+  std::string s;
+  for (const PeerSnapshot& p : peers) {
+    if (p.model_id == model_id && p.n_layer == n_layer) continue;
+    s += (s.empty() ? "" : "; ") + p.address + " [" + std::to_string(p.first_layer) + "," +
+         std::to_string(p.last_layer) + ") serves model " + p.model_id.substr(0, 16) + ": " +
+         net::model_mismatch_reason(layout_id, p.layout_id);
+  }
+  return s.empty() ? s : "; peers excluded: " + s;
 }
 
 }  // namespace
@@ -107,6 +124,11 @@ Status PipelineBackend::survey_locked() {
     p.address = addr;
     p.public_key = *verified_key;
     p.model_id = info.model_id();
+    p.layout_id = info.layout_id();
+    if (p.model_id != model_id_ && mismatch_logged_[addr] != p.model_id)
+      spdlog::warn("peer {} serves model {}, not {}: {}; it is not routed through", addr, p.model_id.substr(0, 16),
+                   model_id_.substr(0, 16), net::model_mismatch_reason(options_.layout_id, p.layout_id));
+    mismatch_logged_[addr] = p.model_id;
     p.first_layer = info.first_layer();
     p.last_layer = info.last_layer();
     p.n_layer = info.n_layer();
@@ -149,6 +171,10 @@ Result<std::vector<ChainStage>> PipelineBackend::route() {
     SWARM_RETURN_IF_ERROR(survey_locked());
     chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
   }
+  if (!chain.ok() && chain.status().code() == Status::Code::kUnavailable) {
+    const std::string excluded = excluded_peers(snapshot_, model_id_, options_.layout_id, n_layer_);
+    if (!excluded.empty()) return Status::Unavailable(chain.status().message() + excluded);
+  }
   return chain;
 }
 
@@ -171,6 +197,64 @@ std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& ch
   return chain.empty() ? "" : chain.back().address;
 }
 
+void PipelineBackend::release_waiting() {
+  {
+    std::lock_guard<std::mutex> lock(wait_mu_);
+    ++releases_;
+  }
+  wait_cv_.notify_all();
+}
+
+Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
+                                       std::vector<ChainStage>& chain, const SamplingParams& sp,
+                                       int max_length, Status refusal, bool* released) {
+  const int waiting = ++waiting_for_room_;
+  struct Leave {
+    std::atomic<int>& n;
+    ~Leave() { --n; }
+  } leave{waiting_for_room_};
+  if (waiting > options_.max_queue)
+    return Status::ResourceExhausted(
+        "the swarm is busy: " + refusal.message() + "; " + std::to_string(waiting - 1) +
+        " requests already wait for room, the most that may (--max-queue " +
+        std::to_string(options_.max_queue) + "); retry later");
+  const auto start = Clock::now();
+  uint64_t releases;
+  {
+    std::lock_guard<std::mutex> lock(wait_mu_);
+    releases = releases_;
+  }
+  thread_local std::mt19937 rng(std::random_device{}());
+  auto backoff = std::chrono::milliseconds(50);
+  Status st = refusal;
+  while (st.code() == Status::Code::kResourceExhausted) {
+    const auto pause = backoff + std::chrono::milliseconds(rng() % (backoff.count() / 2 + 1));
+    if (Clock::now() + pause > start + options_.queue_timeout) {
+      char waited[96];
+      std::snprintf(waited, sizeof waited, "waited %.1f s (--queue-timeout %.1f s)",
+                    std::chrono::duration<double>(Clock::now() - start).count(),
+                    std::chrono::duration<double>(options_.queue_timeout).count());
+      return Status::ResourceExhausted(
+          std::string("the swarm is busy: ") + waited + " for room on the chain, as number " +
+          std::to_string(waiting) + " of those waiting; the last answer: " + st.message() +
+          "; retry later");
+    }
+    session->abandon();
+    {
+      std::unique_lock<std::mutex> lock(wait_mu_);
+      if (wait_cv_.wait_for(lock, pause, [&] { return releases_ != releases; })) {
+        *released = true;
+        return Status::Unavailable("the gateway is stopping");
+      }
+    }
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
+    if (auto next = route(); next.ok()) chain = std::move(next).value();  // a twin may have room
+    session = std::make_unique<ChainSession>(chain, options_);
+    st = session->open(model_id_, n_layer_, sp, max_length);
+  }
+  return st;
+}
+
 Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& request, const TokenCallback& on_token) {
   if (request.prompt.empty()) return Status::InvalidArgument("the prompt is empty");
   const int prompt_len = static_cast<int>(request.prompt.size());
@@ -189,6 +273,15 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
 
   auto session = std::make_unique<ChainSession>(*chain, options_);
   Status opened = session->open(model_id_, n_layer_, sp, prompt_len + budget);
+  if (opened.code() == Status::Code::kResourceExhausted) {  // a node is full: wait for room
+    bool released = false;
+    opened = open_when_room(session, *chain, sp, prompt_len + budget, opened, &released);
+    result.route = describe_chain(*chain);
+    if (released || opened.code() == Status::Code::kResourceExhausted) {  // not a node failure
+      session->abandon();
+      return opened;
+    }
+  }
   std::vector<int32_t> fed;  // every token the chain has taken, in order: replayed after a failure
   int recoveries = 0;
   // Routes around the failed stage and rebuilds the session's state on a new

@@ -9,7 +9,9 @@
 // stage's output to the next itself.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,9 +46,20 @@ struct PipelineOptions {
   std::chrono::milliseconds failure_memory{60000};
   // Speculative decoding (push mode only; relay decodes plainly).
   SpeculationOptions speculation;
+  // The model's layout id (net/model_id.h), sent in OpenSession; a peer with
+  // another model id but this layout id is named in logs and errors as serving
+  // other weights of the same architecture.
+  std::string layout_id;
+  // A node short of KV memory refuses to open a session (RESOURCE_EXHAUSTED):
+  // the request then waits for room, opening again with backoff (on the chain
+  // routed anew) until queue_timeout, with at most max_queue requests waiting
+  // so at once; only then is it refused.
+  int max_queue = 256;
+  std::chrono::milliseconds queue_timeout{60000};
 };
 
 class SpeculationMemory;
+class ChainSession;
 
 class PipelineBackend : public GenerationBackend {
  public:
@@ -56,6 +69,7 @@ class PipelineBackend : public GenerationBackend {
 
   Result<GenerationResult> generate(const GenerationRequest& request, const TokenCallback& on_token) override;
   int context_length() const override { return options_.context_length; }
+  void release_waiting() override;
 
   // Asks every peer what it serves (Info, with a deadline) and chooses a chain.
   Result<std::vector<ChainStage>> route();
@@ -69,6 +83,12 @@ class PipelineBackend : public GenerationBackend {
   Status survey_locked();
   void report_failure(const std::string& address);
   std::string probe_for_failure(const std::vector<ChainStage>& chain);
+  // After `refusal` (RESOURCE_EXHAUSTED) opening `session`: waits for room as
+  // PipelineOptions::max_queue and queue_timeout say; the last open's status.
+  // `*released`: the wait was ended by release_waiting().
+  Status open_when_room(std::unique_ptr<ChainSession>& session,
+                        std::vector<ChainStage>& chain, const SamplingParams& sp, int max_length,
+                        Status refusal, bool* released);
 
   const std::string model_id_;
   const int n_layer_;
@@ -78,8 +98,13 @@ class PipelineBackend : public GenerationBackend {
   std::vector<PeerSnapshot> snapshot_;
   std::chrono::steady_clock::time_point surveyed_at_{};
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
+  std::map<std::string, std::string> mismatch_logged_;  // address -> the other model id last logged
   std::map<std::string, std::string> survey_error_;  // by address: the last logged, so once per change
   std::unique_ptr<SpeculationMemory> speculation_memory_;
+  std::atomic<int> waiting_for_room_{0};
+  std::mutex wait_mu_;  // guards releases_
+  std::condition_variable wait_cv_;
+  uint64_t releases_ = 0;  // release_waiting() calls: a waiter seeing it change stops waiting
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

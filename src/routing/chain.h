@@ -15,6 +15,7 @@ namespace swarm {
 struct PeerSnapshot {
   std::string address;
   std::string model_id;
+  std::string layout_id;        // hash of the model's header alone; "" when unknown
   int first_layer = 0;          // serves [first_layer, last_layer)
   int last_layer = 0;
   int n_layer = 0;              // of the whole model, as the peer reports it

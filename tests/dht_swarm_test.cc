@@ -296,6 +296,111 @@ TEST_F(DhtSwarmTest, ANodeWhoseTlsIdentityIsNotItsRecordsIsRefused) {
   EXPECT_EQ(got, single_process(kPrompts[0], 4));
 }
 
+// A node announces two addresses: first one nobody listens on, then its own.
+// `swarm status` reaches it at the second and counts it; the gateway tries the
+// first, then the second, and serves through it.
+TEST_F(DhtSwarmTest, ANodeIsReachedAtTheFirstOfItsAddressesThatAnswers) {
+  const std::string dead = "127.0.0.1:" + std::to_string(swarm::testing::free_port());
+  const std::string real = "127.0.0.1:" + std::to_string(swarm::testing::free_port());
+  const KeyFile key = keygen("two");
+  launch({"node", "-m", model_, "--listen", real, "-t", "1", "--identity", key.path,
+          "--bootstrap", boot_->address(), "--layers", "0:4", "--announce-address",
+          dead + "," + real},
+         node_log(0), nodes_);
+  ASSERT_TRUE(nodes_.back()->ok()) << read_file(node_log(0));
+  ASSERT_TRUE(eventually([&] { return record_of(key.node_id).has_value(); },
+                         std::chrono::seconds(30)))
+      << read_file(node_log(0));
+  EXPECT_EQ(record_of(key.node_id)->addresses, (std::vector<std::string>{dead, real}));
+
+  json st = status_json();
+  ASSERT_TRUE(st.is_object() && st["models"].size() == 1u) << st;
+  const json& m = st["models"][0];
+  ASSERT_EQ(m["nodes"].size(), 1u) << m;
+  EXPECT_EQ(m["nodes"][0]["reachable"], true) << m;
+  EXPECT_EQ(m["nodes"][0]["reached_address"], real) << m;
+  EXPECT_TRUE(m["servable"].get<bool>()) << m;
+  EXPECT_EQ(m["gaps"], json::array()) << m;
+  // Nothing ran through it yet: no speed is made up.
+  EXPECT_EQ(m["nodes"][0]["throughput_measured"], false) << m;
+  auto text = run_swarm("status --bootstrap " + boot_->address());
+  EXPECT_NE(text.out.find("reachable at " + real), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("throughput [0,4): not measured"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("coverage: 4/4 layers by 1 node(s)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("gaps: none"), std::string::npos) << text.out;
+
+  gateway();
+  int status = 0;
+  const std::string got = complete(kPrompts[1], 6, &status);
+  EXPECT_EQ(status, 200) << got << read_file(gateway_log());
+  EXPECT_EQ(got, single_process(kPrompts[1], 6));
+  // Now the node has measured itself, and status shows what it measured.
+  EXPECT_TRUE(eventually([&] {
+    const json now = status_json();
+    return now.is_object() && now["models"].size() == 1u &&
+           now["models"][0]["nodes"][0]["throughput_measured"] == true &&
+           now["models"][0]["throughput"][0]["layer_tokens_per_second"].get<double>() > 0;
+  })) << status_json();
+}
+
+// A node announces only an address where nothing answers (its private address
+// behind NAT, say). `swarm status` marks it unreachable and reports the gap;
+// the gateway's 503 names the node, its address and layers, and thanks to its
+// memory of unreachable nodes the second request does not wait for it again.
+TEST_F(DhtSwarmTest, ANodeNobodyCanReachIsNamedNotCounted) {
+  swarm::testing::SilentListener hole(/*listen_too=*/true);
+  ASSERT_NE(hole.port(), 0);
+  const std::string id = node("0:4", {"--announce-address", hole.address()});
+
+  json st = status_json();
+  ASSERT_TRUE(st.is_object() && st["models"].size() == 1u) << st;
+  const json& m = st["models"][0];
+  ASSERT_EQ(m["nodes"].size(), 1u) << m;
+  EXPECT_EQ(m["nodes"][0]["reachable"], false) << m;
+  EXPECT_FALSE(m["servable"].get<bool>()) << m;
+  EXPECT_EQ(m["gaps"], json::parse(R"([{"begin":0,"end":4}])")) << m;
+  EXPECT_EQ(m["coverage"]["layers_covered"], 0) << m;
+  EXPECT_EQ(m["coverage"]["unreachable_nodes"], 1) << m;
+  auto text = run_swarm("status --bootstrap " + boot_->address());
+  EXPECT_NE(text.out.find("UNREACHABLE"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("NOT servable"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("gaps: [0,4)"), std::string::npos) << text.out;
+
+  gateway();
+  using Clock = std::chrono::steady_clock;
+  for (int i = 0; i < 2; ++i) {
+    int status = 0;
+    const auto t0 = Clock::now();
+    const std::string body = complete(kPrompts[0], 4, &status);
+    const auto took = Clock::now() - t0;
+    EXPECT_EQ(status, 503) << body;
+    EXPECT_NE(body.find("uncovered layers [0,4)"), std::string::npos) << body;
+    EXPECT_NE(body.find(id.substr(0, 12)), std::string::npos) << body;
+    EXPECT_NE(body.find(hole.address()), std::string::npos) << body;
+    EXPECT_NE(body.find("announces [0,4)"), std::string::npos) << body;
+    // The second request does not probe the node again: it answers well
+    // within one probe deadline (2 s), where the first waited for the node.
+    if (i == 1) {
+      EXPECT_LT(took, std::chrono::seconds(2)) << body;
+    }
+  }
+  EXPECT_NE(read_file(gateway_log()).find("set aside"), std::string::npos)
+      << read_file(gateway_log());
+}
+
+// A gateway started before any node announced: a request sent once the nodes'
+// records are in the DHT is served at once, not refused until the next
+// periodic look-up (a minute away here).
+TEST_F(DhtSwarmTest, AGatewayStartedBeforeItsNodesServesOnceTheyAnnounce) {
+  ASSERT_TRUE(start_gateway({"--bootstrap", boot_->address(), "--dht-refresh", "60"})->ok());
+  node("0:2");
+  node("2:4");
+  int status = 0;
+  const std::string got = complete(kPrompts[3], 6, &status);
+  EXPECT_EQ(status, 200) << got << read_file(gateway_log());
+  EXPECT_EQ(got, single_process(kPrompts[3], 6));
+}
+
 // Usage errors name the flag.
 TEST_F(DhtSwarmTest, BadDhtFlagsAreRefusedByName) {
   auto r = run_swarm("node -m " + model_ + " --bootstrap 127.0.0.1:4222");
@@ -308,6 +413,13 @@ TEST_F(DhtSwarmTest, BadDhtFlagsAreRefusedByName) {
   r = run_swarm("gateway -m " + model_ + " --listen 127.0.0.1:0");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("--bootstrap"), std::string::npos) << r.out;
+  for (const char* bad : {"127.0.0.1:7001,nowhere", "127.0.0.1:7001,127.0.0.1:0",
+                          "0.0.0.0:7001", "127.0.0.1:7001,127.0.0.1:7001"}) {
+    r = run_swarm("node -m " + model_ + " --identity " + k.path +
+                  " --bootstrap 127.0.0.1:4222 --announce-address " + bad);
+    EXPECT_NE(r.code, 0) << bad;
+    EXPECT_NE(r.out.find("--announce-address"), std::string::npos) << bad << ": " << r.out;
+  }
   r = run_swarm("dht --listen 127.0.0.1:x");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("--listen"), std::string::npos) << r.out;

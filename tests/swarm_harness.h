@@ -6,8 +6,11 @@
 // DHT swarm share.
 #pragma once
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,6 +38,44 @@ inline std::string read_file(const std::string& path) {
   ss << in.rdbuf();
   return ss.str();
 }
+
+// A TCP socket on 127.0.0.1 at a port the kernel picked; listening (but never
+// accepting) unless `listen_too` is false. port() is 0 if that failed.
+class LoopbackSocket {
+ public:
+  explicit LoopbackSocket(bool listen_too) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        (listen_too && ::listen(fd_, 64) != 0) ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      return;
+    port_ = ntohs(a.sin_port);
+  }
+  ~LoopbackSocket() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  LoopbackSocket(const LoopbackSocket&) = delete;
+  LoopbackSocket& operator=(const LoopbackSocket&) = delete;
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// A port nobody listens on now (connections to it are refused), for a process
+// to bind a moment later or for an address that answers nothing.
+inline int free_port() { return LoopbackSocket(/*listen_too=*/false).port(); }
+
+// An address where the TCP handshake completes but nothing ever answers, as
+// when packets to a node's announced address are dropped (NAT, firewall): a
+// caller waits out its deadline.
+using SilentListener = LoopbackSocket;
 
 // An identity from `swarm keygen`: its key file, the node id it prints, and the
 // public key (hex) from the file (the second half of its 64-byte secret key).

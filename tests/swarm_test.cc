@@ -11,6 +11,7 @@
 namespace {
 
 using swarm::testing::find_testdata;
+using swarm::testing::read_file;
 using swarm::testing::run_swarm;
 using json = nlohmann::json;
 
@@ -79,6 +80,32 @@ TEST_F(SwarmTest, NodesOfAnotherModelOrAMissingRangeGiveNoRoute) {
   ASSERT_TRUE(start_chain({{0, 2}}));
   complete(kPrompts[0], 4, &status);
   EXPECT_EQ(status, 503);
+}
+
+// A gateway started a moment before its nodes listen: its first survey finds
+// nobody (and the connections back off); a request sent once the nodes are up
+// looks again at once and is served, not refused with "no route".
+TEST_F(SwarmTest, AGatewayStartedBeforeItsNodesServesOnceTheyListen) {
+  const std::vector<std::pair<int, int>> ranges = {{0, 1}, {1, 4}};
+  std::vector<std::string> listen;
+  std::string peers;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    listen.push_back("127.0.0.1:" + std::to_string(swarm::testing::free_port()));
+    peers += (peers.empty() ? "" : ",") + listen.back();
+  }
+  ASSERT_TRUE(start_gateway({"--peers", peers})->ok()) << read_file(gateway_log());
+  EXPECT_NE(read_file(gateway_log()).find("no chain yet"), std::string::npos)
+      << read_file(gateway_log());
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    std::vector<std::string> argv = {"node", "-m", model_, "--listen", listen[i], "-t", "1"};
+    for (const std::string& a : swarm::testing::layers(ranges[i].first, ranges[i].second))
+      argv.push_back(a);
+    ASSERT_TRUE(launch(argv, node_log(i), nodes_)->ok()) << read_file(node_log(i));
+  }
+  int status = 0;
+  const std::string got = complete(kPrompts[2], 8, &status);
+  EXPECT_EQ(status, 200) << got << read_file(gateway_log());
+  EXPECT_EQ(got, single_process(kPrompts[2], 8));
 }
 
 TEST_F(SwarmTest, NodeRefusesALayerRangeOutsideItsModel) {

@@ -9,9 +9,12 @@
 // streams each request through it. A peer given as HOST:PORT@KEY (its node id or
 // public key in hex) is reached over TLS pinned to that key and refused if it
 // presents another. With --bootstrap it also learns nodes from their signed DHT
-// records (every --dht-refresh seconds), each pinned to its record's key. It
-// calls TLS nodes as --identity's node (mutual TLS), or as an ephemeral identity
-// made at start and logged, which nodes with an --allow list refuse. Prints
+// records (every --dht-refresh seconds), each pinned to its record's key, and
+// tries each address a record lists in turn. A request that finds no route
+// looks again at once (DHT and peers) and waits up to 5 s while coverage may
+// still come (doc/protocol.md, "When no route exists"). It calls TLS nodes as
+// --identity's node (mutual TLS), or as an ephemeral identity made at start
+// and logged, which nodes with an --allow list refuse. Prints
 // "listening on HOST:PORT"; SIGINT or SIGTERM stops it.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -50,7 +53,8 @@ struct GatewayOptions {
 };
 
 // Keeps the backend's peers equal to --peers plus the nodes the DHT's records
-// name, looking again every `interval` until destroyed.
+// name, looking again every `interval` until destroyed, and at once when a
+// request finds no route (the backend's relook).
 class DhtPeerRefresher {
  public:
   DhtPeerRefresher(discovery::DhtNode& dht, std::string model_id,
@@ -58,6 +62,7 @@ class DhtPeerRefresher {
                    std::chrono::milliseconds interval)
       : dht_(dht), model_id_(std::move(model_id)), fixed_(std::move(fixed)), backend_(backend) {
     refresh();
+    backend_.set_relook([this] { refresh(); });
     thread_ = std::thread([this, interval] {
       std::unique_lock<std::mutex> lock(mu_);
       while (!cv_.wait_for(lock, interval, [&] { return stopped_; })) {
@@ -68,6 +73,7 @@ class DhtPeerRefresher {
     });
   }
   ~DhtPeerRefresher() {
+    backend_.set_relook(nullptr);
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopped_ = true;
@@ -78,6 +84,7 @@ class DhtPeerRefresher {
 
  private:
   void refresh() {
+    std::lock_guard<std::mutex> lock(refresh_mu_);  // the loop and requests' looks
     auto found = dht_.find_nodes(model_id_, discovery::unix_now());
     if (!found.ok()) {
       spdlog::warn("DHT look-up of model {}: {}", model_id_.substr(0, 12),
@@ -105,6 +112,7 @@ class DhtPeerRefresher {
   const std::string model_id_;
   const std::vector<net::PeerAddress> fixed_;
   PipelineBackend& backend_;
+  std::mutex refresh_mu_;  // guards reported_*; one look-up at a time
   size_t reported_nodes_ = SIZE_MAX, reported_rejects_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;

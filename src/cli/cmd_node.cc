@@ -2,7 +2,7 @@
 //            [--idle-timeout S] [--link-delay-ms MS] [-t N] [--max-batch-tokens N]
 //            [--slowdown F] [--allow ID,...|FILE] [--allow-anonymous]
 //            [--max-sessions-per-caller N] [--max-steps-per-caller N]
-//            [--bootstrap HOST:PORT,... [--dht-listen HOST:PORT] [--announce-address HOST:PORT]
+//            [--bootstrap HOST:PORT,... [--dht-listen HOST:PORT] [--announce-address HOST:PORT,...]
 //             [--price P] [--memory BYTES] [--rebalance-interval S] [--announce-interval S]]
 // Serves layers [A, B) of MODEL to gateways over gRPC (doc/protocol.md). Prints
 // "listening on HOST:PORT" on stdout once serving. SIGTERM (or Ctrl-C) drains:
@@ -23,6 +23,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -69,8 +70,35 @@ Result<uint64_t> parse_bytes(const std::string& s) {
 
 namespace {
 
+bool is_wildcard(const std::string& address) {
+  const std::string host = address.substr(0, address.rfind(':'));
+  return host == "0.0.0.0" || host == "[::]" || host == "::";
+}
+
+// --announce-address A,B,...: each a HOST:PORT a record may carry, none a
+// wildcard, at most discovery::kMaxAddresses, no repeats. Ends the command
+// with a message naming the flag and the address otherwise.
+std::vector<std::string> parse_announce_addresses(const std::string& csv) {
+  std::vector<std::string> out;
+  for (const std::string& a : split_list(csv)) {
+    const std::string flag = "--announce-address: '" + a + "' ";
+    Status st = discovery::validate_address(a);
+    if (!st.ok())
+      fail(flag + "is not HOST:PORT (a DNS name, IPv4 or [IPv6] host and a port 1..65535)");
+    if (is_wildcard(a)) fail(flag + "is a wildcard; name the address gateways reach this node at");
+    if (std::find(out.begin(), out.end(), a) != out.end()) fail(flag + "is listed twice");
+    out.push_back(a);
+  }
+  if (out.size() > discovery::kMaxAddresses)
+    fail("--announce-address: " + std::to_string(out.size()) + " addresses; a record holds at most " +
+         std::to_string(discovery::kMaxAddresses));
+  if (out.empty() && !csv.empty()) fail("--announce-address: '" + csv + "' names no address");
+  return out;
+}
+
 struct DhtNodeOptions {
   std::string bootstrap, dht_listen, announce_address, memory;
+  std::vector<std::string> announce_addresses;  // --announce-address, split and checked
   double price = 0;
   double rebalance_interval_s = 60, announce_interval_s = 60;
 };
@@ -117,20 +145,31 @@ class SwarmMember {
     server_ = std::move(server).value();
     // A move restarts the server where gateways already know it.
     node_.listen = server_->address();
-    address_ = o_.announce_address.empty() ? server_->address() : o_.announce_address;
-    const std::string host = address_.substr(0, address_.rfind(':'));
-    if (host == "0.0.0.0" || host == "[::]" || host == "::")
-      fail("--announce-address: needed when --listen is a wildcard (" + address_ +
-           "): the HOST:PORT gateways reach this node at");
+    addresses_ = o_.announce_addresses;
+    if (addresses_.empty()) {
+      addresses_ = {server_->address()};
+      if (is_wildcard(server_->address()))
+        fail("--announce-address: needed when --listen is a wildcard (" + server_->address() +
+             "): the HOST:PORT gateways reach this node at");
+      Status st = discovery::validate_address(server_->address());
+      if (!st.ok())
+        fail("--announce-address: needed, the bound address cannot be announced: " +
+             st.message());
+    }
     announcer_ = std::make_unique<discovery::Announcer>(
         *dht_, *identity_, [this] { return current_record(); },
         std::chrono::seconds(static_cast<int64_t>(o_.announce_interval_s)));
-    if (!announcer_->first_status().ok())
-      spdlog::warn("announcing the node record: {}", announcer_->first_status().message());
     Status st = dht_->announce_model({model_id_, n_layer_, model_name_});
     if (!st.ok()) spdlog::warn("announcing the model: {}", st.message());
-    spdlog::info("announced node {} at {} (DHT {})", identity_->node_id(), address_,
-                 dht_->address());
+    std::string listed;
+    for (const std::string& a : addresses_) listed += (listed.empty() ? "" : ", ") + a;
+    if (announcer_->first_status().ok())
+      spdlog::info("announced node {} at {} (DHT {})", identity_->node_id(), listed,
+                   dht_->address());
+    else
+      spdlog::warn("announcing node {} at {}: {} (trying again every {} s)",
+                   identity_->node_id(), listed, announcer_->first_status().message(),
+                   o_.announce_interval_s);
     if (choose_ && o_.rebalance_interval_s > 0)
       rebalancer_ = std::thread([this] { rebalance_loop(); });
   }
@@ -162,7 +201,7 @@ class SwarmMember {
     std::lock_guard<std::mutex> lock(server_mu_);
     const node::StageLoad load = server_->load();
     discovery::NodeRecord r;
-    r.addresses = {address_};
+    r.addresses = addresses_;
     r.model_id = model_id_;
     r.layer_begin = load.first_layer;
     r.layer_end = load.last_layer;
@@ -258,7 +297,8 @@ class SwarmMember {
   const bool choose_;
   std::unique_ptr<net::Identity> identity_;
   std::unique_ptr<discovery::DhtNode> dht_;
-  std::string model_id_, model_name_, address_;
+  std::string model_id_, model_name_;
+  std::vector<std::string> addresses_;  // announced, in the order gateways try them
   int n_layer_ = 0, capacity_ = 0;
   std::mutex server_mu_;  // guards server_ against a move while a record is made
   std::unique_ptr<node::StageServer> server_;
@@ -330,7 +370,8 @@ void register_node(CLI::App& app) {
   cmd->add_option("--dht-listen", o->dht.dht_listen,
                   "IPv4 HOST:PORT for this node's DHT peer (default: --listen's host, port 0)");
   cmd->add_option("--announce-address", o->dht.announce_address,
-                  "HOST:PORT gateways should reach this node at (default: the bound --listen)");
+                  "HOST:PORT,... gateways should reach this node at, tried in this order "
+                  "(default: the bound --listen)");
   cmd->add_option("--price", o->dht.price, "Credits per 1000 tokens, announced (default 0)")
       ->check(CLI::Range(0.0, 1e12));
   cmd->add_option(
@@ -344,12 +385,7 @@ void register_node(CLI::App& app) {
                   "Re-announce the record every S seconds; it lives 3x as long (default 60)")
       ->check(CLI::Range(1.0, 1200.0));
   cmd->callback([o] {
-    if (!o->dht.announce_address.empty()) {
-      auto hp = parse_host_port(o->dht.announce_address);
-      if (!hp.ok() || hp->second == 0)
-        fail("--announce-address: '" + o->dht.announce_address +
-             "' is not HOST:PORT with a port 1..65535");
-    }
+    o->dht.announce_addresses = parse_announce_addresses(o->dht.announce_address);
     if ((!o->node.allow.empty() || o->node.allow_anonymous) && o->node.identity_path.empty())
       fail("--allow and --allow-anonymous need --identity: a plaintext node knows no caller");
     if (!o->node.allow.empty()) {  // before the model loads, which can take a while

@@ -1,8 +1,10 @@
-// swarm status --bootstrap HOST:PORT[,...] [--model-id ID] [--json]
+// swarm status --bootstrap HOST:PORT[,...] [--model-id ID] [--probe-timeout-ms MS] [--json]
 // What the swarm looks like from its DHT: every announced model, which node
-// serves which layers (from their signed records), the throughput of each run
-// of layers, and the gaps nobody serves. Records that fail verification are
-// counted, not shown.
+// serves which layers (from their signed records), whether each can be reached
+// (an Info call to each of its addresses in turn, pinned to its record's key),
+// the throughput of each run of layers as nodes measured it, and the gaps
+// nobody reachable serves. Records that fail verification are counted, not
+// shown. Unreachable nodes count neither for coverage nor for throughput.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -11,42 +13,77 @@
 
 #include "cli/common.h"
 #include "cli/dht_swarm.h"
+#include "pipeline/peer_probe.h"
 
 namespace swarm::cli {
 namespace {
 
 using json = nlohmann::json;
 
+struct NodeView {
+  discovery::NodeRecord record;
+  bool probed = false;  // false: --probe-timeout-ms 0, reachability unknown
+  PeerProbe probe;
+  bool counted() const { return !probed || probe.reached; }
+  // The node's own measure: its Info's when it answered, else its record's.
+  double layer_tokens_per_second() const {
+    return probed && probe.reached ? probe.info.layer_tokens_per_second() : record.throughput;
+  }
+};
+
 struct ModelView {
   discovery::ModelAnnouncement model;
   discovery::RecordLookup lookup;
+  std::vector<NodeView> nodes;
   std::vector<ThroughputRun> runs;
+  int covered_layers = 0;
   bool servable = false;
 };
 
+std::string range_text(const LayerRange& r) {
+  return "[" + std::to_string(r.first) + "," + std::to_string(r.last) + ")";
+}
+
 json to_json(const ModelView& v) {
   json nodes = json::array(), runs = json::array(), gaps = json::array();
-  for (const discovery::NodeRecord& r : v.lookup.records)
-    nodes.push_back({{"node_id", r.node_id},
-                     {"addresses", r.addresses},
-                     {"layer_begin", r.layer_begin},
-                     {"layer_end", r.layer_end},
-                     {"throughput", r.throughput},
-                     {"free_kv_bytes", r.free_kv_bytes},
-                     {"price_per_1k", r.price_per_1k},
-                     {"expires_at", r.expires_at}});
+  int reachable = 0, unreachable = 0;
+  for (const NodeView& n : v.nodes) {
+    const discovery::NodeRecord& r = n.record;
+    const double tps = n.layer_tokens_per_second();
+    json j = {{"node_id", r.node_id},
+              {"addresses", r.addresses},
+              {"layer_begin", r.layer_begin},
+              {"layer_end", r.layer_end},
+              {"throughput", tps},
+              {"throughput_measured", tps > 0},
+              {"free_kv_bytes", r.free_kv_bytes},
+              {"price_per_1k", r.price_per_1k},
+              {"expires_at", r.expires_at},
+              {"reachable", n.probed ? json(n.probe.reached) : json(nullptr)}};
+    if (n.probed && n.probe.reached) j["reached_address"] = n.probe.address;
+    if (n.probed && !n.probe.reached) j["unreachable_error"] = n.probe.error;
+    reachable += n.probed && n.probe.reached;
+    unreachable += n.probed && !n.probe.reached;
+    nodes.push_back(std::move(j));
+  }
   for (const ThroughputRun& t : v.runs) {
     const json range = {{"begin", t.range.first}, {"end", t.range.last}};
     runs.push_back({{"begin", t.range.first},
                     {"end", t.range.last},
-                    {"layer_tokens_per_second", t.layer_tokens_per_second}});
-    if (t.layer_tokens_per_second == 0) gaps.push_back(range);
+                    {"nodes", t.service.nodes},
+                    {"unmeasured_nodes", t.service.unmeasured},
+                    {"layer_tokens_per_second", t.service.measured_layer_tokens_per_second}});
+    if (t.service.nodes == 0) gaps.push_back(range);
   }
   const discovery::RejectCounts& rc = v.lookup.rejected;
   return {{"model_id", v.model.model_id},
           {"name", v.model.name},
           {"n_layer", v.model.n_layer},
           {"servable", v.servable},
+          {"coverage",
+           {{"layers_covered", v.covered_layers},
+            {"reachable_nodes", reachable},
+            {"unreachable_nodes", unreachable}}},
           {"nodes", nodes},
           {"throughput", runs},
           {"gaps", gaps},
@@ -62,26 +99,50 @@ void print_text(const ModelView& v) {
   std::printf("model %s %s: %d layers, %s\n",
               v.model.name.empty() ? "(unnamed)" : v.model.name.c_str(), v.model.model_id.c_str(),
               v.model.n_layer, v.servable ? "servable" : "NOT servable");
-  for (const discovery::NodeRecord& r : v.lookup.records) {
+  int unreachable = 0;
+  for (const NodeView& n : v.nodes) {
+    const discovery::NodeRecord& r = n.record;
+    std::string at;
+    for (const std::string& a : r.addresses) at += (at.empty() ? "" : ",") + a;
+    std::string reach;
+    if (n.probed && n.probe.reached) {
+      reach = r.addresses.size() > 1 ? "  reachable at " + n.probe.address : "  reachable";
+    } else if (n.probed) {
+      ++unreachable;
+      reach = "  UNREACHABLE (" + n.probe.error.substr(0, 200) + ")";
+    }
     char speed[64];
-    if (r.throughput > 0)
-      std::snprintf(speed, sizeof speed, "%.1f layer-tok/s", r.throughput);
+    if (n.layer_tokens_per_second() > 0)
+      std::snprintf(speed, sizeof speed, "%.1f layer-tok/s", n.layer_tokens_per_second());
     else
-      std::snprintf(speed, sizeof speed, "speed not measured yet");
-    std::printf("  layers [%d,%d)  node %s at %s  %s  free KV %.1f MiB  price %g\n", r.layer_begin,
-                r.layer_end, r.node_id.c_str(), r.addresses.front().c_str(), speed,
+      std::snprintf(speed, sizeof speed, "speed not measured");
+    std::printf("  layers [%d,%d)  node %s at %s%s  %s  free KV %.1f MiB  price %g\n",
+                r.layer_begin, r.layer_end, r.node_id.c_str(), at.c_str(), reach.c_str(), speed,
                 static_cast<double>(r.free_kv_bytes) / (1 << 20), r.price_per_1k);
   }
-  // Unmeasured nodes count as kDefaultLayerTokensPerSecond, as route choice and
-  // layer assignment count them.
+  // Throughput counts only what nodes measured; unmeasured nodes are named as such.
   std::string gaps;
   for (const ThroughputRun& t : v.runs) {
-    std::printf("  throughput [%d,%d): %.1f layer-tok/s\n", t.range.first, t.range.last,
-                t.layer_tokens_per_second);
-    if (t.layer_tokens_per_second == 0)
-      gaps += (gaps.empty() ? "" : " ") +
-              ("[" + std::to_string(t.range.first) + "," + std::to_string(t.range.last) + ")");
+    const LayerService& s = t.service;
+    std::string what;
+    if (s.nodes == 0) {
+      what = "nobody serves (gap)";
+      gaps += (gaps.empty() ? "" : " ") + range_text(t.range);
+    } else if (s.unmeasured == s.nodes) {
+      what = "not measured";
+    } else {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "%.1f layer-tok/s", s.measured_layer_tokens_per_second);
+      what = buf;
+      if (s.unmeasured > 0)
+        what += " + " + std::to_string(s.unmeasured) + " node(s) not measured";
+    }
+    std::printf("  throughput %s: %s\n", range_text(t.range).c_str(), what.c_str());
   }
+  std::printf("  coverage: %d/%d layers by %d node(s)", v.covered_layers, v.model.n_layer,
+              static_cast<int>(v.nodes.size()) - unreachable);
+  if (unreachable > 0) std::printf(", %d unreachable node(s) not counted", unreachable);
+  std::printf("\n");
   std::printf("  gaps: %s\n", gaps.empty() ? "none" : gaps.c_str());
   if (v.lookup.rejected.total() > 0)
     std::printf(
@@ -96,6 +157,7 @@ void print_text(const ModelView& v) {
 void register_status(CLI::App& app) {
   struct Options {
     std::string bootstrap, dht_listen, model_id;
+    int probe_timeout_ms = 1000;
     bool json = false;
   };
   auto o = std::make_shared<Options>();
@@ -105,6 +167,10 @@ void register_status(CLI::App& app) {
   cmd->add_option("--dht-listen", o->dht_listen,
                   "IPv4 HOST:PORT for this DHT node (default: port 0)");
   cmd->add_option("--model-id", o->model_id, "Show this model id even if no announcement names it");
+  cmd->add_option("--probe-timeout-ms", o->probe_timeout_ms,
+                  "Ask each announced node for its Info, each address this long; 0: do not, "
+                  "trust the records (default 1000)")
+      ->check(CLI::Range(0, 60000));
   cmd->add_flag("--json", o->json, "One JSON object instead of text");
   cmd->callback([o] {
     spdlog::set_default_logger(spdlog::stderr_color_mt("status"));
@@ -127,11 +193,25 @@ void register_status(CLI::App& app) {
       // The announcement's layer count is a hint; records show at least this many.
       for (const discovery::NodeRecord& r : v.lookup.records)
         v.model.n_layer = std::max(v.model.n_layer, r.layer_end);
-      const std::vector<double> per_layer =
-          layer_throughput(peer_snapshots(v.lookup.records, v.model.n_layer), v.model.n_layer);
+      std::vector<PeerProbe> probes;
+      if (o->probe_timeout_ms > 0)
+        probes = probe_peers(pinned_peers(v.lookup.records), {},
+                             std::chrono::milliseconds(o->probe_timeout_ms));
+      std::vector<ServedRange> counted;
+      for (size_t i = 0; i < v.lookup.records.size(); ++i) {
+        NodeView n;
+        n.record = v.lookup.records[i];
+        n.probed = i < probes.size();
+        if (n.probed) n.probe = probes[i];
+        if (n.counted())
+          counted.push_back({n.record.layer_begin, n.record.layer_end, n.layer_tokens_per_second()});
+        v.nodes.push_back(std::move(n));
+      }
+      const std::vector<LayerService> per_layer = layer_service(counted, v.model.n_layer);
       v.runs = throughput_runs(per_layer);
-      v.servable = !per_layer.empty() && std::none_of(per_layer.begin(), per_layer.end(),
-                                                      [](double t) { return t == 0; });
+      v.covered_layers = static_cast<int>(std::count_if(
+          per_layer.begin(), per_layer.end(), [](const LayerService& s) { return s.nodes > 0; }));
+      v.servable = !per_layer.empty() && v.covered_layers == v.model.n_layer;
       views.push_back(std::move(v));
     }
     if (o->json) {

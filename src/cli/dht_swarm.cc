@@ -78,8 +78,15 @@ std::vector<PeerSnapshot> peer_snapshots(const std::vector<discovery::NodeRecord
 
 std::vector<net::PeerAddress> pinned_peers(const std::vector<discovery::NodeRecord>& records) {
   std::vector<net::PeerAddress> out;
-  for (const discovery::NodeRecord& r : records)
-    out.push_back({r.addresses.front(), net::to_hex(r.public_key.data(), r.public_key.size())});
+  for (const discovery::NodeRecord& r : records) {
+    net::PeerAddress p;
+    p.address = r.addresses.front();
+    p.more_addresses.assign(r.addresses.begin() + 1, r.addresses.end());
+    p.pin = net::to_hex(r.public_key.data(), r.public_key.size());
+    p.announced_first = r.layer_begin;
+    p.announced_last = r.layer_end;
+    out.push_back(std::move(p));
+  }
   return out;
 }
 
@@ -99,11 +106,25 @@ int layers_that_fit(const ModelSource& source, uint64_t memory_bytes) {
       std::clamp<uint64_t>(fit, 1, static_cast<uint64_t>(std::max(n_layer, 1))));
 }
 
-std::vector<ThroughputRun> throughput_runs(const std::vector<double>& per_layer) {
+std::vector<LayerService> layer_service(const std::vector<ServedRange>& nodes, int n_layer) {
+  std::vector<LayerService> out(static_cast<size_t>(std::max(n_layer, 0)));
+  for (const ServedRange& n : nodes)
+    for (int l = std::max(n.first_layer, 0); l < std::min(n.last_layer, n_layer); ++l) {
+      LayerService& s = out[static_cast<size_t>(l)];
+      ++s.nodes;
+      if (n.layer_tokens_per_second > 0)
+        s.measured_layer_tokens_per_second += n.layer_tokens_per_second;
+      else
+        ++s.unmeasured;
+    }
+  return out;
+}
+
+std::vector<ThroughputRun> throughput_runs(const std::vector<LayerService>& per_layer) {
   std::vector<ThroughputRun> runs;
   for (size_t l = 0; l < per_layer.size(); ++l) {
     const int i = static_cast<int>(l);
-    if (!runs.empty() && runs.back().layer_tokens_per_second == per_layer[l])
+    if (!runs.empty() && runs.back().service == per_layer[l])
       runs.back().range.last = i + 1;
     else
       runs.push_back({{i, i + 1}, per_layer[l]});

@@ -33,7 +33,8 @@ bool wait_for_dht(discovery::DhtNode& dht, std::chrono::milliseconds limit);
 // A record as route choice and layer assignment see a peer (first address).
 std::vector<PeerSnapshot> peer_snapshots(const std::vector<discovery::NodeRecord>& records,
                                          int n_layer);
-// Each record's first address, pinned to the record's public key: the node's TLS
+// Each record's addresses (in record order: a gateway tries them in turn) and
+// announced layers, pinned to the record's public key: the node's TLS
 // certificate must hold the key that signed its record.
 std::vector<net::PeerAddress> pinned_peers(const std::vector<discovery::NodeRecord>& records);
 
@@ -42,12 +43,27 @@ std::vector<net::PeerAddress> pinned_peers(const std::vector<discovery::NodeReco
 // stage, are not counted), at least 1, at most n_layer.
 int layers_that_fit(const ModelSource& source, uint64_t memory_bytes);
 
-// Runs of equal per-layer throughput: [first, last) -> layer tokens/s. A run of
-// 0 is a gap.
-struct ThroughputRun {
-  LayerRange range;
+// What serves one layer: how many nodes, the sum of the layer tokens/s that
+// those which measured it report, and how many have not measured yet.
+struct LayerService {
+  int nodes = 0, unmeasured = 0;
+  double measured_layer_tokens_per_second = 0;
+  bool operator==(const LayerService&) const = default;
+};
+// A node serving [first_layer, last_layer) at a reported layer tokens/s (0: not
+// measured), as `swarm status` counts it.
+struct ServedRange {
+  int first_layer = 0, last_layer = 0;
   double layer_tokens_per_second = 0;
 };
-std::vector<ThroughputRun> throughput_runs(const std::vector<double>& per_layer);
+// Per layer of [0, n_layer); ranges are clipped to it.
+std::vector<LayerService> layer_service(const std::vector<ServedRange>& nodes, int n_layer);
+
+// Runs of layers served alike: [first, last) -> service. A run of no nodes is a gap.
+struct ThroughputRun {
+  LayerRange range;
+  LayerService service;
+};
+std::vector<ThroughputRun> throughput_runs(const std::vector<LayerService>& per_layer);
 
 }  // namespace swarm::cli

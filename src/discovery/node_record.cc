@@ -55,8 +55,9 @@ Status valid_port(std::string_view port) {
   return Status::Ok();
 }
 
-// "host:port" with a DNS name or IPv4 host, or "[v6]:port".
-Status valid_address(const std::string& a) {
+}  // namespace
+
+Status validate_address(const std::string& a) {
   const Status bad = absurd("address \"" + a.substr(0, 64) + "\" is not host:port");
   if (a.empty() || a.size() > kMaxAddressLength) return bad;
   std::string_view host, port;
@@ -80,6 +81,8 @@ Status valid_address(const std::string& a) {
   if (!valid_port(port).ok()) return bad;
   return Status::Ok();
 }
+
+namespace {
 
 bool finite_in(double v, double max) { return std::isfinite(v) && v >= 0 && v <= max; }
 
@@ -240,7 +243,7 @@ Status validate_record(const NodeRecord& r, int64_t now) {
   if (r.addresses.empty()) return absurd("no addresses");
   if (r.addresses.size() > kMaxAddresses)
     return absurd("more than " + std::to_string(kMaxAddresses) + " addresses");
-  for (const std::string& a : r.addresses) SWARM_RETURN_IF_ERROR(valid_address(a));
+  for (const std::string& a : r.addresses) SWARM_RETURN_IF_ERROR(validate_address(a));
   if (r.model_id.empty() || r.model_id.size() > kMaxModelIdLength)
     return absurd("model id must be 1.." + std::to_string(kMaxModelIdLength) + " characters");
   for (char c : r.model_id)

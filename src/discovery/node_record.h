@@ -61,6 +61,11 @@ std::string canonical_bytes(const NodeRecord& record);
 // node cannot sign a record that names someone else.
 std::string sign_record(const NodeRecord& record, const net::Identity& identity);
 
+// Whether `address` is one a record may carry: "host:port" with a DNS name or
+// IPv4 host, or "[v6]:port", port 1..65535 without leading zeros
+// (doc/dht-records.md, "Validation"). The error names the address.
+Status validate_address(const std::string& address);
+
 // The checks on a record's values and times that need no signature: protocol
 // version, address and model id syntax, layer range, finite non-negative numbers,
 // the time window at `now`. parse_and_verify applies them after the signature.

@@ -92,6 +92,20 @@ TEST_F(NodeRecordTest, SignedRecordReadsBackUnchanged) {
   }
 }
 
+// The address rule `swarm node --announce-address` checks at start, so a node
+// never announces a record every reader would drop.
+TEST(ValidateAddress, AcceptsWhatRecordsMayCarryAndNamesWhatTheyMayNot) {
+  for (const char* ok : {"10.0.0.7:7001", "node-7.example.org:1", "[2001:db8::7]:65535",
+                         "localhost:443"})
+    EXPECT_TRUE(validate_address(ok).ok()) << ok;
+  for (const char* bad : {"", "10.0.0.7", "10.0.0.7:0", "10.0.0.7:65536", "10.0.0.7:07001",
+                          "a:1,b:2", "[]:1", "host name:1", ":7001", "[::1]7001"}) {
+    const Status st = validate_address(bad);
+    EXPECT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.message().find(std::string("\"") + bad), std::string::npos) << st.message();
+  }
+}
+
 TEST_F(NodeRecordTest, SignerIsTheIdentityWhateverTheRecordClaims) {
   NodeRecord claim = rec_;
   claim.node_id = b_.node_id();

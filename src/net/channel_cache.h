@@ -37,7 +37,7 @@ std::shared_ptr<grpc::Channel> make_channel(
 void configure_server(grpc::ServerBuilder& builder);
 
 // Thread-safe map (address, pin) -> channel. Channels reconnect by themselves
-// after a failure, so an entry is never replaced. The pin is part of the key:
+// after a failure, so an entry is replaced only on request (renew). The pin is part of the key:
 // a peer reached both pinned and unpinned, or pinned to two keys (one of them
 // stale), gets a connection per pin and no answer crosses over.
 class ChannelCache {
@@ -52,6 +52,11 @@ class ChannelCache {
   void set_client_certificate(std::shared_ptr<const ClientCertificate> client);
 
   std::shared_ptr<grpc::Channel> get(const std::string& address, const std::string& pin = "");
+  // Replaces the entry with a new channel that connects afresh, on a connection
+  // of its own: no reconnect backoff carries over from the old one, which
+  // callers holding it keep. For a peer that failed to connect and may be up
+  // now (a gateway asking a node that has just started).
+  std::shared_ptr<grpc::Channel> renew(const std::string& address, const std::string& pin = "");
 
  private:
   std::mutex mu_;

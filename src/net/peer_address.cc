@@ -4,6 +4,12 @@
 
 namespace swarm::net {
 
+std::vector<std::string> PeerAddress::addresses() const {
+  std::vector<std::string> out = {address};
+  out.insert(out.end(), more_addresses.begin(), more_addresses.end());
+  return out;
+}
+
 Result<PeerAddress> parse_peer_spec(std::string_view spec) {
   PeerAddress peer;
   const size_t at = spec.rfind('@');

@@ -34,9 +34,19 @@ std::string random_session_id() {
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> stage_channel(const std::string& address, const std::string& pin) {
+namespace {
+net::ChannelCache& stage_channels() {
   static net::ChannelCache cache;
-  return cache.get(address, pin);
+  return cache;
+}
+}  // namespace
+
+std::shared_ptr<grpc::Channel> stage_channel(const std::string& address, const std::string& pin) {
+  return stage_channels().get(address, pin);
+}
+
+std::shared_ptr<grpc::Channel> renew_stage_channel(const std::string& address, const std::string& pin) {
+  return stage_channels().renew(address, pin);
 }
 
 void ChainSession::EventQueue::push(Event e) {

@@ -29,6 +29,9 @@ namespace swarm {
 // A cached channel to a stage; `pin`: empty (plaintext) or the hex key or
 // node id the peer must present.
 std::shared_ptr<grpc::Channel> stage_channel(const std::string& address, const std::string& pin);
+// Replaces the cached channel with one that connects afresh (see
+// net::ChannelCache::renew) and returns it.
+std::shared_ptr<grpc::Channel> renew_stage_channel(const std::string& address, const std::string& pin);
 
 // One run of tokens through the chain (see Step in proto/swarm/v1/stage.proto).
 struct ChainRun {

@@ -9,10 +9,13 @@
 #include <deque>
 #include <map>
 #include <random>
+#include <set>
+#include <tuple>
 #include <thread>
 
 #include "pipeline/chain_session.h"
 #include "pipeline/model_drafter.h"
+#include "pipeline/peer_probe.h"
 #include "pipeline/ngram_drafter.h"
 #include "pipeline/speculative_decoder.h"
 #include "net/model_id.h"
@@ -71,77 +74,134 @@ PipelineBackend::PipelineBackend(std::string model_id, int n_layer, PipelineOpti
       n_layer_(n_layer),
       options_(std::move(options)),
       peers_(options_.peers),
-      speculation_memory_(std::make_unique<SpeculationMemory>()) {}
-
-PipelineBackend::~PipelineBackend() = default;
-
-namespace {
-
-// The hex key a pinned peer's hops are pinned to: its Info's key, which must
-// satisfy the pin (the channel's handshake already checked the certificate; a
-// node-id pin learns the full key here). "" for a plaintext peer.
-Result<std::string> pinned_key_of(const net::PeerAddress& peer, const v1::InfoResponse& info) {
-  if (peer.pin.empty()) return std::string();
-  auto pin = net::KeyPin::Parse(peer.pin);
-  if (!pin.ok()) return pin.status();
-  if (info.public_key().size() != net::kPublicKeyBytes)
-    return Status::Unavailable("its Info reports no Ed25519 public key");
-  net::PublicKey key{};
-  std::copy(info.public_key().begin(), info.public_key().end(), key.begin());
-  if (!pin->matches(key))
-    return Status::Unavailable("its Info reports key " + net::to_hex(key.data(), key.size()) +
-                               ", not the pinned " + pin->hex());
-  return net::to_hex(key.data(), key.size());
+      speculation_memory_(std::make_unique<SpeculationMemory>()),
+      reachability_(options_.reachability),
+      started_(Clock::now()) {
+  reprober_ = std::thread([this] { reprobe_loop(); });
 }
 
-}  // namespace
+PipelineBackend::~PipelineBackend() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  reprober_.join();
+}
+
+bool PipelineBackend::note_probe_locked(const net::PeerAddress& peer, const PeerProbe& probe,
+                                        Clock::time_point asked) {
+  const std::string key = peer_key(peer);
+  if (probe.reached) {
+    reachability_.reached(key);
+    answered_at_[key] = probe.address_index;
+  } else {
+    reachability_.failed(key, asked, Clock::now(), probe.timed_out, probe.error);
+  }
+  std::string& logged = survey_error_[key];
+  if (probe.error != logged) {
+    const std::string pinned = peer.pin.empty() ? "" : " (pinned to " + peer.pin + ")";
+    if (probe.error.empty())
+      spdlog::info("peer {}{} reachable again at {}", peer.address, pinned, probe.address);
+    else if (probe.timed_out)
+      spdlog::warn("peer {}{} offers no route: {}; set aside, probed again with backoff",
+                   peer.address, pinned, probe.error);
+    else
+      spdlog::warn("peer {}{} offers no route: {}", peer.address, pinned, probe.error);
+    logged = probe.error;
+  }
+  return probe.reached;
+}
 
 Status PipelineBackend::survey_locked() {
-  std::vector<PeerSnapshot> snap;
+  // Set-aside peers are left to the background prober: a survey never waits
+  // for a peer that let its last probe run out.
+  std::vector<net::PeerAddress> ask;
+  std::vector<int> first;
+  std::set<std::string> known;
   for (const net::PeerAddress& peer : peers_) {
-    const std::string& addr = peer.address;
-    auto stub = v1::Stage::NewStub(stage_channel(addr, peer.pin));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
-    v1::InfoResponse info;
-    const auto t0 = Clock::now();
-    grpc::Status s = stub->Info(&ctx, v1::InfoRequest(), &info);
-    // An unreachable peer, or one that is not who its pin says, offers no route.
-    auto verified_key = s.ok() ? pinned_key_of(peer, info) : Result<std::string>(std::string());
-    const std::string error = !s.ok()            ? s.error_message()
-                              : !verified_key.ok() ? verified_key.status().message()
-                                                   : std::string();
-    if (error != survey_error_[addr]) {
-      if (error.empty())
-        spdlog::info("peer {} reachable again", addr);
-      else
-        spdlog::warn("peer {}{} offers no route: {}", addr,
-                     peer.pin.empty() ? "" : " (pinned to " + peer.pin + ")", error);
-      survey_error_[addr] = error;
-    }
-    if (!error.empty()) continue;
+    const std::string key = peer_key(peer);
+    known.insert(key);
+    if (!reachability_.survey_asks(key)) continue;
+    ask.push_back(peer);
+    auto it = answered_at_.find(key);
+    first.push_back(it == answered_at_.end() ? 0 : it->second);
+  }
+  reachability_.retain(known);
+  std::erase_if(answered_at_, [&](const auto& kv) { return !known.contains(kv.first); });
+  std::erase_if(survey_error_, [&](const auto& kv) { return !known.contains(kv.first); });
+  const auto asked = Clock::now();
+  const std::vector<PeerProbe> probes = probe_peers(ask, first, options_.probe_timeout);
+  std::vector<PeerSnapshot> snap;
+  for (size_t i = 0; i < ask.size(); ++i) {
+    const PeerProbe& probe = probes[i];
+    if (!note_probe_locked(ask[i], probe, asked)) continue;
+    const v1::InfoResponse& info = probe.info;
     PeerSnapshot p;
-    p.address = addr;
-    p.public_key = *verified_key;
+    p.address = probe.address;
+    p.public_key = probe.public_key;
     p.model_id = info.model_id();
     p.layout_id = info.layout_id();
-    if (p.model_id != model_id_ && mismatch_logged_[addr] != p.model_id)
-      spdlog::warn("peer {} serves model {}, not {}: {}; it is not routed through", addr, p.model_id.substr(0, 16),
-                   model_id_.substr(0, 16), net::model_mismatch_reason(options_.layout_id, p.layout_id));
-    mismatch_logged_[addr] = p.model_id;
+    if (p.model_id != model_id_ && mismatch_logged_[p.address] != p.model_id)
+      spdlog::warn("peer {} serves model {}, not {}: {}; it is not routed through", p.address,
+                   p.model_id.substr(0, 16), model_id_.substr(0, 16),
+                   net::model_mismatch_reason(options_.layout_id, p.layout_id));
+    mismatch_logged_[p.address] = p.model_id;
     p.first_layer = info.first_layer();
     p.last_layer = info.last_layer();
     p.n_layer = info.n_layer();
     p.layer_tokens_per_second = info.layer_tokens_per_second();
-    p.rtt_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    p.rtt_seconds = probe.rtt_seconds;
     p.draining = info.draining();
-    auto failed = failed_at_.find(addr);
+    auto failed = failed_at_.find(p.address);
     p.recently_failed = failed != failed_at_.end() && Clock::now() - failed->second < options_.failure_memory;
     snap.push_back(p);
   }
   snapshot_ = std::move(snap);
   surveyed_at_ = Clock::now();
+  changed_.notify_all();  // the background prober's due times may have moved
   return Status::Ok();
+}
+
+void PipelineBackend::reprobe_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    const auto next = reachability_.next_due();
+    if (!next) {
+      changed_.wait(lock);
+      continue;
+    }
+    if (Clock::now() < *next) {
+      changed_.wait_until(lock, *next);
+      continue;
+    }
+    const std::vector<std::string> due = reachability_.due(Clock::now());
+    std::vector<net::PeerAddress> ask;
+    std::vector<int> first;
+    for (const net::PeerAddress& peer : peers_) {
+      const std::string key = peer_key(peer);
+      if (std::find(due.begin(), due.end(), key) == due.end()) continue;
+      ask.push_back(peer);
+      auto it = answered_at_.find(key);
+      first.push_back(it == answered_at_.end() ? 0 : it->second);
+    }
+    if (ask.size() != due.size()) {  // some are no longer peers
+      std::set<std::string> known;
+      for (const net::PeerAddress& peer : peers_) known.insert(peer_key(peer));
+      reachability_.retain(known);
+    }
+    const auto asked = Clock::now();
+    lock.unlock();
+    const std::vector<PeerProbe> probes = probe_peers(ask, first, options_.probe_timeout);
+    lock.lock();
+    bool answered = false;
+    for (size_t i = 0; i < ask.size(); ++i)
+      answered = note_probe_locked(ask[i], probes[i], asked) || answered;
+    if (answered) {
+      surveyed_at_ = {};  // survey again before the next route
+      changed_.notify_all();
+    }
+  }
 }
 
 std::vector<PeerSnapshot> PipelineBackend::peers() {
@@ -150,7 +210,9 @@ std::vector<PeerSnapshot> PipelineBackend::peers() {
 }
 
 void PipelineBackend::set_peers(std::vector<net::PeerAddress> peers) {
-  auto key = [](const net::PeerAddress& p) { return std::make_pair(p.address, p.pin); };
+  auto key = [](const net::PeerAddress& p) {
+    return std::make_tuple(p.address, p.pin, p.more_addresses, p.announced_first, p.announced_last);
+  };
   auto less = [&](const net::PeerAddress& a, const net::PeerAddress& b) { return key(a) < key(b); };
   auto same = [&](const net::PeerAddress& a, const net::PeerAddress& b) { return key(a) == key(b); };
   std::sort(peers.begin(), peers.end(), less);
@@ -160,22 +222,72 @@ void PipelineBackend::set_peers(std::vector<net::PeerAddress> peers) {
   if (std::equal(have.begin(), have.end(), peers.begin(), peers.end(), same)) return;
   peers_ = std::move(peers);
   surveyed_at_ = {};
+  changed_.notify_all();
 }
 
-Result<std::vector<ChainStage>> PipelineBackend::route() {
+void PipelineBackend::set_relook(std::function<void()> relook) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (snapshot_.empty() || Clock::now() - surveyed_at_ > options_.survey_interval) SWARM_RETURN_IF_ERROR(survey_locked());
-  auto chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
-  if (!chain.ok()) {
-    // The swarm may have changed since the last look: look again once.
-    SWARM_RETURN_IF_ERROR(survey_locked());
-    chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
+  relook_ = std::move(relook);
+}
+
+void PipelineBackend::look_locked(std::unique_lock<std::mutex>& lock) {
+  // One look at a time: requests that find no route together share it.
+  if (looking_) {
+    changed_.wait(lock, [&] { return !looking_; });
+    return;
   }
-  if (!chain.ok() && chain.status().code() == Status::Code::kUnavailable) {
-    const std::string excluded = excluded_peers(snapshot_, model_id_, options_.layout_id, n_layer_);
-    if (!excluded.empty()) return Status::Unavailable(chain.status().message() + excluded);
+  looking_ = true;
+  if (std::function<void()> relook = relook_) {
+    lock.unlock();
+    relook();
+    lock.lock();
   }
-  return chain;
+  survey_locked();
+  last_look_ = Clock::now();
+  looking_ = false;
+  changed_.notify_all();
+}
+
+NoRouteView PipelineBackend::no_route_view_locked(Clock::time_point arrived) {
+  NoRouteView v;
+  v.now = Clock::now();
+  v.request_arrived = arrived;
+  v.gateway_started = started_;
+  v.last_look = last_look_;
+  weigh_uncovered(covered_layers(snapshot_, model_id_, n_layer_), peers_, reachability_,
+                  /*can_look_up=*/static_cast<bool>(relook_), v);
+  return v;
+}
+
+Result<std::vector<ChainStage>> PipelineBackend::route(bool wait_for_coverage) {
+  const auto arrived = Clock::now();
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (Clock::now() - surveyed_at_ > options_.survey_interval) SWARM_RETURN_IF_ERROR(survey_locked());
+    auto chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
+    if (chain.ok() || chain.status().code() != Status::Code::kUnavailable) return chain;
+    NoRouteStep step = next_no_route_step(no_route_view_locked(arrived), options_.coverage_wait);
+    if (!wait_for_coverage && step.action == NoRouteAction::kWait) step.action = NoRouteAction::kRefuse;
+    switch (step.action) {
+      case NoRouteAction::kLookNow:
+        look_locked(lock);
+        break;
+      case NoRouteAction::kWait:
+        changed_.wait_until(lock, step.wake_at);
+        break;
+      case NoRouteAction::kRefuse: {
+        Status why = explain_no_route(chain.status(), covered_layers(snapshot_, model_id_, n_layer_),
+                                      peers_, reachability_);
+        // Peers that answered but serve other weights (or another model) are
+        // named too: they explain a gap as well as unreachable ones do.
+        const std::string excluded =
+            excluded_peers(snapshot_, model_id_, options_.layout_id, n_layer_);
+        if (!excluded.empty() && why.code() == Status::Code::kUnavailable)
+          why = Status::Unavailable(why.message() + excluded);
+        return why;
+      }
+    }
+  }
 }
 
 void PipelineBackend::report_failure(const std::string& address) {
@@ -261,7 +373,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   if (prompt_len >= options_.context_length)
     return Status::InvalidArgument("the prompt is " + std::to_string(prompt_len) + " tokens; the context holds " +
                                    std::to_string(options_.context_length));
-  auto chain = route();
+  auto chain = route(/*wait_for_coverage=*/true);
   if (!chain.ok()) return chain.status();
 
   GenerationResult result;

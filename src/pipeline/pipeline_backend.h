@@ -12,14 +12,18 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "net/peer_address.h"
+#include "pipeline/coverage_wait.h"
 #include "pipeline/generation.h"
+#include "pipeline/peer_reachability.h"
 #include "pipeline/speculation_options.h"
 #include "routing/chain.h"
 
@@ -36,6 +40,14 @@ struct PipelineOptions {
   ChainCosts costs;
   std::chrono::milliseconds step_timeout{60000};   // a step with no answer by then fails
   std::chrono::milliseconds survey_interval{5000}; // how long peers' Info answers are trusted
+  // A survey's Info call to each of a peer's addresses gets this long.
+  std::chrono::milliseconds probe_timeout{2000};
+  // Peers that cannot be reached are remembered; those that time out are set
+  // aside and probed again with backoff (pipeline/peer_reachability.h).
+  ReachabilityOptions reachability;
+  // A request that finds no route looks again and waits briefly for coverage
+  // (pipeline/coverage_wait.h).
+  CoverageWaitOptions coverage_wait;
   // Emulated one-way delay on every step the gateway sends (benchmarks of WAN
   // links; nodes delay what they send with their own --link-delay-ms).
   std::chrono::milliseconds link_delay{0};
@@ -60,9 +72,12 @@ struct PipelineOptions {
 
 class SpeculationMemory;
 class ChainSession;
+struct PeerProbe;
 
 class PipelineBackend : public GenerationBackend {
  public:
+  using Clock = std::chrono::steady_clock;
+
   // `model_id` is the content hash the nodes must serve; n_layer from the model.
   PipelineBackend(std::string model_id, int n_layer, PipelineOptions options);
   ~PipelineBackend() override;
@@ -72,15 +87,27 @@ class PipelineBackend : public GenerationBackend {
   void release_waiting() override;
 
   // Asks every peer what it serves (Info, with a deadline) and chooses a chain.
-  Result<std::vector<ChainStage>> route();
+  // Without one, looks at the swarm again at once (set_relook's look-up and a
+  // survey); with `wait_for_coverage` it then waits while coverage may still
+  // come (coverage_wait.h). The error names the uncovered layers and the
+  // unreachable peers that announce them.
+  Result<std::vector<ChainStage>> route(bool wait_for_coverage = false);
   // The peers as last surveyed.
   std::vector<PeerSnapshot> peers();
   // Replaces the nodes to consider (discovery learns them as the swarm
   // changes); a different set is surveyed before the next route.
   void set_peers(std::vector<net::PeerAddress> peers);
+  // How to look for peers again at once when no route exists (a DHT look-up
+  // that calls set_peers); called from a request's thread with no lock held.
+  void set_relook(std::function<void()> relook);
 
  private:
   Status survey_locked();
+  // Records the outcome of a probe of `peer` sent at `asked`; true if it answered.
+  bool note_probe_locked(const net::PeerAddress& peer, const PeerProbe& probe, Clock::time_point asked);
+  void look_locked(std::unique_lock<std::mutex>& lock);
+  NoRouteView no_route_view_locked(Clock::time_point arrived);
+  void reprobe_loop();
   void report_failure(const std::string& address);
   std::string probe_for_failure(const std::vector<ChainStage>& chain);
   // After `refusal` (RESOURCE_EXHAUSTED) opening `session`: waits for room as
@@ -99,12 +126,22 @@ class PipelineBackend : public GenerationBackend {
   std::chrono::steady_clock::time_point surveyed_at_{};
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
   std::map<std::string, std::string> mismatch_logged_;  // address -> the other model id last logged
-  std::map<std::string, std::string> survey_error_;  // by address: the last logged, so once per change
+  std::map<std::string, std::string> survey_error_;  // by peer key: the last logged, so once per change
   std::unique_ptr<SpeculationMemory> speculation_memory_;
   std::atomic<int> waiting_for_room_{0};
   std::mutex wait_mu_;  // guards releases_
   std::condition_variable wait_cv_;
   uint64_t releases_ = 0;  // release_waiting() calls: a waiter seeing it change stops waiting
+  // Survey and route state (guarded by mu_):
+  PeerReachability reachability_;           // by peer key
+  std::map<std::string, int> answered_at_;  // by peer key: the address index that answered last
+  const Clock::time_point started_;
+  Clock::time_point last_look_{};
+  bool looking_ = false;  // a request is looking (relook_ runs unlocked)
+  std::function<void()> relook_;
+  std::condition_variable changed_;  // peers answered or changed; or stopping_
+  bool stopping_ = false;
+  std::thread reprober_;  // probes set-aside peers when due
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

@@ -1,5 +1,6 @@
 #include "routing/chain.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace swarm {
@@ -58,6 +59,17 @@ Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& pe
   std::vector<ChainStage> chain;
   for (int j = n_layer; j > 0; j = from[j]) chain.insert(chain.begin(), {via[j]->address, from[j], j, via[j]->public_key});
   return chain;
+}
+
+std::vector<bool> covered_layers(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
+                                 int n_layer) {
+  std::vector<bool> covered(static_cast<size_t>(std::max(n_layer, 0)), false);
+  for (const PeerSnapshot& p : peers) {
+    if (p.model_id != model_id || p.draining || p.n_layer != n_layer) continue;
+    for (int l = std::max(p.first_layer, 0); l < std::min(p.last_layer, n_layer); ++l)
+      covered[static_cast<size_t>(l)] = true;
+  }
+  return covered;
 }
 
 double chain_cost(const std::vector<ChainStage>& chain, const std::vector<PeerSnapshot>& peers,

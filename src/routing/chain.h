@@ -50,6 +50,12 @@ struct ChainCosts {
 Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
                                              int n_layer, const ChainCosts& costs = {});
 
+// Per layer of [0, n_layer): whether some peer choose_chain may use (serving
+// `model_id` with n_layer layers, not draining) holds it. A chain exists
+// exactly when every layer is covered.
+std::vector<bool> covered_layers(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
+                                 int n_layer);
+
 // Expected seconds per decode step of a chain under `costs` (for reports and tests).
 double chain_cost(const std::vector<ChainStage>& chain, const std::vector<PeerSnapshot>& peers,
                   const ChainCosts& costs = {});

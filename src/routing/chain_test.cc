@@ -58,6 +58,20 @@ TEST(ChooseChain, GapIsNamed) {
   EXPECT_NE(c.status().message().find("layer 2"), std::string::npos) << c.status().message();
 }
 
+// Covered exactly where choose_chain could route: other models and draining
+// peers cover nothing; a chain exists once every layer is covered.
+TEST(ChooseChain, CoveredLayersAreThoseAChainCanUse) {
+  PeerSnapshot draining = peer("d", 2, 3);
+  draining.draining = true;
+  const std::vector<PeerSnapshot> swarm = {peer("a", 0, 2), draining, peer("o", 2, 4, 0, "other")};
+  EXPECT_EQ(covered_layers(swarm, "m", 4), (std::vector<bool>{true, true, false, false}));
+  EXPECT_FALSE(choose_chain(swarm, "m", 4).ok());
+  std::vector<PeerSnapshot> more = swarm;
+  more.push_back(peer("b", 1, 9));  // a range past the model is clipped
+  EXPECT_EQ(covered_layers(more, "m", 4), (std::vector<bool>{true, true, true, true}));
+  EXPECT_TRUE(choose_chain(more, "m", 4).ok());
+}
+
 TEST(ChooseChain, IgnoresOtherModelsDrainingPeersAndAvoidsRecentFailures) {
   PeerSnapshot draining = peer("d", 0, 4, 1e6);
   draining.draining = true;

@@ -3,7 +3,7 @@
 //               [-c CTX] [-n N] [--chat-template NAME] [--model-name NAME]
 //               [--speculate auto|off|ngram|draft:MODEL] [--spec-max-draft N]
 //               [--max-queue N] [--queue-timeout S] [HTTP limits: doc/http-api.md]
-//               [--step-timeout S] [--failure-memory S]
+//               [--step-timeout S] [--failure-memory S] [--identity KEYFILE]
 // The OpenAI-compatible HTTP API in front of a swarm: loads only the model's
 // tokenizer and metadata, finds a chain of peers covering every layer, and
 // streams each request through it. A peer given as HOST:PORT@KEY (its node id or
@@ -12,7 +12,9 @@
 // records (every --dht-refresh seconds), each pinned to its record's key, and
 // tries each address a record lists in turn. A request that finds no route
 // looks again at once (DHT and peers) and waits up to 5 s while coverage may
-// still come (doc/protocol.md, "When no route exists"). Prints
+// still come (doc/protocol.md, "When no route exists"). It calls TLS nodes as
+// --identity's node (mutual TLS), or as an ephemeral identity made at start
+// and logged, which nodes with an --allow list refuse. Prints
 // "listening on HOST:PORT"; SIGINT or SIGTERM stops it.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -39,6 +41,7 @@ namespace {
 
 struct GatewayOptions {
   std::string model, listen = "127.0.0.1:8080", peers, chat_template, bootstrap, dht_listen;
+  std::string identity;
   double dht_refresh_s = 10;
   std::vector<std::string> names;
   int ctx = 0, n_predict = -1, step_timeout_ms = 0, link_delay_ms = 0, max_queue = 256;
@@ -134,6 +137,9 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("--dht-listen", o->dht_listen, "IPv4 HOST:PORT for this DHT node (default: port 0)");
   cmd->add_option("--dht-refresh", o->dht_refresh_s, "Look the nodes up in the DHT every S seconds (default 10)")
       ->check(CLI::Range(0.05, 86400.0));
+  cmd->add_option("--identity", o->identity,
+                  "Ed25519 key file (swarm keygen) to present to TLS nodes (default: an ephemeral "
+                  "identity, logged at start)");
   cmd->add_flag("--relay", o->relay, "Carry every stage's output through the gateway instead of pushing stage to stage");
   cmd->add_flag("--wire-f16", o->wire_f16, "Send hidden states as f16 (half the traffic; not bit-exact)");
   cmd->add_option("-c,--ctx-size", o->ctx, "Context length per request (default: the model's, at most 8192)")
@@ -189,6 +195,7 @@ void register_gateway(CLI::App& app) {
     // request lines; stdout carries only the "listening on" line.
     spdlog::set_default_logger(spdlog::stderr_color_mt("gateway"));
     const sigset_t signals = block_stop_signals();
+    use_caller_identity(o->identity);
 
     auto source = open_model_source(o->model);
     check(source.status());

@@ -1,12 +1,17 @@
 // swarm node -m MODEL [--layers A:B] --listen HOST:PORT [--identity KEYFILE] [--kv-memory BYTES]
 //            [--idle-timeout S] [--link-delay-ms MS] [-t N] [--max-batch-tokens N]
-//            [--slowdown F]
+//            [--slowdown F] [--allow ID,...|FILE] [--allow-anonymous]
+//            [--max-sessions-per-caller N] [--max-steps-per-caller N]
 //            [--bootstrap HOST:PORT,... [--dht-listen HOST:PORT] [--announce-address HOST:PORT,...]
 //             [--price P] [--memory BYTES] [--rebalance-interval S] [--announce-interval S]]
 // Serves layers [A, B) of MODEL to gateways over gRPC (doc/protocol.md). Prints
 // "listening on HOST:PORT" on stdout once serving. SIGTERM (or Ctrl-C) drains:
 // new sessions are refused, open ones run until closed or idle, then the process
 // exits 0; a second signal exits at once.
+//
+// With --identity callers present their own identity (mutual TLS): --allow
+// admits only the listed ones to sessions, and the quotas count sessions and
+// queued steps per caller (doc/protocol.md, "Transport security").
 //
 // With --bootstrap the node joins the swarm's DHT and announces its signed
 // record (doc/dht-records.md) until it drains, when it withdraws it. Without
@@ -32,6 +37,7 @@
 #include "cli/dht_swarm.h"
 #include "discovery/announcer.h"
 #include "engine/model_loader.h"
+#include "net/caller.h"
 #include "net/model_id.h"
 #include "node/stage_server.h"
 #include "routing/layer_assignment.h"
@@ -323,6 +329,18 @@ void register_node(CLI::App& app) {
   cmd->add_option("--identity", o->node.identity_path,
                   "Ed25519 key file (swarm keygen): serve TLS with this identity, so gateways "
                   "pin HOST:PORT@NODE_ID; without it the node serves plaintext");
+  cmd->add_option("--allow", o->node.allow,
+                  "Serve sessions only to these callers: node ids or public keys, comma-separated, "
+                  "or a file with one per line (needs --identity; list gateways and the nodes "
+                  "that push to this one)");
+  cmd->add_flag("--allow-anonymous", o->node.allow_anonymous,
+                "Serve sessions to TLS callers that present no identity (counted by IP address)");
+  cmd->add_option("--max-sessions-per-caller", o->node.quota.sessions_per_caller,
+                  "Sessions one caller (node id, or IP address without one) holds (default 128)")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--max-steps-per-caller", o->node.quota.steps_in_flight_per_caller,
+                  "Steps one caller has waiting to run (default 1024)")
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--kv-memory", o->kv_memory,
                   "KV cache budget over all sessions, e.g. 2G (default 2G)");
   cmd->add_option("--idle-timeout", o->node.idle_timeout_s,
@@ -368,6 +386,12 @@ void register_node(CLI::App& app) {
       ->check(CLI::Range(1.0, 1200.0));
   cmd->callback([o] {
     o->dht.announce_addresses = parse_announce_addresses(o->dht.announce_address);
+    if ((!o->node.allow.empty() || o->node.allow_anonymous) && o->node.identity_path.empty())
+      fail("--allow and --allow-anonymous need --identity: a plaintext node knows no caller");
+    if (!o->node.allow.empty()) {  // before the model loads, which can take a while
+      auto allow = net::AllowList::Parse(o->node.allow);
+      if (!allow.ok()) fail("--allow: " + allow.status().message());
+    }
     if (!o->dht.bootstrap.empty() && o->node.identity_path.empty())
       fail(
           "--bootstrap needs --identity: a node's DHT record is signed with its key (swarm keygen "

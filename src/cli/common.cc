@@ -5,6 +5,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
+#include "net/identity.h"
+#include "net/tls.h"
+
 namespace swarm::cli {
 
 void fail(const std::string& message) {
@@ -66,6 +71,20 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, int n_vocab) 
     fail(path + ": the tokenizer has " + std::to_string((*tok)->vocab_size()) + " tokens but the model only " +
          std::to_string(n_vocab) + " embedding rows");
   return std::move(tok).value();
+}
+
+void use_caller_identity(const std::string& key_path) {
+  if (key_path.empty()) {
+    auto cert = net::default_client_certificate();  // made now: ephemeral
+    if (cert) spdlog::info("calling TLS nodes as ephemeral identity {}", cert->node_id);
+    return;
+  }
+  auto identity = net::Identity::Load(key_path);
+  if (!identity.ok()) fail("--identity: " + identity.status().ToString());
+  auto cert = net::client_certificate_of(*identity);
+  if (!cert.ok()) fail("--identity: " + cert.status().ToString());
+  net::set_default_client_certificate(*cert);
+  spdlog::info("calling TLS nodes as node {}", (*cert)->node_id);
 }
 
 void write_f32(const std::string& path, const float* data, size_t n) {

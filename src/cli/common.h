@@ -36,6 +36,11 @@ Result<std::pair<std::string, int>> parse_host_port(const std::string& s);
 // "A:B" -> {A, B} with 0 <= A < B.
 Result<std::pair<int, int>> parse_layer_range(const std::string& s);
 
+// Makes the key file at `key_path` (swarm keygen) the identity this process
+// presents to TLS nodes, or, for an empty path, an ephemeral one made now; logs
+// which node id it calls as. Fails (exits) on a key file that does not load.
+void use_caller_identity(const std::string& key_path);
+
 std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {});
 // The model's tokenizer, refused when its vocabulary is empty or larger than the
 // model's `n_vocab` embedding rows.

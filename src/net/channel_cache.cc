@@ -22,20 +22,24 @@ namespace {
 
 std::shared_ptr<grpc::Channel> make_channel_with(const std::string& address,
                                                  const std::string& pin,
-                                                 grpc::ChannelArguments args) {
+                                                 grpc::ChannelArguments args,
+                                                 std::shared_ptr<const ClientCertificate> client) {
   if (pin.empty())
     return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   auto parsed = KeyPin::Parse(pin);
   // Fail closed: an all-zero node id matches no key anybody can present.
   const KeyPin checked = parsed.ok() ? *parsed : *KeyPin::Parse(std::string(2 * kNodeIdBytes, '0'));
   args.SetSslTargetNameOverride(pinned_node_id(checked));
-  return grpc::CreateCustomChannel(address, pinned_channel_credentials(checked, address), args);
+  if (!client) client = default_client_certificate();
+  return grpc::CreateCustomChannel(address, pinned_channel_credentials(checked, address, client),
+                                   args);
 }
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const std::string& pin) {
-  return make_channel_with(address, pin, channel_arguments());
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const std::string& pin,
+                                            std::shared_ptr<const ClientCertificate> client) {
+  return make_channel_with(address, pin, channel_arguments(), std::move(client));
 }
 
 void configure_server(grpc::ServerBuilder& builder) {
@@ -57,7 +61,7 @@ std::shared_ptr<grpc::Channel> ChannelCache::get(const std::string& address,
                                                  const std::string& pin) {
   std::lock_guard<std::mutex> lock(mu_);
   auto& ch = channels_[{address, pin}];
-  if (!ch) ch = make_channel(address, pin);
+  if (!ch) ch = make_channel(address, pin, client_);
   return ch;
 }
 
@@ -68,10 +72,21 @@ std::shared_ptr<grpc::Channel> ChannelCache::renew(const std::string& address,
   // global subchannel pool), and with them the old one's backoff: this one
   // gets its own.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  std::shared_ptr<grpc::Channel> fresh = make_channel_with(address, pin, std::move(args));
+  std::shared_ptr<const ClientCertificate> client;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    client = client_;
+  }
+  std::shared_ptr<grpc::Channel> fresh =
+      make_channel_with(address, pin, std::move(args), std::move(client));
   std::lock_guard<std::mutex> lock(mu_);
   channels_[{address, pin}] = fresh;
   return fresh;
+}
+
+void ChannelCache::set_client_certificate(std::shared_ptr<const ClientCertificate> client) {
+  std::lock_guard<std::mutex> lock(mu_);
+  client_ = std::move(client);
 }
 
 }  // namespace swarm::net

@@ -3,8 +3,9 @@
 //
 // Every channel gets the same explicit options: message size limits
 // (wire_format.h) and keepalive. A channel with a pin speaks TLS and accepts the
-// server only if its certificate's key satisfies the pin (net/tls.h); one
-// without speaks plaintext, as to a node started without --identity.
+// server only if its certificate's key satisfies the pin (net/tls.h), and
+// presents a client certificate (the caller's identity) so the node knows who
+// calls; one without speaks plaintext, as to a node started without --identity.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -17,15 +18,19 @@
 
 namespace swarm::net {
 
+struct ClientCertificate;  // net/tls.h
+
 // The options every channel of ours is created with.
 grpc::ChannelArguments channel_arguments();
 
 // A new channel to `address` ("host:port") with channel_arguments(). `pin` is
 // empty (plaintext) or a KeyPin's hex (TLS pinned to that key or node id); a
 // pin that does not parse gives a channel that refuses every server, never a
-// plaintext one.
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address,
-                                            const std::string& pin = "");
+// plaintext one. A TLS channel presents `client`, or without one the process's
+// default_client_certificate() (net/tls.h).
+std::shared_ptr<grpc::Channel> make_channel(
+    const std::string& address, const std::string& pin = "",
+    std::shared_ptr<const ClientCertificate> client = nullptr);
 
 // Applies the same limits to a server: maximum message sizes and keepalive; and
 // refuses a port another process already listens on (no SO_REUSEPORT sharing).
@@ -41,6 +46,11 @@ class ChannelCache {
   ChannelCache(const ChannelCache&) = delete;
   ChannelCache& operator=(const ChannelCache&) = delete;
 
+  // The certificate TLS channels made from now on present (a node's own
+  // identity, for its pushes); until set, the process default. Call it before
+  // the first get(): channels already made keep what they were made with.
+  void set_client_certificate(std::shared_ptr<const ClientCertificate> client);
+
   std::shared_ptr<grpc::Channel> get(const std::string& address, const std::string& pin = "");
   // Replaces the entry with a new channel that connects afresh, on a connection
   // of its own: no reconnect backoff carries over from the old one, which
@@ -50,6 +60,7 @@ class ChannelCache {
 
  private:
   std::mutex mu_;
+  std::shared_ptr<const ClientCertificate> client_;  // null: the process default
   std::map<std::pair<std::string, std::string>, std::shared_ptr<grpc::Channel>> channels_;
 };
 

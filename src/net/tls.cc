@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <mutex>
 
 namespace swarm::net {
 namespace {
@@ -161,6 +162,43 @@ Status check_pinned_certificate(std::string_view certificate_pem, const KeyPin& 
                              "), expected " + (pin.is_node_id() ? "node id " : "key ") + pin.hex());
 }
 
+Result<std::shared_ptr<const ClientCertificate>> client_certificate_of(const Identity& identity) {
+  auto pair = make_identity_certificate(identity);
+  if (!pair.ok()) return pair.status();
+  auto cert = std::make_shared<ClientCertificate>();
+  cert->node_id = identity.node_id();
+  cert->key_pair = std::move(pair).value();
+  return std::shared_ptr<const ClientCertificate>(std::move(cert));
+}
+
+namespace {
+std::mutex default_client_mu;
+std::shared_ptr<const ClientCertificate> default_client;  // guarded by default_client_mu
+}  // namespace
+
+void set_default_client_certificate(std::shared_ptr<const ClientCertificate> certificate) {
+  std::lock_guard<std::mutex> lock(default_client_mu);
+  default_client = std::move(certificate);
+}
+
+std::shared_ptr<const ClientCertificate> default_client_certificate() {
+  std::lock_guard<std::mutex> lock(default_client_mu);
+  if (default_client) return default_client;
+  auto identity = Identity::Generate();
+  if (!identity.ok()) {
+    spdlog::error("cannot make an ephemeral caller identity: {}", identity.status().ToString());
+    return nullptr;  // calls go out anonymous; nodes that require an identity say so
+  }
+  auto cert = client_certificate_of(*identity);
+  if (!cert.ok()) {
+    spdlog::error("cannot make an ephemeral caller certificate: {}", cert.status().ToString());
+    return nullptr;
+  }
+  default_client = *cert;
+  spdlog::debug("calling TLS nodes as ephemeral identity {}", default_client->node_id);
+  return default_client;
+}
+
 Result<std::shared_ptr<grpc::ServerCredentials>> identity_server_credentials(
     const Identity& identity) {
   auto pair = make_identity_certificate(identity);
@@ -171,7 +209,10 @@ Result<std::shared_ptr<grpc::ServerCredentials>> identity_server_credentials(
   auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(pairs);
   grpc::experimental::TlsServerCredentialsOptions options(provider);
   options.watch_identity_key_cert_pairs();
-  options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  // Ask for a certificate but leave judging it to the RPC layer (net/caller.h):
+  // no authority signs a caller's key, and refusing a caller there, rather than
+  // in the handshake, lets the refusal say why.
+  options.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
   auto creds = grpc::experimental::TlsServerCredentials(options);
   if (!creds) return Status::Internal("gRPC cannot make TLS server credentials");
   return creds;
@@ -185,9 +226,18 @@ std::string pinned_node_id(const KeyPin& pin) {
   return node_id_of(key);
 }
 
-std::shared_ptr<grpc::ChannelCredentials> pinned_channel_credentials(const KeyPin& pin,
-                                                                     const std::string& peer) {
+std::shared_ptr<grpc::ChannelCredentials> pinned_channel_credentials(
+    const KeyPin& pin, const std::string& peer,
+    const std::shared_ptr<const ClientCertificate>& client) {
   grpc::experimental::TlsChannelCredentialsOptions options;
+  if (client) {
+    using grpc::experimental::IdentityKeyCertPair;
+    std::vector<IdentityKeyCertPair> pairs = {IdentityKeyCertPair{
+        client->key_pair.private_key_pem, client->key_pair.certificate_pem}};
+    options.set_certificate_provider(
+        std::make_shared<grpc::experimental::StaticDataCertificateProvider>(pairs));
+    options.watch_identity_key_cert_pairs();
+  }
   // No certificate authority vouches for a node: the pin replaces chain and
   // host name checks (PinnedKeyVerifier does the one check that matters).
   options.set_verify_server_certs(false);

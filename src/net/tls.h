@@ -8,6 +8,14 @@
 // proves the server holds the matching secret key, so a man in the middle, or a
 // node answering at an address that another node's record names, is refused.
 //
+// Callers are known the same way (mutual TLS): a client presents a self-signed
+// certificate holding its own Ed25519 identity key, and the handshake proves it
+// holds the secret key. The server checks no chain: the key IS the caller's
+// identity, and what the node lets that identity do is its policy
+// (net/caller.h). A client without a certificate completes the handshake as an
+// anonymous caller, which a node refuses everything but Info unless told
+// otherwise.
+//
 // A pin is written in lowercase or upper case hex: 64 digits are the Ed25519
 // public key itself, 40 digits a node id (BLAKE2b-160 of it, net/identity.h).
 #pragma once
@@ -60,7 +68,25 @@ Result<PublicKey> certificate_public_key(std::string_view certificate_pem);
 // the key found and the key expected.
 Status check_pinned_certificate(std::string_view certificate_pem, const KeyPin& pin);
 
-// Server credentials that serve `identity`'s certificate (clients present none).
+// What a caller presents: its identity's certificate and key, and its node id.
+struct ClientCertificate {
+  std::string node_id;
+  TlsKeyPair key_pair;
+};
+Result<std::shared_ptr<const ClientCertificate>> client_certificate_of(const Identity& identity);
+
+// The certificate this process presents when it calls a node over TLS and no
+// other is given (the gateway's --identity, a node's own identity). Until one is
+// set, the first use generates an ephemeral identity, so a tool without a key
+// file (swarm info, swarm status, a gateway without --identity) can still reach
+// nodes that require a caller identity. Thread-safe; channels made before a
+// change keep the certificate they were made with.
+void set_default_client_certificate(std::shared_ptr<const ClientCertificate> certificate);
+std::shared_ptr<const ClientCertificate> default_client_certificate();
+
+// Server credentials that serve `identity`'s certificate and ask callers for
+// theirs (any self-signed certificate is taken, none is required at this
+// level: net/caller.h reads the caller's key and decides what it may do).
 Result<std::shared_ptr<grpc::ServerCredentials>> identity_server_credentials(
     const Identity& identity);
 
@@ -68,8 +94,11 @@ Result<std::shared_ptr<grpc::ServerCredentials>> identity_server_credentials(
 // satisfies `pin` (no certificate authority, no host name check: the key is the
 // identity). A mismatch fails the handshake and is logged (spdlog, warn) with
 // `peer` (the address, for the log), the key found and the key expected.
-std::shared_ptr<grpc::ChannelCredentials> pinned_channel_credentials(const KeyPin& pin,
-                                                                     const std::string& peer);
+// `client` is the certificate presented to the server; null presents none (an
+// anonymous caller, which identity nodes refuse sessions).
+std::shared_ptr<grpc::ChannelCredentials> pinned_channel_credentials(
+    const KeyPin& pin, const std::string& peer,
+    const std::shared_ptr<const ClientCertificate>& client = nullptr);
 
 // The node id the pin stands for: the CN of the certificate it accepts. A pinned
 // channel gives it as its TLS target name (GRPC_SSL_TARGET_NAME_OVERRIDE_ARG),

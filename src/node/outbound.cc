@@ -1,5 +1,6 @@
 #include "node/outbound.h"
 
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -77,13 +78,17 @@ void Outbound::pump() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!started_ || writes_done_) return;
-    if (broken_) {
+    if (broken_ || reads_over_) {
       // No write will start again: let the call complete.
       release = !queue_.in_flight() && release_hold_locked();
     } else {
       switch (queue_.next(Clock::now(), &writing_, &until)) {
         case PacedQueue<v1::StageRequest>::Next::kWrite:
           write = true;
+          if (writing_.kind_case() == v1::StageRequest::kStep) {
+            last_session_ = writing_.step().session_id();
+            last_step_ = writing_.step().step_id();
+          }
           break;
         case PacedQueue<v1::StageRequest>::Next::kWait:
           arm = !timer_armed_;
@@ -173,7 +178,17 @@ void Outbound::OnWriteDone(bool ok) {
 }
 
 void Outbound::OnReadDone(bool ok) {
-  if (!ok) return;
+  if (!ok) {
+    // The next stage ended the stream (it refused this node as a caller, or
+    // went away): no write can succeed now, so let the call complete and
+    // OnDone learn why.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      reads_over_ = true;
+    }
+    pump();
+    return;
+  }
   if (on_response_) on_response_(response_);
   StartRead(&response_);
 }
@@ -182,14 +197,29 @@ void Outbound::OnDone(const grpc::Status& status) {
   // The last reaction: nothing of gRPC refers to this object after it, so the
   // reference gRPC held is dropped as the function ends.
   std::shared_ptr<Outbound> keep;
+  // The next stage refused this node as a caller (not on its --allow list, no
+  // identity): the step written last fails with that answer instead of
+  // waiting for a result that will not come.
+  std::optional<v1::StageResponse> refused;
   {
     std::lock_guard<std::mutex> lock(mu_);
     keep = std::move(self_);
+    if ((status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+         status.error_code() == grpc::StatusCode::UNAUTHENTICATED) &&
+        !last_session_.empty()) {
+      refused.emplace();
+      v1::Error* e = refused->mutable_error();
+      e->set_session_id(last_session_);
+      e->set_step_id(last_step_);
+      e->set_code(status.error_code());
+      e->set_message(status.error_message());
+    }
     if (!broken_) {
       broken_ = true;
       broken_why_ = status.ok() ? "its stream ended" : "it is unreachable (" + status.error_message() + ")";
     }
   }
+  if (refused && on_response_) on_response_(*refused);
   fail_queued(broken_why_);
 }
 

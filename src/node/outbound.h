@@ -84,6 +84,9 @@ class Outbound : public grpc::ClientBidiReactor<v1::StageRequest, v1::StageRespo
   bool broken_ = false;
   std::string broken_why_;
   bool timer_armed_ = false;
+  bool reads_over_ = false;   // the peer ended the stream
+  std::string last_session_;  // of the step written last (a refusal fails it)
+  uint64_t last_step_ = 0;
 };
 
 }  // namespace swarm::node

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -20,6 +21,7 @@
 #include "engine/model_loader.h"
 #include "engine/sampler.h"
 #include "engine/thread_pool.h"
+#include "net/caller.h"
 #include "net/channel_cache.h"
 #include "net/identity.h"
 #include "net/model_id.h"
@@ -167,6 +169,7 @@ struct Session {
   std::mutex mu;  // guards outbound; closing takes it, so no push follows a close
 
   std::map<std::string, std::shared_ptr<Outbound>> outbound;  // by next hop "address@pin"
+  CallerQuota::Lease quota_lease;  // its opener's session quota, given back at close
 
   void touch() { last_active = Clock::now().time_since_epoch().count(); }
 };
@@ -297,6 +300,7 @@ struct WorkItem {
   int take = 0;
   std::vector<float> out;
   int64_t compute_us = 0;  // of the earlier chunks
+  CallerQuota::Lease quota_lease;  // its sender's steps-in-flight quota, held while queued
   int tokens() const { return step.tokens_size(); }
   bool final_chunk() const { return done + take == tokens(); }
 };
@@ -361,6 +365,8 @@ class StageServer::Impl {
   net::ChannelCache channels_;
   std::shared_ptr<Timer> timer_ = std::make_shared<Timer>();
   std::string public_key_;  // raw 32 bytes of --identity's key; empty: plaintext
+  net::CallerPolicy caller_policy_;  // who may use the Session stream
+  std::unique_ptr<CallerQuota> quota_;  // made in start()
   class Service;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -399,8 +405,11 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
   using Reactor = grpc::ServerBidiReactor<ByteBuffer, ByteBuffer>;
 
   ServerStream(StageServer::Impl* impl, uint64_t id, std::chrono::milliseconds delay,
-               std::shared_ptr<Timer> timer)
-      : impl_(impl), id_(id), delay_(delay), timer_(std::move(timer)) {}
+               std::shared_ptr<Timer> timer, std::string caller)
+      : impl_(impl), id_(id), delay_(delay), timer_(std::move(timer)), caller_(std::move(caller)) {}
+
+  // Who opened the stream: net::CallerIdentity::quota_key().
+  const std::string& caller() const { return caller_; }
 
   // Queues an answer; never blocks.
   void send(const StageResponse& r) {
@@ -614,6 +623,7 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
   const uint64_t id_;
   const std::chrono::milliseconds delay_;
   const std::shared_ptr<Timer> timer_;
+  const std::string caller_;
   ByteBuffer reading_;  // touched only by the read in progress and its reaction
   int bad_in_a_row_ = 0;
 
@@ -662,6 +672,13 @@ class SessionReactor final : public grpc::ServerBidiReactor<ByteBuffer, ByteBuff
   const std::shared_ptr<ServerStream> stream_;
 };
 
+// A Session stream refused before it began: it ends with `status`.
+class RefusedStream final : public grpc::ServerBidiReactor<ByteBuffer, ByteBuffer> {
+ public:
+  explicit RefusedStream(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 // The Stage service on gRPC's callback API: streams cost no thread each.
 // Session speaks raw bytes so that a message that does not parse gets an Error
 // answer on its stream (a generated handler would just end the stream).
@@ -671,12 +688,24 @@ class StageServer::Impl::Service final
  public:
   explicit Service(Impl* impl) : impl_(impl) {}
 
-  grpc::ServerBidiReactor<ByteBuffer, ByteBuffer>* Session(grpc::CallbackServerContext*) override {
+  grpc::ServerBidiReactor<ByteBuffer, ByteBuffer>* Session(
+      grpc::CallbackServerContext* ctx) override {
+    // Who calls, and whether they may (net/caller.h): a refused caller's
+    // stream ends at once with the reason.
+    auto caller = net::caller_identity(*ctx);
+    if (!caller.ok())
+      return new RefusedStream(grpc::Status(StatusCode::UNAUTHENTICATED, caller.status().message()));
+    const grpc::Status admitted = net::admit_session_caller(*caller, impl_->caller_policy_);
+    if (!admitted.ok()) {
+      spdlog::info("Session stream of {} refused: {}", caller->describe(),
+                   admitted.error_message());
+      return new RefusedStream(admitted);
+    }
     const uint64_t id = impl_->next_stream_id_++;
     return new SessionReactor(impl_, std::make_shared<ServerStream>(
                                          impl_, id,
                                          std::chrono::milliseconds(impl_->opt_.link_delay_ms),
-                                         impl_->timer_));
+                                         impl_->timer_, caller->quota_key()));
   }
   grpc::ServerUnaryReactor* Info(grpc::CallbackServerContext* ctx, const v1::InfoRequest*,
                                  v1::InfoResponse* r) override {
@@ -733,7 +762,26 @@ Status StageServer::Impl::start() {
     credentials = *tls;
     node_id_ = identity->node_id();
     public_key_.assign(identity->public_key().begin(), identity->public_key().end());
+    // Its pushes to the next stage present its own identity.
+    auto client = net::client_certificate_of(*identity);
+    if (!client.ok()) return client.status();
+    channels_.set_client_certificate(*client);
+    caller_policy_.tls = true;
+    caller_policy_.allow_anonymous = opt_.allow_anonymous;
   }
+  if (!opt_.allow.empty()) {
+    if (node_id_.empty())
+      return Status::InvalidArgument("--allow needs --identity: only TLS callers have identities");
+    auto allow = net::AllowList::Parse(opt_.allow);
+    if (!allow.ok()) return allow.status().annotate("--allow");
+    caller_policy_.allow = std::move(allow).value();
+    spdlog::info("serving sessions only to the {} identities --allow lists",
+                 caller_policy_.allow->size());
+  }
+  // The total is --max-sessions, which open() checks itself.
+  CallerQuotaLimits limits = opt_.quota;
+  limits.sessions_total = std::numeric_limits<int>::max();
+  quota_ = std::make_unique<CallerQuota>(limits);
 
   service_ = std::make_unique<Service>(this);
   grpc::ServerBuilder builder;
@@ -889,7 +937,10 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
     return refuse(StatusCode::INVALID_ARGUMENT,
                   "OpenSession.max_length: must be 1 to " + std::to_string(context_) +
                       " (this node's context), got " + std::to_string(o.max_length()));
+  auto lease = quota_->open_session(writer->caller());
+  if (!lease.ok()) return refuse(StatusCode::RESOURCE_EXHAUSTED, lease.status().message());
   auto s = std::make_shared<Session>();
+  s->quota_lease = std::move(lease).value();
   if (o.is_last()) {
     SamplingParams p = sampling_from_proto(o.sampling());
     const Status st = p.validate(c.n_vocab);
@@ -937,8 +988,9 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
     writer->send(*refusal);
     return;
   }
-  spdlog::info("session '{}' opened: layers {}{}{}, max_length {}, {} KV bytes", id.substr(0, 64),
-               range_str(s->first, s->last), s->is_first ? " +embed" : "",
+  spdlog::info("session '{}' opened by {}: layers {}{}{}, max_length {}, {} KV bytes",
+               id.substr(0, 64), writer->caller(), range_str(s->first, s->last),
+               s->is_first ? " +embed" : "",
                s->is_last ? " +head" : "", s->max_length, s->kv_bytes);
   StageResponse r;
   r.mutable_opened()->set_session_id(id);
@@ -1013,6 +1065,11 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ServerStream>& 
   for (const v1::Hop& h : st.next_hops()) {
     if (h.address().empty() || h.address().size() > 1024)
       return fail(StatusCode::INVALID_ARGUMENT, "Step.next_hops: a hop without a valid address");
+    // A node with an identity dials only nodes whose identity the chain pins.
+    if (!public_key_.empty() && h.public_key().empty())
+      return fail(StatusCode::INVALID_ARGUMENT,
+                  "Step.next_hops.public_key: missing for hop " + h.address().substr(0, 256) +
+                      " (a node with an identity pushes only to pinned nodes)");
     if (!h.public_key().empty() && h.public_key().size() != net::kPublicKeyBytes)
       return fail(StatusCode::INVALID_ARGUMENT,
                   "Step.next_hops: public_key of " + std::to_string(h.public_key().size()) +
@@ -1028,6 +1085,9 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ServerStream>& 
                       "th next stage; at most " + std::to_string(kMaxNextHopsPerSession));
   }
   WorkItem w;
+  auto lease = quota_->start_step(writer->caller());
+  if (!lease.ok()) return fail(StatusCode::RESOURCE_EXHAUSTED, "Step: " + lease.status().message());
+  w.quota_lease = std::move(lease).value();
   // A plain run (a prefill or a replay) may run a part at a time; runs the
   // last stage samples at every position may not.
   w.chunkable = !st.sample_all() && st.n_drafts() == 0 && !st.continues_previous();
@@ -1135,6 +1195,7 @@ void StageServer::Impl::close_session(const std::shared_ptr<Session>& s, const s
     if (it == sessions_.end() || it->second != s) return;
     sessions_.erase(it);
     kv_used_ -= s->kv_bytes;
+    s->quota_lease.release();
     drained_cv_.notify_all();
   }
   std::map<std::string, std::shared_ptr<Outbound>> outbound;

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "engine/status.h"
+#include "node/caller_quota.h"
 
 namespace swarm::node {
 
@@ -45,6 +46,15 @@ struct NodeOptions {
   // TLS only, with a certificate holding that key (net/tls.h), and reports the
   // key in Info. Empty: plaintext, as a node on a trusted network or in a test.
   std::string identity_path;
+  // Who may call (doc/protocol.md, "Transport security"). With an identity,
+  // callers of the Session stream must present their own identity (mutual TLS)
+  // unless `allow_anonymous`; with `allow` (net::AllowList::Parse: node ids or
+  // keys, or a file of them) only those may. Info answers anyone.
+  bool allow_anonymous = false;
+  std::string allow;
+  // Sessions and queued steps per caller (its node id, or its IP address
+  // without one); the total is max_sessions, not quota.sessions_total.
+  CallerQuotaLimits quota;
   // >= 1: after each batch, wait (slowdown - 1) x its compute time, so the node
   // behaves like a machine that many times slower (benchmarks of a slow stage).
   double slowdown = 1;

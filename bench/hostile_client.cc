@@ -12,6 +12,9 @@
 //   hostile_client --target HOST:PORT --first A --last B --n-layer L --model-id ID
 //                  [--d-model D] [--vocab V] [--seconds S] [--hog-sessions N]
 //                  [--attacks huge,hops,nan,garbage,prompt,hog,mute]   (default: all)
+//                  [--rate R]   rounds per second of each attack (default 10), so that
+//                               the attacker's own CPU does not starve the machine
+//                               it shares with the nodes in a benchmark
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -42,6 +45,7 @@ struct Options {
   int first = 0, last = 0, n_layer = 0, d_model = 0, vocab = 32, hog_sessions = 8;
   double seconds = 60;
   std::string attacks = "huge,hops,nan,garbage,prompt,hog,mute";
+  double rate = 10;
   bool wants(const std::string& a) const { return ("," + attacks + ",").find("," + a + ",") != std::string::npos; }
 };
 
@@ -83,9 +87,18 @@ StageRequest step_req(const Options& o, const std::string& id, uint64_t step, in
 }
 
 // One stream: sends what `attack` makes, reads the answers, counts them.
+// Waits for round `round`'s turn at `rate` rounds per second.
+void pace(const Options& o, Clock::time_point start, int round) {
+  if (o.rate <= 0) return;
+  std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(
+                                            std::chrono::duration<double>(round / o.rate)));
+}
+
 void run_stream(const Options& o, const std::string& name, Clock::time_point end,
                 const std::function<void(int round, grpc::ClientReaderWriter<StageRequest, StageResponse>*)>& attack) {
+  const auto start = Clock::now();
   for (int round = 0; Clock::now() < end; ++round) {
+    pace(o, start, round);
     auto stub = swarm::v1::Stage::NewStub(swarm::net::make_channel(o.target));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
@@ -120,6 +133,7 @@ int main(int argc, char** argv) {
     else if (k == "--seconds") o.seconds = std::atof(v.c_str());
     else if (k == "--hog-sessions") o.hog_sessions = std::atoi(v.c_str());
     else if (k == "--attacks") o.attacks = v;
+    else if (k == "--rate") o.rate = std::atof(v.c_str());
     else {
       std::fprintf(stderr, "hostile_client: unknown option %s\n", k.c_str());
       return 2;
@@ -133,15 +147,17 @@ int main(int argc, char** argv) {
   const auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                       std::chrono::duration<double>(o.seconds));
   using Stream = grpc::ClientReaderWriter<StageRequest, StageResponse>;
+  // Two million tokens: built once, sent every round.
+  StageRequest big = step_req(o, "huge", 1, 1, 0, 0);
+  big.mutable_step()->clear_hidden();
+  for (int i = 1; i < 2'000'000; ++i) big.mutable_step()->add_tokens(1);
   std::vector<std::thread> threads;
   if (o.wants("huge")) threads.emplace_back([&] {
     run_stream(o, "huge", end, [&](int round, Stream* s) {
       const std::string id = "huge" + std::to_string(round);
       s->Write(open_req(o, id, 1 << 30));
       s->Write(open_req(o, id, 64));
-      StageRequest big = step_req(o, id, 1, 1, 0, 0);
-      big.mutable_step()->clear_hidden();
-      for (int i = 1; i < 2'000'000; ++i) big.mutable_step()->add_tokens(1);
+      big.mutable_step()->set_session_id(id);
       s->Write(big);
     });
   });
@@ -168,7 +184,9 @@ int main(int argc, char** argv) {
       });
     });
   if (o.wants("garbage")) threads.emplace_back([&] {
-    while (Clock::now() < end) {
+    const auto start = Clock::now();
+    for (int round = 0; Clock::now() < end; ++round) {
+      pace(o, start, round);
       grpc::GenericStub generic(swarm::net::make_channel(o.target));
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -217,8 +235,14 @@ int main(int argc, char** argv) {
       stream->Write(open_req(o, "mute", 512));
       std::atomic<bool> done{false};
       std::thread writer([&] {
-        for (int i = 0; i < 100000 && !done; ++i)
-          if (!stream->Write(step_req(o, "mute", 1 + i, 256, 0, 0))) break;
+        const StageRequest step = step_req(o, "mute", 1, 256, 0, 0);
+        const auto start = Clock::now();
+        for (int i = 0; i < 100000 && !done; ++i) {
+          pace(o, start, i);
+          StageRequest r = step;
+          r.mutable_step()->set_step_id(1 + i);
+          if (!stream->Write(r)) break;
+        }
       });
       while (Clock::now() < end && Clock::now() < end) {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));

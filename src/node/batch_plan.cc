@@ -24,16 +24,19 @@ BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_token
       }
     }
   }
-  // Room kept for a chunkable step that does not fit whole, so that it makes
-  // progress however many small steps keep arriving.
+  // A bulk step (a chunkable run longer than an eighth of the batch: a
+  // prompt, a replay) runs beside other sessions' steps an eighth of a batch
+  // at a time, so their latency stays that of a small batch; alone, it takes
+  // whole batches. While one waits, the others leave it that eighth.
+  const int share = std::max(1, max_batch_tokens / 8);
+  auto bulk = [&](const QueuedWork& w) {
+    return w.chunkable && !w.continuation && w.tokens > share;
+  };
   int reserve = 0;
-  for (size_t i : earliest) {
-    const QueuedWork& w = queue[i];
-    if (w.chunkable && !w.continuation && w.tokens > max_batch_tokens)
-      reserve = std::max(reserve, std::max(1, max_batch_tokens / 4));
-  }
+  for (size_t i : earliest)
+    if (bulk(queue[i])) reserve = share;
   int tokens = 0;
-  std::vector<size_t> waiting_chunks;
+  std::vector<size_t> waiting_bulk;
   auto same_range = [&](const QueuedWork& w) {
     const QueuedWork& head = queue[plan.batch.front()];
     return w.first_layer == head.first_layer && w.last_layer == head.last_layer;
@@ -47,26 +50,25 @@ BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_token
     for (size_t i : earliest) {
       const QueuedWork& w = queue[i];
       if (w.continuation != continuations) continue;
-      const bool chunk_later = w.chunkable && tokens + w.tokens > max_batch_tokens;
-      if (chunk_later) {
-        waiting_chunks.push_back(i);
+      if (bulk(w)) {
+        waiting_bulk.push_back(i);
         continue;
       }
       if (!plan.batch.empty()) {
-        const int room = max_batch_tokens - reserve;
-        if (tokens + w.tokens > room || !same_range(w)) continue;
+        if (tokens + w.tokens > max_batch_tokens - reserve || !same_range(w)) continue;
       }
       add(i, w.tokens);
     }
   };
   take_fitting(false);
   take_fitting(true);
-  for (size_t i : waiting_chunks) {
+  const bool others = !plan.batch.empty();
+  for (size_t i : waiting_bulk) {
     const QueuedWork& w = queue[i];
     if (!plan.batch.empty() && !same_range(w)) continue;
     const int room = max_batch_tokens - tokens;
     if (room <= 0) break;
-    add(i, std::min(room, w.tokens));
+    add(i, std::min({room, w.tokens, others ? share : max_batch_tokens}));
   }
   return plan;
 }

@@ -15,11 +15,12 @@
 //    tokens; a step that does not fit waits for a later batch, but one larger
 //    than the limit still runs alone. Steps behind one that waits are not
 //    reordered past it within its session.
-//  - A chunkable step (a plain run: a prefill, or a replay after a failover)
-//    that does not fit whole runs in chunks: it gets the room the other
-//    sessions' steps leave in the batch, and while one waits, the others leave
-//    it at least a quarter of the batch. So a long prompt never holds other
-//    sessions up for more than one batch, and it always makes progress.
+//  - A bulk step (a plain run, chunkable, longer than an eighth of the batch:
+//    a prompt, or a replay after a failover) runs in chunks. Beside other
+//    sessions' steps it gets an eighth of the batch, so their latency stays
+//    that of a small batch however long the prompt; alone, it takes whole
+//    batches. While one waits, the others leave it that eighth, so it always
+//    makes progress.
 #pragma once
 
 #include <cstddef>

@@ -139,30 +139,35 @@ QueuedWork prefill(uintptr_t session, int tokens) {
 
 TEST(BatchPlanTest, ALongPrefillRunsInChunksBesideOtherSessionsSteps) {
   // 1000 tokens of prompt ahead of three one-token decode steps: the decode
-  // steps run in the first batch, the prompt gets the rest of it.
+  // steps run in the first batch, the prompt gets an eighth of it.
   const std::vector<QueuedWork> q = {prefill(1, 1000), anchor(2), anchor(3), continuation(4)};
   const BatchPlan plan = plan_next_batch(q, 64);
   EXPECT_EQ(plan.batch, (Indices{1, 2, 3, 0}));
-  EXPECT_EQ(plan.take, (std::vector<int>{1, 1, 1, 61}));
+  EXPECT_EQ(plan.take, (std::vector<int>{1, 1, 1, 8}));
   // Alone, it takes a whole batch.
   const BatchPlan alone = plan_next_batch(std::vector<QueuedWork>{prefill(1, 1000)}, 64);
   EXPECT_EQ(alone.batch, (Indices{0}));
   EXPECT_EQ(alone.take, (std::vector<int>{64}));
-  // A prefill that fits runs whole, like any step.
-  const BatchPlan fits = plan_next_batch(std::vector<QueuedWork>{prefill(1, 10), anchor(2)}, 64);
-  EXPECT_EQ(fits.take, (std::vector<int>{10, 1}));
+  // A prefill of an eighth of the batch or less runs whole, like any step;
+  // a longer one beside others runs an eighth at a time, even if it fits.
+  const BatchPlan fits = plan_next_batch(std::vector<QueuedWork>{prefill(1, 8), anchor(2)}, 64);
+  EXPECT_EQ(fits.take, (std::vector<int>{8, 1}));
+  const BatchPlan longer =
+      plan_next_batch(std::vector<QueuedWork>{prefill(1, 40), anchor(2)}, 64);
+  EXPECT_EQ(longer.batch, (Indices{1, 0}));
+  EXPECT_EQ(longer.take, (std::vector<int>{1, 8}));
 }
 
-TEST(BatchPlanTest, AWaitingPrefillKeepsAQuarterOfTheBatch) {
-  // Small steps that would fill the batch leave a quarter to the prompt.
+TEST(BatchPlanTest, AWaitingPrefillKeepsAnEighthOfTheBatch) {
+  // Small steps that would fill the batch leave an eighth to the prompt.
   std::vector<QueuedWork> q = {prefill(1, 1000)};
   for (uintptr_t s = 2; s < 20; ++s) q.push_back(anchor(s, 4));
   const BatchPlan plan = plan_next_batch(q, 32);
   int small = 0, chunk = 0;
   for (size_t k = 0; k < plan.batch.size(); ++k)
     (plan.batch[k] == 0 ? chunk : small) += plan.take[k];
-  EXPECT_EQ(small, 24);
-  EXPECT_EQ(chunk, 8);
+  EXPECT_EQ(small, 28);
+  EXPECT_EQ(chunk, 4);
 }
 
 TEST(BatchPlanTest, AStepThatIsNotChunkableStillRunsWholeAndAlone) {

@@ -1103,8 +1103,16 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ServerStream>& 
     if (!ds.ok()) return fail(StatusCode::INVALID_ARGUMENT, ds.message());
     st.clear_hidden();
   }
+  // Held against the stream the step came on until it ran: its input, and
+  // the output it will make (the hidden states a stage before the last sends
+  // on), so a caller cannot queue cheap steps whose answers it never reads.
+  const size_t output_bytes =
+      s->is_last ? static_cast<size_t>(n) * sizeof(int32_t)
+                 : static_cast<size_t>(n) * static_cast<size_t>(c.n_embd) *
+                       net::tensor_element_size(st.wire_dtype());
   w.ticket = std::make_unique<InputTicket>(
-      writer, w.hidden.size() * sizeof(float) + static_cast<size_t>(n) * sizeof(int32_t));
+      writer, w.hidden.size() * sizeof(float) + static_cast<size_t>(n) * sizeof(int32_t) +
+                  output_bytes);
   w.session = std::move(s);
   w.step = std::move(st);
   w.arrived = Clock::now();

@@ -36,7 +36,8 @@ const char* kPrompts[] = {
 int sessions_opened(const std::string& log) {
   const std::string text = read_file(log);
   int n = 0;
-  for (size_t at = 0; (at = text.find("' opened: layers", at)) != std::string::npos; ++at) ++n;
+  // "session 'ID' opened by CALLER: layers ..."
+  for (size_t at = 0; (at = text.find("' opened by ", at)) != std::string::npos; ++at) ++n;
   return n;
 }
 

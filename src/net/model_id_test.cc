@@ -82,8 +82,7 @@ class ModelIdFiles : public ::testing::Test {
  protected:
   void SetUp() override {
     original_ = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
-    if (original_.empty())
-      GTEST_SKIP() << "tiny-llama-Q8_0.gguf is in neither tests/data nor ../shared/testdata";
+    ASSERT_FALSE(original_.empty()) << "tests/data lacks tiny-llama/gguf/tiny-llama-Q8_0.gguf";
     const ::testing::TestInfo* t = ::testing::UnitTest::GetInstance()->current_test_info();
     dir_ = ::testing::TempDir() + "/model_id_" + t->name() + "_" + std::to_string(::getpid());
     std::filesystem::remove_all(dir_);
@@ -305,8 +304,8 @@ TEST_F(ModelIdFiles, FallsBackToTheUserCacheThenToHashingEveryTime) {
 
 TEST_F(ModelIdFiles, HuggingFaceFolderIsHashedAndCachedInside) {
   const std::string hf = find_testdata("tiny-llama/hf");
-  if (hf.empty() || !swarm::testing::path_exists(hf + "/model.safetensors"))
-    GTEST_SKIP() << "tiny-llama/hf (config.json + model.safetensors) is only in ../shared/testdata";
+  ASSERT_TRUE(!hf.empty() && swarm::testing::path_exists(hf + "/model.safetensors"))
+      << "tests/data lacks tiny-llama/hf/model.safetensors";
   const std::string folder = dir_ + "/hf";
   std::filesystem::copy(hf, folder, std::filesystem::copy_options::recursive);
   // The copy keeps the original's modes, which may say read-only.

@@ -156,6 +156,7 @@ void Outbound::cancel() {
 void Outbound::OnWriteDone(bool ok) {
   if (!ok) {
     v1::StageRequest failed;
+    std::string why;
     {
       std::lock_guard<std::mutex> lock(mu_);
       queue_.written();
@@ -164,9 +165,10 @@ void Outbound::OnWriteDone(bool ok) {
         broken_ = true;
         broken_why_ = "it is unreachable";
       }
+      why = broken_why_;  // a cancel may have come first
     }
-    if (on_fail_) on_fail_(failed, "it is unreachable");
-    fail_queued("it is unreachable");
+    if (on_fail_) on_fail_(failed, why);
+    fail_queued(why);
     pump();  // releases the hold
     return;
   }

@@ -350,11 +350,11 @@ class StageServer::Impl {
   // Removes the session (if still open), frees its budget and ends its pushes.
   void close_session(const std::shared_ptr<Session>& s, const std::string& why);
   void scheduler_loop();
-  // Runs one batch; chunked steps that have more to run are left in `batch`
-  // for the scheduler to queue again. Exceptions (out of memory) fail the
-  // batch's steps, never the node.
-  void run_batch_safely(std::vector<WorkItem>& batch);
-  void run_batch(std::vector<WorkItem>& batch);
+  // Runs one batch and returns the chunked steps that have more to run, for
+  // the scheduler to queue again. Exceptions (out of memory) fail the batch's
+  // steps, never the node.
+  std::vector<WorkItem> run_batch_safely(std::vector<WorkItem>& batch);
+  std::vector<WorkItem> run_batch(std::vector<WorkItem>& batch);
   void push(const std::shared_ptr<Session>& s, const v1::Hop& hop, StageRequest req);
   void reaper_loop();
 
@@ -1300,13 +1300,13 @@ void StageServer::Impl::scheduler_loop() {
     for (const auto& [s, message] : truncate_errors)
       s->owner->send(error_response(s->id, 0, StatusCode::OUT_OF_RANGE, "Truncate.length: " + message));
     if (batch.empty()) continue;
-    run_batch_safely(batch);
-    // What is left in `batch` are chunked steps with more to run: they go
-    // back to the front of the queue, ahead of their sessions' later items.
+    // Chunked steps with more to run go back to the front of the queue,
+    // ahead of their sessions' later items.
+    std::vector<WorkItem> more = run_batch_safely(batch);
     std::vector<WorkItem> cancelled;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+      for (auto it = more.rbegin(); it != more.rend(); ++it) {
         if (is_cancelled(*it->session, it->step.step_id())) {
           ++steps_cancelled_;
           cancelled.push_back(std::move(*it));
@@ -1320,14 +1320,13 @@ void StageServer::Impl::scheduler_loop() {
   }
 }
 
-void StageServer::Impl::run_batch_safely(std::vector<WorkItem>& batch) {
+std::vector<WorkItem> StageServer::Impl::run_batch_safely(std::vector<WorkItem>& batch) {
   std::vector<std::pair<std::shared_ptr<Session>, uint64_t>> steps;
   for (const WorkItem& w : batch) steps.emplace_back(w.session, w.step.step_id());
   std::string failure;
   StatusCode code = StatusCode::INTERNAL;
   try {
-    run_batch(batch);
-    return;
+    return run_batch(batch);
   } catch (const std::bad_alloc&) {
     failure = "out of memory running a batch of " + std::to_string(steps.size()) + " steps";
     code = StatusCode::RESOURCE_EXHAUSTED;
@@ -1335,18 +1334,16 @@ void StageServer::Impl::run_batch_safely(std::vector<WorkItem>& batch) {
     failure = std::string("a batch failed: ") + e.what();
   }
   spdlog::error("{}", failure);
-  batch.clear();
   for (const auto& [session, step_id] : steps)
     session->owner->send(error_response(session->id, step_id, code, failure));
+  return {};
 }
 
-void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
+std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
   const auto start = Clock::now();
   const ModelConfig& c = model_->config();
   const int d = c.n_embd;
-  // Steps whose position does not continue their cache fail alone. Chunked
-  // steps with more to run are handed back in `items`.
-  std::vector<WorkItem> more;
+  // Steps whose position does not continue their cache fail alone.
   std::vector<WorkItem*> batch;
   for (WorkItem& w : items) {
     Session& s = *w.session;
@@ -1373,13 +1370,7 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
     }
     batch.push_back(&w);
   }
-  // Whatever happens below, chunked steps with more to run go back.
-  struct HandBack {
-    std::vector<WorkItem>& items;
-    std::vector<WorkItem>& more;
-    ~HandBack() { items.swap(more); }
-  } hand_back{items, more};
-  if (batch.empty()) return;
+  if (batch.empty()) return {};
   int64_t total = 0;
   for (WorkItem* w : batch) total += w->take;
   std::vector<float> hidden(static_cast<size_t>(total) * d);
@@ -1477,7 +1468,7 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
     for (WorkItem* w : batch)
       w->session->owner->send(error_response(w->session->id, w->step.step_id(),
                                              net::to_grpc_code(st.code()), st.message()));
-    return;
+    return {};
   }
   // Steps a Cancel covered while they ran are answered as cancelled and not
   // pushed on; the others are remembered, with their share of the batch's
@@ -1508,6 +1499,7 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
       if (s.recent_runs.size() > kMaxRecentRuns) s.recent_runs.pop_front();
     }
   }
+  std::vector<WorkItem> more;
   row = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     WorkItem& w = *batch[i];
@@ -1579,6 +1571,7 @@ void StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
     }
     row += w.take;
   }
+  return more;
 }
 
 void StageServer::Impl::push(const std::shared_ptr<Session>& s, const v1::Hop& hop,

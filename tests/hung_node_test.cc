@@ -21,16 +21,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using swarm::testing::read_file;
 
-const char* kPrompts[] = {
-    "The licensee may copy and distribute verbatim copies of the Program's source code",
-    "Hello world! 12345 tokens",
-    "Once upon a time",
-    "In the beginning",
-    "Copyright (C) 1989, 1991 Free Software Foundation",
-    "emojis and accents",
-    "New paragraph\twith tab.",
-    "the quick brown fox",
-};
+using swarm::testing::kPrompts;
 
 // How many sessions a node's log says it opened.
 int sessions_opened(const std::string& log) {

@@ -77,6 +77,19 @@ inline int free_port() { return LoopbackSocket(/*listen_too=*/false).port(); }
 // caller waits out its deadline.
 using SilentListener = LoopbackSocket;
 
+// Prompts the swarm tests generate from: plain prose, digits, code-like text,
+// accents and a tab, so tokenizers and chains see more than one kind of text.
+inline const char* const kPrompts[] = {
+    "The licensee may copy and distribute verbatim copies of the Program's source code",
+    "Hello world! 12345 tokens",
+    "Once upon a time",
+    "In the beginning",
+    "Copyright (C) 1989, 1991 Free Software Foundation",
+    "emojis and accents",
+    "New paragraph\twith tab.",
+    "the quick brown fox",
+};
+
 // An identity from `swarm keygen`: its key file, the node id it prints, and the
 // public key (hex) from the file (the second half of its 64-byte secret key).
 struct KeyFile {

@@ -15,16 +15,7 @@ using swarm::testing::read_file;
 using swarm::testing::run_swarm;
 using json = nlohmann::json;
 
-const char* kPrompts[] = {
-    "The licensee may copy and distribute verbatim copies of the Program's source code",
-    "Hello world! 12345 tokens",
-    "Once upon a time",
-    "In the beginning",
-    "Copyright (C) 1989, 1991 Free Software Foundation",
-    "emojis and accents",
-    "New paragraph\twith tab.",
-    "the quick brown fox",
-};
+using swarm::testing::kPrompts;
 
 class SwarmTest : public swarm::testing::SwarmHarness {
  protected:

@@ -14,6 +14,7 @@ PACKAGES=(
   libpcre2-dev libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc libsodium-dev libssl-dev libcpp-httplib-dev
   libopendht-dev
+  libsqlite3-dev  # reputation and the credits ledger
   curl  # the README's examples talk to the HTTP API with it
 )
 tests=0

@@ -40,6 +40,20 @@ struct SpeculationReport {
   double acceptance = 0, round_trip_s = 0, bottleneck_s = 0, goodput_bound = 0;
 };
 
+// The work one node did for a request: what the credits ledger pays and usage
+// reports (doc/trust.md).
+struct NodeWork {
+  std::string node_id;      // hex node id; "" for a node without an identity
+  std::string address;
+  int first_layer = 0, last_layer = 0;
+  int64_t steps = 0;        // steps it answered with a commitment
+  int64_t tokens = 0;       // token positions it ran (replays after a failover included)
+  double price_per_1k = 0;  // as it announced, credits per 1,000 tokens
+  // Hex BLAKE2b-256 over its signed commitments for this request, in order: the
+  // receipts a ledger entry is traced to.
+  std::string receipts;
+};
+
 struct GenerationResult {
   int prompt_tokens = 0;
   int completion_tokens = 0;
@@ -50,6 +64,7 @@ struct GenerationResult {
   double prompt_seconds = 0;     // time to the first generated token
   double generation_seconds = 0; // from the first token to the last
   SpeculationReport speculation;
+  std::vector<NodeWork> work;    // one per node that served it (a chain); empty when local
 };
 
 // Called with each generated token as soon as it exists. Returning false stops

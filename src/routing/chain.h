@@ -31,6 +31,13 @@ struct PeerSnapshot {
   // Hex Ed25519 key the peer's TLS connection was verified against; empty for
   // a plaintext peer. Carried into the chain so every hop to it is pinned too.
   std::string public_key;
+  // Hex node id of the peer's identity ("" for a plaintext peer): what
+  // reputation and credits are kept under.
+  std::string node_id;
+  double price_per_1k = 0;  // credits per 1,000 tokens through its layers, as it announces
+  // Reputation (trust/reputation.h): a score in [0, 1]; excluded after proven fraud.
+  double reputation = 1;
+  bool excluded = false;
 };
 
 struct ChainStage {

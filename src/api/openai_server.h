@@ -42,6 +42,9 @@ struct ApiOptions {
   // Called once per finished completion with a one-line summary, and for what
   // the HTTP front door refuses or cuts off (rate-limited); may be empty.
   std::function<void(const std::string&)> log;
+  // GET /trust (a gateway): audits, exclusions and reputation as JSON text
+  // (doc/trust.md); empty: 404.
+  std::function<std::string()> trust_status;
 };
 
 class OpenAiServer {

@@ -396,6 +396,7 @@ void register_node(CLI::App& app) {
                   "Re-announce the record every S seconds; it lives 3x as long (default 60)")
       ->check(CLI::Range(1.0, 1200.0));
   cmd->callback([o] {
+    o->node.price_per_1k = o->dht.price;
     o->dht.announce_addresses = parse_announce_addresses(o->dht.announce_address);
     if ((!o->node.allow.empty() || o->node.allow_anonymous) && o->node.identity_path.empty())
       fail("--allow and --allow-anonymous need --identity: a plaintext node knows no caller");

@@ -1751,6 +1751,7 @@ void StageServer::Impl::info(v1::InfoResponse* r) {
   r->set_queued_steps(static_cast<int32_t>(queue_.size()));
   r->set_public_key(public_key_);
   r->set_node_id(node_id_);
+  r->set_price_per_1k(opt_.price_per_1k);
   r->set_slowdown(opt_.slowdown);
   r->set_steps_cancelled(steps_cancelled_);
   r->set_compute_us(compute_us_);

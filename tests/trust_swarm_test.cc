@@ -139,4 +139,29 @@ TEST_F(TrustSwarmTest, SyncAuditsKeepAnswersExactWithACheaterOnTheChain) {
   EXPECT_TRUE(excluded(audits_settled(), cheater->address())) << read_file(gateway_log());
 }
 
+// Without --audit-local, other nodes serving the same layers recompute the
+// audited sessions; a fraud one of them shows is confirmed by a second.
+TEST_F(TrustSwarmTest, OtherNodesAuditWhenTheGatewayHoldsNoWeights) {
+  ChildProcess* first = start_node(layers(0, 2));
+  ChildProcess* cheater = start_node({"--layers", "2:4", "--cheat", "replay"});
+  ChildProcess* twin1 = start_node({"--layers", "2:4", "--slowdown", "3"});
+  ChildProcess* twin2 = start_node({"--layers", "2:4", "--slowdown", "3"});
+  ASSERT_TRUE(first->ok() && cheater->ok() && twin1->ok() && twin2->ok());
+  ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + cheater->address() + "," + twin1->address() +
+                                            "," + twin2->address(),
+                             "--audit-rate", "1"})
+                  ->ok());
+  json t;
+  bool caught = false;
+  for (int i = 0; i < 16 && !caught; ++i) {
+    complete(kPrompts[i % 8], 16);
+    t = audits_settled();
+    caught = excluded(t, cheater->address());
+  }
+  ASSERT_TRUE(caught) << t.dump() << "\n" << read_file(gateway_log());
+  EXPECT_GE(t["audits"].value("second_opinions", 0), 1) << t.dump();
+  EXPECT_EQ(t["excluded"].size(), 1u) << t.dump();
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(complete(kPrompts[i], 16), single_process(kPrompts[i], 16));
+}
+
 }  // namespace

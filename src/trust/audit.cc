@@ -178,6 +178,11 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
     // The rows its choice rests on came from right inputs.
     if (verified[last] < p + std::min(known, n)) continue;
     const v1::Commitment& c = r.commitments[last];
+    // A reference may know the argmax of its last rows only (-1 elsewhere).
+    bool known_rows = true;
+    for (int row = std::max(0, p + lead - 1); row < std::min(n_ref, p + n); ++row)
+      known_rows = known_rows && reference.argmax[static_cast<size_t>(row)] >= 0;
+    if (!known_rows) continue;
     int accepted = 0;
     const std::vector<int32_t> expected = greedy_answer(r, reference.argmax, &accepted);
     const Hash answered = tokens_hash(r.answer.data(), r.answer.size(), r.accepted_drafts);

@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <algorithm>
+
 #include "net/identity.h"
 
 namespace swarm {
@@ -88,14 +90,14 @@ void add_node_work(const trust::AuditedSession& session,
 AuditJob plan_audit(trust::AuditedSession session, const std::vector<int32_t>& history,
                     v1::Tensor::DType wire_dtype,
                     const std::function<double(const std::string&)>& rate_of, std::mt19937_64& rng) {
-  std::vector<double> rates;
+  // A step is sampled at the highest of its stages' rates: a node on
+  // probation raises it for the steps it serves.
+  double rate = 0;
   for (const trust::AuditedStage& s : session.stages)
-    rates.push_back(rate_of(s.node_id.empty() ? s.address : s.node_id));
+    rate = std::max(rate, rate_of(s.node_id.empty() ? s.address : s.node_id));
   std::uniform_real_distribution<double> u(0, 1);
   std::vector<bool> sampled(session.steps.size(), false);
-  for (size_t i = 0; i < session.steps.size(); ++i)
-    for (double r : rates)
-      if (u(rng) < r) sampled[i] = true;  // one draw per stage, whatever the others drew
+  for (size_t i = 0; i < session.steps.size(); ++i) sampled[i] = u(rng) < rate;
   AuditJob job;
   job.window = trust::audit_window(session, history, sampled);
   job.history = history;

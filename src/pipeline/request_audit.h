@@ -35,8 +35,8 @@ void add_node_work(const trust::AuditedSession& session,
                    const std::function<double(const std::string&)>& price_of,
                    std::vector<NodeWork>* work);
 
-// Samples the steps of `session` to audit: step i is sampled when a draw
-// falls under the audit rate of one of its stages (`rate_of(stage key)`).
+// Samples the steps of `session` to audit: each step with the highest audit
+// rate of its stages (`rate_of(stage key)`), one draw per step.
 // Returns the job, or a job with window 0 when nothing was sampled.
 AuditJob plan_audit(trust::AuditedSession session, const std::vector<int32_t>& history,
                     v1::Tensor::DType wire_dtype,

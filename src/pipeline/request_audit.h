@@ -42,4 +42,11 @@ AuditJob plan_audit(trust::AuditedSession session, const std::vector<int32_t>& h
                     v1::Tensor::DType wire_dtype,
                     const std::function<double(const std::string&)>& rate_of, std::mt19937_64& rng);
 
+// A proof of `verdict`'s fraud anyone holding the model can check (JSON):
+// the node's signed commitment (protobuf, base64), the session's tokens up to
+// the step's end, the layer range, the model and the wire dtype, and the
+// reason. Recompute the rows from the tokens and compare with the hashes the
+// node signed.
+std::string fraud_proof(const AuditJob& job, const trust::Verdict& verdict);
+
 }  // namespace swarm

@@ -18,10 +18,12 @@
 #include "pipeline/peer_probe.h"
 #include "pipeline/ngram_drafter.h"
 #include "pipeline/speculative_decoder.h"
+#include "net/identity.h"
 #include "net/model_id.h"
 #include "net/status_convert.h"
 #include "net/tls.h"
 #include "swarm/v1/stage.grpc.pb.h"
+#include "trust/reputation_book.h"
 
 namespace swarm {
 namespace {
@@ -59,6 +61,30 @@ std::string excluded_peers(const std::vector<PeerSnapshot>& peers, const std::st
   return s.empty() ? s : "; peers excluded: " + s;
 }
 
+// Reputation's clock: Unix seconds, which a restarted gateway continues.
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// The node id of a verified hex public key; "" when it is none.
+std::string node_id_of_key(const std::string& key_hex) {
+  auto bytes = net::from_hex(key_hex);
+  if (!bytes.ok() || bytes->size() != net::kPublicKeyBytes) return "";
+  net::PublicKey key{};
+  std::copy(bytes->begin(), bytes->end(), key.begin());
+  return net::node_id_of(key);
+}
+
+// The backend's options with its own step observer after the one given.
+PipelineOptions observed_by(PipelineOptions o, PipelineBackend* backend) {
+  o.on_step_result = [given = std::move(o.on_step_result), backend](
+                         const std::vector<ChainStage>& chain, const v1::StepResult& r) {
+    if (given) given(chain, r);
+    backend->observe_step(chain, r);
+  };
+  return o;
+}
+
 }  // namespace
 
 std::string describe_chain(const std::vector<ChainStage>& chain) {
@@ -72,11 +98,12 @@ std::string describe_chain(const std::vector<ChainStage>& chain) {
 PipelineBackend::PipelineBackend(std::string model_id, int n_layer, PipelineOptions options)
     : model_id_(std::move(model_id)),
       n_layer_(n_layer),
-      options_(std::move(options)),
+      options_(observed_by(std::move(options), this)),
       peers_(options_.peers),
       speculation_memory_(std::make_unique<SpeculationMemory>()),
       reachability_(options_.reachability),
-      started_(Clock::now()) {
+      started_(Clock::now()),
+      speed_watch_(options_.speed_check) {
   reprober_ = std::thread([this] { reprobe_loop(); });
 }
 
@@ -153,7 +180,25 @@ Status PipelineBackend::survey_locked() {
     p.layer_tokens_per_second = info.layer_tokens_per_second();
     p.rtt_seconds = probe.rtt_seconds;
     p.draining = info.draining();
+    // Only a verified identity names a node: a plaintext peer's claimed
+    // node id would let it wear another's reputation.
+    p.node_id = node_id_of_key(p.public_key);
+    if (options_.reputation) {
+      const std::string key = reputation_key(p);
+      p.excluded = options_.reputation->excluded(key);
+      p.reputation = options_.reputation->score(key, unix_now());
+    }
     snap.push_back(p);
+  }
+  {
+    std::lock_guard<std::mutex> trust_lock(trust_mu_);
+    announced_.clear();
+    std::vector<std::string> keys;
+    for (const PeerSnapshot& p : snap) {
+      announced_[p.address] = {reputation_key(p), p.layer_tokens_per_second};
+      keys.push_back(reputation_key(p));
+    }
+    speed_watch_.retain(keys);
   }
   snapshot_ = std::move(snap);
   surveyed_at_ = Clock::now();
@@ -309,18 +354,74 @@ void PipelineBackend::end_probation(const std::vector<ChainStage>& chain) {
   }
 }
 
-void PipelineBackend::report_failure(const std::string& address, const std::string& why) {
+void PipelineBackend::report_failure(const std::string& address, const Status& why) {
   if (address.empty()) return;
-  std::lock_guard<std::mutex> lock(mu_);
-  const auto now = Clock::now();
-  auto failed = failed_at_.find(address);
-  const bool known = failed != failed_at_.end() && now - failed->second < options_.failure_memory;
-  failed_at_[address] = now;
-  returning_.insert(address);
-  surveyed_at_ = {};  // look at the swarm again before the next route
-  if (!known)
-    spdlog::warn("peer {} failed ({}); avoided for {} ms", address, why,
-                 options_.failure_memory.count());
+  bool known;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto now = Clock::now();
+    auto failed = failed_at_.find(address);
+    known = failed != failed_at_.end() && now - failed->second < options_.failure_memory;
+    failed_at_[address] = now;
+    returning_.insert(address);
+    surveyed_at_ = {};  // look at the swarm again before the next route
+    if (!known)
+      spdlog::warn("peer {} failed ({}); avoided for {} ms", address, why.message(),
+                   options_.failure_memory.count());
+  }
+  // One incident is one event: the sessions that all fail on one hung node
+  // within its failure memory count once. A full node (RESOURCE_EXHAUSTED)
+  // did nothing wrong.
+  if (known || !options_.reputation) return;
+  std::optional<trust::ReputationEvent> event;
+  if (why.code() == Status::Code::kDeadlineExceeded)
+    event = trust::ReputationEvent::kTimeout;
+  else if (why.code() == Status::Code::kUnavailable || why.code() == Status::Code::kIOError ||
+           why.code() == Status::Code::kInternal)
+    event = trust::ReputationEvent::kDisconnect;
+  if (event)
+    options_.reputation->record(reputation_key_of(address), *event, unix_now(), why.message());
+}
+
+std::string PipelineBackend::reputation_key(const PeerSnapshot& peer) {
+  return peer.node_id.empty() ? peer.address : peer.node_id;
+}
+
+std::string PipelineBackend::reputation_key_of(const std::string& address) {
+  std::lock_guard<std::mutex> lock(trust_mu_);
+  auto it = announced_.find(address);
+  return it == announced_.end() ? address : it->second.key;
+}
+
+void PipelineBackend::observe_step(const std::vector<ChainStage>& chain, const v1::StepResult& result) {
+  if (!options_.reputation || result.timings_size() == 0) return;
+  // Push mode: stage i appended timings[i]. Relay mode: one stage's answer,
+  // found by the address it names.
+  const bool by_position = static_cast<size_t>(result.timings_size()) == chain.size();
+  for (int i = 0; i < result.timings_size(); ++i) {
+    const v1::StageTiming& t = result.timings(i);
+    const ChainStage* stage = by_position ? &chain[static_cast<size_t>(i)] : nullptr;
+    for (size_t k = 0; !stage && k < chain.size(); ++k)
+      if (chain[k].address == t.address()) stage = &chain[k];
+    if (!stage) continue;
+    Announced announced;
+    {
+      std::lock_guard<std::mutex> lock(trust_mu_);
+      auto it = announced_.find(stage->address);
+      if (it == announced_.end()) continue;
+      announced = it->second;
+    }
+    const trust::SpeedSample sample{t.compute_us(), t.batch_tokens(),
+                                    stage->last_layer - stage->first_layer};
+    const auto lie = speed_watch_.observe(announced.key, announced.layer_tokens_per_second, sample);
+    if (!lie) continue;
+    char detail[160];
+    std::snprintf(detail, sizeof detail,
+                  "announced %.0f layer-tokens/s, measured %.0f (median of %zu steps)",
+                  lie->announced, lie->measured, lie->samples);
+    spdlog::warn("peer {} lies about its speed: {}", stage->address, detail);
+    options_.reputation->record(announced.key, trust::ReputationEvent::kSpeedLie, unix_now(), detail);
+  }
 }
 
 std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& chain) {
@@ -437,7 +538,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
     while (recoverable(failure) && recoveries < options_.max_recoveries) {
       ++recoveries;
       report_failure(session->suspect().empty() ? probe_for_failure(session->chain()) : session->suspect(),
-                     failure.message());
+                     failure);
       session->abandon();
       auto next = route();
       if (!next.ok()) return next.status().annotate("after " + failure.message());

@@ -28,8 +28,15 @@
 #include "pipeline/speculation_options.h"
 #include "pipeline/step_deadline.h"
 #include "routing/chain.h"
+#include "trust/speed_check.h"
 
 namespace swarm {
+namespace v1 {
+class StepResult;
+}
+namespace trust {
+class ReputationBook;
+}
 
 struct PipelineOptions {
   // Every node to consider. One with a pin is reached over TLS and only if its
@@ -75,6 +82,17 @@ struct PipelineOptions {
   // so at once; only then is it refused.
   int max_queue = 256;
   std::chrono::milliseconds queue_timeout{60000};
+  // Reputation (trust/reputation_book.h; may be null: every peer scores 1).
+  // The survey gives each peer its score and exclusion, by node id where the
+  // peer's identity was verified, else by address (PipelineBackend::
+  // reputation_key); failures feed it timeouts and disconnects, step timings
+  // its speed check; audits record into it. Must outlive the backend.
+  trust::ReputationBook* reputation = nullptr;
+  trust::SpeedCheckParams speed_check;
+  // Called with every step answer a chain session receives (the chain, and
+  // the answer with its timings and commitments). The backend sets it to its
+  // own observe_step(); a hook given here is called first.
+  std::function<void(const std::vector<ChainStage>&, const v1::StepResult&)> on_step_result;
 };
 
 class SpeculationMemory;
@@ -108,6 +126,16 @@ class PipelineBackend : public GenerationBackend {
   // that calls set_peers); called from a request's thread with no lock held.
   void set_relook(std::function<void()> relook);
 
+  // What reputation is kept under for a peer: its node id where its identity
+  // was verified (a pinned TLS peer), else its address.
+  static std::string reputation_key(const PeerSnapshot& peer);
+  // The reputation key of the surveyed peer at `address` (the address itself
+  // when it is not surveyed).
+  std::string reputation_key_of(const std::string& address);
+  // A step answer through `chain`: each stage's StageTiming against the speed
+  // it announced (trust/speed_check.h); a lie is recorded in the reputation.
+  void observe_step(const std::vector<ChainStage>& chain, const v1::StepResult& result);
+
  private:
   Status survey_locked();
   // Records the outcome of a probe of `peer` sent at `asked`; true if it answered.
@@ -119,7 +147,9 @@ class PipelineBackend : public GenerationBackend {
   void apply_health_locked(Clock::time_point now);
   // A session is routed through `chain`: its peers' probation is over.
   void end_probation(const std::vector<ChainStage>& chain);
-  void report_failure(const std::string& address, const std::string& why);
+  // Avoids `address` for failure_memory; a first failure there also counts
+  // against its reputation (a timeout or a disconnect, by `why`'s code).
+  void report_failure(const std::string& address, const Status& why);
   std::string probe_for_failure(const std::vector<ChainStage>& chain);
   // After `refusal` (RESOURCE_EXHAUSTED) opening `session`: waits for room as
   // PipelineOptions::max_queue and queue_timeout say; the last open's status.
@@ -155,6 +185,16 @@ class PipelineBackend : public GenerationBackend {
   std::condition_variable changed_;  // peers answered or changed; or stopping_
   bool stopping_ = false;
   std::thread reprober_;  // probes set-aside peers when due
+  // Reputation: what the last survey said of each address (its key and
+  // announced speed), under a lock of its own, as step answers look it up
+  // while a survey may hold mu_.
+  struct Announced {
+    std::string key;
+    double layer_tokens_per_second = 0;
+  };
+  std::mutex trust_mu_;
+  std::map<std::string, Announced> announced_;  // by address
+  trust::SpeedWatch speed_watch_;
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

@@ -21,6 +21,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -234,6 +235,13 @@ void register_gateway(CLI::App& app) {
     auto reputation = trust::ReputationBook::Open(o->trust_db);
     if (!reputation.ok()) fail("--trust-db: " + reputation.status().message());
     po.reputation = reputation->get();
+    {
+      const auto known = (*reputation)->all(0);
+      const auto excluded = std::count_if(known.begin(), known.end(),
+                                          [](const auto& r) { return r.state.excluded; });
+      std::fprintf(stderr, "trust database %s: reputation of %zu nodes, %zu excluded\n",
+                   o->trust_db.c_str(), known.size(), static_cast<size_t>(excluded));
+    }
     PipelineBackend backend(*id, cfg.n_layer, po);
     std::unique_ptr<discovery::DhtNode> dht;
     std::unique_ptr<DhtPeerRefresher> refresher;

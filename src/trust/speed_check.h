@@ -31,12 +31,14 @@ double measured_layer_tokens_per_second(const SpeedSample& s);
 
 struct SpeedCheckParams {
   // So few samples prove nothing (a cold first step pages weights in).
-  size_t min_samples = 8;
-  // A lie is an announced speed above factor x the measured median. The node
-  // announces the same quantity it measures (an average over its batches), and
-  // batching only makes measurements look faster, so honest nodes stay well
-  // under 2x.
-  double factor = 2.0;
+  size_t min_samples = 16;
+  // A lie is an announced speed above factor x the measured median. Honest
+  // nodes announce the same quantity (an average over their batches), but
+  // their batches vary (prefill against decode, other callers' load, a busy
+  // machine) and the announced figure is as old as the last survey: two
+  // honest CPU nodes on one loaded machine were seen at up to 2.1x. A liar
+  // worth catching claims far more.
+  double factor = 4.0;
   // SpeedWatch keeps this many recent samples per node.
   size_t window = 32;
 };

@@ -12,6 +12,7 @@
 
 namespace {
 
+using swarm::testing::ChildProcess;
 using swarm::testing::kPrompts;
 using swarm::testing::read_file;
 
@@ -114,6 +115,35 @@ TEST_F(ReputationSwarmTest, AHungNodeLosesReputationAndARestartedGatewayRemember
   EXPECT_EQ(after.timeouts + after.disconnects, 2) << read_file(gateway_log());
   EXPECT_EQ(after.events, 2);
   EXPECT_LT(after.score(), hung.score());
+}
+
+// A node with an identity (pinned TLS) is known by its node id, not its
+// address: a node that moves keeps its record, and another node at its old
+// address does not inherit it.
+TEST_F(ReputationSwarmTest, ANodeWithAnIdentityIsKnownByItsNodeId) {
+  constexpr int kTokens = 40;
+  const swarm::testing::KeyFile a = keygen("a"), b = keygen("b");
+  ChildProcess* na = start_node({"--layers", "0:4", "--identity", a.path, "--link-delay-ms", "15"});
+  ChildProcess* nb = start_node({"--layers", "0:4", "--identity", b.path, "--link-delay-ms", "15"});
+  ASSERT_TRUE(na->ok() && nb->ok());
+  ASSERT_TRUE(start_gateway({"--peers", na->address() + "@" + a.node_id + "," + nb->address() + "@" +
+                                            b.node_id,
+                             "--failure-memory", "3", "--link-delay-ms", "15"})
+                  ->ok());
+  const std::vector<std::string> chain = logged_chain();
+  ASSERT_EQ(chain.size(), 1u) << read_file(gateway_log());
+  const bool a_serves = chain[0] == na->address();
+  ChildProcess* victim = a_serves ? na : nb;
+  const std::string victim_id = a_serves ? a.node_id : b.node_id;
+  const std::string twin_id = a_serves ? b.node_id : a.node_id;
+
+  EXPECT_EQ(stream_and_signal(kPrompts[0], kTokens, victim, SIGKILL),
+            single_process(kPrompts[0], kTokens));
+  const StoredReputation lost = stored(trust_db(), victim_id);
+  ASSERT_TRUE(lost.found) << read_file(gateway_log());
+  EXPECT_EQ(lost.timeouts + lost.disconnects, 1);
+  EXPECT_FALSE(stored(trust_db(), victim->address()).found);
+  EXPECT_FALSE(stored(trust_db(), twin_id).found);
 }
 
 }  // namespace

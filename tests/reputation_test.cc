@@ -62,8 +62,8 @@ class ReputationSwarmTest : public swarm::testing::SwarmHarness {
     std::atomic<int> chunks{0};
     auto got = std::async(std::launch::async,
                           [&] { return complete_streamed(prompt, tokens, [&] { ++chunks; }); });
-    EXPECT_TRUE(swarm::testing::eventually([&] { return chunks.load() >= 3; },
-                                           std::chrono::seconds(60)));
+    EXPECT_TRUE(
+        swarm::testing::eventually([&] { return chunks.load() >= 3; }, std::chrono::seconds(60)));
     victim->signal(sig);
     return got.get();
   }
@@ -101,9 +101,9 @@ TEST_F(ReputationSwarmTest, AHungNodeLosesReputationAndARestartedGatewayRemember
   // it starts from the stored state, and the next failure adds to it.
   victim->signal(SIGCONT);
   gateways_.clear();
-  ASSERT_TRUE(start_gateway({"--peers", victim_address, "--failure-memory", "3",
-                             "--link-delay-ms", "15"})
-                  ->ok());
+  ASSERT_TRUE(
+      start_gateway({"--peers", victim_address, "--failure-memory", "3", "--link-delay-ms", "15"})
+          ->ok());
   EXPECT_NE(read_file(gateway_log()).find("reputation of 1 nodes, 0 excluded"), std::string::npos)
       << read_file(gateway_log());
   const StoredReputation reopened = stored(trust_db(), victim_address);
@@ -126,10 +126,11 @@ TEST_F(ReputationSwarmTest, ANodeWithAnIdentityIsKnownByItsNodeId) {
   ChildProcess* na = start_node({"--layers", "0:4", "--identity", a.path, "--link-delay-ms", "15"});
   ChildProcess* nb = start_node({"--layers", "0:4", "--identity", b.path, "--link-delay-ms", "15"});
   ASSERT_TRUE(na->ok() && nb->ok());
-  ASSERT_TRUE(start_gateway({"--peers", na->address() + "@" + a.node_id + "," + nb->address() + "@" +
-                                            b.node_id,
-                             "--failure-memory", "3", "--link-delay-ms", "15"})
-                  ->ok());
+  ASSERT_TRUE(
+      start_gateway({"--peers",
+                     na->address() + "@" + a.node_id + "," + nb->address() + "@" + b.node_id,
+                     "--failure-memory", "3", "--link-delay-ms", "15"})
+          ->ok());
   const std::vector<std::string> chain = logged_chain();
   ASSERT_EQ(chain.size(), 1u) << read_file(gateway_log());
   const bool a_serves = chain[0] == na->address();

@@ -47,15 +47,20 @@ bool recoverable(const Status& st) {
 }
 
 // The surveyed peers no chain may use because they serve another model id, each
-// with why ("other weights" of the same layout, or "another model"), for the
-// error that says no route exists: "" when there are none.
+// with why ("other weights" of the same layout, or "another model"), or were
+// excluded after a proven fraud, for the error that says no route exists: ""
+// when there are none.
 std::string excluded_peers(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
                            const std::string& layout_id, int n_layer) {
   std::string s;
   for (const PeerSnapshot& p : peers) {
-    if (p.model_id == model_id && p.n_layer == n_layer) continue;
-    s += (s.empty() ? "" : "; ") + p.address + " [" + std::to_string(p.first_layer) + "," +
-         std::to_string(p.last_layer) + ") serves model " + p.model_id.substr(0, 16) + ": " +
+    const std::string range =
+        " [" + std::to_string(p.first_layer) + "," + std::to_string(p.last_layer) + ")";
+    if (p.model_id == model_id && p.n_layer == n_layer) {
+      if (p.excluded) s += (s.empty() ? "" : "; ") + p.address + range + ": excluded after a proven fraud";
+      continue;
+    }
+    s += (s.empty() ? "" : "; ") + p.address + range + " serves model " + p.model_id.substr(0, 16) + ": " +
          net::model_mismatch_reason(layout_id, p.layout_id);
   }
   return s.empty() ? s : "; peers excluded: " + s;

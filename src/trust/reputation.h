@@ -16,12 +16,12 @@
 namespace swarm::trust {
 
 enum class ReputationEvent {
-  kAuditPassed,      // a re-execution matched the node's signed result
-  kAuditFailed,      // a re-execution disagreed and the node's signature proves it: fraud
-  kAuditDisputed,    // two executions disagree, nobody proven wrong: a failure for each
-  kTimeout,          // a step overdue past its deadline, the node silent (hung, stopped)
-  kDisconnect,       // its stream or connection broke mid-session
-  kSpeedLie,         // announced speed far above what its steps measured (speed_check.h)
+  kAuditPassed,    // a re-execution matched the node's signed result
+  kAuditFailed,    // a re-execution disagreed and the node's signature proves it: fraud
+  kAuditDisputed,  // two executions disagree, nobody proven wrong: a failure for each
+  kTimeout,        // a step overdue past its deadline, the node silent (hung, stopped)
+  kDisconnect,     // its stream or connection broke mid-session
+  kSpeedLie,       // announced speed far above what its steps measured (speed_check.h)
 };
 
 // "audit_passed", "audit_failed", ... (the names the event log stores).

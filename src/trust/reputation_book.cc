@@ -21,8 +21,8 @@ nlohmann::json to_json(const NodeReputation& r) {
 }
 
 Result<std::unique_ptr<ReputationBook>> ReputationBook::Open(const std::string& path,
-                                                            ReputationParams params,
-                                                            size_t events_per_node) {
+                                                             ReputationParams params,
+                                                             size_t events_per_node) {
   auto store = ReputationStore::Open(path, events_per_node);
   if (!store.ok()) return store.status();
   auto states = (*store)->load();
@@ -36,8 +36,9 @@ ReputationState ReputationBook::state_locked(const std::string& node_id, double 
   return it == states_.end() ? initial_state(now, params_) : decayed(it->second, now, params_);
 }
 
-Result<ReputationState> ReputationBook::apply_locked(const std::string& node_id, ReputationEvent event,
-                                                     double now, const std::string& detail,
+Result<ReputationState> ReputationBook::apply_locked(const std::string& node_id,
+                                                     ReputationEvent event, double now,
+                                                     const std::string& detail,
                                                      const FraudProof* proof) {
   if (node_id.empty() || node_id.size() > kMaxNodeIdBytes)
     return Status::InvalidArgument("reputation: node id of " + std::to_string(node_id.size()) +
@@ -66,7 +67,8 @@ Result<ReputationState> ReputationBook::record(const std::string& node_id, Reput
   return apply_locked(node_id, event, now, detail, nullptr);
 }
 
-Result<ReputationState> ReputationBook::store_proof(const std::string& node_id, const std::string& proof,
+Result<ReputationState> ReputationBook::store_proof(const std::string& node_id,
+                                                    const std::string& proof,
                                                     const std::string& reason, double now) {
   FraudProof p;
   p.node_id = node_id;

@@ -12,11 +12,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/status.h"
 #include "trust/reputation.h"
@@ -75,8 +74,9 @@ class ReputationBook {
   ReputationBook(std::unique_ptr<ReputationStore> store, ReputationParams params,
                  std::map<std::string, ReputationState> states)
       : params_(params), store_(std::move(store)), states_(std::move(states)) {}
-  Result<ReputationState> apply_locked(const std::string& node_id, ReputationEvent event, double now,
-                                       const std::string& detail, const FraudProof* proof);
+  Result<ReputationState> apply_locked(const std::string& node_id, ReputationEvent event,
+                                       double now, const std::string& detail,
+                                       const FraudProof* proof);
   ReputationState state_locked(const std::string& node_id, double now) const;
 
   const ReputationParams params_;

@@ -36,8 +36,8 @@ class ReputationBookTest : public ::testing::Test {
     EXPECT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
     sqlite3_stmt* st = nullptr;
     std::string out;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-        sqlite3_column_text(st, 0))
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
       out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
     sqlite3_close(db);
@@ -52,9 +52,11 @@ TEST_F(ReputationBookTest, ScoresSurviveAReopen) {
   {
     auto book = open();
     ASSERT_TRUE(book);
-    for (int i = 0; i < 5; ++i) ASSERT_TRUE(book->record("good", ReputationEvent::kAuditPassed, 100 + i).ok());
+    for (int i = 0; i < 5; ++i)
+      ASSERT_TRUE(book->record("good", ReputationEvent::kAuditPassed, 100 + i).ok());
     ASSERT_TRUE(book->record("slow", ReputationEvent::kTimeout, 100).ok());
-    ASSERT_TRUE(book->record("slow", ReputationEvent::kSpeedLie, 101, "announced 9000, measured 100").ok());
+    ASSERT_TRUE(
+        book->record("slow", ReputationEvent::kSpeedLie, 101, "announced 9000, measured 100").ok());
     for (const NodeReputation& r : book->all(200)) scores[r.node_id] = r.score;
     EXPECT_LT(scores["slow"], book->score("new", 200));
     EXPECT_GT(scores["good"], book->score("new", 200));
@@ -78,7 +80,8 @@ TEST_F(ReputationBookTest, FraudProofIsStoredAndExclusionSurvivesAReopen) {
     auto book = open();
     ASSERT_TRUE(book);
     EXPECT_FALSE(book->excluded("cheat"));
-    auto s = book->store_proof("cheat", proof, "output hash differs from re-execution at step 7", 50);
+    auto s =
+        book->store_proof("cheat", proof, "output hash differs from re-execution at step 7", 50);
     ASSERT_TRUE(s.ok()) << s.status().message();
     EXPECT_TRUE(s->excluded);
     EXPECT_TRUE(book->excluded("cheat"));
@@ -118,7 +121,8 @@ TEST_F(ReputationBookTest, OversizedInputsAreRefusedNamingTheLimit) {
 TEST_F(ReputationBookTest, EventLogKeepsTheLastKPerNode) {
   auto book = open(/*events_per_node=*/5);
   ASSERT_TRUE(book);
-  for (int i = 0; i < 12; ++i) ASSERT_TRUE(book->record("a", ReputationEvent::kDisconnect, i, std::to_string(i)).ok());
+  for (int i = 0; i < 12; ++i)
+    ASSERT_TRUE(book->record("a", ReputationEvent::kDisconnect, i, std::to_string(i)).ok());
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(book->record("b", ReputationEvent::kTimeout, i).ok());
   auto a = book->events("a");
   ASSERT_TRUE(a.ok());
@@ -138,7 +142,8 @@ TEST_F(ReputationBookTest, TheFileIsWalWithPrefixedTables) {
   ASSERT_TRUE(book);
   ASSERT_TRUE(book->record("n", ReputationEvent::kTimeout, 1).ok());
   EXPECT_EQ(query("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(query("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'reputation\\_%' "
+  EXPECT_EQ(query("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+                  "'reputation\\_%' "
                   "ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"),
             "0");
   EXPECT_EQ(query("SELECT timeouts FROM reputation_nodes WHERE node_id = 'n'"), "1");
@@ -149,9 +154,10 @@ TEST_F(ReputationBookTest, OtherTablesInTheFileAreLeftAlone) {
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE ledger_x (v INTEGER); INSERT INTO ledger_x VALUES (42);", nullptr,
-                           nullptr, nullptr),
-              SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_exec(db, "CREATE TABLE ledger_x (v INTEGER); INSERT INTO ledger_x VALUES (42);",
+                     nullptr, nullptr, nullptr),
+        SQLITE_OK);
     sqlite3_close(db);
   }
   auto book = open();
@@ -163,7 +169,8 @@ TEST_F(ReputationBookTest, OtherTablesInTheFileAreLeftAlone) {
 TEST_F(ReputationBookTest, AnUnopenableFileIsAnError) {
   auto book = ReputationBook::Open(dir_ + "/no/such/folder/trust.db");
   ASSERT_FALSE(book.ok());
-  EXPECT_NE(book.status().message().find("trust database"), std::string::npos) << book.status().message();
+  EXPECT_NE(book.status().message().find("trust database"), std::string::npos)
+      << book.status().message();
 }
 
 TEST_F(ReputationBookTest, ThreadsShareOneBook) {
@@ -184,7 +191,8 @@ TEST_F(ReputationBookTest, ThreadsShareOneBook) {
   book.reset();
   book = open();
   EXPECT_EQ(book->state("shared", 10).audits_passed, kThreads * kEach);
-  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(book->state("own" + std::to_string(t), 10).timeouts, kEach);
+  for (int t = 0; t < kThreads; ++t)
+    EXPECT_EQ(book->state("own" + std::to_string(t), 10).timeouts, kEach);
 }
 
 TEST_F(ReputationBookTest, DumpHasTheFieldsToolsPrint) {
@@ -205,7 +213,8 @@ TEST_F(ReputationBookTest, AuditRateFollowsProbation) {
   auto book = open();
   ASSERT_TRUE(book);
   EXPECT_DOUBLE_EQ(book->audit_rate("n", 0.05, 0), 0.25);
-  for (int i = 0; i < 20; ++i) ASSERT_TRUE(book->record("n", ReputationEvent::kAuditPassed, i).ok());
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(book->record("n", ReputationEvent::kAuditPassed, i).ok());
   EXPECT_DOUBLE_EQ(book->audit_rate("n", 0.05, 20), 0.05);
   book.reset();
   book = open();

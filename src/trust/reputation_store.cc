@@ -52,9 +52,7 @@ class Statement {
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
-  Status status(const char* what) const {
-    return rc_ == SQLITE_OK ? Status::Ok() : error(what);
-  }
+  Status status(const char* what) const { return rc_ == SQLITE_OK ? Status::Ok() : error(what); }
   void bind(int i, std::string_view text) {
     sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
   }
@@ -71,7 +69,8 @@ class Statement {
   }
   std::string text(int col) const {
     const void* p = sqlite3_column_blob(stmt_, col);
-    return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+    return p ? std::string(static_cast<const char*>(p),
+                           static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
              : std::string();
   }
   double real(int col) const { return sqlite3_column_double(stmt_, col); }
@@ -94,15 +93,17 @@ std::string cut(std::string s) {
 }  // namespace
 
 Result<std::unique_ptr<ReputationStore>> ReputationStore::Open(const std::string& path,
-                                                              size_t events_per_node) {
+                                                               size_t events_per_node) {
   sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   if (rc != SQLITE_OK) {
     const std::string why = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
     return Status::IOError("trust database " + path + ": " + why);
   }
-  std::unique_ptr<ReputationStore> store(new ReputationStore(db, std::max<size_t>(1, events_per_node)));
+  std::unique_ptr<ReputationStore> store(
+      new ReputationStore(db, std::max<size_t>(1, events_per_node)));
   // The ledger writes the same file from its own connection: wait for its
   // transactions rather than fail at once.
   sqlite3_busy_timeout(db, 10000);
@@ -146,18 +147,21 @@ Result<std::map<std::string, ReputationState>> ReputationStore::load() {
     s.excluded = q.integer(10) != 0;
     out[q.text(0)] = s;
   }
-  if (rc != SQLITE_DONE) return Status::IOError(std::string("reputation store: load: ") + sqlite3_errmsg(db_));
+  if (rc != SQLITE_DONE)
+    return Status::IOError(std::string("reputation store: load: ") + sqlite3_errmsg(db_));
   return out;
 }
 
 Status ReputationStore::save(const std::string& node_id, const ReputationState& state,
                              const ReputationEventRecord& event, const FraudProof* proof) {
   if (node_id.empty() || node_id.size() > kMaxNodeIdBytes)
-    return Status::InvalidArgument("reputation store: node id of " + std::to_string(node_id.size()) +
-                                   " bytes (1 to " + std::to_string(kMaxNodeIdBytes) + ")");
+    return Status::InvalidArgument("reputation store: node id of " +
+                                   std::to_string(node_id.size()) + " bytes (1 to " +
+                                   std::to_string(kMaxNodeIdBytes) + ")");
   if (proof && proof->proof.size() > kMaxProofBytes)
-    return Status::InvalidArgument("reputation store: fraud proof of " + std::to_string(proof->proof.size()) +
-                                   " bytes; the limit is " + std::to_string(kMaxProofBytes));
+    return Status::InvalidArgument("reputation store: fraud proof of " +
+                                   std::to_string(proof->proof.size()) + " bytes; the limit is " +
+                                   std::to_string(kMaxProofBytes));
   // IMMEDIATE: take the write lock now, so a busy database is waited for
   // here and not found half-way through.
   SWARM_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
@@ -206,7 +210,9 @@ Status ReputationStore::save(const std::string& node_id, const ReputationState& 
     SWARM_RETURN_IF_ERROR(trim.run("trim events"));
 
     if (proof) {
-      Statement pr(db_, "INSERT INTO reputation_proofs (node_id, proof, reason, at) VALUES (?1, ?2, ?3, ?4)");
+      Statement pr(
+          db_,
+          "INSERT INTO reputation_proofs (node_id, proof, reason, at) VALUES (?1, ?2, ?3, ?4)");
       SWARM_RETURN_IF_ERROR(pr.status("store proof"));
       pr.bind(1, node_id);
       pr.bind_blob(2, proof->proof);
@@ -237,18 +243,22 @@ Result<std::vector<ReputationEventRecord>> ReputationStore::events(const std::st
     if (!event) return Status::Corruption("reputation store: unknown event '" + q.text(1) + "'");
     out.push_back({q.integer(0), node_id, *event, q.real(2), q.real(3), q.text(4)});
   }
-  if (rc != SQLITE_DONE) return Status::IOError(std::string("reputation store: read events: ") + sqlite3_errmsg(db_));
+  if (rc != SQLITE_DONE)
+    return Status::IOError(std::string("reputation store: read events: ") + sqlite3_errmsg(db_));
   return out;
 }
 
 Result<std::vector<FraudProof>> ReputationStore::proofs(const std::string& node_id) {
-  Statement q(db_, "SELECT id, proof, reason, at FROM reputation_proofs WHERE node_id = ?1 ORDER BY id");
+  Statement q(db_,
+              "SELECT id, proof, reason, at FROM reputation_proofs WHERE node_id = ?1 ORDER BY id");
   SWARM_RETURN_IF_ERROR(q.status("read proofs"));
   q.bind(1, node_id);
   std::vector<FraudProof> out;
   int rc;
-  while ((rc = q.step()) == SQLITE_ROW) out.push_back({q.integer(0), node_id, q.text(1), q.text(2), q.real(3)});
-  if (rc != SQLITE_DONE) return Status::IOError(std::string("reputation store: read proofs: ") + sqlite3_errmsg(db_));
+  while ((rc = q.step()) == SQLITE_ROW)
+    out.push_back({q.integer(0), node_id, q.text(1), q.text(2), q.real(3)});
+  if (rc != SQLITE_DONE)
+    return Status::IOError(std::string("reputation store: read proofs: ") + sqlite3_errmsg(db_));
   return out;
 }
 

@@ -66,7 +66,8 @@ class ReputationStore {
   Result<std::vector<FraudProof>> proofs(const std::string& node_id);
 
  private:
-  ReputationStore(sqlite3* db, size_t events_per_node) : db_(db), events_per_node_(events_per_node) {}
+  ReputationStore(sqlite3* db, size_t events_per_node)
+      : db_(db), events_per_node_(events_per_node) {}
   Status exec(const char* sql);
 
   sqlite3* db_;

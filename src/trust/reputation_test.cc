@@ -18,7 +18,8 @@ ReputationState after(std::initializer_list<ReputationEvent> events, double at =
 
 TEST(Reputation, ANewNodeHasThePriorsMean) {
   ReputationParams p;
-  EXPECT_DOUBLE_EQ(score(initial_state(0, p), 0, p), p.prior_alpha / (p.prior_alpha + p.prior_beta));
+  EXPECT_DOUBLE_EQ(score(initial_state(0, p), 0, p),
+                   p.prior_alpha / (p.prior_alpha + p.prior_beta));
   EXPECT_FALSE(initial_state(0, p).excluded);
 }
 
@@ -32,15 +33,17 @@ TEST(Reputation, PassedAuditsRaiseTheScoreAndFailuresLowerIt) {
     EXPECT_FALSE(after({bad}).excluded) << event_name(bad);
   }
   // Weights: a dispute costs more than a timeout, a timeout more than a disconnect.
-  EXPECT_LT(score(after({ReputationEvent::kAuditDisputed}), 0), score(after({ReputationEvent::kTimeout}), 0));
-  EXPECT_LT(score(after({ReputationEvent::kTimeout}), 0), score(after({ReputationEvent::kDisconnect}), 0));
+  EXPECT_LT(score(after({ReputationEvent::kAuditDisputed}), 0),
+            score(after({ReputationEvent::kTimeout}), 0));
+  EXPECT_LT(score(after({ReputationEvent::kTimeout}), 0),
+            score(after({ReputationEvent::kDisconnect}), 0));
 }
 
 TEST(Reputation, ScoreIsThePosteriorMean) {
   ReputationParams p;
-  const ReputationState s = after({ReputationEvent::kAuditPassed, ReputationEvent::kAuditPassed,
-                                   ReputationEvent::kTimeout},
-                                  0, p);
+  const ReputationState s = after(
+      {ReputationEvent::kAuditPassed, ReputationEvent::kAuditPassed, ReputationEvent::kTimeout}, 0,
+      p);
   EXPECT_DOUBLE_EQ(s.alpha, p.prior_alpha + 2 * p.audit_passed_weight);
   EXPECT_DOUBLE_EQ(s.beta, p.prior_beta + p.timeout_weight);
   EXPECT_DOUBLE_EQ(score(s, 0, p), s.alpha / (s.alpha + s.beta));

@@ -7,7 +7,8 @@ namespace swarm::trust {
 
 double measured_layer_tokens_per_second(const SpeedSample& s) {
   if (s.compute_us <= 0 || s.batch_tokens <= 0 || s.layers <= 0) return 0;
-  return static_cast<double>(s.batch_tokens) * s.layers / (static_cast<double>(s.compute_us) * 1e-6);
+  return static_cast<double>(s.batch_tokens) * s.layers /
+         (static_cast<double>(s.compute_us) * 1e-6);
 }
 
 SpeedVerdict check_speed(double announced, const std::vector<SpeedSample>& samples,

@@ -158,14 +158,19 @@ class SwarmHarness : public ::testing::Test {
 
   // Starts `swarm gateway -m MODEL --listen 127.0.0.1:0 --model-name tiny
   // ARGS...` (ARGS say where its peers are: --peers or --bootstrap), its stderr
-  // in gateway_log(i), i counting the test's gateways from 0.
+  // in gateway_log(i), i counting the test's gateways from 0. Its trust
+  // database is trust_db() unless ARGS name one: each test starts with no
+  // reputation, and a gateway restarted in a test finds its predecessor's.
   ChildProcess* start_gateway(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {"gateway",     "-m",           model_, "--listen",
                                      "127.0.0.1:0", "--model-name", "tiny"};
     argv.insert(argv.end(), args.begin(), args.end());
+    if (std::find(args.begin(), args.end(), "--trust-db") == args.end())
+      argv.insert(argv.end(), {"--trust-db", trust_db()});
     return launch(argv, gateway_log(gateway_logs_++), gateways_);
   }
   std::string gateway_log(size_t i) const { return dir_ + "/gateway" + std::to_string(i) + ".err"; }
+  std::string trust_db() const { return dir_ + "/trust.db"; }
   // The gateway started last, and its log.
   ChildProcess* gateway() const { return gateways_.back().get(); }
   std::string gateway_log() const { return gateway_log(gateway_logs_ - 1); }

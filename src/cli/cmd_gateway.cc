@@ -4,6 +4,7 @@
 //               [--speculate auto|off|ngram|draft:MODEL] [--spec-max-draft N]
 //               [--max-queue N] [--queue-timeout S] [HTTP limits: doc/http-api.md]
 //               [--step-timeout S] [--failure-memory S] [--identity KEYFILE]
+//               [--trust-db PATH]
 // The OpenAI-compatible HTTP API in front of a swarm: loads only the model's
 // tokenizer and metadata, finds a chain of peers covering every layer, and
 // streams each request through it. A peer given as HOST:PORT@KEY (its node id or
@@ -14,12 +15,14 @@
 // looks again at once (DHT and peers) and waits up to 5 s while coverage may
 // still come (doc/protocol.md, "When no route exists"). It calls TLS nodes as
 // --identity's node (mutual TLS), or as an ephemeral identity made at start
-// and logged, which nodes with an --allow list refuse. Prints
+// and logged, which nodes with an --allow list refuse. Nodes' reputation
+// (doc/trust.md) is kept in --trust-db across restarts. Prints
 // "listening on HOST:PORT"; SIGINT or SIGTERM stops it.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -37,6 +40,7 @@
 #include "pipeline/model_drafter.h"
 #include "pipeline/audit_reference.h"
 #include "pipeline/pipeline_backend.h"
+#include "trust/reputation_book.h"
 
 namespace swarm::cli {
 namespace {
@@ -44,6 +48,7 @@ namespace {
 struct GatewayOptions {
   std::string model, listen = "127.0.0.1:8080", peers, chat_template, bootstrap, dht_listen;
   std::string identity;
+  std::string trust_db = "swarm-gateway.db";
   double dht_refresh_s = 10;
   std::vector<std::string> names;
   int ctx = 0, n_predict = -1, step_timeout_ms = 0, link_delay_ms = 0, max_queue = 256;
@@ -161,6 +166,9 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("--identity", o->identity,
                   "Ed25519 key file (swarm keygen) to present to TLS nodes (default: an ephemeral "
                   "identity, logged at start)");
+  cmd->add_option("--trust-db", o->trust_db,
+                  "SQLite file of the gateway's trust state: nodes' reputation (doc/trust.md); "
+                  "created if missing (default swarm-gateway.db in the working folder)");
   cmd->add_flag("--relay", o->relay, "Carry every stage's output through the gateway instead of pushing stage to stage");
   cmd->add_flag("--wire-f16", o->wire_f16, "Send hidden states as f16 (half the traffic; not bit-exact)");
   cmd->add_option("-c,--ctx-size", o->ctx, "Context length per request (default: the model's, at most 8192)")
@@ -281,6 +289,16 @@ void register_gateway(CLI::App& app) {
              ", but the gateway serves " + id->substr(0, 16) + " (" +
              net::model_mismatch_reason(ids->layout_id, local_ids->layout_id) + ")");
       po.audit_local = std::move(local).value();
+    }
+    auto reputation = trust::ReputationBook::Open(o->trust_db);
+    if (!reputation.ok()) fail("--trust-db: " + reputation.status().message());
+    po.reputation = reputation->get();
+    {
+      const auto known = (*reputation)->all(0);
+      const auto excluded = std::count_if(known.begin(), known.end(),
+                                          [](const auto& r) { return r.state.excluded; });
+      std::fprintf(stderr, "trust database %s: reputation of %zu nodes, %zu excluded\n",
+                   o->trust_db.c_str(), known.size(), static_cast<size_t>(excluded));
     }
     PipelineBackend backend(*id, cfg.n_layer, po);
     std::unique_ptr<discovery::DhtNode> dht;

@@ -117,6 +117,7 @@ std::chrono::milliseconds ChainSession::deadline_for(const std::string& key, int
 
 void ChainSession::observe(const std::string& key, int tokens, Clock::time_point sent,
                            const v1::StepResult& r) {
+  if (options_.on_step_result) options_.on_step_result(chain_, r);
   if (times_ == nullptr) return;
   // What one token cost the stages: each one's compute over its batch's tokens.
   double per_token = r.timings_size() > 0 ? 0 : -1;

@@ -20,10 +20,12 @@
 #include "pipeline/peer_probe.h"
 #include "pipeline/ngram_drafter.h"
 #include "pipeline/speculative_decoder.h"
+#include "net/identity.h"
 #include "net/model_id.h"
 #include "net/status_convert.h"
 #include "net/tls.h"
 #include "swarm/v1/stage.grpc.pb.h"
+#include "trust/reputation_book.h"
 
 namespace swarm {
 namespace {
@@ -47,18 +49,47 @@ bool recoverable(const Status& st) {
 }
 
 // The surveyed peers no chain may use because they serve another model id, each
-// with why ("other weights" of the same layout, or "another model"), for the
-// error that says no route exists: "" when there are none.
+// with why ("other weights" of the same layout, or "another model"), or were
+// excluded after a proven fraud, for the error that says no route exists: ""
+// when there are none.
 std::string excluded_peers(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
                            const std::string& layout_id, int n_layer) {
   std::string s;
   for (const PeerSnapshot& p : peers) {
-    if (p.model_id == model_id && p.n_layer == n_layer) continue;
-    s += (s.empty() ? "" : "; ") + p.address + " [" + std::to_string(p.first_layer) + "," +
-         std::to_string(p.last_layer) + ") serves model " + p.model_id.substr(0, 16) + ": " +
+    const std::string range =
+        " [" + std::to_string(p.first_layer) + "," + std::to_string(p.last_layer) + ")";
+    if (p.model_id == model_id && p.n_layer == n_layer) {
+      if (p.excluded) s += (s.empty() ? "" : "; ") + p.address + range + ": excluded after a proven fraud";
+      continue;
+    }
+    s += (s.empty() ? "" : "; ") + p.address + range + " serves model " + p.model_id.substr(0, 16) + ": " +
          net::model_mismatch_reason(layout_id, p.layout_id);
   }
   return s.empty() ? s : "; peers excluded: " + s;
+}
+
+// Reputation's clock: Unix seconds, which a restarted gateway continues.
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// The node id of a verified hex public key; "" when it is none.
+std::string node_id_of_key(const std::string& key_hex) {
+  auto bytes = net::from_hex(key_hex);
+  if (!bytes.ok() || bytes->size() != net::kPublicKeyBytes) return "";
+  net::PublicKey key{};
+  std::copy(bytes->begin(), bytes->end(), key.begin());
+  return net::node_id_of(key);
+}
+
+// The backend's options with its own step observer after the one given.
+PipelineOptions observed_by(PipelineOptions o, PipelineBackend* backend) {
+  o.on_step_result = [given = std::move(o.on_step_result), backend](
+                         const std::vector<ChainStage>& chain, const v1::StepResult& r) {
+    if (given) given(chain, r);
+    backend->observe_step(chain, r);
+  };
+  return o;
 }
 
 }  // namespace
@@ -74,12 +105,13 @@ std::string describe_chain(const std::vector<ChainStage>& chain) {
 PipelineBackend::PipelineBackend(std::string model_id, int n_layer, PipelineOptions options)
     : model_id_(std::move(model_id)),
       n_layer_(n_layer),
-      options_(std::move(options)),
+      options_(observed_by(std::move(options), this)),
       peers_(options_.peers),
       speculation_memory_(std::make_unique<SpeculationMemory>()),
       reachability_(options_.reachability),
       started_(Clock::now()),
-      audit_rng_(options_.audit_seed != 0 ? options_.audit_seed : std::random_device{}()) {
+      audit_rng_(options_.audit_seed != 0 ? options_.audit_seed : std::random_device{}()),
+      speed_watch_(options_.speed_check) {
   reprober_ = std::thread([this] { reprobe_loop(); });
   if (options_.audit_rate > 0 || options_.audit_sync)
     auditor_ = std::make_unique<Auditor>(
@@ -161,15 +193,31 @@ Status PipelineBackend::survey_locked() {
     p.n_layer = info.n_layer();
     p.layer_tokens_per_second = info.layer_tokens_per_second();
     p.price_per_1k = info.price_per_1k();
-    // A node id is believed only from a connection pinned to its key.
-    if (!probe.public_key.empty()) p.node_id = trust_key({p.address, 0, 0, p.public_key});
-    {
-      std::lock_guard<std::mutex> trust_lock(trust_mu_);
-      p.excluded = excluded_.contains(p.node_id.empty() ? p.address : p.node_id);
-    }
     p.rtt_seconds = probe.rtt_seconds;
     p.draining = info.draining();
+    // Only a verified identity names a node: a plaintext peer's claimed
+    // node id would let it wear another's reputation.
+    p.node_id = node_id_of_key(p.public_key);
+    if (options_.reputation) {
+      const std::string key = reputation_key(p);
+      p.excluded = options_.reputation->excluded(key);
+      p.reputation = options_.reputation->score(key, unix_now());
+    }
+    {
+      std::lock_guard<std::mutex> audit_lock(audit_mu_);
+      p.excluded = p.excluded || excluded_.contains(reputation_key(p));
+    }
     snap.push_back(p);
+  }
+  {
+    std::lock_guard<std::mutex> trust_lock(trust_mu_);
+    announced_.clear();
+    std::vector<std::string> keys;
+    for (const PeerSnapshot& p : snap) {
+      announced_[p.address] = {reputation_key(p), p.layer_tokens_per_second};
+      keys.push_back(reputation_key(p));
+    }
+    speed_watch_.retain(keys);
   }
   snapshot_ = std::move(snap);
   surveyed_at_ = Clock::now();
@@ -325,18 +373,74 @@ void PipelineBackend::end_probation(const std::vector<ChainStage>& chain) {
   }
 }
 
-void PipelineBackend::report_failure(const std::string& address, const std::string& why) {
+void PipelineBackend::report_failure(const std::string& address, const Status& why) {
   if (address.empty()) return;
-  std::lock_guard<std::mutex> lock(mu_);
-  const auto now = Clock::now();
-  auto failed = failed_at_.find(address);
-  const bool known = failed != failed_at_.end() && now - failed->second < options_.failure_memory;
-  failed_at_[address] = now;
-  returning_.insert(address);
-  surveyed_at_ = {};  // look at the swarm again before the next route
-  if (!known)
-    spdlog::warn("peer {} failed ({}); avoided for {} ms", address, why,
-                 options_.failure_memory.count());
+  bool known;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto now = Clock::now();
+    auto failed = failed_at_.find(address);
+    known = failed != failed_at_.end() && now - failed->second < options_.failure_memory;
+    failed_at_[address] = now;
+    returning_.insert(address);
+    surveyed_at_ = {};  // look at the swarm again before the next route
+    if (!known)
+      spdlog::warn("peer {} failed ({}); avoided for {} ms", address, why.message(),
+                   options_.failure_memory.count());
+  }
+  // One incident is one event: the sessions that all fail on one hung node
+  // within its failure memory count once. A full node (RESOURCE_EXHAUSTED)
+  // did nothing wrong.
+  if (known || !options_.reputation) return;
+  std::optional<trust::ReputationEvent> event;
+  if (why.code() == Status::Code::kDeadlineExceeded)
+    event = trust::ReputationEvent::kTimeout;
+  else if (why.code() == Status::Code::kUnavailable || why.code() == Status::Code::kIOError ||
+           why.code() == Status::Code::kInternal)
+    event = trust::ReputationEvent::kDisconnect;
+  if (event)
+    options_.reputation->record(reputation_key_of(address), *event, unix_now(), why.message());
+}
+
+std::string PipelineBackend::reputation_key(const PeerSnapshot& peer) {
+  return peer.node_id.empty() ? peer.address : peer.node_id;
+}
+
+std::string PipelineBackend::reputation_key_of(const std::string& address) {
+  std::lock_guard<std::mutex> lock(trust_mu_);
+  auto it = announced_.find(address);
+  return it == announced_.end() ? address : it->second.key;
+}
+
+void PipelineBackend::observe_step(const std::vector<ChainStage>& chain, const v1::StepResult& result) {
+  if (!options_.reputation || result.timings_size() == 0) return;
+  // Push mode: stage i appended timings[i]. Relay mode: one stage's answer,
+  // found by the address it names.
+  const bool by_position = static_cast<size_t>(result.timings_size()) == chain.size();
+  for (int i = 0; i < result.timings_size(); ++i) {
+    const v1::StageTiming& t = result.timings(i);
+    const ChainStage* stage = by_position ? &chain[static_cast<size_t>(i)] : nullptr;
+    for (size_t k = 0; !stage && k < chain.size(); ++k)
+      if (chain[k].address == t.address()) stage = &chain[k];
+    if (!stage) continue;
+    Announced announced;
+    {
+      std::lock_guard<std::mutex> lock(trust_mu_);
+      auto it = announced_.find(stage->address);
+      if (it == announced_.end()) continue;
+      announced = it->second;
+    }
+    const trust::SpeedSample sample{t.compute_us(), t.batch_tokens(),
+                                    stage->last_layer - stage->first_layer};
+    const auto lie = speed_watch_.observe(announced.key, announced.layer_tokens_per_second, sample);
+    if (!lie) continue;
+    char detail[160];
+    std::snprintf(detail, sizeof detail,
+                  "announced %.0f layer-tokens/s, measured %.0f (median of %zu steps)",
+                  lie->announced, lie->measured, lie->samples);
+    spdlog::warn("peer {} lies about its speed: {}", stage->address, detail);
+    options_.reputation->record(announced.key, trust::ReputationEvent::kSpeedLie, unix_now(), detail);
+  }
 }
 
 std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& chain) {
@@ -476,7 +580,8 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
     for (const trust::Verdict& v : verdicts) {
       if (v.kind == trust::Verdict::Kind::kPass) continue;
       const std::string& culprit = session->chain()[v.stage].address;
-      report_failure(culprit, std::string("audit: ") + trust::to_string(v.kind));
+      // Avoided from now on; reputation already heard the verdict (on_verdicts).
+      report_failure(culprit, Status::Corruption(std::string("audit: ") + trust::to_string(v.kind)));
       return Status::Unavailable("audit of " + culprit + ": " + v.reason);
     }
     return Status::Ok();
@@ -489,7 +594,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
     while (recoverable(failure) && recoveries < options_.max_recoveries) {
       ++recoveries;
       report_failure(session->suspect().empty() ? probe_for_failure(session->chain()) : session->suspect(),
-                     failure.message());
+                     failure);
       retire(*session);
       session->abandon();
       auto next = route();
@@ -630,9 +735,12 @@ void PipelineBackend::finish_trust(const std::vector<trust::AuditedSession>& ran
   for (const trust::AuditedSession& s : ran) {
     AuditJob job;
     {
-      std::lock_guard<std::mutex> lock(trust_mu_);
+      std::lock_guard<std::mutex> lock(audit_mu_);
+      // Probation: a node without a record of passed audits is audited more.
       auto rate_of = [&](const std::string& key) {
-        return audit_rate_of_ ? audit_rate_of_(key, options_.audit_rate) : options_.audit_rate;
+        if (audit_rate_of_) return audit_rate_of_(key, options_.audit_rate);
+        if (options_.reputation) return options_.reputation->audit_rate(key, options_.audit_rate, unix_now());
+        return options_.audit_rate;
       };
       job = plan_audit(s, history, dtype, rate_of, audit_rng_);
     }
@@ -744,7 +852,7 @@ Result<Reference> PipelineBackend::remote_reference(const AuditJob& job, const s
 void PipelineBackend::on_verdicts(const AuditJob& job, const std::vector<trust::Verdict>& verdicts) {
   VerdictFn listener;
   {
-    std::lock_guard<std::mutex> lock(trust_mu_);
+    std::lock_guard<std::mutex> lock(audit_mu_);
     for (const trust::Verdict& v : verdicts) {
       const trust::AuditedStage& stage = job.session.stages[v.stage];
       const std::string key = stage.node_id.empty() ? stage.address : stage.node_id;
@@ -759,6 +867,22 @@ void PipelineBackend::on_verdicts(const AuditJob& job, const std::vector<trust::
     }
     listener = verdict_listener_;
   }
+  // Reputation: a pass or a failure per stage audited, a proven fraud with its proof.
+  if (options_.reputation) {
+    for (const trust::Verdict& v : verdicts) {
+      const trust::AuditedStage& stage = job.session.stages[v.stage];
+      const std::string key = stage.node_id.empty() ? stage.address : stage.node_id;
+      if (v.kind == trust::Verdict::Kind::kFraud) {
+        (void)options_.reputation->store_proof(key, fraud_proof(job, v), v.reason, unix_now());
+      } else if (v.kind != trust::Verdict::Kind::kPass) {
+        (void)options_.reputation->record(key, trust::ReputationEvent::kAuditDisputed, unix_now(),
+                                          std::string(trust::to_string(v.kind)) + ": " + v.reason);
+      } else if (v.steps_checked > 0) {
+        (void)options_.reputation->record(key, trust::ReputationEvent::kAuditPassed, unix_now(),
+                                          std::to_string(v.steps_checked) + " steps checked");
+      }
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     surveyed_at_ = {};  // the next route sees the exclusions
@@ -767,12 +891,12 @@ void PipelineBackend::on_verdicts(const AuditJob& job, const std::vector<trust::
 }
 
 void PipelineBackend::set_verdict_listener(VerdictFn listener) {
-  std::lock_guard<std::mutex> lock(trust_mu_);
+  std::lock_guard<std::mutex> lock(audit_mu_);
   verdict_listener_ = std::move(listener);
 }
 
 void PipelineBackend::set_audit_rate_of(std::function<double(const std::string&, double)> rate_of) {
-  std::lock_guard<std::mutex> lock(trust_mu_);
+  std::lock_guard<std::mutex> lock(audit_mu_);
   audit_rate_of_ = std::move(rate_of);
 }
 
@@ -783,7 +907,7 @@ void PipelineBackend::wait_audits() {
 }
 
 std::set<std::string> PipelineBackend::excluded() const {
-  std::lock_guard<std::mutex> lock(trust_mu_);
+  std::lock_guard<std::mutex> lock(audit_mu_);
   return excluded_;
 }
 

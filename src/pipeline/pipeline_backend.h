@@ -30,8 +30,15 @@
 #include "pipeline/speculation_options.h"
 #include "pipeline/step_deadline.h"
 #include "routing/chain.h"
+#include "trust/speed_check.h"
 
 namespace swarm {
+namespace v1 {
+class StepResult;
+}
+namespace trust {
+class ReputationBook;
+}
 
 struct PipelineOptions {
   // Every node to consider. One with a pin is reached over TLS and only if its
@@ -89,6 +96,17 @@ struct PipelineOptions {
   std::shared_ptr<class LocalReference> audit_local;
   int audit_queue = 64;     // sessions waiting for their audit; more are dropped (and counted)
   uint64_t audit_seed = 0;  // 0: drawn from the OS, so nodes cannot predict which steps are audited
+  // Reputation (trust/reputation_book.h; may be null: every peer scores 1).
+  // The survey gives each peer its score and exclusion, by node id where the
+  // peer's identity was verified, else by address (PipelineBackend::
+  // reputation_key); failures feed it timeouts and disconnects, step timings
+  // its speed check; audits record into it. Must outlive the backend.
+  trust::ReputationBook* reputation = nullptr;
+  trust::SpeedCheckParams speed_check;
+  // Called with every step answer a chain session receives (the chain, and
+  // the answer with its timings and commitments). The backend sets it to its
+  // own observe_step(); a hook given here is called first.
+  std::function<void(const std::vector<ChainStage>&, const v1::StepResult&)> on_step_result;
 };
 
 class SpeculationMemory;
@@ -132,6 +150,15 @@ class PipelineBackend : public GenerationBackend {
   void wait_audits();
   // Nodes (trust keys) a proven fraud excludes from every route.
   std::set<std::string> excluded() const;
+  // What reputation is kept under for a peer: its node id where its identity
+  // was verified (a pinned TLS peer), else its address.
+  static std::string reputation_key(const PeerSnapshot& peer);
+  // The reputation key of the surveyed peer at `address` (the address itself
+  // when it is not surveyed).
+  std::string reputation_key_of(const std::string& address);
+  // A step answer through `chain`: each stage's StageTiming against the speed
+  // it announced (trust/speed_check.h); a lie is recorded in the reputation.
+  void observe_step(const std::vector<ChainStage>& chain, const v1::StepResult& result);
 
  private:
   Status survey_locked();
@@ -155,7 +182,9 @@ class PipelineBackend : public GenerationBackend {
   void apply_health_locked(Clock::time_point now);
   // A session is routed through `chain`: its peers' probation is over.
   void end_probation(const std::vector<ChainStage>& chain);
-  void report_failure(const std::string& address, const std::string& why);
+  // Avoids `address` for failure_memory; a first failure there also counts
+  // against its reputation (a timeout or a disconnect, by `why`'s code).
+  void report_failure(const std::string& address, const Status& why);
   std::string probe_for_failure(const std::vector<ChainStage>& chain);
   // After `refusal` (RESOURCE_EXHAUSTED) opening `session`: waits for room as
   // PipelineOptions::max_queue and queue_timeout say; the last open's status.
@@ -191,14 +220,24 @@ class PipelineBackend : public GenerationBackend {
   std::condition_variable changed_;  // peers answered or changed; or stopping_
   bool stopping_ = false;
   std::thread reprober_;  // probes set-aside peers when due
-  // Trust (guarded by trust_mu_): nodes proven to cheat, the listener, the
+  // Audits (guarded by audit_mu_): nodes proven to cheat, the listener, the
   // audit rate hook and the secret sampling RNG.
-  mutable std::mutex trust_mu_;
+  mutable std::mutex audit_mu_;
   std::set<std::string> excluded_;
   VerdictFn verdict_listener_;
   std::function<double(const std::string&, double)> audit_rate_of_;
   std::mt19937_64 audit_rng_;
   std::unique_ptr<Auditor> auditor_;  // last: its thread calls back into this object
+  // Reputation: what the last survey said of each address (its key and
+  // announced speed), under a lock of its own, as step answers look it up
+  // while a survey may hold mu_.
+  struct Announced {
+    std::string key;
+    double layer_tokens_per_second = 0;
+  };
+  std::mutex trust_mu_;
+  std::map<std::string, Announced> announced_;  // by address
+  trust::SpeedWatch speed_watch_;
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

@@ -18,7 +18,7 @@ double unmeasured_layer_seconds(const std::vector<PeerSnapshot>& peers, const st
                                 const ChainCosts& c) {
   std::vector<double> measured;
   for (const PeerSnapshot& p : peers)
-    if (p.model_id == model_id && p.layer_tokens_per_second > 0)
+    if (p.model_id == model_id && !p.excluded && p.layer_tokens_per_second > 0)
       measured.push_back(1.0 / p.layer_tokens_per_second);
   if (measured.empty()) return c.default_layer_seconds;
   std::sort(measured.begin(), measured.end());
@@ -26,15 +26,31 @@ double unmeasured_layer_seconds(const std::vector<PeerSnapshot>& peers, const st
   return measured.size() % 2 == 1 ? measured[mid] : (measured[mid - 1] + measured[mid]) / 2;
 }
 
+// Whether choose_chain may route through `p` at all.
+bool usable(const PeerSnapshot& p, const std::string& model_id, int n_layer) {
+  return p.model_id == model_id && p.n_layer == n_layer && !p.draining && !p.excluded;
+}
+
 double stage_cost(const PeerSnapshot& p, int layers, const ChainCosts& c,
                   double unmeasured_layer_s) {
-  if (p.on_probation) return 0;
+  const double low_reputation =
+      !(p.reputation >= c.low_reputation_below) ? c.low_reputation_penalty_seconds : 0;
+  if (p.on_probation) return low_reputation;
   const double per_layer =
       p.layer_tokens_per_second > 0 ? 1.0 / p.layer_tokens_per_second : unmeasured_layer_s;
-  return c.hop_seconds + p.rtt_seconds / 2 + layers * per_layer + (p.recently_failed ? c.failed_penalty_seconds : 0);
+  const double seconds = c.hop_seconds + p.rtt_seconds / 2 + layers * per_layer;
+  return seconds / reputation_weight(p.reputation, c) + low_reputation +
+         (p.recently_failed ? c.failed_penalty_seconds : 0);
 }
 
 }  // namespace
+
+double reputation_weight(double score, const ChainCosts& costs) {
+  const double floor = std::max(costs.min_reputation_weight, 1e-9);
+  if (!(score >= 0)) return floor;
+  if (score >= costs.full_reputation) return 1.0;
+  return std::max(floor, score / std::max(costs.full_reputation, 1e-9));
+}
 
 Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
                                              int n_layer, const ChainCosts& costs) {
@@ -51,7 +67,7 @@ Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& pe
   for (int i = 0; i < n_layer; ++i) {
     if (best[i] == kInf) continue;
     for (const PeerSnapshot& p : peers) {
-      if (p.model_id != model_id || p.draining || p.excluded || p.n_layer != n_layer) continue;
+      if (!usable(p, model_id, n_layer)) continue;
       if (p.first_layer > i || p.last_layer <= i) continue;
       for (int j = i + 1; j <= std::min(p.last_layer, n_layer); ++j) {
         const double c = best[i] + stage_cost(p, j - i, costs, unmeasured);
@@ -83,7 +99,7 @@ std::vector<bool> covered_layers(const std::vector<PeerSnapshot>& peers, const s
                                  int n_layer) {
   std::vector<bool> covered(static_cast<size_t>(std::max(n_layer, 0)), false);
   for (const PeerSnapshot& p : peers) {
-    if (p.model_id != model_id || p.draining || p.excluded || p.n_layer != n_layer) continue;
+    if (!usable(p, model_id, n_layer)) continue;
     for (int l = std::max(p.first_layer, 0); l < std::min(p.last_layer, n_layer); ++l)
       covered[static_cast<size_t>(l)] = true;
   }

@@ -56,16 +56,33 @@ struct ChainCosts {
   double default_layer_seconds = 0.001;
   // Added for a peer that failed recently: used only when nothing else covers.
   double failed_penalty_seconds = 10.0;
+  // Reputation (PeerSnapshot::reputation): a stage's time is divided by
+  // reputation_weight(score), so a peer with half the score must be twice as
+  // fast to be chosen alike; one scoring under low_reputation_below is also
+  // charged low_reputation_penalty_seconds (used only when nothing else
+  // covers), even on probation.
+  // Scores at or above this (the prior's mean: a node nobody knows yet) weigh
+  // 1: a new node is audited more while on probation, not starved of the
+  // traffic it needs to earn a record; only evidence against a node costs it.
+  double full_reputation = 0.8;
+  double min_reputation_weight = 0.05;
+  double low_reputation_below = 0.25;
+  double low_reputation_penalty_seconds = 10.0;
 };
 
+// The routing weight of a reputation score: 1 from costs.full_reputation up,
+// below it score / full_reputation, at least costs.min_reputation_weight (a
+// score that is not a number counts as the minimum).
+double reputation_weight(double score, const ChainCosts& costs = {});
+
 // The cheapest chain covering [0, n_layer) with peers serving `model_id`, or
-// Unavailable naming the first layer nobody covers. Draining peers
-// are never chosen. Ties break towards fewer stages, then the earlier address.
+// Unavailable naming the first layer nobody covers. Draining peers and
+// excluded ones (proven fraud) are never chosen. Ties break towards fewer stages, then the earlier address.
 Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
                                              int n_layer, const ChainCosts& costs = {});
 
 // Per layer of [0, n_layer): whether some peer choose_chain may use (serving
-// `model_id` with n_layer layers, not draining) holds it. A chain exists
+// `model_id` with n_layer layers, not draining, not excluded) holds it. A chain exists
 // exactly when every layer is covered.
 std::vector<bool> covered_layers(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
                                  int n_layer);

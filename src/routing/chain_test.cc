@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace swarm {
 namespace {
 
@@ -132,6 +134,87 @@ TEST(ChooseChain, ChainCostAddsStages) {
   ASSERT_TRUE(c.ok());
   ChainCosts costs;
   EXPECT_NEAR(chain_cost(*c, peers, costs), 2 * costs.hop_seconds + 4 * 0.001, 1e-12);
+}
+
+PeerSnapshot scored(PeerSnapshot p, double reputation, bool excluded = false) {
+  p.reputation = reputation;
+  p.excluded = excluded;
+  return p;
+}
+
+TEST(ChooseChain, AnExcludedPeerIsNeverChosenNorCovers) {
+  // The fastest peer, proven a cheat: not even when it is the only way through.
+  const PeerSnapshot cheat = scored(peer("cheat", 0, 4, 1e6), 1.0, /*excluded=*/true);
+  auto c = choose_chain({cheat, peer("slow", 0, 4, 10)}, "m", 4);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(describe(*c), "slow[0,4)");
+  EXPECT_FALSE(choose_chain({cheat}, "m", 4).ok());
+  EXPECT_EQ(covered_layers({cheat, peer("a", 0, 2)}, "m", 4),
+            (std::vector<bool>{true, true, false, false}));
+  // Probation (back after a failure) does not bring it back either.
+  PeerSnapshot back = cheat;
+  back.on_probation = true;
+  EXPECT_FALSE(choose_chain({back}, "m", 4).ok());
+  // Its claimed speed does not set what unmeasured peers are assumed to run at.
+  ChainCosts costs;
+  EXPECT_NEAR(chain_cost({{"a", 0, 4, ""}}, {peer("a", 0, 4), cheat}, costs),
+              costs.hop_seconds + 4 * costs.default_layer_seconds, 1e-12);
+}
+
+TEST(ChooseChain, ALowerScoreNeedsMoreSpeedToWin) {
+  // Equal speeds: the better reputation wins whatever the addresses say.
+  auto c = choose_chain({scored(peer("a", 0, 4, 1000), 0.6), scored(peer("b", 0, 4, 1000), 0.9)}, "m", 4);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(describe(*c), "b[0,4)");
+  // Cost is divided by the weight: "a" (0.6, weight 0.75 under the prior's
+  // 0.8) must be more than 4/3 as fast as "b" (hops included) to win.
+  c = choose_chain({scored(peer("a", 0, 4, 1400), 0.6), scored(peer("b", 0, 4, 1000), 0.9)}, "m", 4);
+  EXPECT_EQ(describe(*c), "b[0,4)");
+  c = choose_chain({scored(peer("a", 0, 4, 2500), 0.6), scored(peer("b", 0, 4, 1000), 0.9)}, "m", 4);
+  EXPECT_EQ(describe(*c), "a[0,4)");
+  // A uniform reputation changes nothing: a swarm of newcomers routes as before.
+  c = choose_chain({scored(peer("a", 0, 4, 100), 0.8), scored(peer("b", 0, 2, 10000), 0.8),
+                    scored(peer("c", 2, 4, 10000), 0.8)},
+                   "m", 4);
+  EXPECT_EQ(describe(*c), "b[0,2)c[2,4)");
+  ChainCosts costs;
+  EXPECT_NEAR(chain_cost({{"b", 0, 4, ""}}, {scored(peer("b", 0, 4, 1000), 0.5)}, costs),
+              (costs.hop_seconds + 4e-3) / (0.5 / costs.full_reputation), 1e-12);
+}
+
+TEST(ChooseChain, APeerUnderTheReputationFloorIsALastResort) {
+  ChainCosts costs;
+  const PeerSnapshot low = scored(peer("low", 0, 4, 1e6), costs.low_reputation_below / 2);
+  // Far faster, yet under the floor: the slow peer is chosen...
+  auto c = choose_chain({low, peer("slow", 0, 4, 10)}, "m", 4);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(describe(*c), "slow[0,4)");
+  // ...and on probation it is not forced through.
+  PeerSnapshot back = low;
+  back.on_probation = true;
+  c = choose_chain({back, peer("slow", 0, 4, 10)}, "m", 4);
+  EXPECT_EQ(describe(*c), "slow[0,4)");
+  // It still serves when nothing else covers its layers: low scores are not
+  // exclusion.
+  c = choose_chain({scored(peer("low", 2, 4, 1e6), low.reputation), peer("a", 0, 2, 10)}, "m", 4);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(describe(*c), "a[0,2)low[2,4)");
+  c = choose_chain({low}, "m", 4);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(describe(*c), "low[0,4)");
+}
+
+TEST(ChooseChain, ReputationWeightIsTheScoreWithinBounds) {
+  ChainCosts costs;
+  EXPECT_DOUBLE_EQ(reputation_weight(0.4, costs), 0.5);
+  EXPECT_DOUBLE_EQ(reputation_weight(0.8, costs), 1.0);  // a node nobody knows yet
+  EXPECT_DOUBLE_EQ(reputation_weight(1.0, costs), 1.0);
+  EXPECT_DOUBLE_EQ(reputation_weight(5.0, costs), 1.0);
+  EXPECT_DOUBLE_EQ(reputation_weight(0.0, costs), costs.min_reputation_weight);
+  EXPECT_DOUBLE_EQ(reputation_weight(std::nan(""), costs), costs.min_reputation_weight);
+  // A peer snapshot that says nothing of reputation is fully trusted (1), as
+  // before reputation existed.
+  EXPECT_DOUBLE_EQ(PeerSnapshot{}.reputation, 1.0);
 }
 
 }  // namespace

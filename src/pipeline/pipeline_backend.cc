@@ -153,6 +153,7 @@ Status PipelineBackend::survey_locked() {
     p.layer_tokens_per_second = info.layer_tokens_per_second();
     p.rtt_seconds = probe.rtt_seconds;
     p.draining = info.draining();
+    p.price_per_1k = ask[i].price_per_1k;
     snap.push_back(p);
   }
   snapshot_ = std::move(snap);
@@ -202,6 +203,20 @@ void PipelineBackend::reprobe_loop() {
   }
 }
 
+Result<double> PipelineBackend::price_per_1k_tokens() {
+  auto chain = route(/*wait_for_coverage=*/true);
+  if (!chain.ok()) return chain.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  double price = 0;
+  for (const ChainStage& stage : *chain)
+    for (const PeerSnapshot& p : snapshot_)
+      if (p.address == stage.address) {
+        price += p.price_per_1k;
+        break;
+      }
+  return price;
+}
+
 std::vector<PeerSnapshot> PipelineBackend::peers() {
   std::lock_guard<std::mutex> lock(mu_);
   return snapshot_;
@@ -209,7 +224,8 @@ std::vector<PeerSnapshot> PipelineBackend::peers() {
 
 void PipelineBackend::set_peers(std::vector<net::PeerAddress> peers) {
   auto key = [](const net::PeerAddress& p) {
-    return std::make_tuple(p.address, p.pin, p.more_addresses, p.announced_first, p.announced_last);
+    return std::make_tuple(p.address, p.pin, p.more_addresses, p.announced_first, p.announced_last,
+                           p.price_per_1k);
   };
   auto less = [&](const net::PeerAddress& a, const net::PeerAddress& b) { return key(a) < key(b); };
   auto same = [&](const net::PeerAddress& a, const net::PeerAddress& b) { return key(a) == key(b); };

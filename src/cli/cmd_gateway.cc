@@ -4,6 +4,7 @@
 //               [--speculate auto|off|ngram|draft:MODEL] [--spec-max-draft N]
 //               [--max-queue N] [--queue-timeout S] [HTTP limits: doc/http-api.md]
 //               [--step-timeout S] [--failure-memory S] [--identity KEYFILE]
+//               [--api-keys FILE] [--trust-db PATH]
 // The OpenAI-compatible HTTP API in front of a swarm: loads only the model's
 // tokenizer and metadata, finds a chain of peers covering every layer, and
 // streams each request through it. A peer given as HOST:PORT@KEY (its node id or
@@ -15,7 +16,11 @@
 // still come (doc/protocol.md, "When no route exists"). It calls TLS nodes as
 // --identity's node (mutual TLS), or as an ephemeral identity made at start
 // and logged, which nodes with an --allow list refuse. Prints
-// "listening on HOST:PORT"; SIGINT or SIGTERM stops it.
+// "listening on HOST:PORT"; SIGINT or SIGTERM stops it. With --api-keys a
+// request needs one of the file's keys (401), the most it may cost is held
+// from that key's credits (402 when they do not cover it) and its actual cost
+// is paid to the nodes that served it, in the ledger at --trust-db
+// (doc/trust.md, "Credits ledger").
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -41,7 +46,7 @@ namespace {
 
 struct GatewayOptions {
   std::string model, listen = "127.0.0.1:8080", peers, chat_template, bootstrap, dht_listen;
-  std::string identity;
+  std::string identity, api_keys, trust_db = "swarm-gateway.db";
   double dht_refresh_s = 10;
   std::vector<std::string> names;
   int ctx = 0, n_predict = -1, step_timeout_ms = 0, link_delay_ms = 0, max_queue = 256;
@@ -176,6 +181,11 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("--failure-memory", o->failure_memory_s,
                   "Seconds a failed node is avoided before it is tried again (default 60)")
       ->check(CLI::Range(0.0, 86400.0));
+  cmd->add_option("--api-keys", o->api_keys,
+                  "File of API keys, one a line: KEY CREDITS [NAME] (doc/trust.md); requests need "
+                  "one (401) and are charged to its credits (402 when they do not cover a request)");
+  cmd->add_option("--trust-db", o->trust_db,
+                  "The gateway's SQLite file: credits ledger (default swarm-gateway.db)");
   cmd->callback([o] {
     auto hp = parse_host_port(o->listen);
     if (!hp.ok()) fail("--listen: " + hp.status().message());
@@ -248,6 +258,11 @@ void register_gateway(CLI::App& app) {
     api.default_max_tokens = o->n_predict;
     api.http = http_limits(o->http);
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    std::unique_ptr<trust::Ledger> ledger;
+    if (!o->api_keys.empty()) {
+      ledger = open_ledger_with_keys(o->trust_db, o->api_keys);
+      api.ledger = ledger.get();
+    }
     serve_until_signal(api, backend, o->listen, signals);
   });
 }

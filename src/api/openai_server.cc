@@ -302,6 +302,11 @@ void OpenAiServer::install_routes() {
   s.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     send_json(res, 200, {{"status", "ok"}});
   });
+  if (options_.trust_status)
+    s.Get("/trust", [this](const httplib::Request&, httplib::Response& res) {
+      res.status = 200;
+      res.set_content(options_.trust_status(), "application/json");
+    });
 
   auto model_object = [started](const std::string& name) {
     return OJson{

@@ -51,6 +51,9 @@ struct ApiOptions {
   // it does not fit) and settled from the nodes' work when it ends.
   trust::Ledger* ledger = nullptr;
   bool charge = true;
+  // GET /trust (a gateway): audits, exclusions and reputation as JSON text
+  // (doc/trust.md); empty: 404.
+  std::function<std::string()> trust_status;
 };
 
 class OpenAiServer {

@@ -22,6 +22,7 @@
 // is paid to the nodes that served it, in the ledger at --trust-db
 // (doc/trust.md, "Credits ledger").
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
@@ -39,6 +40,7 @@
 #include "net/model_id.h"
 #include "net/peer_address.h"
 #include "pipeline/model_drafter.h"
+#include "pipeline/audit_reference.h"
 #include "pipeline/pipeline_backend.h"
 
 namespace swarm::cli {
@@ -55,6 +57,11 @@ struct GatewayOptions {
   HttpFlags http;
   std::string speculate = "off";
   int spec_max_draft = 16, draft_threads = 1;
+  double audit_rate = 0.05;
+  std::string audit_local;
+  bool audit_sync = false;
+  int audit_threads = 1;
+  uint64_t audit_seed = 0;
 };
 
 // Keeps the backend's peers equal to --peers plus the nodes the DHT's records
@@ -125,6 +132,19 @@ class DhtPeerRefresher {
   std::thread thread_;
 };
 
+// GET /trust: what audits did and whom they excluded (doc/trust.md).
+std::string trust_status_json(PipelineBackend& backend) {
+  const AuditStats a = backend.audit_stats();
+  nlohmann::ordered_json j;
+  j["audits"] = {{"submitted", a.submitted}, {"dropped", a.dropped},     {"done", a.done},
+                 {"failed", a.failed},       {"queued", a.queued},       {"steps_checked", a.steps_checked},
+                 {"passes", a.passes},       {"frauds", a.frauds},       {"disputes", a.disputes},
+                 {"missing", a.missing},     {"positions", a.positions}, {"seconds", a.seconds}};
+  j["excluded"] = nlohmann::json::array();
+  for (const std::string& key : backend.excluded()) j["excluded"].push_back(key);
+  return j.dump();
+}
+
 }  // namespace
 
 void register_gateway(CLI::App& app) {
@@ -186,6 +206,22 @@ void register_gateway(CLI::App& app) {
                   "one (401) and are charged to its credits (402 when they do not cover a request)");
   cmd->add_option("--trust-db", o->trust_db,
                   "The gateway's SQLite file: credits ledger (default swarm-gateway.db)");
+  cmd->add_option("--audit-rate", o->audit_rate,
+                  "Share of steps whose results are recomputed and checked, per node (default 0.05; "
+                  "new nodes more while on probation; 0: no audits)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--audit-local", o->audit_local,
+                  "Recompute audited steps with this model file here (GGUF or HF folder of the same "
+                  "weights); without it other nodes serving the same layers do")
+      ->check(CLI::ExistingPath);
+  cmd->add_flag("--audit-sync", o->audit_sync,
+                "Check every step before its token is sent (needs --audit-local; plain decoding; "
+                "about twice the compute)");
+  cmd->add_option("--audit-threads", o->audit_threads,
+                  "Compute threads of --audit-local (default 1; they run at the lowest priority)")
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--audit-seed", o->audit_seed, "Seed of the audit sampling (default: secret)")
+      ->group("");
   cmd->callback([o] {
     auto hp = parse_host_port(o->listen);
     if (!hp.ok()) fail("--listen: " + hp.status().message());
@@ -234,6 +270,23 @@ void register_gateway(CLI::App& app) {
     }
     if (po.speculation.mode != SpeculationMode::kOff && !po.push)
       fail("--speculate: needs push mode (drop --relay)");
+    po.audit_rate = o->audit_rate;
+    po.audit_sync = o->audit_sync;
+    po.audit_seed = o->audit_seed;
+    if (o->audit_sync && o->audit_local.empty()) fail("--audit-sync needs --audit-local MODEL");
+    if (!o->audit_local.empty()) {
+      auto local = LocalReference::Load(o->audit_local, o->audit_threads);
+      if (!local.ok()) fail(local.status().message());
+      auto local_source = open_model_source(o->audit_local);
+      check(local_source.status());
+      auto local_ids = net::model_ids(*local_source);
+      check(local_ids.status());
+      if (local_ids->model_id != *id)
+        fail("--audit-local " + o->audit_local + ": model id " + local_ids->model_id.substr(0, 16) +
+             ", but the gateway serves " + id->substr(0, 16) + " (" +
+             net::model_mismatch_reason(ids->layout_id, local_ids->layout_id) + ")");
+      po.audit_local = std::move(local).value();
+    }
     PipelineBackend backend(*id, cfg.n_layer, po);
     std::unique_ptr<discovery::DhtNode> dht;
     std::unique_ptr<DhtPeerRefresher> refresher;
@@ -263,6 +316,7 @@ void register_gateway(CLI::App& app) {
       ledger = open_ledger_with_keys(o->trust_db, o->api_keys);
       api.ledger = ledger.get();
     }
+    api.trust_status = [&backend] { return trust_status_json(backend); };
     serve_until_signal(api, backend, o->listen, signals);
   });
 }

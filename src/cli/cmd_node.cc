@@ -352,6 +352,17 @@ void register_node(CLI::App& app) {
   cmd->add_option("--slowdown", o->node.slowdown,
                   "Make compute take F times as long, F >= 1 (emulates a slower machine)")
       ->check(CLI::Range(1.0, 1000.0));
+  // Misbehaviour on purpose, for tests and benchmarks of audits (doc/trust.md,
+  // "Cheating nodes"): not listed in --help.
+  cmd->add_option("--cheat", o->node.cheat.mode, "noise|skip-layer|replay|none")->group("");
+  cmd->add_option("--cheat-rate", o->node.cheat.rate, "share of batches cheated on")->group("");
+  cmd->add_flag("--cheat-unaudited-only", o->node.cheat.unaudited_only,
+                "honest on steps that look like audits")->group("");
+  cmd->add_option("--cheat-speed", o->node.cheat.speed_factor, "announce F x the measured speed")
+      ->group("");
+  cmd->add_option("--cheat-claim-model", o->node.cheat.claim_model,
+                  "claim the model id of this file")->group("");
+  cmd->add_option("--cheat-seed", o->node.cheat.seed, "seed of the cheat decisions")->group("");
   cmd->add_option("-t,--threads", o->node.threads, "Compute threads (default: all cores)");
   cmd->add_flag("--no-mmap", o->node.no_mmap, kNoMmapHelp);
   cmd->add_option("--max-batch-tokens", o->node.max_batch_tokens,
@@ -385,6 +396,7 @@ void register_node(CLI::App& app) {
                   "Re-announce the record every S seconds; it lives 3x as long (default 60)")
       ->check(CLI::Range(1.0, 1200.0));
   cmd->callback([o] {
+    o->node.price_per_1k = o->dht.price;
     o->dht.announce_addresses = parse_announce_addresses(o->dht.announce_address);
     if ((!o->node.allow.empty() || o->node.allow_anonymous) && o->node.identity_path.empty())
       fail("--allow and --allow-anonymous need --identity: a plaintext node knows no caller");

@@ -30,10 +30,12 @@
 #include "net/tls.h"
 #include "net/wire_format.h"
 #include "node/batch_plan.h"
+#include "node/cheat.h"
 #include "node/outbound.h"
 #include "node/paced_queue.h"
 #include "node/timer.h"
 #include "swarm/v1/stage.grpc.pb.h"
+#include "trust/commitment.h"
 
 namespace swarm::node {
 namespace {
@@ -77,6 +79,9 @@ constexpr int kSnapshotWindow = 256;
 // of those a later Cancel covers).
 constexpr size_t kMaxCancelRanges = 16;
 constexpr size_t kMaxRecentRuns = 64;
+// Commitments a step may carry from the stages before (one per stage; a chain
+// has at most kMaxHopsPerStep + 1).
+constexpr int kMaxCommitmentsPerStep = kMaxHopsPerStep + 1;
 
 int64_t us_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count();
@@ -170,6 +175,10 @@ struct Session {
 
   std::map<std::string, std::shared_ptr<Outbound>> outbound;  // by next hop "address@pin"
   CallerQuota::Lease quota_lease;  // its opener's session quota, given back at close
+  // Touched only by the scheduler thread: the token history of the cache
+  // (commitments name it), and a cheating node's memory of its last output.
+  trust::PrefixHashes prefix;
+  std::vector<float> cheat_previous;
 
   void touch() { last_active = Clock::now().time_since_epoch().count(); }
 };
@@ -180,6 +189,7 @@ struct Session {
 Status rewind_session(Session& s, int length) {
   const int before = s.cache->length();
   SWARM_RETURN_IF_ERROR(s.cache->truncate(length));
+  s.prefix.truncate(length);
   if (!s.sampler || length == before) return Status::Ok();
   auto it = s.sampler_at.find(length);
   if (it != s.sampler_at.end())
@@ -204,6 +214,20 @@ bool is_cancelled(const Session& s, uint64_t step_id) {
 // so no step of a range that ends before it can still come. Call with mu_ held.
 void forget_cancels_before(Session& s, uint64_t step_id) {
   std::erase_if(s.cancelled, [&](const auto& r) { return r.second < step_id; });
+}
+
+// Appends a hash per row of `rows` (n x d) as the wire carries them in `dtype`.
+void append_row_hashes(const float* rows, int64_t n, int d, v1::Tensor::DType dtype,
+                       std::vector<trust::Hash>* out) {
+  std::vector<trust::Hash> h;
+  if (dtype == v1::Tensor::F32) {
+    h = trust::row_hashes(rows, n, static_cast<size_t>(d) * sizeof(float));
+  } else {
+    v1::Tensor t;
+    net::encode_tensor(rows, n, d, dtype, &t);
+    h = trust::row_hashes(t.data().data(), n, t.data().size() / static_cast<size_t>(n));
+  }
+  out->insert(out->end(), h.begin(), h.end());
 }
 
 StageResponse cancelled_response(const Session& s, uint64_t step_id) {
@@ -263,6 +287,7 @@ int64_t verify_drafts(Session& s, const v1::Step& step, const float* logits, int
   if (!all_accepted) {
     const int valid = p + lead + static_cast<int>(out->size()) - 1;
     (void)s.cache->truncate(valid);
+    s.prefix.truncate(valid);
     s.sampler_at.erase(s.sampler_at.upper_bound(valid), s.sampler_at.end());
     snapshot_sampler(s, valid);
     s.last_row_at = -1;
@@ -301,6 +326,10 @@ struct WorkItem {
   std::vector<float> out;
   int64_t compute_us = 0;  // of the earlier chunks
   CallerQuota::Lease quota_lease;  // its sender's steps-in-flight quota, held while queued
+  // For the step's commitment: a hash per input row (as on the wire), per
+  // output row (collected chunk by chunk), and the token history after it ran.
+  std::vector<trust::Hash> input_rows, output_rows;
+  trust::Hash prefix_after{};
   int tokens() const { return step.tokens_size(); }
   bool final_chunk() const { return done + take == tokens(); }
 };
@@ -356,6 +385,9 @@ class StageServer::Impl {
   std::vector<WorkItem> run_batch_safely(std::vector<WorkItem>& batch);
   std::vector<WorkItem> run_batch(std::vector<WorkItem>& batch);
   void push(const std::shared_ptr<Session>& s, const v1::Hop& hop, StageRequest req);
+  // The signed commitment (trust/commitment.h) to a finished step; `result`:
+  // the last stage's answer, whose tokens it commits to too.
+  v1::Commitment commitment(const WorkItem& w, const v1::StepResult* result) const;
   void reaper_loop();
 
   NodeOptions opt_;
@@ -365,6 +397,8 @@ class StageServer::Impl {
   net::ChannelCache channels_;
   std::shared_ptr<Timer> timer_ = std::make_shared<Timer>();
   std::string public_key_;  // raw 32 bytes of --identity's key; empty: plaintext
+  std::optional<net::Identity> identity_;  // signs commitments; none: plaintext
+  std::unique_ptr<Cheater> cheater_;       // hidden --cheat flags only
   net::CallerPolicy caller_policy_;  // who may use the Session stream
   std::unique_ptr<CallerQuota> quota_;  // made in start()
   class Service;
@@ -731,6 +765,23 @@ Status StageServer::Impl::start() {
   if (!ids.ok()) return ids.status();
   model_id_ = ids->model_id;
   layout_id_ = ids->layout_id;
+  const CheatOptions& cheat = opt_.cheat;
+  if (!cheat.mode.empty() || !cheat.claim_model.empty() || cheat.speed_factor != 1) {
+    SWARM_RETURN_IF_ERROR(validate(cheat, opt_.last_layer - opt_.first_layer));
+    if (!cheat.claim_model.empty()) {
+      auto claimed = open_model_source(cheat.claim_model);
+      if (!claimed.ok()) return claimed.status().annotate("--cheat-claim-model");
+      auto claimed_ids = net::model_ids(*claimed);
+      if (!claimed_ids.ok()) return claimed_ids.status().annotate("--cheat-claim-model");
+      model_id_ = claimed_ids->model_id;
+      layout_id_ = claimed_ids->layout_id;
+    }
+    cheater_ = std::make_unique<Cheater>(cheat);
+    spdlog::warn("this node CHEATS on purpose (--cheat {}, rate {}, speed x{}{}{}): for tests only",
+                 cheat.mode.empty() ? "none" : cheat.mode, cheat.rate, cheat.speed_factor,
+                 cheat.unaudited_only ? ", only when not audited" : "",
+                 cheat.claim_model.empty() ? "" : ", claims the model id of " + cheat.claim_model);
+  }
   context_ = opt_.context > 0                  ? opt_.context
              : source->config.n_ctx_train > 0 ? source->config.n_ctx_train
                                               : kDefaultContext;
@@ -768,6 +819,7 @@ Status StageServer::Impl::start() {
     channels_.set_client_certificate(*client);
     caller_policy_.tls = true;
     caller_policy_.allow_anonymous = opt_.allow_anonymous;
+    identity_.emplace(std::move(identity).value());
   }
   if (!opt_.allow.empty()) {
     if (node_id_.empty())
@@ -1062,6 +1114,10 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ServerStream>& 
     return fail(StatusCode::INVALID_ARGUMENT,
                 "Step.tokens: " + std::to_string(n) + " tokens in a step sampled at every " +
                     "position (sample_all or drafts); at most " + std::to_string(kMaxSampledRows));
+  if (st.commitments_size() > kMaxCommitmentsPerStep)
+    return fail(StatusCode::INVALID_ARGUMENT,
+                "Step.commitments: " + std::to_string(st.commitments_size()) + ", at most " +
+                    std::to_string(kMaxCommitmentsPerStep));
   for (const v1::Hop& h : st.next_hops()) {
     if (h.address().empty() || h.address().size() > 1024)
       return fail(StatusCode::INVALID_ARGUMENT, "Step.next_hops: a hop without a valid address");
@@ -1101,8 +1157,11 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ServerStream>& 
           "Step.hidden: missing (this stage starts at layer " + std::to_string(s->first) + ")");
     const Status ds = net::decode_tensor(st.hidden(), n, c.n_embd, &w.hidden, "Step.hidden");
     if (!ds.ok()) return fail(StatusCode::INVALID_ARGUMENT, ds.message());
+    // Decoding checked the size: n rows of equal width, as they came.
+    w.input_rows = trust::row_hashes(st.hidden().data().data(), n, st.hidden().data().size() / n);
     st.clear_hidden();
   }
+  if (s->is_first) w.input_rows = trust::token_row_hashes(st.tokens().data(), n);
   // Held against the stream the step came on until it ran: its input, and
   // the output it will make (the hidden states a stage before the last sends
   // on), so a caller cannot queue cheap steps whose answers it never reads.
@@ -1390,7 +1449,30 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
     row += n;
   }
   const int first = batch[0]->session->first, last = batch[0]->session->last;
-  if (st.ok()) st = model_->run_layers(hidden.data(), chunks, first, last, *pool_);
+  // A cheating node (node/cheat.h) decides per batch.
+  bool cheating = false;
+  if (cheater_) {
+    bool audit_like = false;
+    for (WorkItem* w : batch) audit_like = audit_like || w->step.row_hashes();
+    cheating = cheater_->cheat_on_batch(audit_like);
+  }
+  const int run_last = cheating && cheater_->skips_layer() ? last - 1 : last;
+  if (st.ok()) st = model_->run_layers(hidden.data(), chunks, first, run_last, *pool_);
+  // What each step's commitment names: its output rows (as the wire carries
+  // them) and the token history the cache now holds.
+  if (st.ok()) {
+    row = 0;
+    for (WorkItem* w : batch) {
+      Session& s = *w->session;
+      float* out_rows = hidden.data() + row * d;
+      if (cheating) cheater_->alter(out_rows, w->take, d, &s.cheat_previous);
+      s.prefix.truncate(w->step.position() + w->done);
+      s.prefix.append(w->step.tokens().data() + w->done, w->take);
+      if (w->final_chunk()) w->prefix_after = s.prefix.at(s.prefix.length());
+      append_row_hashes(out_rows, w->take, d, w->step.wire_dtype(), &w->output_rows);
+      row += w->take;
+    }
+  }
   // The head runs on the rows that are sampled: the last of each step, or all.
   std::vector<std::vector<int32_t>> sampled(batch.size());
   if (st.ok()) {
@@ -1552,6 +1634,9 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
       out->set_wire_dtype(w.step.wire_dtype());
       *out->mutable_timings() = w.step.timings();
       *out->add_timings() = timing;
+      out->set_row_hashes(w.step.row_hashes());
+      *out->mutable_commitments() = w.step.commitments();
+      *out->add_commitments() = commitment(w, nullptr);
       push(w.session, w.step.next_hops(0), std::move(req));
     } else {
       StageResponse resp;
@@ -1567,11 +1652,38 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
       *r->mutable_timings() = w.step.timings();
       *r->add_timings() = timing;
       r->set_length(s.cache->length());
+      *r->mutable_commitments() = w.step.commitments();
+      *r->add_commitments() = commitment(w, s.is_last ? r : nullptr);
       s.owner->send(std::move(resp));
     }
     row += w.take;
   }
   return more;
+}
+
+v1::Commitment StageServer::Impl::commitment(const WorkItem& w, const v1::StepResult* result) const {
+  const Session& s = *w.session;
+  v1::Commitment c;
+  c.set_model_id(model_id_);
+  c.set_session_id(s.id);
+  c.set_step_id(w.step.step_id());
+  c.set_position(w.step.position());
+  c.set_n_tokens(w.tokens());
+  c.set_first_layer(s.first);
+  c.set_last_layer(s.last);
+  c.set_prefix_hash(std::string(trust::as_view(w.prefix_after)));
+  c.set_input_hash(std::string(trust::as_view(trust::combine_rows(w.input_rows))));
+  c.set_output_hash(std::string(trust::as_view(trust::combine_rows(w.output_rows))));
+  if (result)
+    c.set_tokens_hash(std::string(trust::as_view(trust::tokens_hash(
+        result->tokens().data(), static_cast<size_t>(result->tokens_size()),
+        result->accepted_drafts()))));
+  if (w.step.row_hashes()) {
+    for (const trust::Hash& h : w.input_rows) c.add_input_rows(std::string(trust::as_view(h)));
+    for (const trust::Hash& h : w.output_rows) c.add_output_rows(std::string(trust::as_view(h)));
+  }
+  if (identity_) trust::sign(&c, *identity_);
+  return c;
 }
 
 void StageServer::Impl::push(const std::shared_ptr<Session>& s, const v1::Hop& hop,
@@ -1634,11 +1746,12 @@ void StageServer::Impl::info(v1::InfoResponse* r) {
   r->set_active_sessions(static_cast<int32_t>(sessions_.size()));
   r->set_kv_bytes_total(static_cast<int64_t>(opt_.kv_memory_bytes));
   r->set_kv_bytes_free(static_cast<int64_t>(opt_.kv_memory_bytes - kv_used_));
-  r->set_layer_tokens_per_second(layer_tokens_per_s_);
+  r->set_layer_tokens_per_second(layer_tokens_per_s_ * (cheater_ ? cheater_->speed_factor() : 1));
   r->set_draining(draining_);
   r->set_queued_steps(static_cast<int32_t>(queue_.size()));
   r->set_public_key(public_key_);
   r->set_node_id(node_id_);
+  r->set_price_per_1k(opt_.price_per_1k);
   r->set_slowdown(opt_.slowdown);
   r->set_steps_cancelled(steps_cancelled_);
   r->set_compute_us(compute_us_);

@@ -23,6 +23,7 @@
 
 #include "engine/status.h"
 #include "node/caller_quota.h"
+#include "node/cheat.h"
 
 namespace swarm::node {
 
@@ -58,6 +59,9 @@ struct NodeOptions {
   // >= 1: after each batch, wait (slowdown - 1) x its compute time, so the node
   // behaves like a machine that many times slower (benchmarks of a slow stage).
   double slowdown = 1;
+  double price_per_1k = 0;  // reported in Info (the DHT record announces it too)
+  // Misbehaviour on purpose, for tests and benchmarks of audits (node/cheat.h).
+  CheatOptions cheat;
 };
 
 // What a node serves and how it fares, as its Info reports it: what its DHT

@@ -248,6 +248,11 @@ Result<int32_t> ChainSession::step(const std::vector<int32_t>& tokens, int posit
   v1::Tensor hidden;
   const size_t n_hops = options_.push ? 1 : chain_.size();
   const int n_tokens = static_cast<int>(tokens.size());
+  trust::StepRecord& sent_record = sent_[step_id];
+  sent_record.step_id = step_id;
+  sent_record.position = position;
+  sent_record.tokens = tokens;
+  std::vector<v1::Commitment> relayed;  // relay mode: the commitments of stages before the last
   for (size_t i = 0; i < n_hops; ++i) {
     v1::StageRequest req;
     v1::Step* st = req.mutable_step();
@@ -274,10 +279,12 @@ Result<int32_t> ChainSession::step(const std::vector<int32_t>& tokens, int posit
       observe(key, n_tokens, sent, *r);
       if (answering + 1 < chain_.size()) {
         hidden = std::move(*r->mutable_hidden());
+        for (v1::Commitment& c : *r->mutable_commitments()) relayed.push_back(std::move(c));
         break;
       }
       if (r->tokens_size() < 1)
         return Status::Internal(chain_[answering].address + " returned no token");
+      record(*r, std::move(relayed));
       return r->tokens(r->tokens_size() - 1);
     }
   }
@@ -299,6 +306,11 @@ Result<uint64_t> ChainSession::send_run(const ChainRun& run) {
     dp->mutable_probs()->Add(q.probs.begin(), q.probs.end());
   }
   pending_[step_id] = {Clock::now(), static_cast<int>(run.tokens.size())};
+  trust::StepRecord& sent = sent_[step_id];
+  sent.step_id = step_id;
+  sent.position = run.position;
+  sent.tokens = run.tokens;
+  sent.n_drafts = run.n_drafts;
   if (!write_first(std::move(req))) return finish_link(0, "sending a step");
   return step_id;
 }
@@ -331,6 +343,7 @@ Result<v1::StepResult> ChainSession::next_result(const std::function<bool(uint64
     if (e.response.has_error()) {
       const v1::Error& err = e.response.error();
       pending_.erase(err.step_id());
+      sent_.erase(err.step_id());
       // Session-wide errors (step id 0) are always failures.
       if (err.step_id() != 0 &&
           (err.code() == grpc::StatusCode::CANCELLED || !wanted(err.step_id())))
@@ -342,11 +355,24 @@ Result<v1::StepResult> ChainSession::next_result(const std::function<bool(uint64
       observe(key_, p->second.tokens, p->second.sent, e.response.result());
       pending_.erase(p);
     }
+    record(e.response.result());
     if (!wanted(e.response.result().step_id())) continue;
     v1::StepResult* r = e.response.mutable_result();
     if (r->tokens_size() < 1) return Status::Internal(chain_[last].address + " returned no token");
     return std::move(*r);
   }
+}
+
+void ChainSession::record(const v1::StepResult& r, std::vector<v1::Commitment> earlier) {
+  auto it = sent_.find(r.step_id());
+  if (it == sent_.end()) return;  // not ours, or answered already
+  trust::StepRecord rec = std::move(it->second);
+  sent_.erase(it);
+  rec.answer.assign(r.tokens().begin(), r.tokens().end());
+  rec.accepted_drafts = r.accepted_drafts();
+  rec.commitments = std::move(earlier);
+  rec.commitments.insert(rec.commitments.end(), r.commitments().begin(), r.commitments().end());
+  records_.push_back(std::move(rec));
 }
 
 bool ChainSession::write_first(v1::StageRequest req) {

@@ -25,6 +25,7 @@
 #include "pipeline/step_deadline.h"
 #include "routing/chain.h"
 #include "swarm/v1/stage.grpc.pb.h"
+#include "trust/audit.h"
 
 namespace swarm {
 
@@ -84,6 +85,10 @@ class ChainSession {
   // e.g. after the ceiling in push mode, when every stage still answered Info).
   const std::string& suspect() const { return suspect_; }
   const std::vector<ChainStage>& chain() const { return chain_; }
+  // Every step the last stage answered, as sent, with the answer and the
+  // stages' commitments (trust/audit.h), in arrival order: what audits check
+  // and the ledger pays for.
+  const std::vector<trust::StepRecord>& records() const { return records_; }
 
   // Drops the session without waiting for any stage: a dead or stalled peer
   // must not hold the gateway up (its streams are cancelled locally).
@@ -150,6 +155,12 @@ class ChainSession {
   const std::string key_;  // the chain, as step times are filed under
   const std::string id_;
   std::map<uint64_t, Pending> pending_;
+  // Steps sent and not yet answered, as sent (for records_).
+  std::map<uint64_t, trust::StepRecord> sent_;
+  std::vector<trust::StepRecord> records_;
+  // Files the answer `r` to a step in records_ (relay: `commitments` are
+  // those the stages before the last gave, in order).
+  void record(const v1::StepResult& r, std::vector<v1::Commitment> earlier = {});
   std::vector<Link> links_;
   EventQueue events_;
   uint64_t step_id_ = 0;

@@ -13,7 +13,9 @@
 #include <tuple>
 #include <thread>
 
+#include "pipeline/audit_reference.h"
 #include "pipeline/chain_session.h"
+#include "pipeline/request_audit.h"
 #include "pipeline/model_drafter.h"
 #include "pipeline/peer_probe.h"
 #include "pipeline/ngram_drafter.h"
@@ -76,11 +78,18 @@ PipelineBackend::PipelineBackend(std::string model_id, int n_layer, PipelineOpti
       peers_(options_.peers),
       speculation_memory_(std::make_unique<SpeculationMemory>()),
       reachability_(options_.reachability),
-      started_(Clock::now()) {
+      started_(Clock::now()),
+      audit_rng_(options_.audit_seed != 0 ? options_.audit_seed : std::random_device{}()) {
   reprober_ = std::thread([this] { reprobe_loop(); });
+  if (options_.audit_rate > 0 || options_.audit_sync)
+    auditor_ = std::make_unique<Auditor>(
+        [this](const AuditJob& job) { return reference_rows(job); },
+        [this](const AuditJob& job, const std::vector<trust::Verdict>& v) { on_verdicts(job, v); },
+        options_.audit_queue);
 }
 
 PipelineBackend::~PipelineBackend() {
+  auditor_.reset();  // its thread calls back into this object
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -151,6 +160,13 @@ Status PipelineBackend::survey_locked() {
     p.last_layer = info.last_layer();
     p.n_layer = info.n_layer();
     p.layer_tokens_per_second = info.layer_tokens_per_second();
+    p.price_per_1k = info.price_per_1k();
+    // A node id is believed only from a connection pinned to its key.
+    if (!probe.public_key.empty()) p.node_id = trust_key({p.address, 0, 0, p.public_key});
+    {
+      std::lock_guard<std::mutex> trust_lock(trust_mu_);
+      p.excluded = excluded_.contains(p.node_id.empty() ? p.address : p.node_id);
+    }
     p.rtt_seconds = probe.rtt_seconds;
     p.draining = info.draining();
     p.price_per_1k = ask[i].price_per_1k;
@@ -445,6 +461,42 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   }
   std::vector<int32_t> fed;  // every token the chain has taken, in order: replayed after a failure
   int recoveries = 0;
+  // The sessions the request ran, for audits and the ledger (trust).
+  const bool greedy = greedy_sampling(sp);
+  std::vector<trust::AuditedSession> ran;
+  auto retire = [&](const ChainSession& s) {
+    if (!s.records().empty()) ran.push_back(audited_session(model_id_, s.chain(), s.records(), greedy));
+  };
+  // --audit-sync: this request's own reference run, for the chain it is on.
+  std::unique_ptr<ReferenceRun> sync_run;
+  std::vector<std::pair<int, int>> sync_ranges;
+  auto sync_check = [&](const std::vector<int32_t>& history) -> Status {
+    std::vector<std::pair<int, int>> ranges;
+    for (const ChainStage& c : session->chain()) ranges.emplace_back(c.first_layer, c.last_layer);
+    int from = 0;
+    if (sync_run && ranges == sync_ranges) {
+      from = std::min<int>(sync_run->length(), static_cast<int>(history.size()));
+    } else {
+      sync_run = std::make_unique<ReferenceRun>(*options_.audit_local, ranges,
+                                                options_.wire_f16 ? v1::Tensor::F16 : v1::Tensor::F32,
+                                                prompt_len + budget + 1);
+      sync_ranges = ranges;
+    }
+    SWARM_RETURN_IF_ERROR(sync_run->extend({history.begin() + from, history.end()}, from));
+    AuditJob job;
+    job.session = audited_session(model_id_, session->chain(), session->records(), greedy);
+    job.history = history;
+    job.window = static_cast<int>(history.size());
+    const std::vector<trust::Verdict> verdicts = trust::judge(job.session, history, sync_run->rows());
+    on_verdicts(job, verdicts);
+    for (const trust::Verdict& v : verdicts) {
+      if (v.kind == trust::Verdict::Kind::kPass) continue;
+      const std::string& culprit = session->chain()[v.stage].address;
+      report_failure(culprit, std::string("audit: ") + trust::to_string(v.kind));
+      return Status::Unavailable("audit of " + culprit + ": " + v.reason);
+    }
+    return Status::Ok();
+  };
   // Routes around the failed stage and rebuilds the session's state on a new
   // chain by feeding it everything fed so far plus `input` in one step. The
   // kernels are batch-invariant, so the rebuilt KV caches (and the greedy token
@@ -454,6 +506,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
       ++recoveries;
       report_failure(session->suspect().empty() ? probe_for_failure(session->chain()) : session->suspect(),
                      failure.message());
+      retire(*session);
       session->abandon();
       auto next = route();
       if (!next.ok()) return next.status().annotate("after " + failure.message());
@@ -476,7 +529,8 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   std::vector<int32_t> input = request.prompt;
   result.finish_reason = "length";
   const SpeculationOptions& spec = options_.speculation;
-  const bool speculate = spec.mode != SpeculationMode::kOff && options_.push &&
+  // With --audit-sync every step is checked before its token goes out: plain decoding.
+  const bool speculate = spec.mode != SpeculationMode::kOff && options_.push && !options_.audit_sync &&
                          (spec.mode != SpeculationMode::kDraft || spec.draft);
   // Named now, so that a request that ends at its first token reports too.
   result.speculation.drafter = !speculate                             ? "off"
@@ -488,8 +542,17 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
     Result<int32_t> token = opened.ok() ? session->step(input, static_cast<int>(fed.size())) : Result<int32_t>(opened);
     opened = Status::Ok();
     if (!token.ok()) token = recover(token.status(), input);
+    while (token.ok() && options_.audit_sync && options_.audit_local) {
+      std::vector<int32_t> history = fed;
+      history.insert(history.end(), input.begin(), input.end());
+      const Status checked = sync_check(history);
+      if (checked.ok()) break;
+      token = recover(checked, input);
+    }
     if (!token.ok()) {
+      retire(*session);
       session->abandon();
+      finish_trust(ran, fed, nullptr);
       return token.status();
     }
     if (generated == 0) t_first = Clock::now();
@@ -543,7 +606,9 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
       // one after the anchor.
       auto token = recover(st, {anchor});
       if (!token.ok()) {
+        retire(*session);
         session->abandon();
+        finish_trust(ran, fed, nullptr);
         return token.status();
       }
       fed.push_back(anchor);
@@ -553,10 +618,96 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
     }
   }
   session->close();
+  retire(*session);
+  finish_trust(ran, fed, &result);
   const auto t_end = Clock::now();
   result.prompt_seconds = std::chrono::duration<double>(t_first - t0).count();
   result.generation_seconds = std::chrono::duration<double>(t_end - t_first).count();
   return result;
+}
+
+void PipelineBackend::finish_trust(const std::vector<trust::AuditedSession>& ran,
+                                   const std::vector<int32_t>& history, GenerationResult* result) {
+  if (result) {
+    std::map<std::string, double> prices;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const PeerSnapshot& p : snapshot_) prices[p.address] = p.price_per_1k;
+    }
+    auto price_of = [&](const std::string& address) {
+      auto it = prices.find(address);
+      return it == prices.end() ? 0.0 : it->second;
+    };
+    for (const trust::AuditedSession& s : ran) add_node_work(s, price_of, &result->work);
+  }
+  if (!auditor_ || options_.audit_rate <= 0) return;
+  const v1::Tensor::DType dtype = options_.wire_f16 ? v1::Tensor::F16 : v1::Tensor::F32;
+  for (const trust::AuditedSession& s : ran) {
+    AuditJob job;
+    {
+      std::lock_guard<std::mutex> lock(trust_mu_);
+      auto rate_of = [&](const std::string& key) {
+        return audit_rate_of_ ? audit_rate_of_(key, options_.audit_rate) : options_.audit_rate;
+      };
+      job = plan_audit(s, history, dtype, rate_of, audit_rng_);
+    }
+    if (job.window > 0 && !auditor_->submit(std::move(job)))
+      spdlog::warn("audit queue full ({} sessions): an audit was dropped", options_.audit_queue);
+  }
+}
+
+Result<trust::ReferenceRows> PipelineBackend::reference_rows(const AuditJob& job) {
+  std::vector<std::pair<int, int>> ranges;
+  for (const trust::AuditedStage& s : job.session.stages) ranges.emplace_back(s.first_layer, s.last_layer);
+  const std::vector<int32_t> tokens(job.history.begin(), job.history.begin() + job.window);
+  if (options_.audit_local) return options_.audit_local->compute(tokens, ranges, job.wire_dtype);
+  return Status::Unsupported("no audit reference: start the gateway with --audit-local MODEL");
+}
+
+void PipelineBackend::on_verdicts(const AuditJob& job, const std::vector<trust::Verdict>& verdicts) {
+  VerdictFn listener;
+  {
+    std::lock_guard<std::mutex> lock(trust_mu_);
+    for (const trust::Verdict& v : verdicts) {
+      const trust::AuditedStage& stage = job.session.stages[v.stage];
+      const std::string key = stage.node_id.empty() ? stage.address : stage.node_id;
+      if (v.kind == trust::Verdict::Kind::kFraud) {
+        if (excluded_.insert(key).second)
+          spdlog::error("audit: node {} at {} (layers {}:{}) committed a wrong result: {}; it is excluded",
+                        key.substr(0, 16), stage.address, stage.first_layer, stage.last_layer, v.reason);
+      } else if (v.kind != trust::Verdict::Kind::kPass) {
+        spdlog::warn("audit: node {} at {}: {} ({})", key.substr(0, 16), stage.address,
+                     trust::to_string(v.kind), v.reason);
+      }
+    }
+    listener = verdict_listener_;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    surveyed_at_ = {};  // the next route sees the exclusions
+  }
+  if (listener) listener(job, verdicts);
+}
+
+void PipelineBackend::set_verdict_listener(VerdictFn listener) {
+  std::lock_guard<std::mutex> lock(trust_mu_);
+  verdict_listener_ = std::move(listener);
+}
+
+void PipelineBackend::set_audit_rate_of(std::function<double(const std::string&, double)> rate_of) {
+  std::lock_guard<std::mutex> lock(trust_mu_);
+  audit_rate_of_ = std::move(rate_of);
+}
+
+AuditStats PipelineBackend::audit_stats() const { return auditor_ ? auditor_->stats() : AuditStats{}; }
+
+void PipelineBackend::wait_audits() {
+  if (auditor_) auditor_->wait_idle();
+}
+
+std::set<std::string> PipelineBackend::excluded() const {
+  std::lock_guard<std::mutex> lock(trust_mu_);
+  return excluded_;
 }
 
 }  // namespace swarm

@@ -16,12 +16,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "net/peer_address.h"
+#include "pipeline/auditor.h"
 #include "pipeline/coverage_wait.h"
 #include "pipeline/generation.h"
 #include "pipeline/peer_reachability.h"
@@ -75,6 +77,18 @@ struct PipelineOptions {
   // so at once; only then is it refused.
   int max_queue = 256;
   std::chrono::milliseconds queue_timeout{60000};
+  // Audits (doc/trust.md, "Audits"): each step is sampled with each of its
+  // stages' audit rate (audit_rate, or what set_audit_rate_of says, e.g.
+  // higher on probation); a session with a sampled step is recomputed in the
+  // background, by `audit_local` (this process's engine) or by other nodes
+  // serving the same layers, and judged; a proven fraud is never routed
+  // through again. `audit_sync` (needs audit_local): every step is checked
+  // before its token goes out, and a wrong one is routed around and replayed.
+  double audit_rate = 0;
+  bool audit_sync = false;
+  std::shared_ptr<class LocalReference> audit_local;
+  int audit_queue = 64;     // sessions waiting for their audit; more are dropped (and counted)
+  uint64_t audit_seed = 0;  // 0: drawn from the OS, so nodes cannot predict which steps are audited
 };
 
 class SpeculationMemory;
@@ -109,8 +123,25 @@ class PipelineBackend : public GenerationBackend {
   // that calls set_peers); called from a request's thread with no lock held.
   void set_relook(std::function<void()> relook);
 
+  // Audits' verdicts (called on the audit thread, and on a request's thread
+  // with audit_sync): what reputation, proofs and the ledger are fed.
+  void set_verdict_listener(VerdictFn listener);
+  // A node's audit rate from the base rate (probation); key: trust_key().
+  void set_audit_rate_of(std::function<double(const std::string& key, double base)> rate_of);
+  AuditStats audit_stats() const;
+  // Blocks until every audit queued so far is judged.
+  void wait_audits();
+  // Nodes (trust keys) a proven fraud excludes from every route.
+  std::set<std::string> excluded() const;
+
  private:
   Status survey_locked();
+  // What a request's sessions leave for trust: the work each node did (in
+  // `result`) and audit jobs for the sampled ones.
+  void finish_trust(const std::vector<trust::AuditedSession>& ran, const std::vector<int32_t>& history,
+                    GenerationResult* result);
+  void on_verdicts(const AuditJob& job, const std::vector<trust::Verdict>& verdicts);
+  Result<trust::ReferenceRows> reference_rows(const AuditJob& job);
   // Records the outcome of a probe of `peer` sent at `asked`; true if it answered.
   bool note_probe_locked(const net::PeerAddress& peer, const PeerProbe& probe, Clock::time_point asked);
   void look_locked(std::unique_lock<std::mutex>& lock);
@@ -156,6 +187,14 @@ class PipelineBackend : public GenerationBackend {
   std::condition_variable changed_;  // peers answered or changed; or stopping_
   bool stopping_ = false;
   std::thread reprober_;  // probes set-aside peers when due
+  // Trust (guarded by trust_mu_): nodes proven to cheat, the listener, the
+  // audit rate hook and the secret sampling RNG.
+  mutable std::mutex trust_mu_;
+  std::set<std::string> excluded_;
+  VerdictFn verdict_listener_;
+  std::function<double(const std::string&, double)> audit_rate_of_;
+  std::mt19937_64 audit_rng_;
+  std::unique_ptr<Auditor> auditor_;  // last: its thread calls back into this object
 };
 
 // "a:1 -> b:2" with each stage's layers, for logs and the demo.

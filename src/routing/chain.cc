@@ -51,7 +51,7 @@ Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& pe
   for (int i = 0; i < n_layer; ++i) {
     if (best[i] == kInf) continue;
     for (const PeerSnapshot& p : peers) {
-      if (p.model_id != model_id || p.draining || p.n_layer != n_layer) continue;
+      if (p.model_id != model_id || p.draining || p.excluded || p.n_layer != n_layer) continue;
       if (p.first_layer > i || p.last_layer <= i) continue;
       for (int j = i + 1; j <= std::min(p.last_layer, n_layer); ++j) {
         const double c = best[i] + stage_cost(p, j - i, costs, unmeasured);
@@ -83,7 +83,7 @@ std::vector<bool> covered_layers(const std::vector<PeerSnapshot>& peers, const s
                                  int n_layer) {
   std::vector<bool> covered(static_cast<size_t>(std::max(n_layer, 0)), false);
   for (const PeerSnapshot& p : peers) {
-    if (p.model_id != model_id || p.draining || p.n_layer != n_layer) continue;
+    if (p.model_id != model_id || p.draining || p.excluded || p.n_layer != n_layer) continue;
     for (int l = std::max(p.first_layer, 0); l < std::min(p.last_layer, n_layer); ++l)
       covered[static_cast<size_t>(l)] = true;
   }

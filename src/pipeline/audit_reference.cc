@@ -1,0 +1,90 @@
+#include "pipeline/audit_reference.h"
+
+#include <algorithm>
+
+#include "engine/sampler.h"
+#include "net/tensor_codec.h"
+
+namespace swarm {
+namespace {
+
+// Rows a batch of the reference holds at most, and head rows at once (a
+// large vocabulary's logits are big).
+constexpr int kChunk = 256;
+constexpr int kHeadRows = 32;
+
+}  // namespace
+
+Result<std::unique_ptr<LocalReference>> LocalReference::Load(const std::string& model_path, int threads) {
+  auto model = Model::Load(model_path);
+  if (!model.ok()) return model.status().annotate("--audit-local");
+  auto r = std::unique_ptr<LocalReference>(new LocalReference());
+  r->model_ = std::move(model).value();
+  r->pool_ = std::make_unique<ThreadPool>(threads);
+  return r;
+}
+
+Result<trust::ReferenceRows> LocalReference::compute(const std::vector<int32_t>& tokens,
+                                                     const std::vector<std::pair<int, int>>& ranges,
+                                                     v1::Tensor::DType wire_dtype) const {
+  ReferenceRun run(*this, ranges, wire_dtype, static_cast<int>(tokens.size()));
+  SWARM_RETURN_IF_ERROR(run.extend(tokens, 0));
+  return run.rows();
+}
+
+ReferenceRun::ReferenceRun(const LocalReference& reference, std::vector<std::pair<int, int>> ranges,
+                           v1::Tensor::DType wire_dtype, int max_length)
+    : reference_(reference), ranges_(std::move(ranges)), dtype_(wire_dtype) {
+  const Model& m = reference_.model();
+  for (const auto& [first, last] : ranges_)
+    caches_.push_back(std::make_unique<KvCache>(first, last, m.kv_dim(), std::max(1, max_length)));
+  rows_.output_rows.resize(ranges_.size());
+}
+
+int ReferenceRun::length() const { return caches_.empty() ? 0 : caches_[0]->length(); }
+
+Status ReferenceRun::extend(const std::vector<int32_t>& tokens, int position) {
+  const Model& m = reference_.model();
+  const ModelConfig& c = m.config();
+  const int d = c.n_embd;
+  if (ranges_.empty() || ranges_.front().first != 0)
+    return Status::InvalidArgument("audit reference: the chain must start at layer 0");
+  if (position > length())
+    return Status::InvalidArgument("audit reference: position " + std::to_string(position) +
+                                   " is past the " + std::to_string(length()) + " computed");
+  for (auto& cache : caches_) SWARM_RETURN_IF_ERROR(cache->truncate(position));
+  for (auto& rows : rows_.output_rows) rows.resize(static_cast<size_t>(position));
+  const bool head = ranges_.back().second == c.n_layer;
+  if (head) rows_.argmax.resize(static_cast<size_t>(position));
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  Sampler argmax(greedy, c.n_vocab);
+  std::vector<float> hidden, logits;
+  for (size_t at = 0; at < tokens.size(); at += kChunk) {
+    const int64_t n = std::min<int64_t>(kChunk, static_cast<int64_t>(tokens.size() - at));
+    hidden.assign(static_cast<size_t>(n) * d, 0.f);
+    SWARM_RETURN_IF_ERROR(m.embed(tokens.data() + at, n, hidden.data()));
+    for (size_t k = 0; k < ranges_.size(); ++k) {
+      const std::vector<SeqChunk> chunk{{caches_[k].get(), static_cast<int>(n)}};
+      SWARM_RETURN_IF_ERROR(
+          m.run_layers(hidden.data(), chunk, ranges_[k].first, ranges_[k].second, reference_.pool()));
+      // As the wire carries it to the next stage: rounded, then hashed.
+      v1::Tensor t;
+      net::encode_tensor(hidden.data(), n, d, dtype_, &t);
+      const auto h = trust::row_hashes(t.data().data(), n, t.data().size() / static_cast<size_t>(n));
+      rows_.output_rows[k].insert(rows_.output_rows[k].end(), h.begin(), h.end());
+      if (dtype_ != v1::Tensor::F32 && k + 1 < ranges_.size())
+        SWARM_RETURN_IF_ERROR(net::decode_tensor(t, n, d, &hidden, "audit reference"));
+    }
+    if (!head) continue;
+    for (int64_t r = 0; r < n; r += kHeadRows) {
+      const int64_t rows = std::min<int64_t>(kHeadRows, n - r);
+      logits.resize(static_cast<size_t>(rows) * c.n_vocab);
+      SWARM_RETURN_IF_ERROR(m.head(hidden.data() + r * d, rows, logits.data(), reference_.pool()));
+      for (int64_t i = 0; i < rows; ++i) rows_.argmax.push_back(argmax.sample(logits.data() + i * c.n_vocab));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace swarm

@@ -1,0 +1,106 @@
+#include "pipeline/auditor.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <chrono>
+
+namespace swarm {
+
+Auditor::Auditor(ReferenceFn reference, VerdictFn on_verdicts, int max_queue)
+    : reference_(std::move(reference)),
+      on_verdicts_(std::move(on_verdicts)),
+      max_queue_(static_cast<size_t>(std::max(1, max_queue))),
+      thread_([this] { loop(); }) {}
+
+Auditor::~Auditor() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+bool Auditor::submit(AuditJob job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.submitted;
+    if (queue_.size() >= max_queue_) {
+      ++stats_.dropped;
+      return false;
+    }
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return true;
+}
+
+AuditStats Auditor::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  AuditStats s = stats_;
+  s.queued = static_cast<int>(queue_.size());
+  return s;
+}
+
+void Auditor::wait_idle() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [&] { return queue_.empty() && !busy_; });
+}
+
+void Auditor::loop() {
+  // Audits use only the CPU that requests leave: the lowest priority, for
+  // this thread alone (Linux sets nice values per thread).
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 19);
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    AuditJob job = std::move(queue_.front());
+    queue_.pop_front();
+    busy_ = true;
+    lock.unlock();
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<trust::Verdict> verdicts;
+    Status failure;
+    try {
+      auto rows = reference_(job);
+      if (rows.ok()) {
+        std::vector<int32_t> history(job.history.begin(),
+                                     job.history.begin() + std::min<size_t>(job.history.size(),
+                                                                            static_cast<size_t>(job.window)));
+        verdicts = trust::judge(job.session, history, *rows);
+        on_verdicts_(job, verdicts);
+      } else {
+        failure = rows.status();
+      }
+    } catch (const std::exception& e) {
+      failure = Status::Internal(std::string("audit: ") + e.what());
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!failure.ok()) spdlog::warn("audit of a session on {} stages not run: {}", job.session.stages.size(), failure.message());
+    lock.lock();
+    busy_ = false;
+    stats_.seconds += seconds;
+    if (!failure.ok()) {
+      ++stats_.failed;
+    } else {
+      ++stats_.done;
+      stats_.positions += job.window;
+      for (const trust::Verdict& v : verdicts) {
+        stats_.steps_checked += v.steps_checked;
+        switch (v.kind) {
+          case trust::Verdict::Kind::kPass: ++stats_.passes; break;
+          case trust::Verdict::Kind::kFraud: ++stats_.frauds; break;
+          case trust::Verdict::Kind::kDispute: ++stats_.disputes; break;
+          case trust::Verdict::Kind::kMissing: ++stats_.missing; break;
+        }
+      }
+    }
+    if (queue_.empty()) idle_cv_.notify_all();
+  }
+}
+
+}  // namespace swarm

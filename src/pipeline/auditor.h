@@ -1,0 +1,75 @@
+// Background audits (doc/trust.md, "Audits"): a finished session whose steps
+// were sampled is recomputed by a reference (this process's engine, or other
+// nodes serving the same layers) and judged (trust/audit.h), off the request's
+// critical path: one thread at the lowest CPU priority, a bounded queue (a
+// full queue drops the job and counts it), verdicts handed to a callback that
+// feeds reputation, proofs and the ledger.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/status.h"
+#include "swarm/v1/stage.pb.h"
+#include "trust/audit.h"
+
+namespace swarm {
+
+struct AuditJob {
+  trust::AuditedSession session;
+  std::vector<int32_t> history;  // the session's tokens as its caches held them
+  int window = 0;                // recompute positions [0, window)
+  v1::Tensor::DType wire_dtype = v1::Tensor::F32;
+};
+
+// What audits did since start: their cost shows (doc/trust.md).
+struct AuditStats {
+  int64_t submitted = 0, dropped = 0, done = 0, failed = 0;  // jobs
+  int64_t steps_checked = 0;  // stage commitments compared
+  int64_t passes = 0, frauds = 0, disputes = 0, missing = 0;  // verdicts
+  int64_t positions = 0;      // token positions recomputed
+  double seconds = 0;         // spent recomputing and judging
+  int queued = 0;
+};
+
+// Recomputes the rows of a job's window for its chain: rows [0, window) at
+// every stage boundary; errors when no reference can run it.
+using ReferenceFn = std::function<Result<trust::ReferenceRows>(const AuditJob&)>;
+using VerdictFn = std::function<void(const AuditJob&, const std::vector<trust::Verdict>&)>;
+
+class Auditor {
+ public:
+  Auditor(ReferenceFn reference, VerdictFn on_verdicts, int max_queue = 64);
+  ~Auditor();
+  Auditor(const Auditor&) = delete;
+  Auditor& operator=(const Auditor&) = delete;
+
+  // Queues `job`; false when the queue is full (the job is dropped).
+  bool submit(AuditJob job);
+  AuditStats stats() const;
+  // Blocks until every job submitted so far is judged (tests, shutdown).
+  void wait_idle();
+
+ private:
+  void loop();
+
+  ReferenceFn reference_;
+  VerdictFn on_verdicts_;
+  const size_t max_queue_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_, idle_cv_;
+  std::deque<AuditJob> queue_;
+  bool busy_ = false;
+  bool stopping_ = false;
+  AuditStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace swarm

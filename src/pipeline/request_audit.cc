@@ -1,0 +1,107 @@
+#include "pipeline/request_audit.h"
+
+#include <sodium.h>
+
+#include "net/identity.h"
+
+namespace swarm {
+
+std::string trust_key(const ChainStage& stage) {
+  if (stage.public_key.empty()) return stage.address;
+  auto raw = net::from_hex(stage.public_key);
+  if (!raw.ok() || raw->size() != net::kPublicKeyBytes) return stage.address;
+  net::PublicKey key;
+  std::copy(raw->begin(), raw->end(), key.begin());
+  return net::node_id_of(key);
+}
+
+bool greedy_sampling(const SamplingParams& sp) {
+  return sp.temperature <= 0 && sp.repeat_penalty == 1.0f && sp.presence_penalty == 0 &&
+         sp.frequency_penalty == 0 && sp.logit_bias.empty();
+}
+
+trust::AuditedSession audited_session(const std::string& model_id, const std::vector<ChainStage>& chain,
+                                      const std::vector<trust::StepRecord>& records, bool greedy) {
+  trust::AuditedSession s;
+  s.model_id = model_id;
+  s.greedy = greedy;
+  for (const ChainStage& c : chain) {
+    trust::AuditedStage a;
+    a.address = c.address;
+    a.first_layer = c.first_layer;
+    a.last_layer = c.last_layer;
+    if (!c.public_key.empty()) {
+      auto raw = net::from_hex(c.public_key);
+      if (raw.ok()) a.public_key = *raw;
+      a.node_id = trust_key(c);
+    }
+    s.stages.push_back(std::move(a));
+  }
+  s.steps = records;
+  return s;
+}
+
+void add_node_work(const trust::AuditedSession& session,
+                   const std::function<double(const std::string&)>& price_of,
+                   std::vector<NodeWork>* work) {
+  for (size_t k = 0; k < session.stages.size(); ++k) {
+    const trust::AuditedStage& stage = session.stages[k];
+    crypto_generichash_state state;
+    crypto_generichash_init(&state, nullptr, 0, trust::kHashBytes);
+    int64_t steps = 0, tokens = 0;
+    for (const trust::StepRecord& r : session.steps) {
+      if (k >= r.commitments.size()) continue;
+      const std::string bytes = r.commitments[k].SerializeAsString();
+      const trust::Hash h = trust::hash_bytes(bytes.data(), bytes.size());
+      crypto_generichash_update(&state, h.data(), h.size());
+      ++steps;
+      tokens += static_cast<int64_t>(r.tokens.size());
+    }
+    if (steps == 0) continue;
+    trust::Hash digest;
+    crypto_generichash_final(&state, digest.data(), digest.size());
+    auto same = [&](const NodeWork& w) {
+      return w.address == stage.address && w.node_id == stage.node_id &&
+             w.first_layer == stage.first_layer && w.last_layer == stage.last_layer;
+    };
+    auto it = std::find_if(work->begin(), work->end(), same);
+    if (it == work->end()) {
+      NodeWork w;
+      w.node_id = stage.node_id;
+      w.address = stage.address;
+      w.first_layer = stage.first_layer;
+      w.last_layer = stage.last_layer;
+      w.price_per_1k = price_of(stage.address);
+      work->push_back(w);
+      it = work->end() - 1;
+    } else {
+      // Two sessions on one node (after a failover): one digest over both.
+      std::string both = it->receipts + trust::hex(digest);
+      digest = trust::hash_bytes(both.data(), both.size());
+    }
+    it->steps += steps;
+    it->tokens += tokens;
+    it->receipts = trust::hex(digest);
+  }
+}
+
+AuditJob plan_audit(trust::AuditedSession session, const std::vector<int32_t>& history,
+                    v1::Tensor::DType wire_dtype,
+                    const std::function<double(const std::string&)>& rate_of, std::mt19937_64& rng) {
+  std::vector<double> rates;
+  for (const trust::AuditedStage& s : session.stages)
+    rates.push_back(rate_of(s.node_id.empty() ? s.address : s.node_id));
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<bool> sampled(session.steps.size(), false);
+  for (size_t i = 0; i < session.steps.size(); ++i)
+    for (double r : rates)
+      if (u(rng) < r) sampled[i] = true;  // one draw per stage, whatever the others drew
+  AuditJob job;
+  job.window = trust::audit_window(session, history, sampled);
+  job.history = history;
+  job.wire_dtype = wire_dtype;
+  job.session = std::move(session);
+  return job;
+}
+
+}  // namespace swarm

@@ -1,0 +1,45 @@
+// What a request leaves for trust (doc/trust.md): the sessions it ran on
+// chains, turned into audit jobs (which steps are sampled) and into the work
+// each node is paid for. The gateway's pipeline calls these when a session
+// ends; the sampling takes its randomness as an input.
+#pragma once
+
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "pipeline/auditor.h"
+#include "pipeline/generation.h"
+#include "routing/chain.h"
+#include "trust/audit.h"
+
+namespace swarm {
+
+// The key reputation and audits know a stage by: its node id, or its address
+// when it has no identity.
+std::string trust_key(const ChainStage& stage);
+
+// Whether the last stage's choices are a plain argmax (then they are audited
+// exactly; other sampling is audited through the rows only).
+bool greedy_sampling(const SamplingParams& sp);
+
+trust::AuditedSession audited_session(const std::string& model_id, const std::vector<ChainStage>& chain,
+                                      const std::vector<trust::StepRecord>& records, bool greedy);
+
+// Adds the work of `session`'s steps to `work` (merged by node and range):
+// steps, token positions and the receipts digest over the commitments.
+// `price_of(address)`: the node's announced price.
+void add_node_work(const trust::AuditedSession& session,
+                   const std::function<double(const std::string&)>& price_of,
+                   std::vector<NodeWork>* work);
+
+// Samples the steps of `session` to audit: step i is sampled when a draw
+// falls under the audit rate of one of its stages (`rate_of(stage key)`).
+// Returns the job, or a job with window 0 when nothing was sampled.
+AuditJob plan_audit(trust::AuditedSession session, const std::vector<int32_t>& history,
+                    v1::Tensor::DType wire_dtype,
+                    const std::function<double(const std::string&)>& rate_of, std::mt19937_64& rng);
+
+}  // namespace swarm

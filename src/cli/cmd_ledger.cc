@@ -88,7 +88,8 @@ void run(const LedgerFlags& o) {
                    {"pending_micro", t.pending},
                    {"paid_micro", t.paid},
                    {"forfeited_micro", t.forfeited},
-                   {"entries", t.entries}}},
+                   {"entries", t.entries},
+                   {"unbalanced_holds", t.unbalanced_holds}}},
                  {"accounts", OJson::array()},
                  {"nodes", OJson::array()},
                  {"history", OJson::array()}};

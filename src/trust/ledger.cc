@@ -469,7 +469,9 @@ Result<LedgerTotals> Ledger::totals() {
          " (SELECT COALESCE(SUM(credits), 0) FROM ledger_entries WHERE state = 'pending'),"
          " (SELECT COALESCE(SUM(credits), 0) FROM ledger_entries WHERE state = 'paid'),"
          " (SELECT COALESCE(SUM(credits), 0) FROM ledger_entries WHERE state = 'forfeited'),"
-         " (SELECT COUNT(*) FROM ledger_entries)");
+         " (SELECT COUNT(*) FROM ledger_entries),"
+         " (SELECT COUNT(*) FROM ledger_holds h WHERE h.state = 'settled' AND h.charged !="
+         "   (SELECT COALESCE(SUM(credits), 0) FROM ledger_entries e WHERE e.hold_id = h.id))");
   const int rc = s.step();
   LedgerTotals t;
   if (rc == SQLITE_ROW) {
@@ -481,6 +483,7 @@ Result<LedgerTotals> Ledger::totals() {
     t.paid = s.i64(5);
     t.forfeited = s.i64(6);
     t.entries = s.i64(7);
+    t.unbalanced_holds = s.i64(8);
   }
   Status st = rc == SQLITE_ROW ? Status::Ok() : sql_error(db_, "summing the ledger");
   sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);

@@ -101,8 +101,14 @@ struct HistoryFilter {
 struct LedgerTotals {
   int64_t granted = 0, balances = 0, held = 0, pending = 0, paid = 0, forfeited = 0;
   int64_t open_holds = 0, entries = 0;
-  // Whether every credit granted is somewhere: the invariant above.
-  bool conserved() const { return balances + held + pending + paid + forfeited == granted; }
+  // Settled holds whose charge differs from the sum of their entries (0 unless
+  // something was paid twice or lost).
+  int64_t unbalanced_holds = 0;
+  // Whether every credit granted is somewhere: the invariant above, and each
+  // settled hold's charge is exactly what its entries paid.
+  bool conserved() const {
+    return balances + held + pending + paid + forfeited == granted && unbalanced_holds == 0;
+  }
 };
 
 // The key's BLAKE2b-256 (libsodium crypto_generichash), hex: all the ledger keeps of it.

@@ -1,6 +1,7 @@
 #include "trust/ledger.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,7 +42,8 @@ class LedgerTest : public ::testing::Test {
     ASSERT_TRUE(t.ok()) << t.status().ToString();
     EXPECT_TRUE(t->conserved()) << "granted " << t->granted << " balances " << t->balances
                                 << " held " << t->held << " pending " << t->pending << " paid "
-                                << t->paid << " forfeited " << t->forfeited;
+                                << t->paid << " forfeited " << t->forfeited << " unbalanced "
+                                << t->unbalanced_holds;
   }
 
   static NodeWork work(const std::string& node, int64_t tokens, double price, int a = 0, int b = 2) {
@@ -307,6 +309,29 @@ TEST_F(LedgerTest, FraudForfeitsUnpaidCreditsOnly) {
   }
   EXPECT_EQ(*l->forfeit("cheat", "again"), 0);
   expect_conserved(*l);
+}
+
+TEST_F(LedgerTest, TheConservationCheckCatchesAnEntryPaidTwice) {
+  auto l = open();
+  l->add_account("key-aaaaaaaaaaaaaaaa", "alice", 10 * kCredit);
+  auto hold = l->reserve(*l->authorize("key-aaaaaaaaaaaaaaaa"), 5 * kCredit, "req-1");
+  ASSERT_TRUE(l->settle(*hold, {work("n1", 1000, 1, 0, 2)}).ok());
+  expect_conserved(*l);
+  // Another writer copies the entry under another layer range.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "INSERT INTO ledger_entries(hold_id, node, address, first_layer, last_layer, "
+                         "steps, tokens, price_per_1k, credits, receipts, state, settled_ms) SELECT "
+                         "hold_id, node, address, first_layer, last_layer + 1, steps, tokens, "
+                         "price_per_1k, credits, receipts, state, settled_ms FROM ledger_entries",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  auto t = l->totals();
+  EXPECT_FALSE(t->conserved());
+  EXPECT_EQ(t->unbalanced_holds, 1);
 }
 
 TEST_F(LedgerTest, KeepsOnlyTheKeysHash) {

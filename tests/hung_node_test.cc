@@ -23,14 +23,7 @@ using swarm::testing::read_file;
 
 using swarm::testing::kPrompts;
 
-// How many sessions a node's log says it opened.
-int sessions_opened(const std::string& log) {
-  const std::string text = read_file(log);
-  int n = 0;
-  // "session 'ID' opened by CALLER: layers ..."
-  for (size_t at = 0; (at = text.find("' opened by ", at)) != std::string::npos; ++at) ++n;
-  return n;
-}
+using swarm::testing::sessions_opened;
 
 class StreamsHarness : public swarm::testing::SwarmHarness {
  protected:

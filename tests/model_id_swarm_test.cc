@@ -28,26 +28,7 @@ constexpr char kOtherWeights[] =
 
 class ModelIdSwarmTest : public swarm::testing::SwarmHarness {
  protected:
-  // A copy of the test model with one byte flipped inside blk.1.ffn_down.weight.
-  std::string tampered_copy() {
-    const std::string path = dir_ + "/tampered.gguf";
-    std::filesystem::copy_file(model_, path);
-    std::filesystem::permissions(path, std::filesystem::perms::owner_write,
-                                 std::filesystem::perm_options::add);
-    auto src = swarm::open_model_source(path);
-    EXPECT_TRUE(src.ok());
-    const swarm::TensorInfo* t = src->find("blk.1.ffn_down.weight");
-    EXPECT_NE(t, nullptr);
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    const auto at = static_cast<std::streamoff>(t->offset + t->nbytes / 2);
-    char c = 0;
-    f.seekg(at);
-    f.read(&c, 1);
-    c = static_cast<char>(c ^ 0x01);
-    f.seekp(at);
-    f.write(&c, 1);
-    return path;
-  }
+  std::string tampered_copy() { return SwarmHarness::tampered_copy("blk.1.ffn_down.weight"); }
   // `swarm info ADDRESS` as JSON.
   json info(const std::string& address) {
     auto r = run_swarm("info " + address);

@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/model_loader.h"
 #include "engine/test_data.h"
 #include "engine/test_process.h"
 #include "swarm_client.h"
@@ -89,6 +90,15 @@ inline const char* const kPrompts[] = {
     "New paragraph\twith tab.",
     "the quick brown fox",
 };
+
+// How many sessions a node's log says it opened.
+inline int sessions_opened(const std::string& log) {
+  const std::string text = read_file(log);
+  int n = 0;
+  // "session 'ID' opened by CALLER: layers ..."
+  for (size_t at = 0; (at = text.find("' opened by ", at)) != std::string::npos; ++at) ++n;
+  return n;
+}
 
 // An identity from `swarm keygen`: its key file, the node id it prints, and the
 // public key (hex) from the file (the second half of its 64-byte secret key).
@@ -195,6 +205,29 @@ class SwarmHarness : public ::testing::Test {
     if (secret.size() == 128) k.public_key = secret.substr(64);
     EXPECT_EQ(k.node_id.size(), 40u) << r.out;
     return k;
+  }
+
+  // A copy of the test model in the test's folder with one byte flipped in the
+  // middle of `tensor`: the same architecture and layout, other weights.
+  std::string tampered_copy(const std::string& tensor) {
+    const std::string path = dir_ + "/tampered.gguf";
+    std::filesystem::copy_file(model_, path, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::permissions(path, std::filesystem::perms::owner_write,
+                                 std::filesystem::perm_options::add);
+    auto src = swarm::open_model_source(path);
+    EXPECT_TRUE(src.ok());
+    const swarm::TensorInfo* t = src->find(tensor);
+    EXPECT_NE(t, nullptr) << tensor;
+    if (!t) return path;
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    const auto at = static_cast<std::streamoff>(t->offset + t->nbytes / 2);
+    char c = 0;
+    f.seekg(at);
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x01);
+    f.seekp(at);
+    f.write(&c, 1);
+    return path;
   }
 
   // The node process serving `address`, or null.

@@ -139,7 +139,8 @@ std::string trust_status_json(PipelineBackend& backend) {
   j["audits"] = {{"submitted", a.submitted}, {"dropped", a.dropped},     {"done", a.done},
                  {"failed", a.failed},       {"queued", a.queued},       {"steps_checked", a.steps_checked},
                  {"passes", a.passes},       {"frauds", a.frauds},       {"disputes", a.disputes},
-                 {"missing", a.missing},     {"positions", a.positions}, {"seconds", a.seconds}};
+                 {"missing", a.missing},     {"positions", a.positions}, {"seconds", a.seconds},
+                 {"second_opinions", a.second_opinions}};
   j["excluded"] = nlohmann::json::array();
   for (const std::string& key : backend.excluded()) j["excluded"].push_back(key);
   return j.dump();

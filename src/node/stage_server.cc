@@ -1678,7 +1678,9 @@ v1::Commitment StageServer::Impl::commitment(const WorkItem& w, const v1::StepRe
     c.set_tokens_hash(std::string(trust::as_view(trust::tokens_hash(
         result->tokens().data(), static_cast<size_t>(result->tokens_size()),
         result->accepted_drafts()))));
-  if (w.step.row_hashes()) {
+  // Per row also for steps with drafts (a few rows): an audit then checks
+  // the accepted part of a step whose later drafts were rejected.
+  if (w.step.row_hashes() || w.step.n_drafts() > 0) {
     for (const trust::Hash& h : w.input_rows) c.add_input_rows(std::string(trust::as_view(h)));
     for (const trust::Hash& h : w.output_rows) c.add_output_rows(std::string(trust::as_view(h)));
   }

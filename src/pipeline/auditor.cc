@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 
 namespace swarm {
@@ -50,6 +51,44 @@ void Auditor::wait_idle() {
   idle_cv_.wait(lock, [&] { return queue_.empty() && !busy_; });
 }
 
+void Auditor::confirm_frauds(const AuditJob& job, const std::vector<int32_t>& history,
+                             const Reference& first, std::vector<trust::Verdict>* verdicts) {
+  const bool any = std::any_of(verdicts->begin(), verdicts->end(), [](const trust::Verdict& v) {
+    return v.kind == trust::Verdict::Kind::kFraud;
+  });
+  if (!any || first.trusted) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.second_opinions;
+  }
+  // Again, with other nodes where the first found a fraud.
+  std::vector<std::string> avoid(job.session.stages.size());
+  for (const trust::Verdict& v : *verdicts)
+    if (v.kind == trust::Verdict::Kind::kFraud && v.stage < first.nodes.size()) avoid[v.stage] = first.nodes[v.stage];
+  auto second = reference_(job, avoid);
+  std::vector<trust::Verdict> again;
+  if (second.ok()) again = trust::judge(job.session, history, second->rows);
+  for (trust::Verdict& v : *verdicts) {
+    if (v.kind != trust::Verdict::Kind::kFraud) continue;
+    if (v.stage < first.nodes.size() && first.nodes[v.stage] == job.session.stages[v.stage].address) {
+      // Its own reference: two results of its own for one input.
+      v.reason += " (its own result for the same input, in the audit, differs)";
+      continue;
+    }
+    if (!second.ok()) {
+      // One reference against the audited node, and nobody to settle it.
+      v.kind = trust::Verdict::Kind::kDispute;
+      v.reason += " (one reference node says so; no second one to confirm: " + second.status().message() + ")";
+    } else if (again[v.stage].kind != trust::Verdict::Kind::kFraud) {
+      // The second reference agrees with the audited node: the first lied or erred.
+      spdlog::warn("audit: references disagree on {} (layers {}:{}); the second ({}) agrees with it",
+                   job.session.stages[v.stage].address, job.session.stages[v.stage].first_layer,
+                   job.session.stages[v.stage].last_layer, second->nodes.empty() ? "" : second->nodes.front());
+      v = again[v.stage];
+    }
+  }
+}
+
 void Auditor::loop() {
   // Audits use only the CPU that requests leave: the lowest priority, for
   // this thread alone (Linux sets nice values per thread).
@@ -66,15 +105,16 @@ void Auditor::loop() {
     std::vector<trust::Verdict> verdicts;
     Status failure;
     try {
-      auto rows = reference_(job);
-      if (rows.ok()) {
+      auto ref = reference_(job, {});
+      if (ref.ok()) {
         std::vector<int32_t> history(job.history.begin(),
                                      job.history.begin() + std::min<size_t>(job.history.size(),
                                                                             static_cast<size_t>(job.window)));
-        verdicts = trust::judge(job.session, history, *rows);
+        verdicts = trust::judge(job.session, history, ref->rows);
+        confirm_frauds(job, history, *ref, &verdicts);
         on_verdicts_(job, verdicts);
       } else {
-        failure = rows.status();
+        failure = ref.status();
       }
     } catch (const std::exception& e) {
       failure = Status::Internal(std::string("audit: ") + e.what());

@@ -35,13 +35,23 @@ struct AuditStats {
   int64_t steps_checked = 0;  // stage commitments compared
   int64_t passes = 0, frauds = 0, disputes = 0, missing = 0;  // verdicts
   int64_t positions = 0;      // token positions recomputed
+  int64_t second_opinions = 0;  // references run again on other nodes to confirm a fraud
   double seconds = 0;         // spent recomputing and judging
   int queued = 0;
 };
 
-// Recomputes the rows of a job's window for its chain: rows [0, window) at
-// every stage boundary; errors when no reference can run it.
-using ReferenceFn = std::function<Result<trust::ReferenceRows>(const AuditJob&)>;
+// A recomputation of a job's window: rows [0, window) at every stage
+// boundary of its chain.
+struct Reference {
+  trust::ReferenceRows rows;
+  // This process's own engine. Other nodes' work is not proof on its own: a
+  // fraud it shows is confirmed by a second reference on other nodes first.
+  bool trusted = false;
+  std::vector<std::string> nodes;  // per stage of the chain: the address of the node that computed it
+};
+// Computes a reference for `job`; `avoid`: empty, or per stage the address
+// of a node not to use there (""). Errors when none can run it.
+using ReferenceFn = std::function<Result<Reference>(const AuditJob&, const std::vector<std::string>& avoid)>;
 using VerdictFn = std::function<void(const AuditJob&, const std::vector<trust::Verdict>&)>;
 
 class Auditor {
@@ -59,6 +69,11 @@ class Auditor {
 
  private:
   void loop();
+  // A fraud shown by a reference that is not proof on its own (other nodes')
+  // stands only if a second reference on yet other nodes shows it too; with
+  // no second reference it is a dispute.
+  void confirm_frauds(const AuditJob& job, const std::vector<int32_t>& history, const Reference& first,
+                      std::vector<trust::Verdict>* verdicts);
 
   ReferenceFn reference_;
   VerdictFn on_verdicts_;

@@ -300,6 +300,8 @@ Result<uint64_t> ChainSession::send_run(const ChainRun& run) {
   st->set_n_drafts(run.n_drafts);
   st->set_continues_previous(run.continues_previous);
   st->set_rewind(run.rewind);
+  st->set_sample_all(run.sample_all);
+  st->set_row_hashes(run.row_hashes);
   for (const SparseProbs& q : run.probs) {
     v1::DraftProbs* dp = st->add_draft_probs();
     dp->mutable_ids()->Add(q.ids.begin(), q.ids.end());

@@ -49,6 +49,8 @@ struct ChainRun {
   std::vector<SparseProbs> probs;  // one per draft, or none (deterministic drafts)
   bool continues_previous = false;
   bool rewind = false;
+  bool sample_all = false;  // the last stage samples every position
+  bool row_hashes = false;  // commitments list a hash per row (audit runs)
 };
 
 // Deadlines (pipeline/step_deadline.h): every step's wait is due after a

@@ -83,7 +83,7 @@ PipelineBackend::PipelineBackend(std::string model_id, int n_layer, PipelineOpti
   reprober_ = std::thread([this] { reprobe_loop(); });
   if (options_.audit_rate > 0 || options_.audit_sync)
     auditor_ = std::make_unique<Auditor>(
-        [this](const AuditJob& job) { return reference_rows(job); },
+        [this](const AuditJob& job, const std::vector<std::string>& avoid) { return reference_for(job, avoid); },
         [this](const AuditJob& job, const std::vector<trust::Verdict>& v) { on_verdicts(job, v); },
         options_.audit_queue);
 }
@@ -656,12 +656,98 @@ void PipelineBackend::finish_trust(const std::vector<trust::AuditedSession>& ran
   }
 }
 
-Result<trust::ReferenceRows> PipelineBackend::reference_rows(const AuditJob& job) {
+Result<Reference> PipelineBackend::reference_for(const AuditJob& job, const std::vector<std::string>& avoid) {
+  if (!options_.audit_local) return remote_reference(job, avoid);
   std::vector<std::pair<int, int>> ranges;
   for (const trust::AuditedStage& s : job.session.stages) ranges.emplace_back(s.first_layer, s.last_layer);
   const std::vector<int32_t> tokens(job.history.begin(), job.history.begin() + job.window);
-  if (options_.audit_local) return options_.audit_local->compute(tokens, ranges, job.wire_dtype);
-  return Status::Unsupported("no audit reference: start the gateway with --audit-local MODEL");
+  auto rows = options_.audit_local->compute(tokens, ranges, job.wire_dtype);
+  if (!rows.ok()) return rows.status();
+  return Reference{std::move(rows).value(), /*trusted=*/true, {}};
+}
+
+Result<Reference> PipelineBackend::remote_reference(const AuditJob& job, const std::vector<std::string>& avoid) {
+  // One node per audited range: serving it whole, not excluded, not the
+  // audited node there, preferring nodes outside the audited chain. Where no
+  // other node serves the range, the audited node itself: then it supplies
+  // the next stage's input, and two different results of its own for the
+  // same input are a fraud it signed twice.
+  std::vector<ChainStage> chain;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::set<std::string> audited;
+    for (const trust::AuditedStage& s : job.session.stages) audited.insert(s.address);
+    for (size_t k = 0; k < job.session.stages.size(); ++k) {
+      const trust::AuditedStage& s = job.session.stages[k];
+      const std::string& shun = k < avoid.size() ? avoid[k] : std::string();
+      const PeerSnapshot* best = nullptr;
+      for (const PeerSnapshot& p : snapshot_) {
+        if (p.model_id != model_id_ || p.draining || p.excluded || p.recently_failed ||
+            p.first_layer > s.first_layer || p.last_layer < s.last_layer || p.address == s.address ||
+            p.address == shun)
+          continue;
+        if (!best || (audited.contains(best->address) && !audited.contains(p.address))) best = &p;
+      }
+      if (!best)
+        for (const PeerSnapshot& p : snapshot_)
+          if (p.address == s.address && p.model_id == model_id_ && !p.excluded && p.address != shun) best = &p;
+      if (!best)
+        return Status::Unavailable("no other node serves layers " + std::to_string(s.first_layer) + ":" +
+                                   std::to_string(s.last_layer) + " to audit " + s.address + " against");
+      chain.push_back({best->address, s.first_layer, s.last_layer, best->public_key});
+    }
+  }
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  greedy.repeat_penalty = 1;
+  ChainSession session(chain, options_, nullptr);
+  SWARM_RETURN_IF_ERROR(session.open(model_id_, n_layer_, greedy, job.window));
+  // The last tokens sampled at every position (the greedy choices an audit
+  // compares; at most what a node samples in one step), the rest before them.
+  constexpr int kSampledTail = 256;
+  const int tail = std::min(job.window, kSampledTail);
+  std::vector<ChainRun> runs;
+  if (job.window > tail) {
+    ChainRun head;
+    head.tokens.assign(job.history.begin(), job.history.begin() + (job.window - tail));
+    head.row_hashes = true;
+    runs.push_back(std::move(head));
+  }
+  ChainRun last;
+  last.tokens.assign(job.history.begin() + (job.window - tail), job.history.begin() + job.window);
+  last.position = job.window - tail;
+  last.sample_all = true;
+  last.row_hashes = true;
+  runs.push_back(std::move(last));
+  Reference ref;
+  ref.rows.output_rows.resize(chain.size());
+  ref.rows.argmax.assign(static_cast<size_t>(job.window - tail), -1);
+  for (const ChainStage& c : chain) ref.nodes.push_back(c.address);
+  for (const ChainRun& run : runs) {
+    auto id = session.send_run(run);
+    if (!id.ok()) return id.status();
+    auto result = session.next_result([&](uint64_t s) { return s == *id; });
+    if (!result.ok()) return result.status();
+    if (result->commitments_size() != static_cast<int>(chain.size()))
+      return Status::Internal("audit reference: " + std::to_string(result->commitments_size()) +
+                              " commitments for a chain of " + std::to_string(chain.size()));
+    for (size_t k = 0; k < chain.size(); ++k) {
+      const v1::Commitment& c = result->commitments(static_cast<int>(k));
+      if (c.output_rows_size() != static_cast<int>(run.tokens.size()))
+        return Status::Internal("audit reference: " + chain[k].address + " gave " +
+                                std::to_string(c.output_rows_size()) + " row hashes for " +
+                                std::to_string(run.tokens.size()) + " rows");
+      for (const std::string& h : c.output_rows()) {
+        auto hash = trust::hash_field(h, "Commitment.output_rows");
+        if (!hash.ok()) return hash.status();
+        ref.rows.output_rows[k].push_back(*hash);
+      }
+    }
+    if (run.sample_all) ref.rows.argmax.insert(ref.rows.argmax.end(), result->tokens().begin(), result->tokens().end());
+  }
+  session.close();
+  if (ref.rows.argmax.size() != static_cast<size_t>(job.window)) ref.rows.argmax.clear();
+  return ref;
 }
 
 void PipelineBackend::on_verdicts(const AuditJob& job, const std::vector<trust::Verdict>& verdicts) {

@@ -141,7 +141,12 @@ class PipelineBackend : public GenerationBackend {
   void finish_trust(const std::vector<trust::AuditedSession>& ran, const std::vector<int32_t>& history,
                     GenerationResult* result);
   void on_verdicts(const AuditJob& job, const std::vector<trust::Verdict>& verdicts);
-  Result<trust::ReferenceRows> reference_rows(const AuditJob& job);
+  // A reference for an audit: this process's engine (audit_local), else a
+  // chain of other nodes serving the same ranges (none of `avoid`, none of the
+  // audited ones at the same range) that recompute the window with per-row
+  // hashes.
+  Result<Reference> reference_for(const AuditJob& job, const std::vector<std::string>& avoid);
+  Result<Reference> remote_reference(const AuditJob& job, const std::vector<std::string>& avoid);
   // Records the outcome of a probe of `peer` sent at `asked`; true if it answered.
   bool note_probe_locked(const net::PeerAddress& peer, const PeerProbe& probe, Clock::time_point asked);
   void look_locked(std::unique_lock<std::mutex>& lock);

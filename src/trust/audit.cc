@@ -19,6 +19,17 @@ Hash window(const std::vector<Hash>& rows, int from, int to) {
   return combine_rows(rows.data() + from, static_cast<size_t>(to - from));
 }
 
+// The combination of the first `m` of a commitment's per-row hashes (bytes).
+std::string combined(const google::protobuf::RepeatedPtrField<std::string>& rows, int m) {
+  std::vector<Hash> h(static_cast<size_t>(m));
+  for (int i = 0; i < m; ++i) {
+    const std::string& b = rows.Get(i);
+    if (b.size() != kHashBytes) return {};
+    std::copy(b.begin(), b.end(), h[static_cast<size_t>(i)].begin());
+  }
+  return std::string(as_view(combine_rows(h)));
+}
+
 // The answer a greedy last stage owes for `r`, from the reference's argmax
 // (doc/speculation.md: a draft is accepted while it equals the argmax of the
 // row before it; then the argmax after the last accepted one is sampled).
@@ -90,6 +101,8 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
     const int p = r.position;
     const int n = static_cast<int>(r.tokens.size());
     const int in_history = tokens_in_history(r, history);
+    const Hash prefix_after = p <= n_ref ? PrefixHashes::continued(prefixes.at(std::min(p, n_ref)), r.tokens.data(), n)
+                                         : Hash{};
     for (size_t k = 0; k < n_stages; ++k) {
       if (out[k].kind != Verdict::Kind::kPass) continue;
       const AuditedStage& stage = session.stages[k];
@@ -117,14 +130,24 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
               "step " + std::to_string(r.step_id) + ": the commitment names another step, range or model", &c);
         continue;
       }
-      const int end = p + n;
-      // Only steps whose every token the history holds, within the reference.
-      if (in_history < n || end > n_ref) continue;
-      if (c.prefix_hash() != as_view(prefixes.at(end))) continue;  // its cache held other tokens
+      // The rows to compare: the whole step when every token of it is in the
+      // history; with per-row hashes, the part before a rejected draft.
+      const bool per_row = c.input_rows_size() == n && c.output_rows_size() == n;
+      if (per_row && (combined(c.input_rows(), n) != c.input_hash() ||
+                      combined(c.output_rows(), n) != c.output_hash())) {
+        fault(k, Verdict::Kind::kMissing, r,
+              "step " + std::to_string(r.step_id) + ": its row hashes do not combine to its hashes", &c);
+        continue;
+      }
+      const int m = in_history == n ? n : per_row ? in_history : 0;
+      if (m == 0 || p + m > n_ref) continue;
+      // Its cache must have held the history's tokens, then the step's.
+      if (c.prefix_hash() != as_view(prefix_after)) continue;
+      const int end = p + m;
       const Hash in_ref = k == 0 ? window(token_rows, p, end) : window(reference.output_rows[k - 1], p, end);
       const Hash out_ref = window(reference.output_rows[k], p, end);
-      const bool in_ok = c.input_hash() == as_view(in_ref);
-      const bool out_ok = c.output_hash() == as_view(out_ref);
+      const bool in_ok = (m == n ? c.input_hash() : combined(c.input_rows(), m)) == as_view(in_ref);
+      const bool out_ok = (m == n ? c.output_hash() : combined(c.output_rows(), m)) == as_view(out_ref);
       const bool cache_ok = verified[k] >= p;
       if (in_ok && cache_ok) verified[k] = std::max(verified[k], end);
       ++out[k].steps_checked;
@@ -132,9 +155,8 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
         fault(k, Verdict::Kind::kFraud, r,
               "step " + std::to_string(r.step_id) + " (positions " + std::to_string(p) + ".." +
                   std::to_string(end) + ", layers " + std::to_string(stage.first_layer) + ":" +
-                  std::to_string(stage.last_layer) + "): committed output " +
-                  hex(*hash_field(c.output_hash(), "output_hash")).substr(0, 16) + ", the reference computes " +
-                  hex(out_ref).substr(0, 16) + " from the same input",
+                  std::to_string(stage.last_layer) + "): committed other output rows than the reference " +
+                  hex(out_ref).substr(0, 16) + " computes from the same input",
               &c);
       } else if (!in_ok && k > 0 && c.input_hash() != r.commitments[k - 1].output_hash()) {
         // What it says it received is not what the stage before says it sent.
@@ -153,8 +175,14 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
     const int lead = n - r.n_drafts;
     const int known = lead + r.accepted_drafts;  // tokens of the step the answer builds on
     if (in_history < std::min(known, n) || p + known > n_ref || (lead == 0 && p == 0)) continue;
+    // The rows its choice rests on came from right inputs.
     if (verified[last] < p + std::min(known, n)) continue;
     const v1::Commitment& c = r.commitments[last];
+    // A reference may know the argmax of its last rows only (-1 elsewhere).
+    bool known_rows = true;
+    for (int row = std::max(0, p + lead - 1); row < std::min(n_ref, p + n); ++row)
+      known_rows = known_rows && reference.argmax[static_cast<size_t>(row)] >= 0;
+    if (!known_rows) continue;
     int accepted = 0;
     const std::vector<int32_t> expected = greedy_answer(r, reference.argmax, &accepted);
     const Hash answered = tokens_hash(r.answer.data(), r.answer.size(), r.accepted_drafts);

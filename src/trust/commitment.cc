@@ -61,6 +61,13 @@ void PrefixHashes::truncate(int length) {
   if (length >= 0 && length + 1 < static_cast<int>(at_.size())) at_.resize(static_cast<size_t>(length) + 1);
 }
 
+Hash PrefixHashes::continued(const Hash& from, const int32_t* tokens, int64_t n) {
+  PrefixHashes p;
+  p.at_ = {from};
+  p.append(tokens, n);
+  return p.at_.back();
+}
+
 Hash PrefixHashes::of(const int32_t* tokens, int64_t n) {
   PrefixHashes p;
   p.append(tokens, n);

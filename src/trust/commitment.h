@@ -42,6 +42,8 @@ class PrefixHashes {
   void truncate(int length);  // keeps positions [0, length)
   int length() const { return static_cast<int>(at_.size()) - 1; }
   const Hash& at(int length) const { return at_[static_cast<size_t>(length)]; }
+  // The hash after `tokens` follow a history whose hash is `from`.
+  static Hash continued(const Hash& from, const int32_t* tokens, int64_t n);
   // The hash of `tokens` from the empty history.
   static Hash of(const int32_t* tokens, int64_t n);
 

@@ -1,0 +1,167 @@
+// Audits on real swarms (doc/trust.md): nodes commit to every step, the
+// gateway recomputes sampled sessions with its own engine (--audit-local) and
+// excludes a node whose commitment is proven wrong. Each way a node can cheat
+// is caught and routed around; an honest swarm is never flagged; with
+// --audit-sync a cheater on the chain does not change a single answer.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "swarm_harness.h"
+
+namespace {
+
+using json = nlohmann::json;
+using swarm::testing::ChildProcess;
+using swarm::testing::kPrompts;
+using swarm::testing::layers;
+using swarm::testing::read_file;
+using swarm::testing::sessions_opened;
+
+class TrustSwarmTest : public swarm::testing::SwarmHarness {
+ protected:
+  // GET /trust from the last gateway.
+  json trust() {
+    httplib::Client c("127.0.0.1", gateway()->port());
+    auto res = c.Get("/trust");
+    if (!res || res->status != 200) return json::object();
+    return json::parse(res->body, nullptr, false);
+  }
+  // Waits until every audit submitted so far is judged; the last /trust.
+  json audits_settled() {
+    json t;
+    swarm::testing::eventually(
+        [&] {
+          t = trust();
+          const json& a = t.value("audits", json::object());
+          return a.value("submitted", -1) == a.value("done", 0) + a.value("failed", 0) + a.value("dropped", 0);
+        },
+        std::chrono::seconds(60));
+    return t;
+  }
+  bool excluded(const json& t, const std::string& key) {
+    for (const auto& e : t.value("excluded", json::array()))
+      if (e == key) return true;
+    return false;
+  }
+};
+
+TEST_F(TrustSwarmTest, AnHonestSignedSwarmPassesEveryAudit) {
+  const auto a = keygen("a"), b = keygen("b");
+  ChildProcess* na = start_node({"--layers", "0:2", "--identity", a.path});
+  ChildProcess* nb = start_node({"--layers", "2:4", "--identity", b.path});
+  ASSERT_TRUE(na->ok() && nb->ok());
+  ASSERT_TRUE(start_gateway({"--peers", na->address() + "@" + a.node_id + "," + nb->address() + "@" + b.node_id,
+                             "--audit-rate", "1", "--audit-local", model_, "--speculate", "ngram"})
+                  ->ok());
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(complete(kPrompts[i], 24), single_process(kPrompts[i], 24)) << kPrompts[i];
+  const json t = audits_settled();
+  const json& au = t["audits"];
+  EXPECT_EQ(au.value("done", 0), 4) << t.dump();
+  EXPECT_GT(au.value("steps_checked", 0), 4 * 2 * 10) << t.dump();
+  EXPECT_EQ(au.value("passes", 0), 8) << t.dump();
+  EXPECT_EQ(au.value("frauds", -1), 0) << t.dump() << read_file(gateway_log());
+  EXPECT_EQ(au.value("disputes", -1), 0) << t.dump();
+  EXPECT_EQ(au.value("missing", -1), 0) << t.dump();
+  EXPECT_TRUE(t["excluded"].empty()) << t.dump();
+}
+
+struct CheatCase {
+  const char* name;
+  std::vector<std::string> flags;  // the cheater's; "TAMPERED" becomes a copy with other weights
+};
+
+class CheatModeTest : public TrustSwarmTest, public ::testing::WithParamInterface<CheatCase> {};
+
+// Layers 0:2 honest; 2:4 served by the cheater and by an honest twin three
+// times slower, so routes prefer the cheater until audits exclude it.
+TEST_P(CheatModeTest, IsCaughtAndRoutedAround) {
+  std::vector<std::string> flags = layers(2, 4);
+  std::string model;
+  for (const std::string& f : GetParam().flags) {
+    if (f == "TAMPERED") {
+      model = tampered_copy("blk.3.ffn_down.weight");
+      flags.insert(flags.end(), {"--cheat-claim-model", model_});
+    } else {
+      flags.push_back(f);
+    }
+  }
+  ChildProcess* first = start_node(layers(0, 2));
+  ChildProcess* cheater = start_node(flags, model);
+  const std::string cheater_log = node_log();
+  ChildProcess* twin = start_node({"--layers", "2:4", "--slowdown", "3"});
+  ASSERT_TRUE(first->ok() && cheater->ok() && twin->ok());
+  ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + cheater->address() + "," + twin->address(),
+                             "--audit-rate", "1", "--audit-local", model_})
+                  ->ok());
+  bool caught = false;
+  json t;
+  for (int i = 0; i < 16 && !caught; ++i) {
+    int status = 0;
+    complete(kPrompts[i % 8], 16, &status);
+    EXPECT_EQ(status, 200);
+    t = audits_settled();
+    caught = excluded(t, cheater->address());
+  }
+  ASSERT_TRUE(caught) << t.dump() << "\n" << read_file(gateway_log());
+  EXPECT_GE(t["audits"].value("frauds", 0), 1);
+  EXPECT_NE(read_file(gateway_log()).find("committed a wrong result"), std::string::npos);
+  // From now on the cheater gets no session, and answers are exact.
+  const int opened = sessions_opened(cheater_log);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(complete(kPrompts[i], 16), single_process(kPrompts[i], 16));
+  EXPECT_EQ(sessions_opened(cheater_log), opened);
+  t = audits_settled();
+  EXPECT_FALSE(excluded(t, first->address())) << t.dump();
+  EXPECT_FALSE(excluded(t, twin->address())) << t.dump();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Modes, CheatModeTest,
+    ::testing::Values(CheatCase{"Noise", {"--cheat", "noise"}}, CheatCase{"SkipLayer", {"--cheat", "skip-layer"}},
+                      CheatCase{"Replay", {"--cheat", "replay"}}, CheatCase{"OtherWeights", {"TAMPERED"}},
+                      CheatCase{"NoiseOnAThirdOfBatches", {"--cheat", "noise", "--cheat-rate", "0.3"}},
+                      CheatCase{"NoiseWhenNotAudited", {"--cheat", "noise", "--cheat-unaudited-only"}}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(TrustSwarmTest, SyncAuditsKeepAnswersExactWithACheaterOnTheChain) {
+  ChildProcess* first = start_node(layers(0, 2));
+  ChildProcess* cheater = start_node({"--layers", "2:4", "--cheat", "noise"});
+  ChildProcess* twin = start_node({"--layers", "2:4", "--slowdown", "3"});
+  ASSERT_TRUE(first->ok() && cheater->ok() && twin->ok());
+  ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + cheater->address() + "," + twin->address(),
+                             "--audit-rate", "1", "--audit-sync", "--audit-local", model_})
+                  ->ok());
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(complete(kPrompts[i], 20), single_process(kPrompts[i], 20)) << kPrompts[i];
+  EXPECT_TRUE(excluded(audits_settled(), cheater->address())) << read_file(gateway_log());
+}
+
+// Without --audit-local, other nodes serving the same layers recompute the
+// audited sessions; a fraud one of them shows is confirmed by a second.
+TEST_F(TrustSwarmTest, OtherNodesAuditWhenTheGatewayHoldsNoWeights) {
+  ChildProcess* first = start_node(layers(0, 2));
+  ChildProcess* cheater = start_node({"--layers", "2:4", "--cheat", "replay"});
+  ChildProcess* twin1 = start_node({"--layers", "2:4", "--slowdown", "3"});
+  ChildProcess* twin2 = start_node({"--layers", "2:4", "--slowdown", "3"});
+  ASSERT_TRUE(first->ok() && cheater->ok() && twin1->ok() && twin2->ok());
+  ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + cheater->address() + "," + twin1->address() +
+                                            "," + twin2->address(),
+                             "--audit-rate", "1"})
+                  ->ok());
+  json t;
+  bool caught = false;
+  for (int i = 0; i < 16 && !caught; ++i) {
+    complete(kPrompts[i % 8], 16);
+    t = audits_settled();
+    caught = excluded(t, cheater->address());
+  }
+  ASSERT_TRUE(caught) << t.dump() << "\n" << read_file(gateway_log());
+  EXPECT_GE(t["audits"].value("second_opinions", 0), 1) << t.dump();
+  EXPECT_EQ(t["excluded"].size(), 1u) << t.dump();
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(complete(kPrompts[i], 16), single_process(kPrompts[i], 16));
+}
+
+}  // namespace

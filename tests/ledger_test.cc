@@ -217,16 +217,20 @@ TEST_F(LedgerSwarmTest, KeysCreditsAndUsage) {
   const json l = ledger_json();
   expect_ledger_sound(l);
   EXPECT_EQ(l["totals"]["granted_micro"].get<int64_t>(), 1000 * kMicro + 1);
+  // Each node's work, at its price, traced to its receipts.
   const json& served = a.body["usage"]["served_by"];
-  if (!served.empty()) {  // the pipeline reports each node's work
-    EXPECT_EQ(served.size(), 2u) << served.dump();
-    EXPECT_EQ(served[0]["layers"], "0:2");
-    EXPECT_EQ(served[0]["price_per_1k"], 1.0);
-    EXPECT_GT(a.body["usage"]["cost_credits"].get<double>(), 0);
-    EXPECT_EQ(l["nodes"].size(), 2u) << l.dump();
-    EXPECT_EQ(l["history"].size(), 4u) << l.dump();
-    for (const json& e : l["history"]) EXPECT_EQ(e["receipts"].get<std::string>().size(), 64u) << e.dump();
-  }
+  ASSERT_EQ(served.size(), 2u) << served.dump();
+  EXPECT_EQ(served[0]["layers"], "0:2");
+  EXPECT_EQ(served[1]["layers"], "2:4");
+  EXPECT_EQ(served[0]["price_per_1k"], 1.0);
+  EXPECT_EQ(served[0]["node_id"].get<std::string>().size(), 40u);
+  EXPECT_GT(a.body["usage"]["cost_credits"].get<double>(), 0);
+  EXPECT_EQ(l["nodes"].size(), 2u) << l.dump();
+  EXPECT_EQ(l["history"].size(), 4u) << l.dump();  // two requests, two nodes each
+  for (const json& e : l["history"]) EXPECT_EQ(e["receipts"].get<std::string>().size(), 64u) << e.dump();
+  int64_t charged = 0;
+  for (const json& acc : l["accounts"]) charged += acc["charged_micro"].get<int64_t>();
+  EXPECT_EQ(charged, l["totals"]["pending_micro"].get<int64_t>());
   // The text view says the same.
   auto text = run_swarm("ledger --trust-db " + shell_quote(db_) + " --key alice");
   EXPECT_EQ(text.code, 0) << text.out;
@@ -267,6 +271,8 @@ TEST_F(LedgerSwarmTest, SurvivesKillOfTheGatewayDuringRequests) {
               std::string::npos);
   l = ledger_json();
   expect_ledger_sound(l);
+  // Three finished requests on two nodes; the four cut off paid nobody.
+  EXPECT_EQ(l["totals"]["entries"], 6) << l["totals"].dump();
   for (const json& a : l["accounts"])
     if (a["name"] == "alice") {
       EXPECT_EQ(a["held_micro"], 0);

@@ -149,7 +149,7 @@ void run(const LedgerFlags& o) {
               o.key.empty() ? "" : (", key " + o.key).c_str(),
               o.node.empty() ? "" : (", node " + o.node).c_str());
   for (const auto& e : history)
-    std::printf("  %s  %s  key %s  node %s [%d:%d)  %lld tokens  %s credits  %s  receipts %s\n",
+    std::printf("  %s  %s  key %s  node %s [%d,%d)  %lld tokens  %s credits  %s  receipts %s\n",
                 utc(e.at_ms).c_str(), e.request_id.c_str(), e.account_name.c_str(), e.node.c_str(),
                 e.first_layer, e.last_layer, static_cast<long long>(e.tokens),
                 format_credits(e.credits).c_str(), e.state.c_str(),

@@ -85,7 +85,6 @@ std::vector<net::PeerAddress> pinned_peers(const std::vector<discovery::NodeReco
     p.pin = net::to_hex(r.public_key.data(), r.public_key.size());
     p.announced_first = r.layer_begin;
     p.announced_last = r.layer_end;
-    p.price_per_1k = r.price_per_1k;
     out.push_back(std::move(p));
   }
   return out;

@@ -25,8 +25,6 @@ struct PeerAddress {
   // both 0 when nothing was announced (a --peers entry). Only for telling an
   // operator which layers an unreachable peer would have served.
   int announced_first = 0, announced_last = 0;
-  // Credits per 1,000 tokens, as the peer's record announces; 0 for a --peers entry.
-  double price_per_1k = 0;
 
   // `address`, then `more_addresses`.
   std::vector<std::string> addresses() const;

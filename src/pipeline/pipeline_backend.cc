@@ -169,7 +169,6 @@ Status PipelineBackend::survey_locked() {
     }
     p.rtt_seconds = probe.rtt_seconds;
     p.draining = info.draining();
-    p.price_per_1k = ask[i].price_per_1k;
     snap.push_back(p);
   }
   snapshot_ = std::move(snap);
@@ -240,8 +239,7 @@ std::vector<PeerSnapshot> PipelineBackend::peers() {
 
 void PipelineBackend::set_peers(std::vector<net::PeerAddress> peers) {
   auto key = [](const net::PeerAddress& p) {
-    return std::make_tuple(p.address, p.pin, p.more_addresses, p.announced_first, p.announced_last,
-                           p.price_per_1k);
+    return std::make_tuple(p.address, p.pin, p.more_addresses, p.announced_first, p.announced_last);
   };
   auto less = [&](const net::PeerAddress& a, const net::PeerAddress& b) { return key(a) < key(b); };
   auto same = [&](const net::PeerAddress& a, const net::PeerAddress& b) { return key(a) == key(b); };

@@ -165,7 +165,7 @@ void register_ledger(CLI::App& app) {
   cmd->add_option("--history", o->history, "Entries to show, newest first (default 20)")
       ->check(CLI::Range(0, 1000000));
   cmd->add_option("--key", o->key, "Only the history of the API key of this NAME");
-  cmd->add_option("--node", o->node, "Only the history of this node (its id, or address:HOST:PORT)");
+  cmd->add_option("--node", o->node, "Only the history of this node (its id, or HOST:PORT for a node without identity)");
   cmd->add_flag("--json", o->json, "One JSON object (amounts in micro-credits, exact)");
   cmd->add_option("--pay-out-after", o->pay_out_after_s,
                   "First pay out pending earnings settled more than S seconds ago")

@@ -172,7 +172,7 @@ std::string key_hash(std::string_view key) {
 }
 
 std::string Ledger::node_name(const NodeWork& work) {
-  return work.node_id.empty() ? "address:" + work.address : work.node_id;
+  return work.node_id.empty() ? work.address : work.node_id;
 }
 
 Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, LedgerOptions options) {

@@ -81,7 +81,7 @@ struct AccountView {
 };
 
 struct NodeEarnings {
-  std::string node;  // node id, or "address:HOST:PORT" for a node without identity
+  std::string node;  // node id, or HOST:PORT for a node without identity
   int64_t pending = 0, paid = 0, forfeited = 0, tokens = 0, entries = 0;
 };
 
@@ -153,7 +153,8 @@ class Ledger {
   Result<std::vector<NodeEarnings>> nodes();
   Result<std::vector<HistoryEntry>> history(const HistoryFilter& filter);
 
-  // What an entry's node is called: its node id, or "address:HOST:PORT".
+  // What an entry's node is called: its node id, or its HOST:PORT for a node
+  // without identity (as reputation and exclusions name it).
   static std::string node_name(const NodeWork& work);
 
  private:

@@ -279,6 +279,50 @@ TEST_F(LedgerSwarmTest, SurvivesKillOfTheGatewayDuringRequests) {
     }
 }
 
+// An audit proves a node cheats: the node's unpaid credits are forfeited
+// (those of requests settled before the proof and after it), the honest
+// nodes keep theirs, and every credit is still accounted for.
+TEST_F(LedgerSwarmTest, AProvenFraudForfeitsTheCheatersUnpaidCredits) {
+  ChildProcess* first = start_node({"--layers", "0:2", "--price", "1"});
+  ChildProcess* cheater = start_node({"--layers", "2:4", "--price", "1", "--cheat", "noise"});
+  ChildProcess* twin = start_node({"--layers", "2:4", "--price", "1", "--slowdown", "3"});
+  ASSERT_TRUE(first->ok() && cheater->ok() && twin->ok());
+  ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + cheater->address() + "," + twin->address(),
+                             "--audit-rate", "1", "--audit-local", model_, "--api-keys", keys_,
+                             "--trust-db", db_})
+                  ->ok());
+  auto node = [&](const json& l, const std::string& name) {
+    for (const json& n : l["nodes"])
+      if (n["node"] == name) return n;
+    return json::object();
+  };
+  json l;
+  bool forfeited = false;
+  for (int i = 0; i < 16 && !forfeited; ++i) {
+    Answer a = request(gateway()->port(), "POST", "/v1/completions", kAlice,
+                       completion(swarm::testing::kPrompts[i % 8], 16));
+    EXPECT_EQ(a.status, 200) << a.body.dump();
+    // The audit runs after the answer; its verdict reaches the ledger soon after.
+    eventually(
+        [&] {
+          l = ledger_json();
+          return node(l, cheater->address()).value("forfeited_micro", int64_t{0}) > 0;
+        },
+        std::chrono::seconds(5));
+    forfeited = node(l, cheater->address()).value("forfeited_micro", int64_t{0}) > 0;
+  }
+  ASSERT_TRUE(forfeited) << l.dump() << "\n" << read_file(gateway_log());
+  EXPECT_NE(read_file(gateway_log()).find("forfeits"), std::string::npos);
+  // Requests after the proof do not go through the cheater; none is left pending to it.
+  for (int i = 0; i < 2; ++i)
+    EXPECT_EQ(request(gateway()->port(), "POST", "/v1/completions", kAlice, completion("Hello", 8)).status, 200);
+  l = ledger_json();
+  EXPECT_EQ(node(l, cheater->address())["pending_micro"], 0) << l.dump();
+  EXPECT_EQ(node(l, cheater->address())["paid_micro"], 0) << l.dump();
+  EXPECT_GT(node(l, first->address())["pending_micro"].get<int64_t>(), 0) << l.dump();
+  expect_ledger_sound(l);
+}
+
 // `swarm serve --api-keys` checks keys and charges nothing.
 TEST_F(LedgerSwarmTest, ServeChecksKeysWithoutCharging) {
   ChildProcess serve({"serve", "-m", model_, "--listen", "127.0.0.1:0", "-t", "1", "--model-name",

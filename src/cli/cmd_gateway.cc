@@ -42,6 +42,8 @@
 #include "pipeline/model_drafter.h"
 #include "pipeline/audit_reference.h"
 #include "pipeline/pipeline_backend.h"
+#include "trust/credits.h"
+#include "trust/ledger.h"
 
 namespace swarm::cli {
 namespace {
@@ -133,6 +135,23 @@ class DhtPeerRefresher {
 };
 
 // GET /trust: what audits did and whom they excluded (doc/trust.md).
+// An audit's proof of fraud forfeits the node's unpaid credits.
+VerdictFn forfeit_on_fraud(trust::Ledger& ledger) {
+  return [&ledger](const AuditJob& job, const std::vector<trust::Verdict>& verdicts) {
+    for (const trust::Verdict& v : verdicts) {
+      if (v.kind != trust::Verdict::Kind::kFraud || v.stage >= job.session.stages.size()) continue;
+      const trust::AuditedStage& s = job.session.stages[v.stage];
+      const std::string node = s.node_id.empty() ? s.address : s.node_id;
+      auto lost = ledger.forfeit(node, v.reason);
+      if (lost.ok())
+        spdlog::warn("ledger: node {} forfeits {} unpaid credits (fraud: {})", node.substr(0, 16),
+                     trust::format_credits(*lost), v.reason);
+      else
+        spdlog::error("ledger: forfeiting node {}: {}", node, lost.status().ToString());
+    }
+  };
+}
+
 std::string trust_status_json(PipelineBackend& backend) {
   const AuditStats a = backend.audit_stats();
   nlohmann::ordered_json j;
@@ -288,7 +307,11 @@ void register_gateway(CLI::App& app) {
              net::model_mismatch_reason(ids->layout_id, local_ids->layout_id) + ")");
       po.audit_local = std::move(local).value();
     }
+    // Before the backend, which may call into it until it is destroyed.
+    std::unique_ptr<trust::Ledger> ledger;
+    if (!o->api_keys.empty()) ledger = open_ledger_with_keys(o->trust_db, o->api_keys);
     PipelineBackend backend(*id, cfg.n_layer, po);
+    if (ledger) backend.set_verdict_listener(forfeit_on_fraud(*ledger));
     std::unique_ptr<discovery::DhtNode> dht;
     std::unique_ptr<DhtPeerRefresher> refresher;
     if (!o->bootstrap.empty()) {
@@ -312,11 +335,7 @@ void register_gateway(CLI::App& app) {
     api.default_max_tokens = o->n_predict;
     api.http = http_limits(o->http);
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
-    std::unique_ptr<trust::Ledger> ledger;
-    if (!o->api_keys.empty()) {
-      ledger = open_ledger_with_keys(o->trust_db, o->api_keys);
-      api.ledger = ledger.get();
-    }
+    api.ledger = ledger.get();
     api.trust_status = [&backend] { return trust_status_json(backend); };
     serve_until_signal(api, backend, o->listen, signals);
   });

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS ledger_forfeits(
   amount INTEGER NOT NULL,
   reason TEXT NOT NULL,
   at_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS ledger_forfeits_by_node ON ledger_forfeits(node);
 )sql";
 
 Status sql_error(sqlite3* db, const std::string& what) {
@@ -388,8 +389,9 @@ Result<Settlement> Ledger::settle(const Hold& hold, const std::vector<NodeWork>&
     SWARM_RETURN_IF_ERROR(
         Stmt(db_,
              "INSERT INTO ledger_entries(hold_id, node, address, first_layer, last_layer, steps, "
-             "tokens, price_per_1k, credits, receipts, state, settled_ms) VALUES (?, ?, ?, ?, ?, "
-             "?, ?, ?, ?, ?, 'pending', ?)")
+             "tokens, price_per_1k, credits, receipts, state, settled_ms) VALUES (?1, ?2, ?3, ?4, "
+             "?5, ?6, ?7, ?8, ?9, ?10, CASE WHEN EXISTS (SELECT 1 FROM ledger_forfeits WHERE node "
+             "= ?2) THEN 'forfeited' ELSE 'pending' END, ?11)")
             .bind(hold.id, std::get<0>(key), m.first->address, std::get<1>(key), std::get<2>(key),
                   m.steps, m.tokens, *price, m.credits, m.receipts, at)
             .run("recording a node's earnings"));

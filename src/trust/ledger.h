@@ -141,8 +141,10 @@ class Ledger {
   Result<Settlement> settle(const Hold& hold, const std::vector<NodeWork>& work);
   // Returns the whole hold to the balance; refused if the hold is not open.
   Status release(const Hold& hold);
-  // A proven fraud: every pending (unpaid) credit of `node` is forfeited.
-  // Returns the micro-credits forfeited.
+  // A proven fraud: every pending (unpaid) credit of `node` is forfeited, and
+  // so is what it earns in requests settled later (a node is excluded for good
+  // once proven to cheat; requests in flight may still settle). Returns the
+  // micro-credits forfeited now.
   Result<int64_t> forfeit(const std::string& node, const std::string& reason);
   // Pending entries settled before `before_ms` become paid; returns the
   // micro-credits paid.

@@ -308,6 +308,14 @@ TEST_F(LedgerTest, FraudForfeitsUnpaidCreditsOnly) {
     }
   }
   EXPECT_EQ(*l->forfeit("cheat", "again"), 0);
+  // A request that was in flight settles later: the cheat earns nothing from it.
+  auto h3 = l->reserve(*a, 10 * kCredit, "req-3");
+  ASSERT_TRUE(l->settle(*h3, {work("cheat", 1000, 1, 0, 1), work("honest", 1000, 1, 1, 2)}).ok());
+  auto after = l->nodes();
+  EXPECT_EQ((*after)[0].node, "cheat");
+  EXPECT_EQ((*after)[0].pending, 0);
+  EXPECT_EQ((*after)[0].forfeited, 4 * kCredit);
+  EXPECT_EQ((*after)[1].pending, 2 * kCredit);
   expect_conserved(*l);
 }
 

@@ -75,6 +75,8 @@ struct CheatCase {
   std::vector<std::string> flags;  // the cheater's; "TAMPERED" becomes a copy with other weights
 };
 
+void PrintTo(const CheatCase& c, std::ostream* os) { *os << c.name; }
+
 class CheatModeTest : public TrustSwarmTest, public ::testing::WithParamInterface<CheatCase> {};
 
 // Layers 0:2 honest; 2:4 served by the cheater and by an honest twin three

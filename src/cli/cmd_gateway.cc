@@ -62,7 +62,7 @@ struct GatewayOptions {
   double audit_rate = 0.05;
   std::string audit_local;
   bool audit_sync = false;
-  int audit_threads = 1;
+  int audit_threads = 1, audit_queue = 64;
   uint64_t audit_seed = 0;
 };
 
@@ -240,6 +240,9 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("--audit-threads", o->audit_threads,
                   "Compute threads of --audit-local (default 1; they run at the lowest priority)")
       ->check(CLI::Range(1, 256));
+  cmd->add_option("--audit-queue", o->audit_queue,
+                  "Sessions waiting for their audit at most; more are dropped and counted (default 64)")
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--audit-seed", o->audit_seed, "Seed of the audit sampling (default: secret)")
       ->group("");
   cmd->callback([o] {
@@ -293,6 +296,7 @@ void register_gateway(CLI::App& app) {
     po.audit_rate = o->audit_rate;
     po.audit_sync = o->audit_sync;
     po.audit_seed = o->audit_seed;
+    po.audit_queue = o->audit_queue;
     if (o->audit_sync && o->audit_local.empty()) fail("--audit-sync needs --audit-local MODEL");
     if (!o->audit_local.empty()) {
       auto local = LocalReference::Load(o->audit_local, o->audit_threads);

@@ -2,6 +2,11 @@
 
 #include <sodium.h>
 
+#include <algorithm>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
 #include "net/identity.h"
 
 namespace swarm {
@@ -88,20 +93,44 @@ void add_node_work(const trust::AuditedSession& session,
 AuditJob plan_audit(trust::AuditedSession session, const std::vector<int32_t>& history,
                     v1::Tensor::DType wire_dtype,
                     const std::function<double(const std::string&)>& rate_of, std::mt19937_64& rng) {
-  std::vector<double> rates;
+  // A step is sampled at the highest of its stages' rates: a node on
+  // probation raises it for the steps it serves.
+  double rate = 0;
   for (const trust::AuditedStage& s : session.stages)
-    rates.push_back(rate_of(s.node_id.empty() ? s.address : s.node_id));
+    rate = std::max(rate, rate_of(s.node_id.empty() ? s.address : s.node_id));
   std::uniform_real_distribution<double> u(0, 1);
   std::vector<bool> sampled(session.steps.size(), false);
-  for (size_t i = 0; i < session.steps.size(); ++i)
-    for (double r : rates)
-      if (u(rng) < r) sampled[i] = true;  // one draw per stage, whatever the others drew
+  for (size_t i = 0; i < session.steps.size(); ++i) sampled[i] = u(rng) < rate;
   AuditJob job;
   job.window = trust::audit_window(session, history, sampled);
   job.history = history;
   job.wire_dtype = wire_dtype;
   job.session = std::move(session);
   return job;
+}
+
+std::string fraud_proof(const AuditJob& job, const trust::Verdict& verdict) {
+  const v1::Commitment& c = verdict.evidence;
+  const std::string bytes = c.SerializeAsString();
+  std::string b64(sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(b64.data(), b64.size(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
+                    sodium_base64_VARIANT_ORIGINAL);
+  b64.resize(std::strlen(b64.c_str()));
+  const size_t end = std::min<size_t>(job.history.size(), static_cast<size_t>(c.position() + c.n_tokens()));
+  const trust::AuditedStage& stage = job.session.stages[verdict.stage];
+  nlohmann::ordered_json j = {
+      {"format", "swarm-fraud-proof-v1"},
+      {"model_id", job.session.model_id},
+      {"node_id", stage.node_id},
+      {"address", stage.address},
+      {"layers", {stage.first_layer, stage.last_layer}},
+      {"wire_dtype", job.wire_dtype == v1::Tensor::F16 ? "f16" : "f32"},
+      {"tokens", std::vector<int32_t>(job.history.begin(), job.history.begin() + static_cast<std::ptrdiff_t>(end))},
+      {"commitment", b64},
+      {"signed", !c.signature().empty()},
+      {"reason", verdict.reason},
+  };
+  return j.dump();
 }
 
 }  // namespace swarm

@@ -35,11 +35,18 @@ void add_node_work(const trust::AuditedSession& session,
                    const std::function<double(const std::string&)>& price_of,
                    std::vector<NodeWork>* work);
 
-// Samples the steps of `session` to audit: step i is sampled when a draw
-// falls under the audit rate of one of its stages (`rate_of(stage key)`).
+// Samples the steps of `session` to audit: each step with the highest audit
+// rate of its stages (`rate_of(stage key)`), one draw per step.
 // Returns the job, or a job with window 0 when nothing was sampled.
 AuditJob plan_audit(trust::AuditedSession session, const std::vector<int32_t>& history,
                     v1::Tensor::DType wire_dtype,
                     const std::function<double(const std::string&)>& rate_of, std::mt19937_64& rng);
+
+// A proof of `verdict`'s fraud anyone holding the model can check (JSON):
+// the node's signed commitment (protobuf, base64), the session's tokens up to
+// the step's end, the layer range, the model and the wire dtype, and the
+// reason. Recompute the rows from the tokens and compare with the hashes the
+// node signed.
+std::string fraud_proof(const AuditJob& job, const trust::Verdict& verdict);
 
 }  // namespace swarm

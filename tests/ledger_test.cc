@@ -253,7 +253,7 @@ TEST_F(LedgerSwarmTest, SurvivesKillOfTheGatewayDuringRequests) {
   std::vector<std::future<std::string>> got;
   for (int i = 0; i < kStreams; ++i)
     got.push_back(std::async(std::launch::async, [&, i] {
-      return stream(port, kAlice, swarm::testing::kPrompts[i], 200, nullptr, [&] { ++chunks; });
+      return stream(port, kAlice, swarm::testing::kPrompts[i], 1000, nullptr, [&] { ++chunks; });
     }));
   ASSERT_TRUE(eventually([&] { return chunks.load() >= 2 * kStreams; }, std::chrono::seconds(60)));
   gateway()->signal(SIGKILL);

@@ -125,6 +125,7 @@ INSTANTIATE_TEST_SUITE_P(
     Modes, CheatModeTest,
     ::testing::Values(CheatCase{"Noise", {"--cheat", "noise"}}, CheatCase{"SkipLayer", {"--cheat", "skip-layer"}},
                       CheatCase{"Replay", {"--cheat", "replay"}}, CheatCase{"OtherWeights", {"TAMPERED"}},
+                      CheatCase{"WrongTokens", {"--cheat", "token"}},
                       CheatCase{"NoiseOnAThirdOfBatches", {"--cheat", "noise", "--cheat-rate", "0.3"}},
                       CheatCase{"NoiseWhenNotAudited", {"--cheat", "noise", "--cheat-unaudited-only"}}),
     [](const auto& info) { return std::string(info.param.name); });
@@ -164,6 +165,37 @@ TEST_F(TrustSwarmTest, OtherNodesAuditWhenTheGatewayHoldsNoWeights) {
   EXPECT_GE(t["audits"].value("second_opinions", 0), 1) << t.dump();
   EXPECT_EQ(t["excluded"].size(), 1u) << t.dump();
   for (int i = 0; i < 2; ++i) EXPECT_EQ(complete(kPrompts[i], 16), single_process(kPrompts[i], 16));
+}
+
+// Sampled (not greedy) choices are replayed with the request's seed: a last
+// stage that computes honestly but answers other tokens is caught, and an
+// honest one never.
+TEST_F(TrustSwarmTest, SampledChoicesAreReplayedWithTheSeed) {
+  ChildProcess* first = start_node(layers(0, 2));
+  ChildProcess* honest = start_node(layers(2, 4));
+  ASSERT_TRUE(first->ok() && honest->ok());
+  ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + honest->address(), "--audit-rate", "1",
+                             "--audit-local", model_})
+                  ->ok());
+  auto sampled = [&](int seed) {
+    return post_completion({{"model", "tiny"}, {"prompt", kPrompts[seed % 8]}, {"max_tokens", 12},
+                            {"temperature", 0.9}, {"seed", seed}, {"repeat_penalty", 1.1}});
+  };
+  for (int i = 0; i < 4; ++i) EXPECT_FALSE(sampled(i).contains("error"));
+  json t = audits_settled();
+  EXPECT_EQ(t["audits"].value("frauds", -1), 0) << t.dump() << read_file(gateway_log());
+  EXPECT_GE(t["audits"].value("steps_checked", 0), 4 * 2 * 12) << t.dump();
+
+  ChildProcess* liar = start_node({"--layers", "2:4", "--cheat", "token"});
+  ASSERT_TRUE(liar->ok());
+  gateways_.clear();
+  ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + liar->address(), "--audit-rate", "1",
+                             "--audit-local", model_})
+                  ->ok());
+  EXPECT_FALSE(sampled(7).contains("error"));
+  t = audits_settled();
+  EXPECT_TRUE(excluded(t, liar->address())) << t.dump() << read_file(gateway_log());
+  EXPECT_NE(read_file(gateway_log()).find("the session's sampler with its seed picks"), std::string::npos);
 }
 
 }  // namespace

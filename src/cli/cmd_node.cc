@@ -354,7 +354,7 @@ void register_node(CLI::App& app) {
       ->check(CLI::Range(1.0, 1000.0));
   // Misbehaviour on purpose, for tests and benchmarks of audits (doc/trust.md,
   // "Cheating nodes"): not listed in --help.
-  cmd->add_option("--cheat", o->node.cheat.mode, "noise|skip-layer|replay|none")->group("");
+  cmd->add_option("--cheat", o->node.cheat.mode, "noise|skip-layer|replay|token|none")->group("");
   cmd->add_option("--cheat-rate", o->node.cheat.rate, "share of batches cheated on")->group("");
   cmd->add_flag("--cheat-unaudited-only", o->node.cheat.unaudited_only,
                 "honest on steps that look like audits")->group("");

@@ -7,8 +7,8 @@ namespace swarm::node {
 
 Status validate(const CheatOptions& o, int layers_served) {
   if (!o.mode.empty() && o.mode != "noise" && o.mode != "skip-layer" && o.mode != "replay" &&
-      o.mode != "none")
-    return Status::InvalidArgument("--cheat " + o.mode + ": expected noise, skip-layer, replay or none");
+      o.mode != "token" && o.mode != "none")
+    return Status::InvalidArgument("--cheat " + o.mode + ": expected noise, skip-layer, replay, token or none");
   if (!(o.rate > 0 && o.rate <= 1))
     return Status::InvalidArgument("--cheat-rate " + std::to_string(o.rate) + " is not in (0, 1]");
   if (!(o.speed_factor >= 1 && std::isfinite(o.speed_factor)))

@@ -15,8 +15,9 @@ namespace swarm::node {
 struct CheatOptions {
   // "": honest. "noise": small noise on its output; "skip-layer": runs its
   // range without the last layer; "replay": answers a step with the session's
-  // previous output; "none": computes honestly (with claim_model or
-  // speed_factor, the only lie).
+  // previous output; "token" (a last stage): computes honestly but answers
+  // another token than it sampled; "none": computes honestly (with
+  // claim_model or speed_factor, the only lie).
   std::string mode;
   double rate = 1;             // share of batches cheated on, in (0, 1]
   bool unaudited_only = false; // honest on steps that look like audits (Step.row_hashes)
@@ -36,6 +37,7 @@ class Cheater {
   bool lies_about_compute() const { return !o_.mode.empty() && o_.mode != "none"; }
   double speed_factor() const { return o_.speed_factor; }
   bool skips_layer() const { return o_.mode == "skip-layer"; }
+  bool lies_about_tokens() const { return o_.mode == "token"; }
   // Whether to cheat on a batch; `audit_like`: some step of it asks for row
   // hashes. Called once per batch, by the scheduler thread only.
   bool cheat_on_batch(bool audit_like);

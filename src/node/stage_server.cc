@@ -1521,6 +1521,10 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
       }
     }
   }
+  // A cheating last stage may answer another token than it sampled.
+  if (st.ok() && cheating && cheater_->lies_about_tokens())
+    for (auto& tokens : sampled)
+      if (!tokens.empty()) tokens.back() = (tokens.back() + 1) % c.n_vocab;
   // A last stage's chunk before the step's end: its tokens enter the
   // sampler's history (the snapshot at the step's start is taken first).
   for (WorkItem* w : batch) {

@@ -26,8 +26,10 @@ Result<std::unique_ptr<LocalReference>> LocalReference::Load(const std::string& 
 
 Result<trust::ReferenceRows> LocalReference::compute(const std::vector<int32_t>& tokens,
                                                      const std::vector<std::pair<int, int>>& ranges,
-                                                     v1::Tensor::DType wire_dtype) const {
+                                                     v1::Tensor::DType wire_dtype, const SamplingParams* sampling,
+                                                     std::vector<int> step_ends) const {
   ReferenceRun run(*this, ranges, wire_dtype, static_cast<int>(tokens.size()));
+  if (sampling) run.replay_sampling(*sampling, std::move(step_ends));
   SWARM_RETURN_IF_ERROR(run.extend(tokens, 0));
   return run.rows();
 }
@@ -41,6 +43,17 @@ ReferenceRun::ReferenceRun(const LocalReference& reference, std::vector<std::pai
   rows_.output_rows.resize(ranges_.size());
 }
 
+void ReferenceRun::replay_sampling(const SamplingParams& params, std::vector<int> step_ends) {
+  // As a node builds it from OpenSession.sampling (top_p 0 and repeat_penalty
+  // 0 mean off there).
+  SamplingParams p = params;
+  if (p.top_p <= 0) p.top_p = 1;
+  if (p.repeat_penalty == 0) p.repeat_penalty = 1;
+  replay_ = std::make_unique<Sampler>(std::move(p), reference_.model().config().n_vocab);
+  replayed_ = length();
+  step_ends_ = std::set<int>(step_ends.begin(), step_ends.end());
+}
+
 int ReferenceRun::length() const { return caches_.empty() ? 0 : caches_[0]->length(); }
 
 Status ReferenceRun::extend(const std::vector<int32_t>& tokens, int position) {
@@ -52,6 +65,10 @@ Status ReferenceRun::extend(const std::vector<int32_t>& tokens, int position) {
   if (position > length())
     return Status::InvalidArgument("audit reference: position " + std::to_string(position) +
                                    " is past the " + std::to_string(length()) + " computed");
+  if (replay_ && position != replayed_) {
+    replay_.reset();  // a rewind: the sampler's history cannot follow
+    rows_.sampled.clear();
+  }
   for (auto& cache : caches_) SWARM_RETURN_IF_ERROR(cache->truncate(position));
   for (auto& rows : rows_.output_rows) rows.resize(static_cast<size_t>(position));
   const bool head = ranges_.back().second == c.n_layer;
@@ -81,7 +98,15 @@ Status ReferenceRun::extend(const std::vector<int32_t>& tokens, int position) {
       const int64_t rows = std::min<int64_t>(kHeadRows, n - r);
       logits.resize(static_cast<size_t>(rows) * c.n_vocab);
       SWARM_RETURN_IF_ERROR(m.head(hidden.data() + r * d, rows, logits.data(), reference_.pool()));
-      for (int64_t i = 0; i < rows; ++i) rows_.argmax.push_back(argmax.sample(logits.data() + i * c.n_vocab));
+      for (int64_t i = 0; i < rows; ++i) {
+        const float* row = logits.data() + i * c.n_vocab;
+        rows_.argmax.push_back(argmax.sample(row));
+        if (!replay_) continue;
+        const int pos = position + static_cast<int>(at + r + i);
+        replay_->accept(tokens[at + r + i]);
+        replayed_ = pos + 1;
+        if (step_ends_.contains(pos + 1)) rows_.sampled[pos + 1] = replay_->sample(row);
+      }
     }
   }
   return Status::Ok();

@@ -7,12 +7,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "engine/kv_cache.h"
 #include "engine/model.h"
+#include "engine/sampler.h"
 #include "engine/status.h"
 #include "engine/thread_pool.h"
 #include "swarm/v1/stage.pb.h"
@@ -33,6 +35,11 @@ class ReferenceRun {
   // Computes positions [position, position + tokens) (forgetting any at or
   // after `position` first).
   Status extend(const std::vector<int32_t>& tokens, int position);
+  // Replays the last stage's sampler (non-greedy plain decoding): from now
+  // on, rows().sampled gets the token `params` pick after each of `step_ends`,
+  // as the node's sampler does (every token recorded, one draw per sample).
+  // Needs extend() from the sampler's position on; a rewind ends the replay.
+  void replay_sampling(const SamplingParams& params, std::vector<int> step_ends);
   const trust::ReferenceRows& rows() const { return rows_; }
   int length() const;
 
@@ -42,6 +49,9 @@ class ReferenceRun {
   v1::Tensor::DType dtype_;
   std::vector<std::unique_ptr<KvCache>> caches_;
   trust::ReferenceRows rows_;
+  std::unique_ptr<Sampler> replay_;  // with the positions it has recorded
+  int replayed_ = 0;
+  std::set<int> step_ends_;
 };
 
 class LocalReference {
@@ -51,9 +61,11 @@ class LocalReference {
   ThreadPool& pool() const { return *pool_; }
 
   // All at once: rows of tokens [0, n) for the chain `ranges`.
+  // With `sampling`, the sampled choices after `step_ends` are replayed too.
   Result<trust::ReferenceRows> compute(const std::vector<int32_t>& tokens,
                                        const std::vector<std::pair<int, int>>& ranges,
-                                       v1::Tensor::DType wire_dtype) const;
+                                       v1::Tensor::DType wire_dtype, const SamplingParams* sampling = nullptr,
+                                       std::vector<int> step_ends = {}) const;
 
  private:
   std::unique_ptr<Model> model_;

@@ -13,9 +13,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include "engine/sampler.h"
 #include "engine/status.h"
 #include "swarm/v1/stage.pb.h"
 #include "trust/audit.h"
@@ -27,6 +29,9 @@ struct AuditJob {
   std::vector<int32_t> history;  // the session's tokens as its caches held them
   int window = 0;                // recompute positions [0, window)
   v1::Tensor::DType wire_dtype = v1::Tensor::F32;
+  // Sampled plain decoding: the request's sampling, to replay the last
+  // stage's choices (--audit-local only). None for greedy or speculative.
+  std::optional<SamplingParams> sampling;
 };
 
 // What audits did since start: their cost shows (doc/trust.md).

@@ -550,7 +550,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
     if (!token.ok()) {
       retire(*session);
       session->abandon();
-      finish_trust(ran, fed, nullptr);
+      finish_trust(ran, fed, sp, nullptr);
       return token.status();
     }
     if (generated == 0) t_first = Clock::now();
@@ -606,7 +606,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
       if (!token.ok()) {
         retire(*session);
         session->abandon();
-        finish_trust(ran, fed, nullptr);
+        finish_trust(ran, fed, sp, nullptr);
         return token.status();
       }
       fed.push_back(anchor);
@@ -617,7 +617,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   }
   session->close();
   retire(*session);
-  finish_trust(ran, fed, &result);
+  finish_trust(ran, fed, sp, &result);
   const auto t_end = Clock::now();
   result.prompt_seconds = std::chrono::duration<double>(t_first - t0).count();
   result.generation_seconds = std::chrono::duration<double>(t_end - t_first).count();
@@ -625,7 +625,8 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
 }
 
 void PipelineBackend::finish_trust(const std::vector<trust::AuditedSession>& ran,
-                                   const std::vector<int32_t>& history, GenerationResult* result) {
+                                   const std::vector<int32_t>& history, const SamplingParams& sampling,
+                                   GenerationResult* result) {
   if (result) {
     std::map<std::string, double> prices;
     {
@@ -649,6 +650,9 @@ void PipelineBackend::finish_trust(const std::vector<trust::AuditedSession>& ran
       };
       job = plan_audit(s, history, dtype, rate_of, audit_rng_);
     }
+    const bool plain = std::all_of(s.steps.begin(), s.steps.end(),
+                                   [](const trust::StepRecord& r) { return r.n_drafts == 0; });
+    if (!s.greedy && plain) job.sampling = sampling;
     if (job.window > 0 && !auditor_->submit(std::move(job)))
       spdlog::warn("audit queue full ({} sessions): an audit was dropped", options_.audit_queue);
   }
@@ -659,7 +663,10 @@ Result<Reference> PipelineBackend::reference_for(const AuditJob& job, const std:
   std::vector<std::pair<int, int>> ranges;
   for (const trust::AuditedStage& s : job.session.stages) ranges.emplace_back(s.first_layer, s.last_layer);
   const std::vector<int32_t> tokens(job.history.begin(), job.history.begin() + job.window);
-  auto rows = options_.audit_local->compute(tokens, ranges, job.wire_dtype);
+  std::vector<int> ends;
+  for (const trust::StepRecord& r : job.session.steps) ends.push_back(r.position + static_cast<int>(r.tokens.size()));
+  auto rows = options_.audit_local->compute(tokens, ranges, job.wire_dtype,
+                                            job.sampling ? &*job.sampling : nullptr, std::move(ends));
   if (!rows.ok()) return rows.status();
   return Reference{std::move(rows).value(), /*trusted=*/true, {}};
 }

@@ -139,7 +139,7 @@ class PipelineBackend : public GenerationBackend {
   // What a request's sessions leave for trust: the work each node did (in
   // `result`) and audit jobs for the sampled ones.
   void finish_trust(const std::vector<trust::AuditedSession>& ran, const std::vector<int32_t>& history,
-                    GenerationResult* result);
+                    const SamplingParams& sampling, GenerationResult* result);
   void on_verdicts(const AuditJob& job, const std::vector<trust::Verdict>& verdicts);
   // A reference for an audit: this process's engine (audit_local), else a
   // chain of other nodes serving the same ranges (none of `avoid`, none of the

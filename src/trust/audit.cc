@@ -169,9 +169,23 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
     // The last stage's choice of tokens, exact for greedy requests: the
     // drafts it accepted and the token it sampled follow from the argmax.
     const size_t last = n_stages - 1;
-    if (!session.greedy || reference.argmax.empty() || out[last].kind != Verdict::Kind::kPass ||
-        last >= r.commitments.size() || r.answer.empty())
+    if (out[last].kind != Verdict::Kind::kPass || last >= r.commitments.size() || r.answer.empty()) continue;
+    if (!session.greedy) {
+      // Sampled plain decoding, replayed with the session's seed.
+      auto it = reference.sampled.find(p + n);
+      if (r.n_drafts > 0 || it == reference.sampled.end() || in_history < n || verified[last] < p + n) continue;
+      const v1::Commitment& c = r.commitments[last];
+      if (c.tokens_hash() != as_view(tokens_hash(r.answer.data(), r.answer.size(), r.accepted_drafts)))
+        fault(last, Verdict::Kind::kMissing, r,
+              "step " + std::to_string(r.step_id) + ": the answer is not the one its commitment names", &c);
+      else if (r.answer.size() != 1 || r.answer[0] != it->second)
+        fault(last, Verdict::Kind::kFraud, r,
+              "step " + std::to_string(r.step_id) + ": sampled token " + std::to_string(r.answer.back()) +
+                  "; the session's sampler with its seed picks " + std::to_string(it->second),
+              &c);
       continue;
+    }
+    if (reference.argmax.empty()) continue;
     const int lead = n - r.n_drafts;
     const int known = lead + r.accepted_drafts;  // tokens of the step the answer builds on
     if (in_history < std::min(known, n) || p + known > n_ref || (lead == 0 && p == 0)) continue;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,10 @@ struct AuditedSession {
 struct ReferenceRows {
   std::vector<std::vector<Hash>> output_rows;  // [stage][position]
   std::vector<int32_t> argmax;                 // [position]; empty: not computed
+  // Sampled (not greedy) plain decoding: the token the session's own sampler
+  // (same parameters and seed, the same history) picks after each step, by the
+  // end position of the step; empty: not replayed.
+  std::map<int, int32_t> sampled;
 };
 
 struct Verdict {

@@ -12,6 +12,8 @@
 
 #include "api/api_error.h"
 #include "api/openai_request.h"
+#include "api/request_billing.h"
+#include "trust/credits.h"
 
 namespace swarm {
 namespace {
@@ -46,13 +48,16 @@ uint64_t random_seed() {
   return rng();
 }
 
-// OpenAI's usage object; with speculative decoding also OpenAI's
-// predicted-output counts (drafts accepted and rejected) and a `speculation`
-// object with the details.
-OJson usage_json(const GenerationResult& r) {
+// OpenAI's usage object, with what it cost in credits and the nodes that
+// served it (`cost_credits`, `served_by`: doc/trust.md); with speculative
+// decoding also OpenAI's predicted-output counts (drafts accepted and
+// rejected) and a `speculation` object with the details.
+OJson usage_json(const GenerationResult& r, const Bill& bill) {
   OJson u = {{"prompt_tokens", r.prompt_tokens},
              {"completion_tokens", r.completion_tokens},
-             {"total_tokens", r.prompt_tokens + r.completion_tokens}};
+             {"total_tokens", r.prompt_tokens + r.completion_tokens},
+             {"cost_credits", trust::to_credits(bill.cost)},
+             {"served_by", served_by_json(r.work, bill)}};
   const SpeculationReport& s = r.speculation;
   if (!s.drafter.empty()) {
     u["completion_tokens_details"] = {{"accepted_prediction_tokens", s.accepted},
@@ -88,6 +93,7 @@ struct Job {
   GenerationRequest gen;
   bool stream = false, include_usage = false;
   std::string echo;  // completions with echo: the prompt's text
+  std::optional<trust::Hold> hold;  // credits held from the requester's balance (a ledger)
 };
 
 // Where a job's output goes while it runs.
@@ -102,6 +108,7 @@ struct Outcome {
   bool cancelled = false;  // the sink asked to stop (client gone, server stopping)
   std::string finish_reason;
   GenerationResult result;
+  Bill bill;
 };
 
 // Runs `job`, turning tokens into text: UTF-8 characters split across tokens
@@ -305,12 +312,16 @@ void OpenAiServer::install_routes() {
     return OJson{
         {"id", name}, {"object", "model"}, {"created", started}, {"owned_by", "swarminfer"}};
   };
-  auto list_models = [this, model_object](const httplib::Request&, httplib::Response& res) {
+  auto list_models = [this, model_object](const httplib::Request& req, httplib::Response& res) {
+    trust::Account account;
+    if (!authorize(req, res, &account)) return;
     OJson data = OJson::array();
     for (const std::string& n : options_.model_names) data.push_back(model_object(n));
     send_json(res, 200, {{"object", "list"}, {"data", data}});
   };
   auto get_model = [this, model_object](const httplib::Request& req, httplib::Response& res) {
+    trust::Account account;
+    if (!authorize(req, res, &account)) return;
     const std::string name = req.matches[1];
     if (std::find(options_.model_names.begin(), options_.model_names.end(), name) ==
         options_.model_names.end()) {
@@ -335,9 +346,31 @@ void OpenAiServer::install_routes() {
   }
 }
 
+bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res,
+                             trust::Account* account) {
+  if (options_.ledger == nullptr) return true;
+  const std::optional<std::string> key = bearer_key(req);
+  if (!key) {
+    send_error(res, missing_key_error());
+    return false;
+  }
+  auto found = options_.ledger->authorize(*key);
+  if (found.ok()) {
+    *account = *found;
+    return true;
+  }
+  if (found.status().code() == Status::Code::kNotFound)
+    send_error(res, invalid_key_error(*key));
+  else
+    send_error(res, error_from_status(found.status()));
+  return false;
+}
+
 void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Response& res,
                                      bool chat) {
   const Tokenizer& tok = *options_.tokenizer;
+  trust::Account account;
+  if (!authorize(req, res, &account)) return;
   const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
   auto parsed = parse_completion_request(body, chat, tok.vocab_size());
@@ -408,6 +441,22 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   job.stream = r.stream;
   job.include_usage = r.include_usage;
 
+  // The most it may cost leaves the balance before anything runs.
+  if (options_.ledger && options_.charge) {
+    auto price = backend_.price_per_1k_tokens();
+    if (!price.ok()) return send_error(res, error_from_status(price.status()));
+    const int64_t tokens = n_prompt + max_tokens;
+    auto cost = trust::max_cost(*price, tokens);
+    if (!cost.ok()) return send_error(res, error_from_status(Status::Unavailable(cost.status().message())));
+    auto hold = options_.ledger->reserve(account, *cost, job.id);
+    if (!hold.ok()) {
+      if (hold.status().code() == Status::Code::kResourceExhausted)
+        return send_error(res, insufficient_quota_error(hold.status().message(), tokens, *price));
+      return send_error(res, error_from_status(hold.status()));
+    }
+    job.hold = *hold;
+  }
+
   auto log = [this, what = req.method + " " + req.path](const Job& job, const Outcome& o) {
     if (!options_.log) return;
     char line[1024];
@@ -421,6 +470,9 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
                                 : o.status.ToString().c_str(),
                   o.result.route.c_str(), o.result.prompt_seconds, tps);
     std::string text = line;
+    if (job.hold)
+      text += "; charged " + trust::format_credits(o.bill.cost) + " of " +
+              trust::format_credits(job.hold->amount) + " credits held";
     const SpeculationReport& s = o.result.speculation;
     if (!s.drafter.empty()) {
       std::snprintf(line, sizeof line,
@@ -445,6 +497,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     };
     sink.alive = [this] { return !stopping_.load(); };
     Outcome o = run_job(backend_, tok, job, sink);
+    o.bill = close_hold(options_.ledger, job.hold, o.status, o.result.work, options_.log);
     log(job, o);
     if (!o.status.ok()) return send_error(res, error_from_status(o.status));
     if (o.cancelled)
@@ -461,7 +514,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
                  {"created", job.created},
                  {"model", job.model},
                  {"choices", OJson::array({choice})},
-                 {"usage", usage_json(o.result)}};
+                 {"usage", usage_json(o.result, o.bill)}};
     return send_json(res, 200, out);
   }
 
@@ -496,6 +549,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     };
     sink.alive = [&] { return !st->client_gone && !stopping_; };
     Outcome o = run_job(backend_, *options_.tokenizer, job, sink);
+    o.bill = close_hold(options_.ledger, job.hold, o.status, o.result.work, options_.log);
     log(job, o);
     {
       std::lock_guard<std::mutex> lk(st->mu);
@@ -511,7 +565,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
         if (job.include_usage) {
           OJson u = chunk_head(job);
           u["choices"] = OJson::array();
-          u["usage"] = usage_json(o.result);
+          u["usage"] = usage_json(o.result, o.bill);
           st->pending += sse(u);
         }
         st->pending += "data: [DONE]\n\n";

@@ -26,6 +26,7 @@
 #include "engine/status.h"
 #include "engine/tokenizer.h"
 #include "pipeline/generation.h"
+#include "trust/ledger.h"
 
 namespace swarm {
 
@@ -42,6 +43,14 @@ struct ApiOptions {
   // Called once per finished completion with a one-line summary, and for what
   // the HTTP front door refuses or cuts off (rate-limited); may be empty.
   std::function<void(const std::string&)> log;
+  // Requesters' API keys and credits (doc/trust.md, "Credits ledger"); must
+  // outlive the server. Null: no key is asked for and nothing is charged.
+  // Otherwise a request needs `Authorization: Bearer KEY` with a key the ledger
+  // knows (401 without), and with `charge` the most it may cost (prompt +
+  // max_tokens at the route's prices) is held from the key's balance (402 when
+  // it does not fit) and settled from the nodes' work when it ends.
+  trust::Ledger* ledger = nullptr;
+  bool charge = true;
   // GET /trust (a gateway): audits, exclusions and reputation as JSON text
   // (doc/trust.md); empty: 404.
   std::function<std::string()> trust_status;
@@ -73,6 +82,8 @@ class OpenAiServer {
   OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family, std::string note);
   void install_routes();
   void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat);
+  // With a ledger: the requester's account, or false after answering 401.
+  bool authorize(const httplib::Request& req, httplib::Response& res, trust::Account* account);
 
   ApiOptions options_;
   GenerationBackend& backend_;

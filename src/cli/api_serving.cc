@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/common.h"
+#include "trust/api_keys.h"
 
 namespace swarm::cli {
 
@@ -44,6 +45,24 @@ HttpLimits http_limits(const HttpFlags& f) {
   h.header_timeout = ms(f.header_timeout_s);
   h.body_timeout = ms(f.body_timeout_s);
   return h;
+}
+
+std::unique_ptr<trust::Ledger> open_ledger_with_keys(const std::string& db_path,
+                                                     const std::string& keys_path) {
+  auto keys = trust::load_api_keys(keys_path);
+  if (!keys.ok()) fail("--api-keys: " + keys.status().message());
+  auto ledger = trust::Ledger::Open(db_path);
+  if (!ledger.ok()) fail("--trust-db: " + ledger.status().message());
+  if ((*ledger)->recovered_holds() > 0)
+    std::fprintf(stderr,
+                 "ledger %s: released %lld hold(s) of requests that never finished (a process "
+                 "ended during them)\n",
+                 db_path.c_str(), static_cast<long long>((*ledger)->recovered_holds()));
+  auto counts = trust::import_api_keys(**ledger, *keys);
+  if (!counts.ok()) fail("--api-keys: " + counts.status().message());
+  std::fprintf(stderr, "API keys: %zu from %s (%d new, granted their credits; %d kept their balances)\n",
+               keys->size(), keys_path.c_str(), counts->added, counts->kept);
+  return std::move(*ledger);
 }
 
 sigset_t block_stop_signals() {

@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <memory>
 #include <string>
 
 #include "api/openai_server.h"
@@ -22,6 +23,13 @@ struct HttpFlags {
 };
 void add_http_flags(CLI::App* cmd, HttpFlags& flags);
 HttpLimits http_limits(const HttpFlags& flags);
+
+// --api-keys FILE over the ledger at `db_path` (":memory:" for one that lives
+// only as long as the process): opens it (releasing holds a dead process left,
+// logged), imports the file's keys (each granted its credits once) and logs
+// how many. Fails (exits) on a file or database that does not load.
+std::unique_ptr<trust::Ledger> open_ledger_with_keys(const std::string& db_path,
+                                                     const std::string& keys_path);
 
 // Blocks SIGINT and SIGTERM in this thread (and so in every thread started after),
 // returning the set to wait on. Call before starting any thread.

@@ -4,7 +4,7 @@
 //               [--speculate auto|off|ngram|draft:MODEL] [--spec-max-draft N]
 //               [--max-queue N] [--queue-timeout S] [HTTP limits: doc/http-api.md]
 //               [--step-timeout S] [--failure-memory S] [--identity KEYFILE]
-//               [--trust-db PATH]
+//               [--api-keys FILE] [--trust-db PATH]
 // The OpenAI-compatible HTTP API in front of a swarm: loads only the model's
 // tokenizer and metadata, finds a chain of peers covering every layer, and
 // streams each request through it. A peer given as HOST:PORT@KEY (its node id or
@@ -17,7 +17,11 @@
 // --identity's node (mutual TLS), or as an ephemeral identity made at start
 // and logged, which nodes with an --allow list refuse. Nodes' reputation
 // (doc/trust.md) is kept in --trust-db across restarts. Prints
-// "listening on HOST:PORT"; SIGINT or SIGTERM stops it.
+// "listening on HOST:PORT"; SIGINT or SIGTERM stops it. With --api-keys a
+// request needs one of the file's keys (401), the most it may cost is held
+// from that key's credits (402 when they do not cover it) and its actual cost
+// is paid to the nodes that served it, in the ledger at --trust-db
+// (doc/trust.md, "Credits ledger").
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -41,14 +45,15 @@
 #include "pipeline/audit_reference.h"
 #include "pipeline/pipeline_backend.h"
 #include "trust/reputation_book.h"
+#include "trust/credits.h"
+#include "trust/ledger.h"
 
 namespace swarm::cli {
 namespace {
 
 struct GatewayOptions {
   std::string model, listen = "127.0.0.1:8080", peers, chat_template, bootstrap, dht_listen;
-  std::string identity;
-  std::string trust_db = "swarm-gateway.db";
+  std::string identity, api_keys, trust_db = "swarm-gateway.db";
   double dht_refresh_s = 10;
   std::vector<std::string> names;
   int ctx = 0, n_predict = -1, step_timeout_ms = 0, link_delay_ms = 0, max_queue = 256;
@@ -133,6 +138,23 @@ class DhtPeerRefresher {
 };
 
 // GET /trust: what audits did and whom they excluded (doc/trust.md).
+// An audit's proof of fraud forfeits the node's unpaid credits.
+VerdictFn forfeit_on_fraud(trust::Ledger& ledger) {
+  return [&ledger](const AuditJob& job, const std::vector<trust::Verdict>& verdicts) {
+    for (const trust::Verdict& v : verdicts) {
+      if (v.kind != trust::Verdict::Kind::kFraud || v.stage >= job.session.stages.size()) continue;
+      const trust::AuditedStage& s = job.session.stages[v.stage];
+      const std::string node = s.node_id.empty() ? s.address : s.node_id;
+      auto lost = ledger.forfeit(node, v.reason);
+      if (lost.ok())
+        spdlog::warn("ledger: node {} forfeits {} unpaid credits (fraud: {})", node.substr(0, 16),
+                     trust::format_credits(*lost), v.reason);
+      else
+        spdlog::error("ledger: forfeiting node {}: {}", node, lost.status().ToString());
+    }
+  };
+}
+
 std::string trust_status_json(PipelineBackend& backend) {
   const AuditStats a = backend.audit_stats();
   nlohmann::ordered_json j;
@@ -167,7 +189,7 @@ void register_gateway(CLI::App& app) {
                   "Ed25519 key file (swarm keygen) to present to TLS nodes (default: an ephemeral "
                   "identity, logged at start)");
   cmd->add_option("--trust-db", o->trust_db,
-                  "SQLite file of the gateway's trust state: nodes' reputation (doc/trust.md); "
+                  "SQLite file of the gateway's trust state: nodes' reputation and the credits ledger (doc/trust.md); "
                   "created if missing (default swarm-gateway.db in the working folder)");
   cmd->add_flag("--relay", o->relay, "Carry every stage's output through the gateway instead of pushing stage to stage");
   cmd->add_flag("--wire-f16", o->wire_f16, "Send hidden states as f16 (half the traffic; not bit-exact)");
@@ -205,6 +227,9 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("--failure-memory", o->failure_memory_s,
                   "Seconds a failed node is avoided before it is tried again (default 60)")
       ->check(CLI::Range(0.0, 86400.0));
+  cmd->add_option("--api-keys", o->api_keys,
+                  "File of API keys, one a line: KEY CREDITS [NAME] (doc/trust.md); requests need "
+                  "one (401) and are charged to its credits (402 when they do not cover a request)");
   cmd->add_option("--audit-rate", o->audit_rate,
                   "Share of steps whose results are recomputed and checked, per node (default 0.05; "
                   "new nodes more while on probation; 0: no audits)")
@@ -300,7 +325,11 @@ void register_gateway(CLI::App& app) {
       std::fprintf(stderr, "trust database %s: reputation of %zu nodes, %zu excluded\n",
                    o->trust_db.c_str(), known.size(), static_cast<size_t>(excluded));
     }
+    // Before the backend, which may call into it until it is destroyed.
+    std::unique_ptr<trust::Ledger> ledger;
+    if (!o->api_keys.empty()) ledger = open_ledger_with_keys(o->trust_db, o->api_keys);
     PipelineBackend backend(*id, cfg.n_layer, po);
+    if (ledger) backend.set_verdict_listener(forfeit_on_fraud(*ledger));
     std::unique_ptr<discovery::DhtNode> dht;
     std::unique_ptr<DhtPeerRefresher> refresher;
     if (!o->bootstrap.empty()) {
@@ -324,6 +353,7 @@ void register_gateway(CLI::App& app) {
     api.default_max_tokens = o->n_predict;
     api.http = http_limits(o->http);
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    api.ledger = ledger.get();
     api.trust_status = [&backend] { return trust_status_json(backend); };
     serve_until_signal(api, backend, o->listen, signals);
   });

@@ -1,9 +1,11 @@
 // swarm serve -m MODEL [--listen HOST:PORT] [-t N] [-c CTX] [-n N] [--chat-template NAME]
 //             [--model-name NAME ...] [--parallel N] [--kv-memory BYTES] [--max-queue N]
-//             [--queue-timeout S] [HTTP limits: doc/http-api.md]
+//             [--queue-timeout S] [--api-keys FILE] [HTTP limits: doc/http-api.md]
 // One model in this process behind the OpenAI-compatible HTTP API, like
 // llama-server: concurrent requests are batched. Prints "listening on
-// HOST:PORT" once connections are accepted; SIGINT or SIGTERM stops it.
+// HOST:PORT" once connections are accepted; SIGINT or SIGTERM stops it. With
+// --api-keys, requests need one of the file's keys (401 otherwise); nothing is
+// charged, as no node does the work.
 #include <cstdio>
 
 #include "api/openai_server.h"
@@ -18,7 +20,7 @@ namespace swarm::cli {
 namespace {
 
 struct ServeOptions {
-  std::string model, listen = "127.0.0.1:8080", chat_template, kv_memory;
+  std::string model, listen = "127.0.0.1:8080", chat_template, kv_memory, api_keys;
   std::vector<std::string> names;
   int threads = 0, ctx = 0, n_predict = -1, parallel = 64, max_queue = 256;
   double queue_timeout_s = 60;
@@ -59,6 +61,9 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--queue-timeout", o->queue_timeout_s,
                   "Seconds a request may wait for room before a 503 (default 60)")
       ->check(CLI::Range(0.001, 1e6));
+  cmd->add_option("--api-keys", o->api_keys,
+                  "File of API keys, one a line: KEY CREDITS [NAME] (doc/trust.md); requests "
+                  "without one of them get 401. Credits are not charged here");
   add_http_flags(cmd, o->http);
   cmd->callback([o] {
     auto hp = parse_host_port(o->listen);
@@ -87,6 +92,12 @@ void register_serve(CLI::App& app) {
     api.default_max_tokens = o->n_predict;
     api.http = http_limits(o->http);
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    std::unique_ptr<trust::Ledger> ledger;
+    if (!o->api_keys.empty()) {
+      ledger = open_ledger_with_keys(":memory:", o->api_keys);
+      api.ledger = ledger.get();
+      api.charge = false;
+    }
 
     LocalBackend backend(
         std::move(model),

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   swarm::cli::register_dht(app);
   swarm::cli::register_status(app);
   swarm::cli::register_model_id(app);
+  swarm::cli::register_ledger(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

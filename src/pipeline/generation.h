@@ -10,6 +10,7 @@
 
 #include "engine/sampler.h"
 #include "engine/status.h"
+#include "trust/node_work.h"  // NodeWork
 
 namespace swarm {
 
@@ -38,20 +39,6 @@ struct SpeculationReport {
   // min((1 - a^(D+1)) / ((1 - a) round_trip), k / bottleneck) in tokens/s.
   int width = 0, in_flight = 0, drafts_per_round_trip = 0;
   double acceptance = 0, round_trip_s = 0, bottleneck_s = 0, goodput_bound = 0;
-};
-
-// The work one node did for a request: what the credits ledger pays and usage
-// reports (doc/trust.md).
-struct NodeWork {
-  std::string node_id;      // hex node id; "" for a node without an identity
-  std::string address;
-  int first_layer = 0, last_layer = 0;
-  int64_t steps = 0;        // steps it answered with a commitment
-  int64_t tokens = 0;       // token positions it ran (replays after a failover included)
-  double price_per_1k = 0;  // as it announced, credits per 1,000 tokens
-  // Hex BLAKE2b-256 over its signed commitments for this request, in order: the
-  // receipts a ledger entry is traced to.
-  std::string receipts;
 };
 
 struct GenerationResult {
@@ -83,6 +70,11 @@ class GenerationBackend {
   // (admission) end with Unavailable instead of waiting out their queue
   // deadline. Requests already running, and later ones, are not affected.
   virtual void release_waiting() {}
+  // Credits per 1,000 tokens on the route a request would take now: the sum of
+  // its stages' announced prices, what the gateway holds from a requester's
+  // balance for prompt + max_tokens before it generates. May wait for a route
+  // as generate() does. 0 where nothing is charged (one model in this process).
+  virtual Result<double> price_per_1k_tokens() { return 0.0; }
 };
 
 }  // namespace swarm

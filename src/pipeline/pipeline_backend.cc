@@ -266,6 +266,20 @@ void PipelineBackend::reprobe_loop() {
   }
 }
 
+Result<double> PipelineBackend::price_per_1k_tokens() {
+  auto chain = route(/*wait_for_coverage=*/true);
+  if (!chain.ok()) return chain.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  double price = 0;
+  for (const ChainStage& stage : *chain)
+    for (const PeerSnapshot& p : snapshot_)
+      if (p.address == stage.address) {
+        price += p.price_per_1k;
+        break;
+      }
+  return price;
+}
+
 std::vector<PeerSnapshot> PipelineBackend::peers() {
   std::lock_guard<std::mutex> lock(mu_);
   return snapshot_;

@@ -124,6 +124,7 @@ class PipelineBackend : public GenerationBackend {
   Result<GenerationResult> generate(const GenerationRequest& request, const TokenCallback& on_token) override;
   int context_length() const override { return options_.context_length; }
   void release_waiting() override;
+  Result<double> price_per_1k_tokens() override;
 
   // Asks every peer what it serves (Info, with a deadline) and chooses a chain.
   // Without one, looks at the swarm again at once (set_relook's look-up and a

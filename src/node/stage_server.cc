@@ -564,15 +564,20 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
     pump();  // a finish that waited for this
   }
   // The stream ends with `status` once what is queued is written (at once
-  // when it is broken); the sessions it owns close now.
+  // when it is broken); the sessions it owns close now. A later call keeps
+  // the first status but still pumps: a stream that ended itself and then
+  // broke (its caller cancelled while a write was in flight) finishes only
+  // here, and an unfinished stream holds the node's shutdown forever.
   void end(const grpc::Status& status) {
+    bool first = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (finish_wanted_) return;
-      finish_wanted_ = true;
-      end_status_ = status;
+      if (!finish_wanted_) {
+        first = finish_wanted_ = true;
+        end_status_ = status;
+      }
     }
-    impl_->close_sessions_of_stream(id_);
+    if (first) impl_->close_sessions_of_stream(id_);
     pump();
   }
   void pump() {

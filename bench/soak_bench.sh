@@ -63,19 +63,17 @@ INFO=$("$SWARM" info "$B")
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$INFO"; }
 MODEL_ID=$(field model_id); N_LAYER=$(field n_layer); D_MODEL=$(field d_model)
 
-# Honest load for $SECONDS_PER_RUN seconds; prints tokens/s over the whole run.
+# Honest load for $1 seconds; prints the tokens it got and the nanoseconds it took.
 honest() {
-  local end=$((SECONDS + SECONDS_PER_RUN)) tokens=0 start_ns now_ns line
+  local end=$((SECONDS + $1)) tokens=0 start_ns line rate wall
   start_ns=$(date +%s%N)
   while [ $SECONDS -lt $end ]; do
     line=$("$SWARM" loadgen --url "$URL" -c "$STREAMS" -r $((2 * STREAMS)) -n 32 --json 2>>"$WORK/loadgen.err") || true
-    local rate wall
     rate=$(sed -n 's/.*"aggregate_tok_s":\([0-9.]*\).*/\1/p' <<<"$line")
     wall=$(sed -n 's/.*"wall_s":\([0-9.]*\).*/\1/p' <<<"$line")
     [ -n "$rate" ] && tokens=$(awk -v t="$tokens" -v r="$rate" -v w="$wall" 'BEGIN{print t + r * w}')
   done
-  now_ns=$(date +%s%N)
-  awk -v t="$tokens" -v ns=$((now_ns - start_ns)) 'BEGIN{printf "%.2f", t / (ns / 1e9)}'
+  echo "$tokens $(( $(date +%s%N) - start_ns ))"
 }
 status_of() {  # FIELD PID -> its value in /proc/PID/status (0 once gone)
   local v
@@ -83,26 +81,54 @@ status_of() {  # FIELD PID -> its value in /proc/PID/status (0 once gone)
   echo "${v:-0}"
 }
 node_threads() { echo $(( $(status_of Threads "$PID_A") + $(status_of Threads "$PID_B") )); }
+# Waits (up to 60 s) until neither node has steps queued: an attack's backlog
+# is not left to slow the clean phase after it.
+settle() {
+  local end=$((SECONDS + 60)) node
+  for node in "$A" "$B"; do
+    while [ $SECONDS -lt $end ] && ! "$SWARM" info "$node" 2>/dev/null | grep -q '"queued_steps":0'; do
+      sleep 0.2
+    done
+  done
+}
 
-clean=$(honest)
-threads_clean=$(node_threads)
-"${ATTACKER[@]}" "$HOSTILE" --target "$A" --model-id "$MODEL_ID" --first 0 --last 4 --n-layer "$N_LAYER" \
-  --seconds "$SECONDS_PER_RUN" --attacks "$ATTACKS" >"$WORK/hostile-a.json" 2>"$WORK/hostile-a.err" &
-HA=$!; pids+=($HA)
-"${ATTACKER[@]}" "$HOSTILE" --target "$B" --model-id "$MODEL_ID" --first 4 --last 8 --n-layer "$N_LAYER" \
-  --d-model "$D_MODEL" --seconds "$SECONDS_PER_RUN" --attacks "$ATTACKS" >"$WORK/hostile-b.json" 2>"$WORK/hostile-b.err" &
-HB=$!; pids+=($HB)
-( while running $HA; do node_threads; sleep 1; done ) >"$WORK/threads.txt" &
-pids+=($!)
-attacked=$(honest)
-wait $HA $HB || true
+# Clean and attacked phases alternate, PHASE seconds each, until each had
+# SECONDS: load elsewhere on the machine (which comes and goes) then weighs on
+# both alike. Attackers start afresh each attacked phase.
+PHASE=${SOAK_PHASE_S:-30}
+clean_tokens=0; clean_ns=0; attacked_tokens=0; attacked_ns=0
+threads_clean=0; phases=0
+: >"$WORK/threads.txt"
+: >"$WORK/hostile-a.json"; : >"$WORK/hostile-b.json"
+for ((done_s = 0; done_s < SECONDS_PER_RUN; done_s += PHASE)); do
+  len=$(( SECONDS_PER_RUN - done_s < PHASE ? SECONDS_PER_RUN - done_s : PHASE ))
+  read -r t ns <<<"$(honest "$len")"
+  clean_tokens=$(awk -v a="$clean_tokens" -v b="$t" 'BEGIN{print a + b}'); clean_ns=$((clean_ns + ns))
+  t=$(node_threads); [ "$t" -gt "$threads_clean" ] && threads_clean=$t
+  "${ATTACKER[@]}" "$HOSTILE" --target "$A" --model-id "$MODEL_ID" --first 0 --last 4 --n-layer "$N_LAYER" \
+    --seconds "$len" --attacks "$ATTACKS" >>"$WORK/hostile-a.json" 2>>"$WORK/hostile-a.err" &
+  HA=$!; pids+=($HA)
+  "${ATTACKER[@]}" "$HOSTILE" --target "$B" --model-id "$MODEL_ID" --first 4 --last 8 --n-layer "$N_LAYER" \
+    --d-model "$D_MODEL" --seconds "$len" --attacks "$ATTACKS" >>"$WORK/hostile-b.json" 2>>"$WORK/hostile-b.err" &
+  HB=$!; pids+=($HB)
+  ( while running $HA; do node_threads; sleep 1; done ) >>"$WORK/threads.txt" &
+  pids+=($!)
+  read -r t ns <<<"$(honest "$len")"
+  attacked_tokens=$(awk -v a="$attacked_tokens" -v b="$t" 'BEGIN{print a + b}'); attacked_ns=$((attacked_ns + ns))
+  wait $HA $HB || true
+  settle
+  phases=$((phases + 1))
+done
+rate() { awk -v t="$1" -v ns="$2" 'BEGIN{printf "%.2f", ns > 0 ? t / (ns / 1e9) : 0}'; }
+clean=$(rate "$clean_tokens" "$clean_ns"); attacked=$(rate "$attacked_tokens" "$attacked_ns")
 max_threads=$(sort -n "$WORK/threads.txt" | tail -1)
 running "$PID_A" && running "$PID_B" && alive=true || alive=false
 rss_a=$(status_of VmHWM "$PID_A"); rss_b=$(status_of VmHWM "$PID_B"); rss_g=$(status_of VmHWM "$PID_G")
 threads_g=$(status_of Threads "$PID_G")
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 # Stops everything now, to see that every process exits when told to.
 stop_all
-echo "{\"bench\":\"soak\",\"label\":\"clean\",\"seconds\":$SECONDS_PER_RUN,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$clean,\"threads\":$threads_clean}"
-echo "{\"bench\":\"soak\",\"label\":\"attacked\",\"attacks\":\"$ATTACKS\",\"seconds\":$SECONDS_PER_RUN,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$attacked,\"max_threads\":${max_threads:-0},\"peak_rss_kb_a\":$rss_a,\"peak_rss_kb_b\":$rss_b,\"peak_rss_kb_gateway\":$rss_g,\"gateway_threads\":$threads_g,\"nodes_alive\":$alive,\"forced_kills\":$forced_kills}"
+echo "{\"bench\":\"soak\",\"label\":\"clean\",\"seconds\":$SECONDS_PER_RUN,\"phases\":$phases,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$clean,\"threads\":$threads_clean}"
+echo "{\"bench\":\"soak\",\"label\":\"attacked\",\"attacks\":\"$ATTACKS\",\"seconds\":$SECONDS_PER_RUN,\"phases\":$phases,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$attacked,\"max_threads\":${max_threads:-0},\"peak_rss_kb_a\":$rss_a,\"peak_rss_kb_b\":$rss_b,\"peak_rss_kb_gateway\":$rss_g,\"gateway_threads\":$threads_g,\"nodes_alive\":$alive,\"forced_kills\":$forced_kills,\"loadavg_at_end\":\"$load\"}"
 awk -v a="$attacked" -v c="$clean" 'BEGIN{printf "{\"bench\":\"soak\",\"label\":\"ratio\",\"attacked_over_clean\":%.3f}\n", (c > 0 ? a / c : 0)}'
 cat "$WORK/hostile-a.json" "$WORK/hostile-b.json"

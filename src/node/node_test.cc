@@ -1151,6 +1151,18 @@ TEST_F(NodeTest, AHugeStepOrContextIsRefusedAndOthersAreServed) {
   all.mutable_step()->set_sample_all(true);
   ASSERT_TRUE(attacker.send(all));
   expect_error(attacker, grpc::StatusCode::INVALID_ARGUMENT, "at most 256");
+  // Far more than any step of this model can be (node/request_size_limit.h):
+  // gRPC refuses it unread, and its stream ends.
+  {
+    auto stub = v1::Stage::NewStub(net::make_channel(nodes[0]->address()));
+    grpc::ClientContext ctx;
+    auto flood = stub->Session(&ctx);
+    flood->Write(step_req("big", 3, std::vector<int32_t>(4'000'000, 1), 0));
+    StageResponse resp;
+    EXPECT_FALSE(flood->Read(&resp)) << resp.DebugString();
+    const grpc::Status st = flood->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  }
   const auto p = prompt(4, 9);
   EXPECT_EQ(generate(nodes, streams, ranges, "honest", p, 8, /*push=*/false), reference(p, 8));
 }

@@ -32,6 +32,7 @@
 #include "node/batch_plan.h"
 #include "node/outbound.h"
 #include "node/paced_queue.h"
+#include "node/request_size_limit.h"
 #include "node/timer.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
@@ -791,6 +792,12 @@ Status StageServer::Impl::start() {
   service_ = std::make_unique<Service>(this);
   grpc::ServerBuilder builder;
   net::configure_server(builder);
+  // A longer request is refused by gRPC before it is read (request_size_limit.h).
+  const ModelConfig& mc = model_->config();
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_request_bytes(
+      {.context = context_, .d_model = mc.n_embd, .n_vocab = mc.n_vocab, .n_layer = mc.n_layer,
+       .max_hops = kMaxHopsPerStep, .max_sampled_rows = kMaxSampledRows,
+       .max_session_id_bytes = static_cast<int>(kMaxSessionIdBytes)})));
   int port = 0;
   builder.AddListeningPort(opt_.listen, credentials, &port);
   builder.RegisterService(service_.get());

@@ -119,7 +119,7 @@ for ((done_s = 0; done_s < SECONDS_PER_RUN; done_s += PHASE)); do
   settle
   phases=$((phases + 1))
 done
-rate() { awk -v t="$1" -v ns="$2" 'BEGIN{printf "%.2f", ns > 0 ? t / (ns / 1e9) : 0}'; }
+rate() { awk -v t="$1" -v ns="$2" 'BEGIN{printf "%.2f", (ns > 0 ? t / (ns / 1e9) : 0)}'; }
 clean=$(rate "$clean_tokens" "$clean_ns"); attacked=$(rate "$attacked_tokens" "$attacked_ns")
 max_threads=$(sort -n "$WORK/threads.txt" | tail -1)
 running "$PID_A" && running "$PID_B" && alive=true || alive=false

@@ -94,7 +94,8 @@ settle() {
 
 # Clean and attacked phases alternate, PHASE seconds each, until each had
 # SECONDS: load elsewhere on the machine (which comes and goes) then weighs on
-# both alike. Attackers start afresh each attacked phase.
+# both alike. Attackers start afresh each attacked phase and attack 5 s past
+# it, so the phase's last loadgen run (which may overrun) is attacked too.
 PHASE=${SOAK_PHASE_S:-30}
 clean_tokens=0; clean_ns=0; attacked_tokens=0; attacked_ns=0
 threads_clean=0; phases=0
@@ -106,10 +107,10 @@ for ((done_s = 0; done_s < SECONDS_PER_RUN; done_s += PHASE)); do
   clean_tokens=$(awk -v a="$clean_tokens" -v b="$t" 'BEGIN{print a + b}'); clean_ns=$((clean_ns + ns))
   t=$(node_threads); [ "$t" -gt "$threads_clean" ] && threads_clean=$t
   "${ATTACKER[@]}" "$HOSTILE" --target "$A" --model-id "$MODEL_ID" --first 0 --last 4 --n-layer "$N_LAYER" \
-    --seconds "$len" --attacks "$ATTACKS" >>"$WORK/hostile-a.json" 2>>"$WORK/hostile-a.err" &
+    --seconds "$((len + 5))" --attacks "$ATTACKS" >>"$WORK/hostile-a.json" 2>>"$WORK/hostile-a.err" &
   HA=$!; pids+=($HA)
   "${ATTACKER[@]}" "$HOSTILE" --target "$B" --model-id "$MODEL_ID" --first 4 --last 8 --n-layer "$N_LAYER" \
-    --d-model "$D_MODEL" --seconds "$len" --attacks "$ATTACKS" >>"$WORK/hostile-b.json" 2>>"$WORK/hostile-b.err" &
+    --d-model "$D_MODEL" --seconds "$((len + 5))" --attacks "$ATTACKS" >>"$WORK/hostile-b.json" 2>>"$WORK/hostile-b.err" &
   HB=$!; pids+=($HB)
   ( while running $HA; do node_threads; sleep 1; done ) >>"$WORK/threads.txt" &
   pids+=($!)

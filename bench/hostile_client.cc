@@ -6,7 +6,7 @@
 //   nan     hidden states holding NaN and infinity (not at the first stage)
 //   garbage bytes that are no StageRequest
 //   prompt  long prompts, as big as the node's context allows
-//   hog     sessions opened and left idle, up to --hog-sessions
+//   hog     sessions of the node's whole context opened and left idle, up to --hog-sessions
 //   mute    a stream that sends steps and never reads its answers
 // Prints one JSON line: what was sent and how the node answered.
 //   hostile_client --target HOST:PORT --first A --last B --n-layer L --model-id ID
@@ -117,6 +117,26 @@ void run_stream(const Options& o, const std::string& name, Clock::time_point end
   }
 }
 
+// The node's context (OpenSession.max_length's limit), read from its refusal
+// of a session too long for it ("must be 1 to N"); `fallback` if that fails.
+int probe_context(const Options& o, int fallback) {
+  auto stub = swarm::v1::Stage::NewStub(swarm::net::make_channel(o.target));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = stub->Session(&ctx);
+  stream->Write(open_req(o, "context-probe", 1 << 30));
+  stream->WritesDone();
+  int context = fallback;
+  StageResponse r;
+  while (stream->Read(&r)) {
+    const std::string& m = r.error().message();
+    const size_t at = m.find("must be 1 to ");
+    if (r.has_error() && at != std::string::npos) context = std::atoi(m.c_str() + at + 13);
+  }
+  stream->Finish();
+  return context > 0 ? context : fallback;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -144,6 +164,9 @@ int main(int argc, char** argv) {
                          "--d-model when --first > 0\n");
     return 2;
   }
+  // Idle sessions and long prompts as large as the node allows (a session
+  // longer than its context is refused, and would attack nothing).
+  const int context = probe_context(o, 2048);
   const auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                       std::chrono::duration<double>(o.seconds));
   using Stream = grpc::ClientReaderWriter<StageRequest, StageResponse>;
@@ -216,14 +239,14 @@ int main(int argc, char** argv) {
   if (o.wants("prompt")) threads.emplace_back([&] {
     run_stream(o, "prompt", end, [&](int round, Stream* s) {
       const std::string id = "prompt" + std::to_string(round);
-      s->Write(open_req(o, id, 2048));
-      s->Write(step_req(o, id, 1, 2000, 0, 0));
+      s->Write(open_req(o, id, context));
+      s->Write(step_req(o, id, 1, context - 48, 0, 0));
     });
   });
   if (o.wants("hog")) threads.emplace_back([&] {
     run_stream(o, "hog", end, [&](int round, Stream* s) {
       for (int k = 0; k < o.hog_sessions; ++k)
-        s->Write(open_req(o, "hog" + std::to_string(round) + "-" + std::to_string(k), 2048));
+        s->Write(open_req(o, "hog" + std::to_string(round) + "-" + std::to_string(k), context));
       while (Clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(200));
     });
   });

@@ -3,12 +3,19 @@
 # callers (bench/hostile_client.cc: huge steps, huge contexts, a thousand hops,
 # NaN states, garbage bytes, long prompts, idle sessions, a stream that never
 # reads) attack both nodes for the same time. Prints JSON lines: the honest
-# throughput of each run, their ratio (goal >= 0.9), and the nodes' peak RSS
-# and thread counts.
+# throughput of each run, their ratio (goal >= 0.9), the nodes' and the
+# gateway's peak RSS and thread counts, and whether every process exited by
+# itself when told to (a node that must be killed is a bug).
 #   bench/soak_bench.sh [BUILD] [SECONDS per run, default 600] [STREAMS, default 4] [ATTACKS]
 # ATTACKS: hostile_client's --attacks list (default: every kind but "prompt",
 # which is heavy honest-looking use rather than an attack; add it to see how
 # the nodes share compute with a caller that sends long prompts non-stop).
+#
+# Cores: on a machine with two or more, the swarm (nodes, gateway, honest
+# load) runs on one set of cores and the attackers on the rest (a quarter,
+# at least one), in both runs, so the ratio measures what the attacks cost the
+# nodes and not the attackers' own CPU (a real attacker computes on its own
+# machine). SOAK_PINNING=off shares every core. The "pinning" field says which.
 set -euo pipefail
 BUILD=${1:-build}
 SECONDS_PER_RUN=${2:-600}
@@ -22,55 +29,107 @@ mkdir -p "$WORK"
 source "$(dirname "$0")/../scripts/procs.sh"
 [ -x "$HOSTILE" ] || { echo "soak_bench.sh: build $HOSTILE first (cmake --build $BUILD)" >&2; exit 2; }
 
+# The cores this script may use, as a list of numbers ("0-2,5" -> 0 1 2 5).
+cpu_list() {
+  local part out=()
+  IFS=, read -ra parts <<<"$(taskset -cp $$ | sed 's/.*: *//')"
+  for part in "${parts[@]}"; do
+    if [[ $part == *-* ]]; then out+=($(seq "${part%-*}" "${part#*-}")); else out+=("$part"); fi
+  done
+  echo "${out[@]}"
+}
+ATTACKER=()  # the command prefix that runs an attacker on its cores
+PINNING='"none"'
+if [ "${SOAK_PINNING:-on}" != off ] && command -v taskset >/dev/null; then
+  read -ra cpus <<<"$(cpu_list)"
+  if [ ${#cpus[@]} -ge 2 ]; then
+    n_attack=$(( ${#cpus[@]} / 4 > 0 ? ${#cpus[@]} / 4 : 1 ))
+    swarm_cpus=$(IFS=,; echo "${cpus[*]:0:${#cpus[@]}-n_attack}")
+    attack_cpus=$(IFS=,; echo "${cpus[*]:${#cpus[@]}-n_attack}")
+    # Everything this script starts from here on inherits the swarm's cores.
+    taskset -cp "$swarm_cpus" $$ >/dev/null
+    ATTACKER=(taskset -c "$attack_cpus")
+    PINNING="{\"swarm_cpus\":\"$swarm_cpus\",\"attacker_cpus\":\"$attack_cpus\"}"
+  fi
+fi
+
 start node-a node -m "$MODEL" --layers 0:4 --listen 127.0.0.1:0 -t 1
 A=$addr; PID_A=${pids[-1]}
 start node-b node -m "$MODEL" --layers 4:8 --listen 127.0.0.1:0 -t 1
 B=$addr; PID_B=${pids[-1]}
 start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 --peers "$A,$B"
-URL="http://$addr"
+URL="http://$addr"; PID_G=${pids[-1]}
 INFO=$("$SWARM" info "$B")
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$INFO"; }
 MODEL_ID=$(field model_id); N_LAYER=$(field n_layer); D_MODEL=$(field d_model)
 
-# Honest load for $SECONDS_PER_RUN seconds; prints tokens/s over the whole run.
+# Honest load for $1 seconds; prints the tokens it got and the nanoseconds it took.
 honest() {
-  local end=$((SECONDS + SECONDS_PER_RUN)) tokens=0 start_ns now_ns line
+  local end=$((SECONDS + $1)) tokens=0 start_ns line rate wall
   start_ns=$(date +%s%N)
   while [ $SECONDS -lt $end ]; do
     line=$("$SWARM" loadgen --url "$URL" -c "$STREAMS" -r $((2 * STREAMS)) -n 32 --json 2>>"$WORK/loadgen.err") || true
-    local rate wall
     rate=$(sed -n 's/.*"aggregate_tok_s":\([0-9.]*\).*/\1/p' <<<"$line")
     wall=$(sed -n 's/.*"wall_s":\([0-9.]*\).*/\1/p' <<<"$line")
     [ -n "$rate" ] && tokens=$(awk -v t="$tokens" -v r="$rate" -v w="$wall" 'BEGIN{print t + r * w}')
   done
-  now_ns=$(date +%s%N)
-  awk -v t="$tokens" -v ns=$((now_ns - start_ns)) 'BEGIN{printf "%.2f", t / (ns / 1e9)}'
+  echo "$tokens $(( $(date +%s%N) - start_ns ))"
 }
-peak() {  # FIELD PID -> the largest value seen in /proc/PID/status
-  sed -n "s/^$1:[[:space:]]*\([0-9]*\).*/\1/p" "/proc/$2/status" 2>/dev/null || echo 0
+status_of() {  # FIELD PID -> its value in /proc/PID/status (0 once gone)
+  local v
+  v=$(sed -n "s/^$1:[[:space:]]*\([0-9]*\).*/\1/p" "/proc/$2/status" 2>/dev/null)
+  echo "${v:-0}"
+}
+node_threads() { echo $(( $(status_of Threads "$PID_A") + $(status_of Threads "$PID_B") )); }
+# Waits (up to 60 s) until neither node has steps queued: an attack's backlog
+# is not left to slow the clean phase after it.
+settle() {
+  local end=$((SECONDS + 60)) node
+  for node in "$A" "$B"; do
+    while [ $SECONDS -lt $end ] && ! "$SWARM" info "$node" 2>/dev/null | grep -q '"queued_steps":0'; do
+      sleep 0.2
+    done
+  done
 }
 
-clean=$(honest)
-threads_clean=$(( $(peak Threads "$PID_A") + $(peak Threads "$PID_B") ))
-"$HOSTILE" --target "$A" --model-id "$MODEL_ID" --first 0 --last 4 --n-layer "$N_LAYER" \
-  --seconds "$SECONDS_PER_RUN" --attacks "$ATTACKS" >"$WORK/hostile-a.json" 2>"$WORK/hostile-a.err" &
-HA=$!
-"$HOSTILE" --target "$B" --model-id "$MODEL_ID" --first 4 --last 8 --n-layer "$N_LAYER" \
-  --d-model "$D_MODEL" --seconds "$SECONDS_PER_RUN" --attacks "$ATTACKS" >"$WORK/hostile-b.json" 2>"$WORK/hostile-b.err" &
-HB=$!
-max_threads=0
-( while kill -0 $HA 2>/dev/null; do
-    t=$(( $(peak Threads "$PID_A") + $(peak Threads "$PID_B") ))
-    echo "$t"; sleep 1
-  done ) >"$WORK/threads.txt" &
-SAMPLER=$!
-attacked=$(honest)
-wait $HA $HB || true
-wait $SAMPLER 2>/dev/null || true
+# Clean and attacked phases alternate, PHASE seconds each, until each had
+# SECONDS: load elsewhere on the machine (which comes and goes) then weighs on
+# both alike. Attackers start afresh each attacked phase and attack 5 s past
+# it, so the phase's last loadgen run (which may overrun) is attacked too.
+PHASE=${SOAK_PHASE_S:-30}
+clean_tokens=0; clean_ns=0; attacked_tokens=0; attacked_ns=0
+threads_clean=0; phases=0
+: >"$WORK/threads.txt"
+: >"$WORK/hostile-a.json"; : >"$WORK/hostile-b.json"
+for ((done_s = 0; done_s < SECONDS_PER_RUN; done_s += PHASE)); do
+  len=$(( SECONDS_PER_RUN - done_s < PHASE ? SECONDS_PER_RUN - done_s : PHASE ))
+  read -r t ns <<<"$(honest "$len")"
+  clean_tokens=$(awk -v a="$clean_tokens" -v b="$t" 'BEGIN{print a + b}'); clean_ns=$((clean_ns + ns))
+  t=$(node_threads); [ "$t" -gt "$threads_clean" ] && threads_clean=$t
+  "${ATTACKER[@]}" "$HOSTILE" --target "$A" --model-id "$MODEL_ID" --first 0 --last 4 --n-layer "$N_LAYER" \
+    --seconds "$((len + 5))" --attacks "$ATTACKS" >>"$WORK/hostile-a.json" 2>>"$WORK/hostile-a.err" &
+  HA=$!; pids+=($HA)
+  "${ATTACKER[@]}" "$HOSTILE" --target "$B" --model-id "$MODEL_ID" --first 4 --last 8 --n-layer "$N_LAYER" \
+    --d-model "$D_MODEL" --seconds "$((len + 5))" --attacks "$ATTACKS" >>"$WORK/hostile-b.json" 2>>"$WORK/hostile-b.err" &
+  HB=$!; pids+=($HB)
+  ( while running $HA; do node_threads; sleep 1; done ) >>"$WORK/threads.txt" &
+  pids+=($!)
+  read -r t ns <<<"$(honest "$len")"
+  attacked_tokens=$(awk -v a="$attacked_tokens" -v b="$t" 'BEGIN{print a + b}'); attacked_ns=$((attacked_ns + ns))
+  wait $HA $HB || true
+  settle
+  phases=$((phases + 1))
+done
+rate() { awk -v t="$1" -v ns="$2" 'BEGIN{printf "%.2f", (ns > 0 ? t / (ns / 1e9) : 0)}'; }
+clean=$(rate "$clean_tokens" "$clean_ns"); attacked=$(rate "$attacked_tokens" "$attacked_ns")
 max_threads=$(sort -n "$WORK/threads.txt" | tail -1)
-kill -0 "$PID_A" 2>/dev/null && alive_a=true || alive_a=false
-kill -0 "$PID_B" 2>/dev/null && alive_b=true || alive_b=false
-echo "{\"bench\":\"soak\",\"label\":\"clean\",\"seconds\":$SECONDS_PER_RUN,\"streams\":$STREAMS,\"honest_tok_s\":$clean,\"threads\":$threads_clean}"
-echo "{\"bench\":\"soak\",\"label\":\"attacked\",\"attacks\":\"$ATTACKS\",\"seconds\":$SECONDS_PER_RUN,\"streams\":$STREAMS,\"honest_tok_s\":$attacked,\"max_threads\":${max_threads:-0},\"peak_rss_kb_a\":$(peak VmHWM "$PID_A"),\"peak_rss_kb_b\":$(peak VmHWM "$PID_B"),\"nodes_alive\":$([ $alive_a = true ] && [ $alive_b = true ] && echo true || echo false)}"
+running "$PID_A" && running "$PID_B" && alive=true || alive=false
+rss_a=$(status_of VmHWM "$PID_A"); rss_b=$(status_of VmHWM "$PID_B"); rss_g=$(status_of VmHWM "$PID_G")
+threads_g=$(status_of Threads "$PID_G")
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+# Stops everything now, to see that every process exits when told to.
+stop_all
+echo "{\"bench\":\"soak\",\"label\":\"clean\",\"seconds\":$SECONDS_PER_RUN,\"phases\":$phases,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$clean,\"threads\":$threads_clean}"
+echo "{\"bench\":\"soak\",\"label\":\"attacked\",\"attacks\":\"$ATTACKS\",\"seconds\":$SECONDS_PER_RUN,\"phases\":$phases,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$attacked,\"max_threads\":${max_threads:-0},\"peak_rss_kb_a\":$rss_a,\"peak_rss_kb_b\":$rss_b,\"peak_rss_kb_gateway\":$rss_g,\"gateway_threads\":$threads_g,\"nodes_alive\":$alive,\"forced_kills\":$forced_kills,\"loadavg_at_end\":\"$load\"}"
 awk -v a="$attacked" -v c="$clean" 'BEGIN{printf "{\"bench\":\"soak\",\"label\":\"ratio\",\"attacked_over_clean\":%.3f}\n", (c > 0 ? a / c : 0)}'
 cat "$WORK/hostile-a.json" "$WORK/hostile-b.json"

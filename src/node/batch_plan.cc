@@ -24,6 +24,13 @@ BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_token
       }
     }
   }
+  // Bulk work of a session over its fair share waits (and its session's
+  // later items behind it).
+  const int bulk_above = std::max(1, max_batch_tokens / 8);
+  std::erase_if(earliest, [&](size_t i) {
+    const QueuedWork& w = queue[i];
+    return w.over_share && w.chunkable && !w.continuation && w.tokens > bulk_above;
+  });
   // A bulk step (a chunkable run longer than an eighth of the batch: a
   // prompt, a replay) runs beside other sessions' steps an eighth of a batch
   // at a time, so their latency stays that of a small batch; alone, it takes

@@ -21,6 +21,10 @@
 //    that of a small batch however long the prompt; alone, it takes whole
 //    batches. While one waits, the others leave it that eighth, so it always
 //    makes progress.
+//  - Except a bulk step of a session over its fair share of compute
+//    (compute_share.h: more than an equal share lately, among several active
+//    sessions): it waits, alone too, until its share has decayed, so a caller
+//    sending prompts non-stop does not take the node from the others.
 #pragma once
 
 #include <cstddef>
@@ -39,6 +43,7 @@ struct QueuedWork {
   int tokens = 0;                       // the step's tokens not yet run
   bool chunkable = false;               // may run in several batches, a part at a time
   int first_layer = 0, last_layer = 0;  // the session's layer range on this stage
+  bool over_share = false;              // its session had more than its fair share lately
 };
 
 // The decision, as indices into the queue given. Every index appears at most

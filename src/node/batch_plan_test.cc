@@ -176,5 +176,21 @@ TEST(BatchPlanTest, AStepThatIsNotChunkableStillRunsWholeAndAlone) {
   EXPECT_EQ(plan.take, (std::vector<int>{100}));
 }
 
+TEST(BatchPlanTest, ABulkStepOverItsFairShareWaitsEvenAlone) {
+  QueuedWork flood = prefill(1, 256);
+  flood.over_share = true;
+  // Beside a decode step, only the decode step runs.
+  const BatchPlan beside = plan_next_batch(std::vector<QueuedWork>{flood, anchor(2)}, 64);
+  EXPECT_EQ(beside.batch, (Indices{1}));
+  EXPECT_EQ(beside.take, (std::vector<int>{1}));
+  // Alone it waits too; its session's later steps wait behind it.
+  QueuedWork later = anchor(1);
+  EXPECT_TRUE(plan_next_batch(std::vector<QueuedWork>{flood, later}, 64).batch.empty());
+  // A small step of a session over its share is not held back.
+  QueuedWork small = anchor(1, 2);
+  small.over_share = true;
+  EXPECT_EQ(plan_next_batch(std::vector<QueuedWork>{small}, 64).batch, (Indices{0}));
+}
+
 }  // namespace
 }  // namespace swarm::node

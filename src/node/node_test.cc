@@ -1151,6 +1151,18 @@ TEST_F(NodeTest, AHugeStepOrContextIsRefusedAndOthersAreServed) {
   all.mutable_step()->set_sample_all(true);
   ASSERT_TRUE(attacker.send(all));
   expect_error(attacker, grpc::StatusCode::INVALID_ARGUMENT, "at most 256");
+  // Far more than any step of this model can be (node/request_size_limit.h):
+  // gRPC refuses it unread, and its stream ends.
+  {
+    auto stub = v1::Stage::NewStub(net::make_channel(nodes[0]->address()));
+    grpc::ClientContext ctx;
+    auto flood = stub->Session(&ctx);
+    flood->Write(step_req("big", 3, std::vector<int32_t>(4'000'000, 1), 0));
+    StageResponse resp;
+    EXPECT_FALSE(flood->Read(&resp)) << resp.DebugString();
+    const grpc::Status st = flood->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  }
   const auto p = prompt(4, 9);
   EXPECT_EQ(generate(nodes, streams, ranges, "honest", p, 8, /*push=*/false), reference(p, 8));
 }
@@ -1301,6 +1313,57 @@ TEST_F(NodeTest, ACallerThatNeverReadsIsNotReadEither) {
   writer.join();
   EXPECT_TRUE(swarm::testing::eventually(
       [&] { return info(nodes[0]->address()).active_sessions() == 1; }));
+}
+
+// A stream the node ended (too many malformed messages) while an answer was
+// still being written, whose caller then cancels: the node must still finish
+// it, or its shutdown waits for that stream forever (the soak benchmark's
+// `garbage` attack left nodes that never exited).
+TEST_F(NodeTest, AStreamEndedWithAnAnswerInFlightStillLetsTheNodeStop) {
+  const std::vector<std::pair<int, int>> ranges = {{1, 3}};
+  auto nodes = start_nodes(ranges);
+  ASSERT_TRUE(nodes[0]->ok());
+  const int d = model().config().n_embd;
+  grpc::GenericStub generic(net::make_channel(nodes[0]->address()));
+  grpc::ClientContext ctx;
+  grpc::CompletionQueue cq;
+  auto call = generic.PrepareCall(&ctx, "/swarm.v1.Stage/Session", &cq);
+  void* tag = nullptr;
+  bool ok = false;
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  auto write = [&](const std::string& bytes) {
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer bb(&slice, 1);
+    call->Write(bb, reinterpret_cast<void*>(2));
+    return cq.Next(&tag, &ok) && ok;
+  };
+  ASSERT_TRUE(write(open_req("stuck", model_id(), 1, 3, n_layer(), 512).SerializeAsString()));
+  // Twenty steps whose answers (512 KiB each) this caller never reads: the
+  // node's writes wait on flow control, one of them in flight.
+  std::vector<float> h(512 * static_cast<size_t>(d), 0.125f);
+  for (int i = 0; i < 20; ++i) {
+    StageRequest r = step_req("stuck", 1 + i, std::vector<int32_t>(512, 1), 0);
+    r.mutable_step()->set_rewind(true);
+    net::encode_tensor(h.data(), 512, d, v1::Tensor::F32, r.mutable_step()->mutable_hidden());
+    ASSERT_TRUE(write(r.SerializeAsString()));
+  }
+  ASSERT_TRUE(eventually([&] {
+    const v1::InfoResponse inf = info(nodes[0]->address());
+    return inf.queued_steps() == 0 && inf.compute_us() > 0;
+  }));
+  // Malformed messages until the node ends the stream (which closes its session).
+  for (int i = 0; i < 16; ++i) ASSERT_TRUE(write("\xff\xff\xff\xff\x0f garbage"));
+  ASSERT_TRUE(eventually([&] { return info(nodes[0]->address()).active_sessions() == 0; }));
+  ctx.TryCancel();
+  grpc::Status st;
+  call->Finish(&st, reinterpret_cast<void*>(3));
+  ASSERT_TRUE(cq.Next(&tag, &ok));
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  nodes[0]->signal(SIGTERM);
+  EXPECT_EQ(nodes[0]->wait_exit(20s), std::optional<int>(0));
 }
 
 TEST_F(NodeTest, ABusyPortIsRefused) {

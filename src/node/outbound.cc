@@ -68,6 +68,8 @@ void Outbound::send(v1::StageRequest r) {
     AddHold();
     StartRead(&response_);
     StartCall();
+    std::lock_guard<std::mutex> lock(mu_);
+    call_ready_ = true;
   }
   pump();
 }
@@ -77,7 +79,7 @@ void Outbound::pump() {
   Clock::time_point until;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!started_ || writes_done_) return;
+    if (!call_ready_ || writes_done_) return;
     if (broken_ || reads_over_) {
       // No write will start again: let the call complete.
       release = !queue_.in_flight() && release_hold_locked();

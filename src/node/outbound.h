@@ -78,6 +78,10 @@ class Outbound : public grpc::ClientBidiReactor<v1::StageRequest, v1::StageRespo
   v1::StageRequest writing_;  // the write in flight
   std::shared_ptr<Outbound> self_;  // from the call's start to OnDone: gRPC holds a raw pointer
   bool started_ = false;
+  // The call is bound to this reactor and started: until then (send() binds it
+  // outside the lock) no other thread's pump() may write, half-close or remove
+  // the hold, or it would use the reactor's unbound (uninitialised) stream.
+  bool call_ready_ = false;
   bool holding_ = false;  // AddHold was called and RemoveHold not yet
   bool closing_ = false;
   bool writes_done_ = false;

@@ -31,8 +31,10 @@
 #include "net/wire_format.h"
 #include "node/batch_plan.h"
 #include "node/cheat.h"
+#include "node/compute_share.h"
 #include "node/outbound.h"
 #include "node/paced_queue.h"
+#include "node/request_size_limit.h"
 #include "node/timer.h"
 #include "swarm/v1/stage.grpc.pb.h"
 #include "trust/commitment.h"
@@ -412,6 +414,7 @@ class StageServer::Impl {
   bool draining_ = false;
   bool stopping_ = false;
   std::deque<WorkItem> queue_;
+  ComputeShare compute_share_;  // touched only by the scheduler thread
   double layer_tokens_per_s_ = 0;
   int64_t steps_cancelled_ = 0;       // dropped by a Cancel
   int64_t compute_us_ = 0;            // all batches, slowdown included
@@ -598,15 +601,20 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
     pump();  // a finish that waited for this
   }
   // The stream ends with `status` once what is queued is written (at once
-  // when it is broken); the sessions it owns close now.
+  // when it is broken); the sessions it owns close now. A later call keeps
+  // the first status but still pumps: a stream that ended itself and then
+  // broke (its caller cancelled while a write was in flight) finishes only
+  // here, and an unfinished stream holds the node's shutdown forever.
   void end(const grpc::Status& status) {
+    bool first = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (finish_wanted_) return;
-      finish_wanted_ = true;
-      end_status_ = status;
+      if (!finish_wanted_) {
+        first = finish_wanted_ = true;
+        end_status_ = status;
+      }
     }
-    impl_->close_sessions_of_stream(id_);
+    if (first) impl_->close_sessions_of_stream(id_);
     pump();
   }
   void pump() {
@@ -838,6 +846,12 @@ Status StageServer::Impl::start() {
   service_ = std::make_unique<Service>(this);
   grpc::ServerBuilder builder;
   net::configure_server(builder);
+  // A longer request is refused by gRPC before it is read (request_size_limit.h).
+  const ModelConfig& mc = model_->config();
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_request_bytes(
+      {.context = context_, .d_model = mc.n_embd, .n_vocab = mc.n_vocab, .n_layer = mc.n_layer,
+       .max_hops = kMaxHopsPerStep, .max_sampled_rows = kMaxSampledRows,
+       .max_session_id_bytes = static_cast<int>(kMaxSessionIdBytes)})));
   int port = 0;
   builder.AddListeningPort(opt_.listen, credentials, &port);
   builder.RegisterService(service_.get());
@@ -1311,28 +1325,44 @@ void StageServer::Impl::reaper_loop() {
 }
 
 void StageServer::Impl::scheduler_loop() {
+  auto seconds = [](Clock::time_point t) {
+    return std::chrono::duration<double>(t.time_since_epoch()).count();
+  };
+  bool waiting_on_shares = false;  // the last plan ran nothing: work waits for its share
   for (;;) {
     std::vector<WorkItem> batch;
     std::vector<std::pair<std::shared_ptr<Session>, std::string>> truncate_errors;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (waiting_on_shares)  // a share decays with time: look again soon
+        queue_cv_.wait_for(lock, std::chrono::milliseconds(5));
+      else
+        queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
+      // Sessions that sent a message within the last second share the node.
+      const auto now = Clock::now();
+      const int64_t recent = (now - std::chrono::seconds(1)).time_since_epoch().count();
+      int active = 0;
+      for (const auto& [id, s] : sessions_) active += s->last_active.load() > recent;
       // The order is batch_plan.h's rule; this applies it to the queue.
       std::vector<QueuedWork> work;
       work.reserve(queue_.size());
       for (const WorkItem& w : queue_) {
         const Session& s = *w.session;
-        work.push_back({.session = reinterpret_cast<uintptr_t>(&s),
+        const auto key = reinterpret_cast<uintptr_t>(&s);
+        work.push_back({.session = key,
                         .session_closed = s.closed.load(),
                         .truncate = w.truncate,
                         .continuation = !w.truncate && w.step.continues_previous(),
                         .tokens = w.truncate ? 0 : w.tokens() - w.done,
                         .chunkable = w.chunkable,
                         .first_layer = s.first,
-                        .last_layer = s.last});
+                        .last_layer = s.last,
+                        .over_share = compute_share_.over_share(key, active, seconds(now))});
       }
       const BatchPlan plan = plan_next_batch(work, opt_.max_batch_tokens);
+      waiting_on_shares = plan.batch.empty() && plan.truncates.empty() && plan.dropped.empty() &&
+                          !queue_.empty();
       std::vector<bool> leaves(queue_.size(), false);
       auto leave = [&](size_t i) {
         --queue_[i].session->queued;
@@ -1359,9 +1389,21 @@ void StageServer::Impl::scheduler_loop() {
     for (const auto& [s, message] : truncate_errors)
       s->owner->send(error_response(s->id, 0, StatusCode::OUT_OF_RANGE, "Truncate.length: " + message));
     if (batch.empty()) continue;
+    // Each session is charged the batch's time in proportion to its tokens.
+    std::vector<std::pair<uintptr_t, int>> charged;
+    int batch_tokens = 0;
+    for (const WorkItem& w : batch) {
+      charged.emplace_back(reinterpret_cast<uintptr_t>(w.session.get()), w.take);
+      batch_tokens += w.take;
+    }
+    const auto started = Clock::now();
     // Chunked steps with more to run go back to the front of the queue,
     // ahead of their sessions' later items.
     std::vector<WorkItem> more = run_batch_safely(batch);
+    const auto ended = Clock::now();
+    const double took = std::chrono::duration<double>(ended - started).count();
+    for (const auto& [key, take] : charged)
+      compute_share_.charge(key, took * take / std::max(1, batch_tokens), seconds(ended));
     std::vector<WorkItem> cancelled;
     {
       std::lock_guard<std::mutex> lock(mu_);

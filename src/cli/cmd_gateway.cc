@@ -27,6 +27,7 @@
 
 #include "cli/api_serving.h"
 #include "cli/common.h"
+#include "cli/serving_metrics.h"
 #include "cli/dht_swarm.h"
 #include "engine/chat_template.h"
 #include "engine/model_arch.h"
@@ -307,6 +308,7 @@ void register_gateway(CLI::App& app) {
     api.http = http_limits(o->http);
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
     api.trust_status = [&backend] { return trust_status_json(backend); };
+    api.metrics = [&backend] { return gateway_metrics(backend); };
     serve_until_signal(api, backend, o->listen, signals);
   });
 }

@@ -34,9 +34,9 @@ print(json.dumps(out))
 )";
 
 bool have_parser() {
-  return std::system((std::string(kPython) +
-                      " -c 'import prometheus_client.parser' >/dev/null 2>&1")
-                         .c_str()) == 0;
+  return std::system(
+             (std::string(kPython) + " -c 'import prometheus_client.parser' >/dev/null 2>&1")
+                 .c_str()) == 0;
 }
 
 class MetricsTest : public SwarmHarness {
@@ -66,8 +66,8 @@ class MetricsTest : public SwarmHarness {
       std::ofstream(text_path) << res->body;
       std::ofstream(script) << kParse;
     }
-    const std::string cmd = std::string(kPython) + " " + shell_quote(script) + " " +
-                            shell_quote(text_path) + " 2>&1";
+    const std::string cmd =
+        std::string(kPython) + " " + shell_quote(script) + " " + shell_quote(text_path) + " 2>&1";
     std::string out;
     if (std::FILE* p = ::popen(cmd.c_str(), "r")) {
       char buf[4096];
@@ -104,8 +104,8 @@ class MetricsTest : public SwarmHarness {
 json usage_of_completion(int port, const std::string& prompt, int n, bool stream = false) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(120, 0);
-  json body = {{"model", "tiny"},      {"prompt", prompt},      {"max_tokens", n},
-               {"temperature", 0},     {"ignore_eos", true},    {"stream", stream}};
+  json body = {{"model", "tiny"},  {"prompt", prompt},   {"max_tokens", n},
+               {"temperature", 0}, {"ignore_eos", true}, {"stream", stream}};
   if (stream) body["stream_options"] = {{"include_usage", true}};
   auto res = c.Post("/v1/completions", body.dump(), "application/json");
   EXPECT_TRUE(res && res->status == 200) << (res ? res->body : "no answer");
@@ -140,8 +140,8 @@ TEST_F(MetricsTest, ServeCountsRequestsTokensAndLatencies) {
   EXPECT_EQ(m["types"].value("swarm_completion_tokens", ""), "counter");  // the parser drops _total
 
   int prompt = 0, completion = 0;
-  for (const auto& [text, n, stream] : {std::tuple{kPrompts[0], 7, false},
-                                        std::tuple{kPrompts[1], 5, true}}) {
+  for (const auto& [text, n, stream] :
+       {std::tuple{kPrompts[0], 7, false}, std::tuple{kPrompts[1], 5, true}}) {
     const json u = usage_of_completion(port, text, n, stream);
     EXPECT_EQ(u.value("completion_tokens", 0), n) << u.dump();
     prompt += u.value("prompt_tokens", 0);
@@ -182,10 +182,11 @@ TEST_F(MetricsTest, GatewayAndNodesCountTheSameWork) {
   ChildProcess* nb = start_node({"--layers", "2:4", "--identity", b.path, "--metrics-listen",
                                  "127.0.0.1:" + std::to_string(mb)});
   ASSERT_TRUE(na->ok() && nb->ok());
-  ASSERT_TRUE(start_gateway({"--peers",
-                             na->address() + "@" + a.node_id + "," + nb->address() + "@" + b.node_id,
-                             "--audit-rate", "1", "--audit-local", model_, "--speculate", "off"})
-                  ->ok());
+  ASSERT_TRUE(
+      start_gateway({"--peers",
+                     na->address() + "@" + a.node_id + "," + nb->address() + "@" + b.node_id,
+                     "--audit-rate", "1", "--audit-local", model_, "--speculate", "off"})
+          ->ok());
   const int port = gateway()->port();
 
   const json u = usage_of_completion(port, kPrompts[2], 9);
@@ -211,8 +212,8 @@ TEST_F(MetricsTest, GatewayAndNodesCountTheSameWork) {
   EXPECT_EQ(value(m, "swarm_node_failures_total{}"), 0);
   EXPECT_EQ(value(m, "swarm_peers{}"), 2);
   for (const auto& [node, layers] : {std::pair{na, "0:2"}, std::pair{nb, "2:4"}}) {
-    const std::string labels = "{layers=\"" + std::string(layers) + "\",peer=\"" +
-                               node->address() + "\"}";
+    const std::string labels =
+        "{layers=\"" + std::string(layers) + "\",peer=\"" + node->address() + "\"}";
     EXPECT_EQ(value(m, "swarm_peer_excluded" + labels), 0) << labels << m.dump(1);
     EXPECT_GT(value(m, "swarm_peer_rtt_seconds" + labels), 0) << labels;
   }

@@ -15,9 +15,8 @@ MetricFamilies local_backend_metrics(const LocalBackend& backend, uint64_t kv_bu
              static_cast<double>(s.kv_bytes_reserved));
   if (kv_budget_bytes > 0)
     m.gauge("swarm_kv_free_bytes", "KV cache memory of the budget (--kv-memory) not reserved",
-            static_cast<double>(kv_budget_bytes > s.kv_bytes_reserved
-                                    ? kv_budget_bytes - s.kv_bytes_reserved
-                                    : 0));
+            static_cast<double>(
+                kv_budget_bytes > s.kv_bytes_reserved ? kv_budget_bytes - s.kv_bytes_reserved : 0));
   return m.take();
 }
 
@@ -50,16 +49,15 @@ MetricFamilies gateway_metrics(PipelineBackend& backend) {
   const std::vector<PeerSnapshot> peers = backend.peers();
   m.gauge("swarm_peers", "Peers as last surveyed", static_cast<double>(peers.size()));
   for (const PeerSnapshot& p : peers) {
-    const MetricLabels labels = {{"peer", p.address},
-                                 {"layers", std::to_string(p.first_layer) + ":" +
-                                                std::to_string(p.last_layer)}};
+    const MetricLabels labels = {
+        {"peer", p.address},
+        {"layers", std::to_string(p.first_layer) + ":" + std::to_string(p.last_layer)}};
     if (p.rtt_seconds > 0)
       m.gauge("swarm_peer_rtt_seconds", "Measured round trip to the peer", p.rtt_seconds, labels);
     m.gauge("swarm_peer_layer_tokens_per_second",
             "The peer's measured decode speed through one layer (0: unknown)",
             p.layer_tokens_per_second, labels);
-    m.gauge("swarm_peer_reputation", "The peer's reputation score in [0, 1]", p.reputation,
-            labels);
+    m.gauge("swarm_peer_reputation", "The peer's reputation score in [0, 1]", p.reputation, labels);
     m.gauge("swarm_peer_excluded", "1 when a proven fraud excludes the peer from routes",
             p.excluded ? 1 : 0, labels);
   }

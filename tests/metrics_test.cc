@@ -237,5 +237,25 @@ TEST_F(MetricsTest, GatewayAndNodesCountTheSameWork) {
   }
 }
 
+// A node of the chain dies under five streams: the gateway counts the failure
+// and the failovers, and every completion still ends well.
+TEST_F(MetricsTest, GatewayCountsNodeFailuresAndFailovers) {
+  constexpr int kTokens = 24, kStreams = 5;
+  const std::vector<std::string> prompts(kPrompts, kPrompts + kStreams);
+  std::vector<std::string> want;
+  for (const std::string& p : prompts) want.push_back(single_process(p, kTokens));
+  ASSERT_TRUE(start_chain({{0, 1}, {1, 3}, {3, 4}, {0, 1}, {1, 3}, {3, 4}},
+                          {"--step-timeout-ms", "1500"}, {"--link-delay-ms", "15"}));
+  json m = scrape(gateway()->port());
+  EXPECT_EQ(value(m, "swarm_failovers_total{}"), 0);
+  expect_streams_survive_a_lost_middle_stage(SIGKILL, prompts, want, kTokens);
+  m = scrape(gateway()->port());
+  EXPECT_GE(value(m, "swarm_failovers_total{}"), 1) << m.dump(1);
+  EXPECT_GE(value(m, "swarm_node_failures_total{}"), 1);
+  EXPECT_EQ(sum_of(m, "swarm_completions_total"), kStreams);
+  EXPECT_TRUE(std::isnan(value(m, R"(swarm_completions_total{finish_reason="error"})")));
+  EXPECT_EQ(value(m, "swarm_requests_in_flight{}"), 0);
+}
+
 }  // namespace
 }  // namespace swarm::testing

@@ -27,8 +27,8 @@
 
 #include "cli/api_serving.h"
 #include "cli/common.h"
-#include "cli/serving_metrics.h"
 #include "cli/dht_swarm.h"
+#include "cli/serving_metrics.h"
 #include "engine/chat_template.h"
 #include "engine/model_arch.h"
 #include "engine/model_loader.h"

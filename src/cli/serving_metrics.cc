@@ -1,5 +1,6 @@
 #include "cli/serving_metrics.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs, from Debian's own packages, everything SwarmInfer builds against.
 # Idempotent: packages already present are skipped, so `make` may call it every time.
-# `--tests` adds Node.js and npm, which only the OpenAI-client test needs (`make
-# test` passes it; `make demo` does not wait for them). `--train` adds what
+# `--tests` adds Node.js and npm, which only the OpenAI-client test needs, and
+# python3-prometheus-client, whose parser the metrics test reads /metrics with
+# (`make test` passes it; `make demo` does not wait for them). `--train` adds what
 # tools/train_models.sh needs (PyTorch, the corpus); building and running
 # SwarmInfer never needs those.
 set -euo pipefail
@@ -16,11 +17,12 @@ PACKAGES=(
   libopendht-dev
   libsqlite3-dev  # reputation and the credits ledger
   curl  # the README's examples talk to the HTTP API with it
+  prometheus-cpp-dev  # GET /metrics: metric types and the text format
 )
 tests=0
 for arg in "$@"; do
   case "$arg" in
-    --tests) tests=1 ;;
+    --tests) tests=1; PACKAGES+=(python3-prometheus-client) ;;
     --train)
       # libopenblas0-pthread: without an optimised BLAS Debian's torch falls back to
       # reference BLAS, several times slower.

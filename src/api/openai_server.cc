@@ -302,6 +302,24 @@ void OpenAiServer::install_routes() {
   s.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     send_json(res, 200, {{"status", "ok"}});
   });
+  s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    metrics_.count_request(req.path, res.status);
+  });
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    const HttpServer::Stats h = http_->stats();
+    MetricSnapshot snap;
+    snap.gauge("swarm_http_open_connections", "HTTP connections open now", h.open_connections)
+        .gauge("swarm_http_threads", "HTTP worker threads now", h.threads)
+        .counter("swarm_http_refused_connections_total",
+                 "HTTP connections refused over a connection cap (503 or 429)", h.refused)
+        .counter("swarm_http_timed_out_connections_total",
+                 "HTTP connections cut off by a header or body deadline (408)", h.timed_out);
+    MetricFamilies extra = snap.take();
+    if (options_.metrics)
+      for (prometheus::MetricFamily& f : options_.metrics()) extra.push_back(std::move(f));
+    res.status = 200;
+    res.set_content(metrics_.text(extra), kMetricsContentType);
+  });
   if (options_.trust_status)
     s.Get("/trust", [this](const httplib::Request&, httplib::Response& res) {
       res.status = 200;
@@ -458,6 +476,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   }
 
   auto log = [this, what = req.method + " " + req.path](const Job& job, const Outcome& o) {
+    metrics_.count_completion(
+        o.result, !o.status.ok() ? "error" : o.cancelled ? "cancelled" : o.finish_reason);
     if (!options_.log) return;
     char line[1024];
     const double tps = o.result.generation_seconds > 0 && o.result.completion_tokens > 1
@@ -496,7 +516,11 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       return true;
     };
     sink.alive = [this] { return !stopping_.load(); };
-    Outcome o = run_job(backend_, tok, job, sink);
+    Outcome o;
+    {
+      auto busy = metrics_.in_flight();
+      o = run_job(backend_, tok, job, sink);
+    }
     o.bill = close_hold(options_.ledger, job.hold, o.status, o.result.work, options_.log);
     log(job, o);
     if (!o.status.ok()) return send_error(res, error_from_status(o.status));
@@ -548,7 +572,11 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       return true;
     };
     sink.alive = [&] { return !st->client_gone && !stopping_; };
-    Outcome o = run_job(backend_, *options_.tokenizer, job, sink);
+    Outcome o;
+    {
+      auto busy = metrics_.in_flight();
+      o = run_job(backend_, *options_.tokenizer, job, sink);
+    }
     o.bill = close_hold(options_.ledger, job.hold, o.status, o.result.work, options_.log);
     log(job, o);
     {

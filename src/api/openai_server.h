@@ -2,7 +2,7 @@
 // (one model in this process) and `swarm gateway` (a chain of nodes) both
 // serve it. The server speaks text and JSON; the backend speaks token ids.
 //
-//   GET  /v1/models, /v1/models/{id}, /health
+//   GET  /v1/models, /v1/models/{id}, /health, /metrics (doc/metrics.md)
 //   POST /v1/chat/completions, /v1/completions   (stream: true -> SSE)
 // (also without the /v1 prefix, as llama.cpp's server accepts them).
 //
@@ -21,7 +21,9 @@
 #include <thread>
 #include <vector>
 
+#include "api/api_metrics.h"
 #include "api/http_server.h"
+#include "api/metric_families.h"
 #include "engine/chat_template.h"
 #include "engine/status.h"
 #include "engine/tokenizer.h"
@@ -54,6 +56,9 @@ struct ApiOptions {
   // GET /trust (a gateway): audits, exclusions and reputation as JSON text
   // (doc/trust.md); empty: 404.
   std::function<std::string()> trust_status;
+  // GET /metrics: the backend's and the process's own figures, read at each
+  // scrape and written after the API's (doc/metrics.md); may be empty.
+  std::function<MetricFamilies()> metrics;
 };
 
 class OpenAiServer {
@@ -90,6 +95,7 @@ class OpenAiServer {
   ChatFamily family_;
   std::string family_note_;
   std::unique_ptr<HttpServer> http_;
+  ApiMetrics metrics_;
   std::atomic<bool> stopping_{false};
 };
 

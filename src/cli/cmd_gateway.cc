@@ -35,6 +35,7 @@
 #include "cli/api_serving.h"
 #include "cli/common.h"
 #include "cli/dht_swarm.h"
+#include "cli/serving_metrics.h"
 #include "engine/chat_template.h"
 #include "engine/model_arch.h"
 #include "engine/model_loader.h"
@@ -355,6 +356,7 @@ void register_gateway(CLI::App& app) {
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
     api.ledger = ledger.get();
     api.trust_status = [&backend] { return trust_status_json(backend); };
+    api.metrics = [&backend] { return gateway_metrics(backend); };
     serve_until_signal(api, backend, o->listen, signals);
   });
 }

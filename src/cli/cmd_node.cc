@@ -4,6 +4,7 @@
 //            [--max-sessions-per-caller N] [--max-steps-per-caller N]
 //            [--bootstrap HOST:PORT,... [--dht-listen HOST:PORT] [--announce-address HOST:PORT,...]
 //             [--price P] [--memory BYTES] [--rebalance-interval S] [--announce-interval S]]
+//            [--metrics-listen HOST:PORT]
 // Serves layers [A, B) of MODEL to gateways over gRPC (doc/protocol.md). Prints
 // "listening on HOST:PORT" on stdout once serving. SIGTERM (or Ctrl-C) drains:
 // new sessions are refused, open ones run until closed or idle, then the process
@@ -28,6 +29,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -35,6 +38,8 @@
 
 #include "cli/common.h"
 #include "cli/dht_swarm.h"
+#include "cli/metrics_listener.h"
+#include "cli/serving_metrics.h"
 #include "discovery/announcer.h"
 #include "engine/model_loader.h"
 #include "net/caller.h"
@@ -176,6 +181,12 @@ class SwarmMember {
 
   const std::string& address() const { return server_->address(); }
 
+  // For /metrics. A move starts a new server, so its counters start again from 0.
+  node::StageStats stats() {
+    std::lock_guard<std::mutex> lock(server_mu_);
+    return server_->stats();
+  }
+
   // Withdraws the record, stops moving, drains and waits: SIGTERM's path.
   void drain_and_wait() {
     {
@@ -315,7 +326,7 @@ class SwarmMember {
 void register_node(CLI::App& app) {
   struct Options {
     node::NodeOptions node;
-    std::string layers, kv_memory = "2G";
+    std::string layers, kv_memory = "2G", metrics_listen;
     DhtNodeOptions dht;
   };
   auto o = std::make_shared<Options>();
@@ -395,8 +406,27 @@ void register_node(CLI::App& app) {
   cmd->add_option("--announce-interval", o->dht.announce_interval_s,
                   "Re-announce the record every S seconds; it lives 3x as long (default 60)")
       ->check(CLI::Range(1.0, 1200.0));
+  cmd->add_option("--metrics-listen", o->metrics_listen,
+                  "HOST:PORT to serve GET /metrics on (Prometheus' text format, plain HTTP; "
+                  "doc/metrics.md); default: none");
   cmd->callback([o] {
     o->node.price_per_1k = o->dht.price;
+    std::optional<std::pair<std::string, int>> metrics_at;
+    if (!o->metrics_listen.empty()) {
+      auto hp = parse_host_port(o->metrics_listen);
+      if (!hp.ok()) fail("--metrics-listen: " + hp.status().message());
+      metrics_at = *hp;
+    }
+    // Serves /metrics from `collect` when --metrics-listen asks for it.
+    auto serve_metrics = [&metrics_at](std::function<node::StageStats()> collect) {
+      std::unique_ptr<MetricsListener> listener;
+      if (!metrics_at) return listener;
+      listener = std::make_unique<MetricsListener>([collect] { return node_metrics(collect()); });
+      auto port = listener->start(metrics_at->first, metrics_at->second);
+      check(port.status());
+      spdlog::info("metrics on http://{}:{}/metrics", metrics_at->first, *port);
+      return listener;
+    };
     o->dht.announce_addresses = parse_announce_addresses(o->dht.announce_address);
     if ((!o->node.allow.empty() || o->node.allow_anonymous) && o->node.identity_path.empty())
       fail("--allow and --allow-anonymous need --identity: a plaintext node knows no caller");
@@ -433,6 +463,7 @@ void register_node(CLI::App& app) {
     if (!o->dht.bootstrap.empty()) {
       SwarmMember member(o->node, o->dht, o->layers.empty());
       member.start();
+      auto metrics = serve_metrics([&member] { return member.stats(); });
       std::printf("listening on %s\n", member.address().c_str());
       std::fflush(stdout);
       int sig = 0;
@@ -450,9 +481,10 @@ void register_node(CLI::App& app) {
     }
     auto server = node::StageServer::Start(o->node);
     check(server.status());
+    node::StageServer* s = server->get();
+    auto metrics = serve_metrics([s] { return s->stats(); });
     std::printf("listening on %s\n", (*server)->address().c_str());
     std::fflush(stdout);
-    node::StageServer* s = server->get();
     std::thread([s, sigs] {
       int sig = 0;
       sigwait(&sigs, &sig);

@@ -11,6 +11,7 @@
 #include "api/openai_server.h"
 #include "cli/api_serving.h"
 #include "cli/common.h"
+#include "cli/serving_metrics.h"
 #include "engine/chat_template.h"
 #include "engine/kv_cache.h"
 #include "engine/tokenizer.h"
@@ -122,6 +123,7 @@ void register_serve(CLI::App& app) {
                          "with -n)"
                        : "");
     }
+    api.metrics = [&backend, kv_memory] { return local_backend_metrics(backend, kv_memory); };
     serve_until_signal(api, backend, o->listen, signals);
   });
 }

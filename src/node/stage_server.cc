@@ -357,6 +357,7 @@ class StageServer::Impl {
   void shutdown();
 
   void info(v1::InfoResponse* r);
+  BatchTally::Snapshot batches() const { return batches_.snapshot(); }
 
   // What a ServerStream hands over: one request read from stream `stream_id`,
   // whose answers go to `writer`.
@@ -419,6 +420,7 @@ class StageServer::Impl {
   int64_t steps_cancelled_ = 0;       // dropped by a Cancel
   int64_t compute_us_ = 0;            // all batches, slowdown included
   int64_t cancelled_compute_us_ = 0;  // of which on steps a Cancel covered after they ran
+  BatchTally batches_;  // counted by run_batch_safely
   std::atomic<uint64_t> next_stream_id_{1};
   std::thread scheduler_, reaper_;
   std::mutex streams_mu_;
@@ -1424,6 +1426,9 @@ void StageServer::Impl::scheduler_loop() {
 std::vector<WorkItem> StageServer::Impl::run_batch_safely(std::vector<WorkItem>& batch) {
   std::vector<std::pair<std::shared_ptr<Session>, uint64_t>> steps;
   for (const WorkItem& w : batch) steps.emplace_back(w.session, w.step.step_id());
+  int64_t tokens = 0;
+  for (const WorkItem& w : batch) tokens += w.take;
+  batches_.count(static_cast<int64_t>(batch.size()), tokens);
   std::string failure;
   StatusCode code = StatusCode::INTERNAL;
   try {
@@ -1818,9 +1823,8 @@ Result<std::unique_ptr<StageServer>> StageServer::Start(const NodeOptions& optio
 const std::string& StageServer::address() const { return impl_->address_; }
 const std::string& StageServer::model_id() const { return impl_->model_id_; }
 const std::string& StageServer::node_id() const { return impl_->node_id_; }
-StageLoad StageServer::load() {
-  v1::InfoResponse info;
-  impl_->info(&info);
+namespace {
+StageLoad load_from(const v1::InfoResponse& info) {
   StageLoad l;
   l.first_layer = info.first_layer();
   l.last_layer = info.last_layer();
@@ -1829,6 +1833,26 @@ StageLoad StageServer::load() {
   l.kv_bytes_free = static_cast<uint64_t>(std::max<int64_t>(info.kv_bytes_free(), 0));
   l.draining = info.draining();
   return l;
+}
+}  // namespace
+StageLoad StageServer::load() {
+  v1::InfoResponse info;
+  impl_->info(&info);
+  return load_from(info);
+}
+StageStats StageServer::stats() {
+  v1::InfoResponse info;
+  impl_->info(&info);
+  StageStats s;
+  s.load = load_from(info);
+  s.sessions = info.active_sessions();
+  s.queued_steps = info.queued_steps();
+  s.kv_bytes_total = static_cast<uint64_t>(std::max<int64_t>(info.kv_bytes_total(), 0));
+  s.steps_cancelled = info.steps_cancelled();
+  s.compute_seconds = static_cast<double>(info.compute_us()) * 1e-6;
+  s.cancelled_compute_seconds = static_cast<double>(info.cancelled_compute_us()) * 1e-6;
+  s.batches = impl_->batches();
+  return s;
 }
 void StageServer::drain() { impl_->drain(); }
 void StageServer::wait_drained() { impl_->wait_drained(); }

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "engine/status.h"
+#include "node/batch_tally.h"
 #include "node/caller_quota.h"
 #include "node/cheat.h"
 
@@ -75,6 +76,19 @@ struct StageLoad {
   bool draining = false;
 };
 
+// How a node fares in numbers, for its /metrics (doc/metrics.md): its Info's
+// figures and what the scheduler ran.
+struct StageStats {
+  StageLoad load;
+  int sessions = 0;      // open now
+  int queued_steps = 0;  // waiting for a batch now
+  uint64_t kv_bytes_total = 0;
+  int64_t steps_cancelled = 0;
+  double compute_seconds = 0;            // all batches run, slowdown included
+  double cancelled_compute_seconds = 0;  // of which on steps cancelled after they ran
+  BatchTally::Snapshot batches;
+};
+
 class StageServer {
  public:
   // Loads the model's parts for the range (embedding iff first_layer == 0, head
@@ -91,6 +105,7 @@ class StageServer {
   const std::string& node_id() const;
 
   StageLoad load();
+  StageStats stats();
 
   // From now on, refuse new sessions; existing ones run until closed or expired.
   void drain();

@@ -95,6 +95,7 @@ LocalBackend::Stats LocalBackend::stats() const {
   s.waiting = static_cast<int>(waiting_.size());
   s.queued = admission_.waiting();
   s.active = live_caches_.load();
+  s.kv_bytes_reserved = admission_.cost_in_service();
   return s;
 }
 

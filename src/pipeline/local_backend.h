@@ -72,6 +72,7 @@ class LocalBackend : public GenerationBackend {
     int waiting = 0;              // submitted, not yet in the batch
     int queued = 0;               // of those, waiting for room (not yet admitted)
     int active = 0;               // in the batch, holding a KV cache
+    uint64_t kv_bytes_reserved = 0;  // by the requests admitted (prompt + max_tokens each)
     int64_t iterations = 0;       // run_layers calls so far
     int max_batch_sequences = 0;  // the most sequences one iteration has run
   };

@@ -389,6 +389,7 @@ void PipelineBackend::end_probation(const std::vector<ChainStage>& chain) {
 
 void PipelineBackend::report_failure(const std::string& address, const Status& why) {
   if (address.empty()) return;
+  node_failures_.fetch_add(1, std::memory_order_relaxed);
   bool known;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -607,6 +608,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   auto recover = [&](Status failure, const std::vector<int32_t>& input) -> Result<int32_t> {
     while (recoverable(failure) && recoveries < options_.max_recoveries) {
       ++recoveries;
+      recoveries_.fetch_add(1, std::memory_order_relaxed);
       report_failure(session->suspect().empty() ? probe_for_failure(session->chain()) : session->suspect(),
                      failure);
       retire(*session);

@@ -147,6 +147,10 @@ class PipelineBackend : public GenerationBackend {
   // A node's audit rate from the base rate (probation); key: trust_key().
   void set_audit_rate_of(std::function<double(const std::string& key, double base)> rate_of);
   AuditStats audit_stats() const;
+  // Since start: failures blamed on a node (it died, stalled, erred or failed
+  // an audit), and sessions replayed on a new chain after one (failovers).
+  int64_t node_failures() const { return node_failures_.load(std::memory_order_relaxed); }
+  int64_t recoveries() const { return recoveries_.load(std::memory_order_relaxed); }
   // Blocks until every audit queued so far is judged.
   void wait_audits();
   // Nodes (trust keys) a proven fraud excludes from every route.
@@ -208,6 +212,7 @@ class PipelineBackend : public GenerationBackend {
   std::map<std::string, std::string> survey_error_;  // by peer key: the last logged, so once per change
   std::unique_ptr<SpeculationMemory> speculation_memory_;
   std::atomic<int> waiting_for_room_{0};
+  std::atomic<int64_t> node_failures_{0}, recoveries_{0};
   std::mutex wait_mu_;  // guards releases_
   std::condition_variable wait_cv_;
   uint64_t releases_ = 0;  // release_waiting() calls: a waiter seeing it change stops waiting

@@ -198,4 +198,31 @@ TEST_F(TrustSwarmTest, SampledChoicesAreReplayedWithTheSeed) {
   EXPECT_NE(read_file(gateway_log()).find("the session's sampler with its seed picks"), std::string::npos);
 }
 
+// A node that announces ten times the speed it shows: the gateway compares
+// what it announces with what its steps take, and its reputation records it.
+TEST_F(TrustSwarmTest, ANodeLyingAboutItsSpeedLosesReputation) {
+  ChildProcess* first = start_node(layers(0, 2));
+  ChildProcess* liar = start_node({"--layers", "2:4", "--cheat", "none", "--cheat-speed", "10"});
+  ASSERT_TRUE(first->ok() && liar->ok());
+  ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + liar->address(), "--audit-rate", "1",
+                             "--audit-local", model_})
+                  ->ok());
+  auto lies = [&](const json& t, const std::string& address) {
+    for (const json& r : t.value("reputation", json::array()))
+      if (r.value("node_id", "") == address) return r.value("speed_lies", 0);
+    return 0;
+  };
+  json t = json::object();
+  for (int i = 0; i < 12 && lies(t, liar->address()) == 0; ++i) {
+    complete(kPrompts[i % 8], 16);
+    t = audits_settled();
+  }
+  EXPECT_GE(lies(t, liar->address()), 1) << t.dump() << read_file(gateway_log());
+  EXPECT_EQ(lies(t, first->address()), 0) << t.dump();
+  EXPECT_NE(read_file(gateway_log()).find("lies about its speed"), std::string::npos);
+  // Honest in its work: audits pass, it is not excluded.
+  EXPECT_EQ(t["audits"].value("frauds", -1), 0);
+  EXPECT_FALSE(excluded(t, liar->address()));
+}
+
 }  // namespace

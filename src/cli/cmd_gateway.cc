@@ -156,7 +156,7 @@ VerdictFn forfeit_on_fraud(trust::Ledger& ledger) {
   };
 }
 
-std::string trust_status_json(PipelineBackend& backend) {
+std::string trust_status_json(PipelineBackend& backend, trust::ReputationBook* reputation) {
   const AuditStats a = backend.audit_stats();
   nlohmann::ordered_json j;
   j["audits"] = {{"submitted", a.submitted}, {"dropped", a.dropped},     {"done", a.done},
@@ -166,6 +166,9 @@ std::string trust_status_json(PipelineBackend& backend) {
                  {"second_opinions", a.second_opinions}};
   j["excluded"] = nlohmann::json::array();
   for (const std::string& key : backend.excluded()) j["excluded"].push_back(key);
+  if (reputation)
+    j["reputation"] = reputation->dump(
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
   return j.dump();
 }
 
@@ -355,7 +358,7 @@ void register_gateway(CLI::App& app) {
     api.http = http_limits(o->http);
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
     api.ledger = ledger.get();
-    api.trust_status = [&backend] { return trust_status_json(backend); };
+    api.trust_status = [&backend, &reputation] { return trust_status_json(backend, reputation->get()); };
     api.metrics = [&backend] { return gateway_metrics(backend); };
     serve_until_signal(api, backend, o->listen, signals);
   });

@@ -1,6 +1,7 @@
 #include "routing/chain.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace swarm {
@@ -39,7 +40,8 @@ double stage_cost(const PeerSnapshot& p, int layers, const ChainCosts& c,
   const double per_layer =
       p.layer_tokens_per_second > 0 ? 1.0 / p.layer_tokens_per_second : unmeasured_layer_s;
   const double seconds = c.hop_seconds + p.rtt_seconds / 2 + layers * per_layer;
-  return seconds / reputation_weight(p.reputation, c) + low_reputation +
+  const double price = std::isfinite(p.price_per_1k) && p.price_per_1k > 0 ? p.price_per_1k / 1000 : 0;
+  return seconds / reputation_weight(p.reputation, c) + c.credit_seconds * price + low_reputation +
          (p.recently_failed ? c.failed_penalty_seconds : 0);
 }
 

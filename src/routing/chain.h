@@ -66,6 +66,11 @@ struct ChainCosts {
   // traffic it needs to earn a record; only evidence against a node costs it.
   double full_reputation = 0.8;
   double min_reputation_weight = 0.05;
+  // Price (PeerSnapshot::price_per_1k): what one credit per token is worth in
+  // seconds per token, so a stage costs its time plus credit_seconds x its
+  // price per token. At 1, a price of 1 credit per 1,000 tokens weighs as a
+  // millisecond more per token.
+  double credit_seconds = 1.0;
   double low_reputation_below = 0.25;
   double low_reputation_penalty_seconds = 10.0;
 };

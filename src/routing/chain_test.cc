@@ -217,5 +217,26 @@ TEST(ChooseChain, ReputationWeightIsTheScoreWithinBounds) {
   EXPECT_DOUBLE_EQ(PeerSnapshot{}.reputation, 1.0);
 }
 
+PeerSnapshot priced(PeerSnapshot p, double price_per_1k) {
+  p.price_per_1k = price_per_1k;
+  return p;
+}
+
+TEST(ChooseChain, PriceCountsBesideSpeed) {
+  // As fast: the cheaper wins, whatever the addresses say.
+  auto c = choose_chain({priced(peer("a", 0, 4, 1000), 2), priced(peer("b", 0, 4, 1000), 1)}, "m", 4);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(describe(*c), "b[0,4)");
+  // A faster node may cost more, up to what its speed is worth: "a" saves
+  // 4 ms a token over "b" (4 layers at 1000 vs 500 layer-tokens/s).
+  c = choose_chain({priced(peer("a", 0, 4, 1000), 3), priced(peer("b", 0, 4, 500), 0)}, "m", 4);
+  EXPECT_EQ(describe(*c), "a[0,4)");
+  c = choose_chain({priced(peer("a", 0, 4, 1000), 5), priced(peer("b", 0, 4, 500), 0)}, "m", 4);
+  EXPECT_EQ(describe(*c), "b[0,4)");
+  ChainCosts costs;
+  EXPECT_NEAR(chain_cost({{"a", 0, 4, ""}}, {priced(peer("a", 0, 4, 1000), 2)}, costs),
+              costs.hop_seconds + 4e-3 + costs.credit_seconds * 2e-3, 1e-12);
+}
+
 }  // namespace
 }  // namespace swarm

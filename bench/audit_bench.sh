@@ -113,7 +113,7 @@ cost() {  # LABEL GATEWAY-FLAGS...
   shift
   start gw gateway -m "$BIG" --listen 127.0.0.1:0 -c 512 --peers "$peers$twins" "$@"
   "$SWARM" loadgen --url "http://$addr" -c 4 -r 4 -n 8 >/dev/null
-  line=$("$SWARM" loadgen --url "http://$addr" -c 8 -r 32 -n 32 --label "$label" --json)
+  line=$("$SWARM" loadgen --url "http://$addr" -c 8 -r 16 -n 32 --label "$label" --json)
   echo "$line"
   tok=$(sed 's/.*"aggregate_tok_s":\([0-9.]*\).*/\1/' <<<"$line")
   t=$(settle "$addr")

@@ -67,6 +67,8 @@ struct GatewayOptions {
   std::string audit_local;
   bool audit_sync = false;
   int audit_threads = 1, audit_queue = 64;
+  double probation_audit_rate = 0.25;
+  int64_t probation_audits = 20;
   uint64_t audit_seed = 0;
 };
 
@@ -251,6 +253,12 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("--audit-queue", o->audit_queue,
                   "Sessions waiting for their audit at most; more are dropped and counted (default 64)")
       ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--probation-audit-rate", o->probation_audit_rate,
+                  "Audit rate of a node until it has passed --probation-audits audits (default 0.25)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--probation-audits", o->probation_audits,
+                  "Audits a node must pass before the base --audit-rate applies (default 20)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   cmd->add_option("--audit-seed", o->audit_seed, "Seed of the audit sampling (default: secret)")
       ->group("");
   cmd->callback([o] {
@@ -319,7 +327,10 @@ void register_gateway(CLI::App& app) {
              net::model_mismatch_reason(ids->layout_id, local_ids->layout_id) + ")");
       po.audit_local = std::move(local).value();
     }
-    auto reputation = trust::ReputationBook::Open(o->trust_db);
+    trust::ReputationParams reputation_params;
+    reputation_params.probation_audit_rate = o->probation_audit_rate;
+    reputation_params.probation_audits = o->probation_audits;
+    auto reputation = trust::ReputationBook::Open(o->trust_db, reputation_params);
     if (!reputation.ok()) fail("--trust-db: " + reputation.status().message());
     po.reputation = reputation->get();
     {

@@ -31,6 +31,9 @@ BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_token
     const QueuedWork& w = queue[i];
     return w.over_share && w.chunkable && !w.continuation && w.tokens > bulk_above;
   });
+  // Audit runs wait while anyone else's step can run.
+  if (std::any_of(earliest.begin(), earliest.end(), [&](size_t i) { return !queue[i].background; }))
+    std::erase_if(earliest, [&](size_t i) { return queue[i].background; });
   // A bulk step (a chunkable run longer than an eighth of the batch: a
   // prompt, a replay) runs beside other sessions' steps an eighth of a batch
   // at a time, so their latency stays that of a small batch; alone, it takes

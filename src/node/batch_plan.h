@@ -25,6 +25,8 @@
 //    (compute_share.h: more than an equal share lately, among several active
 //    sessions): it waits, alone too, until its share has decayed, so a caller
 //    sending prompts non-stop does not take the node from the others.
+//  - Audit runs (background) wait while any other session's step can run:
+//    checking others' work uses only the capacity users leave.
 #pragma once
 
 #include <cstddef>
@@ -44,6 +46,7 @@ struct QueuedWork {
   bool chunkable = false;               // may run in several batches, a part at a time
   int first_layer = 0, last_layer = 0;  // the session's layer range on this stage
   bool over_share = false;              // its session had more than its fair share lately
+  bool background = false;              // an audit run (Step.row_hashes): runs on what others leave
 };
 
 // The decision, as indices into the queue given. Every index appears at most

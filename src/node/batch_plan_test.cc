@@ -192,5 +192,17 @@ TEST(BatchPlanTest, ABulkStepOverItsFairShareWaitsEvenAlone) {
   EXPECT_EQ(plan_next_batch(std::vector<QueuedWork>{small}, 64).batch, (Indices{0}));
 }
 
+TEST(BatchPlan, AuditRunsUseWhatOthersLeave) {
+  QueuedWork audit = prefill(1, 100);
+  audit.background = true;
+  // Beside another session's step, the audit waits.
+  auto plan = plan_next_batch(std::vector<QueuedWork>{audit, anchor(2)}, 64);
+  EXPECT_EQ(plan.batch, (Indices{1}));
+  // Alone, it runs (in whole batches).
+  plan = plan_next_batch(std::vector<QueuedWork>{audit}, 64);
+  EXPECT_EQ(plan.batch, (Indices{0}));
+  EXPECT_EQ(plan.take, (std::vector<int>{64}));
+}
+
 }  // namespace
 }  // namespace swarm::node

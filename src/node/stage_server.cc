@@ -1360,7 +1360,8 @@ void StageServer::Impl::scheduler_loop() {
                         .chunkable = w.chunkable,
                         .first_layer = s.first,
                         .last_layer = s.last,
-                        .over_share = compute_share_.over_share(key, active, seconds(now))});
+                        .over_share = compute_share_.over_share(key, active, seconds(now)),
+                        .background = !w.truncate && w.step.row_hashes()});
       }
       const BatchPlan plan = plan_next_batch(work, opt_.max_batch_tokens);
       waiting_on_shares = plan.batch.empty() && plan.truncates.empty() && plan.dropped.empty() &&

@@ -51,40 +51,7 @@ json completion(const std::string& prompt, int n) {
 // `on_chunk` sees each text chunk as it arrives. A marker on failure.
 std::string stream(int port, const std::string& key, const std::string& prompt, int n,
                    json* usage, const std::function<void()>& on_chunk = [] {}) {
-  httplib::Client c("127.0.0.1", port);
-  c.set_read_timeout(120, 0);
-  json body = completion(prompt, n);
-  body["stream"] = true;
-  body["stream_options"] = {{"include_usage", true}};
-  std::string buffer, text;
-  bool done = false;
-  httplib::Request req;
-  req.method = "POST";
-  req.path = "/v1/completions";
-  req.body = body.dump();
-  req.set_header("Content-Type", "application/json");
-  req.set_header("Authorization", "Bearer " + key);
-  req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-    buffer.append(data, len);
-    for (size_t end; (end = buffer.find("\n\n")) != std::string::npos; buffer.erase(0, end + 2)) {
-      if (buffer.rfind("data: ", 0) != 0) continue;
-      const std::string payload = buffer.substr(6, end - 6);
-      if (payload == "[DONE]") {
-        done = true;
-        continue;
-      }
-      const json j = json::parse(payload, nullptr, false);
-      if (!j.is_object() || !j.contains("choices")) return false;
-      if (usage && j.contains("usage") && !j["usage"].is_null()) *usage = j["usage"];
-      if (j["choices"].empty()) continue;
-      text += j["choices"][0]["text"].get<std::string>();
-      on_chunk();
-    }
-    return true;
-  };
-  auto res = c.send(req);
-  if (!res || res->status != 200) return "<HTTP " + std::to_string(res ? res->status : -1) + ">";
-  return done ? text : "<no [DONE]>: " + text;
+  return swarm::testing::stream_completion(port, "tiny", prompt, n, on_chunk, usage, key);
 }
 
 // usage.cost_credits is what usage.served_by's nodes earned, in all.

@@ -30,10 +30,12 @@ inline std::string single_process_greedy(const std::string& model, const std::st
 // SSE chunks joined. A failed stream returns a marker instead of text
 // ("<HTTP 503>", "<no [DONE]>: partial text"), so a comparison with the
 // expected text fails with the reason in view. With `usage`, the stream asks
-// for usage and `*usage` receives the last chunk's.
+// for usage and `*usage` receives the last chunk's. With `api_key`, it is sent
+// as `Authorization: Bearer KEY`.
 inline std::string stream_completion(
     int port, const std::string& model, const std::string& prompt, int n,
-    const std::function<void()>& on_chunk = [] {}, nlohmann::json* usage = nullptr) {
+    const std::function<void()>& on_chunk = [] {}, nlohmann::json* usage = nullptr,
+    const std::string& api_key = "") {
   using json = nlohmann::json;
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(120, 0);
@@ -47,6 +49,7 @@ inline std::string stream_completion(
   req.path = "/v1/completions";
   req.body = body.dump();
   req.set_header("Content-Type", "application/json");
+  if (!api_key.empty()) req.set_header("Authorization", "Bearer " + api_key);
   req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
     buffer.append(data, len);
     for (size_t end; (end = buffer.find("\n\n")) != std::string::npos; buffer.erase(0, end + 2)) {

@@ -162,6 +162,9 @@ TEST_F(DhtSwarmTest, ANodeJoiningTheGapMakesTheModelServable) {
   EXPECT_NE(text.out.find("layers [0,2)  node " + a), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("gaps: [2,4)"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("NOT servable"), std::string::npos) << text.out;
+  // The picture: the swarm covers layers 0 and 1, the node serves them.
+  EXPECT_NE(text.out.find("coverage   [##..]"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(a.substr(0, 10) + " [##..] 0:2"), std::string::npos) << text.out;
 
   gateway();
   int status = 0;

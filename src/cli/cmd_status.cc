@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "routing/coverage_bar.h"
 #include "cli/dht_swarm.h"
 #include "pipeline/peer_probe.h"
 
@@ -99,6 +100,15 @@ void print_text(const ModelView& v) {
   std::printf("model %s %s: %d layers, %s\n",
               v.model.name.empty() ? "(unnamed)" : v.model.name.c_str(), v.model.model_id.c_str(),
               v.model.n_layer, v.servable ? "servable" : "NOT servable");
+  // The layers as a picture: what the swarm covers, then one row per node.
+  std::vector<std::pair<int, int>> ranges;
+  for (const NodeView& n : v.nodes)
+    if (!n.probed || n.probe.reached) ranges.emplace_back(n.record.layer_begin, n.record.layer_end);
+  std::printf("  coverage   [%s]\n", coverage_bar(v.model.n_layer, ranges).c_str());
+  for (const NodeView& n : v.nodes)
+    std::printf("  %-10.10s [%s] %d:%d%s\n", n.record.node_id.c_str(),
+                layer_bar(v.model.n_layer, n.record.layer_begin, n.record.layer_end).c_str(),
+                n.record.layer_begin, n.record.layer_end, n.probed && !n.probe.reached ? " unreachable" : "");
   int unreachable = 0;
   for (const NodeView& n : v.nodes) {
     const discovery::NodeRecord& r = n.record;

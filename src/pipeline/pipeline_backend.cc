@@ -73,15 +73,6 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// The node id of a verified hex public key; "" when it is none.
-std::string node_id_of_key(const std::string& key_hex) {
-  auto bytes = net::from_hex(key_hex);
-  if (!bytes.ok() || bytes->size() != net::kPublicKeyBytes) return "";
-  net::PublicKey key{};
-  std::copy(bytes->begin(), bytes->end(), key.begin());
-  return net::node_id_of(key);
-}
-
 // The backend's options with its own step observer after the one given.
 PipelineOptions observed_by(PipelineOptions o, PipelineBackend* backend) {
   o.on_step_result = [given = std::move(o.on_step_result), backend](

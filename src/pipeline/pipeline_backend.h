@@ -144,7 +144,7 @@ class PipelineBackend : public GenerationBackend {
   // Audits' verdicts (called on the audit thread, and on a request's thread
   // with audit_sync): what reputation, proofs and the ledger are fed.
   void set_verdict_listener(VerdictFn listener);
-  // A node's audit rate from the base rate (probation); key: trust_key().
+  // A node's audit rate from the base rate (probation); key: reputation_key().
   void set_audit_rate_of(std::function<double(const std::string& key, double base)> rate_of);
   AuditStats audit_stats() const;
   // Since start: failures blamed on a node (it died, stalled, erred or failed

@@ -11,10 +11,9 @@
 
 namespace swarm {
 
-std::string trust_key(const ChainStage& stage) {
-  if (stage.public_key.empty()) return stage.address;
-  auto raw = net::from_hex(stage.public_key);
-  if (!raw.ok() || raw->size() != net::kPublicKeyBytes) return stage.address;
+std::string node_id_of_key(const std::string& key_hex) {
+  auto raw = net::from_hex(key_hex);
+  if (!raw.ok() || raw->size() != net::kPublicKeyBytes) return "";
   net::PublicKey key;
   std::copy(raw->begin(), raw->end(), key.begin());
   return net::node_id_of(key);
@@ -38,7 +37,7 @@ trust::AuditedSession audited_session(const std::string& model_id, const std::ve
     if (!c.public_key.empty()) {
       auto raw = net::from_hex(c.public_key);
       if (raw.ok()) a.public_key = *raw;
-      a.node_id = trust_key(c);
+      a.node_id = node_id_of_key(c.public_key);
     }
     s.stages.push_back(std::move(a));
   }

@@ -17,9 +17,11 @@
 
 namespace swarm {
 
-// The key reputation and audits know a stage by: its node id, or its address
-// when it has no identity.
-std::string trust_key(const ChainStage& stage);
+// The node id of a pinned key (hex, as PeerSnapshot and ChainStage carry
+// it); "" when it is not an Ed25519 public key. Only a verified identity names
+// a node: reputation, audits and credits are kept under it, else under the
+// address.
+std::string node_id_of_key(const std::string& key_hex);
 
 // Whether the last stage's choices are a plain argmax (then they are audited
 // exactly; other sampling is audited through the rows only).

@@ -1180,6 +1180,10 @@ TEST_F(NodeTest, ALongPromptRunsInChunksBetweenOtherSessionsSteps) {
   ASSERT_EQ(b.next()->kind_case(), StageResponse::kOpened);
   const auto long_prompt = prompt(5, 600);
   ASSERT_TRUE(a.send(step_req("long", 1, long_prompt, 0)));
+  // The streams race: the prompt must be at the node (running) before the
+  // short steps are sent, or the first of them may run before it arrives.
+  ASSERT_TRUE(eventually([&] { return info(nodes[0]->address()).compute_us() > 0; },
+                         std::chrono::seconds(30)));
   // Five steps of the short session, queued behind the long prompt.
   const auto short_tokens = prompt(6, 5);
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(b.send(step_req("short", 10 + i, {short_tokens[i]}, i)));

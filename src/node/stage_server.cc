@@ -1331,6 +1331,7 @@ void StageServer::Impl::scheduler_loop() {
     return std::chrono::duration<double>(t.time_since_epoch()).count();
   };
   bool waiting_on_shares = false;  // the last plan ran nothing: work waits for its share
+  bool contended = false;  // the batch ran beside or ahead of another session's queued work
   for (;;) {
     std::vector<WorkItem> batch;
     std::vector<std::pair<std::shared_ptr<Session>, std::string>> truncate_errors;
@@ -1388,6 +1389,12 @@ void StageServer::Impl::scheduler_loop() {
       for (size_t i = 0; i < queue_.size(); ++i)
         if (!leaves[i]) stay.push_back(std::move(queue_[i]));
       queue_.swap(stay);
+      // Time a session takes while no other wants the node costs nobody:
+      // only a batch beside, or ahead of, another session's work is charged.
+      contended = false;
+      for (const WorkItem& w : batch) contended = contended || w.session != batch.front().session;
+      for (const WorkItem& w : queue_)
+        contended = contended || (!batch.empty() && w.session != batch.front().session);
     }
     for (const auto& [s, message] : truncate_errors)
       s->owner->send(error_response(s->id, 0, StatusCode::OUT_OF_RANGE, "Truncate.length: " + message));
@@ -1405,8 +1412,9 @@ void StageServer::Impl::scheduler_loop() {
     std::vector<WorkItem> more = run_batch_safely(batch);
     const auto ended = Clock::now();
     const double took = std::chrono::duration<double>(ended - started).count();
-    for (const auto& [key, take] : charged)
-      compute_share_.charge(key, took * take / std::max(1, batch_tokens), seconds(ended));
+    if (contended)
+      for (const auto& [key, take] : charged)
+        compute_share_.charge(key, took * take / std::max(1, batch_tokens), seconds(ended));
     std::vector<WorkItem> cancelled;
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -80,7 +80,9 @@ void PrintTo(const CheatCase& c, std::ostream* os) { *os << c.name; }
 class CheatModeTest : public TrustSwarmTest, public ::testing::WithParamInterface<CheatCase> {};
 
 // Layers 0:2 honest; 2:4 served by the cheater and by an honest twin three
-// times slower, so routes prefer the cheater until audits exclude it.
+// times slower and far dearer, so routes prefer the cheater until audits
+// exclude it (with the tiny model's stage times, speed alone is a coin toss
+// of round-trip noise).
 TEST_P(CheatModeTest, IsCaughtAndRoutedAround) {
   std::vector<std::string> flags = layers(2, 4);
   std::string model;
@@ -95,7 +97,7 @@ TEST_P(CheatModeTest, IsCaughtAndRoutedAround) {
   ChildProcess* first = start_node(layers(0, 2));
   ChildProcess* cheater = start_node(flags, model);
   const std::string cheater_log = node_log();
-  ChildProcess* twin = start_node({"--layers", "2:4", "--slowdown", "3"});
+  ChildProcess* twin = start_node({"--layers", "2:4", "--slowdown", "3", "--price", "100"});
   ASSERT_TRUE(first->ok() && cheater->ok() && twin->ok());
   ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + cheater->address() + "," + twin->address(),
                              "--audit-rate", "1", "--audit-local", model_})
@@ -133,7 +135,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST_F(TrustSwarmTest, SyncAuditsKeepAnswersExactWithACheaterOnTheChain) {
   ChildProcess* first = start_node(layers(0, 2));
   ChildProcess* cheater = start_node({"--layers", "2:4", "--cheat", "noise"});
-  ChildProcess* twin = start_node({"--layers", "2:4", "--slowdown", "3"});
+  ChildProcess* twin = start_node({"--layers", "2:4", "--slowdown", "3", "--price", "100"});
   ASSERT_TRUE(first->ok() && cheater->ok() && twin->ok());
   ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + cheater->address() + "," + twin->address(),
                              "--audit-rate", "1", "--audit-sync", "--audit-local", model_})
@@ -147,8 +149,8 @@ TEST_F(TrustSwarmTest, SyncAuditsKeepAnswersExactWithACheaterOnTheChain) {
 TEST_F(TrustSwarmTest, OtherNodesAuditWhenTheGatewayHoldsNoWeights) {
   ChildProcess* first = start_node(layers(0, 2));
   ChildProcess* cheater = start_node({"--layers", "2:4", "--cheat", "replay"});
-  ChildProcess* twin1 = start_node({"--layers", "2:4", "--slowdown", "3"});
-  ChildProcess* twin2 = start_node({"--layers", "2:4", "--slowdown", "3"});
+  ChildProcess* twin1 = start_node({"--layers", "2:4", "--slowdown", "3", "--price", "100"});
+  ChildProcess* twin2 = start_node({"--layers", "2:4", "--slowdown", "3", "--price", "100"});
   ASSERT_TRUE(first->ok() && cheater->ok() && twin1->ok() && twin2->ok());
   ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + cheater->address() + "," + twin1->address() +
                                             "," + twin2->address(),

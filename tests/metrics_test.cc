@@ -153,10 +153,13 @@ TEST_F(MetricsTest, ServeCountsRequestsTokensAndLatencies) {
   ASSERT_TRUE(refused);
   EXPECT_EQ(refused->status, 404);
 
-  // Requests are counted once their answer is written: wait for the last one.
+  // Requests are counted once their answer is written, each on its own connection's
+  // thread: a client may read the whole stream before the server has counted it, so
+  // wait for every one, not only the last sent.
   ASSERT_TRUE(eventually([&] {
     m = scrape(port);
-    return value(m, R"(swarm_http_requests_total{code="404",endpoint="/v1/completions"})") == 1;
+    return value(m, R"(swarm_http_requests_total{code="404",endpoint="/v1/completions"})") == 1 &&
+           value(m, R"(swarm_http_requests_total{code="200",endpoint="/v1/completions"})") >= 2;
   })) << m.dump(1);
   EXPECT_EQ(value(m, R"(swarm_http_requests_total{code="200",endpoint="/v1/completions"})"), 2);
   EXPECT_EQ(value(m, "swarm_prompt_tokens_total{}"), prompt);

@@ -200,6 +200,57 @@ TEST_F(TrustSwarmTest, SampledChoicesAreReplayedWithTheSeed) {
   EXPECT_NE(read_file(gateway_log()).find("the session's sampler with its seed picks"), std::string::npos);
 }
 
+// Sampled speculation: the node judges drafts with draws keyed by position
+// (engine/sampler.h), so the gateway replays every verdict from the seed, even
+// where runs were cancelled after the node had drawn for them. Drafts from a
+// draft model (with their distributions) and from n-grams (point masses) alike:
+// an honest swarm passes, and a last stage that answers other tokens is caught.
+TEST_F(TrustSwarmTest, SampledSpeculativeChoicesAreReplayedWithTheSeed) {
+  const std::string draft = swarm::testing::find_testdata("tiny-llama/gguf/tiny-llama-Q4_K_M.gguf");
+  ASSERT_FALSE(draft.empty()) << "tiny-llama-Q4_K_M.gguf is missing from tests/data";
+  const std::string repetitive =
+      "for (int i = 0; i < n; ++i) sum += a[i];\nfor (int i = 0; i < n; ++i) sum += b[i];\n"
+      "for (int i = 0; i < n; ++i) sum +=";
+  ChildProcess* first = start_node(layers(0, 2));
+  ChildProcess* honest = start_node(layers(2, 4));
+  ASSERT_TRUE(first->ok() && honest->ok());
+  auto sampled = [&](int seed) {
+    return post_completion({{"model", "tiny"}, {"prompt", repetitive}, {"max_tokens", 24},
+                            {"temperature", 0.7}, {"seed", seed}, {"repeat_penalty", 1.05}});
+  };
+  int drafted_checks = 0;
+  for (const std::string& mode : {"draft:" + draft, std::string("ngram")}) {
+    gateways_.clear();
+    ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + honest->address(), "--audit-rate", "1",
+                               "--audit-local", model_, "--speculate", mode})
+                    ->ok());
+    int drafted = 0;
+    for (int i = 0; i < 4; ++i) {
+      const json got = sampled(i);
+      ASSERT_FALSE(got.contains("error")) << got.dump();
+      drafted += got["usage"]["speculation"].value("drafted_tokens", 0);
+    }
+    ASSERT_GT(drafted, 0) << mode << ": the premise is that it speculates";
+    const json t = audits_settled();
+    EXPECT_EQ(t["audits"].value("frauds", -1), 0) << mode << t.dump() << read_file(gateway_log());
+    EXPECT_EQ(t["audits"].value("disputes", -1), 0) << mode << t.dump();
+    EXPECT_GT(t["audits"].value("draft_choices_checked", 0), 0) << mode << t.dump();
+    drafted_checks += t["audits"].value("draft_choices_checked", 0);
+  }
+  EXPECT_GT(drafted_checks, 0);
+
+  ChildProcess* liar = start_node({"--layers", "2:4", "--cheat", "token"});
+  ASSERT_TRUE(liar->ok());
+  gateways_.clear();
+  ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + liar->address(), "--audit-rate", "1",
+                             "--audit-local", model_, "--speculate", "draft:" + draft})
+                  ->ok());
+  EXPECT_FALSE(sampled(9).contains("error"));
+  const json t = audits_settled();
+  EXPECT_TRUE(excluded(t, liar->address())) << t.dump() << read_file(gateway_log());
+  EXPECT_NE(read_file(gateway_log()).find("the session's sampler with its seed picks"), std::string::npos);
+}
+
 // A node that announces ten times the speed it shows: the gateway compares
 // what it announces with what its steps take, and its reputation records it.
 TEST_F(TrustSwarmTest, ANodeLyingAboutItsSpeedLosesReputation) {

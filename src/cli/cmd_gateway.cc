@@ -165,7 +165,8 @@ std::string trust_status_json(PipelineBackend& backend, trust::ReputationBook* r
                  {"failed", a.failed},       {"queued", a.queued},       {"steps_checked", a.steps_checked},
                  {"passes", a.passes},       {"frauds", a.frauds},       {"disputes", a.disputes},
                  {"missing", a.missing},     {"positions", a.positions}, {"seconds", a.seconds},
-                 {"second_opinions", a.second_opinions}};
+                 {"second_opinions", a.second_opinions}, {"choices_checked", a.choices_checked},
+                 {"draft_choices_checked", a.draft_choices_checked}};
   j["excluded"] = nlohmann::json::array();
   for (const std::string& key : backend.excluded()) j["excluded"].push_back(key);
   if (reputation)

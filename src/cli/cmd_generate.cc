@@ -115,7 +115,7 @@ void register_generate(CLI::App& app) {
     std::vector<float> last(logits->end() - cfg.n_vocab, logits->end());
     int generated = 0;
     while (!sampler.reached_max_tokens(generated)) {
-      const int32_t id = sampler.sample(last.data());
+      const int32_t id = sampler.sample(last.data(), static_cast<int>(prompt.size()) + generated);
       sampler.accept(id);
       ++generated;
       if (sampler.is_stop_token(id)) break;

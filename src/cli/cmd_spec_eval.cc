@@ -39,7 +39,7 @@ std::vector<int32_t> decode(const Model& model, ThreadPool& pool,
   const auto t0 = std::chrono::steady_clock::now();
   auto logits = model.forward(prompt, *cache, pool);
   check(logits.status());
-  int32_t anchor = greedy.sample(logits->data() + (prompt.size() - 1) * vocab);
+  int32_t anchor = greedy.sample(logits->data() + (prompt.size() - 1) * vocab, 0);  // greedy: no draw
   std::vector<int32_t> context = prompt, out;
   while (static_cast<int>(out.size()) < n) {
     std::vector<int32_t> batch = {anchor};
@@ -60,8 +60,8 @@ std::vector<int32_t> decode(const Model& model, ThreadPool& pool,
     while (next < 0) {
       const float* row = rows->data() + static_cast<size_t>(accepted) * vocab;
       if (accepted + 1 == static_cast<int>(batch.size())) {
-        next = greedy.sample(row);
-      } else if (const Judgement j = greedy.judge(row, batch[accepted + 1], {}); j.accepted) {
+        next = greedy.sample(row, 0);
+      } else if (const Judgement j = greedy.judge(row, batch[accepted + 1], {}, 0); j.accepted) {
         ++accepted;
       } else {
         next = j.token;

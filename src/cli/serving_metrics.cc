@@ -38,6 +38,12 @@ MetricFamilies gateway_metrics(PipelineBackend& backend) {
                a.failed)
       .gauge("swarm_audit_queue_length", "Sessions waiting for their audit", a.queued)
       .counter("swarm_audit_steps_checked_total", "Stage commitments compared", a.steps_checked)
+      .counter("swarm_audit_choices_checked_total",
+               "Last stages' answers (token choices) compared, by whether the step judged drafts",
+               static_cast<double>(a.choices_checked - a.draft_choices_checked), {{"drafts", "no"}})
+      .counter("swarm_audit_choices_checked_total",
+               "Last stages' answers (token choices) compared, by whether the step judged drafts",
+               static_cast<double>(a.draft_choices_checked), {{"drafts", "yes"}})
       .counter("swarm_audit_positions_total", "Token positions recomputed for audits", a.positions)
       .counter("swarm_audit_seconds_total", "Time spent recomputing and judging", a.seconds)
       .counter("swarm_audit_second_opinions_total",

@@ -60,8 +60,27 @@ Status SamplingParams::validate(int n_vocab) const {
   return Status::Ok();
 }
 
+// SplitMix64's finaliser: a bijection of 64-bit words whose output bits each
+// depend on every input bit.
+static uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+double sampling_uniform(uint64_t seed, int position, int draw) {
+  // Two rounds keyed by the seed, then the counter: distinct (seed, position,
+  // draw) give independent-looking words. The top 53 bits make the double, the
+  // same on every platform, unlike std::uniform_real_distribution.
+  const uint64_t counter = (static_cast<uint64_t>(static_cast<uint32_t>(position)) << 8) |
+                           static_cast<uint8_t>(draw);
+  const uint64_t word = mix64(mix64(seed) ^ mix64(counter ^ 0x5851f42d4c957f2dull));
+  return static_cast<double>(word >> 11) * 0x1.0p-53;
+}
+
 Sampler::Sampler(SamplingParams params, int n_vocab)
-    : params_(std::move(params)), n_vocab_(n_vocab), rng_(params_.seed) {}
+    : params_(std::move(params)), n_vocab_(n_vocab) {}
 
 void Sampler::accept(int32_t token) {
   const int n = params_.repeat_last_n;
@@ -70,10 +89,7 @@ void Sampler::accept(int32_t token) {
   if (n > 0 && history_.size() > static_cast<size_t>(n)) history_.erase(history_.begin());
 }
 
-void Sampler::reset() {
-  history_.clear();
-  rng_.seed(params_.seed);
-}
+void Sampler::reset() { history_.clear(); }
 
 bool Sampler::is_stop_token(int32_t token) const {
   return std::find(params_.stop_tokens.begin(), params_.stop_tokens.end(), token) !=
@@ -170,11 +186,11 @@ std::vector<Sampler::Candidate> Sampler::distribution(const std::vector<float>& 
   return c;
 }
 
-int32_t Sampler::sample(const float* logits) {
+int32_t Sampler::sample(const float* logits, int position) {
   const std::vector<float> adj = adjusted_logits(logits);
   const std::vector<Candidate> c = distribution(adj);
   if (c.empty()) return argmax(adj);  // greedy, or every token banned
-  const double u = uniform();
+  const double u = sampling_uniform(params_.seed, position, 0);
   double cum = 0;
   for (const Candidate& x : c) {
     cum += x.p;
@@ -183,20 +199,14 @@ int32_t Sampler::sample(const float* logits) {
   return c.back().id;  // u landed in the rounding slack past the last sum
 }
 
-double Sampler::uniform() {
-  // The top 53 bits: the same on every platform, unlike
-  // std::uniform_real_distribution.
-  return static_cast<double>(rng_() >> 11) * 0x1.0p-53;
-}
-
-Judgement Sampler::judge(const float* logits, int32_t draft, const SparseProbs& q) {
+Judgement Sampler::judge(const float* logits, int32_t draft, const SparseProbs& q, int position) {
   if (params_.temperature <= 0) {
     const int32_t best = argmax(adjusted_logits(logits));
     return {best == draft, best};
   }
   const std::vector<float> p = probabilities(logits);
-  const double u_accept = uniform();
-  const double u_resample = uniform();
+  const double u_accept = sampling_uniform(params_.seed, position, 1);
+  const double u_resample = sampling_uniform(params_.seed, position, 2);
   return judge_draft(p, draft, q, u_accept, u_resample);
 }
 

@@ -1,15 +1,18 @@
 // Choosing the next token from a row of logits, and knowing when to stop.
 //
-// One Sampler serves `swarm generate` and, later, the last pipeline stage on behalf
-// of the gateway. It is a pure function of the logits, the tokens it was told about
-// (accept) and its own seeded RNG: no clocks, no I/O, no global state. Two samplers
-// built from the same parameters and fed the same logits and tokens choose the same
-// tokens on any machine (the RNG and the draw are specified here, not left to the
-// standard library's distributions).
+// One Sampler serves `swarm generate`, `swarm serve` and the last pipeline stage on
+// behalf of the gateway. It is a pure function of the logits, the tokens it was told
+// about (accept), the seed and the position of the token it chooses: no clocks, no
+// I/O, no global state, and no RNG state either. Its randomness is counter-based
+// (sampling_uniform): the draws for position p are a hash of (seed, p, draw), so a
+// choice does not depend on how many draws came before it. Two samplers built from
+// the same parameters and fed the same logits and tokens choose the same tokens on
+// any machine, and a run that was drawn from and then cancelled (speculation) leaves
+// no trace: an auditor replays any position's choice from the seed alone
+// (doc/trust.md, "Audits").
 #pragma once
 
 #include <cstdint>
-#include <random>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,26 +48,33 @@ struct SamplingParams {
   Status validate(int n_vocab) const;
 };
 
+// The draws of a sampler: a uniform double in [0, 1) that is a pure function of
+// (seed, position, draw), the same on every platform. sample() uses draw 0 of the
+// position it chooses; judge() uses draws 1 (accept) and 2 (resample).
+double sampling_uniform(uint64_t seed, int position, int draw);
+
 class Sampler {
  public:
   // `params` should have passed validate(n_vocab); out-of-range bias entries are
   // ignored otherwise.
   Sampler(SamplingParams params, int n_vocab);
 
-  // A copy is a fork: same history, same RNG state, so it chooses what the original
-  // would (speculative decoding and replay can rely on that).
+  // A copy is a fork: same history, so it chooses what the original would
+  // (speculative decoding and replay can rely on that).
   Sampler(const Sampler&) = default;
   Sampler& operator=(const Sampler&) = default;
 
   const SamplingParams& params() const { return params_; }
   int n_vocab() const { return n_vocab_; }
 
-  // Chooses a token from `logits` (n_vocab of them), in llama.cpp's order: logit
-  // bias, penalties, then argmax if temperature <= 0, else top-k, top-p, min-p,
-  // temperature, softmax and one draw. Greedy consumes no randomness; any other
-  // choice consumes exactly one 64-bit draw, so replaying the same calls replays
-  // the same tokens. Does not record the token: call accept() for that.
-  int32_t sample(const float* logits);
+  // Chooses the token at sequence position `position` (0-based: the prompt's
+  // first token is at 0) from `logits` (n_vocab of them, the row of the position
+  // before), in llama.cpp's order: logit bias, penalties, then argmax if
+  // temperature <= 0, else top-k, top-p, min-p, temperature, softmax and one
+  // draw, sampling_uniform(seed, position, 0). The same history, logits and
+  // position give the same token however often it is asked. Does not record
+  // the token: call accept() for that.
+  int32_t sample(const float* logits, int position);
 
   // The distribution sample() draws from, over the whole vocabulary (zeros for
   // filtered tokens; one-hot at the argmax when greedy). Consumes no randomness.
@@ -74,17 +84,17 @@ class Sampler {
   // the filters start from.
   std::vector<float> adjusted_logits(const float* logits) const;
 
-  // Judges a drafted token at a position whose target logits are `logits`
-  // (engine/spec_verify.h). Greedy: accepted iff it is what sample() would
-  // choose, else that token; consumes no randomness, so greedy speculation
-  // yields exactly what plain decoding does. Otherwise speculative sampling
-  // against probabilities(logits), consuming two draws. Does not record the
-  // token: call accept() for that.
-  Judgement judge(const float* logits, int32_t draft, const SparseProbs& q);
+  // Judges a drafted token for sequence position `position` whose target
+  // logits are `logits` (engine/spec_verify.h). Greedy: accepted iff it is
+  // what sample() would choose, else that token, so greedy speculation yields
+  // exactly what plain decoding does. Otherwise speculative sampling against
+  // probabilities(logits) with draws 1 and 2 of the position. Does not record
+  // the token: call accept() for that.
+  Judgement judge(const float* logits, int32_t draft, const SparseProbs& q, int position);
 
   // Records a token (prompt or generated) in the history the penalties look at.
   void accept(int32_t token);
-  // Forgets the history and restarts the RNG from the seed.
+  // Forgets the history.
   void reset();
 
   bool is_stop_token(int32_t token) const;
@@ -103,12 +113,10 @@ class Sampler {
   // empty when greedy.
   std::vector<Candidate> distribution(const std::vector<float>& adjusted) const;
   static int32_t argmax(const std::vector<float>& v);
-  double uniform();  // one 64-bit draw as a double in [0, 1)
 
   SamplingParams params_;
   int n_vocab_;
   std::vector<int32_t> history_;  // the last repeat_last_n accepted tokens (all if -1)
-  std::mt19937_64 rng_;
 };
 
 // Stop strings over a stream of decoded text. Text is pushed as it is produced; what

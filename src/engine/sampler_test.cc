@@ -45,9 +45,10 @@ std::vector<float> wavy_logits(int n) {
   return l;
 }
 
-std::vector<int32_t> draw(Sampler& s, const std::vector<float>& logits, int n) {
+// The tokens chosen at positions [from, from + n), all from the same logits.
+std::vector<int32_t> draw(Sampler& s, const std::vector<float>& logits, int n, int from = 0) {
   std::vector<int32_t> out;
-  for (int i = 0; i < n; ++i) out.push_back(s.sample(logits.data()));
+  for (int i = 0; i < n; ++i) out.push_back(s.sample(logits.data(), from + i));
   return out;
 }
 
@@ -69,7 +70,7 @@ TEST(Sampler, GreedyIsArgmax) {
   const std::vector<float> l = wavy_logits(1000);
   const auto best = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
   Sampler s(p, 1000);
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(s.sample(l.data()), best);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(s.sample(l.data(), i), best);
   const std::vector<float> probs = s.probabilities(l.data());
   EXPECT_EQ(probs[best], 1.0f);
   EXPECT_EQ(std::accumulate(probs.begin(), probs.end(), 0.0f), 1.0f);
@@ -77,7 +78,7 @@ TEST(Sampler, GreedyIsArgmax) {
   p.temperature = -1.0f;
   Sampler t(p, 4);
   const std::vector<float> tie = {0.0f, 2.0f, 2.0f, 1.0f};
-  EXPECT_EQ(t.sample(tie.data()), 1);
+  EXPECT_EQ(t.sample(tie.data(), 0), 1);
 }
 
 TEST(Sampler, SameSeedSameTokensDifferentSeedsDiffer) {
@@ -90,15 +91,63 @@ TEST(Sampler, SameSeedSameTokensDifferentSeedsDiffer) {
   EXPECT_NE(std::count(ta.begin(), ta.end(), ta[0]), 200);
 }
 
-TEST(Sampler, ResetReplaysAndCopyForks) {
+// The draws are keyed by position, not by how many came before: asking again,
+// in another order, or after other draws (a cancelled speculative run) gives
+// the same token for the same position.
+TEST(Sampler, ChoicesDependOnThePositionNotOnEarlierDraws) {
   const std::vector<float> l = wavy_logits(50);
-  Sampler a(plain(7), 50);
-  const std::vector<int32_t> first = draw(a, l, 30);
+  Sampler a(plain(7), 50), b(plain(7), 50);
+  const std::vector<int32_t> forward = draw(a, l, 60);
+  (void)draw(b, l, 500, 1000);  // spent elsewhere
+  for (int i = 59; i >= 0; --i) ASSERT_EQ(b.sample(l.data(), i), forward[static_cast<size_t>(i)]) << i;
+  // A judgement uses other draws of its position than a sample does.
+  int differ = 0;
+  for (int pos = 0; pos < 200; ++pos)
+    differ += sampling_uniform(7, pos, 0) != sampling_uniform(7, pos, 1) &&
+              sampling_uniform(7, pos, 1) != sampling_uniform(7, pos, 2);
+  EXPECT_EQ(differ, 200);
+}
+
+TEST(Sampler, CopyForksTheHistoryAndResetForgetsIt) {
+  SamplingParams p = plain(7);
+  p.repeat_penalty = 1.5f;
+  p.repeat_last_n = -1;
+  const std::vector<float> l = wavy_logits(50);
+  Sampler a(p, 50);
+  const std::vector<int32_t> fresh = draw(a, l, 30);
+  for (int32_t t : fresh) a.accept(t);
   Sampler fork = a;
-  const std::vector<int32_t> next = draw(a, l, 30);
-  EXPECT_EQ(draw(fork, l, 30), next);
+  const std::vector<int32_t> next = draw(a, l, 30, 30);
+  EXPECT_EQ(draw(fork, l, 30, 30), next);
+  EXPECT_NE(a.adjusted_logits(l.data()), l);  // the penalties read the history
   a.reset();
-  EXPECT_EQ(draw(a, l, 30), first);
+  EXPECT_EQ(a.adjusted_logits(l.data()), l);
+  EXPECT_EQ(draw(a, l, 30), fresh);
+}
+
+// The draws look uniform and independent across positions and seeds: each
+// tenth of [0, 1) gets its share, and neighbouring positions do not correlate.
+TEST(Sampler, CounterDrawsAreUniformAndUncorrelated) {
+  constexpr int kN = 100000;
+  std::vector<int> bins(10, 0);
+  double sum_xy = 0, sum_x = 0, sum_y = 0, sum_xx = 0, sum_yy = 0;
+  for (int i = 0; i < kN; ++i) {
+    const uint64_t seed = static_cast<uint64_t>(i / 1000);
+    const double x = sampling_uniform(seed, i % 1000, 0);
+    const double y = sampling_uniform(seed, i % 1000 + 1, 0);
+    ASSERT_GE(x, 0.0);
+    ASSERT_LT(x, 1.0);
+    ++bins[static_cast<size_t>(x * 10)];
+    sum_x += x, sum_y += y, sum_xy += x * y, sum_xx += x * x, sum_yy += y * y;
+  }
+  // Chi-square with 9 degrees of freedom: above 27.9 one time in a thousand.
+  double chi2 = 0;
+  for (int b : bins) chi2 += (b - kN / 10.0) * (b - kN / 10.0) / (kN / 10.0);
+  EXPECT_LT(chi2, 27.9);
+  const double cov = sum_xy / kN - (sum_x / kN) * (sum_y / kN);
+  const double r = cov / std::sqrt((sum_xx / kN - (sum_x / kN) * (sum_x / kN)) *
+                                   (sum_yy / kN - (sum_y / kN) * (sum_y / kN)));
+  EXPECT_LT(std::abs(r), 0.02);  // |r| of independent draws: about 0.003
 }
 
 TEST(Sampler, TopKOneIsGreedy) {
@@ -248,9 +297,9 @@ TEST(Sampler, PenaltiesChangeGreedysChoice) {
   p.repeat_penalty = 1.5f;
   Sampler s(p, 3);
   const std::vector<float> l = {1.0f, 1.2f, 0.0f};
-  EXPECT_EQ(s.sample(l.data()), 1);
+  EXPECT_EQ(s.sample(l.data(), 0), 1);
   s.accept(1);
-  EXPECT_EQ(s.sample(l.data()), 0);  // 1.2 / 1.5 = 0.8 < 1.0
+  EXPECT_EQ(s.sample(l.data(), 1), 0);  // 1.2 / 1.5 = 0.8 < 1.0
 }
 
 TEST(Sampler, LogitBiasShiftsAndNegativeInfinityBans) {
@@ -261,7 +310,7 @@ TEST(Sampler, LogitBiasShiftsAndNegativeInfinityBans) {
   Sampler greedy(p, 5);
   EXPECT_EQ(greedy.adjusted_logits(l.data()),
             (std::vector<float>{12.0f, -2.0f, 1.0f, 0.5f, -kInf}));
-  EXPECT_EQ(greedy.sample(l.data()), 0);
+  EXPECT_EQ(greedy.sample(l.data(), 0), 0);
 
   p.temperature = 1.0f;
   p.logit_bias = {{4, -kInf}};

@@ -148,8 +148,8 @@ TEST(SpecVerify, GreedyAcceptsExactlyTheArgmaxAndConsumesNoRandomness) {
   sp.temperature = 0;
   Sampler s(sp, 4);
   const std::vector<float> logits = {0.1f, 2.0f, -1.0f, 1.9f};
-  EXPECT_TRUE(s.judge(logits.data(), 1, {}).accepted);
-  const Judgement j = s.judge(logits.data(), 3, {});
+  EXPECT_TRUE(s.judge(logits.data(), 1, {}, 0).accepted);
+  const Judgement j = s.judge(logits.data(), 3, {}, 0);
   EXPECT_FALSE(j.accepted);
   EXPECT_EQ(j.token, 1);
 
@@ -158,14 +158,21 @@ TEST(SpecVerify, GreedyAcceptsExactlyTheArgmaxAndConsumesNoRandomness) {
   hot.top_k = 0;
   hot.min_p = 0;
   hot.top_p = 1;
+  // A sampled judgement reads draws 1 and 2 of its position: the same ones
+  // however often it is asked, and never the draw a sample there reads.
   Sampler a(hot, 4), b(hot, 4);
-  (void)a.judge(logits.data(), 2, {});
-  (void)a.sample(logits.data());
-  // a drew twice for the judgement: its next draw is b's third.
-  (void)b.sample(logits.data());
-  (void)b.sample(logits.data());
-  (void)b.sample(logits.data());
-  EXPECT_EQ(a.sample(logits.data()), b.sample(logits.data()));
+  const std::vector<float> p = a.probabilities(logits.data());
+  for (int pos = 0; pos < 50; ++pos) {
+    const Judgement ja = a.judge(logits.data(), 2, {}, pos);
+    (void)b.sample(logits.data(), pos);
+    const Judgement jb = b.judge(logits.data(), 2, {}, pos);
+    EXPECT_EQ(ja.accepted, jb.accepted);
+    EXPECT_EQ(ja.token, jb.token);
+    const Judgement by_hand =
+        judge_draft(p, 2, {}, sampling_uniform(hot.seed, pos, 1), sampling_uniform(hot.seed, pos, 2));
+    EXPECT_EQ(ja.accepted, by_hand.accepted);
+    EXPECT_EQ(ja.token, by_hand.token);
+  }
 }
 
 TEST(SpecVerify, MalformedDraftProbabilitiesAreNamed) {

@@ -205,7 +205,7 @@ class NodeTest : public ::testing::Test {
     const int V = model().config().n_vocab;
     std::vector<float> last(logits->end() - V, logits->end());
     for (int i = 0; i < n; ++i) {
-      const int32_t id = sampler.sample(last.data());
+      const int32_t id = sampler.sample(last.data(), static_cast<int>(prompt.size()) + i);
       out.push_back(id);
       sampler.accept(id);
       auto next = model().forward({id}, *cache, pool);

@@ -155,10 +155,10 @@ struct Session {
   // Touched only by the scheduler thread.
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<Sampler> sampler;
-  // The sampler as it was when the cache held `length` positions (a copy is a
-  // fork: history and RNG state), so a rollback restores it too and a replay
-  // samples exactly what the first run did. Kept for the last kSnapshotWindow
-  // positions.
+  // The sampler as it was when the cache held `length` positions (its history,
+  // which the penalties read; its draws are keyed by position, so they need no
+  // restoring), so a rollback restores it too and a replay samples exactly what
+  // the first run did. Kept for the last kSnapshotWindow positions.
   std::map<int, Sampler> sampler_at;
   // The last stage's final logits row of the session's latest step, valid
   // while the cache holds `last_row_at` positions: a step that continues it
@@ -252,9 +252,11 @@ void remember_last_row(Session& s, const float* row, int n_vocab, int at) {
 // the one before the first draft; for a continuation, the first draft is
 // judged against the session's last_row), appends the accepted drafts and the
 // token after them to `out`, and rolls the cache back to the accepted length.
-// The sampler is not restored on a rollback: its history already ends at the
-// last accepted token, and reusing its spent randomness would correlate the
-// next draws with this judgement. Returns the row after the step's last.
+// The sampler needs no restoring on a rollback: its history already ends at
+// the last accepted token. Draft d (the token at position p + d) is judged with
+// the draws of that position, and the token after an accepted run with those of
+// p + n, so an auditor replays every verdict from the seed (sampling_uniform).
+// Returns the row after the step's last.
 int64_t verify_drafts(Session& s, const v1::Step& step, const float* logits, int64_t r, int n_vocab,
                       std::vector<int32_t>* out) {
   Sampler& sampler = *s.sampler;
@@ -269,7 +271,7 @@ int64_t verify_drafts(Session& s, const v1::Step& step, const float* logits, int
       q.ids.assign(dp.ids().begin(), dp.ids().end());
       q.probs.assign(dp.probs().begin(), dp.probs().end());
     }
-    const Judgement j = sampler.judge(row, step.tokens(d), q);
+    const Judgement j = sampler.judge(row, step.tokens(d), q, p + d);
     out->push_back(j.token);
     return j.accepted;
   };
@@ -283,7 +285,7 @@ int64_t verify_drafts(Session& s, const v1::Step& step, const float* logits, int
       all_accepted = judge(row, j + 1);
     } else {
       remember_last_row(s, row, n_vocab, p + n);
-      out->push_back(sampler.sample(row));
+      out->push_back(sampler.sample(row, p + n));
     }
   }
   if (!all_accepted) {
@@ -1566,13 +1568,13 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
             sampler.accept(w.step.tokens(j));
             if (j + 1 == n)
               remember_last_row(*w.session, logits.data() + r * c.n_vocab, c.n_vocab, p + n);
-            sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab));
+            sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab, p + j + 1));
             if (j + 1 < n) snapshot_sampler(*w.session, p + j + 1);
           }
         } else {
           for (int j = w.done; j < n; ++j) sampler.accept(w.step.tokens(j));
           remember_last_row(*w.session, logits.data() + r * c.n_vocab, c.n_vocab, p + n);
-          sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab));
+          sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab, p + n));
         }
       }
     }

@@ -27,9 +27,9 @@ Result<std::unique_ptr<LocalReference>> LocalReference::Load(const std::string& 
 Result<trust::ReferenceRows> LocalReference::compute(const std::vector<int32_t>& tokens,
                                                      const std::vector<std::pair<int, int>>& ranges,
                                                      v1::Tensor::DType wire_dtype, const SamplingParams* sampling,
-                                                     std::vector<int> step_ends) const {
+                                                     std::vector<trust::StepRecord> steps) const {
   ReferenceRun run(*this, ranges, wire_dtype, static_cast<int>(tokens.size()));
-  if (sampling) run.replay_sampling(*sampling, std::move(step_ends));
+  if (sampling) run.replay_sampling(*sampling, std::move(steps));
   SWARM_RETURN_IF_ERROR(run.extend(tokens, 0));
   return run.rows();
 }
@@ -43,7 +43,7 @@ ReferenceRun::ReferenceRun(const LocalReference& reference, std::vector<std::pai
   rows_.output_rows.resize(ranges_.size());
 }
 
-void ReferenceRun::replay_sampling(const SamplingParams& params, std::vector<int> step_ends) {
+void ReferenceRun::replay_sampling(const SamplingParams& params, std::vector<trust::StepRecord> steps) {
   // As a node builds it from OpenSession.sampling (top_p 0 and repeat_penalty
   // 0 mean off there).
   SamplingParams p = params;
@@ -51,7 +51,51 @@ void ReferenceRun::replay_sampling(const SamplingParams& params, std::vector<int
   if (p.repeat_penalty == 0) p.repeat_penalty = 1;
   replay_ = std::make_unique<Sampler>(std::move(p), reference_.model().config().n_vocab);
   replayed_ = length();
-  step_ends_ = std::set<int>(step_ends.begin(), step_ends.end());
+  fed_.clear();
+  steps_ = std::move(steps);
+  decisions_at_.clear();
+  decided_.assign(steps_.size(), {});
+  rows_.sampled.clear();
+  // Every position a step's answer may rest on: each draft's, and the one
+  // after the step (trust::replay_step reads only those it reaches).
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    const trust::StepRecord& r = steps_[s];
+    const int n = static_cast<int>(r.tokens.size());
+    if (r.n_drafts < 0 || r.n_drafts > n || r.position < replayed_) continue;
+    for (int x = r.position + n - r.n_drafts; x <= r.position + n; ++x) decisions_at_.emplace(x, s);
+  }
+}
+
+void ReferenceRun::decide(size_t s, int position, const float* row) {
+  const trust::StepRecord& r = steps_[s];
+  const int i = position - r.position;  // the step's token at `position`, or n: the one after
+  const int n = static_cast<int>(r.tokens.size());
+  // The node's history before this choice is the step's tokens before it.
+  if (static_cast<int>(fed_.size()) != position ||
+      !std::equal(r.tokens.begin(), r.tokens.begin() + i, fed_.begin() + r.position))
+    return;
+  if (i == n) {
+    decided_[s][position] = {replay_->sample(row, position), false};
+    return;
+  }
+  const size_t d = static_cast<size_t>(i - (n - r.n_drafts));
+  static const SparseProbs kNone;
+  const Judgement j = replay_->judge(row, r.tokens[static_cast<size_t>(i)],
+                                     d < r.draft_probs.size() ? r.draft_probs[d] : kNone, position);
+  decided_[s][position] = {j.token, j.accepted};
+}
+
+void ReferenceRun::finish_replay() {
+  rows_.sampled.clear();
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    const auto answer = trust::replay_step(
+        steps_[s], [&](int position, int32_t, const SparseProbs&) -> std::optional<trust::Decision> {
+          auto it = decided_[s].find(position);
+          if (it == decided_[s].end()) return std::nullopt;
+          return it->second;
+        });
+    if (answer) rows_.sampled[steps_[s].step_id] = *answer;
+  }
 }
 
 int ReferenceRun::length() const { return caches_.empty() ? 0 : caches_[0]->length(); }
@@ -68,6 +112,7 @@ Status ReferenceRun::extend(const std::vector<int32_t>& tokens, int position) {
   if (replay_ && position != replayed_) {
     replay_.reset();  // a rewind: the sampler's history cannot follow
     rows_.sampled.clear();
+    decisions_at_.clear();
   }
   for (auto& cache : caches_) SWARM_RETURN_IF_ERROR(cache->truncate(position));
   for (auto& rows : rows_.output_rows) rows.resize(static_cast<size_t>(position));
@@ -100,15 +145,19 @@ Status ReferenceRun::extend(const std::vector<int32_t>& tokens, int position) {
       SWARM_RETURN_IF_ERROR(m.head(hidden.data() + r * d, rows, logits.data(), reference_.pool()));
       for (int64_t i = 0; i < rows; ++i) {
         const float* row = logits.data() + i * c.n_vocab;
-        rows_.argmax.push_back(argmax.sample(row));
+        rows_.argmax.push_back(argmax.sample(row, 0));
         if (!replay_) continue;
+        // Row pos predicts position pos + 1: the choices made there.
         const int pos = position + static_cast<int>(at + r + i);
         replay_->accept(tokens[at + r + i]);
+        fed_.push_back(tokens[at + r + i]);
         replayed_ = pos + 1;
-        if (step_ends_.contains(pos + 1)) rows_.sampled[pos + 1] = replay_->sample(row);
+        const auto [first, end] = decisions_at_.equal_range(pos + 1);
+        for (auto it = first; it != end; ++it) decide(it->second, pos + 1, row);
       }
     }
   }
+  if (replay_) finish_replay();
   return Status::Ok();
 }
 

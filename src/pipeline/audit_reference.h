@@ -2,12 +2,13 @@
 // (`swarm gateway --audit-local MODEL`, doc/trust.md "Audits"): from a
 // session's tokens it computes every stage boundary's rows exactly as honest
 // nodes would (the same kernels, the same rounding to the wire dtype between
-// stages) and the greedy token after each position.
+// stages), the greedy token after each position, and for sampled sessions the
+// last stage's answer to each step.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <set>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,11 +36,12 @@ class ReferenceRun {
   // Computes positions [position, position + tokens) (forgetting any at or
   // after `position` first).
   Status extend(const std::vector<int32_t>& tokens, int position);
-  // Replays the last stage's sampler (non-greedy plain decoding): from now
-  // on, rows().sampled gets the token `params` pick after each of `step_ends`,
-  // as the node's sampler does (every token recorded, one draw per sample).
+  // Replays the last stage's sampler (non-greedy sessions, plain or
+  // speculative): rows().sampled gets the answer a sampler with `params` gives
+  // to each of `steps` whose tokens this run is fed, as the node's does (every
+  // token recorded, each choice drawn by its position, engine/sampler.h).
   // Needs extend() from the sampler's position on; a rewind ends the replay.
-  void replay_sampling(const SamplingParams& params, std::vector<int> step_ends);
+  void replay_sampling(const SamplingParams& params, std::vector<trust::StepRecord> steps);
   const trust::ReferenceRows& rows() const { return rows_; }
   int length() const;
 
@@ -49,9 +51,17 @@ class ReferenceRun {
   v1::Tensor::DType dtype_;
   std::vector<std::unique_ptr<KvCache>> caches_;
   trust::ReferenceRows rows_;
+  // Decides what `replay_` chooses for position `position` of step `s`, if
+  // the step's tokens before it are the ones this run was fed.
+  void decide(size_t s, int position, const float* row);
+  void finish_replay();
+
   std::unique_ptr<Sampler> replay_;  // with the positions it has recorded
   int replayed_ = 0;
-  std::set<int> step_ends_;
+  std::vector<int32_t> fed_;  // the tokens extend() was given, [0, replayed_)
+  std::vector<trust::StepRecord> steps_;
+  std::multimap<int, size_t> decisions_at_;            // position -> index into steps_
+  std::vector<std::map<int, trust::Decision>> decided_;  // [step][position]
 };
 
 class LocalReference {
@@ -61,11 +71,11 @@ class LocalReference {
   ThreadPool& pool() const { return *pool_; }
 
   // All at once: rows of tokens [0, n) for the chain `ranges`.
-  // With `sampling`, the sampled choices after `step_ends` are replayed too.
+  // With `sampling`, the last stage's answers to `steps` are replayed too.
   Result<trust::ReferenceRows> compute(const std::vector<int32_t>& tokens,
                                        const std::vector<std::pair<int, int>>& ranges,
                                        v1::Tensor::DType wire_dtype, const SamplingParams* sampling = nullptr,
-                                       std::vector<int> step_ends = {}) const;
+                                       std::vector<trust::StepRecord> steps = {}) const;
 
  private:
   std::unique_ptr<Model> model_;

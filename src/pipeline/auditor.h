@@ -29,8 +29,8 @@ struct AuditJob {
   std::vector<int32_t> history;  // the session's tokens as its caches held them
   int window = 0;                // recompute positions [0, window)
   v1::Tensor::DType wire_dtype = v1::Tensor::F32;
-  // Sampled plain decoding: the request's sampling, to replay the last
-  // stage's choices (--audit-local only). None for greedy or speculative.
+  // Sampled sessions: the request's sampling, to replay the last stage's
+  // choices (--audit-local only). None for greedy.
   std::optional<SamplingParams> sampling;
 };
 
@@ -38,6 +38,7 @@ struct AuditJob {
 struct AuditStats {
   int64_t submitted = 0, dropped = 0, done = 0, failed = 0;  // jobs
   int64_t steps_checked = 0;  // stage commitments compared
+  int64_t choices_checked = 0, draft_choices_checked = 0;  // last stages' answers compared (trust::Verdict)
   int64_t passes = 0, frauds = 0, disputes = 0, missing = 0;  // verdicts
   int64_t positions = 0;      // token positions recomputed
   int64_t second_opinions = 0;  // references run again on other nodes to confirm a fraud

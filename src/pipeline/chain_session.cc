@@ -314,6 +314,7 @@ Result<uint64_t> ChainSession::send_run(const ChainRun& run) {
   sent.position = run.position;
   sent.tokens = run.tokens;
   sent.n_drafts = run.n_drafts;
+  sent.draft_probs = run.probs;
   if (!write_first(std::move(req))) return finish_link(0, "sending a step");
   return step_id;
 }

@@ -375,7 +375,10 @@ void LocalBackend::step() {
   pool_.parallel_for(static_cast<int64_t>(to_sample.size()), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       Sampler& s = *to_sample[i]->sampler;
-      chosen[i] = s.sample(logits.data() + i * n_vocab);
+      // The token's position: after the prompt and the tokens generated so far.
+      const Request& r = *to_sample[i];
+      chosen[i] = s.sample(logits.data() + i * n_vocab,
+                           static_cast<int>(r.prompt.size()) + r.generated);
       s.accept(chosen[i]);
     }
   });

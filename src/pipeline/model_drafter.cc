@@ -70,7 +70,7 @@ Result<DraftProposal> ModelDrafter::propose(const std::vector<int32_t>& context,
   for (int i = 0; i < n; ++i) {
     int32_t token;
     if (greedy) {
-      token = sampler_.sample(row.data());
+      token = sampler_.sample(row.data(), static_cast<int>(context.size()) + i);  // greedy: no draw
     } else {
       std::vector<float> p = sampler_.probabilities(row.data());
       std::vector<int32_t> ids(p.size());

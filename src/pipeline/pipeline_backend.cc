@@ -751,9 +751,7 @@ void PipelineBackend::finish_trust(const std::vector<trust::AuditedSession>& ran
       };
       job = plan_audit(s, history, dtype, rate_of, audit_rng_);
     }
-    const bool plain = std::all_of(s.steps.begin(), s.steps.end(),
-                                   [](const trust::StepRecord& r) { return r.n_drafts == 0; });
-    if (!s.greedy && plain) job.sampling = sampling;
+    if (!s.greedy) job.sampling = sampling;
     if (job.window > 0 && !auditor_->submit(std::move(job)))
       spdlog::warn("audit queue full ({} sessions): an audit was dropped", options_.audit_queue);
   }
@@ -764,10 +762,8 @@ Result<Reference> PipelineBackend::reference_for(const AuditJob& job, const std:
   std::vector<std::pair<int, int>> ranges;
   for (const trust::AuditedStage& s : job.session.stages) ranges.emplace_back(s.first_layer, s.last_layer);
   const std::vector<int32_t> tokens(job.history.begin(), job.history.begin() + job.window);
-  std::vector<int> ends;
-  for (const trust::StepRecord& r : job.session.steps) ends.push_back(r.position + static_cast<int>(r.tokens.size()));
   auto rows = options_.audit_local->compute(tokens, ranges, job.wire_dtype,
-                                            job.sampling ? &*job.sampling : nullptr, std::move(ends));
+                                            job.sampling ? &*job.sampling : nullptr, job.session.steps);
   if (!rows.ok()) return rows.status();
   return Reference{std::move(rows).value(), /*trusted=*/true, {}};
 }

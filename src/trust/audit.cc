@@ -30,26 +30,42 @@ std::string combined(const google::protobuf::RepeatedPtrField<std::string>& rows
   return std::string(as_view(combine_rows(h)));
 }
 
-// The answer a greedy last stage owes for `r`, from the reference's argmax
-// (doc/speculation.md: a draft is accepted while it equals the argmax of the
-// row before it; then the argmax after the last accepted one is sampled).
-std::vector<int32_t> greedy_answer(const StepRecord& r, const std::vector<int32_t>& argmax,
-                                   int* accepted) {
-  const int n = static_cast<int>(r.tokens.size());
-  const int lead = n - r.n_drafts;
-  *accepted = 0;
-  std::vector<int32_t> out;
-  for (int i = lead; i < n; ++i) {
-    const int row = r.position + i - 1;  // the row that predicts token i
-    if (row < 0 || argmax[static_cast<size_t>(row)] != r.tokens[static_cast<size_t>(i)]) break;
-    out.push_back(r.tokens[static_cast<size_t>(i)]);
-    ++*accepted;
-  }
-  out.push_back(argmax[static_cast<size_t>(r.position + lead + *accepted - 1)]);
-  return out;
+std::string token_list(const std::vector<int32_t>& tokens) {
+  std::string s;
+  for (int32_t t : tokens) s += (s.empty() ? "" : ",") + std::to_string(t);
+  return "[" + s + "]";
 }
 
 }  // namespace
+
+std::optional<SampledAnswer> replay_step(
+    const StepRecord& step,
+    const std::function<std::optional<Decision>(int position, int32_t draft, const SparseProbs& q)>& decide) {
+  const int n = static_cast<int>(step.tokens.size());
+  const int lead = n - step.n_drafts;
+  if (lead < 0) return std::nullopt;
+  SampledAnswer out;
+  static const SparseProbs kNone;
+  // Draft i, the token at position + i, is judged against the row before it
+  // (doc/speculation.md); the first rejected one is replaced and ends the step.
+  for (int i = lead; i < n; ++i) {
+    const size_t q = static_cast<size_t>(i - lead);
+    const auto d = decide(step.position + i, step.tokens[static_cast<size_t>(i)],
+                          q < step.draft_probs.size() ? step.draft_probs[q] : kNone);
+    if (!d) return std::nullopt;
+    if (!d->accepted) {
+      out.tokens.push_back(d->token);
+      return out;
+    }
+    out.tokens.push_back(step.tokens[static_cast<size_t>(i)]);
+    ++out.accepted_drafts;
+  }
+  // Every draft held (or there were none): the token after the step.
+  const auto d = decide(step.position + n, -1, kNone);
+  if (!d) return std::nullopt;
+  out.tokens.push_back(d->token);
+  return out;
+}
 
 const char* to_string(Verdict::Kind k) {
   switch (k) {
@@ -166,48 +182,43 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
         fault(k - 1, Verdict::Kind::kDispute, r, why, &r.commitments[k - 1]);
       }
     }
-    // The last stage's choice of tokens, exact for greedy requests: the
-    // drafts it accepted and the token it sampled follow from the argmax.
+    // The last stage's choice of tokens: the drafts it accepted and the token
+    // after them. Exact for greedy requests (they follow from the reference's
+    // argmax) and, where the reference replayed the session's sampler (its
+    // draws are keyed by position, engine/sampler.h), for sampled ones.
     const size_t last = n_stages - 1;
     if (out[last].kind != Verdict::Kind::kPass || last >= r.commitments.size() || r.answer.empty()) continue;
-    if (!session.greedy) {
-      // Sampled plain decoding, replayed with the session's seed.
-      auto it = reference.sampled.find(p + n);
-      if (r.n_drafts > 0 || it == reference.sampled.end() || in_history < n || verified[last] < p + n) continue;
-      const v1::Commitment& c = r.commitments[last];
-      if (c.tokens_hash() != as_view(tokens_hash(r.answer.data(), r.answer.size(), r.accepted_drafts)))
-        fault(last, Verdict::Kind::kMissing, r,
-              "step " + std::to_string(r.step_id) + ": the answer is not the one its commitment names", &c);
-      else if (r.answer.size() != 1 || r.answer[0] != it->second)
-        fault(last, Verdict::Kind::kFraud, r,
-              "step " + std::to_string(r.step_id) + ": sampled token " + std::to_string(r.answer.back()) +
-                  "; the session's sampler with its seed picks " + std::to_string(it->second),
-              &c);
-      continue;
-    }
-    if (reference.argmax.empty()) continue;
     const int lead = n - r.n_drafts;
-    const int known = lead + r.accepted_drafts;  // tokens of the step the answer builds on
-    if (in_history < std::min(known, n) || p + known > n_ref || (lead == 0 && p == 0)) continue;
-    // The rows its choice rests on came from right inputs.
-    if (verified[last] < p + std::min(known, n)) continue;
+    const int known = std::min(n, lead + r.accepted_drafts);  // tokens of the step the answer builds on
+    // The rows its choice rests on are in the history and came from right inputs.
+    if (in_history < known || verified[last] < p + known) continue;
+    std::optional<SampledAnswer> expected;
+    if (session.greedy) {
+      expected = replay_step(r, [&](int position, int32_t draft, const SparseProbs&) -> std::optional<Decision> {
+        const int row = position - 1;  // a reference may know the argmax of its last rows only (-1 elsewhere)
+        if (row < 0 || row >= std::min<int>(n_ref, static_cast<int>(reference.argmax.size())) ||
+            reference.argmax[static_cast<size_t>(row)] < 0)
+          return std::nullopt;
+        const int32_t best = reference.argmax[static_cast<size_t>(row)];
+        return Decision{best, best == draft};
+      });
+    } else if (auto it = reference.sampled.find(r.step_id); it != reference.sampled.end()) {
+      expected = it->second;
+    }
+    if (!expected) continue;
+    ++out[last].choices_checked;
+    if (r.n_drafts > 0) ++out[last].draft_choices_checked;
     const v1::Commitment& c = r.commitments[last];
-    // A reference may know the argmax of its last rows only (-1 elsewhere).
-    bool known_rows = true;
-    for (int row = std::max(0, p + lead - 1); row < std::min(n_ref, p + n); ++row)
-      known_rows = known_rows && reference.argmax[static_cast<size_t>(row)] >= 0;
-    if (!known_rows) continue;
-    int accepted = 0;
-    const std::vector<int32_t> expected = greedy_answer(r, reference.argmax, &accepted);
     const Hash answered = tokens_hash(r.answer.data(), r.answer.size(), r.accepted_drafts);
     if (c.tokens_hash() != as_view(answered)) {
       fault(last, Verdict::Kind::kMissing, r,
             "step " + std::to_string(r.step_id) + ": the answer is not the one its commitment names", &c);
-    } else if (expected != r.answer || accepted != r.accepted_drafts) {
+    } else if (expected->tokens != r.answer || expected->accepted_drafts != r.accepted_drafts) {
       fault(last, Verdict::Kind::kFraud, r,
-            "step " + std::to_string(r.step_id) + ": answered token " + std::to_string(r.answer.back()) +
-                " after " + std::to_string(r.accepted_drafts) + " accepted drafts; greedy gives " +
-                std::to_string(expected.back()) + " after " + std::to_string(accepted),
+            "step " + std::to_string(r.step_id) + ": answered " + token_list(r.answer) + " after " +
+                std::to_string(r.accepted_drafts) + " accepted drafts; " +
+                (session.greedy ? "greedy gives " : "the session's sampler with its seed picks ") +
+                token_list(expected->tokens) + " after " + std::to_string(expected->accepted_drafts),
             &c);
     }
   }

@@ -9,10 +9,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/spec_verify.h"
 #include "engine/status.h"
 #include "swarm/v1/stage.pb.h"
 #include "trust/commitment.h"
@@ -33,6 +36,9 @@ struct StepRecord {
   int position = 0;
   std::vector<int32_t> tokens;
   int n_drafts = 0;
+  // The draft model's distribution for each draft (sampled speculation), as
+  // sent in Step.draft_probs; empty for greedy and n-gram drafts.
+  std::vector<SparseProbs> draft_probs;
   std::vector<int32_t> answer;  // the tokens the last stage returned
   int accepted_drafts = 0;
   std::vector<v1::Commitment> commitments;  // as received, one per stage in chain order
@@ -45,17 +51,38 @@ struct AuditedSession {
   bool greedy = false;            // the last stage's choices are argmax (no penalties or bias)
 };
 
+// What a sampled (not greedy) step's last stage owes: its answer and how many
+// of the step's drafts that answer accepts.
+struct SampledAnswer {
+  std::vector<int32_t> tokens;
+  int accepted_drafts = 0;
+};
+
 // What a reference computed for tokens [0, n): a hash per row of each
 // stage's output (in the session's wire dtype), and, when the chain ends at
 // the head, the argmax token after each position.
 struct ReferenceRows {
   std::vector<std::vector<Hash>> output_rows;  // [stage][position]
   std::vector<int32_t> argmax;                 // [position]; empty: not computed
-  // Sampled (not greedy) plain decoding: the token the session's own sampler
-  // (same parameters and seed, the same history) picks after each step, by the
-  // end position of the step; empty: not replayed.
-  std::map<int, int32_t> sampled;
+  // Sampled sessions: what the session's own sampler (same parameters, seed
+  // and history) answers to each step, plain or speculative, by step id; only
+  // steps whose tokens the reference was fed. Empty: not replayed.
+  std::map<uint64_t, SampledAnswer> sampled;
 };
+
+// Replays the last stage's choice for `step` (engine/sampler.h): calls
+// `decide(position, draft, q)` for each decision in order, a draft's judgement
+// (draft >= 0, with its distribution q) or a sample (draft -1), and stops at
+// the first rejected draft. `decide` returns the chosen token and whether the
+// draft was accepted; nullopt when it cannot decide (the reference lacks that
+// row), and then so does this.
+struct Decision {
+  int32_t token = -1;
+  bool accepted = false;
+};
+std::optional<SampledAnswer> replay_step(
+    const StepRecord& step,
+    const std::function<std::optional<Decision>(int position, int32_t draft, const SparseProbs& q)>& decide);
 
 struct Verdict {
   enum class Kind {
@@ -68,6 +95,9 @@ struct Verdict {
   size_t stage = 0;
   uint64_t step_id = 0;
   int steps_checked = 0;      // this stage's commitments compared
+  // The last stage: step answers (its choices of tokens) compared with the
+  // reference's, and how many of those were speculative (judged drafts).
+  int choices_checked = 0, draft_choices_checked = 0;
   std::string reason;
   v1::Commitment evidence;    // the commitment at fault (kFraud, kMissing)
 };

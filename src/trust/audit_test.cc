@@ -191,6 +191,86 @@ TEST_F(JudgeTest, StepsOnRejectedTokensAreSkippedNotBlamed) {
   EXPECT_EQ(v[1].kind, Verdict::Kind::kPass) << v[1].reason;
 }
 
+// Sampled speculation: the reference replays the session's sampler and says
+// what the last stage owes each step; a different answer is fraud, a step the
+// reference did not replay is not judged.
+TEST_F(JudgeTest, SampledSpeculativeAnswersAreJudgedByTheReplay) {
+  session_.greedy = false;
+  session_.steps.pop_back();
+  StepRecord r;
+  r.step_id = 3;
+  r.position = 4;
+  r.tokens = {9, 10, 77};
+  r.n_drafts = 2;
+  r.draft_probs = {{{10}, {1.0f}}, {{77}, {1.0f}}};
+  r.answer = {10, 31};  // the sampler took 10 and replaced 77 by 31
+  r.accepted_drafts = 1;
+  r.commitments = {honest(0, r), honest(1, r)};
+  session_.steps.push_back(r);
+  for (const StepRecord& s : session_.steps)
+    ref_.sampled[s.step_id] = {s.answer, s.accepted_drafts};
+  auto v = judge(session_, history_, ref_);
+  EXPECT_EQ(v[1].kind, Verdict::Kind::kPass) << v[1].reason;
+
+  ref_.sampled[3] = {{10, 77, 12}, 2};  // the seed's draws accept both drafts
+  v = judge(session_, history_, ref_);
+  EXPECT_EQ(v[1].kind, Verdict::Kind::kFraud);
+  EXPECT_EQ(v[1].step_id, 3u);
+  EXPECT_NE(v[1].reason.find("the session's sampler with its seed picks [10,77,12] after 2"), std::string::npos)
+      << v[1].reason;
+  EXPECT_EQ(v[0].kind, Verdict::Kind::kPass);
+
+  ref_.sampled.erase(3);  // not replayed: rows only
+  EXPECT_EQ(judge(session_, history_, ref_)[1].kind, Verdict::Kind::kPass);
+}
+
+TEST(ReplayStepTest, WalksTheDraftsThenTheTokenAfterThem) {
+  StepRecord r;
+  r.position = 10;
+  r.tokens = {1, 2, 3, 4};
+  r.n_drafts = 2;  // 3 and 4, at positions 12 and 13
+  r.draft_probs = {{{3}, {0.5f}}, {{4}, {0.25f}}};
+  std::vector<std::pair<int, int32_t>> asked;
+  auto accept_all = [&](int position, int32_t draft, const SparseProbs& q) -> std::optional<Decision> {
+    asked.emplace_back(position, draft);
+    if (draft >= 0 && !q.ids.empty()) {
+      EXPECT_EQ(q.ids.at(0), draft);
+    }
+    return Decision{draft >= 0 ? draft : 99, true};
+  };
+  auto a = replay_step(r, accept_all);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->tokens, (std::vector<int32_t>{3, 4, 99}));
+  EXPECT_EQ(a->accepted_drafts, 2);
+  EXPECT_EQ(asked, (std::vector<std::pair<int, int32_t>>{{12, 3}, {13, 4}, {14, -1}}));
+
+  // The first rejection ends the step with its replacement.
+  auto reject_at_13 = [](int position, int32_t draft, const SparseProbs&) -> std::optional<Decision> {
+    return Decision{position == 13 ? 7 : draft, position != 13};
+  };
+  a = replay_step(r, reject_at_13);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->tokens, (std::vector<int32_t>{3, 7}));
+  EXPECT_EQ(a->accepted_drafts, 1);
+
+  // A continuation (every token a draft) starts at its own position; plain
+  // decoding asks once, after the step.
+  r.n_drafts = 4;
+  r.draft_probs.clear();
+  asked.clear();
+  (void)replay_step(r, accept_all);
+  EXPECT_EQ(asked.front(), (std::pair<int, int32_t>{10, 1}));
+  r.n_drafts = 0;
+  asked.clear();
+  a = replay_step(r, accept_all);
+  EXPECT_EQ(asked, (std::vector<std::pair<int, int32_t>>{{14, -1}}));
+  EXPECT_EQ(a->accepted_drafts, 0);
+
+  // A decision the reference cannot make leaves the step unjudged.
+  auto unknown = [](int, int32_t, const SparseProbs&) -> std::optional<Decision> { return std::nullopt; };
+  EXPECT_FALSE(replay_step(r, unknown));
+}
+
 TEST(AuditWindowTest, EndsAtTheFurthestSampledStepInTheHistory) {
   AuditedSession s;
   s.steps.resize(3);

@@ -374,6 +374,11 @@ void register_node(CLI::App& app) {
   cmd->add_option("--cheat-claim-model", o->node.cheat.claim_model,
                   "claim the model id of this file")->group("");
   cmd->add_option("--cheat-seed", o->node.cheat.seed, "seed of the cheat decisions")->group("");
+  // Honest, but rounding as another device would (doc/trust.md, "Inexact nodes").
+  cmd->add_option("--emulate-inexact", o->node.emulate_inexact,
+                  "output rows off by up to this relative amount; announced as inexact")
+      ->check(CLI::Range(0.0, 0.01))
+      ->group("");
   cmd->add_option("-t,--threads", o->node.threads, "Compute threads (default: all cores)");
   cmd->add_flag("--no-mmap", o->node.no_mmap, kNoMmapHelp);
   cmd->add_option("--max-batch-tokens", o->node.max_batch_tokens,

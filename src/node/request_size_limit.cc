@@ -17,9 +17,10 @@ constexpr uint64_t kTimingBytes = 1024 + 128;   // address and counters
 constexpr uint64_t kBiasBytes = 16;          // a logit bias: token and float
 // A stage's signed commitment (trust/commitment.h): model and session ids,
 // four hashes, key, signature, counters; and per row, with Step.row_hashes
-// or drafts, an input and an output row hash.
+// or drafts, an input and an output row hash, and with Step.sketches a row
+// sketch (trust/activation_sketch.h: 16 indices and values, a position).
 constexpr uint64_t kCommitmentBytes = 256 + 1024 + 4 * 34 + 34 + 66 + 64;
-constexpr uint64_t kRowHashesBytes = 2 * 34;
+constexpr uint64_t kRowHashesBytes = 2 * 34 + 16 * (6 + 5) + 16;
 constexpr uint64_t kSlackBytes = 64 << 10;   // every small field, with room to spare
 
 }  // namespace

@@ -10,8 +10,9 @@
 //    failover), with its hidden states in F32, the widest wire dtype;
 //  - or a step sampled at every position (at most `max_sampled_rows` tokens)
 //    whose drafts each carry a q of at most kMaxDraftProbEntries entries;
-//  - either with `max_hops` next hops, one timing per earlier stage (at most
-//    one per layer) and a session id;
+//  - either with `max_hops` next hops, one timing and one commitment (with
+//    per-row hashes and sketches) per earlier stage (at most one per layer)
+//    and a session id;
 //  - or an OpenSession biasing every token of the vocabulary.
 // and never more than net::kMaxMessageBytes.
 #pragma once

@@ -31,12 +31,14 @@
 #include "net/wire_format.h"
 #include "node/batch_plan.h"
 #include "node/cheat.h"
+#include "node/inexact_emulation.h"
 #include "node/compute_share.h"
 #include "node/outbound.h"
 #include "node/paced_queue.h"
 #include "node/request_size_limit.h"
 #include "node/timer.h"
 #include "swarm/v1/stage.grpc.pb.h"
+#include "trust/activation_sketch.h"
 #include "trust/commitment.h"
 
 namespace swarm::node {
@@ -333,6 +335,7 @@ struct WorkItem {
   // For the step's commitment: a hash per input row (as on the wire), per
   // output row (collected chunk by chunk), and the token history after it ran.
   std::vector<trust::Hash> input_rows, output_rows;
+  std::vector<trust::RowSketch> sketches;  // inexact nodes, Step.sketches
   trust::Hash prefix_after{};
   int tokens() const { return step.tokens_size(); }
   bool final_chunk() const { return done + take == tokens(); }
@@ -1524,6 +1527,13 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
       Session& s = *w->session;
       float* out_rows = hidden.data() + row * d;
       if (cheating) cheater_->alter(out_rows, w->take, d, &s.cheat_previous);
+      const int at = w->step.position() + w->done;
+      emulate_inexact(out_rows, w->take, d, at, opt_.emulate_inexact);
+      if (opt_.emulate_inexact > 0 || w->step.sketches())
+        for (int64_t i = 0; i < w->take; ++i)
+          if (trust::is_sketched(w->step.position(), w->tokens(), w->done + static_cast<int>(i),
+                                 w->step.row_hashes()))
+            w->sketches.push_back(trust::sketch_row(out_rows + i * d, d, at + static_cast<int>(i)));
       s.prefix.truncate(w->step.position() + w->done);
       s.prefix.append(w->step.tokens().data() + w->done, w->take);
       if (w->final_chunk()) w->prefix_after = s.prefix.at(s.prefix.length());
@@ -1697,6 +1707,7 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
       *out->mutable_timings() = w.step.timings();
       *out->add_timings() = timing;
       out->set_row_hashes(w.step.row_hashes());
+      out->set_sketches(w.step.sketches());
       *out->mutable_commitments() = w.step.commitments();
       *out->add_commitments() = commitment(w, nullptr);
       push(w.session, w.step.next_hops(0), std::move(req));
@@ -1746,6 +1757,7 @@ v1::Commitment StageServer::Impl::commitment(const WorkItem& w, const v1::StepRe
     for (const trust::Hash& h : w.input_rows) c.add_input_rows(std::string(trust::as_view(h)));
     for (const trust::Hash& h : w.output_rows) c.add_output_rows(std::string(trust::as_view(h)));
   }
+  for (const trust::RowSketch& s : w.sketches) trust::to_proto(s, c.add_sketches());
   if (identity_) trust::sign(&c, *identity_);
   return c;
 }
@@ -1816,6 +1828,7 @@ void StageServer::Impl::info(v1::InfoResponse* r) {
   r->set_public_key(public_key_);
   r->set_node_id(node_id_);
   r->set_price_per_1k(opt_.price_per_1k);
+  r->set_inexact(opt_.emulate_inexact > 0);
   r->set_slowdown(opt_.slowdown);
   r->set_steps_cancelled(steps_cancelled_);
   r->set_compute_us(compute_us_);

@@ -63,6 +63,10 @@ struct NodeOptions {
   double price_per_1k = 0;  // reported in Info (the DHT record announces it too)
   // Misbehaviour on purpose, for tests and benchmarks of audits (node/cheat.h).
   CheatOptions cheat;
+  // > 0: behaves as a node on another device would (node/inexact_emulation.h):
+  // output rows off by up to this relative amount, announced as inexact, with
+  // sketches in its commitments.
+  double emulate_inexact = 0;
 };
 
 // What a node serves and how it fares, as its Info reports it: what its DHT

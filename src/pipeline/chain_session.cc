@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <random>
 #include <tuple>
 
@@ -225,6 +226,9 @@ void ChainSession::fill_step(v1::Step* st, uint64_t step_id, const std::vector<i
   for (int32_t t : tokens) st->add_tokens(t);
   st->set_position(position);
   st->set_wire_dtype(options_.wire_f16 ? v1::Tensor::F16 : v1::Tensor::F32);
+  // A chain with an inexact stage: every stage sketches its rows, since every
+  // stage from that one on is judged by its sketches.
+  st->set_sketches(std::any_of(chain_.begin(), chain_.end(), [](const ChainStage& c) { return c.inexact; }));
   if (!with_hops) return;
   for (size_t h = 1; h < chain_.size(); ++h) {
     v1::Hop* hop = st->add_next_hops();

@@ -184,6 +184,7 @@ Status PipelineBackend::survey_locked() {
     p.n_layer = info.n_layer();
     p.layer_tokens_per_second = info.layer_tokens_per_second();
     p.price_per_1k = info.price_per_1k();
+    p.inexact = info.inexact();
     p.rtt_seconds = probe.rtt_seconds;
     p.draining = info.draining();
     // Only a verified identity names a node: a plaintext peer's claimed
@@ -796,7 +797,7 @@ Result<Reference> PipelineBackend::remote_reference(const AuditJob& job, const s
       if (!best)
         return Status::Unavailable("no other node serves layers " + std::to_string(s.first_layer) + ":" +
                                    std::to_string(s.last_layer) + " to audit " + s.address + " against");
-      chain.push_back({best->address, s.first_layer, s.last_layer, best->public_key});
+      chain.push_back({best->address, s.first_layer, s.last_layer, best->public_key, best->inexact});
     }
   }
   SamplingParams greedy;

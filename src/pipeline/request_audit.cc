@@ -34,6 +34,7 @@ trust::AuditedSession audited_session(const std::string& model_id, const std::ve
     a.address = c.address;
     a.first_layer = c.first_layer;
     a.last_layer = c.last_layer;
+    a.inexact = c.inexact;
     if (!c.public_key.empty()) {
       auto raw = net::from_hex(c.public_key);
       if (raw.ok()) a.public_key = *raw;

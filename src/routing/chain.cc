@@ -93,7 +93,7 @@ Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& pe
                             " of model " + model_id.substr(0, 16) + " (" + std::to_string(n_layer) + " layers)");
   }
   std::vector<ChainStage> chain;
-  for (int j = n_layer; j > 0; j = from[j]) chain.insert(chain.begin(), {via[j]->address, from[j], j, via[j]->public_key});
+  for (int j = n_layer; j > 0; j = from[j]) chain.insert(chain.begin(), {via[j]->address, from[j], j, via[j]->public_key, via[j]->inexact});
   return chain;
 }
 

@@ -35,6 +35,9 @@ struct PeerSnapshot {
   // reputation and credits are kept under.
   std::string node_id;
   double price_per_1k = 0;  // credits per 1,000 tokens through its layers, as it announces
+  // Its kernels are not bit-identical to the reference engine's (another
+  // device): audits check it with a tolerance (trust/activation_sketch.h).
+  bool inexact = false;
   // Reputation (trust/reputation.h): a score in [0, 1]; excluded after proven fraud.
   double reputation = 1;
   bool excluded = false;
@@ -45,6 +48,7 @@ struct ChainStage {
   int first_layer = 0;
   int last_layer = 0;
   std::string public_key;  // as in PeerSnapshot
+  bool inexact = false;    // as in PeerSnapshot
 };
 
 struct ChainCosts {

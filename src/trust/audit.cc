@@ -30,6 +30,43 @@ std::string combined(const google::protobuf::RepeatedPtrField<std::string>& rows
   return std::string(as_view(combine_rows(h)));
 }
 
+// A tolerant stage's sketches for one step: those of its first `m` rows (the
+// ones in the history) against the reference's. Each row the rule sketches
+// must be there.
+struct SketchVerdict {
+  int compared = 0;
+  bool missing = false;  // a required sketch absent, or malformed
+  std::string reason;    // the first failure ("" if none)
+};
+SketchVerdict judge_sketches(const v1::Commitment& c, int p, int n, int m,
+                             const std::vector<RowSketch>& reference, const SketchTolerance& tolerance) {
+  SketchVerdict v;
+  std::map<int, const v1::RowSketch*> by_position;
+  for (const v1::RowSketch& s : c.sketches()) by_position.emplace(s.position(), &s);
+  for (int i = 0; i < m; ++i) {
+    const int position = p + i;
+    auto it = by_position.find(position);
+    if (it == by_position.end()) {
+      if (!is_sketched(p, n, i, false)) continue;
+      v.missing = true;
+      v.reason = "no sketch of row " + std::to_string(position);
+      return v;
+    }
+    auto claimed = from_proto(*it->second);
+    if (!claimed.ok()) {
+      v.missing = true;
+      v.reason = claimed.status().message();
+      return v;
+    }
+    if (static_cast<size_t>(position) >= reference.size() || reference[static_cast<size_t>(position)].indices.empty())
+      continue;
+    ++v.compared;
+    const SketchCheck check = check_sketch(*claimed, reference[static_cast<size_t>(position)], tolerance);
+    if (!check.ok && v.reason.empty()) v.reason = check.reason;
+  }
+  return v;
+}
+
 std::string token_list(const std::vector<int32_t>& tokens) {
   std::string s;
   for (int32_t t : tokens) s += (s.empty() ? "" : ",") + std::to_string(t);
@@ -90,7 +127,7 @@ int audit_window(const AuditedSession& session, const std::vector<int32_t>& hist
 }
 
 std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int32_t>& history,
-                           const ReferenceRows& reference) {
+                           const ReferenceRows& reference, const SketchTolerance& tolerance) {
   const size_t n_stages = session.stages.size();
   std::vector<Verdict> out(n_stages);
   for (size_t k = 0; k < n_stages; ++k) out[k].stage = k;
@@ -105,6 +142,10 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
   // matched the reference: only then does a wrong output prove a wrong
   // computation by stage k, not a cache an earlier stage poisoned.
   std::vector<int> verified(n_stages, 0);
+  // Stages judged by sketches: the first inexact one and all after it.
+  std::vector<bool> tolerant(n_stages, false);
+  for (size_t k = 0; k < n_stages; ++k)
+    tolerant[k] = session.stages[k].inexact || (k > 0 && tolerant[k - 1]);
   auto fault = [&](size_t k, Verdict::Kind kind, const StepRecord& r, std::string why,
                    const v1::Commitment* c) {
     if (out[k].kind != Verdict::Kind::kPass) return;
@@ -166,6 +207,34 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
       const bool out_ok = (m == n ? c.output_hash() : combined(c.output_rows(), m)) == as_view(out_ref);
       const bool cache_ok = verified[k] >= p;
       if (in_ok && cache_ok) verified[k] = std::max(verified[k], end);
+      if (tolerant[k]) {
+        // The first tolerant stage gets exact inputs (the stages before it are
+        // exact), so a sketch beyond the tolerance proves a wrong computation;
+        // later ones get another device's rows, so only a dispute.
+        if (reference.sketches.size() != n_stages) continue;
+        const SketchVerdict v = judge_sketches(c, p, n, m, reference.sketches[k], tolerance);
+        out[k].sketches_checked += v.compared;
+        if (v.compared > 0 || v.missing) ++out[k].steps_checked;
+        const std::string at = "step " + std::to_string(r.step_id) + " (layers " +
+                               std::to_string(stage.first_layer) + ":" + std::to_string(stage.last_layer) + "): ";
+        const bool first_tolerant = k == 0 || !tolerant[k - 1];
+        if (v.missing) {
+          fault(k, Verdict::Kind::kMissing, r, at + v.reason, &c);
+        } else if (!v.reason.empty() && first_tolerant && in_ok && cache_ok) {
+          fault(k, Verdict::Kind::kFraud, r, at + "its sketch differs from the reference beyond the tolerance: " + v.reason, &c);
+        } else if (!v.reason.empty() && !first_tolerant) {
+          const std::string why = at + "its sketch differs from the reference beyond the tolerance, from rows an "
+                                       "inexact stage before it sent: " + v.reason;
+          fault(k, Verdict::Kind::kDispute, r, why, &c);
+          fault(k - 1, Verdict::Kind::kDispute, r, why, &r.commitments[k - 1]);
+        }
+        if (!first_tolerant || in_ok || k == 0 || c.input_hash() == r.commitments[k - 1].output_hash()) continue;
+        const std::string why = "step " + std::to_string(r.step_id) + ": stage " + std::to_string(k) +
+                                " received other rows than stage " + std::to_string(k - 1) + " committed to send";
+        fault(k, Verdict::Kind::kDispute, r, why, &c);
+        fault(k - 1, Verdict::Kind::kDispute, r, why, &r.commitments[k - 1]);
+        continue;
+      }
       ++out[k].steps_checked;
       if (in_ok && !out_ok && cache_ok) {
         fault(k, Verdict::Kind::kFraud, r,
@@ -187,7 +256,9 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
     // argmax) and, where the reference replayed the session's sampler (its
     // draws are keyed by position, engine/sampler.h), for sampled ones.
     const size_t last = n_stages - 1;
-    if (out[last].kind != Verdict::Kind::kPass || last >= r.commitments.size() || r.answer.empty()) continue;
+    if (out[last].kind != Verdict::Kind::kPass || last >= r.commitments.size() || r.answer.empty() ||
+        tolerant[last])
+      continue;
     const int lead = n - r.n_drafts;
     const int known = std::min(n, lead + r.accepted_drafts);  // tokens of the step the answer builds on
     // The rows its choice rests on are in the history and came from right inputs.

@@ -18,6 +18,7 @@
 #include "engine/spec_verify.h"
 #include "engine/status.h"
 #include "swarm/v1/stage.pb.h"
+#include "trust/activation_sketch.h"
 #include "trust/commitment.h"
 
 namespace swarm::trust {
@@ -28,6 +29,10 @@ struct AuditedStage {
   std::string node_id;     // "" without an identity
   std::string public_key;  // raw 32 bytes the gateway pinned; "" without an identity
   int first_layer = 0, last_layer = 0;
+  // Announced kernels that are not bit-identical to the reference's: its rows,
+  // and those of every stage after it, are judged by their sketches with a
+  // tolerance (trust/activation_sketch.h), not by their hashes.
+  bool inexact = false;
 };
 
 // One step as the gateway sent it and the last stage answered it.
@@ -68,6 +73,9 @@ struct ReferenceRows {
   // and history) answers to each step, plain or speculative, by step id; only
   // steps whose tokens the reference was fed. Empty: not replayed.
   std::map<uint64_t, SampledAnswer> sampled;
+  // Chains with an inexact stage: each stage's output rows sketched with
+  // kReferenceEntries entries, [stage][position] (an empty sketch: unknown).
+  std::vector<std::vector<RowSketch>> sketches;
 };
 
 // Replays the last stage's choice for `step` (engine/sampler.h): calls
@@ -98,6 +106,8 @@ struct Verdict {
   // The last stage: step answers (its choices of tokens) compared with the
   // reference's, and how many of those were speculative (judged drafts).
   int choices_checked = 0, draft_choices_checked = 0;
+  // Inexact chains: row sketches compared within the tolerance.
+  int sketches_checked = 0;
   std::string reason;
   v1::Commitment evidence;    // the commitment at fault (kFraud, kMissing)
 };
@@ -106,11 +116,15 @@ const char* to_string(Verdict::Kind k);
 // Checks every step whose tokens lie within `history` (the session's tokens
 // as its caches held them: the prompt and the accepted output), up to
 // `reference`'s length. One verdict per stage: its first fault, or a pass.
+// From the first inexact stage of the chain on, rows are judged by their
+// sketches within `tolerance` (their inputs, and so their outputs, differ from
+// the reference's in the last bits); those stages' token choices are not
+// judged (another device may break a near-tie the other way).
 // Steps built on tokens no longer in `history` (rejected drafts) are skipped;
 // a stage is blamed only where every position of its cache before the step
 // was built from inputs that matched the reference.
 std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int32_t>& history,
-                           const ReferenceRows& reference);
+                           const ReferenceRows& reference, const SketchTolerance& tolerance = {});
 
 // The end of the window an audit must recompute: the furthest end of the
 // sampled steps whose tokens lie within `history`; 0 when none.

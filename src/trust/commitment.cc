@@ -95,6 +95,19 @@ std::string signing_bytes(const v1::Commitment& c) {
   put_bytes(&out, c.output_hash());
   put_bytes(&out, c.tokens_hash());
   put_bytes(&out, c.public_key());
+  // Sketches (inexact stages) are signed too: they are what a tolerant audit
+  // judges. None: the bytes are those of a commitment without the field.
+  for (const v1::RowSketch& s : c.sketches()) {
+    put_u64(&out, static_cast<uint32_t>(s.position()));
+    put_u64(&out, static_cast<uint64_t>(s.indices_size()));
+    for (int32_t i : s.indices()) put_u64(&out, static_cast<uint32_t>(i));
+    put_u64(&out, static_cast<uint64_t>(s.values_size()));
+    for (float v : s.values()) {
+      uint32_t bits;
+      std::memcpy(&bits, &v, sizeof bits);
+      put_u64(&out, bits);
+    }
+  }
   return out;
 }
 

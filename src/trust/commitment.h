@@ -56,7 +56,8 @@ class PrefixHashes {
 Hash tokens_hash(const int32_t* tokens, size_t n, int32_t accepted_drafts);
 
 // The bytes a commitment's signature covers: a domain prefix, then every field
-// but the signature and the per-row lists, in field order, length-prefixed.
+// but the signature and the per-row hash lists, in field order, length-prefixed
+// (the sketches last, each entry's float as its bits).
 std::string signing_bytes(const v1::Commitment& c);
 // Fills public_key and signature.
 void sign(v1::Commitment* c, const net::Identity& identity);

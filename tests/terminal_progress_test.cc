@@ -58,8 +58,10 @@ TerminalRun run_on_terminal(std::vector<std::string> args, const std::string& un
     char buf[4096];
     const ssize_t n = ::read(master, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) ended = true;  // EIO once the child's side is closed
-    else r.out.append(buf, static_cast<size_t>(n));
+    if (n <= 0)
+      ended = true;  // EIO once the child's side is closed
+    else
+      r.out.append(buf, static_cast<size_t>(n));
   }
   if (!ended) ::kill(pid, SIGKILL);
   int status = 0;
@@ -102,7 +104,8 @@ TEST(TerminalProgress, ConvertDrawsABarOnATerminalOnly) {
 
 TEST(TerminalProgress, SynthDrawsABarOnATerminalOnly) {
   const std::string out = temp("demo.gguf");
-  TerminalRun t = run_on_terminal({"synth", "--shape", "demo-tiny", "--type", "Q8_0", "-o", out, "-t", "1"});
+  TerminalRun t =
+      run_on_terminal({"synth", "--shape", "demo-tiny", "--type", "Q8_0", "-o", out, "-t", "1"});
   ASSERT_EQ(t.code, 0) << t.out;
   EXPECT_TRUE(has_bar(t.out, "writing demo-tiny Q8_0")) << t.out;
   EXPECT_NE(t.out.find("[########################]"), std::string::npos) << t.out;
@@ -119,7 +122,8 @@ TEST(TerminalProgress, SynthDrawsABarOnATerminalOnly) {
 TEST(TerminalProgress, BenchShowsLoadingAndRunsOnATerminalOnly) {
   const std::string model = find_testdata("tiny-llama/gguf/tiny-llama-Q8_0.gguf");
   ASSERT_FALSE(model.empty());
-  TerminalRun t = run_on_terminal({"bench", "-m", model, "-p", "8", "-n", "4", "-r", "2", "-t", "1", "--json"});
+  TerminalRun t =
+      run_on_terminal({"bench", "-m", model, "-p", "8", "-n", "4", "-r", "2", "-t", "1", "--json"});
   ASSERT_EQ(t.code, 0) << t.out;
   EXPECT_TRUE(has_bar(t.out, "loading layers 0:4")) << t.out;  // the tiny model has 4 layers
   EXPECT_TRUE(has_bar(t.out, "bench run 2/2")) << t.out;
@@ -149,10 +153,11 @@ TEST_F(NodeJoinProgress, StagesAndLoadingBarOnATerminalOnly) {
   size_t at = 0;  // the stages in order, the loading bar between its stage and the next
   for (const std::string part :
        {"node [1/5] identifying the model\r\n", "node [2/5] joining the DHT through ",
-        "node [3/5] choosing layers\r\n", "node [4/5] loading layers 0:", "\rloading layers 0:",
-        "node [5/5] announcing\r\n"}) {
+        "node [3/5] choosing layers\r\n",
+        "node [4/5] loading layers 0:", "\rloading layers 0:", "node [5/5] announcing\r\n"}) {
     const size_t found = t.out.find(part, at);
-    ASSERT_NE(found, std::string::npos) << "no '" << part << "' after byte " << at << " of:\n" << t.out;
+    ASSERT_NE(found, std::string::npos) << "no '" << part << "' after byte " << at << " of:\n"
+                                        << t.out;
     at = found + part.size();
   }
 

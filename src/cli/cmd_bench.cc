@@ -71,10 +71,12 @@ void register_bench(CLI::App& app) {
     // On a terminal: which run of how many, and its steps (a prefill, then each
     // decoded token), updated outside the timed spans.
     const auto steps_per_run = static_cast<uint64_t>(o->gen) + 1;
-    ProgressBar bar("bench run 1/" + std::to_string(o->reps), steps_per_run * o->reps, stderr, "steps");
+    ProgressBar bar("bench run 1/" + std::to_string(o->reps), steps_per_run * o->reps, stderr,
+                    "steps");
     uint64_t steps = 0;
     for (int rep = 0; rep < o->reps; ++rep) {
-      if (rep > 0) bar.set_label("bench run " + std::to_string(rep + 1) + "/" + std::to_string(o->reps));
+      if (rep > 0)
+        bar.set_label("bench run " + std::to_string(rep + 1) + "/" + std::to_string(o->reps));
       auto cache = model->new_cache(o->prompt + o->gen);
       // Prefill: the whole prompt as one batch; logits only for its last token.
       auto t0 = std::chrono::steady_clock::now();

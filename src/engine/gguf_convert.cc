@@ -98,8 +98,8 @@ std::vector<PlannedTensor> plan_tensors(const ModelSource& src, TensorType matri
 
 // Streams one tensor's converted rows into the writer, a slab of rows at a
 // time, converting rows in parallel; `bar` hears the bytes written after each slab.
-Status write_tensor(const ModelSource& src, const PlannedTensor& p, GgufWriter& w,
-                    ThreadPool& pool, ProgressBar& bar) {
+Status write_tensor(const ModelSource& src, const PlannedTensor& p, GgufWriter& w, ThreadPool& pool,
+                    ProgressBar& bar) {
   if (p.src == nullptr) {  // rope_freqs
     const std::vector<float> f = rope_freq_factors(src.config);
     return w.write_tensor_data(f.data(), f.size() * sizeof(float));

@@ -116,8 +116,9 @@ Result<std::unique_ptr<MappedRegion>> MappedRegion::Map(const std::string& path,
   return region;
 }
 
-Result<std::unique_ptr<MappedRegion>> MappedRegion::Read(const std::string& path, uint64_t offset, uint64_t length,
-                                                          const ProgressCallback& progress) {
+Result<std::unique_ptr<MappedRegion>> MappedRegion::Read(const std::string& path, uint64_t offset,
+                                                         uint64_t length,
+                                                         const ProgressCallback& progress) {
   auto size = file_size(path);
   if (!size.ok()) return size.status();
   if (offset > *size || length > *size - offset)
@@ -138,8 +139,9 @@ Result<std::unique_ptr<MappedRegion>> MappedRegion::Read(const std::string& path
   if (fd.get() < 0) return Status::IOError(path + ": " + std::strerror(errno));
   for (uint64_t done = 0; done < length;) {
     const uint64_t step = progress ? kProgressStep : 1ull << 30;
-    const ssize_t n = ::pread(fd.get(), data + done, static_cast<size_t>(std::min<uint64_t>(length - done, step)),
-                              static_cast<off_t>(offset + done));
+    const ssize_t n =
+        ::pread(fd.get(), data + done, static_cast<size_t>(std::min<uint64_t>(length - done, step)),
+                static_cast<off_t>(offset + done));
     if (n <= 0)
       return Status::IOError(path + ": read failed at byte " + std::to_string(offset + done) + ": " +
                              (n == 0 ? "unexpected end of file" : std::strerror(errno)));
@@ -151,9 +153,9 @@ Result<std::unique_ptr<MappedRegion>> MappedRegion::Read(const std::string& path
   return region;
 }
 
-Result<std::unique_ptr<MappedRegion>> MappedRegion::MapPopulated(const std::string& path, uint64_t offset,
-                                                                  uint64_t length,
-                                                                  const ProgressCallback& progress) {
+Result<std::unique_ptr<MappedRegion>> MappedRegion::MapPopulated(const std::string& path,
+                                                                 uint64_t offset, uint64_t length,
+                                                                 const ProgressCallback& progress) {
   auto region = Map(path, offset, length);
   if (!region.ok() || (*region)->map_base_ == nullptr) return region;
   MappedRegion& r = **region;

@@ -26,15 +26,16 @@ class MappedRegion {
   // a fifth of its speed to TLB misses. Other mappers keep the pages they map.
   // `progress`, if set, hears the bytes read in so far, every 64 MiB (again
   // from 0 if the pages are read a second time).
-  static Result<std::unique_ptr<MappedRegion>> MapPopulated(const std::string& path, uint64_t offset,
-                                                            uint64_t length,
+  static Result<std::unique_ptr<MappedRegion>> MapPopulated(const std::string& path,
+                                                            uint64_t offset, uint64_t length,
                                                             const ProgressCallback& progress = {});
   // Reads the same bytes into anonymous memory instead (llama.cpp's --no-mmap),
   // aligned and advised for transparent huge pages: decode streams every weight
   // once per token, and with 4 KiB file pages the TLB misses and the hardware
   // prefetchers' stops at page boundaries cost a large share of the bandwidth.
   // `progress` as for MapPopulated.
-  static Result<std::unique_ptr<MappedRegion>> Read(const std::string& path, uint64_t offset, uint64_t length,
+  static Result<std::unique_ptr<MappedRegion>> Read(const std::string& path, uint64_t offset,
+                                                    uint64_t length,
                                                     const ProgressCallback& progress = {});
   ~MappedRegion();
   MappedRegion(const MappedRegion&) = delete;

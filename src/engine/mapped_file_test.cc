@@ -90,11 +90,15 @@ TEST_F(MappedFileTest, ReadingInReportsItsProgress) {
 }
 
 TEST_F(MappedFileTest, ARangePastTheEndIsRefusedByName) {
-  using Open = std::function<Result<std::unique_ptr<MappedRegion>>(const std::string&, uint64_t, uint64_t)>;
-  for (const Open& open : std::vector<Open>{
-           &MappedRegion::Map,
-           [](const std::string& p, uint64_t o, uint64_t n) { return MappedRegion::MapPopulated(p, o, n); },
-           [](const std::string& p, uint64_t o, uint64_t n) { return MappedRegion::Read(p, o, n); }}) {
+  using Open =
+      std::function<Result<std::unique_ptr<MappedRegion>>(const std::string&, uint64_t, uint64_t)>;
+  for (const Open& open : std::vector<Open>{&MappedRegion::Map,
+                                            [](const std::string&p, uint64_t o, uint64_t n) {
+                                              return MappedRegion::MapPopulated(p, o, n);
+                                            },
+                                            [](const std::string&p, uint64_t o, uint64_t n) {
+                                              return MappedRegion::Read(p, o, n);
+                                            }}) {
     auto r = open(path_, kSize - 10, 11);
     ASSERT_FALSE(r.ok());
     EXPECT_NE(r.status().ToString().find(path_), std::string::npos) << r.status().ToString();

@@ -72,15 +72,18 @@ Status Model::map_and_bind(const LoadOptions& o) {
   uint64_t total = 0;
   for (const auto& [file, range] : span) total += range.second - range.first;
   // Reading the weights in is where loading spends its time.
-  ProgressBar bar("loading layers " + std::to_string(first_layer_) + ":" + std::to_string(last_layer_), total,
-                  o.progress ? stderr : nullptr);
+  ProgressBar bar(
+      "loading layers " + std::to_string(first_layer_) + ":" + std::to_string(last_layer_), total,
+      o.progress ? stderr : nullptr);
   uint64_t before = 0;  // bytes of the regions already read
   for (const auto& [file, range] : span) {
     const uint64_t length = range.second - range.first;
     ProgressCallback on_bytes;
-    if (bar.enabled()) on_bytes = [&](uint64_t done) { bar.update(before + std::min(done, length)); };
-    auto r = o.no_mmap ? MappedRegion::Read(source_.files[file], range.first, length, on_bytes)
-                       : MappedRegion::MapPopulated(source_.files[file], range.first, length, on_bytes);
+    if (bar.enabled())
+      on_bytes = [&](uint64_t done) { bar.update(before + std::min(done, length)); };
+    auto r = o.no_mmap
+                 ? MappedRegion::Read(source_.files[file], range.first, length, on_bytes)
+                 : MappedRegion::MapPopulated(source_.files[file], range.first, length, on_bytes);
     if (!r.ok()) return r.status();
     region_of_file_[file] = r->get();
     regions_.push_back(std::move(r).value());

@@ -6,8 +6,8 @@
 
 namespace swarm {
 
-std::string format_progress(const std::string& label, uint64_t done, uint64_t total,
-                            double seconds, const std::string& items) {
+std::string format_progress(const std::string& label, uint64_t done, uint64_t total, double seconds,
+                            const std::string& items) {
   constexpr int kWidth = 24;
   done = std::min(done, total);
   const double fraction = total == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(total);
@@ -28,8 +28,7 @@ std::string format_progress(const std::string& label, uint64_t done, uint64_t to
          std::string(static_cast<size_t>(kWidth - filled), '-') + "]" + numbers;
 }
 
-std::string format_stage(const std::string& who, int stage, int n_stages,
-                         const std::string& what) {
+std::string format_stage(const std::string& who, int stage, int n_stages, const std::string& what) {
   return who + " [" + std::to_string(stage) + "/" + std::to_string(n_stages) + "] " + what;
 }
 
@@ -71,8 +70,7 @@ void ProgressBar::finish() {
 void ProgressBar::draw() {
   const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
   // "\033[K" clears what a longer earlier line left to the right.
-  std::fprintf(out_, "\r%s\033[K",
-               format_progress(label_, done_, total_, seconds, items_).c_str());
+  std::fprintf(out_, "\r%s\033[K", format_progress(label_, done_, total_, seconds, items_).c_str());
   std::fflush(out_);
 }
 

@@ -26,12 +26,11 @@ using ProgressCallback = std::function<void(uint64_t done)>;
 // counts bytes: "hashing model [########----------------]   412.0/1100.0 MB   731 MB/s";
 // else items of that name: "bench run 2/3 [####--------------------]  70/195 steps  12.5 steps/s".
 // Pure, for tests.
-std::string format_progress(const std::string& label, uint64_t done, uint64_t total,
-                            double seconds, const std::string& items = "");
+std::string format_progress(const std::string& label, uint64_t done, uint64_t total, double seconds,
+                            const std::string& items = "");
 
 // "node [2/4] choosing layers". Pure, for tests.
-std::string format_stage(const std::string& who, int stage, int n_stages,
-                         const std::string& what);
+std::string format_stage(const std::string& who, int stage, int n_stages, const std::string& what);
 
 // True when `out` is a terminal, where the two below draw.
 bool is_terminal(std::FILE* out);
@@ -40,8 +39,7 @@ class ProgressBar {
  public:
   // `out` is drawn on only if it is a terminal; nullptr draws nothing. `items`
   // names what is counted ("steps"); empty counts bytes.
-  ProgressBar(std::string label, uint64_t total, std::FILE* out = stderr,
-              std::string items = "");
+  ProgressBar(std::string label, uint64_t total, std::FILE* out = stderr, std::string items = "");
   ~ProgressBar();  // finish()
   ProgressBar(const ProgressBar&) = delete;
   ProgressBar& operator=(const ProgressBar&) = delete;

@@ -94,7 +94,8 @@ TEST(Progress, DrawsInPlaceOnATerminal) {
         "\rloaded layers 0:2 [##################------]  3/4 tensors", "\033[K\r\n",
         "node [2/2] announcing\r\n"}) {
     const size_t found = text.find(part, at);
-    ASSERT_NE(found, std::string::npos) << "no '" << part << "' after byte " << at << " of: " << text;
+    ASSERT_NE(found, std::string::npos)
+        << "no '" << part << "' after byte " << at << " of: " << text;
     at = found + part.size();
   }
   EXPECT_EQ(at, text.size()) << text;

@@ -10,6 +10,7 @@
 #include "cli/common.h"
 #include "engine/matmul.h"
 #include "engine/membw.h"
+#include "engine/progress.h"
 
 namespace swarm::cli {
 namespace {
@@ -67,7 +68,15 @@ void register_bench(CLI::App& app) {
     const int d = c.n_embd;
     double best_prefill = 0, best_decode = 0;
     std::vector<float> hidden(static_cast<size_t>(o->prompt) * d), logits(c.n_vocab);
+    // On a terminal: which run of how many, and its steps (a prefill, then each
+    // decoded token), updated outside the timed spans.
+    const auto steps_per_run = static_cast<uint64_t>(o->gen) + 1;
+    ProgressBar bar("bench run 1/" + std::to_string(o->reps), steps_per_run * o->reps, stderr,
+                    "steps");
+    uint64_t steps = 0;
     for (int rep = 0; rep < o->reps; ++rep) {
+      if (rep > 0)
+        bar.set_label("bench run " + std::to_string(rep + 1) + "/" + std::to_string(o->reps));
       auto cache = model->new_cache(o->prompt + o->gen);
       // Prefill: the whole prompt as one batch; logits only for its last token.
       auto t0 = std::chrono::steady_clock::now();
@@ -75,6 +84,7 @@ void register_bench(CLI::App& app) {
       check(model->run_layers(hidden.data(), {{cache.get(), o->prompt}}, 0, c.n_layer, pool));
       check(model->head(hidden.data() + static_cast<size_t>(o->prompt - 1) * d, 1, logits.data(), pool));
       best_prefill = std::max(best_prefill, o->prompt / seconds_since(t0));
+      bar.update(++steps);
       // Decode: one token at a time, each through every layer and the head.
       double decode_seconds = 0;
       int32_t tok = prompt.back();
@@ -90,9 +100,11 @@ void register_bench(CLI::App& app) {
         pair_ratios.push_back(bytes / step / passes.back());
         weight_passes.push_back(read_pass(pool, weight_spans));
         weight_ratios.push_back(bytes / step / weight_passes.back());
+        bar.update(++steps);
       }
       best_decode = std::max(best_decode, o->gen / decode_seconds);
     }
+    bar.finish();
     const double bw = median(passes);
     const double decode_bw = best_decode * bytes;
     const double fraction = median(pair_ratios);

@@ -25,6 +25,7 @@ void register_convert(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
   cmd->callback([o] {
     ThreadPool pool(o->threads);
+    o->convert.progress = true;  // drawn only when stderr is a terminal
     const auto t0 = std::chrono::steady_clock::now();
     Result<ConvertSummary> s = convert_hf_to_gguf(o->dir, o->out, o->convert, pool);
     check(s.status());

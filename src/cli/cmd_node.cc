@@ -42,6 +42,7 @@
 #include "cli/serving_metrics.h"
 #include "discovery/announcer.h"
 #include "engine/model_loader.h"
+#include "engine/progress.h"
 #include "net/caller.h"
 #include "net/model_id.h"
 #include "node/stage_server.h"
@@ -117,7 +118,9 @@ class SwarmMember {
       : node_(std::move(node)), o_(o), choose_(choose_layers) {}
 
   // Joins the DHT, picks the layers if asked to, starts serving and announcing.
+  // On a terminal each stage gets a line, and hashing and loading a bar.
   void start() {
+    StageLines stages("node", choose_ ? 5 : 4);
     auto identity = net::Identity::Load(node_.identity_path);
     if (!identity.ok()) fail("--identity: " + identity.status().ToString());
     identity_ = std::make_unique<net::Identity>(std::move(identity).value());
@@ -125,6 +128,7 @@ class SwarmMember {
     check(source.status());
     n_layer_ = source->config.n_layer;
     model_name_ = source->config.name;
+    stages.begin("identifying the model");
     auto id = net::model_content_id(*source);
     check(id.status());
     model_id_ = *id;
@@ -134,9 +138,11 @@ class SwarmMember {
       if (!bytes.ok()) fail("--memory: " + bytes.status().message());
       capacity_ = layers_that_fit(*source, *bytes);
     }
+    stages.begin("joining the DHT through " + o_.bootstrap);
     dht_ = start_dht(o_.dht_listen.empty() ? default_dht_listen() : o_.dht_listen, o_.bootstrap);
     wait_for_dht(*dht_, std::chrono::seconds(10));
     if (choose_) {
+      stages.begin("choosing layers");
       auto peers = peers_without_me();
       auto range = choose_layers(peers, n_layer_, capacity_, 0);
       check(range.status());
@@ -145,11 +151,15 @@ class SwarmMember {
       node_.first_layer = range->first;
       node_.last_layer = range->last;
     }
+    stages.begin("loading layers " + std::to_string(node_.first_layer) + ":" +
+                 std::to_string(node_.last_layer));
     auto server = node::StageServer::Start(node_);
     check(server.status());
     server_ = std::move(server).value();
-    // A move restarts the server where gateways already know it.
+    // A move restarts the server where gateways already know it, and loads
+    // while the node serves and logs: no bar then.
     node_.listen = server_->address();
+    node_.progress = false;
     addresses_ = o_.announce_addresses;
     if (addresses_.empty()) {
       addresses_ = {server_->address()};
@@ -161,6 +171,7 @@ class SwarmMember {
         fail("--announce-address: needed, the bound address cannot be announced: " +
              st.message());
     }
+    stages.begin("announcing");
     announcer_ = std::make_unique<discovery::Announcer>(
         *dht_, *identity_, [this] { return current_record(); },
         std::chrono::seconds(static_cast<int64_t>(o_.announce_interval_s)));
@@ -416,6 +427,7 @@ void register_node(CLI::App& app) {
                   "doc/metrics.md); default: none");
   cmd->callback([o] {
     o->node.price_per_1k = o->dht.price;
+    o->node.progress = true;  // drawn only when stderr is a terminal
     std::optional<std::pair<std::string, int>> metrics_at;
     if (!o->metrics_listen.empty()) {
       auto hp = parse_host_port(o->metrics_listen);

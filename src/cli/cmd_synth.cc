@@ -27,7 +27,7 @@ void register_synth(CLI::App& app) {
     if (shape == nullptr) fail("--shape " + o->shape + " is unknown (choose one of: " + names + ")");
     ThreadPool pool(o->threads);
     const auto t0 = std::chrono::steady_clock::now();
-    check(synthesize_gguf(*shape, o->type, o->seed, o->out, pool));
+    check(synthesize_gguf(*shape, o->type, o->seed, o->out, pool, /*progress=*/true));
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "wrote %s (%s, %s, seed %llu) in %.1f s\n", o->out.c_str(), shape->name.c_str(),
                  o->type.c_str(), static_cast<unsigned long long>(o->seed), s);

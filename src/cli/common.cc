@@ -58,7 +58,9 @@ Result<std::pair<int, int>> parse_layer_range(const std::string& s) {
 }
 
 std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options) {
-  auto m = Model::Load(path, options);
+  LoadOptions o = options;
+  o.progress = true;  // drawn only when stderr is a terminal
+  auto m = Model::Load(path, o);
   if (!m.ok()) fail(m.status().ToString());
   return std::move(m).value();
 }

@@ -41,6 +41,7 @@ Result<std::pair<int, int>> parse_layer_range(const std::string& s);
 // which node id it calls as. Fails (exits) on a key file that does not load.
 void use_caller_identity(const std::string& key_path);
 
+// Model::Load, with a progress bar on stderr when it is a terminal.
 std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {});
 // The model's tokenizer, refused when its vocabulary is empty or larger than the
 // model's `n_vocab` embedding rows.

@@ -12,6 +12,7 @@
 #include "engine/hf_vocab.h"
 #include "engine/mapped_file.h"
 #include "engine/model_arch.h"
+#include "engine/progress.h"
 #include "engine/quants.h"
 
 namespace swarm {
@@ -96,9 +97,9 @@ std::vector<PlannedTensor> plan_tensors(const ModelSource& src, TensorType matri
 }
 
 // Streams one tensor's converted rows into the writer, a slab of rows at a
-// time, converting rows in parallel.
-Status write_tensor(const ModelSource& src, const PlannedTensor& p, GgufWriter& w,
-                    ThreadPool& pool) {
+// time, converting rows in parallel; `bar` hears the bytes written after each slab.
+Status write_tensor(const ModelSource& src, const PlannedTensor& p, GgufWriter& w, ThreadPool& pool,
+                    ProgressBar& bar) {
   if (p.src == nullptr) {  // rope_freqs
     const std::vector<float> f = rope_freq_factors(src.config);
     return w.write_tensor_data(f.data(), f.size() * sizeof(float));
@@ -145,6 +146,7 @@ Status write_tensor(const ModelSource& src, const PlannedTensor& p, GgufWriter& 
       return Status::Unsupported(where + ": cannot convert " + type_traits(t.type).name + " to " +
                                  type_traits(p.type).name);
     SWARM_RETURN_IF_ERROR(w.write_tensor_data(out.data(), out.size()));
+    bar.update(w.tensor_bytes_written());
   }
   return Status::Ok();
 }
@@ -208,7 +210,12 @@ Result<ConvertSummary> convert(const std::string& hf_dir, const std::string& out
 
   TempFile tmp(out_path + ".tmp." + std::to_string(::getpid()));
   SWARM_RETURN_IF_ERROR(w.begin(tmp.path()));
-  for (const PlannedTensor& p : plan) SWARM_RETURN_IF_ERROR(write_tensor(src, p, w, pool));
+  ProgressBar bar("converting to " + o.type, w.tensor_bytes(), o.progress ? stderr : nullptr);
+  for (const PlannedTensor& p : plan) {
+    SWARM_RETURN_IF_ERROR(write_tensor(src, p, w, pool, bar));
+    bar.update(w.tensor_bytes_written());
+  }
+  bar.finish();
   SWARM_RETURN_IF_ERROR(w.finish());
   std::error_code ec;
   fs::rename(tmp.path(), out_path, ec);

@@ -25,6 +25,7 @@ namespace swarm {
 struct ConvertOptions {
   std::string type = "F16";  // F32, F16, BF16 or Q8_0
   std::string name;          // general.name; "" = the folder's name
+  bool progress = false;     // a bar on stderr while tensors are written, if it is a terminal
 };
 
 struct ConvertSummary {

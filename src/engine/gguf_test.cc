@@ -585,6 +585,7 @@ std::vector<std::string> write_odd_tensors(GgufWriter& w, const std::string& p) 
   EXPECT_TRUE(w.begin(p).ok());
   std::mt19937 rng(3);
   std::vector<std::string> data;
+  uint64_t given = 0;  // what a progress bar counts: tensor bytes, not padding
   for (const RawTensor& t : odd_tensors()) {
     int64_t rows = 1;
     for (size_t d = 1; d < t.shape.size(); ++d) rows *= t.shape[d];
@@ -594,8 +595,11 @@ std::vector<std::string> write_odd_tensors(GgufWriter& w, const std::string& p) 
     const size_t half = bytes.size() / 2;
     EXPECT_TRUE(w.write_tensor_data(bytes.data(), half).ok());
     EXPECT_TRUE(w.write_tensor_data(bytes.data() + half, bytes.size() - half).ok());
+    given += bytes.size();
+    EXPECT_EQ(w.tensor_bytes_written(), given);
     data.push_back(bytes);
   }
+  EXPECT_EQ(w.tensor_bytes(), given);
   EXPECT_TRUE(w.finish().ok());
   return data;
 }

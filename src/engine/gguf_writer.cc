@@ -75,6 +75,7 @@ void GgufWriter::add_tensor(const std::string& name, TensorType type, const std:
   for (size_t i = 1; i < shape.size(); ++i) rows *= shape[i];
   // Offsets are placed by begin(), once the alignment is final.
   tensors_.push_back({name, type, shape, row_size(type, shape[0]) * static_cast<uint64_t>(rows), 0});
+  tensor_bytes_ += tensors_.back().nbytes;
 }
 
 Status GgufWriter::write_raw(const void* p, size_t n) {
@@ -183,6 +184,7 @@ Status GgufWriter::write_tensor_data(const void* data, size_t n) {
     data = static_cast<const uint8_t*>(data) + take;
     n -= take;
     current_done_ += take;
+    tensor_bytes_written_ += take;
     if (current_done_ == t.nbytes) {
       ++current_;
       current_done_ = 0;

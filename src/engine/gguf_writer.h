@@ -48,6 +48,11 @@ class GgufWriter {
   // Checks every declared byte was written and closes the file.
   Status finish();
 
+  // Bytes of tensor data declared, and given to write_tensor_data so far: how
+  // far a conversion is, for its progress bar.
+  uint64_t tensor_bytes() const { return tensor_bytes_; }
+  uint64_t tensor_bytes_written() const { return tensor_bytes_written_; }
+
  private:
   struct PendingTensor {
     std::string name;
@@ -68,6 +73,8 @@ class GgufWriter {
   uint64_t data_start_ = 0;
   size_t current_ = 0;          // tensor being written
   uint64_t current_done_ = 0;   // bytes of it written
+  uint64_t tensor_bytes_ = 0;
+  uint64_t tensor_bytes_written_ = 0;
 };
 
 }  // namespace swarm

@@ -26,6 +26,10 @@ constexpr uint64_t kHuge = 2ull << 20;
 #define MADV_POPULATE_READ 22  // Linux 5.14
 #endif
 
+// Steps in which weights are read in when someone watches the progress: a
+// multiple of 2 MiB, so no step splits a huge page.
+constexpr size_t kProgressStep = 64ull << 20;
+
 // Faults every page of [p, p + len) in: one call where the kernel has it, a read
 // per page where it does not.
 void populate(const void* p, size_t len) {
@@ -33,6 +37,20 @@ void populate(const void* p, size_t len) {
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   volatile uint8_t sink = 0;
   for (size_t i = 0; i < len; i += page) sink = sink + static_cast<const volatile uint8_t*>(p)[i];
+}
+
+// populate(), in steps that end on kProgressStep boundaries of the address
+// space, telling `progress` the bytes done after each; one call without it.
+void populate(const void* p, size_t len, const ProgressCallback& progress) {
+  if (!progress) return populate(p, len);
+  const uint8_t* base = static_cast<const uint8_t*>(p);
+  for (size_t done = 0; done < len;) {
+    const uintptr_t at = reinterpret_cast<uintptr_t>(base + done);
+    const size_t n = std::min<size_t>(len - done, kProgressStep - at % kProgressStep);
+    populate(base + done, n);
+    done += n;
+    progress(done);
+  }
 }
 
 }  // namespace
@@ -98,7 +116,9 @@ Result<std::unique_ptr<MappedRegion>> MappedRegion::Map(const std::string& path,
   return region;
 }
 
-Result<std::unique_ptr<MappedRegion>> MappedRegion::Read(const std::string& path, uint64_t offset, uint64_t length) {
+Result<std::unique_ptr<MappedRegion>> MappedRegion::Read(const std::string& path, uint64_t offset,
+                                                         uint64_t length,
+                                                         const ProgressCallback& progress) {
   auto size = file_size(path);
   if (!size.ok()) return size.status();
   if (offset > *size || length > *size - offset)
@@ -118,24 +138,28 @@ Result<std::unique_ptr<MappedRegion>> MappedRegion::Read(const std::string& path
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return Status::IOError(path + ": " + std::strerror(errno));
   for (uint64_t done = 0; done < length;) {
-    const ssize_t n = ::pread(fd.get(), data + done, static_cast<size_t>(std::min<uint64_t>(length - done, 1ull << 30)),
-                              static_cast<off_t>(offset + done));
+    const uint64_t step = progress ? kProgressStep : 1ull << 30;
+    const ssize_t n =
+        ::pread(fd.get(), data + done, static_cast<size_t>(std::min<uint64_t>(length - done, step)),
+                static_cast<off_t>(offset + done));
     if (n <= 0)
       return Status::IOError(path + ": read failed at byte " + std::to_string(offset + done) + ": " +
                              (n == 0 ? "unexpected end of file" : std::strerror(errno)));
     done += static_cast<uint64_t>(n);
+    if (progress) progress(done);
   }
   ::mprotect(base, map_len, PROT_READ);
   region->data_ = data;
   return region;
 }
 
-Result<std::unique_ptr<MappedRegion>> MappedRegion::MapPopulated(const std::string& path, uint64_t offset,
-                                                                  uint64_t length) {
+Result<std::unique_ptr<MappedRegion>> MappedRegion::MapPopulated(const std::string& path,
+                                                                 uint64_t offset, uint64_t length,
+                                                                 const ProgressCallback& progress) {
   auto region = Map(path, offset, length);
   if (!region.ok() || (*region)->map_base_ == nullptr) return region;
   MappedRegion& r = **region;
-  populate(r.map_base_, r.map_length_);
+  populate(r.map_base_, r.map_length_, progress);
   // The whole 2 MiB pages inside the mapping: the most that can be huge.
   const uintptr_t lo = reinterpret_cast<uintptr_t>(r.map_base_);
   const uintptr_t first = (lo + kHuge - 1) / kHuge * kHuge, last = (lo + r.map_length_) / kHuge * kHuge;
@@ -148,7 +172,7 @@ Result<std::unique_ptr<MappedRegion>> MappedRegion::MapPopulated(const std::stri
   ::madvise(r.map_base_, r.map_length_, MADV_DONTNEED);
   const off_t start = static_cast<off_t>(offset - (reinterpret_cast<uintptr_t>(r.data_) - lo));
   ::posix_fadvise(fd.get(), start, static_cast<off_t>(r.map_length_), POSIX_FADV_DONTNEED);
-  populate(r.map_base_, r.map_length_);
+  populate(r.map_base_, r.map_length_, progress);
   return region;
 }
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/progress.h"
 #include "engine/status.h"
 
 namespace swarm {
@@ -23,13 +24,19 @@ class MappedRegion {
   // pieces), those that no other process maps are dropped from the page cache and
   // read again, and come back as 2 MiB pages: with 4 KiB pages decode loses about
   // a fifth of its speed to TLB misses. Other mappers keep the pages they map.
-  static Result<std::unique_ptr<MappedRegion>> MapPopulated(const std::string& path, uint64_t offset,
-                                                            uint64_t length);
+  // `progress`, if set, hears the bytes read in so far, every 64 MiB (again
+  // from 0 if the pages are read a second time).
+  static Result<std::unique_ptr<MappedRegion>> MapPopulated(const std::string& path,
+                                                            uint64_t offset, uint64_t length,
+                                                            const ProgressCallback& progress = {});
   // Reads the same bytes into anonymous memory instead (llama.cpp's --no-mmap),
   // aligned and advised for transparent huge pages: decode streams every weight
   // once per token, and with 4 KiB file pages the TLB misses and the hardware
   // prefetchers' stops at page boundaries cost a large share of the bandwidth.
-  static Result<std::unique_ptr<MappedRegion>> Read(const std::string& path, uint64_t offset, uint64_t length);
+  // `progress` as for MapPopulated.
+  static Result<std::unique_ptr<MappedRegion>> Read(const std::string& path, uint64_t offset,
+                                                    uint64_t length,
+                                                    const ProgressCallback& progress = {});
   ~MappedRegion();
   MappedRegion(const MappedRegion&) = delete;
   MappedRegion& operator=(const MappedRegion&) = delete;

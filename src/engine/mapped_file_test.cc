@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -66,9 +67,39 @@ TEST_F(MappedFileTest, PopulatedMappingHasTheFilesBytes) {
   EXPECT_LE((*copy)->huge_mapped_bytes(), (*copy)->mapped_bytes());
 }
 
+// Whoever watches a load hears the bytes read in so far, growing to the whole
+// span (a mapping rounds it out to pages), and gets the same bytes.
+TEST_F(MappedFileTest, ReadingInReportsItsProgress) {
+  const uint64_t offset = kHuge + 100, length = 7 * kHuge + 5;
+  for (bool read : {false, true}) {
+    std::vector<uint64_t> heard;
+    const ProgressCallback note = [&](uint64_t done) { heard.push_back(done); };
+    auto r = read ? MappedRegion::Read(path_, offset, length, note)
+                  : MappedRegion::MapPopulated(path_, offset, length, note);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    expect_contents(**r, offset, length);
+    ASSERT_FALSE(heard.empty()) << (read ? "Read" : "MapPopulated");
+    // It grows, but may start again once: a mapping whose pages came in as 4 KiB
+    // ones reads them again as huge pages.
+    int restarts = 0;
+    for (size_t i = 1; i < heard.size(); ++i) restarts += heard[i] <= heard[i - 1];
+    EXPECT_LE(restarts, read ? 0 : 1);
+    EXPECT_GE(heard.back(), length);
+    EXPECT_LE(heard.back(), (*r)->mapped_bytes());
+  }
+}
+
 TEST_F(MappedFileTest, ARangePastTheEndIsRefusedByName) {
-  for (auto* fn : {&MappedRegion::Map, &MappedRegion::MapPopulated, &MappedRegion::Read}) {
-    auto r = fn(path_, kSize - 10, 11);
+  using Open =
+      std::function<Result<std::unique_ptr<MappedRegion>>(const std::string&, uint64_t, uint64_t)>;
+  for (const Open& open : std::vector<Open>{&MappedRegion::Map,
+                                            [](const std::string&p, uint64_t o, uint64_t n) {
+                                              return MappedRegion::MapPopulated(p, o, n);
+                                            },
+                                            [](const std::string&p, uint64_t o, uint64_t n) {
+                                              return MappedRegion::Read(p, o, n);
+                                            }}) {
+    auto r = open(path_, kSize - 10, 11);
     ASSERT_FALSE(r.ok());
     EXPECT_NE(r.status().ToString().find(path_), std::string::npos) << r.status().ToString();
     EXPECT_NE(r.status().ToString().find("past the end"), std::string::npos)

@@ -6,6 +6,7 @@
 #include "engine/model_arch.h"
 #include "engine/model_loader.h"
 #include "engine/ops.h"
+#include "engine/progress.h"
 #include "engine/quants.h"
 #include "engine/scratch_buffer.h"
 
@@ -68,13 +69,28 @@ Status Model::map_and_bind(const LoadOptions& o) {
     }
   }
   region_of_file_.assign(source_.files.size(), nullptr);
+  uint64_t total = 0;
+  for (const auto& [file, range] : span) total += range.second - range.first;
+  // Reading the weights in is where loading spends its time.
+  ProgressBar bar(
+      "loading layers " + std::to_string(first_layer_) + ":" + std::to_string(last_layer_), total,
+      o.progress ? stderr : nullptr);
+  uint64_t before = 0;  // bytes of the regions already read
   for (const auto& [file, range] : span) {
-    auto r = o.no_mmap ? MappedRegion::Read(source_.files[file], range.first, range.second - range.first)
-                       : MappedRegion::MapPopulated(source_.files[file], range.first, range.second - range.first);
+    const uint64_t length = range.second - range.first;
+    ProgressCallback on_bytes;
+    if (bar.enabled())
+      on_bytes = [&](uint64_t done) { bar.update(before + std::min(done, length)); };
+    auto r = o.no_mmap
+                 ? MappedRegion::Read(source_.files[file], range.first, length, on_bytes)
+                 : MappedRegion::MapPopulated(source_.files[file], range.first, length, on_bytes);
     if (!r.ok()) return r.status();
     region_of_file_[file] = r->get();
     regions_.push_back(std::move(r).value());
+    before += length;
+    bar.update(before);
   }
+  bar.finish();
 
   const int64_t d = c.n_embd, q_dim = int64_t{c.n_head} * c.head_dim, kv = int64_t{c.n_head_kv} * c.head_dim;
   layers_.resize(last_layer_ - first_layer_);

@@ -28,6 +28,7 @@ struct LoadOptions {
   int embed = -1;             // 1: map the embedding, 0: don't, -1: iff first_layer == 0
   int head = -1;              // 1: map the output head, 0: don't, -1: iff last_layer == n_layer
   bool no_mmap = false;       // read weights into (huge-page) memory instead of mapping the file
+  bool progress = false;      // a bar on stderr while the weights are read in, if it is a terminal
 };
 
 // Contiguous tokens of one sequence within a batch. Their positions continue the

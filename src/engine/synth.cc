@@ -6,6 +6,7 @@
 #include "engine/gguf_metadata.h"
 #include "engine/gguf_writer.h"
 #include "engine/model_arch.h"
+#include "engine/progress.h"
 #include "engine/quants.h"
 
 namespace swarm {
@@ -237,8 +238,8 @@ const SynthShape* find_synth_shape(const std::string& name) {
   return nullptr;
 }
 
-Status synthesize_gguf(const SynthShape& shape, const std::string& file_type, uint64_t seed, const std::string& path,
-                       ThreadPool& pool) {
+Status synthesize_gguf(const SynthShape& shape, const std::string& file_type, uint64_t seed,
+                       const std::string& path, ThreadPool& pool, bool progress) {
   static const std::set<std::string> kFileTypes = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K"};
   if (!kFileTypes.count(file_type))
     return Status::InvalidArgument("--type " + file_type + " (choose F32, F16, BF16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K)");
@@ -288,6 +289,8 @@ Status synthesize_gguf(const SynthShape& shape, const std::string& file_type, ui
   for (const PlannedTensor& t : plan) w.add_tensor(t.name, t.type, t.shape);
   SWARM_RETURN_IF_ERROR(w.begin(path));
 
+  ProgressBar bar("writing " + shape.name + " " + file_type, w.tensor_bytes(),
+                  progress ? stderr : nullptr);
   for (const PlannedTensor& t : plan) {
     const int64_t cols = t.shape[0];
     const int64_t rows = t.shape.size() > 1 ? t.shape[1] : 1;
@@ -314,8 +317,10 @@ Status synthesize_gguf(const SynthShape& shape, const std::string& file_type, ui
         }
       });
       SWARM_RETURN_IF_ERROR(w.write_tensor_data(out.data(), out.size()));
+      bar.update(w.tensor_bytes_written());
     }
   }
+  bar.finish();
   return w.finish();
 }
 

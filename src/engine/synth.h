@@ -30,8 +30,9 @@ const SynthShape* find_synth_shape(const std::string& name);
 // "Q8_0", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K") to `path`, following llama.cpp's
 // mixes: norms stay F32; Q4_0 and K mixes give the output matrix Q6_K, and
 // Q4_K_M/Q5_K_M give some attn_v/ffn_down layers Q6_K. A matrix whose rows do not
-// fit the type's block falls back to Q8_0.
+// fit the type's block falls back to Q8_0. With `progress`, a bar on stderr
+// while the tensors are written, if it is a terminal.
 Status synthesize_gguf(const SynthShape& shape, const std::string& file_type, uint64_t seed,
-                       const std::string& path, ThreadPool& pool);
+                       const std::string& path, ThreadPool& pool, bool progress = false);
 
 }  // namespace swarm

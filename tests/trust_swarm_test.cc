@@ -251,6 +251,55 @@ TEST_F(TrustSwarmTest, SampledSpeculativeChoicesAreReplayedWithTheSeed) {
   EXPECT_NE(read_file(gateway_log()).find("the session's sampler with its seed picks"), std::string::npos);
 }
 
+// Nodes on another device round differently (emulated: every output row off
+// by up to 0.1%): audits judge them, and every stage after them, by signed
+// sketches of their rows within a tolerance. An honest inexact node passes;
+// one that skips a layer is caught, by the gateway's engine and by other nodes.
+TEST_F(TrustSwarmTest, InexactNodesAreJudgedWithATolerance) {
+  ChildProcess* first = start_node(layers(0, 2));
+  ChildProcess* inexact = start_node({"--layers", "2:4", "--emulate-inexact", "0.001"});
+  ASSERT_TRUE(first->ok() && inexact->ok());
+  ASSERT_TRUE(start_gateway({"--peers", first->address() + "," + inexact->address(), "--audit-rate", "1",
+                             "--audit-local", model_})
+                  ->ok());
+  for (int i = 0; i < 4; ++i) {
+    int status = 0;
+    complete(kPrompts[i], 16, &status);
+    EXPECT_EQ(status, 200);
+  }
+  json t = audits_settled();
+  const json& au = t["audits"];
+  EXPECT_EQ(au.value("done", 0), 4) << t.dump();
+  EXPECT_GE(au.value("sketches_checked", 0), 4 * 15) << t.dump();  // each step's last row at least
+  EXPECT_EQ(au.value("frauds", -1), 0) << t.dump() << read_file(gateway_log());
+  EXPECT_EQ(au.value("disputes", -1), 0) << t.dump();
+  EXPECT_EQ(au.value("missing", -1), 0) << t.dump();
+  EXPECT_TRUE(t["excluded"].empty()) << t.dump();
+
+  for (const bool local : {true, false}) {
+    SCOPED_TRACE(local ? "the gateway's engine" : "other nodes");
+    ChildProcess* cheater = start_node({"--layers", "2:4", "--emulate-inexact", "0.001", "--cheat", "skip-layer"});
+    ChildProcess* twin1 = start_node({"--layers", "2:4", "--slowdown", "3", "--price", "100"});
+    ChildProcess* twin2 = start_node({"--layers", "2:4", "--slowdown", "3", "--price", "100"});
+    ASSERT_TRUE(cheater->ok() && twin1->ok() && twin2->ok());
+    gateways_.clear();
+    std::vector<std::string> flags = {"--peers", first->address() + "," + cheater->address() + "," +
+                                                     twin1->address() + "," + twin2->address(),
+                                      "--audit-rate", "1"};
+    if (local) flags.insert(flags.end(), {"--audit-local", model_});
+    ASSERT_TRUE(start_gateway(flags)->ok());
+    bool caught = false;
+    for (int i = 0; i < 16 && !caught; ++i) {
+      complete(kPrompts[i % 8], 16);
+      t = audits_settled();
+      caught = excluded(t, cheater->address());
+    }
+    ASSERT_TRUE(caught) << t.dump() << "\n" << read_file(gateway_log());
+    EXPECT_NE(read_file(gateway_log()).find("beyond the tolerance"), std::string::npos) << read_file(gateway_log());
+    EXPECT_EQ(t["excluded"].size(), 1u) << t.dump();
+  }
+}
+
 // A node that announces ten times the speed it shows: the gateway compares
 // what it announces with what its steps take, and its reputation records it.
 TEST_F(TrustSwarmTest, ANodeLyingAboutItsSpeedLosesReputation) {

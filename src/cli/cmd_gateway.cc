@@ -166,7 +166,7 @@ std::string trust_status_json(PipelineBackend& backend, trust::ReputationBook* r
                  {"passes", a.passes},       {"frauds", a.frauds},       {"disputes", a.disputes},
                  {"missing", a.missing},     {"positions", a.positions}, {"seconds", a.seconds},
                  {"second_opinions", a.second_opinions}, {"choices_checked", a.choices_checked},
-                 {"draft_choices_checked", a.draft_choices_checked}};
+                 {"draft_choices_checked", a.draft_choices_checked}, {"sketches_checked", a.sketches_checked}};
   j["excluded"] = nlohmann::json::array();
   for (const std::string& key : backend.excluded()) j["excluded"].push_back(key);
   if (reputation)

@@ -44,6 +44,9 @@ MetricFamilies gateway_metrics(PipelineBackend& backend) {
       .counter("swarm_audit_choices_checked_total",
                "Last stages' answers (token choices) compared, by whether the step judged drafts",
                static_cast<double>(a.draft_choices_checked), {{"drafts", "yes"}})
+      .counter("swarm_audit_sketches_checked_total",
+               "Row sketches of inexact chains compared within the tolerance",
+               static_cast<double>(a.sketches_checked))
       .counter("swarm_audit_positions_total", "Token positions recomputed for audits", a.positions)
       .counter("swarm_audit_seconds_total", "Time spent recomputing and judging", a.seconds)
       .counter("swarm_audit_second_opinions_total",

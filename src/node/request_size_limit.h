@@ -9,7 +9,8 @@
 //  - a Step of the node's whole context (a prompt, or a replay after a
 //    failover), with its hidden states in F32, the widest wire dtype;
 //  - or a step sampled at every position (at most `max_sampled_rows` tokens)
-//    whose drafts each carry a q of at most kMaxDraftProbEntries entries;
+//    whose drafts each carry a q of at most kMaxDraftProbEntries entries, or
+//    an audit run of as many rows with every row sketched;
 //  - either with `max_hops` next hops, one timing and one commitment (with
 //    per-row hashes and sketches) per earlier stage (at most one per layer)
 //    and a session id;

@@ -76,6 +76,39 @@ TEST(RequestSizeLimit, TheMostDraftsWithTheirProbabilitiesFit) {
   EXPECT_LE(r.ByteSizeLong(), max_request_bytes(s));
 }
 
+// Commitments with sketches (chains with an inexact node): a whole-context
+// step with one row in 32 sketched, and an audit run of the longest sketched
+// length with every row sketched wide, both from every stage before.
+TEST(RequestSizeLimit, StepsWithSketchesFit) {
+  const RequestShape s = small_model();
+  for (const bool audit_run : {false, true}) {
+    const int n = audit_run ? s.max_sampled_rows : s.context;
+    v1::StageRequest r;
+    v1::Step* step = r.mutable_step();
+    step->set_session_id("k");
+    step->set_sketches(true);
+    step->set_row_hashes(audit_run);
+    for (int i = 0; i < n; ++i) step->add_tokens(s.n_vocab - 1);
+    step->mutable_hidden()->mutable_data()->assign(size_t(n) * s.d_model * 4, 'x');
+    for (int k = 0; k < s.n_layer; ++k) {
+      v1::Commitment* c = step->add_commitments();
+      c->set_signature(std::string(64, 'g'));
+      for (int row = 0; row < n; ++row) {
+        c->add_input_rows(std::string(32, 'i'));
+        c->add_output_rows(std::string(32, 'o'));
+        if (!audit_run && row % 32 != 31 && row != n - 1) continue;
+        v1::RowSketch* sk = c->add_sketches();
+        sk->set_position(INT32_MAX);
+        for (int e = 0; e < (audit_run ? 32 : 16); ++e) {
+          sk->add_indices(INT32_MAX);
+          sk->add_values(1.0f);
+        }
+      }
+    }
+    EXPECT_LE(r.ByteSizeLong(), max_request_bytes(s)) << (audit_run ? "audit run" : "step");
+  }
+}
+
 TEST(RequestSizeLimit, AnOpenSessionBiasingTheWholeVocabularyFits) {
   const RequestShape s = small_model();
   v1::StageRequest r;

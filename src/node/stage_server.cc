@@ -1136,6 +1136,10 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ServerStream>& 
     return fail(StatusCode::INVALID_ARGUMENT,
                 "Step.tokens: " + std::to_string(n) + " tokens in a step sampled at every " +
                     "position (sample_all or drafts); at most " + std::to_string(kMaxSampledRows));
+  if (st.sketches() && st.row_hashes() && n > kMaxSampledRows)
+    return fail(StatusCode::INVALID_ARGUMENT,
+                "Step.tokens: " + std::to_string(n) + " tokens in an audit run with every row " +
+                    "sketched (row_hashes and sketches); at most " + std::to_string(kMaxSampledRows));
   if (st.commitments_size() > kMaxCommitmentsPerStep)
     return fail(StatusCode::INVALID_ARGUMENT,
                 "Step.commitments: " + std::to_string(st.commitments_size()) + ", at most " +
@@ -1534,7 +1538,11 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
         for (int64_t i = 0; i < w->take; ++i)
           if (trust::is_sketched(w->step.position(), w->tokens(), w->done + static_cast<int>(i),
                                  w->step.row_hashes()))
-            w->sketches.push_back(trust::sketch_row(out_rows + i * d, d, at + static_cast<int>(i)));
+            // An audit run's rows are a reference: sketched wider, to match
+            // other sketches against.
+            w->sketches.push_back(trust::sketch_row(
+                out_rows + i * d, d, at + static_cast<int>(i),
+                w->step.row_hashes() ? trust::kReferenceEntries : trust::kSketchEntries));
       s.prefix.truncate(w->step.position() + w->done);
       s.prefix.append(w->step.tokens().data() + w->done, w->take);
       if (w->final_chunk()) w->prefix_after = s.prefix.at(s.prefix.length());

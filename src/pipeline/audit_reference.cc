@@ -27,9 +27,10 @@ Result<std::unique_ptr<LocalReference>> LocalReference::Load(const std::string& 
 Result<trust::ReferenceRows> LocalReference::compute(const std::vector<int32_t>& tokens,
                                                      const std::vector<std::pair<int, int>>& ranges,
                                                      v1::Tensor::DType wire_dtype, const SamplingParams* sampling,
-                                                     std::vector<trust::StepRecord> steps) const {
+                                                     std::vector<trust::StepRecord> steps, bool sketches) const {
   ReferenceRun run(*this, ranges, wire_dtype, static_cast<int>(tokens.size()));
   if (sampling) run.replay_sampling(*sampling, std::move(steps));
+  if (sketches) run.keep_sketches();
   SWARM_RETURN_IF_ERROR(run.extend(tokens, 0));
   return run.rows();
 }
@@ -98,6 +99,11 @@ void ReferenceRun::finish_replay() {
   }
 }
 
+void ReferenceRun::keep_sketches() {
+  sketches_ = true;
+  rows_.sketches.assign(ranges_.size(), std::vector<trust::RowSketch>(static_cast<size_t>(length())));
+}
+
 int ReferenceRun::length() const { return caches_.empty() ? 0 : caches_[0]->length(); }
 
 Status ReferenceRun::extend(const std::vector<int32_t>& tokens, int position) {
@@ -116,6 +122,7 @@ Status ReferenceRun::extend(const std::vector<int32_t>& tokens, int position) {
   }
   for (auto& cache : caches_) SWARM_RETURN_IF_ERROR(cache->truncate(position));
   for (auto& rows : rows_.output_rows) rows.resize(static_cast<size_t>(position));
+  for (auto& rows : rows_.sketches) rows.resize(static_cast<size_t>(position));
   const bool head = ranges_.back().second == c.n_layer;
   if (head) rows_.argmax.resize(static_cast<size_t>(position));
   SamplingParams greedy;
@@ -130,6 +137,11 @@ Status ReferenceRun::extend(const std::vector<int32_t>& tokens, int position) {
       const std::vector<SeqChunk> chunk{{caches_[k].get(), static_cast<int>(n)}};
       SWARM_RETURN_IF_ERROR(
           m.run_layers(hidden.data(), chunk, ranges_[k].first, ranges_[k].second, reference_.pool()));
+      if (sketches_)
+        for (int64_t i = 0; i < n; ++i)
+          rows_.sketches[k].push_back(trust::sketch_row(hidden.data() + i * d, d,
+                                                        position + static_cast<int>(at + i),
+                                                        trust::kReferenceEntries));
       // As the wire carries it to the next stage: rounded, then hashed.
       v1::Tensor t;
       net::encode_tensor(hidden.data(), n, d, dtype_, &t);

@@ -42,6 +42,9 @@ class ReferenceRun {
   // token recorded, each choice drawn by its position, engine/sampler.h).
   // Needs extend() from the sampler's position on; a rewind ends the replay.
   void replay_sampling(const SamplingParams& params, std::vector<trust::StepRecord> steps);
+  // From now on, rows().sketches gets every stage's output rows sketched
+  // (chains with an inexact stage, trust/activation_sketch.h).
+  void keep_sketches();
   const trust::ReferenceRows& rows() const { return rows_; }
   int length() const;
 
@@ -56,6 +59,7 @@ class ReferenceRun {
   void decide(size_t s, int position, const float* row);
   void finish_replay();
 
+  bool sketches_ = false;
   std::unique_ptr<Sampler> replay_;  // with the positions it has recorded
   int replayed_ = 0;
   std::vector<int32_t> fed_;  // the tokens extend() was given, [0, replayed_)
@@ -71,11 +75,12 @@ class LocalReference {
   ThreadPool& pool() const { return *pool_; }
 
   // All at once: rows of tokens [0, n) for the chain `ranges`.
-  // With `sampling`, the last stage's answers to `steps` are replayed too.
+  // With `sampling`, the last stage's answers to `steps` are replayed too;
+  // with `sketches`, the rows are sketched.
   Result<trust::ReferenceRows> compute(const std::vector<int32_t>& tokens,
                                        const std::vector<std::pair<int, int>>& ranges,
                                        v1::Tensor::DType wire_dtype, const SamplingParams* sampling = nullptr,
-                                       std::vector<trust::StepRecord> steps = {}) const;
+                                       std::vector<trust::StepRecord> steps = {}, bool sketches = false) const;
 
  private:
   std::unique_ptr<Model> model_;

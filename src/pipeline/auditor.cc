@@ -133,6 +133,7 @@ void Auditor::loop() {
         stats_.steps_checked += v.steps_checked;
         stats_.choices_checked += v.choices_checked;
         stats_.draft_choices_checked += v.draft_choices_checked;
+        stats_.sketches_checked += v.sketches_checked;
         switch (v.kind) {
           case trust::Verdict::Kind::kPass: ++stats_.passes; break;
           case trust::Verdict::Kind::kFraud: ++stats_.frauds; break;

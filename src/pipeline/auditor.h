@@ -39,6 +39,7 @@ struct AuditStats {
   int64_t submitted = 0, dropped = 0, done = 0, failed = 0;  // jobs
   int64_t steps_checked = 0;  // stage commitments compared
   int64_t choices_checked = 0, draft_choices_checked = 0;  // last stages' answers compared (trust::Verdict)
+  int64_t sketches_checked = 0;  // inexact chains: row sketches compared within the tolerance
   int64_t passes = 0, frauds = 0, disputes = 0, missing = 0;  // verdicts
   int64_t positions = 0;      // token positions recomputed
   int64_t second_opinions = 0;  // references run again on other nodes to confirm a fraud

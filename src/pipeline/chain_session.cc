@@ -307,6 +307,7 @@ Result<uint64_t> ChainSession::send_run(const ChainRun& run) {
   st->set_rewind(run.rewind);
   st->set_sample_all(run.sample_all);
   st->set_row_hashes(run.row_hashes);
+  if (run.sketches) st->set_sketches(true);
   for (const SparseProbs& q : run.probs) {
     v1::DraftProbs* dp = st->add_draft_probs();
     dp->mutable_ids()->Add(q.ids.begin(), q.ids.end());

@@ -51,6 +51,7 @@ struct ChainRun {
   bool rewind = false;
   bool sample_all = false;  // the last stage samples every position
   bool row_hashes = false;  // commitments list a hash per row (audit runs)
+  bool sketches = false;    // every stage sketches its rows (Step.sketches)
 };
 
 // Deadlines (pipeline/step_deadline.h): every step's wait is due after a

@@ -763,8 +763,10 @@ Result<Reference> PipelineBackend::reference_for(const AuditJob& job, const std:
   std::vector<std::pair<int, int>> ranges;
   for (const trust::AuditedStage& s : job.session.stages) ranges.emplace_back(s.first_layer, s.last_layer);
   const std::vector<int32_t> tokens(job.history.begin(), job.history.begin() + job.window);
+  const bool inexact = std::any_of(job.session.stages.begin(), job.session.stages.end(),
+                                  [](const trust::AuditedStage& s) { return s.inexact; });
   auto rows = options_.audit_local->compute(tokens, ranges, job.wire_dtype,
-                                            job.sampling ? &*job.sampling : nullptr, job.session.steps);
+                                            job.sampling ? &*job.sampling : nullptr, job.session.steps, inexact);
   if (!rows.ok()) return rows.status();
   return Reference{std::move(rows).value(), /*trusted=*/true, {}};
 }
@@ -803,6 +805,9 @@ Result<Reference> PipelineBackend::remote_reference(const AuditJob& job, const s
   SamplingParams greedy;
   greedy.temperature = 0;
   greedy.repeat_penalty = 1;
+  // A chain with an inexact stage is judged by sketches: the reference's too.
+  const bool inexact = std::any_of(job.session.stages.begin(), job.session.stages.end(),
+                                   [](const trust::AuditedStage& s) { return s.inexact; });
   ChainSession session(chain, options_, nullptr);
   SWARM_RETURN_IF_ERROR(session.open(model_id_, n_layer_, greedy, job.window));
   // The last tokens sampled at every position (the greedy choices an audit
@@ -810,10 +815,15 @@ Result<Reference> PipelineBackend::remote_reference(const AuditJob& job, const s
   constexpr int kSampledTail = 256;
   const int tail = std::min(job.window, kSampledTail);
   std::vector<ChainRun> runs;
-  if (job.window > tail) {
+  // With sketches of every row, a run is at most kSampledTail long (a node
+  // refuses longer ones: they would be messages of megabytes).
+  const int head_run = inexact ? kSampledTail : job.window;
+  for (int at = 0; at < job.window - tail; at += head_run) {
     ChainRun head;
-    head.tokens.assign(job.history.begin(), job.history.begin() + (job.window - tail));
+    head.tokens.assign(job.history.begin() + at, job.history.begin() + std::min(at + head_run, job.window - tail));
+    head.position = at;
     head.row_hashes = true;
+    head.sketches = inexact;
     runs.push_back(std::move(head));
   }
   ChainRun last;
@@ -821,9 +831,11 @@ Result<Reference> PipelineBackend::remote_reference(const AuditJob& job, const s
   last.position = job.window - tail;
   last.sample_all = true;
   last.row_hashes = true;
+  last.sketches = inexact;
   runs.push_back(std::move(last));
   Reference ref;
   ref.rows.output_rows.resize(chain.size());
+  if (inexact) ref.rows.sketches.assign(chain.size(), std::vector<trust::RowSketch>(static_cast<size_t>(job.window)));
   ref.rows.argmax.assign(static_cast<size_t>(job.window - tail), -1);
   for (const ChainStage& c : chain) ref.nodes.push_back(c.address);
   for (const ChainRun& run : runs) {
@@ -844,6 +856,14 @@ Result<Reference> PipelineBackend::remote_reference(const AuditJob& job, const s
         auto hash = trust::hash_field(h, "Commitment.output_rows");
         if (!hash.ok()) return hash.status();
         ref.rows.output_rows[k].push_back(*hash);
+      }
+      for (const v1::RowSketch& s : c.sketches()) {
+        auto sketch = trust::from_proto(s);
+        if (!sketch.ok()) return sketch.status();
+        if (!inexact || sketch->position < run.position ||
+            sketch->position >= run.position + static_cast<int>(run.tokens.size()))
+          continue;
+        ref.rows.sketches[k][static_cast<size_t>(sketch->position)] = std::move(sketch).value();
       }
     }
     if (run.sample_all) ref.rows.argmax.insert(ref.rows.argmax.end(), result->tokens().begin(), result->tokens().end());

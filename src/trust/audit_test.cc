@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace swarm::trust {
 namespace {
 
@@ -222,6 +224,83 @@ TEST_F(JudgeTest, SampledSpeculativeAnswersAreJudgedByTheReplay) {
 
   ref_.sampled.erase(3);  // not replayed: rows only
   EXPECT_EQ(judge(session_, history_, ref_)[1].kind, Verdict::Kind::kPass);
+}
+
+// An inexact last stage: its rows are judged by their sketches within the
+// tolerance, not by hashes; a wrong sketch is fraud, a missing one no receipt.
+class InexactJudgeTest : public JudgeTest {
+ protected:
+  static constexpr int kD = 64;
+  // Stage k's "true" row at position p.
+  static std::vector<float> true_row(int k, int p) {
+    std::vector<float> row(kD);
+    for (int i = 0; i < kD; ++i) row[static_cast<size_t>(i)] = std::sin(1.0f + k * 7.1f + p * 3.3f + i * 0.91f) * (1 + i % 5);
+    return row;
+  }
+  void make_inexact(size_t stage, double error) {
+    for (size_t k = stage; k < 2; ++k) session_.stages[k].inexact = k == stage;
+    ref_.sketches.assign(2, {});
+    for (int k = 0; k < 2; ++k)
+      for (size_t p = 0; p < history_.size(); ++p)
+        ref_.sketches[static_cast<size_t>(k)].push_back(
+            sketch_row(true_row(k, static_cast<int>(p)).data(), kD, static_cast<int>(p), kReferenceEntries));
+    for (StepRecord& r : session_.steps)
+      for (size_t k = stage; k < 2; ++k) {
+        v1::Commitment& c = r.commitments[k];
+        corrupt(c.mutable_output_hash());  // another device's bits
+        const int n = static_cast<int>(r.tokens.size());
+        for (int i = 0; i < n; ++i) {
+          if (!is_sketched(r.position, n, i, false)) continue;
+          std::vector<float> row = true_row(static_cast<int>(k), r.position + i);
+          for (size_t j = 0; j < row.size(); ++j) row[j] *= static_cast<float>(1 + error * ((j % 3) - 1.0));
+          to_proto(sketch_row(row.data(), kD, r.position + i), c.add_sketches());
+        }
+      }
+  }
+};
+
+TEST_F(InexactJudgeTest, RoundingWithinTheTolerancePasses) {
+  make_inexact(1, 1e-3);
+  const auto v = judge(session_, history_, ref_);
+  EXPECT_EQ(v[0].kind, Verdict::Kind::kPass) << v[0].reason;
+  EXPECT_EQ(v[1].kind, Verdict::Kind::kPass) << v[1].reason;
+  EXPECT_EQ(v[1].sketches_checked, 3);  // each step's last row
+  EXPECT_EQ(v[1].choices_checked, 0);   // another device may break a near-tie otherwise
+  // Without the tolerance, the same commitments are fraud (the hashes differ).
+  session_.stages[1].inexact = false;
+  EXPECT_EQ(judge(session_, history_, ref_)[1].kind, Verdict::Kind::kFraud);
+}
+
+TEST_F(InexactJudgeTest, ASketchBeyondTheToleranceIsFraud) {
+  make_inexact(1, 0.3);
+  const auto v = judge(session_, history_, ref_);
+  EXPECT_EQ(v[0].kind, Verdict::Kind::kPass);
+  EXPECT_EQ(v[1].kind, Verdict::Kind::kFraud);
+  EXPECT_EQ(v[1].step_id, 1u);
+  EXPECT_NE(v[1].reason.find("its sketch differs from the reference beyond the tolerance: row 2:"), std::string::npos)
+      << v[1].reason;
+}
+
+TEST_F(InexactJudgeTest, AMissingSketchIsNoReceipt) {
+  make_inexact(1, 1e-3);
+  session_.steps[1].commitments[1].clear_sketches();
+  const auto v = judge(session_, history_, ref_);
+  EXPECT_EQ(v[1].kind, Verdict::Kind::kMissing);
+  EXPECT_NE(v[1].reason.find("no sketch of row 3"), std::string::npos) << v[1].reason;
+}
+
+// After an inexact stage, a stage's inputs are another device's rows: a wrong
+// sketch there cannot be pinned on either, so both are disputed.
+TEST_F(InexactJudgeTest, AfterAnInexactStageAWrongSketchIsADispute) {
+  make_inexact(0, 1e-3);
+  for (StepRecord& r : session_.steps) {
+    r.commitments[1].set_input_hash(r.commitments[0].output_hash());
+    for (v1::RowSketch& s : *r.commitments[1].mutable_sketches())
+      for (float& x : *s.mutable_values()) x *= 2;
+  }
+  const auto v = judge(session_, history_, ref_);
+  EXPECT_EQ(v[0].kind, Verdict::Kind::kDispute) << v[0].reason;
+  EXPECT_EQ(v[1].kind, Verdict::Kind::kDispute) << v[1].reason;
 }
 
 TEST(ReplayStepTest, WalksTheDraftsThenTheTokenAfterThem) {

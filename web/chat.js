@@ -51,6 +51,8 @@
     const state = window.swarmState;
     const body = { messages, stream: true, max_tokens: Number(document.getElementById("chat-max-tokens").value) || 128 };
     if (state && state.models.length) body.model = state.models[0].names[0];
+    const temperature = document.getElementById("chat-temperature").value;
+    if (temperature !== "") body.temperature = Number(temperature);
     const headers = { "Content-Type": "application/json" };
     const key = document.getElementById("chat-key").value.trim();
     if (key) headers.Authorization = `Bearer ${key}`;

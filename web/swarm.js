@@ -190,15 +190,16 @@ function renderChart(s) {
   const peak = Math.max(1, ...samples);
   const mag = Math.pow(10, Math.floor(Math.log10(peak)));
   const yMax = [1, 2, 5, 10].map((m) => m * mag).find((v) => v >= peak);
+  const lines = 5; // yMax / 5 is a round number for each of those
   ctx.font = "11px system-ui, sans-serif";
   ctx.fillStyle = ink;
   ctx.strokeStyle = "rgba(127,127,127,0.25)";
   ctx.lineWidth = 1;
-  for (let i = 0; i <= 4; i++) {
-    const y = top + ph - (ph * i) / 4;
+  for (let i = 0; i <= lines; i++) {
+    const y = top + ph - (ph * i) / lines;
     ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(left + pw, y); ctx.stroke();
     ctx.textAlign = "right"; ctx.textBaseline = "middle";
-    ctx.fillText(fmt.num((yMax * i) / 4, yMax < 4 ? 1 : 0), left - 6, y);
+    ctx.fillText(fmt.num((yMax * i) / lines, yMax < 5 ? 1 : 0), left - 6, y);
   }
   const span = samples.length * step;
   ctx.textAlign = "center"; ctx.textBaseline = "top";

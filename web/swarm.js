@@ -14,8 +14,7 @@ function el(tag, attrs = {}, ...children) {
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || v === null || v === false) continue;
     if (k === "class") e.className = v;
-    else if (k.startsWith("data-") || k === "title" || k === "style") e.setAttribute(k, v === true ? "" : v);
-    else e[k] = v;
+    else e.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;

@@ -5,7 +5,9 @@
 namespace swarm {
 
 RequestActivity::RequestActivity(size_t keep_ended, TokenRate rate)
-    : keep_ended_(keep_ended), rate_bucket_seconds_(rate.bucket_seconds()), rate_(std::move(rate)) {}
+    : keep_ended_(keep_ended),
+      rate_bucket_seconds_(rate.bucket_seconds()),
+      rate_(std::move(rate)) {}
 
 void RequestActivity::begin(const std::string& id, const std::string& model, int prompt_tokens,
                             Clock::time_point now) {
@@ -35,7 +37,8 @@ void RequestActivity::token(const std::string& id, Clock::time_point now) {
   rate_.add(1, now);
 }
 
-void RequestActivity::end(const std::string& id, const std::string& outcome, Clock::time_point now) {
+void RequestActivity::end(const std::string& id, const std::string& outcome,
+                          Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = live_.find(id);
   if (it == live_.end()) return;
@@ -53,7 +56,8 @@ std::vector<RequestView> RequestActivity::requests(Clock::time_point now, size_t
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<const Live*> live;
   for (const auto& [id, l] : live_) live.push_back(&l);
-  std::sort(live.begin(), live.end(), [](const Live* a, const Live* b) { return a->order < b->order; });
+  std::sort(live.begin(), live.end(),
+            [](const Live* a, const Live* b) { return a->order < b->order; });
   if (live.size() > max_live) live.resize(max_live);
   std::vector<RequestView> out;
   for (const Live* l : live) {

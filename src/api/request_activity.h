@@ -38,7 +38,8 @@ class RequestActivity {
   RequestActivity& operator=(const RequestActivity&) = delete;
 
   // Calls naming an id that is not live are ignored.
-  void begin(const std::string& id, const std::string& model, int prompt_tokens, Clock::time_point now);
+  void begin(const std::string& id, const std::string& model, int prompt_tokens,
+             Clock::time_point now);
   void route(const std::string& id, const std::vector<ChainStage>& chain);
   void token(const std::string& id, Clock::time_point now);
   void end(const std::string& id, const std::string& outcome, Clock::time_point now);

@@ -29,7 +29,8 @@ class HeldBackend : public GenerationBackend {
   int first = 3, rest = 2;
   int32_t token = 0;
 
-  Result<GenerationResult> generate(const GenerationRequest& req, const TokenCallback& on_token) override {
+  Result<GenerationResult> generate(const GenerationRequest& req,
+                                    const TokenCallback& on_token) override {
     if (req.on_chain) req.on_chain(chain);
     for (int i = 0; i < first; ++i) on_token(token);
     {
@@ -132,8 +133,8 @@ TEST_F(SwarmPageTest, ShowsTheSwarmAndEachRequestOnItsChain) {
   auto done = std::async(std::launch::async, [&] {
     httplib::Client c("127.0.0.1", port_);
     c.set_read_timeout(60);
-    const json body = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}},
-                       {"max_tokens", 8}, {"stream", true}};
+    const json body = {
+        {"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 8}, {"stream", true}};
     auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
     return r ? r->status : -1;
   });

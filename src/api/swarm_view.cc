@@ -18,9 +18,16 @@ OJson node_json(const PeerStanding& s) {
   const bool announced = s.announced_first != s.announced_last;
   j["model_id"] = s.seen ? OJson(p.model_id) : OJson(nullptr);
   j["n_layer"] = s.seen ? OJson(p.n_layer) : OJson(nullptr);
-  j["first_layer"] = s.seen ? OJson(p.first_layer) : announced ? OJson(s.announced_first) : OJson(nullptr);
-  j["last_layer"] = s.seen ? OJson(p.last_layer) : announced ? OJson(s.announced_last) : OJson(nullptr);
-  j["layers_from"] = s.reachable ? "answer" : s.seen ? "last_answer" : announced ? "record" : OJson(nullptr);
+  j["first_layer"] = s.seen      ? OJson(p.first_layer)
+                     : announced ? OJson(s.announced_first)
+                                 : OJson(nullptr);
+  j["last_layer"] = s.seen      ? OJson(p.last_layer)
+                    : announced ? OJson(s.announced_last)
+                                : OJson(nullptr);
+  j["layers_from"] = s.reachable ? "answer"
+                     : s.seen    ? "last_answer"
+                     : announced ? "record"
+                                 : OJson(nullptr);
   auto measured = [&](double v) { return s.seen && v > 0 ? OJson(v) : OJson(nullptr); };
   j["layer_tokens_per_second"] = measured(p.layer_tokens_per_second);
   j["price_per_1k"] = s.seen ? OJson(p.price_per_1k) : OJson(nullptr);
@@ -41,7 +48,8 @@ OJson node_json(const PeerStanding& s) {
 OJson request_json(const RequestView& r) {
   OJson chain = OJson::array();
   for (const ChainStage& c : r.chain)
-    chain.push_back({{"address", c.address}, {"first_layer", c.first_layer}, {"last_layer", c.last_layer}});
+    chain.push_back(
+        {{"address", c.address}, {"first_layer", c.first_layer}, {"last_layer", c.last_layer}});
   return {{"id", r.id},
           {"model", r.model},
           {"live", r.live},
@@ -71,7 +79,8 @@ std::vector<std::pair<int, int>> uncovered_ranges(const std::vector<bool>& cover
   return gaps;
 }
 
-std::vector<bool> reachable_coverage(const std::vector<PeerStanding>& peers, const SwarmModel& model) {
+std::vector<bool> reachable_coverage(const std::vector<PeerStanding>& peers,
+                                     const SwarmModel& model) {
   std::vector<PeerSnapshot> reachable;
   for (const PeerStanding& s : peers)
     if (s.reachable) reachable.push_back(s.last);

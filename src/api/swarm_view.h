@@ -41,7 +41,8 @@ std::vector<std::pair<int, int>> uncovered_ranges(const std::vector<bool>& cover
 
 // Per layer of `model`: whether a reachable peer that routes may use
 // (covered_layers: same model, not draining, not excluded) serves it.
-std::vector<bool> reachable_coverage(const std::vector<PeerStanding>& peers, const SwarmModel& model);
+std::vector<bool> reachable_coverage(const std::vector<PeerStanding>& peers,
+                                     const SwarmModel& model);
 
 // The JSON of GET /swarm (doc/swarm-page.md lists its fields).
 nlohmann::ordered_json swarm_view_json(const SwarmView& view);

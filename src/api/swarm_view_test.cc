@@ -1,9 +1,10 @@
 // The swarm page's pure parts: tokens/s buckets, the registry of requests, and
 // the JSON of GET /swarm built from hand-made peers.
+#include "api/swarm_view.h"
+
 #include <gtest/gtest.h>
 
 #include "api/request_activity.h"
-#include "api/swarm_view.h"
 #include "api/token_rate.h"
 
 namespace swarm {
@@ -137,7 +138,8 @@ TEST(SwarmView, GapsCountOnlyReachableNodesOfTheModelThatRoutesMayUse) {
   peers.back().last.excluded = true;  // routes never use it
   peers.push_back(reachable("f:6", "M", 5, 6));
   peers.back().last.draining = true;
-  EXPECT_EQ(uncovered_ranges(reachable_coverage(peers, m)), (std::vector<std::pair<int, int>>{{3, 6}}));
+  EXPECT_EQ(uncovered_ranges(reachable_coverage(peers, m)),
+            (std::vector<std::pair<int, int>>{{3, 6}}));
 }
 
 TEST(SwarmView, JsonOfNodesRequestsAndRates) {

@@ -5,7 +5,8 @@
 namespace swarm {
 
 TokenRate::TokenRate(std::chrono::milliseconds bucket, size_t buckets)
-    : bucket_(std::max(bucket, std::chrono::milliseconds(1))), ring_(std::max<size_t>(buckets, 1)) {}
+    : bucket_(std::max(bucket, std::chrono::milliseconds(1))),
+      ring_(std::max<size_t>(buckets, 1)) {}
 
 int64_t TokenRate::index_of(Clock::time_point t) const {
   const auto since = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch());

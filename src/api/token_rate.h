@@ -16,7 +16,8 @@ class TokenRate {
   using Clock = std::chrono::steady_clock;
 
   // `bucket` must be positive and `buckets` at least 1.
-  explicit TokenRate(std::chrono::milliseconds bucket = std::chrono::seconds(1), size_t buckets = 300);
+  explicit TokenRate(std::chrono::milliseconds bucket = std::chrono::seconds(1),
+                     size_t buckets = 300);
 
   // `tokens` were generated at `now`.
   void add(int64_t tokens, Clock::time_point now);

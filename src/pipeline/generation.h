@@ -22,7 +22,7 @@ struct GenerationRequest {
   // Called with the chain of nodes the request runs through once it is
   // routed, and with each new chain after a failover (what the swarm page
   // shows). A backend without a chain never calls it. May be empty.
-  std::function<void(const std::vector<ChainStage>&)> on_chain;
+  std::function<void(const std::vector<ChainStage>&)> on_chain = nullptr;
 };
 
 // What speculative decoding did for one request (doc/speculation.md).

@@ -107,7 +107,7 @@ function modelMap(model, nodes, busy) {
       }),
       el("td", { class: "num", title: "measured decode speed through one layer" },
         n.layer_tokens_per_second ? `${fmt.num(n.layer_tokens_per_second)} layer-tok/s` : "not measured"),
-      el("td", { class: "num" }, load),
+      el("td", { class: "num", title: "as of the gateway's last survey of its nodes (at most about 5 s old)" }, load),
       el("td", {}, reputationBar(n.reputation)),
       el("td", { class: "num" }, n.rtt_ms === null ? "–" : `${n.rtt_ms.toFixed(1)} ms`));
   });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, from Debian's own packages, everything SwarmInfer builds against.
 # Idempotent: packages already present are skipped, so `make` may call it every time.
-# `--tests` adds Node.js and npm, which only the OpenAI-client test needs, and
+# `--tests` adds Node.js and npm, which only the OpenAI-client and swarm-page
+# tests need, chromium, the browser the swarm-page test drives, and
 # python3-prometheus-client, whose parser the metrics test reads /metrics with
 # (`make test` passes it; `make demo` does not wait for them). `--train` adds what
 # tools/train_models.sh needs (PyTorch, the corpus); building and running
@@ -22,7 +23,7 @@ PACKAGES=(
 tests=0
 for arg in "$@"; do
   case "$arg" in
-    --tests) tests=1; PACKAGES+=(python3-prometheus-client) ;;
+    --tests) tests=1; PACKAGES+=(python3-prometheus-client chromium) ;;
     --train)
       # libopenblas0-pthread: without an optimised BLAS Debian's torch falls back to
       # reference BLAS, several times slower.

@@ -16,7 +16,7 @@ std::string endpoint_of(const std::string& path) {
   for (const char* f : kFixed)
     if (p == f) return f;
   if (p.starts_with("/v1/models/")) return "/v1/models/{model}";
-  for (const char* f : {"/health", "/metrics", "/trust"})
+  for (const char* f : {"/health", "/metrics", "/trust", "/swarm"})
     if (path == f) return f;
   return "other";
 }

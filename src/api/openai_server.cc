@@ -13,6 +13,7 @@
 #include "api/api_error.h"
 #include "api/openai_request.h"
 #include "api/request_billing.h"
+#include "api/web_assets.h"
 #include "trust/credits.h"
 
 namespace swarm {
@@ -99,6 +100,7 @@ struct Job {
 // Where a job's output goes while it runs.
 struct JobSink {
   std::function<void()> first_token;  // the backend produced its first token; may be empty
+  std::function<void()> token;        // called per token the backend produces; may be empty
   std::function<bool(const std::string&)> text;  // text safe to show now; false: the client is gone
   std::function<bool()> alive;                   // checked per token; false: cancel
 };
@@ -127,6 +129,7 @@ Outcome run_job(GenerationBackend& backend, const Tokenizer& tok, const Job& job
       first = false;
       if (sink.first_token) sink.first_token();
     }
+    if (sink.token) sink.token();
     if (sink.alive && !sink.alive()) {
       out.cancelled = true;
       return false;
@@ -177,6 +180,21 @@ OJson choice_chunk(const Job& job, const OJson& delta_or_text, const OJson& fini
 }
 
 std::string sse(const OJson& j) { return "data: " + dump(j) + "\n\n"; }
+
+// How a completion ended, as metrics and the swarm page name it.
+std::string outcome_of(const Outcome& o) {
+  return !o.status.ok() ? "error" : o.cancelled ? "cancelled" : o.finish_reason;
+}
+
+// A file name as a route pattern (cpp-httplib's patterns are regular expressions).
+std::string route_of(std::string_view path) {
+  std::string r = "/";
+  for (char c : path) {
+    if (std::string_view(".^$|()[]{}*+?\\").find(c) != std::string_view::npos) r += '\\';
+    r += c;
+  }
+  return r;
+}
 
 // A streamed response: the worker thread runs the job and appends SSE events;
 // the HTTP thread writes them out as they come.
@@ -320,6 +338,7 @@ void OpenAiServer::install_routes() {
     res.status = 200;
     res.set_content(metrics_.text(extra), kMetricsContentType);
   });
+  if (options_.swarm) install_swarm_page();
   if (options_.trust_status)
     s.Get("/trust", [this](const httplib::Request&, httplib::Response& res) {
       res.status = 200;
@@ -361,6 +380,29 @@ void OpenAiServer::install_routes() {
     s.Post(p + "/completions", [this](const httplib::Request& req, httplib::Response& res) {
       handle_completion(req, res, false);
     });
+  }
+}
+
+void OpenAiServer::install_swarm_page() {
+  httplib::Server& s = *http_;
+  s.Get("/swarm", [this](const httplib::Request&, httplib::Response& res) {
+    SwarmView view;
+    view.swarm = options_.swarm();
+    const auto now = RequestActivity::Clock::now();
+    view.requests = activity_.requests(now);
+    view.live_requests = activity_.live_count();
+    view.rate_bucket_seconds = activity_.rate_bucket_seconds();
+    view.tokens_per_second = activity_.rates(now);
+    res.set_header("Cache-Control", "no-store");
+    send_json(res, 200, swarm_view_json(view));
+  });
+  for (const WebAsset& asset : web_assets()) {
+    auto serve = [&asset](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Cache-Control", "no-cache");
+      res.set_content(asset.body.data(), asset.body.size(), std::string(asset.content_type));
+    };
+    s.Get(route_of(asset.path), serve);
+    if (asset.path == "index.html") s.Get("/", serve);
   }
 }
 
@@ -455,6 +497,9 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     return send_error(res, invalid_request(st.message()));
 
   job.id = random_id(chat ? "chatcmpl-" : "cmpl-");
+  job.gen.on_chain = [this, id = job.id](const std::vector<ChainStage>& chain) {
+    activity_.route(id, chain);
+  };
   job.created = static_cast<int64_t>(std::time(nullptr));
   job.stream = r.stream;
   job.include_usage = r.include_usage;
@@ -476,8 +521,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   }
 
   auto log = [this, what = req.method + " " + req.path](const Job& job, const Outcome& o) {
-    metrics_.count_completion(
-        o.result, !o.status.ok() ? "error" : o.cancelled ? "cancelled" : o.finish_reason);
+    metrics_.count_completion(o.result, outcome_of(o));
     if (!options_.log) return;
     char line[1024];
     const double tps = o.result.generation_seconds > 0 && o.result.completion_tokens > 1
@@ -516,10 +560,13 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       return true;
     };
     sink.alive = [this] { return !stopping_.load(); };
+    sink.token = [this, &job] { activity_.token(job.id, RequestActivity::Clock::now()); };
     Outcome o;
     {
       auto busy = metrics_.in_flight();
+      activity_.begin(job.id, job.model, static_cast<int>(n_prompt), RequestActivity::Clock::now());
       o = run_job(backend_, tok, job, sink);
+      activity_.end(job.id, outcome_of(o), RequestActivity::Clock::now());
     }
     o.bill = close_hold(options_.ledger, job.hold, o.status, o.result.work, options_.log);
     log(job, o);
@@ -572,10 +619,14 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       return true;
     };
     sink.alive = [&] { return !st->client_gone && !stopping_; };
+    sink.token = [&] { activity_.token(job.id, RequestActivity::Clock::now()); };
     Outcome o;
     {
       auto busy = metrics_.in_flight();
+      activity_.begin(job.id, job.model, static_cast<int>(job.gen.prompt.size()),
+                      RequestActivity::Clock::now());
       o = run_job(backend_, *options_.tokenizer, job, sink);
+      activity_.end(job.id, outcome_of(o), RequestActivity::Clock::now());
     }
     o.bill = close_hold(options_.ledger, job.hold, o.status, o.result.work, options_.log);
     log(job, o);

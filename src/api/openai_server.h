@@ -4,6 +4,7 @@
 //
 //   GET  /v1/models, /v1/models/{id}, /health, /metrics (doc/metrics.md)
 //   POST /v1/chat/completions, /v1/completions   (stream: true -> SSE)
+//   GET  /swarm and the swarm page at / (a gateway; doc/swarm-page.md)
 // (also without the /v1 prefix, as llama.cpp's server accepts them).
 //
 // Requests are served concurrently by a pool of HTTP threads, all calling the
@@ -24,6 +25,8 @@
 #include "api/api_metrics.h"
 #include "api/http_server.h"
 #include "api/metric_families.h"
+#include "api/request_activity.h"
+#include "api/swarm_view.h"
 #include "engine/chat_template.h"
 #include "engine/status.h"
 #include "engine/tokenizer.h"
@@ -59,6 +62,10 @@ struct ApiOptions {
   // GET /metrics: the backend's and the process's own figures, read at each
   // scrape and written after the API's (doc/metrics.md); may be empty.
   std::function<MetricFamilies()> metrics;
+  // GET /swarm (JSON) and the swarm page at / that draws it (a gateway): what
+  // the backend knows of its swarm, read at each poll; the server adds its
+  // own requests and tokens per second. Empty: 404 for both.
+  std::function<SwarmState()> swarm;
 };
 
 class OpenAiServer {
@@ -86,6 +93,7 @@ class OpenAiServer {
  private:
   OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family, std::string note);
   void install_routes();
+  void install_swarm_page();
   void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat);
   // With a ledger: the requester's account, or false after answering 401.
   bool authorize(const httplib::Request& req, httplib::Response& res, trust::Account* account);
@@ -96,6 +104,7 @@ class OpenAiServer {
   std::string family_note_;
   std::unique_ptr<HttpServer> http_;
   ApiMetrics metrics_;
+  RequestActivity activity_;  // the swarm page's live requests and tokens/s
   std::atomic<bool> stopping_{false};
 };
 

@@ -21,7 +21,8 @@
 // request needs one of the file's keys (401), the most it may cost is held
 // from that key's credits (402 when they do not cover it) and its actual cost
 // is paid to the nodes that served it, in the ledger at --trust-db
-// (doc/trust.md, "Credits ledger").
+// (doc/trust.md, "Credits ledger"). The swarm page at / (and its JSON at
+// /swarm) shows the swarm, its requests and tokens/s (doc/swarm-page.md).
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -372,6 +373,9 @@ void register_gateway(CLI::App& app) {
     api.ledger = ledger.get();
     api.trust_status = [&backend, &reputation] { return trust_status_json(backend, reputation->get()); };
     api.metrics = [&backend] { return gateway_metrics(backend); };
+    api.swarm = [&backend, model = SwarmModel{api.model_names, *id, cfg.n_layer}] {
+      return SwarmState{{model}, backend.standing()};
+    };
     serve_until_signal(api, backend, o->listen, signals);
   });
 }

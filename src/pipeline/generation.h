@@ -10,6 +10,7 @@
 
 #include "engine/sampler.h"
 #include "engine/status.h"
+#include "routing/chain.h"  // ChainStage
 #include "trust/node_work.h"  // NodeWork
 
 namespace swarm {
@@ -18,6 +19,10 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;   // token ids, BOS included where the model wants it
   SamplingParams sampling;       // seed, temperature ...; stop_tokens = the model's end-of-generation ids;
                                  // max_tokens = tokens to generate at most (stop strings are the API's job)
+  // Called with the chain of nodes the request runs through once it is
+  // routed, and with each new chain after a failover (what the swarm page
+  // shows). A backend without a chain never calls it. May be empty.
+  std::function<void(const std::vector<ChainStage>&)> on_chain = nullptr;
 };
 
 // What speculative decoding did for one request (doc/speculation.md).

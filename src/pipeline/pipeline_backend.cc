@@ -162,6 +162,7 @@ Status PipelineBackend::survey_locked() {
   reachability_.retain(known);
   std::erase_if(answered_at_, [&](const auto& kv) { return !known.contains(kv.first); });
   std::erase_if(survey_error_, [&](const auto& kv) { return !known.contains(kv.first); });
+  std::erase_if(last_seen_, [&](const auto& kv) { return !known.contains(kv.first); });
   const auto asked = Clock::now();
   const std::vector<PeerProbe> probes = probe_peers(ask, first, options_.probe_timeout);
   std::vector<PeerSnapshot> snap;
@@ -187,6 +188,10 @@ Status PipelineBackend::survey_locked() {
     p.inexact = info.inexact();
     p.rtt_seconds = probe.rtt_seconds;
     p.draining = info.draining();
+    p.active_sessions = info.active_sessions();
+    p.queued_steps = info.queued_steps();
+    p.kv_bytes_free = info.kv_bytes_free();
+    p.kv_bytes_total = info.kv_bytes_total();
     // Only a verified identity names a node: a plaintext peer's claimed
     // node id would let it wear another's reputation.
     p.node_id = node_id_of_key(p.public_key);
@@ -199,6 +204,7 @@ Status PipelineBackend::survey_locked() {
       std::lock_guard<std::mutex> audit_lock(audit_mu_);
       p.excluded = p.excluded || excluded_.contains(reputation_key(p));
     }
+    last_seen_[peer_key(ask[i])] = p;
     snap.push_back(p);
   }
   {
@@ -275,6 +281,44 @@ Result<double> PipelineBackend::price_per_1k_tokens() {
 std::vector<PeerSnapshot> PipelineBackend::peers() {
   std::lock_guard<std::mutex> lock(mu_);
   return snapshot_;
+}
+
+std::vector<PeerStanding> PipelineBackend::standing() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto now = Clock::now();
+  if (now - surveyed_at_ > options_.survey_interval) (void)survey_locked();
+  apply_health_locked(Clock::now());
+  std::vector<PeerStanding> out;
+  for (const net::PeerAddress& peer : peers_) {
+    const std::string key = peer_key(peer);
+    PeerStanding s;
+    s.address = peer.address;
+    s.pin = peer.pin;
+    s.announced_first = peer.announced_first;
+    s.announced_last = peer.announced_last;
+    const std::vector<std::string> addresses = peer.addresses();
+    const PeerReachability::Unreachable* u = reachability_.find(key);
+    for (const PeerSnapshot& p : snapshot_)
+      if (u == nullptr && std::find(addresses.begin(), addresses.end(), p.address) != addresses.end()) {
+        s.reachable = s.seen = true;
+        s.last = p;
+        break;
+      }
+    if (!s.reachable) {
+      if (u != nullptr) {
+        s.error = u->error;
+        s.unreachable_seconds = std::chrono::duration<double>(Clock::now() - u->since).count();
+      } else {
+        s.error = "not surveyed yet";
+      }
+      if (auto it = last_seen_.find(key); it != last_seen_.end()) {
+        s.seen = true;
+        s.last = it->second;
+      }
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 void PipelineBackend::set_peers(std::vector<net::PeerAddress> peers) {
@@ -535,6 +579,10 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   auto chain = route(/*wait_for_coverage=*/true);
   if (!chain.ok()) return chain.status();
   end_probation(*chain);
+  auto announce = [&](const std::vector<ChainStage>& c) {
+    if (request.on_chain) request.on_chain(c);
+  };
+  announce(*chain);
 
   GenerationResult result;
   result.prompt_tokens = prompt_len;
@@ -549,6 +597,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
     bool released = false;
     opened = open_when_room(session, *chain, sp, prompt_len + budget, opened, &released);
     result.route = describe_chain(*chain);
+    announce(*chain);
     if (released || opened.code() == Status::Code::kResourceExhausted) {  // not a node failure
       session->abandon();
       return opened;
@@ -608,6 +657,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
       auto next = route();
       if (!next.ok()) return next.status().annotate("after " + failure.message());
       end_probation(*next);
+      announce(*next);
       result.route = describe_chain(*next) + " (recovered " + std::to_string(recoveries) + "x from: " +
                      failure.message() + ")";
       session = std::make_unique<ChainSession>(*next, options_, &step_times_);

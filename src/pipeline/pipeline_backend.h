@@ -27,6 +27,7 @@
 #include "pipeline/coverage_wait.h"
 #include "pipeline/generation.h"
 #include "pipeline/peer_reachability.h"
+#include "pipeline/peer_standing.h"
 #include "pipeline/speculation_options.h"
 #include "pipeline/step_deadline.h"
 #include "routing/chain.h"
@@ -134,6 +135,9 @@ class PipelineBackend : public GenerationBackend {
   Result<std::vector<ChainStage>> route(bool wait_for_coverage = false);
   // The peers as last surveyed.
   std::vector<PeerSnapshot> peers();
+  // Every peer known, reachable or not, surveyed first when the last survey
+  // is older than survey_interval (the swarm page polls it).
+  std::vector<PeerStanding> standing();
   // Replaces the nodes to consider (discovery learns them as the swarm
   // changes); a different set is surveyed before the next route.
   void set_peers(std::vector<net::PeerAddress> peers);
@@ -219,6 +223,7 @@ class PipelineBackend : public GenerationBackend {
   // Survey and route state (guarded by mu_):
   PeerReachability reachability_;           // by peer key
   std::map<std::string, int> answered_at_;  // by peer key: the address index that answered last
+  std::map<std::string, PeerSnapshot> last_seen_;  // by peer key: its last answer
   const Clock::time_point started_;
   Clock::time_point last_look_{};
   bool looking_ = false;  // a request is looking (relook_ runs unlocked)

@@ -5,6 +5,7 @@
 // and opens no socket, so tests and the simulator drive the same code.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,10 @@ struct PeerSnapshot {
   // Reputation (trust/reputation.h): a score in [0, 1]; excluded after proven fraud.
   double reputation = 1;
   bool excluded = false;
+  // Load as the peer reported it (not used for routing; the swarm page shows it).
+  int active_sessions = 0;
+  int queued_steps = 0;
+  int64_t kv_bytes_free = 0, kv_bytes_total = 0;
 };
 
 struct ChainStage {

@@ -10,27 +10,8 @@
 set -euo pipefail
 swarm=$1 model=$2 work=$3 mode=${4:-serve}
 src=$(cd "$(dirname "$0")" && pwd)
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "skipped: node or npm is not installed (scripts/install-deps.sh --tests installs them)"
-  exit 77
-fi
-mkdir -p "$work"
-if [ ! -d "$work/node_modules/openai" ] || ! cmp -s "$src/package-lock.json" "$work/package-lock.json"; then
-  cp "$src/package.json" "$src/package-lock.json" "$work/"
-  if ! (cd "$work" && npm ci --prefer-offline --no-audit --no-fund --ignore-scripts \
-          --fetch-retries=1 --fetch-timeout=30000) >"$work/npm.log" 2>&1; then
-    registry=$(npm config get registry 2>/dev/null || echo "the npm registry")
-    if ! timeout 60 npm ping --fetch-retries=0 --fetch-timeout=15000 >/dev/null 2>&1; then
-      echo "npm ci said:"
-      grep -m 3 -i "err" "$work/npm.log" || tail -n 3 "$work/npm.log"
-      echo "skipped: the npm registry ($registry) cannot be reached; this test needs the 'openai' npm package from it"
-      exit 77
-    fi
-    echo "npm ci failed, although $registry answers:"
-    cat "$work/npm.log"
-    exit 1
-  fi
-fi
+source "$src/../npm_ci.sh"
+npm_ci_or_skip "$src" "$work" openai
 cp "$src/client_test.mjs" "$work/"
 
 SWARM=$swarm WORK=$work

@@ -198,6 +198,20 @@ TEST_F(LedgerSwarmTest, KeysCreditsAndUsage) {
   int64_t charged = 0;
   for (const json& acc : l["accounts"]) charged += acc["charged_micro"].get<int64_t>();
   EXPECT_EQ(charged, l["totals"]["pending_micro"].get<int64_t>());
+  // /swarm and /metrics say the same: what each node earned, where the credits are.
+  const double pending = static_cast<double>(l["totals"]["pending_micro"].get<int64_t>()) / kMicro;
+  Answer swarm = request(port, "GET", "/swarm", "");
+  ASSERT_EQ(swarm.status, 200) << swarm.body.dump();
+  EXPECT_DOUBLE_EQ(swarm.body["credits"]["pending"].get<double>(), pending) << swarm.body.dump();
+  EXPECT_EQ(swarm.body["credits"]["conserved"], true);
+  double earned = 0;
+  for (const json& n : swarm.body["nodes"]) earned += n["credits_pending"].get<double>();
+  EXPECT_NEAR(earned, pending, 1e-9) << swarm.body.dump();
+  httplib::Client mc("127.0.0.1", port);
+  auto metrics = mc.Get("/metrics");
+  ASSERT_TRUE(metrics && metrics->status == 200);
+  EXPECT_NE(metrics->body.find("swarm_credits_conserved 1"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("swarm_credits{state=\"granted\"} 1000.000001"), std::string::npos) << metrics->body;
   // The text view says the same.
   auto text = run_swarm("ledger --trust-db " + shell_quote(db_) + " --key alice");
   EXPECT_EQ(text.code, 0) << text.out;

@@ -30,6 +30,14 @@ const fmt = {
     if (v >= 1e4) return (v / 1e3).toFixed(0) + "k";
     return v.toFixed(digits);
   },
+  // Credits and prices: small amounts keep their digits.
+  credits(v) {
+    if (v === null || v === undefined) return "–";
+    if (v === 0) return "0";
+    if (Math.abs(v) < 0.01) return v.toPrecision(2);
+    if (Math.abs(v) < 100) return v.toFixed(2);
+    return fmt.num(v);
+  },
   bytes(v) {
     if (v === null || v === undefined) return "–";
     const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -78,13 +86,14 @@ function modelMap(model, nodes, busy) {
   const inGap = (a, b) => gaps.some((g) => g.first_layer < b && a < g.last_layer);
   const head = el("tr", {}, el("th", { class: "who" }, "node"),
     cols.map(([a, b]) => el("th", { class: "layer" }, b - a === 1 ? a : `${a}`)),
-    el("th", {}, "speed"), el("th", {}, "load"), el("th", {}, "reputation"), el("th", {}, "rtt"));
+    el("th", {}, "speed"), el("th", {}, "load"), el("th", {}, "reputation"), el("th", {}, "rtt"),
+    el("th", {}, "price · earned"));
   const coverage = el("tr", { class: "coverage" }, el("td", { class: "who" }, "coverage"),
     cols.map(([a, b]) => {
       const gap = inGap(a, b);
       return el("td", { class: gap ? "cell gap" : "cell covered", "data-layer": `${a}:${b}`,
                         title: gap ? `${fmt.range(a, b)}: no reachable node serves it` : fmt.range(a, b) });
-    }), el("td", { colspan: 4 }, ""));
+    }), el("td", { colspan: 5 }, ""));
   const rows = nodes.map((n) => {
     const state = nodeState(n);
     const known = n.first_layer !== null && n.last_layer !== null;
@@ -109,7 +118,11 @@ function modelMap(model, nodes, busy) {
         n.layer_tokens_per_second ? `${fmt.num(n.layer_tokens_per_second)} layer-tok/s` : "not measured"),
       el("td", { class: "num", title: "as of the gateway's last survey of its nodes (at most about 5 s old)" }, load),
       el("td", {}, reputationBar(n.reputation)),
-      el("td", { class: "num" }, n.rtt_ms === null ? "–" : `${n.rtt_ms.toFixed(1)} ms`));
+      el("td", { class: "num" }, n.rtt_ms === null ? "–" : `${n.rtt_ms.toFixed(1)} ms`),
+      el("td", { class: "num", title: "credits per 1,000 tokens through its layers; credits it earned here (pending + paid)" },
+        (n.price_per_1k === null ? "–" : `${fmt.credits(n.price_per_1k)}/1k`) +
+        (n.credits_pending === null || n.credits_pending === undefined ? ""
+          : ` · ${fmt.credits(n.credits_pending + n.credits_paid)} cr`)));
   });
   const gapText = gaps.length
     ? el("span", { class: "badge bad", "data-gaps": gaps.map((g) => `${g.first_layer}:${g.last_layer}`).join(",") },
@@ -141,6 +154,13 @@ function renderMap(s) {
         el("span", { class: "muted" }, n.model_id ? `serves another model (${fmt.short(n.model_id)})`
                                                   : `not reached yet: ${n.error || "no answer"}`))))));
   if (!parts.length) parts.push(el("p", { class: "muted" }, "The gateway knows no models."));
+  if (s.credits) {
+    const c = s.credits;
+    parts.push(el("p", { class: "credits muted", "data-conserved": String(c.conserved) },
+      `Credits: ${fmt.credits(c.granted)} granted · ${fmt.credits(c.balances)} in balances · ${fmt.credits(c.held)} held · ` +
+      `${fmt.credits(c.pending)} owed to nodes · ${fmt.credits(c.paid)} paid · ${fmt.credits(c.forfeited)} forfeited · ` +
+      (c.conserved ? "conserved" : "NOT conserved")));
+  }
   map.replaceChildren(...parts);
 }
 

@@ -97,7 +97,14 @@ class SwarmPageTest : public ::testing::Test {
         PeerStanding b;
         b.address = "127.0.0.1:7002";
         b.error = "connection refused";
-        return SwarmState{{{{"tiny"}, "M", 4}}, {a, b}};
+        // A ledger: node a earned 2.5 credits, 1 of them paid.
+        SwarmCredits credits;
+        credits.totals.granted = 10'000'000;
+        credits.totals.balances = 7'500'000;
+        credits.totals.pending = 1'500'000;
+        credits.totals.paid = 1'000'000;
+        credits.nodes[a.address] = {a.address, 1'500'000, 1'000'000, 0, 40, 2};
+        return SwarmState{{{{"tiny"}, "M", 4}}, {a, b}, credits};
       };
     auto server = OpenAiServer::Create(o, backend_);
     EXPECT_TRUE(server.ok()) << server.status().ToString();
@@ -127,6 +134,11 @@ TEST_F(SwarmPageTest, ShowsTheSwarmAndEachRequestOnItsChain) {
   ASSERT_EQ(s["nodes"].size(), 2u);
   EXPECT_EQ(s["nodes"][1]["reachable"], false);
   EXPECT_EQ(s["nodes"][1]["error"], "connection refused");
+  EXPECT_EQ(s["nodes"][0]["credits_pending"], 1.5);
+  EXPECT_EQ(s["nodes"][0]["credits_paid"], 1.0);
+  EXPECT_EQ(s["nodes"][1]["credits_pending"], 0.0);  // a node the ledger has not paid yet
+  EXPECT_EQ(s["credits"]["granted"], 10.0);
+  EXPECT_EQ(s["credits"]["conserved"], true);
   EXPECT_TRUE(s["requests"].empty());
 
   // A streamed request held after 3 tokens is live, on its chain, with 3 tokens.

@@ -1,11 +1,13 @@
 #include "api/swarm_view.h"
 
+#include "trust/credits.h"
+
 namespace swarm {
 namespace {
 
 using OJson = nlohmann::ordered_json;
 
-OJson node_json(const PeerStanding& s) {
+OJson node_json(const PeerStanding& s, const std::optional<SwarmCredits>& ledger) {
   const PeerSnapshot& p = s.last;
   OJson j;
   j["address"] = s.address;
@@ -42,6 +44,15 @@ OJson node_json(const PeerStanding& s) {
   j["recently_failed"] = s.seen && p.recently_failed;
   j["reputation"] = s.seen ? OJson(p.reputation) : OJson(nullptr);
   j["excluded"] = s.seen && p.excluded;
+  // Credits it earned through this gateway: pending (unpaid) and paid.
+  j["credits_pending"] = j["credits_paid"] = nullptr;
+  if (ledger) {
+    auto it = ledger->nodes.find(p.node_id.empty() ? p.address : p.node_id);
+    const trust::NodeEarnings none;
+    const trust::NodeEarnings& e = it == ledger->nodes.end() ? none : it->second;
+    j["credits_pending"] = trust::to_credits(e.pending);
+    j["credits_paid"] = trust::to_credits(e.paid);
+  }
   return j;
 }
 
@@ -104,11 +115,20 @@ nlohmann::ordered_json swarm_view_json(const SwarmView& view) {
                       {"gaps", gaps}});
   }
   OJson nodes = OJson::array();
-  for (const PeerStanding& s : view.swarm.peers) nodes.push_back(node_json(s));
+  for (const PeerStanding& s : view.swarm.peers) nodes.push_back(node_json(s, view.swarm.credits));
   OJson requests = OJson::array();
   for (const RequestView& r : view.requests) requests.push_back(request_json(r));
+  OJson ledger = nullptr;
+  if (const auto& c = view.swarm.credits) {
+    const trust::LedgerTotals& t = c->totals;
+    ledger = {{"granted", trust::to_credits(t.granted)},   {"balances", trust::to_credits(t.balances)},
+              {"held", trust::to_credits(t.held)},         {"pending", trust::to_credits(t.pending)},
+              {"paid", trust::to_credits(t.paid)},         {"forfeited", trust::to_credits(t.forfeited)},
+              {"conserved", t.conserved()}};
+  }
   return {{"models", models},
           {"nodes", nodes},
+          {"credits", ledger},
           {"requests", requests},
           {"live_requests", view.live_requests},
           {"tokens_per_second",

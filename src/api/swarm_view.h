@@ -6,13 +6,16 @@
 // the caller read (PipelineBackend::standing(), RequestActivity).
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "api/request_activity.h"
 #include "pipeline/peer_standing.h"
+#include "trust/ledger.h"
 
 namespace swarm {
 
@@ -22,10 +25,18 @@ struct SwarmModel {
   int n_layer = 0;
 };
 
+// A gateway's credits ledger (--api-keys; doc/trust.md, "Credits ledger"):
+// where the credits are, and what each node earned, by node id (or address).
+struct SwarmCredits {
+  trust::LedgerTotals totals;
+  std::map<std::string, trust::NodeEarnings> nodes;
+};
+
 // What a gateway knows of its swarm (swarm_of); the API adds its requests.
 struct SwarmState {
   std::vector<SwarmModel> models;
   std::vector<PeerStanding> peers;
+  std::optional<SwarmCredits> credits;  // none without a ledger
 };
 
 struct SwarmView {

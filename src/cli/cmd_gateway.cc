@@ -25,6 +25,7 @@
 // /swarm) shows the swarm, its requests and tokens/s (doc/swarm-page.md).
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -143,6 +144,22 @@ class DhtPeerRefresher {
 
 // GET /trust: what audits did and whom they excluded (doc/trust.md).
 // An audit's proof of fraud forfeits the node's unpaid credits.
+// The ledger's totals and each node's earnings, for /swarm; none if the
+// ledger cannot be read now (the page then shows no credits, and says so).
+std::optional<SwarmCredits> swarm_credits(trust::Ledger& ledger) {
+  auto totals = ledger.totals();
+  auto nodes = ledger.nodes();
+  if (!totals.ok() || !nodes.ok()) {
+    spdlog::warn("ledger unreadable for /swarm: {}",
+                 (!totals.ok() ? totals.status() : nodes.status()).ToString());
+    return std::nullopt;
+  }
+  SwarmCredits c;
+  c.totals = *totals;
+  for (trust::NodeEarnings& e : *nodes) c.nodes[e.node] = std::move(e);
+  return c;
+}
+
 VerdictFn forfeit_on_fraud(trust::Ledger& ledger) {
   return [&ledger](const AuditJob& job, const std::vector<trust::Verdict>& verdicts) {
     for (const trust::Verdict& v : verdicts) {
@@ -372,9 +389,11 @@ void register_gateway(CLI::App& app) {
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
     api.ledger = ledger.get();
     api.trust_status = [&backend, &reputation] { return trust_status_json(backend, reputation->get()); };
-    api.metrics = [&backend] { return gateway_metrics(backend); };
-    api.swarm = [&backend, model = SwarmModel{api.model_names, *id, cfg.n_layer}] {
-      return SwarmState{{model}, backend.standing()};
+    api.metrics = [&backend, ledger = ledger.get()] { return gateway_metrics(backend, ledger); };
+    api.swarm = [&backend, ledger = ledger.get(), model = SwarmModel{api.model_names, *id, cfg.n_layer}] {
+      SwarmState state{{model}, backend.standing(), std::nullopt};
+      if (ledger) state.credits = swarm_credits(*ledger);
+      return state;
     };
     serve_until_signal(api, backend, o->listen, signals);
   });

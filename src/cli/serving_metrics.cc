@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "trust/credits.h"
+
 namespace swarm::cli {
 
 MetricFamilies local_backend_metrics(const LocalBackend& backend, uint64_t kv_budget_bytes) {
@@ -21,8 +23,24 @@ MetricFamilies local_backend_metrics(const LocalBackend& backend, uint64_t kv_bu
   return m.take();
 }
 
-MetricFamilies gateway_metrics(PipelineBackend& backend) {
+MetricFamilies gateway_metrics(PipelineBackend& backend, trust::Ledger* ledger) {
   MetricSnapshot m;
+  if (ledger) {
+    if (auto t = ledger->totals(); t.ok()) {
+      const char* help = "Credits in the ledger, by where they are (granted: all ever given to keys)";
+      m.gauge("swarm_credits", help, trust::to_credits(t->granted), {{"state", "granted"}})
+          .gauge("swarm_credits", help, trust::to_credits(t->balances), {{"state", "balances"}})
+          .gauge("swarm_credits", help, trust::to_credits(t->held), {{"state", "held"}})
+          .gauge("swarm_credits", help, trust::to_credits(t->pending), {{"state", "pending"}})
+          .gauge("swarm_credits", help, trust::to_credits(t->paid), {{"state", "paid"}})
+          .gauge("swarm_credits", help, trust::to_credits(t->forfeited), {{"state", "forfeited"}})
+          .gauge("swarm_credits_conserved",
+                 "1 while every credit granted is in a balance, a hold, or a node's earnings",
+                 t->conserved() ? 1 : 0)
+          .counter("swarm_ledger_entries_total", "Earnings entries the ledger wrote (one per node per request)",
+                   static_cast<double>(t->entries));
+    }
+  }
   m.counter("swarm_node_failures_total",
             "Failures blamed on a node: it died, stalled, erred or failed an audit",
             static_cast<double>(backend.node_failures()))

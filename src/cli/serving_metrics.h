@@ -9,6 +9,7 @@
 #include "node/stage_server.h"
 #include "pipeline/local_backend.h"
 #include "pipeline/pipeline_backend.h"
+#include "trust/ledger.h"
 
 namespace swarm::cli {
 
@@ -16,9 +17,10 @@ namespace swarm::cli {
 // (`kv_budget_bytes` 0: none, so no free figure).
 MetricFamilies local_backend_metrics(const LocalBackend& backend, uint64_t kv_budget_bytes);
 
-// `swarm gateway`: node failures and failovers, audits, and each surveyed
-// peer's round trip, speed and standing.
-MetricFamilies gateway_metrics(PipelineBackend& backend);
+// `swarm gateway`: node failures and failovers, audits, each surveyed peer's
+// round trip, speed and standing, and with a ledger (--api-keys) where the
+// credits are.
+MetricFamilies gateway_metrics(PipelineBackend& backend, trust::Ledger* ledger = nullptr);
 
 // `swarm node --metrics-listen`: sessions, steps, batches, KV memory, compute.
 MetricFamilies node_metrics(const node::StageStats& stats);

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/mix64.h"
+
 namespace swarm {
 namespace {
 
@@ -58,15 +60,6 @@ Status SamplingParams::validate(int n_vocab) const {
                                     ", outside the vocabulary of " + std::to_string(n_vocab));
   if (max_tokens < -1) return bad("max_tokens", "must be >= -1 (-1: no limit)");
   return Status::Ok();
-}
-
-// SplitMix64's finaliser: a bijection of 64-bit words whose output bits each
-// depend on every input bit.
-static uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
 }
 
 double sampling_uniform(uint64_t seed, int position, int draw) {

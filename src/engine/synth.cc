@@ -5,6 +5,7 @@
 
 #include "engine/gguf_metadata.h"
 #include "engine/gguf_writer.h"
+#include "engine/mix64.h"
 #include "engine/model_arch.h"
 #include "engine/progress.h"
 #include "engine/quants.h"
@@ -80,13 +81,6 @@ std::vector<SynthShape> make_shapes() {
   return s;
 }
 
-// splitmix64: a fast, well-mixed hash, so element i of a tensor needs no state.
-inline uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 uint64_t name_hash(const std::string& s, uint64_t seed) {
   uint64_t h = mix64(seed);

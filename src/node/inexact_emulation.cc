@@ -1,16 +1,8 @@
 #include "node/inexact_emulation.h"
 
+#include "engine/mix64.h"
+
 namespace swarm::node {
-namespace {
-
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 void emulate_inexact(float* rows, int64_t n, int d, int position, double relative) {
   if (relative <= 0) return;

@@ -157,7 +157,7 @@ TEST_F(HttpServingTest, GatewayWaitsForKvMemoryOnAFullNode) {
 
 // chat prints what the server said, not a status code's name.
 TEST_F(HttpServingTest, ChatPrintsTheServersErrorMessage) {
-  ChildProcess* s = start_serve({});
+  ChildProcess* s = start_serve({"--strict-model-name"});
   ASSERT_TRUE(s->ok());
   const auto r = run_swarm("chat --url http://127.0.0.1:" + std::to_string(s->port()) +
                            " --model no-such-model hello");

@@ -147,18 +147,18 @@ TEST_F(MetricsTest, ServeCountsRequestsTokensAndLatencies) {
     prompt += u.value("prompt_tokens", 0);
     completion += u.value("completion_tokens", 0);
   }
-  // One the API refuses: an unknown model.
+  // One the API refuses: a prompt that is not text or tokens.
   httplib::Client c("127.0.0.1", port);
-  auto refused = c.Post("/v1/completions", R"({"model":"nope","prompt":"x"})", "application/json");
+  auto refused = c.Post("/v1/completions", R"({"model":"tiny","prompt":5})", "application/json");
   ASSERT_TRUE(refused);
-  EXPECT_EQ(refused->status, 404);
+  EXPECT_EQ(refused->status, 400) << refused->body;
 
   // Requests are counted once their answer is written, each on its own connection's
   // thread: a client may read the whole stream before the server has counted it, so
   // wait for every one, not only the last sent.
   ASSERT_TRUE(eventually([&] {
     m = scrape(port);
-    return value(m, R"(swarm_http_requests_total{code="404",endpoint="/v1/completions"})") == 1 &&
+    return value(m, R"(swarm_http_requests_total{code="400",endpoint="/v1/completions"})") == 1 &&
            value(m, R"(swarm_http_requests_total{code="200",endpoint="/v1/completions"})") >= 2;
   })) << m.dump(1);
   EXPECT_EQ(value(m, R"(swarm_http_requests_total{code="200",endpoint="/v1/completions"})"), 2);

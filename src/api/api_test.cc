@@ -168,6 +168,8 @@ class ApiTest : public ::testing::Test {
     f.model_names = {"fake"};
     f.http.max_body_bytes = 4096;
     f.log = nullptr;
+    f.strict_model_names = true;
+    f.cors_origins = {"https://allowed.example"};
     auto fs = OpenAiServer::Create(f, *fake_);
     ASSERT_TRUE(fs.ok());
     fake_server_ = std::move(fs).value().release();
@@ -300,6 +302,65 @@ class ApiTest : public ::testing::Test {
   static inline std::mutex log_mu_;
   static inline std::vector<std::string> log_;
 };
+
+// Browsers: the origin is echoed (any by default, or those --cors-origin
+// lists), and a preflight allows the headers the browser asks for.
+TEST_F(ApiTest, CorsEchoesTheOriginAndPreflightsAllowTheRequestedHeaders) {
+  auto ask = [](int port, const char* method, const std::string& origin, const std::string& requested) {
+    httplib::Client c("127.0.0.1", port);
+    httplib::Headers h;
+    if (!origin.empty()) h.emplace("Origin", origin);
+    if (!requested.empty()) h.emplace("Access-Control-Request-Headers", requested);
+    return std::string(method) == "OPTIONS" ? c.Options("/v1/chat/completions", h) : c.Get("/v1/models", h);
+  };
+  auto pre = ask(port_, "OPTIONS", "http://localhost:5173", "authorization,content-type,x-stainless-os");
+  ASSERT_TRUE(pre);
+  EXPECT_EQ(pre->status, 204);
+  EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Origin"), "http://localhost:5173");
+  EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Headers"), "authorization,content-type,x-stainless-os");
+  EXPECT_NE(pre->get_header_value("Access-Control-Allow-Methods").find("POST"), std::string::npos);
+  // Something that is not a list of header names gets the API's own.
+  auto odd = ask(port_, "OPTIONS", "http://localhost:5173", "a\"b");
+  ASSERT_TRUE(odd);
+  EXPECT_EQ(odd->get_header_value("Access-Control-Allow-Headers"), "Content-Type, Authorization");
+  auto plain = ask(port_, "GET", "", "");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->get_header_value("Access-Control-Allow-Origin"), "*");
+  // --cors-origin: only the listed origin is echoed.
+  auto listed = ask(fake_port_, "GET", "https://allowed.example", "");
+  auto stranger = ask(fake_port_, "GET", "https://evil.example", "");
+  ASSERT_TRUE(listed && stranger);
+  EXPECT_EQ(listed->get_header_value("Access-Control-Allow-Origin"), "https://allowed.example");
+  EXPECT_FALSE(stranger->has_header("Access-Control-Allow-Origin"));
+}
+
+// llama-server's /tokenize and /detokenize: the ids `swarm tokenize` gives,
+// pieces on request, and a round trip back to the text.
+TEST_F(ApiTest, LlamaServersTokenizeAndDetokenize) {
+  const std::string text = "Hello world";
+  Reply t = swarm::post(port_, "/tokenize", json({{"content", text}}).dump());
+  ASSERT_EQ(t.status, 200) << t.body;
+  std::vector<int32_t> want = tok_->encode(text, false, true);
+  EXPECT_EQ(t.j["tokens"].get<std::vector<int32_t>>(), want);
+  Reply special = swarm::post(port_, "/tokenize", json({{"content", text}, {"add_special", true}}).dump());
+  EXPECT_EQ(special.j["tokens"].size(), want.size() + (tok_->add_bos_default() ? 1 : 0)) << special.body;
+  Reply pieces = swarm::post(port_, "/tokenize", json({{"content", text}, {"with_pieces", true}}).dump());
+  ASSERT_EQ(pieces.status, 200) << pieces.body;
+  std::string joined;
+  for (const json& p : pieces.j["tokens"]) {
+    EXPECT_TRUE(p["id"].is_number_integer()) << p.dump();
+    if (p["piece"].is_string()) joined += p["piece"].get<std::string>();
+  }
+  EXPECT_NE(joined.find("world"), std::string::npos) << pieces.body;
+  Reply d = swarm::post(port_, "/detokenize", json({{"tokens", want}}).dump());
+  ASSERT_EQ(d.status, 200) << d.body;
+  EXPECT_NE(d.j["content"].get<std::string>().find("Hello world"), std::string::npos) << d.body;
+  // Bad input names the field.
+  expect_error(swarm::post(port_, "/tokenize", R"({"content": 5})"), 400, "content");
+  expect_error(swarm::post(port_, "/tokenize", R"({"content": "x", "with_pieces": "yes"})"), 400, "with_pieces");
+  expect_error(swarm::post(port_, "/detokenize", R"({"tokens": [1, -2]})"), 400, "tokens");
+  expect_error(swarm::post(port_, "/detokenize", R"({"tokens": [99999999]})"), 400, "tokens");
+}
 
 TEST_F(ApiTest, ModelsAndHealth) {
   Reply r = get(port_, "/v1/models");
@@ -614,10 +675,14 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
                          {"seed", nullptr}});
   EXPECT_EQ(ok.status, 200) << ok.body;
 
-  // Unknown models and routes are 404s.
-  expect_error(post(chat, {{"model", "gpt-4"}, {"messages", msgs}}), 404, "model",
+  // Another model's name is served by this one (as llama-server does), and
+  // the answer names the model that served it; --strict-model-name refuses it.
+  Reply other = post(chat, {{"model", "gpt-4o-mini"}, {"messages", msgs}, {"max_tokens", 2}});
+  EXPECT_EQ(other.status, 200) << other.body;
+  EXPECT_EQ(other.j["model"], "tiny") << other.body;
+  expect_error(swarm::post(fake_port_, comp, json({{"model", "gpt-4"}, {"prompt", "Hi"}}).dump()), 404, "model",
                "model_not_found");
-  expect_error(post(comp, {{"model", "gpt-4"}, {"prompt", "Hi"}}), 404, "model", "model_not_found");
+  // Unknown routes are 404s.
   expect_error(get(port_, "/v1/nothing"), 404);
   expect_error(get(port_, "/v1/chat/completions"), 404);
   expect_error(swarm::post(port_, "/v1/embeddings", "{}"), 404);

@@ -11,6 +11,8 @@
 #include <random>
 
 #include "api/api_error.h"
+#include "api/cors.h"
+#include "api/llama_tokenize.h"
 #include "api/openai_request.h"
 #include "api/request_billing.h"
 #include "api/web_assets.h"
@@ -278,7 +280,18 @@ void OpenAiServer::stop() {
 
 void OpenAiServer::install_routes() {
   httplib::Server& s = *http_;
-  s.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
+  // CORS: the caller's origin is echoed where it may call (any origin unless
+  // --cors-origin lists them); a request without an Origin is no browser's.
+  s.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    const std::string origin = req.get_header_value("Origin");
+    if (origin.empty()) {
+      if (options_.cors_origins.empty()) res.set_header("Access-Control-Allow-Origin", "*");
+      return;
+    }
+    res.set_header("Vary", "Origin");
+    if (!cors_allowed(options_.cors_origins, origin)) return;  // the browser refuses the answer
+    res.set_header("Access-Control-Allow-Origin", origin);
+  });
   const int64_t started = static_cast<int64_t>(std::time(nullptr));
 
   s.set_error_handler(
@@ -311,15 +324,33 @@ void OpenAiServer::install_routes() {
         send_error(res, ApiError{500, "Internal error: " + what, "server_error", "", ""});
       });
 
-  s.Options(".*", [](const httplib::Request&, httplib::Response& res) {
+  // Preflights allow the headers the browser asks for (the openai package
+  // sends its own x-stainless-* ones), as long as they are header names.
+  s.Options(".*", [](const httplib::Request& req, httplib::Response& res) {
     res.status = 204;
     res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-    res.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization");
+    res.set_header("Access-Control-Allow-Headers",
+                   preflight_allowed_headers(req.get_header_value("Access-Control-Request-Headers")));
+    res.set_header("Access-Control-Max-Age", "86400");
   });
 
   s.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     send_json(res, 200, {{"status", "ok"}});
   });
+  // llama-server's own tokenizer endpoints (api/llama_tokenize.h).
+  auto tokenizer_endpoint = [this](auto handler) {
+    return [this, handler](const httplib::Request& req, httplib::Response& res) {
+      trust::Account account;
+      if (!authorize(req, res, &account)) return;
+      const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+      if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
+      auto out = handler(body, *options_.tokenizer);
+      if (auto* e = std::get_if<ApiError>(&out)) return send_error(res, *e);
+      send_json(res, 200, std::get<OJson>(out));
+    };
+  };
+  s.Post("/tokenize", tokenizer_endpoint(tokenize_request));
+  s.Post("/detokenize", tokenizer_endpoint(detokenize_request));
   s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics_.count_request(req.path, res.status);
   });
@@ -440,8 +471,10 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   Job job;
   job.chat = chat;
   job.model = r.model.empty() ? options_.model_names.front() : r.model;
-  if (std::find(options_.model_names.begin(), options_.model_names.end(), job.model) ==
-      options_.model_names.end())
+  const bool known = std::find(options_.model_names.begin(), options_.model_names.end(), job.model) !=
+                     options_.model_names.end();
+  if (!known && !options_.strict_model_names) job.model = options_.model_names.front();
+  if (!known && options_.strict_model_names)
     return send_error(res, ApiError{404,
                                     "The model `" + job.model +
                                         "` does not exist or you do not have access to it.",

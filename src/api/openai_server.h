@@ -39,6 +39,11 @@ struct ApiOptions {
   // Names the model is served under; the first is the default for requests
   // that name none. At least one.
   std::vector<std::string> model_names;
+  // A completion naming another model: 404 (strict), or served by this one
+  // as llama-server does (clients that send "gpt-4o-mini" work).
+  bool strict_model_names = false;
+  // Origins browsers may call from (CORS); empty: any, each echoed back.
+  std::vector<std::string> cors_origins;
   const Tokenizer* tokenizer = nullptr;  // must outlive the server
   std::string chat_template;  // the model's Jinja template (model_chat_template), may be ""
   std::string chat_template_override;  // --chat-template NAME; "" = detect from chat_template

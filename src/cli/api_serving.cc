@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "api/cors.h"
 #include "cli/common.h"
 #include "trust/api_keys.h"
 
@@ -34,6 +35,16 @@ void add_http_flags(CLI::App* cmd, HttpFlags& f) {
   cmd->add_option("--http-body-timeout", f.body_timeout_s,
                   "Seconds a request body may take to arrive, in all (default 60)")
       ->check(CLI::Range(0.01, 3600.0));
+  cmd->add_flag("--strict-model-name", f.strict_model_name,
+                "Answer 404 to a request naming a model other than --model-name's (default: "
+                "serve it with this model, as llama-server does)");
+  cmd->add_option("--cors-origin", f.cors_origin,
+                  "Comma-separated origins browsers may call the API from (default: any)");
+}
+
+void apply_api_flags(const HttpFlags& f, ApiOptions* api) {
+  api->strict_model_names = f.strict_model_name;
+  api->cors_origins = split_origins(f.cors_origin);
 }
 
 HttpLimits http_limits(const HttpFlags& f) {

@@ -20,7 +20,11 @@ std::string default_model_name(std::string path);
 struct HttpFlags {
   int threads = 32, max_connections = 1024, max_connections_per_client = 128;
   double header_timeout_s = 10, body_timeout_s = 60;
+  bool strict_model_name = false;  // --strict-model-name
+  std::string cors_origin;         // --cors-origin LIST
 };
+// The API's own flags among them (model names, CORS) onto `api`.
+void apply_api_flags(const HttpFlags& flags, ApiOptions* api);
 void add_http_flags(CLI::App* cmd, HttpFlags& flags);
 HttpLimits http_limits(const HttpFlags& flags);
 

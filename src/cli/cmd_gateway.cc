@@ -386,6 +386,7 @@ void register_gateway(CLI::App& app) {
     api.chat_template_override = o->chat_template;
     api.default_max_tokens = o->n_predict;
     api.http = http_limits(o->http);
+    apply_api_flags(o->http, &api);
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
     api.ledger = ledger.get();
     api.trust_status = [&backend, &reputation] { return trust_status_json(backend, reputation->get()); };

@@ -92,6 +92,7 @@ void register_serve(CLI::App& app) {
     api.chat_template_override = o->chat_template;
     api.default_max_tokens = o->n_predict;
     api.http = http_limits(o->http);
+    apply_api_flags(o->http, &api);
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
     std::unique_ptr<trust::Ledger> ledger;
     if (!o->api_keys.empty()) {

@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "api/openai_request.h"
 #include "api/openai_server.h"
 #include "engine/chat_template.h"
 #include "engine/test_data.h"
@@ -899,6 +900,37 @@ TEST_F(ApiTest, RequestsAreLogged) {
   ASSERT_FALSE(log_.empty());
   EXPECT_NE(log_.back().find("POST /v1/completions cmpl-"), std::string::npos) << log_.back();
   EXPECT_NE(log_.back().find("local"), std::string::npos) << log_.back();
+}
+
+}  // namespace
+}  // namespace swarm
+
+namespace swarm {
+namespace {
+
+// llama.cpp's fields: n_predict is max_tokens' other name (max_tokens wins);
+// its constrained and extra samplers are refused by name, never ignored.
+TEST(CompletionRequestTest, LlamaCppFieldsAreHonouredOrRefused) {
+  auto parse = [](const json& body) { return parse_completion_request(body, false, 1000); };
+  auto req = parse({{"prompt", "x"}, {"n_predict", 7}});
+  ASSERT_TRUE(std::holds_alternative<CompletionRequest>(req));
+  EXPECT_EQ(std::get<CompletionRequest>(req).max_tokens, 7);
+  req = parse({{"prompt", "x"}, {"n_predict", 7}, {"max_tokens", 3}});
+  EXPECT_EQ(std::get<CompletionRequest>(req).max_tokens, 3);
+  req = parse({{"prompt", "x"}, {"n_predict", -1}});
+  EXPECT_FALSE(std::get<CompletionRequest>(req).max_tokens.has_value());
+  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{
+           {"grammar", "root ::= \"a\""}, {"json_schema", {{"type", "object"}}}, {"n_probs", 3}, {"mirostat", 2}}) {
+    auto bad = parse({{"prompt", "x"}, {field, value}});
+    ASSERT_TRUE(std::holds_alternative<ApiError>(bad)) << field;
+    const ApiError& e = std::get<ApiError>(bad);
+    EXPECT_EQ(e.http_status, 400) << field;
+    EXPECT_EQ(e.param, field);
+    EXPECT_EQ(e.code, "unsupported_parameter") << field;
+  }
+  // Their neutral values change nothing and pass.
+  EXPECT_TRUE(std::holds_alternative<CompletionRequest>(
+      parse({{"prompt", "x"}, {"grammar", ""}, {"n_probs", 0}, {"mirostat", 0}})));
 }
 
 }  // namespace

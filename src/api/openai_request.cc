@@ -318,7 +318,9 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const json& b
     }
   }
 
-  // max_completion_tokens is the newer name (chat); it wins over max_tokens.
+  // max_completion_tokens is the newer name (chat); it wins over max_tokens,
+  // which wins over llama.cpp's n_predict (-1: no limit).
+  if (auto n = in.integer("n_predict", -1, kIntMax); n && *n >= 0) r.max_tokens = n;
   if (auto n = in.integer("max_tokens", 1, kIntMax)) r.max_tokens = n;
   if (chat)
     if (auto n = in.integer("max_completion_tokens", 1, kIntMax)) r.max_tokens = n;
@@ -360,6 +362,15 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const json& b
   for (const char* key : {"tools", "functions"})
     if (const json* t = in.field(key); t && !(t->is_array() && t->empty()))
       return unsupported(key, key);
+  // llama.cpp's constrained and other samplers: refused, never ignored.
+  if (const json* g = in.field("grammar"); g && !(g->is_string() && g->get<std::string>().empty()))
+    return unsupported("grammar", "grammar (GBNF)");
+  if (const json* s = in.field("json_schema"); s && !(s->is_object() && s->empty()))
+    return unsupported("json_schema", "json_schema");
+  if (const json* p = in.field("n_probs"); p && !(p->is_number() && p->get<double>() == 0))
+    return unsupported("n_probs", "n_probs");
+  if (const json* m = in.field("mirostat"); m && !(m->is_number() && m->get<double>() == 0))
+    return unsupported("mirostat", "mirostat");
   if (const json* rf = in.field("response_format")) {
     if (!rf->is_object()) return wrong_type("response_format", "an object", *rf);
     auto type = rf->find("type");

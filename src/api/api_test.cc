@@ -335,6 +335,26 @@ TEST_F(ApiTest, CorsEchoesTheOriginAndPreflightsAllowTheRequestedHeaders) {
   EXPECT_FALSE(stranger->has_header("Access-Control-Allow-Origin"));
 }
 
+// llama-server's /props and /apply-template: the context and model its
+// clients read, and the prompt a chat's messages become (what the chat
+// endpoint itself tokenizes).
+TEST_F(ApiTest, LlamaServersPropsAndApplyTemplate) {
+  Reply p = get(port_, "/props");
+  ASSERT_EQ(p.status, 200) << p.body;
+  EXPECT_EQ(p.j["default_generation_settings"]["n_ctx"], kContext) << p.body;
+  EXPECT_EQ(p.j["default_generation_settings"]["model"], "tiny");
+  EXPECT_EQ(p.j["model_alias"], "tiny");
+  const json messages = json::array({{{"role", "system"}, {"content", "Be brief."}},
+                                     {{"role", "user"}, {"content", "Say hello"}}});
+  Reply t = swarm::post(port_, "/apply-template", json({{"messages", messages}}).dump());
+  ASSERT_EQ(t.status, 200) << t.body;
+  const std::string prompt = t.j["prompt"].get<std::string>();
+  EXPECT_NE(prompt.find("Be brief."), std::string::npos) << prompt;
+  EXPECT_NE(prompt.find("Say hello"), std::string::npos) << prompt;
+  EXPECT_GT(prompt.size(), std::string("Be brief.Say hello").size()) << "the template's markers";
+  expect_error(swarm::post(port_, "/apply-template", R"({"messages": "hi"})"), 400, "messages");
+}
+
 // llama-server's /tokenize and /detokenize: the ids `swarm tokenize` gives,
 // pieces on request, and a round trip back to the text.
 TEST_F(ApiTest, LlamaServersTokenizeAndDetokenize) {

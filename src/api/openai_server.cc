@@ -351,6 +351,44 @@ void OpenAiServer::install_routes() {
   };
   s.Post("/tokenize", tokenizer_endpoint(tokenize_request));
   s.Post("/detokenize", tokenizer_endpoint(detokenize_request));
+  // llama-server's /apply-template: the prompt a chat request's messages become.
+  s.Post("/apply-template", [this](const httplib::Request& req, httplib::Response& res) {
+    trust::Account account;
+    if (!authorize(req, res, &account)) return;
+    const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
+    auto parsed = parse_completion_request(body, /*chat=*/true, options_.tokenizer->vocab_size());
+    if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
+    const Tokenizer& tok = *options_.tokenizer;
+    auto text = render_chat(family_, std::get<CompletionRequest>(parsed).messages, /*add_generation_prompt=*/true,
+                            tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
+                            tok.eos() >= 0 ? tok.token_text(tok.eos()) : "");
+    if (!text.ok()) return send_error(res, invalid_request(text.status().message(), "messages"));
+    send_json(res, 200, {{"prompt", *text}});
+  });
+  // llama-server's /props: what its clients read to set themselves up.
+  s.Get("/props", [this](const httplib::Request& req, httplib::Response& res) {
+    trust::Account account;
+    if (!authorize(req, res, &account)) return;
+    const SamplingParams d;
+    send_json(res, 200,
+              {{"default_generation_settings",
+                {{"n_ctx", context_length()},
+                 {"model", options_.model_names.front()},
+                 {"params",
+                  {{"n_predict", options_.default_max_tokens},
+                   {"temperature", d.temperature},
+                   {"top_k", d.top_k},
+                   {"top_p", d.top_p},
+                   {"min_p", d.min_p},
+                   {"repeat_penalty", d.repeat_penalty},
+                   {"repeat_last_n", d.repeat_last_n}}}}},
+               {"model_path", options_.model_names.front()},
+               {"model_alias", options_.model_names.front()},
+               {"chat_template", options_.chat_template},
+               {"modalities", {{"vision", false}, {"audio", false}}},
+               {"build_info", "swarminfer"}});
+  });
   s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics_.count_request(req.path, res.status);
   });

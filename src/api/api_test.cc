@@ -335,6 +335,52 @@ TEST_F(ApiTest, CorsEchoesTheOriginAndPreflightsAllowTheRequestedHeaders) {
   EXPECT_FALSE(stranger->has_header("Access-Control-Allow-Origin"));
 }
 
+// llama-server's POST /completion: its request (`content` or `prompt`,
+// `n_predict`) and answer shapes, streamed (no [DONE]) and not, with the text
+// /v1/completions gives, and why it stopped (limit, word).
+TEST_F(ApiTest, LlamaServersCompletionEndpoint) {
+  const json req = {{"content", "Once upon a time"}, {"n_predict", 6}, {"temperature", 0}, {"ignore_eos", true}};
+  Reply n = swarm::post(port_, "/completion", req.dump());
+  ASSERT_EQ(n.status, 200) << n.body;
+  const std::string text = n.j["content"].get<std::string>();
+  Reply oai = post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 6}, {"temperature", 0},
+                                       {"ignore_eos", true}});
+  EXPECT_EQ(text, oai.j["choices"][0]["text"]) << oai.body;
+  EXPECT_EQ(n.j["stop"], true);
+  EXPECT_EQ(n.j["stop_type"], "limit");
+  EXPECT_EQ(n.j["tokens_predicted"], 6);
+  EXPECT_EQ(n.j["timings"]["predicted_n"], 6);
+  EXPECT_GT(n.j["tokens_evaluated"].get<int>(), 0);
+  EXPECT_EQ(n.j["generation_settings"]["n_predict"], 6);
+
+  json streamed = req;
+  streamed["stream"] = true;
+  Reply s = swarm::post(port_, "/completion", streamed.dump());
+  ASSERT_EQ(s.status, 200) << s.body;
+  bool done = false;
+  const std::vector<json> events = sse_events(s.body, &done);
+  EXPECT_FALSE(done) << "llama-server ends a stream with stop: true, not [DONE]";
+  ASSERT_GE(events.size(), 2u) << s.body;
+  std::string joined;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    EXPECT_EQ(events[i]["stop"], false) << events[i].dump();
+    joined += events[i]["content"].get<std::string>();
+  }
+  EXPECT_EQ(joined, text);
+  EXPECT_EQ(events.back()["stop"], true);
+  EXPECT_EQ(events.back()["stop_type"], "limit");
+
+  // A stop string: stop_type "word", and the word that matched.
+  ASSERT_GE(text.size(), 3u);
+  json worded = req;
+  worded["stop"] = {text.substr(1, 2)};
+  Reply w = swarm::post(port_, "/completion", worded.dump());
+  ASSERT_EQ(w.status, 200) << w.body;
+  EXPECT_EQ(w.j["stop_type"], "word") << w.body;
+  EXPECT_EQ(w.j["stopping_word"], text.substr(1, 2));
+  EXPECT_EQ(w.j["content"], text.substr(0, 1));
+}
+
 // llama-server's /props and /apply-template: the context and model its
 // clients read, and the prompt a chat's messages become (what the chat
 // endpoint itself tokenizes).

@@ -97,6 +97,7 @@ struct Job {
   bool stream = false, include_usage = false;
   std::string echo;  // completions with echo: the prompt's text
   std::optional<trust::Hold> hold;  // credits held from the requester's balance (a ledger)
+  bool native = false;  // llama-server's POST /completion: its own answer shape
 };
 
 // Where a job's output goes while it runs.
@@ -111,6 +112,7 @@ struct Outcome {
   Status status;
   bool cancelled = false;  // the sink asked to stop (client gone, server stopping)
   std::string finish_reason;
+  std::string stopping_word;  // the stop string that ended it, if one did
   GenerationResult result;
   Bill bill;
 };
@@ -156,7 +158,44 @@ Outcome run_job(GenerationBackend& backend, const Tokenizer& tok, const Job& job
     if (!tail.empty() && !sink.text(tail)) out.cancelled = true;
   }
   out.finish_reason = stops.stopped() ? "stop" : r->finish_reason;
+  out.stopping_word = stops.matched();
   return out;
+}
+
+// llama-server's answer to POST /completion (the last event of a stream, with
+// `content` ""): the text, why it stopped, and its timings.
+OJson native_completion(const Job& job, const Outcome& o, const std::string& content) {
+  const GenerationResult& g = o.result;
+  const SamplingParams& sp = job.gen.sampling;
+  const char* stop_type = !o.stopping_word.empty() ? "word" : o.finish_reason == "length" ? "limit" : "eos";
+  const double prompt_ms = g.prompt_seconds * 1000, predicted_ms = g.generation_seconds * 1000;
+  return {{"content", content},
+          {"id_slot", 0},
+          {"stop", true},
+          {"model", job.model},
+          {"tokens_predicted", g.completion_tokens},
+          {"tokens_evaluated", g.prompt_tokens},
+          {"generation_settings",
+           {{"n_predict", sp.max_tokens},
+            {"seed", sp.seed},
+            {"temperature", sp.temperature},
+            {"top_k", sp.top_k},
+            {"top_p", sp.top_p},
+            {"min_p", sp.min_p},
+            {"repeat_penalty", sp.repeat_penalty},
+            {"stop", sp.stop}}},
+          {"stop_type", stop_type},
+          {"stopping_word", o.stopping_word},
+          {"tokens_cached", 0},
+          {"timings",
+           {{"prompt_n", g.prompt_tokens},
+            {"prompt_ms", prompt_ms},
+            {"prompt_per_second", prompt_ms > 0 ? g.prompt_tokens * 1000.0 / prompt_ms : 0.0},
+            {"predicted_n", g.completion_tokens},
+            {"predicted_ms", predicted_ms},
+            {"predicted_per_second",
+             predicted_ms > 0 && g.completion_tokens > 1 ? (g.completion_tokens - 1) * 1000.0 / predicted_ms : 0.0}}},
+          {"truncated", false}};
 }
 
 OJson chunk_head(const Job& job) {
@@ -349,6 +388,9 @@ void OpenAiServer::install_routes() {
       send_json(res, 200, std::get<OJson>(out));
     };
   };
+  s.Post("/completion", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_completion(req, res, /*chat=*/false, /*native=*/true);
+  });
   s.Post("/tokenize", tokenizer_endpoint(tokenize_request));
   s.Post("/detokenize", tokenizer_endpoint(detokenize_request));
   // llama-server's /apply-template: the prompt a chat request's messages become.
@@ -496,18 +538,24 @@ bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res
 }
 
 void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Response& res,
-                                     bool chat) {
+                                     bool chat, bool native) {
   const Tokenizer& tok = *options_.tokenizer;
   trust::Account account;
   if (!authorize(req, res, &account)) return;
-  const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
+  // llama-server's /completion calls the prompt `content` too.
+  if (native && body.is_object() && body.contains("content") && !body.contains("prompt")) {
+    body["prompt"] = std::move(body["content"]);
+    body.erase("content");
+  }
   auto parsed = parse_completion_request(body, chat, tok.vocab_size());
   if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
   CompletionRequest& r = std::get<CompletionRequest>(parsed);
 
   Job job;
   job.chat = chat;
+  job.native = native;
   job.model = r.model.empty() ? options_.model_names.front() : r.model;
   const bool known = std::find(options_.model_names.begin(), options_.model_names.end(), job.model) !=
                      options_.model_names.end();
@@ -644,6 +692,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     if (!o.status.ok()) return send_error(res, error_from_status(o.status));
     if (o.cancelled)
       return send_error(res, error_from_status(Status::Unavailable("the server is shutting down")));
+    if (job.native) return send_json(res, 200, native_completion(job, o, text));
     OJson choice = {{"index", 0}};
     if (chat)
       choice["message"] = {{"role", "assistant"}, {"content", text}};
@@ -684,7 +733,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       if (st->client_gone) return false;
       {
         std::lock_guard<std::mutex> lk(st->mu);
-        st->pending += sse(choice_chunk(job, job.chat ? OJson{{"content", t}} : OJson(t), nullptr));
+        st->pending += job.native ? sse(OJson{{"content", t}, {"stop", false}, {"id_slot", 0}})
+                                  : sse(choice_chunk(job, job.chat ? OJson{{"content", t}} : OJson(t), nullptr));
       }
       st->cv.notify_all();
       return true;
@@ -708,6 +758,9 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
           st->error = error_from_status(o.status);
         else  // the status line has gone out: the error travels as an event, as OpenAI's do
           st->pending += sse(error_from_status(o.status).body());
+      } else if (!o.cancelled && job.native) {
+        st->opened = true;
+        st->pending += sse(native_completion(job, o, ""));  // llama-server sends no [DONE]
       } else if (!o.cancelled) {
         opening();
         st->pending +=

@@ -99,7 +99,9 @@ class OpenAiServer {
   OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family, std::string note);
   void install_routes();
   void install_swarm_page();
-  void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat);
+  // `native`: llama-server's POST /completion (its request and answer shapes).
+  void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat,
+                         bool native = false);
   // With a ledger: the requester's account, or false after answering 401.
   bool authorize(const httplib::Request& req, httplib::Response& res, trust::Account* account);
 

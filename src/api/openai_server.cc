@@ -162,6 +162,15 @@ Outcome run_job(GenerationBackend& backend, const Tokenizer& tok, const Job& job
   return out;
 }
 
+// Sampling settings as llama-server reports them (/completion, /props).
+OJson sampling_settings(const SamplingParams& sp, int64_t n_predict) {
+  return {{"n_predict", n_predict},          {"seed", sp.seed},
+          {"temperature", sp.temperature},   {"top_k", sp.top_k},
+          {"top_p", sp.top_p},               {"min_p", sp.min_p},
+          {"repeat_penalty", sp.repeat_penalty}, {"repeat_last_n", sp.repeat_last_n},
+          {"stop", sp.stop}};
+}
+
 // llama-server's answer to POST /completion (the last event of a stream, with
 // `content` ""): the text, why it stopped, and its timings.
 OJson native_completion(const Job& job, const Outcome& o, const std::string& content) {
@@ -175,15 +184,7 @@ OJson native_completion(const Job& job, const Outcome& o, const std::string& con
           {"model", job.model},
           {"tokens_predicted", g.completion_tokens},
           {"tokens_evaluated", g.prompt_tokens},
-          {"generation_settings",
-           {{"n_predict", sp.max_tokens},
-            {"seed", sp.seed},
-            {"temperature", sp.temperature},
-            {"top_k", sp.top_k},
-            {"top_p", sp.top_p},
-            {"min_p", sp.min_p},
-            {"repeat_penalty", sp.repeat_penalty},
-            {"stop", sp.stop}}},
+          {"generation_settings", sampling_settings(sp, sp.max_tokens)},
           {"stop_type", stop_type},
           {"stopping_word", o.stopping_word},
           {"tokens_cached", 0},
@@ -417,14 +418,7 @@ void OpenAiServer::install_routes() {
               {{"default_generation_settings",
                 {{"n_ctx", context_length()},
                  {"model", options_.model_names.front()},
-                 {"params",
-                  {{"n_predict", options_.default_max_tokens},
-                   {"temperature", d.temperature},
-                   {"top_k", d.top_k},
-                   {"top_p", d.top_p},
-                   {"min_p", d.min_p},
-                   {"repeat_penalty", d.repeat_penalty},
-                   {"repeat_last_n", d.repeat_last_n}}}}},
+                 {"params", sampling_settings(d, options_.default_max_tokens)}}},
                {"model_path", options_.model_names.front()},
                {"model_alias", options_.model_names.front()},
                {"chat_template", options_.chat_template},

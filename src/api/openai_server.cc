@@ -378,13 +378,15 @@ void OpenAiServer::install_routes() {
     send_json(res, 200, {{"status", "ok"}});
   });
   // llama-server's own tokenizer endpoints (api/llama_tokenize.h).
-  auto tokenizer_endpoint = [this](auto handler) {
+  // A POST that answers a JSON body with JSON: `handler(body)` gives the
+  // answer or the error.
+  auto json_endpoint = [this](auto handler) {
     return [this, handler](const httplib::Request& req, httplib::Response& res) {
       trust::Account account;
       if (!authorize(req, res, &account)) return;
       const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
       if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
-      auto out = handler(body, *options_.tokenizer);
+      std::variant<OJson, ApiError> out = handler(body);
       if (auto* e = std::get_if<ApiError>(&out)) return send_error(res, *e);
       send_json(res, 200, std::get<OJson>(out));
     };
@@ -392,23 +394,16 @@ void OpenAiServer::install_routes() {
   s.Post("/completion", [this](const httplib::Request& req, httplib::Response& res) {
     handle_completion(req, res, /*chat=*/false, /*native=*/true);
   });
-  s.Post("/tokenize", tokenizer_endpoint(tokenize_request));
-  s.Post("/detokenize", tokenizer_endpoint(detokenize_request));
+  s.Post("/tokenize", json_endpoint([this](const json& b) { return tokenize_request(b, *options_.tokenizer); }));
+  s.Post("/detokenize", json_endpoint([this](const json& b) { return detokenize_request(b, *options_.tokenizer); }));
   // llama-server's /apply-template: the prompt a chat request's messages become.
-  s.Post("/apply-template", [this](const httplib::Request& req, httplib::Response& res) {
-    trust::Account account;
-    if (!authorize(req, res, &account)) return;
-    const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
+  s.Post("/apply-template", json_endpoint([this](const json& body) -> std::variant<OJson, ApiError> {
     auto parsed = parse_completion_request(body, /*chat=*/true, options_.tokenizer->vocab_size());
-    if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
-    const Tokenizer& tok = *options_.tokenizer;
-    auto text = render_chat(family_, std::get<CompletionRequest>(parsed).messages, /*add_generation_prompt=*/true,
-                            tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
-                            tok.eos() >= 0 ? tok.token_text(tok.eos()) : "");
-    if (!text.ok()) return send_error(res, invalid_request(text.status().message(), "messages"));
-    send_json(res, 200, {{"prompt", *text}});
-  });
+    if (auto* e = std::get_if<ApiError>(&parsed)) return *e;
+    auto text = render_messages(std::get<CompletionRequest>(parsed).messages);
+    if (!text.ok()) return invalid_request(text.status().message(), "messages");
+    return OJson{{"prompt", *text}};
+  }));
   // llama-server's /props: what its clients read to set themselves up.
   s.Get("/props", [this](const httplib::Request& req, httplib::Response& res) {
     trust::Account account;
@@ -531,6 +526,13 @@ bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res
   return false;
 }
 
+Result<std::string> OpenAiServer::render_messages(const std::vector<ChatMessage>& messages) const {
+  const Tokenizer& tok = *options_.tokenizer;
+  return render_chat(family_, messages, /*add_generation_prompt=*/true,
+                     tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
+                     tok.eos() >= 0 ? tok.token_text(tok.eos()) : "");
+}
+
 void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Response& res,
                                      bool chat, bool native) {
   const Tokenizer& tok = *options_.tokenizer;
@@ -553,20 +555,18 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   job.model = r.model.empty() ? options_.model_names.front() : r.model;
   const bool known = std::find(options_.model_names.begin(), options_.model_names.end(), job.model) !=
                      options_.model_names.end();
-  if (!known && !options_.strict_model_names) job.model = options_.model_names.front();
   if (!known && options_.strict_model_names)
     return send_error(res, ApiError{404,
                                     "The model `" + job.model +
                                         "` does not exist or you do not have access to it.",
                                     "invalid_request_error", "model", "model_not_found"});
+  if (!known) job.model = options_.model_names.front();
 
   // The prompt as token ids.
   std::vector<int32_t>& prompt = job.gen.prompt;
   const char* prompt_param = chat ? "messages" : "prompt";
   if (chat) {
-    const std::string bos = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "";
-    const std::string eos = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "";
-    auto text = render_chat(family_, r.messages, /*add_generation_prompt=*/true, bos, eos);
+    auto text = render_messages(r.messages);
     if (!text.ok()) return send_error(res, invalid_request(text.status().message(), "messages"));
     // The template's markers are special tokens; what users wrote is inside them verbatim.
     prompt = tok.encode(*text, tok.add_bos_default(), /*parse_special=*/true);

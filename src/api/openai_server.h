@@ -99,6 +99,8 @@ class OpenAiServer {
   OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family, std::string note);
   void install_routes();
   void install_swarm_page();
+  // A chat's messages as the prompt text the model's template makes of them.
+  Result<std::string> render_messages(const std::vector<ChatMessage>& messages) const;
   // `native`: llama-server's POST /completion (its request and answer shapes).
   void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat,
                          bool native = false);

@@ -813,10 +813,8 @@ Result<Reference> PipelineBackend::reference_for(const AuditJob& job, const std:
   std::vector<std::pair<int, int>> ranges;
   for (const trust::AuditedStage& s : job.session.stages) ranges.emplace_back(s.first_layer, s.last_layer);
   const std::vector<int32_t> tokens(job.history.begin(), job.history.begin() + job.window);
-  const bool inexact = std::any_of(job.session.stages.begin(), job.session.stages.end(),
-                                  [](const trust::AuditedStage& s) { return s.inexact; });
-  auto rows = options_.audit_local->compute(tokens, ranges, job.wire_dtype,
-                                            job.sampling ? &*job.sampling : nullptr, job.session.steps, inexact);
+  auto rows = options_.audit_local->compute(tokens, ranges, job.wire_dtype, job.sampling ? &*job.sampling : nullptr,
+                                            job.session.steps, job.session.has_inexact_stage());
   if (!rows.ok()) return rows.status();
   return Reference{std::move(rows).value(), /*trusted=*/true, {}};
 }
@@ -856,8 +854,7 @@ Result<Reference> PipelineBackend::remote_reference(const AuditJob& job, const s
   greedy.temperature = 0;
   greedy.repeat_penalty = 1;
   // A chain with an inexact stage is judged by sketches: the reference's too.
-  const bool inexact = std::any_of(job.session.stages.begin(), job.session.stages.end(),
-                                   [](const trust::AuditedStage& s) { return s.inexact; });
+  const bool inexact = job.session.has_inexact_stage();
   ChainSession session(chain, options_, nullptr);
   SWARM_RETURN_IF_ERROR(session.open(model_id_, n_layer_, greedy, job.window));
   // The last tokens sampled at every position (the greedy choices an audit

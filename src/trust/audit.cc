@@ -202,11 +202,10 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
       if (c.prefix_hash() != as_view(prefix_after)) continue;
       const int end = p + m;
       const Hash in_ref = k == 0 ? window(token_rows, p, end) : window(reference.output_rows[k - 1], p, end);
-      const Hash out_ref = window(reference.output_rows[k], p, end);
       const bool in_ok = (m == n ? c.input_hash() : combined(c.input_rows(), m)) == as_view(in_ref);
-      const bool out_ok = (m == n ? c.output_hash() : combined(c.output_rows(), m)) == as_view(out_ref);
       const bool cache_ok = verified[k] >= p;
       if (in_ok && cache_ok) verified[k] = std::max(verified[k], end);
+      const bool first_tolerant = tolerant[k] && (k == 0 || !tolerant[k - 1]);
       if (tolerant[k]) {
         // The first tolerant stage gets exact inputs (the stages before it are
         // exact), so a sketch beyond the tolerance proves a wrong computation;
@@ -217,7 +216,6 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
         if (v.compared > 0 || v.missing) ++out[k].steps_checked;
         const std::string at = "step " + std::to_string(r.step_id) + " (layers " +
                                std::to_string(stage.first_layer) + ":" + std::to_string(stage.last_layer) + "): ";
-        const bool first_tolerant = k == 0 || !tolerant[k - 1];
         if (v.missing) {
           fault(k, Verdict::Kind::kMissing, r, at + v.reason, &c);
         } else if (!v.reason.empty() && first_tolerant && in_ok && cache_ok) {
@@ -228,23 +226,23 @@ std::vector<Verdict> judge(const AuditedSession& session, const std::vector<int3
           fault(k, Verdict::Kind::kDispute, r, why, &c);
           fault(k - 1, Verdict::Kind::kDispute, r, why, &r.commitments[k - 1]);
         }
-        if (!first_tolerant || in_ok || k == 0 || c.input_hash() == r.commitments[k - 1].output_hash()) continue;
-        const std::string why = "step " + std::to_string(r.step_id) + ": stage " + std::to_string(k) +
-                                " received other rows than stage " + std::to_string(k - 1) + " committed to send";
-        fault(k, Verdict::Kind::kDispute, r, why, &c);
-        fault(k - 1, Verdict::Kind::kDispute, r, why, &r.commitments[k - 1]);
-        continue;
+      } else {
+        ++out[k].steps_checked;
+        const Hash out_ref = window(reference.output_rows[k], p, end);
+        const bool out_ok = (m == n ? c.output_hash() : combined(c.output_rows(), m)) == as_view(out_ref);
+        if (in_ok && !out_ok && cache_ok)
+          fault(k, Verdict::Kind::kFraud, r,
+                "step " + std::to_string(r.step_id) + " (positions " + std::to_string(p) + ".." +
+                    std::to_string(end) + ", layers " + std::to_string(stage.first_layer) + ":" +
+                    std::to_string(stage.last_layer) + "): committed other output rows than the reference " +
+                    hex(out_ref).substr(0, 16) + " computes from the same input",
+                &c);
       }
-      ++out[k].steps_checked;
-      if (in_ok && !out_ok && cache_ok) {
-        fault(k, Verdict::Kind::kFraud, r,
-              "step " + std::to_string(r.step_id) + " (positions " + std::to_string(p) + ".." +
-                  std::to_string(end) + ", layers " + std::to_string(stage.first_layer) + ":" +
-                  std::to_string(stage.last_layer) + "): committed other output rows than the reference " +
-                  hex(out_ref).substr(0, 16) + " computes from the same input",
-              &c);
-      } else if (!in_ok && k > 0 && c.input_hash() != r.commitments[k - 1].output_hash()) {
-        // What it says it received is not what the stage before says it sent.
+      // What it says it received is not what the stage before says it sent
+      // (where its input can be compared with the reference's: an exact
+      // stage, or the first tolerant one).
+      if ((!tolerant[k] || first_tolerant) && !in_ok && k > 0 &&
+          c.input_hash() != r.commitments[k - 1].output_hash()) {
         const std::string why = "step " + std::to_string(r.step_id) + ": stage " + std::to_string(k) +
                                 " received other rows than stage " + std::to_string(k - 1) + " committed to send";
         fault(k, Verdict::Kind::kDispute, r, why, &c);

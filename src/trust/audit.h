@@ -54,6 +54,13 @@ struct AuditedSession {
   std::vector<AuditedStage> stages;
   std::vector<StepRecord> steps;  // in the order the answers came
   bool greedy = false;            // the last stage's choices are argmax (no penalties or bias)
+
+  // Some stage is inexact: a reference must sketch its rows for judge().
+  bool has_inexact_stage() const {
+    for (const AuditedStage& s : stages)
+      if (s.inexact) return true;
+    return false;
+  }
 };
 
 // What a sampled (not greedy) step's last stage owes: its answer and how many

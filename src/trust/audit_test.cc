@@ -77,6 +77,18 @@ class JudgeTest : public ::testing::Test {
     session_.steps.push_back(r);
   }
   static void corrupt(std::string* hash) { (*hash)[0] = static_cast<char>((*hash)[0] ^ 1); }
+  // In place of the last step: positions 4.. again, the anchor 9 then the
+  // drafts [10, 77] (10 is the history's, 77 is not); answer and commitments
+  // are the caller's.
+  StepRecord drafted_step() {
+    session_.steps.pop_back();
+    StepRecord r;
+    r.step_id = 3;
+    r.position = 4;
+    r.tokens = {9, 10, 77};
+    r.n_drafts = 2;
+    return r;
+  }
 
   std::vector<int32_t> history_;
   ReferenceRows ref_;
@@ -159,13 +171,7 @@ TEST_F(JudgeTest, AWrongGreedyTokenIsFraudOfTheLastStage) {
 }
 
 TEST_F(JudgeTest, DraftsAreJudgedByTheArgmax) {
-  // Step 4 drafts [10, 77] after the anchor 9... rewound: positions 4.. again.
-  session_.steps.pop_back();
-  StepRecord r;
-  r.step_id = 3;
-  r.position = 4;
-  r.tokens = {9, 10, 77};
-  r.n_drafts = 2;
+  StepRecord r = drafted_step();
   r.answer = {10, ref_.argmax[5]};  // 10 accepted (it is history), 77 rejected
   r.accepted_drafts = 1;
   r.commitments = {honest(0, r), honest(1, r)};
@@ -198,12 +204,7 @@ TEST_F(JudgeTest, StepsOnRejectedTokensAreSkippedNotBlamed) {
 // reference did not replay is not judged.
 TEST_F(JudgeTest, SampledSpeculativeAnswersAreJudgedByTheReplay) {
   session_.greedy = false;
-  session_.steps.pop_back();
-  StepRecord r;
-  r.step_id = 3;
-  r.position = 4;
-  r.tokens = {9, 10, 77};
-  r.n_drafts = 2;
+  StepRecord r = drafted_step();
   r.draft_probs = {{{10}, {1.0f}}, {{77}, {1.0f}}};
   r.answer = {10, 31};  // the sampler took 10 and replaced 77 by 31
   r.accepted_drafts = 1;

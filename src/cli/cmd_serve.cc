@@ -67,6 +67,7 @@ void register_serve(CLI::App& app) {
                   "without one of them get 401. Credits are not charged here");
   add_http_flags(cmd, o->http);
   cmd->callback([o] {
+    keep_freed_memory_for_reuse();
     auto hp = parse_host_port(o->listen);
     if (!hp.ok()) fail("--listen: " + hp.status().message());
     uint64_t kv_memory = 0;

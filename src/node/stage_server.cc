@@ -56,6 +56,8 @@ constexpr size_t kMaxSessionIdBytes = 256;
 constexpr int kMaxBadMessagesInARow = 16;
 // Steps and truncates one session may have waiting; more is a flood, refused.
 constexpr int kMaxQueuedPerSession = 256;
+// Closed sessions remembered for the fair-share count (recently_closed_).
+constexpr size_t kMaxRecentlyClosed = 4096;
 // Hops one Step may name (a chain longer than this is not a chain we build).
 constexpr int kMaxHopsPerStep = 64;
 // Distinct next stages one session may push to over its life: a chain that
@@ -420,6 +422,11 @@ class StageServer::Impl {
   bool draining_ = false;
   bool stopping_ = false;
   std::deque<WorkItem> queue_;
+  // When each session closed within about the last second last sent a message
+  // (Clock ticks, oldest first, at most kMaxRecentlyClosed): a caller whose
+  // requests are many short sessions (a gateway) shares the node as the
+  // sessions it ran lately, not only the few open at this instant.
+  std::deque<int64_t> recently_closed_;
   ComputeShare compute_share_;  // touched only by the scheduler thread
   double layer_tokens_per_s_ = 0;
   int64_t steps_cancelled_ = 0;       // dropped by a Cancel
@@ -1287,6 +1294,8 @@ void StageServer::Impl::close_session(const std::shared_ptr<Session>& s, const s
     auto it = sessions_.find(s->id);
     if (it == sessions_.end() || it->second != s) return;
     sessions_.erase(it);
+    recently_closed_.push_back(s->last_active.load());
+    if (recently_closed_.size() > kMaxRecentlyClosed) recently_closed_.pop_front();
     kv_used_ -= s->kv_bytes;
     s->quota_lease.release();
     drained_cv_.notify_all();
@@ -1352,11 +1361,16 @@ void StageServer::Impl::scheduler_loop() {
       else
         queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
-      // Sessions that sent a message within the last second share the node.
+      // Sessions that sent a message within the last second share the node,
+      // those closed since included.
       const auto now = Clock::now();
       const int64_t recent = (now - std::chrono::seconds(1)).time_since_epoch().count();
       int active = 0;
       for (const auto& [id, s] : sessions_) active += s->last_active.load() > recent;
+      while (!recently_closed_.empty() && recently_closed_.front() <= recent)
+        recently_closed_.pop_front();
+      active += static_cast<int>(std::count_if(recently_closed_.begin(), recently_closed_.end(),
+                                               [&](int64_t t) { return t > recent; }));
       // The order is batch_plan.h's rule; this applies it to the queue.
       std::vector<QueuedWork> work;
       work.reserve(queue_.size());
@@ -1374,7 +1388,7 @@ void StageServer::Impl::scheduler_loop() {
                         .over_share = compute_share_.over_share(key, active, seconds(now)),
                         .background = !w.truncate && w.step.row_hashes()});
       }
-      const BatchPlan plan = plan_next_batch(work, opt_.max_batch_tokens);
+      const BatchPlan plan = plan_next_batch(work, opt_.max_batch_tokens, active >= 2);
       waiting_on_shares = plan.batch.empty() && plan.truncates.empty() && plan.dropped.empty() &&
                           !queue_.empty();
       std::vector<bool> leaves(queue_.size(), false);
@@ -1400,8 +1414,11 @@ void StageServer::Impl::scheduler_loop() {
         if (!leaves[i]) stay.push_back(std::move(queue_[i]));
       queue_.swap(stay);
       // Time a session takes while no other wants the node costs nobody:
-      // only a batch beside, or ahead of, another session's work is charged.
-      contended = false;
+      // a batch is charged when it runs beside, or ahead of, another
+      // session's work, or while other sessions are active (their next steps
+      // are on their way: a caller whose prompts fill the gaps between their
+      // steps would otherwise take most of the node uncharged).
+      contended = active >= 2;
       for (const WorkItem& w : batch) contended = contended || w.session != batch.front().session;
       for (const WorkItem& w : queue_)
         contended = contended || (!batch.empty() && w.session != batch.front().session);

@@ -31,6 +31,10 @@ struct CompletionRequest {
   bool ignore_eos = false;            // llama.cpp's extension: generate max_tokens whatever comes
   std::optional<int64_t> max_tokens;  // max_completion_tokens, else max_tokens
   std::optional<uint64_t> seed;
+  // Log-probabilities (doc/http-api.md, "Logprobs"): -1 none, else how many
+  // alternatives per token: chat `logprobs: true` + `top_logprobs` (0-20),
+  // completions `logprobs` (0-5), llama-server's `n_probs` (1-20).
+  int logprobs = -1;
   // Every sampling field the request gave; the rest keep llama.cpp's defaults
   // (SamplingParams). stop_tokens and max_tokens are left for the server.
   SamplingParams sampling;

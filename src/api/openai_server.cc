@@ -13,6 +13,7 @@
 #include "api/api_error.h"
 #include "api/cors.h"
 #include "api/llama_tokenize.h"
+#include "api/logprobs_json.h"
 #include "api/openai_request.h"
 #include "api/request_billing.h"
 #include "api/web_assets.h"
@@ -106,6 +107,10 @@ struct JobSink {
   std::function<void()> token;        // called per token the backend produces; may be empty
   std::function<bool(const std::string&)> text;  // text safe to show now; false: the client is gone
   std::function<bool()> alive;                   // checked per token; false: cancel
+  // With logprobs asked for: each token's, just before its text (may be empty).
+  std::function<void(const TokenLogprob&)> logprob;
+  // With the prompt's asked for: all of them, before the first token.
+  std::function<void(const std::vector<TokenLogprob>&)> prompt_logprobs;
 };
 
 struct Outcome {
@@ -145,7 +150,10 @@ Outcome run_job(GenerationBackend& backend, const Tokenizer& tok, const Job& job
     }
     return !stops.stopped();
   };
-  auto r = backend.generate(job.gen, on_token);
+  GenerationRequest gen = job.gen;
+  if (gen.logprobs >= 0) gen.on_logprob = sink.logprob;
+  if (gen.prompt_logprobs) gen.on_prompt_logprobs = sink.prompt_logprobs;
+  auto r = backend.generate(gen, on_token);
   if (!r.ok()) {
     out.status = r.status();
     return out;
@@ -207,14 +215,15 @@ OJson chunk_head(const Job& job) {
 }
 
 // A streamed chunk with one choice: chat `delta` or completion `text`.
-OJson choice_chunk(const Job& job, const OJson& delta_or_text, const OJson& finish_reason) {
+OJson choice_chunk(const Job& job, const OJson& delta_or_text, const OJson& finish_reason,
+                   OJson logprobs = nullptr) {
   OJson c = chunk_head(job);
   OJson choice = {{"index", 0}};
   if (job.chat)
     choice["delta"] = delta_or_text;
   else
     choice["text"] = delta_or_text;
-  choice["logprobs"] = nullptr;
+  choice["logprobs"] = std::move(logprobs);
   choice["finish_reason"] = finish_reason;
   c["choices"] = OJson::array({choice});
   if (job.include_usage) c["usage"] = nullptr;
@@ -222,6 +231,42 @@ OJson choice_chunk(const Job& job, const OJson& delta_or_text, const OJson& fini
 }
 
 std::string sse(const OJson& j) { return "data: " + dump(j) + "\n\n"; }
+
+// A job's logprobs as they arrive, handed out in its answer's shape: all at
+// once, or a stream chunk's worth at a time (api/logprobs_json.h).
+class JobLogprobs {
+ public:
+  JobLogprobs(const Job& job, const Tokenizer& tok) : job_(job), tok_(tok), completion_(tok) {}
+  bool wanted() const { return job_.gen.logprobs >= 0; }
+  // Completions with echo: the prompt's tokens, the first unscored.
+  void prompt(const std::vector<TokenLogprob>& lps) {
+    if (job_.gen.prompt.empty()) return;
+    completion_.add_unscored(job_.gen.prompt.front());
+    for (const TokenLogprob& lp : lps) completion_.add(lp);
+    prompt_pending_ = true;
+  }
+  void add(const TokenLogprob& lp) { pending_.push_back(lp); }
+  bool pending() const { return !pending_.empty() || prompt_pending_; }
+  // What arrived since the last take: choice.logprobs (null when not wanted),
+  // or llama-server's completion_probabilities. `whole`: a whole answer.
+  OJson take(bool whole) {
+    if (!wanted()) return nullptr;
+    std::vector<TokenLogprob> lps;
+    lps.swap(pending_);
+    prompt_pending_ = false;
+    if (job_.native) return native_probabilities(tok_, lps);
+    if (job_.chat) return chat_logprobs(tok_, lps, whole);
+    for (const TokenLogprob& lp : lps) completion_.add(lp);
+    return completion_.take();
+  }
+
+ private:
+  const Job& job_;
+  const Tokenizer& tok_;
+  CompletionLogprobs completion_;
+  std::vector<TokenLogprob> pending_;
+  bool prompt_pending_ = false;
+};
 
 // How a completion ended, as metrics and the swarm page name it.
 std::string outcome_of(const Outcome& o) {
@@ -282,6 +327,7 @@ Result<std::unique_ptr<OpenAiServer>> OpenAiServer::Create(ApiOptions options,
 OpenAiServer::OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family,
                            std::string note)
     : options_(std::move(options)),
+      static_keys_(options_.api_keys),
       backend_(backend),
       family_(family),
       family_note_(std::move(note)),
@@ -508,10 +554,18 @@ void OpenAiServer::install_swarm_page() {
 
 bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res,
                              trust::Account* account) {
-  if (options_.ledger == nullptr) return true;
-  const std::optional<std::string> key = bearer_key(req);
+  if (options_.ledger == nullptr && static_keys_.empty()) return true;
+  const std::optional<std::string> key = request_api_key(req);
   if (!key) {
     send_error(res, missing_key_error());
+    return false;
+  }
+  if (static_keys_.contains(*key)) {
+    *account = trust::Account{};  // id 0: an operator's key, nothing is held or charged
+    return true;
+  }
+  if (options_.ledger == nullptr) {
+    send_error(res, invalid_key_error(*key));
     return false;
   }
   auto found = options_.ledger->authorize(*key);
@@ -613,12 +667,17 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   job.gen.on_chain = [this, id = job.id](const std::vector<ChainStage>& chain) {
     activity_.route(id, chain);
   };
+  if (r.logprobs >= 0 && !backend_.supports_logprobs())
+    return send_error(res, invalid_request("logprobs are not available from this server's backend.",
+                                           chat ? "logprobs" : "logprobs", "unsupported_parameter"));
+  job.gen.logprobs = r.logprobs;
+  job.gen.prompt_logprobs = !chat && r.echo && r.logprobs >= 0;
   job.created = static_cast<int64_t>(std::time(nullptr));
   job.stream = r.stream;
   job.include_usage = r.include_usage;
 
   // The most it may cost leaves the balance before anything runs.
-  if (options_.ledger && options_.charge) {
+  if (options_.ledger && options_.charge && account.id != 0) {
     auto price = backend_.price_per_1k_tokens();
     if (!price.ok()) return send_error(res, error_from_status(price.status()));
     const int64_t tokens = n_prompt + max_tokens;
@@ -667,7 +726,10 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
 
   if (!job.stream) {
     std::string text = job.echo;
+    JobLogprobs logprobs(job, tok);
     JobSink sink;
+    sink.logprob = [&logprobs](const TokenLogprob& lp) { logprobs.add(lp); };
+    sink.prompt_logprobs = [&logprobs](const std::vector<TokenLogprob>& lps) { logprobs.prompt(lps); };
     sink.text = [&text](const std::string& t) {
       text += t;
       return true;
@@ -686,13 +748,17 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     if (!o.status.ok()) return send_error(res, error_from_status(o.status));
     if (o.cancelled)
       return send_error(res, error_from_status(Status::Unavailable("the server is shutting down")));
-    if (job.native) return send_json(res, 200, native_completion(job, o, text));
+    if (job.native) {
+      OJson out = native_completion(job, o, text);
+      if (logprobs.wanted()) out["completion_probabilities"] = logprobs.take(true);
+      return send_json(res, 200, out);
+    }
     OJson choice = {{"index", 0}};
     if (chat)
       choice["message"] = {{"role", "assistant"}, {"content", text}};
     else
       choice["text"] = text;
-    choice["logprobs"] = nullptr;
+    choice["logprobs"] = logprobs.take(true);
     choice["finish_reason"] = o.finish_reason;
     OJson out = {{"id", job.id},
                  {"object", chat ? "chat.completion" : "text_completion"},
@@ -707,19 +773,34 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   // only when the first token exists, so a backend that fails at once (no
   // route) still gets its proper status.
   auto st = std::make_shared<StreamState>();
-  auto opening = [st, job] {  // with st->mu held
+  // With the worker's logprobs: the echo chunk carries the prompt's.
+  auto opening = [st, job](JobLogprobs& logprobs) {  // with st->mu held
     if (st->opened) return;
     st->opened = true;
     if (job.chat)
       st->pending += sse(choice_chunk(job, {{"role", "assistant"}, {"content", ""}}, nullptr));
-    if (!job.echo.empty()) st->pending += sse(choice_chunk(job, job.echo, nullptr));
+    if (!job.echo.empty())
+      st->pending += sse(choice_chunk(job, job.echo, nullptr, logprobs.take(false)));
   };
   st->worker = std::thread([this, st, job, opening, log] {
+    JobLogprobs logprobs(job, *options_.tokenizer);
+    // A chunk of text with the logprobs of the tokens that arrived since the last.
+    auto text_event = [&](const std::string& t) {
+      if (job.native) {
+        OJson e = {{"content", t}, {"stop", false}, {"id_slot", 0}};
+        if (logprobs.wanted()) e["completion_probabilities"] = logprobs.take(false);
+        return sse(e);
+      }
+      return sse(choice_chunk(job, job.chat ? OJson{{"content", t}} : OJson(t), nullptr,
+                              logprobs.take(false)));
+    };
     JobSink sink;
+    sink.logprob = [&](const TokenLogprob& lp) { logprobs.add(lp); };
+    sink.prompt_logprobs = [&](const std::vector<TokenLogprob>& lps) { logprobs.prompt(lps); };
     sink.first_token = [&] {
       {
         std::lock_guard<std::mutex> lk(st->mu);
-        opening();
+        opening(logprobs);
       }
       st->cv.notify_all();
     };
@@ -727,8 +808,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       if (st->client_gone) return false;
       {
         std::lock_guard<std::mutex> lk(st->mu);
-        st->pending += job.native ? sse(OJson{{"content", t}, {"stop", false}, {"id_slot", 0}})
-                                  : sse(choice_chunk(job, job.chat ? OJson{{"content", t}} : OJson(t), nullptr));
+        st->pending += text_event(t);
       }
       st->cv.notify_all();
       return true;
@@ -754,9 +834,12 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
           st->pending += sse(error_from_status(o.status).body());
       } else if (!o.cancelled && job.native) {
         st->opened = true;
+        if (logprobs.pending()) st->pending += text_event("");
         st->pending += sse(native_completion(job, o, ""));  // llama-server sends no [DONE]
       } else if (!o.cancelled) {
-        opening();
+        opening(logprobs);
+        // Tokens that left no text (held back for a stop string, or none at all).
+        if (logprobs.wanted() && logprobs.pending()) st->pending += text_event("");
         st->pending +=
             sse(choice_chunk(job, job.chat ? OJson::object() : OJson(""), o.finish_reason));
         if (job.include_usage) {

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/api_key_check.h"
 #include "api/api_metrics.h"
 #include "api/http_server.h"
 #include "api/metric_families.h"
@@ -61,6 +62,10 @@ struct ApiOptions {
   // it does not fit) and settled from the nodes' work when it ends.
   trust::Ledger* ledger = nullptr;
   bool charge = true;
+  // Keys that open the API without an account (--api-key): never charged.
+  // With these or a ledger, every route but /health, /metrics and CORS
+  // preflights needs a key (doc/http-api.md, "API keys").
+  std::vector<std::string> api_keys;
   // GET /trust (a gateway): audits, exclusions and reputation as JSON text
   // (doc/trust.md); empty: 404.
   std::function<std::string()> trust_status;
@@ -104,10 +109,12 @@ class OpenAiServer {
   // `native`: llama-server's POST /completion (its request and answer shapes).
   void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat,
                          bool native = false);
-  // With a ledger: the requester's account, or false after answering 401.
+  // With keys or a ledger: the requester's account (id 0 for an --api-key
+  // key, which is never charged), or false after answering 401.
   bool authorize(const httplib::Request& req, httplib::Response& res, trust::Account* account);
 
   ApiOptions options_;
+  StaticApiKeys static_keys_;
   GenerationBackend& backend_;
   ChatFamily family_;
   std::string family_note_;

@@ -62,6 +62,7 @@ class LocalBackend : public GenerationBackend {
                                     const TokenCallback& on_token) override;
   int context_length() const override { return context_length_; }
   void release_waiting() override;
+  bool supports_logprobs() const override { return true; }
 
   const Model& model() const { return *model_; }
 

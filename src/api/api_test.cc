@@ -756,7 +756,7 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
   // Unknown routes are 404s.
   expect_error(get(port_, "/v1/nothing"), 404);
   expect_error(get(port_, "/v1/chat/completions"), 404);
-  expect_error(swarm::post(port_, "/v1/embeddings", "{}"), 404);
+  expect_error(swarm::post(port_, "/v1/images/generations", "{}"), 404);
 }
 
 TEST_F(ApiTest, BackendStatusesBecomeHttpStatuses) {

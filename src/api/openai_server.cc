@@ -12,6 +12,7 @@
 
 #include "api/api_error.h"
 #include "api/cors.h"
+#include "api/embeddings_request.h"
 #include "api/llama_tokenize.h"
 #include "api/logprobs_json.h"
 #include "api/openai_request.h"
@@ -526,6 +527,9 @@ void OpenAiServer::install_routes() {
     s.Post(p + "/completions", [this](const httplib::Request& req, httplib::Response& res) {
       handle_completion(req, res, false);
     });
+    s.Post(p + "/embeddings", [this](const httplib::Request& req, httplib::Response& res) {
+      handle_embeddings(req, res);
+    });
   }
 }
 
@@ -578,6 +582,35 @@ bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res
   else
     send_error(res, error_from_status(found.status()));
   return false;
+}
+
+void OpenAiServer::handle_embeddings(const httplib::Request& req, httplib::Response& res) {
+  trust::Account account;
+  if (!authorize(req, res, &account)) return;
+  if (!backend_.supports_embeddings())
+    return send_error(res, ApiError{404,
+                                    "Embeddings are not served here: a swarm gateway holds no "
+                                    "weights and its nodes return tokens, not hidden states. Serve "
+                                    "the model with `swarm serve` for /v1/embeddings.",
+                                    "invalid_request_error", "", "unsupported_endpoint"});
+  const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
+  auto parsed = parse_embeddings_request(body, *options_.tokenizer, context_length());
+  if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
+  const EmbeddingsRequest& r = std::get<EmbeddingsRequest>(parsed);
+  std::string model = r.model.empty() ? options_.model_names.front() : r.model;
+  if (std::find(options_.model_names.begin(), options_.model_names.end(), model) ==
+      options_.model_names.end()) {
+    if (options_.strict_model_names)
+      return send_error(res, ApiError{404,
+                                      "The model `" + model +
+                                          "` does not exist or you do not have access to it.",
+                                      "invalid_request_error", "model", "model_not_found"});
+    model = options_.model_names.front();
+  }
+  auto vectors = backend_.embed(r.inputs);
+  if (!vectors.ok()) return send_error(res, error_from_status(vectors.status()));
+  send_json(res, 200, embeddings_response(r, model, *vectors));
 }
 
 Result<std::string> OpenAiServer::render_messages(const std::vector<ChatMessage>& messages) const {

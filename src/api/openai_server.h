@@ -4,6 +4,7 @@
 //
 //   GET  /v1/models, /v1/models/{id}, /health, /metrics (doc/metrics.md)
 //   POST /v1/chat/completions, /v1/completions   (stream: true -> SSE)
+//   POST /v1/embeddings                          (serve; 404 on a gateway)
 //   GET  /swarm and the swarm page at / (a gateway; doc/swarm-page.md)
 // (also without the /v1 prefix, as llama.cpp's server accepts them).
 //
@@ -109,6 +110,8 @@ class OpenAiServer {
   // `native`: llama-server's POST /completion (its request and answer shapes).
   void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat,
                          bool native = false);
+  // POST /v1/embeddings (api/embeddings_request.h); 404 where the backend has none.
+  void handle_embeddings(const httplib::Request& req, httplib::Response& res);
   // With keys or a ledger: the requester's account (id 0 for an --api-key
   // key, which is never charged), or false after answering 401.
   bool authorize(const httplib::Request& req, httplib::Response& res, trust::Account* account);

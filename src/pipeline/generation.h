@@ -96,6 +96,13 @@ class GenerationBackend {
   // Whether generate() honours GenerationRequest::logprobs and prompt_logprobs;
   // the API refuses requests for them (400) where it does not.
   virtual bool supports_logprobs() const { return false; }
+  // Sentence embeddings (engine/pooling.h): for each input (token ids, within
+  // the context), the mean of the final hidden states after the final norm,
+  // L2-normalised. Unsupported where the backend holds no weights.
+  virtual bool supports_embeddings() const { return false; }
+  virtual Result<std::vector<std::vector<float>>> embed(const std::vector<std::vector<int32_t>>& inputs) {
+    return Status::Unsupported("this backend computes no embeddings");
+  }
 };
 
 }  // namespace swarm

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <optional>
 
+#include "engine/pooling.h"
+
 namespace swarm {
 
 using Clock = std::chrono::steady_clock;
@@ -463,6 +465,38 @@ void LocalBackend::step() {
     }
     return false;
   });
+}
+
+Result<std::vector<std::vector<float>>> LocalBackend::embed(
+    const std::vector<std::vector<int32_t>>& inputs) {
+  const ModelConfig& cfg = model_->config();
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::vector<int32_t>& in = inputs[i];
+    if (in.empty()) return Status::InvalidArgument("input " + std::to_string(i) + " has no tokens");
+    if (static_cast<int64_t>(in.size()) > context_length_)
+      return Status::InvalidArgument("input " + std::to_string(i) + " is " + std::to_string(in.size()) +
+                                     " tokens; the context holds " + std::to_string(context_length_));
+    for (int32_t id : in)
+      if (id < 0 || id >= cfg.n_vocab)
+        return Status::InvalidArgument("input " + std::to_string(i) + ": token " + std::to_string(id) +
+                                       " is outside the vocabulary of " + std::to_string(cfg.n_vocab));
+  }
+  std::lock_guard<std::mutex> lock(embed_mu_);
+  if (!embed_pool_) embed_pool_ = std::make_unique<ThreadPool>(options_.threads);
+  const int d = cfg.n_embd;
+  std::vector<std::vector<float>> out;
+  out.reserve(inputs.size());
+  for (const std::vector<int32_t>& in : inputs) {
+    const int64_t n = static_cast<int64_t>(in.size());
+    auto cache = model_->new_cache(static_cast<int>(n));
+    std::vector<float> hidden(static_cast<size_t>(n * d)), normed(static_cast<size_t>(n * d));
+    SWARM_RETURN_IF_ERROR(model_->embed(in.data(), n, hidden.data()));
+    SWARM_RETURN_IF_ERROR(
+        model_->run_layers(hidden.data(), {{cache.get(), static_cast<int>(n)}}, 0, cfg.n_layer, *embed_pool_));
+    SWARM_RETURN_IF_ERROR(model_->final_norm(hidden.data(), n, normed.data()));
+    out.push_back(mean_pool_normalized(normed.data(), n, d));
+  }
+  return out;
 }
 
 }  // namespace swarm

@@ -350,9 +350,7 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const json& b
   if (auto n = in.integer("max_tokens", 1, kIntMax)) r.max_tokens = n;
   if (chat)
     if (auto n = in.integer("max_completion_tokens", 1, kIntMax)) r.max_tokens = n;
-  if (auto n = in.integer("n", 1, kIntMax); n && *n != 1)
-    return invalid_request("Only n = 1 is supported; got n = " + std::to_string(*n) + ".", "n",
-                           "invalid_value");
+  if (auto n = in.integer("n", 1, kMaxChoices)) r.n = static_cast<int>(*n);
   if (auto seed = in.integer("seed", std::numeric_limits<int64_t>::min(),
                              std::numeric_limits<int64_t>::max()))
     r.seed = static_cast<uint64_t>(*seed);

@@ -736,7 +736,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   };
   if (r.logprobs >= 0 && !backend_.supports_logprobs())
     return send_error(res, invalid_request("logprobs are not available from this server's backend.",
-                                           chat ? "logprobs" : "logprobs", "unsupported_parameter"));
+                                           native ? "n_probs" : "logprobs", "unsupported_parameter"));
   job.gen.logprobs = r.logprobs;
   job.gen.prompt_logprobs = !chat && r.echo && r.logprobs >= 0;
   if (native && r.n > 1)

@@ -700,7 +700,8 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
       {chat, with("max_tokens", 1e30), "max_tokens"},
       {chat, with("max_tokens", json::parse("18446744073709551615")), "max_tokens"},
       {chat, with("max_completion_tokens", "8"), "max_completion_tokens"},
-      {chat, with("n", 2), "n"},
+      {chat, with("n", 9), "n"},
+      {chat, with("n", 0), "n"},
       {chat, with("seed", "x"), "seed"},
       {chat, with("seed", 0.5), "seed"},
       {chat, with("stream", "yes"), "stream"},
@@ -713,7 +714,9 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
       {chat, with("logit_bias", {{"5", "x"}}), "logit_bias.5"},
       {chat, with("logit_bias", {{"5", 101}}), "logit_bias.5"},
       {chat, with("logit_bias", {1, 2}), "logit_bias"},
-      {chat, with("logprobs", true), "logprobs"},
+      {chat, with("logprobs", "yes"), "logprobs"},
+      {chat, with("top_logprobs", 2), "top_logprobs"},
+      {chat, json({{"messages", msgs}, {"logprobs", true}, {"top_logprobs", 21}}).dump(), "top_logprobs"},
       {chat, with("tools", {{{"type", "function"}}}), "tools"},
       {chat, with("response_format", {{"type", "json_object"}}), "response_format"},
       {comp, "{}", "prompt"},
@@ -724,7 +727,9 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
       {comp, with("prompt", {1, -1}, false), "prompt"},
       {comp, with("prompt", {1, 1 << 20}, false), "prompt"},
       {comp, with("echo", 1, false), "echo"},
-      {comp, with("logprobs", 2, false), "logprobs"},
+      {comp, with("logprobs", 6, false), "logprobs"},
+      {comp, with("logprobs", -1, false), "logprobs"},
+      {comp, with("n_probs", 21, false), "n_probs"},
       {comp, with("best_of", 3, false), "best_of"},
       {comp, with("suffix", "end", false), "suffix"},
   };
@@ -752,7 +757,7 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
   // Unknown routes are 404s.
   expect_error(get(port_, "/v1/nothing"), 404);
   expect_error(get(port_, "/v1/chat/completions"), 404);
-  expect_error(swarm::post(port_, "/v1/embeddings", "{}"), 404);
+  expect_error(swarm::post(port_, "/v1/images/generations", "{}"), 404);
 }
 
 TEST_F(ApiTest, BackendStatusesBecomeHttpStatuses) {
@@ -986,7 +991,7 @@ TEST(CompletionRequestTest, LlamaCppFieldsAreHonouredOrRefused) {
   req = parse({{"prompt", "x"}, {"n_predict", -1}});
   EXPECT_FALSE(std::get<CompletionRequest>(req).max_tokens.has_value());
   for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{
-           {"grammar", "root ::= \"a\""}, {"json_schema", {{"type", "object"}}}, {"n_probs", 3}, {"mirostat", 2}}) {
+           {"grammar", "root ::= \"a\""}, {"json_schema", {{"type", "object"}}}, {"mirostat", 2}}) {
     auto bad = parse({{"prompt", "x"}, {field, value}});
     ASSERT_TRUE(std::holds_alternative<ApiError>(bad)) << field;
     const ApiError& e = std::get<ApiError>(bad);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/kv_cache.h"
+#include "engine/logprobs.h"
 #include "engine/model.h"
 #include "engine/model_loader.h"
 #include "engine/sampler.h"
@@ -24,6 +25,7 @@
 #include "net/caller.h"
 #include "net/channel_cache.h"
 #include "net/identity.h"
+#include "net/logprob_codec.h"
 #include "net/model_id.h"
 #include "net/status_convert.h"
 #include "net/tensor_codec.h"
@@ -159,6 +161,7 @@ struct Session {
   // Touched only by the scheduler thread.
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<Sampler> sampler;
+  int logprobs = -1;  // OpenSession.logprobs: the alternatives per token; -1: none
   // The sampler as it was when the cache held `length` positions (its history,
   // which the penalties read; its draws are keyed by position, so they need no
   // restoring), so a rollback restores it too and a replay samples exactly what
@@ -1028,6 +1031,11 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
     if (!st.ok())
       return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.sampling: " + st.message());
     s->sampler = std::make_unique<Sampler>(std::move(p), c.n_vocab);
+    if (o.top_logprobs() < 0 || o.top_logprobs() > kMaxTopLogprobs)
+      return refuse(StatusCode::INVALID_ARGUMENT,
+                    "OpenSession.top_logprobs: must be 0 to " + std::to_string(kMaxTopLogprobs) +
+                        ", got " + std::to_string(o.top_logprobs()));
+    if (o.logprobs()) s->logprobs = o.top_logprobs();
   }
   s->id = id;
   s->first = o.first_layer();
@@ -1143,6 +1151,10 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ServerStream>& 
     return fail(StatusCode::INVALID_ARGUMENT,
                 "Step.tokens: " + std::to_string(n) + " tokens in a step sampled at every " +
                     "position (sample_all or drafts); at most " + std::to_string(kMaxSampledRows));
+  if (st.score_tokens() && n > kMaxSampledRows)
+    return fail(StatusCode::INVALID_ARGUMENT,
+                "Step.tokens: " + std::to_string(n) + " tokens in a step scored at every " +
+                    "position (score_tokens); at most " + std::to_string(kMaxSampledRows));
   if (st.sketches() && st.row_hashes() && n > kMaxSampledRows)
     return fail(StatusCode::INVALID_ARGUMENT,
                 "Step.tokens: " + std::to_string(n) + " tokens in an audit run with every row " +
@@ -1179,7 +1191,8 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ServerStream>& 
   w.quota_lease = std::move(lease).value();
   // A plain run (a prefill or a replay) may run a part at a time; runs the
   // last stage samples at every position may not.
-  w.chunkable = !st.sample_all() && st.n_drafts() == 0 && !st.continues_previous();
+  w.chunkable = !st.sample_all() && st.n_drafts() == 0 && !st.continues_previous() &&
+                !(s->is_last && st.score_tokens());
   if (s->is_first) {
     if (st.has_hidden())
       return fail(StatusCode::INVALID_ARGUMENT, "Step.hidden: must be absent at the first stage");
@@ -1569,6 +1582,9 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
   }
   // The head runs on the rows that are sampled: the last of each step, or all.
   std::vector<std::vector<int32_t>> sampled(batch.size());
+  // A session with logprobs: one per sampled token (plain and sample_all
+  // steps), and with score_tokens the step's own tokens after the first.
+  std::vector<std::vector<TokenLogprob>> sampled_lps(batch.size()), scores(batch.size());
   if (st.ok()) {
     std::vector<float> rows;
     row = 0;
@@ -1577,9 +1593,11 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
       // A chunk before the last samples nothing: only the step's end does.
       if (w->session->is_last && w->final_chunk()) {
         const int64_t lead = n - w->step.n_drafts();
-        const int64_t from = w->step.sample_all()     ? 0
-                             : w->step.n_drafts() > 0 ? std::max<int64_t>(0, lead - 1)
-                                                      : n - 1;
+        const bool scored = w->step.score_tokens() && w->session->logprobs >= 0 &&
+                            w->step.n_drafts() == 0;
+        const int64_t from = w->step.sample_all() || scored ? 0
+                             : w->step.n_drafts() > 0      ? std::max<int64_t>(0, lead - 1)
+                                                           : n - 1;
         rows.insert(rows.end(), hidden.begin() + (row + from) * d, hidden.begin() + (row + n) * d);
       }
       row += n;
@@ -1604,13 +1622,24 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
             sampler.accept(w.step.tokens(j));
             if (j + 1 == n)
               remember_last_row(*w.session, logits.data() + r * c.n_vocab, c.n_vocab, p + n);
-            sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab, p + j + 1));
+            sampled[i].push_back(sampler.sample(logits.data() + r * c.n_vocab, p + j + 1));
+            if (w.session->logprobs >= 0)
+              sampled_lps[i].push_back(token_logprob(logits.data() + r * c.n_vocab, c.n_vocab,
+                                                     sampled[i].back(), w.session->logprobs));
+            ++r;
             if (j + 1 < n) snapshot_sampler(*w.session, p + j + 1);
           }
         } else {
+          const int top = w.session->logprobs;
+          if (w.step.score_tokens() && top >= 0 && !w.step.sample_all())  // rows 0 .. n-2: tokens 1 .. n-1
+            for (int j = 0; j + 1 < n; ++j, ++r)
+              scores[i].push_back(
+                  token_logprob(logits.data() + r * c.n_vocab, c.n_vocab, w.step.tokens(j + 1), top));
           for (int j = w.done; j < n; ++j) sampler.accept(w.step.tokens(j));
-          remember_last_row(*w.session, logits.data() + r * c.n_vocab, c.n_vocab, p + n);
-          sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab, p + n));
+          const float* row = logits.data() + (r++) * c.n_vocab;
+          remember_last_row(*w.session, row, c.n_vocab, p + n);
+          sampled[i].push_back(sampler.sample(row, p + n));
+          if (top >= 0) sampled_lps[i].push_back(token_logprob(row, c.n_vocab, sampled[i].back(), top));
         }
       }
     }
@@ -1725,6 +1754,7 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
       out->mutable_next_hops()->CopyFrom(w.step.next_hops());
       out->mutable_next_hops()->erase(out->mutable_next_hops()->begin());
       out->set_sample_all(w.step.sample_all());
+      out->set_score_tokens(w.step.score_tokens());
       out->set_rewind(w.step.rewind());
       out->set_n_drafts(w.step.n_drafts());
       *out->mutable_draft_probs() = w.step.draft_probs();
@@ -1744,6 +1774,11 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
       r->set_step_id(w.step.step_id());
       if (s.is_last) {
         r->mutable_tokens()->Add(sampled[i].begin(), sampled[i].end());
+        // A cheating stage's altered token keeps the logprob of the one it
+        // sampled: logprobs are reported, not audited (doc/protocol.md).
+        if (sampled_lps[i].size() == sampled[i].size())
+          for (const TokenLogprob& lp : sampled_lps[i]) net::encode_logprob(lp, r->add_logprobs());
+        for (const TokenLogprob& lp : scores[i]) net::encode_logprob(lp, r->add_scores());
         if (w.step.n_drafts() > 0)
           r->set_accepted_drafts(static_cast<int32_t>(sampled[i].size()) - 1);
       } else

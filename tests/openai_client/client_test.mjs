@@ -74,9 +74,20 @@ async function main() {
   // the model it serves, as llama-server does.
   const other = await client.chat.completions.create({ model: "gpt-4o-mini", messages, max_tokens: 2 });
   assert.equal(other.model, model);
+  // Several choices with logprobs, in the shapes the client types.
+  const two = await client.chat.completions.create({
+    model, messages, max_tokens: 3, n: 2, seed: 3, logprobs: true, top_logprobs: 2,
+  });
+  assert.equal(two.choices.length, 2);
+  assert.deepEqual(two.choices.map((c) => c.index), [0, 1]);
+  for (const c of two.choices) {
+    assert.ok(c.logprobs.content.length >= 1);
+    assert.equal(c.logprobs.content[0].top_logprobs.length, 2);
+    assert.ok(c.logprobs.content[0].logprob <= 0);
+  }
   // Errors arrive as the client's typed errors.
   await assert.rejects(
-    client.chat.completions.create({ model, messages, n: 3 }),
+    client.chat.completions.create({ model, messages, n: 9 }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === "n",
   );
   await assert.rejects(

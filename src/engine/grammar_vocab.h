@@ -1,0 +1,24 @@
+// The bytes each token of a vocabulary stands for, as a grammar constraint
+// (Sampler with SamplingParams::grammar) reads them. Built once per model and
+// shared by every constrained sampler of it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace swarm {
+
+class Tokenizer;
+
+struct GrammarVocab {
+  // pieces[id]: the bytes token `id` adds to the output text.
+  std::vector<std::string> pieces;
+  // False for tokens that are not text (control, unknown, unused): a grammar
+  // never lets them be chosen, though stop tokens end a complete match.
+  std::vector<bool> is_text;
+
+  static std::shared_ptr<const GrammarVocab> from_tokenizer(const Tokenizer& tok);
+};
+
+}  // namespace swarm

@@ -80,11 +80,16 @@ bool GrammarState::advance_code_point(const Grammar& g, uint32_t cp) {
   return true;
 }
 
+bool GrammarState::partial_range(uint32_t v, int left, uint32_t min, uint32_t* lo, uint32_t* hi) {
+  const int bits = 6 * left;
+  *lo = std::max(v << bits, min);
+  *hi = std::min((v << bits) | ((1u << bits) - 1), 0x10FFFFu);
+  return *lo <= *hi;
+}
+
 bool GrammarState::partial_possible() const {
-  // The code points the half-read character can still become.
-  const int bits = 6 * partial_left_;
-  const uint32_t lo = partial_ << bits;
-  const uint32_t hi = lo | ((1u << bits) - 1);
+  uint32_t lo = 0, hi = 0;
+  if (!partial_range(partial_, partial_left_, partial_min_, &lo, &hi)) return false;
   for (const Stack& st : stacks_)
     if (!st.empty() && grammar_char_matches_range(st.back(), lo, hi)) return true;
   return false;
@@ -95,20 +100,24 @@ bool GrammarState::advance_byte(const Grammar& g, unsigned char b) {
     if ((b & 0xC0) != 0x80) return false;
     partial_ = (partial_ << 6) | (b & 0x3F);
     if (--partial_left_ > 0) return partial_possible();
+    if (partial_ < partial_min_ || partial_ > 0x10FFFF) return false;  // overlong or too large
     return advance_code_point(g, partial_);
   }
   if (b < 0x80) return advance_code_point(g, b);
-  if ((b & 0xE0) == 0xC0) {
+  if (b >= 0xC2 && b <= 0xDF) {
     partial_ = b & 0x1F;
     partial_left_ = 1;
+    partial_min_ = 0x80;
   } else if ((b & 0xF0) == 0xE0) {
     partial_ = b & 0x0F;
     partial_left_ = 2;
-  } else if ((b & 0xF8) == 0xF0) {
+    partial_min_ = 0x800;
+  } else if (b >= 0xF0 && b <= 0xF4) {
     partial_ = b & 0x07;
     partial_left_ = 3;
+    partial_min_ = 0x10000;
   } else {
-    return false;  // a stray continuation byte, or not UTF-8 at all
+    return false;  // a stray continuation byte, an overlong lead (C0, C1), or not UTF-8 at all
   }
   return partial_possible();
 }
@@ -143,38 +152,25 @@ const std::bitset<256>& GrammarState::next_bytes(const Grammar& g) const {
     // Test the class tops directly against the code points the byte can begin.
     const auto byte = static_cast<unsigned char>(b);
     bool ok = false;
+    uint32_t lo = 0, hi = 0;
+    bool possible = false;
     if (partial_left_ > 0) {
-      if ((byte & 0xC0) == 0x80) {
-        const int left = partial_left_ - 1;
-        const uint32_t v = (partial_ << 6) | (byte & 0x3F);
-        const uint32_t lo = v << (6 * left), hi = lo | ((1u << (6 * left)) - 1);
-        for (const Stack& st : stacks_)
-          if (!st.empty() && grammar_char_matches_range(st.back(), lo, hi)) ok = true;
-      }
-    } else {
-      uint32_t lo = 0, hi = 0;
-      if (byte < 0x80) {
-        lo = hi = byte;
-      } else if ((byte & 0xE0) == 0xC0) {
-        lo = (byte & 0x1Fu) << 6;
-        hi = lo | 0x3F;
-      } else if ((byte & 0xF0) == 0xE0) {
-        lo = (byte & 0x0Fu) << 12;
-        hi = lo | 0xFFF;
-      } else if ((byte & 0xF8) == 0xF0) {
-        lo = (byte & 0x07u) << 18;
-        hi = lo | 0x3FFFF;
-      } else {
-        continue;
-      }
-      for (const Stack& st : stacks_) {
-        if (st.empty()) continue;
-        if (lo == hi ? grammar_char_matches(st.back(), lo)
-                     : grammar_char_matches_range(st.back(), lo, hi)) {
-          ok = true;
-          break;
-        }
-      }
+      possible = (byte & 0xC0) == 0x80 &&
+                 partial_range((partial_ << 6) | (byte & 0x3F), partial_left_ - 1, partial_min_, &lo, &hi);
+    } else if (byte < 0x80) {
+      lo = hi = byte;
+      possible = true;
+    } else if (byte >= 0xC2 && byte <= 0xDF) {
+      possible = partial_range(byte & 0x1Fu, 1, 0x80, &lo, &hi);
+    } else if ((byte & 0xF0) == 0xE0) {
+      possible = partial_range(byte & 0x0Fu, 2, 0x800, &lo, &hi);
+    } else if (byte >= 0xF0 && byte <= 0xF4) {
+      possible = partial_range(byte & 0x07u, 3, 0x10000, &lo, &hi);
+    }
+    for (const Stack& st : stacks_) {
+      if (!possible || ok) break;
+      if (st.empty()) continue;
+      ok = lo == hi ? grammar_char_matches(st.back(), lo) : grammar_char_matches_range(st.back(), lo, hi);
     }
     if (ok) next_.set(byte);
   }

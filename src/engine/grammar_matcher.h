@@ -50,10 +50,14 @@ class GrammarState {
   bool advance_byte(const Grammar& g, unsigned char b);
   bool advance_code_point(const Grammar& g, uint32_t cp);
   bool partial_possible() const;
+  // The code points a half-read character (bits `v`, `left` bytes to come,
+  // at least `min`) can still become; false if none.
+  static bool partial_range(uint32_t v, int left, uint32_t min, uint32_t* lo, uint32_t* hi);
 
   std::vector<Stack> stacks_;
   uint32_t partial_ = 0;   // the bits of a half-read UTF-8 character
   int partial_left_ = 0;   // its continuation bytes still to come
+  uint32_t partial_min_ = 0;  // the least code point its length may encode (no overlong forms)
   mutable bool next_known_ = false;
   mutable std::bitset<256> next_;
 };

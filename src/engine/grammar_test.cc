@@ -126,6 +126,19 @@ TEST(GrammarMatcher, Utf8SplitAcrossPiecesWaitsForItsLastByte) {
   EXPECT_FALSE(s.can_continue());
 }
 
+TEST(GrammarMatcher, OverlongAndInvalidUtf8IsRefused) {
+  auto g = parse_gbnf("root ::= [ -~]+ | [^a]+");  // printable ASCII, or anything but 'a'
+  ASSERT_TRUE(g.ok());
+  GrammarState s = GrammarState::start(*g);
+  EXPECT_FALSE(s.accepts(*g, "\xC0"));       // C0, C1: only overlong forms begin so
+  EXPECT_FALSE(s.accepts(*g, "\xC1\xA1"));  // an overlong 'a'
+  EXPECT_FALSE(s.accepts(*g, "\xE0\x81"));  // a 3-byte form of a 2-byte character
+  EXPECT_FALSE(s.accepts(*g, "\xF5"));
+  EXPECT_FALSE(s.next_bytes(*g).test(0xC0));
+  EXPECT_FALSE(s.next_bytes(*g).test(0xF8));
+  EXPECT_TRUE(s.accepts(*g, "\xE2\x82\xAC"));  // the euro sign
+}
+
 TEST(GrammarMatcher, CompleteAndCanContinue) {
   auto g = parse_gbnf("root ::= \"a\" \"b\"?");
   ASSERT_TRUE(g.ok());

@@ -5,7 +5,8 @@
 namespace swarm {
 namespace {
 
-using Stack = std::vector<const GrammarElement*>;
+using Stack = GrammarState::Stack;
+using Utf8 = GrammarState::Utf8;
 
 bool end_of_sequence(const GrammarElement* e) {
   return e->op == GrammarOp::kEnd || e->op == GrammarOp::kAlt;
@@ -44,6 +45,115 @@ void dedup(std::vector<Stack>& stacks) {
   stacks.erase(std::unique(stacks.begin(), stacks.end()), stacks.end());
 }
 
+// `to` <- the stacks of `from` whose top matches `cp`, advanced past it.
+// False when none does (or they would be too many).
+bool step(const Grammar& g, const std::vector<Stack>& from, uint32_t cp, std::vector<Stack>& to) {
+  to.clear();
+  Stack s;
+  for (const Stack& st : from) {
+    if (st.empty() || !grammar_char_matches(st.back(), cp)) continue;
+    s.assign(st.begin(), st.end() - 1);
+    const GrammarElement* after = grammar_after_char(st.back());
+    if (!end_of_sequence(after)) s.push_back(after);
+    expand(g, s, to);
+    if (to.size() > kMaxGrammarStacks) return false;
+  }
+  if (to.empty()) return false;
+  if (to.size() > 1) dedup(to);
+  return true;
+}
+
+enum class ByteIs { kInvalid, kPartial, kComplete };
+
+// Feeds byte `b` to the UTF-8 decoder `u`; a completed character goes to `cp`.
+ByteIs decode(Utf8& u, unsigned char b, uint32_t* cp) {
+  if (u.left > 0) {
+    if ((b & 0xC0) != 0x80) return ByteIs::kInvalid;
+    u.bits = (u.bits << 6) | (b & 0x3F);
+    if (--u.left > 0) return ByteIs::kPartial;
+    if (u.bits < u.min || u.bits > 0x10FFFF) return ByteIs::kInvalid;  // overlong or too large
+    *cp = u.bits;
+    return ByteIs::kComplete;
+  }
+  if (b < 0x80) {
+    *cp = b;
+    return ByteIs::kComplete;
+  }
+  if (b >= 0xC2 && b <= 0xDF)
+    u = {b & 0x1Fu, 1, 0x80};
+  else if ((b & 0xF0) == 0xE0)
+    u = {b & 0x0Fu, 2, 0x800};
+  else if (b >= 0xF0 && b <= 0xF4)
+    u = {b & 0x07u, 3, 0x10000};
+  else
+    return ByteIs::kInvalid;  // a stray continuation byte, an overlong lead (C0, C1), not UTF-8
+  return ByteIs::kPartial;
+}
+
+// The code points a half-read character can still become; false if none.
+bool partial_range(const Utf8& u, uint32_t* lo, uint32_t* hi) {
+  const int bits = 6 * u.left;
+  *lo = std::max(u.bits << bits, u.min);
+  *hi = std::min((u.bits << bits) | ((1u << bits) - 1), 0x10FFFFu);
+  return *lo <= *hi;
+}
+
+bool partial_possible(const std::vector<Stack>& stacks, const Utf8& u) {
+  uint32_t lo = 0, hi = 0;
+  if (!partial_range(u, &lo, &hi)) return false;
+  for (const Stack& st : stacks)
+    if (!st.empty() && grammar_char_matches_range(st.back(), lo, hi)) return true;
+  return false;
+}
+
+// Walks `bytes` from (`stacks`, `u`) without touching them; the stacks at the
+// end land in `a` or `b` (scratch), and `*end` points at them.
+bool walk(const Grammar& g, const std::vector<Stack>& stacks, Utf8& u, std::string_view bytes,
+          std::vector<Stack>& a, std::vector<Stack>& b, const std::vector<Stack>** end) {
+  const std::vector<Stack>* cur = &stacks;
+  for (char c : bytes) {
+    uint32_t cp = 0;
+    switch (decode(u, static_cast<unsigned char>(c), &cp)) {
+      case ByteIs::kInvalid:
+        return false;
+      case ByteIs::kPartial:
+        if (!partial_possible(*cur, u)) return false;
+        break;
+      case ByteIs::kComplete: {
+        std::vector<Stack>& to = cur == &a ? b : a;
+        if (!step(g, *cur, cp, to)) return false;
+        cur = &to;
+        break;
+      }
+    }
+  }
+  *end = cur;
+  return true;
+}
+
+void mark_allowed(const Grammar& g, const TokenTrie& trie, uint32_t node,
+                  const std::vector<Stack>& stacks, const Utf8& u, std::vector<char>* allowed) {
+  std::vector<Stack> next;
+  for (const auto& [byte, child] : trie.nodes[node].children) {
+    Utf8 v = u;
+    uint32_t cp = 0;
+    const std::vector<Stack>* at = &stacks;
+    switch (decode(v, byte, &cp)) {
+      case ByteIs::kInvalid:
+        continue;
+      case ByteIs::kPartial:
+        if (!partial_possible(stacks, v)) continue;
+        break;
+      case ByteIs::kComplete:
+        if (!step(g, stacks, cp, next)) continue;
+        at = &next;
+        break;
+    }
+    for (int32_t t : trie.nodes[child].tokens) (*allowed)[static_cast<size_t>(t)] = 1;
+    if (!trie.nodes[child].children.empty()) mark_allowed(g, trie, child, *at, v, allowed);
+  }
+}
+
 }  // namespace
 
 GrammarState GrammarState::start(const Grammar& g) {
@@ -62,82 +172,31 @@ GrammarState GrammarState::start(const Grammar& g) {
   return s;
 }
 
-bool GrammarState::advance_code_point(const Grammar& g, uint32_t cp) {
-  std::vector<Stack> next;
-  for (Stack& st : stacks_) {
-    if (st.empty()) continue;
-    const GrammarElement* top = st.back();
-    if (!grammar_char_matches(top, cp)) continue;
-    const GrammarElement* after = grammar_after_char(top);
-    st.pop_back();
-    if (!end_of_sequence(after)) st.push_back(after);
-    expand(g, st, next);
-    if (next.size() > kMaxGrammarStacks) return false;
-  }
-  if (next.empty()) return false;
-  dedup(next);
-  stacks_ = std::move(next);
-  return true;
-}
-
-bool GrammarState::partial_range(uint32_t v, int left, uint32_t min, uint32_t* lo, uint32_t* hi) {
-  const int bits = 6 * left;
-  *lo = std::max(v << bits, min);
-  *hi = std::min((v << bits) | ((1u << bits) - 1), 0x10FFFFu);
-  return *lo <= *hi;
-}
-
-bool GrammarState::partial_possible() const {
-  uint32_t lo = 0, hi = 0;
-  if (!partial_range(partial_, partial_left_, partial_min_, &lo, &hi)) return false;
-  for (const Stack& st : stacks_)
-    if (!st.empty() && grammar_char_matches_range(st.back(), lo, hi)) return true;
-  return false;
-}
-
-bool GrammarState::advance_byte(const Grammar& g, unsigned char b) {
-  if (partial_left_ > 0) {
-    if ((b & 0xC0) != 0x80) return false;
-    partial_ = (partial_ << 6) | (b & 0x3F);
-    if (--partial_left_ > 0) return partial_possible();
-    if (partial_ < partial_min_ || partial_ > 0x10FFFF) return false;  // overlong or too large
-    return advance_code_point(g, partial_);
-  }
-  if (b < 0x80) return advance_code_point(g, b);
-  if (b >= 0xC2 && b <= 0xDF) {
-    partial_ = b & 0x1F;
-    partial_left_ = 1;
-    partial_min_ = 0x80;
-  } else if ((b & 0xF0) == 0xE0) {
-    partial_ = b & 0x0F;
-    partial_left_ = 2;
-    partial_min_ = 0x800;
-  } else if (b >= 0xF0 && b <= 0xF4) {
-    partial_ = b & 0x07;
-    partial_left_ = 3;
-    partial_min_ = 0x10000;
-  } else {
-    return false;  // a stray continuation byte, an overlong lead (C0, C1), or not UTF-8 at all
-  }
-  return partial_possible();
-}
-
 bool GrammarState::advance(const Grammar& g, std::string_view bytes) {
   next_known_ = false;
-  for (char c : bytes)
-    if (!advance_byte(g, static_cast<unsigned char>(c))) return false;
+  std::vector<Stack> a, b;
+  const std::vector<Stack>* end = nullptr;
+  if (!walk(g, stacks_, utf8_, bytes, a, b, &end)) return false;
+  if (end != &stacks_) stacks_ = std::move(end == &a ? a : b);
   return true;
 }
 
 bool GrammarState::accepts(const Grammar& g, std::string_view bytes) const {
   if (bytes.empty()) return true;
   if (!next_bytes(g).test(static_cast<unsigned char>(bytes[0]))) return false;
-  GrammarState copy = *this;
-  return copy.advance(g, bytes);
+  Utf8 u = utf8_;
+  std::vector<Stack> a, b;
+  const std::vector<Stack>* end = nullptr;
+  return walk(g, stacks_, u, bytes, a, b, &end);
+}
+
+void GrammarState::allowed_tokens(const Grammar& g, const TokenTrie& trie,
+                                  std::vector<char>* allowed) const {
+  mark_allowed(g, trie, 0, stacks_, utf8_, allowed);
 }
 
 bool GrammarState::complete() const {
-  if (partial_left_ > 0) return false;
+  if (utf8_.left > 0) return false;
   return std::any_of(stacks_.begin(), stacks_.end(), [](const Stack& s) { return s.empty(); });
 }
 
@@ -149,30 +208,22 @@ const std::bitset<256>& GrammarState::next_bytes(const Grammar& g) const {
   if (next_known_) return next_;
   next_.reset();
   for (int b = 0; b < 256; ++b) {
-    // Test the class tops directly against the code points the byte can begin.
-    const auto byte = static_cast<unsigned char>(b);
+    // Whether some class on top matches a code point the byte can begin (or end).
+    Utf8 u = utf8_;
+    uint32_t cp = 0;
     bool ok = false;
-    uint32_t lo = 0, hi = 0;
-    bool possible = false;
-    if (partial_left_ > 0) {
-      possible = (byte & 0xC0) == 0x80 &&
-                 partial_range((partial_ << 6) | (byte & 0x3F), partial_left_ - 1, partial_min_, &lo, &hi);
-    } else if (byte < 0x80) {
-      lo = hi = byte;
-      possible = true;
-    } else if (byte >= 0xC2 && byte <= 0xDF) {
-      possible = partial_range(byte & 0x1Fu, 1, 0x80, &lo, &hi);
-    } else if ((byte & 0xF0) == 0xE0) {
-      possible = partial_range(byte & 0x0Fu, 2, 0x800, &lo, &hi);
-    } else if (byte >= 0xF0 && byte <= 0xF4) {
-      possible = partial_range(byte & 0x07u, 3, 0x10000, &lo, &hi);
+    switch (decode(u, static_cast<unsigned char>(b), &cp)) {
+      case ByteIs::kInvalid:
+        break;
+      case ByteIs::kPartial:
+        ok = partial_possible(stacks_, u);
+        break;
+      case ByteIs::kComplete:
+        for (const Stack& st : stacks_)
+          if (!st.empty() && grammar_char_matches(st.back(), cp)) ok = true;
+        break;
     }
-    for (const Stack& st : stacks_) {
-      if (!possible || ok) break;
-      if (st.empty()) continue;
-      ok = lo == hi ? grammar_char_matches(st.back(), lo) : grammar_char_matches_range(st.back(), lo, hi);
-    }
-    if (ok) next_.set(byte);
+    if (ok) next_.set(static_cast<size_t>(b));
   }
   next_known_ = true;
   return next_;

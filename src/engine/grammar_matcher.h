@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/grammar.h"
+#include "engine/token_trie.h"
 
 namespace swarm {
 
@@ -44,20 +45,22 @@ class GrammarState {
   bool can_continue() const;
   // Which bytes could come next (a quick filter before accepts()).
   const std::bitset<256>& next_bytes(const Grammar& g) const;
+  // Sets allowed[t] = 1 for every token t of `trie` whose bytes could come
+  // next (leaves the others alone): one walk over the trie, each shared
+  // prefix checked once, each subtree dropped at its first impossible byte.
+  void allowed_tokens(const Grammar& g, const TokenTrie& trie, std::vector<char>* allowed) const;
+
+  // A half-read UTF-8 character.
+  struct Utf8 {
+    uint32_t bits = 0;  // its bits so far
+    int left = 0;       // continuation bytes still to come
+    uint32_t min = 0;   // the least code point its length may encode (no overlong forms)
+  };
+  using Stack = std::vector<const GrammarElement*>;
 
  private:
-  using Stack = std::vector<const GrammarElement*>;
-  bool advance_byte(const Grammar& g, unsigned char b);
-  bool advance_code_point(const Grammar& g, uint32_t cp);
-  bool partial_possible() const;
-  // The code points a half-read character (bits `v`, `left` bytes to come,
-  // at least `min`) can still become; false if none.
-  static bool partial_range(uint32_t v, int left, uint32_t min, uint32_t* lo, uint32_t* hi);
-
   std::vector<Stack> stacks_;
-  uint32_t partial_ = 0;   // the bits of a half-read UTF-8 character
-  int partial_left_ = 0;   // its continuation bytes still to come
-  uint32_t partial_min_ = 0;  // the least code point its length may encode (no overlong forms)
+  Utf8 utf8_;
   mutable bool next_known_ = false;
   mutable std::bitset<256> next_;
 };

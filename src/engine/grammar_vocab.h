@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/token_trie.h"
+
 namespace swarm {
 
 class Tokenizer;
@@ -17,8 +19,12 @@ struct GrammarVocab {
   // False for tokens that are not text (control, unknown, unused): a grammar
   // never lets them be chosen, though stop tokens end a complete match.
   std::vector<bool> is_text;
+  TokenTrie trie;  // the text tokens by their bytes
 
   static std::shared_ptr<const GrammarVocab> from_tokenizer(const Tokenizer& tok);
+  // From the pieces and text flags (a test's made-up vocabulary).
+  static std::shared_ptr<const GrammarVocab> from_pieces(std::vector<std::string> pieces,
+                                                         std::vector<bool> is_text);
 };
 
 }  // namespace swarm

@@ -180,6 +180,24 @@ std::vector<Sampler::Candidate> Sampler::allowed_in_order(std::vector<Candidate>
   const bool min_p_ends = params_.temperature > 0 && params_.top_k <= 0 &&
                           params_.top_p >= 1.0f && params_.min_p > 0.0f;
   const double floor = min_p_ends ? std::log(static_cast<double>(params_.min_p)) : 0.0;
+  // One token at a time while most pass; once many were rejected (the model
+  // wants what the grammar forbids), the whole mask in one trie walk.
+  constexpr int kRejectionsBeforeMask = 32;
+  int rejected = 0;
+  std::vector<char> mask;
+  auto allows = [&](int32_t id) {
+    if (mask.empty() && rejected >= kRejectionsBeforeMask) {
+      mask.assign(std::max(static_cast<size_t>(n_vocab_), vocab_->pieces.size()), 0);
+      if (!grammar_dead_) grammar_state_.allowed_tokens(*grammar_, vocab_->trie, &mask);
+      for (int32_t t : params_.stop_tokens)
+        if (t >= 0 && static_cast<size_t>(t) < mask.size())
+          mask[static_cast<size_t>(t)] = !grammar_dead_ && grammar_state_.complete();
+    }
+    if (!mask.empty()) return mask[static_cast<size_t>(id)] != 0;
+    const bool ok = grammar_allows(id);
+    rejected += !ok;
+    return ok;
+  };
   std::vector<Candidate> out;
   size_t sorted = 0, chunk = 32;
   for (size_t i = 0; i < c.size() && out.size() < want; ++i) {
@@ -191,7 +209,7 @@ std::vector<Sampler::Candidate> Sampler::allowed_in_order(std::vector<Candidate>
       chunk *= 2;
     }
     if (min_p_ends && !out.empty() && c[i].logit - out.front().logit < floor) break;
-    if (grammar_allows(c[i].id)) out.push_back(c[i]);
+    if (allows(c[i].id)) out.push_back(c[i]);
   }
   return out;
 }

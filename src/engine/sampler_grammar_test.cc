@@ -12,10 +12,8 @@ namespace {
 // id:      0       1    2    3    4     5      6     7
 // piece: <eos>    "{"  "}"  "a"  "b"  "ab"  "{}"   "\xC3" (half of é) ; 8: "\xA9"
 std::shared_ptr<const GrammarVocab> vocab() {
-  auto v = std::make_shared<GrammarVocab>();
-  v->pieces = {"", "{", "}", "a", "b", "ab", "{}", "\xC3", "\xA9"};
-  v->is_text = {false, true, true, true, true, true, true, true, true};
-  return v;
+  return GrammarVocab::from_pieces({"", "{", "}", "a", "b", "ab", "{}", "\xC3", "\xA9"},
+                                   {false, true, true, true, true, true, true, true, true});
 }
 constexpr int kVocab = 9;
 constexpr int32_t kEos = 0;

@@ -15,6 +15,8 @@
 #include "api/openai_request.h"
 #include "api/openai_server.h"
 #include "engine/chat_template.h"
+#include "engine/grammar.h"
+#include "engine/json_schema_grammar.h"
 #include "engine/test_data.h"
 #include "pipeline/local_backend.h"
 
@@ -149,7 +151,9 @@ class ApiTest : public ::testing::Test {
     auto model = Model::Load(path);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     backend_ = new LocalBackend(std::move(model).value(),
-                                LocalBackendOptions{.threads = 1, .context_length = kContext});
+                                LocalBackendOptions{.threads = 1,
+                                                    .context_length = kContext,
+                                                    .grammar_vocab = GrammarVocab::from_tokenizer(*tok_)});
     ApiOptions o;
     o.model_names = {"tiny", "tiny-alias"};
     o.tokenizer = tok_;
@@ -379,6 +383,61 @@ TEST_F(ApiTest, LlamaServersCompletionEndpoint) {
   EXPECT_EQ(w.j["stop_type"], "word") << w.body;
   EXPECT_EQ(w.j["stopping_word"], text.substr(1, 2));
   EXPECT_EQ(w.j["content"], text.substr(0, 1));
+}
+
+// Structured output over HTTP: the content of a json_schema request is JSON
+// of that schema, on every endpoint that samples, at temperature 1.
+TEST_F(ApiTest, StructuredOutputOnEveryCompletionEndpoint) {
+  const json schema = json::parse(R"({"type": "object",
+      "properties": {"name": {"type": "string", "maxLength": 6}, "n": {"type": "integer"},
+                     "ok": {"type": "boolean"}, "xs": {"type": "array", "items": {"enum": [1, 2]}, "maxItems": 3}},
+      "required": ["name", "n"], "additionalProperties": false})");
+  auto check = [&](const std::string& text) {
+    SCOPED_TRACE(text);
+    json v;
+    ASSERT_NO_THROW(v = json::parse(text));
+    ASSERT_TRUE(v.is_object());
+    EXPECT_TRUE(v["name"].is_string());
+    EXPECT_TRUE(v["n"].is_number_integer());
+    for (const auto& [k, x] : v.items()) {
+      EXPECT_TRUE(k == "name" || k == "n" || k == "ok" || k == "xs") << k;
+      if (k == "ok") {
+        EXPECT_TRUE(x.is_boolean());
+      }
+      if (k == "xs") {
+        EXPECT_TRUE(x.is_array() && x.size() <= 3);
+      }
+    }
+  };
+  const json msgs = {{{"role", "user"}, {"content", "Describe a person."}}};
+  for (int seed = 1; seed <= 3; ++seed) {
+    Reply r = post("/v1/chat/completions",
+                   {{"messages", msgs}, {"temperature", 1.0}, {"seed", seed}, {"max_tokens", 150},
+                    {"response_format", {{"type", "json_schema"},
+                                         {"json_schema", {{"name", "person"}, {"schema", schema}, {"strict", true}}}}}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.j["choices"][0]["finish_reason"], "stop") << r.body;
+    check(r.j["choices"][0]["message"]["content"].get<std::string>());
+  }
+  Reply c = post("/v1/completions", {{"prompt", "Once"}, {"temperature", 1.0}, {"seed", 4}, {"max_tokens", 150},
+                                     {"json_schema", schema}});
+  ASSERT_EQ(c.status, 200) << c.body;
+  check(c.j["choices"][0]["text"].get<std::string>());
+  Reply l = swarm::post(port_, "/completion",
+                        json{{"content", "Once"}, {"temperature", 1.0}, {"seed", 5}, {"n_predict", 150},
+                             {"json_schema", schema}}.dump());
+  ASSERT_EQ(l.status, 200) << l.body;
+  check(l.j["content"].get<std::string>());
+  // A GBNF grammar, greedy.
+  Reply g = post("/v1/completions", {{"prompt", "Once"}, {"temperature", 0}, {"max_tokens", 20},
+                                     {"grammar", "root ::= (\"yes\" | \"no\") \".\""}});
+  ASSERT_EQ(g.status, 200) << g.body;
+  const std::string yn = g.j["choices"][0]["text"];
+  EXPECT_TRUE(yn == "yes." || yn == "no.") << yn;
+  // A bad grammar names the field.
+  Reply bad = post("/v1/completions", {{"prompt", "Once"}, {"grammar", "root ::= [a-"}});
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_EQ(bad.j["error"]["param"], "grammar") << bad.body;
 }
 
 // llama-server's /props and /apply-template: the context and model its
@@ -718,7 +777,13 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
       {chat, with("top_logprobs", 2), "top_logprobs"},
       {chat, json({{"messages", msgs}, {"logprobs", true}, {"top_logprobs", 21}}).dump(), "top_logprobs"},
       {chat, with("tools", {{{"type", "function"}}}), "tools"},
-      {chat, with("response_format", {{"type", "json_object"}}), "response_format"},
+      {chat, with("response_format", {{"type", "yaml"}}), "response_format.type"},
+      {chat, with("response_format", "json"), "response_format"},
+      {chat, with("response_format", {{"type", "json_schema"}}), "response_format.json_schema"},
+      {chat, with("response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "x"}, {"schema", {{"type", "string"}, {"pattern", "a+"}}}}}}),
+       "response_format.json_schema.schema"},
+      {chat, with("grammar", "root ::= (\"a\""), "grammar"},
+      {chat, with("json_schema", {{"type", "integer"}, {"minimum", 3}}), "json_schema"},
       {comp, "{}", "prompt"},
       {comp, with("prompt", {{"a", 1}}, false), "prompt"},
       {comp, with("prompt", json::array(), false), "prompt"},
@@ -980,7 +1045,7 @@ namespace swarm {
 namespace {
 
 // llama.cpp's fields: n_predict is max_tokens' other name (max_tokens wins);
-// its constrained and extra samplers are refused by name, never ignored.
+// its extra samplers are refused by name, never ignored.
 TEST(CompletionRequestTest, LlamaCppFieldsAreHonouredOrRefused) {
   auto parse = [](const json& body) { return parse_completion_request(body, false, 1000); };
   auto req = parse({{"prompt", "x"}, {"n_predict", 7}});
@@ -990,8 +1055,7 @@ TEST(CompletionRequestTest, LlamaCppFieldsAreHonouredOrRefused) {
   EXPECT_EQ(std::get<CompletionRequest>(req).max_tokens, 3);
   req = parse({{"prompt", "x"}, {"n_predict", -1}});
   EXPECT_FALSE(std::get<CompletionRequest>(req).max_tokens.has_value());
-  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{
-           {"grammar", "root ::= \"a\""}, {"json_schema", {{"type", "object"}}}, {"mirostat", 2}}) {
+  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{{"mirostat", 2}}) {
     auto bad = parse({{"prompt", "x"}, {field, value}});
     ASSERT_TRUE(std::holds_alternative<ApiError>(bad)) << field;
     const ApiError& e = std::get<ApiError>(bad);
@@ -1002,6 +1066,50 @@ TEST(CompletionRequestTest, LlamaCppFieldsAreHonouredOrRefused) {
   // Their neutral values change nothing and pass.
   EXPECT_TRUE(std::holds_alternative<CompletionRequest>(
       parse({{"prompt", "x"}, {"grammar", ""}, {"n_probs", 0}, {"mirostat", 0}})));
+}
+
+// Structured output: each way of asking becomes one grammar for the sampler,
+// and a bad one is a 400 naming its field.
+TEST(CompletionRequestTest, StructuredOutputFieldsBecomeAGrammar) {
+  auto parse = [](const json& body) { return parse_completion_request(body, true, 1000); };
+  const json msgs = {{{"role", "user"}, {"content", "hi"}}};
+  auto grammar_of = [&](const json& extra) {
+    json body = {{"messages", msgs}};
+    body.update(extra);
+    auto r = parse(body);
+    EXPECT_TRUE(std::holds_alternative<CompletionRequest>(r)) << extra.dump();
+    return std::holds_alternative<CompletionRequest>(r) ? std::get<CompletionRequest>(r).sampling.grammar : "";
+  };
+  EXPECT_EQ(grammar_of({{"grammar", "root ::= \"a\""}}), "root ::= \"a\"");
+  EXPECT_EQ(grammar_of({{"response_format", {{"type", "json_object"}}}}), json_object_grammar());
+  EXPECT_EQ(grammar_of({{"response_format", {{"type", "text"}}}}), "");
+  const json schema = {{"type", "object"}, {"properties", {{"a", {{"type", "integer"}}}}}, {"required", {"a"}}};
+  const std::string want = *grammar_from_json_schema(schema);
+  EXPECT_EQ(grammar_of({{"json_schema", schema}}), want);
+  EXPECT_EQ(grammar_of({{"response_format", {{"type", "json_schema"},
+                                              {"json_schema", {{"name", "n"}, {"schema", schema}, {"strict", true}}}}}}),
+            want);
+  EXPECT_EQ(grammar_of({{"response_format", {{"type", "json_object"}, {"schema", schema}}}}), want);
+
+  auto error_of = [&](const json& extra) {
+    json body = {{"messages", msgs}};
+    body.update(extra);
+    auto r = parse(body);
+    EXPECT_TRUE(std::holds_alternative<ApiError>(r)) << extra.dump();
+    return std::holds_alternative<ApiError>(r) ? std::get<ApiError>(r) : ApiError{};
+  };
+  ApiError e = error_of({{"grammar", "root ::= foo"}});
+  EXPECT_EQ(e.param, "grammar");
+  EXPECT_NE(e.message.find("undefined rule 'foo'"), std::string::npos) << e.message;
+  e = error_of({{"json_schema", {{"type", "string"}, {"format", "email"}, {"pattern", "@"}}}});
+  EXPECT_EQ(e.param, "json_schema");
+  EXPECT_NE(e.message.find("'pattern' is not supported"), std::string::npos) << e.message;
+  e = error_of({{"grammar", "root ::= \"a\""}, {"response_format", {{"type", "json_object"}}}});
+  EXPECT_NE(e.message.find("Only one of"), std::string::npos) << e.message;
+  e = error_of({{"grammar", "root ::= \"a\""}, {"ignore_eos", true}});
+  EXPECT_EQ(e.param, "ignore_eos");
+  e = error_of({{"grammar", std::string(kMaxGrammarBytes + 1, ' ')}});
+  EXPECT_NE(e.message.find("limit"), std::string::npos) << e.message;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <limits>
 
+#include "api/structured_output.h"
 #include "engine/logprobs.h"
 
 namespace swarm {
@@ -380,19 +381,14 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const json& b
   for (const char* key : {"tools", "functions"})
     if (const json* t = in.field(key); t && !(t->is_array() && t->empty()))
       return unsupported(key, key);
-  // llama.cpp's constrained and other samplers: refused, never ignored.
-  if (const json* g = in.field("grammar"); g && !(g->is_string() && g->get<std::string>().empty()))
-    return unsupported("grammar", "grammar (GBNF)");
-  if (const json* s = in.field("json_schema"); s && !(s->is_object() && s->empty()))
-    return unsupported("json_schema", "json_schema");
+  // llama.cpp's other samplers: refused, never ignored.
   if (const json* m = in.field("mirostat"); m && !(m->is_number() && m->get<double>() == 0))
     return unsupported("mirostat", "mirostat");
-  if (const json* rf = in.field("response_format")) {
-    if (!rf->is_object()) return wrong_type("response_format", "an object", *rf);
-    auto type = rf->find("type");
-    if (type != rf->end() && !(type->is_string() && *type == "text"))
-      return unsupported("response_format", "response_format other than {\"type\": \"text\"}");
-  }
+  // Structured output: response_format, grammar, json_schema.
+  if (auto e = read_structured_output(body, &sp.grammar)) return *e;
+  if (!sp.grammar.empty() && r.ignore_eos)
+    return invalid_request("'ignore_eos' cannot be combined with structured output: the end of "
+                           "the grammar is where generation stops.", "ignore_eos", "invalid_value");
   return r;
 }
 

@@ -2,7 +2,7 @@
 // checked the way OpenAI's API checks it: a wrong type, a missing field or an
 // out-of-range value is a 400 that names the parameter. Parameters OpenAI has
 // and we do not support in a way that would change the answer (best_of,
-// tools, JSON mode) are refused, not ignored; unknown fields are
+// tools) are refused, not ignored; unknown fields are
 // ignored, as vLLM and llama.cpp's server do.
 #pragma once
 

@@ -727,6 +727,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   sp.seed = r.seed ? *r.seed : random_seed();
   if (!r.ignore_eos) sp.stop_tokens = tok.eog_ids();
   sp.max_tokens = static_cast<int>(max_tokens);
+  sp.grammar_start = static_cast<int>(n_prompt);  // the grammar constrains the completion alone
   if (Status st = sp.validate(tok.vocab_size()); !st.ok())
     return send_error(res, invalid_request(st.message()));
 

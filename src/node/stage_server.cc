@@ -21,6 +21,7 @@
 #include "engine/model.h"
 #include "engine/model_loader.h"
 #include "engine/sampler.h"
+#include "engine/tokenizer.h"
 #include "engine/thread_pool.h"
 #include "net/caller.h"
 #include "net/channel_cache.h"
@@ -141,6 +142,9 @@ SamplingParams sampling_from_proto(const v1::SamplingConfig& c) {
   p.frequency_penalty = c.frequency_penalty();
   p.seed = c.seed();
   for (const v1::LogitBias& b : c.logit_bias()) p.logit_bias.emplace_back(b.token(), b.bias());
+  p.grammar = c.grammar();
+  p.grammar_start = c.grammar_start();
+  p.stop_tokens.assign(c.stop_tokens().begin(), c.stop_tokens().end());
   return p;
 }
 
@@ -402,8 +406,13 @@ class StageServer::Impl {
   // the last stage's answer, whose tokens it commits to too.
   v1::Commitment commitment(const WorkItem& w, const v1::StepResult* result) const;
   void reaper_loop();
+  // The model's token bytes, read from its file the first time a session
+  // brings a grammar (the node does not otherwise need its tokenizer).
+  Result<std::shared_ptr<const GrammarVocab>> grammar_vocab();
 
   NodeOptions opt_;
+  std::mutex vocab_mu_;
+  std::shared_ptr<const GrammarVocab> vocab_;  // guarded by vocab_mu_
   int context_ = 0;  // positions one session may hold (OpenSession.max_length)
   std::unique_ptr<Model> model_;
   std::unique_ptr<ThreadPool> pool_;
@@ -983,6 +992,17 @@ void StageServer::Impl::handle(StageRequest& req, uint64_t stream_id,
   }
 }
 
+Result<std::shared_ptr<const GrammarVocab>> StageServer::Impl::grammar_vocab() {
+  std::lock_guard<std::mutex> lock(vocab_mu_);
+  if (vocab_) return vocab_;
+  auto tok = Tokenizer::Load(opt_.model_path);
+  if (!tok.ok()) return tok.status().annotate("reading the model's vocabulary");
+  if ((*tok)->vocab_size() < model_->config().n_vocab)
+    return Status::Unsupported("the model's tokenizer has fewer tokens than its head");
+  vocab_ = GrammarVocab::from_tokenizer(**tok);
+  return vocab_;
+}
+
 void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
                              const std::shared_ptr<ServerStream>& writer) {
   const std::string& id = o.session_id();
@@ -1030,7 +1050,17 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
     const Status st = p.validate(c.n_vocab);
     if (!st.ok())
       return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.sampling: " + st.message());
-    s->sampler = std::make_unique<Sampler>(std::move(p), c.n_vocab);
+    std::shared_ptr<const GrammarVocab> vocab;
+    if (!p.grammar.empty()) {
+      auto v = grammar_vocab();
+      if (!v.ok())
+        return refuse(StatusCode::FAILED_PRECONDITION,
+                      "OpenSession.sampling.grammar: " + v.status().message());
+      vocab = *v;
+    }
+    s->sampler = std::make_unique<Sampler>(std::move(p), c.n_vocab, std::move(vocab));
+    if (const Status& g = s->sampler->grammar_status(); !g.ok())
+      return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.sampling.grammar: " + g.message());
     if (o.top_logprobs() < 0 || o.top_logprobs() > kMaxTopLogprobs)
       return refuse(StatusCode::INVALID_ARGUMENT,
                     "OpenSession.top_logprobs: must be 0 to " + std::to_string(kMaxTopLogprobs) +

@@ -208,6 +208,11 @@ Status ChainSession::open(const std::string& model_id, int n_layer, const Sampli
       b->set_token(tok);
       b->set_bias(bias);
     }
+    if (!sp.grammar.empty()) {
+      s->set_grammar(sp.grammar);
+      s->set_grammar_start(sp.grammar_start);
+      for (int32_t t : sp.stop_tokens) s->add_stop_tokens(t);
+    }
     if (!link.stream->Write(req)) return finish_link(i, "opening a session");
     link.reader = std::thread([this, i] { read_loop(i); });
   }

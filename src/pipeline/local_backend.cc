@@ -123,6 +123,9 @@ Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request
                                    std::to_string(context_length_) +
                                    " (prompt and at least one generated token)");
   SWARM_RETURN_IF_ERROR(request.sampling.validate(cfg.n_vocab));
+  if (!request.sampling.grammar.empty() &&
+      (!options_.grammar_vocab || options_.grammar_vocab->pieces.size() < static_cast<size_t>(cfg.n_vocab)))
+    return Status::Unsupported("this backend was given no vocabulary to check a grammar against");
   // The KV memory it may fill: the prompt and max_tokens, at most the context.
   const int64_t prompt_len = static_cast<int64_t>(request.prompt.size());
   const int kv_len = static_cast<int>(std::min<int64_t>(
@@ -313,7 +316,7 @@ void LocalBackend::step() {
       active_.push_back(std::move(*it));
       it = waiting_.erase(it);
       Request& r = *active_.back();
-      r.sampler = std::make_unique<Sampler>(r.sampling, n_vocab);
+      r.sampler = std::make_unique<Sampler>(r.sampling, n_vocab, options_.grammar_vocab);
       for (int32_t id : r.prompt)
         r.sampler->accept(id);  // penalties see the prompt, as llama.cpp's do
       r.cache = model_->new_cache(context_length_);

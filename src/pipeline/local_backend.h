@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/grammar_vocab.h"
 #include "engine/model.h"
 #include "engine/thread_pool.h"
 #include "pipeline/admission.h"
@@ -40,6 +41,9 @@ struct LocalBackendOptions {
   uint64_t kv_memory_bytes = 0;  // KV caches of the requests in the batch, in all; 0: no limit
   int max_queue = 256;           // requests waiting for room at once; more are refused
   std::chrono::milliseconds queue_timeout{60000};  // longest wait for room before a refusal
+  // The model's token bytes, for requests with a grammar (structured output);
+  // null: such requests are refused.
+  std::shared_ptr<const GrammarVocab> grammar_vocab = nullptr;
 };
 
 class LocalBackend : public GenerationBackend {

@@ -20,6 +20,7 @@ char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})
 integral ::= "-"? ("0" | [1-9] [0-9]{0,15})
 number ::= integral ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})? ws
 integer ::= integral ws
+safe-integer ::= "-"? ("0" | [1-9] [0-9]{0,14}) ws
 boolean ::= ("true" | "false") ws
 null ::= "null" ws
 value ::= object | array | string | number | boolean | null
@@ -103,7 +104,8 @@ class SchemaConverter {
     for (const auto& [key, v] : schema.items()) {
       static const std::set<std::string> handled{
           "type", "properties", "required", "additionalProperties", "items", "minItems",
-          "maxItems", "enum", "const", "anyOf", "oneOf", "$ref", "minLength", "maxLength"};
+          "maxItems", "enum", "const", "anyOf", "oneOf", "$ref", "minLength", "maxLength",
+          "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
       if (!handled.count(key) && !ignored_keywords().count(key)) {
         fail(path, "'" + key + "' is not supported");
         return "value";
@@ -163,12 +165,45 @@ class SchemaConverter {
     return visit_type(t->get<std::string>(), schema, path, depth);
   }
 
+  static bool has_bounds(const json& schema) {
+    for (const char* key : {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+      if (schema.contains(key)) return true;
+    return false;
+  }
+
+  // Integers: bounds are accepted when they hold every integer of at most 15
+  // digits (|x| < 10^15), which is then what the grammar allows. That covers
+  // the safe-integer range, +-(2^53 - 1), that zod and other schema writers put
+  // on every integer; narrower ranges are refused rather than not enforced.
+  std::string visit_integer(const json& schema, const std::string& path) {
+    if (!has_bounds(schema)) return "integer";
+    constexpr double kLimit = 1e15 - 1;
+    for (const char* key : {"minimum", "exclusiveMinimum"})
+      if (auto b = schema.find(key); b != schema.end() && !(b->is_number() && b->get<double>() <= -kLimit)) {
+        fail(path, "'" + std::string(key) + "' must be at most -(10^15 - 1): a range narrower "
+                   "than 15-digit integers cannot be enforced");
+        return "value";
+      }
+    for (const char* key : {"maximum", "exclusiveMaximum"})
+      if (auto b = schema.find(key); b != schema.end() && !(b->is_number() && b->get<double>() >= kLimit)) {
+        fail(path, "'" + std::string(key) + "' must be at least 10^15 - 1: a range narrower "
+                   "than 15-digit integers cannot be enforced");
+        return "value";
+      }
+    return "safe-integer";
+  }
+
   std::string visit_type(const std::string& type, const json& schema, const std::string& path,
                          int depth) {
     if (type == "object") return visit_object(schema, path, depth);
     if (type == "array") return visit_array(schema, path, depth);
     if (type == "string") return visit_string(schema, path);
-    if (type == "number" || type == "integer" || type == "boolean" || type == "null") return type;
+    if (type == "integer") return visit_integer(schema, path);
+    if (has_bounds(schema)) {
+      fail(path, "'minimum'/'maximum' are supported on integers only (as the safe-integer range)");
+      return "value";
+    }
+    if (type == "number" || type == "boolean" || type == "null") return type;
     fail(path + "/type", "unknown type '" + type + "'");
     return "value";
   }

@@ -132,6 +132,21 @@ TEST(JsonSchemaGrammar, NumbersStayFiniteDoubles) {
   EXPECT_FALSE(g.accepts("12345678901234567"));
 }
 
+// zod and others bound every integer by the safe-integer range: accepted, as
+// integers of at most 15 digits, which are all inside it.
+TEST(JsonSchemaGrammar, SafeIntegerBoundsAreAcceptedAsFifteenDigitIntegers) {
+  SchemaGrammar g(json::parse(
+      R"({"type": "integer", "minimum": -9007199254740991, "maximum": 9007199254740991})"));
+  EXPECT_TRUE(g.accepts("-42"));
+  EXPECT_TRUE(g.accepts("999999999999999"));
+  EXPECT_FALSE(g.accepts("9999999999999999"));
+  EXPECT_FALSE(g.accepts("1.5"));
+  EXPECT_NE(error_of(json::parse(R"({"type": "integer", "maximum": 100})")).find("'maximum' must be"),
+            std::string::npos);
+  EXPECT_NE(error_of(json::parse(R"({"type": "number", "minimum": -1e300})")).find("integers only"),
+            std::string::npos);
+}
+
 TEST(JsonSchemaGrammar, AnyJsonObject) {
   auto g = parse_gbnf(json_object_grammar());
   ASSERT_TRUE(g.ok()) << g.status().ToString();

@@ -130,12 +130,12 @@ async function main() {
   console.log("abort: ok (the server cancelled the completion and answers as before)");
 
   // generateObject with a zod schema: response_format json_schema, sampled
-  // under the schema's grammar, so the object validates. (Not
-  // z.number().int(): zod writes it with `minimum`/`maximum` of the safe
-  // integers, keywords the server refuses with a 400.)
+  // under the schema's grammar, so the object validates. (z.number().int() comes
+  // with `minimum`/`maximum` of the safe integers: the grammar keeps to 15 digits.)
   const Swarm = z.object({
     name: z.string().max(12),
     size: z.number(),
+    count: z.number().int(),
     flying: z.boolean(),
     kind: z.enum(["bees", "birds", "nodes"]),
     tags: z.array(z.string().max(8)).max(3),

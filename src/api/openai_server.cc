@@ -98,6 +98,8 @@ struct Job {
   std::string echo;  // completions with echo: the prompt's text
   std::optional<trust::Hold> hold;  // credits held from the requester's balance (a ledger)
   bool native = false;  // llama-server's POST /completion: its own answer shape
+  ToolRequest tools;    // chat: the output is read for calls when tools.active()
+  ToolFormat tool_format = ToolFormat::kGeneric;
 };
 
 // Where a job's output goes while it runs.
@@ -197,6 +199,14 @@ OJson native_completion(const Job& job, const Outcome& o, const std::string& con
             {"predicted_per_second",
              predicted_ms > 0 && g.completion_tokens > 1 ? (g.completion_tokens - 1) * 1000.0 / predicted_ms : 0.0}}},
           {"truncated", false}};
+}
+
+// The assistant message of a chat answer read for tool calls.
+OJson tool_message(const ToolAnswer& a) {
+  OJson m = {{"role", "assistant"}};
+  m["content"] = a.content ? OJson(*a.content) : OJson(nullptr);
+  if (!a.calls.empty()) m["tool_calls"] = tool_calls_json(a.calls);
+  return m;
 }
 
 OJson chunk_head(const Job& job) {
@@ -400,7 +410,7 @@ void OpenAiServer::install_routes() {
   s.Post("/apply-template", json_endpoint([this](const json& body) -> std::variant<OJson, ApiError> {
     auto parsed = parse_completion_request(body, /*chat=*/true, options_.tokenizer->vocab_size());
     if (auto* e = std::get_if<ApiError>(&parsed)) return *e;
-    auto text = render_messages(std::get<CompletionRequest>(parsed).messages);
+    auto text = render_messages(std::get<CompletionRequest>(parsed));
     if (!text.ok()) return invalid_request(text.status().message(), "messages");
     return OJson{{"prompt", *text}};
   }));
@@ -526,11 +536,22 @@ bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res
   return false;
 }
 
-Result<std::string> OpenAiServer::render_messages(const std::vector<ChatMessage>& messages) const {
+ToolFormat OpenAiServer::tool_format() const {
+  return choose_tool_format(family_, options_.chat_template);
+}
+
+Result<std::string> OpenAiServer::render_messages(const CompletionRequest& request) const {
   const Tokenizer& tok = *options_.tokenizer;
-  return render_chat(family_, messages, /*add_generation_prompt=*/true,
-                     tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
-                     tok.eos() >= 0 ? tok.token_text(tok.eos()) : "");
+  const std::string bos = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "";
+  const std::string eos = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "";
+  const bool tool_history =
+      std::any_of(request.messages.begin(), request.messages.end(), [](const ChatMessage& m) {
+        return m.role == "tool" || !m.tool_calls.empty();
+      });
+  if (request.tools.allowed().empty() && !tool_history)
+    return render_chat(family_, request.messages, /*add_generation_prompt=*/true, bos, eos);
+  return render_chat_with_tools(family_, tool_format(), request.messages, request.tools.allowed(),
+                                /*add_generation_prompt=*/true, bos, eos);
 }
 
 void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Response& res,
@@ -566,7 +587,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   std::vector<int32_t>& prompt = job.gen.prompt;
   const char* prompt_param = chat ? "messages" : "prompt";
   if (chat) {
-    auto text = render_messages(r.messages);
+    auto text = render_messages(r);
     if (!text.ok()) return send_error(res, invalid_request(text.status().message(), "messages"));
     // The template's markers are special tokens; what users wrote is inside them verbatim.
     prompt = tok.encode(*text, tok.add_bos_default(), /*parse_special=*/true);
@@ -616,6 +637,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   job.created = static_cast<int64_t>(std::time(nullptr));
   job.stream = r.stream;
   job.include_usage = r.include_usage;
+  job.tools = r.tools;
+  job.tool_format = tool_format();
 
   // The most it may cost leaves the balance before anything runs.
   if (options_.ledger && options_.charge) {
@@ -688,10 +711,18 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       return send_error(res, error_from_status(Status::Unavailable("the server is shutting down")));
     if (job.native) return send_json(res, 200, native_completion(job, o, text));
     OJson choice = {{"index", 0}};
-    if (chat)
+    if (chat && job.tools.active()) {
+      auto answer = read_tool_answer(job.tools, job.tool_format, text,
+                                     [&job] { return new_tool_call_id(job.tool_format); });
+      if (auto* e = std::get_if<ApiError>(&answer)) return send_error(res, *e);
+      ToolAnswer& a = std::get<ToolAnswer>(answer);
+      choice["message"] = tool_message(a);
+      if (!a.calls.empty()) o.finish_reason = "tool_calls";
+    } else if (chat) {
       choice["message"] = {{"role", "assistant"}, {"content", text}};
-    else
+    } else {
       choice["text"] = text;
+    }
     choice["logprobs"] = nullptr;
     choice["finish_reason"] = o.finish_reason;
     OJson out = {{"id", job.id},
@@ -715,6 +746,10 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     if (!job.echo.empty()) st->pending += sse(choice_chunk(job, job.echo, nullptr));
   };
   st->worker = std::thread([this, st, job, opening, log] {
+    // With tools the text passes through the reader of calls first.
+    std::optional<ToolCallResponder> calls;
+    if (job.chat && job.tools.active())
+      calls.emplace(job.tools, job.tool_format, [&job] { return new_tool_call_id(job.tool_format); });
     JobSink sink;
     sink.first_token = [&] {
       {
@@ -723,8 +758,10 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       }
       st->cv.notify_all();
     };
-    sink.text = [&](const std::string& t) {
+    sink.text = [&](const std::string& text) {
       if (st->client_gone) return false;
+      const std::string t = calls ? calls->push(text) : text;
+      if (t.empty()) return true;
       {
         std::lock_guard<std::mutex> lk(st->mu);
         st->pending += job.native ? sse(OJson{{"content", t}, {"stop", false}, {"id_slot", 0}})
@@ -745,6 +782,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     }
     o.bill = close_hold(options_.ledger, job.hold, o.status, o.result.work, options_.log);
     log(job, o);
+    std::variant<ToolAnswer, ApiError> answer;
+    if (calls && o.status.ok() && !o.cancelled) answer = calls->finish();
     {
       std::lock_guard<std::mutex> lk(st->mu);
       if (!o.status.ok()) {
@@ -755,8 +794,18 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       } else if (!o.cancelled && job.native) {
         st->opened = true;
         st->pending += sse(native_completion(job, o, ""));  // llama-server sends no [DONE]
+      } else if (!o.cancelled && calls && std::holds_alternative<ApiError>(answer)) {
+        opening();
+        st->pending += sse(std::get<ApiError>(answer).body());
       } else if (!o.cancelled) {
         opening();
+        if (auto* a = std::get_if<ToolAnswer>(&answer); a && calls) {
+          if (a->content && !a->content->empty())
+            st->pending += sse(choice_chunk(job, {{"content", *a->content}}, nullptr));
+          for (const OJson& delta : tool_call_deltas(a->calls))
+            st->pending += sse(choice_chunk(job, delta, nullptr));
+          if (!a->calls.empty()) o.finish_reason = "tool_calls";
+        }
         st->pending +=
             sse(choice_chunk(job, job.chat ? OJson::object() : OJson(""), o.finish_reason));
         if (job.include_usage) {

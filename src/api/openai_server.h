@@ -25,6 +25,7 @@
 #include "api/api_metrics.h"
 #include "api/http_server.h"
 #include "api/metric_families.h"
+#include "api/openai_request.h"
 #include "api/request_activity.h"
 #include "api/swarm_view.h"
 #include "engine/chat_template.h"
@@ -99,8 +100,11 @@ class OpenAiServer {
   OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family, std::string note);
   void install_routes();
   void install_swarm_page();
-  // A chat's messages as the prompt text the model's template makes of them.
-  Result<std::string> render_messages(const std::vector<ChatMessage>& messages) const;
+  // A chat request's messages (and tools) as the prompt text the model's template
+  // makes of them.
+  Result<std::string> render_messages(const CompletionRequest& request) const;
+  // How this model is shown tools and writes calls (engine/chat_tools.h).
+  ToolFormat tool_format() const;
   // `native`: llama-server's POST /completion (its request and answer shapes).
   void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat,
                          bool native = false);

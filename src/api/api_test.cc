@@ -135,7 +135,8 @@ class FakeBackend : public GenerationBackend {
     g.route = "fake";
     return g;
   }
-  int context_length() const override { return 64; }
+  int context_length() const override { return context; }
+  int context = 64;
 };
 
 class ApiTest : public ::testing::Test {
@@ -399,6 +400,148 @@ TEST_F(ApiTest, LlamaServersPropsAndApplyTemplate) {
   EXPECT_NE(prompt.find("Say hello"), std::string::npos) << prompt;
   EXPECT_GT(prompt.size(), std::string("Be brief.Say hello").size()) << "the template's markers";
   expect_error(swarm::post(port_, "/apply-template", R"({"messages": "hi"})"), 400, "messages");
+}
+
+const json kWeatherTool = json::parse(R"({"type": "function", "function": {
+  "name": "get_weather", "description": "The weather in a city now",
+  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})");
+
+// Tools and a tool-calling history reach the prompt (tiny-llama's Llama 2
+// template has no tool format of its own: the generic JSON one).
+TEST_F(ApiTest, ToolsAndToolHistoryAreRenderedIntoThePrompt) {
+  const json ask = {{"role", "user"}, {"content", "Weather in Paris?"}};
+  const json call = {{"role", "assistant"},
+                     {"content", nullptr},
+                     {"tool_calls",
+                      {{{"id", "call_1"},
+                        {"type", "function"},
+                        {"function", {{"name", "get_weather"}, {"arguments", "{\"city\": \"Paris\"}"}}}}}}};
+  const json result = {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "21 C, sunny"}};
+  Reply t = swarm::post(port_, "/apply-template",
+                        json({{"messages", {ask, call, result}}, {"tools", {kWeatherTool}}}).dump());
+  ASSERT_EQ(t.status, 200) << t.body;
+  const std::string prompt = t.j["prompt"];
+  for (const char* part : {"The weather in a city now", "\"tool_calls\"", "get_weather",
+                           "\"city\": \"Paris\"", "tool_response", "call_1", "21 C, sunny"})
+    EXPECT_NE(prompt.find(part), std::string::npos) << part << " in " << prompt;
+  // tool_choice "none": the tools are not shown, the history still is.
+  t = swarm::post(port_, "/apply-template",
+                  json({{"messages", {ask, call, result}}, {"tools", {kWeatherTool}}, {"tool_choice", "none"}}).dump());
+  ASSERT_EQ(t.status, 200) << t.body;
+  EXPECT_EQ(t.j["prompt"].get<std::string>().find("The weather in a city now"), std::string::npos);
+  EXPECT_NE(t.j["prompt"].get<std::string>().find("21 C, sunny"), std::string::npos);
+
+  // The completion's prompt is that text: offering tools costs prompt tokens
+  // (the fake backend, whose context fits them).
+  fake_->context = 4096;
+  auto prompt_tokens = [](const json& body) {
+    Reply r = swarm::post(fake_port_, "/v1/chat/completions", body.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.j["usage"]["prompt_tokens"].get<int>();
+  };
+  const int plain = prompt_tokens({{"messages", {ask}}, {"max_tokens", 1}});
+  const int with = prompt_tokens({{"messages", {ask}}, {"max_tokens", 1}, {"tools", {kWeatherTool}}});
+  const int history = prompt_tokens({{"messages", {ask, call, result}}, {"max_tokens", 1}});
+  EXPECT_GT(with, plain + 40);
+  EXPECT_GT(history, plain + 10);
+  fake_->context = 64;
+}
+
+// The fake backend writes a call in the generic format; the answer carries it as
+// OpenAI's tool_calls, whole or streamed, and as text when no tools were offered.
+TEST_F(ApiTest, ModelCallsBecomeToolCalls) {
+  fake_->context = 4096;
+  fake_->tokens = tok_->encode(
+      R"({"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]})", false, false);
+  json body = {{"model", "fake"},
+               {"messages", {{{"role", "user"}, {"content", "Weather in Paris?"}}}},
+               {"tools", {kWeatherTool}}};
+  Reply r = swarm::post(fake_port_, "/v1/chat/completions", body.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json& m = r.j["choices"][0]["message"];
+  EXPECT_EQ(m["role"], "assistant");
+  EXPECT_TRUE(m.contains("content") && m["content"].is_null()) << r.body;
+  ASSERT_EQ(m["tool_calls"].size(), 1u) << r.body;
+  const json& c = m["tool_calls"][0];
+  EXPECT_TRUE(c["id"].get<std::string>().starts_with("call_")) << r.body;
+  EXPECT_EQ(c["type"], "function");
+  EXPECT_EQ(c["function"]["name"], "get_weather");
+  EXPECT_EQ(json::parse(c["function"]["arguments"].get<std::string>()), json({{"city", "Paris"}}));
+  EXPECT_EQ(r.j["choices"][0]["finish_reason"], "tool_calls");
+
+  body["stream"] = true;
+  r = swarm::post(fake_port_, "/v1/chat/completions", body.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  bool done = false;
+  std::string content, name, arguments, id, finish;
+  for (const json& e : sse_events(r.body, &done)) {
+    ASSERT_TRUE(e.contains("choices")) << e.dump();
+    const json& ch = e["choices"][0];
+    const json& d = ch["delta"];
+    if (d.contains("content") && d["content"].is_string()) content += d["content"].get<std::string>();
+    if (d.contains("tool_calls")) {
+      const json& tc = d["tool_calls"][0];
+      EXPECT_EQ(tc["index"], 0);
+      if (tc.contains("id")) {
+        id = tc["id"];
+        name = tc["function"]["name"];
+      }
+      arguments += tc["function"]["arguments"].get<std::string>();
+    }
+    if (!ch["finish_reason"].is_null()) finish = ch["finish_reason"];
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(content, "") << "the call must not leak out as text";
+  EXPECT_TRUE(id.starts_with("call_"));
+  EXPECT_EQ(name, "get_weather");
+  EXPECT_EQ(json::parse(arguments), json({{"city", "Paris"}}));
+  EXPECT_EQ(finish, "tool_calls");
+
+  // No tools offered, or tool_choice "none": the same output is text.
+  for (const char* choice : {"", "none"}) {
+    json b = body;
+    b["stream"] = false;
+    if (*choice)
+      b["tool_choice"] = choice;
+    else
+      b.erase("tools");
+    r = swarm::post(fake_port_, "/v1/chat/completions", b.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_NE(r.j["choices"][0]["message"]["content"].get<std::string>().find("tool_calls"), std::string::npos);
+    EXPECT_FALSE(r.j["choices"][0]["message"].contains("tool_calls"));
+    EXPECT_EQ(r.j["choices"][0]["finish_reason"], "length");
+  }
+
+  // tool_choice "required" but the model writes text: an error, never text.
+  fake_->tokens = tok_->encode("It is sunny.", false, false);
+  body["tool_choice"] = "required";
+  body["stream"] = false;
+  expect_error(swarm::post(fake_port_, "/v1/chat/completions", body.dump()), 500, "tool_choice",
+               "tool_call_not_produced");
+  body["stream"] = true;
+  r = swarm::post(fake_port_, "/v1/chat/completions", body.dump());
+  EXPECT_EQ(r.status, 200);
+  auto events = sse_events(r.body, &done);
+  EXPECT_FALSE(done);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back()["error"]["code"], "tool_call_not_produced") << r.body;
+  for (const json& e : events) {
+    if (e.contains("choices")) {
+      EXPECT_EQ(e["choices"][0]["delta"].value("content", "").find("sunny"), std::string::npos);
+    }
+  }
+
+  // tool_choice "auto" and text: streamed as text.
+  body["tool_choice"] = "auto";
+  r = swarm::post(fake_port_, "/v1/chat/completions", body.dump());
+  content.clear();
+  for (const json& e : sse_events(r.body, &done))
+    if (e.contains("choices") && e["choices"][0]["delta"].contains("content"))
+      content += e["choices"][0]["delta"]["content"].get<std::string>();
+  EXPECT_TRUE(done);
+  EXPECT_NE(content.find("It is sunny."), std::string::npos) << r.body;
+  fake_->tokens.clear();
+  fake_->context = 64;
 }
 
 // llama-server's /tokenize and /detokenize: the ids `swarm tokenize` gives,

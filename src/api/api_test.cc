@@ -402,6 +402,30 @@ TEST_F(ApiTest, LlamaServersPropsAndApplyTemplate) {
   expect_error(swarm::post(port_, "/apply-template", R"({"messages": "hi"})"), 400, "messages");
 }
 
+// system_fingerprint: in every chat and completion answer and chunk, the same
+// for one server, different for another model.
+TEST_F(ApiTest, EveryAnswerHasAStableSystemFingerprint) {
+  const json chat = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 2}};
+  Reply a = post("/v1/chat/completions", chat);
+  ASSERT_EQ(a.status, 200) << a.body;
+  const std::string fp = a.j["system_fingerprint"];
+  EXPECT_TRUE(fp.starts_with("fp_") && fp.size() == 19) << fp;
+  Reply c = post("/v1/completions", {{"prompt", "Hi"}, {"max_tokens", 2}});
+  EXPECT_EQ(c.j["system_fingerprint"], fp) << c.body;
+  json streamed = chat;
+  streamed["stream"] = true;
+  streamed["stream_options"] = {{"include_usage", true}};
+  Reply s = post("/v1/chat/completions", streamed);
+  bool done = false;
+  for (const json& e : sse_events(s.body, &done)) EXPECT_EQ(e["system_fingerprint"], fp) << e.dump();
+  EXPECT_TRUE(done);
+  fake_->context = 4096;
+  Reply other = swarm::post(fake_port_, "/v1/chat/completions", chat.dump());
+  fake_->context = 64;
+  ASSERT_EQ(other.status, 200) << other.body;
+  EXPECT_NE(other.j["system_fingerprint"], fp);
+}
+
 const json kWeatherTool = json::parse(R"({"type": "function", "function": {
   "name": "get_weather", "description": "The weather in a city now",
   "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})");

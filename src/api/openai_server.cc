@@ -15,6 +15,7 @@
 #include "api/llama_tokenize.h"
 #include "api/openai_request.h"
 #include "api/request_billing.h"
+#include "api/system_fingerprint.h"
 #include "api/web_assets.h"
 #include "trust/credits.h"
 
@@ -98,6 +99,7 @@ struct Job {
   std::string echo;  // completions with echo: the prompt's text
   std::optional<trust::Hold> hold;  // credits held from the requester's balance (a ledger)
   bool native = false;  // llama-server's POST /completion: its own answer shape
+  std::string fingerprint;  // system_fingerprint
   ToolRequest tools;    // chat: the output is read for calls when tools.active()
   ToolFormat tool_format = ToolFormat::kGeneric;
 };
@@ -213,7 +215,8 @@ OJson chunk_head(const Job& job) {
   return {{"id", job.id},
           {"object", job.chat ? "chat.completion.chunk" : "text_completion"},
           {"created", job.created},
-          {"model", job.model}};
+          {"model", job.model},
+          {"system_fingerprint", job.fingerprint}};
 }
 
 // A streamed chunk with one choice: chat `delta` or completion `text`.
@@ -637,6 +640,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   job.created = static_cast<int64_t>(std::time(nullptr));
   job.stream = r.stream;
   job.include_usage = r.include_usage;
+  job.fingerprint = system_fingerprint(options_.model_id.empty() ? options_.model_names.front()
+                                                                  : options_.model_id);
   job.tools = r.tools;
   job.tool_format = tool_format();
 
@@ -730,7 +735,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
                  {"created", job.created},
                  {"model", job.model},
                  {"choices", OJson::array({choice})},
-                 {"usage", usage_json(o.result, o.bill)}};
+                 {"usage", usage_json(o.result, o.bill)},
+                 {"system_fingerprint", job.fingerprint}};
     return send_json(res, 200, out);
   }
 

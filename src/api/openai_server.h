@@ -46,6 +46,9 @@ struct ApiOptions {
   // Origins browsers may call from (CORS); empty: any, each echoed back.
   std::vector<std::string> cors_origins;
   const Tokenizer* tokenizer = nullptr;  // must outlive the server
+  // The model's content hash (net/model_id.h) where the caller knows it; "": the
+  // first model name stands for it. Named in every answer's system_fingerprint.
+  std::string model_id;
   std::string chat_template;  // the model's Jinja template (model_chat_template), may be ""
   std::string chat_template_override;  // --chat-template NAME; "" = detect from chat_template
   int context_length = 0;              // <= 0 or above the backend's: the backend's

@@ -142,6 +142,14 @@ size_t utf8_length(unsigned char c) {
   return 1;
 }
 
+// OpenAI's content is null beside calls when there is no text to show.
+void null_blank_content(ToolAnswer* a) {
+  if (a->calls.empty() || !a->content) return;
+  if (std::all_of(a->content->begin(), a->content->end(),
+                  [](char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }))
+    a->content.reset();
+}
+
 }  // namespace
 
 std::vector<ToolDefinition> ToolRequest::allowed() const {
@@ -291,12 +299,9 @@ std::variant<ToolAnswer, ApiError> ToolCallResponder::finish() {
   if (!request_.parallel && out.calls.size() > 1) out.calls.resize(1);
   for (ToolCall& c : out.calls)
     if (c.id.empty()) c.id = new_id_();
-  std::string text = held_ + out.content;
-  const bool blank = std::all_of(text.begin(), text.end(), [](char c) {
-    return c == ' ' || c == '\n' || c == '\t' || c == '\r';
-  });
-  if (!(out.calls.size() > 0 && blank)) answer.content = std::move(text);
+  answer.content = held_ + out.content;
   answer.calls = std::move(out.calls);
+  null_blank_content(&answer);
   return answer;
 }
 
@@ -306,8 +311,10 @@ std::variant<ToolAnswer, ApiError> read_tool_answer(const ToolRequest& request, 
   ToolCallResponder r(request, format, std::move(new_id));
   std::string shown = r.push(text);
   auto out = r.finish();
-  if (auto* a = std::get_if<ToolAnswer>(&out); a && !shown.empty())
+  if (auto* a = std::get_if<ToolAnswer>(&out); a && !shown.empty()) {
     a->content = shown + a->content.value_or("");
+    null_blank_content(a);
+  }
   return out;
 }
 

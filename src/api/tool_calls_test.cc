@@ -117,6 +117,13 @@ TEST(ToolCallsTest, AnswersCallsOrText) {
   EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
   EXPECT_EQ(calls[1]["function"]["arguments"], "{}");
 
+  // Only a line break before the call: still no content.
+  a = answer(r, ToolFormat::kHermes, "\n<tool_call>{\"name\": \"get_time\"}</tool_call>\n");
+  EXPECT_FALSE(a.content.has_value());
+  EXPECT_EQ(a.calls.size(), 1u);
+  a = answer(r, ToolFormat::kHermes, "Checking.\n<tool_call>{\"name\": \"get_time\"}</tool_call>");
+  EXPECT_EQ(a.content, "Checking.\n");
+
   a = answer(r, ToolFormat::kHermes, "No need for tools.");
   EXPECT_EQ(a.content, "No need for tools.");
   EXPECT_TRUE(a.calls.empty());

@@ -23,6 +23,7 @@ async function main() {
   assert.equal(chat.model, model);
   assert.equal(chat.choices.length, 1);
   assert.equal(chat.choices[0].message.role, "assistant");
+  assert.match(chat.system_fingerprint, /^fp_[0-9a-f]{16}$/);
   assert.equal(typeof chat.choices[0].message.content, "string");
   assert.ok(["stop", "length"].includes(chat.choices[0].finish_reason));
   const u = chat.usage;
@@ -44,6 +45,8 @@ async function main() {
   }
   assert.equal(text, chat.choices[0].message.content);
   assert.equal(finish, chat.choices[0].finish_reason);
+  const final0 = await client.chat.completions.stream({ model, messages, max_tokens: 2 }).finalChatCompletion();
+  assert.equal(final0.system_fingerprint, chat.system_fingerprint, "one fingerprint per server");
   assert.deepEqual(usage, chat.usage);
   assert.ok(chunks > 3, `only ${chunks} chunks`);
 

@@ -41,8 +41,8 @@ ApiError missing(const std::string& param) {
 bool valid_function_name(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
   });
 }
 
@@ -60,8 +60,9 @@ std::optional<ApiError> read_tool(const json& t, const std::string& at, ToolDefi
   auto type = t.find("type");
   if (type == t.end() || type->is_null()) return missing(at + ".type");
   if (!type->is_string() || *type != "function")
-    return invalid_request("Invalid value for '" + at + ".type': only 'function' tools are supported.",
-                           at + ".type", "invalid_value");
+    return invalid_request(
+        "Invalid value for '" + at + ".type': only 'function' tools are supported.", at + ".type",
+        "invalid_value");
   auto fn = t.find("function");
   if (fn == t.end() || fn->is_null()) return missing(at + ".function");
   if (!fn->is_object()) return wrong_type(at + ".function", "an object", *fn);
@@ -77,7 +78,8 @@ std::optional<ApiError> read_tool(const json& t, const std::string& at, ToolDefi
     out->description = d->get<std::string>();
   }
   if (auto p = fn->find("parameters"); p != fn->end() && !p->is_null()) {
-    if (!p->is_object()) return wrong_type(at + ".function.parameters", "an object (a JSON schema)", *p);
+    if (!p->is_object())
+      return wrong_type(at + ".function.parameters", "an object (a JSON schema)", *p);
     out->parameters = p->dump();
   }
   return std::nullopt;
@@ -119,9 +121,9 @@ std::optional<ApiError> read_tool_choice(const json& v, const ToolRequest& r, To
   if (out->choice == ToolChoice::kNamed &&
       std::none_of(r.tools.begin(), r.tools.end(),
                    [&](const ToolDefinition& t) { return t.name == out->named; }))
-    return invalid_request("Invalid value for 'tool_choice': no function named '" + out->named +
-                               "' is in 'tools'.",
-                           "tool_choice", "invalid_value");
+    return invalid_request(
+        "Invalid value for 'tool_choice': no function named '" + out->named + "' is in 'tools'.",
+        "tool_choice", "invalid_value");
   return std::nullopt;
 }
 
@@ -184,9 +186,9 @@ std::optional<ApiError> read_tool_request(const json& body, ToolRequest* out) {
       if (auto e = read_tool((*t)[i], "tools[" + std::to_string(i) + "]", &d)) return e;
       for (const ToolDefinition& seen : out->tools)
         if (seen.name == d.name)
-          return invalid_request("Invalid 'tools': the function name '" + d.name +
-                                     "' appears more than once.",
-                                 "tools", "invalid_value");
+          return invalid_request(
+              "Invalid 'tools': the function name '" + d.name + "' appears more than once.",
+              "tools", "invalid_value");
       out->tools.push_back(std::move(d));
     }
   }
@@ -331,11 +333,11 @@ std::vector<OJson> tool_call_deltas(const std::vector<ToolCall>& calls, size_t p
   std::vector<OJson> out;
   for (size_t i = 0; i < calls.size(); ++i) {
     const ToolCall& c = calls[i];
-    out.push_back({{"tool_calls",
-                    OJson::array({{{"index", i},
-                                   {"id", c.id},
-                                   {"type", "function"},
-                                   {"function", {{"name", c.name}, {"arguments", ""}}}}})}});
+    out.push_back(
+        {{"tool_calls", OJson::array({{{"index", i},
+                                       {"id", c.id},
+                                       {"type", "function"},
+                                       {"function", {{"name", c.name}, {"arguments", ""}}}}})}});
     for (size_t pos = 0; pos < c.arguments.size();) {
       size_t end = pos;
       while (end < c.arguments.size()) {
@@ -345,7 +347,8 @@ std::vector<OJson> tool_call_deltas(const std::vector<ToolCall>& calls, size_t p
       }
       out.push_back(
           {{"tool_calls",
-            OJson::array({{{"index", i}, {"function", {{"arguments", c.arguments.substr(pos, end - pos)}}}}})}});
+            OJson::array({{{"index", i},
+                           {"function", {{"arguments", c.arguments.substr(pos, end - pos)}}}}})}});
       pos = end;
     }
   }

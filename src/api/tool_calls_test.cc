@@ -52,7 +52,8 @@ TEST(ToolCallsTest, ReadsToolsAndChoices) {
   EXPECT_TRUE(r.forced());
   EXPECT_FALSE(r.parallel);
   EXPECT_EQ(r.allowed().size(), 2u);
-  r = read({{"tools", kTools}, {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_time"}}}}}});
+  r = read({{"tools", kTools},
+            {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_time"}}}}}});
   EXPECT_EQ(r.choice, ToolChoice::kNamed);
   ASSERT_EQ(r.allowed().size(), 1u);
   EXPECT_EQ(r.allowed()[0].name, "get_time");
@@ -77,16 +78,17 @@ TEST(ToolCallsTest, CapsNameTheLimit) {
 }
 
 TEST(ToolCallsTest, ReadsToolHistoryInMessages) {
-  json body = {{"messages",
-                {{{"role", "user"}, {"content", "Weather?"}},
-                 {{"role", "assistant"},
-                  {"content", nullptr},
-                  {"tool_calls",
-                   {{{"id", "call_1"},
-                     {"type", "function"},
-                     {"function", {{"name", "get_weather"}, {"arguments", "{\"city\":\"Paris\"}"}}}}}}},
-                 {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "21 C"}}}},
-               {"tools", kTools}};
+  json body = {
+      {"messages",
+       {{{"role", "user"}, {"content", "Weather?"}},
+        {{"role", "assistant"},
+         {"content", nullptr},
+         {"tool_calls",
+          {{{"id", "call_1"},
+            {"type", "function"},
+            {"function", {{"name", "get_weather"}, {"arguments", "{\"city\":\"Paris\"}"}}}}}}},
+        {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "21 C"}}}},
+      {"tools", kTools}};
   auto parsed = parse_completion_request(body, /*chat=*/true, 1000);
   ASSERT_TRUE(std::holds_alternative<CompletionRequest>(parsed))
       << std::get<ApiError>(parsed).message;
@@ -104,9 +106,10 @@ TEST(ToolCallsTest, ReadsToolHistoryInMessages) {
 
 TEST(ToolCallsTest, AnswersCallsOrText) {
   const ToolRequest r = read({{"tools", kTools}});
-  ToolAnswer a = answer(r, ToolFormat::kHermes,
-                        "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n"
-                        "</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>");
+  ToolAnswer a = answer(
+      r, ToolFormat::kHermes,
+      "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n"
+      "</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>");
   EXPECT_FALSE(a.content.has_value());  // only calls: content is null
   ASSERT_EQ(a.calls.size(), 2u);
   EXPECT_EQ(a.calls[0].id, "call_0");
@@ -136,8 +139,9 @@ TEST(ToolCallsTest, AnswersCallsOrText) {
 
   // parallel_tool_calls: false keeps the first call.
   const ToolRequest one = read({{"tools", kTools}, {"parallel_tool_calls", false}});
-  a = answer(one, ToolFormat::kGeneric,
-             R"({"tool_calls": [{"name": "get_time", "arguments": {}}, {"name": "get_time", "arguments": {}}]})");
+  a = answer(
+      one, ToolFormat::kGeneric,
+      R"({"tool_calls": [{"name": "get_time", "arguments": {}}, {"name": "get_time", "arguments": {}}]})");
   EXPECT_EQ(a.calls.size(), 1u);
 }
 
@@ -149,7 +153,8 @@ TEST(ToolCallsTest, AForcedCallThatDoesNotComeIsAnError) {
   EXPECT_EQ(std::get<ApiError>(a).code, "tool_call_not_produced");
 
   const ToolRequest named =
-      read({{"tools", kTools}, {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_time"}}}}}});
+      read({{"tools", kTools},
+            {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_time"}}}}}});
   a = read_tool_answer(named, ToolFormat::kLlama3,
                        "{\"name\": \"get_weather\", \"parameters\": {}}", counter_ids());
   ASSERT_TRUE(std::holds_alternative<ApiError>(a));  // the wrong function
@@ -180,7 +185,8 @@ TEST(ToolCallsTest, AForcedCallThatDoesNotComeIsAnError) {
 // back the calls.
 TEST(ToolCallsTest, StreamedDeltasAssembleIntoTheCalls) {
   const std::vector<ToolCall> calls = {
-      {"call_a", "get_weather", R"({"city":"Zürich – Kreis 1","note":")" + std::string(100, 'x') + "\"}"},
+      {"call_a", "get_weather",
+       R"({"city":"Zürich – Kreis 1","note":")" + std::string(100, 'x') + "\"}"},
       {"call_b", "get_time", "{}"}};
   const std::vector<nlohmann::ordered_json> deltas = tool_call_deltas(calls, 16);
   EXPECT_GT(deltas.size(), 8u);

@@ -1,9 +1,8 @@
 #include "engine/chat_tools.h"
 
 #include <algorithm>
-#include <optional>
-
 #include <nlohmann/json.hpp>
+#include <optional>
 
 namespace swarm {
 namespace {
@@ -246,8 +245,8 @@ Result<std::string> render_mistral(ChatFamily family, const std::vector<ChatMess
       else
         out += sp + m.content + eos;
     } else {  // tool; the template writes the content as it is, unquoted
-      out += "[TOOL_RESULTS]" + sp + "{\"content\": " + m.content + ", \"call_id\": " +
-             py_json(Json(m.tool_call_id)) + "}[/TOOL_RESULTS]";
+      out += "[TOOL_RESULTS]" + sp + "{\"content\": " + m.content +
+             ", \"call_id\": " + py_json(Json(m.tool_call_id)) + "}[/TOOL_RESULTS]";
     }
   }
   if (last_user == messages.size() && !system.empty()) out += "[INST]" + sp + system + "[/INST]";
@@ -383,7 +382,8 @@ std::optional<ToolOutput> parse_region(ToolFormat format, std::string_view s) {
       break;
     case ToolFormat::kMistral: {
       // The marker is a control token: decoded output usually lacks it.
-      if (s.substr(pos).starts_with(kMistralMarker)) pos = skip_space(s, pos + kMistralMarker.size());
+      if (s.substr(pos).starts_with(kMistralMarker))
+        pos = skip_space(s, pos + kMistralMarker.size());
       auto j = json_at(s, pos);
       if (!j || !j->first.is_array() || j->first.empty()) return std::nullopt;
       for (const Json& item : j->first) {
@@ -451,7 +451,7 @@ ToolFormat choose_tool_format(ChatFamily family, std::string_view tmpl) {
   switch (family) {
     case ChatFamily::kChatML:
       return tmpl.find("<tool_call>") != std::string_view::npos ? ToolFormat::kHermes
-                                                                 : ToolFormat::kGeneric;
+                                                                : ToolFormat::kGeneric;
     case ChatFamily::kLlama3:
       return ToolFormat::kLlama3;
     case ChatFamily::kMistralV3:
@@ -467,8 +467,7 @@ ToolFormat choose_tool_format(ChatFamily family, std::string_view tmpl) {
 Result<std::string> render_chat_with_tools(ChatFamily family, ToolFormat format,
                                            const std::vector<ChatMessage>& messages,
                                            const std::vector<ToolDefinition>& tools,
-                                           bool add_generation_prompt,
-                                           const std::string& bos_token,
+                                           bool add_generation_prompt, const std::string& bos_token,
                                            const std::string& eos_token) {
   for (size_t i = 0; i < messages.size(); ++i) {
     const std::string& role = messages[i].role;

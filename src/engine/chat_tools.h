@@ -52,8 +52,7 @@ struct ToolDefinition {
 Result<std::string> render_chat_with_tools(ChatFamily family, ToolFormat format,
                                            const std::vector<ChatMessage>& messages,
                                            const std::vector<ToolDefinition>& tools,
-                                           bool add_generation_prompt,
-                                           const std::string& bos_token,
+                                           bool add_generation_prompt, const std::string& bos_token,
                                            const std::string& eos_token);
 
 // What a model's output means: text for the user and calls (ids as the model gave
@@ -92,7 +91,10 @@ ToolOutput parse_tool_output(ToolFormat format, std::string_view text);
 // What a call must look like in `format`'s output, for constrained sampling:
 // `prefix`, then JSON matching `schema` (a JSON schema, as JSON text), then `suffix`.
 // `tools` are the functions allowed (all, or the one tool_choice names); with
-// `parallel` the schema allows several calls where the format can carry them.
+// `parallel` the schema allows several calls where the format can carry them
+// (kMistral, kGeneric: an array), and for kHermes the whole prefix-JSON-suffix may
+// repeat, "\n" between. kMistral's prefix [TOOL_CALLS] is a control token (the
+// decoder drops it from the text); kLlama3 carries one call.
 struct ToolCallSyntax {
   std::string prefix;
   std::string schema;

@@ -110,6 +110,18 @@ TEST(ChatToolsTest, RendersMistralToolMarkers) {
             "\"description\": \"d\"}}][/AVAILABLE_TOOLS][INST]Be brief.\n\nThanks[/INST]");
 }
 
+// Mistral Small 3 (v7-tekken): the system prompt keeps its own block.
+TEST(ChatToolsTest, RendersMistralV7WithItsSystemPrompt) {
+  EXPECT_EQ(
+      render(ChatFamily::kMistralV7Tekken, ToolFormat::kMistral, called_once(), {{"f", "", ""}}),
+      "[SYSTEM_PROMPT]Be brief.[/SYSTEM_PROMPT]"
+      "[AVAILABLE_TOOLS][{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]"
+      "[/AVAILABLE_TOOLS][INST]Weather in Paris?[/INST]"
+      "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}, "
+      "\"id\": \"abcDEF123\"}]</s>"
+      "[TOOL_RESULTS]{\"content\": {\"temp\": 21}, \"call_id\": \"abcDEF123\"}[/TOOL_RESULTS]");
+}
+
 TEST(ChatToolsTest, RendersGenericAsJsonInsideTheFamilysTurns) {
   const ToolDefinition t{"f", "", ""};
   const std::string out = render(ChatFamily::kGemma, ToolFormat::kGeneric, called_once(), {t});
@@ -137,14 +149,14 @@ TEST(ChatToolsTest, AFormatOutsideItsFamilyFallsBackToGeneric) {
 TEST(ChatToolsTest, RefusesArgumentsAndParametersThatAreNotJson) {
   ChatMessage call{"assistant", ""};
   call.tool_calls = {{"a", "f", "{not json"}};
-  EXPECT_FALSE(render_chat_with_tools(ChatFamily::kChatML, ToolFormat::kHermes, {{"user", "x"}, call},
-                                      {}, true, "", "")
+  EXPECT_FALSE(render_chat_with_tools(ChatFamily::kChatML, ToolFormat::kHermes,
+                                      {{"user", "x"}, call}, {}, true, "", "")
                    .ok());
   EXPECT_FALSE(render_chat_with_tools(ChatFamily::kChatML, ToolFormat::kHermes, {{"user", "x"}},
                                       {{"f", "", "{"}}, true, "", "")
                    .ok());
-  EXPECT_FALSE(render_chat_with_tools(ChatFamily::kChatML, ToolFormat::kHermes,
-                                      {{"function", "x"}}, {}, true, "", "")
+  EXPECT_FALSE(render_chat_with_tools(ChatFamily::kChatML, ToolFormat::kHermes, {{"function", "x"}},
+                                      {}, true, "", "")
                    .ok());
 }
 
@@ -163,18 +175,18 @@ TEST(ChatToolsTest, ParsesHermesCallsAfterText) {
 }
 
 TEST(ChatToolsTest, HermesCallCutOffByTheEndOfOutputStillCounts) {
-  ToolOutput o = parse_tool_output(ToolFormat::kHermes,
-                                   "<tool_call>\n{\"name\": \"f\", \"arguments\": \"{\\\"a\\\": 1}\"}");
+  ToolOutput o = parse_tool_output(
+      ToolFormat::kHermes, "<tool_call>\n{\"name\": \"f\", \"arguments\": \"{\\\"a\\\": 1}\"}");
   ASSERT_EQ(o.calls.size(), 1u);
   EXPECT_EQ(o.calls[0].arguments, R"({"a":1})");  // a string holding JSON is read too
   EXPECT_EQ(o.content, "");
 }
 
 TEST(ChatToolsTest, MalformedCallsAreText) {
-  for (const char* text : {"<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": }\n</tool_call>",
-                           "<tool_call>{\"arguments\": {}}</tool_call>",
-                           "<tool_call>{\"name\": \"f\"} trailing", "<tool_call>",
-                           "<tool_call>{\"name\": \"f\", \"arguments\": 3}</tool_call>"}) {
+  for (const char* text :
+       {"<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": }\n</tool_call>",
+        "<tool_call>{\"arguments\": {}}</tool_call>", "<tool_call>{\"name\": \"f\"} trailing",
+        "<tool_call>", "<tool_call>{\"name\": \"f\", \"arguments\": 3}</tool_call>"}) {
     ToolOutput o = parse_tool_output(ToolFormat::kHermes, text);
     EXPECT_TRUE(o.calls.empty()) << text;
     EXPECT_EQ(o.content, text);
@@ -187,10 +199,10 @@ TEST(ChatToolsTest, MalformedCallsAreText) {
 }
 
 TEST(ChatToolsTest, ParsesLlama3Calls) {
-  ToolOutput o = parse_tool_output(
-      ToolFormat::kLlama3,
-      " {\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}; {\"type\": \"function\", "
-      "\"name\": \"f\", \"parameters\": {}}");
+  ToolOutput o = parse_tool_output(ToolFormat::kLlama3,
+                                   " {\"name\": \"get_weather\", \"parameters\": {\"city\": "
+                                   "\"Paris\"}}; {\"type\": \"function\", "
+                                   "\"name\": \"f\", \"parameters\": {}}");
   ASSERT_EQ(o.calls.size(), 2u);
   EXPECT_EQ(o.calls[0].name, "get_weather");
   EXPECT_EQ(o.calls[0].arguments, R"({"city":"Paris"})");
@@ -227,7 +239,8 @@ TEST(ChatToolsTest, ParsesGenericAnswers) {
       "\"arguments\": {}}]}");
   ASSERT_EQ(o.calls.size(), 2u);
   EXPECT_EQ(o.calls[1].name, "g");
-  o = parse_tool_output(ToolFormat::kGeneric, "{\"tool_call\": {\"name\": \"f\", \"arguments\": {}}}");
+  o = parse_tool_output(ToolFormat::kGeneric,
+                        "{\"tool_call\": {\"name\": \"f\", \"arguments\": {}}}");
   ASSERT_EQ(o.calls.size(), 1u);
   o = parse_tool_output(ToolFormat::kGeneric, "{\"response\": \"Hello!\"}");
   EXPECT_TRUE(o.calls.empty());
@@ -283,8 +296,8 @@ TEST(ChatToolsTest, CallSyntaxForConstrainedSampling) {
   s = tool_call_syntax(ToolFormat::kLlama3, {kWeather}, true);
   EXPECT_NE(s.schema.find("parameters"), std::string::npos);
   // Every syntax's own example output parses back as a call.
-  for (ToolFormat f : {ToolFormat::kHermes, ToolFormat::kLlama3, ToolFormat::kMistral,
-                       ToolFormat::kGeneric}) {
+  for (ToolFormat f :
+       {ToolFormat::kHermes, ToolFormat::kLlama3, ToolFormat::kMistral, ToolFormat::kGeneric}) {
     const std::string key = f == ToolFormat::kLlama3 ? "parameters" : "arguments";
     std::string call = "{\"name\": \"f\", \"" + key + "\": {}}";
     if (f == ToolFormat::kMistral) call = "[" + call + "]";

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <type_traits>
 
 #include "api/api_error.h"
 #include "api/cors.h"
@@ -399,7 +400,11 @@ void OpenAiServer::install_routes() {
       if (!authorize(req, res, &account)) return;
       const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
       if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
-      std::variant<OJson, ApiError> out = handler(body);
+      std::variant<OJson, ApiError> out;
+      if constexpr (std::is_invocable_v<decltype(handler), const json&, const std::string&>)
+        out = handler(body, req.body);  // a handler that needs the body's own key order
+      else
+        out = handler(body);
       if (auto* e = std::get_if<ApiError>(&out)) return send_error(res, *e);
       send_json(res, 200, std::get<OJson>(out));
     };
@@ -410,9 +415,11 @@ void OpenAiServer::install_routes() {
   s.Post("/tokenize", json_endpoint([this](const json& b) { return tokenize_request(b, *options_.tokenizer); }));
   s.Post("/detokenize", json_endpoint([this](const json& b) { return detokenize_request(b, *options_.tokenizer); }));
   // llama-server's /apply-template: the prompt a chat request's messages become.
-  s.Post("/apply-template", json_endpoint([this](const json& body) -> std::variant<OJson, ApiError> {
+  s.Post("/apply-template", json_endpoint([this](const json& body, const std::string& text_body)
+                                               -> std::variant<OJson, ApiError> {
     auto parsed = parse_completion_request(body, /*chat=*/true, options_.tokenizer->vocab_size());
     if (auto* e = std::get_if<ApiError>(&parsed)) return *e;
+    keep_parameter_order(text_body, &std::get<CompletionRequest>(parsed).tools);
     auto text = render_messages(std::get<CompletionRequest>(parsed));
     if (!text.ok()) return invalid_request(text.status().message(), "messages");
     return OJson{{"prompt", *text}};
@@ -572,6 +579,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   auto parsed = parse_completion_request(body, chat, tok.vocab_size());
   if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
   CompletionRequest& r = std::get<CompletionRequest>(parsed);
+  if (chat) keep_parameter_order(req.body, &r.tools);
 
   Job job;
   job.chat = chat;

@@ -201,6 +201,21 @@ std::optional<ApiError> read_tool_request(const json& body, ToolRequest* out) {
   return std::nullopt;
 }
 
+void keep_parameter_order(const std::string& body_text, ToolRequest* request) {
+  if (request->tools.empty()) return;
+  const OJson body = OJson::parse(body_text, nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object() || !body.contains("tools") || !body["tools"].is_array()) return;
+  const OJson& tools = body["tools"];
+  if (tools.size() != request->tools.size()) return;
+  for (size_t i = 0; i < tools.size(); ++i) {
+    if (!tools[i].is_object() || !tools[i].contains("function")) continue;
+    const OJson& fn = tools[i]["function"];
+    if (fn.is_object() && fn.contains("parameters") && fn["parameters"].is_object() &&
+        !request->tools[i].parameters.empty())
+      request->tools[i].parameters = fn["parameters"].dump();
+  }
+}
+
 std::optional<ApiError> read_message_tool_fields(const json& m, const std::string& at,
                                                  ChatMessage* out) {
   if (out->role == "tool") {

@@ -49,6 +49,12 @@ struct ToolRequest {
 // body; `functions`/`function_call` (the deprecated form) are refused.
 std::optional<ApiError> read_tool_request(const nlohmann::json& body, ToolRequest* out);
 
+// The request body parsed into nlohmann::json sorts object keys; a schema's
+// property order is part of what the model reads (the order it writes the
+// arguments in). Re-reads each tool's `parameters` from the body's text in its
+// own order; leaves them as they are if the text does not parse.
+void keep_parameter_order(const std::string& body_text, ToolRequest* request);
+
 // Reads a message's tool fields into `out` (whose role is already set): an
 // assistant's `tool_calls`, a tool message's `tool_call_id` (required) and `name`.
 // `at` names the message in errors ("messages[3]").

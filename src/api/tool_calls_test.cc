@@ -61,6 +61,17 @@ TEST(ToolCallsTest, ReadsToolsAndChoices) {
   EXPECT_FALSE(read({{"tool_choice", "auto"}}).active());
 }
 
+TEST(ToolCallsTest, ParametersKeepTheBodysKeyOrder) {
+  const std::string text =
+      R"({"tools": [{"type": "function", "function": {"name": "f", "parameters": )"
+      R"({"type": "object", "properties": {"zeta": {"type": "string"}, "alpha": {"type": "integer"}}}}}]})";
+  ToolRequest r = read(json::parse(text));
+  EXPECT_LT(r.tools[0].parameters.find("alpha"), r.tools[0].parameters.find("zeta"));  // sorted
+  keep_parameter_order(text, &r);
+  EXPECT_EQ(r.tools[0].parameters,
+            R"({"type":"object","properties":{"zeta":{"type":"string"},"alpha":{"type":"integer"}}})");
+}
+
 TEST(ToolCallsTest, CapsNameTheLimit) {
   ToolRequest r;
   json many = json::array();

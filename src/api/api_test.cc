@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -15,6 +16,8 @@
 #include "api/openai_request.h"
 #include "api/openai_server.h"
 #include "engine/chat_template.h"
+#include "engine/grammar.h"
+#include "engine/json_schema_grammar.h"
 #include "engine/test_data.h"
 #include "pipeline/local_backend.h"
 
@@ -150,7 +153,9 @@ class ApiTest : public ::testing::Test {
     auto model = Model::Load(path);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     backend_ = new LocalBackend(std::move(model).value(),
-                                LocalBackendOptions{.threads = 1, .context_length = kContext});
+                                LocalBackendOptions{.threads = 1,
+                                                    .context_length = kContext,
+                                                    .grammar_vocab = GrammarVocab::from_tokenizer(*tok_)});
     ApiOptions o;
     o.model_names = {"tiny", "tiny-alias"};
     o.tokenizer = tok_;
@@ -382,6 +387,61 @@ TEST_F(ApiTest, LlamaServersCompletionEndpoint) {
   EXPECT_EQ(w.j["content"], text.substr(0, 1));
 }
 
+// Structured output over HTTP: the content of a json_schema request is JSON
+// of that schema, on every endpoint that samples, at temperature 1.
+TEST_F(ApiTest, StructuredOutputOnEveryCompletionEndpoint) {
+  const json schema = json::parse(R"({"type": "object",
+      "properties": {"name": {"type": "string", "maxLength": 6}, "n": {"type": "integer"},
+                     "ok": {"type": "boolean"}, "xs": {"type": "array", "items": {"enum": [1, 2]}, "maxItems": 3}},
+      "required": ["name", "n"], "additionalProperties": false})");
+  auto check = [&](const std::string& text) {
+    SCOPED_TRACE(text);
+    json v;
+    ASSERT_NO_THROW(v = json::parse(text));
+    ASSERT_TRUE(v.is_object());
+    EXPECT_TRUE(v["name"].is_string());
+    EXPECT_TRUE(v["n"].is_number_integer());
+    for (const auto& [k, x] : v.items()) {
+      EXPECT_TRUE(k == "name" || k == "n" || k == "ok" || k == "xs") << k;
+      if (k == "ok") {
+        EXPECT_TRUE(x.is_boolean());
+      }
+      if (k == "xs") {
+        EXPECT_TRUE(x.is_array() && x.size() <= 3);
+      }
+    }
+  };
+  const json msgs = {{{"role", "user"}, {"content", "Describe a person."}}};
+  for (int seed = 1; seed <= 3; ++seed) {
+    Reply r = post("/v1/chat/completions",
+                   {{"messages", msgs}, {"temperature", 1.0}, {"seed", seed}, {"max_tokens", 150},
+                    {"response_format", {{"type", "json_schema"},
+                                         {"json_schema", {{"name", "person"}, {"schema", schema}, {"strict", true}}}}}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.j["choices"][0]["finish_reason"], "stop") << r.body;
+    check(r.j["choices"][0]["message"]["content"].get<std::string>());
+  }
+  Reply c = post("/v1/completions", {{"prompt", "Once"}, {"temperature", 1.0}, {"seed", 4}, {"max_tokens", 150},
+                                     {"json_schema", schema}});
+  ASSERT_EQ(c.status, 200) << c.body;
+  check(c.j["choices"][0]["text"].get<std::string>());
+  Reply l = swarm::post(port_, "/completion",
+                        json{{"content", "Once"}, {"temperature", 1.0}, {"seed", 5}, {"n_predict", 150},
+                             {"json_schema", schema}}.dump());
+  ASSERT_EQ(l.status, 200) << l.body;
+  check(l.j["content"].get<std::string>());
+  // A GBNF grammar, greedy.
+  Reply g = post("/v1/completions", {{"prompt", "Once"}, {"temperature", 0}, {"max_tokens", 20},
+                                     {"grammar", "root ::= (\"yes\" | \"no\") \".\""}});
+  ASSERT_EQ(g.status, 200) << g.body;
+  const std::string yn = g.j["choices"][0]["text"];
+  EXPECT_TRUE(yn == "yes." || yn == "no.") << yn;
+  // A bad grammar names the field.
+  Reply bad = post("/v1/completions", {{"prompt", "Once"}, {"grammar", "root ::= [a-"}});
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_EQ(bad.j["error"]["param"], "grammar") << bad.body;
+}
+
 // llama-server's /props and /apply-template: the context and model its
 // clients read, and the prompt a chat's messages become (what the chat
 // endpoint itself tokenizes).
@@ -469,6 +529,92 @@ TEST_F(ApiTest, ToolsAndToolHistoryAreRenderedIntoThePrompt) {
   EXPECT_GT(with, plain + 40);
   EXPECT_GT(history, plain + 10);
   fake_->context = 64;
+}
+
+// A forced call is certain: sampling is constrained to the format's call syntax
+// (api/tool_call_grammar.h), so even the tiny model, sampled at temperature 1,
+// calls the tool with arguments of its schema, in every choice and every
+// stream, with logprobs and system_fingerprint beside the calls. (A server of
+// its own: the generic format's tool prompt needs more than kContext.)
+TEST_F(ApiTest, ForcedToolCallsAreCertain) {
+  auto model = Model::Load(testing::find_testdata(kModel));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  LocalBackend backend(std::move(model).value(),
+                       LocalBackendOptions{.threads = 1,
+                                           .context_length = 1024,
+                                           .grammar_vocab = GrammarVocab::from_tokenizer(*tok_)});
+  ApiOptions o;
+  o.model_names = {"tiny"};
+  o.tokenizer = tok_;
+  auto server = OpenAiServer::Create(o, backend);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto port = (*server)->listen("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  auto post = [&](const std::string& path, const json& body) { return swarm::post(*port, path, body.dump()); };
+  const json tool = json::parse(R"({"type": "function", "function": {"name": "get_weather",
+    "parameters": {"type": "object", "properties": {"unit": {"enum": ["c", "f"]}}, "required": ["unit"]}}})");
+  json body = {{"messages", {{{"role", "user"}, {"content", "Weather?"}}}},
+               {"tools", {tool}},
+               {"tool_choice", "required"},
+               {"parallel_tool_calls", false},
+               {"temperature", 1.0},
+               {"seed", 7},
+               {"n", 2},
+               {"logprobs", true}};
+  auto check_call = [](const std::string& name, const std::string& arguments) {
+    EXPECT_EQ(name, "get_weather");
+    json args;
+    ASSERT_NO_THROW(args = json::parse(arguments)) << arguments;
+    EXPECT_TRUE(args == json({{"unit", "c"}}) || args == json({{"unit", "f"}})) << arguments;
+  };
+  Reply r = post("/v1/chat/completions", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(r.j["system_fingerprint"].get<std::string>().starts_with("fp_")) << r.body;
+  ASSERT_EQ(r.j["choices"].size(), 2u) << r.body;
+  for (const json& c : r.j["choices"]) {
+    EXPECT_EQ(c["finish_reason"], "tool_calls") << r.body;
+    ASSERT_EQ(c["message"]["tool_calls"].size(), 1u) << r.body;
+    const json& f = c["message"]["tool_calls"][0]["function"];
+    check_call(f["name"], f["arguments"]);
+    EXPECT_FALSE(c["logprobs"]["content"].empty()) << r.body;
+  }
+
+  body["stream"] = true;
+  r = post("/v1/chat/completions", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  bool done = false;
+  std::map<int, std::string> names, arguments, finish;
+  std::map<int, size_t> logprobs;
+  for (const json& e : sse_events(r.body, &done)) {
+    ASSERT_TRUE(e.contains("choices")) << e.dump();
+    EXPECT_TRUE(e["system_fingerprint"].get<std::string>().starts_with("fp_")) << e.dump();
+    for (const json& ch : e["choices"]) {
+      const int i = ch["index"];
+      const json& d = ch["delta"];
+      EXPECT_TRUE(!d.contains("content") || d["content"].is_null() || d["content"] == "") << e.dump();
+      if (d.contains("tool_calls")) {
+        const json& tc = d["tool_calls"][0];
+        if (tc.contains("id")) names[i] = tc["function"]["name"];
+        arguments[i] += tc["function"]["arguments"].get<std::string>();
+      }
+      if (ch["logprobs"].is_object()) logprobs[i] += ch["logprobs"]["content"].size();
+      if (!ch["finish_reason"].is_null()) finish[i] = ch["finish_reason"];
+    }
+  }
+  EXPECT_TRUE(done);
+  for (int i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    check_call(names[i], arguments[i]);
+    EXPECT_EQ(finish[i], "tool_calls");
+    EXPECT_GT(logprobs[i], 0u);
+  }
+
+  // A forced call and structured output at once: which grammar would win is unclear.
+  body["stream"] = false;
+  body["response_format"] = {{"type", "json_object"}};
+  Reply both = post("/v1/chat/completions", body);
+  EXPECT_EQ(both.status, 400) << both.body;
+  EXPECT_EQ(both.j["error"]["param"], "tool_choice") << both.body;
 }
 
 // The fake backend writes a call in the generic format; the answer carries it as
@@ -882,7 +1028,8 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
       {chat, with("max_tokens", 1e30), "max_tokens"},
       {chat, with("max_tokens", json::parse("18446744073709551615")), "max_tokens"},
       {chat, with("max_completion_tokens", "8"), "max_completion_tokens"},
-      {chat, with("n", 2), "n"},
+      {chat, with("n", 9), "n"},
+      {chat, with("n", 0), "n"},
       {chat, with("seed", "x"), "seed"},
       {chat, with("seed", 0.5), "seed"},
       {chat, with("stream", "yes"), "stream"},
@@ -895,7 +1042,16 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
       {chat, with("logit_bias", {{"5", "x"}}), "logit_bias.5"},
       {chat, with("logit_bias", {{"5", 101}}), "logit_bias.5"},
       {chat, with("logit_bias", {1, 2}), "logit_bias"},
-      {chat, with("logprobs", true), "logprobs"},
+      {chat, with("logprobs", "yes"), "logprobs"},
+      {chat, with("top_logprobs", 2), "top_logprobs"},
+      {chat, json({{"messages", msgs}, {"logprobs", true}, {"top_logprobs", 21}}).dump(), "top_logprobs"},
+      {chat, with("response_format", {{"type", "yaml"}}), "response_format.type"},
+      {chat, with("response_format", "json"), "response_format"},
+      {chat, with("response_format", {{"type", "json_schema"}}), "response_format.json_schema"},
+      {chat, with("response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "x"}, {"schema", {{"type", "string"}, {"pattern", "a+"}}}}}}),
+       "response_format.json_schema.schema"},
+      {chat, with("grammar", "root ::= (\"a\""), "grammar"},
+      {chat, with("json_schema", {{"type", "integer"}, {"minimum", 3}}), "json_schema"},
       {chat, with("tools", {{{"type", "function"}}}), "tools[0].function"},
       {chat, with("tools", "f"), "tools"},
       {chat, with("tools", {{{"type", "retrieval"}}}), "tools[0].type"},
@@ -911,7 +1067,6 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
       {chat, with("parallel_tool_calls", "yes"), "parallel_tool_calls"},
       {chat, with("functions", {{{"name", "f"}}}), "functions"},
       {comp, with("tools", {{{"type", "function"}, {"function", {{"name", "f"}}}}}, false), "tools"},
-      {chat, with("response_format", {{"type", "json_object"}}), "response_format"},
       {comp, "{}", "prompt"},
       {comp, with("prompt", {{"a", 1}}, false), "prompt"},
       {comp, with("prompt", json::array(), false), "prompt"},
@@ -920,7 +1075,9 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
       {comp, with("prompt", {1, -1}, false), "prompt"},
       {comp, with("prompt", {1, 1 << 20}, false), "prompt"},
       {comp, with("echo", 1, false), "echo"},
-      {comp, with("logprobs", 2, false), "logprobs"},
+      {comp, with("logprobs", 6, false), "logprobs"},
+      {comp, with("logprobs", -1, false), "logprobs"},
+      {comp, with("n_probs", 21, false), "n_probs"},
       {comp, with("best_of", 3, false), "best_of"},
       {comp, with("suffix", "end", false), "suffix"},
   };
@@ -948,7 +1105,7 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
   // Unknown routes are 404s.
   expect_error(get(port_, "/v1/nothing"), 404);
   expect_error(get(port_, "/v1/chat/completions"), 404);
-  expect_error(swarm::post(port_, "/v1/embeddings", "{}"), 404);
+  expect_error(swarm::post(port_, "/v1/images/generations", "{}"), 404);
 }
 
 TEST_F(ApiTest, BackendStatusesBecomeHttpStatuses) {
@@ -1171,7 +1328,7 @@ namespace swarm {
 namespace {
 
 // llama.cpp's fields: n_predict is max_tokens' other name (max_tokens wins);
-// its constrained and extra samplers are refused by name, never ignored.
+// its extra samplers are refused by name, never ignored.
 TEST(CompletionRequestTest, LlamaCppFieldsAreHonouredOrRefused) {
   auto parse = [](const json& body) { return parse_completion_request(body, false, 1000); };
   auto req = parse({{"prompt", "x"}, {"n_predict", 7}});
@@ -1181,8 +1338,7 @@ TEST(CompletionRequestTest, LlamaCppFieldsAreHonouredOrRefused) {
   EXPECT_EQ(std::get<CompletionRequest>(req).max_tokens, 3);
   req = parse({{"prompt", "x"}, {"n_predict", -1}});
   EXPECT_FALSE(std::get<CompletionRequest>(req).max_tokens.has_value());
-  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{
-           {"grammar", "root ::= \"a\""}, {"json_schema", {{"type", "object"}}}, {"n_probs", 3}, {"mirostat", 2}}) {
+  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{{"mirostat", 2}}) {
     auto bad = parse({{"prompt", "x"}, {field, value}});
     ASSERT_TRUE(std::holds_alternative<ApiError>(bad)) << field;
     const ApiError& e = std::get<ApiError>(bad);
@@ -1193,6 +1349,50 @@ TEST(CompletionRequestTest, LlamaCppFieldsAreHonouredOrRefused) {
   // Their neutral values change nothing and pass.
   EXPECT_TRUE(std::holds_alternative<CompletionRequest>(
       parse({{"prompt", "x"}, {"grammar", ""}, {"n_probs", 0}, {"mirostat", 0}})));
+}
+
+// Structured output: each way of asking becomes one grammar for the sampler,
+// and a bad one is a 400 naming its field.
+TEST(CompletionRequestTest, StructuredOutputFieldsBecomeAGrammar) {
+  auto parse = [](const json& body) { return parse_completion_request(body, true, 1000); };
+  const json msgs = {{{"role", "user"}, {"content", "hi"}}};
+  auto grammar_of = [&](const json& extra) {
+    json body = {{"messages", msgs}};
+    body.update(extra);
+    auto r = parse(body);
+    EXPECT_TRUE(std::holds_alternative<CompletionRequest>(r)) << extra.dump();
+    return std::holds_alternative<CompletionRequest>(r) ? std::get<CompletionRequest>(r).sampling.grammar : "";
+  };
+  EXPECT_EQ(grammar_of({{"grammar", "root ::= \"a\""}}), "root ::= \"a\"");
+  EXPECT_EQ(grammar_of({{"response_format", {{"type", "json_object"}}}}), json_object_grammar());
+  EXPECT_EQ(grammar_of({{"response_format", {{"type", "text"}}}}), "");
+  const json schema = {{"type", "object"}, {"properties", {{"a", {{"type", "integer"}}}}}, {"required", {"a"}}};
+  const std::string want = *grammar_from_json_schema(schema);
+  EXPECT_EQ(grammar_of({{"json_schema", schema}}), want);
+  EXPECT_EQ(grammar_of({{"response_format", {{"type", "json_schema"},
+                                              {"json_schema", {{"name", "n"}, {"schema", schema}, {"strict", true}}}}}}),
+            want);
+  EXPECT_EQ(grammar_of({{"response_format", {{"type", "json_object"}, {"schema", schema}}}}), want);
+
+  auto error_of = [&](const json& extra) {
+    json body = {{"messages", msgs}};
+    body.update(extra);
+    auto r = parse(body);
+    EXPECT_TRUE(std::holds_alternative<ApiError>(r)) << extra.dump();
+    return std::holds_alternative<ApiError>(r) ? std::get<ApiError>(r) : ApiError{};
+  };
+  ApiError e = error_of({{"grammar", "root ::= foo"}});
+  EXPECT_EQ(e.param, "grammar");
+  EXPECT_NE(e.message.find("undefined rule 'foo'"), std::string::npos) << e.message;
+  e = error_of({{"json_schema", {{"type", "string"}, {"format", "email"}, {"pattern", "@"}}}});
+  EXPECT_EQ(e.param, "json_schema");
+  EXPECT_NE(e.message.find("'pattern' is not supported"), std::string::npos) << e.message;
+  e = error_of({{"grammar", "root ::= \"a\""}, {"response_format", {{"type", "json_object"}}}});
+  EXPECT_NE(e.message.find("Only one of"), std::string::npos) << e.message;
+  e = error_of({{"grammar", "root ::= \"a\""}, {"ignore_eos", true}});
+  EXPECT_EQ(e.param, "ignore_eos");
+  e = error_of({{"grammar", std::string(kMaxGrammarBytes + 1, ' ')}});
+  EXPECT_NE(e.message.find("limit"), std::string::npos) << e.message;
 }
 
 }  // namespace

@@ -5,6 +5,9 @@
 #include <cstdlib>
 #include <limits>
 
+#include "api/structured_output.h"
+#include "engine/logprobs.h"
+
 namespace swarm {
 namespace {
 
@@ -276,6 +279,30 @@ std::optional<ApiError> read_logit_bias(const json* v, int n_vocab,
   return std::nullopt;
 }
 
+// Chat: `logprobs` a boolean, `top_logprobs` 0-20 only with it. Completions:
+// `logprobs` an integer 0-5 (OpenAI's limit), null for none. llama-server's
+// `n_probs` (either endpoint; 0: none) 0-20.
+std::optional<ApiError> read_logprobs(Reader& in, bool chat, int* out) {
+  if (chat) {
+    auto on = in.boolean("logprobs");
+    auto top = in.integer("top_logprobs", 0, kMaxTopLogprobs);
+    if (in.error) return in.error;
+    if (top && !on.value_or(false))
+      return invalid_request("'top_logprobs' is only allowed when 'logprobs' is true.",
+                             "top_logprobs", "invalid_value");
+    if (on.value_or(false)) *out = static_cast<int>(top.value_or(0));
+  } else if (const json* lp = in.field("logprobs"); lp && lp->is_boolean()) {
+    // Some clients send the chat form to completions: true is 0 alternatives.
+    if (lp->get<bool>()) *out = 0;
+  } else if (auto n = in.integer("logprobs", 0, 5)) {
+    *out = static_cast<int>(*n);
+  }
+  if (auto n = in.integer("n_probs", 0, kMaxTopLogprobs); n && *n > 0)
+    *out = std::max(*out, static_cast<int>(*n));
+  if (in.error) return in.error;
+  return std::nullopt;
+}
+
 ApiError unsupported(const std::string& param, const std::string& what) {
   return invalid_request(what + " is not supported by this server.", param,
                          "unsupported_parameter");
@@ -326,9 +353,7 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const json& b
   if (auto n = in.integer("max_tokens", 1, kIntMax)) r.max_tokens = n;
   if (chat)
     if (auto n = in.integer("max_completion_tokens", 1, kIntMax)) r.max_tokens = n;
-  if (auto n = in.integer("n", 1, kIntMax); n && *n != 1)
-    return invalid_request("Only n = 1 is supported; got n = " + std::to_string(*n) + ".", "n",
-                           "invalid_value");
+  if (auto n = in.integer("n", 1, kMaxChoices)) r.n = static_cast<int>(*n);
   if (auto seed = in.integer("seed", std::numeric_limits<int64_t>::min(),
                              std::numeric_limits<int64_t>::max()))
     r.seed = static_cast<uint64_t>(*seed);
@@ -352,13 +377,7 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const json& b
   if (auto n = in.integer("best_of", 1, kIntMax); n && *n != 1)
     return unsupported("best_of", "best_of > 1");
   if (in.error) return *in.error;
-  if (const json* lp = in.field("logprobs")) {
-    const bool wanted =
-        lp->is_boolean() ? lp->get<bool>() : !(lp->is_number() && lp->get<double>() == 0);
-    if (wanted) return unsupported("logprobs", "logprobs");
-  }
-  if (const json* t = in.field("top_logprobs"); t && !(t->is_number() && t->get<double>() == 0))
-    return unsupported("top_logprobs", "top_logprobs");
+  if (auto e = read_logprobs(in, chat, &r.logprobs)) return *e;
   if (const json* s = in.field("suffix"); s && !(s->is_string() && s->get<std::string>().empty()))
     return unsupported("suffix", "suffix");
   if (chat) {
@@ -368,21 +387,14 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const json& b
       if (const json* t = in.field(key); t && !(t->is_array() && t->empty()))
         return unsupported(key, std::string(key) + " on /v1/completions (use /v1/chat/completions)");
   }
-  // llama.cpp's constrained and other samplers: refused, never ignored.
-  if (const json* g = in.field("grammar"); g && !(g->is_string() && g->get<std::string>().empty()))
-    return unsupported("grammar", "grammar (GBNF)");
-  if (const json* s = in.field("json_schema"); s && !(s->is_object() && s->empty()))
-    return unsupported("json_schema", "json_schema");
-  if (const json* p = in.field("n_probs"); p && !(p->is_number() && p->get<double>() == 0))
-    return unsupported("n_probs", "n_probs");
+  // llama.cpp's other samplers: refused, never ignored.
   if (const json* m = in.field("mirostat"); m && !(m->is_number() && m->get<double>() == 0))
     return unsupported("mirostat", "mirostat");
-  if (const json* rf = in.field("response_format")) {
-    if (!rf->is_object()) return wrong_type("response_format", "an object", *rf);
-    auto type = rf->find("type");
-    if (type != rf->end() && !(type->is_string() && *type == "text"))
-      return unsupported("response_format", "response_format other than {\"type\": \"text\"}");
-  }
+  // Structured output: response_format, grammar, json_schema.
+  if (auto e = read_structured_output(body, &sp.grammar)) return *e;
+  if (!sp.grammar.empty() && r.ignore_eos)
+    return invalid_request("'ignore_eos' cannot be combined with structured output: the end of "
+                           "the grammar is where generation stops.", "ignore_eos", "invalid_value");
   return r;
 }
 

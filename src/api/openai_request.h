@@ -1,9 +1,10 @@
 // The body of POST /v1/chat/completions and POST /v1/completions, read and
 // checked the way OpenAI's API checks it: a wrong type, a missing field or an
 // out-of-range value is a 400 that names the parameter. Parameters OpenAI has
-// and we do not support in a way that would change the answer (n > 1,
-// logprobs, JSON mode) are refused, not ignored; unknown fields are ignored,
-// as vLLM and llama.cpp's server do. Tools: api/tool_calls.h.
+// and we do not support in a way that would change the answer (best_of,
+// suffix, mirostat) are refused, not ignored; unknown fields are ignored, as
+// vLLM and llama.cpp's server do. Tools: api/tool_calls.h; structured output:
+// api/structured_output.h.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -19,6 +20,9 @@
 
 namespace swarm {
 
+// The most choices (`n`) one request may ask for.
+inline constexpr int kMaxChoices = 8;
+
 struct CompletionRequest {
   bool chat = false;
   std::string model;                  // "" when the request names none
@@ -33,6 +37,11 @@ struct CompletionRequest {
   bool ignore_eos = false;            // llama.cpp's extension: generate max_tokens whatever comes
   std::optional<int64_t> max_tokens;  // max_completion_tokens, else max_tokens
   std::optional<uint64_t> seed;
+  int n = 1;  // choices, 1 to kMaxChoices, each sampled with its own seed
+  // Log-probabilities (doc/http-api.md, "Logprobs"): -1 none, else how many
+  // alternatives per token: chat `logprobs: true` + `top_logprobs` (0-20),
+  // completions `logprobs` (0-5), llama-server's `n_probs` (1-20).
+  int logprobs = -1;
   // Every sampling field the request gave; the rest keep llama.cpp's defaults
   // (SamplingParams). stop_tokens and max_tokens are left for the server.
   SamplingParams sampling;

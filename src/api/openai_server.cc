@@ -13,11 +13,15 @@
 
 #include "api/api_error.h"
 #include "api/cors.h"
+#include "api/embeddings_request.h"
 #include "api/llama_tokenize.h"
+#include "api/logprobs_json.h"
 #include "api/openai_request.h"
 #include "api/request_billing.h"
 #include "api/system_fingerprint.h"
+#include "api/tool_call_grammar.h"
 #include "api/web_assets.h"
+#include "engine/mix64.h"
 #include "trust/credits.h"
 
 namespace swarm {
@@ -100,10 +104,35 @@ struct Job {
   std::string echo;  // completions with echo: the prompt's text
   std::optional<trust::Hold> hold;  // credits held from the requester's balance (a ledger)
   bool native = false;  // llama-server's POST /completion: its own answer shape
+  size_t index = 0;     // the choice (n > 1)
   std::string fingerprint;  // system_fingerprint
   ToolRequest tools;    // chat: the output is read for calls when tools.active()
   ToolFormat tool_format = ToolFormat::kGeneric;
 };
+
+// The jobs of a request's `n` choices: choice 0 is `job` itself; choice i > 0
+// has the index i and the seed mix64(seed + i), so each choice differs and
+// the same seed gives the same choices again.
+std::vector<Job> choice_jobs(const Job& job, int n) {
+  std::vector<Job> jobs(static_cast<size_t>(std::max(1, n)), job);
+  for (size_t i = 1; i < jobs.size(); ++i) {
+    jobs[i].index = i;
+    jobs[i].gen.sampling.seed = mix64(job.gen.sampling.seed + i);
+  }
+  return jobs;
+}
+
+// The swarm page's id of a choice: the request's, with the index after the first.
+std::string activity_id_of(const Job& job) {
+  return job.index == 0 ? job.id : job.id + "." + std::to_string(job.index);
+}
+
+// Usage over choices: the prompt counts once (as OpenAI counts it), the
+// completions add up; speculation is the first choice's.
+void add_choice_usage(GenerationResult* total, const GenerationResult& more) {
+  total->completion_tokens += more.completion_tokens;
+  total->work.insert(total->work.end(), more.work.begin(), more.work.end());
+}
 
 // Where a job's output goes while it runs.
 struct JobSink {
@@ -111,6 +140,10 @@ struct JobSink {
   std::function<void()> token;        // called per token the backend produces; may be empty
   std::function<bool(const std::string&)> text;  // text safe to show now; false: the client is gone
   std::function<bool()> alive;                   // checked per token; false: cancel
+  // With logprobs asked for: each token's, just before its text (may be empty).
+  std::function<void(const TokenLogprob&)> logprob;
+  // With the prompt's asked for: all of them, before the first token.
+  std::function<void(const std::vector<TokenLogprob>&)> prompt_logprobs;
 };
 
 struct Outcome {
@@ -150,7 +183,10 @@ Outcome run_job(GenerationBackend& backend, const Tokenizer& tok, const Job& job
     }
     return !stops.stopped();
   };
-  auto r = backend.generate(job.gen, on_token);
+  GenerationRequest gen = job.gen;
+  if (gen.logprobs >= 0) gen.on_logprob = sink.logprob;
+  if (gen.prompt_logprobs) gen.on_prompt_logprobs = sink.prompt_logprobs;
+  auto r = backend.generate(gen, on_token);
   if (!r.ok()) {
     out.status = r.status();
     return out;
@@ -221,14 +257,15 @@ OJson chunk_head(const Job& job) {
 }
 
 // A streamed chunk with one choice: chat `delta` or completion `text`.
-OJson choice_chunk(const Job& job, const OJson& delta_or_text, const OJson& finish_reason) {
+OJson choice_chunk(const Job& job, const OJson& delta_or_text, const OJson& finish_reason,
+                   OJson logprobs = nullptr) {
   OJson c = chunk_head(job);
-  OJson choice = {{"index", 0}};
+  OJson choice = {{"index", job.index}};
   if (job.chat)
     choice["delta"] = delta_or_text;
   else
     choice["text"] = delta_or_text;
-  choice["logprobs"] = nullptr;
+  choice["logprobs"] = std::move(logprobs);
   choice["finish_reason"] = finish_reason;
   c["choices"] = OJson::array({choice});
   if (job.include_usage) c["usage"] = nullptr;
@@ -236,6 +273,42 @@ OJson choice_chunk(const Job& job, const OJson& delta_or_text, const OJson& fini
 }
 
 std::string sse(const OJson& j) { return "data: " + dump(j) + "\n\n"; }
+
+// A job's logprobs as they arrive, handed out in its answer's shape: all at
+// once, or a stream chunk's worth at a time (api/logprobs_json.h).
+class JobLogprobs {
+ public:
+  JobLogprobs(const Job& job, const Tokenizer& tok) : job_(job), tok_(tok), completion_(tok) {}
+  bool wanted() const { return job_.gen.logprobs >= 0; }
+  // Completions with echo: the prompt's tokens, the first unscored.
+  void prompt(const std::vector<TokenLogprob>& lps) {
+    if (job_.gen.prompt.empty()) return;
+    completion_.add_unscored(job_.gen.prompt.front());
+    for (const TokenLogprob& lp : lps) completion_.add(lp);
+    prompt_pending_ = true;
+  }
+  void add(const TokenLogprob& lp) { pending_.push_back(lp); }
+  bool pending() const { return !pending_.empty() || prompt_pending_; }
+  // What arrived since the last take: choice.logprobs (null when not wanted),
+  // or llama-server's completion_probabilities. `whole`: a whole answer.
+  OJson take(bool whole) {
+    if (!wanted()) return nullptr;
+    std::vector<TokenLogprob> lps;
+    lps.swap(pending_);
+    prompt_pending_ = false;
+    if (job_.native) return native_probabilities(tok_, lps);
+    if (job_.chat) return chat_logprobs(tok_, lps, whole);
+    for (const TokenLogprob& lp : lps) completion_.add(lp);
+    return completion_.take();
+  }
+
+ private:
+  const Job& job_;
+  const Tokenizer& tok_;
+  CompletionLogprobs completion_;
+  std::vector<TokenLogprob> pending_;
+  bool prompt_pending_ = false;
+};
 
 // How a completion ended, as metrics and the swarm page name it.
 std::string outcome_of(const Outcome& o) {
@@ -261,8 +334,17 @@ struct StreamState {
   bool opened = false;            // the first event exists: the status is 200
   bool finished = false;          // nothing more will be appended
   std::optional<ApiError> error;  // failed before opening: answer with this instead
+  std::vector<bool> opened_choice;  // each choice's first events are out
+  std::vector<Outcome> results;     // each choice's, as it ends
+  int remaining = 0;                // choices still running
   std::atomic<bool> client_gone{false};
-  std::thread worker;
+  std::atomic<bool> failed{false};  // a choice failed: the others stop
+  bool tool_call_failed = false;    // a forced call did not come: its error ended the stream
+  std::vector<std::thread> workers;  // one per choice
+  void join() {
+    for (std::thread& t : workers)
+      if (t.joinable()) t.join();
+  }
 };
 
 const char* kBadJson =
@@ -296,6 +378,7 @@ Result<std::unique_ptr<OpenAiServer>> OpenAiServer::Create(ApiOptions options,
 OpenAiServer::OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family,
                            std::string note)
     : options_(std::move(options)),
+      static_keys_(options_.api_keys),
       backend_(backend),
       family_(family),
       family_note_(std::move(note)),
@@ -500,6 +583,9 @@ void OpenAiServer::install_routes() {
     s.Post(p + "/completions", [this](const httplib::Request& req, httplib::Response& res) {
       handle_completion(req, res, false);
     });
+    s.Post(p + "/embeddings", [this](const httplib::Request& req, httplib::Response& res) {
+      handle_embeddings(req, res);
+    });
   }
 }
 
@@ -528,10 +614,18 @@ void OpenAiServer::install_swarm_page() {
 
 bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res,
                              trust::Account* account) {
-  if (options_.ledger == nullptr) return true;
-  const std::optional<std::string> key = bearer_key(req);
+  if (options_.ledger == nullptr && static_keys_.empty()) return true;
+  const std::optional<std::string> key = request_api_key(req);
   if (!key) {
     send_error(res, missing_key_error());
+    return false;
+  }
+  if (static_keys_.contains(*key)) {
+    *account = trust::Account{};  // id 0: an operator's key, nothing is held or charged
+    return true;
+  }
+  if (options_.ledger == nullptr) {
+    send_error(res, invalid_key_error(*key));
     return false;
   }
   auto found = options_.ledger->authorize(*key);
@@ -548,6 +642,35 @@ bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res
 
 ToolFormat OpenAiServer::tool_format() const {
   return choose_tool_format(family_, options_.chat_template);
+}
+
+void OpenAiServer::handle_embeddings(const httplib::Request& req, httplib::Response& res) {
+  trust::Account account;
+  if (!authorize(req, res, &account)) return;
+  if (!backend_.supports_embeddings())
+    return send_error(res, ApiError{404,
+                                    "Embeddings are not served here: a swarm gateway holds no "
+                                    "weights and its nodes return tokens, not hidden states. Serve "
+                                    "the model with `swarm serve` for /v1/embeddings.",
+                                    "invalid_request_error", "", "unsupported_endpoint"});
+  const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
+  auto parsed = parse_embeddings_request(body, *options_.tokenizer, context_length());
+  if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
+  const EmbeddingsRequest& r = std::get<EmbeddingsRequest>(parsed);
+  std::string model = r.model.empty() ? options_.model_names.front() : r.model;
+  if (std::find(options_.model_names.begin(), options_.model_names.end(), model) ==
+      options_.model_names.end()) {
+    if (options_.strict_model_names)
+      return send_error(res, ApiError{404,
+                                      "The model `" + model +
+                                          "` does not exist or you do not have access to it.",
+                                      "invalid_request_error", "model", "model_not_found"});
+    model = options_.model_names.front();
+  }
+  auto vectors = backend_.embed(r.inputs);
+  if (!vectors.ok()) return send_error(res, error_from_status(vectors.status()));
+  send_json(res, 200, embeddings_response(r, model, *vectors));
 }
 
 Result<std::string> OpenAiServer::render_messages(const CompletionRequest& request) const {
@@ -638,6 +761,18 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   sp.seed = r.seed ? *r.seed : random_seed();
   if (!r.ignore_eos) sp.stop_tokens = tok.eog_ids();
   sp.max_tokens = static_cast<int>(max_tokens);
+  sp.grammar_start = static_cast<int>(n_prompt);  // the grammar constrains the completion alone
+  if (chat && r.tools.forced()) {
+    if (!sp.grammar.empty())
+      return send_error(res, invalid_request("A forced tool call (tool_choice 'required' or a named "
+                                             "function) cannot be combined with structured output: "
+                                             "the call is the answer's grammar.",
+                                             "tool_choice", "invalid_value"));
+    // The call is made certain by constraining sampling to its syntax. Should
+    // no grammar fit the caps, sampling runs free and the answer is still read
+    // (a 500 tool_call_not_produced when it holds no call).
+    if (auto g = forced_call_grammar(r.tools, tool_format()); g.ok()) sp.grammar = *g;
+  }
   if (Status st = sp.validate(tok.vocab_size()); !st.ok())
     return send_error(res, invalid_request(st.message()));
 
@@ -645,6 +780,14 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   job.gen.on_chain = [this, id = job.id](const std::vector<ChainStage>& chain) {
     activity_.route(id, chain);
   };
+  if (r.logprobs >= 0 && !backend_.supports_logprobs())
+    return send_error(res, invalid_request("logprobs are not available from this server's backend.",
+                                           native ? "n_probs" : "logprobs", "unsupported_parameter"));
+  job.gen.logprobs = r.logprobs;
+  job.gen.prompt_logprobs = !chat && r.echo && r.logprobs >= 0;
+  if (native && r.n > 1)
+    return send_error(res, invalid_request("POST /completion gives one completion; use /v1/completions for n > 1.",
+                                           "n", "invalid_value"));
   job.created = static_cast<int64_t>(std::time(nullptr));
   job.stream = r.stream;
   job.include_usage = r.include_usage;
@@ -654,10 +797,10 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   job.tool_format = tool_format();
 
   // The most it may cost leaves the balance before anything runs.
-  if (options_.ledger && options_.charge) {
+  if (options_.ledger && options_.charge && account.id != 0) {
     auto price = backend_.price_per_1k_tokens();
     if (!price.ok()) return send_error(res, error_from_status(price.status()));
-    const int64_t tokens = n_prompt + max_tokens;
+    const int64_t tokens = (n_prompt + max_tokens) * r.n;  // every choice reads the prompt
     auto cost = trust::max_cost(*price, tokens);
     if (!cost.ok()) return send_error(res, error_from_status(Status::Unavailable(cost.status().message())));
     auto hold = options_.ledger->reserve(account, *cost, job.id);
@@ -701,74 +844,140 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     options_.log(text);
   };
 
+  // One job per choice (n): the same request with its own seed and index;
+  // they run at once, and the backend batches them.
+  std::vector<Job> choices = choice_jobs(job, r.n);
+
   if (!job.stream) {
-    std::string text = job.echo;
-    JobSink sink;
-    sink.text = [&text](const std::string& t) {
-      text += t;
-      return true;
+    struct Choice {
+      std::string text;
+      OJson logprobs;
+      Outcome o;
     };
-    sink.alive = [this] { return !stopping_.load(); };
-    sink.token = [this, &job] { activity_.token(job.id, RequestActivity::Clock::now()); };
-    Outcome o;
-    {
+    std::vector<Choice> out(choices.size());
+    auto run_choice = [&](size_t i) {
+      const Job& cj = choices[i];
+      Choice& c = out[i];
+      c.text = cj.echo;
+      JobLogprobs logprobs(cj, tok);
+      JobSink sink;
+      sink.logprob = [&logprobs](const TokenLogprob& lp) { logprobs.add(lp); };
+      sink.prompt_logprobs = [&logprobs](const std::vector<TokenLogprob>& lps) { logprobs.prompt(lps); };
+      sink.text = [&c](const std::string& t) {
+        c.text += t;
+        return true;
+      };
+      sink.alive = [this] { return !stopping_.load(); };
+      const std::string activity_id = activity_id_of(cj);
+      sink.token = [this, activity_id] { activity_.token(activity_id, RequestActivity::Clock::now()); };
       auto busy = metrics_.in_flight();
-      activity_.begin(job.id, job.model, static_cast<int>(n_prompt), RequestActivity::Clock::now());
-      o = run_job(backend_, tok, job, sink);
-      activity_.end(job.id, outcome_of(o), RequestActivity::Clock::now());
+      activity_.begin(activity_id, cj.model, static_cast<int>(n_prompt), RequestActivity::Clock::now());
+      c.o = run_job(backend_, tok, cj, sink);
+      activity_.end(activity_id, outcome_of(c.o), RequestActivity::Clock::now());
+      c.logprobs = logprobs.take(true);
+    };
+    {
+      std::vector<std::thread> others;
+      for (size_t i = 1; i < choices.size(); ++i) others.emplace_back(run_choice, i);
+      run_choice(0);
+      for (std::thread& t : others) t.join();
     }
-    o.bill = close_hold(options_.ledger, job.hold, o.status, o.result.work, options_.log);
-    log(job, o);
-    if (!o.status.ok()) return send_error(res, error_from_status(o.status));
-    if (o.cancelled)
-      return send_error(res, error_from_status(Status::Unavailable("the server is shutting down")));
-    if (job.native) return send_json(res, 200, native_completion(job, o, text));
-    OJson choice = {{"index", 0}};
-    if (chat && job.tools.active()) {
-      auto answer = read_tool_answer(job.tools, job.tool_format, text,
-                                     [&job] { return new_tool_call_id(job.tool_format); });
-      if (auto* e = std::get_if<ApiError>(&answer)) return send_error(res, *e);
-      ToolAnswer& a = std::get<ToolAnswer>(answer);
-      choice["message"] = tool_message(a);
-      if (!a.calls.empty()) o.finish_reason = "tool_calls";
-    } else if (chat) {
-      choice["message"] = {{"role", "assistant"}, {"content", text}};
-    } else {
-      choice["text"] = text;
+    // One bill for all choices: the hold covers them all.
+    const Outcome* failed = nullptr;
+    std::vector<NodeWork> work;
+    for (const Choice& c : out) {
+      if (!c.o.status.ok() && failed == nullptr) failed = &c.o;
+      work.insert(work.end(), c.o.result.work.begin(), c.o.result.work.end());
     }
-    choice["logprobs"] = nullptr;
-    choice["finish_reason"] = o.finish_reason;
-    OJson out = {{"id", job.id},
-                 {"object", chat ? "chat.completion" : "text_completion"},
-                 {"created", job.created},
-                 {"model", job.model},
-                 {"choices", OJson::array({choice})},
-                 {"usage", usage_json(o.result, o.bill)},
-                 {"system_fingerprint", job.fingerprint}};
-    return send_json(res, 200, out);
+    const Bill bill = close_hold(options_.ledger, job.hold, failed ? failed->status : Status::Ok(),
+                                 work, options_.log);
+    for (Choice& c : out) {
+      c.o.bill = bill;
+      log(job, c.o);
+    }
+    if (failed) return send_error(res, error_from_status(failed->status));
+    for (const Choice& c : out)
+      if (c.o.cancelled)
+        return send_error(res, error_from_status(Status::Unavailable("the server is shutting down")));
+    if (job.native) {
+      OJson answer = native_completion(job, out[0].o, out[0].text);
+      if (job.gen.logprobs >= 0) answer["completion_probabilities"] = out[0].logprobs;
+      return send_json(res, 200, answer);
+    }
+    OJson list = OJson::array();
+    GenerationResult total = out[0].o.result;
+    for (size_t i = 0; i < out.size(); ++i) {
+      OJson choice = {{"index", i}};
+      std::string finish_reason = out[i].o.finish_reason;
+      if (chat && job.tools.active()) {
+        // Each choice is read for calls on its own; one that fails a forced call fails the request.
+        auto answer = read_tool_answer(job.tools, job.tool_format, out[i].text,
+                                       [&job] { return new_tool_call_id(job.tool_format); });
+        if (auto* e = std::get_if<ApiError>(&answer)) return send_error(res, *e);
+        ToolAnswer& a = std::get<ToolAnswer>(answer);
+        choice["message"] = tool_message(a);
+        if (!a.calls.empty()) finish_reason = "tool_calls";
+      } else if (chat) {
+        choice["message"] = {{"role", "assistant"}, {"content", out[i].text}};
+      } else {
+        choice["text"] = out[i].text;
+      }
+      choice["logprobs"] = out[i].logprobs;
+      choice["finish_reason"] = finish_reason;
+      list.push_back(std::move(choice));
+      if (i > 0) add_choice_usage(&total, out[i].o.result);
+    }
+    OJson answer = {{"id", job.id},
+                    {"object", chat ? "chat.completion" : "text_completion"},
+                    {"created", job.created},
+                    {"model", job.model},
+                    {"choices", std::move(list)},
+                    {"usage", usage_json(total, bill)},
+                    {"system_fingerprint", job.fingerprint}};
+    return send_json(res, 200, answer);
   }
 
-  // Streaming. The generation runs on its own thread; the response opens (200)
-  // only when the first token exists, so a backend that fails at once (no
-  // route) still gets its proper status.
+  // Streaming. Each choice runs on its own thread and appends SSE events
+  // (with its index); the HTTP thread writes them out as they come. The
+  // response opens (200) only when a first token exists, so a backend that
+  // fails at once (no route) still gets its proper status.
   auto st = std::make_shared<StreamState>();
-  auto opening = [st, job] {  // with st->mu held
-    if (st->opened) return;
+  st->remaining = static_cast<int>(choices.size());
+  st->opened_choice.assign(choices.size(), false);
+  st->results.resize(choices.size());
+  auto opening = [st](const Job& cj, JobLogprobs& logprobs) {  // with st->mu held
     st->opened = true;
-    if (job.chat)
-      st->pending += sse(choice_chunk(job, {{"role", "assistant"}, {"content", ""}}, nullptr));
-    if (!job.echo.empty()) st->pending += sse(choice_chunk(job, job.echo, nullptr));
+    if (st->opened_choice[cj.index]) return;
+    st->opened_choice[cj.index] = true;
+    if (cj.chat)
+      st->pending += sse(choice_chunk(cj, {{"role", "assistant"}, {"content", ""}}, nullptr));
+    if (!cj.echo.empty())
+      st->pending += sse(choice_chunk(cj, cj.echo, nullptr, logprobs.take(false)));
   };
-  st->worker = std::thread([this, st, job, opening, log] {
+  auto worker = [this, st, opening, log](Job cj) {
+    JobLogprobs logprobs(cj, *options_.tokenizer);
+    // A chunk of text with the logprobs of the tokens that arrived since the last.
+    auto text_event = [&](const std::string& t) {
+      if (cj.native) {
+        OJson e = {{"content", t}, {"stop", false}, {"id_slot", 0}};
+        if (logprobs.wanted()) e["completion_probabilities"] = logprobs.take(false);
+        return sse(e);
+      }
+      return sse(choice_chunk(cj, cj.chat ? OJson{{"content", t}} : OJson(t), nullptr,
+                              logprobs.take(false)));
+    };
+    const std::string activity_id = activity_id_of(cj);
     // With tools the text passes through the reader of calls first.
     std::optional<ToolCallResponder> calls;
-    if (job.chat && job.tools.active())
-      calls.emplace(job.tools, job.tool_format, [&job] { return new_tool_call_id(job.tool_format); });
+    if (cj.chat && cj.tools.active())
+      calls.emplace(cj.tools, cj.tool_format, [&cj] { return new_tool_call_id(cj.tool_format); });
     JobSink sink;
+    sink.logprob = [&](const TokenLogprob& lp) { logprobs.add(lp); };
+    sink.prompt_logprobs = [&](const std::vector<TokenLogprob>& lps) { logprobs.prompt(lps); };
     sink.first_token = [&] {
       {
         std::lock_guard<std::mutex> lk(st->mu);
-        opening();
+        opening(cj, logprobs);
       }
       st->cv.notify_all();
     };
@@ -778,54 +987,91 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       if (t.empty()) return true;
       {
         std::lock_guard<std::mutex> lk(st->mu);
-        st->pending += job.native ? sse(OJson{{"content", t}, {"stop", false}, {"id_slot", 0}})
-                                  : sse(choice_chunk(job, job.chat ? OJson{{"content", t}} : OJson(t), nullptr));
+        st->pending += text_event(t);
       }
       st->cv.notify_all();
       return true;
     };
-    sink.alive = [&] { return !st->client_gone && !stopping_; };
-    sink.token = [&] { activity_.token(job.id, RequestActivity::Clock::now()); };
+    sink.alive = [&] { return !st->client_gone && !stopping_ && !st->failed; };
+    sink.token = [&] { activity_.token(activity_id, RequestActivity::Clock::now()); };
     Outcome o;
     {
       auto busy = metrics_.in_flight();
-      activity_.begin(job.id, job.model, static_cast<int>(job.gen.prompt.size()),
+      activity_.begin(activity_id, cj.model, static_cast<int>(cj.gen.prompt.size()),
                       RequestActivity::Clock::now());
-      o = run_job(backend_, *options_.tokenizer, job, sink);
-      activity_.end(job.id, outcome_of(o), RequestActivity::Clock::now());
+      o = run_job(backend_, *options_.tokenizer, cj, sink);
+      activity_.end(activity_id, outcome_of(o), RequestActivity::Clock::now());
     }
-    o.bill = close_hold(options_.ledger, job.hold, o.status, o.result.work, options_.log);
-    log(job, o);
     std::variant<ToolAnswer, ApiError> answer;
     if (calls && o.status.ok() && !o.cancelled) answer = calls->finish();
+    bool last = false;
     {
       std::lock_guard<std::mutex> lk(st->mu);
       if (!o.status.ok()) {
-        if (!st->opened)
+        if (!st->opened && !st->error)
           st->error = error_from_status(o.status);
-        else  // the status line has gone out: the error travels as an event, as OpenAI's do
+        else if (st->opened)  // the status line has gone out: the error travels as an event, as OpenAI's do
           st->pending += sse(error_from_status(o.status).body());
-      } else if (!o.cancelled && job.native) {
+        st->failed = true;
+      } else if (!o.cancelled && cj.native) {
         st->opened = true;
-        st->pending += sse(native_completion(job, o, ""));  // llama-server sends no [DONE]
+        if (logprobs.pending()) st->pending += text_event("");
+        st->pending += sse(native_completion(cj, o, ""));  // llama-server sends no [DONE]
       } else if (!o.cancelled && calls && std::holds_alternative<ApiError>(answer)) {
-        opening();
+        // A forced call that did not come: the error ends the stream, as a failure would.
+        opening(cj, logprobs);
         st->pending += sse(std::get<ApiError>(answer).body());
+        st->failed = true;
+        st->tool_call_failed = true;
       } else if (!o.cancelled) {
-        opening();
+        opening(cj, logprobs);
         if (auto* a = std::get_if<ToolAnswer>(&answer); a && calls) {
-          if (a->content && !a->content->empty())
-            st->pending += sse(choice_chunk(job, {{"content", *a->content}}, nullptr));
+          // The held text goes out with the logprobs of the tokens held with it.
+          if (a->content && !a->content->empty()) st->pending += text_event(*a->content);
           for (const OJson& delta : tool_call_deltas(a->calls))
-            st->pending += sse(choice_chunk(job, delta, nullptr));
+            st->pending += sse(choice_chunk(cj, delta, nullptr,
+                                            logprobs.pending() ? logprobs.take(false) : OJson(nullptr)));
           if (!a->calls.empty()) o.finish_reason = "tool_calls";
         }
+        // Tokens that left no text (held back for a stop string, or none at all).
+        if (logprobs.wanted() && logprobs.pending()) st->pending += text_event("");
         st->pending +=
-            sse(choice_chunk(job, job.chat ? OJson::object() : OJson(""), o.finish_reason));
-        if (job.include_usage) {
-          OJson u = chunk_head(job);
+            sse(choice_chunk(cj, cj.chat ? OJson::object() : OJson(""), o.finish_reason));
+      }
+      st->results[cj.index] = o;  // with the finish reason the answer gave
+      last = --st->remaining == 0;
+    }
+    if (!last) return;
+    // The last choice to end closes the bill for all and ends the stream.
+    const Outcome* failed = nullptr;
+    std::vector<NodeWork> work;
+    GenerationResult total;
+    for (size_t i = 0; i < st->results.size(); ++i) {
+      const Outcome& r = st->results[i];
+      if (!r.status.ok() && failed == nullptr) failed = &r;
+      work.insert(work.end(), r.result.work.begin(), r.result.work.end());
+      if (i == 0)
+        total = r.result;
+      else
+        add_choice_usage(&total, r.result);
+    }
+    const Bill bill = close_hold(options_.ledger, cj.hold, failed ? failed->status : Status::Ok(),
+                                 work, options_.log);
+    for (Outcome& r : st->results) {
+      r.bill = bill;
+      log(cj, r);
+    }
+    {
+      std::lock_guard<std::mutex> lk(st->mu);
+      const bool cancelled = std::any_of(st->results.begin(), st->results.end(),
+                                         [](const Outcome& r) { return r.cancelled; });
+      // A choice failed before any had opened, but another opened since.
+      if (st->error && st->opened && failed) st->pending += sse(st->error->body());
+      if (!failed && !cancelled && !st->tool_call_failed && !cj.native) {
+        if (cj.include_usage) {
+          OJson u = chunk_head(cj);
           u["choices"] = OJson::array();
-          u["usage"] = usage_json(o.result, o.bill);
+          u["usage"] = usage_json(total, bill);
           st->pending += sse(u);
         }
         st->pending += "data: [DONE]\n\n";
@@ -834,13 +1080,14 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       st->finished = true;
     }
     st->cv.notify_all();
-  });
+  };
+  for (Job& cj : choices) st->workers.emplace_back(worker, cj);
   {
     std::unique_lock<std::mutex> lk(st->mu);
     st->cv.wait(lk, [&] { return st->opened || st->finished; });
   }
-  if (st->error) {
-    st->worker.join();
+  if (st->error && st->finished) {
+    st->join();
     return send_error(res, *st->error);
   }
   res.status = 200;
@@ -865,7 +1112,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       },
       [st](bool) {
         st->client_gone = true;
-        if (st->worker.joinable()) st->worker.join();
+        st->join();
       });
 }
 

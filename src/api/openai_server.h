@@ -4,6 +4,7 @@
 //
 //   GET  /v1/models, /v1/models/{id}, /health, /metrics (doc/metrics.md)
 //   POST /v1/chat/completions, /v1/completions   (stream: true -> SSE)
+//   POST /v1/embeddings                          (serve; 404 on a gateway)
 //   GET  /swarm and the swarm page at / (a gateway; doc/swarm-page.md)
 // (also without the /v1 prefix, as llama.cpp's server accepts them).
 //
@@ -22,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/api_key_check.h"
 #include "api/api_metrics.h"
 #include "api/http_server.h"
 #include "api/metric_families.h"
@@ -65,6 +67,10 @@ struct ApiOptions {
   // it does not fit) and settled from the nodes' work when it ends.
   trust::Ledger* ledger = nullptr;
   bool charge = true;
+  // Keys that open the API without an account (--api-key): never charged.
+  // With these or a ledger, every route but /health, /metrics and CORS
+  // preflights needs a key (doc/http-api.md, "API keys").
+  std::vector<std::string> api_keys;
   // GET /trust (a gateway): audits, exclusions and reputation as JSON text
   // (doc/trust.md); empty: 404.
   std::function<std::string()> trust_status;
@@ -111,10 +117,14 @@ class OpenAiServer {
   // `native`: llama-server's POST /completion (its request and answer shapes).
   void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat,
                          bool native = false);
-  // With a ledger: the requester's account, or false after answering 401.
+  // POST /v1/embeddings (api/embeddings_request.h); 404 where the backend has none.
+  void handle_embeddings(const httplib::Request& req, httplib::Response& res);
+  // With keys or a ledger: the requester's account (id 0 for an --api-key
+  // key, which is never charged), or false after answering 401.
   bool authorize(const httplib::Request& req, httplib::Response& res, trust::Account* account);
 
   ApiOptions options_;
+  StaticApiKeys static_keys_;
   GenerationBackend& backend_;
   ChatFamily family_;
   std::string family_note_;

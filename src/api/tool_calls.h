@@ -3,12 +3,11 @@
 // turning what the model wrote into `tool_calls` (whole, or as streamed deltas).
 // The prompt side (how a model is shown tools) is engine/chat_tools.h.
 //
-// Until sampling can be constrained to a grammar, nothing forces the model to
-// call: with tool_choice "required" or a named function, an output that holds
-// no valid call to an allowed function is a 500 (code "tool_call_not_produced";
-// an event of that shape when streaming), which clients such as the openai
-// package retry by themselves. required_call_syntax() gives what a constrained
-// sampler will need to make such an output impossible.
+// With tool_choice "required" or a named function, sampling is constrained to
+// the call syntax (api/tool_call_grammar.h, from required_call_syntax()); an
+// output that still holds no valid call to an allowed function (cut short by
+// max_tokens) is a 500 (code "tool_call_not_produced"; an event of that shape
+// when streaming), which clients such as the openai package retry by themselves.
 #pragma once
 
 #include <functional>

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "api/api_key_check.h"
 #include "api/cors.h"
 #include "cli/common.h"
 #include "trust/api_keys.h"
@@ -40,11 +41,20 @@ void add_http_flags(CLI::App* cmd, HttpFlags& f) {
                 "serve it with this model, as llama-server does)");
   cmd->add_option("--cors-origin", f.cors_origin,
                   "Comma-separated origins browsers may call the API from (default: any)");
+  cmd->add_option("--api-key", f.api_keys,
+                  "An API key requests may give (Authorization: Bearer KEY or X-Api-Key: KEY); "
+                  "repeatable. Without one of these or an --api-keys file's, requests get 401. "
+                  "Requests with these keys are never charged")
+      ->check([](const std::string& key) {
+        Status st = check_api_key_syntax(key);
+        return st.ok() ? std::string() : st.message();
+      });
 }
 
 void apply_api_flags(const HttpFlags& f, ApiOptions* api) {
   api->strict_model_names = f.strict_model_name;
   api->cors_origins = split_origins(f.cors_origin);
+  api->api_keys = f.api_keys;
 }
 
 HttpLimits http_limits(const HttpFlags& f) {

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "api/openai_server.h"
 #include "pipeline/generation.h"
@@ -22,6 +23,7 @@ struct HttpFlags {
   double header_timeout_s = 10, body_timeout_s = 60;
   bool strict_model_name = false;  // --strict-model-name
   std::string cors_origin;         // --cors-origin LIST
+  std::vector<std::string> api_keys;  // --api-key KEY, repeatable: never charged
 };
 // The API's own flags among them (model names, CORS) onto `api`.
 void apply_api_flags(const HttpFlags& flags, ApiOptions* api);

@@ -281,6 +281,7 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("--audit-seed", o->audit_seed, "Seed of the audit sampling (default: secret)")
       ->group("");
   cmd->callback([o] {
+    keep_freed_memory_for_reuse();
     auto hp = parse_host_port(o->listen);
     if (!hp.ok()) fail("--listen: " + hp.status().message());
     PipelineOptions po;

@@ -426,6 +426,7 @@ void register_node(CLI::App& app) {
                   "HOST:PORT to serve GET /metrics on (Prometheus' text format, plain HTTP; "
                   "doc/metrics.md); default: none");
   cmd->callback([o] {
+    keep_freed_memory_for_reuse();
     o->node.price_per_1k = o->dht.price;
     o->node.progress = true;  // drawn only when stderr is a terminal
     std::optional<std::pair<std::string, int>> metrics_at;

@@ -67,6 +67,7 @@ void register_serve(CLI::App& app) {
                   "without one of them get 401. Credits are not charged here");
   add_http_flags(cmd, o->http);
   cmd->callback([o] {
+    keep_freed_memory_for_reuse();
     auto hp = parse_host_port(o->listen);
     if (!hp.ok()) fail("--listen: " + hp.status().message());
     uint64_t kv_memory = 0;
@@ -109,7 +110,8 @@ void register_serve(CLI::App& app) {
                             .kv_memory_bytes = kv_memory,
                             .max_queue = o->max_queue,
                             .queue_timeout = std::chrono::milliseconds(
-                                static_cast<int64_t>(o->queue_timeout_s * 1000 + 0.5))});
+                                static_cast<int64_t>(o->queue_timeout_s * 1000 + 0.5)),
+                            .grammar_vocab = GrammarVocab::from_tokenizer(*tok)});
     if (kv_memory > 0) {
       const Model& m = backend.model();
       const uint64_t per_token = KvCache::bytes_for(m.config().n_layer, m.kv_dim(), 1);

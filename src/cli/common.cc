@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <malloc.h>
 
 #include <spdlog/spdlog.h>
 
@@ -15,6 +16,15 @@ namespace swarm::cli {
 void fail(const std::string& message) {
   std::fprintf(stderr, "swarm: %s\n", message.c_str());
   throw CLI::RuntimeError(1);
+}
+
+void keep_freed_memory_for_reuse() {
+  constexpr int kKeep = 64 << 20;
+  // Allocations below the mmap threshold come from the heap, which is trimmed
+  // only past the trim threshold; both fixed (mallopt turns off glibc's
+  // sliding threshold) so steady traffic reuses the same pages.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, kKeep);
 }
 
 Result<std::vector<int32_t>> parse_token_list(const std::string& s) {

@@ -314,6 +314,12 @@ Status Model::head(const float* hidden, int64_t n, float* logits, ThreadPool& po
   return Status::Ok();
 }
 
+Status Model::final_norm(const float* hidden, int64_t n, float* out) const {
+  if (!has_head_) return Status::InvalidArgument("this model part was loaded without the output head");
+  rms_norm(hidden, output_norm_, n, config().n_embd, config().rms_eps, out);
+  return Status::Ok();
+}
+
 Result<std::vector<float>> Model::forward(const std::vector<int32_t>& tokens, KvCache& cache,
                                           ThreadPool& pool) const {
   const int64_t n = static_cast<int64_t>(tokens.size());

@@ -77,6 +77,9 @@ class Model {
                     ThreadPool& pool) const;
   // logits[n, vocab] <- output(norm(hidden)).
   Status head(const float* hidden, int64_t n, float* logits, ThreadPool& pool) const;
+  // out[n, d_model] <- norm(hidden): the final norm the head applies, without
+  // the output matrix (embeddings). Needs the head's part of the model.
+  Status final_norm(const float* hidden, int64_t n, float* out) const;
 
   // Convenience for tools and tests: embed + all loaded layers + head for one
   // sequence; returns logits for every token.

@@ -59,6 +59,11 @@ Status SamplingParams::validate(int n_vocab) const {
       return bad("stop_tokens", "names token " + std::to_string(id) +
                                     ", outside the vocabulary of " + std::to_string(n_vocab));
   if (max_tokens < -1) return bad("max_tokens", "must be >= -1 (-1: no limit)");
+  if (grammar_start < 0) return bad("grammar_start", "must be >= 0");
+  if (!grammar.empty()) {
+    const Result<Grammar> g = parse_gbnf(grammar);
+    if (!g.ok()) return bad("grammar", "is not valid: " + g.status().message());
+  }
   return Status::Ok();
 }
 
@@ -72,17 +77,58 @@ double sampling_uniform(uint64_t seed, int position, int draw) {
   return static_cast<double>(word >> 11) * 0x1.0p-53;
 }
 
-Sampler::Sampler(SamplingParams params, int n_vocab)
-    : params_(std::move(params)), n_vocab_(n_vocab) {}
+Sampler::Sampler(SamplingParams params, int n_vocab, std::shared_ptr<const GrammarVocab> vocab)
+    : params_(std::move(params)), n_vocab_(n_vocab), vocab_(std::move(vocab)) {
+  if (params_.grammar.empty()) return;
+  Result<Grammar> g = parse_gbnf(params_.grammar);
+  if (!g.ok()) {
+    grammar_status_ = g.status();
+    return;
+  }
+  if (!vocab_ || vocab_->pieces.size() < static_cast<size_t>(n_vocab_)) {
+    grammar_status_ = Status::Internal("a grammar needs the model's token bytes");
+    return;
+  }
+  grammar_ = std::make_shared<const Grammar>(std::move(g).value());
+  grammar_state_ = GrammarState::start(*grammar_);
+}
+
+bool Sampler::constrained() const {
+  return grammar_ != nullptr && accepted_ >= params_.grammar_start;
+}
+
+bool Sampler::grammar_finished() const {
+  return constrained() && (grammar_dead_ || !grammar_state_.can_continue());
+}
+
+bool Sampler::grammar_allows(int32_t token) const {
+  if (grammar_dead_) return false;
+  if (is_stop_token(token)) return grammar_state_.complete();
+  if (token < 0 || token >= n_vocab_ || !vocab_->is_text[static_cast<size_t>(token)]) return false;
+  return grammar_state_.accepts(*grammar_, vocab_->pieces[static_cast<size_t>(token)]);
+}
 
 void Sampler::accept(int32_t token) {
+  if (grammar_) {
+    if (accepted_ >= params_.grammar_start && !grammar_dead_ && !is_stop_token(token)) {
+      const bool text = token >= 0 && token < n_vocab_ && vocab_->is_text[static_cast<size_t>(token)];
+      if (!text || !grammar_state_.advance(*grammar_, vocab_->pieces[static_cast<size_t>(token)]))
+        grammar_dead_ = true;
+    }
+    ++accepted_;
+  }
   const int n = params_.repeat_last_n;
   if (n == 0) return;
   history_.push_back(token);
   if (n > 0 && history_.size() > static_cast<size_t>(n)) history_.erase(history_.begin());
 }
 
-void Sampler::reset() { history_.clear(); }
+void Sampler::reset() {
+  history_.clear();
+  accepted_ = 0;
+  grammar_dead_ = false;
+  if (grammar_) grammar_state_ = GrammarState::start(*grammar_);
+}
 
 bool Sampler::is_stop_token(int32_t token) const {
   return std::find(params_.stop_tokens.begin(), params_.stop_tokens.end(), token) !=
@@ -115,6 +161,75 @@ std::vector<float> Sampler::adjusted_logits(const float* logits) const {
   return v;
 }
 
+namespace {
+// Most likely first; ties go to the lower id, so the order never depends on the
+// sort's implementation.
+bool before(const float la, int32_t ia, const float lb, int32_t ib) {
+  return la > lb || (la == lb && ia < ib);
+}
+}  // namespace
+
+std::vector<Sampler::Candidate> Sampler::allowed_in_order(std::vector<Candidate> c) const {
+  const auto order = [](const Candidate& a, const Candidate& b) {
+    return before(a.logit, a.id, b.logit, b.id);
+  };
+  const size_t want = params_.temperature > 0 && params_.top_k > 0
+                          ? static_cast<size_t>(params_.top_k)
+                          : params_.temperature > 0 ? c.size() : 1;
+  // Without top-k and top-p, min-p alone decides how far down the list matters.
+  const bool min_p_ends = params_.temperature > 0 && params_.top_k <= 0 &&
+                          params_.top_p >= 1.0f && params_.min_p > 0.0f;
+  const double floor = min_p_ends ? std::log(static_cast<double>(params_.min_p)) : 0.0;
+  // One token at a time while most pass; once many were rejected (the model
+  // wants what the grammar forbids), the whole mask in one trie walk.
+  constexpr int kRejectionsBeforeMask = 32;
+  int rejected = 0;
+  std::vector<char> mask;
+  auto allows = [&](int32_t id) {
+    if (mask.empty() && rejected >= kRejectionsBeforeMask) {
+      mask.assign(std::max(static_cast<size_t>(n_vocab_), vocab_->pieces.size()), 0);
+      if (!grammar_dead_) grammar_state_.allowed_tokens(*grammar_, vocab_->trie, &mask);
+      for (int32_t t : params_.stop_tokens)
+        if (t >= 0 && static_cast<size_t>(t) < mask.size())
+          mask[static_cast<size_t>(t)] = !grammar_dead_ && grammar_state_.complete();
+    }
+    if (!mask.empty()) return mask[static_cast<size_t>(id)] != 0;
+    const bool ok = grammar_allows(id);
+    rejected += !ok;
+    return ok;
+  };
+  std::vector<Candidate> out;
+  size_t sorted = 0, chunk = 32;
+  for (size_t i = 0; i < c.size() && out.size() < want; ++i) {
+    if (i == sorted) {  // sort the next chunk lazily: most calls stop in the first
+      const size_t end = std::min(c.size(), sorted + chunk);
+      std::partial_sort(c.begin() + static_cast<ptrdiff_t>(sorted),
+                        c.begin() + static_cast<ptrdiff_t>(end), c.end(), order);
+      sorted = end;
+      chunk *= 2;
+    }
+    if (min_p_ends && !out.empty() && c[i].logit - out.front().logit < floor) break;
+    if (allows(c[i].id)) out.push_back(c[i]);
+  }
+  return out;
+}
+
+int32_t Sampler::no_allowed_token(const std::vector<float>& adjusted) const {
+  if (!params_.stop_tokens.empty()) return params_.stop_tokens.front();
+  return argmax(adjusted);
+}
+
+int32_t Sampler::greedy(const std::vector<float>& adj) const {
+  const int32_t best = argmax(adj);
+  if (!constrained() || grammar_allows(best)) return best;
+  std::vector<Candidate> c;
+  c.reserve(adj.size());
+  for (size_t i = 0; i < adj.size(); ++i)
+    if (adj[i] > kNegInf) c.push_back({adj[i], static_cast<int32_t>(i), 0.0});
+  const std::vector<Candidate> allowed = allowed_in_order(std::move(c));
+  return allowed.empty() ? no_allowed_token(adj) : allowed.front().id;
+}
+
 int32_t Sampler::argmax(const std::vector<float>& v) {
   int32_t best = 0;
   for (size_t i = 1; i < v.size(); ++i)
@@ -132,17 +247,18 @@ std::vector<Sampler::Candidate> Sampler::distribution(const std::vector<float>& 
       c.push_back({adj[i], static_cast<int32_t>(i), 0.0});  // drops -inf and NaN
   if (c.empty()) return c;
 
-  // Most likely first; ties go to the lower id, so the order never depends on the
-  // sort's implementation.
-  auto before = [](const Candidate& a, const Candidate& b) {
-    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  const auto order = [](const Candidate& a, const Candidate& b) {
+    return before(a.logit, a.id, b.logit, b.id);
   };
   const int k = params_.top_k;
-  if (k > 0 && static_cast<size_t>(k) < c.size()) {
-    std::partial_sort(c.begin(), c.begin() + k, c.end(), before);
+  if (constrained()) {
+    c = allowed_in_order(std::move(c));  // sorted, and cut to top_k already
+    if (c.empty()) return c;
+  } else if (k > 0 && static_cast<size_t>(k) < c.size()) {
+    std::partial_sort(c.begin(), c.begin() + k, c.end(), order);
     c.resize(k);
   } else {
-    std::sort(c.begin(), c.end(), before);
+    std::sort(c.begin(), c.end(), order);
   }
 
   auto softmax = [&c](double inv_temp) {
@@ -182,7 +298,7 @@ std::vector<Sampler::Candidate> Sampler::distribution(const std::vector<float>& 
 int32_t Sampler::sample(const float* logits, int position) {
   const std::vector<float> adj = adjusted_logits(logits);
   const std::vector<Candidate> c = distribution(adj);
-  if (c.empty()) return argmax(adj);  // greedy, or every token banned
+  if (c.empty()) return greedy(adj);  // greedy, or every token banned
   const double u = sampling_uniform(params_.seed, position, 0);
   double cum = 0;
   for (const Candidate& x : c) {
@@ -194,7 +310,7 @@ int32_t Sampler::sample(const float* logits, int position) {
 
 Judgement Sampler::judge(const float* logits, int32_t draft, const SparseProbs& q, int position) {
   if (params_.temperature <= 0) {
-    const int32_t best = argmax(adjusted_logits(logits));
+    const int32_t best = greedy(adjusted_logits(logits));
     return {best == draft, best};
   }
   const std::vector<float> p = probabilities(logits);
@@ -208,7 +324,7 @@ std::vector<float> Sampler::probabilities(const float* logits) const {
   std::vector<float> p(n_vocab_, 0.0f);
   const std::vector<Candidate> c = distribution(adj);
   if (c.empty()) {
-    p[argmax(adj)] = 1.0f;
+    p[greedy(adj)] = 1.0f;
     return p;
   }
   for (const Candidate& x : c) p[x.id] = static_cast<float>(x.p);

@@ -13,11 +13,15 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "engine/grammar.h"
+#include "engine/grammar_matcher.h"
+#include "engine/grammar_vocab.h"
 #include "engine/spec_verify.h"
 #include "engine/status.h"
 
@@ -42,6 +46,14 @@ struct SamplingParams {
   std::vector<std::string> stop;     // stop strings, matched on the decoded text (StopMatcher)
   std::vector<int32_t> stop_tokens;  // e.g. the model's EOS/EOT, put here by the caller
   int max_tokens = -1;               // tokens to generate at most; -1: no limit
+  // Structured output: a GBNF grammar (engine/grammar.h) the generated text must
+  // match; "" for none. Tokens it rejects are masked before the filters, as if
+  // their logits were -inf; a stop token is allowed only once the text is a
+  // complete match, and once nothing more can follow, only stop tokens are.
+  std::string grammar;
+  // The grammar constrains the tokens after the first grammar_start accepted
+  // ones (the prompt's): the sampler counts accept() calls.
+  int grammar_start = 0;
 
   // Checks every field against its range and every token id against n_vocab; the
   // gateway turns a failure into a 400 naming the field.
@@ -56,8 +68,9 @@ double sampling_uniform(uint64_t seed, int position, int draw);
 class Sampler {
  public:
   // `params` should have passed validate(n_vocab); out-of-range bias entries are
-  // ignored otherwise.
-  Sampler(SamplingParams params, int n_vocab);
+  // ignored otherwise. A grammar needs `vocab` (the model's token bytes);
+  // grammar_status() says whether it compiled.
+  Sampler(SamplingParams params, int n_vocab, std::shared_ptr<const GrammarVocab> vocab = nullptr);
 
   // A copy is a fork: same history, so it chooses what the original would
   // (speculative decoding and replay can rely on that).
@@ -98,6 +111,14 @@ class Sampler {
   void reset();
 
   bool is_stop_token(int32_t token) const;
+
+  // Ok without a grammar or with one that compiled against a vocabulary.
+  const Status& grammar_status() const { return grammar_status_; }
+  // Whether the grammar now constrains the next choice.
+  bool constrained() const;
+  // Constrained, and the text so far admits nothing more (a finished match, or
+  // a forced token it rejected): only stop tokens can follow.
+  bool grammar_finished() const;
   // True once `n_generated` reaches max_tokens (never when max_tokens < 0).
   bool reached_max_tokens(int n_generated) const {
     return params_.max_tokens >= 0 && n_generated >= params_.max_tokens;
@@ -113,10 +134,27 @@ class Sampler {
   // empty when greedy.
   std::vector<Candidate> distribution(const std::vector<float>& adjusted) const;
   static int32_t argmax(const std::vector<float>& v);
+  // The greedy choice: the argmax, among the tokens the grammar allows.
+  int32_t greedy(const std::vector<float>& adjusted) const;
+  // Whether the grammar lets `token` come next (constrained() assumed).
+  bool grammar_allows(int32_t token) const;
+  // `c`'s tokens the grammar allows, most likely first, only as many as the
+  // filters can keep: checked in order of probability, so the usual case
+  // (the likeliest tokens fit) costs a few checks, not the whole vocabulary.
+  std::vector<Candidate> allowed_in_order(std::vector<Candidate> c) const;
+  // What to choose when the grammar allows nothing: a stop token if there is one.
+  int32_t no_allowed_token(const std::vector<float>& adjusted) const;
 
   SamplingParams params_;
   int n_vocab_;
   std::vector<int32_t> history_;  // the last repeat_last_n accepted tokens (all if -1)
+
+  std::shared_ptr<const Grammar> grammar_;
+  std::shared_ptr<const GrammarVocab> vocab_;
+  Status grammar_status_;
+  GrammarState grammar_state_;
+  bool grammar_dead_ = false;  // a token the grammar rejects was accepted
+  int accepted_ = 0;           // accept() calls since construction or reset()
 };
 
 // Stop strings over a stream of decoded text. Text is pushed as it is produced; what

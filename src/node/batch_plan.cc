@@ -5,7 +5,8 @@
 
 namespace swarm::node {
 
-BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_tokens) {
+BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_tokens,
+                          bool others_active) {
   BatchPlan plan;
   // Each open session's earliest step, in queue order; Truncates before it are
   // applied on the way.
@@ -72,7 +73,7 @@ BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_token
   };
   take_fitting(false);
   take_fitting(true);
-  const bool others = !plan.batch.empty();
+  const bool others = !plan.batch.empty() || others_active;
   for (size_t i : waiting_bulk) {
     const QueuedWork& w = queue[i];
     if (!plan.batch.empty() && !same_range(w)) continue;

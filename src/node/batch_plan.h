@@ -17,10 +17,11 @@
 //    reordered past it within its session.
 //  - A bulk step (a plain run, chunkable, longer than an eighth of the batch:
 //    a prompt, or a replay after a failover) runs in chunks. Beside other
-//    sessions' steps it gets an eighth of the batch, so their latency stays
-//    that of a small batch however long the prompt; alone, it takes whole
-//    batches. While one waits, the others leave it that eighth, so it always
-//    makes progress.
+//    sessions' steps, or while other sessions are active (their next steps
+//    may come while it runs), it gets an eighth of the batch, so their
+//    latency stays that of a small batch however long the prompt; with no
+//    other session around, it takes whole batches. While one waits, the
+//    others leave it that eighth, so it always makes progress.
 //  - Except a bulk step of a session over its fair share of compute
 //    (compute_share.h: more than an equal share lately, among several active
 //    sessions): it waits, alone too, until its share has decayed, so a caller
@@ -59,6 +60,10 @@ struct BatchPlan {
 };
 
 // `max_batch_tokens` >= 1.
-BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_tokens);
+// `others_active`: sessions with nothing queued now sent work lately, so their
+// next steps may come at any moment; a bulk step then runs in eighths even
+// alone, so those steps never wait behind a whole batch of someone's prompt.
+BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_tokens,
+                          bool others_active = false);
 
 }  // namespace swarm::node

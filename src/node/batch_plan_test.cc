@@ -148,6 +148,13 @@ TEST(BatchPlanTest, ALongPrefillRunsInChunksBesideOtherSessionsSteps) {
   const BatchPlan alone = plan_next_batch(std::vector<QueuedWork>{prefill(1, 1000)}, 64);
   EXPECT_EQ(alone.batch, (Indices{0}));
   EXPECT_EQ(alone.take, (std::vector<int>{64}));
+  // Alone in the queue while other sessions are active (their next steps are
+  // on their way), an eighth at a time: a decode step that comes in the
+  // meantime waits for an eighth of a batch, not a whole one.
+  const BatchPlan between =
+      plan_next_batch(std::vector<QueuedWork>{prefill(1, 1000)}, 64, /*others_active=*/true);
+  EXPECT_EQ(between.batch, (Indices{0}));
+  EXPECT_EQ(between.take, (std::vector<int>{8}));
   // A prefill of an eighth of the batch or less runs whole, like any step;
   // a longer one beside others runs an eighth at a time, even if it fits.
   const BatchPlan fits = plan_next_batch(std::vector<QueuedWork>{prefill(1, 8), anchor(2)}, 64);

@@ -1015,7 +1015,9 @@ StageRequest draft_req(const std::string& id, uint64_t step_id, const std::vecto
 // in queue order) and a's continuations run one a batch (one step of a session
 // a batch), so the order of the answers is the order the stage chose.
 TEST_F(NodeTest, AnAnchorRunOvertakesQueuedSpeculativeContinuations) {
-  auto nodes = start_nodes({{0, 2}}, {"--slowdown", "500", "--max-batch-tokens", "32"});
+  // The prompt (32 tokens) is at most an eighth of the batch, so it runs whole
+  // though b is active (a longer one would run in eighths, between b's steps).
+  auto nodes = start_nodes({{0, 2}}, {"--slowdown", "500", "--max-batch-tokens", "256"});
   ASSERT_TRUE(nodes[0]->ok());
   Stream s(nodes[0]->address());  // owns both sessions: one ordered answer stream
   for (const char* id : {"a", "b"}) {

@@ -17,13 +17,16 @@
 #include <vector>
 
 #include "engine/kv_cache.h"
+#include "engine/logprobs.h"
 #include "engine/model.h"
 #include "engine/model_loader.h"
 #include "engine/sampler.h"
+#include "engine/tokenizer.h"
 #include "engine/thread_pool.h"
 #include "net/caller.h"
 #include "net/channel_cache.h"
 #include "net/identity.h"
+#include "net/logprob_codec.h"
 #include "net/model_id.h"
 #include "net/status_convert.h"
 #include "net/tensor_codec.h"
@@ -56,6 +59,8 @@ constexpr size_t kMaxSessionIdBytes = 256;
 constexpr int kMaxBadMessagesInARow = 16;
 // Steps and truncates one session may have waiting; more is a flood, refused.
 constexpr int kMaxQueuedPerSession = 256;
+// Closed sessions remembered for the fair-share count (recently_closed_).
+constexpr size_t kMaxRecentlyClosed = 4096;
 // Hops one Step may name (a chain longer than this is not a chain we build).
 constexpr int kMaxHopsPerStep = 64;
 // Distinct next stages one session may push to over its life: a chain that
@@ -137,6 +142,9 @@ SamplingParams sampling_from_proto(const v1::SamplingConfig& c) {
   p.frequency_penalty = c.frequency_penalty();
   p.seed = c.seed();
   for (const v1::LogitBias& b : c.logit_bias()) p.logit_bias.emplace_back(b.token(), b.bias());
+  p.grammar = c.grammar();
+  p.grammar_start = c.grammar_start();
+  p.stop_tokens.assign(c.stop_tokens().begin(), c.stop_tokens().end());
   return p;
 }
 
@@ -157,6 +165,7 @@ struct Session {
   // Touched only by the scheduler thread.
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<Sampler> sampler;
+  int logprobs = -1;  // OpenSession.logprobs: the alternatives per token; -1: none
   // The sampler as it was when the cache held `length` positions (its history,
   // which the penalties read; its draws are keyed by position, so they need no
   // restoring), so a rollback restores it too and a replay samples exactly what
@@ -397,8 +406,13 @@ class StageServer::Impl {
   // the last stage's answer, whose tokens it commits to too.
   v1::Commitment commitment(const WorkItem& w, const v1::StepResult* result) const;
   void reaper_loop();
+  // The model's token bytes, read from its file the first time a session
+  // brings a grammar (the node does not otherwise need its tokenizer).
+  Result<std::shared_ptr<const GrammarVocab>> grammar_vocab();
 
   NodeOptions opt_;
+  std::mutex vocab_mu_;
+  std::shared_ptr<const GrammarVocab> vocab_;  // guarded by vocab_mu_
   int context_ = 0;  // positions one session may hold (OpenSession.max_length)
   std::unique_ptr<Model> model_;
   std::unique_ptr<ThreadPool> pool_;
@@ -420,6 +434,11 @@ class StageServer::Impl {
   bool draining_ = false;
   bool stopping_ = false;
   std::deque<WorkItem> queue_;
+  // When each session closed within about the last second last sent a message
+  // (Clock ticks, oldest first, at most kMaxRecentlyClosed): a caller whose
+  // requests are many short sessions (a gateway) shares the node as the
+  // sessions it ran lately, not only the few open at this instant.
+  std::deque<int64_t> recently_closed_;
   ComputeShare compute_share_;  // touched only by the scheduler thread
   double layer_tokens_per_s_ = 0;
   int64_t steps_cancelled_ = 0;       // dropped by a Cancel
@@ -973,6 +992,17 @@ void StageServer::Impl::handle(StageRequest& req, uint64_t stream_id,
   }
 }
 
+Result<std::shared_ptr<const GrammarVocab>> StageServer::Impl::grammar_vocab() {
+  std::lock_guard<std::mutex> lock(vocab_mu_);
+  if (vocab_) return vocab_;
+  auto tok = Tokenizer::Load(opt_.model_path);
+  if (!tok.ok()) return tok.status().annotate("reading the model's vocabulary");
+  if ((*tok)->vocab_size() < model_->config().n_vocab)
+    return Status::Unsupported("the model's tokenizer has fewer tokens than its head");
+  vocab_ = GrammarVocab::from_tokenizer(**tok);
+  return vocab_;
+}
+
 void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
                              const std::shared_ptr<ServerStream>& writer) {
   const std::string& id = o.session_id();
@@ -1020,7 +1050,22 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
     const Status st = p.validate(c.n_vocab);
     if (!st.ok())
       return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.sampling: " + st.message());
-    s->sampler = std::make_unique<Sampler>(std::move(p), c.n_vocab);
+    std::shared_ptr<const GrammarVocab> vocab;
+    if (!p.grammar.empty()) {
+      auto v = grammar_vocab();
+      if (!v.ok())
+        return refuse(StatusCode::FAILED_PRECONDITION,
+                      "OpenSession.sampling.grammar: " + v.status().message());
+      vocab = *v;
+    }
+    s->sampler = std::make_unique<Sampler>(std::move(p), c.n_vocab, std::move(vocab));
+    if (const Status& g = s->sampler->grammar_status(); !g.ok())
+      return refuse(StatusCode::INVALID_ARGUMENT, "OpenSession.sampling.grammar: " + g.message());
+    if (o.top_logprobs() < 0 || o.top_logprobs() > kMaxTopLogprobs)
+      return refuse(StatusCode::INVALID_ARGUMENT,
+                    "OpenSession.top_logprobs: must be 0 to " + std::to_string(kMaxTopLogprobs) +
+                        ", got " + std::to_string(o.top_logprobs()));
+    if (o.logprobs()) s->logprobs = o.top_logprobs();
   }
   s->id = id;
   s->first = o.first_layer();
@@ -1136,6 +1181,10 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ServerStream>& 
     return fail(StatusCode::INVALID_ARGUMENT,
                 "Step.tokens: " + std::to_string(n) + " tokens in a step sampled at every " +
                     "position (sample_all or drafts); at most " + std::to_string(kMaxSampledRows));
+  if (st.score_tokens() && n > kMaxSampledRows)
+    return fail(StatusCode::INVALID_ARGUMENT,
+                "Step.tokens: " + std::to_string(n) + " tokens in a step scored at every " +
+                    "position (score_tokens); at most " + std::to_string(kMaxSampledRows));
   if (st.sketches() && st.row_hashes() && n > kMaxSampledRows)
     return fail(StatusCode::INVALID_ARGUMENT,
                 "Step.tokens: " + std::to_string(n) + " tokens in an audit run with every row " +
@@ -1172,7 +1221,8 @@ void StageServer::Impl::step(v1::Step& st, const std::shared_ptr<ServerStream>& 
   w.quota_lease = std::move(lease).value();
   // A plain run (a prefill or a replay) may run a part at a time; runs the
   // last stage samples at every position may not.
-  w.chunkable = !st.sample_all() && st.n_drafts() == 0 && !st.continues_previous();
+  w.chunkable = !st.sample_all() && st.n_drafts() == 0 && !st.continues_previous() &&
+                !(s->is_last && st.score_tokens());
   if (s->is_first) {
     if (st.has_hidden())
       return fail(StatusCode::INVALID_ARGUMENT, "Step.hidden: must be absent at the first stage");
@@ -1287,6 +1337,8 @@ void StageServer::Impl::close_session(const std::shared_ptr<Session>& s, const s
     auto it = sessions_.find(s->id);
     if (it == sessions_.end() || it->second != s) return;
     sessions_.erase(it);
+    recently_closed_.push_back(s->last_active.load());
+    if (recently_closed_.size() > kMaxRecentlyClosed) recently_closed_.pop_front();
     kv_used_ -= s->kv_bytes;
     s->quota_lease.release();
     drained_cv_.notify_all();
@@ -1352,11 +1404,16 @@ void StageServer::Impl::scheduler_loop() {
       else
         queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
-      // Sessions that sent a message within the last second share the node.
+      // Sessions that sent a message within the last second share the node,
+      // those closed since included.
       const auto now = Clock::now();
       const int64_t recent = (now - std::chrono::seconds(1)).time_since_epoch().count();
       int active = 0;
       for (const auto& [id, s] : sessions_) active += s->last_active.load() > recent;
+      while (!recently_closed_.empty() && recently_closed_.front() <= recent)
+        recently_closed_.pop_front();
+      active += static_cast<int>(std::count_if(recently_closed_.begin(), recently_closed_.end(),
+                                               [&](int64_t t) { return t > recent; }));
       // The order is batch_plan.h's rule; this applies it to the queue.
       std::vector<QueuedWork> work;
       work.reserve(queue_.size());
@@ -1374,7 +1431,7 @@ void StageServer::Impl::scheduler_loop() {
                         .over_share = compute_share_.over_share(key, active, seconds(now)),
                         .background = !w.truncate && w.step.row_hashes()});
       }
-      const BatchPlan plan = plan_next_batch(work, opt_.max_batch_tokens);
+      const BatchPlan plan = plan_next_batch(work, opt_.max_batch_tokens, active >= 2);
       waiting_on_shares = plan.batch.empty() && plan.truncates.empty() && plan.dropped.empty() &&
                           !queue_.empty();
       std::vector<bool> leaves(queue_.size(), false);
@@ -1400,8 +1457,11 @@ void StageServer::Impl::scheduler_loop() {
         if (!leaves[i]) stay.push_back(std::move(queue_[i]));
       queue_.swap(stay);
       // Time a session takes while no other wants the node costs nobody:
-      // only a batch beside, or ahead of, another session's work is charged.
-      contended = false;
+      // a batch is charged when it runs beside, or ahead of, another
+      // session's work, or while other sessions are active (their next steps
+      // are on their way: a caller whose prompts fill the gaps between their
+      // steps would otherwise take most of the node uncharged).
+      contended = active >= 2;
       for (const WorkItem& w : batch) contended = contended || w.session != batch.front().session;
       for (const WorkItem& w : queue_)
         contended = contended || (!batch.empty() && w.session != batch.front().session);
@@ -1552,6 +1612,9 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
   }
   // The head runs on the rows that are sampled: the last of each step, or all.
   std::vector<std::vector<int32_t>> sampled(batch.size());
+  // A session with logprobs: one per sampled token (plain and sample_all
+  // steps), and with score_tokens the step's own tokens after the first.
+  std::vector<std::vector<TokenLogprob>> sampled_lps(batch.size()), scores(batch.size());
   if (st.ok()) {
     std::vector<float> rows;
     row = 0;
@@ -1560,9 +1623,11 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
       // A chunk before the last samples nothing: only the step's end does.
       if (w->session->is_last && w->final_chunk()) {
         const int64_t lead = n - w->step.n_drafts();
-        const int64_t from = w->step.sample_all()     ? 0
-                             : w->step.n_drafts() > 0 ? std::max<int64_t>(0, lead - 1)
-                                                      : n - 1;
+        const bool scored = w->step.score_tokens() && w->session->logprobs >= 0 &&
+                            w->step.n_drafts() == 0;
+        const int64_t from = w->step.sample_all() || scored ? 0
+                             : w->step.n_drafts() > 0      ? std::max<int64_t>(0, lead - 1)
+                                                           : n - 1;
         rows.insert(rows.end(), hidden.begin() + (row + from) * d, hidden.begin() + (row + n) * d);
       }
       row += n;
@@ -1587,13 +1652,24 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
             sampler.accept(w.step.tokens(j));
             if (j + 1 == n)
               remember_last_row(*w.session, logits.data() + r * c.n_vocab, c.n_vocab, p + n);
-            sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab, p + j + 1));
+            sampled[i].push_back(sampler.sample(logits.data() + r * c.n_vocab, p + j + 1));
+            if (w.session->logprobs >= 0)
+              sampled_lps[i].push_back(token_logprob(logits.data() + r * c.n_vocab, c.n_vocab,
+                                                     sampled[i].back(), w.session->logprobs));
+            ++r;
             if (j + 1 < n) snapshot_sampler(*w.session, p + j + 1);
           }
         } else {
+          const int top = w.session->logprobs;
+          if (w.step.score_tokens() && top >= 0 && !w.step.sample_all())  // rows 0 .. n-2: tokens 1 .. n-1
+            for (int j = 0; j + 1 < n; ++j, ++r)
+              scores[i].push_back(
+                  token_logprob(logits.data() + r * c.n_vocab, c.n_vocab, w.step.tokens(j + 1), top));
           for (int j = w.done; j < n; ++j) sampler.accept(w.step.tokens(j));
-          remember_last_row(*w.session, logits.data() + r * c.n_vocab, c.n_vocab, p + n);
-          sampled[i].push_back(sampler.sample(logits.data() + (r++) * c.n_vocab, p + n));
+          const float* row = logits.data() + (r++) * c.n_vocab;
+          remember_last_row(*w.session, row, c.n_vocab, p + n);
+          sampled[i].push_back(sampler.sample(row, p + n));
+          if (top >= 0) sampled_lps[i].push_back(token_logprob(row, c.n_vocab, sampled[i].back(), top));
         }
       }
     }
@@ -1708,6 +1784,7 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
       out->mutable_next_hops()->CopyFrom(w.step.next_hops());
       out->mutable_next_hops()->erase(out->mutable_next_hops()->begin());
       out->set_sample_all(w.step.sample_all());
+      out->set_score_tokens(w.step.score_tokens());
       out->set_rewind(w.step.rewind());
       out->set_n_drafts(w.step.n_drafts());
       *out->mutable_draft_probs() = w.step.draft_probs();
@@ -1727,6 +1804,11 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
       r->set_step_id(w.step.step_id());
       if (s.is_last) {
         r->mutable_tokens()->Add(sampled[i].begin(), sampled[i].end());
+        // A cheating stage's altered token keeps the logprob of the one it
+        // sampled: logprobs are reported, not audited (doc/protocol.md).
+        if (sampled_lps[i].size() == sampled[i].size())
+          for (const TokenLogprob& lp : sampled_lps[i]) net::encode_logprob(lp, r->add_logprobs());
+        for (const TokenLogprob& lp : scores[i]) net::encode_logprob(lp, r->add_scores());
         if (w.step.n_drafts() > 0)
           r->set_accepted_drafts(static_cast<int32_t>(sampled[i].size()) - 1);
       } else

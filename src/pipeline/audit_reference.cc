@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/sampler.h"
+#include "engine/tokenizer.h"
 #include "net/tensor_codec.h"
 
 namespace swarm {
@@ -20,6 +21,9 @@ Result<std::unique_ptr<LocalReference>> LocalReference::Load(const std::string& 
   if (!model.ok()) return model.status().annotate("--audit-local");
   auto r = std::unique_ptr<LocalReference>(new LocalReference());
   r->model_ = std::move(model).value();
+  // The token bytes a grammar-constrained session's replay checks against.
+  if (auto tok = Tokenizer::Load(model_path); tok.ok())
+    r->vocab_ = GrammarVocab::from_tokenizer(**tok);
   r->pool_ = std::make_unique<ThreadPool>(threads);
   return r;
 }
@@ -50,7 +54,13 @@ void ReferenceRun::replay_sampling(const SamplingParams& params, std::vector<tru
   SamplingParams p = params;
   if (p.top_p <= 0) p.top_p = 1;
   if (p.repeat_penalty == 0) p.repeat_penalty = 1;
-  replay_ = std::make_unique<Sampler>(std::move(p), reference_.model().config().n_vocab);
+  replay_ = std::make_unique<Sampler>(std::move(p), reference_.model().config().n_vocab,
+                                      reference_.grammar_vocab());
+  if (!replay_->grammar_status().ok()) {
+    // Without the grammar the replay would choose otherwise: no verdict on sampling.
+    replay_.reset();
+    return;
+  }
   replayed_ = length();
   fed_.clear();
   steps_ = std::move(steps);

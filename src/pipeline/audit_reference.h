@@ -72,6 +72,8 @@ class LocalReference {
  public:
   static Result<std::unique_ptr<LocalReference>> Load(const std::string& model_path, int threads);
   const Model& model() const { return *model_; }
+  // The model's token bytes (null if its tokenizer could not be read).
+  std::shared_ptr<const GrammarVocab> grammar_vocab() const { return vocab_; }
   ThreadPool& pool() const { return *pool_; }
 
   // All at once: rows of tokens [0, n) for the chain `ranges`.
@@ -84,6 +86,7 @@ class LocalReference {
 
  private:
   std::unique_ptr<Model> model_;
+  std::shared_ptr<const GrammarVocab> vocab_;
   std::unique_ptr<ThreadPool> pool_;
 };
 

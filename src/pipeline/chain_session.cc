@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "net/channel_cache.h"
+#include "net/logprob_codec.h"
 #include "net/status_convert.h"
 #include "net/tls.h"
 
@@ -198,10 +199,19 @@ Status ChainSession::open(const std::string& model_id, int n_layer, const Sampli
     s->set_presence_penalty(sp.presence_penalty);
     s->set_frequency_penalty(sp.frequency_penalty);
     s->set_seed(sp.seed);
+    if (chain_[i].last_layer == n_layer && logprobs_ >= 0) {
+      open->set_logprobs(true);
+      open->set_top_logprobs(logprobs_);
+    }
     for (const auto& [tok, bias] : sp.logit_bias) {
       v1::LogitBias* b = s->add_logit_bias();
       b->set_token(tok);
       b->set_bias(bias);
+    }
+    if (!sp.grammar.empty()) {
+      s->set_grammar(sp.grammar);
+      s->set_grammar_start(sp.grammar_start);
+      for (int32_t t : sp.stop_tokens) s->add_stop_tokens(t);
     }
     if (!link.stream->Write(req)) return finish_link(i, "opening a session");
     link.reader = std::thread([this, i] { read_loop(i); });
@@ -248,7 +258,7 @@ Status ChainSession::failure_of(const Event& e) {
                from_error(e.response.error(), chain_[e.stage].address));
 }
 
-Result<int32_t> ChainSession::step(const std::vector<int32_t>& tokens, int position) {
+Result<int32_t> ChainSession::step(const std::vector<int32_t>& tokens, int position, bool score) {
   const uint64_t step_id = ++step_id_;
   v1::Tensor hidden;
   const size_t n_hops = options_.push ? 1 : chain_.size();
@@ -262,6 +272,7 @@ Result<int32_t> ChainSession::step(const std::vector<int32_t>& tokens, int posit
     v1::StageRequest req;
     v1::Step* st = req.mutable_step();
     fill_step(st, step_id, tokens, position, options_.push);
+    st->set_score_tokens(score && logprobs_ >= 0);
     if (i > 0) *st->mutable_hidden() = std::move(hidden);
     // Push mode times the whole chain; relay mode each stage on its own.
     const std::string key = options_.push ? key_ : describe_chain({chain_[i]});
@@ -289,6 +300,17 @@ Result<int32_t> ChainSession::step(const std::vector<int32_t>& tokens, int posit
       }
       if (r->tokens_size() < 1)
         return Status::Internal(chain_[answering].address + " returned no token");
+      if (logprobs_ >= 0) {
+        if (r->logprobs_size() != r->tokens_size())
+          return Status::Internal(chain_[answering].address + " returned no logprobs");
+        last_logprob_ = net::decode_logprob(r->logprobs(r->logprobs_size() - 1));
+        scores_.clear();
+        if (score && r->scores_size() != n_tokens - 1)
+          return Status::Internal(chain_[answering].address + " returned " +
+                                  std::to_string(r->scores_size()) + " scores for " +
+                                  std::to_string(n_tokens) + " tokens");
+        for (const v1::TokenLogprob& lp : r->scores()) scores_.push_back(net::decode_logprob(lp));
+      }
       record(*r, std::move(relayed));
       return r->tokens(r->tokens_size() - 1);
     }

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/logprobs.h"
 #include "engine/sampler.h"
 #include "engine/spec_verify.h"
 #include "engine/status.h"
@@ -69,10 +70,18 @@ class ChainSession {
   ChainSession(const ChainSession&) = delete;
   ChainSession& operator=(const ChainSession&) = delete;
 
+  // Before open(): the last stage reports each sampled token's logprob with
+  // `top` alternatives (OpenSession.logprobs); -1 (the default): none.
+  void set_logprobs(int top) { logprobs_ = top; }
   Status open(const std::string& model_id, int n_layer, const SamplingParams& sp, int max_length);
 
-  // Runs one step (tokens at `position`) through the chain; returns the sampled token.
-  Result<int32_t> step(const std::vector<int32_t>& tokens, int position);
+  // Runs one step (tokens at `position`) through the chain; returns the sampled
+  // token. `score`: with logprobs, also the step's tokens after the first
+  // (Step.score_tokens), in scores().
+  Result<int32_t> step(const std::vector<int32_t>& tokens, int position, bool score = false);
+  // With logprobs, after step(): the sampled token's, and the scores it asked for.
+  const TokenLogprob& last_logprob() const { return last_logprob_; }
+  const std::vector<TokenLogprob>& scores() const { return scores_; }
 
   // Push mode only: sends a run and returns its step id at once.
   Result<uint64_t> send_run(const ChainRun& run);
@@ -169,6 +178,9 @@ class ChainSession {
   uint64_t step_id_ = 0;
   bool closed_ = false;
   std::string suspect_;
+  int logprobs_ = -1;
+  TokenLogprob last_logprob_;
+  std::vector<TokenLogprob> scores_;
   // With an emulated link delay, runs and cancels leave through this writer,
   // each `link_delay` after it was sent, so runs in flight overlap on the
   // link as they would on a real one (step() sleeps: one step at a time).

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/logprobs.h"
 #include "engine/sampler.h"
 #include "engine/status.h"
 #include "routing/chain.h"  // ChainStage
@@ -23,6 +24,18 @@ struct GenerationRequest {
   // routed, and with each new chain after a failover (what the swarm page
   // shows). A backend without a chain never calls it. May be empty.
   std::function<void(const std::vector<ChainStage>&)> on_chain = nullptr;
+  // Log-probabilities (engine/logprobs.h): -1 none; 0 to kMaxTopLogprobs: each
+  // generated token's logprob and that many of the most likely alternatives,
+  // passed to on_logprob just before the token goes to the TokenCallback (none
+  // for an end-of-generation token, which the callback never sees either).
+  int logprobs = -1;
+  std::function<void(const TokenLogprob&)> on_logprob = nullptr;
+  // Also the prompt's tokens' (with `logprobs` alternatives, at least 0): one
+  // per prompt token after the first (the first has nothing before it to be
+  // predicted from), passed to on_prompt_logprobs once, before the first
+  // token (or at the end when there is none).
+  bool prompt_logprobs = false;
+  std::function<void(const std::vector<TokenLogprob>&)> on_prompt_logprobs = nullptr;
 };
 
 // What speculative decoding did for one request (doc/speculation.md).
@@ -80,6 +93,16 @@ class GenerationBackend {
   // balance for prompt + max_tokens before it generates. May wait for a route
   // as generate() does. 0 where nothing is charged (one model in this process).
   virtual Result<double> price_per_1k_tokens() { return 0.0; }
+  // Whether generate() honours GenerationRequest::logprobs and prompt_logprobs;
+  // the API refuses requests for them (400) where it does not.
+  virtual bool supports_logprobs() const { return false; }
+  // Sentence embeddings (engine/pooling.h): for each input (token ids, within
+  // the context), the mean of the final hidden states after the final norm,
+  // L2-normalised. Unsupported where the backend holds no weights.
+  virtual bool supports_embeddings() const { return false; }
+  virtual Result<std::vector<std::vector<float>>> embed(const std::vector<std::vector<int32_t>>& inputs) {
+    return Status::Unsupported("this backend computes no embeddings");
+  }
 };
 
 }  // namespace swarm

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <optional>
 
+#include "engine/pooling.h"
+
 namespace swarm {
 
 using Clock = std::chrono::steady_clock;
@@ -14,6 +16,8 @@ using Clock = std::chrono::steady_clock;
 struct LocalBackend::Request {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
+  int logprobs = -1;             // GenerationRequest::logprobs
+  bool prompt_logprobs = false;  // GenerationRequest::prompt_logprobs
   Clock::time_point submitted;
   AdmissionQueue::Ticket ticket = 0;  // the backend's, under its mu_
   bool admitted = false;               // holds a batch slot and its KV budget
@@ -31,6 +35,8 @@ struct LocalBackend::Request {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<int32_t> tokens;
+  std::deque<TokenLogprob> logprobs_of_tokens;  // with logprobs >= 0: one per entry of `tokens`
+  std::vector<TokenLogprob> prompt_lps;         // scheduler's until done is posted
   std::optional<Result<GenerationResult>> done;
   std::atomic<bool> cancelled{false};
 };
@@ -117,6 +123,9 @@ Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request
                                    std::to_string(context_length_) +
                                    " (prompt and at least one generated token)");
   SWARM_RETURN_IF_ERROR(request.sampling.validate(cfg.n_vocab));
+  if (!request.sampling.grammar.empty() &&
+      (!options_.grammar_vocab || options_.grammar_vocab->pieces.size() < static_cast<size_t>(cfg.n_vocab)))
+    return Status::Unsupported("this backend was given no vocabulary to check a grammar against");
   // The KV memory it may fill: the prompt and max_tokens, at most the context.
   const int64_t prompt_len = static_cast<int64_t>(request.prompt.size());
   const int kv_len = static_cast<int>(std::min<int64_t>(
@@ -134,6 +143,8 @@ Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request
   auto r = std::make_shared<Request>();
   r->prompt = request.prompt;
   r->sampling = request.sampling;
+  r->logprobs = std::clamp(request.logprobs, -1, kMaxTopLogprobs);
+  r->prompt_logprobs = request.prompt_logprobs;
   r->submitted = Clock::now();
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -155,6 +166,15 @@ Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request
   int delivered = 0;
   bool cancelled = false;
   std::vector<int32_t> batch;
+  std::vector<TokenLogprob> batch_lps;
+  // The prompt's logprobs are complete before its first token is queued (and
+  // before done is posted), both under r->mu.
+  bool prompt_scored = !request.prompt_logprobs;
+  auto score_prompt = [&] {
+    if (prompt_scored) return;
+    prompt_scored = true;
+    if (request.on_prompt_logprobs) request.on_prompt_logprobs(r->prompt_lps);
+  };
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(r->mu);
@@ -162,10 +182,16 @@ Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request
       if (r->tokens.empty()) break;  // done, and every token delivered
       batch.assign(r->tokens.begin(), r->tokens.end());
       r->tokens.clear();
+      batch_lps.assign(std::make_move_iterator(r->logprobs_of_tokens.begin()),
+                       std::make_move_iterator(r->logprobs_of_tokens.end()));
+      r->logprobs_of_tokens.clear();
     }
-    for (int32_t id : batch) {
+    score_prompt();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const int32_t id = batch[i];
       if (cancelled) break;
       ++delivered;
+      if (request.on_logprob && i < batch_lps.size()) request.on_logprob(batch_lps[i]);
       if (!on_token(id)) {
         cancelled = true;
         r->cancelled = true;  // the scheduler drops it at its next iteration and posts done
@@ -174,6 +200,7 @@ Result<GenerationResult> LocalBackend::generate(const GenerationRequest& request
   }
   Result<GenerationResult> result = std::move(*r->done);
   if (!result.ok()) return result;
+  if (!cancelled) score_prompt();
   result->completion_tokens = delivered + (r->eog && !cancelled ? 1 : 0);
   if (cancelled) result->finish_reason = "stop";
   return result;
@@ -289,7 +316,7 @@ void LocalBackend::step() {
       active_.push_back(std::move(*it));
       it = waiting_.erase(it);
       Request& r = *active_.back();
-      r.sampler = std::make_unique<Sampler>(r.sampling, n_vocab);
+      r.sampler = std::make_unique<Sampler>(r.sampling, n_vocab, options_.grammar_vocab);
       for (int32_t id : r.prompt)
         r.sampler->accept(id);  // penalties see the prompt, as llama.cpp's do
       r.cache = model_->new_cache(context_length_);
@@ -315,6 +342,15 @@ void LocalBackend::step() {
   std::vector<Request*> in_batch;
   std::vector<int64_t> logit_rows;  // batch rows whose logits are needed
   std::vector<Request*> to_sample;  // the request of each of those rows
+  // Prompt rows whose logits score the next prompt token (prompt_logprobs):
+  // their index in logit_rows after the sampled ones, the request, and the
+  // prompt position they predict.
+  struct PromptRow {
+    Request* r;
+    size_t predicts;
+  };
+  std::vector<int64_t> prompt_rows;
+  std::vector<PromptRow> prompt_row_of;
   int budget = std::max(1, options_.max_batch_tokens);
   for (auto& rp : active_) {
     Request& r = *rp;
@@ -323,6 +359,13 @@ void LocalBackend::step() {
       if (budget <= 0) continue;
       n = static_cast<int>(std::min<size_t>(r.prompt.size() - r.fed, static_cast<size_t>(budget)));
       budget -= n;
+      if (r.prompt_logprobs)  // every fed row but the prompt's last predicts a prompt token
+        for (int k = 0; k < n; ++k) {
+          const size_t pos = r.fed + static_cast<size_t>(k);
+          if (pos + 1 >= r.prompt.size()) break;
+          prompt_rows.push_back(static_cast<int64_t>(tokens.size()) + k);
+          prompt_row_of.push_back({&r, pos + 1});
+        }
       tokens.insert(tokens.end(), r.prompt.begin() + static_cast<ptrdiff_t>(r.fed),
                     r.prompt.begin() + static_cast<ptrdiff_t>(r.fed) + n);
       r.fed += static_cast<size_t>(n);
@@ -351,6 +394,8 @@ void LocalBackend::step() {
   std::vector<float> hidden(static_cast<size_t>(n_tok * d));
   Status st = model_->embed(tokens.data(), n_tok, hidden.data());
   if (st.ok()) st = model_->run_layers(hidden.data(), chunks, 0, cfg.n_layer, pool_);
+  const size_t n_sampled = logit_rows.size();
+  logit_rows.insert(logit_rows.end(), prompt_rows.begin(), prompt_rows.end());
   std::vector<float> logits;
   if (st.ok() && !logit_rows.empty()) {
     const int64_t n_rows = static_cast<int64_t>(logit_rows.size());
@@ -370,8 +415,16 @@ void LocalBackend::step() {
     return;
   }
 
+  // The prompt's logprobs, in order (chunks arrive in prompt order).
+  for (size_t j = 0; j < prompt_row_of.size(); ++j) {
+    Request& r = *prompt_row_of[j].r;
+    r.prompt_lps.push_back(token_logprob(logits.data() + (n_sampled + j) * n_vocab, n_vocab,
+                                         r.prompt[prompt_row_of[j].predicts],
+                                         std::max(0, r.logprobs)));
+  }
   // Each request samples with its own sampler (independent, so in parallel).
   std::vector<int32_t> chosen(to_sample.size());
+  std::vector<TokenLogprob> chosen_lps(to_sample.size());
   pool_.parallel_for(static_cast<int64_t>(to_sample.size()), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       Sampler& s = *to_sample[i]->sampler;
@@ -380,6 +433,8 @@ void LocalBackend::step() {
       chosen[i] = s.sample(logits.data() + i * n_vocab,
                            static_cast<int>(r.prompt.size()) + r.generated);
       s.accept(chosen[i]);
+      if (r.logprobs >= 0)  // of the raw logits, whatever the sampler did with them
+        chosen_lps[i] = token_logprob(logits.data() + i * n_vocab, n_vocab, chosen[i], r.logprobs);
     }
   });
   const auto now = Clock::now();
@@ -396,6 +451,7 @@ void LocalBackend::step() {
     {
       std::lock_guard<std::mutex> lk(r.mu);
       r.tokens.push_back(id);
+      if (r.logprobs >= 0) r.logprobs_of_tokens.push_back(std::move(chosen_lps[i]));
     }
     r.cv.notify_all();
   }
@@ -412,6 +468,38 @@ void LocalBackend::step() {
     }
     return false;
   });
+}
+
+Result<std::vector<std::vector<float>>> LocalBackend::embed(
+    const std::vector<std::vector<int32_t>>& inputs) {
+  const ModelConfig& cfg = model_->config();
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::vector<int32_t>& in = inputs[i];
+    if (in.empty()) return Status::InvalidArgument("input " + std::to_string(i) + " has no tokens");
+    if (static_cast<int64_t>(in.size()) > context_length_)
+      return Status::InvalidArgument("input " + std::to_string(i) + " is " + std::to_string(in.size()) +
+                                     " tokens; the context holds " + std::to_string(context_length_));
+    for (int32_t id : in)
+      if (id < 0 || id >= cfg.n_vocab)
+        return Status::InvalidArgument("input " + std::to_string(i) + ": token " + std::to_string(id) +
+                                       " is outside the vocabulary of " + std::to_string(cfg.n_vocab));
+  }
+  std::lock_guard<std::mutex> lock(embed_mu_);
+  if (!embed_pool_) embed_pool_ = std::make_unique<ThreadPool>(options_.threads);
+  const int d = cfg.n_embd;
+  std::vector<std::vector<float>> out;
+  out.reserve(inputs.size());
+  for (const std::vector<int32_t>& in : inputs) {
+    const int64_t n = static_cast<int64_t>(in.size());
+    auto cache = model_->new_cache(static_cast<int>(n));
+    std::vector<float> hidden(static_cast<size_t>(n * d)), normed(static_cast<size_t>(n * d));
+    SWARM_RETURN_IF_ERROR(model_->embed(in.data(), n, hidden.data()));
+    SWARM_RETURN_IF_ERROR(
+        model_->run_layers(hidden.data(), {{cache.get(), static_cast<int>(n)}}, 0, cfg.n_layer, *embed_pool_));
+    SWARM_RETURN_IF_ERROR(model_->final_norm(hidden.data(), n, normed.data()));
+    out.push_back(mean_pool_normalized(normed.data(), n, d));
+  }
+  return out;
 }
 
 }  // namespace swarm

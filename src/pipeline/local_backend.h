@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/grammar_vocab.h"
 #include "engine/model.h"
 #include "engine/thread_pool.h"
 #include "pipeline/admission.h"
@@ -40,6 +41,9 @@ struct LocalBackendOptions {
   uint64_t kv_memory_bytes = 0;  // KV caches of the requests in the batch, in all; 0: no limit
   int max_queue = 256;           // requests waiting for room at once; more are refused
   std::chrono::milliseconds queue_timeout{60000};  // longest wait for room before a refusal
+  // The model's token bytes, for requests with a grammar (structured output);
+  // null: such requests are refused.
+  std::shared_ptr<const GrammarVocab> grammar_vocab = nullptr;
 };
 
 class LocalBackend : public GenerationBackend {
@@ -62,6 +66,12 @@ class LocalBackend : public GenerationBackend {
                                     const TokenCallback& on_token) override;
   int context_length() const override { return context_length_; }
   void release_waiting() override;
+  bool supports_logprobs() const override { return true; }
+  // Runs beside the batch on a pool of its own (one embedding request at a
+  // time), so it never waits for generation slots; InvalidArgument for an
+  // empty input, an id outside the vocabulary or one longer than the context.
+  bool supports_embeddings() const override { return true; }
+  Result<std::vector<std::vector<float>>> embed(const std::vector<std::vector<int32_t>>& inputs) override;
 
   const Model& model() const { return *model_; }
 
@@ -106,6 +116,8 @@ class LocalBackend : public GenerationBackend {
 
   std::vector<std::shared_ptr<Request>> active_;  // the scheduler thread's own
   std::thread scheduler_;
+  std::mutex embed_mu_;                      // one embedding request at a time
+  std::unique_ptr<ThreadPool> embed_pool_;   // made at the first, guarded by embed_mu_
 };
 
 }  // namespace swarm

@@ -522,7 +522,7 @@ void PipelineBackend::release_waiting() {
 
 Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
                                        std::vector<ChainStage>& chain, const SamplingParams& sp,
-                                       int max_length, Status refusal, bool* released) {
+                                       int max_length, Status refusal, bool* released, int logprobs) {
   const int waiting = ++waiting_for_room_;
   struct Leave {
     std::atomic<int>& n;
@@ -565,6 +565,7 @@ Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
     if (auto next = route(); next.ok()) chain = std::move(next).value();  // a twin may have room
     session = std::make_unique<ChainSession>(chain, options_, &step_times_);
+    session->set_logprobs(logprobs);
     st = session->open(model_id_, n_layer_, sp, max_length);
   }
   return st;
@@ -576,6 +577,12 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   if (prompt_len >= options_.context_length)
     return Status::InvalidArgument("the prompt is " + std::to_string(prompt_len) + " tokens; the context holds " +
                                    std::to_string(options_.context_length));
+  // The last stage scores a step's tokens in one head call (Step.score_tokens).
+  constexpr int kMaxScoredPrompt = 256;
+  if (request.prompt_logprobs && prompt_len > kMaxScoredPrompt)
+    return Status::InvalidArgument("the prompt is " + std::to_string(prompt_len) +
+                                   " tokens; through the swarm, echo with logprobs scores at most " +
+                                   std::to_string(kMaxScoredPrompt));
   auto chain = route(/*wait_for_coverage=*/true);
   if (!chain.ok()) return chain.status();
   end_probation(*chain);
@@ -592,10 +599,12 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   if (sp.max_tokens >= 0) budget = std::min(budget, sp.max_tokens);
 
   auto session = std::make_unique<ChainSession>(*chain, options_, &step_times_);
+  session->set_logprobs(request.logprobs);
   Status opened = session->open(model_id_, n_layer_, sp, prompt_len + budget);
   if (opened.code() == Status::Code::kResourceExhausted) {  // a node is full: wait for room
     bool released = false;
-    opened = open_when_room(session, *chain, sp, prompt_len + budget, opened, &released);
+    opened = open_when_room(session, *chain, sp, prompt_len + budget, opened, &released,
+                            request.logprobs);
     result.route = describe_chain(*chain);
     announce(*chain);
     if (released || opened.code() == Status::Code::kResourceExhausted) {  // not a node failure
@@ -661,11 +670,13 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
       result.route = describe_chain(*next) + " (recovered " + std::to_string(recoveries) + "x from: " +
                      failure.message() + ")";
       session = std::make_unique<ChainSession>(*next, options_, &step_times_);
+      session->set_logprobs(request.logprobs);
       failure = session->open(model_id_, n_layer_, sp, prompt_len + budget);
       if (!failure.ok()) continue;
       std::vector<int32_t> replay = fed;
       replay.insert(replay.end(), input.begin(), input.end());
-      auto token = session->step(replay, 0);
+      // The first step's replay is the prompt: it scores it as the step would have.
+      auto token = session->step(replay, 0, request.prompt_logprobs && fed.empty());
       if (token.ok()) return token;
       failure = token.status();
     }
@@ -677,8 +688,10 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   result.finish_reason = "length";
   const SpeculationOptions& spec = options_.speculation;
   // With --audit-sync every step is checked before its token goes out: plain decoding.
+  // Logprobs come with plain steps only: a request for them is not speculated.
   const bool speculate = spec.mode != SpeculationMode::kOff && options_.push && !options_.audit_sync &&
-                         (spec.mode != SpeculationMode::kDraft || spec.draft);
+                         (spec.mode != SpeculationMode::kDraft || spec.draft) &&
+                         request.logprobs < 0 && !request.prompt_logprobs;
   // Named now, so that a request that ends at its first token reports too.
   result.speculation.drafter = !speculate                             ? "off"
                                : spec.mode == SpeculationMode::kDraft ? "draft"
@@ -686,7 +699,9 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   bool finished = false;
   int generated = 0;
   for (; generated < budget; ++generated) {
-    Result<int32_t> token = opened.ok() ? session->step(input, static_cast<int>(fed.size())) : Result<int32_t>(opened);
+    Result<int32_t> token =
+        opened.ok() ? session->step(input, static_cast<int>(fed.size()), request.prompt_logprobs && fed.empty())
+                    : Result<int32_t>(opened);
     opened = Status::Ok();
     if (!token.ok()) token = recover(token.status(), input);
     while (token.ok() && options_.audit_sync && options_.audit_local) {
@@ -703,6 +718,8 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
       return token.status();
     }
     if (generated == 0) t_first = Clock::now();
+    if (request.prompt_logprobs && fed.empty() && request.on_prompt_logprobs)
+      request.on_prompt_logprobs(session->scores());
     ++result.speculation.plain_steps;
     fed.insert(fed.end(), input.begin(), input.end());
     const bool stop_token = std::find(sp.stop_tokens.begin(), sp.stop_tokens.end(), *token) != sp.stop_tokens.end();
@@ -712,6 +729,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
       break;
     }
     ++result.completion_tokens;
+    if (request.logprobs >= 0 && request.on_logprob) request.on_logprob(session->last_logprob());
     if (!on_token(*token)) {
       result.finish_reason = "stop";
       finished = true;

@@ -126,6 +126,9 @@ class PipelineBackend : public GenerationBackend {
   int context_length() const override { return options_.context_length; }
   void release_waiting() override;
   Result<double> price_per_1k_tokens() override;
+  // Logprobs come from the last stage (OpenSession.logprobs); a request with
+  // them is decoded plainly, without speculation.
+  bool supports_logprobs() const override { return true; }
 
   // Asks every peer what it serves (Info, with a deadline) and chooses a chain.
   // Without one, looks at the swarm again at once (set_relook's look-up and a
@@ -200,7 +203,7 @@ class PipelineBackend : public GenerationBackend {
   // `*released`: the wait was ended by release_waiting().
   Status open_when_room(std::unique_ptr<ChainSession>& session,
                         std::vector<ChainStage>& chain, const SamplingParams& sp, int max_length,
-                        Status refusal, bool* released);
+                        Status refusal, bool* released, int logprobs = -1);
 
   const std::string model_id_;
   const int n_layer_;

@@ -21,7 +21,7 @@ std::string node_id_of_key(const std::string& key_hex) {
 
 bool greedy_sampling(const SamplingParams& sp) {
   return sp.temperature <= 0 && sp.repeat_penalty == 1.0f && sp.presence_penalty == 0 &&
-         sp.frequency_penalty == 0 && sp.logit_bias.empty();
+         sp.frequency_penalty == 0 && sp.logit_bias.empty() && sp.grammar.empty();
 }
 
 trust::AuditedSession audited_session(const std::string& model_id, const std::vector<ChainStage>& chain,

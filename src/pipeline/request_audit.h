@@ -24,8 +24,8 @@ namespace swarm {
 std::string node_id_of_key(const std::string& key_hex);
 
 // Whether the last stage's choices are a plain argmax (then any reference's
-// argmax audits them; other sampling needs a replay of the session's sampler,
-// which --audit-local does).
+// argmax audits them; other sampling, a grammar's masking included, needs a
+// replay of the session's sampler, which --audit-local does).
 bool greedy_sampling(const SamplingParams& sp);
 
 trust::AuditedSession audited_session(const std::string& model_id, const std::vector<ChainStage>& chain,

@@ -77,9 +77,20 @@ async function main() {
   // the model it serves, as llama-server does.
   const other = await client.chat.completions.create({ model: "gpt-4o-mini", messages, max_tokens: 2 });
   assert.equal(other.model, model);
+  // Several choices with logprobs, in the shapes the client types.
+  const two = await client.chat.completions.create({
+    model, messages, max_tokens: 3, n: 2, seed: 3, logprobs: true, top_logprobs: 2,
+  });
+  assert.equal(two.choices.length, 2);
+  assert.deepEqual(two.choices.map((c) => c.index), [0, 1]);
+  for (const c of two.choices) {
+    assert.ok(c.logprobs.content.length >= 1);
+    assert.equal(c.logprobs.content[0].top_logprobs.length, 2);
+    assert.ok(c.logprobs.content[0].logprob <= 0);
+  }
   // Errors arrive as the client's typed errors.
   await assert.rejects(
-    client.chat.completions.create({ model, messages, n: 3 }),
+    client.chat.completions.create({ model, messages, n: 9 }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === "n",
   );
   await assert.rejects(
@@ -129,6 +140,29 @@ async function main() {
     client.chat.completions.create({ model, messages, tools, tool_choice: { type: "function", function: { name: "nope" } } }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === "tool_choice",
   );
+
+  // A forced call is certain (sampling follows the call's grammar), streamed or not.
+  const unitTool = [{
+    type: "function",
+    function: {
+      name: "get_weather",
+      parameters: { type: "object", properties: { unit: { enum: ["c", "f"] } }, required: ["unit"] },
+    },
+  }];
+  for (const stream of [false, true]) {
+    const req = {
+      model, messages: [history[0]], tools: unitTool, parallel_tool_calls: false, temperature: 0,
+      tool_choice: { type: "function", function: { name: "get_weather" } },
+    };
+    const c = stream
+      ? await client.chat.completions.stream(req).finalChatCompletion()
+      : await client.chat.completions.create(req);
+    assert.equal(c.choices[0].finish_reason, "tool_calls");
+    assert.equal(c.choices[0].message.tool_calls.length, 1);
+    const call = c.choices[0].message.tool_calls[0];
+    assert.equal(call.function.name, "get_weather");
+    assert.ok(["c", "f"].includes(JSON.parse(call.function.arguments).unit), call.function.arguments);
+  }
 
   console.log("openai client: all checks passed");
 }

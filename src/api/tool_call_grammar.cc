@@ -39,16 +39,18 @@ Result<std::string> grammar_of(const ToolCallSyntax& syntax, ToolFormat format, 
   switch (format) {
     case ToolFormat::kHermes:
       // Each call in its tags; with parallel calls the tagged call repeats, "\n" between.
-      return std::string("root ::= tool-call-tagged") + (parallel ? " (\"\\n\" tool-call-tagged)*" : "") +
-             "\ntool-call-tagged ::= " + literal(syntax.prefix) + " tool-call " + literal(syntax.suffix) +
-             "\n" + call;
+      return std::string("root ::= tool-call-tagged") +
+             (parallel ? " (\"\\n\" tool-call-tagged)*" : "") +
+             "\ntool-call-tagged ::= " + literal(syntax.prefix) + " tool-call " +
+             literal(syntax.suffix) + "\n" + call;
     case ToolFormat::kMistral:  // the marker is a control token: the array alone
     case ToolFormat::kLlama3:
     case ToolFormat::kGeneric:
       break;
   }
   std::string root = "root ::= ";
-  if (format != ToolFormat::kMistral && !syntax.prefix.empty()) root += literal(syntax.prefix) + " ";
+  if (format != ToolFormat::kMistral && !syntax.prefix.empty())
+    root += literal(syntax.prefix) + " ";
   root += "tool-call";
   if (!syntax.suffix.empty()) root += " " + literal(syntax.suffix);
   return root + "\n" + call;
@@ -64,7 +66,8 @@ Result<std::string> forced_call_grammar(const ToolRequest& request, ToolFormat f
     // Parameters the converter cannot enforce: any object as arguments.
     std::vector<ToolDefinition> loose = request.allowed();
     for (ToolDefinition& t : loose) t.parameters = R"({"type": "object"})";
-    grammar = grammar_of(tool_call_syntax(format, loose, request.parallel), format, request.parallel);
+    grammar =
+        grammar_of(tool_call_syntax(format, loose, request.parallel), format, request.parallel);
   }
   if (!grammar.ok()) return grammar;
   // Within the caps with the rules around the schema's too.

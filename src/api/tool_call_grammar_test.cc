@@ -47,21 +47,31 @@ TEST(ToolCallGrammarTest, NoGrammarUnlessACallIsForced) {
 TEST(ToolCallGrammarTest, EachFormatsCallsAndNothingElse) {
   const json required = {{"tools", kTools}, {"tool_choice", "required"}};
   const std::string hermes = grammar(required, ToolFormat::kHermes);
-  EXPECT_TRUE(matches(hermes, "<tool_call>\n{\"arguments\": {\"unit\": \"c\"}, \"name\": \"get_weather\"}\n</tool_call>"));
-  EXPECT_TRUE(matches(hermes, "<tool_call>\n{\"arguments\": {}, \"name\": \"get_time\"}\n</tool_call>\n"
-                              "<tool_call>\n{\"arguments\": {\"unit\": \"f\"}, \"name\": \"get_weather\"}\n</tool_call>"));
+  EXPECT_TRUE(matches(
+      hermes,
+      "<tool_call>\n{\"arguments\": {\"unit\": \"c\"}, \"name\": \"get_weather\"}\n</tool_call>"));
+  EXPECT_TRUE(matches(
+      hermes,
+      "<tool_call>\n{\"arguments\": {}, \"name\": \"get_time\"}\n</tool_call>\n"
+      "<tool_call>\n{\"arguments\": {\"unit\": \"f\"}, \"name\": \"get_weather\"}\n</tool_call>"));
   EXPECT_FALSE(matches(hermes, "It is sunny."));
-  EXPECT_FALSE(matches(hermes, "<tool_call>\n{\"arguments\": {\"unit\": \"k\"}, \"name\": \"get_weather\"}\n</tool_call>"));
-  EXPECT_FALSE(matches(hermes, "<tool_call>\n{\"arguments\": {}, \"name\": \"rm_rf\"}\n</tool_call>"));
+  EXPECT_FALSE(matches(
+      hermes,
+      "<tool_call>\n{\"arguments\": {\"unit\": \"k\"}, \"name\": \"get_weather\"}\n</tool_call>"));
+  EXPECT_FALSE(
+      matches(hermes, "<tool_call>\n{\"arguments\": {}, \"name\": \"rm_rf\"}\n</tool_call>"));
 
   // One call only without parallel calls.
-  const std::string single = grammar({{"tools", kTools}, {"tool_choice", "required"}, {"parallel_tool_calls", false}},
-                                     ToolFormat::kHermes);
-  EXPECT_FALSE(matches(single, "<tool_call>\n{\"arguments\": {}, \"name\": \"get_time\"}\n</tool_call>\n"
-                               "<tool_call>\n{\"arguments\": {}, \"name\": \"get_time\"}\n</tool_call>"));
+  const std::string single =
+      grammar({{"tools", kTools}, {"tool_choice", "required"}, {"parallel_tool_calls", false}},
+              ToolFormat::kHermes);
+  EXPECT_FALSE(matches(single,
+                       "<tool_call>\n{\"arguments\": {}, \"name\": \"get_time\"}\n</tool_call>\n"
+                       "<tool_call>\n{\"arguments\": {}, \"name\": \"get_time\"}\n</tool_call>"));
 
-  const json named = {{"tools", kTools},
-                      {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_time"}}}}}};
+  const json named = {
+      {"tools", kTools},
+      {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_time"}}}}}};
   const std::string llama3 = grammar(named, ToolFormat::kLlama3);
   EXPECT_TRUE(matches(llama3, "{\"name\": \"get_time\", \"parameters\": {}}"));
   EXPECT_FALSE(matches(llama3, "{\"name\": \"get_weather\", \"parameters\": {\"unit\": \"c\"}}"));
@@ -80,9 +90,11 @@ TEST(ToolCallGrammarTest, EachFormatsCallsAndNothingElse) {
 TEST(ToolCallGrammarTest, WhatItAcceptsIsReadAsCalls) {
   const ToolRequest r = read({{"tools", kTools}, {"tool_choice", "required"}});
   const std::pair<ToolFormat, std::string> outputs[] = {
-      {ToolFormat::kHermes, "<tool_call>\n{\"arguments\": {\"unit\": \"c\"}, \"name\": \"get_weather\"}\n</tool_call>"},
+      {ToolFormat::kHermes,
+       "<tool_call>\n{\"arguments\": {\"unit\": \"c\"}, \"name\": \"get_weather\"}\n</tool_call>"},
       {ToolFormat::kMistral, "[{\"arguments\": {\"unit\": \"c\"}, \"name\": \"get_weather\"}]"},
-      {ToolFormat::kGeneric, "{\"tool_calls\": [{\"arguments\": {\"unit\": \"c\"}, \"name\": \"get_weather\"}]}"},
+      {ToolFormat::kGeneric,
+       "{\"tool_calls\": [{\"arguments\": {\"unit\": \"c\"}, \"name\": \"get_weather\"}]}"},
   };
   for (const auto& [format, text] : outputs) {
     SCOPED_TRACE(text);
@@ -100,8 +112,10 @@ TEST(ToolCallGrammarTest, WhatItAcceptsIsReadAsCalls) {
 TEST(ToolCallGrammarTest, UnenforceableParametersAllowAnyArguments) {
   const json tools = json::parse(R"([{"type": "function", "function": {"name": "f",
       "parameters": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3}}}}}])");
-  const std::string g = grammar({{"tools", tools}, {"tool_choice", "required"}}, ToolFormat::kGeneric);
-  EXPECT_TRUE(matches(g, "{\"tool_calls\": [{\"arguments\": {\"n\": 1, \"x\": true}, \"name\": \"f\"}]}"));
+  const std::string g =
+      grammar({{"tools", tools}, {"tool_choice", "required"}}, ToolFormat::kGeneric);
+  EXPECT_TRUE(
+      matches(g, "{\"tool_calls\": [{\"arguments\": {\"n\": 1, \"x\": true}, \"name\": \"f\"}]}"));
   EXPECT_FALSE(matches(g, "{\"tool_calls\": [{\"arguments\": {}, \"name\": \"g\"}]}"));
 }
 

@@ -1,5 +1,5 @@
 # Sourced by the tests that run npm packages (tests/openai_client,
-# tests/swarm_page):
+# tests/swarm_page, tests/js_client_test.sh):
 #   npm_ci_or_skip SRC WORK PACKAGE
 # installs SRC's package.json and package-lock.json into WORK (in the build
 # tree, never the source tree) with `npm ci`, from npm's cache or the npm

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "api/local_test_server.h"
 #include "api/openai_server.h"
 #include "engine/pooling.h"
 #include "engine/test_data.h"
@@ -51,28 +52,14 @@ class NoWeights : public GenerationBackend {
 class EmbeddingsHttpTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const std::string path = testing::find_testdata(kModel);
-    if (path.empty()) return;
-    auto tok = Tokenizer::Load(path);
-    ASSERT_TRUE(tok.ok());
-    tok_ = std::move(tok).value().release();
-    auto model = Model::Load(path);
-    ASSERT_TRUE(model.ok());
-    backend_ = new LocalBackend(std::move(model).value(),
-                                LocalBackendOptions{.threads = 1, .context_length = 64});
-    ApiOptions o;
-    o.model_names = {"tiny"};
-    o.tokenizer = tok_;
-    auto server = OpenAiServer::Create(o, *backend_);
-    ASSERT_TRUE(server.ok());
-    server_ = std::move(server).value().release();
-    port_ = *server_->listen("127.0.0.1", 0);
+    local_ = testing::LocalTestServer::Start(kModel, 64).release();
+    if (local_ == nullptr) return;
+    tok_ = local_->tokenizer.get();
+    backend_ = local_->backend.get();
+    server_ = local_->server.get();
+    port_ = local_->port;
   }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete backend_;
-    delete tok_;
-  }
+  static void TearDownTestSuite() { delete local_; }
   void SetUp() override { ASSERT_NE(server_, nullptr) << kModel << " did not load"; }
 
   // What the model gives for `ids`, straight from its parts.
@@ -89,6 +76,7 @@ class EmbeddingsHttpTest : public ::testing::Test {
     return mean_pool_normalized(normed.data(), n, d);
   }
 
+  static inline testing::LocalTestServer* local_ = nullptr;
   static inline Tokenizer* tok_ = nullptr;
   static inline LocalBackend* backend_ = nullptr;
   static inline OpenAiServer* server_ = nullptr;

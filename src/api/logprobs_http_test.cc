@@ -9,6 +9,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "api/local_test_server.h"
 #include "api/openai_server.h"
 #include "engine/chat_template.h"
 #include "engine/logprobs.h"
@@ -26,30 +27,14 @@ constexpr int kContext = 256;
 class LogprobsHttpTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const std::string path = testing::find_testdata(kModel);
-    if (path.empty()) return;
-    auto tok = Tokenizer::Load(path);
-    ASSERT_TRUE(tok.ok());
-    tok_ = std::move(tok).value().release();
-    auto model = Model::Load(path);
-    ASSERT_TRUE(model.ok());
-    backend_ = new LocalBackend(std::move(model).value(),
-                                LocalBackendOptions{.threads = 1, .context_length = kContext});
-    ApiOptions o;
-    o.model_names = {"tiny"};
-    o.tokenizer = tok_;
-    auto server = OpenAiServer::Create(o, *backend_);
-    ASSERT_TRUE(server.ok());
-    server_ = std::move(server).value().release();
-    auto port = server_->listen("127.0.0.1", 0);
-    ASSERT_TRUE(port.ok());
-    port_ = *port;
+    local_ = testing::LocalTestServer::Start(kModel, kContext).release();
+    if (local_ == nullptr) return;
+    tok_ = local_->tokenizer.get();
+    backend_ = local_->backend.get();
+    server_ = local_->server.get();
+    port_ = local_->port;
   }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete backend_;
-    delete tok_;
-  }
+  static void TearDownTestSuite() { delete local_; }
   void SetUp() override { ASSERT_NE(server_, nullptr) << kModel << " did not load"; }
 
   static json post(const std::string& path, const json& body, int want = 200) {
@@ -96,6 +81,7 @@ class LogprobsHttpTest : public ::testing::Test {
     return {seq.begin() + static_cast<ptrdiff_t>(start), seq.end()};
   }
 
+  static inline testing::LocalTestServer* local_ = nullptr;
   static inline Tokenizer* tok_ = nullptr;
   static inline LocalBackend* backend_ = nullptr;
   static inline OpenAiServer* server_ = nullptr;

@@ -10,12 +10,15 @@ namespace {
 
 using nlohmann::json;
 
-// The JSON building blocks every schema grammar may use.
+// The JSON building blocks every schema grammar may use. An exponent has at
+// most 2 digits: with 16 digits before the point that stays below 1e116, so
+// every number parses to a finite double (a 16-digit exponent made JSON.parse
+// give Infinity, which schema validators then refuse).
 constexpr const char* kPrimitives = R"(ws ::= | " " | "\n" [ \t]{0,20}
 string ::= "\"" char* "\"" ws
 char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})
 integral ::= "-"? ("0" | [1-9] [0-9]{0,15})
-number ::= integral ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,16})? ws
+number ::= integral ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})? ws
 integer ::= integral ws
 boolean ::= ("true" | "false") ws
 null ::= "null" ws

@@ -16,7 +16,8 @@
 //
 // Generated JSON allows a little whitespace between tokens (at most one
 // newline and 20 spaces or tabs), and numbers have at most 16 digits before
-// and after the point, so no rule can make the model run on forever within one
+// and after the point and 2 in the exponent (so every number is a finite
+// double), so no rule can make the model run on forever within one
 // token.
 #pragma once
 

@@ -123,6 +123,15 @@ TEST(JsonSchemaGrammar, RefsToDefsIncludingRecursion) {
   EXPECT_FALSE(g.accepts(R"({"kids": [{"w": 2}], "v": 1})"));
 }
 
+TEST(JsonSchemaGrammar, NumbersStayFiniteDoubles) {
+  SchemaGrammar g(json::parse(R"({"type": "number"})"));
+  EXPECT_TRUE(g.accepts("-1.5"));
+  EXPECT_TRUE(g.accepts("9999999999999999.9999999999999999e99"));
+  EXPECT_TRUE(g.accepts("1E-7"));
+  EXPECT_FALSE(g.accepts("1e308"));  // no 3-digit exponents: 1e400 would be Infinity
+  EXPECT_FALSE(g.accepts("12345678901234567"));
+}
+
 TEST(JsonSchemaGrammar, AnyJsonObject) {
   auto g = parse_gbnf(json_object_grammar());
   ASSERT_TRUE(g.ok()) << g.status().ToString();

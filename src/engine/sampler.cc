@@ -201,6 +201,23 @@ std::vector<Sampler::Candidate> Sampler::allowed_in_order(std::vector<Candidate>
   std::vector<Candidate> out;
   size_t sorted = 0, chunk = 32;
   for (size_t i = 0; i < c.size() && out.size() < want; ++i) {
+    if (!mask.empty()) {
+      // The whole mask is known: keep the allowed rest and sort only those
+      // (where the grammar allows a few tokens, sorting the vocabulary to
+      // find them cost more than the model's forward pass). The order is the
+      // same total order, so the result is the same as going on one by one.
+      std::vector<Candidate> rest;
+      for (size_t j = i; j < c.size(); ++j)
+        if (mask[static_cast<size_t>(c[j].id)] != 0) rest.push_back(c[j]);
+      const size_t take = std::min(rest.size(), want - out.size());
+      std::partial_sort(rest.begin(), rest.begin() + static_cast<ptrdiff_t>(take), rest.end(),
+                        order);
+      for (size_t j = 0; j < take; ++j) {
+        if (min_p_ends && !out.empty() && rest[j].logit - out.front().logit < floor) break;
+        out.push_back(rest[j]);
+      }
+      break;
+    }
     if (i == sorted) {  // sort the next chunk lazily: most calls stop in the first
       const size_t end = std::min(c.size(), sorted + chunk);
       std::partial_sort(c.begin() + static_cast<ptrdiff_t>(sorted),

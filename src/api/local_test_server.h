@@ -1,0 +1,47 @@
+// For the in-process HTTP tests: what `swarm serve` runs (an OpenAiServer over
+// a LocalBackend of one model file), listening on 127.0.0.1 at a free port.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "api/openai_server.h"
+#include "engine/test_data.h"
+#include "pipeline/local_backend.h"
+
+namespace swarm::testing {
+
+struct LocalTestServer {
+  // Declared in the order they are built: destroyed server first.
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<LocalBackend> backend;
+  std::unique_ptr<OpenAiServer> server;
+  int port = 0;
+
+  // `model` is a testdata path (find_testdata); the server answers to "tiny".
+  // nullptr when the model is missing or anything fails to start.
+  static std::unique_ptr<LocalTestServer> Start(const std::string& model, int context_length) {
+    const std::string path = find_testdata(model);
+    if (path.empty()) return nullptr;
+    auto out = std::make_unique<LocalTestServer>();
+    auto tok = Tokenizer::Load(path);
+    auto m = Model::Load(path);
+    if (!tok.ok() || !m.ok()) return nullptr;
+    out->tokenizer = std::move(tok).value();
+    out->backend = std::make_unique<LocalBackend>(
+        std::move(m).value(),
+        LocalBackendOptions{.threads = 1, .context_length = context_length});
+    ApiOptions o;
+    o.model_names = {"tiny"};
+    o.tokenizer = out->tokenizer.get();
+    auto server = OpenAiServer::Create(o, *out->backend);
+    if (!server.ok()) return nullptr;
+    out->server = std::move(server).value();
+    auto port = out->server->listen("127.0.0.1", 0);
+    if (!port.ok()) return nullptr;
+    out->port = *port;
+    return out;
+  }
+};
+
+}  // namespace swarm::testing

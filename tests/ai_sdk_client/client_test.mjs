@@ -1,0 +1,187 @@
+// The Vercel AI SDK (`ai` with `@ai-sdk/openai-compatible`) against a running
+// `swarm serve` or gateway:
+//   node client_test.mjs BASE_URL MODEL
+// generateText and streamText (the streamed greedy text must equal the
+// generated one), a stream aborted with an AbortController (the server must
+// count it cancelled and go on serving), generateObject with a zod schema
+// (constrained sampling: the object must validate), logprobs through the
+// provider's pass-through options, and token usage.
+import assert from "node:assert/strict";
+import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
+import { generateObject, generateText, streamText } from "ai";
+import { z } from "zod";
+
+const [baseURL, model] = process.argv.slice(2);
+const origin = new URL(baseURL).origin;
+
+// The provider hands back only the fields it knows; a metadata extractor is
+// its documented way to read others, here each choice's `logprobs`.
+const logprobsExtractor = {
+  extractMetadata: async ({ parsedBody }) => ({ swarm: { logprobs: parsedBody?.choices?.[0]?.logprobs ?? null } }),
+  createStreamExtractor: () => {
+    const content = [];
+    return {
+      processChunk(chunk) {
+        content.push(...(chunk?.choices?.[0]?.logprobs?.content ?? []));
+      },
+      buildMetadata: () => ({ swarm: { logprobs: { content } } }),
+    };
+  },
+};
+const swarm = createOpenAICompatible({
+  name: "swarm",
+  baseURL,
+  apiKey: "sk-not-needed",
+  includeUsage: true, // stream_options.include_usage, so streams report usage too
+  supportsStructuredOutputs: true, // response_format json_schema rather than json_object
+  metadataExtractor: logprobsExtractor,
+});
+const llm = swarm.chatModel(model);
+
+const system = "You are terse.";
+const prompt = "Say something about swarms.";
+const greedy = { temperature: 0, seed: 7, maxRetries: 0 };
+
+// The server's Prometheus counters, to see what it made of an aborted stream.
+async function metrics() {
+  const text = await (await fetch(`${origin}/metrics`)).text();
+  const value = (name) => Number(text.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1] ?? 0);
+  return {
+    cancelled: value('swarm_completions_total\\{finish_reason="cancelled"\\}'),
+    inFlight: value("swarm_requests_in_flight"),
+  };
+}
+async function waitFor(what, condition, seconds = 20) {
+  const end = Date.now() + seconds * 1000;
+  for (;;) {
+    const seen = await condition();
+    if (seen === true) return;
+    if (Date.now() > end) assert.fail(`${what}: still ${JSON.stringify(seen)} after ${seconds} s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function checkUsage(usage, what) {
+  assert.ok(usage.inputTokens > 0 && usage.outputTokens > 0, `${what} usage: ${JSON.stringify(usage)}`);
+  assert.equal(usage.totalTokens, usage.inputTokens + usage.outputTokens, `${what} usage: ${JSON.stringify(usage)}`);
+}
+
+async function main() {
+  // generateText.
+  const gen = await generateText({ model: llm, system, prompt, maxOutputTokens: 16, ...greedy });
+  assert.equal(typeof gen.text, "string");
+  assert.ok(gen.text.length > 0, "empty text");
+  assert.ok(["stop", "length"].includes(gen.finishReason), `finishReason ${gen.finishReason}`);
+  assert.equal(gen.response.modelId, model);
+  checkUsage(gen.usage, "generateText");
+  console.log("generateText: ok");
+
+  // streamText: the deltas add up to the same greedy text, with the same usage.
+  const errors = [];
+  const stream = streamText({ model: llm, system, prompt, maxOutputTokens: 16, ...greedy, onError: ({ error }) => errors.push(error) });
+  let text = "", deltas = 0;
+  for await (const delta of stream.textStream) {
+    text += delta;
+    deltas++;
+  }
+  assert.deepEqual(errors, []);
+  assert.equal(text, gen.text);
+  assert.equal(await stream.text, gen.text);
+  assert.equal(await stream.finishReason, gen.finishReason);
+  assert.ok(deltas > 3, `only ${deltas} deltas`);
+  const streamedUsage = await stream.usage;
+  checkUsage(streamedUsage, "streamText");
+  assert.equal(streamedUsage.inputTokens, gen.usage.inputTokens);
+  assert.equal(streamedUsage.outputTokens, gen.usage.outputTokens);
+  console.log("streamText: ok");
+
+  // A long stream (this prompt runs to max_tokens, seconds of work) aborted
+  // after its first delta: the client ends it, the server sees the connection go, cancels the completion (it does not run to
+  // max_tokens) and serves the next request as before.
+  const before = await metrics();
+  const controller = new AbortController();
+  let aborted = false, received = "";
+  const long = streamText({
+    model: llm, system, prompt: "Write a long story about swarms.", maxOutputTokens: 1500, ...greedy,
+    abortSignal: controller.signal,
+    onAbort: () => { aborted = true; },
+    onError: ({ error }) => errors.push(error),
+  });
+  try {
+    for await (const part of long.fullStream) {
+      if (part.type === "text-delta") {
+        received += part.text;
+        controller.abort();
+      }
+    }
+  } catch (e) {
+    // Some paths surface the abort as the signal's AbortError; that is an abort too.
+    if (e?.name !== "AbortError") throw e;
+    aborted = true;
+  }
+  assert.ok(aborted, "the stream did not report its abort");
+  assert.ok(received.length > 0, "nothing arrived before the abort");
+  await waitFor("cancelled completions, requests in flight", async () => {
+    const m = await metrics();
+    return (m.cancelled === before.cancelled + 1 && m.inFlight === 0) || m;
+  });
+  const after = await generateText({ model: llm, system, prompt, maxOutputTokens: 16, ...greedy });
+  assert.equal(after.text, gen.text);
+  console.log("abort: ok (the server cancelled the completion and answers as before)");
+
+  // generateObject with a zod schema: response_format json_schema, sampled
+  // under the schema's grammar, so the object validates. (Not
+  // z.number().int(): zod writes it with `minimum`/`maximum` of the safe
+  // integers, keywords the server refuses with a 400.)
+  const Swarm = z.object({
+    name: z.string().max(12),
+    size: z.number(),
+    flying: z.boolean(),
+    kind: z.enum(["bees", "birds", "nodes"]),
+    tags: z.array(z.string().max(8)).max(3),
+    leader: z.union([z.string().max(8), z.null()]),
+  });
+  const obj = await generateObject({
+    model: llm, schema: Swarm, schemaName: "swarm", system, prompt: "Describe a swarm as JSON.",
+    maxOutputTokens: 200, ...greedy,
+  });
+  assert.ok(Swarm.safeParse(obj.object).success, `object: ${JSON.stringify(obj.object)}`);
+  assert.equal(obj.finishReason, "stop");
+  checkUsage(obj.usage, "generateObject");
+  console.log(`generateObject: ok ${JSON.stringify(obj.object)}`);
+
+  // Logprobs: the provider passes unknown provider options through to the
+  // request body, and the extractor above reads them back.
+  const lp = await generateText({
+    model: llm, system, prompt, maxOutputTokens: 4, ...greedy,
+    providerOptions: { swarm: { logprobs: true, top_logprobs: 2 } },
+  });
+  const content = lp.providerMetadata?.swarm?.logprobs?.content;
+  assert.ok(Array.isArray(content) && content.length >= 1, `logprobs: ${JSON.stringify(lp.providerMetadata)}`);
+  for (const t of content) {
+    assert.equal(typeof t.token, "string");
+    assert.ok(t.logprob <= 0);
+    assert.equal(t.top_logprobs.length, 2);
+  }
+  assert.equal(content.map((t) => t.token).join(""), lp.text);
+  const lpStream = streamText({
+    model: llm, system, prompt, maxOutputTokens: 4, ...greedy,
+    providerOptions: { swarm: { logprobs: true, top_logprobs: 2 } },
+  });
+  await lpStream.consumeStream();
+  const streamedContent = (await lpStream.providerMetadata)?.swarm?.logprobs?.content;
+  assert.deepEqual(streamedContent, content);
+  console.log("logprobs: ok");
+
+  // Tool calling goes here once the server answers `tools`: generateText with
+  // a zod-typed tool and stopWhen: stepCountIs(2), a tool call, its result sent
+  // back, and the final text.
+
+  assert.deepEqual(errors, []);
+  console.log("ai sdk client: all checks passed");
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -137,7 +138,8 @@ class FakeBackend : public GenerationBackend {
     g.route = "fake";
     return g;
   }
-  int context_length() const override { return 64; }
+  int context_length() const override { return context; }
+  int context = 64;
 };
 
 class ApiTest : public ::testing::Test {
@@ -460,6 +462,258 @@ TEST_F(ApiTest, LlamaServersPropsAndApplyTemplate) {
   expect_error(swarm::post(port_, "/apply-template", R"({"messages": "hi"})"), 400, "messages");
 }
 
+// system_fingerprint: in every chat and completion answer and chunk, the same
+// for one server, different for another model.
+TEST_F(ApiTest, EveryAnswerHasAStableSystemFingerprint) {
+  const json chat = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 2}};
+  Reply a = post("/v1/chat/completions", chat);
+  ASSERT_EQ(a.status, 200) << a.body;
+  const std::string fp = a.j["system_fingerprint"];
+  EXPECT_TRUE(fp.starts_with("fp_") && fp.size() == 19) << fp;
+  Reply c = post("/v1/completions", {{"prompt", "Hi"}, {"max_tokens", 2}});
+  EXPECT_EQ(c.j["system_fingerprint"], fp) << c.body;
+  json streamed = chat;
+  streamed["stream"] = true;
+  streamed["stream_options"] = {{"include_usage", true}};
+  Reply s = post("/v1/chat/completions", streamed);
+  bool done = false;
+  for (const json& e : sse_events(s.body, &done)) EXPECT_EQ(e["system_fingerprint"], fp) << e.dump();
+  EXPECT_TRUE(done);
+  fake_->context = 4096;
+  Reply other = swarm::post(fake_port_, "/v1/chat/completions", chat.dump());
+  fake_->context = 64;
+  ASSERT_EQ(other.status, 200) << other.body;
+  EXPECT_NE(other.j["system_fingerprint"], fp);
+}
+
+const json kWeatherTool = json::parse(R"({"type": "function", "function": {
+  "name": "get_weather", "description": "The weather in a city now",
+  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})");
+
+// Tools and a tool-calling history reach the prompt (tiny-llama's Llama 2
+// template has no tool format of its own: the generic JSON one).
+TEST_F(ApiTest, ToolsAndToolHistoryAreRenderedIntoThePrompt) {
+  const json ask = {{"role", "user"}, {"content", "Weather in Paris?"}};
+  const json call = {{"role", "assistant"},
+                     {"content", nullptr},
+                     {"tool_calls",
+                      {{{"id", "call_1"},
+                        {"type", "function"},
+                        {"function", {{"name", "get_weather"}, {"arguments", "{\"city\": \"Paris\"}"}}}}}}};
+  const json result = {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "21 C, sunny"}};
+  Reply t = swarm::post(port_, "/apply-template",
+                        json({{"messages", {ask, call, result}}, {"tools", {kWeatherTool}}}).dump());
+  ASSERT_EQ(t.status, 200) << t.body;
+  const std::string prompt = t.j["prompt"];
+  for (const char* part : {"The weather in a city now", "\"tool_calls\"", "get_weather",
+                           "\"city\": \"Paris\"", "tool_response", "call_1", "21 C, sunny"})
+    EXPECT_NE(prompt.find(part), std::string::npos) << part << " in " << prompt;
+  // tool_choice "none": the tools are not shown, the history still is.
+  t = swarm::post(port_, "/apply-template",
+                  json({{"messages", {ask, call, result}}, {"tools", {kWeatherTool}}, {"tool_choice", "none"}}).dump());
+  ASSERT_EQ(t.status, 200) << t.body;
+  EXPECT_EQ(t.j["prompt"].get<std::string>().find("The weather in a city now"), std::string::npos);
+  EXPECT_NE(t.j["prompt"].get<std::string>().find("21 C, sunny"), std::string::npos);
+
+  // The completion's prompt is that text: offering tools costs prompt tokens
+  // (the fake backend, whose context fits them).
+  fake_->context = 4096;
+  auto prompt_tokens = [](const json& body) {
+    Reply r = swarm::post(fake_port_, "/v1/chat/completions", body.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.j["usage"]["prompt_tokens"].get<int>();
+  };
+  const int plain = prompt_tokens({{"messages", {ask}}, {"max_tokens", 1}});
+  const int with = prompt_tokens({{"messages", {ask}}, {"max_tokens", 1}, {"tools", {kWeatherTool}}});
+  const int history = prompt_tokens({{"messages", {ask, call, result}}, {"max_tokens", 1}});
+  EXPECT_GT(with, plain + 40);
+  EXPECT_GT(history, plain + 10);
+  fake_->context = 64;
+}
+
+// A forced call is certain: sampling is constrained to the format's call syntax
+// (api/tool_call_grammar.h), so even the tiny model, sampled at temperature 1,
+// calls the tool with arguments of its schema, in every choice and every
+// stream, with logprobs and system_fingerprint beside the calls. (A server of
+// its own: the generic format's tool prompt needs more than kContext.)
+TEST_F(ApiTest, ForcedToolCallsAreCertain) {
+  auto model = Model::Load(testing::find_testdata(kModel));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  LocalBackend backend(std::move(model).value(),
+                       LocalBackendOptions{.threads = 1,
+                                           .context_length = 1024,
+                                           .grammar_vocab = GrammarVocab::from_tokenizer(*tok_)});
+  ApiOptions o;
+  o.model_names = {"tiny"};
+  o.tokenizer = tok_;
+  auto server = OpenAiServer::Create(o, backend);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto port = (*server)->listen("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  auto post = [&](const std::string& path, const json& body) { return swarm::post(*port, path, body.dump()); };
+  const json tool = json::parse(R"({"type": "function", "function": {"name": "get_weather",
+    "parameters": {"type": "object", "properties": {"unit": {"enum": ["c", "f"]}}, "required": ["unit"]}}})");
+  json body = {{"messages", {{{"role", "user"}, {"content", "Weather?"}}}},
+               {"tools", {tool}},
+               {"tool_choice", "required"},
+               {"parallel_tool_calls", false},
+               {"temperature", 1.0},
+               {"seed", 7},
+               {"n", 2},
+               {"logprobs", true}};
+  auto check_call = [](const std::string& name, const std::string& arguments) {
+    EXPECT_EQ(name, "get_weather");
+    json args;
+    ASSERT_NO_THROW(args = json::parse(arguments)) << arguments;
+    EXPECT_TRUE(args == json({{"unit", "c"}}) || args == json({{"unit", "f"}})) << arguments;
+  };
+  Reply r = post("/v1/chat/completions", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(r.j["system_fingerprint"].get<std::string>().starts_with("fp_")) << r.body;
+  ASSERT_EQ(r.j["choices"].size(), 2u) << r.body;
+  for (const json& c : r.j["choices"]) {
+    EXPECT_EQ(c["finish_reason"], "tool_calls") << r.body;
+    ASSERT_EQ(c["message"]["tool_calls"].size(), 1u) << r.body;
+    const json& f = c["message"]["tool_calls"][0]["function"];
+    check_call(f["name"], f["arguments"]);
+    EXPECT_FALSE(c["logprobs"]["content"].empty()) << r.body;
+  }
+
+  body["stream"] = true;
+  r = post("/v1/chat/completions", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  bool done = false;
+  std::map<int, std::string> names, arguments, finish;
+  std::map<int, size_t> logprobs;
+  for (const json& e : sse_events(r.body, &done)) {
+    ASSERT_TRUE(e.contains("choices")) << e.dump();
+    EXPECT_TRUE(e["system_fingerprint"].get<std::string>().starts_with("fp_")) << e.dump();
+    for (const json& ch : e["choices"]) {
+      const int i = ch["index"];
+      const json& d = ch["delta"];
+      EXPECT_TRUE(!d.contains("content") || d["content"].is_null() || d["content"] == "") << e.dump();
+      if (d.contains("tool_calls")) {
+        const json& tc = d["tool_calls"][0];
+        if (tc.contains("id")) names[i] = tc["function"]["name"];
+        arguments[i] += tc["function"]["arguments"].get<std::string>();
+      }
+      if (ch["logprobs"].is_object()) logprobs[i] += ch["logprobs"]["content"].size();
+      if (!ch["finish_reason"].is_null()) finish[i] = ch["finish_reason"];
+    }
+  }
+  EXPECT_TRUE(done);
+  for (int i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    check_call(names[i], arguments[i]);
+    EXPECT_EQ(finish[i], "tool_calls");
+    EXPECT_GT(logprobs[i], 0u);
+  }
+
+  // A forced call and structured output at once: which grammar would win is unclear.
+  body["stream"] = false;
+  body["response_format"] = {{"type", "json_object"}};
+  Reply both = post("/v1/chat/completions", body);
+  EXPECT_EQ(both.status, 400) << both.body;
+  EXPECT_EQ(both.j["error"]["param"], "tool_choice") << both.body;
+}
+
+// The fake backend writes a call in the generic format; the answer carries it as
+// OpenAI's tool_calls, whole or streamed, and as text when no tools were offered.
+TEST_F(ApiTest, ModelCallsBecomeToolCalls) {
+  fake_->context = 4096;
+  fake_->tokens = tok_->encode(
+      R"({"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]})", false, false);
+  json body = {{"model", "fake"},
+               {"messages", {{{"role", "user"}, {"content", "Weather in Paris?"}}}},
+               {"tools", {kWeatherTool}}};
+  Reply r = swarm::post(fake_port_, "/v1/chat/completions", body.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json& m = r.j["choices"][0]["message"];
+  EXPECT_EQ(m["role"], "assistant");
+  EXPECT_TRUE(m.contains("content") && m["content"].is_null()) << r.body;
+  ASSERT_EQ(m["tool_calls"].size(), 1u) << r.body;
+  const json& c = m["tool_calls"][0];
+  EXPECT_TRUE(c["id"].get<std::string>().starts_with("call_")) << r.body;
+  EXPECT_EQ(c["type"], "function");
+  EXPECT_EQ(c["function"]["name"], "get_weather");
+  EXPECT_EQ(json::parse(c["function"]["arguments"].get<std::string>()), json({{"city", "Paris"}}));
+  EXPECT_EQ(r.j["choices"][0]["finish_reason"], "tool_calls");
+
+  body["stream"] = true;
+  r = swarm::post(fake_port_, "/v1/chat/completions", body.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  bool done = false;
+  std::string content, name, arguments, id, finish;
+  for (const json& e : sse_events(r.body, &done)) {
+    ASSERT_TRUE(e.contains("choices")) << e.dump();
+    const json& ch = e["choices"][0];
+    const json& d = ch["delta"];
+    if (d.contains("content") && d["content"].is_string()) content += d["content"].get<std::string>();
+    if (d.contains("tool_calls")) {
+      const json& tc = d["tool_calls"][0];
+      EXPECT_EQ(tc["index"], 0);
+      if (tc.contains("id")) {
+        id = tc["id"];
+        name = tc["function"]["name"];
+      }
+      arguments += tc["function"]["arguments"].get<std::string>();
+    }
+    if (!ch["finish_reason"].is_null()) finish = ch["finish_reason"];
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(content, "") << "the call must not leak out as text";
+  EXPECT_TRUE(id.starts_with("call_"));
+  EXPECT_EQ(name, "get_weather");
+  EXPECT_EQ(json::parse(arguments), json({{"city", "Paris"}}));
+  EXPECT_EQ(finish, "tool_calls");
+
+  // No tools offered, or tool_choice "none": the same output is text.
+  for (const char* choice : {"", "none"}) {
+    json b = body;
+    b["stream"] = false;
+    if (*choice)
+      b["tool_choice"] = choice;
+    else
+      b.erase("tools");
+    r = swarm::post(fake_port_, "/v1/chat/completions", b.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_NE(r.j["choices"][0]["message"]["content"].get<std::string>().find("tool_calls"), std::string::npos);
+    EXPECT_FALSE(r.j["choices"][0]["message"].contains("tool_calls"));
+    EXPECT_EQ(r.j["choices"][0]["finish_reason"], "length");
+  }
+
+  // tool_choice "required" but the model writes text: an error, never text.
+  fake_->tokens = tok_->encode("It is sunny.", false, false);
+  body["tool_choice"] = "required";
+  body["stream"] = false;
+  expect_error(swarm::post(fake_port_, "/v1/chat/completions", body.dump()), 500, "tool_choice",
+               "tool_call_not_produced");
+  body["stream"] = true;
+  r = swarm::post(fake_port_, "/v1/chat/completions", body.dump());
+  EXPECT_EQ(r.status, 200);
+  auto events = sse_events(r.body, &done);
+  EXPECT_FALSE(done);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back()["error"]["code"], "tool_call_not_produced") << r.body;
+  for (const json& e : events) {
+    if (e.contains("choices")) {
+      EXPECT_EQ(e["choices"][0]["delta"].value("content", "").find("sunny"), std::string::npos);
+    }
+  }
+
+  // tool_choice "auto" and text: streamed as text.
+  body["tool_choice"] = "auto";
+  r = swarm::post(fake_port_, "/v1/chat/completions", body.dump());
+  content.clear();
+  for (const json& e : sse_events(r.body, &done))
+    if (e.contains("choices") && e["choices"][0]["delta"].contains("content"))
+      content += e["choices"][0]["delta"]["content"].get<std::string>();
+  EXPECT_TRUE(done);
+  EXPECT_NE(content.find("It is sunny."), std::string::npos) << r.body;
+  fake_->tokens.clear();
+  fake_->context = 64;
+}
+
 // llama-server's /tokenize and /detokenize: the ids `swarm tokenize` gives,
 // pieces on request, and a round trip back to the text.
 TEST_F(ApiTest, LlamaServersTokenizeAndDetokenize) {
@@ -730,7 +984,22 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
       {chat, json{{"messages", json::array()}}.dump(), "messages"},
       {chat, json{{"messages", {42}}}.dump(), "messages[0]"},
       {chat, json{{"messages", {{{"content", "x"}}}}}.dump(), "messages[0].role"},
-      {chat, json{{"messages", {{{"role", "tool"}, {"content", "x"}}}}}.dump(), "messages[0].role"},
+      {chat, json{{"messages", {{{"role", "function"}, {"content", "x"}}}}}.dump(), "messages[0].role"},
+      {chat, json{{"messages", {{{"role", "tool"}, {"content", "x"}}}}}.dump(),
+       "messages[0].tool_call_id"},
+      {chat,
+       json{{"messages",
+             {{{"role", "assistant"},
+               {"tool_calls",
+                {{{"id", "c1"}, {"type", "function"}, {"function", {{"name", "f"}, {"arguments", "{x"}}}}}}}}}}
+           .dump(),
+       "messages[0].tool_calls[0].function.arguments"},
+      {chat,
+       json{{"messages", {{{"role", "assistant"}, {"tool_calls", {{{"id", "c1"}, {"function", {{"name", "f"}}}}}}}}}}
+           .dump(),
+       "messages[0].tool_calls[0].function.arguments"},
+      {chat, json{{"messages", {{{"role", "user"}, {"content", "x"}, {"tool_calls", json::array()}}}}}.dump(),
+       "messages[0].tool_calls"},
       {chat, json{{"messages", {{{"role", "user"}}}}}.dump(), "messages[0].content"},
       {chat, json{{"messages", {{{"role", "user"}, {"content", 5}}}}}.dump(),
        "messages[0].content"},
@@ -776,7 +1045,6 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
       {chat, with("logprobs", "yes"), "logprobs"},
       {chat, with("top_logprobs", 2), "top_logprobs"},
       {chat, json({{"messages", msgs}, {"logprobs", true}, {"top_logprobs", 21}}).dump(), "top_logprobs"},
-      {chat, with("tools", {{{"type", "function"}}}), "tools"},
       {chat, with("response_format", {{"type", "yaml"}}), "response_format.type"},
       {chat, with("response_format", "json"), "response_format"},
       {chat, with("response_format", {{"type", "json_schema"}}), "response_format.json_schema"},
@@ -784,6 +1052,21 @@ TEST_F(ApiTest, BadRequestsGetOpenAiErrors) {
        "response_format.json_schema.schema"},
       {chat, with("grammar", "root ::= (\"a\""), "grammar"},
       {chat, with("json_schema", {{"type", "integer"}, {"minimum", 3}}), "json_schema"},
+      {chat, with("tools", {{{"type", "function"}}}), "tools[0].function"},
+      {chat, with("tools", "f"), "tools"},
+      {chat, with("tools", {{{"type", "retrieval"}}}), "tools[0].type"},
+      {chat, with("tools", {{{"type", "function"}, {"function", {{"name", "a b"}}}}}), "tools[0].function.name"},
+      {chat, with("tools", {{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", "x"}}}}}),
+       "tools[0].function.parameters"},
+      {chat, with("tools", json::array({{{"type", "function"}, {"function", {{"name", "f"}}}}, {{"type", "function"}, {"function", {{"name", "f"}}}}})),
+       "tools"},
+      {chat, with("tools", std::vector<json>(129, {{"type", "function"}, {"function", {{"name", "f"}}}})), "tools"},
+      {chat, with("tool_choice", "sometimes"), "tool_choice"},
+      {chat, with("tool_choice", "required"), "tool_choice"},
+      {chat, with("tool_choice", {{"type", "function"}, {"function", {{"name", "nope"}}}}), "tool_choice"},
+      {chat, with("parallel_tool_calls", "yes"), "parallel_tool_calls"},
+      {chat, with("functions", {{{"name", "f"}}}), "functions"},
+      {comp, with("tools", {{{"type", "function"}, {"function", {{"name", "f"}}}}}, false), "tools"},
       {comp, "{}", "prompt"},
       {comp, with("prompt", {{"a", 1}}, false), "prompt"},
       {comp, with("prompt", json::array(), false), "prompt"},

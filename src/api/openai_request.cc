@@ -148,10 +148,10 @@ std::optional<ApiError> read_messages(const json& v, std::vector<ChatMessage>* o
     if (!role->is_string()) return wrong_type(at + ".role", "a string", *role);
     std::string r = role->get<std::string>();
     if (r == "developer") r = "system";  // OpenAI's newer name for the system role
-    if (r != "system" && r != "user" && r != "assistant")
+    if (r != "system" && r != "user" && r != "assistant" && r != "tool")
       return invalid_request(
           "Invalid value for '" + at + ".role': '" + role->get<std::string>() +
-              "'. Supported roles are 'system', 'developer', 'user' and 'assistant'.",
+              "'. Supported roles are 'system', 'developer', 'user', 'assistant' and 'tool'.",
           at + ".role", "invalid_value");
     auto content = m.find("content");
     std::string text;
@@ -185,7 +185,9 @@ std::optional<ApiError> read_messages(const json& v, std::vector<ChatMessage>* o
     } else {
       return wrong_type(at + ".content", "a string or an array of content parts", *content);
     }
-    out->push_back({r, std::move(text)});
+    ChatMessage message{r, std::move(text)};
+    if (auto e = read_message_tool_fields(m, at, &message)) return *e;
+    out->push_back(std::move(message));
   }
   return std::nullopt;
 }
@@ -378,9 +380,13 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const json& b
   if (auto e = read_logprobs(in, chat, &r.logprobs)) return *e;
   if (const json* s = in.field("suffix"); s && !(s->is_string() && s->get<std::string>().empty()))
     return unsupported("suffix", "suffix");
-  for (const char* key : {"tools", "functions"})
-    if (const json* t = in.field(key); t && !(t->is_array() && t->empty()))
-      return unsupported(key, key);
+  if (chat) {
+    if (auto e = read_tool_request(body, &r.tools)) return *e;
+  } else {
+    for (const char* key : {"tools", "functions"})
+      if (const json* t = in.field(key); t && !(t->is_array() && t->empty()))
+        return unsupported(key, std::string(key) + " on /v1/completions (use /v1/chat/completions)");
+  }
   // llama.cpp's other samplers: refused, never ignored.
   if (const json* m = in.field("mirostat"); m && !(m->is_number() && m->get<double>() == 0))
     return unsupported("mirostat", "mirostat");

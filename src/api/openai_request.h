@@ -2,8 +2,9 @@
 // checked the way OpenAI's API checks it: a wrong type, a missing field or an
 // out-of-range value is a 400 that names the parameter. Parameters OpenAI has
 // and we do not support in a way that would change the answer (best_of,
-// tools) are refused, not ignored; unknown fields are
-// ignored, as vLLM and llama.cpp's server do.
+// suffix, mirostat) are refused, not ignored; unknown fields are ignored, as
+// vLLM and llama.cpp's server do. Tools: api/tool_calls.h; structured output:
+// api/structured_output.h.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "api/api_error.h"
+#include "api/tool_calls.h"
 #include "engine/chat_template.h"
 #include "engine/sampler.h"
 
@@ -25,6 +27,7 @@ struct CompletionRequest {
   bool chat = false;
   std::string model;                  // "" when the request names none
   std::vector<ChatMessage> messages;  // chat
+  ToolRequest tools;                  // chat: tools, tool_choice, parallel_tool_calls
   std::string prompt_text;            // completions, unless prompt_ids
   std::vector<int32_t> prompt_ids;    // completions given token ids
   bool prompt_is_ids = false;

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <type_traits>
 
 #include "api/api_error.h"
 #include "api/cors.h"
@@ -17,6 +18,8 @@
 #include "api/logprobs_json.h"
 #include "api/openai_request.h"
 #include "api/request_billing.h"
+#include "api/system_fingerprint.h"
+#include "api/tool_call_grammar.h"
 #include "api/web_assets.h"
 #include "engine/mix64.h"
 #include "trust/credits.h"
@@ -102,6 +105,9 @@ struct Job {
   std::optional<trust::Hold> hold;  // credits held from the requester's balance (a ledger)
   bool native = false;  // llama-server's POST /completion: its own answer shape
   size_t index = 0;     // the choice (n > 1)
+  std::string fingerprint;  // system_fingerprint
+  ToolRequest tools;    // chat: the output is read for calls when tools.active()
+  ToolFormat tool_format = ToolFormat::kGeneric;
 };
 
 // The jobs of a request's `n` choices: choice 0 is `job` itself; choice i > 0
@@ -234,11 +240,20 @@ OJson native_completion(const Job& job, const Outcome& o, const std::string& con
           {"truncated", false}};
 }
 
+// The assistant message of a chat answer read for tool calls.
+OJson tool_message(const ToolAnswer& a) {
+  OJson m = {{"role", "assistant"}};
+  m["content"] = a.content ? OJson(*a.content) : OJson(nullptr);
+  if (!a.calls.empty()) m["tool_calls"] = tool_calls_json(a.calls);
+  return m;
+}
+
 OJson chunk_head(const Job& job) {
   return {{"id", job.id},
           {"object", job.chat ? "chat.completion.chunk" : "text_completion"},
           {"created", job.created},
-          {"model", job.model}};
+          {"model", job.model},
+          {"system_fingerprint", job.fingerprint}};
 }
 
 // A streamed chunk with one choice: chat `delta` or completion `text`.
@@ -324,6 +339,7 @@ struct StreamState {
   int remaining = 0;                // choices still running
   std::atomic<bool> client_gone{false};
   std::atomic<bool> failed{false};  // a choice failed: the others stop
+  bool tool_call_failed = false;    // a forced call did not come: its error ended the stream
   std::vector<std::thread> workers;  // one per choice
   void join() {
     for (std::thread& t : workers)
@@ -467,7 +483,11 @@ void OpenAiServer::install_routes() {
       if (!authorize(req, res, &account)) return;
       const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
       if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
-      std::variant<OJson, ApiError> out = handler(body);
+      std::variant<OJson, ApiError> out;
+      if constexpr (std::is_invocable_v<decltype(handler), const json&, const std::string&>)
+        out = handler(body, req.body);  // a handler that needs the body's own key order
+      else
+        out = handler(body);
       if (auto* e = std::get_if<ApiError>(&out)) return send_error(res, *e);
       send_json(res, 200, std::get<OJson>(out));
     };
@@ -478,10 +498,12 @@ void OpenAiServer::install_routes() {
   s.Post("/tokenize", json_endpoint([this](const json& b) { return tokenize_request(b, *options_.tokenizer); }));
   s.Post("/detokenize", json_endpoint([this](const json& b) { return detokenize_request(b, *options_.tokenizer); }));
   // llama-server's /apply-template: the prompt a chat request's messages become.
-  s.Post("/apply-template", json_endpoint([this](const json& body) -> std::variant<OJson, ApiError> {
+  s.Post("/apply-template", json_endpoint([this](const json& body, const std::string& text_body)
+                                               -> std::variant<OJson, ApiError> {
     auto parsed = parse_completion_request(body, /*chat=*/true, options_.tokenizer->vocab_size());
     if (auto* e = std::get_if<ApiError>(&parsed)) return *e;
-    auto text = render_messages(std::get<CompletionRequest>(parsed).messages);
+    keep_parameter_order(text_body, &std::get<CompletionRequest>(parsed).tools);
+    auto text = render_messages(std::get<CompletionRequest>(parsed));
     if (!text.ok()) return invalid_request(text.status().message(), "messages");
     return OJson{{"prompt", *text}};
   }));
@@ -618,6 +640,10 @@ bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res
   return false;
 }
 
+ToolFormat OpenAiServer::tool_format() const {
+  return choose_tool_format(family_, options_.chat_template);
+}
+
 void OpenAiServer::handle_embeddings(const httplib::Request& req, httplib::Response& res) {
   trust::Account account;
   if (!authorize(req, res, &account)) return;
@@ -647,11 +673,18 @@ void OpenAiServer::handle_embeddings(const httplib::Request& req, httplib::Respo
   send_json(res, 200, embeddings_response(r, model, *vectors));
 }
 
-Result<std::string> OpenAiServer::render_messages(const std::vector<ChatMessage>& messages) const {
+Result<std::string> OpenAiServer::render_messages(const CompletionRequest& request) const {
   const Tokenizer& tok = *options_.tokenizer;
-  return render_chat(family_, messages, /*add_generation_prompt=*/true,
-                     tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
-                     tok.eos() >= 0 ? tok.token_text(tok.eos()) : "");
+  const std::string bos = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "";
+  const std::string eos = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "";
+  const bool tool_history =
+      std::any_of(request.messages.begin(), request.messages.end(), [](const ChatMessage& m) {
+        return m.role == "tool" || !m.tool_calls.empty();
+      });
+  if (request.tools.allowed().empty() && !tool_history)
+    return render_chat(family_, request.messages, /*add_generation_prompt=*/true, bos, eos);
+  return render_chat_with_tools(family_, tool_format(), request.messages, request.tools.allowed(),
+                                /*add_generation_prompt=*/true, bos, eos);
 }
 
 void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Response& res,
@@ -669,6 +702,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   auto parsed = parse_completion_request(body, chat, tok.vocab_size());
   if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
   CompletionRequest& r = std::get<CompletionRequest>(parsed);
+  if (chat) keep_parameter_order(req.body, &r.tools);
 
   Job job;
   job.chat = chat;
@@ -687,7 +721,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   std::vector<int32_t>& prompt = job.gen.prompt;
   const char* prompt_param = chat ? "messages" : "prompt";
   if (chat) {
-    auto text = render_messages(r.messages);
+    auto text = render_messages(r);
     if (!text.ok()) return send_error(res, invalid_request(text.status().message(), "messages"));
     // The template's markers are special tokens; what users wrote is inside them verbatim.
     prompt = tok.encode(*text, tok.add_bos_default(), /*parse_special=*/true);
@@ -728,6 +762,17 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   if (!r.ignore_eos) sp.stop_tokens = tok.eog_ids();
   sp.max_tokens = static_cast<int>(max_tokens);
   sp.grammar_start = static_cast<int>(n_prompt);  // the grammar constrains the completion alone
+  if (chat && r.tools.forced()) {
+    if (!sp.grammar.empty())
+      return send_error(res, invalid_request("A forced tool call (tool_choice 'required' or a named "
+                                             "function) cannot be combined with structured output: "
+                                             "the call is the answer's grammar.",
+                                             "tool_choice", "invalid_value"));
+    // The call is made certain by constraining sampling to its syntax. Should
+    // no grammar fit the caps, sampling runs free and the answer is still read
+    // (a 500 tool_call_not_produced when it holds no call).
+    if (auto g = forced_call_grammar(r.tools, tool_format()); g.ok()) sp.grammar = *g;
+  }
   if (Status st = sp.validate(tok.vocab_size()); !st.ok())
     return send_error(res, invalid_request(st.message()));
 
@@ -746,6 +791,10 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   job.created = static_cast<int64_t>(std::time(nullptr));
   job.stream = r.stream;
   job.include_usage = r.include_usage;
+  job.fingerprint = system_fingerprint(options_.model_id.empty() ? options_.model_names.front()
+                                                                  : options_.model_id);
+  job.tools = r.tools;
+  job.tool_format = tool_format();
 
   // The most it may cost leaves the balance before anything runs.
   if (options_.ledger && options_.charge && account.id != 0) {
@@ -859,12 +908,22 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     GenerationResult total = out[0].o.result;
     for (size_t i = 0; i < out.size(); ++i) {
       OJson choice = {{"index", i}};
-      if (chat)
+      std::string finish_reason = out[i].o.finish_reason;
+      if (chat && job.tools.active()) {
+        // Each choice is read for calls on its own; one that fails a forced call fails the request.
+        auto answer = read_tool_answer(job.tools, job.tool_format, out[i].text,
+                                       [&job] { return new_tool_call_id(job.tool_format); });
+        if (auto* e = std::get_if<ApiError>(&answer)) return send_error(res, *e);
+        ToolAnswer& a = std::get<ToolAnswer>(answer);
+        choice["message"] = tool_message(a);
+        if (!a.calls.empty()) finish_reason = "tool_calls";
+      } else if (chat) {
         choice["message"] = {{"role", "assistant"}, {"content", out[i].text}};
-      else
+      } else {
         choice["text"] = out[i].text;
+      }
       choice["logprobs"] = out[i].logprobs;
-      choice["finish_reason"] = out[i].o.finish_reason;
+      choice["finish_reason"] = finish_reason;
       list.push_back(std::move(choice));
       if (i > 0) add_choice_usage(&total, out[i].o.result);
     }
@@ -873,7 +932,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
                     {"created", job.created},
                     {"model", job.model},
                     {"choices", std::move(list)},
-                    {"usage", usage_json(total, bill)}};
+                    {"usage", usage_json(total, bill)},
+                    {"system_fingerprint", job.fingerprint}};
     return send_json(res, 200, answer);
   }
 
@@ -907,6 +967,10 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
                               logprobs.take(false)));
     };
     const std::string activity_id = activity_id_of(cj);
+    // With tools the text passes through the reader of calls first.
+    std::optional<ToolCallResponder> calls;
+    if (cj.chat && cj.tools.active())
+      calls.emplace(cj.tools, cj.tool_format, [&cj] { return new_tool_call_id(cj.tool_format); });
     JobSink sink;
     sink.logprob = [&](const TokenLogprob& lp) { logprobs.add(lp); };
     sink.prompt_logprobs = [&](const std::vector<TokenLogprob>& lps) { logprobs.prompt(lps); };
@@ -917,8 +981,10 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       }
       st->cv.notify_all();
     };
-    sink.text = [&](const std::string& t) {
+    sink.text = [&](const std::string& text) {
       if (st->client_gone) return false;
+      const std::string t = calls ? calls->push(text) : text;
+      if (t.empty()) return true;
       {
         std::lock_guard<std::mutex> lk(st->mu);
         st->pending += text_event(t);
@@ -936,10 +1002,11 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       o = run_job(backend_, *options_.tokenizer, cj, sink);
       activity_.end(activity_id, outcome_of(o), RequestActivity::Clock::now());
     }
+    std::variant<ToolAnswer, ApiError> answer;
+    if (calls && o.status.ok() && !o.cancelled) answer = calls->finish();
     bool last = false;
     {
       std::lock_guard<std::mutex> lk(st->mu);
-      st->results[cj.index] = o;
       if (!o.status.ok()) {
         if (!st->opened && !st->error)
           st->error = error_from_status(o.status);
@@ -950,13 +1017,28 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
         st->opened = true;
         if (logprobs.pending()) st->pending += text_event("");
         st->pending += sse(native_completion(cj, o, ""));  // llama-server sends no [DONE]
+      } else if (!o.cancelled && calls && std::holds_alternative<ApiError>(answer)) {
+        // A forced call that did not come: the error ends the stream, as a failure would.
+        opening(cj, logprobs);
+        st->pending += sse(std::get<ApiError>(answer).body());
+        st->failed = true;
+        st->tool_call_failed = true;
       } else if (!o.cancelled) {
         opening(cj, logprobs);
+        if (auto* a = std::get_if<ToolAnswer>(&answer); a && calls) {
+          // The held text goes out with the logprobs of the tokens held with it.
+          if (a->content && !a->content->empty()) st->pending += text_event(*a->content);
+          for (const OJson& delta : tool_call_deltas(a->calls))
+            st->pending += sse(choice_chunk(cj, delta, nullptr,
+                                            logprobs.pending() ? logprobs.take(false) : OJson(nullptr)));
+          if (!a->calls.empty()) o.finish_reason = "tool_calls";
+        }
         // Tokens that left no text (held back for a stop string, or none at all).
         if (logprobs.wanted() && logprobs.pending()) st->pending += text_event("");
         st->pending +=
             sse(choice_chunk(cj, cj.chat ? OJson::object() : OJson(""), o.finish_reason));
       }
+      st->results[cj.index] = o;  // with the finish reason the answer gave
       last = --st->remaining == 0;
     }
     if (!last) return;
@@ -985,7 +1067,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
                                          [](const Outcome& r) { return r.cancelled; });
       // A choice failed before any had opened, but another opened since.
       if (st->error && st->opened && failed) st->pending += sse(st->error->body());
-      if (!failed && !cancelled && !cj.native) {
+      if (!failed && !cancelled && !st->tool_call_failed && !cj.native) {
         if (cj.include_usage) {
           OJson u = chunk_head(cj);
           u["choices"] = OJson::array();

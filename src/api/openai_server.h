@@ -27,6 +27,7 @@
 #include "api/api_metrics.h"
 #include "api/http_server.h"
 #include "api/metric_families.h"
+#include "api/openai_request.h"
 #include "api/request_activity.h"
 #include "api/swarm_view.h"
 #include "engine/chat_template.h"
@@ -47,6 +48,9 @@ struct ApiOptions {
   // Origins browsers may call from (CORS); empty: any, each echoed back.
   std::vector<std::string> cors_origins;
   const Tokenizer* tokenizer = nullptr;  // must outlive the server
+  // The model's content hash (net/model_id.h) where the caller knows it; "": the
+  // first model name stands for it. Named in every answer's system_fingerprint.
+  std::string model_id;
   std::string chat_template;  // the model's Jinja template (model_chat_template), may be ""
   std::string chat_template_override;  // --chat-template NAME; "" = detect from chat_template
   int context_length = 0;              // <= 0 or above the backend's: the backend's
@@ -105,8 +109,11 @@ class OpenAiServer {
   OpenAiServer(ApiOptions options, GenerationBackend& backend, ChatFamily family, std::string note);
   void install_routes();
   void install_swarm_page();
-  // A chat's messages as the prompt text the model's template makes of them.
-  Result<std::string> render_messages(const std::vector<ChatMessage>& messages) const;
+  // A chat request's messages (and tools) as the prompt text the model's template
+  // makes of them.
+  Result<std::string> render_messages(const CompletionRequest& request) const;
+  // How this model is shown tools and writes calls (engine/chat_tools.h).
+  ToolFormat tool_format() const;
   // `native`: llama-server's POST /completion (its request and answer shapes).
   void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat,
                          bool native = false);

@@ -383,6 +383,7 @@ void register_gateway(CLI::App& app) {
     ApiOptions api;
     api.model_names = o->names.empty() ? std::vector<std::string>{default_model_name(o->model)} : o->names;
     api.tokenizer = tok.get();
+    api.model_id = *id;
     api.chat_template = model_chat_template(*source);
     api.chat_template_override = o->chat_template;
     api.default_max_tokens = o->n_predict;

@@ -26,9 +26,19 @@
 
 namespace swarm {
 
+// A function call an assistant turn made (OpenAI's `tool_calls[i]`).
+struct ToolCall {
+  std::string id;         // "" when the model gave none
+  std::string name;
+  std::string arguments;  // JSON text of the arguments object, as OpenAI passes it
+};
+
 struct ChatMessage {
-  std::string role;  // "system", "user" or "assistant"
+  std::string role;  // "system", "user", "assistant" or (chat_tools.h only) "tool"
   std::string content;
+  std::vector<ToolCall> tool_calls = {};  // an assistant turn's calls
+  std::string tool_call_id = {};          // a "tool" message: the call it answers
+  std::string name = {};                  // a "tool" message: the function's name, if given
 };
 
 enum class ChatFamily {

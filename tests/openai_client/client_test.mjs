@@ -23,6 +23,7 @@ async function main() {
   assert.equal(chat.model, model);
   assert.equal(chat.choices.length, 1);
   assert.equal(chat.choices[0].message.role, "assistant");
+  assert.match(chat.system_fingerprint, /^fp_[0-9a-f]{16}$/);
   assert.equal(typeof chat.choices[0].message.content, "string");
   assert.ok(["stop", "length"].includes(chat.choices[0].finish_reason));
   const u = chat.usage;
@@ -44,6 +45,8 @@ async function main() {
   }
   assert.equal(text, chat.choices[0].message.content);
   assert.equal(finish, chat.choices[0].finish_reason);
+  const final0 = await client.chat.completions.stream({ model, messages, max_tokens: 2 }).finalChatCompletion();
+  assert.equal(final0.system_fingerprint, chat.system_fingerprint, "one fingerprint per server");
   assert.deepEqual(usage, chat.usage);
   assert.ok(chunks > 3, `only ${chunks} chunks`);
 
@@ -94,6 +97,73 @@ async function main() {
     client.completions.create({ model, prompt: "x", max_tokens: 1 << 20 }),
     (e) => e instanceof OpenAI.BadRequestError && e.code === "context_length_exceeded",
   );
+  // Tools: a request offering a function and a history with a call and its result
+  // round-trips; the answer is text or calls, in OpenAI's shapes either way.
+  const tools = [{
+    type: "function",
+    function: {
+      name: "get_weather", description: "The weather in a city now",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+    },
+  }];
+  const history = [
+    { role: "user", content: "Weather in Paris?" },
+    { role: "assistant", content: null, tool_calls: [
+      { id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } }] },
+    { role: "tool", tool_call_id: "call_1", content: "21 C, sunny" },
+  ];
+  const checkToolAnswer = (c) => {
+    const msg = c.choices[0].message;
+    if (msg.tool_calls?.length) {
+      assert.equal(c.choices[0].finish_reason, "tool_calls");
+      for (const call of msg.tool_calls) {
+        assert.equal(call.type, "function");
+        assert.equal(call.function.name, "get_weather");
+        JSON.parse(call.function.arguments);
+      }
+    } else {
+      assert.equal(typeof msg.content, "string");
+      assert.ok(["stop", "length"].includes(c.choices[0].finish_reason));
+    }
+  };
+  for (const msgs of [[history[0]], history]) {
+    checkToolAnswer(await client.chat.completions.create({ model, messages: msgs, tools, max_tokens: 8, temperature: 0 }));
+    const streamed = await client.chat.completions
+      .stream({ model, messages: msgs, tools, max_tokens: 8, temperature: 0 })
+      .finalChatCompletion();
+    checkToolAnswer(streamed);
+  }
+  const withTools = await client.chat.completions.create({ model, messages: [history[0]], tools, max_tokens: 1 });
+  const without = await client.chat.completions.create({ model, messages: [history[0]], max_tokens: 1 });
+  assert.ok(withTools.usage.prompt_tokens > without.usage.prompt_tokens, "the tools are in the prompt");
+  await assert.rejects(
+    client.chat.completions.create({ model, messages, tools, tool_choice: { type: "function", function: { name: "nope" } } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "tool_choice",
+  );
+
+  // A forced call is certain (sampling follows the call's grammar), streamed or not.
+  const unitTool = [{
+    type: "function",
+    function: {
+      name: "get_weather",
+      parameters: { type: "object", properties: { unit: { enum: ["c", "f"] } }, required: ["unit"] },
+    },
+  }];
+  for (const stream of [false, true]) {
+    const req = {
+      model, messages: [history[0]], tools: unitTool, parallel_tool_calls: false, temperature: 0,
+      tool_choice: { type: "function", function: { name: "get_weather" } },
+    };
+    const c = stream
+      ? await client.chat.completions.stream(req).finalChatCompletion()
+      : await client.chat.completions.create(req);
+    assert.equal(c.choices[0].finish_reason, "tool_calls");
+    assert.equal(c.choices[0].message.tool_calls.length, 1);
+    const call = c.choices[0].message.tool_calls[0];
+    assert.equal(call.function.name, "get_weather");
+    assert.ok(["c", "f"].includes(JSON.parse(call.function.arguments).unit), call.function.arguments);
+  }
+
   console.log("openai client: all checks passed");
 }
 

@@ -5,10 +5,10 @@
 // generated one), a stream aborted with an AbortController (the server must
 // count it cancelled and go on serving), generateObject with a zod schema
 // (constrained sampling: the object must validate), logprobs through the
-// provider's pass-through options, and token usage.
+// provider's pass-through options, token usage, and a tool-calling round trip.
 import assert from "node:assert/strict";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
-import { generateObject, generateText, streamText } from "ai";
+import { generateObject, generateText, stepCountIs, streamText, tool } from "ai";
 import { z } from "zod";
 
 const [baseURL, model] = process.argv.slice(2);
@@ -173,9 +173,31 @@ async function main() {
   assert.deepEqual(streamedContent, content);
   console.log("logprobs: ok");
 
-  // Tool calling goes here once the server answers `tools`: generateText with
-  // a zod-typed tool and stopWhen: stepCountIs(2), a tool call, its result sent
-  // back, and the final text.
+  // Tool calling, a round trip: generateText with a zod-typed tool runs two
+  // steps. The first must call it (toolChoice required: the server constrains
+  // sampling to a call, so even this tiny model makes a valid one); the SDK
+  // runs the tool and sends its result back with the call in the history; the
+  // second step (toolChoice none) answers in text.
+  const weather = tool({
+    description: "Today's weather in a city",
+    inputSchema: z.object({ city: z.enum(["Paris", "Oslo"]) }),
+    execute: async ({ city }) => ({ city, celsius: city === "Paris" ? 21 : 9 }),
+  });
+  const trip = await generateText({
+    model: llm, system, prompt: "What is the weather in Paris?", tools: { weather },
+    stopWhen: stepCountIs(2), maxOutputTokens: 128, ...greedy,
+    prepareStep: ({ stepNumber }) => ({ toolChoice: stepNumber === 0 ? "required" : "none" }),
+  });
+  assert.equal(trip.steps.length, 2, `steps: ${JSON.stringify(trip.steps.map((x) => x.finishReason))}`);
+  const [call] = trip.steps[0].toolCalls;
+  assert.equal(call?.toolName, "weather");
+  assert.ok(["Paris", "Oslo"].includes(call.input.city), JSON.stringify(call.input));
+  assert.equal(trip.steps[0].finishReason, "tool-calls");
+  assert.equal(trip.steps[0].toolResults[0]?.output?.city, call.input.city);
+  assert.equal(trip.steps[1].toolCalls.length, 0);
+  assert.ok(["stop", "length"].includes(trip.steps[1].finishReason), trip.steps[1].finishReason);
+  assert.equal(typeof trip.text, "string");
+  console.log(`tools: ok (called weather(${call.input.city}), then answered in text)`);
 
   assert.deepEqual(errors, []);
   console.log("ai sdk client: all checks passed");

@@ -5,9 +5,10 @@
 // stream aborted with an AbortController (the server must count it cancelled
 // and go on serving), withStructuredOutput with method jsonSchema and a zod
 // schema (constrained sampling: the object must validate), logprobs in
-// response_metadata, and usage_metadata.
+// response_metadata, usage_metadata, and a tool-calling round trip.
 import assert from "node:assert/strict";
 import { HumanMessage, SystemMessage } from "@langchain/core/messages";
+import { tool } from "@langchain/core/tools";
 import { ChatOpenAI } from "@langchain/openai";
 import { z } from "zod";
 
@@ -141,9 +142,34 @@ async function main() {
   assert.deepEqual(lpMerged.response_metadata.logprobs?.content, content);
   console.log("logprobs: ok");
 
-  // Tool calling goes here once the server answers `tools`: bindTools with a
-  // zod-typed tool, the AIMessage's tool_calls, a ToolMessage with the result
-  // sent back, and the final answer.
+  // Tool calling, a round trip: bindTools with a zod-typed tool and
+  // tool_choice required (the server constrains sampling to a call), the
+  // AIMessage's tool_calls, the same call streamed (deltas merged), then a
+  // ToolMessage with the tool's result sent back and an answer.
+  const weather = tool(async ({ city }) => JSON.stringify({ city, celsius: city === "Paris" ? 21 : 9 }), {
+    name: "weather",
+    description: "Today's weather in a city",
+    schema: z.object({ city: z.enum(["Paris", "Oslo"]) }),
+  });
+  const ask = [new HumanMessage("What is the weather in Paris?")];
+  const forced = chat({ maxTokens: 128 }).bindTools([weather], { tool_choice: "required" });
+  const called = await forced.invoke(ask, seeded);
+  assert.equal(called.tool_calls?.length, 1, JSON.stringify(called.tool_calls));
+  const [call] = called.tool_calls;
+  assert.equal(call.name, "weather");
+  assert.ok(["Paris", "Oslo"].includes(call.args.city), JSON.stringify(call.args));
+  assert.equal(called.response_metadata.finish_reason, "tool_calls");
+  let callStreamed = null;
+  for await (const chunk of await forced.stream(ask, seeded))
+    callStreamed = callStreamed ? callStreamed.concat(chunk) : chunk;
+  assert.deepEqual(callStreamed.tool_calls.map((c) => [c.name, c.args]), [[call.name, call.args]]);
+  const result = await weather.invoke(call);  // a ToolMessage answering the call's id
+  assert.equal(result.tool_call_id, call.id);
+  const answer = await chat({ maxTokens: 16 }).bindTools([weather], { tool_choice: "none" })
+    .invoke([...ask, called, result], seeded);
+  assert.equal(answer.tool_calls?.length ?? 0, 0);
+  assert.equal(typeof answer.content, "string");
+  console.log(`tools: ok (called weather(${call.args.city}), streamed the same call, answered after the result)`);
 
   console.log("langchain client: all checks passed");
 }

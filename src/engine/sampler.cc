@@ -185,14 +185,20 @@ std::vector<Sampler::Candidate> Sampler::allowed_in_order(std::vector<Candidate>
   constexpr int kRejectionsBeforeMask = 32;
   int rejected = 0;
   std::vector<char> mask;
+  auto build_mask = [&] {
+    mask.assign(std::max(static_cast<size_t>(n_vocab_), vocab_->pieces.size()), 0);
+    if (!grammar_dead_) grammar_state_.allowed_tokens(*grammar_, vocab_->trie, &mask);
+    for (int32_t t : params_.stop_tokens)
+      if (t >= 0 && static_cast<size_t>(t) < mask.size())
+        mask[static_cast<size_t>(t)] = !grammar_dead_ && grammar_state_.complete();
+  };
+  // Where few bytes may come next (between a JSON value's parts, in a
+  // literal key), the trie walk is cut short at once and few tokens pass:
+  // the mask first, then only those are sorted.
+  constexpr size_t kFewNextBytes = 32;
+  if (grammar_dead_ || grammar_state_.next_bytes(*grammar_).count() <= kFewNextBytes) build_mask();
   auto allows = [&](int32_t id) {
-    if (mask.empty() && rejected >= kRejectionsBeforeMask) {
-      mask.assign(std::max(static_cast<size_t>(n_vocab_), vocab_->pieces.size()), 0);
-      if (!grammar_dead_) grammar_state_.allowed_tokens(*grammar_, vocab_->trie, &mask);
-      for (int32_t t : params_.stop_tokens)
-        if (t >= 0 && static_cast<size_t>(t) < mask.size())
-          mask[static_cast<size_t>(t)] = !grammar_dead_ && grammar_state_.complete();
-    }
+    if (mask.empty() && rejected >= kRejectionsBeforeMask) build_mask();
     if (!mask.empty()) return mask[static_cast<size_t>(id)] != 0;
     const bool ok = grammar_allows(id);
     rejected += !ok;

@@ -27,4 +27,33 @@ ApiError error_from_status(const Status& status) {
   }
 }
 
+const char* json_type_name(const nlohmann::json& v) {
+  using nlohmann::json;
+  switch (v.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+      return "an integer";
+    case json::value_t::number_float:
+      return "a decimal";
+    default:
+      return "an unknown type";
+  }
+}
+
+ApiError wrong_type(const std::string& param, const char* expected, const nlohmann::json& v) {
+  return invalid_request("Invalid type for '" + param + "': expected " + expected + ", but got " +
+                             json_type_name(v) + " instead.",
+                         param, "invalid_type");
+}
+
 }  // namespace swarm

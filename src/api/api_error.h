@@ -23,6 +23,14 @@ struct ApiError {
 // 400 invalid_request_error naming `param`.
 ApiError invalid_request(std::string message, std::string param = "", std::string code = "");
 
+// "a string", "an integer", "an object", ...: a JSON value's type as an error names it.
+const char* json_type_name(const nlohmann::json& v);
+
+// 400 invalid_type: `param` holds a JSON value of another type than `expected`
+// ("a string", "an array of objects"): "Invalid type for 'param': expected
+// ..., but got an integer instead.", as OpenAI words it.
+ApiError wrong_type(const std::string& param, const char* expected, const nlohmann::json& v);
+
 // A backend's Status as an HTTP error: InvalidArgument -> 400, Unavailable and
 // ResourceExhausted (no route, overloaded, shutting down) -> 503, anything
 // else -> 500.

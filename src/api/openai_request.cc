@@ -13,33 +13,6 @@ namespace {
 
 using nlohmann::json;
 
-const char* type_name(const json& v) {
-  switch (v.type()) {
-    case json::value_t::null:
-      return "null";
-    case json::value_t::object:
-      return "an object";
-    case json::value_t::array:
-      return "an array";
-    case json::value_t::string:
-      return "a string";
-    case json::value_t::boolean:
-      return "a boolean";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
-      return "an integer";
-    case json::value_t::number_float:
-      return "a decimal";
-    default:
-      return "an unknown type";
-  }
-}
-
-ApiError wrong_type(const std::string& param, const char* expected, const json& v) {
-  return invalid_request("Invalid type for '" + param + "': expected " + expected + ", but got " +
-                             type_name(v) + " instead.",
-                         param, "invalid_type");
-}
 
 std::string number_text(double x) {
   if (x == std::floor(x) && std::fabs(x) < 1e15) return std::to_string(static_cast<int64_t>(x));
@@ -314,7 +287,7 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const json& b
                                                                    int n_vocab) {
   if (!body.is_object())
     return invalid_request(std::string("The request body must be a JSON object, but got ") +
-                           type_name(body) + ".");
+                           json_type_name(body) + ".");
   CompletionRequest r;
   r.chat = chat;
   Reader in(body);

@@ -6,25 +6,6 @@
 namespace swarm {
 namespace {
 
-// A GBNF string literal matching exactly `text`.
-std::string literal(const std::string& text) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out = "\"";
-  for (unsigned char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7F) {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
 // `syntax` as a grammar: the schema's grammar with its start rule renamed
 // `tool-call` (the converter names its own rules s0, s1, ... and the JSON
 // primitives, never with a hyphen), and a new root around it.
@@ -41,8 +22,8 @@ Result<std::string> grammar_of(const ToolCallSyntax& syntax, ToolFormat format, 
       // Each call in its tags; with parallel calls the tagged call repeats, "\n" between.
       return std::string("root ::= tool-call-tagged") +
              (parallel ? " (\"\\n\" tool-call-tagged)*" : "") +
-             "\ntool-call-tagged ::= " + literal(syntax.prefix) + " tool-call " +
-             literal(syntax.suffix) + "\n" + call;
+             "\ntool-call-tagged ::= " + gbnf_literal(syntax.prefix) + " tool-call " +
+             gbnf_literal(syntax.suffix) + "\n" + call;
     case ToolFormat::kMistral:  // the marker is a control token: the array alone
     case ToolFormat::kLlama3:
     case ToolFormat::kGeneric:
@@ -50,9 +31,9 @@ Result<std::string> grammar_of(const ToolCallSyntax& syntax, ToolFormat format, 
   }
   std::string root = "root ::= ";
   if (format != ToolFormat::kMistral && !syntax.prefix.empty())
-    root += literal(syntax.prefix) + " ";
+    root += gbnf_literal(syntax.prefix) + " ";
   root += "tool-call";
-  if (!syntax.suffix.empty()) root += " " + literal(syntax.suffix);
+  if (!syntax.suffix.empty()) root += " " + gbnf_literal(syntax.suffix);
   return root + "\n" + call;
 }
 

@@ -9,28 +9,6 @@ namespace {
 using nlohmann::json;
 using OJson = nlohmann::ordered_json;
 
-const char* kind_of(const json& v) {
-  switch (v.type()) {
-    case json::value_t::null:
-      return "null";
-    case json::value_t::object:
-      return "an object";
-    case json::value_t::array:
-      return "an array";
-    case json::value_t::string:
-      return "a string";
-    case json::value_t::boolean:
-      return "a boolean";
-    default:
-      return "a number";
-  }
-}
-
-ApiError wrong_type(const std::string& param, const char* expected, const json& v) {
-  return invalid_request("Invalid type for '" + param + "': expected " + expected + ", but got " +
-                             kind_of(v) + " instead.",
-                         param, "invalid_type");
-}
 
 ApiError missing(const std::string& param) {
   return invalid_request("Missing required parameter: '" + param + "'.", param,

@@ -478,4 +478,22 @@ const GrammarElement* grammar_after_char(const GrammarElement* pos) {
   return pos;
 }
 
+std::string gbnf_literal(std::string_view text) {
+  std::string out = "\"";
+  static const char* hex = "0123456789ABCDEF";
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7F) {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
 }  // namespace swarm

@@ -62,6 +62,10 @@ struct Grammar {
 // no left recursion, within the caps. The error says where (line:column) and what.
 Result<Grammar> parse_gbnf(std::string_view text);
 
+// A GBNF string literal matching exactly `text` (quotes and backslashes
+// escaped, control bytes as \xHH), for grammars written by code.
+std::string gbnf_literal(std::string_view text);
+
 // Whether the char-class element at `pos` (kChar, kCharNot or kCharAny, with
 // the kCharAlt / kCharRangeUpper elements after it) matches `cp`.
 bool grammar_char_matches(const GrammarElement* pos, uint32_t cp);

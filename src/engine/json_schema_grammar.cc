@@ -36,24 +36,6 @@ const std::set<std::string>& ignored_keywords() {
   return k;
 }
 
-// A GBNF string literal matching exactly `text`.
-std::string literal(const std::string& text) {
-  std::string out = "\"";
-  static const char* hex = "0123456789ABCDEF";
-  for (unsigned char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7F) {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
 
 class SchemaConverter {
  public:
@@ -113,14 +95,14 @@ class SchemaConverter {
     }
     if (auto r = schema.find("$ref"); r != schema.end()) return visit_ref(*r, path, depth);
     if (auto c = schema.find("const"); c != schema.end())
-      return add_rule(literal(c->dump()) + " ws");
+      return add_rule(gbnf_literal(c->dump()) + " ws");
     if (auto e = schema.find("enum"); e != schema.end()) {
       if (!e->is_array() || e->empty()) {
         fail(path + "/enum", "must be a non-empty array");
         return "value";
       }
       std::string body;
-      for (const json& v : *e) body += (body.empty() ? "" : " | ") + literal(v.dump());
+      for (const json& v : *e) body += (body.empty() ? "" : " | ") + gbnf_literal(v.dump());
       return add_rule("(" + body + ") ws");
     }
     for (const char* key : {"anyOf", "oneOf"}) {
@@ -303,7 +285,7 @@ class SchemaConverter {
     if (props)
       for (const auto& [name, sub] : props->items()) {
         const std::string v = visit(sub, path + "/properties/" + name, depth + 1);
-        keys.push_back({literal(json(name).dump()) + " ws \":\" ws " + v, required.count(name) > 0});
+        keys.push_back({gbnf_literal(json(name).dump()) + " ws \":\" ws " + v, required.count(name) > 0});
       }
     const std::string extra_kv = extra_value.empty() ? "" : "string \":\" ws " + extra_value;
 

@@ -1,12 +1,16 @@
 // swarm bench -m MODEL [-t N] [--prompt 128] [--gen 64] [--json]
 // Prefill and decode tokens/s, and decode's weight traffic as a fraction of the
 // machine's measured memory read bandwidth (the roofline for a memory-bound step).
+// swarm bench -m MODEL --batch-sizes 1,2,4,8,16 [--prefill-chunks 16,64] [--json]
+// Instead: a stage's compute time per layer as a function of batch size, t(b),
+// the points the simulator takes for this machine (cli/batch_timing.h).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <random>
 #include <vector>
 
+#include "cli/batch_timing.h"
 #include "cli/common.h"
 #include "engine/matmul.h"
 #include "engine/membw.h"
@@ -25,6 +29,27 @@ double median(std::vector<double> v) {
   return n == 0 ? 0 : n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+// One line per point: JSON, or a table row.
+void print_batch_timings(const Model& model, ThreadPool& pool, const std::vector<int>& batches,
+                         const std::vector<int>& chunks, int context, int rounds, bool json) {
+  const ModelConfig& c = model.config();
+  const auto timings = measure_batch_timings(model, pool, batches, chunks, context, rounds);
+  if (!json) std::printf("%-8s %6s %14s %12s %12s\n", "kind", "tokens", "layer_ms", "head_ms", "embed_ms");
+  for (const BatchTiming& t : timings) {
+    const char* kind = t.kind == BatchTiming::Kind::kDecode ? "decode" : "prefill";
+    if (json)
+      std::printf(
+          "{\"bench\":\"batch_time\",\"model\":\"%s\",\"type\":\"%s\",\"threads\":%d,"
+          "\"kind\":\"%s\",\"tokens\":%d,\"context\":%d,\"n_layer\":%d,\"layer_s\":%.9f,"
+          "\"head_s\":%.9f,\"embed_s\":%.9f}\n",
+          c.name.c_str(), model.main_type().c_str(), pool.size(), kind, t.tokens, context, c.n_layer,
+          t.layer_seconds, t.head_seconds, t.embed_seconds);
+    else
+      std::printf("%-8s %6d %14.4f %12.4f %12.4f\n", kind, t.tokens, 1e3 * t.layer_seconds,
+                  1e3 * t.head_seconds, 1e3 * t.embed_seconds);
+  }
+}
+
 }  // namespace
 
 void register_bench(CLI::App& app) {
@@ -32,6 +57,8 @@ void register_bench(CLI::App& app) {
     std::string model;
     int threads = 0, prompt = 128, gen = 64, reps = 3;
     bool json = false, no_mmap = false;
+    std::vector<int> batch_sizes, prefill_chunks;
+    int context = 64;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode speed against memory bandwidth");
@@ -40,6 +67,16 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-p,--prompt", o->prompt, "Prompt tokens for prefill (default 128)")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("-n,--gen", o->gen, "Tokens to decode (default 64)")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("-r,--repetitions", o->reps, "Runs; the best is reported (default 3)")->check(CLI::Range(1, 100));
+  cmd->add_option("--batch-sizes", o->batch_sizes,
+                  "Measure t(b) instead: per-layer time of a decode step of b sequences, for each b")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--prefill-chunks", o->prefill_chunks,
+                  "With --batch-sizes: also per-layer time of one prompt chunk of p tokens, for each p")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--context", o->context, "With --batch-sizes: cached positions per sequence (default 64)")
+      ->check(CLI::Range(1, 1 << 16));
   cmd->add_flag("--json", o->json, "Print one JSON line");
   cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
   cmd->callback([o] {
@@ -48,6 +85,11 @@ void register_bench(CLI::App& app) {
     auto model = load_model(o->model, lo);
     const ModelConfig& c = model->config();
     ThreadPool pool(o->threads);
+    if (!o->batch_sizes.empty()) {
+      print_batch_timings(*model, pool, o->batch_sizes, o->prefill_chunks, o->context,
+                          std::max(o->reps, 5), o->json);
+      return;
+    }
     // A bandwidth pass after every decode step: on a shared machine bandwidth drifts
     // by the second, so the fraction is the median, over steps, of a step's weight
     // traffic over the pass right after it. (The best run against the best pass, as

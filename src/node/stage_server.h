@@ -21,15 +21,13 @@
 #include <memory>
 #include <string>
 
+#include "engine/clock.h"
 #include "engine/status.h"
 #include "node/batch_tally.h"
 #include "node/caller_quota.h"
 #include "node/cheat.h"
 
 namespace swarm::node {
-
-class ServerStream;
-class SessionReactor;
 
 struct NodeOptions {
   std::string model_path;
@@ -68,6 +66,10 @@ struct NodeOptions {
   // output rows off by up to this relative amount, announced as inexact, with
   // sketches in its commitments.
   double emulate_inexact = 0;
+  // The clock the node's timer, reaper and scheduler read and wait on; null:
+  // the real one. Tests give a FakeClock (engine/clock.h); it must outlive the
+  // server.
+  Clock* clock = nullptr;
 };
 
 // What a node serves and how it fares, as its Info reports it: what its DHT
@@ -120,10 +122,7 @@ class StageServer {
   void shutdown();
 
  private:
-  class Impl;
-  // The streams the server reads from and writes to (stage_server.cc).
-  friend class ServerStream;
-  friend class SessionReactor;
+  class Impl;  // stage_server_impl.h
   explicit StageServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -29,7 +29,9 @@
 #include "engine/model.h"
 #include "engine/model_loader.h"
 #include "engine/sampler.h"
+#include "engine/clock.h"
 #include "engine/test_data.h"
+#include "node/stage_server.h"
 #include "engine/test_process.h"
 #include "net/channel_cache.h"
 #include "net/identity.h"
@@ -772,6 +774,39 @@ TEST_F(NodeTest, IdleSessionsExpire) {
   EXPECT_TRUE(eventually([&] { return info(nodes[0]->address()).active_sessions() == 0; }));
   expect_error(s, grpc::StatusCode::DEADLINE_EXCEEDED, "idle");
   EXPECT_EQ(info(nodes[0]->address()).kv_bytes_free(), info(nodes[0]->address()).kv_bytes_total());
+}
+
+// The same on the node's clock, in process: with a FakeClock and an idle limit
+// of 10 s (the reaper looks every second), a session silent since it opened is
+// still open after 10 s and closed at the reaper's look at 11 s. Nothing waits
+// on wall time: the test moves the clock, and waits until the node's three
+// clock users (timer, reaper, scheduler) are back waiting on it.
+TEST_F(NodeTest, AnIdleSessionClosesWhenTheNodesClockPassesItsLimit) {
+  FakeClock clock;
+  NodeOptions o;
+  o.model_path = model_path();
+  o.threads = 1;
+  o.idle_timeout_s = 10;
+  o.clock = &clock;
+  auto server = StageServer::Start(o);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  constexpr size_t kClockUsers = 3;
+  Stream s((*server)->address());
+  const int n = (*server)->load().n_layer;
+  ASSERT_TRUE(s.send(open_req("idle", (*server)->model_id(), 0, n, n)));
+  ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
+  for (int t = 1; t <= 10; ++t) {
+    clock.wait_for_waiters(kClockUsers);
+    clock.advance(1s);
+    clock.wait_for_waiters(kClockUsers);
+    ASSERT_EQ((*server)->stats().sessions, 1) << "closed after " << t << " s";
+  }
+  clock.advance(1s);
+  clock.wait_for_waiters(kClockUsers);  // the reaper's sweep is over
+  EXPECT_EQ((*server)->stats().sessions, 0);
+  expect_error(s, grpc::StatusCode::DEADLINE_EXCEEDED, "idle");
+  s.finish();
+  (*server)->shutdown();
 }
 
 TEST_F(NodeTest, SigtermDrainsThenExitsZero) {

@@ -124,6 +124,7 @@ std::vector<WorkItem> StageServer::Impl::run_batch_safely(std::vector<WorkItem>&
 
 std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
   const auto start = clock_.now();
+  const auto computing_since = Clock::real().now();
   const ModelConfig& c = model_->config();
   const int d = c.n_embd;
   // Steps whose position does not continue their cache fail alone.
@@ -283,23 +284,29 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
     if (w->done == 0) snapshot_sampler(*w->session, w->step.position());
     for (int j = w->done; j < w->done + w->take; ++j) w->session->sampler->accept(w->step.tokens(j));
   }
-  auto done = clock_.now();
+  // The batch's compute is real work, measured on the real clock; the time a
+  // slowdown adds passes on the node's clock (on a FakeClock, a slowed batch
+  // lasts until the test moves the clock past it).
+  const Clock::duration computed = Clock::real().now() - computing_since;
+  Clock::duration waited{0};
   if (opt_.slowdown > 1) {
     // Emulates a slower machine: the scheduler is busy for the whole time, so
     // queues build as they would. Shutdown does not wait for it, nor a batch
     // whose every step a Cancel has covered meanwhile (a real machine would
     // still be computing; the emulated time is what a cancel saves).
     const auto extra = std::chrono::duration_cast<Clock::duration>(
-        std::chrono::duration<double>(done - start) * (opt_.slowdown - 1));
+        std::chrono::duration<double>(computed) * (opt_.slowdown - 1));
     std::unique_lock<std::mutex> lock(mu_);
-    clock_.wait_until(lock, queue_cv_, done + extra, [&] {
+    const Clock::time_point from = clock_.now();
+    clock_.wait_until(lock, queue_cv_, from + extra, [&] {
       return stopping_ || std::all_of(batch.begin(), batch.end(), [](const WorkItem* w) {
                return is_cancelled(*w->session, w->step.step_id());
              });
     });
-    done = clock_.now();
+    waited = clock_.now() - from;
   }
-  const int64_t compute_us = us_between(start, done);
+  const int64_t compute_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(computed + waited).count();
   if (!st.ok()) {
     spdlog::error("batch of {} steps failed: {}", batch.size(), st.ToString());
     for (WorkItem* w : batch)

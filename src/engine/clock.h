@@ -76,7 +76,8 @@ class FakeClock final : public Clock {
                   time_point deadline) override;
 
   // Moves time forward by `d` (>= 0) and wakes the waiters now due. Returns
-  // once each of them was notified (it may not have run yet).
+  // once each of them was notified (it may not have run yet). Call it without
+  // holding a mutex a waiter waits under: it notifies under that mutex.
   void advance(duration d);
   void advance_to(time_point t);
   // Threads waiting on this clock for a deadline not yet come (kNever included).

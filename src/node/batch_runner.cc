@@ -222,11 +222,11 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
       // A chunk before the last samples nothing: only the step's end does.
       if (w->session->is_last && w->final_chunk()) {
         const int64_t lead = n - w->step.n_drafts();
-        const bool scored = w->step.score_tokens() && w->session->logprobs >= 0 &&
-                            w->step.n_drafts() == 0;
+        const bool scored =
+            w->step.score_tokens() && w->session->logprobs >= 0 && w->step.n_drafts() == 0;
         const int64_t from = w->step.sample_all() || scored ? 0
-                             : w->step.n_drafts() > 0      ? std::max<int64_t>(0, lead - 1)
-                                                           : n - 1;
+                             : w->step.n_drafts() > 0       ? std::max<int64_t>(0, lead - 1)
+                                                            : n - 1;
         rows.insert(rows.end(), hidden.begin() + (row + from) * d, hidden.begin() + (row + n) * d);
       }
       row += n;
@@ -260,15 +260,17 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
           }
         } else {
           const int top = w.session->logprobs;
-          if (w.step.score_tokens() && top >= 0 && !w.step.sample_all())  // rows 0 .. n-2: tokens 1 .. n-1
+          if (w.step.score_tokens() && top >= 0 &&
+              !w.step.sample_all())  // rows 0 .. n-2: tokens 1 .. n-1
             for (int j = 0; j + 1 < n; ++j, ++r)
-              scores[i].push_back(
-                  token_logprob(logits.data() + r * c.n_vocab, c.n_vocab, w.step.tokens(j + 1), top));
+              scores[i].push_back(token_logprob(logits.data() + r * c.n_vocab, c.n_vocab,
+                                                w.step.tokens(j + 1), top));
           for (int j = w.done; j < n; ++j) sampler.accept(w.step.tokens(j));
           const float* row = logits.data() + (r++) * c.n_vocab;
           remember_last_row(*w.session, row, c.n_vocab, p + n);
           sampled[i].push_back(sampler.sample(row, p + n));
-          if (top >= 0) sampled_lps[i].push_back(token_logprob(row, c.n_vocab, sampled[i].back(), top));
+          if (top >= 0)
+            sampled_lps[i].push_back(token_logprob(row, c.n_vocab, sampled[i].back(), top));
         }
       }
     }
@@ -282,7 +284,8 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
   for (WorkItem* w : batch) {
     if (!st.ok() || !w->session->is_last || w->final_chunk()) continue;
     if (w->done == 0) snapshot_sampler(*w->session, w->step.position());
-    for (int j = w->done; j < w->done + w->take; ++j) w->session->sampler->accept(w->step.tokens(j));
+    for (int j = w->done; j < w->done + w->take; ++j)
+      w->session->sampler->accept(w->step.tokens(j));
   }
   // The batch's compute is real work, measured on the real clock; the time a
   // slowdown adds passes on the node's clock (on a FakeClock, a slowed batch
@@ -430,7 +433,8 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
   return more;
 }
 
-v1::Commitment StageServer::Impl::commitment(const WorkItem& w, const v1::StepResult* result) const {
+v1::Commitment StageServer::Impl::commitment(const WorkItem& w,
+                                             const v1::StepResult* result) const {
   const Session& s = *w.session;
   v1::Commitment c;
   c.set_model_id(model_id_);
@@ -444,9 +448,9 @@ v1::Commitment StageServer::Impl::commitment(const WorkItem& w, const v1::StepRe
   c.set_input_hash(std::string(trust::as_view(trust::combine_rows(w.input_rows))));
   c.set_output_hash(std::string(trust::as_view(trust::combine_rows(w.output_rows))));
   if (result)
-    c.set_tokens_hash(std::string(trust::as_view(trust::tokens_hash(
-        result->tokens().data(), static_cast<size_t>(result->tokens_size()),
-        result->accepted_drafts()))));
+    c.set_tokens_hash(std::string(trust::as_view(
+        trust::tokens_hash(result->tokens().data(), static_cast<size_t>(result->tokens_size()),
+                           result->accepted_drafts()))));
   // Per row also for steps with drafts (a few rows): an audit then checks
   // the accepted part of a step whose later drafts were rejected.
   if (w.step.row_hashes() || w.step.n_drafts() > 0) {

@@ -11,7 +11,9 @@ Clock::duration reaper_period(Clock::duration limit) {
 }
 
 IdleReaper::IdleReaper(Clock& clock, Clock::duration limit, Sweep sweep)
-    : clock_(clock), period_(reaper_period(limit)), sweep_(std::move(sweep)),
+    : clock_(clock),
+      period_(reaper_period(limit)),
+      sweep_(std::move(sweep)),
       thread_([this] { loop(); }) {}
 
 IdleReaper::~IdleReaper() { stop(); }

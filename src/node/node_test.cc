@@ -908,10 +908,12 @@ class FakeClockNodes {
     return servers_.back().get();
   }
   // The next answer on `s`, moving the clock on an hour at a time while none
-  // comes (a slowed batch ends once the clock passed it).
-  std::optional<StageResponse> next_moving_the_clock(Stream& s) {
-    for (int i = 0; i < 100; ++i) {
-      if (auto r = s.next(100ms)) return r;
+  // comes within `look` (a slowed batch ends once the clock passed it; how
+  // long `look` is changes only how fast the test runs).
+  std::optional<StageResponse> next_moving_the_clock(Stream& s,
+                                                     std::chrono::milliseconds look = 100ms) {
+    for (int i = 0; i < 1000; ++i) {
+      if (auto r = s.next(look)) return r;
       clock_.advance(1h);
     }
     return std::nullopt;
@@ -1271,33 +1273,35 @@ TEST_F(NodeTest, AHugeStepOrContextIsRefusedAndOthersAreServed) {
 }
 
 TEST_F(NodeTest, ALongPromptRunsInChunksBetweenOtherSessionsSteps) {
-  // Batches of 8 tokens, each made 3x slower: a 600-token prompt needs at
-  // least 75 of them.
-  const std::vector<std::pair<int, int>> ranges = {{0, n_layer()}};
-  auto nodes = start_nodes(ranges, {"--max-batch-tokens", "8", "--slowdown", "3"});
-  ASSERT_TRUE(nodes[0]->ok());
-  Stream a(nodes[0]->address()), b(nodes[0]->address());
+  // Batches of 8 tokens, slowed on a FakeClock: each lasts until the test
+  // moves the clock, so the short steps are queued behind the prompt's first
+  // chunk whatever this machine's speed.
+  FakeClockNodes fake;
+  StageServer* node = fake.serve(0, n_layer(), 3, 8);
+  ASSERT_TRUE(node);
+  Stream a(node->address()), b(node->address());
   ASSERT_TRUE(a.send(open_req("long", model_id(), 0, n_layer(), n_layer(), 1024)));
   ASSERT_EQ(a.next()->kind_case(), StageResponse::kOpened);
   ASSERT_TRUE(b.send(open_req("short", model_id(), 0, n_layer(), n_layer(), 64)));
   ASSERT_EQ(b.next()->kind_case(), StageResponse::kOpened);
   const auto long_prompt = prompt(5, 600);
   ASSERT_TRUE(a.send(step_req("long", 1, long_prompt, 0)));
-  // The streams race: the prompt must be at the node (running) before the
-  // short steps are sent, or the first of them may run before it arrives.
-  ASSERT_TRUE(eventually([&] { return info(nodes[0]->address()).compute_us() > 0; },
-                         std::chrono::seconds(30)));
+  // The streams race: the prompt must be at the node (its first chunk
+  // running) before the short steps are sent, or the first of them may run
+  // before it arrives.
+  ASSERT_TRUE(eventually([&] { return node->stats().batches.batches > 0; }));
   // Five steps of the short session, queued behind the long prompt.
   const auto short_tokens = prompt(6, 5);
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(b.send(step_req("short", 10 + i, {short_tokens[i]}, i)));
+  ASSERT_TRUE(eventually([&] { return node->stats().queued_steps == 5; }));
   for (int i = 0; i < 5; ++i) {
-    auto r = b.next();
+    auto r = fake.next_moving_the_clock(b, 10ms);
     ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
     EXPECT_EQ(r->result().step_id(), 10u + i);
     // It shared its batch with a chunk of the prompt: an eighth of the batch.
     EXPECT_EQ(r->result().timings(0).batch_tokens(), 2) << r->DebugString();
   }
-  auto r = a.next(120s);
+  auto r = fake.next_moving_the_clock(a, 10ms);
   ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
   EXPECT_EQ(r->result().length(), 600);
   // Chunked, the prompt gives what it gives in one piece.

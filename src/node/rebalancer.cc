@@ -16,7 +16,9 @@ Rebalancer::Rebalancer(Clock& clock, Random random, RebalanceOptions options, Lo
 
 Rebalancer::~Rebalancer() { stop(); }
 
-void Rebalancer::start() { thread_ = std::thread([this] { loop(); }); }
+void Rebalancer::start() {
+  thread_ = std::thread([this] { loop(); });
+}
 
 void Rebalancer::stop() {
   {

@@ -74,7 +74,7 @@ class Rebalancer {
   LookUp look_up_;
   Move move_;
   std::optional<LayerRange> deferred_for_;  // the target the last check deferred moving to
-  std::mutex mu_;  // guards stopping_
+  std::mutex mu_;                           // guards stopping_
   std::condition_variable cv_;
   bool stopping_ = false;
   std::thread thread_;

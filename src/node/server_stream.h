@@ -51,7 +51,10 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
 
   ServerStream(StreamHandler* handler, uint64_t id, std::chrono::milliseconds delay,
                std::shared_ptr<Timer> timer, std::string caller)
-      : handler_(handler), id_(id), delay_(delay), timer_(std::move(timer)),
+      : handler_(handler),
+        id_(id),
+        delay_(delay),
+        timer_(std::move(timer)),
         caller_(std::move(caller)) {}
 
   // Who opened the stream: net::CallerIdentity::quota_key().
@@ -97,18 +100,17 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
   Reactor* reactor_ = nullptr;  // null before start and after OnDone
   PacedQueue<grpc::ByteBuffer> queue_;
   grpc::ByteBuffer writing_;
-  size_t input_bytes_ = 0;     // see hold_input
+  size_t input_bytes_ = 0;  // see hold_input
   bool read_pending_ = false;
   bool reads_paused_ = false;
-  bool reads_over_ = false;    // the caller half-closed
-  bool read_starting_ = false; // a StartRead call is under way
+  bool reads_over_ = false;     // the caller half-closed
+  bool read_starting_ = false;  // a StartRead call is under way
   bool timer_armed_ = false;
   bool broken_ = false;         // a write failed or the call was cancelled
   bool finish_wanted_ = false;  // end() was called
   bool finished_ = false;       // Finish was called
   grpc::Status end_status_;
 };
-
 
 // gRPC's side of a ServerStream: gRPC owns it from Session() to OnDone.
 class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {

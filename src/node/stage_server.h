@@ -15,6 +15,12 @@
 // next stages a session pushes to, bytes waiting on each stream; a caller that
 // does not read its answers is not read either. A failed step fails its
 // session only.
+//
+// Its parts: stage_server.cc (the service and sessions), server_stream.h
+// (the streams), step_scheduler.h (what runs next), batch_runner.cc (running
+// a batch), idle_reaper.h, stage_session.h (a session's state). The timer,
+// the reaper, the scheduler and a slowed batch wait on NodeOptions.clock;
+// compute itself is measured on the real clock.
 #pragma once
 
 #include <cstdint>

@@ -104,11 +104,11 @@ class StageServer::Impl final : public StreamHandler {
   std::unique_ptr<ThreadPool> pool_;
   net::ChannelCache channels_;
   std::shared_ptr<Timer> timer_ = std::make_shared<Timer>(clock_);
-  std::string public_key_;  // raw 32 bytes of --identity's key; empty: plaintext
+  std::string public_key_;                 // raw 32 bytes of --identity's key; empty: plaintext
   std::optional<net::Identity> identity_;  // signs commitments; none: plaintext
   std::unique_ptr<Cheater> cheater_;       // hidden --cheat flags only
-  net::CallerPolicy caller_policy_;  // who may use the Session stream
-  std::unique_ptr<CallerQuota> quota_;  // made in start()
+  net::CallerPolicy caller_policy_;        // who may use the Session stream
+  std::unique_ptr<CallerQuota> quota_;     // made in start()
   class Service;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -125,7 +125,7 @@ class StageServer::Impl final : public StreamHandler {
   int64_t steps_cancelled_ = 0;       // dropped by a Cancel
   int64_t compute_us_ = 0;            // all batches, slowdown included
   int64_t cancelled_compute_us_ = 0;  // of which on steps a Cancel covered after they ran
-  BatchTally batches_;  // counted by run_batch_safely
+  BatchTally batches_;                // counted by run_batch_safely
   std::atomic<uint64_t> next_stream_id_{1};
   std::thread scheduler_;
   std::unique_ptr<IdleReaper> reaper_;  // made in start()

@@ -33,7 +33,7 @@ void forget_cancels_before(Session& s, uint64_t step_id) {
 }
 
 v1::StageResponse error_response(const std::string& session, uint64_t step, grpc::StatusCode code,
-                             const std::string& msg) {
+                                 const std::string& msg) {
   v1::StageResponse r;
   v1::Error* e = r.mutable_error();
   e->set_session_id(session);

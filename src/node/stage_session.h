@@ -125,7 +125,7 @@ struct WorkItem {
   int done = 0;
   int take = 0;
   std::vector<float> out;
-  int64_t compute_us = 0;  // of the earlier chunks
+  int64_t compute_us = 0;          // of the earlier chunks
   CallerQuota::Lease quota_lease;  // its sender's steps-in-flight quota, held while queued
   // For the step's commitment: a hash per input row (as on the wire), per
   // output row (collected chunk by chunk), and the token history after it ran.

@@ -11,8 +11,8 @@ using std::chrono::seconds;
 constexpr uintptr_t kA = 1, kB = 2;
 
 QueuedWork prompt(uintptr_t session, int tokens) {
-  return {.session = session, .tokens = tokens, .chunkable = true, .first_layer = 0,
-          .last_layer = 4};
+  return {
+      .session = session, .tokens = tokens, .chunkable = true, .first_layer = 0, .last_layer = 4};
 }
 QueuedWork decode(uintptr_t session) {
   return {.session = session, .tokens = 1, .first_layer = 0, .last_layer = 4};

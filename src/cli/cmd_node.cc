@@ -19,7 +19,8 @@
 // --layers it then picks its own block with routing::choose_layers from the
 // records it reads (as many layers as --memory holds), and every
 // --rebalance-interval re-checks with routing::should_move
-// (doc/layer-assignment.md), reloading the new block when the rule says move.
+// (doc/layer-assignment.md, node/rebalancer.h), reloading the new block when
+// the rule says move.
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -39,8 +40,8 @@
 #include "cli/dht_swarm.h"
 #include "cli/metrics_listener.h"
 #include "cli/serving_metrics.h"
-#include "engine/clock.h"
 #include "discovery/announcer.h"
+#include "engine/clock.h"
 #include "engine/model_loader.h"
 #include "engine/progress.h"
 #include "net/caller.h"

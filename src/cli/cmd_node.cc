@@ -19,14 +19,14 @@
 // --layers it then picks its own block with routing::choose_layers from the
 // records it reads (as many layers as --memory holds), and every
 // --rebalance-interval re-checks with routing::should_move
-// (doc/layer-assignment.md), reloading the new block when the rule says move.
+// (doc/layer-assignment.md, node/rebalancer.h), reloading the new block when
+// the rule says move.
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -41,10 +41,12 @@
 #include "cli/metrics_listener.h"
 #include "cli/serving_metrics.h"
 #include "discovery/announcer.h"
+#include "engine/clock.h"
 #include "engine/model_loader.h"
 #include "engine/progress.h"
 #include "net/caller.h"
 #include "net/model_id.h"
+#include "node/rebalancer.h"
 #include "node/stage_server.h"
 #include "routing/layer_assignment.h"
 
@@ -187,7 +189,7 @@ class SwarmMember {
                    identity_->node_id(), listed, announcer_->first_status().message(),
                    o_.announce_interval_s);
     if (choose_ && o_.rebalance_interval_s > 0)
-      rebalancer_ = std::thread([this] { rebalance_loop(); });
+      start_rebalancer();
   }
 
   const std::string& address() const { return server_->address(); }
@@ -200,12 +202,7 @@ class SwarmMember {
 
   // Withdraws the record, stops moving, drains and waits: SIGTERM's path.
   void drain_and_wait() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      draining_ = true;
-    }
-    cv_.notify_all();
-    if (rebalancer_.joinable()) rebalancer_.join();
+    if (rebalancer_) rebalancer_->stop();
     Status st = announcer_->withdraw();
     if (!st.ok()) spdlog::warn("withdrawing the node record: {}", st.message());
     server_->drain();
@@ -245,51 +242,12 @@ class SwarmMember {
     return peer_snapshots(others, n_layer_);
   }
 
-  void rebalance_loop() {
-    // Each check at a random point of its period, so nodes that started
-    // together do not all decide on the same view of the swarm.
-    std::mt19937_64 rng(std::random_device{}());
-    std::uniform_real_distribution<double> jitter(0.5, 1.5);
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      const auto wait = std::chrono::duration<double>(o_.rebalance_interval_s * jitter(rng));
-      if (cv_.wait_for(lock, wait, [&] { return draining_; })) return;
-      lock.unlock();
-      rebalance_once();
-      lock.lock();
-    }
-  }
-
-  void rebalance_once() {
-    const std::vector<PeerSnapshot> peers = peers_without_me();
+  // Serves `target` instead of the current block: the rebalancer's move.
+  void move_to(LayerRange target) {
     const node::StageLoad load = server_->load();
-    auto d = should_move(peers, {load.first_layer, load.last_layer}, n_layer_, capacity_,
-                         load.layer_tokens_per_second);
-    if (!d.ok()) {
-      spdlog::warn("rebalance: {}", d.status().message());
-      return;
-    }
-    if (!d->move) {
-      spdlog::debug("rebalance: {}", d->reason);
-      deferred_for_.reset();
-      return;
-    }
-    const std::string my_key =
-        net::to_hex(identity_->public_key().data(), identity_->public_key().size());
-    if (should_defer_move(peers, {load.first_layer, load.last_layer}, my_key,
-                          deferred_for_ == d->target)) {
-      spdlog::info(
-          "rebalance: a node with a lower key serves [{},{}) too and moves first; "
-          "waiting one check ({})",
-          load.first_layer, load.last_layer, d->reason);
-      deferred_for_ = d->target;
-      return;
-    }
-    deferred_for_.reset();
-    spdlog::info("rebalance: moving to [{},{}): {}", d->target.first, d->target.last, d->reason);
     node::NodeOptions next = node_;
-    next.first_layer = d->target.first;
-    next.last_layer = d->target.last;
+    next.first_layer = target.first;
+    next.last_layer = target.last;
     {
       std::lock_guard<std::mutex> lock(server_mu_);
       // Sessions on the old block end here; gateways replay them elsewhere.
@@ -314,6 +272,29 @@ class SwarmMember {
     if (!st.ok()) spdlog::warn("announcing the move: {}", st.message());
   }
 
+  void start_rebalancer() {
+    node::RebalanceOptions ro;
+    ro.interval_s = o_.rebalance_interval_s;
+    ro.n_layer = n_layer_;
+    ro.capacity_layers = capacity_;
+    ro.public_key_hex = net::to_hex(identity_->public_key().data(), identity_->public_key().size());
+    std::mt19937_64 rng(std::random_device{}());
+    rebalancer_ = std::make_unique<node::Rebalancer>(
+        Clock::real(),
+        [rng]() mutable { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }, ro,
+        [this] {
+          // Only this thread replaces server_, so it reads it without server_mu_.
+          node::Rebalancer::View v;
+          v.peers_without_me = peers_without_me();
+          const node::StageLoad load = server_->load();
+          v.current = {load.first_layer, load.last_layer};
+          v.layer_tokens_per_second = load.layer_tokens_per_second;
+          return v;
+        },
+        [this](LayerRange target) { move_to(target); });
+    rebalancer_->start();
+  }
+
   node::NodeOptions node_;
   const DhtNodeOptions o_;
   const bool choose_;
@@ -325,11 +306,7 @@ class SwarmMember {
   std::mutex server_mu_;  // guards server_ against a move while a record is made
   std::unique_ptr<node::StageServer> server_;
   std::unique_ptr<discovery::Announcer> announcer_;
-  std::mutex mu_;  // guards draining_
-  std::condition_variable cv_;
-  bool draining_ = false;
-  std::thread rebalancer_;
-  std::optional<LayerRange> deferred_for_;  // the target the last check deferred moving to
+  std::unique_ptr<node::Rebalancer> rebalancer_;  // a node that chose its own layers
 };
 
 }  // namespace

@@ -29,7 +29,9 @@
 #include "engine/model.h"
 #include "engine/model_loader.h"
 #include "engine/sampler.h"
+#include "engine/clock.h"
 #include "engine/test_data.h"
+#include "node/stage_server.h"
 #include "engine/test_process.h"
 #include "net/channel_cache.h"
 #include "net/identity.h"
@@ -774,6 +776,39 @@ TEST_F(NodeTest, IdleSessionsExpire) {
   EXPECT_EQ(info(nodes[0]->address()).kv_bytes_free(), info(nodes[0]->address()).kv_bytes_total());
 }
 
+// The same on the node's clock, in process: with a FakeClock and an idle limit
+// of 10 s (the reaper looks every second), a session silent since it opened is
+// still open after 10 s and closed at the reaper's look at 11 s. Nothing waits
+// on wall time: the test moves the clock, and waits until the node's three
+// clock users (timer, reaper, scheduler) are back waiting on it.
+TEST_F(NodeTest, AnIdleSessionClosesWhenTheNodesClockPassesItsLimit) {
+  FakeClock clock;
+  NodeOptions o;
+  o.model_path = model_path();
+  o.threads = 1;
+  o.idle_timeout_s = 10;
+  o.clock = &clock;
+  auto server = StageServer::Start(o);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  constexpr size_t kClockUsers = 3;
+  Stream s((*server)->address());
+  const int n = (*server)->load().n_layer;
+  ASSERT_TRUE(s.send(open_req("idle", (*server)->model_id(), 0, n, n)));
+  ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
+  for (int t = 1; t <= 10; ++t) {
+    clock.wait_for_waiters(kClockUsers);
+    clock.advance(1s);
+    clock.wait_for_waiters(kClockUsers);
+    ASSERT_EQ((*server)->stats().sessions, 1) << "closed after " << t << " s";
+  }
+  clock.advance(1s);
+  clock.wait_for_waiters(kClockUsers);  // the reaper's sweep is over
+  EXPECT_EQ((*server)->stats().sessions, 0);
+  expect_error(s, grpc::StatusCode::DEADLINE_EXCEEDED, "idle");
+  s.finish();
+  (*server)->shutdown();
+}
+
 TEST_F(NodeTest, SigtermDrainsThenExitsZero) {
   auto nodes = start_nodes({{0, n_layer()}});
   ASSERT_TRUE(nodes[0]->ok());
@@ -850,19 +885,74 @@ bool is_cancelled(const StageResponse& r) {
   return r.kind_case() == StageResponse::kError && r.error().code() == grpc::StatusCode::CANCELLED;
 }
 
+// Stage servers in this process on one FakeClock: a slowed batch (--slowdown)
+// lasts until the test moves the clock past it, so what queues behind it is
+// certainly still queued when the test acts, whatever this machine's speed.
+class FakeClockNodes {
+ public:
+  // Idle sessions are never reaped here, however far the clock moves.
+  StageServer* serve(int first, int last, double slowdown = 1, int max_batch_tokens = 512) {
+    NodeOptions o;
+    o.max_batch_tokens = max_batch_tokens;
+    o.model_path = model_path();
+    o.threads = 1;
+    o.first_layer = first;
+    o.last_layer = last;
+    o.slowdown = slowdown;
+    o.idle_timeout_s = 1e9;
+    o.clock = &clock_;
+    auto s = StageServer::Start(o);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    if (!s.ok()) return nullptr;
+    servers_.push_back(std::move(s).value());
+    return servers_.back().get();
+  }
+  // The next answer on `s`, moving the clock on an hour at a time while none
+  // comes within `look` (a slowed batch ends once the clock passed it; how
+  // long `look` is changes only how fast the test runs).
+  std::optional<StageResponse> next_moving_the_clock(Stream& s,
+                                                     std::chrono::milliseconds look = 100ms) {
+    for (int i = 0; i < 1000; ++i) {
+      if (auto r = s.next(look)) return r;
+      clock_.advance(1h);
+    }
+    return std::nullopt;
+  }
+  // `n` answers on `s`, by step id, moving the clock on while none comes.
+  std::map<uint64_t, StageResponse> answers_moving_the_clock(Stream& s, int n) {
+    std::map<uint64_t, StageResponse> out;
+    for (int i = 0; i < n; ++i) {
+      auto r = next_moving_the_clock(s);
+      if (!r) {
+        ADD_FAILURE() << "answer " << i << " of " << n << " never came";
+        break;
+      }
+      out[r->kind_case() == StageResponse::kResult ? r->result().step_id()
+                                                   : r->error().step_id()] = *r;
+    }
+    return out;
+  }
+
+ private:
+  FakeClock clock_;  // outlives the servers
+  std::vector<std::unique_ptr<StageServer>> servers_;
+};
+
 // A speculative tail queued on a slowed first stage: the prompt step runs
 // (slowly), steps 2..5 wait behind it, a Cancel of 3..5 drops those three (each
 // answered CANCELLED, to the owner), and step 2 goes through. A step that
 // rewinds to the accepted length then continues exactly as plain decoding.
 TEST_F(NodeTest, CancelDropsQueuedStepsAndTheSessionGoesOnAfterRewind) {
   const std::vector<std::pair<int, int>> ranges = {{0, 2}, {2, n_layer()}};
-  // The prompt step takes 200x its compute on the first stage: the queued
-  // steps are still waiting when the Cancel (sent right after them) arrives.
-  auto nodes = start_nodes({ranges[0]}, {"--slowdown", "200"});
-  nodes.push_back(std::make_unique<NodeProcess>(
-      std::vector<std::string>{"--layers", "2:" + std::to_string(n_layer())}));
-  for (auto& n : nodes) ASSERT_TRUE(n->ok());
-  auto streams = connect(nodes);
+  // On a FakeClock, the slowed first stage's prompt batch lasts until the
+  // clock moves: the queued steps are waiting when the Cancel arrives.
+  FakeClockNodes fake;
+  StageServer* first = fake.serve(0, 2, 200);
+  StageServer* second = fake.serve(2, n_layer());
+  ASSERT_TRUE(first && second);
+  std::vector<std::unique_ptr<Stream>> streams;
+  for (StageServer* n : {first, second}) streams.push_back(std::make_unique<Stream>(n->address()));
+  const std::vector<StageServer*> nodes = {first, second};
   open_chain(streams, ranges, "c");
   const auto p = prompt(8, 32);
   const int P = static_cast<int>(p.size());
@@ -888,7 +978,7 @@ TEST_F(NodeTest, CancelDropsQueuedStepsAndTheSessionGoesOnAfterRewind) {
   expect_error(*streams[0], grpc::StatusCode::INVALID_ARGUMENT, "Cancel.to_step_id");
   ASSERT_TRUE(streams[0]->send(cancel_req("nobody", 1, 2)));
   expect_error(*streams[0], grpc::StatusCode::NOT_FOUND, "unknown session");
-  auto done = answers(*streams[1], 2);
+  auto done = fake.answers_moving_the_clock(*streams[1], 2);
   ASSERT_TRUE(done.count(1) && done.count(2));
   EXPECT_EQ(done[1].result().tokens(0), want[0]);
   EXPECT_EQ(done[2].result().tokens(0), want[1]);
@@ -906,7 +996,7 @@ TEST_F(NodeTest, CancelDropsQueuedStepsAndTheSessionGoesOnAfterRewind) {
   StageRequest next = pushed(step_req("c", 6, {want[1]}, P + 1));
   next.mutable_step()->set_rewind(true);
   ASSERT_TRUE(streams[0]->send(next));
-  auto r = streams[1]->next();
+  auto r = fake.next_moving_the_clock(*streams[1]);
   ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
   EXPECT_EQ(r->result().step_id(), 6u);
   EXPECT_EQ(r->result().tokens(0), want[2]);
@@ -915,47 +1005,53 @@ TEST_F(NodeTest, CancelDropsQueuedStepsAndTheSessionGoesOnAfterRewind) {
 
 // The Cancel reaches a later stage through the first one: steps already pushed
 // to a slowed second stage and waiting there are dropped by it, and steps of
-// the range that reach it afterwards are dropped on arrival.
+// the range that reach it afterwards are dropped on arrival. On a FakeClock:
+// the second stage's prompt batch holds until the clock moves, so the three
+// steps behind it are queued there when the forwarded Cancel comes, and their
+// cancellations are answered before the prompt's result.
 TEST_F(NodeTest, CancelIsForwardedAlongThePushChain) {
   const std::vector<std::pair<int, int>> ranges = {{0, 2}, {2, n_layer()}};
-  auto nodes = start_nodes({ranges[0]});
-  nodes.push_back(std::make_unique<NodeProcess>(
-      std::vector<std::string>{"--layers", "2:" + std::to_string(n_layer()), "--slowdown", "200"}));
-  for (auto& n : nodes) ASSERT_TRUE(n->ok());
-  auto streams = connect(nodes);
+  FakeClockNodes nodes;
+  StageServer* first = nodes.serve(0, 2);
+  StageServer* second = nodes.serve(2, n_layer(), 200);
+  ASSERT_TRUE(first && second);
+  std::vector<std::unique_ptr<Stream>> streams;
+  for (StageServer* n : {first, second}) streams.push_back(std::make_unique<Stream>(n->address()));
   open_chain(streams, ranges, "f");
   const auto p = prompt(9, 32);
   const int P = static_cast<int>(p.size());
   const auto want = reference(p, 2);
   auto pushed = [&](StageRequest r) {
     v1::Hop* h = r.mutable_step()->add_next_hops();
-    h->set_address(nodes[1]->address());
+    h->set_address(second->address());
     return r;
   };
   ASSERT_TRUE(streams[0]->send(pushed(step_req("f", 1, p, 0))));
   for (int i = 2; i <= 4; ++i)
     ASSERT_TRUE(streams[0]->send(pushed(step_req("f", i, {5 + i}, P + i - 2))));
-  // The first stage runs fast: wait until all four reached the second (the
-  // prompt running, three queued), so the Cancel finds nothing left to drop at
-  // the first stage and only its forward can drop them.
-  ASSERT_TRUE(eventually([&] { return info(nodes[1]->address()).queued_steps() == 3; }));
+  // The first stage runs them and pushes all four on: wait until they reached
+  // the second (the prompt running, three queued), so the Cancel finds
+  // nothing left to drop at the first stage and only its forward can drop them.
+  ASSERT_TRUE(eventually([&] { return second->stats().queued_steps == 3; }));
   ASSERT_TRUE(streams[0]->send(cancel_req("f", 2, 4)));
-  auto got = answers(*streams[1], 4);  // everything is answered by the second stage
-  ASSERT_TRUE(got.count(1));
-  EXPECT_EQ(got[1].result().tokens(0), want[0]);
+  auto got = answers(*streams[1], 3);  // the prompt still runs: the clock has not moved
   for (uint64_t id = 2; id <= 4; ++id) {
     ASSERT_TRUE(got.count(id));
     EXPECT_TRUE(is_cancelled(got[id])) << got[id].DebugString();
   }
-  EXPECT_EQ(info(nodes[1]->address()).steps_cancelled(), 3);
+  auto r = nodes.next_moving_the_clock(*streams[1]);
+  ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+  EXPECT_EQ(r->result().step_id(), 1u);
+  EXPECT_EQ(r->result().tokens(0), want[0]);
+  EXPECT_EQ(second->stats().steps_cancelled, 3);
   // The first stage ran them: their compute there was wasted.
-  EXPECT_GT(info(nodes[0]->address()).cancelled_compute_us(), 0);
+  EXPECT_GT(first->stats().cancelled_compute_seconds, 0);
   // The first stage's cache holds P + 3 positions, the second's P: one rewind
   // step puts both at P.
   StageRequest next = pushed(step_req("f", 5, {want[0]}, P));
   next.mutable_step()->set_rewind(true);
   ASSERT_TRUE(streams[0]->send(next));
-  auto r = streams[1]->next();
+  r = nodes.next_moving_the_clock(*streams[1]);
   ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
   EXPECT_EQ(r->result().tokens(0), want[1]);
   EXPECT_EQ(r->result().length(), P + 1);
@@ -965,9 +1061,13 @@ TEST_F(NodeTest, CancelIsForwardedAlongThePushChain) {
 // rewind) but is answered CANCELLED instead of with its result, and its compute
 // counts as wasted.
 TEST_F(NodeTest, ARunningStepFinishesButIsAnsweredCancelled) {
-  auto nodes = start_nodes({{0, n_layer()}}, {"--slowdown", "1000"});
-  ASSERT_TRUE(nodes[0]->ok());
-  Stream s(nodes[0]->address());
+  // On a FakeClock the slowed prompt batch runs until the clock moves (it does
+  // not here) or a Cancel covers all of it.
+  FakeClockNodes fake;
+  StageServer* node = fake.serve(0, n_layer(), 1000);
+  ASSERT_TRUE(node);
+  const std::vector<StageServer*> nodes = {node};
+  Stream s(node->address());
   ASSERT_TRUE(s.send(open_req("r", model_id(), 0, n_layer(), n_layer())));
   ASSERT_EQ(s.next()->kind_case(), StageResponse::kOpened);
   const auto p = prompt(10, 32);
@@ -992,7 +1092,7 @@ TEST_F(NodeTest, ARunningStepFinishesButIsAnsweredCancelled) {
   again.mutable_step()->set_rewind(true);
   ASSERT_TRUE(s.send(again));
   ASSERT_TRUE(s.send(step_req("r", 4, {want[0]}, P)));
-  auto r = answers(s, 2);
+  auto r = fake.answers_moving_the_clock(s, 2);
   ASSERT_TRUE(r.count(3) && r.count(4));
   ASSERT_EQ(r[3].kind_case(), StageResponse::kResult) << r[3].DebugString();
   EXPECT_EQ(r[3].result().tokens(0), want[0]);
@@ -1017,9 +1117,12 @@ StageRequest draft_req(const std::string& id, uint64_t step_id, const std::vecto
 TEST_F(NodeTest, AnAnchorRunOvertakesQueuedSpeculativeContinuations) {
   // The prompt (32 tokens) is at most an eighth of the batch, so it runs whole
   // though b is active (a longer one would run in eighths, between b's steps).
-  auto nodes = start_nodes({{0, 2}}, {"--slowdown", "500", "--max-batch-tokens", "256"});
-  ASSERT_TRUE(nodes[0]->ok());
-  Stream s(nodes[0]->address());  // owns both sessions: one ordered answer stream
+  // On a FakeClock each slowed batch lasts until the clock moves.
+  FakeClockNodes fake;
+  StageServer* node = fake.serve(0, 2, 500, 256);
+  ASSERT_TRUE(node);
+  const std::vector<StageServer*> nodes = {node};
+  Stream s(node->address());  // owns both sessions: one ordered answer stream
   for (const char* id : {"a", "b"}) {
     ASSERT_TRUE(s.send(open_req(id, model_id(), 0, 2, n_layer())));
     auto r = s.next();
@@ -1040,7 +1143,7 @@ TEST_F(NodeTest, AnAnchorRunOvertakesQueuedSpeculativeContinuations) {
   ASSERT_TRUE(eventually([&] { return info(nodes[0]->address()).queued_steps() == 5; }));
   std::vector<uint64_t> order;
   for (int i = 0; i < 6; ++i) {
-    auto r = s.next();
+    auto r = fake.next_moving_the_clock(s);
     ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult)
         << (r ? r->DebugString() : "timeout");
     order.push_back(r->result().step_id());
@@ -1170,33 +1273,35 @@ TEST_F(NodeTest, AHugeStepOrContextIsRefusedAndOthersAreServed) {
 }
 
 TEST_F(NodeTest, ALongPromptRunsInChunksBetweenOtherSessionsSteps) {
-  // Batches of 8 tokens, each made 3x slower: a 600-token prompt needs at
-  // least 75 of them.
-  const std::vector<std::pair<int, int>> ranges = {{0, n_layer()}};
-  auto nodes = start_nodes(ranges, {"--max-batch-tokens", "8", "--slowdown", "3"});
-  ASSERT_TRUE(nodes[0]->ok());
-  Stream a(nodes[0]->address()), b(nodes[0]->address());
+  // Batches of 8 tokens, slowed on a FakeClock: each lasts until the test
+  // moves the clock, so the short steps are queued behind the prompt's first
+  // chunk whatever this machine's speed.
+  FakeClockNodes fake;
+  StageServer* node = fake.serve(0, n_layer(), 3, 8);
+  ASSERT_TRUE(node);
+  Stream a(node->address()), b(node->address());
   ASSERT_TRUE(a.send(open_req("long", model_id(), 0, n_layer(), n_layer(), 1024)));
   ASSERT_EQ(a.next()->kind_case(), StageResponse::kOpened);
   ASSERT_TRUE(b.send(open_req("short", model_id(), 0, n_layer(), n_layer(), 64)));
   ASSERT_EQ(b.next()->kind_case(), StageResponse::kOpened);
   const auto long_prompt = prompt(5, 600);
   ASSERT_TRUE(a.send(step_req("long", 1, long_prompt, 0)));
-  // The streams race: the prompt must be at the node (running) before the
-  // short steps are sent, or the first of them may run before it arrives.
-  ASSERT_TRUE(eventually([&] { return info(nodes[0]->address()).compute_us() > 0; },
-                         std::chrono::seconds(30)));
+  // The streams race: the prompt must be at the node (its first chunk
+  // running) before the short steps are sent, or the first of them may run
+  // before it arrives.
+  ASSERT_TRUE(eventually([&] { return node->stats().batches.batches > 0; }));
   // Five steps of the short session, queued behind the long prompt.
   const auto short_tokens = prompt(6, 5);
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(b.send(step_req("short", 10 + i, {short_tokens[i]}, i)));
+  ASSERT_TRUE(eventually([&] { return node->stats().queued_steps == 5; }));
   for (int i = 0; i < 5; ++i) {
-    auto r = b.next();
+    auto r = fake.next_moving_the_clock(b, 10ms);
     ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
     EXPECT_EQ(r->result().step_id(), 10u + i);
     // It shared its batch with a chunk of the prompt: an eighth of the batch.
     EXPECT_EQ(r->result().timings(0).batch_tokens(), 2) << r->DebugString();
   }
-  auto r = a.next(120s);
+  auto r = fake.next_moving_the_clock(a, 10ms);
   ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
   EXPECT_EQ(r->result().length(), 600);
   // Chunked, the prompt gives what it gives in one piece.

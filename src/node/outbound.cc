@@ -50,7 +50,7 @@ void Outbound::send(v1::StageRequest r) {
             " bytes already wait to be sent to it (limit " + std::to_string(max_buffered_bytes_) +
             ")";
     } else {
-      queue_.push(std::move(r), bytes, Clock::now() + delay_);
+      queue_.push(std::move(r), bytes, timer_->clock().now() + delay_);
       if (!started_) {
         started_ = start = holding_ = true;
         self_ = shared_from_this();
@@ -84,7 +84,7 @@ void Outbound::pump() {
       // No write will start again: let the call complete.
       release = !queue_.in_flight() && release_hold_locked();
     } else {
-      switch (queue_.next(Clock::now(), &writing_, &until)) {
+      switch (queue_.next(timer_->clock().now(), &writing_, &until)) {
         case PacedQueue<v1::StageRequest>::Next::kWrite:
           write = true;
           if (writing_.kind_case() == v1::StageRequest::kStep) {
@@ -133,7 +133,7 @@ void Outbound::close() {
   if (!started) return;
   pump();
   std::weak_ptr<Outbound> weak = weak_from_this();
-  timer_->at(Clock::now() + delay_ + kCloseGrace, [weak] {
+  timer_->at(timer_->clock().now() + delay_ + kCloseGrace, [weak] {
     if (auto self = weak.lock()) self->ctx_.TryCancel();
   });
 }

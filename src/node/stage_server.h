@@ -15,21 +15,25 @@
 // next stages a session pushes to, bytes waiting on each stream; a caller that
 // does not read its answers is not read either. A failed step fails its
 // session only.
+//
+// Its parts: stage_server.cc (the service and sessions), server_stream.h
+// (the streams), step_scheduler.h (what runs next), batch_runner.cc (running
+// a batch), idle_reaper.h, stage_session.h (a session's state). The timer,
+// the reaper, the scheduler and a slowed batch wait on NodeOptions.clock;
+// compute itself is measured on the real clock.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "engine/clock.h"
 #include "engine/status.h"
 #include "node/batch_tally.h"
 #include "node/caller_quota.h"
 #include "node/cheat.h"
 
 namespace swarm::node {
-
-class ServerStream;
-class SessionReactor;
 
 struct NodeOptions {
   std::string model_path;
@@ -68,6 +72,10 @@ struct NodeOptions {
   // output rows off by up to this relative amount, announced as inexact, with
   // sketches in its commitments.
   double emulate_inexact = 0;
+  // The clock the node's timer, reaper and scheduler read and wait on; null:
+  // the real one. Tests give a FakeClock (engine/clock.h); it must outlive the
+  // server.
+  Clock* clock = nullptr;
 };
 
 // What a node serves and how it fares, as its Info reports it: what its DHT
@@ -120,10 +128,7 @@ class StageServer {
   void shutdown();
 
  private:
-  class Impl;
-  // The streams the server reads from and writes to (stage_server.cc).
-  friend class ServerStream;
-  friend class SessionReactor;
+  class Impl;  // stage_server_impl.h
   explicit StageServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

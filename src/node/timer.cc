@@ -7,7 +7,7 @@
 
 namespace swarm::node {
 
-Timer::Timer() : thread_([this] { loop(); }) {}
+Timer::Timer(Clock& clock) : clock_(clock), thread_([this] { loop(); }) {}
 
 Timer::~Timer() {
   {
@@ -31,13 +31,9 @@ void Timer::at(Clock::time_point due, std::function<void()> fn) {
 void Timer::loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
-    if (due_.empty()) {
-      cv_.wait(lock);
-      continue;
-    }
-    const auto next = due_.begin()->first;
-    if (Clock::now() < next) {
-      cv_.wait_until(lock, next);
+    const auto next = due_.empty() ? Clock::kNever : due_.begin()->first;
+    if (clock_.now() < next) {
+      clock_.wait_until(lock, cv_, next);
       continue;
     }
     std::function<void()> fn = std::move(due_.begin()->second);

@@ -5,22 +5,28 @@
 // Callbacks run on the timer's thread, one at a time, in due order; they must
 // be short and must not block (they typically start a gRPC write). A callback
 // that throws is logged and dropped: the timer keeps running.
+//
+// Times are on the Clock given (engine/clock.h): the real one in production, a
+// FakeClock in tests, where a callback runs when the test advances the clock
+// to its time.
 #pragma once
 
-#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
 
+#include "engine/clock.h"
+
 namespace swarm::node {
 
 class Timer {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = swarm::Clock;
 
-  Timer();
+  // `clock` must outlive the timer.
+  explicit Timer(Clock& clock = Clock::real());
   ~Timer();  // drops callbacks not yet due and joins the thread
   Timer(const Timer&) = delete;
   Timer& operator=(const Timer&) = delete;
@@ -29,9 +35,13 @@ class Timer {
   // it is dropped.
   void at(Clock::time_point due, std::function<void()> fn);
 
+  // The clock `at` counts on: callers compute due times from its now().
+  Clock& clock() const { return clock_; }
+
  private:
   void loop();
 
+  Clock& clock_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::multimap<Clock::time_point, std::function<void()>> due_;

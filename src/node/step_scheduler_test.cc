@@ -1,0 +1,103 @@
+#include "node/step_scheduler.h"
+
+#include <gtest/gtest.h>
+
+namespace swarm::node {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr uintptr_t kA = 1, kB = 2;
+
+QueuedWork prompt(uintptr_t session, int tokens) {
+  return {
+      .session = session, .tokens = tokens, .chunkable = true, .first_layer = 0, .last_layer = 4};
+}
+QueuedWork decode(uintptr_t session) {
+  return {.session = session, .tokens = 1, .first_layer = 0, .last_layer = 4};
+}
+
+// A session counts as active for a second after its last message, closed or
+// not; at exactly a second it no longer does.
+TEST(StepSchedulerTest, SessionsAreActiveForASecondAfterTheirLastMessage) {
+  FakeClock clock;
+  StepScheduler s;
+  const Clock::time_point t0 = clock.now();
+  const std::vector<Clock::time_point> open = {t0};
+  s.session_closed(t0 + milliseconds(500));
+  EXPECT_EQ(s.active_sessions(open, clock.now()), 2);
+  clock.advance(milliseconds(999));
+  EXPECT_EQ(s.active_sessions(open, clock.now()), 2);
+  clock.advance(milliseconds(1));
+  EXPECT_EQ(s.active_sessions(open, clock.now()), 1);  // the open one's second is over
+  clock.advance(milliseconds(500));
+  EXPECT_EQ(s.active_sessions(open, clock.now()), 0);
+}
+
+// A session that had most of the node lately while another is active: its
+// prompt waits, and the scheduler looks again soon; as the clock moves on its
+// share decays below an equal one (0.8 s of the last second decays under half
+// after ln 1.6 = 0.47 s) and the prompt runs, an eighth of a batch at a time.
+TEST(StepSchedulerTest, APromptOverItsShareWaitsUntilTheShareDecays) {
+  FakeClock clock;
+  StepScheduler s;
+  const std::vector<std::pair<uintptr_t, int>> ran = {{kA, 512}};
+  s.batch_ran(ran, 0.8, clock.now(), /*contended=*/true);
+  const std::vector<QueuedWork> queue = {prompt(kA, 4096)};
+
+  StepScheduler::Decision d = s.next_batch(queue, 512, /*active=*/2, clock.now());
+  EXPECT_TRUE(d.plan.batch.empty());
+  EXPECT_TRUE(d.waiting_on_shares);
+
+  clock.advance(milliseconds(450));
+  d = s.next_batch(queue, 512, 2, clock.now());
+  EXPECT_TRUE(d.waiting_on_shares) << "share " << s.share(kA, clock.now());
+
+  clock.advance(milliseconds(50));
+  d = s.next_batch(queue, 512, 2, clock.now());
+  EXPECT_FALSE(d.waiting_on_shares);
+  ASSERT_EQ(d.plan.batch, std::vector<size_t>({0}));
+  EXPECT_EQ(d.plan.take, std::vector<int>({64}));
+  EXPECT_TRUE(d.contended);  // another session is active
+
+  // Alone on the node, the same session is never over its share.
+  clock.advance(seconds(10));
+  s.batch_ran(ran, 0.8, clock.now(), true);
+  d = s.next_batch(queue, 512, /*active=*/1, clock.now());
+  EXPECT_EQ(d.plan.take, std::vector<int>({512}));
+  EXPECT_FALSE(d.contended);
+}
+
+// A batch is charged only when it runs beside or ahead of another session's
+// work: alone, it costs its session nothing.
+TEST(StepSchedulerTest, OnlyContendedBatchesAreCharged) {
+  FakeClock clock;
+  StepScheduler s;
+
+  StepScheduler::Decision alone = s.next_batch({decode(kA)}, 512, 1, clock.now());
+  EXPECT_FALSE(alone.contended);
+  const std::vector<std::pair<uintptr_t, int>> a = {{kA, 1}};
+  s.batch_ran(a, 0.5, clock.now(), alone.contended);
+  EXPECT_EQ(s.share(kA, clock.now()), 0);
+
+  StepScheduler::Decision beside = s.next_batch({decode(kA), decode(kB)}, 512, 1, clock.now());
+  EXPECT_EQ(beside.plan.batch.size(), 2u);
+  EXPECT_TRUE(beside.contended);
+  // Charged by tokens: A ran 3 of the batch's 4.
+  const std::vector<std::pair<uintptr_t, int>> ab = {{kA, 3}, {kB, 1}};
+  s.batch_ran(ab, 0.4, clock.now(), beside.contended);
+  EXPECT_NEAR(s.share(kA, clock.now()), 0.3, 1e-9);
+  EXPECT_NEAR(s.share(kB, clock.now()), 0.1, 1e-9);
+
+  // Ahead of another session's work that waits (another layer range).
+  QueuedWork other = decode(kB);
+  other.first_layer = 4;
+  other.last_layer = 8;
+  StepScheduler::Decision ahead = s.next_batch({decode(kA), other}, 512, 1, clock.now());
+  EXPECT_EQ(ahead.plan.batch, std::vector<size_t>({0}));
+  EXPECT_TRUE(ahead.contended);
+}
+
+}  // namespace
+}  // namespace swarm::node

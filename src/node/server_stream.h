@@ -50,15 +50,19 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
   using Reactor = grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>;
 
   ServerStream(StreamHandler* handler, uint64_t id, std::chrono::milliseconds delay,
-               std::shared_ptr<Timer> timer, std::string caller)
+               std::shared_ptr<Timer> timer, std::string caller, std::string connection)
       : handler_(handler),
         id_(id),
         delay_(delay),
         timer_(std::move(timer)),
-        caller_(std::move(caller)) {}
+        caller_(std::move(caller)),
+        connection_(std::move(connection)) {}
 
   // Who opened the stream: net::CallerIdentity::quota_key().
   const std::string& caller() const { return caller_; }
+  // The connection it came over (gRPC's peer string, address and port): one
+  // client's channel, such as a gateway's, whose sessions follow each other.
+  const std::string& connection() const { return connection_; }
 
   // Queues an answer; never blocks.
   void send(const v1::StageResponse& r);
@@ -93,6 +97,7 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
   const std::chrono::milliseconds delay_;
   const std::shared_ptr<Timer> timer_;
   const std::string caller_;
+  const std::string connection_;
   grpc::ByteBuffer reading_;  // touched only by the read in progress and its reaction
   int bad_in_a_row_ = 0;
 

@@ -117,7 +117,7 @@ class StageServer::Impl::Service final
     return new SessionReactor(impl_, std::make_shared<ServerStream>(
                                          impl_, id,
                                          std::chrono::milliseconds(impl_->opt_.link_delay_ms),
-                                         impl_->timer_, caller->quota_key()));
+                                         impl_->timer_, caller->quota_key(), ctx->peer()));
   }
   grpc::ServerUnaryReactor* Info(grpc::CallbackServerContext* ctx, const v1::InfoRequest*,
                                  v1::InfoResponse* r) override {
@@ -395,6 +395,7 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
   if (!lease.ok()) return refuse(StatusCode::RESOURCE_EXHAUSTED, lease.status().message());
   auto s = std::make_shared<Session>();
   s->quota_lease = std::move(lease).value();
+  s->connection = writer->connection();
   if (o.is_last()) {
     SamplingParams p = sampling_from_proto(o.sampling());
     const Status st = p.validate(c.n_vocab);
@@ -687,7 +688,7 @@ void StageServer::Impl::close_session(const std::shared_ptr<Session>& s, const s
     auto it = sessions_.find(s->id);
     if (it == sessions_.end() || it->second != s) return;
     sessions_.erase(it);
-    scheduler_state_.session_closed(s->last_active_at());
+    scheduler_state_.session_closed(s->last_active_at(), s->connection);
     kv_used_ -= s->kv_bytes;
     s->quota_lease.release();
     drained_cv_.notify_all();
@@ -748,7 +749,12 @@ void StageServer::Impl::scheduler_loop() {
       std::vector<Clock::time_point> last_active;
       last_active.reserve(sessions_.size());
       for (const auto& [id, s] : sessions_) last_active.push_back(s->last_active_at());
-      const int active = scheduler_state_.active_sessions(last_active, now);
+      // One client's sessions in turn (a gateway's requests one after
+      // another) do not share the node with each other's ghosts.
+      const std::string* sole = queue_.empty() ? nullptr : &queue_.front().session->connection;
+      for (const WorkItem& w : queue_)
+        if (sole && w.session->connection != *sole) sole = nullptr;
+      const int active = scheduler_state_.active_sessions(last_active, now, sole);
       // The order is batch_plan.h's rule; this applies it to the queue.
       std::vector<QueuedWork> work;
       work.reserve(queue_.size());

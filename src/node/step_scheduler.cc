@@ -4,20 +4,22 @@
 
 namespace swarm::node {
 
-void StepScheduler::session_closed(Clock::time_point last_active) {
-  recently_closed_.push_back(last_active);
+void StepScheduler::session_closed(Clock::time_point last_active, std::string connection) {
+  recently_closed_.push_back({last_active, std::move(connection)});
   if (recently_closed_.size() > kMaxRecentlyClosed) recently_closed_.pop_front();
 }
 
 int StepScheduler::active_sessions(std::span<const Clock::time_point> open_last_active,
-                                   Clock::time_point now) {
+                                   Clock::time_point now, const std::string* only_work_from) {
   const Clock::time_point recent = now - kActiveWindow;
   int active = 0;
   for (Clock::time_point t : open_last_active) active += t > recent;
-  while (!recently_closed_.empty() && recently_closed_.front() <= recent)
+  while (!recently_closed_.empty() && recently_closed_.front().last_active <= recent)
     recently_closed_.pop_front();
-  active += static_cast<int>(std::count_if(recently_closed_.begin(), recently_closed_.end(),
-                                           [&](Clock::time_point t) { return t > recent; }));
+  active += static_cast<int>(std::count_if(
+      recently_closed_.begin(), recently_closed_.end(), [&](const Closed& c) {
+        return c.last_active > recent && !(only_work_from && c.connection == *only_work_from);
+      }));
   return active;
 }
 

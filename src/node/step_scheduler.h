@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <deque>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -34,15 +35,21 @@ class StepScheduler {
   // Closed sessions remembered for the active count.
   static constexpr size_t kMaxRecentlyClosed = 4096;
 
-  // A session closed; it last sent a message at `last_active`. A caller whose
-  // requests are many short sessions (a gateway) shares the node as the
-  // sessions it ran lately, not only the few open at this instant.
-  void session_closed(Clock::time_point last_active);
+  // A session opened over `connection` (ServerStream::connection) closed; it
+  // last sent a message at `last_active`. A caller whose requests are many
+  // short sessions (a gateway) shares the node as the sessions it ran lately,
+  // not only the few open at this instant.
+  void session_closed(Clock::time_point last_active, std::string connection);
 
   // Sessions active at `now`: the open ones whose last messages came at
   // `open_last_active`, and the closed ones, that sent one within
-  // kActiveWindow. Forgets closed sessions older than that.
-  int active_sessions(std::span<const Clock::time_point> open_last_active, Clock::time_point now);
+  // kActiveWindow. Forgets closed sessions older than that. With
+  // `only_work_from` (every step queued came over that connection), its own
+  // closed sessions do not count: they are the same client's earlier
+  // requests, with nobody else's work to protect (a lone user's next prompt
+  // runs whole, not in the fair shares a prompt gets beside others).
+  int active_sessions(std::span<const Clock::time_point> open_last_active, Clock::time_point now,
+                      const std::string* only_work_from = nullptr);
 
   struct Decision {
     BatchPlan plan;
@@ -73,8 +80,12 @@ class StepScheduler {
     return std::chrono::duration<double>(t.time_since_epoch()).count();
   }
 
-  // When each session closed lately last sent a message, oldest first.
-  std::deque<Clock::time_point> recently_closed_;
+  struct Closed {
+    Clock::time_point last_active;
+    std::string connection;
+  };
+  // Sessions closed lately, by when they last sent a message, oldest first.
+  std::deque<Closed> recently_closed_;
   ComputeShare compute_share_;
 };
 

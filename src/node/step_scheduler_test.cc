@@ -25,7 +25,7 @@ TEST(StepSchedulerTest, SessionsAreActiveForASecondAfterTheirLastMessage) {
   StepScheduler s;
   const Clock::time_point t0 = clock.now();
   const std::vector<Clock::time_point> open = {t0};
-  s.session_closed(t0 + milliseconds(500));
+  s.session_closed(t0 + milliseconds(500), "ipv4:127.0.0.1:40000");
   EXPECT_EQ(s.active_sessions(open, clock.now()), 2);
   clock.advance(milliseconds(999));
   EXPECT_EQ(s.active_sessions(open, clock.now()), 2);
@@ -33,6 +33,25 @@ TEST(StepSchedulerTest, SessionsAreActiveForASecondAfterTheirLastMessage) {
   EXPECT_EQ(s.active_sessions(open, clock.now()), 1);  // the open one's second is over
   clock.advance(milliseconds(500));
   EXPECT_EQ(s.active_sessions(open, clock.now()), 0);
+}
+
+// A client's sessions closed lately count beside the work of another
+// connection, not beside its own: its next prompt, with nobody else's work
+// queued, runs as a lone prompt does (whole batches), while a stranger's
+// prompt still shares the node with the client's sessions in between.
+TEST(StepSchedulerTest, ClosedSessionsDoNotCountAgainstTheirOwnConnection) {
+  FakeClock clock;
+  StepScheduler s;
+  const std::string gateway = "ipv4:127.0.0.1:40000", stranger = "ipv4:127.0.0.1:40001";
+  s.session_closed(clock.now(), gateway);
+  s.session_closed(clock.now(), gateway);
+  const std::vector<Clock::time_point> open = {clock.now()};  // the new request's session
+  EXPECT_EQ(s.active_sessions(open, clock.now(), &gateway), 1);
+  EXPECT_EQ(s.active_sessions(open, clock.now(), &stranger), 3);
+  EXPECT_EQ(s.active_sessions(open, clock.now()), 3);  // work from several connections
+  const std::vector<QueuedWork> queue = {prompt(kA, 4096)};
+  EXPECT_EQ(s.next_batch(queue, 512, 1, clock.now()).plan.take, std::vector<int>({512}));
+  EXPECT_EQ(s.next_batch(queue, 512, 3, clock.now()).plan.take, std::vector<int>({64}));
 }
 
 // A session that had most of the node lately while another is active: its

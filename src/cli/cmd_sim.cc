@@ -1,4 +1,5 @@
-// swarm sim SCENARIO.toml [--out DIR] [--seed N] [--duration S] [--json]
+// swarm sim SCENARIO.toml [--out DIR] [--seed N] [--duration S] [--arrival-rate R]
+//           [--speculation on|off] [--no-churn] [--nodes N] [--json]
 // Simulates a swarm serving a model (SimGrid; doc/simulation.md): the nodes,
 // gateways and network of the scenario, driving the same routing, layer
 // assignment, batch planning, speculation and failover code the real swarm
@@ -42,8 +43,10 @@ void register_sim(CLI::App& app) {
   struct Opts {
     std::string scenario, out;
     int64_t seed = -1;
-    double duration = 0;
-    bool json = false;
+    int nodes = 0;
+    double duration = 0, arrival_rate = -1;
+    std::string speculation;
+    bool json = false, no_churn = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("sim", "Simulate a swarm from a scenario file (SimGrid)");
@@ -51,12 +54,27 @@ void register_sim(CLI::App& app) {
   cmd->add_option("--out", o->out, "Write sim.jsonl and sim.png into this folder");
   cmd->add_option("--seed", o->seed, "Override the scenario's seed")->check(CLI::Range(int64_t{0}, int64_t{1} << 53));
   cmd->add_option("--duration", o->duration, "Override the simulated seconds")->check(CLI::Range(0.001, 1e7));
+  cmd->add_option("--arrival-rate", o->arrival_rate, "Override requests.arrival_rate (requests/s)")
+      ->check(CLI::Range(0.0, 1e6));
+  cmd->add_option("--speculation", o->speculation, "Override speculation.enabled")
+      ->check(CLI::IsMember({"on", "off"}));
+  cmd->add_option("--nodes", o->nodes, "Scale every class's count so the swarm has about N nodes")
+      ->check(CLI::Range(1, 10000000));
+  cmd->add_flag("--no-churn", o->no_churn, "Run without churn (scheduled kills stay)");
   cmd->add_flag("--json", o->json, "Print JSON lines instead of a table");
   cmd->callback([o] {
     Result<sim::Scenario> s = sim::load_scenario(o->scenario);
     check(s.status());
     if (o->seed >= 0) s->seed = static_cast<uint64_t>(o->seed);
     if (o->duration > 0) s->duration_s = o->duration;
+    if (o->arrival_rate >= 0) s->requests.arrival_rate = o->arrival_rate;
+    if (s->requests.arrival_rate == 0 && s->requests.streams == 0) fail("--arrival-rate 0 leaves no request");
+    if (!o->speculation.empty()) s->speculation.enabled = o->speculation == "on";
+    if (o->no_churn) s->churn.enabled = false;
+    if (o->nodes > 0) {
+      if (!s->fixed_ranges.empty()) fail("--nodes: the scenario fixes every node's layers (fixed_ranges)");
+      sim::scale_nodes(*s, o->nodes);
+    }
     std::ofstream jsonl;
     if (!o->out.empty()) {
       std::error_code ec;

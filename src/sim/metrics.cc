@@ -12,7 +12,14 @@ void Metrics::token(double now, double latency_s, int n) {
   for (int i = 0; i < n; ++i) open_.token_latency_s.push_back(static_cast<float>(latency_s));
 }
 void Metrics::first_token(double now, double ttft_s) { open(now).ttft_s.push_back(static_cast<float>(ttft_s)); }
-void Metrics::busy(double now, double seconds) { open(now).busy_s += seconds; }
+void Metrics::busy(double now, double seconds, int node) {
+  open(now).busy_s += seconds;
+  if (node >= static_cast<int>(busy_nodes_.size())) busy_nodes_.resize(node + 1, false);
+  if (!busy_nodes_[node]) {
+    busy_nodes_[node] = true;
+    open_.nodes_busy++;
+  }
+}
 void Metrics::recovery(double now, double seconds) {
   open(now).recoveries++;
   open_.recovery_s.push_back(static_cast<float>(seconds));
@@ -35,6 +42,7 @@ const WindowStats& Metrics::close_window(double now, int online) {
   open_.in_flight = in_flight_;
   closed_.push_back(std::move(open_));
   open_ = WindowStats();
+  busy_nodes_.assign(busy_nodes_.size(), false);
   return closed_.back();
 }
 
@@ -78,6 +86,7 @@ std::string window_json(const WindowStats& w) {
   j.update(stats(w));
   j["in_flight"] = w.in_flight;
   j["nodes_online"] = w.nodes_online;
+  j["nodes_busy"] = w.nodes_busy;
   return j.dump();
 }
 
@@ -94,6 +103,7 @@ std::string summary_json(const std::vector<WindowStats>& windows, double warmup_
     all.ttft_s.insert(all.ttft_s.end(), w.ttft_s.begin(), w.ttft_s.end());
     all.recovery_s.insert(all.recovery_s.end(), w.recovery_s.begin(), w.recovery_s.end());
     all.busy_s += w.busy_s;
+    all.nodes_busy = std::max(all.nodes_busy, w.nodes_busy);
     all.node_seconds += w.node_seconds;
     all.recoveries += w.recoveries;
     all.requests_started += w.requests_started;
@@ -109,6 +119,7 @@ std::string summary_json(const std::vector<WindowStats>& windows, double warmup_
   j["from_s"] = round3(all.start_s);
   j["to_s"] = round3(all.end_s);
   j.update(stats(all));
+  j["nodes_busy_max"] = all.nodes_busy;  // the most nodes that computed in one window
   j["wall_s"] = round3(wall_s);
   return j.dump();
 }

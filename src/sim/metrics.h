@@ -20,6 +20,7 @@ struct WindowStats {
   std::vector<float> recovery_s;  // from the failed step's send to its replay's answer
   int requests_started = 0, requests_done = 0, requests_failed = 0;
   int in_flight = 0, nodes_online = 0;
+  int nodes_busy = 0;  // nodes that computed anything in the window
   int64_t spec_steps = 0, plain_steps = 0;
 };
 
@@ -28,7 +29,7 @@ class Metrics {
   explicit Metrics(double window_s) : window_s_(window_s) {}
   void token(double now, double latency_s, int n);
   void first_token(double now, double ttft_s);
-  void busy(double now, double seconds);
+  void busy(double now, double seconds, int node);
   void recovery(double now, double seconds);
   void request_started(double now);
   void request_done(double now, bool completed);
@@ -43,6 +44,7 @@ class Metrics {
   double window_s_;
   std::vector<WindowStats> closed_;
   WindowStats open_;
+  std::vector<bool> busy_nodes_;
   int in_flight_ = 0;
 };
 

@@ -33,6 +33,16 @@ void forward(World& w, Step* s) {
   }
 }
 
+// The next step in the mailbox; a message whose sender died mid-transfer is lost.
+Step* receive(sg4::Mailbox* mb) {
+  for (;;) {
+    try {
+      return mb->get<Step>();
+    } catch (const simgrid::NetworkFailureException&) {
+    }
+  }
+}
+
 }  // namespace
 
 void run_node(World* world, int node) {
@@ -44,8 +54,8 @@ void run_node(World* world, int node) {
   std::deque<Queued> queue;
   std::vector<node::QueuedWork> work;
   for (;;) {
-    if (queue.empty()) queue.push_back({mb->get<Step>(), 0});
-    while (mb->ready()) queue.push_back({mb->get<Step>(), 0});
+    if (queue.empty()) queue.push_back({receive(mb), 0});
+    while (mb->ready()) queue.push_back({receive(mb), 0});
     const double now = sg4::Engine::get_clock();
     work.clear();
     for (Queued& q : queue) {
@@ -73,7 +83,7 @@ void run_node(World* world, int node) {
     n.queued_steps = static_cast<int>(queue.size());
     const node::BatchPlan plan = node::plan_next_batch(work, max_batch, active > 1);
     if (plan.batch.empty()) {  // everything waits (a session over its share): take more work
-      queue.push_back({mb->get<Step>(), 0});
+      queue.push_back({receive(mb), 0});
       continue;
     }
     int b = 0;

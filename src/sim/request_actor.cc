@@ -131,6 +131,8 @@ class Session {
         s = mb_->get<Step>(left);
       } catch (const simgrid::TimeoutException&) {
         return nullptr;
+      } catch (const simgrid::NetworkFailureException&) {
+        continue;  // the last stage died while answering: the deadline will tell
       }
       if (s->chain->attempt == attempt_ && s->seq == seq_) return s;
       delete s;  // an answer from a chain we left, or to a step we replayed

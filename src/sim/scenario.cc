@@ -324,6 +324,14 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
   return s;
 }
 
+void scale_nodes(Scenario& s, int nodes) {
+  int total = 0;
+  for (const NodeClass& c : s.classes) total += c.count;
+  if (total <= 0) return;
+  for (NodeClass& c : s.classes)
+    if (c.count > 0) c.count = std::max(1, static_cast<int>(std::lround(double(c.count) * nodes / total)));
+}
+
 Result<Scenario> load_scenario(const std::string& path) {
   std::ifstream in(path);
   if (!in) return Status::NotFound("scenario: cannot read " + path);

@@ -102,4 +102,8 @@ struct Scenario {
 Result<Scenario> parse_scenario(const std::string& toml_text);
 Result<Scenario> load_scenario(const std::string& path);
 
+// Scales every class's count by the same factor so they add up to about
+// `nodes` (each class keeps at least one node if it had any).
+void scale_nodes(Scenario& s, int nodes);
+
 }  // namespace swarm::sim

@@ -120,7 +120,7 @@ void World::add_busy(int node, double now, double seconds) {
     n.busy_acc_s = 0;
     n.busy_since_s = now;
   }
-  metrics.busy(now, seconds);
+  metrics.busy(now, seconds, node);
 }
 
 double batch_seconds(const World& w, int node, int b, int layers) {

@@ -29,7 +29,7 @@ Status write_plot(const std::vector<WindowStats>& windows, const std::string& di
        << "set ylabel 'ms per token'\nplot '" << dir << "/sim.dat' using 1:3 with lines title 'p50', '' using 1:4 "
        << "with lines title 'p95', '' using 1:5 with lines title 'p99'\n"
        << "set ylabel 'ms'\nplot '" << dir << "/sim.dat' using 1:6 with lines title 'time to first token p50'\n"
-       << "set ylabel 'fraction / count'\nplot '" << dir << "/sim.dat' using 1:7 with lines title "
+       << "set ylabel 'fraction / count'\nset y2label 'recoveries'\nset ytics nomirror\nset y2tics\nplot '" << dir << "/sim.dat' using 1:7 with lines title "
        << "'compute utilisation', '' using 1:8 with impulses axes x1y2 title 'recoveries'\n"
        << "unset multiplot\n";
   }

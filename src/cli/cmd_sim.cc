@@ -21,18 +21,22 @@ namespace {
 void print_human(const std::string& line) {
   const nlohmann::json j = nlohmann::json::parse(line);
   if (j.contains("summary")) {
-    std::printf("summary %.0f-%.0f s: %.1f tok/s, per-token latency p50 %.1f ms p95 %.1f ms p99 %.1f ms, "
-                "ttft p50 %.0f ms, utilisation %.3f, recoveries %d, requests done %d (wall %.1f s)\n",
-                j["from_s"].get<double>(), j["to_s"].get<double>(), j["tok_s"].get<double>(),
-                j["latency_ms_p50"].get<double>(), j["latency_ms_p95"].get<double>(),
-                j["latency_ms_p99"].get<double>(), j["ttft_ms_p50"].get<double>(), j["utilisation"].get<double>(),
-                j["recoveries"].get<int>(), j["requests_done"].get<int>(), j["wall_s"].get<double>());
+    std::printf(
+        "summary %.0f-%.0f s: %.1f tok/s, per-token latency p50 %.1f ms p95 %.1f ms p99 %.1f ms, "
+        "ttft p50 %.0f ms, utilisation %.3f, recoveries %d, requests done %d (wall %.1f s)\n",
+        j["from_s"].get<double>(), j["to_s"].get<double>(), j["tok_s"].get<double>(),
+        j["latency_ms_p50"].get<double>(), j["latency_ms_p95"].get<double>(),
+        j["latency_ms_p99"].get<double>(), j["ttft_ms_p50"].get<double>(),
+        j["utilisation"].get<double>(), j["recoveries"].get<int>(), j["requests_done"].get<int>(),
+        j["wall_s"].get<double>());
   } else {
-    std::printf("t=%6.0f s  %9.1f tok/s  p50 %8.1f ms  p99 %8.1f ms  ttft %8.0f ms  util %.3f  rec %d  "
-                "in flight %d  online %d\n",
-                j["t_s"].get<double>(), j["tok_s"].get<double>(), j["latency_ms_p50"].get<double>(),
-                j["latency_ms_p99"].get<double>(), j["ttft_ms_p50"].get<double>(), j["utilisation"].get<double>(),
-                j["recoveries"].get<int>(), j["in_flight"].get<int>(), j["nodes_online"].get<int>());
+    std::printf(
+        "t=%6.0f s  %9.1f tok/s  p50 %8.1f ms  p99 %8.1f ms  ttft %8.0f ms  util %.3f  rec %d  "
+        "in flight %d  online %d\n",
+        j["t_s"].get<double>(), j["tok_s"].get<double>(), j["latency_ms_p50"].get<double>(),
+        j["latency_ms_p99"].get<double>(), j["ttft_ms_p50"].get<double>(),
+        j["utilisation"].get<double>(), j["recoveries"].get<int>(), j["in_flight"].get<int>(),
+        j["nodes_online"].get<int>());
   }
   std::fflush(stdout);
 }
@@ -52,8 +56,10 @@ void register_sim(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("sim", "Simulate a swarm from a scenario file (SimGrid)");
   cmd->add_option("scenario", o->scenario, "Scenario (TOML; see doc/simulation.md)")->required();
   cmd->add_option("--out", o->out, "Write sim.jsonl and sim.png into this folder");
-  cmd->add_option("--seed", o->seed, "Override the scenario's seed")->check(CLI::Range(int64_t{0}, int64_t{1} << 53));
-  cmd->add_option("--duration", o->duration, "Override the simulated seconds")->check(CLI::Range(0.001, 1e7));
+  cmd->add_option("--seed", o->seed, "Override the scenario's seed")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 53));
+  cmd->add_option("--duration", o->duration, "Override the simulated seconds")
+      ->check(CLI::Range(0.001, 1e7));
   cmd->add_option("--arrival-rate", o->arrival_rate, "Override requests.arrival_rate (requests/s)")
       ->check(CLI::Range(0.0, 1e6));
   cmd->add_option("--speculation", o->speculation, "Override speculation.enabled")
@@ -68,11 +74,13 @@ void register_sim(CLI::App& app) {
     if (o->seed >= 0) s->seed = static_cast<uint64_t>(o->seed);
     if (o->duration > 0) s->duration_s = o->duration;
     if (o->arrival_rate >= 0) s->requests.arrival_rate = o->arrival_rate;
-    if (s->requests.arrival_rate == 0 && s->requests.streams == 0) fail("--arrival-rate 0 leaves no request");
+    if (s->requests.arrival_rate == 0 && s->requests.streams == 0)
+      fail("--arrival-rate 0 leaves no request");
     if (!o->speculation.empty()) s->speculation.enabled = o->speculation == "on";
     if (o->no_churn) s->churn.enabled = false;
     if (o->nodes > 0) {
-      if (!s->fixed_ranges.empty()) fail("--nodes: the scenario fixes every node's layers (fixed_ranges)");
+      if (!s->fixed_ranges.empty())
+        fail("--nodes: the scenario fixes every node's layers (fixed_ranges)");
       sim::scale_nodes(*s, o->nodes);
     }
     std::ofstream jsonl;

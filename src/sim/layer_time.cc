@@ -31,7 +31,8 @@ double LayerTime::seconds(int b) const {
 }
 
 int capacity_layers(const NodeClass& c, const ModelShape& m) {
-  int n = static_cast<int>(std::floor(c.memory_bytes * c.usable_memory_fraction / m.bytes_per_layer));
+  int n =
+      static_cast<int>(std::floor(c.memory_bytes * c.usable_memory_fraction / m.bytes_per_layer));
   if (c.max_layers > 0) n = std::min(n, c.max_layers);
   return std::clamp(n, 0, m.n_layer);
 }

@@ -37,8 +37,8 @@ struct StageTiming {
 
 struct Step {
   std::shared_ptr<const Chain> chain;
-  int hop = 0;       // index of the stage it is at (or, back at the gateway, hops.size())
-  int64_t seq = 0;   // the request's step number
+  int hop = 0;      // index of the stage it is at (or, back at the gateway, hops.size())
+  int64_t seq = 0;  // the request's step number
   int tokens = 1;
   bool bulk = false;          // a prompt or a replay: runs in chunks
   bool continuation = false;  // carries drafts (speculation)

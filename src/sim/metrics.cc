@@ -11,7 +11,9 @@ void Metrics::token(double now, double latency_s, int n) {
   open(now).tokens += n;
   for (int i = 0; i < n; ++i) open_.token_latency_s.push_back(static_cast<float>(latency_s));
 }
-void Metrics::first_token(double now, double ttft_s) { open(now).ttft_s.push_back(static_cast<float>(ttft_s)); }
+void Metrics::first_token(double now, double ttft_s) {
+  open(now).ttft_s.push_back(static_cast<float>(ttft_s));
+}
 void Metrics::busy(double now, double seconds, int node) {
   open(now).busy_s += seconds;
   if (node >= static_cast<int>(busy_nodes_.size())) busy_nodes_.resize(node + 1, false);
@@ -32,7 +34,9 @@ void Metrics::request_done(double now, bool completed) {
   (completed ? open(now).requests_done : open(now).requests_failed)++;
   in_flight_--;
 }
-void Metrics::step(double now, bool speculative) { (speculative ? open(now).spec_steps : open(now).plain_steps)++; }
+void Metrics::step(double now, bool speculative) {
+  (speculative ? open(now).spec_steps : open(now).plain_steps)++;
+}
 
 const WindowStats& Metrics::close_window(double now, int online) {
   open_.start_s = closed_.empty() ? 0 : closed_.back().end_s;
@@ -48,7 +52,8 @@ const WindowStats& Metrics::close_window(double now, int online) {
 
 double quantile(std::vector<float> v, double q) {
   if (v.empty()) return 0;
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(std::floor(q * (v.size() - 1) + 0.5)));
+  const size_t k =
+      std::min(v.size() - 1, static_cast<size_t>(std::floor(q * (v.size() - 1) + 0.5)));
   std::nth_element(v.begin(), v.begin() + k, v.end());
   return v[k];
 }
@@ -73,8 +78,9 @@ nlohmann::ordered_json stats(const WindowStats& w) {
   j["requests_started"] = w.requests_started;
   j["requests_done"] = w.requests_done;
   j["requests_failed"] = w.requests_failed;
-  j["speculative_step_share"] =
-      w.spec_steps + w.plain_steps > 0 ? round3(double(w.spec_steps) / (w.spec_steps + w.plain_steps)) : 0.0;
+  j["speculative_step_share"] = w.spec_steps + w.plain_steps > 0
+                                    ? round3(double(w.spec_steps) / (w.spec_steps + w.plain_steps))
+                                    : 0.0;
   return j;
 }
 
@@ -90,8 +96,8 @@ std::string window_json(const WindowStats& w) {
   return j.dump();
 }
 
-std::string summary_json(const std::vector<WindowStats>& windows, double warmup_s, const std::string& scenario,
-                         int nodes, double wall_s) {
+std::string summary_json(const std::vector<WindowStats>& windows, double warmup_s,
+                         const std::string& scenario, int nodes, double wall_s) {
   WindowStats all;
   bool first = true;
   for (const WindowStats& w : windows) {
@@ -99,7 +105,8 @@ std::string summary_json(const std::vector<WindowStats>& windows, double warmup_
     if (first) all.start_s = w.start_s, first = false;
     all.end_s = w.end_s;
     all.tokens += w.tokens;
-    all.token_latency_s.insert(all.token_latency_s.end(), w.token_latency_s.begin(), w.token_latency_s.end());
+    all.token_latency_s.insert(all.token_latency_s.end(), w.token_latency_s.begin(),
+                               w.token_latency_s.end());
     all.ttft_s.insert(all.ttft_s.end(), w.ttft_s.begin(), w.ttft_s.end());
     all.recovery_s.insert(all.recovery_s.end(), w.recovery_s.begin(), w.recovery_s.end());
     all.busy_s += w.busy_s;

@@ -14,8 +14,8 @@ struct WindowStats {
   int64_t tokens = 0;
   std::vector<float> token_latency_s;  // per token: its step's time / tokens the step yielded
   std::vector<float> ttft_s;
-  double busy_s = 0;          // compute seconds over all nodes
-  double node_seconds = 0;    // online nodes x window length (utilisation's denominator)
+  double busy_s = 0;        // compute seconds over all nodes
+  double node_seconds = 0;  // online nodes x window length (utilisation's denominator)
   int recoveries = 0;
   std::vector<float> recovery_s;  // from the failed step's send to its replay's answer
   int requests_started = 0, requests_done = 0, requests_failed = 0;

@@ -27,7 +27,8 @@ void forward(World& w, Step* s) {
       delete s;
       return;
     }
-    n.mailbox->put_init(s, static_cast<uint64_t>(hidden_bytes(s->tokens, w.scenario.model.d_model)))->detach();
+    n.mailbox->put_init(s, static_cast<uint64_t>(hidden_bytes(s->tokens, w.scenario.model.d_model)))
+        ->detach();
   } else {
     c.reply->put_init(s, static_cast<uint64_t>(answer_bytes(s->tokens)))->detach();
   }

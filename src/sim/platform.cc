@@ -34,35 +34,40 @@ double access_latency(const Scenario& s, int r) { return s.network.rtt_s[r][r] /
 
 // The latency profile of a region pair: base x (1 + U(-j, j)) every period,
 // over the run, then repeating.
-simgrid::kernel::profile::Profile* jitter_profile(const std::string& name, double base, const Scenario& s,
-                                                  std::mt19937_64& rng) {
+simgrid::kernel::profile::Profile* jitter_profile(const std::string& name, double base,
+                                                  const Scenario& s, std::mt19937_64& rng) {
   const double period = s.network.jitter_period_s;
   const int points = static_cast<int>(std::min(20000.0, std::ceil(s.duration_s / period) + 1));
   std::uniform_real_distribution<double> u(-s.network.jitter, s.network.jitter);
   std::ostringstream text;
-  for (int i = 0; i < points; ++i) text << i * period << " " << std::max(0.0, base * (1 + u(rng))) << "\n";
+  for (int i = 0; i < points; ++i)
+    text << i * period << " " << std::max(0.0, base * (1 + u(rng))) << "\n";
   return simgrid::kernel::profile::ProfileBuilder::from_string(name, text.str(), points * period);
 }
 
 }  // namespace
 
-Platform build_platform(sg4::Engine& engine, const Scenario& s, const std::vector<NodePlacement>& nodes,
-                        std::mt19937_64& rng) {
+Platform build_platform(sg4::Engine& engine, const Scenario& s,
+                        const std::vector<NodePlacement>& nodes, std::mt19937_64& rng) {
   Platform p;
   const int R = static_cast<int>(s.network.regions.size());
   sg4::NetZone* world = sg4::create_full_zone("world");
   std::vector<sg4::NetZone*> zones(R);
   std::vector<simgrid::kernel::routing::NetPoint*> routers(R);
   std::vector<std::vector<int>> by_region(R);
-  for (size_t i = 0; i < nodes.size(); ++i) by_region[nodes[i].region].push_back(static_cast<int>(i));
+  for (size_t i = 0; i < nodes.size(); ++i)
+    by_region[nodes[i].region].push_back(static_cast<int>(i));
   p.node_hosts.assign(nodes.size(), nullptr);
   p.gateway_hosts.assign(R, nullptr);
   // A static per-host share of the jitter: homes differ in their last mile.
   std::uniform_real_distribution<double> u(-s.network.jitter, s.network.jitter);
 
-  auto attach = [](sg4::NetZone* zone, sg4::Host* h, double up_bps, double down_bps, double latency) {
-    sg4::Link* up = zone->create_link(h->get_name() + "-up", up_bps / 8)->set_latency(latency)->seal();
-    sg4::Link* down = zone->create_link(h->get_name() + "-down", down_bps / 8)->set_latency(latency)->seal();
+  auto attach = [](sg4::NetZone* zone, sg4::Host* h, double up_bps, double down_bps,
+                   double latency) {
+    sg4::Link* up =
+        zone->create_link(h->get_name() + "-up", up_bps / 8)->set_latency(latency)->seal();
+    sg4::Link* down =
+        zone->create_link(h->get_name() + "-down", down_bps / 8)->set_latency(latency)->seal();
     zone->add_route(h->get_netpoint(), nullptr, nullptr, nullptr, {sg4::LinkInRoute(up)}, false);
     zone->add_route(nullptr, h->get_netpoint(), nullptr, nullptr, {sg4::LinkInRoute(down)}, false);
   };
@@ -88,7 +93,8 @@ Platform build_platform(sg4::Engine& engine, const Scenario& s, const std::vecto
           std::max(0.0, one_way_latency(s, a, b) - access_latency(s, a) - access_latency(s, b));
       const std::string name = "backbone-" + std::to_string(a) + "-" + std::to_string(b);
       sg4::Link* l = world->create_link(name, s.network.backbone_bps / 8)->set_latency(base);
-      if (s.network.jitter > 0 && base > 0) l->set_latency_profile(jitter_profile(name, base, s, rng));
+      if (s.network.jitter > 0 && base > 0)
+        l->set_latency_profile(jitter_profile(name, base, s, rng));
       l->seal();
       world->add_route(zones[a]->get_netpoint(), zones[b]->get_netpoint(), routers[a], routers[b],
                        {sg4::LinkInRoute(l)}, true);

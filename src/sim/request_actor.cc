@@ -87,7 +87,8 @@ class Session {
           h.first_layer = st.first_layer;
           h.last_layer = st.last_layer;
           h.address = st.address;
-          chain->key += st.address + ":" + std::to_string(st.first_layer) + "-" + std::to_string(st.last_layer) + " ";
+          chain->key += st.address + ":" + std::to_string(st.first_layer) + "-" +
+                        std::to_string(st.last_layer) + " ";
           chain->hops.push_back(h);
         }
         chain_ = chain;
@@ -115,7 +116,8 @@ class Session {
       delete s;
       return;
     }
-    w_.nodes[first.node].mailbox
+    w_.nodes[first.node]
+        .mailbox
         ->put_init(s, static_cast<uint64_t>(hidden_bytes(tokens, w_.scenario.model.d_model)))
         ->detach();
   }
@@ -157,7 +159,8 @@ class Session {
         double compute = 0;
         for (const StageTiming& t : a->timings) {
           compute += t.compute_s / std::max(1, t.batch_tokens);
-          g_.stage_times.observe(t.address, t.batch_tokens, static_cast<int64_t>(t.compute_s * 1e6));
+          g_.stage_times.observe(t.address, t.batch_tokens,
+                                 static_cast<int64_t>(t.compute_s * 1e6));
         }
         g_.steps.observe(chain_->key, send_tokens, now_s() - sent, compute);
         if (recovered) w_.metrics.recovery(now_s(), now_s() - first_sent);
@@ -221,7 +224,8 @@ class Session {
   void note_goodput(bool speculative, int tokens, double seconds) {
     if (speculative != window_spec_ || window_steps_ >= 8) {
       if (window_steps_ > 0)
-        spec_ = observe(spec_, cfg_, GoodputWindow{window_spec_, window_tokens_, window_seconds_, now_s()});
+        spec_ = observe(spec_, cfg_,
+                        GoodputWindow{window_spec_, window_tokens_, window_seconds_, now_s()});
       window_spec_ = speculative;
       window_tokens_ = window_seconds_ = 0;
       window_steps_ = 0;

@@ -1,10 +1,11 @@
 #include "sim/scenario.h"
 
+#include <toml++/toml.h>
+
 #include <cmath>
 #include <fstream>
 #include <map>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace swarm::sim {
 namespace {
@@ -13,7 +14,8 @@ namespace {
 // field's full name, so a scenario with a mistake says exactly where it is.
 class Fields {
  public:
-  Fields(const toml::table* t, std::string path, Status* err) : t_(t), path_(std::move(path)), err_(err) {}
+  Fields(const toml::table* t, std::string path, Status* err)
+      : t_(t), path_(std::move(path)), err_(err) {}
 
   std::string name(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
   bool has(const std::string& key) const { return t_ && t_->contains(key); }
@@ -127,7 +129,8 @@ NodeClass read_class(Fields f, const ModelShape& m, const std::vector<Region>& r
   c.uplink_bps = f.num("uplink_mbps", 0, 0.001, 1e7, true) * 1e6;
   c.downlink_bps = f.num("downlink_mbps", 0, 0.001, 1e7, true) * 1e6;
   c.max_batch_tokens = f.integer("max_batch_tokens", 64, 1, 65536);
-  if (const toml::array* pts = f.node("layer_time_points") ? f.node("layer_time_points")->as_array() : nullptr) {
+  if (const toml::array* pts =
+          f.node("layer_time_points") ? f.node("layer_time_points")->as_array() : nullptr) {
     for (size_t i = 0; i < pts->size(); ++i) {
       const toml::array* p = (*pts)[i].as_array();
       const std::string nm = f.name("layer_time_points") + "[" + std::to_string(i) + "]";
@@ -147,8 +150,10 @@ NodeClass read_class(Fields f, const ModelShape& m, const std::vector<Region>& r
     c.memory_bandwidth = f.num("memory_bandwidth_gbs", 0, 0.001, 1e6, true) * 1e9;
     c.peak_flops = f.num("peak_tflops", 0, 1e-6, 1e6, true) * 1e12;
     if (m.flops_per_token_layer <= 0)
-      f.fail(f.name("layer_time_points") + " or model.params_per_layer (or model.flops_per_token_layer) is "
-             "needed to time " + c.name);
+      f.fail(f.name("layer_time_points") +
+             " or model.params_per_layer (or model.flops_per_token_layer) is "
+             "needed to time " +
+             c.name);
   }
   if (const toml::node* r = f.node("regions")) {
     const toml::table* t = r->as_table();
@@ -165,8 +170,8 @@ NodeClass read_class(Fields f, const ModelShape& m, const std::vector<Region>& r
   }
   const double usable = c.memory_bytes * c.usable_memory_fraction;
   if (m.bytes_per_layer > 0 && usable < m.bytes_per_layer && c.count > 0)
-    f.fail(f.name("memory_gb") + ": " + c.name + " holds no layer of " + std::to_string(m.bytes_per_layer / 1e9) +
-           " GB (memory x usable_memory_fraction)");
+    f.fail(f.name("memory_gb") + ": " + c.name + " holds no layer of " +
+           std::to_string(m.bytes_per_layer / 1e9) + " GB (memory x usable_memory_fraction)");
   return c;
 }
 
@@ -184,8 +189,9 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
   Status err;
   Scenario s;
   Fields top(&root, "", &err);
-  top.check_known({"name", "seed", "duration_s", "window_s", "warmup_s", "survey_interval_s", "model",
-                   "network", "classes", "churn", "requests", "speculation", "fixed_ranges", "kills"});
+  top.check_known({"name", "seed", "duration_s", "window_s", "warmup_s", "survey_interval_s",
+                   "model", "network", "classes", "churn", "requests", "speculation",
+                   "fixed_ranges", "kills"});
   s.name = top.str("name", "scenario");
   s.seed = static_cast<uint64_t>(top.num("seed", 1, 0, 9e15));
   s.duration_s = top.num("duration_s", 60, 0.001, 1e7);
@@ -195,8 +201,8 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
 
   Fields model = top.child("model");
   if (!top.has("model")) top.fail("model is required");
-  model.check_known({"name", "layers", "d_model", "params_per_layer", "weight_type", "bytes_per_param",
-                     "bytes_per_layer", "flops_per_token_layer", "source"});
+  model.check_known({"name", "layers", "d_model", "params_per_layer", "weight_type",
+                     "bytes_per_param", "bytes_per_layer", "flops_per_token_layer", "source"});
   s.model.name = model.str("name", "model");
   s.model.n_layer = model.integer("layers", 1, 1, 100000, true);
   s.model.d_model = model.integer("d_model", 1, 1, 1 << 20, true);
@@ -208,32 +214,37 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
     const std::string type = model.str("weight_type", "", true);
     Fields bpp = model.child("bytes_per_param");
     const double b = bpp.num(type, 0, 0.01, 16, true);
-    if (params <= 0) model.fail(model.name("params_per_layer") + " is required without bytes_per_layer");
+    if (params <= 0)
+      model.fail(model.name("params_per_layer") + " is required without bytes_per_layer");
     s.model.bytes_per_layer = params * b;
   }
   s.model.flops_per_token_layer = model.num("flops_per_token_layer", 2 * params, 0, 1e15);
 
   Fields net = top.child("network");
-  net.check_known({"regions", "gateway_weights", "rtt_ms", "jitter", "jitter_period_s", "gateway_gbps",
-                   "backbone_gbps", "source"});
+  net.check_known({"regions", "gateway_weights", "rtt_ms", "jitter", "jitter_period_s",
+                   "gateway_gbps", "backbone_gbps", "source"});
   const toml::array* regions = net.node("regions") ? net.node("regions")->as_array() : nullptr;
-  if (!regions || regions->empty()) net.fail(net.name("regions") + " must be a non-empty array of names");
+  if (!regions || regions->empty())
+    net.fail(net.name("regions") + " must be a non-empty array of names");
   for (size_t i = 0; regions && i < regions->size(); ++i) {
     std::optional<std::string> nm = (*regions)[i].value<std::string>();
     if (!nm) net.fail(net.name("regions") + "[" + std::to_string(i) + "] must be a string");
     s.network.regions.push_back({nm.value_or("?"), 1});
   }
   const size_t R = s.network.regions.size();
-  if (const toml::array* w = net.node("gateway_weights") ? net.node("gateway_weights")->as_array() : nullptr) {
+  if (const toml::array* w =
+          net.node("gateway_weights") ? net.node("gateway_weights")->as_array() : nullptr) {
     if (w->size() != R) net.fail(net.name("gateway_weights") + " needs one weight per region");
     for (size_t i = 0; i < std::min(R, w->size()); ++i) {
       std::optional<double> v = (*w)[i].value<double>();
-      if (!v || *v < 0) net.fail(net.name("gateway_weights") + "[" + std::to_string(i) + "] must be >= 0");
+      if (!v || *v < 0)
+        net.fail(net.name("gateway_weights") + "[" + std::to_string(i) + "] must be >= 0");
       s.network.regions[i].gateway_weight = v.value_or(0);
     }
   }
   const toml::array* rtt = net.node("rtt_ms") ? net.node("rtt_ms")->as_array() : nullptr;
-  if (!rtt || rtt->size() != R) net.fail(net.name("rtt_ms") + " must be a regions x regions matrix");
+  if (!rtt || rtt->size() != R)
+    net.fail(net.name("rtt_ms") + " must be a regions x regions matrix");
   s.network.rtt_s.assign(R, std::vector<double>(R, 0));
   for (size_t i = 0; rtt && i < std::min(R, rtt->size()); ++i) {
     const toml::array* row = (*rtt)[i].as_array();
@@ -243,7 +254,9 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
     }
     for (size_t j = 0; j < R; ++j) {
       std::optional<double> v = (*row)[j].value<double>();
-      if (!v || *v < 0) net.fail(net.name("rtt_ms") + "[" + std::to_string(i) + "][" + std::to_string(j) + "] must be >= 0");
+      if (!v || *v < 0)
+        net.fail(net.name("rtt_ms") + "[" + std::to_string(i) + "][" + std::to_string(j) +
+                 "] must be >= 0");
       s.network.rtt_s[i][j] = v.value_or(0) / 1000;
     }
   }
@@ -253,14 +266,16 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
   s.network.backbone_bps = net.num("backbone_gbps", 100, 0.001, 1e6) * 1e9;
 
   const toml::array* classes = root.get("classes") ? root.get("classes")->as_array() : nullptr;
-  if (!classes || classes->empty()) top.fail("classes must be a non-empty array of tables ([[classes]])");
+  if (!classes || classes->empty())
+    top.fail("classes must be a non-empty array of tables ([[classes]])");
   for (size_t i = 0; classes && i < classes->size(); ++i) {
     const std::string nm = "classes[" + std::to_string(i) + "]";
     if (!(*classes)[i].as_table()) {
       top.fail(nm + " must be a table");
       continue;
     }
-    s.classes.push_back(read_class(Fields((*classes)[i].as_table(), nm, &err), s.model, s.network.regions));
+    s.classes.push_back(
+        read_class(Fields((*classes)[i].as_table(), nm, &err), s.model, s.network.regions));
   }
   int total = 0;
   for (const NodeClass& c : s.classes) total += c.count;
@@ -317,7 +332,8 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
         top.fail("kills[" + std::to_string(i) + "] must be a table {node, at_s}");
         continue;
       }
-      s.kills.emplace_back(k.integer("node", 0, 0, std::max(0, total - 1), true), k.num("at_s", 0, 0, 1e9, true));
+      s.kills.emplace_back(k.integer("node", 0, 0, std::max(0, total - 1), true),
+                           k.num("at_s", 0, 0, 1e9, true));
     }
   }
   if (!err.ok()) return err;
@@ -329,7 +345,8 @@ void scale_nodes(Scenario& s, int nodes) {
   for (const NodeClass& c : s.classes) total += c.count;
   if (total <= 0) return;
   for (NodeClass& c : s.classes)
-    if (c.count > 0) c.count = std::max(1, static_cast<int>(std::lround(double(c.count) * nodes / total)));
+    if (c.count > 0)
+      c.count = std::max(1, static_cast<int>(std::lround(double(c.count) * nodes / total)));
 }
 
 Result<Scenario> load_scenario(const std::string& path) {

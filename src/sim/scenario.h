@@ -16,8 +16,8 @@ struct ModelShape {
   std::string name;
   int n_layer = 0;
   int d_model = 0;
-  double bytes_per_layer = 0;           // weights of one layer, in the chosen type
-  double flops_per_token_layer = 0;     // 2 x parameters per layer unless given
+  double bytes_per_layer = 0;        // weights of one layer, in the chosen type
+  double flops_per_token_layer = 0;  // 2 x parameters per layer unless given
 };
 
 // Per-layer compute time of a batch of b tokens, t(b): measured points, or
@@ -29,11 +29,11 @@ struct NodeClass {
   double usable_memory_fraction = 0.8;  // the rest holds KV caches and activations
   int max_layers = 0;                   // > 0: caps the layers it holds (0: memory decides)
   std::vector<std::pair<int, double>> layer_time_points;  // (b, seconds per layer)
-  double memory_bandwidth = 0;          // bytes/s, when no points are given
-  double peak_flops = 0;                // FLOP/s
+  double memory_bandwidth = 0;                            // bytes/s, when no points are given
+  double peak_flops = 0;                                  // FLOP/s
   double memory_efficiency = 0.7;
   double compute_efficiency = 0.5;
-  double overhead_s = 0;                // per layer and batch (kernel launches)
+  double overhead_s = 0;                    // per layer and batch (kernel launches)
   double uplink_bps = 0, downlink_bps = 0;  // bits per second
   std::vector<std::pair<std::string, double>> region_weights;  // empty: spread evenly
   int max_batch_tokens = 64;

@@ -54,18 +54,24 @@ TEST(ScenarioTest, ParsesTheMinimalScenario) {
 TEST(ScenarioTest, ErrorsNameTheField) {
   EXPECT_NE(error_after("layers = 8", "layers = 0").find("model.layers"), std::string::npos);
   EXPECT_NE(error_after("layers = 8\n", "").find("model.layers is required"), std::string::npos);
-  EXPECT_NE(error_after("memory_gb = 1", "memory_gb = -1").find("classes[0].memory_gb"), std::string::npos);
-  EXPECT_NE(error_after("rtt_ms = [[20]]", "rtt_ms = [[20, 30]]").find("network.rtt_ms[0]"), std::string::npos);
+  EXPECT_NE(error_after("memory_gb = 1", "memory_gb = -1").find("classes[0].memory_gb"),
+            std::string::npos);
+  EXPECT_NE(error_after("rtt_ms = [[20]]", "rtt_ms = [[20, 30]]").find("network.rtt_ms[0]"),
+            std::string::npos);
   EXPECT_NE(error_after("prompt = 10", "prompt = { kind = \"zipf\" }").find("requests.prompt.kind"),
             std::string::npos);
-  EXPECT_NE(error_after("count = 2", "count = 2\ncolour = 3").find("classes[0].colour is not a known field"),
+  EXPECT_NE(error_after("count = 2", "count = 2\ncolour = 3")
+                .find("classes[0].colour is not a known field"),
             std::string::npos);
-  EXPECT_NE(error_after("streams = 1", "streams = 0").find("requests.arrival_rate"), std::string::npos);
+  EXPECT_NE(error_after("streams = 1", "streams = 0").find("requests.arrival_rate"),
+            std::string::npos);
   // Memory that holds no layer is refused, naming the class.
-  EXPECT_NE(error_after("memory_gb = 1", "memory_gb = 0.001").find("holds no layer"), std::string::npos);
-  // Without measured points, the hardware's figures are required.
-  EXPECT_NE(error_after("layer_time_points = [[1, 0.002]]", "").find("classes[0].memory_bandwidth_gbs"),
+  EXPECT_NE(error_after("memory_gb = 1", "memory_gb = 0.001").find("holds no layer"),
             std::string::npos);
+  // Without measured points, the hardware's figures are required.
+  EXPECT_NE(
+      error_after("layer_time_points = [[1, 0.002]]", "").find("classes[0].memory_bandwidth_gbs"),
+      std::string::npos);
   EXPECT_NE(error_after("[model]", "[model\n").find("TOML syntax at line"), std::string::npos);
 }
 
@@ -82,18 +88,20 @@ TEST(ScenarioTest, RooflineComputeTimeAndCapacity) {
   m.bytes_per_layer = 3e9;
   m.flops_per_token_layer = 6e9;
   const LayerTime t(c, m);
-  EXPECT_DOUBLE_EQ(t.seconds(1), 3e9 / 1e12);            // memory-bound: 3 ms
-  EXPECT_DOUBLE_EQ(t.seconds(64), 3e9 / 1e12);           // 2.56 ms of FLOPs hide under the 3 ms read
+  EXPECT_DOUBLE_EQ(t.seconds(1), 3e9 / 1e12);   // memory-bound: 3 ms
+  EXPECT_DOUBLE_EQ(t.seconds(64), 3e9 / 1e12);  // 2.56 ms of FLOPs hide under the 3 ms read
   EXPECT_DOUBLE_EQ(t.seconds(128), 128 * 6e9 / 150e12);  // compute-bound: 5.12 ms
   EXPECT_EQ(capacity_layers(c, m), 21);                  // 64 GB / 3 GB
 }
 
 TEST(ScenarioTest, ShippedScenariosParse) {
   for (const char* name : {"two-stage-test", "small-swarm", "seed-405b", "central-a100-405b"}) {
-    Result<Scenario> s = load_scenario(std::string(SWARM_SOURCE_DIR) + "/sim/scenarios/" + name + ".toml");
+    Result<Scenario> s =
+        load_scenario(std::string(SWARM_SOURCE_DIR) + "/sim/scenarios/" + name + ".toml");
     EXPECT_TRUE(s.ok()) << name << ": " << s.status().message();
   }
-  Result<Scenario> seed = load_scenario(std::string(SWARM_SOURCE_DIR) + "/sim/scenarios/seed-405b.toml");
+  Result<Scenario> seed =
+      load_scenario(std::string(SWARM_SOURCE_DIR) + "/sim/scenarios/seed-405b.toml");
   ASSERT_TRUE(seed.ok());
   int nodes = 0;
   for (const NodeClass& c : seed->classes) nodes += c.count;

@@ -1,11 +1,12 @@
 #include "sim/simulation.h"
 
+#include <xbt/log.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <numeric>
 #include <simgrid/s4u.hpp>
-#include <xbt/log.h>
 
 #include "sim/node_actor.h"
 #include "sim/request_actor.h"
@@ -51,7 +52,8 @@ std::vector<ChurnEvent> churn_events(const Scenario& s, size_t nodes, std::mt199
     }
   }
   for (const auto& [node, at] : s.kills) ev.push_back({at, node, false});
-  std::stable_sort(ev.begin(), ev.end(), [](const ChurnEvent& a, const ChurnEvent& b) { return a.at_s < b.at_s; });
+  std::stable_sort(ev.begin(), ev.end(),
+                   [](const ChurnEvent& a, const ChurnEvent& b) { return a.at_s < b.at_s; });
   return ev;
 }
 
@@ -99,7 +101,8 @@ void run_arrivals(World* w) {
     sg4::this_actor::sleep_for(gap(w->rng));
     if (sg4::Engine::get_clock() >= w->scenario.duration_s) return;
     RequestSpec r = new_request(*w);
-    sg4::Actor::create("request-" + std::to_string(r.id), w->platform.gateway_hosts[r.region], run_request, w, r);
+    sg4::Actor::create("request-" + std::to_string(r.id), w->platform.gateway_hosts[r.region],
+                       run_request, w, r);
   }
 }
 
@@ -107,13 +110,15 @@ void run_arrivals(World* w) {
 void run_stream(World* w) {
   for (;;) {
     RequestSpec r = new_request(*w);
-    sg4::Actor::create("request-" + std::to_string(r.id), w->platform.gateway_hosts[r.region], run_request, w, r)
+    sg4::Actor::create("request-" + std::to_string(r.id), w->platform.gateway_hosts[r.region],
+                       run_request, w, r)
         ->join();
     if (sg4::Engine::get_clock() >= w->scenario.duration_s) return;
   }
 }
 
-void run_ticker(World* w, std::function<void(const std::string&)> emit, std::vector<std::string>* lines) {
+void run_ticker(World* w, std::function<void(const std::string&)> emit,
+                std::vector<std::string>* lines) {
   for (int k = 1;; ++k) {
     const double end = std::min(w->scenario.duration_s, k * w->scenario.window_s);
     sg4::this_actor::sleep_until(end);
@@ -127,14 +132,15 @@ void run_ticker(World* w, std::function<void(const std::string&)> emit, std::vec
 
 }  // namespace
 
-Result<SimResult> run_simulation(const Scenario& scenario, const std::function<void(const std::string&)>& on_line) {
+Result<SimResult> run_simulation(const Scenario& scenario,
+                                 const std::function<void(const std::string&)>& on_line) {
   const auto wall0 = std::chrono::steady_clock::now();
   int argc = 1;
   char arg0[] = "swarm-sim";
   char* argv[] = {arg0, nullptr};
   sg4::Engine engine(&argc, argv);
   xbt_log_control_set("root.thresh:critical");
-  engine.set_config("network/model:CM02");      // latency and bandwidth as given, no TCP fudge factors
+  engine.set_config("network/model:CM02");  // latency and bandwidth as given, no TCP fudge factors
   engine.set_config("network/crosstraffic:0");  // acknowledgements are not modelled
 
   std::mt19937_64 rng(scenario.seed);
@@ -150,15 +156,16 @@ Result<SimResult> run_simulation(const Scenario& scenario, const std::function<v
   if (scenario.fixed_ranges.empty()) std::shuffle(order.begin(), order.end(), w.rng);
   for (int i : order) {
     if (w.class_capacity[w.nodes[i].class_index] < 1) continue;
-    LayerRange r = scenario.fixed_ranges.empty()
-                       ? w.choose_range(i, 0)
-                       : LayerRange{scenario.fixed_ranges[i].first, scenario.fixed_ranges[i].second};
+    LayerRange r = scenario.fixed_ranges.empty() ? w.choose_range(i, 0)
+                                                 : LayerRange{scenario.fixed_ranges[i].first,
+                                                              scenario.fixed_ranges[i].second};
     start_node(w, i, 0, r);
   }
   sg4::Host* control = platform.gateway_hosts[0];
   SimResult result;
   result.nodes = static_cast<int>(placement.size());
-  sg4::Actor::create("churn", control, run_churn, &w, churn_events(scenario, placement.size(), w.rng));
+  sg4::Actor::create("churn", control, run_churn, &w,
+                     churn_events(scenario, placement.size(), w.rng));
   if (scenario.requests.arrival_rate > 0) sg4::Actor::create("arrivals", control, run_arrivals, &w);
   for (int i = 0; i < scenario.requests.streams; ++i) {
     // Streams are spread over the gateways by their weights.

@@ -7,8 +7,11 @@
 namespace swarm::sim {
 
 World::World(Scenario s, std::vector<NodePlacement> place, Platform plat)
-    : scenario(std::move(s)), placement(std::move(place)), platform(std::move(plat)),
-      metrics(scenario.window_s), rng(scenario.seed) {
+    : scenario(std::move(s)),
+      placement(std::move(place)),
+      platform(std::move(plat)),
+      metrics(scenario.window_s),
+      rng(scenario.seed) {
   for (const NodeClass& c : scenario.classes) {
     class_time.emplace_back(c, scenario.model);
     class_capacity.push_back(capacity_layers(c, scenario.model));
@@ -18,7 +21,8 @@ World::World(Scenario s, std::vector<NodePlacement> place, Platform plat)
     nodes[i].class_index = placement[i].class_index;
     nodes[i].region = placement[i].region;
   }
-  for (size_t r = 0; r < scenario.network.regions.size(); ++r) gateways.push_back(std::make_unique<GatewayState>());
+  for (size_t r = 0; r < scenario.network.regions.size(); ++r)
+    gateways.push_back(std::make_unique<GatewayState>());
 }
 
 int World::node_of(const std::string& address, int* incarnation) const {

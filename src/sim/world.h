@@ -33,15 +33,15 @@ inline constexpr const char* kModelId = "sim-model";
 struct NodeState {
   int class_index = 0;
   int region = 0;
-  int incarnation = 0;        // bumped at every (re)join; messages name the incarnation they target
+  int incarnation = 0;  // bumped at every (re)join; messages name the incarnation they target
   bool online = false;
-  double left_at_s = -1;      // when it last went offline
+  double left_at_s = -1;  // when it last went offline
   LayerRange range;
-  std::string address;        // "node-<index>.<incarnation>"
+  std::string address;  // "node-<index>.<incarnation>"
   int queued_steps = 0;
   std::map<int64_t, double> last_seen;  // session -> last step time (active sessions)
-  double busy_ewma = 0;       // busy fraction, smoothed (the controller's load input)
-  double busy_since_s = 0;    // for busy_ewma
+  double busy_ewma = 0;                 // busy fraction, smoothed (the controller's load input)
+  double busy_since_s = 0;              // for busy_ewma
   double busy_acc_s = 0;
   simgrid::s4u::Mailbox* mailbox = nullptr;
 };

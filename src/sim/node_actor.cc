@@ -64,6 +64,8 @@ void run_node(World* world, int node) {
       const Hop& h = q.step->chain->hops[q.step->hop];
       node::QueuedWork qw;
       qw.session = static_cast<uintptr_t>(q.step->chain->session);
+      auto cancelled = w.cancelled_below.find(q.step->chain->session);
+      qw.session_closed = cancelled != w.cancelled_below.end() && q.step->seq < cancelled->second;
       qw.continuation = q.step->continuation;
       qw.tokens = q.left;
       qw.chunkable = q.step->bulk;
@@ -83,6 +85,20 @@ void run_node(World* world, int node) {
     }
     n.queued_steps = static_cast<int>(queue.size());
     const node::BatchPlan plan = node::plan_next_batch(work, max_batch, active > 1);
+    if (!plan.dropped.empty()) {
+      std::vector<bool> drop(queue.size(), false);
+      for (size_t i : plan.dropped) drop[i] = true;
+      std::deque<Queued> kept;
+      for (size_t i = 0; i < queue.size(); ++i) {
+        if (drop[i]) {
+          delete queue[i].step;
+        } else {
+          kept.push_back(queue[i]);
+        }
+      }
+      queue.swap(kept);
+      continue;  // plan again without them
+    }
     if (plan.batch.empty()) {  // everything waits (a session over its share): take more work
       queue.push_back({receive(mb), 0});
       continue;

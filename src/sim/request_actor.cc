@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <limits>
 #include <simgrid/s4u.hpp>
 
 #include "pipeline/spec_controller.h"
@@ -31,38 +32,44 @@ class Session {
 
   bool run() {
     if (!choose_chain_waiting()) return false;
-    const double t0 = now_s();
-    Step* first = exchange(r_.prompt_tokens, true);
+    Step* first = exchange({r_.prompt_tokens}, 0, true);
     if (!first) return false;
     delete first;
     w_.metrics.first_token(now_s(), now_s() - r_.arrival_s);
     produced_ = 1;
-    (void)t0;
     while (produced_ < r_.output_tokens) {
       const int remaining = r_.output_tokens - produced_;
-      const int drafts = std::min(remaining - 1, planned_drafts());
+      const Plan p = plan_runs(remaining);
+      // The verdicts, drawn up front: draft i holds with probability a if
+      // drafts 1..i-1 held. While decoding plainly, a shadow chain of 2
+      // drafts is judged (n-gram drafts cost nothing to make) so the
+      // controller's estimates stay current.
+      const int judged = p.drafts > 0 ? p.drafts : (w_.scenario.speculation.enabled ? 2 : 0);
+      int held = 0;
+      while (held < judged && accept_(rng_) < w_.scenario.speculation.acceptance) ++held;
+      if (judged > 0) g_.spec = observe(g_.spec, cfg_, DraftOutcome{judged, held});
+      const int accepted = p.drafts > 0 ? held : 0;
+      // The run whose verdict settles the chain: the one holding the first
+      // rejected draft, or the last run when every draft held.
+      int decisive = static_cast<int>(p.runs.size()) - 1;
+      if (accepted < p.drafts) {
+        const int d = accepted + 1;  // 1-based position of the rejected draft
+        const int k = p.runs[0];
+        decisive = d <= k - 1 ? 0 : 1 + (d - k) / k;
+      }
       const double start = now_s();
-      Step* answer = exchange(1 + drafts, false, drafts > 0);
+      Step* answer = exchange(p.runs, decisive, false);
       if (!answer) return false;
       delete answer;
+      // Runs after the decisive one built on a rejected draft: cancelled.
+      w_.cancelled_below[r_.id] = seq_ + 1;
       const double took = now_s() - start;
-      int accepted = 0;
-      if (w_.scenario.speculation.enabled) {
-        // Drafts judged in order; the first rejection ends the run. While
-        // decoding plainly, drafts are judged in the shadow (n-gram drafts cost
-        // nothing to make), so the controller's estimates stay current.
-        const int judged = drafts > 0 ? drafts : cfg_.max_width - 1;
-        int ok = 0;
-        while (ok < judged && accept_(rng_) < w_.scenario.speculation.acceptance) ++ok;
-        spec_ = observe(spec_, cfg_, DraftOutcome{judged, ok});
-        accepted = drafts > 0 ? ok : 0;
-      }
       const int yielded = std::min(remaining, accepted + 1);
       produced_ += yielded;
       w_.metrics.token(now_s(), took / yielded, yielded);
-      w_.metrics.step(now_s(), drafts > 0);
-      note_goodput(drafts > 0, yielded, took);
-      if (drafts == 0) {
+      w_.metrics.step(now_s(), p.drafts > 0);
+      note_goodput(p.drafts > 0, yielded, took);
+      if (p.drafts == 0) {
         plain_times_.push_back(took);
         if (plain_times_.size() > 16) plain_times_.pop_front();
       }
@@ -104,10 +111,10 @@ class Session {
     return n.online && n.incarnation == h.incarnation;
   }
 
-  void send(int tokens, bool bulk, bool continuation) {
+  void send(int64_t seq, int tokens, bool bulk, bool continuation) {
     auto* s = new Step;
     s->chain = chain_;
-    s->seq = seq_;
+    s->seq = seq;
     s->tokens = tokens;
     s->bulk = bulk;
     s->continuation = continuation;
@@ -136,22 +143,26 @@ class Session {
       } catch (const simgrid::NetworkFailureException&) {
         continue;  // the last stage died while answering: the deadline will tell
       }
-      if (s->chain->attempt == attempt_ && s->seq == seq_) return s;
-      delete s;  // an answer from a chain we left, or to a step we replayed
+      if (s->chain->attempt == attempt_ && s->seq == awaited_) return s;
+      delete s;  // from a chain we left, a replayed step, or a run after a rejected draft
     }
   }
 
-  // Sends a step of `tokens` and returns its answer (the caller deletes it),
-  // failing over to another chain while stages die; nullptr when the request
+  // Sends runs of `runs[i]` tokens back to back (the first an anchor, the
+  // others continuations) and returns the answer to run `decisive` (the
+  // caller deletes it); answers to later runs are dropped when they come.
+  // Fails over to another chain while stages die; nullptr when the request
   // must give up (no chain covers the model any more).
-  Step* exchange(int tokens, bool bulk, bool continuation = false) {
-    ++seq_;
+  Step* exchange(const std::vector<int>& runs, int decisive, bool bulk) {
     const double first_sent = now_s();
     double sent = first_sent;
-    int send_tokens = tokens;
-    bool send_bulk = bulk;
+    int send_tokens = 0;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      send(++seq_, runs[i], bulk, i > 0);
+      if (static_cast<int>(i) <= decisive) send_tokens += runs[i];
+      if (static_cast<int>(i) == decisive) awaited_ = seq_;
+    }
     bool recovered = false;
-    send(send_tokens, send_bulk, continuation);
     const StepDeadlineOptions opts;
     for (;;) {
       const double deadline = g_.steps.deadline(chain_->key, send_tokens, opts).count() / 1000.0;
@@ -187,17 +198,25 @@ class Session {
       if (!choose_chain_waiting()) return nullptr;
       // Replay: the new chain rebuilds the KV cache from every known token
       // (prompt and output so far) and runs this step's tokens with it.
-      send_tokens = r_.prompt_tokens + std::max(0, produced_ - 1) + (bulk ? 0 : tokens);
-      send_bulk = true;
+      send_tokens = r_.prompt_tokens + std::max(0, produced_ - 1) + (bulk ? 0 : send_tokens);
       recovered = true;
       sent = now_s();
-      send(send_tokens, send_bulk, false);
+      awaited_ = ++seq_;
+      send(awaited_, send_tokens, true, false);
     }
   }
 
-  // Drafts for the next step: the controller's plan with this chain's measurements.
-  int planned_drafts() {
-    if (!w_.scenario.speculation.enabled) return 0;
+  struct Plan {
+    std::vector<int> runs = {1};  // tokens per run: [anchor + k-1 drafts], then k drafts each
+    int drafts = 0;
+  };
+
+  // The next chain of runs: the controller's plan (width k, runs in flight W,
+  // drafts n <= W k - 1) with this chain's measurements, at most `remaining`
+  // tokens in all.
+  Plan plan_runs(int remaining) {
+    Plan out;
+    if (!w_.scenario.speculation.enabled) return out;
     PipelineMeasurements m;
     std::vector<std::string> addresses;
     int prev_region = r_.region;
@@ -216,15 +235,19 @@ class Session {
       m.plain_round_trip_s = t[t.size() / 2];
     }
     m.shadow_acceptance = true;
-    Result<SpeculationPlan> p = plan(spec_, cfg_, m, now_s());
-    if (!p.ok() || !p->speculate) return 0;
-    return std::max(0, std::min(p->drafts, p->width - 1));
+    Result<SpeculationPlan> p = plan(g_.spec, cfg_, m, now_s());
+    if (!p.ok() || !p->speculate) return out;
+    const int k = std::max(1, p->width);
+    out.drafts = std::max(0, std::min({p->drafts, remaining - 1, p->max_in_flight * k - 1}));
+    out.runs = {1 + std::min(k - 1, out.drafts)};
+    for (int left = out.drafts - (k - 1); left > 0; left -= k) out.runs.push_back(std::min(k, left));
+    return out;
   }
 
   void note_goodput(bool speculative, int tokens, double seconds) {
     if (speculative != window_spec_ || window_steps_ >= 8) {
       if (window_steps_ > 0)
-        spec_ = observe(spec_, cfg_,
+        g_.spec = observe(g_.spec, cfg_,
                         GoodputWindow{window_spec_, window_tokens_, window_seconds_, now_s()});
       window_spec_ = speculative;
       window_tokens_ = window_seconds_ = 0;
@@ -242,11 +265,11 @@ class Session {
   std::shared_ptr<Chain> chain_;
   int attempt_ = 0;
   int64_t seq_ = 0;
+  int64_t awaited_ = 0;  // the step whose answer counts
   int produced_ = 0;
   std::mt19937_64 rng_;
   std::uniform_real_distribution<double> accept_{0.0, 1.0};
   SpecConfig cfg_;
-  SpecState spec_;
   std::deque<double> plain_times_;
   bool window_spec_ = false;
   double window_tokens_ = 0, window_seconds_ = 0;
@@ -259,6 +282,7 @@ void run_request(World* world, RequestSpec spec) {
   world->metrics.request_started(now_s());
   Session s(*world, spec);
   const bool ok = s.run();
+  world->cancelled_below[spec.id] = std::numeric_limits<int64_t>::max();
   world->metrics.request_done(now_s(), ok);
 }
 

@@ -53,6 +53,9 @@ struct GatewayState {
   std::map<std::string, double> failed_until;  // address -> end of its failure memory
   StepTimeBook steps;
   StageTimeModel stage_times;
+  // The speculation controller's state: a gateway keeps what it learned
+  // across requests (doc/speculation.md).
+  SpecState spec;
 };
 
 struct World {
@@ -68,6 +71,9 @@ struct World {
   Metrics metrics;
   std::mt19937_64 rng;
   int64_t next_request = 0;
+  // Per request, the steps below this number are cancelled (a Cancel after
+  // a rejected draft, or the request's end): stages drop them unrun.
+  std::map<int64_t, int64_t> cancelled_below;
   int online_count = 0;
 
   // Node index of an address, -1 when unknown; `incarnation` gets its incarnation.

@@ -138,3 +138,22 @@ TEST(SimulationTest, SpeculationYieldsMoreTokensPerStepOnTheSameSwarm) {
 
 }  // namespace
 }  // namespace swarm::sim
+
+namespace swarm::sim {
+namespace {
+
+// Drafts that always fail: the controller backs off (doc/speculation.md), so
+// speculation costs next to nothing against plain decoding.
+TEST(SimulationTest, SpeculationWithFailingDraftsStaysNearPlain) {
+  Scenario plain = load("two-stage-test");
+  Scenario spec = plain;
+  spec.speculation.enabled = true;
+  spec.speculation.acceptance = 0;
+  const double plain_rate = summary(run_in_child(plain)).value("tok_s", 0.0);
+  const nlohmann::json s = summary(run_in_child(spec));
+  EXPECT_GT(s.value("tok_s", 0.0), 0.95 * plain_rate);
+  EXPECT_LT(s.value("speculative_step_share", 1.0), 0.1);
+}
+
+}  // namespace
+}  // namespace swarm::sim

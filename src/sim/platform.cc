@@ -47,8 +47,8 @@ simgrid::kernel::profile::Profile* jitter_profile(const std::string& name, doubl
 
 }  // namespace
 
-Platform build_platform(sg4::Engine& engine, const Scenario& s,
-                        const std::vector<NodePlacement>& nodes, std::mt19937_64& rng) {
+Platform build_platform(const Scenario& s, const std::vector<NodePlacement>& nodes,
+                        std::mt19937_64& rng) {
   Platform p;
   const int R = static_cast<int>(s.network.regions.size());
   sg4::NetZone* world = sg4::create_full_zone("world");
@@ -101,7 +101,6 @@ Platform build_platform(sg4::Engine& engine, const Scenario& s,
     }
   }
   world->seal();
-  (void)engine;
   return p;
 }
 

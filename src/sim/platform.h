@@ -11,7 +11,6 @@
 #include "sim/scenario.h"
 
 namespace simgrid::s4u {
-class Engine;
 class Host;
 }  // namespace simgrid::s4u
 
@@ -34,8 +33,8 @@ std::vector<NodePlacement> place_nodes(const Scenario& s, std::mt19937_64& rng);
 // (without jitter): rtt_s[a][b] / 2.
 double one_way_latency(const Scenario& s, int a, int b);
 
-// Builds the platform in `engine` (before any actor starts).
-Platform build_platform(simgrid::s4u::Engine& engine, const Scenario& s,
-                        const std::vector<NodePlacement>& nodes, std::mt19937_64& rng);
+// Builds the platform in the process's SimGrid engine (before any actor starts).
+Platform build_platform(const Scenario& s, const std::vector<NodePlacement>& nodes,
+                        std::mt19937_64& rng);
 
 }  // namespace swarm::sim

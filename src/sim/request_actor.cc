@@ -240,7 +240,8 @@ class Session {
     const int k = std::max(1, p->width);
     out.drafts = std::max(0, std::min({p->drafts, remaining - 1, p->max_in_flight * k - 1}));
     out.runs = {1 + std::min(k - 1, out.drafts)};
-    for (int left = out.drafts - (k - 1); left > 0; left -= k) out.runs.push_back(std::min(k, left));
+    for (int left = out.drafts - (k - 1); left > 0; left -= k)
+      out.runs.push_back(std::min(k, left));
     return out;
   }
 
@@ -248,7 +249,7 @@ class Session {
     if (speculative != window_spec_ || window_steps_ >= 8) {
       if (window_steps_ > 0)
         g_.spec = observe(g_.spec, cfg_,
-                        GoodputWindow{window_spec_, window_tokens_, window_seconds_, now_s()});
+                          GoodputWindow{window_spec_, window_tokens_, window_seconds_, now_s()});
       window_spec_ = speculative;
       window_tokens_ = window_seconds_ = 0;
       window_steps_ = 0;

@@ -145,7 +145,7 @@ Result<SimResult> run_simulation(const Scenario& scenario,
 
   std::mt19937_64 rng(scenario.seed);
   std::vector<NodePlacement> placement = place_nodes(scenario, rng);
-  Platform platform = build_platform(engine, scenario, placement, rng);
+  Platform platform = build_platform(scenario, placement, rng);
   World w(scenario, placement, platform);
   w.rng.seed(rng());
 

@@ -19,6 +19,8 @@ PACKAGES=(
   libsqlite3-dev  # reputation and the credits ledger
   curl  # the README's examples talk to the HTTP API with it
   prometheus-cpp-dev  # GET /metrics: metric types and the text format
+  libsimgrid-dev libtomlplusplus-dev  # swarm sim: SimGrid's network model, TOML scenarios
+  gnuplot-nox  # swarm sim's plot (without it the run skips the plot and says so)
 )
 tests=0
 for arg in "$@"; do

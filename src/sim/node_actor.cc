@@ -1,0 +1,132 @@
+#include "sim/node_actor.h"
+
+#include <algorithm>
+#include <deque>
+#include <simgrid/s4u.hpp>
+
+#include "node/batch_plan.h"
+#include "sim/messages.h"
+#include "sim/world.h"
+
+namespace swarm::sim {
+namespace sg4 = simgrid::s4u;
+namespace {
+
+struct Queued {
+  Step* step;
+  int left;  // tokens not yet run
+};
+
+void forward(World& w, Step* s) {
+  const Chain& c = *s->chain;
+  s->hop++;
+  if (s->hop < static_cast<int>(c.hops.size())) {
+    const Hop& next = c.hops[s->hop];
+    const NodeState& n = w.nodes[next.node];
+    if (!n.online || n.incarnation != next.incarnation) {  // gone: nobody will answer
+      delete s;
+      return;
+    }
+    n.mailbox->put_init(s, static_cast<uint64_t>(hidden_bytes(s->tokens, w.scenario.model.d_model)))
+        ->detach();
+  } else {
+    c.reply->put_init(s, static_cast<uint64_t>(answer_bytes(s->tokens)))->detach();
+  }
+}
+
+// The next step in the mailbox; a message whose sender died mid-transfer is lost.
+Step* receive(sg4::Mailbox* mb) {
+  for (;;) {
+    try {
+      return mb->get<Step>();
+    } catch (const simgrid::NetworkFailureException&) {
+    }
+  }
+}
+
+}  // namespace
+
+void run_node(World* world, int node) {
+  World& w = *world;
+  NodeState& n = w.nodes[node];
+  sg4::Mailbox* mb = n.mailbox;
+  mb->set_receiver(sg4::Actor::self());
+  const int max_batch = w.scenario.classes[n.class_index].max_batch_tokens;
+  std::deque<Queued> queue;
+  std::vector<node::QueuedWork> work;
+  for (;;) {
+    if (queue.empty()) queue.push_back({receive(mb), 0});
+    while (mb->ready()) queue.push_back({receive(mb), 0});
+    const double now = sg4::Engine::get_clock();
+    work.clear();
+    for (Queued& q : queue) {
+      if (q.left == 0) q.left = q.step->tokens;
+      const Hop& h = q.step->chain->hops[q.step->hop];
+      node::QueuedWork qw;
+      qw.session = static_cast<uintptr_t>(q.step->chain->session);
+      auto cancelled = w.cancelled_below.find(q.step->chain->session);
+      qw.session_closed = cancelled != w.cancelled_below.end() && q.step->seq < cancelled->second;
+      qw.continuation = q.step->continuation;
+      qw.tokens = q.left;
+      qw.chunkable = q.step->bulk;
+      qw.first_layer = h.first_layer;
+      qw.last_layer = h.last_layer;
+      work.push_back(qw);
+      n.last_seen[q.step->chain->session] = now;
+    }
+    int active = 0;
+    for (auto it = n.last_seen.begin(); it != n.last_seen.end();) {
+      if (now - it->second > 10) {
+        it = n.last_seen.erase(it);
+      } else {
+        active += now - it->second < 2.0;
+        ++it;
+      }
+    }
+    n.queued_steps = static_cast<int>(queue.size());
+    const node::BatchPlan plan = node::plan_next_batch(work, max_batch, active > 1);
+    if (!plan.dropped.empty()) {
+      std::vector<bool> drop(queue.size(), false);
+      for (size_t i : plan.dropped) drop[i] = true;
+      std::deque<Queued> kept;
+      for (size_t i = 0; i < queue.size(); ++i) {
+        if (drop[i]) {
+          delete queue[i].step;
+        } else {
+          kept.push_back(queue[i]);
+        }
+      }
+      queue.swap(kept);
+      continue;  // plan again without them
+    }
+    if (plan.batch.empty()) {  // everything waits (a session over its share): take more work
+      queue.push_back({receive(mb), 0});
+      continue;
+    }
+    int b = 0;
+    for (int t : plan.take) b += t;
+    const Hop& h0 = queue[plan.batch[0]].step->chain->hops[queue[plan.batch[0]].step->hop];
+    const double dt = batch_seconds(w, node, b, h0.last_layer - h0.first_layer);
+    sg4::this_actor::sleep_for(dt);
+    w.add_busy(node, sg4::Engine::get_clock(), dt);
+    std::vector<bool> done(queue.size(), false);
+    for (size_t k = 0; k < plan.batch.size(); ++k) {
+      Queued& q = queue[plan.batch[k]];
+      q.left -= plan.take[k];
+      q.step->timings.push_back({n.address, b, dt});
+      if (q.left <= 0) done[plan.batch[k]] = true;
+    }
+    std::deque<Queued> rest;
+    for (size_t i = 0; i < queue.size(); ++i) {
+      if (done[i]) {
+        forward(w, queue[i].step);
+      } else {
+        rest.push_back(queue[i]);
+      }
+    }
+    queue.swap(rest);
+    n.queued_steps = static_cast<int>(queue.size());
+  }
+}
+
+}  // namespace swarm::sim

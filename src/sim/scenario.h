@@ -1,0 +1,109 @@
+// A simulation scenario: the model, the swarm's machines and networks, churn,
+// the request load and speculation, as read from a TOML file (doc/simulation.md
+// lists every field). Plain values: the simulator reads them, nothing else.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/status.h"
+
+namespace swarm::sim {
+
+struct ModelShape {
+  std::string name;
+  int n_layer = 0;
+  int d_model = 0;
+  double bytes_per_layer = 0;        // weights of one layer, in the chosen type
+  double flops_per_token_layer = 0;  // 2 x parameters per layer unless given
+};
+
+// Per-layer compute time of a batch of b tokens, t(b): measured points, or
+// derived from the hardware's figures (doc/simulation.md, "Compute time").
+struct NodeClass {
+  std::string name;
+  int count = 0;
+  double memory_bytes = 0;
+  double usable_memory_fraction = 0.8;  // the rest holds KV caches and activations
+  int max_layers = 0;                   // > 0: caps the layers it holds (0: memory decides)
+  std::vector<std::pair<int, double>> layer_time_points;  // (b, seconds per layer)
+  double memory_bandwidth = 0;                            // bytes/s, when no points are given
+  double peak_flops = 0;                                  // FLOP/s
+  double memory_efficiency = 0.7;
+  double compute_efficiency = 0.5;
+  double overhead_s = 0;                    // per layer and batch (kernel launches)
+  double uplink_bps = 0, downlink_bps = 0;  // bits per second
+  std::vector<std::pair<std::string, double>> region_weights;  // empty: spread evenly
+  int max_batch_tokens = 64;
+};
+
+struct Region {
+  std::string name;
+  double gateway_weight = 1;  // share of the requests that arrive at this region's gateway
+};
+
+// A distribution of token counts.
+struct LengthDist {
+  std::string kind = "fixed";  // fixed | uniform | exponential
+  double value = 0, min = 0, max = 0, mean = 0;
+};
+
+struct Churn {
+  bool enabled = false;
+  double mean_session_s = 0;   // a node's time online: exponential with this mean
+  double mean_downtime_s = 0;  // time offline before it rejoins (0: never rejoins)
+  double record_ttl_s = 30;    // how long a gone node's record stays in the directory
+};
+
+struct Requests {
+  double arrival_rate = 0;  // Poisson, requests per second (0: `streams` closed-loop only)
+  int streams = 0;          // closed-loop streams: each starts a new request when one ends
+  LengthDist prompt, output;
+};
+
+struct Speculation {
+  bool enabled = false;
+  double acceptance = 0.7;  // per-token probability that a draft is accepted
+  int max_drafts = 8;
+};
+
+struct Network {
+  std::vector<Region> regions;
+  std::vector<std::vector<double>> rtt_s;  // regions x regions, round trip
+  double jitter = 0;                       // relative: latency x (1 + U(-jitter, jitter))
+  double jitter_period_s = 1;              // how often a region pair's latency is redrawn
+  double gateway_bps = 10e9;               // the gateway hosts' links
+  double backbone_bps = 100e9;             // between regions
+};
+
+struct Scenario {
+  std::string name;
+  uint64_t seed = 1;
+  double duration_s = 60;
+  double window_s = 10;
+  double warmup_s = 0;  // excluded from the summary
+  ModelShape model;
+  std::vector<NodeClass> classes;
+  Network network;
+  Churn churn;
+  Requests requests;
+  Speculation speculation;
+  // Fixed chains for hand-checked tests: when set, nodes take these layer
+  // ranges in order (class by class) instead of choosing their own.
+  std::vector<std::pair<int, int>> fixed_ranges;
+  // Scheduled failures: (node index, time) pairs, on top of churn.
+  std::vector<std::pair<int, double>> kills;
+  double survey_interval_s = 5;  // how stale the gateways' load figures are
+};
+
+// Parses and validates; an error names the field (e.g. "classes[2].memory_gb").
+Result<Scenario> parse_scenario(const std::string& toml_text);
+Result<Scenario> load_scenario(const std::string& path);
+
+// Scales every class's count by the same factor so they add up to about
+// `nodes` (each class keeps at least one node if it had any).
+void scale_nodes(Scenario& s, int nodes);
+
+}  // namespace swarm::sim

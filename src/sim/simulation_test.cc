@@ -1,0 +1,159 @@
+// Whole simulations, each in a child process (SimGrid allows one engine per
+// process), checked against numbers computed by hand.
+#include "sim/simulation.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace swarm::sim {
+namespace {
+
+std::string scenario_path(const std::string& name) {
+  return std::string(SWARM_SOURCE_DIR) + "/sim/scenarios/" + name + ".toml";
+}
+
+// Runs `s` in a child process; its JSON lines (the summary last).
+std::vector<std::string> run_in_child(const Scenario& s) {
+  int fds[2];
+  if (pipe(fds) != 0) return {};
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    Result<SimResult> r = run_simulation(s);
+    std::string out;
+    if (r.ok())
+      for (const std::string& l : r->lines) out += l + "\n";
+    else
+      out = "error: " + r.status().message() + "\n";
+    for (size_t off = 0; off < out.size();) {
+      const ssize_t n = write(fds[1], out.data() + off, out.size() - off);
+      if (n <= 0) break;
+      off += n;
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string text;
+  char buf[65536];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) text.append(buf, n);
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the simulation's process failed";
+  std::vector<std::string> lines;
+  for (size_t at = 0; at < text.size();) {
+    const size_t nl = text.find('\n', at);
+    lines.push_back(text.substr(at, nl - at));
+    at = nl == std::string::npos ? text.size() : nl + 1;
+  }
+  return lines;
+}
+
+nlohmann::json summary(const std::vector<std::string>& lines) {
+  EXPECT_FALSE(lines.empty());
+  if (lines.empty()) return {};
+  nlohmann::json j = nlohmann::json::parse(lines.back(), nullptr, false);
+  EXPECT_TRUE(j.is_object() && j.contains("summary")) << lines.back();
+  return j;
+}
+
+Scenario load(const std::string& name) {
+  Result<Scenario> s = load_scenario(scenario_path(name));
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  return s.ok() ? *s : Scenario{};
+}
+
+// Two stages of 4 layers at 2 ms each, every one-way hop 10 ms (half the
+// region's 20 ms RTT: two access links of 5 ms), one stream: a decode step is
+// 3 hops x 10 ms + 2 x 8 ms = 46 ms, so 1 / 0.046 = 21.74 tokens/s. Message
+// transfer (384 bytes at 10 Gb/s) adds well under a microsecond.
+TEST(SimulationTest, TwoStagesOneStreamMatchTheHandComputedRate) {
+  const std::vector<std::string> lines = run_in_child(load("two-stage-test"));
+  const nlohmann::json j = summary(lines);
+  EXPECT_NEAR(j.value("latency_ms_p50", 0.0), 46.0, 0.46);
+  EXPECT_NEAR(j.value("latency_ms_p99", 0.0), 46.0, 0.46);
+  // Within 1%: the run's first step is the prompt, and its last is cut off.
+  EXPECT_NEAR(j.value("tok_s", 0.0), 1 / 0.046, 0.01 / 0.046);
+  // Utilisation: each node computes 8 ms per 46 ms step.
+  EXPECT_NEAR(j.value("utilisation", 0.0), 8.0 / 46.0, 0.005);
+  EXPECT_EQ(j.value("recoveries", -1), 0);
+}
+
+TEST(SimulationTest, SameSeedSameOutput) {
+  Scenario s = load("small-swarm");
+  s.duration_s = 30;
+  std::vector<std::string> a = run_in_child(s), b = run_in_child(s);
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_GE(a.size(), 4u);
+  for (size_t i = 0; i + 1 < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << "window " << i;
+  nlohmann::json sa = summary(a), sb = summary(b);
+  sa.erase("wall_s");
+  sb.erase("wall_s");
+  EXPECT_EQ(sa, sb);
+  EXPECT_GT(sa.value("tokens", 0), 0);
+  // Another seed gives another run.
+  s.seed += 1;
+  std::vector<std::string> c = run_in_child(s);
+  EXPECT_NE(a[0], c[0]);
+}
+
+// Two replicas of each half; the stream's chain goes through node 0 (ties
+// break towards the earlier address) until it is killed at 5 s: the gateway's
+// step deadline expires, its probe finds node 0 gone, and the request is
+// replayed on node 1's replica and completes.
+TEST(SimulationTest, ANodeDiesMidRequestAndTheRequestStillCompletes) {
+  Scenario s = load("two-stage-test");
+  s.classes[0].count = 4;
+  s.fixed_ranges = {{0, 4}, {0, 4}, {4, 8}, {4, 8}};
+  s.kills = {{0, 5.0}};
+  s.requests.output = LengthDist{"fixed", 400, 0, 0, 0};  // 12.4 s per request: one spans the kill
+  s.duration_s = 40;
+  const nlohmann::json j = summary(run_in_child(s));
+  EXPECT_EQ(j.value("recoveries", 0), 1);
+  EXPECT_EQ(j.value("requests_failed", -1), 0);
+  EXPECT_GE(j.value("requests_done", 0), 2);
+  // Detection: the deadline's 2 s floor and a 1 s probe; the replay itself is short.
+  // (The kill lands on node 0 whichever stage it is; its twin takes over.)
+  EXPECT_GT(j.value("recovery_ms_p50", 0.0), 2000);
+  EXPECT_LT(j.value("recovery_ms_p50", 0.0), 5000);
+}
+
+TEST(SimulationTest, SpeculationYieldsMoreTokensPerStepOnTheSameSwarm) {
+  Scenario plain = load("two-stage-test");
+  Scenario spec = plain;
+  spec.speculation.enabled = true;
+  spec.speculation.acceptance = 0.8;
+  spec.speculation.max_drafts = 4;
+  const double plain_rate = summary(run_in_child(plain)).value("tok_s", 0.0);
+  const double spec_rate = summary(run_in_child(spec)).value("tok_s", 0.0);
+  // With fixed t(b) (a run of 5 tokens costs what one does) and 0.8
+  // acceptance, a step yields up to 1 + 0.8 + ... ~ 3.4 tokens.
+  EXPECT_GT(spec_rate, 1.5 * plain_rate) << plain_rate << " vs " << spec_rate;
+}
+
+}  // namespace
+}  // namespace swarm::sim
+
+namespace swarm::sim {
+namespace {
+
+// Drafts that always fail: the controller backs off (doc/speculation.md), so
+// speculation costs next to nothing against plain decoding.
+TEST(SimulationTest, SpeculationWithFailingDraftsStaysNearPlain) {
+  Scenario plain = load("two-stage-test");
+  Scenario spec = plain;
+  spec.speculation.enabled = true;
+  spec.speculation.acceptance = 0;
+  const double plain_rate = summary(run_in_child(plain)).value("tok_s", 0.0);
+  const nlohmann::json s = summary(run_in_child(spec));
+  EXPECT_GT(s.value("tok_s", 0.0), 0.95 * plain_rate);
+  EXPECT_LT(s.value("speculative_step_share", 1.0), 0.1);
+}
+
+}  // namespace
+}  // namespace swarm::sim

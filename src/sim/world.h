@@ -1,0 +1,100 @@
+// The state every simulated actor shares: the scenario, the nodes (what each
+// serves, whether it is online, its load) and the directory the gateways route
+// from. The directory stands for the DHT: a node's record appears when it joins
+// and lingers record_ttl_s after it leaves; load figures are as fresh as the
+// gateways' last survey (survey_interval_s). One thread runs every actor
+// (SimGrid), so nothing here locks.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "pipeline/stage_time_model.h"
+#include "pipeline/step_deadline.h"
+#include "routing/chain.h"
+#include "routing/layer_assignment.h"
+#include "sim/layer_time.h"
+#include "sim/metrics.h"
+#include "sim/platform.h"
+#include "sim/scenario.h"
+
+namespace simgrid::s4u {
+class Mailbox;
+}
+
+namespace swarm::sim {
+
+inline constexpr const char* kModelId = "sim-model";
+
+struct NodeState {
+  int class_index = 0;
+  int region = 0;
+  int incarnation = 0;  // bumped at every (re)join; messages name the incarnation they target
+  bool online = false;
+  double left_at_s = -1;  // when it last went offline
+  LayerRange range;
+  std::string address;  // "node-<index>.<incarnation>"
+  int queued_steps = 0;
+  std::map<int64_t, double> last_seen;  // session -> last step time (active sessions)
+  double busy_ewma = 0;                 // busy fraction, smoothed (the controller's load input)
+  double busy_since_s = 0;              // for busy_ewma
+  double busy_acc_s = 0;
+  simgrid::s4u::Mailbox* mailbox = nullptr;
+};
+
+// One gateway per region: its view of the swarm and its measurements.
+struct GatewayState {
+  std::vector<PeerSnapshot> peers;  // rebuilt every survey interval
+  double surveyed_at_s = -1e18;
+  std::map<std::string, double> failed_until;  // address -> end of its failure memory
+  StepTimeBook steps;
+  StageTimeModel stage_times;
+  // The speculation controller's state: a gateway keeps what it learned
+  // across requests (doc/speculation.md).
+  SpecState spec;
+};
+
+struct World {
+  World(Scenario s, std::vector<NodePlacement> placement, Platform platform);
+
+  Scenario scenario;
+  std::vector<NodePlacement> placement;
+  Platform platform;
+  std::vector<LayerTime> class_time;  // per class
+  std::vector<int> class_capacity;    // layers per class
+  std::vector<NodeState> nodes;
+  std::vector<std::unique_ptr<GatewayState>> gateways;
+  Metrics metrics;
+  std::mt19937_64 rng;
+  int64_t next_request = 0;
+  // Per request, the steps below this number are cancelled (a Cancel after
+  // a rejected draft, or the request's end): stages drop them unrun.
+  std::map<int64_t, int64_t> cancelled_below;
+  int online_count = 0;
+
+  // Node index of an address, -1 when unknown; `incarnation` gets its incarnation.
+  int node_of(const std::string& address, int* incarnation) const;
+  // The peers a joining node (or a gateway) sees: every record not expired.
+  PeerSnapshot snapshot(int node, int gateway_region, double now) const;
+  // The gateway's peers, refreshed when older than the survey interval; its
+  // failure memory applied.
+  const std::vector<PeerSnapshot>& gateway_peers(int region, double now);
+  // Every record, without the node `except` (-1: none), for choose_layers.
+  std::vector<PeerSnapshot> all_peers(double now, int except) const;
+  // Layers a node of its class joining now should serve.
+  LayerRange choose_range(int node, double now);
+  // Marks a node online under a new incarnation (its mailbox named after it).
+  void join(int node, double now, LayerRange range);
+  void leave(int node, double now);
+  // The load figure for the controller: busy fraction lately.
+  void add_busy(int node, double now, double seconds);
+};
+
+// Seconds one step's layers take on `node` for a batch of `b` tokens over `layers` layers.
+double batch_seconds(const World& w, int node, int b, int layers);
+
+}  // namespace swarm::sim

@@ -20,7 +20,13 @@ namespace {
 
 void print_human(const std::string& line) {
   const nlohmann::json j = nlohmann::json::parse(line);
-  if (j.contains("summary")) {
+  if (j.contains("run")) {
+    std::printf("requests %d: %.2f tok/s in all, %.2f tok/s per stream, first token after %.0f ms "
+                "(%.1f simulated s)\n",
+                j["requests"].get<int>(), j["aggregate_tok_s"].get<double>(),
+                j["stream_tok_s"].get<double>(), j["ttft_ms"].get<double>(),
+                j["span_s"].get<double>());
+  } else if (j.contains("summary")) {
     std::printf(
         "summary %.0f-%.0f s: %.1f tok/s, per-token latency p50 %.1f ms p95 %.1f ms p99 %.1f ms, "
         "ttft p50 %.0f ms, utilisation %.3f, recoveries %d, requests done %d (wall %.1f s)\n",

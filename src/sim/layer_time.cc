@@ -21,6 +21,13 @@ LayerTime::LayerTime(const NodeClass& c, const ModelShape& m) {
   overhead_s_ = c.overhead_s;
 }
 
+LayerTime::LayerTime(const std::vector<std::pair<int, double>>& points, int max_batch) {
+  if (points.empty()) return;  // the roofline's terms stay 0
+  StageTimes st;
+  st.points = points;
+  table_ = stage_time_table(st, std::max(64, max_batch), 0.05);
+}
+
 double LayerTime::seconds(int b) const {
   b = std::max(1, b);
   if (table_.empty()) return overhead_s_ + std::max(memory_s_, b * flop_s_);

@@ -16,6 +16,8 @@ namespace swarm::sim {
 class LayerTime {
  public:
   LayerTime(const NodeClass& c, const ModelShape& m);
+  // Measured points only (e.g. a head's time over b rows); none: always 0.
+  LayerTime(const std::vector<std::pair<int, double>>& points, int max_batch);
   // Seconds for one layer and a batch of `b` >= 1 tokens; from points, beyond
   // the measured table linear along its last slope.
   double seconds(int b) const;

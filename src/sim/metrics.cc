@@ -132,3 +132,29 @@ std::string summary_json(const std::vector<WindowStats>& windows, double warmup_
 }
 
 }  // namespace swarm::sim
+
+namespace swarm::sim {
+
+std::string run_json(const std::vector<RequestRecord>& records, const std::string& scenario) {
+  double first = 1e300, last = 0, tokens = 0, rate = 0, ttft = 0;
+  for (const RequestRecord& r : records) {
+    first = std::min(first, r.arrival_s);
+    last = std::max(last, r.done_s);
+    tokens += r.tokens;
+    const double decode = r.done_s - r.first_token_s;
+    rate += r.tokens > 1 && decode > 0 ? (r.tokens - 1) / decode : 0;
+    ttft += r.first_token_s - r.arrival_s;
+  }
+  const double n = std::max<double>(1, static_cast<double>(records.size()));
+  nlohmann::ordered_json j;
+  j["run"] = true;
+  j["scenario"] = scenario;
+  j["requests"] = records.size();
+  j["aggregate_tok_s"] = round3(records.empty() ? 0 : tokens / std::max(1e-9, last - first));
+  j["stream_tok_s"] = round3(rate / n);
+  j["ttft_ms"] = round3(1000 * ttft / n);
+  j["span_s"] = round3(records.empty() ? 0 : last - first);
+  return j.dump();
+}
+
+}  // namespace swarm::sim

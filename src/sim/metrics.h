@@ -24,8 +24,16 @@ struct WindowStats {
   int64_t spec_steps = 0, plain_steps = 0;
 };
 
+// One completed request, as `swarm loadgen` sees it.
+struct RequestRecord {
+  double arrival_s = 0, first_token_s = 0, done_s = 0;
+  int tokens = 0;
+};
+
 class Metrics {
  public:
+  void request_record(const RequestRecord& r) { records_.push_back(r); }
+  const std::vector<RequestRecord>& records() const { return records_; }
   explicit Metrics(double window_s) : window_s_(window_s) {}
   void token(double now, double latency_s, int n);
   void first_token(double now, double ttft_s);
@@ -46,7 +54,13 @@ class Metrics {
   WindowStats open_;
   std::vector<bool> busy_nodes_;
   int in_flight_ = 0;
+  std::vector<RequestRecord> records_;
 };
+
+// Over completed requests, as `swarm loadgen` reports a run: tokens over the
+// span from the first arrival to the last completion, the mean per-request
+// decode rate after the first token, the mean time to first token.
+std::string run_json(const std::vector<RequestRecord>& records, const std::string& scenario);
 
 // The q-quantile (0..1) of `v` (sorted copy; 0 for an empty one).
 double quantile(std::vector<float> v, double q);

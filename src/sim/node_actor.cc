@@ -103,12 +103,33 @@ void run_node(World* world, int node) {
       queue.push_back({receive(mb), 0});
       continue;
     }
-    int b = 0;
-    for (int t : plan.take) b += t;
+    int b = 0, head_rows = 0;
+    for (size_t k = 0; k < plan.batch.size(); ++k) {
+      const Queued& q = queue[plan.batch[k]];
+      b += plan.take[k];
+      // The last stage's head: every row of a decode or verification step,
+      // only the last of a prompt (when its final chunk runs).
+      const Hop& h = q.step->chain->hops[q.step->hop];
+      if (h.last_layer == w.scenario.model.n_layer)
+        head_rows += !q.step->bulk ? plan.take[k] : (q.left - plan.take[k] <= 0 ? 1 : 0);
+    }
     const Hop& h0 = queue[plan.batch[0]].step->chain->hops[queue[plan.batch[0]].step->hop];
-    const double dt = batch_seconds(w, node, b, h0.last_layer - h0.first_layer);
-    sg4::this_actor::sleep_for(dt);
+    const double alone = batch_seconds(w, node, b, h0.last_layer - h0.first_layer, head_rows);
+    const double started = sg4::Engine::get_clock();
+    if (w.platform.machine) {
+      // One core of the shared machine; batches of other nodes that overlap
+      // this one share its cores, so it may take longer than `alone`.
+      sg4::ExecPtr exec = sg4::this_actor::exec_init(alone * kMachineCoreSpeed);
+      exec->set_host(w.platform.machine);
+      exec->start();
+      exec->wait();
+    } else {
+      sg4::this_actor::sleep_for(alone);
+    }
+    const double dt = sg4::Engine::get_clock() - started;
     w.add_busy(node, sg4::Engine::get_clock(), dt);
+    const double slowdown = w.scenario.classes[n.class_index].slowdown;
+    if (slowdown > 1) sg4::this_actor::sleep_for((slowdown - 1) * dt);
     std::vector<bool> done(queue.size(), false);
     for (size_t k = 0; k < plan.batch.size(); ++k) {
       Queued& q = queue[plan.batch[k]];

@@ -85,6 +85,11 @@ Platform build_platform(const Scenario& s, const std::vector<NodePlacement>& nod
       attach(zones[r], h, c.uplink_bps, c.downlink_bps, std::max(0.0, lat * (1 + u(rng))));
       p.node_hosts[i] = h;
     }
+    if (r == 0 && s.machine_cores > 0) {
+      // Not on any route: only executions run on it.
+      p.machine = zones[r]->create_host("machine", kMachineCoreSpeed);
+      p.machine->set_core_count(s.machine_cores);
+    }
     zones[r]->seal();
   }
   for (int a = 0; a < R; ++a) {

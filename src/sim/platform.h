@@ -24,7 +24,11 @@ struct NodePlacement {
 struct Platform {
   std::vector<simgrid::s4u::Host*> node_hosts;     // by node index
   std::vector<simgrid::s4u::Host*> gateway_hosts;  // by region
+  // With Scenario::machine_cores: the one machine every node computes on
+  // (kMachineCoreSpeed flop/s per core, so a second of compute is that many flops).
+  simgrid::s4u::Host* machine = nullptr;
 };
+inline constexpr double kMachineCoreSpeed = 1e9;
 
 // Which class and region each node has, in node order (class by class).
 std::vector<NodePlacement> place_nodes(const Scenario& s, std::mt19937_64& rng);

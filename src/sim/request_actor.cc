@@ -36,6 +36,7 @@ class Session {
     if (!first) return false;
     delete first;
     w_.metrics.first_token(now_s(), now_s() - r_.arrival_s);
+    first_token_s_ = now_s();
     produced_ = 1;
     while (produced_ < r_.output_tokens) {
       const int remaining = r_.output_tokens - produced_;
@@ -99,6 +100,7 @@ class Session {
           chain->hops.push_back(h);
         }
         chain_ = chain;
+        w_.live_requests[r_.id] = {mb_, chain_};
         return true;
       }
       if (now_s() >= until) return false;
@@ -143,6 +145,17 @@ class Session {
       } catch (const simgrid::NetworkFailureException&) {
         continue;  // the last stage died while answering: the deadline will tell
       }
+      if (s->seq == kResetSeq) {
+        // A stage of a chain this request was on was reset: if it is the
+        // current chain, no answer will come; fail over now.
+        const bool current = s->chain->attempt == attempt_;
+        delete s;
+        if (current) {
+          reset_ = true;
+          return nullptr;
+        }
+        continue;
+      }
       if (s->chain->attempt == attempt_ && s->seq == awaited_) return s;
       delete s;  // from a chain we left, a replayed step, or a run after a rejected draft
     }
@@ -166,6 +179,7 @@ class Session {
     const StepDeadlineOptions opts;
     for (;;) {
       const double deadline = g_.steps.deadline(chain_->key, send_tokens, opts).count() / 1000.0;
+      reset_ = false;
       if (Step* a = wait(deadline)) {
         double compute = 0;
         for (const StageTiming& t : a->timings) {
@@ -189,7 +203,7 @@ class Session {
           dead.push_back(&h);
         }
       }
-      sg4::this_actor::sleep_for(probe);
+      if (!reset_) sg4::this_actor::sleep_for(probe);  // a reset needs no probe
       const bool past_ceiling = now_s() - sent >= opts.ceiling.count() / 1000.0;
       if (dead.empty() && !past_ceiling) continue;  // slow, not gone: keep waiting
       for (const Hop* h : dead) g_.failed_until[h->address] = now_s() + kFailureMemoryS;
@@ -268,6 +282,15 @@ class Session {
   int64_t seq_ = 0;
   int64_t awaited_ = 0;  // the step whose answer counts
   int produced_ = 0;
+  bool reset_ = false;
+  double first_token_s_ = -1;
+
+ public:
+  // When the first token came (-1: never) and how many tokens were produced.
+  double first_token_s() const { return first_token_s_; }
+  int produced() const { return produced_; }
+
+ private:  // the last wait ended because a stage of the chain was reset
   std::mt19937_64 rng_;
   std::uniform_real_distribution<double> accept_{0.0, 1.0};
   SpecConfig cfg_;
@@ -284,7 +307,9 @@ void run_request(World* world, RequestSpec spec) {
   Session s(*world, spec);
   const bool ok = s.run();
   world->cancelled_below[spec.id] = std::numeric_limits<int64_t>::max();
+  world->live_requests.erase(spec.id);
   world->metrics.request_done(now_s(), ok);
+  if (ok) world->metrics.request_record({spec.arrival_s, s.first_token_s(), now_s(), s.produced()});
 }
 
 }  // namespace swarm::sim

@@ -112,11 +112,37 @@ LengthDist read_length(Fields& parent, const std::string& key) {
   return d;
 }
 
+// [[b, seconds], ...]: whole batch sizes >= 1, times > 0; empty when absent.
+std::vector<std::pair<int, double>> read_time_points(Fields& f, const std::string& key) {
+  std::vector<std::pair<int, double>> out;
+  const toml::node* n = f.node(key);
+  if (!n) return out;
+  const toml::array* pts = n->as_array();
+  if (!pts) {
+    f.fail(f.name(key) + " must be an array of [b, seconds]");
+    return out;
+  }
+  for (size_t i = 0; i < pts->size(); ++i) {
+    const toml::array* p = (*pts)[i].as_array();
+    const std::string nm = f.name(key) + "[" + std::to_string(i) + "]";
+    if (!p || p->size() != 2 || !(*p)[0].is_number() || !(*p)[1].is_number()) {
+      f.fail(nm + " must be [batch_tokens, seconds]");
+      continue;
+    }
+    const double b = *(*p)[0].value<double>(), s = *(*p)[1].value<double>();
+    if (b < 1 || b != std::floor(b) || !(s > 0) || !std::isfinite(s))
+      f.fail(nm + " needs a whole batch size >= 1 and a time > 0");
+    out.emplace_back(static_cast<int>(b), s);
+  }
+  return out;
+}
+
 NodeClass read_class(Fields f, const ModelShape& m, const std::vector<Region>& regions) {
   f.check_known({"name", "count", "memory_gb", "usable_memory_fraction", "max_layers",
                  "layer_time_points", "memory_bandwidth_gbs", "peak_tflops", "memory_efficiency",
                  "compute_efficiency", "overhead_us", "uplink_mbps", "downlink_mbps", "regions",
-                 "max_batch_tokens", "source"});
+                 "max_batch_tokens", "head_time_points", "slowdown", "step_overhead_us",
+                 "source"});
   NodeClass c;
   c.name = f.str("name", "", true);
   c.count = f.integer("count", 0, 0, 1000000, true);
@@ -129,23 +155,10 @@ NodeClass read_class(Fields f, const ModelShape& m, const std::vector<Region>& r
   c.uplink_bps = f.num("uplink_mbps", 0, 0.001, 1e7, true) * 1e6;
   c.downlink_bps = f.num("downlink_mbps", 0, 0.001, 1e7, true) * 1e6;
   c.max_batch_tokens = f.integer("max_batch_tokens", 64, 1, 65536);
-  if (const toml::array* pts =
-          f.node("layer_time_points") ? f.node("layer_time_points")->as_array() : nullptr) {
-    for (size_t i = 0; i < pts->size(); ++i) {
-      const toml::array* p = (*pts)[i].as_array();
-      const std::string nm = f.name("layer_time_points") + "[" + std::to_string(i) + "]";
-      if (!p || p->size() != 2 || !(*p)[0].is_number() || !(*p)[1].is_number()) {
-        f.fail(nm + " must be [batch_tokens, seconds_per_layer]");
-        continue;
-      }
-      const double b = *(*p)[0].value<double>(), s = *(*p)[1].value<double>();
-      if (b < 1 || b != std::floor(b) || !(s > 0) || !std::isfinite(s))
-        f.fail(nm + " needs a whole batch size >= 1 and a time > 0");
-      c.layer_time_points.emplace_back(static_cast<int>(b), s);
-    }
-  } else if (f.has("layer_time_points")) {
-    f.fail(f.name("layer_time_points") + " must be an array of [b, seconds]");
-  }
+  c.slowdown = f.num("slowdown", 1, 1, 1e6);
+  c.step_overhead_s = f.num("step_overhead_us", 0, 0, 1e7) * 1e-6;
+  c.layer_time_points = read_time_points(f, "layer_time_points");
+  c.head_time_points = read_time_points(f, "head_time_points");
   if (c.layer_time_points.empty()) {
     c.memory_bandwidth = f.num("memory_bandwidth_gbs", 0, 0.001, 1e6, true) * 1e9;
     c.peak_flops = f.num("peak_tflops", 0, 1e-6, 1e6, true) * 1e12;
@@ -191,7 +204,7 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
   Fields top(&root, "", &err);
   top.check_known({"name", "seed", "duration_s", "window_s", "warmup_s", "survey_interval_s",
                    "model", "network", "classes", "churn", "requests", "speculation",
-                   "fixed_ranges", "kills"});
+                   "fixed_ranges", "kills", "machine"});
   s.name = top.str("name", "scenario");
   s.seed = static_cast<uint64_t>(top.num("seed", 1, 0, 9e15));
   s.duration_s = top.num("duration_s", 60, 0.001, 1e7);
@@ -290,9 +303,16 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
 
   Fields req = top.child("requests");
   if (!top.has("requests")) top.fail("requests is required");
-  req.check_known({"arrival_rate", "streams", "prompt", "output"});
+  req.check_known({"arrival_rate", "streams", "total", "prompt", "output"});
   s.requests.arrival_rate = req.num("arrival_rate", 0, 0, 1e6);
   s.requests.streams = req.integer("streams", 0, 0, 1000000);
+  s.requests.total = req.integer("total", 0, 0, 100000000);
+  if (s.requests.total > 0 && s.requests.streams == 0)
+    req.fail(req.name("total") + " needs " + req.name("streams") + " (closed-loop requests)");
+
+  Fields machine = top.child("machine");
+  machine.check_known({"cores"});
+  s.machine_cores = machine.integer("cores", 0, 1, 4096, top.has("machine"));
   if (s.requests.arrival_rate == 0 && s.requests.streams == 0 && err.ok())
     req.fail(req.name("arrival_rate") + " or " + req.name("streams") + " must be > 0");
   if (top.has("requests")) {
@@ -332,8 +352,9 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
         top.fail("kills[" + std::to_string(i) + "] must be a table {node, at_s}");
         continue;
       }
-      s.kills.emplace_back(k.integer("node", 0, 0, std::max(0, total - 1), true),
-                           k.num("at_s", 0, 0, 1e9, true));
+      k.check_known({"node", "at_s", "reset"});
+      s.kills.push_back({k.integer("node", 0, 0, std::max(0, total - 1), true),
+                         k.num("at_s", 0, 0, 1e9, true), k.boolean("reset", false)});
     }
   }
   if (!err.ok()) return err;

@@ -29,6 +29,11 @@ struct NodeClass {
   double usable_memory_fraction = 0.8;  // the rest holds KV caches and activations
   int max_layers = 0;                   // > 0: caps the layers it holds (0: memory decides)
   std::vector<std::pair<int, double>> layer_time_points;  // (b, seconds per layer)
+  // The last stage's head (final norm, output matrix) over b rows: (b, seconds).
+  // Empty: the head costs nothing (on a GPU it is one more layer's worth).
+  std::vector<std::pair<int, double>> head_time_points;
+  double slowdown = 1;     // >= 1: after each batch it waits (slowdown - 1) x its compute
+  double step_overhead_s = 0;  // per batch, whatever its size: messages decoded, sent
   double memory_bandwidth = 0;                            // bytes/s, when no points are given
   double peak_flops = 0;                                  // FLOP/s
   double memory_efficiency = 0.7;
@@ -60,6 +65,9 @@ struct Churn {
 struct Requests {
   double arrival_rate = 0;  // Poisson, requests per second (0: `streams` closed-loop only)
   int streams = 0;          // closed-loop streams: each starts a new request when one ends
+  // > 0: the streams start this many requests in all, and the run ends when
+  // the last one completes (as `swarm loadgen -r` does), not at duration_s.
+  int total = 0;
   LengthDist prompt, output;
 };
 
@@ -93,8 +101,19 @@ struct Scenario {
   // Fixed chains for hand-checked tests: when set, nodes take these layer
   // ranges in order (class by class) instead of choosing their own.
   std::vector<std::pair<int, int>> fixed_ranges;
-  // Scheduled failures: (node index, time) pairs, on top of churn.
-  std::vector<std::pair<int, double>> kills;
+  // Scheduled failures, on top of churn. `reset`: the process dies but its
+  // machine's kernel resets its connections (kill -9), so its callers learn
+  // at once; otherwise it goes silent (power loss) and only deadlines tell.
+  struct Kill {
+    int node = 0;
+    double at_s = 0;
+    bool reset = false;
+  };
+  std::vector<Kill> kills;
+  // > 0: every node computes on one shared machine with this many cores (a
+  // swarm of processes on one computer, as the real runs that validate the
+  // simulator are): batches that overlap share its cores.
+  int machine_cores = 0;
   double survey_interval_s = 5;  // how stale the gateways' load figures are
 };
 

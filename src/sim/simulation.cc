@@ -31,6 +31,7 @@ struct ChurnEvent {
   double at_s;
   int node;
   bool join;
+  bool reset = false;  // a kill whose connections are reset: callers know at once
 };
 
 // Every leave and rejoin of the run, in time order: sessions online and
@@ -51,7 +52,7 @@ std::vector<ChurnEvent> churn_events(const Scenario& s, size_t nodes, std::mt199
       }
     }
   }
-  for (const auto& [node, at] : s.kills) ev.push_back({at, node, false});
+  for (const Scenario::Kill& k : s.kills) ev.push_back({k.at_s, k.node, false, k.reset});
   std::stable_sort(ev.begin(), ev.end(),
                    [](const ChurnEvent& a, const ChurnEvent& b) { return a.at_s < b.at_s; });
   return ev;
@@ -62,6 +63,21 @@ void start_node(World& w, int i, double now, LayerRange range) {
   sg4::Actor::create(w.nodes[i].address, w.platform.node_hosts[i], run_node, &w, i);
 }
 
+// A killed process's kernel resets its connections: every request whose
+// chain goes through it hears so at once.
+void tell_reset(World& w, int node, int incarnation) {
+  for (const auto& [id, live] : w.live_requests) {
+    bool through = false;
+    for (const Hop& h : live.chain->hops)
+      through = through || (h.node == node && h.incarnation == incarnation);
+    if (!through) continue;
+    auto* s = new Step;
+    s->chain = live.chain;
+    s->seq = kResetSeq;
+    live.mailbox->put_init(s, 64)->detach();
+  }
+}
+
 void run_churn(World* w, std::vector<ChurnEvent> events) {
   for (const ChurnEvent& e : events) {
     sg4::this_actor::sleep_until(e.at_s);
@@ -69,8 +85,10 @@ void run_churn(World* w, std::vector<ChurnEvent> events) {
     sg4::Host* h = w->platform.node_hosts[e.node];
     if (!e.join) {
       if (!w->nodes[e.node].online) continue;
+      const int incarnation = w->nodes[e.node].incarnation;
       w->leave(e.node, now);
       h->turn_off();
+      if (e.reset) tell_reset(*w, e.node, incarnation);
     } else if (!w->nodes[e.node].online) {
       h->turn_on();
       start_node(*w, e.node, now, w->choose_range(e.node, now));
@@ -107,14 +125,20 @@ void run_arrivals(World* w) {
 }
 
 // A closed-loop stream: one request after another, as `swarm loadgen` does.
+// With Requests::total, the streams start that many in all and the last
+// stream to finish ends the run.
 void run_stream(World* w) {
+  const int total = w->scenario.requests.total;
   for (;;) {
+    if (total > 0 && w->stream_requests_started >= total) break;
+    w->stream_requests_started++;
     RequestSpec r = new_request(*w);
     sg4::Actor::create("request-" + std::to_string(r.id), w->platform.gateway_hosts[r.region],
                        run_request, w, r)
         ->join();
-    if (sg4::Engine::get_clock() >= w->scenario.duration_s) return;
+    if (sg4::Engine::get_clock() >= w->scenario.duration_s) break;
   }
+  if (--w->streams_running == 0 && total > 0 && w->end_run) w->end_run(sg4::Engine::get_clock());
 }
 
 void run_ticker(World* w, std::function<void(const std::string&)> emit,
@@ -167,6 +191,16 @@ Result<SimResult> run_simulation(const Scenario& scenario,
   sg4::Actor::create("churn", control, run_churn, &w,
                      churn_events(scenario, placement.size(), w.rng));
   if (scenario.requests.arrival_rate > 0) sg4::Actor::create("arrivals", control, run_arrivals, &w);
+  w.streams_running = scenario.requests.streams;
+  bool ended = false;
+  w.end_run = [&](double now) {
+    // The last window ends with the run; the other actors stop.
+    if (ended) return;
+    ended = true;
+    result.lines.push_back(window_json(w.metrics.close_window(now, w.online_count)));
+    if (on_line) on_line(result.lines.back());
+    sg4::Actor::kill_all();
+  };
   for (int i = 0; i < scenario.requests.streams; ++i) {
     // Streams are spread over the gateways by their weights.
     sg4::Actor::create("stream-" + std::to_string(i), control, run_stream, &w);
@@ -176,6 +210,11 @@ Result<SimResult> run_simulation(const Scenario& scenario,
 
   result.windows = w.metrics.windows();
   result.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  // The run as loadgen would report it, then the summary (always last).
+  if (!w.metrics.records().empty()) {
+    result.lines.push_back(run_json(w.metrics.records(), scenario.name));
+    if (on_line) on_line(result.lines.back());
+  }
   result.lines.push_back(
       summary_json(result.windows, scenario.warmup_s, scenario.name, result.nodes, result.wall_s));
   if (on_line) on_line(result.lines.back());

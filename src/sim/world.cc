@@ -14,6 +14,7 @@ World::World(Scenario s, std::vector<NodePlacement> place, Platform plat)
       rng(scenario.seed) {
   for (const NodeClass& c : scenario.classes) {
     class_time.emplace_back(c, scenario.model);
+    class_head_time.emplace_back(c.head_time_points, c.max_batch_tokens);
     class_capacity.push_back(capacity_layers(c, scenario.model));
   }
   nodes.resize(placement.size());
@@ -127,8 +128,12 @@ void World::add_busy(int node, double now, double seconds) {
   metrics.busy(now, seconds, node);
 }
 
-double batch_seconds(const World& w, int node, int b, int layers) {
-  return layers * w.class_time[w.nodes[node].class_index].seconds(b);
+double batch_seconds(const World& w, int node, int b, int layers, int head_rows) {
+  const int c = w.nodes[node].class_index;
+  double s = layers * w.class_time[c].seconds(b) + w.scenario.classes[c].step_overhead_s;
+  if (head_rows > 0 && !w.scenario.classes[c].head_time_points.empty())
+    s += w.class_head_time[c].seconds(head_rows);
+  return s;
 }
 
 }  // namespace swarm::sim

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -18,6 +19,7 @@
 #include "routing/chain.h"
 #include "routing/layer_assignment.h"
 #include "sim/layer_time.h"
+#include "sim/messages.h"
 #include "sim/metrics.h"
 #include "sim/platform.h"
 #include "sim/scenario.h"
@@ -65,6 +67,7 @@ struct World {
   std::vector<NodePlacement> placement;
   Platform platform;
   std::vector<LayerTime> class_time;  // per class
+  std::vector<LayerTime> class_head_time;  // per class: the head over b rows
   std::vector<int> class_capacity;    // layers per class
   std::vector<NodeState> nodes;
   std::vector<std::unique_ptr<GatewayState>> gateways;
@@ -75,6 +78,18 @@ struct World {
   // a rejected draft, or the request's end): stages drop them unrun.
   std::map<int64_t, int64_t> cancelled_below;
   int online_count = 0;
+  // Requests in progress: where to tell them that a stage of their chain was
+  // reset (Scenario::Kill::reset), and the chain they are on.
+  struct LiveRequest {
+    simgrid::s4u::Mailbox* mailbox = nullptr;
+    std::shared_ptr<const Chain> chain;
+  };
+  std::map<int64_t, LiveRequest> live_requests;
+  // With Requests::total: requests the streams started so far, streams still
+  // running, and what ends the run when the last stream is done.
+  int stream_requests_started = 0;
+  int streams_running = 0;
+  std::function<void(double)> end_run;
 
   // Node index of an address, -1 when unknown; `incarnation` gets its incarnation.
   int node_of(const std::string& address, int* incarnation) const;
@@ -94,7 +109,13 @@ struct World {
   void add_busy(int node, double now, double seconds);
 };
 
-// Seconds one step's layers take on `node` for a batch of `b` tokens over `layers` layers.
-double batch_seconds(const World& w, int node, int b, int layers);
+// Seconds one step's layers take on `node` for a batch of `b` tokens over
+// `layers` layers, and its head over `head_rows` rows (0 unless it is the last
+// stage), and the class's per-batch overhead.
+double batch_seconds(const World& w, int node, int b, int layers, int head_rows = 0);
+
+// A step of a chain whose stage at `node` was reset: what the churn actor
+// sends a request's mailbox (its seq is this) so the request fails over at once.
+inline constexpr int64_t kResetSeq = -1;
 
 }  // namespace swarm::sim

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Is the simulator right about this machine? The same configurations run for
+# real on 127.0.0.1 and in `swarm sim` with this machine's measured stage time
+# t(b) (`swarm bench --batch-sizes`): 2 and 4 stages, one-way link delays of 0,
+# 20 and 100 ms, 1 and 16 streams, with and without speculation, a slowed stage
+# (--slowdown 4), and a kill -9 of a stage mid-run with a twin to fail over to.
+# Each configuration prints one JSON line: the real and the simulated aggregate
+# tokens/s, per-stream decode tokens/s and time to first token, and the
+# simulated/real ratio of each (the goal: within 10%, so 0.9 to 1.1).
+# Model: synthetic TinyLlama-1.1B in Q8_0 (as bench/swarm_bench.sh), each node
+# on one thread, weights read into memory.
+#   bench/sim_validate.sh [BUILD] [TOKENS per request, default 32] [ONLY: a label's substring]
+set -euo pipefail
+BUILD=${1:-build}
+TOKENS=${2:-32}
+ONLY=${3:-}
+SWARM="$BUILD/swarm"
+WORK="$BUILD/bench-sim-validate"
+MODEL="$BUILD/models/tinyllama-1.1b-Q8_0.gguf"
+N_LAYER=22
+PROMPT="The licensee may copy and distribute verbatim copies of the Program's source code"
+mkdir -p "$BUILD/models" "$WORK"
+source "$(dirname "$0")/../scripts/procs.sh"
+[ -f "$MODEL" ] || "$SWARM" synth --shape tinyllama-1.1b --type Q8_0 --seed 1 -o "$MODEL" >&2
+
+# This machine's t(b): per-layer time of decode batches and prompt chunks, one thread.
+TIMES="$WORK/batch_times.jsonl"
+"$SWARM" bench -m "$MODEL" -t 1 --no-mmap --batch-sizes 1,2,4,8,16,32 --prefill-chunks 64,128 \
+  --context 32 --json >"$TIMES"
+CORES=$(nproc)
+# As TOML points: a layer's time per batch size (decode batches up to 32
+# tokens, prompt chunks beyond), the head's over its rows (decode batches).
+points() {  # FIELD KIND -> [[b, s], ...]
+  awk -v f="$2" -v kind="$3" -F'[:,}]' '$0 ~ "\"kind\":\"" kind "\"" {
+      for (i = 1; i < NF; i++) { if ($i ~ /"tokens"/) b = $(i + 1); if ($i ~ "\"" f "\"") t = $(i + 1) }
+      out = out (out == "" ? "" : ", ") "[" b ", " t "]" }
+    END { print out }' "$1"
+}
+LAYER_POINTS="[$(points "$TIMES" layer_s decode), $(points "$TIMES" layer_s prefill)]"
+HEAD_POINTS="[$(points "$TIMES" head_s decode)]"
+PROMPT_TOKENS=$("$SWARM" tokenize -m "$MODEL" "$PROMPT" 2>/dev/null | tail -1 | tr ',' '\n' | grep -c .)
+
+metric() {  # URL NAME -> the value of a counter on the gateway's /metrics (0 when absent)
+  curl -s "$1/metrics" | awk -v n="$2" '$1 == n {print $2; found=1} END {if (!found) print 0}'
+}
+field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
+
+# One real run: STAGES DELAY_MS STREAMS SPEC(off|ngram) SLOWDOWN KILL(0|1) -> sets $real (loadgen's JSON)
+# and $acceptance (accepted / drafted draft tokens; 0 without speculation).
+run_real() {
+  local stages=$1 delay=$2 streams=$3 spec=$4 slow=$5 kill=$6 peers="" s a b flags victim="" victim_addr=""
+  for ((s = 0; s < stages; s++)); do
+    a=$((N_LAYER * s / stages)) b=$((N_LAYER * (s + 1) / stages))
+    flags=(--link-delay-ms "$delay")
+    [ "$s" = 1 ] && [ "$slow" != 1 ] && flags+=(--slowdown "$slow")
+    start "node$s" node -m "$MODEL" --layers "$a:$b" --listen 127.0.0.1:0 -t 1 --no-mmap "${flags[@]}"
+    peers+="${peers:+,}$addr"
+    if [ "$kill" = 1 ] && [ "$s" = $((stages - 1)) ]; then
+      # The last stage's twin; the first of the two to be chosen is killed mid-run.
+      victim=${pids[-1]} victim_addr=$addr
+      start "twin$s" node -m "$MODEL" --layers "$a:$b" --listen 127.0.0.1:0 -t 1 --no-mmap "${flags[@]}"
+      peers+=",$addr"
+    fi
+  done
+  start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 -c 1024 --peers "$peers" \
+    --link-delay-ms "$delay" --speculate "$spec"
+  local url="http://$addr"
+  "$SWARM" loadgen --url "$url" -c 1 -r 1 -n 4 --prompt "$PROMPT" >/dev/null  # warm-up
+  local drafted0 accepted0
+  drafted0=$(metric "$url" swarm_speculation_drafted_tokens_total)
+  accepted0=$(metric "$url" swarm_speculation_accepted_tokens_total)
+  kill_after_s=0
+  if [ "$kill" = 1 ]; then
+    local t0
+    t0=$(date +%s%N)
+    "$SWARM" loadgen --url "$url" -c "$streams" -r $((2 * streams)) -n "$TOKENS" --prompt "$PROMPT" --json \
+      >"$WORK/loadgen.out" &
+    local lg=$!
+    # Kill once the victim holds a session of the run (it is then mid-request).
+    until ! running "$lg" || [ "$("$SWARM" info "$victim_addr" 2>/dev/null | sed -n 's/.*"active_sessions":\([0-9]*\).*/\1/p')" -gt 0 ] 2>/dev/null; do
+      sleep 0.02
+    done
+    kill -9 "$victim" 2>/dev/null || true
+    kill_after_s=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { print (b - a) / 1e9 }')
+    wait "$lg"
+    real=$(cat "$WORK/loadgen.out")
+  else
+    real=$("$SWARM" loadgen --url "$url" -c "$streams" -r $((2 * streams)) -n "$TOKENS" --prompt "$PROMPT" --json)
+  fi
+  local drafted accepted
+  drafted=$(metric "$url" swarm_speculation_drafted_tokens_total)
+  accepted=$(metric "$url" swarm_speculation_accepted_tokens_total)
+  acceptance=$(awk -v d="$drafted" -v d0="$drafted0" -v a="$accepted" -v a0="$accepted0" \
+    'BEGIN { print (d - d0 > 0) ? (a - a0) / (d - d0) : 0 }')
+  stop_all
+}
+
+CONFIGS=(
+  # stages delay_ms streams speculate slowdown kill
+  "2 0 1 off 1 0" "2 0 16 off 1 0" "2 20 1 off 1 0" "2 20 16 off 1 0" "2 100 1 off 1 0" "2 100 16 off 1 0"
+  "4 0 1 off 1 0" "4 0 16 off 1 0" "4 20 1 off 1 0" "4 20 16 off 1 0" "4 100 1 off 1 0" "4 100 16 off 1 0"
+  "4 20 1 ngram 1 0" "4 100 1 ngram 1 0" "4 20 16 ngram 1 0"
+  "4 20 1 off 4 0" "4 20 16 off 4 0"
+  "2 20 16 off 1 1"
+)
+# The same configuration in the simulator: one node class per stage (so each
+# keeps its range and slowdown), every node computing on this machine's cores,
+# one-way delays as the real runs' emulated links, the measured acceptance.
+run_sim() {  # STAGES DELAY STREAMS SPEC SLOWDOWN KILL ACCEPTANCE KILL_AFTER_S -> sets $sim
+  local stages=$1 delay=$2 streams=$3 spec=$4 slow=$5 kill=$6 acc=$7 kill_at=$8 s a b ranges=""
+  local toml="$WORK/scenario.toml"
+  {
+    echo "name = \"validate\""
+    echo "duration_s = 3600"
+    echo "window_s = 3600"
+    for ((s = 0; s < stages; s++)); do
+      a=$((N_LAYER * s / stages)) b=$((N_LAYER * (s + 1) / stages))
+      ranges+="${ranges:+, }[$a, $b]"
+      [ "$kill" = 1 ] && [ "$s" = $((stages - 1)) ] && ranges+=", [$a, $b]"
+    done
+    echo "fixed_ranges = [$ranges]"
+    [ "$kill" = 1 ] && echo "kills = [{node = $((stages - 1)), at_s = $kill_at, reset = true}]"
+    echo "[machine]"
+    echo "cores = $CORES"
+    echo "[model]"
+    echo "name = \"tinyllama-1.1b\""
+    echo "layers = $N_LAYER"
+    echo "d_model = 2048"
+    echo "bytes_per_layer = 5e7"
+    echo "[network]"
+    echo "regions = [\"loopback\"]"
+    echo "rtt_ms = [[$((2 * delay))]]"
+    local count
+    for ((s = 0; s < stages; s++)); do
+      count=1
+      [ "$kill" = 1 ] && [ "$s" = $((stages - 1)) ] && count=2
+      echo "[[classes]]"
+      echo "name = \"stage-$s\""
+      echo "count = $count"
+      echo "memory_gb = 64"
+      echo "uplink_mbps = 100000"
+      echo "downlink_mbps = 100000"
+      echo "max_batch_tokens = 512"
+      echo "layer_time_points = $LAYER_POINTS"
+      echo "head_time_points = $HEAD_POINTS"
+      [ "$s" = 1 ] && echo "slowdown = $slow"
+    done
+    echo "[requests]"
+    echo "streams = $streams"
+    echo "total = $((2 * streams))"
+    echo "prompt = $PROMPT_TOKENS"
+    echo "output = $TOKENS"
+    echo "[speculation]"
+    if [ "$spec" = off ]; then echo "enabled = false"; else echo "enabled = true"; echo "acceptance = $acc"; fi
+  } >"$toml"
+  sim=$("$SWARM" sim "$toml" --json | grep '"run":true')
+}
+
+for config in "${CONFIGS[@]}"; do
+  read -r stages delay streams spec slow kill <<<"$config"
+  label="$stages stages, $delay ms, $streams streams, speculate $spec, slowdown $slow, kill $kill"
+  [ -n "$ONLY" ] && [[ "$label" != *"$ONLY"* ]] && continue
+  run_real "$stages" "$delay" "$streams" "$spec" "$slow" "$kill"
+  run_sim "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "$kill_after_s"
+  ra=$(field aggregate_tok_s "$real") rs=$(field stream_tok_s "$real") rt=$(field ttft_ms "$real")
+  sa=$(field aggregate_tok_s "$sim") ss=$(field stream_tok_s "$sim") st=$(field ttft_ms "$sim")
+  ratio() { awk -v s="$1" -v r="$2" 'BEGIN { printf "%.3f", (r > 0 ? s / r : 0) }'; }
+  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%.3f,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s}\n' \
+    "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
+    "$rs" "$ss" "$(ratio "$ss" "$rs")" "$rt" "$st" "$(ratio "$st" "$rt")" "$(field errors "$real")"
+done

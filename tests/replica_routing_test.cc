@@ -24,7 +24,8 @@ class ReplicaRoutingTest : public SwarmHarness {
   // their texts. Each link is delayed, so every request is still running when
   // the last one is routed. Returns the sessions each node opened, in start
   // order: [0, 2), [2, 4), [0, 2), [2, 4).
-  std::vector<int> sessions_after_concurrent_requests(const std::vector<std::string>& gateway_flags) {
+  std::vector<int> sessions_after_concurrent_requests(
+      const std::vector<std::string>& gateway_flags) {
     std::vector<std::string> want;
     for (int i = 0; i < kStreams; ++i) want.push_back(single_process(kPrompts[i], kTokens));
     // No audits: they would open sessions on the twins of their own.
@@ -36,7 +37,8 @@ class ReplicaRoutingTest : public SwarmHarness {
     }
     std::vector<std::future<std::string>> got;
     for (int i = 0; i < kStreams; ++i)
-      got.push_back(std::async(std::launch::async, [&, i] { return complete(kPrompts[i], kTokens); }));
+      got.push_back(
+          std::async(std::launch::async, [&, i] { return complete(kPrompts[i], kTokens); }));
     for (int i = 0; i < kStreams; ++i) EXPECT_EQ(got[i].get(), want[i]) << "stream " << i;
     std::vector<int> opened;
     for (size_t n = 0; n < 4; ++n) opened.push_back(sessions_opened(node_log(n)));

@@ -388,9 +388,8 @@ Result<std::vector<ChainStage>> PipelineBackend::route_holding(bool wait_for_cov
     apply_own_sessions_locked();
     auto chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
     if (chain.ok() && held) {
-      for (const ChainStage& s : *held)
-        if (--own_sessions_[s.address] <= 0) own_sessions_.erase(s.address);
-      for (const ChainStage& s : *chain) ++own_sessions_[s.address];
+      count_own_sessions_locked(*held, -1);
+      count_own_sessions_locked(*chain, +1);
       *held = *chain;
     }
     if (chain.ok() || chain.status().code() != Status::Code::kUnavailable) return chain;
@@ -438,10 +437,14 @@ void PipelineBackend::apply_own_sessions_locked() {
   }
 }
 
+void PipelineBackend::count_own_sessions_locked(const std::vector<ChainStage>& chain, int delta) {
+  for (const ChainStage& s : chain)
+    if ((own_sessions_[s.address] += delta) <= 0) own_sessions_.erase(s.address);
+}
+
 void PipelineBackend::release_held(std::vector<ChainStage>* held) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (const ChainStage& s : *held)
-    if (--own_sessions_[s.address] <= 0) own_sessions_.erase(s.address);
+  count_own_sessions_locked(*held, -1);
   held->clear();
 }
 
@@ -597,7 +600,8 @@ Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
       }
     }
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
-    if (auto next = route_holding(false, held); next.ok()) chain = std::move(next).value();  // a twin may have room
+    // A twin may have room.
+    if (auto next = route_holding(false, held); next.ok()) chain = std::move(next).value();
     session = std::make_unique<ChainSession>(chain, options_, &step_times_);
     session->set_logprobs(logprobs);
     st = session->open(model_id_, n_layer_, sp, max_length);

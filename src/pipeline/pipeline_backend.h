@@ -201,6 +201,8 @@ class PipelineBackend : public GenerationBackend {
   Result<std::vector<ChainStage>> route_holding(bool wait_for_coverage, std::vector<ChainStage>* held);
   // Ends what route_holding counted for *held (the request's session ended).
   void release_held(std::vector<ChainStage>* held);
+  // Adds `delta` to own_sessions_ of every stage of `chain`.
+  void count_own_sessions_locked(const std::vector<ChainStage>& chain, int delta);
   // A session is routed through `chain`: its peers' probation is over.
   void end_probation(const std::vector<ChainStage>& chain);
   // Avoids `address` for failure_memory; a first failure there also counts

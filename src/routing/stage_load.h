@@ -24,8 +24,8 @@ namespace swarm {
 // What a node is known to carry, from two sources: its own report (Info, at
 // the last survey) and the sessions this gateway opened through it since.
 struct StageLoadReport {
-  int reported_sessions = 0;     // InfoResponse.active_sessions at the last survey
-  int reported_queued_steps = 0; // InfoResponse.queued_steps then: steps waiting for a batch
+  int reported_sessions = 0;      // InfoResponse.active_sessions at the last survey
+  int reported_queued_steps = 0;  // InfoResponse.queued_steps then: steps waiting for a batch
   // This gateway's sessions through the node when it reported, and now: the
   // report's sessions less the first are other callers' (still counted), the
   // second replaces what the report knew of ours (sessions opened or closed

@@ -17,7 +17,7 @@ namespace {
 
 class ReplicaRoutingTest : public SwarmHarness {
  protected:
-  static constexpr int kStreams = 4, kTokens = 24;
+  static constexpr int kStreams = 8, kTokens = 24;
 
   // Starts two replicas of [0, 2) and of [2, 4) and a gateway over them (with
   // `gateway_flags`), runs kStreams greedy completions at once and checks

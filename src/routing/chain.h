@@ -101,7 +101,8 @@ struct ChainCosts {
 // score that is not a number counts as the minimum).
 double reputation_weight(double score, const ChainCosts& costs = {});
 
-// The cheapest chain covering [0, n_layer) with peers serving `model_id`, or
+// The cheapest chain covering [0, n_layer) (what a stage costs: speed, round
+// trip, load, reputation, price; doc/routing.md) with peers serving `model_id`, or
 // Unavailable naming the first layer nobody covers. Draining peers and
 // excluded ones (proven fraud) are never chosen. Ties break towards fewer stages, then the earlier address.
 Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& peers, const std::string& model_id,

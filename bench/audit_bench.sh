@@ -77,7 +77,7 @@ for mode in noise skip-layer replay "noise --cheat-rate 0.3" "noise --cheat-rate
     for trial in $(seq 1 "$TRIALS"); do
       rm -f "$WORK/detect-trust.db"*
       start gw gateway -m "$TINY" --listen 127.0.0.1:0 --peers "$first,$cheater,$twin" --audit-rate "$rate" \
-        --audit-local "$TINY" --audit-seed "$trial" --trust-db "$WORK/detect-trust.db" --probation-audit-rate 0
+        --speculate off --audit-local "$TINY" --audit-seed "$trial" --trust-db "$WORK/detect-trust.db" --probation-audit-rate 0
       gw=$addr gw_pid=${pids[-1]}
       steps=0 excluded=0
       while [ "$steps" -lt 2000 ]; do
@@ -126,7 +126,7 @@ cost() {  # LABEL GATEWAY-FLAGS...
   shift
   rm -f "$WORK/cost-trust.db"*
   start gw gateway -m "$BIG" --listen 127.0.0.1:0 -c 512 --peers "$peers$twins" --trust-db "$WORK/cost-trust.db" \
-    --probation-audit-rate 0 "$@"
+    --speculate off --probation-audit-rate 0 "$@"
   "$SWARM" loadgen --url "http://$addr" -c 4 -r 4 -n 8 >/dev/null
   line=$("$SWARM" loadgen --url "http://$addr" -c 8 -r 16 -n 32 --label "$label" --json)
   echo "$line"

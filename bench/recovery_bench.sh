@@ -56,7 +56,7 @@ run() {  # KILL(0|1) -> one loadgen JSON line
   done
   [ "$DISCOVERY" = peers ] && found=(--peers "$peers")
   start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 "${found[@]}" --link-delay-ms "$DELAY" \
-    "${timeout[@]}"
+    --speculate off "${timeout[@]}"
   local url="http://$addr" middle
   middle=$(grep -o 'chain .*' "$WORK/gateway.err" | awk '{print $5}')
   "$SWARM" loadgen --url "$url" -c "$SESSIONS" -n "$TOKENS" \

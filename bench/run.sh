@@ -4,7 +4,8 @@
 # against one process (bench/swarm_bench.sh) and recovery from a killed stage
 # (bench/recovery_bench.sh), and a pipeline with one stage slowed by --slowdown
 # (bench/slowdown_bench.sh), and speculation on the shipped KJV pair
-# (bench/spec_acceptance.sh).
+# (bench/spec_acceptance.sh), and throughput against replicas per layer range
+# (bench/replica_bench.sh).
 # Every result is one JSON line on stdout.
 set -euo pipefail
 BUILD=${1:-build}
@@ -21,3 +22,4 @@ if [ -x "$BUILD/bench/matmul_bench" ]; then "$BUILD/bench/matmul_bench" --quick;
 "$(dirname "$0")/recovery_bench.sh" "$BUILD"
 "$(dirname "$0")/slowdown_bench.sh" "$BUILD"
 "$(dirname "$0")/spec_acceptance.sh" "$BUILD"
+"$(dirname "$0")/replica_bench.sh" "$BUILD"

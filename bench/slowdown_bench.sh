@@ -3,7 +3,7 @@
 # through a 4-stage swarm (synthetic TinyLlama-1.1B, Q8_0, loopback, no link
 # delay) with one stage slowed F = 1, 2, 4x. With stage times t, t, t, F t and
 # compute dominating, the rate is 4 / (3 + F) of the unslowed one: 1, 0.8,
-# 0.571. One JSON line per F.
+# 0.571 (plain decoding: --speculate off). One JSON line per F.
 #   bench/slowdown_bench.sh [BUILD] [TOKENS] [MODEL]
 set -euo pipefail
 BUILD=${1:-build}
@@ -25,7 +25,7 @@ for f in 1 2 4; do
     start "node$s" node -m "$MODEL" --layers "$a:$b" --listen 127.0.0.1:0 -t 1 --no-mmap --slowdown "$slow"
     peers+="${peers:+,}$addr"
   done
-  start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 -c 512 --peers "$peers"
+  start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 -c 512 --peers "$peers" --speculate off
   "$SWARM" loadgen --url "http://$addr" -c 1 -r 2 -n 4 >/dev/null  # warm up
   line=$("$SWARM" loadgen --url "http://$addr" -c 1 -r 2 -n "$TOKENS" --label "slowdown $f" --json)
   rate=$(sed 's/.*"stream_tok_s":\([0-9.]*\).*/\1/' <<<"$line")

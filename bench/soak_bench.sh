@@ -57,7 +57,7 @@ start node-a node -m "$MODEL" --layers 0:4 --listen 127.0.0.1:0 -t 1
 A=$addr; PID_A=${pids[-1]}
 start node-b node -m "$MODEL" --layers 4:8 --listen 127.0.0.1:0 -t 1
 B=$addr; PID_B=${pids[-1]}
-start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 --peers "$A,$B"
+start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 --peers "$A,$B" --speculate off
 URL="http://$addr"; PID_G=${pids[-1]}
 INFO=$("$SWARM" info "$B")
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$INFO"; }

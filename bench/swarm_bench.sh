@@ -4,6 +4,8 @@
 # API, for 2 and 4 stages on loopback with an emulated one-way link delay on
 # every message (0, 5, 20 ms), pushing stage to stage or relaying through the
 # gateway. One JSON line per result; ratios are to the single process.
+# The gateway decodes plainly (--speculate off), as the single process does;
+# bench/spec_bench.sh measures speculation.
 # Weights are read into memory (--no-mmap): it is the faster way on this kind of
 # machine, and it is the same for both sides. Each node runs one thread, so an
 # N-stage swarm uses N threads against the single process's 2.
@@ -44,7 +46,7 @@ for stages in 2 4; do
         start "node$s" node -m "$MODEL" --layers "$a:$b" --listen 127.0.0.1:0 -t 1 --no-mmap --link-delay-ms "$delay"
         peers+="${peers:+,}$addr"
       done
-      flags=(--link-delay-ms "$delay")
+      flags=(--link-delay-ms "$delay" --speculate off)
       [ "$mode" = relay ] && flags+=(--relay)
       start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 -c 512 --peers "$peers" "${flags[@]}"
       label="$stages stages, $delay ms, $mode"

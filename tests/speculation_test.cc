@@ -173,6 +173,35 @@ TEST_F(SpeculationTest, AutoSpeculatesWhereDraftsHold) {
   EXPECT_GT(accepted, 0);
 }
 
+// With no --speculate the gateway runs `auto` (drafts where they pay); with
+// --relay, where drafts cannot go stage to stage, `auto` decodes plainly and
+// says so, while drafts asked for by name are refused.
+TEST_F(SpeculationTest, AutoIsTheDefaultAndRelayDecodesPlainly) {
+  const int n = 16;
+  const std::string want = single_process(kRepetitive, n);
+  ASSERT_TRUE(start({}));
+  json got = complete(kRepetitive, n);
+  ASSERT_TRUE(got.contains("choices")) << got.dump();
+  EXPECT_EQ(got["choices"][0]["text"], want);
+  EXPECT_EQ(got["usage"]["speculation"]["drafter"], "ngram") << got.dump();
+
+  std::string peers;
+  for (const auto& node : nodes_) peers += (peers.empty() ? "" : ",") + node->address();
+  ASSERT_TRUE(start_gateway({"--peers", peers, "--relay"})->ok());
+  got = complete(kRepetitive, n);
+  ASSERT_TRUE(got.contains("choices")) << got.dump();
+  EXPECT_EQ(got["choices"][0]["text"], want);
+  EXPECT_EQ(got["usage"]["speculation"]["drafter"], "off") << got.dump();
+  EXPECT_EQ(got["usage"]["speculation"]["speculative_steps"].get<int>(), 0) << got.dump();
+  EXPECT_NE(swarm::testing::read_file(gateway_log()).find("--speculate auto: off"),
+            std::string::npos)
+      << swarm::testing::read_file(gateway_log());
+
+  auto r = run_swarm("gateway -m " + model_ + " --peers 127.0.0.1:1 --relay --speculate ngram");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--speculate ngram: needs push mode"), std::string::npos) << r.out;
+}
+
 TEST_F(SpeculationTest, ABadSpeculateValueIsRefusedByName) {
   auto r = run_swarm("gateway -m " + model_ + " --peers 127.0.0.1:1 --speculate sometimes");
   EXPECT_NE(r.code, 0);

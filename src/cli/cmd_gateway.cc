@@ -3,7 +3,7 @@
 //               [-c CTX] [-n N] [--chat-template NAME] [--model-name NAME]
 //               [--speculate auto|off|ngram|draft:MODEL] [--spec-max-draft N]
 //               [--max-queue N] [--queue-timeout S] [HTTP limits: doc/http-api.md]
-//               [--step-timeout S] [--failure-memory S] [--identity KEYFILE]
+//               [--step-timeout S] [--failure-memory S] [--route-load-weight W] [--identity KEYFILE]
 //               [--api-keys FILE] [--trust-db PATH]
 // The OpenAI-compatible HTTP API in front of a swarm: loads only the model's
 // tokenizer and metadata, finds a chain of peers covering every layer, and
@@ -61,9 +61,10 @@ struct GatewayOptions {
   std::vector<std::string> names;
   int ctx = 0, n_predict = -1, step_timeout_ms = 0, link_delay_ms = 0, max_queue = 256;
   double queue_timeout_s = 60, step_timeout_s = 60, failure_memory_s = 60;
+  double route_load_weight = ChainCosts{}.load_weight;
   bool relay = false, wire_f16 = false;
   HttpFlags http;
-  std::string speculate = "off";
+  std::string speculate = "auto";
   int spec_max_draft = 16, draft_threads = 1;
   double audit_rate = 0.05;
   std::string audit_local;
@@ -234,8 +235,9 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("--link-delay-ms", o->link_delay_ms, "Delay every step the gateway sends by this much (WAN emulation)")
       ->check(CLI::Range(0, 60000));
   cmd->add_option("--speculate", o->speculate,
-                  "Speculative decoding: off (default); auto (n-gram drafts when they pay); ngram "
-                  "(n-gram drafts, always); draft:MODEL (a draft model with the same vocabulary)");
+                  "Speculative decoding: auto (default: n-gram drafts when they pay; off with "
+                  "--relay); off; ngram (n-gram drafts, always); draft:MODEL (a draft model with "
+                  "the same vocabulary)");
   cmd->add_option("--spec-max-draft", o->spec_max_draft,
                   "Unverified drafts in flight at most (default 16)")
       ->check(CLI::Range(1, 256));
@@ -249,6 +251,11 @@ void register_gateway(CLI::App& app) {
   cmd->add_option("--step-timeout-ms", o->step_timeout_ms,
                   "--step-timeout in milliseconds (overrides it)")
       ->check(CLI::Range(1, 3600000));
+  cmd->add_option("--route-load-weight", o->route_load_weight,
+                  "How much a node's load counts when choosing chains: its compute time is taken "
+                  "as 1 + W x the sessions and queued steps it carries (default 1; 0: by speed "
+                  "alone, every request on the fastest chain; doc/routing.md)")
+      ->check(CLI::Range(0.0, 1000.0));
   cmd->add_option("--failure-memory", o->failure_memory_s,
                   "Seconds a failed node is avoided before it is tried again (default 60)")
       ->check(CLI::Range(0.0, 86400.0));
@@ -327,8 +334,16 @@ void register_gateway(CLI::App& app) {
       if (!draft.ok()) fail("--speculate: " + draft.status().message());
       po.speculation.draft = *draft;
     }
+    // auto speculates where it pays, and relaying never lets it pay (drafts
+    // need the stages to push to each other): plain decoding then. Asking for
+    // drafts by name with --relay is a contradiction, refused.
+    if (po.speculation.mode == SpeculationMode::kAuto && !po.push) {
+      spdlog::info("--speculate auto: off, as --relay needs plain decoding");
+      po.speculation.mode = SpeculationMode::kOff;
+    }
     if (po.speculation.mode != SpeculationMode::kOff && !po.push)
-      fail("--speculate: needs push mode (drop --relay)");
+      fail("--speculate " + o->speculate + ": needs push mode (drop --relay)");
+    po.costs.load_weight = o->route_load_weight;
     po.audit_rate = o->audit_rate;
     po.audit_sync = o->audit_sync;
     po.audit_seed = o->audit_seed;

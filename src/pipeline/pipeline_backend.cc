@@ -165,6 +165,9 @@ Status PipelineBackend::survey_locked() {
   std::erase_if(last_seen_, [&](const auto& kv) { return !known.contains(kv.first); });
   const auto asked = Clock::now();
   const std::vector<PeerProbe> probes = probe_peers(ask, first, options_.probe_timeout);
+  // mu_ is held while the probes run, so our own sessions did not change
+  // meanwhile: the answers' session counts include exactly these of ours.
+  own_sessions_surveyed_ = own_sessions_;
   std::vector<PeerSnapshot> snap;
   for (size_t i = 0; i < ask.size(); ++i) {
     const PeerProbe& probe = probes[i];
@@ -372,12 +375,23 @@ NoRouteView PipelineBackend::no_route_view_locked(Clock::time_point arrived) {
 }
 
 Result<std::vector<ChainStage>> PipelineBackend::route(bool wait_for_coverage) {
+  return route_holding(wait_for_coverage, nullptr);
+}
+
+Result<std::vector<ChainStage>> PipelineBackend::route_holding(bool wait_for_coverage,
+                                                               std::vector<ChainStage>* held) {
   const auto arrived = Clock::now();
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (Clock::now() - surveyed_at_ > options_.survey_interval) SWARM_RETURN_IF_ERROR(survey_locked());
     apply_health_locked(Clock::now());
+    apply_own_sessions_locked();
     auto chain = choose_chain(snapshot_, model_id_, n_layer_, options_.costs);
+    if (chain.ok() && held) {
+      count_own_sessions_locked(*held, -1);
+      count_own_sessions_locked(*chain, +1);
+      *held = *chain;
+    }
     if (chain.ok() || chain.status().code() != Status::Code::kUnavailable) return chain;
     NoRouteStep step = next_no_route_step(no_route_view_locked(arrived), options_.coverage_wait);
     if (!wait_for_coverage && step.action == NoRouteAction::kWait) step.action = NoRouteAction::kRefuse;
@@ -410,6 +424,28 @@ void PipelineBackend::apply_health_locked(Clock::time_point now) {
         failed != failed_at_.end() && now - failed->second < options_.failure_memory;
     p.on_probation = !p.recently_failed && returning_.count(p.address) > 0;
   }
+}
+
+void PipelineBackend::apply_own_sessions_locked() {
+  auto count = [](const std::map<std::string, int>& m, const std::string& address) {
+    auto it = m.find(address);
+    return it == m.end() ? 0 : it->second;
+  };
+  for (PeerSnapshot& p : snapshot_) {
+    p.own_sessions = count(own_sessions_, p.address);
+    p.own_sessions_reported = count(own_sessions_surveyed_, p.address);
+  }
+}
+
+void PipelineBackend::count_own_sessions_locked(const std::vector<ChainStage>& chain, int delta) {
+  for (const ChainStage& s : chain)
+    if ((own_sessions_[s.address] += delta) <= 0) own_sessions_.erase(s.address);
+}
+
+void PipelineBackend::release_held(std::vector<ChainStage>* held) {
+  std::lock_guard<std::mutex> lock(mu_);
+  count_own_sessions_locked(*held, -1);
+  held->clear();
 }
 
 void PipelineBackend::end_probation(const std::vector<ChainStage>& chain) {
@@ -522,7 +558,8 @@ void PipelineBackend::release_waiting() {
 
 Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
                                        std::vector<ChainStage>& chain, const SamplingParams& sp,
-                                       int max_length, Status refusal, bool* released, int logprobs) {
+                                       int max_length, Status refusal, bool* released,
+                                       std::vector<ChainStage>* held, int logprobs) {
   const int waiting = ++waiting_for_room_;
   struct Leave {
     std::atomic<int>& n;
@@ -563,7 +600,8 @@ Status PipelineBackend::open_when_room(std::unique_ptr<ChainSession>& session,
       }
     }
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
-    if (auto next = route(); next.ok()) chain = std::move(next).value();  // a twin may have room
+    // A twin may have room.
+    if (auto next = route_holding(false, held); next.ok()) chain = std::move(next).value();
     session = std::make_unique<ChainSession>(chain, options_, &step_times_);
     session->set_logprobs(logprobs);
     st = session->open(model_id_, n_layer_, sp, max_length);
@@ -583,7 +621,15 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
     return Status::InvalidArgument("the prompt is " + std::to_string(prompt_len) +
                                    " tokens; through the swarm, echo with logprobs scores at most " +
                                    std::to_string(kMaxScoredPrompt));
-  auto chain = route(/*wait_for_coverage=*/true);
+  // The chain this request's session runs on, counted as load on its peers
+  // until the request ends.
+  std::vector<ChainStage> held;
+  struct Release {
+    PipelineBackend* backend;
+    std::vector<ChainStage>* held;
+    ~Release() { backend->release_held(held); }
+  } release{this, &held};
+  auto chain = route_holding(/*wait_for_coverage=*/true, &held);
   if (!chain.ok()) return chain.status();
   end_probation(*chain);
   auto announce = [&](const std::vector<ChainStage>& c) {
@@ -603,7 +649,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   Status opened = session->open(model_id_, n_layer_, sp, prompt_len + budget);
   if (opened.code() == Status::Code::kResourceExhausted) {  // a node is full: wait for room
     bool released = false;
-    opened = open_when_room(session, *chain, sp, prompt_len + budget, opened, &released,
+    opened = open_when_room(session, *chain, sp, prompt_len + budget, opened, &released, &held,
                             request.logprobs);
     result.route = describe_chain(*chain);
     announce(*chain);
@@ -663,7 +709,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
                      failure);
       retire(*session);
       session->abandon();
-      auto next = route();
+      auto next = route_holding(false, &held);
       if (!next.ok()) return next.status().annotate("after " + failure.message());
       end_probation(*next);
       announce(*next);

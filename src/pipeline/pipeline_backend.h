@@ -192,6 +192,17 @@ class PipelineBackend : public GenerationBackend {
   void reprobe_loop();
   // Sets recently_failed / on_probation in snapshot_ as of `now`.
   void apply_health_locked(Clock::time_point now);
+  // Sets own_sessions / own_sessions_reported in snapshot_ from own_sessions_.
+  void apply_own_sessions_locked();
+  // route(), and where `held` is given and a chain is found: the sessions
+  // counted for *held are released and the new chain's counted instead, under
+  // the same lock as the choice (so requests arriving together see each
+  // other's choices), and *held becomes the new chain.
+  Result<std::vector<ChainStage>> route_holding(bool wait_for_coverage, std::vector<ChainStage>* held);
+  // Ends what route_holding counted for *held (the request's session ended).
+  void release_held(std::vector<ChainStage>* held);
+  // Adds `delta` to own_sessions_ of every stage of `chain`.
+  void count_own_sessions_locked(const std::vector<ChainStage>& chain, int delta);
   // A session is routed through `chain`: its peers' probation is over.
   void end_probation(const std::vector<ChainStage>& chain);
   // Avoids `address` for failure_memory; a first failure there also counts
@@ -201,9 +212,11 @@ class PipelineBackend : public GenerationBackend {
   // After `refusal` (RESOURCE_EXHAUSTED) opening `session`: waits for room as
   // PipelineOptions::max_queue and queue_timeout say; the last open's status.
   // `*released`: the wait was ended by release_waiting().
+  // Each new route is held in *held (route_holding).
   Status open_when_room(std::unique_ptr<ChainSession>& session,
                         std::vector<ChainStage>& chain, const SamplingParams& sp, int max_length,
-                        Status refusal, bool* released, int logprobs = -1);
+                        Status refusal, bool* released, std::vector<ChainStage>* held,
+                        int logprobs = -1);
 
   const std::string model_id_;
   const int n_layer_;
@@ -214,6 +227,10 @@ class PipelineBackend : public GenerationBackend {
   std::chrono::steady_clock::time_point surveyed_at_{};
   std::map<std::string, std::chrono::steady_clock::time_point> failed_at_;
   std::set<std::string> returning_;  // failed, and no session routed through since
+  // Sessions this gateway's requests hold through each peer now (by address),
+  // and what that was at the peer's last survey: the load routing weighs
+  // between surveys (routing/stage_load.h).
+  std::map<std::string, int> own_sessions_, own_sessions_surveyed_;
   StepTimeBook step_times_;          // what steps took, by chain: the deadlines' base
   std::map<std::string, std::string> mismatch_logged_;  // address -> the other model id last logged
   std::map<std::string, std::string> survey_error_;  // by peer key: the last logged, so once per change

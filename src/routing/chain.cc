@@ -39,13 +39,20 @@ double stage_cost(const PeerSnapshot& p, int layers, const ChainCosts& c,
   if (p.on_probation) return low_reputation;
   const double per_layer =
       p.layer_tokens_per_second > 0 ? 1.0 / p.layer_tokens_per_second : unmeasured_layer_s;
-  const double seconds = c.hop_seconds + p.rtt_seconds / 2 + layers * per_layer;
+  // Only the compute is shared with the node's other sessions; hops and round
+  // trips are not.
+  const double compute = loaded_step_seconds(layers * per_layer, peer_load(p), c.load_weight);
+  const double seconds = c.hop_seconds + p.rtt_seconds / 2 + compute;
   const double price = std::isfinite(p.price_per_1k) && p.price_per_1k > 0 ? p.price_per_1k / 1000 : 0;
   return seconds / reputation_weight(p.reputation, c) + c.credit_seconds * price + low_reputation +
          (p.recently_failed ? c.failed_penalty_seconds : 0);
 }
 
 }  // namespace
+
+double peer_load(const PeerSnapshot& p) {
+  return stage_load({p.active_sessions, p.queued_steps, p.own_sessions_reported, p.own_sessions});
+}
 
 double reputation_weight(double score, const ChainCosts& costs) {
   const double floor = std::max(costs.min_reputation_weight, 1e-9);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/status.h"
+#include "routing/stage_load.h"
 
 namespace swarm {
 
@@ -42,10 +43,16 @@ struct PeerSnapshot {
   // Reputation (trust/reputation.h): a score in [0, 1]; excluded after proven fraud.
   double reputation = 1;
   bool excluded = false;
-  // Load as the peer reported it (not used for routing; the swarm page shows it).
+  // Load as the peer reported it at the last survey (the swarm page shows it).
   int active_sessions = 0;
   int queued_steps = 0;
   int64_t kv_bytes_free = 0, kv_bytes_total = 0;
+  // The router's own sessions through the peer: open now, and open when the
+  // peer reported the figures above. With them the load routing weighs
+  // (routing/stage_load.h) follows every session the router opens or closes,
+  // not only what the last survey saw.
+  int own_sessions = 0;
+  int own_sessions_reported = 0;
 };
 
 struct ChainStage {
@@ -82,6 +89,11 @@ struct ChainCosts {
   double credit_seconds = 1.0;
   double low_reputation_below = 0.25;
   double low_reputation_penalty_seconds = 10.0;
+  // Load (routing/stage_load.h): a stage's compute time is multiplied by
+  // 1 + load_weight x the sessions and queued steps it carries, so concurrent
+  // requests spread over replicas in proportion to their speed instead of
+  // all taking the fastest chain. 0: route by speed alone.
+  double load_weight = 1.0;
 };
 
 // The routing weight of a reputation score: 1 from costs.full_reputation up,
@@ -89,7 +101,8 @@ struct ChainCosts {
 // score that is not a number counts as the minimum).
 double reputation_weight(double score, const ChainCosts& costs = {});
 
-// The cheapest chain covering [0, n_layer) with peers serving `model_id`, or
+// The cheapest chain covering [0, n_layer) (what a stage costs: speed, round
+// trip, load, reputation, price; doc/routing.md) with peers serving `model_id`, or
 // Unavailable naming the first layer nobody covers. Draining peers and
 // excluded ones (proven fraud) are never chosen. Ties break towards fewer stages, then the earlier address.
 Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
@@ -100,6 +113,10 @@ Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& pe
 // exactly when every layer is covered.
 std::vector<bool> covered_layers(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
                                  int n_layer);
+
+// The load choose_chain weighs for `peer` (stage_load() of its report and
+// own-session counts).
+double peer_load(const PeerSnapshot& peer);
 
 // Expected seconds per decode step of a chain under `costs` (for reports and tests).
 double chain_cost(const std::vector<ChainStage>& chain, const std::vector<PeerSnapshot>& peers,

@@ -10,6 +10,8 @@
 # Model: synthetic TinyLlama-1.1B in Q8_0 (as bench/swarm_bench.sh), each node
 # on one thread, weights read into memory.
 #   bench/sim_validate.sh [BUILD] [TOKENS per request, default 32] [ONLY: a label's substring]
+# SIM_AGAIN=FILE (a previous run's output) takes the real side from FILE and
+# runs only the simulator again (its t(b) from $BUILD/bench-sim-validate).
 set -euo pipefail
 BUILD=${1:-build}
 TOKENS=${2:-32}
@@ -23,21 +25,28 @@ mkdir -p "$BUILD/models" "$WORK"
 source "$(dirname "$0")/../scripts/procs.sh"
 [ -f "$MODEL" ] || "$SWARM" synth --shape tinyllama-1.1b --type Q8_0 --seed 1 -o "$MODEL" >&2
 
-# This machine's t(b): per-layer time of decode batches and prompt chunks, one thread.
-TIMES="$WORK/batch_times.jsonl"
-"$SWARM" bench -m "$MODEL" -t 1 --no-mmap --batch-sizes 1,2,4,8,16,32 --prefill-chunks 64,128 \
-  --context 32 --json >"$TIMES"
-CORES=$(nproc)
+# This machine's t(b), measured right before and right after each real run
+# (this kind of machine's speed moves by half from one minute to the next, so
+# one measurement for the whole script would not describe every run): per-layer
+# time of decode batches and prompt chunks on one thread, the mean of the two.
 # As TOML points: a layer's time per batch size (decode batches up to 32
 # tokens, prompt chunks beyond), the head's over its rows (decode batches).
-points() {  # FIELD KIND -> [[b, s], ...]
-  awk -v f="$2" -v kind="$3" -F'[:,}]' '$0 ~ "\"kind\":\"" kind "\"" {
-      for (i = 1; i < NF; i++) { if ($i ~ /"tokens"/) b = $(i + 1); if ($i ~ "\"" f "\"") t = $(i + 1) }
-      out = out (out == "" ? "" : ", ") "[" b ", " t "]" }
-    END { print out }' "$1"
+CORES=$(nproc)
+measure_tb() {  # FILE
+  "$SWARM" bench -m "$MODEL" -t 1 --no-mmap --batch-sizes 1,4,16,32 --prefill-chunks 64,128 \
+    --context 32 -r 5 --json >"$1"
 }
-LAYER_POINTS="[$(points "$TIMES" layer_s decode), $(points "$TIMES" layer_s prefill)]"
-HEAD_POINTS="[$(points "$TIMES" head_s decode)]"
+points() {  # FILE FIELD KIND -> [[b, s], ...], the mean of FILE's and FILE.after's points
+  paste -d'\n' "$1" "$1.after" | awk -v f="$2" -v kind="$3" -F'[:,}]' '
+    $0 ~ "\"kind\":\"" kind "\"" {
+      for (i = 1; i < NF; i++) { if ($i ~ /"tokens"/) b = $(i + 1); if ($i ~ "\"" f "\"") t = $(i + 1) }
+      if (b in sum) { out = out (out == "" ? "" : ", ") "[" b ", " (sum[b] + t) / 2 "]" } else sum[b] = t }
+    END { print out }'
+}
+drift() {  # FILE -> after/before of t(1), the machine's own change during the run
+  awk -F'[:,}]' '/"kind":"decode","tokens":1,/ { for (i = 1; i < NF; i++) if ($i ~ /"layer_s"/) v[++n] = $(i + 1) }
+    END { printf "%.3f", (n == 2 && v[1] > 0 ? v[2] / v[1] : 0) }' "$1" "$1.after"
+}
 PROMPT_TOKENS=$("$SWARM" tokenize -m "$MODEL" "$PROMPT" 2>/dev/null | tail -1 | tr ',' '\n' | grep -c .)
 
 metric() {  # URL NAME -> the value of a counter on the gateway's /metrics (0 when absent)
@@ -63,7 +72,7 @@ run_real() {
     fi
   done
   start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 -c 1024 --peers "$peers" \
-    --link-delay-ms "$delay" --speculate "$spec"
+    --link-delay-ms "$delay" --speculate "$spec" --audit-rate 0 --probation-audit-rate 0 --trust-db "$WORK/trust.db"
   local url="http://$addr"
   "$SWARM" loadgen --url "$url" -c 1 -r 1 -n 4 --prompt "$PROMPT" >/dev/null  # warm-up
   local drafted0 accepted0
@@ -160,12 +169,24 @@ for config in "${CONFIGS[@]}"; do
   read -r stages delay streams spec slow kill <<<"$config"
   label="$stages stages, $delay ms, $streams streams, speculate $spec, slowdown $slow, kill $kill"
   [ -n "$ONLY" ] && [[ "$label" != *"$ONLY"* ]] && continue
-  run_real "$stages" "$delay" "$streams" "$spec" "$slow" "$kill"
+  TIMES="$WORK/tb-$stages-$delay-$streams-$spec-$slow-$kill.jsonl"  # kept for SIM_AGAIN
+  if [ -n "${SIM_AGAIN:-}" ]; then
+    real=$(grep -F "\"label\":\"$label\"" "$SIM_AGAIN" | sed -e 's/"real_tok_s":/"aggregate_tok_s":/' -e 's/"real_\([a-z_]*\)":/"\1":/g')
+    acceptance=$(field acceptance "$real") kill_after_s=$(field kill_after_s "$real")
+    kill_after_s=${kill_after_s:-0.5}
+    [ -n "$real" ] || continue
+  else
+    measure_tb "$TIMES"
+    run_real "$stages" "$delay" "$streams" "$spec" "$slow" "$kill"
+    measure_tb "$TIMES.after"
+  fi
+  LAYER_POINTS="[$(points "$TIMES" layer_s decode), $(points "$TIMES" layer_s prefill)]"
+  HEAD_POINTS="[$(points "$TIMES" head_s decode)]"
   run_sim "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "$kill_after_s"
   ra=$(field aggregate_tok_s "$real") rs=$(field stream_tok_s "$real") rt=$(field ttft_ms "$real")
   sa=$(field aggregate_tok_s "$sim") ss=$(field stream_tok_s "$sim") st=$(field ttft_ms "$sim")
   ratio() { awk -v s="$1" -v r="$2" 'BEGIN { printf "%.3f", (r > 0 ? s / r : 0) }'; }
-  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%.3f,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s}\n' \
-    "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
+  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%.3f,"kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s}\n' \
+    "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "${kill_after_s:-0}" "$(drift "$TIMES")" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
     "$rs" "$ss" "$(ratio "$ss" "$rs")" "$rt" "$st" "$(ratio "$st" "$rt")" "$(field errors "$real")"
 done

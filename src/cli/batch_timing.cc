@@ -67,31 +67,43 @@ std::vector<BatchTiming> measure_batch_timings(const Model& model, ThreadPool& p
   std::vector<float> logits(static_cast<size_t>(widest) * c.n_vocab);
   std::vector<BatchTiming> out;
 
-  for (int b : decode_batches) {
-    // b sequences, each with `context` positions already cached, then `rounds`
-    // decode steps in which every sequence adds one token, as in a node's batch.
+  // Every size is measured once per round, round after round, so a moment
+  // of interference from elsewhere on the machine spreads over all sizes
+  // instead of skewing one; medians over the rounds.
+  struct DecodeSet {
+    int b;
     std::vector<std::unique_ptr<KvCache>> caches;
+    std::vector<SeqChunk> chunks;
+    Pass pass;
+  };
+  std::vector<DecodeSet> sets;
+  for (int b : decode_batches) {
+    // b sequences, each with `context` positions already cached; each round
+    // every sequence adds one token, as in a node's decode batch.
+    DecodeSet set{b, {}, {}, {}};
     for (int i = 0; i < b; ++i) {
-      caches.push_back(model.new_cache(context + rounds + 1));
+      set.caches.push_back(model.new_cache(context + rounds + 1));
       const std::vector<int32_t> prompt = random_tokens(context);
       check(model.embed(prompt.data(), context, hidden.data()));
-      check(model.run_layers(hidden.data(), {{caches.back().get(), context}}, 0, c.n_layer, pool));
+      check(model.run_layers(hidden.data(), {{set.caches.back().get(), context}}, 0, c.n_layer, pool));
     }
-    std::vector<SeqChunk> chunks;
-    for (auto& cache : caches) chunks.push_back({cache.get(), 1});
-    Pass pass;
-    for (int r = 0; r < rounds; ++r) time_pass(model, pool, random_tokens(b), chunks, b, hidden, logits, pass);
-    out.push_back(summarize(BatchTiming::Kind::kDecode, b, pass));
+    for (auto& cache : set.caches) set.chunks.push_back({cache.get(), 1});
+    sets.push_back(std::move(set));
   }
-  for (int p : prefill_chunks) {
-    // One prompt chunk of p tokens on an empty cache; the head over its last row.
-    Pass pass;
-    for (int r = 0; r < rounds; ++r) {
+  std::vector<Pass> prefill(prefill_chunks.size());
+  for (int r = 0; r < rounds; ++r) {
+    for (DecodeSet& set : sets)
+      time_pass(model, pool, random_tokens(set.b), set.chunks, set.b, hidden, logits, set.pass);
+    for (size_t i = 0; i < prefill_chunks.size(); ++i) {
+      // One prompt chunk of p tokens on an empty cache; the head over its last row.
+      const int p = prefill_chunks[i];
       auto cache = model.new_cache(p);
-      time_pass(model, pool, random_tokens(p), {{cache.get(), p}}, 1, hidden, logits, pass);
+      time_pass(model, pool, random_tokens(p), {{cache.get(), p}}, 1, hidden, logits, prefill[i]);
     }
-    out.push_back(summarize(BatchTiming::Kind::kPrefill, p, pass));
   }
+  for (const DecodeSet& set : sets) out.push_back(summarize(BatchTiming::Kind::kDecode, set.b, set.pass));
+  for (size_t i = 0; i < prefill_chunks.size(); ++i)
+    out.push_back(summarize(BatchTiming::Kind::kPrefill, prefill_chunks[i], prefill[i]));
   return out;
 }
 

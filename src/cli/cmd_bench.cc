@@ -66,7 +66,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
   cmd->add_option("-p,--prompt", o->prompt, "Prompt tokens for prefill (default 128)")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("-n,--gen", o->gen, "Tokens to decode (default 64)")->check(CLI::Range(1, 1 << 16));
-  cmd->add_option("-r,--repetitions", o->reps, "Runs; the best is reported (default 3)")->check(CLI::Range(1, 100));
+  cmd->add_option("-r,--repetitions", o->reps, "Runs; the best is reported (default 3); with --batch-sizes, rounds (at least 5), medians")->check(CLI::Range(1, 100));
   cmd->add_option("--batch-sizes", o->batch_sizes,
                   "Measure t(b) instead: per-layer time of a decode step of b sequences, for each b")
       ->delimiter(',')

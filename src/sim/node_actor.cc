@@ -5,6 +5,7 @@
 #include <simgrid/s4u.hpp>
 
 #include "node/batch_plan.h"
+#include "node/step_scheduler.h"
 #include "sim/messages.h"
 #include "sim/world.h"
 
@@ -44,6 +45,12 @@ Step* receive(sg4::Mailbox* mb) {
   }
 }
 
+// A simulated time as the node's Clock has it (seconds since the run began).
+Clock::time_point at(double seconds) {
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds)));
+}
+
 }  // namespace
 
 void run_node(World* world, int node) {
@@ -54,7 +61,21 @@ void run_node(World* world, int node) {
   const int max_batch = w.scenario.classes[n.class_index].max_batch_tokens;
   std::deque<Queued> queue;
   std::vector<node::QueuedWork> work;
+  // The stage server's own scheduler: which sessions count as active, fair
+  // shares of compute, what runs next (node/step_scheduler.h).
+  node::StepScheduler scheduler;
+  std::vector<Clock::time_point> open_last_active;
+  bool waiting_on_shares = false;
   for (;;) {
+    if (waiting_on_shares) {
+      // Every queued step waits for its session's share to decay: look again
+      // soon, or when a new step comes.
+      try {
+        queue.push_back({mb->get<Step>(std::chrono::duration<double>(node::StepScheduler::kShareRetry).count()), 0});
+      } catch (const simgrid::TimeoutException&) {
+      } catch (const simgrid::NetworkFailureException&) {
+      }
+    }
     if (queue.empty()) queue.push_back({receive(mb), 0});
     while (mb->ready()) queue.push_back({receive(mb), 0});
     const double now = sg4::Engine::get_clock();
@@ -74,17 +95,23 @@ void run_node(World* world, int node) {
       work.push_back(qw);
       n.last_seen[q.step->chain->session] = now;
     }
-    int active = 0;
+    // Sessions seen lately stand for the open ones (a closed one counts as
+    // active for as long, as the real scheduler has it).
+    open_last_active.clear();
     for (auto it = n.last_seen.begin(); it != n.last_seen.end();) {
       if (now - it->second > 10) {
         it = n.last_seen.erase(it);
       } else {
-        active += now - it->second < 2.0;
+        open_last_active.push_back(at(it->second));
         ++it;
       }
     }
     n.queued_steps = static_cast<int>(queue.size());
-    const node::BatchPlan plan = node::plan_next_batch(work, max_batch, active > 1);
+    const int active = scheduler.active_sessions(open_last_active, at(now));
+    const node::StepScheduler::Decision decision =
+        scheduler.next_batch(work, max_batch, active, at(now));
+    const node::BatchPlan& plan = decision.plan;
+    waiting_on_shares = decision.waiting_on_shares;
     if (!plan.dropped.empty()) {
       std::vector<bool> drop(queue.size(), false);
       for (size_t i : plan.dropped) drop[i] = true;
@@ -99,10 +126,7 @@ void run_node(World* world, int node) {
       queue.swap(kept);
       continue;  // plan again without them
     }
-    if (plan.batch.empty()) {  // everything waits (a session over its share): take more work
-      queue.push_back({receive(mb), 0});
-      continue;
-    }
+    if (plan.batch.empty()) continue;  // every step waits for its share (see above)
     int b = 0, head_rows = 0;
     for (size_t k = 0; k < plan.batch.size(); ++k) {
       const Queued& q = queue[plan.batch[k]];
@@ -130,6 +154,10 @@ void run_node(World* world, int node) {
     w.add_busy(node, sg4::Engine::get_clock(), dt);
     const double slowdown = w.scenario.classes[n.class_index].slowdown;
     if (slowdown > 1) sg4::this_actor::sleep_for((slowdown - 1) * dt);
+    std::vector<std::pair<uintptr_t, int>> ran;
+    for (size_t k = 0; k < plan.batch.size(); ++k)
+      ran.emplace_back(work[plan.batch[k]].session, plan.take[k]);
+    scheduler.batch_ran(ran, dt, at(sg4::Engine::get_clock()), decision.contended);
     std::vector<bool> done(queue.size(), false);
     for (size_t k = 0; k < plan.batch.size(); ++k) {
       Queued& q = queue[plan.batch[k]];

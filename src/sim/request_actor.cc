@@ -99,6 +99,8 @@ class Session {
                         std::to_string(st.last_layer) + " ";
           chain->hops.push_back(h);
         }
+        if (chain_) w_.count_own_sessions(r_.region, *chain_, -1);
+        w_.count_own_sessions(r_.region, *chain, +1);
         chain_ = chain;
         w_.live_requests[r_.id] = {mb_, chain_};
         return true;
@@ -288,6 +290,11 @@ class Session {
  public:
   // When the first token came (-1: never) and how many tokens were produced.
   double first_token_s() const { return first_token_s_; }
+  // The request is over: its sessions close.
+  void close() {
+    if (chain_) w_.count_own_sessions(r_.region, *chain_, -1);
+    chain_.reset();
+  }
   int produced() const { return produced_; }
 
  private:  // the last wait ended because a stage of the chain was reset
@@ -306,6 +313,7 @@ void run_request(World* world, RequestSpec spec) {
   world->metrics.request_started(now_s());
   Session s(*world, spec);
   const bool ok = s.run();
+  s.close();
   world->cancelled_below[spec.id] = std::numeric_limits<int64_t>::max();
   world->live_requests.erase(spec.id);
   world->metrics.request_done(now_s(), ok);

@@ -76,8 +76,13 @@ const std::vector<PeerSnapshot>& World::gateway_peers(int region, double now) {
       g.peers.push_back(snapshot(static_cast<int>(i), region, now));
     }
     g.surveyed_at_s = now;
+    g.own_sessions_surveyed = g.own_sessions;
   }
   for (PeerSnapshot& p : g.peers) {
+    auto own = g.own_sessions.find(p.address);
+    p.own_sessions = own == g.own_sessions.end() ? 0 : own->second;
+    auto then = g.own_sessions_surveyed.find(p.address);
+    p.own_sessions_reported = then == g.own_sessions_surveyed.end() ? 0 : then->second;
     auto it = g.failed_until.find(p.address);
     p.recently_failed = it != g.failed_until.end() && it->second > now;
   }
@@ -114,6 +119,15 @@ void World::leave(int node, double now) {
   // Messages sent to it from now on wait in its mailbox, undelivered.
   if (n.mailbox) n.mailbox->set_receiver(nullptr);
   online_count--;
+}
+
+void World::count_own_sessions(int region, const Chain& chain, int delta) {
+  GatewayState& g = *gateways[region];
+  for (const Hop& h : chain.hops) {
+    int& n = g.own_sessions[h.address];
+    n = std::max(0, n + delta);
+    if (n == 0) g.own_sessions.erase(h.address);
+  }
 }
 
 void World::add_busy(int node, double now, double seconds) {

@@ -53,6 +53,10 @@ struct GatewayState {
   std::vector<PeerSnapshot> peers;  // rebuilt every survey interval
   double surveyed_at_s = -1e18;
   std::map<std::string, double> failed_until;  // address -> end of its failure memory
+  // Sessions this gateway has open through each node now, and as they were at
+  // the last survey (routing/stage_load.h: the gateway counts its own between
+  // surveys, so requests arriving together spread over replicas).
+  std::map<std::string, int> own_sessions, own_sessions_surveyed;
   StepTimeBook steps;
   StageTimeModel stage_times;
   // The speculation controller's state: a gateway keeps what it learned
@@ -105,6 +109,9 @@ struct World {
   // Marks a node online under a new incarnation (its mailbox named after it).
   void join(int node, double now, LayerRange range);
   void leave(int node, double now);
+  // A request at gateway `region` opens (+1) or leaves (-1) a session on each
+  // of `chain`'s stages.
+  void count_own_sessions(int region, const Chain& chain, int delta);
   // The load figure for the controller: busy fraction lately.
   void add_busy(int node, double now, double seconds);
 };

@@ -40,13 +40,14 @@ namespace swarm::node {
 // What the rule reads of one queued item.
 struct QueuedWork {
   uintptr_t session = 0;                // identifies the item's session
+  uintptr_t caller = 0;                 // who sent it (step_scheduler.h: shares are per caller)
   bool session_closed = false;          // its work is dropped (a Cancel unqueues its steps itself)
   bool truncate = false;                // a Truncate rather than a Step
   bool continuation = false;            // a speculative continuation (Step.continues_previous)
   int tokens = 0;                       // the step's tokens not yet run
   bool chunkable = false;               // may run in several batches, a part at a time
   int first_layer = 0, last_layer = 0;  // the session's layer range on this stage
-  bool over_share = false;              // its session had more than its fair share lately
+  bool over_share = false;              // its caller had more than its fair share lately
   bool background = false;              // an audit run (Step.row_hashes): runs on what others leave
 };
 

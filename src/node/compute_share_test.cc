@@ -15,8 +15,8 @@ TEST(ComputeShare, ASessionThatTookMostOfTheTimeIsOverAnEqualShare) {
   }
   EXPECT_GT(c.share(1, 2.0), 0.5);
   EXPECT_LT(c.share(2, 2.0), 0.1);
-  EXPECT_TRUE(c.over_share(1, 5, 2.0));
-  EXPECT_FALSE(c.over_share(2, 5, 2.0));
+  EXPECT_TRUE(c.over_share(1, 1.0 / 5, 2.0));
+  EXPECT_FALSE(c.over_share(2, 1.0 / 5, 2.0));
   // Alone, any share is fair.
   EXPECT_FALSE(c.over_share(1, 1, 2.0));
 }
@@ -24,8 +24,8 @@ TEST(ComputeShare, ASessionThatTookMostOfTheTimeIsOverAnEqualShare) {
 TEST(ComputeShare, AShareDecaysAndAnUnknownSessionHasNone) {
   ComputeShare c(1.0);
   c.charge(1, 0.8, 10.0);
-  EXPECT_TRUE(c.over_share(1, 2, 10.0));
-  EXPECT_FALSE(c.over_share(1, 2, 11.0));  // 0.8 / e < 0.5
+  EXPECT_TRUE(c.over_share(1, 1.0 / 2, 10.0));
+  EXPECT_FALSE(c.over_share(1, 1.0 / 2, 11.0));  // 0.8 / e < 0.5
   EXPECT_EQ(c.share(7, 10.0), 0.0);
 }
 

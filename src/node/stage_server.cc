@@ -395,7 +395,7 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
   if (!lease.ok()) return refuse(StatusCode::RESOURCE_EXHAUSTED, lease.status().message());
   auto s = std::make_shared<Session>();
   s->quota_lease = std::move(lease).value();
-  s->connection = writer->connection();
+  s->caller = std::hash<std::string>{}(writer->connection());
   if (o.is_last()) {
     SamplingParams p = sampling_from_proto(o.sampling());
     const Status st = p.validate(c.n_vocab);
@@ -688,7 +688,7 @@ void StageServer::Impl::close_session(const std::shared_ptr<Session>& s, const s
     auto it = sessions_.find(s->id);
     if (it == sessions_.end() || it->second != s) return;
     sessions_.erase(it);
-    scheduler_state_.session_closed(s->last_active_at(), s->connection);
+    scheduler_state_.session_closed(s->last_active_at(), s->caller);
     kv_used_ -= s->kv_bytes;
     s->quota_lease.release();
     drained_cv_.notify_all();
@@ -746,21 +746,22 @@ void StageServer::Impl::scheduler_loop() {
                           [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
       const Clock::time_point now = clock_.now();
-      std::vector<Clock::time_point> last_active;
-      last_active.reserve(sessions_.size());
-      for (const auto& [id, s] : sessions_) last_active.push_back(s->last_active_at());
+      std::vector<StepScheduler::SessionSeen> open;
+      open.reserve(sessions_.size());
+      for (const auto& [id, s] : sessions_) open.push_back({s->last_active_at(), s->caller});
       // One client's sessions in turn (a gateway's requests one after
       // another) do not share the node with each other's ghosts.
-      const std::string* sole = queue_.empty() ? nullptr : &queue_.front().session->connection;
+      const uintptr_t* sole = queue_.empty() ? nullptr : &queue_.front().session->caller;
       for (const WorkItem& w : queue_)
-        if (sole && w.session->connection != *sole) sole = nullptr;
-      const int active = scheduler_state_.active_sessions(last_active, now, sole);
+        if (sole && w.session->caller != *sole) sole = nullptr;
+      const int active = scheduler_state_.active_sessions(open, now, sole);
       // The order is batch_plan.h's rule; this applies it to the queue.
       std::vector<QueuedWork> work;
       work.reserve(queue_.size());
       for (const WorkItem& w : queue_) {
         const Session& s = *w.session;
         work.push_back({.session = reinterpret_cast<uintptr_t>(&s),
+                        .caller = s.caller,
                         .session_closed = s.closed.load(),
                         .truncate = w.truncate,
                         .continuation = !w.truncate && w.step.continues_previous(),
@@ -803,7 +804,7 @@ void StageServer::Impl::scheduler_loop() {
     if (batch.empty()) continue;
     std::vector<std::pair<uintptr_t, int>> charged;
     for (const WorkItem& w : batch)
-      charged.emplace_back(reinterpret_cast<uintptr_t>(w.session.get()), w.take);
+      charged.emplace_back(w.session->caller, w.take);
     const auto started = clock_.now();
     // Chunked steps with more to run go back to the front of the queue,
     // ahead of their sessions' later items.

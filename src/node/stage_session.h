@@ -66,7 +66,9 @@ struct Session {
 
   std::map<std::string, std::shared_ptr<Outbound>> outbound;  // by next hop "address@pin"
   CallerQuota::Lease quota_lease;  // its opener's session quota, given back at close
-  std::string connection;          // ServerStream::connection() of its opener
+  // Its opener's connection (ServerStream::connection()) as the scheduler's
+  // caller key: fair shares are per caller (step_scheduler.h).
+  uintptr_t caller = 0;
   // Touched only by the scheduler thread: the token history of the cache
   // (commitments name it), and a cheating node's memory of its last output.
   trust::PrefixHashes prefix;

@@ -4,30 +4,40 @@
 
 namespace swarm::node {
 
-void StepScheduler::session_closed(Clock::time_point last_active, std::string connection) {
-  recently_closed_.push_back({last_active, std::move(connection)});
+void StepScheduler::session_closed(Clock::time_point last_active, uintptr_t caller) {
+  recently_closed_.push_back({last_active, caller});
   if (recently_closed_.size() > kMaxRecentlyClosed) recently_closed_.pop_front();
 }
 
-int StepScheduler::active_sessions(std::span<const Clock::time_point> open_last_active,
-                                   Clock::time_point now, const std::string* only_work_from) {
+int StepScheduler::active_sessions(std::span<const SessionSeen> open, Clock::time_point now,
+                                   const uintptr_t* only_work_from) {
   const Clock::time_point recent = now - kActiveWindow;
+  active_by_caller_.clear();
   int active = 0;
-  for (Clock::time_point t : open_last_active) active += t > recent;
+  for (const SessionSeen& s : open)
+    if (s.last_active > recent) ++active, ++active_by_caller_[s.caller];
   while (!recently_closed_.empty() && recently_closed_.front().last_active <= recent)
     recently_closed_.pop_front();
-  active += static_cast<int>(std::count_if(
-      recently_closed_.begin(), recently_closed_.end(), [&](const Closed& c) {
-        return c.last_active > recent && !(only_work_from && c.connection == *only_work_from);
-      }));
+  for (const SessionSeen& c : recently_closed_) {
+    if (c.last_active <= recent || (only_work_from && c.caller == *only_work_from)) continue;
+    ++active, ++active_by_caller_[c.caller];
+  }
   return active;
 }
 
 StepScheduler::Decision StepScheduler::next_batch(std::vector<QueuedWork> queue,
                                                   int max_batch_tokens, int active,
                                                   Clock::time_point now) const {
-  for (QueuedWork& w : queue)
-    w.over_share = compute_share_.over_share(w.session, active, seconds(now));
+  // A caller's fair part: its active sessions (at least the one whose work is
+  // queued) over all; never over it while it is the only caller active.
+  for (QueuedWork& w : queue) {
+    auto it = active_by_caller_.find(w.caller);
+    const int mine = std::max(1, it == active_by_caller_.end() ? 0 : it->second);
+    const bool others = active_by_caller_.size() > (it == active_by_caller_.end() ? 0u : 1u);
+    w.over_share = active >= 2 && others &&
+                   compute_share_.over_share(w.caller, static_cast<double>(mine) / active,
+                                             seconds(now));
+  }
   Decision d;
   d.plan = plan_next_batch(queue, max_batch_tokens, active >= 2);
   const BatchPlan& p = d.plan;
@@ -54,10 +64,10 @@ void StepScheduler::batch_ran(std::span<const std::pair<uintptr_t, int>> tokens,
                               Clock::time_point ended, bool contended) {
   if (!contended) return;
   int total = 0;
-  for (const auto& [session, n] : tokens) total += n;
-  // Each session is charged the batch's time in proportion to its tokens.
-  for (const auto& [session, n] : tokens)
-    compute_share_.charge(session, took_s * n / std::max(1, total), seconds(ended));
+  for (const auto& [caller, n] : tokens) total += n;
+  // Each caller is charged the batch's time in proportion to its tokens.
+  for (const auto& [caller, n] : tokens)
+    compute_share_.charge(caller, took_s * n / std::max(1, total), seconds(ended));
 }
 
 }  // namespace swarm::node

@@ -10,13 +10,23 @@ using std::chrono::seconds;
 
 constexpr uintptr_t kA = 1, kB = 2;
 
-QueuedWork prompt(uintptr_t session, int tokens) {
-  return {
-      .session = session, .tokens = tokens, .chunkable = true, .first_layer = 0, .last_layer = 4};
+// Each session its own caller unless one is named.
+QueuedWork prompt(uintptr_t session, int tokens, uintptr_t caller = 0) {
+  return {.session = session,
+          .caller = caller ? caller : session,
+          .tokens = tokens,
+          .chunkable = true,
+          .first_layer = 0,
+          .last_layer = 4};
 }
-QueuedWork decode(uintptr_t session) {
-  return {.session = session, .tokens = 1, .first_layer = 0, .last_layer = 4};
+QueuedWork decode(uintptr_t session, uintptr_t caller = 0) {
+  return {.session = session,
+          .caller = caller ? caller : session,
+          .tokens = 1,
+          .first_layer = 0,
+          .last_layer = 4};
 }
+using Seen = StepScheduler::SessionSeen;
 
 // A session counts as active for a second after its last message, closed or
 // not; at exactly a second it no longer does.
@@ -24,8 +34,8 @@ TEST(StepSchedulerTest, SessionsAreActiveForASecondAfterTheirLastMessage) {
   FakeClock clock;
   StepScheduler s;
   const Clock::time_point t0 = clock.now();
-  const std::vector<Clock::time_point> open = {t0};
-  s.session_closed(t0 + milliseconds(500), "ipv4:127.0.0.1:40000");
+  const std::vector<Seen> open = {{t0, kA}};
+  s.session_closed(t0 + milliseconds(500), kB);
   EXPECT_EQ(s.active_sessions(open, clock.now()), 2);
   clock.advance(milliseconds(999));
   EXPECT_EQ(s.active_sessions(open, clock.now()), 2);
@@ -42,10 +52,10 @@ TEST(StepSchedulerTest, SessionsAreActiveForASecondAfterTheirLastMessage) {
 TEST(StepSchedulerTest, ClosedSessionsDoNotCountAgainstTheirOwnConnection) {
   FakeClock clock;
   StepScheduler s;
-  const std::string gateway = "ipv4:127.0.0.1:40000", stranger = "ipv4:127.0.0.1:40001";
+  const uintptr_t gateway = 40000, stranger = 40001;
   s.session_closed(clock.now(), gateway);
   s.session_closed(clock.now(), gateway);
-  const std::vector<Clock::time_point> open = {clock.now()};  // the new request's session
+  const std::vector<Seen> open = {{clock.now(), gateway}};  // the new request's session
   EXPECT_EQ(s.active_sessions(open, clock.now(), &gateway), 1);
   EXPECT_EQ(s.active_sessions(open, clock.now(), &stranger), 3);
   EXPECT_EQ(s.active_sessions(open, clock.now()), 3);  // work from several connections
@@ -64,6 +74,8 @@ TEST(StepSchedulerTest, APromptOverItsShareWaitsUntilTheShareDecays) {
   const std::vector<std::pair<uintptr_t, int>> ran = {{kA, 512}};
   s.batch_ran(ran, 0.8, clock.now(), /*contended=*/true);
   const std::vector<QueuedWork> queue = {prompt(kA, 4096)};
+  const std::vector<Seen> both = {{clock.now(), kA}, {clock.now(), kB}};
+  ASSERT_EQ(s.active_sessions(both, clock.now()), 2);
 
   StepScheduler::Decision d = s.next_batch(queue, 512, /*active=*/2, clock.now());
   EXPECT_TRUE(d.plan.batch.empty());
@@ -83,9 +95,40 @@ TEST(StepSchedulerTest, APromptOverItsShareWaitsUntilTheShareDecays) {
   // Alone on the node, the same session is never over its share.
   clock.advance(seconds(10));
   s.batch_ran(ran, 0.8, clock.now(), true);
+  const std::vector<Seen> alone = {{clock.now(), kA}};
+  ASSERT_EQ(s.active_sessions(alone, clock.now()), 1);
   d = s.next_batch(queue, 512, /*active=*/1, clock.now());
   EXPECT_EQ(d.plan.take, std::vector<int>({512}));
   EXPECT_FALSE(d.contended);
+}
+
+// Shares are per caller, weighted by its sessions: one caller's sessions never
+// hold each other's prompts back however much the caller had (a gateway with
+// many users alone on a node); beside another caller, one with 3 of the 4
+// active sessions may have 3/4 of the node, and past that its prompt waits.
+TEST(StepSchedulerTest, SharesArePerCallerWeightedBySessions) {
+  FakeClock clock;
+  StepScheduler s;
+  constexpr uintptr_t kGateway = 100, kStranger = 200;
+  const std::vector<std::pair<uintptr_t, int>> most = {{kGateway, 512}};
+  s.batch_ran(most, 0.9, clock.now(), /*contended=*/true);
+  const Clock::time_point t = clock.now();
+  const std::vector<Seen> one_caller = {{t, kGateway}, {t, kGateway}, {t, kGateway}};
+  ASSERT_EQ(s.active_sessions(one_caller, t), 3);
+  StepScheduler::Decision d = s.next_batch({prompt(1, 4096, kGateway), decode(2, kGateway)}, 512, 3, t);
+  EXPECT_FALSE(d.waiting_on_shares);
+  EXPECT_EQ(d.plan.batch.size(), 2u) << "the gateway's prompt ran beside its own decode step";
+
+  const std::vector<Seen> with_stranger = {
+      {t, kGateway}, {t, kGateway}, {t, kGateway}, {t, kStranger}};
+  ASSERT_EQ(s.active_sessions(with_stranger, t), 4);
+  d = s.next_batch({prompt(1, 4096, kGateway)}, 512, 4, t);
+  EXPECT_TRUE(d.waiting_on_shares) << "share " << s.share(kGateway, t) << " over 3/4";
+  // 0.9 s of the last second decays under 3/4 after ln(1.2) = 0.18 s.
+  clock.advance(milliseconds(200));
+  ASSERT_EQ(s.active_sessions(with_stranger, clock.now()), 4);
+  d = s.next_batch({prompt(1, 4096, kGateway)}, 512, 4, clock.now());
+  EXPECT_FALSE(d.waiting_on_shares) << "share " << s.share(kGateway, clock.now());
 }
 
 // A batch is charged only when it runs beside or ahead of another session's

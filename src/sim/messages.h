@@ -25,6 +25,7 @@ struct Chain {
   std::vector<Hop> hops;
   simgrid::s4u::Mailbox* reply = nullptr;  // the request's mailbox at the gateway
   int64_t session = 0;                     // the request
+  int gateway = 0;                         // the region of the gateway it came from (its caller)
   int attempt = 0;                         // bumped at each failover: older answers are stale
   std::string key;                         // names the chain for the step-time book
 };

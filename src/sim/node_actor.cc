@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
 #include <simgrid/s4u.hpp>
 
 #include "node/batch_plan.h"
@@ -64,7 +65,8 @@ void run_node(World* world, int node) {
   // The stage server's own scheduler: which sessions count as active, fair
   // shares of compute, what runs next (node/step_scheduler.h).
   node::StepScheduler scheduler;
-  std::vector<Clock::time_point> open_last_active;
+  std::vector<node::StepScheduler::SessionSeen> open_last_active;
+  std::map<int64_t, uintptr_t> caller_of;  // session -> its gateway, the node's caller
   bool waiting_on_shares = false;
   for (;;) {
     if (waiting_on_shares) {
@@ -85,6 +87,8 @@ void run_node(World* world, int node) {
       const Hop& h = q.step->chain->hops[q.step->hop];
       node::QueuedWork qw;
       qw.session = static_cast<uintptr_t>(q.step->chain->session);
+      qw.caller = static_cast<uintptr_t>(q.step->chain->gateway) + 1;
+      caller_of[q.step->chain->session] = qw.caller;
       auto cancelled = w.cancelled_below.find(q.step->chain->session);
       qw.session_closed = cancelled != w.cancelled_below.end() && q.step->seq < cancelled->second;
       qw.continuation = q.step->continuation;
@@ -100,9 +104,10 @@ void run_node(World* world, int node) {
     open_last_active.clear();
     for (auto it = n.last_seen.begin(); it != n.last_seen.end();) {
       if (now - it->second > 10) {
+        caller_of.erase(it->first);
         it = n.last_seen.erase(it);
       } else {
-        open_last_active.push_back(at(it->second));
+        open_last_active.push_back({at(it->second), caller_of[it->first]});
         ++it;
       }
     }
@@ -156,7 +161,7 @@ void run_node(World* world, int node) {
     if (slowdown > 1) sg4::this_actor::sleep_for((slowdown - 1) * dt);
     std::vector<std::pair<uintptr_t, int>> ran;
     for (size_t k = 0; k < plan.batch.size(); ++k)
-      ran.emplace_back(work[plan.batch[k]].session, plan.take[k]);
+      ran.emplace_back(work[plan.batch[k]].caller, plan.take[k]);
     scheduler.batch_ran(ran, dt, at(sg4::Engine::get_clock()), decision.contended);
     std::vector<bool> done(queue.size(), false);
     for (size_t k = 0; k < plan.batch.size(); ++k) {

@@ -88,6 +88,7 @@ class Session {
         auto chain = std::make_shared<Chain>();
         chain->reply = mb_;
         chain->session = r_.id;
+        chain->gateway = r_.region;
         chain->attempt = ++attempt_;
         for (const ChainStage& st : *c) {
           Hop h;

@@ -53,6 +53,7 @@ metric() {  # URL NAME -> the value of a counter on the gateway's /metrics (0 wh
   curl -s "$1/metrics" | awk -v n="$2" '$1 == n {print $2; found=1} END {if (!found) print 0}'
 }
 field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
+ratio() { awk -v s="$1" -v r="$2" 'BEGIN { printf "%.3f", (r > 0 ? s / r : 0) }'; }
 
 # One real run: STAGES DELAY_MS STREAMS SPEC(off|ngram) SLOWDOWN KILL(0|1) -> sets $real (loadgen's JSON)
 # and $acceptance (accepted / drafted draft tokens; 0 without speculation).
@@ -185,8 +186,7 @@ for config in "${CONFIGS[@]}"; do
   run_sim "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "$kill_after_s"
   ra=$(field aggregate_tok_s "$real") rs=$(field stream_tok_s "$real") rt=$(field ttft_ms "$real")
   sa=$(field aggregate_tok_s "$sim") ss=$(field stream_tok_s "$sim") st=$(field ttft_ms "$sim")
-  ratio() { awk -v s="$1" -v r="$2" 'BEGIN { printf "%.3f", (r > 0 ? s / r : 0) }'; }
-  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%.3f,"kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s}\n' \
+  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s}\n' \
     "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "${kill_after_s:-0}" "$(drift "$TIMES")" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
     "$rs" "$ss" "$(ratio "$ss" "$rs")" "$rt" "$st" "$(ratio "$st" "$rt")" "$(field errors "$real")"
 done

@@ -7,12 +7,9 @@
 
 namespace swarm::sim {
 
-LayerTime::LayerTime(const NodeClass& c, const ModelShape& m) {
-  const int n = std::max(64, c.max_batch_tokens);
-  if (!c.layer_time_points.empty()) {
-    StageTimes st;
-    st.points = c.layer_time_points;
-    table_ = stage_time_table(st, n, 0.05);
+LayerTime::LayerTime(const NodeClass& c, const ModelShape& m)
+    : LayerTime(c.layer_time_points, c.max_batch_tokens) {
+  if (!table_.empty()) {
     for (double& t : table_) t += c.overhead_s;
     return;
   }

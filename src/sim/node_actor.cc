@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <map>
 #include <simgrid/s4u.hpp>
 
 #include "node/batch_plan.h"
@@ -66,7 +65,6 @@ void run_node(World* world, int node) {
   // shares of compute, what runs next (node/step_scheduler.h).
   node::StepScheduler scheduler;
   std::vector<node::StepScheduler::SessionSeen> open_last_active;
-  std::map<int64_t, uintptr_t> caller_of;  // session -> its gateway, the node's caller
   bool waiting_on_shares = false;
   for (;;) {
     if (waiting_on_shares) {
@@ -88,7 +86,6 @@ void run_node(World* world, int node) {
       node::QueuedWork qw;
       qw.session = static_cast<uintptr_t>(q.step->chain->session);
       qw.caller = static_cast<uintptr_t>(q.step->chain->gateway) + 1;
-      caller_of[q.step->chain->session] = qw.caller;
       auto cancelled = w.cancelled_below.find(q.step->chain->session);
       qw.session_closed = cancelled != w.cancelled_below.end() && q.step->seq < cancelled->second;
       qw.continuation = q.step->continuation;
@@ -97,17 +94,16 @@ void run_node(World* world, int node) {
       qw.first_layer = h.first_layer;
       qw.last_layer = h.last_layer;
       work.push_back(qw);
-      n.last_seen[q.step->chain->session] = now;
+      n.last_seen[q.step->chain->session] = {now, qw.caller};
     }
     // Sessions seen lately stand for the open ones (a closed one counts as
     // active for as long, as the real scheduler has it).
     open_last_active.clear();
     for (auto it = n.last_seen.begin(); it != n.last_seen.end();) {
-      if (now - it->second > 10) {
-        caller_of.erase(it->first);
+      if (now - it->second.at_s > 10) {
         it = n.last_seen.erase(it);
       } else {
-        open_last_active.push_back({at(it->second), caller_of[it->first]});
+        open_last_active.push_back({at(it->second.at_s), it->second.caller});
         ++it;
       }
     }

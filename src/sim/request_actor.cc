@@ -78,6 +78,15 @@ class Session {
     return true;
   }
 
+  // When the first token came (-1: never) and how many tokens were produced.
+  double first_token_s() const { return first_token_s_; }
+  int produced() const { return produced_; }
+  // The request is over: its sessions close.
+  void close() {
+    if (chain_) w_.count_own_sessions(r_.region, *chain_, -1);
+    chain_.reset();
+  }
+
  private:
   bool choose_chain_waiting() {
     const double until = now_s() + kCoverageWaitS;
@@ -285,20 +294,8 @@ class Session {
   int64_t seq_ = 0;
   int64_t awaited_ = 0;  // the step whose answer counts
   int produced_ = 0;
-  bool reset_ = false;
+  bool reset_ = false;  // the last wait ended because a stage of the chain was reset
   double first_token_s_ = -1;
-
- public:
-  // When the first token came (-1: never) and how many tokens were produced.
-  double first_token_s() const { return first_token_s_; }
-  // The request is over: its sessions close.
-  void close() {
-    if (chain_) w_.count_own_sessions(r_.region, *chain_, -1);
-    chain_.reset();
-  }
-  int produced() const { return produced_; }
-
- private:  // the last wait ended because a stage of the chain was reset
   std::mt19937_64 rng_;
   std::uniform_real_distribution<double> accept_{0.0, 1.0};
   SpecConfig cfg_;

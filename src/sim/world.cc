@@ -47,7 +47,7 @@ PeerSnapshot World::snapshot(int i, int gateway_region, double now) const {
   p.layer_tokens_per_second = 1.0 / class_time[n.class_index].seconds(1);
   p.rtt_seconds = gateway_region >= 0 ? scenario.network.rtt_s[gateway_region][n.region] : 0;
   int active = 0;
-  for (const auto& [session, t] : n.last_seen) active += now - t < 2.0;
+  for (const auto& [session, seen] : n.last_seen) active += now - seen.at_s < 2.0;
   p.active_sessions = active;
   p.queued_steps = n.queued_steps;
   p.node_id = n.address;

@@ -41,7 +41,11 @@ struct NodeState {
   LayerRange range;
   std::string address;  // "node-<index>.<incarnation>"
   int queued_steps = 0;
-  std::map<int64_t, double> last_seen;  // session -> last step time (active sessions)
+  struct Seen {
+    double at_s = 0;      // its last step
+    uintptr_t caller = 0; // its gateway (node/step_scheduler.h: shares are per caller)
+  };
+  std::map<int64_t, Seen> last_seen;  // session -> when, and from whom (active sessions)
   double busy_ewma = 0;                 // busy fraction, smoothed (the controller's load input)
   double busy_since_s = 0;              // for busy_ewma
   double busy_acc_s = 0;

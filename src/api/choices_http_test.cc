@@ -22,18 +22,12 @@ using nlohmann::json;
 
 constexpr const char* kModel = "tiny-llama/gguf/tiny-llama-Q8_0.gguf";
 
-class ChoicesHttpTest : public ::testing::Test {
+class ChoicesHttpTest : public testing::LocalServerSuite<ChoicesHttpTest> {
+ public:
+  static constexpr const char* kServerModel = kModel;
+  static constexpr int kServerContext = 128;
+
  protected:
-  static void SetUpTestSuite() {
-    local_ = testing::LocalTestServer::Start(kModel, 128).release();
-    if (local_ == nullptr) return;
-    tok_ = local_->tokenizer.get();
-    backend_ = local_->backend.get();
-    server_ = local_->server.get();
-    port_ = local_->port;
-  }
-  static void TearDownTestSuite() { delete local_; }
-  void SetUp() override { ASSERT_NE(server_, nullptr) << kModel << " did not load"; }
 
   static std::string post(const std::string& path, const json& body, int want = 200) {
     httplib::Client c("127.0.0.1", port_);
@@ -45,11 +39,6 @@ class ChoicesHttpTest : public ::testing::Test {
     return r->body;
   }
 
-  static inline testing::LocalTestServer* local_ = nullptr;
-  static inline Tokenizer* tok_ = nullptr;
-  static inline LocalBackend* backend_ = nullptr;
-  static inline OpenAiServer* server_ = nullptr;
-  static inline int port_ = 0;
 };
 
 TEST_F(ChoicesHttpTest, EachChoiceHasItsOwnSeedStreamedOrNot) {

@@ -49,18 +49,12 @@ class NoWeights : public GenerationBackend {
   int context_length() const override { return 64; }
 };
 
-class EmbeddingsHttpTest : public ::testing::Test {
+class EmbeddingsHttpTest : public testing::LocalServerSuite<EmbeddingsHttpTest> {
+ public:
+  static constexpr const char* kServerModel = kModel;
+  static constexpr int kServerContext = 64;
+
  protected:
-  static void SetUpTestSuite() {
-    local_ = testing::LocalTestServer::Start(kModel, 64).release();
-    if (local_ == nullptr) return;
-    tok_ = local_->tokenizer.get();
-    backend_ = local_->backend.get();
-    server_ = local_->server.get();
-    port_ = local_->port;
-  }
-  static void TearDownTestSuite() { delete local_; }
-  void SetUp() override { ASSERT_NE(server_, nullptr) << kModel << " did not load"; }
 
   // What the model gives for `ids`, straight from its parts.
   static std::vector<float> direct(const std::vector<int32_t>& ids) {
@@ -76,11 +70,6 @@ class EmbeddingsHttpTest : public ::testing::Test {
     return mean_pool_normalized(normed.data(), n, d);
   }
 
-  static inline testing::LocalTestServer* local_ = nullptr;
-  static inline Tokenizer* tok_ = nullptr;
-  static inline LocalBackend* backend_ = nullptr;
-  static inline OpenAiServer* server_ = nullptr;
-  static inline int port_ = 0;
 };
 
 std::vector<float> floats(const json& e) { return e.get<std::vector<float>>(); }

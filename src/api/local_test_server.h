@@ -2,6 +2,8 @@
 // a LocalBackend of one model file), listening on 127.0.0.1 at a free port.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <string>
 
@@ -42,6 +44,30 @@ struct LocalTestServer {
     out->port = *port;
     return out;
   }
+};
+
+// A test suite whose tests share one LocalTestServer, started once per suite:
+// `Derived` (the suite itself) names the model, kServerModel, and the
+// context, kServerContext. A model that is missing fails every test.
+template <class Derived>
+class LocalServerSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    local_ = LocalTestServer::Start(Derived::kServerModel, Derived::kServerContext).release();
+    if (local_ == nullptr) return;
+    tok_ = local_->tokenizer.get();
+    backend_ = local_->backend.get();
+    server_ = local_->server.get();
+    port_ = local_->port;
+  }
+  static void TearDownTestSuite() { delete local_; }
+  void SetUp() override { ASSERT_NE(server_, nullptr) << Derived::kServerModel << " did not load"; }
+
+  static inline LocalTestServer* local_ = nullptr;
+  static inline Tokenizer* tok_ = nullptr;
+  static inline LocalBackend* backend_ = nullptr;
+  static inline OpenAiServer* server_ = nullptr;
+  static inline int port_ = 0;
 };
 
 }  // namespace swarm::testing

@@ -24,18 +24,12 @@ using nlohmann::json;
 constexpr const char* kModel = "tiny-llama/gguf/tiny-llama-Q8_0.gguf";
 constexpr int kContext = 256;
 
-class LogprobsHttpTest : public ::testing::Test {
+class LogprobsHttpTest : public testing::LocalServerSuite<LogprobsHttpTest> {
+ public:
+  static constexpr const char* kServerModel = kModel;
+  static constexpr int kServerContext = kContext;
+
  protected:
-  static void SetUpTestSuite() {
-    local_ = testing::LocalTestServer::Start(kModel, kContext).release();
-    if (local_ == nullptr) return;
-    tok_ = local_->tokenizer.get();
-    backend_ = local_->backend.get();
-    server_ = local_->server.get();
-    port_ = local_->port;
-  }
-  static void TearDownTestSuite() { delete local_; }
-  void SetUp() override { ASSERT_NE(server_, nullptr) << kModel << " did not load"; }
 
   static json post(const std::string& path, const json& body, int want = 200) {
     httplib::Client c("127.0.0.1", port_);
@@ -81,11 +75,6 @@ class LogprobsHttpTest : public ::testing::Test {
     return {seq.begin() + static_cast<ptrdiff_t>(start), seq.end()};
   }
 
-  static inline testing::LocalTestServer* local_ = nullptr;
-  static inline Tokenizer* tok_ = nullptr;
-  static inline LocalBackend* backend_ = nullptr;
-  static inline OpenAiServer* server_ = nullptr;
-  static inline int port_ = 0;
 };
 
 // What JSON makes of raw token bytes (invalid UTF-8 becomes U+FFFD).

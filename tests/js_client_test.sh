@@ -14,7 +14,7 @@ set -euo pipefail
 src=$(cd "$1" && pwd) package=$2 swarm=$3 model=$4 work=$5 mode=${6:-serve} context=${CONTEXT:-2048}
 source "$(dirname "$0")/npm_ci.sh"
 npm_ci_or_skip "$src" "$work" "$package"
-cp "$src/client_test.mjs" "$work/"
+cp "$src/client_test.mjs" "$(dirname "$0")/js_client_common.mjs" "$work/"
 
 SWARM=$swarm WORK=$work
 source "$(dirname "$0")/../scripts/procs.sh"

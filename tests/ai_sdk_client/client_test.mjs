@@ -7,6 +7,7 @@
 // (constrained sampling: the object must validate), logprobs through the
 // provider's pass-through options, token usage, and a tool-calling round trip.
 import assert from "node:assert/strict";
+import { metrics, waitFor } from "./js_client_common.mjs";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
 import { generateObject, generateText, stepCountIs, streamText, tool } from "ai";
 import { z } from "zod";
@@ -42,24 +43,6 @@ const system = "You are terse.";
 const prompt = "Say something about swarms.";
 const greedy = { temperature: 0, seed: 7, maxRetries: 0 };
 
-// The server's Prometheus counters, to see what it made of an aborted stream.
-async function metrics() {
-  const text = await (await fetch(`${origin}/metrics`)).text();
-  const value = (name) => Number(text.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1] ?? 0);
-  return {
-    cancelled: value('swarm_completions_total\\{finish_reason="cancelled"\\}'),
-    inFlight: value("swarm_requests_in_flight"),
-  };
-}
-async function waitFor(what, condition, seconds = 20) {
-  const end = Date.now() + seconds * 1000;
-  for (;;) {
-    const seen = await condition();
-    if (seen === true) return;
-    if (Date.now() > end) assert.fail(`${what}: still ${JSON.stringify(seen)} after ${seconds} s`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function checkUsage(usage, what) {
   assert.ok(usage.inputTokens > 0 && usage.outputTokens > 0, `${what} usage: ${JSON.stringify(usage)}`);
@@ -98,7 +81,7 @@ async function main() {
   // A long stream (this prompt runs to max_tokens, seconds of work) aborted
   // after its first delta: the client ends it, the server sees the connection go, cancels the completion (it does not run to
   // max_tokens) and serves the next request as before.
-  const before = await metrics();
+  const before = await metrics(origin);
   const controller = new AbortController();
   let aborted = false, received = "";
   const long = streamText({
@@ -122,7 +105,7 @@ async function main() {
   assert.ok(aborted, "the stream did not report its abort");
   assert.ok(received.length > 0, "nothing arrived before the abort");
   await waitFor("cancelled completions, requests in flight", async () => {
-    const m = await metrics();
+    const m = await metrics(origin);
     return (m.cancelled === before.cancelled + 1 && m.inFlight === 0) || m;
   });
   const after = await generateText({ model: llm, system, prompt, maxOutputTokens: 16, ...greedy });

@@ -7,6 +7,7 @@
 // schema (constrained sampling: the object must validate), logprobs in
 // response_metadata, usage_metadata, and a tool-calling round trip.
 import assert from "node:assert/strict";
+import { metrics, waitFor } from "./js_client_common.mjs";
 import { HumanMessage, SystemMessage } from "@langchain/core/messages";
 import { tool } from "@langchain/core/tools";
 import { ChatOpenAI } from "@langchain/openai";
@@ -31,24 +32,6 @@ const llm = chat();
 const messages = [new SystemMessage("You are terse."), new HumanMessage("Say something about swarms.")];
 const seeded = { seed: 7 };
 
-// The server's Prometheus counters, to see what it made of an aborted stream.
-async function metrics() {
-  const text = await (await fetch(`${origin}/metrics`)).text();
-  const value = (name) => Number(text.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1] ?? 0);
-  return {
-    cancelled: value('swarm_completions_total\\{finish_reason="cancelled"\\}'),
-    inFlight: value("swarm_requests_in_flight"),
-  };
-}
-async function waitFor(what, condition, seconds = 20) {
-  const end = Date.now() + seconds * 1000;
-  for (;;) {
-    const seen = await condition();
-    if (seen === true) return;
-    if (Date.now() > end) assert.fail(`${what}: still ${JSON.stringify(seen)} after ${seconds} s`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function checkUsage(usage, what) {
   assert.ok(usage?.input_tokens > 0 && usage.output_tokens > 0, `${what} usage: ${JSON.stringify(usage)}`);
@@ -84,7 +67,7 @@ async function main() {
   // after its first chunk: the client ends it, the server sees the connection
   // go, cancels the completion (it does not run to max_tokens) and serves the
   // next request as before.
-  const before = await metrics();
+  const before = await metrics(origin);
   const controller = new AbortController();
   let received = "", abortError = null;
   const long = [new SystemMessage("You are terse."), new HumanMessage("Write a long story about swarms.")];
@@ -100,7 +83,7 @@ async function main() {
   assert.ok(/abort/i.test(`${abortError.name} ${abortError.message}`), `not an abort: ${abortError}`);
   assert.ok(received.length > 0, "nothing arrived before the abort");
   await waitFor("cancelled completions, requests in flight", async () => {
-    const m = await metrics();
+    const m = await metrics(origin);
     return (m.cancelled === before.cancelled + 1 && m.inFlight === 0) || m;
   });
   const after = await llm.invoke(messages, seeded);

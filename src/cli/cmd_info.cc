@@ -9,7 +9,8 @@
 
 #include "cli/common.h"
 #include "net/peer_address.h"
-#include "pipeline/chain_session.h"
+#include "pipeline/grpc_stage_transport.h"
+#include "swarm/v1/stage.grpc.pb.h"
 
 namespace swarm::cli {
 

@@ -1,6 +1,8 @@
 #include "engine/clock.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 namespace swarm {
@@ -71,6 +73,53 @@ size_t FakeClock::waiters() const {
 void FakeClock::wait_for_waiters(size_t n) const {
   std::unique_lock<std::mutex> g(mu_);
   changed_.wait(g, [&] { return waiting_.size() >= n; });
+}
+
+Clock::time_point SimulatedClock::now() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return now_;
+}
+
+void SimulatedClock::schedule(time_point at, std::function<void()> work) {
+  std::lock_guard<std::mutex> g(mu_);
+  agenda_.emplace(std::make_pair(std::max(at, now_), next_order_++), std::move(work));
+}
+
+size_t SimulatedClock::scheduled() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return agenda_.size();
+}
+
+bool SimulatedClock::pop_due(time_point deadline, std::function<void()>* work) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (agenda_.empty() || agenda_.begin()->first.first > deadline) {
+    if (deadline == kNever) {
+      std::fprintf(stderr, "SimulatedClock: a wait without deadline, and nothing scheduled\n");
+      std::abort();
+    }
+    now_ = std::max(now_, deadline);
+    return false;
+  }
+  auto next = agenda_.begin();
+  now_ = std::max(now_, next->first.first);
+  *work = std::move(next->second);
+  agenda_.erase(next);
+  return true;
+}
+
+void SimulatedClock::wait_until(std::unique_lock<std::mutex>& lock, std::condition_variable&,
+                                time_point deadline) {
+  std::function<void()> work;
+  if (!pop_due(deadline, &work)) return;
+  // The work may notify, or take, what the waiter waits under.
+  lock.unlock();
+  work();
+  lock.lock();
+}
+
+void SimulatedClock::run_until(time_point t) {
+  std::function<void()> work;
+  while (pop_due(t, &work)) work();
 }
 
 }  // namespace swarm

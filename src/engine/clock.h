@@ -13,7 +13,9 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
+#include <map>
 #include <mutex>
 
 namespace swarm {
@@ -97,6 +99,49 @@ class FakeClock final : public Clock {
   time_point now_;
   std::list<Waiter> waiting_;
   uint64_t next_id_ = 0;
+};
+
+// A discrete-event clock for a simulation driven by one thread (a test, or a
+// simulated chain of stages): time jumps. Work is scheduled at points in time;
+// when the thread waits, the next piece of work due no later than its deadline
+// runs on that thread (with the waiter's lock released), and time moves to
+// when it was due; with none due, time jumps to the deadline. So a session
+// that waits 100 simulated ms for a stage waits no real time at all, and the
+// same inputs give the same run, event for event.
+//
+// Only one thread may wait on it; work must not wait on it.
+class SimulatedClock final : public Clock {
+ public:
+  explicit SimulatedClock(duration start = std::chrono::hours(1)) : now_(time_point() + start) {}
+  SimulatedClock(const SimulatedClock&) = delete;
+  SimulatedClock& operator=(const SimulatedClock&) = delete;
+  using Clock::wait_until;
+
+  time_point now() const override;
+  // Runs the next work due by `deadline` (or jumps to it). Waiting forever with
+  // nothing scheduled can never end: that aborts, naming the clock.
+  void wait_until(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
+                  time_point deadline) override;
+
+  // Runs `work` at `at` (now, if `at` has passed); work due at the same time
+  // runs in the order scheduled.
+  void schedule(time_point at, std::function<void()> work);
+  void schedule_after(duration d, std::function<void()> work) { schedule(now() + d, std::move(work)); }
+  // From the driving thread, when it does not wait: runs everything due by `t`
+  // and moves time to `t`.
+  void run_until(time_point t);
+  size_t scheduled() const;
+
+ private:
+  // Pops the next work due by `deadline` and moves time to it; false (time
+  // moved to `deadline`) when there is none.
+  bool pop_due(time_point deadline, std::function<void()>* work);
+
+  mutable std::mutex mu_;
+  time_point now_;
+  // By (due, order scheduled).
+  std::map<std::pair<time_point, uint64_t>, std::function<void()>> agenda_;
+  uint64_t next_order_ = 0;
 };
 
 }  // namespace swarm

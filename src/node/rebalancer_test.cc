@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -115,6 +116,60 @@ TEST(RebalancerTest, AHigherKeyDefersOnceThenMoves) {
   EXPECT_EQ(r->check_once(), Rebalancer::Outcome::kMove);
   EXPECT_EQ(f.moves_now(), std::vector<LayerRange>({{4, 8}}));
   EXPECT_EQ(r->check_once(), Rebalancer::Outcome::kStay);
+}
+
+// Two nodes start at the same moment on the same block of an 8-layer model,
+// each with room for half, and check at the same jittered times (the draws are
+// equal: the race of deciding on the same view is staged at every check). The
+// lower key moves, the higher defers; they end on different blocks and stay
+// there for every later check. (The DHT swarm test shows real processes
+// getting there; this shows they stay, without waiting on wall time.)
+TEST(RebalancerTest, TwoNodesStartedTogetherEndOnDifferentBlocksAndStay) {
+  FakeClock clock;
+  std::mutex mu;
+  std::map<std::string, LayerRange> at = {{"11", {0, 4}}, {"99", {0, 4}}};
+  int moves = 0;
+  auto make = [&](const std::string& key) {
+    RebalanceOptions o;
+    o.interval_s = 60;
+    o.n_layer = 8;
+    o.capacity_layers = 4;
+    o.public_key_hex = key;
+    return std::make_unique<Rebalancer>(
+        clock, [] { return 0.5; }, o,
+        [&, key] {
+          std::lock_guard<std::mutex> lock(mu);
+          Rebalancer::View v{{}, at[key], 1000};
+          for (const auto& [k, r] : at)
+            if (k != key) v.peers_without_me.push_back(peer(r.first, r.last, 8, k));
+          return v;
+        },
+        [&, key](LayerRange target) {
+          std::lock_guard<std::mutex> lock(mu);
+          at[key] = target;
+          ++moves;
+        });
+  };
+  auto a = make("11"), b = make("99");
+  a->start();
+  b->start();
+  std::vector<std::map<std::string, LayerRange>> after;
+  for (int check = 0; check < 20; ++check) {
+    clock.wait_for_waiters(2);
+    clock.advance(seconds(60));
+    clock.wait_for_waiters(2);  // both checked and wait for the next
+    std::lock_guard<std::mutex> lock(mu);
+    after.push_back(at);
+  }
+  a->stop();
+  b->stop();
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_NE(at["11"].first, at["99"].first);
+  EXPECT_EQ(at["11"].last - at["11"].first, 4);
+  EXPECT_EQ(at["99"].last - at["99"].first, 4);
+  EXPECT_EQ(moves, 1);  // one of them moved, once
+  // Settled within two checks, and unchanged through the other eighteen.
+  for (size_t i = 2; i < after.size(); ++i) EXPECT_EQ(after[i], at) << "check " << i;
 }
 
 // stop() ends a thread that waits for its next check without the clock moving.

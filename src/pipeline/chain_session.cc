@@ -6,10 +6,10 @@
 #include <random>
 #include <tuple>
 
-#include "net/channel_cache.h"
 #include "net/logprob_codec.h"
 #include "net/status_convert.h"
 #include "net/tls.h"
+#include "pipeline/grpc_stage_transport.h"
 
 namespace swarm {
 namespace {
@@ -37,55 +37,6 @@ std::string random_session_id() {
 
 }  // namespace
 
-namespace {
-net::ChannelCache& stage_channels() {
-  static net::ChannelCache cache;
-  return cache;
-}
-}  // namespace
-
-std::shared_ptr<grpc::Channel> stage_channel(const std::string& address, const std::string& pin) {
-  return stage_channels().get(address, pin);
-}
-
-std::shared_ptr<grpc::Channel> renew_stage_channel(const std::string& address, const std::string& pin) {
-  return stage_channels().renew(address, pin);
-}
-
-int first_silent_stage(const std::vector<ChainStage>& stages, std::chrono::milliseconds timeout) {
-  // One completion queue and every call at once: the probe takes one timeout,
-  // not one per stage.
-  struct Call {
-    std::unique_ptr<v1::Stage::Stub> stub;
-    grpc::ClientContext ctx;
-    v1::InfoResponse info;
-    grpc::Status status;
-    std::unique_ptr<grpc::ClientAsyncResponseReader<v1::InfoResponse>> rpc;
-  };
-  grpc::CompletionQueue cq;
-  std::vector<std::unique_ptr<Call>> calls;
-  for (size_t i = 0; i < stages.size(); ++i) {
-    auto& c = calls.emplace_back(std::make_unique<Call>());
-    c->stub = v1::Stage::NewStub(stage_channel(stages[i].address, stages[i].public_key));
-    c->ctx.set_deadline(std::chrono::system_clock::now() + timeout);
-    c->rpc = c->stub->AsyncInfo(&c->ctx, v1::InfoRequest(), &cq);
-    c->rpc->Finish(&c->info, &c->status, reinterpret_cast<void*>(i));
-  }
-  for (size_t done = 0; done < calls.size(); ++done) {
-    void* tag = nullptr;
-    bool ok = false;
-    if (!cq.Next(&tag, &ok)) break;
-  }
-  cq.Shutdown();
-  void* tag = nullptr;
-  bool ok = false;
-  while (cq.Next(&tag, &ok)) {
-  }
-  for (size_t i = 0; i < calls.size(); ++i)
-    if (!calls[i]->status.ok()) return static_cast<int>(i);
-  return -1;
-}
-
 void ChainSession::EventQueue::push(Event e) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -96,7 +47,7 @@ void ChainSession::EventQueue::push(Event e) {
 
 bool ChainSession::EventQueue::pop(Event* e, Clock::time_point deadline) {
   std::unique_lock<std::mutex> lock(mu_);
-  if (!cv_.wait_until(lock, deadline, [&] { return !events_.empty(); })) return false;
+  if (!clock_.wait_until(lock, cv_, deadline, [&] { return !events_.empty(); })) return false;
   *e = std::move(events_.front());
   events_.pop_front();
   return true;
@@ -106,9 +57,15 @@ ChainSession::ChainSession(std::vector<ChainStage> chain, const PipelineOptions&
                            StepTimeBook* times)
     : chain_(std::move(chain)),
       options_(options),
+      own_transport_(options.transport
+                         ? nullptr
+                         : std::make_unique<GrpcStageTransport>(options.link_delay)),
+      transport_(options.transport ? *options.transport : *own_transport_),
+      clock_(options.clock ? *options.clock : Clock::real()),
       times_(times),
       key_(describe_chain(chain_)),
-      id_(random_session_id()) {}
+      id_(random_session_id()),
+      events_(clock_) {}
 
 ChainSession::~ChainSession() { close(); }
 
@@ -125,7 +82,7 @@ void ChainSession::observe(const std::string& key, int tokens, Clock::time_point
   double per_token = r.timings_size() > 0 ? 0 : -1;
   for (const v1::StageTiming& t : r.timings())
     per_token += t.compute_us() * 1e-6 / std::max<int64_t>(1, t.batch_tokens());
-  times_->observe(key, tokens, std::chrono::duration<double>(Clock::now() - sent).count(),
+  times_->observe(key, tokens, std::chrono::duration<double>(clock_.now() - sent).count(),
                   per_token);
 }
 
@@ -145,9 +102,9 @@ Status ChainSession::await(Event* e, Clock::time_point sent, const std::string& 
     // measured the chain since this step went out (a cold chain has none).
     const auto deadline = deadline_for(key, tokens);
     const auto due = std::min(std::max(sent, not_before) + deadline, ceiling);
-    const auto wake = std::min(due, Clock::now() + std::chrono::seconds(1));
+    const auto wake = std::min(due, clock_.now() + std::chrono::seconds(1));
     if (events_.pop(e, wake)) return Status::Ok();
-    const auto now = Clock::now();
+    const auto now = clock_.now();
     if (now < due) continue;
     const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - sent);
     if (now >= ceiling) {
@@ -157,7 +114,7 @@ Status ChainSession::await(Event* e, Clock::time_point sent, const std::string& 
     }
     std::vector<ChainStage> stages;
     for (size_t i : probe) stages.push_back(chain_[i]);
-    const int silent = first_silent_stage(stages, options_.deadlines.probe_timeout);
+    const int silent = transport_.first_silent_stage(stages, options_.deadlines.probe_timeout);
     if (silent >= 0) {
       const size_t stage = probe[static_cast<size_t>(silent)];
       return blame(stage, Status::DeadlineExceeded(
@@ -168,17 +125,15 @@ Status ChainSession::await(Event* e, Clock::time_point sent, const std::string& 
     // Every stage answers: slow, not hung. Wait on, up to the ceiling.
     spdlog::warn("{}: no answer after {} ms (deadline {} ms), but every stage answers; waiting on",
                  what, waited.count(), deadline.count());
-    not_before = Clock::now();
+    not_before = clock_.now();
   }
 }
 
 Status ChainSession::open(const std::string& model_id, int n_layer, const SamplingParams& sp,
                           int max_length) {
   for (size_t i = 0; i < chain_.size(); ++i) {
-    Link& link = links_.emplace_back();
-    link.ctx = std::make_unique<grpc::ClientContext>();
-    link.stub = v1::Stage::NewStub(stage_channel(chain_[i].address, chain_[i].public_key));
-    link.stream = link.stub->Session(link.ctx.get());
+    links_.push_back(
+        transport_.open(chain_[i], i, [this](StageEvent e) { events_.push(std::move(e)); }));
     v1::StageRequest req;
     v1::OpenSession* open = req.mutable_open();
     open->set_session_id(id_);
@@ -213,15 +168,14 @@ Status ChainSession::open(const std::string& model_id, int n_layer, const Sampli
       s->set_grammar_start(sp.grammar_start);
       for (int32_t t : sp.stop_tokens) s->add_stop_tokens(t);
     }
-    if (!link.stream->Write(req)) return finish_link(i, "opening a session");
-    link.reader = std::thread([this, i] { read_loop(i); });
+    if (!links_[i]->write(req)) return finish_link(i, "opening a session");
   }
   // Every stage must confirm before the first step goes out.
-  const auto sent = Clock::now();
+  const auto sent = clock_.now();
   for (size_t confirmed = 0; confirmed < chain_.size();) {
     Event e;
     SWARM_RETURN_IF_ERROR(await(&e, sent, key_, 1, all_stages(), "OpenSession"));
-    if (e.ended) return blame(e.stage, from_grpc(e.status, chain_[e.stage].address));
+    if (e.ended) return blame(e.stage, e.status.annotate(chain_[e.stage].address));
     if (e.response.has_error())
       return from_error(e.response.error(), chain_[e.stage].address + " refused the session");
     if (e.response.has_opened()) ++confirmed;
@@ -250,7 +204,7 @@ void ChainSession::fill_step(v1::Step* st, uint64_t step_id, const std::vector<i
 }
 
 Status ChainSession::failure_of(const Event& e) {
-  if (e.ended) return blame(e.stage, from_grpc(e.status, chain_[e.stage].address));
+  if (e.ended) return blame(e.stage, e.status.annotate(chain_[e.stage].address));
   // A stage that cannot reach its next hop says so: the hop is the suspect.
   const bool next_hop = e.response.error().code() == grpc::StatusCode::UNAVAILABLE &&
                         options_.push && e.stage + 1 < chain_.size();
@@ -277,9 +231,8 @@ Result<int32_t> ChainSession::step(const std::vector<int32_t>& tokens, int posit
     // Push mode times the whole chain; relay mode each stage on its own.
     const std::string key = options_.push ? key_ : describe_chain({chain_[i]});
     const std::vector<size_t> probe = options_.push ? all_stages() : std::vector<size_t>{i};
-    const auto sent = Clock::now();
-    if (options_.link_delay.count() > 0) std::this_thread::sleep_for(options_.link_delay);
-    if (!links_[i].stream->Write(req)) return finish_link(i, "sending a step");
+    const auto sent = clock_.now();
+    if (!links_[i]->write(req)) return finish_link(i, "sending a step");
     // Wait for the stage that ends this hop: the last one in push mode.
     const size_t answering = options_.push ? chain_.size() - 1 : i;
     for (;;) {
@@ -335,14 +288,14 @@ Result<uint64_t> ChainSession::send_run(const ChainRun& run) {
     dp->mutable_ids()->Add(q.ids.begin(), q.ids.end());
     dp->mutable_probs()->Add(q.probs.begin(), q.probs.end());
   }
-  pending_[step_id] = {Clock::now(), static_cast<int>(run.tokens.size())};
+  pending_[step_id] = {clock_.now(), static_cast<int>(run.tokens.size())};
   trust::StepRecord& sent = sent_[step_id];
   sent.step_id = step_id;
   sent.position = run.position;
   sent.tokens = run.tokens;
   sent.n_drafts = run.n_drafts;
   sent.draft_probs = run.probs;
-  if (!write_first(std::move(req))) return finish_link(0, "sending a step");
+  if (!links_[0]->write(req)) return finish_link(0, "sending a step");
   return step_id;
 }
 
@@ -353,7 +306,7 @@ Status ChainSession::cancel(uint64_t from, uint64_t to) {
   c->set_session_id(id_);
   c->set_from_step_id(from);
   c->set_to_step_id(to);
-  if (!write_first(std::move(req))) return finish_link(0, "sending a cancel");
+  if (!links_[0]->write(req)) return finish_link(0, "sending a cancel");
   return Status::Ok();
 }
 
@@ -362,7 +315,7 @@ Result<v1::StepResult> ChainSession::next_result(const std::function<bool(uint64
   // The wait is due by the oldest wanted run's deadline; runs before it are
   // no longer awaited.
   while (!pending_.empty() && !wanted(pending_.begin()->first)) pending_.erase(pending_.begin());
-  Pending oldest{Clock::now(), 1};
+  Pending oldest{clock_.now(), 1};
   uint64_t oldest_id = 0;
   if (!pending_.empty()) std::tie(oldest_id, oldest) = *pending_.begin();
   const std::string what =
@@ -406,55 +359,27 @@ void ChainSession::record(const v1::StepResult& r, std::vector<v1::Commitment> e
   records_.push_back(std::move(rec));
 }
 
-bool ChainSession::write_first(v1::StageRequest req) {
-  if (options_.link_delay.count() == 0) return links_[0].stream->Write(req);
-  if (!delayed_)
-    delayed_ = std::make_unique<node::DelayedWriter<v1::StageRequest>>(
-        options_.link_delay,
-        [this](const v1::StageRequest& r) { return links_[0].stream->Write(r); },
-        [this](const v1::StageRequest&) {
-          events_.push({0, true, grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"), {}});
-        });
-  delayed_->send(std::move(req));
-  return true;
-}
-
 void ChainSession::abandon() {
   if (closed_) return;
   closed_ = true;
-  for (Link& l : links_) l.ctx->TryCancel();
-  delayed_.reset();
-  for (Link& l : links_) {
-    if (l.reader.joinable()) l.reader.join();
-    if (l.stream) l.stream->Finish();
-  }
+  for (auto& l : links_) l->cancel();
+  for (auto& l : links_) l->finish();
 }
 
 void ChainSession::close() {
   if (closed_) return;
   closed_ = true;
-  delayed_.reset();  // what it holds goes out first
-  for (Link& l : links_) {
-    if (!l.stream) continue;
+  for (auto& l : links_) {
     v1::StageRequest req;
     req.mutable_close()->set_session_id(id_);
-    l.stream->Write(req);
-    l.stream->WritesDone();
+    l->write(req);
+    l->writes_done();
   }
-  for (Link& l : links_) {
-    if (l.reader.joinable()) l.reader.join();
-    if (l.stream) l.stream->Finish();
-  }
-}
-
-void ChainSession::read_loop(size_t i) {
-  v1::StageResponse r;
-  while (links_[i].stream->Read(&r)) events_.push({i, false, grpc::Status::OK, std::move(r)});
-  events_.push({i, true, grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream closed"), {}});
+  for (auto& l : links_) l->finish();
 }
 
 Status ChainSession::finish_link(size_t i, const std::string& what) {
-  links_[i].ctx->TryCancel();
+  links_[i]->cancel();
   return blame(i, Status::Unavailable(chain_[i].address + ": connection lost while " + what));
 }
 

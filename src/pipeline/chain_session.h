@@ -1,10 +1,9 @@
 // One generation's session across a chain of stages, from the gateway's side:
-// an owner stream to every stage (doc/protocol.md), a reader thread per stream
-// feeding one queue. Plain decoding waits for each step (step()); speculation
+// an owner stream to every stage (doc/protocol.md) over a StageTransport
+// (gRPC in production, a simulated chain in tests), feeding one queue, waited
+// on with a Clock. Plain decoding waits for each step (step()); speculation
 // keeps several runs in flight (send_run(), next_result(), cancel()).
 #pragma once
-
-#include <grpcpp/grpcpp.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -14,33 +13,21 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "engine/clock.h"
 #include "engine/logprobs.h"
 #include "engine/sampler.h"
 #include "engine/spec_verify.h"
 #include "engine/status.h"
-#include "node/delayed_writer.h"
 #include "pipeline/pipeline_backend.h"
+#include "pipeline/stage_transport.h"
 #include "pipeline/step_deadline.h"
 #include "routing/chain.h"
-#include "swarm/v1/stage.grpc.pb.h"
+#include "swarm/v1/stage.pb.h"
 #include "trust/audit.h"
 
 namespace swarm {
-
-// A cached channel to a stage; `pin`: empty (plaintext) or the hex key or
-// node id the peer must present.
-std::shared_ptr<grpc::Channel> stage_channel(const std::string& address, const std::string& pin);
-// Replaces the cached channel with one that connects afresh (see
-// net::ChannelCache::renew) and returns it.
-std::shared_ptr<grpc::Channel> renew_stage_channel(const std::string& address, const std::string& pin);
-
-// Asks every stage for Info at once, each with `timeout`: the index of the
-// first stage (in chain order) that did not answer in time, or -1 when all
-// did. A hung, stopped or unreachable node answers no Info; a busy one does.
-int first_silent_stage(const std::vector<ChainStage>& stages, std::chrono::milliseconds timeout);
 
 // One run of tokens through the chain (see Step in proto/swarm/v1/stage.proto).
 struct ChainRun {
@@ -63,7 +50,9 @@ struct ChainRun {
 // wait goes on, up to the absolute ceiling after the step was sent.
 class ChainSession {
  public:
-  // `times` (may be null: every step waits the ceiling) must outlive the session.
+  // `times` (may be null: every step waits the ceiling) must outlive the
+  // session. The stages are reached through options.transport and waited on
+  // with options.clock (null: gRPC and the real clock).
   ChainSession(std::vector<ChainStage> chain, const PipelineOptions& options,
                StepTimeBook* times = nullptr);
   ~ChainSession();
@@ -97,6 +86,8 @@ class ChainSession {
   // e.g. after the ceiling in push mode, when every stage still answered Info).
   const std::string& suspect() const { return suspect_; }
   const std::vector<ChainStage>& chain() const { return chain_; }
+  // The clock this session's waits and timings read.
+  Clock& clock() const { return clock_; }
   // Every step the last stage answered, as sent, with the answer and the
   // stages' commitments (trust/audit.h), in arrival order: what audits check
   // and the ledger pays for.
@@ -108,31 +99,19 @@ class ChainSession {
   void close();
 
  private:
-  // What one stage's stream said, in arrival order.
-  struct Event {
-    size_t stage = 0;
-    bool ended = false;  // the stream closed; `status` says why
-    grpc::Status status;
-    v1::StageResponse response;
-  };
+  using Event = StageEvent;
   class EventQueue {
    public:
+    explicit EventQueue(Clock& clock) : clock_(clock) {}
     void push(Event e);
-    bool pop(Event* e, std::chrono::steady_clock::time_point deadline);
+    bool pop(Event* e, Clock::time_point deadline);
 
    private:
+    Clock& clock_;
     std::mutex mu_;
     std::condition_variable cv_;
     std::deque<Event> events_;
   };
-  struct Link {
-    std::unique_ptr<grpc::ClientContext> ctx;
-    std::unique_ptr<v1::Stage::Stub> stub;
-    std::unique_ptr<grpc::ClientReaderWriter<v1::StageRequest, v1::StageResponse>> stream;
-    std::thread reader;
-  };
-
-  using Clock = std::chrono::steady_clock;
   // A run sent by send_run and not yet answered.
   struct Pending {
     Clock::time_point sent;
@@ -152,9 +131,6 @@ class ChainSession {
 
   void fill_step(v1::Step* st, uint64_t step_id, const std::vector<int32_t>& tokens, int position,
                  bool with_hops) const;
-  // Writes to the first stage (delayed when a link delay is emulated).
-  bool write_first(v1::StageRequest req);
-  void read_loop(size_t i);
   Status finish_link(size_t i, const std::string& what);
   Status blame(size_t stage, Status st);
   // The failure an error answer means (a stage that cannot reach its next hop
@@ -163,6 +139,9 @@ class ChainSession {
 
   std::vector<ChainStage> chain_;
   const PipelineOptions& options_;
+  std::unique_ptr<StageTransport> own_transport_;  // when options_ gives none
+  StageTransport& transport_;
+  Clock& clock_;
   StepTimeBook* times_;
   const std::string key_;  // the chain, as step times are filed under
   const std::string id_;
@@ -173,7 +152,7 @@ class ChainSession {
   // Files the answer `r` to a step in records_ (relay: `commitments` are
   // those the stages before the last gave, in order).
   void record(const v1::StepResult& r, std::vector<v1::Commitment> earlier = {});
-  std::vector<Link> links_;
+  std::vector<std::unique_ptr<StageLink>> links_;
   EventQueue events_;
   uint64_t step_id_ = 0;
   bool closed_ = false;
@@ -181,10 +160,6 @@ class ChainSession {
   int logprobs_ = -1;
   TokenLogprob last_logprob_;
   std::vector<TokenLogprob> scores_;
-  // With an emulated link delay, runs and cancels leave through this writer,
-  // each `link_delay` after it was sent, so runs in flight overlap on the
-  // link as they would on a real one (step() sleeps: one step at a time).
-  std::unique_ptr<node::DelayedWriter<v1::StageRequest>> delayed_;
 };
 
 }  // namespace swarm

@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "net/tls.h"
-#include "pipeline/chain_session.h"
+#include "pipeline/grpc_stage_transport.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
 namespace swarm {

@@ -15,6 +15,7 @@
 
 #include "pipeline/audit_reference.h"
 #include "pipeline/chain_session.h"
+#include "pipeline/grpc_stage_transport.h"
 #include "pipeline/request_audit.h"
 #include "pipeline/model_drafter.h"
 #include "pipeline/peer_probe.h"
@@ -80,6 +81,8 @@ PipelineOptions observed_by(PipelineOptions o, PipelineBackend* backend) {
     if (given) given(chain, r);
     backend->observe_step(chain, r);
   };
+  // One transport for every session, so emulated link delays and channels are shared.
+  if (!o.transport) o.transport = std::make_shared<GrpcStageTransport>(o.link_delay);
   return o;
 }
 
@@ -98,7 +101,8 @@ PipelineBackend::PipelineBackend(std::string model_id, int n_layer, PipelineOpti
       n_layer_(n_layer),
       options_(observed_by(std::move(options), this)),
       peers_(options_.peers),
-      speculation_memory_(std::make_unique<SpeculationMemory>()),
+      speculation_memory_(std::make_unique<SpeculationMemory>(
+          options_.clock ? *options_.clock : swarm::Clock::real())),
       reachability_(options_.reachability),
       started_(Clock::now()),
       audit_rng_(options_.audit_seed != 0 ? options_.audit_seed : std::random_device{}()),
@@ -164,7 +168,7 @@ Status PipelineBackend::survey_locked() {
   std::erase_if(survey_error_, [&](const auto& kv) { return !known.contains(kv.first); });
   std::erase_if(last_seen_, [&](const auto& kv) { return !known.contains(kv.first); });
   const auto asked = Clock::now();
-  const std::vector<PeerProbe> probes = probe_peers(ask, first, options_.probe_timeout);
+  const std::vector<PeerProbe> probes = options_.transport->survey(ask, first, options_.probe_timeout);
   // mu_ is held while the probes run, so our own sessions did not change
   // meanwhile: the answers' session counts include exactly these of ours.
   own_sessions_surveyed_ = own_sessions_;
@@ -255,7 +259,7 @@ void PipelineBackend::reprobe_loop() {
     }
     const auto asked = Clock::now();
     lock.unlock();
-    const std::vector<PeerProbe> probes = probe_peers(ask, first, options_.probe_timeout);
+    const std::vector<PeerProbe> probes = options_.transport->survey(ask, first, options_.probe_timeout);
     lock.lock();
     bool answered = false;
     for (size_t i = 0; i < ask.size(); ++i)
@@ -543,7 +547,7 @@ std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& ch
         return s.address;
     }
   }
-  const int silent = first_silent_stage(chain, options_.deadlines.probe_timeout);
+  const int silent = options_.transport->first_silent_stage(chain, options_.deadlines.probe_timeout);
   if (silent >= 0) return chain[static_cast<size_t>(silent)].address;
   return chain.empty() ? "" : chain.back().address;
 }

@@ -40,6 +40,8 @@ class StepResult;
 namespace trust {
 class ReputationBook;
 }
+class Clock;
+class StageTransport;
 
 struct PipelineOptions {
   // Every node to consider. One with a pin is reached over TLS and only if its
@@ -108,6 +110,12 @@ struct PipelineOptions {
   // the answer with its timings and commitments). The backend sets it to its
   // own observe_step(); a hook given here is called first.
   std::function<void(const std::vector<ChainStage>&, const v1::StepResult&)> on_step_result;
+  // How stages are reached (pipeline/stage_transport.h; null: gRPC, with
+  // link_delay emulated on what the gateway sends) and the clock chain
+  // sessions and the speculation controller wait on and time with (null: the
+  // real one). Tests and simulations give a simulated chain and its clock.
+  std::shared_ptr<StageTransport> transport;
+  Clock* clock = nullptr;
 };
 
 class SpeculationMemory;

@@ -8,8 +8,6 @@
 namespace swarm {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 double seconds_since(Clock::time_point origin, Clock::time_point t) {
   return std::chrono::duration<double>(t - origin).count();
 }
@@ -68,6 +66,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
   std::vector<std::string> addresses;
   for (const ChainStage& s : session.chain()) addresses.push_back(s.address);
   const Clock::time_point origin = memory.origin();
+  Clock& clock = session.clock();
   stats.drafter = drafter.name();
 
   std::deque<InFlight> runs;               // in step id order, each continuing the one before
@@ -77,7 +76,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
   bool anchor_in_fed = false;
   int chain_sent = 0, chain_accepted = 0;  // drafts since the last verified point
   // The goodput window being measured.
-  Clock::time_point window_start = Clock::now();
+  Clock::time_point window_start = clock.now();
   int window_tokens = 0;
   bool window_speculative = false;
   bool stopped = false;
@@ -125,7 +124,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     if (!id.ok()) return id.status();
     stats.runs++;
     stats.drafted += run.n_drafts;
-    runs.push_back({*id, std::move(run), Clock::now()});
+    runs.push_back({*id, std::move(run), clock.now()});
     return Status::Ok();
   };
   auto cancel_all = [&]() -> Status {
@@ -156,7 +155,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     m.shadow_acceptance = shadowing;
     m.stages = mem.times.chain_times(addresses);
     if (mem.link_delay_s >= 0) m.link_delay_s.assign(addresses.size() + 1, mem.link_delay_s);
-    const double now_s = seconds_since(origin, Clock::now());
+    const double now_s = seconds_since(origin, clock.now());
     auto plan = swarm::plan(mem.state, config, m, now_s);
     if (!plan.ok()) return fail(plan.status());
     const bool forced = options.mode != SpeculationMode::kAuto;
@@ -173,7 +172,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     spdlog::debug("plan: {} (k {}, W {}, drafts {}, gain {:.2f}); {} runs in flight", plan->reason,
                   width, in_flight, max_drafts, plan->predicted_gain, runs.size());
     if (speculate != window_speculative) {
-      close_window(Clock::now(), true);
+      close_window(clock.now(), true);
       window_speculative = speculate;
     }
 
@@ -243,7 +242,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     if (result->step_id() != first_id)
       return fail(Status::Internal("step " + std::to_string(result->step_id()) +
                                    " answered before step " + std::to_string(first_id)));
-    const auto now = Clock::now();
+    const auto now = clock.now();
     InFlight done = std::move(runs.front());
     runs.pop_front();
 

@@ -31,10 +31,12 @@ namespace swarm {
 // stage times, acceptance and goodput outlive one request).
 class SpeculationMemory {
  public:
+  // `clock`: the one the sessions that share this memory wait on.
+  explicit SpeculationMemory(Clock& clock = Clock::real()) : origin_(clock.now()) {}
   // The zero of the controller's clock (SpecState.probe_at_s and the goodput
   // windows' now_s): the memory's, not a request's, so a back-off set during
   // one request is counted in the same seconds by the next.
-  std::chrono::steady_clock::time_point origin() const { return origin_; }
+  Clock::time_point origin() const { return origin_; }
   struct Snapshot {
     SpecState state;
     StageTimeModel times;
@@ -50,7 +52,7 @@ class SpeculationMemory {
   }
 
  private:
-  const std::chrono::steady_clock::time_point origin_ = std::chrono::steady_clock::now();
+  const Clock::time_point origin_;
   std::mutex mu_;
   Snapshot snap_;
 };

@@ -1,0 +1,234 @@
+// The speculation driver and its controller on a simulated chain (four stages,
+// 20 ms links) on a simulated clock: whatever the drafts, greedy output is the
+// chain's own text; `auto` backs off where drafts fail and speculates where
+// they hold, as measured in simulated time, so no test depends on how fast
+// this machine is today.
+#include "pipeline/speculative_decoder.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "pipeline/simulated_chain.h"
+
+namespace swarm {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr int kPrompt = 16;
+constexpr int kScript = 400;
+
+std::vector<int32_t> script() {
+  std::vector<int32_t> s;
+  for (int i = 0; i < kScript; ++i) s.push_back(1000 + (i * 7919) % 5000);
+  return s;
+}
+
+// Knows the chain's text: drafts the token at each position right where
+// `right(position)` says, else a wrong one (after which nothing holds anyway).
+class OracleDrafter final : public Drafter {
+ public:
+  explicit OracleDrafter(std::function<bool(int)> right) : right_(std::move(right)) {}
+  Result<DraftProposal> propose(const std::vector<int32_t>& context, int n) override {
+    static const std::vector<int32_t> text = script();
+    DraftProposal p;
+    for (int i = 0; i < n; ++i) {
+      const int pos = static_cast<int>(context.size()) + i;
+      if (pos >= kScript) break;
+      p.tokens.push_back(right_(pos) ? text[pos] : 7);
+    }
+    return p;
+  }
+  std::string name() const override { return "oracle"; }
+
+ private:
+  std::function<bool(int)> right_;
+};
+
+struct Decoded {
+  std::vector<int32_t> tokens;
+  SpeculationReport report;
+  double seconds = 0;  // simulated, from the first token to the last
+  Status status;
+  std::vector<int32_t> fed;
+  int32_t anchor = 0;
+};
+
+ChainStage stage(int i) {
+  ChainStage c;
+  c.address = "s" + std::to_string(i) + ":1";
+  c.first_layer = i;
+  c.last_layer = i + 1;
+  return c;
+}
+
+class SpeculativeDecoderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::vector<SimulatedStageSpec> specs;
+    for (int i = 0; i < 4; ++i)
+      specs.push_back({stage(i), milliseconds(10), milliseconds(1)});
+    chain_ = std::make_shared<SimulatedChain>(clock_, specs, milliseconds(20), script());
+    options_.transport = chain_;
+    options_.clock = &clock_;
+  }
+
+  // One request of `n` tokens after the prompt, in `mode`; `before_token(i)`
+  // runs before the i-th token is emitted (faults).
+  Decoded decode(SpeculationMode mode, Drafter& drafter, int n,
+                 const std::function<void(int)>& before_token = {}) {
+    Decoded d;
+    std::vector<ChainStage> stages;
+    for (int i = 0; i < 4; ++i) stages.push_back(stage(i));
+    ChainSession session(stages, options_, &times_);
+    d.status = session.open("simulated-model", 4, SamplingParams{}, 1024);
+    if (!d.status.ok()) return d;
+    const std::vector<int32_t> text = script();
+    std::vector<int32_t> fed(text.begin(), text.begin() + kPrompt);
+    auto first = session.step(fed, 0);
+    if (!first.ok()) {
+      d.status = first.status();
+      return d;
+    }
+    d.tokens.push_back(*first);
+    const auto t0 = clock_.now();
+    int32_t anchor = *first;
+    SpeculationOptions spec;
+    spec.mode = mode;
+    auto emit = [&](int32_t t) {
+      if (before_token) before_token(static_cast<int>(d.tokens.size()));
+      d.tokens.push_back(t);
+      return static_cast<int>(d.tokens.size()) < n;
+    };
+    auto remaining = [&] { return n - static_cast<int>(d.tokens.size()); };
+    if (mode == SpeculationMode::kOff) {
+      // As the gateway decodes plainly: one step per token.
+      for (bool go = true; go;) {
+        auto t = session.step({anchor}, static_cast<int>(fed.size()));
+        if (!t.ok()) {
+          d.status = t.status();
+          break;
+        }
+        fed.push_back(anchor);
+        anchor = *t;
+        ++d.report.plain_steps;
+        go = emit(anchor);
+      }
+    } else {
+      d.status = decode_speculatively(session, drafter, spec, *memory_, fed, anchor, emit,
+                                      remaining, d.report);
+    }
+    d.seconds = std::chrono::duration<double>(clock_.now() - t0).count();
+    d.fed = fed;
+    d.anchor = anchor;
+    return d;
+  }
+
+  static std::vector<int32_t> want(int n) {
+    const std::vector<int32_t> text = script();
+    return std::vector<int32_t>(text.begin() + kPrompt, text.begin() + kPrompt + n);
+  }
+
+  SimulatedClock clock_;
+  std::shared_ptr<SimulatedChain> chain_;
+  PipelineOptions options_;
+  StepTimeBook times_;
+  std::unique_ptr<SpeculationMemory> memory_ = std::make_unique<SpeculationMemory>(clock_);
+  // What the controller learned goes: the next request starts cold.
+  void forget() { memory_ = std::make_unique<SpeculationMemory>(clock_); }
+};
+
+TEST_F(SpeculativeDecoderTest, ForcedSpeculationGivesExactlyTheChainsText) {
+  // Seven drafts in ten hold, in a fixed pattern.
+  OracleDrafter drafter([](int pos) { return (pos * 37) % 10 < 7; });
+  const Decoded d = decode(SpeculationMode::kNgram, drafter, 96);
+  ASSERT_TRUE(d.status.ok()) << d.status.ToString();
+  EXPECT_EQ(d.tokens, want(96));
+  const SpeculationReport& r = d.report;
+  EXPECT_GT(r.accepted, 0);
+  EXPECT_LT(r.accepted, r.drafted);
+  EXPECT_GT(r.cancelled_runs, 0);
+  // Every run was answered or cancelled; the prompt's step is not counted here.
+  EXPECT_EQ(r.plain_steps + r.speculative_steps, r.runs - r.cancelled_runs);
+}
+
+// Drafts that never hold: forced speculation keeps paying for them; `auto`
+// judges them while decoding plainly (shadow chains), sends almost none, and
+// is as fast as plain decoding.
+TEST_F(SpeculativeDecoderTest, AutoBacksOffWhereDraftsFail) {
+  OracleDrafter never([](int) { return false; });
+  const int n = 64;
+  const Decoded off = decode(SpeculationMode::kOff, never, n);
+  ASSERT_TRUE(off.status.ok()) << off.status.ToString();
+  EXPECT_EQ(off.tokens, want(n));
+  EXPECT_EQ(off.report.drafted, 0);
+
+  forget();
+  const Decoded forced = decode(SpeculationMode::kNgram, never, n);
+  ASSERT_TRUE(forced.status.ok()) << forced.status.ToString();
+  EXPECT_EQ(forced.tokens, want(n));
+  EXPECT_EQ(forced.report.accepted, 0);
+  ASSERT_GT(forced.report.drafted, n);
+
+  forget();
+  int auto_drafts = 0, shadow_chains = 0;
+  double auto_seconds = 0;
+  for (int i = 0; i < 3; ++i) {
+    const Decoded a = decode(SpeculationMode::kAuto, never, n);
+    ASSERT_TRUE(a.status.ok()) << a.status.ToString();
+    EXPECT_EQ(a.tokens, want(n)) << "request " << i;
+    auto_drafts += a.report.drafted;
+    shadow_chains += a.report.shadow_chains;
+    auto_seconds = a.seconds;
+  }
+  EXPECT_GT(shadow_chains, 0);
+  // Three requests of `auto` draft less than a tenth of one forced request.
+  EXPECT_LT(auto_drafts * 10, forced.report.drafted);
+  // And the third runs at plain decoding's pace (within a step or two).
+  EXPECT_LE(auto_seconds, off.seconds * 1.05) << auto_seconds << " s against " << off.seconds;
+  std::printf("drafts fail: off %.3f s, ngram %.3f s (%d drafts), auto %.3f s (%d drafts in 3)\n",
+              off.seconds, forced.seconds, forced.report.drafted, auto_seconds, auto_drafts);
+}
+
+// Drafts that hold: the shadow chains show it, `auto` speculates, and at 20 ms
+// links it decodes well over twice as fast as plain decoding.
+TEST_F(SpeculativeDecoderTest, AutoSpeculatesWhereDraftsHold) {
+  OracleDrafter always([](int) { return true; });
+  const int n = 96;
+  const Decoded off = decode(SpeculationMode::kOff, always, n);
+  ASSERT_TRUE(off.status.ok()) << off.status.ToString();
+  forget();
+  Decoded a;
+  for (int i = 0; i < 2; ++i) {
+    a = decode(SpeculationMode::kAuto, always, n);
+    ASSERT_TRUE(a.status.ok()) << a.status.ToString();
+    EXPECT_EQ(a.tokens, want(n)) << "request " << i;
+  }
+  EXPECT_GT(a.report.speculative_steps, 0);
+  EXPECT_GT(a.report.accepted, n / 2);
+  EXPECT_LT(a.seconds * 2, off.seconds) << a.seconds << " s against " << off.seconds;
+  std::printf("drafts hold: off %.3f s, auto %.3f s (%d of %d drafts accepted)\n", off.seconds,
+              a.seconds, a.report.accepted, a.report.drafted);
+}
+
+// A stage dies with runs in flight: the driver fails, leaving fed + anchor as
+// exactly the verified text, which is what a replay on a new chain rebuilds.
+TEST_F(SpeculativeDecoderTest, AFailureMidSpeculationLeavesTheVerifiedTextForTheReplay) {
+  OracleDrafter mostly([](int pos) { return pos % 5 != 0; });
+  const Decoded d = decode(SpeculationMode::kNgram, mostly, 96, [&](int i) {
+    if (i == 40) chain_->kill("s2:1");
+  });
+  ASSERT_FALSE(d.status.ok());
+  EXPECT_EQ(d.status.code(), Status::Code::kUnavailable) << d.status.ToString();
+  const std::vector<int32_t> text = script();
+  ASSERT_GE(d.fed.size(), static_cast<size_t>(kPrompt));
+  EXPECT_EQ(d.fed, std::vector<int32_t>(text.begin(), text.begin() + d.fed.size()));
+  EXPECT_EQ(d.anchor, text[d.fed.size()]);
+  // The anchor is the last token emitted: nothing is emitted twice or skipped.
+  EXPECT_EQ(d.tokens.back(), d.anchor);
+  EXPECT_EQ(static_cast<int>(d.fed.size()) - kPrompt + 1, static_cast<int>(d.tokens.size()));
+}
+
+}  // namespace
+}  // namespace swarm

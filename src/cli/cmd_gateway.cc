@@ -232,7 +232,7 @@ void register_gateway(CLI::App& app) {
                   "Seconds a request may wait for KV memory on a full chain before a 503 (default 60)")
       ->check(CLI::Range(0.001, 1e6));
   add_http_flags(cmd, o->http);
-  cmd->add_option("--link-delay-ms", o->link_delay_ms, "Delay every step the gateway sends by this much (WAN emulation)")
+  cmd->add_option("--link-delay-ms", o->link_delay_ms, "Delay everything the gateway sends to nodes by this much (WAN emulation)")
       ->check(CLI::Range(0, 60000));
   cmd->add_option("--speculate", o->speculate,
                   "Speculative decoding: auto (default: n-gram drafts when they pay; off with "

@@ -37,9 +37,10 @@ class GrpcStageLink final : public StageLink {
   }
 
   bool write(const v1::StageRequest& req) override {
-    // Steps and cancels cross the emulated link; an open goes first anyway,
-    // and a close leaves after what is queued.
-    if (delayed_ && (req.has_step() || req.has_cancel())) {
+    // Everything crosses the emulated link (an open too: opening a session
+    // costs a round trip on a real one), but a close leaves at once, after
+    // what is queued.
+    if (delayed_ && !req.has_close()) {
       delayed_->send(req);
       return true;
     }
@@ -84,7 +85,8 @@ std::shared_ptr<grpc::Channel> stage_channel(const std::string& address, const s
   return stage_channels().get(address, pin);
 }
 
-std::shared_ptr<grpc::Channel> renew_stage_channel(const std::string& address, const std::string& pin) {
+std::shared_ptr<grpc::Channel> renew_stage_channel(const std::string& address,
+                                                   const std::string& pin) {
   return stage_channels().renew(address, pin);
 }
 

@@ -18,14 +18,16 @@ namespace swarm {
 std::shared_ptr<grpc::Channel> stage_channel(const std::string& address, const std::string& pin);
 // Replaces the cached channel with one that connects afresh (see
 // net::ChannelCache::renew) and returns it.
-std::shared_ptr<grpc::Channel> renew_stage_channel(const std::string& address, const std::string& pin);
+std::shared_ptr<grpc::Channel> renew_stage_channel(const std::string& address,
+                                                   const std::string& pin);
 
 class GrpcStageTransport final : public StageTransport {
  public:
-  // `link_delay` > 0 emulates a WAN link (benchmarks): every Step and Cancel
-  // leaves that long after it was written, in order, so runs in flight
+  // `link_delay` > 0 emulates a WAN link (benchmarks): every message but a
+  // Close leaves that long after it was written, in order, so runs in flight
   // overlap on the link as they would on a real one.
-  explicit GrpcStageTransport(std::chrono::milliseconds link_delay = {}) : link_delay_(link_delay) {}
+  explicit GrpcStageTransport(std::chrono::milliseconds link_delay = {})
+      : link_delay_(link_delay) {}
 
   std::unique_ptr<StageLink> open(const ChainStage& stage, size_t index, EventSink sink) override;
   int first_silent_stage(const std::vector<ChainStage>& stages,

@@ -38,8 +38,10 @@ class PipelineFailoverSimTest : public ::testing::TestWithParam<bool> {
   // token, 5 ms links.
   void SetUp() override {
     std::vector<SimulatedStageSpec> specs;
-    for (const char* a : {"a0:1", "a1:1"}) specs.push_back({stage(a, 0, 2), milliseconds(10), milliseconds(1)});
-    for (const char* b : {"b0:1", "b1:1"}) specs.push_back({stage(b, 2, 4), milliseconds(10), milliseconds(1)});
+    for (const char* a : {"a0:1", "a1:1"})
+      specs.push_back({stage(a, 0, 2), milliseconds(10), milliseconds(1)});
+    for (const char* b : {"b0:1", "b1:1"})
+      specs.push_back({stage(b, 2, 4), milliseconds(10), milliseconds(1)});
     chain_ = std::make_shared<SimulatedChain>(clock_, specs, milliseconds(5), script());
     PipelineOptions o;
     for (const auto& s : specs) o.peers.push_back(net::PeerAddress{s.stage.address, "", {}, 0, 0});
@@ -93,7 +95,8 @@ class PipelineFailoverSimTest : public ::testing::TestWithParam<bool> {
 };
 
 TEST_P(PipelineFailoverSimTest, AKilledStageIsReplacedByItsTwinWithinASecondAndTheTextIsTheSame) {
-  const Run run = generate(40, [&](const std::vector<ChainStage>& c) { chain_->kill(c[1].address); });
+  const Run run =
+      generate(40, [&](const std::vector<ChainStage>& c) { chain_->kill(c[1].address); });
   ASSERT_TRUE(run.status.ok()) << run.status.ToString();
   EXPECT_EQ(run.tokens, want(40));
   ASSERT_EQ(run.chains.size(), 2u);
@@ -111,7 +114,8 @@ TEST_P(PipelineFailoverSimTest, AKilledStageIsReplacedByItsTwinWithinASecondAndT
 // the deadline's floor, the probe names the silent stage, and its twin
 // replays the session: the same text, late by the floor and one probe.
 TEST_P(PipelineFailoverSimTest, AStoppedStageIsRoutedAroundAtItsDeadline) {
-  const Run run = generate(40, [&](const std::vector<ChainStage>& c) { chain_->stop(c[1].address); });
+  const Run run =
+      generate(40, [&](const std::vector<ChainStage>& c) { chain_->stop(c[1].address); });
   ASSERT_TRUE(run.status.ok()) << run.status.ToString();
   EXPECT_EQ(run.tokens, want(40));
   ASSERT_EQ(run.chains.size(), 2u);

@@ -32,10 +32,8 @@ struct SimulatedChain::Stage {
   std::deque<Work> queue;
   struct Session {
     int owner = -1;  // the gateway's link to this stage
-    bool is_last = false;
-    int64_t cache = 0;
-    int64_t last_row_at = -1;  // last stage: the position its kept row predicts
-    std::string push_to;       // where its steps go next (push mode)
+    std::unique_ptr<ScriptedSession> state;
+    std::string push_to;  // where its steps go next (push mode)
   };
   std::map<std::string, Session> sessions;
   // Completions that fell due while stopped, run on resume.
@@ -132,9 +130,10 @@ void SimulatedChain::arrive(Stage& s, int from_link, const v1::StageRequest& req
   if (req.has_open()) {
     const v1::OpenSession& o = req.open();
     Stage::Session& sess = s.sessions[o.session_id()];
-    sess = {};
     sess.owner = from_link;
-    sess.is_last = o.is_last();
+    sess.push_to.clear();
+    sess.state = std::make_unique<ScriptedSession>(
+        o.is_last(), [this](int64_t position) { return script_at(position); });
     v1::StageResponse r;
     r.mutable_opened()->set_session_id(o.session_id());
     answer(from_link, std::move(r));
@@ -197,47 +196,20 @@ void SimulatedChain::try_start(Stage& s) {
     return try_start(s);
   }
   Stage::Session& sess = found->second;
-  const int64_t p = st.position();
   const int n = st.tokens_size();
-  if (st.rewind() && p <= sess.cache) {
-    if (p < sess.cache) sess.last_row_at = -1;
-    sess.cache = p;
-  }
-  if (st.continues_previous() && sess.is_last && (p != sess.cache || sess.last_row_at != p)) {
+  const ScriptedSession::Outcome o = sess.state->run(st);
+  if (o.kind == ScriptedSession::Outcome::Kind::kCancelled) {
     ++s.cancelled;
     answer_error(sess.owner, st.session_id(), st.step_id(), kCancelled,
                  "Step " + std::to_string(st.step_id()) + ": cancelled");
     return try_start(s);
   }
-  if (p != sess.cache) {
-    answer_error(sess.owner, st.session_id(), st.step_id(), kFailedPrecondition,
-                 "Step.position: " + std::to_string(p) + ", but the session's cache holds " +
-                     std::to_string(sess.cache) + " positions");
+  if (o.kind == ScriptedSession::Outcome::Kind::kBadPosition) {
+    answer_error(sess.owner, st.session_id(), st.step_id(), kFailedPrecondition, o.error);
     return try_start(s);
   }
-  sess.cache += n;
-  if (sess.is_last) {
-    // Judge the drafts in order (greedy): the token at position x must be
-    // script[x]; the first wrong one ends the judging and rolls back.
-    const int lead = n - st.n_drafts();
-    bool all = true;
-    for (int d = lead; d < n && all; ++d) {
-      const int32_t want = script_at(p + d);
-      w.answer.push_back(want);
-      all = st.tokens(d) == want;
-    }
-    if (st.sample_all()) {
-      w.answer.clear();
-      for (int j = 0; j < n; ++j) w.answer.push_back(script_at(p + j + 1));
-    } else if (all) {
-      w.answer.push_back(script_at(p + n));
-      sess.last_row_at = p + n;
-    } else {
-      sess.cache = p + lead + static_cast<int64_t>(w.answer.size()) - 1;
-      sess.last_row_at = -1;
-    }
-    w.accepted = st.n_drafts() > 0 ? static_cast<int>(w.answer.size()) - 1 : 0;
-  }
+  w.answer = o.tokens;
+  w.accepted = o.accepted;
   if (st.next_hops_size() > 0) sess.push_to = st.next_hops(0).address();
   s.busy = true;
   s.running_step = st.step_id();
@@ -245,7 +217,8 @@ void SimulatedChain::try_start(Stage& s) {
   const auto compute = s.spec.base + s.spec.per_token * n;
   v1::StageTiming* t = &w.timings.emplace_back();
   t->set_address(s.spec.stage.address);
-  t->set_queue_us(std::chrono::duration_cast<std::chrono::microseconds>(clock_.now() - w.arrived).count());
+  t->set_queue_us(
+      std::chrono::duration_cast<std::chrono::microseconds>(clock_.now() - w.arrived).count());
   t->set_compute_us(compute.count());
   t->set_batch_tokens(n);
   clock_.schedule_after(compute, [this, &s, w = std::move(w)]() mutable {
@@ -275,7 +248,8 @@ void SimulatedChain::finish(Stage& s, Work w) {
                    "Step " + std::to_string(st.step_id()) + ": cancelled");
     } else if (st.next_hops_size() > 0) {
       Stage* next = find(st.next_hops(0).address());
-      if (next == nullptr || next->dead || cut_.count({s.spec.stage.address, next->spec.stage.address})) {
+      if (next == nullptr || next->dead ||
+          cut_.count({s.spec.stage.address, next->spec.stage.address})) {
         answer_error(sess.owner, st.session_id(), st.step_id(), kUnavailable,
                      "cannot reach next hop " + st.next_hops(0).address());
       } else {
@@ -293,7 +267,7 @@ void SimulatedChain::finish(Stage& s, Work w) {
       res->set_step_id(st.step_id());
       for (int32_t tok : w.answer) res->add_tokens(tok);
       res->set_accepted_drafts(w.accepted);
-      res->set_length(static_cast<int32_t>(sess.cache));
+      res->set_length(static_cast<int32_t>(sess.state->length()));
       for (v1::StageTiming& t : w.timings) *res->add_timings() = std::move(t);
       answer(sess.owner, std::move(r));
     }
@@ -311,8 +285,9 @@ int SimulatedChain::first_silent_stage(const std::vector<ChainStage>& stages,
       if (s == nullptr || s->stopped || s->dead) silent = static_cast<int>(i);
     }
   }
-  clock_.run_until(clock_.now() + (silent >= 0 ? std::chrono::duration_cast<Clock::duration>(timeout)
-                                               : std::chrono::duration_cast<Clock::duration>(2 * link_)));
+  clock_.run_until(clock_.now() + (silent >= 0
+                                       ? std::chrono::duration_cast<Clock::duration>(timeout)
+                                       : std::chrono::duration_cast<Clock::duration>(2 * link_)));
   return silent;
 }
 
@@ -348,8 +323,9 @@ std::vector<PeerProbe> SimulatedChain::survey(const std::vector<net::PeerAddress
     info.set_queued_steps(static_cast<int32_t>(s->queue.size()));
     info.set_kv_bytes_total(int64_t{1} << 30);
     info.set_kv_bytes_free(int64_t{1} << 30);
-    const double per_layer = std::chrono::duration<double>(s->spec.base + s->spec.per_token).count() /
-                             std::max(1, s->spec.stage.last_layer - s->spec.stage.first_layer);
+    const double per_layer =
+        std::chrono::duration<double>(s->spec.base + s->spec.per_token).count() /
+        std::max(1, s->spec.stage.last_layer - s->spec.stage.first_layer);
     info.set_layer_tokens_per_second(per_layer > 0 ? 1 / per_layer : 0);
     info.set_slowdown(1);
   }

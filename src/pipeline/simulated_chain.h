@@ -7,10 +7,9 @@
 // time, steps without `continues_previous` first (doc/protocol.md); a step
 // takes base + per_token x tokens of simulated time, and every message between
 // the gateway and a stage, or from stage to stage, takes `link`. The stages
-// keep each session's cache length as a real stage does (rewind, truncation
-// after a rejected draft, the position check), and the last stage is a greedy
-// model whose token at position x is script[x] (past the end: the script's
-// last token): it judges drafts as doc/protocol.md "Verifying drafts" says, so
+// keep each session as scripted_stage.h does: the last stage is a greedy model
+// whose token at position x is script[x] (past the end: the script's last
+// token), and judges drafts as doc/protocol.md "Verifying drafts" says, so
 // accepted counts, cancellations and rollbacks follow the protocol exactly.
 //
 // Faults: stop() freezes a stage as SIGSTOP does (nothing it holds moves, Info
@@ -32,6 +31,7 @@
 #include <vector>
 
 #include "engine/clock.h"
+#include "pipeline/scripted_stage.h"
 #include "pipeline/stage_transport.h"
 
 namespace swarm {

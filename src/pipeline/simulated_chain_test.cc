@@ -117,8 +117,9 @@ TEST_F(SimulatedChainTest, AStoppedStageIsBlamedAtItsDeadlineNotTheCeiling) {
   EXPECT_NE(t.status().message().find("b:1 does not answer Info"), std::string::npos)
       << t.status().ToString();
   // The deadline's floor (steps take 37 ms) and the probe's timeout.
-  EXPECT_DOUBLE_EQ(elapsed_ms(t0),
-                   static_cast<double>((options_.deadlines.floor + options_.deadlines.probe_timeout).count()));
+  EXPECT_DOUBLE_EQ(
+      elapsed_ms(t0),
+      static_cast<double>((options_.deadlines.floor + options_.deadlines.probe_timeout).count()));
   EXPECT_LT(elapsed_ms(t0), options_.deadlines.ceiling.count());
 }
 

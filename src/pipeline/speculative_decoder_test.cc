@@ -67,8 +67,7 @@ class SpeculativeDecoderTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::vector<SimulatedStageSpec> specs;
-    for (int i = 0; i < 4; ++i)
-      specs.push_back({stage(i), milliseconds(10), milliseconds(1)});
+    for (int i = 0; i < 4; ++i) specs.push_back({stage(i), milliseconds(10), milliseconds(1)});
     chain_ = std::make_shared<SimulatedChain>(clock_, specs, milliseconds(20), script());
     options_.transport = chain_;
     options_.clock = &clock_;

@@ -3,12 +3,15 @@
 #include <algorithm>
 #include <deque>
 #include <limits>
+#include <random>
 #include <simgrid/s4u.hpp>
 
-#include "pipeline/spec_controller.h"
-#include "pipeline/step_deadline.h"
+#include "pipeline/chain_session.h"
+#include "pipeline/speculative_decoder.h"
 #include "routing/chain.h"
+#include "sim/actor_clock.h"
 #include "sim/messages.h"
+#include "sim/sim_transport.h"
 #include "sim/world.h"
 
 namespace swarm::sim {
@@ -21,74 +24,151 @@ double now_s() { return sg4::Engine::get_clock(); }
 constexpr double kFailureMemoryS = 60;
 // How long a request waits for the swarm to cover every layer before it fails.
 constexpr double kCoverageWaitS = 60;
+// Failovers a request gets (PipelineOptions::max_recoveries).
+constexpr int kMaxRecoveries = 3;
 
-class Session {
+uint64_t mix(uint64_t x) {  // splitmix64's finaliser
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// The text a request's model writes: a token per position, drawn from the
+// request's seed (the simulator has no weights; the last stage judges drafts
+// against this).
+int32_t script_token(uint64_t seed, int64_t position) {
+  return static_cast<int32_t>(1 + mix(seed ^ mix(static_cast<uint64_t>(position))) % 32000);
+}
+
+// Drafts as good as the scenario says: the token at each position right with
+// probability `acceptance`, independently, else a wrong one.
+class ScriptDrafter final : public Drafter {
  public:
-  Session(World& w, const RequestSpec& r)
-      : w_(w), r_(r), g_(*w.gateways[r.region]), rng_(w.scenario.seed * 1000003 + r.id) {
+  ScriptDrafter(uint64_t seed, double acceptance, uint64_t rng_seed)
+      : seed_(seed), acceptance_(acceptance), rng_(rng_seed) {}
+  Result<DraftProposal> propose(const std::vector<int32_t>& context, int n) override {
+    DraftProposal p;
+    for (int i = 0; i < n; ++i) {
+      const int64_t pos = static_cast<int64_t>(context.size()) + i;
+      const int32_t right = script_token(seed_, pos);
+      p.tokens.push_back(u_(rng_) < acceptance_ ? right : right % 32000 + 1);
+    }
+    return p;
+  }
+  std::string name() const override { return "script"; }
+
+ private:
+  const uint64_t seed_;
+  const double acceptance_;
+  std::mt19937_64 rng_;
+  std::uniform_real_distribution<double> u_{0.0, 1.0};
+};
+
+class Request {
+ public:
+  Request(World& w, const RequestSpec& r)
+      : w_(w), r_(r), g_(*w.gateways[r.region]), seed_(mix(w.scenario.seed * 1000003 + r.id)) {
     mb_ = sg4::Mailbox::by_name("request-" + std::to_string(r.id));
-    cfg_.max_width = w.scenario.speculation.max_drafts + 1;
+    // An inbox actor receives the answers, with no timeout: the session
+    // wakes up every second, and a receive that timed out would cancel an
+    // answer still in transfer. The request waits on the inbox instead.
+    inbox_mu_ = sg4::Mutex::create();
+    inbox_cv_ = sg4::ConditionVariable::create();
+    inbox_actor_ = sg4::Actor::create("inbox-" + std::to_string(r.id), sg4::this_actor::get_host(),
+                                      [this] { receive_loop(); });
+    if (!g_.memory) g_.memory = std::make_unique<SpeculationMemory>(clock_);
+    options_.clock = &clock_;
+    spec_.mode = w.scenario.speculation.enabled ? SpeculationMode::kAuto : SpeculationMode::kOff;
+    spec_.max_draft = w.scenario.speculation.max_drafts;
+    spec_.controller.max_width = w.scenario.speculation.max_drafts + 1;
   }
 
   bool run() {
-    if (!choose_chain_waiting()) return false;
-    Step* first = exchange({r_.prompt_tokens}, 0, true);
-    if (!first) return false;
-    delete first;
+    if (!route()) return false;
+    for (int64_t i = 0; i < r_.prompt_tokens; ++i) fed_.push_back(script_token(seed_, i));
+    // The prompt: its answer is the first token.
+    Result<int32_t> first = session_->step(fed_, 0);
+    while (!first.ok()) {
+      if (!fail_over()) return false;
+      first = session_->step(fed_, 0);
+    }
+    first_token_s_ = last_verdict_s_ = group_at_ = now_s();
     w_.metrics.first_token(now_s(), now_s() - r_.arrival_s);
-    first_token_s_ = now_s();
+    anchor_ = *first;
     produced_ = 1;
+    ScriptDrafter drafter(seed_, w_.scenario.speculation.acceptance, seed_ ^ 0x5eed);
+    SpeculationReport report;
     while (produced_ < r_.output_tokens) {
-      const int remaining = r_.output_tokens - produced_;
-      const Plan p = plan_runs(remaining);
-      // The verdicts, drawn up front: draft i holds with probability a if
-      // drafts 1..i-1 held. While decoding plainly, a shadow chain of 2
-      // drafts is judged (n-gram drafts cost nothing to make) so the
-      // controller's estimates stay current.
-      const int judged = p.drafts > 0 ? p.drafts : (w_.scenario.speculation.enabled ? 2 : 0);
-      int held = 0;
-      while (held < judged && accept_(rng_) < w_.scenario.speculation.acceptance) ++held;
-      if (judged > 0) g_.spec = observe(g_.spec, cfg_, DraftOutcome{judged, held});
-      const int accepted = p.drafts > 0 ? held : 0;
-      // The run whose verdict settles the chain: the one holding the first
-      // rejected draft, or the last run when every draft held.
-      int decisive = static_cast<int>(p.runs.size()) - 1;
-      if (accepted < p.drafts) {
-        const int d = accepted + 1;  // 1-based position of the rejected draft
-        const int k = p.runs[0];
-        decisive = d <= k - 1 ? 0 : 1 + (d - k) / k;
+      Status st = Status::Ok();
+      if (spec_.mode == SpeculationMode::kOff) {
+        // Plain decoding: a step per token, as the gateway does.
+        auto t = session_->step({anchor_}, static_cast<int>(fed_.size()));
+        if (t.ok()) {
+          fed_.push_back(anchor_);
+          anchor_ = *t;
+          verdict(false);
+          emit();
+          continue;
+        }
+        st = t.status();
+      } else {
+        int steps_seen = report.plain_steps + report.speculative_steps;
+        int speculative_seen = report.speculative_steps;
+        auto on_token = [&](int32_t) {
+          // A new verdict (a step counted) starts a new group of tokens.
+          if (report.plain_steps + report.speculative_steps != steps_seen) {
+            verdict(report.speculative_steps != speculative_seen);
+            steps_seen = report.plain_steps + report.speculative_steps;
+            speculative_seen = report.speculative_steps;
+          }
+          return emit();
+        };
+        auto remaining = [&] { return r_.output_tokens - produced_; };
+        st = decode_speculatively(*session_, drafter, spec_, *g_.memory, fed_, anchor_, on_token,
+                                  remaining, report);
+        if (st.ok()) break;
       }
-      const double start = now_s();
-      Step* answer = exchange(p.runs, decisive, false);
-      if (!answer) return false;
-      delete answer;
-      // Runs after the decisive one built on a rejected draft: cancelled.
-      w_.cancelled_below[r_.id] = seq_ + 1;
-      const double took = now_s() - start;
-      const int yielded = std::min(remaining, accepted + 1);
-      produced_ += yielded;
-      w_.metrics.token(now_s(), took / yielded, yielded);
-      w_.metrics.step(now_s(), p.drafts > 0);
-      note_goodput(p.drafts > 0, yielded, took);
-      if (p.drafts == 0) {
-        plain_times_.push_back(took);
-        if (plain_times_.size() > 16) plain_times_.pop_front();
+      // A stage failed: route around it and replay what is verified; the
+      // replay's answer is the token after the anchor.
+      // The stall the user sees runs from the last token.
+      const double failed_at = std::max(group_at_, first_token_s_);
+      for (;;) {
+        if (!fail_over()) return false;
+        std::vector<int32_t> replay = fed_;
+        replay.push_back(anchor_);
+        auto t = session_->step(replay, 0);
+        if (!t.ok()) continue;
+        fed_ = std::move(replay);
+        anchor_ = *t;
+        w_.metrics.recovery(now_s(), now_s() - failed_at);
+        verdict(false);
+        emit();
+        break;
       }
     }
+    flush();
     return true;
   }
 
-  // When the first token came (-1: never) and how many tokens were produced.
   double first_token_s() const { return first_token_s_; }
   int produced() const { return produced_; }
+  ~Request() {
+    if (inbox_actor_) inbox_actor_->kill();
+    for (Step* s : inbox_) delete s;
+  }
   // The request is over: its sessions close.
   void close() {
+    session_.reset();
+    transport_.reset();
     if (chain_) w_.count_own_sessions(r_.region, *chain_, -1);
     chain_.reset();
   }
 
  private:
-  bool choose_chain_waiting() {
+  // Routes the request (waiting while no chain covers the model) and opens a
+  // session on the chain; false when the request must give up.
+  bool route() {
     const double until = now_s() + kCoverageWaitS;
     for (;;) {
       const std::vector<PeerSnapshot>& peers = w_.gateway_peers(r_.region, now_s());
@@ -105,217 +185,141 @@ class Session {
           h.first_layer = st.first_layer;
           h.last_layer = st.last_layer;
           h.address = st.address;
-          chain->key += st.address + ":" + std::to_string(st.first_layer) + "-" +
-                        std::to_string(st.last_layer) + " ";
           chain->hops.push_back(h);
         }
         if (chain_) w_.count_own_sessions(r_.region, *chain_, -1);
         w_.count_own_sessions(r_.region, *chain, +1);
         chain_ = chain;
         w_.live_requests[r_.id] = {mb_, chain_};
-        return true;
+        // The old session and its transport go first: the new transport
+        // takes over the clock's pump.
+        session_.reset();
+        options_.transport.reset();
+        transport_.reset();
+        transport_ = std::make_shared<SimTransport>(
+            w_, chain_, r_.region, clock_, [this](double until) { return receive(until); },
+            [seed = seed_](int64_t x) { return script_token(seed, x); });
+        options_.transport = transport_;
+        session_ = std::make_unique<ChainSession>(*c, options_, &g_.steps);
+        if (session_
+                ->open(kModelId, w_.scenario.model.n_layer, SamplingParams{},
+                       r_.prompt_tokens + r_.output_tokens + 64)
+                .ok())
+          return true;
+        // A chain that cannot be opened counts as a failover, as in
+        // PipelineBackend: the request gives up after max_recoveries.
+        if (++recoveries_ > kMaxRecoveries) return false;
+        blame(session_->suspect());
+        continue;
       }
       if (now_s() >= until) return false;
       sg4::this_actor::sleep_for(1.0);
     }
   }
 
-  bool alive(const Hop& h) const {
-    const NodeState& n = w_.nodes[h.node];
-    return n.online && n.incarnation == h.incarnation;
-  }
-
-  void send(int64_t seq, int tokens, bool bulk, bool continuation) {
-    auto* s = new Step;
-    s->chain = chain_;
-    s->seq = seq;
-    s->tokens = tokens;
-    s->bulk = bulk;
-    s->continuation = continuation;
-    const Hop& first = chain_->hops[0];
-    if (!alive(first)) {  // gone: nobody will answer
-      delete s;
-      return;
-    }
-    w_.nodes[first.node]
-        .mailbox
-        ->put_init(s, static_cast<uint64_t>(hidden_bytes(tokens, w_.scenario.model.d_model)))
-        ->detach();
-  }
-
-  // The answer to this step on the current chain, or nullptr once `seconds` pass.
-  Step* wait(double seconds) {
-    const double until = now_s() + seconds;
+  void receive_loop() {
     for (;;) {
-      const double left = until - now_s();
-      if (left <= 0) return nullptr;
       Step* s = nullptr;
       try {
-        s = mb_->get<Step>(left);
-      } catch (const simgrid::TimeoutException&) {
-        return nullptr;
+        s = mb_->get<Step>();
       } catch (const simgrid::NetworkFailureException&) {
         continue;  // the last stage died while answering: the deadline will tell
       }
-      if (s->seq == kResetSeq) {
-        // A stage of a chain this request was on was reset: if it is the
-        // current chain, no answer will come; fail over now.
-        const bool current = s->chain->attempt == attempt_;
-        delete s;
-        if (current) {
-          reset_ = true;
-          return nullptr;
-        }
-        continue;
+      std::unique_lock<sg4::Mutex> lock(*inbox_mu_);
+      inbox_.push_back(s);
+      inbox_cv_->notify_all();
+    }
+  }
+  // The next answer in the inbox, waiting until `until`; nullptr if none came.
+  Step* receive(double until) {
+    std::unique_lock<sg4::Mutex> lock(*inbox_mu_);
+    while (inbox_.empty()) {
+      if (until >= SimTransport::kForever) {
+        inbox_cv_->wait(lock);
+      } else if (now_s() >= until ||
+                 inbox_cv_->wait_until(lock, until) == std::cv_status::timeout) {
+        if (inbox_.empty()) return nullptr;
       }
-      if (s->chain->attempt == attempt_ && s->seq == awaited_) return s;
-      delete s;  // from a chain we left, a replayed step, or a run after a rejected draft
+    }
+    Step* s = inbox_.front();
+    inbox_.pop_front();
+    return s;
+  }
+
+  // The failed stage (or, when none is known, every stage) is avoided for the
+  // failure memory; then the request is routed anew.
+  bool fail_over() {
+    if (++recoveries_ > kMaxRecoveries) return false;
+    blame(session_ ? session_->suspect() : std::string());
+    return route();
+  }
+  void blame(const std::string& suspect) {
+    if (!suspect.empty()) {
+      g_.failed_until[suspect] = now_s() + kFailureMemoryS;
+    } else if (chain_) {
+      for (const Hop& h : chain_->hops) g_.failed_until[h.address] = now_s() + kFailureMemoryS;
     }
   }
 
-  // Sends runs of `runs[i]` tokens back to back (the first an anchor, the
-  // others continuations) and returns the answer to run `decisive` (the
-  // caller deletes it); answers to later runs are dropped when they come.
-  // Fails over to another chain while stages die; nullptr when the request
-  // must give up (no chain covers the model any more).
-  Step* exchange(const std::vector<int>& runs, int decisive, bool bulk) {
-    const double first_sent = now_s();
-    double sent = first_sent;
-    int send_tokens = 0;
-    for (size_t i = 0; i < runs.size(); ++i) {
-      send(++seq_, runs[i], bulk, i > 0);
-      if (static_cast<int>(i) <= decisive) send_tokens += runs[i];
-      if (static_cast<int>(i) == decisive) awaited_ = seq_;
-    }
-    bool recovered = false;
-    const StepDeadlineOptions opts;
-    for (;;) {
-      const double deadline = g_.steps.deadline(chain_->key, send_tokens, opts).count() / 1000.0;
-      reset_ = false;
-      if (Step* a = wait(deadline)) {
-        double compute = 0;
-        for (const StageTiming& t : a->timings) {
-          compute += t.compute_s / std::max(1, t.batch_tokens);
-          g_.stage_times.observe(t.address, t.batch_tokens,
-                                 static_cast<int64_t>(t.compute_s * 1e6));
-        }
-        g_.steps.observe(chain_->key, send_tokens, now_s() - sent, compute);
-        if (recovered) w_.metrics.recovery(now_s(), now_s() - first_sent);
-        return a;
-      }
-      // Overdue: probe every stage (in parallel); one that does not answer
-      // within the probe timeout has failed.
-      double probe = 0;
-      std::vector<const Hop*> dead;
-      for (const Hop& h : chain_->hops) {
-        if (alive(h)) {
-          probe = std::max(probe, w_.scenario.network.rtt_s[r_.region][w_.nodes[h.node].region]);
-        } else {
-          probe = std::max(probe, opts.probe_timeout.count() / 1000.0);
-          dead.push_back(&h);
-        }
-      }
-      if (!reset_) sg4::this_actor::sleep_for(probe);  // a reset needs no probe
-      const bool past_ceiling = now_s() - sent >= opts.ceiling.count() / 1000.0;
-      if (dead.empty() && !past_ceiling) continue;  // slow, not gone: keep waiting
-      for (const Hop* h : dead) g_.failed_until[h->address] = now_s() + kFailureMemoryS;
-      if (past_ceiling)
-        for (const Hop& h : chain_->hops) g_.failed_until[h.address] = now_s() + kFailureMemoryS;
-      if (!choose_chain_waiting()) return nullptr;
-      // Replay: the new chain rebuilds the KV cache from every known token
-      // (prompt and output so far) and runs this step's tokens with it.
-      send_tokens = r_.prompt_tokens + std::max(0, produced_ - 1) + (bulk ? 0 : send_tokens);
-      recovered = true;
-      sent = now_s();
-      awaited_ = ++seq_;
-      send(awaited_, send_tokens, true, false);
-    }
+  // Tokens come in groups, one per verdict: each token of a group is charged
+  // an equal share of the time since the verdict before.
+  void verdict(bool speculative) {
+    flush();
+    w_.metrics.step(now_s(), speculative);
+    group_at_ = now_s();
   }
-
-  struct Plan {
-    std::vector<int> runs = {1};  // tokens per run: [anchor + k-1 drafts], then k drafts each
-    int drafts = 0;
-  };
-
-  // The next chain of runs: the controller's plan (width k, runs in flight W,
-  // drafts n <= W k - 1) with this chain's measurements, at most `remaining`
-  // tokens in all.
-  Plan plan_runs(int remaining) {
-    Plan out;
-    if (!w_.scenario.speculation.enabled) return out;
-    PipelineMeasurements m;
-    std::vector<std::string> addresses;
-    int prev_region = r_.region;
-    for (const Hop& h : chain_->hops) {
-      addresses.push_back(h.address);
-      const int reg = w_.nodes[h.node].region;
-      m.link_delay_s.push_back(one_way_latency(w_.scenario, prev_region, reg));
-      prev_region = reg;
-      m.load = std::max(m.load, std::clamp(w_.nodes[h.node].busy_ewma, 0.0, 1.0));
-    }
-    m.link_delay_s.push_back(one_way_latency(w_.scenario, prev_region, r_.region));
-    m.stages = g_.stage_times.chain_times(addresses);
-    if (!plain_times_.empty()) {
-      std::vector<double> t(plain_times_.begin(), plain_times_.end());
-      std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-      m.plain_round_trip_s = t[t.size() / 2];
-    }
-    m.shadow_acceptance = true;
-    Result<SpeculationPlan> p = plan(g_.spec, cfg_, m, now_s());
-    if (!p.ok() || !p->speculate) return out;
-    const int k = std::max(1, p->width);
-    out.drafts = std::max(0, std::min({p->drafts, remaining - 1, p->max_in_flight * k - 1}));
-    out.runs = {1 + std::min(k - 1, out.drafts)};
-    for (int left = out.drafts - (k - 1); left > 0; left -= k)
-      out.runs.push_back(std::min(k, left));
-    return out;
+  bool emit() {
+    ++group_;
+    ++produced_;
+    return produced_ < r_.output_tokens;
   }
-
-  void note_goodput(bool speculative, int tokens, double seconds) {
-    if (speculative != window_spec_ || window_steps_ >= 8) {
-      if (window_steps_ > 0)
-        g_.spec = observe(g_.spec, cfg_,
-                          GoodputWindow{window_spec_, window_tokens_, window_seconds_, now_s()});
-      window_spec_ = speculative;
-      window_tokens_ = window_seconds_ = 0;
-      window_steps_ = 0;
-    }
-    window_tokens_ += tokens;
-    window_seconds_ += seconds;
-    window_steps_++;
+  void flush() {
+    if (group_ == 0) return;
+    w_.metrics.token(group_at_, (group_at_ - last_verdict_s_) / group_, group_);
+    last_verdict_s_ = group_at_;
+    group_ = 0;
   }
 
   World& w_;
   RequestSpec r_;
   GatewayState& g_;
+  const uint64_t seed_;
   sg4::Mailbox* mb_ = nullptr;
+  sg4::MutexPtr inbox_mu_;
+  sg4::ConditionVariablePtr inbox_cv_;
+  std::deque<Step*> inbox_;
+  sg4::ActorPtr inbox_actor_;
+  ActorClock clock_;
+  PipelineOptions options_;
+  SpeculationOptions spec_;
   std::shared_ptr<Chain> chain_;
+  std::shared_ptr<SimTransport> transport_;
+  std::unique_ptr<ChainSession> session_;
   int attempt_ = 0;
-  int64_t seq_ = 0;
-  int64_t awaited_ = 0;  // the step whose answer counts
+  int recoveries_ = 0;
+  std::vector<int32_t> fed_;
+  int32_t anchor_ = 0;
   int produced_ = 0;
-  bool reset_ = false;  // the last wait ended because a stage of the chain was reset
   double first_token_s_ = -1;
-  std::mt19937_64 rng_;
-  std::uniform_real_distribution<double> accept_{0.0, 1.0};
-  SpecConfig cfg_;
-  std::deque<double> plain_times_;
-  bool window_spec_ = false;
-  double window_tokens_ = 0, window_seconds_ = 0;
-  int window_steps_ = 0;
+  double last_verdict_s_ = 0, group_at_ = 0;
+  int group_ = 0;
 };
 
 }  // namespace
 
 void run_request(World* world, RequestSpec spec) {
   world->metrics.request_started(now_s());
-  Session s(*world, spec);
-  const bool ok = s.run();
-  s.close();
+  const bool ok = [&] {
+    Request r(*world, spec);
+    const bool done = r.run();
+    r.close();
+    if (done)
+      world->metrics.request_record({spec.arrival_s, r.first_token_s(), now_s(), r.produced()});
+    return done;
+  }();
   world->cancelled_below[spec.id] = std::numeric_limits<int64_t>::max();
   world->live_requests.erase(spec.id);
   world->metrics.request_done(now_s(), ok);
-  if (ok) world->metrics.request_record({spec.arrival_s, s.first_token_s(), now_s(), s.produced()});
 }
 
 }  // namespace swarm::sim

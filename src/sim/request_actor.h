@@ -1,8 +1,12 @@
-// A simulated request at a gateway: routes it with routing::choose_chain over
-// the gateway's view of the swarm, sends its prompt, then decodes step by step
-// (speculating as pipeline/spec_controller.h plans), and when a step is
-// overdue (pipeline/step_deadline.h) probes the chain and, if a stage is gone,
-// replays the request on another chain (a recovery).
+// A simulated request at a gateway, run by the gateway's own code: it routes
+// with routing::choose_chain over the gateway's view of the swarm, then a
+// pipeline ChainSession (over a SimTransport, on the actor's clock) sends the
+// prompt and decodes, plainly or with the speculation driver and controller
+// (pipeline/speculative_decoder.h) when speculation is on, with the step
+// deadlines of pipeline/step_deadline.h. When a stage fails (a step overdue
+// and a silent stage probed, or its connection reset), the request is routed
+// anew around it and replayed on the new chain (a recovery), as
+// PipelineBackend does.
 #pragma once
 
 #include <cstdint>

@@ -67,12 +67,15 @@ void start_node(World& w, int i, double now, LayerRange range) {
 // chain goes through it hears so at once.
 void tell_reset(World& w, int node, int incarnation) {
   for (const auto& [id, live] : w.live_requests) {
-    bool through = false;
-    for (const Hop& h : live.chain->hops)
-      through = through || (h.node == node && h.incarnation == incarnation);
-    if (!through) continue;
+    int through = -1;
+    for (size_t i = 0; i < live.chain->hops.size(); ++i) {
+      const Hop& h = live.chain->hops[i];
+      if (h.node == node && h.incarnation == incarnation) through = static_cast<int>(i);
+    }
+    if (through < 0) continue;
     auto* s = new Step;
     s->chain = live.chain;
+    s->hop = through;  // which stage
     s->seq = kResetSeq;
     live.mailbox->put_init(s, 64)->detach();
   }

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/stage_time_model.h"
+#include "pipeline/speculative_decoder.h"
 #include "pipeline/step_deadline.h"
 #include "routing/chain.h"
 #include "routing/layer_assignment.h"
@@ -62,10 +62,9 @@ struct GatewayState {
   // surveys, so requests arriving together spread over replicas).
   std::map<std::string, int> own_sessions, own_sessions_surveyed;
   StepTimeBook steps;
-  StageTimeModel stage_times;
-  // The speculation controller's state: a gateway keeps what it learned
-  // across requests (doc/speculation.md).
-  SpecState spec;
+  // What the speculation controller learned: a gateway keeps it across
+  // requests (doc/speculation.md). Made by the first request that needs it.
+  std::unique_ptr<SpeculationMemory> memory;
 };
 
 struct World {

@@ -25,11 +25,7 @@ std::vector<int32_t> script() {
 }
 
 ChainStage stage(const std::string& address, int first, int last) {
-  ChainStage c;
-  c.address = address;
-  c.first_layer = first;
-  c.last_layer = last;
-  return c;
+  return SimulatedStageSpec::at(address, first, last);
 }
 
 class PipelineFailoverSimTest : public ::testing::TestWithParam<bool> {

@@ -37,6 +37,14 @@
 namespace swarm {
 
 struct SimulatedStageSpec {
+  // A stage at `address` serving layers [first, last).
+  static ChainStage at(const std::string& address, int first, int last) {
+    ChainStage c;
+    c.address = address;
+    c.first_layer = first;
+    c.last_layer = last;
+    return c;
+  }
   ChainStage stage;  // address and layers
   std::chrono::microseconds base{1000};
   std::chrono::microseconds per_token{0};

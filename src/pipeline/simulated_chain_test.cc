@@ -14,11 +14,7 @@ using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 ChainStage stage(const std::string& address, int first, int last) {
-  ChainStage c;
-  c.address = address;
-  c.first_layer = first;
-  c.last_layer = last;
-  return c;
+  return SimulatedStageSpec::at(address, first, last);
 }
 
 std::vector<int32_t> counting_script(int n) {

@@ -55,13 +55,7 @@ struct Decoded {
   int32_t anchor = 0;
 };
 
-ChainStage stage(int i) {
-  ChainStage c;
-  c.address = "s" + std::to_string(i) + ":1";
-  c.first_layer = i;
-  c.last_layer = i + 1;
-  return c;
-}
+ChainStage stage(int i) { return SimulatedStageSpec::at("s" + std::to_string(i) + ":1", i, i + 1); }
 
 class SpeculativeDecoderTest : public ::testing::Test {
  protected:

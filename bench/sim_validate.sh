@@ -6,7 +6,9 @@
 # (--slowdown 4), and a kill -9 of a stage mid-run with a twin to fail over to.
 # Each configuration prints one JSON line: the real and the simulated aggregate
 # tokens/s, per-stream decode tokens/s and time to first token, and the
-# simulated/real ratio of each (the goal: within 10%, so 0.9 to 1.1).
+# simulated/real ratio of each (the goal: within 10%, so 0.9 to 1.1), and CPU
+# seconds of the real run: the gateway's and the client's (not simulated), and
+# the nodes' next to their reported compute time.
 # Model: synthetic TinyLlama-1.1B in Q8_0 (as bench/swarm_bench.sh), each node
 # on one thread, weights read into memory.
 #   bench/sim_validate.sh [BUILD] [TOKENS per request, default 32] [ONLY: a label's substring]
@@ -55,16 +57,42 @@ metric() {  # URL NAME -> the value of a counter on the gateway's /metrics (0 wh
 field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
 ratio() { awk -v s="$1" -v r="$2" 'BEGIN { printf "%.3f", (r > 0 ? s / r : 0) }'; }
 
+# CPU seconds a process has used (user + system).
+cpu_s() { awk -v tck="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " "); print (f[12] + f[13]) / tck }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Seconds the nodes at ADDRS... have computed since they started (Info.compute_us).
+compute_s() {
+  local a sum=0 us
+  for a in "$@"; do
+    us=$("$SWARM" info "$a" 2>/dev/null | sed -n 's/.*"compute_us":"\{0,1\}\([0-9]*\).*/\1/p')
+    sum=$((sum + ${us:-0}))
+  done
+  awk -v us="$sum" 'BEGIN { print us / 1e6 }'
+}
+# CPU over the measured run besides the nodes' (which the simulator models):
+# the gateway's and the client's; and the nodes' own CPU seconds next to the
+# seconds their Info says they spent computing (wall time: with more node
+# processes than cores it includes time waiting for one).
+overhead_cpu() {  # -> sets $gateway_cpu, $node_cpu, $node_compute
+  gateway_cpu=$(awk -v a="$gw_cpu0" -v b="$(cpu_s "$gw_pid")" 'BEGIN { print b - a }')
+  local p
+  node_cpu=0
+  for p in "${node_pids[@]}"; do node_cpu=$(awk -v s="$node_cpu" -v c="$(cpu_s "$p")" 'BEGIN { print s + c }'); done
+  node_cpu=$(awk -v c="$node_cpu" -v c0="$node_cpu0" 'BEGIN { print c - c0 }')
+  node_compute=$(awk -v k="$(compute_s "${node_addrs[@]}")" -v k0="$compute0" 'BEGIN { print k - k0 }')
+}
+
 # One real run: STAGES DELAY_MS STREAMS SPEC(off|ngram) SLOWDOWN KILL(0|1) -> sets $real (loadgen's JSON)
 # and $acceptance (accepted / drafted draft tokens; 0 without speculation).
 run_real() {
   local stages=$1 delay=$2 streams=$3 spec=$4 slow=$5 kill=$6 peers="" s a b flags victim="" victim_addr=""
+  node_pids=() node_addrs=()
   for ((s = 0; s < stages; s++)); do
     a=$((N_LAYER * s / stages)) b=$((N_LAYER * (s + 1) / stages))
     flags=(--link-delay-ms "$delay")
     [ "$s" = 1 ] && [ "$slow" != 1 ] && flags+=(--slowdown "$slow")
     start "node$s" node -m "$MODEL" --layers "$a:$b" --listen 127.0.0.1:0 -t 1 --no-mmap "${flags[@]}"
     peers+="${peers:+,}$addr"
+    node_pids+=("${pids[-1]}") node_addrs+=("$addr")
     if [ "$kill" = 1 ] && [ "$s" = $((stages - 1)) ]; then
       # The last stage's twin; the first of the two to be chosen is killed mid-run.
       victim=${pids[-1]} victim_addr=$addr
@@ -75,7 +103,11 @@ run_real() {
   start gateway gateway -m "$MODEL" --listen 127.0.0.1:0 -c 1024 --peers "$peers" \
     --link-delay-ms "$delay" --speculate "$spec" --audit-rate 0 --probation-audit-rate 0 --trust-db "$WORK/trust.db"
   local url="http://$addr"
+  gw_pid=${pids[-1]}
   "$SWARM" loadgen --url "$url" -c 1 -r 1 -n 4 --prompt "$PROMPT" >/dev/null  # warm-up
+  gw_cpu0=$(cpu_s "$gw_pid") node_cpu0=0 compute0=$(compute_s "${node_addrs[@]}")
+  local p
+  for p in "${node_pids[@]}"; do node_cpu0=$(awk -v s="$node_cpu0" -v c="$(cpu_s "$p")" 'BEGIN { print s + c }'); done
   local drafted0 accepted0
   drafted0=$(metric "$url" swarm_speculation_drafted_tokens_total)
   accepted0=$(metric "$url" swarm_speculation_accepted_tokens_total)
@@ -94,8 +126,14 @@ run_real() {
     kill_after_s=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { print (b - a) / 1e9 }')
     wait "$lg"
     real=$(cat "$WORK/loadgen.out")
+    gateway_cpu=0 client_cpu=0 node_cpu=0 node_compute=0  # not measured with a kill
   else
-    real=$("$SWARM" loadgen --url "$url" -c "$streams" -r $((2 * streams)) -n "$TOKENS" --prompt "$PROMPT" --json)
+    local TIMEFORMAT='%U %S' times
+    { times=$( { time "$SWARM" loadgen --url "$url" -c "$streams" -r $((2 * streams)) -n "$TOKENS" \
+        --prompt "$PROMPT" --json >"$WORK/loadgen.out"; } 2>&1); }
+    real=$(cat "$WORK/loadgen.out")
+    client_cpu=$(awk '{ print $1 + $2 }' <<<"$times")
+    overhead_cpu
   fi
   local drafted accepted
   drafted=$(metric "$url" swarm_speculation_drafted_tokens_total)
@@ -174,6 +212,8 @@ for config in "${CONFIGS[@]}"; do
   if [ -n "${SIM_AGAIN:-}" ]; then
     real=$(grep -F "\"label\":\"$label\"" "$SIM_AGAIN" | sed -e 's/"real_tok_s":/"aggregate_tok_s":/' -e 's/"real_\([a-z_]*\)":/"\1":/g')
     acceptance=$(field acceptance "$real") kill_after_s=$(field kill_after_s "$real")
+    gateway_cpu=$(field gateway_cpu_s "$real") client_cpu=$(field client_cpu_s "$real")
+    node_cpu=$(field node_cpu_s "$real") node_compute=$(field node_compute_s "$real")
     kill_after_s=${kill_after_s:-0.5}
     [ -n "$real" ] || continue
   else
@@ -186,7 +226,8 @@ for config in "${CONFIGS[@]}"; do
   run_sim "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "$kill_after_s"
   ra=$(field aggregate_tok_s "$real") rs=$(field stream_tok_s "$real") rt=$(field ttft_ms "$real")
   sa=$(field aggregate_tok_s "$sim") ss=$(field stream_tok_s "$sim") st=$(field ttft_ms "$sim")
-  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s}\n' \
+  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s}\n' \
     "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "${kill_after_s:-0}" "$(drift "$TIMES")" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
-    "$rs" "$ss" "$(ratio "$ss" "$rs")" "$rt" "$st" "$(ratio "$st" "$rt")" "$(field errors "$real")"
+    "$rs" "$ss" "$(ratio "$ss" "$rs")" "$rt" "$st" "$(ratio "$st" "$rt")" "$(field errors "$real")" \
+    "${gateway_cpu:-0}" "${client_cpu:-0}" "${node_cpu:-0}" "${node_compute:-0}"
 done

@@ -49,6 +49,12 @@ ApiMetrics::ApiMetrics()
   runs_ = counter("swarm_speculation_runs_total", "Runs sent to the chain while decoding");
   cancelled_runs_ = counter("swarm_speculation_cancelled_runs_total",
                             "Runs cancelled because they built on a rejected draft");
+  draft_chains_ = counter("swarm_speculation_draft_chains_total",
+                          "Verified chains that carried drafts");
+  chains_first_held_ = counter("swarm_speculation_chains_first_held_total",
+                               "Of those, chains whose first draft was accepted");
+  chains_all_held_ = counter("swarm_speculation_chains_all_held_total",
+                             "Of those, chains whose every draft was accepted");
   first_token_ = &prometheus::BuildHistogram()
                       .Name("swarm_time_to_first_token_seconds")
                       .Help("Time from a completion's start to its first generated token")
@@ -90,6 +96,9 @@ void ApiMetrics::count_completion(const GenerationResult& r, const std::string& 
   accepted_->Increment(std::max(s.accepted, 0));
   runs_->Increment(std::max(s.runs, 0));
   cancelled_runs_->Increment(std::max(s.cancelled_runs, 0));
+  draft_chains_->Increment(std::max(s.draft_chains, 0));
+  chains_first_held_->Increment(std::max(s.chains_first_held, 0));
+  chains_all_held_->Increment(std::max(s.chains_all_held, 0));
 }
 
 std::string ApiMetrics::text(const MetricFamilies& extra) const {

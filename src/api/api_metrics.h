@@ -66,6 +66,9 @@ class ApiMetrics {
   prometheus::Counter* accepted_;
   prometheus::Counter* runs_;
   prometheus::Counter* cancelled_runs_;
+  prometheus::Counter* draft_chains_;
+  prometheus::Counter* chains_first_held_;
+  prometheus::Counter* chains_all_held_;
 };
 
 }  // namespace swarm

@@ -41,6 +41,9 @@ TEST(ApiMetricsTest, CompletionsAddTokensLatenciesAndSpeculation) {
   r.speculation.accepted = 4;
   r.speculation.runs = 3;
   r.speculation.cancelled_runs = 1;
+  r.speculation.draft_chains = 3;
+  r.speculation.chains_first_held = 2;
+  r.speculation.chains_all_held = 1;
   m.count_completion(r, "length");
   m.count_completion(GenerationResult{}, "error");  // failed before any token
   const std::string t = m.text({});
@@ -56,6 +59,9 @@ TEST(ApiMetricsTest, CompletionsAddTokensLatenciesAndSpeculation) {
   EXPECT_TRUE(has_line(t, "swarm_speculation_drafted_tokens_total 6")) << t;
   EXPECT_TRUE(has_line(t, "swarm_speculation_accepted_tokens_total 4")) << t;
   EXPECT_TRUE(has_line(t, "swarm_speculation_cancelled_runs_total 1")) << t;
+  EXPECT_TRUE(has_line(t, "swarm_speculation_draft_chains_total 3")) << t;
+  EXPECT_TRUE(has_line(t, "swarm_speculation_chains_first_held_total 2")) << t;
+  EXPECT_TRUE(has_line(t, "swarm_speculation_chains_all_held_total 1")) << t;
 }
 
 TEST(ApiMetricsTest, InFlightFollowsTheGuards) {

@@ -50,6 +50,11 @@ struct SpeculationReport {
   int runs = 0;             // runs sent while decoding (anchor and speculative)
   int cancelled_runs = 0;   // runs cancelled because they built on a rejected draft
   int chains = 0;           // verified chains (each ends in a token the last stage sampled)
+  // Of the chains that carried drafts: all of them, those whose first draft
+  // held, and those whose every draft held (how drafts hold in runs: after
+  // a held draft the next holds with (accepted - first_held) / (accepted -
+  // all_held); a chain's first with first_held / draft_chains).
+  int draft_chains = 0, chains_first_held = 0, chains_all_held = 0;
   int shadow_chains = 0;    // `auto`: chains of drafts judged while decoding plainly, not sent
   // The controller's view at the end: width k, runs in flight W, drafts per
   // round trip D, pooled per-token acceptance a, the plain round trip, the

@@ -298,6 +298,11 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
       have_anchor = true;
       mem.state = observe(mem.state, config, DraftOutcome{chain_sent, chain_accepted});
       ++stats.chains;
+      if (chain_sent > 0) {
+        ++stats.draft_chains;
+        if (chain_accepted > 0) ++stats.chains_first_held;
+        if (chain_accepted == chain_sent) ++stats.chains_all_held;
+      }
       chain_sent = chain_accepted = 0;
     } else {
       // Every draft held and the next run judges the token after them: the

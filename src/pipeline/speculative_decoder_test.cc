@@ -142,6 +142,12 @@ TEST_F(SpeculativeDecoderTest, ForcedSpeculationGivesExactlyTheChainsText) {
   EXPECT_GT(r.accepted, 0);
   EXPECT_LT(r.accepted, r.drafted);
   EXPECT_GT(r.cancelled_runs, 0);
+  // No two wrong positions are adjacent in the pattern: a chain starts right
+  // after a correction, so its first draft always holds; some chains end in
+  // a rejection.
+  EXPECT_GT(r.draft_chains, 0);
+  EXPECT_EQ(r.chains_first_held, r.draft_chains);
+  EXPECT_LT(r.chains_all_held, r.draft_chains);
   // Every run was answered or cancelled; the prompt's step is not counted here.
   EXPECT_EQ(r.plain_steps + r.speculative_steps, r.runs - r.cancelled_runs);
 }
@@ -162,6 +168,8 @@ TEST_F(SpeculativeDecoderTest, AutoBacksOffWhereDraftsFail) {
   ASSERT_TRUE(forced.status.ok()) << forced.status.ToString();
   EXPECT_EQ(forced.tokens, want(n));
   EXPECT_EQ(forced.report.accepted, 0);
+  EXPECT_GT(forced.report.draft_chains, 0);
+  EXPECT_EQ(forced.report.chains_first_held, 0);
   ASSERT_GT(forced.report.drafted, n);
 
   forget();
@@ -200,6 +208,10 @@ TEST_F(SpeculativeDecoderTest, AutoSpeculatesWhereDraftsHold) {
   }
   EXPECT_GT(a.report.speculative_steps, 0);
   EXPECT_GT(a.report.accepted, n / 2);
+  // Every chain that carried drafts started well and held to its end.
+  EXPECT_GT(a.report.draft_chains, 0);
+  EXPECT_EQ(a.report.chains_first_held, a.report.draft_chains);
+  EXPECT_EQ(a.report.chains_all_held, a.report.draft_chains);
   EXPECT_LT(a.seconds * 2, off.seconds) << a.seconds << " s against " << off.seconds;
   std::printf("drafts hold: off %.3f s, auto %.3f s (%d of %d drafts accepted)\n", off.seconds,
               a.seconds, a.report.accepted, a.report.drafted);

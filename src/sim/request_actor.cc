@@ -41,28 +41,40 @@ int32_t script_token(uint64_t seed, int64_t position) {
   return static_cast<int32_t>(1 + mix(seed ^ mix(static_cast<uint64_t>(position))) % 32000);
 }
 
-// Drafts as good as the scenario says: the token at each position right with
-// probability `acceptance`, independently, else a wrong one.
+// Drafts as good as the scenario says. Whether the draft for position x is
+// right is fixed per request and position (the driver may ask for the same
+// position twice): a two-state chain over positions, right after a right one
+// with probability `after_hit`, after a wrong one with `acceptance`
+// (after_hit == acceptance: every draft independent).
 class ScriptDrafter final : public Drafter {
  public:
-  ScriptDrafter(uint64_t seed, double acceptance, uint64_t rng_seed)
-      : seed_(seed), acceptance_(acceptance), rng_(rng_seed) {}
+  ScriptDrafter(uint64_t seed, double acceptance, double after_hit, uint64_t rng_seed)
+      : seed_(seed), acceptance_(acceptance), after_hit_(after_hit), rng_(rng_seed) {}
   Result<DraftProposal> propose(const std::vector<int32_t>& context, int n) override {
     DraftProposal p;
     for (int i = 0; i < n; ++i) {
       const int64_t pos = static_cast<int64_t>(context.size()) + i;
       const int32_t right = script_token(seed_, pos);
-      p.tokens.push_back(u_(rng_) < acceptance_ ? right : right % 32000 + 1);
+      p.tokens.push_back(holds(pos) ? right : right % 32000 + 1);
     }
     return p;
   }
   std::string name() const override { return "script"; }
 
  private:
+  bool holds(int64_t pos) {
+    while (static_cast<int64_t>(right_.size()) <= pos) {
+      const bool after_hit = !right_.empty() && right_.back();
+      right_.push_back(u_(rng_) < (after_hit ? after_hit_ : acceptance_));
+    }
+    return right_[static_cast<size_t>(pos)];
+  }
+
   const uint64_t seed_;
-  const double acceptance_;
+  const double acceptance_, after_hit_;
   std::mt19937_64 rng_;
   std::uniform_real_distribution<double> u_{0.0, 1.0};
+  std::vector<bool> right_;  // by position, drawn in order
 };
 
 class Request {
@@ -97,7 +109,10 @@ class Request {
     w_.metrics.first_token(now_s(), now_s() - r_.arrival_s);
     anchor_ = *first;
     produced_ = 1;
-    ScriptDrafter drafter(seed_, w_.scenario.speculation.acceptance, seed_ ^ 0x5eed);
+    const Speculation& sc = w_.scenario.speculation;
+    ScriptDrafter drafter(seed_, sc.acceptance,
+                          sc.acceptance_after_hit >= 0 ? sc.acceptance_after_hit : sc.acceptance,
+                          seed_ ^ 0x5eed);
     SpeculationReport report;
     while (produced_ < r_.output_tokens) {
       Status st = Status::Ok();

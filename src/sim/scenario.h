@@ -74,6 +74,11 @@ struct Requests {
 struct Speculation {
   bool enabled = false;
   double acceptance = 0.7;  // per-token probability that a draft is accepted
+  // Drafts hold in runs: the probability that a draft is right after one
+  // that was right (then `acceptance` is the probability after a wrong one,
+  // or at the text's start). < 0 (the default): `acceptance`, every draft
+  // independent.
+  double acceptance_after_hit = -1;
   int max_drafts = 8;
 };
 

@@ -14,6 +14,13 @@ void Metrics::token(double now, double latency_s, int n) {
 void Metrics::first_token(double now, double ttft_s) {
   open(now).ttft_s.push_back(static_cast<float>(ttft_s));
 }
+void Metrics::batch(double now, int tokens) {
+  WindowStats& w = open(now);
+  ++w.batches;
+  w.batch_tokens += tokens;
+  if (tokens == 1) ++w.single_token_batches;
+}
+
 void Metrics::busy(double now, double seconds, int node) {
   open(now).busy_s += seconds;
   if (node >= static_cast<int>(busy_nodes_.size())) busy_nodes_.resize(node + 1, false);
@@ -81,6 +88,9 @@ nlohmann::ordered_json stats(const WindowStats& w) {
   j["speculative_step_share"] = w.spec_steps + w.plain_steps > 0
                                     ? round3(double(w.spec_steps) / (w.spec_steps + w.plain_steps))
                                     : 0.0;
+  j["batch_tokens_mean"] = w.batches > 0 ? round3(double(w.batch_tokens) / w.batches) : 0.0;
+  j["single_token_batch_share"] =
+      w.batches > 0 ? round3(double(w.single_token_batches) / w.batches) : 0.0;
   return j;
 }
 
@@ -118,6 +128,9 @@ std::string summary_json(const std::vector<WindowStats>& windows, double warmup_
     all.requests_failed += w.requests_failed;
     all.spec_steps += w.spec_steps;
     all.plain_steps += w.plain_steps;
+    all.batches += w.batches;
+    all.batch_tokens += w.batch_tokens;
+    all.single_token_batches += w.single_token_batches;
   }
   nlohmann::ordered_json j;
   j["summary"] = true;

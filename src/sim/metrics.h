@@ -22,6 +22,9 @@ struct WindowStats {
   int in_flight = 0, nodes_online = 0;
   int nodes_busy = 0;  // nodes that computed anything in the window
   int64_t spec_steps = 0, plain_steps = 0;
+  // Batches the nodes ran, the token positions in them, and how many held one
+  // (as a node's swarm_node_batch_tokens histogram counts them).
+  int64_t batches = 0, batch_tokens = 0, single_token_batches = 0;
 };
 
 // One completed request, as `swarm loadgen` sees it.
@@ -38,6 +41,7 @@ class Metrics {
   void token(double now, double latency_s, int n);
   void first_token(double now, double ttft_s);
   void busy(double now, double seconds, int node);
+  void batch(double now, int tokens);
   void recovery(double now, double seconds);
   void request_started(double now);
   void request_done(double now, bool completed);

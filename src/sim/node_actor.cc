@@ -153,6 +153,7 @@ void run_node(World* world, int node) {
     }
     const double dt = sg4::Engine::get_clock() - started;
     w.add_busy(node, sg4::Engine::get_clock(), dt);
+    w.metrics.batch(sg4::Engine::get_clock(), b);
     const double slowdown = w.scenario.classes[n.class_index].slowdown;
     if (slowdown > 1) sg4::this_actor::sleep_for((slowdown - 1) * dt);
     std::vector<std::pair<uintptr_t, int>> ran;

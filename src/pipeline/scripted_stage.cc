@@ -1,6 +1,48 @@
 #include "pipeline/scripted_stage.h"
 
 namespace swarm {
+namespace {
+
+// grpc::StatusCode values, as v1::Error carries them (no gRPC here).
+constexpr int kCancelled = 1;
+constexpr int kFailedPrecondition = 9;
+
+v1::StageResponse error_response(const std::string& session_id, uint64_t step_id, int code,
+                                 const std::string& message) {
+  v1::StageResponse r;
+  v1::Error* e = r.mutable_error();
+  e->set_session_id(session_id);
+  e->set_step_id(step_id);
+  e->set_code(code);
+  e->set_message(message);
+  return r;
+}
+
+}  // namespace
+
+v1::StageResponse ScriptedSession::cancelled(const std::string& session_id, uint64_t step_id) {
+  return error_response(session_id, step_id, kCancelled,
+                        "Step " + std::to_string(step_id) + ": cancelled");
+}
+
+v1::StageResponse ScriptedSession::response(const v1::Step& st, const Outcome& o) const {
+  switch (o.kind) {
+    case Outcome::Kind::kCancelled:
+      return cancelled(st.session_id(), st.step_id());
+    case Outcome::Kind::kBadPosition:
+      return error_response(st.session_id(), st.step_id(), kFailedPrecondition, o.error);
+    case Outcome::Kind::kRan:
+      break;
+  }
+  v1::StageResponse r;
+  v1::StepResult* res = r.mutable_result();
+  res->set_session_id(st.session_id());
+  res->set_step_id(st.step_id());
+  for (int32_t t : o.tokens) res->add_tokens(t);
+  res->set_accepted_drafts(o.accepted);
+  res->set_length(static_cast<int32_t>(cache_));
+  return r;
+}
 
 ScriptedSession::Outcome ScriptedSession::run(const v1::Step& st) {
   Outcome out;

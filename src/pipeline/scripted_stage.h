@@ -33,6 +33,14 @@ class ScriptedSession {
   Outcome run(const v1::Step& step);
   int64_t length() const { return cache_; }
 
+  // What the stage answers for `step` that ran with outcome `o`, as a real one
+  // does: a StepResult (the last stage's tokens, accepted drafts, the cache's
+  // length now; no timings), a CANCELLED error, or a FAILED_PRECONDITION naming
+  // the position.
+  v1::StageResponse response(const v1::Step& step, const Outcome& o) const;
+  // The answer to a step dropped by a Cancel, or built on a rejected draft.
+  static v1::StageResponse cancelled(const std::string& session_id, uint64_t step_id);
+
  private:
   const bool is_last_;
   Script script_;

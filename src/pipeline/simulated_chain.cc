@@ -7,9 +7,7 @@
 namespace swarm {
 namespace {
 
-// grpc::StatusCode values, as v1::Error carries them (no gRPC here).
-constexpr int kCancelled = 1;
-constexpr int kFailedPrecondition = 9;
+// grpc::StatusCode::UNAVAILABLE, as v1::Error carries it (no gRPC here).
 constexpr int kUnavailable = 14;
 
 }  // namespace
@@ -17,10 +15,8 @@ constexpr int kUnavailable = 14;
 struct SimulatedChain::Work {
   v1::Step step;
   Clock::time_point arrived;
-  std::vector<v1::StageTiming> timings;  // of the stages before
-  std::vector<int32_t> answer;           // the last stage's tokens
-  int accepted = 0;
-  bool cancelled = false;  // a Cancel came while it ran
+  std::vector<v1::StageTiming> timings;  // of the stages before, then this one's
+  v1::StageResponse response;            // the last stage's answer, timings aside
 };
 
 struct SimulatedChain::Stage {
@@ -38,7 +34,7 @@ struct SimulatedChain::Stage {
   std::map<std::string, Session> sessions;
   // Completions that fell due while stopped, run on resume.
   std::vector<std::function<void()>> held;
-  int64_t steps = 0, cancelled = 0, tokens = 0;
+  int64_t steps = 0, cancelled = 0;
 };
 
 class SimulatedChain::Link final : public StageLink {
@@ -138,7 +134,7 @@ void SimulatedChain::arrive(Stage& s, int from_link, const v1::StageRequest& req
     r.mutable_opened()->set_session_id(o.session_id());
     answer(from_link, std::move(r));
   } else if (req.has_step()) {
-    arrive_step(s, Work{req.step(), clock_.now(), {}, {}, 0, false});
+    arrive_step(s, Work{req.step(), clock_.now(), {}, {}});
   } else if (req.has_cancel()) {
     arrive_cancel(s, req.cancel());
   } else if (req.has_close()) {
@@ -158,8 +154,7 @@ void SimulatedChain::arrive_cancel(Stage& s, const v1::Cancel& c) {
   auto in_range = [&](uint64_t id) { return id >= c.from_step_id() && id <= c.to_step_id(); };
   for (auto it = s.queue.begin(); it != s.queue.end();) {
     if (it->step.session_id() == c.session_id() && in_range(it->step.step_id())) {
-      answer_error(sess->second.owner, c.session_id(), it->step.step_id(), kCancelled,
-                   "Step " + std::to_string(it->step.step_id()) + ": cancelled");
+      answer(sess->second.owner, ScriptedSession::cancelled(c.session_id(), it->step.step_id()));
       ++s.cancelled;
       it = s.queue.erase(it);
     } else {
@@ -198,18 +193,12 @@ void SimulatedChain::try_start(Stage& s) {
   Stage::Session& sess = found->second;
   const int n = st.tokens_size();
   const ScriptedSession::Outcome o = sess.state->run(st);
-  if (o.kind == ScriptedSession::Outcome::Kind::kCancelled) {
-    ++s.cancelled;
-    answer_error(sess.owner, st.session_id(), st.step_id(), kCancelled,
-                 "Step " + std::to_string(st.step_id()) + ": cancelled");
+  w.response = sess.state->response(st, o);
+  if (o.kind != ScriptedSession::Outcome::Kind::kRan) {
+    if (o.kind == ScriptedSession::Outcome::Kind::kCancelled) ++s.cancelled;
+    answer(sess.owner, std::move(w.response));
     return try_start(s);
   }
-  if (o.kind == ScriptedSession::Outcome::Kind::kBadPosition) {
-    answer_error(sess.owner, st.session_id(), st.step_id(), kFailedPrecondition, o.error);
-    return try_start(s);
-  }
-  w.answer = o.tokens;
-  w.accepted = o.accepted;
   if (st.next_hops_size() > 0) sess.push_to = st.next_hops(0).address();
   s.busy = true;
   s.running_step = st.step_id();
@@ -235,7 +224,6 @@ void SimulatedChain::try_start(Stage& s) {
 void SimulatedChain::finish(Stage& s, Work w) {
   s.busy = false;
   ++s.steps;
-  s.tokens += w.step.tokens_size();
   const v1::Step& st = w.step;
   auto found = s.sessions.find(st.session_id());
   const bool cancelled = s.running_step != st.step_id();
@@ -244,8 +232,7 @@ void SimulatedChain::finish(Stage& s, Work w) {
     const Stage::Session& sess = found->second;
     if (cancelled) {
       ++s.cancelled;
-      answer_error(sess.owner, st.session_id(), st.step_id(), kCancelled,
-                   "Step " + std::to_string(st.step_id()) + ": cancelled");
+      answer(sess.owner, ScriptedSession::cancelled(st.session_id(), st.step_id()));
     } else if (st.next_hops_size() > 0) {
       Stage* next = find(st.next_hops(0).address());
       if (next == nullptr || next->dead ||
@@ -253,7 +240,7 @@ void SimulatedChain::finish(Stage& s, Work w) {
         answer_error(sess.owner, st.session_id(), st.step_id(), kUnavailable,
                      "cannot reach next hop " + st.next_hops(0).address());
       } else {
-        Work fwd{st, {}, std::move(w.timings), {}, 0, false};
+        Work fwd{st, {}, std::move(w.timings), {}};
         fwd.step.mutable_next_hops()->erase(fwd.step.mutable_next_hops()->begin());
         clock_.schedule_after(link_, [this, next, fwd = std::move(fwd)]() mutable {
           std::lock_guard<std::recursive_mutex> lock(mu_);
@@ -261,15 +248,9 @@ void SimulatedChain::finish(Stage& s, Work w) {
         });
       }
     } else {
-      v1::StageResponse r;
-      v1::StepResult* res = r.mutable_result();
-      res->set_session_id(st.session_id());
-      res->set_step_id(st.step_id());
-      for (int32_t tok : w.answer) res->add_tokens(tok);
-      res->set_accepted_drafts(w.accepted);
-      res->set_length(static_cast<int32_t>(sess.state->length()));
+      v1::StepResult* res = w.response.mutable_result();
       for (v1::StageTiming& t : w.timings) *res->add_timings() = std::move(t);
-      answer(sess.owner, std::move(r));
+      answer(sess.owner, std::move(w.response));
     }
   }
   try_start(s);
@@ -393,13 +374,6 @@ int64_t SimulatedChain::steps_cancelled(const std::string& address) const {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   const Stage* s = find(address);
   return s ? s->cancelled : 0;
-}
-
-int64_t SimulatedChain::tokens_computed() const {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
-  int64_t n = 0;
-  for (const auto& s : stages_) n += s->tokens;
-  return n;
 }
 
 }  // namespace swarm

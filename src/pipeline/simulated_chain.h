@@ -84,8 +84,6 @@ class SimulatedChain final : public StageTransport {
   // Counts, per stage: steps run, and steps dropped by a Cancel.
   int64_t steps_run(const std::string& address) const;
   int64_t steps_cancelled(const std::string& address) const;
-  // Every stage's, summed: how many tokens went through a stage's layers.
-  int64_t tokens_computed() const;
 
   struct Stage;  // simulated_chain.cc
   class Link;

@@ -10,8 +10,6 @@ namespace swarm::sim {
 namespace sg4 = simgrid::s4u;
 namespace {
 
-constexpr int kCancelledCode = 1;  // grpc::StatusCode::CANCELLED
-
 double now_s() { return sg4::Engine::get_clock(); }
 
 }  // namespace
@@ -122,28 +120,17 @@ void SimTransport::pump(Clock::time_point deadline) {
     if (sent == sent_.end()) continue;  // cancelled
     const v1::Step st = std::move(sent->second);
     sent_.erase(sent);
-    const size_t last = chain_->hops.size() - 1;
     StageEvent e;
-    e.stage = last;
+    e.stage = chain_->hops.size() - 1;
     const ScriptedSession::Outcome o = last_stage_.run(st);
-    if (o.kind == ScriptedSession::Outcome::Kind::kRan) {
-      v1::StepResult* r = e.response.mutable_result();
-      r->set_step_id(st.step_id());
-      for (int32_t t : o.tokens) r->add_tokens(t);
-      r->set_accepted_drafts(o.accepted);
-      r->set_length(static_cast<int32_t>(last_stage_.length()));
+    e.response = last_stage_.response(st, o);
+    if (e.response.has_result()) {
       for (const StageTiming& t : s->timings) {
-        v1::StageTiming* pt = r->add_timings();
+        v1::StageTiming* pt = e.response.mutable_result()->add_timings();
         pt->set_address(t.address);
         pt->set_batch_tokens(t.batch_tokens);
         pt->set_compute_us(static_cast<int64_t>(t.compute_s * 1e6));
       }
-    } else {
-      v1::Error* err = e.response.mutable_error();
-      err->set_step_id(st.step_id());
-      err->set_code(o.kind == ScriptedSession::Outcome::Kind::kCancelled ? kCancelledCode : 9);
-      err->set_message(o.kind == ScriptedSession::Outcome::Kind::kCancelled ? "cancelled"
-                                                                            : o.error);
     }
     deliver(std::move(e));
     return;

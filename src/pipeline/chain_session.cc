@@ -9,17 +9,13 @@
 #include "net/logprob_codec.h"
 #include "net/status_convert.h"
 #include "net/tls.h"
-#include "pipeline/grpc_stage_transport.h"
 
 namespace swarm {
 namespace {
 
-Status from_grpc(const grpc::Status& s, const std::string& where) {
-  return net::from_grpc(s).annotate(where);
-}
-
 Status from_error(const v1::Error& e, const std::string& where) {
-  return from_grpc(grpc::Status(static_cast<grpc::StatusCode>(e.code()), e.message()), where);
+  return net::from_grpc(grpc::Status(static_cast<grpc::StatusCode>(e.code()), e.message()))
+      .annotate(where);
 }
 
 // The raw bytes of a hex public key, for Hop.public_key ("" stays "").
@@ -57,11 +53,8 @@ ChainSession::ChainSession(std::vector<ChainStage> chain, const PipelineOptions&
                            StepTimeBook* times)
     : chain_(std::move(chain)),
       options_(options),
-      own_transport_(options.transport
-                         ? nullptr
-                         : std::make_unique<GrpcStageTransport>(options.link_delay)),
-      transport_(options.transport ? *options.transport : *own_transport_),
-      clock_(options.clock ? *options.clock : Clock::real()),
+      transport_(*options.transport),
+      clock_(*options.clock),
       times_(times),
       key_(describe_chain(chain_)),
       id_(random_session_id()),

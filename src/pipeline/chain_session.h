@@ -52,7 +52,8 @@ class ChainSession {
  public:
   // `times` (may be null: every step waits the ceiling) must outlive the
   // session. The stages are reached through options.transport and waited on
-  // with options.clock (null: gRPC and the real clock).
+  // with options.clock, both set (PipelineBackend sets gRPC and the real clock
+  // where its options give none).
   ChainSession(std::vector<ChainStage> chain, const PipelineOptions& options,
                StepTimeBook* times = nullptr);
   ~ChainSession();
@@ -139,7 +140,6 @@ class ChainSession {
 
   std::vector<ChainStage> chain_;
   const PipelineOptions& options_;
-  std::unique_ptr<StageTransport> own_transport_;  // when options_ gives none
   StageTransport& transport_;
   Clock& clock_;
   StepTimeBook* times_;

@@ -74,15 +74,18 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// The backend's options with its own step observer after the one given.
-PipelineOptions observed_by(PipelineOptions o, PipelineBackend* backend) {
+// The backend's options as its sessions use them: its own step observer after
+// the one given, and the transport and clock filled in where none was given.
+PipelineOptions completed_for(PipelineOptions o, PipelineBackend* backend) {
   o.on_step_result = [given = std::move(o.on_step_result), backend](
                          const std::vector<ChainStage>& chain, const v1::StepResult& r) {
     if (given) given(chain, r);
     backend->observe_step(chain, r);
   };
-  // One transport for every session, so emulated link delays and channels are shared.
+  // One transport for every session, so emulated link delays and channels
+  // are shared; and the clock every session and the speculation memory read.
   if (!o.transport) o.transport = std::make_shared<GrpcStageTransport>(o.link_delay);
+  if (!o.clock) o.clock = &swarm::Clock::real();
   return o;
 }
 
@@ -99,10 +102,9 @@ std::string describe_chain(const std::vector<ChainStage>& chain) {
 PipelineBackend::PipelineBackend(std::string model_id, int n_layer, PipelineOptions options)
     : model_id_(std::move(model_id)),
       n_layer_(n_layer),
-      options_(observed_by(std::move(options), this)),
+      options_(completed_for(std::move(options), this)),
       peers_(options_.peers),
-      speculation_memory_(std::make_unique<SpeculationMemory>(
-          options_.clock ? *options_.clock : swarm::Clock::real())),
+      speculation_memory_(std::make_unique<SpeculationMemory>(*options_.clock)),
       reachability_(options_.reachability),
       started_(Clock::now()),
       audit_rng_(options_.audit_seed != 0 ? options_.audit_seed : std::random_device{}()),

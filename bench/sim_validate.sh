@@ -57,8 +57,12 @@ metric() {  # URL NAME -> the value of a counter on the gateway's /metrics (0 wh
 field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
 ratio() { awk -v s="$1" -v r="$2" 'BEGIN { printf "%.3f", (r > 0 ? s / r : 0) }'; }
 
-# CPU seconds a process has used (user + system).
-cpu_s() { awk -v tck="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " "); print (f[12] + f[13]) / tck }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# CPU seconds the processes PIDS... have used (user + system), summed.
+cpu_s() {
+  local p
+  for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null || true; done |
+    awk -v tck="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " "); s += f[12] + f[13] } END { print s / tck }'
+}
 # Seconds the nodes at ADDRS... have computed since they started (Info.compute_us).
 compute_s() {
   local a sum=0 us
@@ -72,12 +76,9 @@ compute_s() {
 # the gateway's and the client's; and the nodes' own CPU seconds next to the
 # seconds their Info says they spent computing (wall time: with more node
 # processes than cores it includes time waiting for one).
-overhead_cpu() {  # -> sets $gateway_cpu, $node_cpu, $node_compute
+run_cpu() {  # -> sets $gateway_cpu, $node_cpu, $node_compute
   gateway_cpu=$(awk -v a="$gw_cpu0" -v b="$(cpu_s "$gw_pid")" 'BEGIN { print b - a }')
-  local p
-  node_cpu=0
-  for p in "${node_pids[@]}"; do node_cpu=$(awk -v s="$node_cpu" -v c="$(cpu_s "$p")" 'BEGIN { print s + c }'); done
-  node_cpu=$(awk -v c="$node_cpu" -v c0="$node_cpu0" 'BEGIN { print c - c0 }')
+  node_cpu=$(awk -v c="$(cpu_s "${node_pids[@]}")" -v c0="$node_cpu0" 'BEGIN { print c - c0 }')
   node_compute=$(awk -v k="$(compute_s "${node_addrs[@]}")" -v k0="$compute0" 'BEGIN { print k - k0 }')
 }
 
@@ -105,9 +106,7 @@ run_real() {
   local url="http://$addr"
   gw_pid=${pids[-1]}
   "$SWARM" loadgen --url "$url" -c 1 -r 1 -n 4 --prompt "$PROMPT" >/dev/null  # warm-up
-  gw_cpu0=$(cpu_s "$gw_pid") node_cpu0=0 compute0=$(compute_s "${node_addrs[@]}")
-  local p
-  for p in "${node_pids[@]}"; do node_cpu0=$(awk -v s="$node_cpu0" -v c="$(cpu_s "$p")" 'BEGIN { print s + c }'); done
+  gw_cpu0=$(cpu_s "$gw_pid") node_cpu0=$(cpu_s "${node_pids[@]}") compute0=$(compute_s "${node_addrs[@]}")
   local drafted0 accepted0 chains0 first0 all0
   drafted0=$(metric "$url" swarm_speculation_drafted_tokens_total)
   accepted0=$(metric "$url" swarm_speculation_accepted_tokens_total)
@@ -136,7 +135,7 @@ run_real() {
         --prompt "$PROMPT" --json >"$WORK/loadgen.out"; } 2>&1); }
     real=$(cat "$WORK/loadgen.out")
     client_cpu=$(awk '{ print $1 + $2 }' <<<"$times")
-    overhead_cpu
+    run_cpu
   fi
   local drafted accepted
   drafted=$(metric "$url" swarm_speculation_drafted_tokens_total)

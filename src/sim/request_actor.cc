@@ -115,7 +115,6 @@ class Request {
                           seed_ ^ 0x5eed);
     SpeculationReport report;
     while (produced_ < r_.output_tokens) {
-      Status st = Status::Ok();
       if (spec_.mode == SpeculationMode::kOff) {
         // Plain decoding: a step per token, as the gateway does.
         auto t = session_->step({anchor_}, static_cast<int>(fed_.size()));
@@ -126,7 +125,6 @@ class Request {
           emit();
           continue;
         }
-        st = t.status();
       } else {
         int steps_seen = report.plain_steps + report.speculative_steps;
         int speculative_seen = report.speculative_steps;
@@ -140,9 +138,10 @@ class Request {
           return emit();
         };
         auto remaining = [&] { return r_.output_tokens - produced_; };
-        st = decode_speculatively(*session_, drafter, spec_, *g_.memory, fed_, anchor_, on_token,
-                                  remaining, report);
-        if (st.ok()) break;
+        if (decode_speculatively(*session_, drafter, spec_, *g_.memory, fed_, anchor_, on_token,
+                                 remaining, report)
+                .ok())
+          break;
       }
       // A stage failed: route around it and replay what is verified; the
       // replay's answer is the token after the anchor.

@@ -1,11 +1,9 @@
 #include "discovery/node_record.h"
 
-#include <bit>
+#include "discovery/record_codec.h"
+
 #include <cctype>
-#include <cmath>
-#include <cstring>
 #include <exception>
-#include <limits>
 #include <nlohmann/json.hpp>
 
 namespace swarm::discovery {
@@ -13,32 +11,7 @@ namespace {
 
 using nlohmann::json;
 
-// Canonical encoding: big-endian fixed-width integers, u32-length-prefixed strings.
-class Encoder {
- public:
-  void u32(uint32_t v) {
-    for (int i = 3; i >= 0; --i) out_.push_back(static_cast<char>(v >> (8 * i)));
-  }
-  void u64(uint64_t v) {
-    for (int i = 7; i >= 0; --i) out_.push_back(static_cast<char>(v >> (8 * i)));
-  }
-  void i64(int64_t v) { u64(static_cast<uint64_t>(v)); }
-  void f64(double v) { u64(std::bit_cast<uint64_t>(v)); }
-  void str(std::string_view s) {
-    u32(static_cast<uint32_t>(s.size()));
-    out_.append(s);
-  }
-  void raw(const uint8_t* p, size_t n) { out_.append(reinterpret_cast<const char*>(p), n); }
-  std::string take() { return std::move(out_); }
-
- private:
-  std::string out_;
-};
-
-const char* const kFields[] = {"protocol",      "node_id",      "public_key", "addresses",
-                               "model_id",      "layer_begin",  "layer_end",  "throughput",
-                               "free_kv_bytes", "price_per_1k", "issued_at",  "expires_at",
-                               "signature"};
+constexpr const char* kKind = "node record";
 
 Status malformed(const std::string& why) { return Status::Corruption("node record: " + why); }
 Status absurd(const std::string& why) { return Status::InvalidArgument("node record: " + why); }
@@ -84,108 +57,36 @@ Status validate_address(const std::string& a) {
 
 namespace {
 
-bool finite_in(double v, double max) { return std::isfinite(v) && v >= 0 && v <= max; }
-
-// Reads an integer field that must fit int64_t.
-Result<int64_t> get_i64(const json& j, const char* name) {
-  const json& v = j.at(name);
-  if (!v.is_number_integer()) return malformed(std::string(name) + " is not an integer");
-  if (v.is_number_unsigned()) {
-    const uint64_t u = v.get<uint64_t>();
-    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-      return absurd(std::string(name) + " out of range");
-    return static_cast<int64_t>(u);
-  }
-  return v.get<int64_t>();
-}
-
-Result<double> get_f64(const json& j, const char* name) {
-  const json& v = j.at(name);
-  if (!v.is_number()) return malformed(std::string(name) + " is not a number");
-  return v.get<double>();
-}
-
-Result<std::string> get_str(const json& j, const char* name) {
-  const json& v = j.at(name);
-  if (!v.is_string()) return malformed(std::string(name) + " is not a string");
-  return v.get<std::string>();
-}
-
-template <size_t N>
-Result<std::array<uint8_t, N>> get_hex(const json& j, const char* name) {
-  auto s = get_str(j, name);
-  if (!s.ok()) return s.status();
-  if (s->size() != 2 * N)
-    return malformed(std::string(name) + " is not " + std::to_string(2 * N) + " hex digits");
-  auto bytes = net::from_hex(*s);
-  if (!bytes.ok()) return malformed(std::string(name) + ": " + bytes.status().message());
-  std::array<uint8_t, N> out;
-  std::memcpy(out.data(), bytes->data(), N);
-  return out;
-}
-
-#define ASSIGN_OR_RETURN(lhs, expr)   \
-  do {                                \
-    auto _r = (expr);                 \
-    if (!_r.ok()) return _r.status(); \
-    lhs = std::move(_r.value());      \
-  } while (0)
-
 Result<NodeRecord> parse_and_verify_json(const std::string& wire, int64_t now) {
-  if (wire.size() > kMaxWireBytes)
-    return malformed("larger than " + std::to_string(kMaxWireBytes) + " bytes");
-  const json j = json::parse(wire, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return malformed("not valid JSON");
-  if (!j.is_object()) return malformed("not a JSON object");
+  auto j = parse_record_json(wire, kMaxWireBytes, kKind, kProtocolVersion);
+  if (!j.ok()) return j.status();
+  const RecordFields f(*j, kKind);
+  SWARM_RETURN_IF_ERROR(f.exactly({"protocol", "node_id", "public_key", "addresses", "model_id",
+                                   "layer_begin", "layer_end", "throughput", "free_kv_bytes",
+                                   "price_per_1k", "issued_at", "expires_at", "signature"}));
   NodeRecord r;
-  // The version decides which members exist and how they are signed, so it is
-  // checked before anything else: a later version is "unsupported", not "corrupt".
-  if (!j.contains("protocol")) return malformed("missing field protocol");
-  ASSIGN_OR_RETURN(r.protocol, get_str(j, "protocol"));
-  if (r.protocol != kProtocolVersion)
-    return Status::Unsupported("node record: protocol version \"" + r.protocol.substr(0, 32) +
-                               "\" is not " + std::string(kProtocolVersion));
-  for (const char* f : kFields)
-    if (!j.contains(f)) return malformed(std::string("missing field ") + f);
-  for (const auto& [key, value] : j.items()) {
-    bool known = false;
-    for (const char* f : kFields) known = known || key == f;
-    if (!known) return malformed("unknown field \"" + key.substr(0, 32) + "\"");
-  }
-
-  ASSIGN_OR_RETURN(r.node_id, get_str(j, "node_id"));
-  ASSIGN_OR_RETURN(r.public_key, get_hex<net::kPublicKeyBytes>(j, "public_key"));
   net::Signature signature;
-  ASSIGN_OR_RETURN(signature, get_hex<net::kSignatureBytes>(j, "signature"));
-  const json& addrs = j.at("addresses");
-  if (!addrs.is_array()) return malformed("addresses is not an array");
-  if (addrs.size() > kMaxAddresses)
-    return absurd("more than " + std::to_string(kMaxAddresses) + " addresses");
-  for (const json& a : addrs) {
-    if (!a.is_string()) return malformed("an address is not a string");
-    r.addresses.push_back(a.get<std::string>());
-  }
-  ASSIGN_OR_RETURN(r.model_id, get_str(j, "model_id"));
+  SWARM_ASSIGN_OR_RETURN(r.protocol, f.str("protocol"));
+  SWARM_ASSIGN_OR_RETURN(r.node_id, f.str("node_id"));
+  SWARM_ASSIGN_OR_RETURN(r.public_key, f.hex<net::kPublicKeyBytes>("public_key"));
+  SWARM_ASSIGN_OR_RETURN(signature, f.hex<net::kSignatureBytes>("signature"));
+  SWARM_ASSIGN_OR_RETURN(r.addresses, f.strings("addresses", kMaxAddresses));
+  SWARM_ASSIGN_OR_RETURN(r.model_id, f.str("model_id"));
   int64_t begin = 0, end = 0;
-  ASSIGN_OR_RETURN(begin, get_i64(j, "layer_begin"));
-  ASSIGN_OR_RETURN(end, get_i64(j, "layer_end"));
+  SWARM_ASSIGN_OR_RETURN(begin, f.i64("layer_begin"));
+  SWARM_ASSIGN_OR_RETURN(end, f.i64("layer_end"));
   if (begin < 0 || end > kMaxLayers || begin >= end)
     return absurd("layer range " + std::to_string(begin) + ":" + std::to_string(end) +
                   " is not 0 <= begin < end <= " + std::to_string(kMaxLayers));
   r.layer_begin = static_cast<int32_t>(begin);
   r.layer_end = static_cast<int32_t>(end);
-  ASSIGN_OR_RETURN(r.throughput, get_f64(j, "throughput"));
-  const json& kv = j.at("free_kv_bytes");
-  if (!kv.is_number_unsigned()) return malformed("free_kv_bytes is not a non-negative integer");
-  r.free_kv_bytes = kv.get<uint64_t>();
-  ASSIGN_OR_RETURN(r.price_per_1k, get_f64(j, "price_per_1k"));
-  ASSIGN_OR_RETURN(r.issued_at, get_i64(j, "issued_at"));
-  ASSIGN_OR_RETURN(r.expires_at, get_i64(j, "expires_at"));
-
-  if (r.node_id != net::node_id_of(r.public_key))
-    return malformed("node id " + r.node_id.substr(0, 48) + " is not the public key's");
-  if (!net::Identity::verify(r.public_key, canonical_bytes(r), signature))
-    return malformed("bad signature");
+  SWARM_ASSIGN_OR_RETURN(r.throughput, f.f64("throughput"));
+  SWARM_ASSIGN_OR_RETURN(r.free_kv_bytes, f.u64("free_kv_bytes"));
+  SWARM_ASSIGN_OR_RETURN(r.price_per_1k, f.f64("price_per_1k"));
+  SWARM_ASSIGN_OR_RETURN(r.issued_at, f.i64("issued_at"));
+  SWARM_ASSIGN_OR_RETURN(r.expires_at, f.i64("expires_at"));
+  SWARM_RETURN_IF_ERROR(
+      verify_signer(kKind, r.node_id, r.public_key, canonical_bytes(r), signature));
   SWARM_RETURN_IF_ERROR(validate_record(r, now));
   return r;
 }
@@ -193,7 +94,7 @@ Result<NodeRecord> parse_and_verify_json(const std::string& wire, int64_t now) {
 }  // namespace
 
 std::string canonical_bytes(const NodeRecord& r) {
-  Encoder e;
+  CanonicalEncoder e;
   e.str(kRecordSigningContext);
   e.str(r.protocol);
   e.str(r.node_id);
@@ -259,18 +160,8 @@ Status validate_record(const NodeRecord& r, int64_t now) {
   if (!finite_in(r.price_per_1k, kMaxPrice))
     return absurd("price_per_1k is not a finite number in [0, 1e12]");
 
-  if (r.issued_at < 0 || r.expires_at < 0) return absurd("negative time");
-  if (r.expires_at <= r.issued_at) return absurd("expires_at is not after issued_at");
-  if (r.expires_at - r.issued_at > kMaxLifetimeSeconds)
-    return absurd("lifetime of " + std::to_string(r.expires_at - r.issued_at) + " s exceeds " +
-                  std::to_string(kMaxLifetimeSeconds) + " s");
-  if (now >= r.expires_at)
-    return absurd("expired at " + std::to_string(r.expires_at) + ", now " + std::to_string(now));
-  // 128-bit difference: `now` comes from the caller and may be anything.
-  if (static_cast<__int128>(r.issued_at) - now > kMaxClockSkewSeconds)
-    return absurd("issued in the future (" + std::to_string(r.issued_at) + ", now " +
-                  std::to_string(now) + ")");
-  return Status::Ok();
+  return validate_time_window(kKind, r.issued_at, r.expires_at, now, kMaxLifetimeSeconds,
+                              kMaxClockSkewSeconds);
 }
 
 Result<NodeRecord> parse_and_verify(const std::string& wire, int64_t now) {

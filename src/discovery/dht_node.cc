@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <map>
+#include <set>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -69,44 +70,47 @@ namespace {
 // A record that fails at `now` only for its times (expired, or issued ahead):
 // verified at its own issue time instead, so it can still supersede a node's
 // older records. Anything else yields nothing.
-Result<NodeRecord> verify_at_issue_time(const std::string& wire) {
+template <class Record, class Parse>
+Result<Record> verify_at_issue_time(const std::string& wire, Parse parse) {
   const json j = json::parse(wire, nullptr, false);
   if (!j.is_object() || !j.contains("issued_at") || !j["issued_at"].is_number_integer())
     return Status::Corruption("no issued_at");
-  return parse_and_verify(wire, j["issued_at"].get<int64_t>());
+  return parse(wire, j["issued_at"].get<int64_t>());
 }
 
-}  // namespace
-
-RecordLookup select_records(const std::vector<std::string>& values, const std::string& model_id,
-                            int64_t now) {
-  RecordLookup out;
+// Of `values`, each node's newest authentic record among those `belongs`
+// accepts, kept only if it is valid at `now` (select_records' rule, for any
+// kind of signed record).
+template <class Record, class Parse, class Belongs>
+Lookup<Record> select_newest(const std::vector<std::string>& values, int64_t now, Parse parse,
+                             Belongs belongs) {
+  Lookup<Record> out;
   struct Newest {
-    NodeRecord record;
+    Record record;
     bool valid_now = false;
   };
   std::map<std::string, Newest> newest;  // by node id: its newest authentic record
   size_t usable = 0;                     // valid now and of this model
   for (const std::string& wire : values) {
-    auto r = parse_and_verify(wire, now);
+    Result<Record> r = parse(wire, now);
     const bool valid_now = r.ok();
     if (!valid_now) {
       const Status::Code code = r.status().code();
       if (code == Status::Code::kInvalidArgument) {
         ++out.rejected.invalid;
-        r = verify_at_issue_time(wire);
+        r = verify_at_issue_time<Record>(wire, parse);
       } else {
         ++(code == Status::Code::kUnsupported ? out.rejected.unsupported : out.rejected.corrupt);
       }
       if (!r.ok()) continue;
     }
-    if (r->model_id != model_id) {
+    if (!belongs(*r)) {
       if (valid_now) ++out.rejected.other_model;
       continue;
     }
     if (valid_now) ++usable;
     auto [it, fresh] = newest.try_emplace(r->node_id, Newest{*r, valid_now});
-    const NodeRecord& have = it->second.record;
+    const Record& have = it->second.record;
     if (!fresh && (r->issued_at > have.issued_at ||
                    (r->issued_at == have.issued_at && r->expires_at < have.expires_at)))
       it->second = Newest{*r, valid_now};
@@ -116,6 +120,24 @@ RecordLookup select_records(const std::vector<std::string>& values, const std::s
   out.rejected.superseded = usable - out.records.size();
   return out;
 }
+
+}  // namespace
+
+RecordLookup select_records(const std::vector<std::string>& values, const std::string& model_id,
+                            int64_t now) {
+  return select_newest<NodeRecord>(
+      values, now, [](const std::string& w, int64_t t) { return parse_and_verify(w, t); },
+      [&model_id](const NodeRecord& r) { return r.model_id == model_id; });
+}
+
+SkillLookup select_skill_records(const std::vector<std::string>& values, const std::string& skill,
+                                 int64_t now) {
+  return select_newest<SkillRecord>(
+      values, now, [](const std::string& w, int64_t t) { return parse_and_verify_skill(w, t); },
+      [&skill](const SkillRecord& r) { return r.skill == skill; });
+}
+
+std::string skill_key(std::string_view skill) { return "swarm.v1/skill/" + std::string(skill); }
 
 int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -256,6 +278,32 @@ Result<RecordLookup> DhtNode::find_nodes(const std::string& model_id, int64_t no
   auto values = get(model_key(model_id));
   if (!values.ok()) return values.status();
   return select_records(*values, model_id, now);
+}
+
+Status DhtNode::announce_skill(const SkillRecord& record, const std::string& wire) {
+  SWARM_RETURN_IF_ERROR(put(skill_key(record.skill), wire));
+  return put(std::string(kSkillsKey), json{{"skill", record.skill}}.dump());
+}
+
+Result<SkillLookup> DhtNode::find_skill(const std::string& skill, int64_t now) {
+  auto values = get(skill_key(skill));
+  if (!values.ok()) return values.status();
+  return select_skill_records(*values, skill, now);
+}
+
+Result<std::vector<std::string>> DhtNode::find_skill_names(size_t max_names) {
+  auto values = get(std::string(kSkillsKey));
+  if (!values.ok()) return values.status();
+  std::set<std::string> names;
+  for (const std::string& v : *values) {
+    const json j = json::parse(v, nullptr, false);
+    if (!j.is_object() || !j.contains("skill") || !j["skill"].is_string()) continue;
+    const std::string name = j["skill"].get<std::string>();
+    if (!validate_skill_name(name).ok()) continue;
+    names.insert(name);
+    if (names.size() >= max_names) break;
+  }
+  return std::vector<std::string>(names.begin(), names.end());
 }
 
 Status DhtNode::announce_model(const ModelAnnouncement& model) {

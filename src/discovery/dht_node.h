@@ -6,6 +6,8 @@
 // Keys (OpenDHT hashes each string with SHA-1 into an InfoHash):
 //   swarm.v1/model/<model id>  values: wire node records (node_record.h)
 //   swarm.v1/models            values: model announcements (JSON, unsigned hints)
+//   swarm.v1/skill/<skill>     values: wire skill records (skill_record.h)
+//   swarm.v1/skills            values: {"skill": NAME} (unsigned hints of which skills exist)
 // Any DHT node stores and serves values; a node that only does that is a
 // bootstrap peer (`swarm dht`).
 #pragma once
@@ -18,11 +20,15 @@
 #include <vector>
 
 #include "discovery/node_record.h"
+#include "discovery/skill_record.h"
 #include "engine/status.h"
 
 namespace swarm::discovery {
 
 inline constexpr std::string_view kModelsKey = "swarm.v1/models";
+inline constexpr std::string_view kSkillsKey = "swarm.v1/skills";
+// "swarm.v1/skill/<skill name>": where the records of a skill's providers live.
+std::string skill_key(std::string_view skill);
 // "swarm.v1/model/<model_id>": where the records of a model's nodes live.
 std::string model_key(std::string_view model_id);
 
@@ -56,10 +62,13 @@ struct RejectCounts {
   size_t total() const { return corrupt + unsupported + invalid + other_model + superseded; }
 };
 
-struct RecordLookup {
-  std::vector<NodeRecord> records;  // one per node: its newest valid record, by node id
+template <class Record>
+struct Lookup {
+  std::vector<Record> records;  // one per node: its newest valid record, by node id
   RejectCounts rejected;
 };
+using RecordLookup = Lookup<NodeRecord>;
+using SkillLookup = Lookup<SkillRecord>;
 
 // Pure: of the values read under model_key(model_id), the records that verify at
 // `now`, name `model_id`, and are their node's newest authentic record (highest
@@ -69,6 +78,11 @@ struct RecordLookup {
 // ones stay superseded. Everything not returned is counted once.
 RecordLookup select_records(const std::vector<std::string>& values, const std::string& model_id,
                             int64_t now);
+
+// select_records' rule for the values under skill_key(skill): each provider's
+// newest authentic record of that skill, if it is valid at `now`.
+SkillLookup select_skill_records(const std::vector<std::string>& values, const std::string& skill,
+                                 int64_t now);
 
 class DhtNode {
  public:
@@ -103,6 +117,13 @@ class DhtNode {
   // The valid records of `model_id` at `now` (select_records over get()).
   Result<RecordLookup> find_nodes(const std::string& model_id, int64_t now);
   Status announce_model(const ModelAnnouncement& model);
+  // Puts a wire skill record under skill_key(record.skill), and the skill's
+  // name under kSkillsKey.
+  Status announce_skill(const SkillRecord& record, const std::string& wire);
+  // The valid provider records of `skill` at `now`.
+  Result<SkillLookup> find_skill(const std::string& skill, int64_t now);
+  // The skill names announced (valid names only, sorted, at most `max_names`).
+  Result<std::vector<std::string>> find_skill_names(size_t max_names = 4096);
   // Models announced, one entry per model id (the largest n_layer wins a
   // disagreement); undecodable values are skipped.
   Result<std::vector<ModelAnnouncement>> find_models();

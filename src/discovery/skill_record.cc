@@ -1,0 +1,192 @@
+#include "discovery/skill_record.h"
+
+#include <algorithm>
+#include <cctype>
+#include <exception>
+#include <nlohmann/json.hpp>
+
+#include "discovery/record_codec.h"
+
+namespace swarm::discovery {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kKind = "skill record";
+
+Status absurd(const std::string& why) { return Status::InvalidArgument("skill record: " + why); }
+
+bool known_task(std::string_view t) {
+  return t == kTaskChat || t == kTaskCompletions || t == kTaskEmbeddings || t == kTaskImages;
+}
+
+Result<SkillRecord> parse_and_verify_json(const std::string& wire, int64_t now) {
+  auto j = parse_record_json(wire, kMaxWireBytes, kKind, kProtocolVersion);
+  if (!j.ok()) return j.status();
+  const RecordFields f(*j, kKind);
+  SWARM_RETURN_IF_ERROR(f.exactly({"protocol", "node_id", "public_key", "addresses", "skill",
+                                   "tasks", "content_id", "engine", "price_per_1k",
+                                   "price_per_image", "capacity", "active", "queued",
+                                   "tokens_per_second", "ttft_seconds", "warm",
+                                   "recent_failures", "issued_at", "expires_at", "signature"}));
+  SkillRecord r;
+  net::Signature signature;
+  SWARM_ASSIGN_OR_RETURN(r.protocol, f.str("protocol"));
+  SWARM_ASSIGN_OR_RETURN(r.node_id, f.str("node_id"));
+  SWARM_ASSIGN_OR_RETURN(r.public_key, f.hex<net::kPublicKeyBytes>("public_key"));
+  SWARM_ASSIGN_OR_RETURN(signature, f.hex<net::kSignatureBytes>("signature"));
+  SWARM_ASSIGN_OR_RETURN(r.addresses, f.strings("addresses", kMaxAddresses));
+  SWARM_ASSIGN_OR_RETURN(r.skill, f.str("skill"));
+  SWARM_ASSIGN_OR_RETURN(r.tasks, f.strings("tasks", kMaxSkillTasks));
+  SWARM_ASSIGN_OR_RETURN(r.content_id, f.str("content_id"));
+  SWARM_ASSIGN_OR_RETURN(r.engine, f.boolean("engine"));
+  SWARM_ASSIGN_OR_RETURN(r.price_per_1k, f.f64("price_per_1k"));
+  SWARM_ASSIGN_OR_RETURN(r.price_per_image, f.f64("price_per_image"));
+  SWARM_ASSIGN_OR_RETURN(r.capacity, f.i64("capacity"));
+  SWARM_ASSIGN_OR_RETURN(r.active, f.i64("active"));
+  SWARM_ASSIGN_OR_RETURN(r.queued, f.i64("queued"));
+  SWARM_ASSIGN_OR_RETURN(r.tokens_per_second, f.f64("tokens_per_second"));
+  SWARM_ASSIGN_OR_RETURN(r.ttft_seconds, f.f64("ttft_seconds"));
+  SWARM_ASSIGN_OR_RETURN(r.warm, f.boolean("warm"));
+  SWARM_ASSIGN_OR_RETURN(r.recent_failures, f.i64("recent_failures"));
+  SWARM_ASSIGN_OR_RETURN(r.issued_at, f.i64("issued_at"));
+  SWARM_ASSIGN_OR_RETURN(r.expires_at, f.i64("expires_at"));
+  SWARM_RETURN_IF_ERROR(
+      verify_signer(kKind, r.node_id, r.public_key, canonical_bytes(r), signature));
+  SWARM_RETURN_IF_ERROR(validate_skill_record(r, now));
+  return r;
+}
+
+}  // namespace
+
+std::string_view task_of_path(std::string_view path) {
+  if (path.starts_with("/v1")) path.remove_prefix(3);
+  if (path == "/chat/completions") return kTaskChat;
+  if (path == "/completions") return kTaskCompletions;
+  if (path == "/embeddings") return kTaskEmbeddings;
+  if (path == "/images/generations") return kTaskImages;
+  return "";
+}
+
+Status validate_skill_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxSkillNameLength)
+    return absurd("skill name must be 1.." + std::to_string(kMaxSkillNameLength) + " characters");
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && std::string_view("._:/@+-").find(c) ==
+                                                             std::string_view::npos)
+      return absurd("skill name \"" + std::string(name.substr(0, 64)) +
+                    "\" has a character outside [A-Za-z0-9._:/@+-]");
+  return Status::Ok();
+}
+
+std::string canonical_bytes(const SkillRecord& r) {
+  CanonicalEncoder e;
+  e.str(kSkillSigningContext);
+  e.str(r.protocol);
+  e.str(r.node_id);
+  e.raw(r.public_key.data(), r.public_key.size());
+  e.u32(static_cast<uint32_t>(r.addresses.size()));
+  for (const std::string& a : r.addresses) e.str(a);
+  e.str(r.skill);
+  e.u32(static_cast<uint32_t>(r.tasks.size()));
+  for (const std::string& t : r.tasks) e.str(t);
+  e.str(r.content_id);
+  e.u32(r.engine ? 1 : 0);
+  e.f64(r.price_per_1k);
+  e.f64(r.price_per_image);
+  e.i64(r.capacity);
+  e.i64(r.active);
+  e.i64(r.queued);
+  e.f64(r.tokens_per_second);
+  e.f64(r.ttft_seconds);
+  e.u32(r.warm ? 1 : 0);
+  e.i64(r.recent_failures);
+  e.i64(r.issued_at);
+  e.i64(r.expires_at);
+  return e.take();
+}
+
+std::string sign_skill_record(const SkillRecord& record, const net::Identity& identity) {
+  SkillRecord r = record;
+  r.node_id = identity.node_id();
+  r.public_key = identity.public_key();
+  const net::Signature sig = identity.sign(canonical_bytes(r));
+  json j = {
+      {"protocol", r.protocol},
+      {"node_id", r.node_id},
+      {"public_key", net::to_hex(r.public_key.data(), r.public_key.size())},
+      {"addresses", r.addresses},
+      {"skill", r.skill},
+      {"tasks", r.tasks},
+      {"content_id", r.content_id},
+      {"engine", r.engine},
+      {"price_per_1k", r.price_per_1k},
+      {"price_per_image", r.price_per_image},
+      {"capacity", r.capacity},
+      {"active", r.active},
+      {"queued", r.queued},
+      {"tokens_per_second", r.tokens_per_second},
+      {"ttft_seconds", r.ttft_seconds},
+      {"warm", r.warm},
+      {"recent_failures", r.recent_failures},
+      {"issued_at", r.issued_at},
+      {"expires_at", r.expires_at},
+      {"signature", net::to_hex(sig.data(), sig.size())},
+  };
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Status validate_skill_record(const SkillRecord& r, int64_t now) {
+  if (r.protocol != kProtocolVersion)
+    return Status::Unsupported("skill record: protocol version \"" + r.protocol.substr(0, 32) +
+                               "\" is not " + std::string(kProtocolVersion));
+  if (r.addresses.empty()) return absurd("no addresses");
+  if (r.addresses.size() > kMaxAddresses)
+    return absurd("more than " + std::to_string(kMaxAddresses) + " addresses");
+  for (const std::string& a : r.addresses) {
+    Status st = validate_address(a);
+    if (!st.ok()) return absurd(st.message());
+  }
+  SWARM_RETURN_IF_ERROR(validate_skill_name(r.skill));
+  if (r.tasks.empty() || r.tasks.size() > kMaxSkillTasks)
+    return absurd("tasks must list 1.." + std::to_string(kMaxSkillTasks) + " tasks");
+  for (size_t i = 0; i < r.tasks.size(); ++i) {
+    if (!known_task(r.tasks[i]))
+      return absurd("unknown task \"" + r.tasks[i].substr(0, 32) +
+                    "\" (chat, completions, embeddings, images)");
+    if (std::find(r.tasks.begin(), r.tasks.begin() + static_cast<ptrdiff_t>(i), r.tasks[i]) !=
+        r.tasks.begin() + static_cast<ptrdiff_t>(i))
+      return absurd("task \"" + r.tasks[i] + "\" is listed twice");
+  }
+  if (r.content_id.size() > kMaxModelIdLength)
+    return absurd("content id longer than " + std::to_string(kMaxModelIdLength) + " characters");
+  for (char c : r.content_id)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_' &&
+        c != ':')
+      return absurd("content id has a character outside [A-Za-z0-9._:-]");
+  if (!finite_in(r.price_per_1k, kMaxPrice) || !finite_in(r.price_per_image, kMaxPrice))
+    return absurd("a price is not a finite number in [0, 1e12]");
+  if (r.capacity < 1 || r.capacity > kMaxSkillCapacity)
+    return absurd("capacity " + std::to_string(r.capacity) + " is not in 1.." +
+                  std::to_string(kMaxSkillCapacity));
+  for (int64_t v : {r.active, r.queued, r.recent_failures})
+    if (v < 0 || v > kMaxSkillCapacity)
+      return absurd("active, queued and recent_failures must be in 0.." +
+                    std::to_string(kMaxSkillCapacity));
+  if (!finite_in(r.tokens_per_second, kMaxTokenRate))
+    return absurd("tokens_per_second is not a finite number in [0, 1e9]");
+  if (!finite_in(r.ttft_seconds, kMaxSeconds))
+    return absurd("ttft_seconds is not a finite number in [0, 1e6]");
+  return validate_time_window(kKind, r.issued_at, r.expires_at, now, kMaxLifetimeSeconds,
+                              kMaxClockSkewSeconds);
+}
+
+Result<SkillRecord> parse_and_verify_skill(const std::string& wire, int64_t now) {
+  try {
+    return parse_and_verify_json(wire, now);
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("skill record: unreadable: ") + e.what());
+  }
+}
+
+}  // namespace swarm::discovery

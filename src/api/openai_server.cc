@@ -552,19 +552,24 @@ void OpenAiServer::install_routes() {
     return OJson{
         {"id", name}, {"object", "model"}, {"created", started}, {"owned_by", "swarminfer"}};
   };
-  auto list_models = [this, model_object](const httplib::Request& req, httplib::Response& res) {
+  auto list_models = [this, model_object, started](const httplib::Request& req, httplib::Response& res) {
     trust::Account account;
     if (!authorize(req, res, &account)) return;
     OJson data = OJson::array();
     for (const std::string& n : options_.model_names) data.push_back(model_object(n));
+    if (options_.skills)
+      for (OJson& e : options_.skills->model_entries(started)) data.push_back(std::move(e));
     send_json(res, 200, {{"object", "list"}, {"data", data}});
   };
-  auto get_model = [this, model_object](const httplib::Request& req, httplib::Response& res) {
+  auto get_model = [this, model_object, started](const httplib::Request& req, httplib::Response& res) {
     trust::Account account;
     if (!authorize(req, res, &account)) return;
     const std::string name = req.matches[1];
     if (std::find(options_.model_names.begin(), options_.model_names.end(), name) ==
         options_.model_names.end()) {
+      if (options_.skills)
+        for (OJson& e : options_.skills->model_entries(started))
+          if (e["id"] == name) return send_json(res, 200, e);
       send_error(
           res,
           ApiError{404, "The model `" + name + "` does not exist or you do not have access to it.",
@@ -578,13 +583,23 @@ void OpenAiServer::install_routes() {
     s.Get(p + "/models", list_models);
     s.Get(p + "/models/(.+)", get_model);
     s.Post(p + "/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      handle_completion(req, res, true);
+      if (!forward_to_skill(req, res, discovery::kTaskChat)) handle_completion(req, res, true);
     });
     s.Post(p + "/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      handle_completion(req, res, false);
+      if (!forward_to_skill(req, res, discovery::kTaskCompletions)) handle_completion(req, res, false);
     });
     s.Post(p + "/embeddings", [this](const httplib::Request& req, httplib::Response& res) {
-      handle_embeddings(req, res);
+      if (!forward_to_skill(req, res, discovery::kTaskEmbeddings)) handle_embeddings(req, res);
+    });
+    // Images come only from skills: this server's own models write text.
+    s.Post(p + "/images/generations", [this](const httplib::Request& req, httplib::Response& res) {
+      if (forward_to_skill(req, res, discovery::kTaskImages)) return;
+      trust::Account account;
+      if (!authorize(req, res, &account)) return;
+      send_error(res, ApiError{404,
+                               "No image model is served here: the request must name an image "
+                               "skill that a provider announces (GET /v1/models lists them).",
+                               "invalid_request_error", "model", "model_not_found"});
     });
   }
 }
@@ -642,6 +657,22 @@ bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res
 
 ToolFormat OpenAiServer::tool_format() const {
   return choose_tool_format(family_, options_.chat_template);
+}
+
+bool OpenAiServer::forward_to_skill(const httplib::Request& req, httplib::Response& res,
+                                    std::string_view task) {
+  if (!options_.skills) return false;
+  const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object() || !body.contains("model") || !body["model"].is_string()) return false;
+  const std::string model = body["model"].get<std::string>();
+  if (std::find(options_.model_names.begin(), options_.model_names.end(), model) !=
+          options_.model_names.end() ||
+      !options_.skills->serves(model))
+    return false;
+  trust::Account account;
+  if (!authorize(req, res, &account)) return true;
+  options_.skills->handle(req, res, task, body);
+  return true;
 }
 
 void OpenAiServer::handle_embeddings(const httplib::Request& req, httplib::Response& res) {

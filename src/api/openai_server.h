@@ -29,6 +29,7 @@
 #include "api/metric_families.h"
 #include "api/openai_request.h"
 #include "api/request_activity.h"
+#include "api/skill_gateway.h"
 #include "api/swarm_view.h"
 #include "engine/chat_template.h"
 #include "engine/status.h"
@@ -81,6 +82,10 @@ struct ApiOptions {
   // the backend knows of its swarm, read at each poll; the server adds its
   // own requests and tokens per second. Empty: 404 for both.
   std::function<SwarmState()> swarm;
+  // The skills market (a gateway with --bootstrap; doc/skills.md): requests
+  // naming a skill that none of model_names is go to its providers, and
+  // /v1/models lists the skills. Must outlive the server; null: no skills.
+  SkillGateway* skills = nullptr;
 };
 
 class OpenAiServer {
@@ -117,6 +122,9 @@ class OpenAiServer {
   // `native`: llama-server's POST /completion (its request and answer shapes).
   void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat,
                          bool native = false);
+  // A request naming a skill (options_.skills) rather than this server's
+  // model: answered by the skills market (true), else false and untouched.
+  bool forward_to_skill(const httplib::Request& req, httplib::Response& res, std::string_view task);
   // POST /v1/embeddings (api/embeddings_request.h); 404 where the backend has none.
   void handle_embeddings(const httplib::Request& req, httplib::Response& res);
   // With keys or a ledger: the requester's account (id 0 for an --api-key

@@ -1,0 +1,411 @@
+#include "api/skill_gateway.h"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <set>
+
+#include "api/api_error.h"
+#include "api/skill_stream.h"
+
+namespace swarm {
+namespace {
+
+using json = nlohmann::json;
+using OJson = nlohmann::ordered_json;
+
+std::string dump(const OJson& j) { return j.dump(-1, ' ', false, OJson::error_handler_t::replace); }
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.http_status;
+  res.set_content(dump(e.body()), "application/json");
+}
+
+std::string key_of(const std::string& skill, const std::string& node_id) {
+  return skill + "/" + node_id;
+}
+
+bool has_task(const discovery::SkillRecord& r, std::string_view task) {
+  return std::find(r.tasks.begin(), r.tasks.end(), task) != r.tasks.end();
+}
+
+// "host:port" or "[v6]:port" -> host and port (0 when unreadable).
+std::pair<std::string, int> split_address(const std::string& a) {
+  const size_t colon = a.rfind(':');
+  if (colon == std::string::npos) return {a, 0};
+  std::string host = a.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  int port = 0;
+  for (char c : a.substr(colon + 1)) port = c >= '0' && c <= '9' ? port * 10 + (c - '0') : -1 << 20;
+  return {host, port > 0 && port < 65536 ? port : 0};
+}
+
+// Whether a failover may replay the tokens so far: greedy sampling of one
+// choice, without tools (whose calls are assembled from the whole answer).
+bool greedy_single(const json& body) {
+  auto t = body.find("temperature");
+  if (t == body.end() || !t->is_number() || t->get<double>() != 0) return false;
+  if (auto n = body.find("n"); n != body.end() && !(n->is_number_integer() && *n == 1)) return false;
+  if (auto tools = body.find("tools"); tools != body.end() && !tools->is_null() &&
+                                        !(tools->is_array() && tools->empty()))
+    return false;
+  return true;
+}
+
+int64_t requested_output(const json& body, std::string_view task, int64_t fallback) {
+  if (task == discovery::kTaskImages) {
+    auto n = body.find("n");
+    return n != body.end() && n->is_number_integer() && *n > 0 ? n->get<int64_t>() : 1;
+  }
+  for (const char* k : {"max_completion_tokens", "max_tokens"})
+    if (auto v = body.find(k); v != body.end() && v->is_number_integer() && *v > 0)
+      return v->get<int64_t>();
+  return fallback;
+}
+
+}  // namespace
+
+// One request's state while it moves between providers.
+struct SkillGateway::Attempt {
+  std::string skill, path;
+  std::string_view task;
+  json body;                  // what providers get (without the gateway's own fields)
+  SkillAsk ask;
+  bool stream = false, chat = false, greedy = false;
+  std::vector<std::string> tried;  // node ids
+  int failovers = 0;
+  std::string last_error;
+  // The provider serving now.
+  discovery::SkillRecord provider;
+  std::unique_ptr<UpstreamCall> call;
+  Clock::time_point started, first_text;
+};
+
+SkillGateway::SkillGateway(SkillGatewayOptions options)
+    : options_(std::move(options)),
+      rng_(options_.seed != 0 ? options_.seed : std::random_device{}()) {}
+
+void SkillGateway::set_records(std::vector<discovery::SkillRecord> records) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::string, Provider> next;
+  for (discovery::SkillRecord& r : records) {
+    const std::string key = key_of(r.skill, r.node_id);
+    auto old = providers_.find(key);
+    Provider p = old != providers_.end() ? std::move(old->second) : Provider{};
+    p.record = std::move(r);
+    next[key] = std::move(p);
+  }
+  // A provider whose record lapsed while requests run there keeps its counts
+  // until they end: such requests hold their own copy of the record.
+  providers_ = std::move(next);
+}
+
+bool SkillGateway::serves(const std::string& skill) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = providers_.lower_bound(skill + "/");
+  return it != providers_.end() && it->second.record.skill == skill;
+}
+
+std::vector<OJson> SkillGateway::model_entries(int64_t created) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::string, OJson> by_skill;
+  for (const auto& [key, p] : providers_) {
+    const discovery::SkillRecord& r = p.record;
+    auto [it, fresh] = by_skill.try_emplace(r.skill);
+    OJson& e = it->second;
+    if (fresh) {
+      e = {{"id", r.skill},
+           {"object", "model"},
+           {"created", created},
+           {"owned_by", "swarminfer"},
+           {"swarm",
+            {{"kind", "skill"},
+             {"providers", 0},
+             {"min_price_per_1k", r.price_per_1k},
+             {"min_price_per_image", r.price_per_image},
+             {"tasks", OJson::array()},
+             {"content_ids", OJson::array()}}}};
+    }
+    OJson& s = e["swarm"];
+    s["providers"] = s["providers"].get<int>() + 1;
+    s["min_price_per_1k"] = std::min(s["min_price_per_1k"].get<double>(), r.price_per_1k);
+    s["min_price_per_image"] = std::min(s["min_price_per_image"].get<double>(), r.price_per_image);
+    for (const std::string& t : r.tasks)
+      if (std::find(s["tasks"].begin(), s["tasks"].end(), t) == s["tasks"].end())
+        s["tasks"].push_back(t);
+    if (!r.content_id.empty() &&
+        std::find(s["content_ids"].begin(), s["content_ids"].end(), r.content_id) ==
+            s["content_ids"].end())
+      s["content_ids"].push_back(r.content_id);
+  }
+  std::vector<OJson> out;
+  for (auto& [skill, e] : by_skill) out.push_back(std::move(e));
+  return out;
+}
+
+std::vector<SkillProviderView> SkillGateway::providers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<SkillProviderView> out;
+  const double now = seconds_now();
+  for (const auto& [key, p] : providers_)
+    out.push_back({p.record.skill, p.record.node_id,
+                   p.record.addresses.empty() ? "" : p.record.addresses[0],
+                   p.record.price_per_1k, p.history.at(now), p.served});
+  return out;
+}
+
+double SkillGateway::seconds_now() const {
+  return std::chrono::duration<double>(Clock::now() - epoch_).count();
+}
+
+void SkillGateway::log(const std::string& line) const {
+  if (options_.log) options_.log(line);
+}
+
+std::vector<discovery::SkillRecord> SkillGateway::rank(const std::string& skill,
+                                                       std::string_view task, const SkillAsk& ask,
+                                                       const std::vector<std::string>& tried) {
+  std::vector<const Provider*> ps;
+  std::vector<SkillOffer> offers;
+  double draw = 1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const double now = seconds_now();
+    for (auto it = providers_.lower_bound(skill + "/");
+         it != providers_.end() && it->second.record.skill == skill; ++it) {
+      const discovery::SkillRecord& r = it->second.record;
+      SkillOffer o;
+      o.serves_task = has_task(r, task);
+      o.price = task == discovery::kTaskImages ? r.price_per_image : r.price_per_1k;
+      o.capacity = r.capacity;
+      o.active = r.active;
+      o.queued = r.queued;
+      o.tokens_per_second = r.tokens_per_second;
+      o.ttft_seconds = r.ttft_seconds;
+      o.warm = r.warm;
+      o.reputation = options_.reputation ? options_.reputation(r.node_id) : -1;
+      o.excluded = std::find(tried.begin(), tried.end(), r.node_id) != tried.end();
+      o.seen = it->second.history.at(now);
+      offers.push_back(o);
+      ps.push_back(&it->second);
+    }
+    draw = std::uniform_real_distribution<double>(0, 1)(rng_);
+    const SkillRoute route = rank_skill_offers(ask, offers, draw);
+    std::vector<discovery::SkillRecord> out;
+    for (const RankedOffer& o : route.order) out.push_back(ps[o.index]->record);
+    return out;
+  }
+}
+
+void SkillGateway::started(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = providers_.find(key); it != providers_.end()) it->second.history.started();
+}
+
+void SkillGateway::ended(const std::string& key, bool ok, double ttft_s, double tokens_per_second) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = providers_.find(key);
+  if (it == providers_.end()) return;
+  it->second.history.ended();
+  if (ok) {
+    it->second.history.succeeded(ttft_s, tokens_per_second);
+    ++it->second.served;
+  } else {
+    it->second.history.failed(seconds_now());
+  }
+}
+
+void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
+                          std::string_view task, const json& body) {
+  auto a = std::make_shared<Attempt>();
+  a->task = task;
+  a->path = "/v1" + std::string(task == discovery::kTaskChat          ? "/chat/completions"
+                                : task == discovery::kTaskCompletions ? "/completions"
+                                : task == discovery::kTaskEmbeddings  ? "/embeddings"
+                                                                      : "/images/generations");
+  a->skill = body["model"].get<std::string>();
+  a->chat = task == discovery::kTaskChat;
+  const bool text = a->chat || task == discovery::kTaskCompletions;
+  a->body = body;
+  if (auto p = a->body.find("max_price"); p != a->body.end()) {
+    if (!p->is_number() || !std::isfinite(p->get<double>()) || p->get<double>() < 0)
+      return send_error(res, invalid_request("max_price must be a non-negative number: the most "
+                                             "credits per 1000 tokens (per image for images) "
+                                             "this request may be served at.",
+                                             "max_price", "invalid_value"));
+    a->ask.max_price = p->get<double>();
+    a->body.erase(p);
+  }
+  if (auto s = a->body.find("stream"); text && s != a->body.end() && s->is_boolean())
+    a->stream = s->get<bool>();
+  a->greedy = text && greedy_single(a->body);
+  a->ask.per_image = task == discovery::kTaskImages;
+  a->ask.output_tokens = requested_output(a->body, task, options_.default_output_tokens);
+  a->ask.prompt_tokens = static_cast<int64_t>(req.body.size() / 4);  // no tokenizer here
+  a->ask.seconds_value = options_.seconds_value;
+  a->ask.reputation_floor = options_.reputation_floor;
+  a->ask.explore = options_.explore;
+
+  // Starts the request on the best provider not tried yet (with `resume`,
+  // only engine providers of the same weights); false when none is left.
+  auto start_next = [this, a](const json* resume) -> bool {
+    while (static_cast<int>(a->tried.size()) < options_.max_attempts) {
+      std::vector<discovery::SkillRecord> ranked = rank(a->skill, a->task, a->ask, a->tried);
+      if (resume)
+        std::erase_if(ranked, [&](const discovery::SkillRecord& r) {
+          return !r.engine || r.content_id.empty() || r.content_id != a->provider.content_id;
+        });
+      if (ranked.empty()) return false;
+      a->provider = ranked.front();
+      a->tried.push_back(a->provider.node_id);
+      json body = a->body;
+      if (a->stream && a->provider.engine) body["swarm_token_ids"] = true;
+      if (resume) body["swarm_resume"] = *resume;
+      const std::string key = key_of(a->skill, a->provider.node_id);
+      started(key);
+      a->started = Clock::now();
+      a->first_text = {};
+      int status = 0;
+      for (const std::string& address : a->provider.addresses) {
+        auto [host, port] = split_address(address);
+        UpstreamRequest up;
+        up.host = host;
+        up.port = port;
+        up.path = a->path;
+        up.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+        up.timeouts = options_.timeouts;
+        a->call = UpstreamCall::Start(std::move(up));
+        status = a->call->wait_for_status();
+        if (status != 0) break;
+      }
+      // A busy or failing provider: the next one, at once. Anything else
+      // (success, or the request's own fault) is the answer.
+      if (status != 0 && status < 500 && status != 429) return true;
+      std::string why = status == 0 ? a->call->error() : "HTTP " + std::to_string(status);
+      if (status != 0) {
+        std::string text_body;
+        if (a->call->read_all(&text_body) && !text_body.empty()) why += ": " + text_body.substr(0, 200);
+      }
+      a->last_error = why;
+      ended(key, false, 0, 0);
+      log("skill " + a->skill + ": provider " + a->provider.node_id.substr(0, 12) + " failed (" +
+          why + "); trying another");
+      ++a->failovers;
+    }
+    return false;
+  };
+
+  if (!start_next(nullptr)) {
+    if (a->tried.empty()) {
+      std::string why = "no provider of `" + a->skill + "` serves " + std::string(task);
+      if (a->ask.max_price) why += " within max_price " + std::to_string(*a->ask.max_price);
+      return send_error(res, ApiError{503, why + " now.", "server_error", "model",
+                                      "skill_unavailable"});
+    }
+    return send_error(res, ApiError{502,
+                                    "every provider of `" + a->skill + "` tried (" +
+                                        std::to_string(a->tried.size()) +
+                                        ") failed; the last: " + a->last_error,
+                                    "server_error", "", "providers_failed"});
+  }
+  const int status = a->call->wait_for_status();
+  const std::string key = key_of(a->skill, a->provider.node_id);
+  res.set_header("X-Swarm-Provider", a->provider.node_id);
+  if (status != 200 || !a->stream) {
+    std::string answer;
+    const bool read = a->call->read_all(&answer);
+    const double elapsed = std::chrono::duration<double>(Clock::now() - a->started).count();
+    if (!read) {
+      ended(key, false, 0, 0);
+      return send_error(res, ApiError{502,
+                                      "the provider failed while answering: " + a->call->error(),
+                                      "server_error", "", "provider_failed"});
+    }
+    std::string type = a->call->header("Content-Type");
+    if (type.empty()) type = "application/json";
+    if (status == 200) {
+      OJson j = OJson::parse(answer, nullptr, /*allow_exceptions=*/false);
+      int64_t tokens = 0;
+      if (j.is_object() && j.contains("usage") && j["usage"].is_object()) {
+        OJson& u = j["usage"];
+        if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
+          tokens = u["completion_tokens"].get<int64_t>();
+        add_swarm_usage(&u, a->provider.node_id,
+                        task == discovery::kTaskImages ? a->provider.price_per_image
+                                                       : a->provider.price_per_1k,
+                        a->failovers);
+        answer = dump(j);
+      }
+      ended(key, true, tokens > 1 ? NAN : elapsed, tokens > 1 ? tokens / elapsed : 0);
+    } else {
+      ended(key, true, NAN, 0);  // the request's own fault: no measurement
+    }
+    res.status = status;
+    res.set_content(answer, type);
+    log("skill " + a->skill + " " + std::string(task) + ": HTTP " + std::to_string(status) +
+        " from " + a->provider.node_id.substr(0, 12));
+    return;
+  }
+
+  // A stream: events pass on as they come; a cut-off stream resumes on
+  // another engine provider when the request allows it.
+  res.status = 200;
+  res.set_header("Cache-Control", "no-cache");
+  auto stream = std::make_shared<SkillStream>(a->chat);
+  stream->set_provider(a->provider.node_id, a->provider.price_per_1k, a->failovers);
+  res.set_chunked_content_provider(
+      "text/event-stream", [this, a, stream, start_next](size_t, httplib::DataSink& sink) {
+        auto write = [&sink](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
+        while (true) {
+          std::string piece, out;
+          const bool more = a->call->next(&piece);
+          out = more ? stream->feed(piece) : stream->finish();
+          if (stream->content_events() > 0 && a->first_text == Clock::time_point{})
+            a->first_text = Clock::now();
+          if (!write(out)) {
+            a->call->cancel();
+            ended(key_of(a->skill, a->provider.node_id), true, NAN, 0);
+            return false;
+          }
+          if (stream->done()) {
+            const auto now = Clock::now();
+            const double ttft = std::chrono::duration<double>(a->first_text - a->started).count();
+            const double decode = std::chrono::duration<double>(now - a->first_text).count();
+            const double tps = stream->content_events() > 1 && decode > 0
+                                   ? (stream->content_events() - 1) / decode
+                                   : 0;
+            ended(key_of(a->skill, a->provider.node_id), true,
+                  a->first_text == Clock::time_point{} ? NAN : ttft, tps);
+            log("skill " + a->skill + " stream from " + a->provider.node_id.substr(0, 12) +
+                ": " + std::to_string(stream->content_events()) + " text events, " +
+                std::to_string(a->failovers) + " failovers");
+            sink.done();
+            return true;
+          }
+          if (more && !stream->failed()) continue;
+          // Cut off, or an error event: this provider failed.
+          a->call->cancel();
+          ended(key_of(a->skill, a->provider.node_id), false, 0, 0);
+          std::string why = a->call->error();
+          log("skill " + a->skill + ": stream from " + a->provider.node_id.substr(0, 12) +
+              " cut off after " + std::to_string(stream->token_ids().size()) + " tokens" +
+              (why.empty() ? "" : " (" + why + ")"));
+          const bool can_resume = a->greedy && a->provider.engine && stream->resumable();
+          const bool nothing_sent = stream->text_bytes() == 0;
+          json resume = {{"tokens", stream->token_ids()}, {"text_bytes", stream->text_bytes()}};
+          ++a->failovers;
+          // Before any text, any provider may start afresh; after, only a resume.
+          if ((can_resume || nothing_sent) && start_next(can_resume ? &resume : nullptr) &&
+              a->call->wait_for_status() == 200) {
+            stream->resume_on_next_provider(/*keep_tokens=*/can_resume);
+            stream->set_provider(a->provider.node_id, a->provider.price_per_1k, a->failovers);
+            continue;
+          }
+          write(stream->error_event());
+          sink.done();
+          return true;
+        }
+      });
+}
+
+}  // namespace swarm

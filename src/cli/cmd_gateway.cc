@@ -73,6 +73,8 @@ struct GatewayOptions {
   double probation_audit_rate = 0.25;
   int64_t probation_audits = 20;
   uint64_t audit_seed = 0;
+  double time_value = SkillGatewayOptions{}.seconds_value;
+  double skill_explore = SkillGatewayOptions{}.explore;
 };
 
 // Keeps the backend's peers equal to --peers plus the nodes the DHT's records
@@ -137,6 +139,63 @@ class DhtPeerRefresher {
   PipelineBackend& backend_;
   std::mutex refresh_mu_;  // guards reported_*; one look-up at a time
   size_t reported_nodes_ = SIZE_MAX, reported_rejects_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopped_ = false;
+  std::thread thread_;
+};
+
+// Keeps the skills market's view equal to the skill records in the DHT,
+// looking again every `interval` until destroyed.
+class DhtSkillRefresher {
+ public:
+  DhtSkillRefresher(discovery::DhtNode& dht, SkillGateway& skills,
+                    std::chrono::milliseconds interval)
+      : dht_(dht), skills_(skills) {
+    refresh();
+    thread_ = std::thread([this, interval] {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!cv_.wait_for(lock, interval, [&] { return stopped_; })) {
+        lock.unlock();
+        refresh();
+        lock.lock();
+      }
+    });
+  }
+  ~DhtSkillRefresher() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopped_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void refresh() {
+    auto names = dht_.find_skill_names();
+    if (!names.ok()) return;  // none announced yet, or the DHT is unreachable: keep the view
+    std::vector<discovery::SkillRecord> records;
+    size_t rejected = 0;
+    for (const std::string& name : *names) {
+      auto found = dht_.find_skill(name, discovery::unix_now());
+      if (!found.ok()) continue;
+      rejected += found->rejected.corrupt + found->rejected.invalid + found->rejected.unsupported;
+      for (discovery::SkillRecord& r : found->records) records.push_back(std::move(r));
+    }
+    if (records.size() != reported_ || rejected != reported_rejects_) {
+      reported_ = records.size();
+      reported_rejects_ = rejected;
+      spdlog::info("DHT: {} skill provider record(s) of {} skill(s){}", records.size(),
+                   names->size(),
+                   rejected ? fmt::format(", {} forged, malformed or expired ignored", rejected) : "");
+    }
+    skills_.set_records(std::move(records));
+  }
+
+  discovery::DhtNode& dht_;
+  SkillGateway& skills_;
+  size_t reported_ = SIZE_MAX, reported_rejects_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopped_ = false;
@@ -287,6 +346,14 @@ void register_gateway(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   cmd->add_option("--audit-seed", o->audit_seed, "Seed of the audit sampling (default: secret)")
       ->group("");
+  cmd->add_option("--time-value", o->time_value,
+                  "Credits one second of waiting is worth when choosing a skill provider: higher "
+                  "prefers fast providers, lower cheap ones (default 0.01; doc/skills.md)")
+      ->check(CLI::Range(0.0, 1e9));
+  cmd->add_option("--skill-explore", o->skill_explore,
+                  "Share of skill requests sent to the least-measured provider, so new ones get "
+                  "measured (default 0.05)")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->callback([o] {
     keep_freed_memory_for_reuse();
     auto hp = parse_host_port(o->listen);
@@ -382,11 +449,26 @@ void register_gateway(CLI::App& app) {
     if (ledger) backend.set_verdict_listener(forfeit_on_fraud(*ledger));
     std::unique_ptr<discovery::DhtNode> dht;
     std::unique_ptr<DhtPeerRefresher> refresher;
+    // The skills market: whole models and other servers that providers
+    // announce in the DHT, served beside the swarm's own model.
+    SkillGatewayOptions skill_options;
+    skill_options.seconds_value = o->time_value;
+    skill_options.explore = o->skill_explore;
+    skill_options.reputation = [book = reputation->get()](const std::string& node_id) {
+      if (book->excluded(node_id)) return 0.0;
+      return book->score(node_id, std::chrono::duration<double>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count());
+    };
+    skill_options.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    SkillGateway skills(skill_options);
+    std::unique_ptr<DhtSkillRefresher> skill_refresher;
     if (!o->bootstrap.empty()) {
+      const auto interval = std::chrono::milliseconds(static_cast<int64_t>(o->dht_refresh_s * 1000));
       dht = start_dht(o->dht_listen, o->bootstrap);
       wait_for_dht(*dht, std::chrono::seconds(10));
-      refresher = std::make_unique<DhtPeerRefresher>(*dht, *id, po.peers, backend,
-                                                     std::chrono::milliseconds(static_cast<int64_t>(o->dht_refresh_s * 1000)));
+      refresher = std::make_unique<DhtPeerRefresher>(*dht, *id, po.peers, backend, interval);
+      skill_refresher = std::make_unique<DhtSkillRefresher>(*dht, skills, interval);
     }
     if (auto chain = backend.route(); chain.ok())
       std::fprintf(stderr, "model %s (%s): chain %s\n", cfg.name.c_str(), id->substr(0, 12).c_str(),
@@ -406,6 +488,7 @@ void register_gateway(CLI::App& app) {
     apply_api_flags(o->http, &api);
     api.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
     api.ledger = ledger.get();
+    if (dht) api.skills = &skills;
     api.trust_status = [&backend, &reputation] { return trust_status_json(backend, reputation->get()); };
     api.metrics = [&backend, ledger = ledger.get()] { return gateway_metrics(backend, ledger); };
     api.swarm = [&backend, ledger = ledger.get(), model = SwarmModel{api.model_names, *id, cfg.n_layer}] {

@@ -38,8 +38,10 @@
 
 #include "cli/common.h"
 #include "cli/dht_swarm.h"
+#include "cli/api_serving.h"
 #include "cli/metrics_listener.h"
 #include "cli/serving_metrics.h"
+#include "cli/skill_provider.h"
 #include "discovery/announcer.h"
 #include "engine/clock.h"
 #include "engine/model_loader.h"
@@ -316,10 +318,12 @@ void register_node(CLI::App& app) {
     node::NodeOptions node;
     std::string layers, kv_memory = "2G", metrics_listen;
     DhtNodeOptions dht;
+    SkillProviderFlags skill;  // --skill / --backend (cli/skill_provider.h)
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("node", "Serve a range of a model's layers to the swarm");
-  cmd->add_option("-m,--model", o->node.model_path, "GGUF file or Hugging Face folder")->required();
+  cmd->add_option("-m,--model", o->node.model_path,
+                  "GGUF file or Hugging Face folder (not with --backend)");
   cmd->add_option(
       "--layers", o->layers,
       "Layers to serve, A:B (default: all; with --bootstrap, the block the swarm needs most)");
@@ -399,11 +403,53 @@ void register_node(CLI::App& app) {
   cmd->add_option("--announce-interval", o->dht.announce_interval_s,
                   "Re-announce the record every S seconds; it lives 3x as long (default 60)")
       ->check(CLI::Range(1.0, 1200.0));
+  // Skills (doc/skills.md): a whole model, or a server the owner runs.
+  cmd->add_flag("--skill", o->skill.engine,
+                "Offer -m as a whole-model skill (OpenAI API over HTTP, batched as `swarm serve`) "
+                "instead of serving layers; needs --bootstrap and --identity");
+  cmd->add_option("--backend", o->skill.backend,
+                  "Offer the models of this OpenAI-compatible server (http://HOST:PORT: "
+                  "llama-server, vLLM, Ollama, swarm serve) as skills");
+  cmd->add_option("--skill-name", o->skill.names,
+                  "Skill name to offer (repeatable; default: the file's name, or every model the "
+                  "backend lists)");
+  cmd->add_option("--tasks", o->skill.tasks,
+                  "What the skills answer: chat,completions,embeddings,images (default "
+                  "chat,completions,embeddings)");
+  cmd->add_option("--capacity", o->skill.capacity,
+                  "Skill requests served at once (default 4); up to --skill-queue more wait")
+      ->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("--skill-queue", o->skill.max_queue,
+                  "Skill requests that may wait for a free slot (default 16); more get 503")
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--price-per-image", o->skill.price_per_image,
+                  "Base credits per image of an image skill (default 0)")
+      ->check(CLI::Range(0.0, 1e12));
   cmd->add_option("--metrics-listen", o->metrics_listen,
                   "HOST:PORT to serve GET /metrics on (Prometheus' text format, plain HTTP; "
                   "doc/metrics.md); default: none");
   cmd->callback([o] {
     keep_freed_memory_for_reuse();
+    if (o->skill.engine || !o->skill.backend.empty()) {
+      SkillProviderFlags& f = o->skill;
+      f.model = o->node.model_path;
+      f.listen = o->node.listen;
+      f.identity = o->node.identity_path;
+      f.bootstrap = o->dht.bootstrap;
+      f.dht_listen = o->dht.dht_listen;
+      f.announce_address = o->dht.announce_address;
+      f.price = o->dht.price;
+      f.announce_interval_s = o->dht.announce_interval_s;
+      f.threads = o->node.threads;
+      f.ctx = o->node.context;
+      f.slowdown = o->node.slowdown;
+      if (!o->layers.empty()) fail("--layers is for layer nodes; a skill serves the whole model");
+      const sigset_t signals = block_stop_signals();
+      spdlog::set_default_logger(spdlog::stderr_color_mt("node"));
+      run_skill_provider(f, signals);
+      return;
+    }
+    if (o->node.model_path.empty()) fail("-m MODEL is required (or --backend URL for a skill)");
     o->node.price_per_1k = o->dht.price;
     o->node.progress = true;  // drawn only when stderr is a terminal
     std::optional<std::pair<std::string, int>> metrics_at;

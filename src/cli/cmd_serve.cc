@@ -24,7 +24,7 @@ struct ServeOptions {
   std::string model, listen = "127.0.0.1:8080", chat_template, kv_memory, api_keys;
   std::vector<std::string> names;
   int threads = 0, ctx = 0, n_predict = -1, parallel = 64, max_queue = 256;
-  double queue_timeout_s = 60;
+  double queue_timeout_s = 60, slowdown = 1;
   bool no_mmap = false;
   HttpFlags http;
 };
@@ -65,6 +65,9 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--api-keys", o->api_keys,
                   "File of API keys, one a line: KEY CREDITS [NAME] (doc/trust.md); requests "
                   "without one of them get 401. Credits are not charged here");
+  cmd->add_option("--slowdown", o->slowdown,
+                  "Make compute take F times as long, F >= 1 (emulates a slower machine)")
+      ->check(CLI::Range(1.0, 1000.0));
   add_http_flags(cmd, o->http);
   cmd->callback([o] {
     keep_freed_memory_for_reuse();
@@ -111,7 +114,8 @@ void register_serve(CLI::App& app) {
                             .max_queue = o->max_queue,
                             .queue_timeout = std::chrono::milliseconds(
                                 static_cast<int64_t>(o->queue_timeout_s * 1000 + 0.5)),
-                            .grammar_vocab = GrammarVocab::from_tokenizer(*tok)});
+                            .grammar_vocab = GrammarVocab::from_tokenizer(*tok),
+                            .slowdown = o->slowdown});
     if (kv_memory > 0) {
       const Model& m = backend.model();
       const uint64_t per_token = KvCache::bytes_for(m.config().n_layer, m.kv_dim(), 1);

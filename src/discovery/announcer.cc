@@ -8,7 +8,17 @@ namespace swarm::discovery {
 
 Announcer::Announcer(DhtNode& dht, const net::Identity& identity, RecordSource current,
                      std::chrono::seconds interval)
-    : dht_(dht), identity_(identity), current_(std::move(current)), interval_(interval) {
+    : Announcer(
+          [&dht, &identity, current = std::move(current)](int64_t issued_at, int64_t expires_at) {
+            NodeRecord r = current();
+            r.issued_at = issued_at;
+            r.expires_at = expires_at;
+            return dht.announce(r, sign_record(r, identity));
+          },
+          interval) {}
+
+Announcer::Announcer(Put put, std::chrono::seconds interval)
+    : put_(std::move(put)), interval_(interval) {
   first_status_ = announce_now();
   thread_ = std::thread([this] { loop(); });
 }
@@ -38,7 +48,7 @@ void Announcer::loop() {
   while (!cv_.wait_for(lock, interval_, [&] { return stopped_; })) {
     lock.unlock();
     Status st = put_record(false);
-    if (!st.ok()) spdlog::warn("re-announcing the node record: {}", st.message());
+    if (!st.ok()) spdlog::warn("re-announcing: {}", st.message());
     lock.lock();
   }
 }
@@ -46,14 +56,12 @@ void Announcer::loop() {
 Status Announcer::put_record(bool withdrawal) {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopped_ && !withdrawal) return Status::Ok();
-  NodeRecord r = current_();
   // Strictly increasing, so a record put later is always the newer one, even
   // within one second (a move right after an announcement).
-  r.issued_at = std::max(unix_now(), last_issued_at_ + 1);
-  last_issued_at_ = r.issued_at;
+  const int64_t issued_at = std::max(unix_now(), last_issued_at_ + 1);
+  last_issued_at_ = issued_at;
   const int64_t lifetime = std::min<int64_t>(3 * interval_.count(), kMaxLifetimeSeconds);
-  r.expires_at = r.issued_at + (withdrawal ? 1 : std::max<int64_t>(lifetime, 2));
-  return dht_.announce(r, sign_record(r, identity_));
+  return put_(issued_at, issued_at + (withdrawal ? 1 : std::max<int64_t>(lifetime, 2)));
 }
 
 }  // namespace swarm::discovery

@@ -1,7 +1,8 @@
-// Keeps a node's signed record in the DHT while the node serves: signs a fresh
-// record every `interval` (valid for three intervals, so one lost put does not
-// make the node vanish), at once when the node's range changes, and a
-// withdrawal when it drains.
+// Keeps a node's signed records in the DHT while the node serves: signs fresh
+// records every `interval` (valid for three intervals, so one lost put does
+// not make the node vanish), at once when what it serves changes (a move, a
+// price that moved), and a withdrawal when it drains. Node records (layers)
+// and skill records (whole models) are announced alike.
 #pragma once
 
 #include <chrono>
@@ -21,12 +22,17 @@ class Announcer {
   // What the node serves now: every field but node_id, public_key, issued_at
   // and expires_at, which the announcer fills in. Called from its thread.
   using RecordSource = std::function<NodeRecord()>;
+  // Signs what the node serves now with these times and puts it in the DHT
+  // (any kind of record, any number of them). Called from the announcer's thread.
+  using Put = std::function<Status(int64_t issued_at, int64_t expires_at)>;
 
   // `dht` and `identity` must outlive the announcer. Announces once before
   // returning (the status says whether that put succeeded; the loop keeps
   // trying either way), then every `interval`.
   Announcer(DhtNode& dht, const net::Identity& identity, RecordSource current,
             std::chrono::seconds interval);
+  // The same for any records: `put` signs and puts them.
+  Announcer(Put put, std::chrono::seconds interval);
   ~Announcer();  // stops the loop; announces nothing more (no withdrawal)
   Announcer(const Announcer&) = delete;
   Announcer& operator=(const Announcer&) = delete;
@@ -44,9 +50,7 @@ class Announcer {
   void loop();
   Status put_record(bool withdrawal);
 
-  DhtNode& dht_;
-  const net::Identity& identity_;
-  const RecordSource current_;
+  const Put put_;
   const std::chrono::seconds interval_;
   std::mutex mu_;  // guards last_issued_at_, stopped_; serialises puts
   std::condition_variable cv_;

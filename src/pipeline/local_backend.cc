@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <optional>
+#include <thread>
 
 #include "engine/pooling.h"
 
@@ -287,7 +288,13 @@ void LocalBackend::scheduler_loop() {
       run = !paused_ && (!waiting_.empty() || !active_.empty());
     }
     for (auto& [r, result] : dropped) finish(*r, std::move(result));
-    if (run) step();
+    if (!run) continue;
+    const auto began = Clock::now();
+    step();
+    // --slowdown: each iteration takes `slowdown` times its compute time, as
+    // on a slower machine (requests keep arriving and batching meanwhile).
+    if (options_.slowdown > 1)
+      std::this_thread::sleep_for((Clock::now() - began) * (options_.slowdown - 1));
   }
   std::deque<std::shared_ptr<Request>> waiting;
   {

@@ -44,6 +44,9 @@ struct LocalBackendOptions {
   // The model's token bytes, for requests with a grammar (structured output);
   // null: such requests are refused.
   std::shared_ptr<const GrammarVocab> grammar_vocab = nullptr;
+  // >= 1: every iteration takes this many times its compute time (emulates a
+  // slower machine; `swarm serve --slowdown`, `swarm node --skill --slowdown`).
+  double slowdown = 1;
 };
 
 class LocalBackend : public GenerationBackend {

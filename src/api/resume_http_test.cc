@@ -10,6 +10,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "api/local_test_server.h"
@@ -195,6 +196,34 @@ TEST_F(ResumeHttpTest, StreamedIdsAreTheCompletionAndGiveItsText) {
   const Streamed p = stream("/v1/completions", plain);
   EXPECT_EQ(p.text(), s.text());
   for (bool has : p.has_ids) EXPECT_FALSE(has);
+}
+
+// With n > 1 each choice's chunks carry that choice's ids.
+TEST_F(ResumeHttpTest, EachChoiceCarriesItsOwnIds) {
+  const std::string prompt = "Once upon a time";
+  json body = completion(prompt);
+  body["n"] = 2;
+  body["temperature"] = 1.0;
+  body["seed"] = 7;
+  body["stream"] = true;
+  auto r = call("/v1/completions", body);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  std::map<int, std::string> text;
+  std::map<int, std::vector<int32_t>> ids;
+  for (size_t pos = 0; (pos = r->body.find("data: ", pos)) != std::string::npos;) {
+    const size_t end = r->body.find("\n\n", pos);
+    const std::string data = r->body.substr(pos + 6, end - pos - 6);
+    pos = end;
+    if (data == "[DONE]") continue;
+    const json e = json::parse(data);
+    const int i = e["choices"][0]["index"];
+    text[i] += e["choices"][0]["text"].get<std::string>();
+    for (int32_t id : e.value("swarm_token_ids", std::vector<int32_t>())) ids[i].push_back(id);
+  }
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_NE(ids[0], ids[1]) << "two seeds, one completion";
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(text_after(prompt_ids(prompt), ids[i]), text[i]) << i;
 }
 
 TEST_F(ResumeHttpTest, CompletionsResumeAfterEveryChunk) {

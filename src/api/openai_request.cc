@@ -295,7 +295,8 @@ std::optional<ApiError> read_resume(const json& v, int n_vocab, SwarmResume* out
   if (tokens == v.end() || tokens->is_null())
     return invalid_request("Missing required parameter: 'swarm_resume.tokens'.", "swarm_resume",
                            "missing_required_parameter");
-  if (!tokens->is_array()) return resume_type("swarm_resume.tokens", "an array of token ids", *tokens);
+  if (!tokens->is_array())
+    return resume_type("swarm_resume.tokens", "an array of token ids", *tokens);
   if (tokens->size() > kMaxResumeTokens)
     return bad_resume("at most " + std::to_string(kMaxResumeTokens) + " tokens, but got " +
                       std::to_string(tokens->size()) + ".");
@@ -311,8 +312,8 @@ std::optional<ApiError> read_resume(const json& v, int n_vocab, SwarmResume* out
   }
   auto bytes = v.find("text_bytes");
   if (bytes == v.end() || bytes->is_null())
-    return invalid_request("Missing required parameter: 'swarm_resume.text_bytes'.",
-                           "swarm_resume", "missing_required_parameter");
+    return invalid_request("Missing required parameter: 'swarm_resume.text_bytes'.", "swarm_resume",
+                           "missing_required_parameter");
   std::optional<int64_t> n = Reader::as_integer(*bytes);
   if (!n) return resume_type("swarm_resume.text_bytes", "an integer", *bytes);
   if (*n < 0) return bad_resume("'text_bytes' must be >= 0, but got " + std::to_string(*n) + ".");

@@ -132,7 +132,8 @@ bool resumable(const Job& job) { return job.token_ids || job.resume; }
 // gives them, nothing past a stop string), held-back text included: the most
 // a client given these tokens can have.
 size_t continuation_bytes(const Tokenizer& tok, const std::vector<int32_t>& prompt,
-                          const std::vector<int32_t>& tokens, const std::vector<std::string>& stop) {
+                          const std::vector<int32_t>& tokens,
+                          const std::vector<std::string>& stop) {
   TokenStreamDecoder decoder(tok);
   for (int32_t id : prompt) decoder.push(id);
   StopMatcher stops(stop);
@@ -163,8 +164,8 @@ std::optional<ApiError> check_resume(const SwarmResume& resume, const Tokenizer&
                     std::to_string(resume.tokens[i]) + "): a completion ends there.");
   const size_t bytes = continuation_bytes(tok, prompt, resume.tokens, sp.stop);
   if (static_cast<uint64_t>(resume.text_bytes) > bytes)
-    return refuse("'text_bytes' is " + std::to_string(resume.text_bytes) + ", but the tokens' text has " +
-                  std::to_string(bytes) + " bytes.");
+    return refuse("'text_bytes' is " + std::to_string(resume.text_bytes) +
+                  ", but the tokens' text has " + std::to_string(bytes) + " bytes.");
   return std::nullopt;
 }
 
@@ -230,7 +231,8 @@ Outcome run_job(GenerationBackend& backend, const Tokenizer& tok, const Job& job
   const size_t n_resumed = resumed_count(job);
   const size_t n_prompt = job.gen.prompt.size() - n_resumed;
   TokenStreamDecoder decoder(tok);
-  for (size_t i = 0; i < n_prompt; ++i) decoder.push(job.gen.prompt[i]);  // so spacing continues the prompt
+  for (size_t i = 0; i < n_prompt; ++i)
+    decoder.push(job.gen.prompt[i]);  // so spacing continues the prompt
   StopMatcher stops(job.gen.sampling.stop);
   bool first = true;
   auto open = [&] {
@@ -873,9 +875,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   if (n_prompt + least > ctx) {
     std::string msg =
         "This model's maximum context length is " + std::to_string(ctx) +
-        " tokens. However, you requested " + std::to_string(n_prompt + least) +
-        " tokens (" + std::to_string(n_prompt) + " in the " + prompt_param + ", " +
-        std::to_string(least) +
+        " tokens. However, you requested " + std::to_string(n_prompt + least) + " tokens (" +
+        std::to_string(n_prompt) + " in the " + prompt_param + ", " + std::to_string(least) +
         " in the completion). Please reduce the length of the " + prompt_param + " or completion.";
     return send_error(res, invalid_request(msg, prompt_param, "context_length_exceeded"));
   }
@@ -905,8 +906,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   if (Status st = sp.validate(tok.vocab_size()); !st.ok())
     return send_error(res, invalid_request(st.message()));
   if (r.resume) {
-    if (auto e = check_resume(*r.resume, tok, prompt, max_tokens, sp))
-      return send_error(res, *e);
+    if (auto e = check_resume(*r.resume, tok, prompt, max_tokens, sp)) return send_error(res, *e);
     // max_tokens bounds the whole completion; the grammar (grammar_start, the
     // original prompt's end) sees the resumed tokens as completion, since the
     // sampler accepts every prompt token.
@@ -1108,8 +1108,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
         return sse(e);
       }
       return sse(with_token_ids(cj,
-                                choice_chunk(cj, cj.chat ? OJson{{"content", t}} : OJson(t), nullptr,
-                                             logprobs.take(false)),
+                                choice_chunk(cj, cj.chat ? OJson{{"content", t}} : OJson(t),
+                                             nullptr, logprobs.take(false)),
                                 &ids));
     };
     const std::string activity_id = activity_id_of(cj);

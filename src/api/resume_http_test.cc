@@ -28,9 +28,9 @@ constexpr int kMaxTokens = 40;
 
 // One streamed answer, chunk by chunk (the usage chunk and [DONE] apart).
 struct Streamed {
-  std::vector<std::string> texts;                // each chunk's content or text ("" if none)
-  std::vector<std::vector<int32_t>> ids;         // each chunk's swarm_token_ids (empty if none)
-  std::vector<bool> has_ids;                     // whether the chunk had the field
+  std::vector<std::string> texts;         // each chunk's content or text ("" if none)
+  std::vector<std::vector<int32_t>> ids;  // each chunk's swarm_token_ids (empty if none)
+  std::vector<bool> has_ids;              // whether the chunk had the field
   std::string finish_reason;
   json usage;
 
@@ -100,12 +100,16 @@ class ResumeHttpTest : public testing::LocalServerSuite<ResumeHttpTest> {
   }
 
   static json completion(const std::string& prompt) {
-    return {{"prompt", prompt}, {"max_tokens", kMaxTokens}, {"temperature", 0},
+    return {{"prompt", prompt},
+            {"max_tokens", kMaxTokens},
+            {"temperature", 0},
             {"swarm_token_ids", true}};
   }
   static json chat(const std::string& content) {
-    return {{"messages", {{{"role", "user"}, {"content", content}}}}, {"max_tokens", kMaxTokens},
-            {"temperature", 0}, {"swarm_token_ids", true}};
+    return {{"messages", {{{"role", "user"}, {"content", content}}}},
+            {"max_tokens", kMaxTokens},
+            {"temperature", 0},
+            {"swarm_token_ids", true}};
   }
 
   static json resume_of(json body, const std::vector<int32_t>& ids, size_t text_bytes) {
@@ -126,7 +130,8 @@ class ResumeHttpTest : public testing::LocalServerSuite<ResumeHttpTest> {
   }
 
   // The text `ids` add after `prompt`, as a stream gives it: piece by piece.
-  static std::string text_after(const std::vector<int32_t>& prompt, const std::vector<int32_t>& ids) {
+  static std::string text_after(const std::vector<int32_t>& prompt,
+                                const std::vector<int32_t>& ids) {
     TokenStreamDecoder d(*tok_);
     for (int32_t id : prompt) d.push(id);
     std::string t;
@@ -252,7 +257,8 @@ TEST_F(ResumeHttpTest, ChatResumesAfterEveryChunk) {
   ASSERT_TRUE(r);
   const size_t first = r->body.find("data: ");
   ASSERT_NE(first, std::string::npos);
-  const json opening = json::parse(r->body.substr(first + 6, r->body.find("\n\n", first) - first - 6));
+  const json opening =
+      json::parse(r->body.substr(first + 6, r->body.find("\n\n", first) - first - 6));
   EXPECT_EQ(opening["choices"][0]["delta"]["role"], "assistant");
 }
 
@@ -281,7 +287,8 @@ TEST_F(ResumeHttpTest, HeldBackTextCarriesAcrossTheSeam) {
   const size_t j = whole.texts.size() / 2;
   const std::string seen = whole.text_until(j);
   ASSERT_GT(seen.size(), 2u);
-  const Streamed rest = stream("/v1/completions", resume_of(body, whole.ids_until(j), seen.size() / 2));
+  const Streamed rest =
+      stream("/v1/completions", resume_of(body, whole.ids_until(j), seen.size() / 2));
   EXPECT_EQ(seen.substr(0, seen.size() / 2) + rest.text(), text);
 
   // More than it had sent, but within the ids' text (the client has the held text).
@@ -289,7 +296,8 @@ TEST_F(ResumeHttpTest, HeldBackTextCarriesAcrossTheSeam) {
   for (size_t k = 1; k < whole.texts.size(); ++k) {
     const std::string decoded = text_after(pids, whole.ids_until(k));
     if (decoded.size() <= whole.text_until(k).size()) continue;
-    const Streamed after = stream("/v1/completions", resume_of(body, whole.ids_until(k), decoded.size()));
+    const Streamed after =
+        stream("/v1/completions", resume_of(body, whole.ids_until(k), decoded.size()));
     EXPECT_EQ(decoded + after.text(), text) << k;
     break;
   }
@@ -308,7 +316,8 @@ TEST_F(ResumeHttpTest, StopStringSpanningTheSeamStops) {
   // A stop string from the end of token `at`'s text into the next two
   // tokens' of the free run: resumed after `at` tokens, it spans the seam.
   auto text_of = [&](size_t n) {
-    return text_after(pids, std::vector<int32_t>(ids.begin(), ids.begin() + static_cast<ptrdiff_t>(n)));
+    return text_after(pids,
+                      std::vector<int32_t>(ids.begin(), ids.begin() + static_cast<ptrdiff_t>(n)));
   };
   size_t at = 0, from = 0;
   std::string before, stop;
@@ -317,7 +326,8 @@ TEST_F(ResumeHttpTest, StopStringSpanningTheSeamStops) {
     const std::string after = text_of(i + 2);
     if (before.size() < 3 || after.size() <= before.size()) continue;
     const std::string s = text.substr(before.size() - 3, after.size() - before.size() + 3);
-    if (!plain(s) || text.find(s) != before.size() - 3) continue;  // one that occurs earlier stops earlier
+    if (!plain(s) || text.find(s) != before.size() - 3)
+      continue;  // one that occurs earlier stops earlier
     at = i;
     from = before.size() - 3;
     stop = s;
@@ -354,7 +364,8 @@ TEST_F(ResumeHttpTest, WholeAnswersResumeToo) {
   for (const bool is_chat : {false, true}) {
     SCOPED_TRACE(is_chat ? "chat" : "completions");
     const std::string path = is_chat ? "/v1/chat/completions" : "/v1/completions";
-    const json body = is_chat ? chat("Tell me a story about a dragon.") : completion("Once upon a time");
+    const json body =
+        is_chat ? chat("Tell me a story about a dragon.") : completion("Once upon a time");
     auto text_of = [&](const json& answer) -> std::string {
       const json& c = answer["choices"][0];
       return is_chat ? c["message"]["content"].get<std::string>() : c["text"].get<std::string>();
@@ -426,8 +437,8 @@ TEST_F(ResumeHttpTest, WhatCannotBeResumedIsRefused) {
   c["logprobs"] = true;
   refused("/v1/chat/completions", c, "chat logprobs");
   c.erase("logprobs");
-  c["tools"] = {{{"type", "function"},
-                 {"function", {{"name", "f"}, {"parameters", {{"type", "object"}}}}}}};
+  c["tools"] = {
+      {{"type", "function"}, {"function", {{"name", "f"}, {"parameters", {{"type", "object"}}}}}}};
   refused("/v1/chat/completions", c, "tools");
   c["tool_choice"] = "none";  // tools that cannot be called are no obstacle
   post("/v1/chat/completions", c);

@@ -38,7 +38,8 @@ std::string dump(const OJson& j) { return j.dump(-1, ' ', false, json::error_han
 // resumable job's text is made so piece by piece, as its chunks go out, so that
 // the bytes a client counts are the bytes the server counts when it resumes.
 std::string as_sent(const std::string& text) {
-  return json::parse(dump(OJson(text))).get<std::string>();
+  const json back = json::parse(dump(OJson(text)), nullptr, /*allow_exceptions=*/false);
+  return back.is_string() ? back.get<std::string>() : text;
 }
 
 void send_json(httplib::Response& res, int status, const OJson& j) {

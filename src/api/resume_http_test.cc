@@ -244,8 +244,7 @@ TEST_F(ResumeHttpTest, ChatResumesAfterEveryChunk) {
   const Streamed whole = stream("/v1/chat/completions", body);
   ASSERT_GT(whole.texts.size(), 5u);
   EXPECT_FALSE(whole.has_ids[0]) << "the role chunk carries no completion";
-  // The chat prompt's ids, as the server renders them, come from a resume's
-  // usage; the text check of every seam needs only the chunks themselves.
+  // The chat prompt as the server renders it (llama-server's /apply-template).
   const json rendered = post("/apply-template", body);
   const std::vector<int32_t> prompt = prompt_ids(rendered["prompt"]);
   EXPECT_EQ(text_after(prompt, whole.all_ids()), whole.text());

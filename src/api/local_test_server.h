@@ -30,9 +30,12 @@ struct LocalTestServer {
     auto m = Model::Load(path);
     if (!tok.ok() || !m.ok()) return nullptr;
     out->tokenizer = std::move(tok).value();
+    // With the token bytes a grammar needs, as `swarm serve` gives them.
     out->backend = std::make_unique<LocalBackend>(
         std::move(m).value(),
-        LocalBackendOptions{.threads = 1, .context_length = context_length});
+        LocalBackendOptions{.threads = 1,
+                            .context_length = context_length,
+                            .grammar_vocab = GrammarVocab::from_tokenizer(*out->tokenizer)});
     ApiOptions o;
     o.model_names = {"tiny"};
     o.tokenizer = out->tokenizer.get();

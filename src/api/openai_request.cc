@@ -276,6 +276,64 @@ std::optional<ApiError> read_logprobs(Reader& in, bool chat, int* out) {
   return std::nullopt;
 }
 
+// Every refusal of a resume names the field itself, the message the part at
+// fault: a gateway tells "this server cannot resume it" from other 400s by it.
+ApiError bad_resume(const std::string& why) {
+  return invalid_request("Invalid 'swarm_resume': " + why, "swarm_resume", "invalid_value");
+}
+
+ApiError resume_type(const std::string& at, const char* expected, const json& v) {
+  ApiError e = wrong_type(at, expected, v);
+  e.param = "swarm_resume";
+  return e;
+}
+
+// `swarm_resume`: {"tokens": [ids], "text_bytes": N}, each id in the vocabulary.
+std::optional<ApiError> read_resume(const json& v, int n_vocab, SwarmResume* out) {
+  if (!v.is_object()) return resume_type("swarm_resume", "an object", v);
+  auto tokens = v.find("tokens");
+  if (tokens == v.end() || tokens->is_null())
+    return invalid_request("Missing required parameter: 'swarm_resume.tokens'.", "swarm_resume",
+                           "missing_required_parameter");
+  if (!tokens->is_array())
+    return resume_type("swarm_resume.tokens", "an array of token ids", *tokens);
+  if (tokens->size() > kMaxResumeTokens)
+    return bad_resume("at most " + std::to_string(kMaxResumeTokens) + " tokens, but got " +
+                      std::to_string(tokens->size()) + ".");
+  out->tokens.reserve(tokens->size());
+  for (size_t i = 0; i < tokens->size(); ++i) {
+    const std::string at = "swarm_resume.tokens[" + std::to_string(i) + "]";
+    std::optional<int64_t> id = Reader::as_integer((*tokens)[i]);
+    if (!id) return resume_type(at, "an integer token id", (*tokens)[i]);
+    if (*id < 0 || *id >= n_vocab)
+      return bad_resume("'" + at + "' is token id " + std::to_string(*id) +
+                        ", outside the vocabulary of " + std::to_string(n_vocab) + " tokens.");
+    out->tokens.push_back(static_cast<int32_t>(*id));
+  }
+  auto bytes = v.find("text_bytes");
+  if (bytes == v.end() || bytes->is_null())
+    return invalid_request("Missing required parameter: 'swarm_resume.text_bytes'.", "swarm_resume",
+                           "missing_required_parameter");
+  std::optional<int64_t> n = Reader::as_integer(*bytes);
+  if (!n) return resume_type("swarm_resume.text_bytes", "an integer", *bytes);
+  if (*n < 0) return bad_resume("'text_bytes' must be >= 0, but got " + std::to_string(*n) + ".");
+  out->text_bytes = *n;
+  return std::nullopt;
+}
+
+// What a resumed completion cannot be combined with: what would need the
+// first server's state (other choices, echoed prompt, logprobs of the tokens
+// it generated) or reads the whole text at once (tool calls).
+std::optional<ApiError> resume_conflict(const CompletionRequest& r) {
+  if (r.n > 1) return bad_resume("a resumed completion has one choice ('n' must be 1).");
+  if (r.echo) return bad_resume("it cannot be combined with 'echo'.");
+  if (r.logprobs >= 0)
+    return bad_resume("it cannot be combined with logprobs: the resumed tokens have none here.");
+  if (r.tools.active())
+    return bad_resume("it cannot be combined with tools: calls are read from the whole answer.");
+  return std::nullopt;
+}
+
 ApiError unsupported(const std::string& param, const std::string& what) {
   return invalid_request(what + " is not supported by this server.", param,
                          "unsupported_parameter");
@@ -368,6 +426,14 @@ std::variant<CompletionRequest, ApiError> parse_completion_request(const json& b
   if (!sp.grammar.empty() && r.ignore_eos)
     return invalid_request("'ignore_eos' cannot be combined with structured output: the end of "
                            "the grammar is where generation stops.", "ignore_eos", "invalid_value");
+  // Resuming (doc/http-api.md, "Resuming a completion elsewhere").
+  if (auto b = in.boolean("swarm_token_ids")) r.swarm_token_ids = *b;
+  if (in.error) return *in.error;
+  if (const json* v = in.field("swarm_resume")) {
+    r.resume.emplace();
+    if (auto e = read_resume(*v, n_vocab, &*r.resume)) return *e;
+    if (auto e = resume_conflict(r)) return *e;
+  }
   return r;
 }
 

@@ -22,6 +22,17 @@ namespace swarm {
 
 // The most choices (`n`) one request may ask for.
 inline constexpr int kMaxChoices = 8;
+// The most completion tokens one `swarm_resume` may carry: far past any
+// context, and it bounds what the request's parsing holds.
+inline constexpr size_t kMaxResumeTokens = size_t{1} << 20;
+
+// `swarm_resume` (doc/http-api.md, "Resuming a completion elsewhere"): a
+// completion another server of the same model began for this request, to be
+// continued here as if it had never stopped.
+struct SwarmResume {
+  std::vector<int32_t> tokens;  // the completion tokens it generated
+  int64_t text_bytes = 0;       // bytes of their text the client already has
+};
 
 struct CompletionRequest {
   bool chat = false;
@@ -45,6 +56,10 @@ struct CompletionRequest {
   // Every sampling field the request gave; the rest keep llama.cpp's defaults
   // (SamplingParams). stop_tokens and max_tokens are left for the server.
   SamplingParams sampling;
+  // Our extensions for a gateway that continues a completion on another
+  // server: each chunk's completion token ids, and a completion to resume.
+  bool swarm_token_ids = false;
+  std::optional<SwarmResume> resume;
 };
 
 // Reads `body` (a parsed JSON value of any kind). `n_vocab` bounds token ids in

@@ -34,6 +34,14 @@ using OJson = nlohmann::ordered_json;  // responses, fields in OpenAI's order
 // any byte token): JSON gets U+FFFD for them instead of an exception.
 std::string dump(const OJson& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+// Text as a client reads it back from dump(): what is not UTF-8 as U+FFFD. A
+// resumable job's text is made so piece by piece, as its chunks go out, so that
+// the bytes a client counts are the bytes the server counts when it resumes.
+std::string as_sent(const std::string& text) {
+  const json back = json::parse(dump(OJson(text)), nullptr, /*allow_exceptions=*/false);
+  return back.is_string() ? back.get<std::string>() : text;
+}
+
 void send_json(httplib::Response& res, int status, const OJson& j) {
   res.status = status;
   res.set_content(dump(j), "application/json");
@@ -108,7 +116,59 @@ struct Job {
   std::string fingerprint;  // system_fingerprint
   ToolRequest tools;    // chat: the output is read for calls when tools.active()
   ToolFormat tool_format = ToolFormat::kGeneric;
+  bool token_ids = false;  // swarm_token_ids: chunks carry the completion's token ids
+  // swarm_resume: its tokens end gen.prompt (they are prefilled), but they are
+  // the completion's, so run_job decodes them as generated text.
+  std::optional<SwarmResume> resume;
 };
+
+// How many of a job's prompt tokens are a resumed completion's.
+size_t resumed_count(const Job& job) { return job.resume ? job.resume->tokens.size() : 0; }
+
+// Whether a client may resume the job elsewhere, counting the bytes it got.
+bool resumable(const Job& job) { return job.token_ids || job.resume; }
+
+// The bytes of text `tokens` give after `prompt`, as run_job sends them
+// (spacing and characters split across the seam as decode() of the whole
+// gives them, nothing past a stop string), held-back text included: the most
+// a client given these tokens can have.
+size_t continuation_bytes(const Tokenizer& tok, const std::vector<int32_t>& prompt,
+                          const std::vector<int32_t>& tokens,
+                          const std::vector<std::string>& stop) {
+  TokenStreamDecoder decoder(tok);
+  for (int32_t id : prompt) decoder.push(id);
+  StopMatcher stops(stop);
+  size_t n = 0;
+  for (int32_t id : tokens) n += as_sent(stops.push(decoder.push(id))).size();
+  n += as_sent(stops.push(decoder.flush())).size();
+  return n + as_sent(stops.flush()).size();
+}
+
+// What a resume is checked against once the prompt and the limits are known:
+// room left under max_tokens (the whole completion's limit), no end-of-
+// generation token (the backend never hands those out: a completion that
+// sampled one had ended), and text_bytes within the text the tokens give.
+std::optional<ApiError> check_resume(const SwarmResume& resume, const Tokenizer& tok,
+                                     const std::vector<int32_t>& prompt, int64_t max_tokens,
+                                     const SamplingParams& sp) {
+  const std::vector<int32_t>& stop_tokens = sp.stop_tokens;
+  auto refuse = [](const std::string& why) {
+    return invalid_request("Invalid 'swarm_resume': " + why, "swarm_resume", "invalid_value");
+  };
+  const int64_t n = static_cast<int64_t>(resume.tokens.size());
+  if (n >= max_tokens)
+    return refuse("its " + std::to_string(n) + " tokens leave nothing to generate under the " +
+                  std::to_string(max_tokens) + " tokens the completion may have (max_tokens).");
+  for (size_t i = 0; i < resume.tokens.size(); ++i)
+    if (std::find(stop_tokens.begin(), stop_tokens.end(), resume.tokens[i]) != stop_tokens.end())
+      return refuse("'tokens[" + std::to_string(i) + "]' is an end-of-generation token (" +
+                    std::to_string(resume.tokens[i]) + "): a completion ends there.");
+  const size_t bytes = continuation_bytes(tok, prompt, resume.tokens, sp.stop);
+  if (static_cast<uint64_t>(resume.text_bytes) > bytes)
+    return refuse("'text_bytes' is " + std::to_string(resume.text_bytes) +
+                  ", but the tokens' text has " + std::to_string(bytes) + " bytes.");
+  return std::nullopt;
+}
 
 // The jobs of a request's `n` choices: choice 0 is `job` itself; choice i > 0
 // has the index i and the seed mix64(seed + i), so each choice differs and
@@ -140,6 +200,7 @@ struct JobSink {
   std::function<void()> token;        // called per token the backend produces; may be empty
   std::function<bool(const std::string&)> text;  // text safe to show now; false: the client is gone
   std::function<bool()> alive;                   // checked per token; false: cancel
+  std::function<void(int32_t)> id;  // each new completion token's id, before its text; may be empty
   // With logprobs asked for: each token's, just before its text (may be empty).
   std::function<void(const TokenLogprob&)> logprob;
   // With the prompt's asked for: all of them, before the first token.
@@ -159,24 +220,61 @@ struct Outcome {
 // are held back until complete (TokenStreamDecoder), and so is anything that
 // may be the start of a stop string (StopMatcher); a completed stop string
 // ends the generation and is not shown.
+//
+// A resumed completion's tokens (Job::resume) pass through the decoder and the
+// stop strings first, as if just generated, so held-back text and a stop
+// string split across the seam come out as they would have; of the text they
+// give, the client's text_bytes are dropped and the rest goes out with the
+// first new token's. A stop string wholly inside them ends the completion
+// before anything runs.
 Outcome run_job(GenerationBackend& backend, const Tokenizer& tok, const Job& job,
                 const JobSink& sink) {
+  const size_t n_resumed = resumed_count(job);
+  const size_t n_prompt = job.gen.prompt.size() - n_resumed;
   TokenStreamDecoder decoder(tok);
-  for (int32_t id : job.gen.prompt) decoder.push(id);  // so spacing continues the prompt
+  for (size_t i = 0; i < n_prompt; ++i)
+    decoder.push(job.gen.prompt[i]);  // so spacing continues the prompt
   StopMatcher stops(job.gen.sampling.stop);
   bool first = true;
+  auto open = [&] {
+    if (!first) return;
+    first = false;
+    if (sink.first_token) sink.first_token();
+  };
+  // The text the client has already: dropped from the front of what is shown.
+  size_t skip = job.resume ? static_cast<size_t>(job.resume->text_bytes) : 0;
+  auto unseen = [&skip, sent = resumable(job)](std::string text) {
+    if (sent) text = as_sent(text);
+    const size_t drop = std::min(skip, text.size());
+    skip -= drop;
+    return text.erase(0, drop);
+  };
+  std::string carried;  // the resumed tokens' text the client lacks
+  if (job.resume) {
+    for (size_t i = n_prompt; i < job.gen.prompt.size() && !stops.stopped(); ++i)
+      carried += unseen(stops.push(decoder.push(job.gen.prompt[i])));  // a piece per token, as sent
+  }
   Outcome out;
+  if (stops.stopped()) {  // the first server had generated the stop string: nothing is left to run
+    open();
+    if (!carried.empty() && !sink.text(carried)) out.cancelled = true;
+    out.finish_reason = "stop";
+    out.stopping_word = stops.matched();
+    out.result.prompt_tokens = static_cast<int>(n_prompt);
+    out.result.completion_tokens = static_cast<int>(n_resumed);
+    return out;
+  }
   auto on_token = [&](int32_t id) -> bool {
-    if (first) {
-      first = false;
-      if (sink.first_token) sink.first_token();
-    }
+    open();
     if (sink.token) sink.token();
     if (sink.alive && !sink.alive()) {
       out.cancelled = true;
       return false;
     }
-    const std::string text = stops.push(decoder.push(id));
+    if (sink.id) sink.id(id);
+    std::string text = unseen(stops.push(decoder.push(id)));
+    text.insert(0, carried);
+    carried.clear();
     if (!text.empty() && !sink.text(text)) {
       out.cancelled = true;
       return false;
@@ -192,11 +290,18 @@ Outcome run_job(GenerationBackend& backend, const Tokenizer& tok, const Job& job
     return out;
   }
   out.result = *r;
+  // Usage counts the resumed tokens as the completion's, not the prompt's.
+  out.result.prompt_tokens -= static_cast<int>(n_resumed);
+  out.result.completion_tokens += static_cast<int>(n_resumed);
   if (out.cancelled) return out;
   if (!stops.stopped()) {
-    std::string tail = stops.push(decoder.flush());
-    tail += stops.flush();
-    if (!tail.empty() && !sink.text(tail)) out.cancelled = true;
+    std::string tail = unseen(stops.push(decoder.flush()));
+    tail += unseen(stops.flush());
+    tail.insert(0, carried);
+    if (!tail.empty()) {
+      open();  // a resume's text may come with no new token at all
+      if (!sink.text(tail)) out.cancelled = true;
+    }
   }
   out.finish_reason = stops.stopped() ? "stop" : r->finish_reason;
   out.stopping_word = stops.matched();
@@ -273,6 +378,24 @@ OJson choice_chunk(const Job& job, const OJson& delta_or_text, const OJson& fini
 }
 
 std::string sse(const OJson& j) { return "data: " + dump(j) + "\n\n"; }
+
+// swarm_token_ids: a chunk carries the ids that arrived since the last one that
+// did, so that after any chunk the ids and the text so far are a point to
+// resume from (doc/http-api.md, "Resuming a completion elsewhere").
+OJson with_token_ids(const Job& job, OJson chunk, std::vector<int32_t>* ids) {
+  if (!job.token_ids) return chunk;
+  chunk["swarm_token_ids"] = *ids;
+  ids->clear();
+  return chunk;
+}
+
+// A request's usage; a resumed completion's also says how many of its
+// completion tokens another server generated.
+OJson request_usage(const Job& job, const GenerationResult& total, const Bill& bill) {
+  OJson u = usage_json(total, bill);
+  if (job.resume) u["swarm_resumed_tokens"] = job.resume->tokens.size();
+  return u;
+}
 
 // A job's logprobs as they arrive, handed out in its answer's shape: all at
 // once, or a stream chunk's worth at a time (api/logprobs_json.h).
@@ -734,6 +857,12 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
   CompletionRequest& r = std::get<CompletionRequest>(parsed);
   if (chat) keep_parameter_order(req.body, &r.tools);
+  if (native && (r.swarm_token_ids || r.resume)) {
+    const char* param = r.resume ? "swarm_resume" : "swarm_token_ids";
+    return send_error(res, invalid_request(std::string("POST /completion does not take '") + param +
+                                               "'; use /v1/completions or /v1/chat/completions.",
+                                           param, "unsupported_parameter"));
+  }
 
   Job job;
   job.chat = chat;
@@ -770,14 +899,16 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
                                            "invalid_value"));
 
   // It must fit in the context with room to generate.
+  // A resumed completion's tokens are in the context too, and one more must fit.
   const int ctx = context_length();
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
-  if (n_prompt >= ctx || (r.max_tokens && n_prompt + *r.max_tokens > ctx)) {
+  const int64_t n_resumed = r.resume ? static_cast<int64_t>(r.resume->tokens.size()) : 0;
+  const int64_t least = std::max<int64_t>(r.max_tokens.value_or(1), n_resumed + 1);
+  if (n_prompt + least > ctx) {
     std::string msg =
         "This model's maximum context length is " + std::to_string(ctx) +
-        " tokens. However, you requested " + std::to_string(n_prompt + r.max_tokens.value_or(1)) +
-        " tokens (" + std::to_string(n_prompt) + " in the " + prompt_param + ", " +
-        std::to_string(r.max_tokens.value_or(1)) +
+        " tokens. However, you requested " + std::to_string(n_prompt + least) + " tokens (" +
+        std::to_string(n_prompt) + " in the " + prompt_param + ", " + std::to_string(least) +
         " in the completion). Please reduce the length of the " + prompt_param + " or completion.";
     return send_error(res, invalid_request(msg, prompt_param, "context_length_exceeded"));
   }
@@ -806,6 +937,16 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   }
   if (Status st = sp.validate(tok.vocab_size()); !st.ok())
     return send_error(res, invalid_request(st.message()));
+  if (r.resume) {
+    if (auto e = check_resume(*r.resume, tok, prompt, max_tokens, sp)) return send_error(res, *e);
+    // max_tokens bounds the whole completion; the grammar (grammar_start, the
+    // original prompt's end) sees the resumed tokens as completion, since the
+    // sampler accepts every prompt token.
+    sp.max_tokens = static_cast<int>(max_tokens - n_resumed);
+    prompt.insert(prompt.end(), r.resume->tokens.begin(), r.resume->tokens.end());
+    job.resume = std::move(r.resume);
+  }
+  job.token_ids = r.swarm_token_ids;
 
   job.id = random_id(chat ? "chatcmpl-" : "cmpl-");
   job.gen.on_chain = [this, id = job.id](const std::vector<ChainStage>& chain) {
@@ -883,6 +1024,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     struct Choice {
       std::string text;
       OJson logprobs;
+      std::vector<int32_t> ids;  // swarm_token_ids
       Outcome o;
     };
     std::vector<Choice> out(choices.size());
@@ -898,6 +1040,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
         c.text += t;
         return true;
       };
+      if (cj.token_ids) sink.id = [&c](int32_t id) { c.ids.push_back(id); };
       sink.alive = [this] { return !stopping_.load(); };
       const std::string activity_id = activity_id_of(cj);
       sink.token = [this, activity_id] { activity_.token(activity_id, RequestActivity::Clock::now()); };
@@ -955,6 +1098,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       }
       choice["logprobs"] = out[i].logprobs;
       choice["finish_reason"] = finish_reason;
+      if (job.token_ids) choice["swarm_token_ids"] = out[i].ids;
       list.push_back(std::move(choice));
       if (i > 0) add_choice_usage(&total, out[i].o.result);
     }
@@ -963,7 +1107,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
                     {"created", job.created},
                     {"model", job.model},
                     {"choices", std::move(list)},
-                    {"usage", usage_json(total, bill)},
+                    {"usage", request_usage(job, total, bill)},
                     {"system_fingerprint", job.fingerprint}};
     return send_json(res, 200, answer);
   }
@@ -987,6 +1131,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   };
   auto worker = [this, st, opening, log](Job cj) {
     JobLogprobs logprobs(cj, *options_.tokenizer);
+    std::vector<int32_t> ids;  // swarm_token_ids not yet sent
     // A chunk of text with the logprobs of the tokens that arrived since the last.
     auto text_event = [&](const std::string& t) {
       if (cj.native) {
@@ -994,8 +1139,10 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
         if (logprobs.wanted()) e["completion_probabilities"] = logprobs.take(false);
         return sse(e);
       }
-      return sse(choice_chunk(cj, cj.chat ? OJson{{"content", t}} : OJson(t), nullptr,
-                              logprobs.take(false)));
+      return sse(with_token_ids(cj,
+                                choice_chunk(cj, cj.chat ? OJson{{"content", t}} : OJson(t),
+                                             nullptr, logprobs.take(false)),
+                                &ids));
     };
     const std::string activity_id = activity_id_of(cj);
     // With tools the text passes through the reader of calls first.
@@ -1025,10 +1172,12 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     };
     sink.alive = [&] { return !st->client_gone && !stopping_ && !st->failed; };
     sink.token = [&] { activity_.token(activity_id, RequestActivity::Clock::now()); };
+    if (cj.token_ids) sink.id = [&ids](int32_t id) { ids.push_back(id); };
     Outcome o;
     {
       auto busy = metrics_.in_flight();
-      activity_.begin(activity_id, cj.model, static_cast<int>(cj.gen.prompt.size()),
+      activity_.begin(activity_id, cj.model,
+                      static_cast<int>(cj.gen.prompt.size() - resumed_count(cj)),
                       RequestActivity::Clock::now());
       o = run_job(backend_, *options_.tokenizer, cj, sink);
       activity_.end(activity_id, outcome_of(o), RequestActivity::Clock::now());
@@ -1066,8 +1215,8 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
         }
         // Tokens that left no text (held back for a stop string, or none at all).
         if (logprobs.wanted() && logprobs.pending()) st->pending += text_event("");
-        st->pending +=
-            sse(choice_chunk(cj, cj.chat ? OJson::object() : OJson(""), o.finish_reason));
+        st->pending += sse(with_token_ids(
+            cj, choice_chunk(cj, cj.chat ? OJson::object() : OJson(""), o.finish_reason), &ids));
       }
       st->results[cj.index] = o;  // with the finish reason the answer gave
       last = --st->remaining == 0;
@@ -1102,7 +1251,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
         if (cj.include_usage) {
           OJson u = chunk_head(cj);
           u["choices"] = OJson::array();
-          u["usage"] = usage_json(total, bill);
+          u["usage"] = request_usage(cj, total, bill);
           st->pending += sse(u);
         }
         st->pending += "data: [DONE]\n\n";

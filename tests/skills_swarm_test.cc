@@ -1,0 +1,244 @@
+// The skills market on 127.0.0.1 (doc/skills.md): a `swarm dht` bootstrap
+// peer, providers that announce signed skill records (`swarm node --skill`
+// with our engine, `swarm node --backend` in front of a real `swarm serve`),
+// and a `swarm gateway --bootstrap` that lists the skills and routes each
+// request by price, speed and failures, failing over when a provider dies.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <future>
+#include <nlohmann/json.hpp>
+
+#include "swarm_client.h"
+#include "swarm_harness.h"
+
+namespace {
+
+using json = nlohmann::json;
+using swarm::testing::ChildProcess;
+using swarm::testing::eventually;
+using swarm::testing::read_file;
+
+class SkillsSwarmTest : public swarm::testing::SwarmHarness {
+ protected:
+  void SetUp() override {
+    SwarmHarness::SetUp();
+    if (HasFatalFailure()) return;
+    boot_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{"dht", "--listen", "127.0.0.1:0"}, dir_ + "/dht.err");
+    ASSERT_TRUE(boot_->ok()) << read_file(dir_ + "/dht.err");
+  }
+  void TearDown() override {
+    stop_all();
+    extra_.clear();
+    boot_.reset();
+    SwarmHarness::TearDown();
+  }
+
+  // `swarm node --skill -m MODEL --skill-name NAME ...`: returns its node id.
+  std::string engine_provider(const std::string& name, std::vector<std::string> flags = {}) {
+    const swarm::testing::KeyFile key = keygen("p" + std::to_string(nodes_.size()));
+    std::vector<std::string> args = {"--skill", "--skill-name", name, "--identity", key.path,
+                                     "--bootstrap", boot_->address(), "--announce-interval", "2"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    ChildProcess* p = start_node(args);
+    EXPECT_TRUE(p->ok()) << read_file(node_log());
+    return key.node_id;
+  }
+
+  // `swarm serve` and a `swarm node --backend` in front of it: the node id.
+  std::string backend_provider(const std::string& name, std::vector<std::string> flags = {},
+                               ChildProcess** server = nullptr) {
+    extra_.push_back(std::make_unique<ChildProcess>(
+        std::vector<std::string>{"serve", "-m", model_, "--listen", "127.0.0.1:0", "-t", "1",
+                                 "--model-name", name},
+        dir_ + "/serve" + std::to_string(extra_.size()) + ".err"));
+    EXPECT_TRUE(extra_.back()->ok());
+    if (server) *server = extra_.back().get();
+    const swarm::testing::KeyFile key = keygen("b" + std::to_string(extra_.size()));
+    std::vector<std::string> args = {"node", "--backend", "http://" + extra_.back()->address(),
+                                     "--listen", "127.0.0.1:0", "--identity", key.path,
+                                     "--bootstrap", boot_->address(), "--announce-interval", "2"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    ChildProcess* p = launch(args, dir_ + "/backend-node" + std::to_string(extra_.size()) + ".err", nodes_);
+    EXPECT_TRUE(p->ok());
+    return key.node_id;
+  }
+
+  ChildProcess* skill_gateway(std::vector<std::string> flags = {}) {
+    std::vector<std::string> args = {"--bootstrap", boot_->address(), "--dht-refresh", "0.2"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    return start_gateway(args);
+  }
+
+  json get(const std::string& path) {
+    httplib::Client c("127.0.0.1", gateway()->port());
+    auto res = c.Get(path);
+    return res && res->status == 200 ? json::parse(res->body, nullptr, false) : json();
+  }
+  // The gateway's /v1/models entry of `skill` once it lists `providers` of them.
+  json wait_for_skill(const std::string& skill, int providers) {
+    json entry;
+    EXPECT_TRUE(eventually(
+        [&] {
+          const json models = get("/v1/models");
+          if (!models.is_object()) return false;
+          for (const json& m : models["data"])
+            if (m["id"] == skill && m.contains("swarm") &&
+                m["swarm"]["providers"].get<int>() >= providers) {
+              entry = m;
+              return true;
+            }
+          return false;
+        },
+        std::chrono::seconds(30)))
+        << skill << " never listed with " << providers << " providers\n"
+        << read_file(gateway_log());
+    return entry;
+  }
+
+  // POST `path` with `body` to `port`: status and parsed body.
+  static std::pair<int, json> post(int port, const std::string& path, const json& body) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(120, 0);
+    auto res = c.Post(path, body.dump(), "application/json");
+    if (!res) return {-1, json()};
+    return {res->status, json::parse(res->body, nullptr, false)};
+  }
+
+  std::unique_ptr<ChildProcess> boot_;
+  std::vector<std::unique_ptr<ChildProcess>> extra_;  // servers behind --backend
+};
+
+TEST_F(SkillsSwarmTest, ABackendServerAnswersThroughTheGatewayAsItWouldDirectly) {
+  ChildProcess* serve = nullptr;
+  const std::string provider = backend_provider("kjv", {"--price", "2"}, &serve);
+  ASSERT_TRUE(skill_gateway()->ok());
+  const json entry = wait_for_skill("kjv", 1);
+  EXPECT_EQ(entry["swarm"]["kind"], "skill");
+  EXPECT_EQ(entry["swarm"]["tasks"], json({"chat", "completions", "embeddings"}));
+  EXPECT_DOUBLE_EQ(entry["swarm"]["min_price_per_1k"].get<double>(), 1.0);  // idle: half the base
+  // The chain model is listed beside it.
+  bool tiny = false;
+  for (const json& m : get("/v1/models")["data"]) tiny = tiny || m["id"] == "tiny";
+  EXPECT_TRUE(tiny);
+
+  const int gw = gateway()->port(), direct = serve->port();
+  const json chat = {{"model", "kjv"},
+                     {"messages", {{{"role", "user"}, {"content", "In the beginning"}}}},
+                     {"max_tokens", 12},
+                     {"temperature", 0}};
+  auto [s1, via] = post(gw, "/v1/chat/completions", chat);
+  auto [s2, own] = post(direct, "/v1/chat/completions", chat);
+  ASSERT_EQ(s1, 200) << via.dump() << read_file(gateway_log());
+  ASSERT_EQ(s2, 200);
+  EXPECT_EQ(via["choices"][0]["message"]["content"], own["choices"][0]["message"]["content"]);
+  EXPECT_EQ(via["usage"]["swarm"]["provider"], provider);
+  EXPECT_GT(via["usage"]["swarm"]["price_per_1k"].get<double>(), 0);
+  EXPECT_NEAR(via["usage"]["swarm"]["cost"].get<double>(),
+              via["usage"]["swarm"]["price_per_1k"].get<double>() *
+                  via["usage"]["total_tokens"].get<double>() / 1000,
+              1e-9);
+
+  const json completion = {{"model", "kjv"}, {"prompt", "And God said"}, {"max_tokens", 10},
+                           {"temperature", 0}};
+  auto [s3, cvia] = post(gw, "/v1/completions", completion);
+  auto [s4, cown] = post(direct, "/v1/completions", completion);
+  ASSERT_EQ(s3, 200);
+  EXPECT_EQ(cvia["choices"][0]["text"], cown["choices"][0]["text"]);
+  // Streamed, the same text again.
+  EXPECT_EQ(swarm::testing::stream_completion(gw, "kjv", "And God said", 10),
+            swarm::testing::stream_completion(direct, "kjv", "And God said", 10));
+
+  const json embed = {{"model", "kjv"}, {"input", "light"}};
+  auto [s5, evia] = post(gw, "/v1/embeddings", embed);
+  auto [s6, eown] = post(direct, "/v1/embeddings", embed);
+  ASSERT_EQ(s5, 200) << evia.dump();
+  EXPECT_EQ(evia["data"][0]["embedding"], eown["data"][0]["embedding"]);
+
+  // The backend's own refusal passes through, status and OpenAI body alike.
+  json bad = completion;
+  bad["max_tokens"] = -5;
+  auto [s7, evia2] = post(gw, "/v1/completions", bad);
+  auto [s8, eown2] = post(direct, "/v1/completions", bad);
+  EXPECT_EQ(s7, 400);
+  EXPECT_EQ(s7, s8);
+  EXPECT_EQ(evia2["error"], eown2["error"]);
+  // A malformed price cap is the gateway's own 400.
+  json capped = completion;
+  capped["max_price"] = "cheap";
+  auto [s9, e9] = post(gw, "/v1/completions", capped);
+  EXPECT_EQ(s9, 400);
+  EXPECT_EQ(e9["error"]["param"], "max_price");
+}
+
+TEST_F(SkillsSwarmTest, APriceCapExcludesExpensiveProviders) {
+  const std::string cheap = engine_provider("kjv", {"--price", "1"});
+  const std::string dear = engine_provider("kjv", {"--price", "10"});
+  ASSERT_TRUE(skill_gateway({"--time-value", "100", "--skill-explore", "0"})->ok());
+  wait_for_skill("kjv", 2);
+  const json body = {{"model", "kjv"}, {"prompt", "And"}, {"max_tokens", 4}, {"temperature", 0}};
+  for (int i = 0; i < 4; ++i) {
+    json capped = body;
+    capped["max_price"] = 2;  // the cheap one announces 0.5-1.5, the dear one 5-15
+    auto [status, got] = post(gateway()->port(), "/v1/completions", capped);
+    ASSERT_EQ(status, 200) << got.dump();
+    EXPECT_EQ(got["usage"]["swarm"]["provider"], cheap);
+  }
+  json none = body;
+  none["max_price"] = 0.01;
+  auto [status, got] = post(gateway()->port(), "/v1/completions", none);
+  EXPECT_EQ(status, 503);
+  EXPECT_EQ(got["error"]["code"], "skill_unavailable");
+  EXPECT_NE(got["error"]["message"].get<std::string>().find("max_price"), std::string::npos);
+  (void)dear;
+}
+
+TEST_F(SkillsSwarmTest, AProviderThatFailsBeforeAnsweringIsLeftForTheNext) {
+  // The cheapest provider's backend is gone: its proxy answers 502, and the
+  // gateway moves on to the other at once.
+  ChildProcess* serve = nullptr;
+  const std::string dead = backend_provider("kjv", {"--price", "0"}, &serve);
+  const std::string alive = engine_provider("kjv", {"--price", "5"});
+  ASSERT_TRUE(skill_gateway({"--time-value", "0", "--skill-explore", "0"})->ok());
+  wait_for_skill("kjv", 2);
+  serve->signal(SIGKILL);
+  for (int i = 0; i < 3; ++i) {
+    auto [status, got] = post(gateway()->port(), "/v1/completions",
+                              {{"model", "kjv"}, {"prompt", "And"}, {"max_tokens", 4},
+                               {"temperature", 0}});
+    ASSERT_EQ(status, 200) << got.dump() << read_file(gateway_log());
+    EXPECT_EQ(got["usage"]["swarm"]["provider"], alive);
+  }
+  EXPECT_NE(read_file(gateway_log()).find("failed"), std::string::npos);
+  (void)dead;
+}
+
+TEST_F(SkillsSwarmTest, AnEngineSkillKilledMidStreamContinuesExactlyOnAnother) {
+  // The slow one is free and time is worth nothing here: it is chosen first,
+  // then killed once the stream is under way.
+  const std::string slow = engine_provider("kjv", {"--price", "0", "--slowdown", "8"});
+  const std::string fast = engine_provider("kjv", {"--price", "5"});
+  ASSERT_TRUE(skill_gateway({"--time-value", "0", "--skill-explore", "0"})->ok());
+  wait_for_skill("kjv", 2);
+  const std::string prompt = "In the beginning God created";
+  const std::string want = single_process(prompt, 40);
+  ChildProcess* victim = nodes_.front().get();
+  std::atomic<int> chunks{0};
+  json usage;
+  auto got = std::async(std::launch::async, [&] {
+    return swarm::testing::stream_completion(gateway()->port(), "kjv", prompt, 40,
+                                             [&] { ++chunks; }, &usage);
+  });
+  ASSERT_TRUE(eventually([&] { return chunks.load() >= 3; }, std::chrono::seconds(60)));
+  victim->signal(SIGKILL);
+  EXPECT_EQ(got.get(), want) << read_file(gateway_log());
+  EXPECT_EQ(usage["swarm"]["provider"], fast);
+  EXPECT_EQ(usage["swarm"]["failovers"], 1);
+  EXPECT_EQ(usage["completion_tokens"], 40);
+  EXPECT_NE(read_file(gateway_log()).find("cut off"), std::string::npos);
+  (void)slow;
+}
+
+}  // namespace

@@ -644,7 +644,11 @@ void OpenAiServer::install_routes() {
                {"model_alias", options_.model_names.front()},
                {"chat_template", options_.chat_template},
                {"modalities", {{"vision", false}, {"audio", false}}},
-               {"build_info", "swarminfer"}});
+               {"build_info", "swarminfer"},
+               // The weights' content hash: a skill provider in front of this
+               // server (swarm node --backend) announces it, so greedy streams
+               // cut off elsewhere can resume here (doc/skills.md).
+               {"swarm_model_id", options_.model_id}});
   });
   s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics_.count_request(req.path, res.status);
@@ -794,7 +798,9 @@ bool OpenAiServer::forward_to_skill(const httplib::Request& req, httplib::Respon
     return false;
   trust::Account account;
   if (!authorize(req, res, &account)) return true;
-  options_.skills->handle(req, res, task, body);
+  SkillBilling billing;
+  if (options_.ledger && options_.charge) billing = {options_.ledger, account};
+  options_.skills->handle(req, res, task, body, billing);
   return true;
 }
 

@@ -1,12 +1,16 @@
 #include "api/skill_gateway.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <functional>
 #include <memory>
-#include <set>
+#include <optional>
 
 #include "api/api_error.h"
+#include "api/request_billing.h"
 #include "api/skill_stream.h"
+#include "trust/credits.h"
 
 namespace swarm {
 namespace {
@@ -79,6 +83,26 @@ struct SkillGateway::Attempt {
   discovery::SkillRecord provider;
   std::unique_ptr<UpstreamCall> call;
   Clock::time_point started, first_text;
+  // Credits held for the request, if it is charged.
+  trust::Ledger* ledger = nullptr;
+  std::optional<trust::Hold> hold;
+  std::function<void(const std::string&)> log;
+
+  // Pays the serving provider for `tokens` at its price from the hold, or
+  // (a failure) returns the hold; once.
+  void settle(const Status& status, int64_t tokens) {
+    if (!hold) return;
+    const bool image = task == discovery::kTaskImages;
+    NodeWork w;
+    w.node_id = provider.node_id;
+    w.address = provider.addresses.empty() ? "" : provider.addresses.front();
+    w.steps = 1;
+    w.tokens = tokens;
+    w.price_per_1k = image ? provider.price_per_image * 1000 : provider.price_per_1k;
+    close_hold(ledger, hold, status, {w}, log);
+    hold.reset();
+  }
+  ~Attempt() { settle(Status::Unavailable("the request ended before it was served"), 0); }
 };
 
 SkillGateway::SkillGateway(SkillGatewayOptions options)
@@ -162,9 +186,9 @@ void SkillGateway::log(const std::string& line) const {
   if (options_.log) options_.log(line);
 }
 
-std::vector<discovery::SkillRecord> SkillGateway::rank(const std::string& skill,
-                                                       std::string_view task, const SkillAsk& ask,
-                                                       const std::vector<std::string>& tried) {
+std::vector<discovery::SkillRecord> SkillGateway::route(const std::string& skill,
+                                                        std::string_view task, const SkillAsk& ask,
+                                                        const std::vector<std::string>& tried) {
   std::vector<const Provider*> ps;
   std::vector<SkillOffer> offers;
   double draw = 1;
@@ -216,8 +240,9 @@ void SkillGateway::ended(const std::string& key, bool ok, double ttft_s, double 
 }
 
 void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
-                          std::string_view task, const json& body) {
+                          std::string_view task, const json& body, const SkillBilling& billing) {
   auto a = std::make_shared<Attempt>();
+  a->log = options_.log;
   a->task = task;
   a->path = "/v1" + std::string(task == discovery::kTaskChat          ? "/chat/completions"
                                 : task == discovery::kTaskCompletions ? "/completions"
@@ -250,7 +275,7 @@ void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
   // only engine providers of the same weights); false when none is left.
   auto start_next = [this, a](const json* resume) -> bool {
     while (static_cast<int>(a->tried.size()) < options_.max_attempts) {
-      std::vector<discovery::SkillRecord> ranked = rank(a->skill, a->task, a->ask, a->tried);
+      std::vector<discovery::SkillRecord> ranked = route(a->skill, a->task, a->ask, a->tried);
       if (resume)
         std::erase_if(ranked, [&](const discovery::SkillRecord& r) {
           return !r.engine || r.content_id.empty() || r.content_id != a->provider.content_id;
@@ -295,6 +320,30 @@ void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
     return false;
   };
 
+  // The most it may cost leaves the balance first: its tokens at the
+  // highest price among the providers it may go to.
+  if (billing.ledger && billing.account.id != 0) {
+    double price = 0;
+    for (const discovery::SkillRecord& r : route(a->skill, task, a->ask))
+      price = std::max(price, a->ask.per_image ? r.price_per_image * 1000 : r.price_per_1k);
+    const int64_t tokens = a->ask.per_image ? a->ask.output_tokens
+                                            : a->ask.prompt_tokens + a->ask.output_tokens;
+    auto cost = trust::max_cost(price, tokens);
+    if (!cost.ok())
+      return send_error(res, error_from_status(Status::Unavailable(cost.status().message())));
+    static std::atomic<uint64_t> serial{0};
+    const std::string id = "skill-" + std::to_string(reinterpret_cast<uintptr_t>(a.get())) + "-" +
+                           std::to_string(++serial);
+    auto hold = billing.ledger->reserve(billing.account, *cost, id);
+    if (!hold.ok()) {
+      if (hold.status().code() == Status::Code::kResourceExhausted)
+        return send_error(res, insufficient_quota_error(hold.status().message(), tokens, price));
+      return send_error(res, error_from_status(hold.status()));
+    }
+    a->ledger = billing.ledger;
+    a->hold = *hold;
+  }
+
   if (!start_next(nullptr)) {
     if (a->tried.empty()) {
       std::string why = "no provider of `" + a->skill + "` serves " + std::string(task);
@@ -337,6 +386,11 @@ void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
         answer = dump(j);
       }
       ended(key, true, tokens > 1 ? NAN : elapsed, tokens > 1 ? tokens / elapsed : 0);
+      int64_t total = a->ask.prompt_tokens + tokens;
+      if (j.is_object() && j.contains("usage") && j["usage"].contains("total_tokens") &&
+          j["usage"]["total_tokens"].is_number_integer())
+        total = j["usage"]["total_tokens"].get<int64_t>();
+      a->settle(Status::Ok(), a->ask.per_image ? a->ask.output_tokens : total);
     } else {
       ended(key, true, NAN, 0);  // the request's own fault: no measurement
     }
@@ -368,6 +422,9 @@ void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
             return false;
           }
           if (stream->done()) {
+            a->settle(Status::Ok(), stream->usage_tokens() > 0
+                                        ? stream->usage_tokens()
+                                        : a->ask.prompt_tokens + stream->content_events());
             const auto now = Clock::now();
             const double ttft = std::chrono::duration<double>(a->first_text - a->started).count();
             const double decode = std::chrono::duration<double>(now - a->first_text).count();

@@ -31,6 +31,7 @@
 #include "api/upstream_call.h"
 #include "discovery/skill_record.h"
 #include "routing/skill_route.h"
+#include "trust/ledger.h"
 
 namespace swarm {
 
@@ -45,6 +46,15 @@ struct SkillGatewayOptions {
   std::function<double(const std::string& node_id)> reputation;
   std::function<void(const std::string&)> log;  // one line per request and failover; may be empty
   uint64_t seed = 0;  // exploration draws; 0: from the OS
+};
+
+// Who pays for a skill request (a gateway with --api-keys): the most it may
+// cost is held from the account's balance before a provider is called, and
+// what it cost at the serving provider's price is paid to that provider when
+// it ends (doc/skills.md, "Usage and payment").
+struct SkillBilling {
+  trust::Ledger* ledger = nullptr;  // null: nothing is charged
+  trust::Account account;           // id 0: never charged (an --api-key key)
 };
 
 // One provider as the gateway sees it now (for /swarm, metrics and tests).
@@ -70,10 +80,16 @@ class SkillGateway {
   std::vector<nlohmann::ordered_json> model_entries(int64_t created) const;
   std::vector<SkillProviderView> providers() const;
 
+  // The providers of `skill` in the order the routing rule ranks them for
+  // `ask` (doc/skills.md, "Routing"), leaving out the node ids in `tried`.
+  std::vector<discovery::SkillRecord> route(const std::string& skill, std::string_view task,
+                                            const SkillAsk& ask,
+                                            const std::vector<std::string>& tried = {});
+
   // Answers a POST of `task` (discovery::kTask*) whose parsed body names a
   // skill this gateway serves.
   void handle(const httplib::Request& req, httplib::Response& res, std::string_view task,
-              const nlohmann::json& body);
+              const nlohmann::json& body, const SkillBilling& billing = {});
 
  private:
   struct Provider {
@@ -83,10 +99,6 @@ class SkillGateway {
   };
   struct Attempt;  // one request's state across providers (skill_gateway.cc)
 
-  // The providers of `skill` ranked for `ask`, skipping `tried` node ids.
-  std::vector<discovery::SkillRecord> rank(const std::string& skill, std::string_view task,
-                                           const SkillAsk& ask,
-                                           const std::vector<std::string>& tried);
   double seconds_now() const;
   void started(const std::string& key);
   void ended(const std::string& key, bool ok, double ttft_s, double tokens_per_second);

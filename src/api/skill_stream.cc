@@ -167,6 +167,8 @@ std::string SkillStream::event(std::string_view text) {
   }
   if (auto u = j.find("usage"); u != j.end() && u->is_object()) {
     saw_usage_ = true;
+    if (auto t = u->find("total_tokens"); t != u->end() && t->is_number_integer())
+      usage_tokens_ = t->get<int64_t>();
     if (!provider_.empty()) {
       add_swarm_usage(&*u, provider_, price_per_1k_, failovers_);
       changed = true;

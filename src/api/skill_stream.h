@@ -63,6 +63,8 @@ class SkillStream {
   // token_ids() and text_bytes() form a point to resume from.
   bool resumable() const { return ids_complete_ && !token_ids_.empty(); }
   bool saw_usage() const { return saw_usage_; }
+  // total_tokens of the last usage object seen (0: none).
+  int64_t usage_tokens() const { return usage_tokens_; }
 
  private:
   std::string event(std::string_view text);  // one event, without its blank line
@@ -78,7 +80,7 @@ class SkillStream {
   bool done_ = false, failed_ = false, saw_usage_ = false, ids_complete_ = true;
   std::string error_event_;
   std::vector<int32_t> token_ids_;
-  int64_t text_bytes_ = 0, content_events_ = 0;
+  int64_t text_bytes_ = 0, content_events_ = 0, usage_tokens_ = 0;
 };
 
 }  // namespace swarm

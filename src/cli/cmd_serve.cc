@@ -15,6 +15,7 @@
 #include "engine/chat_template.h"
 #include "engine/kv_cache.h"
 #include "engine/tokenizer.h"
+#include "net/model_id.h"
 #include "pipeline/local_backend.h"
 
 namespace swarm::cli {
@@ -88,7 +89,13 @@ void register_serve(CLI::App& app) {
     if (!model->has_embed() || !model->has_head())
       fail(o->model + ": serve needs the embedding and the output head");
 
+    // The weights' content hash (cached beside the file after the first
+    // time): /props names it, so skill providers can tell who shares weights.
+    auto content_id = net::model_content_id(model->source());
+    if (!content_id.ok()) fail(o->model + ": " + content_id.status().message());
+
     ApiOptions api;
+    api.model_id = *content_id;
     api.model_names =
         o->names.empty() ? std::vector<std::string>{default_model_name(o->model)} : o->names;
     api.tokenizer = tok.get();

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "api/openai_server.h"
@@ -72,6 +73,25 @@ std::unique_ptr<LocalEngine> start_engine(const SkillProviderFlags& f, const std
   check(port.status());
   out->port = *port;
   return out;
+}
+
+// The weights' content id a SwarmInfer server behind --backend gives in its
+// GET /props (llama-server's route); "" for any other server.
+std::string engine_model_id(const UpstreamUrl& upstream) {
+  UpstreamRequest req;
+  req.host = upstream.host;
+  req.port = upstream.port;
+  req.method = "GET";
+  req.path = "/props";
+  req.timeouts.first_byte = std::chrono::seconds(10);
+  req.max_body_bytes = 1 << 20;
+  auto call = UpstreamCall::Start(std::move(req));
+  std::string body;
+  if (call->wait_for_status() != 200 || !call->read_all(&body)) return "";
+  const nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+  if (!j.is_object() || j.value("build_info", "") != "swarminfer") return "";
+  const std::string id = j.value("swarm_model_id", "");
+  return discovery::validate_skill_name(id).ok() ? id : "";
 }
 
 std::vector<std::string> parse_tasks(const std::string& csv) {
@@ -142,6 +162,14 @@ void run_skill_provider(const SkillProviderFlags& f, const sigset_t& signals) {
            " (choose others with --skill-name)");
   }
   if (skills.empty()) fail("--backend " + f.backend + ": it lists no models");
+  // A `swarm serve` behind --backend is our engine too: its /props names the
+  // weights, and its streams can resume on any engine provider of them.
+  std::string content_id = engine ? engine->content_id : "";
+  if (!engine) content_id = engine_model_id(po.upstream);
+  if (!content_id.empty() && !engine)
+    spdlog::info("the backend is a SwarmInfer engine serving model {}: its greedy streams resume "
+                 "on other providers of the same weights",
+                 content_id.substr(0, 12));
   if (tasks.size() != 1 || tasks[0] != discovery::kTaskEmbeddings) {
     if (Status st = (*proxy)->measure(skills.front()); !st.ok())
       spdlog::warn("measuring `{}`: {}", skills.front(), st.message());
@@ -169,8 +197,8 @@ void run_skill_provider(const SkillProviderFlags& f, const sigset_t& signals) {
       r.addresses = addresses;
       r.skill = s;
       r.tasks = tasks;
-      r.content_id = engine ? engine->content_id : "";
-      r.engine = engine != nullptr;
+      r.content_id = content_id;
+      r.engine = !content_id.empty();
       r.price_per_1k = price;
       r.price_per_image = node::announced_price(
           f.price_per_image, node::skill_load({load.capacity, load.active, load.queued}));

@@ -346,10 +346,12 @@ struct SkillProxy::Impl {
     record_answer(kind == RouteKind::kGeneration && status == 200 ? plain_generation(body, elapsed)
                                                                   : std::nullopt);
   }
-  // The end of a stream that `meter` watched; false when it failed.
-  void record_stream_end(const SseMeter& meter, bool ok, const std::string& error, RouteKind kind,
-                         Clock::time_point started) {
+  // The end of a stream with `status` that `meter` watched; `ok` false when
+  // it was cut off.
+  void record_stream_end(int status, const SseMeter& meter, bool ok, const std::string& error,
+                         RouteKind kind, Clock::time_point started) {
     if (!ok) return record_failure("stream cut off: " + error);
+    if (status >= 500) return record_failure("the backend answered " + std::to_string(status));
     if (meter.saw_error()) return record_failure("the backend's stream ended with an error event");
     record_answer(kind == RouteKind::kGeneration ? meter.generation(started, Clock::now())
                                                  : std::nullopt);
@@ -394,7 +396,7 @@ struct SkillProxy::Impl {
       res.set_header("Cache-Control", "no-cache");
       res.set_chunked_content_provider(
           content_type,
-          [this, st, kind, started](size_t, httplib::DataSink& sink) {
+          [this, st, kind, started, status](size_t, httplib::DataSink& sink) {
             if (st->finished) {  // nothing more to say
               sink.done();
               return true;
@@ -407,7 +409,7 @@ struct SkillProxy::Impl {
             } else {
               st->finished = true;
               const bool ok = c.ok();
-              record_stream_end(st->meter, ok, c.error(), kind, started);
+              record_stream_end(status, st->meter, ok, c.error(), kind, started);
               out = ok ? st->meter.rest() : "data: " + dump(cut_off(c.error()).body()) + "\n\n";
             }
             if (!out.empty() && !sink.write(out.data(), out.size())) {
@@ -629,7 +631,7 @@ Status SkillProxy::measure(const std::string& model) {
     std::string piece;
     while (call->next(&piece)) meter.take(piece, Clock::now());
     const bool ok = call->ok();
-    m.record_stream_end(meter, ok, call->error(), RouteKind::kGeneration, started);
+    m.record_stream_end(status, meter, ok, call->error(), RouteKind::kGeneration, started);
     if (!ok) return Status::IOError("measuring " + model + ": " + call->error());
     if (meter.saw_error())
       return Status::IOError("measuring " + model + ": the backend's stream ended with an error");

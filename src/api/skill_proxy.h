@@ -17,7 +17,9 @@
 // Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings,
 // /v1/images/generations; GET /v1/models, /health (the proxy's own:
 // {"status":"ok"} while the upstream's last answer succeeded, else 503). The
-// same without /v1.
+// same without /v1. A model list is forwarded outside the admission limits
+// (it costs the upstream nothing, and a gateway must see it while generations
+// fill every slot); it counts for `warm`, not as a completed request.
 #pragma once
 
 #include <atomic>

@@ -396,27 +396,29 @@ struct SkillProxy::Impl {
       res.set_header("Cache-Control", "no-cache");
       res.set_chunked_content_provider(
           content_type,
+          // One call streams it all: httplib checks for a stopping server
+          // between calls and would end the response there without its last
+          // chunk, where this loop ends it with an error event once stop()
+          // has cancelled the upstream call.
           [this, st, kind, started, status](size_t, httplib::DataSink& sink) {
-            if (st->finished) {  // nothing more to say
-              sink.done();
-              return true;
-            }
-            std::string piece;
-            std::string out;
             UpstreamCall& c = **st->call;
-            if (c.next(&piece)) {
-              out = st->meter.take(piece, Clock::now());
-            } else {
-              st->finished = true;
-              const bool ok = c.ok();
-              record_stream_end(status, st->meter, ok, c.error(), kind, started);
-              out = ok ? st->meter.rest() : "data: " + dump(cut_off(c.error()).body()) + "\n\n";
+            std::string piece;
+            while (!st->finished) {
+              std::string out;
+              if (c.next(&piece)) {
+                out = st->meter.take(piece, Clock::now());
+              } else {
+                st->finished = true;
+                const bool ok = c.ok();
+                record_stream_end(status, st->meter, ok, c.error(), kind, started);
+                out = ok ? st->meter.rest() : "data: " + dump(cut_off(c.error()).body()) + "\n\n";
+              }
+              if (!out.empty() && !sink.write(out.data(), out.size())) {
+                c.cancel();  // the caller left; not the upstream's failure
+                return false;
+              }
             }
-            if (!out.empty() && !sink.write(out.data(), out.size())) {
-              c.cancel();  // the caller left; not the upstream's failure
-              return false;
-            }
-            if (st->finished) sink.done();
+            sink.done();
             return true;
           },
           [st](bool) {

@@ -333,6 +333,67 @@ TEST(SkillProxyAdmission, AQueuedRequestWaitsForTheSlotAndIsCounted) {
   EXPECT_EQ(proxy->load(Clock::now()).completed, 2);
 }
 
+TEST(SkillProxyAdmission, AQueuedRequestGivesUpAfterTheQueueTimeout) {
+  TestUpstream up([](httplib::Server& s, Gate& gate) {
+    s.Post("/v1/completions", [&gate](const httplib::Request&, httplib::Response& res) {
+      gate.wait();
+      res.set_content("{}", "application/json");
+    });
+  });
+  SkillProxyOptions o;
+  o.capacity = 1;
+  o.max_queue = 4;
+  o.queue_timeout = std::chrono::milliseconds(50);
+  int port = 0;
+  auto proxy = start_proxy("http://127.0.0.1:" + std::to_string(up.port()), &port, o);
+  ASSERT_NE(proxy, nullptr);
+  Reply first;
+  std::thread slow([&] { first = post(port, "/v1/completions", "{}"); });
+  ASSERT_TRUE(eventually([&] { return proxy->load(Clock::now()).active == 1; }));
+  const Reply late = post(port, "/v1/completions", "{}");  // the slot stays taken
+  up.gate().open();
+  slow.join();
+  EXPECT_EQ(first.status, 200);
+  EXPECT_EQ(late.status, 503) << late.body;
+  ASSERT_TRUE(late.j.is_object()) << late.body;
+  EXPECT_EQ(late.j["error"]["code"], "provider_busy");
+  const std::string message = late.j["error"]["message"];
+  EXPECT_NE(message.find("queue_timeout"), std::string::npos) << message;
+}
+
+TEST(SkillProxyForwarding, StopEndsAStreamTheUpstreamHolds) {
+  TestUpstream up([](httplib::Server& s, Gate& gate) {
+    s.Post("/v1/chat/completions", [&gate](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider(
+          "text/event-stream", [&gate](size_t offset, httplib::DataSink& sink) {
+            if (offset > 0) gate.wait();  // one event, then the upstream holds the stream
+            const std::string e = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n";
+            return sink.write(e.data(), e.size());
+          });
+    });
+  });
+  int port = 0;
+  auto proxy = start_proxy("http://127.0.0.1:" + std::to_string(up.port()), &port);
+  ASSERT_NE(proxy, nullptr);
+  // The caller reads the stream piece by piece (an UpstreamCall is such a
+  // reader): the first event has come through when it stops.
+  UpstreamRequest req;
+  req.host = "127.0.0.1";
+  req.port = port;
+  req.path = "/v1/chat/completions";
+  req.body = R"({"stream":true})";
+  auto caller = UpstreamCall::Start(req);
+  ASSERT_EQ(caller->wait_for_status(), 200) << caller->error();
+  std::string body, piece;
+  while (body.find("\n\n") == std::string::npos && caller->next(&piece)) body += piece;
+  ASSERT_EQ(body, "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n");
+  proxy->stop();  // must not wait for the upstream
+  std::string rest;
+  EXPECT_TRUE(caller->read_all(&rest)) << caller->error();
+  EXPECT_TRUE(rest.starts_with("data: {\"error\":")) << rest;
+  EXPECT_EQ(rest.find("[DONE]"), std::string::npos) << rest;
+}
+
 TEST(SkillProxyForwarding, PathsAndAuthorizationReachTheUpstream) {
   TestUpstream up([](httplib::Server& s, Gate&) {
     s.Post(R"(/.*)", [](const httplib::Request& req, httplib::Response& res) {

@@ -17,7 +17,9 @@
 // Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings,
 // /v1/images/generations; GET /v1/models, /health (the proxy's own:
 // {"status":"ok"} while the upstream's last answer succeeded, else 503). The
-// same without /v1.
+// same without /v1. A model list is forwarded outside the admission limits
+// (it costs the upstream nothing, and a gateway must see it while generations
+// fill every slot); it counts for `warm`, not as a completed request.
 #pragma once
 
 #include <atomic>
@@ -44,7 +46,14 @@ struct UpstreamUrl {
 };
 // InvalidArgument naming the problem for anything but http://HOST:PORT[/PATH]
 // (https is not supported: the wrapped server is the owner's own, usually on
-// loopback).
+// loopback). HOST is a name, an IPv4 address or a bracketed IPv6 one.
+//
+// Where requests go: the proxy's routes are OpenAI's, "/v1" followed by a
+// route ("/chat/completions", "/models"). A prefix that ends in "/v1" is taken
+// as the API root itself and the route is appended to it; any other prefix
+// (including none) is the server's base and gets "/v1" and the route. So
+// http://h:8080 and http://h:8080/v1 both send chat to /v1/chat/completions,
+// and http://h:8080/openai sends it to /openai/v1/chat/completions.
 Result<UpstreamUrl> parse_upstream_url(const std::string& url);
 
 struct SkillProxyOptions {

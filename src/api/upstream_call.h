@@ -22,6 +22,10 @@
 
 #include "engine/status.h"
 
+namespace httplib {
+class Client;
+}  // namespace httplib
+
 namespace swarm {
 
 struct UpstreamTimeouts {
@@ -73,17 +77,26 @@ class UpstreamCall {
   void cancel();
 
  private:
+  using Clock = std::chrono::steady_clock;
   explicit UpstreamCall(UpstreamRequest request);
   void run();
+  // The call failed (or was cancelled) with `why`, unless it had ended already.
+  void fail_locked(std::string why);
+  std::string where() const;  // "upstream HOST:PORT"
 
   const UpstreamRequest request_;
+  const Clock::time_point started_;
+  std::unique_ptr<httplib::Client> client_;  // built before the thread, used by it and cancel()
   mutable std::mutex mu_;
   std::condition_variable cv_;
   int status_ = -1;  // -1: not yet; 0: failed before a status
   std::vector<std::pair<std::string, std::string>> response_headers_;
   std::deque<std::string> pieces_;
   size_t buffered_ = 0, received_ = 0;
-  bool ended_ = false, cancelled_ = false;
+  // When the body last arrived or the receiver was last ready for more: the
+  // idle timeout counts silence from the upstream, not time the reader took.
+  Clock::time_point last_progress_{};
+  bool ended_ = false, cancelled_ = false, thread_done_ = false;
   std::string error_;
   std::thread thread_;
 };

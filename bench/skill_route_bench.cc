@@ -2,7 +2,7 @@
 // records in the gateway's view, all of the skill asked for (the worst case:
 // every record is a candidate): SkillGateway::route, which builds the offers
 // from records and the gateway's measurements, ranks them with the pure rule
-// and returns the providers in order. Prints one JSON line per N: median and
+// and returns the best provider, as a request's first try does. Prints one JSON line per N: median and
 // 99th percentile in microseconds (goal: under 1 ms at 1,000 records).
 //   skill_route_bench [--calls C]
 #include <algorithm>
@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
     size_t chosen = 0;
     for (int c = 0; c < calls; ++c) {
       const auto t0 = std::chrono::steady_clock::now();
-      const auto order = gateway.route("llama-3-8b-instruct", "chat", ask);
+      // As a request does: the best provider not tried yet.
+      const auto order = gateway.route("llama-3-8b-instruct", "chat", ask, {}, 1);
       const auto t1 = std::chrono::steady_clock::now();
       chosen += order.size();
       us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
     std::sort(us.begin(), us.end());
     std::printf(
         "{\"bench\":\"skill_route\",\"records\":%d,\"calls\":%d,\"median_us\":%.1f,"
-        "\"p99_us\":%.1f,\"candidates_after_price_cap\":%zu}\n",
+        "\"p99_us\":%.1f,\"chosen_per_call\":%zu}\n",
         n, calls, us[us.size() / 2], us[us.size() * 99 / 100], chosen / static_cast<size_t>(calls));
   }
   return 0;

@@ -121,7 +121,8 @@ TEST_F(SkillsSwarmTest, ABackendServerAnswersThroughTheGatewayAsItWouldDirectly)
   EXPECT_DOUBLE_EQ(entry["swarm"]["min_price_per_1k"].get<double>(), 1.0);  // idle: half the base
   // The chain model is listed beside it.
   bool tiny = false;
-  for (const json& m : get("/v1/models")["data"]) tiny = tiny || m["id"] == "tiny";
+  const json models = get("/v1/models");
+  for (const json& m : models["data"]) tiny = tiny || m["id"] == "tiny";
   EXPECT_TRUE(tiny);
 
   const int gw = gateway()->port(), direct = serve->port();

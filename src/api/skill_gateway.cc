@@ -188,37 +188,52 @@ void SkillGateway::log(const std::string& line) const {
 
 std::vector<discovery::SkillRecord> SkillGateway::route(const std::string& skill,
                                                         std::string_view task, const SkillAsk& ask,
-                                                        const std::vector<std::string>& tried) {
-  std::vector<const Provider*> ps;
-  std::vector<SkillOffer> offers;
-  double draw = 1;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const double now = seconds_now();
-    for (auto it = providers_.lower_bound(skill + "/");
-         it != providers_.end() && it->second.record.skill == skill; ++it) {
-      const discovery::SkillRecord& r = it->second.record;
-      SkillOffer o;
-      o.serves_task = has_task(r, task);
-      o.price = task == discovery::kTaskImages ? r.price_per_image : r.price_per_1k;
-      o.capacity = r.capacity;
-      o.active = r.active;
-      o.queued = r.queued;
-      o.tokens_per_second = r.tokens_per_second;
-      o.ttft_seconds = r.ttft_seconds;
-      o.warm = r.warm;
-      o.reputation = options_.reputation ? options_.reputation(r.node_id) : -1;
-      o.excluded = std::find(tried.begin(), tried.end(), r.node_id) != tried.end();
-      o.seen = it->second.history.at(now);
-      offers.push_back(o);
-      ps.push_back(&it->second);
-    }
-    draw = std::uniform_real_distribution<double>(0, 1)(rng_);
-    const SkillRoute route = rank_skill_offers(ask, offers, draw);
-    std::vector<discovery::SkillRecord> out;
-    for (const RankedOffer& o : route.order) out.push_back(ps[o.index]->record);
-    return out;
+                                                        const std::vector<std::string>& tried,
+                                                        size_t limit, const Admit& admit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const double now = seconds_now();
+  // Scratch kept between calls: a view of thousands of providers must not
+  // allocate per request (doc/skills.md: under 1 ms at 1,000 records).
+  offers_.clear();
+  offer_of_.clear();
+  for (auto it = providers_.lower_bound(skill + "/");
+       it != providers_.end() && it->second.record.skill == skill; ++it) {
+    const discovery::SkillRecord& r = it->second.record;
+    SkillOffer o;
+    o.serves_task = has_task(r, task);
+    o.price = task == discovery::kTaskImages ? r.price_per_image : r.price_per_1k;
+    o.capacity = r.capacity;
+    o.active = r.active;
+    o.queued = r.queued;
+    o.tokens_per_second = r.tokens_per_second;
+    o.ttft_seconds = r.ttft_seconds;
+    o.warm = r.warm;
+    o.reputation = options_.reputation ? options_.reputation(r.node_id) : -1;
+    o.excluded = std::find(tried.begin(), tried.end(), r.node_id) != tried.end() ||
+                 (admit && !admit(r));
+    o.seen = it->second.history.at(now);
+    offers_.push_back(o);
+    offer_of_.push_back(&it->second);
   }
+  const double draw = std::uniform_real_distribution<double>(0, 1)(rng_);
+  const SkillRoute route = rank_skill_offers(ask, offers_, draw);
+  std::vector<discovery::SkillRecord> out;
+  for (size_t i = 0; i < route.order.size() && i < limit; ++i)
+    out.push_back(offer_of_[route.order[i].index]->record);
+  return out;
+}
+
+double SkillGateway::highest_price(const std::string& skill, std::string_view task,
+                                   const SkillAsk& ask) {
+  std::lock_guard<std::mutex> lock(mu_);
+  double price = 0;
+  for (auto it = providers_.lower_bound(skill + "/");
+       it != providers_.end() && it->second.record.skill == skill; ++it) {
+    const discovery::SkillRecord& r = it->second.record;
+    const double p = task == discovery::kTaskImages ? r.price_per_image : r.price_per_1k;
+    if (has_task(r, task) && (!ask.max_price || p <= *ask.max_price)) price = std::max(price, p);
+  }
+  return price;
 }
 
 void SkillGateway::started(const std::string& key) {
@@ -275,11 +290,14 @@ void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
   // only engine providers of the same weights); false when none is left.
   auto start_next = [this, a](const json* resume) -> bool {
     while (static_cast<int>(a->tried.size()) < options_.max_attempts) {
-      std::vector<discovery::SkillRecord> ranked = route(a->skill, a->task, a->ask, a->tried);
-      if (resume)
-        std::erase_if(ranked, [&](const discovery::SkillRecord& r) {
-          return !r.engine || r.content_id.empty() || r.content_id != a->provider.content_id;
-        });
+      // A resume needs our engine and the same weights.
+      const std::string weights = a->provider.content_id;
+      const std::vector<discovery::SkillRecord> ranked =
+          route(a->skill, a->task, a->ask, a->tried, 1,
+                resume ? Admit([&weights](const discovery::SkillRecord& r) {
+                  return r.engine && !r.content_id.empty() && r.content_id == weights;
+                })
+                       : Admit());
       if (ranked.empty()) return false;
       a->provider = ranked.front();
       a->tried.push_back(a->provider.node_id);
@@ -323,9 +341,8 @@ void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
   // The most it may cost leaves the balance first: its tokens at the
   // highest price among the providers it may go to.
   if (billing.ledger && billing.account.id != 0) {
-    double price = 0;
-    for (const discovery::SkillRecord& r : route(a->skill, task, a->ask))
-      price = std::max(price, a->ask.per_image ? r.price_per_image * 1000 : r.price_per_1k);
+    const double price =
+        highest_price(a->skill, task, a->ask) * (a->ask.per_image ? 1000 : 1);
     const int64_t tokens = a->ask.per_image ? a->ask.output_tokens
                                             : a->ask.prompt_tokens + a->ask.output_tokens;
     auto cost = trust::max_cost(price, tokens);

@@ -80,11 +80,17 @@ class SkillGateway {
   std::vector<nlohmann::ordered_json> model_entries(int64_t created) const;
   std::vector<SkillProviderView> providers() const;
 
-  // The providers of `skill` in the order the routing rule ranks them for
-  // `ask` (doc/skills.md, "Routing"), leaving out the node ids in `tried`.
+  // The first `limit` providers of `skill` in the order the routing rule
+  // ranks them for `ask` (doc/skills.md, "Routing"), leaving out the node ids
+  // in `tried` and those `admit` refuses (empty: all admitted).
+  using Admit = std::function<bool(const discovery::SkillRecord&)>;
   std::vector<discovery::SkillRecord> route(const std::string& skill, std::string_view task,
                                             const SkillAsk& ask,
-                                            const std::vector<std::string>& tried = {});
+                                            const std::vector<std::string>& tried = {},
+                                            size_t limit = SIZE_MAX, const Admit& admit = {});
+  // The highest price (per 1000 tokens; per image for images) among the
+  // providers `ask` may go to; 0 when there are none.
+  double highest_price(const std::string& skill, std::string_view task, const SkillAsk& ask);
 
   // Answers a POST of `task` (discovery::kTask*) whose parsed body names a
   // skill this gateway serves.
@@ -109,6 +115,8 @@ class SkillGateway {
   mutable std::mutex mu_;  // guards what follows
   std::map<std::string, Provider> providers_;  // by skill + "/" + node id
   std::mt19937_64 rng_;
+  std::vector<SkillOffer> offers_;          // route()'s scratch
+  std::vector<const Provider*> offer_of_;  // the provider of offers_[i]
 };
 
 }  // namespace swarm

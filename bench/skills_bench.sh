@@ -7,8 +7,10 @@
 #   dear       --skill, base price 4
 #   backend    --backend over `swarm serve`, base price 1
 #   backend3   --backend over `swarm serve --slowdown 3`, base price 1
-# Every engine runs one thread: 8 processes share this machine's cores, so
-# --slowdown, not the core count, is what makes providers differ.
+# Every engine runs one thread and every slowdown is multiplied by BASE_SLOWDOWN
+# (default 10), as in replica_bench.sh: a provider then behaves as a machine
+# that many times slower while using a fraction of a core, so the providers'
+# own speeds, not the 8 processes sharing this machine's cores, decide.
 # Phase "steady": `swarm loadgen` streams; the gateway's log says which provider
 # served each request, so each provider's share of the traffic is printed
 # beside its price, its announced speed and the speed the gateway measured.
@@ -16,13 +18,15 @@
 # of the requests are done; its streams resume on other engine providers
 # (greedy, the same weights), so no request may fail.
 # One JSON line per provider and phase, then one per phase.
-#   bench/skills_bench.sh [BUILD] [STREAMS, default 8] [REQUESTS, default 64] [TOKENS, default 32] [TIME_VALUE, default 0.05]
+#   bench/skills_bench.sh [BUILD] [STREAMS, default 8] [REQUESTS, default 96] [TOKENS, default 64]
+#                         [TIME_VALUE, default 0.05] [BASE_SLOWDOWN, default 10]
 set -euo pipefail
 BUILD=${1:-build}
 STREAMS=${2:-8}
-REQUESTS=${3:-64}
-TOKENS=${4:-32}
+REQUESTS=${3:-96}
+TOKENS=${4:-64}
 TIME_VALUE=${5:-0.05}
+BASE_SLOWDOWN=${6:-10}
 SWARM="$BUILD/swarm"
 WORK="$BUILD/bench-skills"
 MODEL="$(dirname "$0")/../models/kjv-target-Q8_0.gguf"
@@ -34,7 +38,7 @@ start dht dht --listen 127.0.0.1:0
 BOOT=$addr
 declare -A ID PID PRICE SLOW
 provider() {  # NAME PRICE SLOWDOWN KIND(skill|backend)
-  local name=$1 price=$2 slow=$3 kind=$4 out
+  local name=$1 price=$2 slow=$(( $3 * BASE_SLOWDOWN )) kind=$4 out
   out=$("$SWARM" keygen -o "$WORK/$name.key" --force)
   ID[$name]=$(grep -Eo '^[0-9a-f]{40}$' <<<"$out" | head -1)
   PRICE[$name]=$price
@@ -102,7 +106,7 @@ phase() {  # LABEL [VICTIM]
   done
   local tok failed failovers
   tok=$(sed 's/.*"aggregate_tok_s":\([0-9.]*\).*/\1/' <<<"$line")
-  failed=$(sed 's/.*"failed":\([0-9]*\).*/\1/' <<<"$line")
+  failed=$(sed 's/.*"errors":\([0-9]*\).*/\1/' <<<"$line")
   failovers=$(grep -c "cut off\|failed (" "$WORK/gateway.err" || true)
   printf '{"bench":"skills","phase":"%s","streams":%d,"requests":%d,"max_tokens":%d,"time_value":%s,"aggregate_tok_s":%s,"failed_requests":%s,"gateway_failover_events":%s%s}\n' \
     "$label" "$STREAMS" "$REQUESTS" "$TOKENS" "$TIME_VALUE" "$tok" "${failed:-0}" "$failovers" \

@@ -7,6 +7,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
 
@@ -74,6 +75,7 @@ class SkillsSwarmTest : public swarm::testing::SwarmHarness {
 
   json get(const std::string& path) {
     httplib::Client c("127.0.0.1", gateway()->port());
+    if (!api_key_.empty()) c.set_bearer_token_auth(api_key_);
     auto res = c.Get(path);
     return res && res->status == 200 ? json::parse(res->body, nullptr, false) : json();
   }
@@ -109,6 +111,7 @@ class SkillsSwarmTest : public swarm::testing::SwarmHarness {
 
   std::unique_ptr<ChildProcess> boot_;
   std::vector<std::unique_ptr<ChildProcess>> extra_;  // servers behind --backend
+  std::string api_key_;  // sent by get() when not empty
 };
 
 TEST_F(SkillsSwarmTest, ABackendServerAnswersThroughTheGatewayAsItWouldDirectly) {
@@ -240,6 +243,51 @@ TEST_F(SkillsSwarmTest, AnEngineSkillKilledMidStreamContinuesExactlyOnAnother) {
   EXPECT_EQ(usage["completion_tokens"], 40);
   EXPECT_NE(read_file(gateway_log()).find("cut off"), std::string::npos);
   (void)slow;
+}
+
+TEST_F(SkillsSwarmTest, SkillRequestsAreChargedToTheKeyAndPaidToTheProvider) {
+  const std::string keys = dir_ + "/keys.txt", db = dir_ + "/gateway.db";
+  {
+    std::ofstream f(keys);
+    f << "sk-alice-0123456789 10 alice\nsk-bob-0123456789ab 0.000001 bob\n";
+  }
+  const std::string provider = engine_provider("kjv", {"--price", "100"});
+  ASSERT_TRUE(skill_gateway({"--api-keys", keys, "--trust-db", db})->ok());
+  api_key_ = "sk-alice-0123456789";
+  wait_for_skill("kjv", 1);
+  auto call = [&](const std::string& key) {
+    httplib::Client c("127.0.0.1", gateway()->port());
+    c.set_read_timeout(120, 0);
+    httplib::Headers h;
+    if (!key.empty()) h.emplace("Authorization", "Bearer " + key);
+    auto res = c.Post("/v1/completions", h,
+                      json({{"model", "kjv"}, {"prompt", "And"}, {"max_tokens", 8}, {"temperature", 0}})
+                          .dump(),
+                      "application/json");
+    return std::make_pair(res ? res->status : -1, res ? json::parse(res->body, nullptr, false) : json());
+  };
+  EXPECT_EQ(call("").first, 401);
+  auto [poor, refusal] = call("sk-bob-0123456789ab");
+  EXPECT_EQ(poor, 402) << refusal.dump();
+  auto [status, got] = call("sk-alice-0123456789");
+  ASSERT_EQ(status, 200) << got.dump() << read_file(gateway_log());
+  const double cost = got["usage"]["swarm"]["cost"].get<double>();
+  EXPECT_GT(cost, 0);
+  // The ledger took the cost from alice and owes it to the provider.
+  auto r = swarm::testing::run_swarm("ledger --json --history 1000 --trust-db " +
+                                     swarm::testing::shell_quote(db));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const json l = json::parse(r.out.substr(std::min(r.out.find('{'), r.out.size())), nullptr, false);
+  ASSERT_TRUE(l.is_object()) << r.out;
+  EXPECT_TRUE(l["conserved"].get<bool>());
+  EXPECT_EQ(l["totals"]["open_holds"], 0);
+  ASSERT_EQ(l["history"].size(), 1u) << l.dump();
+  EXPECT_EQ(l["history"][0]["node"], provider);
+  for (const json& a : l["accounts"]) {
+    if (a["name"] == "alice") {
+      EXPECT_NEAR(a["charged_micro"].get<double>() / 1e6, cost, 1e-6) << a.dump();
+    }
+  }
 }
 
 }  // namespace

@@ -125,7 +125,11 @@ TEST_F(SkillsSwarmTest, ABackendServerAnswersThroughTheGatewayAsItWouldDirectly)
   // The chain model is listed beside it.
   bool tiny = false;
   const json models = get("/v1/models");
-  for (const json& m : models["data"]) tiny = tiny || m["id"] == "tiny";
+  for (const json& m : models["data"])
+    if (m["id"] == "tiny") {
+      tiny = true;
+      EXPECT_EQ(m["swarm"], json({{"kind", "chain"}, {"available", false}}));  // no layer nodes here
+    }
   EXPECT_TRUE(tiny);
 
   const int gw = gateway()->port(), direct = serve->port();
@@ -217,6 +221,34 @@ TEST_F(SkillsSwarmTest, AProviderThatFailsBeforeAnsweringIsLeftForTheNext) {
   }
   EXPECT_NE(read_file(gateway_log()).find("failed"), std::string::npos);
   (void)dead;
+}
+
+TEST_F(SkillsSwarmTest, KillingEveryProviderOfOneRegionLeavesTheOthersServing) {
+  // Two "regions" of two providers each; the cheaper region goes down at once
+  // (SIGKILL, no withdrawal: its records linger until they expire).
+  engine_provider("kjv", {"--price", "0"});
+  engine_provider("kjv", {"--price", "0"});
+  const std::string east1 = engine_provider("kjv", {"--price", "3"});
+  const std::string east2 = engine_provider("kjv", {"--price", "3"});
+  ASSERT_TRUE(skill_gateway({"--time-value", "0", "--skill-explore", "0"})->ok());
+  wait_for_skill("kjv", 4);
+  nodes_[0]->signal(SIGKILL);
+  nodes_[1]->signal(SIGKILL);
+  std::vector<std::future<std::pair<int, json>>> got;
+  for (int i = 0; i < 6; ++i)
+    got.push_back(std::async(std::launch::async, [&] {
+      return post(gateway()->port(), "/v1/chat/completions",
+                  {{"model", "kjv"},
+                   {"messages", {{{"role", "user"}, {"content", "And God said"}}}},
+                   {"max_tokens", 6},
+                   {"temperature", 0}});
+    }));
+  for (auto& f : got) {
+    auto [status, body] = f.get();
+    ASSERT_EQ(status, 200) << body.dump() << read_file(gateway_log());
+    const std::string provider = body["usage"]["swarm"]["provider"];
+    EXPECT_TRUE(provider == east1 || provider == east2) << provider;
+  }
 }
 
 TEST_F(SkillsSwarmTest, AnEngineSkillKilledMidStreamContinuesExactlyOnAnother) {

@@ -683,7 +683,17 @@ void OpenAiServer::install_routes() {
     trust::Account account;
     if (!authorize(req, res, &account)) return;
     OJson data = OJson::array();
-    for (const std::string& n : options_.model_names) data.push_back(model_object(n));
+    for (const std::string& n : options_.model_names) {
+      OJson m = model_object(n);
+      // Beside skills, say what this model is: a chain of nodes, at its
+      // route's price when one exists now.
+      if (options_.skills) {
+        auto price = backend_.price_per_1k_tokens_now();
+        m["swarm"] = price.ok() ? OJson{{"kind", "chain"}, {"available", true}, {"price_per_1k", *price}}
+                                : OJson{{"kind", "chain"}, {"available", false}};
+      }
+      data.push_back(std::move(m));
+    }
     if (options_.skills)
       for (OJson& e : options_.skills->model_entries(started)) data.push_back(std::move(e));
     send_json(res, 200, {{"object", "list"}, {"data", data}});

@@ -469,11 +469,14 @@ void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
           json resume = {{"tokens", stream->token_ids()}, {"text_bytes", stream->text_bytes()}};
           ++a->failovers;
           // Before any text, any provider may start afresh; after, only a resume.
-          if ((can_resume || nothing_sent) && start_next(can_resume ? &resume : nullptr) &&
-              a->call->wait_for_status() == 200) {
-            stream->resume_on_next_provider(/*keep_tokens=*/can_resume);
-            stream->set_provider(a->provider.node_id, a->provider.price_per_1k, a->failovers);
-            continue;
+          if ((can_resume || nothing_sent) && start_next(can_resume ? &resume : nullptr)) {
+            if (a->call->wait_for_status() == 200) {
+              stream->resume_on_next_provider(/*keep_tokens=*/can_resume);
+              stream->set_provider(a->provider.node_id, a->provider.price_per_1k, a->failovers);
+              continue;
+            }
+            // It refused the continuation (4xx): the stream ends here.
+            ended(key_of(a->skill, a->provider.node_id), true, NAN, 0);
           }
           write(stream->error_event());
           sink.done();

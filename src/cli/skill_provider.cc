@@ -226,14 +226,28 @@ void run_skill_provider(const SkillProviderFlags& f, const sigset_t& signals) {
                  announcer.first_status().message(), f.announce_interval_s);
 
   // The price follows the load: a move of 10% is announced at once, checked
-  // every second.
+  // every second. An idle provider probes its backend every announce
+  // interval, so its record says whether the backend still answers.
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
   std::thread pricer([&] {
     std::unique_lock<std::mutex> lock(mu);
+    int64_t completed = p->load(Clock::now()).completed;
+    auto last_probe = Clock::now();
     while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
       const SkillLoad load = p->load(Clock::now());
+      if (load.completed != completed || load.active > 0) {
+        completed = load.completed;
+        last_probe = Clock::now();
+      } else if (Clock::now() - last_probe >=
+                 std::chrono::duration<double>(f.announce_interval_s)) {
+        lock.unlock();
+        auto models = p->probe_models();
+        if (!models.ok()) spdlog::warn("the backend does not answer: {}", models.status().message());
+        lock.lock();
+        last_probe = Clock::now();
+      }
       const double now = node::announced_price(
           f.price, node::skill_load({load.capacity, load.active, load.queued}));
       if (!node::price_moved(announced_price, now)) continue;

@@ -98,6 +98,9 @@ class GenerationBackend {
   // balance for prompt + max_tokens before it generates. May wait for a route
   // as generate() does. 0 where nothing is charged (one model in this process).
   virtual Result<double> price_per_1k_tokens() { return 0.0; }
+  // The same without waiting: Unavailable when no route exists now (for
+  // listings such as /v1/models, which must answer at once).
+  virtual Result<double> price_per_1k_tokens_now() { return price_per_1k_tokens(); }
   // Whether generate() honours GenerationRequest::logprobs and prompt_logprobs;
   // the API refuses requests for them (400) where it does not.
   virtual bool supports_logprobs() const { return false; }

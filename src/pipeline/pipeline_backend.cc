@@ -273,8 +273,12 @@ void PipelineBackend::reprobe_loop() {
   }
 }
 
-Result<double> PipelineBackend::price_per_1k_tokens() {
-  auto chain = route(/*wait_for_coverage=*/true);
+Result<double> PipelineBackend::price_per_1k_tokens() { return chain_price(/*wait=*/true); }
+
+Result<double> PipelineBackend::price_per_1k_tokens_now() { return chain_price(/*wait=*/false); }
+
+Result<double> PipelineBackend::chain_price(bool wait) {
+  auto chain = route(/*wait_for_coverage=*/wait);
   if (!chain.ok()) return chain.status();
   std::lock_guard<std::mutex> lock(mu_);
   double price = 0;

@@ -134,6 +134,7 @@ class PipelineBackend : public GenerationBackend {
   int context_length() const override { return options_.context_length; }
   void release_waiting() override;
   Result<double> price_per_1k_tokens() override;
+  Result<double> price_per_1k_tokens_now() override;
   // Logprobs come from the last stage (OpenSession.logprobs); a request with
   // them is decoded plainly, without speculation.
   bool supports_logprobs() const override { return true; }
@@ -144,6 +145,8 @@ class PipelineBackend : public GenerationBackend {
   // come (coverage_wait.h). The error names the uncovered layers and the
   // unreachable peers that announce them.
   Result<std::vector<ChainStage>> route(bool wait_for_coverage = false);
+  // The sum of the route's stages' prices, waiting for a route or not.
+  Result<double> chain_price(bool wait);
   // The peers as last surveyed.
   std::vector<PeerSnapshot> peers();
   // Every peer known, reachable or not, surveyed first when the last survey

@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "api/api_error.h"
+#include "api/http_errors.h"
 #include "api/cors.h"
 #include "api/embeddings_request.h"
 #include "api/llama_tokenize.h"
@@ -47,9 +48,7 @@ void send_json(httplib::Response& res, int status, const OJson& j) {
   res.set_content(dump(j), "application/json");
 }
 
-void send_error(httplib::Response& res, const ApiError& e) {
-  send_json(res, e.http_status, e.body());
-}
+void send_error(httplib::Response& res, const ApiError& e) { send_api_error(res, e); }
 
 std::string random_id(const char* prefix) {
   static constexpr char kAlphabet[] =
@@ -554,35 +553,7 @@ void OpenAiServer::install_routes() {
   });
   const int64_t started = static_cast<int64_t>(std::time(nullptr));
 
-  s.set_error_handler(
-      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
-        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours already
-        ApiError e{res.status, "", "invalid_request_error", "", ""};
-        if (auto refusal = HttpServer::current_refusal()) {  // a deadline or a size limit
-          res.status = e.http_status = refusal->status;
-          e.message = refusal->message;
-          res.set_header("Connection", "close");
-        } else if (res.status == 404)
-          e.message = "Invalid URL (" + req.method + " " + req.path + ")";
-        else if (res.status == 413)
-          e.message = "The request body is too large.";
-        else
-          e.message = "HTTP error " + std::to_string(res.status);
-        if (res.status >= 500) e.type = "server_error";
-        send_json(res, res.status, e.body());
-        return httplib::Server::HandlerResponse::Handled;
-      }));
-  s.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown exception";
-        try {
-          if (ep) std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        send_error(res, ApiError{500, "Internal error: " + what, "server_error", "", ""});
-      });
+  install_openai_error_handlers(s);
 
   // Preflights allow the headers the browser asks for (the openai package
   // sends its own x-stainless-* ones), as long as they are header names.

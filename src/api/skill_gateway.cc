@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "api/api_error.h"
+#include "api/http_errors.h"
 #include "api/request_billing.h"
 #include "api/skill_stream.h"
 #include "trust/credits.h"
@@ -19,11 +20,6 @@ using json = nlohmann::json;
 using OJson = nlohmann::ordered_json;
 
 std::string dump(const OJson& j) { return j.dump(-1, ' ', false, OJson::error_handler_t::replace); }
-
-void send_error(httplib::Response& res, const ApiError& e) {
-  res.status = e.http_status;
-  res.set_content(dump(e.body()), "application/json");
-}
 
 std::string key_of(const std::string& skill, const std::string& node_id) {
   return skill + "/" + node_id;
@@ -269,7 +265,7 @@ void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
   a->body = body;
   if (auto p = a->body.find("max_price"); p != a->body.end()) {
     if (!p->is_number() || !std::isfinite(p->get<double>()) || p->get<double>() < 0)
-      return send_error(res, invalid_request("max_price must be a non-negative number: the most "
+      return send_api_error(res, invalid_request("max_price must be a non-negative number: the most "
                                              "credits per 1000 tokens (per image for images) "
                                              "this request may be served at.",
                                              "max_price", "invalid_value"));
@@ -347,15 +343,15 @@ void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
                                             : a->ask.prompt_tokens + a->ask.output_tokens;
     auto cost = trust::max_cost(price, tokens);
     if (!cost.ok())
-      return send_error(res, error_from_status(Status::Unavailable(cost.status().message())));
+      return send_api_error(res, error_from_status(Status::Unavailable(cost.status().message())));
     static std::atomic<uint64_t> serial{0};
     const std::string id = "skill-" + std::to_string(reinterpret_cast<uintptr_t>(a.get())) + "-" +
                            std::to_string(++serial);
     auto hold = billing.ledger->reserve(billing.account, *cost, id);
     if (!hold.ok()) {
       if (hold.status().code() == Status::Code::kResourceExhausted)
-        return send_error(res, insufficient_quota_error(hold.status().message(), tokens, price));
-      return send_error(res, error_from_status(hold.status()));
+        return send_api_error(res, insufficient_quota_error(hold.status().message(), tokens, price));
+      return send_api_error(res, error_from_status(hold.status()));
     }
     a->ledger = billing.ledger;
     a->hold = *hold;
@@ -365,10 +361,10 @@ void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
     if (a->tried.empty()) {
       std::string why = "no provider of `" + a->skill + "` serves " + std::string(task);
       if (a->ask.max_price) why += " within max_price " + std::to_string(*a->ask.max_price);
-      return send_error(res, ApiError{503, why + " now.", "server_error", "model",
+      return send_api_error(res, ApiError{503, why + " now.", "server_error", "model",
                                       "skill_unavailable"});
     }
-    return send_error(res, ApiError{502,
+    return send_api_error(res, ApiError{502,
                                     "every provider of `" + a->skill + "` tried (" +
                                         std::to_string(a->tried.size()) +
                                         ") failed; the last: " + a->last_error,
@@ -383,7 +379,7 @@ void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
     const double elapsed = std::chrono::duration<double>(Clock::now() - a->started).count();
     if (!read) {
       ended(key, false, 0, 0);
-      return send_error(res, ApiError{502,
+      return send_api_error(res, ApiError{502,
                                       "the provider failed while answering: " + a->call->error(),
                                       "server_error", "", "provider_failed"});
     }

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "api/api_error.h"
+#include "api/http_errors.h"
 #include "api/skill_load_stats.h"
 
 namespace swarm {
@@ -24,11 +25,6 @@ using OJson = nlohmann::ordered_json;
 constexpr size_t kMaxModelListBytes = 4u << 20;
 
 std::string dump(const OJson& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-void send_error(httplib::Response& res, const ApiError& e) {
-  res.status = e.http_status;
-  res.set_content(dump(e.body()), "application/json");
-}
 
 std::string seconds_text(std::chrono::milliseconds d) {
   char buf[32];
@@ -362,7 +358,7 @@ struct SkillProxy::Impl {
     std::shared_ptr<Slot> slot;
     if (kind != RouteKind::kModels) {  // a model list costs the upstream nothing
       const auto outcome = admission.acquire(options.queue_timeout);
-      if (outcome != Admission::Outcome::kAdmitted) return send_error(res, busy(outcome));
+      if (outcome != Admission::Outcome::kAdmitted) return send_api_error(res, busy(outcome));
       slot = std::make_shared<Slot>(admission);
     }
     UpstreamRequest up = request_for(method, route);
@@ -379,7 +375,7 @@ struct SkillProxy::Impl {
     if (status == 0) {
       const std::string why = (*call)->error();
       record_failure("the backend could not be reached: " + why);
-      return send_error(res, unreachable(why));
+      return send_api_error(res, unreachable(why));
     }
     std::string content_type = (*call)->header("Content-Type");
     if (starts_with_ci(content_type, "text/event-stream")) {
@@ -431,7 +427,7 @@ struct SkillProxy::Impl {
     if (!(*call)->read_all(&body)) {
       const std::string why = (*call)->error();
       record_failure("answer cut off: " + why);
-      return send_error(res, cut_off(why));
+      return send_api_error(res, cut_off(why));
     }
     record_plain(kind, status, body, Clock::now() - started);
     res.status = status;
@@ -455,36 +451,7 @@ struct SkillProxy::Impl {
 
   void install_routes() {
     httplib::Server& s = *http;
-    s.set_error_handler(httplib::Server::HandlerWithResponse(
-        [](const httplib::Request& req, httplib::Response& res) {
-          if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours
-          ApiError e{res.status, "", "invalid_request_error", "", ""};
-          if (auto refusal = HttpServer::current_refusal()) {  // a deadline or a size limit
-            res.status = e.http_status = refusal->status;
-            e.message = refusal->message;
-            res.set_header("Connection", "close");
-          } else if (res.status == 404) {
-            e.message = "Invalid URL (" + req.method + " " + req.path + ")";
-          } else if (res.status == 413) {
-            e.message = "The request body is too large.";
-          } else {
-            e.message = "HTTP error " + std::to_string(res.status);
-          }
-          if (res.status >= 500) e.type = "server_error";
-          send_error(res, e);
-          return httplib::Server::HandlerResponse::Handled;
-        }));
-    s.set_exception_handler(
-        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-          std::string what = "unknown exception";
-          try {
-            if (ep) std::rethrow_exception(ep);
-          } catch (const std::exception& e) {
-            what = e.what();
-          } catch (...) {
-          }
-          send_error(res, ApiError{500, "Internal error: " + what, "server_error", "", ""});
-        });
+    install_openai_error_handlers(s);
 
     s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       bool warm;
@@ -497,7 +464,7 @@ struct SkillProxy::Impl {
         res.set_content(R"({"status":"ok"})", "application/json");
         return;
       }
-      send_error(res, ApiError{503,
+      send_api_error(res, ApiError{503,
                                "the backend at " + where() +
                                    " has not answered successfully since its last failure",
                                "server_error", "", "backend_unavailable"});

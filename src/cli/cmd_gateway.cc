@@ -37,6 +37,7 @@
 #include "cli/api_serving.h"
 #include "cli/common.h"
 #include "cli/dht_swarm.h"
+#include "cli/periodic.h"
 #include "cli/serving_metrics.h"
 #include "engine/chat_template.h"
 #include "engine/model_arch.h"
@@ -88,23 +89,11 @@ class DhtPeerRefresher {
       : dht_(dht), model_id_(std::move(model_id)), fixed_(std::move(fixed)), backend_(backend) {
     refresh();
     backend_.set_relook([this] { refresh(); });
-    thread_ = std::thread([this, interval] {
-      std::unique_lock<std::mutex> lock(mu_);
-      while (!cv_.wait_for(lock, interval, [&] { return stopped_; })) {
-        lock.unlock();
-        refresh();
-        lock.lock();
-      }
-    });
+    loop_ = std::make_unique<Periodic>(interval, [this] { refresh(); });
   }
   ~DhtPeerRefresher() {
     backend_.set_relook(nullptr);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopped_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
+    loop_.reset();
   }
 
  private:
@@ -139,10 +128,7 @@ class DhtPeerRefresher {
   PipelineBackend& backend_;
   std::mutex refresh_mu_;  // guards reported_*; one look-up at a time
   size_t reported_nodes_ = SIZE_MAX, reported_rejects_ = 0;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopped_ = false;
-  std::thread thread_;
+  std::unique_ptr<Periodic> loop_;
 };
 
 // Keeps the skills market's view equal to the skill records in the DHT,
@@ -153,22 +139,7 @@ class DhtSkillRefresher {
                     std::chrono::milliseconds interval)
       : dht_(dht), skills_(skills) {
     refresh();
-    thread_ = std::thread([this, interval] {
-      std::unique_lock<std::mutex> lock(mu_);
-      while (!cv_.wait_for(lock, interval, [&] { return stopped_; })) {
-        lock.unlock();
-        refresh();
-        lock.lock();
-      }
-    });
-  }
-  ~DhtSkillRefresher() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopped_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
+    loop_ = std::make_unique<Periodic>(interval, [this] { refresh(); });
   }
 
  private:
@@ -196,10 +167,7 @@ class DhtSkillRefresher {
   discovery::DhtNode& dht_;
   SkillGateway& skills_;
   size_t reported_ = SIZE_MAX, reported_rejects_ = 0;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopped_ = false;
-  std::thread thread_;
+  std::unique_ptr<Periodic> loop_;  // last: stops before the members above go
 };
 
 // GET /trust: what audits did and whom they excluded (doc/trust.md).

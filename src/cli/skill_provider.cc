@@ -5,18 +5,16 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "api/openai_server.h"
 #include "api/skill_proxy.h"
 #include "cli/api_serving.h"
 #include "cli/common.h"
 #include "cli/dht_swarm.h"
+#include "cli/periodic.h"
 #include "discovery/announcer.h"
 #include "discovery/skill_record.h"
 #include "engine/chat_template.h"
@@ -228,34 +226,23 @@ void run_skill_provider(const SkillProviderFlags& f, const sigset_t& signals) {
   // The price follows the load: a move of 10% is announced at once, checked
   // every second. An idle provider probes its backend every announce
   // interval, so its record says whether the backend still answers.
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;
-  std::thread pricer([&] {
-    std::unique_lock<std::mutex> lock(mu);
-    int64_t completed = p->load(Clock::now()).completed;
-    auto last_probe = Clock::now();
-    while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
-      const SkillLoad load = p->load(Clock::now());
-      if (load.completed != completed || load.active > 0) {
-        completed = load.completed;
-        last_probe = Clock::now();
-      } else if (Clock::now() - last_probe >=
-                 std::chrono::duration<double>(f.announce_interval_s)) {
-        lock.unlock();
-        auto models = p->probe_models();
-        if (!models.ok()) spdlog::warn("the backend does not answer: {}", models.status().message());
-        lock.lock();
-        last_probe = Clock::now();
-      }
-      const double now = node::announced_price(
-          f.price, node::skill_load({load.capacity, load.active, load.queued}));
-      if (!node::price_moved(announced_price, now)) continue;
-      lock.unlock();
-      Status st = announcer.announce_now();
-      if (!st.ok()) spdlog::warn("announcing a new price: {}", st.message());
-      lock.lock();
+  int64_t completed = p->load(Clock::now()).completed;
+  auto last_probe = Clock::now();
+  auto pricer = std::make_unique<Periodic>(std::chrono::seconds(1), [&] {
+    const SkillLoad load = p->load(Clock::now());
+    if (load.completed != completed || load.active > 0) {
+      completed = load.completed;
+      last_probe = Clock::now();
+    } else if (Clock::now() - last_probe >= std::chrono::duration<double>(f.announce_interval_s)) {
+      auto models = p->probe_models();
+      if (!models.ok()) spdlog::warn("the backend does not answer: {}", models.status().message());
+      last_probe = Clock::now();
     }
+    const double now = node::announced_price(
+        f.price, node::skill_load({load.capacity, load.active, load.queued}));
+    if (!node::price_moved(announced_price, now)) return;
+    if (Status st = announcer.announce_now(); !st.ok())
+      spdlog::warn("announcing a new price: {}", st.message());
   });
 
   std::printf("listening on %s\n", address.c_str());
@@ -263,12 +250,7 @@ void run_skill_provider(const SkillProviderFlags& f, const sigset_t& signals) {
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("signal {}: withdrawing the skill records and stopping", sig);
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    stopping = true;
-  }
-  cv.notify_all();
-  pricer.join();
+  pricer.reset();
   if (Status st = announcer.withdraw(); !st.ok()) spdlog::warn("withdrawing: {}", st.message());
   (*proxy)->stop();
   if (engine) engine->server->stop();

@@ -95,12 +95,7 @@ Result<NodeRecord> parse_and_verify_json(const std::string& wire, int64_t now) {
 
 std::string canonical_bytes(const NodeRecord& r) {
   CanonicalEncoder e;
-  e.str(kRecordSigningContext);
-  e.str(r.protocol);
-  e.str(r.node_id);
-  e.raw(r.public_key.data(), r.public_key.size());
-  e.u32(static_cast<uint32_t>(r.addresses.size()));
-  for (const std::string& a : r.addresses) e.str(a);
+  encode_signer(e, kRecordSigningContext, r.protocol, r.node_id, r.public_key, r.addresses);
   e.str(r.model_id);
   e.i64(r.layer_begin);
   e.i64(r.layer_end);
@@ -116,25 +111,17 @@ std::string sign_record(const NodeRecord& record, const net::Identity& identity)
   NodeRecord r = record;
   r.node_id = identity.node_id();
   r.public_key = identity.public_key();
-  const net::Signature sig = identity.sign(canonical_bytes(r));
-  json j = {
-      {"protocol", r.protocol},
-      {"node_id", r.node_id},
-      {"public_key", net::to_hex(r.public_key.data(), r.public_key.size())},
-      {"addresses", r.addresses},
-      {"model_id", r.model_id},
-      {"layer_begin", r.layer_begin},
-      {"layer_end", r.layer_end},
-      {"throughput", r.throughput},
-      {"free_kv_bytes", r.free_kv_bytes},
-      {"price_per_1k", r.price_per_1k},
-      {"issued_at", r.issued_at},
-      {"expires_at", r.expires_at},
-      {"signature", net::to_hex(sig.data(), sig.size())},
-  };
-  // Invalid UTF-8 (which validate_record would refuse anyway) is replaced rather
-  // than thrown on; such a record then fails its signature check at the reader.
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return signed_wire({{"protocol", r.protocol},
+                      {"addresses", r.addresses},
+                      {"model_id", r.model_id},
+                      {"layer_begin", r.layer_begin},
+                      {"layer_end", r.layer_end},
+                      {"throughput", r.throughput},
+                      {"free_kv_bytes", r.free_kv_bytes},
+                      {"price_per_1k", r.price_per_1k},
+                      {"issued_at", r.issued_at},
+                      {"expires_at", r.expires_at}},
+                     identity, canonical_bytes(r));
 }
 
 Status validate_record(const NodeRecord& r, int64_t now) {

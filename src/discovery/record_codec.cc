@@ -6,6 +6,27 @@ namespace swarm::discovery {
 
 using nlohmann::json;
 
+void encode_signer(CanonicalEncoder& e, std::string_view context, const std::string& protocol,
+                   const std::string& node_id, const net::PublicKey& public_key,
+                   const std::vector<std::string>& addresses) {
+  e.str(context);
+  e.str(protocol);
+  e.str(node_id);
+  e.raw(public_key.data(), public_key.size());
+  e.u32(static_cast<uint32_t>(addresses.size()));
+  for (const std::string& a : addresses) e.str(a);
+}
+
+std::string signed_wire(json members, const net::Identity& signer, const std::string& canonical) {
+  const net::Signature sig = signer.sign(canonical);
+  members["node_id"] = signer.node_id();
+  members["public_key"] = net::to_hex(signer.public_key().data(), signer.public_key().size());
+  members["signature"] = net::to_hex(sig.data(), sig.size());
+  // Invalid UTF-8 (which validation refuses anyway) is replaced rather than
+  // thrown on; such a record then fails its signature check at the reader.
+  return members.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 Status RecordFields::exactly(std::initializer_list<const char*> fields) const {
   for (const char* f : fields)
     if (!j_.contains(f)) return malformed(std::string("missing field ") + f);

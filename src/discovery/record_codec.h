@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/status.h"
 #include "net/identity.h"
@@ -39,6 +40,18 @@ class CanonicalEncoder {
  private:
   std::string out_;
 };
+
+// The members every signed record starts with, in canonical order: the
+// signing context, protocol, node id, public key and addresses.
+void encode_signer(CanonicalEncoder& e, std::string_view context, const std::string& protocol,
+                   const std::string& node_id, const net::PublicKey& public_key,
+                   const std::vector<std::string>& addresses);
+
+// The wire text of a record: `members` (its own fields, `protocol` and
+// `addresses` among them) with the signer's node_id and public_key and the
+// signature over `canonical`, which must encode the record as signed by it.
+std::string signed_wire(nlohmann::json members, const net::Identity& signer,
+                        const std::string& canonical);
 
 // Reads one record's JSON object. Errors start with the record kind ("node
 // record: ..."): kCorruption for what is malformed (wrong type, missing or

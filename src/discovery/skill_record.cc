@@ -81,12 +81,7 @@ Status validate_skill_name(std::string_view name) {
 
 std::string canonical_bytes(const SkillRecord& r) {
   CanonicalEncoder e;
-  e.str(kSkillSigningContext);
-  e.str(r.protocol);
-  e.str(r.node_id);
-  e.raw(r.public_key.data(), r.public_key.size());
-  e.u32(static_cast<uint32_t>(r.addresses.size()));
-  for (const std::string& a : r.addresses) e.str(a);
+  encode_signer(e, kSkillSigningContext, r.protocol, r.node_id, r.public_key, r.addresses);
   e.str(r.skill);
   e.u32(static_cast<uint32_t>(r.tasks.size()));
   for (const std::string& t : r.tasks) e.str(t);
@@ -110,30 +105,24 @@ std::string sign_skill_record(const SkillRecord& record, const net::Identity& id
   SkillRecord r = record;
   r.node_id = identity.node_id();
   r.public_key = identity.public_key();
-  const net::Signature sig = identity.sign(canonical_bytes(r));
-  json j = {
-      {"protocol", r.protocol},
-      {"node_id", r.node_id},
-      {"public_key", net::to_hex(r.public_key.data(), r.public_key.size())},
-      {"addresses", r.addresses},
-      {"skill", r.skill},
-      {"tasks", r.tasks},
-      {"content_id", r.content_id},
-      {"engine", r.engine},
-      {"price_per_1k", r.price_per_1k},
-      {"price_per_image", r.price_per_image},
-      {"capacity", r.capacity},
-      {"active", r.active},
-      {"queued", r.queued},
-      {"tokens_per_second", r.tokens_per_second},
-      {"ttft_seconds", r.ttft_seconds},
-      {"warm", r.warm},
-      {"recent_failures", r.recent_failures},
-      {"issued_at", r.issued_at},
-      {"expires_at", r.expires_at},
-      {"signature", net::to_hex(sig.data(), sig.size())},
-  };
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return signed_wire({{"protocol", r.protocol},
+                      {"addresses", r.addresses},
+                      {"skill", r.skill},
+                      {"tasks", r.tasks},
+                      {"content_id", r.content_id},
+                      {"engine", r.engine},
+                      {"price_per_1k", r.price_per_1k},
+                      {"price_per_image", r.price_per_image},
+                      {"capacity", r.capacity},
+                      {"active", r.active},
+                      {"queued", r.queued},
+                      {"tokens_per_second", r.tokens_per_second},
+                      {"ttft_seconds", r.ttft_seconds},
+                      {"warm", r.warm},
+                      {"recent_failures", r.recent_failures},
+                      {"issued_at", r.issued_at},
+                      {"expires_at", r.expires_at}},
+                     identity, canonical_bytes(r));
 }
 
 Status validate_skill_record(const SkillRecord& r, int64_t now) {

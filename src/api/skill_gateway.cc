@@ -387,6 +387,25 @@ void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
     if (type.empty()) type = "application/json";
     if (status == 200) {
       OJson j = OJson::parse(answer, nullptr, /*allow_exceptions=*/false);
+      // Images API answers carry no usage: the gateway's account is added
+      // as one, counting images.
+      if (task == discovery::kTaskImages && j.is_object() && !j.contains("usage")) {
+        const int64_t images = j.contains("data") && j["data"].is_array()
+                                   ? static_cast<int64_t>(j["data"].size())
+                                   : a->ask.output_tokens;
+        j["usage"] = {{"images", images},
+                      {"swarm",
+                       {{"provider", a->provider.node_id},
+                        {"price_per_image", a->provider.price_per_image},
+                        {"cost", a->provider.price_per_image * static_cast<double>(images)},
+                        {"failovers", a->failovers}}}};
+        answer = dump(j);
+        ended(key, true, elapsed, 0);
+        a->settle(Status::Ok(), images);
+        res.status = status;
+        res.set_content(answer, type);
+        return;
+      }
       int64_t tokens = 0;
       if (j.is_object() && j.contains("usage") && j["usage"].is_object()) {
         OJson& u = j["usage"];

@@ -1,0 +1,143 @@
+// The gateway's skill routing end to end in one process: a SkillGateway
+// answering through real skill proxies (api/skill_proxy.h) in front of
+// hand-made upstreams (no image model runs on a test machine): image requests
+// pass through priced per image, and a provider that cannot be reached or
+// answers 5xx is left for the next at once.
+#include "api/skill_gateway.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <memory>
+#include <thread>
+
+#include "api/skill_proxy.h"
+#include "api/test_upstream.h"
+
+namespace swarm {
+namespace {
+
+using json = nlohmann::json;
+using testing::TestUpstream;
+
+// An upstream that draws "images": one entry per image asked for.
+std::unique_ptr<TestUpstream> image_server(int* calls) {
+  return std::make_unique<TestUpstream>([calls](httplib::Server& s, testing::Gate&) {
+    s.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(R"({"object":"list","data":[{"id":"painter","object":"model"}]})",
+                      "application/json");
+    });
+    s.Post("/v1/images/generations", [calls](const httplib::Request& req, httplib::Response& res) {
+      ++*calls;
+      const json body = json::parse(req.body);
+      json data = json::array();
+      for (int i = 0; i < body.value("n", 1); ++i) data.push_back({{"b64_json", "aGVsbG8="}});
+      res.set_content(json({{"created", 1}, {"data", data}}).dump(), "application/json");
+    });
+  });
+}
+
+// A skill proxy in front of `port`: its own port.
+std::unique_ptr<SkillProxy> proxy_for(int port, int* proxy_port) {
+  SkillProxyOptions o;
+  o.upstream = UpstreamUrl{"127.0.0.1", port, ""};
+  auto p = SkillProxy::Create(o);
+  EXPECT_TRUE(p.ok());
+  auto bound = (*p)->listen("127.0.0.1", 0);
+  EXPECT_TRUE(bound.ok());
+  *proxy_port = *bound;
+  return std::move(p).value();
+}
+
+discovery::SkillRecord image_record(const std::string& node_id, int port, double price) {
+  discovery::SkillRecord r;
+  r.node_id = node_id;
+  r.addresses = {"127.0.0.1:" + std::to_string(port)};
+  r.skill = "painter";
+  r.tasks = {"images"};
+  r.price_per_image = price;
+  r.capacity = 2;
+  r.warm = true;
+  return r;
+}
+
+// An HTTP server whose image route is the gateway's skill routing.
+struct GatewayFront {
+  explicit GatewayFront(SkillGateway& gw) {
+    server.Post("/v1/images/generations", [&gw](const httplib::Request& req, httplib::Response& res) {
+      gw.handle(req, res, discovery::kTaskImages, json::parse(req.body));
+    });
+    port = server.bind_to_any_port("127.0.0.1");
+    thread = std::thread([this] { server.listen_after_bind(); });
+    while (!server.is_running()) std::this_thread::yield();
+  }
+  ~GatewayFront() {
+    server.stop();
+    thread.join();
+  }
+  httplib::Server server;
+  int port = 0;
+  std::thread thread;
+};
+
+TEST(SkillGatewayTest, ImagesPassThroughPricedPerImage) {
+  int calls = 0, proxy_port = 0;
+  auto upstream = image_server(&calls);
+  auto proxy = proxy_for(upstream->port(), &proxy_port);
+  SkillGatewayOptions o;
+  o.seed = 1;
+  SkillGateway gw(o);
+  gw.set_records({image_record("aaaa", proxy_port, 0.5)});
+  ASSERT_TRUE(gw.serves("painter"));
+  GatewayFront front(gw);
+  httplib::Client c("127.0.0.1", front.port);
+  auto res = c.Post("/v1/images/generations",
+                    R"({"model":"painter","prompt":"a lighthouse","n":3})", "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const json got = json::parse(res->body);
+  EXPECT_EQ(got["data"].size(), 3u);
+  EXPECT_EQ(got["usage"]["images"], 3);
+  EXPECT_EQ(got["usage"]["swarm"]["provider"], "aaaa");
+  EXPECT_DOUBLE_EQ(got["usage"]["swarm"]["cost"].get<double>(), 1.5);
+  EXPECT_EQ(res->get_header_value("X-Swarm-Provider"), "aaaa");
+  EXPECT_EQ(calls, 1);
+  // A cap under the price: nobody may serve it.
+  res = c.Post("/v1/images/generations",
+               R"({"model":"painter","prompt":"x","max_price":0.1})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503);
+  EXPECT_NE(res->body.find("skill_unavailable"), std::string::npos);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(SkillGatewayTest, AnUnreachableOrFailingProviderIsLeftForTheNext) {
+  int calls = 0, good_port = 0, failing_port = 0;
+  auto upstream = image_server(&calls);
+  auto good = proxy_for(upstream->port(), &good_port);
+  // A proxy whose upstream is gone answers 502; a port nobody listens on refuses.
+  testing::RefusingPort gone, refusing;
+  auto failing = proxy_for(gone.port(), &failing_port);
+  SkillGatewayOptions o;
+  o.seed = 1;
+  o.explore = 0;
+  SkillGateway gw(o);
+  // The two broken ones are the cheapest, so they are tried first.
+  gw.set_records({image_record("bad1", refusing.port(), 0.01),
+                  image_record("bad2", failing_port, 0.02), image_record("good", good_port, 1)});
+  GatewayFront front(gw);
+  httplib::Client c("127.0.0.1", front.port);
+  auto res = c.Post("/v1/images/generations", R"({"model":"painter","prompt":"x"})",
+                    "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const json got = json::parse(res->body);
+  EXPECT_EQ(got["usage"]["swarm"]["provider"], "good");
+  EXPECT_EQ(got["usage"]["swarm"]["failovers"], 2);
+  // The gateway remembers: both failures count against them now.
+  for (const SkillProviderView& v : gw.providers())
+    EXPECT_EQ(v.seen.recent_failures > 0, v.node_id != "good") << v.node_id;
+}
+
+}  // namespace
+}  // namespace swarm

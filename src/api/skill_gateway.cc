@@ -250,254 +250,255 @@ void SkillGateway::ended(const std::string& key, bool ok, double ttft_s, double 
   }
 }
 
+std::optional<ApiError> SkillGateway::read_request(const httplib::Request& req,
+                                                   std::string_view task, const json& body,
+                                                   Attempt& a) const {
+  a.log = options_.log;
+  a.task = task;
+  a.path = "/v1" + std::string(task == discovery::kTaskChat          ? "/chat/completions"
+                               : task == discovery::kTaskCompletions ? "/completions"
+                               : task == discovery::kTaskEmbeddings  ? "/embeddings"
+                                                                     : "/images/generations");
+  a.skill = body["model"].get<std::string>();
+  a.chat = task == discovery::kTaskChat;
+  const bool text = a.chat || task == discovery::kTaskCompletions;
+  a.body = body;
+  if (auto p = a.body.find("max_price"); p != a.body.end()) {
+    if (!p->is_number() || !std::isfinite(p->get<double>()) || p->get<double>() < 0)
+      return invalid_request("max_price must be a non-negative number: the most credits per 1000 "
+                             "tokens (per image for images) this request may be served at.",
+                             "max_price", "invalid_value");
+    a.ask.max_price = p->get<double>();
+    a.body.erase(p);  // the gateway's own field: providers never see it
+  }
+  if (auto s = a.body.find("stream"); text && s != a.body.end() && s->is_boolean())
+    a.stream = s->get<bool>();
+  a.greedy = text && greedy_single(a.body);
+  a.ask.per_image = task == discovery::kTaskImages;
+  a.ask.output_tokens = requested_output(a.body, task, options_.default_output_tokens);
+  a.ask.prompt_tokens = static_cast<int64_t>(req.body.size() / 4);  // no tokenizer here
+  a.ask.seconds_value = options_.seconds_value;
+  a.ask.reputation_floor = options_.reputation_floor;
+  a.ask.explore = options_.explore;
+  return std::nullopt;
+}
+
+std::optional<ApiError> SkillGateway::reserve(const SkillBilling& billing, Attempt& a) {
+  if (!billing.ledger || billing.account.id == 0) return std::nullopt;
+  // The most it may cost: its tokens at the highest price among the
+  // providers it may go to.
+  const double price = highest_price(a.skill, a.task, a.ask) * (a.ask.per_image ? 1000 : 1);
+  const int64_t tokens =
+      a.ask.per_image ? a.ask.output_tokens : a.ask.prompt_tokens + a.ask.output_tokens;
+  auto cost = trust::max_cost(price, tokens);
+  if (!cost.ok()) return error_from_status(Status::Unavailable(cost.status().message()));
+  static std::atomic<uint64_t> serial{0};
+  const std::string id = "skill-" + std::to_string(reinterpret_cast<uintptr_t>(&a)) + "-" +
+                         std::to_string(++serial);
+  auto hold = billing.ledger->reserve(billing.account, *cost, id);
+  if (!hold.ok()) {
+    if (hold.status().code() == Status::Code::kResourceExhausted)
+      return insufficient_quota_error(hold.status().message(), tokens, price);
+    return error_from_status(hold.status());
+  }
+  a.ledger = billing.ledger;
+  a.hold = *hold;
+  return std::nullopt;
+}
+
+bool SkillGateway::start_next(Attempt& a, const json* resume) {
+  while (static_cast<int>(a.tried.size()) < options_.max_attempts) {
+    // A resume needs our engine and the same weights.
+    const std::string weights = a.provider.content_id;
+    const std::vector<discovery::SkillRecord> ranked =
+        route(a.skill, a.task, a.ask, a.tried, 1,
+              resume ? Admit([&weights](const discovery::SkillRecord& r) {
+                return r.engine && !r.content_id.empty() && r.content_id == weights;
+              })
+                     : Admit());
+    if (ranked.empty()) return false;
+    a.provider = ranked.front();
+    a.tried.push_back(a.provider.node_id);
+    json body = a.body;
+    if (a.stream && a.provider.engine) body["swarm_token_ids"] = true;
+    if (resume) body["swarm_resume"] = *resume;
+    const std::string key = key_of(a.skill, a.provider.node_id);
+    started(key);
+    a.started = Clock::now();
+    a.first_text = {};
+    int status = 0;
+    for (const std::string& address : a.provider.addresses) {
+      auto [host, port] = split_address(address);
+      UpstreamRequest up;
+      up.host = host;
+      up.port = port;
+      up.path = a.path;
+      up.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+      up.timeouts = options_.timeouts;
+      a.call = UpstreamCall::Start(std::move(up));
+      status = a.call->wait_for_status();
+      if (status != 0) break;
+    }
+    // A busy or failing provider: the next one, at once. Anything else
+    // (success, or the request's own fault) is the answer.
+    if (status != 0 && status < 500 && status != 429) return true;
+    std::string why = status == 0 ? a.call->error() : "HTTP " + std::to_string(status);
+    if (status != 0) {
+      std::string text_body;
+      if (a.call->read_all(&text_body) && !text_body.empty()) why += ": " + text_body.substr(0, 200);
+    }
+    a.last_error = why;
+    ended(key, false, 0, 0);
+    log("skill " + a.skill + ": provider " + a.provider.node_id.substr(0, 12) + " failed (" + why +
+        "); trying another");
+    ++a.failovers;
+  }
+  return false;
+}
+
 void SkillGateway::handle(const httplib::Request& req, httplib::Response& res,
                           std::string_view task, const json& body, const SkillBilling& billing) {
   auto a = std::make_shared<Attempt>();
-  a->log = options_.log;
-  a->task = task;
-  a->path = "/v1" + std::string(task == discovery::kTaskChat          ? "/chat/completions"
-                                : task == discovery::kTaskCompletions ? "/completions"
-                                : task == discovery::kTaskEmbeddings  ? "/embeddings"
-                                                                      : "/images/generations");
-  a->skill = body["model"].get<std::string>();
-  a->chat = task == discovery::kTaskChat;
-  const bool text = a->chat || task == discovery::kTaskCompletions;
-  a->body = body;
-  if (auto p = a->body.find("max_price"); p != a->body.end()) {
-    if (!p->is_number() || !std::isfinite(p->get<double>()) || p->get<double>() < 0)
-      return send_api_error(res, invalid_request("max_price must be a non-negative number: the most "
-                                             "credits per 1000 tokens (per image for images) "
-                                             "this request may be served at.",
-                                             "max_price", "invalid_value"));
-    a->ask.max_price = p->get<double>();
-    a->body.erase(p);
-  }
-  if (auto s = a->body.find("stream"); text && s != a->body.end() && s->is_boolean())
-    a->stream = s->get<bool>();
-  a->greedy = text && greedy_single(a->body);
-  a->ask.per_image = task == discovery::kTaskImages;
-  a->ask.output_tokens = requested_output(a->body, task, options_.default_output_tokens);
-  a->ask.prompt_tokens = static_cast<int64_t>(req.body.size() / 4);  // no tokenizer here
-  a->ask.seconds_value = options_.seconds_value;
-  a->ask.reputation_floor = options_.reputation_floor;
-  a->ask.explore = options_.explore;
-
-  // Starts the request on the best provider not tried yet (with `resume`,
-  // only engine providers of the same weights); false when none is left.
-  auto start_next = [this, a](const json* resume) -> bool {
-    while (static_cast<int>(a->tried.size()) < options_.max_attempts) {
-      // A resume needs our engine and the same weights.
-      const std::string weights = a->provider.content_id;
-      const std::vector<discovery::SkillRecord> ranked =
-          route(a->skill, a->task, a->ask, a->tried, 1,
-                resume ? Admit([&weights](const discovery::SkillRecord& r) {
-                  return r.engine && !r.content_id.empty() && r.content_id == weights;
-                })
-                       : Admit());
-      if (ranked.empty()) return false;
-      a->provider = ranked.front();
-      a->tried.push_back(a->provider.node_id);
-      json body = a->body;
-      if (a->stream && a->provider.engine) body["swarm_token_ids"] = true;
-      if (resume) body["swarm_resume"] = *resume;
-      const std::string key = key_of(a->skill, a->provider.node_id);
-      started(key);
-      a->started = Clock::now();
-      a->first_text = {};
-      int status = 0;
-      for (const std::string& address : a->provider.addresses) {
-        auto [host, port] = split_address(address);
-        UpstreamRequest up;
-        up.host = host;
-        up.port = port;
-        up.path = a->path;
-        up.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
-        up.timeouts = options_.timeouts;
-        a->call = UpstreamCall::Start(std::move(up));
-        status = a->call->wait_for_status();
-        if (status != 0) break;
-      }
-      // A busy or failing provider: the next one, at once. Anything else
-      // (success, or the request's own fault) is the answer.
-      if (status != 0 && status < 500 && status != 429) return true;
-      std::string why = status == 0 ? a->call->error() : "HTTP " + std::to_string(status);
-      if (status != 0) {
-        std::string text_body;
-        if (a->call->read_all(&text_body) && !text_body.empty()) why += ": " + text_body.substr(0, 200);
-      }
-      a->last_error = why;
-      ended(key, false, 0, 0);
-      log("skill " + a->skill + ": provider " + a->provider.node_id.substr(0, 12) + " failed (" +
-          why + "); trying another");
-      ++a->failovers;
-    }
-    return false;
-  };
-
-  // The most it may cost leaves the balance first: its tokens at the
-  // highest price among the providers it may go to.
-  if (billing.ledger && billing.account.id != 0) {
-    const double price =
-        highest_price(a->skill, task, a->ask) * (a->ask.per_image ? 1000 : 1);
-    const int64_t tokens = a->ask.per_image ? a->ask.output_tokens
-                                            : a->ask.prompt_tokens + a->ask.output_tokens;
-    auto cost = trust::max_cost(price, tokens);
-    if (!cost.ok())
-      return send_api_error(res, error_from_status(Status::Unavailable(cost.status().message())));
-    static std::atomic<uint64_t> serial{0};
-    const std::string id = "skill-" + std::to_string(reinterpret_cast<uintptr_t>(a.get())) + "-" +
-                           std::to_string(++serial);
-    auto hold = billing.ledger->reserve(billing.account, *cost, id);
-    if (!hold.ok()) {
-      if (hold.status().code() == Status::Code::kResourceExhausted)
-        return send_api_error(res, insufficient_quota_error(hold.status().message(), tokens, price));
-      return send_api_error(res, error_from_status(hold.status()));
-    }
-    a->ledger = billing.ledger;
-    a->hold = *hold;
-  }
-
-  if (!start_next(nullptr)) {
+  if (auto e = read_request(req, task, body, *a)) return send_api_error(res, *e);
+  if (auto e = reserve(billing, *a)) return send_api_error(res, *e);
+  if (!start_next(*a, nullptr)) {
     if (a->tried.empty()) {
       std::string why = "no provider of `" + a->skill + "` serves " + std::string(task);
       if (a->ask.max_price) why += " within max_price " + std::to_string(*a->ask.max_price);
-      return send_api_error(res, ApiError{503, why + " now.", "server_error", "model",
-                                      "skill_unavailable"});
+      return send_api_error(
+          res, ApiError{503, why + " now.", "server_error", "model", "skill_unavailable"});
     }
     return send_api_error(res, ApiError{502,
-                                    "every provider of `" + a->skill + "` tried (" +
-                                        std::to_string(a->tried.size()) +
-                                        ") failed; the last: " + a->last_error,
-                                    "server_error", "", "providers_failed"});
+                                        "every provider of `" + a->skill + "` tried (" +
+                                            std::to_string(a->tried.size()) +
+                                            ") failed; the last: " + a->last_error,
+                                        "server_error", "", "providers_failed"});
   }
-  const int status = a->call->wait_for_status();
-  const std::string key = key_of(a->skill, a->provider.node_id);
   res.set_header("X-Swarm-Provider", a->provider.node_id);
-  if (status != 200 || !a->stream) {
-    std::string answer;
-    const bool read = a->call->read_all(&answer);
-    const double elapsed = std::chrono::duration<double>(Clock::now() - a->started).count();
-    if (!read) {
-      ended(key, false, 0, 0);
-      return send_api_error(res, ApiError{502,
-                                      "the provider failed while answering: " + a->call->error(),
-                                      "server_error", "", "provider_failed"});
-    }
-    std::string type = a->call->header("Content-Type");
-    if (type.empty()) type = "application/json";
-    if (status == 200) {
-      OJson j = OJson::parse(answer, nullptr, /*allow_exceptions=*/false);
-      // Images API answers carry no usage: the gateway's account is added
-      // as one, counting images.
-      if (task == discovery::kTaskImages && j.is_object() && !j.contains("usage")) {
-        const int64_t images = j.contains("data") && j["data"].is_array()
-                                   ? static_cast<int64_t>(j["data"].size())
-                                   : a->ask.output_tokens;
-        j["usage"] = {{"images", images},
-                      {"swarm",
-                       {{"provider", a->provider.node_id},
-                        {"price_per_image", a->provider.price_per_image},
-                        {"cost", a->provider.price_per_image * static_cast<double>(images)},
-                        {"failovers", a->failovers}}}};
-        answer = dump(j);
-        ended(key, true, elapsed, 0);
-        a->settle(Status::Ok(), images);
-        res.status = status;
-        res.set_content(answer, type);
-        return;
-      }
-      int64_t tokens = 0;
-      if (j.is_object() && j.contains("usage") && j["usage"].is_object()) {
-        OJson& u = j["usage"];
-        if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
-          tokens = u["completion_tokens"].get<int64_t>();
-        add_swarm_usage(&u, a->provider.node_id,
-                        task == discovery::kTaskImages ? a->provider.price_per_image
-                                                       : a->provider.price_per_1k,
-                        a->failovers);
-        answer = dump(j);
-      }
-      ended(key, true, tokens > 1 ? NAN : elapsed, tokens > 1 ? tokens / elapsed : 0);
-      int64_t total = a->ask.prompt_tokens + tokens;
-      if (j.is_object() && j.contains("usage") && j["usage"].contains("total_tokens") &&
-          j["usage"]["total_tokens"].is_number_integer())
-        total = j["usage"]["total_tokens"].get<int64_t>();
-      a->settle(Status::Ok(), a->ask.per_image ? a->ask.output_tokens : total);
-    } else {
-      ended(key, true, NAN, 0);  // the request's own fault: no measurement
-    }
-    res.status = status;
-    res.set_content(answer, type);
-    log("skill " + a->skill + " " + std::string(task) + ": HTTP " + std::to_string(status) +
-        " from " + a->provider.node_id.substr(0, 12));
-    return;
-  }
-
-  // A stream: events pass on as they come; a cut-off stream resumes on
-  // another engine provider when the request allows it.
+  if (a->call->wait_for_status() != 200 || !a->stream) return answer_whole(*a, res);
+  // A stream: events pass on as they come (answer_stream).
   res.status = 200;
   res.set_header("Cache-Control", "no-cache");
   auto stream = std::make_shared<SkillStream>(a->chat);
   stream->set_provider(a->provider.node_id, a->provider.price_per_1k, a->failovers);
-  res.set_chunked_content_provider(
-      "text/event-stream", [this, a, stream, start_next](size_t, httplib::DataSink& sink) {
-        auto write = [&sink](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
-        while (true) {
-          std::string piece, out;
-          const bool more = a->call->next(&piece);
-          out = more ? stream->feed(piece) : stream->finish();
-          if (stream->content_events() > 0 && a->first_text == Clock::time_point{})
-            a->first_text = Clock::now();
-          if (!write(out)) {
-            a->call->cancel();
-            ended(key_of(a->skill, a->provider.node_id), true, NAN, 0);
-            return false;
-          }
-          if (stream->done()) {
-            a->settle(Status::Ok(), stream->usage_tokens() > 0
-                                        ? stream->usage_tokens()
-                                        : a->ask.prompt_tokens + stream->content_events());
-            const auto now = Clock::now();
-            const double ttft = std::chrono::duration<double>(a->first_text - a->started).count();
-            const double decode = std::chrono::duration<double>(now - a->first_text).count();
-            const double tps = stream->content_events() > 1 && decode > 0
-                                   ? (stream->content_events() - 1) / decode
-                                   : 0;
-            ended(key_of(a->skill, a->provider.node_id), true,
-                  a->first_text == Clock::time_point{} ? NAN : ttft, tps);
-            log("skill " + a->skill + " stream from " + a->provider.node_id.substr(0, 12) +
-                ": " + std::to_string(stream->content_events()) + " text events, " +
-                std::to_string(a->failovers) + " failovers");
-            sink.done();
-            return true;
-          }
-          if (more && !stream->failed()) continue;
-          // Cut off, or an error event: this provider failed.
-          a->call->cancel();
-          ended(key_of(a->skill, a->provider.node_id), false, 0, 0);
-          std::string why = a->call->error();
-          log("skill " + a->skill + ": stream from " + a->provider.node_id.substr(0, 12) +
-              " cut off after " + std::to_string(stream->token_ids().size()) + " tokens" +
-              (why.empty() ? "" : " (" + why + ")"));
-          const bool can_resume = a->greedy && a->provider.engine && stream->resumable();
-          const bool nothing_sent = stream->text_bytes() == 0;
-          json resume = {{"tokens", stream->token_ids()}, {"text_bytes", stream->text_bytes()}};
-          ++a->failovers;
-          // Before any text, any provider may start afresh; after, only a resume.
-          if ((can_resume || nothing_sent) && start_next(can_resume ? &resume : nullptr)) {
-            if (a->call->wait_for_status() == 200) {
-              stream->resume_on_next_provider(/*keep_tokens=*/can_resume);
-              stream->set_provider(a->provider.node_id, a->provider.price_per_1k, a->failovers);
-              continue;
-            }
-            // It refused the continuation (4xx): the stream ends here.
-            ended(key_of(a->skill, a->provider.node_id), true, NAN, 0);
-          }
-          write(stream->error_event());
-          sink.done();
-          return true;
-        }
-      });
+  res.set_chunked_content_provider("text/event-stream",
+                                   [this, a, stream](size_t, httplib::DataSink& sink) {
+                                     return answer_stream(*a, *stream, sink);
+                                   });
+}
+
+void SkillGateway::answer_whole(Attempt& a, httplib::Response& res) {
+  const int status = a.call->wait_for_status();
+  const std::string key = key_of(a.skill, a.provider.node_id);
+  std::string answer;
+  const bool read = a.call->read_all(&answer);
+  const double elapsed = std::chrono::duration<double>(Clock::now() - a.started).count();
+  if (!read) {
+    ended(key, false, 0, 0);
+    return send_api_error(res, ApiError{502, "the provider failed while answering: " + a.call->error(),
+                                        "server_error", "", "provider_failed"});
+  }
+  std::string type = a.call->header("Content-Type");
+  if (type.empty()) type = "application/json";
+  log("skill " + a.skill + " " + std::string(a.task) + ": HTTP " + std::to_string(status) +
+      " from " + a.provider.node_id.substr(0, 12));
+  res.status = status;
+  if (status != 200) {
+    ended(key, true, NAN, 0);  // the request's own fault: no measurement
+    return res.set_content(answer, type);
+  }
+  OJson j = OJson::parse(answer, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    ended(key, true, elapsed, 0);
+    a.settle(Status::Ok(), a.ask.prompt_tokens + a.ask.output_tokens);
+    return res.set_content(answer, type);
+  }
+  if (a.task == discovery::kTaskImages) {
+    // Images API answers carry no usage: the gateway's account is added as
+    // one, counting images.
+    const int64_t images = j.contains("data") && j["data"].is_array()
+                               ? static_cast<int64_t>(j["data"].size())
+                               : a.ask.output_tokens;
+    if (!j.contains("usage") || !j["usage"].is_object()) j["usage"] = {{"images", images}};
+    j["usage"]["swarm"] = {{"provider", a.provider.node_id},
+                           {"price_per_image", a.provider.price_per_image},
+                           {"cost", a.provider.price_per_image * static_cast<double>(images)},
+                           {"failovers", a.failovers}};
+    ended(key, true, elapsed, 0);
+    a.settle(Status::Ok(), images);
+    return res.set_content(dump(j), type);
+  }
+  int64_t completion = 0, total = a.ask.prompt_tokens;
+  if (j.contains("usage") && j["usage"].is_object()) {
+    OJson& u = j["usage"];
+    if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
+      completion = u["completion_tokens"].get<int64_t>();
+    total += completion;
+    if (u.contains("total_tokens") && u["total_tokens"].is_number_integer())
+      total = u["total_tokens"].get<int64_t>();
+    add_swarm_usage(&u, a.provider.node_id, a.provider.price_per_1k, a.failovers);
+  }
+  // A whole answer has no first token to time: speed only.
+  ended(key, true, completion > 1 ? NAN : elapsed, completion > 1 ? completion / elapsed : 0);
+  a.settle(Status::Ok(), total);
+  res.set_content(dump(j), type);
+}
+
+bool SkillGateway::answer_stream(Attempt& a, SkillStream& stream, httplib::DataSink& sink) {
+  auto write = [&sink](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
+  while (true) {
+    std::string piece;
+    const bool more = a.call->next(&piece);
+    const std::string out = more ? stream.feed(piece) : stream.finish();
+    if (stream.content_events() > 0 && a.first_text == Clock::time_point{})
+      a.first_text = Clock::now();
+    if (!write(out)) {  // the client is gone
+      a.call->cancel();
+      ended(key_of(a.skill, a.provider.node_id), true, NAN, 0);
+      return false;
+    }
+    if (stream.done()) {
+      a.settle(Status::Ok(), stream.usage_tokens() > 0
+                                 ? stream.usage_tokens()
+                                 : a.ask.prompt_tokens + stream.content_events());
+      const double ttft = std::chrono::duration<double>(a.first_text - a.started).count();
+      const double decode = std::chrono::duration<double>(Clock::now() - a.first_text).count();
+      const double tps =
+          stream.content_events() > 1 && decode > 0 ? (stream.content_events() - 1) / decode : 0;
+      ended(key_of(a.skill, a.provider.node_id), true,
+            a.first_text == Clock::time_point{} ? NAN : ttft, tps);
+      log("skill " + a.skill + " stream from " + a.provider.node_id.substr(0, 12) + ": " +
+          std::to_string(stream.content_events()) + " text events, " +
+          std::to_string(a.failovers) + " failovers");
+      sink.done();
+      return true;
+    }
+    if (more && !stream.failed()) continue;
+    // Cut off, or an error event: this provider failed.
+    a.call->cancel();
+    ended(key_of(a.skill, a.provider.node_id), false, 0, 0);
+    const std::string why = a.call->error();
+    log("skill " + a.skill + ": stream from " + a.provider.node_id.substr(0, 12) +
+        " cut off after " + std::to_string(stream.token_ids().size()) + " tokens" +
+        (why.empty() ? "" : " (" + why + ")"));
+    const bool can_resume = a.greedy && a.provider.engine && stream.resumable();
+    const bool nothing_sent = stream.text_bytes() == 0;
+    const json resume = {{"tokens", stream.token_ids()}, {"text_bytes", stream.text_bytes()}};
+    ++a.failovers;
+    // Before any text, any provider may start afresh; after, only a resume.
+    if ((can_resume || nothing_sent) && start_next(a, can_resume ? &resume : nullptr)) {
+      if (a.call->wait_for_status() == 200) {
+        stream.resume_on_next_provider(/*keep_tokens=*/can_resume);
+        stream.set_provider(a.provider.node_id, a.provider.price_per_1k, a.failovers);
+        continue;
+      }
+      // It refused the continuation (4xx): the stream ends here.
+      ended(key_of(a.skill, a.provider.node_id), true, NAN, 0);
+    }
+    write(stream.error_event());
+    sink.done();
+    return true;
+  }
 }
 
 }  // namespace swarm

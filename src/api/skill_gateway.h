@@ -23,11 +23,14 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "api/api_error.h"
+#include "api/skill_stream.h"
 #include "api/upstream_call.h"
 #include "discovery/skill_record.h"
 #include "routing/skill_route.h"
@@ -105,6 +108,19 @@ class SkillGateway {
   };
   struct Attempt;  // one request's state across providers (skill_gateway.cc)
 
+  // Reads the request into `a` (the error a client gets for a bad gateway field).
+  std::optional<ApiError> read_request(const httplib::Request& req, std::string_view task,
+                                       const nlohmann::json& body, Attempt& a) const;
+  // Holds the most it may cost from the payer's credits (402 when short).
+  std::optional<ApiError> reserve(const SkillBilling& billing, Attempt& a);
+  // Starts `a` on the best provider not tried yet (with `resume`, only
+  // engine providers of the same weights); false when none is left.
+  bool start_next(Attempt& a, const nlohmann::json* resume);
+  // A whole answer (or the provider's refusal), with the gateway's usage.
+  void answer_whole(Attempt& a, httplib::Response& res);
+  // Streams the provider's events to the client until done; a cut-off
+  // stream resumes on another engine provider when the request allows it.
+  bool answer_stream(Attempt& a, SkillStream& stream, httplib::DataSink& sink);
   double seconds_now() const;
   void started(const std::string& key);
   void ended(const std::string& key, bool ok, double ttft_s, double tokens_per_second);

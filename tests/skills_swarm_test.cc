@@ -122,6 +122,17 @@ TEST_F(SkillsSwarmTest, ABackendServerAnswersThroughTheGatewayAsItWouldDirectly)
   EXPECT_EQ(entry["swarm"]["kind"], "skill");
   EXPECT_EQ(entry["swarm"]["tasks"], json({"chat", "completions", "embeddings"}));
   EXPECT_DOUBLE_EQ(entry["swarm"]["min_price_per_1k"].get<double>(), 1.0);  // idle: half the base
+  // `swarm status` shows the skill and its provider as the DHT holds them.
+  auto status = swarm::testing::run_swarm("status --bootstrap " + boot_->address() + " --json");
+  ASSERT_EQ(status.code, 0) << status.out;
+  const json st = json::parse(status.out.substr(status.out.find("{\"models\"")), nullptr, false);
+  ASSERT_TRUE(st.is_object()) << status.out;
+  ASSERT_EQ(st["skills"].size(), 1u) << status.out;
+  EXPECT_EQ(st["skills"][0]["skill"], "kjv");
+  EXPECT_EQ(st["skills"][0]["providers"][0]["node_id"], provider);
+  EXPECT_EQ(st["skills"][0]["providers"][0]["engine"], true);  // a swarm serve behind it
+  auto text = swarm::testing::run_swarm("status --bootstrap " + boot_->address());
+  EXPECT_NE(text.out.find("skill kjv: 1 provider(s)"), std::string::npos) << text.out;
   // The chain model is listed beside it.
   bool tiny = false;
   const json models = get("/v1/models");

@@ -5,6 +5,8 @@
 // the throughput of each run of layers as nodes measured it, and the gaps
 // nobody reachable serves. Records that fail verification are counted, not
 // shown. Unreachable nodes count neither for coverage nor for throughput.
+// Then the skills providers announce, each provider with its price, load and
+// measured speed as its signed record says (doc/skills.md).
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -162,6 +164,51 @@ void print_text(const ModelView& v) {
         v.lookup.rejected.other_model, v.lookup.rejected.superseded);
 }
 
+// The skills providers announce (doc/skills.md), each provider as its
+// record says (a skill's endpoint is HTTP: not probed here).
+struct SkillView {
+  std::string skill;
+  discovery::SkillLookup lookup;
+};
+
+json skill_json(const SkillView& v) {
+  json providers = json::array();
+  for (const discovery::SkillRecord& r : v.lookup.records)
+    providers.push_back({{"node_id", r.node_id},
+                         {"addresses", r.addresses},
+                         {"tasks", r.tasks},
+                         {"content_id", r.content_id},
+                         {"engine", r.engine},
+                         {"price_per_1k", r.price_per_1k},
+                         {"price_per_image", r.price_per_image},
+                         {"capacity", r.capacity},
+                         {"active", r.active},
+                         {"queued", r.queued},
+                         {"tokens_per_second", r.tokens_per_second},
+                         {"ttft_seconds", r.ttft_seconds},
+                         {"warm", r.warm},
+                         {"recent_failures", r.recent_failures}});
+  return {{"skill", v.skill}, {"providers", providers}};
+}
+
+void print_skill_text(const SkillView& v) {
+  std::printf("skill %s: %zu provider(s)\n", v.skill.c_str(), v.lookup.records.size());
+  for (const discovery::SkillRecord& r : v.lookup.records) {
+    std::string tasks;
+    for (const std::string& t : r.tasks) tasks += (tasks.empty() ? "" : ",") + t;
+    std::printf("  %s at %s: %s, %.4g credits/1k tokens, %lld/%lld busy, %lld queued, ",
+                r.node_id.substr(0, 12).c_str(), r.addresses.front().c_str(), tasks.c_str(),
+                r.price_per_1k, static_cast<long long>(r.active), static_cast<long long>(r.capacity),
+                static_cast<long long>(r.queued));
+    if (r.tokens_per_second > 0)
+      std::printf("%.1f tok/s, first token %.2f s", r.tokens_per_second, r.ttft_seconds);
+    else
+      std::printf("speed not measured");
+    std::printf("%s%s\n", r.warm ? "" : ", COLD (its backend did not answer)",
+                r.engine ? (", engine, model " + r.content_id.substr(0, 12)).c_str() : "");
+  }
+}
+
 }  // namespace
 
 void register_status(CLI::App& app) {
@@ -224,15 +271,22 @@ void register_status(CLI::App& app) {
       v.servable = !per_layer.empty() && v.covered_layers == v.model.n_layer;
       views.push_back(std::move(v));
     }
+    std::vector<SkillView> skills;
+    if (auto names = dht->find_skill_names(); names.ok())
+      for (const std::string& name : *names) {
+        auto lookup = dht->find_skill(name, discovery::unix_now());
+        if (lookup.ok() && !lookup->records.empty()) skills.push_back({name, *lookup});
+      }
     if (o->json) {
-      json out = {{"models", json::array()}};
+      json out = {{"models", json::array()}, {"skills", json::array()}};
       for (const ModelView& v : views) out["models"].push_back(to_json(v));
+      for (const SkillView& v : skills) out["skills"].push_back(skill_json(v));
       std::printf("%s\n", out.dump().c_str());
-    } else if (views.empty()) {
-      std::printf("no models announced\n");
-    } else {
-      for (const ModelView& v : views) print_text(v);
+      return;
     }
+    if (views.empty()) std::printf("no models announced\n");
+    for (const ModelView& v : views) print_text(v);
+    for (const SkillView& v : skills) print_skill_text(v);
   });
 }
 

@@ -168,13 +168,20 @@ void run_skill_provider(const SkillProviderFlags& f, const sigset_t& signals) {
     spdlog::info("the backend is a SwarmInfer engine serving model {}: its greedy streams resume "
                  "on other providers of the same weights",
                  content_id.substr(0, 12));
-  if (tasks.size() != 1 || tasks[0] != discovery::kTaskEmbeddings) {
+  // The measuring run is a text completion: only for skills that answer one.
+  if (std::find(tasks.begin(), tasks.end(), discovery::kTaskCompletions) != tasks.end()) {
     if (Status st = (*proxy)->measure(skills.front()); !st.ok())
       spdlog::warn("measuring `{}`: {}", skills.front(), st.message());
   }
 
   std::vector<std::string> addresses = split_list(f.announce_address);
-  if (addresses.empty()) addresses = {address};
+  if (addresses.empty()) {
+    const std::string& host = listen->first;
+    if (host == "0.0.0.0" || host == "::" || host == "[::]")
+      fail("--announce-address: needed when --listen is a wildcard (" + address +
+           "): the HOST:PORT gateways reach this provider at");
+    addresses = {address};
+  }
   for (const std::string& a : addresses)
     if (Status st = discovery::validate_address(a); !st.ok())
       fail("--announce-address: " + st.message());

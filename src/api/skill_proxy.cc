@@ -12,7 +12,9 @@
 
 #include "api/api_error.h"
 #include "api/http_errors.h"
+#include "api/skill_admission.h"
 #include "api/skill_load_stats.h"
+#include "api/sse_meter.h"
 
 namespace swarm {
 namespace {
@@ -49,140 +51,6 @@ std::string upstream_path(const UpstreamUrl& u, const std::string& route) {
   if (ends_with(u.prefix, "/v1")) return u.prefix + route;
   return u.prefix + "/v1" + route;
 }
-
-// At most `capacity` holders at once; up to `max_queue` more wait, served in
-// the order they came.
-class Admission {
- public:
-  enum class Outcome { kAdmitted, kQueueFull, kTimedOut, kStopping };
-
-  Admission(int capacity, int max_queue) : capacity_(capacity), max_queue_(max_queue) {}
-
-  Outcome acquire(Clock::duration timeout) {
-    std::unique_lock<std::mutex> lk(mu_);
-    if (stopping_) return Outcome::kStopping;
-    if (active_ < capacity_ && waiting_.empty()) {
-      ++active_;
-      return Outcome::kAdmitted;
-    }
-    if (static_cast<int>(waiting_.size()) >= max_queue_) return Outcome::kQueueFull;
-    const uint64_t ticket = next_ticket_++;
-    waiting_.push_back(ticket);
-    const bool got = cv_.wait_for(lk, timeout, [&] {
-      return stopping_ || (active_ < capacity_ && waiting_.front() == ticket);
-    });
-    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), ticket));
-    cv_.notify_all();  // the next in line may fit too, or be first now
-    if (stopping_) return Outcome::kStopping;
-    if (!got) return Outcome::kTimedOut;
-    ++active_;
-    return Outcome::kAdmitted;
-  }
-
-  void release() {
-    std::lock_guard<std::mutex> lk(mu_);
-    --active_;
-    cv_.notify_all();
-  }
-
-  void stop() {
-    std::lock_guard<std::mutex> lk(mu_);
-    stopping_ = true;
-    cv_.notify_all();
-  }
-
-  void counts(int* active, int* queued) const {
-    std::lock_guard<std::mutex> lk(mu_);
-    *active = active_;
-    *queued = static_cast<int>(waiting_.size());
-  }
-
- private:
-  const int capacity_, max_queue_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  int active_ = 0;
-  std::deque<uint64_t> waiting_;
-  uint64_t next_ticket_ = 0;
-  bool stopping_ = false;
-};
-
-// An SSE stream seen as it passes: complete events are forwarded, an
-// unfinished one is held back (so that a stream cut off part way ends with a
-// whole error event, not half an event), and the events with content are
-// counted as tokens (one per chunk, as llama-server and ours send them).
-class SseMeter {
- public:
-  // Adds `piece`; returns the events it completed, to forward.
-  std::string take(const std::string& piece, Clock::time_point now) {
-    pending_ += piece;
-    size_t forward_end = 0, line_start = scanned_;
-    for (size_t nl; (nl = pending_.find('\n', line_start)) != std::string::npos;
-         line_start = nl + 1) {
-      std::string_view line(pending_.data() + line_start, nl - line_start);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.empty())
-        forward_end = nl + 1;
-      else if (line.substr(0, 5) == "data:")
-        data_line(line.substr(5), now);
-    }
-    std::string out = pending_.substr(0, forward_end);
-    pending_.erase(0, forward_end);
-    scanned_ = line_start - forward_end;
-    return out;
-  }
-  // What is held back, at a clean end of the stream.
-  std::string rest() { return std::exchange(pending_, std::string()); }
-  bool saw_error() const { return saw_error_; }
-
-  // The generation of a stream forwarded at `started` that ended at `ended`.
-  // Decode time runs to the end of the stream, not to the last content piece:
-  // a fast upstream's tokens can arrive in one piece, which would leave no time.
-  std::optional<SkillLoadStats::Generation> generation(Clock::time_point started,
-                                                       Clock::time_point ended) const {
-    if (!first_token_) return std::nullopt;
-    SkillLoadStats::Generation g;
-    g.ttft = *first_token_ - started;
-    g.tokens = usage_tokens_ >= 0 ? usage_tokens_ : chunks_with_content_;
-    g.decode = ended - *first_token_;
-    return g;
-  }
-
- private:
-  void data_line(std::string_view data, Clock::time_point now) {
-    while (!data.empty() && data.front() == ' ') data.remove_prefix(1);
-    if (data.empty() || data == "[DONE]") return;
-    const json j = json::parse(data, nullptr, false);
-    if (!j.is_object()) return;
-    if (j.contains("error")) saw_error_ = true;
-    bool content = false;
-    if (auto c = j.find("choices"); c != j.end() && c->is_array()) {
-      for (const json& choice : *c) {
-        if (!choice.is_object()) continue;
-        auto non_empty = [](const json& o, const char* key) {
-          auto it = o.find(key);
-          return it != o.end() && it->is_string() && !it->get_ref<const std::string&>().empty();
-        };
-        if (non_empty(choice, "text")) content = true;
-        if (auto d = choice.find("delta"); d != choice.end() && d->is_object())
-          if (non_empty(*d, "content") || non_empty(*d, "reasoning_content")) content = true;
-      }
-    }
-    if (content) {
-      ++chunks_with_content_;
-      if (!first_token_) first_token_ = now;
-    }
-    if (auto u = j.find("usage"); u != j.end() && u->is_object())
-      if (auto t = u->find("completion_tokens"); t != u->end() && t->is_number_integer())
-        usage_tokens_ = t->get<int64_t>();
-  }
-
-  std::string pending_;  // bytes after the last complete event
-  size_t scanned_ = 0;   // of pending_: lines before this were looked at
-  int64_t chunks_with_content_ = 0, usage_tokens_ = -1;
-  std::optional<Clock::time_point> first_token_;
-  bool saw_error_ = false;
-};
 
 // What a non-streaming generation measured: the whole answer is its first token.
 std::optional<SkillLoadStats::Generation> plain_generation(const std::string& body,

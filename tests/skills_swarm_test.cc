@@ -285,7 +285,15 @@ TEST_F(SkillsSwarmTest, AnEngineSkillKilledMidStreamContinuesExactlyOnAnother) {
   EXPECT_EQ(usage["swarm"]["failovers"], 1);
   EXPECT_EQ(usage["completion_tokens"], 40);
   EXPECT_NE(read_file(gateway_log()).find("cut off"), std::string::npos);
-  (void)slow;
+  // /metrics counts the resume, and the failure against the killed provider.
+  httplib::Client c("127.0.0.1", gateway()->port());
+  auto metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("swarm_skill_resumes_total 1"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("swarm_skill_requests_total{skill=\"kjv\",provider=\"" + slow +
+                               "\",outcome=\"failed\"} 1"),
+            std::string::npos)
+      << metrics->body;
 }
 
 TEST_F(SkillsSwarmTest, SkillRequestsAreChargedToTheKeyAndPaidToTheProvider) {

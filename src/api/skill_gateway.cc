@@ -247,7 +247,47 @@ void SkillGateway::ended(const std::string& key, bool ok, double ttft_s, double 
     ++it->second.served;
   } else {
     it->second.history.failed(seconds_now());
+    ++it->second.failed;
   }
+}
+
+MetricFamilies SkillGateway::metrics() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  MetricSnapshot m;
+  std::map<std::string, int> per_skill;
+  for (const auto& [key, p] : providers_) ++per_skill[p.record.skill];
+  for (const auto& [skill, n] : per_skill)
+    m.gauge("swarm_skill_providers", "Providers of a skill in the gateway's view", n,
+            {{"skill", skill}});
+  const double now = seconds_now();
+  for (const auto& [key, p] : providers_) {
+    const MetricLabels who = {{"skill", p.record.skill}, {"provider", p.record.node_id}};
+    MetricLabels ok = who, failed = who;
+    ok.push_back({"outcome", "served"});
+    failed.push_back({"outcome", "failed"});
+    m.counter("swarm_skill_requests_total",
+              "Skill requests a provider served, or failed (unreachable, 5xx, cut off)",
+              static_cast<double>(p.served), ok)
+        .counter("swarm_skill_requests_total",
+                 "Skill requests a provider served, or failed (unreachable, 5xx, cut off)",
+                 static_cast<double>(p.failed), failed);
+    const ProviderObservations seen = p.history.at(now);
+    m.gauge("swarm_skill_provider_tokens_per_second",
+            "A provider's decode speed per stream as this gateway measured it (0: not yet)",
+            seen.tokens_per_second, who)
+        .gauge("swarm_skill_provider_ttft_seconds",
+               "A provider's time to first token as this gateway measured it (0: not yet)",
+               seen.ttft_seconds, who)
+        .gauge("swarm_skill_provider_in_flight", "This gateway's requests on a provider now",
+               seen.in_flight, who)
+        .gauge("swarm_skill_provider_price_per_1k", "A provider's announced price per 1000 tokens",
+               p.record.price_per_1k, who);
+  }
+  m.counter("swarm_skill_failovers_total", "Skill requests moved to another provider", failovers_)
+      .counter("swarm_skill_resumes_total",
+               "Skill streams cut off part way that continued exactly on another provider",
+               resumes_);
+  return m.take();
 }
 
 std::optional<ApiError> SkillGateway::read_request(const httplib::Request& req,
@@ -349,6 +389,10 @@ bool SkillGateway::start_next(Attempt& a, const json* resume) {
     }
     a.last_error = why;
     ended(key, false, 0, 0);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++failovers_;
+    }
     log("skill " + a.skill + ": provider " + a.provider.node_id.substr(0, 12) + " failed (" + why +
         "); trying another");
     ++a.failovers;
@@ -488,6 +532,11 @@ bool SkillGateway::answer_stream(Attempt& a, SkillStream& stream, httplib::DataS
     // Before any text, any provider may start afresh; after, only a resume.
     if ((can_resume || nothing_sent) && start_next(a, can_resume ? &resume : nullptr)) {
       if (a.call->wait_for_status() == 200) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          ++failovers_;
+          if (can_resume) ++resumes_;
+        }
         stream.resume_on_next_provider(/*keep_tokens=*/can_resume);
         stream.set_provider(a.provider.node_id, a.provider.price_per_1k, a.failovers);
         continue;

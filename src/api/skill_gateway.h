@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "api/api_error.h"
+#include "api/metric_families.h"
 #include "api/skill_stream.h"
 #include "api/upstream_call.h"
 #include "discovery/skill_record.h"
@@ -82,6 +83,10 @@ class SkillGateway {
   // /v1/models entries, one per skill: providers, lowest price, tasks.
   std::vector<nlohmann::ordered_json> model_entries(int64_t created) const;
   std::vector<SkillProviderView> providers() const;
+  // For /metrics (doc/metrics.md, "Skills"): providers per skill, requests
+  // per provider and outcome, its measured speed and load, failovers and
+  // exact resumes.
+  MetricFamilies metrics() const;
 
   // The first `limit` providers of `skill` in the order the routing rule
   // ranks them for `ask` (doc/skills.md, "Routing"), leaving out the node ids
@@ -104,7 +109,7 @@ class SkillGateway {
   struct Provider {
     discovery::SkillRecord record;
     SkillHistory history;
-    int64_t served = 0;
+    int64_t served = 0, failed = 0;
   };
   struct Attempt;  // one request's state across providers (skill_gateway.cc)
 
@@ -131,6 +136,8 @@ class SkillGateway {
   mutable std::mutex mu_;  // guards what follows
   std::map<std::string, Provider> providers_;  // by skill + "/" + node id
   std::mt19937_64 rng_;
+  int64_t failovers_ = 0;  // requests moved to another provider
+  int64_t resumes_ = 0;    // of them, streams continued exactly from their tokens
   std::vector<SkillOffer> offers_;          // route()'s scratch
   std::vector<const Provider*> offer_of_;  // the provider of offers_[i]
 };

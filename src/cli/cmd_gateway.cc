@@ -458,7 +458,12 @@ void register_gateway(CLI::App& app) {
     api.ledger = ledger.get();
     if (dht) api.skills = &skills;
     api.trust_status = [&backend, &reputation] { return trust_status_json(backend, reputation->get()); };
-    api.metrics = [&backend, ledger = ledger.get()] { return gateway_metrics(backend, ledger); };
+    api.metrics = [&backend, ledger = ledger.get(), skills = api.skills] {
+      MetricFamilies all = gateway_metrics(backend, ledger);
+      if (skills)
+        for (prometheus::MetricFamily& f : skills->metrics()) all.push_back(std::move(f));
+      return all;
+    };
     api.swarm = [&backend, ledger = ledger.get(), model = SwarmModel{api.model_names, *id, cfg.n_layer}] {
       SwarmState state{{model}, backend.standing(), std::nullopt};
       if (ledger) state.credits = swarm_credits(*ledger);

@@ -299,7 +299,9 @@ std::optional<ApiError> SkillGateway::read_request(const httplib::Request& req,
                                : task == discovery::kTaskCompletions ? "/completions"
                                : task == discovery::kTaskEmbeddings  ? "/embeddings"
                                                                      : "/images/generations");
-  a.skill = body["model"].get<std::string>();
+  a.skill = body.is_object() && body.contains("model") && body["model"].is_string()
+                ? body["model"].get<std::string>()
+                : "";
   a.chat = task == discovery::kTaskChat;
   const bool text = a.chat || task == discovery::kTaskCompletions;
   a.body = body;

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -180,6 +182,7 @@ struct HttpServer::Connection {
   size_t head_bytes = 0, head_lines = 0, body_bytes = 0;
   std::optional<HttpRefusal> refusal;  // the front door failed the request
   bool must_close = false;             // unread request bytes remain, or a refusal
+  SSL* ssl = nullptr;                  // with TLS: the session over fd
 
   void begin_request(Clock::time_point d) {
     in_body = false;
@@ -207,12 +210,13 @@ class HttpServer::DeadlineStream : public httplib::Stream {
 
   // Waits up to `timeout` for the first byte of the next request.
   bool wait_for_request(std::chrono::milliseconds timeout) {
-    if (pos_ < len_) return true;
+    if (pos_ < len_ || (c_.ssl && SSL_pending(c_.ssl) > 0)) return true;
     return wait_fd(c_.fd, POLLIN, timeout) > 0;
   }
 
   bool is_readable() const override {
-    return pos_ < len_ || wait_fd(c_.fd, POLLIN, std::chrono::milliseconds(0)) > 0;
+    return pos_ < len_ || (c_.ssl && SSL_pending(c_.ssl) > 0) ||
+           wait_fd(c_.fd, POLLIN, std::chrono::milliseconds(0)) > 0;
   }
   bool is_writable() const override { return wait_fd(c_.fd, POLLOUT, limits_.write_timeout) > 0; }
 
@@ -252,6 +256,7 @@ class HttpServer::DeadlineStream : public httplib::Stream {
 
   ssize_t write(const char* ptr, size_t size) override {
     const auto deadline = Clock::now() + limits_.write_timeout;
+    if (c_.ssl) return tls_write(ptr, size, deadline);
     for (;;) {
       const ssize_t n = ::send(c_.fd, ptr, size, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n >= 0) return n;
@@ -287,6 +292,12 @@ class HttpServer::DeadlineStream : public httplib::Stream {
                                       seconds_text(limits_.header_timeout) + ".");
         return -1;
       }
+      if (c_.ssl) {
+        const ssize_t n = tls_read(left);
+        if (n == -2) continue;  // nothing yet: the deadline check above ends it
+        if (n > 0) len_ = static_cast<size_t>(n);
+        return n;
+      }
       const int r = wait_fd(c_.fd, POLLIN, left);
       if (r < 0) return -1;
       if (r == 0) continue;  // the deadline check above ends it
@@ -297,6 +308,44 @@ class HttpServer::DeadlineStream : public httplib::Stream {
       }
       if (n == 0) return 0;
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -1;
+    }
+  }
+
+  // One SSL_read within `left`: bytes into buf_, 0 at a clean close, -1 on
+  // an error, -2 when nothing came in time.
+  ssize_t tls_read(Clock::duration left) {
+    if (SSL_pending(c_.ssl) == 0) {
+      const int r = wait_fd(c_.fd, POLLIN, left);
+      if (r < 0) return -1;
+      if (r == 0) return -2;
+    }
+    const int n = SSL_read(c_.ssl, buf_, sizeof buf_);
+    if (n > 0) return n;
+    switch (SSL_get_error(c_.ssl, n)) {
+      case SSL_ERROR_WANT_READ:
+        return -2;
+      case SSL_ERROR_WANT_WRITE:  // a renegotiation or key update wants to send
+        return wait_fd(c_.fd, POLLOUT, left) > 0 ? -2 : -1;
+      case SSL_ERROR_ZERO_RETURN:
+        return 0;
+      default:
+        return -1;
+    }
+  }
+
+  // The whole of `ptr` through TLS by `deadline` (SSL_write takes it all or
+  // nothing), or -1.
+  ssize_t tls_write(const char* ptr, size_t size, Clock::time_point deadline) {
+    if (size == 0) return 0;
+    for (;;) {
+      const int n = SSL_write(c_.ssl, ptr, static_cast<int>(std::min<size_t>(size, 1 << 30)));
+      if (n > 0) return n;
+      const int e = SSL_get_error(c_.ssl, n);
+      if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) return -1;
+      const auto left = deadline - Clock::now();
+      if (left <= Clock::duration::zero() ||
+          wait_fd(c_.fd, e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, left) <= 0)
+        return -1;
     }
   }
 
@@ -526,8 +575,33 @@ httplib::Server::HandlerResponse HttpServer::check_framing(const httplib::Reques
   return HandlerResponse::Unhandled;
 }
 
+bool HttpServer::tls_handshake(Connection& c) {
+  c.ssl = SSL_new(tls_->get());
+  if (c.ssl == nullptr) return false;
+  // Non-blocking, so that the handshake (and every read) keeps the deadlines.
+  const int flags = fcntl(c.fd, F_GETFL, 0);
+  if (flags < 0 || fcntl(c.fd, F_SETFL, flags | O_NONBLOCK) < 0) return false;
+  SSL_set_fd(c.ssl, c.fd);
+  const auto deadline = Clock::now() + limits_.header_timeout;
+  for (;;) {
+    const int r = SSL_accept(c.ssl);
+    if (r == 1) return true;
+    const int e = SSL_get_error(c.ssl, r);
+    const auto left = deadline - Clock::now();
+    if ((e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) || left <= Clock::duration::zero() ||
+        wait_fd(c.fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, left) <= 0) {
+      log_event("tls", "TLS handshake with " + c.ip + ":" + std::to_string(c.port) + " failed");
+      return false;
+    }
+  }
+}
+
 void HttpServer::serve(Connection& c) {
   t_connection = &c;
+  if (tls_ && !tls_handshake(c)) {
+    t_connection = nullptr;
+    return finish(c);
+  }
   DeadlineStream stream(c, limits_);
   try {
     for (int served = 0; !stopping_;) {
@@ -562,6 +636,11 @@ void HttpServer::serve(Connection& c) {
 }
 
 void HttpServer::finish(Connection& c) {
+  if (c.ssl) {
+    SSL_shutdown(c.ssl);  // best effort, non-blocking: a close_notify if it fits
+    SSL_free(c.ssl);
+    c.ssl = nullptr;
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     open_fds_.erase(c.fd);

@@ -32,6 +32,7 @@
 #include <string>
 #include <thread>
 
+#include "api/http_tls.h"
 #include "engine/status.h"
 
 namespace swarm {
@@ -73,6 +74,10 @@ class HttpServer : public httplib::Server {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // Serve HTTPS with this context (api/http_tls.h); before start(). Each
+  // connection's handshake must end within the header deadline.
+  void set_tls(std::shared_ptr<TlsServerContext> tls) { tls_ = std::move(tls); }
+
   // Binds host:port (port 0: a free one), listens and accepts on a background
   // thread. Returns the bound port, or IOError.
   Result<int> start(const std::string& host, int port);
@@ -103,6 +108,7 @@ class HttpServer : public httplib::Server {
 
   void accept_loop(int listen_fd);
   void serve(Connection& c);
+  bool tls_handshake(Connection& c);
   void refuse(int fd, int status, const std::string& message);
   void finish(Connection& c);
   // At most one line a second per `kind`.
@@ -111,6 +117,7 @@ class HttpServer : public httplib::Server {
                                                  httplib::Response& res);
 
   const HttpLimits limits_;
+  std::shared_ptr<TlsServerContext> tls_;
   const std::function<std::string(int, const std::string&)> error_body_;
   const std::function<void(const std::string&)> log_;
   std::unique_ptr<Pool> pool_;

@@ -377,6 +377,8 @@ bool SkillGateway::start_next(Attempt& a, const json* resume) {
       up.path = a.path;
       up.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
       up.timeouts = options_.timeouts;
+      // HTTPS pinned to the key that signed the provider's record.
+      up.pin = a.provider.public_key;
       a.call = UpstreamCall::Start(std::move(up));
       status = a.call->wait_for_status();
       if (status != 0) break;

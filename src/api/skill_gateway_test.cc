@@ -1,8 +1,9 @@
 // The gateway's skill routing end to end in one process: a SkillGateway
 // answering through real skill proxies (api/skill_proxy.h) in front of
 // hand-made upstreams (no image model runs on a test machine): image requests
-// pass through priced per image, and a provider that cannot be reached or
-// answers 5xx is left for the next at once.
+// pass through priced per image over HTTPS pinned to each record's key, and a
+// provider that cannot be reached, answers 5xx or holds another key is left
+// for the next at once.
 #include "api/skill_gateway.h"
 
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include <memory>
 #include <thread>
 
+#include "api/http_tls.h"
 #include "api/skill_proxy.h"
 #include "api/test_upstream.h"
 
@@ -37,10 +39,19 @@ std::unique_ptr<TestUpstream> image_server(int* calls) {
   });
 }
 
-// A skill proxy in front of `port`: its own port.
-std::unique_ptr<SkillProxy> proxy_for(int port, int* proxy_port) {
+net::Identity identity(uint8_t fill) {
+  std::array<uint8_t, net::kSeedBytes> seed;
+  seed.fill(fill);
+  return std::move(net::Identity::FromSeed(seed)).value();
+}
+
+// A skill proxy in front of `port`, serving HTTPS as `who`: its own port.
+std::unique_ptr<SkillProxy> proxy_for(int port, int* proxy_port, const net::Identity& who) {
   SkillProxyOptions o;
   o.upstream = UpstreamUrl{"127.0.0.1", port, ""};
+  auto tls = TlsServerContext::ForIdentity(who);
+  EXPECT_TRUE(tls.ok()) << tls.status().ToString();
+  o.tls = *tls;
   auto p = SkillProxy::Create(o);
   EXPECT_TRUE(p.ok());
   auto bound = (*p)->listen("127.0.0.1", 0);
@@ -49,9 +60,12 @@ std::unique_ptr<SkillProxy> proxy_for(int port, int* proxy_port) {
   return std::move(p).value();
 }
 
-discovery::SkillRecord image_record(const std::string& node_id, int port, double price) {
+// A record as `who` would sign it (the gateway pins its key).
+discovery::SkillRecord image_record(const std::string& node_id, int port, double price,
+                                    const net::Identity& who) {
   discovery::SkillRecord r;
   r.node_id = node_id;
+  r.public_key = who.public_key();
   r.addresses = {"127.0.0.1:" + std::to_string(port)};
   r.skill = "painter";
   r.tasks = {"images"};
@@ -82,12 +96,13 @@ struct GatewayFront {
 
 TEST(SkillGatewayTest, ImagesPassThroughPricedPerImage) {
   int calls = 0, proxy_port = 0;
+  const net::Identity a = identity(1);
   auto upstream = image_server(&calls);
-  auto proxy = proxy_for(upstream->port(), &proxy_port);
+  auto proxy = proxy_for(upstream->port(), &proxy_port, a);
   SkillGatewayOptions o;
   o.seed = 1;
   SkillGateway gw(o);
-  gw.set_records({image_record("aaaa", proxy_port, 0.5)});
+  gw.set_records({image_record("aaaa", proxy_port, 0.5, a)});
   ASSERT_TRUE(gw.serves("painter"));
   GatewayFront front(gw);
   httplib::Client c("127.0.0.1", front.port);
@@ -112,19 +127,25 @@ TEST(SkillGatewayTest, ImagesPassThroughPricedPerImage) {
 }
 
 TEST(SkillGatewayTest, AnUnreachableOrFailingProviderIsLeftForTheNext) {
-  int calls = 0, good_port = 0, failing_port = 0;
+  int calls = 0, good_port = 0, failing_port = 0, imposter_port = 0;
+  const net::Identity good_id = identity(1), failing_id = identity(2), other = identity(3);
   auto upstream = image_server(&calls);
-  auto good = proxy_for(upstream->port(), &good_port);
+  auto good = proxy_for(upstream->port(), &good_port, good_id);
   // A proxy whose upstream is gone answers 502; a port nobody listens on refuses.
   testing::RefusingPort gone, refusing;
-  auto failing = proxy_for(gone.port(), &failing_port);
+  auto failing = proxy_for(gone.port(), &failing_port, failing_id);
+  // A working provider, but not the one the record's key names: refused at
+  // the TLS handshake, never asked anything.
+  auto imposter = proxy_for(upstream->port(), &imposter_port, other);
   SkillGatewayOptions o;
   o.seed = 1;
   o.explore = 0;
   SkillGateway gw(o);
-  // The two broken ones are the cheapest, so they are tried first.
-  gw.set_records({image_record("bad1", refusing.port(), 0.01),
-                  image_record("bad2", failing_port, 0.02), image_record("good", good_port, 1)});
+  // The broken ones are the cheapest, so they are tried first.
+  gw.set_records({image_record("bad1", refusing.port(), 0.01, good_id),
+                  image_record("bad2", failing_port, 0.02, failing_id),
+                  image_record("bad3", imposter_port, 0.03, good_id),
+                  image_record("good", good_port, 1, good_id)});
   GatewayFront front(gw);
   httplib::Client c("127.0.0.1", front.port);
   auto res = c.Post("/v1/images/generations", R"({"model":"painter","prompt":"x"})",
@@ -133,7 +154,8 @@ TEST(SkillGatewayTest, AnUnreachableOrFailingProviderIsLeftForTheNext) {
   ASSERT_EQ(res->status, 200) << res->body;
   const json got = json::parse(res->body);
   EXPECT_EQ(got["usage"]["swarm"]["provider"], "good");
-  EXPECT_EQ(got["usage"]["swarm"]["failovers"], 2);
+  EXPECT_EQ(got["usage"]["swarm"]["failovers"], 3);
+  EXPECT_EQ(calls, 1);  // the imposter's upstream was never reached
   // The gateway remembers: both failures count against them now.
   for (const SkillProviderView& v : gw.providers())
     EXPECT_EQ(v.seen.recent_failures > 0, v.node_id != "good") << v.node_id;

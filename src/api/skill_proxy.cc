@@ -127,6 +127,7 @@ struct SkillProxy::Impl {
           return dump(e.body());
         },
         options.log);
+    if (options.tls) http->set_tls(options.tls);
     install_routes();
   }
 

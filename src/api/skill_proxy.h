@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "api/http_server.h"
+#include "api/http_tls.h"
 #include "api/upstream_call.h"
 #include "engine/status.h"
 
@@ -66,6 +67,9 @@ struct SkillProxyOptions {
   // Window over which failures are counted for the record.
   std::chrono::seconds failure_window{300};
   std::function<void(const std::string&)> log;  // one line per failure; may be empty
+  // Serve HTTPS with the provider's identity (api/http_tls.h): gateways pin
+  // the key that signed its skill records. Null: plain HTTP.
+  std::shared_ptr<TlsServerContext> tls;
 };
 
 // What the proxy measured, as of `now`.

@@ -1,5 +1,7 @@
 #include "api/upstream_call.h"
 
+#include "api/http_tls.h"
+
 #include <httplib.h>
 #include <strings.h>
 
@@ -37,10 +39,28 @@ std::unique_ptr<UpstreamCall> UpstreamCall::Start(UpstreamRequest request) {
   return call;
 }
 
+namespace {
+
+std::unique_ptr<httplib::Client> make_client(const UpstreamRequest& r) {
+  if (!r.pin) return std::make_unique<httplib::Client>(bare_host(r.host), r.port);
+  const std::string host = r.host.find(':') != std::string::npos && r.host.front() != '['
+                               ? "[" + r.host + "]"
+                               : r.host;
+  return std::make_unique<httplib::Client>("https://" + host + ":" + std::to_string(r.port));
+}
+
+}  // namespace
+
 UpstreamCall::UpstreamCall(UpstreamRequest request)
     : request_(std::move(request)),
       started_(Clock::now()),
-      client_(std::make_unique<httplib::Client>(bare_host(request_.host), request_.port)) {
+      client_(make_client(request_)) {
+  if (request_.pin) {
+    // HTTPS that accepts exactly the pinned key, whoever signed the
+    // certificate (api/http_tls.h); no host name or CA is checked.
+    client_->enable_server_certificate_verification(false);
+    if (SSL_CTX* ctx = client_->ssl_context()) pin_server_key(ctx, &*request_.pin);
+  }
   const UpstreamTimeouts& t = request_.timeouts;
   client_->set_connection_timeout(t.connect);
   // httplib's timeout is per recv(): the longer of the two phases' limits is a

@@ -16,11 +16,13 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "engine/status.h"
+#include "net/identity.h"
 
 namespace httplib {
 class Client;
@@ -50,6 +52,9 @@ struct UpstreamRequest {
   size_t buffer_bytes = 1 << 20;
   // A body larger than this fails the call (an upstream is not trusted to end).
   size_t max_body_bytes = 64u << 20;
+  // HTTPS to a server whose certificate must hold this Ed25519 key (a skill
+  // provider's, from its signed record: api/http_tls.h); none: plain HTTP.
+  std::optional<net::PublicKey> pin;
 };
 
 class UpstreamCall {

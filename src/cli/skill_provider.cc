@@ -127,6 +127,11 @@ void run_skill_provider(const SkillProviderFlags& f, const sigset_t& signals) {
 
   std::unique_ptr<LocalEngine> engine;
   SkillProxyOptions po;
+  // Gateways reach the provider over HTTPS pinned to the key that signs its
+  // records (doc/skills.md, "Transport security").
+  auto tls = TlsServerContext::ForIdentity(*identity);
+  if (!tls.ok()) fail("--identity: " + tls.status().message());
+  po.tls = *tls;
   po.capacity = f.capacity;
   po.max_queue = f.max_queue;
   po.log = [](const std::string& line) { spdlog::warn("{}", line); };

@@ -73,11 +73,19 @@ for _ in $(seq 1 120); do
 done
 [ "${n:-0}" -ge 6 ] || { echo "skills_bench.sh: the gateway lists ${n:-0} of 6 providers" >&2; exit 1; }
 
+metric() {  # NAME [LABEL FILTER] -> the gateway's value of that metric (0 when absent)
+  local v
+  v=$(curl -s "$URL/metrics" | grep "^$1" | grep -F "${2:-}" | awk '{print $2}' | head -1)
+  echo "${v:-0}" | cut -d. -f1
+}
+in_flight() { metric swarm_skill_provider_in_flight "provider=\"${ID[$1]}\""; }
 served() {  # NAME -> requests the gateway logged as served by it
   grep -c "stream from ${ID[$1]:0:12}:" "$WORK/gateway.err" || true
 }
 phase() {  # LABEL [VICTIM]
-  local label=$1 victim=${2:-} line before total=0 name n
+  local label=$1 victim=${2:-} line before total=0 name n held=0 failovers0 resumes0
+  failovers0=$(metric swarm_skill_failovers_total)
+  resumes0=$(metric swarm_skill_resumes_total)
   declare -A was
   for name in "${NAMES[@]}"; do was[$name]=$(served "$name"); done
   if [ -n "$victim" ]; then
@@ -85,9 +93,13 @@ phase() {  # LABEL [VICTIM]
       --label "$label" >"$WORK/loadgen-$label.json" &
     local lg=$!
     before=$(grep -c "skill kjv stream from" "$WORK/gateway.err" || true)
-    while [ $(( $(grep -c "skill kjv stream from" "$WORK/gateway.err" || true) - before )) -lt $((REQUESTS / 3)) ]; do
-      sleep 0.1
+    # A third of the requests done, and the victim holding streams: it dies
+    # with them in flight.
+    while [ $(( $(grep -c "skill kjv stream from" "$WORK/gateway.err" || true) - before )) -lt $((REQUESTS / 3)) ] ||
+          [ "$(in_flight "$victim")" -lt 1 ]; do
+      sleep 0.05
     done
+    held=$(in_flight "$victim")
     kill -9 "${PID[$victim]}"
     wait $lg
     line=$(cat "$WORK/loadgen-$label.json")
@@ -104,13 +116,14 @@ phase() {  # LABEL [VICTIM]
     printf '{"bench":"skills","phase":"%s","provider":"%s","base_price":%s,"slowdown":%s,"requests":%d,"share":%.3f}\n' \
       "$label" "$name" "${PRICE[$name]}" "${SLOW[$name]}" "$n" "$(awk -v a="$n" -v t="$total" 'BEGIN{print t ? a / t : 0}')"
   done
-  local tok failed failovers
+  local tok failed failovers resumes
   tok=$(sed 's/.*"aggregate_tok_s":\([0-9.]*\).*/\1/' <<<"$line")
   failed=$(sed 's/.*"errors":\([0-9]*\).*/\1/' <<<"$line")
-  failovers=$(grep -c "cut off\|failed (" "$WORK/gateway.err" || true)
-  printf '{"bench":"skills","phase":"%s","streams":%d,"requests":%d,"max_tokens":%d,"time_value":%s,"aggregate_tok_s":%s,"failed_requests":%s,"gateway_failover_events":%s%s}\n' \
-    "$label" "$STREAMS" "$REQUESTS" "$TOKENS" "$TIME_VALUE" "$tok" "${failed:-0}" "$failovers" \
-    "$([ -n "$victim" ] && echo ",\"killed\":\"$victim\"")"
+  failovers=$(( $(metric swarm_skill_failovers_total) - failovers0 ))
+  resumes=$(( $(metric swarm_skill_resumes_total) - resumes0 ))
+  printf '{"bench":"skills","phase":"%s","streams":%d,"requests":%d,"max_tokens":%d,"time_value":%s,"aggregate_tok_s":%s,"failed_requests":%s,"failovers":%d,"exact_resumes":%d%s}\n' \
+    "$label" "$STREAMS" "$REQUESTS" "$TOKENS" "$TIME_VALUE" "$tok" "${failed:-0}" "$failovers" "$resumes" \
+    "$([ -n "$victim" ] && echo ",\"killed\":\"$victim\",\"streams_it_held\":$held")"
 }
 # Warm-up: every provider gets measured (exploration alone would take long).
 "$SWARM" loadgen --url "$URL" --model kjv -c 6 -r 12 -n 8 >/dev/null

@@ -173,21 +173,11 @@ struct SkillView {
 
 json skill_json(const SkillView& v) {
   json providers = json::array();
-  for (const discovery::SkillRecord& r : v.lookup.records)
-    providers.push_back({{"node_id", r.node_id},
-                         {"addresses", r.addresses},
-                         {"tasks", r.tasks},
-                         {"content_id", r.content_id},
-                         {"engine", r.engine},
-                         {"price_per_1k", r.price_per_1k},
-                         {"price_per_image", r.price_per_image},
-                         {"capacity", r.capacity},
-                         {"active", r.active},
-                         {"queued", r.queued},
-                         {"tokens_per_second", r.tokens_per_second},
-                         {"ttft_seconds", r.ttft_seconds},
-                         {"warm", r.warm},
-                         {"recent_failures", r.recent_failures}});
+  for (const discovery::SkillRecord& r : v.lookup.records) {
+    json p = discovery::skill_record_members(r);
+    p["node_id"] = r.node_id;
+    providers.push_back(std::move(p));
+  }
   return {{"skill", v.skill}, {"providers", providers}};
 }
 

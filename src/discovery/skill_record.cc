@@ -101,28 +101,31 @@ std::string canonical_bytes(const SkillRecord& r) {
   return e.take();
 }
 
+nlohmann::json skill_record_members(const SkillRecord& r) {
+  return {{"protocol", r.protocol},
+          {"addresses", r.addresses},
+          {"skill", r.skill},
+          {"tasks", r.tasks},
+          {"content_id", r.content_id},
+          {"engine", r.engine},
+          {"price_per_1k", r.price_per_1k},
+          {"price_per_image", r.price_per_image},
+          {"capacity", r.capacity},
+          {"active", r.active},
+          {"queued", r.queued},
+          {"tokens_per_second", r.tokens_per_second},
+          {"ttft_seconds", r.ttft_seconds},
+          {"warm", r.warm},
+          {"recent_failures", r.recent_failures},
+          {"issued_at", r.issued_at},
+          {"expires_at", r.expires_at}};
+}
+
 std::string sign_skill_record(const SkillRecord& record, const net::Identity& identity) {
   SkillRecord r = record;
   r.node_id = identity.node_id();
   r.public_key = identity.public_key();
-  return signed_wire({{"protocol", r.protocol},
-                      {"addresses", r.addresses},
-                      {"skill", r.skill},
-                      {"tasks", r.tasks},
-                      {"content_id", r.content_id},
-                      {"engine", r.engine},
-                      {"price_per_1k", r.price_per_1k},
-                      {"price_per_image", r.price_per_image},
-                      {"capacity", r.capacity},
-                      {"active", r.active},
-                      {"queued", r.queued},
-                      {"tokens_per_second", r.tokens_per_second},
-                      {"ttft_seconds", r.ttft_seconds},
-                      {"warm", r.warm},
-                      {"recent_failures", r.recent_failures},
-                      {"issued_at", r.issued_at},
-                      {"expires_at", r.expires_at}},
-                     identity, canonical_bytes(r));
+  return signed_wire(skill_record_members(r), identity, canonical_bytes(r));
 }
 
 Status validate_skill_record(const SkillRecord& r, int64_t now) {

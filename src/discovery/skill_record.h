@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,6 +69,10 @@ struct SkillRecord {
 // The bytes a skill record's signature covers: injective, and prefixed with
 // kSkillSigningContext so it can never pass for a node record's.
 std::string canonical_bytes(const SkillRecord& record);
+
+// The record's members as its wire form has them, without the signer's
+// (node_id, public_key, signature): for listings such as `swarm status`.
+nlohmann::json skill_record_members(const SkillRecord& record);
 
 // The wire form (JSON), signed by `identity` (its node id and key replace the record's).
 std::string sign_skill_record(const SkillRecord& record, const net::Identity& identity);

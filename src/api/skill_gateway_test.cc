@@ -156,6 +156,19 @@ TEST(SkillGatewayTest, AnUnreachableOrFailingProviderIsLeftForTheNext) {
   EXPECT_EQ(got["usage"]["swarm"]["provider"], "good");
   EXPECT_EQ(got["usage"]["swarm"]["failovers"], 3);
   EXPECT_EQ(calls, 1);  // the imposter's upstream was never reached
+  // And the pinned handshake's refusal names itself.
+  UpstreamRequest up;
+  up.host = "127.0.0.1";
+  up.port = imposter_port;
+  up.method = "GET";
+  up.path = "/health";
+  up.pin = good_id.public_key();
+  auto call = UpstreamCall::Start(up);
+  EXPECT_EQ(call->wait_for_status(), 0);
+  EXPECT_NE(call->error().find("does not hold the pinned key"), std::string::npos) << call->error();
+  up.pin = other.public_key();  // the imposter's own key: it is who it says, and answers
+  call = UpstreamCall::Start(up);
+  EXPECT_GT(call->wait_for_status(), 0) << call->error();
   // The gateway remembers: both failures count against them now.
   for (const SkillProviderView& v : gw.providers())
     EXPECT_EQ(v.seen.recent_failures > 0, v.node_id != "good") << v.node_id;

@@ -156,6 +156,10 @@ void UpstreamCall::run() {
         what = "could not connect";
       else if (e == httplib::Error::ConnectionTimeout)
         what = "no connection within " + seconds_text(request_.timeouts.connect);
+      else if (e == httplib::Error::SSLConnection || e == httplib::Error::SSLServerVerification)
+        what = request_.pin ? "the TLS handshake failed: the server's certificate does not hold "
+                              "the pinned key, or it speaks no TLS"
+                            : "the TLS handshake failed";
       else if (e == httplib::Error::Write)
         what = "sending the request failed";
       else if (e == httplib::Error::Read)

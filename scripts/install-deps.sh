@@ -3,8 +3,10 @@
 # Idempotent: packages already present are skipped, so `make` may call it every time.
 # `--tests` adds Node.js and npm, which only the OpenAI-client and swarm-page
 # tests need, chromium, the browser the swarm-page test drives, and
-# python3-prometheus-client, whose parser the metrics test reads /metrics with
-# (`make test` passes it; `make demo` does not wait for them). `--train` adds what
+# python3-prometheus-client, whose parser the metrics test reads /metrics with,
+# and Mesa's Vulkan drivers, whose lavapipe software device the Vulkan tests
+# run on where there is no GPU (`make test` passes it; `make demo` does not
+# wait for them). `--train` adds what
 # tools/train_models.sh needs (PyTorch, the corpus); building and running
 # SwarmInfer never needs those.
 set -euo pipefail
@@ -21,11 +23,12 @@ PACKAGES=(
   prometheus-cpp-dev  # GET /metrics: metric types and the text format
   libsimgrid-dev libtomlplusplus-dev  # swarm sim: SimGrid's network model, TOML scenarios
   gnuplot-nox  # swarm sim's plot (without it the run skips the plot and says so)
+  libvulkan-dev  # the Vulkan loader and headers: GPUs of every make (swarm devices)
 )
 tests=0
 for arg in "$@"; do
   case "$arg" in
-    --tests) tests=1; PACKAGES+=(python3-prometheus-client chromium) ;;
+    --tests) tests=1; PACKAGES+=(python3-prometheus-client chromium mesa-vulkan-drivers) ;;
     --train)
       # libopenblas0-pthread: without an optimised BLAS Debian's torch falls back to
       # reference BLAS, several times slower.

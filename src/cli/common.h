@@ -77,6 +77,7 @@ void register_dht(CLI::App& app);
 void register_status(CLI::App& app);
 void register_model_id(CLI::App& app);
 void register_sim(CLI::App& app);
+void register_devices(CLI::App& app);
 void register_ledger(CLI::App& app);
 
 }  // namespace swarm::cli

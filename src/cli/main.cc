@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   swarm::cli::register_model_id(app);
   swarm::cli::register_ledger(app);
   swarm::cli::register_sim(app);
+  swarm::cli::register_devices(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

@@ -3,7 +3,10 @@
 # callers (bench/hostile_client.cc: huge steps, huge contexts, a thousand hops,
 # NaN states, garbage bytes, long prompts, idle sessions, a stream that never
 # reads) attack both nodes for the same time. Prints JSON lines: the honest
-# throughput of each run, their ratio (goal >= 0.9), the nodes' and the
+# throughput of each run, their ratio (goal >= 0.9), the CPU the swarm (nodes
+# and gateway) spent per honest token and how busy it kept its cores (what
+# the attacks cost, read beside the throughput a drifting machine blurs), the
+# nodes' and the
 # gateway's peak RSS and thread counts, and whether every process exited by
 # itself when told to (a node that must be killed is a bug).
 #   bench/soak_bench.sh [BUILD] [SECONDS per run, default 600] [STREAMS, default 4] [ATTACKS]
@@ -81,6 +84,15 @@ status_of() {  # FIELD PID -> its value in /proc/PID/status (0 once gone)
   echo "${v:-0}"
 }
 node_threads() { echo $(( $(status_of Threads "$PID_A") + $(status_of Threads "$PID_B") )); }
+# CPU ticks (user + system) the nodes and the gateway used so far: with the
+# honest tokens of a phase, what each token cost the swarm, attacks included.
+swarm_ticks() {
+  local p t=0
+  for p in "$PID_A" "$PID_B" "$PID_G"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo $t
+}
 # Waits (up to 60 s) until neither node has steps queued: an attack's backlog
 # is not left to slow the clean phase after it.
 settle() {
@@ -97,13 +109,15 @@ settle() {
 # both alike. Attackers start afresh each attacked phase and attack 5 s past
 # it, so the phase's last loadgen run (which may overrun) is attacked too.
 PHASE=${SOAK_PHASE_S:-30}
-clean_tokens=0; clean_ns=0; attacked_tokens=0; attacked_ns=0
+clean_tokens=0; clean_ns=0; attacked_tokens=0; attacked_ns=0; clean_ticks=0; attacked_ticks=0
 threads_clean=0; phases=0
 : >"$WORK/threads.txt"
 : >"$WORK/hostile-a.json"; : >"$WORK/hostile-b.json"
 for ((done_s = 0; done_s < SECONDS_PER_RUN; done_s += PHASE)); do
   len=$(( SECONDS_PER_RUN - done_s < PHASE ? SECONDS_PER_RUN - done_s : PHASE ))
+  t0=$(swarm_ticks)
   read -r t ns <<<"$(honest "$len")"
+  clean_ticks=$((clean_ticks + $(swarm_ticks) - t0))
   clean_tokens=$(awk -v a="$clean_tokens" -v b="$t" 'BEGIN{print a + b}'); clean_ns=$((clean_ns + ns))
   t=$(node_threads); [ "$t" -gt "$threads_clean" ] && threads_clean=$t
   "${ATTACKER[@]}" "$HOSTILE" --target "$A" --model-id "$MODEL_ID" --first 0 --last 4 --n-layer "$N_LAYER" \
@@ -114,13 +128,19 @@ for ((done_s = 0; done_s < SECONDS_PER_RUN; done_s += PHASE)); do
   HB=$!; pids+=($HB)
   ( while running $HA; do node_threads; sleep 1; done ) >>"$WORK/threads.txt" &
   pids+=($!)
+  t0=$(swarm_ticks)
   read -r t ns <<<"$(honest "$len")"
+  attacked_ticks=$((attacked_ticks + $(swarm_ticks) - t0))
   attacked_tokens=$(awk -v a="$attacked_tokens" -v b="$t" 'BEGIN{print a + b}'); attacked_ns=$((attacked_ns + ns))
   wait $HA $HB || true
   settle
   phases=$((phases + 1))
 done
 rate() { awk -v t="$1" -v ns="$2" 'BEGIN{printf "%.2f", (ns > 0 ? t / (ns / 1e9) : 0)}'; }
+# Milliseconds of swarm CPU (nodes and gateway) per honest token, and the
+# share of the phase's wall time the swarm was on a CPU.
+cpu_per_token() { awk -v k="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.3f", (t > 0 ? 1000 * k / hz / t : 0)}'; }
+busy() { awk -v k="$1" -v ns="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.3f", (ns > 0 ? (k / hz) / (ns / 1e9) : 0)}'; }
 clean=$(rate "$clean_tokens" "$clean_ns"); attacked=$(rate "$attacked_tokens" "$attacked_ns")
 max_threads=$(sort -n "$WORK/threads.txt" | tail -1)
 running "$PID_A" && running "$PID_B" && alive=true || alive=false
@@ -129,7 +149,7 @@ threads_g=$(status_of Threads "$PID_G")
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 # Stops everything now, to see that every process exits when told to.
 stop_all
-echo "{\"bench\":\"soak\",\"label\":\"clean\",\"seconds\":$SECONDS_PER_RUN,\"phases\":$phases,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$clean,\"threads\":$threads_clean}"
-echo "{\"bench\":\"soak\",\"label\":\"attacked\",\"attacks\":\"$ATTACKS\",\"seconds\":$SECONDS_PER_RUN,\"phases\":$phases,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$attacked,\"max_threads\":${max_threads:-0},\"peak_rss_kb_a\":$rss_a,\"peak_rss_kb_b\":$rss_b,\"peak_rss_kb_gateway\":$rss_g,\"gateway_threads\":$threads_g,\"nodes_alive\":$alive,\"forced_kills\":$forced_kills,\"loadavg_at_end\":\"$load\"}"
+echo "{\"bench\":\"soak\",\"label\":\"clean\",\"seconds\":$SECONDS_PER_RUN,\"phases\":$phases,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$clean,\"swarm_cpu_ms_per_token\":$(cpu_per_token "$clean_ticks" "$clean_tokens"),\"swarm_cpu_busy\":$(busy "$clean_ticks" "$clean_ns"),\"threads\":$threads_clean}"
+echo "{\"bench\":\"soak\",\"label\":\"attacked\",\"attacks\":\"$ATTACKS\",\"seconds\":$SECONDS_PER_RUN,\"phases\":$phases,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$attacked,\"swarm_cpu_ms_per_token\":$(cpu_per_token "$attacked_ticks" "$attacked_tokens"),\"swarm_cpu_busy\":$(busy "$attacked_ticks" "$attacked_ns"),\"max_threads\":${max_threads:-0},\"peak_rss_kb_a\":$rss_a,\"peak_rss_kb_b\":$rss_b,\"peak_rss_kb_gateway\":$rss_g,\"gateway_threads\":$threads_g,\"nodes_alive\":$alive,\"forced_kills\":$forced_kills,\"loadavg_at_end\":\"$load\"}"
 awk -v a="$attacked" -v c="$clean" 'BEGIN{printf "{\"bench\":\"soak\",\"label\":\"ratio\",\"attacked_over_clean\":%.3f}\n", (c > 0 ? a / c : 0)}'
 cat "$WORK/hostile-a.json" "$WORK/hostile-b.json"

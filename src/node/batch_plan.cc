@@ -6,7 +6,7 @@
 namespace swarm::node {
 
 BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_tokens,
-                          bool others_active) {
+                          bool others_active, int bulk_chunk_tokens) {
   BatchPlan plan;
   // Each open session's earliest step, in queue order; Truncates before it are
   // applied on the way.
@@ -25,21 +25,23 @@ BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_token
       }
     }
   }
+  // A bulk step (a chunkable run longer than a chunk: a prompt, a replay)
+  // runs beside other sessions' steps a chunk at a time, so their latency
+  // stays that of a small batch; alone, it takes whole batches. A chunk is
+  // an eighth of the batch, or less where the caller measured that an eighth
+  // takes longer than others' steps should wait.
+  const int eighth = std::max(1, max_batch_tokens / 8);
+  const int share = bulk_chunk_tokens > 0 ? std::min(bulk_chunk_tokens, eighth) : eighth;
   // Bulk work of a session over its fair share waits (and its session's
   // later items behind it).
-  const int bulk_above = std::max(1, max_batch_tokens / 8);
   std::erase_if(earliest, [&](size_t i) {
     const QueuedWork& w = queue[i];
-    return w.over_share && w.chunkable && !w.continuation && w.tokens > bulk_above;
+    return w.over_share && w.chunkable && !w.continuation && w.tokens > share;
   });
   // Audit runs wait while anyone else's step can run.
   if (std::any_of(earliest.begin(), earliest.end(), [&](size_t i) { return !queue[i].background; }))
     std::erase_if(earliest, [&](size_t i) { return queue[i].background; });
-  // A bulk step (a chunkable run longer than an eighth of the batch: a
-  // prompt, a replay) runs beside other sessions' steps an eighth of a batch
-  // at a time, so their latency stays that of a small batch; alone, it takes
-  // whole batches. While one waits, the others leave it that eighth.
-  const int share = std::max(1, max_batch_tokens / 8);
+  // While one waits, the others leave it that chunk.
   auto bulk = [&](const QueuedWork& w) {
     return w.chunkable && !w.continuation && w.tokens > share;
   };

@@ -64,7 +64,9 @@ struct BatchPlan {
 // `others_active`: sessions with nothing queued now sent work lately, so their
 // next steps may come at any moment; a bulk step then runs in eighths even
 // alone, so those steps never wait behind a whole batch of someone's prompt.
+// `bulk_chunk_tokens`: what a bulk step takes per batch beside others, at most
+// an eighth of the batch; 0: an eighth.
 BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_tokens,
-                          bool others_active = false);
+                          bool others_active = false, int bulk_chunk_tokens = 0);
 
 }  // namespace swarm::node

@@ -165,6 +165,28 @@ TEST(BatchPlanTest, ALongPrefillRunsInChunksBesideOtherSessionsSteps) {
   EXPECT_EQ(longer.take, (std::vector<int>{1, 8}));
 }
 
+TEST(BatchPlanTest, AMeasuredChunkBoundsWhatAPrefillTakesBesideOthers) {
+  // A node that measured an eighth to take too long gives the prompt 16 tokens
+  // a batch beside others (never more than an eighth); alone it still takes
+  // whole batches, and a step of 16 tokens or fewer runs whole.
+  const BatchPlan beside =
+      plan_next_batch(std::vector<QueuedWork>{prefill(1, 1000), anchor(2)}, 512, false, 16);
+  EXPECT_EQ(beside.batch, (Indices{1, 0}));
+  EXPECT_EQ(beside.take, (std::vector<int>{1, 16}));
+  const BatchPlan between =
+      plan_next_batch(std::vector<QueuedWork>{prefill(1, 1000)}, 512, /*others_active=*/true, 16);
+  EXPECT_EQ(between.take, (std::vector<int>{16}));
+  const BatchPlan alone = plan_next_batch(std::vector<QueuedWork>{prefill(1, 1000)}, 512, false, 16);
+  EXPECT_EQ(alone.take, (std::vector<int>{512}));
+  const BatchPlan small =
+      plan_next_batch(std::vector<QueuedWork>{prefill(1, 16), anchor(2)}, 512, false, 16);
+  EXPECT_EQ(small.take, (std::vector<int>{16, 1}));
+  // A chunk larger than an eighth is an eighth.
+  const BatchPlan capped =
+      plan_next_batch(std::vector<QueuedWork>{prefill(1, 1000)}, 64, /*others_active=*/true, 100);
+  EXPECT_EQ(capped.take, (std::vector<int>{8}));
+}
+
 TEST(BatchPlanTest, AWaitingPrefillKeepsAnEighthOfTheBatch) {
   // Small steps that would fill the batch leave an eighth to the prompt.
   std::vector<QueuedWork> q = {prefill(1, 1000)};

@@ -772,7 +772,8 @@ void StageServer::Impl::scheduler_loop() {
                         .background = !w.truncate && w.step.row_hashes()});
       }
       const StepScheduler::Decision decision =
-          scheduler_state_.next_batch(std::move(work), opt_.max_batch_tokens, active, now);
+          scheduler_state_.next_batch(std::move(work), opt_.max_batch_tokens, active, now,
+                                      StepScheduler::bulk_chunk_for(prompt_tokens_per_s_));
       const BatchPlan& plan = decision.plan;
       waiting_on_shares = decision.waiting_on_shares;
       contended = decision.contended;

@@ -25,9 +25,16 @@ int StepScheduler::active_sessions(std::span<const SessionSeen> open, Clock::tim
   return active;
 }
 
+int StepScheduler::bulk_chunk_for(double prompt_tokens_per_second) {
+  if (!(prompt_tokens_per_second > 0)) return 0;
+  return std::max(kMinBulkChunk,
+                  static_cast<int>(prompt_tokens_per_second * kBesideOthersSeconds));
+}
+
 StepScheduler::Decision StepScheduler::next_batch(std::vector<QueuedWork> queue,
                                                   int max_batch_tokens, int active,
-                                                  Clock::time_point now) const {
+                                                  Clock::time_point now,
+                                                  int bulk_chunk_tokens) const {
   // A caller's fair part: its active sessions (at least the one whose work is
   // queued) over all; never over it while it is the only caller active.
   for (QueuedWork& w : queue) {
@@ -39,7 +46,7 @@ StepScheduler::Decision StepScheduler::next_batch(std::vector<QueuedWork> queue,
                                              seconds(now));
   }
   Decision d;
-  d.plan = plan_next_batch(queue, max_batch_tokens, active >= 2);
+  d.plan = plan_next_batch(queue, max_batch_tokens, active >= 2, bulk_chunk_tokens);
   const BatchPlan& p = d.plan;
   d.waiting_on_shares =
       p.batch.empty() && p.truncates.empty() && p.dropped.empty() && !queue.empty();

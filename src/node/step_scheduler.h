@@ -77,8 +77,17 @@ class StepScheduler {
   // What runs next of `queue` (its over_share fields are filled in here from
   // its callers' shares at `now`, against their part of the sessions the last
   // active_sessions counted) among `active` sessions.
+  // `bulk_chunk_tokens`: as plan_next_batch takes it (0: an eighth of the batch).
   Decision next_batch(std::vector<QueuedWork> queue, int max_batch_tokens, int active,
-                      Clock::time_point now) const;
+                      Clock::time_point now, int bulk_chunk_tokens = 0) const;
+
+  // Tokens of a bulk step (a prompt) that run in about `seconds` at
+  // `prompt_tokens_per_second` (the node's measured speed on prompt-sized
+  // batches; 0: not measured yet), at least kMinBulkChunk: what a prompt takes
+  // per batch beside others' steps, so theirs wait about that long at most.
+  static constexpr int kMinBulkChunk = 8;
+  static constexpr double kBesideOthersSeconds = 0.003;
+  static int bulk_chunk_for(double prompt_tokens_per_second);
 
   // A batch ran for `took_s` seconds, ending at `ended`; `tokens` holds each
   // step's (caller, tokens run). Charged only when `contended`: time a

@@ -29,6 +29,11 @@ bool has_task(const discovery::SkillRecord& r, std::string_view task) {
   return std::find(r.tasks.begin(), r.tasks.end(), task) != r.tasks.end();
 }
 
+// What `task` costs at `r`: per image for images, else per 1000 tokens.
+double price_of(const discovery::SkillRecord& r, std::string_view task) {
+  return task == discovery::kTaskImages ? r.price_per_image : r.price_per_1k;
+}
+
 // "host:port" or "[v6]:port" -> host and port (0 when unreadable).
 std::pair<std::string, int> split_address(const std::string& a) {
   const size_t colon = a.rfind(':');
@@ -170,7 +175,7 @@ std::vector<SkillProviderView> SkillGateway::providers() const {
   for (const auto& [key, p] : providers_)
     out.push_back({p.record.skill, p.record.node_id,
                    p.record.addresses.empty() ? "" : p.record.addresses[0],
-                   p.record.price_per_1k, p.history.at(now), p.served});
+                   p.record.price_per_1k, p.history.at(now), p.served, p.failed});
   return out;
 }
 
@@ -197,7 +202,7 @@ std::vector<discovery::SkillRecord> SkillGateway::route(const std::string& skill
     const discovery::SkillRecord& r = it->second.record;
     SkillOffer o;
     o.serves_task = has_task(r, task);
-    o.price = task == discovery::kTaskImages ? r.price_per_image : r.price_per_1k;
+    o.price = price_of(r, task);
     o.capacity = r.capacity;
     o.active = r.active;
     o.queued = r.queued;
@@ -226,7 +231,7 @@ double SkillGateway::highest_price(const std::string& skill, std::string_view ta
   for (auto it = providers_.lower_bound(skill + "/");
        it != providers_.end() && it->second.record.skill == skill; ++it) {
     const discovery::SkillRecord& r = it->second.record;
-    const double p = task == discovery::kTaskImages ? r.price_per_image : r.price_per_1k;
+    const double p = price_of(r, task);
     if (has_task(r, task) && (!ask.max_price || p <= *ask.max_price)) price = std::max(price, p);
   }
   return price;
@@ -252,16 +257,15 @@ void SkillGateway::ended(const std::string& key, bool ok, double ttft_s, double 
 }
 
 MetricFamilies SkillGateway::metrics() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  const std::vector<SkillProviderView> view = providers();
   MetricSnapshot m;
   std::map<std::string, int> per_skill;
-  for (const auto& [key, p] : providers_) ++per_skill[p.record.skill];
+  for (const SkillProviderView& p : view) ++per_skill[p.skill];
   for (const auto& [skill, n] : per_skill)
     m.gauge("swarm_skill_providers", "Providers of a skill in the gateway's view", n,
             {{"skill", skill}});
-  const double now = seconds_now();
-  for (const auto& [key, p] : providers_) {
-    const MetricLabels who = {{"skill", p.record.skill}, {"provider", p.record.node_id}};
+  for (const SkillProviderView& p : view) {
+    const MetricLabels who = {{"skill", p.skill}, {"provider", p.node_id}};
     MetricLabels ok = who, failed = who;
     ok.push_back({"outcome", "served"});
     failed.push_back({"outcome", "failed"});
@@ -271,18 +275,18 @@ MetricFamilies SkillGateway::metrics() const {
         .counter("swarm_skill_requests_total",
                  "Skill requests a provider served, or failed (unreachable, 5xx, cut off)",
                  static_cast<double>(p.failed), failed);
-    const ProviderObservations seen = p.history.at(now);
     m.gauge("swarm_skill_provider_tokens_per_second",
             "A provider's decode speed per stream as this gateway measured it (0: not yet)",
-            seen.tokens_per_second, who)
+            p.seen.tokens_per_second, who)
         .gauge("swarm_skill_provider_ttft_seconds",
                "A provider's time to first token as this gateway measured it (0: not yet)",
-               seen.ttft_seconds, who)
+               p.seen.ttft_seconds, who)
         .gauge("swarm_skill_provider_in_flight", "This gateway's requests on a provider now",
-               seen.in_flight, who)
+               p.seen.in_flight, who)
         .gauge("swarm_skill_provider_price_per_1k", "A provider's announced price per 1000 tokens",
-               p.record.price_per_1k, who);
+               p.price, who);
   }
+  std::lock_guard<std::mutex> lock(mu_);
   m.counter("swarm_skill_failovers_total", "Skill requests moved to another provider", failovers_)
       .counter("swarm_skill_resumes_total",
                "Skill streams cut off part way that continued exactly on another provider",
@@ -295,10 +299,7 @@ std::optional<ApiError> SkillGateway::read_request(const httplib::Request& req,
                                                    Attempt& a) const {
   a.log = options_.log;
   a.task = task;
-  a.path = "/v1" + std::string(task == discovery::kTaskChat          ? "/chat/completions"
-                               : task == discovery::kTaskCompletions ? "/completions"
-                               : task == discovery::kTaskEmbeddings  ? "/embeddings"
-                                                                     : "/images/generations");
+  a.path = std::string(discovery::route_of_task(task));
   a.skill = body.is_object() && body.contains("model") && body["model"].is_string()
                 ? body["model"].get<std::string>()
                 : "";

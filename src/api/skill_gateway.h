@@ -61,12 +61,13 @@ struct SkillBilling {
   trust::Account account;           // id 0: never charged (an --api-key key)
 };
 
-// One provider as the gateway sees it now (for /swarm, metrics and tests).
+// One provider as the gateway sees it now (for /metrics and tests).
 struct SkillProviderView {
   std::string skill, node_id, address;
-  double price = 0;
+  double price = 0;  // per 1000 tokens, as announced
   ProviderObservations seen;
   int64_t served = 0;  // requests it answered for this gateway
+  int64_t failed = 0;  // requests it failed (unreachable, 5xx, busy, cut off)
 };
 
 class SkillGateway {

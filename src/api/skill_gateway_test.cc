@@ -15,6 +15,7 @@
 #include "api/http_tls.h"
 #include "api/skill_proxy.h"
 #include "api/test_upstream.h"
+#include "net/test_identity.h"
 
 namespace swarm {
 namespace {
@@ -37,12 +38,6 @@ std::unique_ptr<TestUpstream> image_server(int* calls) {
       res.set_content(json({{"created", 1}, {"data", data}}).dump(), "application/json");
     });
   });
-}
-
-net::Identity identity(uint8_t fill) {
-  std::array<uint8_t, net::kSeedBytes> seed;
-  seed.fill(fill);
-  return std::move(net::Identity::FromSeed(seed)).value();
 }
 
 // A skill proxy in front of `port`, serving HTTPS as `who`: its own port.
@@ -96,7 +91,7 @@ struct GatewayFront {
 
 TEST(SkillGatewayTest, ImagesPassThroughPricedPerImage) {
   int calls = 0, proxy_port = 0;
-  const net::Identity a = identity(1);
+  const net::Identity a = net::identity_from(1);
   auto upstream = image_server(&calls);
   auto proxy = proxy_for(upstream->port(), &proxy_port, a);
   SkillGatewayOptions o;
@@ -128,7 +123,7 @@ TEST(SkillGatewayTest, ImagesPassThroughPricedPerImage) {
 
 TEST(SkillGatewayTest, AnUnreachableOrFailingProviderIsLeftForTheNext) {
   int calls = 0, good_port = 0, failing_port = 0, imposter_port = 0;
-  const net::Identity good_id = identity(1), failing_id = identity(2), other = identity(3);
+  const net::Identity good_id = net::identity_from(1), failing_id = net::identity_from(2), other = net::identity_from(3);
   auto upstream = image_server(&calls);
   auto good = proxy_for(upstream->port(), &good_port, good_id);
   // A proxy whose upstream is gone answers 502; a port nobody listens on refuses.

@@ -10,19 +10,14 @@
 
 #include "discovery/announcer.h"
 #include "engine/test_process.h"
+#include "net/test_identity.h"
 
 namespace swarm::discovery {
 namespace {
 
-const std::string kModel = "m0del-1d";
+using net::identity_from;
 
-net::Identity identity_from(uint8_t fill) {
-  std::array<uint8_t, net::kSeedBytes> seed;
-  seed.fill(fill);
-  auto id = net::Identity::FromSeed(seed);
-  EXPECT_TRUE(id.ok());
-  return std::move(id).value();
-}
+const std::string kModel = "m0del-1d";
 
 NodeRecord record(int begin, int end, int64_t issued, int64_t lifetime) {
   NodeRecord r;

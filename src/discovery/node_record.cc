@@ -125,19 +125,8 @@ std::string sign_record(const NodeRecord& record, const net::Identity& identity)
 }
 
 Status validate_record(const NodeRecord& r, int64_t now) {
-  if (r.protocol != kProtocolVersion)
-    return Status::Unsupported("node record: protocol version \"" + r.protocol.substr(0, 32) +
-                               "\" is not " + std::string(kProtocolVersion));
-  if (r.addresses.empty()) return absurd("no addresses");
-  if (r.addresses.size() > kMaxAddresses)
-    return absurd("more than " + std::to_string(kMaxAddresses) + " addresses");
-  for (const std::string& a : r.addresses) SWARM_RETURN_IF_ERROR(validate_address(a));
-  if (r.model_id.empty() || r.model_id.size() > kMaxModelIdLength)
-    return absurd("model id must be 1.." + std::to_string(kMaxModelIdLength) + " characters");
-  for (char c : r.model_id)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_' &&
-        c != ':')
-      return absurd("model id has a character outside [A-Za-z0-9._:-]");
+  SWARM_RETURN_IF_ERROR(validate_signer_fields(kKind, r.protocol, r.addresses));
+  SWARM_RETURN_IF_ERROR(validate_content_id(kKind, "model id", r.model_id, 1));
   if (r.layer_begin < 0 || r.layer_end > kMaxLayers || r.layer_begin >= r.layer_end)
     return absurd("layer range " + std::to_string(r.layer_begin) + ":" +
                   std::to_string(r.layer_end) +

@@ -13,8 +13,12 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "net/test_identity.h"
+
 namespace swarm::discovery {
 namespace {
+
+using net::identity_from;
 
 using nlohmann::json;
 
@@ -23,14 +27,6 @@ constexpr int64_t kNow = 1'700'000'000;
 bool j_is_string_field(const std::string& f) {
   return f == "node_id" || f == "public_key" || f == "model_id" || f == "signature" ||
          f == "protocol";
-}
-
-net::Identity identity_from(uint8_t fill) {
-  std::array<uint8_t, net::kSeedBytes> seed;
-  seed.fill(fill);
-  auto id = net::Identity::FromSeed(seed);
-  EXPECT_TRUE(id.ok());
-  return std::move(id).value();
 }
 
 class NodeRecordTest : public ::testing::Test {

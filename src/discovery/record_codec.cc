@@ -1,5 +1,9 @@
 #include "discovery/record_codec.h"
 
+#include <cctype>
+
+#include "discovery/node_record.h"
+
 #include <limits>
 
 namespace swarm::discovery {
@@ -113,6 +117,34 @@ Status verify_signer(const std::string& kind, const std::string& node_id,
                               " is not the public key's");
   if (!net::Identity::verify(public_key, canonical, signature))
     return Status::Corruption(kind + ": bad signature");
+  return Status::Ok();
+}
+
+Status validate_signer_fields(const std::string& kind, const std::string& protocol,
+                              const std::vector<std::string>& addresses) {
+  if (protocol != kProtocolVersion)
+    return Status::Unsupported(kind + ": protocol version \"" + protocol.substr(0, 32) +
+                               "\" is not " + std::string(kProtocolVersion));
+  auto absurd = [&kind](const std::string& why) { return Status::InvalidArgument(kind + ": " + why); };
+  if (addresses.empty()) return absurd("no addresses");
+  if (addresses.size() > kMaxAddresses)
+    return absurd("more than " + std::to_string(kMaxAddresses) + " addresses");
+  for (const std::string& a : addresses)
+    if (!validate_address(a).ok())
+      return absurd("address \"" + a.substr(0, 64) + "\" is not host:port");
+  return Status::Ok();
+}
+
+Status validate_content_id(const std::string& kind, const std::string& what,
+                           const std::string& id, size_t min_length) {
+  auto absurd = [&kind](const std::string& why) { return Status::InvalidArgument(kind + ": " + why); };
+  if (id.size() < min_length || id.size() > kMaxModelIdLength)
+    return absurd(what + " must be " + std::to_string(min_length) + ".." +
+                  std::to_string(kMaxModelIdLength) + " characters");
+  for (char c : id)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_' &&
+        c != ':')
+      return absurd(what + " has a character outside [A-Za-z0-9._:-]");
   return Status::Ok();
 }
 

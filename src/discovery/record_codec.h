@@ -105,6 +105,18 @@ Status verify_signer(const std::string& kind, const std::string& node_id,
                      const net::PublicKey& public_key, const std::string& canonical,
                      const net::Signature& signature);
 
+// The members every signed record starts with, as a reader checks them: the
+// protocol version (kUnsupported for another) and 1..kMaxAddresses addresses
+// that validate_address accepts (kInvalidArgument). `kind` starts the error.
+Status validate_signer_fields(const std::string& kind, const std::string& protocol,
+                              const std::vector<std::string>& addresses);
+
+// A model's content id (net/model_id.h) as records carry it: at most
+// kMaxModelIdLength characters of [A-Za-z0-9._:-], at least `min_length`.
+// `what` names the field in the error ("model id").
+Status validate_content_id(const std::string& kind, const std::string& what,
+                           const std::string& id, size_t min_length);
+
 // The checks on a signed record's time window at `now` (doc/dht-records.md,
 // "Validation"): non-negative, expiring after it is issued, living at most
 // max_lifetime, not yet expired, not issued more than max_skew ahead.

@@ -59,15 +59,6 @@ Result<SkillRecord> parse_and_verify_json(const std::string& wire, int64_t now) 
 
 }  // namespace
 
-std::string_view task_of_path(std::string_view path) {
-  if (path.starts_with("/v1")) path.remove_prefix(3);
-  if (path == "/chat/completions") return kTaskChat;
-  if (path == "/completions") return kTaskCompletions;
-  if (path == "/embeddings") return kTaskEmbeddings;
-  if (path == "/images/generations") return kTaskImages;
-  return "";
-}
-
 Status validate_skill_name(std::string_view name) {
   if (name.empty() || name.size() > kMaxSkillNameLength)
     return absurd("skill name must be 1.." + std::to_string(kMaxSkillNameLength) + " characters");
@@ -129,16 +120,7 @@ std::string sign_skill_record(const SkillRecord& record, const net::Identity& id
 }
 
 Status validate_skill_record(const SkillRecord& r, int64_t now) {
-  if (r.protocol != kProtocolVersion)
-    return Status::Unsupported("skill record: protocol version \"" + r.protocol.substr(0, 32) +
-                               "\" is not " + std::string(kProtocolVersion));
-  if (r.addresses.empty()) return absurd("no addresses");
-  if (r.addresses.size() > kMaxAddresses)
-    return absurd("more than " + std::to_string(kMaxAddresses) + " addresses");
-  for (const std::string& a : r.addresses) {
-    Status st = validate_address(a);
-    if (!st.ok()) return absurd(st.message());
-  }
+  SWARM_RETURN_IF_ERROR(validate_signer_fields(kKind, r.protocol, r.addresses));
   SWARM_RETURN_IF_ERROR(validate_skill_name(r.skill));
   if (r.tasks.empty() || r.tasks.size() > kMaxSkillTasks)
     return absurd("tasks must list 1.." + std::to_string(kMaxSkillTasks) + " tasks");
@@ -150,12 +132,7 @@ Status validate_skill_record(const SkillRecord& r, int64_t now) {
         r.tasks.begin() + static_cast<ptrdiff_t>(i))
       return absurd("task \"" + r.tasks[i] + "\" is listed twice");
   }
-  if (r.content_id.size() > kMaxModelIdLength)
-    return absurd("content id longer than " + std::to_string(kMaxModelIdLength) + " characters");
-  for (char c : r.content_id)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_' &&
-        c != ':')
-      return absurd("content id has a character outside [A-Za-z0-9._:-]");
+  SWARM_RETURN_IF_ERROR(validate_content_id(kKind, "content id", r.content_id, 0));
   if (!finite_in(r.price_per_1k, kMaxPrice) || !finite_in(r.price_per_image, kMaxPrice))
     return absurd("a price is not a finite number in [0, 1e12]");
   if (r.capacity < 1 || r.capacity > kMaxSkillCapacity)

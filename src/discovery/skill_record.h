@@ -33,8 +33,14 @@ inline constexpr std::string_view kTaskChat = "chat";                // /v1/chat
 inline constexpr std::string_view kTaskCompletions = "completions";  // /v1/completions
 inline constexpr std::string_view kTaskEmbeddings = "embeddings";    // /v1/embeddings
 inline constexpr std::string_view kTaskImages = "images";            // /v1/images/generations
-// The task a route serves, "" for a route no skill serves.
-std::string_view task_of_path(std::string_view path);
+// The OpenAI route that answers `task` ("/v1/chat/completions"), "" for no task.
+inline std::string_view route_of_task(std::string_view task) {
+  if (task == kTaskChat) return "/v1/chat/completions";
+  if (task == kTaskCompletions) return "/v1/completions";
+  if (task == kTaskEmbeddings) return "/v1/embeddings";
+  if (task == kTaskImages) return "/v1/images/generations";
+  return "";
+}
 
 struct SkillRecord {
   std::string node_id;                 // node_id_of(public_key)

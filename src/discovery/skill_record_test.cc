@@ -9,21 +9,16 @@
 #include <nlohmann/json.hpp>
 
 #include "discovery/dht_node.h"
+#include "net/test_identity.h"
 
 namespace swarm::discovery {
 namespace {
 
+using net::identity_from;
+
 using nlohmann::json;
 
 constexpr int64_t kNow = 1'700'000'000;
-
-net::Identity identity_from(uint8_t fill) {
-  std::array<uint8_t, net::kSeedBytes> seed;
-  seed.fill(fill);
-  auto id = net::Identity::FromSeed(seed);
-  EXPECT_TRUE(id.ok());
-  return std::move(id).value();
-}
 
 SkillRecord sample() {
   SkillRecord r;
@@ -159,12 +154,12 @@ TEST(SkillRecordTest, ReadersKeepEachProvidersNewestRecordOfTheSkillAsked) {
   EXPECT_EQ(found.rejected.corrupt, 1u);
 }
 
-TEST(SkillRecordTest, RoutesMapToTasks) {
-  EXPECT_EQ(task_of_path("/v1/chat/completions"), kTaskChat);
-  EXPECT_EQ(task_of_path("/completions"), kTaskCompletions);
-  EXPECT_EQ(task_of_path("/v1/embeddings"), kTaskEmbeddings);
-  EXPECT_EQ(task_of_path("/v1/images/generations"), kTaskImages);
-  EXPECT_EQ(task_of_path("/v1/models"), "");
+TEST(SkillRecordTest, TasksMapToTheirRoutes) {
+  EXPECT_EQ(route_of_task(kTaskChat), "/v1/chat/completions");
+  EXPECT_EQ(route_of_task(kTaskCompletions), "/v1/completions");
+  EXPECT_EQ(route_of_task(kTaskEmbeddings), "/v1/embeddings");
+  EXPECT_EQ(route_of_task(kTaskImages), "/v1/images/generations");
+  EXPECT_EQ(route_of_task("video"), "");
 }
 
 }  // namespace

@@ -22,18 +22,11 @@
 #include "net/caller.h"
 #include "net/channel_cache.h"
 #include "net/peer_address.h"
+#include "net/test_identity.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
 namespace swarm::net {
 namespace {
-
-Identity identity_from(uint8_t fill) {
-  std::array<uint8_t, kSeedBytes> seed;
-  seed.fill(fill);
-  auto id = Identity::FromSeed(seed);
-  EXPECT_TRUE(id.ok());
-  return std::move(id).value();
-}
 
 // A self-signed certificate with a P-256 key: a certificate, but no identity.
 std::string ec_certificate_pem() {

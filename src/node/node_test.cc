@@ -37,6 +37,7 @@
 #include "net/identity.h"
 #include "net/model_id.h"
 #include "net/tensor_codec.h"
+#include "net/test_identity.h"
 #include "net/tls.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
@@ -685,16 +686,13 @@ struct TestIdentity {
 };
 
 TestIdentity make_identity(uint8_t fill, const std::string& name) {
-  std::array<uint8_t, net::kSeedBytes> seed;
-  seed.fill(fill);
-  auto id = net::Identity::FromSeed(seed);
-  EXPECT_TRUE(id.ok());
+  const net::Identity id = net::identity_from(fill);
   TestIdentity t;
   t.path = ::testing::TempDir() + "/node_test_" + std::to_string(::getpid()) + "_" + name + ".key";
   std::remove(t.path.c_str());
-  EXPECT_TRUE(id->Save(t.path).ok());
-  t.key = id->public_key();
-  t.node_id = id->node_id();
+  EXPECT_TRUE(id.Save(t.path).ok());
+  t.key = id.public_key();
+  t.node_id = id.node_id();
   return t;
 }
 

@@ -48,8 +48,6 @@ void send_json(httplib::Response& res, int status, const OJson& j) {
   res.set_content(dump(j), "application/json");
 }
 
-void send_error(httplib::Response& res, const ApiError& e) { send_api_error(res, e); }
-
 std::string random_id(const char* prefix) {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -576,13 +574,13 @@ void OpenAiServer::install_routes() {
       trust::Account account;
       if (!authorize(req, res, &account)) return;
       const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-      if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
+      if (body.is_discarded()) return send_api_error(res, invalid_request(kBadJson));
       std::variant<OJson, ApiError> out;
       if constexpr (std::is_invocable_v<decltype(handler), const json&, const std::string&>)
         out = handler(body, req.body);  // a handler that needs the body's own key order
       else
         out = handler(body);
-      if (auto* e = std::get_if<ApiError>(&out)) return send_error(res, *e);
+      if (auto* e = std::get_if<ApiError>(&out)) return send_api_error(res, *e);
       send_json(res, 200, std::get<OJson>(out));
     };
   };
@@ -678,7 +676,7 @@ void OpenAiServer::install_routes() {
       if (options_.skills)
         for (OJson& e : options_.skills->model_entries(started))
           if (e["id"] == name) return send_json(res, 200, e);
-      send_error(
+      send_api_error(
           res,
           ApiError{404, "The model `" + name + "` does not exist or you do not have access to it.",
                    "invalid_request_error", "model", "model_not_found"});
@@ -704,7 +702,7 @@ void OpenAiServer::install_routes() {
       if (forward_to_skill(req, res, discovery::kTaskImages)) return;
       trust::Account account;
       if (!authorize(req, res, &account)) return;
-      send_error(res, ApiError{404,
+      send_api_error(res, ApiError{404,
                                "No image model is served here: the request must name an image "
                                "skill that a provider announces (GET /v1/models lists them).",
                                "invalid_request_error", "model", "model_not_found"});
@@ -740,7 +738,7 @@ bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res
   if (options_.ledger == nullptr && static_keys_.empty()) return true;
   const std::optional<std::string> key = request_api_key(req);
   if (!key) {
-    send_error(res, missing_key_error());
+    send_api_error(res, missing_key_error());
     return false;
   }
   if (static_keys_.contains(*key)) {
@@ -748,7 +746,7 @@ bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res
     return true;
   }
   if (options_.ledger == nullptr) {
-    send_error(res, invalid_key_error(*key));
+    send_api_error(res, invalid_key_error(*key));
     return false;
   }
   auto found = options_.ledger->authorize(*key);
@@ -757,9 +755,9 @@ bool OpenAiServer::authorize(const httplib::Request& req, httplib::Response& res
     return true;
   }
   if (found.status().code() == Status::Code::kNotFound)
-    send_error(res, invalid_key_error(*key));
+    send_api_error(res, invalid_key_error(*key));
   else
-    send_error(res, error_from_status(found.status()));
+    send_api_error(res, error_from_status(found.status()));
   return false;
 }
 
@@ -789,28 +787,28 @@ void OpenAiServer::handle_embeddings(const httplib::Request& req, httplib::Respo
   trust::Account account;
   if (!authorize(req, res, &account)) return;
   if (!backend_.supports_embeddings())
-    return send_error(res, ApiError{404,
+    return send_api_error(res, ApiError{404,
                                     "Embeddings are not served here: a swarm gateway holds no "
                                     "weights and its nodes return tokens, not hidden states. Serve "
                                     "the model with `swarm serve` for /v1/embeddings.",
                                     "invalid_request_error", "", "unsupported_endpoint"});
   const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
+  if (body.is_discarded()) return send_api_error(res, invalid_request(kBadJson));
   auto parsed = parse_embeddings_request(body, *options_.tokenizer, context_length());
-  if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
+  if (auto* e = std::get_if<ApiError>(&parsed)) return send_api_error(res, *e);
   const EmbeddingsRequest& r = std::get<EmbeddingsRequest>(parsed);
   std::string model = r.model.empty() ? options_.model_names.front() : r.model;
   if (std::find(options_.model_names.begin(), options_.model_names.end(), model) ==
       options_.model_names.end()) {
     if (options_.strict_model_names)
-      return send_error(res, ApiError{404,
+      return send_api_error(res, ApiError{404,
                                       "The model `" + model +
                                           "` does not exist or you do not have access to it.",
                                       "invalid_request_error", "model", "model_not_found"});
     model = options_.model_names.front();
   }
   auto vectors = backend_.embed(r.inputs);
-  if (!vectors.ok()) return send_error(res, error_from_status(vectors.status()));
+  if (!vectors.ok()) return send_api_error(res, error_from_status(vectors.status()));
   send_json(res, 200, embeddings_response(r, model, *vectors));
 }
 
@@ -834,19 +832,19 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   trust::Account account;
   if (!authorize(req, res, &account)) return;
   json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return send_error(res, invalid_request(kBadJson));
+  if (body.is_discarded()) return send_api_error(res, invalid_request(kBadJson));
   // llama-server's /completion calls the prompt `content` too.
   if (native && body.is_object() && body.contains("content") && !body.contains("prompt")) {
     body["prompt"] = std::move(body["content"]);
     body.erase("content");
   }
   auto parsed = parse_completion_request(body, chat, tok.vocab_size());
-  if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
+  if (auto* e = std::get_if<ApiError>(&parsed)) return send_api_error(res, *e);
   CompletionRequest& r = std::get<CompletionRequest>(parsed);
   if (chat) keep_parameter_order(req.body, &r.tools);
   if (native && (r.swarm_token_ids || r.resume)) {
     const char* param = r.resume ? "swarm_resume" : "swarm_token_ids";
-    return send_error(res, invalid_request(std::string("POST /completion does not take '") + param +
+    return send_api_error(res, invalid_request(std::string("POST /completion does not take '") + param +
                                                "'; use /v1/completions or /v1/chat/completions.",
                                            param, "unsupported_parameter"));
   }
@@ -858,7 +856,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   const bool known = std::find(options_.model_names.begin(), options_.model_names.end(), job.model) !=
                      options_.model_names.end();
   if (!known && options_.strict_model_names)
-    return send_error(res, ApiError{404,
+    return send_api_error(res, ApiError{404,
                                     "The model `" + job.model +
                                         "` does not exist or you do not have access to it.",
                                     "invalid_request_error", "model", "model_not_found"});
@@ -869,7 +867,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   const char* prompt_param = chat ? "messages" : "prompt";
   if (chat) {
     auto text = render_messages(r);
-    if (!text.ok()) return send_error(res, invalid_request(text.status().message(), "messages"));
+    if (!text.ok()) return send_api_error(res, invalid_request(text.status().message(), "messages"));
     // The template's markers are special tokens; what users wrote is inside them verbatim.
     prompt = tok.encode(*text, tok.add_bos_default(), /*parse_special=*/true);
   } else if (r.prompt_is_ids) {
@@ -882,7 +880,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     if (r.echo) job.echo = r.prompt_text;
   }
   if (prompt.empty())
-    return send_error(res, invalid_request("The prompt is empty: it has no tokens.", prompt_param,
+    return send_api_error(res, invalid_request("The prompt is empty: it has no tokens.", prompt_param,
                                            "invalid_value"));
 
   // It must fit in the context with room to generate.
@@ -897,7 +895,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
         " tokens. However, you requested " + std::to_string(n_prompt + least) + " tokens (" +
         std::to_string(n_prompt) + " in the " + prompt_param + ", " + std::to_string(least) +
         " in the completion). Please reduce the length of the " + prompt_param + " or completion.";
-    return send_error(res, invalid_request(msg, prompt_param, "context_length_exceeded"));
+    return send_api_error(res, invalid_request(msg, prompt_param, "context_length_exceeded"));
   }
   int64_t max_tokens = ctx - n_prompt;
   if (r.max_tokens)
@@ -913,7 +911,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   sp.grammar_start = static_cast<int>(n_prompt);  // the grammar constrains the completion alone
   if (chat && r.tools.forced()) {
     if (!sp.grammar.empty())
-      return send_error(res, invalid_request("A forced tool call (tool_choice 'required' or a named "
+      return send_api_error(res, invalid_request("A forced tool call (tool_choice 'required' or a named "
                                              "function) cannot be combined with structured output: "
                                              "the call is the answer's grammar.",
                                              "tool_choice", "invalid_value"));
@@ -923,9 +921,9 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     if (auto g = forced_call_grammar(r.tools, tool_format()); g.ok()) sp.grammar = *g;
   }
   if (Status st = sp.validate(tok.vocab_size()); !st.ok())
-    return send_error(res, invalid_request(st.message()));
+    return send_api_error(res, invalid_request(st.message()));
   if (r.resume) {
-    if (auto e = check_resume(*r.resume, tok, prompt, max_tokens, sp)) return send_error(res, *e);
+    if (auto e = check_resume(*r.resume, tok, prompt, max_tokens, sp)) return send_api_error(res, *e);
     // max_tokens bounds the whole completion; the grammar (grammar_start, the
     // original prompt's end) sees the resumed tokens as completion, since the
     // sampler accepts every prompt token.
@@ -940,12 +938,12 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
     activity_.route(id, chain);
   };
   if (r.logprobs >= 0 && !backend_.supports_logprobs())
-    return send_error(res, invalid_request("logprobs are not available from this server's backend.",
+    return send_api_error(res, invalid_request("logprobs are not available from this server's backend.",
                                            native ? "n_probs" : "logprobs", "unsupported_parameter"));
   job.gen.logprobs = r.logprobs;
   job.gen.prompt_logprobs = !chat && r.echo && r.logprobs >= 0;
   if (native && r.n > 1)
-    return send_error(res, invalid_request("POST /completion gives one completion; use /v1/completions for n > 1.",
+    return send_api_error(res, invalid_request("POST /completion gives one completion; use /v1/completions for n > 1.",
                                            "n", "invalid_value"));
   job.created = static_cast<int64_t>(std::time(nullptr));
   job.stream = r.stream;
@@ -958,15 +956,15 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   // The most it may cost leaves the balance before anything runs.
   if (options_.ledger && options_.charge && account.id != 0) {
     auto price = backend_.price_per_1k_tokens();
-    if (!price.ok()) return send_error(res, error_from_status(price.status()));
+    if (!price.ok()) return send_api_error(res, error_from_status(price.status()));
     const int64_t tokens = (n_prompt + max_tokens) * r.n;  // every choice reads the prompt
     auto cost = trust::max_cost(*price, tokens);
-    if (!cost.ok()) return send_error(res, error_from_status(Status::Unavailable(cost.status().message())));
+    if (!cost.ok()) return send_api_error(res, error_from_status(Status::Unavailable(cost.status().message())));
     auto hold = options_.ledger->reserve(account, *cost, job.id);
     if (!hold.ok()) {
       if (hold.status().code() == Status::Code::kResourceExhausted)
-        return send_error(res, insufficient_quota_error(hold.status().message(), tokens, *price));
-      return send_error(res, error_from_status(hold.status()));
+        return send_api_error(res, insufficient_quota_error(hold.status().message(), tokens, *price));
+      return send_api_error(res, error_from_status(hold.status()));
     }
     job.hold = *hold;
   }
@@ -1056,10 +1054,10 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
       c.o.bill = bill;
       log(job, c.o);
     }
-    if (failed) return send_error(res, error_from_status(failed->status));
+    if (failed) return send_api_error(res, error_from_status(failed->status));
     for (const Choice& c : out)
       if (c.o.cancelled)
-        return send_error(res, error_from_status(Status::Unavailable("the server is shutting down")));
+        return send_api_error(res, error_from_status(Status::Unavailable("the server is shutting down")));
     if (job.native) {
       OJson answer = native_completion(job, out[0].o, out[0].text);
       if (job.gen.logprobs >= 0) answer["completion_probabilities"] = out[0].logprobs;
@@ -1074,7 +1072,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
         // Each choice is read for calls on its own; one that fails a forced call fails the request.
         auto answer = read_tool_answer(job.tools, job.tool_format, out[i].text,
                                        [&job] { return new_tool_call_id(job.tool_format); });
-        if (auto* e = std::get_if<ApiError>(&answer)) return send_error(res, *e);
+        if (auto* e = std::get_if<ApiError>(&answer)) return send_api_error(res, *e);
         ToolAnswer& a = std::get<ToolAnswer>(answer);
         choice["message"] = tool_message(a);
         if (!a.calls.empty()) finish_reason = "tool_calls";
@@ -1255,7 +1253,7 @@ void OpenAiServer::handle_completion(const httplib::Request& req, httplib::Respo
   }
   if (st->error && st->finished) {
     st->join();
-    return send_error(res, *st->error);
+    return send_api_error(res, *st->error);
   }
   res.status = 200;
   res.set_header("Cache-Control", "no-cache");

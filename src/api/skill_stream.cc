@@ -133,11 +133,12 @@ std::string SkillStream::event(std::string_view text) {
   if (auto c = j.find("choices"); c != j.end() && c->is_array()) {
     for (const OJson& choice : *c) {
       if (!choice.is_object()) continue;
-      text_now += text_of(choice, chat_);
+      const std::string text = text_of(choice, chat_);
+      text_now += text;
       // The opening chunk: a role, no text, no finish reason.
       const bool finishing = choice.contains("finish_reason") && !choice["finish_reason"].is_null();
       if (chat_ && choice.contains("delta") && choice["delta"].is_object() &&
-          choice["delta"].contains("role") && text_of(choice, chat_).empty() && !finishing)
+          choice["delta"].contains("role") && text.empty() && !finishing)
         role_only = true;
     }
   }
@@ -166,7 +167,6 @@ std::string SkillStream::event(std::string_view text) {
     }
   }
   if (auto u = j.find("usage"); u != j.end() && u->is_object()) {
-    saw_usage_ = true;
     if (auto t = u->find("total_tokens"); t != u->end() && t->is_number_integer())
       usage_tokens_ = t->get<int64_t>();
     if (!provider_.empty()) {

@@ -62,7 +62,6 @@ class SkillStream {
   // Whether the provider's token ids cover every event that carried text, so
   // token_ids() and text_bytes() form a point to resume from.
   bool resumable() const { return ids_complete_ && !token_ids_.empty(); }
-  bool saw_usage() const { return saw_usage_; }
   // total_tokens of the last usage object seen (0: none).
   int64_t usage_tokens() const { return usage_tokens_; }
 
@@ -77,7 +76,7 @@ class SkillStream {
   std::string id_;          // the first provider's stream id ("" until seen)
   int64_t created_ = -1;
   bool drop_role_ = false;  // resumed: the next role-only chunk is not sent
-  bool done_ = false, failed_ = false, saw_usage_ = false, ids_complete_ = true;
+  bool done_ = false, failed_ = false, ids_complete_ = true;
   std::string error_event_;
   std::vector<int32_t> token_ids_;
   int64_t text_bytes_ = 0, content_events_ = 0, usage_tokens_ = 0;

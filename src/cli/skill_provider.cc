@@ -196,10 +196,13 @@ void run_skill_provider(const SkillProviderFlags& f, const sigset_t& signals) {
   std::atomic<double> announced_price{-1};
   SkillProxy* p = proxy->get();
   const net::Identity& me = *identity;
+  // The load the prices follow, as the proxy measures it now.
+  auto busy = [](const SkillLoad& load) {
+    return node::skill_load({load.capacity, load.active, load.queued});
+  };
   auto put = [&](int64_t issued_at, int64_t expires_at) {
     const SkillLoad load = p->load(Clock::now());
-    const double price = node::announced_price(
-        f.price, node::skill_load({load.capacity, load.active, load.queued}));
+    const double price = node::announced_price(f.price, busy(load));
     announced_price = price;
     Status first;
     for (const std::string& s : skills) {
@@ -210,8 +213,7 @@ void run_skill_provider(const SkillProviderFlags& f, const sigset_t& signals) {
       r.content_id = content_id;
       r.engine = !content_id.empty();
       r.price_per_1k = price;
-      r.price_per_image = node::announced_price(
-          f.price_per_image, node::skill_load({load.capacity, load.active, load.queued}));
+      r.price_per_image = node::announced_price(f.price_per_image, busy(load));
       r.capacity = load.capacity;
       r.active = load.active;
       r.queued = load.queued;
@@ -250,9 +252,7 @@ void run_skill_provider(const SkillProviderFlags& f, const sigset_t& signals) {
       if (!models.ok()) spdlog::warn("the backend does not answer: {}", models.status().message());
       last_probe = Clock::now();
     }
-    const double now = node::announced_price(
-        f.price, node::skill_load({load.capacity, load.active, load.queued}));
-    if (!node::price_moved(announced_price, now)) return;
+    if (!node::price_moved(announced_price, node::announced_price(f.price, busy(load)))) return;
     if (Status st = announcer.announce_now(); !st.ok())
       spdlog::warn("announcing a new price: {}", st.message());
   });

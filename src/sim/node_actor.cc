@@ -168,8 +168,10 @@ void run_node(World* world, int node) {
       if (q.left <= 0) done[plan.batch[k]] = true;
     }
     std::deque<Queued> rest;
+    const double per_message = w.scenario.classes[n.class_index].message_overhead_s;
     for (size_t i = 0; i < queue.size(); ++i) {
       if (done[i]) {
+        if (per_message > 0) sg4::this_actor::sleep_for(per_message);
         forward(w, queue[i].step);
       } else {
         rest.push_back(queue[i]);

@@ -142,6 +142,7 @@ NodeClass read_class(Fields f, const ModelShape& m, const std::vector<Region>& r
                  "layer_time_points", "memory_bandwidth_gbs", "peak_tflops", "memory_efficiency",
                  "compute_efficiency", "overhead_us", "uplink_mbps", "downlink_mbps", "regions",
                  "max_batch_tokens", "head_time_points", "slowdown", "step_overhead_us",
+                 "message_overhead_us",
                  "source"});
   NodeClass c;
   c.name = f.str("name", "", true);
@@ -157,6 +158,7 @@ NodeClass read_class(Fields f, const ModelShape& m, const std::vector<Region>& r
   c.max_batch_tokens = f.integer("max_batch_tokens", 64, 1, 65536);
   c.slowdown = f.num("slowdown", 1, 1, 1e6);
   c.step_overhead_s = f.num("step_overhead_us", 0, 0, 1e7) * 1e-6;
+  c.message_overhead_s = f.num("message_overhead_us", 20, 0, 1e6) * 1e-6;
   c.layer_time_points = read_time_points(f, "layer_time_points");
   c.head_time_points = read_time_points(f, "head_time_points");
   if (c.layer_time_points.empty()) {

@@ -34,6 +34,10 @@ struct NodeClass {
   std::vector<std::pair<int, double>> head_time_points;
   double slowdown = 1;     // >= 1: after each batch it waits (slowdown - 1) x its compute
   double step_overhead_s = 0;  // per batch, whatever its size: messages decoded, sent
+  // Per answer a batch sends, one after another (encoded and written): answers
+  // of one batch reach the next stage spread out, not at one instant, so that
+  // stage starts on the first while the rest arrive, as real ones do.
+  double message_overhead_s = 20e-6;
   double memory_bandwidth = 0;                            // bytes/s, when no points are given
   double peak_flops = 0;                                  // FLOP/s
   double memory_efficiency = 0.7;

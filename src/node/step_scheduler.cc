@@ -31,6 +31,13 @@ int StepScheduler::bulk_chunk_for(double prompt_tokens_per_second) {
                   static_cast<int>(prompt_tokens_per_second * kBesideOthersSeconds));
 }
 
+void StepScheduler::batch_speed(int tokens, double seconds) {
+  if (tokens < kPromptSizedBatch) return;
+  const double rate = tokens / std::max(1e-6, seconds);
+  prompt_tokens_per_s_ =
+      prompt_tokens_per_s_ == 0 ? rate : 0.8 * prompt_tokens_per_s_ + 0.2 * rate;
+}
+
 StepScheduler::Decision StepScheduler::next_batch(std::vector<QueuedWork> queue,
                                                   int max_batch_tokens, int active,
                                                   Clock::time_point now,

@@ -88,6 +88,13 @@ class StepScheduler {
   static constexpr int kMinBulkChunk = 8;
   static constexpr double kBesideOthersSeconds = 0.003;
   static int bulk_chunk_for(double prompt_tokens_per_second);
+  // A batch of `tokens` took `seconds` of compute: one of kPromptSizedBatch
+  // tokens or more updates the node's prompt speed (a moving average).
+  static constexpr int kPromptSizedBatch = 32;
+  void batch_speed(int tokens, double seconds);
+  // bulk_chunk_for the prompt speed measured so far: next_batch's
+  // `bulk_chunk_tokens`.
+  int bulk_chunk_tokens() const { return bulk_chunk_for(prompt_tokens_per_s_); }
 
   // A batch ran for `took_s` seconds, ending at `ended`; `tokens` holds each
   // step's (caller, tokens run). Charged only when `contended`: time a
@@ -110,6 +117,7 @@ class StepScheduler {
   // Active sessions per caller, as the last active_sessions counted them.
   std::map<uintptr_t, int> active_by_caller_;
   ComputeShare compute_share_;
+  double prompt_tokens_per_s_ = 0;  // see batch_speed
 };
 
 }  // namespace swarm::node

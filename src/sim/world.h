@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <random>
@@ -31,6 +32,9 @@ class Mailbox;
 namespace swarm::sim {
 
 inline constexpr const char* kModelId = "sim-model";
+
+// cancelled_below's value for a request that ended: its sessions closed.
+inline constexpr int64_t kSessionEnded = std::numeric_limits<int64_t>::max();
 
 struct NodeState {
   int class_index = 0;
@@ -83,7 +87,7 @@ struct World {
   int64_t next_request = 0;
   // Per request, the steps below this number are cancelled (a Cancel after
   // a rejected draft, or the request's end): stages drop them unrun.
-  std::map<int64_t, int64_t> cancelled_below;
+  std::map<int64_t, int64_t> cancelled_below;  // kSessionEnded once the request ended
   int online_count = 0;
   // Requests in progress: where to tell them that a stage of their chain was
   // reset (Scenario::Kill::reset), and the chain they are on.

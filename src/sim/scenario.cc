@@ -205,7 +205,7 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
   Scenario s;
   Fields top(&root, "", &err);
   top.check_known({"name", "seed", "duration_s", "window_s", "warmup_s", "survey_interval_s",
-                   "model", "network", "classes", "churn", "requests", "speculation",
+                   "model", "network", "classes", "churn", "rebalance", "requests", "speculation",
                    "fixed_ranges", "kills", "machine"});
   s.name = top.str("name", "scenario");
   s.seed = static_cast<uint64_t>(top.num("seed", 1, 0, 9e15));
@@ -302,6 +302,10 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
   s.churn.mean_session_s = churn.num("mean_session_s", 0, 0.001, 1e9, s.churn.enabled);
   s.churn.mean_downtime_s = churn.num("mean_downtime_s", 0, 0, 1e9);
   s.churn.record_ttl_s = churn.num("record_ttl_s", 30, 0, 1e6);
+  Fields rebalance = top.child("rebalance");
+  rebalance.check_known({"interval_s", "load_gbps"});
+  s.rebalance.interval_s = rebalance.num("interval_s", 0, 0, 1e9);
+  s.rebalance.load_gbps = rebalance.num("load_gbps", 2, 0.001, 1e6);
 
   Fields req = top.child("requests");
   if (!top.has("requests")) top.fail("requests is required");

@@ -66,6 +66,14 @@ struct Churn {
   double record_ttl_s = 30;    // how long a gone node's record stays in the directory
 };
 
+// Nodes that chose their layers re-check the choice now and then, as `swarm
+// node --rebalance-interval` does (node/rebalancer.h): a move ends the
+// sessions on the old block and reloads the new one.
+struct Rebalance {
+  double interval_s = 0;  // mean time between checks (0: nodes never move)
+  double load_gbps = 2;   // GB/s a node reads a new block's weights at
+};
+
 struct Requests {
   double arrival_rate = 0;  // Poisson, requests per second (0: `streams` closed-loop only)
   int streams = 0;          // closed-loop streams: each starts a new request when one ends
@@ -105,6 +113,7 @@ struct Scenario {
   std::vector<NodeClass> classes;
   Network network;
   Churn churn;
+  Rebalance rebalance;
   Requests requests;
   Speculation speculation;
   // Fixed chains for hand-checked tests: when set, nodes take these layer

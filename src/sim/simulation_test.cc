@@ -195,5 +195,21 @@ TEST(SimulationTest, AnswersOfOneBatchLandOneAfterAnother) {
   EXPECT_LT(spread.value("batch_tokens_mean", 99.0), together.value("batch_tokens_mean", 0.0));
 }
 
+// A block loses both its nodes: nodes that re-check their layers (the
+// node's own Rebalancer, on simulated time) move one node into the gap and
+// the model is served again; nodes that never re-check leave it unserved.
+TEST(SimulationTest, RebalancingNodesFillABlockThatLostItsNodes) {
+  Scenario s = load("rebalance-test");
+  const nlohmann::json fixed = summary(run_in_child(s));
+  s.rebalance.interval_s = 10;
+  const nlohmann::json moving = summary(run_in_child(s));
+  EXPECT_EQ(fixed.value("rebalance_moves", -1), 0) << fixed.dump();
+  // 10 s of two streams at 46 ms a token before the kill, nothing after.
+  EXPECT_LT(fixed.value("tokens", 0), 500) << fixed.dump();
+  EXPECT_GE(moving.value("rebalance_moves", 0), 1) << moving.dump();
+  // Served again within a check or two (and a 0.4 s reload) of the kill.
+  EXPECT_GT(moving.value("tokens", 0), 1500) << moving.dump();
+}
+
 }  // namespace
 }  // namespace swarm::sim

@@ -13,6 +13,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <simgrid/s4u/Actor.hpp>
 #include <vector>
 
 #include "pipeline/speculative_decoder.h"
@@ -54,6 +55,7 @@ struct NodeState {
   double busy_since_s = 0;              // for busy_ewma
   double busy_acc_s = 0;
   simgrid::s4u::Mailbox* mailbox = nullptr;
+  simgrid::s4u::ActorPtr actor;  // the node actor of this incarnation
 };
 
 // One gateway per region: its view of the swarm and its measurements.

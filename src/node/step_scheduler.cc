@@ -25,19 +25,6 @@ int StepScheduler::active_sessions(std::span<const SessionSeen> open, Clock::tim
   return active;
 }
 
-int StepScheduler::bulk_chunk_for(double prompt_tokens_per_second) {
-  if (!(prompt_tokens_per_second > 0)) return 0;
-  return std::max(kMinBulkChunk,
-                  static_cast<int>(prompt_tokens_per_second * kBesideOthersSeconds));
-}
-
-void StepScheduler::batch_speed(int tokens, double seconds) {
-  if (tokens < kPromptSizedBatch) return;
-  const double rate = tokens / std::max(1e-6, seconds);
-  prompt_tokens_per_s_ =
-      prompt_tokens_per_s_ == 0 ? rate : 0.8 * prompt_tokens_per_s_ + 0.2 * rate;
-}
-
 StepScheduler::Decision StepScheduler::next_batch(std::vector<QueuedWork> queue,
                                                   int max_batch_tokens, int active,
                                                   Clock::time_point now,

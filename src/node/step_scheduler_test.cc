@@ -161,21 +161,5 @@ TEST(StepSchedulerTest, OnlyContendedBatchesAreCharged) {
   EXPECT_TRUE(ahead.contended);
 }
 
-TEST(StepSchedulerTest, APromptsChunkBesideOthersIsAboutThreeMillisecondsOfItsSpeed) {
-  EXPECT_EQ(StepScheduler::bulk_chunk_for(0), 0);  // not measured: an eighth
-  EXPECT_EQ(StepScheduler::bulk_chunk_for(6000), 18);
-  EXPECT_EQ(StepScheduler::bulk_chunk_for(100), StepScheduler::kMinBulkChunk);
-  EXPECT_EQ(StepScheduler::bulk_chunk_for(100000), 300);  // plan_next_batch caps it at an eighth
-  // Measured on prompt-sized batches only; decode steps say nothing of it.
-  StepScheduler s;
-  EXPECT_EQ(s.bulk_chunk_tokens(), 0);
-  s.batch_speed(4, 0.001);
-  EXPECT_EQ(s.bulk_chunk_tokens(), 0);
-  s.batch_speed(64, 0.01);  // 6400 tokens/s
-  EXPECT_EQ(s.bulk_chunk_tokens(), 19);
-  s.batch_speed(64, 0.02);  // 3200: the average moves a fifth of the way
-  EXPECT_EQ(s.bulk_chunk_tokens(), StepScheduler::bulk_chunk_for(0.8 * 6400 + 0.2 * 3200));
-}
-
 }  // namespace
 }  // namespace swarm::node

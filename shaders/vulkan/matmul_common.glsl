@@ -1,0 +1,44 @@
+// What every dequantising matrix kernel (matmul_<type>.comp) shares: buffers,
+// parameters and byte readers. The includer then defines
+//   float dequant(uint row, uint i)   // element i of the row starting at byte `row`
+// and includes matmul_main.glsl.
+//
+// Weights are read as 32-bit words and bytes picked out of them, so blocks of any
+// size and alignment (Q4_0's 18 bytes) need no 8- or 16-bit storage feature.
+// Dequantization spells out the same operations, in the same order, as
+// dequantize_row() (engine/quants.cc); `precise` keeps a compiler from fusing a
+// multiply and a subtract that the CPU rounds separately.
+#define WG_SIZE 64
+#include "reduce.glsl"
+
+layout(local_size_x = WG_SIZE) in;
+// Tokens per workgroup: weights are dequantised once and used for this many rows
+// of x. Only speed depends on it; each output's operations do not.
+layout(constant_id = 0) const uint TILE = 8;
+
+layout(std430, binding = 0) readonly buffer Weights { uint w[]; };
+layout(std430, binding = 1) readonly buffer X { float x[]; };
+layout(std430, binding = 2) writeonly buffer Y { float y[]; };
+
+layout(push_constant) uniform Params {
+  uint rows;       // output features
+  uint cols;       // input features
+  uint n_tokens;
+  uint row_bytes;  // bytes per weight row: row_size(type, cols)
+} pc;
+
+uint rd8(uint off) { return (w[off >> 2] >> ((off & 3u) << 3)) & 0xFFu; }
+int rd8s(uint off) { return int(rd8(off) << 24) >> 24; }
+uint rd16(uint off) { return (w[off >> 2] >> ((off & 2u) << 3)) & 0xFFFFu; }  // off even
+float rdf16(uint off) { return unpackHalf2x16(rd16(off)).x; }
+
+// Q4_K and Q5_K: sub-block j's 6-bit scale and min (get_scale_min_k4 in quants.cc).
+void scale_min_k4(uint scales, uint j, out uint sc, out uint m) {
+  if (j < 4u) {
+    sc = rd8(scales + j) & 63u;
+    m = rd8(scales + j + 4u) & 63u;
+  } else {
+    sc = (rd8(scales + j + 4u) & 0xFu) | ((rd8(scales + j - 4u) >> 6) << 4);
+    m = (rd8(scales + j + 4u) >> 4) | ((rd8(scales + j) >> 6) << 4);
+  }
+}

@@ -1,0 +1,26 @@
+// y[t * rows + r] = sum_i W[r][i] * x[t * cols + i], each output by the CPU's
+// canonical sequence for float weights (engine/matmul_internal.h): sixteen
+// accumulators, a[i % 16] = fma(w[i], x[i], a[i % 16]) for i in order, then the
+// tree of reduce.glsl. Sixteen lanes hold the sixteen accumulators of one row; a
+// workgroup computes WG_SIZE / 16 rows for TILE tokens.
+void main() {
+  const uint slot = reduce_slot();
+  const uint lane = slot & 15u;
+  const uint r = gl_WorkGroupID.x * (WG_SIZE / 16u) + (slot >> 4);
+  const uint t0 = gl_WorkGroupID.y * TILE;
+  const uint nt = min(TILE, pc.n_tokens - t0);
+  const bool live = r < pc.rows;
+  precise float acc[TILE];
+  for (uint t = 0u; t < TILE; ++t) acc[t] = 0.0;
+  if (live) {
+    const uint row = r * pc.row_bytes;
+    for (uint i = lane; i < pc.cols; i += 16u) {
+      const float wv = dequant(row, i);
+      for (uint t = 0u; t < nt; ++t) acc[t] = fma(wv, x[(t0 + t) * pc.cols + i], acc[t]);
+    }
+  }
+  for (uint t = 0u; t < nt; ++t) {
+    const float s = tree_sum(acc[t], slot, 16u);
+    if (live && lane == 0u) y[(t0 + t) * pc.rows + r] = s;
+  }
+}

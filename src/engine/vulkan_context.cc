@@ -1,0 +1,320 @@
+#include "engine/vulkan_context.h"
+
+#ifdef SWARM_HAVE_VULKAN_KERNELS
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "engine/vulkan_pipeline.h"
+#include "engine/vulkan_status.h"
+#include "engine/vulkan_struct.h"
+
+namespace swarm::vk {
+namespace {
+
+std::string mib(uint64_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+
+// Uploads and downloads larger than this go through the staging buffer in pieces,
+// so moving a 4 GiB model does not need 4 GiB more of host-visible memory.
+constexpr uint64_t kStagingChunk = 64ull << 20;
+constexpr uint64_t kCopyTimeoutNs = 60ull * 1000 * 1000 * 1000;
+
+bool has_extension(VkPhysicalDevice dev, const char* name) {
+  uint32_t n = 0;
+  vkEnumerateDeviceExtensionProperties(dev, nullptr, &n, nullptr);
+  std::vector<VkExtensionProperties> ext(n);
+  vkEnumerateDeviceExtensionProperties(dev, nullptr, &n, ext.data());
+  return std::any_of(ext.begin(), ext.end(),
+                     [&](const VkExtensionProperties& e) { return std::strcmp(e.extensionName, name) == 0; });
+}
+
+}  // namespace
+
+VulkanBuffer& VulkanBuffer::operator=(VulkanBuffer&& o) noexcept {
+  if (this == &o) return *this;
+  reset();
+  ctx_ = o.ctx_;
+  buffer_ = o.buffer_;
+  memory_ = o.memory_;
+  size_ = o.size_;
+  charged_ = o.charged_;
+  heap_ = o.heap_;
+  kind_ = o.kind_;
+  mapped_ = o.mapped_;
+  o.ctx_ = nullptr;
+  o.buffer_ = VK_NULL_HANDLE;
+  o.memory_ = VK_NULL_HANDLE;
+  o.mapped_ = nullptr;
+  o.size_ = o.charged_ = 0;
+  return *this;
+}
+
+void VulkanBuffer::reset() {
+  if (ctx_ == nullptr) return;
+  if (mapped_ != nullptr) vkUnmapMemory(ctx_->device(), memory_);
+  vkDestroyBuffer(ctx_->device(), buffer_, nullptr);
+  vkFreeMemory(ctx_->device(), memory_, nullptr);
+  ctx_->release(heap_, charged_);
+  ctx_ = nullptr;
+  buffer_ = VK_NULL_HANDLE;
+  memory_ = VK_NULL_HANDLE;
+  mapped_ = nullptr;
+  size_ = charged_ = 0;
+}
+
+Result<std::unique_ptr<VulkanContext>> VulkanContext::open(int index, const VulkanOptions& options) {
+  std::unique_ptr<VulkanContext> ctx(new VulkanContext());
+  const Status st = ctx->init(index, options);
+  if (!st.ok()) return st.annotate("vulkan:" + std::to_string(index));
+  return ctx;
+}
+
+Status VulkanContext::init(int index, const VulkanOptions& options) {
+  VkApplicationInfo app = vk_struct<VkApplicationInfo>(VK_STRUCTURE_TYPE_APPLICATION_INFO);
+  app.pApplicationName = "swarm";
+  app.apiVersion = VK_API_VERSION_1_2;
+  VkInstanceCreateInfo instance_info = vk_struct<VkInstanceCreateInfo>(VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO);
+  instance_info.pApplicationInfo = &app;
+  SWARM_VK_RETURN_IF_ERROR(vkCreateInstance(&instance_info, nullptr, &instance_), "vkCreateInstance");
+
+  uint32_t n = 0;
+  vkEnumeratePhysicalDevices(instance_, &n, nullptr);
+  std::vector<VkPhysicalDevice> devices(n);
+  vkEnumeratePhysicalDevices(instance_, &n, devices.data());
+  if (index < 0 || static_cast<uint32_t>(index) >= n)
+    return Status::NotFound("no such Vulkan device (the drivers report " + std::to_string(n) + ")");
+  physical_ = devices[index];
+
+  VkPhysicalDeviceSubgroupProperties subgroup = vk_struct<VkPhysicalDeviceSubgroupProperties>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES);
+  VkPhysicalDeviceMaintenance3Properties maint3 = vk_struct<VkPhysicalDeviceMaintenance3Properties>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES);
+  subgroup.pNext = &maint3;
+  VkPhysicalDeviceProperties2 props = vk_struct<VkPhysicalDeviceProperties2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2);
+  props.pNext = &subgroup;
+  vkGetPhysicalDeviceProperties2(physical_, &props);
+  name_ = props.properties.deviceName;
+  if (props.properties.apiVersion < VK_API_VERSION_1_1)
+    return Status::Unsupported(name_ + ": Vulkan 1.1 or newer is needed (SPIR-V 1.3)");
+  max_buffer_ = std::min<uint64_t>(props.properties.limits.maxStorageBufferRange,
+                                   maint3.maxMemoryAllocationSize);
+
+  // Subgroup shuffles in compute, a size that divides the kernels' workgroups of
+  // 64, and full subgroups on request (reduce.glsl numbers lanes by subgroup).
+  VkPhysicalDeviceSubgroupSizeControlFeaturesEXT size_control = vk_struct<VkPhysicalDeviceSubgroupSizeControlFeaturesEXT>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT);
+  const bool has_size_control = has_extension(physical_, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
+  if (has_size_control) {
+    VkPhysicalDeviceFeatures2 features = vk_struct<VkPhysicalDeviceFeatures2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2);
+    features.pNext = &size_control;
+    vkGetPhysicalDeviceFeatures2(physical_, &features);
+  }
+  const uint32_t needed_ops = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
+  subgroup_size_ = subgroup.subgroupSize;
+  subgroups_ = options.allow_subgroups && (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+               (subgroup.supportedOperations & needed_ops) == needed_ops && subgroup_size_ >= 2 &&
+               subgroup_size_ <= 64 && (subgroup_size_ & (subgroup_size_ - 1)) == 0 &&
+               has_size_control && size_control.computeFullSubgroups;
+
+  uint32_t families = 0;
+  vkGetPhysicalDeviceQueueFamilyProperties(physical_, &families, nullptr);
+  std::vector<VkQueueFamilyProperties> family(families);
+  vkGetPhysicalDeviceQueueFamilyProperties(physical_, &families, family.data());
+  uint32_t qf = families;
+  for (uint32_t i = 0; i < families && qf == families; ++i)
+    if (family[i].queueFlags & VK_QUEUE_COMPUTE_BIT) qf = i;
+  if (qf == families) return Status::Unsupported(name_ + ": no compute queue");
+
+  const float priority = 1.0f;
+  VkDeviceQueueCreateInfo queue_info = vk_struct<VkDeviceQueueCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO);
+  queue_info.queueFamilyIndex = qf;
+  queue_info.queueCount = 1;
+  queue_info.pQueuePriorities = &priority;
+  VkDeviceCreateInfo device_info = vk_struct<VkDeviceCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO);
+  device_info.queueCreateInfoCount = 1;
+  device_info.pQueueCreateInfos = &queue_info;
+  const char* extensions[] = {VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME};
+  VkPhysicalDeviceSubgroupSizeControlFeaturesEXT enable = vk_struct<VkPhysicalDeviceSubgroupSizeControlFeaturesEXT>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT);
+  if (subgroups_) {
+    enable.computeFullSubgroups = VK_TRUE;
+    device_info.pNext = &enable;
+    device_info.enabledExtensionCount = 1;
+    device_info.ppEnabledExtensionNames = extensions;
+  }
+  SWARM_VK_RETURN_IF_ERROR(vkCreateDevice(physical_, &device_info, nullptr, &device_), "vkCreateDevice");
+  vkGetDeviceQueue(device_, qf, 0, &queue_);
+
+  VkCommandPoolCreateInfo pool_info = vk_struct<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);
+  pool_info.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+  pool_info.queueFamilyIndex = qf;
+  SWARM_VK_RETURN_IF_ERROR(vkCreateCommandPool(device_, &pool_info, nullptr, &command_pool_),
+                           "vkCreateCommandPool");
+
+  vkGetPhysicalDeviceMemoryProperties(physical_, &memory_);
+  for (uint32_t i = 0; i < memory_.memoryHeapCount; ++i) heap_size_[i] = memory_.memoryHeaps[i].size;
+  // The heap device-local buffers come from: that of the first device-local type.
+  for (uint32_t i = memory_.memoryTypeCount; i-- > 0;)
+    if (memory_.memoryTypes[i].propertyFlags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)
+      device_heap_ = memory_.memoryTypes[i].heapIndex;
+  // And the heap staging buffers come from: that of the first host-visible type.
+  for (uint32_t i = memory_.memoryTypeCount; i-- > 0;)
+    if (memory_.memoryTypes[i].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT)
+      host_heap_ = memory_.memoryTypes[i].heapIndex;
+  pipelines_ = std::make_unique<PipelineCache>(device_, subgroups_);
+  return Status::Ok();
+}
+
+VulkanContext::~VulkanContext() {
+  pipelines_.reset();
+  if (device_ != VK_NULL_HANDLE) {
+    vkDeviceWaitIdle(device_);
+    vkDestroyCommandPool(device_, command_pool_, nullptr);
+    vkDestroyDevice(device_, nullptr);
+  }
+  if (instance_ != VK_NULL_HANDLE) vkDestroyInstance(instance_, nullptr);
+}
+
+Result<uint32_t> VulkanContext::memory_type(BufferKind kind, uint32_t allowed) const {
+  const VkMemoryPropertyFlags want =
+      kind == BufferKind::kDevice ? VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT
+                                  : VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+  for (uint32_t i = 0; i < memory_.memoryTypeCount; ++i)
+    if ((allowed & (1u << i)) && (memory_.memoryTypes[i].propertyFlags & want) == want) return i;
+  return Status::Unsupported(name_ + ": no " +
+                             (kind == BufferKind::kDevice ? "device-local" : "host-visible coherent") +
+                             " memory for storage buffers");
+}
+
+Result<VulkanBuffer> VulkanContext::create_buffer(uint64_t bytes, BufferKind kind) {
+  if (bytes == 0) return Status::InvalidArgument("a Vulkan buffer of 0 bytes");
+  const char* what = kind == BufferKind::kDevice ? "device" : "staging";
+  // A first check on the size asked for (the driver's rounding is checked below),
+  // before the driver sees it: drivers differ in what they do with a request they
+  // cannot meet, and the caller needs the numbers.
+  const uint32_t heap_guess = kind == BufferKind::kDevice ? device_heap_ : host_heap_;
+  if (bytes > heap_size_[heap_guess] - heap_used_[heap_guess])
+    return Status::ResourceExhausted("a " + std::string(what) + " buffer needs " + mib(bytes) + ", " + name_ +
+                                     " has " + mib(heap_size_[heap_guess] - heap_used_[heap_guess]) + " free");
+  if (bytes > max_buffer_)
+    return Status::ResourceExhausted("a buffer of " + mib(bytes) + " is larger than " + name_ +
+                                     " can bind at once (" + mib(max_buffer_) + "); split the tensor");
+  VkBufferCreateInfo info = vk_struct<VkBufferCreateInfo>(VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO);
+  info.size = bytes;
+  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+               VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+  info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+  VulkanBuffer b;
+  b.kind_ = kind;
+  b.size_ = bytes;
+  SWARM_VK_RETURN_IF_ERROR(vkCreateBuffer(device_, &info, nullptr, &b.buffer_), "vkCreateBuffer");
+  VkMemoryRequirements req;
+  vkGetBufferMemoryRequirements(device_, b.buffer_, &req);
+  Result<uint32_t> type = memory_type(kind, req.memoryTypeBits);
+  if (!type.ok()) {
+    vkDestroyBuffer(device_, b.buffer_, nullptr);
+    return type.status();
+  }
+  const uint32_t heap = memory_.memoryTypes[*type].heapIndex;
+  if (req.size > heap_size_[heap] - heap_used_[heap]) {
+    vkDestroyBuffer(device_, b.buffer_, nullptr);
+    return Status::ResourceExhausted("a " + std::string(what) + " buffer needs " + mib(req.size) + ", " + name_ +
+                                     " has " +
+                                     mib(heap_size_[heap] - heap_used_[heap]) + " free");
+  }
+  VkMemoryAllocateInfo alloc = vk_struct<VkMemoryAllocateInfo>(VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO);
+  alloc.allocationSize = req.size;
+  alloc.memoryTypeIndex = *type;
+  VkResult r = vkAllocateMemory(device_, &alloc, nullptr, &b.memory_);
+  if (r != VK_SUCCESS) {
+    vkDestroyBuffer(device_, b.buffer_, nullptr);
+    return vk_status(r, "vkAllocateMemory of " + mib(req.size) + " on " + name_);
+  }
+  // From here on the buffer owns what it holds and gives it back if we fail.
+  b.ctx_ = this;
+  b.heap_ = heap;
+  b.charged_ = req.size;
+  heap_used_[heap] += req.size;
+  SWARM_VK_RETURN_IF_ERROR(vkBindBufferMemory(device_, b.buffer_, b.memory_, 0), "vkBindBufferMemory");
+  if (kind == BufferKind::kStaging)
+    SWARM_VK_RETURN_IF_ERROR(vkMapMemory(device_, b.memory_, 0, VK_WHOLE_SIZE, 0, &b.mapped_), "vkMapMemory");
+  return b;
+}
+
+Status VulkanContext::submit_and_wait(VkCommandBuffer cmd, uint64_t timeout_ns) {
+  VkFenceCreateInfo fence_info = vk_struct<VkFenceCreateInfo>(VK_STRUCTURE_TYPE_FENCE_CREATE_INFO);
+  VkFence fence = VK_NULL_HANDLE;
+  SWARM_VK_RETURN_IF_ERROR(vkCreateFence(device_, &fence_info, nullptr, &fence), "vkCreateFence");
+  VkSubmitInfo submit = vk_struct<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
+  submit.commandBufferCount = 1;
+  submit.pCommandBuffers = &cmd;
+  VkResult r = vkQueueSubmit(queue_, 1, &submit, fence);
+  if (r == VK_SUCCESS) r = vkWaitForFences(device_, 1, &fence, VK_TRUE, timeout_ns);
+  if (r == VK_TIMEOUT) {
+    // The fence may still be signalled later: wait for the device before freeing it.
+    vkDeviceWaitIdle(device_);
+  }
+  vkDestroyFence(device_, fence, nullptr);
+  return vk_status(r, "running commands on " + name_);
+}
+
+Status VulkanContext::copy(VkBuffer src, uint64_t src_offset, VkBuffer dst, uint64_t dst_offset,
+                           uint64_t bytes) {
+  VkCommandBufferAllocateInfo alloc = vk_struct<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
+  alloc.commandPool = command_pool_;
+  alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  alloc.commandBufferCount = 1;
+  VkCommandBuffer cmd = VK_NULL_HANDLE;
+  SWARM_VK_RETURN_IF_ERROR(vkAllocateCommandBuffers(device_, &alloc, &cmd), "vkAllocateCommandBuffers");
+  VkCommandBufferBeginInfo begin = vk_struct<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
+  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  vkBeginCommandBuffer(cmd, &begin);
+  const VkBufferCopy region{src_offset, dst_offset, bytes};
+  vkCmdCopyBuffer(cmd, src, dst, 1, &region);
+  vkEndCommandBuffer(cmd);
+  const Status st = submit_and_wait(cmd, kCopyTimeoutNs);
+  vkFreeCommandBuffers(device_, command_pool_, 1, &cmd);
+  return st;
+}
+
+Status VulkanContext::upload(const VulkanBuffer& dst, uint64_t offset, const void* src, uint64_t bytes) {
+  if (offset > dst.size() || bytes > dst.size() - offset)
+    return Status::InvalidArgument("upload of " + std::to_string(bytes) + " bytes at " + std::to_string(offset) +
+                                   " past a buffer of " + std::to_string(dst.size()));
+  if (bytes == 0) return Status::Ok();
+  if (dst.mapped() != nullptr) {
+    std::memcpy(static_cast<uint8_t*>(dst.mapped()) + offset, src, bytes);
+    return Status::Ok();
+  }
+  Result<VulkanBuffer> staging = create_buffer(std::min(bytes, kStagingChunk), BufferKind::kStaging);
+  if (!staging.ok()) return staging.status();
+  for (uint64_t done = 0; done < bytes;) {
+    const uint64_t n = std::min(bytes - done, staging->size());
+    std::memcpy(staging->mapped(), static_cast<const uint8_t*>(src) + done, n);
+    SWARM_RETURN_IF_ERROR(copy(staging->handle(), 0, dst.handle(), offset + done, n));
+    done += n;
+  }
+  return Status::Ok();
+}
+
+Status VulkanContext::download(const VulkanBuffer& src, uint64_t offset, void* dst, uint64_t bytes) {
+  if (offset > src.size() || bytes > src.size() - offset)
+    return Status::InvalidArgument("download of " + std::to_string(bytes) + " bytes at " +
+                                   std::to_string(offset) + " past a buffer of " + std::to_string(src.size()));
+  if (bytes == 0) return Status::Ok();
+  if (src.mapped() != nullptr) {
+    SWARM_VK_RETURN_IF_ERROR(vkQueueWaitIdle(queue_), "vkQueueWaitIdle");
+    std::memcpy(dst, static_cast<const uint8_t*>(src.mapped()) + offset, bytes);
+    return Status::Ok();
+  }
+  Result<VulkanBuffer> staging = create_buffer(std::min(bytes, kStagingChunk), BufferKind::kStaging);
+  if (!staging.ok()) return staging.status();
+  for (uint64_t done = 0; done < bytes;) {
+    const uint64_t n = std::min(bytes - done, staging->size());
+    SWARM_RETURN_IF_ERROR(copy(src.handle(), offset + done, staging->handle(), 0, n));
+    std::memcpy(static_cast<uint8_t*>(dst) + done, staging->mapped(), n);
+    done += n;
+  }
+  return Status::Ok();
+}
+
+}  // namespace swarm::vk
+
+#endif  // SWARM_HAVE_VULKAN_KERNELS

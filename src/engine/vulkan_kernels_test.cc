@@ -149,6 +149,38 @@ TEST_P(VulkanMatmul, EveryTypeMatchesTheCpuWithinItsTolerance) {
   }
 }
 
+// Exact on any device, fused fma or not: with x = the identity (token i is
+// column i's one-hot vector), y[i][r] is W[r][i] as the device dequantised it, so
+// every dequantiser must give dequantize_row()'s values; and with x nonzero in 16
+// columns only, each lane's chain holds one product (rounded the same fused or
+// not), so the tree must give the CPU's bits.
+TEST_P(VulkanMatmul, DequantisationAndReductionTreeAreExactlyTheCpus) {
+  for (TensorType type : kTypes) {
+    SCOPED_TRACE(type_name(type));
+    const int64_t cols = test_cols(type);
+    const TestMatrix m = make_matrix(type, kRows, cols, 4321 + static_cast<uint32_t>(type));
+    Result<DeviceMatrix> dm = upload_matrix(*ctx_, m.view());
+    ASSERT_TRUE(dm.ok()) << dm.status().ToString();
+    std::vector<float> identity(cols * cols, 0.0f);
+    for (int64_t i = 0; i < cols; ++i) identity[i * cols + i] = 1.0f;
+    const std::vector<float> w_t = run(*dm, identity, cols);
+    for (int64_t i = 0; i < cols; ++i)
+      for (int64_t r = 0; r < kRows; ++r)
+        // As floats: a -0 weight sums to +0 (-0 + +0), on the CPU too.
+        ASSERT_EQ(w_t[i * kRows + r], m.dequantised[r * cols + i]) << "row " << r << " col " << i;
+
+    const int64_t n = 3;
+    std::vector<float> x = testing::random_floats(n * cols, 17);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t i = 16; i < cols; ++i) x[t * cols + i] = 0.0f;
+    const std::vector<float> gpu = run(*dm, x, n);
+    std::vector<float> cpu(n * kRows);
+    const WeightMatrix dq = m.dequantised_view();
+    matmul(dq, x.data(), n, cpu.data(), pool_);
+    for (size_t k = 0; k < cpu.size(); ++k) ASSERT_EQ(bits(gpu[k]), bits(cpu[k])) << k;
+  }
+}
+
 // Row t of a 7-row batch is bit-equal to the same row computed alone (decode
 // takes the one-token pipeline, a batch the tiled one), for every type.
 TEST_P(VulkanMatmul, RowsAreBatchInvariant) {

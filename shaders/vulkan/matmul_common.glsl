@@ -1,7 +1,10 @@
 // What every dequantising matrix kernel (matmul_<type>.comp) shares: buffers,
-// parameters and byte readers. The includer then defines
-//   float dequant(uint row, uint i)   // element i of the row starting at byte `row`
-// and includes matmul_main.glsl.
+// parameters and byte readers. The includer defines BLOCK (elements per block,
+// a multiple of 16) before including this file, then
+//   void lane_values(uint row, uint b, uint lane, out float v[BLOCK / 16])
+// giving v[k] = element b * BLOCK + lane + 16 k of the row starting at byte
+// `row` (0 past the row's end), and includes matmul_main.glsl. One call per
+// block lets a lane decode a block's scales once for all its elements.
 //
 // Weights are read as 32-bit words and bytes picked out of them, so blocks of any
 // size and alignment (Q4_0's 18 bytes) need no 8- or 16-bit storage feature.

@@ -14,9 +14,15 @@ void main() {
   for (uint t = 0u; t < TILE; ++t) acc[t] = 0.0;
   if (live) {
     const uint row = r * pc.row_bytes;
-    for (uint i = lane; i < pc.cols; i += 16u) {
-      const float wv = dequant(row, i);
-      for (uint t = 0u; t < nt; ++t) acc[t] = fma(wv, x[(t0 + t) * pc.cols + i], acc[t]);
+    const uint nb = (pc.cols + BLOCK - 1u) / BLOCK;
+    for (uint b = 0u; b < nb; ++b) {
+      float v[BLOCK / 16];
+      lane_values(row, b, lane, v);
+      for (uint k = 0u; k < BLOCK / 16; ++k) {
+        const uint i = b * BLOCK + lane + 16u * k;  // this lane's elements, in order
+        if (i < pc.cols)
+          for (uint t = 0u; t < nt; ++t) acc[t] = fma(v[k], x[(t0 + t) * pc.cols + i], acc[t]);
+      }
     }
   }
   for (uint t = 0u; t < nt; ++t) {

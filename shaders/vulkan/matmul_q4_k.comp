@@ -3,19 +3,25 @@
 // y = W x for Q4_K weights: super-blocks of 256, {fp16 d, dmin; scales[12];
 // qs[128]} (144 bytes). Chunk c of 64 elements: sub-block 2c in the low nibbles
 // of qs[32c .. 32c+32), sub-block 2c+1 in the high ones. y = d*sc*q - dmin*m.
+#define BLOCK 256
 #include "matmul_common.glsl"
 
-float dequant(uint row, uint i) {
-  const uint blk = row + (i >> 8) * 144u;
-  const uint e = i & 255u, c = e >> 6, l = e & 63u;
-  const uint hi = l >> 5;
-  uint sc, m;
-  scale_min_k4(blk + 4u, 2u * c + hi, sc, m);
-  const uint byte = rd8(blk + 16u + 32u * c + (l & 31u));
-  const uint q = hi != 0u ? (byte >> 4) : (byte & 15u);
-  precise float d1 = rdf16(blk) * float(sc);
-  precise float m1 = rdf16(blk + 2u) * float(m);
-  precise float v = d1 * float(q) - m1;
-  return v;
+// Lane l takes elements l + 16k, k < 16: element e = l + 16k is in sub-block
+// j = k / 2, at byte 32 (j / 2) + l + 16 (k % 2) of qs, high nibble for odd j.
+void lane_values(uint row, uint b, uint lane, out float v[16]) {
+  const uint blk = row + b * 144u;
+  const float d = rdf16(blk), dmin = rdf16(blk + 2u);
+  for (uint j = 0u; j < 8u; ++j) {
+    uint sc, m;
+    scale_min_k4(blk + 4u, j, sc, m);
+    precise float d1 = d * float(sc);
+    precise float m1 = dmin * float(m);
+    for (uint h = 0u; h < 2u; ++h) {
+      const uint byte = rd8(blk + 16u + 32u * (j >> 1) + lane + 16u * h);
+      const uint q = (j & 1u) != 0u ? (byte >> 4) : (byte & 15u);
+      precise float y = d1 * float(q) - m1;
+      v[2u * j + h] = y;
+    }
+  }
 }
 #include "matmul_main.glsl"

@@ -33,7 +33,16 @@ layout(push_constant) uniform Params {
 uint rd8(uint off) { return (w[off >> 2] >> ((off & 3u) << 3)) & 0xFFu; }
 int rd8s(uint off) { return int(rd8(off) << 24) >> 24; }
 uint rd16(uint off) { return (w[off >> 2] >> ((off & 2u) << 3)) & 0xFFFFu; }  // off even
-float rdf16(uint off) { return unpackHalf2x16(rd16(off)).x; }
+// fp16 to float32 by bits, exact for every input: unpackHalf2x16 may flush
+// subnormal halves to zero, and small K-quant scales are subnormal.
+float half_bits_to_float(uint h) {
+  const uint sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+  if (e == 0x1Fu) return uintBitsToFloat(sign | 0x7F800000u | (m << 13));  // inf, NaN
+  if (e != 0u) return uintBitsToFloat(sign | ((e + 112u) << 23) | (m << 13));
+  const float v = float(m) * uintBitsToFloat(0x33800000u);  // m * 2^-24: exact, and normal
+  return sign != 0u ? -v : v;
+}
+float rdf16(uint off) { return half_bits_to_float(rd16(off)); }
 
 // Q4_K and Q5_K: sub-block j's 6-bit scale and min (get_scale_min_k4 in quants.cc).
 void scale_min_k4(uint scales, uint j, out uint sc, out uint m) {

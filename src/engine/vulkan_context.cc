@@ -102,17 +102,25 @@ Status VulkanContext::init(int index, const VulkanOptions& options) {
   // 64, and full subgroups on request (reduce.glsl numbers lanes by subgroup).
   VkPhysicalDeviceSubgroupSizeControlFeaturesEXT size_control = vk_struct<VkPhysicalDeviceSubgroupSizeControlFeaturesEXT>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT);
   const bool has_size_control = has_extension(physical_, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
+  VkPhysicalDeviceSubgroupSizeControlPropertiesEXT size_props =
+      vk_struct<VkPhysicalDeviceSubgroupSizeControlPropertiesEXT>(
+          VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES_EXT);
   if (has_size_control) {
     VkPhysicalDeviceFeatures2 features = vk_struct<VkPhysicalDeviceFeatures2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2);
     features.pNext = &size_control;
     vkGetPhysicalDeviceFeatures2(physical_, &features);
+    VkPhysicalDeviceProperties2 more = vk_struct<VkPhysicalDeviceProperties2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2);
+    more.pNext = &size_props;
+    vkGetPhysicalDeviceProperties2(physical_, &more);
   }
   const uint32_t needed_ops = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
   subgroup_size_ = subgroup.subgroupSize;
   subgroups_ = options.allow_subgroups && (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                (subgroup.supportedOperations & needed_ops) == needed_ops && subgroup_size_ >= 2 &&
                subgroup_size_ <= 64 && (subgroup_size_ & (subgroup_size_ - 1)) == 0 &&
-               has_size_control && size_control.computeFullSubgroups;
+               has_size_control && size_control.computeFullSubgroups &&
+               // Full subgroups need the workgroup (64) to be a multiple of the largest size.
+               size_props.maxSubgroupSize <= 64;
 
   uint32_t families = 0;
   vkGetPhysicalDeviceQueueFamilyProperties(physical_, &families, nullptr);

@@ -44,9 +44,10 @@ struct TestMatrix {
   WeightMatrix dequantised_view() const { return {TensorType::F32, cols, rows, dequantised.data()}; }
 };
 
-TestMatrix make_matrix(TensorType type, int64_t rows, int64_t cols, uint32_t seed) {
+// `scale` 1e-4 makes fp16 scales (and F16 weights) subnormal.
+TestMatrix make_matrix(TensorType type, int64_t rows, int64_t cols, uint32_t seed, float scale = 1.0f) {
   TestMatrix m{type, rows, cols, {}, {}};
-  const std::vector<float> f = testing::random_floats(rows * cols, seed);
+  const std::vector<float> f = testing::random_floats(rows * cols, seed, -scale, scale);
   const size_t rb = row_size(type, cols);
   m.data.resize(rb * rows);
   m.dequantised.resize(rows * cols);
@@ -153,12 +154,13 @@ TEST_P(VulkanMatmul, EveryTypeMatchesTheCpuWithinItsTolerance) {
 // column i's one-hot vector), y[i][r] is W[r][i] as the device dequantised it, so
 // every dequantiser must give dequantize_row()'s values; and with x nonzero in 16
 // columns only, each lane's chain holds one product (rounded the same fused or
-// not), so the tree must give the CPU's bits.
+// not), so the tree must give the CPU's bits. Also with weights so small that
+// fp16 scales are subnormal (a device may flush those in unpackHalf2x16).
 TEST_P(VulkanMatmul, DequantisationAndReductionTreeAreExactlyTheCpus) {
-  for (TensorType type : kTypes) {
-    SCOPED_TRACE(type_name(type));
+  for (TensorType type : kTypes) for (float scale : {1.0f, 1e-4f}) {
+    SCOPED_TRACE(std::string(type_name(type)) + " weights of magnitude " + std::to_string(scale));
     const int64_t cols = test_cols(type);
-    const TestMatrix m = make_matrix(type, kRows, cols, 4321 + static_cast<uint32_t>(type));
+    const TestMatrix m = make_matrix(type, kRows, cols, 4321 + static_cast<uint32_t>(type), scale);
     Result<DeviceMatrix> dm = upload_matrix(*ctx_, m.view());
     ASSERT_TRUE(dm.ok()) << dm.status().ToString();
     std::vector<float> identity(cols * cols, 0.0f);

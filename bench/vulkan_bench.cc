@@ -9,11 +9,10 @@
 // N is the place among the Vulkan devices `swarm devices` lists (vulkan:N);
 // the default is the first. On lavapipe (Mesa's software device) the numbers
 // are only for the record.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -65,7 +64,8 @@ Result<int> calibrate(vk::VulkanContext& ctx, Record record) {
 // made quickly.
 std::vector<uint8_t> make_matrix(TensorType type) {
   std::vector<float> row(kCols);
-  for (int64_t i = 0; i < kCols; ++i) row[i] = static_cast<float>((i * 7919) % 2001 - 1000) / 1000.0f;
+  for (int64_t i = 0; i < kCols; ++i)
+    row[i] = static_cast<float>((i * 7919) % 2001 - 1000) / 1000.0f;
   const size_t rb = row_size(type, kCols);
   std::vector<uint8_t> data(rb * kRows);
   if (type == TensorType::F32) {
@@ -184,7 +184,8 @@ int run(int argc, char** argv) {
 #else
 
 int run(int, char**) {
-  emit({{"bench", "vulkan"}, {"skipped", "this build has no Vulkan kernels (install libvulkan-dev and glslc)"}});
+  emit({{"bench", "vulkan"},
+        {"skipped", "this build has no Vulkan kernels (install libvulkan-dev and glslc)"}});
   return 0;
 }
 

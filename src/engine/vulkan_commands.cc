@@ -15,7 +15,8 @@ constexpr uint32_t kMaxGroups = 65535;  // maxComputeWorkGroupCount's guaranteed
 }  // namespace
 
 CommandBatch::CommandBatch(VulkanContext& ctx) : ctx_(ctx) {
-  VkCommandBufferAllocateInfo alloc = vk_struct<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
+  VkCommandBufferAllocateInfo alloc =
+      vk_struct<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
   alloc.commandPool = ctx_.command_pool();
   alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
   alloc.commandBufferCount = 1;
@@ -25,7 +26,8 @@ CommandBatch::CommandBatch(VulkanContext& ctx) : ctx_(ctx) {
     status_ = vk_status(r, "vkAllocateCommandBuffers");
     return;
   }
-  VkCommandBufferBeginInfo begin = vk_struct<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
+  VkCommandBufferBeginInfo begin =
+      vk_struct<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
   begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   r = vkBeginCommandBuffer(cmd_, &begin);
   if (r != VK_SUCCESS) status_ = vk_status(r, "vkBeginCommandBuffer");
@@ -43,7 +45,8 @@ CommandBatch::~CommandBatch() {
 VkDescriptorSet CommandBatch::descriptor_set(VkDescriptorSetLayout layout) {
   if (pools_.empty() || sets_in_last_pool_ == kSetsPerPool) {
     VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSetsPerPool * kBuffersPerSet};
-    VkDescriptorPoolCreateInfo info = vk_struct<VkDescriptorPoolCreateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO);
+    VkDescriptorPoolCreateInfo info =
+        vk_struct<VkDescriptorPoolCreateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO);
     info.maxSets = kSetsPerPool;
     info.poolSizeCount = 1;
     info.pPoolSizes = &size;
@@ -56,7 +59,8 @@ VkDescriptorSet CommandBatch::descriptor_set(VkDescriptorSetLayout layout) {
     pools_.push_back(pool);
     sets_in_last_pool_ = 0;
   }
-  VkDescriptorSetAllocateInfo alloc = vk_struct<VkDescriptorSetAllocateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO);
+  VkDescriptorSetAllocateInfo alloc =
+      vk_struct<VkDescriptorSetAllocateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO);
   alloc.descriptorPool = pools_.back();
   alloc.descriptorSetCount = 1;
   alloc.pSetLayouts = &layout;
@@ -74,23 +78,25 @@ void CommandBatch::barrier() {
   // Everything written by a dispatch or copy is visible to every later one.
   VkMemoryBarrier b = vk_struct<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
   b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-  b.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                    VK_ACCESS_TRANSFER_WRITE_BIT;
-  const VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+  b.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                    VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  const VkPipelineStageFlags stages =
+      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
   vkCmdPipelineBarrier(cmd_, stages, stages, 0, 1, &b, 0, nullptr, 0, nullptr);
 }
 
-void CommandBatch::dispatch(const VulkanPipeline& p, std::initializer_list<const VulkanBuffer*> buffers,
-                            const void* push, uint32_t groups_x, uint32_t groups_y, uint32_t groups_z) {
+void CommandBatch::dispatch(const VulkanPipeline& p,
+                            std::initializer_list<const VulkanBuffer*> buffers, const void* push,
+                            uint32_t groups_x, uint32_t groups_y, uint32_t groups_z) {
   if (!status_.ok()) return;
   if (ran_) return fail(Status::Internal("CommandBatch: dispatch after run()"));
   if (buffers.size() != p.buffers || buffers.size() > kBuffersPerSet)
-    return fail(Status::Internal("CommandBatch: " + std::to_string(buffers.size()) + " buffers for a kernel of " +
-                                 std::to_string(p.buffers)));
+    return fail(Status::Internal("CommandBatch: " + std::to_string(buffers.size()) +
+                                 " buffers for a kernel of " + std::to_string(p.buffers)));
   if (groups_x > kMaxGroups || groups_y > kMaxGroups || groups_z > kMaxGroups)
-    return fail(Status::InvalidArgument("a dispatch of " + std::to_string(groups_x) + " x " +
-                                        std::to_string(groups_y) + " x " + std::to_string(groups_z) +
-                                        " workgroups (at most 65535 each)"));
+    return fail(Status::InvalidArgument(
+        "a dispatch of " + std::to_string(groups_x) + " x " + std::to_string(groups_y) + " x " +
+        std::to_string(groups_z) + " workgroups (at most 65535 each)"));
   if (groups_x == 0 || groups_y == 0 || groups_z == 0) return;  // nothing to do
   const VkDescriptorSet set = descriptor_set(p.set_layout);
   if (set == VK_NULL_HANDLE) return;
@@ -98,7 +104,8 @@ void CommandBatch::dispatch(const VulkanPipeline& p, std::initializer_list<const
   VkWriteDescriptorSet writes[kBuffersPerSet];
   uint32_t i = 0;
   for (const VulkanBuffer* b : buffers) {
-    if (b == nullptr || !b->valid()) return fail(Status::InvalidArgument("CommandBatch: an unset buffer"));
+    if (b == nullptr || !b->valid())
+      return fail(Status::InvalidArgument("CommandBatch: an unset buffer"));
     infos[i] = {b->handle(), 0, VK_WHOLE_SIZE};
     writes[i] = vk_struct<VkWriteDescriptorSet>(VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET);
     writes[i].dstSet = set;
@@ -111,7 +118,8 @@ void CommandBatch::dispatch(const VulkanPipeline& p, std::initializer_list<const
   vkUpdateDescriptorSets(ctx_.device(), i, writes, 0, nullptr);
   vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
   vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nullptr);
-  if (p.push_bytes > 0) vkCmdPushConstants(cmd_, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, p.push_bytes, push);
+  if (p.push_bytes > 0)
+    vkCmdPushConstants(cmd_, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, p.push_bytes, push);
   vkCmdDispatch(cmd_, groups_x, groups_y, groups_z);
   barrier();
   recorded_ = true;

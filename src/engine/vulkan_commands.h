@@ -48,8 +48,8 @@ class CommandBatch {
   void dispatch(const VulkanPipeline& p, std::initializer_list<const VulkanBuffer*> buffers,
                 const void* push, uint32_t groups_x, uint32_t groups_y = 1, uint32_t groups_z = 1);
   // dst[dst_offset ..] = src[src_offset ..], `bytes` bytes.
-  void copy(const VulkanBuffer& src, uint64_t src_offset, const VulkanBuffer& dst, uint64_t dst_offset,
-            uint64_t bytes);
+  void copy(const VulkanBuffer& src, uint64_t src_offset, const VulkanBuffer& dst,
+            uint64_t dst_offset, uint64_t bytes);
   // Submits everything recorded and waits; DeadlineExceeded if the device has not
   // finished after `timeout_ns`.
   Status run(uint64_t timeout_ns = 60ull * 1000 * 1000 * 1000);

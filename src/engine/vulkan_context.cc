@@ -25,8 +25,9 @@ bool has_extension(VkPhysicalDevice dev, const char* name) {
   vkEnumerateDeviceExtensionProperties(dev, nullptr, &n, nullptr);
   std::vector<VkExtensionProperties> ext(n);
   vkEnumerateDeviceExtensionProperties(dev, nullptr, &n, ext.data());
-  return std::any_of(ext.begin(), ext.end(),
-                     [&](const VkExtensionProperties& e) { return std::strcmp(e.extensionName, name) == 0; });
+  return std::any_of(ext.begin(), ext.end(), [&](const VkExtensionProperties& e) {
+    return std::strcmp(e.extensionName, name) == 0;
+  });
 }
 
 }  // namespace
@@ -63,7 +64,8 @@ void VulkanBuffer::reset() {
   size_ = charged_ = 0;
 }
 
-Result<std::unique_ptr<VulkanContext>> VulkanContext::open(int index, const VulkanOptions& options) {
+Result<std::unique_ptr<VulkanContext>> VulkanContext::open(int index,
+                                                           const VulkanOptions& options) {
   std::unique_ptr<VulkanContext> ctx(new VulkanContext());
   const Status st = ctx->init(index, options);
   if (!st.ok()) return st.annotate("vulkan:" + std::to_string(index));
@@ -74,9 +76,11 @@ Status VulkanContext::init(int index, const VulkanOptions& options) {
   VkApplicationInfo app = vk_struct<VkApplicationInfo>(VK_STRUCTURE_TYPE_APPLICATION_INFO);
   app.pApplicationName = "swarm";
   app.apiVersion = VK_API_VERSION_1_2;
-  VkInstanceCreateInfo instance_info = vk_struct<VkInstanceCreateInfo>(VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO);
+  VkInstanceCreateInfo instance_info =
+      vk_struct<VkInstanceCreateInfo>(VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO);
   instance_info.pApplicationInfo = &app;
-  SWARM_VK_RETURN_IF_ERROR(vkCreateInstance(&instance_info, nullptr, &instance_), "vkCreateInstance");
+  SWARM_VK_RETURN_IF_ERROR(vkCreateInstance(&instance_info, nullptr, &instance_),
+                           "vkCreateInstance");
 
   uint32_t n = 0;
   vkEnumeratePhysicalDevices(instance_, &n, nullptr);
@@ -86,10 +90,13 @@ Status VulkanContext::init(int index, const VulkanOptions& options) {
     return Status::NotFound("no such Vulkan device (the drivers report " + std::to_string(n) + ")");
   physical_ = devices[index];
 
-  VkPhysicalDeviceSubgroupProperties subgroup = vk_struct<VkPhysicalDeviceSubgroupProperties>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES);
-  VkPhysicalDeviceMaintenance3Properties maint3 = vk_struct<VkPhysicalDeviceMaintenance3Properties>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES);
+  VkPhysicalDeviceSubgroupProperties subgroup = vk_struct<VkPhysicalDeviceSubgroupProperties>(
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES);
+  VkPhysicalDeviceMaintenance3Properties maint3 = vk_struct<VkPhysicalDeviceMaintenance3Properties>(
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES);
   subgroup.pNext = &maint3;
-  VkPhysicalDeviceProperties2 props = vk_struct<VkPhysicalDeviceProperties2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2);
+  VkPhysicalDeviceProperties2 props =
+      vk_struct<VkPhysicalDeviceProperties2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2);
   props.pNext = &subgroup;
   vkGetPhysicalDeviceProperties2(physical_, &props);
   name_ = props.properties.deviceName;
@@ -100,22 +107,28 @@ Status VulkanContext::init(int index, const VulkanOptions& options) {
 
   // Subgroup shuffles in compute, a size that divides the kernels' workgroups of
   // 64, and full subgroups on request (reduce.glsl numbers lanes by subgroup).
-  VkPhysicalDeviceSubgroupSizeControlFeaturesEXT size_control = vk_struct<VkPhysicalDeviceSubgroupSizeControlFeaturesEXT>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT);
-  const bool has_size_control = has_extension(physical_, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
+  VkPhysicalDeviceSubgroupSizeControlFeaturesEXT size_control =
+      vk_struct<VkPhysicalDeviceSubgroupSizeControlFeaturesEXT>(
+          VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT);
+  const bool has_size_control =
+      has_extension(physical_, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
   VkPhysicalDeviceSubgroupSizeControlPropertiesEXT size_props =
       vk_struct<VkPhysicalDeviceSubgroupSizeControlPropertiesEXT>(
           VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES_EXT);
   if (has_size_control) {
-    VkPhysicalDeviceFeatures2 features = vk_struct<VkPhysicalDeviceFeatures2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2);
+    VkPhysicalDeviceFeatures2 features =
+        vk_struct<VkPhysicalDeviceFeatures2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2);
     features.pNext = &size_control;
     vkGetPhysicalDeviceFeatures2(physical_, &features);
-    VkPhysicalDeviceProperties2 more = vk_struct<VkPhysicalDeviceProperties2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2);
+    VkPhysicalDeviceProperties2 more =
+        vk_struct<VkPhysicalDeviceProperties2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2);
     more.pNext = &size_props;
     vkGetPhysicalDeviceProperties2(physical_, &more);
   }
   const uint32_t needed_ops = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
   subgroup_size_ = subgroup.subgroupSize;
-  subgroups_ = options.allow_subgroups && (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+  subgroups_ = options.allow_subgroups &&
+               (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                (subgroup.supportedOperations & needed_ops) == needed_ops && subgroup_size_ >= 2 &&
                subgroup_size_ <= 64 && (subgroup_size_ & (subgroup_size_ - 1)) == 0 &&
                has_size_control && size_control.computeFullSubgroups &&
@@ -132,32 +145,39 @@ Status VulkanContext::init(int index, const VulkanOptions& options) {
   if (qf == families) return Status::Unsupported(name_ + ": no compute queue");
 
   const float priority = 1.0f;
-  VkDeviceQueueCreateInfo queue_info = vk_struct<VkDeviceQueueCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO);
+  VkDeviceQueueCreateInfo queue_info =
+      vk_struct<VkDeviceQueueCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO);
   queue_info.queueFamilyIndex = qf;
   queue_info.queueCount = 1;
   queue_info.pQueuePriorities = &priority;
-  VkDeviceCreateInfo device_info = vk_struct<VkDeviceCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO);
+  VkDeviceCreateInfo device_info =
+      vk_struct<VkDeviceCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO);
   device_info.queueCreateInfoCount = 1;
   device_info.pQueueCreateInfos = &queue_info;
   const char* extensions[] = {VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME};
-  VkPhysicalDeviceSubgroupSizeControlFeaturesEXT enable = vk_struct<VkPhysicalDeviceSubgroupSizeControlFeaturesEXT>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT);
+  VkPhysicalDeviceSubgroupSizeControlFeaturesEXT enable =
+      vk_struct<VkPhysicalDeviceSubgroupSizeControlFeaturesEXT>(
+          VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT);
   if (subgroups_) {
     enable.computeFullSubgroups = VK_TRUE;
     device_info.pNext = &enable;
     device_info.enabledExtensionCount = 1;
     device_info.ppEnabledExtensionNames = extensions;
   }
-  SWARM_VK_RETURN_IF_ERROR(vkCreateDevice(physical_, &device_info, nullptr, &device_), "vkCreateDevice");
+  SWARM_VK_RETURN_IF_ERROR(vkCreateDevice(physical_, &device_info, nullptr, &device_),
+                           "vkCreateDevice");
   vkGetDeviceQueue(device_, qf, 0, &queue_);
 
-  VkCommandPoolCreateInfo pool_info = vk_struct<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);
+  VkCommandPoolCreateInfo pool_info =
+      vk_struct<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);
   pool_info.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
   pool_info.queueFamilyIndex = qf;
   SWARM_VK_RETURN_IF_ERROR(vkCreateCommandPool(device_, &pool_info, nullptr, &command_pool_),
                            "vkCreateCommandPool");
 
   vkGetPhysicalDeviceMemoryProperties(physical_, &memory_);
-  for (uint32_t i = 0; i < memory_.memoryHeapCount; ++i) heap_size_[i] = memory_.memoryHeaps[i].size;
+  for (uint32_t i = 0; i < memory_.memoryHeapCount; ++i)
+    heap_size_[i] = memory_.memoryHeaps[i].size;
   // The heap device-local buffers come from: that of the first device-local type.
   for (uint32_t i = memory_.memoryTypeCount; i-- > 0;)
     if (memory_.memoryTypes[i].propertyFlags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)
@@ -182,13 +202,14 @@ VulkanContext::~VulkanContext() {
 
 Result<uint32_t> VulkanContext::memory_type(BufferKind kind, uint32_t allowed) const {
   const VkMemoryPropertyFlags want =
-      kind == BufferKind::kDevice ? VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT
-                                  : VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+      kind == BufferKind::kDevice
+          ? VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT
+          : VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
   for (uint32_t i = 0; i < memory_.memoryTypeCount; ++i)
     if ((allowed & (1u << i)) && (memory_.memoryTypes[i].propertyFlags & want) == want) return i;
-  return Status::Unsupported(name_ + ": no " +
-                             (kind == BufferKind::kDevice ? "device-local" : "host-visible coherent") +
-                             " memory for storage buffers");
+  return Status::Unsupported(
+      name_ + ": no " + (kind == BufferKind::kDevice ? "device-local" : "host-visible coherent") +
+      " memory for storage buffers");
 }
 
 Result<VulkanBuffer> VulkanContext::create_buffer(uint64_t bytes, BufferKind kind) {
@@ -199,11 +220,13 @@ Result<VulkanBuffer> VulkanContext::create_buffer(uint64_t bytes, BufferKind kin
   // cannot meet, and the caller needs the numbers.
   const uint32_t heap_guess = kind == BufferKind::kDevice ? device_heap_ : host_heap_;
   if (bytes > heap_size_[heap_guess] - heap_used_[heap_guess])
-    return Status::ResourceExhausted("a " + std::string(what) + " buffer needs " + mib(bytes) + ", " + name_ +
-                                     " has " + mib(heap_size_[heap_guess] - heap_used_[heap_guess]) + " free");
+    return Status::ResourceExhausted(
+        "a " + std::string(what) + " buffer needs " + mib(bytes) + ", " + name_ + " has " +
+        mib(heap_size_[heap_guess] - heap_used_[heap_guess]) + " free");
   if (bytes > max_buffer_)
     return Status::ResourceExhausted("a buffer of " + mib(bytes) + " is larger than " + name_ +
-                                     " can bind at once (" + mib(max_buffer_) + "); split the tensor");
+                                     " can bind at once (" + mib(max_buffer_) +
+                                     "); split the tensor");
   VkBufferCreateInfo info = vk_struct<VkBufferCreateInfo>(VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO);
   info.size = bytes;
   info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
@@ -223,11 +246,12 @@ Result<VulkanBuffer> VulkanContext::create_buffer(uint64_t bytes, BufferKind kin
   const uint32_t heap = memory_.memoryTypes[*type].heapIndex;
   if (req.size > heap_size_[heap] - heap_used_[heap]) {
     vkDestroyBuffer(device_, b.buffer_, nullptr);
-    return Status::ResourceExhausted("a " + std::string(what) + " buffer needs " + mib(req.size) + ", " + name_ +
-                                     " has " +
+    return Status::ResourceExhausted("a " + std::string(what) + " buffer needs " + mib(req.size) +
+                                     ", " + name_ + " has " +
                                      mib(heap_size_[heap] - heap_used_[heap]) + " free");
   }
-  VkMemoryAllocateInfo alloc = vk_struct<VkMemoryAllocateInfo>(VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO);
+  VkMemoryAllocateInfo alloc =
+      vk_struct<VkMemoryAllocateInfo>(VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO);
   alloc.allocationSize = req.size;
   alloc.memoryTypeIndex = *type;
   VkResult r = vkAllocateMemory(device_, &alloc, nullptr, &b.memory_);
@@ -240,9 +264,11 @@ Result<VulkanBuffer> VulkanContext::create_buffer(uint64_t bytes, BufferKind kin
   b.heap_ = heap;
   b.charged_ = req.size;
   heap_used_[heap] += req.size;
-  SWARM_VK_RETURN_IF_ERROR(vkBindBufferMemory(device_, b.buffer_, b.memory_, 0), "vkBindBufferMemory");
+  SWARM_VK_RETURN_IF_ERROR(vkBindBufferMemory(device_, b.buffer_, b.memory_, 0),
+                           "vkBindBufferMemory");
   if (kind == BufferKind::kStaging)
-    SWARM_VK_RETURN_IF_ERROR(vkMapMemory(device_, b.memory_, 0, VK_WHOLE_SIZE, 0, &b.mapped_), "vkMapMemory");
+    SWARM_VK_RETURN_IF_ERROR(vkMapMemory(device_, b.memory_, 0, VK_WHOLE_SIZE, 0, &b.mapped_),
+                             "vkMapMemory");
   return b;
 }
 
@@ -265,13 +291,16 @@ Status VulkanContext::submit_and_wait(VkCommandBuffer cmd, uint64_t timeout_ns) 
 
 Status VulkanContext::copy(VkBuffer src, uint64_t src_offset, VkBuffer dst, uint64_t dst_offset,
                            uint64_t bytes) {
-  VkCommandBufferAllocateInfo alloc = vk_struct<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
+  VkCommandBufferAllocateInfo alloc =
+      vk_struct<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
   alloc.commandPool = command_pool_;
   alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
   alloc.commandBufferCount = 1;
   VkCommandBuffer cmd = VK_NULL_HANDLE;
-  SWARM_VK_RETURN_IF_ERROR(vkAllocateCommandBuffers(device_, &alloc, &cmd), "vkAllocateCommandBuffers");
-  VkCommandBufferBeginInfo begin = vk_struct<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
+  SWARM_VK_RETURN_IF_ERROR(vkAllocateCommandBuffers(device_, &alloc, &cmd),
+                           "vkAllocateCommandBuffers");
+  VkCommandBufferBeginInfo begin =
+      vk_struct<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
   begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   vkBeginCommandBuffer(cmd, &begin);
   const VkBufferCopy region{src_offset, dst_offset, bytes};
@@ -282,16 +311,19 @@ Status VulkanContext::copy(VkBuffer src, uint64_t src_offset, VkBuffer dst, uint
   return st;
 }
 
-Status VulkanContext::upload(const VulkanBuffer& dst, uint64_t offset, const void* src, uint64_t bytes) {
+Status VulkanContext::upload(const VulkanBuffer& dst, uint64_t offset, const void* src,
+                             uint64_t bytes) {
   if (offset > dst.size() || bytes > dst.size() - offset)
-    return Status::InvalidArgument("upload of " + std::to_string(bytes) + " bytes at " + std::to_string(offset) +
-                                   " past a buffer of " + std::to_string(dst.size()));
+    return Status::InvalidArgument("upload of " + std::to_string(bytes) + " bytes at " +
+                                   std::to_string(offset) + " past a buffer of " +
+                                   std::to_string(dst.size()));
   if (bytes == 0) return Status::Ok();
   if (dst.mapped() != nullptr) {
     std::memcpy(static_cast<uint8_t*>(dst.mapped()) + offset, src, bytes);
     return Status::Ok();
   }
-  Result<VulkanBuffer> staging = create_buffer(std::min(bytes, kStagingChunk), BufferKind::kStaging);
+  Result<VulkanBuffer> staging =
+      create_buffer(std::min(bytes, kStagingChunk), BufferKind::kStaging);
   if (!staging.ok()) return staging.status();
   for (uint64_t done = 0; done < bytes;) {
     const uint64_t n = std::min(bytes - done, staging->size());
@@ -302,17 +334,20 @@ Status VulkanContext::upload(const VulkanBuffer& dst, uint64_t offset, const voi
   return Status::Ok();
 }
 
-Status VulkanContext::download(const VulkanBuffer& src, uint64_t offset, void* dst, uint64_t bytes) {
+Status VulkanContext::download(const VulkanBuffer& src, uint64_t offset, void* dst,
+                               uint64_t bytes) {
   if (offset > src.size() || bytes > src.size() - offset)
     return Status::InvalidArgument("download of " + std::to_string(bytes) + " bytes at " +
-                                   std::to_string(offset) + " past a buffer of " + std::to_string(src.size()));
+                                   std::to_string(offset) + " past a buffer of " +
+                                   std::to_string(src.size()));
   if (bytes == 0) return Status::Ok();
   if (src.mapped() != nullptr) {
     SWARM_VK_RETURN_IF_ERROR(vkQueueWaitIdle(queue_), "vkQueueWaitIdle");
     std::memcpy(dst, static_cast<const uint8_t*>(src.mapped()) + offset, bytes);
     return Status::Ok();
   }
-  Result<VulkanBuffer> staging = create_buffer(std::min(bytes, kStagingChunk), BufferKind::kStaging);
+  Result<VulkanBuffer> staging =
+      create_buffer(std::min(bytes, kStagingChunk), BufferKind::kStaging);
   if (!staging.ok()) return staging.status();
   for (uint64_t done = 0; done < bytes;) {
     const uint64_t n = std::min(bytes - done, staging->size());

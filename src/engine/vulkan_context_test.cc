@@ -28,13 +28,16 @@ TEST_F(VulkanContextTest, MoreThanTheHeapIsAClearError) {
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.status().code(), Status::Code::kResourceExhausted);
   const std::string& m = b.status().message();
-  EXPECT_NE(m.find("needs " + std::to_string((too_much + (1 << 20) - 1) >> 20) + " MiB"), std::string::npos) << m;
+  EXPECT_NE(m.find("needs " + std::to_string((too_much + (1 << 20) - 1) >> 20) + " MiB"),
+            std::string::npos)
+      << m;
   EXPECT_NE(m.find("MiB free"), std::string::npos) << m;
   EXPECT_EQ(ctx_->used_bytes(), 0u);
 }
 
 TEST_F(VulkanContextTest, BiggerThanOneBufferCanBindIsAClearError) {
-  if (ctx_->max_buffer_bytes() + 16 > ctx_->free_bytes()) GTEST_SKIP() << "the heap is smaller than one buffer";
+  if (ctx_->max_buffer_bytes() + 16 > ctx_->free_bytes())
+    GTEST_SKIP() << "the heap is smaller than one buffer";
   Result<VulkanBuffer> b = ctx_->create_buffer(ctx_->max_buffer_bytes() + 16, BufferKind::kDevice);
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.status().code(), Status::Code::kResourceExhausted);
@@ -52,11 +55,13 @@ TEST_F(VulkanContextTest, BuffersAreAccountedAndGivenBack) {
     // What is left is what the error reports.
     Result<VulkanBuffer> c = ctx_->create_buffer(ctx_->free_bytes() + 1, BufferKind::kDevice);
     ASSERT_FALSE(c.ok());
-    EXPECT_NE(c.status().message().find(std::to_string(ctx_->free_bytes() >> 20) + " MiB free"), std::string::npos)
+    EXPECT_NE(c.status().message().find(std::to_string(ctx_->free_bytes() >> 20) + " MiB free"),
+              std::string::npos)
         << c.status().message();
   }
   EXPECT_EQ(ctx_->free_bytes(), free_before);
-  EXPECT_EQ(ctx_->create_buffer(0, BufferKind::kDevice).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(ctx_->create_buffer(0, BufferKind::kDevice).status().code(),
+            Status::Code::kInvalidArgument);
 }
 
 TEST_F(VulkanContextTest, UploadAndDownloadRoundTripInPieces) {
@@ -68,7 +73,8 @@ TEST_F(VulkanContextTest, UploadAndDownloadRoundTripInPieces) {
   std::vector<float> back(data.size());
   ASSERT_TRUE(ctx_->download(b, 64, back.data(), back.size() * 4).ok());
   EXPECT_EQ(back, data);
-  EXPECT_EQ(ctx_->upload(b, 65, data.data(), data.size() * 4).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(ctx_->upload(b, 65, data.data(), data.size() * 4).code(),
+            Status::Code::kInvalidArgument);
   EXPECT_EQ(ctx_->download(b, 0, back.data(), b.size() + 4).code(), Status::Code::kInvalidArgument);
 }
 
@@ -80,8 +86,8 @@ TEST_F(VulkanContextTest, OneBatchRunsDependentStepsInOrder) {
   VulkanBuffer xb = testing::upload(*ctx_, x), yb = testing::upload(*ctx_, y);
   VulkanBuffer copy = testing::device_buffer(*ctx_, count * 4);
   CommandBatch batch(*ctx_);
-  ASSERT_TRUE(add(batch, xb, yb, count).ok());  // x = 3
-  batch.copy(xb, 0, copy, 0, count * 4);        // copy = 3
+  ASSERT_TRUE(add(batch, xb, yb, count).ok());    // x = 3
+  batch.copy(xb, 0, copy, 0, count * 4);          // copy = 3
   ASSERT_TRUE(add(batch, xb, copy, count).ok());  // x = 6
   ASSERT_TRUE(add(batch, xb, yb, count).ok());    // x = 8
   ASSERT_TRUE(batch.run().ok());

@@ -11,7 +11,7 @@
 namespace swarm::vk {
 namespace {
 
-constexpr uint32_t kGroup = 64;       // every kernel's local_size_x
+constexpr uint32_t kGroup = 64;        // every kernel's local_size_x
 constexpr uint32_t kRowsPerGroup = 4;  // matmul: 64 invocations = 4 rows x 16 lanes
 constexpr uint32_t kTile = 8;          // matmul: tokens per workgroup in a batch
 constexpr uint64_t kMaxIndex = std::numeric_limits<uint32_t>::max();  // shaders index with uint
@@ -19,8 +19,9 @@ constexpr uint64_t kMaxIndex = std::numeric_limits<uint32_t>::max();  // shaders
 // Fails the batch (and returns the same Status) unless `b` holds `bytes`.
 Status need(CommandBatch& batch, const VulkanBuffer& b, uint64_t bytes, const char* what) {
   if (!b.valid() || b.size() < bytes) {
-    Status st = Status::InvalidArgument(std::string(what) + ": buffer of " + std::to_string(b.size()) +
-                                        " bytes, needs " + std::to_string(bytes));
+    Status st =
+        Status::InvalidArgument(std::string(what) + ": buffer of " + std::to_string(b.size()) +
+                                " bytes, needs " + std::to_string(bytes));
     batch.fail(st);
     return st;
   }
@@ -47,15 +48,24 @@ void element_groups(uint64_t count, uint32_t* gx, uint32_t* gy) {
 
 const char* matmul_shader(TensorType t) {
   switch (t) {
-    case TensorType::F32: return "matmul_f32";
-    case TensorType::F16: return "matmul_f16";
-    case TensorType::BF16: return "matmul_bf16";
-    case TensorType::Q8_0: return "matmul_q8_0";
-    case TensorType::Q4_0: return "matmul_q4_0";
-    case TensorType::Q4_K: return "matmul_q4_k";
-    case TensorType::Q5_K: return "matmul_q5_k";
-    case TensorType::Q6_K: return "matmul_q6_k";
-    default: return nullptr;
+    case TensorType::F32:
+      return "matmul_f32";
+    case TensorType::F16:
+      return "matmul_f16";
+    case TensorType::BF16:
+      return "matmul_bf16";
+    case TensorType::Q8_0:
+      return "matmul_q8_0";
+    case TensorType::Q4_0:
+      return "matmul_q4_0";
+    case TensorType::Q4_K:
+      return "matmul_q4_k";
+    case TensorType::Q5_K:
+      return "matmul_q5_k";
+    case TensorType::Q6_K:
+      return "matmul_q6_k";
+    default:
+      return nullptr;
   }
 }
 
@@ -65,12 +75,13 @@ bool matmul_supports(TensorType t) { return matmul_shader(t) != nullptr; }
 
 Result<DeviceMatrix> upload_matrix(VulkanContext& ctx, const WeightMatrix& w) {
   if (!matmul_supports(w.type))
-    return Status::Unsupported(std::string("no Vulkan matmul for weight type ") + type_name(w.type));
+    return Status::Unsupported(std::string("no Vulkan matmul for weight type ") +
+                               type_name(w.type));
   const int block = type_traits(w.type).block_size;
   if (w.rows <= 0 || w.cols <= 0 || w.cols % block != 0)
-    return Status::InvalidArgument("weight matrix " + std::to_string(w.rows) + " x " + std::to_string(w.cols) +
-                                   " of " + type_name(w.type) + " (columns must be whole blocks of " +
-                                   std::to_string(block) + ")");
+    return Status::InvalidArgument(
+        "weight matrix " + std::to_string(w.rows) + " x " + std::to_string(w.cols) + " of " +
+        type_name(w.type) + " (columns must be whole blocks of " + std::to_string(block) + ")");
   const uint64_t bytes = row_size(w.type, w.cols) * static_cast<uint64_t>(w.rows);
   if (bytes > kMaxIndex)
     return Status::ResourceExhausted("a weight matrix of " + std::to_string(bytes >> 20) +
@@ -91,8 +102,11 @@ Status matmul(CommandBatch& batch, const DeviceMatrix& w, const VulkanBuffer& x,
               const VulkanBuffer& y) {
   const char* shader = matmul_shader(w.type);
   if (shader == nullptr)
-    return fail(batch, Status::Unsupported(std::string("no Vulkan matmul for ") + type_name(w.type)));
-  if (n_tokens <= 0) return fail(batch, Status::InvalidArgument("matmul of " + std::to_string(n_tokens) + " tokens"));
+    return fail(batch,
+                Status::Unsupported(std::string("no Vulkan matmul for ") + type_name(w.type)));
+  if (n_tokens <= 0)
+    return fail(batch,
+                Status::InvalidArgument("matmul of " + std::to_string(n_tokens) + " tokens"));
   const uint64_t n = static_cast<uint64_t>(n_tokens);
   if (n * w.cols > kMaxIndex || n * w.rows > kMaxIndex)
     return fail(batch, Status::InvalidArgument("matmul: " + std::to_string(n) + " tokens of " +
@@ -105,17 +119,20 @@ Status matmul(CommandBatch& batch, const DeviceMatrix& w, const VulkanBuffer& x,
   Result<const VulkanPipeline*> p = pipeline(batch, {shader, 3, 16, {tile}});
   if (!p.ok()) return p.status();
   const uint32_t push[4] = {static_cast<uint32_t>(w.rows), static_cast<uint32_t>(w.cols),
-                            static_cast<uint32_t>(n), static_cast<uint32_t>(row_size(w.type, w.cols))};
+                            static_cast<uint32_t>(n),
+                            static_cast<uint32_t>(row_size(w.type, w.cols))};
   const uint64_t gx = (w.rows + kRowsPerGroup - 1) / kRowsPerGroup, gy = (n + tile - 1) / tile;
-  batch.dispatch(**p, {&w.data, &x, &y}, push, static_cast<uint32_t>(std::min<uint64_t>(gx, 1u << 31)),
+  batch.dispatch(**p, {&w.data, &x, &y}, push,
+                 static_cast<uint32_t>(std::min<uint64_t>(gx, 1u << 31)),
                  static_cast<uint32_t>(std::min<uint64_t>(gy, 1u << 31)));
   return batch.status();
 }
 
-Status rms_norm(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& w, int64_t n, int dim,
-                float eps, const VulkanBuffer& out) {
+Status rms_norm(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& w, int64_t n,
+                int dim, float eps, const VulkanBuffer& out) {
   if (n <= 0 || dim <= 0 || static_cast<uint64_t>(n) * dim > kMaxIndex)
-    return fail(batch, Status::InvalidArgument("rms_norm of " + std::to_string(n) + " x " + std::to_string(dim)));
+    return fail(batch, Status::InvalidArgument("rms_norm of " + std::to_string(n) + " x " +
+                                               std::to_string(dim)));
   const uint64_t bytes = static_cast<uint64_t>(n) * dim * 4;
   SWARM_RETURN_IF_ERROR(need(batch, x, bytes, "rms_norm x"));
   SWARM_RETURN_IF_ERROR(need(batch, w, static_cast<uint64_t>(dim) * 4, "rms_norm weight"));
@@ -146,28 +163,31 @@ Result<DeviceRopeTable> upload_rope_table(VulkanContext& ctx, const RopeTable& t
   return t;
 }
 
-Status rope(CommandBatch& batch, const VulkanBuffer& x, int n_heads, int head_dim, const DeviceRopeTable& table,
-            bool neox) {
+Status rope(CommandBatch& batch, const VulkanBuffer& x, int n_heads, int head_dim,
+            const DeviceRopeTable& table, bool neox) {
   if (n_heads <= 0 || head_dim <= 0 || 2 * table.half > head_dim)
     return fail(batch, Status::InvalidArgument("rope of " + std::to_string(n_heads) + " heads of " +
                                                std::to_string(head_dim) + " with rope_dim " +
                                                std::to_string(2 * table.half)));
   const uint64_t elems = static_cast<uint64_t>(table.n) * n_heads * head_dim;
-  if (elems > kMaxIndex) return fail(batch, Status::InvalidArgument("rope: past 2^32 elements; split the batch"));
+  if (elems > kMaxIndex)
+    return fail(batch, Status::InvalidArgument("rope: past 2^32 elements; split the batch"));
   SWARM_RETURN_IF_ERROR(need(batch, x, elems * 4, "rope x"));
-  SWARM_RETURN_IF_ERROR(need(batch, table.data, static_cast<uint64_t>(table.n) * table.half * 8, "rope table"));
+  SWARM_RETURN_IF_ERROR(
+      need(batch, table.data, static_cast<uint64_t>(table.n) * table.half * 8, "rope table"));
   Result<const VulkanPipeline*> p = pipeline(batch, {"rope", 2, 20, {}});
   if (!p.ok()) return p.status();
   const uint32_t push[5] = {static_cast<uint32_t>(table.n), static_cast<uint32_t>(n_heads),
-                            static_cast<uint32_t>(head_dim), static_cast<uint32_t>(table.half), neox ? 1u : 0u};
+                            static_cast<uint32_t>(head_dim), static_cast<uint32_t>(table.half),
+                            neox ? 1u : 0u};
   uint32_t gx, gy;
   element_groups(static_cast<uint64_t>(table.n) * n_heads * table.half, &gx, &gy);
   batch.dispatch(**p, {&x, &table.data}, push, gx, gy);
   return batch.status();
 }
 
-Status silu_mul(CommandBatch& batch, const VulkanBuffer& gate, const VulkanBuffer& up, int64_t count,
-                const VulkanBuffer& out) {
+Status silu_mul(CommandBatch& batch, const VulkanBuffer& gate, const VulkanBuffer& up,
+                int64_t count, const VulkanBuffer& out) {
   if (count <= 0 || static_cast<uint64_t>(count) > kMaxIndex)
     return fail(batch, Status::InvalidArgument("silu_mul of " + std::to_string(count)));
   const uint64_t bytes = static_cast<uint64_t>(count) * 4;
@@ -197,14 +217,15 @@ Status add(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& y, in
   return batch.status();
 }
 
-Status attention(CommandBatch& batch, const VulkanBuffer& q, int64_t n, int start, const KvView& kv, int n_head,
-                 int n_head_kv, int head_dim, const VulkanBuffer& scratch, const VulkanBuffer& out) {
+Status attention(CommandBatch& batch, const VulkanBuffer& q, int64_t n, int start, const KvView& kv,
+                 int n_head, int n_head_kv, int head_dim, const VulkanBuffer& scratch,
+                 const VulkanBuffer& out) {
   if (n <= 0 || n > 65535 || start < 0 || n_head <= 0 || n_head > 65535 || n_head_kv <= 0 ||
       n_head % n_head_kv != 0 || head_dim <= 0 || kv.buffer == nullptr)
     return fail(batch, Status::InvalidArgument(
-                           "attention of " + std::to_string(n) + " tokens from " + std::to_string(start) + ", " +
-                           std::to_string(n_head) + " heads over " + std::to_string(n_head_kv) + " kv heads of " +
-                           std::to_string(head_dim)));
+                           "attention of " + std::to_string(n) + " tokens from " +
+                           std::to_string(start) + ", " + std::to_string(n_head) + " heads over " +
+                           std::to_string(n_head_kv) + " kv heads of " + std::to_string(head_dim)));
   const uint64_t q_floats = static_cast<uint64_t>(n) * n_head * head_dim;
   const uint64_t len = static_cast<uint64_t>(start) + n;
   // The last float read of K and of V: position len - 1, kv head n_head_kv - 1.
@@ -222,9 +243,10 @@ Status attention(CommandBatch& batch, const VulkanBuffer& q, int64_t n, int star
   struct {
     uint32_t n, start, n_head, n_head_kv, head_dim, stride, k_offset, v_offset;
     float scale;
-  } push{static_cast<uint32_t>(n),        static_cast<uint32_t>(start),       static_cast<uint32_t>(n_head),
-         static_cast<uint32_t>(n_head_kv), static_cast<uint32_t>(head_dim),    static_cast<uint32_t>(kv.stride),
-         static_cast<uint32_t>(kv.k_offset), static_cast<uint32_t>(kv.v_offset),
+  } push{static_cast<uint32_t>(n), static_cast<uint32_t>(start), static_cast<uint32_t>(n_head),
+         static_cast<uint32_t>(n_head_kv), static_cast<uint32_t>(head_dim),
+         static_cast<uint32_t>(kv.stride), static_cast<uint32_t>(kv.k_offset),
+         static_cast<uint32_t>(kv.v_offset),
          // The CPU's scale, computed the same way (ops.cc).
          1.0f / std::sqrt(static_cast<float>(head_dim))};
   batch.dispatch(**p, {&q, kv.buffer, &scratch, &out}, &push, static_cast<uint32_t>(n_head),
@@ -232,9 +254,11 @@ Status attention(CommandBatch& batch, const VulkanBuffer& q, int64_t n, int star
   return batch.status();
 }
 
-Status argmax(CommandBatch& batch, const VulkanBuffer& x, int64_t n, int64_t cols, const VulkanBuffer& out) {
+Status argmax(CommandBatch& batch, const VulkanBuffer& x, int64_t n, int64_t cols,
+              const VulkanBuffer& out) {
   if (n <= 0 || n > 65535 || cols <= 0 || static_cast<uint64_t>(n) * cols > kMaxIndex)
-    return fail(batch, Status::InvalidArgument("argmax of " + std::to_string(n) + " rows of " + std::to_string(cols)));
+    return fail(batch, Status::InvalidArgument("argmax of " + std::to_string(n) + " rows of " +
+                                               std::to_string(cols)));
   SWARM_RETURN_IF_ERROR(need(batch, x, static_cast<uint64_t>(n) * cols * 4, "argmax x"));
   SWARM_RETURN_IF_ERROR(need(batch, out, static_cast<uint64_t>(n) * 4, "argmax out"));
   Result<const VulkanPipeline*> p = pipeline(batch, {"argmax", 2, 8, {}});
@@ -244,9 +268,11 @@ Status argmax(CommandBatch& batch, const VulkanBuffer& x, int64_t n, int64_t col
   return batch.status();
 }
 
-Status copy_kernel(CommandBatch& batch, const VulkanBuffer& src, const VulkanBuffer& dst, uint64_t bytes) {
+Status copy_kernel(CommandBatch& batch, const VulkanBuffer& src, const VulkanBuffer& dst,
+                   uint64_t bytes) {
   if (bytes == 0 || bytes % 16 != 0 || bytes / 16 > kMaxIndex)
-    return fail(batch, Status::InvalidArgument("copy_kernel of " + std::to_string(bytes) + " bytes (a multiple of 16)"));
+    return fail(batch, Status::InvalidArgument("copy_kernel of " + std::to_string(bytes) +
+                                               " bytes (a multiple of 16)"));
   SWARM_RETURN_IF_ERROR(need(batch, src, bytes, "copy src"));
   SWARM_RETURN_IF_ERROR(need(batch, dst, bytes, "copy dst"));
   Result<const VulkanPipeline*> p = pipeline(batch, {"copy", 2, 4, {}});

@@ -61,15 +61,15 @@ Status matmul(CommandBatch& batch, const DeviceMatrix& w, const VulkanBuffer& x,
               const VulkanBuffer& y);
 
 // out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w for n rows of `dim` (out may be x).
-Status rms_norm(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& w, int64_t n, int dim,
-                float eps, const VulkanBuffer& out);
+Status rms_norm(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& w, int64_t n,
+                int dim, float eps, const VulkanBuffer& out);
 
 // A RopeTable (engine/ops.h: cos and sin of each position's angles, from the
 // model's inverse frequencies with any llama3 or linear scaling) in device
 // memory, for rope().
 struct DeviceRopeTable {
-  int64_t n = 0;  // tokens
-  int half = 0;   // rope_dim / 2
+  int64_t n = 0;      // tokens
+  int half = 0;       // rope_dim / 2
   VulkanBuffer data;  // cs [n][half], then sn [n][half]
 };
 Result<DeviceRopeTable> upload_rope_table(VulkanContext& ctx, const RopeTable& table);
@@ -81,8 +81,8 @@ Status rope(CommandBatch& batch, const VulkanBuffer& x, int n_heads, int head_di
             const DeviceRopeTable& table, bool neox);
 
 // out[i] = silu(gate[i]) * up[i] for i < count (out may be gate).
-Status silu_mul(CommandBatch& batch, const VulkanBuffer& gate, const VulkanBuffer& up, int64_t count,
-                const VulkanBuffer& out);
+Status silu_mul(CommandBatch& batch, const VulkanBuffer& gate, const VulkanBuffer& up,
+                int64_t count, const VulkanBuffer& out);
 
 // x[i] += y[i] for i < count: the residual connection.
 Status add(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& y, int64_t count);
@@ -113,11 +113,13 @@ Status attention(CommandBatch& batch, const VulkanBuffer& q, int64_t n, int star
 
 // out[t] (uint32) = the index of the largest of row t's `cols` floats, the first
 // of equal ones, for n rows.
-Status argmax(CommandBatch& batch, const VulkanBuffer& x, int64_t n, int64_t cols, const VulkanBuffer& out);
+Status argmax(CommandBatch& batch, const VulkanBuffer& x, int64_t n, int64_t cols,
+              const VulkanBuffer& out);
 
 // dst = src, `bytes` (a multiple of 16) by a kernel: the copy bandwidth the
 // benchmark measures matmul against.
-Status copy_kernel(CommandBatch& batch, const VulkanBuffer& src, const VulkanBuffer& dst, uint64_t bytes);
+Status copy_kernel(CommandBatch& batch, const VulkanBuffer& src, const VulkanBuffer& dst,
+                   uint64_t bytes);
 
 }  // namespace swarm::vk
 

@@ -30,8 +30,9 @@ namespace {
 
 using testing::bits;
 
-const TensorType kTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0,
-                             TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
+const TensorType kTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16,
+                             TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K,
+                             TensorType::Q5_K, TensorType::Q6_K};
 
 // A weight matrix of `type` made from random floats by quantize_row(), as a
 // file's would be, and the floats it means (dequantize_row()).
@@ -41,11 +42,14 @@ struct TestMatrix {
   std::vector<uint8_t> data;
   std::vector<float> dequantised;
   WeightMatrix view() const { return {type, cols, rows, data.data()}; }
-  WeightMatrix dequantised_view() const { return {TensorType::F32, cols, rows, dequantised.data()}; }
+  WeightMatrix dequantised_view() const {
+    return {TensorType::F32, cols, rows, dequantised.data()};
+  }
 };
 
 // `scale` 1e-4 makes fp16 scales (and F16 weights) subnormal.
-TestMatrix make_matrix(TensorType type, int64_t rows, int64_t cols, uint32_t seed, float scale = 1.0f) {
+TestMatrix make_matrix(TensorType type, int64_t rows, int64_t cols, uint32_t seed,
+                       float scale = 1.0f) {
   TestMatrix m{type, rows, cols, {}, {}};
   const std::vector<float> f = testing::random_floats(rows * cols, seed, -scale, scale);
   const size_t rb = row_size(type, cols);
@@ -57,7 +61,8 @@ TestMatrix make_matrix(TensorType type, int64_t rows, int64_t cols, uint32_t see
     } else {
       EXPECT_TRUE(quantize_row(type, f.data() + r * cols, m.data.data() + r * rb, cols));
     }
-    EXPECT_TRUE(dequantize_row(type, m.data.data() + r * rb, m.dequantised.data() + r * cols, cols));
+    EXPECT_TRUE(
+        dequantize_row(type, m.data.data() + r * rb, m.dequantised.data() + r * cols, cols));
   }
   return m;
 }
@@ -134,19 +139,23 @@ TEST_P(VulkanMatmul, EveryTypeMatchesTheCpuWithinItsTolerance) {
           magnitude += std::fabs(static_cast<double>(wr[i]) * xt[i]);
           if (blk > 0) {
             const int64_t b0 = i / blk * blk;
-            const float amax = std::fabs(*std::max_element(xt + b0, xt + b0 + blk, [](float a, float b) {
-              return std::fabs(a) < std::fabs(b);
-            }));
+            const float amax =
+                std::fabs(*std::max_element(xt + b0, xt + b0 + blk, [](float a, float b) {
+                  return std::fabs(a) < std::fabs(b);
+                }));
             act_error += std::fabs(wr[i]) * amax / 254.0;
           }
         }
         const size_t k = t * kRows + r;
         exact += bits(gpu[k]) == bits(same_sequence[k]);
-        ASSERT_NEAR(gpu[k], same_sequence[k], 1e-6 * magnitude + 1e-30) << "token " << t << " row " << r;
-        ASSERT_NEAR(gpu[k], cpu[k], act_error * 1.001 + 1e-6 * magnitude + 1e-30) << "token " << t << " row " << r;
+        ASSERT_NEAR(gpu[k], same_sequence[k], 1e-6 * magnitude + 1e-30)
+            << "token " << t << " row " << r;
+        ASSERT_NEAR(gpu[k], cpu[k], act_error * 1.001 + 1e-6 * magnitude + 1e-30)
+            << "token " << t << " row " << r;
       }
-    std::printf("%s %s: %d of %lld outputs bit-equal to the CPU's float sequence\n", ctx_->device_name().c_str(),
-                type_name(type), exact, static_cast<long long>(n * kRows));
+    std::printf("%s %s: %d of %lld outputs bit-equal to the CPU's float sequence\n",
+                ctx_->device_name().c_str(), type_name(type), exact,
+                static_cast<long long>(n * kRows));
   }
 }
 
@@ -157,30 +166,32 @@ TEST_P(VulkanMatmul, EveryTypeMatchesTheCpuWithinItsTolerance) {
 // not), so the tree must give the CPU's bits. Also with weights so small that
 // fp16 scales are subnormal (a device may flush those in unpackHalf2x16).
 TEST_P(VulkanMatmul, DequantisationAndReductionTreeAreExactlyTheCpus) {
-  for (TensorType type : kTypes) for (float scale : {1.0f, 1e-4f}) {
-    SCOPED_TRACE(std::string(type_name(type)) + " weights of magnitude " + std::to_string(scale));
-    const int64_t cols = test_cols(type);
-    const TestMatrix m = make_matrix(type, kRows, cols, 4321 + static_cast<uint32_t>(type), scale);
-    Result<DeviceMatrix> dm = upload_matrix(*ctx_, m.view());
-    ASSERT_TRUE(dm.ok()) << dm.status().ToString();
-    std::vector<float> identity(cols * cols, 0.0f);
-    for (int64_t i = 0; i < cols; ++i) identity[i * cols + i] = 1.0f;
-    const std::vector<float> w_t = run(*dm, identity, cols);
-    for (int64_t i = 0; i < cols; ++i)
-      for (int64_t r = 0; r < kRows; ++r)
-        // As floats: a -0 weight sums to +0 (-0 + +0), on the CPU too.
-        ASSERT_EQ(w_t[i * kRows + r], m.dequantised[r * cols + i]) << "row " << r << " col " << i;
+  for (TensorType type : kTypes)
+    for (float scale : {1.0f, 1e-4f}) {
+      SCOPED_TRACE(std::string(type_name(type)) + " weights of magnitude " + std::to_string(scale));
+      const int64_t cols = test_cols(type);
+      const TestMatrix m =
+          make_matrix(type, kRows, cols, 4321 + static_cast<uint32_t>(type), scale);
+      Result<DeviceMatrix> dm = upload_matrix(*ctx_, m.view());
+      ASSERT_TRUE(dm.ok()) << dm.status().ToString();
+      std::vector<float> identity(cols * cols, 0.0f);
+      for (int64_t i = 0; i < cols; ++i) identity[i * cols + i] = 1.0f;
+      const std::vector<float> w_t = run(*dm, identity, cols);
+      for (int64_t i = 0; i < cols; ++i)
+        for (int64_t r = 0; r < kRows; ++r)
+          // As floats: a -0 weight sums to +0 (-0 + +0), on the CPU too.
+          ASSERT_EQ(w_t[i * kRows + r], m.dequantised[r * cols + i]) << "row " << r << " col " << i;
 
-    const int64_t n = 3;
-    std::vector<float> x = testing::random_floats(n * cols, 17);
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t i = 16; i < cols; ++i) x[t * cols + i] = 0.0f;
-    const std::vector<float> gpu = run(*dm, x, n);
-    std::vector<float> cpu(n * kRows);
-    const WeightMatrix dq = m.dequantised_view();
-    matmul(dq, x.data(), n, cpu.data(), pool_);
-    for (size_t k = 0; k < cpu.size(); ++k) ASSERT_EQ(bits(gpu[k]), bits(cpu[k])) << k;
-  }
+      const int64_t n = 3;
+      std::vector<float> x = testing::random_floats(n * cols, 17);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t i = 16; i < cols; ++i) x[t * cols + i] = 0.0f;
+      const std::vector<float> gpu = run(*dm, x, n);
+      std::vector<float> cpu(n * kRows);
+      const WeightMatrix dq = m.dequantised_view();
+      matmul(dq, x.data(), n, cpu.data(), pool_);
+      for (size_t k = 0; k < cpu.size(); ++k) ASSERT_EQ(bits(gpu[k]), bits(cpu[k])) << k;
+    }
 }
 
 // Row t of a 7-row batch is bit-equal to the same row computed alone (decode
@@ -260,7 +271,8 @@ TEST(VulkanMatmulArgs, RefusesTypesItHasNoKernelForAndShortBuffers) {
 #else
 
 TEST(Vulkan, KernelsAreNotInThisBuild) {
-  GTEST_SKIP() << "this build has no Vulkan kernels (install libvulkan-dev and glslc, then run cmake again)";
+  GTEST_SKIP()
+      << "this build has no Vulkan kernels (install libvulkan-dev and glslc, then run cmake again)";
 }
 
 #endif  // SWARM_HAVE_VULKAN_KERNELS

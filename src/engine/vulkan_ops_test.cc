@@ -52,14 +52,16 @@ TEST_P(VulkanOps, RmsNormMatchesTheCpuAndIsBatchInvariant) {
   ::swarm::rms_norm(x.data(), w.data(), n, dim, 1e-5f, cpu.data());
   VulkanBuffer xb = testing::upload(*ctx_, x), wb = testing::upload(*ctx_, w);
   VulkanBuffer out = testing::device_buffer(*ctx_, n * dim * 4);
-  VulkanBuffer one_x = testing::upload(*ctx_, std::vector<float>(x.begin() + 3 * dim, x.begin() + 4 * dim));
+  VulkanBuffer one_x =
+      testing::upload(*ctx_, std::vector<float>(x.begin() + 3 * dim, x.begin() + 4 * dim));
   VulkanBuffer one_out = testing::device_buffer(*ctx_, dim * 4);
   CommandBatch batch(*ctx_);
   ASSERT_TRUE(rms_norm(batch, xb, wb, n, dim, 1e-5f, out).ok());
   ASSERT_TRUE(rms_norm(batch, one_x, wb, 1, dim, 1e-5f, one_out).ok());
   run(batch);
   const std::vector<float> gpu = testing::download<float>(*ctx_, out, n * dim);
-  for (int i = 0; i < n * dim; ++i) ASSERT_NEAR(gpu[i], cpu[i], 2e-6 * std::fabs(cpu[i]) + 1e-30) << i;
+  for (int i = 0; i < n * dim; ++i)
+    ASSERT_NEAR(gpu[i], cpu[i], 2e-6 * std::fabs(cpu[i]) + 1e-30) << i;
   const std::vector<float> alone = testing::download<float>(*ctx_, one_out, dim);
   for (int i = 0; i < dim; ++i) ASSERT_EQ(bits(alone[i]), bits(gpu[3 * dim + i])) << i;
 }
@@ -69,7 +71,8 @@ TEST_P(VulkanOps, RmsNormMatchesTheCpuAndIsBatchInvariant) {
 TEST_P(VulkanOps, RopeIsTheCpusRotationBitForBit) {
   for (bool neox : {false, true}) {
     for (int rope_dim : {64, 32}) {
-      SCOPED_TRACE(std::string(neox ? "neox" : "interleaved") + " rope_dim " + std::to_string(rope_dim));
+      SCOPED_TRACE(std::string(neox ? "neox" : "interleaved") + " rope_dim " +
+                   std::to_string(rope_dim));
       ModelConfig c;
       c.head_dim = 64;
       c.rope_dim = rope_dim;
@@ -91,7 +94,8 @@ TEST_P(VulkanOps, RopeIsTheCpusRotationBitForBit) {
       run(batch);
       ::swarm::rope(x.data(), n, heads, c.head_dim, table, neox);
       const std::vector<float> gpu = testing::download<float>(*ctx_, xb, x.size());
-      for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(bits(gpu[i]), bits(x[i])) << i << ": " << gpu[i] << " vs " << x[i];
+      for (size_t i = 0; i < x.size(); ++i)
+        ASSERT_EQ(bits(gpu[i]), bits(x[i])) << i << ": " << gpu[i] << " vs " << x[i];
     }
   }
 }
@@ -114,7 +118,8 @@ TEST_P(VulkanOps, SiluMulAndAddMatchTheCpu) {
     exact += bits(gpu[i]) == bits(cpu[i]);
     ASSERT_NEAR(gpu[i], cpu[i], 2e-6 * std::fabs(cpu[i]) + 1e-30) << i << " gate " << g[i];
   }
-  std::printf("%s silu_mul: %d of %d bit-equal to the CPU\n", ctx_->device_name().c_str(), exact, count);
+  std::printf("%s silu_mul: %d of %d bit-equal to the CPU\n", ctx_->device_name().c_str(), exact,
+              count);
   const std::vector<float> sum = testing::download<float>(*ctx_, ub, count);
   for (int i = 0; i < count; ++i) ASSERT_EQ(bits(sum[i]), bits(u[i] + g[i])) << i;
 }
@@ -137,16 +142,19 @@ TEST_P(VulkanOps, AttentionMatchesTheCpuAndIsBatchInvariant) {
   cache.commit(len);
   const std::vector<float> q = testing::random_floats(n * n_head * head_dim, 7, -2.0f, 2.0f);
   std::vector<float> cpu(q.size());
-  ::swarm::attention(q.data(), n, start, cache, layer, n_head, n_head_kv, head_dim, cpu.data(), pool_);
+  ::swarm::attention(q.data(), n, start, cache, layer, n_head, n_head_kv, head_dim, cpu.data(),
+                     pool_);
 
   // Device copy: [layer 0's positions][layer 1's positions], each [pos][K, V][kv_dim].
   const uint64_t layer_floats = static_cast<uint64_t>(len) * cache.position_stride();
   std::vector<float> kv(2 * layer_floats);
-  for (int l = 0; l < 2; ++l) std::copy(cache.k(l, 0), cache.k(l, 0) + layer_floats, kv.begin() + l * layer_floats);
+  for (int l = 0; l < 2; ++l)
+    std::copy(cache.k(l, 0), cache.k(l, 0) + layer_floats, kv.begin() + l * layer_floats);
   VulkanBuffer kvb = testing::upload(*ctx_, kv), qb = testing::upload(*ctx_, q);
   const KvView view{&kvb, layer * layer_floats, layer * layer_floats + kv_dim,
                     static_cast<uint64_t>(cache.position_stride())};
-  VulkanBuffer scratch = testing::device_buffer(*ctx_, attention_scratch_floats(n, start, n_head) * 4);
+  VulkanBuffer scratch =
+      testing::device_buffer(*ctx_, attention_scratch_floats(n, start, n_head) * 4);
   VulkanBuffer out = testing::device_buffer(*ctx_, q.size() * 4);
   CommandBatch batch(*ctx_);
   ASSERT_TRUE(attention(batch, qb, n, start, view, n_head, n_head_kv, head_dim, scratch, out).ok());
@@ -157,27 +165,31 @@ TEST_P(VulkanOps, AttentionMatchesTheCpuAndIsBatchInvariant) {
     exact += bits(gpu[i]) == bits(cpu[i]);
     ASSERT_NEAR(gpu[i], cpu[i], 1e-5) << i;
   }
-  std::printf("%s attention: %d of %zu bit-equal to the CPU\n", ctx_->device_name().c_str(), exact, q.size());
+  std::printf("%s attention: %d of %zu bit-equal to the CPU\n", ctx_->device_name().c_str(), exact,
+              q.size());
 
   const size_t row = static_cast<size_t>(n_head) * head_dim;
   for (int t = 0; t < n; ++t) {
-    VulkanBuffer q1 = testing::upload(*ctx_, std::vector<float>(q.begin() + t * row, q.begin() + (t + 1) * row));
-    VulkanBuffer s1 = testing::device_buffer(*ctx_, attention_scratch_floats(1, start + t, n_head) * 4);
+    VulkanBuffer q1 =
+        testing::upload(*ctx_, std::vector<float>(q.begin() + t * row, q.begin() + (t + 1) * row));
+    VulkanBuffer s1 =
+        testing::device_buffer(*ctx_, attention_scratch_floats(1, start + t, n_head) * 4);
     VulkanBuffer o1 = testing::device_buffer(*ctx_, row * 4);
     CommandBatch one(*ctx_);
     ASSERT_TRUE(attention(one, q1, 1, start + t, view, n_head, n_head_kv, head_dim, s1, o1).ok());
     run(one);
     const std::vector<float> alone = testing::download<float>(*ctx_, o1, row);
-    for (size_t i = 0; i < row; ++i) ASSERT_EQ(bits(alone[i]), bits(gpu[t * row + i])) << "token " << t << " " << i;
+    for (size_t i = 0; i < row; ++i)
+      ASSERT_EQ(bits(alone[i]), bits(gpu[t * row + i])) << "token " << t << " " << i;
   }
 }
 
 TEST_P(VulkanOps, ArgmaxFindsTheFirstLargest) {
   const int n = 4, cols = 32000;
   std::vector<float> x = testing::random_floats(n * cols, 9, -10.0f, 10.0f);
-  x[0 * cols + 31999] = 50.0f;                              // at the end
-  x[1 * cols + 5] = 50.0f, x[1 * cols + 20000] = 50.0f;     // a tie: the first wins
-  x[2 * cols + 0] = 50.0f;                                  // at the start
+  x[0 * cols + 31999] = 50.0f;                             // at the end
+  x[1 * cols + 5] = 50.0f, x[1 * cols + 20000] = 50.0f;    // a tie: the first wins
+  x[2 * cols + 0] = 50.0f;                                 // at the start
   for (int i = 0; i < cols; ++i) x[3 * cols + i] = -1.0f;  // all equal: index 0
   VulkanBuffer xb = testing::upload(*ctx_, x);
   VulkanBuffer out = testing::device_buffer(*ctx_, n * 4);
@@ -186,7 +198,8 @@ TEST_P(VulkanOps, ArgmaxFindsTheFirstLargest) {
   run(batch);
   const std::vector<uint32_t> got = testing::download<uint32_t>(*ctx_, out, n);
   for (int t = 0; t < n; ++t)
-    EXPECT_EQ(got[t], std::max_element(x.begin() + t * cols, x.begin() + (t + 1) * cols) - (x.begin() + t * cols))
+    EXPECT_EQ(got[t], std::max_element(x.begin() + t * cols, x.begin() + (t + 1) * cols) -
+                          (x.begin() + t * cols))
         << "row " << t;
   EXPECT_EQ(got[1], 5u);
 }

@@ -35,7 +35,8 @@ Result<const VulkanPipeline*> PipelineCache::get(const PipelineSpec& spec) {
 
 Status PipelineCache::create(const PipelineSpec& spec, VulkanPipeline* out) {
   const std::span<const uint32_t> words = find_spirv(spec.shader, subgroups_);
-  if (words.empty()) return Status::NotFound("no Vulkan shader named " + spec.shader + " in this build");
+  if (words.empty())
+    return Status::NotFound("no Vulkan shader named " + spec.shader + " in this build");
   if (spec.push_bytes > 128)
     return Status::InvalidArgument("shader " + spec.shader + ": push constants over 128 bytes");
   out->buffers = spec.buffers;
@@ -48,14 +49,17 @@ Status PipelineCache::create(const PipelineSpec& spec, VulkanPipeline* out) {
     bindings[i].descriptorCount = 1;
     bindings[i].stageFlags = VK_SHADER_STAGE_COMPUTE_BIT;
   }
-  VkDescriptorSetLayoutCreateInfo set_info = vk_struct<VkDescriptorSetLayoutCreateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO);
+  VkDescriptorSetLayoutCreateInfo set_info = vk_struct<VkDescriptorSetLayoutCreateInfo>(
+      VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO);
   set_info.bindingCount = spec.buffers;
   set_info.pBindings = bindings.data();
-  SWARM_VK_RETURN_IF_ERROR(vkCreateDescriptorSetLayout(device_, &set_info, nullptr, &out->set_layout),
-                           "vkCreateDescriptorSetLayout (" + spec.shader + ")");
+  SWARM_VK_RETURN_IF_ERROR(
+      vkCreateDescriptorSetLayout(device_, &set_info, nullptr, &out->set_layout),
+      "vkCreateDescriptorSetLayout (" + spec.shader + ")");
 
   VkPushConstantRange push{VK_SHADER_STAGE_COMPUTE_BIT, 0, spec.push_bytes};
-  VkPipelineLayoutCreateInfo layout_info = vk_struct<VkPipelineLayoutCreateInfo>(VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO);
+  VkPipelineLayoutCreateInfo layout_info =
+      vk_struct<VkPipelineLayoutCreateInfo>(VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO);
   layout_info.setLayoutCount = 1;
   layout_info.pSetLayouts = &out->set_layout;
   layout_info.pushConstantRangeCount = spec.push_bytes > 0 ? 1 : 0;
@@ -63,7 +67,8 @@ Status PipelineCache::create(const PipelineSpec& spec, VulkanPipeline* out) {
   SWARM_VK_RETURN_IF_ERROR(vkCreatePipelineLayout(device_, &layout_info, nullptr, &out->layout),
                            "vkCreatePipelineLayout (" + spec.shader + ")");
 
-  VkShaderModuleCreateInfo module_info = vk_struct<VkShaderModuleCreateInfo>(VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO);
+  VkShaderModuleCreateInfo module_info =
+      vk_struct<VkShaderModuleCreateInfo>(VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO);
   module_info.codeSize = words.size() * sizeof(uint32_t);
   module_info.pCode = words.data();
   VkShaderModule module = VK_NULL_HANDLE;
@@ -78,7 +83,8 @@ Status PipelineCache::create(const PipelineSpec& spec, VulkanPipeline* out) {
   spec_info.dataSize = spec.constants.size() * 4;
   spec_info.pData = spec.constants.data();
 
-  VkComputePipelineCreateInfo info = vk_struct<VkComputePipelineCreateInfo>(VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO);
+  VkComputePipelineCreateInfo info =
+      vk_struct<VkComputePipelineCreateInfo>(VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO);
   info.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
   info.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
   info.stage.module = module;
@@ -86,7 +92,8 @@ Status PipelineCache::create(const PipelineSpec& spec, VulkanPipeline* out) {
   info.stage.pSpecializationInfo = entries.empty() ? nullptr : &spec_info;
   if (subgroups_) info.stage.flags = VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT_EXT;
   info.layout = out->layout;
-  const VkResult r = vkCreateComputePipelines(device_, VK_NULL_HANDLE, 1, &info, nullptr, &out->pipeline);
+  const VkResult r =
+      vkCreateComputePipelines(device_, VK_NULL_HANDLE, 1, &info, nullptr, &out->pipeline);
   vkDestroyShaderModule(device_, module, nullptr);
   return vk_status(r, "vkCreateComputePipelines (" + spec.shader + ")");
 }

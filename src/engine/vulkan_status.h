@@ -17,7 +17,7 @@ Status vk_status(VkResult r, const std::string& what);
 
 }  // namespace swarm::vk
 
-#define SWARM_VK_RETURN_IF_ERROR(call, what)                          \
+#define SWARM_VK_RETURN_IF_ERROR(call, what)                         \
   do {                                                               \
     const VkResult _vr = (call);                                     \
     if (_vr != VK_SUCCESS) return ::swarm::vk::vk_status(_vr, what); \

@@ -30,7 +30,7 @@ inline std::unique_ptr<VulkanContext> open_test_device(bool subgroups, std::stri
       break;
     }
   if (index < 0) {
-    *skip = "no Vulkan device (" + list.vulkan_note + "); install mesa-vulkan-drivers for lavapipe";
+    *skip = "no Vulkan device: " + list.vulkan_note;
     return nullptr;
   }
   VulkanOptions options;
@@ -41,7 +41,8 @@ inline std::unique_ptr<VulkanContext> open_test_device(bool subgroups, std::stri
     return nullptr;
   }
   if (subgroups && !(*ctx)->subgroups()) {
-    *skip = (*ctx)->device_name() + " has no subgroup shuffles with full subgroups; the shared-memory path is tested";
+    *skip = (*ctx)->device_name() +
+            " has no subgroup shuffles with full subgroups; the shared-memory path is tested";
     return nullptr;
   }
   return std::move(ctx).value();
@@ -74,7 +75,8 @@ std::vector<T> download(VulkanContext& ctx, const VulkanBuffer& b, size_t count)
   return v;
 }
 
-inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f,
+                                        float hi = 1.0f) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(lo, hi);
   std::vector<float> v(n);

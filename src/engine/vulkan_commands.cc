@@ -140,6 +140,29 @@ void CommandBatch::copy(const VulkanBuffer& src, uint64_t src_offset, const Vulk
   recorded_ = true;
 }
 
+void CommandBatch::copy_rows(const VulkanBuffer& src, uint64_t src_offset, uint64_t src_stride,
+                             const VulkanBuffer& dst, uint64_t dst_offset, uint64_t dst_stride,
+                             uint64_t row_bytes, uint64_t rows) {
+  if (!status_.ok()) return;
+  if (ran_) return fail(Status::Internal("CommandBatch: copy after run()"));
+  if (rows == 0 || row_bytes == 0) return;
+  // The last row's end, in each buffer, without overflow.
+  auto fits = [&](const VulkanBuffer& b, uint64_t offset, uint64_t stride) {
+    if (offset > b.size() || row_bytes > b.size() - offset) return false;
+    return stride == 0 ? true : (rows - 1) <= (b.size() - offset - row_bytes) / stride;
+  };
+  if (!fits(src, src_offset, src_stride) || !fits(dst, dst_offset, dst_stride))
+    return fail(Status::InvalidArgument("CommandBatch: a copy of " + std::to_string(rows) +
+                                        " rows of " + std::to_string(row_bytes) +
+                                        " bytes past the end of a buffer"));
+  std::vector<VkBufferCopy> regions(rows);
+  for (uint64_t i = 0; i < rows; ++i)
+    regions[i] = {src_offset + i * src_stride, dst_offset + i * dst_stride, row_bytes};
+  vkCmdCopyBuffer(cmd_, src.handle(), dst.handle(), static_cast<uint32_t>(rows), regions.data());
+  barrier();
+  recorded_ = true;
+}
+
 Status CommandBatch::run(uint64_t timeout_ns) {
   if (ran_) return Status::Internal("CommandBatch: run() twice");
   if (!status_.ok()) return status_;

@@ -50,6 +50,12 @@ class CommandBatch {
   // dst[dst_offset ..] = src[src_offset ..], `bytes` bytes.
   void copy(const VulkanBuffer& src, uint64_t src_offset, const VulkanBuffer& dst,
             uint64_t dst_offset, uint64_t bytes);
+  // `rows` rows of `row_bytes`, row i from src_offset + i * src_stride to
+  // dst_offset + i * dst_stride, in one command: how new tokens' keys and values
+  // ([n][kv_dim] from a matmul) go into their positions of a KV cache buffer.
+  void copy_rows(const VulkanBuffer& src, uint64_t src_offset, uint64_t src_stride,
+                 const VulkanBuffer& dst, uint64_t dst_offset, uint64_t dst_stride,
+                 uint64_t row_bytes, uint64_t rows);
   // Submits everything recorded and waits; DeadlineExceeded if the device has not
   // finished after `timeout_ns`.
   Status run(uint64_t timeout_ns = 60ull * 1000 * 1000 * 1000);

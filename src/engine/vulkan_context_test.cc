@@ -96,6 +96,31 @@ TEST_F(VulkanContextTest, OneBatchRunsDependentStepsInOrder) {
   EXPECT_EQ(batch.run().code(), Status::Code::kInternal);  // a batch runs once
 }
 
+// New tokens' keys into their cache positions: rows of kv_dim floats from a
+// [n][kv_dim] buffer to positions start.. of a [pos][K, V][kv_dim] cache.
+TEST_F(VulkanContextTest, CopyRowsPlacesKeysAtTheirPositions) {
+  const int kv_dim = 8, n = 3, start = 5, max_len = 10;
+  std::vector<float> k(n * kv_dim);
+  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<float>(i + 1);
+  VulkanBuffer kb = testing::upload(*ctx_, k);
+  VulkanBuffer cache = testing::upload(*ctx_, std::vector<float>(max_len * 2 * kv_dim, 0.0f));
+  CommandBatch batch(*ctx_);
+  batch.copy_rows(kb, 0, kv_dim * 4, cache, start * 2 * kv_dim * 4, 2 * kv_dim * 4, kv_dim * 4, n);
+  ASSERT_TRUE(batch.run().ok());
+  const std::vector<float> got = testing::download<float>(*ctx_, cache, max_len * 2 * kv_dim);
+  for (int p = 0; p < max_len; ++p)
+    for (int which = 0; which < 2; ++which)
+      for (int i = 0; i < kv_dim; ++i) {
+        const bool written = which == 0 && p >= start && p < start + n;
+        EXPECT_EQ(got[(p * 2 + which) * kv_dim + i], written ? k[(p - start) * kv_dim + i] : 0.0f)
+            << "position " << p << (which ? " V " : " K ") << i;
+      }
+  CommandBatch past(*ctx_);
+  past.copy_rows(kb, 0, kv_dim * 4, cache, 8 * 2 * kv_dim * 4, 2 * kv_dim * 4, kv_dim * 4,
+                 n);  // 8, 9, 10
+  EXPECT_EQ(past.run().code(), Status::Code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace swarm::vk
 

@@ -15,9 +15,6 @@ namespace {
 
 std::string mib(uint64_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
 
-// Uploads and downloads larger than this go through the staging buffer in pieces,
-// so moving a 4 GiB model does not need 4 GiB more of host-visible memory.
-constexpr uint64_t kStagingChunk = 64ull << 20;
 constexpr uint64_t kCopyTimeoutNs = 60ull * 1000 * 1000 * 1000;
 
 bool has_extension(VkPhysicalDevice dev, const char* name) {
@@ -66,7 +63,9 @@ void VulkanBuffer::reset() {
 
 Result<std::unique_ptr<VulkanContext>> VulkanContext::open(int index,
                                                            const VulkanOptions& options) {
+  if (options.staging_chunk_bytes == 0) return Status::InvalidArgument("staging_chunk_bytes of 0");
   std::unique_ptr<VulkanContext> ctx(new VulkanContext());
+  ctx->staging_chunk_ = options.staging_chunk_bytes;
   const Status st = ctx->init(index, options);
   if (!st.ok()) return st.annotate("vulkan:" + std::to_string(index));
   return ctx;
@@ -323,7 +322,7 @@ Status VulkanContext::upload(const VulkanBuffer& dst, uint64_t offset, const voi
     return Status::Ok();
   }
   Result<VulkanBuffer> staging =
-      create_buffer(std::min(bytes, kStagingChunk), BufferKind::kStaging);
+      create_buffer(std::min(bytes, staging_chunk_), BufferKind::kStaging);
   if (!staging.ok()) return staging.status();
   for (uint64_t done = 0; done < bytes;) {
     const uint64_t n = std::min(bytes - done, staging->size());
@@ -347,7 +346,7 @@ Status VulkanContext::download(const VulkanBuffer& src, uint64_t offset, void* d
     return Status::Ok();
   }
   Result<VulkanBuffer> staging =
-      create_buffer(std::min(bytes, kStagingChunk), BufferKind::kStaging);
+      create_buffer(std::min(bytes, staging_chunk_), BufferKind::kStaging);
   if (!staging.ok()) return staging.status();
   for (uint64_t done = 0; done < bytes;) {
     const uint64_t n = std::min(bytes - done, staging->size());

@@ -66,8 +66,13 @@ struct VulkanOptions {
   // Lets reductions use subgroup shuffles where the device has them. false forces
   // the shared-memory path everywhere; both give the same bits (reduce.glsl).
   bool allow_subgroups = true;
+  // Uploads and downloads larger than this go through a staging buffer of this
+  // size in pieces, so moving a 4 GiB model needs no 4 GiB of host-visible memory.
+  uint64_t staging_chunk_bytes = 64ull << 20;
 };
 
+// Not thread-safe: one thread records and runs on a context at a time (it has
+// one queue and one command pool). Buffers must be destroyed before it.
 class VulkanContext {
  public:
   // Opens Vulkan device `index`, numbered as list_compute_devices() lists the
@@ -133,6 +138,7 @@ class VulkanContext {
   uint64_t heap_size_[VK_MAX_MEMORY_HEAPS] = {};
   uint64_t heap_used_[VK_MAX_MEMORY_HEAPS] = {};
   uint64_t max_buffer_ = 0;
+  uint64_t staging_chunk_ = 0;
   std::unique_ptr<PipelineCache> pipelines_;
 };
 

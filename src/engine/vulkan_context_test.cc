@@ -16,10 +16,11 @@ class VulkanContextTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string why;
-    ctx_ = testing::open_test_device(false, &why);
+    ctx_ = testing::open_test_device(false, &why, &ctx_index_);
     if (!ctx_) GTEST_SKIP() << why;
   }
   std::unique_ptr<VulkanContext> ctx_;
+  int ctx_index_ = -1;
 };
 
 TEST_F(VulkanContextTest, MoreThanTheHeapIsAClearError) {
@@ -65,8 +66,13 @@ TEST_F(VulkanContextTest, BuffersAreAccountedAndGivenBack) {
 }
 
 TEST_F(VulkanContextTest, UploadAndDownloadRoundTripInPieces) {
-  // Larger than one staging chunk would be cheap to test only with a small chunk;
-  // offsets and a device-local buffer are what matter here.
+  // A staging chunk of 4 KiB, so 400 KB go through it in 98 pieces, the last short.
+  VulkanOptions options;
+  options.allow_subgroups = false;
+  options.staging_chunk_bytes = 4096;
+  Result<std::unique_ptr<VulkanContext>> small = VulkanContext::open(ctx_index_, options);
+  ASSERT_TRUE(small.ok()) << small.status().ToString();
+  ctx_ = std::move(small).value();
   std::vector<float> data = testing::random_floats(100000, 3);
   VulkanBuffer b = testing::device_buffer(*ctx_, data.size() * 4 + 64);
   ASSERT_TRUE(ctx_->upload(b, 64, data.data(), data.size() * 4).ok());

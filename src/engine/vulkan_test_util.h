@@ -21,7 +21,8 @@ namespace swarm::vk::testing {
 
 // The first Vulkan device the drivers list (lavapipe where there is no GPU), with
 // subgroup reductions allowed or not. Sets *skip to why not, if it cannot.
-inline std::unique_ptr<VulkanContext> open_test_device(bool subgroups, std::string* skip) {
+inline std::unique_ptr<VulkanContext> open_test_device(bool subgroups, std::string* skip,
+                                                       int* opened_index = nullptr) {
   const DeviceList list = list_compute_devices();
   int index = -1;
   for (const ComputeDevice& d : list.devices)
@@ -45,6 +46,7 @@ inline std::unique_ptr<VulkanContext> open_test_device(bool subgroups, std::stri
             " has no subgroup shuffles with full subgroups; the shared-memory path is tested";
     return nullptr;
   }
+  if (opened_index != nullptr) *opened_index = index;
   return std::move(ctx).value();
 }
 

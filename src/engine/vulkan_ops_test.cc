@@ -206,6 +206,44 @@ TEST_P(VulkanOps, ArgmaxFindsTheFirstLargest) {
 
 INSTANTIATE_TEST_SUITE_P(Vulkan, VulkanOps, ::testing::Bool(), testing::path_name);
 
+// rms_norm and attention reduce with subgroups where they can; the bits are the
+// shared-memory path's.
+TEST(VulkanOpsPaths, SubgroupAndSharedMemoryAgreeBitForBit) {
+  std::string why;
+  std::unique_ptr<VulkanContext> sub = testing::open_test_device(true, &why);
+  if (!sub) GTEST_SKIP() << why;
+  std::unique_ptr<VulkanContext> plain = testing::open_test_device(false, &why);
+  ASSERT_TRUE(plain) << why;
+  const int n = 3, dim = 200, n_head = 4, n_head_kv = 2, head_dim = 48, start = 70;
+  const int len = start + n, kv_dim = n_head_kv * head_dim;
+  const std::vector<float> x = testing::random_floats(n * dim, 1, -3.0f, 3.0f);
+  const std::vector<float> w = testing::random_floats(dim, 2);
+  const std::vector<float> q = testing::random_floats(n * n_head * head_dim, 3, -2.0f, 2.0f);
+  const std::vector<float> kv = testing::random_floats(len * 2 * kv_dim, 4, -2.0f, 2.0f);
+  std::vector<float> norm[2], att[2];
+  VulkanContext* ctxs[2] = {sub.get(), plain.get()};
+  for (int c = 0; c < 2; ++c) {
+    VulkanContext& ctx = *ctxs[c];
+    VulkanBuffer xb = testing::upload(ctx, x), wb = testing::upload(ctx, w);
+    VulkanBuffer qb = testing::upload(ctx, q), kvb = testing::upload(ctx, kv);
+    VulkanBuffer nb = testing::device_buffer(ctx, x.size() * 4);
+    VulkanBuffer ab = testing::device_buffer(ctx, q.size() * 4);
+    VulkanBuffer scratch =
+        testing::device_buffer(ctx, attention_scratch_floats(n, start, n_head) * 4);
+    CommandBatch batch(ctx);
+    ASSERT_TRUE(rms_norm(batch, xb, wb, n, dim, 1e-6f, nb).ok());
+    ASSERT_TRUE(attention(batch, qb, n, start,
+                          KvView{&kvb, 0, static_cast<uint64_t>(kv_dim), 2ull * kv_dim}, n_head,
+                          n_head_kv, head_dim, scratch, ab)
+                    .ok());
+    ASSERT_TRUE(batch.run().ok());
+    norm[c] = testing::download<float>(ctx, nb, x.size());
+    att[c] = testing::download<float>(ctx, ab, q.size());
+  }
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(bits(norm[0][i]), bits(norm[1][i])) << i;
+  for (size_t i = 0; i < q.size(); ++i) ASSERT_EQ(bits(att[0][i]), bits(att[1][i])) << i;
+}
+
 }  // namespace
 }  // namespace swarm::vk
 

@@ -102,6 +102,18 @@ TEST_F(VulkanContextTest, OneBatchRunsDependentStepsInOrder) {
   EXPECT_EQ(batch.run().code(), Status::Code::kInternal);  // a batch runs once
 }
 
+// More dispatches than one descriptor pool holds (256): the batch takes another.
+TEST_F(VulkanContextTest, ABatchOfManyDispatches) {
+  const int count = 64, steps = 600;
+  VulkanBuffer xb = testing::upload(*ctx_, std::vector<float>(count, 0.0f));
+  VulkanBuffer yb = testing::upload(*ctx_, std::vector<float>(count, 1.0f));
+  CommandBatch batch(*ctx_);
+  for (int i = 0; i < steps; ++i) ASSERT_TRUE(add(batch, xb, yb, count).ok()) << i;
+  ASSERT_TRUE(batch.run().ok());
+  const std::vector<float> got = testing::download<float>(*ctx_, xb, count);
+  for (int i = 0; i < count; ++i) ASSERT_EQ(got[i], static_cast<float>(steps)) << i;
+}
+
 // New tokens' keys into their cache positions: rows of kv_dim floats from a
 // [n][kv_dim] buffer to positions start.. of a [pos][K, V][kv_dim] cache.
 TEST_F(VulkanContextTest, CopyRowsPlacesKeysAtTheirPositions) {

@@ -24,10 +24,12 @@ layout(std430, binding = 1) readonly buffer X { float x[]; };
 layout(std430, binding = 2) writeonly buffer Y { float y[]; };
 
 layout(push_constant) uniform Params {
-  uint rows;       // output features
+  uint rows;       // output features in this part of the matrix
   uint cols;       // input features
   uint n_tokens;
   uint row_bytes;  // bytes per weight row: row_size(type, cols)
+  uint row0;       // this part's first row: where its outputs go in a y row
+  uint y_rows;     // floats per y row: the whole matrix's rows
 } pc;
 
 uint rd8(uint off) { return (w[off >> 2] >> ((off & 3u) << 3)) & 0xFFu; }

@@ -1,4 +1,6 @@
-// y[t * rows + r] = sum_i W[r][i] * x[t * cols + i], each output by the CPU's
+// y[t * y_rows + row0 + r] = sum_i W[r][i] * x[t * cols + i] for the rows r of
+// one part of a matrix (a matrix larger than one buffer comes in parts), each
+// output by the CPU's
 // canonical sequence for float weights (engine/matmul_internal.h): sixteen
 // accumulators, a[i % 16] = fma(w[i], x[i], a[i % 16]) for i in order, then the
 // tree of reduce.glsl. Sixteen lanes hold the sixteen accumulators of one row; a
@@ -27,6 +29,6 @@ void main() {
   }
   for (uint t = 0u; t < nt; ++t) {
     const float s = tree_sum(acc[t], slot, 16u);
-    if (live && lane == 0u) y[(t0 + t) * pc.rows + r] = s;
+    if (live && lane == 0u) y[(t0 + t) * pc.y_rows + pc.row0 + r] = s;
   }
 }

@@ -13,7 +13,16 @@
 namespace swarm::vk {
 namespace {
 
-std::string mib(uint64_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+// Sizes in error messages: MiB, or bytes below one. What is needed rounds up,
+// what is free rounds down, so neither is overstated.
+std::string mib(uint64_t bytes) {
+  if (bytes < (1 << 20)) return std::to_string(bytes) + " bytes";
+  return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB";
+}
+std::string mib_free(uint64_t bytes) {
+  if (bytes < (1 << 20)) return std::to_string(bytes) + " bytes";
+  return std::to_string(bytes >> 20) + " MiB";
+}
 
 constexpr uint64_t kCopyTimeoutNs = 60ull * 1000 * 1000 * 1000;
 
@@ -103,6 +112,7 @@ Status VulkanContext::init(int index, const VulkanOptions& options) {
     return Status::Unsupported(name_ + ": Vulkan 1.1 or newer is needed (SPIR-V 1.3)");
   max_buffer_ = std::min<uint64_t>(props.properties.limits.maxStorageBufferRange,
                                    maint3.maxMemoryAllocationSize);
+  if (options.max_buffer_bytes > 0) max_buffer_ = std::min(max_buffer_, options.max_buffer_bytes);
 
   // Subgroup shuffles in compute, a size that divides the kernels' workgroups of
   // 64, and full subgroups on request (reduce.glsl numbers lanes by subgroup).
@@ -221,7 +231,7 @@ Result<VulkanBuffer> VulkanContext::create_buffer(uint64_t bytes, BufferKind kin
   if (bytes > heap_size_[heap_guess] - heap_used_[heap_guess])
     return Status::ResourceExhausted(
         "a " + std::string(what) + " buffer needs " + mib(bytes) + ", " + name_ + " has " +
-        mib(heap_size_[heap_guess] - heap_used_[heap_guess]) + " free");
+        mib_free(heap_size_[heap_guess] - heap_used_[heap_guess]) + " free");
   if (bytes > max_buffer_)
     return Status::ResourceExhausted("a buffer of " + mib(bytes) + " is larger than " + name_ +
                                      " can bind at once (" + mib(max_buffer_) +
@@ -247,7 +257,7 @@ Result<VulkanBuffer> VulkanContext::create_buffer(uint64_t bytes, BufferKind kin
     vkDestroyBuffer(device_, b.buffer_, nullptr);
     return Status::ResourceExhausted("a " + std::string(what) + " buffer needs " + mib(req.size) +
                                      ", " + name_ + " has " +
-                                     mib(heap_size_[heap] - heap_used_[heap]) + " free");
+                                     mib_free(heap_size_[heap] - heap_used_[heap]) + " free");
   }
   VkMemoryAllocateInfo alloc =
       vk_struct<VkMemoryAllocateInfo>(VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO);

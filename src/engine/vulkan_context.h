@@ -69,6 +69,9 @@ struct VulkanOptions {
   // Uploads and downloads larger than this go through a staging buffer of this
   // size in pieces, so moving a 4 GiB model needs no 4 GiB of host-visible memory.
   uint64_t staging_chunk_bytes = 64ull << 20;
+  // Caps max_buffer_bytes() below the device's own limit (0: no cap), so tests
+  // can make a small matrix split as a large one would.
+  uint64_t max_buffer_bytes = 0;
 };
 
 // Not thread-safe: one thread records and runs on a context at a time (it has

@@ -82,19 +82,30 @@ Result<DeviceMatrix> upload_matrix(VulkanContext& ctx, const WeightMatrix& w) {
     return Status::InvalidArgument(
         "weight matrix " + std::to_string(w.rows) + " x " + std::to_string(w.cols) + " of " +
         type_name(w.type) + " (columns must be whole blocks of " + std::to_string(block) + ")");
-  const uint64_t bytes = row_size(w.type, w.cols) * static_cast<uint64_t>(w.rows);
-  if (bytes > kMaxIndex)
-    return Status::ResourceExhausted("a weight matrix of " + std::to_string(bytes >> 20) +
-                                     " MiB (the kernels address at most 4 GiB per matrix)");
+  const uint64_t row_bytes = row_size(w.type, w.cols);
+  // The shaders read whole 32-bit words, so a part's buffer is rounded up to one;
+  // and they address bytes with 32-bit integers.
+  const uint64_t limit = std::min<uint64_t>(ctx.max_buffer_bytes(), kMaxIndex) / 4 * 4;
+  if (row_bytes + 3 > limit)
+    return Status::ResourceExhausted("a weight row of " + std::to_string(row_bytes) +
+                                     " bytes is larger than one Vulkan buffer can be");
+  const int64_t rows_per_part = static_cast<int64_t>((limit - 3) / row_bytes);
   DeviceMatrix m;
   m.type = w.type;
   m.rows = w.rows;
   m.cols = w.cols;
-  // The shaders read whole 32-bit words: round up so the last one is inside.
-  Result<VulkanBuffer> buf = ctx.create_buffer((bytes + 3) / 4 * 4, BufferKind::kDevice);
-  if (!buf.ok()) return buf.status();
-  m.data = std::move(buf).value();
-  SWARM_RETURN_IF_ERROR(ctx.upload(m.data, 0, w.data, bytes));
+  for (int64_t row0 = 0; row0 < w.rows; row0 += rows_per_part) {
+    DeviceMatrix::Part part;
+    part.row0 = row0;
+    part.rows = std::min(rows_per_part, w.rows - row0);
+    const uint64_t bytes = row_bytes * part.rows;
+    Result<VulkanBuffer> buf = ctx.create_buffer((bytes + 3) / 4 * 4, BufferKind::kDevice);
+    if (!buf.ok()) return buf.status();
+    part.data = std::move(buf).value();
+    SWARM_RETURN_IF_ERROR(
+        ctx.upload(part.data, 0, static_cast<const uint8_t*>(w.data) + row0 * row_bytes, bytes));
+    m.parts.push_back(std::move(part));
+  }
   return m;
 }
 
@@ -116,15 +127,18 @@ Status matmul(CommandBatch& batch, const DeviceMatrix& w, const VulkanBuffer& x,
   SWARM_RETURN_IF_ERROR(need(batch, y, n * w.rows * 4, "matmul y"));
   // Decode (one token) needs no tile of accumulators; the result is the same.
   const uint32_t tile = n_tokens == 1 ? 1 : kTile;
-  Result<const VulkanPipeline*> p = pipeline(batch, {shader, 3, 16, {tile}});
+  Result<const VulkanPipeline*> p = pipeline(batch, {shader, 3, 24, {tile}});
   if (!p.ok()) return p.status();
-  const uint32_t push[4] = {static_cast<uint32_t>(w.rows), static_cast<uint32_t>(w.cols),
-                            static_cast<uint32_t>(n),
-                            static_cast<uint32_t>(row_size(w.type, w.cols))};
-  const uint64_t gx = (w.rows + kRowsPerGroup - 1) / kRowsPerGroup, gy = (n + tile - 1) / tile;
-  batch.dispatch(**p, {&w.data, &x, &y}, push,
-                 static_cast<uint32_t>(std::min<uint64_t>(gx, 1u << 31)),
-                 static_cast<uint32_t>(std::min<uint64_t>(gy, 1u << 31)));
+  for (const DeviceMatrix::Part& part : w.parts) {
+    const uint32_t push[6] = {
+        static_cast<uint32_t>(part.rows), static_cast<uint32_t>(w.cols),
+        static_cast<uint32_t>(n),         static_cast<uint32_t>(row_size(w.type, w.cols)),
+        static_cast<uint32_t>(part.row0), static_cast<uint32_t>(w.rows)};
+    const uint64_t gx = (part.rows + kRowsPerGroup - 1) / kRowsPerGroup, gy = (n + tile - 1) / tile;
+    batch.dispatch(**p, {&part.data, &x, &y}, push,
+                   static_cast<uint32_t>(std::min<uint64_t>(gx, 1u << 31)),
+                   static_cast<uint32_t>(std::min<uint64_t>(gy, 1u << 31)));
+  }
   return batch.status();
 }
 

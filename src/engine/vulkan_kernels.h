@@ -29,6 +29,7 @@
 #ifdef SWARM_HAVE_VULKAN_KERNELS
 
 #include <cstdint>
+#include <vector>
 
 #include "engine/matmul.h"
 #include "engine/ops.h"
@@ -40,19 +41,26 @@
 namespace swarm::vk {
 
 // A weight matrix in device memory, in the file's (GGUF) layout: `rows` rows of
-// row_size(type, cols) bytes.
+// row_size(type, cols) bytes, in parts of whole rows when it is larger than
+// one buffer can be (max_buffer_bytes(): 128 MiB on lavapipe, so a 32000 x
+// 2048 F16 head takes two). Parts change nothing in the results.
 struct DeviceMatrix {
+  struct Part {
+    int64_t row0 = 0;  // its first row
+    int64_t rows = 0;
+    VulkanBuffer data;
+  };
   TensorType type = TensorType::F32;
   int64_t rows = 0;
   int64_t cols = 0;
-  VulkanBuffer data;
+  std::vector<Part> parts;
 };
 
 // Weight types matmul() takes: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K.
 bool matmul_supports(TensorType t);
 
 // Copies `w` into device memory. Unsupported for other types; ResourceExhausted
-// when the device cannot hold it (or it is bigger than one buffer can be).
+// when the device cannot hold it, or one row is bigger than a buffer can be.
 Result<DeviceMatrix> upload_matrix(VulkanContext& ctx, const WeightMatrix& w);
 
 // y[t * rows + r] = sum_k W[r][k] * x[t * cols + k] for t < n_tokens: x is float32

@@ -246,6 +246,45 @@ TEST(VulkanMatmulPaths, SubgroupAndSharedMemoryAgreeBitForBit) {
   }
 }
 
+// A matrix in parts (a cap of 4.5 KiB per buffer: 37 rows of Q8_0 x 512 take
+// five) gives the same bits as in one buffer.
+TEST(VulkanMatmulParts, AMatrixInPartsGivesTheSameBits) {
+  std::string why;
+  std::unique_ptr<VulkanContext> whole = testing::open_test_device(false, &why);
+  if (!whole) GTEST_SKIP() << why;
+  for (TensorType type : kTypes) {
+    SCOPED_TRACE(type_name(type));
+    VulkanOptions options;
+    options.allow_subgroups = false;
+    options.max_buffer_bytes = 4096 + 512;  // not a whole number of rows
+    int index = -1;
+    std::unique_ptr<VulkanContext> unused = testing::open_test_device(false, &why, &index);
+    Result<std::unique_ptr<VulkanContext>> split = VulkanContext::open(index, options);
+    ASSERT_TRUE(split.ok()) << split.status().ToString();
+    const int64_t cols = test_cols(type), n = 2;  // x fits under the cap
+    const TestMatrix m = make_matrix(type, kRows, cols, 55 + static_cast<uint32_t>(type));
+    const std::vector<float> x = testing::random_floats(n * cols, 56);
+    std::vector<float> out[2];
+    VulkanContext* ctxs[2] = {whole.get(), split->get()};
+    for (int c = 0; c < 2; ++c) {
+      VulkanContext& ctx = *ctxs[c];
+      Result<DeviceMatrix> dm = upload_matrix(ctx, m.view());
+      ASSERT_TRUE(dm.ok()) << dm.status().ToString();
+      const size_t expected_parts = c == 0 ? 1
+                                           : (kRows + (4096 + 512) / row_size(type, cols) - 1) /
+                                                 ((4096 + 512) / row_size(type, cols));
+      EXPECT_EQ(dm->parts.size(), expected_parts);
+      VulkanBuffer xb = testing::upload(ctx, x);
+      VulkanBuffer yb = testing::device_buffer(ctx, n * kRows * 4);
+      CommandBatch batch(ctx);
+      ASSERT_TRUE(matmul(batch, *dm, xb, n, yb).ok());
+      ASSERT_TRUE(batch.run().ok());
+      out[c] = testing::download<float>(ctx, yb, n * kRows);
+    }
+    for (size_t i = 0; i < out[0].size(); ++i) ASSERT_EQ(bits(out[0][i]), bits(out[1][i])) << i;
+  }
+}
+
 TEST(VulkanMatmulArgs, RefusesTypesItHasNoKernelForAndShortBuffers) {
   std::string why;
   std::unique_ptr<VulkanContext> ctx = testing::open_test_device(false, &why);

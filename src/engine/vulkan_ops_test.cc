@@ -40,6 +40,8 @@ class VulkanOps : public ::testing::TestWithParam<bool> {
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
 
+  void check_attention(int head_dim, int start);
+
   std::unique_ptr<VulkanContext> ctx_;
   ThreadPool pool_{1};
 };
@@ -127,9 +129,19 @@ TEST_P(VulkanOps, SiluMulAndAddMatchTheCpu) {
 // Grouped-query attention over a cache of two layers held in one device
 // buffer (layer 1 read at an offset), for new tokens continuing the cache; each
 // token bit-equal to the same token run alone.
+// Also with a head size that is not a multiple of the 16 lanes, from an empty
+// cache.
 TEST_P(VulkanOps, AttentionMatchesTheCpuAndIsBatchInvariant) {
-  const int n_head = 8, n_head_kv = 2, head_dim = 64, kv_dim = n_head_kv * head_dim;
-  const int start = 37, n = 5, len = start + n, layer = 1;
+  for (auto [head_dim, start] : {std::pair{64, 37}, std::pair{40, 0}}) {
+    SCOPED_TRACE("head_dim " + std::to_string(head_dim) + " start " + std::to_string(start));
+    check_attention(head_dim, start);
+    if (HasFatalFailure()) return;
+  }
+}
+
+void VulkanOps::check_attention(int head_dim, int start) {
+  const int n_head = 8, n_head_kv = 2, kv_dim = n_head_kv * head_dim;
+  const int n = 5, len = start + n, layer = 1;
   KvCache cache(0, 2, kv_dim, 128);
   ASSERT_TRUE(cache.reserve(len).ok());
   for (int l = 0; l < 2; ++l)

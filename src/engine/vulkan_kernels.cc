@@ -217,18 +217,37 @@ Status silu_mul(CommandBatch& batch, const VulkanBuffer& gate, const VulkanBuffe
   return batch.status();
 }
 
-Status add(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& y, int64_t count) {
-  if (count <= 0 || static_cast<uint64_t>(count) > kMaxIndex)
-    return fail(batch, Status::InvalidArgument("add of " + std::to_string(count)));
+namespace {
+
+// x[i] += y[i % period] for i < count.
+Status add_periodic(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& y,
+                    int64_t count, int64_t period) {
+  if (count <= 0 || static_cast<uint64_t>(count) > kMaxIndex || period <= 0 || count % period != 0)
+    return fail(batch, Status::InvalidArgument("add of " + std::to_string(count) + " floats, " +
+                                               std::to_string(period) + " per row"));
   SWARM_RETURN_IF_ERROR(need(batch, x, static_cast<uint64_t>(count) * 4, "add x"));
-  SWARM_RETURN_IF_ERROR(need(batch, y, static_cast<uint64_t>(count) * 4, "add y"));
-  Result<const VulkanPipeline*> p = pipeline(batch, {"add", 2, 4, {}});
+  SWARM_RETURN_IF_ERROR(need(batch, y, static_cast<uint64_t>(period) * 4, "add y"));
+  Result<const VulkanPipeline*> p = pipeline(batch, {"add", 2, 8, {}});
   if (!p.ok()) return p.status();
-  const uint32_t push = static_cast<uint32_t>(count);
+  const uint32_t push[2] = {static_cast<uint32_t>(count), static_cast<uint32_t>(period)};
   uint32_t gx, gy;
   element_groups(count, &gx, &gy);
-  batch.dispatch(**p, {&x, &y}, &push, gx, gy);
+  batch.dispatch(**p, {&x, &y}, push, gx, gy);
   return batch.status();
+}
+
+}  // namespace
+
+Status add(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& y, int64_t count) {
+  return add_periodic(batch, x, y, count, count);
+}
+
+Status add_bias(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& bias, int64_t n,
+                int dim) {
+  if (n <= 0 || dim <= 0)
+    return fail(batch, Status::InvalidArgument("add_bias of " + std::to_string(n) + " rows of " +
+                                               std::to_string(dim)));
+  return add_periodic(batch, x, bias, n * dim, dim);
 }
 
 Status attention(CommandBatch& batch, const VulkanBuffer& q, int64_t n, int start, const KvView& kv,

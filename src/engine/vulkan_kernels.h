@@ -1,5 +1,6 @@
 // The transformer's kernels on a Vulkan device: dequantising matrix x matrix,
-// RMS norm, RoPE, SwiGLU's silu(gate) * up, the residual add, attention over a
+// RMS norm, RoPE, SwiGLU's silu(gate) * up, the residual add and a bias add,
+// attention over a
 // KV cache in device memory, and greedy argmax. Each records one dispatch into a
 // CommandBatch (engine/vulkan_commands.h); nothing runs until batch.run().
 //
@@ -94,6 +95,10 @@ Status silu_mul(CommandBatch& batch, const VulkanBuffer& gate, const VulkanBuffe
 
 // x[i] += y[i] for i < count: the residual connection.
 Status add(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& y, int64_t count);
+
+// x[t * dim + i] += bias[i] for n rows of `dim`: qwen2's q, k and v biases.
+Status add_bias(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& bias, int64_t n,
+                int dim);
 
 // Where one layer's keys and values sit in a device buffer, in floats: K of
 // position p, kv head h at k_offset + p * stride + h * head_dim (V likewise from

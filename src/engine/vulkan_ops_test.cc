@@ -126,6 +126,20 @@ TEST_P(VulkanOps, SiluMulAndAddMatchTheCpu) {
   for (int i = 0; i < count; ++i) ASSERT_EQ(bits(sum[i]), bits(u[i] + g[i])) << i;
 }
 
+TEST_P(VulkanOps, AddBiasAddsTheRowToEveryRow) {
+  const int n = 7, dim = 96;
+  const std::vector<float> x = testing::random_floats(n * dim, 11),
+                           b = testing::random_floats(dim, 12);
+  VulkanBuffer xb = testing::upload(*ctx_, x), bb = testing::upload(*ctx_, b);
+  CommandBatch batch(*ctx_);
+  ASSERT_TRUE(add_bias(batch, xb, bb, n, dim).ok());
+  run(batch);
+  const std::vector<float> got = testing::download<float>(*ctx_, xb, n * dim);
+  for (int t = 0; t < n; ++t)
+    for (int i = 0; i < dim; ++i)
+      ASSERT_EQ(bits(got[t * dim + i]), bits(x[t * dim + i] + b[i])) << t << " " << i;
+}
+
 // Grouped-query attention over a cache of two layers held in one device
 // buffer (layer 1 read at an offset), for new tokens continuing the cache; each
 // token bit-equal to the same token run alone.

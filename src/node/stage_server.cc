@@ -448,7 +448,7 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
                                    std::to_string(opt_.kv_memory_bytes - kv_used_) + " free of " +
                                    std::to_string(opt_.kv_memory_bytes));
     } else {
-      s->cache = std::make_unique<KvCache>(s->first, s->last, model_->kv_dim(), s->max_length);
+      s->cache = model_->new_cache(s->first, s->last, s->max_length);
       kv_used_ += s->kv_bytes;
       sessions_[id] = s;
     }

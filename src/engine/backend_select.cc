@@ -19,9 +19,12 @@ bool all_digits(const std::string& s) {
 Result<std::unique_ptr<Backend>> select_backend(const std::string& device) {
   if (device == "cpu") return std::unique_ptr<Backend>(std::make_unique<CpuBackend>());
   const std::string vulkan = "vulkan";
-  if (device == vulkan || (device.rfind(vulkan + ":", 0) == 0 && all_digits(device.substr(vulkan.size() + 1))))
-    return Status::Unsupported("device '" + device + "': this build's Vulkan backend cannot run layers yet");
-  return Status::InvalidArgument("device '" + device.substr(0, 64) + "' is not one of: cpu, vulkan, vulkan:N");
+  if (device == vulkan ||
+      (device.rfind(vulkan + ":", 0) == 0 && all_digits(device.substr(vulkan.size() + 1))))
+    return Status::Unsupported("device '" + device +
+                               "': this build's Vulkan backend cannot run layers yet");
+  return Status::InvalidArgument("device '" + device.substr(0, 64) +
+                                 "' is not one of: cpu, vulkan, vulkan:N");
 }
 
 }  // namespace swarm

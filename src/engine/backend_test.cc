@@ -54,18 +54,22 @@ TEST(Backend, VulkanIsNamedButCannotRunLayersYet) {
     auto m = load_on(device);
     ASSERT_FALSE(m.ok()) << device;
     EXPECT_EQ(m.status().code(), Status::Code::kUnsupported) << device;
-    EXPECT_NE(m.status().message().find("this build's Vulkan backend cannot run layers yet"), std::string::npos)
+    EXPECT_NE(m.status().message().find("this build's Vulkan backend cannot run layers yet"),
+              std::string::npos)
         << m.status().ToString();
   }
 }
 
 TEST(Backend, UnknownDeviceIsRefusedNamingTheField) {
-  for (const std::string device : {"nonsense", "", "CPU", "vulkan:", "vulkan:x", "vulkan:-1", "vulkan0"}) {
+  for (const std::string device :
+       {"nonsense", "", "CPU", "vulkan:", "vulkan:x", "vulkan:-1", "vulkan0"}) {
     auto m = load_on(device);
     ASSERT_FALSE(m.ok()) << device;
     EXPECT_EQ(m.status().code(), Status::Code::kInvalidArgument) << device;
-    EXPECT_NE(m.status().message().find("device '" + device + "'"), std::string::npos) << m.status().ToString();
-    EXPECT_NE(m.status().message().find("cpu, vulkan, vulkan:N"), std::string::npos) << m.status().ToString();
+    EXPECT_NE(m.status().message().find("device '" + device + "'"), std::string::npos)
+        << m.status().ToString();
+    EXPECT_NE(m.status().message().find("cpu, vulkan, vulkan:N"), std::string::npos)
+        << m.status().ToString();
   }
   // Checked before the model is opened: a bad device wins over a missing file.
   LoadOptions o;
@@ -79,10 +83,12 @@ TEST(Backend, CacheReserveAsksTheBackendsStorage) {
   auto m = Model::Load(tiny_llama());
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   const Model& model = **m;
-  auto storage = std::make_unique<ForeignKvStorage>(Status::ResourceExhausted("device memory is full"));
+  auto storage =
+      std::make_unique<ForeignKvStorage>(Status::ResourceExhausted("device memory is full"));
   ForeignKvStorage* seen = storage.get();
   KvCache cache(0, model.config().n_layer, model.kv_dim(), 16, std::move(storage));
-  EXPECT_EQ(cache.reserve(17).code(), Status::Code::kResourceExhausted);  // past max_len: no device asked
+  EXPECT_EQ(cache.reserve(17).code(),
+            Status::Code::kResourceExhausted);  // past max_len: no device asked
   EXPECT_EQ(seen->grown_to, 0);
   const Status s = cache.reserve(5);
   EXPECT_EQ(s.message(), "device memory is full");

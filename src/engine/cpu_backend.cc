@@ -30,7 +30,8 @@ Status CpuBackend::embed(const int32_t* tokens, int64_t n, float* hidden) const 
   const WeightMatrix& e = w_.token_embd;
   const size_t row_bytes = row_size(e.type, e.cols);
   const uint8_t* data = static_cast<const uint8_t*>(e.data);
-  for (int64_t i = 0; i < n; ++i) dequantize_row(e.type, data + row_bytes * tokens[i], hidden + i * e.cols, e.cols);
+  for (int64_t i = 0; i < n; ++i)
+    dequantize_row(e.type, data + row_bytes * tokens[i], hidden + i * e.cols, e.cols);
   return Status::Ok();
 }
 

@@ -21,8 +21,9 @@ class CpuBackend final : public Backend {
   std::unique_ptr<KvStorage> new_kv_storage(int first_layer, int last_layer, int kv_dim,
                                             int max_len) const override;
   Status embed(const int32_t* tokens, int64_t n, float* hidden) const override;
-  Status run_layers(float* hidden, const std::vector<SeqChunk>& chunks, const std::vector<int32_t>& positions,
-                    int first, int last, ThreadPool& pool) const override;
+  Status run_layers(float* hidden, const std::vector<SeqChunk>& chunks,
+                    const std::vector<int32_t>& positions, int first, int last,
+                    ThreadPool& pool) const override;
   Status head(const float* hidden, int64_t n, float* logits, ThreadPool& pool) const override;
   Status final_norm(const float* hidden, int64_t n, float* out) const override;
 

@@ -21,8 +21,12 @@ class CpuKvStorage final : public KvStorage {
   int64_t position_stride() const { return 2 * int64_t{kv_dim_}; }
   float* k(int layer, int pos) { return data_for(layer, pos, 0); }
   float* v(int layer, int pos) { return data_for(layer, pos, 1); }
-  const float* k(int layer, int pos) const { return const_cast<CpuKvStorage*>(this)->data_for(layer, pos, 0); }
-  const float* v(int layer, int pos) const { return const_cast<CpuKvStorage*>(this)->data_for(layer, pos, 1); }
+  const float* k(int layer, int pos) const {
+    return const_cast<CpuKvStorage*>(this)->data_for(layer, pos, 0);
+  }
+  const float* v(int layer, int pos) const {
+    return const_cast<CpuKvStorage*>(this)->data_for(layer, pos, 1);
+  }
 
  private:
   float* data_for(int layer, int pos, int which) {

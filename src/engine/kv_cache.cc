@@ -5,7 +5,8 @@
 
 namespace swarm {
 
-KvCache::KvCache(int first_layer, int last_layer, int kv_dim, int max_len, std::unique_ptr<KvStorage> storage)
+KvCache::KvCache(int first_layer, int last_layer, int kv_dim, int max_len,
+                 std::unique_ptr<KvStorage> storage)
     : first_layer_(first_layer),
       last_layer_(last_layer),
       kv_dim_(kv_dim),
@@ -22,8 +23,8 @@ Status KvCache::reserve(int n) {
 
 Status KvCache::truncate(int new_length) {
   if (new_length < 0 || new_length > length_)
-    return Status::InvalidArgument("cannot truncate a KV cache of length " + std::to_string(length_) +
-                                   " to " + std::to_string(new_length));
+    return Status::InvalidArgument("cannot truncate a KV cache of length " +
+                                   std::to_string(length_) + " to " + std::to_string(new_length));
   length_ = new_length;
   return Status::Ok();
 }

@@ -36,7 +36,8 @@ class KvCache {
   // Holds layers [first_layer, last_layer), each with `kv_dim` floats of K and of
   // V per position, for at most `max_len` positions, in `storage` (made for
   // those). Model::new_cache makes one with its backend's storage.
-  KvCache(int first_layer, int last_layer, int kv_dim, int max_len, std::unique_ptr<KvStorage> storage);
+  KvCache(int first_layer, int last_layer, int kv_dim, int max_len,
+          std::unique_ptr<KvStorage> storage);
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
 

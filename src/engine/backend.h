@@ -19,8 +19,10 @@
 // What may differ between backends: the bits themselves. The CPU backend's order
 // of operations is the reference (matmul_internal.h); another backend may use its
 // own fixed order (a GPU's reduction trees, fp16 K/V), so results agree across
-// backends only within a tolerance, and an exact audit compares nodes of the same
-// backend (doc: DESIGN.md, Trust). Errors are Status values, never exceptions.
+// backends only within a tolerance: a backend says whether its bits are the
+// CPU's (exact()), and a node on one that is not announces itself inexact, so
+// audits judge it with a tolerance (doc/trust.md, "Inexact nodes"). Errors are
+// Status values, never exceptions.
 //
 // Concurrency: like Model's, every const method may be called from several
 // threads at once, each call with its own caches and buffers.
@@ -52,6 +54,10 @@ class Backend {
 
   // "cpu", "vulkan:0": the device, as LoadOptions::device names it.
   virtual std::string name() const = 0;
+
+  // True when every output is bit for bit the CPU backend's: audits of this
+  // node's rows can then compare hashes instead of using a tolerance.
+  virtual bool exact() const = 0;
 
   // Takes the tensors of the parts Model holds, once, before any other call. The
   // views stay valid for the backend's whole life (Model owns the mapping and

@@ -42,6 +42,7 @@ TEST(Backend, DefaultDeviceIsTheCpuAndItsCachesLiveInHostMemory) {
   auto m = Model::Load(tiny_llama());
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ((*m)->backend().name(), "cpu");
+  EXPECT_TRUE((*m)->backend().exact());
   auto cache = (*m)->new_cache(1, 2, 8);
   EXPECT_EQ(cache->first_layer(), 1);
   EXPECT_EQ(cache->last_layer(), 2);

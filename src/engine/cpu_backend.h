@@ -16,6 +16,7 @@ namespace swarm {
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
+  bool exact() const override { return true; }  // the reference itself
   // Keeps the views: the weights stay where the file maps them.
   Status load(const ModelConfig& config, const ModelWeights& weights) override;
   std::unique_ptr<KvStorage> new_kv_storage(int first_layer, int last_layer, int kv_dim,

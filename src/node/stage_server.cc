@@ -899,7 +899,7 @@ void StageServer::Impl::info(v1::InfoResponse* r) {
   r->set_public_key(public_key_);
   r->set_node_id(node_id_);
   r->set_price_per_1k(opt_.price_per_1k);
-  r->set_inexact(opt_.emulate_inexact > 0);
+  r->set_inexact(opt_.emulate_inexact > 0 || !model_->backend().exact());
   r->set_slowdown(opt_.slowdown);
   r->set_steps_cancelled(steps_cancelled_);
   r->set_compute_us(compute_us_);

@@ -252,7 +252,14 @@ int main(int argc, char** argv) {
   });
   if (o.wants("mute")) threads.emplace_back([&] {
     while (Clock::now() < end) {
-      auto stub = swarm::v1::Stage::NewStub(swarm::net::make_channel(o.target));
+      // Its transport takes in only a little more than it reads (no window
+      // growth from bandwidth probes, 4 KiB a stream), as a client that
+      // withholds HTTP/2 window updates would: the node's writes then wait.
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+      args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 4096);
+      auto stub = swarm::v1::Stage::NewStub(
+          grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args));
       grpc::ClientContext ctx;
       auto stream = stub->Session(&ctx);
       stream->Write(open_req(o, "mute", 512));

@@ -199,6 +199,7 @@ run_sim() {  # STAGES DELAY STREAMS SPEC SLOWDOWN KILL ACCEPTANCE KILL_AFTER_S -
       echo "uplink_mbps = 100000"
       echo "downlink_mbps = 100000"
       echo "max_batch_tokens = 512"
+      [ -n "${SIM_MESSAGE_OVERHEAD_US:-}" ] && echo "message_overhead_us = $SIM_MESSAGE_OVERHEAD_US"
       echo "layer_time_points = $LAYER_POINTS"
       echo "head_time_points = $HEAD_POINTS"
       [ "$s" = 1 ] && echo "slowdown = $slow"

@@ -24,6 +24,7 @@ PACKAGES=(
   libsimgrid-dev libtomlplusplus-dev  # swarm sim: SimGrid's network model, TOML scenarios
   gnuplot-nox  # swarm sim's plot (without it the run skips the plot and says so)
   libvulkan-dev  # the Vulkan loader and headers: GPUs of every make (swarm devices)
+  glslc  # compiles the Vulkan compute shaders (shaders/vulkan/*.comp) to SPIR-V at build time
 )
 tests=0
 for arg in "$@"; do

@@ -326,12 +326,7 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
     const double rate =
         static_cast<double>(total) * (last - first) / std::max(1e-6, compute_us * 1e-6);
     layer_tokens_per_s_ = layer_tokens_per_s_ == 0 ? rate : 0.8 * layer_tokens_per_s_ + 0.2 * rate;
-    if (total >= 32) {
-      const double prompt_rate = static_cast<double>(total) / std::max(1e-6, compute_us * 1e-6);
-      prompt_tokens_per_s_ = prompt_tokens_per_s_ == 0
-                                 ? prompt_rate
-                                 : 0.8 * prompt_tokens_per_s_ + 0.2 * prompt_rate;
-    }
+    scheduler_state_.batch_speed(static_cast<int>(total), compute_us * 1e-6);
     compute_us_ += compute_us;
     for (size_t i = 0; i < batch.size(); ++i) {
       Session& s = *batch[i]->session;

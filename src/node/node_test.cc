@@ -1424,6 +1424,64 @@ TEST_F(NodeTest, ACallerThatNeverReadsIsNotReadEither) {
       [&] { return info(nodes[0]->address()).active_sessions() == 1; }));
 }
 
+// At the last stage answers are token ids, a few bytes each: a caller could
+// have prompts run for as long as it likes before they added up to the
+// bytes that pause a stream. This one's transport takes no more than 4 KiB
+// of answers it has not read (no window growth), as a client that withholds
+// HTTP/2 window updates would: once a write has waited a second, the node
+// stops reading the caller, and stops computing for it.
+TEST_F(NodeTest, ACallerThatTakesNoAnswersGetsNoMoreWorkDoneHoweverSmallTheAnswers) {
+  const std::vector<std::pair<int, int>> ranges = {{0, n_layer()}};
+  auto nodes = start_nodes(ranges);
+  ASSERT_TRUE(nodes[0]->ok());
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 4096);
+  auto stub = v1::Stage::NewStub(
+      grpc::CreateCustomChannel(nodes[0]->address(), grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext ctx;
+  auto flood = stub->Session(&ctx);
+  ASSERT_TRUE(flood->Write(open_req("mute", model_id(), 0, n_layer(), n_layer(), 512)));
+  constexpr int kSteps = 5000;
+  std::thread writer([&] {
+    for (int i = 0; i < kSteps; ++i) {
+      // No more than the node lets one session queue: the caller is served
+      // for as long as the node reads it.
+      if (i % 32 == 0 && !swarm::testing::eventually(
+                             [&] { return info(nodes[0]->address()).queued_steps() < 32; }, 30s))
+        return;
+      StageRequest r = step_req("mute", 1 + i, std::vector<int32_t>(256, 1), 0);
+      r.mutable_step()->set_rewind(true);
+      if (!flood->Write(r)) return;
+    }
+  });
+  // The node's compute for it stops: the same over a second and a half.
+  int64_t last = -1;
+  auto last_at = std::chrono::steady_clock::now();
+  const bool stopped = swarm::testing::eventually(
+      [&] {
+        const int64_t now_us = info(nodes[0]->address()).compute_us();
+        const auto now = std::chrono::steady_clock::now();
+        if (now_us != last) {
+          last = now_us;
+          last_at = now;
+          return false;
+        }
+        return now_us > 0 && now - last_at >= 1500ms;
+      },
+      30s);
+  // (Reading and running all of them takes minutes.)
+  EXPECT_TRUE(stopped) << "the node still computes for a caller that takes no answers";
+  // Others are served meanwhile.
+  auto streams = connect(nodes);
+  open_chain(streams, ranges, "other");
+  ASSERT_TRUE(streams[0]->send(step_req("other", 1, {1, 2, 3}, 0)));
+  auto r = streams[0]->next();
+  ASSERT_TRUE(r && r->kind_case() == StageResponse::kResult) << (r ? r->DebugString() : "timeout");
+  ctx.TryCancel();
+  writer.join();
+}
+
 // A stream the node ended (too many malformed messages) while an answer was
 // still being written, whose caller then cancels: the node must still finish
 // it, or its shutdown waits for that stream forever (the soak benchmark's

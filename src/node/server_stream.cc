@@ -25,6 +25,13 @@ constexpr int kMaxBadMessagesInARow = 16;
 // does not read them at all, and the stream is ended.
 constexpr size_t kPauseReadsBytes = 16u << 20;
 constexpr size_t kMaxStreamBytes = 256u << 20;
+// A write the caller's flow control has held this long means the caller is
+// not reading: the node stops reading its requests until the write goes
+// through. Answers too small to ever fill kPauseReadsBytes (token ids, at
+// the last stage) would otherwise let such a caller have prompts run for as
+// long as it likes. An honest reader takes a write within a round trip and
+// the time its link needs for the bytes.
+constexpr auto kStuckWrite = std::chrono::seconds(1);
 
 ByteBuffer to_buffer(const google::protobuf::MessageLite& m) {
   const std::string s = m.SerializeAsString();
@@ -178,6 +185,13 @@ void ServerStream::read_next() {
       reads_paused_ = true;
       return;
     }
+    if (queue_.in_flight() && timer_->clock().now() - write_started_ >= kStuckWrite) {
+      if (!reads_paused_)
+        spdlog::info("stream {}: its caller has not taken an answer for {} s: reads pause", id_,
+                     std::chrono::duration<double>(kStuckWrite).count());
+      reads_paused_ = true;
+      return;
+    }
     reads_paused_ = false;
     read_pending_ = true;
     // The stream does not finish (and its reactor is not deleted) while a
@@ -218,6 +232,7 @@ void ServerStream::pump() {
                     : queue_.next(timer_->clock().now(), &writing_, &until)) {
       case PacedQueue<ByteBuffer>::Next::kWrite:
         write = true;
+        write_started_ = timer_->clock().now();
         break;
       case PacedQueue<ByteBuffer>::Next::kWait:
         arm = !timer_armed_;

@@ -40,8 +40,10 @@ class StreamHandler {
 // (the emulated link), one write at a time, on gRPC's callback threads: no
 // thread of its own.
 //
-// Bounded: past kPauseReadsBytes of unwritten answers it stops reading (a
-// caller that does not read its answers gets no more work done), past
+// Bounded: past kPauseReadsBytes of unwritten answers, or while an answer's
+// write has waited on the caller's flow control for a second, it stops
+// reading (a caller that does not read its answers gets no more work done),
+// past
 // kMaxStreamBytes it ends the stream. This object outlives its reactor as long
 // as a session names it as owner; what is sent after the stream ended is
 // dropped.
@@ -105,6 +107,7 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
   Reactor* reactor_ = nullptr;  // null before start and after OnDone
   PacedQueue<grpc::ByteBuffer> queue_;
   grpc::ByteBuffer writing_;
+  Clock::time_point write_started_;  // of the write in flight
   size_t input_bytes_ = 0;  // see hold_input
   bool read_pending_ = false;
   bool reads_paused_ = false;

@@ -773,7 +773,7 @@ void StageServer::Impl::scheduler_loop() {
       }
       const StepScheduler::Decision decision =
           scheduler_state_.next_batch(std::move(work), opt_.max_batch_tokens, active, now,
-                                      StepScheduler::bulk_chunk_for(prompt_tokens_per_s_));
+                                      scheduler_state_.bulk_chunk_tokens());
       const BatchPlan& plan = decision.plan;
       waiting_on_shares = decision.waiting_on_shares;
       contended = decision.contended;

@@ -122,9 +122,6 @@ class StageServer::Impl final : public StreamHandler {
   std::deque<WorkItem> queue_;
   StepScheduler scheduler_state_;  // what runs next, and who had its share
   double layer_tokens_per_s_ = 0;
-  // Tokens/s through this node's layers on prompt-sized batches (32 tokens
-  // or more): how long a prompt's chunk keeps others' steps waiting.
-  double prompt_tokens_per_s_ = 0;
   int64_t steps_cancelled_ = 0;       // dropped by a Cancel
   int64_t compute_us_ = 0;            // all batches, slowdown included
   int64_t cancelled_compute_us_ = 0;  // of which on steps a Cancel covered after they ran

@@ -25,12 +25,6 @@ int StepScheduler::active_sessions(std::span<const SessionSeen> open, Clock::tim
   return active;
 }
 
-int StepScheduler::bulk_chunk_for(double prompt_tokens_per_second) {
-  if (!(prompt_tokens_per_second > 0)) return 0;
-  return std::max(kMinBulkChunk,
-                  static_cast<int>(prompt_tokens_per_second * kBesideOthersSeconds));
-}
-
 StepScheduler::Decision StepScheduler::next_batch(std::vector<QueuedWork> queue,
                                                   int max_batch_tokens, int active,
                                                   Clock::time_point now,

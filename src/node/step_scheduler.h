@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "engine/clock.h"
+#include "node/batch_cost.h"
 #include "node/batch_plan.h"
 #include "node/compute_share.h"
 
@@ -81,13 +82,12 @@ class StepScheduler {
   Decision next_batch(std::vector<QueuedWork> queue, int max_batch_tokens, int active,
                       Clock::time_point now, int bulk_chunk_tokens = 0) const;
 
-  // Tokens of a bulk step (a prompt) that run in about `seconds` at
-  // `prompt_tokens_per_second` (the node's measured speed on prompt-sized
-  // batches; 0: not measured yet), at least kMinBulkChunk: what a prompt takes
-  // per batch beside others' steps, so theirs wait about that long at most.
-  static constexpr int kMinBulkChunk = 8;
-  static constexpr double kBesideOthersSeconds = 0.003;
-  static int bulk_chunk_for(double prompt_tokens_per_second);
+  // A batch of `tokens` took `seconds` of compute: what the node learns of
+  // its cost per token (batch_cost.h).
+  void batch_speed(int tokens, double seconds) { batch_cost_.ran(tokens, seconds); }
+  // How much of a prompt runs beside others' steps, by what it adds to their
+  // batch (BatchCost::chunk_beside_others): next_batch's `bulk_chunk_tokens`.
+  int bulk_chunk_tokens() const { return batch_cost_.chunk_beside_others(); }
 
   // A batch ran for `took_s` seconds, ending at `ended`; `tokens` holds each
   // step's (caller, tokens run). Charged only when `contended`: time a
@@ -110,6 +110,7 @@ class StepScheduler {
   // Active sessions per caller, as the last active_sessions counted them.
   std::map<uintptr_t, int> active_by_caller_;
   ComputeShare compute_share_;
+  BatchCost batch_cost_;
 };
 
 }  // namespace swarm::node

@@ -161,12 +161,5 @@ TEST(StepSchedulerTest, OnlyContendedBatchesAreCharged) {
   EXPECT_TRUE(ahead.contended);
 }
 
-TEST(StepSchedulerTest, APromptsChunkBesideOthersIsAboutThreeMillisecondsOfItsSpeed) {
-  EXPECT_EQ(StepScheduler::bulk_chunk_for(0), 0);  // not measured: an eighth
-  EXPECT_EQ(StepScheduler::bulk_chunk_for(6000), 18);
-  EXPECT_EQ(StepScheduler::bulk_chunk_for(100), StepScheduler::kMinBulkChunk);
-  EXPECT_EQ(StepScheduler::bulk_chunk_for(100000), 300);  // plan_next_batch caps it at an eighth
-}
-
 }  // namespace
 }  // namespace swarm::node

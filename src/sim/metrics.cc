@@ -29,6 +29,8 @@ void Metrics::busy(double now, double seconds, int node) {
     open_.nodes_busy++;
   }
 }
+void Metrics::rebalance_move(double now) { open(now).rebalance_moves++; }
+
 void Metrics::recovery(double now, double seconds) {
   open(now).recoveries++;
   open_.recovery_s.push_back(static_cast<float>(seconds));
@@ -81,6 +83,7 @@ nlohmann::ordered_json stats(const WindowStats& w) {
   j["ttft_ms_p95"] = round3(1000 * quantile(w.ttft_s, 0.95));
   j["utilisation"] = w.node_seconds > 0 ? round3(w.busy_s / w.node_seconds) : 0.0;
   j["recoveries"] = w.recoveries;
+  j["rebalance_moves"] = w.rebalance_moves;
   j["recovery_ms_p50"] = round3(1000 * quantile(w.recovery_s, 0.5));
   j["requests_started"] = w.requests_started;
   j["requests_done"] = w.requests_done;
@@ -123,6 +126,7 @@ std::string summary_json(const std::vector<WindowStats>& windows, double warmup_
     all.nodes_busy = std::max(all.nodes_busy, w.nodes_busy);
     all.node_seconds += w.node_seconds;
     all.recoveries += w.recoveries;
+    all.rebalance_moves += w.rebalance_moves;
     all.requests_started += w.requests_started;
     all.requests_done += w.requests_done;
     all.requests_failed += w.requests_failed;

@@ -18,6 +18,7 @@ struct WindowStats {
   double node_seconds = 0;  // online nodes x window length (utilisation's denominator)
   int recoveries = 0;
   std::vector<float> recovery_s;  // from the failed step's send to its replay's answer
+  int rebalance_moves = 0;        // nodes that moved to another block (node/rebalancer.h)
   int requests_started = 0, requests_done = 0, requests_failed = 0;
   int in_flight = 0, nodes_online = 0;
   int nodes_busy = 0;  // nodes that computed anything in the window
@@ -43,6 +44,7 @@ class Metrics {
   void busy(double now, double seconds, int node);
   void batch(double now, int tokens);
   void recovery(double now, double seconds);
+  void rebalance_move(double now);
   void request_started(double now);
   void request_done(double now, bool completed);
   void step(double now, bool speculative);

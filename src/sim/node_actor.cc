@@ -96,11 +96,15 @@ void run_node(World* world, int node) {
       work.push_back(qw);
       n.last_seen[q.step->chain->session] = {now, qw.caller};
     }
-    // Sessions seen lately stand for the open ones (a closed one counts as
-    // active for as long, as the real scheduler has it).
+    // Sessions seen lately are the open ones, but for those whose request
+    // ended (its Close): the scheduler hears of them as a real node does.
     open_last_active.clear();
     for (auto it = n.last_seen.begin(); it != n.last_seen.end();) {
-      if (now - it->second.at_s > 10) {
+      auto ended = w.cancelled_below.find(it->first);
+      if (ended != w.cancelled_below.end() && ended->second == kSessionEnded) {
+        scheduler.session_closed(at(it->second.at_s), it->second.caller);
+        it = n.last_seen.erase(it);
+      } else if (now - it->second.at_s > 10) {
         it = n.last_seen.erase(it);
       } else {
         open_last_active.push_back({at(it->second.at_s), it->second.caller});
@@ -108,9 +112,14 @@ void run_node(World* world, int node) {
       }
     }
     n.queued_steps = static_cast<int>(queue.size());
-    const int active = scheduler.active_sessions(open_last_active, at(now));
+    // One client's sessions in turn do not share the node with each other's
+    // ghosts (as stage_server.cc has it).
+    const uintptr_t* sole = work.empty() ? nullptr : &work.front().caller;
+    for (const node::QueuedWork& qw : work)
+      if (sole && qw.caller != *sole) sole = nullptr;
+    const int active = scheduler.active_sessions(open_last_active, at(now), sole);
     const node::StepScheduler::Decision decision =
-        scheduler.next_batch(work, max_batch, active, at(now));
+        scheduler.next_batch(work, max_batch, active, at(now), scheduler.bulk_chunk_tokens());
     const node::BatchPlan& plan = decision.plan;
     waiting_on_shares = decision.waiting_on_shares;
     if (!plan.dropped.empty()) {
@@ -160,6 +169,7 @@ void run_node(World* world, int node) {
     for (size_t k = 0; k < plan.batch.size(); ++k)
       ran.emplace_back(work[plan.batch[k]].caller, plan.take[k]);
     scheduler.batch_ran(ran, dt, at(sg4::Engine::get_clock()), decision.contended);
+    scheduler.batch_speed(b, dt);
     std::vector<bool> done(queue.size(), false);
     for (size_t k = 0; k < plan.batch.size(); ++k) {
       Queued& q = queue[plan.batch[k]];
@@ -168,8 +178,10 @@ void run_node(World* world, int node) {
       if (q.left <= 0) done[plan.batch[k]] = true;
     }
     std::deque<Queued> rest;
+    const double per_message = w.scenario.classes[n.class_index].message_overhead_s;
     for (size_t i = 0; i < queue.size(); ++i) {
       if (done[i]) {
+        if (per_message > 0) sg4::this_actor::sleep_for(per_message);
         forward(w, queue[i].step);
       } else {
         rest.push_back(queue[i]);

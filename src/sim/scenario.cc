@@ -142,6 +142,7 @@ NodeClass read_class(Fields f, const ModelShape& m, const std::vector<Region>& r
                  "layer_time_points", "memory_bandwidth_gbs", "peak_tflops", "memory_efficiency",
                  "compute_efficiency", "overhead_us", "uplink_mbps", "downlink_mbps", "regions",
                  "max_batch_tokens", "head_time_points", "slowdown", "step_overhead_us",
+                 "message_overhead_us",
                  "source"});
   NodeClass c;
   c.name = f.str("name", "", true);
@@ -157,6 +158,7 @@ NodeClass read_class(Fields f, const ModelShape& m, const std::vector<Region>& r
   c.max_batch_tokens = f.integer("max_batch_tokens", 64, 1, 65536);
   c.slowdown = f.num("slowdown", 1, 1, 1e6);
   c.step_overhead_s = f.num("step_overhead_us", 0, 0, 1e7) * 1e-6;
+  c.message_overhead_s = f.num("message_overhead_us", 20, 0, 1e6) * 1e-6;
   c.layer_time_points = read_time_points(f, "layer_time_points");
   c.head_time_points = read_time_points(f, "head_time_points");
   if (c.layer_time_points.empty()) {
@@ -203,7 +205,7 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
   Scenario s;
   Fields top(&root, "", &err);
   top.check_known({"name", "seed", "duration_s", "window_s", "warmup_s", "survey_interval_s",
-                   "model", "network", "classes", "churn", "requests", "speculation",
+                   "model", "network", "classes", "churn", "rebalance", "requests", "speculation",
                    "fixed_ranges", "kills", "machine"});
   s.name = top.str("name", "scenario");
   s.seed = static_cast<uint64_t>(top.num("seed", 1, 0, 9e15));
@@ -300,6 +302,10 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
   s.churn.mean_session_s = churn.num("mean_session_s", 0, 0.001, 1e9, s.churn.enabled);
   s.churn.mean_downtime_s = churn.num("mean_downtime_s", 0, 0, 1e9);
   s.churn.record_ttl_s = churn.num("record_ttl_s", 30, 0, 1e6);
+  Fields rebalance = top.child("rebalance");
+  rebalance.check_known({"interval_s", "load_gbps"});
+  s.rebalance.interval_s = rebalance.num("interval_s", 0, 0, 1e9);
+  s.rebalance.load_gbps = rebalance.num("load_gbps", 2, 0.001, 1e6);
 
   Fields req = top.child("requests");
   if (!top.has("requests")) top.fail("requests is required");

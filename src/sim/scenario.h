@@ -34,6 +34,10 @@ struct NodeClass {
   std::vector<std::pair<int, double>> head_time_points;
   double slowdown = 1;     // >= 1: after each batch it waits (slowdown - 1) x its compute
   double step_overhead_s = 0;  // per batch, whatever its size: messages decoded, sent
+  // Per answer a batch sends, one after another (encoded and written): answers
+  // of one batch reach the next stage spread out, not at one instant, so that
+  // stage starts on the first while the rest arrive, as real ones do.
+  double message_overhead_s = 20e-6;
   double memory_bandwidth = 0;                            // bytes/s, when no points are given
   double peak_flops = 0;                                  // FLOP/s
   double memory_efficiency = 0.7;
@@ -60,6 +64,14 @@ struct Churn {
   double mean_session_s = 0;   // a node's time online: exponential with this mean
   double mean_downtime_s = 0;  // time offline before it rejoins (0: never rejoins)
   double record_ttl_s = 30;    // how long a gone node's record stays in the directory
+};
+
+// Nodes that chose their layers re-check the choice now and then, as `swarm
+// node --rebalance-interval` does (node/rebalancer.h): a move ends the
+// sessions on the old block and reloads the new one.
+struct Rebalance {
+  double interval_s = 0;  // mean time between checks (0: nodes never move)
+  double load_gbps = 2;   // GB/s a node reads a new block's weights at
 };
 
 struct Requests {
@@ -101,6 +113,7 @@ struct Scenario {
   std::vector<NodeClass> classes;
   Network network;
   Churn churn;
+  Rebalance rebalance;
   Requests requests;
   Speculation speculation;
   // Fixed chains for hand-checked tests: when set, nodes take these layer

@@ -56,7 +56,16 @@ std::unique_ptr<StageLink> SimTransport::open(const ChainStage&, size_t index, E
 }
 
 bool SimTransport::write(size_t index, const v1::StageRequest& req) {
-  if (index >= chain_->hops.size() || !alive(index)) return false;
+  if (index >= chain_->hops.size()) return false;
+  if (!alive(index)) {
+    // A gone node's record may outlive it: opening a session there costs at
+    // least a round trip (a refused connection), so a request that keeps
+    // finding such records still spends simulated time, as a real one does.
+    // (Anything else fails at once: it goes to a stream already broken, and
+    // a session's Close is written from its destructor, which must not wait.)
+    if (req.has_open()) sg4::this_actor::sleep_for(std::max(1e-3, rtt(index)));
+    return false;
+  }
   if (req.has_open()) {
     StageEvent e;
     e.stage = index;

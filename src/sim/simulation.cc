@@ -9,6 +9,7 @@
 #include <simgrid/s4u.hpp>
 
 #include "sim/node_actor.h"
+#include "sim/rebalance_actor.h"
 #include "sim/request_actor.h"
 #include "sim/world.h"
 
@@ -58,11 +59,6 @@ std::vector<ChurnEvent> churn_events(const Scenario& s, size_t nodes, std::mt199
   return ev;
 }
 
-void start_node(World& w, int i, double now, LayerRange range) {
-  w.join(i, now, range);
-  sg4::Actor::create(w.nodes[i].address, w.platform.node_hosts[i], run_node, &w, i);
-}
-
 // A killed process's kernel resets its connections: every request whose
 // chain goes through it hears so at once.
 void tell_reset(World& w, int node, int incarnation) {
@@ -79,6 +75,33 @@ void tell_reset(World& w, int node, int incarnation) {
     s->seq = kResetSeq;
     live.mailbox->put_init(s, 64)->detach();
   }
+}
+
+void start_node(World& w, int i, double now, LayerRange range);
+
+// A rebalancing node's move: it leaves its block as a shutdown does (callers
+// hear at once), reads the new block's weights, and joins again.
+void move_node(World* w, int node, LayerRange target) {
+  NodeState& n = w->nodes[node];
+  const int incarnation = n.incarnation;
+  w->leave(node, sg4::Engine::get_clock());
+  if (n.actor) n.actor->kill();
+  tell_reset(*w, node, incarnation);
+  w->metrics.rebalance_move(sg4::Engine::get_clock());
+  const double bytes = static_cast<double>(target.last - target.first) *
+                       w->scenario.model.bytes_per_layer;
+  sg4::this_actor::sleep_for(bytes / (w->scenario.rebalance.load_gbps * 1e9));
+  start_node(*w, node, sg4::Engine::get_clock(), target);
+}
+
+void start_node(World& w, int i, double now, LayerRange range) {
+  w.join(i, now, range);
+  w.nodes[i].actor = sg4::Actor::create(w.nodes[i].address, w.platform.node_hosts[i], run_node, &w, i);
+  // Nodes given their layers (--layers) keep them; the others re-check.
+  if (w.scenario.rebalance.interval_s > 0 && w.scenario.fixed_ranges.empty())
+    sg4::Actor::create("rebalance-" + w.nodes[i].address, w.platform.node_hosts[i], run_rebalancer,
+                       &w, i, w.nodes[i].incarnation,
+                       MoveNode([&w](int node, LayerRange target) { move_node(&w, node, target); }));
 }
 
 void run_churn(World* w, std::vector<ChurnEvent> events) {

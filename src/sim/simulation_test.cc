@@ -176,5 +176,40 @@ TEST(SimulationTest, DraftsThatHoldInRunsYieldMoreThanIndependentOnes) {
   EXPECT_GT(runs_rate, 1.3 * independent_rate) << independent_rate << " vs " << runs_rate;
 }
 
+// Eight streams through two stages: the answers of one batch leave one after
+// another (message_overhead_s each), so the next stage starts on the first
+// as soon as it lands and the rest run in its next batch, as a real node's
+// scheduler does. Sent at one instant, all eight would land together and
+// run as one batch every time, which made the simulated pipeline faster
+// than real ones under load (bench/sim_validate.sh).
+TEST(SimulationTest, AnswersOfOneBatchLandOneAfterAnother) {
+  Scenario s = load("two-stage-test");
+  s.requests.streams = 8;
+  s.duration_s = 5;
+  for (NodeClass& c : s.classes) c.message_overhead_s = 0;
+  const nlohmann::json together = summary(run_in_child(s));
+  for (NodeClass& c : s.classes) c.message_overhead_s = 20e-6;
+  const nlohmann::json spread = summary(run_in_child(s));
+  EXPECT_LT(together.value("single_token_batch_share", 1.0), 0.05) << together.dump();
+  EXPECT_GT(spread.value("single_token_batch_share", 0.0), 0.3) << spread.dump();
+  EXPECT_LT(spread.value("batch_tokens_mean", 99.0), together.value("batch_tokens_mean", 0.0));
+}
+
+// A block loses both its nodes: nodes that re-check their layers (the
+// node's own Rebalancer, on simulated time) move one node into the gap and
+// the model is served again; nodes that never re-check leave it unserved.
+TEST(SimulationTest, RebalancingNodesFillABlockThatLostItsNodes) {
+  Scenario s = load("rebalance-test");
+  const nlohmann::json fixed = summary(run_in_child(s));
+  s.rebalance.interval_s = 10;
+  const nlohmann::json moving = summary(run_in_child(s));
+  EXPECT_EQ(fixed.value("rebalance_moves", -1), 0) << fixed.dump();
+  // 10 s of two streams at 46 ms a token before the kill, nothing after.
+  EXPECT_LT(fixed.value("tokens", 0), 500) << fixed.dump();
+  EXPECT_GE(moving.value("rebalance_moves", 0), 1) << moving.dump();
+  // Served again within a check or two (and a 0.4 s reload) of the kill.
+  EXPECT_GT(moving.value("tokens", 0), 1500) << moving.dump();
+}
+
 }  // namespace
 }  // namespace swarm::sim

@@ -51,6 +51,7 @@ PeerSnapshot World::snapshot(int i, int gateway_region, double now) const {
   p.active_sessions = active;
   p.queued_steps = n.queued_steps;
   p.node_id = n.address;
+  p.public_key = n.address;  // a node's key, as far as ordering a block's nodes goes
   return p;
 }
 

@@ -8,10 +8,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
+#include <simgrid/s4u/Actor.hpp>
 #include <vector>
 
 #include "pipeline/speculative_decoder.h"
@@ -32,6 +34,9 @@ namespace swarm::sim {
 
 inline constexpr const char* kModelId = "sim-model";
 
+// cancelled_below's value for a request that ended: its sessions closed.
+inline constexpr int64_t kSessionEnded = std::numeric_limits<int64_t>::max();
+
 struct NodeState {
   int class_index = 0;
   int region = 0;
@@ -50,6 +55,7 @@ struct NodeState {
   double busy_since_s = 0;              // for busy_ewma
   double busy_acc_s = 0;
   simgrid::s4u::Mailbox* mailbox = nullptr;
+  simgrid::s4u::ActorPtr actor;  // the node actor of this incarnation
 };
 
 // One gateway per region: its view of the swarm and its measurements.
@@ -83,7 +89,7 @@ struct World {
   int64_t next_request = 0;
   // Per request, the steps below this number are cancelled (a Cancel after
   // a rejected draft, or the request's end): stages drop them unrun.
-  std::map<int64_t, int64_t> cancelled_below;
+  std::map<int64_t, int64_t> cancelled_below;  // kSessionEnded once the request ended
   int online_count = 0;
   // Requests in progress: where to tell them that a stage of their chain was
   // reset (Scenario::Kill::reset), and the chain they are on.

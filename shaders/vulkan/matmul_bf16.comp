@@ -1,0 +1,11 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// y = W x for BF16 weights (the top half of a float32: exact).
+#define BLOCK 16
+#include "matmul_common.glsl"
+
+void lane_values(uint row, uint b, uint lane, out float v[1]) {
+  const uint i = b * 16u + lane;
+  v[0] = i < pc.cols ? uintBitsToFloat(rd16(row + 2u * i) << 16) : 0.0;
+}
+#include "matmul_main.glsl"

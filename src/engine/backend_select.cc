@@ -16,8 +16,8 @@ bool all_digits(const std::string& s) {
 
 }  // namespace
 
-Result<std::unique_ptr<Backend>> select_backend(const std::string& device) {
-  if (device == "cpu") return std::unique_ptr<Backend>(std::make_unique<CpuBackend>());
+Result<std::unique_ptr<ComputeBackend>> select_backend(const std::string& device) {
+  if (device == "cpu") return std::unique_ptr<ComputeBackend>(std::make_unique<CpuBackend>());
   const std::string vulkan = "vulkan";
   if (device == vulkan ||
       (device.rfind(vulkan + ":", 0) == 0 && all_digits(device.substr(vulkan.size() + 1))))

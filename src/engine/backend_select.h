@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "engine/backend.h"
+#include "engine/compute_backend.h"
 #include "engine/status.h"
 
 namespace swarm {
@@ -13,6 +13,6 @@ namespace swarm {
 // "cpu": the CPU backend. "vulkan" or "vulkan:N" (N as `swarm devices` lists
 // it): Unsupported until the Vulkan backend can run layers. Anything else is
 // InvalidArgument naming the field and the accepted forms.
-Result<std::unique_ptr<Backend>> select_backend(const std::string& device);
+Result<std::unique_ptr<ComputeBackend>> select_backend(const std::string& device);
 
 }  // namespace swarm

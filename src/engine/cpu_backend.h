@@ -7,13 +7,13 @@
 #include <string>
 #include <vector>
 
-#include "engine/backend.h"
+#include "engine/compute_backend.h"
 #include "engine/cpu_kv_storage.h"
 #include "engine/ops.h"
 
 namespace swarm {
 
-class CpuBackend final : public Backend {
+class CpuBackend final : public ComputeBackend {
  public:
   std::string name() const override { return "cpu"; }
   bool exact() const override { return true; }  // the reference itself

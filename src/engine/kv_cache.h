@@ -20,7 +20,7 @@
 
 namespace swarm {
 
-// One sequence's K and V on some device. Made by Backend::new_kv_storage; only
+// One sequence's K and V on some device. Made by ComputeBackend::new_kv_storage; only
 // that kind of backend knows (and downcasts to) its concrete type.
 class KvStorage {
  public:

@@ -5,7 +5,7 @@
 //   head(hidden)                     -> logits [n, vocab]     (last stage)
 // Only the tensors of the parts a Model was loaded for are mapped. Model decides
 // which tensors, binds them and checks every call's arguments; the math runs on
-// the Backend that LoadOptions::device names (backend.h), which holds the
+// the ComputeBackend that LoadOptions::device names (compute_backend.h), which holds the
 // weights and the KV caches' memory where it computes.
 #pragma once
 
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/backend.h"
+#include "engine/compute_backend.h"
 #include "engine/kv_cache.h"
 #include "engine/mapped_file.h"
 #include "engine/matmul.h"
@@ -65,7 +65,7 @@ class Model {
   std::string main_type() const;
 
   // The device the layers run on ("cpu").
-  const Backend& backend() const { return *backend_; }
+  const ComputeBackend& backend() const { return *backend_; }
 
   // A fresh cache for this model's layers holding up to `max_len` positions, its
   // memory on this model's backend.
@@ -108,7 +108,7 @@ class Model {
   std::vector<std::unique_ptr<std::vector<float>>> owned_;   // small vectors converted to f32
   ModelWeights weights_;                                     // views into regions_ and owned_
   // Last, so that it goes first: it may compute from the views above until then.
-  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<ComputeBackend> backend_;
 };
 
 }  // namespace swarm

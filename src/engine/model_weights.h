@@ -1,5 +1,5 @@
 // The tensors of the parts of a model one Model holds, as typed views of the
-// mapped file (or of small float32 copies Model keeps): what a Backend receives
+// mapped file (or of small float32 copies Model keeps): what a ComputeBackend receives
 // to run those parts. Views, not copies: the CPU reads the weights where the file
 // maps them; a GPU backend uploads what it needs once and may drop the views.
 #pragma once

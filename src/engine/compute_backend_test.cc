@@ -1,7 +1,7 @@
 // Model runs through the backend LoadOptions::device picks: the name is checked
 // before the file is read, caches get that backend's memory, and a backend
 // refuses a cache whose memory another kind of backend made.
-#include "engine/backend.h"
+#include "engine/compute_backend.h"
 
 #include <gtest/gtest.h>
 
@@ -37,7 +37,7 @@ class ForeignKvStorage final : public KvStorage {
   Status grow_result_;
 };
 
-TEST(Backend, DefaultDeviceIsTheCpuAndItsCachesLiveInHostMemory) {
+TEST(ComputeBackend, DefaultDeviceIsTheCpuAndItsCachesLiveInHostMemory) {
   ASSERT_FALSE(tiny_llama().empty());
   auto m = Model::Load(tiny_llama());
   ASSERT_TRUE(m.ok()) << m.status().ToString();
@@ -50,7 +50,7 @@ TEST(Backend, DefaultDeviceIsTheCpuAndItsCachesLiveInHostMemory) {
   EXPECT_NE(dynamic_cast<CpuKvStorage*>(&cache->storage()), nullptr);
 }
 
-TEST(Backend, VulkanIsNamedButCannotRunLayersYet) {
+TEST(ComputeBackend, VulkanIsNamedButCannotRunLayersYet) {
   for (const std::string device : {"vulkan", "vulkan:0", "vulkan:3"}) {
     auto m = load_on(device);
     ASSERT_FALSE(m.ok()) << device;
@@ -61,7 +61,7 @@ TEST(Backend, VulkanIsNamedButCannotRunLayersYet) {
   }
 }
 
-TEST(Backend, UnknownDeviceIsRefusedNamingTheField) {
+TEST(ComputeBackend, UnknownDeviceIsRefusedNamingTheField) {
   for (const std::string device :
        {"nonsense", "", "CPU", "vulkan:", "vulkan:x", "vulkan:-1", "vulkan0"}) {
     auto m = load_on(device);
@@ -80,7 +80,7 @@ TEST(Backend, UnknownDeviceIsRefusedNamingTheField) {
   EXPECT_EQ(m.status().code(), Status::Code::kInvalidArgument) << m.status().ToString();
 }
 
-TEST(Backend, CacheReserveAsksTheBackendsStorage) {
+TEST(ComputeBackend, CacheReserveAsksTheBackendsStorage) {
   auto m = Model::Load(tiny_llama());
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   const Model& model = **m;
@@ -96,7 +96,7 @@ TEST(Backend, CacheReserveAsksTheBackendsStorage) {
   EXPECT_EQ(seen->grown_to, 5);
 }
 
-TEST(Backend, CpuRefusesACacheAnotherBackendMade) {
+TEST(ComputeBackend, CpuRefusesACacheAnotherBackendMade) {
   auto m = Model::Load(tiny_llama());
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   const Model& model = **m;
@@ -117,7 +117,7 @@ TEST(Backend, CpuRefusesACacheAnotherBackendMade) {
   EXPECT_EQ(hidden, before);
 }
 
-TEST(Backend, SelectBackendGivesTheCpuBackendForCpu) {
+TEST(ComputeBackend, SelectBackendGivesTheCpuBackendForCpu) {
   auto b = select_backend("cpu");
   ASSERT_TRUE(b.ok()) << b.status().ToString();
   EXPECT_EQ((*b)->name(), "cpu");

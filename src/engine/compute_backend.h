@@ -1,8 +1,9 @@
 // The seam between the transformer (Model: which tensors, which checks) and the
-// device that runs it, in the spirit of ggml's backends: a Backend holds a layer
-// range's weights where it computes (the CPU reads them where the file maps them;
-// a GPU uploads them), makes each sequence's KV storage, and runs whole layer
-// ranges. The unit of work is "layers [a, b) over this batch", never one matmul:
+// device that runs it, in the spirit of ggml's backends. ("Compute", to tell it
+// from pipeline's GenerationBackend, which serves whole requests.) A
+// ComputeBackend holds a layer range's weights where it computes (the CPU reads
+// them where the file maps them; a GPU uploads them), makes each sequence's KV
+// storage, and runs whole layer ranges. The unit of work is "layers [a, b) over this batch", never one matmul:
 // a GPU keeps every intermediate activation on the device for the whole range,
 // and only the hidden states (what crosses the network anyway) come in and go
 // out through host memory, once per call.
@@ -48,9 +49,9 @@ struct SeqChunk {
   int n_tokens = 0;
 };
 
-class Backend {
+class ComputeBackend {
  public:
-  virtual ~Backend() = default;
+  virtual ~ComputeBackend() = default;
 
   // "cpu", "vulkan:0": the device, as LoadOptions::device names it.
   virtual std::string name() const = 0;

@@ -3,31 +3,28 @@
 #include <algorithm>
 #include <map>
 
+#include "engine/backend_select.h"
 #include "engine/model_arch.h"
 #include "engine/model_loader.h"
-#include "engine/ops.h"
 #include "engine/progress.h"
 #include "engine/quants.h"
-#include "engine/scratch_buffer.h"
 
 namespace swarm {
-namespace {
-
-struct LayerBuffers {
-  ScratchBuffer x, q, k, v, attn, g, u;
-};
-
-}  // namespace
 
 Model::~Model() = default;
 
 Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOptions& options) {
+  // The device first: a wrong name fails before gigabytes are read.
+  auto backend = select_backend(options.device);
+  if (!backend.ok()) return backend.status();
   auto src = open_model_source(path);
   if (!src.ok()) return src.status();
   SWARM_RETURN_IF_ERROR(check_model_tensors(*src));
   std::unique_ptr<Model> m(new Model());
   m->source_ = std::move(src).value();
   SWARM_RETURN_IF_ERROR(m->map_and_bind(options));
+  m->backend_ = std::move(backend).value();
+  SWARM_RETURN_IF_ERROR(m->backend_->load(m->config(), m->weights_));
   return m;
 }
 
@@ -93,10 +90,12 @@ Status Model::map_and_bind(const LoadOptions& o) {
   bar.finish();
 
   const int64_t d = c.n_embd, q_dim = int64_t{c.n_head} * c.head_dim, kv = int64_t{c.n_head_kv} * c.head_dim;
-  layers_.resize(last_layer_ - first_layer_);
+  weights_.first_layer = first_layer_;
+  weights_.last_layer = last_layer_;
+  weights_.layers.resize(last_layer_ - first_layer_);
   for (int il = first_layer_; il < last_layer_; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
-    Layer& L = layers_[il - first_layer_];
+    LayerWeights& L = weights_.layers[il - first_layer_];
     struct { WeightMatrix* w; const char* n; } mats[] = {
         {&L.wq, "attn_q.weight"}, {&L.wk, "attn_k.weight"}, {&L.wv, "attn_v.weight"},
         {&L.wo, "attn_output.weight"}, {&L.gate, "ffn_gate.weight"}, {&L.up, "ffn_up.weight"},
@@ -117,23 +116,24 @@ Status Model::map_and_bind(const LoadOptions& o) {
     }
   }
   if (has_embed_ || (has_head_ && c.tied_embeddings)) {
-    embd_info_ = source_.find("token_embd.weight");
-    embd_data_ = region_of_file_[embd_info_->file_index]->data() +
-                 (embd_info_->offset - region_of_file_[embd_info_->file_index]->offset());
+    auto e = matrix("token_embd.weight");
+    if (!e.ok()) return e.status();
+    weights_.token_embd = *e;
   }
   if (has_head_) {
     auto norm = vector("output_norm.weight", d);
     if (!norm.ok()) return norm.status();
-    output_norm_ = *norm;
+    weights_.output_norm = *norm;
     auto out = matrix(c.tied_embeddings ? "token_embd.weight" : "output.weight");
     if (!out.ok()) return out.status();
-    output_ = *out;
+    weights_.output = *out;
   }
-  inv_freq_ = rope_inv_freq(c);
+  std::vector<double>& inv_freq = weights_.rope_inv_freq;
+  inv_freq = rope_inv_freq(c);
   if (source_.find("rope_freqs.weight") != nullptr) {
     auto factors = vector("rope_freqs.weight", c.rope_dim / 2);
     if (!factors.ok()) return factors.status();
-    for (int i = 0; i < c.rope_dim / 2; ++i) inv_freq_[i] /= (*factors)[i];
+    for (int i = 0; i < c.rope_dim / 2; ++i) inv_freq[i] /= (*factors)[i];
   }
   return Status::Ok();
 }
@@ -189,16 +189,16 @@ std::vector<std::span<const uint8_t>> Model::mapped_spans() const {
 uint64_t Model::weight_bytes_per_token() const {
   auto bytes = [](const WeightMatrix& w) { return row_size(w.type, w.cols) * static_cast<uint64_t>(w.rows); };
   uint64_t n = 0;
-  for (const Layer& L : layers_)
+  for (const LayerWeights& L : weights_.layers)
     for (const WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) n += bytes(*w);
-  if (has_head_) n += bytes(output_);
-  if (has_embed_) n += row_size(embd_info_->type, embd_info_->shape[0]);
+  if (has_head_) n += bytes(weights_.output);
+  if (has_embed_) n += row_size(weights_.token_embd.type, weights_.token_embd.cols);
   return n;
 }
 
 std::string Model::main_type() const {
   std::map<std::string, uint64_t> by_type;
-  for (const Layer& L : layers_)
+  for (const LayerWeights& L : weights_.layers)
     for (const WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
       by_type[type_name(w->type)] += static_cast<uint64_t>(w->rows * w->cols);
   std::string best = "F32";
@@ -209,20 +209,21 @@ std::string Model::main_type() const {
 }
 
 std::unique_ptr<KvCache> Model::new_cache(int max_len) const {
-  return std::make_unique<KvCache>(first_layer_, last_layer_, kv_dim(), max_len);
+  return new_cache(first_layer_, last_layer_, max_len);
+}
+
+std::unique_ptr<KvCache> Model::new_cache(int first, int last, int max_len) const {
+  return std::make_unique<KvCache>(first, last, kv_dim(), max_len,
+                                   backend_->new_kv_storage(first, last, kv_dim(), max_len));
 }
 
 Status Model::embed(const int32_t* tokens, int64_t n, float* hidden) const {
   if (!has_embed_) return Status::InvalidArgument("this model part was loaded without the embedding");
-  const int64_t d = config().n_embd;
-  const size_t row_bytes = row_size(embd_info_->type, d);
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= config().n_vocab)
       return Status::InvalidArgument("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
                                      " is outside the vocabulary [0, " + std::to_string(config().n_vocab) + ")");
-    dequantize_row(embd_info_->type, embd_data_ + row_bytes * tokens[i], hidden + i * d, d);
-  }
-  return Status::Ok();
+  return backend_->embed(tokens, n, hidden);
 }
 
 Status Model::run_layers(float* hidden, const std::vector<SeqChunk>& chunks, int first, int last,
@@ -241,83 +242,20 @@ Status Model::run_layers(float* hidden, const std::vector<SeqChunk>& chunks, int
     for (int i = 0; i < ch.n_tokens; ++i) positions.push_back(ch.cache->length() + i);
   }
   for (const SeqChunk& ch : chunks) SWARM_RETURN_IF_ERROR(ch.cache->reserve(ch.n_tokens));
-  const ModelConfig& c = config();
-  const double pos_scale = c.rope_scaling == RopeScaling::kLinear ? 1.0 / c.rope_scale_factor : 1.0;
-  const RopeTable rot = rope_table(static_cast<int64_t>(positions.size()), positions.data(), c.rope_dim,
-                                   inv_freq_, pos_scale);
-  for (int il = first; il < last; ++il) SWARM_RETURN_IF_ERROR(run_layer(il, hidden, chunks, positions, rot, pool));
+  SWARM_RETURN_IF_ERROR(backend_->run_layers(hidden, chunks, positions, first, last, pool));
   // Every layer wrote the new entries at length()..length()+n; now they count.
   for (const SeqChunk& ch : chunks) ch.cache->commit(ch.n_tokens);
   return Status::Ok();
 }
 
-Status Model::run_layer(int il, float* hidden, const std::vector<SeqChunk>& chunks,
-                        const std::vector<int32_t>& positions, const RopeTable& rot, ThreadPool& pool) const {
-  const ModelConfig& c = config();
-  const Layer& L = layers_[il - first_layer_];
-  const int64_t n = static_cast<int64_t>(positions.size());
-  const int d = c.n_embd, q_dim = c.n_head * c.head_dim, kv = kv_dim();
-  // Activations live in buffers the calling thread keeps between layers and calls:
-  // fresh vectors would be zeroed, and for a prefill batch they are big enough to
-  // come straight from mmap, page faults and all, in every layer.
-  thread_local LayerBuffers buffers;
-  float* x = buffers.x.get<float>(n * d);
-  float* q = buffers.q.get<float>(n * q_dim);
-  float* k = buffers.k.get<float>(n * kv);
-  float* v = buffers.v.get<float>(n * kv);
-  float* attn = buffers.attn.get<float>(n * q_dim);
-  float* g = buffers.g.get<float>(n * c.n_ff);
-  float* u = buffers.u.get<float>(n * c.n_ff);
-
-  rms_norm(hidden, L.attn_norm, n, d, c.rms_eps, x);
-  const WeightMatrix* qkv[] = {&L.wq, &L.wk, &L.wv};
-  float* const qkv_out[] = {q, k, v};
-  matmul_group(qkv, qkv_out, 3, x, n, pool);
-  auto add_bias = [n](float* y, const float* b, int dim) {
-    if (b == nullptr) return;
-    for (int64_t t = 0; t < n; ++t)
-      for (int i = 0; i < dim; ++i) y[t * dim + i] += b[i];
-  };
-  add_bias(q, L.bq, q_dim);
-  add_bias(k, L.bk, kv);
-  add_bias(v, L.bv, kv);
-  rope(q, n, c.n_head, c.head_dim, rot, c.rope_neox);
-  rope(k, n, c.n_head_kv, c.head_dim, rot, c.rope_neox);
-
-  int64_t row = 0;
-  for (const SeqChunk& ch : chunks) {
-    const int start = ch.cache->length();
-    for (int i = 0; i < ch.n_tokens; ++i) {
-      std::copy_n(&k[(row + i) * kv], kv, ch.cache->k(il, start + i));
-      std::copy_n(&v[(row + i) * kv], kv, ch.cache->v(il, start + i));
-    }
-    attention(&q[row * q_dim], ch.n_tokens, start, *ch.cache, il, c.n_head, c.n_head_kv, c.head_dim,
-              &attn[row * q_dim], pool);
-    row += ch.n_tokens;
-  }
-  matmul(L.wo, attn, n, x, pool);
-  for (int64_t i = 0; i < n * d; ++i) hidden[i] += x[i];
-
-  rms_norm(hidden, L.ffn_norm, n, d, c.rms_eps, x);
-  swiglu(L.gate, L.up, x, n, g, u, pool);
-  matmul(L.down, g, n, x, pool);
-  for (int64_t i = 0; i < n * d; ++i) hidden[i] += x[i];
-  return Status::Ok();
-}
-
 Status Model::head(const float* hidden, int64_t n, float* logits, ThreadPool& pool) const {
   if (!has_head_) return Status::InvalidArgument("this model part was loaded without the output head");
-  const int d = config().n_embd;
-  std::vector<float> x(n * d);
-  rms_norm(hidden, output_norm_, n, d, config().rms_eps, x.data());
-  matmul(output_, x.data(), n, logits, pool);
-  return Status::Ok();
+  return backend_->head(hidden, n, logits, pool);
 }
 
 Status Model::final_norm(const float* hidden, int64_t n, float* out) const {
   if (!has_head_) return Status::InvalidArgument("this model part was loaded without the output head");
-  rms_norm(hidden, output_norm_, n, config().n_embd, config().rms_eps, out);
-  return Status::Ok();
+  return backend_->final_norm(hidden, n, out);
 }
 
 Result<std::vector<float>> Model::forward(const std::vector<int32_t>& tokens, KvCache& cache,

@@ -3,7 +3,10 @@
 //   embed(tokens)                    -> hidden [n, d_model]   (first stage)
 //   run_layers(hidden, chunks, a, b) -> hidden after layers [a, b)
 //   head(hidden)                     -> logits [n, vocab]     (last stage)
-// Only the tensors of the parts a Model was loaded for are mapped.
+// Only the tensors of the parts a Model was loaded for are mapped. Model decides
+// which tensors, binds them and checks every call's arguments; the math runs on
+// the ComputeBackend that LoadOptions::device names (compute_backend.h), which holds the
+// weights and the KV caches' memory where it computes.
 #pragma once
 
 #include <cstdint>
@@ -12,10 +15,12 @@
 #include <string>
 #include <vector>
 
+#include "engine/compute_backend.h"
 #include "engine/kv_cache.h"
 #include "engine/mapped_file.h"
 #include "engine/matmul.h"
 #include "engine/model_source.h"
+#include "engine/model_weights.h"
 #include "engine/ops.h"
 #include "engine/status.h"
 #include "engine/thread_pool.h"
@@ -29,13 +34,7 @@ struct LoadOptions {
   int head = -1;              // 1: map the output head, 0: don't, -1: iff last_layer == n_layer
   bool no_mmap = false;       // read weights into (huge-page) memory instead of mapping the file
   bool progress = false;      // a bar on stderr while the weights are read in, if it is a terminal
-};
-
-// Contiguous tokens of one sequence within a batch. Their positions continue the
-// sequence's cache: cache->length(), cache->length() + 1, ...
-struct SeqChunk {
-  KvCache* cache = nullptr;
-  int n_tokens = 0;
+  std::string device = "cpu"; // where the layers run: "cpu", "vulkan[:N]" (backend_select.h)
 };
 
 class Model {
@@ -65,8 +64,15 @@ class Model {
   // The type most of the held matrices have ("Q8_0"); for reports.
   std::string main_type() const;
 
-  // A fresh cache for this model's layers holding up to `max_len` positions.
+  // The device the layers run on ("cpu").
+  const ComputeBackend& backend() const { return *backend_; }
+
+  // A fresh cache for this model's layers holding up to `max_len` positions, its
+  // memory on this model's backend.
   std::unique_ptr<KvCache> new_cache(int max_len) const;
+  // The same for layers [first, last) only (within those loaded): a stage that
+  // runs part of the loaded range.
+  std::unique_ptr<KvCache> new_cache(int first, int last, int max_len) const;
 
   // hidden[n, d_model] <- the embedding rows of `tokens`.
   Status embed(const int32_t* tokens, int64_t n, float* hidden) const;
@@ -87,22 +93,10 @@ class Model {
                                      ThreadPool& pool) const;
 
  private:
-  struct Layer {
-    const float* attn_norm = nullptr;
-    const float* ffn_norm = nullptr;
-    const float* bq = nullptr;
-    const float* bk = nullptr;
-    const float* bv = nullptr;
-    WeightMatrix wq, wk, wv, wo, gate, up, down;
-  };
-
   Model() = default;
   Status map_and_bind(const LoadOptions& options);
   Result<WeightMatrix> matrix(const std::string& name);
   Result<const float*> vector(const std::string& name, int64_t expected_len);
-  Status run_layer(int il, float* hidden, const std::vector<SeqChunk>& chunks,
-                   const std::vector<int32_t>& positions, const RopeTable& rope_table,
-                   ThreadPool& pool) const;
 
   ModelSource source_;
   int first_layer_ = 0;
@@ -112,12 +106,9 @@ class Model {
   std::vector<std::unique_ptr<MappedRegion>> regions_;       // one per file with tensors we use
   std::vector<const MappedRegion*> region_of_file_;
   std::vector<std::unique_ptr<std::vector<float>>> owned_;   // small vectors converted to f32
-  std::vector<Layer> layers_;                                // [first_layer_, last_layer_)
-  const TensorInfo* embd_info_ = nullptr;
-  const uint8_t* embd_data_ = nullptr;
-  const float* output_norm_ = nullptr;
-  WeightMatrix output_;
-  std::vector<double> inv_freq_;                             // rope_dim / 2 entries
+  ModelWeights weights_;                                     // views into regions_ and owned_
+  // Last, so that it goes first: it may compute from the views above until then.
+  std::unique_ptr<ComputeBackend> backend_;
 };
 
 }  // namespace swarm

@@ -58,7 +58,7 @@ void rope(float* x, int64_t n, int n_heads, int head_dim, const RopeTable& table
   }
 }
 
-void attention(const float* q, int64_t n, int start, const KvCache& cache, int layer, int n_head,
+void attention(const float* q, int64_t n, int start, const CpuKvStorage& cache, int layer, int n_head,
                int n_head_kv, int head_dim, float* out, ThreadPool& pool) {
   const int group = n_head / n_head_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));

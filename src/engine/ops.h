@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/kv_cache.h"
+#include "engine/cpu_kv_storage.h"
 #include "engine/thread_pool.h"
 
 namespace swarm {
@@ -35,8 +35,9 @@ void rope(float* x, int64_t n, int n_heads, int head_dim, const RopeTable& table
 
 // Causal attention of `n` new tokens whose keys and values are already in
 // `cache` at positions [start, start + n), against positions [0, start + i].
+// (CPU kernels: the cache is the CPU backend's storage.)
 // q: [n, n_head * head_dim]; out: [n, n_head * head_dim].
-void attention(const float* q, int64_t n, int start, const KvCache& cache, int layer, int n_head,
+void attention(const float* q, int64_t n, int start, const CpuKvStorage& cache, int layer, int n_head,
                int n_head_kv, int head_dim, float* out, ThreadPool& pool);
 
 }  // namespace swarm

@@ -102,7 +102,7 @@ Status add_bias(CommandBatch& batch, const VulkanBuffer& x, const VulkanBuffer& 
 
 // Where one layer's keys and values sit in a device buffer, in floats: K of
 // position p, kv head h at k_offset + p * stride + h * head_dim (V likewise from
-// v_offset). KvCache's layout ([pos][K, V][kv_dim]) is k_offset = layer base,
+// v_offset). CpuKvStorage's layout ([pos][K, V][kv_dim]) is k_offset = layer base,
 // v_offset = base + kv_dim, stride = 2 * kv_dim.
 struct KvView {
   const VulkanBuffer* buffer = nullptr;

@@ -12,7 +12,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "engine/kv_cache.h"
+#include "engine/cpu_kv_storage.h"
 #include "engine/matmul.h"
 #include "engine/ops.h"
 #include "engine/quants.h"
@@ -62,7 +62,7 @@ struct Layer {
 };
 
 // The CPU's layer on the dequantised weights; x [n][kDim] in place.
-void cpu_layer(const Layer& l, std::vector<float>& x, int n, int start, KvCache& cache,
+void cpu_layer(const Layer& l, std::vector<float>& x, int n, int start, CpuKvStorage& cache,
                ThreadPool& pool) {
   auto mm = [&](const HostWeight& w, const float* in, float* out) {
     matmul(WeightMatrix{TensorType::F32, w.cols, w.rows, w.f32.data()}, in, n, out, pool);
@@ -78,12 +78,11 @@ void cpu_layer(const Layer& l, std::vector<float>& x, int n, int start, KvCache&
   const RopeTable table = rope_table(n, pos.data(), kHeadDim, l.inv_freq, 1.0);
   ::swarm::rope(q.data(), n, kHeads, kHeadDim, table, false);
   ::swarm::rope(k.data(), n, kKvHeads, kHeadDim, table, false);
-  ASSERT_TRUE(cache.reserve(n).ok());
+  ASSERT_TRUE(cache.grow_to(start + n).ok());
   for (int t = 0; t < n; ++t) {
     std::copy(k.begin() + t * kKvDim, k.begin() + (t + 1) * kKvDim, cache.k(0, start + t));
     std::copy(v.begin() + t * kKvDim, v.begin() + (t + 1) * kKvDim, cache.v(0, start + t));
   }
-  cache.commit(n);
   ::swarm::attention(q.data(), n, start, cache, 0, kHeads, kKvHeads, kHeadDim, a.data(), pool);
   mm(l.o, a.data(), o.data());
   for (int i = 0; i < n * kDim; ++i) x[i] += o[i];
@@ -169,7 +168,7 @@ TEST_F(VulkanLayer, PrefillEqualsDecodeBitForBitAndMatchesTheCpu) {
   device_layer(prefill, n, 0);
 
   std::vector<float> cpu = prompt;
-  KvCache cache(0, 1, kKvDim, kMaxLen);
+  CpuKvStorage cache(0, 1, kKvDim, kMaxLen);
   cpu_layer(l_, cpu, n, 0, cache, pool_);
   for (int t = 0; t < n; ++t) {
     const float* row = cpu.data() + t * kDim;

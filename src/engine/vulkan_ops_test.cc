@@ -15,7 +15,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "engine/kv_cache.h"
+#include "engine/cpu_kv_storage.h"
 #include "engine/matmul.h"
 #include "engine/model_arch.h"
 #include "engine/ops.h"
@@ -156,8 +156,8 @@ TEST_P(VulkanOps, AttentionMatchesTheCpuAndIsBatchInvariant) {
 void VulkanOps::check_attention(int head_dim, int start) {
   const int n_head = 8, n_head_kv = 2, kv_dim = n_head_kv * head_dim;
   const int n = 5, len = start + n, layer = 1;
-  KvCache cache(0, 2, kv_dim, 128);
-  ASSERT_TRUE(cache.reserve(len).ok());
+  CpuKvStorage cache(0, 2, kv_dim, 128);
+  ASSERT_TRUE(cache.grow_to(len).ok());
   for (int l = 0; l < 2; ++l)
     for (int p = 0; p < len; ++p) {
       const std::vector<float> k = testing::random_floats(kv_dim, 100 * l + p, -2.0f, 2.0f);
@@ -165,7 +165,6 @@ void VulkanOps::check_attention(int head_dim, int start) {
       std::copy(k.begin(), k.end(), cache.k(l, p));
       std::copy(v.begin(), v.end(), cache.v(l, p));
     }
-  cache.commit(len);
   const std::vector<float> q = testing::random_floats(n * n_head * head_dim, 7, -2.0f, 2.0f);
   std::vector<float> cpu(q.size());
   ::swarm::attention(q.data(), n, start, cache, layer, n_head, n_head_kv, head_dim, cpu.data(),

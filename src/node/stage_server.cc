@@ -448,7 +448,7 @@ void StageServer::Impl::open(const v1::OpenSession& o, uint64_t stream_id,
                                    std::to_string(opt_.kv_memory_bytes - kv_used_) + " free of " +
                                    std::to_string(opt_.kv_memory_bytes));
     } else {
-      s->cache = std::make_unique<KvCache>(s->first, s->last, model_->kv_dim(), s->max_length);
+      s->cache = model_->new_cache(s->first, s->last, s->max_length);
       kv_used_ += s->kv_bytes;
       sessions_[id] = s;
     }
@@ -899,7 +899,7 @@ void StageServer::Impl::info(v1::InfoResponse* r) {
   r->set_public_key(public_key_);
   r->set_node_id(node_id_);
   r->set_price_per_1k(opt_.price_per_1k);
-  r->set_inexact(opt_.emulate_inexact > 0);
+  r->set_inexact(opt_.emulate_inexact > 0 || !model_->backend().exact());
   r->set_slowdown(opt_.slowdown);
   r->set_steps_cancelled(steps_cancelled_);
   r->set_compute_us(compute_us_);

@@ -44,7 +44,7 @@ ReferenceRun::ReferenceRun(const LocalReference& reference, std::vector<std::pai
     : reference_(reference), ranges_(std::move(ranges)), dtype_(wire_dtype) {
   const Model& m = reference_.model();
   for (const auto& [first, last] : ranges_)
-    caches_.push_back(std::make_unique<KvCache>(first, last, m.kv_dim(), std::max(1, max_length)));
+    caches_.push_back(m.new_cache(first, last, std::max(1, max_length)));
   rows_.output_rows.resize(ranges_.size());
 }
 

@@ -49,4 +49,31 @@ TEST(DevicesTest, ListsTheCpuAndTheVulkanDevicesThereAre) {
   EXPECT_NE(text.out.find("(default)"), std::string::npos) << text.out;
 }
 
+std::string shipped_model() { return std::string(SWARM_SOURCE_DIR) + "/models/kjv-target-Q8_0.gguf"; }
+
+// --device on the commands that load a model: the CPU by name, or by default
+// here (no discrete GPU), and a name that is no device refused naming the flag
+// and the forms it takes, before anything loads.
+TEST(DevicesTest, CommandsRunOnTheDeviceNamedOrTheDefault) {
+  const std::string m = shipped_model();
+  auto cpu = swarm::testing::run_swarm("generate -m " + m + " -p 'In the beginning' -n 4 --temp 0 --device cpu");
+  auto dflt = swarm::testing::run_swarm("generate -m " + m + " -p 'In the beginning' -n 4 --temp 0");
+  ASSERT_EQ(cpu.code, 0) << cpu.out;
+  ASSERT_EQ(dflt.code, 0) << dflt.out;
+  const std::string text = cpu.out.substr(0, cpu.out.find("prompt:"));
+  EXPECT_FALSE(text.empty());
+  EXPECT_EQ(dflt.out.substr(0, dflt.out.find("prompt:")), text);
+  auto bench = swarm::testing::run_swarm("bench -m " + m + " -p 8 -n 4 -r 1 --json --device cpu");
+  ASSERT_EQ(bench.code, 0) << bench.out;
+  EXPECT_NE(bench.out.find("\"device\":\"cpu\""), std::string::npos) << bench.out;
+  for (const std::string& cmd :
+       {"generate -m " + m + " -p x -n 1", "logits -m " + m + " --tokens 1,2", "bench -m " + m,
+        "serve -m " + m + " --listen 127.0.0.1:0", "node -m " + m + " --listen 127.0.0.1:0"}) {
+    auto bad = swarm::testing::run_swarm(cmd + " --device gpu0");
+    EXPECT_NE(bad.code, 0) << cmd << ": " << bad.out;
+    EXPECT_NE(bad.out.find("device 'gpu0' is not one of: cpu, vulkan, vulkan:N"), std::string::npos)
+        << cmd << ": " << bad.out;
+  }
+}
+
 }  // namespace

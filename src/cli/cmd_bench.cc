@@ -57,6 +57,7 @@ void register_bench(CLI::App& app) {
     std::string model;
     int threads = 0, prompt = 128, gen = 64, reps = 3;
     bool json = false, no_mmap = false;
+    std::string device;
     std::vector<int> batch_sizes, prefill_chunks;
     int context = 64;
   };
@@ -79,10 +80,11 @@ void register_bench(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 16));
   cmd->add_flag("--json", o->json, "Print one JSON line");
   cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
+  cmd->add_option("--device", o->device, kDeviceHelp);
   cmd->callback([o] {
     LoadOptions lo;
     lo.no_mmap = o->no_mmap;
-    auto model = load_model(o->model, lo);
+    auto model = load_model_on(o->model, lo, o->device);
     const ModelConfig& c = model->config();
     ThreadPool pool(o->threads);
     if (!o->batch_sizes.empty()) {
@@ -155,18 +157,20 @@ void register_bench(CLI::App& app) {
     const double huge_share = static_cast<double>(model->huge_page_bytes()) / static_cast<double>(model->mapped_bytes());
     if (o->json) {
       std::printf(
-          "{\"bench\":\"engine\",\"model\":\"%s\",\"type\":\"%s\",\"threads\":%d,\"isa\":\"%s\","
+          "{\"bench\":\"engine\",\"model\":\"%s\",\"type\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"isa\":\"%s\","
           "\"prompt\":%d,\"gen\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
           "\"bytes_per_token\":%.0f,\"read_bw_gbs\":%.2f,\"read_bw_best_gbs\":%.2f,"
           "\"decode_gbs\":%.2f,\"decode_bw_fraction\":%.3f,\"decode_bw_fraction_of_best\":%.3f,"
           "\"weights_read_gbs\":%.2f,\"decode_weights_read_fraction\":%.3f,"
           "\"weights\":\"%s\",\"huge_page_share\":%.3f}\n",
-          c.name.c_str(), model->main_type().c_str(), pool.size(), matmul_isa(), o->prompt, o->gen,
+          c.name.c_str(), model->main_type().c_str(), model->backend().name().c_str(), pool.size(),
+          matmul_isa(), o->prompt, o->gen,
           best_prefill, best_decode, bytes, bw / 1e9, probe.best() / 1e9, decode_bw / 1e9, fraction,
           decode_bw / probe.best(), weights_bw / 1e9, weights_fraction,
           o->no_mmap ? "read" : "mmap", huge_share);
     } else {
-      std::printf("model      %s (%s)\nthreads    %d (%s kernels)\n", c.name.c_str(), model->main_type().c_str(),
+      std::printf("model      %s (%s)\ndevice     %s\nthreads    %d (%s kernels)\n", c.name.c_str(),
+                  model->main_type().c_str(), model->backend().name().c_str(),
                   pool.size(), matmul_isa());
       std::printf("prefill    %.1f tok/s (%d tokens)\n", best_prefill, o->prompt);
       std::printf("decode     %.1f tok/s (%d tokens), %.2f GB/token, %.1f GB/s\n", best_decode, o->gen, bytes / 1e9,

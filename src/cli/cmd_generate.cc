@@ -20,6 +20,7 @@ struct GenerateOptions {
   int n = 128, threads = 0, ctx = 0;
   int64_t seed = -1;
   bool ids = false, no_mmap = false;
+  std::string device;
   SamplingParams sampling;
 };
 
@@ -79,11 +80,12 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--stop", o->stop, "Stop when this text is produced (repeatable)");
   cmd->add_flag("--ids", o->ids, "Print token ids instead of text");
   cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
+  cmd->add_option("--device", o->device, kDeviceHelp);
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
   cmd->callback([o] {
     LoadOptions lo;
     lo.no_mmap = o->no_mmap;
-    auto model = load_model(o->model, lo);
+    auto model = load_model_on(o->model, lo, o->device);
     const ModelConfig& cfg = model->config();
     auto tok = load_tokenizer(o->model, cfg.n_vocab);
     const std::vector<int32_t> prompt = build_prompt(*o, *model, *tok);

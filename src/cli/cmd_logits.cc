@@ -11,7 +11,7 @@ namespace swarm::cli {
 
 void register_logits(CLI::App& app) {
   struct Opts {
-    std::string model, tokens, out;
+    std::string model, tokens, out, device;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -20,10 +20,11 @@ void register_logits(CLI::App& app) {
   cmd->add_option("--tokens", o->tokens, "Comma-separated token ids")->required();
   cmd->add_option("-o,--output", o->out, "Write raw float32 [n_tokens, vocab] here");
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
+  cmd->add_option("--device", o->device, kDeviceHelp);
   cmd->callback([o] {
     auto tokens = parse_token_list(o->tokens);
     check(tokens.status());
-    auto model = load_model(o->model);
+    auto model = load_model_on(o->model, LoadOptions{}, o->device);
     ThreadPool pool(o->threads);
     auto cache = model->new_cache(static_cast<int>(tokens->size()));
     auto logits = model->forward(*tokens, *cache, pool);

@@ -106,6 +106,24 @@ std::vector<std::string> parse_announce_addresses(const std::string& csv) {
   return out;
 }
 
+// A stage server on the device `o.device` names, "" for the machine's
+// default (cli/common.h's start_on_device: a default GPU that cannot hold the
+// layers gives way to the CPU); `o.device` becomes the device it runs on, so
+// a later restart (a rebalancing move) stays there.
+Result<std::unique_ptr<node::StageServer>> start_server(node::NodeOptions& o) {
+  const std::string asked = o.device;
+  std::unique_ptr<node::StageServer> server;
+  Status st = start_on_device(asked, [&](const std::string& device) {
+    o.device = device;
+    auto s = node::StageServer::Start(o);
+    if (!s.ok()) return s.status();
+    server = std::move(s).value();
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return server;
+}
+
 struct DhtNodeOptions {
   std::string bootstrap, dht_listen, announce_address, memory;
   std::vector<std::string> announce_addresses;  // --announce-address, split and checked
@@ -157,7 +175,7 @@ class SwarmMember {
     }
     stages.begin("loading layers " + std::to_string(node_.first_layer) + ":" +
                  std::to_string(node_.last_layer));
-    auto server = node::StageServer::Start(node_);
+    auto server = start_server(node_);
     check(server.status());
     server_ = std::move(server).value();
     // A move restarts the server where gateways already know it, and loads
@@ -373,6 +391,8 @@ void register_node(CLI::App& app) {
       ->group("");
   cmd->add_option("-t,--threads", o->node.threads, "Compute threads (default: all cores)");
   cmd->add_flag("--no-mmap", o->node.no_mmap, kNoMmapHelp);
+  o->node.device.clear();  // the machine's default unless --device names one
+  cmd->add_option("--device", o->node.device, kDeviceHelp);
   cmd->add_option("--max-batch-tokens", o->node.max_batch_tokens,
                   "Tokens per batch at most; longer prompts run in chunks (default 512)")
       ->check(CLI::Range(1, 1 << 20));
@@ -433,6 +453,7 @@ void register_node(CLI::App& app) {
     if (o->skill.engine || !o->skill.backend.empty()) {
       SkillProviderFlags& f = o->skill;
       f.model = o->node.model_path;
+      f.device = o->node.device;
       f.listen = o->node.listen;
       f.identity = o->node.identity_path;
       f.bootstrap = o->dht.bootstrap;
@@ -520,7 +541,7 @@ void register_node(CLI::App& app) {
       spdlog::info("drained; exiting");
       return;
     }
-    auto server = node::StageServer::Start(o->node);
+    auto server = start_server(o->node);
     check(server.status());
     node::StageServer* s = server->get();
     auto metrics = serve_metrics([s] { return s->stats(); });

@@ -27,6 +27,7 @@ struct ServeOptions {
   int threads = 0, ctx = 0, n_predict = -1, parallel = 64, max_queue = 256;
   double queue_timeout_s = 60, slowdown = 1;
   bool no_mmap = false;
+  std::string device;
   HttpFlags http;
 };
 
@@ -40,6 +41,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--listen", o->listen,
                   "HOST:PORT to listen on; port 0 picks a free one (default 127.0.0.1:8080)");
   cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
+  cmd->add_option("--device", o->device, kDeviceHelp);
   cmd->add_option("-t,--threads", o->threads, "Kernel threads (default: all cores)");
   cmd->add_option("-c,--ctx-size", o->ctx,
                   "Context length per request (default: the model's, at most 8192)")
@@ -84,7 +86,7 @@ void register_serve(CLI::App& app) {
 
     LoadOptions lo;
     lo.no_mmap = o->no_mmap;
-    auto model = load_model(o->model, lo);
+    auto model = load_model_on(o->model, lo, o->device);
     auto tok = load_tokenizer(o->model, model->config().n_vocab);
     if (!model->has_embed() || !model->has_head())
       fail(o->model + ": serve needs the embedding and the output head");

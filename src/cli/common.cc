@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/compute_devices.h"
 #include "net/identity.h"
 #include "net/tls.h"
 
@@ -73,6 +74,36 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
   auto m = Model::Load(path, o);
   if (!m.ok()) fail(m.status().ToString());
   return std::move(m).value();
+}
+
+std::string device_or_default(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  const DeviceList list = list_compute_devices();
+  return default_device(list.devices).id();
+}
+
+Status start_on_device(const std::string& flag,
+                       const std::function<Status(const std::string& device)>& start) {
+  const std::string device = device_or_default(flag);
+  Status st = start(device);
+  if (st.ok() || !flag.empty() || device == "cpu") return st;
+  spdlog::warn("cannot run on {} ({}): running on the CPU (--device names one)", device,
+               st.message());
+  return start("cpu");
+}
+
+std::unique_ptr<Model> load_model_on(const std::string& path, LoadOptions options,
+                                     const std::string& device_flag) {
+  std::unique_ptr<Model> model;
+  check(start_on_device(device_flag, [&](const std::string& device) {
+    options.device = device;
+    options.progress = true;  // drawn only when stderr is a terminal
+    auto m = Model::Load(path, options);
+    if (!m.ok()) return m.status();
+    model = std::move(m).value();
+    return Status::Ok();
+  }));
+  return model;
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, int n_vocab) {

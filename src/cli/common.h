@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,27 @@ namespace swarm::cli {
 inline constexpr const char* kNoMmapHelp =
     "Read the weights into (huge-page) memory instead of mapping the file: more memory "
     "while loading, faster decode";
+
+// --device, as `swarm devices` names devices.
+inline constexpr const char* kDeviceHelp =
+    "Where the layers run: cpu, vulkan or vulkan:N, as `swarm devices` lists them (default: the "
+    "first discrete GPU, else the CPU)";
+
+// The device to run on: `flag` when given, else this machine's default
+// (engine/compute_devices.h: the first discrete GPU, else the CPU).
+std::string device_or_default(const std::string& flag);
+
+// Calls `start(device)` on device_or_default(flag). When no device was asked
+// for and the default is not the CPU, a failure there (a model too big for
+// the GPU, a driver that cannot run it) calls start("cpu") instead, with a
+// warning saying why: a user who named no device gets a working command. A
+// device asked for by name fails as it fails.
+Status start_on_device(const std::string& flag,
+                       const std::function<Status(const std::string& device)>& start);
+
+// load_model on the device `device_flag` names (start_on_device's rule).
+std::unique_ptr<Model> load_model_on(const std::string& path, LoadOptions options,
+                                     const std::string& device_flag);
 
 // Prints "swarm: <message>" and ends the command with exit code 1.
 [[noreturn]] void fail(const std::string& message);

@@ -47,7 +47,7 @@ std::unique_ptr<LocalEngine> start_engine(const SkillProviderFlags& f, const std
   auto id = net::model_content_id(*source);
   check(id.status());
   out->content_id = *id;
-  auto model = load_model(f.model);
+  auto model = load_model_on(f.model, LoadOptions{}, f.device);
   if (!model->has_embed() || !model->has_head())
     fail(f.model + ": --skill needs the embedding and the output head (a whole model)");
   out->tokenizer = load_tokenizer(f.model, model->config().n_vocab);

@@ -18,6 +18,7 @@ namespace swarm::cli {
 struct SkillProviderFlags {
   bool engine = false;      // --skill: serve -m with our engine
   std::string model;        // -m (with --skill)
+  std::string device;       // --device (with --skill; "": the machine's default)
   std::string backend;      // --backend URL
   std::vector<std::string> names;  // --skill-name: what to offer (default: the file's name, or the backend's models)
   std::string tasks;        // --tasks LIST (default chat,completions,embeddings)

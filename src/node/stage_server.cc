@@ -173,6 +173,7 @@ Status StageServer::Impl::start() {
   lo.first_layer = opt_.first_layer;
   lo.last_layer = opt_.last_layer;
   lo.no_mmap = opt_.no_mmap;
+  lo.device = opt_.device;
   lo.progress = opt_.progress;
   auto model = Model::Load(opt_.model_path, lo);
   if (!model.ok()) return model.status();

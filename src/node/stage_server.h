@@ -48,6 +48,7 @@ struct NodeOptions {
   int context = 0;        // positions one session may hold; 0: the model's trained context
   int max_sessions = 256; // sessions open at once, from all callers
   bool no_mmap = false;                   // read weights into huge-page memory (faster decode)
+  std::string device = "cpu";            // where the layers run (LoadOptions::device)
   bool progress = false;                  // a loading bar on stderr, if it is a terminal
   // Key file of the node's Ed25519 identity (swarm keygen). Set: the node serves
   // TLS only, with a certificate holding that key (net/tls.h), and reports the

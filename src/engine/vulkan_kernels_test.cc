@@ -34,6 +34,17 @@ const TensorType kTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF1
                              TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K,
                              TensorType::Q5_K, TensorType::Q6_K};
 
+// y = W x on `ctx`, for n rows of x; failures are recorded as test failures.
+std::vector<float> run_matmul(VulkanContext& ctx, const DeviceMatrix& dm,
+                              const std::vector<float>& x, int64_t n) {
+  VulkanBuffer xb = testing::upload(ctx, x);
+  VulkanBuffer yb = testing::device_buffer(ctx, n * dm.rows * 4);
+  CommandBatch batch(ctx);
+  EXPECT_TRUE(matmul(batch, dm, xb, n, yb).ok());
+  EXPECT_TRUE(batch.run().ok());
+  return testing::download<float>(ctx, yb, n * dm.rows);
+}
+
 // A weight matrix of `type` made from random floats by quantize_row(), as a
 // file's would be, and the floats it means (dequantize_row()).
 struct TestMatrix {
@@ -235,12 +246,7 @@ TEST(VulkanMatmulPaths, SubgroupAndSharedMemoryAgreeBitForBit) {
       VulkanContext& ctx = *ctxs[c];
       Result<DeviceMatrix> dm = upload_matrix(ctx, m.view());
       ASSERT_TRUE(dm.ok()) << dm.status().ToString();
-      VulkanBuffer xb = testing::upload(ctx, x);
-      VulkanBuffer yb = testing::device_buffer(ctx, n * kRows * 4);
-      CommandBatch batch(ctx);
-      ASSERT_TRUE(matmul(batch, *dm, xb, n, yb).ok());
-      ASSERT_TRUE(batch.run().ok());
-      out[c] = testing::download<float>(ctx, yb, n * kRows);
+      out[c] = run_matmul(ctx, *dm, x, n);
     }
     for (size_t i = 0; i < out[0].size(); ++i) ASSERT_EQ(bits(out[0][i]), bits(out[1][i])) << i;
   }
@@ -274,12 +280,7 @@ TEST(VulkanMatmulParts, AMatrixInPartsGivesTheSameBits) {
                                            : (kRows + (4096 + 512) / row_size(type, cols) - 1) /
                                                  ((4096 + 512) / row_size(type, cols));
       EXPECT_EQ(dm->parts.size(), expected_parts);
-      VulkanBuffer xb = testing::upload(ctx, x);
-      VulkanBuffer yb = testing::device_buffer(ctx, n * kRows * 4);
-      CommandBatch batch(ctx);
-      ASSERT_TRUE(matmul(batch, *dm, xb, n, yb).ok());
-      ASSERT_TRUE(batch.run().ok());
-      out[c] = testing::download<float>(ctx, yb, n * kRows);
+      out[c] = run_matmul(ctx, *dm, x, n);
     }
     for (size_t i = 0; i < out[0].size(); ++i) ASSERT_EQ(bits(out[0][i]), bits(out[1][i])) << i;
   }

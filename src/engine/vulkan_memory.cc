@@ -155,12 +155,21 @@ Status VulkanContext::copy(VkBuffer src, uint64_t src_offset, VkBuffer dst, uint
   return st;
 }
 
+namespace {
+
+// `bytes` at `offset` lie within `buffer`, or InvalidArgument naming the move.
+Status check_range(const char* what, const VulkanBuffer& buffer, uint64_t offset, uint64_t bytes) {
+  if (offset <= buffer.size() && bytes <= buffer.size() - offset) return Status::Ok();
+  return Status::InvalidArgument(std::string(what) + " of " + std::to_string(bytes) +
+                                 " bytes at " + std::to_string(offset) + " past a buffer of " +
+                                 std::to_string(buffer.size()));
+}
+
+}  // namespace
+
 Status VulkanContext::upload(const VulkanBuffer& dst, uint64_t offset, const void* src,
                              uint64_t bytes) {
-  if (offset > dst.size() || bytes > dst.size() - offset)
-    return Status::InvalidArgument("upload of " + std::to_string(bytes) + " bytes at " +
-                                   std::to_string(offset) + " past a buffer of " +
-                                   std::to_string(dst.size()));
+  SWARM_RETURN_IF_ERROR(check_range("upload", dst, offset, bytes));
   if (bytes == 0) return Status::Ok();
   if (dst.mapped() != nullptr) {
     std::memcpy(static_cast<uint8_t*>(dst.mapped()) + offset, src, bytes);
@@ -180,10 +189,7 @@ Status VulkanContext::upload(const VulkanBuffer& dst, uint64_t offset, const voi
 
 Status VulkanContext::download(const VulkanBuffer& src, uint64_t offset, void* dst,
                                uint64_t bytes) {
-  if (offset > src.size() || bytes > src.size() - offset)
-    return Status::InvalidArgument("download of " + std::to_string(bytes) + " bytes at " +
-                                   std::to_string(offset) + " past a buffer of " +
-                                   std::to_string(src.size()));
+  SWARM_RETURN_IF_ERROR(check_range("download", src, offset, bytes));
   if (bytes == 0) return Status::Ok();
   if (src.mapped() != nullptr) {
     SWARM_VK_RETURN_IF_ERROR(vkQueueWaitIdle(queue_), "vkQueueWaitIdle");

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <thread>
 
 #include "engine/backend_select.h"
 #include "engine/compute_devices.h"
@@ -230,6 +231,25 @@ TEST_P(VulkanBackendModel, SplitLayerRangesEqualTheWhole) {
   ASSERT_TRUE(m.head(h.data(), p.size(), la.data(), pool_).ok());
   ASSERT_TRUE((*back)->head(split.data(), p.size(), lb.data(), pool_).ok());
   EXPECT_TRUE(same_bits(la, lb));
+}
+
+TEST_P(VulkanBackendModel, ThreadsSharingTheModelGetTheBitsOfOneAlone) {
+  // Model's const methods may be called from several threads at once; the
+  // backend serialises them on its one queue.
+  const std::vector<int32_t> p = prompt(*gpu_, 5, 10);
+  auto solo = gpu_->new_cache(16);
+  const std::vector<float> want = logits(*gpu_, *solo, p);
+  std::vector<std::vector<float>> got(3);
+  std::vector<std::thread> threads;
+  for (auto& g : got)
+    threads.emplace_back([&, out = &g] {
+      ThreadPool pool(1);
+      auto cache = gpu_->new_cache(16);
+      auto r = gpu_->forward(p, *cache, pool);
+      if (r.ok()) *out = std::move(r).value();
+    });
+  for (auto& t : threads) t.join();
+  for (const auto& g : got) EXPECT_TRUE(same_bits(g, want));
 }
 
 TEST_P(VulkanBackendModel, RefusesACacheTheCpuMade) {

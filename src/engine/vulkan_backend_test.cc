@@ -252,6 +252,18 @@ TEST_P(VulkanBackendModel, ThreadsSharingTheModelGetTheBitsOfOneAlone) {
   for (const auto& g : got) EXPECT_TRUE(same_bits(g, want));
 }
 
+TEST_P(VulkanBackendModel, AKvCacheTooBigForTheDeviceIsResourceExhausted) {
+  // 2^26 positions of every layer's K and V: far past any device's memory.
+  const int max_len = 1 << 26;
+  auto cache = gpu_->new_cache(max_len);
+  const Status s = cache->reserve(max_len);
+  ASSERT_EQ(s.code(), Status::Code::kResourceExhausted) << s.ToString();
+  EXPECT_NE(s.message().find("MiB free"), std::string::npos) << s.ToString();
+  // Nothing was taken: a small cache still works.
+  auto small = gpu_->new_cache(8);
+  EXPECT_EQ(logits(*gpu_, *small, prompt(*gpu_, 3, 11)).size(), 3u * gpu_->config().n_vocab);
+}
+
 TEST_P(VulkanBackendModel, RefusesACacheTheCpuMade) {
   auto cpu = load(path_, "cpu");
   ASSERT_TRUE(cpu.ok()) << cpu.status().ToString();

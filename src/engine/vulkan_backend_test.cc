@@ -10,6 +10,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "engine/backend_select.h"
@@ -18,13 +21,16 @@
 #include "engine/test_data.h"
 #include "engine/vulkan_backend.h"
 
+#include <unistd.h>
+
 namespace swarm {
 namespace {
 
 // Logits of device "vulkan" against "cpu": each row's largest difference over
 // its largest magnitude, by the model's weight type. With float weights the
 // layers are the CPU's sequences but for the norms' float32 sums and the
-// device's division (measured 4.7e-7 on lavapipe). With quantised weights the CPU
+// device's division (measured 4.7e-7 for tiny-llama F16, 2.1e-7 for tiny-qwen2
+// F16, 4.2e-7 with llama3 or linear RoPE scaling, on lavapipe). With quantised weights the CPU
 // also rounds activations to 8 bits before each matmul (Q8_0 / Q8_K) and the
 // device does not (doc/vulkan.md); that rounding, carried through every layer,
 // dominates: measured 1.0e-2 (kjv-target), 1.6e-2 (tiny-llama) and 0.7e-2
@@ -282,7 +288,8 @@ INSTANTIATE_TEST_SUITE_P(Models, VulkanBackendModel,
                          ::testing::Values("kjv-target-Q8_0", "tiny-llama/gguf/tiny-llama-Q8_0.gguf",
                                            "tiny-llama/gguf/tiny-llama-Q4_K_M.gguf",
                                            "tiny-llama/gguf/tiny-llama-F16.gguf",
-                                           "tiny-qwen2/gguf/tiny-qwen2-Q8_0.gguf"),
+                                           "tiny-qwen2/gguf/tiny-qwen2-Q8_0.gguf",
+                                           "tiny-qwen2/gguf/tiny-qwen2-F16.gguf"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string s = info.param.substr(info.param.rfind('/') + 1);
                            s = s.substr(0, s.find(".gguf"));
@@ -318,6 +325,62 @@ TEST(VulkanBackend, ShippedModelMatchesPyTorchWithinTheQ8Tolerance) {
   EXPECT_LE(max_err, 0.04 * s);
   EXPECT_LE(sum_err / want.size(), 0.008 * s);
 }
+
+// RoPE's frequency scalings reach the device as the CPU computes them: the
+// float32 reference model (tests/data/models/tiny-llama/hf) with its config.json
+// given llama3's or linear scaling, on both devices. Float weights keep the
+// tolerance tight (see logit_tolerance), so a wrong frequency would show.
+class VulkanBackendRopeScaling : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(VulkanBackendRopeScaling, MatchesTheCpu) {
+  const std::string why = no_vulkan_reason();
+  if (!why.empty()) GTEST_SKIP() << why;
+  namespace fs = std::filesystem;
+  const fs::path src = testing::find_testdata("tiny-llama/hf");
+  ASSERT_FALSE(src.empty());
+  const fs::path dir = fs::temp_directory_path() /
+                       ("swarm_vulkan_rope_" + std::to_string(::getpid()) + "_" + GetParam());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(src))
+    if (e.path().filename() != "config.json")
+      fs::create_symlink(e.path(), dir / e.path().filename());
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(src / "config.json"));
+  if (std::string(GetParam()) == "llama3")
+    // An original context of 64 positions puts most of the 16 frequencies in
+    // llama3's scaled or blended bands.
+    cfg["rope_parameters"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                              {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64},
+                              {"rope_theta", 10000.0}};
+  else
+    cfg["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 4.0}, {"rope_theta", 10000.0}};
+  std::ofstream(dir / "config.json") << cfg.dump();
+
+  auto gpu = load(dir.string(), "vulkan");
+  auto cpu = load(dir.string(), "cpu");
+  ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
+  ASSERT_TRUE(cpu.ok()) << cpu.status().ToString();
+  EXPECT_EQ((*gpu)->config().rope_scaling, std::string(GetParam()) == "llama3"
+                                                ? RopeScaling::kLlama3
+                                                : RopeScaling::kLinear);
+  ThreadPool pool(2);
+  const std::vector<int32_t> p = prompt(**gpu, 40, 12);
+  auto gc = (*gpu)->new_cache(64), cc = (*cpu)->new_cache(64);
+  auto g = (*gpu)->forward(p, *gc, pool);
+  auto c = (*cpu)->forward(p, *cc, pool);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  double amax = 0, dmax = 0;
+  for (size_t i = 0; i < c->size(); ++i) {
+    amax = std::max(amax, std::fabs(double{(*c)[i]}));
+    dmax = std::max(dmax, std::fabs(double{(*g)[i]} - (*c)[i]));
+  }
+  std::printf("%s scaling: worst logit difference %.3g of the largest\n", GetParam(), dmax / amax);
+  EXPECT_LE(dmax / amax, 1e-5);
+  fs::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Scalings, VulkanBackendRopeScaling, ::testing::Values("llama3", "linear"));
 
 TEST(VulkanBackend, AModelTooBigForTheDeviceIsRefusedBeforeAnyUpload) {
   const std::string why = no_vulkan_reason();

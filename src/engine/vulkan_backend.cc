@@ -3,6 +3,7 @@
 #include "engine/vulkan_backend.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "engine/quants.h"
 #include "engine/tensor_types.h"
@@ -40,15 +41,10 @@ uint64_t mib(uint64_t bytes) { return (bytes + (1 << 20) - 1) >> 20; }
 
 }  // namespace
 
-// The device buffers of one run_layers() call: every intermediate activation
-// stays on the device for the whole layer range.
-struct VulkanBackend::Activations {
-  int64_t n = 0;
-  VulkanBuffer x, h, q, k, v, attn, o, g, u;
-  VulkanBuffer scratch;  // attention's scores, sized for the largest chunk
-  VulkanBuffer qc, ac;   // one chunk's queries and output, when the batch has several
-  vk::DeviceRopeTable rope;
-};
+// Calls of at most this many rows (decode steps, small batches) compute in the
+// workspace the backend keeps; longer prompts in one of their own, freed after,
+// whose allocation their many tokens share.
+constexpr int64_t kKeptWorkspaceRows = 64;
 
 Result<std::unique_ptr<VulkanBackend>> VulkanBackend::open(int index) {
   Result<std::unique_ptr<VulkanContext>> ctx = VulkanContext::open(index);
@@ -63,6 +59,7 @@ VulkanBackend::~VulkanBackend() {
   // caches that outlive this backend may still be using the context.
   std::lock_guard<std::mutex> lock(device_->mu);
   layers_.clear();
+  kept_ = vk::VulkanWorkspace();
   output_norm_.reset();
   output_ = DeviceMatrix();
 }
@@ -174,6 +171,10 @@ Status VulkanBackend::embed(const int32_t* tokens, int64_t n, float* hidden) con
   return Status::Ok();
 }
 
+vk::VulkanWorkspace& VulkanBackend::workspace(int64_t n, vk::VulkanWorkspace& own) const {
+  return n <= kKeptWorkspaceRows ? kept_ : own;
+}
+
 Status VulkanBackend::run_layers(float* hidden, const std::vector<SeqChunk>& chunks,
                                  const std::vector<int32_t>& positions, int first, int last,
                                  ThreadPool&) const {
@@ -187,63 +188,67 @@ Status VulkanBackend::run_layers(float* hidden, const std::vector<SeqChunk>& chu
   }
   const ModelConfig& c = config_;
   const int64_t n = static_cast<int64_t>(positions.size());
-  const int d = c.n_embd, q_dim = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim;
-  std::lock_guard<std::mutex> lock(device_->mu);
-  VulkanContext& ctx = *device_->ctx;
-
-  Activations a;
-  a.n = n;
-  Status st;
-  auto buf = [&](uint64_t floats, VulkanBuffer* out) {
-    if (!st.ok()) return;
-    Result<VulkanBuffer> b = ctx.create_buffer(std::max<uint64_t>(floats, 1) * sizeof(float),
-                                               BufferKind::kDevice);
-    if (b.ok()) *out = std::move(b).value();
-    else st = b.status();
-  };
-  int max_chunk = 0;
-  uint64_t scratch = 1;
-  for (const SeqChunk& ch : chunks) {
-    max_chunk = std::max(max_chunk, ch.n_tokens);
-    scratch = std::max(scratch, vk::attention_scratch_floats(ch.n_tokens, ch.cache->length(), c.n_head));
-  }
-  buf(n * d, &a.x);
-  buf(n * d, &a.h);
-  buf(n * q_dim, &a.q);
-  buf(n * kv_dim, &a.k);
-  buf(n * kv_dim, &a.v);
-  buf(n * q_dim, &a.attn);
-  buf(n * d, &a.o);
-  buf(n * c.n_ff, &a.g);
-  buf(n * c.n_ff, &a.u);
-  buf(scratch, &a.scratch);
-  if (chunks.size() > 1) {
-    buf(static_cast<uint64_t>(max_chunk) * q_dim, &a.qc);
-    buf(static_cast<uint64_t>(max_chunk) * q_dim, &a.ac);
-  }
-  SWARM_RETURN_IF_ERROR(st);
+  const uint64_t d = c.n_embd, q_dim = uint64_t{1} * c.n_head * c.head_dim,
+                 kv_dim = uint64_t{1} * c.n_head_kv * c.head_dim, ff = c.n_ff, f = sizeof(float);
   // The rotation table as the CPU backend computes it: the model's inverse
   // frequencies (llama3's per-dimension factors already folded in) and linear
   // scaling's position scale.
   const double pos_scale = c.rope_scaling == RopeScaling::kLinear ? 1.0 / c.rope_scale_factor : 1.0;
-  Result<vk::DeviceRopeTable> table = vk::upload_rope_table(
-      ctx, rope_table(n, positions.data(), c.rope_dim, rope_inv_freq_, pos_scale));
-  if (!table.ok()) return table.status();
-  a.rope = std::move(table).value();
-  SWARM_RETURN_IF_ERROR(ctx.upload(a.x, 0, hidden, n * d * sizeof(float)));
+  const RopeTable rot = rope_table(n, positions.data(), c.rope_dim, rope_inv_freq_, pos_scale);
+  const uint64_t hidden_bytes = n * d * f, rope_bytes = 2 * rot.cs.size() * f;
+  int max_chunk = 0;
+  uint64_t scratch = 1;
+  for (const SeqChunk& ch : chunks) {
+    max_chunk = std::max(max_chunk, ch.n_tokens);
+    scratch = std::max(scratch,
+                       vk::attention_scratch_floats(ch.n_tokens, ch.cache->length(), c.n_head));
+  }
 
+  std::lock_guard<std::mutex> lock(device_->mu);
+  VulkanContext& ctx = *device_->ctx;
+  vk::VulkanWorkspace own;
+  vk::VulkanWorkspace& ws = workspace(n, own);
+  using W = vk::VulkanWorkspace;
+  for (auto [buf, bytes] : {std::pair{&ws.x, n * d * f}, {&ws.h, n * d * f}, {&ws.q, n * q_dim * f},
+                            {&ws.k, n * kv_dim * f}, {&ws.v, n * kv_dim * f},
+                            {&ws.attn, n * q_dim * f}, {&ws.o, n * d * f}, {&ws.g, n * ff * f},
+                            {&ws.u, n * ff * f}, {&ws.scratch, scratch * f},
+                            {&ws.rope, rope_bytes}})
+    SWARM_RETURN_IF_ERROR(W::reserve(ctx, *buf, bytes));
+  if (chunks.size() > 1) {
+    SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.qc, max_chunk * q_dim * f));
+    SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.ac, max_chunk * q_dim * f));
+  }
+  SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.staging, hidden_bytes + rope_bytes, BufferKind::kStaging));
+
+  // In, every layer and out in one submit: the hidden states and the table go
+  // through the staging buffer, which takes the results back at the end.
+  auto* staged = static_cast<uint8_t*>(ws.staging.mapped());
+  std::memcpy(staged, hidden, hidden_bytes);
+  std::memcpy(staged + hidden_bytes, rot.cs.data(), rope_bytes / 2);
+  std::memcpy(staged + hidden_bytes + rope_bytes / 2, rot.sn.data(), rope_bytes / 2);
+  vk::DeviceRopeTable table;
+  table.n = n;
+  table.half = rot.half;
+  table.data = std::move(ws.rope);  // lent to the table for this call
   CommandBatch batch(ctx);
-  for (int il = first; il < last; ++il) record_layer(batch, il, a, chunks, kv);
-  SWARM_RETURN_IF_ERROR(batch.run());
-  return ctx.download(a.x, 0, hidden, n * d * sizeof(float));
+  batch.copy(ws.staging, 0, ws.x, 0, hidden_bytes);
+  batch.copy(ws.staging, hidden_bytes, table.data, 0, rope_bytes);
+  for (int il = first; il < last; ++il) record_layer(batch, il, n, ws, table, chunks, kv);
+  batch.copy(ws.x, 0, ws.staging, 0, hidden_bytes);
+  const Status st = batch.run();
+  ws.rope = std::move(table.data);
+  SWARM_RETURN_IF_ERROR(st);
+  std::memcpy(hidden, staged, hidden_bytes);
+  return Status::Ok();
 }
 
-void VulkanBackend::record_layer(CommandBatch& b, int il, const Activations& a,
+void VulkanBackend::record_layer(CommandBatch& b, int il, int64_t n, const vk::VulkanWorkspace& a,
+                                 const vk::DeviceRopeTable& rope,
                                  const std::vector<SeqChunk>& chunks,
                                  const std::vector<vk::VulkanKvStorage*>& kv_of) const {
   const ModelConfig& c = config_;
   const DeviceLayer& L = layers_[il - first_layer_];
-  const int64_t n = a.n;
   const int d = c.n_embd, q_dim = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim;
   // Kernel wrappers keep their first error in the batch; run() returns it.
   auto check = [&b](const Status& s) { b.fail(s); };
@@ -255,9 +260,8 @@ void VulkanBackend::record_layer(CommandBatch& b, int il, const Activations& a,
   if (L.bq.valid()) check(vk::add_bias(b, a.q, L.bq, n, q_dim));
   if (L.bk.valid()) check(vk::add_bias(b, a.k, L.bk, n, kv));
   if (L.bv.valid()) check(vk::add_bias(b, a.v, L.bv, n, kv));
-  check(vk::rope(b, a.q, c.n_head, c.head_dim, a.rope, c.rope_neox));
-  check(vk::rope(b, a.k, c.n_head_kv, c.head_dim, a.rope, c.rope_neox));
-
+  check(vk::rope(b, a.q, c.n_head, c.head_dim, rope, c.rope_neox));
+  check(vk::rope(b, a.k, c.n_head_kv, c.head_dim, rope, c.rope_neox));
   const uint64_t q_row = static_cast<uint64_t>(q_dim) * sizeof(float);
   const uint64_t kv_row = static_cast<uint64_t>(kv) * sizeof(float);
   int64_t row = 0;
@@ -307,29 +311,31 @@ Status VulkanBackend::run_head(const float* hidden, int64_t n, float* out, bool 
   if (!has_head_) return Status::InvalidArgument("the output head is not held");
   const int d = config_.n_embd;
   const int64_t out_cols = with_output ? output_.rows : d;
+  const uint64_t f = sizeof(float);
   std::lock_guard<std::mutex> lock(device_->mu);
   VulkanContext& ctx = *device_->ctx;
   // Rows in groups whose logits fit one buffer (a big vocabulary times a long
   // prompt need not): each row's result is the same whatever its group.
-  const uint64_t row_bytes = static_cast<uint64_t>(std::max<int64_t>(out_cols, d)) * sizeof(float);
-  const int64_t group = std::max<int64_t>(1, std::min<int64_t>(n, ctx.max_buffer_bytes() / row_bytes));
+  const uint64_t row_bytes = static_cast<uint64_t>(std::max<int64_t>(out_cols, d)) * f;
+  const int64_t group =
+      std::max<int64_t>(1, std::min<int64_t>(n, ctx.max_buffer_bytes() / row_bytes));
+  vk::VulkanWorkspace own;
+  vk::VulkanWorkspace& ws = workspace(group, own);
+  using W = vk::VulkanWorkspace;
+  SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.x, group * d * f));
+  if (with_output) SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.logits, group * out_cols * f));
+  SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.staging, group * row_bytes, BufferKind::kStaging));
+  auto* staged = static_cast<uint8_t*>(ws.staging.mapped());
   for (int64_t r0 = 0; r0 < n; r0 += group) {
     const int64_t m = std::min(group, n - r0);
-    Result<VulkanBuffer> x = ctx.create_buffer(m * d * sizeof(float), BufferKind::kDevice);
-    if (!x.ok()) return x.status();
-    SWARM_RETURN_IF_ERROR(ctx.upload(*x, 0, hidden + r0 * d, m * d * sizeof(float)));
+    std::memcpy(staged, hidden + r0 * d, m * d * f);
     CommandBatch b(ctx);
-    b.fail(vk::rms_norm(b, *x, output_norm_, m, d, config_.rms_eps, *x));
-    VulkanBuffer y;
-    if (with_output) {
-      Result<VulkanBuffer> yb = ctx.create_buffer(m * out_cols * sizeof(float), BufferKind::kDevice);
-      if (!yb.ok()) return yb.status();
-      y = std::move(yb).value();
-      b.fail(vk::matmul(b, output_, *x, m, y));
-    }
+    b.copy(ws.staging, 0, ws.x, 0, m * d * f);
+    b.fail(vk::rms_norm(b, ws.x, output_norm_, m, d, config_.rms_eps, ws.x));
+    if (with_output) b.fail(vk::matmul(b, output_, ws.x, m, ws.logits));
+    b.copy(with_output ? ws.logits : ws.x, 0, ws.staging, 0, m * out_cols * f);
     SWARM_RETURN_IF_ERROR(b.run());
-    SWARM_RETURN_IF_ERROR(ctx.download(with_output ? y : *x, 0, out + r0 * out_cols,
-                                       m * out_cols * sizeof(float)));
+    std::memcpy(out + r0 * out_cols, staged, m * out_cols * f);
   }
   return Status::Ok();
 }

@@ -21,6 +21,7 @@
 #include "engine/vulkan_kernels.h"
 #include "engine/vulkan_kv_storage.h"
 #include "engine/vulkan_shared_context.h"
+#include "engine/vulkan_workspace.h"
 
 namespace swarm {
 
@@ -56,11 +57,13 @@ class VulkanBackend final : public ComputeBackend {
       : index_(index), device_(std::move(device)) {}
   Result<vk::VulkanBuffer> upload_floats(const float* data, int64_t count);
   Status upload_all(const ModelWeights& w);
-  // Records layer `il` over the batch into `batch` (the buffers of run_layers).
-  struct Activations;
-  void record_layer(vk::CommandBatch& batch, int il, const Activations& a,
-                    const std::vector<SeqChunk>& chunks,
+  // Records layer `il` over the batch of `n` rows into `batch`, computing in `ws`.
+  void record_layer(vk::CommandBatch& batch, int il, int64_t n, const vk::VulkanWorkspace& ws,
+                    const vk::DeviceRopeTable& rope, const std::vector<SeqChunk>& chunks,
                     const std::vector<vk::VulkanKvStorage*>& kv) const;
+  // The workspace for a call of `n` rows: the kept one for small batches, else
+  // `own` (the caller's, freed when the call ends). Under the device's lock.
+  vk::VulkanWorkspace& workspace(int64_t n, vk::VulkanWorkspace& own) const;
   Status run_head(const float* hidden, int64_t n, float* out, bool with_output) const;
 
   int index_;
@@ -74,6 +77,7 @@ class VulkanBackend final : public ComputeBackend {
   bool has_head_ = false;
   vk::VulkanBuffer output_norm_;
   vk::DeviceMatrix output_;
+  mutable vk::VulkanWorkspace kept_;  // under device_->mu
 };
 
 }  // namespace swarm

@@ -11,7 +11,8 @@
 namespace swarm {
 
 // "cpu": the CPU backend. "vulkan" or "vulkan:N" (N as `swarm devices` lists
-// it): Unsupported until the Vulkan backend can run layers. Anything else is
+// it): the Vulkan backend on the first Vulkan device, or device N (NotFound past
+// the last one); Unsupported in a build without the Vulkan kernels. Anything else is
 // InvalidArgument naming the field and the accepted forms.
 Result<std::unique_ptr<ComputeBackend>> select_backend(const std::string& device);
 

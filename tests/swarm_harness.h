@@ -157,13 +157,13 @@ class SwarmHarness : public ::testing::Test {
   std::string node_log() const { return node_log(node_logs_ - 1); }  // the last node's
 
   // Starts `swarm gateway -m MODEL --listen 127.0.0.1:0 --model-name tiny
-  // ARGS...` (ARGS say where its peers are: --peers or --bootstrap), its stderr
+  // ARGS...` (MODEL: the test model unless given; ARGS say where its peers are: --peers or --bootstrap), its stderr
   // in gateway_log(i), i counting the test's gateways from 0. Its trust
   // database is trust_db() unless ARGS name one: each test starts with no
   // reputation, and a gateway restarted in a test finds its predecessor's.
-  ChildProcess* start_gateway(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {"gateway",     "-m",           model_, "--listen",
-                                     "127.0.0.1:0", "--model-name", "tiny"};
+  ChildProcess* start_gateway(const std::vector<std::string>& args, const std::string& model = "") {
+    std::vector<std::string> argv = {"gateway",     "-m",           model.empty() ? model_ : model,
+                                     "--listen",    "127.0.0.1:0", "--model-name", "tiny"};
     argv.insert(argv.end(), args.begin(), args.end());
     if (std::find(args.begin(), args.end(), "--trust-db") == args.end())
       argv.insert(argv.end(), {"--trust-db", trust_db()});

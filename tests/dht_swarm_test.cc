@@ -124,6 +124,27 @@ TEST_P(DhtSwarmFaultTest, GenerationsSurviveALostMiddleStage) {
 INSTANTIATE_TEST_SUITE_P(KillAndStall, DhtSwarmFaultTest, ::testing::Values(SIGKILL, SIGSTOP),
                          swarm::testing::signal_name);
 
+// A node on a GPU that chooses its own layers takes what the device's
+// memory holds after its KV budget (here lavapipe's, with a budget that
+// leaves room for two and a half layers), not every layer.
+TEST_F(DhtSwarmTest, ANodeOnAGpuTakesTheLayersItsMemoryHolds) {
+  const auto listed = run_swarm("devices --json");
+  const json devices = json::parse(listed.out.substr(std::min(listed.out.find('{'), listed.out.size())),
+                                   nullptr, false);
+  uint64_t memory = 0;
+  if (devices.is_object())
+    for (const json& d : devices["devices"])
+      if (d["id"] == "vulkan:0") memory = d["memory_bytes"].get<uint64_t>();
+  if (memory == 0) GTEST_SKIP() << "no Vulkan device (install mesa-vulkan-drivers for lavapipe)";
+  const uint64_t room = 2 * layer_bytes_ + layer_bytes_ / 2;
+  ASSERT_GT(memory, room);
+  const std::string a =
+      node("", {"--device", "vulkan", "--kv-memory", std::to_string(memory - room)});
+  const auto r = record_of(a);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->layer_end - r->layer_begin, 2) << read_file(node_log());
+}
+
 // Nodes without --layers, each with memory for two of the four layers, started
 // one at a time: the first takes [0,2), `swarm status` shows the gap [2,4) and
 // the gateway cannot serve; the second takes the gap and the model is served,

@@ -48,6 +48,7 @@
 #include "engine/progress.h"
 #include "net/caller.h"
 #include "net/model_id.h"
+#include "engine/compute_devices.h"
 #include "node/rebalancer.h"
 #include "node/stage_server.h"
 #include "routing/layer_assignment.h"
@@ -124,6 +125,21 @@ Result<std::unique_ptr<node::StageServer>> start_server(node::NodeOptions& o) {
   return server;
 }
 
+// Bytes a node choosing its layers may fill with weights on its device:
+// a GPU's memory less the KV budget, or 0 on the CPU (all layers, or
+// --memory, as before).
+uint64_t gpu_memory_for_layers(const node::NodeOptions& o) {
+  const std::string device = device_or_default(o.device);
+  if (device == "cpu") return 0;
+  const DeviceList list = list_compute_devices();
+  for (const ComputeDevice& d : list.devices) {
+    if (d.backend != "vulkan" || (device != d.id() && !(device == "vulkan" && d.index == 0)))
+      continue;
+    return d.memory_bytes > o.kv_memory_bytes ? d.memory_bytes - o.kv_memory_bytes : 0;
+  }
+  return 0;
+}
+
 struct DhtNodeOptions {
   std::string bootstrap, dht_listen, announce_address, memory;
   std::vector<std::string> announce_addresses;  // --announce-address, split and checked
@@ -159,6 +175,11 @@ class SwarmMember {
       auto bytes = parse_bytes(o_.memory);
       if (!bytes.ok()) fail("--memory: " + bytes.status().message());
       capacity_ = layers_that_fit(*source, *bytes);
+    } else if (const auto gpu = gpu_memory_for_layers(node_); gpu > 0) {
+      // The layers and their KV caches live in the GPU's memory.
+      capacity_ = layers_that_fit(*source, gpu);
+      spdlog::info("{} layers fit in {} ({} MiB for weights after the KV budget)", capacity_,
+                   device_or_default(node_.device), gpu >> 20);
     }
     stages.begin("joining the DHT through " + o_.bootstrap);
     dht_ = start_dht(o_.dht_listen.empty() ? default_dht_listen() : o_.dht_listen, o_.bootstrap);

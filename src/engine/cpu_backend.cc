@@ -27,11 +27,7 @@ std::unique_ptr<KvStorage> CpuBackend::new_kv_storage(int first_layer, int last_
 }
 
 Status CpuBackend::embed(const int32_t* tokens, int64_t n, float* hidden) const {
-  const WeightMatrix& e = w_.token_embd;
-  const size_t row_bytes = row_size(e.type, e.cols);
-  const uint8_t* data = static_cast<const uint8_t*>(e.data);
-  for (int64_t i = 0; i < n; ++i)
-    dequantize_row(e.type, data + row_bytes * tokens[i], hidden + i * e.cols, e.cols);
+  embedding_rows(w_.token_embd, tokens, n, hidden);
   return Status::Ok();
 }
 
@@ -46,9 +42,9 @@ Status CpuBackend::run_layers(float* hidden, const std::vector<SeqChunk>& chunks
     kv.push_back(s);
   }
   const ModelConfig& c = config_;
-  const double pos_scale = c.rope_scaling == RopeScaling::kLinear ? 1.0 / c.rope_scale_factor : 1.0;
   const int64_t n = static_cast<int64_t>(positions.size());
-  const RopeTable rot = rope_table(n, positions.data(), c.rope_dim, w_.rope_inv_freq, pos_scale);
+  const RopeTable rot =
+      rope_table(n, positions.data(), c.rope_dim, w_.rope_inv_freq, w_.rope_position_scale);
   for (int il = first; il < last; ++il) run_layer(il, hidden, chunks, kv, n, rot, pool);
   return Status::Ok();
 }

@@ -128,6 +128,8 @@ Status Model::map_and_bind(const LoadOptions& o) {
     if (!out.ok()) return out.status();
     weights_.output = *out;
   }
+  weights_.rope_position_scale =
+      c.rope_scaling == RopeScaling::kLinear ? 1.0 / c.rope_scale_factor : 1.0;
   std::vector<double>& inv_freq = weights_.rope_inv_freq;
   inv_freq = rope_inv_freq(c);
   if (source_.find("rope_freqs.weight") != nullptr) {

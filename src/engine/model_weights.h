@@ -37,6 +37,10 @@ struct ModelWeights {
   // per-dimension factors the file gives (rope_freqs): every backend rotates by
   // position * position_scale * rope_inv_freq[i] (see RopeTable in ops.h).
   std::vector<double> rope_inv_freq;
+  // What positions are multiplied by first: 1, or 1 / factor with linear RoPE
+  // scaling. rope_table(n, positions, rope_dim, rope_inv_freq,
+  // rope_position_scale) is the rotation every backend applies.
+  double rope_position_scale = 1;
 };
 
 }  // namespace swarm

@@ -3,8 +3,16 @@
 #include <cmath>
 
 #include "engine/matmul.h"
+#include "engine/quants.h"
 
 namespace swarm {
+
+void embedding_rows(const WeightMatrix& table, const int32_t* tokens, int64_t n, float* out) {
+  const size_t row_bytes = row_size(table.type, table.cols);
+  const uint8_t* data = static_cast<const uint8_t*>(table.data);
+  for (int64_t i = 0; i < n; ++i)
+    dequantize_row(table.type, data + row_bytes * tokens[i], out + i * table.cols, table.cols);
+}
 
 void rms_norm(const float* x, const float* w, int64_t n, int dim, float eps, float* out) {
   for (int64_t t = 0; t < n; ++t) {

@@ -7,9 +7,14 @@
 #include <vector>
 
 #include "engine/cpu_kv_storage.h"
+#include "engine/matmul.h"
 #include "engine/thread_pool.h"
 
 namespace swarm {
+
+// out[i] <- row tokens[i] of `table` ([rows, cols] in its file type),
+// dequantised: the embedding lookup, cols floats per token.
+void embedding_rows(const WeightMatrix& table, const int32_t* tokens, int64_t n, float* out);
 
 // out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w, for n rows of `dim`.
 void rms_norm(const float* x, const float* w, int64_t n, int dim, float eps, float* out);

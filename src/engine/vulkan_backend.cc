@@ -83,6 +83,7 @@ Status VulkanBackend::load(const ModelConfig& config, const ModelWeights& weight
   config_ = config;
   first_layer_ = weights.first_layer;
   rope_inv_freq_ = weights.rope_inv_freq;
+  rope_position_scale_ = weights.rope_position_scale;
   // The embedding is not uploaded: a lookup reads n rows of it, which the host
   // dequantises (embed()) faster than a submit would take, and the hidden states
   // cross to the device in run_layers() anyway.
@@ -162,12 +163,8 @@ std::unique_ptr<KvStorage> VulkanBackend::new_kv_storage(int first_layer, int la
 
 Status VulkanBackend::embed(const int32_t* tokens, int64_t n, float* hidden) const {
   // On the host, as the CPU backend does: see load().
-  const WeightMatrix& e = token_embd_;
-  if (e.data == nullptr) return Status::InvalidArgument("the embedding is not held");
-  const size_t row_bytes = row_size(e.type, e.cols);
-  const uint8_t* data = static_cast<const uint8_t*>(e.data);
-  for (int64_t i = 0; i < n; ++i)
-    dequantize_row(e.type, data + row_bytes * tokens[i], hidden + i * e.cols, e.cols);
+  if (token_embd_.data == nullptr) return Status::InvalidArgument("the embedding is not held");
+  embedding_rows(token_embd_, tokens, n, hidden);
   return Status::Ok();
 }
 
@@ -190,11 +187,9 @@ Status VulkanBackend::run_layers(float* hidden, const std::vector<SeqChunk>& chu
   const int64_t n = static_cast<int64_t>(positions.size());
   const uint64_t d = c.n_embd, q_dim = uint64_t{1} * c.n_head * c.head_dim,
                  kv_dim = uint64_t{1} * c.n_head_kv * c.head_dim, ff = c.n_ff, f = sizeof(float);
-  // The rotation table as the CPU backend computes it: the model's inverse
-  // frequencies (llama3's per-dimension factors already folded in) and linear
-  // scaling's position scale.
-  const double pos_scale = c.rope_scaling == RopeScaling::kLinear ? 1.0 / c.rope_scale_factor : 1.0;
-  const RopeTable rot = rope_table(n, positions.data(), c.rope_dim, rope_inv_freq_, pos_scale);
+  // The rotation table as the CPU backend computes it (ModelWeights says how).
+  const RopeTable rot =
+      rope_table(n, positions.data(), c.rope_dim, rope_inv_freq_, rope_position_scale_);
   const uint64_t hidden_bytes = n * d * f, rope_bytes = 2 * rot.cs.size() * f;
   int max_chunk = 0;
   uint64_t scratch = 1;

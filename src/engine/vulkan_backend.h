@@ -72,6 +72,7 @@ class VulkanBackend final : public ComputeBackend {
   int first_layer_ = 0;
   std::vector<DeviceLayer> layers_;
   std::vector<double> rope_inv_freq_;
+  double rope_position_scale_ = 1;
   // The embedding stays in host memory (see embed()).
   WeightMatrix token_embd_;
   bool has_head_ = false;

@@ -5,6 +5,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <string>
@@ -36,6 +38,29 @@ std::vector<T> read_raw(const std::string& path) {
   in.seekg(0);
   in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(T)));
   return v;
+}
+
+// How far logits are from a reference's (PyTorch's float32 ones), in units
+// of S, the reference's largest magnitude (as tests/data/README.md states the
+// tolerances): the largest error and the mean one.
+struct ReferenceError {
+  double s = 0, max = 0, mean = 0;  // max and mean already divided by s
+};
+inline ReferenceError error_against_reference(const std::vector<float>& got,
+                                              const std::vector<float>& want) {
+  ReferenceError e;
+  double sum = 0;
+  for (float r : want) e.s = std::max(e.s, std::fabs(static_cast<double>(r)));
+  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
+    const double d = std::fabs(static_cast<double>(got[i]) - want[i]);
+    e.max = std::max(e.max, d);
+    sum += d;
+  }
+  if (e.s > 0) {
+    e.max /= e.s;
+    e.mean = want.empty() ? 0 : sum / want.size() / e.s;
+  }
+  return e;
 }
 
 }  // namespace swarm::testing

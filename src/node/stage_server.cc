@@ -750,12 +750,6 @@ void StageServer::Impl::scheduler_loop() {
       std::vector<StepScheduler::SessionSeen> open;
       open.reserve(sessions_.size());
       for (const auto& [id, s] : sessions_) open.push_back({s->last_active_at(), s->caller});
-      // One client's sessions in turn (a gateway's requests one after
-      // another) do not share the node with each other's ghosts.
-      const uintptr_t* sole = queue_.empty() ? nullptr : &queue_.front().session->caller;
-      for (const WorkItem& w : queue_)
-        if (sole && w.session->caller != *sole) sole = nullptr;
-      const int active = scheduler_state_.active_sessions(open, now, sole);
       // The order is batch_plan.h's rule; this applies it to the queue.
       std::vector<QueuedWork> work;
       work.reserve(queue_.size());
@@ -772,6 +766,10 @@ void StageServer::Impl::scheduler_loop() {
                         .last_layer = s.last,
                         .background = !w.truncate && w.step.row_hashes()});
       }
+      // One client's sessions in turn (a gateway's requests one after
+      // another) do not share the node with each other's ghosts.
+      const std::optional<uintptr_t> sole = StepScheduler::sole_caller(work);
+      const int active = scheduler_state_.active_sessions(open, now, sole ? &*sole : nullptr);
       const StepScheduler::Decision decision =
           scheduler_state_.next_batch(std::move(work), opt_.max_batch_tokens, active, now,
                                       scheduler_state_.bulk_chunk_tokens());

@@ -4,6 +4,13 @@
 
 namespace swarm::node {
 
+std::optional<uintptr_t> StepScheduler::sole_caller(std::span<const QueuedWork> queue) {
+  if (queue.empty()) return std::nullopt;
+  for (const QueuedWork& w : queue)
+    if (w.caller != queue.front().caller) return std::nullopt;
+  return queue.front().caller;
+}
+
 void StepScheduler::session_closed(Clock::time_point last_active, uintptr_t caller) {
   recently_closed_.push_back({last_active, caller});
   if (recently_closed_.size() > kMaxRecentlyClosed) recently_closed_.pop_front();

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -66,6 +67,9 @@ class StepScheduler {
   // beside others). Remembers the count per caller for next_batch.
   int active_sessions(std::span<const SessionSeen> open, Clock::time_point now,
                       const uintptr_t* only_work_from = nullptr);
+  // The caller every step of `queue` came from, if there is one: what
+  // active_sessions' `only_work_from` takes.
+  static std::optional<uintptr_t> sole_caller(std::span<const QueuedWork> queue);
 
   struct Decision {
     BatchPlan plan;

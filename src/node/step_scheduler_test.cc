@@ -161,5 +161,14 @@ TEST(StepSchedulerTest, OnlyContendedBatchesAreCharged) {
   EXPECT_TRUE(ahead.contended);
 }
 
+TEST(StepSchedulerTest, TheSoleCallerIsTheOneEveryQueuedStepCameFrom) {
+  EXPECT_FALSE(StepScheduler::sole_caller({}).has_value());
+  std::vector<QueuedWork> q(3);
+  for (QueuedWork& w : q) w.caller = 7;
+  EXPECT_EQ(StepScheduler::sole_caller(q), std::optional<uintptr_t>(7));
+  q[2].caller = 8;
+  EXPECT_FALSE(StepScheduler::sole_caller(q).has_value());
+}
+
 }  // namespace
 }  // namespace swarm::node

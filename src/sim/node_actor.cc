@@ -114,10 +114,9 @@ void run_node(World* world, int node) {
     n.queued_steps = static_cast<int>(queue.size());
     // One client's sessions in turn do not share the node with each other's
     // ghosts (as stage_server.cc has it).
-    const uintptr_t* sole = work.empty() ? nullptr : &work.front().caller;
-    for (const node::QueuedWork& qw : work)
-      if (sole && qw.caller != *sole) sole = nullptr;
-    const int active = scheduler.active_sessions(open_last_active, at(now), sole);
+    const std::optional<uintptr_t> sole = node::StepScheduler::sole_caller(work);
+    const int active =
+        scheduler.active_sessions(open_last_active, at(now), sole ? &*sole : nullptr);
     const node::StepScheduler::Decision decision =
         scheduler.next_batch(work, max_batch, active, at(now), scheduler.bulk_chunk_tokens());
     const node::BatchPlan& plan = decision.plan;

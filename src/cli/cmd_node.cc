@@ -131,8 +131,7 @@ Result<std::unique_ptr<node::StageServer>> start_server(node::NodeOptions& o) {
 uint64_t gpu_memory_for_layers(const node::NodeOptions& o) {
   const std::string device = device_or_default(o.device);
   if (device == "cpu") return 0;
-  const DeviceList list = list_compute_devices();
-  for (const ComputeDevice& d : list.devices) {
+  for (const ComputeDevice& d : machine_devices().devices) {
     if (d.backend != "vulkan" || (device != d.id() && !(device == "vulkan" && d.index == 0)))
       continue;
     return d.memory_bytes > o.kv_memory_bytes ? d.memory_bytes - o.kv_memory_bytes : 0;

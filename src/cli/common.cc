@@ -76,10 +76,14 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
   return std::move(m).value();
 }
 
+const DeviceList& machine_devices() {
+  static const DeviceList list = list_compute_devices();
+  return list;
+}
+
 std::string device_or_default(const std::string& flag) {
   if (!flag.empty()) return flag;
-  const DeviceList list = list_compute_devices();
-  return default_device(list.devices).id();
+  return default_device(machine_devices().devices).id();
 }
 
 Status start_on_device(const std::string& flag,

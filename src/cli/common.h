@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/compute_devices.h"
 #include "engine/model.h"
 #include "engine/status.h"
 #include "engine/tokenizer.h"
@@ -26,6 +27,10 @@ inline constexpr const char* kNoMmapHelp =
 inline constexpr const char* kDeviceHelp =
     "Where the layers run: cpu, vulkan or vulkan:N, as `swarm devices` lists them (default: the "
     "first discrete GPU, else the CPU)";
+
+// The machine's devices (list_compute_devices), asked once per process:
+// opening the Vulkan loader takes a fifth of a second.
+const DeviceList& machine_devices();
 
 // The device to run on: `flag` when given, else this machine's default
 // (engine/compute_devices.h: the first discrete GPU, else the CPU).

@@ -2,6 +2,7 @@
 //            [--idle-timeout S] [--link-delay-ms MS] [-t N] [--max-batch-tokens N]
 //            [--slowdown F] [--allow ID,...|FILE] [--allow-anonymous]
 //            [--max-sessions-per-caller N] [--max-steps-per-caller N]
+//            [--connection-rate R] [--connection-burst N]
 //            [--bootstrap HOST:PORT,... [--dht-listen HOST:PORT] [--announce-address HOST:PORT,...]
 //             [--price P] [--memory BYTES] [--rebalance-interval S] [--announce-interval S]]
 //            [--metrics-listen HOST:PORT]
@@ -382,6 +383,13 @@ void register_node(CLI::App& app) {
   cmd->add_option("--max-steps-per-caller", o->node.quota.steps_in_flight_per_caller,
                   "Steps one caller has waiting to run (default 1024)")
       ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--connection-rate", o->node.connections.per_second,
+                  "New connections one address may open a second, on average; the rest are "
+                  "closed at once (default 4; plaintext nodes; 127.0.0.1 and ::1 are not counted)")
+      ->check(CLI::Range(0.001, 1e6));
+  cmd->add_option("--connection-burst", o->node.connections.burst,
+                  "... and at once after a quiet while (default 16)")
+      ->check(CLI::Range(1.0, 1e6));
   cmd->add_option("--kv-memory", o->kv_memory,
                   "KV cache budget over all sessions, e.g. 2G (default 2G)");
   cmd->add_option("--idle-timeout", o->node.idle_timeout_s,

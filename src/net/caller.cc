@@ -70,6 +70,10 @@ Result<CallerIdentity> caller_identity_from(std::string_view transport_security_
 }
 
 Result<CallerIdentity> caller_identity(const grpc::ServerContextBase& ctx) {
+  return caller_identity(ctx, ctx.peer());
+}
+
+Result<CallerIdentity> caller_identity(const grpc::ServerContextBase& ctx, std::string_view peer) {
   std::string type, pem;
   if (auto auth = ctx.auth_context()) {
     auto types = auth->FindPropertyValues(GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME);
@@ -77,7 +81,7 @@ Result<CallerIdentity> caller_identity(const grpc::ServerContextBase& ctx) {
     auto certs = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
     if (!certs.empty()) pem.assign(certs[0].data(), certs[0].size());
   }
-  return caller_identity_from(type, pem, ctx.peer());
+  return caller_identity_from(type, pem, peer);
 }
 
 Result<AllowList> AllowList::Parse(std::string_view spec) {

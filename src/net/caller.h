@@ -41,6 +41,10 @@ struct CallerIdentity {
 // presented a certificate whose key is not Ed25519: such a caller has no
 // identity in this swarm and is no anonymous one either.
 Result<CallerIdentity> caller_identity(const grpc::ServerContextBase& ctx);
+// The same with the peer's address given: where the server accepted the
+// connection itself, gRPC's peer() names its descriptor, not the caller
+// (net/connection_acceptor.h).
+Result<CallerIdentity> caller_identity(const grpc::ServerContextBase& ctx, std::string_view peer);
 
 // The same from the parts gRPC gives: the transport security type ("tls" or
 // "ssl" for TLS, "insecure" for plaintext), the peer certificate's PEM (empty: none) and

@@ -33,6 +33,7 @@
 #include "engine/test_data.h"
 #include "node/stage_server.h"
 #include "engine/test_process.h"
+#include "net/bound_channel.h"
 #include "net/channel_cache.h"
 #include "net/identity.h"
 #include "net/model_id.h"
@@ -58,8 +59,9 @@ using swarm::testing::eventually;
 // A `swarm node` child process serving the test model; killed when this goes away.
 class NodeProcess : public swarm::testing::ChildProcess {
  public:
-  explicit NodeProcess(std::vector<std::string> extra)
-      : ChildProcess(with_model(std::move(extra))) {}
+  // `stderr_path`: where its log goes (empty: this process's stderr).
+  explicit NodeProcess(std::vector<std::string> extra, const std::string& stderr_path = "")
+      : ChildProcess(with_model(std::move(extra)), stderr_path) {}
 
  private:
   static std::vector<std::string> with_model(std::vector<std::string> extra) {
@@ -91,7 +93,9 @@ class Stream {
  public:
   // `pin`: empty for a plaintext node, else the key or node id it must hold.
   explicit Stream(const std::string& address, const std::string& pin = "")
-      : stub_(v1::Stage::NewStub(net::make_channel(address, pin))) {
+      : Stream(net::make_channel(address, pin)) {}
+  explicit Stream(const std::shared_ptr<grpc::Channel>& channel)
+      : stub_(v1::Stage::NewStub(channel)) {
     stream_ = stub_->Session(&ctx_);
     reader_ = std::thread([this] {
       StageResponse r;
@@ -305,12 +309,13 @@ std::vector<int32_t> generate(const std::vector<std::unique_ptr<NodeProcess>>& n
 }
 
 std::vector<std::unique_ptr<NodeProcess>> start_nodes(
-    const std::vector<std::pair<int, int>>& ranges, std::vector<std::string> extra = {}) {
+    const std::vector<std::pair<int, int>>& ranges, std::vector<std::string> extra = {},
+    const std::string& stderr_path = "") {
   std::vector<std::unique_ptr<NodeProcess>> nodes;
   for (auto [a, b] : ranges) {
     std::vector<std::string> args = {"--layers", std::to_string(a) + ":" + std::to_string(b)};
     args.insert(args.end(), extra.begin(), extra.end());
-    nodes.push_back(std::make_unique<NodeProcess>(args));
+    nodes.push_back(std::make_unique<NodeProcess>(args, stderr_path));
     EXPECT_TRUE(nodes.back()->ok()) << "node " << a << ":" << b << " did not start";
   }
   return nodes;
@@ -1549,6 +1554,72 @@ TEST_F(NodeTest, ABusyPortIsRefused) {
   EXPECT_NE(err.find("cannot listen on " + first[0]->address()), std::string::npos) << err;
   // The first still serves.
   EXPECT_EQ(info(first[0]->address()).model_id(), model_id());
+}
+
+// A stranger (127.0.0.2 stands in for a remote address; the node does not
+// count its own machine's, 127.0.0.1) that opens connection after connection
+// gets the first few, then has the rest closed as soon as they are accepted,
+// with the reason; its connection already open keeps working, callers from
+// other addresses are served, and quotas count the caller's real address
+// although the node hands connections to gRPC by descriptor.
+TEST_F(NodeTest, AnAddressOpeningConnectionsWithoutPauseIsClosedAtOnceAndOthersAreServed) {
+  auto nodes = start_nodes({{0, n_layer()}}, {"--connection-rate", "1", "--connection-burst", "3",
+                                              "--max-sessions-per-caller", "1"},
+                           ::testing::TempDir() + "/connection_flood.log");
+  ASSERT_TRUE(nodes[0]->ok());
+  const std::string address = nodes[0]->address();
+  auto kept_channel = net::channel_from("127.0.0.2", address);
+  ASSERT_TRUE(kept_channel) << "cannot connect from 127.0.0.2 (no loopback /8 here?)";
+  Stream kept(kept_channel);
+  ASSERT_TRUE(kept.send(open_req("kept", model_id(), 0, n_layer(), n_layer(), 64)));
+  ASSERT_EQ(kept.next()->kind_case(), StageResponse::kOpened);
+
+  // A second connection from the same address: the quota counts the address.
+  Stream second(net::channel_from("127.0.0.2", address));
+  ASSERT_TRUE(second.send(open_req("second", model_id(), 0, n_layer(), n_layer(), 64)));
+  auto refused = second.next();
+  ASSERT_TRUE(refused.has_value());
+  ASSERT_EQ(refused->kind_case(), StageResponse::kError);
+  EXPECT_NE(refused->error().message().find("127.0.0.2"), std::string::npos)
+      << refused->error().message();
+
+  // Twenty more, as fast as they come: after the burst, each is closed.
+  int served = 0, closed = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto channel = net::channel_from("127.0.0.2", address);
+    ASSERT_TRUE(channel);
+    v1::InfoResponse r;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    const grpc::Status st = v1::Stage::NewStub(channel)->Info(&ctx, v1::InfoRequest(), &r);
+    if (st.ok()) {
+      ++served;
+    } else {
+      ++closed;
+      // The reason travels in the GOAWAY (GRPC_TRACE=http shows it on the
+      // caller's side); gRPC 1.51 reports the call itself as UNAVAILABLE.
+      EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+    }
+  }
+  EXPECT_LE(served, 3) << "the burst is 3 connections, and 2 went to the streams above";
+  EXPECT_GE(closed, 17);
+  // The node's own machine is not counted: every new connection is served.
+  for (int i = 0; i < 20; ++i) {
+    v1::InfoResponse r;
+    ASSERT_TRUE(try_info(address, &r).ok()) << i;
+  }
+  // The connection opened before the flood still runs steps.
+  StageRequest step = step_req("kept", 1, {1, 2, 3}, 0);
+  ASSERT_TRUE(kept.send(step));
+  auto result = kept.next();
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->kind_case(), StageResponse::kResult);
+  // The operator is told, once, who was refused and why.
+  std::ifstream in(::testing::TempDir() + "/connection_flood.log");
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("too many new connections from 127.0.0.2: at most 1 a second"),
+            std::string::npos)
+      << log;
 }
 
 }  // namespace

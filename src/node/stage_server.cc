@@ -104,7 +104,8 @@ class StageServer::Impl::Service final
       grpc::CallbackServerContext* ctx) override {
     // Who calls, and whether they may (net/caller.h): a refused caller's
     // stream ends at once with the reason.
-    auto caller = net::caller_identity(*ctx);
+    const std::string peer = impl_->acceptor_ ? impl_->acceptor_->peer_of(ctx->peer()) : ctx->peer();
+    auto caller = net::caller_identity(*ctx, peer);
     if (!caller.ok())
       return new RefusedStream(grpc::Status(StatusCode::UNAUTHENTICATED, caller.status().message()));
     const grpc::Status admitted = net::admit_session_caller(*caller, impl_->caller_policy_);
@@ -117,7 +118,7 @@ class StageServer::Impl::Service final
     return new SessionReactor(impl_, std::make_shared<ServerStream>(
                                          impl_, id,
                                          std::chrono::milliseconds(impl_->opt_.link_delay_ms),
-                                         impl_->timer_, caller->quota_key(), ctx->peer()));
+                                         impl_->timer_, caller->quota_key(), peer));
   }
   grpc::ServerUnaryReactor* Info(grpc::CallbackServerContext* ctx, const v1::InfoRequest*,
                                  v1::InfoResponse* r) override {
@@ -228,12 +229,22 @@ Status StageServer::Impl::start() {
        .max_hops = kMaxHopsPerStep, .max_sampled_rows = kMaxSampledRows,
        .max_session_id_bytes = static_cast<int>(kMaxSessionIdBytes)})));
   int port = 0;
-  builder.AddListeningPort(opt_.listen, credentials, &port);
+  if (node_id_.empty()) {
+    // Plaintext: the node accepts connections itself, to close a flood of new
+    // ones before gRPC spends anything on them (net/connection_acceptor.h).
+    auto acceptor = net::ConnectionAcceptor::Listen(opt_.listen, opt_.connections, clock_);
+    if (!acceptor.ok()) return acceptor.status();
+    acceptor_ = std::move(acceptor).value();
+    port = acceptor_->port();
+  } else {
+    builder.AddListeningPort(opt_.listen, credentials, &port);
+  }
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
   if (!server_ || port == 0)
     return Status::IOError("cannot listen on " + opt_.listen +
                            " (is another process listening there?)");
+  if (acceptor_) acceptor_->start(server_.get());
   const size_t colon = opt_.listen.rfind(':');
   address_ = opt_.listen.substr(0, colon) + ":" + std::to_string(port);
   scheduler_ = std::thread([this] { scheduler_loop(); });
@@ -272,6 +283,7 @@ void StageServer::Impl::shutdown() {
   }
   for (auto& out : pushes) out->cancel();
   for (auto& s : left) close_session(s, "node shutting down");
+  if (acceptor_) acceptor_->stop();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   // Reactors call into this object until gRPC is done with them.
   std::unique_lock<std::mutex> lock(streams_mu_);

@@ -30,6 +30,7 @@
 #include "engine/clock.h"
 #include "engine/status.h"
 #include "node/batch_tally.h"
+#include "net/connection_limiter.h"
 #include "node/caller_quota.h"
 #include "node/cheat.h"
 
@@ -63,6 +64,10 @@ struct NodeOptions {
   // Sessions and queued steps per caller (its node id, or its IP address
   // without one); the total is max_sessions, not quota.sessions_total.
   CallerQuotaLimits quota;
+  // New connections per caller address (net/connection_limiter.h); the node
+  // closes the ones over it as soon as they are accepted. Plaintext nodes only:
+  // with an identity, gRPC accepts (doc/protocol.md, "Limits").
+  net::ConnectionLimits connections;
   // >= 1: after each batch, wait (slowdown - 1) x its compute time, so the node
   // behaves like a machine that many times slower (benchmarks of a slow stage).
   double slowdown = 1;

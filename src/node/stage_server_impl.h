@@ -23,6 +23,7 @@
 #include "engine/thread_pool.h"
 #include "net/caller.h"
 #include "net/channel_cache.h"
+#include "net/connection_acceptor.h"
 #include "net/identity.h"
 #include "node/batch_tally.h"
 #include "node/caller_quota.h"
@@ -112,6 +113,8 @@ class StageServer::Impl final : public StreamHandler {
   class Service;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
+  // Accepts a plaintext node's connections (null with TLS: gRPC accepts).
+  std::unique_ptr<net::ConnectionAcceptor> acceptor_;
 
   std::mutex mu_;  // guards sessions_, kv_used_, draining_, queue_, stopping_, throughput
   std::condition_variable queue_cv_, drained_cv_;

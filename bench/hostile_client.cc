@@ -15,6 +15,9 @@
 //                  [--rate R]   rounds per second of each attack (default 10), so that
 //                               the attacker's own CPU does not starve the machine
 //                               it shares with the nodes in a benchmark
+//                  [--from HOST] the local address its connections come from (say
+//                               127.0.0.2: a stranger, where the node does not count
+//                               127.0.0.1, its own machine, against connection limits)
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -30,7 +33,7 @@
 #include <thread>
 #include <vector>
 
-#include "net/channel_cache.h"
+#include "net/bound_channel.h"
 #include "net/tensor_codec.h"
 #include "swarm/v1/stage.grpc.pb.h"
 
@@ -41,7 +44,7 @@ using swarm::v1::StageResponse;
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  std::string target, model_id;
+  std::string target, model_id, from;
   int first = 0, last = 0, n_layer = 0, d_model = 0, vocab = 32, hog_sessions = 8;
   double seconds = 60;
   std::string attacks = "huge,hops,nan,garbage,prompt,hog,mute";
@@ -86,6 +89,14 @@ StageRequest step_req(const Options& o, const std::string& id, uint64_t step, in
   return r;
 }
 
+// A new connection to the target, from `o.from` when given; null when the
+// connect fails.
+std::shared_ptr<grpc::Channel> connect(const Options& o,
+                                       const grpc::ChannelArguments& args = grpc::ChannelArguments()) {
+  if (o.from.empty()) return grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args);
+  return swarm::net::channel_from(o.from, o.target, args);
+}
+
 // One stream: sends what `attack` makes, reads the answers, counts them.
 // Waits for round `round`'s turn at `rate` rounds per second.
 void pace(const Options& o, Clock::time_point start, int round) {
@@ -99,7 +110,12 @@ void run_stream(const Options& o, const std::string& name, Clock::time_point end
   const auto start = Clock::now();
   for (int round = 0; Clock::now() < end; ++round) {
     pace(o, start, round);
-    auto stub = swarm::v1::Stage::NewStub(swarm::net::make_channel(o.target));
+    auto channel = connect(o);
+    if (!channel) {
+      count(name + ":connect_failed");
+      continue;
+    }
+    auto stub = swarm::v1::Stage::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
     auto stream = stub->Session(&ctx);
@@ -120,7 +136,9 @@ void run_stream(const Options& o, const std::string& name, Clock::time_point end
 // The node's context (OpenSession.max_length's limit), read from its refusal
 // of a session too long for it ("must be 1 to N"); `fallback` if that fails.
 int probe_context(const Options& o, int fallback) {
-  auto stub = swarm::v1::Stage::NewStub(swarm::net::make_channel(o.target));
+  auto channel = connect(o);
+  if (!channel) return fallback;
+  auto stub = swarm::v1::Stage::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   auto stream = stub->Session(&ctx);
@@ -154,6 +172,7 @@ int main(int argc, char** argv) {
     else if (k == "--hog-sessions") o.hog_sessions = std::atoi(v.c_str());
     else if (k == "--attacks") o.attacks = v;
     else if (k == "--rate") o.rate = std::atof(v.c_str());
+    else if (k == "--from") o.from = v;
     else {
       std::fprintf(stderr, "hostile_client: unknown option %s\n", k.c_str());
       return 2;
@@ -210,7 +229,12 @@ int main(int argc, char** argv) {
     const auto start = Clock::now();
     for (int round = 0; Clock::now() < end; ++round) {
       pace(o, start, round);
-      grpc::GenericStub generic(swarm::net::make_channel(o.target));
+      auto channel = connect(o);
+      if (!channel) {
+        count("garbage:connect_failed");
+        continue;
+      }
+      grpc::GenericStub generic(channel);
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
       grpc::CompletionQueue cq;
@@ -258,8 +282,13 @@ int main(int argc, char** argv) {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
       args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 4096);
-      auto stub = swarm::v1::Stage::NewStub(
-          grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args));
+      auto channel = connect(o, args);
+      if (!channel) {
+        count("mute:connect_failed");
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        continue;
+      }
+      auto stub = swarm::v1::Stage::NewStub(channel);
       grpc::ClientContext ctx;
       auto stream = stub->Session(&ctx);
       stream->Write(open_req(o, "mute", 512));

@@ -19,11 +19,18 @@
 # at least one), in both runs, so the ratio measures what the attacks cost the
 # nodes and not the attackers' own CPU (a real attacker computes on its own
 # machine). SOAK_PINNING=off shares every core. The "pinning" field says which.
+#
+# Addresses: the attackers connect from SOAK_ATTACKER_ADDRESS (default
+# 127.0.0.2), a stranger's address; the gateway and this script's own calls
+# come from 127.0.0.1, the machine itself, which nodes do not count against
+# their per-address connection limits (net/connection_limiter.h).
+# SOAK_ATTACKER_ADDRESS=127.0.0.1 attacks from the machine's own address.
 set -euo pipefail
 BUILD=${1:-build}
 SECONDS_PER_RUN=${2:-600}
 STREAMS=${3:-4}
 ATTACKS=${4:-huge,hops,nan,garbage,hog,mute}
+FROM=${SOAK_ATTACKER_ADDRESS:-127.0.0.2}
 SWARM="$BUILD/swarm"
 HOSTILE="$BUILD/bench/hostile_client"
 WORK="$BUILD/bench-soak"
@@ -86,12 +93,40 @@ status_of() {  # FIELD PID -> its value in /proc/PID/status (0 once gone)
 node_threads() { echo $(( $(status_of Threads "$PID_A") + $(status_of Threads "$PID_B") )); }
 # CPU ticks (user + system) the nodes and the gateway used so far: with the
 # honest tokens of a phase, what each token cost the swarm, attacks included.
-swarm_ticks() {
-  local p t=0
-  for p in "$PID_A" "$PID_B" "$PID_G"; do
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-  done
-  echo $t
+ticks_of() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+swarm_ticks() { echo $(( $(ticks_of "$PID_A") + $(ticks_of "$PID_B") + $(ticks_of "$PID_G") )); }
+# The swarm's first core as the kernel counts it ("user+system irq+softirq
+# steal idle", in ticks): time taken from the swarm by anything but its own
+# processes (the kernel's network work for the attackers' traffic, or a
+# hypervisor) shows here and not in the processes' ticks.
+SWARM_CORE=$(taskset -cp $$ | sed 's/.*: *//; s/[-,].*//')
+core_ticks() {
+  awk -v c="cpu$SWARM_CORE" '$1 == c {print $2 + $3 + $4, $7 + $8, $9, $5 + $6}' /proc/stat
+}
+declare -A core=([clean_busy]=0 [clean_irq]=0 [clean_steal]=0 [clean_idle]=0
+                 [attacked_busy]=0 [attacked_irq]=0 [attacked_steal]=0 [attacked_idle]=0)
+add_core() {  # PHASE "before" "after"
+  local b=($2) e=($3)
+  core[$1_busy]=$(( ${core[$1_busy]} + e[0] - b[0] )); core[$1_irq]=$(( ${core[$1_irq]} + e[1] - b[1] ))
+  core[$1_steal]=$(( ${core[$1_steal]} + e[2] - b[2] )); core[$1_idle]=$(( ${core[$1_idle]} + e[3] - b[3] ))
+}
+core_shares() {  # PHASE -> "\"core\":{...}": shares of the swarm's first core's time
+  awk -v u="${core[$1_busy]}" -v i="${core[$1_irq]}" -v s="${core[$1_steal]}" -v d="${core[$1_idle]}" \
+    'BEGIN{t = u + i + s + d; if (t == 0) t = 1;
+      printf "\"swarm_core\":{\"processes\":%.3f,\"irq\":%.3f,\"steal\":%.3f,\"idle\":%.3f}", u / t, i / t, s / t, d / t}'
+}
+# Per process too ("A B G" in ticks), to see which one an attack costs.
+each_ticks() { echo "$(ticks_of "$PID_A") $(ticks_of "$PID_B") $(ticks_of "$PID_G")"; }
+declare -A spent=([clean_a]=0 [clean_b]=0 [clean_g]=0 [attacked_a]=0 [attacked_b]=0 [attacked_g]=0)
+add_spent() {  # PHASE "A0 B0 G0" "A1 B1 G1"
+  local b=($2) e=($3)
+  spent[$1_a]=$(( ${spent[$1_a]} + e[0] - b[0] ))
+  spent[$1_b]=$(( ${spent[$1_b]} + e[1] - b[1] ))
+  spent[$1_g]=$(( ${spent[$1_g]} + e[2] - b[2] ))
+}
+cpu_seconds() {  # PHASE -> "\"cpu_s_a\":..,\"cpu_s_b\":..,\"cpu_s_gateway\":.."
+  awk -v a="${spent[$1_a]}" -v b="${spent[$1_b]}" -v g="${spent[$1_g]}" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN{printf "\"cpu_s_a\":%.2f,\"cpu_s_b\":%.2f,\"cpu_s_gateway\":%.2f", a / hz, b / hz, g / hz}'
 }
 # Waits (up to 60 s) until neither node has steps queued: an attack's backlog
 # is not left to slow the clean phase after it.
@@ -115,22 +150,24 @@ threads_clean=0; phases=0
 : >"$WORK/hostile-a.json"; : >"$WORK/hostile-b.json"
 for ((done_s = 0; done_s < SECONDS_PER_RUN; done_s += PHASE)); do
   len=$(( SECONDS_PER_RUN - done_s < PHASE ? SECONDS_PER_RUN - done_s : PHASE ))
-  t0=$(swarm_ticks)
+  t0=$(swarm_ticks); e0=$(each_ticks); c0=$(core_ticks)
   read -r t ns <<<"$(honest "$len")"
-  clean_ticks=$((clean_ticks + $(swarm_ticks) - t0))
+  clean_ticks=$((clean_ticks + $(swarm_ticks) - t0)); add_spent clean "$e0" "$(each_ticks)"
+  add_core clean "$c0" "$(core_ticks)"
   clean_tokens=$(awk -v a="$clean_tokens" -v b="$t" 'BEGIN{print a + b}'); clean_ns=$((clean_ns + ns))
   t=$(node_threads); [ "$t" -gt "$threads_clean" ] && threads_clean=$t
   "${ATTACKER[@]}" "$HOSTILE" --target "$A" --model-id "$MODEL_ID" --first 0 --last 4 --n-layer "$N_LAYER" \
-    --seconds "$((len + 5))" --attacks "$ATTACKS" >>"$WORK/hostile-a.json" 2>>"$WORK/hostile-a.err" &
+    --seconds "$((len + 5))" --attacks "$ATTACKS" --from "$FROM" >>"$WORK/hostile-a.json" 2>>"$WORK/hostile-a.err" &
   HA=$!; pids+=($HA)
   "${ATTACKER[@]}" "$HOSTILE" --target "$B" --model-id "$MODEL_ID" --first 4 --last 8 --n-layer "$N_LAYER" \
-    --d-model "$D_MODEL" --seconds "$((len + 5))" --attacks "$ATTACKS" >>"$WORK/hostile-b.json" 2>>"$WORK/hostile-b.err" &
+    --d-model "$D_MODEL" --seconds "$((len + 5))" --attacks "$ATTACKS" --from "$FROM" >>"$WORK/hostile-b.json" 2>>"$WORK/hostile-b.err" &
   HB=$!; pids+=($HB)
   ( while running $HA; do node_threads; sleep 1; done ) >>"$WORK/threads.txt" &
   pids+=($!)
-  t0=$(swarm_ticks)
+  t0=$(swarm_ticks); e0=$(each_ticks); c0=$(core_ticks)
   read -r t ns <<<"$(honest "$len")"
-  attacked_ticks=$((attacked_ticks + $(swarm_ticks) - t0))
+  attacked_ticks=$((attacked_ticks + $(swarm_ticks) - t0)); add_spent attacked "$e0" "$(each_ticks)"
+  add_core attacked "$c0" "$(core_ticks)"
   attacked_tokens=$(awk -v a="$attacked_tokens" -v b="$t" 'BEGIN{print a + b}'); attacked_ns=$((attacked_ns + ns))
   wait $HA $HB || true
   settle
@@ -149,7 +186,7 @@ threads_g=$(status_of Threads "$PID_G")
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 # Stops everything now, to see that every process exits when told to.
 stop_all
-echo "{\"bench\":\"soak\",\"label\":\"clean\",\"seconds\":$SECONDS_PER_RUN,\"phases\":$phases,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$clean,\"swarm_cpu_ms_per_token\":$(cpu_per_token "$clean_ticks" "$clean_tokens"),\"swarm_cpu_busy\":$(busy "$clean_ticks" "$clean_ns"),\"threads\":$threads_clean}"
-echo "{\"bench\":\"soak\",\"label\":\"attacked\",\"attacks\":\"$ATTACKS\",\"seconds\":$SECONDS_PER_RUN,\"phases\":$phases,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$attacked,\"swarm_cpu_ms_per_token\":$(cpu_per_token "$attacked_ticks" "$attacked_tokens"),\"swarm_cpu_busy\":$(busy "$attacked_ticks" "$attacked_ns"),\"max_threads\":${max_threads:-0},\"peak_rss_kb_a\":$rss_a,\"peak_rss_kb_b\":$rss_b,\"peak_rss_kb_gateway\":$rss_g,\"gateway_threads\":$threads_g,\"nodes_alive\":$alive,\"forced_kills\":$forced_kills,\"loadavg_at_end\":\"$load\"}"
+echo "{\"bench\":\"soak\",\"label\":\"clean\",\"seconds\":$SECONDS_PER_RUN,\"phases\":$phases,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$clean,\"swarm_cpu_ms_per_token\":$(cpu_per_token "$clean_ticks" "$clean_tokens"),\"swarm_cpu_busy\":$(busy "$clean_ticks" "$clean_ns"),$(cpu_seconds clean),$(core_shares clean),\"threads\":$threads_clean}"
+echo "{\"bench\":\"soak\",\"label\":\"attacked\",\"attacks\":\"$ATTACKS\",\"attacker_address\":\"$FROM\",\"seconds\":$SECONDS_PER_RUN,\"phases\":$phases,\"streams\":$STREAMS,\"pinning\":$PINNING,\"honest_tok_s\":$attacked,\"swarm_cpu_ms_per_token\":$(cpu_per_token "$attacked_ticks" "$attacked_tokens"),\"swarm_cpu_busy\":$(busy "$attacked_ticks" "$attacked_ns"),$(cpu_seconds attacked),$(core_shares attacked),\"max_threads\":${max_threads:-0},\"peak_rss_kb_a\":$rss_a,\"peak_rss_kb_b\":$rss_b,\"peak_rss_kb_gateway\":$rss_g,\"gateway_threads\":$threads_g,\"nodes_alive\":$alive,\"forced_kills\":$forced_kills,\"loadavg_at_end\":\"$load\"}"
 awk -v a="$attacked" -v c="$clean" 'BEGIN{printf "{\"bench\":\"soak\",\"label\":\"ratio\",\"attacked_over_clean\":%.3f}\n", (c > 0 ? a / c : 0)}'
 cat "$WORK/hostile-a.json" "$WORK/hostile-b.json"

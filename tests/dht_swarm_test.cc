@@ -14,6 +14,7 @@
 #include "discovery/dht_node.h"
 #include "discovery/node_record.h"
 #include "engine/model_loader.h"
+#include "engine/vulkan_sizes.h"
 #include "net/identity.h"
 #include "net/model_id.h"
 #include "swarm_harness.h"
@@ -43,6 +44,7 @@ class DhtSwarmTest : public swarm::testing::SwarmHarness {
     model_id_ = *id;
     for (const swarm::TensorInfo& t : source->tensors)
       if (t.name.rfind("blk.0.", 0) == 0) layer_bytes_ += t.nbytes;
+    gpu_workspace_bytes_ = swarm::vk::kept_workspace_bytes(source->config, true);
 
     boot_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{"dht", "--listen", "127.0.0.1:0"}, dir_ + "/dht.err");
@@ -100,6 +102,7 @@ class DhtSwarmTest : public swarm::testing::SwarmHarness {
 
   std::string model_id_;
   uint64_t layer_bytes_ = 0;
+  uint64_t gpu_workspace_bytes_ = 0;  // what a GPU node sets aside to compute in
   std::unique_ptr<ChildProcess> boot_;
   std::unique_ptr<swarm::discovery::DhtNode> reader_;
 };
@@ -125,8 +128,8 @@ INSTANTIATE_TEST_SUITE_P(KillAndStall, DhtSwarmFaultTest, ::testing::Values(SIGK
                          swarm::testing::signal_name);
 
 // A node on a GPU that chooses its own layers takes what the device's
-// memory holds after its KV budget (here lavapipe's, with a budget that
-// leaves room for two and a half layers), not every layer.
+// memory holds after its KV budget and its workspace (here lavapipe's, with a
+// budget that leaves room for those and two and a half layers), not every layer.
 TEST_F(DhtSwarmTest, ANodeOnAGpuTakesTheLayersItsMemoryHolds) {
   const auto listed = run_swarm("devices --json");
   const json devices = json::parse(listed.out.substr(std::min(listed.out.find('{'), listed.out.size())),
@@ -136,7 +139,7 @@ TEST_F(DhtSwarmTest, ANodeOnAGpuTakesTheLayersItsMemoryHolds) {
     for (const json& d : devices["devices"])
       if (d["id"] == "vulkan:0") memory = d["memory_bytes"].get<uint64_t>();
   if (memory == 0) GTEST_SKIP() << "no Vulkan device (install mesa-vulkan-drivers for lavapipe)";
-  const uint64_t room = 2 * layer_bytes_ + layer_bytes_ / 2;
+  const uint64_t room = 2 * layer_bytes_ + layer_bytes_ / 2 + gpu_workspace_bytes_;
   ASSERT_GT(memory, room);
   const std::string a =
       node("", {"--device", "vulkan", "--kv-memory", std::to_string(memory - room)});

@@ -47,6 +47,7 @@
 #include "engine/clock.h"
 #include "engine/model_loader.h"
 #include "engine/progress.h"
+#include "engine/vulkan_sizes.h"
 #include "net/caller.h"
 #include "net/model_id.h"
 #include "engine/compute_devices.h"
@@ -176,10 +177,15 @@ class SwarmMember {
       if (!bytes.ok()) fail("--memory: " + bytes.status().message());
       capacity_ = layers_that_fit(*source, *bytes);
     } else if (const auto gpu = gpu_memory_for_layers(node_); gpu > 0) {
-      // The layers and their KV caches live in the GPU's memory.
-      capacity_ = layers_that_fit(*source, gpu);
-      spdlog::info("{} layers fit in {} ({} MiB for weights after the KV budget)", capacity_,
-                   device_or_default(node_.device), gpu >> 20);
+      // The layers, their KV caches and the workspace decode batches compute
+      // in live in the GPU's memory (the head's logits counted, should this
+      // node take the last layers).
+      const uint64_t work = vk::kept_workspace_bytes(source->config, true);
+      const uint64_t for_weights = gpu > work ? gpu - work : 0;
+      capacity_ = layers_that_fit(*source, for_weights);
+      spdlog::info("{} layers fit in {} ({} MiB for weights after the KV budget and {} MiB of "
+                   "workspace)", capacity_, device_or_default(node_.device), for_weights >> 20,
+                   work >> 20);
     }
     stages.begin("joining the DHT through " + o_.bootstrap);
     dht_ = start_dht(o_.dht_listen.empty() ? default_dht_listen() : o_.dht_listen, o_.bootstrap);

@@ -41,10 +41,6 @@ uint64_t mib(uint64_t bytes) { return (bytes + (1 << 20) - 1) >> 20; }
 
 }  // namespace
 
-// Calls of at most this many rows (decode steps, small batches) compute in the
-// workspace the backend keeps; longer prompts in one of their own, freed after,
-// whose allocation their many tokens share.
-constexpr int64_t kKeptWorkspaceRows = 64;
 
 Result<std::unique_ptr<VulkanBackend>> VulkanBackend::open(int index) {
   Result<std::unique_ptr<VulkanContext>> ctx = VulkanContext::open(index);
@@ -95,14 +91,18 @@ Status VulkanBackend::load(const ModelConfig& config, const ModelWeights& weight
   std::lock_guard<std::mutex> lock(device_->mu);
   VulkanContext& ctx = *device_->ctx;
   // All or nothing: a model that does not fit is refused before any upload, so
-  // the error comes at once and names the whole need.
-  const uint64_t need = device_bytes(config, weights);
-  if (need > ctx.free_bytes())
+  // the error comes at once and names the whole need: the weights and the
+  // workspace decode batches compute in.
+  const uint64_t weight_bytes = device_bytes(config, weights);
+  const uint64_t work_bytes = vk::kept_workspace_bytes(config, weights.output.data != nullptr);
+  const uint64_t need = weight_bytes + work_bytes, available = ctx.free_bytes();
+  if (need > available)
     return Status::ResourceExhausted(
         "layers " + std::to_string(weights.first_layer) + ":" +
         std::to_string(weights.last_layer) + (weights.output.data ? " and the head" : "") +
         " need " + std::to_string(mib(need)) + " MiB of device memory on " + ctx.device_name() +
-        ", " + std::to_string(ctx.free_bytes() >> 20) + " MiB free");
+        " (weights " + std::to_string(mib(weight_bytes)) + " MiB, workspace " +
+        std::to_string(mib(work_bytes)) + " MiB), " + std::to_string(available >> 20) + " MiB free");
   return upload_all(weights);
 }
 
@@ -169,7 +169,7 @@ Status VulkanBackend::embed(const int32_t* tokens, int64_t n, float* hidden) con
 }
 
 vk::VulkanWorkspace& VulkanBackend::workspace(int64_t n, vk::VulkanWorkspace& own) const {
-  return n <= kKeptWorkspaceRows ? kept_ : own;
+  return n <= vk::kKeptWorkspaceRows ? kept_ : own;
 }
 
 Status VulkanBackend::run_layers(float* hidden, const std::vector<SeqChunk>& chunks,
@@ -185,8 +185,7 @@ Status VulkanBackend::run_layers(float* hidden, const std::vector<SeqChunk>& chu
   }
   const ModelConfig& c = config_;
   const int64_t n = static_cast<int64_t>(positions.size());
-  const uint64_t d = c.n_embd, q_dim = uint64_t{1} * c.n_head * c.head_dim,
-                 kv_dim = uint64_t{1} * c.n_head_kv * c.head_dim, ff = c.n_ff, f = sizeof(float);
+  const uint64_t d = c.n_embd, f = sizeof(float);
   // The rotation table as the CPU backend computes it (ModelWeights says how).
   const RopeTable rot =
       rope_table(n, positions.data(), c.rope_dim, rope_inv_freq_, rope_position_scale_);
@@ -204,17 +203,18 @@ Status VulkanBackend::run_layers(float* hidden, const std::vector<SeqChunk>& chu
   vk::VulkanWorkspace own;
   vk::VulkanWorkspace& ws = workspace(n, own);
   using W = vk::VulkanWorkspace;
-  for (auto [buf, bytes] : {std::pair{&ws.x, n * d * f}, {&ws.h, n * d * f}, {&ws.q, n * q_dim * f},
-                            {&ws.k, n * kv_dim * f}, {&ws.v, n * kv_dim * f},
-                            {&ws.attn, n * q_dim * f}, {&ws.o, n * d * f}, {&ws.g, n * ff * f},
-                            {&ws.u, n * ff * f}, {&ws.scratch, scratch * f},
-                            {&ws.rope, rope_bytes}})
+  const vk::LayerBuffers sizes =
+      vk::layer_buffers(c, n, rope_bytes, max_chunk, scratch, chunks.size() > 1);
+  for (auto [buf, bytes] : {std::pair{&ws.x, sizes.x}, {&ws.h, sizes.h}, {&ws.q, sizes.q},
+                            {&ws.k, sizes.k}, {&ws.v, sizes.v}, {&ws.attn, sizes.attn},
+                            {&ws.o, sizes.o}, {&ws.g, sizes.g}, {&ws.u, sizes.u},
+                            {&ws.scratch, sizes.scratch}, {&ws.rope, sizes.rope}})
     SWARM_RETURN_IF_ERROR(W::reserve(ctx, *buf, bytes));
   if (chunks.size() > 1) {
-    SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.qc, max_chunk * q_dim * f));
-    SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.ac, max_chunk * q_dim * f));
+    SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.qc, sizes.qc));
+    SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.ac, sizes.ac));
   }
-  SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.staging, hidden_bytes + rope_bytes, BufferKind::kStaging));
+  SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.staging, sizes.staging, BufferKind::kStaging));
 
   // In, every layer and out in one submit: the hidden states and the table go
   // through the staging buffer, which takes the results back at the end.

@@ -44,7 +44,8 @@ class VulkanBackend final : public ComputeBackend {
   Status head(const float* hidden, int64_t n, float* logits, ThreadPool& pool) const override;
   Status final_norm(const float* hidden, int64_t n, float* out) const override;
 
-  // Bytes load() puts in device memory for these weights: what it checks fits.
+  // Bytes load() puts in device memory for these weights; with
+  // vk::kept_workspace_bytes(), what it checks fits.
   static uint64_t device_bytes(const ModelConfig& config, const ModelWeights& weights);
 
  private:

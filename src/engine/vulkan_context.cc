@@ -36,6 +36,7 @@ Result<std::unique_ptr<VulkanContext>> VulkanContext::open(int index,
 }
 
 Status VulkanContext::init(int index, const VulkanOptions& options) {
+  index_ = index;
   VkApplicationInfo app = vk_struct<VkApplicationInfo>(VK_STRUCTURE_TYPE_APPLICATION_INFO);
   app.pApplicationName = "swarm";
   app.apiVersion = VK_API_VERSION_1_2;
@@ -118,16 +119,21 @@ Status VulkanContext::init(int index, const VulkanOptions& options) {
       vk_struct<VkDeviceCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO);
   device_info.queueCreateInfoCount = 1;
   device_info.pQueueCreateInfos = &queue_info;
-  const char* extensions[] = {VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME};
+  std::vector<const char*> extensions;
   VkPhysicalDeviceSubgroupSizeControlFeaturesEXT enable =
       vk_struct<VkPhysicalDeviceSubgroupSizeControlFeaturesEXT>(
           VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT);
   if (subgroups_) {
     enable.computeFullSubgroups = VK_TRUE;
     device_info.pNext = &enable;
-    device_info.enabledExtensionCount = 1;
-    device_info.ppEnabledExtensionNames = extensions;
+    extensions.push_back(VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
   }
+  // The driver's count of what the whole process (every context) and, on
+  // most drivers, other processes use of each heap.
+  memory_budget_ = has_extension(physical_, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+  if (memory_budget_) extensions.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+  device_info.enabledExtensionCount = static_cast<uint32_t>(extensions.size());
+  device_info.ppEnabledExtensionNames = extensions.data();
   SWARM_VK_RETURN_IF_ERROR(vkCreateDevice(physical_, &device_info, nullptr, &device_),
                            "vkCreateDevice");
   vkGetDeviceQueue(device_, qf, 0, &queue_);

@@ -91,11 +91,17 @@ class VulkanContext {
   bool subgroups() const { return subgroups_; }
   uint32_t subgroup_size() const { return subgroup_size_; }
 
-  // The device-local heap kernels' buffers come from, what this context's live
-  // buffers take of it, and the rest. (Other processes' use is not seen.)
+  // The device-local heap kernels' buffers come from, and what this context's
+  // live buffers take of it.
   uint64_t heap_bytes() const { return heap_size_[device_heap_]; }
   uint64_t used_bytes() const { return heap_used_[device_heap_]; }
-  uint64_t free_bytes() const { return heap_bytes() - used_bytes(); }
+  // What may still be allocated: the heap less what every context of this
+  // process holds on the device (each Model opens its own) and, where the
+  // driver has VK_EXT_memory_budget, no more than its budget less what it
+  // counts used, which on most drivers takes in other processes too.
+  uint64_t free_bytes() const { return heap_free(device_heap_); }
+  // Whether free_bytes() sees other processes (VK_EXT_memory_budget).
+  bool sees_other_processes() const { return memory_budget_; }
   // The largest buffer a kernel can bind whole (maxStorageBufferRange, at most
   // the largest single allocation): bigger tensors must be split.
   uint64_t max_buffer_bytes() const { return max_buffer_; }
@@ -125,7 +131,9 @@ class VulkanContext {
   Status init(int index, const VulkanOptions& options);
   Result<uint32_t> memory_type(BufferKind kind, uint32_t allowed) const;
   Status copy(VkBuffer src, uint64_t src_offset, VkBuffer dst, uint64_t dst_offset, uint64_t bytes);
-  void release(uint32_t heap, uint64_t bytes) { heap_used_[heap] -= bytes; }
+  void release(uint32_t heap, uint64_t bytes);
+  // free_bytes() for any heap; the budget is read for the device heap only.
+  uint64_t heap_free(uint32_t heap) const;
 
   VkInstance instance_ = VK_NULL_HANDLE;
   VkPhysicalDevice physical_ = VK_NULL_HANDLE;
@@ -142,6 +150,8 @@ class VulkanContext {
   uint64_t heap_used_[VK_MAX_MEMORY_HEAPS] = {};
   uint64_t max_buffer_ = 0;
   uint64_t staging_chunk_ = 0;
+  bool memory_budget_ = false;
+  int index_ = -1;  // the device's number, which the process-wide account goes by
   std::unique_ptr<PipelineCache> pipelines_;
 };
 

@@ -4,6 +4,9 @@
 // order.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <vector>
+
 #ifdef SWARM_HAVE_VULKAN_KERNELS
 
 #include "engine/vulkan_kernels.h"
@@ -34,6 +37,37 @@ TEST_F(VulkanContextTest, MoreThanTheHeapIsAClearError) {
       << m;
   EXPECT_NE(m.find("MiB free"), std::string::npos) << m;
   EXPECT_EQ(ctx_->used_bytes(), 0u);
+}
+
+// Each Model opens its own context on a device: what one holds must count
+// against what another reports free, or two stages loaded side by side could
+// each believe the whole device theirs.
+TEST_F(VulkanContextTest, AnotherContextsBuffersCountAgainstThisOne) {
+  Result<std::unique_ptr<VulkanContext>> other = VulkanContext::open(ctx_index_);
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  const uint64_t before = ctx_->free_bytes();
+  // Buffers of 96 MiB (less than lavapipe binds at once) in the other context
+  // until less than one is left here.
+  const uint64_t piece = std::min<uint64_t>(96ull << 20, ctx_->max_buffer_bytes());
+  {
+    std::vector<VulkanBuffer> held;
+    while (ctx_->free_bytes() >= piece && held.size() < 4096) {
+      const uint64_t free_then = ctx_->free_bytes();
+      Result<VulkanBuffer> b = (*other)->create_buffer(piece, BufferKind::kDevice);
+      ASSERT_TRUE(b.ok()) << b.status().ToString();
+      held.push_back(std::move(b).value());
+      ASSERT_LE(ctx_->free_bytes() + piece, free_then) << "the other context's buffer did not count";
+    }
+    EXPECT_EQ(ctx_->used_bytes(), 0u);
+    // What this one has left is what it says, and no more is given.
+    Result<VulkanBuffer> c = ctx_->create_buffer(ctx_->free_bytes() + (1 << 20), BufferKind::kDevice);
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.status().code(), Status::Code::kResourceExhausted);
+    EXPECT_NE(c.status().message().find(std::to_string(ctx_->free_bytes() >> 20) + " MiB free"),
+              std::string::npos)
+        << c.status().message();
+  }
+  EXPECT_EQ(ctx_->free_bytes(), before);
 }
 
 TEST_F(VulkanContextTest, BiggerThanOneBufferCanBindIsAClearError) {

@@ -38,6 +38,7 @@
 #include "engine/tensor_types.h"
 #include "engine/vulkan_commands.h"
 #include "engine/vulkan_context.h"
+#include "engine/vulkan_sizes.h"
 
 namespace swarm::vk {
 
@@ -111,10 +112,7 @@ struct KvView {
   uint64_t stride = 0;
 };
 
-// Scratch `attention` needs, in floats: one score per (token, head, position).
-inline uint64_t attention_scratch_floats(int64_t n, int start, int n_head) {
-  return static_cast<uint64_t>(n) * n_head * (static_cast<uint64_t>(start) + n);
-}
+// attention_scratch_floats() (engine/vulkan_sizes.h) says how much scratch it needs.
 
 // Causal attention of `n` new tokens at positions [start, start + n), whose keys
 // and values are already in `kv`, against positions [0, start + t]. q and out:

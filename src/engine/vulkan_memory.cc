@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <utility>
 
 #include "engine/vulkan_status.h"
 #include "engine/vulkan_struct.h"
@@ -73,17 +76,65 @@ Result<uint32_t> VulkanContext::memory_type(BufferKind kind, uint32_t allowed) c
       " memory for storage buffers");
 }
 
+namespace {
+
+// What every context of this process holds, by (device number, heap): each
+// Model opens a context of its own, and one context's count alone would let
+// two stages loaded side by side each take the whole device.
+struct ProcessAccount {
+  std::mutex mu;
+  std::map<std::pair<int, uint32_t>, uint64_t> used;
+};
+ProcessAccount& process_account() {
+  static ProcessAccount account;
+  return account;
+}
+void charge_process(int device, uint32_t heap, int64_t bytes) {
+  ProcessAccount& a = process_account();
+  std::lock_guard<std::mutex> lock(a.mu);
+  a.used[{device, heap}] += static_cast<uint64_t>(bytes);  // wraps back for a release
+}
+uint64_t process_used(int device, uint32_t heap) {
+  ProcessAccount& a = process_account();
+  std::lock_guard<std::mutex> lock(a.mu);
+  auto it = a.used.find({device, heap});
+  return it == a.used.end() ? 0 : it->second;
+}
+
+}  // namespace
+
+void VulkanContext::release(uint32_t heap, uint64_t bytes) {
+  heap_used_[heap] -= bytes;
+  charge_process(index_, heap, -static_cast<int64_t>(bytes));
+}
+
+uint64_t VulkanContext::heap_free(uint32_t heap) const {
+  const uint64_t used = std::max(process_used(index_, heap), heap_used_[heap]);
+  const uint64_t counted = heap_size_[heap] > used ? heap_size_[heap] - used : 0;
+  if (!memory_budget_ || heap != device_heap_) return counted;
+  VkPhysicalDeviceMemoryBudgetPropertiesEXT budget =
+      vk_struct<VkPhysicalDeviceMemoryBudgetPropertiesEXT>(
+          VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT);
+  VkPhysicalDeviceMemoryProperties2 props = vk_struct<VkPhysicalDeviceMemoryProperties2>(
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2);
+  props.pNext = &budget;
+  vkGetPhysicalDeviceMemoryProperties2(physical_, &props);
+  const uint64_t b = budget.heapBudget[heap], u = budget.heapUsage[heap];
+  // A driver that fills in nothing (budget 0) leaves our own count.
+  if (b == 0) return counted;
+  return std::min(counted, b > u ? b - u : 0);
+}
+
 Result<VulkanBuffer> VulkanContext::create_buffer(uint64_t bytes, BufferKind kind) {
   if (bytes == 0) return Status::InvalidArgument("a Vulkan buffer of 0 bytes");
   const char* what = kind == BufferKind::kDevice ? "device" : "staging";
   // A first check on the size asked for (the driver's rounding is checked below),
   // before the driver sees it: drivers differ in what they do with a request they
   // cannot meet, and the caller needs the numbers.
-  const uint32_t heap_guess = kind == BufferKind::kDevice ? device_heap_ : host_heap_;
-  if (bytes > heap_size_[heap_guess] - heap_used_[heap_guess])
-    return Status::ResourceExhausted(
-        "a " + std::string(what) + " buffer needs " + mib(bytes) + ", " + name_ + " has " +
-        mib_free(heap_size_[heap_guess] - heap_used_[heap_guess]) + " free");
+  const uint64_t available = heap_free(kind == BufferKind::kDevice ? device_heap_ : host_heap_);
+  if (bytes > available)
+    return Status::ResourceExhausted("a " + std::string(what) + " buffer needs " + mib(bytes) +
+                                     ", " + name_ + " has " + mib_free(available) + " free");
   if (bytes > max_buffer_)
     return Status::ResourceExhausted("a buffer of " + mib(bytes) + " is larger than " + name_ +
                                      " can bind at once (" + mib(max_buffer_) +
@@ -105,11 +156,10 @@ Result<VulkanBuffer> VulkanContext::create_buffer(uint64_t bytes, BufferKind kin
     return type.status();
   }
   const uint32_t heap = memory_.memoryTypes[*type].heapIndex;
-  if (req.size > heap_size_[heap] - heap_used_[heap]) {
+  if (const uint64_t left = heap_free(heap); req.size > left) {
     vkDestroyBuffer(device_, b.buffer_, nullptr);
     return Status::ResourceExhausted("a " + std::string(what) + " buffer needs " + mib(req.size) +
-                                     ", " + name_ + " has " +
-                                     mib_free(heap_size_[heap] - heap_used_[heap]) + " free");
+                                     ", " + name_ + " has " + mib_free(left) + " free");
   }
   VkMemoryAllocateInfo alloc =
       vk_struct<VkMemoryAllocateInfo>(VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO);
@@ -125,6 +175,7 @@ Result<VulkanBuffer> VulkanContext::create_buffer(uint64_t bytes, BufferKind kin
   b.heap_ = heap;
   b.charged_ = req.size;
   heap_used_[heap] += req.size;
+  charge_process(index_, heap, static_cast<int64_t>(req.size));
   SWARM_VK_RETURN_IF_ERROR(vkBindBufferMemory(device_, b.buffer_, b.memory_, 0),
                            "vkBindBufferMemory");
   if (kind == BufferKind::kStaging)

@@ -11,6 +11,7 @@
 #include <random>
 #include <set>
 #include <tuple>
+#include <utility>
 #include <thread>
 
 #include "pipeline/audit_reference.h"
@@ -877,8 +878,24 @@ void PipelineBackend::finish_trust(const std::vector<trust::AuditedSession>& ran
       job = plan_audit(s, history, dtype, rate_of, audit_rng_);
     }
     if (!s.greedy) job.sampling = sampling;
-    if (job.window > 0 && !auditor_->submit(std::move(job)))
-      spdlog::warn("audit queue full ({} sessions): an audit was dropped", options_.audit_queue);
+    if (job.window > 0 && !auditor_->submit(std::move(job))) {
+      int64_t drops = 0;
+      {
+        std::lock_guard<std::mutex> lock(audit_mu_);
+        ++audit_drops_unlogged_;
+        // Logging only: the wall clock decides nothing here.
+        const auto now = std::chrono::steady_clock::now();
+        if (audit_drop_logged_ == std::chrono::steady_clock::time_point{} ||
+            now - audit_drop_logged_ >= std::chrono::minutes(1)) {
+          drops = std::exchange(audit_drops_unlogged_, 0);
+          audit_drop_logged_ = now;
+        }
+      }
+      if (drops > 0)
+        spdlog::warn("audit queue full ({} sessions): {} audit(s) dropped since the last warning, "
+                     "{} in all (raise --audit-threads or --audit-queue, or lower --audit-rate)",
+                     options_.audit_queue, drops, auditor_->stats().dropped);
+    }
   }
 }
 

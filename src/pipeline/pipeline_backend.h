@@ -269,6 +269,11 @@ class PipelineBackend : public GenerationBackend {
   VerdictFn verdict_listener_;
   std::function<double(const std::string&, double)> audit_rate_of_;
   std::mt19937_64 audit_rng_;
+  // Audits dropped on a full queue since the last warning about them: a
+  // gateway whose auditor cannot keep up says so once a minute, not per
+  // request (its metrics count every drop).
+  int64_t audit_drops_unlogged_ = 0;
+  std::chrono::steady_clock::time_point audit_drop_logged_{};
   std::unique_ptr<Auditor> auditor_;  // last: its thread calls back into this object
   // Reputation: what the last survey said of each address (its key and
   // announced speed), under a lock of its own, as step answers look it up

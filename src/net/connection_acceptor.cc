@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 
 namespace swarm::net {
 namespace {
@@ -153,8 +154,14 @@ void ConnectionAcceptor::accept_loop(grpc::Server* server) {
       return;
     }
     if (polled.back().revents) return;
-    for (size_t i = 0; i + 1 < polled.size(); ++i)
-      if (polled[i].revents) accept_from(polled[i].fd, server);
+    // No exception leaves this thread: a failure (out of memory, say) costs
+    // the connection being accepted, not the node's listener.
+    try {
+      for (size_t i = 0; i + 1 < polled.size(); ++i)
+        if (polled[i].revents) accept_from(polled[i].fd, server);
+    } catch (const std::exception& e) {
+      spdlog::error("accepting a connection: {}", e.what());
+    }
   }
 }
 

@@ -46,20 +46,6 @@ Result<std::vector<int32_t>> parse_token_list(const std::string& s) {
   return out;
 }
 
-Result<std::pair<std::string, int>> parse_host_port(const std::string& s) {
-  const size_t colon = s.rfind(':');
-  const auto bad = [&] { return Status::InvalidArgument("'" + s + "' is not HOST:PORT (e.g. 127.0.0.1:8080)"); };
-  if (colon == std::string::npos || colon == 0) return bad();
-  std::string host = s.substr(0, colon);
-  if (host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  const std::string port = s.substr(colon + 1);
-  char* end = nullptr;
-  errno = 0;
-  const long p = std::strtol(port.c_str(), &end, 10);
-  if (host.empty() || port.empty() || *end != '\0' || errno != 0 || p < 0 || p > 65535) return bad();
-  return std::make_pair(host, static_cast<int>(p));
-}
-
 Result<std::pair<int, int>> parse_layer_range(const std::string& s) {
   int a = 0, b = 0;
   char extra = 0;

@@ -15,6 +15,7 @@
 #include "engine/model.h"
 #include "engine/status.h"
 #include "engine/tokenizer.h"
+#include "net/peer_address.h"
 
 namespace swarm::cli {
 
@@ -58,8 +59,7 @@ inline void check(const Status& st) {
 Result<std::vector<int32_t>> parse_token_list(const std::string& s);
 // "2G", "512M", "1024" -> bytes (K, M, G, T are powers of 1024).
 Result<uint64_t> parse_bytes(const std::string& s);
-// "HOST:PORT" (or "[v6]:PORT") -> {host, port} with 0 <= port <= 65535 (0: any free port).
-Result<std::pair<std::string, int>> parse_host_port(const std::string& s);
+using net::parse_host_port;  // net/peer_address.h
 // "A:B" -> {A, B} with 0 <= A < B.
 Result<std::pair<int, int>> parse_layer_range(const std::string& s);
 

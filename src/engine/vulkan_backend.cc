@@ -41,7 +41,6 @@ uint64_t mib(uint64_t bytes) { return (bytes + (1 << 20) - 1) >> 20; }
 
 }  // namespace
 
-
 Result<std::unique_ptr<VulkanBackend>> VulkanBackend::open(int index) {
   Result<std::unique_ptr<VulkanContext>> ctx = VulkanContext::open(index);
   if (!ctx.ok()) return ctx.status();

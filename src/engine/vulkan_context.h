@@ -100,8 +100,6 @@ class VulkanContext {
   // driver has VK_EXT_memory_budget, no more than its budget less what it
   // counts used, which on most drivers takes in other processes too.
   uint64_t free_bytes() const { return heap_free(device_heap_); }
-  // Whether free_bytes() sees other processes (VK_EXT_memory_budget).
-  bool sees_other_processes() const { return memory_budget_; }
   // The largest buffer a kernel can bind whole (maxStorageBufferRange, at most
   // the largest single allocation): bigger tensors must be split.
   uint64_t max_buffer_bytes() const { return max_buffer_; }

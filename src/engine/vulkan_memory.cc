@@ -109,7 +109,8 @@ void VulkanContext::release(uint32_t heap, uint64_t bytes) {
 }
 
 uint64_t VulkanContext::heap_free(uint32_t heap) const {
-  const uint64_t used = std::max(process_used(index_, heap), heap_used_[heap]);
+  // This context's buffers are in the process's count too.
+  const uint64_t used = process_used(index_, heap);
   const uint64_t counted = heap_size_[heap] > used ? heap_size_[heap] - used : 0;
   if (!memory_budget_ || heap != device_heap_) return counted;
   VkPhysicalDeviceMemoryBudgetPropertiesEXT budget =

@@ -9,17 +9,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "net/peer_address.h"
+
 namespace swarm::net {
 
 std::shared_ptr<grpc::Channel> channel_from(const std::string& local_host, const std::string& target,
                                             const grpc::ChannelArguments& args) {
-  const size_t colon = target.rfind(':');
-  if (colon == std::string::npos) return nullptr;
-  std::string host = target.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  auto hp = parse_host_port(target);
+  if (!hp.ok()) return nullptr;
   addrinfo hints{}, *to = nullptr;
   hints.ai_socktype = SOCK_STREAM;
-  if (getaddrinfo(host.c_str(), target.substr(colon + 1).c_str(), &hints, &to) != 0) return nullptr;
+  if (getaddrinfo(hp->first.c_str(), std::to_string(hp->second).c_str(), &hints, &to) != 0)
+    return nullptr;
   sockaddr_storage local{};
   socklen_t local_len = 0;
   bool parsed = false;

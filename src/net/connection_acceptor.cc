@@ -16,6 +16,8 @@
 #include <cstring>
 #include <exception>
 
+#include "net/caller.h"
+
 namespace swarm::net {
 namespace {
 
@@ -36,15 +38,6 @@ std::string grpc_peer_name(const sockaddr_storage& a) {
   const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&a);
   inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
   return "ipv6:[" + std::string(host) + "]:" + std::to_string(ntohs(v6->sin6_port));
-}
-
-std::string host_of(const sockaddr_storage& a) {
-  char host[INET6_ADDRSTRLEN] = "";
-  if (a.ss_family == AF_INET)
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&a)->sin_addr, host, sizeof host);
-  else
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&a)->sin6_addr, host, sizeof host);
-  return host;
 }
 
 // One HTTP/2 frame (RFC 9113, section 4.1) on stream 0.
@@ -180,7 +173,8 @@ void ConnectionAcceptor::accept_from(int listen_fd, grpc::Server* server) {
       poll(nullptr, 0, 100);
       return;
     }
-    const std::string host = host_of(from);
+    const std::string peer = grpc_peer_name(from);
+    const std::string host = peer_host(peer);
     const Clock::time_point now = clock_.now();
     if (!limiter_.admit(host, now)) {
       ++refused_;
@@ -188,19 +182,18 @@ void ConnectionAcceptor::accept_from(int listen_fd, grpc::Server* server) {
       auto& logged = last_logged_[ConnectionLimiter::bucket_of(host)];
       if (last_logged_.size() > limiter_.limits().max_addresses) last_logged_.clear();
       if (logged == Clock::time_point{} || now - logged >= std::chrono::minutes(1)) {
-        spdlog::warn("refusing connections: {} ({} refused so far)", why, refused_.load());
+        spdlog::warn("refusing connections: {} ({} refused so far)", why, refused_);
         logged = now;
       }
       refuse(fd, why);
       continue;
     }
-    ++accepted_;
     // What gRPC's own listener does to every connection it accepts.
     const int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     {
       std::lock_guard<std::mutex> lock(peers_mu_);
-      peer_by_fd_[fd] = grpc_peer_name(from);
+      peer_by_fd_[fd] = peer;
     }
     grpc::AddInsecureChannelFromFd(server, fd);
   }

@@ -10,7 +10,6 @@
 
 #include <grpcpp/server.h>
 
-#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -51,9 +50,6 @@ class ConnectionAcceptor {
   // accepted from ("ipv4:H:P", "ipv6:[H]:P"). Any other string comes back as is.
   std::string peer_of(std::string_view grpc_peer) const;
 
-  long accepted() const { return accepted_.load(); }
-  long refused() const { return refused_.load(); }
-
  private:
   ConnectionAcceptor(std::vector<int> fds, int port, ConnectionLimits limits, Clock& clock);
   void accept_loop(grpc::Server* server);
@@ -69,7 +65,7 @@ class ConnectionAcceptor {
   ConnectionLimiter limiter_;
   Clock& clock_;
   std::thread thread_;
-  std::atomic<long> accepted_{0}, refused_{0};
+  long refused_ = 0;  // for the log; only the accept thread touches it
   // Refusals logged per address, at most one line a minute each.
   std::unordered_map<std::string, Clock::time_point> last_logged_;
   mutable std::mutex peers_mu_;

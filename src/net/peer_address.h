@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "engine/status.h"
@@ -34,5 +35,8 @@ struct PeerAddress {
 // case). Checks the pin, and that an address is there; whether the address is a
 // well-formed HOST:PORT is the caller's to check.
 Result<PeerAddress> parse_peer_spec(std::string_view spec);
+
+// "HOST:PORT" (or "[v6]:PORT") -> {host, port} with 0 <= port <= 65535 (0: any free port).
+Result<std::pair<std::string, int>> parse_host_port(const std::string& s);
 
 }  // namespace swarm::net

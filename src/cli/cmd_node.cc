@@ -407,6 +407,11 @@ void register_node(CLI::App& app) {
   cmd->add_option("--slowdown", o->node.slowdown,
                   "Make compute take F times as long, F >= 1 (emulates a slower machine)")
       ->check(CLI::Range(1.0, 1000.0));
+  // For tests that need a caller's unread answer to stay in flight long.
+  cmd->add_option("--stuck-answer-ms", o->node.stuck_answer_ms,
+                  "an answer waiting this long on its caller marks it as not reading")
+      ->check(CLI::Range(1, 600'000))
+      ->group("");
   // Misbehaviour on purpose, for tests and benchmarks of audits (doc/trust.md,
   // "Cheating nodes"): not listed in --help.
   cmd->add_option("--cheat", o->node.cheat.mode, "noise|skip-layer|replay|token|none")->group("");

@@ -16,7 +16,7 @@ BatchPlan plan_next_batch(std::span<const QueuedWork> queue, int max_batch_token
     const QueuedWork& w = queue[i];
     if (w.session_closed) {
       plan.dropped.push_back(i);
-    } else if (!seen.count(w.session)) {
+    } else if (!w.stalled && !seen.count(w.session)) {
       if (w.truncate) {
         plan.truncates.push_back(i);
       } else {

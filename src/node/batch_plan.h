@@ -28,6 +28,9 @@
 //    sending prompts non-stop does not take the node from the others.
 //  - Audit runs (background) wait while any other session's step can run:
 //    checking others' work uses only the capacity users leave.
+//  - A stalled session (its caller has not taken an answer for a while)
+//    runs nothing, Truncates included, until its caller reads again; its
+//    items stay queued (dropped once it closes).
 #pragma once
 
 #include <cstddef>
@@ -49,6 +52,7 @@ struct QueuedWork {
   int first_layer = 0, last_layer = 0;  // the session's layer range on this stage
   bool over_share = false;              // its caller had more than its fair share lately
   bool background = false;              // an audit run (Step.row_hashes): runs on what others leave
+  bool stalled = false;                 // its caller takes no answers (server_stream.h): it waits
 };
 
 // The decision, as indices into the queue given. Every index appears at most

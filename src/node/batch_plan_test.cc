@@ -233,5 +233,22 @@ TEST(BatchPlan, AuditRunsUseWhatOthersLeave) {
   EXPECT_EQ(plan.take, (std::vector<int>{64}));
 }
 
+// A session whose caller takes no answers runs nothing, not even a Truncate,
+// and keeps its items; the others run past it; once it closes, its items go.
+TEST(BatchPlanTest, AStalledSessionRunsNothingAndKeepsItsItemsUntilItCloses) {
+  std::vector<QueuedWork> q = {anchor(1), truncate(2), anchor(2), anchor(3)};
+  q[1].stalled = q[2].stalled = true;
+  BatchPlan plan = plan_next_batch(q, 8);
+  EXPECT_EQ(plan.batch, (Indices{0, 3}));
+  EXPECT_TRUE(plan.truncates.empty());
+  EXPECT_TRUE(plan.dropped.empty());
+  // Alone in the queue: nothing at all.
+  const std::vector<QueuedWork> alone = {q[1], q[2]};
+  plan = plan_next_batch(alone, 8);
+  EXPECT_TRUE(plan.batch.empty() && plan.truncates.empty() && plan.dropped.empty());
+  q[1].session_closed = q[2].session_closed = true;
+  EXPECT_EQ(plan_next_batch(q, 8).dropped, (Indices{1, 2}));
+}
+
 }  // namespace
 }  // namespace swarm::node

@@ -1487,13 +1487,73 @@ TEST_F(NodeTest, ACallerThatTakesNoAnswersGetsNoMoreWorkDoneHoweverSmallTheAnswe
   writer.join();
 }
 
+// A caller that does not read answers the node already computed (hidden
+// states, larger than its flow-control window): once an answer has waited on
+// it for a moment, the steps of its the node read ahead stay queued instead of
+// running (at a fair share they would still take the node's time), and they
+// run once it reads again.
+TEST_F(NodeTest, StepsOfACallerThatTakesNoAnswersWaitQueuedUntilItReads) {
+  const std::vector<std::pair<int, int>> ranges = {{0, 1}};
+  // Slowed, so that the steps read take far longer to run than the node
+  // waits for a stuck answer.
+  auto nodes = start_nodes(ranges, {"--slowdown", "50"});
+  ASSERT_TRUE(nodes[0]->ok());
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 4096);
+  auto stub = v1::Stage::NewStub(
+      grpc::CreateCustomChannel(nodes[0]->address(), grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext ctx;
+  auto mute = stub->Session(&ctx);
+  ASSERT_TRUE(mute->Write(open_req("mute", model_id(), 0, 1, n_layer(), 512)));
+  constexpr int kSteps = 64;
+  for (int i = 0; i < kSteps; ++i) {
+    StageRequest r = step_req("mute", 1 + i, std::vector<int32_t>(64, 1), 0);
+    r.mutable_step()->set_rewind(true);
+    ASSERT_TRUE(mute->Write(r));
+  }
+  // Compute stops (the same over a second) with steps still queued.
+  int64_t last = -1;
+  int queued = 0;
+  auto last_at = std::chrono::steady_clock::now();
+  const bool held = eventually(
+      [&] {
+        const v1::InfoResponse inf = info(nodes[0]->address());
+        const auto now = std::chrono::steady_clock::now();
+        queued = inf.queued_steps();
+        if (inf.compute_us() != last) {
+          last = inf.compute_us();
+          last_at = now;
+          return false;
+        }
+        return last > 0 && queued > 0 && now - last_at >= 1s;
+      },
+      30s);
+  EXPECT_TRUE(held) << "the node ran the steps of a caller that takes no answers (" << queued
+                    << " left queued)";
+  EXPECT_GT(queued, kSteps / 2) << "most steps read ahead should not have run";
+  // The caller reads: the rest run, and every step is answered.
+  StageResponse r;
+  ASSERT_TRUE(mute->Read(&r) && r.has_opened()) << r.DebugString();
+  int answered = 0;
+  while (answered < kSteps && mute->Read(&r)) {
+    ASSERT_EQ(r.kind_case(), StageResponse::kResult) << r.DebugString();
+    ++answered;
+  }
+  EXPECT_EQ(answered, kSteps);
+  mute->WritesDone();
+  ctx.TryCancel();
+}
+
 // A stream the node ended (too many malformed messages) while an answer was
 // still being written, whose caller then cancels: the node must still finish
 // it, or its shutdown waits for that stream forever (the soak benchmark's
 // `garbage` attack left nodes that never exited).
 TEST_F(NodeTest, AStreamEndedWithAnAnswerInFlightStillLetsTheNodeStop) {
   const std::vector<std::pair<int, int>> ranges = {{1, 3}};
-  auto nodes = start_nodes(ranges);
+  // The caller's answer stays in flight without the node pausing the stream
+  // (which would leave the malformed messages below unread).
+  auto nodes = start_nodes(ranges, {"--stuck-answer-ms", "600000"});
   ASSERT_TRUE(nodes[0]->ok());
   const int d = model().config().n_embd;
   grpc::GenericStub generic(net::make_channel(nodes[0]->address()));

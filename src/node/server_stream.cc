@@ -25,13 +25,6 @@ constexpr int kMaxBadMessagesInARow = 16;
 // does not read them at all, and the stream is ended.
 constexpr size_t kPauseReadsBytes = 16u << 20;
 constexpr size_t kMaxStreamBytes = 256u << 20;
-// A write the caller's flow control has held this long means the caller is
-// not reading: the node stops reading its requests until the write goes
-// through. Answers too small to ever fill kPauseReadsBytes (token ids, at
-// the last stage) would otherwise let such a caller have prompts run for as
-// long as it likes. An honest reader takes a write within a round trip and
-// the time its link needs for the bytes.
-constexpr auto kStuckWrite = std::chrono::seconds(1);
 
 ByteBuffer to_buffer(const google::protobuf::MessageLite& m) {
   const std::string s = m.SerializeAsString();
@@ -72,6 +65,13 @@ void ServerStream::send(const StageResponse& r) {
     return;
   }
   pump();
+}
+
+bool ServerStream::taking_answers() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!queue_.in_flight() || timer_->clock().now() - write_started_ < stuck_write_) return true;
+  stall_seen_ = true;
+  return false;
 }
 
 void ServerStream::hold_input(size_t bytes) {
@@ -144,9 +144,11 @@ void ServerStream::on_read_done(bool ok) {
 }
 
 void ServerStream::on_write_done(bool ok) {
+  bool stalled = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.written();
+    std::swap(stalled, stall_seen_);
     if (!ok) {
       // The caller is gone: nothing more can be written.
       broken_ = true;
@@ -157,6 +159,7 @@ void ServerStream::on_write_done(bool ok) {
     end(grpc::Status(StatusCode::UNAVAILABLE, "write failed"));
     return;
   }
+  if (stalled) handler_->answers_flowing();
   read_next();
   pump();
 }
@@ -185,10 +188,10 @@ void ServerStream::read_next() {
       reads_paused_ = true;
       return;
     }
-    if (queue_.in_flight() && timer_->clock().now() - write_started_ >= kStuckWrite) {
+    if (queue_.in_flight() && timer_->clock().now() - write_started_ >= stuck_write_) {
       if (!reads_paused_)
         spdlog::info("stream {}: its caller has not taken an answer for {} s: reads pause", id_,
-                     std::chrono::duration<double>(kStuckWrite).count());
+                     std::chrono::duration<double>(stuck_write_).count());
       reads_paused_ = true;
       return;
     }

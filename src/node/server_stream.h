@@ -29,6 +29,9 @@ class StreamHandler {
                       const std::shared_ptr<ServerStream>& writer) = 0;
   // The stream ended: the sessions it owns close.
   virtual void close_sessions_of_stream(uint64_t stream_id) = 0;
+  // A stream that was found not taking answers (ServerStream::taking_answers)
+  // had one written: its sessions' steps may run again.
+  virtual void answers_flowing() = 0;
   // A stream's reactor began or ended (shutdown waits for every one to end).
   virtual void stream_started() = 0;
   virtual void stream_ended() = 0;
@@ -41,9 +44,9 @@ class StreamHandler {
 // thread of its own.
 //
 // Bounded: past kPauseReadsBytes of unwritten answers, or while an answer's
-// write has waited on the caller's flow control for a second, it stops
-// reading (a caller that does not read its answers gets no more work done),
-// past
+// write has waited on the caller's flow control for `stuck_write`, it stops
+// reading, and in the second case its steps already read wait too (a caller
+// that does not read its answers gets no more work done); past
 // kMaxStreamBytes it ends the stream. This object outlives its reactor as long
 // as a session names it as owner; what is sent after the stream ended is
 // dropped.
@@ -51,11 +54,15 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
  public:
   using Reactor = grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>;
 
+  // `stuck_write`: how long an answer may wait on the caller's flow control
+  // before the caller counts as not reading.
   ServerStream(StreamHandler* handler, uint64_t id, std::chrono::milliseconds delay,
-               std::shared_ptr<Timer> timer, std::string caller, std::string connection)
+               std::chrono::milliseconds stuck_write, std::shared_ptr<Timer> timer,
+               std::string caller, std::string connection)
       : handler_(handler),
         id_(id),
         delay_(delay),
+        stuck_write_(stuck_write),
         timer_(std::move(timer)),
         caller_(std::move(caller)),
         connection_(std::move(connection)) {}
@@ -68,6 +75,13 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
 
   // Queues an answer; never blocks.
   void send(const v1::StageResponse& r);
+
+  // Whether the caller takes this stream's answers: false while one has
+  // waited on its flow control for `stuck_write` or more. The scheduler runs
+  // no step of such a stream (a step run for a caller that does not read
+  // is compute taken from the others); once an answer goes through, the
+  // stream tells its handler (StreamHandler::answers_flowing).
+  bool taking_answers();
 
   // Bytes of a request read from this stream that wait in the node, until
   // release_input.
@@ -97,6 +111,7 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
   StreamHandler* const handler_;
   const uint64_t id_;
   const std::chrono::milliseconds delay_;
+  const std::chrono::milliseconds stuck_write_;
   const std::shared_ptr<Timer> timer_;
   const std::string caller_;
   const std::string connection_;
@@ -111,6 +126,7 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
   size_t input_bytes_ = 0;  // see hold_input
   bool read_pending_ = false;
   bool reads_paused_ = false;
+  bool stall_seen_ = false;     // taking_answers said no since the last write done
   bool reads_over_ = false;     // the caller half-closed
   bool read_starting_ = false;  // a StartRead call is under way
   bool timer_armed_ = false;

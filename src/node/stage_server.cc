@@ -118,6 +118,7 @@ class StageServer::Impl::Service final
     return new SessionReactor(impl_, std::make_shared<ServerStream>(
                                          impl_, id,
                                          std::chrono::milliseconds(impl_->opt_.link_delay_ms),
+                                         std::chrono::milliseconds(impl_->opt_.stuck_answer_ms),
                                          impl_->timer_, caller->quota_key(), peer));
   }
   grpc::ServerUnaryReactor* Info(grpc::CallbackServerContext* ctx, const v1::InfoRequest*,
@@ -716,6 +717,11 @@ void StageServer::Impl::close_session(const std::shared_ptr<Session>& s, const s
   spdlog::info("session '{}' closed: {}", s->id.substr(0, 64), why);
 }
 
+void StageServer::Impl::answers_flowing() {
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_cv_.notify_all();
+}
+
 void StageServer::Impl::close_sessions_of_stream(uint64_t stream_id) {
   std::vector<std::shared_ptr<Session>> owned;
   {
@@ -746,6 +752,7 @@ void StageServer::Impl::reap_idle(Clock::time_point now) {
 
 void StageServer::Impl::scheduler_loop() {
   bool waiting_on_shares = false;  // the last plan ran nothing: work waits for its share
+  bool waiting_on_answers = false;  // ... or for stalled sessions' callers to read
   for (;;) {
     std::vector<WorkItem> batch;
     std::vector<std::pair<std::shared_ptr<Session>, std::string>> truncate_errors;
@@ -754,6 +761,8 @@ void StageServer::Impl::scheduler_loop() {
       std::unique_lock<std::mutex> lock(mu_);
       if (waiting_on_shares)  // a share decays with time: look again soon
         clock_.wait_until(lock, queue_cv_, clock_.now() + StepScheduler::kShareRetry);
+      else if (waiting_on_answers)  // woken by an answer written, or new work
+        clock_.wait_until(lock, queue_cv_, clock_.now() + StepScheduler::kStalledRetry);
       else
         clock_.wait_until(lock, queue_cv_, Clock::kNever,
                           [&] { return stopping_ || !queue_.empty(); });
@@ -776,7 +785,8 @@ void StageServer::Impl::scheduler_loop() {
                         .chunkable = w.chunkable,
                         .first_layer = s.first,
                         .last_layer = s.last,
-                        .background = !w.truncate && w.step.row_hashes()});
+                        .background = !w.truncate && w.step.row_hashes(),
+                        .stalled = !s.owner->taking_answers()});
       }
       // One client's sessions in turn (a gateway's requests one after
       // another) do not share the node with each other's ghosts.
@@ -787,6 +797,7 @@ void StageServer::Impl::scheduler_loop() {
                                       scheduler_state_.bulk_chunk_tokens());
       const BatchPlan& plan = decision.plan;
       waiting_on_shares = decision.waiting_on_shares;
+      waiting_on_answers = decision.waiting_on_answers;
       contended = decision.contended;
       std::vector<bool> leaves(queue_.size(), false);
       auto leave = [&](size_t i) {

@@ -44,6 +44,15 @@ struct NodeOptions {
   uint64_t kv_memory_bytes = 2ull << 30;  // KV budget over all sessions (reserved at open)
   double idle_timeout_s = 300;            // a session without messages this long is closed
   int link_delay_ms = 0;                  // every message sent leaves this much later
+  // An answer whose write waits this long on its caller's flow control marks
+  // the caller as not reading (server_stream.h): its stream's reads pause and
+  // its steps wait until the write goes through. Answers too small to ever
+  // fill the stream's byte limits (token ids, at the last stage) would
+  // otherwise let such a caller have prompts run for as long as it likes.
+  // An honest reader takes a write within a round trip and the time its link
+  // needs for the bytes; pausing one whose link is the bottleneck costs it
+  // nothing, as its answers could not leave sooner.
+  int stuck_answer_ms = 250;
   int threads = 0;                        // compute threads; 0: all cores
   int max_batch_tokens = 512;             // tokens in one batch (a longer prompt runs in chunks)
   int context = 0;        // positions one session may hold; 0: the model's trained context

@@ -63,6 +63,7 @@ class StageServer::Impl final : public StreamHandler {
   void handle(v1::StageRequest& req, uint64_t stream_id,
               const std::shared_ptr<ServerStream>& writer) override;
   void close_sessions_of_stream(uint64_t stream_id) override;
+  void answers_flowing() override;
   void stream_started() override;
   void stream_ended() override;
 

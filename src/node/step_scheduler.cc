@@ -49,8 +49,12 @@ StepScheduler::Decision StepScheduler::next_batch(std::vector<QueuedWork> queue,
   Decision d;
   d.plan = plan_next_batch(queue, max_batch_tokens, active >= 2, bulk_chunk_tokens);
   const BatchPlan& p = d.plan;
-  d.waiting_on_shares =
+  const bool none_runs =
       p.batch.empty() && p.truncates.empty() && p.dropped.empty() && !queue.empty();
+  const bool all_stalled =
+      std::all_of(queue.begin(), queue.end(), [](const QueuedWork& w) { return w.stalled; });
+  d.waiting_on_shares = none_runs && !all_stalled;
+  d.waiting_on_answers = none_runs && all_stalled;
   // Charged when it runs beside, or ahead of, another session's work, or
   // while other sessions are active (their next steps are on their way: a
   // caller whose prompts fill the gaps between their steps would otherwise

@@ -44,6 +44,10 @@ class StepScheduler {
   // With work queued and none of it allowed to run (every session over its
   // share), the scheduler looks again this soon: shares decay with time.
   static constexpr Clock::duration kShareRetry = std::chrono::milliseconds(5);
+  // With work queued and none of it allowed to run but stalled sessions'
+  // (their callers take no answers), the scheduler looks again this soon,
+  // or sooner when woken (an answer written, new work).
+  static constexpr Clock::duration kStalledRetry = std::chrono::milliseconds(100);
   // Closed sessions remembered for the active count.
   static constexpr size_t kMaxRecentlyClosed = 4096;
 
@@ -78,6 +82,9 @@ class StepScheduler {
     bool contended = false;
     // Work waits, but none may run now: look again after kShareRetry.
     bool waiting_on_shares = false;
+    // Work waits, all of it stalled sessions': look again when woken, or
+    // after kStalledRetry.
+    bool waiting_on_answers = false;
   };
   // What runs next of `queue` (its over_share fields are filled in here from
   // its callers' shares at `now`, against their part of the sessions the last

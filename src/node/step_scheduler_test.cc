@@ -161,6 +161,33 @@ TEST(StepSchedulerTest, OnlyContendedBatchesAreCharged) {
   EXPECT_TRUE(ahead.contended);
 }
 
+// Work that cannot run only because its callers take no answers is waited
+// on (woken when an answer goes through), not polled as shares are; with
+// work over its share beside it, the share's quick retry wins.
+TEST(StepSchedulerTest, StalledWorkIsWaitedOnAndNotRetriedAsShares) {
+  FakeClock clock;
+  StepScheduler s;
+  QueuedWork stalled = prompt(kA, 256);
+  stalled.stalled = true;
+  StepScheduler::Decision d = s.next_batch({stalled}, 512, 1, clock.now());
+  EXPECT_TRUE(d.plan.batch.empty());
+  EXPECT_TRUE(d.waiting_on_answers);
+  EXPECT_FALSE(d.waiting_on_shares);
+  // Beside runnable work: that runs, and nothing waits.
+  d = s.next_batch({stalled, prompt(kB, 4)}, 512, 1, clock.now());
+  EXPECT_EQ(d.plan.batch, std::vector<size_t>({1}));
+  EXPECT_FALSE(d.waiting_on_answers || d.waiting_on_shares);
+  // Beside a prompt over its share: the shares' retry.
+  const std::vector<std::pair<uintptr_t, int>> ran = {{kB, 512}};
+  s.batch_ran(ran, 0.8, clock.now(), /*contended=*/true);
+  const std::vector<Seen> both = {{clock.now(), kA}, {clock.now(), kB}};
+  ASSERT_EQ(s.active_sessions(both, clock.now()), 2);
+  d = s.next_batch({stalled, prompt(kB, 4096)}, 512, 2, clock.now());
+  EXPECT_TRUE(d.plan.batch.empty());
+  EXPECT_TRUE(d.waiting_on_shares);
+  EXPECT_FALSE(d.waiting_on_answers);
+}
+
 TEST(StepSchedulerTest, TheSoleCallerIsTheOneEveryQueuedStepCameFrom) {
   EXPECT_FALSE(StepScheduler::sole_caller({}).has_value());
   std::vector<QueuedWork> q(3);

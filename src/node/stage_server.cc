@@ -718,7 +718,9 @@ void StageServer::Impl::close_session(const std::shared_ptr<Session>& s, const s
 }
 
 void StageServer::Impl::answers_flowing() {
-  std::lock_guard<std::mutex> lock(mu_);
+  // Without mu_: a stream may call this from inside a send made under it. A
+  // wake-up lost between the scheduler's look at the queue and its wait
+  // costs at most StepScheduler::kStalledRetry.
   queue_cv_.notify_all();
 }
 

@@ -87,6 +87,17 @@ v1::InfoResponse info(const std::string& address, const std::string& pin = "") {
   return r;
 }
 
+// A Stage stub whose transport takes in only a little more than its caller
+// reads (no window growth from bandwidth probes, 4 KiB a stream), as a client
+// withholding HTTP/2 window updates would: the node's writes to it wait.
+std::unique_ptr<v1::Stage::Stub> stub_taking_no_answers(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 4096);
+  return v1::Stage::NewStub(
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+}
+
 // A Session stream whose responses are read by a thread into a queue, so a
 // test waits for them with a time limit.
 class Stream {
@@ -1433,17 +1444,13 @@ TEST_F(NodeTest, ACallerThatNeverReadsIsNotReadEither) {
 // have prompts run for as long as it likes before they added up to the
 // bytes that pause a stream. This one's transport takes no more than 4 KiB
 // of answers it has not read (no window growth), as a client that withholds
-// HTTP/2 window updates would: once a write has waited a second, the node
+// HTTP/2 window updates would: once a write has waited 250 ms, the node
 // stops reading the caller, and stops computing for it.
 TEST_F(NodeTest, ACallerThatTakesNoAnswersGetsNoMoreWorkDoneHoweverSmallTheAnswers) {
   const std::vector<std::pair<int, int>> ranges = {{0, n_layer()}};
   auto nodes = start_nodes(ranges);
   ASSERT_TRUE(nodes[0]->ok());
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 4096);
-  auto stub = v1::Stage::NewStub(
-      grpc::CreateCustomChannel(nodes[0]->address(), grpc::InsecureChannelCredentials(), args));
+  auto stub = stub_taking_no_answers(nodes[0]->address());
   grpc::ClientContext ctx;
   auto flood = stub->Session(&ctx);
   ASSERT_TRUE(flood->Write(open_req("mute", model_id(), 0, n_layer(), n_layer(), 512)));
@@ -1498,11 +1505,7 @@ TEST_F(NodeTest, StepsOfACallerThatTakesNoAnswersWaitQueuedUntilItReads) {
   // waits for a stuck answer.
   auto nodes = start_nodes(ranges, {"--slowdown", "50"});
   ASSERT_TRUE(nodes[0]->ok());
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 4096);
-  auto stub = v1::Stage::NewStub(
-      grpc::CreateCustomChannel(nodes[0]->address(), grpc::InsecureChannelCredentials(), args));
+  auto stub = stub_taking_no_answers(nodes[0]->address());
   grpc::ClientContext ctx;
   auto mute = stub->Session(&ctx);
   ASSERT_TRUE(mute->Write(open_req("mute", model_id(), 0, 1, n_layer(), 512)));

@@ -14,6 +14,9 @@
 #   bench/sim_validate.sh [BUILD] [TOKENS per request, default 32] [ONLY: a label's substring]
 # SIM_AGAIN=FILE (a previous run's output) takes the real side from FILE and
 # runs only the simulator again (its t(b) from $BUILD/bench-sim-validate).
+# SIM_DRAFTS=runs models n-gram drafts as the real ones held and as often as
+# the real drafter had a guess, instead of independently at the per-token
+# acceptance (see run_sim).
 set -euo pipefail
 BUILD=${1:-build}
 TOKENS=${2:-32}
@@ -113,6 +116,9 @@ run_real() {
   chains0=$(metric "$url" swarm_speculation_draft_chains_total)
   first0=$(metric "$url" swarm_speculation_chains_first_held_total)
   all0=$(metric "$url" swarm_speculation_chains_all_held_total)
+  local proposals0 empty0
+  proposals0=$(metric "$url" swarm_speculation_proposals_total)
+  empty0=$(metric "$url" swarm_speculation_empty_proposals_total)
   kill_after_s=0
   if [ "$kill" = 1 ]; then
     local t0
@@ -150,6 +156,10 @@ run_real() {
     -v l="$(metric "$url" swarm_speculation_chains_all_held_total)" -v l0="$all0" \
     'BEGIN { acc = a - a0; ch = c - c0; fh = f - f0; ah = l - l0
              printf "%s %s\n", (ch > 0 ? fh / ch : 0), (acc - ah > 0 ? (acc - fh) / (acc - ah) : 0) }')
+  # How often the drafter had a guess at all when asked.
+  proposal_rate=$(awk -v p="$(metric "$url" swarm_speculation_proposals_total)" -v p0="$proposals0" \
+    -v e="$(metric "$url" swarm_speculation_empty_proposals_total)" -v e0="$empty0" \
+    'BEGIN { n = p - p0; print (n > 0 ? 1 - (e - e0) / n : 1) }')
   stop_all
 }
 
@@ -210,12 +220,22 @@ run_sim() {  # STAGES DELAY STREAMS SPEC SLOWDOWN KILL ACCEPTANCE KILL_AFTER_S -
     echo "prompt = $PROMPT_TOKENS"
     echo "output = $TOKENS"
     echo "[speculation]"
-    # Each draft holds independently at the measured per-token acceptance
-    # (accepted / drafted). The run's first_held and after_hit (how judged
-    # drafts hold in runs) are reported, not used: with them alone the
-    # simulator drafts at every step, where the n-gram drafter has nothing to
-    # propose at most positions, and came out 1.4-2x high.
-    if [ "$spec" = off ]; then echo "enabled = false"; else echo "enabled = true"; echo "acceptance = $acc"; fi
+    # SIM_DRAFTS=tokens (the default): each draft holds independently at the
+    # measured per-token acceptance (accepted / drafted). SIM_DRAFTS=runs:
+    # drafts as the real ones held, a chain's first at first_held and one
+    # after a held one at after_hit, and a guess at all only as often as the
+    # real drafter had one (proposal_rate); with the first two alone the
+    # simulator drafted at every step and came out 1.4-2x high.
+    if [ "$spec" = off ]; then
+      echo "enabled = false"
+    elif [ "${SIM_DRAFTS:-tokens}" = runs ]; then
+      echo "enabled = true"
+      echo "acceptance = ${first_held:-0}"
+      echo "acceptance_after_hit = ${after_hit:-0}"
+      echo "proposal_rate = ${proposal_rate:-1}"
+    else
+      echo "enabled = true"; echo "acceptance = $acc"
+    fi
   } >"$toml"
   sim=$("$SWARM" sim "$toml" --json | grep '"run":true')
 }
@@ -231,6 +251,7 @@ for config in "${CONFIGS[@]}"; do
     gateway_cpu=$(field gateway_cpu_s "$real") client_cpu=$(field client_cpu_s "$real")
     node_cpu=$(field node_cpu_s "$real") node_compute=$(field node_compute_s "$real")
     first_held=$(field first_held "$real") after_hit=$(field after_hit "$real")
+    proposal_rate=$(field proposal_rate "$real")
     kill_after_s=${kill_after_s:-0.5}
     [ -n "$real" ] || continue
   else
@@ -243,8 +264,8 @@ for config in "${CONFIGS[@]}"; do
   run_sim "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "$kill_after_s"
   ra=$(field aggregate_tok_s "$real") rs=$(field stream_tok_s "$real") rt=$(field ttft_ms "$real")
   sa=$(field aggregate_tok_s "$sim") ss=$(field stream_tok_s "$sim") st=$(field ttft_ms "$sim")
-  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"first_held":%s,"after_hit":%s,"kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s}\n' \
-    "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "${first_held:-0}" "${after_hit:-0}" "${kill_after_s:-0}" "$(drift "$TIMES")" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
+  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"first_held":%s,"after_hit":%s,"proposal_rate":%s,"drafts_model":"%s","kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s}\n' \
+    "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "${first_held:-0}" "${after_hit:-0}" "${proposal_rate:-1}" "${SIM_DRAFTS:-tokens}" "${kill_after_s:-0}" "$(drift "$TIMES")" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
     "$rs" "$ss" "$(ratio "$ss" "$rs")" "$rt" "$st" "$(ratio "$st" "$rt")" "$(field errors "$real")" \
     "${gateway_cpu:-0}" "${client_cpu:-0}" "${node_cpu:-0}" "${node_compute:-0}"
 done

@@ -55,6 +55,10 @@ ApiMetrics::ApiMetrics()
                                "Of those, chains whose first draft was accepted");
   chains_all_held_ = counter("swarm_speculation_chains_all_held_total",
                              "Of those, chains whose every draft was accepted");
+  proposals_ = counter("swarm_speculation_proposals_total",
+                       "Times the drafter was asked for draft tokens");
+  empty_proposals_ = counter("swarm_speculation_empty_proposals_total",
+                             "Of those, times it had no guess");
   first_token_ = &prometheus::BuildHistogram()
                       .Name("swarm_time_to_first_token_seconds")
                       .Help("Time from a completion's start to its first generated token")
@@ -99,6 +103,8 @@ void ApiMetrics::count_completion(const GenerationResult& r, const std::string& 
   draft_chains_->Increment(std::max(s.draft_chains, 0));
   chains_first_held_->Increment(std::max(s.chains_first_held, 0));
   chains_all_held_->Increment(std::max(s.chains_all_held, 0));
+  proposals_->Increment(std::max(s.proposals, 0));
+  empty_proposals_->Increment(std::max(s.empty_proposals, 0));
 }
 
 std::string ApiMetrics::text(const MetricFamilies& extra) const {

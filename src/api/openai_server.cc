@@ -88,6 +88,8 @@ OJson usage_json(const GenerationResult& r, const Bill& bill) {
         {"runs", s.runs},
         {"cancelled_runs", s.cancelled_runs},
         {"shadow_chains", s.shadow_chains},
+        {"proposals", s.proposals},
+        {"empty_proposals", s.empty_proposals},
         {"width", s.width},
         {"in_flight", s.in_flight},
         {"drafts_per_round_trip", s.drafts_per_round_trip},

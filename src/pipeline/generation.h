@@ -56,6 +56,9 @@ struct SpeculationReport {
   // all_held); a chain's first with first_held / draft_chains).
   int draft_chains = 0, chains_first_held = 0, chains_all_held = 0;
   int shadow_chains = 0;    // `auto`: chains of drafts judged while decoding plainly, not sent
+  // Times the drafter was asked for tokens, and of those, times it had no
+  // guess (the n-gram drafter finds no match at most positions).
+  int proposals = 0, empty_proposals = 0;
   // The controller's view at the end: width k, runs in flight W, drafts per
   // round trip D, pooled per-token acceptance a, the plain round trip, the
   // bottleneck stage's time for k tokens, and the first-order goodput bound

@@ -127,6 +127,16 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     runs.push_back({*id, std::move(run), clock.now()});
     return Status::Ok();
   };
+  // The drafter's guess of up to n tokens, counted: how often it has one
+  // at all is what a model of it needs beside how its drafts hold.
+  auto propose = [&](int n) -> Result<DraftProposal> {
+    auto p = drafter.propose(context(), n);
+    if (p.ok()) {
+      ++stats.proposals;
+      if (p->tokens.empty()) ++stats.empty_proposals;
+    }
+    return p;
+  };
   auto cancel_all = [&]() -> Status {
     if (runs.empty()) return Status::Ok();
     stats.cancelled_runs += static_cast<int>(runs.size());
@@ -184,13 +194,13 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
       run.rewind = true;  // stages past the verified length roll back
       DraftProposal drafts;
       if (max_drafts > 0) {
-        auto p = drafter.propose(context(), max_drafts);
+        auto p = propose(max_drafts);
         if (!p.ok()) return fail(p.status());
         drafts = std::move(*p);
       } else if (shadowing && shadow.empty()) {
         const int n = std::min({kShadowDrafts, options.max_draft, remaining() - 1});
         if (n > 0) {
-          auto p = drafter.propose(context(), n);
+          auto p = propose(n);
           if (!p.ok()) return fail(p.status());
           shadow = std::move(p->tokens);
           shadow_matched = 0;
@@ -220,7 +230,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     } else if (speculate && static_cast<int>(runs.size()) < in_flight) {
       const int room = std::min(width, max_drafts - unverified_drafts());
       if (room > 0) {
-        auto p = drafter.propose(context(), room);
+        auto p = propose(room);
         if (!p.ok()) return fail(p.status());
         if (!p->tokens.empty()) {
           ChainRun cont;

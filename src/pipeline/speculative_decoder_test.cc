@@ -27,12 +27,16 @@ std::vector<int32_t> script() {
 
 // Knows the chain's text: drafts the token at each position right where
 // `right(position)` says, else a wrong one (after which nothing holds anyway).
+// With `guesses`, it has no guess at all where guesses(context length) is false.
 class OracleDrafter final : public Drafter {
  public:
-  explicit OracleDrafter(std::function<bool(int)> right) : right_(std::move(right)) {}
+  explicit OracleDrafter(std::function<bool(int)> right,
+                         std::function<bool(int)> guesses = [](int) { return true; })
+      : right_(std::move(right)), guesses_(std::move(guesses)) {}
   Result<DraftProposal> propose(const std::vector<int32_t>& context, int n) override {
     static const std::vector<int32_t> text = script();
     DraftProposal p;
+    if (!guesses_(static_cast<int>(context.size()))) return p;
     for (int i = 0; i < n; ++i) {
       const int pos = static_cast<int>(context.size()) + i;
       if (pos >= kScript) break;
@@ -43,7 +47,7 @@ class OracleDrafter final : public Drafter {
   std::string name() const override { return "oracle"; }
 
  private:
-  std::function<bool(int)> right_;
+  std::function<bool(int)> right_, guesses_;
 };
 
 struct Decoded {
@@ -150,6 +154,25 @@ TEST_F(SpeculativeDecoderTest, ForcedSpeculationGivesExactlyTheChainsText) {
   EXPECT_LT(r.chains_all_held, r.draft_chains);
   // Every run was answered or cancelled; the prompt's step is not counted here.
   EXPECT_EQ(r.plain_steps + r.speculative_steps, r.runs - r.cancelled_runs);
+}
+
+// A drafter with a guess at only some positions (as the n-gram drafter finds
+// a match only where the text repeats): the report counts how often it was
+// asked and how often it had nothing, and the text is the chain's.
+TEST_F(SpeculativeDecoderTest, TheReportCountsProposalsWithoutAGuess) {
+  OracleDrafter drafter([](int) { return true; }, [](int length) { return length % 3 == 0; });
+  const Decoded d = decode(SpeculationMode::kNgram, drafter, 64);
+  ASSERT_TRUE(d.status.ok()) << d.status.ToString();
+  EXPECT_EQ(d.tokens, want(64));
+  const SpeculationReport& r = d.report;
+  EXPECT_GT(r.proposals, 0);
+  EXPECT_GT(r.empty_proposals, 0);
+  EXPECT_LT(r.empty_proposals, r.proposals);
+  EXPECT_GT(r.speculative_steps, 0);
+  EXPECT_GT(r.plain_steps, 0);
+  // Every plain step while forced to speculate came from a question without
+  // a guess (or from the last token, for which no draft is asked).
+  EXPECT_LE(r.plain_steps, r.empty_proposals + 1);
 }
 
 // Drafts that never hold: forced speculation keeps paying for them; `auto`

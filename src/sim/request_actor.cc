@@ -45,13 +45,21 @@ int32_t script_token(uint64_t seed, int64_t position) {
 // right is fixed per request and position (the driver may ask for the same
 // position twice): a two-state chain over positions, right after a right one
 // with probability `after_hit`, after a wrong one with `acceptance`
-// (after_hit == acceptance: every draft independent).
+// (after_hit == acceptance: every draft independent). Asked at a position,
+// it has a guess with probability `proposal_rate`, also fixed per position.
 class ScriptDrafter final : public Drafter {
  public:
-  ScriptDrafter(uint64_t seed, double acceptance, double after_hit, uint64_t rng_seed)
-      : seed_(seed), acceptance_(acceptance), after_hit_(after_hit), rng_(rng_seed) {}
+  ScriptDrafter(uint64_t seed, double acceptance, double after_hit, double proposal_rate,
+                uint64_t rng_seed)
+      : seed_(seed),
+        acceptance_(acceptance),
+        after_hit_(after_hit),
+        proposal_rate_(proposal_rate),
+        rng_(rng_seed),
+        guess_rng_(rng_seed ^ 0x9e3779b97f4a7c15ull) {}
   Result<DraftProposal> propose(const std::vector<int32_t>& context, int n) override {
     DraftProposal p;
+    if (!guesses(static_cast<int64_t>(context.size()))) return p;
     for (int i = 0; i < n; ++i) {
       const int64_t pos = static_cast<int64_t>(context.size()) + i;
       const int32_t right = script_token(seed_, pos);
@@ -69,12 +77,18 @@ class ScriptDrafter final : public Drafter {
     }
     return right_[static_cast<size_t>(pos)];
   }
+  bool guesses(int64_t pos) {
+    while (static_cast<int64_t>(has_guess_.size()) <= pos)
+      has_guess_.push_back(u_(guess_rng_) < proposal_rate_);
+    return has_guess_[static_cast<size_t>(pos)];
+  }
 
   const uint64_t seed_;
-  const double acceptance_, after_hit_;
-  std::mt19937_64 rng_;
+  const double acceptance_, after_hit_, proposal_rate_;
+  std::mt19937_64 rng_, guess_rng_;
   std::uniform_real_distribution<double> u_{0.0, 1.0};
-  std::vector<bool> right_;  // by position, drawn in order
+  std::vector<bool> right_;      // by position, drawn in order
+  std::vector<bool> has_guess_;  // by position asked at, drawn in order
 };
 
 class Request {
@@ -112,7 +126,7 @@ class Request {
     const Speculation& sc = w_.scenario.speculation;
     ScriptDrafter drafter(seed_, sc.acceptance,
                           sc.acceptance_after_hit >= 0 ? sc.acceptance_after_hit : sc.acceptance,
-                          seed_ ^ 0x5eed);
+                          sc.proposal_rate, seed_ ^ 0x5eed);
     SpeculationReport report;
     while (produced_ < r_.output_tokens) {
       if (spec_.mode == SpeculationMode::kOff) {

@@ -327,11 +327,12 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
   }
 
   Fields spec = top.child("speculation");
-  spec.check_known({"enabled", "acceptance", "acceptance_after_hit", "max_drafts"});
+  spec.check_known({"enabled", "acceptance", "acceptance_after_hit", "proposal_rate", "max_drafts"});
   s.speculation.enabled = spec.boolean("enabled", false);
   s.speculation.acceptance = spec.num("acceptance", 0.7, 0, 0.999);
   if (spec.has("acceptance_after_hit"))
     s.speculation.acceptance_after_hit = spec.num("acceptance_after_hit", 0.7, 0, 0.999);
+  s.speculation.proposal_rate = spec.num("proposal_rate", 1, 0, 1);
   s.speculation.max_drafts = spec.integer("max_drafts", 8, 1, 64);
 
   if (const toml::node* fr = root.get("fixed_ranges")) {

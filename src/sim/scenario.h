@@ -91,6 +91,10 @@ struct Speculation {
   // or at the text's start). < 0 (the default): `acceptance`, every draft
   // independent.
   double acceptance_after_hit = -1;
+  // The probability that the drafter has a guess at all when asked at a
+  // position (the n-gram drafter has one only where the text so far repeats;
+  // the gateway's metrics count it: 1 - empty_proposals / proposals).
+  double proposal_rate = 1;
   int max_drafts = 8;
 };
 

@@ -176,6 +176,24 @@ TEST(SimulationTest, DraftsThatHoldInRunsYieldMoreThanIndependentOnes) {
   EXPECT_GT(runs_rate, 1.3 * independent_rate) << independent_rate << " vs " << runs_rate;
 }
 
+// A drafter that has a guess at only some positions (as the n-gram drafter
+// finds a match only where the text repeats): fewer steps carry drafts and
+// fewer tokens come per step than from one that always has a guess, with the
+// same drafts where it does.
+TEST(SimulationTest, ADrafterWithoutAGuessAtMostPositionsYieldsLess) {
+  Scenario always = load("two-stage-test");
+  always.speculation.enabled = true;
+  always.speculation.acceptance = 0.8;
+  always.speculation.max_drafts = 4;
+  Scenario sometimes = always;
+  sometimes.speculation.proposal_rate = 0.3;
+  const nlohmann::json a = summary(run_in_child(always));
+  const nlohmann::json s = summary(run_in_child(sometimes));
+  EXPECT_LT(s.value("speculative_step_share", 1.0), a.value("speculative_step_share", 0.0));
+  EXPECT_GT(s.value("speculative_step_share", 0.0), 0.0);
+  EXPECT_LT(s.value("tok_s", 0.0), a.value("tok_s", 0.0));
+}
+
 // Eight streams through two stages: the answers of one batch leave one after
 // another (message_overhead_s each), so the next stage starts on the first
 // as soon as it lands and the rest run in its next batch, as a real node's

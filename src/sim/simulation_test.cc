@@ -68,6 +68,16 @@ Scenario load(const std::string& name) {
   return s.ok() ? *s : Scenario{};
 }
 
+// The two-stage test scenario with speculation on, drafts holding
+// independently at `acceptance`.
+Scenario speculating(double acceptance, int max_drafts = 8) {
+  Scenario s = load("two-stage-test");
+  s.speculation.enabled = true;
+  s.speculation.acceptance = acceptance;
+  s.speculation.max_drafts = max_drafts;
+  return s;
+}
+
 // Two stages of 4 layers at 2 ms each, every one-way hop 10 ms (half the
 // region's 20 ms RTT: two access links of 5 ms), one stream: a decode step is
 // 3 hops x 10 ms + 2 x 8 ms = 46 ms, so 1 / 0.046 = 21.74 tokens/s. Message
@@ -125,10 +135,7 @@ TEST(SimulationTest, ANodeDiesMidRequestAndTheRequestStillCompletes) {
 
 TEST(SimulationTest, SpeculationYieldsMoreTokensPerStepOnTheSameSwarm) {
   Scenario plain = load("two-stage-test");
-  Scenario spec = plain;
-  spec.speculation.enabled = true;
-  spec.speculation.acceptance = 0.8;
-  spec.speculation.max_drafts = 4;
+  Scenario spec = speculating(0.8, 4);
   const double plain_rate = summary(run_in_child(plain)).value("tok_s", 0.0);
   const double spec_rate = summary(run_in_child(spec)).value("tok_s", 0.0);
   // With fixed t(b) (a run of 5 tokens costs what one does) and 0.8
@@ -146,9 +153,7 @@ namespace {
 // speculation costs next to nothing against plain decoding.
 TEST(SimulationTest, SpeculationWithFailingDraftsStaysNearPlain) {
   Scenario plain = load("two-stage-test");
-  Scenario spec = plain;
-  spec.speculation.enabled = true;
-  spec.speculation.acceptance = 0;
+  Scenario spec = speculating(0);
   const double plain_rate = summary(run_in_child(plain)).value("tok_s", 0.0);
   const nlohmann::json s = summary(run_in_child(spec));
   EXPECT_GT(s.value("tok_s", 0.0), 0.95 * plain_rate);
@@ -165,10 +170,7 @@ namespace {
 // drafts that hold independently, both starting right 40% of the time after
 // a wrong one: runs give longer accepted chains, so more tokens per step.
 TEST(SimulationTest, DraftsThatHoldInRunsYieldMoreThanIndependentOnes) {
-  Scenario independent = load("two-stage-test");
-  independent.speculation.enabled = true;
-  independent.speculation.acceptance = 0.4;
-  independent.speculation.max_drafts = 6;
+  Scenario independent = speculating(0.4, 6);
   Scenario runs = independent;
   runs.speculation.acceptance_after_hit = 0.95;
   const double independent_rate = summary(run_in_child(independent)).value("tok_s", 0.0);
@@ -181,10 +183,7 @@ TEST(SimulationTest, DraftsThatHoldInRunsYieldMoreThanIndependentOnes) {
 // fewer tokens come per step than from one that always has a guess, with the
 // same drafts where it does.
 TEST(SimulationTest, ADrafterWithoutAGuessAtMostPositionsYieldsLess) {
-  Scenario always = load("two-stage-test");
-  always.speculation.enabled = true;
-  always.speculation.acceptance = 0.8;
-  always.speculation.max_drafts = 4;
+  Scenario always = speculating(0.8, 4);
   Scenario sometimes = always;
   sometimes.speculation.proposal_rate = 0.3;
   const nlohmann::json a = summary(run_in_child(always));

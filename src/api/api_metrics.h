@@ -68,9 +68,9 @@ class ApiMetrics {
   prometheus::Counter* cancelled_runs_;
   prometheus::Counter* draft_chains_;
   prometheus::Counter* chains_first_held_;
+  prometheus::Counter* chains_all_held_;
   prometheus::Counter* proposals_;
   prometheus::Counter* empty_proposals_;
-  prometheus::Counter* chains_all_held_;
 };
 
 }  // namespace swarm

@@ -67,9 +67,13 @@ void ServerStream::send(const StageResponse& r) {
   pump();
 }
 
+bool ServerStream::answer_stuck() const {
+  return queue_.in_flight() && timer_->clock().now() - write_started_ >= stuck_write_;
+}
+
 bool ServerStream::taking_answers() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!queue_.in_flight() || timer_->clock().now() - write_started_ < stuck_write_) return true;
+  if (!answer_stuck()) return true;
   stall_seen_ = true;
   return false;
 }
@@ -188,7 +192,7 @@ void ServerStream::read_next() {
       reads_paused_ = true;
       return;
     }
-    if (queue_.in_flight() && timer_->clock().now() - write_started_ >= stuck_write_) {
+    if (answer_stuck()) {
       if (!reads_paused_)
         spdlog::info("stream {}: its caller has not taken an answer for {} s: reads pause", id_,
                      std::chrono::duration<double>(stuck_write_).count());

@@ -100,6 +100,8 @@ class ServerStream : public std::enable_shared_from_this<ServerStream> {
   // what the stream holds in the node is over the limit; a paused stream
   // resumes once that falls to half (a write done, a step run).
   void read_next();
+  // Whether the write in flight has waited `stuck_write` or more. Under mu_.
+  bool answer_stuck() const;
   // The stream ends with `status` once what is queued is written (at once
   // when it is broken); the sessions it owns close now. A later call keeps
   // the first status but still pumps: a stream that ended itself and then

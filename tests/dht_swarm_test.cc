@@ -17,6 +17,7 @@
 #include "engine/vulkan_sizes.h"
 #include "net/identity.h"
 #include "net/model_id.h"
+#include "node/stage_server.h"
 #include "swarm_harness.h"
 
 namespace {
@@ -44,7 +45,8 @@ class DhtSwarmTest : public swarm::testing::SwarmHarness {
     model_id_ = *id;
     for (const swarm::TensorInfo& t : source->tensors)
       if (t.name.rfind("blk.0.", 0) == 0) layer_bytes_ += t.nbytes;
-    gpu_workspace_bytes_ = swarm::vk::kept_workspace_bytes(source->config, true);
+    gpu_workspace_bytes_ = swarm::vk::workspace_bytes(
+        source->config, true, swarm::node::session_context({}, source->config));
 
     boot_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{"dht", "--listen", "127.0.0.1:0"}, dir_ + "/dht.err");

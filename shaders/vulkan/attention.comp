@@ -1,14 +1,15 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// Causal attention of query head h of token t (workgroup (h, t)) over the KV
-// cache in a device buffer: token t sits at position start + t and sees
+// Causal attention of query head h of token t = t0 + y (workgroup (h, y)) over
+// the KV cache in a device buffer: token t sits at position start + t and sees
 // positions [0, start + t]. Grouped-query: head h reads kv head h / (n_head / n_head_kv).
 // The operations are attend_head()'s canonical ones (engine/matmul.h):
 //   s_p = (tree16 of a_l, a_l = fma(q[i], k_p[i], a_l) for i = l mod 16) * scale
 //   m = max s_p;  e_p = exp_canonical(s_p - m);  sum = e_0 + e_1 + ... in order
 //   w_p = e_p * (1 / sum);  out[d] = fma(w_p, v_p[d], out[d]) for p in order
 // so a token's result depends only on its query and the cache, never on the
-// batch. Scores go to `scores` ([n * n_head][start + n] floats), e_p in place.
+// batch, or on which dispatch (t0) computed it. Scores go to `scores`
+// ([y * n_head][start + n] floats: the dispatch's tokens only), e_p in place.
 #define WG_SIZE 64
 #include "reduce.glsl"
 #include "exp.glsl"
@@ -20,6 +21,7 @@ layout(std430, binding = 2) buffer Scores { float sc[]; };
 layout(std430, binding = 3) writeonly buffer Out { float o[]; };   // as q
 layout(push_constant) uniform Params {
   uint n;
+  uint t0;  // this dispatch's first token: a long batch takes several, which share `scores`
   uint start;
   uint n_head;
   uint n_head_kv;
@@ -37,11 +39,11 @@ void main() {
   const uint lane = slot & 15u;
   const uint group = slot >> 4;  // four groups of 16 lanes, one position each
   const uint h = gl_WorkGroupID.x;
-  const uint t = gl_WorkGroupID.y;
+  const uint t = pc.t0 + gl_WorkGroupID.y;
   const uint kvh = h / (pc.n_head / pc.n_head_kv);
   const uint len = pc.start + t + 1u;
   const uint qb = (t * pc.n_head + h) * pc.head_dim;
-  const uint sb = (t * pc.n_head + h) * (pc.start + pc.n);
+  const uint sb = (gl_WorkGroupID.y * pc.n_head + h) * (pc.start + pc.n);
   const uint kb = pc.k_offset + kvh * pc.head_dim;
   const uint vb = pc.v_offset + kvh * pc.head_dim;
 

@@ -85,6 +85,7 @@ void register_generate(CLI::App& app) {
   cmd->callback([o] {
     LoadOptions lo;
     lo.no_mmap = o->no_mmap;
+    lo.context = o->ctx;
     auto model = load_model_on(o->model, lo, o->device);
     const ModelConfig& cfg = model->config();
     auto tok = load_tokenizer(o->model, cfg.n_vocab);

@@ -177,10 +177,11 @@ class SwarmMember {
       if (!bytes.ok()) fail("--memory: " + bytes.status().message());
       capacity_ = layers_that_fit(*source, *bytes);
     } else if (const auto gpu = gpu_memory_for_layers(node_); gpu > 0) {
-      // The layers, their KV caches and the workspace decode batches compute
-      // in live in the GPU's memory (the head's logits counted, should this
-      // node take the last layers).
-      const uint64_t work = vk::kept_workspace_bytes(source->config, true);
+      // The layers, their KV caches and the workspace at its largest for
+      // the node's context live in the GPU's memory (the head's logits
+      // counted, should this node take the last layers).
+      const uint64_t work =
+          vk::workspace_bytes(source->config, true, node::session_context(node_, source->config));
       const uint64_t for_weights = gpu > work ? gpu - work : 0;
       capacity_ = layers_that_fit(*source, for_weights);
       spdlog::info("{} layers fit in {} ({} MiB for weights after the KV budget and {} MiB of "

@@ -86,6 +86,7 @@ void register_serve(CLI::App& app) {
 
     LoadOptions lo;
     lo.no_mmap = o->no_mmap;
+    lo.context = o->ctx;
     auto model = load_model_on(o->model, lo, o->device);
     auto tok = load_tokenizer(o->model, model->config().n_vocab);
     if (!model->has_embed() || !model->has_head())

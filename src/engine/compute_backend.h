@@ -65,7 +65,9 @@ class ComputeBackend {
   // destroys the backend first), so a backend may compute from them in place. A
   // backend that copies them elsewhere checks first that they fit and returns
   // ResourceExhausted naming the bytes needed and free, before uploading any.
-  virtual Status load(const ModelConfig& config, const ModelWeights& weights) = 0;
+  // `context`: the most positions a sequence's cache will hold, so that such a
+  // backend sets aside what attention over that many takes.
+  virtual Status load(const ModelConfig& config, const ModelWeights& weights, int context) = 0;
 
   // Storage for one sequence's keys and values of layers [first_layer,
   // last_layer) (within the loaded range), `kv_dim` floats of each per position,

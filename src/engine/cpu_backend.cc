@@ -15,7 +15,7 @@ struct LayerBuffers {
 
 }  // namespace
 
-Status CpuBackend::load(const ModelConfig& config, const ModelWeights& weights) {
+Status CpuBackend::load(const ModelConfig& config, const ModelWeights& weights, int) {
   config_ = config;
   w_ = weights;
   return Status::Ok();

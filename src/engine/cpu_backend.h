@@ -18,7 +18,7 @@ class CpuBackend final : public ComputeBackend {
   std::string name() const override { return "cpu"; }
   bool exact() const override { return true; }  // the reference itself
   // Keeps the views: the weights stay where the file maps them.
-  Status load(const ModelConfig& config, const ModelWeights& weights) override;
+  Status load(const ModelConfig& config, const ModelWeights& weights, int context) override;
   std::unique_ptr<KvStorage> new_kv_storage(int first_layer, int last_layer, int kv_dim,
                                             int max_len) const override;
   Status embed(const int32_t* tokens, int64_t n, float* hidden) const override;

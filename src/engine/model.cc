@@ -24,7 +24,8 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOp
   m->source_ = std::move(src).value();
   SWARM_RETURN_IF_ERROR(m->map_and_bind(options));
   m->backend_ = std::move(backend).value();
-  SWARM_RETURN_IF_ERROR(m->backend_->load(m->config(), m->weights_));
+  const int context = options.context > 0 ? options.context : m->config().n_ctx_train;
+  SWARM_RETURN_IF_ERROR(m->backend_->load(m->config(), m->weights_, context));
   return m;
 }
 

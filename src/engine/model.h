@@ -35,6 +35,8 @@ struct LoadOptions {
   bool no_mmap = false;       // read weights into (huge-page) memory instead of mapping the file
   bool progress = false;      // a bar on stderr while the weights are read in, if it is a terminal
   std::string device = "cpu"; // where the layers run: "cpu", "vulkan[:N]" (backend_select.h)
+  int context = 0;            // positions a sequence's cache may hold, for the device's
+                              // workspace check; 0: the model's trained context
 };
 
 class Model {

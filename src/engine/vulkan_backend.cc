@@ -74,7 +74,7 @@ uint64_t VulkanBackend::device_bytes(const ModelConfig& c, const ModelWeights& w
   return bytes;
 }
 
-Status VulkanBackend::load(const ModelConfig& config, const ModelWeights& weights) {
+Status VulkanBackend::load(const ModelConfig& config, const ModelWeights& weights, int context) {
   config_ = config;
   first_layer_ = weights.first_layer;
   rope_inv_freq_ = weights.rope_inv_freq;
@@ -91,9 +91,10 @@ Status VulkanBackend::load(const ModelConfig& config, const ModelWeights& weight
   VulkanContext& ctx = *device_->ctx;
   // All or nothing: a model that does not fit is refused before any upload, so
   // the error comes at once and names the whole need: the weights and the
-  // workspace decode batches compute in.
+  // workspace at its largest (decode batches', a long prompt's beside them, at
+  // the full context). The KV caches take their memory as sessions grow.
   const uint64_t weight_bytes = device_bytes(config, weights);
-  const uint64_t work_bytes = vk::kept_workspace_bytes(config, weights.output.data != nullptr);
+  const uint64_t work_bytes = vk::workspace_bytes(config, weights.output.data != nullptr, context);
   const uint64_t need = weight_bytes + work_bytes, available = ctx.free_bytes();
   if (need > available)
     return Status::ResourceExhausted(
@@ -101,7 +102,8 @@ Status VulkanBackend::load(const ModelConfig& config, const ModelWeights& weight
         std::to_string(weights.last_layer) + (weights.output.data ? " and the head" : "") +
         " need " + std::to_string(mib(need)) + " MiB of device memory on " + ctx.device_name() +
         " (weights " + std::to_string(mib(weight_bytes)) + " MiB, workspace " +
-        std::to_string(mib(work_bytes)) + " MiB), " + std::to_string(available >> 20) + " MiB free");
+        std::to_string(mib(work_bytes)) + " MiB for a context of " + std::to_string(context) +
+        "), " + std::to_string(available >> 20) + " MiB free");
   return upload_all(weights);
 }
 
@@ -167,8 +169,21 @@ Status VulkanBackend::embed(const int32_t* tokens, int64_t n, float* hidden) con
   return Status::Ok();
 }
 
-vk::VulkanWorkspace& VulkanBackend::workspace(int64_t n, vk::VulkanWorkspace& own) const {
-  return n <= vk::kKeptWorkspaceRows ? kept_ : own;
+std::vector<std::vector<VulkanBackend::SubmitChunk>> VulkanBackend::split_into_submits(
+    const std::vector<SeqChunk>& chunks, const std::vector<vk::VulkanKvStorage*>& kv,
+    int64_t max_rows) {
+  std::vector<std::vector<SubmitChunk>> submits(1);
+  int64_t rows = 0;
+  for (size_t ci = 0; ci < chunks.size(); ++ci) {
+    for (int done = 0; done < chunks[ci].n_tokens;) {
+      if (rows == max_rows) submits.emplace_back(), rows = 0;
+      const int take = static_cast<int>(std::min<int64_t>(chunks[ci].n_tokens - done, max_rows - rows));
+      submits.back().push_back({kv[ci], chunks[ci].cache->length() + done, take});
+      done += take;
+      rows += take;
+    }
+  }
+  return submits;
 }
 
 Status VulkanBackend::run_layers(float* hidden, const std::vector<SeqChunk>& chunks,
@@ -182,25 +197,42 @@ Status VulkanBackend::run_layers(float* hidden, const std::vector<SeqChunk>& chu
       return Status::InvalidArgument("KV cache was not made by the " + name() + " backend");
     kv.push_back(s);
   }
-  const ModelConfig& c = config_;
+  // A long prompt runs in several submits, so that its workspace stays within
+  // what load() checked (vulkan_sizes.h); each submit's keys and values are in
+  // the cache before the next one's attention reads them.
   const int64_t n = static_cast<int64_t>(positions.size());
+  std::lock_guard<std::mutex> lock(device_->mu);
+  // Small batches compute in the kept workspace; a longer call in its own,
+  // freed when it ends.
+  vk::VulkanWorkspace own;
+  vk::VulkanWorkspace& ws = n <= vk::kKeptWorkspaceRows ? kept_ : own;
+  int64_t row = 0;
+  for (const std::vector<SubmitChunk>& submit : split_into_submits(chunks, kv, vk::kMaxRowsPerSubmit)) {
+    int64_t rows = 0;
+    for (const SubmitChunk& ch : submit) rows += ch.n_tokens;
+    SWARM_RETURN_IF_ERROR(run_submit(hidden + row * config_.n_embd, positions.data() + row, rows,
+                                     submit, first, last, ws));
+    row += rows;
+  }
+  return Status::Ok();
+}
+
+Status VulkanBackend::run_submit(float* hidden, const int32_t* positions, int64_t n,
+                                 const std::vector<SubmitChunk>& chunks, int first, int last,
+                                 vk::VulkanWorkspace& ws) const {
+  const ModelConfig& c = config_;
   const uint64_t d = c.n_embd, f = sizeof(float);
   // The rotation table as the CPU backend computes it (ModelWeights says how).
-  const RopeTable rot =
-      rope_table(n, positions.data(), c.rope_dim, rope_inv_freq_, rope_position_scale_);
+  const RopeTable rot = rope_table(n, positions, c.rope_dim, rope_inv_freq_, rope_position_scale_);
   const uint64_t hidden_bytes = n * d * f, rope_bytes = 2 * rot.cs.size() * f;
   int max_chunk = 0;
   uint64_t scratch = 1;
-  for (const SeqChunk& ch : chunks) {
+  for (const SubmitChunk& ch : chunks) {
     max_chunk = std::max(max_chunk, ch.n_tokens);
-    scratch = std::max(scratch,
-                       vk::attention_scratch_floats(ch.n_tokens, ch.cache->length(), c.n_head));
+    scratch = std::max(scratch, vk::attention_scratch_floats(ch.n_tokens, ch.start, c.n_head));
   }
 
-  std::lock_guard<std::mutex> lock(device_->mu);
   VulkanContext& ctx = *device_->ctx;
-  vk::VulkanWorkspace own;
-  vk::VulkanWorkspace& ws = workspace(n, own);
   using W = vk::VulkanWorkspace;
   const vk::LayerBuffers sizes =
       vk::layer_buffers(c, n, rope_bytes, max_chunk, scratch, chunks.size() > 1);
@@ -228,7 +260,7 @@ Status VulkanBackend::run_layers(float* hidden, const std::vector<SeqChunk>& chu
   CommandBatch batch(ctx);
   batch.copy(ws.staging, 0, ws.x, 0, hidden_bytes);
   batch.copy(ws.staging, hidden_bytes, table.data, 0, rope_bytes);
-  for (int il = first; il < last; ++il) record_layer(batch, il, n, ws, table, chunks, kv);
+  for (int il = first; il < last; ++il) record_layer(batch, il, n, ws, table, chunks);
   batch.copy(ws.x, 0, ws.staging, 0, hidden_bytes);
   const Status st = batch.run();
   ws.rope = std::move(table.data);
@@ -239,8 +271,7 @@ Status VulkanBackend::run_layers(float* hidden, const std::vector<SeqChunk>& chu
 
 void VulkanBackend::record_layer(CommandBatch& b, int il, int64_t n, const vk::VulkanWorkspace& a,
                                  const vk::DeviceRopeTable& rope,
-                                 const std::vector<SeqChunk>& chunks,
-                                 const std::vector<vk::VulkanKvStorage*>& kv_of) const {
+                                 const std::vector<SubmitChunk>& chunks) const {
   const ModelConfig& c = config_;
   const DeviceLayer& L = layers_[il - first_layer_];
   const int d = c.n_embd, q_dim = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim;
@@ -259,10 +290,9 @@ void VulkanBackend::record_layer(CommandBatch& b, int il, int64_t n, const vk::V
   const uint64_t q_row = static_cast<uint64_t>(q_dim) * sizeof(float);
   const uint64_t kv_row = static_cast<uint64_t>(kv) * sizeof(float);
   int64_t row = 0;
-  for (size_t ci = 0; ci < chunks.size(); ++ci) {
-    const vk::VulkanKvStorage& cache = *kv_of[ci];
-    const int nt = chunks[ci].n_tokens;
-    const int start = chunks[ci].cache->length();
+  for (const SubmitChunk& ch : chunks) {
+    const vk::VulkanKvStorage& cache = *ch.kv;
+    const int nt = ch.n_tokens, start = ch.start;
     const VulkanBuffer& kvbuf = cache.buffer(il);
     const uint64_t pos_bytes = cache.position_bytes();
     b.copy_rows(a.k, row * kv_row, kv_row, kvbuf, start * pos_bytes, pos_bytes, kv_row, nt);
@@ -308,13 +338,13 @@ Status VulkanBackend::run_head(const float* hidden, int64_t n, float* out, bool 
   const uint64_t f = sizeof(float);
   std::lock_guard<std::mutex> lock(device_->mu);
   VulkanContext& ctx = *device_->ctx;
-  // Rows in groups whose logits fit one buffer (a big vocabulary times a long
-  // prompt need not): each row's result is the same whatever its group.
+  // Rows in groups the kept workspace holds, whose logits fit one buffer (a
+  // big vocabulary times a long prompt need not): each row's result is the same
+  // whatever its group, and the head takes no memory beyond what load() checked.
   const uint64_t row_bytes = static_cast<uint64_t>(std::max<int64_t>(out_cols, d)) * f;
-  const int64_t group =
-      std::max<int64_t>(1, std::min<int64_t>(n, ctx.max_buffer_bytes() / row_bytes));
-  vk::VulkanWorkspace own;
-  vk::VulkanWorkspace& ws = workspace(group, own);
+  const int64_t group = std::max<int64_t>(
+      1, std::min({n, vk::kKeptWorkspaceRows, static_cast<int64_t>(ctx.max_buffer_bytes() / row_bytes)}));
+  vk::VulkanWorkspace& ws = kept_;
   using W = vk::VulkanWorkspace;
   SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.x, group * d * f));
   if (with_output) SWARM_RETURN_IF_ERROR(W::reserve(ctx, ws.logits, group * out_cols * f));

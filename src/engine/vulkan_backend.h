@@ -34,7 +34,7 @@ class VulkanBackend final : public ComputeBackend {
 
   std::string name() const override { return "vulkan:" + std::to_string(index_); }
   bool exact() const override { return false; }
-  Status load(const ModelConfig& config, const ModelWeights& weights) override;
+  Status load(const ModelConfig& config, const ModelWeights& weights, int context) override;
   std::unique_ptr<KvStorage> new_kv_storage(int first_layer, int last_layer, int kv_dim,
                                             int max_len) const override;
   Status embed(const int32_t* tokens, int64_t n, float* hidden) const override;
@@ -45,7 +45,7 @@ class VulkanBackend final : public ComputeBackend {
   Status final_norm(const float* hidden, int64_t n, float* out) const override;
 
   // Bytes load() puts in device memory for these weights; with
-  // vk::kept_workspace_bytes(), what it checks fits.
+  // vk::workspace_bytes(), what it checks fits.
   static uint64_t device_bytes(const ModelConfig& config, const ModelWeights& weights);
 
  private:
@@ -58,13 +58,25 @@ class VulkanBackend final : public ComputeBackend {
       : index_(index), device_(std::move(device)) {}
   Result<vk::VulkanBuffer> upload_floats(const float* data, int64_t count);
   Status upload_all(const ModelWeights& w);
-  // Records layer `il` over the batch of `n` rows into `batch`, computing in `ws`.
+  // One sequence's rows in a submit: `n_tokens` of them from position `start`.
+  struct SubmitChunk {
+    const vk::VulkanKvStorage* kv;
+    int start;
+    int n_tokens;
+  };
+  // The batch's rows in submits of at most `max_rows`, in order: a chunk longer
+  // than what is left of a submit continues in the next, from where it stopped.
+  static std::vector<std::vector<SubmitChunk>> split_into_submits(
+      const std::vector<SeqChunk>& chunks, const std::vector<vk::VulkanKvStorage*>& kv,
+      int64_t max_rows);
+  // Layers [first, last) over the `n` rows of `chunks` in one submit, computing
+  // in `ws`. Under the device's lock.
+  Status run_submit(float* hidden, const int32_t* positions, int64_t n,
+                    const std::vector<SubmitChunk>& chunks, int first, int last,
+                    vk::VulkanWorkspace& ws) const;
+  // Records layer `il` over the submit's `n` rows into `batch`, computing in `ws`.
   void record_layer(vk::CommandBatch& batch, int il, int64_t n, const vk::VulkanWorkspace& ws,
-                    const vk::DeviceRopeTable& rope, const std::vector<SeqChunk>& chunks,
-                    const std::vector<vk::VulkanKvStorage*>& kv) const;
-  // The workspace for a call of `n` rows: the kept one for small batches, else
-  // `own` (the caller's, freed when the call ends). Under the device's lock.
-  vk::VulkanWorkspace& workspace(int64_t n, vk::VulkanWorkspace& own) const;
+                    const vk::DeviceRopeTable& rope, const std::vector<SubmitChunk>& chunks) const;
   Status run_head(const float* hidden, int64_t n, float* out, bool with_output) const;
 
   int index_;

@@ -18,6 +18,7 @@
 #include "engine/backend_select.h"
 #include "engine/compute_devices.h"
 #include "engine/model.h"
+#include "engine/synth.h"
 #include "engine/test_data.h"
 #include "engine/vulkan_backend.h"
 #include "engine/vulkan_sizes.h"
@@ -283,6 +284,101 @@ TEST_P(VulkanBackendModel, RefusesACacheTheCpuMade) {
   EXPECT_EQ(foreign->length(), 0);
 }
 
+// Hidden states of `tokens` after every layer, run after `cache`'s positions in
+// calls of at most `per_call` tokens.
+std::vector<float> hidden_after(const Model& m, KvCache& cache, const std::vector<int32_t>& tokens,
+                                size_t per_call, ThreadPool& pool) {
+  const int d = m.config().n_embd;
+  std::vector<float> h(tokens.size() * d);
+  EXPECT_TRUE(m.embed(tokens.data(), tokens.size(), h.data()).ok());
+  for (size_t i = 0; i < tokens.size(); i += per_call) {
+    const int n = static_cast<int>(std::min(per_call, tokens.size() - i));
+    const Status s = m.run_layers(h.data() + i * d, {{&cache, n}}, 0, m.config().n_layer, pool);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  return h;
+}
+
+// Prompts of thousands of tokens, on a model small enough that lavapipe runs
+// them in a second or two (two Q8_0 layers of 64, four heads over two).
+class VulkanBackendLongPrompt : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!no_vulkan_reason().empty()) return;
+    SynthShape shape = *find_synth_shape("demo-tiny");
+    ModelConfig& c = shape.config;
+    c.n_layer = 2, c.n_embd = 64, c.n_ff = 128, c.n_head = 4, c.n_head_kv = 2;
+    c.head_dim = c.rope_dim = 16;
+    path_ = ::testing::TempDir() + "/swarm_vulkan_long_" + std::to_string(::getpid()) + ".gguf";
+    ThreadPool pool(2);
+    const Status s = synthesize_gguf(shape, "Q8_0", 3, path_, pool);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  static void TearDownTestSuite() { std::filesystem::remove(path_); }
+  void SetUp() override {
+    const std::string why = no_vulkan_reason();
+    if (!why.empty()) GTEST_SKIP() << why;
+    auto m = load(path_, "vulkan");
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    model_ = std::move(m).value();
+  }
+
+  static inline std::string path_;
+  std::unique_ptr<Model> model_;
+  ThreadPool pool_{2};
+};
+
+// A prompt longer than one submit runs in several (vulkan_sizes.h), each
+// reading the keys and values the ones before wrote: its bits are those of the
+// prompt in short calls, and of each sequence of a batch alone, wherever the
+// submits' boundaries cut.
+TEST_F(VulkanBackendLongPrompt, GivesTheBitsOfItsPieces) {
+  const Model& m = *model_;
+  const int d = m.config().n_embd;
+  const int n = static_cast<int>(vk::kMaxRowsPerSubmit) + 37;
+  const std::vector<int32_t> p = prompt(m, n, 8);
+  auto whole = m.new_cache(n), pieces = m.new_cache(n);
+  EXPECT_TRUE(same_bits(hidden_after(m, *whole, p, p.size(), pool_),
+                        hidden_after(m, *pieces, p, 100, pool_)));
+
+  // Two sequences of 300 in one call: the second crosses the first submit's end.
+  const std::vector<int32_t> a = prompt(m, 300, 9), b = prompt(m, 300, 10);
+  auto ca = m.new_cache(300), cb = m.new_cache(300), ca2 = m.new_cache(300), cb2 = m.new_cache(300);
+  std::vector<int32_t> both = a;
+  both.insert(both.end(), b.begin(), b.end());
+  std::vector<float> h(both.size() * d);
+  ASSERT_TRUE(m.embed(both.data(), both.size(), h.data()).ok());
+  const Status s = m.run_layers(h.data(), {{ca.get(), 300}, {cb.get(), 300}}, 0, m.config().n_layer, pool_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::vector<float> alone = hidden_after(m, *ca2, a, 300, pool_);
+  const std::vector<float> b_alone = hidden_after(m, *cb2, b, 300, pool_);
+  alone.insert(alone.end(), b_alone.begin(), b_alone.end());
+  EXPECT_TRUE(same_bits(h, alone));
+  EXPECT_EQ(cb->length(), 300);
+}
+
+// What a long prompt takes on the device while it runs, head included, stays
+// within what load() checked for its context: two submits' worth of rows and
+// more in one call (in one submit they would take more than the checked
+// rows), and logits for all of them.
+TEST_F(VulkanBackendLongPrompt, TakesNoMoreThanTheCheckedWorkspace) {
+  const Model& m = *model_;
+  const int n = 2 * static_cast<int>(vk::kMaxRowsPerSubmit) + 5;
+  auto cache = m.new_cache(n);
+  ASSERT_TRUE(cache->reserve(n).ok());  // the cache's own memory, counted apart
+  vk::VulkanContext& ctx = *static_cast<const vk::VulkanKvStorage&>(cache->storage()).device()->ctx;
+  ctx.reset_peak();
+  const uint64_t before = ctx.used_bytes();
+  auto l = m.forward(prompt(m, n, 11), *cache, pool_);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  ASSERT_EQ(l->size(), static_cast<size_t>(n) * m.config().n_vocab);
+  const uint64_t took = ctx.peak_used_bytes() - before, bound = vk::workspace_bytes(m.config(), true, n);
+  std::printf("%d tokens took %.2f MiB of workspace, %.2f MiB checked at load\n", n, took / 1048576.0,
+              bound / 1048576.0);
+  EXPECT_GT(took, 0u);
+  EXPECT_LE(took, bound);
+}
+
 // The shipped model, and the reference models' architectures and types: llama
 // (adjacent-pair RoPE) and qwen2 (biases, neox RoPE), 8-bit, K-quant and float.
 INSTANTIATE_TEST_SUITE_P(Models, VulkanBackendModel,
@@ -403,13 +499,13 @@ TEST(VulkanBackend, AModelTooBigForTheDeviceIsRefusedBeforeAnyUpload) {
   for (WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
     *m = WeightMatrix{TensorType::F16, c.n_embd, c.n_embd, small.data()};
   w.layers.push_back(L);
-  const Status s = (*b)->load(c, w);
+  const Status s = (*b)->load(c, w, 4096);
   ASSERT_EQ(s.code(), Status::Code::kResourceExhausted) << s.ToString();
-  // The weights, and the workspace decode batches compute in, named apart.
+  // The weights, and the workspace at its largest for that context, named apart.
   EXPECT_NE(s.message().find("MiB of device memory"), std::string::npos) << s.ToString();
   EXPECT_NE(s.message().find("(weights 14337 MiB, workspace " +
-                             std::to_string((vk::kept_workspace_bytes(c, false) + (1 << 20) - 1) >> 20) +
-                             " MiB)"),
+                             std::to_string((vk::workspace_bytes(c, false, 4096) + (1 << 20) - 1) >> 20) +
+                             " MiB for a context of 4096)"),
             std::string::npos)
       << s.ToString();
   EXPECT_NE(s.message().find("MiB free"), std::string::npos) << s.ToString();

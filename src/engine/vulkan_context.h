@@ -95,6 +95,10 @@ class VulkanContext {
   // live buffers take of it.
   uint64_t heap_bytes() const { return heap_size_[device_heap_]; }
   uint64_t used_bytes() const { return heap_used_[device_heap_]; }
+  // The most used_bytes() has been since the context was made or since
+  // reset_peak(): what a call took at its largest, to check a bound with.
+  uint64_t peak_used_bytes() const { return heap_peak_; }
+  void reset_peak() { heap_peak_ = used_bytes(); }
   // What may still be allocated: the heap less what every context of this
   // process holds on the device (each Model opens its own) and, where the
   // driver has VK_EXT_memory_budget, no more than its budget less what it
@@ -146,6 +150,7 @@ class VulkanContext {
   uint32_t host_heap_ = 0;
   uint64_t heap_size_[VK_MAX_MEMORY_HEAPS] = {};
   uint64_t heap_used_[VK_MAX_MEMORY_HEAPS] = {};
+  uint64_t heap_peak_ = 0;  // of the device heap
   uint64_t max_buffer_ = 0;
   uint64_t staging_chunk_ = 0;
   bool memory_budget_ = false;

@@ -264,26 +264,37 @@ Status attention(CommandBatch& batch, const VulkanBuffer& q, int64_t n, int star
   // The last float read of K and of V: position len - 1, kv head n_head_kv - 1.
   const uint64_t kv_end = std::max(kv.k_offset, kv.v_offset) + (len - 1) * kv.stride +
                           static_cast<uint64_t>(n_head_kv) * head_dim;
-  const uint64_t scratch_floats = attention_scratch_floats(n, start, n_head);
-  if (q_floats > kMaxIndex || kv_end > kMaxIndex || scratch_floats > kMaxIndex)
+  // As many tokens a dispatch as `scratch` holds scores for; the dispatches
+  // run one after another (the batch's barrier), each reusing the scratch.
+  const uint64_t per_token = static_cast<uint64_t>(n_head) * len;
+  if (q_floats > kMaxIndex || kv_end > kMaxIndex || per_token > kMaxIndex)
     return fail(batch, Status::InvalidArgument("attention: past 2^32 elements; split the batch"));
+  const uint64_t held = std::min<uint64_t>(scratch.size() / 4, kMaxIndex) / per_token;
+  if (held == 0)
+    return fail(batch, Status::InvalidArgument(
+                           "attention scratch of " + std::to_string(scratch.size()) +
+                           " bytes holds no token's scores (" + std::to_string(per_token * 4) +
+                           " bytes each)"));
+  const uint32_t tokens_per_dispatch = static_cast<uint32_t>(std::min<uint64_t>(held, n));
   SWARM_RETURN_IF_ERROR(need(batch, q, q_floats * 4, "attention q"));
   SWARM_RETURN_IF_ERROR(need(batch, *kv.buffer, kv_end * 4, "attention kv"));
-  SWARM_RETURN_IF_ERROR(need(batch, scratch, scratch_floats * 4, "attention scratch"));
   SWARM_RETURN_IF_ERROR(need(batch, out, q_floats * 4, "attention out"));
-  Result<const VulkanPipeline*> p = pipeline(batch, {"attention", 4, 36, {}});
+  Result<const VulkanPipeline*> p = pipeline(batch, {"attention", 4, 40, {}});
   if (!p.ok()) return p.status();
   struct {
-    uint32_t n, start, n_head, n_head_kv, head_dim, stride, k_offset, v_offset;
+    uint32_t n, t0, start, n_head, n_head_kv, head_dim, stride, k_offset, v_offset;
     float scale;
-  } push{static_cast<uint32_t>(n), static_cast<uint32_t>(start), static_cast<uint32_t>(n_head),
+  } push{static_cast<uint32_t>(n), 0, static_cast<uint32_t>(start), static_cast<uint32_t>(n_head),
          static_cast<uint32_t>(n_head_kv), static_cast<uint32_t>(head_dim),
          static_cast<uint32_t>(kv.stride), static_cast<uint32_t>(kv.k_offset),
          static_cast<uint32_t>(kv.v_offset),
          // The CPU's scale, computed the same way (ops.cc).
          1.0f / std::sqrt(static_cast<float>(head_dim))};
-  batch.dispatch(**p, {&q, kv.buffer, &scratch, &out}, &push, static_cast<uint32_t>(n_head),
-                 static_cast<uint32_t>(n));
+  for (uint32_t t0 = 0; t0 < static_cast<uint32_t>(n); t0 += tokens_per_dispatch) {
+    push.t0 = t0;
+    batch.dispatch(**p, {&q, kv.buffer, &scratch, &out}, &push, static_cast<uint32_t>(n_head),
+                   std::min<uint32_t>(tokens_per_dispatch, static_cast<uint32_t>(n) - t0));
+  }
   return batch.status();
 }
 

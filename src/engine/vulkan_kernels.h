@@ -112,12 +112,13 @@ struct KvView {
   uint64_t stride = 0;
 };
 
-// attention_scratch_floats() (engine/vulkan_sizes.h) says how much scratch it needs.
-
 // Causal attention of `n` new tokens at positions [start, start + n), whose keys
 // and values are already in `kv`, against positions [0, start + t]. q and out:
 // [n, n_head * head_dim]; heads h share kv head h / (n_head / n_head_kv); scale
-// 1 / sqrt(head_dim). As attention() in ops.h.
+// 1 / sqrt(head_dim). As attention() in ops.h. It computes as many tokens a
+// dispatch as `scratch` holds scores for (n_head * (start + n) floats each), the
+// same bits whatever that is; attention_scratch_floats() (engine/vulkan_sizes.h)
+// says how much to give it. InvalidArgument if it holds no token's.
 Status attention(CommandBatch& batch, const VulkanBuffer& q, int64_t n, int start, const KvView& kv,
                  int n_head, int n_head_kv, int head_dim, const VulkanBuffer& scratch,
                  const VulkanBuffer& out);

@@ -176,6 +176,7 @@ Result<VulkanBuffer> VulkanContext::create_buffer(uint64_t bytes, BufferKind kin
   b.heap_ = heap;
   b.charged_ = req.size;
   heap_used_[heap] += req.size;
+  if (heap == device_heap_) heap_peak_ = std::max(heap_peak_, heap_used_[heap]);
   charge_process(index_, heap, static_cast<int64_t>(req.size));
   SWARM_VK_RETURN_IF_ERROR(vkBindBufferMemory(device_, b.buffer_, b.memory_, 0),
                            "vkBindBufferMemory");

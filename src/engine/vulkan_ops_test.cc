@@ -193,6 +193,25 @@ void VulkanOps::check_attention(int head_dim, int start) {
   std::printf("%s attention: %d of %zu bit-equal to the CPU\n", ctx_->device_name().c_str(), exact,
               q.size());
 
+  // A scratch for the scores of one token (five dispatches) or of two (2, 2
+  // and 1) gives the same bits; one too small for a token's is refused.
+  const uint64_t per_token = static_cast<uint64_t>(n_head) * len;
+  for (uint64_t tokens : {1, 2}) {
+    VulkanBuffer small = testing::device_buffer(*ctx_, tokens * per_token * 4 + 4);
+    VulkanBuffer o = testing::device_buffer(*ctx_, q.size() * 4);
+    CommandBatch sliced(*ctx_);
+    ASSERT_TRUE(attention(sliced, qb, n, start, view, n_head, n_head_kv, head_dim, small, o).ok());
+    run(sliced);
+    const std::vector<float> got = testing::download<float>(*ctx_, o, q.size());
+    for (size_t i = 0; i < q.size(); ++i)
+      ASSERT_EQ(bits(got[i]), bits(gpu[i])) << tokens << " token(s) a dispatch, " << i;
+  }
+  VulkanBuffer too_small = testing::device_buffer(*ctx_, per_token * 4 - 4);
+  CommandBatch refused(*ctx_);
+  const Status s = attention(refused, qb, n, start, view, n_head, n_head_kv, head_dim, too_small, out);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("holds no token's scores"), std::string::npos) << s.ToString();
+
   const size_t row = static_cast<size_t>(n_head) * head_dim;
   for (int t = 0; t < n; ++t) {
     VulkanBuffer q1 =

@@ -18,16 +18,22 @@ LayerBuffers layer_buffers(const ModelConfig& c, int64_t n, uint64_t rope_bytes,
   return b;
 }
 
-uint64_t kept_workspace_bytes(const ModelConfig& c, bool with_head) {
-  const int64_t n = kKeptWorkspaceRows;
-  const uint64_t f = sizeof(float);
-  const uint64_t rope_bytes = 2 * n * (c.rope_dim / 2) * f;  // cos and sin, [n][rope_dim / 2] each
-  uint64_t bytes =
-      layer_buffers(c, n, rope_bytes, static_cast<int>(n), attention_scratch_floats(n, 0, c.n_head), false)
-          .total();
-  // The head's logits; its staging buffer takes no more than the layers' does
+uint64_t submit_workspace_bytes(const ModelConfig& c, int64_t rows, int context) {
+  const uint64_t rope_bytes = 2 * rows * (c.rope_dim / 2) * sizeof(float);  // cos and sin
+  // The scores of one query token at the full context (no chunk sees more
+  // positions): `rows` of them, or the budget, or one token if it needs more.
+  const uint64_t per_token = static_cast<uint64_t>(c.n_head) * std::max(context, 1);
+  const uint64_t scratch = std::min(rows * per_token, std::max(kAttentionScoreBudget, per_token));
+  return layer_buffers(c, rows, rope_bytes, static_cast<int>(rows), scratch, true).total();
+}
+
+uint64_t workspace_bytes(const ModelConfig& c, bool with_head, int context) {
+  uint64_t bytes = submit_workspace_bytes(c, kKeptWorkspaceRows, context) +
+                   submit_workspace_bytes(c, kMaxRowsPerSubmit, context);
+  // The head's logits in the kept workspace (the head runs kKeptWorkspaceRows
+  // rows a submit); its staging buffer takes no more than the layers' does
   // when the vocabulary is wider than the model, so it is counted once more.
-  if (with_head) bytes += 2 * n * static_cast<uint64_t>(c.n_vocab) * f;
+  if (with_head) bytes += 2 * kKeptWorkspaceRows * static_cast<uint64_t>(c.n_vocab) * sizeof(float);
   return bytes;
 }
 

@@ -54,8 +54,6 @@ constexpr size_t kMaxNextHopsPerSession = 4;
 constexpr int kMaxSampledRows = 256;
 // Bytes waiting to be pushed to one next hop before a step pushed there fails.
 constexpr size_t kMaxOutboundBytes = 256u << 20;
-// A session's context when neither --ctx-size nor the model says one.
-constexpr int kDefaultContext = 4096;
 // Cancelled step ranges a session remembers (to drop steps that arrive after
 // their Cancel).
 constexpr size_t kMaxCancelRanges = 16;
@@ -90,6 +88,11 @@ SamplingParams sampling_from_proto(const v1::SamplingConfig& c) {
 }
 
 }  // namespace
+
+int session_context(const NodeOptions& o, const ModelConfig& config) {
+  constexpr int kDefaultContext = 4096;  // when neither --ctx-size nor the model says one
+  return o.context > 0 ? o.context : config.n_ctx_train > 0 ? config.n_ctx_train : kDefaultContext;
+}
 
 // The Stage service on gRPC's callback API: streams cost no thread each.
 // Session speaks raw bytes so that a message that does not parse gets an Error
@@ -165,9 +168,7 @@ Status StageServer::Impl::start() {
                  cheat.unaudited_only ? ", only when not audited" : "",
                  cheat.claim_model.empty() ? "" : ", claims the model id of " + cheat.claim_model);
   }
-  context_ = opt_.context > 0                  ? opt_.context
-             : source->config.n_ctx_train > 0 ? source->config.n_ctx_train
-                                              : kDefaultContext;
+  context_ = session_context(opt_, source->config);
   if (opt_.max_sessions < 1)
     return Status::InvalidArgument("--max-sessions " + std::to_string(opt_.max_sessions) +
                                    " is not >= 1");
@@ -176,6 +177,7 @@ Status StageServer::Impl::start() {
   lo.last_layer = opt_.last_layer;
   lo.no_mmap = opt_.no_mmap;
   lo.device = opt_.device;
+  lo.context = context_;
   lo.progress = opt_.progress;
   auto model = Model::Load(opt_.model_path, lo);
   if (!model.ok()) return model.status();

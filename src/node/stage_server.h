@@ -28,6 +28,7 @@
 #include <string>
 
 #include "engine/clock.h"
+#include "engine/model_source.h"
 #include "engine/status.h"
 #include "node/batch_tally.h"
 #include "net/connection_limiter.h"
@@ -92,6 +93,10 @@ struct NodeOptions {
   // server.
   Clock* clock = nullptr;
 };
+
+// Positions one session may hold on a node of `o` serving a model of `config`:
+// --ctx-size, else the model's trained context, else 4096.
+int session_context(const NodeOptions& o, const ModelConfig& config);
 
 // What a node serves and how it fares, as its Info reports it: what its DHT
 // record announces.

@@ -14,10 +14,16 @@
 #   bench/sim_validate.sh [BUILD] [TOKENS per request, default 32] [ONLY: a label's substring]
 # SIM_AGAIN=FILE (a previous run's output) takes the real side from FILE and
 # runs only the simulator again (its t(b) from $BUILD/bench-sim-validate).
-# SIM_DRAFTS=runs models n-gram drafts as the real ones held and as often as
-# the real drafter had a guess, instead of independently at the per-token
-# acceptance (see run_sim).
+# SIM_DRAFTS says how the simulated drafter drafts (see run_sim): trace (the
+# default) replays what the real n-gram drafter drafts on the real text;
+# tokens makes each draft hold independently at the per-token acceptance the
+# real gateway measured; runs as the real drafts held in runs, as often as the
+# real drafter had a guess and as its guesses followed each other.
 set -euo pipefail
+case "${SIM_DRAFTS:=trace}" in
+  trace | tokens | runs) ;;
+  *) echo "SIM_DRAFTS=$SIM_DRAFTS: give trace, tokens or runs" >&2; exit 2 ;;
+esac
 BUILD=${1:-build}
 TOKENS=${2:-32}
 ONLY=${3:-}
@@ -53,6 +59,12 @@ drift() {  # FILE -> after/before of t(1), the machine's own change during the r
     END { printf "%.3f", (n == 2 && v[1] > 0 ? v[2] / v[1] : 0) }' "$1" "$1.after"
 }
 PROMPT_TOKENS=$("$SWARM" tokenize -m "$MODEL" "$PROMPT" 2>/dev/null | tail -1 | tr ',' '\n' | grep -c .)
+# Every real request writes the same text (one prompt, greedy, ignore_eos), so
+# what the n-gram drafter drafts at each point of it is fixed: the gateway's
+# drafter on the model's own greedy text, up to its 16 drafts
+# (--spec-max-draft).
+DRAFT_TRACE=$("$SWARM" spec-eval -m "$MODEL" -p "$PROMPT" -n "$TOKENS" -k 16 --trace |
+  sed -n 's/.*"trace":\(\[[^]]*\]\).*/\1/p')
 
 metric() {  # URL NAME -> the value of a counter on the gateway's /metrics (0 when absent)
   curl -s "$1/metrics" | awk -v n="$2" '$1 == n {print $2; found=1} END {if (!found) print 0}'
@@ -116,9 +128,11 @@ run_real() {
   chains0=$(metric "$url" swarm_speculation_draft_chains_total)
   first0=$(metric "$url" swarm_speculation_chains_first_held_total)
   all0=$(metric "$url" swarm_speculation_chains_all_held_total)
-  local proposals0 empty0
+  local proposals0 empty0 after0 again0
   proposals0=$(metric "$url" swarm_speculation_proposals_total)
   empty0=$(metric "$url" swarm_speculation_empty_proposals_total)
+  after0=$(metric "$url" swarm_speculation_proposals_after_guess_total)
+  again0=$(metric "$url" swarm_speculation_guesses_after_guess_total)
   kill_after_s=0
   if [ "$kill" = 1 ]; then
     local t0
@@ -160,6 +174,11 @@ run_real() {
   proposal_rate=$(awk -v p="$(metric "$url" swarm_speculation_proposals_total)" -v p0="$proposals0" \
     -v e="$(metric "$url" swarm_speculation_empty_proposals_total)" -v e0="$empty0" \
     'BEGIN { n = p - p0; print (n > 0 ? 1 - (e - e0) / n : 1) }')
+  # How its guesses followed each other: a guess at the next question after
+  # one (doc/metrics.md); -1 when it never had a guess to follow.
+  guess_after_guess=$(awk -v a="$(metric "$url" swarm_speculation_proposals_after_guess_total)" -v a0="$after0" \
+    -v g="$(metric "$url" swarm_speculation_guesses_after_guess_total)" -v g0="$again0" \
+    'BEGIN { n = a - a0; print (n > 0 ? (g - g0) / n : -1) }')
   stop_all
 }
 
@@ -219,20 +238,28 @@ run_sim() {  # STAGES DELAY STREAMS SPEC SLOWDOWN KILL ACCEPTANCE KILL_AFTER_S -
     echo "total = $((2 * streams))"
     echo "prompt = $PROMPT_TOKENS"
     echo "output = $TOKENS"
+    echo "warmup_output = 4"  # as the real run's warm-up request
     echo "[speculation]"
-    # SIM_DRAFTS=tokens (the default): each draft holds independently at the
-    # measured per-token acceptance (accepted / drafted). SIM_DRAFTS=runs:
+    echo "max_drafts = 16"  # the gateway's --spec-max-draft
+    # SIM_DRAFTS=trace (the default): the real drafter's drafts on the real
+    # text (DRAFT_TRACE). SIM_DRAFTS=tokens: each draft holds independently at
+    # the measured per-token acceptance (accepted / drafted). SIM_DRAFTS=runs:
     # drafts as the real ones held, a chain's first at first_held and one
-    # after a held one at after_hit, and a guess at all only as often as the
-    # real drafter had one (proposal_rate); with the first two alone the
-    # simulator drafted at every step and came out 1.4-2x high.
+    # after a held one at after_hit, and a guess only as often as the real
+    # drafter had one (proposal_rate) and as its guesses followed each other
+    # (guess_after_guess); with the first two alone the simulator drafted at
+    # every step and came out 1.4-2x high.
     if [ "$spec" = off ]; then
       echo "enabled = false"
-    elif [ "${SIM_DRAFTS:-tokens}" = runs ]; then
+    elif [ "$SIM_DRAFTS" = trace ]; then
+      echo "enabled = true"
+      echo "trace = $DRAFT_TRACE"
+    elif [ "$SIM_DRAFTS" = runs ]; then
       echo "enabled = true"
       echo "acceptance = ${first_held:-0}"
       echo "acceptance_after_hit = ${after_hit:-0}"
       echo "proposal_rate = ${proposal_rate:-1}"
+      awk -v g="${guess_after_guess:--1}" 'BEGIN { if (g >= 0) print "guess_after_guess = " g }'
     else
       echo "enabled = true"; echo "acceptance = $acc"
     fi
@@ -251,7 +278,7 @@ for config in "${CONFIGS[@]}"; do
     gateway_cpu=$(field gateway_cpu_s "$real") client_cpu=$(field client_cpu_s "$real")
     node_cpu=$(field node_cpu_s "$real") node_compute=$(field node_compute_s "$real")
     first_held=$(field first_held "$real") after_hit=$(field after_hit "$real")
-    proposal_rate=$(field proposal_rate "$real")
+    proposal_rate=$(field proposal_rate "$real") guess_after_guess=$(field guess_after_guess "$real")
     kill_after_s=${kill_after_s:-0.5}
     [ -n "$real" ] || continue
   else
@@ -264,8 +291,8 @@ for config in "${CONFIGS[@]}"; do
   run_sim "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "$kill_after_s"
   ra=$(field aggregate_tok_s "$real") rs=$(field stream_tok_s "$real") rt=$(field ttft_ms "$real")
   sa=$(field aggregate_tok_s "$sim") ss=$(field stream_tok_s "$sim") st=$(field ttft_ms "$sim")
-  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"first_held":%s,"after_hit":%s,"proposal_rate":%s,"drafts_model":"%s","kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s}\n' \
-    "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "${first_held:-0}" "${after_hit:-0}" "${proposal_rate:-1}" "${SIM_DRAFTS:-tokens}" "${kill_after_s:-0}" "$(drift "$TIMES")" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
+  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"first_held":%s,"after_hit":%s,"proposal_rate":%s,"guess_after_guess":%s,"drafts_model":"%s","kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s}\n' \
+    "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "${first_held:-0}" "${after_hit:-0}" "${proposal_rate:-1}" "${guess_after_guess:--1}" "$SIM_DRAFTS" "${kill_after_s:-0}" "$(drift "$TIMES")" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
     "$rs" "$ss" "$(ratio "$ss" "$rs")" "$rt" "$st" "$(ratio "$st" "$rt")" "$(field errors "$real")" \
     "${gateway_cpu:-0}" "${client_cpu:-0}" "${node_cpu:-0}" "${node_compute:-0}"
 done

@@ -59,6 +59,10 @@ ApiMetrics::ApiMetrics()
                        "Times the drafter was asked for draft tokens");
   empty_proposals_ = counter("swarm_speculation_empty_proposals_total",
                              "Of those, times it had no guess");
+  proposals_after_guess_ = counter("swarm_speculation_proposals_after_guess_total",
+                                   "Times it was asked at a later position after having a guess");
+  guesses_after_guess_ = counter("swarm_speculation_guesses_after_guess_total",
+                                 "Of those, times it had a guess again");
   first_token_ = &prometheus::BuildHistogram()
                       .Name("swarm_time_to_first_token_seconds")
                       .Help("Time from a completion's start to its first generated token")
@@ -105,6 +109,8 @@ void ApiMetrics::count_completion(const GenerationResult& r, const std::string& 
   chains_all_held_->Increment(std::max(s.chains_all_held, 0));
   proposals_->Increment(std::max(s.proposals, 0));
   empty_proposals_->Increment(std::max(s.empty_proposals, 0));
+  proposals_after_guess_->Increment(std::max(s.proposals_after_guess, 0));
+  guesses_after_guess_->Increment(std::max(s.guesses_after_guess, 0));
 }
 
 std::string ApiMetrics::text(const MetricFamilies& extra) const {

@@ -71,6 +71,8 @@ class ApiMetrics {
   prometheus::Counter* chains_all_held_;
   prometheus::Counter* proposals_;
   prometheus::Counter* empty_proposals_;
+  prometheus::Counter* proposals_after_guess_;
+  prometheus::Counter* guesses_after_guess_;
 };
 
 }  // namespace swarm

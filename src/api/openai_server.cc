@@ -90,6 +90,8 @@ OJson usage_json(const GenerationResult& r, const Bill& bill) {
         {"shadow_chains", s.shadow_chains},
         {"proposals", s.proposals},
         {"empty_proposals", s.empty_proposals},
+        {"proposals_after_guess", s.proposals_after_guess},
+        {"guesses_after_guess", s.guesses_after_guess},
         {"width", s.width},
         {"in_flight", s.in_flight},
         {"drafts_per_round_trip", s.drafts_per_round_trip},

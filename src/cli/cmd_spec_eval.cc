@@ -1,4 +1,4 @@
-// swarm spec-eval -m TARGET --drafter ngram|draft:MODEL [-k 4,6,8] [--prompts FILE.jsonl] [-n 64]
+// swarm spec-eval -m TARGET --drafter ngram|draft:MODEL [-k 4,6,8] [--prompts FILE.jsonl] [-n 64] [--trace]
 // How well a drafter predicts a target, measured in one process: greedy
 // speculative decoding of each prompt, where every target pass verifies the
 // anchor token and up to k drafts (the same judgement the last stage makes:
@@ -6,6 +6,9 @@
 // acceptance rate (accepted / drafted), mean accepted length (accepted drafts
 // per verifying pass), tokens per target pass, and the speed against plain
 // greedy decoding of the same prompts, whose output must be identical.
+// With --trace, instead: one line per prompt with what the drafter would draft
+// at every point of the greedy text (pipeline/draft_trace.h), for the
+// simulator's [speculation] trace.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +17,7 @@
 
 #include "cli/common.h"
 #include "engine/sampler.h"
+#include "pipeline/draft_trace.h"
 #include "pipeline/model_drafter.h"
 #include "pipeline/ngram_drafter.h"
 
@@ -106,6 +110,7 @@ void register_spec_eval(CLI::App& app) {
     std::vector<int> ks = {4, 6, 8};
     std::vector<std::string> prompts;
     int n = 64, threads = 1;
+    bool trace = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand(
@@ -121,6 +126,9 @@ void register_spec_eval(CLI::App& app) {
   cmd->add_option("-n,--n-predict", o->n, "Tokens to generate per prompt (default 64)")
       ->check(CLI::Range(1, 4096));
   cmd->add_option("-t,--threads", o->threads, "Threads (default 1)")->check(CLI::Range(1, 1024));
+  cmd->add_flag("--trace", o->trace,
+                "Print, per prompt, the drafter's guess at every point of the greedy text: -1 "
+                "(none) or how many of its drafts (at most the largest -k) hold");
   cmd->callback([o] {
     std::vector<std::string> prompts = o->prompts;
     if (!o->prompts_file.empty())
@@ -143,20 +151,36 @@ void register_spec_eval(CLI::App& app) {
       encoded.push_back(tok->encode(p));
       plain.push_back(decode(*model, pool, encoded.back(), o->n, nullptr, 0, base));
     }
+    // A fresh drafter per prompt (a draft model keeps a cache of its context).
+    auto new_drafter = [&](size_t i, int k) -> std::unique_ptr<Drafter> {
+      if (!draft) return std::make_unique<NgramDrafter>();
+      SamplingParams greedy;
+      greedy.temperature = 0;
+      return std::make_unique<ModelDrafter>(draft, greedy,
+                                            static_cast<int>(encoded[i].size()) + o->n + k + 2);
+    };
+    if (o->trace) {
+      const int k = *std::max_element(o->ks.begin(), o->ks.end());
+      for (size_t i = 0; i < encoded.size(); ++i) {
+        std::vector<int32_t> text = encoded[i];
+        text.insert(text.end(), plain[i].begin(), plain[i].end());
+        // From the prompt and the first token: the first question a gateway asks.
+        const int from = static_cast<int>(encoded[i].size()) + 1;
+        auto trace = draft_trace(*new_drafter(i, k), text, from, k);
+        check(trace.status());
+        const nlohmann::json line = {{"bench", "spec_trace"}, {"model", o->model},
+                                     {"drafter", o->drafter},  {"k", k},
+                                     {"prompt", i},            {"prompt_tokens", encoded[i].size()},
+                                     {"from", from},           {"trace", *trace}};
+        std::printf("%s\n", line.dump().c_str());
+      }
+      return;
+    }
     for (int k : o->ks) {
       Totals t;
       bool identical = true;
       for (size_t i = 0; i < encoded.size(); ++i) {
-        std::unique_ptr<Drafter> drafter;
-        if (draft) {
-          SamplingParams greedy;
-          greedy.temperature = 0;
-          drafter = std::make_unique<ModelDrafter>(
-              draft, greedy, static_cast<int>(encoded[i].size()) + o->n + k + 2);
-        } else {
-          drafter = std::make_unique<NgramDrafter>();
-        }
-        identical &= decode(*model, pool, encoded[i], o->n, drafter.get(), k, t) == plain[i];
+        identical &= decode(*model, pool, encoded[i], o->n, new_drafter(i, k).get(), k, t) == plain[i];
       }
       const nlohmann::json line = {
           {"bench", "spec_eval"},

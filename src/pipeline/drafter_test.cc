@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/test_data.h"
+#include "pipeline/draft_trace.h"
 #include "pipeline/model_drafter.h"
 #include "pipeline/ngram_drafter.h"
 
@@ -33,6 +34,49 @@ TEST(NgramDrafter, NoGuessWithoutARepeatedSuffix) {
   EXPECT_TRUE(p->tokens.empty());
   EXPECT_EQ(ngram_lookup({}, 4, 1), -1);
   EXPECT_EQ(ngram_lookup({3}, 4, 1), -1);
+}
+
+// A drafter with no guess after an even context length, and after an odd
+// one the text's next two tokens and then a wrong one.
+class EvenOddDrafter final : public Drafter {
+ public:
+  explicit EvenOddDrafter(std::vector<int32_t> text) : text_(std::move(text)) {}
+  Result<DraftProposal> propose(const std::vector<int32_t>& context, int n) override {
+    DraftProposal p;
+    const size_t at = context.size();
+    if (at % 2 == 0) return p;
+    for (size_t i = at; i < at + 2 && i < text_.size(); ++i) p.tokens.push_back(text_[i]);
+    p.tokens.push_back(99);
+    if (static_cast<int>(p.tokens.size()) > n) p.tokens.resize(n);
+    return p;
+  }
+  std::string name() const override { return "even-odd"; }
+
+ private:
+  std::vector<int32_t> text_;
+};
+
+TEST(DraftTrace, SaysWhereTheDrafterHadAGuessAndHowMuchOfItTheTextBoreOut) {
+  const std::vector<int32_t> text = {5, 6, 7, 8, 9, 10, 11};
+  EvenOddDrafter d(text);
+  auto t = draft_trace(d, text, 2, 8);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  // Lengths 2..6: none, two right, none, two right, none (at 5 only 10, 11
+  // are left: both right).
+  EXPECT_EQ(*t, (std::vector<int>{-1, 2, -1, 2, -1}));
+  // Asked for one draft, at most one is right.
+  EvenOddDrafter one(text);
+  EXPECT_EQ(*draft_trace(one, text, 2, 1), (std::vector<int>{-1, 1, -1, 1, -1}));
+}
+
+// The n-gram drafter on a text that repeats: no guess at first, then every
+// draft right to the end of the text.
+TEST(DraftTrace, TheNgramDrafterOnARepeatingText) {
+  const std::vector<int32_t> text = {1, 2, 3, 1, 2, 3, 1, 2, 3};
+  NgramDrafter d;
+  auto t = draft_trace(d, text, 1, 4);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(*t, (std::vector<int>{-1, -1, -1, 4, 4, 3, 2, 1}));
 }
 
 class ModelDrafterTest : public ::testing::Test {

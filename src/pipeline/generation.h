@@ -57,8 +57,11 @@ struct SpeculationReport {
   int draft_chains = 0, chains_first_held = 0, chains_all_held = 0;
   int shadow_chains = 0;    // `auto`: chains of drafts judged while decoding plainly, not sent
   // Times the drafter was asked for tokens, and of those, times it had no
-  // guess (the n-gram drafter finds no match at most positions).
-  int proposals = 0, empty_proposals = 0;
+  // guess (the n-gram drafter finds no match at most positions). Of the
+  // questions at a later position than the one before, those after one it
+  // had a guess for, and of these, those it had a guess for too: how its
+  // guesses come in runs (where the text repeats) rather than scattered.
+  int proposals = 0, empty_proposals = 0, proposals_after_guess = 0, guesses_after_guess = 0;
   // The controller's view at the end: width k, runs in flight W, drafts per
   // round trip D, pooled per-token acceptance a, the plain round trip, the
   // bottleneck stage's time for k tokens, and the first-order goodput bound

@@ -127,13 +127,27 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     runs.push_back({*id, std::move(run), clock.now()});
     return Status::Ok();
   };
-  // The drafter's guess of up to n tokens, counted: how often it has one
-  // at all is what a model of it needs beside how its drafts hold.
+  // The drafter's guess of up to n tokens, counted: how often it has one at
+  // all, and whether one follows another, is what a model of it needs beside
+  // how its drafts hold.
+  int64_t last_asked = -1;  // the latest position asked at, and whether it had a guess
+  bool last_guessed = false;
   auto propose = [&](int n) -> Result<DraftProposal> {
-    auto p = drafter.propose(context(), n);
+    const std::vector<int32_t> c = context();
+    auto p = drafter.propose(c, n);
     if (p.ok()) {
+      const bool guessed = !p->tokens.empty();
       ++stats.proposals;
-      if (p->tokens.empty()) ++stats.empty_proposals;
+      if (!guessed) ++stats.empty_proposals;
+      const int64_t at = static_cast<int64_t>(c.size());
+      if (at > last_asked) {
+        if (last_asked >= 0 && last_guessed) {
+          ++stats.proposals_after_guess;
+          if (guessed) ++stats.guesses_after_guess;
+        }
+        last_asked = at;
+        last_guessed = guessed;
+      }
     }
     return p;
   };

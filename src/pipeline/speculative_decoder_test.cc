@@ -173,6 +173,29 @@ TEST_F(SpeculativeDecoderTest, TheReportCountsProposalsWithoutAGuess) {
   // Every plain step while forced to speculate came from a question without
   // a guess (or from the last token, for which no draft is asked).
   EXPECT_LE(r.plain_steps, r.empty_proposals + 1);
+  // Guesses at a third of the positions: the question after one, past its
+  // held drafts, did not land on another.
+  EXPECT_GT(r.proposals_after_guess, 0);
+  EXPECT_LT(r.guesses_after_guess, r.proposals_after_guess);
+}
+
+// A drafter with a guess everywhere has one after every guess; one with none
+// never had a guess to follow.
+TEST_F(SpeculativeDecoderTest, TheReportCountsGuessesFollowingGuesses) {
+  OracleDrafter always([](int) { return true; });
+  const Decoded a = decode(SpeculationMode::kNgram, always, 64);
+  ASSERT_TRUE(a.status.ok()) << a.status.ToString();
+  EXPECT_GT(a.report.proposals_after_guess, 0);
+  EXPECT_EQ(a.report.guesses_after_guess, a.report.proposals_after_guess);
+
+  forget();
+  OracleDrafter never([](int) { return true; }, [](int) { return false; });
+  const Decoded n = decode(SpeculationMode::kNgram, never, 64);
+  ASSERT_TRUE(n.status.ok()) << n.status.ToString();
+  EXPECT_GT(n.report.proposals, 0);
+  EXPECT_EQ(n.report.empty_proposals, n.report.proposals);
+  EXPECT_EQ(n.report.proposals_after_guess, 0);
+  EXPECT_EQ(n.report.guesses_after_guess, 0);
 }
 
 // Drafts that never hold: forced speculation keeps paying for them; `auto`

@@ -3,14 +3,15 @@
 #include <algorithm>
 #include <deque>
 #include <limits>
-#include <random>
 #include <simgrid/s4u.hpp>
 
+#include "engine/mix64.h"
 #include "pipeline/chain_session.h"
 #include "pipeline/speculative_decoder.h"
 #include "routing/chain.h"
 #include "sim/actor_clock.h"
 #include "sim/messages.h"
+#include "sim/script_drafter.h"
 #include "sim/sim_transport.h"
 #include "sim/world.h"
 
@@ -27,74 +28,10 @@ constexpr double kCoverageWaitS = 60;
 // Failovers a request gets (PipelineOptions::max_recoveries).
 constexpr int kMaxRecoveries = 3;
 
-uint64_t mix(uint64_t x) {  // splitmix64's finaliser
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-// The text a request's model writes: a token per position, drawn from the
-// request's seed (the simulator has no weights; the last stage judges drafts
-// against this).
-int32_t script_token(uint64_t seed, int64_t position) {
-  return static_cast<int32_t>(1 + mix(seed ^ mix(static_cast<uint64_t>(position))) % 32000);
-}
-
-// Drafts as good as the scenario says. Whether the draft for position x is
-// right is fixed per request and position (the driver may ask for the same
-// position twice): a two-state chain over positions, right after a right one
-// with probability `after_hit`, after a wrong one with `acceptance`
-// (after_hit == acceptance: every draft independent). Asked at a position,
-// it has a guess with probability `proposal_rate`, also fixed per position.
-class ScriptDrafter final : public Drafter {
- public:
-  ScriptDrafter(uint64_t seed, double acceptance, double after_hit, double proposal_rate,
-                uint64_t rng_seed)
-      : seed_(seed),
-        acceptance_(acceptance),
-        after_hit_(after_hit),
-        proposal_rate_(proposal_rate),
-        rng_(rng_seed),
-        guess_rng_(rng_seed ^ 0x9e3779b97f4a7c15ull) {}
-  Result<DraftProposal> propose(const std::vector<int32_t>& context, int n) override {
-    DraftProposal p;
-    if (!guesses(static_cast<int64_t>(context.size()))) return p;
-    for (int i = 0; i < n; ++i) {
-      const int64_t pos = static_cast<int64_t>(context.size()) + i;
-      const int32_t right = script_token(seed_, pos);
-      p.tokens.push_back(holds(pos) ? right : right % 32000 + 1);
-    }
-    return p;
-  }
-  std::string name() const override { return "script"; }
-
- private:
-  bool holds(int64_t pos) {
-    while (static_cast<int64_t>(right_.size()) <= pos) {
-      const bool after_hit = !right_.empty() && right_.back();
-      right_.push_back(u_(rng_) < (after_hit ? after_hit_ : acceptance_));
-    }
-    return right_[static_cast<size_t>(pos)];
-  }
-  bool guesses(int64_t pos) {
-    while (static_cast<int64_t>(has_guess_.size()) <= pos)
-      has_guess_.push_back(u_(guess_rng_) < proposal_rate_);
-    return has_guess_[static_cast<size_t>(pos)];
-  }
-
-  const uint64_t seed_;
-  const double acceptance_, after_hit_, proposal_rate_;
-  std::mt19937_64 rng_, guess_rng_;
-  std::uniform_real_distribution<double> u_{0.0, 1.0};
-  std::vector<bool> right_;      // by position, drawn in order
-  std::vector<bool> has_guess_;  // by position asked at, drawn in order
-};
-
 class Request {
  public:
   Request(World& w, const RequestSpec& r)
-      : w_(w), r_(r), g_(*w.gateways[r.region]), seed_(mix(w.scenario.seed * 1000003 + r.id)) {
+      : w_(w), r_(r), g_(*w.gateways[r.region]), seed_(mix64(w.scenario.seed * 1000003 + r.id)) {
     mb_ = sg4::Mailbox::by_name("request-" + std::to_string(r.id));
     // An inbox actor receives the answers, with no timeout: the session
     // wakes up every second, and a receive that timed out would cancel an
@@ -124,9 +61,7 @@ class Request {
     anchor_ = *first;
     produced_ = 1;
     const Speculation& sc = w_.scenario.speculation;
-    ScriptDrafter drafter(seed_, sc.acceptance,
-                          sc.acceptance_after_hit >= 0 ? sc.acceptance_after_hit : sc.acceptance,
-                          sc.proposal_rate, seed_ ^ 0x5eed);
+    ScriptDrafter drafter(seed_, sc, r_.prompt_tokens, seed_ ^ 0x5eed);
     SpeculationReport report;
     while (produced_ < r_.output_tokens) {
       if (spec_.mode == SpeculationMode::kOff) {
@@ -341,7 +276,7 @@ void run_request(World* world, RequestSpec spec) {
     Request r(*world, spec);
     const bool done = r.run();
     r.close();
-    if (done)
+    if (done && spec.counted)
       world->metrics.request_record({spec.arrival_s, r.first_token_s(), now_s(), r.produced()});
     return done;
   }();

@@ -21,6 +21,7 @@ struct RequestSpec {
   int prompt_tokens = 1;
   int output_tokens = 1;
   double arrival_s = 0;
+  bool counted = true;  // false: a warm-up, left out of the run's records
 };
 
 // The actor body of one request; returns when it completed or gave up.

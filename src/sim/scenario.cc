@@ -309,10 +309,11 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
 
   Fields req = top.child("requests");
   if (!top.has("requests")) top.fail("requests is required");
-  req.check_known({"arrival_rate", "streams", "total", "prompt", "output"});
+  req.check_known({"arrival_rate", "streams", "total", "prompt", "output", "warmup_output"});
   s.requests.arrival_rate = req.num("arrival_rate", 0, 0, 1e6);
   s.requests.streams = req.integer("streams", 0, 0, 1000000);
   s.requests.total = req.integer("total", 0, 0, 100000000);
+  s.requests.warmup_output = req.integer("warmup_output", 0, 0, 1000000);
   if (s.requests.total > 0 && s.requests.streams == 0)
     req.fail(req.name("total") + " needs " + req.name("streams") + " (closed-loop requests)");
 
@@ -327,13 +328,32 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
   }
 
   Fields spec = top.child("speculation");
-  spec.check_known({"enabled", "acceptance", "acceptance_after_hit", "proposal_rate", "max_drafts"});
+  spec.check_known({"enabled", "acceptance", "acceptance_after_hit", "proposal_rate",
+                    "guess_after_guess", "trace", "max_drafts"});
   s.speculation.enabled = spec.boolean("enabled", false);
   s.speculation.acceptance = spec.num("acceptance", 0.7, 0, 0.999);
   if (spec.has("acceptance_after_hit"))
     s.speculation.acceptance_after_hit = spec.num("acceptance_after_hit", 0.7, 0, 0.999);
   s.speculation.proposal_rate = spec.num("proposal_rate", 1, 0, 1);
+  if (spec.has("guess_after_guess"))
+    s.speculation.guess_after_guess = spec.num("guess_after_guess", 0.5, 0, 1);
   s.speculation.max_drafts = spec.integer("max_drafts", 8, 1, 64);
+  if (const toml::node* tr = spec.node("trace")) {
+    const toml::array* a = tr->as_array();
+    if (!a || a->size() > 1000000) {
+      spec.fail(spec.name("trace") + " must be an array of at most 1000000 whole numbers");
+    } else {
+      for (const toml::node& e : *a) {
+        const std::optional<int64_t> v = e.value<int64_t>();
+        if (!v || *v < -1 || *v > 1 << 20) {
+          spec.fail(spec.name("trace") + "[" + std::to_string(s.speculation.trace.size()) +
+                    "] must be -1 (no guess) or the drafts that hold (0 or more)");
+          break;
+        }
+        s.speculation.trace.push_back(static_cast<int>(*v));
+      }
+    }
+  }
 
   if (const toml::node* fr = root.get("fixed_ranges")) {
     const toml::array* a = fr->as_array();

@@ -81,6 +81,10 @@ struct Requests {
   // the last one completes (as `swarm loadgen -r` does), not at duration_s.
   int total = 0;
   LengthDist prompt, output;
+  // > 0: before the streams start, one request of this many tokens runs
+  // alone, as a benchmark's warm-up (bench/sim_validate.sh's real runs have
+  // one): the gateway keeps what it measured, and the run's figures leave it out.
+  int warmup_output = 0;
 };
 
 struct Speculation {
@@ -95,6 +99,19 @@ struct Speculation {
   // position (the n-gram drafter has one only where the text so far repeats;
   // the gateway's metrics count it: 1 - empty_proposals / proposals).
   double proposal_rate = 1;
+  // Guesses come in runs: the probability that the drafter has a guess when
+  // asked at a later position after a question it had one for, with the rate
+  // after one without set so that `proposal_rate` stays the share of
+  // questions with a guess. The gateway counts it (doc/metrics.md,
+  // swarm_speculation_guesses_after_guess_total). < 0 (the default): each
+  // question's guess independent, at `proposal_rate`.
+  double guess_after_guess = -1;
+  // Drafts as a real drafter made them on a real request's text (`swarm
+  // spec-eval --trace`, pipeline/draft_trace.h): entry i for a question after
+  // prompt + 1 + i tokens, -1 for no guess, else how many of its drafts hold.
+  // Given, it replaces the rates above for every request (with greedy
+  // decoding every request of one prompt writes the same text).
+  std::vector<int> trace;
   int max_drafts = 8;
 };
 

@@ -227,9 +227,24 @@ Result<SimResult> run_simulation(const Scenario& scenario,
     if (on_line) on_line(result.lines.back());
     sg4::Actor::kill_all();
   };
-  for (int i = 0; i < scenario.requests.streams; ++i) {
-    // Streams are spread over the gateways by their weights.
-    sg4::Actor::create("stream-" + std::to_string(i), control, run_stream, &w);
+  auto start_streams = [&w, control] {
+    for (int i = 0; i < w.scenario.requests.streams; ++i) {
+      // Streams are spread over the gateways by their weights.
+      sg4::Actor::create("stream-" + std::to_string(i), control, run_stream, &w);
+    }
+  };
+  if (scenario.requests.warmup_output > 0 && scenario.requests.streams > 0) {
+    sg4::Actor::create("warmup", control, [&w, start_streams] {
+      RequestSpec r = new_request(w);
+      r.output_tokens = w.scenario.requests.warmup_output;
+      r.counted = false;
+      sg4::Actor::create("request-" + std::to_string(r.id), w.platform.gateway_hosts[r.region],
+                         run_request, &w, r)
+          ->join();
+      start_streams();
+    });
+  } else {
+    start_streams();
   }
   sg4::Actor::create("ticker", control, run_ticker, &w, on_line, &result.lines);
   engine.run();

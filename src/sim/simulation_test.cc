@@ -62,6 +62,16 @@ nlohmann::json summary(const std::vector<std::string>& lines) {
   return j;
 }
 
+// The line reporting the run as loadgen would ({"run": true, ...}).
+nlohmann::json run_line(const std::vector<std::string>& lines) {
+  for (const std::string& l : lines) {
+    nlohmann::json j = nlohmann::json::parse(l, nullptr, false);
+    if (j.is_object() && j.value("run", false)) return j;
+  }
+  ADD_FAILURE() << "no run line";
+  return {};
+}
+
 Scenario load(const std::string& name) {
   Result<Scenario> s = load_scenario(scenario_path(name));
   EXPECT_TRUE(s.ok()) << s.status().message();
@@ -191,6 +201,23 @@ TEST(SimulationTest, ADrafterWithoutAGuessAtMostPositionsYieldsLess) {
   EXPECT_LT(s.value("speculative_step_share", 1.0), a.value("speculative_step_share", 0.0));
   EXPECT_GT(s.value("speculative_step_share", 0.0), 0.0);
   EXPECT_LT(s.value("tok_s", 0.0), a.value("tok_s", 0.0));
+}
+
+// A warm-up request runs alone before the streams and is left out of the run
+// line; the gateway's speculation memory keeps what it learned, so the
+// measured requests start speculating sooner.
+TEST(SimulationTest, AWarmUpRunsFirstAndIsLeftOutOfTheRun) {
+  Scenario s = speculating(0.8, 4);
+  s.requests.streams = 1;
+  s.requests.total = 1;
+  s.requests.output.value = 16;
+  const nlohmann::json cold = run_line(run_in_child(s));
+  s.requests.warmup_output = 16;
+  const nlohmann::json warm = run_line(run_in_child(s));
+  EXPECT_EQ(cold.value("requests", 0), 1) << cold.dump();
+  EXPECT_EQ(warm.value("requests", 0), 1) << warm.dump();
+  EXPECT_GT(warm.value("stream_tok_s", 0.0), cold.value("stream_tok_s", 0.0))
+      << cold.dump() << "\n" << warm.dump();
 }
 
 // Eight streams through two stages: the answers of one batch leave one after

@@ -307,4 +307,27 @@ TEST(CliSpecEval, ShippedDraftSpeculatesLosslesslyForTheShippedTarget) {
   EXPECT_NE(bad.out.find("--drafter: 'magic'"), std::string::npos) << bad.out;
 }
 
+// --trace: per prompt, the drafter's guess after every context length from
+// the prompt and the first token on: the draft model always has one (never
+// -1), at most the largest -k of which hold, and some do.
+TEST(CliSpecEval, TraceSaysWhatTheDrafterDraftsAtEveryPointOfTheText) {
+  const std::string dir = std::string(SWARM_SOURCE_DIR) + "/models/";
+  CmdResult r = swarm("spec-eval -m " + dir + "kjv-target-Q8_0.gguf --drafter draft:" + dir +
+                      "kjv-draft-Q8_0.gguf -k 3,6 -n 24 --trace -p 'And God said'");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j["k"], 6);
+  EXPECT_EQ(j["from"].get<int>(), j["prompt_tokens"].get<int>() + 1);
+  const std::vector<int> trace = j["trace"].get<std::vector<int>>();
+  EXPECT_EQ(trace.size(), 23u) << r.out;  // lengths prompt + 1 .. prompt + 23
+  int held = 0;
+  for (int t : trace) {
+    EXPECT_GE(t, 0) << r.out;
+    EXPECT_LE(t, 6) << r.out;
+    held += t;
+  }
+  EXPECT_GT(held, 0) << r.out;
+}
+
 }  // namespace

@@ -35,22 +35,19 @@ Asked ask(const Speculation& s, int n, int drafts = 1) {
           drafted > 0 ? static_cast<double>(right) / drafted : 0};
 }
 
-TEST(ScriptDrafterTest, GuessesAsOftenAsTheRateEachQuestionOnItsOwn) {
-  Speculation s;
-  s.proposal_rate = 0.3;
-  const Asked a = ask(s, 4000);
-  EXPECT_NEAR(a.guess_share, 0.3, 0.04);
-  EXPECT_NEAR(a.guess_after_guess, 0.3, 0.05);
-}
-
-// In runs: as often in all, but a guess mostly follows a guess.
-TEST(ScriptDrafterTest, GuessesInRunsKeepTheRateAndFollowEachOther) {
-  Speculation s;
-  s.proposal_rate = 0.3;
-  s.guess_after_guess = 0.9;
-  const Asked a = ask(s, 4000);
-  EXPECT_NEAR(a.guess_share, 0.3, 0.05);
-  EXPECT_NEAR(a.guess_after_guess, 0.9, 0.04);
+// Guesses at the scenario's share of questions, each on its own (a guess
+// after a guess as often as any) or in runs (as often in all, but a guess
+// mostly follows a guess).
+TEST(ScriptDrafterTest, GuessesAtTheRateOnTheirOwnOrInRuns) {
+  for (double after_guess : {-1.0, 0.9}) {
+    SCOPED_TRACE(after_guess);
+    Speculation s;
+    s.proposal_rate = 0.3;
+    s.guess_after_guess = after_guess;
+    const Asked a = ask(s, 4000);
+    EXPECT_NEAR(a.guess_share, 0.3, 0.05);
+    EXPECT_NEAR(a.guess_after_guess, after_guess < 0 ? 0.3 : 0.9, 0.05);
+  }
 }
 
 TEST(ScriptDrafterTest, AGuessIsForEveryTokenAskedAndHoldsAtTheAcceptance) {

@@ -73,6 +73,27 @@ TEST(ScenarioTest, ErrorsNameTheField) {
       error_after("layer_time_points = [[1, 0.002]]", "").find("classes[0].memory_bandwidth_gbs"),
       std::string::npos);
   EXPECT_NE(error_after("[model]", "[model\n").find("TOML syntax at line"), std::string::npos);
+  // A drafter's trace: -1 or the drafts that hold, each entry named.
+  EXPECT_NE(error_after("output = 10", "output = 10\n[speculation]\ntrace = [3, -2]")
+                .find("speculation.trace[1] must be -1"),
+            std::string::npos);
+  EXPECT_NE(error_after("output = 10", "output = 10\n[speculation]\ntrace = 3")
+                .find("speculation.trace must be an array"),
+            std::string::npos);
+  EXPECT_NE(error_after("output = 10", "output = 10\nwarmup_output = -1")
+                .find("requests.warmup_output"),
+            std::string::npos);
+}
+
+// The drafter's trace and a warm-up request, as bench/sim_validate.sh writes them.
+TEST(ScenarioTest, ParsesATraceAndAWarmUp) {
+  std::string text = kMinimal;
+  text += "warmup_output = 4\n[speculation]\nenabled = true\nmax_drafts = 16\ntrace = [-1, 0, 13, 2]\n";
+  Result<Scenario> s = parse_scenario(text);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(s->requests.warmup_output, 4);
+  EXPECT_EQ(s->speculation.max_drafts, 16);
+  EXPECT_EQ(s->speculation.trace, (std::vector<int>{-1, 0, 13, 2}));
 }
 
 TEST(ScenarioTest, RooflineComputeTimeAndCapacity) {

@@ -12,6 +12,8 @@
 #include <prometheus/registry.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "api/metric_families.h"
 #include "engine/status.h"
@@ -62,17 +64,8 @@ class ApiMetrics {
   prometheus::Histogram* first_token_;
   prometheus::Histogram* per_token_;
   prometheus::Gauge* in_flight_;
-  prometheus::Counter* drafted_;
-  prometheus::Counter* accepted_;
-  prometheus::Counter* runs_;
-  prometheus::Counter* cancelled_runs_;
-  prometheus::Counter* draft_chains_;
-  prometheus::Counter* chains_first_held_;
-  prometheus::Counter* chains_all_held_;
-  prometheus::Counter* proposals_;
-  prometheus::Counter* empty_proposals_;
-  prometheus::Counter* proposals_after_guess_;
-  prometheus::Counter* guesses_after_guess_;
+  // One counter per count of SpeculationReport (kSpeculationCounters).
+  std::vector<std::pair<prometheus::Counter*, int SpeculationReport::*>> speculation_;
 };
 
 }  // namespace swarm

@@ -201,6 +201,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     }
 
     // Top up the runs in flight.
+    bool ask_again = true;  // false: the drafter had no guess at this point
     if (runs.empty()) {
       ChainRun run;
       run.tokens = {anchor};
@@ -241,21 +242,25 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
         pos += len;
         if (Status st = send(std::move(cont)); !st.ok()) return fail(st);
       }
-    } else if (speculate && static_cast<int>(runs.size()) < in_flight) {
-      const int room = std::min(width, max_drafts - unverified_drafts());
-      if (room > 0) {
+      ask_again = n > 0;
+    }
+    if (speculate && ask_again) {
+      // Up to W runs, not one per verdict: a chain that began with fewer
+      // (a short guess, a narrower plan) fills the pipeline as soon as the
+      // drafter has more, instead of keeping its first depth to the end.
+      while (static_cast<int>(runs.size()) < in_flight) {
+        const int room = std::min(width, max_drafts - unverified_drafts());
+        if (room <= 0) break;
         auto p = propose(room);
         if (!p.ok()) return fail(p.status());
-        if (!p->tokens.empty()) {
-          ChainRun cont;
-          cont.tokens = p->tokens;
-          cont.probs = p->probs;
-          cont.n_drafts = static_cast<int>(p->tokens.size());
-          cont.position =
-              runs.back().run.position + static_cast<int>(runs.back().run.tokens.size());
-          cont.continues_previous = true;
-          if (Status st = send(std::move(cont)); !st.ok()) return fail(st);
-        }
+        if (p->tokens.empty()) break;
+        ChainRun cont;
+        cont.tokens = p->tokens;
+        cont.probs = p->probs;
+        cont.n_drafts = static_cast<int>(p->tokens.size());
+        cont.position = runs.back().run.position + static_cast<int>(runs.back().run.tokens.size());
+        cont.continues_previous = true;
+        if (Status st = send(std::move(cont)); !st.ok()) return fail(st);
       }
     }
 

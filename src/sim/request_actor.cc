@@ -40,11 +40,18 @@ class Request {
     inbox_cv_ = sg4::ConditionVariable::create();
     inbox_actor_ = sg4::Actor::create("inbox-" + std::to_string(r.id), sg4::this_actor::get_host(),
                                       [this] { receive_loop(); });
+    // Answers flow as soon as they are sent, each after its own latency, as
+    // a gRPC stream's do: without a receiver set, SimGrid starts a transfer
+    // only when the inbox asks for the next message, so answers sent 13 ms
+    // apart arrived a full latency apart (100 ms on a 100 ms link).
+    mb_->set_receiver(inbox_actor_);
     if (!g_.memory) g_.memory = std::make_unique<SpeculationMemory>(clock_);
     options_.clock = &clock_;
-    spec_.mode = w.scenario.speculation.enabled ? SpeculationMode::kAuto : SpeculationMode::kOff;
-    spec_.max_draft = w.scenario.speculation.max_drafts;
-    spec_.controller.max_width = w.scenario.speculation.max_drafts + 1;
+    const Speculation& sc = w.scenario.speculation;
+    spec_.mode = !sc.enabled ? SpeculationMode::kOff
+                 : sc.always ? SpeculationMode::kNgram
+                             : SpeculationMode::kAuto;
+    spec_.max_draft = sc.max_drafts;
   }
 
   bool run() {

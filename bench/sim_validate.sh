@@ -251,17 +251,19 @@ run_sim() {  # STAGES DELAY STREAMS SPEC SLOWDOWN KILL ACCEPTANCE KILL_AFTER_S -
     # every step and came out 1.4-2x high.
     if [ "$spec" = off ]; then
       echo "enabled = false"
-    elif [ "$SIM_DRAFTS" = trace ]; then
-      echo "enabled = true"
-      echo "trace = $DRAFT_TRACE"
-    elif [ "$SIM_DRAFTS" = runs ]; then
-      echo "enabled = true"
-      echo "acceptance = ${first_held:-0}"
-      echo "acceptance_after_hit = ${after_hit:-0}"
-      echo "proposal_rate = ${proposal_rate:-1}"
-      awk -v g="${guess_after_guess:--1}" 'BEGIN { if (g >= 0) print "guess_after_guess = " g }'
     else
-      echo "enabled = true"; echo "acceptance = $acc"
+      echo "enabled = true"
+      echo "mode = \"always\""  # as the real gateway's --speculate ngram
+      case "$SIM_DRAFTS" in
+        trace) echo "trace = $DRAFT_TRACE" ;;
+        runs)
+          echo "acceptance = ${first_held:-0}"
+          echo "acceptance_after_hit = ${after_hit:-0}"
+          echo "proposal_rate = ${proposal_rate:-1}"
+          awk -v g="${guess_after_guess:--1}" 'BEGIN { if (g >= 0) print "guess_after_guess = " g }'
+          ;;
+        tokens) echo "acceptance = $acc" ;;
+      esac
     fi
   } >"$toml"
   sim=$("$SWARM" sim "$toml" --json | grep '"run":true')

@@ -328,9 +328,13 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
   }
 
   Fields spec = top.child("speculation");
-  spec.check_known({"enabled", "acceptance", "acceptance_after_hit", "proposal_rate",
+  spec.check_known({"enabled", "mode", "acceptance", "acceptance_after_hit", "proposal_rate",
                     "guess_after_guess", "trace", "max_drafts"});
   s.speculation.enabled = spec.boolean("enabled", false);
+  const std::string mode = spec.str("mode", "auto");
+  if (mode != "auto" && mode != "always")
+    spec.fail(spec.name("mode") + " = '" + mode + "' is not auto or always");
+  s.speculation.always = mode == "always";
   s.speculation.acceptance = spec.num("acceptance", 0.7, 0, 0.999);
   if (spec.has("acceptance_after_hit"))
     s.speculation.acceptance_after_hit = spec.num("acceptance_after_hit", 0.7, 0, 0.999);

@@ -89,6 +89,10 @@ struct Requests {
 
 struct Speculation {
   bool enabled = false;
+  // Whether the controller decides to speculate at all (`--speculate auto`,
+  // the gateway's default) or speculation always runs and the controller
+  // sets only width and depth (`--speculate ngram` or `draft:MODEL`).
+  bool always = false;
   double acceptance = 0.7;  // per-token probability that a draft is accepted
   // Drafts hold in runs: the probability that a draft is right after one
   // that was right (then `acceptance` is the probability after a wrong one,

@@ -83,10 +83,15 @@ TEST(ScenarioTest, ErrorsNameTheField) {
   EXPECT_NE(error_after("output = 10", "output = 10\nwarmup_output = -1")
                 .find("requests.warmup_output"),
             std::string::npos);
+  EXPECT_NE(error_after("output = 10", "output = 10\n[speculation]\nmode = \"ngram\"")
+                .find("speculation.mode = 'ngram' is not auto or always"),
+            std::string::npos);
 }
 
-// The drafter's trace and a warm-up request, as bench/sim_validate.sh writes them.
-TEST(ScenarioTest, ParsesATraceAndAWarmUp) {
+// The drafter's trace, a warm-up request and speculation that always runs, as
+// bench/sim_validate.sh writes them; by default the controller decides, as the
+// gateway's `--speculate auto`.
+TEST(ScenarioTest, ParsesATraceAWarmUpAndTheMode) {
   std::string text = kMinimal;
   text += "warmup_output = 4\n[speculation]\nenabled = true\nmax_drafts = 16\ntrace = [-1, 0, 13, 2]\n";
   Result<Scenario> s = parse_scenario(text);
@@ -94,6 +99,10 @@ TEST(ScenarioTest, ParsesATraceAndAWarmUp) {
   EXPECT_EQ(s->requests.warmup_output, 4);
   EXPECT_EQ(s->speculation.max_drafts, 16);
   EXPECT_EQ(s->speculation.trace, (std::vector<int>{-1, 0, 13, 2}));
+  EXPECT_FALSE(s->speculation.always);
+  s = parse_scenario(text + "mode = \"always\"\n");
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_TRUE(s->speculation.always);
 }
 
 TEST(ScenarioTest, RooflineComputeTimeAndCapacity) {

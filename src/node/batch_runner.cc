@@ -310,6 +310,7 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
   }
   const int64_t compute_us =
       std::chrono::duration_cast<std::chrono::microseconds>(computed + waited).count();
+  spdlog::debug("batch: {} tokens of {} steps, {} us", total, batch.size(), compute_us);
   if (!st.ok()) {
     spdlog::error("batch of {} steps failed: {}", batch.size(), st.ToString());
     for (WorkItem* w : batch)

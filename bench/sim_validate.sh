@@ -8,7 +8,9 @@
 # tokens/s, per-stream decode tokens/s and time to first token, and the
 # simulated/real ratio of each (the goal: within 10%, so 0.9 to 1.1), and CPU
 # seconds of the real run: the gateway's and the client's (not simulated), and
-# the nodes' next to their reported compute time.
+# the nodes' next to their reported compute time; and the share of the nodes'
+# compute spent on steps a Cancel covered after they ran, real and simulated
+# (speculation's wasted work).
 # Model: synthetic TinyLlama-1.1B in Q8_0 (as bench/swarm_bench.sh), each node
 # on one thread, weights read into memory.
 #   bench/sim_validate.sh [BUILD] [TOKENS per request, default 32] [ONLY: a label's substring]
@@ -78,11 +80,14 @@ cpu_s() {
   for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null || true; done |
     awk -v tck="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " "); s += f[12] + f[13] } END { print s / tck }'
 }
-# Seconds the nodes at ADDRS... have computed since they started (Info.compute_us).
-compute_s() {
-  local a sum=0 us
+# Seconds the nodes at ADDRS... have computed since they started (FIELD
+# compute_us), or computed for steps a Cancel covered after they ran
+# (cancelled_compute_us).
+compute_s() {  # FIELD ADDRS...
+  local f=$1 a sum=0 us
+  shift
   for a in "$@"; do
-    us=$("$SWARM" info "$a" 2>/dev/null | sed -n 's/.*"compute_us":"\{0,1\}\([0-9]*\).*/\1/p')
+    us=$("$SWARM" info "$a" 2>/dev/null | sed -n "s/.*\"$f\":\"\{0,1\}\([0-9]*\).*/\1/p")
     sum=$((sum + ${us:-0}))
   done
   awk -v us="$sum" 'BEGIN { print us / 1e6 }'
@@ -91,10 +96,13 @@ compute_s() {
 # the gateway's and the client's; and the nodes' own CPU seconds next to the
 # seconds their Info says they spent computing (wall time: with more node
 # processes than cores it includes time waiting for one).
-run_cpu() {  # -> sets $gateway_cpu, $node_cpu, $node_compute
+run_cpu() {  # -> sets $gateway_cpu, $node_cpu, $node_compute, $cancelled_share
   gateway_cpu=$(awk -v a="$gw_cpu0" -v b="$(cpu_s "$gw_pid")" 'BEGIN { print b - a }')
   node_cpu=$(awk -v c="$(cpu_s "${node_pids[@]}")" -v c0="$node_cpu0" 'BEGIN { print c - c0 }')
-  node_compute=$(awk -v k="$(compute_s "${node_addrs[@]}")" -v k0="$compute0" 'BEGIN { print k - k0 }')
+  node_compute=$(awk -v k="$(compute_s compute_us "${node_addrs[@]}")" -v k0="$compute0" 'BEGIN { print k - k0 }')
+  # The share of that compute spent on steps a Cancel covered once they had run.
+  cancelled_share=$(awk -v k="$(compute_s cancelled_compute_us "${node_addrs[@]}")" -v k0="$cancelled0" \
+    -v c="$node_compute" 'BEGIN { printf "%.3f", (c > 0 ? (k - k0) / c : 0) }')
 }
 
 # One real run: STAGES DELAY_MS STREAMS SPEC(off|ngram) SLOWDOWN KILL(0|1) -> sets $real (loadgen's JSON)
@@ -121,7 +129,8 @@ run_real() {
   local url="http://$addr"
   gw_pid=${pids[-1]}
   "$SWARM" loadgen --url "$url" -c 1 -r 1 -n 4 --prompt "$PROMPT" >/dev/null  # warm-up
-  gw_cpu0=$(cpu_s "$gw_pid") node_cpu0=$(cpu_s "${node_pids[@]}") compute0=$(compute_s "${node_addrs[@]}")
+  gw_cpu0=$(cpu_s "$gw_pid") node_cpu0=$(cpu_s "${node_pids[@]}") compute0=$(compute_s compute_us "${node_addrs[@]}")
+  cancelled0=$(compute_s cancelled_compute_us "${node_addrs[@]}")
   local drafted0 accepted0 chains0 first0 all0
   drafted0=$(metric "$url" swarm_speculation_drafted_tokens_total)
   accepted0=$(metric "$url" swarm_speculation_accepted_tokens_total)
@@ -148,7 +157,7 @@ run_real() {
     kill_after_s=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { print (b - a) / 1e9 }')
     wait "$lg"
     real=$(cat "$WORK/loadgen.out")
-    gateway_cpu=0 client_cpu=0 node_cpu=0 node_compute=0  # not measured with a kill
+    gateway_cpu=0 client_cpu=0 node_cpu=0 node_compute=0 cancelled_share=0  # not measured with a kill
   else
     local TIMEFORMAT='%U %S' times
     { times=$( { time "$SWARM" loadgen --url "$url" -c "$streams" -r $((2 * streams)) -n "$TOKENS" \
@@ -266,7 +275,10 @@ run_sim() {  # STAGES DELAY STREAMS SPEC SLOWDOWN KILL ACCEPTANCE KILL_AFTER_S -
       esac
     fi
   } >"$toml"
-  sim=$("$SWARM" sim "$toml" --json | grep '"run":true')
+  local out
+  out=$("$SWARM" sim "$toml" --json)
+  sim=$(grep '"run":true' <<<"$out")
+  sim_cancelled_share=$(field cancelled_compute_share "$(grep '"summary":true' <<<"$out")")
 }
 
 for config in "${CONFIGS[@]}"; do
@@ -279,6 +291,7 @@ for config in "${CONFIGS[@]}"; do
     acceptance=$(field acceptance "$real") kill_after_s=$(field kill_after_s "$real")
     gateway_cpu=$(field gateway_cpu_s "$real") client_cpu=$(field client_cpu_s "$real")
     node_cpu=$(field node_cpu_s "$real") node_compute=$(field node_compute_s "$real")
+    cancelled_share=$(field cancelled_compute_share "$real")
     first_held=$(field first_held "$real") after_hit=$(field after_hit "$real")
     proposal_rate=$(field proposal_rate "$real") guess_after_guess=$(field guess_after_guess "$real")
     kill_after_s=${kill_after_s:-0.5}
@@ -293,8 +306,8 @@ for config in "${CONFIGS[@]}"; do
   run_sim "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "$kill_after_s"
   ra=$(field aggregate_tok_s "$real") rs=$(field stream_tok_s "$real") rt=$(field ttft_ms "$real")
   sa=$(field aggregate_tok_s "$sim") ss=$(field stream_tok_s "$sim") st=$(field ttft_ms "$sim")
-  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"first_held":%s,"after_hit":%s,"proposal_rate":%s,"guess_after_guess":%s,"drafts_model":"%s","kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s}\n' \
+  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"first_held":%s,"after_hit":%s,"proposal_rate":%s,"guess_after_guess":%s,"drafts_model":"%s","kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s,"real_cancelled_compute_share":%s,"sim_cancelled_compute_share":%s}\n' \
     "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "${first_held:-0}" "${after_hit:-0}" "${proposal_rate:-1}" "${guess_after_guess:--1}" "$SIM_DRAFTS" "${kill_after_s:-0}" "$(drift "$TIMES")" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
     "$rs" "$ss" "$(ratio "$ss" "$rs")" "$rt" "$st" "$(ratio "$st" "$rt")" "$(field errors "$real")" \
-    "${gateway_cpu:-0}" "${client_cpu:-0}" "${node_cpu:-0}" "${node_compute:-0}"
+    "${gateway_cpu:-0}" "${client_cpu:-0}" "${node_cpu:-0}" "${node_compute:-0}" "${cancelled_share:-0}" "${sim_cancelled_share:-0}"
 done

@@ -82,6 +82,7 @@ nlohmann::ordered_json stats(const WindowStats& w) {
   j["ttft_ms_p50"] = round3(1000 * quantile(w.ttft_s, 0.5));
   j["ttft_ms_p95"] = round3(1000 * quantile(w.ttft_s, 0.95));
   j["utilisation"] = w.node_seconds > 0 ? round3(w.busy_s / w.node_seconds) : 0.0;
+  j["cancelled_compute_share"] = w.busy_s > 0 ? round3(w.cancelled_compute_s / w.busy_s) : 0.0;
   j["recoveries"] = w.recoveries;
   j["rebalance_moves"] = w.rebalance_moves;
   j["recovery_ms_p50"] = round3(1000 * quantile(w.recovery_s, 0.5));
@@ -123,6 +124,7 @@ std::string summary_json(const std::vector<WindowStats>& windows, double warmup_
     all.ttft_s.insert(all.ttft_s.end(), w.ttft_s.begin(), w.ttft_s.end());
     all.recovery_s.insert(all.recovery_s.end(), w.recovery_s.begin(), w.recovery_s.end());
     all.busy_s += w.busy_s;
+    all.cancelled_compute_s += w.cancelled_compute_s;
     all.nodes_busy = std::max(all.nodes_busy, w.nodes_busy);
     all.node_seconds += w.node_seconds;
     all.recoveries += w.recoveries;

@@ -15,6 +15,9 @@ struct WindowStats {
   std::vector<float> token_latency_s;  // per token: its step's time / tokens the step yielded
   std::vector<float> ttft_s;
   double busy_s = 0;        // compute seconds over all nodes
+  // Of which on steps a Cancel covered once they had run (a node's
+  // Info.cancelled_compute_us counts the same).
+  double cancelled_compute_s = 0;
   double node_seconds = 0;  // online nodes x window length (utilisation's denominator)
   int recoveries = 0;
   std::vector<float> recovery_s;  // from the failed step's send to its replay's answer
@@ -42,6 +45,7 @@ class Metrics {
   void token(double now, double latency_s, int n);
   void first_token(double now, double ttft_s);
   void busy(double now, double seconds, int node);
+  void cancelled_compute(double now, double seconds) { open(now).cancelled_compute_s += seconds; }
   void batch(double now, int tokens);
   void recovery(double now, double seconds);
   void rebalance_move(double now);

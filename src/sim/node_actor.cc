@@ -6,6 +6,7 @@
 
 #include "node/batch_plan.h"
 #include "node/step_scheduler.h"
+#include "sim/last_stage.h"
 #include "sim/messages.h"
 #include "sim/world.h"
 
@@ -45,6 +46,35 @@ Step* receive(sg4::Mailbox* mb) {
   }
 }
 
+// Steps a session remembers having run (stage_server's kMaxRecentRuns).
+constexpr size_t kMaxRecentRuns = 64;
+
+// The Cancels that have reached node `n` by `now`: later steps they cover are
+// dropped, and the compute of those already run here was wasted.
+void take_cancels(World& w, NodeState& n, double now) {
+  for (auto c = n.cancels_on_the_way.begin();
+       c != n.cancels_on_the_way.end() && c->first <= now + 1e-9;) {
+    const NodeState::Cancel& k = c->second;
+    int64_t& below = n.cancelled_below[k.session];
+    below = std::max(below, k.to + 1);
+    auto runs = n.recent_runs.find(k.session);
+    if (runs != n.recent_runs.end())
+      std::erase_if(runs->second, [&](const std::pair<int64_t, double>& r) {
+        if (r.first < k.from || r.first > k.to) return false;
+        w.metrics.cancelled_compute(now, r.second);
+        return true;
+      });
+    c = n.cancels_on_the_way.erase(c);
+  }
+}
+
+bool cancelled_here(const World& w, const NodeState& n, const Step& s) {
+  const int64_t session = s.chain->session;
+  auto below = n.cancelled_below.find(session);
+  return w.ended_sessions.count(session) > 0 ||
+         (below != n.cancelled_below.end() && s.seq < below->second);
+}
+
 // A simulated time as the node's Clock has it (seconds since the run began).
 Clock::time_point at(double seconds) {
   return Clock::time_point(
@@ -79,6 +109,7 @@ void run_node(World* world, int node) {
     if (queue.empty()) queue.push_back({receive(mb), 0});
     while (mb->ready()) queue.push_back({receive(mb), 0});
     const double now = sg4::Engine::get_clock();
+    take_cancels(w, n, now);
     work.clear();
     for (Queued& q : queue) {
       if (q.left == 0) q.left = q.step->tokens;
@@ -86,8 +117,7 @@ void run_node(World* world, int node) {
       node::QueuedWork qw;
       qw.session = static_cast<uintptr_t>(q.step->chain->session);
       qw.caller = static_cast<uintptr_t>(q.step->chain->gateway) + 1;
-      auto cancelled = w.cancelled_below.find(q.step->chain->session);
-      qw.session_closed = cancelled != w.cancelled_below.end() && q.step->seq < cancelled->second;
+      qw.session_closed = cancelled_here(w, n, *q.step);
       qw.continuation = q.step->continuation;
       qw.tokens = q.left;
       qw.chunkable = q.step->bulk;
@@ -100,8 +130,7 @@ void run_node(World* world, int node) {
     // ended (its Close): the scheduler hears of them as a real node does.
     open_last_active.clear();
     for (auto it = n.last_seen.begin(); it != n.last_seen.end();) {
-      auto ended = w.cancelled_below.find(it->first);
-      if (ended != w.cancelled_below.end() && ended->second == kSessionEnded) {
+      if (w.ended_sessions.count(it->first) > 0) {
         scheduler.session_closed(at(it->second.at_s), it->second.caller);
         it = n.last_seen.erase(it);
       } else if (now - it->second.at_s > 10) {
@@ -111,6 +140,9 @@ void run_node(World* world, int node) {
         ++it;
       }
     }
+    auto ended = [&](const auto& c) { return w.ended_sessions.count(c.first) > 0; };
+    std::erase_if(n.cancelled_below, ended);
+    std::erase_if(n.recent_runs, ended);
     n.queued_steps = static_cast<int>(queue.size());
     // One client's sessions in turn do not share the node with each other's
     // ghosts (as stage_server.cc has it).
@@ -136,6 +168,22 @@ void run_node(World* world, int node) {
       continue;  // plan again without them
     }
     if (plan.batch.empty()) continue;  // every step waits for its share (see above)
+    // The last stage answers a step built on a draft it rejected at once,
+    // unrun (node/batch_runner.cc), and runs the batch without it.
+    bool doomed = false;
+    for (size_t i : plan.batch) {
+      Step& s = *queue[i].step;
+      if (s.taken_up || s.hop + 1 != static_cast<int>(s.chain->hops.size())) continue;
+      s.taken_up = true;
+      if (s.last_stage->take_up(static_cast<uint64_t>(s.seq))) continue;
+      forward(w, queue[i].step);
+      queue[i].step = nullptr;
+      doomed = true;
+    }
+    if (doomed) {
+      std::erase_if(queue, [](const Queued& q) { return q.step == nullptr; });
+      continue;  // plan again without them
+    }
     int b = 0, head_rows = 0;
     for (size_t k = 0; k < plan.batch.size(); ++k) {
       const Queued& q = queue[plan.batch[k]];
@@ -176,9 +224,28 @@ void run_node(World* world, int node) {
       q.step->timings.push_back({n.address, b, dt});
       if (q.left <= 0) done[plan.batch[k]] = true;
     }
+    // Steps a Cancel covered while they ran are not pushed on (their compute
+    // was wasted); the others are remembered in case a later one covers them.
+    take_cancels(w, n, sg4::Engine::get_clock());
     std::deque<Queued> rest;
     const double per_message = w.scenario.classes[n.class_index].message_overhead_s;
+    for (size_t k = 0; k < plan.batch.size(); ++k) {
+      const Queued& q = queue[plan.batch[k]];
+      if (!done[plan.batch[k]]) continue;
+      const double share = dt * plan.take[k] / std::max(1, b);
+      if (cancelled_here(w, n, *q.step)) {
+        w.metrics.cancelled_compute(sg4::Engine::get_clock(), share);
+        delete q.step;
+        done[plan.batch[k]] = false;
+        queue[plan.batch[k]].step = nullptr;
+        continue;
+      }
+      auto& runs = n.recent_runs[q.step->chain->session];
+      runs.emplace_back(q.step->seq, share);
+      if (runs.size() > kMaxRecentRuns) runs.pop_front();
+    }
     for (size_t i = 0; i < queue.size(); ++i) {
+      if (queue[i].step == nullptr) continue;  // cancelled while it ran
       if (done[i]) {
         if (per_message > 0) sg4::this_actor::sleep_for(per_message);
         forward(w, queue[i].step);

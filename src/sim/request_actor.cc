@@ -287,7 +287,7 @@ void run_request(World* world, RequestSpec spec) {
       world->metrics.request_record({spec.arrival_s, r.first_token_s(), now_s(), r.produced()});
     return done;
   }();
-  world->cancelled_below[spec.id] = kSessionEnded;
+  world->ended_sessions.insert(spec.id);
   world->live_requests.erase(spec.id);
   world->metrics.request_done(now_s(), ok);
 }

@@ -4,11 +4,10 @@
 // as a sim Step (its hidden states' bytes over the simulated links, hop by
 // hop, batched and timed by the node actors); the last stage's answer comes
 // back to the request's mailbox, and the request actor takes it in while it
-// waits (ActorClock's pump calls `receive`), and the last stage's verdict on its
-// drafts is worked out then, from the request's script (pipeline/
-// scripted_stage.h): the order answers arrive in is the order the last stage
-// ran them. An OpenSession is confirmed after a round trip; a Cancel drops the
-// session's later steps at every node at once (its travel is not modelled).
+// waits (ActorClock's pump calls `receive`). The last stage judges drafts
+// against the request's script as it takes each step up (sim/last_stage.h).
+// An OpenSession is confirmed after a round trip; a Cancel travels the chain
+// hop by hop, and each stage drops the steps it covers once it arrives.
 #pragma once
 
 #include <functional>
@@ -19,6 +18,7 @@
 #include "pipeline/scripted_stage.h"
 #include "pipeline/stage_transport.h"
 #include "sim/actor_clock.h"
+#include "sim/last_stage.h"
 #include "sim/messages.h"
 
 namespace swarm::sim {
@@ -61,8 +61,7 @@ class SimTransport final : public StageTransport {
   std::map<size_t, EventSink> sinks_;
   // Confirmations and failures not carried by a message: (due, event).
   std::multimap<double, StageEvent> local_;
-  std::map<uint64_t, v1::Step> sent_;  // steps in flight, by id
-  ScriptedSession last_stage_;
+  std::shared_ptr<LastStage> last_stage_;
 };
 
 }  // namespace swarm::sim

@@ -258,6 +258,35 @@ TEST(SimulationTest, RunsInFlightComeBackAStageTimeApart) {
   EXPECT_LT(rate, 1 / 0.008) << "tokens/s";  // the bottleneck stage's one token per 8 ms
 }
 
+// A Cancel travels the chain as steps do, and the last stage does not run a
+// step built on a draft it rejected. Stage A takes 40 ms a run, stage B 5 ms,
+// hops 100 ms, drafts that always fail, 8 of them in flight (one a run):
+// A gets a chain's 9 runs at t = 100 ms and finishes them at 140 ... 460; B
+// finishes run 1 at 245 and run 2 (its draft rejected) at 285, and skips the
+// 7 built on it; the verdict is back at 385, and the Cancel reaches A at 485,
+// after all 9 ran. Wasted: runs 3-9 at A, 280 ms of 360 + 10 = 0.757 of the
+// compute. (Dropped at every stage when the gateway sends it, A would have
+// skipped run 9: 0.727; with B running the 7 doomed runs too, 0.778.)
+TEST(SimulationTest, ACancelReachesEachStageAfterTheLinksBeforeIt) {
+  Scenario s = speculating(0, 8);
+  s.speculation.always = true;
+  s.network.rtt_s = {{0.2}};
+  s.classes.push_back(s.classes[0]);
+  s.classes[0].count = s.classes[1].count = 1;
+  s.classes[0].layer_time_points = {{1, 0.010}, {64, 0.64}};    // A: 4 layers, 40 ms a token
+  s.classes[1].layer_time_points = {{1, 0.00125}, {64, 0.08}};  // B: 5 ms
+  const std::vector<std::string> lines = run_in_child(s);
+  int windows = 0;
+  for (const std::string& l : lines) {
+    const nlohmann::json j = nlohmann::json::parse(l, nullptr, false);
+    // After the first window: the controller's first chains differ.
+    if (!j.is_object() || j.contains("summary") || j.value("t_s", 0.0) <= s.window_s) continue;
+    EXPECT_NEAR(j.value("cancelled_compute_share", 0.0), 280.0 / 370, 0.005) << l;
+    ++windows;
+  }
+  EXPECT_GE(windows, 2);
+}
+
 // A block loses both its nodes: nodes that re-check their layers (the
 // node's own Rebalancer, on simulated time) move one node into the gap and
 // the model is served again; nodes that never re-check leave it unserved.

@@ -7,11 +7,13 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <simgrid/s4u/Actor.hpp>
 #include <vector>
@@ -34,9 +36,6 @@ namespace swarm::sim {
 
 inline constexpr const char* kModelId = "sim-model";
 
-// cancelled_below's value for a request that ended: its sessions closed.
-inline constexpr int64_t kSessionEnded = std::numeric_limits<int64_t>::max();
-
 struct NodeState {
   int class_index = 0;
   int region = 0;
@@ -51,6 +50,17 @@ struct NodeState {
     uintptr_t caller = 0; // its gateway (node/step_scheduler.h: shares are per caller)
   };
   std::map<int64_t, Seen> last_seen;  // session -> when, and from whom (active sessions)
+  // Cancels: per session, the steps below this number are dropped unrun. A
+  // Cancel travels the chain hop by hop as steps do, so it counts here only
+  // from when it arrives (cancels_on_the_way, by arrival time).
+  struct Cancel {
+    int64_t session = 0, from = 0, to = 0;  // steps from..to
+  };
+  std::map<int64_t, int64_t> cancelled_below;
+  std::multimap<double, Cancel> cancels_on_the_way;
+  // Per session, the steps run lately and their share of their batch's
+  // compute, for the part of it a later Cancel wastes (as a node keeps them).
+  std::map<int64_t, std::deque<std::pair<int64_t, double>>> recent_runs;
   double busy_ewma = 0;                 // busy fraction, smoothed (the controller's load input)
   double busy_since_s = 0;              // for busy_ewma
   double busy_acc_s = 0;
@@ -87,9 +97,8 @@ struct World {
   Metrics metrics;
   std::mt19937_64 rng;
   int64_t next_request = 0;
-  // Per request, the steps below this number are cancelled (a Cancel after
-  // a rejected draft, or the request's end): stages drop them unrun.
-  std::map<int64_t, int64_t> cancelled_below;  // kSessionEnded once the request ended
+  // Requests that ended: their sessions closed, every stage drops their steps.
+  std::set<int64_t> ended_sessions;
   int online_count = 0;
   // Requests in progress: where to tell them that a stage of their chain was
   // reset (Scenario::Kill::reset), and the chain they are on.

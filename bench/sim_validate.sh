@@ -16,12 +16,21 @@
 #   bench/sim_validate.sh [BUILD] [TOKENS per request, default 32] [ONLY: a label's substring]
 # SIM_AGAIN=FILE (a previous run's output) takes the real side from FILE and
 # runs only the simulator again (its t(b) from $BUILD/bench-sim-validate).
+# SIM_TB says where the simulator's t(b) comes from: run (the default) takes
+# the nodes' own batches during the real run (their CPU time per layer, from
+# their debug log: it follows this machine's speed at the time and includes
+# what the other processes' memory traffic costs), beyond their largest batch
+# the bench's; bench takes `swarm bench` right before and right after the run.
 # SIM_DRAFTS says how the simulated drafter drafts (see run_sim): trace (the
 # default) replays what the real n-gram drafter drafts on the real text;
 # tokens makes each draft hold independently at the per-token acceptance the
 # real gateway measured; runs as the real drafts held in runs, as often as the
 # real drafter had a guess and as its guesses followed each other.
 set -euo pipefail
+case "${SIM_TB:=run}" in
+  run | bench) ;;
+  *) echo "SIM_TB=$SIM_TB: give run or bench" >&2; exit 2 ;;
+esac
 case "${SIM_DRAFTS:=trace}" in
   trace | tokens | runs) ;;
   *) echo "SIM_DRAFTS=$SIM_DRAFTS: give trace, tokens or runs" >&2; exit 2 ;;
@@ -55,6 +64,21 @@ points() {  # FILE FIELD KIND -> [[b, s], ...], the mean of FILE's and FILE.afte
       for (i = 1; i < NF; i++) { if ($i ~ /"tokens"/) b = $(i + 1); if ($i ~ "\"" f "\"") t = $(i + 1) }
       if (b in sum) { out = out (out == "" ? "" : ", ") "[" b ", " (sum[b] + t) / 2 "]" } else sum[b] = t }
     END { print out }'
+}
+# This machine's t(b) as the nodes ran it during the real run (their batches'
+# CPU time, FILE.run: "tokens seconds-per-layer" lines), in bins of batch size
+# around powers of two (the mean tokens and time of each), then BENCH's points
+# (measure_tb) beyond the largest batch the run had.
+run_points() {  # FILE BENCH -> [b, s], ...
+  awk -v bench="$2" '
+    { k = int(log($1) / log(2) + 0.5); n[k]++; sb[k] += $1; st[k] += $2; if ($1 > maxb) maxb = $1; if (k > maxk) maxk = k }
+    END {
+      for (k = 0; k <= maxk; k++)
+        if (n[k] > 0) out = out (out == "" ? "" : ", ") sprintf("[%d, %.9g]", sb[k] / n[k] + 0.5, st[k] / n[k])
+      gsub(/[][]/, "", bench); m = split(bench, v, /, */)
+      for (i = 1; i + 1 <= m; i += 2) if (v[i] + 0 > maxb) out = out ", [" v[i] ", " v[i + 1] "]"
+      print out
+    }' "$1.run"
 }
 drift() {  # FILE -> after/before of t(1), the machine's own change during the run
   awk -F'[:,}]' '/"kind":"decode","tokens":1,/ { for (i = 1; i < NF; i++) if ($i ~ /"layer_s"/) v[++n] = $(i + 1) }
@@ -114,7 +138,9 @@ run_real() {
     a=$((N_LAYER * s / stages)) b=$((N_LAYER * (s + 1) / stages))
     flags=(--link-delay-ms "$delay")
     [ "$s" = 1 ] && [ "$slow" != 1 ] && flags+=(--slowdown "$slow")
-    start "node$s" node -m "$MODEL" --layers "$a:$b" --listen 127.0.0.1:0 -t 1 --no-mmap "${flags[@]}"
+    # Its batch lines (debug) give this machine's t(b) during the run (run_points).
+    SPDLOG_LEVEL=info,node=debug \
+      start "node$s" node -m "$MODEL" --layers "$a:$b" --listen 127.0.0.1:0 -t 1 --no-mmap "${flags[@]}"
     peers+="${peers:+,}$addr"
     node_pids+=("${pids[-1]}") node_addrs+=("$addr")
     if [ "$kill" = 1 ] && [ "$s" = $((stages - 1)) ]; then
@@ -131,6 +157,8 @@ run_real() {
   "$SWARM" loadgen --url "$url" -c 1 -r 1 -n 4 --prompt "$PROMPT" >/dev/null  # warm-up
   gw_cpu0=$(cpu_s "$gw_pid") node_cpu0=$(cpu_s "${node_pids[@]}") compute0=$(compute_s compute_us "${node_addrs[@]}")
   cancelled0=$(compute_s cancelled_compute_us "${node_addrs[@]}")
+  local log_lines0=()
+  for ((s = 0; s < stages; s++)); do log_lines0+=("$(wc -l <"$WORK/node$s.err")"); done
   local drafted0 accepted0 chains0 first0 all0
   drafted0=$(metric "$url" swarm_speculation_drafted_tokens_total)
   accepted0=$(metric "$url" swarm_speculation_accepted_tokens_total)
@@ -166,6 +194,13 @@ run_real() {
     client_cpu=$(awk '{ print $1 + $2 }' <<<"$times")
     run_cpu
   fi
+  # Every batch the stages before the last ran during the measured run: its
+  # tokens and its CPU time per layer (the head is the last stage's).
+  for ((s = 0; s < stages - 1; s++)); do
+    tail -n +"$((log_lines0[s] + 1))" "$WORK/node$s.err" |
+      sed -n 's/.*batch: \([0-9]*\) tokens of .* \([0-9]*\) us CPU of this thread.*/\1 \2/p' |
+      awk -v layers=$(((N_LAYER * (s + 1) / stages) - (N_LAYER * s / stages))) '{ print $1, $2 / 1e6 / layers }'
+  done >"$TIMES.run"
   local drafted accepted
   drafted=$(metric "$url" swarm_speculation_drafted_tokens_total)
   accepted=$(metric "$url" swarm_speculation_accepted_tokens_total)
@@ -302,12 +337,17 @@ for config in "${CONFIGS[@]}"; do
     measure_tb "$TIMES.after"
   fi
   LAYER_POINTS="[$(points "$TIMES" layer_s decode), $(points "$TIMES" layer_s prefill)]"
+  # SIM_TB=run (the default): the stages' own t(b) during the run; bench: the
+  # bench's before and after it.
+  if [ "${SIM_TB:-run}" = run ] && [ -s "$TIMES.run" ]; then
+    LAYER_POINTS="[$(run_points "$TIMES" "$LAYER_POINTS")]"
+  fi
   HEAD_POINTS="[$(points "$TIMES" head_s decode)]"
   run_sim "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "$kill_after_s"
   ra=$(field aggregate_tok_s "$real") rs=$(field stream_tok_s "$real") rt=$(field ttft_ms "$real")
   sa=$(field aggregate_tok_s "$sim") ss=$(field stream_tok_s "$sim") st=$(field ttft_ms "$sim")
-  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"first_held":%s,"after_hit":%s,"proposal_rate":%s,"guess_after_guess":%s,"drafts_model":"%s","kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s,"real_cancelled_compute_share":%s,"sim_cancelled_compute_share":%s}\n' \
-    "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "${first_held:-0}" "${after_hit:-0}" "${proposal_rate:-1}" "${guess_after_guess:--1}" "$SIM_DRAFTS" "${kill_after_s:-0}" "$(drift "$TIMES")" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
+  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"first_held":%s,"after_hit":%s,"proposal_rate":%s,"guess_after_guess":%s,"drafts_model":"%s","tb":"%s","kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s,"real_cancelled_compute_share":%s,"sim_cancelled_compute_share":%s}\n' \
+    "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "${first_held:-0}" "${after_hit:-0}" "${proposal_rate:-1}" "${guess_after_guess:--1}" "$SIM_DRAFTS" "${SIM_TB:-run}" "${kill_after_s:-0}" "$(drift "$TIMES")" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
     "$rs" "$ss" "$(ratio "$ss" "$rs")" "$rt" "$st" "$(ratio "$st" "$rt")" "$(field errors "$real")" \
     "${gateway_cpu:-0}" "${client_cpu:-0}" "${node_cpu:-0}" "${node_compute:-0}" "${cancelled_share:-0}" "${sim_cancelled_share:-0}"
 done

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <ctime>
 #include <new>
 
 #include "engine/logprobs.h"
@@ -27,6 +28,15 @@ using v1::StageResponse;
 // Steps a session remembers having run (to count the compute time of those a
 // later Cancel covers).
 constexpr size_t kMaxRecentRuns = 64;
+
+// CPU time this thread has used: with one compute thread (-t 1) the pool runs
+// the kernels inline, so a batch's share is its compute's CPU cost whatever
+// else the machine's cores were doing meanwhile.
+int64_t thread_cpu_us() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1000000 + t.tv_nsec / 1000;
+}
 
 int64_t us_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count();
@@ -125,6 +135,7 @@ std::vector<WorkItem> StageServer::Impl::run_batch_safely(std::vector<WorkItem>&
 std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items) {
   const auto start = clock_.now();
   const auto computing_since = Clock::real().now();
+  const int64_t cpu_since = thread_cpu_us();
   const ModelConfig& c = model_->config();
   const int d = c.n_embd;
   // Steps whose position does not continue their cache fail alone.
@@ -310,7 +321,8 @@ std::vector<WorkItem> StageServer::Impl::run_batch(std::vector<WorkItem>& items)
   }
   const int64_t compute_us =
       std::chrono::duration_cast<std::chrono::microseconds>(computed + waited).count();
-  spdlog::debug("batch: {} tokens of {} steps, {} us", total, batch.size(), compute_us);
+  spdlog::debug("batch: {} tokens of {} steps, {} us, {} us CPU of this thread", total,
+                batch.size(), compute_us, thread_cpu_us() - cpu_since);
   if (!st.ok()) {
     spdlog::error("batch of {} steps failed: {}", batch.size(), st.ToString());
     for (WorkItem* w : batch)

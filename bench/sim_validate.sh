@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Is the simulator right about this machine? The same configurations run for
 # real on 127.0.0.1 and in `swarm sim` with this machine's measured stage time
-# t(b) (`swarm bench --batch-sizes`): 2 and 4 stages, one-way link delays of 0,
-# 20 and 100 ms, 1 and 16 streams, with and without speculation, a slowed stage
+# t(b) (see SIM_TB): 2 and 4 stages, one-way link delays of 0, 20 and 100 ms,
+# 1 and 16 streams, with and without speculation (ngram; auto, the gateway's
+# default, at 100 ms), a slowed stage
 # (--slowdown 4), and a kill -9 of a stage mid-run with a twin to fail over to.
 # Each configuration prints one JSON line: the real and the simulated aggregate
 # tokens/s, per-stream decode tokens/s and time to first token, and the
@@ -129,7 +130,7 @@ run_cpu() {  # -> sets $gateway_cpu, $node_cpu, $node_compute, $cancelled_share
     -v c="$node_compute" 'BEGIN { printf "%.3f", (c > 0 ? (k - k0) / c : 0) }')
 }
 
-# One real run: STAGES DELAY_MS STREAMS SPEC(off|ngram) SLOWDOWN KILL(0|1) -> sets $real (loadgen's JSON)
+# One real run: STAGES DELAY_MS STREAMS SPEC(off|ngram|auto) SLOWDOWN KILL(0|1) -> sets $real (loadgen's JSON)
 # and $acceptance (accepted / drafted draft tokens; 0 without speculation).
 run_real() {
   local stages=$1 delay=$2 streams=$3 spec=$4 slow=$5 kill=$6 peers="" s a b flags victim="" victim_addr=""
@@ -230,7 +231,7 @@ CONFIGS=(
   # stages delay_ms streams speculate slowdown kill
   "2 0 1 off 1 0" "2 0 16 off 1 0" "2 20 1 off 1 0" "2 20 16 off 1 0" "2 100 1 off 1 0" "2 100 16 off 1 0"
   "4 0 1 off 1 0" "4 0 16 off 1 0" "4 20 1 off 1 0" "4 20 16 off 1 0" "4 100 1 off 1 0" "4 100 16 off 1 0"
-  "4 20 1 ngram 1 0" "4 100 1 ngram 1 0" "4 20 16 ngram 1 0"
+  "4 20 1 ngram 1 0" "4 100 1 ngram 1 0" "4 20 16 ngram 1 0" "4 100 1 auto 1 0"
   "4 20 1 off 4 0" "4 20 16 off 4 0"
   "2 20 16 off 1 1"
 )
@@ -297,7 +298,9 @@ run_sim() {  # STAGES DELAY STREAMS SPEC SLOWDOWN KILL ACCEPTANCE KILL_AFTER_S -
       echo "enabled = false"
     else
       echo "enabled = true"
-      echo "mode = \"always\""  # as the real gateway's --speculate ngram
+      # ngram: speculation always on (the controller sets width and depth);
+      # auto, the gateway's default: the controller also decides whether.
+      if [ "$spec" = auto ]; then echo 'mode = "auto"'; else echo 'mode = "always"'; fi
       case "$SIM_DRAFTS" in
         trace) echo "trace = $DRAFT_TRACE" ;;
         runs)

@@ -25,10 +25,6 @@ using grpc::StatusCode;
 using v1::StageRequest;
 using v1::StageResponse;
 
-// Steps a session remembers having run (to count the compute time of those a
-// later Cancel covers).
-constexpr size_t kMaxRecentRuns = 64;
-
 // CPU time this thread has used: with one compute thread (-t 1) the pool runs
 // the kernels inline, so a batch's share is its compute's CPU cost whatever
 // else the machine's cores were doing meanwhile.

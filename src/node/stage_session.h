@@ -6,6 +6,7 @@
 #include <grpcpp/support/status_code_enum.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -26,6 +27,10 @@
 #include "trust/commitment.h"
 
 namespace swarm::node {
+
+// Steps a session remembers having run (Session::recent_runs), to count the
+// compute time of those a later Cancel covers.
+inline constexpr size_t kMaxRecentRuns = 64;
 
 class ServerStream;
 

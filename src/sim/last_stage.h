@@ -29,7 +29,8 @@ class LastStage {
 
   // The last stage takes step `id` up: false when it continues a step whose
   // draft was rejected (then it is not run). Judged whether or not the
-  // gateway has cancelled it meanwhile: the stage does not know yet.
+  // gateway has cancelled it meanwhile: the stage does not know yet. Judged
+  // once: taking a step up again (its next chunk) gives the same answer.
   bool take_up(uint64_t id);
 
   // The answer to step `id` as it reaches the gateway (judged now if it was

@@ -50,6 +50,8 @@ TEST_F(LastStageTest, AContinuationOfARejectedDraftIsNotRun) {
   EXPECT_TRUE(stage.take_up(2));
   EXPECT_TRUE(stage.take_up(3));   // runs: its draft is judged, and rejected
   EXPECT_FALSE(stage.take_up(4));  // built on it
+  EXPECT_FALSE(stage.take_up(4)) << "taken up again, the same answer";
+  EXPECT_TRUE(stage.take_up(3));
 
   std::optional<v1::StageResponse> a = stage.answer(2);
   ASSERT_TRUE(a && a->has_result());

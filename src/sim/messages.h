@@ -41,7 +41,6 @@ class LastStage;
 struct Step {
   std::shared_ptr<const Chain> chain;
   std::shared_ptr<LastStage> last_stage;  // the request's (sim/last_stage.h)
-  bool taken_up = false;                  // by the last stage
   int hop = 0;      // index of the stage it is at (or, back at the gateway, hops.size())
   int64_t seq = 0;  // the request's step number
   int tokens = 1;

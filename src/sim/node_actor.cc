@@ -5,6 +5,7 @@
 #include <simgrid/s4u.hpp>
 
 #include "node/batch_plan.h"
+#include "node/stage_session.h"
 #include "node/step_scheduler.h"
 #include "sim/last_stage.h"
 #include "sim/messages.h"
@@ -45,9 +46,6 @@ Step* receive(sg4::Mailbox* mb) {
     }
   }
 }
-
-// Steps a session remembers having run (stage_server's kMaxRecentRuns).
-constexpr size_t kMaxRecentRuns = 64;
 
 // The Cancels that have reached node `n` by `now`: later steps they cover are
 // dropped, and the compute of those already run here was wasted.
@@ -173,8 +171,7 @@ void run_node(World* world, int node) {
     bool doomed = false;
     for (size_t i : plan.batch) {
       Step& s = *queue[i].step;
-      if (s.taken_up || s.hop + 1 != static_cast<int>(s.chain->hops.size())) continue;
-      s.taken_up = true;
+      if (s.hop + 1 != static_cast<int>(s.chain->hops.size())) continue;
       if (s.last_stage->take_up(static_cast<uint64_t>(s.seq))) continue;
       forward(w, queue[i].step);
       queue[i].step = nullptr;
@@ -242,7 +239,7 @@ void run_node(World* world, int node) {
       }
       auto& runs = n.recent_runs[q.step->chain->session];
       runs.emplace_back(q.step->seq, share);
-      if (runs.size() > kMaxRecentRuns) runs.pop_front();
+      if (runs.size() > node::kMaxRecentRuns) runs.pop_front();
     }
     for (size_t i = 0; i < queue.size(); ++i) {
       if (queue[i].step == nullptr) continue;  // cancelled while it ran

@@ -98,7 +98,7 @@ bool SimTransport::write(size_t index, const v1::StageRequest& req) {
     int from = region_;
     for (const Hop& h : chain_->hops) {
       NodeState& n = w_.nodes[h.node];
-      at += w_.scenario.network.rtt_s[from][n.region] / 2;
+      at += one_way_latency(w_.scenario, from, n.region);
       from = n.region;
       n.cancels_on_the_way.emplace(at, cancel);
     }

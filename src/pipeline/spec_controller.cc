@@ -70,14 +70,22 @@ double acceptance_rate(const SpecState& s, const SpecConfig& c) {
   return (acc + c.prior_weight * c.prior_accept) / (att + c.prior_weight);
 }
 
-std::vector<double> draft_accept_probs(const SpecState& s, const SpecConfig& c, int n) {
-  const double a = acceptance_rate(s, c);
+std::vector<double> draft_accept_probs(const SpecState& s, const SpecConfig& c, int n,
+                                       int held) {
+  // Position 0 shrinks toward the prior; each later one toward the position
+  // before it. Drafts hold in runs, so a deep position measured little is
+  // more like its neighbour than like the pool of all positions (which the
+  // many drafts after a rejection dominate).
+  held = std::clamp(held, 0, kMaxTrackedPositions - 1);
   std::vector<double> p;
-  for (int i = 0; i < n; ++i) {
+  double before = c.prior_accept;
+  for (int i = 0; i < held + n; ++i) {
     const size_t at = static_cast<size_t>(std::min(i, kMaxTrackedPositions - 1));
     const double att = at < s.attempts.size() ? s.attempts[at] : 0;
     const double acc = at < s.accepts.size() ? s.accepts[at] : 0;
-    p.push_back((acc + c.position_weight * a) / (att + c.position_weight));
+    const double weight = i == 0 ? c.prior_weight : c.position_weight;
+    before = (acc + weight * before) / (att + weight);
+    if (i >= held) p.push_back(before);
   }
   return p;
 }
@@ -88,15 +96,18 @@ SpecState observe(const SpecState& state, const SpecConfig& c, const DraftOutcom
   const int accepted = std::clamp(o.accepted, 0, sent);
   if (sent == 0) return s;
   s.accepts.resize(s.attempts.size(), 0);  // one count of each per position
-  for (size_t i = 0; i < s.attempts.size(); ++i) {
-    s.attempts[i] *= c.accept_decay;
-    s.accepts[i] *= c.accept_decay;
-  }
   // Drafts 1..accepted were judged and accepted; draft accepted + 1 (if sent)
   // was judged and rejected; the rest were never judged.
   const int judged = std::min(sent, accepted + 1);
+  // Only the positions judged forget (SpecConfig::accept_decay).
+  const int from = std::clamp(o.held_before, 0, kMaxTrackedPositions - 1);
+  const size_t reached = static_cast<size_t>(std::min(from + judged, kMaxTrackedPositions));
+  for (size_t i = static_cast<size_t>(from); i < std::min(reached, s.attempts.size()); ++i) {
+    s.attempts[i] *= c.accept_decay;
+    s.accepts[i] *= c.accept_decay;
+  }
   for (int i = 0; i < judged; ++i) {
-    const size_t at = static_cast<size_t>(std::min(i, kMaxTrackedPositions - 1));
+    const size_t at = static_cast<size_t>(std::min(from + i, kMaxTrackedPositions - 1));
     if (s.attempts.size() <= at) {
       s.attempts.resize(at + 1, 0);
       s.accepts.resize(at + 1, 0);
@@ -250,6 +261,9 @@ Result<SpeculationPlan> plan(const SpecState& state, const SpecConfig& c,
     return Status::InvalidArgument("load: " + std::to_string(m.load) + " is not in [0, 1]");
   if (!(m.plain_round_trip_s >= 0) || !std::isfinite(m.plain_round_trip_s))
     return Status::InvalidArgument("plain_round_trip_s: must be finite and >= 0");
+  if (m.held_in_a_row < 0)
+    return Status::InvalidArgument("held_in_a_row: " + std::to_string(m.held_in_a_row) +
+                                   " is negative");
   double links = 0;
   for (double d : m.link_delay_s) {
     if (!(d >= 0) || !std::isfinite(d))
@@ -291,7 +305,8 @@ Result<SpeculationPlan> plan(const SpecState& state, const SpecConfig& c,
   const double threshold = std::clamp(
       c.min_accept_idle + (c.min_accept_loaded - c.min_accept_idle) * m.load + state.bias, 0.0,
       1.0);
-  const std::vector<double> p = draft_accept_probs(state, c, c.max_in_flight * c.max_width - 1);
+  const std::vector<double> p =
+      draft_accept_probs(state, c, c.max_in_flight * c.max_width - 1, m.held_in_a_row);
   // For width k: W, the drafts the threshold admits, and the predicted rate.
   // Plain decoding makes one token per round trip; a speculative chain of n
   // drafts spread over ceil((n + 1) / k) runs yields expected_tokens(n) when its

@@ -39,10 +39,15 @@ struct SpecConfig {
   // W at most (in-flight runs).
   int max_in_flight = 16;
 
-  // Acceptance: the pooled per-token rate a starts at prior_accept with the
-  // weight of prior_weight verified drafts; per-position rates shrink toward a
-  // with position_weight. Every verified run multiplies older counts by
-  // accept_decay, so the estimates follow the text (about 1 / (1 - decay) runs).
+  // Acceptance (per position, see SpecState): position 0's rate starts at
+  // prior_accept with the weight of prior_weight verified drafts; each later
+  // position's shrinks toward the one before it with position_weight. Each
+  // position judged in a verified chain multiplies its older counts by
+  // accept_decay, so the estimates follow the text (about 1 / (1 - decay)
+  // chains); a position no chain reached keeps what it knew, or the
+  // threshold, once chains grew too short to reach it, would never let them
+  // reach it again. The pooled rate over all positions (acceptance_rate) is
+  // reported.
   double prior_accept = 0.5;
   double prior_weight = 4;
   double position_weight = 4;
@@ -84,6 +89,11 @@ struct PipelineMeasurements {
   double plain_round_trip_s =
       0;            // measured round trip of a plain 1-token step; > 0: used instead of the sum
   double load = 0;  // [0, 1]: the bottleneck stage's busy fraction from other requests
+  // Drafts that held in a row right before the next chain's first draft: 0
+  // after a rejection or a step without drafts; after a chain whose drafts
+  // all held, those it held on top of the count before it. The next chain's
+  // drafts are judged at the positions that follow (SpecState's positions).
+  int held_in_a_row = 0;
   // True when the acceptance estimates stay current while decoding plainly: the
   // gateway drafts without sending and judges the drafts against the tokens that
   // come back (cheap for n-gram drafts). Then a probe goes out only where those
@@ -106,9 +116,12 @@ struct SpeculationPlan {
 // A verified speculative chain from one accepted point: drafts 1..sent were
 // checked in order, the first `accepted` of them matched (accepted < sent: draft
 // accepted + 1 was rejected and the ones after it were never judged).
+// `held_before`: the drafts that held in a row right before its first
+// (PipelineMeasurements::held_in_a_row when it was planned).
 struct DraftOutcome {
   int sent = 0;
   int accepted = 0;
+  int held_before = 0;
 };
 
 // Tokens produced over `seconds` of decoding, speculative or plain.
@@ -122,8 +135,15 @@ struct GoodputWindow {
 struct SpecState {
   enum class Mode { kSpeculating, kPlain };
   Mode mode = Mode::kPlain;  // a fresh controller measures plain decoding, then probes
-  // Decayed counts per draft position (index 0 = the first draft): verified
-  // attempts and acceptances, conditional on the drafts before being accepted.
+  // Decayed counts per draft position: verified attempts and acceptances,
+  // conditional on the drafts before being accepted. Position i is a draft
+  // that follows i drafts that held in a row, across chains: a chain that
+  // starts after one whose drafts all held goes on counting. Drafts hold in
+  // runs (an n-gram match that held tends to go on holding), so a chain's
+  // first draft after a rejection and one after a held chain are different
+  // bets; pooled as one position, the first of each chain, they held a third
+  // of the time on ordinary text and chains stayed one or two drafts long
+  // while drafts after a held one held nine times in ten.
   std::vector<double> attempts, accepts;
   // Goodput EWMAs in tokens/s; 0 = not measured yet.
   double plain_rate = 0;
@@ -134,10 +154,13 @@ struct SpecState {
   int good_windows = 0;         // speculative windows in a row at >= min_gain x plain
 };
 
-// Conditional acceptance estimates p_1..p_n: p_i = P(draft i accepted | drafts
-// before it accepted).
-std::vector<double> draft_accept_probs(const SpecState& state, const SpecConfig& config, int n);
-// The pooled per-token acceptance rate a.
+// Conditional acceptance estimates of n drafts after `held` that held in a
+// row: p_i = P(draft at position held + i accepted | the drafts before it
+// accepted), i = 0..n-1.
+std::vector<double> draft_accept_probs(const SpecState& state, const SpecConfig& config, int n,
+                                       int held = 0);
+// The pooled per-token acceptance rate a (all positions, the prior weighing
+// prior_weight drafts).
 double acceptance_rate(const SpecState& state, const SpecConfig& config);
 
 SpecState observe(const SpecState& state, const SpecConfig& config, const DraftOutcome& outcome);

@@ -134,14 +134,34 @@ TEST(Acceptance, PriorThenCountsPerPosition) {
   // Pooled: (41 + 4 x .5) / (42 + 4) = 43 / 46.
   const double a = 43.0 / 46;
   EXPECT_DOUBLE_EQ(acceptance_rate(s, c), a);
+  // Position 0 shrinks toward the prior, each later one toward the one before.
   const auto p = draft_accept_probs(s, c, 5);
-  EXPECT_DOUBLE_EQ(p[0], (11 + 4 * a) / (11 + 4));
-  EXPECT_DOUBLE_EQ(p[1], (10 + 4 * a) / (11 + 4));
-  EXPECT_DOUBLE_EQ(p[4], a);  // never judged: the pooled rate
+  EXPECT_DOUBLE_EQ(p[0], (11 + 4 * 0.5) / (11 + 4));
+  EXPECT_DOUBLE_EQ(p[1], (10 + 4 * p[0]) / (11 + 4));
+  EXPECT_DOUBLE_EQ(p[2], (10 + 4 * p[1]) / (10 + 4));
+  EXPECT_DOUBLE_EQ(p[3], (10 + 4 * p[2]) / (10 + 4));
+  EXPECT_DOUBLE_EQ(p[4], p[3]);  // never judged: the position before's
+  // After two that held, the estimates of the positions after them.
+  EXPECT_EQ(draft_accept_probs(s, c, 3, 2), (std::vector<double>{p[2], p[3], p[4]}));
   // Nonsense outcomes are clamped, not trusted.
   SpecState t = observe(SpecState{}, c, DraftOutcome{2, 7});
   EXPECT_EQ(t.accepts, (std::vector<double>{1, 1}));
   EXPECT_TRUE(observe(SpecState{}, c, DraftOutcome{-3, 1}).attempts.empty());
+}
+
+// A chain after drafts that held goes on counting where they stopped, and
+// only the positions it reached forget.
+TEST(Acceptance, AChainAfterHeldDraftsIsJudgedAtThePositionsAfterThem) {
+  SpecConfig c;
+  c.accept_decay = 0.5;
+  SpecState s;
+  s = observe(s, c, DraftOutcome{2, 2});  // positions 0 and 1 held
+  s = observe(s, c, DraftOutcome{3, 1, 2});  // position 2 held, 3 did not, 4 unjudged
+  EXPECT_EQ(s.attempts, (std::vector<double>{1, 1, 1, 1}));
+  EXPECT_EQ(s.accepts, (std::vector<double>{1, 1, 1, 0}));
+  s = observe(s, c, DraftOutcome{1, 0});  // a first draft rejected
+  EXPECT_EQ(s.attempts, (std::vector<double>{1.5, 1, 1, 1}));
+  EXPECT_EQ(s.accepts, (std::vector<double>{0.5, 1, 1, 0}));
 }
 
 TEST(Acceptance, DecayFollowsAChangeOfText) {

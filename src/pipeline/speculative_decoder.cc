@@ -24,8 +24,9 @@ constexpr double kWindowMinSeconds = 0.5;
 constexpr int kWindowMaxTokens = 16;
 // Drafts per shadow chain (`auto`, decoding plainly): each plain step judges one,
 // and a chain reaches the controller when it ends, so short chains keep the
-// estimates current within a round trip or two. Deeper positions take the pooled
-// rate (spec_controller.h).
+// estimates current within a round trip or two. A shadow chain that held is
+// followed by one at the positions after it (SpecState's positions), so runs
+// of held drafts are measured as deep as they go.
 constexpr int kShadowDrafts = 2;
 // EWMA weight of a new link delay estimate.
 constexpr double kLinkWeight = 0.25;
@@ -79,6 +80,9 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
   Clock::time_point window_start = clock.now();
   int window_tokens = 0;
   bool window_speculative = false;
+  // A probe's window is open: it is measured to its end, whatever the plans
+  // of the chains in it (after a rejection, the next may carry no draft).
+  bool probing = false;
   bool stopped = false;
   int planned_width = 0;  // the last plan's, for the report
   // With `auto`, drafts proposed but not sent while decoding plainly, judged
@@ -87,6 +91,16 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
   const bool shadowing = options.mode == SpeculationMode::kAuto;
   std::vector<int32_t> shadow;
   size_t shadow_matched = 0;
+  // Drafts that held in a row before the next one (PipelineMeasurements::
+  // held_in_a_row), real or shadow; a rejection, or a step the drafter had
+  // no guess for, ends the run.
+  int held_in_a_row = 0;
+  // Judged drafts go to the controller at the positions after the run
+  // before them, and the run goes on if all held.
+  auto judged = [&](int sent, int accepted) {
+    mem.state = observe(mem.state, config, DraftOutcome{sent, accepted, held_in_a_row});
+    held_in_a_row = accepted == sent ? held_in_a_row + accepted : 0;
+  };
 
   // Tokens beyond `fed` that the runs in flight carry (the anchor first).
   auto unverified = [&] {
@@ -116,6 +130,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
                           GoodputWindow{window_speculative, static_cast<double>(window_tokens),
                                         secs, seconds_since(origin, now)});
     }
+    probing = false;
     window_start = now;
     window_tokens = 0;
   };
@@ -177,6 +192,7 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     // The plan for the next runs, from what has been measured.
     PipelineMeasurements m;
     m.shadow_acceptance = shadowing;
+    m.held_in_a_row = held_in_a_row;
     m.stages = mem.times.chain_times(addresses);
     if (mem.link_delay_s >= 0) m.link_delay_s.assign(addresses.size() + 1, mem.link_delay_s);
     const double now_s = seconds_since(origin, clock.now());
@@ -192,13 +208,26 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     int max_drafts = 0;
     if (speculate) max_drafts = full_width ? width * in_flight - 1 : plan->drafts;
     max_drafts = std::min({max_drafts, options.max_draft, remaining() - 1});
-    if (speculate) shadow.clear();
+    if (speculate && !shadow.empty()) {
+      // The shadow chain's drafts judged so far held: they count as such.
+      const int held = static_cast<int>(shadow_matched);
+      if (held > 0) judged(held, held);
+      shadow.clear();
+    }
     spdlog::debug("plan: {} (k {}, W {}, drafts {}, gain {:.2f}); {} runs in flight", plan->reason,
                   width, in_flight, max_drafts, plan->predicted_gain, runs.size());
-    if (speculate != window_speculative) {
+    // With `auto`, every step while the controller speculates (or probes)
+    // counts toward speculation's goodput, those it sends without drafts
+    // included: after a rejection the next draft may not be worth sending
+    // where deeper ones are, and speculation is judged by all it delivers
+    // against plain decoding.
+    const bool speculative_window =
+        speculate || (!forced && (probing || mem.state.mode == SpecState::Mode::kSpeculating));
+    if (speculative_window != window_speculative) {
       close_window(clock.now(), true);
-      window_speculative = speculate;
+      window_speculative = speculative_window;
     }
+    if (speculate && plan->probe) probing = true;
 
     // Top up the runs in flight.
     bool ask_again = true;  // false: the drafter had no guess at this point
@@ -248,7 +277,16 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
       // Up to W runs, not one per verdict: a chain that began with fewer
       // (a short guess, a narrower plan) fills the pipeline as soon as the
       // drafter has more, instead of keeping its first depth to the end.
-      while (static_cast<int>(runs.size()) < in_flight) {
+      // Runs shorter than k (short guesses) fill less of it than the W runs
+      // of k tokens the plan counted on: then more runs go, up to the
+      // controller's most, until W x k tokens are in flight.
+      auto room_for_a_run = [&] {
+        int tokens = 0;
+        for (const InFlight& f : runs) tokens += static_cast<int>(f.run.tokens.size());
+        const int count = static_cast<int>(runs.size());
+        return count < in_flight || (count < config.max_in_flight && tokens < in_flight * width);
+      };
+      while (room_for_a_run()) {
         const int room = std::min(width, max_drafts - unverified_drafts());
         if (room <= 0) break;
         auto p = propose(room);
@@ -301,18 +339,21 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
     ++(n_drafts > 0 ? stats.speculative_steps : stats.plain_steps);
     chain_sent += n_drafts;
     chain_accepted += accepted;
+    // Each run's drafts reach the controller with its verdict: a chain whose
+    // drafts keep holding teaches it as it goes, not only once it ends.
+    if (n_drafts > 0) judged(n_drafts, accepted);
 
     std::vector<int32_t> out(result->tokens().begin(), result->tokens().end());
+    bool shadow_judged = false;  // a shadow chain ended at this verdict
     if (n_drafts == 0 && !shadow.empty()) {
       // A plain step judges the next shadow draft, as the last stage would have.
       const bool held = out.back() == shadow[shadow_matched];
       if (held) ++shadow_matched;
       if (!held || shadow_matched == shadow.size()) {
-        mem.state = observe(
-            mem.state, config,
-            DraftOutcome{static_cast<int>(shadow.size()), static_cast<int>(shadow_matched)});
+        judged(static_cast<int>(shadow.size()), static_cast<int>(shadow_matched));
         ++stats.shadow_chains;
         shadow.clear();
+        shadow_judged = true;
       }
     }
     const bool rejected = accepted < n_drafts;
@@ -325,7 +366,8 @@ Status decode_speculatively(ChainSession& session, Drafter& drafter,
       anchor = out.back();
       anchor_in_fed = false;
       have_anchor = true;
-      mem.state = observe(mem.state, config, DraftOutcome{chain_sent, chain_accepted});
+      // A plain step, and no guess to judge: the run of held drafts is over.
+      if (chain_sent == 0 && shadow.empty() && !shadow_judged) held_in_a_row = 0;
       ++stats.chains;
       if (chain_sent > 0) {
         ++stats.draft_chains;

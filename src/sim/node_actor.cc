@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <simgrid/s4u.hpp>
+#include <spdlog/spdlog.h>
 
 #include "node/batch_plan.h"
 #include "node/stage_session.h"
@@ -73,6 +74,9 @@ bool cancelled_here(const World& w, const NodeState& n, const Step& s) {
          (below != n.cancelled_below.end() && s.seq < below->second);
 }
 
+// Who sent a step, as the scheduler's shares count callers: its gateway.
+uintptr_t caller_of(const Step& s) { return static_cast<uintptr_t>(s.chain->gateway) + 1; }
+
 // A simulated time as the node's Clock has it (seconds since the run began).
 Clock::time_point at(double seconds) {
   return Clock::time_point(
@@ -94,18 +98,26 @@ void run_node(World* world, int node) {
   node::StepScheduler scheduler;
   std::vector<node::StepScheduler::SessionSeen> open_last_active;
   bool waiting_on_shares = false;
+  // A session counts as active from when its messages arrive, as on a real
+  // node; not while its steps wait in the queue (then a node busy with 16
+  // prompts kept giving each an eighth of the batch, where a real one,
+  // seeing the sessions quiet for a second, runs them in whole batches).
+  auto arrived = [&](Step* s) {
+    queue.push_back({s, 0});
+    n.last_seen[s->chain->session] = {sg4::Engine::get_clock(), caller_of(*s)};
+  };
   for (;;) {
     if (waiting_on_shares) {
       // Every queued step waits for its session's share to decay: look again
       // soon, or when a new step comes.
       try {
-        queue.push_back({mb->get<Step>(std::chrono::duration<double>(node::StepScheduler::kShareRetry).count()), 0});
+        arrived(mb->get<Step>(std::chrono::duration<double>(node::StepScheduler::kShareRetry).count()));
       } catch (const simgrid::TimeoutException&) {
       } catch (const simgrid::NetworkFailureException&) {
       }
     }
-    if (queue.empty()) queue.push_back({receive(mb), 0});
-    while (mb->ready()) queue.push_back({receive(mb), 0});
+    if (queue.empty()) arrived(receive(mb));
+    while (mb->ready()) arrived(receive(mb));
     const double now = sg4::Engine::get_clock();
     take_cancels(w, n, now);
     work.clear();
@@ -114,7 +126,7 @@ void run_node(World* world, int node) {
       const Hop& h = q.step->chain->hops[q.step->hop];
       node::QueuedWork qw;
       qw.session = static_cast<uintptr_t>(q.step->chain->session);
-      qw.caller = static_cast<uintptr_t>(q.step->chain->gateway) + 1;
+      qw.caller = caller_of(*q.step);
       qw.session_closed = cancelled_here(w, n, *q.step);
       qw.continuation = q.step->continuation;
       qw.tokens = q.left;
@@ -122,7 +134,6 @@ void run_node(World* world, int node) {
       qw.first_layer = h.first_layer;
       qw.last_layer = h.last_layer;
       work.push_back(qw);
-      n.last_seen[q.step->chain->session] = {now, qw.caller};
     }
     // Sessions seen lately are the open ones, but for those whose request
     // ended (its Close): the scheduler hears of them as a real node does.
@@ -205,6 +216,9 @@ void run_node(World* world, int node) {
       sg4::this_actor::sleep_for(alone);
     }
     const double dt = sg4::Engine::get_clock() - started;
+    // As a real node's batch line (node/batch_runner.cc), to set side by side.
+    spdlog::debug("sim batch: {:.6f} s {}: {} tokens of {} steps, {:.0f} us", started, n.address, b,
+                  plan.batch.size(), dt * 1e6);
     w.add_busy(node, sg4::Engine::get_clock(), dt);
     w.metrics.batch(sg4::Engine::get_clock(), b);
     const double slowdown = w.scenario.classes[n.class_index].slowdown;

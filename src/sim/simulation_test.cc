@@ -239,6 +239,33 @@ TEST(SimulationTest, AnswersOfOneBatchLandOneAfterAnother) {
   EXPECT_LT(spread.value("batch_tokens_mean", 99.0), together.value("batch_tokens_mean", 0.0));
 }
 
+// A session is active while it sends, not while its steps wait: a node busy
+// with 16 prompts for seconds sees the sessions quiet after a second and,
+// as a real node does (node/step_scheduler.h), runs what is left of them in
+// whole batches, the first ones done first. Taking every queued step's
+// session as active, it kept giving each prompt an eighth of the batch, so
+// all 16 first tokens came together, last (37.0 s for each; now the median
+// 19.5 s, the last 29.1 s). Two stages of 4 layers at 4 ms a token each
+// (t(b) linear, batches of 512), a warm-up request (the node learns its
+// prompt chunk, 8 tokens), then 16 streams of one 72-token prompt each.
+TEST(SimulationTest, PromptsRunInWholeBatchesOnceTheSessionsAreQuiet) {
+  Scenario s = load("two-stage-test");
+  s.classes[0].layer_time_points = {{1, 0.004}, {512, 2.048}};
+  s.classes[0].max_batch_tokens = 512;
+  s.requests.streams = 16;
+  s.requests.total = 16;
+  s.requests.prompt.value = 72;
+  s.requests.output.value = 4;
+  s.requests.warmup_output = 4;
+  s.duration_s = 600;
+  const nlohmann::json j = summary(run_in_child(s));
+  const double median = j.value("ttft_ms_p50", 0.0), last = j.value("ttft_ms_p95", 0.0);
+  EXPECT_GT(median, 0);
+  EXPECT_LT(median, 0.75 * last) << j.dump();
+  EXPECT_LT(last, 33000) << j.dump();
+  EXPECT_EQ(j.value("requests_failed", -1), 0);
+}
+
 // Runs in flight over a long link: the last stage answers them a stage time
 // apart, and they reach the gateway that far apart too, each after its own
 // latency, as on a gRPC stream. Two stages of 8 ms a token (t(b) grows with

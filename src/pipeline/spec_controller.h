@@ -89,10 +89,9 @@ struct PipelineMeasurements {
   double plain_round_trip_s =
       0;            // measured round trip of a plain 1-token step; > 0: used instead of the sum
   double load = 0;  // [0, 1]: the bottleneck stage's busy fraction from other requests
-  // Drafts that held in a row right before the next chain's first draft: 0
-  // after a rejection or a step without drafts; after a chain whose drafts
-  // all held, those it held on top of the count before it. The next chain's
-  // drafts are judged at the positions that follow (SpecState's positions).
+  // Drafts verified to have held in a row right before the next draft to
+  // send (0 after a rejection, or a step the drafter had no guess for): the
+  // plan's drafts stand at the positions that follow (SpecState's).
   int held_in_a_row = 0;
   // True when the acceptance estimates stay current while decoding plainly: the
   // gateway drafts without sending and judges the drafts against the tokens that
@@ -113,11 +112,10 @@ struct SpeculationPlan {
   std::string reason;
 };
 
-// A verified speculative chain from one accepted point: drafts 1..sent were
-// checked in order, the first `accepted` of them matched (accepted < sent: draft
+// Verified drafts (a run's, or a chain's): drafts 1..sent were checked in
+// order, the first `accepted` of them matched (accepted < sent: draft
 // accepted + 1 was rejected and the ones after it were never judged).
-// `held_before`: the drafts that held in a row right before its first
-// (PipelineMeasurements::held_in_a_row when it was planned).
+// `held_before`: the drafts that held in a row right before the first.
 struct DraftOutcome {
   int sent = 0;
   int accepted = 0;
@@ -137,13 +135,9 @@ struct SpecState {
   Mode mode = Mode::kPlain;  // a fresh controller measures plain decoding, then probes
   // Decayed counts per draft position: verified attempts and acceptances,
   // conditional on the drafts before being accepted. Position i is a draft
-  // that follows i drafts that held in a row, across chains: a chain that
-  // starts after one whose drafts all held goes on counting. Drafts hold in
-  // runs (an n-gram match that held tends to go on holding), so a chain's
-  // first draft after a rejection and one after a held chain are different
-  // bets; pooled as one position, the first of each chain, they held a third
-  // of the time on ordinary text and chains stayed one or two drafts long
-  // while drafts after a held one held nine times in ten.
+  // that follows i drafts that held in a row, across chains: drafts hold in
+  // runs, so a chain's first draft after a rejection and one after a chain
+  // that held are different bets (doc/speculation.md, "Inputs").
   std::vector<double> attempts, accepts;
   // Goodput EWMAs in tokens/s; 0 = not measured yet.
   double plain_rate = 0;

@@ -42,9 +42,9 @@ struct SpecConfig {
   // Acceptance (per position, see SpecState): position 0's rate starts at
   // prior_accept with the weight of prior_weight verified drafts; each later
   // position's shrinks toward the one before it with position_weight. Each
-  // position judged in a verified chain multiplies its older counts by
+  // position judged in a DraftOutcome multiplies its older counts by
   // accept_decay, so the estimates follow the text (about 1 / (1 - decay)
-  // chains); a position no chain reached keeps what it knew, or the
+  // judgements); a position no run reached keeps what it knew, or the
   // threshold, once chains grew too short to reach it, would never let them
   // reach it again. The pooled rate over all positions (acceptance_rate) is
   // reported.

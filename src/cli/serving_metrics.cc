@@ -46,7 +46,11 @@ MetricFamilies gateway_metrics(PipelineBackend& backend, trust::Ledger* ledger) 
             static_cast<double>(backend.node_failures()))
       .counter("swarm_failovers_total",
                "Sessions replayed on a new chain after a node failed (recoveries)",
-               static_cast<double>(backend.recoveries()));
+               static_cast<double>(backend.recoveries()))
+      .counter("swarm_step_timeout_waits_total",
+               "Steps waited on past the step timeout instead of replayed: every stage answered "
+               "and no other chain could take the session",
+               static_cast<double>(backend.ceiling_waits()));
   const AuditStats a = backend.audit_stats();
   m.counter("swarm_audit_jobs_submitted_total", "Sessions queued for an audit", a.submitted)
       .counter("swarm_audit_jobs_dropped_total", "Sessions not audited: the audit queue was full",

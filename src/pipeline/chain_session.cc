@@ -87,7 +87,10 @@ std::vector<size_t> ChainSession::all_stages() const {
 
 Status ChainSession::await(Event* e, Clock::time_point sent, const std::string& key, int tokens,
                            const std::vector<size_t>& probe, const std::string& what) {
-  const auto ceiling = sent + options_.deadlines.ceiling;
+  auto ceiling = sent + options_.deadlines.ceiling;
+  // A wait already extended past the ceiling stays extended when the caller
+  // comes back for the same step (after an answer it skips).
+  if (extended_.sent == sent) ceiling = std::max(ceiling, extended_.ceiling);
   // After a probe that every stage answered, the next is a deadline later.
   Clock::time_point not_before = sent;
   for (;;) {
@@ -100,14 +103,26 @@ Status ChainSession::await(Event* e, Clock::time_point sent, const std::string& 
     const auto now = clock_.now();
     if (now < due) continue;
     const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - sent);
-    if (now >= ceiling) {
+    const bool at_ceiling = now >= ceiling;
+    auto step_timeout = [&] {
       suspect_.clear();
       return Status::DeadlineExceeded(what + ": no answer within the step timeout (" +
                                       std::to_string(options_.deadlines.ceiling.count()) + " ms)");
-    }
+    };
+    if (at_ceiling && !may_wait_past_ceiling_) return step_timeout();
     std::vector<ChainStage> stages;
     for (size_t i : probe) stages.push_back(chain_[i]);
     const int silent = transport_.first_silent_stage(stages, options_.deadlines.probe_timeout);
+    if (at_ceiling && silent < 0) {
+      if (!may_wait_past_ceiling_(chain_)) return step_timeout();
+      spdlog::warn("{}: no answer after {} ms, past the step timeout ({} ms), but every stage "
+                   "answers and no other chain could take the session; waiting on",
+                   what, waited.count(), options_.deadlines.ceiling.count());
+      ceiling = clock_.now() + options_.deadlines.ceiling;
+      extended_ = {sent, ceiling};
+      not_before = clock_.now();
+      continue;
+    }
     if (silent >= 0) {
       const size_t stage = probe[static_cast<size_t>(silent)];
       return blame(stage, Status::DeadlineExceeded(

@@ -65,6 +65,15 @@ class ChainSession {
   void set_logprobs(int top) { logprobs_ = top; }
   Status open(const std::string& model_id, int n_layer, const SamplingParams& sp, int max_length);
 
+  // Past the ceiling, a step is waited on a ceiling more (again and again)
+  // while every stage it waits on answers Info and `may_wait(chain)` says yes;
+  // a stage that does not answer is blamed instead. For a chain no failover
+  // could leave: a replay on the same stages queues the same work again behind
+  // the same queues, throwing away what they hold. `may_wait` keeps the count
+  // (a request's failover budget); unset, the ceiling is final.
+  using CeilingWait = std::function<bool(const std::vector<ChainStage>& chain)>;
+  void set_ceiling_wait(CeilingWait may_wait) { may_wait_past_ceiling_ = std::move(may_wait); }
+
   // Runs one step (tokens at `position`) through the chain; returns the sampled
   // token. `score`: with logprobs, also the step's tokens after the first
   // (Step.score_tokens), in scores().
@@ -157,6 +166,11 @@ class ChainSession {
   uint64_t step_id_ = 0;
   bool closed_ = false;
   std::string suspect_;
+  CeilingWait may_wait_past_ceiling_;
+  // The step (by when it was sent) last waited on past the ceiling, and until when.
+  struct {
+    Clock::time_point sent, ceiling;
+  } extended_;
   int logprobs_ = -1;
   TokenLogprob last_logprob_;
   std::vector<TokenLogprob> scores_;

@@ -559,6 +559,13 @@ std::string PipelineBackend::probe_for_failure(const std::vector<ChainStage>& ch
   return chain.empty() ? "" : chain.back().address;
 }
 
+bool PipelineBackend::other_route(const std::vector<ChainStage>& chain) {
+  std::lock_guard<std::mutex> lock(mu_);
+  apply_health_locked(Clock::now());
+  apply_own_sessions_locked();
+  return other_chain_exists(snapshot_, chain, model_id_, n_layer_, options_.costs);
+}
+
 void PipelineBackend::release_waiting() {
   {
     std::lock_guard<std::mutex> lock(wait_mu_);
@@ -655,6 +662,18 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
   int budget = options_.context_length - prompt_len;
   if (sp.max_tokens >= 0) budget = std::min(budget, sp.max_tokens);
 
+  int recoveries = 0;
+  // A step past the step timeout on a chain no failover could leave, with
+  // every stage answering, is waited on (ChainSession::set_ceiling_wait): a
+  // replay would queue its tokens again behind the same queues. Each wait
+  // costs a failover of the request's budget, so a stage that answers Info
+  // and never computes holds a request no longer than before.
+  auto may_wait = [&](const std::vector<ChainStage>& c) {
+    if (recoveries >= options_.max_recoveries || other_route(c)) return false;
+    ++recoveries;
+    ceiling_waits_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  };
   auto session = std::make_unique<ChainSession>(*chain, options_, &step_times_);
   session->set_logprobs(request.logprobs);
   Status opened = session->open(model_id_, n_layer_, sp, prompt_len + budget);
@@ -669,8 +688,8 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
       return opened;
     }
   }
+  session->set_ceiling_wait(may_wait);
   std::vector<int32_t> fed;  // every token the chain has taken, in order: replayed after a failure
-  int recoveries = 0;
   // The sessions the request ran, for audits and the ledger (trust).
   const bool greedy = greedy_sampling(sp);
   std::vector<trust::AuditedSession> ran;
@@ -728,6 +747,7 @@ Result<GenerationResult> PipelineBackend::generate(const GenerationRequest& requ
                      failure.message() + ")";
       session = std::make_unique<ChainSession>(*next, options_, &step_times_);
       session->set_logprobs(request.logprobs);
+      session->set_ceiling_wait(may_wait);
       failure = session->open(model_id_, n_layer_, sp, prompt_len + budget);
       if (!failure.ok()) continue;
       std::vector<int32_t> replay = fed;

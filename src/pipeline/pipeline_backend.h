@@ -169,6 +169,10 @@ class PipelineBackend : public GenerationBackend {
   // an audit), and sessions replayed on a new chain after one (failovers).
   int64_t node_failures() const { return node_failures_.load(std::memory_order_relaxed); }
   int64_t recoveries() const { return recoveries_.load(std::memory_order_relaxed); }
+  // Steps waited on past the step timeout instead of replayed: every stage
+  // answered and no other chain could take the session (each costs one of
+  // the request's max_recoveries).
+  int64_t ceiling_waits() const { return ceiling_waits_.load(std::memory_order_relaxed); }
   // Blocks until every audit queued so far is judged.
   void wait_audits();
   // Nodes (trust keys) a proven fraud excludes from every route.
@@ -220,6 +224,9 @@ class PipelineBackend : public GenerationBackend {
   // against its reputation (a timeout or a disconnect, by `why`'s code).
   void report_failure(const std::string& address, const Status& why);
   std::string probe_for_failure(const std::vector<ChainStage>& chain);
+  // Whether a failover could leave `chain` (other_chain_exists on the peers as
+  // routing sees them now).
+  bool other_route(const std::vector<ChainStage>& chain);
   // After `refusal` (RESOURCE_EXHAUSTED) opening `session`: waits for room as
   // PipelineOptions::max_queue and queue_timeout say; the last open's status.
   // `*released`: the wait was ended by release_waiting().
@@ -247,7 +254,7 @@ class PipelineBackend : public GenerationBackend {
   std::map<std::string, std::string> survey_error_;  // by peer key: the last logged, so once per change
   std::unique_ptr<SpeculationMemory> speculation_memory_;
   std::atomic<int> waiting_for_room_{0};
-  std::atomic<int64_t> node_failures_{0}, recoveries_{0};
+  std::atomic<int64_t> node_failures_{0}, recoveries_{0}, ceiling_waits_{0};
   std::mutex wait_mu_;  // guards releases_
   std::condition_variable wait_cv_;
   uint64_t releases_ = 0;  // release_waiting() calls: a waiter seeing it change stops waiting

@@ -32,12 +32,11 @@ class PipelineFailoverSimTest : public ::testing::TestWithParam<bool> {
  protected:
   // Two twins for each half of a 4-layer model, 10 ms a step plus 1 ms a
   // token, 5 ms links.
-  void SetUp() override {
+  void SetUp() override { build({"a0:1", "a1:1"}, {"b0:1", "b1:1"}); }
+  void build(const std::vector<const char*>& firsts, const std::vector<const char*>& seconds) {
     std::vector<SimulatedStageSpec> specs;
-    for (const char* a : {"a0:1", "a1:1"})
-      specs.push_back({stage(a, 0, 2), milliseconds(10), milliseconds(1)});
-    for (const char* b : {"b0:1", "b1:1"})
-      specs.push_back({stage(b, 2, 4), milliseconds(10), milliseconds(1)});
+    for (const char* a : firsts) specs.push_back({stage(a, 0, 2), milliseconds(10), milliseconds(1)});
+    for (const char* b : seconds) specs.push_back({stage(b, 2, 4), milliseconds(10), milliseconds(1)});
     chain_ = std::make_shared<SimulatedChain>(clock_, specs, milliseconds(5), script());
     PipelineOptions o;
     for (const auto& s : specs) o.peers.push_back(net::PeerAddress{s.stage.address, "", {}, 0, 0});
@@ -54,8 +53,10 @@ class PipelineFailoverSimTest : public ::testing::TestWithParam<bool> {
     std::vector<std::vector<ChainStage>> chains;
     GenerationResult result;
   };
-  // `n` tokens; `fault(chain)` runs when the 10th token comes.
-  Run generate(int n, const std::function<void(const std::vector<ChainStage>&)>& fault) {
+  // `n` tokens; `fault(chain)` runs when the 10th token comes, `then(chain)`
+  // (if given) when the 11th does.
+  using Fault = std::function<void(const std::vector<ChainStage>&)>;
+  Run generate(int n, const Fault& fault, const Fault& then = {}) {
     Run run;
     const std::vector<int32_t> text = script();
     GenerationRequest req;
@@ -67,6 +68,7 @@ class PipelineFailoverSimTest : public ::testing::TestWithParam<bool> {
       run.tokens.push_back(t);
       run.at.push_back(clock_.now());
       if (run.tokens.size() == 10 && fault) fault(run.chains.back());
+      if (run.tokens.size() == 11 && then) then(run.chains.back());
       return true;
     });
     run.status = r.status();
@@ -122,6 +124,68 @@ TEST_P(PipelineFailoverSimTest, AStoppedStageIsRoutedAroundAtItsDeadline) {
   EXPECT_GE(longest_gap_s(run), noticed_s);
   EXPECT_LT(longest_gap_s(run), noticed_s + 0.5);
   std::printf("stopped: the longest wait for a token was %.3f s\n", longest_gap_s(run));
+}
+
+// One step takes longer than the step timeout (a node's queue full of other
+// sessions' prompts), and every stage answers Info.
+constexpr auto kPastCeiling = std::chrono::seconds(70);
+
+// With a twin, the step is given up at the ceiling and replayed on the twin.
+TEST_P(PipelineFailoverSimTest, AStepPastTheStepTimeoutFailsOverToATwin) {
+  const Run run = generate(40, [&](const std::vector<ChainStage>& c) {
+    chain_->set_step_time(c[1].address, kPastCeiling, milliseconds(1));
+  });
+  ASSERT_TRUE(run.status.ok()) << run.status.ToString();
+  EXPECT_EQ(run.tokens, want(40));
+  ASSERT_EQ(run.chains.size(), 2u);
+  EXPECT_NE(run.chains[1][1].address, run.chains[0][1].address);
+  EXPECT_EQ(backend_->recoveries(), 1);
+  EXPECT_EQ(backend_->ceiling_waits(), 0);
+}
+
+// With no other chain a replay would queue the same tokens on the same
+// stages, throwing away the queued work: the step is waited on instead, and
+// nothing runs twice.
+TEST_P(PipelineFailoverSimTest, AStepPastTheStepTimeoutOnTheOnlyChainIsWaitedOnNotReplayed) {
+  build({"a0:1"}, {"b0:1"});
+  const Run run = generate(
+      20,
+      [&](const std::vector<ChainStage>& c) {
+        chain_->set_step_time(c[1].address, kPastCeiling, milliseconds(1));
+      },
+      [&](const std::vector<ChainStage>& c) {
+        chain_->set_step_time(c[1].address, milliseconds(10), milliseconds(1));
+      });
+  ASSERT_TRUE(run.status.ok()) << run.status.ToString();
+  EXPECT_EQ(run.tokens, want(20));
+  ASSERT_EQ(run.chains.size(), 1u);
+  EXPECT_EQ(backend_->recoveries(), 0);
+  EXPECT_GE(backend_->ceiling_waits(), 1);
+  EXPECT_LE(backend_->ceiling_waits(), PipelineOptions{}.max_recoveries);
+  EXPECT_EQ(chain_->steps_run("a0:1"), chain_->steps_run("b0:1"));
+  EXPECT_GE(longest_gap_s(run), 70.0);
+}
+
+// A stage that answers Info and never computes holds the request no longer
+// than replays would have: each wait past the timeout costs a failover.
+TEST_P(PipelineFailoverSimTest, AStageThatAnswersButNeverComputesFailsAfterTheFailoverBudget) {
+  build({"a0:1"}, {"b0:1"});
+  Clock::time_point slowed_at{};
+  const Run run = generate(20, [&](const std::vector<ChainStage>& c) {
+    chain_->set_step_time(c[1].address, std::chrono::hours(24), milliseconds(1));
+    slowed_at = clock_.now();
+  });
+  ASSERT_FALSE(run.status.ok());
+  EXPECT_EQ(run.status.code(), Status::Code::kDeadlineExceeded) << run.status.ToString();
+  const PipelineOptions o;
+  EXPECT_EQ(backend_->ceiling_waits(), o.max_recoveries);
+  EXPECT_EQ(backend_->recoveries(), 0);
+  const double held_s = std::chrono::duration<double>(clock_.now() - slowed_at).count();
+  const double ceiling_s = std::chrono::duration<double>(o.deadlines.ceiling).count();
+  // Timed from its send: with speculation the awaited run left a little
+  // before the fault.
+  EXPECT_GE(held_s, (o.max_recoveries + 1) * ceiling_s - 1);
+  EXPECT_LT(held_s, (o.max_recoveries + 1) * ceiling_s + 10);
 }
 
 INSTANTIATE_TEST_SUITE_P(PlainAndSpeculative, PipelineFailoverSimTest, ::testing::Bool(),

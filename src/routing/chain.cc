@@ -13,6 +13,11 @@ const PeerSnapshot* find_peer(const std::vector<PeerSnapshot>& peers, const std:
   return nullptr;
 }
 
+bool find_stage(const std::vector<ChainStage>& chain, const std::string& address) {
+  return std::any_of(chain.begin(), chain.end(),
+                     [&](const ChainStage& s) { return s.address == address; });
+}
+
 // Seconds per layer assumed for a peer that has not measured its speed: the
 // median of the measured peers of `model_id`, else the default.
 double unmeasured_layer_seconds(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
@@ -113,6 +118,21 @@ std::vector<bool> covered_layers(const std::vector<PeerSnapshot>& peers, const s
       covered[static_cast<size_t>(l)] = true;
   }
   return covered;
+}
+
+bool other_chain_exists(std::vector<PeerSnapshot> peers, const std::vector<ChainStage>& chain,
+                        const std::string& model_id, int n_layer, const ChainCosts& costs) {
+  for (PeerSnapshot& p : peers)
+    if (find_stage(chain, p.address)) {
+      p.recently_failed = true;
+      p.on_probation = false;
+    }
+  auto other = choose_chain(peers, model_id, n_layer, costs);
+  if (!other.ok()) return false;
+  auto same = [](const ChainStage& a, const ChainStage& b) {
+    return a.address == b.address && a.first_layer == b.first_layer && a.last_layer == b.last_layer;
+  };
+  return !std::equal(other->begin(), other->end(), chain.begin(), chain.end(), same);
 }
 
 double chain_cost(const std::vector<ChainStage>& chain, const std::vector<PeerSnapshot>& peers,

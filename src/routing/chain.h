@@ -108,6 +108,13 @@ double reputation_weight(double score, const ChainCosts& costs = {});
 Result<std::vector<ChainStage>> choose_chain(const std::vector<PeerSnapshot>& peers, const std::string& model_id,
                                              int n_layer, const ChainCosts& costs = {});
 
+// Whether a failover could leave `chain`: choose_chain, with every peer of
+// `chain` counted as recently failed, picks a chain that differs from it in
+// some stage. If not, a session routed around a stage of `chain` comes back
+// to the same stages.
+bool other_chain_exists(std::vector<PeerSnapshot> peers, const std::vector<ChainStage>& chain,
+                        const std::string& model_id, int n_layer, const ChainCosts& costs = {});
+
 // Per layer of [0, n_layer): whether some peer choose_chain may use (serving
 // `model_id` with n_layer layers, not draining, not excluded) holds it. A chain exists
 // exactly when every layer is covered.

@@ -89,6 +89,31 @@ TEST(ChooseChain, IgnoresOtherModelsDrainingPeersAndAvoidsRecentFailures) {
   EXPECT_FALSE(choose_chain({draining}, "m", 4).ok());
 }
 
+// At the step timeout the gateway asks whether a failover could leave the
+// chain; a twin of any one stage is a way out, a lone chain (or one whose only
+// other peers serve other weights) is not.
+TEST(ChooseChain, OtherChainExistsOnlyWhereAStageHasATwin) {
+  const std::vector<PeerSnapshot> lone = {peer("a", 0, 2), peer("b", 2, 4)};
+  auto c = choose_chain(lone, "m", 4);
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(other_chain_exists(lone, *c, "m", 4));
+  std::vector<PeerSnapshot> other_weights = lone;
+  other_weights.push_back(peer("x", 0, 4, 1e6, "other"));
+  EXPECT_FALSE(other_chain_exists(other_weights, *c, "m", 4));
+  std::vector<PeerSnapshot> twin = lone;
+  twin.push_back(peer("b2", 2, 4, 10));  // slower, yet a way round "b"
+  EXPECT_TRUE(other_chain_exists(twin, *c, "m", 4));
+  // A peer of the chain back on probation (free to route through) is still
+  // left for its twin.
+  twin[1].on_probation = true;
+  EXPECT_TRUE(other_chain_exists(twin, *c, "m", 4));
+  // The same peers split at another layer are another chain.
+  std::vector<ChainStage> split(2);
+  split[0].address = "a", split[0].first_layer = 0, split[0].last_layer = 2;
+  split[1].address = "b", split[1].first_layer = 2, split[1].last_layer = 4;
+  EXPECT_TRUE(other_chain_exists({peer("a", 0, 4), peer("b", 2, 4)}, split, "m", 4));
+}
+
 TEST(ChooseChain, APeerOnProbationGetsTheNextChain) {
   // Twins: "a" is measured a little faster, yet "b", back from a failure, is
   // routed through once (and so measured again).

@@ -86,6 +86,7 @@ nlohmann::ordered_json stats(const WindowStats& w) {
   j["recoveries"] = w.recoveries;
   j["rebalance_moves"] = w.rebalance_moves;
   j["recovery_ms_p50"] = round3(1000 * quantile(w.recovery_s, 0.5));
+  j["ceiling_waits"] = w.ceiling_waits;
   j["requests_started"] = w.requests_started;
   j["requests_done"] = w.requests_done;
   j["requests_failed"] = w.requests_failed;
@@ -128,6 +129,7 @@ std::string summary_json(const std::vector<WindowStats>& windows, double warmup_
     all.nodes_busy = std::max(all.nodes_busy, w.nodes_busy);
     all.node_seconds += w.node_seconds;
     all.recoveries += w.recoveries;
+    all.ceiling_waits += w.ceiling_waits;
     all.rebalance_moves += w.rebalance_moves;
     all.requests_started += w.requests_started;
     all.requests_done += w.requests_done;

@@ -21,6 +21,9 @@ struct WindowStats {
   double node_seconds = 0;  // online nodes x window length (utilisation's denominator)
   int recoveries = 0;
   std::vector<float> recovery_s;  // from the failed step's send to its replay's answer
+  // Steps waited on past the step timeout (every stage answered, no other
+  // chain could take the session) instead of failed over.
+  int ceiling_waits = 0;
   int rebalance_moves = 0;        // nodes that moved to another block (node/rebalancer.h)
   int requests_started = 0, requests_done = 0, requests_failed = 0;
   int in_flight = 0, nodes_online = 0;
@@ -48,6 +51,7 @@ class Metrics {
   void cancelled_compute(double now, double seconds) { open(now).cancelled_compute_s += seconds; }
   void batch(double now, int tokens);
   void recovery(double now, double seconds);
+  void ceiling_wait(double now) { open(now).ceiling_waits++; }
   void rebalance_move(double now);
   void request_started(double now);
   void request_done(double now, bool completed);

@@ -171,6 +171,18 @@ class Request {
             [seed = seed_](int64_t x) { return script_token(seed, x); });
         options_.transport = transport_;
         session_ = std::make_unique<ChainSession>(*c, options_, &g_.steps);
+        // As PipelineBackend: past the step timeout, with every stage
+        // answering and no other chain to fail over to, wait on; each wait
+        // costs a failover.
+        session_->set_ceiling_wait([this](const std::vector<ChainStage>& at) {
+          if (recoveries_ >= kMaxRecoveries ||
+              other_chain_exists(w_.gateway_peers(r_.region, now_s()), at, kModelId,
+                                 w_.scenario.model.n_layer))
+            return false;
+          ++recoveries_;
+          w_.metrics.ceiling_wait(now_s());
+          return true;
+        });
         if (session_
                 ->open(kModelId, w_.scenario.model.n_layer, SamplingParams{},
                        r_.prompt_tokens + r_.output_tokens + 64)

@@ -332,3 +332,31 @@ TEST(SimulationTest, RebalancingNodesFillABlockThatLostItsNodes) {
 
 }  // namespace
 }  // namespace swarm::sim
+
+namespace swarm::sim {
+namespace {
+
+// One stream on the only chain there is, its 1,024-token prompt taking longer
+// than the gateway's 60 s step timeout (16 chunks of 2 s on each stage, one
+// stage after the other): every stage answers Info, so the gateway waits on
+// rather than replaying the prompt on the same two nodes, where it would take
+// as long again (and then again, until the request failed).
+TEST(SimulationTest, APromptPastTheStepTimeoutOnTheOnlyChainIsWaitedOn) {
+  Scenario s = load("two-stage-test");
+  s.classes[0].layer_time_points = {{1, 0.002}, {64, 0.5}};
+  s.requests.prompt = LengthDist{"fixed", 1024, 0, 0, 0};
+  s.requests.output = LengthDist{"fixed", 8, 0, 0, 0};
+  s.requests.total = 1;
+  s.duration_s = 600;
+  s.window_s = 600;
+  const nlohmann::json j = summary(run_in_child(s));
+  EXPECT_EQ(j.value("requests_done", 0), 1) << j.dump();
+  EXPECT_EQ(j.value("requests_failed", -1), 0);
+  EXPECT_EQ(j.value("recoveries", -1), 0);
+  EXPECT_EQ(j.value("ceiling_waits", 0), 1);
+  EXPECT_GT(j.value("ttft_ms_p50", 0.0), 60000);
+  EXPECT_LT(j.value("ttft_ms_p50", 0.0), 80000);
+}
+
+}  // namespace
+}  // namespace swarm::sim

@@ -8,10 +8,14 @@
 # Each configuration prints one JSON line: the real and the simulated aggregate
 # tokens/s, per-stream decode tokens/s and time to first token, and the
 # simulated/real ratio of each (the goal: within 10%, so 0.9 to 1.1), and CPU
-# seconds of the real run: the gateway's and the client's (not simulated), and
-# the nodes' next to their reported compute time; and the share of the nodes'
-# compute spent on steps a Cancel covered after they ran, real and simulated
-# (speculation's wasted work).
+# seconds of the real run: the gateway's and the client's, the nodes' next to
+# their reported compute time and their batches' CPU time (real_batch_cpu_s);
+# and the share of the nodes' compute spent on steps a Cancel covered after
+# they ran, real and simulated (speculation's wasted work). What the nodes
+# computed outside their batches per step they handled (message_overhead_us)
+# and the gateway and client per step answer (gateway_step_us) are computed on
+# the simulated machine's cores too, as they took this machine's
+# (SIM_MESSAGE_OVERHEAD_US and SIM_GATEWAY_STEP_US set them instead).
 # Model: synthetic TinyLlama-1.1B in Q8_0 (as bench/swarm_bench.sh), each node
 # on one thread, weights read into memory.
 #   bench/sim_validate.sh [BUILD] [TOKENS per request, default 32] [ONLY: a label's substring]
@@ -98,6 +102,17 @@ metric() {  # URL NAME -> the value of a counter on the gateway's /metrics (0 wh
 }
 field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
 ratio() { awk -v s="$1" -v r="$2" 'BEGIN { printf "%.3f", (r > 0 ? s / r : 0) }'; }
+# What else the real run computed on this machine's cores besides the nodes'
+# batches, for the simulated machine to carry too (run_sim): the nodes' CPU
+# outside their batches (gRPC's threads receiving, decoding, encoding and
+# sending steps) per step they handled, and the gateway's and the client's
+# per step answer. Unmeasured (a kill -9 run): the scenario's defaults.
+overheads() {  # -> sets $message_overhead_us and $gateway_step_us
+  message_overhead_us=$(awk -v c="${node_cpu:-0}" -v b="${batch_cpu:-0}" -v n="${node_steps:-0}" \
+    'BEGIN { if (c > 0 && n > 0) printf "%.1f", (c > b ? (c - b) / n * 1e6 : 0) }')
+  gateway_step_us=$(awk -v g="${gateway_cpu:-0}" -v k="${client_cpu:-0}" -v n="${gateway_steps:-0}" \
+    'BEGIN { if (g + k > 0 && n > 0) printf "%.1f", (g + k) / n * 1e6 }')
+}
 
 # CPU seconds the processes PIDS... have used (user + system), summed.
 cpu_s() {
@@ -187,6 +202,7 @@ run_real() {
     wait "$lg"
     real=$(cat "$WORK/loadgen.out")
     gateway_cpu=0 client_cpu=0 node_cpu=0 node_compute=0 cancelled_share=0  # not measured with a kill
+    batch_cpu=0 node_steps=0 gateway_steps=0
   else
     local TIMEFORMAT='%U %S' times
     { times=$( { time "$SWARM" loadgen --url "$url" -c "$streams" -r $((2 * streams)) -n "$TOKENS" \
@@ -202,6 +218,13 @@ run_real() {
       sed -n 's/.*batch: \([0-9]*\) tokens of .* \([0-9]*\) us CPU of this thread.*/\1 \2/p' |
       awk -v layers=$(((N_LAYER * (s + 1) / stages) - (N_LAYER * s / stages))) '{ print $1, $2 / 1e6 / layers }'
   done >"$TIMES.run"
+  # Every batch of every stage: the CPU its compute thread took, the steps it
+  # held, and the last stage's steps (one answer to the gateway each).
+  read -r batch_cpu node_steps gateway_steps < <(for ((s = 0; s < stages; s++)); do
+    tail -n +"$((log_lines0[s] + 1))" "$WORK/node$s.err" |
+      sed -n 's/.*batch: [0-9]* tokens of \([0-9]*\) steps, .* \([0-9]*\) us CPU of this thread.*/\1 \2/p' |
+      awk -v last=$((s == stages - 1)) '{ print $1, $2, last }'
+  done | awk '{ cpu += $2; steps += $1; if ($3) last += $1 } END { print cpu / 1e6, steps + 0, last + 0 }')
   local drafted accepted
   drafted=$(metric "$url" swarm_speculation_drafted_tokens_total)
   accepted=$(metric "$url" swarm_speculation_accepted_tokens_total)
@@ -254,6 +277,8 @@ run_sim() {  # STAGES DELAY STREAMS SPEC SLOWDOWN KILL ACCEPTANCE KILL_AFTER_S -
     [ "$kill" = 1 ] && echo "kills = [{node = $((stages - 1)), at_s = $kill_at, reset = true}]"
     echo "[machine]"
     echo "cores = $CORES"
+    local gateway_us=${SIM_GATEWAY_STEP_US:-$gateway_step_us}
+    [ -n "$gateway_us" ] && echo "gateway_step_us = $gateway_us"
     echo "[model]"
     echo "name = \"tinyllama-1.1b\""
     echo "layers = $N_LAYER"
@@ -273,7 +298,8 @@ run_sim() {  # STAGES DELAY STREAMS SPEC SLOWDOWN KILL ACCEPTANCE KILL_AFTER_S -
       echo "uplink_mbps = 100000"
       echo "downlink_mbps = 100000"
       echo "max_batch_tokens = 512"
-      [ -n "${SIM_MESSAGE_OVERHEAD_US:-}" ] && echo "message_overhead_us = $SIM_MESSAGE_OVERHEAD_US"
+      local message_us=${SIM_MESSAGE_OVERHEAD_US:-$message_overhead_us}
+      [ -n "$message_us" ] && echo "message_overhead_us = $message_us"
       echo "layer_time_points = $LAYER_POINTS"
       echo "head_time_points = $HEAD_POINTS"
       [ "$s" = 1 ] && echo "slowdown = $slow"
@@ -330,6 +356,8 @@ for config in "${CONFIGS[@]}"; do
     gateway_cpu=$(field gateway_cpu_s "$real") client_cpu=$(field client_cpu_s "$real")
     node_cpu=$(field node_cpu_s "$real") node_compute=$(field node_compute_s "$real")
     cancelled_share=$(field cancelled_compute_share "$real")
+    batch_cpu=$(field batch_cpu_s "$real") node_steps=$(field node_steps "$real")
+    gateway_steps=$(field gateway_steps "$real")
     first_held=$(field first_held "$real") after_hit=$(field after_hit "$real")
     proposal_rate=$(field proposal_rate "$real") guess_after_guess=$(field guess_after_guess "$real")
     kill_after_s=${kill_after_s:-0.5}
@@ -346,11 +374,13 @@ for config in "${CONFIGS[@]}"; do
     LAYER_POINTS="[$(run_points "$TIMES" "$LAYER_POINTS")]"
   fi
   HEAD_POINTS="[$(points "$TIMES" head_s decode)]"
+  overheads
   run_sim "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "$kill_after_s"
   ra=$(field aggregate_tok_s "$real") rs=$(field stream_tok_s "$real") rt=$(field ttft_ms "$real")
   sa=$(field aggregate_tok_s "$sim") ss=$(field stream_tok_s "$sim") st=$(field ttft_ms "$sim")
-  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"first_held":%s,"after_hit":%s,"proposal_rate":%s,"guess_after_guess":%s,"drafts_model":"%s","tb":"%s","kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s,"real_cancelled_compute_share":%s,"sim_cancelled_compute_share":%s}\n' \
+  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"first_held":%s,"after_hit":%s,"proposal_rate":%s,"guess_after_guess":%s,"drafts_model":"%s","tb":"%s","kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s,"real_cancelled_compute_share":%s,"sim_cancelled_compute_share":%s,"real_batch_cpu_s":%s,"real_node_steps":%s,"real_gateway_steps":%s,"message_overhead_us":%s,"gateway_step_us":%s}\n' \
     "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "${first_held:-0}" "${after_hit:-0}" "${proposal_rate:-1}" "${guess_after_guess:--1}" "$SIM_DRAFTS" "${SIM_TB:-run}" "${kill_after_s:-0}" "$(drift "$TIMES")" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
     "$rs" "$ss" "$(ratio "$ss" "$rs")" "$rt" "$st" "$(ratio "$st" "$rt")" "$(field errors "$real")" \
-    "${gateway_cpu:-0}" "${client_cpu:-0}" "${node_cpu:-0}" "${node_compute:-0}" "${cancelled_share:-0}" "${sim_cancelled_share:-0}"
+    "${gateway_cpu:-0}" "${client_cpu:-0}" "${node_cpu:-0}" "${node_compute:-0}" "${cancelled_share:-0}" "${sim_cancelled_share:-0}" \
+    "${batch_cpu:-0}" "${node_steps:-0}" "${gateway_steps:-0}" "${message_overhead_us:-20}" "${gateway_step_us:-0}"
 done

@@ -205,16 +205,7 @@ void run_node(World* world, int node) {
     const Hop& h0 = queue[plan.batch[0]].step->chain->hops[queue[plan.batch[0]].step->hop];
     const double alone = batch_seconds(w, node, b, h0.last_layer - h0.first_layer, head_rows);
     const double started = sg4::Engine::get_clock();
-    if (w.platform.machine) {
-      // One core of the shared machine; batches of other nodes that overlap
-      // this one share its cores, so it may take longer than `alone`.
-      sg4::ExecPtr exec = sg4::this_actor::exec_init(alone * kMachineCoreSpeed);
-      exec->set_host(w.platform.machine);
-      exec->start();
-      exec->wait();
-    } else {
-      sg4::this_actor::sleep_for(alone);
-    }
+    w.compute(alone);
     const double dt = sg4::Engine::get_clock() - started;
     // As a real node's batch line (node/batch_runner.cc), to set side by side.
     spdlog::debug("sim batch: {:.6f} s {}: {} tokens of {} steps, {:.0f} us", started, n.address, b,
@@ -258,7 +249,7 @@ void run_node(World* world, int node) {
     for (size_t i = 0; i < queue.size(); ++i) {
       if (queue[i].step == nullptr) continue;  // cancelled while it ran
       if (done[i]) {
-        if (per_message > 0) sg4::this_actor::sleep_for(per_message);
+        w.compute(per_message);
         forward(w, queue[i].step);
       } else {
         rest.push_back(queue[i]);

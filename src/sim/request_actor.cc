@@ -214,17 +214,22 @@ class Request {
   }
   // The next answer in the inbox, waiting until `until`; nullptr if none came.
   Step* receive(double until) {
-    std::unique_lock<sg4::Mutex> lock(*inbox_mu_);
-    while (inbox_.empty()) {
-      if (until >= SimTransport::kForever) {
-        inbox_cv_->wait(lock);
-      } else if (now_s() >= until ||
-                 inbox_cv_->wait_until(lock, until) == std::cv_status::timeout) {
-        if (inbox_.empty()) return nullptr;
+    Step* s = nullptr;
+    {
+      std::unique_lock<sg4::Mutex> lock(*inbox_mu_);
+      while (inbox_.empty()) {
+        if (until >= SimTransport::kForever) {
+          inbox_cv_->wait(lock);
+        } else if (now_s() >= until ||
+                   inbox_cv_->wait_until(lock, until) == std::cv_status::timeout) {
+          if (inbox_.empty()) return nullptr;
+        }
       }
+      s = inbox_.front();
+      inbox_.pop_front();
     }
-    Step* s = inbox_.front();
-    inbox_.pop_front();
+    // The gateway (and its client) handle the answer on the shared machine.
+    w_.compute(w_.scenario.machine_gateway_step_s);
     return s;
   }
 

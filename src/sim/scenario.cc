@@ -318,8 +318,9 @@ Result<Scenario> parse_scenario(const std::string& toml_text) {
     req.fail(req.name("total") + " needs " + req.name("streams") + " (closed-loop requests)");
 
   Fields machine = top.child("machine");
-  machine.check_known({"cores"});
+  machine.check_known({"cores", "gateway_step_us"});
   s.machine_cores = machine.integer("cores", 0, 1, 4096, top.has("machine"));
+  s.machine_gateway_step_s = machine.num("gateway_step_us", 0, 0, 1e7) * 1e-6;
   if (s.requests.arrival_rate == 0 && s.requests.streams == 0 && err.ok())
     req.fail(req.name("arrival_rate") + " or " + req.name("streams") + " must be > 0");
   if (top.has("requests")) {

@@ -36,7 +36,8 @@ struct NodeClass {
   double step_overhead_s = 0;  // per batch, whatever its size: messages decoded, sent
   // Per answer a batch sends, one after another (encoded and written): answers
   // of one batch reach the next stage spread out, not at one instant, so that
-  // stage starts on the first while the rest arrive, as real ones do.
+  // stage starts on the first while the rest arrive, as real ones do. On a
+  // shared machine (Scenario::machine_cores) it is work on its cores.
   double message_overhead_s = 20e-6;
   double memory_bandwidth = 0;                            // bytes/s, when no points are given
   double peak_flops = 0;                                  // FLOP/s
@@ -157,6 +158,10 @@ struct Scenario {
   // swarm of processes on one computer, as the real runs that validate the
   // simulator are): batches that overlap share its cores.
   int machine_cores = 0;
+  // With machine_cores: what the gateway and its clients compute per step
+  // answer they receive, on the same cores (in the validating runs they are
+  // processes on that computer too).
+  double machine_gateway_step_s = 0;
   double survey_interval_s = 5;  // how stale the gateways' load figures are
 };
 

@@ -105,6 +105,16 @@ TEST(ScenarioTest, ParsesATraceAWarmUpAndTheMode) {
   EXPECT_TRUE(s->speculation.always);
 }
 
+TEST(ScenarioTest, ParsesTheSharedMachine) {
+  Result<Scenario> s = parse_scenario(std::string(kMinimal) + "[machine]\ncores = 2\ngateway_step_us = 250\n");
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(s->machine_cores, 2);
+  EXPECT_DOUBLE_EQ(s->machine_gateway_step_s, 250e-6);
+  s = parse_scenario(std::string(kMinimal) + "[machine]\ncores = 2\ngateway_step_us = -1\n");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("gateway_step_us"), std::string::npos) << s.status().message();
+}
+
 TEST(ScenarioTest, RooflineComputeTimeAndCapacity) {
   NodeClass c;
   c.memory_bytes = 80e9;

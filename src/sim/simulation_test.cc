@@ -360,3 +360,22 @@ TEST(SimulationTest, APromptPastTheStepTimeoutOnTheOnlyChainIsWaitedOn) {
 
 }  // namespace
 }  // namespace swarm::sim
+
+namespace swarm::sim {
+namespace {
+
+// On a shared machine the gateway's own work per answer is computed on its
+// one core too: with the stream alone, nothing overlaps, and each 46 ms step
+// (TwoStagesOneStreamMatchTheHandComputedRate) takes 8 ms more.
+TEST(SimulationTest, TheGatewaysWorkOnASharedMachineAddsToEachStep) {
+  Scenario s = load("two-stage-test");
+  s.machine_cores = 1;
+  s.machine_gateway_step_s = 0.008;
+  for (NodeClass& c : s.classes) c.message_overhead_s = 0;
+  const nlohmann::json j = summary(run_in_child(s));
+  EXPECT_NEAR(j.value("latency_ms_p50", 0.0), 54.0, 0.54);
+  EXPECT_NEAR(j.value("tok_s", 0.0), 1 / 0.054, 0.01 / 0.054);
+}
+
+}  // namespace
+}  // namespace swarm::sim

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <simgrid/s4u/Actor.hpp>
+#include <simgrid/s4u/Exec.hpp>
 #include <simgrid/s4u/Mailbox.hpp>
 
 namespace swarm::sim {
@@ -24,6 +26,19 @@ World::World(Scenario s, std::vector<NodePlacement> place, Platform plat)
   }
   for (size_t r = 0; r < scenario.network.regions.size(); ++r)
     gateways.push_back(std::make_unique<GatewayState>());
+}
+
+void World::compute(double seconds) const {
+  namespace sg4 = simgrid::s4u;
+  if (seconds <= 0) return;
+  if (!platform.machine) {
+    sg4::this_actor::sleep_for(seconds);
+    return;
+  }
+  sg4::ExecPtr exec = sg4::this_actor::exec_init(seconds * kMachineCoreSpeed);
+  exec->set_host(platform.machine);
+  exec->start();
+  exec->wait();
 }
 
 int World::node_of(const std::string& address, int* incarnation) const {

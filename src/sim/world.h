@@ -112,6 +112,10 @@ struct World {
   int streams_running = 0;
   std::function<void(double)> end_run;
 
+  // `seconds` of one core's work by the calling actor: on the shared
+  // machine's cores (Scenario::machine_cores), where work that overlaps
+  // shares them, so it may take longer; without one, a plain wait.
+  void compute(double seconds) const;
   // Node index of an address, -1 when unknown; `incarnation` gets its incarnation.
   int node_of(const std::string& address, int* incarnation) const;
   // The peers a joining node (or a gateway) sees: every record not expired.

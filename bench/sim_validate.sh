@@ -11,11 +11,13 @@
 # seconds of the real run: the gateway's and the client's, the nodes' next to
 # their reported compute time and their batches' CPU time (real_batch_cpu_s);
 # and the share of the nodes' compute spent on steps a Cancel covered after
-# they ran, real and simulated (speculation's wasted work). What the nodes
-# computed outside their batches per step they handled (message_overhead_us)
-# and the gateway and client per step answer (gateway_step_us) are computed on
-# the simulated machine's cores too, as they took this machine's
-# (SIM_MESSAGE_OVERHEAD_US and SIM_GATEWAY_STEP_US set them instead).
+# they ran, real and simulated (speculation's wasted work); and what the
+# nodes computed outside their batches per step they handled
+# (real_message_overhead_us) and the gateway and client per step answer
+# (real_gateway_step_us). SIM_OVERHEADS=measured gives the simulated machine's
+# cores those two as well (the default, none, leaves them to the scenario's
+# defaults: they did not bring the simulator closer, doc/simulation.md);
+# SIM_MESSAGE_OVERHEAD_US and SIM_GATEWAY_STEP_US set them by hand.
 # Model: synthetic TinyLlama-1.1B in Q8_0 (as bench/swarm_bench.sh), each node
 # on one thread, weights read into memory.
 #   bench/sim_validate.sh [BUILD] [TOKENS per request, default 32] [ONLY: a label's substring]
@@ -35,6 +37,10 @@ set -euo pipefail
 case "${SIM_TB:=run}" in
   run | bench) ;;
   *) echo "SIM_TB=$SIM_TB: give run or bench" >&2; exit 2 ;;
+esac
+case "${SIM_OVERHEADS:=none}" in
+  none | measured) ;;
+  *) echo "SIM_OVERHEADS=$SIM_OVERHEADS: give none or measured" >&2; exit 2 ;;
 esac
 case "${SIM_DRAFTS:=trace}" in
   trace | tokens | runs) ;;
@@ -103,10 +109,11 @@ metric() {  # URL NAME -> the value of a counter on the gateway's /metrics (0 wh
 field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
 ratio() { awk -v s="$1" -v r="$2" 'BEGIN { printf "%.3f", (r > 0 ? s / r : 0) }'; }
 # What else the real run computed on this machine's cores besides the nodes'
-# batches, for the simulated machine to carry too (run_sim): the nodes' CPU
-# outside their batches (gRPC's threads receiving, decoding, encoding and
-# sending steps) per step they handled, and the gateway's and the client's
-# per step answer. Unmeasured (a kill -9 run): the scenario's defaults.
+# batches: the nodes' CPU outside their batches (gRPC's threads receiving,
+# decoding, encoding and sending steps) per step they handled, and the
+# gateway's and the client's per step answer. With SIM_OVERHEADS=measured,
+# run_sim puts both on the simulated machine's cores. Unmeasured (a kill -9
+# run): the scenario's defaults.
 overheads() {  # -> sets $message_overhead_us and $gateway_step_us
   message_overhead_us=$(awk -v c="${node_cpu:-0}" -v b="${batch_cpu:-0}" -v n="${node_steps:-0}" \
     'BEGIN { if (c > 0 && n > 0) printf "%.1f", (c > b ? (c - b) / n * 1e6 : 0) }')
@@ -277,7 +284,8 @@ run_sim() {  # STAGES DELAY STREAMS SPEC SLOWDOWN KILL ACCEPTANCE KILL_AFTER_S -
     [ "$kill" = 1 ] && echo "kills = [{node = $((stages - 1)), at_s = $kill_at, reset = true}]"
     echo "[machine]"
     echo "cores = $CORES"
-    local gateway_us=${SIM_GATEWAY_STEP_US:-$gateway_step_us}
+    local gateway_us=${SIM_GATEWAY_STEP_US:-}
+    [ "$SIM_OVERHEADS" = measured ] && gateway_us=${gateway_us:-$gateway_step_us}
     [ -n "$gateway_us" ] && echo "gateway_step_us = $gateway_us"
     echo "[model]"
     echo "name = \"tinyllama-1.1b\""
@@ -298,7 +306,8 @@ run_sim() {  # STAGES DELAY STREAMS SPEC SLOWDOWN KILL ACCEPTANCE KILL_AFTER_S -
       echo "uplink_mbps = 100000"
       echo "downlink_mbps = 100000"
       echo "max_batch_tokens = 512"
-      local message_us=${SIM_MESSAGE_OVERHEAD_US:-$message_overhead_us}
+      local message_us=${SIM_MESSAGE_OVERHEAD_US:-}
+      [ "$SIM_OVERHEADS" = measured ] && message_us=${message_us:-$message_overhead_us}
       [ -n "$message_us" ] && echo "message_overhead_us = $message_us"
       echo "layer_time_points = $LAYER_POINTS"
       echo "head_time_points = $HEAD_POINTS"
@@ -378,9 +387,9 @@ for config in "${CONFIGS[@]}"; do
   run_sim "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "$kill_after_s"
   ra=$(field aggregate_tok_s "$real") rs=$(field stream_tok_s "$real") rt=$(field ttft_ms "$real")
   sa=$(field aggregate_tok_s "$sim") ss=$(field stream_tok_s "$sim") st=$(field ttft_ms "$sim")
-  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"first_held":%s,"after_hit":%s,"proposal_rate":%s,"guess_after_guess":%s,"drafts_model":"%s","tb":"%s","kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s,"real_cancelled_compute_share":%s,"sim_cancelled_compute_share":%s,"real_batch_cpu_s":%s,"real_node_steps":%s,"real_gateway_steps":%s,"message_overhead_us":%s,"gateway_step_us":%s}\n' \
+  printf '{"bench":"sim_validate","label":"%s","stages":%d,"link_delay_ms":%d,"streams":%d,"speculate":"%s","slowdown":%s,"kill":%d,"acceptance":%s,"first_held":%s,"after_hit":%s,"proposal_rate":%s,"guess_after_guess":%s,"drafts_model":"%s","tb":"%s","kill_after_s":%s,"machine_drift":%s,"real_tok_s":%s,"sim_tok_s":%s,"tok_s_ratio":%s,"real_stream_tok_s":%s,"sim_stream_tok_s":%s,"stream_ratio":%s,"real_ttft_ms":%s,"sim_ttft_ms":%s,"ttft_ratio":%s,"real_errors":%s,"real_gateway_cpu_s":%s,"real_client_cpu_s":%s,"real_node_cpu_s":%s,"real_node_compute_s":%s,"real_cancelled_compute_share":%s,"sim_cancelled_compute_share":%s,"real_batch_cpu_s":%s,"real_node_steps":%s,"real_gateway_steps":%s,"real_message_overhead_us":%s,"real_gateway_step_us":%s,"overheads":"%s"}\n' \
     "$label" "$stages" "$delay" "$streams" "$spec" "$slow" "$kill" "$acceptance" "${first_held:-0}" "${after_hit:-0}" "${proposal_rate:-1}" "${guess_after_guess:--1}" "$SIM_DRAFTS" "${SIM_TB:-run}" "${kill_after_s:-0}" "$(drift "$TIMES")" "$ra" "$sa" "$(ratio "$sa" "$ra")" \
     "$rs" "$ss" "$(ratio "$ss" "$rs")" "$rt" "$st" "$(ratio "$st" "$rt")" "$(field errors "$real")" \
     "${gateway_cpu:-0}" "${client_cpu:-0}" "${node_cpu:-0}" "${node_compute:-0}" "${cancelled_share:-0}" "${sim_cancelled_share:-0}" \
-    "${batch_cpu:-0}" "${node_steps:-0}" "${gateway_steps:-0}" "${message_overhead_us:-20}" "${gateway_step_us:-0}"
+    "${batch_cpu:-0}" "${node_steps:-0}" "${gateway_steps:-0}" "${message_overhead_us:-0}" "${gateway_step_us:-0}" "$SIM_OVERHEADS"
 done

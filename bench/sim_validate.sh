@@ -265,6 +265,11 @@ CONFIGS=(
   "4 20 1 off 4 0" "4 20 16 off 4 0"
   "2 20 16 off 1 1"
 )
+# CONFIG="STAGES DELAY_MS STREAMS SPEC SLOWDOWN KILL" runs that configuration
+# alone instead, e.g. "4 20 16 off 40 0": prompts queued past the gateway's
+# 60 s step timeout on the only chain there is (doc/failover.md, "Past the
+# ceiling").
+[ -n "${CONFIG:-}" ] && CONFIGS=("$CONFIG")
 # The same configuration in the simulator: one node class per stage (so each
 # keeps its range and slowdown), every node computing on this machine's cores,
 # one-way delays as the real runs' emulated links, the measured acceptance.

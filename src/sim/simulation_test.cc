@@ -358,12 +358,6 @@ TEST(SimulationTest, APromptPastTheStepTimeoutOnTheOnlyChainIsWaitedOn) {
   EXPECT_LT(j.value("ttft_ms_p50", 0.0), 80000);
 }
 
-}  // namespace
-}  // namespace swarm::sim
-
-namespace swarm::sim {
-namespace {
-
 // On a shared machine the gateway's own work per answer is computed on its
 // one core too: with the stream alone, nothing overlaps, and each 46 ms step
 // (TwoStagesOneStreamMatchTheHandComputedRate) takes 8 ms more.

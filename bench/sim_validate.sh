@@ -209,7 +209,6 @@ run_real() {
     wait "$lg"
     real=$(cat "$WORK/loadgen.out")
     gateway_cpu=0 client_cpu=0 node_cpu=0 node_compute=0 cancelled_share=0  # not measured with a kill
-    batch_cpu=0 node_steps=0 gateway_steps=0
   else
     local TIMEFORMAT='%U %S' times
     { times=$( { time "$SWARM" loadgen --url "$url" -c "$streams" -r $((2 * streams)) -n "$TOKENS" \
@@ -218,20 +217,21 @@ run_real() {
     client_cpu=$(awk '{ print $1 + $2 }' <<<"$times")
     run_cpu
   fi
-  # Every batch the stages before the last ran during the measured run: its
-  # tokens and its CPU time per layer (the head is the last stage's).
-  for ((s = 0; s < stages - 1; s++)); do
+  # Every batch each stage ran during the measured run: the stage, its layers,
+  # the batch's tokens and steps, and the CPU time its compute thread took.
+  local batches
+  batches=$(for ((s = 0; s < stages; s++)); do
     tail -n +"$((log_lines0[s] + 1))" "$WORK/node$s.err" |
-      sed -n 's/.*batch: \([0-9]*\) tokens of .* \([0-9]*\) us CPU of this thread.*/\1 \2/p' |
-      awk -v layers=$(((N_LAYER * (s + 1) / stages) - (N_LAYER * s / stages))) '{ print $1, $2 / 1e6 / layers }'
-  done >"$TIMES.run"
-  # Every batch of every stage: the CPU its compute thread took, the steps it
-  # held, and the last stage's steps (one answer to the gateway each).
-  read -r batch_cpu node_steps gateway_steps < <(for ((s = 0; s < stages; s++)); do
-    tail -n +"$((log_lines0[s] + 1))" "$WORK/node$s.err" |
-      sed -n 's/.*batch: [0-9]* tokens of \([0-9]*\) steps, .* \([0-9]*\) us CPU of this thread.*/\1 \2/p' |
-      awk -v last=$((s == stages - 1)) '{ print $1, $2, last }'
-  done | awk '{ cpu += $2; steps += $1; if ($3) last += $1 } END { print cpu / 1e6, steps + 0, last + 0 }')
+      sed -n 's/.*batch: \([0-9]*\) tokens of \([0-9]*\) steps, .* \([0-9]*\) us CPU of this thread.*/\1 \2 \3/p' |
+      awk -v s="$s" -v layers=$(((N_LAYER * (s + 1) / stages) - (N_LAYER * s / stages))) '{ print s, layers, $0 }'
+  done)
+  # The stages before the last: tokens and CPU time per layer (the head is the
+  # last stage's).
+  awk -v last=$((stages - 1)) 'NF && $1 < last { print $3, $5 / 1e6 / $2 }' <<<"$batches" >"$TIMES.run"
+  # Every stage: the CPU time, the steps, and the last stage's steps (one
+  # answer to the gateway each).
+  read -r batch_cpu node_steps gateway_steps < <(awk -v last=$((stages - 1)) \
+    '{ cpu += $5; steps += $4; if (NF && $1 == last) answers += $4 } END { print cpu / 1e6, steps + 0, answers + 0 }' <<<"$batches")
   local drafted accepted
   drafted=$(metric "$url" swarm_speculation_drafted_tokens_total)
   accepted=$(metric "$url" swarm_speculation_accepted_tokens_total)
